@@ -1,0 +1,1 @@
+"""Adapters around the core: files in, JSON/terminal out."""

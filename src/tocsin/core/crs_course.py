@@ -1,0 +1,96 @@
+"""What every CRS scale shares: when CRS has begun, when it has resolved, and the fever waiver.
+
+* CRS **onset requires fever** (ASTCT 2019: "fever must be present at onset"): within a stretch of
+  activity (see :mod:`tocsin.core.episodes`) CRS begins at the first fever not attributed to another
+  cause.
+* The **fever waiver** (ASTCT footnote *): after antipyretic or anticytokine therapy given once CRS has
+  begun, fever is no longer required to grade later severity. Treatment given before the first fever
+  of the stretch (premedication, prophylaxis) does not waive it. The waiver ends with the episode.
+* **Resolution** is a configured rule (``episodes.crs_resolution``); a new fever after resolution opens
+  a new episode and needs fever again.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from tocsin.config import GradingConfig
+from tocsin.core.episodes import mark_stretches
+from tocsin.core.evidence import observation
+from tocsin.core.timeline import PID
+
+FEVER_RULE_DOI = "10.1016/j.bbmt.2018.12.758"
+
+
+def _activity(config: GradingConfig) -> pl.Expr:
+    fever_here = pl.col("fever_t") == pl.col("t")
+    if config.episodes.crs_resolution == "fever_gone_cytokines_falling":
+        cytokine_falling = pl.coalesce("il6_falling", "crp_falling")
+        return fever_here.fill_null(False) | (cytokine_falling == False).fill_null(False)  # noqa: E712
+    antipyretic_here = (pl.col("antipyretic_t") == pl.col("t")).fill_null(False)
+    oxygen = pl.col("on_oxygen").fill_null(False) & ~pl.col("hypoxia_attributed")
+    pressor = pl.col("any_vasopressor") & ~pl.col("hypotension_attributed")
+    return fever_here.fill_null(False) | antipyretic_here | oxygen | pressor
+
+
+def mark_crs_course(state: pl.DataFrame, config: GradingConfig) -> pl.DataFrame:
+    """Add stretches, ``crs_started`` (a fever opened CRS in this stretch), ``fever_now`` and the
+    waiver (``waived``, ``waiver_drug_ep``, ``waiver_t_ep``)."""
+    df = mark_stretches(state, _activity(config), config.episodes.crs_resolution_hours)
+    stretch = [PID, "stretch"]
+    fever_here = (pl.col("fever_t") == pl.col("t")).fill_null(False)
+    first_fever = pl.when(fever_here & (pl.col("stretch") > 0)).then(pl.col("t")) \
+        .fill_null(float("inf")).cum_min().over(stretch)
+    df = df.with_columns(pl.when(first_fever.is_finite()).then(first_fever).alias("first_fever_t"))
+    waiver_here = ((pl.col("waiver_drug_t") == pl.col("t")) & (pl.col("t") >= pl.col("first_fever_t"))) \
+        .fill_null(False)
+    df = df.with_columns(
+        pl.when(waiver_here).then(pl.col("t")).forward_fill().over(stretch).alias("waiver_t_ep"),
+        pl.when(waiver_here).then(pl.col("waiver_drug")).forward_fill().over(stretch).alias("waiver_drug_ep"),
+    )
+    crs_started = pl.col("in_episode") & pl.col("first_fever_t").is_not_null()
+    return df.with_columns(
+        crs_started.alias("crs_started"),
+        (pl.col("febrile") & ~pl.col("fever_attributed")).alias("fever_now"),
+        (crs_started & pl.col("waiver_t_ep").is_not_null()).alias("waived"),
+    )
+
+
+def fever_evidence() -> list[pl.Expr]:
+    """The fever (or the latest temperature), the waiver and any attribution in force."""
+    attributions = [
+        observation("alternative_cause", "alt_t", pl.concat_str([pl.lit(f + ":"), pl.col(f"alt_{f}")]),
+                    pl.col(f"{f}_attributed"))
+        for f in ("fever", "hypotension", "hypoxia")
+    ]
+    return [
+        observation("temperature", "fever_t", "fever_value", pl.col("fever_now"), "Cel"),
+        observation("temperature", "temp_t", "temp_value", ~pl.col("fever_now") & pl.col("temp_known"), "Cel"),
+        observation(pl.col("waiver_drug_ep"), "waiver_t_ep", pl.lit("given: fever requirement waived"),
+                    pl.col("waived") & ~pl.col("fever_now")),
+        *attributions,
+        observation("death", "death_t", "death_cause", pl.col("death_cause") == "crs"),
+    ]
+
+
+def crs_death() -> pl.Expr:
+    """Grade 5 only from an adjudicated death due to CRS."""
+    return (pl.col("death_cause") == "crs").fill_null(False)
+
+
+def vasopressor_names(df: pl.DataFrame) -> list[str]:
+    """The vasopressors present as state columns (``rate_<name>``) in a CRS frame."""
+    return [c.removeprefix("rate_") for c in df.columns if c.startswith("rate_") and not c.endswith("_t")]
+
+
+def support_evidence(pressors: list[str], hypotension_shown: pl.Expr, bp_shown: pl.Expr,
+                     hypoxia_shown: pl.Expr) -> list[pl.Expr]:
+    """Vasopressors running, the blood pressure, the O2 device and flow behind a support grade."""
+    return [
+        *[observation(p, f"rate_{p}_t", f"rate_{p}", hypotension_shown & (pl.col(f"rate_{p}") > 0))
+          for p in pressors],
+        observation(pl.col("bp_item"), "bp_t", "bp_value", bp_shown, "mm[Hg]"),
+        observation("oxygen", "o2_device_t", "o2_device", hypoxia_shown & pl.col("o2_device").is_not_null()),
+        observation("oxygen_flow", "o2_flow_t", "o2_flow_current",
+                    hypoxia_shown & pl.col("o2_flow_current").is_not_null(), "L/min"),
+    ]

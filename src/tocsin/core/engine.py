@@ -1,0 +1,102 @@
+"""The one grading engine: canonical events in, timelines, episodes and summaries out, for any batch size.
+
+A bedside request is a batch of one; a registry is a batch of ten thousand. Both run the same column
+expressions (DESIGN principle 2).
+
+Example
+-------
+>>> import polars as pl
+>>> from tocsin.config import GradingConfig
+>>> from tocsin.core.engine import grade_events
+>>> raw = pl.DataFrame({"patient_id": ["P", "P"], "day": ["0", "1.5"], "item": ["infusion", "temperature"],
+...                     "value": ["axi-cel", "101.3"], "unit": ["", "[degF]"], "file": "x", "line": [2, 3]})
+>>> result = grade_events(raw, GradingConfig())
+>>> result.crs_summary["max_grade"].to_list()
+[1]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+from tocsin.config import GradingConfig
+from tocsin.core.crs_astct2019 import grade_crs_astct2019
+from tocsin.core.crs_course import mark_crs_course
+from tocsin.core.crs_lee2014 import grade_crs_lee2014
+from tocsin.core.episodes import episodes_from_timeline, mark_stretches, patient_summary
+from tocsin.core.events import IngestLimits, NormalisedEvents, normalise_events
+from tocsin.core.icans_astct2019 import grade_icans_astct2019
+from tocsin.core.timeline import PID, crs_state, icans_state
+from tocsin.criteria import Scale, load_scale
+from tocsin.vocabulary import Vocabulary, load_vocabulary
+
+TIMELINE_COLUMNS = [PID, "t", "grade", "domain", "rule", "evidence", "missing"]
+
+
+@dataclass(frozen=True)
+class ToxicityResult:
+    """One toxicity's grades for a batch: the scale, the timeline, the episodes and a per-patient summary."""
+
+    scale: Scale
+    timeline: pl.DataFrame
+    episodes: pl.DataFrame
+    summary: pl.DataFrame
+
+
+@dataclass(frozen=True)
+class GradingResult:
+    config: GradingConfig
+    patients: pl.DataFrame
+    crs: ToxicityResult
+    icans: ToxicityResult
+    errors: pl.DataFrame
+
+    @property
+    def crs_timeline(self) -> pl.DataFrame:
+        return self.crs.timeline
+
+    @property
+    def crs_summary(self) -> pl.DataFrame:
+        return self.crs.summary
+
+
+def grade_crs(events: pl.DataFrame, patients: pl.DataFrame, config: GradingConfig,
+              vocabulary: Vocabulary) -> ToxicityResult:
+    state = crs_state(events, patients, vocabulary, config)
+    course = mark_crs_course(state, config)
+    if config.crs.scale == "lee2014":
+        graded, scale = grade_crs_lee2014(course, config), load_scale("crs_lee2014")
+    else:
+        graded, scale = grade_crs_astct2019(course, config), load_scale("crs_astct2019")
+    timeline = graded.select(*TIMELINE_COLUMNS, "stretch", "quiet_since", "resolved_row", "waived",
+                             "waiver_drug_ep", "waiver_t_ep")
+    episodes = episodes_from_timeline(timeline)
+    return ToxicityResult(scale, timeline, episodes, patient_summary(timeline, episodes))
+
+
+def grade_icans(events: pl.DataFrame, patients: pl.DataFrame, config: GradingConfig) -> ToxicityResult:
+    graded = grade_icans_astct2019(icans_state(events, patients, config), config)
+    active = (pl.col("grade") >= 1).fill_null(False)
+    timeline = mark_stretches(graded, active, config.episodes.icans_resolution_hours).select(
+        *TIMELINE_COLUMNS, "stretch", "quiet_since", "resolved_row")
+    episodes = episodes_from_timeline(timeline)
+    return ToxicityResult(load_scale("icans_astct2019"), timeline, episodes, patient_summary(timeline, episodes))
+
+
+def grade_normalised(normalised: NormalisedEvents, config: GradingConfig,
+                     vocabulary: Vocabulary | None = None) -> GradingResult:
+    """Grade already validated events (the errors, if any, are carried along for reporting)."""
+    vocab = vocabulary or load_vocabulary()
+    events, patients = normalised.events, normalised.patients
+    return GradingResult(config=config, patients=patients, crs=grade_crs(events, patients, config, vocab),
+                         icans=grade_icans(events, patients, config), errors=normalised.errors)
+
+
+def grade_events(raw: pl.DataFrame, config: GradingConfig, limits: IngestLimits | None = None,
+                 vocabulary: Vocabulary | None = None) -> GradingResult:
+    """Validate, normalise and grade raw event rows (rows with errors are left out and reported)."""
+    vocab = vocabulary or load_vocabulary()
+    normalised = normalise_events(raw, vocab, limits or IngestLimits(earliest_day=config.earliest_day))
+    return grade_normalised(normalised, config, vocab)

@@ -1,0 +1,86 @@
+"""Episodes: onset, peak, resolution, duration and recurrence, from a graded timeline.
+
+One mechanism serves CRS and ICANS. A row is *active* when the toxicity is present by the configured
+resolution rule (for CRS by default: fever, antipyretic given, supplemental O2 or a vasopressor; for
+ICANS: grade >= 1). Active rows belong to one *stretch* until the patient has been quiet (no active
+row) for ``hold_hours``, measured from the first quiet assessment; the stretch is then resolved at that
+first quiet assessment, and the next active row opens a new stretch. An episode is a stretch in which
+the grade reached 1 or more. A stretch still open at the last observation is reported as ongoing.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from tocsin.core.timeline import HOURS_PER_DAY, PID, ffill
+
+
+def mark_stretches(df: pl.DataFrame, active: pl.Expr, hold_hours: float) -> pl.DataFrame:
+    """Add ``active``, ``stretch`` (0 before the first active row), ``quiet_since``, ``resolved_row``
+    (quiet for at least ``hold_hours``) and ``in_episode`` (in a stretch and not yet resolved)."""
+    df = df.with_columns(active.fill_null(False).alias("active"))
+    previous_active = pl.col("active").shift(1).over(PID).fill_null(True)
+    quiet_start = pl.when(~pl.col("active") & previous_active).then(pl.col("t"))
+    df = df.with_columns(
+        pl.when(~pl.col("active")).then(ffill(quiet_start)).alias("quiet_since"),
+        pl.col("active").cast(pl.Int32).cum_sum().over(PID).alias("n_active"),
+    )
+    resolved = (~pl.col("active") & (pl.col("n_active") > 0)
+                & ((pl.col("t") - pl.col("quiet_since")) * HOURS_PER_DAY >= hold_hours))
+    df = df.with_columns(resolved.alias("resolved_row"))
+    new_stretch = pl.col("active") & ((pl.col("n_active") == 1)
+                                      | pl.col("resolved_row").shift(1).over(PID).fill_null(False))
+    df = df.with_columns(new_stretch.cast(pl.Int32).cum_sum().over(PID).alias("stretch"))
+    return df.with_columns(((pl.col("stretch") > 0) & ~pl.col("resolved_row")).alias("in_episode")).drop(
+        "n_active")
+
+
+def episodes_from_timeline(timeline: pl.DataFrame) -> pl.DataFrame:
+    """One row per episode: patient, number, onset/peak/resolution days, duration, ongoing, recurrence."""
+    last_seen = timeline.group_by(PID).agg(pl.col("t").max().alias("last_t"))
+    graded = pl.col("grade") >= 1
+    episodes = (
+        timeline.filter(pl.col("stretch") > 0)
+        .group_by([PID, "stretch"], maintain_order=True)
+        .agg(
+            pl.col("t").filter(graded).first().alias("onset_day"),
+            pl.col("grade").max().alias("peak_grade"),
+            pl.col("t").filter(pl.col("grade") == pl.col("grade").max()).first().alias("peak_day"),
+            pl.col("quiet_since").filter(pl.col("resolved_row")).first().alias("resolved_day"),
+        )
+        .filter(pl.col("peak_grade") >= 1)
+        .join(last_seen, on=PID, how="left")
+        .with_columns(pl.int_range(1, pl.len() + 1).over(PID).alias("episode"))
+    )
+    return episodes.with_columns(
+        pl.col("resolved_day").is_null().alias("ongoing"),
+        (pl.coalesce("resolved_day", "last_t") - pl.col("onset_day")).round(4).alias("duration_days"),
+        (pl.col("episode") > 1).alias("recurrence"),
+    ).select(PID, "episode", "onset_day", "peak_grade", "peak_day", "resolved_day", "duration_days",
+             "ongoing", "recurrence")
+
+
+def patient_summary(timeline: pl.DataFrame, episodes: pl.DataFrame, max_grade: int = 5) -> pl.DataFrame:
+    """Per patient: max grade, time to first onset, number of episodes, calendar days at each grade.
+
+    Days at a grade count the study days (day 0 = infusion day) whose highest grade was that grade.
+    """
+    daily = (timeline.filter(pl.col("grade").is_not_null())
+             .with_columns(pl.col("t").floor().cast(pl.Int32).alias("study_day"))
+             .group_by([PID, "study_day"]).agg(pl.col("grade").max()))
+    counts = daily.group_by(PID).agg(
+        *[(pl.col("grade") == g).sum().cast(pl.Int32).alias(f"days_grade_{g}") for g in range(max_grade + 1)],
+        pl.col("grade").max().alias("max_grade"))
+    first = episodes.group_by(PID).agg(pl.col("onset_day").min().alias("onset_day"),
+                                       pl.len().cast(pl.Int32).alias("n_episodes"))
+    patients = timeline.select(PID).unique(maintain_order=True)
+    return (patients.join(counts, on=PID, how="left").join(first, on=PID, how="left")
+            .with_columns(pl.col("n_episodes").fill_null(0)))
+
+
+def daily_max(timeline: pl.DataFrame) -> pl.DataFrame:
+    """Highest grade per patient and study day (the way the source papers report a daily grade)."""
+    return (timeline.with_columns(pl.col("t").floor().cast(pl.Int32).alias("study_day"))
+            .group_by([PID, "study_day"], maintain_order=True)
+            .agg(pl.col("grade").max().alias("grade"), pl.col("grade").is_null().all().alias("ungraded")))
+

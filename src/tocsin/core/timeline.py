@@ -1,0 +1,239 @@
+"""Timeline: the patient's state at every assessment time, built column-wise for a whole batch.
+
+Every state column is a forward fill within the patient ("the last value seen", "the last time this
+happened"), so one pass over sorted events serves one patient or ten thousand. How long an observation
+stays valid is a parameter of the grading config:
+
+* support is a state until changed: an oxygen device until the next ``oxygen`` row, each vasopressor
+  until a row with rate 0;
+* a fever counts for ``crs.fever_window_hours`` after it was measured; a blood pressure for
+  ``crs.bp_validity_hours``; ICE/CAPD and consciousness for ``icans.neuro_validity_hours``; a seizure
+  for ``icans.seizure_validity_hours`` unless a later row says ``none``;
+* an ``alternative_cause`` (``finding:cause``) holds until a later ``finding:none``;
+* treatment given so far (anti-cytokine or antipyretic) is tracked with its drug and time.
+
+Assessment times are the distinct times at which any item relevant to the toxicity was recorded; the
+state at that time includes every row at that time.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from tocsin.config import GradingConfig
+from tocsin.criteria import load_scale
+from tocsin.vocabulary import Vocabulary
+
+PID = "patient_id"
+HOURS_PER_DAY = 24.0
+
+
+def ffill(expr: pl.Expr, *, by: str | list[str] = PID) -> pl.Expr:
+    """Forward fill within the patient (rows are sorted by patient, then time)."""
+    return expr.forward_fill().over(by)
+
+
+def when_item(item: str | list[str], value: pl.Expr) -> pl.Expr:
+    """``value`` on rows of ``item`` (or any of the items), null elsewhere."""
+    cond = pl.col("item") == item if isinstance(item, str) else pl.col("item").is_in(item)
+    return pl.when(cond).then(value)
+
+
+def last_time(condition: pl.Expr) -> pl.Expr:
+    """Time of the most recent row (at or before this one) where ``condition`` held."""
+    return ffill(pl.when(condition).then(pl.col("t")))
+
+
+def hours_since(column: str) -> pl.Expr:
+    return (pl.col("t") - pl.col(column)) * HOURS_PER_DAY
+
+
+def _attribution(finding: str) -> pl.Expr:
+    """The cause currently attributed to ``finding`` (null or 'none' = not attributed)."""
+    prefix = f"{finding}:"
+    cause = when_item("alternative_cause", pl.when(pl.col("cat").str.to_lowercase().str.starts_with(prefix))
+                      .then(pl.col("cat").str.split_exact(":", 1).struct.field("field_1").str.strip_chars()))
+    return ffill(cause).alias(f"alt_{finding}")
+
+
+def _attributed(finding: str) -> pl.Expr:
+    col = pl.col(f"alt_{finding}")
+    return col.is_not_null() & (col.str.to_lowercase() != "none")
+
+
+def last_row_per_time(df: pl.DataFrame) -> pl.DataFrame:
+    """Keep the last row of each (patient, time): after forward fills it holds the state at that time."""
+    last = (pl.col("t") != pl.col("t").shift(-1)) | (pl.col(PID) != pl.col(PID).shift(-1))
+    return df.filter(last.fill_null(True))
+
+
+def crs_state(events: pl.DataFrame, patients: pl.DataFrame, vocabulary: Vocabulary,
+              config: GradingConfig) -> pl.DataFrame:
+    """State relevant to CRS at every CRS assessment time, for every patient in ``events``."""
+    c = config.crs
+    pressors = vocabulary.names_where(vasopressor=True)
+    anticytokine = vocabulary.names_where(anti_cytokine=True)
+    antipyretic = vocabulary.names_where(antipyretic=True)
+    waiver_items = anticytokine + (antipyretic if c.waiver_drugs == "anticytokine_or_antipyretic" else [])
+    items = ["temperature", "sbp", "map", "oxygen", "oxygen_flow", "fio2", "fluid_bolus", "alternative_cause",
+             "death", "il6", "crp", *pressors, *anticytokine, *antipyretic]
+
+    df = events.filter(pl.col("item").is_in(items)).join(
+        patients.select(PID, "age_years"), on=PID, how="left")
+    age = pl.col("age_years")
+    sbp_threshold = (pl.when(age.is_not_null() & (age <= c.pediatric_max_age_years))
+                     .then(c.pediatric_sbp_base_mm_hg + c.pediatric_sbp_per_year_mm_hg * age.clip(lower_bound=1))
+                     .otherwise(c.hypotension_sbp_mm_hg))
+    df = df.with_columns(_attribution("fever"), _attribution("hypotension"), _attribution("hypoxia"),
+                         sbp_threshold.alias("sbp_threshold"))
+    is_temp = pl.col("item") == "temperature"
+    fever_row = is_temp & (pl.col("num") >= c.fever_celsius) & ~_attributed("fever")
+    low_sbp = (pl.col("item") == "sbp") & (pl.col("num") < pl.col("sbp_threshold"))
+    low_map = ((pl.col("item") == "map") & (pl.col("num") < c.hypotension_map_mm_hg)
+               if c.hypotension_map_mm_hg is not None else pl.lit(False))
+    cytokine = _cytokine_trend()
+    df = df.with_columns(
+        last_time(fever_row).alias("fever_t"),
+        ffill(pl.when(fever_row).then(pl.col("num"))).alias("fever_value"),
+        last_time(is_temp).alias("temp_t"),
+        ffill(when_item("temperature", pl.col("num"))).alias("temp_value"),
+        fever_row.alias("fever_here"),
+        last_time(pl.col("item").is_in(["sbp", "map"])).alias("bp_t"),
+        ffill(when_item(["sbp", "map"], pl.col("item"))).alias("bp_item"),
+        ffill(when_item(["sbp", "map"], pl.col("num"))).alias("bp_value"),
+        ffill(when_item(["sbp", "map"], low_sbp | low_map)).alias("bp_low"),
+        ffill(when_item("oxygen", pl.col("cat"))).alias("o2_device"),
+        last_time(pl.col("item") == "oxygen").alias("o2_device_t"),
+        ffill(when_item("oxygen_flow", pl.col("num"))).alias("o2_flow"),
+        last_time(pl.col("item") == "oxygen_flow").alias("o2_flow_t"),
+        ffill(when_item("fio2", pl.col("num"))).alias("fio2"),
+        last_time(pl.col("item") == "fio2").alias("fio2_t"),
+        *[ffill(when_item(p, pl.col("num"))).fill_null(0.0).alias(f"rate_{p}") for p in pressors],
+        *[last_time(pl.col("item") == p).alias(f"rate_{p}_t") for p in pressors],
+        last_time(pl.col("item").is_in(waiver_items)).alias("waiver_drug_t"),
+        ffill(when_item(waiver_items, pl.col("item"))).alias("waiver_drug"),
+        last_time(pl.col("item").is_in(antipyretic)).alias("antipyretic_t"),
+        ffill(when_item("death", pl.col("cat"))).alias("death_cause"),
+        last_time(pl.col("item") == "death").alias("death_t"),
+        last_time(pl.col("item") == "alternative_cause").alias("alt_t"),
+        *cytokine,
+    )
+    df = last_row_per_time(df)
+    return _derive_support(df, pressors, config)
+
+
+def _cytokine_trend() -> list[pl.Expr]:
+    """Whether the latest IL-6 (or, if never measured, CRP) is lower than the measurement before it."""
+    out = []
+    for lab in ("il6", "crp"):
+        value = when_item(lab, pl.col("num"))
+        previous = value.forward_fill().shift(1).over(PID)
+        falling = when_item(lab, value < previous)
+        out.append(ffill(falling).alias(f"{lab}_falling"))
+    return out
+
+
+def _derive_support(df: pl.DataFrame, pressors: list[str], config: GradingConfig) -> pl.DataFrame:
+    c = config.crs
+    scale = load_scale("crs_astct2019")
+    device_grade = scale.table("oxygen_device_grade")
+    excluded = set(scale.table("not_counted_for_multiple_vasopressors"))
+    counted = [p for p in pressors if p not in excluded]
+    device_tier = pl.col("o2_device").replace_strict(device_grade, default=None, return_dtype=pl.Int8)
+    # A flow belongs to the current device only if it was recorded with it or later.
+    flow = pl.when(pl.col("o2_device_t").is_null() | (pl.col("o2_flow_t") >= pl.col("o2_device_t"))) \
+        .then(pl.col("o2_flow"))
+    on_oxygen = (pl.when(pl.col("o2_device").is_not_null()).then(pl.col("o2_device") != "room_air")
+                 .otherwise(flow.fill_null(0) > 0))
+    return df.with_columns(
+        flow.alias("o2_flow_current"),
+        on_oxygen.alias("on_oxygen"),
+        device_tier.alias("o2_device_tier"),
+        pl.sum_horizontal([(pl.col(f"rate_{p}") > 0).cast(pl.Int8) for p in counted]).alias("n_vasopressors"),
+        pl.any_horizontal([pl.col(f"rate_{p}") > 0 for p in pressors]).alias("any_vasopressor"),
+        ((pl.col("t") - pl.col("fever_t")) * HOURS_PER_DAY <= c.fever_window_hours).fill_null(False)
+        .alias("febrile"),
+        ((pl.col("t") - pl.col("temp_t")) * HOURS_PER_DAY <= c.fever_window_hours).fill_null(False)
+        .alias("temp_known"),
+        ((pl.col("t") - pl.col("bp_t")) * HOURS_PER_DAY <= c.bp_validity_hours).fill_null(False)
+        .alias("bp_known"),
+        _attributed("fever").alias("fever_attributed"),
+        _attributed("hypotension").alias("hypotension_attributed"),
+        _attributed("hypoxia").alias("hypoxia_attributed"),
+    )
+
+
+def icans_state(events: pl.DataFrame, patients: pl.DataFrame, config: GradingConfig) -> pl.DataFrame:
+    """State relevant to ICANS at every neurological assessment time."""
+    scale = load_scale("icans_astct2019")
+    ice_items: list[str] = scale.table("ice_items")
+    capd_items: list[str] = scale.table("capd_items")
+    domains = ["consciousness", "global_aphasia", "seizure", "motor_weakness", "cerebral_edema", "icp_sign"]
+    items = ["ice_score", "capd_score", *ice_items, *capd_items, *domains, "alternative_cause", "death"]
+    neuro = events.filter(pl.col("item").is_in(items))
+
+    def item_value(name: str, column: str = "num") -> pl.Expr:
+        return pl.col(column).filter(pl.col("item") == name).last().alias(name)
+
+    # Scores given as items are summed at the time they were recorded; all items must be present.
+    per_time = neuro.group_by([PID, "t"], maintain_order=True).agg(
+        item_value("ice_score"), item_value("capd_score"),
+        pl.sum_horizontal([item_value(i) for i in ice_items]).alias("ice_items_sum"),
+        pl.concat_list([pl.when(item_value(i).is_null()).then(pl.lit(i)) for i in ice_items])
+        .alias("ice_items_missing"),
+        pl.sum_horizontal([item_value(i) for i in capd_items]).alias("capd_items_sum"),
+        pl.concat_list([pl.when(item_value(i).is_null()).then(pl.lit(i)) for i in capd_items])
+        .alias("capd_items_missing"),
+        pl.col("item").is_in(ice_items).any().alias("ice_items_given"),
+        pl.col("item").is_in(capd_items).any().alias("capd_items_given"),
+        *[item_value(d, "cat") for d in domains],
+        item_value("death", "cat").alias("death_here"),
+        pl.col("cat").filter(pl.col("item") == "alternative_cause").alias("alt_rows"),
+    ).sort([PID, "t"])
+    per_time = per_time.with_columns(
+        pl.col("ice_items_missing").list.drop_nulls(), pl.col("capd_items_missing").list.drop_nulls())
+    ice_from_items = pl.when(pl.col("ice_items_given") & (pl.col("ice_items_missing").list.len() == 0)) \
+        .then(pl.col("ice_items_sum"))
+    capd_from_items = pl.when(pl.col("capd_items_given") & (pl.col("capd_items_missing").list.len() == 0)) \
+        .then(pl.col("capd_items_sum"))
+    df = per_time.with_columns(
+        pl.coalesce("ice_score", ice_from_items).alias("ice_here"),
+        pl.coalesce("capd_score", capd_from_items).alias("capd_here"),
+        pl.when(pl.col("ice_score").is_null() & pl.col("ice_items_given")).then(pl.col("ice_items_missing"))
+        .alias("ice_incomplete"),
+        pl.when(pl.col("capd_score").is_null() & pl.col("capd_items_given"))
+        .then(pl.col("capd_items_missing")).alias("capd_incomplete"),
+    ).join(patients.select(PID, "age_years"), on=PID, how="left")
+
+    # Attributions: explode per time is cheap here (neuro rows are few).
+    findings = ["ice", "capd", "consciousness", "seizure", "motor_weakness", "cerebral_edema", "icp_sign"]
+    alt_cols = []
+    for f in findings:
+        cause = pl.col("alt_rows").list.eval(
+            pl.element().filter(pl.element().str.to_lowercase().str.starts_with(f + ":"))
+            .str.split_exact(":", 1).struct.field("field_1").str.strip_chars()).list.last()
+        alt_cols.append(ffill(cause).alias(f"alt_{f}"))
+    df = df.with_columns(alt_cols)
+
+    def stamp(name: str, column: str) -> list[pl.Expr]:
+        return [ffill(pl.col(column)).alias(f"{name}_value"),
+                last_time(pl.col(column).is_not_null()).alias(f"{name}_t")]
+
+    df = df.with_columns(
+        *stamp("ice", "ice_here"), *stamp("capd", "capd_here"),
+        *[e for d in domains for e in stamp(d, d)],
+        ffill(pl.col("ice_incomplete")).alias("ice_incomplete_last"),
+        ffill(pl.col("capd_incomplete")).alias("capd_incomplete_last"),
+        ffill(pl.col("death_here")).alias("death_cause"),
+        last_time(pl.col("death_here").is_not_null()).alias("death_t"),
+    )
+    i = config.icans
+    fresh = {name: ((pl.col("t") - pl.col(f"{name}_t")) * HOURS_PER_DAY <= i.neuro_validity_hours)
+             .fill_null(False) for name in ("ice", "capd", "consciousness", "global_aphasia")}
+    seizure_fresh = ((pl.col("t") - pl.col("seizure_t")) * HOURS_PER_DAY <= i.seizure_validity_hours) \
+        .fill_null(False)
+    return df.with_columns(
+        *[v.alias(f"{k}_fresh") for k, v in fresh.items()],
+        seizure_fresh.alias("seizure_fresh"),
+        *[_attributed(f).alias(f"{f}_attributed") for f in findings],
+    )

@@ -1,0 +1,165 @@
+"""The versioned item vocabulary: which items an event file may carry, in which units, with which values.
+
+The table itself is data (``tocsin/data/vocabulary.yaml``); this module loads and validates it once,
+answers look-ups (aliases, nearest valid name) and publishes it as JSON Schema.
+
+Example
+-------
+>>> from tocsin.vocabulary import load_vocabulary
+>>> vocab = load_vocabulary()
+>>> vocab.resolve_item("Temp")
+'temperature'
+>>> vocab.items["temperature"].unit
+'Cel'
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from rapidfuzz import process
+
+ItemKind = Literal["patient", "vital", "support", "neuro", "drug", "attribution", "lab", "outcome"]
+ValueType = Literal["number", "category", "boolean", "text", "date"]
+
+
+class Codes(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    loinc: str | None = None
+    rxnorm: str | None = None
+    snomed: str | None = None
+    verified: bool = True
+
+
+class ItemDefinition(BaseModel):
+    """One row of the vocabulary table."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    item: str
+    kind: ItemKind
+    value_type: ValueType
+    description: str = ""
+    unit: str | None = None
+    per_kg_unit: str | None = None
+    range: tuple[float, float] | None = None
+    integer: bool = False
+    fraction_to_percent: bool = False
+    values: tuple[str, ...] = ()
+    value_aliases: dict[str, str] = Field(default_factory=dict)
+    codes: Codes = Field(default_factory=Codes)
+    aliases: tuple[str, ...] = ()
+    vasopressor: bool = False
+    anti_cytokine: bool = False
+    steroid: bool = False
+    antipyretic: bool = False
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ItemDefinition:
+        if self.value_type == "number" and (self.unit is None or self.range is None):
+            raise ValueError(f"numeric item {self.item!r} needs a canonical unit and a range")
+        if self.value_type == "category" and not self.values:
+            raise ValueError(f"category item {self.item!r} needs allowed values")
+        bad = [v for v in self.value_aliases.values() if v not in self.values]
+        if bad:
+            raise ValueError(f"item {self.item!r}: value aliases point to unknown values {bad}")
+        return self
+
+
+class Vocabulary(BaseModel):
+    """The whole table, indexed by canonical item name."""
+
+    model_config = ConfigDict(frozen=True)
+    version: str
+    items: dict[str, ItemDefinition]
+
+    _aliases: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _unique_aliases(self) -> Vocabulary:
+        seen: dict[str, str] = {}
+        for name, definition in self.items.items():
+            for alias in (name, *definition.aliases):
+                key = alias.lower()
+                if key in seen and seen[key] != name:
+                    raise ValueError(f"alias {alias!r} is used by both {seen[key]!r} and {name!r}")
+                seen[key] = name
+        self._aliases = seen
+        return self
+
+    @property
+    def alias_map(self) -> dict[str, str]:
+        """Every accepted spelling (lower case) -> canonical item name."""
+        return self._aliases
+
+    def resolve_item(self, name: str) -> str | None:
+        return self.alias_map.get(name.strip().lower())
+
+    def nearest_item(self, name: str) -> str | None:
+        """The closest valid item name, for the "did you mean" part of an error message."""
+        match = process.extractOne(name.strip().lower(), list(self.alias_map))
+        if match is None or match[1] < 60:
+            return None
+        return self.alias_map[match[0]]
+
+    def names_where(self, **flags: Any) -> list[str]:
+        """Items whose attributes equal the given values, e.g. ``names_where(vasopressor=True)``."""
+        return [n for n, d in self.items.items() if all(getattr(d, k) == v for k, v in flags.items())]
+
+    def json_schema(self) -> dict[str, Any]:
+        """JSON Schema (2020-12) of one event row, generated from the table."""
+        item_names = sorted(self.alias_map)
+        branches = []
+        for name, d in sorted(self.items.items()):
+            names = sorted({name, *d.aliases})
+            value: dict[str, Any]
+            if d.value_type == "number":
+                value = {"type": ["number", "string"], "description": f"{d.range[0]}..{d.range[1]} {d.unit}"}
+            elif d.value_type == "category":
+                value = {"enum": sorted({*d.values, *d.value_aliases})}
+            elif d.value_type == "boolean":
+                value = {"enum": [True, False, "true", "false", "yes", "no", "1", "0"]}
+            else:
+                value = {"type": "string"}
+            branch: dict[str, Any] = {
+                "if": {"properties": {"item": {"enum": names}}},
+                "then": {"properties": {"value": value}},
+            }
+            if d.unit:
+                branch["then"]["properties"]["unit"] = {
+                    "type": "string",
+                    "description": f"UCUM, convertible to {d.unit}"
+                    + (f" (or {d.per_kg_unit}, multiplied by weight)" if d.per_kg_unit else ""),
+                }
+            branches.append(branch)
+        return {
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "$id": f"https://tocsin.example/schema/event/{self.version}",
+            "title": f"Tocsin event row (vocabulary {self.version})",
+            "type": "object",
+            "required": ["patient_id", "item", "value"],
+            "oneOf": [{"required": ["time"]}, {"required": ["day"]}],
+            "properties": {
+                "patient_id": {"type": "string", "minLength": 1},
+                "time": {"type": "string", "format": "date-time"},
+                "day": {"type": "number", "description": "days since infusion (day 0 = infusion)"},
+                "item": {"enum": item_names},
+                "value": {},
+                "unit": {"type": "string"},
+                "source": {"type": "string"},
+                "note": {"type": "string"},
+            },
+            "allOf": branches,
+        }
+
+
+@cache
+def load_vocabulary() -> Vocabulary:
+    """Load and validate the packaged vocabulary table (cached: it is immutable)."""
+    text = resources.files("tocsin.data").joinpath("vocabulary.yaml").read_text(encoding="utf-8")
+    raw = yaml.safe_load(text)
+    items = {row["item"]: ItemDefinition.model_validate(row) for row in raw["items"]}
+    return Vocabulary(version=str(raw["version"]), items=items)
