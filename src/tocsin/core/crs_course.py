@@ -23,14 +23,20 @@ FEVER_RULE_DOI = "10.1016/j.bbmt.2018.12.758"
 
 
 def _activity(config: GradingConfig) -> pl.Expr:
-    fever_here = pl.col("fever_t") == pl.col("t")
+    """Rows at which CRS is not (yet) resolved by the configured rule.
+
+    Being afebrile must be observed: a row with no temperature in the fever window is not quiet, so
+    sparse charting never resolves an episode by silence.
+    """
+    fever_here = (pl.col("fever_t") == pl.col("t")).fill_null(False)
+    unobserved = ~pl.col("temp_known")
     if config.episodes.crs_resolution == "fever_gone_cytokines_falling":
         cytokine_falling = pl.coalesce("il6_falling", "crp_falling")
-        return fever_here.fill_null(False) | (cytokine_falling == False).fill_null(False)  # noqa: E712
+        return fever_here | unobserved | (cytokine_falling == False).fill_null(False)  # noqa: E712
     antipyretic_here = (pl.col("antipyretic_t") == pl.col("t")).fill_null(False)
     oxygen = pl.col("on_oxygen").fill_null(False) & ~pl.col("hypoxia_attributed")
     pressor = pl.col("any_vasopressor") & ~pl.col("hypotension_attributed")
-    return fever_here.fill_null(False) | antipyretic_here | oxygen | pressor
+    return fever_here | unobserved | antipyretic_here | oxygen | pressor
 
 
 def mark_crs_course(state: pl.DataFrame, config: GradingConfig) -> pl.DataFrame:

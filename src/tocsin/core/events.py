@@ -13,6 +13,7 @@ The original value and unit are kept beside the canonical ones.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 import polars as pl
 
@@ -35,10 +36,14 @@ _DECIMALS = 6
 
 @dataclass(frozen=True)
 class IngestLimits:
-    """Time limits for rows (days since infusion). Rows outside are rejected as implausible."""
+    """Time limits for rows. Rows outside are rejected as implausible.
+
+    ``not_after`` is the caller's "now" (the core has no clock): rows with a clock time later than it
+    are in the future.
+    """
 
     earliest_day: float = -30.0
-    latest_day: float | None = None  # set by the caller from its clock for files with real times
+    not_after: datetime | None = None
 
 
 @dataclass
@@ -263,8 +268,8 @@ def _resolve_times(df: pl.DataFrame, limits: IngestLimits) -> tuple[pl.DataFrame
         "day {} is before the earliest plausible day ({} days before infusion)", pl.col("t").round(2),
         pl.lit(-limits.earliest_day)), pl.lit("check the date or the infusion date"), pl.col("t")))
     bad = too_early
-    if limits.latest_day is not None:
-        too_late = course & (pl.col("t") > limits.latest_day)
+    if limits.not_after is not None:
+        too_late = course & (pl.col("time_dt") > limits.not_after).fill_null(False)
         errors.append(_error_frame(df.filter(too_late), "time", pl.lit("time is in the future"),
                                    pl.lit("check the date"), pl.col("time_raw")))
         bad = bad | too_late

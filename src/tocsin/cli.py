@@ -1,0 +1,145 @@
+"""The ``tocsin`` command line: grade event files, run the demo, generate synthetic cohorts, publish schemas.
+
+Exit codes: 0 success; 2 bad input (nothing is graded unless ``--lenient``).
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime, timezone
+from enum import Enum
+from importlib import resources
+from pathlib import Path
+from typing import Annotated
+
+import orjson
+import typer
+from rich.console import Console
+
+from tocsin.adapters.config_file import ConfigFileError, load_config
+from tocsin.adapters.console import print_document, print_problems
+from tocsin.adapters.files import InputFileError, read_event_files
+from tocsin.adapters.json_output import result_document
+from tocsin.config import GradingConfig
+from tocsin.core.engine import grade_normalised
+from tocsin.core.events import IngestLimits, normalise_events
+from tocsin.vocabulary import load_vocabulary
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Tocsin: explained CAR-T toxicity grades (CRS, ICANS) from the raw course.")
+BAD_INPUT = 2
+
+
+class CrsScaleOption(str, Enum):
+    astct2019 = "astct2019"
+    lee2014 = "lee2014"
+
+
+def _config(config_file: Path | None, crs_scale: CrsScaleOption | None) -> GradingConfig:
+    config = load_config(config_file) if config_file else GradingConfig()
+    if crs_scale is not None:
+        config = config.model_copy(update={"crs": config.crs.model_copy(update={"scale": crs_scale.value})})
+    return config
+
+
+def _fail(message: str) -> None:
+    Console(stderr=True).print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(BAD_INPUT)
+
+
+def run_grading(files: list[Path], config: GradingConfig, lenient: bool) -> dict:
+    """Read, validate and grade; raise ``typer.Exit(2)`` on bad input unless lenient."""
+    vocabulary = load_vocabulary()
+    raw = read_event_files(files)
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    normalised = normalise_events(raw, vocabulary, IngestLimits(earliest_day=config.earliest_day, not_after=now))
+    if not normalised.ok and not lenient:
+        err = Console(stderr=True)
+        print_problems(normalised.errors.to_dicts(), err)
+        err.print(f"[bold red]{normalised.problems.height} row(s) refused; nothing was graded.[/] "
+                  "Fix them, or use --lenient to grade the valid rows and report the rest.")
+        raise typer.Exit(BAD_INPUT)
+    return result_document(grade_normalised(normalised, config, vocabulary))
+
+
+@app.command()
+def grade(
+    files: Annotated[list[Path], typer.Argument(help="Event files (.csv, .parquet, .jsonl).")],
+    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables.")] = False,
+    crs_scale: Annotated[CrsScaleOption | None, typer.Option("--crs-scale", help="CRS scale.")] = None,
+    config_file: Annotated[Path | None, typer.Option("--config", help="Grading config (TOML or YAML).")] = None,
+    lenient: Annotated[bool, typer.Option("--lenient", help="Grade valid rows; report the bad ones.")] = False,
+    out: Annotated[Path | None, typer.Option("--out", help="Also write the JSON document to this file.")] = None,
+) -> None:
+    """Grade CRS and ICANS for every patient in the event files, with the reason for every grade."""
+    try:
+        config = _config(config_file, crs_scale)
+        document = run_grading(files, config, lenient)
+    except (InputFileError, ConfigFileError) as exc:
+        _fail(str(exc))
+        return
+    payload = orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(payload)
+    if json_output:
+        sys.stdout.buffer.write(payload + b"\n")
+    else:
+        print_document(document)
+
+
+def example_files() -> list[Path]:
+    """The bundled example courses: packaged in a wheel, or the repository's ``examples/`` in a checkout."""
+    packaged = resources.files("tocsin").joinpath("examples")
+    folder = Path(str(packaged)) if packaged.is_dir() else Path(__file__).resolve().parents[2] / "examples"
+    return sorted(p for p in folder.glob("*.csv"))
+
+
+@app.command()
+def demo(
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """Grade the bundled example courses (source papers) and print a readable summary per patient."""
+    files = example_files()
+    if not files:
+        _fail("no example courses found (expected examples/*.csv)")
+    document = run_grading(files, GradingConfig(name="default"), lenient=False)
+    if json_output:
+        sys.stdout.buffer.write(orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
+    else:
+        print_document(document)
+
+
+class SynthFormat(str, Enum):
+    parquet = "parquet"
+    csv = "csv"
+
+
+@app.command()
+def synth(
+    patients: Annotated[int, typer.Option("--patients", min=1, help="Number of patients.")] = 100,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same cohort).")] = 1,
+    out: Annotated[Path, typer.Option("--out", help="Output directory.")] = Path("synthetic"),
+    fmt: Annotated[SynthFormat, typer.Option("--format", help="File format.")] = SynthFormat.parquet,
+) -> None:
+    """Generate a deterministic synthetic cohort of 30-day courses with ground-truth labels."""
+    from tocsin.synth import generate_cohort, write_cohort
+
+    cohort = generate_cohort(patients, seed)
+    paths = write_cohort(cohort, out, fmt.value)
+    Console().print(f"{cohort.events.height:,} events for {patients:,} patients -> "
+                    + ", ".join(str(p) for p in paths))
+
+
+@app.command()
+def schema(
+    out: Annotated[Path, typer.Option("--out", help="Where to write the JSON Schema.")] = Path("docs/event.schema.json"),
+) -> None:
+    """Publish the event-row JSON Schema generated from the vocabulary table."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(orjson.dumps(load_vocabulary().json_schema(), option=orjson.OPT_INDENT_2) + b"\n")
+    Console().print(f"wrote {out}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()
