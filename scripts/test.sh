@@ -1,0 +1,5 @@
+#!/usr/bin/env bash
+# Install (pinned, into .venv) and run the whole test suite.
+source "$(dirname "${BASH_SOURCE[0]}")/_env.sh"
+cd "$ROOT"
+exec python -m pytest -n 2 -q "$@"
