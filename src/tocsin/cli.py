@@ -134,11 +134,18 @@ def synth(
 @app.command()
 def schema(
     out: Annotated[Path, typer.Option("--out", help="Where to write the JSON Schema.")] = Path("docs/event.schema.json"),
+    markdown: Annotated[Path | None, typer.Option("--markdown", help="Also write the vocabulary as Markdown.")] = None,
 ) -> None:
-    """Publish the event-row JSON Schema generated from the vocabulary table."""
+    """Publish the event-row JSON Schema (and the vocabulary page) generated from the vocabulary table."""
+    vocabulary = load_vocabulary()
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(orjson.dumps(load_vocabulary().json_schema(), option=orjson.OPT_INDENT_2) + b"\n")
-    Console().print(f"wrote {out}")
+    out.write_bytes(orjson.dumps(vocabulary.json_schema(), option=orjson.OPT_INDENT_2) + b"\n")
+    written = [out]
+    if markdown is not None:
+        markdown.parent.mkdir(parents=True, exist_ok=True)
+        markdown.write_text(vocabulary.markdown(), encoding="utf-8")
+        written.append(markdown)
+    Console().print("wrote " + ", ".join(str(p) for p in written))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,886 @@
+"""Deterministic synthetic CAR-T cohorts with ground-truth CRS and ICANS grades.
+
+``generate_cohort(n, seed)`` returns long-format events (the input every Tocsin adapter produces, see
+``DESIGN.md``) and one label row per patient: the ASTCT 2019 CRS and ICANS grades that the generator
+*planned* and then wrote into the events so that a correct ASTCT grader must derive exactly those
+labels. The generator is pure (no I/O, no clock, no globals that change); :func:`write_cohort` is the
+small writer around it. Same ``(n_patients, seed, days)`` gives byte-identical frames; each patient has
+its own random stream seeded by ``(seed, patient index)``, so patient ``SYN00042`` is the same course in
+a cohort of 100 and in one of 10,000 drawn with the same seed and ``days``.
+
+Generative model (one patient)
+------------------------------
+* **Baseline.** ~10 % children aged 3-11 y (tisagenlecleucel for B-ALL, weight by age); adults 18-84 y
+  with a product mix of axi-cel, tisa-cel, liso-cel, brexu-cel (large B-cell lymphoma, FL, MCL, B-ALL)
+  and cilta-cel, ide-cel (myeloma). Rows at day 0: ``infusion`` (value = product), ``age``,
+  ``weight``, ``sex``, ``disease``. Day 0 is the infusion; ``day`` counts days since it.
+* **Monitoring.** One vital-sign set (temperature, SBP, DBP, MAP, heart rate, respiratory rate, SpO2)
+  every 2, 3 or 4 h (chosen per patient), hourly from CRS onset until 12 h after its resolution.
+  CRP, IL-6 and ferritin every morning. A neuro assessment every 8 or 12 h: ICE (age >= 12) or CAPD
+  (age < 12) plus the level of consciousness.
+* **CRS.** Occurs in ~80 % of patients, more often and more severe with axi-cel and brexu-cel, less
+  with liso-cel and the BCMA products. Onset on day 1-7 (earliest with axi-cel, brexu-cel and ide-cel,
+  latest with cilta-cel), always with a fever >= 38.2 °C at a scheduled vital check. The planned ASTCT
+  maximum grade is reached by two "support tracks" that rise and fall like a staircase:
+  blood pressure (hypotension SBP < 90 mmHg treated with fluids -> one vasopressor, norepinephrine,
+  sometimes with vasopressin -> a second vasopressor that is not vasopressin) and oxygen (nasal cannula
+  1-6 L/min -> high-flow nasal cannula > 6 L/min or a face mask -> BiPAP or mechanical ventilation).
+  Grade 1 = fever only. Grade 2 = nasal cannula and/or hypotension without vasopressors (hypotension
+  only in patients >= 10 y; children under 10 reach grade 2 by oxygen). Grade 3 = one vasopressor or
+  HFNC/face mask. Grade 4 = two non-vasopressin vasopressors or positive pressure. Paracetamol is
+  given at the fever and every 6-8 h while it lasts; tocilizumab (8 mg/kg, 12 mg/kg under 30 kg,
+  at most 800 mg) 0.5-3 h after grade 2 is reached, repeated >= 8 h later in some; dexamethasone
+  10 mg q6h from grade 3. After tocilizumab the fever usually (85 %) settles within 3-18 h while the
+  support may continue; otherwise a second dose follows. Duration ~2-10 days. ~12 % of CRS patients
+  have a second, milder episode that starts >= 60 h after the first resolved (no fever, antipyretic,
+  oxygen or vasopressor in between).
+* **ICANS.** ~30 % overall (more with CRS grade and with axi-cel/brexu-cel), mostly 1-5 days after
+  CRS onset (days 3-10); a staircase of ICANS levels with ICE 7-9 / 3-6 / 0-2 (or CAPD 1-8 / >= 9),
+  depressed consciousness, and for the severest a rapidly resolving seizure or cerebral oedema.
+  Dexamethasone 10 mg q6h while ICANS is grade >= 2.
+* **Mixed units, on purpose** (each per patient): temperature in ``[degF]`` (~30 %), CRP in ``mg/dL``
+  (~30 %), norepinephrine in ``ug/kg/min`` (~40 %; the ``weight`` row is always present), FiO2 as a
+  fraction with unit ``"1"`` (~40 %).
+
+Why the labels are unambiguous
+------------------------------
+Every escalation of support starts while the patient is febrile (the latest temperature before and after
+it is >= 38.2 °C) or after tocilizumab in the same episode, so any reading of the ASTCT fever waiver
+(anticytokine only, or also antipyretics) gives the same grade. Outside planned episodes there is no
+temperature >= 38 °C (at most 37.6 °C), no SBP < 90 mmHg or MAP < 65 mmHg, no oxygen, no vasopressor
+and SpO2 >= 94 % on room air; in grade 1 episodes the same holds apart from the fever. A face mask runs
+at > 6 L/min, so grading by device or by flow agrees. Hypoxia is documented by one SpO2 of 88-91 % on
+room air in the hour before oxygen starts. Temperatures are >= 38.2 °C or <= 37.6 °C, so rounding
+to 0.1 °F cannot move a value across 38.0 °C. ICANS labels are the maximum ASTCT grade of the
+assessments actually written (ICE 10 = normal; ICE 7-9 = 1, 3-6 = 2, 0-2 = 3; CAPD 1-8 = 1, >= 9 = 3;
+consciousness awakens spontaneously = 1, to voice = 2, to touch = 3, unarousable = 4 with ICE 0 or
+no CAPD); ICE 0 is only written with a depressed consciousness, never awake.
+
+Grade distribution and sources
+------------------------------
+The targets, of all patients: no CRS ~20 %, grade 1 ~36 %, grade 2 ~28 %, grade 3 ~10 %, grade 4 ~5 %;
+ICANS ~30 %. They are a deliberate blend, not a reproduction, of the pivotal CD19 trials, which used
+older scales: ZUMA-1 (axi-cel; Neelapu SS et al., N Engl J Med 2017;377:2531-2544,
+doi:10.1056/NEJMoa1707447): CRS 93 %, grade >= 3 13 % (Lee 2014), median onset day 2; neurological
+events 64 %, grade >= 3 28 %. JULIET (tisa-cel; Schuster SJ et al., N Engl J Med 2019;380:45-56,
+doi:10.1056/NEJMoa1804980): CRS 58 %, grade >= 3 22 % (Penn scale), median onset day 3; neurological
+events 21 %, grade >= 3 12 %. The grades themselves follow ASTCT 2019 (Lee DW et al., Biol Blood Marrow
+Transplant 2019;25:625-638, doi:10.1016/j.bbmt.2018.12.758). The cohort is for testing and benchmarking
+software, not for clinical inference.
+
+Example
+-------
+>>> cohort = generate_cohort(3, seed=1)
+>>> cohort.events.columns
+['patient_id', 'day', 'item', 'value', 'unit', 'source']
+>>> cohort.labels["patient_id"].to_list()
+['SYN00001', 'SYN00002', 'SYN00003']
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import polars as pl
+
+__all__ = ["PRODUCTS", "SyntheticCohort", "generate_cohort", "write_cohort", "EVENT_SCHEMA", "LABEL_SCHEMA"]
+
+EVENT_SCHEMA: dict[str, pl.DataType] = {
+    "patient_id": pl.String(), "day": pl.Float64(), "item": pl.String(), "value": pl.String(),
+    "unit": pl.String(), "source": pl.String(),
+}
+LABEL_SCHEMA: dict[str, pl.DataType] = {
+    "patient_id": pl.String(), "crs_max_grade": pl.Int8(), "crs_onset_day": pl.Float64(),
+    "crs_episodes": pl.Int8(), "icans_max_grade": pl.Int8(), "icans_onset_day": pl.Float64(),
+    "age": pl.Float64(), "product": pl.String(),
+}
+SOURCE = "synth"
+MIN_DAYS = 14
+_STREAM = 0x7A5C  # separates this generator's random streams from any other use of the same seed
+
+PRODUCTS = ("axi-cel", "tisa-cel", "liso-cel", "brexu-cel", "cilta-cel", "ide-cel")
+
+# Items in tie-break order: rows of one patient at the same minute are written in this order.
+_ITEMS = (
+    "infusion", "age", "weight", "sex", "disease",
+    "temperature", "sbp", "dbp", "map", "heart_rate", "resp_rate", "spo2",
+    "oxygen", "oxygen_flow", "fio2",
+    "norepinephrine", "epinephrine", "phenylephrine", "dopamine", "vasopressin", "fluid_bolus",
+    "ice_score", "capd_score", "consciousness", "seizure", "cerebral_edema",
+    "tocilizumab", "dexamethasone", "antipyretic",
+    "crp", "il6", "ferritin",
+)
+_I = {name: i for i, name in enumerate(_ITEMS)}
+_UNITS = ("", "a", "kg", "Cel", "[degF]", "mm[Hg]", "/min", "%", "L/min", "1", "ug/min", "ug/kg/min",
+          "U/min", "mL", "{score}", "mg", "mg/L", "mg/dL", "pg/mL", "ng/mL")
+_U = {name: i for i, name in enumerate(_UNITS)}
+_DISEASES = ("DLBCL", "HGBL", "PMBCL", "FL", "MCL", "B-ALL", "MM")
+_O2_DEVICES = ("room_air", "nasal_cannula", "high_flow_nasal_cannula", "face_mask", "bipap",
+               "mechanical_ventilation")
+_CONSCIOUSNESS = ("awake", "awakens_spontaneously", "awakens_to_voice", "awakens_to_touch", "unarousable")
+_TEXTS = (*PRODUCTS, "female", "male", *_DISEASES, *_O2_DEVICES, *_CONSCIOUSNESS, "paracetamol",
+          "rapidly_resolving", "focal", "diffuse")
+_T = {name: i for i, name in enumerate(_TEXTS)}
+_CONS0 = _T["awake"]  # consciousness codes are contiguous: _CONS0 + ASTCT consciousness grade
+
+_VITAL_ITEMS = np.array([_I[x] for x in ("temperature", "sbp", "dbp", "map", "heart_rate", "resp_rate",
+                                          "spo2")], dtype=np.int16)
+_VITAL_DEC = np.array([1, 0, 0, 0, 0, 0, 0], dtype=np.int8)
+_VITAL_UNITS = np.array([_U[x] for x in ("Cel", "mm[Hg]", "mm[Hg]", "mm[Hg]", "/min", "/min", "%")],
+                        dtype=np.int8)
+_LAB_ITEMS = np.array([_I["crp"], _I["il6"], _I["ferritin"]], dtype=np.int16)
+
+# Per product: adult share, P(CRS), onset-day weights (days 1..7), severity and ICANS multipliers.
+_PRODUCT_PARAMS: dict[str, dict] = {
+    "axi-cel": dict(share=0.32, p_crs=0.92, onset=(35, 35, 18, 8, 4, 0, 0), severe=1.35, icans=1.45),
+    "tisa-cel": dict(share=0.14, p_crs=0.70, onset=(15, 25, 25, 15, 10, 5, 5), severe=1.0, icans=0.6),
+    "liso-cel": dict(share=0.14, p_crs=0.58, onset=(0, 10, 20, 25, 20, 15, 10), severe=0.55, icans=0.9),
+    "brexu-cel": dict(share=0.12, p_crs=0.91, onset=(30, 35, 20, 10, 5, 0, 0), severe=1.35, icans=1.45),
+    "cilta-cel": dict(share=0.14, p_crs=0.92, onset=(0, 0, 0, 15, 25, 30, 30), severe=0.5, icans=0.55),
+    "ide-cel": dict(share=0.14, p_crs=0.86, onset=(40, 35, 20, 5, 0, 0, 0), severe=0.6, icans=0.55),
+}
+_CHILD = dict(p_crs=0.78, onset=(20, 30, 25, 15, 10, 0, 0), severe=1.2, icans=0.8)
+P_CHILD = 0.10
+_GRADE_GIVEN_CRS = (0.455, 0.36, 0.125, 0.06)  # grades 1-4 before the product's severity tilt
+_P_SECOND_EPISODE = 0.12
+_P_ICANS_BY_CRS = (0.07, 0.2, 0.38, 0.62, 0.75)  # by planned CRS grade 0-4, before the product tilt
+
+
+@dataclass(frozen=True)
+class SyntheticCohort:
+    """A synthetic cohort: long-format ``events`` and one ``labels`` row per patient.
+
+    ``events``: patient_id, day, item, value, unit, source (see :data:`EVENT_SCHEMA`).
+    ``labels``: patient_id, crs_max_grade, crs_onset_day, crs_episodes, icans_max_grade,
+    icans_onset_day, age, product (see :data:`LABEL_SCHEMA`); grades are ASTCT 2019, onsets are the
+    ``day`` of the first event that shows the toxicity (the onset fever; the first abnormal neuro
+    assessment), null when there is none.
+    """
+
+    events: pl.DataFrame
+    labels: pl.DataFrame
+
+
+class _Draws:
+    """Scalar draws for the planning logic, taken from the patient's generator in blocks (fast)."""
+
+    __slots__ = ("_rng", "_buf", "_i")
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        self._rng = rng
+        self._buf: list[float] = []
+        self._i = 0
+
+    def u(self) -> float:
+        if self._i >= len(self._buf):
+            self._buf = self._rng.random(256).tolist()
+            self._i = 0
+        x = self._buf[self._i]
+        self._i += 1
+        return x
+
+    def uniform(self, a: float, b: float) -> float:
+        return a + (b - a) * self.u()
+
+    def integer(self, a: int, b: int) -> int:
+        """Uniform on a..b inclusive."""
+        return min(b, a + int(self.u() * (b - a + 1)))
+
+    def chance(self, p: float) -> bool:
+        return self.u() < p
+
+    def weighted(self, weights: tuple[float, ...] | list[float]) -> int:
+        """Index drawn with probability proportional to ``weights``."""
+        x = self.u() * sum(weights)
+        acc = 0.0
+        for i, w in enumerate(weights):
+            acc += w
+            if x < acc:
+                return i
+        return max(i for i, w in enumerate(weights) if w > 0)
+
+
+class _Acc:
+    """Accumulates rows for the whole cohort; dense blocks as arrays, sparse rows as lists."""
+
+    def __init__(self) -> None:
+        # sparse rows: patient index, minute, item, number, decimals, text code, unit
+        self.pid: list[int] = []
+        self.minute: list[int] = []
+        self.item: list[int] = []
+        self.num: list[float] = []
+        self.dec: list[int] = []
+        self.txt: list[int] = []
+        self.unit: list[int] = []
+        # vitals: one row per reading, 7 values
+        self.v_pid: list[np.ndarray] = []
+        self.v_minute: list[np.ndarray] = []
+        self.v_vals: list[np.ndarray] = []
+        self.v_degf: list[np.ndarray] = []
+        # labs: one row per draw, 3 values
+        self.l_pid: list[np.ndarray] = []
+        self.l_minute: list[np.ndarray] = []
+        self.l_vals: list[np.ndarray] = []
+        self.l_crp_mgdl: list[np.ndarray] = []
+        # neuro assessments: score item (-1 = none), score, consciousness grade
+        self.n_pid: list[np.ndarray] = []
+        self.n_minute: list[np.ndarray] = []
+        self.n_item: list[np.ndarray] = []
+        self.n_score: list[np.ndarray] = []
+        self.n_cons: list[np.ndarray] = []
+
+
+class _Patient:
+    """Writes one patient's sparse rows and hourly state."""
+
+    def __init__(self, acc: _Acc, pid: int, hours: int) -> None:
+        self.acc = acc
+        self.pid = pid
+        self.fever = np.full(hours, np.nan)
+        self.bp = np.zeros(hours, dtype=np.int8)  # 0 normal, 1 hypotension, 2 on vasopressor(s)
+        self.o2 = np.zeros(hours, dtype=np.int8)  # 0 room air, 1 low flow, 2 high flow/mask, 3 positive pressure
+        self.o2_device = np.zeros(hours, dtype=np.int8)  # index into _O2_DEVICES
+        self.desat = np.zeros(hours, dtype=bool)
+        self.tight = np.zeros(hours, dtype=bool)
+
+    def num(self, minute: float, item: str, value: float, dec: int, unit: str) -> None:
+        a = self.acc
+        a.pid.append(self.pid)
+        a.minute.append(int(round(minute)))
+        a.item.append(_I[item])
+        a.num.append(round(float(value), dec))
+        a.dec.append(dec)
+        a.txt.append(-1)
+        a.unit.append(_U[unit])
+
+    def text(self, minute: float, item: str, value: str) -> None:
+        a = self.acc
+        a.pid.append(self.pid)
+        a.minute.append(int(round(minute)))
+        a.item.append(_I[item])
+        a.num.append(0.0)
+        a.dec.append(0)
+        a.txt.append(_T[value])
+        a.unit.append(0)
+
+
+@dataclass
+class _Episode:
+    grade: int
+    f0: int  # fever onset hour (a scheduled vital check)
+    end: int  # resolution hour: last of fever, oxygen, vasopressor
+    toci: float | None  # first tocilizumab (hours), for the IL-6 rebound
+    dex_minutes: list[int]
+
+
+def _track_segments(d: _Draws, start: int, peak: int, kind: str, limit: int,
+                    long_low: bool) -> list[tuple[int, int, int]]:
+    """Staircase of (start hour, end hour, level): up to ``peak``, then down to 0; clipped to ``limit``."""
+    segs: list[tuple[int, int, int]] = []
+    t = start
+    if kind == "bp":
+        ups = [(1, d.integer(1, 3))] if peak >= 2 else []
+        if peak == 3:
+            ups.append((2, d.integer(2, 10)))
+        peak_dur = d.integer(3, 16) if peak == 1 else d.integer(12, 60)
+        downs = [(2, d.integer(8, 36))] if peak == 3 else []
+    else:
+        ups = [(lv, d.integer(2, 10)) for lv in range(1, peak)]
+        peak_dur = d.integer(24, 96) if (peak == 1 and long_low) else (
+            d.integer(8, 30) if peak == 1 else d.integer(12, 60))
+        downs = [(lv, d.integer(8, 36)) for lv in range(peak - 1, 0, -1)]
+    for lv, dur in [*ups, (peak, peak_dur), *downs]:
+        if t >= limit:
+            break
+        e = min(t + dur, limit)
+        segs.append((t, e, lv))
+        t = e
+    return segs
+
+
+def _plan_episode(d: _Draws, pt: _Patient, grade: int, f0: int, limit: int, ctx: dict) -> _Episode:
+    """Write one CRS episode of planned ASTCT ``grade`` starting with a fever at hour ``f0``."""
+    age, weight = ctx["age"], ctx["weight"]
+    t_peak = min(40.6, 38.5 + 0.3 * grade + d.uniform(0.0, 1.0))
+    antipyretic_gap = (6.0, 8.0)
+    dex_minutes: list[int] = []
+    toci_first: float | None = None
+
+    if grade == 1:
+        f1 = min(f0 + d.integer(48, 120), limit)
+        end = f1
+    else:
+        s0 = f0 + d.integer(6, 36)
+        bp_peak = o2_peak = 0
+        hypo_ok = age >= 10
+        if grade == 2:
+            mode = d.weighted((0.45, 0.35, 0.20)) if hypo_ok else 0
+            o2_peak = 1 if mode in (0, 2) else 0
+            bp_peak = 1 if mode in (1, 2) else 0
+            main = "o2" if o2_peak else "bp"
+        else:
+            main = "bp" if d.chance(0.5 if grade == 3 else 0.45) else "o2"
+            if main == "bp":
+                bp_peak = grade - 1
+            else:
+                o2_peak = grade - 1
+            if d.chance(0.5):
+                low = 1 if grade == 3 else d.integer(1, 2)
+                if main == "bp":
+                    o2_peak = low
+                elif low == 2 or hypo_ok:
+                    bp_peak = low
+        tracks = {}
+        if main == "o2":
+            tracks["o2"] = _track_segments(d, s0, o2_peak, "o2", limit, long_low=True)
+            if bp_peak:
+                tracks["bp"] = _track_segments(d, s0 + d.integer(0, 10), bp_peak, "bp", limit, False)
+        else:
+            tracks["bp"] = _track_segments(d, s0, bp_peak, "bp", limit, False)
+            if o2_peak:
+                tracks["o2"] = _track_segments(d, s0 + d.integer(0, 10), o2_peak, "o2", limit,
+                                               long_low=grade == 2)
+        # A secondary track must start before the main one has ended (no quiet gap inside the episode).
+        main_end = tracks[main][-1][1]
+        for k in list(tracks):
+            if k != main and (not tracks[k] or tracks[k][0][0] >= main_end - 1):
+                del tracks[k]
+        support_end = max(segs[-1][1] for segs in tracks.values())
+
+        # Tocilizumab once grade 2 is reached; the fever usually settles after it.
+        toci_first = s0 + d.uniform(0.5, 3.0)
+        tocis = [toci_first]
+        if d.chance(0.15):
+            tocis.append(toci_first + d.uniform(8.0, 14.0))
+            f1 = math.ceil(tocis[-1] + d.uniform(3.0, 12.0))
+        else:
+            f1 = math.ceil(toci_first + d.uniform(3.0, 18.0))
+            if d.chance({2: 0.2, 3: 0.5, 4: 0.7}[grade]):
+                tocis.append(toci_first + d.uniform(8.0, 24.0))
+        if grade == 4 and len(tocis) == 2 and d.chance(0.3):
+            tocis.append(tocis[-1] + d.uniform(8.0, 24.0))
+        f1 = min(max(f1, s0 + 3), limit)
+        end = max(f1, support_end)
+        per_kg = 12.0 if weight < 30 else 8.0
+        dose = min(800, int(round(per_kg * weight)))
+        for t in tocis:
+            if t < end - 0.5:
+                pt.num(t * 60, "tocilizumab", dose, 0, "mg")
+
+        first_g3 = None
+        for k, segs in tracks.items():
+            for s, e, lv in segs:
+                if (k == "bp" and lv >= 2) or (k == "o2" and lv >= 2):
+                    first_g3 = s if first_g3 is None else min(first_g3, s)
+                    break
+        if grade >= 3 and first_g3 is not None:
+            t = first_g3 + d.uniform(0.5, 3.0)
+            for _ in range(d.integer(4, 12)):
+                if t >= end - 0.5:
+                    break
+                m = int(round(t * 60))
+                pt.num(m, "dexamethasone", 10, 0, "mg")
+                dex_minutes.append(m)
+                t += 6.0
+        if "bp" in tracks:
+            _write_bp_track(d, pt, tracks["bp"], ctx)
+        if "o2" in tracks:
+            _write_o2_track(d, pt, tracks["o2"], ctx)
+
+    pt.fever[f0:f1] = t_peak
+    t = f0 + d.uniform(0.3, 1.0)
+    while t < f1 - 0.5:
+        pt.text(t * 60, "antipyretic", "paracetamol")
+        t += d.uniform(*antipyretic_gap)
+    pt.tight[f0:min(end + 12, len(pt.tight))] = True
+    return _Episode(grade=grade, f0=f0, end=end, toci=toci_first, dex_minutes=dex_minutes)
+
+
+def _write_bp_track(d: _Draws, pt: _Patient, segs: list[tuple[int, int, int]], ctx: dict) -> None:
+    weight, per_kg = ctx["weight"], ctx["ne_per_kg"]
+    for s, e, lv in segs:
+        pt.bp[s:e] = 1 if lv == 1 else 2
+        if lv == 1:
+            bolus = 1000 if (weight >= 50 and d.chance(0.4)) else (500 if weight >= 50 else
+                                                                  10 * round(2 * weight))
+            pt.num(s * 60 + d.integer(5, 25), "fluid_bolus", bolus, 0, "mL")
+            if e - s >= 3 and d.chance(0.5):
+                pt.num((s + d.integer(1, e - s - 1)) * 60 + d.integer(5, 25), "fluid_bolus", bolus, 0, "mL")
+    on = [(s, e, lv) for s, e, lv in segs if lv >= 2]
+    if not on:
+        return
+    ne_on, ne_off = on[0][0], on[-1][1]
+
+    def ne_rate(high: bool) -> tuple[float, int, str]:
+        if per_kg:
+            return (d.uniform(0.08, 0.3) if high else d.uniform(0.03, 0.15)), 2, "ug/kg/min"
+        r = d.uniform(8.0, 30.0) if high else d.uniform(2.0, 12.0)
+        return round(r * 2) / 2, 1, "ug/min"
+
+    level3 = [(s, e) for s, e, lv in on if lv == 3]
+    rate, dec, unit = ne_rate(False)
+    pt.num(ne_on * 60, "norepinephrine", max(rate, 0.01), dec, unit)
+    t = ne_on + d.uniform(3.0, 8.0)
+    while t < ne_off - 1:
+        high = any(a <= t < b for a, b in level3)
+        rate, dec, unit = ne_rate(high)
+        pt.num(t * 60, "norepinephrine", max(rate, 0.01), dec, unit)
+        t += d.uniform(3.0, 8.0)
+    pt.num(ne_off * 60, "norepinephrine", 0, 0, unit)
+    for a, b in level3:
+        which = d.weighted((0.4, 0.35, 0.25))
+        if which == 0:
+            pt.num(a * 60, "epinephrine", d.uniform(1.0, 10.0), 1, "ug/min")
+            pt.num(b * 60, "epinephrine", 0, 0, "ug/min")
+        elif which == 1:
+            pt.num(a * 60, "phenylephrine", d.integer(40, 200), 0, "ug/min")
+            pt.num(b * 60, "phenylephrine", 0, 0, "ug/min")
+        else:
+            pt.num(a * 60, "dopamine", d.uniform(5.0, 15.0), 1, "ug/kg/min")
+            pt.num(b * 60, "dopamine", 0, 0, "ug/kg/min")
+    if d.chance(0.25):
+        v_on = ne_on + d.uniform(1.0, 6.0)
+        v_off = ne_off - d.uniform(0.5, 3.0)
+        if v_off - v_on >= 2.0:
+            pt.num(v_on * 60, "vasopressin", 0.03 if d.chance(0.5) else 0.04, 2, "U/min")
+            pt.num(v_off * 60, "vasopressin", 0, 0, "U/min")
+
+
+def _write_o2_track(d: _Draws, pt: _Patient, segs: list[tuple[int, int, int]], ctx: dict) -> None:
+    fio2_fraction = ctx["fio2_fraction"]
+    max_flow = d.integer(2, 6)
+    high = "high_flow_nasal_cannula" if d.chance(0.55) else "face_mask"
+    ppv = "bipap" if d.chance(0.5) else "mechanical_ventilation"
+    first = segs[0][0]
+    if first >= 1:
+        pt.desat[first - 1] = True
+
+    def fio2(lo: int, hi: int, minute: float) -> None:
+        pct = d.integer(lo, hi)
+        if fio2_fraction:
+            pt.num(minute, "fio2", pct / 100, 2, "1")
+        else:
+            pt.num(minute, "fio2", pct, 0, "%")
+
+    for s, e, lv in segs:
+        pt.o2[s:e] = lv
+        m = s * 60
+        if lv == 1:
+            pt.o2_device[s:e] = _O2_DEVICES.index("nasal_cannula")
+            pt.text(m, "oxygen", "nasal_cannula")
+            pt.num(m, "oxygen_flow", d.integer(1, max_flow), 0, "L/min")
+            t = s + d.uniform(3.0, 10.0)
+            while t < e - 1:
+                pt.num(t * 60, "oxygen_flow", d.integer(1, max_flow), 0, "L/min")
+                t += d.uniform(3.0, 10.0)
+        elif lv == 2:
+            pt.o2_device[s:e] = _O2_DEVICES.index(high)
+            pt.text(m, "oxygen", high)
+            if high == "high_flow_nasal_cannula":
+                pt.num(m, "oxygen_flow", d.integer(20, 60), 0, "L/min")
+                fio2(30, 70, m)
+            else:
+                pt.num(m, "oxygen_flow", d.integer(8, 10), 0, "L/min")
+                fio2(35, 60, m)
+        else:
+            pt.o2_device[s:e] = _O2_DEVICES.index(ppv)
+            pt.text(m, "oxygen", ppv)
+            fio2(40, 80 if ppv == "bipap" else 100, m)
+    end = segs[-1][1]
+    pt.text(end * 60, "oxygen", "room_air")
+    pt.num(end * 60, "oxygen_flow", 0, 0, "L/min")
+
+
+def _bump(x: np.ndarray, tau: float) -> np.ndarray:
+    """Gamma-like pulse: 0 before x = 0, peak 1 at x = tau."""
+    y = np.clip(x, 0.0, None) / tau
+    return y * np.exp(1.0 - y)
+
+
+def _simulate_patient(pid: int, seed: int, days: int, acc: _Acc) -> tuple:
+    rng = np.random.default_rng([_STREAM, 1 if seed < 0 else 0, abs(seed), pid])
+    d = _Draws(rng)
+    hours = days * 24
+    limit = hours - 24  # every CRS episode resolves at least a day before the end of follow-up
+    pt = _Patient(acc, pid, hours)
+
+    # ------------------------------------------------------------------ baseline
+    child = d.chance(P_CHILD)
+    if child:
+        age = float(d.integer(3, 11))
+        product, disease, params = "tisa-cel", "B-ALL", _CHILD
+    else:
+        product = PRODUCTS[d.weighted([_PRODUCT_PARAMS[p]["share"] for p in PRODUCTS])]
+        params = _PRODUCT_PARAMS[product]
+        if product in ("cilta-cel", "ide-cel"):
+            disease = "MM"
+            age = float(min(84, max(38, round(d.uniform(45, 78) + d.uniform(-7, 7)))))
+        elif product == "brexu-cel":
+            disease = "MCL" if d.chance(0.6) else "B-ALL"
+            age = float(d.integer(55, 80) if disease == "MCL" else d.integer(19, 75))
+        elif product == "tisa-cel" and d.chance(0.2):
+            disease, age = "B-ALL", float(d.integer(18, 25))
+        else:
+            disease = ("DLBCL", "HGBL", "PMBCL", "FL")[d.weighted((70, 14, 5, 11))]
+            age = float(min(84, max(19, round(d.uniform(42, 78) + d.uniform(-10, 10)))))
+    male = d.chance(0.6)
+    if child:
+        weight = round((2.2 * age + 8.0) * d.uniform(0.85, 1.25), 1)
+    else:
+        weight = round((d.uniform(62, 100) if male else d.uniform(50, 88)) * d.uniform(0.9, 1.15), 1)
+    degf = d.chance(0.3)
+    crp_mgdl = d.chance(0.3)
+    ctx = dict(age=age, weight=weight, ne_per_kg=d.chance(0.4), fio2_fraction=d.chance(0.4))
+
+    pt.text(0, "infusion", product)
+    pt.num(0, "age", age, 0, "a")
+    pt.num(0, "weight", weight, 1, "kg")
+    pt.text(0, "sex", "male" if male else "female")
+    pt.text(0, "disease", disease)
+
+    # vital-sign schedule: every k hours at hours == phase (mod k), hourly while CRS is active
+    k = (2, 3, 4)[d.weighted((0.45, 0.35, 0.20))]
+    phase = d.integer(0, k - 1)
+    jitter = rng.integers(1, 10, size=hours)  # minutes after the hour
+
+    def snap(h: int) -> int:
+        return h + (phase - h) % k
+
+    # ------------------------------------------------------------------ CRS
+    episodes: list[_Episode] = []
+    if d.chance(params["p_crs"]):
+        w = [_GRADE_GIVEN_CRS[0], _GRADE_GIVEN_CRS[1], _GRADE_GIVEN_CRS[2] * params["severe"],
+             _GRADE_GIVEN_CRS[3] * params["severe"]]
+        grade = 1 + d.weighted(w)
+        onset_day = 1 + d.weighted(params["onset"])
+        f0 = snap(min(onset_day * 24 + d.integer(0, 23), 8 * 24 - 1 - k))
+        episodes.append(_plan_episode(d, pt, grade, f0, limit, ctx))
+        if d.chance(_P_SECOND_EPISODE):
+            f0b = snap(episodes[0].end + d.integer(60, 144))
+            g2 = 1 if (grade == 1 or d.chance(0.7)) else 2
+            if g2 == 2 and f0b + 110 > limit:
+                g2 = 1
+            if f0b + 40 <= limit:
+                episodes.append(_plan_episode(d, pt, g2, f0b, limit, ctx))
+
+    # ------------------------------------------------------------------ ICANS
+    icans = np.zeros(hours, dtype=np.int8)
+    crs_grade = max((e.grade for e in episodes), default=0)
+    p_icans = min(0.95, _P_ICANS_BY_CRS[crs_grade] * params["icans"])
+    if d.chance(p_icans):
+        if crs_grade >= 3:
+            peak = 1 + d.weighted((0.2, 0.3, 0.35, 0.15))
+        else:
+            peak = 1 + d.weighted((0.4, 0.32, 0.2, 0.08))
+        if episodes:
+            i0 = episodes[0].f0 + d.integer(12, 120)
+        else:
+            i0 = d.integer(72, 240)
+        i0 = min(max(i0, 72), 240)
+        t = i0
+        steps = [(lv, d.integer(6, 24)) for lv in range(1, peak) if d.chance(0.7)]
+        steps.append((peak, max(13, d.integer(12, 60))))
+        steps += [(lv, d.integer(12, 36)) for lv in range(peak - 1, 0, -1)]
+        for lv, dur in steps:
+            icans[t:min(t + dur, hours - 6)] = lv
+            t += dur
+            if t >= hours - 6:
+                break
+
+    # ------------------------------------------------------------------ vitals
+    hrs = np.arange(hours)
+    mask = (hrs % k == phase) | pt.tight
+    hr = np.flatnonzero(mask)
+    n = hr.size
+    z = rng.standard_normal((n, 6))
+    u = rng.random((n, 4))
+    fever = pt.fever[hr]
+    febrile = ~np.isnan(fever)
+    bp = pt.bp[hr]
+    o2 = pt.o2[hr]
+
+    base_t = d.uniform(36.4, 36.9)
+    circ = 0.25 * np.sin(2 * np.pi * ((hr % 24) - 10) / 24)
+    temp = np.where(febrile, np.clip(np.nan_to_num(fever) - 0.5 * np.abs(z[:, 0]), 38.2, 41.0),
+                    np.clip(base_t + circ + 0.15 * z[:, 0], 35.8, 37.6))
+    temp = np.round(temp, 1)
+
+    if child:
+        base_sbp, sbp_lo, sbp_hi = d.uniform(100, 112), 96.0, 128.0
+        base_hr, base_rr = d.uniform(85, 110), d.uniform(18, 24)
+    else:
+        base_sbp, sbp_lo, sbp_hi = d.uniform(108, 140), 96.0, 175.0
+        base_hr, base_rr = d.uniform(62, 90), d.uniform(13, 18)
+    threshold = 90.0 if age >= 10 else 70.0 + 2.0 * age
+    sbp_normal = np.clip(base_sbp + 6.0 * z[:, 1] - 4.0 * febrile, sbp_lo, sbp_hi)
+    sbp_hypo = np.clip(threshold - 2.0 - 10.0 * u[:, 0], 55.0, None)
+    sbp_press = 92.0 + 16.0 * u[:, 0]
+    sbp = np.round(np.select([bp == 1, bp == 2], [sbp_hypo, sbp_press], sbp_normal))
+    ratio = d.uniform(0.58, 0.66)
+    dbp_normal = np.clip(sbp * ratio + 4.0 * z[:, 2], 56.0, sbp - 25.0)
+    dbp = np.round(np.select([bp == 1, bp == 2], [np.minimum(38.0 + 14.0 * u[:, 1], sbp - 20.0),
+                                                  52.0 + 10.0 * u[:, 1]], dbp_normal))
+    mapv = np.round((sbp + 2.0 * dbp) / 3.0)
+    hrate = np.round(np.clip(base_hr + 10.0 * np.where(febrile, temp - 37.0, 0.0) + 12.0 * (bp == 1)
+                             + 10.0 * (bp == 2) + 5.0 * z[:, 3], 45.0, 185.0))
+    vent = pt.o2_device[hr] == _O2_DEVICES.index("mechanical_ventilation")
+    rr = base_rr + 3.0 * febrile + np.choose(o2, [0.0, 4.0, 8.0, 6.0]) + 1.5 * z[:, 4]
+    rr = np.round(np.clip(np.where(vent, 14.0 + 8.0 * u[:, 2], rr), 8.0, 50.0))
+    spo2_ra = np.clip(97.5 - 1.0 * febrile + 1.2 * z[:, 5], 94.0, 100.0)
+    spo2 = np.round(np.select([pt.desat[hr], o2 >= 1], [88.0 + 4.0 * u[:, 3], 91.0 + 7.0 * u[:, 3]],
+                              spo2_ra))
+    spo2 = np.minimum(spo2, np.where(pt.desat[hr], 91.0, 100.0))
+    if degf:
+        temp = np.round(temp * 1.8 + 32.0, 1)
+    minutes = hr * 60 + jitter[hr]
+    acc.v_pid.append(np.full(n, pid, dtype=np.int32))
+    acc.v_minute.append(minutes)
+    acc.v_vals.append(np.column_stack([temp, sbp, dbp, mapv, hrate, rr, spo2]))
+    acc.v_degf.append(np.full(n, degf))
+
+    # ------------------------------------------------------------------ labs (every morning)
+    lab_h = np.arange(days) * 24.0 + 6.0
+    lab_min = (lab_h * 60).astype(np.int64) + rng.integers(0, 60, size=days)
+    lz = rng.standard_normal((days, 3))
+    crp = np.full(days, d.uniform(2.0, 25.0))
+    il6 = np.full(days, d.uniform(2.0, 25.0))
+    fer_base = d.uniform(150.0, 1500.0)
+    fer_mult = np.ones(days)
+    for ep in episodes:
+        g = ep.grade
+        a_crp = d.uniform(*{1: (40, 120), 2: (80, 200), 3: (120, 280), 4: (180, 350)}[g])
+        a_il6 = d.uniform(*{1: (30, 300), 2: (150, 1500), 3: (600, 5000), 4: (2000, 20000)}[g])
+        a_fer = d.uniform(*{1: (0.3, 1.5), 2: (1.0, 3.0), 3: (2.0, 8.0), 4: (5.0, 20.0)}[g])
+        crp = crp + a_crp * _bump(lab_h - ep.f0 + 6, 48.0)
+        il6 = il6 + a_il6 * _bump(lab_h - ep.f0 + 6, 18.0)
+        if ep.toci is not None:
+            il6 = il6 + 0.8 * a_il6 * _bump(lab_h - ep.toci, 24.0)
+        fer_mult = fer_mult + a_fer * _bump(lab_h - ep.f0, 72.0)
+    crp = np.clip(crp * np.exp(0.08 * lz[:, 0]), 0.2, 900.0)
+    il6 = np.clip(il6 * np.exp(0.15 * lz[:, 1]), 1.0, 99000.0)
+    fer = np.clip(fer_base * fer_mult * np.exp(0.08 * lz[:, 2]), 10.0, 450000.0)
+    crp = np.round(crp / 10.0, 2) if crp_mgdl else np.round(crp, 1)
+    acc.l_pid.append(np.full(days, pid, dtype=np.int32))
+    acc.l_minute.append(lab_min)
+    acc.l_vals.append(np.column_stack([crp, np.round(il6, 1), np.round(fer)]))
+    acc.l_crp_mgdl.append(np.full(days, crp_mgdl))
+
+    # ------------------------------------------------------------------ neuro assessments
+    kn = 8 if d.chance(0.5) else 12
+    a_hr = np.arange(d.integer(0, kn - 1), hours, kn)
+    na = a_hr.size
+    lv = icans[a_hr]
+    nu = rng.random((na, 2))
+    a_min = a_hr * 60 + rng.integers(15, 46, size=na)
+    if child:
+        score_item = np.where(lv == 4, -1, _I["capd_score"]).astype(np.int16)
+        score = np.select([lv == 0, lv <= 2, lv == 3], [0, 1 + np.floor(8 * nu[:, 0]),
+                                                        9 + np.floor(12 * nu[:, 0])], 0)
+        # consciousness grade per level: 0 awake; 1 awake/spontaneous; 2 to voice; 3 up to touch; 4 none
+        cons = np.select([lv == 0, lv == 1, lv == 2, lv == 3],
+                         [0, np.floor(2 * nu[:, 1]), 2, np.floor(4 * nu[:, 1])], 4)
+    else:
+        score_item = np.full(na, _I["ice_score"], dtype=np.int16)
+        score = np.select([lv == 0, lv == 1, lv == 2, lv == 3],
+                          [10, 7 + np.floor(3 * nu[:, 0]), 3 + np.floor(4 * nu[:, 0]),
+                           np.floor(3 * nu[:, 0])], 0)
+        cons = np.select([lv == 0, lv == 1, lv == 2, lv == 3],
+                         [0, np.floor(2 * nu[:, 1]), np.floor(3 * nu[:, 1]),
+                          np.where(score == 0, 3, np.floor(4 * nu[:, 1]))], 4)
+    acc.n_pid.append(np.full(na, pid, dtype=np.int32))
+    acc.n_minute.append(a_min)
+    acc.n_item.append(score_item)
+    acc.n_score.append(score.astype(np.float64))
+    acc.n_cons.append(cons.astype(np.int32))
+
+    # ICANS label from the assessments written; extra events never precede the first abnormal one.
+    observed = np.flatnonzero(lv >= 1)
+    icans_grade = int(lv.max()) if na else 0
+    icans_onset = float(a_min[observed[0]]) / 1440.0 if observed.size else None
+    if icans_grade >= 3:
+        first_peak = int(a_min[np.flatnonzero(lv == icans_grade)[0]])
+        if icans_grade == 3:
+            if d.chance(0.2):
+                pt.text(first_peak + d.integer(30, 180), "seizure", "rapidly_resolving")
+            if d.chance(0.1):
+                pt.text(first_peak + d.integer(60, 360), "cerebral_edema", "focal")
+        elif d.chance(0.3):
+            pt.text(first_peak + d.integer(60, 360), "cerebral_edema", "diffuse")
+    crs_dex = [m for ep in episodes for m in ep.dex_minutes]
+    if icans_grade >= 2:
+        t = float(a_min[np.flatnonzero(lv >= 2)[0]]) + d.integer(30, 120)
+        for _ in range(16):
+            h = int(t // 60)
+            if h >= hours or (icans[h] < 2 and icans[max(h - 12, 0)] < 2):
+                break
+            if all(abs(t - m) >= 180 for m in crs_dex):
+                pt.num(t, "dexamethasone", 10, 0, "mg")
+            t += 360.0
+
+    crs_onset = (episodes[0].f0 * 60 + int(jitter[episodes[0].f0])) / 1440.0 if episodes else None
+    return (crs_grade, crs_onset, len(episodes), icans_grade, icans_onset, age, product)
+
+
+def _format_values(codes: np.ndarray) -> pl.Series:
+    """Strings for value codes (see ``_encode_values``), formatting each distinct value once."""
+    seg = 1_000_000
+    present = np.zeros(4 * seg + len(_TEXTS), dtype=bool)
+    present[codes] = True
+    uniq = np.flatnonzero(present)
+    strings: list[str] = []
+    for c in uniq.tolist():
+        s, v = divmod(c, seg)
+        if s == 0:
+            strings.append(str(v))
+        elif s == 1:
+            strings.append(repr(round(v / 10, 1)))
+        elif s == 2:
+            strings.append(repr(round(v / 100, 2)))
+        elif s == 3:
+            strings.append(repr(round(v / 1000, 3)))
+        else:
+            strings.append(_TEXTS[c - 4 * seg])
+    remap = np.zeros(present.size, dtype=np.uint32)
+    remap[uniq] = np.arange(uniq.size, dtype=np.uint32)
+    return pl.Series(strings, dtype=pl.String).gather(pl.Series(remap[codes]))
+
+
+def _encode_values(num: np.ndarray, dec: np.ndarray, txt: np.ndarray) -> np.ndarray:
+    seg = 1_000_000
+    scaled = np.rint(num * np.power(10.0, dec)).astype(np.int64)
+    if scaled.size and (scaled.min() < 0 or scaled.max() >= seg):
+        raise AssertionError("synthetic value out of the encodable range")  # a generator bug
+    codes = dec.astype(np.int64) * seg + scaled
+    return np.where(txt >= 0, 4 * seg + txt, codes)
+
+
+def _empty_events() -> pl.DataFrame:
+    return pl.DataFrame(schema=EVENT_SCHEMA)
+
+
+def generate_cohort(n_patients: int, seed: int, days: int = 30) -> SyntheticCohort:
+    """Generate ``n_patients`` synthetic CAR-T courses of ``days`` days after infusion.
+
+    Deterministic: the same arguments give identical frames. ``days`` must be at least 14 (CRS is
+    planned on days 1-7 and resolves at least a day before the end of follow-up). Events are sorted by
+    patient, day and a fixed item order.
+    """
+    if isinstance(n_patients, bool) or not isinstance(n_patients, int) or n_patients < 0:
+        raise ValueError(f"n_patients must be a non-negative integer, got {n_patients!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
+    if isinstance(days, bool) or not isinstance(days, int) or days < MIN_DAYS:
+        raise ValueError(f"days must be an integer >= {MIN_DAYS}, got {days!r}")
+    if n_patients >= 1 << 21:
+        raise ValueError("n_patients must be below 2,097,152")
+
+    acc = _Acc()
+    labels = [_simulate_patient(p, seed, days, acc) for p in range(n_patients)]
+    width = max(5, len(str(n_patients)))
+    ids = pl.Series([f"SYN{p + 1:0{width}d}" for p in range(n_patients)], dtype=pl.String)
+    label_frame = pl.DataFrame(
+        {
+            "patient_id": ids,
+            "crs_max_grade": [x[0] for x in labels],
+            "crs_onset_day": [x[1] for x in labels],
+            "crs_episodes": [x[2] for x in labels],
+            "icans_max_grade": [x[3] for x in labels],
+            "icans_onset_day": [x[4] for x in labels],
+            "age": [x[5] for x in labels],
+            "product": [x[6] for x in labels],
+        },
+        schema=LABEL_SCHEMA,
+    )
+    if n_patients == 0:
+        return SyntheticCohort(events=_empty_events(), labels=label_frame)
+
+    # vitals: 7 rows per reading
+    v_vals = np.concatenate(acc.v_vals)
+    nv = v_vals.shape[0]
+    v_unit = np.tile(_VITAL_UNITS, (nv, 1))
+    v_unit[np.concatenate(acc.v_degf), 0] = _U["[degF]"]
+    # labs: 3 rows per draw
+    l_vals = np.concatenate(acc.l_vals)
+    nl = l_vals.shape[0]
+    l_mgdl = np.concatenate(acc.l_crp_mgdl)
+    l_unit = np.tile(np.array([_U["mg/L"], _U["pg/mL"], _U["ng/mL"]], dtype=np.int8), (nl, 1))
+    l_unit[l_mgdl, 0] = _U["mg/dL"]
+    l_dec = np.tile(np.array([1, 1, 0], dtype=np.int8), (nl, 1))
+    l_dec[l_mgdl, 0] = 2
+    # neuro: score row (if any) + consciousness row per assessment
+    n_pid = np.concatenate(acc.n_pid)
+    n_min = np.concatenate(acc.n_minute)
+    n_item = np.concatenate(acc.n_item)
+    has_score = n_item >= 0
+
+    pid = np.concatenate([
+        np.repeat(np.concatenate(acc.v_pid), 7), np.repeat(np.concatenate(acc.l_pid), 3),
+        n_pid[has_score], n_pid, np.asarray(acc.pid, dtype=np.int32)])
+    minute = np.concatenate([
+        np.repeat(np.concatenate(acc.v_minute), 7), np.repeat(np.concatenate(acc.l_minute), 3),
+        n_min[has_score], n_min, np.asarray(acc.minute, dtype=np.int64)]).astype(np.int64)
+    item = np.concatenate([
+        np.tile(_VITAL_ITEMS, nv), np.tile(_LAB_ITEMS, nl), n_item[has_score],
+        np.full(n_min.size, _I["consciousness"], dtype=np.int16), np.asarray(acc.item, dtype=np.int16)])
+    num = np.concatenate([
+        v_vals.ravel(), l_vals.ravel(), np.concatenate(acc.n_score)[has_score], np.zeros(n_min.size),
+        np.asarray(acc.num, dtype=np.float64)])
+    dec = np.concatenate([
+        np.tile(_VITAL_DEC, nv), l_dec.ravel(), np.zeros(int(has_score.sum()), dtype=np.int8),
+        np.zeros(n_min.size, dtype=np.int8), np.asarray(acc.dec, dtype=np.int8)])
+    txt = np.concatenate([
+        np.full(nv * 7 + nl * 3 + int(has_score.sum()), -1, dtype=np.int32),
+        _CONS0 + np.concatenate(acc.n_cons), np.asarray(acc.txt, dtype=np.int32)])
+    unit = np.concatenate([
+        v_unit.ravel(), l_unit.ravel(), np.full(int(has_score.sum()), _U["{score}"], dtype=np.int8),
+        np.zeros(n_min.size, dtype=np.int8), np.asarray(acc.unit, dtype=np.int8)])
+
+    key = (pid.astype(np.int64) << 40) | (minute << 8) | item.astype(np.int64)
+    order = np.argsort(key, kind="stable")
+    pid, minute, item = pid[order], minute[order], item[order]
+    codes = _encode_values(num[order], dec[order], txt[order])
+    unit = unit[order]
+
+    events = pl.DataFrame({
+        "patient_id": ids.gather(pl.Series(pid.astype(np.uint32))),
+        "day": minute / 1440.0,
+        "item": pl.Series(_ITEMS, dtype=pl.String).gather(pl.Series(item.astype(np.uint32))),
+        "value": _format_values(codes),
+        "unit": pl.Series(_UNITS, dtype=pl.String).gather(pl.Series(unit.astype(np.uint32))),
+    }).with_columns(pl.lit(SOURCE, dtype=pl.String).alias("source"))
+    return SyntheticCohort(events=events, labels=label_frame)
+
+
+def write_cohort(cohort: SyntheticCohort, out_dir: Path,
+                 fmt: Literal["parquet", "csv"] = "parquet") -> list[Path]:
+    """Write ``events.<fmt>`` and ``labels.<fmt>`` into ``out_dir`` (created if needed).
+
+    Each file is written to a temporary name in the same directory and then renamed, so an interrupted
+    write leaves any previous file intact. Returns the two paths (events first).
+    """
+    if fmt not in ("parquet", "csv"):
+        raise ValueError(f"fmt must be 'parquet' or 'csv', got {fmt!r}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, frame in (("events", cohort.events), ("labels", cohort.labels)):
+        target = out_dir / f"{name}.{fmt}"
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=f".{fmt}.tmp", dir=out_dir)
+        os.close(fd)
+        try:
+            if fmt == "parquet":
+                frame.write_parquet(tmp)
+            else:
+                frame.write_csv(tmp)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        paths.append(target)
+    return paths
