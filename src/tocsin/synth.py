@@ -101,6 +101,7 @@ LABEL_SCHEMA: dict[str, pl.DataType] = {
     "age": pl.Float64(), "product": pl.String(),
 }
 SOURCE = "synth"
+_CHUNK = 256  # patients simulated and assembled together
 MIN_DAYS = 14
 _STREAM = 0x7A5C  # separates this generator's random streams from any other use of the same seed
 
@@ -207,7 +208,8 @@ class _Draws:
 
 
 class _Acc:
-    """Accumulates rows for the whole cohort; dense blocks as arrays, sparse rows as lists."""
+    """Accumulates rows for the whole cohort: sparse rows as lists, dense blocks as per-patient arrays
+    that are turned into rows in one vectorised pass at the end."""
 
     def __init__(self) -> None:
         # sparse rows: patient index, minute, item, number, decimals, text code, unit
@@ -218,22 +220,20 @@ class _Acc:
         self.dec: list[int] = []
         self.txt: list[int] = []
         self.unit: list[int] = []
-        # vitals: one row per reading, 7 values
-        self.v_pid: list[np.ndarray] = []
+        # vitals: per patient the reading minutes, the state at each reading, noise and scalars
         self.v_minute: list[np.ndarray] = []
-        self.v_vals: list[np.ndarray] = []
-        self.v_degf: list[np.ndarray] = []
+        self.v_state: list[np.ndarray] = []
+        self.v_noise: list[np.ndarray] = []
+        self.v_scalars: list[tuple] = []
         # labs: one row per draw, 3 values
-        self.l_pid: list[np.ndarray] = []
         self.l_minute: list[np.ndarray] = []
         self.l_vals: list[np.ndarray] = []
-        self.l_crp_mgdl: list[np.ndarray] = []
-        # neuro assessments: score item (-1 = none), score, consciousness grade
-        self.n_pid: list[np.ndarray] = []
+        self.l_crp_mgdl: list[bool] = []
+        # neuro assessments: minute, ICANS level, noise; child flag per patient
         self.n_minute: list[np.ndarray] = []
-        self.n_item: list[np.ndarray] = []
-        self.n_score: list[np.ndarray] = []
-        self.n_cons: list[np.ndarray] = []
+        self.n_level: list[np.ndarray] = []
+        self.n_noise: list[np.ndarray] = []
+        self.n_child: list[bool] = []
 
 
 class _Patient:
@@ -242,12 +242,21 @@ class _Patient:
     def __init__(self, acc: _Acc, pid: int, hours: int) -> None:
         self.acc = acc
         self.pid = pid
-        self.fever = np.full(hours, np.nan)
-        self.bp = np.zeros(hours, dtype=np.int8)  # 0 normal, 1 hypotension, 2 on vasopressor(s)
-        self.o2 = np.zeros(hours, dtype=np.int8)  # 0 room air, 1 low flow, 2 high flow/mask, 3 positive pressure
-        self.o2_device = np.zeros(hours, dtype=np.int8)  # index into _O2_DEVICES
-        self.desat = np.zeros(hours, dtype=bool)
-        self.tight = np.zeros(hours, dtype=bool)
+        # hourly state, one row each (views into one array so that a reading gathers all at once)
+        self.state = np.zeros((_N_STATE, hours), dtype=np.float32)
+        self.fever = self.state[_S_FEVER]  # planned fever temperature, NaN = afebrile
+        self.fever[:] = np.nan
+        self.bp = self.state[_S_BP]  # 0 normal, 1 hypotension, 2 on vasopressor(s)
+        self.o2 = self.state[_S_O2]  # 0 room air, 1 low flow, 2 high flow/mask, 3 positive pressure
+        self.o2_device = self.state[_S_DEVICE]  # index into _O2_DEVICES
+        self.desat = self.state[_S_DESAT]  # 1 = the hour before oxygen starts (SpO2 88-91 % on room air)
+        self.tight = np.zeros(hours, dtype=bool)  # hourly vital signs
+        self.jitter = np.zeros(hours, dtype=np.int64)  # minute of each hour's vital-sign reading
+
+    def m(self, hour: int) -> int:
+        """The minute of the vital-sign reading in ``hour``: support changes are charted with it, so the
+        temperature that justifies an escalation carries the same time stamp."""
+        return hour * 60 + int(self.jitter[hour])
 
     def num(self, minute: float, item: str, value: float, dec: int, unit: str) -> None:
         a = self.acc
@@ -268,6 +277,10 @@ class _Patient:
         a.dec.append(0)
         a.txt.append(_T[value])
         a.unit.append(0)
+
+
+_S_FEVER, _S_BP, _S_O2, _S_DEVICE, _S_DESAT = range(5)
+_N_STATE = 5
 
 
 @dataclass
@@ -409,7 +422,7 @@ def _write_bp_track(d: _Draws, pt: _Patient, segs: list[tuple[int, int, int]], c
         if lv == 1:
             bolus = 1000 if (weight >= 50 and d.chance(0.4)) else (500 if weight >= 50 else
                                                                   10 * round(2 * weight))
-            pt.num(s * 60 + d.integer(5, 25), "fluid_bolus", bolus, 0, "mL")
+            pt.num(pt.m(s) + d.integer(5, 20), "fluid_bolus", bolus, 0, "mL")
             if e - s >= 3 and d.chance(0.5):
                 pt.num((s + d.integer(1, e - s - 1)) * 60 + d.integer(5, 25), "fluid_bolus", bolus, 0, "mL")
     on = [(s, e, lv) for s, e, lv in segs if lv >= 2]
@@ -425,25 +438,25 @@ def _write_bp_track(d: _Draws, pt: _Patient, segs: list[tuple[int, int, int]], c
 
     level3 = [(s, e) for s, e, lv in on if lv == 3]
     rate, dec, unit = ne_rate(False)
-    pt.num(ne_on * 60, "norepinephrine", max(rate, 0.01), dec, unit)
+    pt.num(pt.m(ne_on), "norepinephrine", max(rate, 0.01), dec, unit)
     t = ne_on + d.uniform(3.0, 8.0)
     while t < ne_off - 1:
         high = any(a <= t < b for a, b in level3)
         rate, dec, unit = ne_rate(high)
         pt.num(t * 60, "norepinephrine", max(rate, 0.01), dec, unit)
         t += d.uniform(3.0, 8.0)
-    pt.num(ne_off * 60, "norepinephrine", 0, 0, unit)
+    pt.num(pt.m(ne_off), "norepinephrine", 0, 0, unit)
     for a, b in level3:
         which = d.weighted((0.4, 0.35, 0.25))
         if which == 0:
-            pt.num(a * 60, "epinephrine", d.uniform(1.0, 10.0), 1, "ug/min")
-            pt.num(b * 60, "epinephrine", 0, 0, "ug/min")
+            pt.num(pt.m(a), "epinephrine", d.uniform(1.0, 10.0), 1, "ug/min")
+            pt.num(pt.m(b), "epinephrine", 0, 0, "ug/min")
         elif which == 1:
-            pt.num(a * 60, "phenylephrine", d.integer(40, 200), 0, "ug/min")
-            pt.num(b * 60, "phenylephrine", 0, 0, "ug/min")
+            pt.num(pt.m(a), "phenylephrine", d.integer(40, 200), 0, "ug/min")
+            pt.num(pt.m(b), "phenylephrine", 0, 0, "ug/min")
         else:
-            pt.num(a * 60, "dopamine", d.uniform(5.0, 15.0), 1, "ug/kg/min")
-            pt.num(b * 60, "dopamine", 0, 0, "ug/kg/min")
+            pt.num(pt.m(a), "dopamine", d.uniform(5.0, 15.0), 1, "ug/kg/min")
+            pt.num(pt.m(b), "dopamine", 0, 0, "ug/kg/min")
     if d.chance(0.25):
         v_on = ne_on + d.uniform(1.0, 6.0)
         v_off = ne_off - d.uniform(0.5, 3.0)
@@ -470,7 +483,7 @@ def _write_o2_track(d: _Draws, pt: _Patient, segs: list[tuple[int, int, int]], c
 
     for s, e, lv in segs:
         pt.o2[s:e] = lv
-        m = s * 60
+        m = pt.m(s)
         if lv == 1:
             pt.o2_device[s:e] = _O2_DEVICES.index("nasal_cannula")
             pt.text(m, "oxygen", "nasal_cannula")
@@ -493,8 +506,8 @@ def _write_o2_track(d: _Draws, pt: _Patient, segs: list[tuple[int, int, int]], c
             pt.text(m, "oxygen", ppv)
             fio2(40, 80 if ppv == "bipap" else 100, m)
     end = segs[-1][1]
-    pt.text(end * 60, "oxygen", "room_air")
-    pt.num(end * 60, "oxygen_flow", 0, 0, "L/min")
+    pt.text(pt.m(end), "oxygen", "room_air")
+    pt.num(pt.m(end), "oxygen_flow", 0, 0, "L/min")
 
 
 def _bump(x: np.ndarray, tau: float) -> np.ndarray:
@@ -503,12 +516,13 @@ def _bump(x: np.ndarray, tau: float) -> np.ndarray:
     return y * np.exp(1.0 - y)
 
 
-def _simulate_patient(pid: int, seed: int, days: int, acc: _Acc) -> tuple:
+def _simulate_patient(pid: int, local: int, seed: int, days: int, acc: _Acc) -> tuple:
+    """Simulate patient number ``pid`` (0-based) into ``acc`` as its ``local``-th patient; return its labels."""
     rng = np.random.default_rng([_STREAM, 1 if seed < 0 else 0, abs(seed), pid])
     d = _Draws(rng)
     hours = days * 24
     limit = hours - 24  # every CRS episode resolves at least a day before the end of follow-up
-    pt = _Patient(acc, pid, hours)
+    pt = _Patient(acc, local, hours)
 
     # ------------------------------------------------------------------ baseline
     child = d.chance(P_CHILD)
@@ -548,6 +562,7 @@ def _simulate_patient(pid: int, seed: int, days: int, acc: _Acc) -> tuple:
     k = (2, 3, 4)[d.weighted((0.45, 0.35, 0.20))]
     phase = d.integer(0, k - 1)
     jitter = rng.integers(1, 10, size=hours)  # minutes after the hour
+    pt.jitter = jitter
 
     def snap(h: int) -> int:
         return h + (phase - h) % k
@@ -593,24 +608,13 @@ def _simulate_patient(pid: int, seed: int, days: int, acc: _Acc) -> tuple:
             if t >= hours - 6:
                 break
 
-    # ------------------------------------------------------------------ vitals
-    hrs = np.arange(hours)
-    mask = (hrs % k == phase) | pt.tight
+    # ------------------------------------------------------------------ vitals (rows built in _vitals)
+    mask = pt.tight.copy()
+    mask[phase::k] = True
     hr = np.flatnonzero(mask)
-    n = hr.size
-    z = rng.standard_normal((n, 6))
-    u = rng.random((n, 4))
-    fever = pt.fever[hr]
-    febrile = ~np.isnan(fever)
-    bp = pt.bp[hr]
-    o2 = pt.o2[hr]
-
-    base_t = d.uniform(36.4, 36.9)
-    circ = 0.25 * np.sin(2 * np.pi * ((hr % 24) - 10) / 24)
-    temp = np.where(febrile, np.clip(np.nan_to_num(fever) - 0.5 * np.abs(z[:, 0]), 38.2, 41.0),
-                    np.clip(base_t + circ + 0.15 * z[:, 0], 35.8, 37.6))
-    temp = np.round(temp, 1)
-
+    acc.v_minute.append(hr * 60 + jitter[hr])
+    acc.v_state.append(pt.state[:, hr])
+    acc.v_noise.append(rng.random((hr.size, 10)))
     if child:
         base_sbp, sbp_lo, sbp_hi = d.uniform(100, 112), 96.0, 128.0
         base_hr, base_rr = d.uniform(85, 110), d.uniform(18, 24)
@@ -618,31 +622,8 @@ def _simulate_patient(pid: int, seed: int, days: int, acc: _Acc) -> tuple:
         base_sbp, sbp_lo, sbp_hi = d.uniform(108, 140), 96.0, 175.0
         base_hr, base_rr = d.uniform(62, 90), d.uniform(13, 18)
     threshold = 90.0 if age >= 10 else 70.0 + 2.0 * age
-    sbp_normal = np.clip(base_sbp + 6.0 * z[:, 1] - 4.0 * febrile, sbp_lo, sbp_hi)
-    sbp_hypo = np.clip(threshold - 2.0 - 10.0 * u[:, 0], 55.0, None)
-    sbp_press = 92.0 + 16.0 * u[:, 0]
-    sbp = np.round(np.select([bp == 1, bp == 2], [sbp_hypo, sbp_press], sbp_normal))
-    ratio = d.uniform(0.58, 0.66)
-    dbp_normal = np.clip(sbp * ratio + 4.0 * z[:, 2], 56.0, sbp - 25.0)
-    dbp = np.round(np.select([bp == 1, bp == 2], [np.minimum(38.0 + 14.0 * u[:, 1], sbp - 20.0),
-                                                  52.0 + 10.0 * u[:, 1]], dbp_normal))
-    mapv = np.round((sbp + 2.0 * dbp) / 3.0)
-    hrate = np.round(np.clip(base_hr + 10.0 * np.where(febrile, temp - 37.0, 0.0) + 12.0 * (bp == 1)
-                             + 10.0 * (bp == 2) + 5.0 * z[:, 3], 45.0, 185.0))
-    vent = pt.o2_device[hr] == _O2_DEVICES.index("mechanical_ventilation")
-    rr = base_rr + 3.0 * febrile + np.choose(o2, [0.0, 4.0, 8.0, 6.0]) + 1.5 * z[:, 4]
-    rr = np.round(np.clip(np.where(vent, 14.0 + 8.0 * u[:, 2], rr), 8.0, 50.0))
-    spo2_ra = np.clip(97.5 - 1.0 * febrile + 1.2 * z[:, 5], 94.0, 100.0)
-    spo2 = np.round(np.select([pt.desat[hr], o2 >= 1], [88.0 + 4.0 * u[:, 3], 91.0 + 7.0 * u[:, 3]],
-                              spo2_ra))
-    spo2 = np.minimum(spo2, np.where(pt.desat[hr], 91.0, 100.0))
-    if degf:
-        temp = np.round(temp * 1.8 + 32.0, 1)
-    minutes = hr * 60 + jitter[hr]
-    acc.v_pid.append(np.full(n, pid, dtype=np.int32))
-    acc.v_minute.append(minutes)
-    acc.v_vals.append(np.column_stack([temp, sbp, dbp, mapv, hrate, rr, spo2]))
-    acc.v_degf.append(np.full(n, degf))
+    acc.v_scalars.append((d.uniform(36.4, 36.9), base_sbp, sbp_lo, sbp_hi, base_hr, base_rr, threshold,
+                          d.uniform(0.58, 0.66), degf))
 
     # ------------------------------------------------------------------ labs (every morning)
     lab_h = np.arange(days) * 24.0 + 6.0
@@ -666,38 +647,20 @@ def _simulate_patient(pid: int, seed: int, days: int, acc: _Acc) -> tuple:
     il6 = np.clip(il6 * np.exp(0.15 * lz[:, 1]), 1.0, 99000.0)
     fer = np.clip(fer_base * fer_mult * np.exp(0.08 * lz[:, 2]), 10.0, 450000.0)
     crp = np.round(crp / 10.0, 2) if crp_mgdl else np.round(crp, 1)
-    acc.l_pid.append(np.full(days, pid, dtype=np.int32))
     acc.l_minute.append(lab_min)
     acc.l_vals.append(np.column_stack([crp, np.round(il6, 1), np.round(fer)]))
-    acc.l_crp_mgdl.append(np.full(days, crp_mgdl))
+    acc.l_crp_mgdl.append(crp_mgdl)
 
-    # ------------------------------------------------------------------ neuro assessments
+    # ------------------------------------------------------------------ neuro assessments (see _neuro)
     kn = 8 if d.chance(0.5) else 12
     a_hr = np.arange(d.integer(0, kn - 1), hours, kn)
     na = a_hr.size
     lv = icans[a_hr]
-    nu = rng.random((na, 2))
     a_min = a_hr * 60 + rng.integers(15, 46, size=na)
-    if child:
-        score_item = np.where(lv == 4, -1, _I["capd_score"]).astype(np.int16)
-        score = np.select([lv == 0, lv <= 2, lv == 3], [0, 1 + np.floor(8 * nu[:, 0]),
-                                                        9 + np.floor(12 * nu[:, 0])], 0)
-        # consciousness grade per level: 0 awake; 1 awake/spontaneous; 2 to voice; 3 up to touch; 4 none
-        cons = np.select([lv == 0, lv == 1, lv == 2, lv == 3],
-                         [0, np.floor(2 * nu[:, 1]), 2, np.floor(4 * nu[:, 1])], 4)
-    else:
-        score_item = np.full(na, _I["ice_score"], dtype=np.int16)
-        score = np.select([lv == 0, lv == 1, lv == 2, lv == 3],
-                          [10, 7 + np.floor(3 * nu[:, 0]), 3 + np.floor(4 * nu[:, 0]),
-                           np.floor(3 * nu[:, 0])], 0)
-        cons = np.select([lv == 0, lv == 1, lv == 2, lv == 3],
-                         [0, np.floor(2 * nu[:, 1]), np.floor(3 * nu[:, 1]),
-                          np.where(score == 0, 3, np.floor(4 * nu[:, 1]))], 4)
-    acc.n_pid.append(np.full(na, pid, dtype=np.int32))
     acc.n_minute.append(a_min)
-    acc.n_item.append(score_item)
-    acc.n_score.append(score.astype(np.float64))
-    acc.n_cons.append(cons.astype(np.int32))
+    acc.n_level.append(lv)
+    acc.n_noise.append(rng.random((na, 2)))
+    acc.n_child.append(child)
 
     # ICANS label from the assessments written; extra events never precede the first abnormal one.
     observed = np.flatnonzero(lv >= 1)
@@ -727,9 +690,135 @@ def _simulate_patient(pid: int, seed: int, days: int, acc: _Acc) -> tuple:
     return (crs_grade, crs_onset, len(episodes), icans_grade, icans_onset, age, product)
 
 
+# A row block: (patient index uint32, minute int32, item uint8, value code uint32, unit uint8).
+_Block = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+_SEG = 1_000_000  # value codes: decimals * _SEG + round(value * 10**decimals); texts from 4 * _SEG
+
+
+def _patient_index(counts: list[int]) -> np.ndarray:
+    return np.repeat(np.arange(len(counts), dtype=np.uint32), counts)
+
+
+def _vital_rows(acc: _Acc) -> _Block:
+    """Seven rows per vital-sign reading, computed for the whole cohort at once."""
+    counts = [m.size for m in acc.v_minute]
+    p = _patient_index(counts)
+    n = p.size
+    st = np.concatenate(acc.v_state, axis=1)
+    u = np.concatenate(acc.v_noise)
+    sc = np.asarray(acc.v_scalars, dtype=np.float64)[p]
+    base_t, base_sbp, sbp_lo, sbp_hi, base_hr, base_rr, threshold, ratio, degf = sc.T
+    # three Box-Muller pairs -> six standard normals
+    r = np.sqrt(-2.0 * np.log1p(-u[:, 0:3]))
+    z = np.concatenate([r * np.cos(2 * np.pi * u[:, 3:6]), r * np.sin(2 * np.pi * u[:, 3:6])], axis=1)
+    w = u[:, 6:10]
+    minute = np.concatenate(acc.v_minute)
+    hour_of_day = (minute // 60) % 24
+
+    fever = st[_S_FEVER].astype(np.float64)
+    febrile = ~np.isnan(fever)
+    bp, o2 = st[_S_BP], st[_S_O2]
+    desat = st[_S_DESAT] > 0
+    vent = st[_S_DEVICE] == _O2_DEVICES.index("mechanical_ventilation")
+
+    circ = 0.25 * np.sin(2 * np.pi * (hour_of_day - 10) / 24)
+    temp = np.where(febrile, np.clip(np.nan_to_num(fever) - 0.5 * np.abs(z[:, 0]), 38.2, 41.0),
+                    np.clip(base_t + circ + 0.15 * z[:, 0], 35.8, 37.6))
+    temp = np.round(temp, 1)
+    temp = np.where(degf > 0, np.round(temp * 1.8 + 32.0, 1), temp)
+    sbp = np.clip(base_sbp + 6.0 * z[:, 1] - 4.0 * febrile, sbp_lo, sbp_hi)
+    sbp = np.where(bp == 1, np.clip(threshold - 2.0 - 10.0 * w[:, 0], 55.0, None), sbp)
+    sbp = np.round(np.where(bp == 2, 92.0 + 16.0 * w[:, 0], sbp))
+    dbp = np.clip(sbp * ratio + 4.0 * z[:, 2], 56.0, sbp - 25.0)
+    dbp = np.where(bp == 1, np.minimum(38.0 + 14.0 * w[:, 1], sbp - 20.0), dbp)
+    dbp = np.round(np.where(bp == 2, 52.0 + 10.0 * w[:, 1], dbp))
+    mapv = np.round((sbp + 2.0 * dbp) / 3.0)
+    hrate = np.round(np.clip(base_hr + 10.0 * np.where(febrile, temp - 37.0, 0.0) * (degf == 0)
+                             + 5.5 * np.where(febrile, temp - 98.6, 0.0) * (degf > 0)
+                             + 12.0 * (bp == 1) + 10.0 * (bp == 2) + 5.0 * z[:, 3], 45.0, 185.0))
+    rr = base_rr + 3.0 * febrile + np.array([0.0, 4.0, 8.0, 6.0])[o2.astype(np.int64)] + 1.5 * z[:, 4]
+    rr = np.round(np.clip(np.where(vent, 14.0 + 8.0 * w[:, 2], rr), 8.0, 50.0))
+    spo2 = np.clip(97.5 - 1.0 * febrile + 1.2 * z[:, 5], 94.0, 100.0)
+    spo2 = np.where(o2 >= 1, 91.0 + 7.0 * w[:, 3], spo2)
+    spo2 = np.round(np.where(desat, 88.0 + 3.4 * w[:, 3], spo2))
+
+    codes = np.empty((n, 7), dtype=np.uint32)
+    codes[:, 0] = _SEG + np.rint(temp * 10.0)
+    for j, col in enumerate((sbp, dbp, mapv, hrate, rr, spo2), start=1):
+        codes[:, j] = col
+    unit = np.tile(_VITAL_UNITS.astype(np.uint8), (n, 1))
+    unit[degf > 0, 0] = _U["[degF]"]
+    return (np.repeat(p, 7), np.repeat(minute.astype(np.int32), 7),
+            np.tile(_VITAL_ITEMS.astype(np.uint8), n), codes.ravel(), unit.ravel())
+
+
+def _lab_rows(acc: _Acc, days: int) -> _Block:
+    """CRP, IL-6 and ferritin rows for every lab draw."""
+    p = _patient_index([days] * len(acc.l_minute))
+    n = p.size
+    vals = np.concatenate(acc.l_vals)
+    mgdl = np.repeat(np.asarray(acc.l_crp_mgdl, dtype=bool), days)
+    codes = np.empty((n, 3), dtype=np.uint32)
+    codes[:, 0] = np.where(mgdl, 2 * _SEG + np.rint(vals[:, 0] * 100.0), _SEG + np.rint(vals[:, 0] * 10.0))
+    codes[:, 1] = _SEG + np.rint(vals[:, 1] * 10.0)
+    codes[:, 2] = np.rint(vals[:, 2])
+    unit = np.tile(np.array([_U["mg/L"], _U["pg/mL"], _U["ng/mL"]], dtype=np.uint8), (n, 1))
+    unit[mgdl, 0] = _U["mg/dL"]
+    minute = np.concatenate(acc.l_minute).astype(np.int32)
+    return (np.repeat(p, 3), np.repeat(minute, 3), np.tile(_LAB_ITEMS.astype(np.uint8), n), codes.ravel(),
+            unit.ravel())
+
+
+def _neuro_rows(acc: _Acc) -> _Block:
+    """ICE (age >= 12) or CAPD (age < 12) plus consciousness for every neuro assessment.
+
+    Per ICANS level (ASTCT): 0 = ICE 10 / CAPD 0, awake; 1 = ICE 7-9 / CAPD 1-8, awake or awakens
+    spontaneously; 2 = ICE 3-6 (awake to voice) or CAPD 1-8 with awakens to voice; 3 = ICE 0-2 / CAPD
+    >= 9, awake to touch (ICE 0 only with awakens to touch); 4 = unarousable, ICE 0, no CAPD.
+    """
+    counts = [m.size for m in acc.n_minute]
+    p = _patient_index(counts)
+    lv = np.concatenate(acc.n_level).astype(np.int64)
+    u = np.concatenate(acc.n_noise)
+    child = np.repeat(np.asarray(acc.n_child, dtype=bool), counts)
+    minute = np.concatenate(acc.n_minute).astype(np.int32)
+    ice = np.select([lv == 0, lv == 1, lv == 2, lv == 3],
+                    [10, 7 + np.floor(3 * u[:, 0]), 3 + np.floor(4 * u[:, 0]), np.floor(3 * u[:, 0])], 0)
+    capd = np.select([lv == 0, lv <= 2], [0, 1 + np.floor(8 * u[:, 0])], 9 + np.floor(12 * u[:, 0]))
+    score = np.where(child, capd, ice)
+    cons_adult = np.select([lv == 0, lv == 1, lv == 2, lv == 3],
+                           [0, np.floor(2 * u[:, 1]), np.floor(3 * u[:, 1]),
+                            np.where(ice == 0, 3, np.floor(4 * u[:, 1]))], 4)
+    cons_child = np.select([lv == 0, lv == 1, lv == 2, lv == 3],
+                           [0, np.floor(2 * u[:, 1]), 2, np.floor(4 * u[:, 1])], 4)
+    cons = np.where(child, cons_child, cons_adult)
+    has_score = ~(child & (lv == 4))
+    score_item = np.where(child, _I["capd_score"], _I["ice_score"]).astype(np.uint8)
+    n_score = int(has_score.sum())
+    return (
+        np.concatenate([p[has_score], p]),
+        np.concatenate([minute[has_score], minute]),
+        np.concatenate([score_item[has_score], np.full(p.size, _I["consciousness"], dtype=np.uint8)]),
+        np.concatenate([score[has_score], 4 * _SEG + _CONS0 + cons]).astype(np.uint32),
+        np.concatenate([np.full(n_score, _U["{score}"], dtype=np.uint8), np.zeros(p.size, dtype=np.uint8)]),
+    )
+
+
+def _sparse_rows(acc: _Acc) -> _Block:
+    num = np.asarray(acc.num, dtype=np.float64)
+    dec = np.asarray(acc.dec, dtype=np.int64)
+    txt = np.asarray(acc.txt, dtype=np.int64)
+    scaled = np.rint(num * np.power(10.0, dec)).astype(np.int64)
+    if scaled.size and (scaled.min() < 0 or scaled.max() >= _SEG):
+        raise AssertionError("synthetic value out of the encodable range")  # a generator bug
+    codes = np.where(txt >= 0, 4 * _SEG + txt, dec * _SEG + scaled).astype(np.uint32)
+    return (np.asarray(acc.pid, dtype=np.uint32), np.asarray(acc.minute, dtype=np.int32),
+            np.asarray(acc.item, dtype=np.uint8), codes, np.asarray(acc.unit, dtype=np.uint8))
+
+
 def _format_values(codes: np.ndarray) -> pl.Series:
     """Strings for value codes (see ``_encode_values``), formatting each distinct value once."""
-    seg = 1_000_000
+    seg = _SEG
     present = np.zeros(4 * seg + len(_TEXTS), dtype=bool)
     present[codes] = True
     uniq = np.flatnonzero(present)
@@ -751,13 +840,24 @@ def _format_values(codes: np.ndarray) -> pl.Series:
     return pl.Series(strings, dtype=pl.String).gather(pl.Series(remap[codes]))
 
 
-def _encode_values(num: np.ndarray, dec: np.ndarray, txt: np.ndarray) -> np.ndarray:
-    seg = 1_000_000
-    scaled = np.rint(num * np.power(10.0, dec)).astype(np.int64)
-    if scaled.size and (scaled.min() < 0 or scaled.max() >= seg):
-        raise AssertionError("synthetic value out of the encodable range")  # a generator bug
-    codes = dec.astype(np.int64) * seg + scaled
-    return np.where(txt >= 0, 4 * seg + txt, codes)
+def _events_frame(acc: _Acc, days: int, ids: pl.Series) -> pl.DataFrame:
+    """The event rows of one chunk of patients, sorted by patient, minute and item order."""
+    blocks = [_vital_rows(acc), _lab_rows(acc, days), _neuro_rows(acc), _sparse_rows(acc)]
+    pid = np.concatenate([b[0] for b in blocks])
+    minute = np.concatenate([b[1] for b in blocks])
+    item = np.concatenate([b[2] for b in blocks])
+    key = (pid.astype(np.int64) << 40) | (minute.astype(np.int64) << 8) | item
+    order = np.argsort(key, kind="stable")
+    codes = np.concatenate([b[3] for b in blocks])[order]
+    unit = np.concatenate([b[4] for b in blocks])[order]
+    return pl.DataFrame({
+        "patient_id": ids.gather(pl.Series(pid[order])),
+        "day": minute[order] / 1440.0,
+        "item": pl.Series(_ITEMS, dtype=pl.String).gather(pl.Series(item[order].astype(np.uint32))),
+        "value": _format_values(codes),
+        "unit": pl.Series(_UNITS, dtype=pl.String).gather(pl.Series(unit.astype(np.uint32))),
+        "source": pl.Series([SOURCE], dtype=pl.String).gather(pl.Series(np.zeros(pid.size, np.uint32))),
+    })
 
 
 def _empty_events() -> pl.DataFrame:
@@ -780,10 +880,18 @@ def generate_cohort(n_patients: int, seed: int, days: int = 30) -> SyntheticCoho
     if n_patients >= 1 << 21:
         raise ValueError("n_patients must be below 2,097,152")
 
-    acc = _Acc()
-    labels = [_simulate_patient(p, seed, days, acc) for p in range(n_patients)]
     width = max(5, len(str(n_patients)))
     ids = pl.Series([f"SYN{p + 1:0{width}d}" for p in range(n_patients)], dtype=pl.String)
+    labels: list[tuple] = []
+    frames: list[pl.DataFrame] = []
+    # Patients are simulated and turned into rows in chunks: the arrays of one chunk stay small enough
+    # to be reused by the allocator, and a chunk's rows sorted by (patient, time) are already in their
+    # final place, because every chunk holds whole patients.
+    for start in range(0, n_patients, _CHUNK):
+        stop = min(n_patients, start + _CHUNK)
+        acc = _Acc()
+        labels.extend(_simulate_patient(p, p - start, seed, days, acc) for p in range(start, stop))
+        frames.append(_events_frame(acc, days, ids.slice(start, stop - start)))
     label_frame = pl.DataFrame(
         {
             "patient_id": ids,
@@ -797,63 +905,7 @@ def generate_cohort(n_patients: int, seed: int, days: int = 30) -> SyntheticCoho
         },
         schema=LABEL_SCHEMA,
     )
-    if n_patients == 0:
-        return SyntheticCohort(events=_empty_events(), labels=label_frame)
-
-    # vitals: 7 rows per reading
-    v_vals = np.concatenate(acc.v_vals)
-    nv = v_vals.shape[0]
-    v_unit = np.tile(_VITAL_UNITS, (nv, 1))
-    v_unit[np.concatenate(acc.v_degf), 0] = _U["[degF]"]
-    # labs: 3 rows per draw
-    l_vals = np.concatenate(acc.l_vals)
-    nl = l_vals.shape[0]
-    l_mgdl = np.concatenate(acc.l_crp_mgdl)
-    l_unit = np.tile(np.array([_U["mg/L"], _U["pg/mL"], _U["ng/mL"]], dtype=np.int8), (nl, 1))
-    l_unit[l_mgdl, 0] = _U["mg/dL"]
-    l_dec = np.tile(np.array([1, 1, 0], dtype=np.int8), (nl, 1))
-    l_dec[l_mgdl, 0] = 2
-    # neuro: score row (if any) + consciousness row per assessment
-    n_pid = np.concatenate(acc.n_pid)
-    n_min = np.concatenate(acc.n_minute)
-    n_item = np.concatenate(acc.n_item)
-    has_score = n_item >= 0
-
-    pid = np.concatenate([
-        np.repeat(np.concatenate(acc.v_pid), 7), np.repeat(np.concatenate(acc.l_pid), 3),
-        n_pid[has_score], n_pid, np.asarray(acc.pid, dtype=np.int32)])
-    minute = np.concatenate([
-        np.repeat(np.concatenate(acc.v_minute), 7), np.repeat(np.concatenate(acc.l_minute), 3),
-        n_min[has_score], n_min, np.asarray(acc.minute, dtype=np.int64)]).astype(np.int64)
-    item = np.concatenate([
-        np.tile(_VITAL_ITEMS, nv), np.tile(_LAB_ITEMS, nl), n_item[has_score],
-        np.full(n_min.size, _I["consciousness"], dtype=np.int16), np.asarray(acc.item, dtype=np.int16)])
-    num = np.concatenate([
-        v_vals.ravel(), l_vals.ravel(), np.concatenate(acc.n_score)[has_score], np.zeros(n_min.size),
-        np.asarray(acc.num, dtype=np.float64)])
-    dec = np.concatenate([
-        np.tile(_VITAL_DEC, nv), l_dec.ravel(), np.zeros(int(has_score.sum()), dtype=np.int8),
-        np.zeros(n_min.size, dtype=np.int8), np.asarray(acc.dec, dtype=np.int8)])
-    txt = np.concatenate([
-        np.full(nv * 7 + nl * 3 + int(has_score.sum()), -1, dtype=np.int32),
-        _CONS0 + np.concatenate(acc.n_cons), np.asarray(acc.txt, dtype=np.int32)])
-    unit = np.concatenate([
-        v_unit.ravel(), l_unit.ravel(), np.full(int(has_score.sum()), _U["{score}"], dtype=np.int8),
-        np.zeros(n_min.size, dtype=np.int8), np.asarray(acc.unit, dtype=np.int8)])
-
-    key = (pid.astype(np.int64) << 40) | (minute << 8) | item.astype(np.int64)
-    order = np.argsort(key, kind="stable")
-    pid, minute, item = pid[order], minute[order], item[order]
-    codes = _encode_values(num[order], dec[order], txt[order])
-    unit = unit[order]
-
-    events = pl.DataFrame({
-        "patient_id": ids.gather(pl.Series(pid.astype(np.uint32))),
-        "day": minute / 1440.0,
-        "item": pl.Series(_ITEMS, dtype=pl.String).gather(pl.Series(item.astype(np.uint32))),
-        "value": _format_values(codes),
-        "unit": pl.Series(_UNITS, dtype=pl.String).gather(pl.Series(unit.astype(np.uint32))),
-    }).with_columns(pl.lit(SOURCE, dtype=pl.String).alias("source"))
+    events = pl.concat(frames, how="vertical", rechunk=False) if frames else _empty_events()
     return SyntheticCohort(events=events, labels=label_frame)
 
 

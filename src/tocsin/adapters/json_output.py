@@ -37,8 +37,8 @@ def _by_patient(df: pl.DataFrame) -> dict[str, list[dict[str, Any]]]:
 
 def _timeline_rows(result: ToxicityResult, infusion_times: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     extra = [c for c in ("waived", "waiver_drug_ep", "waiver_t_ep") if c in result.timeline.columns]
-    frame = result.timeline.select(PID, pl.col("t").round(4).alias("day"), "grade", "domain", "evidence",
-                                   "rule", "missing", *extra)
+    frame = result.explained().select(PID, pl.col("t").round(4).alias("day"), "grade", "domain", "evidence",
+                                      "rule", "missing", *extra)
     rows = _by_patient(frame)
     for pid, patient_rows in rows.items():
         start = infusion_times.get(pid)

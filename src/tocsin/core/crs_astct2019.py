@@ -21,7 +21,7 @@ Example
 ...     "item": ["infusion", "temperature", "oxygen", "oxygen_flow"],
 ...     "value": ["axi-cel", "38.6", "nasal_cannula", "6"], "unit": ["", "Cel", "", "L/min"],
 ...     "file": "x", "line": [2, 3, 4, 5]})
->>> grade_events(raw, GradingConfig()).crs_timeline.filter(pl.col("t") == 2)["grade"].to_list()
+>>> grade_events(raw, GradingConfig()).crs.timeline.filter(pl.col("t") == 2)["grade"].to_list()
 [2]
 """
 
@@ -31,7 +31,7 @@ import polars as pl
 
 from tocsin.config import GradingConfig
 from tocsin.core.crs_course import crs_death, fever_evidence, support_evidence, vasopressor_names
-from tocsin.core.evidence import evidence_list, missing_list
+from tocsin.core.evidence import Observation, missing_text
 from tocsin.criteria import load_scale
 
 SCALE = load_scale("crs_astct2019")
@@ -65,8 +65,9 @@ _RULES = {
 }
 
 
-def grade_crs_astct2019(course: pl.DataFrame, config: GradingConfig) -> pl.DataFrame:
-    """Add ``grade``, ``domain``, ``rule``, ``evidence``, ``missing`` to a marked CRS course frame."""
+def grade_crs_astct2019(course: pl.DataFrame, config: GradingConfig) -> tuple[pl.DataFrame, list[Observation]]:
+    """Add ``grade``, ``domain``, ``rule``, ``missing`` to a marked CRS course frame; return it with the
+    evidence specs that explain each row."""
     df = course.with_columns(hypotension_grade().alias("g_hypotension"), hypoxia_grade(config).alias("g_hypoxia"))
     eligible = pl.col("fever_now") | pl.col("waived")
     support = pl.max_horizontal("g_hypotension", "g_hypoxia")
@@ -74,11 +75,11 @@ def grade_crs_astct2019(course: pl.DataFrame, config: GradingConfig) -> pl.DataF
            .otherwise(pl.max_horizontal(pl.col("fever_now").cast(pl.Int8), support)).cast(pl.Int8))
     hypotension_unknown = ~pl.col("any_vasopressor") & ~pl.col("bp_known") & ~pl.col("hypotension_attributed")
     df = df.with_columns(raw.alias("raw_grade"), support.alias("support_grade"))
-    df = df.with_columns(missing_list([
+    df = df.with_columns(missing_text([
         (~eligible & ~pl.col("temp_known") & ~crs_death(), "temperature"),
         (eligible & hypotension_unknown & (pl.col("raw_grade") < 2), "sbp or map"),
     ]))
-    grade = pl.when((pl.col("raw_grade") == 0) & (pl.col("missing").list.len() > 0)).then(None) \
+    grade = pl.when((pl.col("raw_grade") == 0) & (pl.col("missing") != "")).then(None) \
         .otherwise(pl.col("raw_grade"))
     g = pl.col("raw_grade")
     domain = (pl.when(g == 5).then(pl.lit("death"))
@@ -95,12 +96,12 @@ def grade_crs_astct2019(course: pl.DataFrame, config: GradingConfig) -> pl.DataF
             .when(g == 0).then(pl.lit("CRS-ASTCT19-G0")))
     for (grade_value, dom), rule_id in _RULES.items():
         rule = rule.when((g == grade_value) & pl.col("domain").str.starts_with(dom)).then(pl.lit(rule_id))
-    return df.with_columns(rule.alias("rule"), _evidence(vasopressor_names(df)))
+    return df.with_columns(rule.alias("rule")), _evidence(vasopressor_names(df))
 
 
-def _evidence(pressors: list[str]) -> pl.Expr:
+def _evidence(pressors: list[str]) -> list[Observation]:
     shown = (pl.col("raw_grade") >= 2) | ((pl.col("raw_grade") == 0) & (pl.col("support_grade") > 0))
     hypotension_shown = shown & (pl.col("g_hypotension") == pl.col("support_grade")) & (pl.col("g_hypotension") > 0)
     hypoxia_shown = shown & (pl.col("g_hypoxia") == pl.col("support_grade")) & (pl.col("g_hypoxia") > 0)
-    return evidence_list([*fever_evidence(), *support_evidence(
-        pressors, hypotension_shown, hypotension_shown & (pl.col("g_hypotension") == 2), hypoxia_shown)])
+    return [*fever_evidence(), *support_evidence(
+        pressors, hypotension_shown, hypotension_shown & (pl.col("g_hypotension") == 2), hypoxia_shown)]

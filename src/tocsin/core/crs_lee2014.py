@@ -21,7 +21,7 @@ import polars as pl
 
 from tocsin.config import GradingConfig
 from tocsin.core.crs_course import crs_death, fever_evidence, support_evidence, vasopressor_names
-from tocsin.core.evidence import evidence_list, missing_list, observation
+from tocsin.core.evidence import Observation, missing_text, observation
 from tocsin.core.timeline import HOURS_PER_DAY, PID
 from tocsin.criteria import load_scale
 
@@ -49,8 +49,9 @@ def _fio2(config: GradingConfig) -> pl.Expr:
     return pl.coalesce(recorded, nasal_estimate)
 
 
-def grade_crs_lee2014(course: pl.DataFrame, config: GradingConfig) -> pl.DataFrame:
-    """Add ``grade``, ``domain``, ``rule``, ``evidence``, ``missing`` to a marked CRS course frame."""
+def grade_crs_lee2014(course: pl.DataFrame, config: GradingConfig) -> tuple[pl.DataFrame, list[Observation]]:
+    """Add ``grade``, ``domain``, ``rule``, ``missing`` to a marked CRS course frame; return it with the
+    evidence specs that explain each row."""
     pressors = vasopressor_names(course)
     df = course.with_columns(_high_dose(pressors).fill_null(False).alias("high_dose"), _fio2(config).alias("fio2_used"))
     run_start = pl.when(pl.col("high_dose") & ~pl.col("high_dose").shift(1).over(PID).fill_null(False)) \
@@ -73,13 +74,13 @@ def grade_crs_lee2014(course: pl.DataFrame, config: GradingConfig) -> pl.DataFra
            .otherwise(pl.max_horizontal(pl.col("fever_now").cast(pl.Int8), support)).cast(pl.Int8))
     df = df.with_columns(raw.alias("raw_grade"), support.alias("support_grade"))
     hypotension_unknown = ~pl.col("any_vasopressor") & ~pl.col("bp_known") & ~pl.col("hypotension_attributed")
-    df = df.with_columns(missing_list([
+    df = df.with_columns(missing_text([
         (~eligible & ~pl.col("temp_known") & ~crs_death(), "temperature"),
         (eligible & hypotension_unknown & (pl.col("raw_grade") < 2), "sbp or map"),
         (eligible & (pl.col("g_hypoxia") == 2) & pl.col("fio2_used").is_null(), "fio2"),
     ]))
     g = pl.col("raw_grade")
-    grade = pl.when((g == 0) & (pl.col("missing").list.len() > 0)).then(None).otherwise(g)
+    grade = pl.when((g == 0) & (pl.col("missing") != "")).then(None).otherwise(g)
     domain = (pl.when(g == 5).then(pl.lit("death"))
               .when((g == 0) & (pl.col("support_grade") > 0)).then(pl.lit("fever"))
               .when(g == 0).then(pl.lit("none"))
@@ -99,10 +100,10 @@ def grade_crs_lee2014(course: pl.DataFrame, config: GradingConfig) -> pl.DataFra
     shown = (g >= 2) | ((g == 0) & (pl.col("support_grade") > 0))
     hypotension_shown = shown & (pl.col("g_hypotension") == pl.col("support_grade")) & (pl.col("g_hypotension") > 0)
     hypoxia_shown = shown & (pl.col("g_hypoxia") == pl.col("support_grade")) & (pl.col("g_hypoxia") > 0)
-    evidence = evidence_list([
+    evidence = [
         *fever_evidence(),
         *support_evidence(pressors, hypotension_shown, hypotension_shown & pl.col("bp_low") & pl.col("bp_known"),
                           hypoxia_shown),
         observation("fio2", "fio2_t", "fio2_used", hypoxia_shown & pl.col("fio2_used").is_not_null(), "%"),
-    ])
-    return df.with_columns(rule.alias("rule"), evidence)
+    ]
+    return df.with_columns(rule.alias("rule")), evidence

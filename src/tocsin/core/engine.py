@@ -11,7 +11,7 @@ Example
 >>> raw = pl.DataFrame({"patient_id": ["P", "P"], "day": ["0", "1.5"], "item": ["infusion", "temperature"],
 ...                     "value": ["axi-cel", "101.3"], "unit": ["", "[degF]"], "file": "x", "line": [2, 3]})
 >>> result = grade_events(raw, GradingConfig())
->>> result.crs_summary["max_grade"].to_list()
+>>> result.crs.summary["max_grade"].to_list()
 [1]
 """
 
@@ -27,22 +27,56 @@ from tocsin.core.crs_course import mark_crs_course
 from tocsin.core.crs_lee2014 import grade_crs_lee2014
 from tocsin.core.episodes import episodes_from_timeline, mark_stretches, patient_summary
 from tocsin.core.events import IngestLimits, NormalisedEvents, normalise_events
+from tocsin.core.evidence import Observation, evidence_columns, expand_evidence
 from tocsin.core.icans_astct2019 import grade_icans_astct2019
 from tocsin.core.timeline import PID, crs_state, icans_state
 from tocsin.criteria import Scale, load_scale
 from tocsin.vocabulary import Vocabulary, load_vocabulary
 
-TIMELINE_COLUMNS = [PID, "t", "grade", "domain", "rule", "evidence", "missing"]
+TIMELINE_COLUMNS = [PID, "t", "grade", "domain", "rule", "missing"]
+EPISODE_COLUMNS = ["stretch", "quiet_since", "resolved_row"]
 
 
 @dataclass(frozen=True)
 class ToxicityResult:
-    """One toxicity's grades for a batch: the scale, the timeline, the episodes and a per-patient summary."""
+    """One toxicity's grades for a batch: the scale, the timeline, the episodes and a per-patient summary.
+
+    ``timeline`` has one row per assessment (grade, domain, rule, missing) plus the state columns that
+    ``observations`` read; :meth:`evidence` expands them into the observations behind each grade.
+    """
 
     scale: Scale
     timeline: pl.DataFrame
     episodes: pl.DataFrame
     summary: pl.DataFrame
+    observations: tuple[Observation, ...]
+
+    def evidence(self, patient_ids: list[str] | None = None) -> pl.DataFrame:
+        """Long table (patient_id, t, item, day, value): the observations behind every graded row."""
+        rows = self.timeline if patient_ids is None else self.timeline.filter(pl.col(PID).is_in(patient_ids))
+        return expand_evidence(rows, list(self.observations))
+
+    def explained(self, patient_ids: list[str] | None = None) -> pl.DataFrame:
+        """The timeline with ``evidence`` (list of item/day/value) and ``missing`` (list of str) per row.
+
+        Meant for a readable number of patients (reports, JSON, tests); batch consumers use
+        :attr:`timeline` and :meth:`evidence`.
+        """
+        rows = self.timeline if patient_ids is None else self.timeline.filter(pl.col(PID).is_in(patient_ids))
+        evidence = expand_evidence(rows, list(self.observations)).group_by([PID, "t"]).agg(
+            pl.struct("item", "day", "value").alias("evidence"))
+        missing = pl.when(pl.col("missing") == "").then(pl.lit([], pl.List(pl.Utf8))) \
+            .otherwise(pl.col("missing").str.split("; "))
+        return (rows.join(evidence, on=[PID, "t"], how="left", maintain_order="left")
+                .with_columns(pl.col("evidence").fill_null([]), missing.alias("missing")))
+
+
+def _toxicity_result(scale: Scale, graded: pl.DataFrame, observations: list[Observation],
+                     extra: list[str]) -> ToxicityResult:
+    keep = list(dict.fromkeys([*TIMELINE_COLUMNS, *EPISODE_COLUMNS, *extra, *evidence_columns(observations)]))
+    timeline = graded.select(keep)
+    episodes = episodes_from_timeline(timeline)
+    return ToxicityResult(scale, timeline, episodes, patient_summary(timeline, episodes), tuple(observations))
 
 
 @dataclass(frozen=True)
@@ -53,13 +87,6 @@ class GradingResult:
     icans: ToxicityResult
     errors: pl.DataFrame
 
-    @property
-    def crs_timeline(self) -> pl.DataFrame:
-        return self.crs.timeline
-
-    @property
-    def crs_summary(self) -> pl.DataFrame:
-        return self.crs.summary
 
 
 def grade_crs(events: pl.DataFrame, patients: pl.DataFrame, config: GradingConfig,
@@ -67,22 +94,17 @@ def grade_crs(events: pl.DataFrame, patients: pl.DataFrame, config: GradingConfi
     state = crs_state(events, patients, vocabulary, config)
     course = mark_crs_course(state, config)
     if config.crs.scale == "lee2014":
-        graded, scale = grade_crs_lee2014(course, config), load_scale("crs_lee2014")
+        (graded, observations), scale = grade_crs_lee2014(course, config), load_scale("crs_lee2014")
     else:
-        graded, scale = grade_crs_astct2019(course, config), load_scale("crs_astct2019")
-    timeline = graded.select(*TIMELINE_COLUMNS, "stretch", "quiet_since", "resolved_row", "waived",
-                             "waiver_drug_ep", "waiver_t_ep")
-    episodes = episodes_from_timeline(timeline)
-    return ToxicityResult(scale, timeline, episodes, patient_summary(timeline, episodes))
+        (graded, observations), scale = grade_crs_astct2019(course, config), load_scale("crs_astct2019")
+    return _toxicity_result(scale, graded, observations, ["waived", "waiver_drug_ep", "waiver_t_ep"])
 
 
 def grade_icans(events: pl.DataFrame, patients: pl.DataFrame, config: GradingConfig) -> ToxicityResult:
-    graded = grade_icans_astct2019(icans_state(events, patients, config), config)
+    graded, observations = grade_icans_astct2019(icans_state(events, patients, config), config)
     active = (pl.col("grade") >= 1).fill_null(False)
-    timeline = mark_stretches(graded, active, config.episodes.icans_resolution_hours).select(
-        *TIMELINE_COLUMNS, "stretch", "quiet_since", "resolved_row")
-    episodes = episodes_from_timeline(timeline)
-    return ToxicityResult(load_scale("icans_astct2019"), timeline, episodes, patient_summary(timeline, episodes))
+    marked = mark_stretches(graded, active, config.episodes.icans_resolution_hours)
+    return _toxicity_result(load_scale("icans_astct2019"), marked, observations, [])
 
 
 def grade_normalised(normalised: NormalisedEvents, config: GradingConfig,

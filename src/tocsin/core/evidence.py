@@ -1,30 +1,61 @@
-"""Evidence: the observations (item, day, value) behind a grade, built as a list column."""
+"""Evidence: the observations (item, day, value) behind every grade, and what is still missing.
+
+A grading module declares its evidence as a list of :class:`Observation` specs (what to show and when).
+The graded timeline keeps the state columns those specs read, so the evidence of any row is fully
+determined by the row; :func:`expand_evidence` turns it into a long table (one row per observation per
+assessment) when someone asks for it. Building nested lists for millions of assessment rows that nobody
+reads would cost more than the grading itself; a long table is also what a database or a report wants.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import polars as pl
 
-EVIDENCE_DTYPE = pl.List(pl.Struct({"item": pl.Utf8, "day": pl.Float64, "value": pl.Utf8}))
+EVIDENCE_SCHEMA = {"patient_id": pl.Utf8, "t": pl.Float64, "item": pl.Utf8, "day": pl.Float64, "value": pl.Utf8}
+
+
+@dataclass(frozen=True)
+class Observation:
+    """Show ``item`` observed on ``day`` with ``value`` at every assessment where ``condition`` holds."""
+
+    item: pl.Expr
+    day: pl.Expr
+    value: pl.Expr
+    condition: pl.Expr
+
+    def columns(self) -> set[str]:
+        return {name for e in (self.item, self.day, self.value, self.condition) for name in e.meta.root_names()}
 
 
 def observation(item: str | pl.Expr, day: str | pl.Expr, value: str | pl.Expr, condition: pl.Expr,
-                unit: str = "") -> pl.Expr:
-    """One evidence entry where ``condition`` holds (null otherwise)."""
+                unit: str = "") -> Observation:
+    """One evidence entry; ``item``/``day``/``value`` are literals (item) or column names/expressions."""
     item_expr = pl.lit(item) if isinstance(item, str) else item
     day_expr = pl.col(day) if isinstance(day, str) else day
-    value_expr = pl.col(value) if isinstance(value, str) else value
-    text = value_expr.cast(pl.Utf8)
+    value_expr = (pl.col(value) if isinstance(value, str) else value).cast(pl.Utf8)
     if unit:
-        text = pl.concat_str([text, pl.lit(" " + unit)])
-    return pl.when(condition).then(pl.struct(item=item_expr.cast(pl.Utf8), day=day_expr.round(4),
-                                             value=text))
+        value_expr = pl.concat_str([value_expr, pl.lit(" " + unit)])
+    return Observation(item_expr.cast(pl.Utf8), day_expr.cast(pl.Float64).round(4), value_expr,
+                       condition.fill_null(False))
 
 
-def evidence_list(entries: list[pl.Expr]) -> pl.Expr:
-    return pl.concat_list(entries).list.drop_nulls().alias("evidence")
+def evidence_columns(observations: list[Observation]) -> list[str]:
+    return sorted(set().union(*(o.columns() for o in observations)))
 
 
-def missing_list(entries: list[tuple[pl.Expr, str]]) -> pl.Expr:
-    """Names of the data still needed, where each condition holds."""
-    return pl.concat_list([pl.when(cond).then(pl.lit(name)) for cond, name in entries]) \
-        .list.drop_nulls().alias("missing")
+def expand_evidence(timeline: pl.DataFrame, observations: list[Observation]) -> pl.DataFrame:
+    """Long evidence table: patient_id, t (the assessment), item, day (of the observation), value."""
+    parts = [timeline.filter(o.condition).select(pl.col("patient_id"), pl.col("t"), o.item.alias("item"),
+                                                 o.day.alias("day"), o.value.alias("value"))
+             for o in observations]
+    if not parts:
+        return pl.DataFrame(schema=EVIDENCE_SCHEMA)
+    return pl.concat([p.cast(EVIDENCE_SCHEMA) for p in parts], how="vertical")
+
+
+def missing_text(entries: list[tuple[pl.Expr, str]]) -> pl.Expr:
+    """What is still needed, as one '; '-separated text ('' when nothing is missing)."""
+    return pl.concat_str([pl.when(cond).then(pl.lit(name)) for cond, name in entries], separator="; ",
+                         ignore_nulls=True).fill_null("").alias("missing")

@@ -20,11 +20,12 @@ from __future__ import annotations
 import polars as pl
 
 from tocsin.config import GradingConfig
-from tocsin.core.evidence import evidence_list, missing_list, observation
+from tocsin.core.evidence import Observation, missing_text, observation
+from tocsin.core.timeline import NEURO_FINDINGS
 from tocsin.criteria import load_scale
 
 SCALE = load_scale("icans_astct2019")
-DOMAINS = ("ice", "capd", "consciousness", "seizure", "motor_weakness", "cerebral_edema", "icp_sign")
+DOMAINS = NEURO_FINDINGS
 RULE_IDS = {"ice": "ICANS-ASTCT19-ICE", "capd": "ICANS-ASTCT19-CAPD", "consciousness": "ICANS-ASTCT19-CONSCIOUSNESS",
             "seizure": "ICANS-ASTCT19-SEIZURE", "motor_weakness": "ICANS-ASTCT19-MOTOR",
             "cerebral_edema": "ICANS-ASTCT19-EDEMA", "icp_sign": "ICANS-ASTCT19-ICP"}
@@ -41,8 +42,9 @@ def _mapped(column: str, table: str) -> pl.Expr:
     return pl.col(column).replace_strict(SCALE.table(table), default=None, return_dtype=pl.Int8)
 
 
-def grade_icans_astct2019(state: pl.DataFrame, config: GradingConfig) -> pl.DataFrame:
-    """Add ``grade``, ``domain``, ``rule``, ``evidence``, ``missing`` to an ICANS state frame."""
+def grade_icans_astct2019(state: pl.DataFrame, config: GradingConfig) -> tuple[pl.DataFrame, list[Observation]]:
+    """Add ``grade``, ``domain``, ``rule``, ``missing`` to an ICANS state frame; return it with the
+    evidence specs that explain each row."""
     age = pl.col("age_years")
     use_ice = (pl.when(age.is_not_null()).then(age >= config.icans.ice_min_age_years)
                .otherwise(pl.col("ice_fresh") | ~pl.col("capd_fresh")))
@@ -66,22 +68,22 @@ def grade_icans_astct2019(state: pl.DataFrame, config: GradingConfig) -> pl.Data
     tool_missing = ~unarousable & ~death & pl.when(pl.col("uses_ice")).then(~pl.col("ice_fresh")) \
         .otherwise(~pl.col("capd_fresh"))
     df = df.with_columns(raw.alias("raw_grade"))
-    df = df.with_columns(missing_list([
-        (tool_missing & pl.col("uses_ice"), "ice_score"),
-        (tool_missing & ~pl.col("uses_ice"), "capd_score"),
-    ]).list.concat(pl.when(tool_missing & pl.col("uses_ice")).then(pl.col("ice_incomplete_last"))
-                   .when(tool_missing).then(pl.col("capd_incomplete_last")).fill_null([])).alias("missing"))
+    needs_tool = pl.when(pl.col("uses_ice")).then(pl.lit("ice_score")).otherwise(pl.lit("capd_score"))
+    incomplete = pl.when(pl.col("uses_ice")).then(pl.col("ice_incomplete_last")).otherwise(pl.col("capd_incomplete_last"))
+    df = df.with_columns(pl.when(tool_missing).then(pl.concat_str([needs_tool, incomplete], separator="; ",
+                                                                  ignore_nulls=True))
+                         .otherwise(pl.lit("")).alias("missing"))
     g = pl.col("raw_grade")
-    grade = pl.when((g == 0) & (pl.col("missing").list.len() > 0)).then(None).otherwise(g)
+    grade = pl.when((g == 0) & (pl.col("missing") != "")).then(None).otherwise(g)
     at_max = [pl.when(pl.col(f"g_{d}") == g).then(pl.lit(d)) for d in DOMAINS]
     domain = (pl.when(death).then(pl.lit("death")).when(g == 0).then(pl.lit("none"))
-              .otherwise(pl.concat_list(at_max).list.drop_nulls().list.join("+")))
+              .otherwise(pl.concat_str(at_max, separator="+", ignore_nulls=True)))
     df = df.with_columns(grade.alias("grade"), domain.alias("domain"))
     first_domain = pl.col("domain").str.split("+").list.first()
     rule = (pl.when(death).then(pl.lit("ICANS-ASTCT19-G5-DEATH")).when(g == 0).then(pl.lit("ICANS-ASTCT19-G0"))
             .otherwise(first_domain.replace_strict(RULE_IDS, default=None)))
     shown = {d: (pl.col(f"g_{d}") == g) & (g > 0) for d in DOMAINS}
-    evidence = evidence_list([
+    evidence = [
         observation("ice_score", "ice_t", "ice_value", pl.col("uses_ice") & pl.col("ice_fresh")),
         observation("capd_score", "capd_t", "capd_value", ~pl.col("uses_ice") & pl.col("capd_fresh")),
         observation("consciousness", "consciousness_t", "consciousness_value",
@@ -90,8 +92,8 @@ def grade_icans_astct2019(state: pl.DataFrame, config: GradingConfig) -> pl.Data
                     pl.col("global_aphasia_fresh") & (pl.col("global_aphasia_value") == "true") & shown["ice"]),
         *[observation(d, f"{d}_t", f"{d}_value", shown[d])
           for d in ("seizure", "motor_weakness", "cerebral_edema", "icp_sign")],
-        *[observation("alternative_cause", pl.lit(None, pl.Float64), pl.concat_str([pl.lit(d + ":"), pl.col(f"alt_{d}")]),
-                      ~ok[d]) for d in DOMAINS],
+        *[observation("alternative_cause", pl.lit(None, pl.Float64),
+                      pl.concat_str([pl.lit(d + ":"), pl.col(f"alt_{d}")]), ~ok[d]) for d in DOMAINS],
         observation("death", "death_t", "death_cause", death),
-    ])
-    return df.with_columns(rule.alias("rule"), evidence)
+    ]
+    return df.with_columns(rule.alias("rule")), evidence

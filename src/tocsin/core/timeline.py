@@ -26,6 +26,8 @@ from tocsin.vocabulary import Vocabulary
 
 PID = "patient_id"
 HOURS_PER_DAY = 24.0
+#: Findings an ``alternative_cause`` row can name for ICANS (``consciousness:sedation``...).
+NEURO_FINDINGS = ("ice", "capd", "consciousness", "seizure", "motor_weakness", "cerebral_edema", "icp_sign")
 
 
 def ffill(expr: pl.Expr, *, by: str | list[str] = PID) -> pl.Expr:
@@ -170,10 +172,8 @@ def icans_state(events: pl.DataFrame, patients: pl.DataFrame, config: GradingCon
     capd_items: list[str] = scale.table("capd_items")
     domains = ["consciousness", "global_aphasia", "seizure", "motor_weakness", "cerebral_edema", "icp_sign"]
     items = ["ice_score", "capd_score", *ice_items, *capd_items, *domains, "alternative_cause", "death"]
-    neuro_findings = ("ice:", "capd:", "consciousness:", "seizure:", "motor_weakness:", "cerebral_edema:",
-                      "icp_sign:")
     neuro_attribution = (pl.col("item") == "alternative_cause") & pl.any_horizontal(
-        [pl.col("cat").str.to_lowercase().str.starts_with(f) for f in neuro_findings])
+        [pl.col("cat").str.to_lowercase().str.starts_with(f + ":") for f in NEURO_FINDINGS])
     neuro = events.filter(pl.col("item").is_in(items) & ((pl.col("item") != "alternative_cause") | neuro_attribution))
 
     def item_value(name: str, column: str = "num") -> pl.Expr:
@@ -182,42 +182,41 @@ def icans_state(events: pl.DataFrame, patients: pl.DataFrame, config: GradingCon
     # Scores given as items are summed at the time they were recorded; all items must be present.
     per_time = neuro.group_by([PID, "t"], maintain_order=True).agg(
         item_value("ice_score"), item_value("capd_score"),
-        pl.sum_horizontal([item_value(i) for i in ice_items]).alias("ice_items_sum"),
-        pl.concat_list([pl.when(item_value(i).is_null()).then(pl.lit(i)) for i in ice_items])
-        .alias("ice_items_missing"),
-        pl.sum_horizontal([item_value(i) for i in capd_items]).alias("capd_items_sum"),
-        pl.concat_list([pl.when(item_value(i).is_null()).then(pl.lit(i)) for i in capd_items])
-        .alias("capd_items_missing"),
-        pl.col("item").is_in(ice_items).any().alias("ice_items_given"),
-        pl.col("item").is_in(capd_items).any().alias("capd_items_given"),
+        *[item_value(i) for i in (*ice_items, *capd_items)],
         *[item_value(d, "cat") for d in domains],
         item_value("death", "cat").alias("death_here"),
-        pl.col("cat").filter(pl.col("item") == "alternative_cause").alias("alt_rows"),
+        *[pl.col("cat").filter((pl.col("item") == "alternative_cause")
+                               & pl.col("cat").str.to_lowercase().str.starts_with(f + ":")).last().alias(f"alt_raw_{f}")
+          for f in NEURO_FINDINGS],
     ).sort([PID, "t"])
+
+    def absent(names: list[str]) -> pl.Expr:
+        return pl.concat_str([pl.when(pl.col(n).is_null()).then(pl.lit(n)) for n in names], separator="; ",
+                             ignore_nulls=True)
+
+    def given(names: list[str]) -> pl.Expr:
+        return pl.any_horizontal([pl.col(n).is_not_null() for n in names])
+
     per_time = per_time.with_columns(
-        pl.col("ice_items_missing").list.drop_nulls(), pl.col("capd_items_missing").list.drop_nulls())
-    ice_from_items = pl.when(pl.col("ice_items_given") & (pl.col("ice_items_missing").list.len() == 0)) \
+        absent(ice_items).alias("ice_items_missing"), absent(capd_items).alias("capd_items_missing"),
+        given(ice_items).alias("ice_items_given"), given(capd_items).alias("capd_items_given"),
+        pl.sum_horizontal(ice_items).alias("ice_items_sum"), pl.sum_horizontal(capd_items).alias("capd_items_sum"))
+    ice_from_items = pl.when(pl.col("ice_items_given") & (pl.col("ice_items_missing") == "")) \
         .then(pl.col("ice_items_sum"))
-    capd_from_items = pl.when(pl.col("capd_items_given") & (pl.col("capd_items_missing").list.len() == 0)) \
+    capd_from_items = pl.when(pl.col("capd_items_given") & (pl.col("capd_items_missing") == "")) \
         .then(pl.col("capd_items_sum"))
     df = per_time.with_columns(
         pl.coalesce("ice_score", ice_from_items).alias("ice_here"),
         pl.coalesce("capd_score", capd_from_items).alias("capd_here"),
-        pl.when(pl.col("ice_score").is_null() & pl.col("ice_items_given")).then(pl.col("ice_items_missing"))
-        .alias("ice_incomplete"),
-        pl.when(pl.col("capd_score").is_null() & pl.col("capd_items_given"))
+        pl.when(pl.col("ice_score").is_null() & pl.col("ice_items_given") & (pl.col("ice_items_missing") != ""))
+        .then(pl.col("ice_items_missing")).alias("ice_incomplete"),
+        pl.when(pl.col("capd_score").is_null() & pl.col("capd_items_given") & (pl.col("capd_items_missing") != ""))
         .then(pl.col("capd_items_missing")).alias("capd_incomplete"),
     ).join(patients.select(PID, "age_years"), on=PID, how="left")
 
-    # Attributions: explode per time is cheap here (neuro rows are few).
-    findings = ["ice", "capd", "consciousness", "seizure", "motor_weakness", "cerebral_edema", "icp_sign"]
-    alt_cols = []
-    for f in findings:
-        cause = pl.col("alt_rows").list.eval(
-            pl.element().filter(pl.element().str.to_lowercase().str.starts_with(f + ":"))
-            .str.split_exact(":", 1).struct.field("field_1").str.strip_chars()).list.last()
-        alt_cols.append(ffill(cause).alias(f"alt_{f}"))
-    df = df.with_columns(alt_cols)
+    df = df.with_columns(
+        ffill(pl.col(f"alt_raw_{f}").str.split_exact(":", 1).struct.field("field_1").str.strip_chars())
+        .alias(f"alt_{f}") for f in NEURO_FINDINGS)
 
     def stamp(name: str, column: str) -> list[pl.Expr]:
         return [ffill(pl.col(column)).alias(f"{name}_value"),
@@ -239,5 +238,5 @@ def icans_state(events: pl.DataFrame, patients: pl.DataFrame, config: GradingCon
     return df.with_columns(
         *[v.alias(f"{k}_fresh") for k, v in fresh.items()],
         seizure_fresh.alias("seizure_fresh"),
-        *[_attributed(f).alias(f"{f}_attributed") for f in findings],
+        *[_attributed(f).alias(f"{f}_attributed") for f in NEURO_FINDINGS],
     )
