@@ -139,14 +139,14 @@ _LAB_ITEMS = np.array([_I["crp"], _I["il6"], _I["ferritin"]], dtype=np.int16)
 
 # Per product: adult share, P(CRS), onset-day weights (days 1..7), severity and ICANS multipliers.
 _PRODUCT_PARAMS: dict[str, dict] = {
-    "axi-cel": dict(share=0.32, p_crs=0.92, onset=(35, 35, 18, 8, 4, 0, 0), severe=1.35, icans=1.45),
-    "tisa-cel": dict(share=0.14, p_crs=0.70, onset=(15, 25, 25, 15, 10, 5, 5), severe=1.0, icans=0.6),
-    "liso-cel": dict(share=0.14, p_crs=0.58, onset=(0, 10, 20, 25, 20, 15, 10), severe=0.55, icans=0.9),
-    "brexu-cel": dict(share=0.12, p_crs=0.91, onset=(30, 35, 20, 10, 5, 0, 0), severe=1.35, icans=1.45),
-    "cilta-cel": dict(share=0.14, p_crs=0.92, onset=(0, 0, 0, 15, 25, 30, 30), severe=0.5, icans=0.55),
-    "ide-cel": dict(share=0.14, p_crs=0.86, onset=(40, 35, 20, 5, 0, 0, 0), severe=0.6, icans=0.55),
+    "axi-cel": dict(share=0.32, p_crs=0.90, onset=(35, 35, 18, 8, 4, 0, 0), severe=1.35, icans=1.45),
+    "tisa-cel": dict(share=0.14, p_crs=0.66, onset=(15, 25, 25, 15, 10, 5, 5), severe=1.0, icans=0.6),
+    "liso-cel": dict(share=0.14, p_crs=0.52, onset=(0, 10, 20, 25, 20, 15, 10), severe=0.55, icans=0.9),
+    "brexu-cel": dict(share=0.12, p_crs=0.88, onset=(30, 35, 20, 10, 5, 0, 0), severe=1.35, icans=1.45),
+    "cilta-cel": dict(share=0.14, p_crs=0.89, onset=(0, 0, 0, 15, 25, 30, 30), severe=0.5, icans=0.55),
+    "ide-cel": dict(share=0.14, p_crs=0.82, onset=(40, 35, 20, 5, 0, 0, 0), severe=0.6, icans=0.55),
 }
-_CHILD = dict(p_crs=0.78, onset=(20, 30, 25, 15, 10, 0, 0), severe=1.2, icans=0.8)
+_CHILD = dict(p_crs=0.75, onset=(20, 30, 25, 15, 10, 0, 0), severe=1.2, icans=0.8)
 P_CHILD = 0.10
 _GRADE_GIVEN_CRS = (0.455, 0.36, 0.125, 0.06)  # grades 1-4 before the product's severity tilt
 _P_SECOND_EPISODE = 0.12
@@ -691,6 +691,7 @@ def _simulate_patient(pid: int, local: int, seed: int, days: int, acc: _Acc) -> 
 
 
 # A row block: (patient index uint32, minute int32, item uint8, value code uint32, unit uint8).
+# Values travel as integer codes and become strings only once per distinct value (_ValueFormatter).
 _Block = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 _SEG = 1_000_000  # value codes: decimals * _SEG + round(value * 10**decimals); texts from 4 * _SEG
 
@@ -816,31 +817,41 @@ def _sparse_rows(acc: _Acc) -> _Block:
             np.asarray(acc.item, dtype=np.uint8), codes, np.asarray(acc.unit, dtype=np.uint8))
 
 
-def _format_values(codes: np.ndarray) -> pl.Series:
-    """Strings for value codes (see ``_encode_values``), formatting each distinct value once."""
-    seg = _SEG
-    present = np.zeros(4 * seg + len(_TEXTS), dtype=bool)
-    present[codes] = True
-    uniq = np.flatnonzero(present)
-    strings: list[str] = []
-    for c in uniq.tolist():
-        s, v = divmod(c, seg)
-        if s == 0:
-            strings.append(str(v))
-        elif s == 1:
-            strings.append(repr(round(v / 10, 1)))
-        elif s == 2:
-            strings.append(repr(round(v / 100, 2)))
-        elif s == 3:
-            strings.append(repr(round(v / 1000, 3)))
-        else:
-            strings.append(_TEXTS[c - 4 * seg])
-    remap = np.zeros(present.size, dtype=np.uint32)
-    remap[uniq] = np.arange(uniq.size, dtype=np.uint32)
-    return pl.Series(strings, dtype=pl.String).gather(pl.Series(remap[codes]))
+def _code_text(c: int) -> str:
+    s, v = divmod(c, _SEG)
+    if s == 0:
+        return str(v)
+    if s == 1:
+        return repr(round(v / 10, 1))
+    if s == 2:
+        return repr(round(v / 100, 2))
+    if s == 3:
+        return repr(round(v / 1000, 3))
+    return _TEXTS[c - 4 * _SEG]
 
 
-def _events_frame(acc: _Acc, days: int, ids: pl.Series) -> pl.DataFrame:
+class _ValueFormatter:
+    """Turns value codes into strings, formatting each distinct value once per cohort.
+
+    The look-up arrays are allocated once and reused for every chunk.
+    """
+
+    def __init__(self) -> None:
+        self._present = np.zeros(4 * _SEG + len(_TEXTS), dtype=bool)
+        self._remap = np.zeros(self._present.size, dtype=np.uint32)
+        self._texts: dict[int, str] = {}
+
+    def __call__(self, codes: np.ndarray) -> pl.Series:
+        self._present[codes] = True
+        uniq = np.flatnonzero(self._present)
+        self._present[uniq] = False
+        texts = self._texts
+        strings = [texts.get(c) or texts.setdefault(c, _code_text(c)) for c in uniq.tolist()]
+        self._remap[uniq] = np.arange(uniq.size, dtype=np.uint32)
+        return pl.Series(strings, dtype=pl.String).gather(pl.Series(self._remap[codes]))
+
+
+def _events_frame(acc: _Acc, days: int, ids: pl.Series, formatter: _ValueFormatter) -> pl.DataFrame:
     """The event rows of one chunk of patients, sorted by patient, minute and item order."""
     blocks = [_vital_rows(acc), _lab_rows(acc, days), _neuro_rows(acc), _sparse_rows(acc)]
     pid = np.concatenate([b[0] for b in blocks])
@@ -854,7 +865,7 @@ def _events_frame(acc: _Acc, days: int, ids: pl.Series) -> pl.DataFrame:
         "patient_id": ids.gather(pl.Series(pid[order])),
         "day": minute[order] / 1440.0,
         "item": pl.Series(_ITEMS, dtype=pl.String).gather(pl.Series(item[order].astype(np.uint32))),
-        "value": _format_values(codes),
+        "value": formatter(codes),
         "unit": pl.Series(_UNITS, dtype=pl.String).gather(pl.Series(unit.astype(np.uint32))),
         "source": pl.Series([SOURCE], dtype=pl.String).gather(pl.Series(np.zeros(pid.size, np.uint32))),
     })
@@ -884,6 +895,7 @@ def generate_cohort(n_patients: int, seed: int, days: int = 30) -> SyntheticCoho
     ids = pl.Series([f"SYN{p + 1:0{width}d}" for p in range(n_patients)], dtype=pl.String)
     labels: list[tuple] = []
     frames: list[pl.DataFrame] = []
+    formatter = _ValueFormatter()
     # Patients are simulated and turned into rows in chunks: the arrays of one chunk stay small enough
     # to be reused by the allocator, and a chunk's rows sorted by (patient, time) are already in their
     # final place, because every chunk holds whole patients.
@@ -891,7 +903,7 @@ def generate_cohort(n_patients: int, seed: int, days: int = 30) -> SyntheticCoho
         stop = min(n_patients, start + _CHUNK)
         acc = _Acc()
         labels.extend(_simulate_patient(p, p - start, seed, days, acc) for p in range(start, stop))
-        frames.append(_events_frame(acc, days, ids.slice(start, stop - start)))
+        frames.append(_events_frame(acc, days, ids.slice(start, stop - start), formatter))
     label_frame = pl.DataFrame(
         {
             "patient_id": ids,

@@ -1,0 +1,377 @@
+"""Tests of the synthetic cohort generator (tocsin.synth).
+
+The checks re-derive what the labels claim from the events themselves (first fever, support tiers,
+ICANS domains, episode separation), so a generator that drifts from its labels fails here.
+"""
+
+from __future__ import annotations
+
+import time
+from importlib import resources
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+
+from tocsin.synth import EVENT_SCHEMA, LABEL_SCHEMA, PRODUCTS, SyntheticCohort, generate_cohort, write_cohort
+
+PRESSORS = ["norepinephrine", "epinephrine", "phenylephrine", "dopamine", "vasopressin"]
+DEVICE_TIER = {"room_air": 0, "nasal_cannula": 2, "blow_by": 2, "high_flow_nasal_cannula": 3, "face_mask": 3,
+               "non_rebreather": 3, "venturi_mask": 3, "cpap": 4, "bipap": 4, "mechanical_ventilation": 4}
+CONSCIOUSNESS_GRADE = {"awake": 0, "awakens_spontaneously": 1, "awakens_to_voice": 2, "awakens_to_touch": 3,
+                       "unarousable": 4}
+# Units the generator writes on purpose besides an item's canonical and per-kg units.
+DELIBERATE_UNITS = {"temperature": {"[degF]"}, "crp": {"mg/dL"}, "fio2": {"1"}}
+
+
+@pytest.fixture(scope="module")
+def cohort() -> SyntheticCohort:
+    return generate_cohort(500, seed=1)
+
+
+@pytest.fixture(scope="module")
+def vocabulary() -> dict[str, dict]:
+    text = resources.files("tocsin").joinpath("data/vocabulary.yaml").read_text(encoding="utf-8")
+    return {row["item"]: row for row in yaml.safe_load(text)["items"]}
+
+
+def _celsius(events: pl.DataFrame) -> pl.DataFrame:
+    """Temperature rows with the value in °C."""
+    v = pl.col("value").cast(pl.Float64)
+    return (events.filter(pl.col("item") == "temperature")
+            .with_columns(pl.when(pl.col("unit") == "[degF]").then((v - 32) * 5 / 9).otherwise(v).alias("c")))
+
+
+# ---------------------------------------------------------------------------------------------- shape
+def test_columns_and_dtypes(cohort: SyntheticCohort) -> None:
+    assert cohort.events.schema == pl.Schema(EVENT_SCHEMA)
+    assert cohort.events.columns == ["patient_id", "day", "item", "value", "unit", "source"]
+    assert cohort.labels.schema == pl.Schema(LABEL_SCHEMA)
+    assert cohort.labels.columns == ["patient_id", "crs_max_grade", "crs_onset_day", "crs_episodes",
+                                     "icans_max_grade", "icans_onset_day", "age", "product"]
+    assert cohort.labels.height == 500
+    assert cohort.labels["patient_id"][0] == "SYN00001"
+    assert cohort.events.null_count().sum_horizontal().item() == 0
+    assert set(cohort.events["source"].unique()) == {"synth"}
+    assert set(cohort.events["patient_id"].unique()) == set(cohort.labels["patient_id"])
+
+
+def test_events_sorted_and_within_follow_up(cohort: SyntheticCohort) -> None:
+    e = cohort.events
+    assert e.select(pl.col("day").min()).item() == 0.0
+    assert e.select(pl.col("day").max()).item() < 30.0
+    prev_pid, prev_day = pl.col("patient_id").shift(1), pl.col("day").shift(1)
+    in_order = (pl.col("patient_id") > prev_pid) | ((pl.col("patient_id") == prev_pid) & (pl.col("day") >= prev_day))
+    assert e.select(in_order.fill_null(True).all()).item()
+
+
+def test_every_patient_has_baseline_rows(cohort: SyntheticCohort) -> None:
+    base = cohort.events.filter(pl.col("day") == 0.0, pl.col("item").is_in(
+        ["infusion", "age", "weight", "sex", "disease"]))
+    counts = base.group_by("patient_id").agg(pl.col("item").n_unique())
+    assert counts.height == 500 and counts["item"].min() == 5
+    infusion = base.filter(pl.col("item") == "infusion").select("patient_id", pl.col("value").alias("product"))
+    joined = cohort.labels.join(infusion, on="patient_id")
+    assert (joined["product"] == joined["product_right"]).all()
+    assert set(joined["product"]) <= set(PRODUCTS)
+
+
+# ---------------------------------------------------------------------------------------------- determinism
+def test_same_seed_same_cohort() -> None:
+    a, b = generate_cohort(40, seed=11), generate_cohort(40, seed=11)
+    assert a.events.equals(b.events)
+    assert a.labels.equals(b.labels)
+
+
+def test_patients_do_not_depend_on_cohort_size() -> None:
+    small, large = generate_cohort(7, seed=11), generate_cohort(60, seed=11)
+    ids = small.labels["patient_id"].to_list()
+    assert large.labels.filter(pl.col("patient_id").is_in(ids)).equals(small.labels)
+    assert large.events.filter(pl.col("patient_id").is_in(ids)).equals(small.events)
+
+
+def test_different_seeds_differ() -> None:
+    a, b = generate_cohort(40, seed=1), generate_cohort(40, seed=2)
+    assert not a.events.equals(b.events)
+    assert not a.labels.equals(b.labels)
+
+
+def test_argument_checks() -> None:
+    with pytest.raises(ValueError):
+        generate_cohort(-1, seed=1)
+    with pytest.raises(ValueError):
+        generate_cohort(3, seed=1, days=7)
+    with pytest.raises(ValueError):
+        generate_cohort(3, seed=1.5)  # type: ignore[arg-type]
+    empty = generate_cohort(0, seed=1)
+    assert empty.events.height == 0 and empty.labels.height == 0
+    assert empty.events.schema == pl.Schema(EVENT_SCHEMA)
+
+
+def test_days_sets_follow_up() -> None:
+    c = generate_cohort(20, seed=4, days=14)
+    assert c.events["day"].max() < 14.0
+    assert c.events.filter(pl.col("item") == "crp").group_by("patient_id").len()["len"].to_list() == [14] * 20
+
+
+# ---------------------------------------------------------------------------------------------- vocabulary
+def test_items_units_and_values_in_vocabulary(cohort: SyntheticCohort, vocabulary: dict[str, dict]) -> None:
+    e = cohort.events
+    assert set(e["item"].unique()) <= set(vocabulary)
+    number = pl.col("value").cast(pl.Float64, strict=False)
+    summary = e.group_by("item", "unit").agg(
+        number.is_null().sum().alias("not_numbers"), number.min().alias("lo"), number.max().alias("hi"),
+        (number != number.round(0)).sum().alias("fractional"), pl.col("value").str.contains(r"\.").sum().alias("dots"),
+        pl.col("value").unique().head(50).alias("values"))
+    for item, unit, not_numbers, lo, hi, fractional, dots, values in summary.iter_rows():
+        spec = vocabulary[item]
+        if spec["value_type"] == "number":
+            allowed = {spec["unit"], spec.get("per_kg_unit")} | DELIBERATE_UNITS.get(item, set())
+            assert unit in allowed, (item, unit)
+            assert not_numbers == 0, item
+            if spec.get("integer"):
+                assert fractional == 0 and dots == 0, item
+            if unit == spec["unit"]:
+                assert spec["range"][0] <= lo and hi <= spec["range"][1], (item, lo, hi)
+        else:
+            assert unit == "", (item, unit)
+            if spec["value_type"] == "category":
+                assert set(values) <= set(spec["values"]), item
+
+
+def test_converted_values_in_range(cohort: SyntheticCohort) -> None:
+    temps = _celsius(cohort.events)
+    assert temps["c"].min() >= 35.0 and temps["c"].max() <= 41.5
+    crp = cohort.events.filter(pl.col("item") == "crp", pl.col("unit") == "mg/dL")["value"].cast(pl.Float64)
+    assert crp.max() * 10 <= 1000
+    fio2 = cohort.events.filter(pl.col("item") == "fio2", pl.col("unit") == "1")["value"].cast(pl.Float64)
+    assert fio2.min() >= 0.21 and fio2.max() <= 1.0
+
+
+def test_mixed_units_present(cohort: SyntheticCohort) -> None:
+    pairs = set(cohort.events.select("item", "unit").unique().iter_rows())
+    for pair in [("temperature", "Cel"), ("temperature", "[degF]"), ("crp", "mg/L"), ("crp", "mg/dL"),
+                 ("norepinephrine", "ug/min"), ("norepinephrine", "ug/kg/min"), ("fio2", "%"), ("fio2", "1")]:
+        assert pair in pairs, pair
+    # Each patient keeps one temperature and one CRP unit; roughly 30 % use the alternative.
+    per_patient = (cohort.events.filter(pl.col("item").is_in(["temperature", "crp"]))
+                   .group_by("patient_id", "item").agg(pl.col("unit").n_unique().alias("n"),
+                                                       pl.col("unit").first().alias("unit")))
+    assert per_patient["n"].max() == 1
+    share_f = (per_patient.filter(pl.col("item") == "temperature")["unit"] == "[degF]").mean()
+    share_dl = (per_patient.filter(pl.col("item") == "crp")["unit"] == "mg/dL").mean()
+    assert 0.2 < share_f < 0.4 and 0.2 < share_dl < 0.4
+    # Per-kg norepinephrine only for patients with a weight row (all patients have one).
+    weighted = set(cohort.events.filter(pl.col("item") == "weight")["patient_id"])
+    assert set(cohort.events.filter(pl.col("unit") == "ug/kg/min")["patient_id"]) <= weighted
+
+
+# ---------------------------------------------------------------------------------------------- cohort shape
+def test_label_distribution(cohort: SyntheticCohort) -> None:
+    labels = cohort.labels
+    share = {g: (labels["crs_max_grade"] == g).mean() for g in range(5)}
+    assert 0.12 <= share[0] <= 0.30
+    assert 0.25 <= share[1] <= 0.48
+    assert 0.18 <= share[2] <= 0.40
+    assert 0.04 <= share[3] <= 0.18
+    assert 0.01 <= share[4] <= 0.10
+    assert 0.18 <= (labels["icans_max_grade"] > 0).mean() <= 0.42
+    assert set(labels["icans_max_grade"].unique()) == {0, 1, 2, 3, 4}
+    assert 0.04 <= (labels["age"] < 12).mean() <= 0.17
+    crs = labels.filter(pl.col("crs_max_grade") > 0)
+    assert crs["crs_onset_day"].min() >= 1.0 and crs["crs_onset_day"].max() < 8.0
+    assert crs["crs_onset_day"].null_count() == 0
+    assert labels.filter(pl.col("crs_max_grade") == 0)["crs_onset_day"].null_count() == (share[0] * 500)
+    assert 0.03 <= (crs["crs_episodes"] == 2).mean() <= 0.25
+    axi = labels.filter(pl.col("product") == "axi-cel")["crs_onset_day"].median()
+    cilta = labels.filter(pl.col("product") == "cilta-cel")["crs_onset_day"].median()
+    assert axi < cilta  # axi-cel CRS starts earlier
+    icans = labels.filter(pl.col("icans_max_grade") > 0)
+    assert icans["icans_onset_day"].min() >= 3.0 and icans["icans_onset_day"].max() < 11.0
+    per_patient = cohort.events.height / labels.height
+    assert 2000 <= per_patient <= 3500
+
+
+def test_children_are_assessed_with_capd(cohort: SyntheticCohort) -> None:
+    scored = (cohort.events.filter(pl.col("item").is_in(["ice_score", "capd_score"]))
+              .group_by("patient_id").agg(pl.col("item").unique()).join(cohort.labels, on="patient_id"))
+    for items, age in scored.select("item", "age").iter_rows():
+        assert items == (["capd_score"] if age < 12 else ["ice_score"])
+
+
+# ---------------------------------------------------------------------------------------------- labels vs events
+def test_onset_is_the_first_fever(cohort: SyntheticCohort) -> None:
+    temps = _celsius(cohort.events)
+    first = temps.filter(pl.col("c") >= 38.0).group_by("patient_id").agg(pl.col("day").min().alias("first"))
+    joined = cohort.labels.join(first, on="patient_id", how="left")
+    assert (joined["crs_onset_day"].is_null() == joined["first"].is_null()).all()
+    assert (joined["crs_onset_day"] == joined["first"]).fill_null(True).all()
+    assert (joined["crs_max_grade"] > 0).eq(joined["first"].is_not_null()).all()
+    # nothing near the threshold, in either unit, so rounding cannot move a value across 38.0 °C
+    assert temps.filter(pl.col("c").is_between(37.65, 38.15)).is_empty()
+
+
+SUPPORT_ITEMS = ["oxygen", "oxygen_flow", *PRESSORS, "sbp", "map", "spo2", "antipyretic", "temperature"]
+
+
+def _support_state(events: pl.DataFrame) -> pl.DataFrame:
+    """Support, vital-sign and antipyretic rows with the oxygen device and each vasopressor rate in force."""
+    events = events.filter(pl.col("item").is_in(SUPPORT_ITEMS))
+    fill = [
+        pl.when(pl.col("item") == "oxygen").then(pl.col("value")).forward_fill().over("patient_id")
+        .fill_null("room_air").alias("device"),
+        *[pl.when(pl.col("item") == p).then(pl.col("value").cast(pl.Float64, strict=False))
+          .forward_fill().over("patient_id").fill_null(0.0).alias(p) for p in PRESSORS],
+    ]
+    df = events.with_columns(fill)
+    return df.with_columns(
+        pl.sum_horizontal([(pl.col(p) > 0).cast(pl.Int8) for p in PRESSORS if p != "vasopressin"])
+        .alias("n_pressors"),
+        pl.any_horizontal([pl.col(p) > 0 for p in PRESSORS]).alias("any_pressor"),
+    )
+
+
+def test_no_support_outside_episodes(cohort: SyntheticCohort) -> None:
+    state = _support_state(cohort.events).join(cohort.labels, on="patient_id")
+    supported = state.filter((pl.col("device") != "room_air") | pl.col("any_pressor"))
+    # never in patients without CRS or with grade 1, never before the onset fever
+    assert supported.filter(pl.col("crs_max_grade") < 2).is_empty()
+    assert supported.filter(pl.col("day") < pl.col("crs_onset_day")).is_empty()
+    low_bp = state.filter(pl.col("item") == "sbp", pl.col("value").cast(pl.Int32, strict=False) < 90)
+    assert low_bp.filter((pl.col("crs_max_grade") < 2) | (pl.col("day") < pl.col("crs_onset_day"))).is_empty()
+    low_map = state.filter(pl.col("item") == "map", pl.col("value").cast(pl.Int32, strict=False) < 65)
+    assert low_map.filter(pl.col("crs_max_grade") < 2).is_empty()
+    low_spo2 = state.filter(pl.col("item") == "spo2", pl.col("value").cast(pl.Int32, strict=False) < 92,
+                            pl.col("device") == "room_air")
+    assert low_spo2.filter(pl.col("crs_max_grade") < 2).is_empty()
+    # every vasopressor that was started is stopped with a rate-0 row; oxygen ends on room air
+    last = state.group_by("patient_id").agg(pl.col("device").last(), pl.col("any_pressor").last())
+    assert (last["device"] == "room_air").all() and not last["any_pressor"].any()
+
+
+def test_crs_grade_matches_support(cohort: SyntheticCohort) -> None:
+    """Max grade = the highest ASTCT tier of the support written (fever alone = 1)."""
+    state = _support_state(cohort.events).join(cohort.labels.select("patient_id", "age"), on="patient_id")
+    threshold = pl.when(pl.col("age") >= 10).then(90.0).otherwise(70.0 + 2 * pl.col("age"))
+    flow = pl.when(pl.col("item") == "oxygen_flow").then(pl.col("value").cast(pl.Float64, strict=False)) \
+        .forward_fill().over("patient_id").fill_null(0.0)
+    tiers = state.with_columns(flow.alias("flow")).with_columns(
+        pl.col("device").replace_strict(DEVICE_TIER, return_dtype=pl.Int8).alias("o2"),
+        pl.when(pl.col("n_pressors") >= 2).then(4).when(pl.col("any_pressor")).then(3)
+        .when((pl.col("item") == "sbp") & (pl.col("value").cast(pl.Float64, strict=False) < threshold)).then(2)
+        .otherwise(0).alias("bp"),
+    ).with_columns(
+        pl.when((pl.col("device") == "nasal_cannula") & (pl.col("flow") > 6)).then(3).otherwise(pl.col("o2"))
+        .alias("o2"))
+    fever = _celsius(cohort.events).group_by("patient_id").agg((pl.col("c") >= 38).any().cast(pl.Int8)
+                                                               .alias("fever"))
+    derived = (tiers.group_by("patient_id").agg(pl.max_horizontal(pl.col("o2").max(), pl.col("bp").max())
+                                                .alias("support"))
+               .join(fever, on="patient_id")
+               .select("patient_id", pl.max_horizontal("support", "fever").cast(pl.Int8).alias("derived")))
+    joined = cohort.labels.join(derived, on="patient_id")
+    assert (joined["crs_max_grade"] == joined["derived"]).all()
+    # every grade >= 3 via vasopressors uses no more than two non-vasopressin agents at once
+    assert tiers["n_pressors"].max() <= 2
+
+
+def test_support_starts_while_febrile_or_after_tocilizumab(cohort: SyntheticCohort) -> None:
+    """Any reading of the ASTCT fever waiver gives the same grade: each escalation is either
+    charted with a temperature >= 38 °C at the same time, or follows tocilizumab in the episode."""
+    e = cohort.events
+    temps = _celsius(e).select("patient_id", "day", (pl.col("c") >= 38).alias("febrile"))
+    starts = e.filter(((pl.col("item") == "oxygen") & (pl.col("value") != "room_air"))
+                      | (pl.col("item").is_in(PRESSORS) & (pl.col("value") != "0")))
+    toci = e.filter(pl.col("item") == "tocilizumab").group_by("patient_id").agg(pl.col("day").alias("toci"))
+    checked = starts.join(temps, on=["patient_id", "day"], how="left").join(toci, on="patient_id", how="left")
+    assert checked.height > 0
+    for _pid, day, febrile, tocis in checked.select("patient_id", "day", "febrile", "toci").iter_rows():
+        after_toci = tocis is not None and any(t < day for t in tocis)
+        assert febrile or after_toci, (_pid, day)
+
+
+def test_icans_labels_match_assessments(cohort: SyntheticCohort) -> None:
+    e = cohort.events
+    ice = pl.col("value").cast(pl.Int32, strict=False)
+    graded = e.filter(pl.col("item").is_in(["ice_score", "capd_score", "consciousness", "seizure",
+                                            "cerebral_edema"])).with_columns(
+        pl.when(pl.col("item") == "ice_score")
+        .then(pl.when(ice == 10).then(0).when(ice >= 7).then(1).when(ice >= 3).then(2).otherwise(3))
+        .when(pl.col("item") == "capd_score").then(pl.when(ice == 0).then(0).when(ice <= 8).then(1).otherwise(3))
+        .when(pl.col("item") == "consciousness")
+        .then(pl.col("value").replace_strict(CONSCIOUSNESS_GRADE, default=None, return_dtype=pl.Int32))
+        .when(pl.col("item") == "seizure").then(pl.when(pl.col("value") == "rapidly_resolving").then(3).otherwise(4))
+        .otherwise(pl.when(pl.col("value") == "focal").then(3).otherwise(4))
+        .alias("g"))
+    derived = graded.group_by("patient_id").agg(
+        pl.col("g").max().alias("g"), pl.col("day").filter(pl.col("g") >= 1).min().alias("onset"))
+    joined = cohort.labels.join(derived, on="patient_id", how="left")
+    assert (joined["icans_max_grade"] == joined["g"]).all()
+    assert (joined["icans_onset_day"].is_null() == joined["onset"].is_null()).all()
+    assert (joined["icans_onset_day"] == joined["onset"]).fill_null(True).all()
+    # ICE 0 only with a depressed level of consciousness (ICE 0 while awake would need global aphasia)
+    at_zero = e.filter(pl.col("item") == "ice_score", pl.col("value") == "0").join(
+        e.filter(pl.col("item") == "consciousness"), on=["patient_id", "day"])
+    assert at_zero["value_right"].is_in(["awakens_to_touch", "unarousable"]).all()
+
+
+def test_two_episodes_are_separated_by_48_quiet_hours(cohort: SyntheticCohort) -> None:
+    temps = _celsius(cohort.events).select("patient_id", "day", "item", (pl.col("c") >= 38).alias("fever"))
+    state = _support_state(cohort.events).join(temps, on=["patient_id", "day", "item"], how="left")
+    active = state.filter(pl.col("fever").fill_null(False) | (pl.col("item") == "antipyretic")
+                          | (pl.col("device") != "room_air") | pl.col("any_pressor")
+                          | ((pl.col("item") == "oxygen") & (pl.col("value") == "room_air"))
+                          | (pl.col("item").is_in(PRESSORS) & (pl.col("value") == "0")))
+    gaps = active.with_columns((pl.col("day").diff().over("patient_id") * 24).alias("gap_h"))
+    # within an episode activity is (at least) hourly; between episodes there are >= 48 quiet hours
+    assert gaps.filter(pl.col("gap_h").is_between(24, 48, closed="left")).is_empty()
+    clusters = gaps.group_by("patient_id").agg((1 + (pl.col("gap_h") >= 48).sum()).alias("n"))
+    joined = cohort.labels.join(clusters, on="patient_id", how="left").with_columns(pl.col("n").fill_null(0))
+    assert (joined["crs_episodes"] == joined["n"]).all()
+    assert joined.filter(pl.col("crs_episodes") == 2).height > 0
+
+
+def test_tocilizumab_dose_and_timing(cohort: SyntheticCohort) -> None:
+    weight = cohort.events.filter(pl.col("item") == "weight").select(
+        "patient_id", pl.col("value").cast(pl.Float64).alias("kg"))
+    toci = cohort.events.filter(pl.col("item") == "tocilizumab").join(weight, on="patient_id").with_columns(
+        pl.col("value").cast(pl.Float64).alias("mg"))
+    assert (toci["unit"] == "mg").all() and toci["mg"].max() <= 800
+    expected = pl.min_horizontal(pl.lit(800.0), (pl.when(pl.col("kg") < 30).then(12).otherwise(8)
+                                                  * pl.col("kg")).round(0))
+    assert toci.select((pl.col("mg") - expected).abs().max()).item() < 0.5
+    spacing = toci.select("patient_id", (pl.col("day").diff().over("patient_id") * 24).alias("h"))
+    assert spacing["h"].drop_nulls().min() >= 8.0
+    graded = cohort.labels.filter(pl.col("crs_max_grade") >= 2)["patient_id"]
+    assert set(toci["patient_id"]) == set(graded)
+
+
+# ---------------------------------------------------------------------------------------------- writer, speed
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_write_cohort_round_trip(tmp_path: Path, fmt: str) -> None:
+    cohort = generate_cohort(5, seed=3)
+    paths = write_cohort(cohort, tmp_path / "out", fmt)  # type: ignore[arg-type]
+    assert [p.name for p in paths] == [f"events.{fmt}", f"labels.{fmt}"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(p.name for p in paths)
+    if fmt == "parquet":
+        events, labels = pl.read_parquet(paths[0]), pl.read_parquet(paths[1])
+    else:
+        events = pl.read_csv(paths[0], schema=EVENT_SCHEMA, empty_string_is_null=False)
+        labels = pl.read_csv(paths[1], schema=LABEL_SCHEMA)
+    assert events.equals(cohort.events)
+    assert labels.equals(cohort.labels)
+
+
+def test_write_cohort_rejects_unknown_format(tmp_path: Path) -> None:
+    with pytest.raises(ValueError):
+        write_cohort(generate_cohort(1, seed=1), tmp_path, "xlsx")  # type: ignore[arg-type]
+
+
+def test_runtime_2000_patients() -> None:
+    start = time.perf_counter()
+    cohort = generate_cohort(2000, seed=5)
+    elapsed = time.perf_counter() - start
+    assert cohort.labels.height == 2000
+    assert 2000 <= cohort.events.height / 2000 <= 3500
+    assert elapsed < 60.0, f"2,000 patients took {elapsed:.1f} s"
