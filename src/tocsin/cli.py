@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated
 
 import orjson
+import polars as pl
 import typer
 from rich.console import Console
 
@@ -86,6 +87,37 @@ def grade(
         sys.stdout.buffer.write(payload + b"\n")
     else:
         print_document(document)
+
+
+@app.command()
+def batch(
+    file: Annotated[Path, typer.Argument(help="Parquet event file (sorted by patient reads fastest).")],
+    out: Annotated[Path, typer.Option("--out", help="Output directory for the Parquet tables.")],
+    crs_scale: Annotated[CrsScaleOption | None, typer.Option("--crs-scale", help="CRS scale.")] = None,
+    config_file: Annotated[Path | None, typer.Option("--config", help="Grading config (TOML or YAML).")] = None,
+    chunk_patients: Annotated[int, typer.Option("--chunk-patients", min=1, help="Patients per batch.")] = 1000,
+) -> None:
+    """Grade a registry-sized Parquet file in chunks; write timelines, episodes, summaries as Parquet.
+
+    Rows that fail validation are refused and written to input_problems/ (the other rows are graded).
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from tocsin.adapters.batch import grade_parquet_to_directory
+
+    try:
+        config = _config(config_file, crs_scale)
+        total = pl.scan_parquet(file).select(pl.col("patient_id").n_unique()).collect().item()
+    except (InputFileError, ConfigFileError, FileNotFoundError) as exc:
+        _fail(str(exc))
+        return
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn()) as progress:
+        task = progress.add_task("grading patients", total=total)
+        stats = grade_parquet_to_directory(file, out, config, chunk_patients,
+                                           on_chunk=lambda n, _rows: progress.advance(task, n))
+    Console().print(f"{stats.patients:,} patients, {stats.events:,} events graded -> {out}"
+                    + (f"; {stats.refused_rows:,} rows refused (see {out}/input_problems)" if stats.refused_rows else ""))
 
 
 def example_files() -> list[Path]:

@@ -45,8 +45,11 @@ class CrsConfig(_Section):
                                      "this long; after that the hypotension domain is 'needs sbp or map'.")
     lee2014_noninvasive_is_ventilator: bool = Field(
         True, description="Lee 2014 grade 4 'ventilator support': count CPAP/BiPAP as ventilator support.")
+    lee2014_estimate_nasal_fio2: bool = Field(
+        False, description="Lee 2014 without a recorded FiO2: false = nasal cannula and blow-by count as "
+        "< 40 % (grade 2); true = estimate 21 % + lee2014_fio2_per_l_min_nasal × flow.")
     lee2014_fio2_per_l_min_nasal: float = Field(
-        4.0, description="FiO2 estimate for nasal cannula without a recorded FiO2: 21 % + this × flow.")
+        4.0, description="FiO2 added per L/min of nasal cannula flow when estimating (rule of thumb).")
 
 
 class IcansConfig(_Section):

@@ -150,6 +150,7 @@ _CHILD = dict(p_crs=0.75, onset=(20, 30, 25, 15, 10, 0, 0), severe=1.2, icans=0.
 P_CHILD = 0.10
 _GRADE_GIVEN_CRS = (0.455, 0.36, 0.125, 0.06)  # grades 1-4 before the product's severity tilt
 _P_SECOND_EPISODE = 0.12
+_MAX_EPISODES = 2
 _P_ICANS_BY_CRS = (0.07, 0.2, 0.38, 0.62, 0.75)  # by planned CRS grade 0-4, before the product tilt
 
 
@@ -225,10 +226,9 @@ class _Acc:
         self.v_state: list[np.ndarray] = []
         self.v_noise: list[np.ndarray] = []
         self.v_scalars: list[tuple] = []
-        # labs: one row per draw, 3 values
-        self.l_minute: list[np.ndarray] = []
-        self.l_vals: list[np.ndarray] = []
-        self.l_crp_mgdl: list[bool] = []
+        # labs: per patient the baseline values, the CRP unit and per-episode parameters; noise
+        self.l_params: list[tuple] = []
+        self.l_noise: list[np.ndarray] = []
         # neuro assessments: minute, ICANS level, noise; child flag per patient
         self.n_minute: list[np.ndarray] = []
         self.n_level: list[np.ndarray] = []
@@ -516,9 +516,22 @@ def _bump(x: np.ndarray, tau: float) -> np.ndarray:
     return y * np.exp(1.0 - y)
 
 
-def _simulate_patient(pid: int, local: int, seed: int, days: int, acc: _Acc) -> tuple:
-    """Simulate patient number ``pid`` (0-based) into ``acc`` as its ``local``-th patient; return its labels."""
-    rng = np.random.default_rng([_STREAM, 1 if seed < 0 else 0, abs(seed), pid])
+def _patient_streams(seed: int, n_patients: int) -> np.ndarray:
+    """Four 64-bit words per patient from one SeedSequence: patient p's PCG64 state and increment.
+    SeedSequence output is prefix-stable, so patient p's stream does not depend on the cohort size."""
+    sequence = np.random.SeedSequence([_STREAM, 1 if seed < 0 else 0, abs(seed)])
+    return sequence.generate_state(4 * n_patients, dtype=np.uint64).reshape(n_patients, 4)
+
+
+def _reseed(bit_generator: np.random.PCG64, words: np.ndarray) -> None:
+    w = [int(x) for x in words]
+    bit_generator.state = {"bit_generator": "PCG64", "has_uint32": 0, "uinteger": 0,
+                           "state": {"state": (w[0] << 64) | w[1], "inc": (w[2] << 64) | w[3] | 1}}
+
+
+def _simulate_patient(local: int, rng: np.random.Generator, days: int, acc: _Acc) -> tuple:
+    """Simulate one patient (its stream already seeded in ``rng``) into ``acc`` as its ``local``-th
+    patient; return its labels."""
     d = _Draws(rng)
     hours = days * 24
     limit = hours - 24  # every CRS episode resolves at least a day before the end of follow-up
@@ -625,31 +638,18 @@ def _simulate_patient(pid: int, local: int, seed: int, days: int, acc: _Acc) -> 
     acc.v_scalars.append((d.uniform(36.4, 36.9), base_sbp, sbp_lo, sbp_hi, base_hr, base_rr, threshold,
                           d.uniform(0.58, 0.66), degf))
 
-    # ------------------------------------------------------------------ labs (every morning)
-    lab_h = np.arange(days) * 24.0 + 6.0
-    lab_min = (lab_h * 60).astype(np.int64) + rng.integers(0, 60, size=days)
-    lz = rng.standard_normal((days, 3))
-    crp = np.full(days, d.uniform(2.0, 25.0))
-    il6 = np.full(days, d.uniform(2.0, 25.0))
-    fer_base = d.uniform(150.0, 1500.0)
-    fer_mult = np.ones(days)
-    for ep in episodes:
+    # ------------------------------------------------------------------ labs (every morning; see _lab_rows)
+    # per episode: onset hour, first tocilizumab hour (NaN if none), CRP, IL-6 and ferritin amplitudes
+    lab_eps = [(np.nan, np.nan, 0.0, 0.0, 0.0)] * _MAX_EPISODES
+    for i, ep in enumerate(episodes):
         g = ep.grade
-        a_crp = d.uniform(*{1: (40, 120), 2: (80, 200), 3: (120, 280), 4: (180, 350)}[g])
-        a_il6 = d.uniform(*{1: (30, 300), 2: (150, 1500), 3: (600, 5000), 4: (2000, 20000)}[g])
-        a_fer = d.uniform(*{1: (0.3, 1.5), 2: (1.0, 3.0), 3: (2.0, 8.0), 4: (5.0, 20.0)}[g])
-        crp = crp + a_crp * _bump(lab_h - ep.f0 + 6, 48.0)
-        il6 = il6 + a_il6 * _bump(lab_h - ep.f0 + 6, 18.0)
-        if ep.toci is not None:
-            il6 = il6 + 0.8 * a_il6 * _bump(lab_h - ep.toci, 24.0)
-        fer_mult = fer_mult + a_fer * _bump(lab_h - ep.f0, 72.0)
-    crp = np.clip(crp * np.exp(0.08 * lz[:, 0]), 0.2, 900.0)
-    il6 = np.clip(il6 * np.exp(0.15 * lz[:, 1]), 1.0, 99000.0)
-    fer = np.clip(fer_base * fer_mult * np.exp(0.08 * lz[:, 2]), 10.0, 450000.0)
-    crp = np.round(crp / 10.0, 2) if crp_mgdl else np.round(crp, 1)
-    acc.l_minute.append(lab_min)
-    acc.l_vals.append(np.column_stack([crp, np.round(il6, 1), np.round(fer)]))
-    acc.l_crp_mgdl.append(crp_mgdl)
+        lab_eps[i] = (float(ep.f0), np.nan if ep.toci is None else ep.toci,
+                      d.uniform(*{1: (40, 120), 2: (80, 200), 3: (120, 280), 4: (180, 350)}[g]),
+                      d.uniform(*{1: (30, 300), 2: (150, 1500), 3: (600, 5000), 4: (2000, 20000)}[g]),
+                      d.uniform(*{1: (0.3, 1.5), 2: (1.0, 3.0), 3: (2.0, 8.0), 4: (5.0, 20.0)}[g]))
+    acc.l_params.append((d.uniform(2.0, 25.0), d.uniform(2.0, 25.0), d.uniform(150.0, 1500.0), crp_mgdl,
+                         *(x for ep in lab_eps for x in ep)))
+    acc.l_noise.append(rng.random((days, 4)))
 
     # ------------------------------------------------------------------ neuro assessments (see _neuro)
     kn = 8 if d.chance(0.5) else 12
@@ -754,20 +754,38 @@ def _vital_rows(acc: _Acc) -> _Block:
 
 
 def _lab_rows(acc: _Acc, days: int) -> _Block:
-    """CRP, IL-6 and ferritin rows for every lab draw."""
-    p = _patient_index([days] * len(acc.l_minute))
-    n = p.size
-    vals = np.concatenate(acc.l_vals)
-    mgdl = np.repeat(np.asarray(acc.l_crp_mgdl, dtype=bool), days)
-    codes = np.empty((n, 3), dtype=np.uint32)
-    codes[:, 0] = np.where(mgdl, 2 * _SEG + np.rint(vals[:, 0] * 100.0), _SEG + np.rint(vals[:, 0] * 10.0))
-    codes[:, 1] = _SEG + np.rint(vals[:, 1] * 10.0)
-    codes[:, 2] = np.rint(vals[:, 2])
+    """CRP, IL-6 and ferritin every morning (06:00-07:00) for the whole chunk at once.
+
+    Each CRS episode adds a pulse that peaks about 1.5 days (CRP), 0.5 day (IL-6) and 3 days (ferritin)
+    after the onset fever, scaled by its grade; IL-6 rises again after tocilizumab (receptor blockade).
+    """
+    n_pat = len(acc.l_params)
+    prm = np.asarray(acc.l_params, dtype=np.float64)
+    base_crp, base_il6, base_fer, mgdl = (prm[:, i:i + 1] for i in range(4))
+    eps = prm[:, 4:].reshape(n_pat, _MAX_EPISODES, 5)
+    u = np.concatenate(acc.l_noise).reshape(n_pat, days, 4)
+    h = np.arange(days, dtype=np.float64)[None, :] * 24.0 + 6.0
+    crp, il6, fer = np.repeat(base_crp, days, 1), np.repeat(base_il6, days, 1), np.ones((n_pat, days))
+    for j in range(_MAX_EPISODES):
+        f0, toci, a_crp, a_il6, a_fer = (eps[:, j, i:i + 1] for i in range(5))
+        since = np.nan_to_num(h - f0, nan=-1.0)  # no episode: never "after onset"
+        crp = crp + a_crp * _bump(since + 6, 48.0)
+        il6 = il6 + a_il6 * (_bump(since + 6, 18.0) + 0.8 * _bump(np.nan_to_num(h - toci, nan=-1.0), 24.0))
+        fer = fer + a_fer * _bump(since, 72.0)
+    r, angle = np.sqrt(-2.0 * np.log1p(-u[:, :, 0])), 2 * np.pi * u[:, :, 1]
+    crp = np.clip(crp * np.exp(0.08 * r * np.cos(angle)), 0.2, 900.0)
+    il6 = np.clip(il6 * np.exp(0.15 * r * np.sin(angle)), 1.0, 99000.0)
+    fer = np.clip(base_fer * fer * np.exp(0.08 * (2 * u[:, :, 2] - 1)), 10.0, 450000.0)
+    mg_dl = np.repeat(mgdl > 0, days, 1).ravel()
+    crp_code = np.where(mg_dl, 2 * _SEG + np.rint(crp.ravel() * 10.0), _SEG + np.rint(crp.ravel() * 10.0))
+    codes = np.column_stack([crp_code, _SEG + np.rint(il6.ravel() * 10.0), np.rint(fer.ravel())])
+    n = n_pat * days
     unit = np.tile(np.array([_U["mg/L"], _U["pg/mL"], _U["ng/mL"]], dtype=np.uint8), (n, 1))
-    unit[mgdl, 0] = _U["mg/dL"]
-    minute = np.concatenate(acc.l_minute).astype(np.int32)
-    return (np.repeat(p, 3), np.repeat(minute, 3), np.tile(_LAB_ITEMS.astype(np.uint8), n), codes.ravel(),
-            unit.ravel())
+    unit[mg_dl, 0] = _U["mg/dL"]
+    minute = (np.rint(h * 60.0) + np.floor(60.0 * u[:, :, 3])).astype(np.int32).ravel()
+    p = _patient_index([days] * n_pat)
+    return (np.repeat(p, 3), np.repeat(minute, 3), np.tile(_LAB_ITEMS.astype(np.uint8), n),
+            codes.astype(np.uint32).ravel(), unit.ravel())
 
 
 def _neuro_rows(acc: _Acc) -> _Block:
@@ -896,13 +914,18 @@ def generate_cohort(n_patients: int, seed: int, days: int = 30) -> SyntheticCoho
     labels: list[tuple] = []
     frames: list[pl.DataFrame] = []
     formatter = _ValueFormatter()
+    streams = _patient_streams(seed, n_patients)
+    bit_generator = np.random.PCG64(0)
+    rng = np.random.Generator(bit_generator)
     # Patients are simulated and turned into rows in chunks: the arrays of one chunk stay small enough
     # to be reused by the allocator, and a chunk's rows sorted by (patient, time) are already in their
     # final place, because every chunk holds whole patients.
     for start in range(0, n_patients, _CHUNK):
         stop = min(n_patients, start + _CHUNK)
         acc = _Acc()
-        labels.extend(_simulate_patient(p, p - start, seed, days, acc) for p in range(start, stop))
+        for p in range(start, stop):
+            _reseed(bit_generator, streams[p])
+            labels.append(_simulate_patient(p - start, rng, days, acc))
         frames.append(_events_frame(acc, days, ids.slice(start, stop - start), formatter))
     label_frame = pl.DataFrame(
         {

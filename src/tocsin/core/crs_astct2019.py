@@ -78,6 +78,9 @@ def grade_crs_astct2019(course: pl.DataFrame, config: GradingConfig) -> tuple[pl
     df = df.with_columns(missing_text([
         (~eligible & ~pl.col("temp_known") & ~crs_death(), "temperature"),
         (eligible & hypotension_unknown & (pl.col("raw_grade") < 2), "sbp or map"),
+        # A nasal cannula without a flow may be high flow (> 6 L/min): grade 2 is then a lower bound.
+        (eligible & ~pl.col("hypoxia_attributed") & (pl.col("o2_device") == "nasal_cannula")
+         & pl.col("o2_flow_current").is_null() & (pl.col("raw_grade") < 3), "oxygen_flow"),
     ]))
     grade = pl.when((pl.col("raw_grade") == 0) & (pl.col("missing") != "")).then(None) \
         .otherwise(pl.col("raw_grade"))

@@ -17,7 +17,10 @@ import polars as pl
 from tocsin.config import GradingConfig
 from tocsin.core.episodes import mark_stretches
 from tocsin.core.evidence import observation
+from tocsin.core.segments import cum_sum, ffill, with_segment_start
 from tocsin.core.timeline import PID
+
+EPISODE_START = "_episode_start"
 
 FEVER_RULE_DOI = "10.1016/j.bbmt.2018.12.758"
 
@@ -25,11 +28,12 @@ FEVER_RULE_DOI = "10.1016/j.bbmt.2018.12.758"
 def _activity(config: GradingConfig) -> pl.Expr:
     """Rows at which CRS is not (yet) resolved by the configured rule.
 
-    Being afebrile must be observed: a row with no temperature in the fever window is not quiet, so
-    sparse charting never resolves an episode by silence.
+    Being afebrile must be observed: the quiet period starts at the first documented temperature below
+    the fever threshold; a row whose latest temperature is still a (CRS) fever, or with no temperature
+    in the fever window, is not quiet, so sparse charting never resolves an episode by silence.
     """
     fever_here = (pl.col("fever_t") == pl.col("t")).fill_null(False)
-    unobserved = ~pl.col("temp_known")
+    unobserved = ~pl.col("temp_known") | pl.col("temp_is_fever").fill_null(False)
     if config.episodes.crs_resolution == "fever_gone_cytokines_falling":
         cytokine_falling = pl.coalesce("il6_falling", "crp_falling")
         return fever_here | unobserved | (cytokine_falling == False).fill_null(False)  # noqa: E712
@@ -43,16 +47,16 @@ def mark_crs_course(state: pl.DataFrame, config: GradingConfig) -> pl.DataFrame:
     """Add stretches, ``crs_started`` (a fever opened CRS in this stretch), ``fever_now`` and the
     waiver (``waived``, ``waiver_drug_ep``, ``waiver_t_ep``)."""
     df = mark_stretches(state, _activity(config), config.episodes.crs_resolution_hours)
-    stretch = [PID, "stretch"]
-    fever_here = (pl.col("fever_t") == pl.col("t")).fill_null(False)
-    first_fever = pl.when(fever_here & (pl.col("stretch") > 0)).then(pl.col("t")) \
-        .fill_null(float("inf")).cum_min().over(stretch)
-    df = df.with_columns(pl.when(first_fever.is_finite()).then(first_fever).alias("first_fever_t"))
+    df = with_segment_start(df, [PID, "stretch"], EPISODE_START)
+    fever_here = (pl.col("fever_t") == pl.col("t")).fill_null(False) & (pl.col("stretch") > 0)
+    fevers_so_far = cum_sum(fever_here.cast(pl.Int32), EPISODE_START)
+    first_fever = ffill(pl.when(fever_here & (fevers_so_far == 1)).then(pl.col("t")), EPISODE_START)
+    df = df.with_columns(first_fever.alias("first_fever_t"))
     waiver_here = ((pl.col("waiver_drug_t") == pl.col("t")) & (pl.col("t") >= pl.col("first_fever_t"))) \
         .fill_null(False)
     df = df.with_columns(
-        pl.when(waiver_here).then(pl.col("t")).forward_fill().over(stretch).alias("waiver_t_ep"),
-        pl.when(waiver_here).then(pl.col("waiver_drug")).forward_fill().over(stretch).alias("waiver_drug_ep"),
+        ffill(pl.when(waiver_here).then(pl.col("t")), EPISODE_START).alias("waiver_t_ep"),
+        ffill(pl.when(waiver_here).then(pl.col("waiver_drug")), EPISODE_START).alias("waiver_drug_ep"),
     )
     crs_started = pl.col("in_episode") & pl.col("first_fever_t").is_not_null()
     return df.with_columns(

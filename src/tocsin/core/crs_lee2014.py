@@ -9,8 +9,9 @@
 
 "High dose" follows the Lee 2014 table as transcribed in criteria.md §1.3 ([M]: not yet confirmed
 against the PDF) and must be sustained for >= 3 h: the grade rises at the first assessment at least 3 h
-into a continuous high-dose period. FiO2 is the recorded one; without it, nasal cannula is estimated
-as 21 % + 4 % per L/min and a mask without FiO2 is "needs fio2" (graded 2 as a lower bound). Organ
+into a continuous high-dose period. FiO2 is the recorded one; without it, nasal cannula counts
+as below 40 % unless ``crs.lee2014_estimate_nasal_fio2`` (21 % + 4 % per L/min), and a mask without FiO2
+is "needs fio2" (graded 2 as a lower bound). Organ
 toxicity criteria are not derived (no CTCAE organ grading yet). CRS onset needs fever as for every
 scale; within the episode, support is graded with or without fever (Lee 2014 has no fever waiver).
 """
@@ -22,10 +23,12 @@ import polars as pl
 from tocsin.config import GradingConfig
 from tocsin.core.crs_course import crs_death, fever_evidence, support_evidence, vasopressor_names
 from tocsin.core.evidence import Observation, missing_text, observation
-from tocsin.core.timeline import HOURS_PER_DAY, PID
+from tocsin.core.segments import ffill, shift1
+from tocsin.core.timeline import HOURS_PER_DAY
 from tocsin.criteria import load_scale
 
 SCALE = load_scale("crs_lee2014")
+_LOW_FLOW = pl.col("o2_device").is_in(["nasal_cannula", "blow_by"]) | pl.col("o2_device").is_null()
 
 
 def _high_dose(pressors: list[str]) -> pl.Expr:
@@ -44,9 +47,10 @@ def _high_dose(pressors: list[str]) -> pl.Expr:
 def _fio2(config: GradingConfig) -> pl.Expr:
     recorded = pl.when(pl.col("o2_device_t").is_null() | (pl.col("fio2_t") >= pl.col("o2_device_t"))) \
         .then(pl.col("fio2"))
-    nasal_estimate = pl.when(pl.col("o2_device").is_in(["nasal_cannula", "blow_by"]) | pl.col("o2_device").is_null()) \
-        .then(21.0 + config.crs.lee2014_fio2_per_l_min_nasal * pl.col("o2_flow_current"))
-    return pl.coalesce(recorded, nasal_estimate)
+    if not config.crs.lee2014_estimate_nasal_fio2:
+        return recorded  # low-flow devices without FiO2 count as < 40 % (see _LOW_FLOW)
+    nasal = 21.0 + config.crs.lee2014_fio2_per_l_min_nasal * pl.col("o2_flow_current")
+    return pl.coalesce(recorded, pl.when(_LOW_FLOW).then(nasal))
 
 
 def grade_crs_lee2014(course: pl.DataFrame, config: GradingConfig) -> tuple[pl.DataFrame, list[Observation]]:
@@ -54,8 +58,7 @@ def grade_crs_lee2014(course: pl.DataFrame, config: GradingConfig) -> tuple[pl.D
     evidence specs that explain each row."""
     pressors = vasopressor_names(course)
     df = course.with_columns(_high_dose(pressors).fill_null(False).alias("high_dose"), _fio2(config).alias("fio2_used"))
-    run_start = pl.when(pl.col("high_dose") & ~pl.col("high_dose").shift(1).over(PID).fill_null(False)) \
-        .then(pl.col("t")).forward_fill().over(PID)
+    run_start = ffill(pl.when(pl.col("high_dose") & ~shift1(pl.col("high_dose")).fill_null(False)).then(pl.col("t")))
     sustained = pl.col("high_dose") & ((pl.col("t") - run_start) * HOURS_PER_DAY >= SCALE.table("high_dose_minimum_hours"))
     ventilator = ["mechanical_ventilation"] + (["cpap", "bipap"] if config.crs.lee2014_noninvasive_is_ventilator else [])
     hypotension = (pl.when(pl.col("hypotension_attributed")).then(0)
@@ -77,7 +80,7 @@ def grade_crs_lee2014(course: pl.DataFrame, config: GradingConfig) -> tuple[pl.D
     df = df.with_columns(missing_text([
         (~eligible & ~pl.col("temp_known") & ~crs_death(), "temperature"),
         (eligible & hypotension_unknown & (pl.col("raw_grade") < 2), "sbp or map"),
-        (eligible & (pl.col("g_hypoxia") == 2) & pl.col("fio2_used").is_null(), "fio2"),
+        (eligible & (pl.col("g_hypoxia") == 2) & pl.col("fio2_used").is_null() & ~_LOW_FLOW, "fio2"),
     ]))
     g = pl.col("raw_grade")
     grade = pl.when((g == 0) & (pl.col("missing") != "")).then(None).otherwise(g)

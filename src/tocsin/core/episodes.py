@@ -12,25 +12,25 @@ from __future__ import annotations
 
 import polars as pl
 
-from tocsin.core.timeline import HOURS_PER_DAY, PID, ffill
+from tocsin.core.segments import cum_sum, ffill, shift1, with_segment_start
+from tocsin.core.timeline import HOURS_PER_DAY, PID
 
 
 def mark_stretches(df: pl.DataFrame, active: pl.Expr, hold_hours: float) -> pl.DataFrame:
     """Add ``active``, ``stretch`` (0 before the first active row), ``quiet_since``, ``resolved_row``
     (quiet for at least ``hold_hours``) and ``in_episode`` (in a stretch and not yet resolved)."""
-    df = df.with_columns(active.fill_null(False).alias("active"))
-    previous_active = pl.col("active").shift(1).over(PID).fill_null(True)
+    df = with_segment_start(df.with_columns(active.fill_null(False).alias("active")), [PID])
+    previous_active = shift1(pl.col("active")).fill_null(True)
     quiet_start = pl.when(~pl.col("active") & previous_active).then(pl.col("t"))
     df = df.with_columns(
         pl.when(~pl.col("active")).then(ffill(quiet_start)).alias("quiet_since"),
-        pl.col("active").cast(pl.Int32).cum_sum().over(PID).alias("n_active"),
+        cum_sum(pl.col("active").cast(pl.Int32)).alias("n_active"),
     )
     resolved = (~pl.col("active") & (pl.col("n_active") > 0)
                 & ((pl.col("t") - pl.col("quiet_since")) * HOURS_PER_DAY >= hold_hours))
     df = df.with_columns(resolved.alias("resolved_row"))
-    new_stretch = pl.col("active") & ((pl.col("n_active") == 1)
-                                      | pl.col("resolved_row").shift(1).over(PID).fill_null(False))
-    df = df.with_columns(new_stretch.cast(pl.Int32).cum_sum().over(PID).alias("stretch"))
+    new_stretch = pl.col("active") & ((pl.col("n_active") == 1) | shift1(pl.col("resolved_row")).fill_null(False))
+    df = df.with_columns(cum_sum(new_stretch.cast(pl.Int32)).alias("stretch"))
     return df.with_columns(((pl.col("stretch") > 0) & ~pl.col("resolved_row")).alias("in_episode")).drop(
         "n_active")
 

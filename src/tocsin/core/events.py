@@ -99,11 +99,6 @@ def _prepare(raw: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _item_table(vocabulary: Vocabulary) -> pl.DataFrame:
-    aliases = vocabulary.alias_map
-    return pl.DataFrame({"item_key": list(aliases), "item_canonical": list(aliases.values())})
-
-
 def _category_table(vocabulary: Vocabulary) -> pl.DataFrame:
     rows: dict[str, list[str]] = {"item_canonical": [], "value_key": [], "cat_value": []}
     for name, d in vocabulary.items.items():
@@ -166,8 +161,11 @@ def normalise_events(raw: pl.DataFrame, vocabulary: Vocabulary,
     df = df.filter(~missing_pid)
 
     # --- item names -------------------------------------------------------------------------
-    df = df.with_columns(pl.col("item").str.to_lowercase().alias("item_key")).join(
-        _item_table(vocabulary), on="item_key", how="left")
+    # Item names have few distinct spellings: resolve each once, then map every row.
+    spellings = df.get_column("item").unique().drop_nulls().to_list()
+    resolved = {raw_name: vocabulary.resolve_item(raw_name) for raw_name in spellings}
+    df = df.with_columns(pl.col("item").replace_strict(resolved, default=None, return_dtype=pl.Utf8)
+                         .alias("item_canonical"))
     unknown = df.filter(pl.col("item_canonical").is_null())
     if unknown.height:
         names = unknown.get_column("item").unique().to_list()
@@ -178,7 +176,7 @@ def normalise_events(raw: pl.DataFrame, vocabulary: Vocabulary,
         unknown = unknown.join(fixes, on="item", how="left", nulls_equal=True)
         errors.append(_error_frame(unknown, "item", pl.format("unknown item '{}'", pl.col("item")),
                                    pl.col("fix"), pl.col("item")))
-    df = df.filter(pl.col("item_canonical").is_not_null()).drop("item", "item_key").rename(
+    df = df.filter(pl.col("item_canonical").is_not_null()).drop("item").rename(
         {"item_canonical": "item"})
     value_types = pl.DataFrame({"item": list(vocabulary.items),
                                 "value_type": [d.value_type for d in vocabulary.items.values()]})
@@ -204,11 +202,22 @@ def normalise_events(raw: pl.DataFrame, vocabulary: Vocabulary,
     texts, text_errors = _texts(df.filter(pl.col("value_type").is_in(["text", "date"])))
     errors.extend(text_errors)
 
-    events = pl.concat([numbers, categories, booleans, texts], how="vertical").select(CANONICAL_COLUMNS)
-    events = events.sort(["patient_id", "t", "line", "file"])
+    events = _sorted(pl.concat([numbers, categories, booleans, texts], how="vertical").select(CANONICAL_COLUMNS))
     error_frame = pl.concat([e.cast(ERROR_SCHEMA) for e in errors], how="vertical").sort(
         ["file", "line", "field"], nulls_last=True)
     return NormalisedEvents(events=events, errors=error_frame, patients=_patient_table(events, df_times))
+
+
+def _sorted(events: pl.DataFrame) -> pl.DataFrame:
+    """Sort by patient, time, then file position — unless already so (files usually are)."""
+    keys = ["patient_id", "t", "file", "line"]
+    order = pl.lit(False)
+    for i in range(len(keys) - 1, -1, -1):
+        k = pl.col(keys[i])
+        order = (k > k.shift(1)) | ((k == k.shift(1)) & order) if i < len(keys) - 1 else k >= k.shift(1)
+    if events.height < 2 or events.select(order.slice(1).all()).item():
+        return events
+    return events.sort(keys)
 
 
 def _resolve_times(df: pl.DataFrame, limits: IngestLimits) -> tuple[pl.DataFrame, list[pl.DataFrame]]:

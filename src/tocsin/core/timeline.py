@@ -21,6 +21,7 @@ from __future__ import annotations
 import polars as pl
 
 from tocsin.config import GradingConfig
+from tocsin.core.segments import ffill, shift1, with_segment_start
 from tocsin.criteria import load_scale
 from tocsin.vocabulary import Vocabulary
 
@@ -28,11 +29,6 @@ PID = "patient_id"
 HOURS_PER_DAY = 24.0
 #: Findings an ``alternative_cause`` row can name for ICANS (``consciousness:sedation``...).
 NEURO_FINDINGS = ("ice", "capd", "consciousness", "seizure", "motor_weakness", "cerebral_edema", "icp_sign")
-
-
-def ffill(expr: pl.Expr, *, by: str | list[str] = PID) -> pl.Expr:
-    """Forward fill within the patient (rows are sorted by patient, then time)."""
-    return expr.forward_fill().over(by)
 
 
 def when_item(item: str | list[str], value: pl.Expr) -> pl.Expr:
@@ -80,11 +76,11 @@ def crs_state(events: pl.DataFrame, patients: pl.DataFrame, vocabulary: Vocabula
     items = ["temperature", "sbp", "map", "oxygen", "oxygen_flow", "fio2", "fluid_bolus", "alternative_cause",
              "death", "il6", "crp", *pressors, *anticytokine, *antipyretic]
 
-    df = events.filter(pl.col("item").is_in(items)).join(
-        patients.select(PID, "age_years"), on=PID, how="left")
+    df = with_segment_start(events.filter(pl.col("item").is_in(items)).join(
+        patients.select(PID, "age_years"), on=PID, how="left", maintain_order="left"), [PID])
     age = pl.col("age_years")
     sbp_threshold = (pl.when(age.is_not_null() & (age <= c.pediatric_max_age_years))
-                     .then(c.pediatric_sbp_base_mm_hg + c.pediatric_sbp_per_year_mm_hg * age.clip(lower_bound=1))
+                     .then(c.pediatric_sbp_base_mm_hg + c.pediatric_sbp_per_year_mm_hg * age.floor())
                      .otherwise(c.hypotension_sbp_mm_hg))
     df = df.with_columns(_attribution("fever"), _attribution("hypotension"), _attribution("hypoxia"),
                          sbp_threshold.alias("sbp_threshold"))
@@ -99,6 +95,7 @@ def crs_state(events: pl.DataFrame, patients: pl.DataFrame, vocabulary: Vocabula
         ffill(pl.when(fever_row).then(pl.col("num"))).alias("fever_value"),
         last_time(is_temp).alias("temp_t"),
         ffill(when_item("temperature", pl.col("num"))).alias("temp_value"),
+        ffill(when_item("temperature", fever_row)).alias("temp_is_fever"),
         fever_row.alias("fever_here"),
         last_time(pl.col("item").is_in(["sbp", "map"])).alias("bp_t"),
         ffill(when_item(["sbp", "map"], pl.col("item"))).alias("bp_item"),
@@ -120,7 +117,7 @@ def crs_state(events: pl.DataFrame, patients: pl.DataFrame, vocabulary: Vocabula
         last_time(pl.col("item") == "alternative_cause").alias("alt_t"),
         *cytokine,
     )
-    df = last_row_per_time(df)
+    df = with_segment_start(last_row_per_time(df), [PID])
     return _derive_support(df, pressors, config)
 
 
@@ -129,7 +126,7 @@ def _cytokine_trend() -> list[pl.Expr]:
     out = []
     for lab in ("il6", "crp"):
         value = when_item(lab, pl.col("num"))
-        previous = value.forward_fill().shift(1).over(PID)
+        previous = shift1(ffill(value))
         falling = when_item(lab, value < previous)
         out.append(ffill(falling).alias(f"{lab}_falling"))
     return out
@@ -212,7 +209,8 @@ def icans_state(events: pl.DataFrame, patients: pl.DataFrame, config: GradingCon
         .then(pl.col("ice_items_missing")).alias("ice_incomplete"),
         pl.when(pl.col("capd_score").is_null() & pl.col("capd_items_given") & (pl.col("capd_items_missing") != ""))
         .then(pl.col("capd_items_missing")).alias("capd_incomplete"),
-    ).join(patients.select(PID, "age_years"), on=PID, how="left")
+    ).join(patients.select(PID, "age_years"), on=PID, how="left", maintain_order="left")
+    df = with_segment_start(df, [PID])
 
     df = df.with_columns(
         ffill(pl.col(f"alt_raw_{f}").str.split_exact(":", 1).struct.field("field_1").str.strip_chars())

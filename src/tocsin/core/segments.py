@@ -1,0 +1,46 @@
+"""Window operations within a patient (or a patient's episode) on frames sorted by patient and time.
+
+``expr.forward_fill().over("patient_id")`` hashes the key for every expression; a batch of ten thousand
+courses needs dozens of such fills over millions of rows. Because the frame is sorted, a segment is a
+run of rows, and each operation becomes a global, hash-free one plus a check against the index of the
+segment's first row (column ``SEGMENT_START``, added by :func:`with_segment_start`).
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+SEGMENT_START = "_segment_start"
+
+
+def row_index() -> pl.Expr:
+    return pl.int_range(pl.len(), dtype=pl.Int64)
+
+
+def segment_start(keys: list[str]) -> pl.Expr:
+    """Index of the first row of the current run of equal ``keys``."""
+    changed = pl.any_horizontal([(pl.col(k) != pl.col(k).shift(1)).fill_null(True) for k in keys])
+    return pl.when(changed).then(row_index()).forward_fill()
+
+
+def with_segment_start(df: pl.DataFrame, keys: list[str], name: str = SEGMENT_START) -> pl.DataFrame:
+    """Add (or refresh, after rows were filtered) the segment-start column."""
+    return df.with_columns(segment_start(keys).alias(name))
+
+
+def ffill(expr: pl.Expr, start: str = SEGMENT_START) -> pl.Expr:
+    """Forward fill that never carries a value across a segment boundary."""
+    source = pl.when(expr.is_not_null()).then(row_index()).forward_fill()
+    return pl.when(source >= pl.col(start)).then(expr.forward_fill())
+
+
+def shift1(expr: pl.Expr, start: str = SEGMENT_START) -> pl.Expr:
+    """The previous row's value within the segment (null on the segment's first row)."""
+    return pl.when(row_index() > pl.col(start)).then(expr.shift(1))
+
+
+def cum_sum(expr: pl.Expr, start: str = SEGMENT_START) -> pl.Expr:
+    """Running sum restarting at every segment (``expr`` must have no nulls)."""
+    total = expr.cum_sum()
+    offset = pl.when(row_index() == pl.col(start)).then(total - expr).forward_fill()
+    return total - offset
