@@ -30,11 +30,11 @@ Generative model (one patient)
   HFNC/face mask. Grade 4 = two non-vasopressin vasopressors or positive pressure. Paracetamol is
   given at the fever and every 6-8 h while it lasts; tocilizumab (8 mg/kg, 12 mg/kg under 30 kg,
   at most 800 mg) 0.5-3 h after grade 2 is reached, repeated >= 8 h later in some; dexamethasone
-  10 mg q6h from grade 3. After tocilizumab the fever usually (85 %) settles within 3-18 h while the
-  support may continue; otherwise a second dose follows. Duration ~2-10 days. ~12 % of CRS patients
-  have a second, milder episode that starts >= 60 h after the first resolved (no fever, antipyretic,
-  oxygen or vasopressor in between).
-* **ICANS.** ~30 % overall (more with CRS grade and with axi-cel/brexu-cel), mostly 1-5 days after
+  10 mg q6h from grade 3. After tocilizumab the fever usually (85 %) settles within 6-24 h while the
+  support may continue; otherwise a second dose follows. Episodes last about 1-8 days (longer with
+  grade). ~12 % of CRS patients have a second, milder episode that starts >= 60 h after the first
+  resolved (no fever, antipyretic, oxygen or vasopressor in between).
+* **ICANS.** ~30 % overall (more with CRS grade and with axi-cel/brexu-cel), mostly 0.5-5 days after
   CRS onset (days 3-10); a staircase of ICANS levels with ICE 7-9 / 3-6 / 0-2 (or CAPD 1-8 / >= 9),
   depressed consciousness, and for the severest a rapidly resolving seizure or cerebral oedema.
   Dexamethasone 10 mg q6h while ICANS is grade >= 2.
@@ -44,9 +44,9 @@ Generative model (one patient)
 
 Why the labels are unambiguous
 ------------------------------
-Every escalation of support starts while the patient is febrile (the latest temperature before and after
-it is >= 38.2 °C) or after tocilizumab in the same episode, so any reading of the ASTCT fever waiver
-(anticytokine only, or also antipyretics) gives the same grade. Outside planned episodes there is no
+Every escalation of support is either charted at the same minute as a temperature >= 38.2 °C (the
+episode's fever lasts at least until after it) or follows tocilizumab in the same episode, so any
+reading of the ASTCT fever waiver (anticytokine only, or also antipyretics) gives the same grade. Outside planned episodes there is no
 temperature >= 38 °C (at most 37.6 °C), no SBP < 90 mmHg or MAP < 65 mmHg, no oxygen, no vasopressor
 and SpO2 >= 94 % on room air; in grade 1 episodes the same holds apart from the fever. A face mask runs
 at > 6 L/min, so grading by device or by flow agrees. Hypoxia is documented by one SpO2 of 88-91 % on
@@ -301,13 +301,13 @@ def _track_segments(d: _Draws, start: int, peak: int, kind: str, limit: int,
         ups = [(1, d.integer(1, 3))] if peak >= 2 else []
         if peak == 3:
             ups.append((2, d.integer(2, 10)))
-        peak_dur = d.integer(3, 16) if peak == 1 else d.integer(12, 60)
-        downs = [(2, d.integer(8, 36))] if peak == 3 else []
+        peak_dur = d.integer(4, 24) if peak == 1 else d.integer(24, 72)
+        downs = [(2, d.integer(12, 48))] if peak == 3 else []
     else:
         ups = [(lv, d.integer(2, 10)) for lv in range(1, peak)]
-        peak_dur = d.integer(24, 96) if (peak == 1 and long_low) else (
-            d.integer(8, 30) if peak == 1 else d.integer(12, 60))
-        downs = [(lv, d.integer(8, 36)) for lv in range(peak - 1, 0, -1)]
+        peak_dur = d.integer(36, 120) if (peak == 1 and long_low) else (
+            d.integer(12, 48) if peak == 1 else d.integer(24, 72))
+        downs = [(lv, d.integer(12, 48)) for lv in range(peak - 1, 0, -1)]
     for lv, dur in [*ups, (peak, peak_dur), *downs]:
         if t >= limit:
             break
@@ -326,10 +326,10 @@ def _plan_episode(d: _Draws, pt: _Patient, grade: int, f0: int, limit: int, ctx:
     toci_first: float | None = None
 
     if grade == 1:
-        f1 = min(f0 + d.integer(48, 120), limit)
+        f1 = min(f0 + d.integer(48, 144), limit)
         end = f1
     else:
-        s0 = f0 + d.integer(6, 36)
+        s0 = f0 + d.integer(12, 48)
         bp_peak = o2_peak = 0
         hypo_ok = age >= 10
         if grade == 2:
@@ -371,9 +371,9 @@ def _plan_episode(d: _Draws, pt: _Patient, grade: int, f0: int, limit: int, ctx:
         tocis = [toci_first]
         if d.chance(0.15):
             tocis.append(toci_first + d.uniform(8.0, 14.0))
-            f1 = math.ceil(tocis[-1] + d.uniform(3.0, 12.0))
+            f1 = math.ceil(tocis[-1] + d.uniform(4.0, 16.0))
         else:
-            f1 = math.ceil(toci_first + d.uniform(3.0, 18.0))
+            f1 = math.ceil(toci_first + d.uniform(6.0, 24.0))
             if d.chance({2: 0.2, 3: 0.5, 4: 0.7}[grade]):
                 tocis.append(toci_first + d.uniform(8.0, 24.0))
         if grade == 4 and len(tocis) == 2 and d.chance(0.3):
@@ -386,12 +386,8 @@ def _plan_episode(d: _Draws, pt: _Patient, grade: int, f0: int, limit: int, ctx:
             if t < end - 0.5:
                 pt.num(t * 60, "tocilizumab", dose, 0, "mg")
 
-        first_g3 = None
-        for k, segs in tracks.items():
-            for s, e, lv in segs:
-                if (k == "bp" and lv >= 2) or (k == "o2" and lv >= 2):
-                    first_g3 = s if first_g3 is None else min(first_g3, s)
-                    break
+        # grade 3 is first reached where either track first reaches level 2 (a vasopressor, HFNC/mask)
+        first_g3 = min((s for segs in tracks.values() for s, _e, lv in segs if lv >= 2), default=None)
         if grade >= 3 and first_g3 is not None:
             t = first_g3 + d.uniform(0.5, 3.0)
             for _ in range(d.integer(4, 12)):
@@ -621,7 +617,7 @@ def _simulate_patient(local: int, rng: np.random.Generator, days: int, acc: _Acc
             if t >= hours - 6:
                 break
 
-    # ------------------------------------------------------------------ vitals (rows built in _vitals)
+    # ------------------------------------------------------------------ vitals (rows built in _vital_rows)
     mask = pt.tight.copy()
     mask[phase::k] = True
     hr = np.flatnonzero(mask)
@@ -651,7 +647,7 @@ def _simulate_patient(local: int, rng: np.random.Generator, days: int, acc: _Acc
                          *(x for ep in lab_eps for x in ep)))
     acc.l_noise.append(rng.random((days, 4)))
 
-    # ------------------------------------------------------------------ neuro assessments (see _neuro)
+    # ------------------------------------------------------------------ neuro assessments (see _neuro_rows)
     kn = 8 if d.chance(0.5) else 12
     a_hr = np.arange(d.integer(0, kn - 1), hours, kn)
     na = a_hr.size
@@ -668,13 +664,17 @@ def _simulate_patient(local: int, rng: np.random.Generator, days: int, acc: _Acc
     icans_onset = float(a_min[observed[0]]) / 1440.0 if observed.size else None
     if icans_grade >= 3:
         first_peak = int(a_min[np.flatnonzero(lv == icans_grade)[0]])
+        extra: list[tuple[int, str, str]] = []
         if icans_grade == 3:
             if d.chance(0.2):
-                pt.text(first_peak + d.integer(30, 180), "seizure", "rapidly_resolving")
+                extra.append((first_peak + d.integer(30, 180), "seizure", "rapidly_resolving"))
             if d.chance(0.1):
-                pt.text(first_peak + d.integer(60, 360), "cerebral_edema", "focal")
+                extra.append((first_peak + d.integer(60, 360), "cerebral_edema", "focal"))
         elif d.chance(0.3):
-            pt.text(first_peak + d.integer(60, 360), "cerebral_edema", "diffuse")
+            extra.append((first_peak + d.integer(60, 360), "cerebral_edema", "diffuse"))
+        for minute, item, value in extra:
+            if minute < hours * 60:
+                pt.text(minute, item, value)
     crs_dex = [m for ep in episodes for m in ep.dex_minutes]
     if icans_grade >= 2:
         t = float(a_min[np.flatnonzero(lv >= 2)[0]]) + d.integer(30, 120)

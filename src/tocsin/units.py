@@ -5,6 +5,11 @@ UCUM grammar and gives pint quantities. A conversion is reduced to ``canonical =
 offset`` (offset only for °F → °C), computed once per distinct (unit, canonical unit) pair, so the
 columnar ingest can apply it to millions of rows with one join.
 
+Building the ucumvert registry takes about 1.5 s of CPU, so the conversions between the units Tocsin
+is commonly given are kept, as ucumvert computed them, in ``data/unit_conversions.json``
+(``python -m tocsin.units`` rewrites it; a test recomputes every entry with ucumvert). Any other unit
+is converted by ucumvert itself.
+
 Example
 -------
 >>> conversion_for("[degF]", "Cel").apply(100.4)
@@ -15,11 +20,13 @@ Example
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
 from functools import cache
+from importlib import resources
+from pathlib import Path
 
 import pint
-from ucumvert import PintUcumRegistry
 
 # Spellings that flowsheets use but UCUM does not accept (or reads as something else: `C` is the
 # coulomb). Keys are compared case-sensitively first, then in lower case.
@@ -72,7 +79,9 @@ class Conversion:
 
 
 @cache
-def _registry() -> PintUcumRegistry:
+def _registry() -> pint.UnitRegistry:
+    from ucumvert import PintUcumRegistry  # imported on first use: most conversions come from the table
+
     return PintUcumRegistry()
 
 
@@ -105,7 +114,40 @@ def _affine(source: pint.Quantity, target: pint.Quantity) -> tuple[float, float]
     zero = registry.Quantity(0.0, source.units).to(target.units).magnitude / target.magnitude
     one = registry.Quantity(1.0, source.units).to(target.units).magnitude / target.magnitude
     scale = (one - zero) * source.magnitude
-    return float(scale), float(zero)
+    # 12 significant digits: float noise from pint (5/9 as 0.5555555555555429) must not leak out.
+    return float(f"{scale:.12g}"), float(f"{zero:.12g}")
+
+
+#: Input units, besides the vocabulary's own, whose conversions are kept in the table.
+COMMON_INPUT_UNITS = ("[degF]", "Cel", "K", "mg/dL", "mg/L", "g/L", "g/dL", "ug/L", "ug/mL", "ng/mL", "pg/mL", "ng/L",
+                      "mmol/L", "umol/L", "10*3/uL", "10*9/L", "/uL", "10*6/L", "ug/min", "ug/kg/min", "ug/h",
+                      "mg/h", "mg/kg", "mg", "g", "ug", "U/min", "U/h", "mU/min", "L/min", "mL/min", "%", "1",
+                      "kg", "g", "[lb_av]", "a", "mo", "wk", "d", "mm[Hg]", "kPa", "/min", "/h", "mL", "L")
+_TABLE = "unit_conversions.json"
+
+
+def _key(unit: str, canonical: str, per_kg_unit: str | None) -> str:
+    return f"{unit} -> {canonical}" + (f" | {per_kg_unit}" if per_kg_unit else "")
+
+
+@cache
+def _known() -> dict[str, Conversion]:
+    text = resources.files("tocsin.data").joinpath(_TABLE).read_text(encoding="utf-8")
+    return {k: Conversion(**v) for k, v in json.loads(text).items()}
+
+
+def compute_conversion_table(targets: set[tuple[str, str | None]]) -> dict[str, dict[str, float | bool]]:
+    """Every convertible (input unit, canonical[, per-kg]) pair, computed with ucumvert."""
+    table: dict[str, dict[str, float | bool]] = {}
+    inputs = sorted({*COMMON_INPUT_UNITS, *(c for c, _ in targets), *(k for _, k in targets if k)})
+    for canonical, per_kg_unit in sorted(targets, key=str):
+        for unit in inputs:
+            try:
+                conversion = _compute(unit, canonical, per_kg_unit)
+            except UnitError:
+                continue
+            table[_key(unit, canonical, per_kg_unit)] = asdict(conversion)
+    return table
 
 
 @cache
@@ -115,6 +157,12 @@ def conversion_for(unit: str, canonical: str, per_kg_unit: str | None = None) ->
     Raises :class:`UnitError` with the accepted units when the unit is unknown or incompatible.
     """
     ucum = normalise_spelling(unit)
+    known = _known().get(_key(ucum, canonical, per_kg_unit))
+    return known if known is not None else _compute(ucum, canonical, per_kg_unit)
+
+
+def _compute(ucum: str, canonical: str, per_kg_unit: str | None) -> Conversion:
+    unit = ucum
     if _is_dimensionless(canonical) and _is_dimensionless(ucum):
         return Conversion(1.0)
     accepted = canonical + (f" or {per_kg_unit}" if per_kg_unit else "")
@@ -131,3 +179,16 @@ def conversion_for(unit: str, canonical: str, per_kg_unit: str | None = None) ->
             scale, offset = _affine(source, per_kg_target)
             return Conversion(scale, offset, per_kg=True)
     raise UnitError(f"unit {unit!r} does not convert to {accepted}")
+
+
+def _write_table() -> Path:
+    from tocsin.vocabulary import load_vocabulary
+
+    targets = {(d.unit, d.per_kg_unit) for d in load_vocabulary().items.values() if d.unit}
+    path = Path(str(resources.files("tocsin.data").joinpath(_TABLE)))
+    path.write_text(json.dumps(compute_conversion_table(targets), indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    return path
+
+
+if __name__ == "__main__":  # pragma: no cover - maintenance entry point
+    print(f"wrote {_write_table()}")

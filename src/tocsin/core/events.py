@@ -74,29 +74,46 @@ def _error_frame(df: pl.DataFrame, field_name: str, message: pl.Expr, fix: pl.Ex
     )
 
 
+def _text(raw: pl.DataFrame, column: str) -> pl.Expr:
+    """A column as text, stripped of surrounding blanks only if any value has them (a full strip of
+    millions of values costs more than the check)."""
+    expr = pl.col(column).cast(pl.Utf8)
+    padded = raw.select(expr.str.contains(r"^\s|\s$").any()).item()
+    return expr.str.strip_chars() if padded else expr
+
+
 def _prepare(raw: pl.DataFrame) -> pl.DataFrame:
     cols = raw.columns
+    schema = raw.schema
     exprs = [
-        pl.col("patient_id").cast(pl.Utf8).str.strip_chars(),
-        pl.col("item").cast(pl.Utf8).str.strip_chars(),
-        pl.col("value").cast(pl.Utf8).str.strip_chars(),
-        (pl.col("unit").cast(pl.Utf8).fill_null("").str.strip_chars() if "unit" in cols
-         else pl.lit("")).alias("unit"),
+        _text(raw, "patient_id").alias("patient_id"), _text(raw, "item").alias("item"),
+        _text(raw, "value").alias("value"),
+        (_text(raw, "unit").fill_null("") if "unit" in cols else pl.lit("")).alias("unit"),
         (pl.col("source").cast(pl.Utf8) if "source" in cols else pl.lit(None, pl.Utf8)).alias("source"),
-        (pl.col("day").cast(pl.Utf8).str.strip_chars() if "day" in cols
-         else pl.lit(None, pl.Utf8)).alias("day_raw"),
         pl.col("file").cast(pl.Utf8), pl.col("line").cast(pl.Int64),
     ]
-    if "time" in cols and raw.schema["time"] in (pl.Utf8, pl.String, pl.Categorical):
-        exprs.append(pl.col("time").cast(pl.Utf8).str.strip_chars().alias("time_raw"))
-    elif "time" in cols:
-        exprs.append(pl.col("time").cast(pl.Utf8).alias("time_raw"))
+    if "day" in cols and schema["day"].is_numeric():
+        exprs += [pl.col("day").cast(pl.Utf8).alias("day_raw"), pl.col("day").cast(pl.Float64).alias("day_num")]
+    elif "day" in cols:
+        day = _text(raw, "day")
+        exprs += [day.alias("day_raw"), day.str.replace(",", ".", literal=True)
+                  .cast(pl.Float64, strict=False).alias("day_num")]
     else:
-        exprs.append(pl.lit(None, pl.Utf8).alias("time_raw"))
+        exprs += [pl.lit(None, pl.Utf8).alias("day_raw"), pl.lit(None, pl.Float64).alias("day_num")]
+    if "time" in cols and schema["time"] == pl.Datetime:
+        time = pl.col("time")
+        time = time.dt.convert_time_zone("UTC").dt.replace_time_zone(None) if schema["time"].time_zone else time
+        exprs += [pl.col("time").cast(pl.Utf8).alias("time_raw"), time.cast(pl.Datetime("us")).alias("time_dt")]
+    elif "time" in cols:
+        text = _text(raw, "time")
+        exprs += [text.alias("time_raw"), text.str.to_datetime(strict=False, time_unit="us", time_zone="UTC")
+                  .dt.replace_time_zone(None).alias("time_dt")]
+    else:
+        exprs += [pl.lit(None, pl.Utf8).alias("time_raw"), pl.lit(None, pl.Datetime("us")).alias("time_dt")]
     return raw.select(exprs).with_columns(
         pl.when(pl.col("day_raw") == "").then(None).otherwise(pl.col("day_raw")).alias("day_raw"),
         pl.when(pl.col("time_raw") == "").then(None).otherwise(pl.col("time_raw")).alias("time_raw"),
-    )
+    ).with_row_index("_row")
 
 
 def _category_table(vocabulary: Vocabulary) -> pl.DataFrame:
@@ -202,7 +219,9 @@ def normalise_events(raw: pl.DataFrame, vocabulary: Vocabulary,
     texts, text_errors = _texts(df.filter(pl.col("value_type").is_in(["text", "date"])))
     errors.extend(text_errors)
 
-    events = _sorted(pl.concat([numbers, categories, booleans, texts], how="vertical").select(CANONICAL_COLUMNS))
+    # Back to input order (an integer sort), which is usually already patient/time order.
+    events = _sorted(pl.concat([numbers, categories, booleans, texts], how="vertical").sort("_row")
+                     .select(CANONICAL_COLUMNS))
     error_frame = pl.concat([e.cast(ERROR_SCHEMA) for e in errors], how="vertical").sort(
         ["file", "line", "field"], nulls_last=True)
     return NormalisedEvents(events=events, errors=error_frame, patients=_patient_table(events, df_times))
@@ -222,11 +241,6 @@ def _sorted(events: pl.DataFrame) -> pl.DataFrame:
 
 def _resolve_times(df: pl.DataFrame, limits: IngestLimits) -> tuple[pl.DataFrame, list[pl.DataFrame]]:
     errors: list[pl.DataFrame] = []
-    df = df.with_columns(
-        pl.col("day_raw").cast(pl.Float64, strict=False).alias("day_num"),
-        pl.col("time_raw").str.to_datetime(strict=False, time_unit="us", time_zone="UTC")
-        .dt.replace_time_zone(None).alias("time_dt"),
-    )
     no_time = pl.col("day_raw").is_null() & pl.col("time_raw").is_null()
     bad_day = pl.col("day_raw").is_not_null() & pl.col("day_num").is_null()
     bad_time = pl.col("day_raw").is_null() & pl.col("time_raw").is_not_null() & pl.col("time_dt").is_null()
@@ -343,7 +357,7 @@ def _numbers(df: pl.DataFrame, vocabulary: Vocabulary) -> tuple[pl.DataFrame, li
 def _canonical(num: pl.Expr, cat: pl.Expr) -> list[pl.Expr]:
     return [pl.col("patient_id"), pl.col("t"), pl.col("item"), num.cast(pl.Float64).alias("num"),
             cat.cast(pl.Utf8).alias("cat"), pl.col("value").alias("orig_value"),
-            pl.col("unit").alias("orig_unit"), pl.col("source"), pl.col("file"), pl.col("line")]
+            pl.col("unit").alias("orig_unit"), pl.col("source"), pl.col("file"), pl.col("line"), pl.col("_row")]
 
 
 def _categories(df: pl.DataFrame, vocabulary: Vocabulary) -> tuple[pl.DataFrame, list[pl.DataFrame]]:

@@ -169,9 +169,9 @@ def icans_state(events: pl.DataFrame, patients: pl.DataFrame, config: GradingCon
     capd_items: list[str] = scale.table("capd_items")
     domains = ["consciousness", "global_aphasia", "seizure", "motor_weakness", "cerebral_edema", "icp_sign"]
     items = ["ice_score", "capd_score", *ice_items, *capd_items, *domains, "alternative_cause", "death"]
-    neuro_attribution = (pl.col("item") == "alternative_cause") & pl.any_horizontal(
-        [pl.col("cat").str.to_lowercase().str.starts_with(f + ":") for f in NEURO_FINDINGS])
-    neuro = events.filter(pl.col("item").is_in(items) & ((pl.col("item") != "alternative_cause") | neuro_attribution))
+    neuro_attribution = pl.col("cat").str.to_lowercase().str.extract(r"^([a-z_]+):", 1).is_in(NEURO_FINDINGS)
+    neuro = events.filter(pl.col("item").is_in(items))
+    neuro = neuro.filter((pl.col("item") != "alternative_cause") | neuro_attribution.fill_null(False))
 
     def item_value(name: str, column: str = "num") -> pl.Expr:
         return pl.col(column).filter(pl.col("item") == name).last().alias(name)
