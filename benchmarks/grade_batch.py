@@ -1,0 +1,141 @@
+"""Benchmark: grading synthetic 30-day courses end to end, against a scalar per-time-point baseline.
+
+Targets (issue "Core"): 10,000 courses from Parquet at >= 2 million events/s with peak memory < 4 GB;
+one course in-process in < 10 ms; >= 20x the scalar baseline, measured in the same run.
+
+    python benchmarks/grade_batch.py --patients 10000 --baseline-patients 300
+
+* Tocsin batch: ``tocsin.adapters.batch.grade_parquet_to_directory`` (read, validate, convert, timeline,
+  grade CRS and ICANS, episodes, summaries, write Parquet) in a fresh subprocess, so its wall time and
+  peak resident memory are its own.
+* Baseline: ``benchmarks/scalar_baseline.py`` — read the same Parquet, loop over rows in Python, convert
+  units, call the scalar CRS and ICANS functions at every time point — on the first N patients.
+* Single course: ``grade_events`` on one patient's rows in a warm process (median of repeated runs).
+
+Results are printed as Markdown and written to ``benchmarks/results/grade_batch.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import polars as pl
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from scalar_baseline import grade_rows  # noqa: E402
+
+from tocsin.config import GradingConfig  # noqa: E402
+from tocsin.core.engine import grade_events  # noqa: E402
+from tocsin.synth import generate_cohort  # noqa: E402
+
+CHILD = """
+import sys, time, json
+from pathlib import Path
+from tocsin.adapters.batch import grade_parquet_to_directory
+from tocsin.config import GradingConfig
+start = time.perf_counter()
+stats = grade_parquet_to_directory(Path(sys.argv[1]), Path(sys.argv[2]), GradingConfig(), int(sys.argv[3]))
+print(json.dumps({"seconds": time.perf_counter() - start, "events": stats.events, "patients": stats.patients}))
+"""
+
+
+def cohort_file(patients: int, seed: int) -> tuple[Path, Path]:
+    folder = HERE / "_data"
+    folder.mkdir(exist_ok=True)
+    events, labels = folder / f"synth_{patients}_{seed}.parquet", folder / f"synth_{patients}_{seed}_labels.parquet"
+    if not events.exists():
+        cohort = generate_cohort(patients, seed)
+        cohort.events.write_parquet(events, row_group_size=250_000)
+        cohort.labels.write_parquet(labels)
+    return events, labels
+
+
+def run_tocsin_batch(events: Path, chunk: int) -> dict:
+    with tempfile.TemporaryDirectory() as out:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        done = subprocess.run([sys.executable, "-c", CHILD, str(events), out, str(chunk)], check=True,
+                              capture_output=True, text=True)
+        peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    figures["peak_rss_mb"] = max(peak_kb, before) / 1024
+    figures["events_per_second"] = figures["events"] / figures["seconds"]
+    return figures
+
+
+def run_baseline(events: Path, patients: int) -> dict:
+    start = time.perf_counter()
+    frame = pl.read_parquet(events)
+    ids = frame.get_column("patient_id").unique(maintain_order=True).head(patients)
+    rows = frame.filter(pl.col("patient_id").is_in(ids.implode())).select(
+        "patient_id", "day", "item", "value", "unit").iter_rows()
+    graded = grade_rows(rows)
+    seconds = time.perf_counter() - start
+    n_events = frame.filter(pl.col("patient_id").is_in(ids.implode())).height
+    return {"seconds": seconds, "events": n_events, "patients": len(graded), "events_per_second": n_events / seconds,
+            "graded": graded}
+
+
+def run_single_course(events: Path, repeats: int) -> dict:
+    frame = pl.read_parquet(events)
+    first = frame.get_column("patient_id")[0]
+    one = frame.filter(pl.col("patient_id") == first).with_columns(
+        pl.lit("course").alias("file"), pl.int_range(1, pl.len() + 1).alias("line"))
+    config = GradingConfig()
+    grade_events(one, config)  # warm: imports, vocabulary, criteria, unit table
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        grade_events(one, config)
+        times.append(time.perf_counter() - start)
+    return {"events": one.height, "median_ms": statistics.median(times) * 1000, "min_ms": min(times) * 1000}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--patients", type=int, default=10_000)
+    parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument("--baseline-patients", type=int, default=300)
+    parser.add_argument("--chunk-patients", type=int, default=1000)
+    parser.add_argument("--repeats", type=int, default=30)
+    args = parser.parse_args()
+
+    events, labels = cohort_file(args.patients, args.seed)
+    batch = run_tocsin_batch(events, args.chunk_patients)
+    baseline = run_baseline(events, args.baseline_patients)
+    single = run_single_course(events, args.repeats)
+    truth = pl.read_parquet(labels)
+    graded = baseline.pop("graded")
+    agree = sum(1 for r in truth.iter_rows(named=True) if r["patient_id"] in graded
+                and graded[r["patient_id"]][0] == r["crs_max_grade"]) / max(len(graded), 1)
+    result = {
+        "machine": f"{platform.machine()}, {platform.python_version()}, cores={len(__import__('os').sched_getaffinity(0))}",
+        "patients": args.patients, "tocsin_batch": batch, "baseline": baseline, "baseline_crs_agreement": agree,
+        "single_course": single, "ratio_vs_baseline": batch["events_per_second"] / baseline["events_per_second"],
+    }
+    out = HERE / "results"
+    out.mkdir(exist_ok=True)
+    (out / "grade_batch.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(f"| measure | value | target |\n|---|---|---|\n"
+          f"| Tocsin batch, {batch['patients']:,} courses, {batch['events']:,} events | "
+          f"{batch['seconds']:.1f} s = {batch['events_per_second'] / 1e6:.2f} M events/s | >= 2 M events/s |\n"
+          f"| Tocsin batch peak memory | {batch['peak_rss_mb']:.0f} MB | < 4096 MB |\n"
+          f"| Scalar baseline, {baseline['patients']} courses, {baseline['events']:,} events | "
+          f"{baseline['events_per_second'] / 1e6:.3f} M events/s (CRS max grade = label in {agree:.0%}) | — |\n"
+          f"| Ratio Tocsin / baseline | {result['ratio_vs_baseline']:.1f}x | >= 20x |\n"
+          f"| One course ({single['events']:,} events) in-process | median {single['median_ms']:.1f} ms "
+          f"(min {single['min_ms']:.1f}) | < 10 ms |")
+
+
+if __name__ == "__main__":
+    main()
