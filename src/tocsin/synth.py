@@ -46,15 +46,18 @@ Why the labels are unambiguous
 ------------------------------
 Every escalation of support is either charted at the same minute as a temperature >= 38.2 °C (the
 episode's fever lasts at least until after it) or follows tocilizumab in the same episode, so any
-reading of the ASTCT fever waiver (anticytokine only, or also antipyretics) gives the same grade. Outside planned episodes there is no
-temperature >= 38 °C (at most 37.6 °C), no SBP < 90 mmHg or MAP < 65 mmHg, no oxygen, no vasopressor
-and SpO2 >= 94 % on room air; in grade 1 episodes the same holds apart from the fever. A face mask runs
-at > 6 L/min, so grading by device or by flow agrees. Hypoxia is documented by one SpO2 of 88-91 % on
-room air in the hour before oxygen starts. Temperatures are >= 38.2 °C or <= 37.6 °C, so rounding
-to 0.1 °F cannot move a value across 38.0 °C. ICANS labels are the maximum ASTCT grade of the
-assessments actually written (ICE 10 = normal; ICE 7-9 = 1, 3-6 = 2, 0-2 = 3; CAPD 1-8 = 1, >= 9 = 3;
-consciousness awakens spontaneously = 1, to voice = 2, to touch = 3, unarousable = 4 with ICE 0 or
-no CAPD); ICE 0 is only written with a depressed consciousness, never awake.
+reading of the ASTCT fever waiver (anticytokine only, or also antipyretics) gives the same grade.
+Outside planned episodes there is no temperature >= 38 °C (at most 37.6 °C), no SBP < 90 mmHg or
+MAP < 65 mmHg, no oxygen, no vasopressor and SpO2 >= 94 % on room air; in grade 1 episodes the same
+holds apart from the fever. A face mask runs at > 6 L/min, so grading by device or by flow agrees.
+Hypoxia is documented by one SpO2 of 88-91 % on room air in the hour before oxygen starts.
+Temperatures are >= 38.2 °C or <= 37.6 °C, so rounding to 0.1 °F cannot move a value across 38.0 °C.
+Within an episode no 24 h pass without fever, antipyretic, oxygen or a vasopressor; two episodes are
+at least 60 h apart, so any resolution rule of 24-48 quiet hours counts the same episodes.
+ICANS labels are the maximum ASTCT grade of the assessments actually written (ICE 10 = normal;
+ICE 7-9 = 1, 3-6 = 2, 0-2 = 3; CAPD 1-8 = 1, >= 9 = 3; consciousness awakens spontaneously = 1, to
+voice = 2, to touch = 3, unarousable = 4 with ICE 0 or no CAPD; seizure and cerebral oedema only
+after an assessment of the same grade); ICE 0 is only written with a depressed consciousness.
 
 Grade distribution and sources
 ------------------------------
@@ -81,7 +84,7 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -132,7 +135,6 @@ _CONS0 = _T["awake"]  # consciousness codes are contiguous: _CONS0 + ASTCT consc
 
 _VITAL_ITEMS = np.array([_I[x] for x in ("temperature", "sbp", "dbp", "map", "heart_rate", "resp_rate",
                                           "spo2")], dtype=np.int16)
-_VITAL_DEC = np.array([1, 0, 0, 0, 0, 0, 0], dtype=np.int8)
 _VITAL_UNITS = np.array([_U[x] for x in ("Cel", "mm[Hg]", "mm[Hg]", "mm[Hg]", "/min", "/min", "%")],
                         dtype=np.int8)
 _LAB_ITEMS = np.array([_I["crp"], _I["il6"], _I["ferritin"]], dtype=np.int16)
@@ -958,8 +960,7 @@ def write_cohort(cohort: SyntheticCohort, out_dir: Path,
     paths = []
     for name, frame in (("events", cohort.events), ("labels", cohort.labels)):
         target = out_dir / f"{name}.{fmt}"
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=f".{fmt}.tmp", dir=out_dir)
-        os.close(fd)
+        tmp = out_dir / f".{name}.{os.getpid()}.{uuid.uuid4().hex}.{fmt}.tmp"
         try:
             if fmt == "parquet":
                 frame.write_parquet(tmp)
@@ -967,7 +968,7 @@ def write_cohort(cohort: SyntheticCohort, out_dir: Path,
                 frame.write_csv(tmp)
             os.replace(tmp, target)
         except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
             raise
         paths.append(target)
     return paths

@@ -75,10 +75,10 @@ def _error_frame(df: pl.DataFrame, field_name: str, message: pl.Expr, fix: pl.Ex
 
 
 def _text(raw: pl.DataFrame, column: str) -> pl.Expr:
-    """A column as text, stripped of surrounding blanks only if any value has them (a full strip of
-    millions of values costs more than the check)."""
+    """A column as text, stripped of surrounding blanks only if a distinct value has them (checking the
+    few distinct values costs far less than stripping millions)."""
     expr = pl.col(column).cast(pl.Utf8)
-    padded = raw.select(expr.str.contains(r"^\s|\s$").any()).item()
+    padded = raw.select(expr.unique().str.contains(r"^\s|\s$").any()).item()
     return expr.str.strip_chars() if padded else expr
 
 
@@ -210,13 +210,15 @@ def normalise_events(raw: pl.DataFrame, vocabulary: Vocabulary,
                                pl.col("item")), pl.lit("give the observed value or drop the row")))
     df = df.filter(~missing_value)
 
-    numbers, number_errors = _numbers(df.filter(pl.col("value_type") == "number"), vocabulary)
+    is_number = pl.col("value_type") == "number"
+    numbers, number_errors = _numbers(df.filter(is_number), vocabulary)
     errors.extend(number_errors)
-    categories, category_errors = _categories(df.filter(pl.col("value_type") == "category"), vocabulary)
+    others = df.filter(~is_number)
+    categories, category_errors = _categories(others.filter(pl.col("value_type") == "category"), vocabulary)
     errors.extend(category_errors)
-    booleans, boolean_errors = _booleans(df.filter(pl.col("value_type") == "boolean"))
+    booleans, boolean_errors = _booleans(others.filter(pl.col("value_type") == "boolean"))
     errors.extend(boolean_errors)
-    texts, text_errors = _texts(df.filter(pl.col("value_type").is_in(["text", "date"])))
+    texts, text_errors = _texts(others.filter(pl.col("value_type").is_in(["text", "date"])))
     errors.extend(text_errors)
 
     # Back to input order (an integer sort), which is usually already patient/time order.

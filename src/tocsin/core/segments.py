@@ -11,10 +11,12 @@ from __future__ import annotations
 import polars as pl
 
 SEGMENT_START = "_segment_start"
+ROW = "_row_index"
 
 
 def row_index() -> pl.Expr:
-    return pl.int_range(pl.len(), dtype=pl.Int64)
+    """The row number, read from the column :func:`with_segment_start` adds (computed once per frame)."""
+    return pl.col(ROW)
 
 
 def segment_start(keys: list[str]) -> pl.Expr:
@@ -24,7 +26,8 @@ def segment_start(keys: list[str]) -> pl.Expr:
 
 
 def with_segment_start(df: pl.DataFrame, keys: list[str], name: str = SEGMENT_START) -> pl.DataFrame:
-    """Add (or refresh, after rows were filtered) the segment-start column."""
+    """Add (or refresh, after rows were filtered) the row number and the segment-start column."""
+    df = df.with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias(ROW))
     return df.with_columns(segment_start(keys).alias(name))
 
 
