@@ -62,7 +62,8 @@ def test_events_sorted_and_within_follow_up(cohort: SyntheticCohort) -> None:
     assert e.select(pl.col("day").min()).item() == 0.0
     assert e.select(pl.col("day").max()).item() < 30.0
     prev_pid, prev_day = pl.col("patient_id").shift(1), pl.col("day").shift(1)
-    in_order = (pl.col("patient_id") > prev_pid) | ((pl.col("patient_id") == prev_pid) & (pl.col("day") >= prev_day))
+    same_patient = pl.col("patient_id") == prev_pid
+    in_order = (pl.col("patient_id") > prev_pid) | (same_patient & (pl.col("day") >= prev_day))
     assert e.select(in_order.fill_null(True).all()).item()
 
 
@@ -71,7 +72,8 @@ def test_every_patient_has_baseline_rows(cohort: SyntheticCohort) -> None:
         ["infusion", "age", "weight", "sex", "disease"]))
     counts = base.group_by("patient_id").agg(pl.col("item").n_unique())
     assert counts.height == 500 and counts["item"].min() == 5
-    infusion = base.filter(pl.col("item") == "infusion").select("patient_id", pl.col("value").alias("product"))
+    infusion = base.filter(pl.col("item") == "infusion").select(
+        "patient_id", pl.col("value").alias("product"))
     joined = cohort.labels.join(infusion, on="patient_id")
     assert (joined["product"] == joined["product_right"]).all()
     assert set(joined["product"]) <= set(PRODUCTS)
@@ -122,7 +124,8 @@ def test_items_units_and_values_in_vocabulary(cohort: SyntheticCohort, vocabular
     number = pl.col("value").cast(pl.Float64, strict=False)
     summary = e.group_by("item", "unit").agg(
         number.is_null().sum().alias("not_numbers"), number.min().alias("lo"), number.max().alias("hi"),
-        (number != number.round(0)).sum().alias("fractional"), pl.col("value").str.contains(r"\.").sum().alias("dots"),
+        (number != number.round(0)).sum().alias("fractional"),
+        pl.col("value").str.contains(r"\.").sum().alias("dots"),
         pl.col("value").unique().head(50).alias("values"))
     for item, unit, not_numbers, lo, hi, fractional, dots, values in summary.iter_rows():
         spec = vocabulary[item]
@@ -200,7 +203,7 @@ def test_children_are_assessed_with_capd(cohort: SyntheticCohort) -> None:
         assert items == (["capd_score"] if age < 12 else ["ice_score"])
 
 
-# ---------------------------------------------------------------------------------------------- labels vs events
+# ------------------------------------------------------------------------------------ labels vs events
 def test_onset_is_the_first_fever(cohort: SyntheticCohort) -> None:
     temps = _celsius(cohort.events)
     first = temps.filter(pl.col("c") >= 38.0).group_by("patient_id").agg(pl.col("day").min().alias("first"))
@@ -259,7 +262,8 @@ def test_crs_grade_matches_support(cohort: SyntheticCohort) -> None:
     tiers = state.with_columns(flow.alias("flow")).with_columns(
         pl.col("device").replace_strict(DEVICE_TIER, return_dtype=pl.Int8).alias("o2"),
         pl.when(pl.col("n_pressors") >= 2).then(4).when(pl.col("any_pressor")).then(3)
-        .when((pl.col("item") == "sbp") & (pl.col("value").cast(pl.Float64, strict=False) < threshold)).then(2)
+        .when((pl.col("item") == "sbp") & (pl.col("value").cast(pl.Float64, strict=False) < threshold))
+        .then(2)
         .otherwise(0).alias("bp"),
     ).with_columns(
         pl.when((pl.col("device") == "nasal_cannula") & (pl.col("flow") > 6)).then(3).otherwise(pl.col("o2"))
@@ -298,10 +302,12 @@ def test_icans_labels_match_assessments(cohort: SyntheticCohort) -> None:
                                             "cerebral_edema"])).with_columns(
         pl.when(pl.col("item") == "ice_score")
         .then(pl.when(ice == 10).then(0).when(ice >= 7).then(1).when(ice >= 3).then(2).otherwise(3))
-        .when(pl.col("item") == "capd_score").then(pl.when(ice == 0).then(0).when(ice <= 8).then(1).otherwise(3))
+        .when(pl.col("item") == "capd_score")
+        .then(pl.when(ice == 0).then(0).when(ice <= 8).then(1).otherwise(3))
         .when(pl.col("item") == "consciousness")
         .then(pl.col("value").replace_strict(CONSCIOUSNESS_GRADE, default=None, return_dtype=pl.Int32))
-        .when(pl.col("item") == "seizure").then(pl.when(pl.col("value") == "rapidly_resolving").then(3).otherwise(4))
+        .when(pl.col("item") == "seizure")
+        .then(pl.when(pl.col("value") == "rapidly_resolving").then(3).otherwise(4))
         .otherwise(pl.when(pl.col("value") == "focal").then(3).otherwise(4))
         .alias("g"))
     derived = graded.group_by("patient_id").agg(
