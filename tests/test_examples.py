@@ -1,0 +1,56 @@
+"""The source-paper courses in examples/ grade as docs/examples.md says (daily highest grade, episodes).
+
+Expected values are the "Tocsin ASTCT grade" column of docs/examples.md; a change in grading that moves
+them must update that page too.
+"""
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from tocsin.adapters.files import read_event_files
+from tocsin.config import GradingConfig
+from tocsin.core.engine import grade_events
+from tocsin.core.episodes import daily_max
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+# study day -> highest CRS grade of the day (None = cannot grade: something needed is missing)
+EXPECTED_CRS = {
+    "seed000_lu2025.csv": {-4: 0, 3: 1, 5: 1, 9: None, 10: None, 11: None, 12: None, 13: None},
+    "seed002_hu2024.csv": {1: 0, 4: 1, 5: 1, 6: 1, 7: None, 10: 4, 25: None},
+    "seed004_xiao.csv": {3: 1, 5: None, 6: None, 7: None},
+}
+EXPECTED_ICANS = {"seed000_lu2025.csv": {}, "seed002_hu2024.csv": {7: 1}, "seed004_xiao.csv": {}}
+
+
+def _grade(name: str):
+    result = grade_events(read_event_files([EXAMPLES / name]), GradingConfig())
+    assert result.errors.filter(pl.col("severity") == "error").height == 0
+    return result
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_CRS))
+def test_daily_grades_match_the_documented_table(name: str) -> None:
+    result = _grade(name)
+    for toxicity, expected in ((result.crs, EXPECTED_CRS[name]), (result.icans, EXPECTED_ICANS[name])):
+        daily = {day: grade for day, grade in daily_max(toxicity.timeline).select("study_day", "grade").rows()}
+        assert daily == expected
+
+
+def test_seed002_grade_4_comes_from_mechanical_ventilation_under_a_steroid_waiver() -> None:
+    result = _grade("seed002_hu2024.csv")
+    day10 = result.crs.explained().filter(pl.col("t").floor() == 10).row(0, named=True)
+    assert day10["grade"] == 4
+    assert day10["rule"] == "CRS-ASTCT19-G4-HYPOXIA-POSITIVE-PRESSURE"
+    items = {e["item"] for e in day10["evidence"]}
+    assert "oxygen" in items and day10["waived"]
+    assert result.crs.episodes.select("peak_grade", "ongoing").row(0) == (4, True)
+
+
+def test_the_papers_unsupported_grades_stay_lower_bounds() -> None:
+    """Seed 000 states grade 3 on days 3-5 without any support charted: Tocsin says 1 and what is missing."""
+    result = _grade("seed000_lu2025.csv")
+    day3 = result.crs.explained().filter(pl.col("t").floor() == 3, pl.col("grade").is_not_null()).row(0, named=True)
+    assert day3["grade"] == 1 and day3["missing"] == ["sbp or map"]
