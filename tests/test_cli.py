@@ -1,0 +1,272 @@
+"""The ``tocsin`` command line, driven through typer's CliRunner (``tocsin.cli.app``).
+
+Exit code 0 on success, 2 on bad input (nothing graded unless ``--lenient``); ``grade --json`` prints the
+stable document of ``tocsin.adapters.json_output``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from tocsin.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = sorted((ROOT / "examples").glob("*.csv"))
+WIDE = {"COLUMNS": "320", "NO_COLOR": "1"}  # rich tables on one line each, no escape codes
+
+TOXICITY_KEYS = {"scale", "max_grade", "episodes", "timeline"}
+EPISODE_KEYS = {"onset_day", "peak_grade", "peak_day", "resolved_day", "duration_days"}
+TIMELINE_KEYS = {"day", "time", "grade", "domain", "evidence", "rule", "missing"}
+
+FEBRILE_ON_5_L = ("patient_id,day,item,value,unit\n"
+                  "W1,0,infusion,axi-cel,\n"
+                  "W1,1,temperature,38.6,Cel\n"
+                  "W1,1,sbp,118,mm[Hg]\n"
+                  "W1,1,oxygen,nasal_cannula,\n"
+                  "W1,1,oxygen_flow,5,L/min\n"
+                  "W1,1,fio2,45,%\n")
+
+
+def run(*args: str) -> object:
+    return CliRunner().invoke(app, [str(a) for a in args], env=WIDE)
+
+
+def grade_json(*args: str) -> dict:
+    result = run("grade", *args, "--json")
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def example_patient_ids() -> list[str]:
+    ids = pl.concat([pl.read_csv(p, infer_schema=False, comment_prefix="#").select("patient_id") for p in EXAMPLES])
+    return sorted(ids["patient_id"].unique().to_list())
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def timeline_at(document: dict, patient_id: str, toxicity: str, day: float) -> dict:
+    patient = next(p for p in document["patients"] if p["patient_id"] == patient_id)
+    rows = [r for r in patient[toxicity]["timeline"] if r["day"] == day]
+    assert len(rows) == 1, patient[toxicity]["timeline"]
+    return rows[0]
+
+
+# ------------------------------------------------------------------------------------------ grade
+def test_grade_examples_json_has_the_stable_keys() -> None:
+    assert EXAMPLES, "examples/*.csv missing"
+    document = grade_json(*EXAMPLES)
+    assert {"tocsin_version", "config", "patients"} <= set(document)
+    assert isinstance(document["tocsin_version"], str) and document["tocsin_version"]
+    assert document["config"]["crs"]["scale"] == "astct2019"
+    assert document["config"]["fingerprint"]
+    assert sorted(p["patient_id"] for p in document["patients"]) == example_patient_ids()
+    for patient in document["patients"]:
+        for toxicity in ("crs", "icans"):
+            block = patient[toxicity]
+            assert TOXICITY_KEYS <= set(block), (patient["patient_id"], toxicity, sorted(block))
+            for episode in block["episodes"]:
+                assert EPISODE_KEYS <= set(episode)
+            for row in block["timeline"]:
+                assert TIMELINE_KEYS <= set(row)
+                assert row["grade"] is None or 0 <= row["grade"] <= 5
+                assert isinstance(row["evidence"], list) and isinstance(row["missing"], list)
+                for evidence in row["evidence"]:
+                    assert {"item", "day", "value"} <= set(evidence)
+        assert patient["crs"]["scale"] == "crs_astct2019"
+        assert patient["icans"]["scale"] == "icans_astct2019"
+
+
+def test_grade_examples_match_what_the_examples_say() -> None:
+    """seed000 (documented in docs/examples.md): one CRS episode, grade 1, from day 3.33, still open."""
+    document = grade_json(*EXAMPLES)
+    seed000 = next(p for p in document["patients"] if p["patient_id"] == "seed000")
+    assert seed000["crs"]["max_grade"] == 1
+    assert [(e["onset_day"], e["peak_grade"], e["peak_day"]) for e in seed000["crs"]["episodes"]] == [(3.33, 1, 3.33)]
+    row = timeline_at(document, "seed000", "crs", 3.33)
+    assert (row["grade"], row["domain"], row["rule"]) == (1, "fever", "CRS-ASTCT19-G1-FEVER")
+    assert {"item": "temperature", "day": 3.33, "value": "38.0 Cel"} in row["evidence"]
+
+
+def test_crs_scale_option_switches_to_lee2014(tmp_path: Path) -> None:
+    events = write(tmp_path / "w.csv", FEBRILE_ON_5_L)
+    astct, lee = grade_json(events), grade_json(events, "--crs-scale", "lee2014")
+    assert astct["config"]["crs"]["scale"] == "astct2019"
+    assert lee["config"]["crs"]["scale"] == "lee2014"
+    assert lee["patients"][0]["crs"]["scale"] == "crs_lee2014"
+    assert lee["patients"][0]["crs"]["doi"] == "10.1182/blood-2014-05-552729"
+    assert lee["config"]["fingerprint"] != astct["config"]["fingerprint"]
+    # 5 L/min nasal cannula at FiO2 45 %: ASTCT grades the device (low flow = 2), Lee 2014 the FiO2 (>= 40 % = 3)
+    assert timeline_at(astct, "W1", "crs", 1.0)["grade"] == 2
+    assert timeline_at(lee, "W1", "crs", 1.0)["grade"] == 3
+
+
+def test_config_file_overrides_a_threshold(tmp_path: Path) -> None:
+    events = write(tmp_path / "w.csv", FEBRILE_ON_5_L)
+    config = write(tmp_path / "centre.toml", "[crs]\nlow_flow_max_l_min = 4.0\n")
+    default, centre = grade_json(events), grade_json(events, "--config", config)
+    assert centre["config"]["crs"]["low_flow_max_l_min"] == 4.0
+    assert centre["config"]["name"] == "centre"
+    assert centre["config"]["fingerprint"] != default["config"]["fingerprint"]
+    assert timeline_at(default, "W1", "crs", 1.0)["rule"] == "CRS-ASTCT19-G2-HYPOXIA-LOW-FLOW"
+    row = timeline_at(centre, "W1", "crs", 1.0)
+    assert (row["grade"], row["rule"]) == (3, "CRS-ASTCT19-G3-HYPOXIA-HIGH-FLOW")
+
+
+def test_config_file_with_an_unknown_key_is_refused(tmp_path: Path) -> None:
+    events = write(tmp_path / "w.csv", FEBRILE_ON_5_L)
+    config = write(tmp_path / "typo.toml", "[crs]\nlow_flow_max = 4.0\n")
+    result = run("grade", events, "--json", "--config", config)
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert "crs.low_flow_max" in result.stderr
+    assert "typo.toml" in result.stderr
+
+
+def test_config_file_with_a_bad_value_is_refused(tmp_path: Path) -> None:
+    events = write(tmp_path / "w.csv", FEBRILE_ON_5_L)
+    config = write(tmp_path / "bad.toml", "[crs]\nscale = \"ctcae\"\n")
+    result = run("grade", events, "--config", config)
+    assert result.exit_code == 2
+    assert "crs.scale" in result.stderr
+
+
+BAD_FILE = FEBRILE_ON_5_L + "W1,2,temperature,38.2,furlong\nW1,1.5,sbp,84,mm[Hg]\n"
+
+
+def test_bad_file_exits_2_naming_file_line_and_field(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path / "ward.csv", BAD_FILE)
+    result = run("grade", "ward.csv", "--json")
+    assert result.exit_code == 2
+    assert result.stdout == ""  # nothing graded, no JSON
+    row = [line for line in result.stderr.splitlines() if "ward.csv" in line]
+    assert len(row) == 1, result.stderr
+    cells = [c.strip() for c in row[0].split("│") if c.strip()]
+    assert cells[:5] == ["error", "ward.csv", "8", "unit", "furlong"], cells
+    assert "nothing was graded" in result.stderr
+    assert "--lenient" in result.stderr
+
+
+def test_lenient_grades_the_valid_rows_and_lists_the_bad_one(tmp_path: Path) -> None:
+    path = write(tmp_path / "ward.csv", BAD_FILE)
+    document = grade_json(path, "--lenient")
+    problems = document["input_problems"]
+    assert [(p["file"], p["line"], p["field"], p["value"], p["severity"]) for p in problems] == [
+        (str(path), 8, "unit", "furlong", "error")]
+    assert problems[0]["fix"]
+    days = [r["day"] for r in document["patients"][0]["crs"]["timeline"]]
+    assert days == [1.0, 1.5]  # the refused day-2 row is not an assessment; the valid row after it is
+    row = timeline_at(document, "W1", "crs", 1.5)
+    assert (row["grade"], row["domain"]) == (2, "hypotension+hypoxia")
+
+
+def test_missing_file_and_missing_column_exit_2(tmp_path: Path) -> None:
+    result = run("grade", tmp_path / "absent.csv")
+    assert result.exit_code == 2
+    assert "absent.csv" in result.stderr and "no such file" in result.stderr
+    no_item = write(tmp_path / "no_item.csv", "patient_id,day,value,unit\nP,0,axi-cel,\n")
+    result = run("grade", no_item)
+    assert result.exit_code == 2
+    assert "missing column(s) item" in result.stderr
+
+
+def test_out_writes_the_same_document(tmp_path: Path) -> None:
+    events = write(tmp_path / "w.csv", FEBRILE_ON_5_L)
+    out = tmp_path / "results" / "grades.json"
+    printed = grade_json(events, "--out", out)
+    assert json.loads(out.read_text(encoding="utf-8")) == printed
+
+
+def test_iso_times_give_clock_times_in_the_timeline(tmp_path: Path) -> None:
+    events = write(tmp_path / "t.csv", "patient_id,time,item,value,unit\n"
+                                      "T1,2024-05-01T10:00,infusion,axi-cel,\n"
+                                      "T1,2024-05-03T22:00,temperature,38.6,Cel\n")
+    document = grade_json(events)
+    patient = document["patients"][0]
+    assert patient["infusion_time"].startswith("2024-05-01T10:00")
+    row = timeline_at(document, "T1", "crs", 2.5)
+    assert row["time"] == "2024-05-03T22:00"
+    assert row["grade"] == 1
+
+
+# ------------------------------------------------------------------------------------------- demo
+def test_demo_prints_every_example_patient() -> None:
+    result = run("demo")
+    assert result.exit_code == 0, result.stderr
+    for patient_id in example_patient_ids():
+        assert patient_id in result.stdout
+
+
+def test_demo_json_lists_the_example_patients() -> None:
+    result = run("demo", "--json")
+    assert result.exit_code == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert sorted(p["patient_id"] for p in document["patients"]) == example_patient_ids()
+
+
+# ----------------------------------------------------------------------------------------- schema
+def test_schema_validates_a_good_row_and_rejects_bad_ones(tmp_path: Path) -> None:
+    out = tmp_path / "schema" / "event.schema.json"
+    result = run("schema", "--out", out)
+    assert result.exit_code == 0, result.stderr
+    schema = json.loads(out.read_text(encoding="utf-8"))
+    jsonschema.Draft202012Validator.check_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    good = [
+        {"patient_id": "P", "day": 1.5, "item": "temperature", "value": 38.5, "unit": "Cel"},
+        {"patient_id": "P", "time": "2024-05-01T08:00:00", "item": "oxygen", "value": "nasal_cannula"},
+        {"patient_id": "P", "day": 0, "item": "infusion", "value": "axi-cel"},
+        {"patient_id": "P", "day": 2, "item": "ice_score", "value": 7},
+    ]
+    for row in good:
+        errors = list(validator.iter_errors(row))
+        assert not errors, (row, [e.message for e in errors])
+    bad = [
+        {"patient_id": "P", "day": 1.5, "item": "tempp", "value": 38.5, "unit": "Cel"},       # unknown item
+        {"patient_id": "P", "day": 1.5, "item": "oxygen", "value": "helmet"},                # not allowed
+        {"patient_id": "P", "item": "temperature", "value": 38.5, "unit": "Cel"},            # no time or day
+        {"patient_id": "", "day": 1, "item": "temperature", "value": 38.5, "unit": "Cel"},   # empty id
+        {"day": 1, "item": "temperature", "value": 38.5},                                     # no patient
+    ]
+    for row in bad:
+        assert not validator.is_valid(row), row
+
+
+# ------------------------------------------------------------------------------------------ synth
+def test_synth_writes_events_and_labels(tmp_path: Path) -> None:
+    pytest.importorskip("tocsin.synth")
+    out = tmp_path / "cohort"
+    result = run("synth", "--patients", "3", "--seed", "1", "--out", out, "--format", "csv")
+    assert result.exit_code == 0, result.stderr
+    events, labels = out / "events.csv", out / "labels.csv"
+    assert events.exists() and labels.exists()
+    assert not list(out.glob(".*.tmp")), "temporary files left behind"
+    frame = pl.read_csv(events, infer_schema=False)
+    assert frame["patient_id"].n_unique() == 3
+    assert {"patient_id", "item", "value"} <= set(frame.columns)
+    assert pl.read_csv(labels, infer_schema=False).height >= 3
+    # the same seed gives the same cohort
+    again = tmp_path / "again"
+    assert run("synth", "--patients", "3", "--seed", "1", "--out", again, "--format", "csv").exit_code == 0
+    assert (again / "events.csv").read_bytes() == events.read_bytes()
+    assert (again / "labels.csv").read_bytes() == labels.read_bytes()
+    # and a synthetic cohort is valid input for grade
+    document = grade_json(events)
+    assert len(document["patients"]) == 3
+    assert [p for p in document["input_problems"] if p["severity"] == "error"] == []
+
+
+def test_synth_default_format_is_parquet(tmp_path: Path) -> None:
+    pytest.importorskip("tocsin.synth")
+    result = run("synth", "--patients", "2", "--seed", "7", "--out", tmp_path)
+    assert result.exit_code == 0, result.stderr
+    assert (tmp_path / "events.parquet").exists() and (tmp_path / "labels.parquet").exists()
