@@ -96,6 +96,7 @@ def batch(
     crs_scale: Annotated[CrsScaleOption | None, typer.Option("--crs-scale", help="CRS scale.")] = None,
     config_file: Annotated[Path | None, typer.Option("--config", help="Grading config (TOML or YAML).")] = None,
     chunk_patients: Annotated[int, typer.Option("--chunk-patients", min=1, help="Patients per batch.")] = 1000,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Processes grading chunks in parallel.")] = 1,
 ) -> None:
     """Grade a registry-sized Parquet file in chunks; write timelines, episodes, summaries as Parquet.
 
@@ -115,7 +116,7 @@ def batch(
                   TimeElapsedColumn()) as progress:
         task = progress.add_task("grading patients", total=total)
         stats = grade_parquet_to_directory(file, out, config, chunk_patients,
-                                           on_chunk=lambda n, _rows: progress.advance(task, n))
+                                           on_chunk=lambda n, _rows: progress.advance(task, n), workers=workers)
     Console().print(f"{stats.patients:,} patients, {stats.events:,} events graded -> {out}"
                     + (f"; {stats.refused_rows:,} rows refused (see {out}/input_problems)" if stats.refused_rows else ""))
 

@@ -10,8 +10,10 @@ leaves a half-written part.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,18 +82,53 @@ def result_tables(result: GradingResult) -> dict[str, pl.DataFrame]:
     }
 
 
+def _grade_and_write(path: Path, out: Path, config: GradingConfig, index: int,
+                     patients: list[str]) -> tuple[int, int, int]:
+    """Worker: grade one chunk of patients and write its parts; return (patients, rows, refused rows)."""
+    vocabulary = load_vocabulary()
+    raw = _read_chunk(path, patients)
+    normalised = normalise_events(raw, vocabulary, IngestLimits(earliest_day=config.earliest_day))
+    result = grade_normalised(normalised, config, vocabulary)
+    for name, table in result_tables(result).items():
+        _write_part(table, out / name, index)
+    return len(patients), raw.height, normalised.problems.height
+
+
 def grade_parquet_to_directory(path: Path, out: Path, config: GradingConfig, chunk_patients: int = 1000,
-                               on_chunk: Callable[[int, int], None] | None = None) -> BatchStats:
-    """Grade every patient of a Parquet event file and write the tables under ``out``."""
+                               on_chunk: Callable[[int, int], None] | None = None,
+                               workers: int = 1) -> BatchStats:
+    """Grade every patient of a Parquet event file and write the tables under ``out``.
+
+    With ``workers > 1`` chunks are graded in that many processes (each with one Polars thread), which
+    uses the cores better than one process: much of the per-patient work is sequential scans.
+    """
     if not path.exists():
         raise InputFileError(f"{path}: no such file")
-    patients = events = refused = 0
-    for index, (n_patients, result, n_rows) in enumerate(iter_graded_chunks(path, config, chunk_patients)):
-        for name, table in result_tables(result).items():
-            _write_part(table, out / name, index)
-        patients += n_patients
-        events += n_rows
-        refused += result.errors.filter(pl.col("severity") == "error").height
+    chunks = _patient_chunks(path, chunk_patients)
+    totals = [0, 0, 0]
+
+    def record(done: tuple[int, int, int]) -> None:
+        for i, value in enumerate(done):
+            totals[i] += value
         if on_chunk is not None:
-            on_chunk(n_patients, n_rows)
-    return BatchStats(patients=patients, events=events, refused_rows=refused)
+            on_chunk(done[0], done[1])
+
+    if workers <= 1:
+        for index, chunk in enumerate(chunks):
+            record(_grade_and_write(path, out, config, index, chunk))
+    else:
+        context = multiprocessing.get_context("spawn")
+        previous = os.environ.get("POLARS_MAX_THREADS")
+        os.environ["POLARS_MAX_THREADS"] = "1"  # read by the workers' Polars at import
+        try:
+            with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+                futures = [pool.submit(_grade_and_write, path, out, config, index, chunk)
+                           for index, chunk in enumerate(chunks)]
+                for future in as_completed(futures):
+                    record(future.result())
+        finally:
+            if previous is None:
+                os.environ.pop("POLARS_MAX_THREADS", None)
+            else:
+                os.environ["POLARS_MAX_THREADS"] = previous
+    return BatchStats(patients=totals[0], events=totals[1], refused_rows=totals[2])

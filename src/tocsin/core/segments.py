@@ -37,6 +37,15 @@ def ffill(expr: pl.Expr, start: str = SEGMENT_START) -> pl.Expr:
     return pl.when(source >= pl.col(start)).then(expr.forward_fill())
 
 
+def last_index(condition: pl.Expr, start: str = SEGMENT_START) -> pl.Expr:
+    """Row number of the latest row (at or before this one, in the segment) where ``condition`` holds.
+
+    Gathering columns at this index gives "the last value seen" for many columns from one fill.
+    """
+    source = pl.when(condition.fill_null(False)).then(row_index()).forward_fill()
+    return pl.when(source >= pl.col(start)).then(source)
+
+
 def shift1(expr: pl.Expr, start: str = SEGMENT_START) -> pl.Expr:
     """The previous row's value within the segment (null on the segment's first row)."""
     return pl.when(row_index() > pl.col(start)).then(expr.shift(1))

@@ -21,7 +21,7 @@ from __future__ import annotations
 import polars as pl
 
 from tocsin.config import GradingConfig
-from tocsin.core.segments import ffill, shift1, with_segment_start
+from tocsin.core.segments import ffill, last_index, shift1, with_segment_start
 from tocsin.criteria import load_scale
 from tocsin.vocabulary import Vocabulary
 
@@ -31,27 +31,9 @@ HOURS_PER_DAY = 24.0
 NEURO_FINDINGS = ("ice", "capd", "consciousness", "seizure", "motor_weakness", "cerebral_edema", "icp_sign")
 
 
-def when_item(item: str | list[str], value: pl.Expr) -> pl.Expr:
-    """``value`` on rows of ``item`` (or any of the items), null elsewhere."""
-    cond = pl.col("item") == item if isinstance(item, str) else pl.col("item").is_in(item)
-    return pl.when(cond).then(value)
-
-
 def last_time(condition: pl.Expr) -> pl.Expr:
     """Time of the most recent row (at or before this one) where ``condition`` held."""
     return ffill(pl.when(condition).then(pl.col("t")))
-
-
-def hours_since(column: str) -> pl.Expr:
-    return (pl.col("t") - pl.col(column)) * HOURS_PER_DAY
-
-
-def _attribution(finding: str) -> pl.Expr:
-    """The cause currently attributed to ``finding`` (null or 'none' = not attributed)."""
-    prefix = f"{finding}:"
-    cause = when_item("alternative_cause", pl.when(pl.col("cat").str.to_lowercase().str.starts_with(prefix))
-                      .then(pl.col("cat").str.split_exact(":", 1).struct.field("field_1").str.strip_chars()))
-    return ffill(cause).alias(f"alt_{finding}")
 
 
 def _attributed(finding: str) -> pl.Expr:
@@ -82,54 +64,60 @@ def crs_state(events: pl.DataFrame, patients: pl.DataFrame, vocabulary: Vocabula
     sbp_threshold = (pl.when(age.is_not_null() & (age <= c.pediatric_max_age_years))
                      .then(c.pediatric_sbp_base_mm_hg + c.pediatric_sbp_per_year_mm_hg * age.floor())
                      .otherwise(c.hypotension_sbp_mm_hg))
-    df = df.with_columns(_attribution("fever"), _attribution("hypotension"), _attribution("hypoxia"),
-                         sbp_threshold.alias("sbp_threshold"))
+    alt_finding = pl.col("cat").str.split_exact(":", 1).struct.field("field_0").str.strip_chars().str.to_lowercase()
+    alt_cause = pl.col("cat").str.split_exact(":", 1).struct.field("field_1").str.strip_chars()
+    is_alt = pl.col("item") == "alternative_cause"
+    df = df.with_columns(sbp_threshold.alias("sbp_threshold"),
+                         pl.when(is_alt).then(alt_finding).alias("alt_finding"),
+                         pl.when(is_alt).then(alt_cause).alias("alt_cause"))
+    # Stage 1: for each signal, the index of its latest row (within the patient).
+    findings = ("fever", "hypotension", "hypoxia")
+    df = df.with_columns(
+        *[last_index(is_alt & (pl.col("alt_finding") == f)).alias(f"i_alt_{f}") for f in findings])
+    df = df.with_columns(*[pl.col("alt_cause").gather(pl.col(f"i_alt_{f}")).alias(f"alt_{f}") for f in findings])
     is_temp = pl.col("item") == "temperature"
     fever_row = is_temp & (pl.col("num") >= c.fever_celsius) & ~_attributed("fever")
     low_sbp = (pl.col("item") == "sbp") & (pl.col("num") < pl.col("sbp_threshold"))
     low_map = ((pl.col("item") == "map") & (pl.col("num") < c.hypotension_map_mm_hg)
                if c.hypotension_map_mm_hg is not None else pl.lit(False))
-    cytokine = _cytokine_trend()
+    signals: dict[str, pl.Expr] = {
+        "fever": fever_row, "temp": is_temp, "bp": pl.col("item").is_in(["sbp", "map"]),
+        "o2": pl.col("item") == "oxygen", "flow": pl.col("item") == "oxygen_flow", "fio2": pl.col("item") == "fio2",
+        **{p: pl.col("item") == p for p in pressors},
+        "waiver": pl.col("item").is_in(waiver_items), "antipyretic": pl.col("item").is_in(antipyretic),
+        "death": pl.col("item") == "death", "alt": is_alt, "il6": pl.col("item") == "il6",
+        "crp": pl.col("item") == "crp",
+    }
+    df = df.with_columns((low_sbp | low_map).alias("bp_low_here"),
+                         *[last_index(cond).alias(f"i_{name}") for name, cond in signals.items()])
+
+    # Stage 2: the state = the values of those rows.
+    def at(column: str, signal: str) -> pl.Expr:
+        return pl.col(column).gather(pl.col(f"i_{signal}"))
+
+    cytokines = [pl.when(pl.col("item") == lab).then(pl.col("num") < pl.col("num").gather(shift1(pl.col(f"i_{lab}"))))
+                 .alias(f"{lab}_falling_here") for lab in ("il6", "crp")]
     df = df.with_columns(
-        last_time(fever_row).alias("fever_t"),
-        ffill(pl.when(fever_row).then(pl.col("num"))).alias("fever_value"),
-        last_time(is_temp).alias("temp_t"),
-        ffill(when_item("temperature", pl.col("num"))).alias("temp_value"),
-        ffill(when_item("temperature", fever_row)).alias("temp_is_fever"),
-        fever_row.alias("fever_here"),
-        last_time(pl.col("item").is_in(["sbp", "map"])).alias("bp_t"),
-        ffill(when_item(["sbp", "map"], pl.col("item"))).alias("bp_item"),
-        ffill(when_item(["sbp", "map"], pl.col("num"))).alias("bp_value"),
-        ffill(when_item(["sbp", "map"], low_sbp | low_map)).alias("bp_low"),
-        ffill(when_item("oxygen", pl.col("cat"))).alias("o2_device"),
-        last_time(pl.col("item") == "oxygen").alias("o2_device_t"),
-        ffill(when_item("oxygen_flow", pl.col("num"))).alias("o2_flow"),
-        last_time(pl.col("item") == "oxygen_flow").alias("o2_flow_t"),
-        ffill(when_item("fio2", pl.col("num"))).alias("fio2"),
-        last_time(pl.col("item") == "fio2").alias("fio2_t"),
-        *[ffill(when_item(p, pl.col("num"))).fill_null(0.0).alias(f"rate_{p}") for p in pressors],
-        *[last_time(pl.col("item") == p).alias(f"rate_{p}_t") for p in pressors],
-        last_time(pl.col("item").is_in(waiver_items)).alias("waiver_drug_t"),
-        ffill(when_item(waiver_items, pl.col("item"))).alias("waiver_drug"),
-        last_time(pl.col("item").is_in(antipyretic)).alias("antipyretic_t"),
-        ffill(when_item("death", pl.col("cat"))).alias("death_cause"),
-        last_time(pl.col("item") == "death").alias("death_t"),
-        last_time(pl.col("item") == "alternative_cause").alias("alt_t"),
-        *cytokine,
+        at("t", "fever").alias("fever_t"), at("num", "fever").alias("fever_value"),
+        at("t", "temp").alias("temp_t"), at("num", "temp").alias("temp_value"),
+        (pl.col("i_temp") == pl.col("i_fever")).fill_null(False).alias("temp_is_fever"),
+        at("t", "bp").alias("bp_t"), at("item", "bp").alias("bp_item"), at("num", "bp").alias("bp_value"),
+        at("bp_low_here", "bp").alias("bp_low"),
+        at("cat", "o2").alias("o2_device"), at("t", "o2").alias("o2_device_t"),
+        at("num", "flow").alias("o2_flow"), at("t", "flow").alias("o2_flow_t"),
+        at("num", "fio2").alias("fio2"), at("t", "fio2").alias("fio2_t"),
+        *[at("num", p).fill_null(0.0).alias(f"rate_{p}") for p in pressors],
+        *[at("t", p).alias(f"rate_{p}_t") for p in pressors],
+        at("t", "waiver").alias("waiver_drug_t"), at("item", "waiver").alias("waiver_drug"),
+        at("t", "antipyretic").alias("antipyretic_t"),
+        at("cat", "death").alias("death_cause"), at("t", "death").alias("death_t"),
+        at("t", "alt").alias("alt_t"),
+        *cytokines,
     )
+    df = df.with_columns(at("il6_falling_here", "il6").alias("il6_falling"),
+                         at("crp_falling_here", "crp").alias("crp_falling"))
     df = with_segment_start(last_row_per_time(df), [PID])
     return _derive_support(df, pressors, config)
-
-
-def _cytokine_trend() -> list[pl.Expr]:
-    """Whether the latest IL-6 (or, if never measured, CRP) is lower than the measurement before it."""
-    out = []
-    for lab in ("il6", "crp"):
-        value = when_item(lab, pl.col("num"))
-        previous = shift1(ffill(value))
-        falling = when_item(lab, value < previous)
-        out.append(ffill(falling).alias(f"{lab}_falling"))
-    return out
 
 
 def _derive_support(df: pl.DataFrame, pressors: list[str], config: GradingConfig) -> pl.DataFrame:
