@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,17 +49,6 @@ def _read_chunk(path: Path, patients: Sequence[str]) -> pl.DataFrame:
     if missing:
         raise InputFileError(f"{path}: missing column(s) {', '.join(missing)}")
     return frame.with_columns(pl.lit(str(path)).alias("file"), pl.col("line").cast(pl.Int64))
-
-
-def iter_graded_chunks(path: Path, config: GradingConfig, chunk_patients: int = 1000,
-                       limits: IngestLimits | None = None) -> Iterator[tuple[int, GradingResult, int]]:
-    """Yield (number of patients, result, number of input rows) per chunk of patients."""
-    vocabulary = load_vocabulary()
-    limits = limits or IngestLimits(earliest_day=config.earliest_day)
-    for chunk in _patient_chunks(path, chunk_patients):
-        raw = _read_chunk(path, chunk)
-        normalised = normalise_events(raw, vocabulary, limits)
-        yield len(chunk), grade_normalised(normalised, config, vocabulary), raw.height
 
 
 def _write_part(frame: pl.DataFrame, folder: Path, index: int) -> None:
