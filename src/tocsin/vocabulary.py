@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
-from rapidfuzz import process
+from rapidfuzz import fuzz, process
 
 ItemKind = Literal["patient", "vital", "support", "neuro", "drug", "attribution", "lab", "outcome"]
 ValueType = Literal["number", "category", "boolean", "text", "date"]
@@ -100,7 +100,8 @@ class Vocabulary(BaseModel):
 
     def nearest_item(self, name: str) -> str | None:
         """The closest valid item name, for the "did you mean" part of an error message."""
-        match = process.extractOne(name.strip().lower(), list(self.alias_map))
+        # Whole-string similarity: partial scorers let two-letter aliases ("mp") win for any typo.
+        match = process.extractOne(name.strip().lower(), list(self.alias_map), scorer=fuzz.ratio)
         if match is None or match[1] < 60:
             return None
         return self.alias_map[match[0]]

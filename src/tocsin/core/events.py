@@ -82,6 +82,22 @@ def _text(raw: pl.DataFrame, column: str) -> pl.Expr:
     return expr.str.strip_chars() if padded else expr
 
 
+_ISO_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%dT%H:%M%z", "%Y-%m-%d %H:%M:%S%.f%z", "%Y-%m-%d %H:%M%z")
+
+
+def parse_iso_times(text: pl.Expr) -> pl.Expr:
+    """ISO 8601 date-times, each row on its own (a file may mix 'Z', offsets and local times), as naive UTC.
+
+    A time without a zone designator is read as UTC. Polars infers one format per column, so the zone is
+    first made explicit on every row, then each accepted layout is tried.
+    """
+    zoned = (pl.when(text.str.ends_with("Z")).then(text.str.slice(0, text.str.len_chars() - 1) + "+00:00")
+             .when(text.str.contains(r"[+-]\d\d:?\d\d$")).then(text)
+             .otherwise(text + "+00:00"))
+    attempts = [zoned.str.to_datetime(format=f, strict=False, time_unit="us", time_zone="UTC") for f in _ISO_FORMATS]
+    return pl.coalesce(attempts).dt.replace_time_zone(None)
+
+
 def _prepare(raw: pl.DataFrame) -> pl.DataFrame:
     cols = raw.columns
     schema = raw.schema
@@ -106,8 +122,7 @@ def _prepare(raw: pl.DataFrame) -> pl.DataFrame:
         exprs += [pl.col("time").cast(pl.Utf8).alias("time_raw"), time.cast(pl.Datetime("us")).alias("time_dt")]
     elif "time" in cols:
         text = _text(raw, "time")
-        exprs += [text.alias("time_raw"), text.str.to_datetime(strict=False, time_unit="us", time_zone="UTC")
-                  .dt.replace_time_zone(None).alias("time_dt")]
+        exprs += [text.alias("time_raw"), parse_iso_times(text).alias("time_dt")]
     else:
         exprs += [pl.lit(None, pl.Utf8).alias("time_raw"), pl.lit(None, pl.Datetime("us")).alias("time_dt")]
     return raw.select(exprs).with_columns(
