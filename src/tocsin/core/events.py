@@ -75,10 +75,11 @@ def _error_frame(df: pl.DataFrame, field_name: str, message: pl.Expr, fix: pl.Ex
 
 
 def _text(raw: pl.DataFrame, column: str) -> pl.Expr:
-    """A column as text, stripped of surrounding blanks only if a distinct value has them (checking the
-    few distinct values costs far less than stripping millions)."""
+    """A column as text, stripped of surrounding blanks only if some value has them (the check is a byte
+    comparison at each end; stripping millions of values rebuilds every string)."""
     expr = pl.col(column).cast(pl.Utf8)
-    padded = raw.select(expr.unique().str.contains(r"^\s|\s$").any()).item()
+    blank = [expr.str.starts_with(c) | expr.str.ends_with(c) for c in (" ", "\t", "\r", "\n")]
+    padded = raw.select(pl.any_horizontal(blank).any()).item()
     return expr.str.strip_chars() if padded else expr
 
 
@@ -99,36 +100,41 @@ def parse_iso_times(text: pl.Expr) -> pl.Expr:
 
 
 def _prepare(raw: pl.DataFrame) -> pl.DataFrame:
+    """Uniform column types. Repetitive text (patient, unit, source, file) becomes Categorical: the frame is
+    filtered and joined several times, and copying category codes costs far less than copying strings."""
     cols = raw.columns
     schema = raw.schema
     exprs = [
-        _text(raw, "patient_id").alias("patient_id"), _text(raw, "item").alias("item"),
+        _text(raw, "patient_id").cast(pl.Categorical).alias("patient_id"), _text(raw, "item").alias("item"),
         _text(raw, "value").alias("value"),
-        (_text(raw, "unit").fill_null("") if "unit" in cols else pl.lit("")).alias("unit"),
-        (pl.col("source").cast(pl.Utf8) if "source" in cols else pl.lit(None, pl.Utf8)).alias("source"),
-        pl.col("file").cast(pl.Utf8), pl.col("line").cast(pl.Int64),
+        (_text(raw, "unit").fill_null("") if "unit" in cols else pl.lit("")).cast(pl.Categorical).alias("unit"),
+        (pl.col("source").cast(pl.Utf8) if "source" in cols else pl.lit(None, pl.Utf8)).cast(pl.Categorical)
+        .alias("source"),
+        pl.col("file").cast(pl.Utf8).cast(pl.Categorical), pl.col("line").cast(pl.Int64),
     ]
     if "day" in cols and schema["day"].is_numeric():
-        exprs += [pl.col("day").cast(pl.Utf8).alias("day_raw"), pl.col("day").cast(pl.Float64).alias("day_num")]
+        exprs += [pl.col("day").is_not_null().alias("has_day"), pl.lit(None, pl.Utf8).alias("day_raw"),
+                  pl.col("day").cast(pl.Float64).fill_nan(None).alias("day_num")]
     elif "day" in cols:
         day = _text(raw, "day")
-        exprs += [day.alias("day_raw"), day.str.replace(",", ".", literal=True)
-                  .cast(pl.Float64, strict=False).alias("day_num")]
+        exprs += [(day.is_not_null() & (day != "")).alias("has_day"), day.alias("day_raw"),
+                  day.str.replace(",", ".", literal=True).cast(pl.Float64, strict=False).fill_nan(None).alias("day_num")]
     else:
-        exprs += [pl.lit(None, pl.Utf8).alias("day_raw"), pl.lit(None, pl.Float64).alias("day_num")]
+        exprs += [pl.lit(False).alias("has_day"), pl.lit(None, pl.Utf8).alias("day_raw"),
+                  pl.lit(None, pl.Float64).alias("day_num")]
     if "time" in cols and schema["time"] == pl.Datetime:
         time = pl.col("time")
         time = time.dt.convert_time_zone("UTC").dt.replace_time_zone(None) if schema["time"].time_zone else time
-        exprs += [pl.col("time").cast(pl.Utf8).alias("time_raw"), time.cast(pl.Datetime("us")).alias("time_dt")]
+        exprs += [pl.col("time").is_not_null().alias("has_time"), pl.lit(None, pl.Utf8).alias("time_raw"),
+                  time.cast(pl.Datetime("us")).alias("time_dt")]
     elif "time" in cols:
         text = _text(raw, "time")
-        exprs += [text.alias("time_raw"), parse_iso_times(text).alias("time_dt")]
+        exprs += [(text.is_not_null() & (text != "")).alias("has_time"), text.alias("time_raw"),
+                  parse_iso_times(text).alias("time_dt")]
     else:
-        exprs += [pl.lit(None, pl.Utf8).alias("time_raw"), pl.lit(None, pl.Datetime("us")).alias("time_dt")]
-    return raw.select(exprs).with_columns(
-        pl.when(pl.col("day_raw") == "").then(None).otherwise(pl.col("day_raw")).alias("day_raw"),
-        pl.when(pl.col("time_raw") == "").then(None).otherwise(pl.col("time_raw")).alias("time_raw"),
-    ).with_row_index("_row")
+        exprs += [pl.lit(False).alias("has_time"), pl.lit(None, pl.Utf8).alias("time_raw"),
+                  pl.lit(None, pl.Datetime("us")).alias("time_dt")]
+    return raw.select(exprs).with_row_index("_row")
 
 
 def _category_table(vocabulary: Vocabulary) -> pl.DataFrame:
@@ -265,15 +271,15 @@ def _sorted(events: pl.DataFrame) -> pl.DataFrame:
 
 def _resolve_times(df: pl.DataFrame, limits: IngestLimits) -> tuple[pl.DataFrame, list[pl.DataFrame]]:
     errors: list[pl.DataFrame] = []
-    no_time = pl.col("day_raw").is_null() & pl.col("time_raw").is_null()
-    bad_day = pl.col("day_raw").is_not_null() & pl.col("day_num").is_null()
-    bad_time = pl.col("day_raw").is_null() & pl.col("time_raw").is_not_null() & pl.col("time_dt").is_null()
+    no_time = ~pl.col("has_day") & ~pl.col("has_time")
+    bad_day = pl.col("has_day") & pl.col("day_num").is_null()
+    bad_time = ~pl.col("has_day") & pl.col("has_time") & pl.col("time_dt").is_null()
     errors.append(_error_frame(df.filter(no_time), "time", pl.lit("row has neither time nor day"),
                                pl.lit("give an ISO 8601 time (2024-05-01T08:00) or day since infusion (2.5)"),
                                pl.lit("")))
-    errors.append(_error_frame(df.filter(bad_day), "day", pl.format("day '{}' is not a number",
-                               pl.col("day_raw")), pl.lit("give days since infusion as a number, e.g. 2.5"),
-                               pl.col("day_raw")))
+    day_text = pl.coalesce(pl.col("day_raw"), pl.lit("NaN"))
+    errors.append(_error_frame(df.filter(bad_day), "day", pl.format("day '{}' is not a number", day_text),
+                               pl.lit("give days since infusion as a number, e.g. 2.5"), day_text))
     errors.append(_error_frame(df.filter(bad_time), "time", pl.format("time '{}' is not ISO 8601",
                                pl.col("time_raw")), pl.lit("write times like 2024-05-01T08:00:00"),
                                pl.col("time_raw")))
@@ -302,7 +308,8 @@ def _resolve_times(df: pl.DataFrame, limits: IngestLimits) -> tuple[pl.DataFrame
     needs_anchor = pl.col("day_num").is_null() & pl.col("infusion_time").is_null()
     errors.append(_error_frame(df.filter(needs_anchor), "time", pl.lit(
         "row has a clock time but the patient's infusion row has only a day"),
-        pl.lit("give the infusion row a time, or give this row a day"), pl.col("time_raw")))
+        pl.lit("give the infusion row a time, or give this row a day"),
+        pl.coalesce(pl.col("time_raw"), pl.col("time_dt").cast(pl.Utf8))))
     df = df.filter(~needs_anchor)
     from_time = (pl.col("time_dt") - pl.col("infusion_time")).dt.total_microseconds() / 86_400e6
     df = df.with_columns(
@@ -318,7 +325,8 @@ def _resolve_times(df: pl.DataFrame, limits: IngestLimits) -> tuple[pl.DataFrame
     if limits.not_after is not None:
         too_late = course & (pl.col("time_dt") > limits.not_after).fill_null(False)
         errors.append(_error_frame(df.filter(too_late), "time", pl.lit("time is in the future"),
-                                   pl.lit("check the date"), pl.col("time_raw")))
+                                   pl.lit("check the date"), pl.coalesce(pl.col("time_raw"),
+                                                                         pl.col("time_dt").cast(pl.Utf8))))
         bad = bad | too_late
     df = df.filter(~bad)
     return df, errors
@@ -334,7 +342,8 @@ def _numbers(df: pl.DataFrame, vocabulary: Vocabulary) -> tuple[pl.DataFrame, li
     df = df.filter(~not_number)
 
     conversions = _conversion_table(df.select("item", "unit").unique().sort(["item", "unit"]), vocabulary)
-    df = df.join(conversions.rename({"item_canonical": "item"}), on=["item", "unit"], how="left")
+    df = df.join(conversions.rename({"item_canonical": "item"}).cast({"unit": pl.Categorical}),
+                 on=["item", "unit"], how="left")
     errors.append(_error_frame(df.filter(pl.col("unit_problem").is_not_null()), "unit",
                                pl.format("{} (item '{}')", pl.col("unit_problem"), pl.col("item")),
                                pl.lit("use a UCUM unit listed for the item in docs/vocabulary.md"),

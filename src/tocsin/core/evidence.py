@@ -50,9 +50,10 @@ def expand_evidence(timeline: pl.DataFrame, observations: list[Observation]) -> 
     parts = [timeline.filter(o.condition).select(pl.col("patient_id"), pl.col("t"), o.item.alias("item"),
                                                  o.day.alias("day"), o.value.alias("value"))
              for o in observations]
+    schema = {**EVIDENCE_SCHEMA, "patient_id": timeline.schema["patient_id"]}
     if not parts:
-        return pl.DataFrame(schema=EVIDENCE_SCHEMA)
-    return pl.concat([p.cast(EVIDENCE_SCHEMA) for p in parts], how="vertical")
+        return pl.DataFrame(schema=schema)
+    return pl.concat([p.cast(schema) for p in parts], how="vertical")
 
 
 def missing_text(entries: list[tuple[pl.Expr, str]]) -> pl.Expr:
