@@ -43,12 +43,14 @@ def _patient_chunks(path: Path, chunk_patients: int) -> list[list[str]]:
 
 
 def _read_chunk(path: Path, patients: Sequence[str]) -> pl.DataFrame:
-    frame = (pl.scan_parquet(path).with_row_index("line", offset=1)
-             .filter(pl.col("patient_id").cast(pl.Utf8).is_in(list(patients))).collect())
-    missing = [c for c in REQUIRED if c not in frame.columns]
+    scan = pl.scan_parquet(path)
+    missing = [c for c in REQUIRED if c not in scan.collect_schema().names()]
     if missing:
         raise InputFileError(f"{path}: missing column(s) {', '.join(missing)}")
-    return frame.with_columns(pl.lit(str(path)).alias("file"), pl.col("line").cast(pl.Int64))
+    return (scan.with_row_index("line", offset=1)
+            .filter(pl.col("patient_id").cast(pl.Utf8).is_in(list(patients)))
+            .with_columns(pl.lit(str(path)).cast(pl.Categorical).alias("file"), pl.col("line").cast(pl.Int64))
+            .collect())
 
 
 def _write_part(frame: pl.DataFrame, folder: Path, index: int) -> None:

@@ -21,7 +21,7 @@ class InputFileError(ValueError):
 
 
 def _with_position(df: pl.DataFrame, path: Path, first_line: int) -> pl.DataFrame:
-    return df.with_columns(pl.lit(str(path)).alias("file"),
+    return df.with_columns(pl.lit(str(path)).cast(pl.Categorical).alias("file"),
                            (pl.int_range(pl.len(), dtype=pl.Int64) + first_line).alias("line"))
 
 

@@ -74,13 +74,22 @@ def _error_frame(df: pl.DataFrame, field_name: str, message: pl.Expr, fix: pl.Ex
     )
 
 
-def _text(raw: pl.DataFrame, column: str) -> pl.Expr:
-    """A column as text, stripped of surrounding blanks only if some value has them (the check is a byte
-    comparison at each end; stripping millions of values rebuilds every string)."""
-    expr = pl.col(column).cast(pl.Utf8)
-    blank = [expr.str.starts_with(c) | expr.str.ends_with(c) for c in (" ", "\t", "\r", "\n")]
-    padded = raw.select(pl.any_horizontal(blank).any()).item()
-    return expr.str.strip_chars() if padded else expr
+def _strip_labels(df: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
+    """Strip surrounding blanks from Categorical columns, only if one of their few distinct values has them."""
+    padded = [c for c in columns
+              if df.select(pl.col(c).unique().cast(pl.Utf8).str.contains(r"^\s|\s$").any()).item()]
+    return df.with_columns(pl.col(c).cast(pl.Utf8).str.strip_chars().cast(pl.Categorical) for c in padded)
+
+
+def parse_numbers(df: pl.DataFrame, text: str, out: str) -> pl.DataFrame:
+    """``out`` = ``text`` read as a number. Values that do not parse at first (blanks around them, a
+    decimal comma) are cleaned and read again; clean input never pays for the cleaning."""
+    df = df.with_columns(pl.col(text).cast(pl.Float64, strict=False).fill_nan(None).alias(out))
+    retry = pl.col(out).is_null() & pl.col(text).is_not_null()
+    if df.select(retry.any()).item():
+        cleaned = pl.col(text).str.strip_chars().str.replace(",", ".", literal=True).cast(pl.Float64, strict=False)
+        df = df.with_columns(pl.when(retry).then(cleaned.fill_nan(None)).otherwise(pl.col(out)).alias(out))
+    return df
 
 
 _ISO_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%dT%H:%M%z", "%Y-%m-%d %H:%M:%S%.f%z", "%Y-%m-%d %H:%M%z")
@@ -101,24 +110,26 @@ def parse_iso_times(text: pl.Expr) -> pl.Expr:
 
 def _prepare(raw: pl.DataFrame) -> pl.DataFrame:
     """Uniform column types. Repetitive text (patient, unit, source, file) becomes Categorical: the frame is
-    filtered and joined several times, and copying category codes costs far less than copying strings."""
+    filtered and joined several times, and copying category codes costs far less than copying strings.
+    ``item`` needs no cleaning here (each distinct spelling is resolved once), nor does ``value`` (each
+    value type cleans what it reads)."""
     cols = raw.columns
     schema = raw.schema
     exprs = [
-        _text(raw, "patient_id").cast(pl.Categorical).alias("patient_id"), _text(raw, "item").alias("item"),
-        _text(raw, "value").alias("value"),
-        (_text(raw, "unit").fill_null("") if "unit" in cols else pl.lit("")).cast(pl.Categorical).alias("unit"),
+        pl.col("patient_id").cast(pl.Utf8).cast(pl.Categorical), pl.col("item").cast(pl.Utf8),
+        pl.col("value").cast(pl.Utf8),
+        (pl.col("unit").cast(pl.Utf8).fill_null("") if "unit" in cols else pl.lit("")).cast(pl.Categorical)
+        .alias("unit"),
         (pl.col("source").cast(pl.Utf8) if "source" in cols else pl.lit(None, pl.Utf8)).cast(pl.Categorical)
         .alias("source"),
-        pl.col("file").cast(pl.Utf8).cast(pl.Categorical), pl.col("line").cast(pl.Int64),
+        pl.col("file").cast(pl.Categorical), pl.col("line").cast(pl.Int64),
     ]
     if "day" in cols and schema["day"].is_numeric():
         exprs += [pl.col("day").is_not_null().alias("has_day"), pl.lit(None, pl.Utf8).alias("day_raw"),
                   pl.col("day").cast(pl.Float64).fill_nan(None).alias("day_num")]
     elif "day" in cols:
-        day = _text(raw, "day")
-        exprs += [(day.is_not_null() & (day != "")).alias("has_day"), day.alias("day_raw"),
-                  day.str.replace(",", ".", literal=True).cast(pl.Float64, strict=False).fill_nan(None).alias("day_num")]
+        day = pl.col("day").cast(pl.Utf8)
+        exprs += [(day.is_not_null() & (day.str.strip_chars() != "")).alias("has_day"), day.alias("day_raw")]
     else:
         exprs += [pl.lit(False).alias("has_day"), pl.lit(None, pl.Utf8).alias("day_raw"),
                   pl.lit(None, pl.Float64).alias("day_num")]
@@ -128,13 +139,16 @@ def _prepare(raw: pl.DataFrame) -> pl.DataFrame:
         exprs += [pl.col("time").is_not_null().alias("has_time"), pl.lit(None, pl.Utf8).alias("time_raw"),
                   time.cast(pl.Datetime("us")).alias("time_dt")]
     elif "time" in cols:
-        text = _text(raw, "time")
+        text = pl.col("time").cast(pl.Utf8).str.strip_chars()
         exprs += [(text.is_not_null() & (text != "")).alias("has_time"), text.alias("time_raw"),
                   parse_iso_times(text).alias("time_dt")]
     else:
         exprs += [pl.lit(False).alias("has_time"), pl.lit(None, pl.Utf8).alias("time_raw"),
                   pl.lit(None, pl.Datetime("us")).alias("time_dt")]
-    return raw.select(exprs).with_row_index("_row")
+    df = _strip_labels(raw.select(exprs), ["patient_id", "unit", "source"]).with_row_index("_row")
+    if "day" in cols and not schema["day"].is_numeric():
+        df = parse_numbers(df, "day_raw", "day_num")
+    return df
 
 
 def _category_table(vocabulary: Vocabulary) -> pl.DataFrame:
@@ -334,9 +348,8 @@ def _resolve_times(df: pl.DataFrame, limits: IngestLimits) -> tuple[pl.DataFrame
 
 def _numbers(df: pl.DataFrame, vocabulary: Vocabulary) -> tuple[pl.DataFrame, list[pl.DataFrame]]:
     errors: list[pl.DataFrame] = []
-    df = df.with_columns(pl.col("value").str.replace(",", ".", literal=True)
-                         .cast(pl.Float64, strict=False).alias("raw_num"))
-    not_number = pl.col("raw_num").is_null() | pl.col("raw_num").is_nan()
+    df = parse_numbers(df, "value", "raw_num")
+    not_number = pl.col("raw_num").is_null()
     errors.append(_error_frame(df.filter(not_number), "value", pl.format(
         "'{}' is not a number for '{}'", pl.col("value"), pl.col("item")), pl.lit("give a plain number")))
     df = df.filter(~not_number)
@@ -394,7 +407,7 @@ def _canonical(num: pl.Expr, cat: pl.Expr) -> list[pl.Expr]:
 
 
 def _categories(df: pl.DataFrame, vocabulary: Vocabulary) -> tuple[pl.DataFrame, list[pl.DataFrame]]:
-    key = pl.col("value").str.to_lowercase().str.replace_all(r"[\s\-/]+", "_")
+    key = pl.col("value").str.strip_chars().str.to_lowercase().str.replace_all(r"[\s\-/]+", "_")
     df = df.with_columns(key.alias("value_key")).join(
         _category_table(vocabulary).rename({"item_canonical": "item"}), on=["item", "value_key"], how="left")
     bad = df.filter(pl.col("cat_value").is_null())
@@ -411,7 +424,7 @@ def _categories(df: pl.DataFrame, vocabulary: Vocabulary) -> tuple[pl.DataFrame,
 
 
 def _booleans(df: pl.DataFrame) -> tuple[pl.DataFrame, list[pl.DataFrame]]:
-    key = pl.col("value").str.to_lowercase()
+    key = pl.col("value").str.strip_chars().str.to_lowercase()
     df = df.with_columns(pl.when(key.is_in(_TRUE)).then(pl.lit("true"))
                          .when(key.is_in(_FALSE)).then(pl.lit("false")).alias("bool_value"))
     errors = [_error_frame(df.filter(pl.col("bool_value").is_null()), "value", pl.format(
@@ -421,12 +434,15 @@ def _booleans(df: pl.DataFrame) -> tuple[pl.DataFrame, list[pl.DataFrame]]:
 
 
 def _texts(df: pl.DataFrame) -> tuple[pl.DataFrame, list[pl.DataFrame]]:
-    parsed = pl.col("value").str.to_date(strict=False)
-    bad_date = (pl.col("value_type") == "date") & parsed.is_null()
-    errors = [_error_frame(df.filter(bad_date), "value", pl.format("'{}' is not an ISO date for '{}'",
+    text = pl.col("value").str.strip_chars()
+    blank = text == ""
+    bad_date = (pl.col("value_type") == "date") & text.str.to_date(strict=False).is_null() & ~blank
+    errors = [_error_frame(df.filter(blank), "value", pl.format("value is empty for '{}'", pl.col("item")),
+                           pl.lit("give the observed value or drop the row")),
+              _error_frame(df.filter(bad_date), "value", pl.format("'{}' is not an ISO date for '{}'",
                            pl.col("value"), pl.col("item")), pl.lit("write dates like 1961-04-30"))]
-    df = df.filter(~bad_date)
-    return df.select(_canonical(pl.lit(None, pl.Float64), pl.col("value"))), errors
+    df = df.filter(~blank & ~bad_date)
+    return df.select(_canonical(pl.lit(None, pl.Float64), text)), errors
 
 
 def _patient_table(events: pl.DataFrame, infusion_times: pl.DataFrame) -> pl.DataFrame:

@@ -116,6 +116,10 @@ def crs_state(events: pl.DataFrame, patients: pl.DataFrame, vocabulary: Vocabula
     )
     df = df.with_columns(at("il6_falling_here", "il6").alias("il6_falling"),
                          at("crp_falling_here", "crp").alias("crp_falling"))
+    # Only the state travels on: the per-row inputs and indexes would just be copied by the filter.
+    scratch = {"item", "num", "cat", "orig_value", "orig_unit", "source", "file", "line", "alt_finding", "alt_cause",
+               "bp_low_here", "il6_falling_here", "crp_falling_here", "sbp_threshold"}
+    df = df.select([c for c in df.columns if c not in scratch and not c.startswith("i_") and not c.startswith("_")])
     df = with_segment_start(last_row_per_time(df), [PID])
     return _derive_support(df, pressors, config)
 
