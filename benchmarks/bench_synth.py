@@ -28,9 +28,11 @@ def main() -> None:
             walls.append(time.perf_counter() - wall)
             cpus.append(time.process_time() - cpu)
         events = cohort.events
-        print(f"{n:>7,} patients: best {min(walls):6.2f} s wall, {min(cpus):6.2f} s CPU "
-              f"(worst {max(walls):.2f} s); {events.height:,} events = {events.height / n:,.0f}/patient; "
-              f"{events.estimated_size('mb'):,.0f} MB")
+        print(
+            f"{n:>7,} patients: best {min(walls):6.2f} s wall, {min(cpus):6.2f} s CPU "
+            f"(worst {max(walls):.2f} s); {events.height:,} events = {events.height / n:,.0f}/patient; "
+            f"{events.estimated_size('mb'):,.0f} MB"
+        )
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -86,8 +87,9 @@ def _tree_rss_kb(root: int) -> int:
 
 def run_tocsin_batch(events: Path, chunk: int, workers: int) -> dict:
     with tempfile.TemporaryDirectory() as out:
-        child = subprocess.Popen([sys.executable, "-c", CHILD, str(events), out, str(chunk), str(workers)],
-                                 stdout=subprocess.PIPE, text=True)
+        child = subprocess.Popen(
+            [sys.executable, "-c", CHILD, str(events), out, str(chunk), str(workers)], stdout=subprocess.PIPE, text=True
+        )
         peak_kb = 0
         while child.poll() is None:  # sample the whole process tree: workers are separate processes
             peak_kb = max(peak_kb, _tree_rss_kb(child.pid))
@@ -106,20 +108,29 @@ def run_baseline(events: Path, patients: int) -> dict:
     start = time.perf_counter()
     frame = pl.read_parquet(events)
     ids = frame.get_column("patient_id").unique(maintain_order=True).head(patients)
-    rows = frame.filter(pl.col("patient_id").is_in(ids.implode())).select(
-        "patient_id", "day", "item", "value", "unit").iter_rows()
+    rows = (
+        frame.filter(pl.col("patient_id").is_in(ids.implode()))
+        .select("patient_id", "day", "item", "value", "unit")
+        .iter_rows()
+    )
     graded = grade_rows(rows)
     seconds = time.perf_counter() - start
     n_events = frame.filter(pl.col("patient_id").is_in(ids.implode())).height
-    return {"seconds": seconds, "events": n_events, "patients": len(graded), "events_per_second": n_events / seconds,
-            "graded": graded}
+    return {
+        "seconds": seconds,
+        "events": n_events,
+        "patients": len(graded),
+        "events_per_second": n_events / seconds,
+        "graded": graded,
+    }
 
 
 def run_single_course(events: Path, repeats: int) -> dict:
     frame = pl.read_parquet(events)
     first = frame.get_column("patient_id")[0]
     one = frame.filter(pl.col("patient_id") == first).with_columns(
-        pl.lit("course").alias("file"), pl.int_range(1, pl.len() + 1).alias("line"))
+        pl.lit("course").alias("file"), pl.int_range(1, pl.len() + 1).alias("line")
+    )
     config = GradingConfig()
     grade_events(one, config)  # warm: imports, vocabulary, criteria, unit table
     times = []
@@ -146,25 +157,34 @@ def main() -> None:
     single = run_single_course(events, args.repeats)
     truth = pl.read_parquet(labels)
     graded = baseline.pop("graded")
-    agree = sum(1 for r in truth.iter_rows(named=True) if r["patient_id"] in graded
-                and graded[r["patient_id"]][0] == r["crs_max_grade"]) / max(len(graded), 1)
+    agree = sum(
+        1
+        for r in truth.iter_rows(named=True)
+        if r["patient_id"] in graded and graded[r["patient_id"]][0] == r["crs_max_grade"]
+    ) / max(len(graded), 1)
     result = {
-        "machine": f"{platform.machine()}, {platform.python_version()}, cores={len(__import__('os').sched_getaffinity(0))}",
-        "patients": args.patients, "tocsin_batch": batch, "baseline": baseline, "baseline_crs_agreement": agree,
-        "single_course": single, "ratio_vs_baseline": batch["events_per_second"] / baseline["events_per_second"],
+        "machine": f"{platform.machine()}, Python {platform.python_version()}, cores={len(os.sched_getaffinity(0))}",
+        "patients": args.patients,
+        "tocsin_batch": batch,
+        "baseline": baseline,
+        "baseline_crs_agreement": agree,
+        "single_course": single,
+        "ratio_vs_baseline": batch["events_per_second"] / baseline["events_per_second"],
     }
     out = HERE / "results"
     out.mkdir(exist_ok=True)
     (out / "grade_batch.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(f"| measure | value | target |\n|---|---|---|\n"
-          f"| Tocsin batch, {batch['patients']:,} courses, {batch['events']:,} events, {batch['workers']} worker(s) | "
-          f"{batch['seconds']:.1f} s = {batch['events_per_second'] / 1e6:.2f} M events/s | >= 2 M events/s |\n"
-          f"| Tocsin batch peak memory (whole process tree) | {batch['peak_rss_mb']:.0f} MB | < 4096 MB |\n"
-          f"| Scalar baseline, {baseline['patients']} courses, {baseline['events']:,} events | "
-          f"{baseline['events_per_second'] / 1e6:.3f} M events/s (CRS max grade = label in {agree:.0%}) | — |\n"
-          f"| Ratio Tocsin / baseline | {result['ratio_vs_baseline']:.1f}x | >= 20x |\n"
-          f"| One course ({single['events']:,} events) in-process | median {single['median_ms']:.1f} ms "
-          f"(min {single['min_ms']:.1f}) | < 10 ms |")
+    print(
+        f"| measure | value | target |\n|---|---|---|\n"
+        f"| Tocsin batch, {batch['patients']:,} courses, {batch['events']:,} events, {batch['workers']} worker(s) | "
+        f"{batch['seconds']:.1f} s = {batch['events_per_second'] / 1e6:.2f} M events/s | >= 2 M events/s |\n"
+        f"| Tocsin batch peak memory (whole process tree) | {batch['peak_rss_mb']:.0f} MB | < 4096 MB |\n"
+        f"| Scalar baseline, {baseline['patients']} courses, {baseline['events']:,} events | "
+        f"{baseline['events_per_second'] / 1e6:.3f} M events/s (CRS max grade = label in {agree:.0%}) | — |\n"
+        f"| Ratio Tocsin / baseline | {result['ratio_vs_baseline']:.1f}x | >= 20x |\n"
+        f"| One course ({single['events']:,} events) in-process | median {single['median_ms']:.1f} ms "
+        f"(min {single['min_ms']:.1f}) | < 10 ms |"
+    )
 
 
 if __name__ == "__main__":

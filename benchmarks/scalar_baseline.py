@@ -14,18 +14,18 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
+from tocsin.criteria import load_scale
 from tocsin.units import conversion_for
 from tocsin.vocabulary import load_vocabulary
 
-DEVICE_GRADE = {"room_air": 0, "nasal_cannula": 2, "blow_by": 2, "high_flow_nasal_cannula": 3, "face_mask": 3,
-                "non_rebreather": 3, "venturi_mask": 3, "cpap": 4, "bipap": 4, "mechanical_ventilation": 4}
+DEVICE_GRADE: dict[str, int] = load_scale("crs_astct2019").table("oxygen_device_grade")
 PRESSORS = ("norepinephrine", "epinephrine", "phenylephrine", "dopamine", "vasopressin")
-CONSCIOUSNESS = {"awake": 0, "awakens_spontaneously": 1, "awakens_to_voice": 2, "awakens_to_touch": 3,
-                 "unarousable": 4}
+CONSCIOUSNESS = {"awake": 0, "awakens_spontaneously": 1, "awakens_to_voice": 2, "awakens_to_touch": 3, "unarousable": 4}
 
 
-def crs_grade_scalar(febrile: bool, waived: bool, sbp: float | None, rates: dict[str, float],
-                     device: str | None, flow: float | None) -> int:
+def crs_grade_scalar(
+    febrile: bool, waived: bool, sbp: float | None, rates: dict[str, float], device: str | None, flow: float | None
+) -> int:
     """ASTCT 2019 CRS grade at one time point."""
     if not (febrile or waived):
         return 0
@@ -69,9 +69,22 @@ def grade_rows(rows: Iterable[tuple[str, float, str, str, str]]) -> dict[str, tu
             if current is not None:
                 result[current] = (state["crs_max"], state["icans_max"])
             current = patient_id
-            state = {"crs_max": 0, "icans_max": 0, "rates": {}, "fever_day": -math.inf, "crs_started": False,
-                     "waived": False, "age": None, "weight": None, "device": None, "flow": None, "sbp": None,
-                     "ice": None, "capd": None, "consciousness": None}
+            state = {
+                "crs_max": 0,
+                "icans_max": 0,
+                "rates": {},
+                "fever_day": -math.inf,
+                "crs_started": False,
+                "waived": False,
+                "age": None,
+                "weight": None,
+                "device": None,
+                "flow": None,
+                "sbp": None,
+                "ice": None,
+                "capd": None,
+                "consciousness": None,
+            }
         number = None
         if item in canonical:
             target, per_kg = canonical[item]

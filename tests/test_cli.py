@@ -24,13 +24,15 @@ TOXICITY_KEYS = {"scale", "max_grade", "episodes", "timeline"}
 EPISODE_KEYS = {"onset_day", "peak_grade", "peak_day", "resolved_day", "duration_days"}
 TIMELINE_KEYS = {"day", "time", "grade", "domain", "evidence", "rule", "missing"}
 
-FEBRILE_ON_5_L = ("patient_id,day,item,value,unit\n"
-                  "W1,0,infusion,axi-cel,\n"
-                  "W1,1,temperature,38.6,Cel\n"
-                  "W1,1,sbp,118,mm[Hg]\n"
-                  "W1,1,oxygen,nasal_cannula,\n"
-                  "W1,1,oxygen_flow,5,L/min\n"
-                  "W1,1,fio2,45,%\n")
+FEBRILE_ON_5_L = (
+    "patient_id,day,item,value,unit\n"
+    "W1,0,infusion,axi-cel,\n"
+    "W1,1,temperature,38.6,Cel\n"
+    "W1,1,sbp,118,mm[Hg]\n"
+    "W1,1,oxygen,nasal_cannula,\n"
+    "W1,1,oxygen_flow,5,L/min\n"
+    "W1,1,fio2,45,%\n"
+)
 
 
 def run(*args: str) -> object:
@@ -133,7 +135,7 @@ def test_config_file_with_an_unknown_key_is_refused(tmp_path: Path) -> None:
 
 def test_config_file_with_a_bad_value_is_refused(tmp_path: Path) -> None:
     events = write(tmp_path / "w.csv", FEBRILE_ON_5_L)
-    config = write(tmp_path / "bad.toml", "[crs]\nscale = \"ctcae\"\n")
+    config = write(tmp_path / "bad.toml", '[crs]\nscale = "ctcae"\n')
     result = run("grade", events, "--config", config)
     assert result.exit_code == 2
     assert "crs.scale" in result.stderr
@@ -161,7 +163,8 @@ def test_lenient_grades_the_valid_rows_and_lists_the_bad_one(tmp_path: Path) -> 
     document = grade_json(path, "--lenient")
     problems = document["input_problems"]
     assert [(p["file"], p["line"], p["field"], p["value"], p["severity"]) for p in problems] == [
-        (str(path), 8, "unit", "furlong", "error")]
+        (str(path), 8, "unit", "furlong", "error")
+    ]
     assert problems[0]["fix"]
     days = [r["day"] for r in document["patients"][0]["crs"]["timeline"]]
     assert days == [1.0, 1.5]  # the refused day-2 row is not an assessment; the valid row after it is
@@ -187,9 +190,12 @@ def test_out_writes_the_same_document(tmp_path: Path) -> None:
 
 
 def test_iso_times_give_clock_times_in_the_timeline(tmp_path: Path) -> None:
-    events = write(tmp_path / "t.csv", "patient_id,time,item,value,unit\n"
-                                      "T1,2024-05-01T10:00,infusion,axi-cel,\n"
-                                      "T1,2024-05-03T22:00,temperature,38.6,Cel\n")
+    events = write(
+        tmp_path / "t.csv",
+        "patient_id,time,item,value,unit\n"
+        "T1,2024-05-01T10:00,infusion,axi-cel,\n"
+        "T1,2024-05-03T22:00,temperature,38.6,Cel\n",
+    )
     document = grade_json(events)
     patient = document["patients"][0]
     assert patient["infusion_time"].startswith("2024-05-01T10:00")
@@ -231,11 +237,11 @@ def test_schema_validates_a_good_row_and_rejects_bad_ones(tmp_path: Path) -> Non
         errors = list(validator.iter_errors(row))
         assert not errors, (row, [e.message for e in errors])
     bad = [
-        {"patient_id": "P", "day": 1.5, "item": "tempp", "value": 38.5, "unit": "Cel"},       # unknown item
-        {"patient_id": "P", "day": 1.5, "item": "oxygen", "value": "helmet"},                # not allowed
-        {"patient_id": "P", "item": "temperature", "value": 38.5, "unit": "Cel"},            # no time or day
-        {"patient_id": "", "day": 1, "item": "temperature", "value": 38.5, "unit": "Cel"},   # empty id
-        {"day": 1, "item": "temperature", "value": 38.5},                                     # no patient
+        {"patient_id": "P", "day": 1.5, "item": "tempp", "value": 38.5, "unit": "Cel"},  # unknown item
+        {"patient_id": "P", "day": 1.5, "item": "oxygen", "value": "helmet"},  # not allowed
+        {"patient_id": "P", "item": "temperature", "value": 38.5, "unit": "Cel"},  # no time or day
+        {"patient_id": "", "day": 1, "item": "temperature", "value": 38.5, "unit": "Cel"},  # empty id
+        {"day": 1, "item": "temperature", "value": 38.5},  # no patient
     ]
     for row in bad:
         assert not validator.is_valid(row), row

@@ -43,21 +43,40 @@ SCALES: dict[str, tuple[str, dict]] = {
     "icans_astct2019": ("icans", {}),
     "episodes": ("crs", {}),
 }
-CASE_KEYS = {"id", "source", "description", "config", "age", "weight", "toxicity", "events", "expect",
-             "expect_episodes", "xfail"}
+CASE_KEYS = {
+    "id",
+    "source",
+    "description",
+    "config",
+    "age",
+    "weight",
+    "toxicity",
+    "events",
+    "expect",
+    "expect_episodes",
+    "xfail",
+}
 EXPECT_KEYS = {"at", "grade", "domain", "rule", "missing", "waived", "evidence_items", "evidence_absent"}
-EPISODE_KEYS = {"episode", "onset_day", "peak_grade", "peak_day", "resolved_day", "duration_days", "ongoing",
-                "recurrence"}
+EPISODE_KEYS = {
+    "episode",
+    "onset_day",
+    "peak_grade",
+    "peak_day",
+    "resolved_day",
+    "duration_days",
+    "ongoing",
+    "recurrence",
+}
 
 
 def _load_files() -> list[tuple[Path, dict]]:
-    return [(path, yaml.safe_load(path.read_text(encoding="utf-8")))
-            for path in sorted(CONFORMANCE_DIR.glob("*.yaml"))]
+    return [(path, yaml.safe_load(path.read_text(encoding="utf-8"))) for path in sorted(CONFORMANCE_DIR.glob("*.yaml"))]
 
 
 FILES = _load_files()
-CASES: list[tuple[str, str, dict]] = [(path.name, doc["scale"], case) for path, doc in FILES
-                                      for case in doc.get("cases") or []]
+CASES: list[tuple[str, str, dict]] = [
+    (path.name, doc["scale"], case) for path, doc in FILES for case in doc.get("cases") or []
+]
 
 
 def _deep_merge(base: dict, override: dict) -> dict:
@@ -85,15 +104,17 @@ def _raw_frame(file_name: str, case: dict) -> pl.DataFrame:
     for event in case["events"]:
         assert len(event) == 4, f"{case['id']}: event {event!r} is not [day, item, value, unit]"
         rows.append((float(event[0]), event[1], event[2], event[3]))
-    return pl.DataFrame({
-        "patient_id": [case["id"]] * len(rows),
-        "day": [repr(float(r[0])) for r in rows],
-        "item": [r[1] for r in rows],
-        "value": [_text(r[2]) for r in rows],
-        "unit": [_text(r[3]) for r in rows],
-        "file": [file_name] * len(rows),
-        "line": list(range(1, len(rows) + 1)),
-    })
+    return pl.DataFrame(
+        {
+            "patient_id": [case["id"]] * len(rows),
+            "day": [repr(float(r[0])) for r in rows],
+            "item": [r[1] for r in rows],
+            "value": [_text(r[2]) for r in rows],
+            "unit": [_text(r[3]) for r in rows],
+            "file": [file_name] * len(rows),
+            "line": list(range(1, len(rows) + 1)),
+        }
+    )
 
 
 def _same(actual: Any, expected: Any) -> bool:
@@ -129,8 +150,10 @@ def _check_row(timeline: pl.DataFrame, expect: dict, label: str) -> list[str]:
         if item in evidence_items:
             problems.append(f"{label} at day {at}: '{item}' must not be in evidence {sorted(evidence_items)}")
     if problems:
-        problems.append(f"    row: grade={row['grade']} domain={row['domain']} rule={row['rule']} "
-                        f"missing={row['missing']} waived={row.get('waived')} evidence={row['evidence']}")
+        problems.append(
+            f"    row: grade={row['grade']} domain={row['domain']} rule={row['rule']} "
+            f"missing={row['missing']} waived={row.get('waived')} evidence={row['evidence']}"
+        )
     return problems
 
 
@@ -174,8 +197,9 @@ def _run(file_name: str, scale: str, case: dict) -> None:
     for expect in case.get("expect") or []:
         problems += _check_row(timeline, expect, case["id"])
     if "expect_episodes" in case:
-        problems += _check_episodes(tox.episodes.filter(pl.col("patient_id") == case["id"]),
-                                    case["expect_episodes"], case["id"])
+        problems += _check_episodes(
+            tox.episodes.filter(pl.col("patient_id") == case["id"]), case["expect_episodes"], case["id"]
+        )
     assert not problems, "\n".join(problems)
 
 

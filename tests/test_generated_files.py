@@ -20,10 +20,17 @@ def test_every_kept_conversion_is_what_ucumvert_computes() -> None:
     assert kept == recomputed, "run `python -m tocsin.units` to refresh src/tocsin/data/unit_conversions.json"
 
 
-@pytest.mark.parametrize(("unit", "canonical", "value", "expected"), [
-    ("[degF]", "Cel", 100.4, 38.0), ("mg/dL", "mg/L", 3.0, 30.0), ("10*9/L", "10*3/uL", 1.2, 1.2),
-    ("/uL", "10*3/uL", 1200, 1.2), ("g/L", "g/dL", 95, 9.5), ("U/h", "U/min", 2.4, 0.04),
-])
+@pytest.mark.parametrize(
+    ("unit", "canonical", "value", "expected"),
+    [
+        ("[degF]", "Cel", 100.4, 38.0),
+        ("mg/dL", "mg/L", 3.0, 30.0),
+        ("10*9/L", "10*3/uL", 1.2, 1.2),
+        ("/uL", "10*3/uL", 1200, 1.2),
+        ("g/L", "g/dL", 95, 9.5),
+        ("U/h", "U/min", 2.4, 0.04),
+    ],
+)
 def test_conversions_from_ucum(unit: str, canonical: str, value: float, expected: float) -> None:
     assert round(conversion_for(unit, canonical).apply(value), 6) == pytest.approx(expected)
 
@@ -37,6 +44,7 @@ def test_a_unit_outside_the_table_is_still_converted_by_ucumvert() -> None:
 
 def test_vocabulary_page_and_schema_are_current() -> None:
     vocabulary = load_vocabulary()
-    assert (ROOT / "docs/vocabulary.md").read_text() == vocabulary.markdown(), \
+    assert (ROOT / "docs/vocabulary.md").read_text() == vocabulary.markdown(), (
         "run `tocsin schema --out docs/event.schema.json --markdown docs/vocabulary.md`"
+    )
     assert json.loads((ROOT / "docs/event.schema.json").read_text()) == vocabulary.json_schema()

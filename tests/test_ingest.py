@@ -27,9 +27,11 @@ COLUMNS = ["patient_id", "time", "day", "item", "value", "unit"]
 def raw(rows: list[tuple], file: str = "events.csv") -> pl.DataFrame:
     """Raw frame as the readers give it: rows are (patient_id, time, day, item, value, unit), all text;
     lines start at 2 (line 1 is the CSV header)."""
-    return pl.DataFrame([tuple(None if v is None else str(v) for v in r) for r in rows], orient="row",
-                        schema={c: pl.Utf8 for c in COLUMNS}).with_columns(
-        pl.lit(file).alias("file"), pl.int_range(2, len(rows) + 2, dtype=pl.Int64).alias("line"))
+    return pl.DataFrame(
+        [tuple(None if v is None else str(v) for v in r) for r in rows],
+        orient="row",
+        schema={c: pl.Utf8 for c in COLUMNS},
+    ).with_columns(pl.lit(file).alias("file"), pl.int_range(2, len(rows) + 2, dtype=pl.Int64).alias("line"))
 
 
 def day_rows(*rows: tuple) -> list[tuple]:
@@ -64,14 +66,26 @@ def test_unknown_item_is_refused_with_a_did_you_mean() -> None:
     n = normalise(day_rows(("1", "temprature", "38.5", "Cel"), ("1", "sbp", "85", "mm[Hg]")))
     e = only_error(n)
     assert (e["file"], e["line"], e["patient_id"], e["field"], e["value"]) == (
-        "events.csv", 3, "P", "item", "temprature")
+        "events.csv",
+        3,
+        "P",
+        "item",
+        "temprature",
+    )
     assert e["message"] == "unknown item 'temprature'"
     assert "did you mean 'temperature'?" in e["fix"]
     assert event_lines(n) == [2, 4]  # the valid sbp row and the infusion are kept
 
 
-@pytest.mark.parametrize(("typo", "meant"), [("Temperatur", "temperature"), ("noradrenalin", "norepinephrine"),
-                                            ("tocilizumb", "tocilizumab"), ("oxygen_flw", "oxygen_flow")])
+@pytest.mark.parametrize(
+    ("typo", "meant"),
+    [
+        ("Temperatur", "temperature"),
+        ("noradrenalin", "norepinephrine"),
+        ("tocilizumb", "tocilizumab"),
+        ("oxygen_flw", "oxygen_flow"),
+    ],
+)
 def test_did_you_mean_names_the_nearest_item(typo: str, meant: str) -> None:
     e = only_error(normalise(day_rows(("1", typo, "1", ""))))
     assert f"did you mean '{meant}'?" in e["fix"]
@@ -110,13 +124,16 @@ def test_missing_unit_on_a_dimensioned_item_is_refused() -> None:
 
 
 # ---------------------------------------------------------------------------------------- values
-@pytest.mark.parametrize(("item", "value", "unit", "accepted"), [
-    ("temperature", "400", "Cel", "25.0..45.0 Cel"),
-    ("temperature", "400", "[degF]", "25.0..45.0 Cel"),   # 204.4 Cel
-    ("oxygen_flow", "-1", "L/min", "0.0..80.0 L/min"),
-    ("sbp", "0", "mm[Hg]", "20.0..300.0 mm[Hg]"),
-    ("ice_score", "11", "{score}", "0.0..10.0 {score}"),
-])
+@pytest.mark.parametrize(
+    ("item", "value", "unit", "accepted"),
+    [
+        ("temperature", "400", "Cel", "25.0..45.0 Cel"),
+        ("temperature", "400", "[degF]", "25.0..45.0 Cel"),  # 204.4 Cel
+        ("oxygen_flow", "-1", "L/min", "0.0..80.0 L/min"),
+        ("sbp", "0", "mm[Hg]", "20.0..300.0 mm[Hg]"),
+        ("ice_score", "11", "{score}", "0.0..10.0 {score}"),
+    ],
+)
 def test_implausible_value_is_refused(item: str, value: str, unit: str, accepted: str) -> None:
     n = normalise(day_rows(("1", item, value, unit), ("1", "temperature", "37.0", "Cel")))
     e = only_error(n)
@@ -152,8 +169,7 @@ def test_category_value_not_allowed_lists_the_allowed_values() -> None:
 def test_category_aliases_are_mapped() -> None:
     n = normalise(day_rows(("1", "oxygen", "HFNC", ""), ("1", "consciousness", "drowsy", "")))
     assert n.ok
-    assert n.events.filter(pl.col("line") > 2)["cat"].to_list() == ["high_flow_nasal_cannula",
-                                                                    "awakens_spontaneously"]
+    assert n.events.filter(pl.col("line") > 2)["cat"].to_list() == ["high_flow_nasal_cannula", "awakens_spontaneously"]
 
 
 # ------------------------------------------------------------------------------------------ time
@@ -167,9 +183,11 @@ def test_unparseable_day_is_refused() -> None:
 
 
 def test_unparseable_iso_time_is_refused() -> None:
-    rows = [("P", "2024-05-01T10:00", None, "infusion", "axi-cel", ""),
-            ("P", "2024-05-0x", None, "temperature", "38.5", "Cel"),
-            ("P", "2024-05-02T10:00", None, "temperature", "38.5", "Cel")]
+    rows = [
+        ("P", "2024-05-01T10:00", None, "infusion", "axi-cel", ""),
+        ("P", "2024-05-0x", None, "temperature", "38.5", "Cel"),
+        ("P", "2024-05-02T10:00", None, "temperature", "38.5", "Cel"),
+    ]
     n = normalise(rows)
     e = only_error(n)
     assert (e["line"], e["field"], e["value"]) == (3, "time", "2024-05-0x")
@@ -187,8 +205,11 @@ def test_row_without_time_or_day_is_refused() -> None:
 
 
 def test_patient_without_infusion_row_is_refused_and_others_are_kept() -> None:
-    rows = [*day_rows(("1", "temperature", "38.5", "Cel")),
-            ("Q", None, "1", "temperature", "39.0", "Cel"), ("Q", None, "2", "sbp", "80", "mm[Hg]")]
+    rows = [
+        *day_rows(("1", "temperature", "38.5", "Cel")),
+        ("Q", None, "1", "temperature", "39.0", "Cel"),
+        ("Q", None, "2", "sbp", "80", "mm[Hg]"),
+    ]
     n = normalise(rows)
     errors = n.problems.to_dicts()
     assert [(e["line"], e["patient_id"], e["field"]) for e in errors] == [(4, "Q", "item"), (5, "Q", "item")]
@@ -213,8 +234,11 @@ def test_second_infusion_row_is_refused_and_the_first_is_kept() -> None:
 
 
 def test_clock_time_needs_an_infusion_time() -> None:
-    rows = [("P", None, "0", "infusion", "axi-cel", ""), ("P", "2024-05-02T10:00", None, "temperature", "38.5", "Cel"),
-            ("P", None, "1", "sbp", "85", "mm[Hg]")]
+    rows = [
+        ("P", None, "0", "infusion", "axi-cel", ""),
+        ("P", "2024-05-02T10:00", None, "temperature", "38.5", "Cel"),
+        ("P", None, "1", "sbp", "85", "mm[Hg]"),
+    ]
     n = normalise(rows)
     e = only_error(n)
     assert (e["line"], e["field"], e["value"]) == (3, "time", "2024-05-02T10:00")
@@ -224,11 +248,13 @@ def test_clock_time_needs_an_infusion_time() -> None:
 
 
 def test_iso_times_become_days_since_infusion() -> None:
-    rows = [("P", "2024-05-01T10:00", None, "infusion", "axi-cel", ""),
-            ("P", "2024-05-03T22:00", None, "temperature", "38.6", "Cel"),
-            ("P", "2024-04-29T10:00:00", None, "temperature", "37.0", "Cel"),
-            ("P", "2024-05-02T04:00", None, "sbp", "120", "mm[Hg]"),
-            ("P", None, "3", "temperature", "37.2", "Cel")]  # a day and clock times may be mixed per row
+    rows = [
+        ("P", "2024-05-01T10:00", None, "infusion", "axi-cel", ""),
+        ("P", "2024-05-03T22:00", None, "temperature", "38.6", "Cel"),
+        ("P", "2024-04-29T10:00:00", None, "temperature", "37.0", "Cel"),
+        ("P", "2024-05-02T04:00", None, "sbp", "120", "mm[Hg]"),
+        ("P", None, "3", "temperature", "37.2", "Cel"),
+    ]  # a day and clock times may be mixed per row
     n = normalise(rows)
     assert n.ok, n.errors.to_dicts()
     t = dict(zip(n.events["line"].to_list(), n.events["t"].to_list(), strict=True))
@@ -238,11 +264,15 @@ def test_iso_times_become_days_since_infusion() -> None:
     assert crs.filter(pl.col("t") == 2.5)["grade"].to_list() == [1]
 
 
-@pytest.mark.parametrize(("infusion", "later", "day"), [
-    ("2024-05-01T10:00", "2024-05-03T22:00:00Z", 2.5),
-    ("2024-05-01T10:00", "2024-05-03T22:00:00+02:00", 2.5 - 2 / 24),
-    ("2024-05-01T10:00Z", "2024-05-03T22:00", 2.5),
-], ids=["Z-after-naive", "offset-after-naive", "naive-after-Z"])
+@pytest.mark.parametrize(
+    ("infusion", "later", "day"),
+    [
+        ("2024-05-01T10:00", "2024-05-03T22:00:00Z", 2.5),
+        ("2024-05-01T10:00", "2024-05-03T22:00:00+02:00", 2.5 - 2 / 24),
+        ("2024-05-01T10:00Z", "2024-05-03T22:00", 2.5),
+    ],
+    ids=["Z-after-naive", "offset-after-naive", "naive-after-Z"],
+)
 def test_iso_times_with_and_without_zone_in_one_file(infusion: str, later: str, day: float) -> None:
     n = normalise([("P", infusion, None, "infusion", "axi-cel", ""), ("P", later, None, "temperature", "38.6", "Cel")])
     assert n.ok, n.errors.to_dicts()
@@ -250,9 +280,11 @@ def test_iso_times_with_and_without_zone_in_one_file(infusion: str, later: str, 
 
 
 def test_time_in_the_future_is_refused_when_now_is_given() -> None:
-    rows = [("P", "2024-05-01T10:00", None, "infusion", "axi-cel", ""),
-            ("P", "2024-05-03T22:00", None, "temperature", "38.6", "Cel"),
-            ("P", "2024-06-01T08:00", None, "temperature", "39.0", "Cel")]
+    rows = [
+        ("P", "2024-05-01T10:00", None, "infusion", "axi-cel", ""),
+        ("P", "2024-05-03T22:00", None, "temperature", "38.6", "Cel"),
+        ("P", "2024-06-01T08:00", None, "temperature", "39.0", "Cel"),
+    ]
     n = normalise(rows, IngestLimits(not_after=datetime(2024, 5, 10, 12, 0)))
     e = only_error(n)
     assert (e["line"], e["field"], e["value"]) == (4, "time", "2024-06-01T08:00")
@@ -271,12 +303,18 @@ def test_row_before_the_earliest_day_is_refused() -> None:
 
 # ------------------------------------------------------------------------------ values and units kept
 def test_original_value_and_unit_are_kept_and_100_4_degF_is_exactly_38_Cel() -> None:
-    n = normalise(day_rows(("1", "temperature", "100.4", "[degF]"), ("1.5", "temperature", "100.4", "°F"),
-                           ("2", "crp", "5", "mg/dL")))
+    n = normalise(
+        day_rows(
+            ("1", "temperature", "100.4", "[degF]"), ("1.5", "temperature", "100.4", "°F"), ("2", "crp", "5", "mg/dL")
+        )
+    )
     assert n.ok
     rows = n.events.filter(pl.col("line") > 2).select("item", "num", "orig_value", "orig_unit").rows()
-    assert rows == [("temperature", 38.0, "100.4", "[degF]"), ("temperature", 38.0, "100.4", "°F"),
-                    ("crp", 50.0, "5", "mg/dL")]
+    assert rows == [
+        ("temperature", 38.0, "100.4", "[degF]"),
+        ("temperature", 38.0, "100.4", "°F"),
+        ("crp", 50.0, "5", "mg/dL"),
+    ]
     # 38.0 is the fever threshold (>= 38.0): the converted value must meet it exactly
     crs = grade_events(raw(day_rows(("1", "temperature", "100.4", "[degF]"))), GradingConfig()).crs.timeline
     assert crs.select("t", "grade", "domain").rows() == [(1.0, 1, "fever")]
@@ -289,10 +327,15 @@ def test_decimal_comma_is_read() -> None:
 
 
 def test_per_kg_drug_without_weight_is_kept_with_a_warning_and_still_waives_fever() -> None:
-    rows = day_rows(("1", "temperature", "38.9", "Cel"), ("1", "sbp", "120", "mm[Hg]"),
-                    ("1.25", "tocilizumab", "8", "mg/kg"),
-                    ("1.75", "temperature", "36.8", "Cel"), ("1.75", "oxygen", "nasal_cannula", ""),
-                    ("1.75", "oxygen_flow", "2", "L/min"), ("1.75", "sbp", "118", "mm[Hg]"))
+    rows = day_rows(
+        ("1", "temperature", "38.9", "Cel"),
+        ("1", "sbp", "120", "mm[Hg]"),
+        ("1.25", "tocilizumab", "8", "mg/kg"),
+        ("1.75", "temperature", "36.8", "Cel"),
+        ("1.75", "oxygen", "nasal_cannula", ""),
+        ("1.75", "oxygen_flow", "2", "L/min"),
+        ("1.75", "sbp", "118", "mm[Hg]"),
+    )
     n = normalise(rows)
     assert n.ok  # a warning does not refuse the row
     w = only_error(n, "warning")
@@ -323,8 +366,9 @@ def test_per_kg_vasopressor_without_weight_is_refused() -> None:
 
 
 def test_per_kg_vasopressor_with_weight_is_multiplied_by_the_first_weight() -> None:
-    n = normalise(day_rows(("0", "weight", "80", "kg"), ("1", "norepinephrine", "0.1", "ug/kg/min"),
-                           ("2", "weight", "75", "kg")))
+    n = normalise(
+        day_rows(("0", "weight", "80", "kg"), ("1", "norepinephrine", "0.1", "ug/kg/min"), ("2", "weight", "75", "kg"))
+    )
     assert n.ok
     assert n.events.filter(pl.col("item") == "norepinephrine")["num"].to_list() == [8.0]
 
@@ -338,22 +382,22 @@ def test_fio2_fraction_and_percent_agree() -> None:
 # ------------------------------------------------------------------------------------ nothing lost
 def test_every_row_is_either_kept_or_reported_exactly_once() -> None:
     rows = day_rows(
-        ("1", "temperature", "38.5", "Cel"),        # 3 ok
-        ("1", "temprature", "38.5", "Cel"),         # 4 unknown item
-        ("1", "temperature", "38.5", "furlong"),    # 5 unknown unit
-        ("1", "temperature", "38.5", "kg"),         # 6 incompatible unit
-        ("1", "temperature", "400", "Cel"),         # 7 implausible
-        ("1", "oxygen_flow", "-1", "L/min"),        # 8 negative
-        ("1", "ice_score", "7.5", ""),              # 9 not an integer
-        ("1", "oxygen", "helmet", ""),              # 10 not allowed
-        ("x", "sbp", "80", "mm[Hg]"),               # 11 bad day
-        (None, "sbp", "80", "mm[Hg]"),              # 12 no time
+        ("1", "temperature", "38.5", "Cel"),  # 3 ok
+        ("1", "temprature", "38.5", "Cel"),  # 4 unknown item
+        ("1", "temperature", "38.5", "furlong"),  # 5 unknown unit
+        ("1", "temperature", "38.5", "kg"),  # 6 incompatible unit
+        ("1", "temperature", "400", "Cel"),  # 7 implausible
+        ("1", "oxygen_flow", "-1", "L/min"),  # 8 negative
+        ("1", "ice_score", "7.5", ""),  # 9 not an integer
+        ("1", "oxygen", "helmet", ""),  # 10 not allowed
+        ("x", "sbp", "80", "mm[Hg]"),  # 11 bad day
+        (None, "sbp", "80", "mm[Hg]"),  # 12 no time
         ("1", "norepinephrine", "0.1", "ug/kg/min"),  # 13 needs weight
-        ("1.5", "sbp", "85", "mm[Hg]"),             # 14 ok
-        ("2", "ice_score", "6", ""),                # 15 ok
-        ("2", "oxygen", "nasal_cannula", ""),       # 16 ok
-        ("2", "temperature", "", "Cel"),            # 17 empty value
-        ("2", "global_aphasia", "maybe", ""),       # 18 not a boolean
+        ("1.5", "sbp", "85", "mm[Hg]"),  # 14 ok
+        ("2", "ice_score", "6", ""),  # 15 ok
+        ("2", "oxygen", "nasal_cannula", ""),  # 16 ok
+        ("2", "temperature", "", "Cel"),  # 17 empty value
+        ("2", "global_aphasia", "maybe", ""),  # 18 not a boolean
     )
     rows.append(("P", None, "0", "infusion", "again", ""))  # 19 second infusion
     n = normalise(rows)
@@ -426,7 +470,7 @@ def test_file_line_numbers_name_the_row_in_the_file(tmp_path: Path) -> None:
     csv = read_event_file(paths["csv"])
     jsonl = read_event_file(paths["jsonl"])
     parquet = read_event_file(paths["parquet"])
-    assert csv["line"].to_list()[:3] == [2, 3, 4]      # line 1 is the header
+    assert csv["line"].to_list()[:3] == [2, 3, 4]  # line 1 is the header
     assert jsonl["line"].to_list()[:3] == [1, 2, 3]
     assert parquet["line"].to_list()[:3] == [1, 2, 3]
     text = paths["csv"].read_text().splitlines()
@@ -436,8 +480,10 @@ def test_file_line_numbers_name_the_row_in_the_file(tmp_path: Path) -> None:
 
 def test_error_names_the_file_and_line_of_a_bad_csv_row(tmp_path: Path) -> None:
     path = tmp_path / "ward.csv"
-    path.write_text("patient_id,day,item,value,unit\nP,0,infusion,axi-cel,\nP,1,temperature,38.5,Cel\n"
-                    "P,1,tempp,38.5,Cel\n", encoding="utf-8")
+    path.write_text(
+        "patient_id,day,item,value,unit\nP,0,infusion,axi-cel,\nP,1,temperature,38.5,Cel\nP,1,tempp,38.5,Cel\n",
+        encoding="utf-8",
+    )
     n = normalise_events(read_event_files([path]), VOCAB)
     e = only_error(n)
     assert (e["file"], e["line"], e["field"], e["value"]) == (str(path), 4, "item", "tempp")

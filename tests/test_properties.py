@@ -38,22 +38,41 @@ SCALE = float(os.environ.get("TOCSIN_PROPERTY_SCALE", "1"))
 
 
 def examples(n: int) -> settings:
-    return settings(max_examples=max(1, int(n * SCALE)), deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow])
+    return settings(max_examples=max(1, int(n * SCALE)), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 PROPERTY_SETTINGS = examples(45)
 
-SLOTS_PER_DAY = 8          # assessment grid: every 3 h
+SLOTS_PER_DAY = 8  # assessment grid: every 3 h
 COURSE_DAYS = 3
 SLOTS = range(1, SLOTS_PER_DAY * COURSE_DAYS + 1)
 
-DEVICES = ["room_air", "nasal_cannula", "blow_by", "high_flow_nasal_cannula", "face_mask", "non_rebreather",
-           "venturi_mask", "cpap", "bipap", "mechanical_ventilation"]
+DEVICES = [
+    "room_air",
+    "nasal_cannula",
+    "blow_by",
+    "high_flow_nasal_cannula",
+    "face_mask",
+    "non_rebreather",
+    "venturi_mask",
+    "cpap",
+    "bipap",
+    "mechanical_ventilation",
+]
 #: How intensive an O2 device is (ASTCT 2019 ordering: room air < low-flow devices < high-flow devices
 #: and masks < positive pressure). A nasal cannula at any flow is never more intensive than rank 2.
-DEVICE_RANK = {"room_air": 0, "nasal_cannula": 1, "blow_by": 1, "high_flow_nasal_cannula": 2, "face_mask": 2,
-               "non_rebreather": 2, "venturi_mask": 2, "cpap": 3, "bipap": 3, "mechanical_ventilation": 3}
+DEVICE_RANK = {
+    "room_air": 0,
+    "nasal_cannula": 1,
+    "blow_by": 1,
+    "high_flow_nasal_cannula": 2,
+    "face_mask": 2,
+    "non_rebreather": 2,
+    "venturi_mask": 2,
+    "cpap": 3,
+    "bipap": 3,
+    "mechanical_ventilation": 3,
+}
 CONSCIOUSNESS = ["awake", "awakens_spontaneously", "awakens_to_voice", "awakens_to_touch", "unarousable"]
 PRESSORS = ["norepinephrine", "epinephrine", "vasopressin"]
 
@@ -84,16 +103,26 @@ def _dec(x: Decimal | int | str) -> str:
 
 def raw_frame(rows: list[Row], patient_id: str = "P1", file: str = "course.csv", first_line: int = 2) -> pl.DataFrame:
     """The raw frame the file readers would give for these rows (every column a string, lines from 2)."""
-    return pl.DataFrame({
-        "patient_id": [patient_id] * len(rows),
-        "day": [r.day for r in rows],
-        "item": [r.item for r in rows],
-        "value": [r.value for r in rows],
-        "unit": [r.unit for r in rows],
-        "file": [file] * len(rows),
-        "line": list(range(first_line, first_line + len(rows))),
-    }, schema={"patient_id": pl.Utf8, "day": pl.Utf8, "item": pl.Utf8, "value": pl.Utf8, "unit": pl.Utf8,
-               "file": pl.Utf8, "line": pl.Int64})
+    return pl.DataFrame(
+        {
+            "patient_id": [patient_id] * len(rows),
+            "day": [r.day for r in rows],
+            "item": [r.item for r in rows],
+            "value": [r.value for r in rows],
+            "unit": [r.unit for r in rows],
+            "file": [file] * len(rows),
+            "line": list(range(first_line, first_line + len(rows))),
+        },
+        schema={
+            "patient_id": pl.Utf8,
+            "day": pl.Utf8,
+            "item": pl.Utf8,
+            "value": pl.Utf8,
+            "unit": pl.Utf8,
+            "file": pl.Utf8,
+            "line": pl.Int64,
+        },
+    )
 
 
 # --------------------------------------------------------------------------------------------- course
@@ -105,10 +134,10 @@ def pressor_rows(draw: st.DrawFn, name: str) -> list[Row]:
     """A vasopressor started at some time at a rate (ug/min or U/min), maybe stopped later (rate 0)."""
     start = draw(st.sampled_from(list(SLOTS)[:-1]))
     if name == "vasopressin":
-        rate = _dec(Decimal(draw(st.integers(1, 4))) / 100)       # 0.01..0.04 U/min
+        rate = _dec(Decimal(draw(st.integers(1, 4))) / 100)  # 0.01..0.04 U/min
         unit = "U/min"
     else:
-        rate = str(draw(st.integers(1, 40)))                        # ug/min
+        rate = str(draw(st.integers(1, 40)))  # ug/min
         unit = "ug/min"
     rows = [Row(start, name, rate, unit)]
     if draw(st.booleans()):
@@ -182,8 +211,11 @@ def _by_patient(frame: pl.DataFrame, patient_id: str | None) -> list[dict]:
 
 def timeline_rows(result: GradingResult, toxicity: str, patient_id: str | None = None) -> list[dict]:
     """Timeline rows (day, grade, domain, rule, evidence, missing); without the id when one patient is asked for."""
-    frame = _explained(_tox(result, toxicity)).select(
-        "patient_id", "t", "grade", "domain", "rule", "evidence", "missing").sort("patient_id", "t")
+    frame = (
+        _explained(_tox(result, toxicity))
+        .select("patient_id", "t", "grade", "domain", "rule", "evidence", "missing")
+        .sort("patient_id", "t")
+    )
     return _by_patient(frame, patient_id)
 
 
@@ -208,9 +240,11 @@ def assert_not_lower(result: GradingResult, base: str, worse_ids: list[str]) -> 
     for toxicity in ("crs", "icans"):
         timeline = _tox(result, toxicity).timeline.select("patient_id", "t", "grade")
         before = timeline.filter(pl.col("patient_id") == base).drop("patient_id")
-        pairs = (timeline.filter(pl.col("patient_id").is_in(worse_ids))
-                 .join(before, on="t", how="inner", suffix="_before")
-                 .filter(pl.col("grade").is_not_null() & pl.col("grade_before").is_not_null()))
+        pairs = (
+            timeline.filter(pl.col("patient_id").is_in(worse_ids))
+            .join(before, on="t", how="inner", suffix="_before")
+            .filter(pl.col("grade").is_not_null() & pl.col("grade_before").is_not_null())
+        )
         lower = pairs.filter(pl.col("grade") < pl.col("grade_before"))
         if lower.height:
             worst = lower.row(0, named=True)
@@ -219,7 +253,8 @@ def assert_not_lower(result: GradingResult, base: str, worse_ids: list[str]) -> 
                 f"{worst['patient_id']}: {toxicity.upper()} grade at day {worst['t']} fell from "
                 f"{worst['grade_before']} to {worst['grade']}\n"
                 f"before: {[r for r in show if r['patient_id'] == base and r['t'] == worst['t']]}\n"
-                f"after:  {[r for r in show if r['patient_id'] == worst['patient_id'] and r['t'] == worst['t']]}")
+                f"after:  {[r for r in show if r['patient_id'] == worst['patient_id'] and r['t'] == worst['t']]}"
+            )
 
 
 def replace_at(rows: list[Row], index: int, **changes: str) -> list[Row]:
@@ -285,12 +320,20 @@ def worsened(draw: st.DrawFn, rows: list[Row], kind: str) -> list[Row] | None:
             return None
         i = draw(st.sampled_from(candidates))
         level = CONSCIOUSNESS.index(rows[i].value)
-        return replace_at(rows, i, value=draw(st.sampled_from(CONSCIOUSNESS[level + 1:])))
+        return replace_at(rows, i, value=draw(st.sampled_from(CONSCIOUSNESS[level + 1 :])))
     raise AssertionError(kind)
 
 
-WORSENINGS = ["temperature_higher", "sbp_lower", "oxygen_device_more_intensive", "oxygen_flow_higher",
-              "positive_pressure_added", "vasopressor_added", "ice_lower", "consciousness_worse"]
+WORSENINGS = [
+    "temperature_higher",
+    "sbp_lower",
+    "oxygen_device_more_intensive",
+    "oxygen_flow_higher",
+    "positive_pressure_added",
+    "vasopressor_added",
+    "ice_lower",
+    "consciousness_worse",
+]
 #: Lee 2014 grades O2 by FiO2, not device: a face mask without a recorded FiO2 is a documented lower
 #: bound (grade 2, "needs fio2") while nasal cannula at 8 L/min is estimated at 53 % (grade 3), so the
 #: device ordering does not apply there. Every other worsening must hold for Lee 2014 too.
@@ -326,8 +369,12 @@ def test_worse_observation_never_lowers_a_grade_lee2014(data: st.DataObject, row
 
 def test_worsening_is_detected_on_a_known_course() -> None:
     """Guard for the property above: on a fixed course, making it worse really raises the grade."""
-    rows = [Row(0, "infusion", "axi-cel"), Row(8, "temperature", "37.5", "Cel"), Row(8, "sbp", "120", "mm[Hg]"),
-            Row(8, "ice_score", "10", "{score}")]
+    rows = [
+        Row(0, "infusion", "axi-cel"),
+        Row(8, "temperature", "37.5", "Cel"),
+        Row(8, "sbp", "120", "mm[Hg]"),
+        Row(8, "ice_score", "10", "{score}"),
+    ]
     worse = replace_at(replace_at(replace_at(rows, 1, value="38.4"), 2, value="85"), 3, value="5")
     result = grade(pl.concat([raw_frame(rows, "P1"), raw_frame(worse, "W")]))
     assert grades_by_time(result, "crs", "P1") == {1.0: 0}
@@ -363,8 +410,10 @@ def in_other_units(rows: list[Row], weight: Decimal) -> list[Row]:
 @examples(40)
 @given(rows=courses(), weight=st.sampled_from(WEIGHTS), config_name=st.sampled_from(sorted(CONFIGS)))
 def test_unit_choice_never_changes_a_result(rows: list[Row], weight: Decimal, config_name: str) -> None:
-    result = grade(pl.concat([raw_frame(rows, "canonical"), raw_frame(in_other_units(rows, weight), "other")]),
-                   CONFIGS[config_name])
+    result = grade(
+        pl.concat([raw_frame(rows, "canonical"), raw_frame(in_other_units(rows, weight), "other")]),
+        CONFIGS[config_name],
+    )
     expected, actual = everything(result, "canonical"), everything(result, "other")
     for key in expected:
         assert actual[key] == expected[key], f"{key} differs when written in other units ({config_name})"
@@ -372,13 +421,22 @@ def test_unit_choice_never_changes_a_result(rows: list[Row], weight: Decimal, co
 
 def test_unit_variant_really_changes_the_input() -> None:
     """Guard: the variant is written in other units, and converts back to the same canonical numbers."""
-    rows = [Row(0, "infusion", "axi-cel"), Row(8, "temperature", "38.1", "Cel"),
-            Row(8, "norepinephrine", "9", "ug/min"), Row(8, "fio2", "45", "%"), Row(8, "crp", "87.5", "mg/L"),
-            Row(8, "vasopressin", "0.03", "U/min")]
+    rows = [
+        Row(0, "infusion", "axi-cel"),
+        Row(8, "temperature", "38.1", "Cel"),
+        Row(8, "norepinephrine", "9", "ug/min"),
+        Row(8, "fio2", "45", "%"),
+        Row(8, "crp", "87.5", "mg/L"),
+        Row(8, "vasopressin", "0.03", "U/min"),
+    ]
     variant = in_other_units(rows, Decimal("64"))
     assert [(r.item, r.value, r.unit) for r in variant[2:]] == [
-        ("temperature", "100.58", "[degF]"), ("norepinephrine", "0.140625", "ug/kg/min"), ("fio2", "0.45", "1"),
-        ("crp", "8.75", "mg/dL"), ("vasopressin", "1.8", "U/h")]
+        ("temperature", "100.58", "[degF]"),
+        ("norepinephrine", "0.140625", "ug/kg/min"),
+        ("fio2", "0.45", "1"),
+        ("crp", "8.75", "mg/dL"),
+        ("vasopressin", "1.8", "U/h"),
+    ]
     events = normalise_events(raw_frame(variant), load_vocabulary()).events
     nums = dict(zip(events["item"].to_list(), events["num"].to_list(), strict=True))
     assert nums["temperature"] == 38.1
@@ -390,8 +448,12 @@ def test_unit_variant_really_changes_the_input() -> None:
 
 # -------------------------------------------------------------------------- c. row order does not matter
 @examples(25)
-@given(first=courses(), second=courses(), seed=st.randoms(use_true_random=False),
-       config_name=st.sampled_from(sorted(CONFIGS)))
+@given(
+    first=courses(),
+    second=courses(),
+    seed=st.randoms(use_true_random=False),
+    config_name=st.sampled_from(sorted(CONFIGS)),
+)
 def test_row_order_never_changes_anything(first: list[Row], second: list[Row], seed, config_name: str) -> None:
     config = CONFIGS[config_name]
     raw = pl.concat([raw_frame(first, "P1", file="a.csv"), raw_frame(second, "P2", file="b.csv")])
@@ -405,10 +467,16 @@ def test_row_order_never_changes_anything(first: list[Row], second: list[Row], s
 
 # ---------------------------------------------------------------------- d. batch = one by one
 @examples(20)
-@given(first=courses(), second=courses(), ids=st.permutations(["A-01", "B-02", "zz", "P1"]),
-       interleave=st.booleans(), config_name=st.sampled_from(sorted(CONFIGS)))
-def test_batch_equals_one_by_one(first: list[Row], second: list[Row], ids: list[str], interleave: bool,
-                                 config_name: str) -> None:
+@given(
+    first=courses(),
+    second=courses(),
+    ids=st.permutations(["A-01", "B-02", "zz", "P1"]),
+    interleave=st.booleans(),
+    config_name=st.sampled_from(sorted(CONFIGS)),
+)
+def test_batch_equals_one_by_one(
+    first: list[Row], second: list[Row], ids: list[str], interleave: bool, config_name: str
+) -> None:
     config = CONFIGS[config_name]
     a, b = ids[0], ids[1]
     raw_a = raw_frame(first, a, file="a.csv")
@@ -440,13 +508,22 @@ def test_conversion_round_trip(unit: str, canonical: str, value: float) -> None:
     assert there.apply(back.apply(value)) == pytest.approx(value, rel=1e-9, abs=1e-8)
 
 
-@pytest.mark.parametrize(("unit", "canonical", "value", "expected"), [
-    ("[degF]", "Cel", 100.4, 38.0), ("[degF]", "Cel", 98.6, 37.0), ("[degF]", "Cel", 32.0, 0.0),
-    ("Cel", "[degF]", 38.0, 100.4), ("°F", "Cel", 212.0, 100.0),
-    ("mg/dL", "mg/L", 5.0, 50.0), ("mg/L", "mg/dL", 50.0, 5.0),
-    ("10*9/L", "10*3/uL", 1.5, 1.5), ("10*3/uL", "10*9/L", 0.5, 0.5), ("K/uL", "10*9/L", 2.0, 2.0),
-    ("/uL", "10*9/L", 500.0, 0.5),
-])
+@pytest.mark.parametrize(
+    ("unit", "canonical", "value", "expected"),
+    [
+        ("[degF]", "Cel", 100.4, 38.0),
+        ("[degF]", "Cel", 98.6, 37.0),
+        ("[degF]", "Cel", 32.0, 0.0),
+        ("Cel", "[degF]", 38.0, 100.4),
+        ("°F", "Cel", 212.0, 100.0),
+        ("mg/dL", "mg/L", 5.0, 50.0),
+        ("mg/L", "mg/dL", 50.0, 5.0),
+        ("10*9/L", "10*3/uL", 1.5, 1.5),
+        ("10*3/uL", "10*9/L", 0.5, 0.5),
+        ("K/uL", "10*9/L", 2.0, 2.0),
+        ("/uL", "10*9/L", 500.0, 0.5),
+    ],
+)
 def test_conversion_known_values(unit: str, canonical: str, value: float, expected: float) -> None:
     assert conversion_for(unit, canonical).apply(value) == pytest.approx(expected, abs=1e-9)
 

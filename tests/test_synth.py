@@ -14,13 +14,18 @@ import polars as pl
 import pytest
 import yaml
 
+from tocsin.criteria import load_scale
 from tocsin.synth import EVENT_SCHEMA, LABEL_SCHEMA, PRODUCTS, SyntheticCohort, generate_cohort, write_cohort
 
 PRESSORS = ["norepinephrine", "epinephrine", "phenylephrine", "dopamine", "vasopressin"]
-DEVICE_TIER = {"room_air": 0, "nasal_cannula": 2, "blow_by": 2, "high_flow_nasal_cannula": 3, "face_mask": 3,
-               "non_rebreather": 3, "venturi_mask": 3, "cpap": 4, "bipap": 4, "mechanical_ventilation": 4}
-CONSCIOUSNESS_GRADE = {"awake": 0, "awakens_spontaneously": 1, "awakens_to_voice": 2, "awakens_to_touch": 3,
-                       "unarousable": 4}
+DEVICE_TIER: dict[str, int] = load_scale("crs_astct2019").table("oxygen_device_grade")
+CONSCIOUSNESS_GRADE = {
+    "awake": 0,
+    "awakens_spontaneously": 1,
+    "awakens_to_voice": 2,
+    "awakens_to_touch": 3,
+    "unarousable": 4,
+}
 # Units the generator writes on purpose besides an item's canonical and per-kg units.
 DELIBERATE_UNITS = {"temperature": {"[degF]"}, "crp": {"mg/dL"}, "fio2": {"1"}}
 
@@ -39,8 +44,9 @@ def vocabulary() -> dict[str, dict]:
 def _celsius(events: pl.DataFrame) -> pl.DataFrame:
     """Temperature rows with the value in °C."""
     v = pl.col("value").cast(pl.Float64)
-    return (events.filter(pl.col("item") == "temperature")
-            .with_columns(pl.when(pl.col("unit") == "[degF]").then((v - 32) * 5 / 9).otherwise(v).alias("c")))
+    return events.filter(pl.col("item") == "temperature").with_columns(
+        pl.when(pl.col("unit") == "[degF]").then((v - 32) * 5 / 9).otherwise(v).alias("c")
+    )
 
 
 # ---------------------------------------------------------------------------------------------- shape
@@ -48,8 +54,16 @@ def test_columns_and_dtypes(cohort: SyntheticCohort) -> None:
     assert cohort.events.schema == pl.Schema(EVENT_SCHEMA)
     assert cohort.events.columns == ["patient_id", "day", "item", "value", "unit", "source"]
     assert cohort.labels.schema == pl.Schema(LABEL_SCHEMA)
-    assert cohort.labels.columns == ["patient_id", "crs_max_grade", "crs_onset_day", "crs_episodes",
-                                     "icans_max_grade", "icans_onset_day", "age", "product"]
+    assert cohort.labels.columns == [
+        "patient_id",
+        "crs_max_grade",
+        "crs_onset_day",
+        "crs_episodes",
+        "icans_max_grade",
+        "icans_onset_day",
+        "age",
+        "product",
+    ]
     assert cohort.labels.height == 500
     assert cohort.labels["patient_id"][0] == "SYN00001"
     assert cohort.events.null_count().sum_horizontal().item() == 0
@@ -68,12 +82,12 @@ def test_events_sorted_and_within_follow_up(cohort: SyntheticCohort) -> None:
 
 
 def test_every_patient_has_baseline_rows(cohort: SyntheticCohort) -> None:
-    base = cohort.events.filter(pl.col("day") == 0.0, pl.col("item").is_in(
-        ["infusion", "age", "weight", "sex", "disease"]))
+    base = cohort.events.filter(
+        pl.col("day") == 0.0, pl.col("item").is_in(["infusion", "age", "weight", "sex", "disease"])
+    )
     counts = base.group_by("patient_id").agg(pl.col("item").n_unique())
     assert counts.height == 500 and counts["item"].min() == 5
-    infusion = base.filter(pl.col("item") == "infusion").select(
-        "patient_id", pl.col("value").alias("product"))
+    infusion = base.filter(pl.col("item") == "infusion").select("patient_id", pl.col("value").alias("product"))
     joined = cohort.labels.join(infusion, on="patient_id")
     assert (joined["product"] == joined["product_right"]).all()
     assert set(joined["product"]) <= set(PRODUCTS)
@@ -123,10 +137,13 @@ def test_items_units_and_values_in_vocabulary(cohort: SyntheticCohort, vocabular
     assert set(e["item"].unique()) <= set(vocabulary)
     number = pl.col("value").cast(pl.Float64, strict=False)
     summary = e.group_by("item", "unit").agg(
-        number.is_null().sum().alias("not_numbers"), number.min().alias("lo"), number.max().alias("hi"),
+        number.is_null().sum().alias("not_numbers"),
+        number.min().alias("lo"),
+        number.max().alias("hi"),
         (number != number.round(0)).sum().alias("fractional"),
         pl.col("value").str.contains(r"\.").sum().alias("dots"),
-        pl.col("value").unique().head(50).alias("values"))
+        pl.col("value").unique().head(50).alias("values"),
+    )
     for item, unit, not_numbers, lo, hi, fractional, dots, values in summary.iter_rows():
         spec = vocabulary[item]
         if spec["value_type"] == "number":
@@ -154,13 +171,23 @@ def test_converted_values_in_range(cohort: SyntheticCohort) -> None:
 
 def test_mixed_units_present(cohort: SyntheticCohort) -> None:
     pairs = set(cohort.events.select("item", "unit").unique().iter_rows())
-    for pair in [("temperature", "Cel"), ("temperature", "[degF]"), ("crp", "mg/L"), ("crp", "mg/dL"),
-                 ("norepinephrine", "ug/min"), ("norepinephrine", "ug/kg/min"), ("fio2", "%"), ("fio2", "1")]:
+    for pair in [
+        ("temperature", "Cel"),
+        ("temperature", "[degF]"),
+        ("crp", "mg/L"),
+        ("crp", "mg/dL"),
+        ("norepinephrine", "ug/min"),
+        ("norepinephrine", "ug/kg/min"),
+        ("fio2", "%"),
+        ("fio2", "1"),
+    ]:
         assert pair in pairs, pair
     # Each patient keeps one temperature and one CRP unit; roughly 30 % use the alternative.
-    per_patient = (cohort.events.filter(pl.col("item").is_in(["temperature", "crp"]))
-                   .group_by("patient_id", "item").agg(pl.col("unit").n_unique().alias("n"),
-                                                       pl.col("unit").first().alias("unit")))
+    per_patient = (
+        cohort.events.filter(pl.col("item").is_in(["temperature", "crp"]))
+        .group_by("patient_id", "item")
+        .agg(pl.col("unit").n_unique().alias("n"), pl.col("unit").first().alias("unit"))
+    )
     assert per_patient["n"].max() == 1
     share_f = (per_patient.filter(pl.col("item") == "temperature")["unit"] == "[degF]").mean()
     share_dl = (per_patient.filter(pl.col("item") == "crp")["unit"] == "mg/dL").mean()
@@ -197,8 +224,12 @@ def test_label_distribution(cohort: SyntheticCohort) -> None:
 
 
 def test_children_are_assessed_with_capd(cohort: SyntheticCohort) -> None:
-    scored = (cohort.events.filter(pl.col("item").is_in(["ice_score", "capd_score"]))
-              .group_by("patient_id").agg(pl.col("item").unique()).join(cohort.labels, on="patient_id"))
+    scored = (
+        cohort.events.filter(pl.col("item").is_in(["ice_score", "capd_score"]))
+        .group_by("patient_id")
+        .agg(pl.col("item").unique())
+        .join(cohort.labels, on="patient_id")
+    )
     for items, age in scored.select("item", "age").iter_rows():
         assert items == (["capd_score"] if age < 12 else ["ice_score"])
 
@@ -222,15 +253,25 @@ def _support_state(events: pl.DataFrame) -> pl.DataFrame:
     """Support, vital-sign and antipyretic rows with the oxygen device and each vasopressor rate in force."""
     events = events.filter(pl.col("item").is_in(SUPPORT_ITEMS))
     fill = [
-        pl.when(pl.col("item") == "oxygen").then(pl.col("value")).forward_fill().over("patient_id")
-        .fill_null("room_air").alias("device"),
-        *[pl.when(pl.col("item") == p).then(pl.col("value").cast(pl.Float64, strict=False))
-          .forward_fill().over("patient_id").fill_null(0.0).alias(p) for p in PRESSORS],
+        pl.when(pl.col("item") == "oxygen")
+        .then(pl.col("value"))
+        .forward_fill()
+        .over("patient_id")
+        .fill_null("room_air")
+        .alias("device"),
+        *[
+            pl.when(pl.col("item") == p)
+            .then(pl.col("value").cast(pl.Float64, strict=False))
+            .forward_fill()
+            .over("patient_id")
+            .fill_null(0.0)
+            .alias(p)
+            for p in PRESSORS
+        ],
     ]
     df = events.with_columns(fill)
     return df.with_columns(
-        pl.sum_horizontal([(pl.col(p) > 0).cast(pl.Int8) for p in PRESSORS if p != "vasopressin"])
-        .alias("n_pressors"),
+        pl.sum_horizontal([(pl.col(p) > 0).cast(pl.Int8) for p in PRESSORS if p != "vasopressin"]).alias("n_pressors"),
         pl.any_horizontal([pl.col(p) > 0 for p in PRESSORS]).alias("any_pressor"),
     )
 
@@ -245,8 +286,9 @@ def test_no_support_outside_episodes(cohort: SyntheticCohort) -> None:
     assert low_bp.filter((pl.col("crs_max_grade") < 2) | (pl.col("day") < pl.col("crs_onset_day"))).is_empty()
     low_map = state.filter(pl.col("item") == "map", pl.col("value").cast(pl.Int32, strict=False) < 65)
     assert low_map.filter(pl.col("crs_max_grade") < 2).is_empty()
-    low_spo2 = state.filter(pl.col("item") == "spo2", pl.col("value").cast(pl.Int32, strict=False) < 92,
-                            pl.col("device") == "room_air")
+    low_spo2 = state.filter(
+        pl.col("item") == "spo2", pl.col("value").cast(pl.Int32, strict=False) < 92, pl.col("device") == "room_air"
+    )
     assert low_spo2.filter(pl.col("crs_max_grade") < 2).is_empty()
     # every vasopressor that was started is stopped with a rate-0 row; oxygen ends on room air
     last = state.group_by("patient_id").agg(pl.col("device").last(), pl.col("any_pressor").last())
@@ -257,23 +299,40 @@ def test_crs_grade_matches_support(cohort: SyntheticCohort) -> None:
     """Max grade = the highest ASTCT tier of the support written (fever alone = 1)."""
     state = _support_state(cohort.events).join(cohort.labels.select("patient_id", "age"), on="patient_id")
     threshold = pl.when(pl.col("age") >= 10).then(90.0).otherwise(70.0 + 2 * pl.col("age"))
-    flow = pl.when(pl.col("item") == "oxygen_flow").then(pl.col("value").cast(pl.Float64, strict=False)) \
-        .forward_fill().over("patient_id").fill_null(0.0)
-    tiers = state.with_columns(flow.alias("flow")).with_columns(
-        pl.col("device").replace_strict(DEVICE_TIER, return_dtype=pl.Int8).alias("o2"),
-        pl.when(pl.col("n_pressors") >= 2).then(4).when(pl.col("any_pressor")).then(3)
-        .when((pl.col("item") == "sbp") & (pl.col("value").cast(pl.Float64, strict=False) < threshold))
-        .then(2)
-        .otherwise(0).alias("bp"),
-    ).with_columns(
-        pl.when((pl.col("device") == "nasal_cannula") & (pl.col("flow") > 6)).then(3).otherwise(pl.col("o2"))
-        .alias("o2"))
-    fever = _celsius(cohort.events).group_by("patient_id").agg((pl.col("c") >= 38).any().cast(pl.Int8)
-                                                               .alias("fever"))
-    derived = (tiers.group_by("patient_id").agg(pl.max_horizontal(pl.col("o2").max(), pl.col("bp").max())
-                                                .alias("support"))
-               .join(fever, on="patient_id")
-               .select("patient_id", pl.max_horizontal("support", "fever").cast(pl.Int8).alias("derived")))
+    flow = (
+        pl.when(pl.col("item") == "oxygen_flow")
+        .then(pl.col("value").cast(pl.Float64, strict=False))
+        .forward_fill()
+        .over("patient_id")
+        .fill_null(0.0)
+    )
+    tiers = (
+        state.with_columns(flow.alias("flow"))
+        .with_columns(
+            pl.col("device").replace_strict(DEVICE_TIER, return_dtype=pl.Int8).alias("o2"),
+            pl.when(pl.col("n_pressors") >= 2)
+            .then(4)
+            .when(pl.col("any_pressor"))
+            .then(3)
+            .when((pl.col("item") == "sbp") & (pl.col("value").cast(pl.Float64, strict=False) < threshold))
+            .then(2)
+            .otherwise(0)
+            .alias("bp"),
+        )
+        .with_columns(
+            pl.when((pl.col("device") == "nasal_cannula") & (pl.col("flow") > 6))
+            .then(3)
+            .otherwise(pl.col("o2"))
+            .alias("o2")
+        )
+    )
+    fever = _celsius(cohort.events).group_by("patient_id").agg((pl.col("c") >= 38).any().cast(pl.Int8).alias("fever"))
+    derived = (
+        tiers.group_by("patient_id")
+        .agg(pl.max_horizontal(pl.col("o2").max(), pl.col("bp").max()).alias("support"))
+        .join(fever, on="patient_id")
+        .select("patient_id", pl.max_horizontal("support", "fever").cast(pl.Int8).alias("derived"))
+    )
     joined = cohort.labels.join(derived, on="patient_id")
     assert (joined["crs_max_grade"] == joined["derived"]).all()
     # every grade >= 3 via vasopressors uses no more than two non-vasopressin agents at once
@@ -285,8 +344,10 @@ def test_support_starts_while_febrile_or_after_tocilizumab(cohort: SyntheticCoho
     charted with a temperature >= 38 °C at the same time, or follows tocilizumab in the episode."""
     e = cohort.events
     temps = _celsius(e).select("patient_id", "day", (pl.col("c") >= 38).alias("febrile"))
-    starts = e.filter(((pl.col("item") == "oxygen") & (pl.col("value") != "room_air"))
-                      | (pl.col("item").is_in(PRESSORS) & (pl.col("value") != "0")))
+    starts = e.filter(
+        ((pl.col("item") == "oxygen") & (pl.col("value") != "room_air"))
+        | (pl.col("item").is_in(PRESSORS) & (pl.col("value") != "0"))
+    )
     toci = e.filter(pl.col("item") == "tocilizumab").group_by("patient_id").agg(pl.col("day").alias("toci"))
     checked = starts.join(temps, on=["patient_id", "day"], how="left").join(toci, on="patient_id", how="left")
     assert checked.height > 0
@@ -298,8 +359,9 @@ def test_support_starts_while_febrile_or_after_tocilizumab(cohort: SyntheticCoho
 def test_icans_labels_match_assessments(cohort: SyntheticCohort) -> None:
     e = cohort.events
     ice = pl.col("value").cast(pl.Int32, strict=False)
-    graded = e.filter(pl.col("item").is_in(["ice_score", "capd_score", "consciousness", "seizure",
-                                            "cerebral_edema"])).with_columns(
+    graded = e.filter(
+        pl.col("item").is_in(["ice_score", "capd_score", "consciousness", "seizure", "cerebral_edema"])
+    ).with_columns(
         pl.when(pl.col("item") == "ice_score")
         .then(pl.when(ice == 10).then(0).when(ice >= 7).then(1).when(ice >= 3).then(2).otherwise(3))
         .when(pl.col("item") == "capd_score")
@@ -309,26 +371,33 @@ def test_icans_labels_match_assessments(cohort: SyntheticCohort) -> None:
         .when(pl.col("item") == "seizure")
         .then(pl.when(pl.col("value") == "rapidly_resolving").then(3).otherwise(4))
         .otherwise(pl.when(pl.col("value") == "focal").then(3).otherwise(4))
-        .alias("g"))
+        .alias("g")
+    )
     derived = graded.group_by("patient_id").agg(
-        pl.col("g").max().alias("g"), pl.col("day").filter(pl.col("g") >= 1).min().alias("onset"))
+        pl.col("g").max().alias("g"), pl.col("day").filter(pl.col("g") >= 1).min().alias("onset")
+    )
     joined = cohort.labels.join(derived, on="patient_id", how="left")
     assert (joined["icans_max_grade"] == joined["g"]).all()
     assert (joined["icans_onset_day"].is_null() == joined["onset"].is_null()).all()
     assert (joined["icans_onset_day"] == joined["onset"]).fill_null(True).all()
     # ICE 0 only with a depressed level of consciousness (ICE 0 while awake would need global aphasia)
     at_zero = e.filter(pl.col("item") == "ice_score", pl.col("value") == "0").join(
-        e.filter(pl.col("item") == "consciousness"), on=["patient_id", "day"])
+        e.filter(pl.col("item") == "consciousness"), on=["patient_id", "day"]
+    )
     assert at_zero["value_right"].is_in(["awakens_to_touch", "unarousable"]).all()
 
 
 def test_two_episodes_are_separated_by_48_quiet_hours(cohort: SyntheticCohort) -> None:
     temps = _celsius(cohort.events).select("patient_id", "day", "item", (pl.col("c") >= 38).alias("fever"))
     state = _support_state(cohort.events).join(temps, on=["patient_id", "day", "item"], how="left")
-    active = state.filter(pl.col("fever").fill_null(False) | (pl.col("item") == "antipyretic")
-                          | (pl.col("device") != "room_air") | pl.col("any_pressor")
-                          | ((pl.col("item") == "oxygen") & (pl.col("value") == "room_air"))
-                          | (pl.col("item").is_in(PRESSORS) & (pl.col("value") == "0")))
+    active = state.filter(
+        pl.col("fever").fill_null(False)
+        | (pl.col("item") == "antipyretic")
+        | (pl.col("device") != "room_air")
+        | pl.col("any_pressor")
+        | ((pl.col("item") == "oxygen") & (pl.col("value") == "room_air"))
+        | (pl.col("item").is_in(PRESSORS) & (pl.col("value") == "0"))
+    )
     gaps = active.with_columns((pl.col("day").diff().over("patient_id") * 24).alias("gap_h"))
     # within an episode activity is (at least) hourly; between episodes there are >= 48 quiet hours
     assert gaps.filter(pl.col("gap_h").is_between(24, 48, closed="left")).is_empty()
@@ -340,12 +409,17 @@ def test_two_episodes_are_separated_by_48_quiet_hours(cohort: SyntheticCohort) -
 
 def test_tocilizumab_dose_and_timing(cohort: SyntheticCohort) -> None:
     weight = cohort.events.filter(pl.col("item") == "weight").select(
-        "patient_id", pl.col("value").cast(pl.Float64).alias("kg"))
-    toci = cohort.events.filter(pl.col("item") == "tocilizumab").join(weight, on="patient_id").with_columns(
-        pl.col("value").cast(pl.Float64).alias("mg"))
+        "patient_id", pl.col("value").cast(pl.Float64).alias("kg")
+    )
+    toci = (
+        cohort.events.filter(pl.col("item") == "tocilizumab")
+        .join(weight, on="patient_id")
+        .with_columns(pl.col("value").cast(pl.Float64).alias("mg"))
+    )
     assert (toci["unit"] == "mg").all() and toci["mg"].max() <= 800
-    expected = pl.min_horizontal(pl.lit(800.0), (pl.when(pl.col("kg") < 30).then(12).otherwise(8)
-                                                  * pl.col("kg")).round(0))
+    expected = pl.min_horizontal(
+        pl.lit(800.0), (pl.when(pl.col("kg") < 30).then(12).otherwise(8) * pl.col("kg")).round(0)
+    )
     assert toci.select((pl.col("mg") - expected).abs().max()).item() < 0.5
     spacing = toci.select("patient_id", (pl.col("day").diff().over("patient_id") * 24).alias("h"))
     assert spacing["h"].drop_nulls().min() >= 8.0

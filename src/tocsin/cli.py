@@ -26,8 +26,11 @@ from tocsin.core.engine import grade_normalised
 from tocsin.core.events import IngestLimits, normalise_events
 from tocsin.vocabulary import load_vocabulary
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Tocsin: explained CAR-T toxicity grades (CRS, ICANS) from the raw course.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Tocsin: explained CAR-T toxicity grades (CRS, ICANS) from the raw course.",
+)
 BAD_INPUT = 2
 
 
@@ -57,8 +60,10 @@ def run_grading(files: list[Path], config: GradingConfig, lenient: bool) -> dict
     if not normalised.ok and not lenient:
         err = Console(stderr=True)
         print_problems(normalised.errors.to_dicts(), err)
-        err.print(f"[bold red]{normalised.problems.height} row(s) refused; nothing was graded.[/] "
-                  "Fix them, or use --lenient to grade the valid rows and report the rest.")
+        err.print(
+            f"[bold red]{normalised.problems.height} row(s) refused; nothing was graded.[/] "
+            "Fix them, or use --lenient to grade the valid rows and report the rest."
+        )
         raise typer.Exit(BAD_INPUT)
     return result_document(grade_normalised(normalised, config, vocabulary))
 
@@ -112,13 +117,17 @@ def batch(
     except (InputFileError, ConfigFileError, FileNotFoundError) as exc:
         _fail(str(exc))
         return
-    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn()) as progress:
+    with Progress(
+        "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
+    ) as progress:
         task = progress.add_task("grading patients", total=total)
-        stats = grade_parquet_to_directory(file, out, config, chunk_patients,
-                                           on_chunk=lambda n, _rows: progress.advance(task, n), workers=workers)
-    Console().print(f"{stats.patients:,} patients, {stats.events:,} events graded -> {out}"
-                    + (f"; {stats.refused_rows:,} rows refused (see {out}/input_problems)" if stats.refused_rows else ""))
+        stats = grade_parquet_to_directory(
+            file, out, config, chunk_patients, on_chunk=lambda n, _rows: progress.advance(task, n), workers=workers
+        )
+    Console().print(
+        f"{stats.patients:,} patients, {stats.events:,} events graded -> {out}"
+        + (f"; {stats.refused_rows:,} rows refused (see {out}/input_problems)" if stats.refused_rows else "")
+    )
 
 
 def example_files() -> list[Path]:
@@ -160,13 +169,14 @@ def synth(
 
     cohort = generate_cohort(patients, seed)
     paths = write_cohort(cohort, out, fmt.value)
-    Console().print(f"{cohort.events.height:,} events for {patients:,} patients -> "
-                    + ", ".join(str(p) for p in paths))
+    Console().print(f"{cohort.events.height:,} events for {patients:,} patients -> " + ", ".join(str(p) for p in paths))
 
 
 @app.command()
 def schema(
-    out: Annotated[Path, typer.Option("--out", help="Where to write the JSON Schema.")] = Path("docs/event.schema.json"),
+    out: Annotated[Path, typer.Option("--out", help="Where to write the JSON Schema.")] = Path(
+        "docs/event.schema.json"
+    ),
     markdown: Annotated[Path | None, typer.Option("--markdown", help="Also write the vocabulary as Markdown.")] = None,
 ) -> None:
     """Publish the event-row JSON Schema (and the vocabulary page) generated from the vocabulary table."""

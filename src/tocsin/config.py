@@ -24,53 +24,81 @@ class CrsConfig(_Section):
     scale: CrsScaleName = "astct2019"
     fever_celsius: float = Field(38.0, description="Fever is temperature >= this (ASTCT 2019).")
     fever_window_hours: float = Field(
-        24.0, ge=0, description="A fever counts at every assessment up to this many hours after it was "
+        24.0,
+        ge=0,
+        description="A fever counts at every assessment up to this many hours after it was "
         "measured (CRS is graded per day from the day's Tmax in the source papers and trials). 0 = only "
-        "at the time of the reading.")
+        "at the time of the reading.",
+    )
     waiver_drugs: Literal["anticytokine_or_antipyretic", "anticytokine_only"] = Field(
-        "anticytokine_or_antipyretic", description="Which treatments lift the fever requirement once CRS "
+        "anticytokine_or_antipyretic",
+        description="Which treatments lift the fever requirement once CRS "
         "has begun. ASTCT full text: 'antipyretic or anticytokine therapy'; SITC reproduction names only "
-        "tocilizumab or steroids (criteria.md §1.2).")
-    low_flow_max_l_min: float = Field(6.0, description="Nasal cannula at or below this flow is low flow "
-                                      "(grade 2); above it, high flow (grade 3). ASTCT: <= 6 L/min.")
-    hypotension_sbp_mm_hg: float = Field(90.0, description="Adults and children > 10 y: SBP below this "
-                                         "is hypotension (Mahadeo 2019 for > 10 y; adult practice).")
-    hypotension_map_mm_hg: float | None = Field(65.0, description="MAP below this is hypotension "
-                                                 "(adult practice); null disables the MAP rule.")
-    pediatric_sbp_base_mm_hg: float = Field(70.0, description="Children 1-10 y: SBP < base + "
-                                            "per_year × age (Mahadeo 2019, doi:10.1038/s41571-018-0075-2).")
+        "tocilizumab or steroids (criteria.md §1.2).",
+    )
+    low_flow_max_l_min: float = Field(
+        6.0,
+        description="Nasal cannula at or below this flow is low flow "
+        "(grade 2); above it, high flow (grade 3). ASTCT: <= 6 L/min.",
+    )
+    hypotension_sbp_mm_hg: float = Field(
+        90.0,
+        description="Adults and children > 10 y: SBP below this "
+        "is hypotension (Mahadeo 2019 for > 10 y; adult practice).",
+    )
+    hypotension_map_mm_hg: float | None = Field(
+        65.0, description="MAP below this is hypotension (adult practice); null disables the MAP rule."
+    )
+    pediatric_sbp_base_mm_hg: float = Field(
+        70.0, description="Children 1-10 y: SBP < base + per_year × age (Mahadeo 2019, doi:10.1038/s41571-018-0075-2)."
+    )
     pediatric_sbp_per_year_mm_hg: float = 2.0
     pediatric_max_age_years: float = Field(10.0, description="Above this age the adult SBP threshold applies.")
-    bp_validity_hours: float = Field(12.0, gt=0, description="A blood pressure describes the patient for "
-                                     "this long; after that the hypotension domain is 'needs sbp or map'.")
+    bp_validity_hours: float = Field(
+        12.0,
+        gt=0,
+        description="A blood pressure describes the patient for "
+        "this long; after that the hypotension domain is 'needs sbp or map'.",
+    )
     lee2014_noninvasive_is_ventilator: bool = Field(
-        True, description="Lee 2014 grade 4 'ventilator support': count CPAP/BiPAP as ventilator support.")
+        True, description="Lee 2014 grade 4 'ventilator support': count CPAP/BiPAP as ventilator support."
+    )
     lee2014_estimate_nasal_fio2: bool = Field(
-        False, description="Lee 2014 without a recorded FiO2: false = nasal cannula and blow-by count as "
-        "< 40 % (grade 2); true = estimate 21 % + lee2014_fio2_per_l_min_nasal × flow.")
+        False,
+        description="Lee 2014 without a recorded FiO2: false = nasal cannula and blow-by count as "
+        "< 40 % (grade 2); true = estimate 21 % + lee2014_fio2_per_l_min_nasal × flow.",
+    )
     lee2014_fio2_per_l_min_nasal: float = Field(
-        4.0, description="FiO2 added per L/min of nasal cannula flow when estimating (rule of thumb).")
+        4.0, description="FiO2 added per L/min of nasal cannula flow when estimating (rule of thumb)."
+    )
 
 
 class IcansConfig(_Section):
     ice_min_age_years: float = Field(12.0, description="ICE from this age, CAPD below (ASTCT: ≥ 12 y).")
-    neuro_validity_hours: float = Field(24.0, gt=0, description="An ICE/CAPD score or level of "
-                                        "consciousness describes the patient for this long.")
-    seizure_validity_hours: float = Field(24.0, gt=0, description="A seizure counts for this long after "
-                                          "it is recorded, unless a later row says 'none'.")
+    neuro_validity_hours: float = Field(
+        24.0, gt=0, description="An ICE/CAPD score or level of consciousness describes the patient for this long."
+    )
+    seizure_validity_hours: float = Field(
+        24.0, gt=0, description="A seizure counts for this long after it is recorded, unless a later row says 'none'."
+    )
 
 
 class EpisodeConfig(_Section):
     crs_resolution: Literal["afebrile_off_support", "fever_gone_cytokines_falling"] = Field(
-        "afebrile_off_support", description="afebrile_off_support: afebrile without antipyretics, off "
+        "afebrile_off_support",
+        description="afebrile_off_support: afebrile without antipyretics, off "
         "vasopressors and off supplemental O2 (common trial definition, criteria.md §1.2); "
         "fever_gone_cytokines_falling: no fever and IL-6 (or CRP) falling (seed 001, "
-        "doi:10.3389/fimmu.2025.1530623).")
-    crs_resolution_hours: float = Field(24.0, ge=0, description="How long the resolution criteria must "
-                                        "hold before the episode is resolved; a new CRS after that is a "
-                                        "new episode.")
-    icans_resolution_hours: float = Field(24.0, ge=0, description="ICANS grade 0 for this long resolves "
-                                          "the episode.")
+        "doi:10.3389/fimmu.2025.1530623).",
+    )
+    crs_resolution_hours: float = Field(
+        24.0,
+        ge=0,
+        description="How long the resolution criteria must "
+        "hold before the episode is resolved; a new CRS after that is a "
+        "new episode.",
+    )
+    icans_resolution_hours: float = Field(24.0, ge=0, description="ICANS grade 0 for this long resolves the episode.")
 
 
 class GradingConfig(_Section):
@@ -80,8 +108,11 @@ class GradingConfig(_Section):
     crs: CrsConfig = CrsConfig()
     icans: IcansConfig = IcansConfig()
     episodes: EpisodeConfig = EpisodeConfig()
-    earliest_day: float = Field(-30.0, description="Rows before this day (relative to infusion) are "
-                                "rejected as implausible (lymphodepletion is days -5 to -2).")
+    earliest_day: float = Field(
+        -30.0,
+        description="Rows before this day (relative to infusion) are "
+        "rejected as implausible (lymphodepletion is days -5 to -2).",
+    )
 
     def fingerprint(self) -> str:
         """Short hash of every value: two runs with equal fingerprints used identical parameters."""

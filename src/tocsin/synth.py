@@ -95,13 +95,22 @@ import polars as pl
 __all__ = ["PRODUCTS", "SyntheticCohort", "generate_cohort", "write_cohort", "EVENT_SCHEMA", "LABEL_SCHEMA"]
 
 EVENT_SCHEMA: dict[str, pl.DataType] = {
-    "patient_id": pl.String(), "day": pl.Float64(), "item": pl.String(), "value": pl.String(),
-    "unit": pl.String(), "source": pl.String(),
+    "patient_id": pl.String(),
+    "day": pl.Float64(),
+    "item": pl.String(),
+    "value": pl.String(),
+    "unit": pl.String(),
+    "source": pl.String(),
 }
 LABEL_SCHEMA: dict[str, pl.DataType] = {
-    "patient_id": pl.String(), "crs_max_grade": pl.Int8(), "crs_onset_day": pl.Float64(),
-    "crs_episodes": pl.Int8(), "icans_max_grade": pl.Int8(), "icans_onset_day": pl.Float64(),
-    "age": pl.Float64(), "product": pl.String(),
+    "patient_id": pl.String(),
+    "crs_max_grade": pl.Int8(),
+    "crs_onset_day": pl.Float64(),
+    "crs_episodes": pl.Int8(),
+    "icans_max_grade": pl.Int8(),
+    "icans_onset_day": pl.Float64(),
+    "age": pl.Float64(),
+    "product": pl.String(),
 }
 SOURCE = "synth"
 _CHUNK = 256  # patients simulated and assembled together
@@ -112,31 +121,85 @@ PRODUCTS = ("axi-cel", "tisa-cel", "liso-cel", "brexu-cel", "cilta-cel", "ide-ce
 
 # Items in tie-break order: rows of one patient at the same minute are written in this order.
 _ITEMS = (
-    "infusion", "age", "weight", "sex", "disease",
-    "temperature", "sbp", "dbp", "map", "heart_rate", "resp_rate", "spo2",
-    "oxygen", "oxygen_flow", "fio2",
-    "norepinephrine", "epinephrine", "phenylephrine", "dopamine", "vasopressin", "fluid_bolus",
-    "ice_score", "capd_score", "consciousness", "seizure", "cerebral_edema",
-    "tocilizumab", "dexamethasone", "antipyretic",
-    "crp", "il6", "ferritin",
+    "infusion",
+    "age",
+    "weight",
+    "sex",
+    "disease",
+    "temperature",
+    "sbp",
+    "dbp",
+    "map",
+    "heart_rate",
+    "resp_rate",
+    "spo2",
+    "oxygen",
+    "oxygen_flow",
+    "fio2",
+    "norepinephrine",
+    "epinephrine",
+    "phenylephrine",
+    "dopamine",
+    "vasopressin",
+    "fluid_bolus",
+    "ice_score",
+    "capd_score",
+    "consciousness",
+    "seizure",
+    "cerebral_edema",
+    "tocilizumab",
+    "dexamethasone",
+    "antipyretic",
+    "crp",
+    "il6",
+    "ferritin",
 )
 _I = {name: i for i, name in enumerate(_ITEMS)}
-_UNITS = ("", "a", "kg", "Cel", "[degF]", "mm[Hg]", "/min", "%", "L/min", "1", "ug/min", "ug/kg/min",
-          "U/min", "mL", "{score}", "mg", "mg/L", "mg/dL", "pg/mL", "ng/mL")
+_UNITS = (
+    "",
+    "a",
+    "kg",
+    "Cel",
+    "[degF]",
+    "mm[Hg]",
+    "/min",
+    "%",
+    "L/min",
+    "1",
+    "ug/min",
+    "ug/kg/min",
+    "U/min",
+    "mL",
+    "{score}",
+    "mg",
+    "mg/L",
+    "mg/dL",
+    "pg/mL",
+    "ng/mL",
+)
 _U = {name: i for i, name in enumerate(_UNITS)}
 _DISEASES = ("DLBCL", "HGBL", "PMBCL", "FL", "MCL", "B-ALL", "MM")
-_O2_DEVICES = ("room_air", "nasal_cannula", "high_flow_nasal_cannula", "face_mask", "bipap",
-               "mechanical_ventilation")
+_O2_DEVICES = ("room_air", "nasal_cannula", "high_flow_nasal_cannula", "face_mask", "bipap", "mechanical_ventilation")
 _CONSCIOUSNESS = ("awake", "awakens_spontaneously", "awakens_to_voice", "awakens_to_touch", "unarousable")
-_TEXTS = (*PRODUCTS, "female", "male", *_DISEASES, *_O2_DEVICES, *_CONSCIOUSNESS, "paracetamol",
-          "rapidly_resolving", "focal", "diffuse")
+_TEXTS = (
+    *PRODUCTS,
+    "female",
+    "male",
+    *_DISEASES,
+    *_O2_DEVICES,
+    *_CONSCIOUSNESS,
+    "paracetamol",
+    "rapidly_resolving",
+    "focal",
+    "diffuse",
+)
 _T = {name: i for i, name in enumerate(_TEXTS)}
 _CONS0 = _T["awake"]  # consciousness codes are contiguous: _CONS0 + ASTCT consciousness grade
 
-_VITAL_ITEMS = np.array([_I[x] for x in ("temperature", "sbp", "dbp", "map", "heart_rate", "resp_rate",
-                                          "spo2")], dtype=np.int16)
-_VITAL_UNITS = np.array([_U[x] for x in ("Cel", "mm[Hg]", "mm[Hg]", "mm[Hg]", "/min", "/min", "%")],
-                        dtype=np.int8)
+_VITAL_ITEMS = np.array(
+    [_I[x] for x in ("temperature", "sbp", "dbp", "map", "heart_rate", "resp_rate", "spo2")], dtype=np.int16
+)
+_VITAL_UNITS = np.array([_U[x] for x in ("Cel", "mm[Hg]", "mm[Hg]", "mm[Hg]", "/min", "/min", "%")], dtype=np.int8)
 _LAB_ITEMS = np.array([_I["crp"], _I["il6"], _I["ferritin"]], dtype=np.int16)
 
 # Per product: adult share, P(CRS), onset-day weights (days 1..7), severity and ICANS multipliers.
@@ -294,8 +357,9 @@ class _Episode:
     dex_minutes: list[int]
 
 
-def _track_segments(d: _Draws, start: int, peak: int, kind: str, limit: int,
-                    long_low: bool) -> list[tuple[int, int, int]]:
+def _track_segments(
+    d: _Draws, start: int, peak: int, kind: str, limit: int, long_low: bool
+) -> list[tuple[int, int, int]]:
     """Staircase of (start hour, end hour, level): up to ``peak``, then down to 0; clipped to ``limit``."""
     segs: list[tuple[int, int, int]] = []
     t = start
@@ -307,8 +371,9 @@ def _track_segments(d: _Draws, start: int, peak: int, kind: str, limit: int,
         downs = [(2, d.integer(12, 48))] if peak == 3 else []
     else:
         ups = [(lv, d.integer(2, 10)) for lv in range(1, peak)]
-        peak_dur = d.integer(36, 120) if (peak == 1 and long_low) else (
-            d.integer(12, 48) if peak == 1 else d.integer(24, 72))
+        peak_dur = (
+            d.integer(36, 120) if (peak == 1 and long_low) else (d.integer(12, 48) if peak == 1 else d.integer(24, 72))
+        )
         downs = [(lv, d.integer(12, 48)) for lv in range(peak - 1, 0, -1)]
     for lv, dur in [*ups, (peak, peak_dur), *downs]:
         if t >= limit:
@@ -359,8 +424,7 @@ def _plan_episode(d: _Draws, pt: _Patient, grade: int, f0: int, limit: int, ctx:
         else:
             tracks["bp"] = _track_segments(d, s0, bp_peak, "bp", limit, False)
             if o2_peak:
-                tracks["o2"] = _track_segments(d, s0 + d.integer(0, 10), o2_peak, "o2", limit,
-                                               long_low=grade == 2)
+                tracks["o2"] = _track_segments(d, s0 + d.integer(0, 10), o2_peak, "o2", limit, long_low=grade == 2)
         # A secondary track must start before the main one has ended (no quiet gap inside the episode).
         main_end = tracks[main][-1][1]
         for k in list(tracks):
@@ -409,7 +473,7 @@ def _plan_episode(d: _Draws, pt: _Patient, grade: int, f0: int, limit: int, ctx:
     while t < f1 - 0.5:
         pt.text(t * 60, "antipyretic", "paracetamol")
         t += d.uniform(*antipyretic_gap)
-    pt.tight[f0:min(end + 12, len(pt.tight))] = True
+    pt.tight[f0 : min(end + 12, len(pt.tight))] = True
     return _Episode(grade=grade, f0=f0, end=end, toci=toci_first, dex_minutes=dex_minutes)
 
 
@@ -418,8 +482,7 @@ def _write_bp_track(d: _Draws, pt: _Patient, segs: list[tuple[int, int, int]], c
     for s, e, lv in segs:
         pt.bp[s:e] = 1 if lv == 1 else 2
         if lv == 1:
-            bolus = 1000 if (weight >= 50 and d.chance(0.4)) else (500 if weight >= 50 else
-                                                                  10 * round(2 * weight))
+            bolus = 1000 if (weight >= 50 and d.chance(0.4)) else (500 if weight >= 50 else 10 * round(2 * weight))
             pt.num(pt.m(s) + d.integer(5, 20), "fluid_bolus", bolus, 0, "mL")
             if e - s >= 3 and d.chance(0.5):
                 pt.num((s + d.integer(1, e - s - 1)) * 60 + d.integer(5, 25), "fluid_bolus", bolus, 0, "mL")
@@ -523,8 +586,12 @@ def _patient_streams(seed: int, n_patients: int) -> np.ndarray:
 
 def _reseed(bit_generator: np.random.PCG64, words: np.ndarray) -> None:
     w = [int(x) for x in words]
-    bit_generator.state = {"bit_generator": "PCG64", "has_uint32": 0, "uinteger": 0,
-                           "state": {"state": (w[0] << 64) | w[1], "inc": (w[2] << 64) | w[3] | 1}}
+    bit_generator.state = {
+        "bit_generator": "PCG64",
+        "has_uint32": 0,
+        "uinteger": 0,
+        "state": {"state": (w[0] << 64) | w[1], "inc": (w[2] << 64) | w[3] | 1},
+    }
 
 
 def _simulate_patient(local: int, rng: np.random.Generator, days: int, acc: _Acc) -> tuple:
@@ -581,8 +648,12 @@ def _simulate_patient(local: int, rng: np.random.Generator, days: int, acc: _Acc
     # ------------------------------------------------------------------ CRS
     episodes: list[_Episode] = []
     if d.chance(params["p_crs"]):
-        w = [_GRADE_GIVEN_CRS[0], _GRADE_GIVEN_CRS[1], _GRADE_GIVEN_CRS[2] * params["severe"],
-             _GRADE_GIVEN_CRS[3] * params["severe"]]
+        w = [
+            _GRADE_GIVEN_CRS[0],
+            _GRADE_GIVEN_CRS[1],
+            _GRADE_GIVEN_CRS[2] * params["severe"],
+            _GRADE_GIVEN_CRS[3] * params["severe"],
+        ]
         grade = 1 + d.weighted(w)
         onset_day = 1 + d.weighted(params["onset"])
         f0 = snap(min(onset_day * 24 + d.integer(0, 23), 8 * 24 - 1 - k))
@@ -614,7 +685,7 @@ def _simulate_patient(local: int, rng: np.random.Generator, days: int, acc: _Acc
         steps.append((peak, max(13, d.integer(12, 60))))
         steps += [(lv, d.integer(12, 36)) for lv in range(peak - 1, 0, -1)]
         for lv, dur in steps:
-            icans[t:min(t + dur, hours - 6)] = lv
+            icans[t : min(t + dur, hours - 6)] = lv
             t += dur
             if t >= hours - 6:
                 break
@@ -633,20 +704,31 @@ def _simulate_patient(local: int, rng: np.random.Generator, days: int, acc: _Acc
         base_sbp, sbp_lo, sbp_hi = d.uniform(108, 140), 96.0, 175.0
         base_hr, base_rr = d.uniform(62, 90), d.uniform(13, 18)
     threshold = 90.0 if age >= 10 else 70.0 + 2.0 * age
-    acc.v_scalars.append((d.uniform(36.4, 36.9), base_sbp, sbp_lo, sbp_hi, base_hr, base_rr, threshold,
-                          d.uniform(0.58, 0.66), degf))
+    acc.v_scalars.append(
+        (d.uniform(36.4, 36.9), base_sbp, sbp_lo, sbp_hi, base_hr, base_rr, threshold, d.uniform(0.58, 0.66), degf)
+    )
 
     # ------------------------------------------------------------------ labs (every morning; see _lab_rows)
     # per episode: onset hour, first tocilizumab hour (NaN if none), CRP, IL-6 and ferritin amplitudes
     lab_eps = [(np.nan, np.nan, 0.0, 0.0, 0.0)] * _MAX_EPISODES
     for i, ep in enumerate(episodes):
         g = ep.grade
-        lab_eps[i] = (float(ep.f0), np.nan if ep.toci is None else ep.toci,
-                      d.uniform(*{1: (40, 120), 2: (80, 200), 3: (120, 280), 4: (180, 350)}[g]),
-                      d.uniform(*{1: (30, 300), 2: (150, 1500), 3: (600, 5000), 4: (2000, 20000)}[g]),
-                      d.uniform(*{1: (0.3, 1.5), 2: (1.0, 3.0), 3: (2.0, 8.0), 4: (5.0, 20.0)}[g]))
-    acc.l_params.append((d.uniform(2.0, 25.0), d.uniform(2.0, 25.0), d.uniform(150.0, 1500.0), crp_mgdl,
-                         *(x for ep in lab_eps for x in ep)))
+        lab_eps[i] = (
+            float(ep.f0),
+            np.nan if ep.toci is None else ep.toci,
+            d.uniform(*{1: (40, 120), 2: (80, 200), 3: (120, 280), 4: (180, 350)}[g]),
+            d.uniform(*{1: (30, 300), 2: (150, 1500), 3: (600, 5000), 4: (2000, 20000)}[g]),
+            d.uniform(*{1: (0.3, 1.5), 2: (1.0, 3.0), 3: (2.0, 8.0), 4: (5.0, 20.0)}[g]),
+        )
+    acc.l_params.append(
+        (
+            d.uniform(2.0, 25.0),
+            d.uniform(2.0, 25.0),
+            d.uniform(150.0, 1500.0),
+            crp_mgdl,
+            *(x for ep in lab_eps for x in ep),
+        )
+    )
     acc.l_noise.append(rng.random((days, 4)))
 
     # ------------------------------------------------------------------ neuro assessments (see _neuro_rows)
@@ -725,8 +807,11 @@ def _vital_rows(acc: _Acc) -> _Block:
     vent = st[_S_DEVICE] == _O2_DEVICES.index("mechanical_ventilation")
 
     circ = 0.25 * np.sin(2 * np.pi * (hour_of_day - 10) / 24)
-    temp = np.where(febrile, np.clip(np.nan_to_num(fever) - 0.5 * np.abs(z[:, 0]), 38.2, 41.0),
-                    np.clip(base_t + circ + 0.15 * z[:, 0], 35.8, 37.6))
+    temp = np.where(
+        febrile,
+        np.clip(np.nan_to_num(fever) - 0.5 * np.abs(z[:, 0]), 38.2, 41.0),
+        np.clip(base_t + circ + 0.15 * z[:, 0], 35.8, 37.6),
+    )
     temp = np.round(temp, 1)
     temp = np.where(degf > 0, np.round(temp * 1.8 + 32.0, 1), temp)
     sbp = np.clip(base_sbp + 6.0 * z[:, 1] - 4.0 * febrile, sbp_lo, sbp_hi)
@@ -736,9 +821,18 @@ def _vital_rows(acc: _Acc) -> _Block:
     dbp = np.where(bp == 1, np.minimum(38.0 + 14.0 * w[:, 1], sbp - 20.0), dbp)
     dbp = np.round(np.where(bp == 2, 52.0 + 10.0 * w[:, 1], dbp))
     mapv = np.round((sbp + 2.0 * dbp) / 3.0)
-    hrate = np.round(np.clip(base_hr + 10.0 * np.where(febrile, temp - 37.0, 0.0) * (degf == 0)
-                             + 5.5 * np.where(febrile, temp - 98.6, 0.0) * (degf > 0)
-                             + 12.0 * (bp == 1) + 10.0 * (bp == 2) + 5.0 * z[:, 3], 45.0, 185.0))
+    hrate = np.round(
+        np.clip(
+            base_hr
+            + 10.0 * np.where(febrile, temp - 37.0, 0.0) * (degf == 0)
+            + 5.5 * np.where(febrile, temp - 98.6, 0.0) * (degf > 0)
+            + 12.0 * (bp == 1)
+            + 10.0 * (bp == 2)
+            + 5.0 * z[:, 3],
+            45.0,
+            185.0,
+        )
+    )
     rr = base_rr + 3.0 * febrile + np.array([0.0, 4.0, 8.0, 6.0])[o2.astype(np.int64)] + 1.5 * z[:, 4]
     rr = np.round(np.clip(np.where(vent, 14.0 + 8.0 * w[:, 2], rr), 8.0, 50.0))
     spo2 = np.clip(97.5 - 1.0 * febrile + 1.2 * z[:, 5], 94.0, 100.0)
@@ -751,8 +845,13 @@ def _vital_rows(acc: _Acc) -> _Block:
         codes[:, j] = col
     unit = np.tile(_VITAL_UNITS.astype(np.uint8), (n, 1))
     unit[degf > 0, 0] = _U["[degF]"]
-    return (np.repeat(p, 7), np.repeat(minute.astype(np.int32), 7),
-            np.tile(_VITAL_ITEMS.astype(np.uint8), n), codes.ravel(), unit.ravel())
+    return (
+        np.repeat(p, 7),
+        np.repeat(minute.astype(np.int32), 7),
+        np.tile(_VITAL_ITEMS.astype(np.uint8), n),
+        codes.ravel(),
+        unit.ravel(),
+    )
 
 
 def _lab_rows(acc: _Acc, days: int) -> _Block:
@@ -763,13 +862,13 @@ def _lab_rows(acc: _Acc, days: int) -> _Block:
     """
     n_pat = len(acc.l_params)
     prm = np.asarray(acc.l_params, dtype=np.float64)
-    base_crp, base_il6, base_fer, mgdl = (prm[:, i:i + 1] for i in range(4))
+    base_crp, base_il6, base_fer, mgdl = (prm[:, i : i + 1] for i in range(4))
     eps = prm[:, 4:].reshape(n_pat, _MAX_EPISODES, 5)
     u = np.concatenate(acc.l_noise).reshape(n_pat, days, 4)
     h = np.arange(days, dtype=np.float64)[None, :] * 24.0 + 6.0
     crp, il6, fer = np.repeat(base_crp, days, 1), np.repeat(base_il6, days, 1), np.ones((n_pat, days))
     for j in range(_MAX_EPISODES):
-        f0, toci, a_crp, a_il6, a_fer = (eps[:, j, i:i + 1] for i in range(5))
+        f0, toci, a_crp, a_il6, a_fer = (eps[:, j, i : i + 1] for i in range(5))
         since = np.nan_to_num(h - f0, nan=-1.0)  # no episode: never "after onset"
         crp = crp + a_crp * _bump(since + 6, 48.0)
         il6 = il6 + a_il6 * (_bump(since + 6, 18.0) + 0.8 * _bump(np.nan_to_num(h - toci, nan=-1.0), 24.0))
@@ -786,8 +885,13 @@ def _lab_rows(acc: _Acc, days: int) -> _Block:
     unit[mg_dl, 0] = _U["mg/dL"]
     minute = (np.rint(h * 60.0) + np.floor(60.0 * u[:, :, 3])).astype(np.int32).ravel()
     p = _patient_index([days] * n_pat)
-    return (np.repeat(p, 3), np.repeat(minute, 3), np.tile(_LAB_ITEMS.astype(np.uint8), n),
-            codes.astype(np.uint32).ravel(), unit.ravel())
+    return (
+        np.repeat(p, 3),
+        np.repeat(minute, 3),
+        np.tile(_LAB_ITEMS.astype(np.uint8), n),
+        codes.astype(np.uint32).ravel(),
+        unit.ravel(),
+    )
 
 
 def _neuro_rows(acc: _Acc) -> _Block:
@@ -803,15 +907,21 @@ def _neuro_rows(acc: _Acc) -> _Block:
     u = np.concatenate(acc.n_noise)
     child = np.repeat(np.asarray(acc.n_child, dtype=bool), counts)
     minute = np.concatenate(acc.n_minute).astype(np.int32)
-    ice = np.select([lv == 0, lv == 1, lv == 2, lv == 3],
-                    [10, 7 + np.floor(3 * u[:, 0]), 3 + np.floor(4 * u[:, 0]), np.floor(3 * u[:, 0])], 0)
+    ice = np.select(
+        [lv == 0, lv == 1, lv == 2, lv == 3],
+        [10, 7 + np.floor(3 * u[:, 0]), 3 + np.floor(4 * u[:, 0]), np.floor(3 * u[:, 0])],
+        0,
+    )
     capd = np.select([lv == 0, lv <= 2], [0, 1 + np.floor(8 * u[:, 0])], 9 + np.floor(12 * u[:, 0]))
     score = np.where(child, capd, ice)
-    cons_adult = np.select([lv == 0, lv == 1, lv == 2, lv == 3],
-                           [0, np.floor(2 * u[:, 1]), np.floor(3 * u[:, 1]),
-                            np.where(ice == 0, 3, np.floor(4 * u[:, 1]))], 4)
-    cons_child = np.select([lv == 0, lv == 1, lv == 2, lv == 3],
-                           [0, np.floor(2 * u[:, 1]), 2, np.floor(4 * u[:, 1])], 4)
+    cons_adult = np.select(
+        [lv == 0, lv == 1, lv == 2, lv == 3],
+        [0, np.floor(2 * u[:, 1]), np.floor(3 * u[:, 1]), np.where(ice == 0, 3, np.floor(4 * u[:, 1]))],
+        4,
+    )
+    cons_child = np.select(
+        [lv == 0, lv == 1, lv == 2, lv == 3], [0, np.floor(2 * u[:, 1]), 2, np.floor(4 * u[:, 1])], 4
+    )
     cons = np.where(child, cons_child, cons_adult)
     has_score = ~(child & (lv == 4))
     score_item = np.where(child, _I["capd_score"], _I["ice_score"]).astype(np.uint8)
@@ -833,8 +943,13 @@ def _sparse_rows(acc: _Acc) -> _Block:
     if scaled.size and (scaled.min() < 0 or scaled.max() >= _SEG):
         raise AssertionError("synthetic value out of the encodable range")  # a generator bug
     codes = np.where(txt >= 0, 4 * _SEG + txt, dec * _SEG + scaled).astype(np.uint32)
-    return (np.asarray(acc.pid, dtype=np.uint32), np.asarray(acc.minute, dtype=np.int32),
-            np.asarray(acc.item, dtype=np.uint8), codes, np.asarray(acc.unit, dtype=np.uint8))
+    return (
+        np.asarray(acc.pid, dtype=np.uint32),
+        np.asarray(acc.minute, dtype=np.int32),
+        np.asarray(acc.item, dtype=np.uint8),
+        codes,
+        np.asarray(acc.unit, dtype=np.uint8),
+    )
 
 
 def _code_text(c: int) -> str:
@@ -881,14 +996,16 @@ def _events_frame(acc: _Acc, days: int, ids: pl.Series, formatter: _ValueFormatt
     order = np.argsort(key, kind="stable")
     codes = np.concatenate([b[3] for b in blocks])[order]
     unit = np.concatenate([b[4] for b in blocks])[order]
-    return pl.DataFrame({
-        "patient_id": ids.gather(pl.Series(pid[order])),
-        "day": minute[order] / 1440.0,
-        "item": pl.Series(_ITEMS, dtype=pl.String).gather(pl.Series(item[order].astype(np.uint32))),
-        "value": formatter(codes),
-        "unit": pl.Series(_UNITS, dtype=pl.String).gather(pl.Series(unit.astype(np.uint32))),
-        "source": pl.Series([SOURCE], dtype=pl.String).gather(pl.Series(np.zeros(pid.size, np.uint32))),
-    })
+    return pl.DataFrame(
+        {
+            "patient_id": ids.gather(pl.Series(pid[order])),
+            "day": minute[order] / 1440.0,
+            "item": pl.Series(_ITEMS, dtype=pl.String).gather(pl.Series(item[order].astype(np.uint32))),
+            "value": formatter(codes),
+            "unit": pl.Series(_UNITS, dtype=pl.String).gather(pl.Series(unit.astype(np.uint32))),
+            "source": pl.Series([SOURCE], dtype=pl.String).gather(pl.Series(np.zeros(pid.size, np.uint32))),
+        }
+    )
 
 
 def _empty_events() -> pl.DataFrame:
@@ -946,8 +1063,7 @@ def generate_cohort(n_patients: int, seed: int, days: int = 30) -> SyntheticCoho
     return SyntheticCohort(events=events, labels=label_frame)
 
 
-def write_cohort(cohort: SyntheticCohort, out_dir: Path,
-                 fmt: Literal["parquet", "csv"] = "parquet") -> list[Path]:
+def write_cohort(cohort: SyntheticCohort, out_dir: Path, fmt: Literal["parquet", "csv"] = "parquet") -> list[Path]:
     """Write ``events.<fmt>`` and ``labels.<fmt>`` into ``out_dir`` (created if needed).
 
     Each file is written to a temporary name in the same directory and then renamed, so an interrupted

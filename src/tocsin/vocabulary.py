@@ -112,14 +112,20 @@ class Vocabulary(BaseModel):
 
     def markdown(self) -> str:
         """The table as a Markdown page (docs/vocabulary.md is generated from it)."""
-        lines = [f"# Event vocabulary (version {self.version})", "",
-                 "Generated from `src/tocsin/data/vocabulary.yaml` by `tocsin schema`; do not edit by hand.",
-                 "Numbers are converted to the canonical UCUM unit on entry (original value and unit kept).", "",
-                 "| item | kind | type | canonical unit | accepted range / values | codes | aliases | notes |",
-                 "|---|---|---|---|---|---|---|---|"]
+        lines = [
+            f"# Event vocabulary (version {self.version})",
+            "",
+            "Generated from `src/tocsin/data/vocabulary.yaml` by `tocsin schema`; do not edit by hand.",
+            "Numbers are converted to the canonical UCUM unit on entry (original value and unit kept).",
+            "",
+            "| item | kind | type | canonical unit | accepted range / values | codes | aliases | notes |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for name, d in self.items.items():
             if d.value_type == "number":
-                allowed = f"{d.range[0]:g}–{d.range[1]:g}" + (f" (also {d.per_kg_unit} × weight)" if d.per_kg_unit else "")
+                allowed = f"{d.range[0]:g}–{d.range[1]:g}" + (
+                    f" (also {d.per_kg_unit} × weight)" if d.per_kg_unit else ""
+                )
             elif d.values:
                 allowed = ", ".join(f"`{v}`" for v in d.values)
             else:
@@ -127,8 +133,10 @@ class Vocabulary(BaseModel):
             codes = ", ".join(f"{k.upper()} {v}" for k, v in d.codes.model_dump(exclude={"verified"}).items() if v)
             if codes and not d.codes.verified:
                 codes += " (to verify)"
-            lines.append(f"| `{name}` | {d.kind} | {d.value_type} | {d.unit or ''} | {allowed} | {codes} | "
-                         f"{', '.join(d.aliases)} | {' '.join(d.description.split())} |")
+            lines.append(
+                f"| `{name}` | {d.kind} | {d.value_type} | {d.unit or ''} | {allowed} | {codes} | "
+                f"{', '.join(d.aliases)} | {' '.join(d.description.split())} |"
+            )
         return "\n".join(lines) + "\n"
 
     def json_schema(self) -> dict[str, Any]:

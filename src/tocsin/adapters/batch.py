@@ -25,8 +25,15 @@ from tocsin.core.engine import GradingResult, grade_normalised
 from tocsin.core.events import IngestLimits, normalise_events
 from tocsin.vocabulary import load_vocabulary
 
-OUTPUTS = ("crs_timeline", "crs_episodes", "crs_summary", "icans_timeline", "icans_episodes", "icans_summary",
-           "input_problems")
+OUTPUTS = (
+    "crs_timeline",
+    "crs_episodes",
+    "crs_summary",
+    "icans_timeline",
+    "icans_episodes",
+    "icans_summary",
+    "input_problems",
+)
 
 
 @dataclass(frozen=True)
@@ -37,9 +44,15 @@ class BatchStats:
 
 
 def _patient_chunks(path: Path, chunk_patients: int) -> list[list[str]]:
-    ids = pl.scan_parquet(path).select(pl.col("patient_id").cast(pl.Utf8)).unique(maintain_order=True) \
-        .collect().get_column("patient_id").to_list()
-    return [ids[i:i + chunk_patients] for i in range(0, len(ids), chunk_patients)]
+    ids = (
+        pl.scan_parquet(path)
+        .select(pl.col("patient_id").cast(pl.Utf8))
+        .unique(maintain_order=True)
+        .collect()
+        .get_column("patient_id")
+        .to_list()
+    )
+    return [ids[i : i + chunk_patients] for i in range(0, len(ids), chunk_patients)]
 
 
 def _read_chunk(path: Path, patients: Sequence[str]) -> pl.DataFrame:
@@ -47,10 +60,12 @@ def _read_chunk(path: Path, patients: Sequence[str]) -> pl.DataFrame:
     missing = [c for c in REQUIRED if c not in scan.collect_schema().names()]
     if missing:
         raise InputFileError(f"{path}: missing column(s) {', '.join(missing)}")
-    return (scan.with_row_index("line", offset=1)
-            .filter(pl.col("patient_id").cast(pl.Utf8).is_in(list(patients)))
-            .with_columns(pl.lit(str(path)).cast(pl.Categorical).alias("file"), pl.col("line").cast(pl.Int64))
-            .collect())
+    return (
+        scan.with_row_index("line", offset=1)
+        .filter(pl.col("patient_id").cast(pl.Utf8).is_in(list(patients)))
+        .with_columns(pl.lit(str(path)).cast(pl.Categorical).alias("file"), pl.col("line").cast(pl.Int64))
+        .collect()
+    )
 
 
 def _write_part(frame: pl.DataFrame, folder: Path, index: int) -> None:
@@ -65,16 +80,19 @@ def result_tables(result: GradingResult) -> dict[str, pl.DataFrame]:
     """The flat tables of a result (what a registry stores)."""
     keep = ["patient_id", "t", "grade", "domain", "rule", "missing"]
     return {
-        "crs_timeline": result.crs.timeline.select(keep), "crs_episodes": result.crs.episodes,
+        "crs_timeline": result.crs.timeline.select(keep),
+        "crs_episodes": result.crs.episodes,
         "crs_summary": result.crs.summary,
-        "icans_timeline": result.icans.timeline.select(keep), "icans_episodes": result.icans.episodes,
+        "icans_timeline": result.icans.timeline.select(keep),
+        "icans_episodes": result.icans.episodes,
         "icans_summary": result.icans.summary,
         "input_problems": result.errors,
     }
 
 
-def _grade_and_write(path: Path, out: Path, config: GradingConfig, index: int,
-                     patients: list[str]) -> tuple[int, int, int]:
+def _grade_and_write(
+    path: Path, out: Path, config: GradingConfig, index: int, patients: list[str]
+) -> tuple[int, int, int]:
     """Worker: grade one chunk of patients and write its parts; return (patients, rows, refused rows)."""
     vocabulary = load_vocabulary()
     raw = _read_chunk(path, patients)
@@ -85,9 +103,14 @@ def _grade_and_write(path: Path, out: Path, config: GradingConfig, index: int,
     return len(patients), raw.height, normalised.problems.height
 
 
-def grade_parquet_to_directory(path: Path, out: Path, config: GradingConfig, chunk_patients: int = 1000,
-                               on_chunk: Callable[[int, int], None] | None = None,
-                               workers: int = 1) -> BatchStats:
+def grade_parquet_to_directory(
+    path: Path,
+    out: Path,
+    config: GradingConfig,
+    chunk_patients: int = 1000,
+    on_chunk: Callable[[int, int], None] | None = None,
+    workers: int = 1,
+) -> BatchStats:
     """Grade every patient of a Parquet event file and write the tables under ``out``.
 
     With ``workers > 1`` chunks are graded in that many processes (each with one Polars thread), which
@@ -113,8 +136,9 @@ def grade_parquet_to_directory(path: Path, out: Path, config: GradingConfig, chu
         os.environ["POLARS_MAX_THREADS"] = "1"  # read by the workers' Polars at import
         try:
             with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-                futures = [pool.submit(_grade_and_write, path, out, config, index, chunk)
-                           for index, chunk in enumerate(chunks)]
+                futures = [
+                    pool.submit(_grade_and_write, path, out, config, index, chunk) for index, chunk in enumerate(chunks)
+                ]
                 for future in as_completed(futures):
                     record(future.result())
         finally:

@@ -21,8 +21,10 @@ def _grade_text(grade: int | None) -> Text:
 
 
 def _why(row: dict[str, Any]) -> str:
-    parts = [f"{e['item']} {e['value']} (day {e['day']:g})" if e["day"] is not None else f"{e['item']} {e['value']}"
-             for e in row["evidence"]]
+    parts = [
+        f"{e['item']} {e['value']} (day {e['day']:g})" if e["day"] is not None else f"{e['item']} {e['value']}"
+        for e in row["evidence"]
+    ]
     if row["missing"]:
         parts.append("needs " + ", ".join(row["missing"]))
     return "; ".join(parts) or "—"
@@ -47,8 +49,7 @@ def _timeline_table(title: str, block: dict[str, Any]) -> Table:
     table.add_column("rule", overflow="fold")
     table.add_column("why", overflow="fold", ratio=3)
     for row in _changes(block["timeline"]):
-        table.add_row(f"{row['day']:.2f}", _grade_text(row["grade"]), row["domain"] or "", row["rule"] or "",
-                      _why(row))
+        table.add_row(f"{row['day']:.2f}", _grade_text(row["grade"]), row["domain"] or "", row["rule"] or "", _why(row))
     return table
 
 
@@ -62,31 +63,47 @@ def _episode_table(title: str, block: dict[str, Any]) -> Table | Text:
         status = "ongoing" if e["ongoing"] else "resolved"
         if e["recurrence"]:
             status += ", recurrence"
-        table.add_row(str(e["episode"]), f"{e['onset_day']:.2f}", _grade_text(e["peak_grade"]), f"{e['peak_day']:.2f}",
-                      "—" if e["resolved_day"] is None else f"{e['resolved_day']:.2f}", f"{e['duration_days']:.2f}", status)
+        table.add_row(
+            str(e["episode"]),
+            f"{e['onset_day']:.2f}",
+            _grade_text(e["peak_grade"]),
+            f"{e['peak_day']:.2f}",
+            "—" if e["resolved_day"] is None else f"{e['resolved_day']:.2f}",
+            f"{e['duration_days']:.2f}",
+            status,
+        )
     return table
 
 
 def _summary_line(name: str, block: dict[str, Any]) -> str:
     days = ", ".join(f"G{g}: {n} d" for g, n in block["days_at_grade"].items() if n and g != "0")
     onset = "—" if block["onset_day"] is None else f"day {block['onset_day']:.2f}"
-    return (f"{name}: max grade {block['max_grade'] if block['max_grade'] is not None else '?'}, "
-            f"onset {onset}, {block['n_episodes']} episode(s)" + (f"; {days}" if days else ""))
+    return (
+        f"{name}: max grade {block['max_grade'] if block['max_grade'] is not None else '?'}, "
+        f"onset {onset}, {block['n_episodes']} episode(s)" + (f"; {days}" if days else "")
+    )
 
 
 def print_document(document: dict[str, Any], console: Console | None = None) -> None:
     """Print every patient of a ``result_document`` as panels with tables."""
     console = console or Console()
     config = document["config"]
-    console.print(f"[bold]Tocsin {document['tocsin_version']}[/] — config '{config['name']}' "
-                  f"({config['fingerprint']}), vocabulary {document['vocabulary_version']}")
+    console.print(
+        f"[bold]Tocsin {document['tocsin_version']}[/] — config '{config['name']}' "
+        f"({config['fingerprint']}), vocabulary {document['vocabulary_version']}"
+    )
     for patient in document["patients"]:
-        header = (f"[bold]{patient['patient_id']}[/]  product {patient['product']}  "
-                  f"age {patient['age_years'] if patient['age_years'] is not None else 'unknown'}")
+        header = (
+            f"[bold]{patient['patient_id']}[/]  product {patient['product']}  "
+            f"age {patient['age_years'] if patient['age_years'] is not None else 'unknown'}"
+        )
         body = Group(
-            Text(_summary_line("CRS", patient["crs"])), Text(_summary_line("ICANS", patient["icans"])),
-            _timeline_table("CRS", patient["crs"]), _episode_table("CRS", patient["crs"]),
-            _timeline_table("ICANS", patient["icans"]), _episode_table("ICANS", patient["icans"]),
+            Text(_summary_line("CRS", patient["crs"])),
+            Text(_summary_line("ICANS", patient["icans"])),
+            _timeline_table("CRS", patient["crs"]),
+            _episode_table("CRS", patient["crs"]),
+            _timeline_table("ICANS", patient["icans"]),
+            _episode_table("ICANS", patient["icans"]),
         )
         console.print(Panel(body, title=header, title_align="left"))
     print_problems(document["input_problems"], console)
@@ -100,5 +117,7 @@ def print_problems(problems: list[dict[str, Any]], console: Console) -> None:
     for column in ("severity", "file", "line", "field", "value", "problem", "fix"):
         table.add_column(column, overflow="fold")
     for p in problems:
-        table.add_row(p["severity"], str(p["file"]), str(p["line"]), p["field"], str(p["value"]), p["message"], p["fix"])
+        table.add_row(
+            p["severity"], str(p["file"]), str(p["line"]), p["field"], str(p["value"]), p["message"], p["fix"]
+        )
     console.print(table)

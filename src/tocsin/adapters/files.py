@@ -21,8 +21,10 @@ class InputFileError(ValueError):
 
 
 def _with_position(df: pl.DataFrame, path: Path, first_line: int) -> pl.DataFrame:
-    return df.with_columns(pl.lit(str(path)).cast(pl.Categorical).alias("file"),
-                           (pl.int_range(pl.len(), dtype=pl.Int64) + first_line).alias("line"))
+    return df.with_columns(
+        pl.lit(str(path)).cast(pl.Categorical).alias("file"),
+        (pl.int_range(pl.len(), dtype=pl.Int64) + first_line).alias("line"),
+    )
 
 
 def _check_columns(df: pl.DataFrame, path: Path) -> pl.DataFrame:
@@ -30,8 +32,10 @@ def _check_columns(df: pl.DataFrame, path: Path) -> pl.DataFrame:
     df = df.rename(lowered)
     missing = [c for c in REQUIRED if c not in df.columns]
     if missing:
-        raise InputFileError(f"{path}: missing column(s) {', '.join(missing)}; an event file needs "
-                             f"patient_id, time or day, item, value (and unit)")
+        raise InputFileError(
+            f"{path}: missing column(s) {', '.join(missing)}; an event file needs "
+            f"patient_id, time or day, item, value (and unit)"
+        )
     if "time" not in df.columns and "day" not in df.columns:
         raise InputFileError(f"{path}: needs a 'time' (ISO 8601) or 'day' (days since infusion) column")
     extra = [c for c in df.columns if c not in KNOWN]

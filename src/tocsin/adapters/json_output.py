@@ -24,8 +24,16 @@ from tocsin.core.engine import GradingResult, ToxicityResult
 from tocsin.core.timeline import PID
 from tocsin.vocabulary import load_vocabulary
 
-EPISODE_KEYS = ["episode", "onset_day", "peak_grade", "peak_day", "resolved_day", "duration_days", "ongoing",
-                "recurrence"]
+EPISODE_KEYS = [
+    "episode",
+    "onset_day",
+    "peak_grade",
+    "peak_day",
+    "resolved_day",
+    "duration_days",
+    "ongoing",
+    "recurrence",
+]
 
 
 def _by_patient(df: pl.DataFrame) -> dict[str, list[dict[str, Any]]]:
@@ -37,8 +45,9 @@ def _by_patient(df: pl.DataFrame) -> dict[str, list[dict[str, Any]]]:
 
 def _timeline_rows(result: ToxicityResult, infusion_times: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     extra = [c for c in ("waived", "waiver_drug_ep", "waiver_t_ep") if c in result.timeline.columns]
-    frame = result.explained().select(PID, pl.col("t").round(4).alias("day"), "grade", "domain", "evidence",
-                                      "rule", "missing", *extra)
+    frame = result.explained().select(
+        PID, pl.col("t").round(4).alias("day"), "grade", "domain", "evidence", "rule", "missing", *extra
+    )
     rows = _by_patient(frame)
     for pid, patient_rows in rows.items():
         start = infusion_times.get(pid)
@@ -73,9 +82,19 @@ def _toxicity(result: ToxicityResult, infusion_times: dict[str, Any]) -> dict[st
 
 
 def _empty(result: ToxicityResult) -> dict[str, Any]:
-    return {"scale": result.scale.scale, "scale_version": result.scale.version, "citation": result.scale.citation,
-            "doi": result.scale.doi, "max_grade": None, "onset_day": None, "n_episodes": 0, "days_at_grade": {},
-            "episodes": [], "timeline": [], "note": "no assessments recorded"}
+    return {
+        "scale": result.scale.scale,
+        "scale_version": result.scale.version,
+        "citation": result.scale.citation,
+        "doi": result.scale.doi,
+        "max_grade": None,
+        "onset_day": None,
+        "n_episodes": 0,
+        "days_at_grade": {},
+        "episodes": [],
+        "timeline": [],
+        "note": "no assessments recorded",
+    }
 
 
 def result_document(result: GradingResult) -> dict[str, Any]:
@@ -86,14 +105,16 @@ def result_document(result: GradingResult) -> dict[str, Any]:
     patients = []
     for row in result.patients.iter_rows(named=True):
         pid = row[PID]
-        patients.append({
-            "patient_id": pid,
-            "product": row["product"],
-            "age_years": None if row["age_years"] is None else round(row["age_years"], 2),
-            "infusion_time": row["infusion_time"].isoformat() if row["infusion_time"] else None,
-            "crs": crs.get(pid, _empty(result.crs)),
-            "icans": icans.get(pid, _empty(result.icans)),
-        })
+        patients.append(
+            {
+                "patient_id": pid,
+                "product": row["product"],
+                "age_years": None if row["age_years"] is None else round(row["age_years"], 2),
+                "infusion_time": row["infusion_time"].isoformat() if row["infusion_time"] else None,
+                "crs": crs.get(pid, _empty(result.crs)),
+                "icans": icans.get(pid, _empty(result.icans)),
+            }
+        )
     return {
         "tocsin_version": __version__,
         "vocabulary_version": load_vocabulary().version,

@@ -30,7 +30,15 @@ from __future__ import annotations
 import polars as pl
 
 from tocsin.config import GradingConfig
-from tocsin.core.crs_course import crs_death, fever_evidence, support_evidence, vasopressor_names
+from tocsin.core.crs_course import (
+    common_missing,
+    fever_evidence,
+    support_evidence,
+    support_shown,
+    vasopressor_names,
+    with_grade_and_domain,
+    with_raw_grade,
+)
 from tocsin.core.evidence import Observation, missing_text
 from tocsin.criteria import load_scale
 
@@ -38,21 +46,36 @@ SCALE = load_scale("crs_astct2019")
 
 
 def hypotension_grade() -> pl.Expr:
-    return (pl.when(pl.col("hypotension_attributed")).then(0)
-            .when(pl.col("n_vasopressors") >= 2).then(4)
-            .when(pl.col("any_vasopressor")).then(3)
-            .when(pl.col("bp_known") & pl.col("bp_low")).then(2)
-            .otherwise(0).cast(pl.Int8))
+    return (
+        pl.when(pl.col("hypotension_attributed"))
+        .then(0)
+        .when(pl.col("n_vasopressors") >= 2)
+        .then(4)
+        .when(pl.col("any_vasopressor"))
+        .then(3)
+        .when(pl.col("bp_known") & pl.col("bp_low"))
+        .then(2)
+        .otherwise(0)
+        .cast(pl.Int8)
+    )
 
 
 def hypoxia_grade(config: GradingConfig) -> pl.Expr:
     flow = pl.col("o2_flow_current")
     by_flow = pl.when(flow > config.crs.low_flow_max_l_min).then(3).when(flow > 0).then(2).otherwise(0)
-    by_device = (pl.when((pl.col("o2_device") == "nasal_cannula") & (flow > config.crs.low_flow_max_l_min))
-                 .then(3).otherwise(pl.col("o2_device_tier")))
-    return (pl.when(pl.col("hypoxia_attributed")).then(0)
-            .when(pl.col("o2_device").is_not_null()).then(by_device)
-            .otherwise(by_flow).cast(pl.Int8))
+    by_device = (
+        pl.when((pl.col("o2_device") == "nasal_cannula") & (flow > config.crs.low_flow_max_l_min))
+        .then(3)
+        .otherwise(pl.col("o2_device_tier"))
+    )
+    return (
+        pl.when(pl.col("hypoxia_attributed"))
+        .then(0)
+        .when(pl.col("o2_device").is_not_null())
+        .then(by_device)
+        .otherwise(by_flow)
+        .cast(pl.Int8)
+    )
 
 
 _RULES = {
@@ -70,41 +93,43 @@ def grade_crs_astct2019(course: pl.DataFrame, config: GradingConfig) -> tuple[pl
     evidence specs that explain each row."""
     df = course.with_columns(hypotension_grade().alias("g_hypotension"), hypoxia_grade(config).alias("g_hypoxia"))
     eligible = pl.col("fever_now") | pl.col("waived")
-    support = pl.max_horizontal("g_hypotension", "g_hypoxia")
-    raw = (pl.when(crs_death()).then(5).when(~eligible).then(0)
-           .otherwise(pl.max_horizontal(pl.col("fever_now").cast(pl.Int8), support)).cast(pl.Int8))
-    hypotension_unknown = ~pl.col("any_vasopressor") & ~pl.col("bp_known") & ~pl.col("hypotension_attributed")
-    df = df.with_columns(raw.alias("raw_grade"), support.alias("support_grade"))
-    df = df.with_columns(missing_text([
-        (~eligible & ~pl.col("temp_known") & ~crs_death(), "temperature"),
-        (eligible & hypotension_unknown & (pl.col("raw_grade") < 2), "sbp or map"),
-        # A nasal cannula without a flow may be high flow (> 6 L/min): grade 2 is then a lower bound.
-        (eligible & ~pl.col("hypoxia_attributed") & (pl.col("o2_device") == "nasal_cannula")
-         & pl.col("o2_flow_current").is_null() & (pl.col("raw_grade") < 3), "oxygen_flow"),
-    ]))
-    grade = pl.when((pl.col("raw_grade") == 0) & (pl.col("missing") != "")).then(None) \
-        .otherwise(pl.col("raw_grade"))
+    df = with_raw_grade(df, eligible)
+    df = df.with_columns(
+        missing_text(
+            [
+                *common_missing(eligible),
+                # A nasal cannula without a flow may be high flow (> 6 L/min): grade 2 is then a lower bound.
+                (
+                    eligible
+                    & ~pl.col("hypoxia_attributed")
+                    & (pl.col("o2_device") == "nasal_cannula")
+                    & pl.col("o2_flow_current").is_null()
+                    & (pl.col("raw_grade") < 3),
+                    "oxygen_flow",
+                ),
+            ]
+        )
+    )
+    df = with_grade_and_domain(df)
     g = pl.col("raw_grade")
-    domain = (pl.when(g == 5).then(pl.lit("death"))
-              .when((g == 0) & (pl.col("support_grade") > 0)).then(pl.lit("fever"))
-              .when(g == 0).then(pl.lit("none"))
-              .when(g == 1).then(pl.lit("fever"))
-              .when((pl.col("g_hypotension") == g) & (pl.col("g_hypoxia") == g)).then(pl.lit("hypotension+hypoxia"))
-              .when(pl.col("g_hypotension") == g).then(pl.lit("hypotension"))
-              .otherwise(pl.lit("hypoxia")))
-    df = df.with_columns(grade.alias("grade"), domain.alias("domain"))
-    rule = (pl.when(g == 5).then(pl.lit("CRS-ASTCT19-G5-DEATH"))
-            .when(pl.col("domain") == "fever").then(
-                pl.when(g == 1).then(pl.lit("CRS-ASTCT19-G1-FEVER")).otherwise(pl.lit("CRS-ASTCT19-G0-NO-FEVER")))
-            .when(g == 0).then(pl.lit("CRS-ASTCT19-G0")))
+    rule = (
+        pl.when(g == 5)
+        .then(pl.lit("CRS-ASTCT19-G5-DEATH"))
+        .when(pl.col("domain") == "fever")
+        .then(pl.when(g == 1).then(pl.lit("CRS-ASTCT19-G1-FEVER")).otherwise(pl.lit("CRS-ASTCT19-G0-NO-FEVER")))
+        .when(g == 0)
+        .then(pl.lit("CRS-ASTCT19-G0"))
+    )
     for (grade_value, dom), rule_id in _RULES.items():
         rule = rule.when((g == grade_value) & pl.col("domain").str.starts_with(dom)).then(pl.lit(rule_id))
     return df.with_columns(rule.alias("rule")), _evidence(vasopressor_names(df))
 
 
 def _evidence(pressors: list[str]) -> list[Observation]:
-    shown = (pl.col("raw_grade") >= 2) | ((pl.col("raw_grade") == 0) & (pl.col("support_grade") > 0))
-    hypotension_shown = shown & (pl.col("g_hypotension") == pl.col("support_grade")) & (pl.col("g_hypotension") > 0)
-    hypoxia_shown = shown & (pl.col("g_hypoxia") == pl.col("support_grade")) & (pl.col("g_hypoxia") > 0)
-    return [*fever_evidence(), *support_evidence(
-        pressors, hypotension_shown, hypotension_shown & (pl.col("g_hypotension") == 2), hypoxia_shown)]
+    hypotension_shown, hypoxia_shown = support_shown()
+    return [
+        *fever_evidence(),
+        *support_evidence(
+            pressors, hypotension_shown, hypotension_shown & (pl.col("g_hypotension") == 2), hypoxia_shown
+        ),
+    ]

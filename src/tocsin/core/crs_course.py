@@ -52,8 +52,7 @@ def mark_crs_course(state: pl.DataFrame, config: GradingConfig) -> pl.DataFrame:
     fevers_so_far = cum_sum(fever_here.cast(pl.Int32), EPISODE_START)
     first_fever = ffill(pl.when(fever_here & (fevers_so_far == 1)).then(pl.col("t")), EPISODE_START)
     df = df.with_columns(first_fever.alias("first_fever_t"))
-    waiver_here = ((pl.col("waiver_drug_t") == pl.col("t")) & (pl.col("t") >= pl.col("first_fever_t"))) \
-        .fill_null(False)
+    waiver_here = ((pl.col("waiver_drug_t") == pl.col("t")) & (pl.col("t") >= pl.col("first_fever_t"))).fill_null(False)
     df = df.with_columns(
         ffill(pl.when(waiver_here).then(pl.col("t")), EPISODE_START).alias("waiver_t_ep"),
         ffill(pl.when(waiver_here).then(pl.col("waiver_drug")), EPISODE_START).alias("waiver_drug_ep"),
@@ -69,15 +68,23 @@ def mark_crs_course(state: pl.DataFrame, config: GradingConfig) -> pl.DataFrame:
 def fever_evidence() -> list[pl.Expr]:
     """The fever (or the latest temperature), the waiver and any attribution in force."""
     attributions = [
-        observation("alternative_cause", "alt_t", pl.concat_str([pl.lit(f + ":"), pl.col(f"alt_{f}")]),
-                    pl.col(f"{f}_attributed"))
+        observation(
+            "alternative_cause",
+            "alt_t",
+            pl.concat_str([pl.lit(f + ":"), pl.col(f"alt_{f}")]),
+            pl.col(f"{f}_attributed"),
+        )
         for f in ("fever", "hypotension", "hypoxia")
     ]
     return [
         observation("temperature", "fever_t", "fever_value", pl.col("fever_now"), "Cel"),
         observation("temperature", "temp_t", "temp_value", ~pl.col("fever_now") & pl.col("temp_known"), "Cel"),
-        observation(pl.col("waiver_drug_ep"), "waiver_t_ep", pl.lit("given: fever requirement waived"),
-                    pl.col("waived") & ~pl.col("fever_now")),
+        observation(
+            pl.col("waiver_drug_ep"),
+            "waiver_t_ep",
+            pl.lit("given: fever requirement waived"),
+            pl.col("waived") & ~pl.col("fever_now"),
+        ),
         *attributions,
         observation("death", "death_t", "death_cause", pl.col("death_cause") == "crs"),
     ]
@@ -93,14 +100,78 @@ def vasopressor_names(df: pl.DataFrame) -> list[str]:
     return [c.removeprefix("rate_") for c in df.columns if c.startswith("rate_") and not c.endswith("_t")]
 
 
-def support_evidence(pressors: list[str], hypotension_shown: pl.Expr, bp_shown: pl.Expr,
-                     hypoxia_shown: pl.Expr) -> list[pl.Expr]:
+def support_evidence(
+    pressors: list[str], hypotension_shown: pl.Expr, bp_shown: pl.Expr, hypoxia_shown: pl.Expr
+) -> list[pl.Expr]:
     """Vasopressors running, the blood pressure, the O2 device and flow behind a support grade."""
     return [
-        *[observation(p, f"rate_{p}_t", f"rate_{p}", hypotension_shown & (pl.col(f"rate_{p}") > 0))
-          for p in pressors],
+        *[observation(p, f"rate_{p}_t", f"rate_{p}", hypotension_shown & (pl.col(f"rate_{p}") > 0)) for p in pressors],
         observation(pl.col("bp_item"), "bp_t", "bp_value", bp_shown, "mm[Hg]"),
         observation("oxygen", "o2_device_t", "o2_device", hypoxia_shown & pl.col("o2_device").is_not_null()),
-        observation("oxygen_flow", "o2_flow_t", "o2_flow_current",
-                    hypoxia_shown & pl.col("o2_flow_current").is_not_null(), "L/min"),
+        observation(
+            "oxygen_flow",
+            "o2_flow_t",
+            "o2_flow_current",
+            hypoxia_shown & pl.col("o2_flow_current").is_not_null(),
+            "L/min",
+        ),
+    ]
+
+
+def with_raw_grade(df: pl.DataFrame, eligible: pl.Expr) -> pl.DataFrame:
+    """``raw_grade`` from the scale's ``g_hypotension``/``g_hypoxia``: 5 for a CRS death, 0 when CRS
+    cannot be present (no fever, no waiver), else the worse of fever (1) and the support domains."""
+    support = pl.max_horizontal("g_hypotension", "g_hypoxia")
+    raw = (
+        pl.when(crs_death())
+        .then(5)
+        .when(~eligible)
+        .then(0)
+        .otherwise(pl.max_horizontal(pl.col("fever_now").cast(pl.Int8), support))
+        .cast(pl.Int8)
+    )
+    return df.with_columns(raw.alias("raw_grade"), support.alias("support_grade"))
+
+
+def with_grade_and_domain(df: pl.DataFrame) -> pl.DataFrame:
+    """``grade`` (null = cannot grade: the known findings give 0 and something needed is ``missing``) and
+    ``domain`` (what set it; ``fever`` on a grade 0 with support = "support without fever")."""
+    g = pl.col("raw_grade")
+    grade = pl.when((g == 0) & (pl.col("missing") != "")).then(None).otherwise(g)
+    domain = (
+        pl.when(g == 5)
+        .then(pl.lit("death"))
+        .when((g == 0) & (pl.col("support_grade") > 0))
+        .then(pl.lit("fever"))
+        .when(g == 0)
+        .then(pl.lit("none"))
+        .when(g == 1)
+        .then(pl.lit("fever"))
+        .when((pl.col("g_hypotension") == g) & (pl.col("g_hypoxia") == g))
+        .then(pl.lit("hypotension+hypoxia"))
+        .when(pl.col("g_hypotension") == g)
+        .then(pl.lit("hypotension"))
+        .otherwise(pl.lit("hypoxia"))
+    )
+    return df.with_columns(grade.alias("grade"), domain.alias("domain"))
+
+
+def support_shown() -> tuple[pl.Expr, pl.Expr]:
+    """Whether the hypotension / hypoxia observations explain the row (they set the grade, or they are
+    the support that was present without fever)."""
+    g = pl.col("raw_grade")
+    shown = (g >= 2) | ((g == 0) & (pl.col("support_grade") > 0))
+    return tuple(
+        shown & (pl.col(f"g_{d}") == pl.col("support_grade")) & (pl.col(f"g_{d}") > 0)
+        for d in ("hypotension", "hypoxia")
+    )
+
+
+def common_missing(eligible: pl.Expr) -> list[tuple[pl.Expr, str]]:
+    """What every CRS scale needs: a temperature (unless the fever was waived), and a blood pressure when
+    no vasopressor runs and the grade is below the hypotension tier."""
+    hypotension_unknown = ~pl.col("any_vasopressor") & ~pl.col("bp_known") & ~pl.col("hypotension_attributed")
+    return [
+        (~eligible & ~pl.col("temp_known") & ~crs_death(), "temperature"),
+        (eligible & hypotension_unknown & (pl.col("raw_grade") < 2), "sbp or map"),
     ]

@@ -21,7 +21,15 @@ from __future__ import annotations
 import polars as pl
 
 from tocsin.config import GradingConfig
-from tocsin.core.crs_course import crs_death, fever_evidence, support_evidence, vasopressor_names
+from tocsin.core.crs_course import (
+    common_missing,
+    fever_evidence,
+    support_evidence,
+    support_shown,
+    vasopressor_names,
+    with_grade_and_domain,
+    with_raw_grade,
+)
 from tocsin.core.evidence import Observation, missing_text, observation
 from tocsin.core.segments import ffill, shift1
 from tocsin.core.timeline import HOURS_PER_DAY
@@ -34,19 +42,23 @@ _LOW_FLOW = pl.col("o2_device").is_in(["nasal_cannula", "blow_by"]) | pl.col("o2
 def _high_dose(pressors: list[str]) -> pl.Expr:
     equivalent_factor: dict[str, float] = SCALE.table("norepinephrine_equivalent")
     monotherapy: dict[str, float] = SCALE.table("high_dose_monotherapy")
-    ne_equivalent = pl.sum_horizontal([pl.col(f"rate_{p}") * f for p, f in equivalent_factor.items()
-                                       if p in pressors])
+    ne_equivalent = pl.sum_horizontal([pl.col(f"rate_{p}") * f for p, f in equivalent_factor.items() if p in pressors])
     on_vasopressin = pl.col("rate_vasopressin") > 0 if "vasopressin" in pressors else pl.lit(False)
     single = pl.col("n_vasopressors") == 1
     mono = pl.any_horizontal([pl.col(f"rate_{p}") >= dose for p, dose in monotherapy.items() if p in pressors])
-    return (pl.when(on_vasopressin).then(ne_equivalent >= SCALE.table("high_dose_with_vasopressin_ne_equivalent"))
-            .when(single).then(mono)
-            .otherwise(ne_equivalent >= SCALE.table("high_dose_combination_ne_equivalent")))
+    return (
+        pl.when(on_vasopressin)
+        .then(ne_equivalent >= SCALE.table("high_dose_with_vasopressin_ne_equivalent"))
+        .when(single)
+        .then(mono)
+        .otherwise(ne_equivalent >= SCALE.table("high_dose_combination_ne_equivalent"))
+    )
 
 
 def _fio2(config: GradingConfig) -> pl.Expr:
-    recorded = pl.when(pl.col("o2_device_t").is_null() | (pl.col("fio2_t") >= pl.col("o2_device_t"))) \
-        .then(pl.col("fio2"))
+    recorded = pl.when(pl.col("o2_device_t").is_null() | (pl.col("fio2_t") >= pl.col("o2_device_t"))).then(
+        pl.col("fio2")
+    )
     if not config.crs.lee2014_estimate_nasal_fio2:
         return recorded  # low-flow devices without FiO2 count as < 40 % (see _LOW_FLOW)
     nasal = 21.0 + config.crs.lee2014_fio2_per_l_min_nasal * pl.col("o2_flow_current")
@@ -59,54 +71,68 @@ def grade_crs_lee2014(course: pl.DataFrame, config: GradingConfig) -> tuple[pl.D
     pressors = vasopressor_names(course)
     df = course.with_columns(_high_dose(pressors).fill_null(False).alias("high_dose"), _fio2(config).alias("fio2_used"))
     run_start = ffill(pl.when(pl.col("high_dose") & ~shift1(pl.col("high_dose")).fill_null(False)).then(pl.col("t")))
-    sustained = pl.col("high_dose") & ((pl.col("t") - run_start) * HOURS_PER_DAY >= SCALE.table("high_dose_minimum_hours"))
-    ventilator = ["mechanical_ventilation"] + (["cpap", "bipap"] if config.crs.lee2014_noninvasive_is_ventilator else [])
-    hypotension = (pl.when(pl.col("hypotension_attributed")).then(0)
-                   .when((pl.col("n_vasopressors") >= 2) | sustained).then(3)
-                   .when(pl.col("any_vasopressor") | (pl.col("bp_known") & pl.col("bp_low"))).then(2)
-                   .otherwise(0).cast(pl.Int8))
+    sustained = pl.col("high_dose") & (
+        (pl.col("t") - run_start) * HOURS_PER_DAY >= SCALE.table("high_dose_minimum_hours")
+    )
+    ventilator = ["mechanical_ventilation"] + (
+        ["cpap", "bipap"] if config.crs.lee2014_noninvasive_is_ventilator else []
+    )
+    hypotension = (
+        pl.when(pl.col("hypotension_attributed"))
+        .then(0)
+        .when((pl.col("n_vasopressors") >= 2) | sustained)
+        .then(3)
+        .when(pl.col("any_vasopressor") | (pl.col("bp_known") & pl.col("bp_low")))
+        .then(2)
+        .otherwise(0)
+        .cast(pl.Int8)
+    )
     fio2_high = pl.col("fio2_used") >= SCALE.table("fio2_high_percent")
-    hypoxia = (pl.when(pl.col("hypoxia_attributed") | ~pl.col("on_oxygen")).then(0)
-               .when(pl.col("o2_device").is_in(ventilator)).then(4)
-               .when(fio2_high.fill_null(False)).then(3)
-               .otherwise(2).cast(pl.Int8))
+    hypoxia = (
+        pl.when(pl.col("hypoxia_attributed") | ~pl.col("on_oxygen"))
+        .then(0)
+        .when(pl.col("o2_device").is_in(ventilator))
+        .then(4)
+        .when(fio2_high.fill_null(False))
+        .then(3)
+        .otherwise(2)
+        .cast(pl.Int8)
+    )
     df = df.with_columns(hypotension.alias("g_hypotension"), hypoxia.alias("g_hypoxia"))
     eligible = pl.col("fever_now") | pl.col("crs_started")
-    support = pl.max_horizontal("g_hypotension", "g_hypoxia")
-    raw = (pl.when(crs_death()).then(5).when(~eligible).then(0)
-           .otherwise(pl.max_horizontal(pl.col("fever_now").cast(pl.Int8), support)).cast(pl.Int8))
-    df = df.with_columns(raw.alias("raw_grade"), support.alias("support_grade"))
-    hypotension_unknown = ~pl.col("any_vasopressor") & ~pl.col("bp_known") & ~pl.col("hypotension_attributed")
-    df = df.with_columns(missing_text([
-        (~eligible & ~pl.col("temp_known") & ~crs_death(), "temperature"),
-        (eligible & hypotension_unknown & (pl.col("raw_grade") < 2), "sbp or map"),
-        (eligible & (pl.col("g_hypoxia") == 2) & pl.col("fio2_used").is_null() & ~_LOW_FLOW, "fio2"),
-    ]))
+    df = with_raw_grade(df, eligible)
+    df = df.with_columns(
+        missing_text(
+            [
+                *common_missing(eligible),
+                (eligible & (pl.col("g_hypoxia") == 2) & pl.col("fio2_used").is_null() & ~_LOW_FLOW, "fio2"),
+            ]
+        )
+    )
+    df = with_grade_and_domain(df)
     g = pl.col("raw_grade")
-    grade = pl.when((g == 0) & (pl.col("missing") != "")).then(None).otherwise(g)
-    domain = (pl.when(g == 5).then(pl.lit("death"))
-              .when((g == 0) & (pl.col("support_grade") > 0)).then(pl.lit("fever"))
-              .when(g == 0).then(pl.lit("none"))
-              .when(g == 1).then(pl.lit("fever"))
-              .when((pl.col("g_hypotension") == g) & (pl.col("g_hypoxia") == g)).then(pl.lit("hypotension+hypoxia"))
-              .when(pl.col("g_hypotension") == g).then(pl.lit("hypotension"))
-              .otherwise(pl.lit("hypoxia")))
-    df = df.with_columns(grade.alias("grade"), domain.alias("domain"))
     d = pl.col("domain")
-    rule = (pl.when(g == 5).then(pl.lit("CRS-LEE14-G5-DEATH"))
-            .when((g == 0) & (d == "fever")).then(pl.lit("CRS-LEE14-G0-NO-FEVER"))
-            .when(g == 0).then(pl.lit("CRS-LEE14-G0"))
-            .when(g == 1).then(pl.lit("CRS-LEE14-G1-SYMPTOMS"))
-            .when(g == 4).then(pl.lit("CRS-LEE14-G4-VENTILATOR"))
-            .when(d.str.starts_with("hypotension")).then(pl.format("CRS-LEE14-G{}-HYPOTENSION", g))
-            .otherwise(pl.format("CRS-LEE14-G{}-HYPOXIA", g)))
-    shown = (g >= 2) | ((g == 0) & (pl.col("support_grade") > 0))
-    hypotension_shown = shown & (pl.col("g_hypotension") == pl.col("support_grade")) & (pl.col("g_hypotension") > 0)
-    hypoxia_shown = shown & (pl.col("g_hypoxia") == pl.col("support_grade")) & (pl.col("g_hypoxia") > 0)
+    rule = (
+        pl.when(g == 5)
+        .then(pl.lit("CRS-LEE14-G5-DEATH"))
+        .when((g == 0) & (d == "fever"))
+        .then(pl.lit("CRS-LEE14-G0-NO-FEVER"))
+        .when(g == 0)
+        .then(pl.lit("CRS-LEE14-G0"))
+        .when(g == 1)
+        .then(pl.lit("CRS-LEE14-G1-SYMPTOMS"))
+        .when(g == 4)
+        .then(pl.lit("CRS-LEE14-G4-VENTILATOR"))
+        .when(d.str.starts_with("hypotension"))
+        .then(pl.format("CRS-LEE14-G{}-HYPOTENSION", g))
+        .otherwise(pl.format("CRS-LEE14-G{}-HYPOXIA", g))
+    )
+    hypotension_shown, hypoxia_shown = support_shown()
     evidence = [
         *fever_evidence(),
-        *support_evidence(pressors, hypotension_shown, hypotension_shown & pl.col("bp_low") & pl.col("bp_known"),
-                          hypoxia_shown),
+        *support_evidence(
+            pressors, hypotension_shown, hypotension_shown & pl.col("bp_low") & pl.col("bp_known"), hypoxia_shown
+        ),
         observation("fio2", "fio2_t", "fio2_used", hypoxia_shown & pl.col("fio2_used").is_not_null(), "%"),
     ]
     return df.with_columns(rule.alias("rule")), evidence

@@ -63,16 +63,24 @@ class ToxicityResult:
         :attr:`timeline` and :meth:`evidence`.
         """
         rows = self.timeline if patient_ids is None else self.timeline.filter(pl.col(PID).is_in(patient_ids))
-        evidence = expand_evidence(rows, list(self.observations)).group_by([PID, "t"]).agg(
-            pl.struct("item", "day", "value").alias("evidence"))
-        missing = pl.when(pl.col("missing") == "").then(pl.lit([], pl.List(pl.Utf8))) \
+        evidence = (
+            expand_evidence(rows, list(self.observations))
+            .group_by([PID, "t"])
+            .agg(pl.struct("item", "day", "value").alias("evidence"))
+        )
+        missing = (
+            pl.when(pl.col("missing") == "")
+            .then(pl.lit([], pl.List(pl.Utf8)))
             .otherwise(pl.col("missing").str.split("; "))
-        return (rows.join(evidence, on=[PID, "t"], how="left", maintain_order="left")
-                .with_columns(pl.col("evidence").fill_null([]), missing.alias("missing")))
+        )
+        return rows.join(evidence, on=[PID, "t"], how="left", maintain_order="left").with_columns(
+            pl.col("evidence").fill_null([]), missing.alias("missing")
+        )
 
 
-def _toxicity_result(scale: Scale, graded: pl.DataFrame, observations: list[Observation],
-                     extra: list[str]) -> ToxicityResult:
+def _toxicity_result(
+    scale: Scale, graded: pl.DataFrame, observations: list[Observation], extra: list[str]
+) -> ToxicityResult:
     keep = list(dict.fromkeys([*TIMELINE_COLUMNS, *EPISODE_COLUMNS, *extra, *evidence_columns(observations)]))
     timeline = graded.select(keep)
     episodes = episodes_from_timeline(timeline)
@@ -88,9 +96,9 @@ class GradingResult:
     errors: pl.DataFrame
 
 
-
-def grade_crs(events: pl.DataFrame, patients: pl.DataFrame, config: GradingConfig,
-              vocabulary: Vocabulary) -> ToxicityResult:
+def grade_crs(
+    events: pl.DataFrame, patients: pl.DataFrame, config: GradingConfig, vocabulary: Vocabulary
+) -> ToxicityResult:
     state = crs_state(events, patients, vocabulary, config)
     course = mark_crs_course(state, config)
     if config.crs.scale == "lee2014":
@@ -107,17 +115,24 @@ def grade_icans(events: pl.DataFrame, patients: pl.DataFrame, config: GradingCon
     return _toxicity_result(load_scale("icans_astct2019"), marked, observations, [])
 
 
-def grade_normalised(normalised: NormalisedEvents, config: GradingConfig,
-                     vocabulary: Vocabulary | None = None) -> GradingResult:
+def grade_normalised(
+    normalised: NormalisedEvents, config: GradingConfig, vocabulary: Vocabulary | None = None
+) -> GradingResult:
     """Grade already validated events (the errors, if any, are carried along for reporting)."""
     vocab = vocabulary or load_vocabulary()
     events, patients = normalised.events, normalised.patients
-    return GradingResult(config=config, patients=patients, crs=grade_crs(events, patients, config, vocab),
-                         icans=grade_icans(events, patients, config), errors=normalised.errors)
+    return GradingResult(
+        config=config,
+        patients=patients,
+        crs=grade_crs(events, patients, config, vocab),
+        icans=grade_icans(events, patients, config),
+        errors=normalised.errors,
+    )
 
 
-def grade_events(raw: pl.DataFrame, config: GradingConfig, limits: IngestLimits | None = None,
-                 vocabulary: Vocabulary | None = None) -> GradingResult:
+def grade_events(
+    raw: pl.DataFrame, config: GradingConfig, limits: IngestLimits | None = None, vocabulary: Vocabulary | None = None
+) -> GradingResult:
     """Validate, normalise and grade raw event rows (rows with errors are left out and reported)."""
     vocab = vocabulary or load_vocabulary()
     normalised = normalise_events(raw, vocab, limits or IngestLimits(earliest_day=config.earliest_day))

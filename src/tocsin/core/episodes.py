@@ -26,13 +26,15 @@ def mark_stretches(df: pl.DataFrame, active: pl.Expr, hold_hours: float) -> pl.D
         pl.when(~pl.col("active")).then(ffill(quiet_start)).alias("quiet_since"),
         cum_sum(pl.col("active").cast(pl.Int32)).alias("n_active"),
     )
-    resolved = (~pl.col("active") & (pl.col("n_active") > 0)
-                & ((pl.col("t") - pl.col("quiet_since")) * HOURS_PER_DAY >= hold_hours))
+    resolved = (
+        ~pl.col("active")
+        & (pl.col("n_active") > 0)
+        & ((pl.col("t") - pl.col("quiet_since")) * HOURS_PER_DAY >= hold_hours)
+    )
     df = df.with_columns(resolved.alias("resolved_row"))
     new_stretch = pl.col("active") & ((pl.col("n_active") == 1) | shift1(pl.col("resolved_row")).fill_null(False))
     df = df.with_columns(cum_sum(new_stretch.cast(pl.Int32)).alias("stretch"))
-    return df.with_columns(((pl.col("stretch") > 0) & ~pl.col("resolved_row")).alias("in_episode")).drop(
-        "n_active")
+    return df.with_columns(((pl.col("stretch") > 0) & ~pl.col("resolved_row")).alias("in_episode")).drop("n_active")
 
 
 def episodes_from_timeline(timeline: pl.DataFrame) -> pl.DataFrame:
@@ -56,8 +58,9 @@ def episodes_from_timeline(timeline: pl.DataFrame) -> pl.DataFrame:
         pl.col("resolved_day").is_null().alias("ongoing"),
         (pl.coalesce("resolved_day", "last_t") - pl.col("onset_day")).round(4).alias("duration_days"),
         (pl.col("episode") > 1).alias("recurrence"),
-    ).select(PID, "episode", "onset_day", "peak_grade", "peak_day", "resolved_day", "duration_days",
-             "ongoing", "recurrence")
+    ).select(
+        PID, "episode", "onset_day", "peak_grade", "peak_day", "resolved_day", "duration_days", "ongoing", "recurrence"
+    )
 
 
 def patient_summary(timeline: pl.DataFrame, episodes: pl.DataFrame, max_grade: int = 5) -> pl.DataFrame:
@@ -65,22 +68,31 @@ def patient_summary(timeline: pl.DataFrame, episodes: pl.DataFrame, max_grade: i
 
     Days at a grade count the study days (day 0 = infusion day) whose highest grade was that grade.
     """
-    daily = (timeline.filter(pl.col("grade").is_not_null())
-             .with_columns(pl.col("t").floor().cast(pl.Int32).alias("study_day"))
-             .group_by([PID, "study_day"]).agg(pl.col("grade").max()))
+    daily = (
+        timeline.filter(pl.col("grade").is_not_null())
+        .with_columns(pl.col("t").floor().cast(pl.Int32).alias("study_day"))
+        .group_by([PID, "study_day"])
+        .agg(pl.col("grade").max())
+    )
     counts = daily.group_by(PID).agg(
         *[(pl.col("grade") == g).sum().cast(pl.Int32).alias(f"days_grade_{g}") for g in range(max_grade + 1)],
-        pl.col("grade").max().alias("max_grade"))
-    first = episodes.group_by(PID).agg(pl.col("onset_day").min().alias("onset_day"),
-                                       pl.len().cast(pl.Int32).alias("n_episodes"))
+        pl.col("grade").max().alias("max_grade"),
+    )
+    first = episodes.group_by(PID).agg(
+        pl.col("onset_day").min().alias("onset_day"), pl.len().cast(pl.Int32).alias("n_episodes")
+    )
     patients = timeline.select(PID).unique(maintain_order=True)
-    return (patients.join(counts, on=PID, how="left").join(first, on=PID, how="left")
-            .with_columns(pl.col("n_episodes").fill_null(0)))
+    return (
+        patients.join(counts, on=PID, how="left")
+        .join(first, on=PID, how="left")
+        .with_columns(pl.col("n_episodes").fill_null(0))
+    )
 
 
 def daily_max(timeline: pl.DataFrame) -> pl.DataFrame:
     """Highest grade per patient and study day (the way the source papers report a daily grade)."""
-    return (timeline.with_columns(pl.col("t").floor().cast(pl.Int32).alias("study_day"))
-            .group_by([PID, "study_day"], maintain_order=True)
-            .agg(pl.col("grade").max().alias("grade"), pl.col("grade").is_null().all().alias("ungraded")))
-
+    return (
+        timeline.with_columns(pl.col("t").floor().cast(pl.Int32).alias("study_day"))
+        .group_by([PID, "study_day"], maintain_order=True)
+        .agg(pl.col("grade").max().alias("grade"), pl.col("grade").is_null().all().alias("ungraded"))
+    )

@@ -29,16 +29,18 @@ class Observation:
         return {name for e in (self.item, self.day, self.value, self.condition) for name in e.meta.root_names()}
 
 
-def observation(item: str | pl.Expr, day: str | pl.Expr, value: str | pl.Expr, condition: pl.Expr,
-                unit: str = "") -> Observation:
+def observation(
+    item: str | pl.Expr, day: str | pl.Expr, value: str | pl.Expr, condition: pl.Expr, unit: str = ""
+) -> Observation:
     """One evidence entry; ``item``/``day``/``value`` are literals (item) or column names/expressions."""
     item_expr = pl.lit(item) if isinstance(item, str) else item
     day_expr = pl.col(day) if isinstance(day, str) else day
     value_expr = (pl.col(value) if isinstance(value, str) else value).cast(pl.Utf8)
     if unit:
         value_expr = pl.concat_str([value_expr, pl.lit(" " + unit)])
-    return Observation(item_expr.cast(pl.Utf8), day_expr.cast(pl.Float64).round(4), value_expr,
-                       condition.fill_null(False))
+    return Observation(
+        item_expr.cast(pl.Utf8), day_expr.cast(pl.Float64).round(4), value_expr, condition.fill_null(False)
+    )
 
 
 def evidence_columns(observations: list[Observation]) -> list[str]:
@@ -47,9 +49,12 @@ def evidence_columns(observations: list[Observation]) -> list[str]:
 
 def expand_evidence(timeline: pl.DataFrame, observations: list[Observation]) -> pl.DataFrame:
     """Long evidence table: patient_id, t (the assessment), item, day (of the observation), value."""
-    parts = [timeline.filter(o.condition).select(pl.col("patient_id"), pl.col("t"), o.item.alias("item"),
-                                                 o.day.alias("day"), o.value.alias("value"))
-             for o in observations]
+    parts = [
+        timeline.filter(o.condition).select(
+            pl.col("patient_id"), pl.col("t"), o.item.alias("item"), o.day.alias("day"), o.value.alias("value")
+        )
+        for o in observations
+    ]
     schema = {**EVIDENCE_SCHEMA, "patient_id": timeline.schema["patient_id"]}
     if not parts:
         return pl.DataFrame(schema=schema)
@@ -58,5 +63,8 @@ def expand_evidence(timeline: pl.DataFrame, observations: list[Observation]) -> 
 
 def missing_text(entries: list[tuple[pl.Expr, str]]) -> pl.Expr:
     """What is still needed, as one '; '-separated text ('' when nothing is missing)."""
-    return pl.concat_str([pl.when(cond).then(pl.lit(name)) for cond, name in entries], separator="; ",
-                         ignore_nulls=True).fill_null("").alias("missing")
+    return (
+        pl.concat_str([pl.when(cond).then(pl.lit(name)) for cond, name in entries], separator="; ", ignore_nulls=True)
+        .fill_null("")
+        .alias("missing")
+    )

@@ -20,15 +20,21 @@ from __future__ import annotations
 import polars as pl
 
 from tocsin.config import GradingConfig
-from tocsin.core.evidence import Observation, missing_text, observation
+from tocsin.core.evidence import Observation, observation
 from tocsin.core.timeline import NEURO_FINDINGS
 from tocsin.criteria import load_scale
 
 SCALE = load_scale("icans_astct2019")
 DOMAINS = NEURO_FINDINGS
-RULE_IDS = {"ice": "ICANS-ASTCT19-ICE", "capd": "ICANS-ASTCT19-CAPD", "consciousness": "ICANS-ASTCT19-CONSCIOUSNESS",
-            "seizure": "ICANS-ASTCT19-SEIZURE", "motor_weakness": "ICANS-ASTCT19-MOTOR",
-            "cerebral_edema": "ICANS-ASTCT19-EDEMA", "icp_sign": "ICANS-ASTCT19-ICP"}
+RULE_IDS = {
+    "ice": "ICANS-ASTCT19-ICE",
+    "capd": "ICANS-ASTCT19-CAPD",
+    "consciousness": "ICANS-ASTCT19-CONSCIOUSNESS",
+    "seizure": "ICANS-ASTCT19-SEIZURE",
+    "motor_weakness": "ICANS-ASTCT19-MOTOR",
+    "cerebral_edema": "ICANS-ASTCT19-EDEMA",
+    "icp_sign": "ICANS-ASTCT19-ICP",
+}
 
 
 def _band(column: str, bands: list[dict]) -> pl.Expr:
@@ -46,15 +52,20 @@ def grade_icans_astct2019(state: pl.DataFrame, config: GradingConfig) -> tuple[p
     """Add ``grade``, ``domain``, ``rule``, ``missing`` to an ICANS state frame; return it with the
     evidence specs that explain each row."""
     age = pl.col("age_years")
-    use_ice = (pl.when(age.is_not_null()).then(age >= config.icans.ice_min_age_years)
-               .otherwise(pl.col("ice_fresh") | ~pl.col("capd_fresh")))
+    use_ice = (
+        pl.when(age.is_not_null())
+        .then(age >= config.icans.ice_min_age_years)
+        .otherwise(pl.col("ice_fresh") | ~pl.col("capd_fresh"))
+    )
     ok = {d: ~pl.col(f"{d}_attributed") for d in DOMAINS}
     domain_grades = {
         "ice": pl.when(use_ice & pl.col("ice_fresh") & ok["ice"]).then(_band("ice_value", SCALE.table("ice_bands"))),
-        "capd": pl.when(~use_ice & pl.col("capd_fresh") & ok["capd"])
-        .then(_band("capd_value", SCALE.table("capd_bands"))),
-        "consciousness": pl.when(pl.col("consciousness_fresh") & ok["consciousness"])
-        .then(_mapped("consciousness_value", "consciousness_grade")),
+        "capd": pl.when(~use_ice & pl.col("capd_fresh") & ok["capd"]).then(
+            _band("capd_value", SCALE.table("capd_bands"))
+        ),
+        "consciousness": pl.when(pl.col("consciousness_fresh") & ok["consciousness"]).then(
+            _mapped("consciousness_value", "consciousness_grade")
+        ),
         "seizure": pl.when(pl.col("seizure_fresh") & ok["seizure"]).then(_mapped("seizure_value", "seizure_grade")),
         "motor_weakness": pl.when(ok["motor_weakness"]).then(_mapped("motor_weakness_value", "motor_weakness_grade")),
         "cerebral_edema": pl.when(ok["cerebral_edema"]).then(_mapped("cerebral_edema_value", "cerebral_edema_grade")),
@@ -65,35 +76,68 @@ def grade_icans_astct2019(state: pl.DataFrame, config: GradingConfig) -> tuple[p
     known = pl.max_horizontal([pl.col(f"g_{d}") for d in DOMAINS]).fill_null(0)
     raw = pl.when(death).then(5).otherwise(known).cast(pl.Int8)
     unarousable = pl.col("consciousness_fresh") & (pl.col("consciousness_value") == "unarousable")
-    tool_missing = ~unarousable & ~death & pl.when(pl.col("uses_ice")).then(~pl.col("ice_fresh")) \
-        .otherwise(~pl.col("capd_fresh"))
+    tool_missing = (
+        ~unarousable & ~death & pl.when(pl.col("uses_ice")).then(~pl.col("ice_fresh")).otherwise(~pl.col("capd_fresh"))
+    )
     df = df.with_columns(raw.alias("raw_grade"))
     needs_tool = pl.when(pl.col("uses_ice")).then(pl.lit("ice_score")).otherwise(pl.lit("capd_score"))
-    incomplete = pl.when(pl.col("uses_ice")).then(pl.col("ice_incomplete_last")).otherwise(pl.col("capd_incomplete_last"))
-    df = df.with_columns(pl.when(tool_missing).then(pl.concat_str([needs_tool, incomplete], separator="; ",
-                                                                  ignore_nulls=True))
-                         .otherwise(pl.lit("")).alias("missing"))
+    incomplete = (
+        pl.when(pl.col("uses_ice")).then(pl.col("ice_incomplete_last")).otherwise(pl.col("capd_incomplete_last"))
+    )
+    df = df.with_columns(
+        pl.when(tool_missing)
+        .then(pl.concat_str([needs_tool, incomplete], separator="; ", ignore_nulls=True))
+        .otherwise(pl.lit(""))
+        .alias("missing")
+    )
     g = pl.col("raw_grade")
     grade = pl.when((g == 0) & (pl.col("missing") != "")).then(None).otherwise(g)
     at_max = [pl.when(pl.col(f"g_{d}") == g).then(pl.lit(d)) for d in DOMAINS]
-    domain = (pl.when(death).then(pl.lit("death")).when(g == 0).then(pl.lit("none"))
-              .otherwise(pl.concat_str(at_max, separator="+", ignore_nulls=True)))
+    domain = (
+        pl.when(death)
+        .then(pl.lit("death"))
+        .when(g == 0)
+        .then(pl.lit("none"))
+        .otherwise(pl.concat_str(at_max, separator="+", ignore_nulls=True))
+    )
     df = df.with_columns(grade.alias("grade"), domain.alias("domain"))
     first_domain = pl.col("domain").str.split("+").list.first()
-    rule = (pl.when(death).then(pl.lit("ICANS-ASTCT19-G5-DEATH")).when(g == 0).then(pl.lit("ICANS-ASTCT19-G0"))
-            .otherwise(first_domain.replace_strict(RULE_IDS, default=None)))
+    rule = (
+        pl.when(death)
+        .then(pl.lit("ICANS-ASTCT19-G5-DEATH"))
+        .when(g == 0)
+        .then(pl.lit("ICANS-ASTCT19-G0"))
+        .otherwise(first_domain.replace_strict(RULE_IDS, default=None))
+    )
     shown = {d: (pl.col(f"g_{d}") == g) & (g > 0) for d in DOMAINS}
     evidence = [
         observation("ice_score", "ice_t", "ice_value", pl.col("uses_ice") & pl.col("ice_fresh")),
         observation("capd_score", "capd_t", "capd_value", ~pl.col("uses_ice") & pl.col("capd_fresh")),
-        observation("consciousness", "consciousness_t", "consciousness_value",
-                    pl.col("consciousness_fresh") & (shown["consciousness"] | (g == 0))),
-        observation("global_aphasia", "global_aphasia_t", "global_aphasia_value",
-                    pl.col("global_aphasia_fresh") & (pl.col("global_aphasia_value") == "true") & shown["ice"]),
-        *[observation(d, f"{d}_t", f"{d}_value", shown[d])
-          for d in ("seizure", "motor_weakness", "cerebral_edema", "icp_sign")],
-        *[observation("alternative_cause", pl.lit(None, pl.Float64),
-                      pl.concat_str([pl.lit(d + ":"), pl.col(f"alt_{d}")]), ~ok[d]) for d in DOMAINS],
+        observation(
+            "consciousness",
+            "consciousness_t",
+            "consciousness_value",
+            pl.col("consciousness_fresh") & (shown["consciousness"] | (g == 0)),
+        ),
+        observation(
+            "global_aphasia",
+            "global_aphasia_t",
+            "global_aphasia_value",
+            pl.col("global_aphasia_fresh") & (pl.col("global_aphasia_value") == "true") & shown["ice"],
+        ),
+        *[
+            observation(d, f"{d}_t", f"{d}_value", shown[d])
+            for d in ("seizure", "motor_weakness", "cerebral_edema", "icp_sign")
+        ],
+        *[
+            observation(
+                "alternative_cause",
+                pl.lit(None, pl.Float64),
+                pl.concat_str([pl.lit(d + ":"), pl.col(f"alt_{d}")]),
+                ~ok[d],
+            )
+            for d in DOMAINS
+        ],
         observation("death", "death_t", "death_cause", death),
     ]
     return df.with_columns(rule.alias("rule")), evidence

@@ -47,78 +47,140 @@ def last_row_per_time(df: pl.DataFrame) -> pl.DataFrame:
     return df.filter(last.fill_null(True))
 
 
-def crs_state(events: pl.DataFrame, patients: pl.DataFrame, vocabulary: Vocabulary,
-              config: GradingConfig) -> pl.DataFrame:
+def crs_state(
+    events: pl.DataFrame, patients: pl.DataFrame, vocabulary: Vocabulary, config: GradingConfig
+) -> pl.DataFrame:
     """State relevant to CRS at every CRS assessment time, for every patient in ``events``."""
     c = config.crs
     pressors = vocabulary.names_where(vasopressor=True)
     anticytokine = vocabulary.names_where(anti_cytokine=True)
     antipyretic = vocabulary.names_where(antipyretic=True)
     waiver_items = anticytokine + (antipyretic if c.waiver_drugs == "anticytokine_or_antipyretic" else [])
-    items = ["temperature", "sbp", "map", "oxygen", "oxygen_flow", "fio2", "fluid_bolus", "alternative_cause",
-             "death", "il6", "crp", *pressors, *anticytokine, *antipyretic]
+    items = [
+        "temperature",
+        "sbp",
+        "map",
+        "oxygen",
+        "oxygen_flow",
+        "fio2",
+        "fluid_bolus",
+        "alternative_cause",
+        "death",
+        "il6",
+        "crp",
+        *pressors,
+        *anticytokine,
+        *antipyretic,
+    ]
 
-    df = with_segment_start(events.filter(pl.col("item").is_in(items)).join(
-        patients.select(PID, "age_years"), on=PID, how="left", maintain_order="left"), [PID])
+    df = with_segment_start(
+        events.filter(pl.col("item").is_in(items)).join(
+            patients.select(PID, "age_years"), on=PID, how="left", maintain_order="left"
+        ),
+        [PID],
+    )
     age = pl.col("age_years")
-    sbp_threshold = (pl.when(age.is_not_null() & (age <= c.pediatric_max_age_years))
-                     .then(c.pediatric_sbp_base_mm_hg + c.pediatric_sbp_per_year_mm_hg * age.floor())
-                     .otherwise(c.hypotension_sbp_mm_hg))
+    sbp_threshold = (
+        pl.when(age.is_not_null() & (age <= c.pediatric_max_age_years))
+        .then(c.pediatric_sbp_base_mm_hg + c.pediatric_sbp_per_year_mm_hg * age.floor())
+        .otherwise(c.hypotension_sbp_mm_hg)
+    )
     alt_finding = pl.col("cat").str.split_exact(":", 1).struct.field("field_0").str.strip_chars().str.to_lowercase()
     alt_cause = pl.col("cat").str.split_exact(":", 1).struct.field("field_1").str.strip_chars()
     is_alt = pl.col("item") == "alternative_cause"
-    df = df.with_columns(sbp_threshold.alias("sbp_threshold"),
-                         pl.when(is_alt).then(alt_finding).alias("alt_finding"),
-                         pl.when(is_alt).then(alt_cause).alias("alt_cause"))
+    df = df.with_columns(
+        sbp_threshold.alias("sbp_threshold"),
+        pl.when(is_alt).then(alt_finding).alias("alt_finding"),
+        pl.when(is_alt).then(alt_cause).alias("alt_cause"),
+    )
     # Stage 1: for each signal, the index of its latest row (within the patient).
     findings = ("fever", "hypotension", "hypoxia")
-    df = df.with_columns(
-        *[last_index(is_alt & (pl.col("alt_finding") == f)).alias(f"i_alt_{f}") for f in findings])
+    df = df.with_columns(*[last_index(is_alt & (pl.col("alt_finding") == f)).alias(f"i_alt_{f}") for f in findings])
     df = df.with_columns(*[pl.col("alt_cause").gather(pl.col(f"i_alt_{f}")).alias(f"alt_{f}") for f in findings])
     is_temp = pl.col("item") == "temperature"
     fever_row = is_temp & (pl.col("num") >= c.fever_celsius) & ~_attributed("fever")
     low_sbp = (pl.col("item") == "sbp") & (pl.col("num") < pl.col("sbp_threshold"))
-    low_map = ((pl.col("item") == "map") & (pl.col("num") < c.hypotension_map_mm_hg)
-               if c.hypotension_map_mm_hg is not None else pl.lit(False))
+    low_map = (
+        (pl.col("item") == "map") & (pl.col("num") < c.hypotension_map_mm_hg)
+        if c.hypotension_map_mm_hg is not None
+        else pl.lit(False)
+    )
     signals: dict[str, pl.Expr] = {
-        "fever": fever_row, "temp": is_temp, "bp": pl.col("item").is_in(["sbp", "map"]),
-        "o2": pl.col("item") == "oxygen", "flow": pl.col("item") == "oxygen_flow", "fio2": pl.col("item") == "fio2",
+        "fever": fever_row,
+        "temp": is_temp,
+        "bp": pl.col("item").is_in(["sbp", "map"]),
+        "o2": pl.col("item") == "oxygen",
+        "flow": pl.col("item") == "oxygen_flow",
+        "fio2": pl.col("item") == "fio2",
         **{p: pl.col("item") == p for p in pressors},
-        "waiver": pl.col("item").is_in(waiver_items), "antipyretic": pl.col("item").is_in(antipyretic),
-        "death": pl.col("item") == "death", "alt": is_alt, "il6": pl.col("item") == "il6",
+        "waiver": pl.col("item").is_in(waiver_items),
+        "antipyretic": pl.col("item").is_in(antipyretic),
+        "death": pl.col("item") == "death",
+        "alt": is_alt,
+        "il6": pl.col("item") == "il6",
         "crp": pl.col("item") == "crp",
     }
-    df = df.with_columns((low_sbp | low_map).alias("bp_low_here"),
-                         *[last_index(cond).alias(f"i_{name}") for name, cond in signals.items()])
+    df = df.with_columns(
+        (low_sbp | low_map).alias("bp_low_here"),
+        *[last_index(cond).alias(f"i_{name}") for name, cond in signals.items()],
+    )
 
     # Stage 2: the state = the values of those rows.
     def at(column: str, signal: str) -> pl.Expr:
         return pl.col(column).gather(pl.col(f"i_{signal}"))
 
-    cytokines = [pl.when(pl.col("item") == lab).then(pl.col("num") < pl.col("num").gather(shift1(pl.col(f"i_{lab}"))))
-                 .alias(f"{lab}_falling_here") for lab in ("il6", "crp")]
+    cytokines = [
+        pl.when(pl.col("item") == lab)
+        .then(pl.col("num") < pl.col("num").gather(shift1(pl.col(f"i_{lab}"))))
+        .alias(f"{lab}_falling_here")
+        for lab in ("il6", "crp")
+    ]
     df = df.with_columns(
-        at("t", "fever").alias("fever_t"), at("num", "fever").alias("fever_value"),
-        at("t", "temp").alias("temp_t"), at("num", "temp").alias("temp_value"),
+        at("t", "fever").alias("fever_t"),
+        at("num", "fever").alias("fever_value"),
+        at("t", "temp").alias("temp_t"),
+        at("num", "temp").alias("temp_value"),
         (pl.col("i_temp") == pl.col("i_fever")).fill_null(False).alias("temp_is_fever"),
-        at("t", "bp").alias("bp_t"), at("item", "bp").alias("bp_item"), at("num", "bp").alias("bp_value"),
+        at("t", "bp").alias("bp_t"),
+        at("item", "bp").alias("bp_item"),
+        at("num", "bp").alias("bp_value"),
         at("bp_low_here", "bp").alias("bp_low"),
-        at("cat", "o2").alias("o2_device"), at("t", "o2").alias("o2_device_t"),
-        at("num", "flow").alias("o2_flow"), at("t", "flow").alias("o2_flow_t"),
-        at("num", "fio2").alias("fio2"), at("t", "fio2").alias("fio2_t"),
+        at("cat", "o2").alias("o2_device"),
+        at("t", "o2").alias("o2_device_t"),
+        at("num", "flow").alias("o2_flow"),
+        at("t", "flow").alias("o2_flow_t"),
+        at("num", "fio2").alias("fio2"),
+        at("t", "fio2").alias("fio2_t"),
         *[at("num", p).fill_null(0.0).alias(f"rate_{p}") for p in pressors],
         *[at("t", p).alias(f"rate_{p}_t") for p in pressors],
-        at("t", "waiver").alias("waiver_drug_t"), at("item", "waiver").alias("waiver_drug"),
+        at("t", "waiver").alias("waiver_drug_t"),
+        at("item", "waiver").alias("waiver_drug"),
         at("t", "antipyretic").alias("antipyretic_t"),
-        at("cat", "death").alias("death_cause"), at("t", "death").alias("death_t"),
+        at("cat", "death").alias("death_cause"),
+        at("t", "death").alias("death_t"),
         at("t", "alt").alias("alt_t"),
         *cytokines,
     )
-    df = df.with_columns(at("il6_falling_here", "il6").alias("il6_falling"),
-                         at("crp_falling_here", "crp").alias("crp_falling"))
+    df = df.with_columns(
+        at("il6_falling_here", "il6").alias("il6_falling"), at("crp_falling_here", "crp").alias("crp_falling")
+    )
     # Only the state travels on: the per-row inputs and indexes would just be copied by the filter.
-    scratch = {"item", "num", "cat", "orig_value", "orig_unit", "source", "file", "line", "alt_finding", "alt_cause",
-               "bp_low_here", "il6_falling_here", "crp_falling_here", "sbp_threshold"}
+    scratch = {
+        "item",
+        "num",
+        "cat",
+        "orig_value",
+        "orig_unit",
+        "source",
+        "file",
+        "line",
+        "alt_finding",
+        "alt_cause",
+        "bp_low_here",
+        "il6_falling_here",
+        "crp_falling_here",
+        "sbp_threshold",
+    }
     df = df.select([c for c in df.columns if c not in scratch and not c.startswith("i_") and not c.startswith("_")])
     df = with_segment_start(last_row_per_time(df), [PID])
     return _derive_support(df, pressors, config)
@@ -132,22 +194,23 @@ def _derive_support(df: pl.DataFrame, pressors: list[str], config: GradingConfig
     counted = [p for p in pressors if p not in excluded]
     device_tier = pl.col("o2_device").replace_strict(device_grade, default=None, return_dtype=pl.Int8)
     # A flow belongs to the current device only if it was recorded with it or later.
-    flow = pl.when(pl.col("o2_device_t").is_null() | (pl.col("o2_flow_t") >= pl.col("o2_device_t"))) \
-        .then(pl.col("o2_flow"))
-    on_oxygen = (pl.when(pl.col("o2_device").is_not_null()).then(pl.col("o2_device") != "room_air")
-                 .otherwise(flow.fill_null(0) > 0))
+    flow = pl.when(pl.col("o2_device_t").is_null() | (pl.col("o2_flow_t") >= pl.col("o2_device_t"))).then(
+        pl.col("o2_flow")
+    )
+    on_oxygen = (
+        pl.when(pl.col("o2_device").is_not_null())
+        .then(pl.col("o2_device") != "room_air")
+        .otherwise(flow.fill_null(0) > 0)
+    )
     return df.with_columns(
         flow.alias("o2_flow_current"),
         on_oxygen.alias("on_oxygen"),
         device_tier.alias("o2_device_tier"),
         pl.sum_horizontal([(pl.col(f"rate_{p}") > 0).cast(pl.Int8) for p in counted]).alias("n_vasopressors"),
         pl.any_horizontal([pl.col(f"rate_{p}") > 0 for p in pressors]).alias("any_vasopressor"),
-        ((pl.col("t") - pl.col("fever_t")) * HOURS_PER_DAY <= c.fever_window_hours).fill_null(False)
-        .alias("febrile"),
-        ((pl.col("t") - pl.col("temp_t")) * HOURS_PER_DAY <= c.fever_window_hours).fill_null(False)
-        .alias("temp_known"),
-        ((pl.col("t") - pl.col("bp_t")) * HOURS_PER_DAY <= c.bp_validity_hours).fill_null(False)
-        .alias("bp_known"),
+        ((pl.col("t") - pl.col("fever_t")) * HOURS_PER_DAY <= c.fever_window_hours).fill_null(False).alias("febrile"),
+        ((pl.col("t") - pl.col("temp_t")) * HOURS_PER_DAY <= c.fever_window_hours).fill_null(False).alias("temp_known"),
+        ((pl.col("t") - pl.col("bp_t")) * HOURS_PER_DAY <= c.bp_validity_hours).fill_null(False).alias("bp_known"),
         _attributed("fever").alias("fever_attributed"),
         _attributed("hypotension").alias("hypotension_attributed"),
         _attributed("hypoxia").alias("hypoxia_attributed"),
@@ -169,51 +232,77 @@ def icans_state(events: pl.DataFrame, patients: pl.DataFrame, config: GradingCon
         return pl.col(column).filter(pl.col("item") == name).last().alias(name)
 
     # Scores given as items are summed at the time they were recorded; all items must be present.
-    per_time = neuro.group_by([PID, "t"], maintain_order=True).agg(
-        item_value("ice_score"), item_value("capd_score"),
-        *[item_value(i) for i in (*ice_items, *capd_items)],
-        *[item_value(d, "cat") for d in domains],
-        item_value("death", "cat").alias("death_here"),
-        *[pl.col("cat").filter((pl.col("item") == "alternative_cause")
-                               & pl.col("cat").str.to_lowercase().str.starts_with(f + ":")).last().alias(f"alt_raw_{f}")
-          for f in NEURO_FINDINGS],
-    ).sort([PID, "t"])
+    per_time = (
+        neuro.group_by([PID, "t"], maintain_order=True)
+        .agg(
+            item_value("ice_score"),
+            item_value("capd_score"),
+            *[item_value(i) for i in (*ice_items, *capd_items)],
+            *[item_value(d, "cat") for d in domains],
+            item_value("death", "cat").alias("death_here"),
+            *[
+                pl.col("cat")
+                .filter(
+                    (pl.col("item") == "alternative_cause") & pl.col("cat").str.to_lowercase().str.starts_with(f + ":")
+                )
+                .last()
+                .alias(f"alt_raw_{f}")
+                for f in NEURO_FINDINGS
+            ],
+        )
+        .sort([PID, "t"])
+    )
 
     def absent(names: list[str]) -> pl.Expr:
-        return pl.concat_str([pl.when(pl.col(n).is_null()).then(pl.lit(n)) for n in names], separator="; ",
-                             ignore_nulls=True)
+        return pl.concat_str(
+            [pl.when(pl.col(n).is_null()).then(pl.lit(n)) for n in names], separator="; ", ignore_nulls=True
+        )
 
     def given(names: list[str]) -> pl.Expr:
         return pl.any_horizontal([pl.col(n).is_not_null() for n in names])
 
     per_time = per_time.with_columns(
-        absent(ice_items).alias("ice_items_missing"), absent(capd_items).alias("capd_items_missing"),
-        given(ice_items).alias("ice_items_given"), given(capd_items).alias("capd_items_given"),
-        pl.sum_horizontal(ice_items).alias("ice_items_sum"), pl.sum_horizontal(capd_items).alias("capd_items_sum"))
-    ice_from_items = pl.when(pl.col("ice_items_given") & (pl.col("ice_items_missing") == "")) \
-        .then(pl.col("ice_items_sum"))
-    capd_from_items = pl.when(pl.col("capd_items_given") & (pl.col("capd_items_missing") == "")) \
-        .then(pl.col("capd_items_sum"))
+        absent(ice_items).alias("ice_items_missing"),
+        absent(capd_items).alias("capd_items_missing"),
+        given(ice_items).alias("ice_items_given"),
+        given(capd_items).alias("capd_items_given"),
+        pl.sum_horizontal(ice_items).alias("ice_items_sum"),
+        pl.sum_horizontal(capd_items).alias("capd_items_sum"),
+    )
+    ice_from_items = pl.when(pl.col("ice_items_given") & (pl.col("ice_items_missing") == "")).then(
+        pl.col("ice_items_sum")
+    )
+    capd_from_items = pl.when(pl.col("capd_items_given") & (pl.col("capd_items_missing") == "")).then(
+        pl.col("capd_items_sum")
+    )
     df = per_time.with_columns(
         pl.coalesce("ice_score", ice_from_items).alias("ice_here"),
         pl.coalesce("capd_score", capd_from_items).alias("capd_here"),
         pl.when(pl.col("ice_score").is_null() & pl.col("ice_items_given") & (pl.col("ice_items_missing") != ""))
-        .then(pl.col("ice_items_missing")).alias("ice_incomplete"),
+        .then(pl.col("ice_items_missing"))
+        .alias("ice_incomplete"),
         pl.when(pl.col("capd_score").is_null() & pl.col("capd_items_given") & (pl.col("capd_items_missing") != ""))
-        .then(pl.col("capd_items_missing")).alias("capd_incomplete"),
+        .then(pl.col("capd_items_missing"))
+        .alias("capd_incomplete"),
     ).join(patients.select(PID, "age_years"), on=PID, how="left", maintain_order="left")
     df = with_segment_start(df, [PID])
 
     df = df.with_columns(
-        ffill(pl.col(f"alt_raw_{f}").str.split_exact(":", 1).struct.field("field_1").str.strip_chars())
-        .alias(f"alt_{f}") for f in NEURO_FINDINGS)
+        ffill(pl.col(f"alt_raw_{f}").str.split_exact(":", 1).struct.field("field_1").str.strip_chars()).alias(
+            f"alt_{f}"
+        )
+        for f in NEURO_FINDINGS
+    )
 
     def stamp(name: str, column: str) -> list[pl.Expr]:
-        return [ffill(pl.col(column)).alias(f"{name}_value"),
-                last_time(pl.col(column).is_not_null()).alias(f"{name}_t")]
+        return [
+            ffill(pl.col(column)).alias(f"{name}_value"),
+            last_time(pl.col(column).is_not_null()).alias(f"{name}_t"),
+        ]
 
     df = df.with_columns(
-        *stamp("ice", "ice_here"), *stamp("capd", "capd_here"),
+        *stamp("ice", "ice_here"),
+        *stamp("capd", "capd_here"),
         *[e for d in domains for e in stamp(d, d)],
         ffill(pl.col("ice_incomplete")).alias("ice_incomplete_last"),
         ffill(pl.col("capd_incomplete")).alias("capd_incomplete_last"),
@@ -221,10 +310,11 @@ def icans_state(events: pl.DataFrame, patients: pl.DataFrame, config: GradingCon
         last_time(pl.col("death_here").is_not_null()).alias("death_t"),
     )
     i = config.icans
-    fresh = {name: ((pl.col("t") - pl.col(f"{name}_t")) * HOURS_PER_DAY <= i.neuro_validity_hours)
-             .fill_null(False) for name in ("ice", "capd", "consciousness", "global_aphasia")}
-    seizure_fresh = ((pl.col("t") - pl.col("seizure_t")) * HOURS_PER_DAY <= i.seizure_validity_hours) \
-        .fill_null(False)
+    fresh = {
+        name: ((pl.col("t") - pl.col(f"{name}_t")) * HOURS_PER_DAY <= i.neuro_validity_hours).fill_null(False)
+        for name in ("ice", "capd", "consciousness", "global_aphasia")
+    }
+    seizure_fresh = ((pl.col("t") - pl.col("seizure_t")) * HOURS_PER_DAY <= i.seizure_validity_hours).fill_null(False)
     return df.with_columns(
         *[v.alias(f"{k}_fresh") for k, v in fresh.items()],
         seizure_fresh.alias("seizure_fresh"),
