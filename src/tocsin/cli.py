@@ -130,6 +130,21 @@ def batch(
     )
 
 
+@app.command()
+def config(
+    config_file: Annotated[Path | None, typer.Option("--config", help="Show this file's values instead.")] = None,
+) -> None:
+    """Print the grading configuration (defaults, or a file's) as an annotated TOML file to copy and edit."""
+    from tocsin.config import annotated_toml
+
+    try:
+        chosen = load_config(config_file) if config_file else GradingConfig()
+    except ConfigFileError as exc:
+        _fail(str(exc))
+        return
+    sys.stdout.write(annotated_toml(chosen))
+
+
 def example_files() -> list[Path]:
     """The bundled example courses: packaged in a wheel, or the repository's ``examples/`` in a checkout."""
     packaged = resources.files("tocsin").joinpath("examples")

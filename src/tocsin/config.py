@@ -47,7 +47,7 @@ class CrsConfig(_Section):
         "is hypotension (Mahadeo 2019 for > 10 y; adult practice).",
     )
     hypotension_map_mm_hg: float | None = Field(
-        65.0, description="MAP below this is hypotension (adult practice); null disables the MAP rule."
+        65.0, description="MAP below this is hypotension (adult practice); 0 (or null in YAML) disables the MAP rule."
     )
     pediatric_sbp_base_mm_hg: float = Field(
         70.0, description="Children 1-10 y: SBP < base + per_year × age (Mahadeo 2019, doi:10.1038/s41571-018-0075-2)."
@@ -121,3 +121,33 @@ class GradingConfig(_Section):
 
     def describe(self) -> dict:
         return {"name": self.name, "fingerprint": self.fingerprint(), **self.model_dump(mode="json")}
+
+
+def annotated_toml(config: GradingConfig) -> str:
+    """The configuration as a TOML file a centre can copy and edit, each value with its description."""
+    lines = [f"# Tocsin grading configuration (fingerprint {config.fingerprint()}).",
+             "# Copy, change what your centre decides differently, and pass it with --config.", ""]
+
+    def value(v: object) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, str):
+            return f'"{v}"'
+        return "# (none)" if v is None else str(v)
+
+    def emit(model: BaseModel) -> None:
+        for name, field in type(model).model_fields.items():
+            current = getattr(model, name)
+            if isinstance(current, BaseModel):
+                continue
+            if field.description:
+                lines.append("# " + " ".join(field.description.split()))
+            lines.append(f"{'# ' if current is None else ''}{name} = {value(current)}")
+
+    emit(config)
+    for name, field in type(config).model_fields.items():
+        section = getattr(config, name)
+        if isinstance(section, BaseModel):
+            lines += ["", f"[{name}]"]
+            emit(section)
+    return "\n".join(lines) + "\n"

@@ -7,7 +7,8 @@ Shape (keys are stable; new keys may be added)::
          "crs":   {"scale", "scale_version", "citation", "doi", "max_grade", "onset_day", "n_episodes",
                    "days_at_grade", "episodes": [{"onset_day", "peak_grade", "peak_day", "resolved_day",
                    "duration_days", "ongoing", "recurrence"}],
-                   "timeline": [{"day", "time", "grade", "domain", "evidence", "rule", "missing", ...}]},
+                   "timeline": [{"day", "time", "grade", "domain", "evidence", "rule", "missing", ...}],
+                   "rules": {rule_id: guideline sentence}},
          "icans": {same keys}}],
      "input_problems": [{"file", "line", "patient_id", "field", "value", "message", "fix", "severity"}]}
 """
@@ -77,8 +78,15 @@ def _toxicity(result: ToxicityResult, infusion_times: dict[str, Any]) -> dict[st
             "days_at_grade": {c.removeprefix("days_grade_"): row[c] or 0 for c in grade_columns},
             "episodes": episodes.get(pid, []),
             "timeline": timelines.get(pid, []),
+            "rules": _rules_used(result, timelines.get(pid, [])),
         }
     return out
+
+
+def _rules_used(result: ToxicityResult, timeline: list[dict[str, Any]]) -> dict[str, str]:
+    """The guideline sentence behind every rule id in this timeline (ids resolve within ``scale``)."""
+    used = {row["rule"] for row in timeline if row["rule"]}
+    return {r.id: r.text for r in result.scale.rules if r.id in used}
 
 
 def _empty(result: ToxicityResult) -> dict[str, Any]:

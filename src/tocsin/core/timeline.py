@@ -102,7 +102,7 @@ def crs_state(
     low_sbp = (pl.col("item") == "sbp") & (pl.col("num") < pl.col("sbp_threshold"))
     low_map = (
         (pl.col("item") == "map") & (pl.col("num") < c.hypotension_map_mm_hg)
-        if c.hypotension_map_mm_hg is not None
+        if c.hypotension_map_mm_hg
         else pl.lit(False)
     )
     signals: dict[str, pl.Expr] = {
