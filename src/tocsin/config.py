@@ -125,8 +125,11 @@ class GradingConfig(_Section):
 
 def annotated_toml(config: GradingConfig) -> str:
     """The configuration as a TOML file a centre can copy and edit, each value with its description."""
-    lines = [f"# Tocsin grading configuration (fingerprint {config.fingerprint()}).",
-             "# Copy, change what your centre decides differently, and pass it with --config.", ""]
+    lines = [
+        f"# Tocsin grading configuration (fingerprint {config.fingerprint()}).",
+        "# Copy, change what your centre decides differently, and pass it with --config.",
+        "",
+    ]
 
     def value(v: object) -> str:
         if isinstance(v, bool):

@@ -97,11 +97,12 @@ def _strip_labels(df: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
     return df.with_columns(pl.col(c).cast(pl.Utf8).str.strip_chars().cast(pl.Categorical) for c in padded)
 
 
-def parse_numbers(df: pl.DataFrame, text: str, out: str) -> pl.DataFrame:
-    """``out`` = ``text`` read as a number. Values that do not parse at first (blanks around them, a
-    decimal comma) are cleaned and read again; clean input never pays for the cleaning."""
+def parse_numbers(df: pl.DataFrame, text: str, out: str, only: pl.Expr | None = None) -> pl.DataFrame:
+    """``out`` = ``text`` read as a number (on the rows where ``only`` holds). Values that do not parse at
+    first (blanks around them, a decimal comma) are cleaned and read again; clean input never pays for
+    the cleaning."""
     df = df.with_columns(pl.col(text).cast(pl.Float64, strict=False).fill_nan(None).alias(out))
-    retry = pl.col(out).is_null() & pl.col(text).is_not_null()
+    retry = pl.col(out).is_null() & pl.col(text).is_not_null() & (only if only is not None else pl.lit(True))
     if df.select(retry.any()).item():
         cleaned = pl.col(text).str.strip_chars().str.replace(",", ".", literal=True).cast(pl.Float64, strict=False)
         df = df.with_columns(pl.when(retry).then(cleaned.fill_nan(None)).otherwise(pl.col(out)).alias(out))
@@ -129,8 +130,8 @@ def parse_iso_times(text: pl.Expr) -> pl.Expr:
 
 
 def _prepare(raw: pl.DataFrame) -> pl.DataFrame:
-    """Uniform column types. Repetitive text (patient, unit, source, file) becomes Categorical: the frame is
-    filtered and joined several times, and copying category codes costs far less than copying strings.
+    """Uniform column types. Patient and unit become Categorical: rows are matched on them by code
+    (infusion, unit conversion), and a change of patient is a code comparison.
     ``item`` needs no cleaning here (each distinct spelling is resolved once), nor does ``value`` (each
     value type cleans what it reads)."""
     cols = raw.columns
@@ -142,9 +143,7 @@ def _prepare(raw: pl.DataFrame) -> pl.DataFrame:
         (pl.col("unit").cast(pl.Utf8).fill_null("") if "unit" in cols else pl.lit(""))
         .cast(pl.Categorical)
         .alias("unit"),
-        (pl.col("source").cast(pl.Utf8) if "source" in cols else pl.lit(None, pl.Utf8))
-        .cast(pl.Categorical)
-        .alias("source"),
+        (pl.col("source").cast(pl.Utf8) if "source" in cols else pl.lit(None, pl.Utf8)).alias("source"),
         pl.col("file").cast(pl.Categorical),
         pl.col("line").cast(pl.Int64),
     ]
@@ -184,7 +183,7 @@ def _prepare(raw: pl.DataFrame) -> pl.DataFrame:
             pl.lit(None, pl.Utf8).alias("time_raw"),
             pl.lit(None, pl.Datetime("us")).alias("time_dt"),
         ]
-    df = _strip_labels(raw.select(exprs), ["patient_id", "unit", "source"]).with_row_index("_row")
+    df = _strip_labels(raw.select(exprs), ["patient_id", "unit"]).with_row_index("_row")
     if "day" in cols and not schema["day"].is_numeric():
         df = parse_numbers(df, "day_raw", "day_num")
     return df
@@ -247,119 +246,132 @@ def _conversion_table(pairs: pl.DataFrame, vocabulary: Vocabulary) -> pl.DataFra
     )
 
 
-def _numeric_table(vocabulary: Vocabulary) -> pl.DataFrame:
+def _item_table(vocabulary: Vocabulary) -> pl.DataFrame:
+    """Per item: value type, plausible range, canonical unit, integer and fraction flags."""
     rows = [
-        (n, d.range[0], d.range[1], d.unit, d.integer, d.fraction_to_percent)
+        (n, d.value_type, *(d.range or (None, None)), d.unit, d.integer, d.fraction_to_percent)
         for n, d in vocabulary.items.items()
-        if d.value_type == "number" and d.range
     ]
-    return pl.DataFrame(
-        rows,
-        orient="row",
-        schema={
-            "item_canonical": pl.Utf8,
-            "lo": pl.Float64,
-            "hi": pl.Float64,
-            "canonical_unit": pl.Utf8,
-            "integer": pl.Boolean,
-            "fraction": pl.Boolean,
-        },
-    )
+    schema = {
+        "item": item_enum(vocabulary),
+        "value_type": pl.Utf8,
+        "lo": pl.Float64,
+        "hi": pl.Float64,
+        "canonical_unit": pl.Utf8,
+        "integer": pl.Boolean,
+        "fraction": pl.Boolean,
+    }
+    return pl.DataFrame(rows, orient="row", schema=schema)
+
+
+def item_enum(vocabulary: Vocabulary) -> pl.Enum:
+    """The vocabulary's item names as a Polars Enum (the dtype of ``item`` in canonical events)."""
+    return pl.Enum(list(vocabulary.items))
+
+
+class _Screen:
+    """Refuses rows by marking them, not by filtering: millions of rows are copied once, at the end.
+
+    Each check evaluates its condition on the rows not yet refused; the (usually empty) offending rows
+    become error-table rows, and only then is the mark updated.
+    """
+
+    def __init__(self, df: pl.DataFrame) -> None:
+        self.df = df.with_columns(pl.lit(False).alias("_refused"))
+        self.errors: list[pl.DataFrame] = []
+
+    def check(
+        self,
+        condition: pl.Expr,
+        field_name: str,
+        message: pl.Expr,
+        fix: pl.Expr,
+        value: pl.Expr | None = None,
+        severity: str = "error",
+    ) -> None:
+        condition = condition.fill_null(False) & ~pl.col("_refused")
+        offending = self.df.filter(condition)
+        if offending.height == 0:
+            return
+        self.errors.append(_error_frame(offending, field_name, message, fix, value, severity))
+        if severity == "error":
+            self.df = self.df.with_columns((pl.col("_refused") | condition).alias("_refused"))
+
+    def refuse_rows(self, errors: pl.DataFrame, rows: pl.Series) -> None:
+        """Refuse rows found on a subset (by ``_row``), with their already built error rows."""
+        if rows.len() == 0:
+            return
+        self.errors.append(errors)
+        self.df = self.df.with_columns((pl.col("_refused") | pl.col("_row").is_in(rows.implode())).alias("_refused"))
 
 
 def normalise_events(
     raw: pl.DataFrame, vocabulary: Vocabulary, limits: IngestLimits = IngestLimits()
 ) -> NormalisedEvents:
     """Validate and convert raw event rows. Never raises for bad rows: they go to ``errors``."""
-    df = _prepare(raw)
-    errors: list[pl.DataFrame] = []
+    screen = _Screen(_prepare(raw))
+    screen.check(
+        pl.col("patient_id").is_null() | (pl.col("patient_id") == ""),
+        "patient_id",
+        pl.lit("patient_id is empty"),
+        pl.lit("give every row the patient's identifier"),
+        pl.col("patient_id"),
+    )
+    _resolve_items(screen, vocabulary)
+    _resolve_times(screen, limits)
+    screen.check(
+        pl.col("value").is_null() | (pl.col("value") == ""),
+        "value",
+        pl.format("value is empty for '{}'", pl.col("item")),
+        pl.lit("give the observed value or drop the row"),
+    )
+    _numbers(screen, vocabulary)
+    _non_numbers(screen, vocabulary)
 
-    missing_pid = pl.col("patient_id").is_null() | (pl.col("patient_id") == "")
-    errors.append(
-        _error_frame(
-            df.filter(missing_pid),
-            "patient_id",
-            pl.lit("patient_id is empty"),
-            pl.lit("give every row the patient's identifier"),
-            pl.col("patient_id"),
+    df = screen.df
+    if df.select(pl.col("_refused").any()).item():
+        df = df.filter(~pl.col("_refused"))
+    originals = df.with_columns(pl.col("value").alias("orig_value"), pl.col("unit").alias("orig_unit"))
+    events = _sorted(originals.select(CANONICAL_COLUMNS))
         )
     )
-    df = df.filter(~missing_pid)
-
-    # --- item names -------------------------------------------------------------------------
-    # Item names have few distinct spellings: resolve each once, then map every row.
-    spellings = df.get_column("item").unique().drop_nulls().to_list()
-    resolved = {raw_name: vocabulary.resolve_item(raw_name) for raw_name in spellings}
-    df = df.with_columns(
-        pl.col("item").replace_strict(resolved, default=None, return_dtype=pl.Utf8).alias("item_canonical")
-    )
-    unknown = df.filter(pl.col("item_canonical").is_null())
-    if unknown.height:
-        names = unknown.get_column("item").unique().to_list()
-        hint = {n: vocabulary.nearest_item(n or "") for n in names}
-        fixes = pl.DataFrame(
-            {
-                "item": names,
-                "fix": [
-                    (f"did you mean '{hint[n]}'? " if hint[n] else "") + "valid items are listed in docs/vocabulary.md"
-                    for n in names
-                ],
-            },
-            schema={"item": pl.Utf8, "fix": pl.Utf8},
-        )
-        unknown = unknown.join(fixes, on="item", how="left", nulls_equal=True)
-        errors.append(
-            _error_frame(unknown, "item", pl.format("unknown item '{}'", pl.col("item")), pl.col("fix"), pl.col("item"))
-        )
-    df = df.filter(pl.col("item_canonical").is_not_null()).drop("item").rename({"item_canonical": "item"})
-    value_types = pl.DataFrame(
-        {"item": list(vocabulary.items), "value_type": [d.value_type for d in vocabulary.items.values()]}
-    )
-    df = df.join(value_types, on="item", how="left")
-
-    # --- time -------------------------------------------------------------------------------
-    df, time_errors = _resolve_times(df, limits)
-    errors.extend(time_errors)
-    df_times = df.select("patient_id", "infusion_time").unique("patient_id")
-
-    # --- values -----------------------------------------------------------------------------
-    missing_value = pl.col("value").is_null() | (pl.col("value") == "")
-    errors.append(
-        _error_frame(
-            df.filter(missing_value),
-            "value",
-            pl.format("value is empty for '{}'", pl.col("item")),
-            pl.lit("give the observed value or drop the row"),
-        )
-    )
-    df = df.filter(~missing_value)
-
-    is_number = pl.col("value_type") == "number"
-    numbers, number_errors = _numbers(df.filter(is_number), vocabulary)
-    errors.extend(number_errors)
-    others = df.filter(~is_number)
-    categories, category_errors = _categories(others.filter(pl.col("value_type") == "category"), vocabulary)
-    errors.extend(category_errors)
-    booleans, boolean_errors = _booleans(others.filter(pl.col("value_type") == "boolean"))
-    errors.extend(boolean_errors)
-    texts, text_errors = _texts(others.filter(pl.col("value_type").is_in(["text", "date"])))
-    errors.extend(text_errors)
-
-    # Back to input order (an integer sort), which is usually already patient/time order.
-    events = _sorted(
-        pl.concat([numbers, categories, booleans, texts], how="vertical").sort("_row").select(CANONICAL_COLUMNS)
-    )
-    # Items as an Enum of the vocabulary: the core compares items millions of times.
-    events = events.with_columns(pl.col("item").cast(item_enum(vocabulary)))
+    errors = screen.errors or [pl.DataFrame(schema=ERROR_SCHEMA)]
     error_frame = pl.concat([e.cast(ERROR_SCHEMA) for e in errors], how="vertical").sort(
         ["file", "line", "field"], nulls_last=True
     )
-    return NormalisedEvents(events=events, errors=error_frame, patients=_patient_table(events, df_times))
+    infusion_times = df.select("patient_id", "infusion_time").unique("patient_id")
+    return NormalisedEvents(events=events, errors=error_frame, patients=_patient_table(events, infusion_times))
 
 
-def item_enum(vocabulary: Vocabulary) -> pl.Enum:
-    """The vocabulary's item names as a Polars Enum (the dtype of ``item`` in canonical events)."""
-    return pl.Enum(list(vocabulary.items))
+def _resolve_items(screen: _Screen, vocabulary: Vocabulary) -> None:
+    """Item names have few distinct spellings: each is resolved once, then every row is mapped."""
+    spellings = screen.df.get_column("item").unique().drop_nulls().to_list()
+    resolved = {raw_name: vocabulary.resolve_item(raw_name) for raw_name in spellings}
+    unknown = [name for name, item in resolved.items() if item is None]
+    spelling = pl.col("item").cast(pl.Categorical)  # then each row maps a code, not a string
+    screen.df = screen.df.with_columns(
+        pl.col("item").alias("item_raw"),
+        spelling.replace_strict(resolved, default=None, return_dtype=pl.Utf8).cast(item_enum(vocabulary)),
+    )
+    fixes = {}
+    for name in unknown:
+        hint = vocabulary.nearest_item(name)
+        fixes[name] = (f"did you mean '{hint}'? " if hint else "") + "valid items are listed in docs/vocabulary.md"
+    screen.check(
+        pl.col("item").is_null(),
+        "item",
+        pl.format("unknown item '{}'", pl.col("item_raw")),
+        pl.col("item_raw").replace_strict(
+            fixes, default="valid items are listed in docs/vocabulary.md", return_dtype=pl.Utf8
+        ),
+        pl.col("item_raw"),
+    )
+    # Item attributes by the Enum code: a gather from a table of one row per item, no join.
+    table = _item_table(vocabulary)
+    code = pl.col("item").to_physical()
+    screen.df = screen.df.with_columns(
+        pl.lit(table.get_column(c)).gather(code).alias(c) for c in table.columns if c != "item"
+    )
 
 
 def _sorted(events: pl.DataFrame) -> pl.DataFrame:
@@ -374,52 +386,39 @@ def _sorted(events: pl.DataFrame) -> pl.DataFrame:
     return events.sort(keys)
 
 
-def _resolve_times(df: pl.DataFrame, limits: IngestLimits) -> tuple[pl.DataFrame, list[pl.DataFrame]]:
-    errors: list[pl.DataFrame] = []
-    no_time = ~pl.col("has_day") & ~pl.col("has_time")
-    bad_day = pl.col("has_day") & pl.col("day_num").is_null()
-    bad_time = ~pl.col("has_day") & pl.col("has_time") & pl.col("time_dt").is_null()
-    errors.append(
-        _error_frame(
-            df.filter(no_time),
-            "time",
-            pl.lit("row has neither time nor day"),
-            pl.lit("give an ISO 8601 time (2024-05-01T08:00) or day since infusion (2.5)"),
-            pl.lit(""),
-        )
+def _resolve_times(screen: _Screen, limits: IngestLimits) -> None:
+    screen.check(
+        ~pl.col("has_day") & ~pl.col("has_time"),
+        "time",
+        pl.lit("row has neither time nor day"),
+        pl.lit("give an ISO 8601 time (2024-05-01T08:00) or day since infusion (2.5)"),
+        pl.lit(""),
     )
     day_text = pl.coalesce(pl.col("day_raw"), pl.lit("NaN"))
-    errors.append(
-        _error_frame(
-            df.filter(bad_day),
-            "day",
-            pl.format("day '{}' is not a number", day_text),
-            pl.lit("give days since infusion as a number, e.g. 2.5"),
-            day_text,
-        )
+    screen.check(
+        pl.col("has_day") & pl.col("day_num").is_null(),
+        "day",
+        pl.format("day '{}' is not a number", day_text),
+        pl.lit("give days since infusion as a number, e.g. 2.5"),
+        day_text,
     )
-    errors.append(
-        _error_frame(
-            df.filter(bad_time),
-            "time",
-            pl.format("time '{}' is not ISO 8601", pl.col("time_raw")),
-            pl.lit("write times like 2024-05-01T08:00:00"),
-            pl.col("time_raw"),
-        )
+    screen.check(
+        ~pl.col("has_day") & pl.col("has_time") & pl.col("time_dt").is_null(),
+        "time",
+        pl.format("time '{}' is not ISO 8601", pl.col("time_raw")),
+        pl.lit("write times like 2024-05-01T08:00:00"),
+        pl.col("time_raw"),
     )
-    df = df.filter(~(no_time | bad_day | bad_time))
 
-    infusions = df.filter(pl.col("item") == "infusion").sort("line")
+    infusions = screen.df.filter((pl.col("item") == "infusion") & ~pl.col("_refused")).sort("line")
     first = infusions.group_by("patient_id", maintain_order=True).agg(
         pl.col("time_dt").first().alias("infusion_time"),
         pl.col("day_num").first().alias("infusion_day"),
+        pl.col("_row").first().alias("infusion_row"),
         pl.col("line").first().alias("infusion_line"),
-        pl.col("file").first().alias("infusion_file"),
     )
-    repeated = infusions.join(first, on="patient_id").filter(
-        (pl.col("line") != pl.col("infusion_line")) | (pl.col("file") != pl.col("infusion_file"))
-    )
-    errors.append(
+    repeated = infusions.join(first, on="patient_id").filter(pl.col("_row") != pl.col("infusion_row"))
+    screen.refuse_rows(
         _error_frame(
             repeated,
             "item",
@@ -430,265 +429,237 @@ def _resolve_times(df: pl.DataFrame, limits: IngestLimits) -> tuple[pl.DataFrame
             ),
             pl.lit("keep one infusion row per patient; a re-infusion is a new course"),
             pl.col("item"),
-        )
+        ),
+        repeated.get_column("_row"),
     )
-    df = df.join(
-        first.select("patient_id", "infusion_time", "infusion_day", "infusion_line", "infusion_file"),
-        on="patient_id",
-        how="left",
+    # Each row finds its patient's infusion by the patient's category code (a gather, not a join).
+    patient_code = pl.col("patient_id").to_physical()
+    codes = first.select(patient_code).to_series().to_list()
+    position = patient_code.replace_strict(
+        dict(zip(codes, range(len(codes)), strict=True)), default=None, return_dtype=pl.Int64
     )
-    df = df.filter(
-        ~(
-            (pl.col("item") == "infusion")
-            & ((pl.col("line") != pl.col("infusion_line")) | (pl.col("file") != pl.col("infusion_file")))
-        )
+    screen.df = screen.df.with_columns(position.alias("_infusion"))
+    screen.df = screen.df.with_columns(
+        pl.lit(first.get_column(c)).gather(pl.col("_infusion")).alias(c)
+        for c in ("infusion_time", "infusion_day", "infusion_row")
     )
-    no_infusion = pl.col("infusion_line").is_null()
-    errors.append(
-        _error_frame(
-            df.filter(no_infusion),
-            "item",
-            pl.format("patient '{}' has no infusion row, so day 0 is unknown", pl.col("patient_id")),
-            pl.format("add a row: {},<time or day 0>,infusion,<product>", pl.col("patient_id")),
-            pl.col("item"),
-        )
+    screen.check(
+        pl.col("infusion_row").is_null(),
+        "item",
+        pl.format("patient '{}' has no infusion row, so day 0 is unknown", pl.col("patient_id")),
+        pl.format("add a row: {},<time or day 0>,infusion,<product>", pl.col("patient_id")),
+        pl.col("item"),
     )
-    df = df.filter(~no_infusion)
-
-    needs_anchor = pl.col("day_num").is_null() & pl.col("infusion_time").is_null()
-    errors.append(
-        _error_frame(
-            df.filter(needs_anchor),
-            "time",
-            pl.lit("row has a clock time but the patient's infusion row has only a day"),
-            pl.lit("give the infusion row a time, or give this row a day"),
-            pl.coalesce(pl.col("time_raw"), pl.col("time_dt").cast(pl.Utf8)),
-        )
+    screen.check(
+        pl.col("day_num").is_null() & pl.col("infusion_time").is_null(),
+        "time",
+        pl.lit("row has a clock time but the patient's infusion row has only a day"),
+        pl.lit("give the infusion row a time, or give this row a day"),
+        pl.coalesce(pl.col("time_raw"), pl.col("time_dt").cast(pl.Utf8)),
     )
-    df = df.filter(~needs_anchor)
     from_time = (pl.col("time_dt") - pl.col("infusion_time")).dt.total_microseconds() / 86_400e6
-    df = df.with_columns(
+    screen.df = screen.df.with_columns(
         pl.when(pl.col("day_num").is_not_null())
         .then(pl.col("day_num") - pl.col("infusion_day").fill_null(0.0))
         .otherwise(from_time)
         .alias("t")
     )
-
     course = ~pl.col("item").is_in(PATIENT_ITEMS)
-    too_early = course & (pl.col("t") < limits.earliest_day)
-    errors.append(
-        _error_frame(
-            df.filter(too_early),
-            "time",
-            pl.format(
-                "day {} is before the earliest plausible day ({} days before infusion)",
-                pl.col("t").round(2),
-                pl.lit(-limits.earliest_day),
-            ),
-            pl.lit("check the date or the infusion date"),
-            pl.col("t"),
-        )
+    screen.check(
+        course & (pl.col("t") < limits.earliest_day),
+        "time",
+        pl.format(
+            "day {} is before the earliest plausible day ({} days before infusion)",
+            pl.col("t").round(2),
+            pl.lit(-limits.earliest_day),
+        ),
+        pl.lit("check the date or the infusion date"),
+        pl.col("t"),
     )
-    bad = too_early
     if limits.not_after is not None:
-        too_late = course & (pl.col("time_dt") > limits.not_after).fill_null(False)
-        errors.append(
-            _error_frame(
-                df.filter(too_late),
-                "time",
-                pl.lit("time is in the future"),
-                pl.lit("check the date"),
-                pl.coalesce(pl.col("time_raw"), pl.col("time_dt").cast(pl.Utf8)),
-            )
+        screen.check(
+            course & (pl.col("time_dt") > limits.not_after),
+            "time",
+            pl.lit("time is in the future"),
+            pl.lit("check the date"),
+            pl.coalesce(pl.col("time_raw"), pl.col("time_dt").cast(pl.Utf8)),
         )
-        bad = bad | too_late
-    df = df.filter(~bad)
-    return df, errors
 
 
-def _numbers(df: pl.DataFrame, vocabulary: Vocabulary) -> tuple[pl.DataFrame, list[pl.DataFrame]]:
-    errors: list[pl.DataFrame] = []
-    df = parse_numbers(df, "value", "raw_num")
-    not_number = pl.col("raw_num").is_null()
-    errors.append(
-        _error_frame(
-            df.filter(not_number),
-            "value",
-            pl.format("'{}' is not a number for '{}'", pl.col("value"), pl.col("item")),
-            pl.lit("give a plain number"),
-        )
+def _numbers(screen: _Screen, vocabulary: Vocabulary) -> None:
+    is_number = pl.col("value_type") == "number"
+    screen.df = parse_numbers(screen.df, "value", "raw_num", only=is_number)
+    screen.check(
+        is_number & pl.col("raw_num").is_null(),
+        "value",
+        pl.format("'{}' is not a number for '{}'", pl.col("value"), pl.col("item")),
+        pl.lit("give a plain number"),
     )
-    df = df.filter(~not_number)
-
-    conversions = _conversion_table(df.select("item", "unit").unique().sort(["item", "unit"]), vocabulary)
-    df = df.join(
-        conversions.rename({"item_canonical": "item"}).cast({"unit": pl.Categorical}), on=["item", "unit"], how="left"
+    pairs = (
+        screen.df.lazy()
+        .filter(is_number & ~pl.col("_refused"))
+        .select("item", "unit")
+        .unique()
+        .sort(["item", "unit"])
+        .collect()
     )
-    errors.append(
-        _error_frame(
-            df.filter(pl.col("unit_problem").is_not_null()),
-            "unit",
-            pl.format("{} (item '{}')", pl.col("unit_problem"), pl.col("item")),
-            pl.lit("use a UCUM unit listed for the item in docs/vocabulary.md"),
-            pl.col("unit"),
-        )
+    conversions = _conversion_table(pairs.with_columns(pl.col("item").cast(pl.Utf8)), vocabulary)
+    # Rows find their conversion by (item code, unit code): one integer lookup instead of a two-key join.
+    pair_key = pl.col("item").to_physical().cast(pl.UInt64) * (1 << 32) + pl.col("unit").to_physical().cast(pl.UInt64)
+    keys = pairs.select(pair_key).to_series().to_list()
+    index = pair_key.replace_strict(dict(zip(keys, range(len(keys)), strict=True)), default=None, return_dtype=pl.Int64)
+    screen.df = screen.df.with_columns(index.alias("_conversion"))
+    screen.df = screen.df.with_columns(
+        pl.lit(conversions.get_column(c)).gather(pl.col("_conversion")).alias(c)
+        for c in ("scale", "offset", "per_kg", "unit_problem")
     )
-    df = df.filter(pl.col("unit_problem").is_null())
+    screen.check(
+        is_number & pl.col("unit_problem").is_not_null(),
+        "unit",
+        pl.format("{} (item '{}')", pl.col("unit_problem"), pl.col("item")),
+        pl.lit("use a UCUM unit listed for the item in docs/vocabulary.md"),
+        pl.col("unit"),
+    )
 
     weights = (
-        df.filter(pl.col("item") == "weight")
+        screen.df.filter((pl.col("item") == "weight") & ~pl.col("_refused"))
         .sort("line")
         .group_by("patient_id")
         .agg((pl.col("raw_num") * pl.col("scale")).first().alias("weight_kg"))
     )
-    df = df.join(weights, on="patient_id", how="left")
+    screen.df = screen.df.join(weights, on="patient_id", how="left", maintain_order="left")
     # A per-kg drug dose without a weight is still a documented administration (it matters for the
     # fever waiver): keep it with an unknown mg dose and warn. A per-kg vasopressor rate without a
     # weight is refused: its rate is part of the grade.
-    needs_weight = pl.col("per_kg") & pl.col("weight_kg").is_null()
+    needs_weight = is_number & pl.col("per_kg") & pl.col("weight_kg").is_null()
     is_drug = pl.col("item").is_in(vocabulary.names_where(kind="drug"))
-    errors.append(
-        _error_frame(
-            df.filter(needs_weight & ~is_drug),
-            "unit",
-            pl.format("'{}' in {} needs the patient's weight", pl.col("item"), pl.col("unit")),
-            pl.lit("add a 'weight' row (kg) for the patient, or give the absolute rate"),
-            pl.col("unit"),
-        )
+    screen.check(
+        needs_weight & ~is_drug,
+        "unit",
+        pl.format("'{}' in {} needs the patient's weight", pl.col("item"), pl.col("unit")),
+        pl.lit("add a 'weight' row (kg) for the patient, or give the absolute rate"),
+        pl.col("unit"),
     )
-    errors.append(
-        _error_frame(
-            df.filter(needs_weight & is_drug),
-            "unit",
-            pl.format(
-                "'{}' {} {} kept, but its mg dose is unknown without the patient's weight",
-                pl.col("item"),
-                pl.col("value"),
-                pl.col("unit"),
-            ),
-            pl.lit("add a 'weight' row (kg) to compute the mg dose"),
+    screen.check(
+        needs_weight & is_drug,
+        "unit",
+        pl.format(
+            "'{}' {} {} kept, but its mg dose is unknown without the patient's weight",
+            pl.col("item"),
+            pl.col("value"),
             pl.col("unit"),
-            severity="warning",
-        )
+        ),
+        pl.lit("add a 'weight' row (kg) to compute the mg dose"),
+        pl.col("unit"),
+        severity="warning",
     )
-    df = df.filter(~(needs_weight & ~is_drug))
 
-    ranges = _numeric_table(vocabulary).rename({"item_canonical": "item"})
-    df = df.join(ranges, on="item", how="left")
     num = pl.col("raw_num") * pl.col("scale") + pl.col("offset")
     num = pl.when(pl.col("per_kg")).then(num * pl.col("weight_kg")).otherwise(num)  # null without weight
     bare_fraction = pl.col("fraction") & (pl.col("unit") == "") & (pl.col("raw_num") <= 1.0)
     num = pl.when(bare_fraction).then(pl.col("raw_num") * 100).otherwise(num)
-    df = df.with_columns(num.round(_DECIMALS).alias("num"))
-    implausible = ((pl.col("num") < pl.col("lo")) | (pl.col("num") > pl.col("hi"))).fill_null(False)
-    errors.append(
-        _error_frame(
-            df.filter(implausible),
-            "value",
-            pl.format(
-                "{} {} is implausible for '{}' (= {} {}; accepted {}..{} {})",
-                pl.col("value"),
-                pl.col("unit"),
-                pl.col("item"),
-                pl.col("num"),
-                pl.col("canonical_unit"),
-                pl.col("lo"),
-                pl.col("hi"),
-                pl.col("canonical_unit"),
-            ),
-            pl.lit("check the value and its unit"),
-        )
+    screen.df = screen.df.with_columns(pl.when(is_number).then(num.round(_DECIMALS)).alias("num"))
+    implausible = (pl.col("num") < pl.col("lo")) | (pl.col("num") > pl.col("hi"))
+    screen.check(
+        implausible,
+        "value",
+        pl.format(
+            "{} {} is implausible for '{}' (= {} {}; accepted {}..{} {})",
+            pl.col("value"),
+            pl.col("unit"),
+            pl.col("item"),
+            pl.col("num"),
+            pl.col("canonical_unit"),
+            pl.col("lo"),
+            pl.col("hi"),
+            pl.col("canonical_unit"),
+        ),
+        pl.lit("check the value and its unit"),
     )
-    not_integer = (pl.col("integer") & (pl.col("num") != pl.col("num").round(0))).fill_null(False)
-    errors.append(
-        _error_frame(
-            df.filter(not_integer & ~implausible),
-            "value",
-            pl.format("'{}' must be a whole number for '{}'", pl.col("value"), pl.col("item")),
-            pl.lit("give the score as an integer"),
-        )
+    screen.check(
+        pl.col("integer") & (pl.col("num") != pl.col("num").round(0)),
+        "value",
+        pl.format("'{}' must be a whole number for '{}'", pl.col("value"), pl.col("item")),
+        pl.lit("give the score as an integer"),
     )
-    df = df.filter(~implausible & ~not_integer)
-    return df.select(_canonical(pl.col("num"), pl.lit(None, pl.Utf8))), errors
 
 
-def _canonical(num: pl.Expr, cat: pl.Expr) -> list[pl.Expr]:
-    return [
-        pl.col("patient_id"),
-        pl.col("t"),
-        pl.col("item"),
-        num.cast(pl.Float64).alias("num"),
-        cat.cast(pl.Utf8).alias("cat"),
-        pl.col("value").alias("orig_value"),
-        pl.col("unit").alias("orig_unit"),
-        pl.col("source"),
-        pl.col("file"),
-        pl.col("line"),
-        pl.col("_row"),
+def _non_numbers(screen: _Screen, vocabulary: Vocabulary) -> None:
+    """Categories, booleans, texts and dates: a few rows, handled apart and written back by row number."""
+    others = screen.df.filter((pl.col("value_type") != "number") & ~pl.col("_refused"))
+    parts = [
+        _categories(others.filter(pl.col("value_type") == "category"), vocabulary),
+        _booleans(others.filter(pl.col("value_type") == "boolean")),
+        _texts(others.filter(pl.col("value_type").is_in(["text", "date"]))),
     ]
+    cat = pl.repeat(None, screen.df.height, dtype=pl.Utf8, eager=True).alias("cat")
+    for values, errors, refused in parts:
+        cat.scatter(values.get_column("_row"), values.get_column("cat"))
+        screen.refuse_rows(errors, refused)
+    screen.df = screen.df.with_columns(cat)
 
 
-def _categories(df: pl.DataFrame, vocabulary: Vocabulary) -> tuple[pl.DataFrame, list[pl.DataFrame]]:
+_SubsetResult = tuple[pl.DataFrame, pl.DataFrame, pl.Series]
+
+
+def _subset_result(
+    df: pl.DataFrame, value: pl.Expr, bad: pl.Expr, field_name: str, message: pl.Expr, fix: pl.Expr
+) -> _SubsetResult:
+    """(row numbers with their canonical text, error rows, refused row numbers) for one value type."""
+    df = df.with_columns(value.alias("cat"), bad.fill_null(False).alias("_bad"))
+    offending = df.filter(pl.col("_bad"))
+    return (
+        df.filter(~pl.col("_bad")).select("_row", "cat"),
+        _error_frame(offending, field_name, message, fix),
+        offending.get_column("_row"),
+    )
+
+
+def _categories(df: pl.DataFrame, vocabulary: Vocabulary) -> _SubsetResult:
     key = pl.col("value").str.strip_chars().str.to_lowercase().str.replace_all(r"[\s\-/]+", "_")
-    df = df.with_columns(key.alias("value_key")).join(
-        _category_table(vocabulary).rename({"item_canonical": "item"}), on=["item", "value_key"], how="left"
+    table = _category_table(vocabulary).rename({"item_canonical": "item"}).cast({"item": item_enum(vocabulary)})
+    allowed = {name: ", ".join(d.values) for name, d in vocabulary.items.items() if d.value_type == "category"}
+    df = df.with_columns(key.alias("value_key")).join(table, on=["item", "value_key"], how="left")
+    return _subset_result(
+        df,
+        pl.col("cat_value"),
+        pl.col("cat_value").is_null(),
+        "value",
+        pl.format("'{}' is not an allowed value of '{}'", pl.col("value"), pl.col("item")),
+        pl.format(
+            "use one of: {}", pl.col("item").cast(pl.Utf8).replace_strict(allowed, default="", return_dtype=pl.Utf8)
+        ),
     )
-    bad = df.filter(pl.col("cat_value").is_null())
-    errors = []
-    if bad.height:
-        allowed = pl.DataFrame(
-            {"item": list(vocabulary.items), "allowed": [", ".join(d.values) for d in vocabulary.items.values()]}
-        )
-        bad = bad.join(allowed, on="item", how="left")
-        errors.append(
-            _error_frame(
-                bad,
-                "value",
-                pl.format("'{}' is not an allowed value of '{}'", pl.col("value"), pl.col("item")),
-                pl.format("use one of: {}", pl.col("allowed")),
-            )
-        )
-    df = df.filter(pl.col("cat_value").is_not_null())
-    return df.select(_canonical(pl.lit(None, pl.Float64), pl.col("cat_value"))), errors
 
 
-def _booleans(df: pl.DataFrame) -> tuple[pl.DataFrame, list[pl.DataFrame]]:
+def _booleans(df: pl.DataFrame) -> _SubsetResult:
     key = pl.col("value").str.strip_chars().str.to_lowercase()
-    df = df.with_columns(
-        pl.when(key.is_in(_TRUE)).then(pl.lit("true")).when(key.is_in(_FALSE)).then(pl.lit("false")).alias("bool_value")
+    value = pl.when(key.is_in(_TRUE)).then(pl.lit("true")).when(key.is_in(_FALSE)).then(pl.lit("false"))
+    return _subset_result(
+        df,
+        value,
+        value.is_null(),
+        "value",
+        pl.format("'{}' is not true/false for '{}'", pl.col("value"), pl.col("item")),
+        pl.lit("use true or false"),
     )
-    errors = [
-        _error_frame(
-            df.filter(pl.col("bool_value").is_null()),
-            "value",
-            pl.format("'{}' is not true/false for '{}'", pl.col("value"), pl.col("item")),
-            pl.lit("use true or false"),
-        )
-    ]
-    df = df.filter(pl.col("bool_value").is_not_null())
-    return df.select(_canonical(pl.lit(None, pl.Float64), pl.col("bool_value"))), errors
 
 
-def _texts(df: pl.DataFrame) -> tuple[pl.DataFrame, list[pl.DataFrame]]:
+def _texts(df: pl.DataFrame) -> _SubsetResult:
     text = pl.col("value").str.strip_chars()
     blank = text == ""
-    bad_date = (pl.col("value_type") == "date") & text.str.to_date(strict=False).is_null() & ~blank
-    errors = [
-        _error_frame(
-            df.filter(blank),
-            "value",
-            pl.format("value is empty for '{}'", pl.col("item")),
-            pl.lit("give the observed value or drop the row"),
-        ),
-        _error_frame(
-            df.filter(bad_date),
-            "value",
-            pl.format("'{}' is not an ISO date for '{}'", pl.col("value"), pl.col("item")),
-            pl.lit("write dates like 1961-04-30"),
-        ),
-    ]
-    df = df.filter(~blank & ~bad_date)
-    return df.select(_canonical(pl.lit(None, pl.Float64), text)), errors
+    bad_date = (pl.col("value_type") == "date") & text.str.to_date(strict=False).is_null()
+    message = (
+        pl.when(blank)
+        .then(pl.format("value is empty for '{}'", pl.col("item")))
+        .otherwise(pl.format("'{}' is not an ISO date for '{}'", pl.col("value"), pl.col("item")))
+    )
+    fix = (
+        pl.when(blank)
+        .then(pl.lit("give the observed value or drop the row"))
+        .otherwise(pl.lit("write dates like 1961-04-30"))
+    )
+    return _subset_result(df, text, blank | bad_date, "value", message, fix)
 
 
 def _patient_table(events: pl.DataFrame, infusion_times: pl.DataFrame) -> pl.DataFrame:
