@@ -333,8 +333,6 @@ def normalise_events(
         df = df.filter(~pl.col("_refused"))
     originals = df.with_columns(pl.col("value").alias("orig_value"), pl.col("unit").alias("orig_unit"))
     events = _sorted(originals.select(CANONICAL_COLUMNS))
-        )
-    )
     errors = screen.errors or [pl.DataFrame(schema=ERROR_SCHEMA)]
     error_frame = pl.concat([e.cast(ERROR_SCHEMA) for e in errors], how="vertical").sort(
         ["file", "line", "field"], nulls_last=True
