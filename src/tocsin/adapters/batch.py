@@ -25,15 +25,6 @@ from tocsin.core.engine import GradingResult, grade_normalised
 from tocsin.core.events import IngestLimits, normalise_events
 from tocsin.vocabulary import load_vocabulary
 
-OUTPUTS = (
-    "crs_timeline",
-    "crs_episodes",
-    "crs_summary",
-    "icans_timeline",
-    "icans_episodes",
-    "icans_summary",
-    "input_problems",
-)
 
 
 @dataclass(frozen=True)

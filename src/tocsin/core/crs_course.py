@@ -16,13 +16,11 @@ import polars as pl
 
 from tocsin.config import GradingConfig
 from tocsin.core.episodes import mark_stretches
-from tocsin.core.evidence import observation
+from tocsin.core.evidence import Observation, observation
 from tocsin.core.segments import cum_sum, ffill, with_segment_start
 from tocsin.core.timeline import PID
 
 EPISODE_START = "_episode_start"
-
-FEVER_RULE_DOI = "10.1016/j.bbmt.2018.12.758"
 
 
 def _activity(config: GradingConfig) -> pl.Expr:
@@ -65,7 +63,7 @@ def mark_crs_course(state: pl.DataFrame, config: GradingConfig) -> pl.DataFrame:
     )
 
 
-def fever_evidence() -> list[pl.Expr]:
+def fever_evidence() -> list[Observation]:
     """The fever (or the latest temperature), the waiver and any attribution in force."""
     attributions = [
         observation(
@@ -102,7 +100,7 @@ def vasopressor_names(df: pl.DataFrame) -> list[str]:
 
 def support_evidence(
     pressors: list[str], hypotension_shown: pl.Expr, bp_shown: pl.Expr, hypoxia_shown: pl.Expr
-) -> list[pl.Expr]:
+) -> list[Observation]:
     """Vasopressors running, the blood pressure, the O2 device and flow behind a support grade."""
     return [
         *[observation(p, f"rate_{p}_t", f"rate_{p}", hypotension_shown & (pl.col(f"rate_{p}") > 0)) for p in pressors],
