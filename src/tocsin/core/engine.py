@@ -110,7 +110,8 @@ def grade_crs(
 
 def grade_icans(events: pl.DataFrame, patients: pl.DataFrame, config: GradingConfig) -> ToxicityResult:
     graded, observations = grade_icans_astct2019(icans_state(events, patients, config), config)
-    active = (pl.col("grade") >= 1).fill_null(False)
+    # Recovery must be documented: an assessment that cannot be graded (ICE missing) is not quiet.
+    active = (pl.col("grade") >= 1) | pl.col("grade").is_null()
     marked = mark_stretches(graded, active, config.episodes.icans_resolution_hours)
     return _toxicity_result(load_scale("icans_astct2019"), marked, observations, [])
 
