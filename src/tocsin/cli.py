@@ -102,6 +102,9 @@ def batch(
     config_file: Annotated[Path | None, typer.Option("--config", help="Grading config (TOML or YAML).")] = None,
     chunk_patients: Annotated[int, typer.Option("--chunk-patients", min=1, help="Patients per batch.")] = 1000,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Processes grading chunks in parallel.")] = 1,
+    evidence: Annotated[
+        bool, typer.Option("--evidence", help="Also write the observations behind every grade (larger output).")
+    ] = False,
 ) -> None:
     """Grade a registry-sized Parquet file in chunks; write timelines, episodes, summaries as Parquet.
 
@@ -122,7 +125,13 @@ def batch(
     ) as progress:
         task = progress.add_task("grading patients", total=total)
         stats = grade_parquet_to_directory(
-            file, out, config, chunk_patients, on_chunk=lambda n, _rows: progress.advance(task, n), workers=workers
+            file,
+            out,
+            config,
+            chunk_patients,
+            on_chunk=lambda n, _rows: progress.advance(task, n),
+            workers=workers,
+            evidence=evidence,
         )
     Console().print(
         f"{stats.patients:,} patients, {stats.events:,} events graded -> {out}"

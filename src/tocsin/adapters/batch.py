@@ -26,7 +26,6 @@ from tocsin.core.events import IngestLimits, normalise_events
 from tocsin.vocabulary import load_vocabulary
 
 
-
 @dataclass(frozen=True)
 class BatchStats:
     patients: int
@@ -67,10 +66,13 @@ def _write_part(frame: pl.DataFrame, folder: Path, index: int) -> None:
     os.replace(temporary, final)
 
 
-def result_tables(result: GradingResult) -> dict[str, pl.DataFrame]:
-    """The flat tables of a result (what a registry stores)."""
+def result_tables(result: GradingResult, evidence: bool = False) -> dict[str, pl.DataFrame]:
+    """The flat tables of a result (what a registry stores); with ``evidence`` also the observations behind
+    every graded row, as long tables (patient_id, t, item, day, value) joined to the timelines on (patient_id, t)."""
     keep = ["patient_id", "t", "grade", "domain", "rule", "missing"]
+    extra = {"crs_evidence": result.crs.evidence(), "icans_evidence": result.icans.evidence()} if evidence else {}
     return {
+        **extra,
         "crs_timeline": result.crs.timeline.select(keep),
         "crs_episodes": result.crs.episodes,
         "crs_summary": result.crs.summary,
@@ -82,14 +84,14 @@ def result_tables(result: GradingResult) -> dict[str, pl.DataFrame]:
 
 
 def _grade_and_write(
-    path: Path, out: Path, config: GradingConfig, index: int, patients: list[str]
+    path: Path, out: Path, config: GradingConfig, index: int, patients: list[str], evidence: bool
 ) -> tuple[int, int, int]:
     """Worker: grade one chunk of patients and write its parts; return (patients, rows, refused rows)."""
     vocabulary = load_vocabulary()
     raw = _read_chunk(path, patients)
     normalised = normalise_events(raw, vocabulary, IngestLimits(earliest_day=config.earliest_day))
     result = grade_normalised(normalised, config, vocabulary)
-    for name, table in result_tables(result).items():
+    for name, table in result_tables(result, evidence).items():
         _write_part(table, out / name, index)
     return len(patients), raw.height, normalised.problems.height
 
@@ -101,6 +103,7 @@ def grade_parquet_to_directory(
     chunk_patients: int = 1000,
     on_chunk: Callable[[int, int], None] | None = None,
     workers: int = 1,
+    evidence: bool = False,
 ) -> BatchStats:
     """Grade every patient of a Parquet event file and write the tables under ``out``.
 
@@ -120,7 +123,7 @@ def grade_parquet_to_directory(
 
     if workers <= 1:
         for index, chunk in enumerate(chunks):
-            record(_grade_and_write(path, out, config, index, chunk))
+            record(_grade_and_write(path, out, config, index, chunk, evidence))
     else:
         context = multiprocessing.get_context("spawn")
         previous = os.environ.get("POLARS_MAX_THREADS")
@@ -128,7 +131,8 @@ def grade_parquet_to_directory(
         try:
             with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
                 futures = [
-                    pool.submit(_grade_and_write, path, out, config, index, chunk) for index, chunk in enumerate(chunks)
+                    pool.submit(_grade_and_write, path, out, config, index, chunk, evidence)
+                    for index, chunk in enumerate(chunks)
                 ]
                 for future in as_completed(futures):
                     record(future.result())
