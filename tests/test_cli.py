@@ -295,10 +295,14 @@ def test_batch_grades_a_parquet_cohort_in_chunks_with_workers(tmp_path: Path) ->
     parts = sorted((out / "crs_summary").glob("part-*.parquet"))
     assert len(parts) == 3 and not list((out / "crs_summary").glob(".*tmp"))
     batch = pl.read_parquet(parts).with_columns(pl.col("patient_id").cast(pl.Utf8)).sort("patient_id")
-    direct = grade_events(
-        cohort.events.with_columns(pl.lit("f").alias("file"), pl.int_range(1, pl.len() + 1).alias("line")),
-        GradingConfig(),
-    ).crs.summary.with_columns(pl.col("patient_id").cast(pl.Utf8)).sort("patient_id")
+    direct = (
+        grade_events(
+            cohort.events.with_columns(pl.lit("f").alias("file"), pl.int_range(1, pl.len() + 1).alias("line")),
+            GradingConfig(),
+        )
+        .crs.summary.with_columns(pl.col("patient_id").cast(pl.Utf8))
+        .sort("patient_id")
+    )
     assert batch.select("patient_id", "max_grade", "onset_day", "n_episodes").equals(
         direct.select("patient_id", "max_grade", "onset_day", "n_episodes")
     )
