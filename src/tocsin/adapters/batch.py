@@ -1,8 +1,8 @@
 """Registry-scale grading: Parquet in, Parquet out, in chunks of patients so memory stays bounded.
 
 The core grades whatever batch it is given; this adapter only decides how many patients go into one
-batch. Patients are read chunk by chunk with a predicate on ``patient_id`` (row groups whose statistics
-exclude the chunk are skipped, so a file sorted by patient is read once). Each chunk's timelines,
+batch. A file grouped by patient (each patient's rows together) is read chunk by chunk as row ranges;
+any other file is read chunk by chunk with a predicate on ``patient_id``. Each chunk's timelines,
 episodes, summaries and refused rows are written as numbered part files under the output directory;
 a part is first written under a temporary name and renamed when complete, so an interrupted run never
 leaves a half-written part.
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,29 +33,52 @@ class BatchStats:
     refused_rows: int
 
 
-def _patient_chunks(path: Path, chunk_patients: int) -> list[list[str]]:
-    ids = (
+@dataclass(frozen=True)
+class _Chunk:
+    """A set of patients; ``rows`` = (offset, length) when their rows are contiguous in the file."""
+
+    patients: list[str]
+    rows: tuple[int, int] | None
+
+
+def _patient_chunks(path: Path, chunk_patients: int) -> list[_Chunk]:
+    """Chunks of patients. A file grouped by patient (each patient's rows together, as sorted files are)
+    is read chunk by chunk as row ranges; otherwise each chunk is selected by patient id."""
+    runs = (
         pl.scan_parquet(path)
         .select(pl.col("patient_id").cast(pl.Utf8))
-        .unique(maintain_order=True)
         .collect()
         .get_column("patient_id")
-        .to_list()
+        .rle()
+        .struct.unnest()
     )
-    return [ids[i : i + chunk_patients] for i in range(0, len(ids), chunk_patients)]
+    ids = runs.get_column("value").to_list()
+    grouped = len(set(ids)) == len(ids)
+    if not grouped:
+        distinct = list(dict.fromkeys(ids))
+        return [_Chunk(distinct[i : i + chunk_patients], None) for i in range(0, len(distinct), chunk_patients)]
+    lengths = runs.get_column("len").to_list()
+    chunks, offset = [], 0
+    for i in range(0, len(ids), chunk_patients):
+        length = sum(lengths[i : i + chunk_patients])
+        chunks.append(_Chunk(ids[i : i + chunk_patients], (offset, length)))
+        offset += length
+    return chunks
 
 
-def _read_chunk(path: Path, patients: Sequence[str]) -> pl.DataFrame:
+def _read_chunk(path: Path, chunk: _Chunk) -> pl.DataFrame:
     scan = pl.scan_parquet(path)
     missing = [c for c in REQUIRED if c not in scan.collect_schema().names()]
     if missing:
         raise InputFileError(f"{path}: missing column(s) {', '.join(missing)}")
-    return (
-        scan.with_row_index("line", offset=1)
-        .filter(pl.col("patient_id").cast(pl.Utf8).is_in(list(patients)))
-        .with_columns(pl.lit(str(path)).cast(pl.Categorical).alias("file"), pl.col("line").cast(pl.Int64))
-        .collect()
-    )
+    scan = scan.with_row_index("line", offset=1)
+    if chunk.rows is not None:
+        scan = scan.slice(*chunk.rows)
+    else:
+        scan = scan.filter(pl.col("patient_id").cast(pl.Utf8).is_in(chunk.patients))
+    return scan.with_columns(
+        pl.lit(str(path)).cast(pl.Categorical).alias("file"), pl.col("line").cast(pl.Int64)
+    ).collect()
 
 
 def _write_part(frame: pl.DataFrame, folder: Path, index: int) -> None:
@@ -84,16 +107,16 @@ def result_tables(result: GradingResult, evidence: bool = False) -> dict[str, pl
 
 
 def _grade_and_write(
-    path: Path, out: Path, config: GradingConfig, index: int, patients: list[str], evidence: bool
+    path: Path, out: Path, config: GradingConfig, index: int, chunk: _Chunk, evidence: bool
 ) -> tuple[int, int, int]:
     """Worker: grade one chunk of patients and write its parts; return (patients, rows, refused rows)."""
     vocabulary = load_vocabulary()
-    raw = _read_chunk(path, patients)
+    raw = _read_chunk(path, chunk)
     normalised = normalise_events(raw, vocabulary, IngestLimits(earliest_day=config.earliest_day))
     result = grade_normalised(normalised, config, vocabulary)
     for name, table in result_tables(result, evidence).items():
         _write_part(table, out / name, index)
-    return len(patients), raw.height, normalised.problems.height
+    return len(chunk.patients), raw.height, normalised.problems.height
 
 
 def grade_parquet_to_directory(

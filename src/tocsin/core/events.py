@@ -79,6 +79,7 @@ def _error_frame(
     value: pl.Expr | None = None,
     severity: str = "error",
 ) -> pl.DataFrame:
+    df = df.rechunk()  # Polars 2.1 pl.format can panic on multi-chunk text columns (few rows here)
     return df.select(
         pl.col("file"),
         pl.col("line"),
@@ -369,7 +370,7 @@ def _resolve_items(screen: _Screen, vocabulary: Vocabulary) -> None:
     code = pl.col("item").to_physical()
     screen.df = screen.df.with_columns(
         pl.lit(table.get_column(c)).gather(code).alias(c) for c in table.columns if c != "item"
-    )
+    ).with_columns((pl.col("value_type") == "number").fill_null(False).alias("_is_number"))
 
 
 def _sorted(events: pl.DataFrame) -> pl.DataFrame:
@@ -382,6 +383,19 @@ def _sorted(events: pl.DataFrame) -> pl.DataFrame:
     if events.height < 2 or events.select(order.slice(1).all()).item():
         return events
     return events.sort(keys)
+
+
+def _per_patient(table: pl.DataFrame, *columns: str) -> list[pl.Expr]:
+    """Columns of a one-row-per-patient table brought to every row by the patient's category code
+    (a gather, not a join of millions of rows)."""
+    if table.height == 0:  # gathering from an empty column is not defined: every row gets null
+        return [pl.lit(None, table.schema[c]).alias(c) for c in columns]
+    code = pl.col("patient_id").to_physical()
+    codes = table.select(code).to_series().to_list()
+    position = code.replace_strict(
+        dict(zip(codes, range(len(codes)), strict=True)), default=None, return_dtype=pl.Int64
+    )
+    return [pl.lit(table.get_column(c)).gather(position).alias(c) for c in columns]
 
 
 def _resolve_times(screen: _Screen, limits: IngestLimits) -> None:
@@ -430,17 +444,7 @@ def _resolve_times(screen: _Screen, limits: IngestLimits) -> None:
         ),
         repeated.get_column("_row"),
     )
-    # Each row finds its patient's infusion by the patient's category code (a gather, not a join).
-    patient_code = pl.col("patient_id").to_physical()
-    codes = first.select(patient_code).to_series().to_list()
-    position = patient_code.replace_strict(
-        dict(zip(codes, range(len(codes)), strict=True)), default=None, return_dtype=pl.Int64
-    )
-    screen.df = screen.df.with_columns(position.alias("_infusion"))
-    screen.df = screen.df.with_columns(
-        pl.lit(first.get_column(c)).gather(pl.col("_infusion")).alias(c)
-        for c in ("infusion_time", "infusion_day", "infusion_row")
-    )
+    screen.df = screen.df.with_columns(_per_patient(first, "infusion_time", "infusion_day", "infusion_row"))
     screen.check(
         pl.col("infusion_row").is_null(),
         "item",
@@ -485,7 +489,7 @@ def _resolve_times(screen: _Screen, limits: IngestLimits) -> None:
 
 
 def _numbers(screen: _Screen, vocabulary: Vocabulary) -> None:
-    is_number = pl.col("value_type") == "number"
+    is_number = pl.col("_is_number")
     screen.df = parse_numbers(screen.df, "value", "raw_num", only=is_number)
     screen.check(
         is_number & pl.col("raw_num").is_null(),
@@ -522,10 +526,10 @@ def _numbers(screen: _Screen, vocabulary: Vocabulary) -> None:
     weights = (
         screen.df.filter((pl.col("item") == "weight") & ~pl.col("_refused"))
         .sort("line")
-        .group_by("patient_id")
+        .group_by("patient_id", maintain_order=True)
         .agg((pl.col("raw_num") * pl.col("scale")).first().alias("weight_kg"))
     )
-    screen.df = screen.df.join(weights, on="patient_id", how="left", maintain_order="left")
+    screen.df = screen.df.with_columns(_per_patient(weights, "weight_kg"))
     # A per-kg drug dose without a weight is still a documented administration (it matters for the
     # fever waiver): keep it with an unknown mg dose and warn. A per-kg vasopressor rate without a
     # weight is refused: its rate is part of the grade.
