@@ -108,7 +108,8 @@ def crs_state(
     signals: dict[str, pl.Expr] = {
         "fever": fever_row,
         "temp": is_temp,
-        "bp": pl.col("item").is_in(["sbp", "map"]),
+        "sbp": pl.col("item") == "sbp",
+        "map": pl.col("item") == "map",
         "o2": pl.col("item") == "oxygen",
         "flow": pl.col("item") == "oxygen_flow",
         "fio2": pl.col("item") == "fio2",
@@ -121,7 +122,8 @@ def crs_state(
         "crp": pl.col("item") == "crp",
     }
     df = df.with_columns(
-        (low_sbp | low_map).alias("bp_low_here"),
+        low_sbp.alias("sbp_low_here"),
+        low_map.alias("map_low_here"),
         *[last_index(cond).alias(f"i_{name}") for name, cond in signals.items()],
     )
 
@@ -141,10 +143,11 @@ def crs_state(
         at("t", "temp").alias("temp_t"),
         at("num", "temp").alias("temp_value"),
         (pl.col("i_temp") == pl.col("i_fever")).fill_null(False).alias("temp_is_fever"),
-        at("t", "bp").alias("bp_t"),
-        at("item", "bp").alias("bp_item"),
-        at("num", "bp").alias("bp_value"),
-        at("bp_low_here", "bp").alias("bp_low"),
+        *[
+            at(column, vital).alias(f"{vital}_{name}")
+            for vital in ("sbp", "map")
+            for column, name in (("t", "t"), ("num", "value"), (f"{vital}_low_here", "low"))
+        ],
         at("cat", "o2").alias("o2_device"),
         at("t", "o2").alias("o2_device_t"),
         at("num", "flow").alias("o2_flow"),
@@ -176,14 +179,32 @@ def crs_state(
         "line",
         "alt_finding",
         "alt_cause",
-        "bp_low_here",
+        "sbp_low_here",
+        "map_low_here",
         "il6_falling_here",
         "crp_falling_here",
         "sbp_threshold",
     }
     df = df.select([c for c in df.columns if c not in scratch and not c.startswith("i_") and not c.startswith("_")])
     df = with_segment_start(last_row_per_time(df), [PID])
-    return _derive_support(df, pressors, config)
+    return _derive_support(_latest_blood_pressure(df), pressors, config)
+
+
+def _latest_blood_pressure(df: pl.DataFrame) -> pl.DataFrame:
+    """The latest blood-pressure measurement (SBP and/or MAP taken at the same time): low if either is
+    below its threshold; the low one (else SBP) is the one shown as evidence."""
+    bp_t = pl.max_horizontal("sbp_t", "map_t")
+    sbp_now = (pl.col("sbp_t") == bp_t).fill_null(False)
+    map_now = (pl.col("map_t") == bp_t).fill_null(False)
+    sbp_low = sbp_now & pl.col("sbp_low").fill_null(False)
+    map_low = map_now & pl.col("map_low").fill_null(False)
+    show_sbp = sbp_now & (sbp_low | ~map_low)
+    return df.with_columns(
+        bp_t.alias("bp_t"),
+        (sbp_low | map_low).alias("bp_low"),
+        pl.when(show_sbp).then(pl.lit("sbp")).when(map_now).then(pl.lit("map")).alias("bp_item"),
+        pl.when(show_sbp).then(pl.col("sbp_value")).when(map_now).then(pl.col("map_value")).alias("bp_value"),
+    )
 
 
 def _derive_support(df: pl.DataFrame, pressors: list[str], config: GradingConfig) -> pl.DataFrame:
