@@ -1,8 +1,9 @@
 """Episodes: onset, peak, resolution, duration and recurrence, from a graded timeline.
 
-One mechanism serves CRS and ICANS. A row is *active* when the toxicity is present by the configured
-resolution rule (for CRS by default: fever, antipyretic given, supplemental O2 or a vasopressor; for
-ICANS: grade >= 1). Active rows belong to one *stretch* until the patient has been quiet (no active
+One mechanism serves CRS and ICANS. A row is *active* when the toxicity is present, or its absence is
+not documented, by the configured resolution rule (for CRS by default: fever, antipyretic given,
+supplemental O2, a vasopressor, or no normal temperature in the fever window; for ICANS: grade >= 1 or
+an assessment that cannot be graded). Active rows belong to one *stretch* until the patient has been quiet (no active
 row) for ``hold_hours``, measured from the first quiet assessment; the stretch is then resolved at that
 first quiet assessment, and the next active row opens a new stretch. An episode is a stretch in which
 the grade reached 1 or more. A stretch still open at the last observation is reported as ongoing.
