@@ -54,3 +54,16 @@ def test_the_papers_unsupported_grades_stay_lower_bounds() -> None:
     result = _grade("seed000_lu2025.csv")
     day3 = result.crs.explained().filter(pl.col("t").floor() == 3, pl.col("grade").is_not_null()).row(0, named=True)
     assert day3["grade"] == 1 and day3["missing"] == ["sbp or map"]
+
+
+def test_the_readme_example_grades_as_the_readme_shows(tmp_path: Path) -> None:
+    readme = (EXAMPLES.parent / "README.md").read_text()
+    block = readme.split("```csv\n", 1)[1].split("```", 1)[0]
+    course = tmp_path / "readme.csv"
+    course.write_text(block)
+    result = grade_events(read_event_files([course]), GradingConfig())
+    assert result.errors.height == 0
+    row = result.crs.explained().filter(pl.col("t") == 3.0).row(0, named=True)
+    assert (row["grade"], row["rule"]) == (3, "CRS-ASTCT19-G3-HYPOTENSION-ONE-VASOPRESSOR")
+    assert {"item": "norepinephrine", "day": 3.0, "value": "4.0 ug/min"} in row["evidence"]
+    assert result.crs.episodes.select("onset_day", "peak_grade", "duration_days").row(0) == (2.25, 3, 0.85)

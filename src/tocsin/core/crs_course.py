@@ -19,6 +19,7 @@ from tocsin.core.episodes import mark_stretches
 from tocsin.core.evidence import Observation, observation
 from tocsin.core.segments import cum_sum, ffill, with_segment_start
 from tocsin.core.timeline import PID
+from tocsin.vocabulary import load_vocabulary
 
 EPISODE_START = "_episode_start"
 
@@ -102,8 +103,12 @@ def support_evidence(
     pressors: list[str], hypotension_shown: pl.Expr, bp_shown: pl.Expr, hypoxia_shown: pl.Expr
 ) -> list[Observation]:
     """Vasopressors running, the blood pressure, the O2 device and flow behind a support grade."""
+    units = {name: item.unit or "" for name, item in load_vocabulary().items.items()}
     return [
-        *[observation(p, f"rate_{p}_t", f"rate_{p}", hypotension_shown & (pl.col(f"rate_{p}") > 0)) for p in pressors],
+        *[
+            observation(p, f"rate_{p}_t", f"rate_{p}", hypotension_shown & (pl.col(f"rate_{p}") > 0), units[p])
+            for p in pressors
+        ],
         observation(pl.col("bp_item"), "bp_t", "bp_value", bp_shown, "mm[Hg]"),
         observation("oxygen", "o2_device_t", "o2_device", hypoxia_shown & pl.col("o2_device").is_not_null()),
         observation(
