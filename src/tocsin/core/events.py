@@ -270,16 +270,37 @@ def item_enum(vocabulary: Vocabulary) -> pl.Enum:
     return pl.Enum(list(vocabulary.items))
 
 
+@dataclass(frozen=True)
+class _Check:
+    condition: pl.Expr
+    field_name: str
+    message: pl.Expr
+    fix: pl.Expr
+    value: pl.Expr | None
+    severity: str
+
+
 class _Screen:
     """Refuses rows by marking them, not by filtering: millions of rows are copied once, at the end.
 
-    Each check evaluates its condition on the rows not yet refused; the (usually empty) offending rows
-    become error-table rows, and only then is the mark updated.
+    Checks are queued and evaluated together (one pass answers "does any row fail?" for all of them)
+    the next time the frame is read; only a check that some row fails builds error rows and updates
+    the mark, in the order the checks were made, each on the rows not yet refused.
     """
 
     def __init__(self, df: pl.DataFrame) -> None:
-        self.df = df.with_columns(pl.lit(False).alias("_refused"))
+        self._df = df.with_columns(pl.lit(False).alias("_refused"))
+        self._pending: list[_Check] = []
         self.errors: list[pl.DataFrame] = []
+
+    @property
+    def df(self) -> pl.DataFrame:
+        self._flush()
+        return self._df
+
+    @df.setter
+    def df(self, frame: pl.DataFrame) -> None:
+        self._df = frame
 
     def check(
         self,
@@ -290,13 +311,29 @@ class _Screen:
         value: pl.Expr | None = None,
         severity: str = "error",
     ) -> None:
-        condition = condition.fill_null(False) & ~pl.col("_refused")
-        offending = self.df.filter(condition)
+        self._pending.append(_Check(condition.fill_null(False), field_name, message, fix, value, severity))
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        failing = self._df.select(
+            (c.condition & ~pl.col("_refused")).any().alias(f"check_{i}") for i, c in enumerate(pending)
+        ).row(0)
+        for check, fails in zip(pending, failing, strict=True):
+            if fails:
+                self._apply(check)
+
+    def _apply(self, check: _Check) -> None:
+        condition = check.condition & ~pl.col("_refused")
+        offending = self._df.filter(condition)
         if offending.height == 0:
             return
-        self.errors.append(_error_frame(offending, field_name, message, fix, value, severity))
-        if severity == "error":
-            self.df = self.df.with_columns((pl.col("_refused") | condition).alias("_refused"))
+        self.errors.append(
+            _error_frame(offending, check.field_name, check.message, check.fix, check.value, check.severity)
+        )
+        if check.severity == "error":
+            self._df = self._df.with_columns((pl.col("_refused") | condition).alias("_refused"))
 
     def refuse_rows(self, errors: pl.DataFrame, rows: pl.Series) -> None:
         """Refuse rows found on a subset (by ``_row``), with their already built error rows."""
