@@ -247,18 +247,21 @@ def _conversion_table(pairs: pl.DataFrame, vocabulary: Vocabulary) -> pl.DataFra
     )
 
 
+VALUE_TYPES = pl.Enum(["number", "category", "boolean", "text", "date"])
+
+
 def _item_table(vocabulary: Vocabulary) -> pl.DataFrame:
-    """Per item: value type, plausible range, canonical unit, integer and fraction flags."""
+    """Per item: value type, plausible range, integer and fraction flags (no text: it is gathered to
+    every row, and copying millions of strings is what this lookup avoids)."""
     rows = [
-        (n, d.value_type, *(d.range or (None, None)), d.unit, d.integer, d.fraction_to_percent)
+        (n, d.value_type, *(d.range or (None, None)), d.integer, d.fraction_to_percent)
         for n, d in vocabulary.items.items()
     ]
     schema = {
         "item": item_enum(vocabulary),
-        "value_type": pl.Utf8,
+        "value_type": VALUE_TYPES,
         "lo": pl.Float64,
         "hi": pl.Float64,
-        "canonical_unit": pl.Utf8,
         "integer": pl.Boolean,
         "fraction": pl.Boolean,
     }
@@ -384,10 +387,9 @@ def _resolve_items(screen: _Screen, vocabulary: Vocabulary) -> None:
     spellings = screen.df.get_column("item").unique().drop_nulls().to_list()
     resolved = {raw_name: vocabulary.resolve_item(raw_name) for raw_name in spellings}
     unknown = [name for name, item in resolved.items() if item is None]
-    spelling = pl.col("item").cast(pl.Categorical)  # then each row maps a code, not a string
     screen.df = screen.df.with_columns(
         pl.col("item").alias("item_raw"),
-        spelling.replace_strict(resolved, default=None, return_dtype=pl.Utf8).cast(item_enum(vocabulary)),
+        pl.col("item").replace_strict(resolved, default=None, return_dtype=item_enum(vocabulary)),
     )
     fixes = {}
     for name in unknown:
@@ -599,6 +601,8 @@ def _numbers(screen: _Screen, vocabulary: Vocabulary) -> None:
     num = pl.when(bare_fraction).then(pl.col("raw_num") * 100).otherwise(num)
     screen.df = screen.df.with_columns(pl.when(is_number).then(num.round(_DECIMALS)).alias("num"))
     implausible = (pl.col("num") < pl.col("lo")) | (pl.col("num") > pl.col("hi"))
+    units = {name: d.unit or "" for name, d in vocabulary.items.items()}
+    canonical_unit = pl.col("item").cast(pl.Utf8).replace_strict(units, default="", return_dtype=pl.Utf8)
     screen.check(
         implausible,
         "value",
@@ -608,10 +612,10 @@ def _numbers(screen: _Screen, vocabulary: Vocabulary) -> None:
             pl.col("unit"),
             pl.col("item"),
             pl.col("num"),
-            pl.col("canonical_unit"),
+            canonical_unit,
             pl.col("lo"),
             pl.col("hi"),
-            pl.col("canonical_unit"),
+            canonical_unit,
         ),
         pl.lit("check the value and its unit"),
     )
