@@ -630,11 +630,16 @@ def _numbers(screen: _Screen, vocabulary: Vocabulary) -> None:
 def _non_numbers(screen: _Screen, vocabulary: Vocabulary) -> None:
     """Categories, booleans, texts and dates: a few rows, handled apart and written back by row number."""
     others = screen.df.filter((pl.col("value_type") != "number") & ~pl.col("_refused"))
-    parts = [
-        _categories(others.filter(pl.col("value_type") == "category"), vocabulary),
-        _booleans(others.filter(pl.col("value_type") == "boolean")),
-        _texts(others.filter(pl.col("value_type").is_in(["text", "date"]))),
-    ]
+    handlers = (
+        (["category"], lambda rows: _categories(rows, vocabulary)),
+        (["boolean"], _booleans),
+        (["text", "date"], _texts),
+    )
+    parts = []
+    for value_types, handler in handlers:
+        rows = others.filter(pl.col("value_type").is_in(value_types))
+        if rows.height:
+            parts.append(handler(rows))
     cat = pl.repeat(None, screen.df.height, dtype=pl.Utf8, eager=True).alias("cat")
     for values, errors, refused in parts:
         cat.scatter(values.get_column("_row"), values.get_column("cat"))
