@@ -35,7 +35,7 @@ def _activity(config: GradingConfig) -> pl.Expr:
     unobserved = ~pl.col("temp_known") | pl.col("temp_is_fever").fill_null(False)
     if config.episodes.crs_resolution == "fever_gone_cytokines_falling":
         cytokine_falling = pl.coalesce("il6_falling", "crp_falling")
-        return fever_here | unobserved | (cytokine_falling == False).fill_null(False)  # noqa: E712
+        return fever_here | unobserved | cytokine_falling.not_().fill_null(False)
     antipyretic_here = (pl.col("antipyretic_t") == pl.col("t")).fill_null(False)
     oxygen = pl.col("on_oxygen").fill_null(False) & ~pl.col("hypoxia_attributed")
     pressor = pl.col("any_vasopressor") & ~pl.col("hypotension_attributed")
