@@ -413,24 +413,30 @@ def _resolve_items(screen: _Screen, vocabulary: Vocabulary) -> None:
 
 
 def _sorted(events: pl.DataFrame) -> pl.DataFrame:
-    """Sort by patient, time, then file position — unless already so (files usually are)."""
-    keys = ["patient_id", "t", "file", "line"]
-    order = pl.lit(False)
-    for i in range(len(keys) - 1, -1, -1):
-        k = pl.col(keys[i])
-        order = (k > k.shift(1)) | ((k == k.shift(1)) & order) if i < len(keys) - 1 else k >= k.shift(1)
-    if events.height < 2 or events.select(order.slice(1).all()).item():
+    """Each patient's rows together, in time order, rows at the same time in file and line order —
+    unless already so, as files usually are. (Patients need not be in any particular order; ties are
+    broken by file and line, never by position, so row order never changes a result.)"""
+    same_patient = pl.col("patient_id") == pl.col("patient_id").shift(1)
+    t, t_before = pl.col("t"), pl.col("t").shift(1)
+    same_file_later_line = (pl.col("file") == pl.col("file").shift(1)) & (pl.col("line") > pl.col("line").shift(1))
+    in_order = ~same_patient | (t > t_before) | ((t == t_before) & same_file_later_line)
+    check = events.select(
+        in_order.slice(1).all().alias("ordered"),
+        (~same_patient.fill_null(False)).sum().alias("runs"),
+        pl.col("patient_id").n_unique().alias("patients"),
+    ).row(0, named=True)
+    if events.height < 2 or (check["ordered"] and check["runs"] == check["patients"]):
         return events
-    return events.sort(keys)
+    return events.sort([pl.col("patient_id"), pl.col("t"), pl.col("file").cast(pl.Utf8), pl.col("line")])
 
 
 def _per_patient(table: pl.DataFrame, *columns: str) -> list[pl.Expr]:
     """Columns of a one-row-per-patient table brought to every row by the patient's category code
-    (a gather, not a join of millions of rows)."""
+    (a lookup, not a join of millions of rows)."""
     if table.height == 0:  # gathering from an empty column is not defined: every row gets null
         return [pl.lit(None, table.schema[c]).alias(c) for c in columns]
     code = pl.col("patient_id").to_physical()
-    codes = table.select(code).to_series().to_list()
+    codes = table.get_column("patient_id").to_physical().to_list()
     position = code.replace_strict(
         dict(zip(codes, range(len(codes)), strict=True)), default=None, return_dtype=pl.Int64
     )
