@@ -41,7 +41,9 @@ def _changes(timeline: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _timeline_table(title: str, block: dict[str, Any]) -> Table:
+def _timeline_table(title: str, block: dict[str, Any]) -> Table | Text:
+    if not block["timeline"]:
+        return Text(f"{title}: no assessment recorded — cannot grade", style="dim")
     table = Table(title=f"{title} — {block['scale']} (doi:{block['doi']})", title_justify="left", expand=True)
     table.add_column("day", justify="right", no_wrap=True)
     table.add_column("grade", justify="center")
