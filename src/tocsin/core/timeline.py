@@ -249,30 +249,30 @@ def icans_state(events: pl.DataFrame, patients: pl.DataFrame, config: GradingCon
     neuro = events.filter(pl.col("item").is_in(items))
     neuro = neuro.filter((pl.col("item") != "alternative_cause") | neuro_attribution.fill_null(False))
 
-    def item_value(name: str, column: str = "num") -> pl.Expr:
-        return pl.col(column).filter(pl.col("item") == name).last().alias(name)
-
-    # Scores given as items are summed at the time they were recorded; all items must be present.
-    per_time = (
-        neuro.group_by([PID, "t"], maintain_order=True)
-        .agg(
-            item_value("ice_score"),
-            item_value("capd_score"),
-            *[item_value(i) for i in (*ice_items, *capd_items)],
-            *[item_value(d, "cat") for d in domains],
-            item_value("death", "cat").alias("death_here"),
-            *[
-                pl.col("cat")
-                .filter(
-                    (pl.col("item") == "alternative_cause") & pl.col("cat").str.to_lowercase().str.starts_with(f + ":")
-                )
-                .last()
-                .alias(f"alt_raw_{f}")
-                for f in NEURO_FINDINGS
-            ],
-        )
-        .sort([PID, "t"])
+    # The value of each item recorded at each assessment time (the last one, if repeated): the latest
+    # row of the item, if it is at this time. Column-wise like the CRS state; no per-time group-by.
+    neuro = with_segment_start(
+        neuro.with_columns(
+            pl.when(pl.col("item") == "alternative_cause")
+            .then(pl.col("cat").str.split_exact(":", 1).struct.field("field_0").str.strip_chars().str.to_lowercase())
+            .alias("alt_finding")
+        ),
+        [PID],
     )
+    signals = {
+        **{name: (pl.col("item") == name, "num") for name in ("ice_score", "capd_score", *ice_items, *capd_items)},
+        **{name: (pl.col("item") == name, "cat") for name in domains},
+        "death_here": (pl.col("item") == "death", "cat"),
+        **{f"alt_raw_{f}": (pl.col("alt_finding") == f, "cat") for f in NEURO_FINDINGS},
+    }
+    neuro = neuro.with_columns(last_index(condition).alias(f"i_{name}") for name, (condition, _) in signals.items())
+    at_this_time = [
+        pl.when(pl.col("t").gather(pl.col(f"i_{name}")) == pl.col("t"))
+        .then(pl.col(column).gather(pl.col(f"i_{name}")))
+        .alias(name)
+        for name, (_, column) in signals.items()
+    ]
+    per_time = last_row_per_time(neuro.with_columns(at_this_time)).select(PID, "t", *signals)
 
     def absent(names: list[str]) -> pl.Expr:
         return pl.concat_str(
