@@ -27,7 +27,7 @@ def segment_start(keys: list[str]) -> pl.Expr:
 
 def with_segment_start(df: pl.DataFrame, keys: list[str], name: str = SEGMENT_START) -> pl.DataFrame:
     """Add (or refresh, after rows were filtered) the row number and the segment-start column."""
-    df = df.with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias(ROW))
+    df = df.with_columns(pl.int_range(pl.len(), dtype=pl.UInt32).alias(ROW))  # half the traffic of Int64
     return df.with_columns(segment_start(keys).alias(name))
 
 
