@@ -17,6 +17,7 @@ from datetime import datetime
 
 import polars as pl
 
+from tocsin.core.lookup import per_patient
 from tocsin.units import UnitError, conversion_for
 from tocsin.vocabulary import Vocabulary
 
@@ -430,19 +431,6 @@ def _sorted(events: pl.DataFrame) -> pl.DataFrame:
     return events.sort([pl.col("patient_id"), pl.col("t"), pl.col("file").cast(pl.Utf8), pl.col("line")])
 
 
-def _per_patient(table: pl.DataFrame, *columns: str) -> list[pl.Expr]:
-    """Columns of a one-row-per-patient table brought to every row by the patient's category code
-    (a lookup, not a join of millions of rows)."""
-    if table.height == 0:  # gathering from an empty column is not defined: every row gets null
-        return [pl.lit(None, table.schema[c]).alias(c) for c in columns]
-    code = pl.col("patient_id").to_physical()
-    codes = table.get_column("patient_id").to_physical().to_list()
-    position = code.replace_strict(
-        dict(zip(codes, range(len(codes)), strict=True)), default=None, return_dtype=pl.Int64
-    )
-    return [pl.lit(table.get_column(c)).gather(position).alias(c) for c in columns]
-
-
 def _resolve_times(screen: _Screen, limits: IngestLimits) -> None:
     screen.check(
         ~pl.col("has_day") & ~pl.col("has_time"),
@@ -489,7 +477,7 @@ def _resolve_times(screen: _Screen, limits: IngestLimits) -> None:
         ),
         repeated.get_column("_row"),
     )
-    screen.df = screen.df.with_columns(_per_patient(first, "infusion_time", "infusion_day", "infusion_row"))
+    screen.df = screen.df.with_columns(per_patient(first, "infusion_time", "infusion_day", "infusion_row"))
     screen.check(
         pl.col("infusion_row").is_null(),
         "item",
@@ -574,7 +562,7 @@ def _numbers(screen: _Screen, vocabulary: Vocabulary) -> None:
         .group_by("patient_id", maintain_order=True)
         .agg((pl.col("raw_num") * pl.col("scale")).first().alias("weight_kg"))
     )
-    screen.df = screen.df.with_columns(_per_patient(weights, "weight_kg"))
+    screen.df = screen.df.with_columns(per_patient(weights, "weight_kg"))
     # A per-kg drug dose without a weight is still a documented administration (it matters for the
     # fever waiver): keep it with an unknown mg dose and warn. A per-kg vasopressor rate without a
     # weight is refused: its rate is part of the grade.
@@ -725,18 +713,27 @@ def _patient_table(events: pl.DataFrame, infusion_times: pl.DataFrame) -> pl.Dat
     def first(item: str, column: str) -> pl.Expr:
         return pl.col(column).filter(pl.col("item") == item).first().alias(item)
 
-    per_patient = events.group_by("patient_id", maintain_order=True).agg(
-        first("infusion", "cat").alias("product"),
-        first("age", "num"),
-        first("birth_date", "cat"),
-        first("weight", "num"),
-        first("sex", "cat"),
-        first("disease", "cat"),
+    # Only the few patient rows are grouped; every patient of the batch gets a row.
+    described = (
+        events.filter(pl.col("item").is_in(["infusion", *PATIENT_ITEMS]))
+        .group_by("patient_id", maintain_order=True)
+        .agg(
+            first("infusion", "cat").alias("product"),
+            first("age", "num"),
+            first("birth_date", "cat"),
+            first("weight", "num"),
+            first("sex", "cat"),
+            first("disease", "cat"),
+        )
     )
-    per_patient = per_patient.join(infusion_times, on="patient_id", how="left")
+    table = (
+        events.select(pl.col("patient_id").unique(maintain_order=True))
+        .join(described, on="patient_id", how="left", maintain_order="left")
+        .join(infusion_times, on="patient_id", how="left", maintain_order="left")
+    )
     age_from_birth = (
         pl.col("infusion_time").dt.date() - pl.col("birth_date").str.to_date(strict=False)
     ).dt.total_days() / 365.2425
-    return per_patient.with_columns(pl.coalesce(pl.col("age"), age_from_birth).alias("age_years")).select(
+    return table.with_columns(pl.coalesce(pl.col("age"), age_from_birth).alias("age_years")).select(
         "patient_id", "infusion_time", "product", "age_years", "weight", "sex", "disease"
     )

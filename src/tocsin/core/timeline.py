@@ -21,6 +21,7 @@ from __future__ import annotations
 import polars as pl
 
 from tocsin.config import GradingConfig
+from tocsin.core.lookup import per_patient
 from tocsin.core.segments import ffill, last_index, shift1, with_segment_start
 from tocsin.criteria import load_scale
 from tocsin.vocabulary import Vocabulary
@@ -74,10 +75,7 @@ def crs_state(
     ]
 
     df = with_segment_start(
-        events.filter(pl.col("item").is_in(items)).join(
-            patients.select(PID, "age_years"), on=PID, how="left", maintain_order="left"
-        ),
-        [PID],
+        events.filter(pl.col("item").is_in(items)).with_columns(per_patient(patients, "age_years")), [PID]
     )
     age = pl.col("age_years")
     sbp_threshold = (
@@ -305,7 +303,7 @@ def icans_state(events: pl.DataFrame, patients: pl.DataFrame, config: GradingCon
         pl.when(pl.col("capd_score").is_null() & pl.col("capd_items_given") & (pl.col("capd_items_missing") != ""))
         .then(pl.col("capd_items_missing"))
         .alias("capd_incomplete"),
-    ).join(patients.select(PID, "age_years"), on=PID, how="left", maintain_order="left")
+    ).with_columns(per_patient(patients, "age_years"))
     df = with_segment_start(df, [PID])
 
     df = df.with_columns(
