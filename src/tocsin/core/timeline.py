@@ -124,17 +124,25 @@ def crs_state(
         low_map.alias("map_low_here"),
         *[last_index(cond).alias(f"i_{name}") for name, cond in signals.items()],
     )
-
-    # Stage 2: the state = the values of those rows.
-    def at(column: str, signal: str) -> pl.Expr:
-        return pl.col(column).gather(pl.col(f"i_{signal}"))
-
-    cytokines = [
+    df = df.with_columns(
         pl.when(pl.col("item") == lab)
         .then(pl.col("num") < pl.col("num").gather(shift1(pl.col(f"i_{lab}"))))
         .alias(f"{lab}_falling_here")
         for lab in ("il6", "crp")
-    ]
+    )
+
+    # Stage 2: the state at each assessment time = the values of those rows. Only the last row of each
+    # time is an assessment, so the indexes are thinned first and the values gathered from the full rows.
+    source = {
+        c: df.get_column(c)
+        for c in ("t", "num", "cat", "item", "sbp_low_here", "map_low_here", "il6_falling_here", "crp_falling_here")
+    }
+    indexes = [f"i_{name}" for name in signals]
+    df = last_row_per_time(df.select(PID, "t", "age_years", *[f"alt_{f}" for f in findings], *indexes))
+
+    def at(column: str, signal: str) -> pl.Expr:
+        return pl.lit(source[column]).gather(pl.col(f"i_{signal}"))
+
     df = df.with_columns(
         at("t", "fever").alias("fever_t"),
         at("num", "fever").alias("fever_value"),
@@ -160,31 +168,10 @@ def crs_state(
         at("cat", "death").alias("death_cause"),
         at("t", "death").alias("death_t"),
         at("t", "alt").alias("alt_t"),
-        *cytokines,
-    )
-    df = df.with_columns(
-        at("il6_falling_here", "il6").alias("il6_falling"), at("crp_falling_here", "crp").alias("crp_falling")
-    )
-    # Only the state travels on: the per-row inputs and indexes would just be copied by the filter.
-    scratch = {
-        "item",
-        "num",
-        "cat",
-        "orig_value",
-        "orig_unit",
-        "source",
-        "file",
-        "line",
-        "alt_finding",
-        "alt_cause",
-        "sbp_low_here",
-        "map_low_here",
-        "il6_falling_here",
-        "crp_falling_here",
-        "sbp_threshold",
-    }
-    df = df.select([c for c in df.columns if c not in scratch and not c.startswith("i_") and not c.startswith("_")])
-    df = with_segment_start(last_row_per_time(df), [PID])
+        at("il6_falling_here", "il6").alias("il6_falling"),
+        at("crp_falling_here", "crp").alias("crp_falling"),
+    ).drop(indexes)
+    df = with_segment_start(df, [PID])
     return _derive_support(_latest_blood_pressure(df), pressors, config)
 
 
