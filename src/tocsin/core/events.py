@@ -477,7 +477,9 @@ def _resolve_times(screen: _Screen, limits: IngestLimits) -> None:
         ),
         repeated.get_column("_row"),
     )
-    screen.df = screen.df.with_columns(per_patient(first, "infusion_time", "infusion_day", "infusion_row"))
+    screen.df = screen.df.with_columns(
+        per_patient(first, "infusion_time", "infusion_day", "infusion_row", rows=screen.df.height)
+    )
     screen.check(
         pl.col("infusion_row").is_null(),
         "item",
@@ -562,7 +564,7 @@ def _numbers(screen: _Screen, vocabulary: Vocabulary) -> None:
         .group_by("patient_id", maintain_order=True)
         .agg((pl.col("raw_num") * pl.col("scale")).first().alias("weight_kg"))
     )
-    screen.df = screen.df.with_columns(per_patient(weights, "weight_kg"))
+    screen.df = screen.df.with_columns(per_patient(weights, "weight_kg", rows=screen.df.height))
     # A per-kg drug dose without a weight is still a documented administration (it matters for the
     # fever waiver): keep it with an unknown mg dose and warn. A per-kg vasopressor rate without a
     # weight is refused: its rate is part of the grade.

@@ -74,9 +74,8 @@ def crs_state(
         *antipyretic,
     ]
 
-    df = with_segment_start(
-        events.filter(pl.col("item").is_in(items)).with_columns(per_patient(patients, "age_years")), [PID]
-    )
+    relevant = events.filter(pl.col("item").is_in(items))
+    df = with_segment_start(relevant.with_columns(per_patient(patients, "age_years", rows=relevant.height)), [PID])
     age = pl.col("age_years")
     sbp_threshold = (
         pl.when(age.is_not_null() & (age <= c.pediatric_max_age_years))
@@ -290,7 +289,7 @@ def icans_state(events: pl.DataFrame, patients: pl.DataFrame, config: GradingCon
         pl.when(pl.col("capd_score").is_null() & pl.col("capd_items_given") & (pl.col("capd_items_missing") != ""))
         .then(pl.col("capd_items_missing"))
         .alias("capd_incomplete"),
-    ).with_columns(per_patient(patients, "age_years"))
+    ).with_columns(per_patient(patients, "age_years", rows=per_time.height))
     df = with_segment_start(df, [PID])
 
     df = df.with_columns(
