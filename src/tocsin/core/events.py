@@ -547,13 +547,14 @@ def _numbers(screen: _Screen, vocabulary: Vocabulary) -> None:
     index = pair_key.replace_strict(dict(zip(keys, range(len(keys)), strict=True)), default=None, return_dtype=pl.Int64)
     screen.df = screen.df.with_columns(index.alias("_conversion"))
     screen.df = screen.df.with_columns(
-        pl.lit(conversions.get_column(c)).gather(pl.col("_conversion")).alias(c)
-        for c in ("scale", "offset", "per_kg", "unit_problem")
+        pl.lit(conversions.get_column(c)).gather(pl.col("_conversion")).alias(c) for c in ("scale", "offset", "per_kg")
     )
+    # The problem text is looked up only for the failing rows (a text per row would be copied millions of times).
+    problem = pl.lit(conversions.get_column("unit_problem")).gather(pl.col("_conversion"))
     screen.check(
-        is_number & pl.col("unit_problem").is_not_null(),
+        is_number & pl.col("scale").is_null(),
         "unit",
-        pl.format("{} (item '{}')", pl.col("unit_problem"), pl.col("item")),
+        pl.format("{} (item '{}')", problem, pl.col("item")),
         pl.lit("use a UCUM unit listed for the item in docs/vocabulary.md"),
         pl.col("unit"),
     )
