@@ -173,17 +173,6 @@ def _check_episodes(episodes: pl.DataFrame, expected: list[dict], label: str) ->
     return problems
 
 
-def _explained_timeline(tox: Any, patient_id: str) -> pl.DataFrame:
-    """The patient's timeline with ``evidence`` (list of item/day/value) and ``missing`` (list of str).
-
-    Uses ``ToxicityResult.explained`` where the engine provides it (evidence built on request), else the
-    timeline's own ``evidence`` / ``missing`` list columns.
-    """
-    if hasattr(tox, "explained"):
-        return tox.explained([patient_id])
-    return tox.timeline.filter(pl.col("patient_id") == patient_id)
-
-
 def _run(file_name: str, scale: str, case: dict) -> None:
     toxicity, scale_config = SCALES[scale]
     toxicity = case.get("toxicity", toxicity)
@@ -192,7 +181,9 @@ def _run(file_name: str, scale: str, case: dict) -> None:
     refused = result.errors.filter(pl.col("severity") == "error")
     assert refused.height == 0, f"{case['id']}: input rows refused: {refused.to_dicts()}"
     tox = result.crs if toxicity == "crs" else result.icans
-    timeline = _explained_timeline(tox, case["id"])
+    timeline = tox.explained([case["id"]])
+    known_rules = {r.id for r in tox.scale.rules}
+    assert set(timeline.get_column("rule").drop_nulls()) <= known_rules, f"{case['id']}: rule id not in criteria data"
     problems: list[str] = []
     for expect in case.get("expect") or []:
         problems += _check_row(timeline, expect, case["id"])

@@ -67,3 +67,26 @@ def test_the_readme_example_grades_as_the_readme_shows(tmp_path: Path) -> None:
     assert (row["grade"], row["rule"]) == (3, "CRS-ASTCT19-G3-HYPOTENSION-ONE-VASOPRESSOR")
     assert {"item": "norepinephrine", "day": 3.0, "value": "4.0 ug/min"} in row["evidence"]
     assert result.crs.episodes.select("onset_day", "peak_grade", "duration_days").row(0) == (2.25, 3, 0.85)
+
+
+def test_a_rule_id_missing_from_the_criteria_data_is_refused() -> None:
+    """The engine refuses to emit a rule id that its criteria file does not define."""
+    from tocsin.core.engine import _toxicity_result
+    from tocsin.criteria import load_scale
+
+    graded = pl.DataFrame(
+        {
+            "patient_id": ["P"],
+            "t": [1.0],
+            "grade": [1],
+            "domain": ["fever"],
+            "rule": ["CRS-ASTCT19-G1-FEVRE"],
+            "missing": [""],
+            "stretch": [1],
+            "quiet_since": [None],
+            "resolved_row": [False],
+        },
+        schema_overrides={"quiet_since": pl.Float64, "grade": pl.Int8},
+    )
+    with pytest.raises(RuntimeError, match="CRS-ASTCT19-G1-FEVRE"):
+        _toxicity_result(load_scale("crs_astct2019"), graded, [], [])

@@ -40,9 +40,6 @@ from tocsin.core.crs_course import (
     with_raw_grade,
 )
 from tocsin.core.evidence import Observation, missing_text
-from tocsin.criteria import load_scale
-
-SCALE = load_scale("crs_astct2019")
 
 
 def hypotension_grade() -> pl.Expr:

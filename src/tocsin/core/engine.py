@@ -83,6 +83,13 @@ def _toxicity_result(
 ) -> ToxicityResult:
     keep = list(dict.fromkeys([*TIMELINE_COLUMNS, *EPISODE_COLUMNS, *extra, *evidence_columns(observations)]))
     timeline = graded.select(keep)
+    # Every rule id a grade cites must be one of the scale's rules (criteria data), or the output would
+    # point to a rule nobody can look up.
+    unknown = set(timeline.get_column("rule").drop_nulls().unique().to_list()) - {r.id for r in scale.rules}
+    if unknown:
+        raise RuntimeError(
+            f"{scale.scale}: grading produced rule ids missing from its criteria file: {sorted(unknown)}"
+        )
     episodes = episodes_from_timeline(timeline)
     return ToxicityResult(scale, timeline, episodes, patient_summary(timeline, episodes), tuple(observations))
 
