@@ -5,16 +5,14 @@ from pathlib import Path
 
 
 from tocsin import units
-from tocsin.units import Conversion, compute_conversion_table, conversion_for
+from tocsin.units import Conversion, compute_conversion_table, conversion_for, vocabulary_targets
 from tocsin.vocabulary import load_vocabulary
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_every_kept_conversion_is_what_ucumvert_computes() -> None:
-    vocabulary = load_vocabulary()
-    targets = {(d.unit, d.per_kg_unit) for d in vocabulary.items.values() if d.unit}
-    recomputed = compute_conversion_table(targets)
+    recomputed = compute_conversion_table(vocabulary_targets())
     kept = json.loads((ROOT / "src/tocsin/data/unit_conversions.json").read_text())
     assert kept == recomputed, "run `python -m tocsin.units` to refresh src/tocsin/data/unit_conversions.json"
 

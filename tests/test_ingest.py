@@ -512,3 +512,66 @@ def test_unknown_file_format_and_missing_file_raise_input_file_error(tmp_path: P
         read_event_files([path])
     with pytest.raises(InputFileError, match="no such file"):
         read_event_files([tmp_path / "absent.csv"])
+
+
+# ------------------------------------------------------------------- labs, limits and kinetics
+def with_limits(rows: list[tuple], limits: dict[int, dict[str, str]]) -> pl.DataFrame:
+    """``raw(rows)`` plus lln/uln/lloq columns; ``limits`` maps a row index to its limit values."""
+    frame = raw(rows)
+    columns = {c: [limits.get(i, {}).get(c) for i in range(len(rows))] for c in ("lln", "uln", "lloq")}
+    return frame.with_columns(pl.Series(c, v, dtype=pl.Utf8) for c, v in columns.items())
+
+
+def test_counts_in_per_microlitre_and_hb_in_mmol_per_litre_are_converted_with_their_limits() -> None:
+    rows = day_rows(("1", "wbc", "4000", "/uL"), ("1", "hgb", "6.2", "mmol/L"), ("1", "plt", "25", "10^9/L"))
+    n = normalise_events(with_limits(rows, {1: {"lln": "4000"}, 2: {"lln": "7.5", "uln": "10"}}), VOCAB)
+    assert n.ok
+    got = {r["item"]: r for r in n.events.to_dicts()}
+    assert got["wbc"]["num"] == 4.0 and got["wbc"]["lln"] == 4.0
+    # 1 mmol/L Hb (monomer) = 1.61145 g/dL (M = 16 114.5 g/mol)
+    assert got["hgb"]["num"] == pytest.approx(9.99099) and got["hgb"]["lln"] == pytest.approx(12.085875)
+    assert got["hgb"]["uln"] == pytest.approx(16.1145)
+    assert got["plt"]["num"] == 25.0 and got["plt"]["lln"] is None
+
+
+def test_differential_percent_uses_the_wbc_at_the_same_time_or_is_refused() -> None:
+    n = normalise(day_rows(("1", "wbc", "2.0", "10*9/L"), ("1", "anc", "40", "%"), ("2", "anc", "40", "%")))
+    assert n.events.filter(pl.col("item") == "anc")["num"].to_list() == [0.8]
+    error = only_error(n)
+    assert (error["line"], error["field"]) == (5, "unit")
+    assert "wbc" in error["message"] and "absolute" in error["fix"]
+
+
+def test_below_quantification_values_keep_their_limit() -> None:
+    rows = day_rows(
+        ("3", "car_t_copies", "<5", "copies/ug gDNA"),
+        ("4", "car_t_copies", "BLQ", "{copies}/ug"),
+        ("5", "car_t_copies", "BLQ", "{copies}/ug"),
+    )
+    n = normalise_events(with_limits(rows, {3: {"lloq": "10"}}), VOCAB)
+    kept = n.events.filter(pl.col("item") == "car_t_copies").select("line", "num", "lloq", "blq").to_dicts()
+    assert kept == [
+        {"line": 3, "num": None, "lloq": 5.0, "blq": True},
+        {"line": 5, "num": None, "lloq": 10.0, "blq": True},
+    ]
+    error = only_error(n)
+    assert (error["line"], error["field"]) == (4, "lloq") and "lloq column" in error["fix"]
+
+
+def test_below_quantification_is_not_accepted_for_items_without_limits() -> None:
+    error = only_error(normalise(day_rows(("1", "temperature", "<37", "Cel"))))
+    assert (error["field"], error["line"]) == ("value", 3)
+
+
+def test_limits_on_items_that_take_none_warn_and_bad_limits_are_refused() -> None:
+    rows = day_rows(("1", "temperature", "38.2", "Cel"), ("1", "alc", "0.2", "10*9/L"))
+    n = normalise_events(with_limits(rows, {1: {"lln": "36"}, 2: {"lln": "abc"}}), VOCAB)
+    warning, error = only_error(n, "warning"), only_error(n)
+    assert (warning["line"], warning["field"]) == (3, "lln")
+    assert (error["line"], error["field"], error["value"]) == (4, "lln", "abc")
+    assert n.events.filter(pl.col("item") == "temperature")["lln"].to_list() == [None]
+
+
+def test_response_categories_are_case_insensitive() -> None:
+    n = normalise(day_rows(("28", "response", "mrd-negative CR", ""), ("28", "response", "cr", "")))
+    assert n.ok and n.events.filter(pl.col("item") == "response")["cat"].to_list() == ["MRD_negative_CR", "CR"]

@@ -59,6 +59,23 @@ UNIT_SPELLINGS: dict[str, str] = {
     "score": "{score}",
     "points": "{score}",
     "fraction": "1",
+    "x10^9/L": "10*9/L",
+    "x10E9/L": "10*9/L",
+    "G/L": "10*9/L",  # French/German "giga per litre"
+    "/mm3": "/uL",
+    "cells/uL": "/uL",
+    "cells/mm3": "/uL",
+    "{cells}/uL": "/uL",
+    "copies/ug": "{copies}/ug",
+    "copies/ug gDNA": "{copies}/ug",
+    "copies/ug DNA": "{copies}/ug",
+    "IU": "[iU]",
+    "IU/kg": "[iU]/kg",
+    "IU/L": "U/L",
+    "units": "{unit}",
+    "unit": "{unit}",
+    "u": "{unit}",
+    "bags": "{unit}",
 }
 
 
@@ -166,12 +183,25 @@ COMMON_INPUT_UNITS = (
     "/h",
     "mL",
     "L",
+    "U/L",
+    "/uL",
+    "10*6/kg",
+    "[iU]",
+    "{unit}",
 )
 _TABLE = "unit_conversions.json"
 
 
-def _key(unit: str, canonical: str, per_kg_unit: str | None) -> str:
-    return f"{unit} -> {canonical}" + (f" | {per_kg_unit}" if per_kg_unit else "")
+def _key(unit: str, canonical: str, per_kg_unit: str | None, molar_mass: float | None = None) -> str:
+    return (
+        f"{unit} -> {canonical}"
+        + (f" | {per_kg_unit}" if per_kg_unit else "")
+        + (f" | {molar_mass:g} g/mol" if molar_mass else "")
+    )
+
+
+#: A conversion target: canonical unit, optional per-kg unit, optional molar mass (g/mol).
+Target = tuple[str, str | None, float | None]
 
 
 @cache
@@ -180,32 +210,42 @@ def _known() -> dict[str, Conversion]:
     return {k: Conversion(**v) for k, v in json.loads(text).items()}
 
 
-def compute_conversion_table(targets: set[tuple[str, str | None]]) -> dict[str, dict[str, float | bool]]:
-    """Every convertible (input unit, canonical[, per-kg]) pair, computed with ucumvert."""
+def compute_conversion_table(targets: set[Target]) -> dict[str, dict[str, float | bool]]:
+    """Every convertible (input unit, target) pair, computed with ucumvert."""
     table: dict[str, dict[str, float | bool]] = {}
-    inputs = sorted({*COMMON_INPUT_UNITS, *(c for c, _ in targets), *(k for _, k in targets if k)})
-    for canonical, per_kg_unit in sorted(targets, key=str):
+    inputs = sorted({*COMMON_INPUT_UNITS, *(c for c, _, _ in targets), *(k for _, k, _ in targets if k)})
+    for canonical, per_kg_unit, molar_mass in sorted(targets, key=str):
         for unit in inputs:
             try:
-                conversion = _compute(unit, canonical, per_kg_unit)
+                conversion = _compute(unit, canonical, per_kg_unit, molar_mass)
             except UnitError:
                 continue
-            table[_key(unit, canonical, per_kg_unit)] = asdict(conversion)
+            table[_key(unit, canonical, per_kg_unit, molar_mass)] = asdict(conversion)
     return table
 
 
+def vocabulary_targets() -> set[Target]:
+    """The conversion targets of every numeric vocabulary item."""
+    from tocsin.vocabulary import load_vocabulary
+
+    return {(d.unit, d.per_kg_unit, d.molar_mass) for d in load_vocabulary().items.values() if d.unit}
+
+
 @cache
-def conversion_for(unit: str, canonical: str, per_kg_unit: str | None = None) -> Conversion:
+def conversion_for(
+    unit: str, canonical: str, per_kg_unit: str | None = None, molar_mass: float | None = None
+) -> Conversion:
     """How to turn a value in ``unit`` into ``canonical`` (or into ``per_kg_unit`` × weight).
 
+    With ``molar_mass`` (g/mol), a substance concentration (mmol/L) converts to a mass concentration.
     Raises :class:`UnitError` with the accepted units when the unit is unknown or incompatible.
     """
     ucum = normalise_spelling(unit)
-    known = _known().get(_key(ucum, canonical, per_kg_unit))
-    return known if known is not None else _compute(ucum, canonical, per_kg_unit)
+    known = _known().get(_key(ucum, canonical, per_kg_unit, molar_mass))
+    return known if known is not None else _compute(ucum, canonical, per_kg_unit, molar_mass)
 
 
-def _compute(ucum: str, canonical: str, per_kg_unit: str | None) -> Conversion:
+def _compute(ucum: str, canonical: str, per_kg_unit: str | None, molar_mass: float | None = None) -> Conversion:
     unit = ucum
     if _is_dimensionless(canonical) and _is_dimensionless(ucum):
         return Conversion(1.0)
@@ -217,6 +257,13 @@ def _compute(ucum: str, canonical: str, per_kg_unit: str | None) -> Conversion:
     if target is not None and source.dimensionality == target.dimensionality:
         scale, offset = _affine(source, target)
         return Conversion(scale, offset)
+    if target is not None and molar_mass is not None:
+        molar = _quantity("mol/L")
+        mass = _quantity("g/L")
+        if source.dimensionality == molar.dimensionality and target.dimensionality == mass.dimensionality:
+            to_mol_per_l, _ = _affine(source, molar)
+            g_per_l_to_target, _ = _affine(mass, target)
+            return Conversion(float(f"{to_mol_per_l * molar_mass * g_per_l_to_target:.12g}"))
     if per_kg_unit is not None:
         per_kg_target = _quantity(per_kg_unit)
         if source.dimensionality == per_kg_target.dimensionality:
@@ -226,11 +273,9 @@ def _compute(ucum: str, canonical: str, per_kg_unit: str | None) -> Conversion:
 
 
 def _write_table() -> Path:
-    from tocsin.vocabulary import load_vocabulary
-
-    targets = {(d.unit, d.per_kg_unit) for d in load_vocabulary().items.values() if d.unit}
     path = Path(str(resources.files("tocsin.data").joinpath(_TABLE)))
-    path.write_text(json.dumps(compute_conversion_table(targets), indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    table = compute_conversion_table(vocabulary_targets())
+    path.write_text(json.dumps(table, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     return path
 
 

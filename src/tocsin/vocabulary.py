@@ -23,7 +23,19 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 from rapidfuzz import fuzz, process
 
-ItemKind = Literal["patient", "vital", "support", "neuro", "drug", "attribution", "lab", "outcome"]
+ItemKind = Literal[
+    "patient",
+    "vital",
+    "support",
+    "neuro",
+    "drug",
+    "attribution",
+    "lab",
+    "blood_support",
+    "kinetics",
+    "disease_course",
+    "outcome",
+]
 ValueType = Literal["number", "category", "boolean", "text", "date"]
 
 
@@ -48,6 +60,9 @@ class ItemDefinition(BaseModel):
     range: tuple[float, float] | None = None
     integer: bool = False
     fraction_to_percent: bool = False
+    molar_mass: float | None = Field(None, gt=0, description="g/mol: converts substance concentrations (mmol/L).")
+    differential_of: str | None = Field(None, description="May be given as % of this item (same time).")
+    limits: bool = Field(False, description="Rows may carry lln/uln/lloq in their own unit.")
     values: tuple[str, ...] = ()
     value_aliases: dict[str, str] = Field(default_factory=dict)
     codes: Codes = Field(default_factory=Codes)
@@ -63,6 +78,8 @@ class ItemDefinition(BaseModel):
             raise ValueError(f"numeric item {self.item!r} needs a canonical unit and a range")
         if self.value_type == "category" and not self.values:
             raise ValueError(f"category item {self.item!r} needs allowed values")
+        if (self.molar_mass or self.differential_of or self.limits) and self.value_type != "number":
+            raise ValueError(f"item {self.item!r}: molar_mass, differential_of and limits need a number item")
         bad = [v for v in self.value_aliases.values() if v not in self.values]
         if bad:
             raise ValueError(f"item {self.item!r}: value aliases point to unknown values {bad}")
@@ -88,6 +105,9 @@ class Vocabulary(BaseModel):
                     raise ValueError(f"alias {alias!r} is used by both {seen[key]!r} and {name!r}")
                 seen[key] = name
         self._aliases = seen
+        for name, definition in self.items.items():
+            if definition.differential_of and definition.differential_of not in self.items:
+                raise ValueError(f"item {name!r}: differential_of names unknown item {definition.differential_of!r}")
         return self
 
     @property
@@ -133,9 +153,16 @@ class Vocabulary(BaseModel):
             codes = ", ".join(f"{k.upper()} {v}" for k, v in d.codes.model_dump(exclude={"verified"}).items() if v)
             if codes and not d.codes.verified:
                 codes += " (to verify)"
+            notes = [" ".join(d.description.split())]
+            if d.limits:
+                notes.append("Rows may carry `lln`/`uln`/`lloq`; `<x` or `BLQ` = below quantification.")
+            if d.differential_of:
+                notes.append(f"Also accepted in % of `{d.differential_of}` (same time).")
+            if d.molar_mass:
+                notes.append(f"Substance units converted with M = {d.molar_mass:g} g/mol.")
             lines.append(
                 f"| `{name}` | {d.kind} | {d.value_type} | {d.unit or ''} | {allowed} | {codes} | "
-                f"{', '.join(d.aliases)} | {' '.join(d.description.split())} |"
+                f"{', '.join(d.aliases)} | {' '.join(n for n in notes if n)} |"
             )
         return "\n".join(lines) + "\n"
 

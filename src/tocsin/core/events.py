@@ -22,7 +22,26 @@ from tocsin.units import UnitError, conversion_for
 from tocsin.vocabulary import Vocabulary
 
 #: Columns of the canonical event frame the rest of the core works on.
-CANONICAL_COLUMNS = ["patient_id", "t", "item", "num", "cat", "orig_value", "orig_unit", "source", "file", "line"]
+CANONICAL_COLUMNS = [
+    "patient_id",
+    "t",
+    "item",
+    "num",
+    "cat",
+    "lln",
+    "uln",
+    "lloq",
+    "blq",
+    "orig_value",
+    "orig_unit",
+    "source",
+    "file",
+    "line",
+]
+#: Optional per-row limits (reference range, quantification limit), given in the row's own unit.
+LIMIT_COLUMNS = ("lln", "uln", "lloq")
+# Ways of writing "below the limit of quantification" without a number (the limit is in `lloq`).
+_BLQ_WORDS = ("blq", "<lloq", "bql", "nd", "not detected", "undetectable", "below lloq")
 #: Items that describe the patient rather than the course; their time is not checked.
 PATIENT_ITEMS = ("age", "birth_date", "weight", "sex", "disease")
 ERROR_SCHEMA = {
@@ -148,6 +167,7 @@ def _prepare(raw: pl.DataFrame) -> pl.DataFrame:
         (pl.col("source").cast(pl.Utf8) if "source" in cols else pl.lit(None, pl.Utf8)).alias("source"),
         pl.col("file").cast(pl.Categorical),
         pl.col("line").cast(pl.Int64),
+        *((pl.col(c).cast(pl.Utf8) if c in cols else pl.lit(None, pl.Utf8)).alias(f"{c}_raw") for c in LIMIT_COLUMNS),
     ]
     if "day" in cols and schema["day"].is_numeric():
         exprs += [
@@ -197,7 +217,7 @@ def _category_table(vocabulary: Vocabulary) -> pl.DataFrame:
         if d.value_type == "category":
             for v in d.values:
                 rows["item_canonical"].append(name)
-                rows["value_key"].append(v)
+                rows["value_key"].append(v.lower())
                 rows["cat_value"].append(v)
             for alias, v in d.value_aliases.items():
                 rows["item_canonical"].append(name)
@@ -214,18 +234,21 @@ def _conversion_table(pairs: pl.DataFrame, vocabulary: Vocabulary) -> pl.DataFra
         "scale": [],
         "offset": [],
         "per_kg": [],
+        "differential": [],
         "unit_problem": [],
     }
     for item, unit in pairs.iter_rows():
         d = vocabulary.items[item]
         scale = offset = None
-        per_kg = False
+        per_kg = differential = False
         problem = None
         if d.fraction_to_percent and unit == "":
             scale, offset = 1.0, 0.0  # bare numbers: <= 1 read as a fraction below
+        elif d.differential_of and unit.strip() == "%":
+            differential = True  # % of another count: converted with that count at the same time
         else:
             try:
-                conv = conversion_for(unit, d.unit or "", d.per_kg_unit)
+                conv = conversion_for(unit, d.unit or "", d.per_kg_unit, d.molar_mass)
                 scale, offset, per_kg = conv.scale, conv.offset, conv.per_kg
             except UnitError as exc:
                 problem = str(exc)
@@ -234,6 +257,7 @@ def _conversion_table(pairs: pl.DataFrame, vocabulary: Vocabulary) -> pl.DataFra
         out["scale"].append(scale)
         out["offset"].append(offset)
         out["per_kg"].append(per_kg)
+        out["differential"].append(differential)
         out["unit_problem"].append(problem)
     return pl.DataFrame(
         out,
@@ -243,6 +267,7 @@ def _conversion_table(pairs: pl.DataFrame, vocabulary: Vocabulary) -> pl.DataFra
             "scale": pl.Float64,
             "offset": pl.Float64,
             "per_kg": pl.Boolean,
+            "differential": pl.Boolean,
             "unit_problem": pl.Utf8,
         },
     )
@@ -255,7 +280,7 @@ def _item_table(vocabulary: Vocabulary) -> pl.DataFrame:
     """Per item: value type, plausible range, integer and fraction flags (no text: it is gathered to
     every row, and copying millions of strings is what this lookup avoids)."""
     rows = [
-        (n, d.value_type, *(d.range or (None, None)), d.integer, d.fraction_to_percent)
+        (n, d.value_type, *(d.range or (None, None)), d.integer, d.fraction_to_percent, d.limits)
         for n, d in vocabulary.items.items()
     ]
     schema = {
@@ -265,6 +290,7 @@ def _item_table(vocabulary: Vocabulary) -> pl.DataFrame:
         "hi": pl.Float64,
         "integer": pl.Boolean,
         "fraction": pl.Boolean,
+        "limits": pl.Boolean,
     }
     return pl.DataFrame(rows, orient="row", schema=schema)
 
@@ -523,11 +549,95 @@ def _resolve_times(screen: _Screen, limits: IngestLimits) -> None:
         )
 
 
+def _below_quantification(screen: _Screen) -> None:
+    """``blq``: the value is below the limit of quantification, written ``<5`` or ``BLQ`` (limit in ``lloq``).
+    Only items with limits accept it; the number after ``<`` becomes the limit."""
+    candidate = pl.col("_is_number") & pl.col("limits") & pl.col("raw_num").is_null()
+    if not screen.df.select(candidate.any()).item():
+        screen.df = screen.df.with_columns(pl.lit(False).alias("blq"))
+        return
+    text = pl.col("value").str.strip_chars().str.to_lowercase()
+    below = text.str.extract(r"^<\s*([0-9.,]+)$", 1).str.replace(",", ".", literal=True).cast(pl.Float64, strict=False)
+    word = text.is_in(_BLQ_WORDS)
+    screen.df = screen.df.with_columns(
+        (candidate & (below.is_not_null() | word)).fill_null(False).alias("blq"),
+        pl.when(candidate & below.is_not_null())
+        .then(below.cast(pl.Utf8))
+        .otherwise(pl.col("lloq_raw"))
+        .alias("lloq_raw"),
+    )
+    screen.check(
+        pl.col("blq") & pl.col("lloq_raw").is_null(),
+        "lloq",
+        pl.format("'{}' for '{}' says below quantification but gives no limit", pl.col("value"), pl.col("item")),
+        pl.lit("write the limit as '<LLOQ' (e.g. '<5') or fill the row's lloq column"),
+    )
+
+
+def _limits(screen: _Screen, conversion: pl.Expr) -> None:
+    """Reference and quantification limits, read as numbers and converted like the row's value."""
+    given = [c for c in LIMIT_COLUMNS if screen.df.select(pl.col(f"{c}_raw").is_not_null().any()).item()]
+    screen.df = screen.df.with_columns(pl.lit(None, pl.Float64).alias(c) for c in LIMIT_COLUMNS if c not in given)
+    for column in given:
+        raw = f"{column}_raw"
+        screen.df = parse_numbers(screen.df, raw, f"{column}_given")
+        screen.check(
+            pl.col(raw).is_not_null() & (pl.col(raw).str.strip_chars() != "") & pl.col(f"{column}_given").is_null(),
+            column,
+            pl.format("{} '{}' is not a number", pl.lit(column), pl.col(raw)),
+            pl.lit(f"give {column} as a plain number in the row's unit, or leave it empty"),
+            pl.col(raw),
+        )
+        screen.check(
+            pl.col(f"{column}_given").is_not_null() & ~pl.col("limits").fill_null(False),
+            column,
+            pl.format("'{}' takes no {} (ignored)", pl.col("item"), pl.lit(column)),
+            pl.lit(f"leave {column} empty for this item"),
+            pl.col(raw),
+            severity="warning",
+        )
+        limit = (conversion(pl.col(f"{column}_given"))).round(_DECIMALS)
+        screen.df = screen.df.with_columns(
+            pl.when(pl.col("limits").fill_null(False)).then(limit).otherwise(None).alias(column)
+        )
+
+
+def _differentials(screen: _Screen, vocabulary: Vocabulary) -> None:
+    """A count given as % of another (ANC as % of WBC) becomes absolute with that count at the same time."""
+    rows = screen.df.filter(pl.col("differential").fill_null(False) & ~pl.col("_refused"))
+    if rows.height == 0:
+        return
+    bases = {name: d.differential_of for name, d in vocabulary.items.items() if d.differential_of}
+    base_items = screen.df.filter(
+        pl.col("item").is_in(list(set(bases.values()))) & ~pl.col("_refused") & pl.col("num").is_not_null()
+    ).select("patient_id", "t", pl.col("item").cast(pl.Utf8).alias("base_item"), pl.col("num").alias("base_num"))
+    base_items = base_items.unique(["patient_id", "t", "base_item"], keep="last")
+    rows = rows.with_columns(
+        pl.col("item").cast(pl.Utf8).replace_strict(bases, default=None, return_dtype=pl.Utf8).alias("base_item")
+    ).join(base_items, on=["patient_id", "t", "base_item"], how="left")
+    derived = rows.filter(pl.col("base_num").is_not_null())
+    num = screen.df.get_column("num").clone()
+    num.scatter(derived.get_column("_row"), (derived.get_column("raw_num") / 100 * derived.get_column("base_num")))
+    screen.df = screen.df.with_columns(num.round(_DECIMALS))
+    missing = rows.filter(pl.col("base_num").is_null())
+    screen.refuse_rows(
+        _error_frame(
+            missing,
+            "unit",
+            pl.format("'{}' given in % needs the {} measured at the same time", pl.col("item"), pl.col("base_item")),
+            pl.format("give the absolute count (10*9/L), or add the {} row at the same time", pl.col("base_item")),
+            pl.col("unit"),
+        ),
+        missing.get_column("_row"),
+    )
+
+
 def _numbers(screen: _Screen, vocabulary: Vocabulary) -> None:
     is_number = pl.col("_is_number")
     screen.df = parse_numbers(screen.df, "value", "raw_num", only=is_number)
+    _below_quantification(screen)
     screen.check(
-        is_number & pl.col("raw_num").is_null(),
+        is_number & pl.col("raw_num").is_null() & ~pl.col("blq"),
         "value",
         pl.format("'{}' is not a number for '{}'", pl.col("value"), pl.col("item")),
         pl.lit("give a plain number"),
@@ -547,12 +657,13 @@ def _numbers(screen: _Screen, vocabulary: Vocabulary) -> None:
     index = pair_key.replace_strict(dict(zip(keys, range(len(keys)), strict=True)), default=None, return_dtype=pl.Int64)
     screen.df = screen.df.with_columns(index.alias("_conversion"))
     screen.df = screen.df.with_columns(
-        pl.lit(conversions.get_column(c)).gather(pl.col("_conversion")).alias(c) for c in ("scale", "offset", "per_kg")
+        pl.lit(conversions.get_column(c)).gather(pl.col("_conversion")).alias(c)
+        for c in ("scale", "offset", "per_kg", "differential")
     )
     # The problem text is looked up only for the failing rows (a text per row would be copied millions of times).
     problem = pl.lit(conversions.get_column("unit_problem")).gather(pl.col("_conversion"))
     screen.check(
-        is_number & pl.col("scale").is_null(),
+        is_number & pl.col("scale").is_null() & ~pl.col("differential").fill_null(False),
         "unit",
         pl.format("{} (item '{}')", problem, pl.col("item")),
         pl.lit("use a UCUM unit listed for the item in docs/vocabulary.md"),
@@ -597,6 +708,8 @@ def _numbers(screen: _Screen, vocabulary: Vocabulary) -> None:
     bare_fraction = pl.col("fraction") & (pl.col("unit") == "") & (pl.col("raw_num") <= 1.0)
     num = pl.when(bare_fraction).then(pl.col("raw_num") * 100).otherwise(num)
     screen.df = screen.df.with_columns(pl.when(is_number).then(num.round(_DECIMALS)).alias("num"))
+    _limits(screen, lambda value: value * pl.col("scale") + pl.col("offset"))
+    _differentials(screen, vocabulary)
     implausible = (pl.col("num") < pl.col("lo")) | (pl.col("num") > pl.col("hi"))
     units = {name: d.unit or "" for name, d in vocabulary.items.items()}
     canonical_unit = pl.col("item").cast(pl.Utf8).replace_strict(units, default="", return_dtype=pl.Utf8)
