@@ -44,12 +44,16 @@ class Scale(BaseModel):
         return getattr(self, name)
 
 
-SCALES = ("crs_astct2019", "crs_lee2014", "icans_astct2019")
+@cache
+def known_scales() -> tuple[str, ...]:
+    """Every criteria file shipped in ``tocsin/data/criteria`` (file name without ``.yaml``)."""
+    files = resources.files("tocsin.data.criteria").iterdir()
+    return tuple(sorted(f.name.removesuffix(".yaml") for f in files if f.name.endswith(".yaml")))
 
 
 @cache
 def load_scale(name: str) -> Scale:
-    if name not in SCALES:
-        raise KeyError(f"unknown scale {name!r}; known: {', '.join(SCALES)}")
+    if name not in known_scales():
+        raise KeyError(f"unknown scale {name!r}; known: {', '.join(known_scales())}")
     text = resources.files("tocsin.data.criteria").joinpath(f"{name}.yaml").read_text(encoding="utf-8")
     return Scale.model_validate(yaml.safe_load(text))
