@@ -575,3 +575,19 @@ def test_limits_on_items_that_take_none_warn_and_bad_limits_are_refused() -> Non
 def test_response_categories_are_case_insensitive() -> None:
     n = normalise(day_rows(("28", "response", "mrd-negative CR", ""), ("28", "response", "cr", "")))
     assert n.ok and n.events.filter(pl.col("item") == "response")["cat"].to_list() == ["MRD_negative_CR", "CR"]
+
+
+def test_routes_are_normalised_and_unknown_routes_refused() -> None:
+    rows = day_rows(
+        ("7", "dexamethasone", "2", "mg"),
+        ("7", "dexamethasone", "10", "mg"),
+        ("7", "prednisone", "5", "mg"),
+        ("7", "temperature", "38", "Cel"),
+    )
+    frame = raw(rows).with_columns(pl.Series("route", [None, "Intrathecal", "IV", "nasal", "iv"], dtype=pl.Utf8))
+    n = normalise_events(frame, VOCAB)
+    kept = n.events.filter(pl.col("item") != "infusion").select("line", "route").to_dicts()
+    assert kept == [{"line": 3, "route": "intrathecal"}, {"line": 4, "route": "iv"}, {"line": 6, "route": None}]
+    error, warning = only_error(n), only_error(n, "warning")
+    assert (error["line"], error["field"], error["value"]) == (5, "route", "nasal")
+    assert (warning["line"], warning["field"]) == (6, "route")

@@ -13,7 +13,7 @@ from pathlib import Path
 import polars as pl
 
 REQUIRED = ("patient_id", "item", "value")
-KNOWN = ("patient_id", "time", "day", "item", "value", "unit", "lln", "uln", "lloq", "source", "note")
+KNOWN = ("patient_id", "time", "day", "item", "value", "unit", "lln", "uln", "lloq", "route", "source", "note")
 
 
 class InputFileError(ValueError):

@@ -32,12 +32,16 @@ CANONICAL_COLUMNS = [
     "uln",
     "lloq",
     "blq",
+    "route",
     "orig_value",
     "orig_unit",
     "source",
     "file",
     "line",
 ]
+#: Routes of administration accepted in the optional ``route`` column (drugs and blood support only).
+ROUTES = ("iv", "po", "sc", "im", "intrathecal", "topical", "inhaled", "other")
+_ROUTE_ALIASES = {"intravenous": "iv", "oral": "po", "subcutaneous": "sc", "intramuscular": "im", "it": "intrathecal"}
 #: Optional per-row limits (reference range, quantification limit), given in the row's own unit.
 LIMIT_COLUMNS = ("lln", "uln", "lloq")
 # Ways of writing "below the limit of quantification" without a number (the limit is in `lloq`).
@@ -168,6 +172,7 @@ def _prepare(raw: pl.DataFrame) -> pl.DataFrame:
         pl.col("file").cast(pl.Categorical),
         pl.col("line").cast(pl.Int64),
         *((pl.col(c).cast(pl.Utf8) if c in cols else pl.lit(None, pl.Utf8)).alias(f"{c}_raw") for c in LIMIT_COLUMNS),
+        (pl.col("route").cast(pl.Utf8) if "route" in cols else pl.lit(None, pl.Utf8)).alias("route_raw"),
     ]
     if "day" in cols and schema["day"].is_numeric():
         exprs += [
@@ -395,6 +400,7 @@ def normalise_events(
     )
     _numbers(screen, vocabulary)
     _non_numbers(screen, vocabulary)
+    _routes(screen, vocabulary)
 
     df = screen.df
     if df.select(pl.col("_refused").any()).item():
@@ -630,6 +636,36 @@ def _differentials(screen: _Screen, vocabulary: Vocabulary) -> None:
         ),
         missing.get_column("_row"),
     )
+
+
+def _routes(screen: _Screen, vocabulary: Vocabulary) -> None:
+    """The route of a drug or blood-support row (it decides, e.g., whether a steroid counts as systemic)."""
+    if not screen.df.select(pl.col("route_raw").is_not_null().any()).item():
+        screen.df = screen.df.with_columns(pl.lit(None, pl.Utf8).alias("route"))
+        return
+    key = pl.col("route_raw").str.strip_chars().str.to_lowercase()
+    route = pl.when(key.is_in(ROUTES)).then(key).otherwise(key.replace_strict(_ROUTE_ALIASES, default=None))
+    screen.df = screen.df.with_columns(pl.when(key != "").then(route).alias("route"))
+    given = pl.col("route_raw").is_not_null() & (pl.col("route_raw").str.strip_chars() != "")
+    screen.check(
+        given & pl.col("route").is_null(),
+        "route",
+        pl.format("route '{}' is not known", pl.col("route_raw")),
+        pl.lit(f"use one of: {', '.join(ROUTES)}"),
+        pl.col("route_raw"),
+    )
+    takes_route = pl.col("item").is_in(
+        vocabulary.names_where(kind="drug") + vocabulary.names_where(kind="blood_support")
+    )
+    screen.check(
+        given & ~takes_route,
+        "route",
+        pl.format("'{}' takes no route (ignored)", pl.col("item")),
+        pl.lit("give a route only for drugs and blood support"),
+        pl.col("route_raw"),
+        severity="warning",
+    )
+    screen.df = screen.df.with_columns(pl.when(takes_route).then(pl.col("route")).alias("route"))
 
 
 def _numbers(screen: _Screen, vocabulary: Vocabulary) -> None:
