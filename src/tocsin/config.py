@@ -101,6 +101,61 @@ class EpisodeConfig(_Section):
     icans_resolution_hours: float = Field(24.0, ge=0, description="ICANS grade 0 for this long resolves the episode.")
 
 
+KineticAssay = Literal["car_t_copies", "car_t_cells", "car_t_percent"]
+
+
+class KineticsConfig(_Section):
+    """Non-compartmental analysis of CAR-T levels (docs/kinetics.md; criteria.md §7; criteria/kinetics_nca.yaml)."""
+
+    blq_rule: Literal["pre_peak_zero_post_peak_excluded", "pre_peak_zero_post_peak_half_lloq", "all_zero"] = Field(
+        "pre_peak_zero_post_peak_excluded",
+        description="Values below the limit of quantification (BLQ). Before Tmax (or when nothing is "
+        "quantifiable) a BLQ is always 0. After Tmax: pre_peak_zero_post_peak_excluded drops it (criteria.md §7 "
+        "'pre-Cmax BLQ = 0; post-Cmax BLQ excluded'; FDA/EMA NCA convention), pre_peak_zero_post_peak_half_lloq "
+        "sets it to LLOQ/2 (criteria.md §7 alternative), all_zero sets it to 0 (PKNCA-style 'keep as 0').",
+    )
+    auc_end_day: float = Field(
+        28.0,
+        gt=0,
+        description="AUC window end in days after infusion (AUC0-28d, criteria.md §7; Mueller 2018, Awasthi "
+        "2020). AUC is null when no usable value reaches this day: never extrapolated (criteria.md §7).",
+    )
+    persistence_days: list[float] = Field(
+        [90.0, 180.0],
+        description="Days at which persistence (a quantifiable level) is reported, one column each "
+        "(persistence_d90...). Month 3 and 6 are the usual CAR-T persistence visits (Tocsin decision).",
+    )
+    persistence_window_days: float = Field(
+        14.0,
+        ge=0,
+        description="Persistence at day D reads the sample nearest to D within +/- this many days (the later "
+        "one on a tie); no sample in the window = unknown (null). Tocsin decision: a +/- 2 week visit window.",
+    )
+    half_life_min_points: int = Field(
+        3,
+        ge=3,
+        description="Terminal half-life needs at least this many quantifiable points after Tmax (criteria.md §7: "
+        "'log-linear regression on >= 3 terminal points after Cmax'; PKNCA min.hl.points = 3).",
+    )
+    half_life_r2_adj_tolerance: float = Field(
+        1e-4,
+        ge=0,
+        description="Terminal phase choice: among the last n = min..all post-peak points, fits within this of "
+        "the best adjusted R² count as equal and the one with most points wins (WinNonlin best-fit; PKNCA "
+        "adj.r.squared.factor = 1e-4).",
+    )
+    half_life_min_r2_adj: float | None = Field(
+        None,
+        description="Half-life is null when the chosen fit's adjusted R² is below this (e.g. 0.9, PKNCA "
+        "min.hl.r.squared). Unset = every fit with a decline is reported with its adjusted R².",
+    )
+    phase_assays: list[KineticAssay] = Field(
+        ["car_t_copies", "car_t_cells", "car_t_percent"],
+        description="Expansion phase (before / at / after the peak) is read from the first of these assays "
+        "that has a quantifiable level for the patient; assays are never mixed.",
+    )
+
+
 class GradingConfig(_Section):
     """All parameters of one grading run."""
 
@@ -108,6 +163,7 @@ class GradingConfig(_Section):
     crs: CrsConfig = CrsConfig()
     icans: IcansConfig = IcansConfig()
     episodes: EpisodeConfig = EpisodeConfig()
+    kinetics: KineticsConfig = KineticsConfig()
     earliest_day: float = Field(
         -30.0,
         description="Rows before this day (relative to infusion) are "
