@@ -156,6 +156,60 @@ class KineticsConfig(_Section):
     )
 
 
+HScoreClinicalInput = Literal["immunosuppression", "organomegaly", "hemophagocytosis"]
+
+
+class ScoresConfig(_Section):
+    """Baseline risk scores and HLH screens (docs/scores.md; criteria.md §3.4, §4; criteria/car_hematotox.yaml,
+    easix.yaml, hscore.yaml, iec_hs.yaml)."""
+
+    baseline_lookback_days: float = Field(
+        14.0,
+        gt=0,
+        description="A baseline lab is the last value at or before lymphodepletion (else before infusion) and "
+        "no more than this many days before it (Tocsin decision; CAR-HEMATOTOX uses the pre-lymphodepletion "
+        "draw, e.g. day -5).",
+    )
+    hematotox_boundary_rule: Literal["developer_group", "independent_tracker"] = Field(
+        "developer_group",
+        description="CAR-HEMATOTOX at the exact cut-off values (criteria.md §3.4): developer_group (the "
+        "Rejeski group's script: PLT 75 = 1 point, ANC 1.2 = 1 point) or independent_tracker (PLT 75 = 2, "
+        "ANC 1.2 = 0).",
+    )
+    easix_cutoff: str | None = Field(
+        None,
+        description="Id of a published EASIX cut-off in criteria/easix.yaml (e.g. korell2022); unset = no "
+        "risk group, only the value and log2 (no consensus cut-off, criteria.md §4.3).",
+    )
+    m_easix_cutoff: str | None = Field(
+        None, description="Id of a published m-EASIX cut-off in criteria/easix.yaml; unset = none."
+    )
+    hscore_window_days: float = Field(
+        7.0,
+        gt=0,
+        description="HScore at a time takes the worst value of each lab in this many days up to it (Tocsin "
+        "decision after PMC7589537 Table 4, 'lowest within 7 d').",
+    )
+    hscore_assume_absent: list[HScoreClinicalInput] = Field(
+        [],
+        description="HScore inputs the event vocabulary cannot carry, scored 0 (absent) instead of missing; "
+        "each output row then says so in its caveats. Empty = missing, and the score is not given.",
+    )
+    hlh_screen_window_days: float = Field(
+        2.0,
+        gt=0,
+        description="IEC-HS and carHLH screens take the worst value of each lab in this many days up to the "
+        "evaluation time (Tocsin decision: daily labs and every-other-day ferritin both count).",
+    )
+    ferritin_uln_ng_ml: float | None = Field(
+        None,
+        gt=0,
+        description="Ferritin upper limit of normal for the IEC-HS 'ferritin > 2 x ULN' criterion (event rows "
+        "cannot carry a ferritin uln). Unset = only '> 2 x the value at infusion' is checked, and a ferritin "
+        "that is not above it leaves the criterion missing.",
+    )
+
+
 class GradingConfig(_Section):
     """All parameters of one grading run."""
 
@@ -163,6 +217,7 @@ class GradingConfig(_Section):
     crs: CrsConfig = CrsConfig()
     icans: IcansConfig = IcansConfig()
     episodes: EpisodeConfig = EpisodeConfig()
+    scores: ScoresConfig = ScoresConfig()
     kinetics: KineticsConfig = KineticsConfig()
     earliest_day: float = Field(
         -30.0,

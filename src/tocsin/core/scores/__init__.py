@@ -1,0 +1,1 @@
+"""Risk scores and screens computed from the canonical events: one score per module (docs/scores.md)."""

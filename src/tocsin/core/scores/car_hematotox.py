@@ -1,0 +1,97 @@
+"""CAR-HEMATOTOX: risk of prolonged neutropenia from five labs before lymphodepletion.
+
+Rejeski K et al. Blood 2021;138:2499-2513, doi:10.1182/blood.2020010543 (criteria.md §3.4). Platelets
+(0-2 points), ANC (0-1), haemoglobin (0-1), CRP (0-1, in mg/dL) and ferritin (0-2) sum to 0-7; 0-1 is
+low risk (HT-low), >= 2 high risk (HT-high). The point table and both boundary rules (what a value exactly
+at a cut-off scores) are data: ``tocsin/data/criteria/car_hematotox.yaml``.
+
+A patient without a baseline value for an input gets no score: ``missing`` names the inputs, and
+``score_at_least`` / ``score_at_most`` give the range the score can still take. The risk group is given
+when that whole range falls in one group (e.g. platelets < 75 alone make HT-high).
+
+Example
+-------
+>>> from tocsin.core.events import normalise_events
+>>> from tocsin.vocabulary import load_vocabulary
+>>> import polars as pl
+>>> rows = [("0", "infusion", "axi-cel", ""), ("-5", "lymphodepletion", "Flu/Cy", ""),
+...         ("-5", "plt", "150", "10*9/L"), ("-5", "anc", "2.0", "10*9/L"), ("-5", "hgb", "11", "g/dL"),
+...         ("-5", "crp", "30", "mg/L"), ("-5", "ferritin", "800", "ng/mL")]
+>>> raw = pl.DataFrame({"patient_id": ["P"] * 7, "day": [r[0] for r in rows], "item": [r[1] for r in rows],
+...     "value": [r[2] for r in rows], "unit": [r[3] for r in rows], "file": ["f"] * 7, "line": list(range(7))})
+>>> n = normalise_events(raw, load_vocabulary())
+>>> car_hematotox(n.events, n.patients).select("score", "category", "crp_value", "crp_points").row(0)
+(3, 'high', 3.0, 1)
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from tocsin.config import ScoresConfig
+from tocsin.core.scores.baseline import (
+    Input,
+    band,
+    baseline_caveats,
+    baseline_values,
+    identity,
+    ladder,
+    ladder_bounds,
+    ladder_points,
+    labels,
+    points_range,
+    settled,
+    total,
+)
+from tocsin.criteria import load_scale
+
+SCALE = load_scale("car_hematotox")
+INPUTS = {name: Input(name, spec["item"], spec["unit"]) for name, spec in SCALE.table("inputs").items()}
+
+
+def car_hematotox(events: pl.DataFrame, patients: pl.DataFrame, config: ScoresConfig = ScoresConfig()) -> pl.DataFrame:
+    """CAR-HEMATOTOX per patient from the baseline labs (Rejeski 2021, doi:10.1182/blood.2020010543).
+
+    ``events`` and ``patients`` are ``NormalisedEvents.events`` / ``.patients``. One row per patient:
+    ``patient_id, score, score_at_least, score_at_most, category (low | high | null), rule, missing,
+    anchor, anchor_day``, per input (plt, anc, hgb, crp, ferritin) ``<input>_value`` (in the table's unit:
+    CRP in mg/dL), ``<input>_unit``, ``<input>_day``, ``<input>_points``, then ``boundary_rule, caveats,
+    scale, version, citation, doi``.
+    """
+    rule = config.hematotox_boundary_rule
+    base = baseline_values(
+        events, patients, {name: i.item for name, i in INPUTS.items()}, config.baseline_lookback_days
+    )
+    input_columns, ranges, missing = [], [], {}
+    for name, source in INPUTS.items():
+        spec = SCALE.table("inputs")[name]
+        steps = ladder(spec["ladders"][rule], source)
+        canonical = pl.col(f"{name}_value")
+        points = ladder_points(canonical, steps, spec["otherwise"])
+        input_columns += [
+            source.from_canonical(canonical).alias(f"{name}_value"),
+            pl.lit(source.unit).alias(f"{name}_unit"),
+            pl.col(f"{name}_day"),
+            points.alias(f"{name}_points"),
+        ]
+        ranges.append(points_range(points, ladder_bounds(steps, spec["otherwise"])))
+        missing[name] = canonical.is_null()
+    score, least, most = total(ranges)
+    categories = SCALE.table("categories")
+    return base.select(
+        "patient_id",
+        score,
+        least,
+        most,
+        settled(band(least, categories, "category"), band(most, categories, "category")).alias("category"),
+        settled(band(least, categories, "rule"), band(most, categories, "rule"))
+        .fill_null("HEMATOTOX-MISSING")
+        .alias("rule"),
+        labels(missing).alias("missing"),
+        "anchor",
+        "anchor_day",
+        *input_columns,
+        pl.lit(rule).alias("boundary_rule"),
+        baseline_caveats(SCALE),
+        *identity(SCALE),
+    )

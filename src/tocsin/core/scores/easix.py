@@ -1,0 +1,104 @@
+"""EASIX and m-EASIX from the baseline labs (before lymphodepletion: m-EASIX is then "P-m-EASIX").
+
+EASIX = LDH (U/L) x creatinine (mg/dL) / platelets (10^9/L); m-EASIX = LDH x CRP (mg/dL) / platelets
+(Pennisi M et al. Blood Adv 2021;5:3397-3406, doi:10.1182/bloodadvances.2020003885; criteria.md §4.3).
+Both are reported as the value and its log2, which analyses use. No consensus cut-off exists, so a risk
+group is given only when the configuration names a published cut-off from
+``tocsin/data/criteria/easix.yaml`` (``scores.easix_cutoff``, ``scores.m_easix_cutoff``), and the row then
+carries that cut-off's citation.
+
+Example
+-------
+>>> from tocsin.core.events import normalise_events
+>>> from tocsin.vocabulary import load_vocabulary
+>>> import polars as pl
+>>> rows = [("0", "infusion", "axi-cel", ""), ("-5", "ldh", "250", "U/L"), ("-5", "creatinine", "1.0", "mg/dL"),
+...         ("-5", "plt", "125000", "/uL"), ("-5", "crp", "20", "mg/L")]
+>>> raw = pl.DataFrame({"patient_id": ["P"] * 5, "day": [r[0] for r in rows], "item": [r[1] for r in rows],
+...     "value": [r[2] for r in rows], "unit": [r[3] for r in rows], "file": ["f"] * 5, "line": list(range(5))})
+>>> n = normalise_events(raw, load_vocabulary())
+>>> easix(n.events, n.patients).select("easix", "easix_log2", "m_easix").row(0)
+(2.0, 1.0, 4.0)
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from tocsin.config import ScoresConfig
+from tocsin.core.scores.baseline import Input, baseline_caveats, baseline_values, identity, labels
+from tocsin.criteria import load_scale
+
+SCALE = load_scale("easix")
+INPUTS = {name: Input(name, spec["item"], spec["unit"]) for name, spec in SCALE.table("inputs").items()}
+_ROUND = 6
+
+
+def _cutoff(name: str | None, score: str) -> dict | None:
+    if name is None:
+        return None
+    cutoffs = SCALE.table("cutoffs")
+    if name not in cutoffs or cutoffs[name]["score"] != score:
+        known = sorted(k for k, c in cutoffs.items() if c["score"] == score)
+        raise ValueError(f"unknown {score} cut-off {name!r}; criteria/easix.yaml has: {', '.join(known) or 'none'}")
+    return cutoffs[name]
+
+
+def _formula(score: str, cutoff: dict | None) -> list[pl.Expr]:
+    """The score, its log2, rule, missing inputs and, with a cut-off, its category and citation."""
+    spec = SCALE.table("formulas")[score]
+    terms = [*spec["numerator"], spec["denominator"]]
+    numerator = pl.lit(1.0)
+    for term in spec["numerator"]:
+        numerator = numerator * pl.col(f"{term}_value")
+    denominator = pl.col(f"{spec['denominator']}_value")
+    value = pl.when(denominator > 0).then(numerator / denominator).round(_ROUND)
+    columns = [
+        value.alias(score),
+        pl.when(value > 0).then(value.log(2)).round(_ROUND).alias(f"{score}_log2"),
+        pl.when(denominator == 0)
+        .then(pl.lit("EASIX-ZERO-PLATELETS"))
+        .otherwise(pl.lit(spec["rule"]))
+        .alias(f"{score}_rule"),
+        labels({term: pl.col(f"{term}_value").is_null() for term in terms}).alias(f"{score}_missing"),
+    ]
+    if cutoff is None:
+        return [
+            *columns,
+            pl.lit(None, pl.Utf8).alias(f"{score}_category"),
+            pl.lit(None, pl.Utf8).alias(f"{score}_cutoff"),
+        ]
+    category = pl.when(value > cutoff["value"]).then(pl.lit("high")).when(value.is_not_null()).then(pl.lit("low"))
+    cited = f"{cutoff['rule']}: > {cutoff['value']} ({cutoff['citation']}, doi:{cutoff['doi']})"
+    return [*columns, category.alias(f"{score}_category"), pl.lit(cited).alias(f"{score}_cutoff")]
+
+
+def easix(events: pl.DataFrame, patients: pl.DataFrame, config: ScoresConfig = ScoresConfig()) -> pl.DataFrame:
+    """EASIX and m-EASIX per patient from the baseline labs (Pennisi 2021, doi:10.1182/bloodadvances.2020003885).
+
+    One row per patient: ``patient_id, easix, easix_log2, easix_rule, easix_missing, easix_category,
+    easix_cutoff``, the same six for ``m_easix``, ``anchor, anchor_day``, per input (ldh, creatinine, plt,
+    crp) ``<input>_value`` in the formula's unit (CRP mg/dL, creatinine mg/dL), ``<input>_unit`` and
+    ``<input>_day``, then ``caveats, scale, version, citation, doi``. A score with a missing input, or with
+    platelets 0, is null; its log2 is null unless the score is positive.
+    """
+    cutoffs = {"easix": _cutoff(config.easix_cutoff, "easix"), "m_easix": _cutoff(config.m_easix_cutoff, "m_easix")}
+    base = baseline_values(
+        events, patients, {name: i.item for name, i in INPUTS.items()}, config.baseline_lookback_days
+    ).with_columns(
+        source.from_canonical(pl.col(f"{name}_value")).alias(f"{name}_value") for name, source in INPUTS.items()
+    )
+    inputs = [
+        column
+        for name, source in INPUTS.items()
+        for column in (pl.col(f"{name}_value"), pl.lit(source.unit).alias(f"{name}_unit"), pl.col(f"{name}_day"))
+    ]
+    return base.select(
+        "patient_id",
+        *(column for score, cutoff in cutoffs.items() for column in _formula(score, cutoff)),
+        "anchor",
+        "anchor_day",
+        *inputs,
+        baseline_caveats(SCALE),
+        *identity(SCALE),
+    )
