@@ -210,6 +210,26 @@ class ScoresConfig(_Section):
     )
 
 
+SteroidRoute = Literal["iv", "po", "sc", "im", "intrathecal", "topical", "inhaled", "other"]
+
+
+class SteroidConfig(_Section):
+    """Corticosteroid exposure in methylprednisolone- and dexamethasone-equivalent mg (docs/dosing.md; criteria §6)."""
+
+    dexamethasone_equivalent_mg: float = Field(
+        0.75,
+        gt=0,
+        description="Dexamethasone dose equivalent to methylprednisolone 4 mg (criteria.md §6 [V2]: 0.75 mg, factor "
+        "5.333 to MP). 0.6 (formularyproductions, potency ~30; factor 6.67) is the documented alternative.",
+    )
+    excluded_routes: list[SteroidRoute] = Field(
+        ["intrathecal", "topical", "inhaled"],
+        description="Steroid rows given by these routes are not systemic exposure and are left out (criteria.md "
+        "§6: 'do not count intrathecal hydrocortisone, topical or inhaled steroids'). A row without a route "
+        "counts as systemic.",
+    )
+
+
 class GradingConfig(_Section):
     """All parameters of one grading run."""
 
@@ -219,6 +239,7 @@ class GradingConfig(_Section):
     episodes: EpisodeConfig = EpisodeConfig()
     scores: ScoresConfig = ScoresConfig()
     kinetics: KineticsConfig = KineticsConfig()
+    steroids: SteroidConfig = SteroidConfig()
     earliest_day: float = Field(
         -30.0,
         description="Rows before this day (relative to infusion) are "
