@@ -48,11 +48,13 @@ from functools import cache
 import polars as pl
 
 from tocsin.config import KineticsConfig
+from tocsin.core.segments import last_index, shift1, with_segment_start
 from tocsin.vocabulary import load_vocabulary
 
 PID = "patient_id"
 #: One series per patient and assay.
 GROUP = [PID, "item"]
+SERIES = "_series"
 #: Values of the ``phase`` column of :func:`expansion_phase`.
 PHASES = ("before_peak", "at_peak", "after_peak", "peak_not_confirmed")
 MEASURED = "measured"
@@ -86,25 +88,29 @@ def _persistence_days(config: KineticsConfig) -> list[float]:
 
 
 def _samples(events: pl.DataFrame) -> pl.DataFrame:
-    """One row per patient, assay and time, sorted: ``num`` (null when below quantification), ``lloq``, ``blq``.
-
-    Grouping (rather than trusting the input order) makes every result independent of row order.
-    """
-    rows = events.filter(pl.col("item").is_in(list(kinetic_units()))).select(PID, "item", "t", "num", "lloq")
-    return (
-        rows.with_columns(pl.when(pl.col("num") > 0).then(pl.col("num")).alias("num"))
-        .group_by([*GROUP, "t"])
-        .agg(pl.col("num").mean(), pl.col("lloq").max())
-        .with_columns(pl.col("num").is_null().alias("blq"))
-        .sort([*GROUP, "t"])
+    """One row per patient, assay and time, sorted by series and time: ``num`` (null when below
+    quantification), ``lloq``, ``blq``, and the series number ``_series`` (an integer window key: cheaper to
+    hash than patient and assay). Sorting here, with replicates collapsed, makes every result independent
+    of the input's row order."""
+    order = [pl.col(PID).to_physical(), pl.col("item").to_physical(), "t"]
+    rows = (
+        events.filter(pl.col("item").is_in(list(kinetic_units())))
+        .select(PID, "item", "t", pl.when(pl.col("num") > 0).then(pl.col("num")).alias("num"), "lloq")
+        .sort(order)
+    )
+    same_series = (pl.col(PID) == pl.col(PID).shift(1)) & (pl.col("item") == pl.col("item").shift(1))
+    if rows.select((same_series & (pl.col("t") == pl.col("t").shift(1))).any()).item():
+        rows = rows.group_by([*GROUP, "t"]).agg(pl.col("num").mean(), pl.col("lloq").max()).sort(order)
+    return rows.with_columns(
+        pl.col("num").is_null().alias("blq"), (~same_series).fill_null(True).cum_sum().alias(SERIES)
     )
 
 
 def _with_peak(post: pl.DataFrame) -> pl.DataFrame:
     """Cmax and Tmax (first time of the maximum) of each series on every row; null when nothing is quantifiable."""
-    cmax = pl.col("num").max().over(GROUP)
+    cmax = pl.col("num").max().over(SERIES)
     return post.with_columns(cmax.alias("cmax")).with_columns(
-        pl.col("t").filter(pl.col("num") == pl.col("cmax")).min().over(GROUP).alias("tmax_day")
+        pl.col("t").filter(pl.col("num") == pl.col("cmax")).min().over(SERIES).alias("tmax_day")
     )
 
 
@@ -167,15 +173,15 @@ def _half_life(post: pl.DataFrame, config: KineticsConfig) -> pl.DataFrame:
     ``half_life_r2_adj_tolerance`` of it the fit with most points (WinNonlin/PKNCA best-fit)."""
     points = post.filter(~pl.col("blq") & (pl.col("t") > pl.col("tmax_day")))
     # Centred on the last point so the running sums stay small (no cancellation on long courses).
-    x = pl.col("t") - pl.col("t").max().over(GROUP)
-    y = pl.col("num").log() - pl.col("num").last().over(GROUP).log()
+    x = pl.col("t") - pl.col("t").max().over(SERIES)
+    y = pl.col("num").log() - pl.col("num").last().over(SERIES).log()
     sums = points.with_columns(x.alias("x"), y.alias("y")).with_columns(
-        pl.col("t").cum_count(reverse=True).over(GROUP).alias("n"),
-        pl.col("x").cum_sum(reverse=True).over(GROUP).alias("sx"),
-        pl.col("y").cum_sum(reverse=True).over(GROUP).alias("sy"),
-        (pl.col("x") ** 2).cum_sum(reverse=True).over(GROUP).alias("sxx"),
-        (pl.col("x") * pl.col("y")).cum_sum(reverse=True).over(GROUP).alias("sxy"),
-        (pl.col("y") ** 2).cum_sum(reverse=True).over(GROUP).alias("syy"),
+        pl.col("t").cum_count(reverse=True).over(SERIES).alias("n"),
+        pl.col("x").cum_sum(reverse=True).over(SERIES).alias("sx"),
+        pl.col("y").cum_sum(reverse=True).over(SERIES).alias("sy"),
+        (pl.col("x") ** 2).cum_sum(reverse=True).over(SERIES).alias("sxx"),
+        (pl.col("x") * pl.col("y")).cum_sum(reverse=True).over(SERIES).alias("sxy"),
+        (pl.col("y") ** 2).cum_sum(reverse=True).over(SERIES).alias("syy"),
     )
     n = pl.col("n").cast(pl.Float64)
     sxx = pl.col("sxx") - pl.col("sx") ** 2 / n
@@ -188,10 +194,10 @@ def _half_life(post: pl.DataFrame, config: KineticsConfig) -> pl.DataFrame:
         .with_columns((-sxy / sxx).alias("lambda_z"), (1 - (1 - r2) * (n - 1) / (n - 2)).alias("half_life_r2_adj"))
         .filter(pl.col("lambda_z") > 0)
     )
-    best = pl.col("half_life_r2_adj").max().over(GROUP)
+    best = pl.col("half_life_r2_adj").max().over(SERIES)
     chosen = (
         fits.filter(pl.col("half_life_r2_adj") >= best - config.half_life_r2_adj_tolerance)
-        .filter(pl.col("n") == pl.col("n").max().over(GROUP))
+        .filter(pl.col("n") == pl.col("n").max().over(SERIES))
         .select(
             *GROUP,
             "lambda_z",
@@ -207,21 +213,24 @@ def _half_life(post: pl.DataFrame, config: KineticsConfig) -> pl.DataFrame:
     return counts.join(chosen, on=GROUP, how="left")
 
 
-def _nearest_sample(day: float, window: float) -> list[pl.Expr]:
-    """Aggregations: is the sample nearest to ``day`` (within ``window``; the later on a tie) quantifiable,
-    and its day."""
-    label = day_label(day)
-    distance = (pl.col("t") - day).abs()
-    inside = distance <= window
-    order = [distance.filter(inside), pl.col("t").filter(inside)]
-
-    def nearest(expr: pl.Expr) -> pl.Expr:
-        return expr.filter(inside).sort_by(order, descending=[False, True]).first()
-
-    return [
-        nearest(~pl.col("blq")).alias(f"persistence_d{label}"),
-        nearest(pl.col("t")).alias(f"persistence_d{label}_day"),
-    ]
+def _persistence(post: pl.DataFrame, config: KineticsConfig) -> pl.DataFrame:
+    """Per series and persistence day D: is the sample nearest to D (within the window; the later on a tie)
+    quantifiable, and its day. Only the few samples inside a window are grouped."""
+    window = config.persistence_window_days
+    near = post.filter(
+        pl.any_horizontal((pl.col("t") - day).abs() <= window for day in _persistence_days(config))
+    ).select(*GROUP, "t", "blq")
+    aggregations = []
+    for day in _persistence_days(config):
+        label = day_label(day)
+        distance = (pl.col("t") - day).abs()
+        inside = distance <= window
+        nearest_day = pl.col("t").filter(inside & (distance == distance.filter(inside).min())).max()
+        aggregations += [
+            (~pl.col("blq")).filter(pl.col("t") == nearest_day).first().alias(f"persistence_d{label}"),
+            nearest_day.alias(f"persistence_d{label}_day"),
+        ]
+    return near.group_by(GROUP).agg(aggregations)
 
 
 def kinetics_nca(events: pl.DataFrame, patients: pl.DataFrame, config: KineticsConfig) -> pl.DataFrame:
@@ -262,7 +271,6 @@ def kinetics_nca(events: pl.DataFrame, patients: pl.DataFrame, config: KineticsC
         pl.col("t").filter(quantifiable).max().alias("tlast_day"),
         pl.col("t").max().alias("last_sample_day"),
         pl.col("t").filter(pl.col("c").is_not_null()).max().alias("_last_used_day"),
-        *[e for d in _persistence_days(config) for e in _nearest_sample(d, config.persistence_window_days)],
     )
     summary = summary.join(day0, on=GROUP, how="left").with_columns(
         pl.col("day0_value").fill_null(0.0), pl.col("day0_from_sample").fill_null(False)
@@ -278,6 +286,7 @@ def kinetics_nca(events: pl.DataFrame, patients: pl.DataFrame, config: KineticsC
     result = (
         summary.join(_areas(curve, config), on=GROUP, how="left")
         .join(_half_life(post, config), on=GROUP, how="left")
+        .join(_persistence(post, config), on=GROUP, how="left")
         .join(patients.select(PID, "product"), on=PID, how="left")
     )
     return _finish(result, config)
@@ -421,17 +430,13 @@ def _running_peak(post: pl.DataFrame) -> pl.DataFrame:
     level) and whether a later sample up to it is lower (``peak_confirmed``). A new, strictly higher level
     starts a new candidate peak; an equal one does not confirm it."""
     level = pl.col("num").fill_null(-1.0)  # BLQ is lower than any quantifiable level
-    running_max = level.cum_max().over(GROUP)
-    new_peak = (level > level.cum_max().shift(1).over(GROUP).fill_null(-1.0)).cast(pl.Int64)
-    return (
-        post.with_columns(running_max.alias("_max"), new_peak.cum_sum().over(GROUP).alias("_peak_no"))
-        .with_columns(
-            pl.when(pl.col("_peak_no") > 0).then(pl.col("t").first().over([*GROUP, "_peak_no"])).alias("tmax_day"),
-            (level < pl.col("_max")).cum_max().over([*GROUP, "_peak_no"]).alias("_lower_since"),
-        )
-        .with_columns((pl.col("_lower_since") & (pl.col("_peak_no") > 0)).alias("peak_confirmed"))
-        .select(*GROUP, "t", "tmax_day", "peak_confirmed")
-    )
+    frame = with_segment_start(post, [SERIES]).with_columns(level.cum_max().over(SERIES).alias("_max"))
+    new_peak = level > shift1(pl.col("_max")).fill_null(-1.0)
+    peak_row, lower_row = last_index(new_peak), last_index(level < pl.col("_max"))
+    return frame.with_columns(
+        pl.col("t").gather(peak_row).alias("tmax_day"),
+        (lower_row > peak_row).fill_null(False).alias("peak_confirmed"),
+    ).select(*GROUP, "t", "tmax_day", "peak_confirmed")
 
 
 def expansion_phase(
