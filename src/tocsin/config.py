@@ -230,6 +230,144 @@ class SteroidConfig(_Section):
     )
 
 
+CensorItem = Literal["progression", "next_therapy"]
+
+
+class IcahtConfig(_Section):
+    """EHA/EBMT ICAHT (neutrophils) and T-ICAHT (platelets), early and late (docs/icaht.md; criteria.md §3.3;
+    criteria/icaht_eha2023.yaml, t_icaht_2025.yaml). The count thresholds are data; these are the rules the
+    consensus leaves to the implementer."""
+
+    max_interpolation_gap_days: int = Field(
+        7,
+        ge=0,
+        description="Days without a count are filled by linear interpolation when at most this many consecutive "
+        "days are missing (Liang, automatedicahtgrading: na.approx maxgap = 7, for weekly outpatient draws); "
+        "days in longer gaps are unknown and reported as not evaluable.",
+    )
+    stable_recovery_days: int = Field(
+        3,
+        ge=1,
+        description="Neutrophil recovery is stable when ANC > 500/uL on this many consecutive days (CIBMTR "
+        "engraftment, used by Liang); a shorter recovery between neutropenic days is bridged (counted as "
+        "neutropenic). 1 = no bridging.",
+    )
+    duration_rule: Literal["longest", "cumulative"] = Field(
+        "longest",
+        description="Early ICAHT days below a threshold: the longest continuous stretch after bridging (Liang's "
+        "code; criteria.md §3.3 decision) or the cumulative days in days 0-30. Both are output; this one grades.",
+    )
+    never_recovered_grade4: bool = Field(
+        True,
+        description="Grade 4 for neutropenia that starts by never_recovered_onset_max_day and does not recover "
+        "through the last ANC of days 0-30 or death (Liang: early deaths and late follow-up gaps would "
+        "otherwise be under-graded).",
+    )
+    never_recovered_onset_max_day: int = Field(
+        3, ge=0, description="Latest day on which that never-recovering neutropenia may start (Liang: day 0-3)."
+    )
+    late_end_day: int = Field(
+        100,
+        ge=31,
+        description="Last day of the late window (EHA/EBMT: day +31 to +100; Liang allows +180 or +365).",
+    )
+    late_min_values: int = Field(
+        2,
+        ge=1,
+        description="Late ICAHT / T-ICAHT needs at least this many daily values in the late window (consensus: "
+        ">= 2 measurements, not transient). 1 = Liang, who grades a single value when it is the only one.",
+    )
+    censor_at: list[CensorItem] = Field(
+        ["progression", "next_therapy"],
+        description="Events that end the observation for both windows (EHA/EBMT and T-ICAHT: censor at "
+        "progression and next therapy). Last contact and death always end it.",
+    )
+    t_stable_recovery_days: int = Field(
+        3,
+        ge=1,
+        description="T-ICAHT: platelet recovery needs this many consecutive days >= 20 x10^9/L; a shorter "
+        "(non-stable) recovery is added to the days below (T-ICAHT table footnote; the T-ICAHT code bridges up "
+        "to 6 days, i.e. 7).",
+    )
+    t_duration_rule: Literal["longest", "cumulative"] = Field(
+        "cumulative",
+        description="T-ICAHT days below a threshold: cumulative (T-ICAHT table) or the longest stretch.",
+    )
+    t_transfusion_free_days: int = Field(
+        7,
+        ge=0,
+        description="A platelet count on the day of a platelet transfusion or up to this many days after it is "
+        "not the patient's own and counts as below every T-ICAHT threshold (recovery needs 7 transfusion-free "
+        "days, T-ICAHT 2025). 0 = only the transfusion day.",
+    )
+
+
+class ProlongedCytopeniaConfig(_Section):
+    """Prolonged hematologic toxicity (PHT) at day 28, recovery and biphasic cytopenia (docs/icaht.md;
+    criteria/pht_wang2023.yaml; seed 003, Wang 2023, doi:10.3389/fimmu.2023.1139559)."""
+
+    landmark_day: int = Field(
+        28, ge=0, description="PHT = cytopenia of any lineage at this day (Wang 2023: 'on D28')."
+    )
+    landmark_window_days: int = Field(
+        3,
+        ge=0,
+        description="The landmark value of a lineage is the daily lowest value of the day nearest to the "
+        "landmark within +/- this many days (ties: the lower value). Tocsin decision for twice-weekly draws.",
+    )
+    min_grade: int = Field(
+        1,
+        ge=1,
+        le=4,
+        description="CTCAE v5 grade at the landmark that counts as cytopenia (Wang 2023 counts any grade, "
+        "ASCO/CTCAE table; 3 = 'grade >= 3 cytopenia at day 28').",
+    )
+    anc_lln: float = Field(
+        1.8,
+        gt=0,
+        description="ANC lower limit of normal (10^9/L) for CTCAE grade 1 and complete recovery when the row "
+        "carries no lln (typical adult reference; the laboratory's own lln comes first).",
+    )
+    plt_lln: float = Field(150.0, gt=0, description="Platelet lower limit of normal (10^9/L) when the row has none.")
+    hgb_lln: float = Field(
+        12.0,
+        gt=0,
+        description="Hemoglobin lower limit of normal (g/dL) when the row has none (WHO anemia threshold for "
+        "non-pregnant women; 13.0 for men).",
+    )
+    recovery: Literal["threshold", "grade_le_2", "normal"] = Field(
+        "grade_le_2",
+        description="Recovery that sets recovered and opens the watch for a second fall: threshold (ANC >= 0.5 "
+        "on 3 measurements, CIBMTR; platelets >= 20 untransfused for 7 days, T-ICAHT; none for hemoglobin), "
+        "grade_le_2 (Wang 2023: back to grade <= 2 without transfusion or G-CSF) or normal (Wang 2023 complete "
+        "recovery: at or above the LLN). All three recovery days are output.",
+    )
+    support_free_days: int = Field(
+        7,
+        ge=0,
+        description="Wang recovery (grade_le_2, normal): no support item of the lineage (G-CSF/GM-CSF; platelet "
+        "transfusion/TPO-RA; red cells/EPO) on the day of the value or this many days before (Tocsin decision; "
+        "Wang gives no interval, 7 days as the platelet definition).",
+    )
+    recovery_consecutive_values: int = Field(
+        1,
+        ge=1,
+        description="Wang recovery needs this many consecutive daily values that meet it (Wang 2023: one).",
+    )
+    second_fall_min_grade: int = Field(
+        3,
+        ge=1,
+        le=4,
+        description="After a recovery, a value of at least this CTCAE v5 grade is a second fall (biphasic or "
+        "recurrent cytopenia; Wang's recurrences fell below grade 3 levels).",
+    )
+    censor_at: list[CensorItem] = Field(
+        ["progression", "next_therapy"],
+        description="Values after these events are not used (cytopenia then has another cause). Last contact "
+        "and death always end the observation.",
+    )
+
+
 class GradingConfig(_Section):
     """All parameters of one grading run."""
 
@@ -237,6 +375,8 @@ class GradingConfig(_Section):
     crs: CrsConfig = CrsConfig()
     icans: IcansConfig = IcansConfig()
     episodes: EpisodeConfig = EpisodeConfig()
+    icaht: IcahtConfig = IcahtConfig()
+    prolonged_cytopenia: ProlongedCytopeniaConfig = ProlongedCytopeniaConfig()
     scores: ScoresConfig = ScoresConfig()
     kinetics: KineticsConfig = KineticsConfig()
     steroids: SteroidConfig = SteroidConfig()
