@@ -217,6 +217,8 @@ def _persistence(post: pl.DataFrame, config: KineticsConfig) -> pl.DataFrame:
     """Per series and persistence day D: is the sample nearest to D (within the window; the later on a tie)
     quantifiable, and its day. Only the few samples inside a window are grouped."""
     window = config.persistence_window_days
+    if not _persistence_days(config):
+        return post.select(GROUP).unique()
     near = post.filter(
         pl.any_horizontal((pl.col("t") - day).abs() <= window for day in _persistence_days(config))
     ).select(*GROUP, "t", "blq")
@@ -246,7 +248,8 @@ def kinetics_nca(events: pl.DataFrame, patients: pl.DataFrame, config: KineticsC
     ``half_life_r2_adj``, ``half_life_from_day``, ``half_life_to_day`` (the points used are the
     quantifiable samples in that range), ``half_life_reason``, and per persistence day ``persistence_d90``
     (quantifiable at the nearest sample in the window; null = no sample in the window) with
-    ``persistence_d90_day`` (that sample's day). Sorted by patient and assay.
+    ``persistence_d90_day`` (that sample's day). Sorted by patient, then assay in vocabulary order;
+    ``item`` is text, as in the other outputs of this module.
 
     Levels are in the assay's canonical unit; AUC in unit x day. See the module docstring and
     docs/kinetics.md for the conventions, and ``data/criteria/kinetics_nca.yaml`` for their sources.
@@ -256,18 +259,19 @@ def kinetics_nca(events: pl.DataFrame, patients: pl.DataFrame, config: KineticsC
     day0 = (
         samples.filter(pl.col("t") <= 0)
         .group_by(GROUP)
-        .agg(pl.col("num").sort_by("t").last().fill_null(0.0).alias("day0_value"))
+        .agg(pl.col("num").last().fill_null(0.0).alias("day0_value"))
         .with_columns(pl.lit(True).alias("day0_from_sample"))
     )
     cmax, tmax = pl.col("cmax").first(), pl.col("tmax_day").first()
     quantifiable = ~pl.col("blq")
     summary = post.group_by(GROUP).agg(
-        pl.len().alias("n_samples"),
+        pl.len().cast(pl.Int64).alias("n_samples"),
         quantifiable.sum().cast(pl.Int64).alias("n_quantifiable"),
         cmax.alias("cmax"),
         tmax.alias("tmax_day"),
         ((pl.col("t") > tmax) & (pl.col("blq") | (pl.col("num") < cmax))).any().alias("peak_confirmed"),
-        pl.col("num").filter(quantifiable).sort_by(pl.col("t").filter(quantifiable)).last().alias("clast"),
+        # Rows keep their time order within a group (``_samples`` sorted them).
+        pl.col("num").drop_nulls().last().alias("clast"),
         pl.col("t").filter(quantifiable).max().alias("tlast_day"),
         pl.col("t").max().alias("last_sample_day"),
         pl.col("t").filter(pl.col("c").is_not_null()).max().alias("_last_used_day"),
@@ -379,6 +383,7 @@ def _finish(result: pl.DataFrame, config: KineticsConfig) -> pl.DataFrame:
             *persistence,
         )
         .sort([pl.col(PID).cast(pl.Utf8), "item"])
+        .with_columns(pl.col("item").cast(pl.Utf8))
     )
 
 
@@ -448,7 +453,8 @@ def expansion_phase(
     reference: pl.DataFrame | None = None,
     known_at_t: bool = False,
 ) -> pl.DataFrame:
-    """Phase of CAR-T expansion at each query row (``patient_id``, ``t`` days since infusion).
+    """Phase of CAR-T expansion at each query row (``patient_id``, ``t`` days since infusion, any other
+    columns are passed through).
 
     The patient's assay is the first of ``config.phase_assays`` with a quantifiable level (assays are never
     mixed). With the peak's time Tmax (first time of the highest level) and ``peak_confirmed`` (a later
