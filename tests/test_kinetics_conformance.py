@@ -1,6 +1,6 @@
 """CAR-T cellular kinetics: conformance cases as data, run through the production code, plus properties.
 
-Every case in ``tests/conformance/kinetics/kinetics.yaml`` becomes raw event rows (an infusion row at day 0 per
+Every case in ``tests/conformance/kinetics.yaml`` becomes raw event rows (an infusion row at day 0 per
 patient, with the case's product), goes through ``tocsin.core.events.normalise_events`` and then
 ``tocsin.core.kinetics`` (``kinetics_nca``, ``expansion_phase``, ``cohort_time_to_peak``); the test only
 builds input and compares output. Expected values are hand-computed in each case's description.
@@ -31,7 +31,7 @@ from tocsin.core.kinetics import PHASES, cohort_time_to_peak, expansion_phase, k
 from tocsin.criteria import load_scale
 from tocsin.vocabulary import load_vocabulary
 
-CASES_FILE = Path(__file__).parent / "conformance" / "kinetics" / "kinetics.yaml"
+CASES_FILE = Path(__file__).parent / "conformance" / "kinetics.yaml"
 DOC = yaml.safe_load(CASES_FILE.read_text(encoding="utf-8"))
 CASES: list[dict] = DOC["cases"]
 VOCAB = load_vocabulary()
