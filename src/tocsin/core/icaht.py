@@ -223,7 +223,8 @@ def _grid(patients: pl.DataFrame, daily: pl.DataFrame, lead: int, max_gap: int) 
         .when(pl.col("_d1").is_null() & (pl.col("day") - pl.col("_d0") <= max_gap))
         .then(pl.col("_v0"))
     )
-    return grid.with_columns(level.alias("level")).drop("_d0", "_v0", "_d1", "_v1")
+    bracketed = pl.col("_d0").is_not_null() & pl.col("_d1").is_not_null()
+    return grid.with_columns(level.alias("level"), bracketed.alias("_bracketed")).drop("_d0", "_v0", "_d1", "_v1")
 
 
 def _with_segments(df: pl.DataFrame) -> pl.DataFrame:
@@ -317,13 +318,16 @@ def _case_columns(
                 _days(flag, stretch, "cumulative").alias(f"_{window}{case}_cum_{name}"),
             ]
     if spec.never_recovered is not None and case in ("b", "o"):
+        # The stretch below the threshold that holds on the last known day of days 0-30: its first day.
         name = spec.never_recovered["threshold"]
-        onset, stretch = pl.col(f"_{case}_{name}") & early, pl.col(f"_e{case}_{name}")
-        aggs += [
-            pl.col("day").filter(onset).min().alias(f"_nr_onset_{case}"),
-            (pl.col("day").filter(onset).min() + stretch.filter(onset).first() - 1).alias(f"_nr_end_{case}"),
-            pl.col("day").filter(early & (pl.col(f"_s{case}_{name}") != _UNKNOWN)).max().alias(f"_nr_last_{case}"),
-        ]
+        below, stretch = pl.col(f"_{case}_{name}") & early, pl.col(f"_e{case}_{name}")
+        last_known = pl.col("day").filter(early & (pl.col(f"_s{case}_{name}") != _UNKNOWN)).max()
+        aggs.append(
+            (pl.col("day") - stretch + 1)
+            .filter(below & (pl.col("day") == last_known))
+            .first()
+            .alias(f"_nr_start_{case}")
+        )
     return grid, aggs
 
 
@@ -351,11 +355,13 @@ def _lineage_grades(events: pl.DataFrame, patients: pl.DataFrame, spec: _Lineage
     grid = _with_segments(grid.filter(pl.col("day") >= 0))
     early = pl.col("day") <= spec.early_end
     late = pl.col("day") >= spec.late_start
-    # The late grade rests on the counts measured in the window: only unknown days between the first and
-    # the last of them could change it, not the days after follow-up labs stopped.
-    measured_late = pl.when(pl.col("value").is_not_null() & late).then(pl.col("day"))
-    between = ffill(measured_late).is_not_null() & _bfill(measured_late).is_not_null()
-    grid = grid.with_columns((early | between).alias("_open"))
+    # Liang carries the end values outward on the day 0-30 grid only; a late day counts when counts were
+    # measured before and after it, and only unknown days inside the measured course could change a grade.
+    carried = late & ~pl.col("_bracketed") & pl.col("value").is_null()
+    grid = grid.with_columns(
+        pl.when(carried).then(None).otherwise(pl.col("level")).alias("level"),
+        (early | pl.col("_bracketed")).alias("_open"),
+    )
 
     recovery = scale.table("recovery_threshold")
     early_bands, late_bands = scale.table("early_bands"), scale.table("late_duration_bands")
@@ -418,11 +424,8 @@ def _lineage_grades(events: pl.DataFrame, patients: pl.DataFrame, spec: _Lineage
     if spec.never_recovered is not None:
         case = pl.col("_uncertain").fill_null(False)
 
-        def observed(key: str) -> pl.Expr:
-            return pl.when(case).then(pl.col(f"_nr_{key}_o")).otherwise(pl.col(f"_nr_{key}_b"))
-
-        never = (observed("onset") <= spec.never_recovered_onset_max_day) & (observed("end") == observed("last"))
-        never = never.fill_null(False)
+        start = pl.when(case).then(pl.col("_nr_start_o")).otherwise(pl.col("_nr_start_b"))
+        never = (start <= spec.never_recovered_onset_max_day).fill_null(False)
         nr_grade = spec.never_recovered["grade"]
         early_min = pl.when(never).then(pl.lit(nr_grade)).otherwise(early_min)
         early_max = pl.when(never).then(pl.lit(nr_grade)).otherwise(early_max)
