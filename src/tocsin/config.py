@@ -368,6 +368,55 @@ class ProlongedCytopeniaConfig(_Section):
     )
 
 
+CytopeniaLineage = Literal["anc", "plt", "hgb", "alc", "wbc"]
+
+
+class CytopeniaConfig(_Section):
+    """CTCAE cytopenia grading of single lab values (docs/cytopenia.md; criteria.md §3.1)."""
+
+    scale: Literal["ctcae5", "ctcae6"] = Field(
+        "ctcae5",
+        description="CTCAE version: ctcae5 (v5.0, 2017; ASCO 2021 grades CAR-T cytopenias with it, criteria.md "
+        "§3.2) or ctcae6 (v6.0, 2025: new neutrophil bands, thrombocytopenia grade 4 < 10 x 10^9/L). Every "
+        "graded value names the version it was graded under.",
+    )
+    lln_reference: dict[CytopeniaLineage, float] = Field(
+        {},
+        description="Lower limits of normal used when a lab row carries no lln, in canonical units (counts "
+        "10*9/L, hgb g/dL), e.g. {hgb = 12.0}. CTCAE grade 1 starts at the LLN of the reporting laboratory; "
+        "empty = unknown, and a value above the grade-2 cut-off is then 'cannot grade: needs lln'.",
+    )
+    lln_reference_by_sex: dict[Literal["female", "male"], dict[CytopeniaLineage, float]] = Field(
+        {},
+        description="Sex-specific lower limits of normal (e.g. {male = {hgb = 13.5}}), used before "
+        "lln_reference for patients whose sex is recorded; the row's own lln always comes first.",
+    )
+    transfusion_hours_before: float = Field(
+        24.0,
+        ge=0,
+        description="A transfusion up to this long before a value marks it 'transfused' (the value is "
+        "post-transfusion, not the patient's own). rbc_transfusion for hgb, platelet_transfusion for plt.",
+    )
+    transfusion_hours_after: float = Field(
+        24.0,
+        ge=0,
+        description="A transfusion up to this long after a value marks it 'transfused' (the transfusion the "
+        "value indicated).",
+    )
+    transfusion_raises_grade: bool = Field(
+        True,
+        description="A transfused value is graded 3 where CTCAE grade 3 reads 'transfusion indicated' (anemia; "
+        "v6.0 thrombocytopenia) even above the numeric cut-off (criteria.md §3.1 note: judgement). false = "
+        "grade the number only and keep 'transfused' as information.",
+    )
+    ctcae6_lymphocytes: Literal["not_graded", "ctcae5"] = Field(
+        "not_graded",
+        description="CTCAE v6.0 has no lab-graded 'Lymphocyte count decreased' (admiral ncictcaev6.json; "
+        "criteria.md §3.1 [V1]). not_graded: ALC values get no grade; ctcae5: graded by the v5.0 table, and "
+        "the row's scale and rule say so.",
+    )
+
+
 class GradingConfig(_Section):
     """All parameters of one grading run."""
 
@@ -375,6 +424,7 @@ class GradingConfig(_Section):
     crs: CrsConfig = CrsConfig()
     icans: IcansConfig = IcansConfig()
     episodes: EpisodeConfig = EpisodeConfig()
+    cytopenia: CytopeniaConfig = CytopeniaConfig()
     icaht: IcahtConfig = IcahtConfig()
     prolonged_cytopenia: ProlongedCytopeniaConfig = ProlongedCytopeniaConfig()
     scores: ScoresConfig = ScoresConfig()
