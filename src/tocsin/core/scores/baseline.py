@@ -7,8 +7,9 @@ the anchor time counts (with day-resolution data, the lymphodepletion day's labs
 
 **Windows.** A score at a time ``at`` takes, per lab, one value from the window of ``period`` days that
 ends at ``at``: the last one, or the worst one (highest or lowest). All windows of a batch are resolved at
-once by a rolling aggregation per patient and item over the events plus one probe row per window, so the
-cost grows with the number of events and windows, never with their product.
+once: observations are ranked by what makes them the pick, a native rolling maximum of that rank runs per
+patient and item over the events plus one probe row per window, and the winning rows are gathered by rank.
+The cost grows with the number of events and windows, never with their product.
 
 **Ladders and ranges.** Point tables are threshold ladders read from ``tocsin/data/criteria``: the first
 step whose comparison holds gives the points. Thresholds are stated in the table's unit and converted once
@@ -268,45 +269,47 @@ def pick_values(
         .then(pl.col("num"))
         .otherwise(-pl.col("num"))
     )
-    observed = (
-        events.lazy()
-        .filter(pl.col("item").is_in(items.implode()) & pl.col("num").is_not_null())
+    # Rank every observation by (key, time, row order): within one patient and item the highest rank
+    # is the pick (worst value, or latest time; equal ones: the latest, then the later file line).
+    ranked = (
+        events.filter(pl.col("item").is_in(items.implode()) & pl.col("num").is_not_null())
         .select("patient_id", "item", "t", "num", "lln", "uln", key.alias("key"))
+        .with_row_index("order")
+        .sort("key", "t", "order")
+        .with_row_index("rank")
     )
     probes = (
-        windows.lazy()
-        .select("patient_id", "at")
-        .unique()
-        .join(items.to_frame().lazy(), how="cross")
+        windows.select("patient_id", "at")
+        .unique(maintain_order=True)
+        .join(items.to_frame(), how="cross")
         .select("patient_id", "item", pl.col("at").alias("t"))
     )
     stamp = (pl.col("t") * _US_PER_DAY).round().cast(pl.Int64).alias("t_us")
-    rows = (
-        pl.concat([observed, probes], how="diagonal")
-        .with_columns(stamp)
-        .sort("patient_id", "item", "t_us", maintain_order=True)
-    )
-    chosen = pl.col("key") == pl.col("key").max()
+    group = [pl.col("patient_id").to_physical().alias("p"), pl.col("item").to_physical().alias("i")]
+    # The highest rank in each probe's window, by a native rolling maximum over events and probes together.
     rolled = (
-        rows.rolling(
-            index_column="t_us",
-            period=f"{max(1, round(period_days * _US_PER_DAY))}i",
-            closed=closed,
-            group_by=["patient_id", "item"],
+        pl.concat(
+            [
+                ranked.select(*group, stamp, pl.col("rank").cast(pl.Int64), pl.lit(None, pl.Int64).alias("probe")),
+                probes.select(
+                    *group, stamp, pl.lit(None, pl.Int64).alias("rank"), pl.int_range(pl.len()).alias("probe")
+                ),
+            ]
         )
-        .agg(
-            pl.col("num").filter(chosen).last().alias("value"),
-            pl.col("t").filter(chosen).last().alias("day"),
-            pl.col("lln").filter(chosen).last().alias("lln"),
-            pl.col("uln").filter(chosen).last().alias("uln"),
+        .sort("p", "i", "t_us", maintain_order=True)
+        .with_columns(
+            pl.col("rank")
+            .rolling_max_by("t_us", window_size=f"{max(1, round(period_days * _US_PER_DAY))}i", closed=closed)
+            .over("p", "i")
         )
-        .unique(["patient_id", "item", "t_us"])
+        .filter(pl.col("probe").is_not_null())
+        .sort("probe")
+        .get_column("rank")
+        .cast(pl.UInt32)  # row positions of `ranked`; null where the window holds no value
     )
-    return (
-        probes.with_columns(stamp)
-        .join(rolled, on=["patient_id", "item", "t_us"], how="left")
-        .select("patient_id", pl.col("t").alias("at"), "item", "value", "day", "lln", "uln")
-        .collect()
+    found = ranked.select(pl.col("num").alias("value"), pl.col("t").alias("day"), "lln", "uln")[rolled]
+    return pl.concat([probes.rename({"t": "at"}), found], how="horizontal").select(
+        "patient_id", "at", "item", "value", "day", "lln", "uln"
     )
 
 
