@@ -48,7 +48,7 @@ import polars as pl
 from tocsin.config import ProlongedCytopeniaConfig
 from tocsin.core.icaht import observation_end
 from tocsin.core.lookup import per_patient
-from tocsin.core.segments import SEGMENT_START, cum_sum, row_index, with_segment_start
+from tocsin.core.segments import SEGMENT_START, cum_sum, ffill, row_index, with_segment_start
 from tocsin.criteria import load_scale
 
 PID = "patient_id"
@@ -121,40 +121,49 @@ def _ahead(expr: pl.Expr, k: int) -> pl.Expr:
     return pl.when(row_index() + k <= pl.col(_SEGMENT_END)).then(expr.shift(-k))
 
 
-def _last_day(given: pl.Expr) -> pl.Expr:
-    """Latest day (at or before this row, same patient) on which ``given`` held."""
-    source = pl.when(given).then(row_index()).forward_fill()
-    return pl.when(source >= pl.col(SEGMENT_START)).then(pl.when(given).then(pl.col("day")).forward_fill())
-
-
 def _daily(events: pl.DataFrame, config: ProlongedCytopeniaConfig) -> pl.DataFrame:
-    """Daily lowest value per patient and lineage (with the LLN of that value) from day 0 to the end of
-    observation, with the last day each support item was given; sorted by patient, lineage and day."""
-    items = [lineage["item"] for lineage in LINEAGES]
-    supports = _support_items()
+    """Daily lowest value per patient and lineage from day 0 to the end of observation (``lln``: the day's
+    highest LLN, else the configured one), with the last day each support item of the lineage was given
+    (that day included); in blocks of one lineage, each in the order of the events (patient, then day)."""
     ends = observation_end(events, config.censor_at)
-    rows = events.filter(pl.col("item").cast(pl.Utf8).is_in([*items, *supports]) & (pl.col("t") >= 0)).select(
-        PID, pl.col("item").cast(pl.Utf8), "t", "num", "lln"
-    )
-    rows = (
-        rows.with_columns(*per_patient(ends, "end_t", rows=rows.height))
-        .filter(pl.col("end_t").is_null() | (pl.col("t") <= pl.col("end_t")))
-        .filter(pl.col("num").is_not_null() | pl.col("item").is_in(supports))
-        .with_columns(pl.col("t").floor().cast(pl.Int32).alias("day"))
-    )
-    default_lln = _by_item({i: _lln(i, config) for i in items}, pl.Float64)
-    daily = (
-        rows.group_by(PID, "item", "day")
-        .agg(pl.col("num").min().alias("value"), pl.col("lln").sort_by("num").first().alias("lln"))
-        .with_columns(pl.coalesce("lln", default_lln).alias("lln"), pl.col(PID).to_physical().alias("_pid"))
-        # support rows first on their day, so that a value counts the support given that same day
-        .sort("_pid", "day", pl.col("item").is_in(items))
-    )
-    daily = _segments(daily, ["_pid"]).with_columns(
-        _last_day(pl.col("item") == support).alias(f"_last_{support}") for support in supports
-    )
-    daily = daily.filter(pl.col("item").is_in(items)).sort("_pid", "item", "day")
-    return _segments(daily, ["_pid", "item"])
+    blocks = []
+    for lineage in LINEAGES:
+        item = lineage["item"]
+        rows = events.filter((pl.col("item") == item) & pl.col("num").is_not_null() & (pl.col("t") >= 0))
+        rows = (
+            rows.select(PID, "t", "num", "lln")
+            .with_columns(*per_patient(ends, "end_t", rows=rows.height))
+            .filter(pl.col("end_t").is_null() | (pl.col("t") <= pl.col("end_t")))
+            .with_columns(pl.col("t").floor().cast(pl.Int32).alias("day"), pl.col(PID).to_physical().alias("_pid"))
+        )
+        daily = (
+            rows.group_by(_sorted_key(pl.col("_pid"), pl.col("day")).alias("_k"), maintain_order=True)
+            .agg(
+                pl.col(PID).first(),
+                pl.col("_pid").first(),
+                pl.col("day").first(),
+                pl.col("num").min().alias("value"),
+                pl.col("lln").max().alias("lln"),
+            )
+            .drop("_k")
+        )
+        for support in lineage["support_items"]:
+            given = (
+                events.filter(pl.col("item") == support)
+                .select(pl.col(PID).to_physical().alias("_pid"), pl.col("t").floor().cast(pl.Int32).alias("day"))
+                .unique(maintain_order=True)
+                .with_columns(pl.col("day").alias(f"_last_{support}"))
+            )
+            daily = daily.join_asof(given, on="day", by="_pid", strategy="backward", check_sortedness=False)
+        blocks.append(daily.with_columns(pl.lit(item).alias("item"), pl.coalesce("lln", pl.lit(_lln(item, config)))))
+    return _segments(pl.concat(blocks, how="diagonal_relaxed"), ["_pid", "item"])
+
+
+def _sorted_key(*keys: pl.Expr) -> pl.Expr:
+    """Number of the run of equal ``keys`` a row belongs to, flagged sorted so that grouping by it takes
+    the sorted fast path instead of hashing (the frames here are sorted by patient, then day)."""
+    changed = pl.any_horizontal([(key != key.shift(1)).fill_null(True) for key in keys])
+    return changed.cum_sum().set_sorted()
 
 
 def _qualifying(meets: pl.Expr, consecutive: int) -> tuple[pl.Expr, pl.Expr]:
@@ -165,10 +174,15 @@ def _qualifying(meets: pl.Expr, consecutive: int) -> tuple[pl.Expr, pl.Expr]:
     return ok, _ahead(pl.col("day"), consecutive - 1)
 
 
+def _meets(definition: str, config: ProlongedCytopeniaConfig) -> pl.Expr:
+    """The daily value is at or above the definition's level, with no support item in its free days."""
+    return (pl.col("value") >= _recovery_level(definition)).fill_null(False) & _unsupported(definition, config)
+
+
 def _recovery_columns(definition: str, config: ProlongedCytopeniaConfig) -> list[pl.Expr]:
-    """``_meets_*`` (the value meets the definition), ``_start_*`` (a recovery starts here: the required
-    run of values meets it and an earlier value did not) and ``_end_*`` (day of the run's last value)."""
-    meets = (pl.col("value") >= _recovery_level(definition)).fill_null(False) & _unsupported(definition, config)
+    """``_start_*`` (a recovery starts here: the required run of values meets the definition and an
+    earlier value did not) and ``_end_*`` (day of the run's last value), from the ``_meets_*`` column."""
+    meets = pl.col(f"_meets_{definition}")
     if definition == "threshold":
         ok, end = pl.lit(False), pl.lit(None, dtype=pl.Int32)
         for item, rule in SCALE.table("threshold_recovery").items():
@@ -180,7 +194,6 @@ def _recovery_columns(definition: str, config: ProlongedCytopeniaConfig) -> list
     missed = (~meets).cast(pl.Int32)
     failed_before = (cum_sum(missed) - missed) > 0
     return [
-        meets.alias(f"_meets_{definition}"),
         (ok & failed_before).alias(f"_start_{definition}"),
         end.alias(f"_end_{definition}"),
     ]
@@ -196,44 +209,54 @@ def prolonged_cytopenia_lineages(events: pl.DataFrame, config: ProlongedCytopeni
     ``biphasic``. Counts in 10*9/L, hemoglobin in g/dL, days since infusion. See :func:`prolonged_cytopenia`.
     """
     daily = _daily(events, config)
-    daily = daily.with_columns(_ctcae_grade(pl.col("value"), pl.col("lln")).alias("grade"))
     daily = daily.with_columns(
-        *(expr for definition in DEFINITIONS for expr in _recovery_columns(definition, config)),
+        _ctcae_grade(pl.col("value"), pl.col("lln")).alias("grade"),
         (~_unsupported("grade_le_2", config)).alias("_supported"),
+        *(_meets(definition, config).alias(f"_meets_{definition}") for definition in DEFINITIONS),
     )
-    chosen = config.recovery
+    daily = daily.with_columns(expr for definition in DEFINITIONS for expr in _recovery_columns(definition, config))
+    chosen, day = config.recovery, pl.col("day")
     start = pl.col(f"_start_{chosen}")
-    recovery_end = pl.col(f"_end_{chosen}").filter(start).first()
-    fall = (
-        (pl.col("day") > recovery_end) & ~pl.col(f"_meets_{chosen}") & (pl.col("grade") >= config.second_fall_min_grade)
+    first_start = start & (cum_sum(start.cast(pl.Int32)) == 1)
+    after_recovery = day > ffill(pl.when(first_start).then(pl.col(f"_end_{chosen}")))
+    fall = after_recovery & ~pl.col(f"_meets_{chosen}") & (pl.col("grade") >= config.second_fall_min_grade)
+    # Conditions become columns first, so that the per-lineage aggregation is plain min / first.
+    daily = daily.with_columns(
+        *(pl.when(pl.col(f"_start_{d}")).then(day).alias(f"recovery_day_{d}") for d in DEFINITIONS),
+        pl.when(start & (day >= config.landmark_day)).then(day).alias("recovery_after_landmark_day"),
+        pl.when(fall).then(day).alias("second_fall_day"),
     )
-    distance = (pl.col("day") - config.landmark_day).abs()
-    window = distance <= config.landmark_window_days
-
-    def at_landmark(column: str) -> pl.Expr:
-        # nearest day, then the lower value
-        return pl.col(column).filter(window).sort_by(distance.filter(window), pl.col("value").filter(window)).first()
-
-    terms = {lineage["item"]: lineage["term"] for lineage in LINEAGES}
-    out = (
-        daily.group_by(SEGMENT_START, maintain_order=True)
-        .agg(
-            pl.col(PID).first(),
-            pl.col("item").first(),
-            at_landmark("day").alias("landmark_day"),
-            at_landmark("value").alias("landmark_value"),
-            at_landmark("grade").alias("landmark_grade"),
-            at_landmark("_supported").alias("landmark_supported"),
-            pl.col("value").min().alias("nadir"),
-            pl.col("day").sort_by("value", "day").first().alias("nadir_day"),
-            *(pl.col("day").filter(pl.col(f"_start_{d}")).min().alias(f"recovery_day_{d}") for d in DEFINITIONS),
-            pl.col("day")
-            .filter(start & (pl.col("day") >= config.landmark_day))
-            .min()
-            .alias("recovery_after_landmark_day"),
-            pl.col("day").filter(fall).min().alias("second_fall_day"),
+    per_lineage = daily.group_by(SEGMENT_START, maintain_order=True).agg(
+        pl.col(PID).first(),
+        pl.col("item").first(),
+        pl.col("value").min().alias("nadir"),
+        *(pl.col(f"recovery_day_{d}").min() for d in DEFINITIONS),
+        pl.col("recovery_after_landmark_day").min(),
+        pl.col("second_fall_day").min(),
+    )
+    distance = (day - config.landmark_day).abs()
+    # nearest day to the landmark, then the lower value; the nadir's first day
+    landmark = (
+        daily.filter(distance <= config.landmark_window_days)
+        .sort(SEGMENT_START, distance, "value")
+        .unique(SEGMENT_START, keep="first", maintain_order=True)
+        .select(
+            SEGMENT_START,
+            day.alias("landmark_day"),
+            pl.col("value").alias("landmark_value"),
+            pl.col("grade").alias("landmark_grade"),
+            pl.col("_supported").alias("landmark_supported"),
         )
-        .drop(SEGMENT_START)
+    )
+    nadir = (
+        daily.join(per_lineage.select(SEGMENT_START, "nadir"), on=SEGMENT_START)
+        .filter(pl.col("value") == pl.col("nadir"))
+        .unique(SEGMENT_START, keep="first", maintain_order=True)
+        .select(SEGMENT_START, day.alias("nadir_day"))
+    )
+    terms = {lineage["item"]: lineage["term"] for lineage in LINEAGES}
+    out = per_lineage.join(landmark, on=SEGMENT_START, how="left", maintain_order="left").join(
+        nadir, on=SEGMENT_START, how="left", maintain_order="left"
     )
     return out.select(
         PID,
@@ -256,8 +279,10 @@ def prolonged_cytopenia_lineages(events: pl.DataFrame, config: ProlongedCytopeni
 
 def _support_days(events: pl.DataFrame, config: ProlongedCytopeniaConfig) -> pl.DataFrame:
     supports = _support_items()
+    given = events.filter(pl.col("item").cast(pl.Utf8).is_in(supports) & (pl.col("t") >= 0))
     given = (
-        events.filter(pl.col("item").cast(pl.Utf8).is_in(supports) & (pl.col("t") >= 0))
+        given.with_columns(*per_patient(observation_end(events, config.censor_at), "end_t", rows=given.height))
+        .filter(pl.col("end_t").is_null() | (pl.col("t") <= pl.col("end_t")))
         .select(PID, pl.col("item").cast(pl.Utf8), pl.col("t").floor().cast(pl.Int32).alias("day"))
         .unique()
     )
