@@ -87,6 +87,49 @@ def test_grade_examples_json_has_the_stable_keys() -> None:
         assert patient["icans"]["scale"] == "icans_astct2019"
 
 
+def hematology_course() -> str:
+    """Baseline labs before lymphodepletion, daily counts to day 35, CAR-T copies rising then falling."""
+    rows = [
+        "H1,-6,lymphodepletion,Flu/Cy,",
+        "H1,-7,anc,1.0,10*9/L",
+        "H1,-7,plt,60,10*9/L",
+        "H1,-7,hgb,8.5,g/dL",
+        "H1,-7,crp,40,mg/L",
+        "H1,-7,ferritin,2500,ng/mL",
+        "H1,-7,ldh,300,U/L",
+        "H1,-7,creatinine,1.0,mg/dL",
+        "H1,0,infusion,axi-cel,",
+    ]
+    for day in range(0, 36):
+        rows.append(f"H1,{day},anc,{300 if day <= 15 else 1800},/uL")
+        rows.append(f"H1,{day},plt,{40 if day <= 29 else 120},10*9/L")
+    rows += [f"H1,{d},car_t_copies,{v},{{copies}}/ug" for d, v in ((1, 100), (7, 5000), (14, 1200), (21, 300))]
+    return "patient_id,day,item,value,unit\n" + "\n".join(rows) + "\n"
+
+
+def test_grade_json_has_the_hematology_blocks(tmp_path: Path) -> None:
+    patient = grade_json(write(tmp_path / "h.csv", hematology_course()))["patients"][0]
+    anc = patient["cytopenia"]["anc"]
+    assert patient["cytopenia"]["scale"] == "ctcae5"
+    assert {"day", "value", "grade"} <= set(anc[0])
+    assert next(r for r in anc if r["day"] == 5.0)["grade"] == 4  # 0.3 x 10^9/L < 0.5
+    early = patient["icaht"]["early"]
+    # ANC <= 500/uL on days 0-15: 16 days -> early ICAHT grade 3 (14-30 days)
+    assert (early["grade"], early["days_anc_le_500"], early["days_anc_le_100"]) == (3, 16, 0)
+    assert {"grade", "nadir"} <= set(patient["icaht"]["late"])
+    assert {"early", "late"} <= set(patient["icaht"]["thrombocytopenia"])
+    assert patient["pht"]["pht"] is True and "thrombocytopenia" in patient["pht"]["pht_lineages"]
+    hematotox = patient["scores"]["car_hematotox"]
+    # PLT 60 (2) + ANC 1.0 (1) + Hb 8.5 (1) + CRP 4.0 mg/dL (1) + ferritin 2500 (2) = 7
+    assert (hematotox["score"], hematotox["risk"]) == (7, "high")
+    assert hematotox["inputs"]["crp"]["value"] == 4.0
+    assert {"easix", "m_easix", "hscore", "iec_hs", "car_hlh"} <= set(patient["scores"])
+    assert patient["scores"]["easix"]["easix"] == 5.0  # LDH 300 x creatinine 1.0 / PLT 60
+    kinetics = patient["kinetics"]
+    assert (kinetics["assay"], kinetics["cmax"], kinetics["tmax_day"]) == ("car_t_copies", 5000.0, 7.0)
+    assert {"auc_0_28", "tlast_day"} <= set(kinetics)
+
+
 def test_grade_examples_match_what_the_examples_say() -> None:
     """seed000 (documented in docs/examples.md): one CRS episode, grade 1, from day 3.33, still open."""
     document = grade_json(*EXAMPLES)

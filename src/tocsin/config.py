@@ -156,6 +156,26 @@ class KineticsConfig(_Section):
     )
 
 
+SteroidRoute = Literal["iv", "po", "sc", "im", "intrathecal", "topical", "inhaled", "other"]
+
+
+class SteroidConfig(_Section):
+    """Corticosteroid exposure in methylprednisolone- and dexamethasone-equivalent mg (docs/dosing.md; criteria §6)."""
+
+    dexamethasone_equivalent_mg: float = Field(
+        0.75,
+        gt=0,
+        description="Dexamethasone dose equivalent to methylprednisolone 4 mg (criteria.md §6 [V2]: 0.75 mg, factor "
+        "5.333 to MP). 0.6 (formularyproductions, potency ~30; factor 6.67) is the documented alternative.",
+    )
+    excluded_routes: list[SteroidRoute] = Field(
+        ["intrathecal", "topical", "inhaled"],
+        description="Steroid rows given by these routes are not systemic exposure and are left out (criteria.md "
+        "§6: 'do not count intrathecal hydrocortisone, topical or inhaled steroids'). A row without a route "
+        "counts as systemic.",
+    )
+
+
 HScoreClinicalInput = Literal["immunosuppression", "organomegaly", "hemophagocytosis"]
 
 
@@ -207,26 +227,6 @@ class ScoresConfig(_Section):
         description="Ferritin upper limit of normal for the IEC-HS 'ferritin > 2 x ULN' criterion (event rows "
         "cannot carry a ferritin uln). Unset = only '> 2 x the value at infusion' is checked, and a ferritin "
         "that is not above it leaves the criterion missing.",
-    )
-
-
-SteroidRoute = Literal["iv", "po", "sc", "im", "intrathecal", "topical", "inhaled", "other"]
-
-
-class SteroidConfig(_Section):
-    """Corticosteroid exposure in methylprednisolone- and dexamethasone-equivalent mg (docs/dosing.md; criteria §6)."""
-
-    dexamethasone_equivalent_mg: float = Field(
-        0.75,
-        gt=0,
-        description="Dexamethasone dose equivalent to methylprednisolone 4 mg (criteria.md §6 [V2]: 0.75 mg, factor "
-        "5.333 to MP). 0.6 (formularyproductions, potency ~30; factor 6.67) is the documented alternative.",
-    )
-    excluded_routes: list[SteroidRoute] = Field(
-        ["intrathecal", "topical", "inhaled"],
-        description="Steroid rows given by these routes are not systemic exposure and are left out (criteria.md "
-        "§6: 'do not count intrathecal hydrocortisone, topical or inhaled steroids'). A row without a route "
-        "counts as systemic.",
     )
 
 
@@ -306,9 +306,7 @@ class ProlongedCytopeniaConfig(_Section):
     """Prolonged hematologic toxicity (PHT) at day 28, recovery and biphasic cytopenia (docs/icaht.md;
     criteria/pht_wang2023.yaml; seed 003, Wang 2023, doi:10.3389/fimmu.2023.1139559)."""
 
-    landmark_day: int = Field(
-        28, ge=0, description="PHT = cytopenia of any lineage at this day (Wang 2023: 'on D28')."
-    )
+    landmark_day: int = Field(28, ge=0, description="PHT = cytopenia of any lineage at this day (Wang 2023: 'on D28').")
     landmark_window_days: int = Field(
         3,
         ge=0,
@@ -425,11 +423,11 @@ class GradingConfig(_Section):
     icans: IcansConfig = IcansConfig()
     episodes: EpisodeConfig = EpisodeConfig()
     cytopenia: CytopeniaConfig = CytopeniaConfig()
-    icaht: IcahtConfig = IcahtConfig()
-    prolonged_cytopenia: ProlongedCytopeniaConfig = ProlongedCytopeniaConfig()
-    scores: ScoresConfig = ScoresConfig()
     kinetics: KineticsConfig = KineticsConfig()
     steroids: SteroidConfig = SteroidConfig()
+    scores: ScoresConfig = ScoresConfig()
+    icaht: IcahtConfig = IcahtConfig()
+    prolonged_cytopenia: ProlongedCytopeniaConfig = ProlongedCytopeniaConfig()
     earliest_day: float = Field(
         -30.0,
         description="Rows before this day (relative to infusion) are "

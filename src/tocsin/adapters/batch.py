@@ -102,6 +102,16 @@ def result_tables(result: GradingResult, evidence: bool = False) -> dict[str, pl
         "icans_timeline": result.icans.timeline.select(keep),
         "icans_episodes": result.icans.episodes,
         "icans_summary": result.icans.summary,
+        "cytopenia": result.hematology.cytopenia,
+        "cytopenia_worst": result.hematology.cytopenia_worst,
+        "icaht": result.hematology.icaht,
+        "pht": result.hematology.pht,
+        "car_hematotox": result.scores.car_hematotox,
+        "easix": result.scores.easix,
+        "hscore": result.scores.hscore,
+        "iec_hs": result.scores.iec_hs,
+        "car_hlh": result.scores.car_hlh,
+        "kinetics": result.kinetics,
         "input_problems": result.errors,
     }
 

@@ -86,6 +86,63 @@ def _summary_line(name: str, block: dict[str, Any]) -> str:
     )
 
 
+def _grade_or_range(block: dict[str, Any]) -> str:
+    if block.get("grade") is not None:
+        return str(block["grade"])
+    if block.get("grade_min") is not None:
+        return f"{block['grade_min']}–{block['grade_max']} (not evaluable)"
+    return "?"
+
+
+def _hematology_lines(patient: dict[str, Any]) -> list[Text]:
+    """One line each: worst cytopenia grades, ICAHT, PHT, baseline scores, kinetics."""
+    lines = []
+    cytopenia = patient["cytopenia"]
+    if cytopenia["worst"]:
+        worst = ", ".join(
+            f"{lineage} {w['worst_grade'] if w['worst_grade'] is not None else '?'}"
+            + (f" (+{w['unresolved']} ungraded)" if w["unresolved"] else "")
+            for lineage, w in cytopenia["worst"].items()
+        )
+        lines.append(Text(f"Cytopenia ({cytopenia['scale']}), worst grade: {worst}"))
+    icaht = patient["icaht"]
+    if icaht is not None:
+        early, late, platelets = icaht["early"], icaht["late"], icaht["thrombocytopenia"]
+        lines.append(
+            Text(
+                f"ICAHT early {_grade_or_range(early)} (ANC ≤500: {early['days_anc_le_500']} d, ≤100: "
+                f"{early['days_anc_le_100']} d), late {_grade_or_range(late)}; T-ICAHT early "
+                f"{_grade_or_range(platelets['early'])}, late {_grade_or_range(platelets['late'])}"
+            )
+        )
+    pht = patient["pht"]
+    if pht is not None:
+        state = {True: f"yes, {pht['pht_pattern']} ({pht['pht_lineages']})", False: "no", None: "unknown"}[pht["pht"]]
+        lines.append(Text(f"Cytopenia at day 28 (PHT): {state}" + ("; biphasic" if pht["biphasic"] else "")))
+    scores = patient["scores"]
+    if scores:
+        hematotox, easix = scores["car_hematotox"], scores["easix"]
+        score = (
+            hematotox["score"]
+            if hematotox["score"] is not None
+            else (f"{hematotox['score_at_least']}–{hematotox['score_at_most']}")
+        )
+        missing = f", needs {', '.join(hematotox['missing'])}" if hematotox["missing"] else ""
+        easix_value = "?" if easix["easix"] is None else f"{easix['easix']:.2f}"
+        lines.append(
+            Text(f"CAR-HEMATOTOX {score} ({hematotox['risk'] or 'risk not settled'}{missing}); EASIX {easix_value}")
+        )
+    kinetics = patient["kinetics"]
+    if kinetics.get("assay"):
+        lines.append(
+            Text(
+                f"CAR-T kinetics ({kinetics['assay']}): Cmax {kinetics['cmax']} {kinetics['unit']} on day "
+                f"{kinetics['tmax_day']}, last quantifiable day {kinetics['tlast_day']}"
+            )
+        )
+    return lines
+
+
 def print_document(document: dict[str, Any], console: Console | None = None) -> None:
     """Print every patient of a ``result_document`` as panels with tables."""
     console = console or Console()
@@ -102,6 +159,7 @@ def print_document(document: dict[str, Any], console: Console | None = None) -> 
         body = Group(
             Text(_summary_line("CRS", patient["crs"])),
             Text(_summary_line("ICANS", patient["icans"])),
+            *_hematology_lines(patient),
             _timeline_table("CRS", patient["crs"]),
             _episode_table("CRS", patient["crs"]),
             _timeline_table("ICANS", patient["icans"]),

@@ -9,7 +9,15 @@ Shape (keys are stable; new keys may be added)::
                    "duration_days", "ongoing", "recurrence"}],
                    "timeline": [{"day", "time", "grade", "domain", "evidence", "rule", "missing", ...}],
                    "rules": {rule_id: guideline sentence}},
-         "icans": {same keys}}],
+         "icans": {same keys},
+         "cytopenia": {"scale", "anc"|"plt"|"hgb"|"alc"|"wbc": [{"day", "value", "grade", "rule", "missing",
+                       "transfused", ...}], "worst": {lineage: {"grade", "day", ...}}},
+         "icaht": {"early": {"grade", "days_anc_le_500", "days_anc_le_100", ...}, "late": {"grade", "nadir", ...},
+                   "thrombocytopenia": {"early": {...}, "late": {...}}, ...},
+         "pht": {"pht", "pht_pattern", "pht_lineages", ..., "lineages": {"anc"|"plt"|"hgb": {...}}},
+         "scores": {"car_hematotox": {"score", "risk", "inputs": {name: {"value", "unit", "day", "points"}}, ...},
+                    "easix": {...}, "m_easix": {...}, "hscore": {...}, "iec_hs": {...}, "car_hlh": {...}},
+         "kinetics": {"assay", "cmax", "tmax_day", "auc_0_28", "tlast_day", ..., "assays": {item: {...}}}}],
      "input_problems": [{"file", "line", "patient_id", "field", "value", "message", "fix", "severity"}]}
 """
 
@@ -21,7 +29,7 @@ from typing import Any
 import polars as pl
 
 from tocsin import __version__
-from tocsin.core.engine import GradingResult, ToxicityResult
+from tocsin.core.engine import GradingResult, ScoreResults, ToxicityResult
 from tocsin.core.timeline import PID
 from tocsin.vocabulary import load_vocabulary
 
@@ -105,11 +113,115 @@ def _empty(result: ToxicityResult) -> dict[str, Any]:
     }
 
 
+def _rows(df: pl.DataFrame) -> dict[str, dict[str, Any]]:
+    """One dict per patient of a per-patient frame."""
+    return {row.pop(PID): row for row in df.iter_rows(named=True)}
+
+
+def _split(row: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """Pop the keys starting with ``prefix`` out of ``row``, without the prefix."""
+    keys = [k for k in row if k.startswith(prefix)]
+    return {k.removeprefix(prefix): row.pop(k) for k in keys}
+
+
+def _cytopenia(result: GradingResult) -> dict[str, dict[str, Any]]:
+    hematology = result.hematology
+    values = hematology.cytopenia.select(
+        PID,
+        pl.col("lineage").cast(pl.Utf8),
+        pl.col("t").round(4).alias("day"),
+        "value",
+        "blq",
+        "lln",
+        "grade",
+        pl.col("rule").cast(pl.Utf8),
+        "missing",
+        pl.col("scale").cast(pl.Utf8),
+        "transfused",
+    )
+    out: dict[str, dict[str, Any]] = {}
+    for row in values.iter_rows(named=True):
+        block = out.setdefault(row.pop(PID), {"scale": result.config.cytopenia.scale, "worst": {}})
+        block.setdefault(row.pop("lineage"), []).append(row)
+    for row in hematology.cytopenia_worst.iter_rows(named=True):
+        block = out.setdefault(row[PID], {"scale": result.config.cytopenia.scale, "worst": {}})
+        lineage = str(row["lineage"])
+        block["worst"][lineage] = {
+            k: (round(v, 4) if k == "worst_t" and v is not None else v)
+            for k, v in row.items()
+            if k not in (PID, "lineage")
+        }
+    return out
+
+
+def _icaht(row: dict[str, Any]) -> dict[str, Any]:
+    platelets = {"early": _split(row, "t_early_"), "late": _split(row, "t_late_")}
+    platelets["late"].update(_split(row, "late_days_plt_"))
+    platelets["early"].update({f"days_plt_{k}": v for k, v in _split(row, "days_plt_").items()})
+    platelets.update(_split(row, "platelet_transfusion_"))
+    early, late = _split(row, "early_"), _split(row, "late_")
+    early.update({f"days_anc_{k}": v for k, v in _split(row, "days_anc_").items()})
+    return {"early": early, "late": late, "thrombocytopenia": platelets, **row}
+
+
+def _pht(row: dict[str, Any]) -> dict[str, Any]:
+    lineages = {lineage: _split(row, f"{lineage}_") for lineage in ("anc", "plt", "hgb")}
+    return {**row, "lineages": lineages}
+
+
+def _score(row: dict[str, Any], inputs: list[str]) -> dict[str, Any]:
+    """A score's row with its inputs gathered under ``inputs`` and ``category`` also named ``risk``."""
+    gathered = {name: _split(row, f"{name}_") for name in inputs}
+    return {**row, "risk": row.get("category"), "inputs": gathered}
+
+
+def _scores(scores: ScoreResults) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for pid, row in _rows(scores.car_hematotox).items():
+        out.setdefault(pid, {})["car_hematotox"] = _score(row, ["plt", "anc", "hgb", "crp", "ferritin"])
+    for pid, row in _rows(scores.easix).items():
+        m_easix = _split(row, "m_easix")
+        inputs = {name: _split(row, f"{name}_") for name in ("ldh", "creatinine", "plt", "crp")}
+        identity = {k: row[k] for k in ("anchor", "anchor_day", "caveats", "scale", "version", "citation", "doi")}
+        out.setdefault(pid, {})["easix"] = {**row, "inputs": inputs}
+        out[pid]["m_easix"] = {
+            "m_easix": m_easix.pop(""),
+            **{k.removeprefix("_"): v for k, v in m_easix.items()},
+            **identity,
+            "inputs": {k: inputs[k] for k in ("ldh", "crp", "plt")},
+        }
+    for name, frame in (("hscore", scores.hscore), ("iec_hs", scores.iec_hs), ("car_hlh", scores.car_hlh)):
+        for pid, row in _rows(frame).items():
+            out.setdefault(pid, {})[name] = row
+    return out
+
+
+#: Assays in the order the summary prefers when a patient has several (copies are the usual CK measure).
+KINETIC_ASSAYS = ("car_t_copies", "car_t_cells", "car_t_percent")
+
+
+def _kinetics(frame: pl.DataFrame) -> dict[str, dict[str, Any]]:
+    assays: dict[str, dict[str, dict[str, Any]]] = {}
+    for row in frame.iter_rows(named=True):
+        pid = row.pop(PID)
+        assays.setdefault(pid, {})[row["item"]] = row
+    out = {}
+    for pid, by_assay in assays.items():
+        primary = next(by_assay[a] for a in (*KINETIC_ASSAYS, *by_assay) if a in by_assay)
+        out[pid] = {"assay": primary["item"], **primary, "assays": by_assay}
+    return out
+
+
 def result_document(result: GradingResult) -> dict[str, Any]:
     """The whole ``--json`` document for a grading run."""
     infusion_times = {r[PID]: r["infusion_time"] for r in result.patients.iter_rows(named=True)}
     crs = _toxicity(result.crs, infusion_times)
     icans = _toxicity(result.icans, infusion_times)
+    cytopenia = _cytopenia(result)
+    icaht = {pid: _icaht(row) for pid, row in _rows(result.hematology.icaht).items()}
+    pht = {pid: _pht(row) for pid, row in _rows(result.hematology.pht).items()}
+    scores = _scores(result.scores)
+    kinetics = _kinetics(result.kinetics)
     patients = []
     for row in result.patients.iter_rows(named=True):
         pid = row[PID]
@@ -121,6 +233,11 @@ def result_document(result: GradingResult) -> dict[str, Any]:
                 "infusion_time": row["infusion_time"].isoformat() if row["infusion_time"] else None,
                 "crs": crs.get(pid, _empty(result.crs)),
                 "icans": icans.get(pid, _empty(result.icans)),
+                "cytopenia": cytopenia.get(pid, {"scale": result.config.cytopenia.scale, "worst": {}}),
+                "icaht": icaht.get(pid),
+                "pht": pht.get(pid),
+                "scores": scores.get(pid, {}),
+                "kinetics": kinetics.get(pid, {"note": "no CAR-T levels recorded", "assays": {}}),
             }
         )
     return {

@@ -25,10 +25,18 @@ from tocsin.config import GradingConfig
 from tocsin.core.crs_astct2019 import grade_crs_astct2019
 from tocsin.core.crs_course import mark_crs_course
 from tocsin.core.crs_lee2014 import grade_crs_lee2014
+from tocsin.core.cytopenia_ctcae import grade_cytopenias, worst_cytopenia_grades
 from tocsin.core.episodes import episodes_from_timeline, mark_stretches, patient_summary
 from tocsin.core.events import IngestLimits, NormalisedEvents, normalise_events
 from tocsin.core.evidence import Observation, evidence_columns, expand_evidence
+from tocsin.core.icaht import grade_icaht
 from tocsin.core.icans_astct2019 import grade_icans_astct2019
+from tocsin.core.kinetics import kinetics_nca
+from tocsin.core.prolonged_cytopenia import prolonged_cytopenia
+from tocsin.core.scores.car_hematotox import car_hematotox
+from tocsin.core.scores.easix import easix
+from tocsin.core.scores.hscore import hscore
+from tocsin.core.scores.iec_hs import car_hlh_screen, iec_hs_screen
 from tocsin.core.timeline import PID, crs_state, icans_state
 from tocsin.criteria import Scale, load_scale
 from tocsin.vocabulary import Vocabulary, load_vocabulary
@@ -95,11 +103,42 @@ def _toxicity_result(
 
 
 @dataclass(frozen=True)
+class HematologyResult:
+    """Cytopenias (CTCAE, every value), ICAHT / T-ICAHT and prolonged cytopenia, per patient.
+
+    ``cytopenia`` has one row per graded value; ``cytopenia_worst`` one per patient and lineage;
+    ``icaht`` and ``pht`` one per patient (see ``docs/cytopenia.md`` and ``docs/icaht.md``).
+    """
+
+    cytopenia: pl.DataFrame
+    cytopenia_worst: pl.DataFrame
+    icaht: pl.DataFrame
+    pht: pl.DataFrame
+
+
+@dataclass(frozen=True)
+class ScoreResults:
+    """Baseline risk scores (one row per patient) and HLH screens at the last observation of each patient.
+
+    See ``docs/scores.md``; the daily series are available from the score functions themselves.
+    """
+
+    car_hematotox: pl.DataFrame
+    easix: pl.DataFrame
+    hscore: pl.DataFrame
+    iec_hs: pl.DataFrame
+    car_hlh: pl.DataFrame
+
+
+@dataclass(frozen=True)
 class GradingResult:
     config: GradingConfig
     patients: pl.DataFrame
     crs: ToxicityResult
     icans: ToxicityResult
+    hematology: HematologyResult
+    scores: ScoreResults
+    kinetics: pl.DataFrame
     errors: pl.DataFrame
 
 
@@ -123,6 +162,35 @@ def grade_icans(events: pl.DataFrame, patients: pl.DataFrame, config: GradingCon
     return _toxicity_result(load_scale("icans_astct2019"), marked, observations, [])
 
 
+def grade_hematology(events: pl.DataFrame, patients: pl.DataFrame, config: GradingConfig) -> HematologyResult:
+    cytopenia = grade_cytopenias(events, config.cytopenia, patients)
+    return HematologyResult(
+        cytopenia=cytopenia,
+        cytopenia_worst=worst_cytopenia_grades(cytopenia),
+        icaht=grade_icaht(events, config.icaht),
+        pht=prolonged_cytopenia(events, config.prolonged_cytopenia),
+    )
+
+
+def last_observation(events: pl.DataFrame, patients: pl.DataFrame) -> pl.DataFrame:
+    """Per patient, ``at`` = the day of the last event at or after infusion (the "now" of a course)."""
+    last = events.filter(pl.col("t") >= 0).group_by(PID).agg(pl.col("t").max().alias("at"))
+    return patients.select(PID).join(last, on=PID, how="left", maintain_order="left").fill_null(0.0)
+
+
+def score_patients(events: pl.DataFrame, patients: pl.DataFrame, config: GradingConfig) -> ScoreResults:
+    # HScore and the HLH screens describe a moment, not the baseline: a course is screened as it stands at its
+    # last observation (the bedside question); the daily series come from the score functions.
+    now = last_observation(events, patients)
+    return ScoreResults(
+        car_hematotox=car_hematotox(events, patients, config.scores),
+        easix=easix(events, patients, config.scores),
+        hscore=hscore(events, patients, config.scores, at=now),
+        iec_hs=iec_hs_screen(events, patients, config.scores, at=now),
+        car_hlh=car_hlh_screen(events, patients, config.scores, at=now),
+    )
+
+
 def grade_normalised(
     normalised: NormalisedEvents, config: GradingConfig, vocabulary: Vocabulary | None = None
 ) -> GradingResult:
@@ -134,6 +202,9 @@ def grade_normalised(
         patients=patients,
         crs=grade_crs(events, patients, config, vocab),
         icans=grade_icans(events, patients, config),
+        hematology=grade_hematology(events, patients, config),
+        scores=score_patients(events, patients, config),
+        kinetics=kinetics_nca(events, patients, config.kinetics),
         errors=normalised.errors,
     )
 
