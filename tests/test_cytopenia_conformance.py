@@ -13,7 +13,6 @@ value the production code does not meet stays with ``xfail: "reason"`` (strict).
 from __future__ import annotations
 
 import doctest
-import math
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,8 @@ from tocsin.core.cytopenia_ctcae import GRADED_SCHEMA, LINEAGES, SCALE_FILES, gr
 from tocsin.core.events import normalise_events
 from tocsin.criteria import load_scale
 from tocsin.vocabulary import load_vocabulary
+
+from hematology_cases import same
 
 CASES_FILE = Path(__file__).parent / "conformance" / "cytopenia_ctcae.yaml"
 DOC = yaml.safe_load(CASES_FILE.read_text(encoding="utf-8"))
@@ -66,16 +67,6 @@ def _raw_frame(case: dict) -> pl.DataFrame:
     )
 
 
-def _same(actual: Any, expected: Any) -> bool:
-    if expected is None or actual is None:
-        return actual is None and expected is None
-    if isinstance(expected, bool) or isinstance(actual, bool):
-        return isinstance(actual, bool) and isinstance(expected, bool) and actual == expected
-    if isinstance(expected, (int, float)) and isinstance(actual, (int, float)):
-        return math.isclose(float(actual), float(expected), abs_tol=TOLERANCE)
-    return actual == expected
-
-
 def _graded(case: dict) -> pl.DataFrame:
     config = CytopeniaConfig.model_validate(case.get("config") or {})
     normalised = normalise_events(_raw_frame(case), VOCABULARY)
@@ -105,7 +96,7 @@ def test_case(case: dict) -> None:
             problems.append(f"{label}: expected one graded row, found {len(rows)}")
             continue
         for key, value in expect.items():
-            if key not in ("at", "lineage") and not _same(rows[0][key], value):
+            if key not in ("at", "lineage") and not same(rows[0][key], value):
                 problems.append(f"{label}: {key} = {rows[0][key]!r}, expected {value!r}\n    row: {rows[0]}")
     assert not problems, "\n".join(problems)
 
