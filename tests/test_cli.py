@@ -351,3 +351,18 @@ def test_batch_grades_a_parquet_cohort_in_chunks_with_workers(tmp_path: Path) ->
     )
     evidence = pl.read_parquet(sorted((out / "crs_evidence").glob("part-*.parquet")))
     assert evidence.height > 0 and set(evidence.columns) == {"patient_id", "t", "item", "day", "value"}
+
+
+def test_config_command_writes_toml_that_reads_back_as_the_same_config(tmp_path: Path) -> None:
+    """`tocsin config --config FILE` re-emits a centre's file, dict and list values included."""
+    centre = write(
+        tmp_path / "centre.toml",
+        "[cytopenia]\nlln_reference = {hgb = 12.0, plt = 150.0}\nlln_reference_by_sex = {female = {hgb = 11.5}}\n"
+        '[steroids]\nexcluded_routes = ["intrathecal"]\n',
+    )
+    emitted = run("config", "--config", centre)
+    assert emitted.exit_code == 0, emitted.output
+    again = write(tmp_path / "again.toml", emitted.output)
+    first, second = run("config", "--config", centre), run("config", "--config", again)
+    assert first.output.splitlines()[0] == second.output.splitlines()[0]  # same fingerprint line
+    assert "lln_reference = {" in second.output and '"hgb" = 12.0' in second.output

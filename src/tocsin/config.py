@@ -452,11 +452,17 @@ def annotated_toml(config: GradingConfig) -> str:
     ]
 
     def value(v: object) -> str:
+        if v is None:
+            return "# (none)"
         if isinstance(v, bool):
             return "true" if v else "false"
         if isinstance(v, str):
-            return f'"{v}"'
-        return "# (none)" if v is None else str(v)
+            return json.dumps(v)  # a TOML basic string has JSON's escapes
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(value(item) for item in v) + "]"
+        if isinstance(v, dict):
+            return "{" + ", ".join(f"{json.dumps(str(k))} = {value(item)}" for k, item in v.items()) + "}"
+        return str(v)
 
     def emit(model: BaseModel) -> None:
         for name, field in type(model).model_fields.items():
