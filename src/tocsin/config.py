@@ -415,6 +415,85 @@ class CytopeniaConfig(_Section):
     )
 
 
+class SituationConfig(_Section):
+    """Situation facts for decision support: response to tocilizumab, possible infection, prolonged cytopenia,
+    prophylaxis (docs/situation.md; criteria.md §5; seeds 000, 001, 003)."""
+
+    tocilizumab_response_hours: float = Field(
+        8.0,
+        gt=0,
+        description="The CRS grade is compared with the grade at the last tocilizumab dose once this long after it "
+        "(seed 001 and NCCN: repeat if no improvement 8 h after the dose).",
+    )
+    refractory_doses: int = Field(
+        2, ge=1, description="crs_grade_not_falling_after_n_doses looks at the grade after this many tocilizumab doses."
+    )
+    il6_pre_dose_hours: float = Field(
+        48.0, gt=0, description="The pre-dose IL-6 is the last value at most this long before the tocilizumab dose."
+    )
+    pct_threshold_ng_ml: float = Field(
+        0.5,
+        gt=0,
+        description="Procalcitonin above this (ng/mL) suggests bacterial infection (seed 000: reference < 0.5 ng/mL).",
+    )
+    lab_lookback_days: float = Field(
+        3.0, gt=0, description="A lab value (PCT, ANC, IgG excepted) describes 'now' for this many days after it."
+    )
+    positive_result_days: float = Field(
+        14.0,
+        gt=0,
+        description="A positive culture, PCR or mNGS result counts for this many days (Tocsin decision: an "
+        "infection is treated for about two weeks).",
+    )
+    fever_lookback_hours: float = Field(24.0, gt=0, description="A fever counts for this long after it was measured.")
+    neutropenic_fever_celsius: float = Field(
+        38.0, description="Neutropenic fever: temperature >= this with ANC below neutropenia_anc (ASCO 2021)."
+    )
+    neutropenia_anc: float = Field(0.5, gt=0, description="Neutropenia: ANC below this (10^9/L).")
+    viral_targets: list[str] = Field(
+        ["CMV", "EBV", "HHV6", "ADV", "VZV"],
+        description="PCR targets whose positive result is viral reactivation (seed 000: CMV, VZV; criteria.md §5.5).",
+    )
+    high_dose_steroid_dex_mg_per_day: float = Field(
+        10.0,
+        gt=0,
+        description="A day with at least this dexamethasone-equivalent dose is a high-dose steroid day (Tocsin "
+        "decision: the smallest CRS/ICANS dexamethasone dose of ASCO/NCCN).",
+    )
+    high_dose_steroid_days: int = Field(
+        3, ge=0, description="Mould-active cover when high-dose steroid days exceed this (criteria.md §5.4: > 3 d)."
+    )
+    high_dose_steroid_window_days: float = Field(
+        14.0, gt=0, description="High-dose steroid days are counted within this many days up to the query."
+    )
+    prolonged_neutropenia_days: float = Field(
+        14.0,
+        gt=0,
+        description="Mould-active cover when ANC has stayed below neutropenia_anc longer than this (criteria.md "
+        "§5.4: 14-28 d, institutional).",
+    )
+    cytopenia_lookback_days: float = Field(
+        7.0, gt=0, description="The latest blood count at most this old tells whether a PHT lineage is still cytopenic."
+    )
+    prednisone_mg_per_kg: float = Field(
+        0.5, gt=0, description="Low-dose prednisone for PHT, mg/kg/day (seed 003, Wang 2023)."
+    )
+    prednisone_course_gap_days: float = Field(
+        2.0,
+        gt=0,
+        description="Prednisone is 'stopped' when the last dose is older than this; a dose after such a gap starts a "
+        "new course.",
+    )
+    ivig_igg_below_mg_dl: float = Field(
+        400.0, gt=0, description="IVIG reminder when IgG is below this (mg/dL; criteria.md §5.4)."
+    )
+    ivig_requires_infection: bool = Field(
+        True,
+        description="IVIG reminder only with a positive culture/PCR/mNGS result in the window (adult practice); "
+        "false = replace on IgG alone (pediatric B-ALL practice, criteria.md §5.4).",
+    )
+
+
 class GradingConfig(_Section):
     """All parameters of one grading run."""
 
@@ -428,6 +507,7 @@ class GradingConfig(_Section):
     scores: ScoresConfig = ScoresConfig()
     icaht: IcahtConfig = IcahtConfig()
     prolonged_cytopenia: ProlongedCytopeniaConfig = ProlongedCytopeniaConfig()
+    situation: SituationConfig = SituationConfig()
     earliest_day: float = Field(
         -30.0,
         description="Rows before this day (relative to infusion) are "
