@@ -154,6 +154,71 @@ def config(
     sys.stdout.write(annotated_toml(chosen))
 
 
+def _query_days(at: str, infusion_times: dict[str, datetime | None]) -> dict[str, float]:
+    """``--at`` as days since infusion per patient: a number is a day, otherwise an ISO time."""
+    try:
+        return {pid: float(at) for pid in infusion_times}
+    except ValueError:
+        pass
+    try:
+        when = datetime.fromisoformat(at).replace(tzinfo=None)
+    except ValueError:
+        raise ValueError(f"--at {at!r} is neither a day (e.g. 3.5) nor an ISO time (e.g. 2024-05-02T08:00)") from None
+    days = {}
+    for pid, start in infusion_times.items():
+        if start is None:
+            raise ValueError(f"--at {at!r} is a clock time but patient {pid} has no infusion time: give a day instead")
+        days[pid] = (when - start).total_seconds() / 86400
+    return days
+
+
+@app.command()
+def assess(
+    files: Annotated[list[Path], typer.Argument(help="Event files (.csv, .parquet, .jsonl).")],
+    at: Annotated[str, typer.Option("--at", help="Day since infusion (3.5) or ISO time.")],
+    patient: Annotated[str | None, typer.Option("--patient", help="Only this patient.")] = None,
+    pack_name: Annotated[str, typer.Option("--pack", help="Packaged guideline pack.")] = "asco2021",
+    pack_file: Annotated[Path | None, typer.Option("--pack-file", help="A centre's pack file (YAML).")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    config_file: Annotated[Path | None, typer.Option("--config", help="Grading config (TOML or YAML).")] = None,
+) -> None:
+    """Grades now and what the guideline pack suggests: ranked actions, doses with caps, timers and alerts."""
+    from tocsin.adapters.assess_output import assess_documents, print_assessments, read_pack_file
+    from tocsin.core.guidance import PackError, assessment_facts, load_pack, suggest
+
+    try:
+        config = _config(config_file, None)
+        pack = read_pack_file(pack_file) if pack_file else load_pack(pack_name)
+        vocabulary = load_vocabulary()
+        now = datetime.now(timezone.utc).replace(tzinfo=None)
+        normalised = normalise_events(
+            read_event_files(files), vocabulary, IngestLimits(earliest_day=config.earliest_day, not_after=now)
+        )
+        if not normalised.ok:
+            err = Console(stderr=True)
+            print_problems(normalised.errors.to_dicts(), err)
+            err.print(f"[bold red]{normalised.problems.height} row(s) refused; nothing was assessed.[/]")
+            raise typer.Exit(BAD_INPUT)
+        result = grade_normalised(normalised, config, vocabulary)
+        infusion = {str(r["patient_id"]): r["infusion_time"] for r in result.patients.iter_rows(named=True)}
+        if patient is not None:
+            if patient not in infusion:
+                raise ValueError(f"--patient {patient!r} is not in the files (patients: {', '.join(infusion)})")
+            infusion = {patient: infusion[patient]}
+        days = _query_days(at, infusion)
+    except (InputFileError, ConfigFileError, PackError, ValueError) as exc:
+        _fail(str(exc))
+        return
+    queries = pl.DataFrame({"patient_id": list(days), "at": list(days.values())})
+    facts = assessment_facts(result, normalised.events, queries)
+    documents = assess_documents(facts, suggest(facts, pack), pack, infusion)
+    if json_output:
+        payload = documents[0] if len(documents) == 1 else documents
+        sys.stdout.buffer.write(orjson.dumps(payload, option=orjson.OPT_INDENT_2) + b"\n")
+    else:
+        print_assessments(documents, Console())
+
+
 def example_files() -> list[Path]:
     """The bundled example courses: packaged in a wheel, or the repository's ``examples/`` in a checkout."""
     packaged = resources.files("tocsin").joinpath("examples")
