@@ -111,6 +111,14 @@ LABEL_SCHEMA: dict[str, pl.DataType] = {
     "icans_onset_day": pl.Float64(),
     "age": pl.Float64(),
     "product": pl.String(),
+    "car_hematotox": pl.Int8(),
+    "icaht_early_grade": pl.Int8(),
+    "days_anc_le_500": pl.Int16(),
+    "days_anc_le_100": pl.Int16(),
+    "pht": pl.Boolean(),
+    "pht_lineage_count": pl.Int8(),
+    "car_t_cmax": pl.Float64(),
+    "car_t_tmax_day": pl.Float64(),
 }
 SOURCE = "synth"
 _CHUNK = 256  # patients simulated and assembled together
@@ -153,6 +161,19 @@ _ITEMS = (
     "crp",
     "il6",
     "ferritin",
+    # hematology and kinetics (appended: the codes above stay as they were)
+    "lymphodepletion",
+    "wbc",
+    "anc",
+    "alc",
+    "plt",
+    "hgb",
+    "ldh",
+    "creatinine",
+    "g_csf",
+    "platelet_transfusion",
+    "rbc_transfusion",
+    "car_t_copies",
 )
 _I = {name: i for i, name in enumerate(_ITEMS)}
 _UNITS = (
@@ -176,6 +197,17 @@ _UNITS = (
     "mg/dL",
     "pg/mL",
     "ng/mL",
+    "10*9/L",
+    "10*3/uL",
+    "/uL",
+    "g/dL",
+    "g/L",
+    "U/L",
+    "umol/L",
+    "ug",
+    "ug/kg",
+    "{unit}",
+    "{copies}/ug",
 )
 _U = {name: i for i, name in enumerate(_UNITS)}
 _DISEASES = ("DLBCL", "HGBL", "PMBCL", "FL", "MCL", "B-ALL", "MM")
@@ -192,6 +224,8 @@ _TEXTS = (
     "rapidly_resolving",
     "focal",
     "diffuse",
+    "Flu/Cy",
+    "<5",
 )
 _T = {name: i for i, name in enumerate(_TEXTS)}
 _CONS0 = _T["awake"]  # consciousness codes are contiguous: _CONS0 + ASTCT consciousness grade
@@ -299,6 +333,9 @@ class _Acc:
         self.n_level: list[np.ndarray] = []
         self.n_noise: list[np.ndarray] = []
         self.n_child: list[bool] = []
+        # hematology and kinetics (see _hematology): per patient uniforms and context
+        self.h_uniforms: list[np.ndarray] = []
+        self.h_context: list[tuple] = []
 
 
 class _Patient:
@@ -771,12 +808,17 @@ def _simulate_patient(local: int, rng: np.random.Generator, days: int, acc: _Acc
             t += 360.0
 
     crs_onset = (episodes[0].f0 * 60 + int(jitter[episodes[0].f0])) / 1440.0 if episodes else None
+    # ------------------------------------------------------------------ hematology, kinetics (see _hematology)
+    # Drawn last from the patient's stream, so the CRS and ICANS course above is what it was without them.
+    acc.h_context.append((crs_grade, PRODUCTS.index(product), float(child), weight, float(crp_mgdl)))
+    acc.h_uniforms.append(rng.random(_H_SCALARS + days * _H_DAILY))
     return (crs_grade, crs_onset, len(episodes), icans_grade, icans_onset, age, product)
 
 
 # A row block: (patient index uint32, minute int32, item uint8, value code uint32, unit uint8).
 # Values travel as integer codes and become strings only once per distinct value (_ValueFormatter).
 _Block = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+_MINUTE_OFFSET = 30 * 1440  # the earliest row is day -6
 _SEG = 1_000_000  # value codes: decimals * _SEG + round(value * 10**decimals); texts from 4 * _SEG
 
 
@@ -935,6 +977,414 @@ def _neuro_rows(acc: _Acc) -> _Block:
     )
 
 
+# ---------------------------------------------------------------------------------------------- hematology
+_H_SCALARS = 96  # uniforms per patient for the hematology and kinetics plan (not all are used)
+_H_DAILY = 12  # uniforms per patient and day
+CAR_T_DAYS = (1, 4, 7, 10, 14, 21, 28)
+CAR_T_LLOQ = 5  # copies/ug genomic DNA; lower levels are written "<5"
+# Planned early ICAHT class 0-4 by CAR-HEMATOTOX risk (low 0-1, high >= 2), and after CRS grade >= 3.
+_ICAHT_LOW = (0.27, 0.47, 0.19, 0.055, 0.015)
+_ICAHT_HIGH = (0.08, 0.33, 0.34, 0.19, 0.06)
+_ICAHT_SEVERE_CRS = (0.05, 0.27, 0.33, 0.25, 0.10)
+# Per product (PRODUCTS order): median CAR-T peak (copies/ug gDNA), weights of the peak at day 7, 10, 14.
+_CART_PEAK = (
+    (20000.0, (0.6, 0.3, 0.1)),
+    (4000.0, (0.5, 0.3, 0.2)),
+    (12000.0, (0.45, 0.35, 0.2)),
+    (30000.0, (0.55, 0.3, 0.15)),
+    (60000.0, (0.15, 0.35, 0.5)),
+    (25000.0, (0.25, 0.4, 0.35)),
+)
+# Label columns from _hematology, in LABEL_SCHEMA order.
+_HEMA_LABELS = (
+    "car_hematotox",
+    "icaht_early_grade",
+    "days_anc_le_500",
+    "days_anc_le_100",
+    "pht",
+    "pht_lineage_count",
+    "car_t_cmax",
+    "car_t_tmax_day",
+)
+_EARLY_END = 30  # early ICAHT window days 0-30
+_CARRY_DAYS = 7  # the engine's default max_interpolation_gap_days: the last count is carried this far
+_STABLE_RECOVERY = 3  # default stable_recovery_days: shorter recoveries between neutropenic days are bridged
+_PHT_LLN = {"anc": 1800, "plt": 150, "hgb": 120}  # /uL, 10^9/L, g/L: the default LLNs of [prolonged_cytopenia]
+
+
+def _normal(u1: np.ndarray, u2: np.ndarray) -> np.ndarray:
+    return np.sqrt(-2.0 * np.log1p(-u1)) * np.cos(2.0 * np.pi * u2)
+
+
+def _pick(u: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Per row an index drawn with probability proportional to that row's ``weights`` (n, k)."""
+    cum = np.cumsum(weights, axis=1)
+    cum = cum / cum[:, -1:]
+    return (u[:, None] >= cum[:, :-1]).sum(axis=1)
+
+
+def _piecewise(x: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """Row-wise linear interpolation: ``xs``, ``ys`` (n, k) with xs non-decreasing, at the points ``x`` (m,);
+    constant outside the knots."""
+    idx = (x[None, :, None] >= xs[:, None, :]).sum(axis=2).clip(1, xs.shape[1] - 1)
+    x0, x1 = np.take_along_axis(xs, idx - 1, 1), np.take_along_axis(xs, idx, 1)
+    y0, y1 = np.take_along_axis(ys, idx - 1, 1), np.take_along_axis(ys, idx, 1)
+    span = x1 - x0
+    w = np.clip(np.divide(x[None, :] - x0, span, out=np.zeros_like(span), where=span > 0), 0.0, 1.0)
+    return y0 + w * (y1 - y0)
+
+
+def _runs(flag: np.ndarray) -> np.ndarray:
+    """Per row and column the length of the run of True the column ends so far (0 where False)."""
+    out = np.zeros(flag.shape, dtype=np.int32)
+    run = np.zeros(flag.shape[0], dtype=np.int32)
+    for j in range(flag.shape[1]):
+        run = (run + 1) * flag[:, j]
+        out[:, j] = run
+    return out
+
+
+def _bridged(below: np.ndarray, stable: int) -> np.ndarray:
+    """Days above the threshold in a run shorter than ``stable`` with a day below on both sides count as
+    below (a non-stable recovery). ``below`` ends with a column that is False (the days after the data)."""
+    n, m = below.shape
+    out = below.copy()
+    above = ~below
+    for length in range(1, stable):
+        for s in range(1, m - length):
+            gap = below[:, s - 1] & below[:, s + length] & above[:, s : s + length].all(axis=1)
+            out[:, s : s + length] |= gap[:, None]
+    return out
+
+
+def early_icaht_from_daily(anc_ul: np.ndarray, stable: int = _STABLE_RECOVERY) -> tuple[np.ndarray, ...]:
+    """Early ICAHT from complete daily ANC (/uL) from day 0 to day 30 or later (n, >= 31), under the default
+    rules: recoveries shorter than ``stable`` days between neutropenic days are bridged (days after the
+    series count as recovered), longest stretch in days 0-30, the bands of icaht_eha2023, and grade 4 for a
+    stretch <= 500/uL that holds on day 30 and started by day 3. Returns grade, days <= 500, days <= 100."""
+    n = anc_ul.shape[0]
+    tail = np.zeros((n, 1), dtype=bool)  # later days have no count: above (the engine's best case, = Liang)
+    b500 = _bridged(np.hstack([anc_ul <= 500, tail]), stable)[:, : _EARLY_END + 1]
+    b100 = _bridged(np.hstack([anc_ul <= 100, tail]), stable)[:, : _EARLY_END + 1]
+    r500, r100 = _runs(b500), _runs(b100)
+    d500, d100 = r500.max(axis=1), r100.max(axis=1)
+    never = b500[:, _EARLY_END] & (_EARLY_END - r500[:, _EARLY_END] + 1 <= 3)
+    grade = np.select(
+        [never | (d100 >= 14) | (d500 >= 31), (d100 >= 7) | (d500 >= 14), d500 >= 7, d500 >= 1], [4, 3, 2, 1], 0
+    )
+    return grade, d500, d100
+
+
+def car_hematotox_points(
+    plt: np.ndarray, anc_ul: np.ndarray, hgb_gl: np.ndarray, crp_mg_l10: np.ndarray, ferritin: np.ndarray
+) -> np.ndarray:
+    """CAR-HEMATOTOX (developer-group boundaries; docs/scores.md): PLT 10^9/L, ANC /uL, Hb g/L, CRP in
+    tenths of mg/L, ferritin ng/mL."""
+    return (
+        np.where(plt < 75, 2, np.where(plt <= 175, 1, 0))
+        + (anc_ul <= 1200)
+        + (hgb_gl <= 90)
+        + (crp_mg_l10 >= 300)
+        + np.where(ferritin > 2000, 2, np.where(ferritin >= 650, 1, 0))
+    ).astype(np.int64)
+
+
+def _hematology(acc: _Acc, days: int) -> tuple[_Block, dict[str, np.ndarray]]:
+    """Lymphodepletion, baseline labs, daily blood counts with G-CSF and transfusions, and CAR-T levels for a
+    chunk of patients at once; returns the rows and the hematology labels."""
+    n = len(acc.h_context)
+    crs, prod, child, weight, crp_mgdl = np.asarray(acc.h_context, dtype=np.float64).reshape(n, 5).T
+    prod = prod.astype(np.int64)
+    allu = np.stack(acc.h_uniforms) if n else np.zeros((0, _H_SCALARS + days * _H_DAILY))
+    scalars = allu[:, :_H_SCALARS]
+    daily = allu[:, _H_SCALARS:].reshape(n, days, _H_DAILY)
+    next_col = iter(range(_H_SCALARS))
+
+    def u() -> np.ndarray:
+        return scalars[:, next(next_col)]
+
+    def z() -> np.ndarray:
+        return _normal(u(), u())
+
+    d = np.arange(days, dtype=np.float64)
+    dd = d[None, :]
+
+    # ---------------------------------------------------------------- baseline (before lymphodepletion)
+    reduced = u() < 0.45  # a reduced marrow reserve / more inflammation: the CAR-HEMATOTOX high-risk share
+    panel_minute = np.where(u() < 0.5, -6, -5) * 1440 + 360 + np.floor(90 * u())
+    ld_minute = -5 * 1440 + 540 + np.floor(180 * u())  # Flu/Cy starts after the panel, day -5 09:00-12:00
+    plt0 = np.rint(np.clip(np.exp(np.log(215.0) + 0.35 * z() - reduced * 1.0 * u()), 12, 650))
+    plt0 = np.where(plt0 == 75, 76, plt0)  # off the cut-off where the published implementations disagree
+    anc0 = 10 * np.rint(np.clip(np.exp(np.log(3.3) + 0.4 * z() - reduced * 0.9 * u()), 0.3, 15.0) * 100)
+    anc0 = np.where(anc0 == 1200, 1210, anc0)
+    hgb0 = np.rint(np.clip(12.6 + 1.4 * z() - reduced * 2.4 * u(), 7.0, 16.5) * 10)  # g/L = tenths of g/dL
+    crp0 = np.rint(np.clip(np.exp(np.log(7.0) + 1.0 * z() + 0.6 * reduced), 0.3, 250.0) * 10)  # tenths of mg/L
+    fer0 = np.rint(np.clip(np.exp(np.log(420.0) + 0.85 * z() + 0.6 * reduced), 15, 20000))
+    ldh0 = np.rint(np.clip(np.exp(np.log(240.0) + 0.4 * z() + 0.25 * reduced), 110, 3000))
+    crea0 = np.rint(np.clip(0.85 + 0.22 * z(), 0.4, 2.5) * 100)  # hundredths of mg/dL
+    crea_umol = u() < 0.25
+    hematotox = car_hematotox_points(plt0, anc0, hgb0, crp0, fer0)
+    high = hematotox >= 2
+
+    # ---------------------------------------------------------------- neutrophil course (planned class 0-4)
+    weights = np.where(high[:, None], np.array(_ICAHT_HIGH), np.array(_ICAHT_LOW))
+    weights = np.where((crs >= 3)[:, None], np.array(_ICAHT_SEVERE_CRS), weights)
+    c = _pick(u(), weights)
+    u_len, u_opt, u_deep, u_deep2 = u(), u(), u(), u()
+    option_a = u_opt < 0.6  # class 3: <= 500/uL for 14-24 d; otherwise <= 100/uL for 7-13 d
+    aplastic = (c == 4) & (u_opt < 0.4)  # class 4: never recovers; otherwise <= 100/uL for >= 14 d
+    length = np.select(
+        [c == 0, c == 1, c == 2, c == 3, aplastic],
+        [
+            0,
+            1 + np.floor(6 * u_len),
+            7 + np.floor(7 * u_len),
+            np.where(option_a, 14 + np.floor(11 * u_len), 7 + np.floor(7 * u_len)),
+            days + 10,
+        ],
+        16 + np.floor(11 * u_len),
+    )
+    deep = np.select(
+        [c == 0, c <= 2, (c == 3) & option_a, c == 3, aplastic],
+        [
+            0,
+            np.where(u_deep2 < 0.35, 1 + np.floor(u_deep * np.minimum(length, 6)), 0),
+            np.where(u_deep2 < 0.5, 1 + np.floor(6 * u_deep), 0),
+            7 + np.floor(u_deep * (length - 6)),
+            3 + np.floor(20 * u_deep),
+        ],
+        14 + np.floor(u_deep * (length - 13)),
+    )
+    deep = np.minimum(deep, length)
+    nadir_day = np.where(c >= 3, 3 + np.floor(5 * u()), 3 + np.floor(8 * u()))
+    u_ts = u()
+    start = np.where(
+        aplastic, 1 + np.floor(3 * u_ts), np.maximum(1, nadir_day - np.floor(u_ts * np.minimum(length, 5)))
+    )
+    start = np.where(c == 0, nadir_day + 1, start)
+    end = start + length - 1  # last day <= 500/uL of the first stretch (class 0: the nadir day)
+    deep_start = np.clip(nadir_day - np.floor(u() * deep), start, end - deep + 1)
+    a_day0 = np.maximum(anc0 / 1000 * (0.45 + 0.55 * u()), 0.7)
+    a_pre = np.where(c == 0, 0.55 + 0.85 * u(), 0.55 + 0.35 * u())  # class 0: the nadir, above 500/uL
+    pre_end = np.where(c == 0, nadir_day, start - 1)
+    frac = np.divide(dd, pre_end[:, None], out=np.zeros((n, days)), where=pre_end[:, None] > 0)
+    pre = np.exp(np.log(a_day0)[:, None] + np.clip(frac, 0, 1) * (np.log(a_pre) - np.log(a_day0))[:, None])
+    w0 = daily[..., 0]
+    shallow = np.exp(np.log(0.13) + (np.log(0.47) - np.log(0.13)) * w0)
+    deep_value = 0.01 + 0.08 * w0
+    blip = (length >= 7) & ~aplastic & (u() < 0.25)
+    blip_start = start + 2 + np.floor(u() * (length - 4))
+    blip_len = 1 + (u() < 0.4)
+    r_first = 0.55 + 0.35 * u()
+    recovery_days = 3 + np.floor(8 * u())
+    plateau = np.where(u() < 0.12, 0.8 + 0.9 * u(), np.clip(np.exp(np.log(3.0) + 0.45 * z()), 0.7, 9.0))
+    first_up = np.where(c == 0, nadir_day + 1, end + 1)
+    post = _piecewise(
+        d,
+        np.stack([first_up, first_up + recovery_days], 1),
+        np.stack([np.log(r_first), np.log(np.maximum(plateau, r_first))], 1),
+    )
+    noise = _normal(daily[..., 1], daily[..., 2])
+    post = np.maximum(np.exp(post + 0.1 * noise), 0.55)
+    in_stretch = (dd >= start[:, None]) & (dd <= end[:, None])
+    in_deep = (dd >= deep_start[:, None]) & (dd < (deep_start + deep)[:, None])
+    in_blip = blip[:, None] & (dd >= blip_start[:, None]) & (dd < (blip_start + blip_len)[:, None]) & ~in_deep
+    anc = np.where(dd <= pre_end[:, None], np.maximum(pre, 0.52), post)
+    anc = np.where(in_stretch, np.where(in_deep, deep_value, shallow), anc)
+    anc = np.where(in_blip, 0.55 + 0.4 * w0, anc)
+    # biphasic: a second dip <= 500/uL after a stable recovery (>= 3 days above), from day 13
+    biphasic = (u() < 0.18) & ~aplastic & (end <= 18)
+    dip_start = np.maximum(end + 4, 13) + np.floor(5 * u())
+    dip_len = 2 + np.floor(6 * u())
+    in_dip = biphasic[:, None] & (dd >= dip_start[:, None]) & (dd < (dip_start + dip_len)[:, None])
+    anc = np.where(in_dip, 0.2 + 0.28 * w0, anc)
+    anc_ul = 10 * np.maximum(np.rint(anc * 100), 1)
+
+    # G-CSF: therapeutic from day 14-16 while still neutropenic, or prophylactic from day 2 if high risk
+    therapeutic = (start <= 14) & (end >= 14) & (u() < 0.65)
+    g_from = 14 + np.floor(3 * u())
+    prophylactic = high & (u() < 0.3)
+    g_csf = (therapeutic[:, None] & (dd >= g_from[:, None]) & (dd <= (end + 1)[:, None])) | (
+        prophylactic[:, None] & (dd >= 2) & (dd <= (nadir_day + 3)[:, None])
+    )
+    g_per_kg = (child > 0) | (u() < 0.3)
+    g_dose = np.where(g_per_kg, 5, np.where(weight >= 70, 480, 300))
+
+    # ---------------------------------------------------------------- platelets
+    p_nadir_day = 6 + np.floor(9 * u())
+    p_fall = np.exp(np.log(0.08) + (np.log(0.6) - np.log(0.08)) * u()) * np.where(c >= 3, 0.35, 1.0)
+    p_day0 = plt0 * (0.75 + 0.25 * u())
+    slow = ((c >= 2) & (u() < 0.25)) | (u() < 0.07)
+    p_plateau = plt0 * np.where(slow, 0.12 + 0.35 * u(), 0.65 + 0.6 * u())
+    p_rec = p_nadir_day + 6 + np.floor(10 * u())
+    big = np.full(n, 1e6)
+    plt_curve = _piecewise(
+        d,
+        np.stack([np.zeros(n), p_nadir_day, p_rec, big], 1),
+        np.log(np.stack([p_day0, np.maximum(plt0 * p_fall, 3), p_plateau, p_plateau], 1)),
+    )
+    plt = np.clip(np.rint(np.exp(plt_curve + 0.1 * (2 * daily[..., 3] - 1))), 2, 900)
+    plt_tx = (plt < 10) | ((plt < 20) & (daily[..., 7] < 0.5))
+    bump = np.zeros_like(plt)
+    bump[:, 1:] = plt_tx[:, :-1] * np.rint(15 + 20 * daily[:, 1:, 8])
+    plt = plt + bump
+
+    # ---------------------------------------------------------------- hemoglobin (red cells transfused < 7.5-8)
+    h_nadir_day = 7 + np.floor(12 * u())
+    h_drop = 1.0 + 2.5 * u() + 0.4 * (c >= 3)
+    h_end = hgb0 / 10 - h_drop * (0.5 * u()) + 0.5 + 0.5 * (c <= 1)
+    hgb_curve = _piecewise(
+        d,
+        np.stack([np.zeros(n), h_nadir_day, np.full(n, 29.0), big], 1),
+        np.stack([hgb0 / 10 * 0.97, hgb0 / 10 - h_drop, h_end, h_end], 1),
+    )
+    hgb = np.zeros((n, days))
+    rbc_units = np.zeros((n, days))
+    boost = np.zeros(n)
+    for j in range(days):
+        v = np.rint(np.clip(hgb_curve[:, j] + 0.25 * (2 * daily[:, j, 4] - 1) + boost, 5.0, 17.5) * 10)
+        hgb[:, j] = v
+        given = (v < 75) | ((v < 80) & (daily[:, j, 10] < 0.4))
+        rbc_units[:, j] = given * (1 + (daily[:, j, 10] > 0.75))
+        boost = boost + rbc_units[:, j] * 1.0
+
+    # ---------------------------------------------------------------- lymphocytes and WBC
+    alc_peak = 0.3 + 2.5 * u()
+    alc_day = 4 + np.floor(6 * u())
+    alc = 0.03 + 0.1 * daily[..., 5] + alc_peak[:, None] * _bump(dd - 4, (alc_day - 3)[:, None]) + 0.3 * dd / 30
+    alc100 = np.maximum(np.rint(alc * 100), 1)
+    mono100 = np.rint((0.05 + 0.12 * anc_ul / 1000 * (0.5 + daily[..., 6])) * 100)
+    wbc100 = anc_ul / 10 + alc100 + mono100
+
+    # ---------------------------------------------------------------- CAR-T levels
+    k = len(CAR_T_DAYS)
+    sample_day = np.array(CAR_T_DAYS, dtype=np.float64)
+    s_minute = sample_day[None, :] * 1440 + 480 + np.floor(120 * np.stack([u() for _ in range(k)], 1))
+    s_t = s_minute / 1440
+    median = np.array([m for m, _ in _CART_PEAK])[prod]
+    cmax = np.clip(np.exp(np.log(median) + 1.1 * z() + 0.35 * (crs - 1.5)), 60, 900000)
+    peak_at = 2 + _pick(u(), np.array([w for _, w in _CART_PEAK])[prod])  # index of the day 7, 10 or 14 sample
+    no_expansion = u() < 0.02
+    k_up, k_a, f = 0.5 + 0.6 * u(), 0.25 + 0.35 * u(), 0.85 + 0.13 * u()
+    k_b = np.where(u() < 0.15, 0.25 + 0.2 * u(), 0.01 + 0.07 * u())
+    tp = np.take_along_axis(s_t, peak_at[:, None], 1)
+    dt = s_t - tp
+    level = np.where(
+        dt < 0,
+        cmax[:, None] * np.exp(k_up[:, None] * dt),
+        cmax[:, None] * (f[:, None] * np.exp(-k_a[:, None] * dt) + (1 - f[:, None]) * np.exp(-k_b[:, None] * dt)),
+    )
+    level_noise = np.exp(0.15 * np.stack([z() for _ in range(k)], 1))
+    is_peak = np.arange(k)[None, :] == peak_at[:, None]
+    level = np.where(is_peak, cmax[:, None], np.minimum(level * level_noise, 0.92 * cmax[:, None]))
+    level = np.rint(level)
+    present = sample_day < days
+    quant = (level >= CAR_T_LLOQ) & ~no_expansion[:, None] & present[None, :]
+    masked = np.where(quant, level, -1.0)
+    c_max = masked.max(axis=1)
+    t_max = np.take_along_axis(s_t, masked.argmax(axis=1)[:, None], 1)[:, 0]  # first occurrence of the max
+    has_level = c_max > 0
+
+    # ---------------------------------------------------------------- labels
+    labels: dict[str, np.ndarray] = {"car_hematotox": hematotox}
+    last = days - 1
+    if last + _CARRY_DAYS >= _EARLY_END:
+        # the last count is carried to day 30 when follow-up ends earlier (the engine's edge rule)
+        cols = np.minimum(np.arange(max(days, _EARLY_END + 1)), last)
+        grade, d500, d100 = early_icaht_from_daily(anc_ul[:, cols])
+        labels.update(icaht_early_grade=grade, days_anc_le_500=d500, days_anc_le_100=d100)
+    else:
+        labels.update(icaht_early_grade=None, days_anc_le_500=None, days_anc_le_100=None)
+    landmark = 28 if last >= 28 else (last if last >= 25 else None)
+    if landmark is not None:
+        low = (
+            (anc_ul[:, landmark] < _PHT_LLN["anc"]).astype(np.int64)
+            + (plt[:, landmark] < _PHT_LLN["plt"])
+            + (hgb[:, landmark] < _PHT_LLN["hgb"])
+        )
+        labels.update(pht=low > 0, pht_lineage_count=low)
+    else:
+        labels.update(pht=None, pht_lineage_count=None)
+    labels.update(car_t_cmax=np.where(has_level, c_max, np.nan), car_t_tmax_day=np.where(has_level, t_max, np.nan))
+
+    # ---------------------------------------------------------------- rows
+    ul_style = u() < 0.25  # counts per uL (WBC, PLT in 10*3/uL), otherwise 10*9/L
+    hgb_gl = u() < 0.25
+    pid = np.arange(n, dtype=np.uint32)
+    parts: list[tuple[np.ndarray, ...]] = []
+
+    def per_row(x: np.ndarray | int, shape: tuple[int, ...]) -> np.ndarray:
+        a = np.asarray(x)
+        return np.broadcast_to(a[:, None] if a.ndim == 1 and len(shape) == 2 else a, shape)
+
+    def add(mask: np.ndarray, minute: np.ndarray, item: str, code: np.ndarray, unit: np.ndarray | int) -> None:
+        shape = minute.shape
+        m = per_row(mask, shape)
+        parts.append(
+            (
+                per_row(pid, shape)[m],
+                minute[m].astype(np.int32),
+                np.full(int(m.sum()), _I[item], dtype=np.uint8),
+                per_row(code, shape)[m].astype(np.uint32),
+                per_row(unit, shape)[m].astype(np.uint8),
+            )
+        )
+
+    every = np.ones(n, dtype=bool)
+    u_cnt = np.where(ul_style, _U["/uL"], _U["10*9/L"])
+    u_k = np.where(ul_style, _U["10*3/uL"], _U["10*9/L"])
+    add(every, ld_minute, "lymphodepletion", np.full(n, 4 * _SEG + _T["Flu/Cy"]), 0)
+    add(every, panel_minute, "anc", np.where(ul_style, anc0, 2 * _SEG + anc0 // 10), u_cnt)
+    add(every, panel_minute, "plt", plt0, u_k)
+    add(every, panel_minute, "hgb", np.where(hgb_gl, hgb0, _SEG + hgb0), np.where(hgb_gl, _U["g/L"], _U["g/dL"]))
+    add(
+        every,
+        panel_minute,
+        "crp",
+        np.where(crp_mgdl > 0, 2 * _SEG + crp0, _SEG + crp0),
+        np.where(crp_mgdl > 0, _U["mg/dL"], _U["mg/L"]),
+    )
+    add(every, panel_minute, "ferritin", fer0, _U["ng/mL"])
+    add(every, panel_minute, "ldh", ldh0, _U["U/L"])
+    add(
+        every,
+        panel_minute,
+        "creatinine",
+        np.where(crea_umol, np.rint(crea0 / 100 * 88.42), 2 * _SEG + crea0),
+        np.where(crea_umol, _U["umol/L"], _U["mg/dL"]),
+    )
+    cbc_minute = dd * 1440 + 360 + np.floor(60 * daily[..., 9])
+    all_days = np.ones((n, days), dtype=bool)
+    ul2 = ul_style[:, None]
+    add(all_days, cbc_minute, "wbc", 2 * _SEG + wbc100, u_k)
+    add(all_days, cbc_minute, "anc", np.where(ul2, anc_ul, 2 * _SEG + anc_ul // 10), u_cnt)
+    add(all_days, cbc_minute, "alc", np.where(ul2, alc100 * 10, 2 * _SEG + alc100), u_cnt)
+    add(all_days, cbc_minute, "plt", plt, u_k)
+    add(
+        all_days, cbc_minute, "hgb", np.where(hgb_gl[:, None], hgb, _SEG + hgb), np.where(hgb_gl, _U["g/L"], _U["g/dL"])
+    )
+    add(
+        g_csf,
+        dd * 1440 + 600 + np.floor(60 * daily[..., 9]),
+        "g_csf",
+        g_dose,
+        np.where(g_per_kg, _U["ug/kg"], _U["ug"]),
+    )
+    add(
+        plt_tx,
+        dd * 1440 + 780 + np.floor(120 * daily[..., 11]),
+        "platelet_transfusion",
+        np.ones((n, days)),
+        _U["{unit}"],
+    )
+    add(rbc_units > 0, dd * 1440 + 900 + np.floor(120 * daily[..., 11]), "rbc_transfusion", rbc_units, _U["{unit}"])
+    written = np.broadcast_to(present[None, :], (n, k))
+    blq_code = 4 * _SEG + _T["<5"]
+    add(written, s_minute, "car_t_copies", np.where(quant, level, blq_code), _U["{copies}/ug"])
+    block = tuple(np.concatenate([part[i] for part in parts]) for i in range(5))
+    return block, labels  # type: ignore[return-value]
+
+
 def _sparse_rows(acc: _Acc) -> _Block:
     num = np.asarray(acc.num, dtype=np.float64)
     dec = np.asarray(acc.dec, dtype=np.int64)
@@ -986,13 +1436,16 @@ class _ValueFormatter:
         return pl.Series(strings, dtype=pl.String).gather(pl.Series(self._remap[codes]))
 
 
-def _events_frame(acc: _Acc, days: int, ids: pl.Series, formatter: _ValueFormatter) -> pl.DataFrame:
+def _events_frame(
+    acc: _Acc, days: int, ids: pl.Series, formatter: _ValueFormatter, extra: list[_Block]
+) -> pl.DataFrame:
     """The event rows of one chunk of patients, sorted by patient, minute and item order."""
-    blocks = [_vital_rows(acc), _lab_rows(acc, days), _neuro_rows(acc), _sparse_rows(acc)]
+    blocks = [_vital_rows(acc), _lab_rows(acc, days), _neuro_rows(acc), _sparse_rows(acc), *extra]
     pid = np.concatenate([b[0] for b in blocks])
     minute = np.concatenate([b[1] for b in blocks])
     item = np.concatenate([b[2] for b in blocks])
-    key = (pid.astype(np.int64) << 40) | (minute.astype(np.int64) << 8) | item
+    # minutes before the infusion (baseline labs) are shifted to keep the key's fields non-negative
+    key = (pid.astype(np.int64) << 40) | ((minute.astype(np.int64) + _MINUTE_OFFSET) << 8) | item
     order = np.argsort(key, kind="stable")
     codes = np.concatenate([b[3] for b in blocks])[order]
     unit = np.concatenate([b[4] for b in blocks])[order]
@@ -1010,6 +1463,17 @@ def _events_frame(acc: _Acc, days: int, ids: pl.Series, formatter: _ValueFormatt
 
 def _empty_events() -> pl.DataFrame:
     return pl.DataFrame(schema=EVENT_SCHEMA)
+
+
+def _label_column(chunks: list[dict[str, np.ndarray | None]], name: str, n: int) -> pl.Series:
+    parts = [c[name] for c in chunks]
+    if not parts or any(p is None for p in parts):
+        return pl.Series(name, [None] * n, dtype=LABEL_SCHEMA[name])
+    values = np.concatenate(parts)  # type: ignore[arg-type]
+    series = pl.Series(name, values)
+    if series.dtype.is_float():
+        series = series.fill_nan(None)
+    return series.cast(LABEL_SCHEMA[name])
 
 
 def generate_cohort(n_patients: int, seed: int, days: int = 30) -> SyntheticCohort:
@@ -1031,6 +1495,7 @@ def generate_cohort(n_patients: int, seed: int, days: int = 30) -> SyntheticCoho
     width = max(5, len(str(n_patients)))
     ids = pl.Series([f"SYN{p + 1:0{width}d}" for p in range(n_patients)], dtype=pl.String)
     labels: list[tuple] = []
+    hema_labels: list[dict[str, np.ndarray | None]] = []
     frames: list[pl.DataFrame] = []
     formatter = _ValueFormatter()
     streams = _patient_streams(seed, n_patients)
@@ -1045,7 +1510,9 @@ def generate_cohort(n_patients: int, seed: int, days: int = 30) -> SyntheticCoho
         for p in range(start, stop):
             _reseed(bit_generator, streams[p])
             labels.append(_simulate_patient(p - start, rng, days, acc))
-        frames.append(_events_frame(acc, days, ids.slice(start, stop - start), formatter))
+        hema_block, hema = _hematology(acc, days)
+        hema_labels.append(hema)
+        frames.append(_events_frame(acc, days, ids.slice(start, stop - start), formatter, [hema_block]))
     label_frame = pl.DataFrame(
         {
             "patient_id": ids,
@@ -1056,6 +1523,7 @@ def generate_cohort(n_patients: int, seed: int, days: int = 30) -> SyntheticCoho
             "icans_onset_day": [x[4] for x in labels],
             "age": [x[5] for x in labels],
             "product": [x[6] for x in labels],
+            **{name: _label_column(hema_labels, name, n_patients) for name in _HEMA_LABELS},
         },
         schema=LABEL_SCHEMA,
     )
