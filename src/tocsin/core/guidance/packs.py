@@ -66,7 +66,11 @@ class Condition(BaseModel):
             return cls(fact=m["bare_neg"], op="is_false")
         if m["op"] is None:
             return cls(fact=m["fact"], op="is_true")
-        value = yaml.safe_load(m["value"])
+        try:
+            value = yaml.safe_load(m["value"])
+        except yaml.YAMLError:
+            raise ValueError(f"cannot read condition {text!r}: the value {m['value']!r} is not a number, list or word")
+
         if m["op"] == "in" and not isinstance(value, list):
             raise ValueError(f"condition {text!r}: 'in' needs a list, e.g. 'crs_grade in [2, 3]'")
         if m["op"] != "in" and not isinstance(value, int | float | str | bool):

@@ -285,9 +285,10 @@ def suggest(facts: pl.DataFrame, pack: Pack, drugs: DrugTable | None = None) -> 
     """
     drugs = drugs or load_drugs()
     facts = facts.with_columns(pl.col(PID).cast(pl.String)).with_row_index("_q")
-    for name in ("weight", "age_years"):
-        if name not in facts.columns:
-            facts = facts.with_columns(pl.lit(None, pl.Float64).alias(name))
+    # dose_for joins on (weight, age): one dtype whatever the caller's frame inferred.
+    facts = facts.with_columns(
+        (pl.col(n) if n in facts.columns else pl.lit(None)).cast(pl.Float64).alias(n) for n in ("weight", "age_years")
+    )
     frames: list[pl.DataFrame] = []
     for order, rule in enumerate(pack.rules):
         for frame in _rule_frames(facts, pack, rule, drugs):
