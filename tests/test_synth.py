@@ -27,7 +27,18 @@ CONSCIOUSNESS_GRADE = {
     "unarousable": 4,
 }
 # Units the generator writes on purpose besides an item's canonical and per-kg units.
-DELIBERATE_UNITS = {"temperature": {"[degF]"}, "crp": {"mg/dL"}, "fio2": {"1"}}
+DELIBERATE_UNITS = {
+    "temperature": {"[degF]"},
+    "crp": {"mg/dL"},
+    "fio2": {"1"},
+    "wbc": {"10*3/uL"},
+    "anc": {"/uL"},
+    "alc": {"/uL"},
+    "plt": {"10*3/uL"},
+    "hgb": {"g/L"},
+    "creatinine": {"umol/L"},
+}
+BASELINE_ITEMS = ["lymphodepletion", "anc", "plt", "hgb", "crp", "ferritin", "ldh", "creatinine"]
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +74,14 @@ def test_columns_and_dtypes(cohort: SyntheticCohort) -> None:
         "icans_onset_day",
         "age",
         "product",
+        "car_hematotox",
+        "icaht_early_grade",
+        "days_anc_le_500",
+        "days_anc_le_100",
+        "pht",
+        "pht_lineage_count",
+        "car_t_cmax",
+        "car_t_tmax_day",
     ]
     assert cohort.labels.height == 500
     assert cohort.labels["patient_id"][0] == "SYN00001"
@@ -73,7 +92,11 @@ def test_columns_and_dtypes(cohort: SyntheticCohort) -> None:
 
 def test_events_sorted_and_within_follow_up(cohort: SyntheticCohort) -> None:
     e = cohort.events
-    assert e.select(pl.col("day").min()).item() == 0.0
+    # Only the lymphodepletion row and the baseline panel (days -6/-5) precede the infusion.
+    before = e.filter(pl.col("day") < 0)
+    assert before["day"].min() >= -6.0
+    assert set(before["item"].unique()) == set(BASELINE_ITEMS)
+    assert before.group_by("patient_id").len()["len"].unique().to_list() == [len(BASELINE_ITEMS)]
     assert e.select(pl.col("day").max()).item() < 30.0
     prev_pid, prev_day = pl.col("patient_id").shift(1), pl.col("day").shift(1)
     same_patient = pl.col("patient_id") == prev_pid
@@ -128,7 +151,11 @@ def test_argument_checks() -> None:
 def test_days_sets_follow_up() -> None:
     c = generate_cohort(20, seed=4, days=14)
     assert c.events["day"].max() < 14.0
-    assert c.events.filter(pl.col("item") == "crp").group_by("patient_id").len()["len"].to_list() == [14] * 20
+    daily_crp = c.events.filter(pl.col("item") == "crp", pl.col("day") >= 0)
+    assert daily_crp.group_by("patient_id").len()["len"].to_list() == [14] * 20
+    # the early ICAHT window (days 0-30) is not covered, nor is day 28 within +/- 3 days: no claim
+    assert c.labels["icaht_early_grade"].null_count() == 20 and c.labels["pht"].null_count() == 20
+    assert c.labels["car_hematotox"].null_count() == 0
 
 
 # ---------------------------------------------------------------------------------------------- vocabulary
@@ -143,12 +170,15 @@ def test_items_units_and_values_in_vocabulary(cohort: SyntheticCohort, vocabular
         (number != number.round(0)).sum().alias("fractional"),
         pl.col("value").str.contains(r"\.").sum().alias("dots"),
         pl.col("value").unique().head(50).alias("values"),
+        pl.col("value").str.contains(r"^<\d+$").sum().alias("blq"),
     )
-    for item, unit, not_numbers, lo, hi, fractional, dots, values in summary.iter_rows():
+    for item, unit, not_numbers, lo, hi, fractional, dots, values, blq in summary.iter_rows():
         spec = vocabulary[item]
         if spec["value_type"] == "number":
             allowed = {spec["unit"], spec.get("per_kg_unit")} | DELIBERATE_UNITS.get(item, set())
             assert unit in allowed, (item, unit)
+            if spec["kind"] == "kinetics":  # below the limit of quantification: "<5"
+                not_numbers -= blq
             assert not_numbers == 0, item
             if spec.get("integer"):
                 assert fractional == 0 and dots == 0, item
@@ -455,3 +485,154 @@ def test_runtime_2000_patients() -> None:
     assert cohort.labels.height == 2000
     assert 2000 <= cohort.events.height / 2000 <= 3500
     assert elapsed < 60.0, f"2,000 patients took {elapsed:.1f} s"
+
+
+# ---------------------------------------------------------------------------------------------- hematology
+def _counts(events: pl.DataFrame, items: list[str]) -> pl.DataFrame:
+    """Count rows in canonical units: 10^9/L (from /uL), Hb in g/dL (from g/L), CRP in mg/L (from mg/dL)."""
+    v = pl.col("value").cast(pl.Float64)
+    factor = (
+        pl.when(pl.col("unit") == "/uL")
+        .then(0.001)
+        .when(pl.col("unit") == "g/L")
+        .then(0.1)
+        .when(pl.col("unit") == "mg/dL")
+        .then(10.0)
+        .otherwise(1.0)
+    )
+    return events.filter(pl.col("item").is_in(items)).with_columns((v * factor).alias("x"))
+
+
+def _early_icaht(anc: list[float]) -> tuple[int, int, int]:
+    """Reference early ICAHT for complete daily counts of days 0-30 (Liang's rules, criteria.md §3.3):
+    recoveries of 1-2 days between neutropenic days are bridged, longest stretch, never-recovered grade 4."""
+
+    def flags(limit: float) -> list[bool]:
+        below = [a <= limit for a in anc] + [False]
+        out = list(below)
+        i = 0
+        while i < len(below):
+            if below[i]:
+                i += 1
+                continue
+            j = i
+            while j < len(below) and not below[j]:
+                j += 1
+            if i > 0 and j < len(below) and j - i < 3:
+                out[i:j] = [True] * (j - i)
+            i = j
+        return out[:31]
+
+    def longest(f: list[bool]) -> tuple[int, int]:
+        best = run = 0
+        for x in f:
+            run = run + 1 if x else 0
+            best = max(best, run)
+        return best, run  # longest, the run that holds on day 30
+
+    (d500, last500), (d100, _) = longest(flags(0.5)), longest(flags(0.1))
+    if (last500 and 30 - last500 + 1 <= 3) or d100 >= 14 or d500 >= 31:
+        return 4, d500, d100
+    if d100 >= 7 or d500 >= 14:
+        return 3, d500, d100
+    return (2 if d500 >= 7 else 1 if d500 >= 1 else 0), d500, d100
+
+
+def test_blood_counts_daily_in_mixed_units(cohort: SyntheticCohort) -> None:
+    e = cohort.events
+    cbc = e.filter(pl.col("item").is_in(["wbc", "anc", "alc", "plt", "hgb"]), pl.col("day") >= 0)
+    per_day = cbc.group_by("patient_id", "item").agg(pl.col("day").floor().n_unique().alias("days"), pl.len())
+    assert per_day["days"].unique().to_list() == [30] and per_day["len"].unique().to_list() == [30]
+    pairs = set(e.select("item", "unit").unique().iter_rows())
+    for pair in [
+        ("anc", "/uL"),
+        ("anc", "10*9/L"),
+        ("hgb", "g/L"),
+        ("hgb", "g/dL"),
+        ("plt", "10*3/uL"),
+        ("creatinine", "umol/L"),
+        ("creatinine", "mg/dL"),
+        ("g_csf", "ug/kg"),
+        ("g_csf", "ug"),
+    ]:
+        assert pair in pairs, pair
+    wide = (
+        _counts(cbc, ["wbc", "anc", "alc"])
+        .pivot(on="item", index=["patient_id", "day"], values="x")
+        .filter(pl.col("wbc") + 1e-9 < pl.col("anc") + pl.col("alc"))
+    )
+    assert wide.height == 0
+    for item in ["g_csf", "platelet_transfusion", "rbc_transfusion"]:
+        assert e.filter(pl.col("item") == item)["patient_id"].n_unique() >= 10, item
+
+
+def test_lymphodepletion_follows_the_baseline_panel(cohort: SyntheticCohort) -> None:
+    e = cohort.events.filter(pl.col("day") < 0)
+    ld = e.filter(pl.col("item") == "lymphodepletion")
+    assert set(ld["value"]) == {"Flu/Cy"} and (ld["day"].floor() == -5).all()
+    last_lab = e.filter(pl.col("item") != "lymphodepletion").group_by("patient_id").agg(pl.col("day").max())
+    joined = ld.join(last_lab, on="patient_id")
+    assert (joined["day_right"] < joined["day"]).all()
+
+
+def test_hematology_label_distribution(cohort: SyntheticCohort) -> None:
+    labels = cohort.labels
+    share = {g: (labels["icaht_early_grade"] == g).mean() for g in range(5)}
+    assert share[0] + share[1] >= 0.45  # Rejeski 2023: most patients grade 0-1
+    assert 0.08 <= share[3] + share[4] <= 0.25  # ~10-20 % grade 3-4
+    assert min(share.values()) > 0
+    assert 0.25 <= (labels["car_hematotox"] >= 2).mean() <= 0.55
+    assert 0.5 <= labels["pht"].mean() <= 0.9
+    assert set(labels["pht_lineage_count"].unique()) == {0, 1, 2, 3}
+    tmax = labels["car_t_tmax_day"].drop_nulls().floor()
+    assert tmax.is_in([7.0, 10.0, 14.0]).mean() >= 0.95 and tmax.len() >= 480
+    # nadir (first lowest ANC) on day 3-10 for most patients
+    anc = _counts(cohort.events.filter(pl.col("day") >= 0), ["anc"])
+    nadir = anc.sort("patient_id", "x", "day").group_by("patient_id").agg(pl.col("day").first().floor())
+    assert nadir["day"].is_between(3, 10).mean() >= 0.8
+
+
+def test_hematology_labels_rederived_from_events(cohort: SyntheticCohort) -> None:
+    e, labels = cohort.events, cohort.labels.sort("patient_id")
+    # early ICAHT from the daily ANC (day 29 carried to day 30, as the grader's edge rule does)
+    anc = _counts(e.filter(pl.col("day") >= 0), ["anc"]).sort("patient_id", "day")
+    series = anc.group_by("patient_id", maintain_order=True).agg(pl.col("x"))
+    derived = [_early_icaht([*xs, xs[-1]]) for xs in series["x"].to_list()]
+    assert [g for g, _, _ in derived] == labels["icaht_early_grade"].to_list()
+    assert [d for _, d, _ in derived] == labels["days_anc_le_500"].to_list()
+    assert [d for _, _, d in derived] == labels["days_anc_le_100"].to_list()
+    # PHT: any lineage below its default LLN on day 28
+    day28 = _counts(e.filter(pl.col("day").floor() == 28), ["anc", "plt", "hgb"])
+    lln = pl.col("item").replace_strict({"anc": 1.8, "plt": 150.0, "hgb": 12.0}, return_dtype=pl.Float64)
+    low = day28.group_by("patient_id").agg((pl.col("x") < lln).sum().alias("n")).sort("patient_id")
+    assert low["n"].to_list() == labels["pht_lineage_count"].to_list()
+    assert (low["n"] > 0).to_list() == labels["pht"].to_list()
+    # CAR-HEMATOTOX from the panel before lymphodepletion (developer-group boundaries)
+    base = _counts(e.filter(pl.col("day") < 0), ["anc", "plt", "hgb", "crp", "ferritin"])
+    wide = base.pivot(on="item", index="patient_id", values="x").sort("patient_id")
+    score = (
+        pl.when(pl.col("plt") < 75).then(2).when(pl.col("plt") <= 175).then(1).otherwise(0)
+        + (pl.col("anc") <= 1.2).cast(pl.Int32)
+        + (pl.col("hgb") <= 9.0).cast(pl.Int32)
+        + (pl.col("crp") >= 30.0 - 1e-9).cast(pl.Int32)
+        + pl.when(pl.col("ferritin") > 2000).then(2).when(pl.col("ferritin") >= 650).then(1).otherwise(0)
+    )
+    assert wide.select(score.alias("score"))["score"].to_list() == labels["car_hematotox"].to_list()
+    # CAR-T: Tmax = the first sample with the highest quantifiable level
+    cart = e.filter(pl.col("item") == "car_t_copies").with_columns(
+        pl.col("value").cast(pl.Float64, strict=False).alias("x")
+    )
+    peak = (
+        cart.drop_nulls("x")
+        .sort("patient_id", pl.col("x"), "day", descending=[False, True, False])
+        .group_by("patient_id")
+        .agg(pl.col("day").first(), pl.col("x").first())
+    )
+    joined = labels.join(peak, on="patient_id", how="left")
+    assert (joined["day"].is_null() == joined["car_t_tmax_day"].is_null()).all()
+    assert ((joined["day"] - joined["car_t_tmax_day"]).abs().drop_nulls() < 1e-9).all()
+    # below quantification after the peak in some, written "<5"
+    after = cart.join(joined.select("patient_id", "car_t_tmax_day"), on="patient_id").filter(
+        pl.col("day") > pl.col("car_t_tmax_day"), pl.col("value") == "<5"
+    )
+    assert after["patient_id"].n_unique() >= 25

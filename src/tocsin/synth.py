@@ -1165,17 +1165,17 @@ def _hematology(acc: _Acc, days: int) -> tuple[_Block, dict[str, np.ndarray]]:
     end = start + length - 1  # last day <= 500/uL of the first stretch (class 0: the nadir day)
     deep_start = np.clip(nadir_day - np.floor(u() * deep), start, end - deep + 1)
     a_day0 = np.maximum(anc0 / 1000 * (0.45 + 0.55 * u()), 0.7)
-    a_pre = np.where(c == 0, 0.55 + 0.85 * u(), 0.55 + 0.35 * u())  # class 0: the nadir, above 500/uL
+    a_pre = np.where(c == 0, 0.55 + 0.45 * u(), 0.55 + 0.35 * u())  # class 0: the nadir, above 500/uL
     pre_end = np.where(c == 0, nadir_day, start - 1)
     frac = np.divide(dd, pre_end[:, None], out=np.zeros((n, days)), where=pre_end[:, None] > 0)
     pre = np.exp(np.log(a_day0)[:, None] + np.clip(frac, 0, 1) * (np.log(a_pre) - np.log(a_day0))[:, None])
     w0 = daily[..., 0]
     shallow = np.exp(np.log(0.13) + (np.log(0.47) - np.log(0.13)) * w0)
-    deep_value = 0.01 + 0.08 * w0
+    deep_value = 0.02 + 0.07 * w0
     blip = (length >= 7) & ~aplastic & (u() < 0.25)
     blip_start = start + 2 + np.floor(u() * (length - 4))
     blip_len = 1 + (u() < 0.4)
-    r_first = 0.55 + 0.35 * u()
+    r_first = np.where(c == 0, a_pre + 0.05, 0.0) + 0.55 + 0.35 * u()
     recovery_days = 3 + np.floor(8 * u())
     plateau = np.where(u() < 0.12, 0.8 + 0.9 * u(), np.clip(np.exp(np.log(3.0) + 0.45 * z()), 0.7, 9.0))
     first_up = np.where(c == 0, nadir_day + 1, end + 1)
@@ -1198,6 +1198,8 @@ def _hematology(acc: _Acc, days: int) -> tuple[_Block, dict[str, np.ndarray]]:
     dip_len = 2 + np.floor(6 * u())
     in_dip = biphasic[:, None] & (dd >= dip_start[:, None]) & (dd < (dip_start + dip_len)[:, None])
     anc = np.where(in_dip, 0.2 + 0.28 * w0, anc)
+    # the nadir day (3-10) holds the lowest count: 10/uL within <= 100/uL days, else 120/uL
+    anc = np.where((c > 0)[:, None] & (dd == nadir_day[:, None]), np.where(in_deep, 0.01, 0.12), anc)
     anc_ul = 10 * np.maximum(np.rint(anc * 100), 1)
 
     # G-CSF: therapeutic from day 14-16 while still neutropenic, or prophylactic from day 2 if high risk
@@ -1266,7 +1268,7 @@ def _hematology(acc: _Acc, days: int) -> tuple[_Block, dict[str, np.ndarray]]:
     peak_at = 2 + _pick(u(), np.array([w for _, w in _CART_PEAK])[prod])  # index of the day 7, 10 or 14 sample
     no_expansion = u() < 0.02
     k_up, k_a, f = 0.5 + 0.6 * u(), 0.25 + 0.35 * u(), 0.85 + 0.13 * u()
-    k_b = np.where(u() < 0.15, 0.25 + 0.2 * u(), 0.01 + 0.07 * u())
+    k_b = np.where(u() < 0.2, 0.3 + 0.25 * u(), 0.01 + 0.07 * u())  # ~20 % lose their CAR-T cells
     tp = np.take_along_axis(s_t, peak_at[:, None], 1)
     dt = s_t - tp
     level = np.where(
