@@ -1,4 +1,4 @@
-"""Deterministic synthetic CAR-T cohorts with ground-truth CRS and ICANS grades.
+"""Deterministic synthetic CAR-T cohorts with ground-truth CRS, ICANS, hematotoxicity and kinetics labels.
 
 ``generate_cohort(n, seed)`` returns long-format events (the input every Tocsin adapter produces, see
 ``DESIGN.md``) and one label row per patient: the ASTCT 2019 CRS and ICANS grades that the generator
@@ -38,9 +38,40 @@ Generative model (one patient)
   CRS onset (days 3-10); a staircase of ICANS levels with ICE 7-9 / 3-6 / 0-2 (or CAPD 1-8 / >= 9),
   depressed consciousness, and for the severest a rapidly resolving seizure or cerebral oedema.
   Dexamethasone 10 mg q6h while ICANS is grade >= 2.
+
+* **Hematology and CAR-T kinetics** (vectorised per chunk in ``_hematology``, drawn from the end of each
+  patient's stream so the CRS/ICANS course is unchanged): a baseline panel at day -6 or -5, 06:00-07:30
+  (ANC, platelets, Hb, CRP, ferritin, LDH, creatinine; ~45 % with a reduced marrow reserve or more
+  inflammation, giving ~35 % CAR-HEMATOTOX >= 2), then ``lymphodepletion`` (Flu/Cy) on day -5 at
+  09:00-12:00. Daily WBC, ANC, ALC, platelets and Hb every morning from day 0. The neutrophil course is
+  planned as an early ICAHT class (0-4; weights by CAR-HEMATOTOX risk, more severe after CRS grade >= 3):
+  fall after lymphodepletion, a stretch <= 500/uL starting on day 1-10 (1-6, 7-13, 14-24 days; some with
+  days <= 100/uL, some aplastic and never recovering), the lowest count on the nadir day 3-10, recovery to
+  a plateau; ~25 % of long stretches have a 1-2-day non-stable recovery, ~18 % a second dip <= 500/uL from
+  day 13 after a stable recovery (biphasic). G-CSF (5 ug/kg or 300/480 ug) when still neutropenic on day
+  14-16 (~65 %) or prophylactically from day 2 in ~30 % of high-risk patients; platelet transfusions
+  below 10 (or 20) x 10^9/L, red cells below Hb 7.5-8 g/dL (with the rise that follows). CAR-T copies per
+  ug genomic DNA on days 1, 4, 7, 10, 14, 21, 28 (08:00-10:00): lognormal peak (median by product) at the
+  day 7, 10 or 14 sample, exponential expansion before and bi-exponential decline after; below 5
+  copies/ug written ``<5``; ~2 % never expand.
 * **Mixed units, on purpose** (each per patient): temperature in ``[degF]`` (~30 %), CRP in ``mg/dL``
   (~30 %), norepinephrine in ``ug/kg/min`` (~40 %; the ``weight`` row is always present), FiO2 as a
-  fraction with unit ``"1"`` (~40 %).
+  fraction with unit ``"1"`` (~40 %); counts per uL (ANC, ALC in ``/uL``, WBC and platelets in
+  ``10*3/uL``; ~25 %), Hb in ``g/L`` (~25 %), creatinine in ``umol/L`` (~25 %), G-CSF per kg.
+
+Hematology and kinetics labels
+------------------------------
+Computed from the values written (not from the plan), under the engine's default rules:
+``car_hematotox`` = Rejeski 2021 points of the baseline panel (developer-group boundaries; no value sits
+on PLT 75 or ANC 1.2, where the implementations disagree, so both boundary rules give it).
+``icaht_early_grade``, ``days_anc_le_500``, ``days_anc_le_100``: the daily ANC of days 0-30 (the last
+count carried to day 30, as the grader's 7-day edge rule does; null with less than 24 days of follow-up),
+recoveries of 1-2 days between neutropenic days bridged (stable recovery 3 days), longest stretch,
+EHA/EBMT bands (<= 500/uL 1-6 / 7-13 / 14-30 / >= 31 days; <= 100/uL >= 7 / >= 14 days) and grade 4 for a
+stretch <= 500/uL that holds on day 30 and began by day 3. ``pht``, ``pht_lineage_count``: lineages
+below the default LLN on day 28 (ANC < 1.8 x 10^9/L, platelets < 150 x 10^9/L, Hb < 12.0 g/dL: CTCAE
+grade >= 1; null without a value on days 25-31). ``car_t_cmax``, ``car_t_tmax_day``: the highest
+quantifiable level and the day of its first sample (null when none is quantifiable).
 
 Why the labels are unambiguous
 ------------------------------
@@ -70,6 +101,13 @@ doi:10.1056/NEJMoa1804980): CRS 58 %, grade >= 3 22 % (Penn scale), median onset
 events 21 %, grade >= 3 12 %. The grades themselves follow ASTCT 2019 (Lee DW et al., Biol Blood Marrow
 Transplant 2019;25:625-638, doi:10.1016/j.bbmt.2018.12.758). The cohort is for testing and benchmarking
 software, not for clinical inference.
+
+Hematology targets (1,000 patients, seed 3): early ICAHT grade 0 ~14 %, 1 ~40 %, 2 ~29 %, 3 ~12 %, 4 ~5 %
+(a blend in the spirit of Rejeski K et al., Blood 2023;142:865-877, doi:10.1182/blood.2023020578: most
+patients grade 0-1, ~10-20 % grade 3-4); CAR-HEMATOTOX high ~35 % (Rejeski K et al., Blood
+2021;138:2499-2513, doi:10.1182/blood.2020010543); PHT by the CTCAE grade >= 1 definition of Wang 2023
+(doi:10.3389/fimmu.2023.1139559) ~75 %, mostly anemia and thrombocytopenia; CAR-T peak on day 7 (~45 %),
+10 (~30 %) or 14 (~25 %).
 
 Example
 -------
