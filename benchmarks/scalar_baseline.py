@@ -59,7 +59,7 @@ def grade_rows(rows: Iterable[tuple[str, float, str, str, str]]) -> dict[str, tu
     """Max CRS and ICANS grade per patient from (patient_id, day, item, value, unit) rows sorted by
     patient and day."""
     vocabulary = load_vocabulary()
-    canonical = {n: (d.unit, d.per_kg_unit) for n, d in vocabulary.items.items() if d.unit}
+    canonical = {n: (d.unit, d.per_kg_unit, d.molar_mass) for n, d in vocabulary.items.items() if d.unit}
     anticytokine = set(vocabulary.names_where(anti_cytokine=True)) | {"antipyretic"}
     result: dict[str, tuple[int, int]] = {}
     current = None
@@ -86,9 +86,9 @@ def grade_rows(rows: Iterable[tuple[str, float, str, str, str]]) -> dict[str, tu
                 "consciousness": None,
             }
         number = None
-        if item in canonical:
-            target, per_kg = canonical[item]
-            conv = conversion_for(unit, target, per_kg)
+        if item in canonical and not value.startswith("<"):  # "<5": below quantification, no number
+            target, per_kg, molar_mass = canonical[item]
+            conv = conversion_for(unit, target, per_kg, molar_mass)
             number = float(value) * conv.scale + conv.offset
             if conv.per_kg:
                 number *= state["weight"] or 0.0
