@@ -299,7 +299,8 @@ class SyntheticCohort:
     ``labels``: patient_id, crs_max_grade, crs_onset_day, crs_episodes, icans_max_grade,
     icans_onset_day, age, product (see :data:`LABEL_SCHEMA`); grades are ASTCT 2019, onsets are the
     ``day`` of the first event that shows the toxicity (the onset fever; the first abnormal neuro
-    assessment), null when there is none.
+    assessment), null when there is none. Then car_hematotox, icaht_early_grade, days_anc_le_500,
+    days_anc_le_100, pht, pht_lineage_count, car_t_cmax, car_t_tmax_day (rules in the module docstring).
     """
 
     events: pl.DataFrame
