@@ -312,3 +312,12 @@ def test_row_order_does_not_change_the_limits(doses: list[float], at: float, see
     straight = administration_limits_batch(events, query, "tocilizumab")
     shuffled = administration_limits_batch(events.sample(fraction=1.0, shuffle=True, seed=seed), query, "tocilizumab")
     assert straight.equals(shuffled)
+
+
+def test_a_drug_without_repeat_rules_is_always_allowed_and_gives_no_reason() -> None:
+    """Siltuximab has no repeat interval or dose cap in the sources read (docs/dosing.md)."""
+    events = pl.DataFrame(
+        {"patient_id": ["A", "A"], "t": [1.0, 1.2], "item": ["siltuximab", "siltuximab"], "num": [700.0, 700.0]}
+    )
+    limits = administration_limits_batch(events, pl.DataFrame({"patient_id": ["A"], "at": [1.3]}), "siltuximab")
+    assert limits.select("doses_given", "allowed_now", "reason").row(0) == (2, True, None)

@@ -455,33 +455,44 @@ def _reason(rules: AdministrationRules, now_s: pl.Expr) -> pl.Expr:
         scope = scope.otherwise(pl.lit("since infusion (no episode start given, so every dose counts)"))
     else:
         scope = scope.otherwise(pl.lit("since infusion"))
-    parts = [
-        pl.when(pl.col("_exhausted")).then(
-            pl.format(
-                "{} doses given {} (maximum {} per {}): no further dose",
-                pl.col("doses_counted"),
-                scope,
-                pl.lit(rules.max_doses_total),
-                pl.lit(rules.total_scope),
+    # Only the limits the drug has can bind (siltuximab, for one, has no repeat rule in the sources read).
+    parts = []
+    if rules.max_doses_total is not None:
+        parts.append(
+            pl.when(pl.col("_exhausted")).then(
+                pl.format(
+                    "{} doses given {} (maximum {} per {}): no further dose",
+                    pl.col("doses_counted"),
+                    scope,
+                    pl.lit(rules.max_doses_total),
+                    pl.lit(rules.total_scope),
+                )
             )
-        ),
-        pl.when(pl.col("_interval_free") > now_s).then(
-            pl.format(
-                "last dose {} ago, doses must be >= {} h apart: next {}",
-                _duration(now_s - pl.col("_last_s")),
-                pl.lit(f"{rules.min_interval_hours:g}"),
-                until(pl.col("_interval_free")),
+        )
+    if rules.min_interval_hours is not None:
+        parts.append(
+            pl.when(pl.col("_interval_free") > now_s).then(
+                pl.format(
+                    "last dose {} ago, doses must be >= {} h apart: next {}",
+                    _duration(now_s - pl.col("_last_s")),
+                    pl.lit(f"{rules.min_interval_hours:g}"),
+                    until(pl.col("_interval_free")),
+                )
             )
-        ),
-        pl.when(pl.col("_window_free") > now_s).then(
-            pl.format(
-                "{} doses in the last 24 h (maximum {}): next when the earliest leaves the window, {}",
-                pl.col("doses_last_24h"),
-                pl.lit(rules.max_doses_24h),
-                until(pl.col("_window_free")),
+        )
+    if rules.max_doses_24h is not None:
+        parts.append(
+            pl.when(pl.col("_window_free") > now_s).then(
+                pl.format(
+                    "{} doses in the last 24 h (maximum {}): next when the earliest leaves the window, {}",
+                    pl.col("doses_last_24h"),
+                    pl.lit(rules.max_doses_24h),
+                    until(pl.col("_window_free")),
+                )
             )
-        ),
-    ]
+        )
+    if not parts:
+        return pl.lit(None, pl.Utf8).alias("reason")
     text = pl.concat_str(parts, separator="; ", ignore_nulls=True)
     return pl.when(~pl.col("allowed_now")).then(text).alias("reason")
 
