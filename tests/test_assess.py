@@ -116,7 +116,8 @@ def test_seed002_replayed_day_by_day() -> None:
     # and the source-paper refractory options (which need tocilizumab and steroids) do not fire.
     src = _replay("seed002_hu2024.csv", [7.5, 12.0], "source_papers")
     assert _status(src[12.0], "s004.plasma_exchange") is None
-    # The situation facts are not in this frame: the seed-001 rules are listed, not silently dropped.
+    # Seed 002 records no gradable CRS assessment around the day-6.92 dose, so "no improvement 8 h after
+    # tocilizumab" cannot be told: the seed-001 rule is listed as cannot evaluate, not silently dropped.
     assert "s001.tocilizumab_repeat_no_relief" in src[7.5].filter(pl.col("kind") == "cannot_evaluate")["rule"]
 
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 import polars as pl
 
 from tocsin.config import SteroidConfig
+from tocsin.core.situation import situation_facts
 from tocsin.core.dosing import administration_limits_batch
 from tocsin.core.engine import GradingResult, ToxicityResult
 from tocsin.core.steroid_exposure import mp_factors
@@ -183,6 +184,8 @@ def assessment_facts(
         _grade_facts(q, result.crs, "crs"),
         _grade_facts(q, result.icans, "icans"),
         _steroid_facts(q, ev, steroids),
+        # Response to tocilizumab, infection, expansion phase, prolonged cytopenia (docs/situation.md).
+        situation_facts(result, events, q.select(PID, "at")).drop(PID, "at").with_row_index("_q"),
     ]
     for drug in recordable_drugs(events, drugs):
         if drugs.drug(drug).rules().min_interval_hours is None:
