@@ -101,14 +101,17 @@ def hscore(
     picked = pick_values(events, windows, picks, config.hscore_window_days, closed)
     frame = widen(windows, picked, {name: source.item for name, source in sources.items()})
 
+    # Built in stages, each stage reading the columns of the one before: one expression per output with
+    # the ladders inlined into every sum made Polars plan a tree so large that one row took 0.2 s.
     columns, ranges, missing = [], [], {}
     for name, source in INPUTS.items():
         spec = SCALE.table("inputs")[name]
         steps = ladder(spec["ladder"], source)
         canonical = pl.col(f"{name}_value")
-        points = ladder_points(canonical, steps, spec["otherwise"])
-        columns += _described(name, source) + [points.alias(f"{name}_points")]
-        ranges.append(points_range(points, ladder_bounds(steps, spec["otherwise"])))
+        columns += _described(name, source) + [
+            ladder_points(canonical, steps, spec["otherwise"]).alias(f"{name}_points")
+        ]
+        ranges.append(points_range(pl.col(f"{name}_points"), ladder_bounds(steps, spec["otherwise"])))
         missing[name] = canonical.is_null()
 
     cytopenic, unknown = [], []
@@ -120,22 +123,28 @@ def hscore(
         columns += _described(name, source)
         missing[name] = canonical.is_null()
     known = pl.sum_horizontal(cytopenic)
-    least_count, most_count = known, known + pl.sum_horizontal(unknown)
-    cytopenia_range = (ladder_points(least_count, CYTOPENIA_STEPS, 0), ladder_points(most_count, CYTOPENIA_STEPS, 0))
-    columns += [
-        settled(least_count, most_count).cast(pl.Int32).alias("cytopenias_value"),
-        settled(*cytopenia_range).alias("cytopenias_points"),
-    ]
-    ranges.append(cytopenia_range)
-
+    columns += [known.alias("_cytopenic_least"), (known + pl.sum_horizontal(unknown)).alias("_cytopenic_most")]
     assumed = [name for name in SCALE.table("clinical_inputs") if name in config.hscore_assume_absent]
+    missing |= {name: pl.lit(name not in assumed) for name in SCALE.table("clinical_inputs")}
+    frame = frame.with_columns(*columns, labels(missing).alias("missing"))
+
+    least_count, most_count = pl.col("_cytopenic_least"), pl.col("_cytopenic_most")
+    frame = frame.with_columns(
+        settled(least_count, most_count).cast(pl.Int32).alias("cytopenias_value"),
+        ladder_points(least_count, CYTOPENIA_STEPS, 0).alias("_cytopenia_points_least"),
+        ladder_points(most_count, CYTOPENIA_STEPS, 0).alias("_cytopenia_points_most"),
+    ).with_columns(
+        settled(pl.col("_cytopenia_points_least"), pl.col("_cytopenia_points_most")).alias("cytopenias_points")
+    )
+    ranges.append((pl.col("_cytopenia_points_least"), pl.col("_cytopenia_points_most")))
+
+    clinical = []
     for name, spec in SCALE.table("clinical_inputs").items():
         absent = name in assumed
-        columns.append(pl.lit(0 if absent else None, pl.Int32).alias(f"{name}_points"))
+        clinical.append(pl.lit(0 if absent else None, pl.Int32).alias(f"{name}_points"))
         ranges.append((pl.lit(0, pl.Int32), pl.lit(0 if absent else spec["max_points"], pl.Int32)))
-        missing[name] = pl.lit(not absent)
-
-    score, least, most = total(ranges)
+    frame = frame.with_columns(*clinical, *total(ranges))
+    score, least, most = pl.col("score"), pl.col("score_at_least"), pl.col("score_at_most")
     cutoff = SCALE.table("cutoff")["value"]
     caveats = {text: pl.lit(True) for text in SCALE.table("caveats")}
     if assumed:
@@ -144,6 +153,7 @@ def hscore(
         pl.when(least >= cutoff).then(pl.lit("HSCORE-CUTOFF")).otherwise(pl.lit("HSCORE-BELOW-CUTOFF")),
         pl.when(most >= cutoff).then(pl.lit("HSCORE-CUTOFF")).otherwise(pl.lit("HSCORE-BELOW-CUTOFF")),
     )
+    frame = frame.with_columns(rule.alias("_rule"))
     return frame.select(
         "patient_id",
         "at",
@@ -153,10 +163,15 @@ def hscore(
         most,
         _probability(score, "low").alias("probability_pct_low"),
         _probability(score, "high").alias("probability_pct_high"),
-        rule.replace_strict({"HSCORE-CUTOFF": "high", "HSCORE-BELOW-CUTOFF": "low"}, default=None).alias("category"),
-        rule.fill_null("HSCORE-MISSING").alias("rule"),
-        labels(missing).alias("missing"),
-        *columns,
+        pl.col("_rule")
+        .replace_strict({"HSCORE-CUTOFF": "high", "HSCORE-BELOW-CUTOFF": "low"}, default=None)
+        .alias("category"),
+        pl.col("_rule").fill_null("HSCORE-MISSING").alias("rule"),
+        "missing",
+        *[c.meta.output_name() for c in columns if not c.meta.output_name().startswith("_")],
+        "cytopenias_value",
+        "cytopenias_points",
+        *[f"{name}_points" for name in SCALE.table("clinical_inputs")],
         labels(caveats).alias("caveats"),
         *identity(SCALE),
     )
