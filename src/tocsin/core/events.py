@@ -124,13 +124,21 @@ def _strip_labels(df: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
 
 def parse_numbers(df: pl.DataFrame, text: str, out: str, only: pl.Expr | None = None) -> pl.DataFrame:
     """``out`` = ``text`` read as a number (on the rows where ``only`` holds). Values that do not parse at
-    first (blanks around them, a decimal comma) are cleaned and read again; clean input never pays for
-    the cleaning."""
+    first (blanks around them, a decimal comma) are cleaned and read again; only those rows pay for the
+    cleaning (string work over millions of rows cost more than the parse itself)."""
     df = df.with_columns(pl.col(text).cast(pl.Float64, strict=False).fill_nan(None).alias(out))
     retry = pl.col(out).is_null() & pl.col(text).is_not_null() & (only if only is not None else pl.lit(True))
-    if df.select(retry.any()).item():
-        cleaned = pl.col(text).str.strip_chars().str.replace(",", ".", literal=True).cast(pl.Float64, strict=False)
-        df = df.with_columns(pl.when(retry).then(cleaned.fill_nan(None)).otherwise(pl.col(out)).alias(out))
+    rows = df.select(retry.arg_true()).to_series()
+    if rows.len():
+        cleaned = (
+            df.get_column(text)
+            .gather(rows)
+            .str.strip_chars()
+            .str.replace(",", ".", literal=True)
+            .cast(pl.Float64, strict=False)
+            .fill_nan(None)
+        )
+        df = df.with_columns(df.get_column(out).clone().scatter(rows, cleaned))
     return df
 
 
@@ -557,20 +565,21 @@ def _resolve_times(screen: _Screen, limits: IngestLimits) -> None:
 
 def _below_quantification(screen: _Screen) -> None:
     """``blq``: the value is below the limit of quantification, written ``<5`` or ``BLQ`` (limit in ``lloq``).
-    Only items with limits accept it; the number after ``<`` becomes the limit."""
+    Only items with limits accept it; the number after ``<`` becomes the limit. Only the few rows that did
+    not parse as numbers are looked at."""
     candidate = pl.col("_is_number") & pl.col("limits") & pl.col("raw_num").is_null()
-    if not screen.df.select(candidate.any()).item():
-        screen.df = screen.df.with_columns(pl.lit(False).alias("blq"))
+    rows = screen.df.select(candidate.fill_null(False).arg_true()).to_series()
+    blq = pl.Series("blq", [False], pl.Boolean).new_from_index(0, screen.df.height)
+    if rows.len() == 0:
+        screen.df = screen.df.with_columns(blq)
         return
-    text = pl.col("value").str.strip_chars().str.to_lowercase()
+    text = screen.df.get_column("value").gather(rows).str.strip_chars().str.to_lowercase()
     below = text.str.extract(r"^<\s*([0-9.,]+)$", 1).str.replace(",", ".", literal=True).cast(pl.Float64, strict=False)
-    word = text.is_in(_BLQ_WORDS)
+    found = (below.is_not_null() | text.is_in(_BLQ_WORDS)).fill_null(False)
+    lloq = screen.df.get_column("lloq_raw").gather(rows)
+    lloq = pl.select(pl.when(below.is_not_null()).then(below.cast(pl.Utf8)).otherwise(lloq)).to_series()
     screen.df = screen.df.with_columns(
-        (candidate & (below.is_not_null() | word)).fill_null(False).alias("blq"),
-        pl.when(candidate & below.is_not_null())
-        .then(below.cast(pl.Utf8))
-        .otherwise(pl.col("lloq_raw"))
-        .alias("lloq_raw"),
+        blq.scatter(rows, found), screen.df.get_column("lloq_raw").clone().scatter(rows, lloq)
     )
     screen.check(
         pl.col("blq") & pl.col("lloq_raw").is_null(),
