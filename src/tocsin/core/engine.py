@@ -174,7 +174,7 @@ def grade_hematology(events: pl.DataFrame, patients: pl.DataFrame, config: Gradi
 
 def last_observation(events: pl.DataFrame, patients: pl.DataFrame) -> pl.DataFrame:
     """Per patient, ``at`` = the day of the last event at or after infusion (the "now" of a course)."""
-    last = events.filter(pl.col("t") >= 0).group_by(PID).agg(pl.col("t").max().alias("at"))
+    last = events.select(PID, "t").filter(pl.col("t") >= 0).group_by(PID).agg(pl.col("t").max().alias("at"))
     return patients.select(PID).join(last, on=PID, how="left", maintain_order="left").fill_null(0.0)
 
 

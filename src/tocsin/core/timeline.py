@@ -48,6 +48,10 @@ def last_row_per_time(df: pl.DataFrame) -> pl.DataFrame:
     return df.filter(last.fill_null(True))
 
 
+#: The event columns the timelines read.
+STATE_COLUMNS = [PID, "t", "item", "num", "cat"]
+
+
 def crs_state(
     events: pl.DataFrame, patients: pl.DataFrame, vocabulary: Vocabulary, config: GradingConfig
 ) -> pl.DataFrame:
@@ -74,7 +78,8 @@ def crs_state(
         *antipyretic,
     ]
 
-    relevant = events.filter(pl.col("item").is_in(items))
+    # Only the columns the state reads are carried: the events frame is wide and this is a million rows.
+    relevant = events.select(STATE_COLUMNS).filter(pl.col("item").is_in(items))
     df = with_segment_start(relevant.with_columns(per_patient(patients, "age_years", rows=relevant.height)), [PID])
     age = pl.col("age_years")
     sbp_threshold = (
@@ -230,7 +235,7 @@ def icans_state(events: pl.DataFrame, patients: pl.DataFrame, config: GradingCon
     domains = ["consciousness", "global_aphasia", "seizure", "motor_weakness", "cerebral_edema", "icp_sign"]
     items = ["ice_score", "capd_score", *ice_items, *capd_items, *domains, "alternative_cause", "death"]
     neuro_attribution = pl.col("cat").str.to_lowercase().str.extract(r"^([a-z_]+):", 1).is_in(NEURO_FINDINGS)
-    neuro = events.filter(pl.col("item").is_in(items))
+    neuro = events.select(STATE_COLUMNS).filter(pl.col("item").is_in(items))
     neuro = neuro.filter((pl.col("item") != "alternative_cause") | neuro_attribution.fill_null(False))
 
     # The value of each item recorded at each assessment time (the last one, if repeated): the latest

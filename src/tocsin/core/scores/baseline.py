@@ -271,10 +271,20 @@ def pick_values(
     )
     # Rank every observation by (key, time, row order): within one patient and item the highest rank
     # is the pick (worst value, or latest time; equal ones: the latest, then the later file line).
-    ranked = (
-        events.filter(pl.col("item").is_in(items.implode()) & pl.col("num").is_not_null())
-        .select("patient_id", "item", "t", "num", "lln", "uln", key.alias("key"))
+    # Only rows inside some window of their patient can be picked; dropping the rest first keeps the sort
+    # small (hourly temperatures of a whole course, for a 7-day window at its end).
+    reach = windows.group_by("patient_id").agg(
+        (pl.col("at").min() - period_days).alias("_from"), pl.col("at").max().alias("_to")
+    )
+    candidates = (
+        events.select("patient_id", "item", "t", "num", "lln", "uln")
+        .filter(pl.col("item").is_in(items.implode()) & pl.col("num").is_not_null())
         .with_row_index("order")
+        .join(reach, on="patient_id", how="inner", maintain_order="left")
+        .filter(pl.col("t").is_between(pl.col("_from"), pl.col("_to")))
+    )
+    ranked = (
+        candidates.select("patient_id", "item", "t", "num", "lln", "uln", "order", key.alias("key"))
         .sort("key", "t", "order")
         .with_row_index("rank")
     )
