@@ -42,6 +42,8 @@ from tocsin.criteria import Scale, load_scale
 from tocsin.vocabulary import Vocabulary, load_vocabulary
 
 TIMELINE_COLUMNS = [PID, "t", "grade", "domain", "rule", "missing"]
+#: The canonical event columns the graders read.
+GRADED_COLUMNS = [PID, "t", "item", "num", "cat", "lln", "uln", "lloq", "blq", "route"]
 EPISODE_COLUMNS = ["stretch", "quiet_since", "resolved_row"]
 
 
@@ -196,7 +198,9 @@ def grade_normalised(
 ) -> GradingResult:
     """Grade already validated events (the errors, if any, are carried along for reporting)."""
     vocab = vocabulary or load_vocabulary()
-    events, patients = normalised.events, normalised.patients
+    # The graders read values, never the provenance columns (original text, file, source): every filter
+    # of a million-row frame would otherwise copy those strings.
+    events, patients = normalised.events.select(GRADED_COLUMNS), normalised.patients
     return GradingResult(
         config=config,
         patients=patients,
