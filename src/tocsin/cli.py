@@ -177,7 +177,10 @@ def assess(
     files: Annotated[list[Path], typer.Argument(help="Event files (.csv, .parquet, .jsonl).")],
     at: Annotated[str, typer.Option("--at", help="Day since infusion (3.5) or ISO time.")],
     patient: Annotated[str | None, typer.Option("--patient", help="Only this patient.")] = None,
-    pack_name: Annotated[str, typer.Option("--pack", help="Packaged guideline pack.")] = "asco2021",
+    pack_names: Annotated[
+        list[str] | None,
+        typer.Option("--pack", help="Packaged guideline pack; repeat for several (default asco2021)."),
+    ] = None,
     pack_file: Annotated[Path | None, typer.Option("--pack-file", help="A centre's pack file (YAML).")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
     config_file: Annotated[Path | None, typer.Option("--config", help="Grading config (TOML or YAML).")] = None,
@@ -185,10 +188,15 @@ def assess(
     """Grades now and what the guideline pack suggests: ranked actions, doses with caps, timers and alerts."""
     from tocsin.adapters.assess_output import assess_documents, print_assessments, read_pack_file
     from tocsin.core.guidance import PackError, assessment_facts, load_pack, suggest
+    from tocsin.core.situation import prophylaxis_reminders
 
     try:
         config = _config(config_file, None)
-        pack = read_pack_file(pack_file) if pack_file else load_pack(pack_name)
+        # A pack file alone replaces the default pack; with --pack it is added to the named packs.
+        names = pack_names or ([] if pack_file else ["asco2021"])
+        packs = [load_pack(name) for name in dict.fromkeys(names)]
+        if pack_file:
+            packs.append(read_pack_file(pack_file))
         vocabulary = load_vocabulary()
         now = datetime.now(timezone.utc).replace(tzinfo=None)
         normalised = normalise_events(
@@ -211,7 +219,10 @@ def assess(
         return
     queries = pl.DataFrame({"patient_id": list(days), "at": list(days.values())})
     facts = assessment_facts(result, normalised.events, queries)
-    documents = assess_documents(facts, suggest(facts, pack), pack, infusion)
+    # Each pack is evaluated on its own: an alert's `suppresses` acts within its pack (docs/assess.md).
+    suggestions = pl.concat([suggest(facts, pack) for pack in packs])
+    reminders = prophylaxis_reminders(normalised.events, queries, result.config)
+    documents = assess_documents(facts, suggestions, packs, infusion, reminders)
     if json_output:
         payload = documents[0] if len(documents) == 1 else documents
         sys.stdout.buffer.write(orjson.dumps(payload, option=orjson.OPT_INDENT_2) + b"\n")

@@ -2,8 +2,10 @@
 
 JSON shape (docs/assess.md): ``{"patient_id", "at", "grades", "suggestions": [{"id", "action", "drug",
 "dose_mg", "dose_basis", "route", "frequency", "next_allowed_at", "limits", "because", "rule", "pack",
-"citation", ...}], "alerts": [...], "cannot_evaluate": [...], "exposure": {...}, "pack": {...}, "note"}``.
-Times (``at``, ``next_allowed_at``) are ISO when the patient's infusion time is known, else days.
+"citation", ...}], "alerts": [...], "cannot_evaluate": [...], "exposure": {...}, "reminders": [...], "pack": {...},
+"packs": [...], "note"}``. ``pack`` is the first pack asked for; ``packs`` lists every one (``--pack`` repeated).
+Times (``at``, ``next_allowed_at``) are ISO when the patient's infusion time is known, else days; the reminder
+windows (``window_start``, ``window_stop``) are days since infusion, as :func:`prophylaxis_reminders` gives them.
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ _SUGGESTION_KEYS = (
     "frequency", "next_allowed_at", "limits", "because", "what_would_change", "rule", "pack", "pack_version",
     "citation", "evidence", "tag", "source", "rank",
 )  # fmt: skip
+_REMINDER_KEYS = (
+    "reminder", "target", "text", "due", "given", "window", "window_start", "window_stop", "because", "needs",
+    "source", "note",
+)  # fmt: skip
 
 
 def read_pack_file(path: Path) -> Pack:
@@ -41,13 +47,32 @@ def _when(day: float | None, start: datetime | None) -> Any:
     return (start + timedelta(days=day)).isoformat(timespec="minutes") if start else round(day, 4)
 
 
+def _pack_info(pack: Pack) -> dict[str, str]:
+    return {"name": pack.name, "version": pack.version, "title": pack.title, "citation": pack.citation,
+            "doi": pack.doi, "evidence_note": pack.evidence_note}  # fmt: skip
+
+
+def _by_query(frame: pl.DataFrame) -> dict[tuple[str, float], list[dict[str, Any]]]:
+    out: dict[tuple[str, float], list[dict[str, Any]]] = {}
+    for row in frame.iter_rows(named=True):
+        out.setdefault((row["patient_id"], row["at"]), []).append(row)
+    return out
+
+
 def assess_documents(
-    facts: pl.DataFrame, suggestions: pl.DataFrame, pack: Pack, infusion_times: dict[str, datetime | None]
+    facts: pl.DataFrame,
+    suggestions: pl.DataFrame,
+    packs: list[Pack],
+    infusion_times: dict[str, datetime | None],
+    reminders: pl.DataFrame,
 ) -> list[dict[str, Any]]:
-    """One document per (patient, at) query row of ``facts``."""
-    by_query: dict[tuple[str, float], list[dict[str, Any]]] = {}
-    for row in suggestions.iter_rows(named=True):
-        by_query.setdefault((row["patient_id"], row["at"]), []).append(row)
+    """One document per (patient, at) query row of ``facts``.
+
+    ``suggestions`` holds the rows of every pack in ``packs`` (:func:`~tocsin.core.guidance.suggest` per pack);
+    ``reminders`` the prophylaxis reminders at the same queries (:func:`tocsin.core.situation.prophylaxis_reminders`).
+    """
+    by_query = _by_query(suggestions)
+    reminders_by_query = _by_query(reminders)
     documents = []
     for f in facts.iter_rows(named=True):
         pid, at = f["patient_id"], f["at"]
@@ -89,14 +114,9 @@ def assess_documents(
                     "steroid_mp_eq_mg_total": f.get("steroid_mp_eq_mg_total"),
                     "days_on_steroids": f.get("days_on_steroids"),
                 },
-                "pack": {
-                    "name": pack.name,
-                    "version": pack.version,
-                    "title": pack.title,
-                    "citation": pack.citation,
-                    "doi": pack.doi,
-                    "evidence_note": pack.evidence_note,
-                },  # fmt: skip
+                "reminders": [{k: r[k] for k in _REMINDER_KEYS} for r in reminders_by_query.get((pid, at), [])],
+                "pack": _pack_info(packs[0]),
+                "packs": [_pack_info(p) for p in packs],
                 "note": SUPPORTS_JUDGEMENT,
             }
         )
@@ -108,7 +128,8 @@ def print_assessments(documents: list[dict[str, Any]], console: Console) -> None
     for doc in documents:
         g = doc["grades"]
         console.rule(f"[bold]{doc['patient_id']}[/] at {doc['at']}  CRS {g['crs']}  ICANS {g['icans']}")
-        console.print(f"pack {doc['pack']['name']} {doc['pack']['version']}: {doc['pack']['citation']}")
+        for pack in doc["packs"]:
+            console.print(f"pack {pack['name']} {pack['version']}: {pack['citation']}")
         if doc["alerts"]:
             table = Table(title="Alerts", title_justify="left", expand=True)
             for c in ("severity", "message", "rule"):
@@ -124,6 +145,17 @@ def print_assessments(documents: list[dict[str, Any]], console: Console) -> None
             table.add_row(s["action"], s["status"], dose, str(s["next_allowed_at"] or ""), "; ".join(s["because"]),
                           f"{s['evidence']} [{s['tag']}]", s["rule"])  # fmt: skip
         console.print(table)
+        # Only what is due (or cannot be told) now: the full list with windows is in the JSON.
+        due = [r for r in doc["reminders"] if r["due"] is not False]
+        if due:
+            table = Table(title="Prophylaxis reminders", title_justify="left", expand=True)
+            for c in ("target", "regimen", "due", "given", "window"):
+                table.add_column(c, overflow="fold")
+            for r in due:
+                flag = "yes" if r["due"] else f"unknown (needs {r['needs']})"
+                given = {True: "yes", False: "no", None: "not recorded"}[r["given"]]
+                table.add_row(r["target"], r["text"], flag, given, r["window"])
+            console.print(table)
         if doc["cannot_evaluate"]:
             console.print(
                 "[yellow]cannot evaluate:[/] "

@@ -19,6 +19,9 @@ Facts (``FACT_DESCRIPTIONS`` holds the wording shown in docs/assess.md):
   ``<drug>_allowed_now``, ``<drug>_limit_reason``, ``hours_since_last_<drug>``.
 * ``steroid_mp_eq_mg_24h`` (methylprednisolone-equivalent mg in the last 24 h), ``steroid_mp_eq_mg_total``,
   ``days_on_steroids`` (days with a systemic dose), ``on_steroids`` (a dose in the last 24 h).
+* ``anc`` / ``plt`` — the latest absolute neutrophil / platelet count (x10^9/L) at or before ``at``, null when
+  none or older than ``SituationConfig.cytopenia_lookback_days`` (a stale count must not trigger G-CSF or a
+  TPO-RA); ``g_csf_given`` — a G-CSF dose recorded from day 0 up to ``at`` (refractoriness to G-CSF).
 
 Other modules (e.g. the situation detectors) add their own fact columns to the same frame by joining on
 ``patient_id, at``; a pack may name any column.
@@ -57,6 +60,9 @@ FACT_DESCRIPTIONS: dict[str, str] = {
     "steroid_mp_eq_mg_total": "systemic corticosteroid since infusion (and before), MP-equivalent mg",
     "days_on_steroids": "days with at least one systemic corticosteroid dose, up to the time",
     "on_steroids": "a systemic corticosteroid dose in the last 24 h",
+    "anc": "latest absolute neutrophil count, x10^9/L (null when older than the cytopenia lookback)",
+    "plt": "latest platelet count, x10^9/L (null when older than the cytopenia lookback)",
+    "g_csf_given": "a G-CSF dose recorded from day 0 up to the time",
 }
 _LIMIT_FACTS = {
     "doses_given": "{d}_doses_given",
@@ -130,6 +136,33 @@ def _steroid_facts(queries: pl.DataFrame, events: pl.DataFrame, config: SteroidC
     )
 
 
+def _count_facts(queries: pl.DataFrame, events: pl.DataFrame, lookback_days: float) -> pl.DataFrame:
+    """Latest ANC and platelet count within the lookback, and whether G-CSF was given since infusion."""
+    item = pl.col("item").cast(pl.String)
+    out = queries.select("_q")
+    for lineage in ("anc", "plt"):
+        # A below-quantification count has no value: it is skipped rather than read as its limit.
+        counts = (
+            events.filter((item == lineage) & pl.col("num").is_not_null())
+            .select(pl.col(PID).cast(pl.String), "t", "num")
+            .sort("t", "num")
+        )
+        latest = queries.sort("at").join_asof(
+            counts, left_on="at", right_on="t", by=PID, strategy="backward", check_sortedness=False
+        )
+        recent = pl.when(pl.col("at") - pl.col("t") <= lookback_days).then(pl.col("num"))
+        out = out.join(latest.select("_q", recent.alias(lineage)), on="_q", how="left")
+    first_g_csf = (
+        events.filter((item == "g_csf") & (pl.col("t") >= 0))
+        .group_by(pl.col(PID).cast(pl.String))
+        .agg(pl.col("t").min().alias("_g_csf_first"))
+    )
+    given = queries.join(first_g_csf, on=PID, how="left").select(
+        "_q", (pl.col("_g_csf_first") <= pl.col("at")).fill_null(False).alias("g_csf_given")
+    )
+    return out.join(given, on="_q", how="left")
+
+
 def recordable_drugs(events: pl.DataFrame, drugs: DrugTable) -> list[str]:
     """Drugs of the table whose administrations the events can hold (an item of their vocabulary)."""
     dtype = events.schema.get("item")
@@ -184,6 +217,7 @@ def assessment_facts(
         _grade_facts(q, result.crs, "crs"),
         _grade_facts(q, result.icans, "icans"),
         _steroid_facts(q, ev, steroids),
+        _count_facts(q, ev, result.config.situation.cytopenia_lookback_days),
         # Response to tocilizumab, infection, expansion phase, prolonged cytopenia (docs/situation.md).
         situation_facts(result, events, q.select(PID, "at")).drop(PID, "at").with_row_index("_q"),
     ]

@@ -32,7 +32,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from tocsin.drugs import DrugTable, load_drugs
 
-Toxicity = Literal["crs", "icans", "any"]
+#: ``cytopenia`` rules (prolonged cytopenia, ICAHT) carry no grade condition: they fire on their ``when`` facts.
+Toxicity = Literal["crs", "icans", "cytopenia", "any"]
 Evidence = Literal["guideline", "expert_consensus", "case_level"]
 Tag = Literal["V2", "V1", "M", "decision"]
 OPERATORS = ("==", "!=", "<=", ">=", "<", ">", "in")
@@ -98,7 +99,9 @@ class Rule(_Model):
     grade: list[int] | None = Field(default=None, description="Grades of the toxicity the rule applies to.")
     min_grade: int | None = Field(default=None, ge=0, le=5)
     when: list[str] = Field(default_factory=list, description="Further conditions over named facts.")
-    action: str = Field(min_length=1)
+    action: str = Field(
+        min_length=1, description="What to do, with {fact} placeholders (e.g. a dose the facts compute)."
+    )
     drug: str | None = Field(default=None, description="A drugs.yaml id: the dose comes from dose_for.")
     regimen: str | None = None
     agent: str | None = Field(default=None, description="A drug without dose rules in drugs.yaml (no mg dose).")
@@ -131,8 +134,8 @@ class Rule(_Model):
     def _consistent(self) -> Rule:
         if self.grade is not None and self.min_grade is not None:
             raise ValueError("give either grade or min_grade, not both")
-        if (self.grade is not None or self.min_grade is not None) and self.toxicity == "any":
-            raise ValueError("a grade condition needs toxicity crs or icans")
+        if (self.grade is not None or self.min_grade is not None) and self.toxicity not in ("crs", "icans"):
+            raise ValueError("a grade condition needs toxicity crs or icans (cytopenia rules use 'when' facts)")
         if self.drug and self.agent:
             raise ValueError("give either drug (dosed from drugs.yaml) or agent (not dosed), not both")
         if self.regimen and not self.drug:
@@ -161,8 +164,8 @@ class Rule(_Model):
         return out + [Condition.parse(t) for t in self.when]
 
     def facts(self) -> list[str]:
-        """Every fact the rule reads (conditions and ``because`` placeholders), in order, once each."""
-        names = [c.fact for c in self.conditions()] + _PLACEHOLDER.findall(self.because)
+        """Every fact the rule reads (conditions, ``action`` and ``because`` placeholders), in order, once each."""
+        names = [c.fact for c in self.conditions()] + _PLACEHOLDER.findall(self.action + self.because)
         return list(dict.fromkeys(names))
 
 

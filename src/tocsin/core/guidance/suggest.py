@@ -104,11 +104,17 @@ def _shown(facts: pl.DataFrame, name: str) -> pl.Expr:
     return x.cast(pl.String).fill_null("unknown")
 
 
+def _filled(facts: pl.DataFrame, text: str) -> pl.Expr:
+    """A template with its ``{fact}`` placeholders filled from the facts (missing → 'unknown')."""
+    names = _PLACEHOLDER.findall(text)
+    if not names:
+        return pl.lit(text)
+    return pl.format(_PLACEHOLDER.sub("{}", text.replace("{}", "")), *(_shown(facts, n) for n in names))
+
+
 def _because(facts: pl.DataFrame, rule: Rule, conditions: list[Condition]) -> pl.Expr:
     """The rule's template with the facts filled in, then each condition with its value."""
-    template = _PLACEHOLDER.sub("{}", rule.because.replace("{}", ""))
-    names = _PLACEHOLDER.findall(rule.because)
-    parts = [pl.format(template, *(_shown(facts, n) for n in names)) if names else pl.lit(rule.because)]
+    parts = [_filled(facts, rule.because)]
     parts += [pl.format(f"{c.text()} (is {{}})", _shown(facts, c.fact)) for c in conditions]
     return pl.concat_list(parts)
 
@@ -246,7 +252,8 @@ def _rule_frames(facts: pl.DataFrame, pack: Pack, rule: Rule, drugs: DrugTable) 
     fired = fired.with_columns(
         **identity,
         kind=pl.lit(rule.kind),
-        action=pl.lit(rule.action),
+        # A dose the facts compute (seed 003 prednisone mg/day) reads in the action itself for agents not dosed.
+        action=_filled(fired, rule.action),
         because=_because(fired, rule, conditions),
         severity=pl.lit(rule.severity if rule.kind == "alert" else None, pl.String),
         suppresses=pl.lit(rule.suppresses, pl.List(pl.String)),
