@@ -212,6 +212,14 @@ def test_pack_errors_name_file_rule_field_and_fix() -> None:
         parse_pack(yaml.safe_dump(bad), "centre.yaml")
 
 
+def test_a_cytopenia_rule_has_no_grade_condition() -> None:
+    text = (ROOT / "src/tocsin/data/packs/cytopenia_eha2023.yaml").read_text(encoding="utf-8")
+    bad = yaml.safe_load(text)
+    bad["rules"][0]["min_grade"] = 3
+    with pytest.raises(PackError, match="a grade condition needs toxicity crs or icans"):
+        parse_pack(yaml.safe_dump(bad), "centre.yaml")
+
+
 def test_a_centre_copy_with_a_changed_value_is_used(tmp_path: Path) -> None:
     pack = yaml.safe_load((ROOT / "src/tocsin/data/packs/asco2021.yaml").read_text(encoding="utf-8"))
     pack["version"] = "centre-1"
@@ -256,6 +264,32 @@ def test_cli_iso_time_and_table(tmp_path: Path) -> None:
     assert toci["dose_mg"] == 800.0 and toci["cap_applied"]
     table = CliRunner().invoke(app, ["assess", str(path), "--at", "1.05"])
     assert table.exit_code == 0 and "Suggestions" in table.output
+
+
+def test_cli_reminders_and_several_packs(tmp_path: Path) -> None:
+    """issue 4 item 7: the prophylaxis reminders with their windows in the JSON and the table; --pack repeated."""
+    path = tmp_path / "c.csv"
+    path.write_text(
+        "patient_id,day,item,value,unit\nP,-5,lymphodepletion,Flu/Cy,\nP,0,infusion,axi-cel,\nP,0,weight,70,kg\n"
+        "P,30,prophylaxis,pjp,\nP,31,anc,0.3,10*9/L\n",
+        encoding="utf-8",
+    )
+    args = ["assess", str(path), "--at", "31", "--pack", "asco2021", "--pack", "cytopenia_eha2023"]
+    res = CliRunner().invoke(app, [*args, "--json"])
+    assert res.exit_code == 0, res.output
+    doc = orjson.loads(res.stdout)
+    assert {"patient_id", "at", "grades", "suggestions", "alerts", "exposure", "pack", "note"} <= set(doc)
+    assert doc["pack"]["name"] == "asco2021"
+    assert [p["name"] for p in doc["packs"]] == ["asco2021", "cytopenia_eha2023"]
+    reminders = {r["reminder"]: r for r in doc["reminders"]}
+    assert reminders["hsv_vzv"]["due"] and not reminders["hsv_vzv"]["given"]
+    assert reminders["hsv_vzv"]["window_start"] == -5.0  # counted from lymphodepletion
+    assert reminders["pjp"]["due"] and reminders["pjp"]["given"]
+    assert reminders["yeast"]["due"]  # ANC 0.3 < 0.5
+    assert all(r["source"] for r in doc["reminders"])
+    assert "gcsf.therapeutic" in {s["rule"] for s in doc["suggestions"]}
+    table = CliRunner().invoke(app, args)
+    assert table.exit_code == 0 and "Prophylaxis reminders" in table.output
 
 
 @pytest.mark.parametrize(
