@@ -46,6 +46,7 @@ from __future__ import annotations
 import polars as pl
 
 from tocsin.config import ProlongedCytopeniaConfig
+from tocsin.core.cytopenia_ctcae import criteria_tables
 from tocsin.core.icaht import observation_end
 from tocsin.core.lookup import per_patient
 from tocsin.core.segments import SEGMENT_START, cum_sum, ffill, row_index, with_segment_start
@@ -68,10 +69,20 @@ def _support_items() -> list[str]:
     return sorted({s for lineage in LINEAGES for s in lineage["support_items"]})
 
 
+def _ctcae_v5_bands() -> dict[str, list[dict[str, float]]]:
+    """Per lineage, the numeric CTCAE v5.0 bands (grade, below) of the cytopenia criteria data, worst first
+    (grade 1 "< LLN" is applied apart, with the day's LLN)."""
+    tables = criteria_tables("ctcae5")
+    return {
+        item: [{"grade": b.grade, "below": float(b.below)} for b in tables[item].bands if b.below != "lln"]
+        for item in (lineage["item"] for lineage in LINEAGES)
+    }
+
+
 def _ctcae_grade(value: pl.Expr, lln: pl.Expr) -> pl.Expr:
     """CTCAE v5.0 grade of a daily value of the row's lineage (``item`` column), bands from the data."""
     expr = pl.when(pl.lit(False)).then(pl.lit(0))
-    for item, bands in SCALE.table("ctcae_v5").items():
+    for item, bands in _ctcae_v5_bands().items():
         for band in bands:
             expr = expr.when((pl.col("item") == item) & (value < band["below"])).then(pl.lit(band["grade"]))
     return expr.when(value < lln).then(pl.lit(1)).otherwise(pl.lit(0)).cast(pl.Int8)
@@ -91,7 +102,7 @@ def _recovery_level(definition: str) -> pl.Expr:
     else:  # grade <= 2: at or above the grade-3 cut-off
         levels = {
             item: float(next(b["below"] for b in bands if b["grade"] == 3))
-            for item, bands in SCALE.table("ctcae_v5").items()
+            for item, bands in _ctcae_v5_bands().items()
         }
     return _by_item(levels, pl.Float64)
 
