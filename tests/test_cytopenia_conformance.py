@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import doctest
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 import pytest
@@ -26,7 +25,7 @@ from tocsin.core.events import normalise_events
 from tocsin.criteria import load_scale
 from tocsin.vocabulary import load_vocabulary
 
-from hematology_cases import same
+from hematology_cases import raw_frame, same
 
 CASES_FILE = Path(__file__).parent / "conformance" / "cytopenia_ctcae.yaml"
 DOC = yaml.safe_load(CASES_FILE.read_text(encoding="utf-8"))
@@ -37,34 +36,9 @@ TOLERANCE = 1e-6
 VOCABULARY = load_vocabulary()
 
 
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
 def _raw_frame(case: dict) -> pl.DataFrame:
-    rows: list[list[Any]] = [[0, "infusion", "axi-cel", ""]]
-    if case.get("sex"):
-        rows.append([0, "sex", case["sex"], ""])
-    for event in case["events"]:
-        assert len(event) in (4, 5), f"{case['id']}: event {event!r} is not [day, item, value, unit(, lln)]"
-        rows.append(list(event))
-    return pl.DataFrame(
-        {
-            "patient_id": [case["id"]] * len(rows),
-            "day": [repr(float(r[0])) for r in rows],
-            "item": [r[1] for r in rows],
-            "value": [_text(r[2]) for r in rows],
-            "unit": [_text(r[3]) for r in rows],
-            "lln": [_text(r[4]) if len(r) == 5 else None for r in rows],
-            "file": [CASES_FILE.name] * len(rows),
-            "line": list(range(1, len(rows) + 1)),
-        },
-        schema_overrides={"lln": pl.String},
-    )
+    sex = [[0, "sex", case["sex"], ""]] if case.get("sex") else []
+    return raw_frame({case["id"]: sex + list(case["events"])}, file=CASES_FILE.name)
 
 
 def _graded(case: dict) -> pl.DataFrame:

@@ -591,3 +591,9 @@ def test_routes_are_normalised_and_unknown_routes_refused() -> None:
     error, warning = only_error(n), only_error(n, "warning")
     assert (error["line"], error["field"], error["value"]) == (5, "route", "nasal")
     assert (warning["line"], warning["field"]) == (6, "route")
+
+
+def test_a_differential_above_100_percent_is_refused() -> None:
+    error = only_error(normalise(day_rows(("1", "wbc", "2.0", "10*9/L"), ("1", "anc", "140", "%"))))
+    assert (error["line"], error["field"], error["value"]) == (4, "value", "140")
+    assert "between 0 and 100" in error["fix"]

@@ -619,7 +619,16 @@ def _limits(screen: _Screen, conversion: pl.Expr) -> None:
 
 def _differentials(screen: _Screen, vocabulary: Vocabulary) -> None:
     """A count given as % of another (ANC as % of WBC) becomes absolute with that count at the same time."""
-    rows = screen.df.filter(pl.col("differential").fill_null(False) & ~pl.col("_refused"))
+    is_differential = pl.col("differential").fill_null(False)
+    screen.check(
+        is_differential & ((pl.col("raw_num") < 0) | (pl.col("raw_num") > 100)),
+        "value",
+        pl.format(
+            "{} % is not a share of the {} count for '{}'", pl.col("value"), pl.lit("white cell"), pl.col("item")
+        ),
+        pl.lit("give a percentage between 0 and 100, or the absolute count"),
+    )
+    rows = screen.df.filter(is_differential & ~pl.col("_refused"))
     if rows.height == 0:
         return
     bases = {name: d.differential_of for name, d in vocabulary.items.items() if d.differential_of}
