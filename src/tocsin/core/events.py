@@ -623,9 +623,7 @@ def _differentials(screen: _Screen, vocabulary: Vocabulary) -> None:
     screen.check(
         is_differential & ((pl.col("raw_num") < 0) | (pl.col("raw_num") > 100)),
         "value",
-        pl.format(
-            "{} % is not a share of the {} count for '{}'", pl.col("value"), pl.lit("white cell"), pl.col("item")
-        ),
+        pl.format("{} % is not a possible share for '{}'", pl.col("value"), pl.col("item")),
         pl.lit("give a percentage between 0 and 100, or the absolute count"),
     )
     rows = screen.df.filter(is_differential & ~pl.col("_refused"))
