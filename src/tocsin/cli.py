@@ -21,6 +21,7 @@ from tocsin.adapters.config_file import ConfigFileError, load_config
 from tocsin.adapters.console import print_document, print_problems
 from tocsin.adapters.files import InputFileError, read_event_files
 from tocsin.adapters.json_output import result_document
+from tocsin.cli_cohort import cohort_app
 from tocsin.config import GradingConfig
 from tocsin.core.engine import grade_normalised
 from tocsin.core.events import IngestLimits, normalise_events
@@ -32,6 +33,7 @@ app = typer.Typer(
     help="Tocsin: explained CAR-T toxicity grades (CRS, ICANS) from the raw course.",
 )
 BAD_INPUT = 2
+app.add_typer(cohort_app, name="cohort")
 
 
 class CrsScaleOption(str, Enum):
