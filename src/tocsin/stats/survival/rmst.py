@@ -17,7 +17,7 @@ does (``survRM2`` refuses such a τ); ``beyond_follow_up`` marks those groups.
 >>> import numpy as np
 >>> fit = restricted_mean_survival(np.array([2.0, 4, 6]), np.array([True, True, True]), horizon=5)
 >>> fit.summary.get_column("rmst").round(4).to_list()
-[3.3333]
+[3.6667]
 """
 
 from __future__ import annotations
