@@ -1,0 +1,118 @@
+"""``tocsin cohort survival``: Kaplan–Meier, log-rank, reverse-KM follow-up and RMST from a patient table."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import orjson
+import typer
+from rich.console import Console
+
+from tocsin.adapters.patient_table import PatientTableError, read_patient_table, write_patient_table
+from tocsin.adapters.survival_output import print_survival, survival_document, write_document
+from tocsin.cli_cohort.app import cohort_app, fail
+from tocsin.stats.survival.follow_up import reverse_km_follow_up
+from tocsin.stats.survival.inputs import SurvivalInputError, survival_inputs
+from tocsin.stats.survival.kaplan_meier import kaplan_meier
+from tocsin.stats.survival.logrank import logrank_test
+from tocsin.stats.survival.rmst import restricted_mean_survival
+
+DAYS_PER_MONTH = 365.25 / 12
+
+
+class ConfidenceOption(str, Enum):
+    log_log = "log-log"
+    log = "log"
+    plain = "plain"
+
+
+class TimeUnit(str, Enum):
+    days = "days"
+    months = "months"
+
+
+@cohort_app.command("survival")
+def survival(
+    patients: Annotated[Path, typer.Argument(help="Patient table (.csv or .parquet), one row per patient.")],
+    time: Annotated[str, typer.Option("--time", help="Time column, in days since infusion (e.g. os_days).")],
+    event: Annotated[str, typer.Option("--event", help="Event column: 1/true = event, 0/false = censored.")],
+    by: Annotated[str | None, typer.Option("--by", help="Compare the groups of this column (log-rank).")] = None,
+    strata: Annotated[
+        str | None, typer.Option("--strata", help="Stratify the log-rank test by this column (needs --by).")
+    ] = None,
+    at: Annotated[
+        list[float] | None, typer.Option("--at", help="Report survival ± SE and numbers at risk at this time.")
+    ] = None,
+    ci: Annotated[
+        ConfidenceOption,
+        typer.Option("--ci", help="CI transform: log-log (SAS default), log (R survfit default) or plain."),
+    ] = ConfidenceOption.log_log,
+    conf: Annotated[float, typer.Option("--conf", help="Confidence level.")] = 0.95,
+    rmst_horizon: Annotated[
+        float | None, typer.Option("--rmst-horizon", help="Restricted mean survival up to this time.")
+    ] = None,
+    time_unit: Annotated[
+        TimeUnit, typer.Option("--time-unit", help="Unit of the output, --at and --rmst-horizon (months = days / 30.4375).")
+    ] = TimeUnit.days,
+    event_code: Annotated[
+        list[str] | None, typer.Option("--event-code", help="A value of --event that means event (e.g. 2).")
+    ] = None,
+    censor_code: Annotated[
+        list[str] | None, typer.Option("--censor-code", help="A value of --event that means censored (e.g. 1).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Write the result: .json = the report, .csv/.parquet = the curve table."),
+    ] = None,
+) -> None:
+    """Kaplan–Meier per group with Greenwood CIs, medians, survival at times, log-rank, follow-up and RMST."""
+    if strata and not by:
+        fail("--strata stratifies the comparison of groups; name the groups to compare with --by")
+    if not 0 < conf < 1:
+        fail(f"--conf {conf}: give a confidence level between 0 and 1, e.g. 0.95")
+    if out is not None and out.suffix.lower() not in (".json", ".csv", ".parquet", ".pq"):
+        fail(f"--out {out}: use a .json (the report), .csv or .parquet (the curve table) file name")
+    required = [c for c in (time, event, by, strata) if c]
+    try:
+        table = read_patient_table(patients, required)
+        inputs = survival_inputs(
+            table, time, event, group=by, strata=strata, event_codes=event_code or (), censor_codes=censor_code or ()
+        )
+    except PatientTableError as exc:
+        fail(str(exc))
+    except SurvivalInputError as exc:
+        fail(f"{patients}: {exc}")
+    scale = DAYS_PER_MONTH if time_unit is TimeUnit.months else 1.0
+    times = inputs.time / scale
+    curves = kaplan_meier(times, inputs.event, inputs.group, conf_type=ci.value, conf_level=conf)
+    test = None
+    if by and curves.groups.height >= 2:
+        test = logrank_test(times, inputs.event, inputs.group, inputs.strata)
+    elif strata:
+        fail(f"{patients}: column '{by}' has one group only; a stratified test needs at least two groups")
+    rmst = None
+    if rmst_horizon is not None:
+        if rmst_horizon <= 0:
+            fail(f"--rmst-horizon {rmst_horizon}: give a time after day 0 (in {time_unit.value})")
+        rmst = restricted_mean_survival(times, inputs.event, inputs.group, horizon=rmst_horizon, conf_level=conf)
+    document = survival_document(
+        curves,
+        curves.survival_at(at or []),
+        reverse_km_follow_up(times, inputs.event, inputs.group, conf_type=ci.value, conf_level=conf),
+        rmst,
+        test,
+        columns={"time": time, "event": event, "by": by, "strata": strata},
+        time_unit=time_unit.value,
+    )
+    if out is not None:
+        if out.suffix.lower() == ".json":
+            write_document(document, out)
+        else:
+            write_patient_table(curves.summary, out)
+    if as_json:
+        typer.echo(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
+    elif out is None:
+        print_survival(document, Console())
