@@ -54,7 +54,8 @@ def survival(
         float | None, typer.Option("--rmst-horizon", help="Restricted mean survival up to this time.")
     ] = None,
     time_unit: Annotated[
-        TimeUnit, typer.Option("--time-unit", help="Unit of the output, --at and --rmst-horizon (months = days / 30.4375).")
+        TimeUnit,
+        typer.Option("--time-unit", help="Unit of the output, --at and --rmst-horizon (months = days / 30.4375)."),
     ] = TimeUnit.days,
     event_code: Annotated[
         list[str] | None, typer.Option("--event-code", help="A value of --event that means event (e.g. 2).")

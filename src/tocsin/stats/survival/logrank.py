@@ -88,7 +88,14 @@ def logrank_test(
     else:
         kept = compared[1:]
         difference = (observed - expected)[kept]
-        statistic = float(difference @ np.linalg.solve(variance[np.ix_(kept, kept)], difference))
+        try:
+            solved = np.linalg.solve(variance[np.ix_(kept, kept)], difference)
+        except np.linalg.LinAlgError as exc:
+            raise ValueError(
+                "the groups cannot be compared: at no event time were patients of different groups at risk "
+                "together (within a stratum); check the grouping and strata columns"
+            ) from exc
+        statistic = float(difference @ solved)
     summary = pl.DataFrame(
         {
             "group": [str(label) for label in labels],
