@@ -67,7 +67,8 @@ def restricted_mean_survival(
         terms = greenwood_terms(
             curve.get_column("n_event").to_numpy()[within], curve.get_column("n_risk").to_numpy()[within]
         )
-        variance = float(np.sum(np.where(np.isfinite(terms), area_after**2 * terms, 0.0)))
+        # an infinite term is a drop to 0, after which no area is left to be uncertain about
+        variance = float(np.sum(area_after**2 * np.where(np.isfinite(terms), terms, 0.0)))
         rmst = float(pieces.sum())
         std_err = float(np.sqrt(variance))
         rows.append(
