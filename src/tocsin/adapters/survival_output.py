@@ -92,9 +92,10 @@ def print_survival(document: dict[str, Any], console: Console) -> None:
     overview = Table(title=f"Kaplan–Meier: {document['time']} ({unit}), {level} CI {document['conf_type']}")
     for name in ("group", "n", "events", f"median ({level} CI)", "median follow-up (reverse KM)"):
         overview.add_column(name, justify="left" if name == "group" else "right")
-    with_rmst = any(group["rmst"] for group in document["groups"])
-    if with_rmst:
-        overview.add_column("RMST ± SE", justify="right")
+    horizons = {group["rmst"]["horizon"] for group in document["groups"] if group["rmst"]}
+    if horizons:
+        overview.add_column(f"RMST to {_time(horizons.pop())} ± SE", justify="right")
+    carried = False
     for group in document["groups"]:
         cells = [
             group["group"],
@@ -103,12 +104,15 @@ def print_survival(document: dict[str, Any], console: Console) -> None:
             _estimate(group["median"], group["median_lower"], group["median_upper"]),
             _estimate(group["follow_up"]["median"], group["follow_up"]["lower"], group["follow_up"]["upper"]),
         ]
-        if with_rmst:
-            rmst = group["rmst"]
-            flag = " (curve carried past last follow-up)" if rmst["beyond_follow_up"] else ""
-            cells.append(f"{_time(rmst['estimate'])} ± {_time(rmst['std_err'])} to {_time(rmst['horizon'])}{flag}")
+        rmst = group["rmst"]
+        if rmst:
+            carried = carried or rmst["beyond_follow_up"]
+            mark = "*" if rmst["beyond_follow_up"] else ""
+            cells.append(f"{_time(rmst['estimate'])} ± {_time(rmst['std_err'])}{mark}")
         overview.add_row(*cells)
     console.print(overview)
+    if carried:
+        console.print("* the horizon is after this group's last follow-up; its curve is carried flat to it (as R)")
 
     if any(group["survival_at"] for group in document["groups"]):
         landmarks = Table(title=f"Survival at chosen times ({unit})")

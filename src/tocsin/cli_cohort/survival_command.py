@@ -91,7 +91,10 @@ def survival(
     curves = kaplan_meier(times, inputs.event, inputs.group, conf_type=ci.value, conf_level=conf)
     test = None
     if by and curves.groups.height >= 2:
-        test = logrank_test(times, inputs.event, inputs.group, inputs.strata)
+        try:
+            test = logrank_test(times, inputs.event, inputs.group, inputs.strata)
+        except ValueError as exc:
+            fail(f"{patients}: {exc}")
     elif strata:
         fail(f"{patients}: column '{by}' has one group only; a stratified test needs at least two groups")
     rmst = None
