@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+import pandas as pd
 import polars as pl
 from scipy.stats import norm
 
@@ -208,8 +209,9 @@ def group_codes(group: np.ndarray | None, size: int) -> tuple[np.ndarray, np.nda
     """Sorted distinct labels and each patient's code (index into the labels); one label ``"all"`` without groups."""
     if group is None:
         return np.asarray([ALL_PATIENTS], dtype=object), np.zeros(size, dtype=np.int64)
-    labels, codes = np.unique(np.asarray(group), return_inverse=True)
-    return labels, codes.astype(np.int64)
+    # pandas' hash factorisation: np.unique sorts Python string objects one comparison at a time (10x slower)
+    codes, labels = pd.factorize(np.asarray(group), sort=True)
+    return np.asarray(labels), codes.astype(np.int64)
 
 
 def risk_table(time: np.ndarray, event: np.ndarray, codes: np.ndarray) -> RiskTable:
