@@ -55,6 +55,9 @@ SUMMARY_SCHEMA = {
     "lower": pl.Float64,
     "upper": pl.Float64,
 }
+AT_TIMES_SCHEMA = {
+    name: dtype for name, dtype in SUMMARY_SCHEMA.items() if name not in ("n_event", "n_censor")
+}
 
 
 @dataclass(frozen=True)
@@ -109,7 +112,8 @@ class KaplanMeierResult:
                         "std_err": _std_err(survival, greenwood),
                         "lower": lower,
                         "upper": upper,
-                    }
+                    },
+                    schema=AT_TIMES_SCHEMA,
                 ).fill_nan(None)
             )
         return pl.concat(rows)
@@ -137,9 +141,10 @@ def kaplan_meier(
     event = np.asarray(event, dtype=bool)
     labels, codes = group_codes(group, len(time))
     table = risk_table(time, event, codes)
+    slices = table.slices()
     survival = np.empty(len(table.time))
     greenwood = np.empty(len(table.time))
-    for start, stop in table.slices():
+    for start, stop in slices:
         d = table.n_event[start:stop]
         n = table.n_risk[start:stop]
         survival[start:stop] = np.cumprod(1.0 - d / n)
@@ -162,7 +167,7 @@ def kaplan_meier(
         schema=SUMMARY_SCHEMA,
     ).fill_nan(None)
     per_group = []
-    for index, (start, stop) in enumerate(table.slices()):
+    for index, (start, stop) in enumerate(slices):
         times = table.time[start:stop]
         per_group.append(
             {
