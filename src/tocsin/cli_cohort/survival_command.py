@@ -43,7 +43,8 @@ def survival(
         str | None, typer.Option("--strata", help="Stratify the log-rank test by this column (needs --by).")
     ] = None,
     at: Annotated[
-        list[float] | None, typer.Option("--at", help="Report survival ± SE and numbers at risk at this time.")
+        list[float] | None,
+        typer.Option("--at", help="Report survival ± SE and the number at risk at this time (repeat for several)."),
     ] = None,
     ci: Annotated[
         ConfidenceOption,
