@@ -8,8 +8,8 @@ Implements
     doi:10.1186/1471-2288-13-152
   * Variance: Σ over event times tᵢ ≤ τ of A(tᵢ, τ)² · dᵢ / (nᵢ (nᵢ − dᵢ)), A(tᵢ, τ) the area under the curve
     from tᵢ to τ (Klein & Moeschberger, *Survival Analysis*, 2nd ed., §4.5) — the estimate and standard error
-    R prints with ``print(survfit(...), rmean = τ)`` and ``survRM2::rmst2`` reports; the CI is RMST ± z·SE as
-    in ``survRM2``.
+    R prints with ``print(survfit(...), rmean = τ)`` and ``survRM2``'s ``rmst1`` computes; the CI is RMST ± z·SE
+    as in ``survRM2``.
 
 When τ is later than a group's last follow-up time the curve is carried flat to τ, as R ``print.survfit``
 does (``survRM2`` refuses such a τ); ``beyond_follow_up`` marks those groups.
