@@ -81,3 +81,8 @@ def test_many_bad_rows_are_summarised():
 def test_an_unknown_column_lists_the_table_columns():
     with pytest.raises(SurvivalInputError, match="no column\\(s\\) 'pfs_days'; the table has patient_id, t, e"):
         survival_inputs(table(t=[1.0], e=[1]), "pfs_days", "e")
+
+
+def test_an_empty_table_is_refused():
+    with pytest.raises(SurvivalInputError, match="no patients"):
+        survival_inputs(pl.DataFrame({"t": [], "e": []}, schema={"t": pl.Float64, "e": pl.Int64}), "t", "e")

@@ -66,6 +66,8 @@ def survival_inputs(
         raise SurvivalInputError(
             f"no column(s) {', '.join(repr(c) for c in missing)}; the table has {', '.join(table.columns)}"
         )
+    if table.height == 0:
+        raise SurvivalInputError("the table has no patients; a survival analysis needs at least one row")
     ids = table.get_column(id_column) if id_column in table.columns else None
     return SurvivalInputs(
         time=_times(table.get_column(time), ids),
