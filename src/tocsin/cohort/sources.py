@@ -1,7 +1,7 @@
 """The tables a cohort derivation reads, from one grading run: the same tables for raw files and ``tocsin batch``.
 
-:func:`cohort_tables` adds to the engine's result what a one-row-per-patient table needs and the grading tables
-lack: the patients with their last follow-up day, the events of treatments, infections, disease course and
+:func:`cohort_tables` collects the engine's per-patient tables that a derivation reads, and adds what the grading
+tables lack: the patients with their last follow-up day, the events of treatments, infections, disease course and
 outcome, and the CRS summary and episodes under *both* scales (ASTCT 2019 always, Lee 2014 as the second
 scale; the run's configured scale is reused, the other one is graded here). ``tocsin batch`` writes them
 beside its other tables, so a registry derives its patient table without grading again.
@@ -52,7 +52,10 @@ def _crs_tables(scale: str, crs: ToxicityResult) -> dict[str, pl.DataFrame]:
 def cohort_tables(
     normalised: NormalisedEvents, result: GradingResult, vocabulary: Vocabulary | None = None
 ) -> dict[str, pl.DataFrame]:
-    """``cohort_patients``, ``cohort_events`` and ``crs_<scale>_summary`` / ``crs_<scale>_episodes`` per scale.
+    """Every table the derivation reads (``tocsin.cohort.derive.REQUIRED_TABLES``), by its ``tocsin batch`` name.
+
+    Beside the engine's own per-patient tables (ICANS, ICAHT, PHT, scores, kinetics): ``cohort_patients``,
+    ``cohort_events`` and ``crs_<scale>_summary`` / ``crs_<scale>_episodes`` for each of :data:`CRS_SCALES`.
 
     ``cohort_patients`` is the engine's patient table (infusion time, product, age, weight, sex, disease) plus
     ``last_event_day``: the day of the patient's last event at or after infusion (the censoring day of OS and
@@ -72,7 +75,17 @@ def cohort_tables(
     kept = events.filter(pl.col("item").cast(pl.Utf8).is_in(cohort_event_items(vocab))).select(
         pl.col(PID).cast(pl.Utf8), "t", pl.col("item").cast(pl.Utf8), "num", pl.col("cat").cast(pl.Utf8), "route"
     )
-    tables = {"cohort_patients": patients, "cohort_events": kept}
+    tables = {
+        "cohort_patients": patients,
+        "cohort_events": kept,
+        "icans_summary": result.icans.summary,
+        "icans_episodes": result.icans.episodes,
+        "icaht": result.hematology.icaht,
+        "pht": result.hematology.pht,
+        "car_hematotox": result.scores.car_hematotox,
+        "easix": result.scores.easix,
+        "kinetics": result.kinetics,
+    }
     configured = result.config.crs.scale
     for scale in CRS_SCALES:
         if scale == configured:

@@ -1,0 +1,134 @@
+"""``tocsin cohort derive``: one row per patient from raw event files or from ``tocsin batch --cohort`` output.
+
+Raw files are read, validated (as ``tocsin grade``: nothing is derived from refused rows unless ``--lenient``)
+and graded in chunks of patients; a batch directory's tables are read as they are. The table is checked
+against the column dictionary and written atomically (``write_patient_table``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated
+
+import polars as pl
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+from tocsin.adapters.cohort_sources import BatchDirectoryError, read_batch_tables
+from tocsin.adapters.config_file import ConfigFileError, load_config
+from tocsin.adapters.console import print_problems
+from tocsin.adapters.files import InputFileError, read_event_file
+from tocsin.adapters.patient_table import PatientTableError, write_patient_table
+from tocsin.cli_cohort.app import cohort_app, fail
+from tocsin.cohort.derive import REQUIRED_TABLES, DerivedPatients, derive_from_events, derive_patients
+from tocsin.config import GradingConfig
+from tocsin.core.events import IngestLimits, NormalisedEvents, normalise_events
+from tocsin.vocabulary import load_vocabulary
+
+OUT_SUFFIXES = (".csv", ".parquet", ".pq")
+
+
+def _progress() -> Progress:
+    return Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+
+
+def _patients_chunk(normalised: NormalisedEvents, ids: list[str]) -> NormalisedEvents:
+    def only(frame: pl.DataFrame) -> pl.DataFrame:
+        return frame.filter(pl.col("patient_id").cast(pl.Utf8).is_in(ids))
+
+    return NormalisedEvents(
+        events=only(normalised.events), errors=only(normalised.errors), patients=only(normalised.patients)
+    )
+
+
+def _from_files(files: list[Path], config: GradingConfig, lenient: bool, chunk_patients: int) -> DerivedPatients:
+    vocabulary = load_vocabulary()
+    with _progress() as progress:
+        reading = progress.add_task("reading files", total=len(files))
+        frames = []
+        for path in files:
+            frames.append(read_event_file(path))
+            progress.advance(reading)
+        raw = pl.concat(frames, how="diagonal_relaxed")
+        now = datetime.now(timezone.utc).replace(tzinfo=None)
+        normalised = normalise_events(raw, vocabulary, IngestLimits(earliest_day=config.earliest_day, not_after=now))
+        if not normalised.ok and not lenient:
+            progress.stop()
+            err = Console(stderr=True)
+            print_problems(normalised.errors.to_dicts(), err)
+            fail(
+                f"{normalised.problems.height} row(s) refused; nothing was derived. "
+                "Fix them, or use --lenient to derive from the valid rows and report the rest."
+            )
+        ids = normalised.patients.get_column("patient_id").cast(pl.Utf8).to_list()
+        grading = progress.add_task("grading patients", total=len(ids))
+        parts = []
+        for start in range(0, len(ids), chunk_patients):
+            chunk = ids[start : start + chunk_patients]
+            parts.append(derive_from_events(_patients_chunk(normalised, chunk), config, vocabulary))
+            progress.advance(grading, len(chunk))
+    if not parts:
+        fail("no patients in the event files (every row was refused?)")
+    table = pl.concat([p.table for p in parts]).sort("patient_id")
+    return DerivedPatients(table=table, method=parts[0].method)
+
+
+def _from_batch(folders: list[Path], config: GradingConfig) -> DerivedPatients:
+    with _progress() as progress:
+        task = progress.add_task("reading batch tables", total=len(REQUIRED_TABLES))
+        tables = read_batch_tables(folders, on_table=lambda _name: progress.advance(task))
+    duplicated = tables["cohort_patients"].filter(pl.col("patient_id").is_duplicated()).get_column("patient_id")
+    if duplicated.len():
+        shown = ", ".join(duplicated.unique().sort().head(5).to_list())
+        fail(
+            f"patient_id {shown} appear(s) in more than one batch part or directory; "
+            "give each patient's events to one `tocsin batch` run"
+        )
+    return derive_patients(tables, config)
+
+
+@cohort_app.command("derive")
+def derive(
+    courses: Annotated[
+        list[Path],
+        typer.Argument(help="Event files (.csv, .parquet, .jsonl), or `tocsin batch --cohort` output directories."),
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Patient table to write: .csv or .parquet.")],
+    config_file: Annotated[Path | None, typer.Option("--config", help="Grading config (TOML or YAML).")] = None,
+    lenient: Annotated[
+        bool, typer.Option("--lenient", help="Derive from the valid rows; report the bad ones.")
+    ] = False,
+    chunk_patients: Annotated[int, typer.Option("--chunk-patients", min=1, help="Patients graded at once.")] = 1000,
+) -> None:
+    """One row per patient (docs/cohort_columns.md): baseline, CRS/ICANS, treatments, cytopenias, kinetics,
+    infections, response at day 28, OS/PFS and relapse vs non-relapse mortality."""
+    if out.suffix.lower() not in OUT_SUFFIXES:
+        fail(f"--out {out}: unknown format '{out.suffix}'; name the file .csv or .parquet")
+    folders = [p for p in courses if p.is_dir()]
+    if folders and len(folders) != len(courses):
+        fail(
+            "give either event files or `tocsin batch --cohort` directories, not both ("
+            + ", ".join(str(p) for p in folders)
+            + " are directories)"
+        )
+    try:
+        config = load_config(config_file) if config_file else GradingConfig()
+        derived = _from_batch(folders, config) if folders else _from_files(courses, config, lenient, chunk_patients)
+        write_patient_table(derived.table, out)
+    except (InputFileError, ConfigFileError, BatchDirectoryError, PatientTableError, OSError) as exc:
+        fail(str(exc))
+        return
+    Console().print(
+        f"{derived.table.height:,} patients, {derived.table.width} columns -> {out} "
+        f"(columns: docs/cohort_columns.md, dictionary {derived.method['columns_version']}, "
+        f"config {config.name} {config.fingerprint()})"
+    )
