@@ -43,9 +43,10 @@ import polars as pl
 
 from tocsin.cohort.columns import conform, load_columns
 from tocsin.cohort.sources import PID, cohort_tables
-from tocsin.config import CohortConfig, GradingConfig
+from tocsin.config import GradingConfig
 from tocsin.core.engine import grade_normalised
 from tocsin.core.events import NormalisedEvents
+from tocsin.core.kinetics import auc_column
 from tocsin.core.prolonged_cytopenia import DEFINITIONS
 from tocsin.core.situation import infection_results
 from tocsin.core.steroid_exposure import steroid_exposure
@@ -218,7 +219,7 @@ def _hematologic(tables: Mapping[str, pl.DataFrame]) -> pl.DataFrame:
     pht = _keyed(
         tables["pht"],
         pl.col("pht").alias("pht_day28"),
-        "pht_lineage_count",
+        pl.when(pl.col("pht").is_not_null()).then(pl.col("pht_lineage_count")).alias("pht_lineage_count"),
         recovery_day("anc"),
         recovery_day("plt"),
         "recovery_definition",
@@ -227,10 +228,16 @@ def _hematologic(tables: Mapping[str, pl.DataFrame]) -> pl.DataFrame:
     return icaht.join(pht, on=PID, how="full", coalesce=True)
 
 
-def _kinetics(kinetics: pl.DataFrame, cfg: CohortConfig) -> pl.DataFrame:
-    rank = {assay: i for i, assay in enumerate(cfg.kinetics_assays)}
+def _kinetics(kinetics: pl.DataFrame, config: GradingConfig) -> pl.DataFrame:
+    rank = {assay: i for i, assay in enumerate(config.cohort.kinetics_assays)}
+    auc = auc_column(config.kinetics)
+    if auc not in kinetics.columns:
+        raise MissingTablesError(
+            f"the kinetics table has no {auc} (kinetics.auc_end_day = {config.kinetics.auc_end_day:g}); "
+            "derive with the configuration the tables were graded under"
+        )
     return (
-        _keyed(kinetics, "item", "unit", "cmax", "tmax_day", "auc_0_28")
+        _keyed(kinetics, "item", "unit", "cmax", "tmax_day", pl.col(auc).alias("auc_0_28"))
         .filter(pl.col("item").is_in(list(rank)))
         .sort(PID, pl.col("item").replace_strict(rank, return_dtype=pl.Int64))
         .group_by(PID)
@@ -346,7 +353,7 @@ def derive_patients(
         .join(_crs_icans(tables), on=PID, how="left")
         .join(_treatments(events, config, vocab), on=PID, how="left")
         .join(_hematologic(tables), on=PID, how="left")
-        .join(_kinetics(tables["kinetics"], config.cohort), on=PID, how="left")
+        .join(_kinetics(tables["kinetics"], config), on=PID, how="left")
         .join(_course(events, config), on=PID, how="left")
         .with_columns(
             pl.col("tocilizumab_doses", "steroid_doses", "steroid_days", "steroid_doses_without_mg").fill_null(0),
