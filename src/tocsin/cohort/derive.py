@@ -50,6 +50,7 @@ from tocsin.core.kinetics import auc_column
 from tocsin.core.prolonged_cytopenia import DEFINITIONS
 from tocsin.core.situation import infection_results
 from tocsin.core.steroid_exposure import steroid_exposure
+from tocsin.units import conversion_for
 from tocsin.vocabulary import Vocabulary, load_vocabulary
 
 #: The tables :func:`derive_patients` reads (the names ``tocsin batch`` writes them under).
@@ -93,7 +94,17 @@ def _items(events: pl.DataFrame, *items: str) -> pl.DataFrame:
     return events.filter(pl.col("item").is_in(list(items)))
 
 
-def _baseline(tables: Mapping[str, pl.DataFrame]) -> pl.DataFrame:
+def _in_vocabulary_unit(score_table: pl.DataFrame, lab: str, vocabulary: Vocabulary) -> pl.Expr:
+    """``<lab>_value`` of a score table converted to the lab's vocabulary unit: the scores report a lab in the
+    unit their paper uses (CRP in mg/dL), the patient table in the unit every other Tocsin output uses (mg/L)."""
+    canonical = vocabulary.items[lab].unit
+    units = score_table.get_column(f"{lab}_unit").drop_nulls().unique().to_list()
+    scale = {unit: conversion_for(unit, canonical).scale for unit in units}
+    factor = pl.col(f"{lab}_unit").replace_strict(scale, default=None, return_dtype=pl.Float64)
+    return (pl.col(f"{lab}_value") * factor).round(10).alias(f"baseline_{lab}")
+
+
+def _baseline(tables: Mapping[str, pl.DataFrame], vocabulary: Vocabulary) -> pl.DataFrame:
     patients = _keyed(
         tables["cohort_patients"],
         "product",
@@ -105,14 +116,16 @@ def _baseline(tables: Mapping[str, pl.DataFrame]) -> pl.DataFrame:
     )
     hematotox = _keyed(
         tables["car_hematotox"],
-        *(pl.col(f"{lab}_value").alias(f"baseline_{lab}") for lab in ("anc", "plt", "hgb", "crp", "ferritin")),
+        *(
+            _in_vocabulary_unit(tables["car_hematotox"], lab, vocabulary)
+            for lab in ("anc", "plt", "hgb", "crp", "ferritin")
+        ),
         pl.col("score").alias("car_hematotox_score"),
         pl.col("category").alias("car_hematotox_risk"),
     )
     easix = _keyed(
         tables["easix"],
-        pl.col("ldh_value").alias("baseline_ldh"),
-        pl.col("creatinine_value").alias("baseline_creatinine"),
+        *(_in_vocabulary_unit(tables["easix"], lab, vocabulary) for lab in ("ldh", "creatinine")),
         "easix",
         "m_easix",
     )
@@ -349,7 +362,7 @@ def derive_patients(
         pl.col("route").cast(pl.Utf8),
     )
     table = (
-        _baseline({**tables, "cohort_events": events})
+        _baseline({**tables, "cohort_events": events}, vocab)
         .join(_crs_icans(tables), on=PID, how="left")
         .join(_treatments(events, config, vocab), on=PID, how="left")
         .join(_hematologic(tables), on=PID, how="left")
