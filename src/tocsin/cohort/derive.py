@@ -180,6 +180,8 @@ def escalation_agents(vocabulary: Vocabulary) -> list[str]:
 
 
 def _treatments(events: pl.DataFrame, config: GradingConfig, vocabulary: Vocabulary) -> pl.DataFrame:
+    # Bridging or premedication before the infusion is not toxicity management.
+    events = events.filter(pl.col("t") >= 0)
     tocilizumab = (
         _items(events, "tocilizumab")
         .group_by(PID)
