@@ -8,6 +8,7 @@ input must give the same table as the raw files; bad input exits 2 with a messag
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -240,6 +241,10 @@ def test_cli_writes_a_csv_patient_table_that_reads_back(tmp_path: Path) -> None:
     assert "20 patients" in result.output
     table = read_patient_table(out, required=["patient_id", "crs_max_grade", "os_days"])
     assert table.height == 20 and table.columns == load_columns().names
+    method = json.loads((tmp_path / "patients.csv.method.json").read_text())
+    assert method["columns_version"] == load_columns().version
+    assert method["config"]["fingerprint"] == GradingConfig().fingerprint()
+    assert len(method["inputs"]) == len(list(EXAMPLES.glob("*.csv")))
 
 
 def test_cli_refuses_bad_rows_and_keeps_the_previous_table(tmp_path: Path) -> None:

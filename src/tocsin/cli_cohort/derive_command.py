@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated
 
+import orjson
 import polars as pl
 import typer
 from rich.console import Console
@@ -96,6 +97,19 @@ def _from_batch(folders: list[Path], config: GradingConfig) -> DerivedPatients:
     return derive_patients(tables, config)
 
 
+def method_path(out: Path) -> Path:
+    """The JSON beside the table that names how it was derived (a CSV cannot carry it)."""
+    return out.with_name(out.name + ".method.json")
+
+
+def _write_method(derived: DerivedPatients, courses: list[Path], out: Path) -> None:
+    document = {**derived.method, "inputs": [str(p) for p in courses], "table": out.name}
+    target = method_path(out)
+    partial = target.with_name(f".{target.name}.partial")
+    partial.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS) + b"\n")
+    partial.replace(target)
+
+
 @cohort_app.command("derive")
 def derive(
     courses: Annotated[
@@ -110,7 +124,10 @@ def derive(
     chunk_patients: Annotated[int, typer.Option("--chunk-patients", min=1, help="Patients graded at once.")] = 1000,
 ) -> None:
     """One row per patient (docs/cohort_columns.md): baseline, CRS/ICANS, treatments, cytopenias, kinetics,
-    infections, response at day 28, OS/PFS and relapse vs non-relapse mortality."""
+    infections, response at day 28, OS/PFS and relapse vs non-relapse mortality.
+
+    Beside the table, OUT.method.json names the column dictionary version, the configuration and the inputs.
+    """
     if out.suffix.lower() not in OUT_SUFFIXES:
         fail(f"--out {out}: unknown format '{out.suffix}'; name the file .csv or .parquet")
     folders = [p for p in courses if p.is_dir()]
@@ -124,6 +141,7 @@ def derive(
         config = load_config(config_file) if config_file else GradingConfig()
         derived = _from_batch(folders, config) if folders else _from_files(courses, config, lenient, chunk_patients)
         write_patient_table(derived.table, out)
+        _write_method(derived, courses, out)
     except (InputFileError, ConfigFileError, BatchDirectoryError, PatientTableError, OSError) as exc:
         fail(str(exc))
         return
