@@ -291,3 +291,11 @@ def test_batch_directory_without_cohort_tables_names_the_fix(tmp_path: Path) -> 
     result = run("cohort", "derive", tmp_path / "graded", "--out", tmp_path / "p.csv")
     assert result.exit_code == 2
     assert "--cohort" in result.output
+
+
+def test_cli_bad_cohort_config_names_the_field(tmp_path: Path) -> None:
+    config = tmp_path / "centre.toml"
+    config.write_text('[cohort]\nkinetics_assays = ["car_t_copy"]\n')
+    result = run("cohort", "derive", FIXTURE / "courses.csv", "--out", tmp_path / "p.csv", "--config", config)
+    assert result.exit_code == 2
+    assert "cohort.kinetics_assays" in result.output and "car_t_copies" in result.output

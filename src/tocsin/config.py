@@ -506,7 +506,7 @@ class CohortConfig(_Section):
         description="Only assessments within this many days of response_day count; ties: the earlier one (Tocsin "
         "decision: the earlier assessment is less often after a next therapy).",
     )
-    kinetics_assays: list[str] = Field(
+    kinetics_assays: list[KineticAssay] = Field(
         ["car_t_copies", "car_t_cells", "car_t_percent"],
         min_length=1,
         description="Assay whose Cmax, Tmax and AUC0-28 fill the kinetics columns: the first of these a patient has "
