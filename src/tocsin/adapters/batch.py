@@ -120,7 +120,7 @@ def result_tables(result: GradingResult, evidence: bool = False) -> dict[str, pl
 
 
 def _grade_and_write(
-    path: Path, out: Path, config: GradingConfig, index: int, chunk: _Chunk, evidence: bool, cohort: bool = False
+    path: Path, out: Path, config: GradingConfig, index: int, chunk: _Chunk, evidence: bool, cohort: bool
 ) -> tuple[int, int, int]:
     """Worker: grade one chunk of patients and write its parts; return (patients, rows, refused rows)."""
     vocabulary = load_vocabulary()
