@@ -78,7 +78,7 @@ def test_one_row_per_patient_with_exactly_the_documented_columns_and_types(hand_
     dictionary = load_columns()
     assert hand_built.columns == dictionary.names
     assert dict(hand_built.schema) == dictionary.schema
-    assert hand_built.get_column("patient_id").to_list() == ["H1", "H2", "H3"]
+    assert hand_built.get_column("patient_id").to_list() == ["H1", "H2", "H3", "H4"]
 
 
 def test_agreed_column_names_of_issue_5_are_all_present(hand_built) -> None:

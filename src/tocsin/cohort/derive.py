@@ -224,12 +224,10 @@ def _hematologic(tables: Mapping[str, pl.DataFrame]) -> pl.DataFrame:
     )
 
     def recovery_day(lineage: str) -> pl.Expr:
-        chosen = pl.when(pl.lit(False)).then(None)
-        for definition in DEFINITIONS:
-            chosen = chosen.when(pl.col("recovery_definition") == definition).then(
-                pl.col(f"{lineage}_recovery_day_{definition}")
-            )
-        return chosen.alias(f"{lineage}_recovery_day")
+        """The recovery day under the definition the PHT table was graded with (``recovery_definition``)."""
+        return pl.coalesce(
+            pl.when(pl.col("recovery_definition") == d).then(pl.col(f"{lineage}_recovery_day_{d}")) for d in DEFINITIONS
+        ).alias(f"{lineage}_recovery_day")
 
     pht = _keyed(
         tables["pht"],
@@ -261,16 +259,15 @@ def _kinetics(kinetics: pl.DataFrame, config: GradingConfig) -> pl.DataFrame:
     )
 
 
-def _first(events: pl.DataFrame, item: str, time: str, value: str | None = None) -> pl.DataFrame:
-    rows = _items(events, item).sort(PID, "t").group_by(PID)
-    columns = [pl.col("t").first().alias(time)] + ([pl.col("cat").first().alias(value)] if value else [])
-    return rows.agg(*columns)
-
-
 def _course(events: pl.DataFrame, config: GradingConfig) -> pl.DataFrame:
     """Infections, response at the landmark, death and progression (the inputs of the time-to-event columns)."""
     cfg = config.cohort
-    death = _first(events, "death", "death_day", "death_cause")
+    death = (
+        _items(events, "death")
+        .sort(PID, "t")
+        .group_by(PID)
+        .agg(pl.col("t").first().alias("death_day"), pl.col("cat").first().alias("death_cause"))
+    )
     progression = (
         events.filter(
             (pl.col("t") > 0)
