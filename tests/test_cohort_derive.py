@@ -24,7 +24,7 @@ from tocsin.adapters.batch import grade_parquet_to_directory
 from tocsin.adapters.files import read_event_file, read_event_files
 from tocsin.adapters.patient_table import read_patient_table
 from tocsin.cli import app
-from tocsin.cohort.columns import columns_markdown, load_columns
+from tocsin.cohort.columns import columns_markdown, conform, load_columns
 from tocsin.cohort.derive import MissingTablesError, derive_from_events, derive_patients
 from tocsin.config import CohortConfig, GradingConfig
 from tocsin.core.events import normalise_events
@@ -111,6 +111,13 @@ def test_infection_window_leaves_out_later_results() -> None:
     table = derive_files([FIXTURE / "courses.csv"], config)
     assert row_of(table, "H1")["infection_any"] is None  # the culture of day 6 is outside days 0-5
     assert row_of(table, "H2")["infection_any"] is None  # the PCR of day 10 and the death of day 40 too
+
+
+def test_an_undocumented_or_missing_column_is_refused(hand_built) -> None:
+    with pytest.raises(RuntimeError, match=r"undocumented \['extra'\]"):
+        conform(hand_built.with_columns(pl.lit(1).alias("extra")))
+    with pytest.raises(RuntimeError, match=r"not derived \['os_days'\]"):
+        conform(hand_built.drop("os_days"))
 
 
 def test_missing_tables_are_named() -> None:
