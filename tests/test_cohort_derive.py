@@ -25,7 +25,7 @@ from tocsin.adapters.files import read_event_file, read_event_files
 from tocsin.adapters.patient_table import read_patient_table
 from tocsin.cli import app
 from tocsin.cohort.columns import columns_markdown, conform, load_columns
-from tocsin.cohort.derive import MissingTablesError, derive_from_events, derive_patients
+from tocsin.cohort.derive import DeriveInputError, derive_from_events, derive_patients
 from tocsin.config import CohortConfig, GradingConfig
 from tocsin.core.events import normalise_events
 from tocsin.synth import generate_cohort
@@ -121,7 +121,7 @@ def test_an_undocumented_or_missing_column_is_refused(hand_built) -> None:
 
 
 def test_missing_tables_are_named() -> None:
-    with pytest.raises(MissingTablesError, match="cohort_events"):
+    with pytest.raises(DeriveInputError, match="cohort_events"):
         derive_patients({"cohort_patients": pl.DataFrame({"patient_id": ["A"]})})
 
 
@@ -306,3 +306,13 @@ def test_cli_bad_cohort_config_names_the_field(tmp_path: Path) -> None:
     result = run("cohort", "derive", FIXTURE / "courses.csv", "--out", tmp_path / "p.csv", "--config", config)
     assert result.exit_code == 2
     assert "cohort.kinetics_assays" in result.output and "car_t_copies" in result.output
+
+
+def test_a_patient_in_two_batch_directories_is_refused(tmp_path: Path) -> None:
+    events = tmp_path / "events.parquet"
+    generate_cohort(3, seed=5).events.write_parquet(events)
+    for name in ("a", "b"):
+        grade_parquet_to_directory(events, tmp_path / name, GradingConfig(), cohort=True)
+    result = run("cohort", "derive", tmp_path / "a", tmp_path / "b", "--out", tmp_path / "p.csv")
+    assert result.exit_code == 2
+    assert "SYN00001" in result.output and "more than once" in result.output

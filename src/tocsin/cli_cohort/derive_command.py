@@ -23,7 +23,13 @@ from tocsin.adapters.console import print_problems
 from tocsin.adapters.files import InputFileError, read_event_file
 from tocsin.adapters.patient_table import PatientTableError, write_patient_table
 from tocsin.cli_cohort.app import cohort_app, fail
-from tocsin.cohort.derive import REQUIRED_TABLES, DerivedPatients, derive_from_events, derive_patients
+from tocsin.cohort.derive import (
+    REQUIRED_TABLES,
+    DeriveInputError,
+    DerivedPatients,
+    derive_from_events,
+    derive_patients,
+)
 from tocsin.config import GradingConfig
 from tocsin.core.events import IngestLimits, NormalisedEvents, normalise_events
 from tocsin.vocabulary import load_vocabulary
@@ -87,13 +93,6 @@ def _from_batch(folders: list[Path], config: GradingConfig) -> DerivedPatients:
     with _progress() as progress:
         task = progress.add_task("reading batch tables", total=len(REQUIRED_TABLES))
         tables = read_batch_tables(folders, on_table=lambda _name: progress.advance(task))
-    duplicated = tables["cohort_patients"].filter(pl.col("patient_id").is_duplicated()).get_column("patient_id")
-    if duplicated.len():
-        shown = ", ".join(duplicated.unique().sort().head(5).to_list())
-        fail(
-            f"patient_id {shown} appear(s) in more than one batch part or directory; "
-            "give each patient's events to one `tocsin batch` run"
-        )
     return derive_patients(tables, config)
 
 
@@ -142,7 +141,7 @@ def derive(
         derived = _from_batch(folders, config) if folders else _from_files(courses, config, lenient, chunk_patients)
         write_patient_table(derived.table, out)
         _write_method(derived, courses, out)
-    except (InputFileError, ConfigFileError, BatchDirectoryError, PatientTableError, OSError) as exc:
+    except (InputFileError, ConfigFileError, BatchDirectoryError, DeriveInputError, PatientTableError, OSError) as exc:
         fail(str(exc))
         return
     Console().print(

@@ -72,8 +72,8 @@ REQUIRED_TABLES = (
 PROGRESSION_RESPONSES = ("PD",)
 
 
-class MissingTablesError(ValueError):
-    """The inputs lack tables the derivation needs; the message names them."""
+class DeriveInputError(ValueError):
+    """The tables cannot be derived from (a table or column missing, a patient twice); the message says which."""
 
 
 @dataclass(frozen=True)
@@ -245,7 +245,7 @@ def _kinetics(kinetics: pl.DataFrame, config: GradingConfig) -> pl.DataFrame:
     rank = {assay: i for i, assay in enumerate(config.cohort.kinetics_assays)}
     auc = auc_column(config.kinetics)
     if auc not in kinetics.columns:
-        raise MissingTablesError(
+        raise DeriveInputError(
             f"the kinetics table has no {auc} (kinetics.auc_end_day = {config.kinetics.auc_end_day:g}); "
             "derive with the configuration the tables were graded under"
         )
@@ -345,13 +345,13 @@ def derive_patients(
 ) -> DerivedPatients:
     """The patient table of ``tables`` (:data:`REQUIRED_TABLES`, as :func:`~tocsin.cohort.sources.cohort_tables`
     builds them); ``config.cohort`` holds the derivation's own choices, ``config.steroids`` and
-    ``config.situation`` those it shares with decision support. Raises :class:`MissingTablesError` when a
+    ``config.situation`` those it shares with decision support. Raises :class:`DeriveInputError` when a
     table is absent."""
     config = config or GradingConfig()
     vocab = vocabulary or load_vocabulary()
     missing = [name for name in REQUIRED_TABLES if name not in tables]
     if missing:
-        raise MissingTablesError(f"missing table(s) {', '.join(missing)}")
+        raise DeriveInputError(f"missing table(s) {', '.join(missing)}")
     events = _keyed(
         tables["cohort_events"],
         "t",
@@ -382,6 +382,12 @@ def derive_patients(
         .with_columns(_time_to_event())
         .sort(PID)
     )
+    duplicated = table.filter(pl.col(PID).is_duplicated()).get_column(PID).unique().sort()
+    if duplicated.len():
+        raise DeriveInputError(
+            f"patient_id {', '.join(duplicated.head(5).to_list())} appear(s) more than once in cohort_patients; "
+            "grade each patient's events in one run"
+        )
     dictionary = load_columns()
     return DerivedPatients(
         table=conform(table, dictionary),
