@@ -265,6 +265,7 @@ def test_cli_refuses_bad_rows_and_keeps_the_previous_table(tmp_path: Path) -> No
     assert out.read_text() == "previous\n"
     lenient = run("cohort", "derive", events, "--out", out, "--lenient")
     assert lenient.exit_code == 0 and read_patient_table(out).height == 1
+    assert "unknown item 'temprature'" in lenient.output  # the refused row is still reported
 
 
 @pytest.mark.parametrize(
