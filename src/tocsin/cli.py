@@ -107,6 +107,9 @@ def batch(
     evidence: Annotated[
         bool, typer.Option("--evidence", help="Also write the observations behind every grade (larger output).")
     ] = False,
+    cohort: Annotated[
+        bool, typer.Option("--cohort", help="Also write the tables `tocsin cohort derive` reads (grades CRS twice).")
+    ] = False,
 ) -> None:
     """Grade a registry-sized Parquet file in chunks; write timelines, episodes, summaries as Parquet.
 
@@ -134,6 +137,7 @@ def batch(
             on_chunk=lambda n, _rows: progress.advance(task, n),
             workers=workers,
             evidence=evidence,
+            cohort=cohort,
         )
     Console().print(
         f"{stats.patients:,} patients, {stats.events:,} events graded -> {out}"

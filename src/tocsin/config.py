@@ -494,6 +494,31 @@ class SituationConfig(_Section):
     )
 
 
+class CohortConfig(_Section):
+    """Choices of ``tocsin cohort derive`` (one row per patient; docs/cohort.md, docs/cohort_columns.md)."""
+
+    response_day: float = Field(
+        28.0, description="Landmark of response_day28: the response assessment nearest this day (day 0 = infusion)."
+    )
+    response_window_days: float = Field(
+        7.0,
+        ge=0,
+        description="Only assessments within this many days of response_day count; ties: the earlier one (Tocsin "
+        "decision: the earlier assessment is less often after a next therapy).",
+    )
+    kinetics_assays: list[KineticAssay] = Field(
+        ["car_t_copies", "car_t_cells", "car_t_percent"],
+        min_length=1,
+        description="Assay whose Cmax, Tmax and AUC0-28 fill the kinetics columns: the first of these a patient has "
+        "(assays are never mixed).",
+    )
+    infection_until_day: float | None = Field(
+        None,
+        gt=0,
+        description="Count infections from day 0 up to this day; null = the whole follow-up.",
+    )
+
+
 class GradingConfig(_Section):
     """All parameters of one grading run."""
 
@@ -508,6 +533,7 @@ class GradingConfig(_Section):
     icaht: IcahtConfig = IcahtConfig()
     prolonged_cytopenia: ProlongedCytopeniaConfig = ProlongedCytopeniaConfig()
     situation: SituationConfig = SituationConfig()
+    cohort: CohortConfig = CohortConfig()
     earliest_day: float = Field(
         -30.0,
         description="Rows before this day (relative to infusion) are "

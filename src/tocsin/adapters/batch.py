@@ -5,7 +5,9 @@ batch. A file grouped by patient (each patient's rows together) is read chunk by
 any other file is read chunk by chunk with a predicate on ``patient_id``. Each chunk's timelines,
 episodes, summaries and refused rows are written as numbered part files under the output directory;
 a part is first written under a temporary name and renamed when complete, so an interrupted run never
-leaves a half-written part.
+leaves a half-written part. With ``cohort`` the chunk also writes the tables ``tocsin cohort derive`` reads
+(:func:`tocsin.cohort.sources.cohort_tables`: patients, the events of treatments and outcomes, CRS under both
+scales), so the patient table of a registry derives without grading again.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 import polars as pl
 
 from tocsin.adapters.files import InputFileError, REQUIRED
+from tocsin.cohort.sources import cohort_tables
 from tocsin.config import GradingConfig
 from tocsin.core.engine import GradingResult, grade_normalised
 from tocsin.core.events import IngestLimits, normalise_events
@@ -117,14 +120,17 @@ def result_tables(result: GradingResult, evidence: bool = False) -> dict[str, pl
 
 
 def _grade_and_write(
-    path: Path, out: Path, config: GradingConfig, index: int, chunk: _Chunk, evidence: bool
+    path: Path, out: Path, config: GradingConfig, index: int, chunk: _Chunk, evidence: bool, cohort: bool
 ) -> tuple[int, int, int]:
     """Worker: grade one chunk of patients and write its parts; return (patients, rows, refused rows)."""
     vocabulary = load_vocabulary()
     raw = _read_chunk(path, chunk)
     normalised = normalise_events(raw, vocabulary, IngestLimits(earliest_day=config.earliest_day))
     result = grade_normalised(normalised, config, vocabulary)
-    for name, table in result_tables(result, evidence).items():
+    tables = result_tables(result, evidence)
+    if cohort:
+        tables.update(cohort_tables(normalised, result, vocabulary))
+    for name, table in tables.items():
         _write_part(table, out / name, index)
     return len(chunk.patients), raw.height, normalised.problems.height
 
@@ -137,8 +143,10 @@ def grade_parquet_to_directory(
     on_chunk: Callable[[int, int], None] | None = None,
     workers: int = 1,
     evidence: bool = False,
+    cohort: bool = False,
 ) -> BatchStats:
-    """Grade every patient of a Parquet event file and write the tables under ``out``.
+    """Grade every patient of a Parquet event file and write the tables under ``out`` (with ``cohort``, also
+    those of :func:`tocsin.cohort.sources.cohort_tables`).
 
     With ``workers > 1`` chunks are graded in that many processes (each with one Polars thread), which
     uses the cores better than one process: much of the per-patient work is sequential scans.
@@ -156,7 +164,7 @@ def grade_parquet_to_directory(
 
     if workers <= 1:
         for index, chunk in enumerate(chunks):
-            record(_grade_and_write(path, out, config, index, chunk, evidence))
+            record(_grade_and_write(path, out, config, index, chunk, evidence, cohort))
     else:
         context = multiprocessing.get_context("spawn")
         previous = os.environ.get("POLARS_MAX_THREADS")
@@ -164,7 +172,7 @@ def grade_parquet_to_directory(
         try:
             with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
                 futures = [
-                    pool.submit(_grade_and_write, path, out, config, index, chunk, evidence)
+                    pool.submit(_grade_and_write, path, out, config, index, chunk, evidence, cohort)
                     for index, chunk in enumerate(chunks)
                 ]
                 for future in as_completed(futures):

@@ -248,8 +248,11 @@ def _tocilizumab(
 # ---------------------------------------------------------------- item 4: infection, expansion, mould cover
 
 
-def _results(events: pl.DataFrame, cfg: SituationConfig) -> pl.DataFrame:
-    """Culture, PCR and mNGS rows parsed: ``positive``, ``viral`` (a positive PCR of a viral target), ``label``."""
+def infection_results(events: pl.DataFrame, cfg: SituationConfig) -> pl.DataFrame:
+    """Culture, PCR and mNGS rows parsed: ``positive``, ``viral`` (a positive PCR of a viral target), ``label``.
+
+    Shared with the cohort derivation (``tocsin.cohort.derive``: infection columns).
+    """
     rows = _rows(events, RESULT_ITEMS)
     text = pl.col("cat").str.strip_chars()
     head = text.str.split(":").list.first().str.strip_chars()
@@ -272,7 +275,7 @@ def _recent_results(frame: pl.DataFrame, events: pl.DataFrame, cfg: SituationCon
     window = (pl.col("t") <= pl.col("at")) & (pl.col("t") > pl.col("at") - cfg.positive_result_days)
     seen = (
         frame.select(Q, PID, "at")
-        .join(_results(events, cfg), on=PID)
+        .join(infection_results(events, cfg), on=PID)
         .filter(window)
         .group_by(Q)
         .agg(
