@@ -212,12 +212,14 @@ def cumulative_incidence(
     group: Sequence[object] | np.ndarray | None = None,
     conf_level: float = 0.95,
     conf_type: ConfidenceType = "log-log",
+    row_names: Sequence[str] | None = None,
 ) -> CumulativeIncidence:
     """Aalen–Johansen cumulative incidence of each declared event code, overall or in each group.
 
     ``event_codes`` lists every event (the cause of interest and its competitors: each gets a curve);
     ``censor_codes`` lists the codes meaning "event-free at last follow-up". Any other status is an error.
     Equivalent R: ``cmprsk::cuminc(time, status, group, cencode = 0)`` for the estimates and variances.
+    ``row_names`` name the rows in error messages (see :func:`prepare_competing_events`).
     """
-    data = prepare_competing_events(time, status, event_codes, censor_codes, group)
+    data = prepare_competing_events(time, status, event_codes, censor_codes, group, row_names)
     return cumulative_incidence_from(data, conf_level, conf_type)

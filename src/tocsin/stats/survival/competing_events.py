@@ -40,10 +40,12 @@ class CompetingEvents:
     group_labels: tuple[object, ...]
 
 
-def _rows_text(rows: np.ndarray) -> str:
-    shown = ", ".join(str(int(r)) for r in rows[:SHOWN_ROWS])
-    more = f" and {rows.size - SHOWN_ROWS} more" if rows.size > SHOWN_ROWS else ""
-    return f"row(s) {shown}{more}"
+def rows_text(rows: Sequence[int], row_names: Sequence[str] | None = None) -> str:
+    """``row(s) 3, 7`` (0-based positions) or, with ``row_names``, e.g. ``patient P3, P7``; at most five shown."""
+    rows = list(rows)
+    shown = ", ".join(row_names[r] if row_names is not None else str(r) for r in rows[:SHOWN_ROWS])
+    more = f" and {len(rows) - SHOWN_ROWS} more" if len(rows) > SHOWN_ROWS else ""
+    return f"{shown}{more}" if row_names is not None else f"row(s) {shown}{more}"
 
 
 def _sorted_labels(values: Sequence[object]) -> tuple[object, ...]:
@@ -57,11 +59,13 @@ def prepare_competing_events(
     event_codes: Sequence[object],
     censor_codes: Sequence[object],
     group: Sequence[object] | np.ndarray | None = None,
+    row_names: Sequence[str] | None = None,
 ) -> CompetingEvents:
     """Check the columns and code the status as 0 (censored) or 1..K (the declared events, in order).
 
     Raises :class:`CompetingRisksInputError` naming the rows for a missing or negative time, a missing
     status, a status that is neither an event nor a censoring code, a missing group, or codes declared twice.
+    ``row_names`` (e.g. ``"patient P3"``) name the rows in messages instead of their 0-based positions.
     """
     times = np.asarray(time, dtype=float)
     statuses = list(status)
@@ -80,8 +84,8 @@ def prepare_competing_events(
     bad_time = np.flatnonzero(~np.isfinite(times) | (times < 0))
     if bad_time.size:
         raise CompetingRisksInputError(
-            f"{_rows_text(bad_time)}: time is missing or negative; give every patient a follow-up time >= 0 "
-            "or drop the row",
+            f"{rows_text(bad_time.tolist(), row_names)}: time is missing or negative; "
+            "give every patient a follow-up time >= 0 or drop the row",
             bad_time.tolist(),
         )
     code_of = {_normalised_code(code): k + 1 for k, code in enumerate(event_codes)}
@@ -97,7 +101,7 @@ def prepare_competing_events(
     if unknown:
         found = sorted({str(statuses[r]) for r in unknown})
         raise CompetingRisksInputError(
-            f"{_rows_text(np.asarray(unknown))}: status {', '.join(found)} is none of the declared codes "
+            f"{rows_text(unknown, row_names)}: status {', '.join(found)} is none of the declared codes "
             f"(events {list(event_codes)}, censored {list(censor_codes)}); declare it with --event-code, "
             "--competing-code or --censor-code, or correct the rows",
             unknown,
@@ -110,7 +114,8 @@ def prepare_competing_events(
     missing_group = np.asarray([r for r, g in enumerate(groups) if g is None], dtype=np.int64)
     if missing_group.size:
         raise CompetingRisksInputError(
-            f"{_rows_text(missing_group)}: group is missing; fill it in or drop the row", missing_group.tolist()
+            f"{rows_text(missing_group.tolist(), row_names)}: group is missing; fill it in or drop the row",
+            missing_group.tolist(),
         )
     labels = _sorted_labels(groups)
     index = {label: k for k, label in enumerate(labels)}

@@ -28,14 +28,27 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import polars as pl
 from lifelines import CoxPHFitter
 from lifelines.exceptions import ConvergenceError, ConvergenceWarning
 from scipy.stats import chi2, norm
 
+from tocsin.stats.survival.competing_events import rows_text
+
 CATEGORICAL_DTYPES = (pl.String, pl.Categorical, pl.Enum, pl.Boolean)
 SUMMARY_COLUMNS = (
-    "term", "variable", "level", "reference", "coef", "hazard_ratio", "std_err", "z", "p", "lower", "upper",
+    "term",
+    "variable",
+    "level",
+    "reference",
+    "coef",
+    "hazard_ratio",
+    "std_err",
+    "z",
+    "p",
+    "lower",
+    "upper",
 )
 
 
@@ -111,11 +124,13 @@ def build_design(
     event: str,
     covariates: Sequence[str],
     references: Mapping[str, str] | None = None,
+    row_names: Sequence[str] | None = None,
 ) -> Design:
     """Check the columns and build the model matrix (indicators for categorical covariates).
 
     A covariate is categorical when its column holds text or booleans, or when a reference level is
     declared for it (so a numerically coded ``sex`` becomes a factor with ``references={"sex": "1"}``).
+    ``row_names`` (e.g. ``"patient P3"``) name the rows in messages instead of their 0-based positions.
     """
     references = dict(references or {})
     if not covariates:
@@ -131,20 +146,23 @@ def build_design(
     for name in (time, event):
         if not table.schema[name].is_numeric() and table.schema[name] != pl.Boolean:
             raise CoxInputError(f"column {name!r} must be numeric (it holds {table.schema[name]})")
-    used = table.select([time, event, *covariates])
+    used = table.select([time, event, *covariates]).with_row_index("_row")
     complete = used.drop_nulls()
+    original_row = complete.get_column("_row").to_list()
     if complete.height == 0:
         raise CoxInputError(f"no row has {', '.join([time, event, *covariates])} all filled in")
     times = complete.get_column(time).cast(pl.Float64).to_numpy()
     events = complete.get_column(event).cast(pl.Float64).to_numpy()
     bad_time = np.flatnonzero(~np.isfinite(times) | (times < 0))
     if bad_time.size:
-        raise CoxInputError(f"column {time!r}: {bad_time.size} row(s) have a negative or non-finite time; fix them")
+        where = rows_text([original_row[r] for r in bad_time], row_names)
+        raise CoxInputError(f"{where}: column {time!r} is negative or not finite; give a follow-up time >= 0")
     bad_event = np.flatnonzero(~np.isin(events, (0.0, 1.0)))
     if bad_event.size:
         found = sorted({_level_text(v) for v in events[bad_event]})
+        where = rows_text([original_row[r] for r in bad_event], row_names)
         raise CoxInputError(
-            f"column {event!r} must be 0 (censored) or 1 (event); found {', '.join(found)}. For a status with "
+            f"{where}: column {event!r} must be 0 (censored) or 1 (event); found {', '.join(found)}. For a status with "
             "competing events use `tocsin cohort cuminc`, or recode the column"
         )
     columns: list[np.ndarray] = []
@@ -163,8 +181,10 @@ def build_design(
                 )
             if len(levels) < 2:
                 raise CoxInputError(f"covariate {name!r} has a single level ({reference}); drop it from the model")
-            text = series.map_elements(_level_text, return_dtype=pl.String) if series.dtype.is_numeric() else (
-                series.cast(pl.String)
+            text = (
+                series.map_elements(_level_text, return_dtype=pl.String)
+                if series.dtype.is_numeric()
+                else (series.cast(pl.String))
             )
             used_references[name] = reference
             for level in levels:
@@ -262,21 +282,20 @@ def cox_regression(
     covariates: Sequence[str],
     references: Mapping[str, str] | None = None,
     conf_level: float = 0.95,
+    row_names: Sequence[str] | None = None,
 ) -> CoxResult:
     """Fit ``Surv(time, event) ~ covariates`` (Efron ties) and report HR, CI, Wald P and the global tests.
 
     Equivalent R: ``summary(coxph(Surv(time, event) ~ x1 + factor(x2), data, ties = "efron"))`` with
-    ``relevel(x2, ref = reference)``.
+    ``relevel(x2, ref = reference)``. ``row_names`` name the rows in error messages.
     """
     if not 0 < conf_level < 1:
         raise CoxInputError(f"conf_level must be between 0 and 1, not {conf_level}")
-    design = build_design(table, time, event, covariates, references)
+    design = build_design(table, time, event, covariates, references, row_names)
     if design.event.sum() == 0:
         raise CoxInputError(f"column {event!r} has no events (all 0); a Cox model needs at least one event")
     names = [f"x{k}" for k in range(len(design.terms))]
     frame = {"_time": design.time, "_event": design.event} | dict(zip(names, design.matrix.T, strict=True))
-    import pandas as pd  # lifelines' interface is pandas
-
     fitter = CoxPHFitter(alpha=1.0 - conf_level)
     try:
         with warnings.catch_warnings():

@@ -134,7 +134,9 @@ def _stratum_scores(
     return s, v
 
 
-def gray_test_from(data: CompetingEvents, cause: object, strata: np.ndarray | None = None, rho: float = 0.0) -> GrayTestResult:
+def gray_test_from(
+    data: CompetingEvents, cause: object, strata: np.ndarray | None = None, rho: float = 0.0
+) -> GrayTestResult:
     """:func:`gray_test` on already validated columns (``strata``: one integer label per row, or None)."""
     if cause not in data.event_codes:
         raise CompetingRisksInputError(f"cause {cause!r} is not one of the event codes {list(data.event_codes)}")
@@ -168,13 +170,14 @@ def gray_test(
     cause: object,
     strata: Sequence[object] | None = None,
     rho: float = 0.0,
+    row_names: Sequence[str] | None = None,
 ) -> GrayTestResult:
     """Gray's K-sample test of the cumulative incidence of ``cause`` across ``group`` (optionally stratified).
 
     Every event code other than ``cause`` is a competing event. Equivalent R:
     ``cmprsk::cuminc(time, status, group, strata, rho = rho, cencode = 0)$Tests[cause, ]``.
     """
-    data = prepare_competing_events(time, status, event_codes, censor_codes, group)
+    data = prepare_competing_events(time, status, event_codes, censor_codes, group, row_names)
     strata_index = None
     if strata is not None:
         values = list(strata)
