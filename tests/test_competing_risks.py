@@ -228,3 +228,13 @@ def test_cli_bad_options_exit_2(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "is not a number" in result.output
     result = run(*CUMINC, "--by", "nope")
     assert result.exit_code == 2 and "no column(s) 'nope'" in result.output
+
+
+def test_grays_test_hand_worked_through_the_reference_routine() -> None:
+    case = yaml.safe_load((FIXTURES / "cr_gray_hand_worked.yaml").read_text())
+    result = gray_test(
+        case["time"], case["status"], case["group"], case["event_codes"], case["censor_codes"], cause=case["cause"]
+    )
+    assert result.df == case["df"]
+    assert result.statistic == pytest.approx(case["statistic"], abs=1e-12)
+    assert result.p == pytest.approx(case["p"], abs=1e-7)

@@ -98,7 +98,7 @@ def _stratum_scores(
         safe_rs = np.where(present, rs, 1.0)
         skm = np.where(present, skmm * (rs - d1 - d2) / safe_rs, skmm)
         f1 = np.where(present, f1m + skmm * d1 / safe_rs, f1m)
-        ratio = np.where(present, rs / skmm, 0.0)
+        ratio = np.divide(rs, skmm, out=np.zeros(n_groups), where=present)
         tr = ratio.sum()
         tq = (ratio * (1.0 - f1m)).sum()
         f = fm + nd1 / tr
@@ -111,7 +111,9 @@ def _stratum_scores(
         s += np.where(present[:g1], fb * (d1[:g1] - nd1 * ratio[:g1] * (1.0 - f1m[:g1]) / tq), 0.0)
         if nd1 > 0:
             t4 = np.where(skm > 0, 1.0 - (1.0 - f) / np.where(skm > 0, skm, 1.0), 1.0)
-            t5 = 1.0 - (nd1 - 1.0) / (tr * skmm - 1.0) if nd1 > 1 else np.ones(n_groups)
+            t5 = np.ones(n_groups)
+            if nd1 > 1:
+                t5 = 1.0 - np.divide(nd1 - 1.0, tr * skmm - 1.0, out=np.zeros(n_groups), where=present)
             t3 = np.where(present, t5 * skmm * nd1 / (tr * safe_rs), 0.0)
             v3 += t4 * t4 * t3
             t1 = a[:g1, :] - t4 * c[:g1, :]
