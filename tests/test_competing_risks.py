@@ -238,3 +238,14 @@ def test_grays_test_hand_worked_through_the_reference_routine() -> None:
     assert result.df == case["df"]
     assert result.statistic == pytest.approx(case["statistic"], abs=1e-12)
     assert result.p == pytest.approx(case["p"], abs=1e-7)
+
+
+def test_cli_strata_and_plain_intervals() -> None:
+    result = run(*CUMINC, "--strata", "dis")
+    assert result.exit_code == 2 and "give --by as well" in result.output
+    result = run(*CUMINC, "--by", "dis", "--strata", "dis", "--conf-type", "plain", "--json")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert document["strata"] == "dis" and document["conf_type"] == "plain"
+    # Stratifying by the compared groups leaves nothing to compare within a stratum: no statistic.
+    assert all(t["statistic"] is None for t in document["gray_tests"])

@@ -5,7 +5,7 @@ that plots (``tocsin cohort report``) and other tools read one shape.
 
 JSON document::
 
-    {"analysis": "cumulative_incidence", "source", "time", "status", "by", "event_codes", "censor_codes",
+    {"analysis": "cumulative_incidence", "source", "time", "status", "by", "strata", "event_codes", "censor_codes",
      "conf_level", "conf_type", "variance", "n", "groups",
      "curves": [{group, cause, time, n_risk, cuminc, std_err, lower, upper}, ...],
      "at": [... the same keys, at the requested times ...],

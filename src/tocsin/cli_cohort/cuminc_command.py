@@ -19,7 +19,7 @@ from rich.console import Console
 from tocsin.adapters.competing_output import cuminc_document, print_cuminc, write_json
 from tocsin.adapters.patient_table import ID_COLUMN, PatientTableError, read_patient_table, write_patient_table
 from tocsin.cli_cohort.app import cohort_app, fail
-from tocsin.stats.survival.aalen_johansen import cumulative_incidence_from
+from tocsin.stats.survival.aalen_johansen import ConfidenceType, cumulative_incidence_from
 from tocsin.stats.survival.competing_events import CompetingRisksInputError, prepare_competing_events
 from tocsin.stats.survival.gray_test import gray_test_from
 
@@ -58,8 +58,14 @@ def cuminc_command(
         list[str] | None, typer.Option("--censor-code", help="Status code meaning censored (repeatable; default 0).")
     ] = None,
     by: Annotated[str | None, typer.Option("--by", help="Column whose groups are compared (Gray's test).")] = None,
+    strata: Annotated[
+        str | None, typer.Option("--strata", help="Column to stratify Gray's test by (estimates are not).")
+    ] = None,
     at: Annotated[list[float] | None, typer.Option("--at", help="Time at which to report (repeatable).")] = None,
     conf_level: Annotated[float, typer.Option("--conf-level", help="Confidence level of the intervals.")] = 0.95,
+    conf_type: Annotated[
+        ConfidenceType, typer.Option("--conf-type", help="Intervals: log-log (default, as tidycmprsk) or plain.")
+    ] = "log-log",
     json_output: Annotated[bool, typer.Option("--json", help="Print the JSON document to stdout.")] = False,
     out: Annotated[
         Path | None, typer.Option("--out", help="Write the result: .json document, or the curves as .csv/.parquet.")
@@ -68,7 +74,9 @@ def cuminc_command(
     """Cumulative incidence (Aalen–Johansen, as R cmprsk::cuminc) of an event with competing events; Gray's test."""
     if out is not None and out.suffix.lower() not in (".json", ".csv", ".parquet", ".pq"):
         fail(f"{out}: unknown format '{out.suffix}'; use .json, .csv or .parquet")
-    required = [time, status] + ([by] if by else [])
+    if strata and not by:
+        fail("--strata stratifies Gray's test of the --by groups; give --by as well")
+    required = [time, status] + [c for c in (by, strata) if c]
     try:
         table = read_patient_table(patients, required)
     except PatientTableError as exc:
@@ -88,9 +96,20 @@ def cuminc_command(
             table.get_column(by).to_list() if by else None,
             names,
         )
-        fit = cumulative_incidence_from(data, conf_level=conf_level)
+        fit = cumulative_incidence_from(data, conf_level=conf_level, conf_type=conf_type)
         at_times = fit.at(at) if at else None
-        tests = [gray_test_from(data, cause) for cause in data.event_codes] if len(data.group_labels) > 1 else []
+        strata_index = None
+        if strata:
+            values = table.get_column(strata)
+            if values.null_count():
+                missing = [names[r] for r in values.is_null().arg_true().to_list()]
+                fail(f"{patients}: {', '.join(missing[:5])}: column {strata!r} is missing; fill it in or drop the rows")
+            strata_index = values.cast(pl.String).rank("dense").to_numpy()
+        tests = (
+            [gray_test_from(data, cause, strata_index) for cause in data.event_codes]
+            if len(data.group_labels) > 1
+            else []
+        )
     except CompetingRisksInputError as exc:
         fail(f"{patients}: {exc}")
     cause_names = {events[0]: f"{events[0]} (event)"} | {code: f"{code} (competing)" for code in events[1:]}
@@ -99,6 +118,7 @@ def cuminc_command(
         "time": time,
         "status": status,
         "by": by,
+        "strata": strata,
         "event_codes": {"event": events[0], "competing": events[1:]},
         "censor_codes": censored,
     }

@@ -101,6 +101,7 @@ class CoxResult:
     coefficients: np.ndarray
 
     def test(self, name: str) -> GlobalTest:
+        """The global test called ``name``: ``likelihood_ratio``, ``wald`` or ``score``."""
         return next(t for t in self.tests if t.name == name)
 
 
