@@ -249,3 +249,43 @@ def test_cli_strata_and_plain_intervals() -> None:
     assert document["strata"] == "dis" and document["conf_type"] == "plain"
     # Stratifying by the compared groups leaves nothing to compare within a stratum: no statistic.
     assert all(t["statistic"] is None for t in document["gray_tests"])
+
+
+CMPRSK = yaml.safe_load((FIXTURES / "cr_cmprsk_test_rout.yaml").read_text())
+
+
+def _cmprsk_rows(selection: object) -> pl.DataFrame:
+    data = pl.read_csv(FIXTURES / CMPRSK["data"])
+    if selection == "all":
+        return data
+    if "group_not" in selection:
+        return data.filter(pl.col("gg") != selection["group_not"])
+    return data.filter((pl.col("row") <= selection["first"]) & ~pl.col("row").is_in(selection["drop"]))
+
+
+@pytest.mark.parametrize("case", CMPRSK["cases"], ids=lambda c: c["id"])
+def test_matches_cmprsk_own_regression_output(case: dict) -> None:
+    data = _cmprsk_rows(case["rows"])
+    codes = CMPRSK["status_codes"]
+    args = (data["ss"].to_list(), data["cc"].to_list(), codes["events"], codes["censored"])
+    group = data[case["group"]].to_list() if case["group"] else None
+    strata = data[case["strata"]].to_list() if case["strata"] else None
+    for cause, expected in case.get("tests", {}).items():
+        result = gray_test(args[0], args[1], group, *args[2:], cause=cause, strata=strata)
+        assert result.df == expected["df"]
+        assert result.statistic == pytest.approx(expected["stat"], rel=5e-7)
+        assert result.p == pytest.approx(expected["pv"], rel=5e-7)
+    if "est" not in case:
+        return
+    at = cumulative_incidence(*args, group=group).at(case["times"])
+    for name, estimates in case["est"].items():
+        label, cause = name.split(" ")
+        rows = at.filter((pl.col("cause") == int(cause)) & ((pl.col("group") == label) if group else pl.lit(True)))
+        for got, want, got_se, want_var in zip(
+            rows["cuminc"].to_list(), estimates, rows["std_err"].to_list(), case["var"][name], strict=True
+        ):
+            if want is None:
+                assert got is None and got_se is None
+            else:
+                assert got == pytest.approx(want, rel=5e-7)
+                assert got_se**2 == pytest.approx(want_var, rel=5e-6)
