@@ -172,3 +172,9 @@ def test_cli_cox_bad_input_exits_2_with_the_fix(lung_csv: Path, tmp_path: Path) 
     result = run("cohort", "cox", recoded, "--time", "time", "--event", "status", "--covariate", "sex")
     assert result.exit_code == 2
     assert "patient L1" in result.output and "cuminc" in result.output
+
+
+def test_perfect_separation_is_refused_naming_the_term() -> None:
+    table = pl.DataFrame({"t": [1, 2, 3, 4, 5, 6, 7, 8], "e": [1, 1, 1, 1, 0, 0, 0, 0], "arm": ["a"] * 4 + ["b"] * 4})
+    with pytest.raises(CoxInputError, match="does not converge.*'arm=b'"):
+        cox_regression(table, "t", "e", ["arm"])

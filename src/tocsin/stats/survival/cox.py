@@ -23,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ import pandas as pd
 import polars as pl
 from lifelines import CoxPHFitter
 from lifelines.exceptions import ConvergenceError, ConvergenceWarning
+from scipy.linalg import LinAlgWarning
 from scipy.stats import chi2, norm
 
 from tocsin.stats.survival.competing_events import rows_text
@@ -301,6 +303,7 @@ def cox_regression(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", ConvergenceWarning)
+            warnings.simplefilter("ignore", LinAlgWarning)  # an ill-conditioned step ends in ConvergenceError
             # lifelines starts with damped Newton steps (0.95) and stops on R's criterion (relative change of
             # the log-likelihood < 1e-9) short of the maximum: lung age + sex ends 1.6e-6 from R's coefficient.
             # Full steps, as R's coxph takes, and a finer stop reach R's printed digits.
@@ -311,9 +314,11 @@ def cox_regression(
                 fit_options={"step_size": 1.0, "precision": 1e-12, "r_precision": 1e-15},
             )
     except (ConvergenceError, ConvergenceWarning, np.linalg.LinAlgError) as exc:
+        # lifelines names the columns it was given (x0, x1, ...); name the terms instead.
+        detail = re.sub(r"\bx(\d+)\b", lambda m: repr(design.terms[int(m.group(1))]), str(exc).splitlines()[0])
         raise CoxInputError(
             "the Cox model does not converge (a covariate may separate events perfectly, or two covariates "
-            f"may be collinear): {str(exc).splitlines()[0]}"
+            f"may be collinear; drop or merge them): {detail}"
         ) from exc
     coef = fitter.params_.to_numpy()
     std_err = fitter.standard_errors_.to_numpy()
