@@ -178,3 +178,10 @@ def test_perfect_separation_is_refused_naming_the_term() -> None:
     table = pl.DataFrame({"t": [1, 2, 3, 4, 5, 6, 7, 8], "e": [1, 1, 1, 1, 0, 0, 0, 0], "arm": ["a"] * 4 + ["b"] * 4})
     with pytest.raises(CoxInputError, match="does not converge.*'arm=b'"):
         cox_regression(table, "t", "e", ["arm"])
+
+
+def test_boolean_covariate_is_a_factor_with_false_as_reference(lung: pl.DataFrame) -> None:
+    table = lung.with_columns((pl.col("sex") == 2).alias("female"))
+    row = cox_regression(table, "time", "status", ["female"]).summary.row(0, named=True)
+    assert (row["term"], row["reference"]) == ("female=True", "False")
+    assert row["coef"] == pytest.approx(-0.5310, abs=5e-5)

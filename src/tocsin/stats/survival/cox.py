@@ -109,10 +109,7 @@ class CoxResult:
 
 def _levels(values: pl.Series) -> list[str]:
     """Sorted distinct levels as text; numbers sort numerically (R sorts a factor of 1, 2, 10 that way)."""
-    distinct = values.drop_nulls().unique()
-    if distinct.dtype.is_numeric():
-        return [_level_text(v) for v in sorted(distinct.to_list())]
-    return sorted(str(v) for v in distinct.to_list())
+    return [_level_text(v) for v in sorted(values.drop_nulls().unique().to_list())]
 
 
 def _level_text(value: object) -> str:
@@ -184,11 +181,7 @@ def build_design(
                 )
             if len(levels) < 2:
                 raise CoxInputError(f"covariate {name!r} has a single level ({reference}); drop it from the model")
-            text = (
-                series.map_elements(_level_text, return_dtype=pl.String)
-                if series.dtype.is_numeric()
-                else (series.cast(pl.String))
-            )
+            text = series.map_elements(_level_text, return_dtype=pl.String)
             used_references[name] = reference
             for level in levels:
                 if level == reference:
