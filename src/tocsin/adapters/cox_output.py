@@ -3,7 +3,7 @@
 JSON document::
 
     {"analysis": "cox", "source", "time", "event", "covariates", "references", "ties": "efron",
-     "conf_level", "n", "n_events", "n_dropped", "log_likelihood",
+     "conf_level", "n", "n_events", "n_dropped", "log_likelihood", "warnings",
      "terms": [{term, variable, level, reference, coef, hazard_ratio, std_err, z, p, lower, upper}, ...],
      "tests": [{"name": "likelihood_ratio" | "wald" | "score", "statistic", "df", "p"}, ...],
      "proportional_hazards": {"transform": "km", "terms": [{term, chisq, df, p}, ...]}}
@@ -36,6 +36,7 @@ def cox_document(fit: CoxResult, zph: ProportionalHazardsTest, meta: Mapping[str
         "n_events": fit.n_events,
         "n_dropped": fit.n_dropped,
         "log_likelihood": fit.log_likelihood,
+        "warnings": list(fit.warnings),
         "terms": fit.summary.to_dicts(),
         "tests": [{"name": t.name, "statistic": t.statistic, "df": t.df, "p": t.p} for t in fit.tests],
         "proportional_hazards": {"transform": zph.transform, "terms": zph.summary.to_dicts()},
@@ -63,6 +64,8 @@ def print_cox(console: Console, fit: CoxResult, zph: ProportionalHazardsTest) ->
             format_p(row["p"]),
         )
     console.print(table)
+    for warning in fit.warnings:
+        console.print(f"[yellow]warning:[/] {warning}")
     tests = Table(title="Global tests (all coefficients 0)", title_justify="left")
     for name in ("test", "statistic", "df", "P"):
         tests.add_column(name, justify="left" if name == "test" else "right")

@@ -54,7 +54,7 @@ class CumulativeIncidence:
     last_follow_up: dict[object, float]
     conf_level: float
     conf_type: ConfidenceType
-    follow_up_times: dict[object, np.ndarray] = field(repr=False, compare=False, default_factory=dict)
+    follow_up_times: dict[object, np.ndarray] = field(repr=False, compare=False)
 
     def at(self, times: Sequence[float]) -> pl.DataFrame:
         """The estimates at ``times`` (as cmprsk ``timepoints``): the last step at or before each time.

@@ -89,7 +89,8 @@ class CoxResult:
     ``summary`` has one row per term: ``term, variable, level, reference, coef, hazard_ratio, std_err, z,
     p, lower, upper`` (Wald P and CI, as R's ``summary(coxph)``). ``tests`` are the likelihood-ratio, Wald
     and score tests, in that order. ``design`` keeps the model matrix for diagnostics (e.g. the
-    proportional-hazards test).
+    proportional-hazards test). ``warnings`` are lifelines' convergence warnings (e.g. a covariate that
+    separates events, R's "coefficient may be infinite"), in term names.
     """
 
     summary: pl.DataFrame
@@ -101,6 +102,7 @@ class CoxResult:
     conf_level: float
     design: Design
     coefficients: np.ndarray
+    warnings: tuple[str, ...] = ()
 
     def test(self, name: str) -> GlobalTest:
         """The global test called ``name``: ``likelihood_ratio``, ``wald`` or ``score``."""
@@ -265,6 +267,12 @@ def efron_risk_set_terms(time: np.ndarray, event: np.ndarray, matrix: np.ndarray
     return RiskSetTerms(distinct[with_deaths], score, information)
 
 
+def _term_names(message: str, terms: Sequence[str]) -> str:
+    """lifelines' first line about its columns x0, x1, ... with the term names instead."""
+    first = message.strip().splitlines()[0]
+    return re.sub(r"\bx(\d+)\b", lambda m: repr(terms[int(m.group(1))]), first)
+
+
 def _score_test(design: Design) -> float:
     terms = efron_risk_set_terms(design.time, design.event, design.matrix, np.zeros(design.matrix.shape[1]))
     score = terms.score.sum(axis=0)
@@ -294,8 +302,8 @@ def cox_regression(
     frame = {"_time": design.time, "_event": design.event} | dict(zip(names, design.matrix.T, strict=True))
     fitter = CoxPHFitter(alpha=1.0 - conf_level)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", ConvergenceWarning)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ConvergenceWarning)
             warnings.simplefilter("ignore", LinAlgWarning)  # an ill-conditioned step ends in ConvergenceError
             # lifelines starts with damped Newton steps (0.95) and stops on R's criterion (relative change of
             # the log-likelihood < 1e-9) short of the maximum: lung age + sex ends 1.6e-6 from R's coefficient.
@@ -306,17 +314,24 @@ def cox_regression(
                 event_col="_event",
                 fit_options={"step_size": 1.0, "precision": 1e-12, "r_precision": 1e-15},
             )
-    except (ConvergenceError, ConvergenceWarning, np.linalg.LinAlgError) as exc:
-        # lifelines names the columns it was given (x0, x1, ...); name the terms instead.
-        detail = re.sub(r"\bx(\d+)\b", lambda m: repr(design.terms[int(m.group(1))]), str(exc).splitlines()[0])
+    except (ConvergenceError, np.linalg.LinAlgError) as exc:
         raise CoxInputError(
             "the Cox model does not converge (a covariate may separate events perfectly, or two covariates "
-            f"may be collinear; drop or merge them): {detail}"
+            f"may be collinear; drop or merge them): {_term_names(str(exc), design.terms)}"
         ) from exc
+    # Like R's "coefficient may be infinite", lifelines' separation and variance checks are warnings: the fit
+    # is reported with them.
+    fit_warnings = tuple(
+        dict.fromkeys(_term_names(str(w.message), design.terms) for w in caught if w.category is ConvergenceWarning)
+    )
     coef = fitter.params_.to_numpy()
     std_err = fitter.standard_errors_.to_numpy()
     z = coef / std_err
     quantile = float(norm.ppf(0.5 + conf_level / 2.0))
+    with np.errstate(over="ignore"):  # a separating covariate: the upper limit is infinite, as in R
+        hazard_ratio = np.exp(coef)
+        lower = np.exp(coef - quantile * std_err)
+        upper = np.exp(coef + quantile * std_err)
     summary = pl.DataFrame(
         {
             "term": list(design.terms),
@@ -324,12 +339,12 @@ def cox_regression(
             "level": list(design.term_level),
             "reference": [design.references.get(v) for v in design.term_variable],
             "coef": coef,
-            "hazard_ratio": np.exp(coef),
+            "hazard_ratio": hazard_ratio,
             "std_err": std_err,
             "z": z,
             "p": 2.0 * norm.sf(np.abs(z)),
-            "lower": np.exp(coef - quantile * std_err),
-            "upper": np.exp(coef + quantile * std_err),
+            "lower": lower,
+            "upper": upper,
         },
         schema_overrides={"level": pl.String, "reference": pl.String},
     ).select(SUMMARY_COLUMNS)
@@ -351,4 +366,5 @@ def cox_regression(
         conf_level,
         design,
         coef,
+        fit_warnings,
     )
