@@ -289,3 +289,39 @@ def test_matches_cmprsk_own_regression_output(case: dict) -> None:
             else:
                 assert got == pytest.approx(want, rel=5e-7)
                 assert got_se**2 == pytest.approx(want_var, rel=5e-6)
+
+
+def test_cli_on_the_agreed_patient_table_columns(tmp_path: Path) -> None:
+    """Relapse vs non-relapse mortality by product, and CRS onset with death competing, from derive's columns."""
+    rng = np.random.default_rng(3)
+    n = 60
+    os_days = np.round(rng.uniform(20, 700, n))
+    crs_onset = np.where(rng.random(n) < 0.6, np.round(rng.uniform(0, 10, n)), np.nan)
+    patients = pl.DataFrame(
+        {
+            "patient_id": [f"P{k:03d}" for k in range(n)],
+            "product": rng.choice(["axi-cel", "tisa-cel"], n).tolist(),
+            "relapse_nrm_days": np.round(rng.uniform(10, 700, n)),
+            "relapse_nrm_status": rng.integers(0, 3, n),
+            "crs_onset_day": crs_onset,
+            "os_days": os_days,
+            "os_event": rng.integers(0, 2, n),
+        }
+    ).with_columns(pl.col("crs_onset_day").fill_nan(None))
+    # The derivation docs/competing_risks.md gives for CRS onset with death as the competing event.
+    patients = patients.with_columns(
+        crs_time=pl.coalesce("crs_onset_day", "os_days"),
+        crs_status=pl.when(pl.col("crs_onset_day").is_not_null()).then(1).when(pl.col("os_event") == 1).then(2)
+        .otherwise(0),
+    )
+    path = tmp_path / "patients.parquet"
+    patients.write_parquet(path)
+    relapse = run("cohort", "cuminc", path, "--time", "relapse_nrm_days", "--status", "relapse_nrm_status",
+                  "--event-code", "1", "--competing-code", "2", "--by", "product", "--at", "365", "--json")
+    assert relapse.exit_code == 0, relapse.output
+    assert {row["group"] for row in json.loads(relapse.stdout)["at"]} == {"axi-cel", "tisa-cel"}
+    crs = run("cohort", "cuminc", path, "--time", "crs_time", "--status", "crs_status", "--event-code", "1",
+              "--competing-code", "2", "--at", "14", "--json")
+    assert crs.exit_code == 0, crs.output
+    at14 = {row["cause"]: row["cuminc"] for row in json.loads(crs.stdout)["at"]}
+    assert at14[1] == pytest.approx(patients["crs_onset_day"].is_not_null().mean())
