@@ -1,7 +1,10 @@
-"""Survival analysis of a patient table: Kaplan–Meier, log-rank, reverse-KM follow-up, restricted mean.
+"""Survival analysis of a patient table: Kaplan–Meier, log-rank, reverse-KM follow-up, restricted mean,
+Cox regression and competing risks (Aalen–Johansen, Gray's test).
 
 Each estimator lives in its own module and returns a frozen result with a ``summary`` Polars frame; the
-column checks they all rely on are in :mod:`tocsin.stats.survival.inputs`. See docs/survival.md.
+column checks they rely on are in :mod:`tocsin.stats.survival.inputs` (event/censor coding) and
+:mod:`tocsin.stats.survival.competing_events` (status codes of competing events). See docs/survival.md and
+docs/competing_risks.md.
 """
 
 from tocsin.stats.survival.follow_up import FollowUpResult, reverse_km_follow_up
