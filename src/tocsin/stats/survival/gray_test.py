@@ -157,7 +157,9 @@ def gray_test_from(
         score += s
         variance += v
     df = n_groups - 1
-    if np.linalg.matrix_rank(variance) < df:
+    # Once the pooled cumulative incidence reaches 1 before the last event time, cmprsk's variance terms
+    # divide by 1 - F = 0: the statistic is undefined (cmprsk prints NaN), so none is reported.
+    if not (np.isfinite(variance).all() and np.isfinite(score).all()) or np.linalg.matrix_rank(variance) < df:
         return GrayTestResult(cause, None, df, None, rho, n_groups, labels.size)
     statistic = float(score @ np.linalg.solve(variance, score))
     return GrayTestResult(cause, statistic, df, float(chi2.sf(statistic, df)), rho, n_groups, labels.size)
