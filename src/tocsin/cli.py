@@ -22,6 +22,7 @@ from tocsin.adapters.console import print_document, print_problems
 from tocsin.adapters.files import InputFileError, read_event_files
 from tocsin.adapters.json_output import result_document
 from tocsin.cli_cohort import cohort_app
+from tocsin.cli_report import report
 from tocsin.config import GradingConfig
 from tocsin.core.engine import grade_normalised
 from tocsin.core.events import IngestLimits, normalise_events
@@ -34,6 +35,7 @@ app = typer.Typer(
 )
 BAD_INPUT = 2
 app.add_typer(cohort_app, name="cohort")
+app.command()(report)
 
 
 class CrsScaleOption(str, Enum):

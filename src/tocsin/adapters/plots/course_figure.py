@@ -136,7 +136,7 @@ def _segments(times: list[float], values: list[Any], end: float) -> list[tuple[f
     return out
 
 
-def _unit_of(rows: pl.DataFrame, item: str) -> str:
+def _unit_of(item: str) -> str:
     return display_unit(load_vocabulary().items[item].unit)
 
 
@@ -178,7 +178,8 @@ def _log_axis(ax: Axes) -> None:
     ax.yaxis.set_minor_formatter(NullFormatter())
 
 
-def _dose_label(row: dict[str, Any]) -> str:
+def dose_label(row: dict[str, Any]) -> str:
+    """A dose as entered (value, unit, route), e.g. "4 mg/kg" or "12 mg intrathecal"."""
     unit = display_unit(row["orig_unit"]) if row["orig_unit"] else ""
     route = f" {row['route']}" if row["route"] else ""
     return f"{row['orig_value']} {unit}{route}".strip()
@@ -198,8 +199,12 @@ def _draw_grades(ax: Axes, course: PatientCourse) -> None:
             width = max(stop - start, 0.05)  # a single assessment still shows as a sliver
             if grade is None:
                 ax.broken_barh(
-                    [(start, width)], (y - 0.35, 0.7), facecolor="white", edgecolor=UNGRADABLE_COLOUR,
-                    hatch=UNGRADABLE_HATCH, linewidth=0.0,
+                    [(start, width)],
+                    (y - 0.35, 0.7),
+                    facecolor="white",
+                    edgecolor=UNGRADABLE_COLOUR,
+                    hatch=UNGRADABLE_HATCH,
+                    linewidth=0.0,
                 )
             else:
                 ax.broken_barh([(start, width)], (y - 0.35, 0.7), facecolor=GRADE_COLOURS[int(grade)], linewidth=0)
@@ -211,8 +216,9 @@ def _draw_grades(ax: Axes, course: PatientCourse) -> None:
 
 def _draw_temperature(ax: Axes, course: PatientCourse) -> None:
     rows = course.item_rows(["temperature"])
-    _plot_series(ax, rows, VITAL_GAP_DAYS, color=SERIES_COLOURS[5], marker="o", markersize=2.5, linewidth=1,
-                 label="Temperature")
+    _plot_series(
+        ax, rows, VITAL_GAP_DAYS, color=SERIES_COLOURS[5], marker="o", markersize=2.5, linewidth=1, label="Temperature"
+    )
     ax.axhline(FEVER_CELSIUS, color="#636363", linestyle="--", linewidth=0.8, label="38 °C (fever)")
     ax.set_ylabel("Temperature\n(°C)")
     low, high = float(rows["num"].min()), float(rows["num"].max())
@@ -223,7 +229,7 @@ def _draw_temperature(ax: Axes, course: PatientCourse) -> None:
 def _draw_inflammation(ax: Axes, course: PatientCourse) -> None:
     for colour, item in zip(SERIES_COLOURS, [i for i in INFLAMMATION_ITEMS if _has(course, [i])]):
         rows = course.item_rows([item]).filter(pl.col("num") > 0)
-        label = f"{display_name(item)} ({_unit_of(rows, item)})"
+        label = f"{display_name(item)} ({_unit_of(item)})"
         _plot_series(ax, rows, LAB_GAP_DAYS, color=colour, marker="o", markersize=3, linewidth=1, label=label)
     _log_axis(ax)
     ax.set_ylabel("Inflammation\n(log scale)")
@@ -250,7 +256,9 @@ def _draw_oxygen(ax: Axes, course: PatientCourse) -> None:
             ax.text(label_x, 0.93, display_name(device), transform=band, ha="center", va="top", fontsize=7)
         if device not in seen:
             seen.add(device)
-            handles.append(Patch(facecolor=colour, alpha=0.45, label=f"{display_name(device)} (ASTCT tier {tiers.get(device, 0)})"))
+            handles.append(
+                Patch(facecolor=colour, alpha=0.45, label=f"{display_name(device)} (ASTCT tier {tiers.get(device, 0)})")
+            )
     flow = course.item_rows(["oxygen_flow"])
     if flow.height:
         ax.step(flow["t"], flow["num"], where="post", color=SERIES_COLOURS[0], linewidth=1.2)
@@ -274,7 +282,9 @@ def _draw_vasopressors(ax: Axes, course: PatientCourse) -> None:
         # The rate holds until the next row; the last rate holds until the end of the course.
         times = [*rows["t"].to_list(), course.end]
         rates = [*rows["num"].to_list(), rows["num"][-1]]
-        ax.step(times, rates, where="post", color=colour, linewidth=1.4, label=f"{display_name(item)} ({_unit_of(rows, item)})")
+        ax.step(
+            times, rates, where="post", color=colour, linewidth=1.4, label=f"{display_name(item)} ({_unit_of(item)})"
+        )
     ax.set_ylim(bottom=0)
     ax.set_ylabel("Vasopressors\n(rate)")
     _legend(ax)
@@ -284,7 +294,8 @@ _DRUG_MARKERS = {"tocilizumab": "v", "siltuximab": "v", "anakinra": "D", "etaner
 _STEROID_MARKER = "o"
 
 
-def _drug_items(course: PatientCourse) -> list[str]:
+def drug_items(course: PatientCourse) -> list[str]:
+    """The drugs this patient was given, in vocabulary order (prophylaxis left out)."""
     vocabulary = load_vocabulary()
     drugs = [n for n in vocabulary.names_where(kind="drug") if n not in NOT_SHOWN_AS_DRUGS]
     return [d for d in drugs if _has(course, [d])]
@@ -292,27 +303,40 @@ def _drug_items(course: PatientCourse) -> list[str]:
 
 def _draw_drugs(ax: Axes, course: PatientCourse) -> None:
     vocabulary = load_vocabulary()
-    drugs = _drug_items(course)
+    drugs = drug_items(course)
     span = course.end - course.start
     for lane, item in enumerate(drugs):
         y = len(drugs) - 1 - lane
         steroid = vocabulary.items[item].steroid
-        colour = SERIES_COLOURS[3] if steroid else SERIES_COLOURS[0] if item in ("tocilizumab", "siltuximab") else SERIES_COLOURS[2]
+        colour = (
+            SERIES_COLOURS[3]
+            if steroid
+            else SERIES_COLOURS[0]
+            if item in ("tocilizumab", "siltuximab")
+            else SERIES_COLOURS[2]
+        )
         rows = course.item_rows([item])
-        ax.scatter(rows["t"], [y] * rows.height, marker=_DRUG_MARKERS.get(item, _STEROID_MARKER), s=28, color=colour, zorder=3)
+        ax.scatter(
+            rows["t"], [y] * rows.height, marker=_DRUG_MARKERS.get(item, _STEROID_MARKER), s=28, color=colour, zorder=3
+        )
         # A dose is written where it changes; a label too close to the previous one in its slot moves to the
         # other side of the marker, or is left out (the table under the figure lists every dose).
         previous_label, last_x = None, {1: float("-inf"), -1: float("-inf")}
         for row in rows.iter_rows(named=True):
-            label = _dose_label(row)
+            label = dose_label(row)
             if label == previous_label:
                 continue
             previous_label = label
             for side in (1, -1):
                 if row["t"] - last_x[side] >= 0.07 * span:
                     ax.annotate(
-                        label, (row["t"], y), xytext=(0, 7 * side), textcoords="offset points", ha="center",
-                        va="bottom" if side == 1 else "top", fontsize=7,
+                        label,
+                        (row["t"], y),
+                        xytext=(0, 7 * side),
+                        textcoords="offset points",
+                        ha="center",
+                        va="bottom" if side == 1 else "top",
+                        fontsize=7,
                     )
                     last_x[side] = row["t"]
                     break
@@ -335,7 +359,9 @@ def _draw_counts(ax: Axes, course: PatientCourse) -> None:
         rows = course.item_rows([item]).filter(pl.col("num") > 0)
         if rows.height:
             _plot_series(ax, rows, LAB_GAP_DAYS, color=colour, marker="o", markersize=2.5, linewidth=1)
-            handles.append(Line2D([], [], color=colour, marker="o", markersize=3, label=f"{display_name(item)} (×10⁹/L)"))
+            handles.append(
+                Line2D([], [], color=colour, marker="o", markersize=3, label=f"{display_name(item)} (×10⁹/L)")
+            )
     if _has(course, ["anc"]):
         for threshold in ANC_THRESHOLDS:
             ax.axhline(threshold, color=SERIES_COLOURS[0], linestyle=":", linewidth=0.7)
@@ -349,18 +375,30 @@ def _draw_counts(ax: Axes, course: PatientCourse) -> None:
     hb = course.item_rows([HAEMOGLOBIN])
     if hb.height:
         twin = ax.twinx()
-        _plot_series(twin, hb, LAB_GAP_DAYS, color=SERIES_COLOURS[3], marker="s", markersize=2.5, linewidth=1,
-                     linestyle="--")
+        _plot_series(
+            twin, hb, LAB_GAP_DAYS, color=SERIES_COLOURS[3], marker="s", markersize=2.5, linewidth=1, linestyle="--"
+        )
         twin.tick_params(labelsize=8)
         twin.set_ylabel("Hb (g/dL)", fontsize=8)
         twin.set_ylim(0, max(float(hb["num"].max()), 12.0) * 1.1)
-        handles.append(Line2D([], [], color=SERIES_COLOURS[3], marker="s", markersize=3, linestyle="--", label="Hb (g/dL)"))
+        handles.append(
+            Line2D([], [], color=SERIES_COLOURS[3], marker="s", markersize=3, linestyle="--", label="Hb (g/dL)")
+        )
     strip = ax.get_xaxis_transform()  # markers along the bottom of the panel, whatever the y scale
     for item, (marker, colour) in _BLOOD_SUPPORT_MARKERS.items():
         rows = course.item_rows([item])
         if rows.height:
             y = 0.05 if "transfusion" in item else 0.14
-            ax.scatter(rows["t"], [y] * rows.height, marker=marker, color=colour, s=30, transform=strip, zorder=4, clip_on=False)
+            ax.scatter(
+                rows["t"],
+                [y] * rows.height,
+                marker=marker,
+                color=colour,
+                s=30,
+                transform=strip,
+                zorder=4,
+                clip_on=False,
+            )
             handles.append(Line2D([], [], marker=marker, color=colour, linestyle="none", label=display_name(item)))
     # The Hb axis takes the space right of the panel: its legend starts further right.
     _legend(ax, handles, offset=1.09 if hb.height else 1.01)
@@ -370,18 +408,42 @@ def _draw_car_t(ax: Axes, course: PatientCourse) -> None:
     peaks = {row["item"]: row for row in course.kinetics.iter_rows(named=True)}
     for colour, item in zip(SERIES_COLOURS, [i for i in KINETIC_ITEMS if _has(course, [i])]):
         rows = course.item_rows([item])
-        unit = _unit_of(rows, item)
+        unit = _unit_of(item)
         quantified = rows.filter(~pl.col("blq") & (pl.col("num") > 0))
-        _plot_series(ax, quantified, LAB_GAP_DAYS, color=colour, marker="o", markersize=3, linewidth=1,
-                     label=f"{display_name(item)} ({unit})")
+        _plot_series(
+            ax,
+            quantified,
+            LAB_GAP_DAYS,
+            color=colour,
+            marker="o",
+            markersize=3,
+            linewidth=1,
+            label=f"{display_name(item)} ({unit})",
+        )
         below = rows.filter(pl.col("blq") & pl.col("lloq").is_not_null())
         if below.height:
-            ax.scatter(below["t"], below["lloq"], marker="v", facecolor="white", edgecolor=colour, s=22, zorder=3,
-                       label="below LLOQ (at LLOQ)")
+            ax.scatter(
+                below["t"],
+                below["lloq"],
+                marker="v",
+                facecolor="white",
+                edgecolor=colour,
+                s=22,
+                zorder=3,
+                label="below LLOQ (at LLOQ)",
+            )
         peak = peaks.get(item)
         if peak and peak["cmax"] is not None and peak["tmax_day"] is not None:
-            ax.scatter([peak["tmax_day"]], [peak["cmax"]], marker="*", s=140, color=colour, edgecolor="black", zorder=4,
-                       label=f"peak: Cmax {peak['cmax']:,.4g} {unit}, Tmax day {peak['tmax_day']:.1f}")
+            ax.scatter(
+                [peak["tmax_day"]],
+                [peak["cmax"]],
+                marker="*",
+                s=140,
+                color=colour,
+                edgecolor="black",
+                zorder=4,
+                label=f"peak: Cmax {peak['cmax']:,.4g} {unit}, Tmax day {peak['tmax_day']:.1f}",
+            )
     _log_axis(ax)
     ax.set_ylabel("CAR-T\n(log scale)")
     _legend(ax)
@@ -404,7 +466,7 @@ PANELS: tuple[Panel, ...] = (
     Panel("inflammation", 1.8, lambda c: _has(c, INFLAMMATION_ITEMS), _draw_inflammation),
     Panel("oxygen", 1.2, lambda c: _has(c, ["oxygen", "oxygen_flow"]), _draw_oxygen),
     Panel("vasopressors", 1.2, lambda c: _has(c, _vasopressors()), _draw_vasopressors),
-    Panel("drugs", 0.0, lambda c: bool(_drug_items(c)), _draw_drugs),
+    Panel("drugs", 0.0, lambda c: bool(drug_items(c)), _draw_drugs),
     Panel("counts", 1.8, lambda c: _has(c, [*COUNT_ITEMS, HAEMOGLOBIN, *_BLOOD_SUPPORT_MARKERS]), _draw_counts),
     Panel("car_t", 1.6, lambda c: _has(c, KINETIC_ITEMS), _draw_car_t),
 )
@@ -416,7 +478,7 @@ def present_panels(course: PatientCourse) -> list[str]:
 
 
 def _panel_height(panel: Panel, course: PatientCourse) -> float:
-    return 0.35 + 0.42 * len(_drug_items(course)) if panel.name == "drugs" else panel.height
+    return 0.35 + 0.42 * len(drug_items(course)) if panel.name == "drugs" else panel.height
 
 
 def course_figure(course: PatientCourse, width: float = 11.0) -> Figure:
@@ -429,8 +491,14 @@ def course_figure(course: PatientCourse, width: float = 11.0) -> Figure:
     figure = new_figure(width, sum(heights) + 0.35 * len(panels) + header + footer)
     total = figure.get_figheight()
     grid = figure.add_gridspec(
-        len(panels), 1, height_ratios=heights, hspace=0.45, left=0.14, right=0.72,
-        top=1 - header / total, bottom=footer / total,
+        len(panels),
+        1,
+        height_ratios=heights,
+        hspace=0.45,
+        left=0.14,
+        right=0.72,
+        top=1 - header / total,
+        bottom=footer / total,
     )
     axes: list[Axes] = []
     for index, panel in enumerate(panels):
@@ -464,8 +532,13 @@ def _title(course: PatientCourse) -> str:
     if d.get("product"):
         parts.append(str(d["product"]))
     person = ", ".join(
-        p for p in (f"{d['age_years']:g} y" if d.get("age_years") is not None else "", d.get("sex") or "",
-                    d.get("disease") or "") if p
+        p
+        for p in (
+            f"{d['age_years']:g} y" if d.get("age_years") is not None else "",
+            d.get("sex") or "",
+            d.get("disease") or "",
+        )
+        if p
     )
     if person:
         parts.append(person)

@@ -95,7 +95,12 @@ def display_unit(ucum: str | None) -> str:
 def grade_legend_handles(grades: range = range(0, 6), ungradable: bool = True) -> list[Patch]:
     """Legend patches for grades (and the hatched "cannot grade")."""
     handles = [
-        Patch(facecolor=GRADE_COLOURS[g], edgecolor="#636363", linewidth=0.5, label=f"grade {g}" + (" (death)" if g == 5 else ""))
+        Patch(
+            facecolor=GRADE_COLOURS[g],
+            edgecolor="#636363",
+            linewidth=0.5,
+            label=f"grade {g}" + (" (death)" if g == 5 else ""),
+        )
         for g in grades
     ]
     if ungradable:
