@@ -293,11 +293,12 @@ def render_html(content: ReportContent, figure: Figure) -> str:
 # ------------------------------------------------------------------ PDF
 
 
-def _table_page(content: ReportContent) -> Figure:
-    """A landscape A4 page with the summary, episode, rule and drug tables (text wrapped to fit)."""
-    page = new_figure(11.69, 8.27)
-    ax = page.add_axes((0.04, 0.04, 0.92, 0.92))
-    ax.axis("off")
+_TEXT_SIZES = {"title": 13, "heading": 11, "body": 9, "small": 8}
+_TEXT_STEPS = {"title": 0.045, "heading": 0.045, "body": 0.03, "small": 0.03}
+
+
+def _table_lines(content: ReportContent) -> list[tuple[str, str]]:
+    """The summary, episode, rule and drug tables as (text, kind) lines, wrapped to a landscape A4 width."""
     lines: list[tuple[str, str]] = [(f"Patient {content.course.patient_id}: grades, episodes and rules", "title")]
     lines.append((content.provenance, "small"))
     lines.append(("Maximum grades", "heading"))
@@ -317,24 +318,34 @@ def _table_page(content: ReportContent) -> Figure:
         lines += [(chunk, "small") for chunk in textwrap.wrap(f"{rule}: {text}", 160)]
     lines.append(("Drugs given", "heading"))
     for d in content.drugs:
-        lines += [
-            (chunk, "small")
-            for chunk in textwrap.wrap("   ".join(f"{h}: {c}" for h, c in zip(DRUG_HEADERS, _drug_cells(d))), 160)
-        ]
-    sizes = {"title": 13, "heading": 11, "body": 9, "small": 8}
-    y = 1.0
-    for text, kind in lines:
-        y -= 0.045 if kind in ("title", "heading") else 0.03
+        text = "   ".join(f"{h}: {c}" for h, c in zip(DRUG_HEADERS, _drug_cells(d)))
+        lines += [(chunk, "small") for chunk in textwrap.wrap(text, 160)]
+    return lines
+
+
+def _table_pages(content: ReportContent) -> list[Figure]:
+    """Landscape A4 pages holding the table lines; a long course continues on further pages."""
+    pages: list[Figure] = []
+    y = 0.0
+    for text, kind in _table_lines(content):
+        if y - _TEXT_STEPS[kind] < 0.0:
+            page = new_figure(11.69, 8.27)
+            ax = page.add_axes((0.04, 0.04, 0.92, 0.92))
+            ax.axis("off")
+            pages.append(page)
+            y = 1.0
+        y -= _TEXT_STEPS[kind]
+        bold = kind in ("title", "heading")
         ax.text(
             0,
             y,
             text,
-            fontsize=sizes[kind],
-            fontweight="bold" if kind in ("title", "heading") else "normal",
-            transform=ax.transAxes,
+            fontsize=_TEXT_SIZES[kind],
+            fontweight="bold" if bold else "normal",
             va="top",
+            transform=ax.transAxes,
         )
-    return page
+    return pages
 
 
 def _write_pdf(path: Path, figure: Figure, content: ReportContent) -> None:
@@ -345,7 +356,8 @@ def _write_pdf(path: Path, figure: Figure, content: ReportContent) -> None:
     }
     with PdfPages(path, metadata=metadata) as pdf:
         pdf.savefig(figure)
-        pdf.savefig(_table_page(content))
+        for page in _table_pages(content):
+            pdf.savefig(page)
 
 
 def write_patient_report(result: GradingResult, events: pl.DataFrame, patient_id: str, out: Path) -> Path:

@@ -19,8 +19,9 @@ which has no such counts, it is unknown and shown as "–").
 Example
 -------
 >>> import polars as pl
->>> km = pl.DataFrame({"group": "all", "time": [2.0, 5.0], "n_risk": [3, 2], "n_event": [1, 0], "n_censor": [0, 2],
-...                    "survival": [2 / 3, 2 / 3], "std_err": [0.27, 0.27], "lower": [0.05, 0.05], "upper": [0.95, 0.95]})
+>>> km = pl.DataFrame({"group": "all", "time": [2.0, 5.0], "n_risk": [3, 2], "n_event": [1, 0],
+...                    "n_censor": [0, 2], "survival": [2 / 3, 2 / 3], "std_err": [0.27, 0.27],
+...                    "lower": [0.05, 0.05], "upper": [0.95, 0.95]})
 >>> numbers_at_risk(km, [0, 3, 6])["n_risk"].to_list()
 [3, 2, 0]
 >>> figure = km_figure(km, time_label="Months since infusion")

@@ -14,8 +14,9 @@ Example
 >>> from tocsin.core.engine import grade_normalised
 >>> from tocsin.core.events import IngestLimits, normalise_events
 >>> from tocsin.vocabulary import load_vocabulary
->>> raw = pl.DataFrame({"patient_id": "P", "day": ["0", "1.5", "2"], "item": ["infusion", "temperature", "il6"],
-...                     "value": ["axi-cel", "39.1", "120"], "unit": ["", "Cel", "pg/mL"], "file": "x", "line": [2, 3, 4]})
+>>> raw = pl.DataFrame({"patient_id": "P", "day": ["0", "1.5", "2"],
+...                     "item": ["infusion", "temperature", "il6"], "value": ["axi-cel", "39.1", "120"],
+...                     "unit": ["", "Cel", "pg/mL"], "file": "x", "line": [2, 3, 4]})
 >>> normalised = normalise_events(raw, load_vocabulary(), IngestLimits(earliest_day=-30))
 >>> course = patient_course(grade_normalised(normalised, GradingConfig()), normalised.events, "P")
 >>> present_panels(course)
@@ -59,7 +60,9 @@ KINETIC_ITEMS = ("car_t_copies", "car_t_cells", "car_t_percent")
 FEVER_CELSIUS = 38.0
 #: Lines join measurements at most this many days apart (vitals are charted often, labs daily or less).
 VITAL_GAP_DAYS = 1.0
-LAB_GAP_DAYS = 7.0
+LAB_GAP_DAYS = 8.0
+#: CAR-T levels are sampled weekly, then at months 3 and 6: the expansion–contraction curve is drawn joined.
+KINETIC_GAP_DAYS = 200.0
 #: ICAHT's neutropenia thresholds (×10⁹/L), drawn as reference lines on the count panel.
 ANC_THRESHOLDS = (0.5, 0.1)
 #: Items recorded as drugs that are not treatment of the toxicity (shown elsewhere or not at all).
@@ -413,7 +416,7 @@ def _draw_car_t(ax: Axes, course: PatientCourse) -> None:
         _plot_series(
             ax,
             quantified,
-            LAB_GAP_DAYS,
+            KINETIC_GAP_DAYS,
             color=colour,
             marker="o",
             markersize=3,

@@ -19,6 +19,7 @@ import matplotlib
 matplotlib.use("Agg")  # no display, no GUI toolkit: reports render on servers and in CI
 
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
@@ -113,7 +114,7 @@ def grade_legend_handles(grades: range = range(0, 6), ungradable: bool = True) -
 def new_figure(width: float, height: float) -> Figure:
     """A figure with the report's typography (not registered with pyplot, so nothing leaks between reports)."""
     figure = Figure(figsize=(width, height), dpi=100)
-    figure.set_layout_engine(None)
+    FigureCanvasAgg(figure)
     return figure
 
 
