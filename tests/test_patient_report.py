@@ -13,9 +13,9 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from matplotlib.text import Text
 from typer.testing import CliRunner
 
+from figure_checks import overlapping_texts
 from tocsin.adapters import patient_report
 from tocsin.adapters.files import read_event_files
 from tocsin.adapters.patient_report import report_content, write_patient_report
@@ -63,21 +63,6 @@ def write(tmp_path: Path, name: str, text: str) -> Path:
     path = tmp_path / name
     path.write_text(text, encoding="utf-8")
     return path
-
-
-def overlapping_texts(figure) -> list[tuple[str, str]]:
-    """Pairs of visible texts within one axes (labels, annotations, tick labels) whose boxes intersect."""
-    figure.canvas.draw()
-    renderer = figure.canvas.get_renderer()
-    clashes = []
-    for ax in figure.axes:
-        texts = [t for t in ax.findobj(Text) if t.get_visible() and t.get_text().strip() and t.axes is ax]
-        boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in texts]
-        for i, (a, box_a) in enumerate(boxes):
-            for b, box_b in boxes[i + 1 :]:
-                if box_a.overlaps(box_b) and box_a.width > 0 and box_b.width > 0:
-                    clashes.append((a, b))
-    return clashes
 
 
 # ------------------------------------------------------------------ panels iff data
