@@ -282,6 +282,8 @@ def treatments_from_events(events: pl.DataFrame) -> pl.DataFrame:
 
 
 _TREATMENT_MARKERS = {"tocilizumab": ("v", "#0072B2"), "steroid": ("o", "#CC79A7"), "anakinra": ("D", "#009E73")}
+#: Tocilizumab is drawn over the (often daily) steroid markers, which would hide it.
+_TREATMENT_ZORDER = {"tocilizumab": 6, "anakinra": 5}
 _OTHER_TREATMENT = ("s", "#56B4E9")
 
 
@@ -353,7 +355,16 @@ def swimmer_figure(
             marker, colour = _TREATMENT_MARKERS.get(str(drug[0]), _OTHER_TREATMENT)
             known = rows.filter(pl.col("patient_id").is_in(lanes))
             ys = [row_of[p] + 0.42 for p in known["patient_id"]]
-            ax.scatter(known["day"], ys, marker=marker, color=colour, s=16, zorder=4, edgecolor="white", linewidth=0.3)
+            ax.scatter(
+                known["day"],
+                ys,
+                marker=marker,
+                color=colour,
+                s=16,
+                zorder=_TREATMENT_ZORDER.get(str(drug[0]), 4),
+                edgecolor="white",
+                linewidth=0.3,
+            )
             right_end = max(right_end, float(known["day"].max()) if known.height else 0.0)
     ax.set_yticks(
         range(len(lanes)),

@@ -63,6 +63,8 @@ VITAL_GAP_DAYS = 1.0
 LAB_GAP_DAYS = 8.0
 #: CAR-T levels are sampled weekly, then at months 3 and 6: the expansion–contraction curve is drawn joined.
 KINETIC_GAP_DAYS = 200.0
+#: Dose labels in one slot (above or below the markers) keep this fraction of the day axis apart.
+LABEL_SPACING = 0.1
 #: ICAHT's neutropenia thresholds (×10⁹/L), drawn as reference lines on the count panel.
 ANC_THRESHOLDS = (0.5, 0.1)
 #: Items recorded as drugs that are not treatment of the toxicity (shown elsewhere or not at all).
@@ -271,7 +273,7 @@ def _draw_oxygen(ax: Axes, course: PatientCourse) -> None:
         handles.append(Line2D([], [], color="#636363", linestyle=":", label="6 L/min (low/high flow)"))
     else:
         ax.set_yticks([])
-    ax.set_ylabel("Oxygen\n(L/min)")
+    ax.set_ylabel("Oxygen\n(L/min)" if flow.height else "Oxygen\n(device)")
     _legend(ax, handles)
 
 
@@ -331,7 +333,7 @@ def _draw_drugs(ax: Axes, course: PatientCourse) -> None:
                 continue
             previous_label = label
             for side in (1, -1):
-                if row["t"] - last_x[side] >= 0.07 * span:
+                if row["t"] - last_x[side] >= LABEL_SPACING * span:
                     ax.annotate(
                         label,
                         (row["t"], y),
