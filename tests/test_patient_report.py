@@ -8,6 +8,7 @@ are those of ``examples/seed002_hu2024.paper.yaml`` as graded by ``tocsin grade`
 from __future__ import annotations
 
 import re
+from xml.etree import ElementTree
 from datetime import datetime
 from pathlib import Path
 
@@ -117,7 +118,7 @@ def test_car_t_peak_is_the_engine_cmax(tmp_path: Path) -> None:
     legend_texts = [t.get_text() for ax in figure.axes if ax.get_legend() for t in ax.get_legend().get_texts()]
     cmax = result.kinetics.row(0, named=True)
     assert cmax["cmax"] == 20000 and cmax["tmax_day"] == 7
-    assert any("Cmax 2e+04" in t or "Cmax 20,000" in t for t in legend_texts), legend_texts
+    assert any("Cmax 20,000 copies/µg, Tmax day 7.0" in t for t in legend_texts), legend_texts
 
 
 # ------------------------------------------------------------------ report content
@@ -130,6 +131,8 @@ def test_html_report_embeds_the_figure_and_the_episode_table(tmp_path: Path) -> 
     text = out.read_text(encoding="utf-8")
     assert text.startswith("<!DOCTYPE html>")
     assert '<figure id="course-figure"><svg' in text
+    svg = text[text.index("<svg") : text.index("</svg>") + len("</svg>")]
+    assert ElementTree.fromstring(svg).tag == "{http://www.w3.org/2000/svg}svg"  # well-formed, inline
     # Self-contained: nothing fetched (the SVG namespace URI is a name, not a request).
     assert not re.search(r"<script|<link|src=\"http|url\(http|@import", text)
     assert "CRS-ASTCT19-G4-HYPOXIA-POSITIVE-PRESSURE" in text and "mechanical_ventilation" in text
@@ -243,3 +246,18 @@ def test_unknown_patient_in_the_adapter_names_the_patients(tmp_path: Path) -> No
     with pytest.raises(KeyError, match="patients: seed002"):
         write_patient_report(result, normalised.events, "X", tmp_path / "x.html")
     assert not (tmp_path / "x.html").exists()
+
+
+def test_flow_holds_until_room_air_and_death_is_marked_on_every_panel(tmp_path: Path) -> None:
+    result, normalised = graded(write(tmp_path, "b.csv", FULL + "B,10,death,infection,\n"))
+    course = patient_course(result, normalised.events, "B")
+    figure = course_figure(course)
+    assert "died day 10.0 (cause: infection" in figure.get_suptitle()
+    panels = [ax for ax in figure.axes if ax.get_ylabel() != "Hb (g/dL)"]  # the twinned Hb axis is no panel
+    assert len(panels) == len(present_panels(course))
+    for ax in panels:
+        assert any(line.get_linestyle() == "-." and line.get_xdata()[0] == 10 for line in ax.lines)
+    oxygen = next(ax for ax in figure.axes if ax.get_ylabel().startswith("Oxygen"))
+    flow = next(line for line in oxygen.lines if line.get_drawstyle() == "steps-post")
+    # 4 L/min from day 2, 0 once the device is room air (day 3.5), to the end of the course.
+    assert list(zip(flow.get_xdata(), flow.get_ydata())) == [(2.0, 4.0), (3.5, 0.0), (14.0, 0.0)]

@@ -183,6 +183,11 @@ def _log_axis(ax: Axes) -> None:
     ax.yaxis.set_minor_formatter(NullFormatter())
 
 
+def _number(value: float) -> str:
+    """A measured value as a clinician reads it: 20,000 rather than 2e+04; 3 significant digits below 1,000."""
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
+
+
 def dose_label(row: dict[str, Any]) -> str:
     """A dose as entered (value, unit, route), e.g. "4 mg/kg" or "12 mg intrathecal"."""
     unit = display_unit(row["orig_unit"]) if row["orig_unit"] else ""
@@ -266,7 +271,8 @@ def _draw_oxygen(ax: Axes, course: PatientCourse) -> None:
             )
     flow = course.item_rows(["oxygen_flow"])
     if flow.height:
-        ax.step(flow["t"], flow["num"], where="post", color=SERIES_COLOURS[0], linewidth=1.2)
+        times, rates = _flow_steps(course)
+        ax.step(times, rates, where="post", color=SERIES_COLOURS[0], linewidth=1.2)
         handles.append(Line2D([], [], color=SERIES_COLOURS[0], label="O₂ flow (L/min)"))
         ax.set_ylim(0, max(float(flow["num"].max()), 6.0) * 1.35)
         ax.axhline(6.0, color="#636363", linestyle=":", linewidth=0.8)
@@ -275,6 +281,27 @@ def _draw_oxygen(ax: Axes, course: PatientCourse) -> None:
         ax.set_yticks([])
     ax.set_ylabel("Oxygen\n(L/min)" if flow.height else "Oxygen\n(device)")
     _legend(ax, handles)
+
+
+def _flow_steps(course: PatientCourse) -> tuple[list[float], list[float]]:
+    """O₂ flow as a step series: each flow holds until the next flow row, and drops to 0 while the device is
+    room air (a flow is not charted again when the patient comes off oxygen)."""
+    rows = course.item_rows(["oxygen", "oxygen_flow"])
+    times: list[float] = []
+    rates: list[float] = []
+    flow, device = 0.0, None
+    for row in rows.iter_rows(named=True):
+        if row["item"] == "oxygen":
+            device = row["cat"]
+        else:
+            flow = row["num"]
+        rate = 0.0 if device == "room_air" else flow
+        if times and times[-1] == row["t"]:  # device and flow charted together: one step
+            rates[-1] = rate
+        else:
+            times.append(row["t"])
+            rates.append(rate)
+    return [*times, course.end], [*rates, rates[-1]]
 
 
 def _vasopressors() -> list[str]:
@@ -435,7 +462,7 @@ def _draw_car_t(ax: Axes, course: PatientCourse) -> None:
                 edgecolor=colour,
                 s=22,
                 zorder=3,
-                label="below LLOQ (at LLOQ)",
+                label="below LLOQ (drawn at the LLOQ)",
             )
         peak = peaks.get(item)
         if peak and peak["cmax"] is not None and peak["tmax_day"] is not None:
@@ -447,7 +474,7 @@ def _draw_car_t(ax: Axes, course: PatientCourse) -> None:
                 color=colour,
                 edgecolor="black",
                 zorder=4,
-                label=f"peak: Cmax {peak['cmax']:,.4g} {unit}, Tmax day {peak['tmax_day']:.1f}",
+                label=f"peak: Cmax {_number(peak['cmax'])} {unit}, Tmax day {peak['tmax_day']:.1f}",
             )
     _log_axis(ax)
     ax.set_ylabel("CAR-T\n(log scale)")
@@ -491,6 +518,7 @@ def course_figure(course: PatientCourse, width: float = 11.0) -> Figure:
     panels = [panel for panel in PANELS if panel.present(course)]
     if not panels:
         raise ValueError(f"patient {course.patient_id}: nothing to draw (no graded assessments and no measurements)")
+    deaths = course.item_rows(["death"])
     heights = [_panel_height(panel, course) for panel in panels]
     header, footer = 0.7, 0.6
     figure = new_figure(width, sum(heights) + 0.35 * len(panels) + header + footer)
@@ -510,6 +538,8 @@ def course_figure(course: PatientCourse, width: float = 11.0) -> Figure:
         ax = figure.add_subplot(grid[index], sharex=axes[0] if axes else None)
         panel.draw(ax, course)
         ax.axvline(0, color="black", linewidth=0.8, alpha=0.6)
+        for day in deaths.get_column("t"):
+            ax.axvline(day, color="black", linewidth=1.2, linestyle="-.")
         ax.grid(axis="x", color="#e0e0e0", linewidth=0.5)
         ax.tick_params(labelsize=8)
         ax.yaxis.label.set_size(8)
@@ -547,4 +577,6 @@ def _title(course: PatientCourse) -> str:
     )
     if person:
         parts.append(person)
+    for death in course.item_rows(["death"]).iter_rows(named=True):
+        parts.append(f"died day {death['t']:.1f} (cause: {death['cat']}; dash-dot line)")
     return " — ".join(parts)
