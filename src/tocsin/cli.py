@@ -35,7 +35,6 @@ app = typer.Typer(
 )
 BAD_INPUT = 2
 app.add_typer(cohort_app, name="cohort")
-app.command()(report)
 
 
 class CrsScaleOption(str, Enum):
@@ -294,6 +293,8 @@ def schema(
         written.append(markdown)
     Console().print("wrote " + ", ".join(str(p) for p in written))
 
+
+app.command()(report)
 
 if __name__ == "__main__":  # pragma: no cover
     app()
