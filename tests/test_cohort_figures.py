@@ -271,3 +271,8 @@ def test_swimmer_refuses_empty_and_malformed_frames() -> None:
         swimmer_figure(empty, empty)
     with pytest.raises(ValueError, match="ICANS episodes frame lacks column\\(s\\) peak_grade"):
         swimmer_figure(episodes([("P", 1, 1.0, 1, 1.0, False)]), empty.drop("peak_grade"))
+
+
+def test_cumulative_incidence_axis_can_zoom_on_rare_events() -> None:
+    curves = cuminc_figure(cuminc_frame(), y_max=0.5).axes[0]
+    assert curves.get_ylim() == pytest.approx((-0.01, 0.51))

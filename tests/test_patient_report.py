@@ -261,3 +261,13 @@ def test_flow_holds_until_room_air_and_death_is_marked_on_every_panel(tmp_path: 
     flow = next(line for line in oxygen.lines if line.get_drawstyle() == "steps-post")
     # 4 L/min from day 2, 0 once the device is room air (day 3.5), to the end of the course.
     assert list(zip(flow.get_xdata(), flow.get_ydata())) == [(2.0, 4.0), (3.5, 0.0), (14.0, 0.0)]
+
+
+def test_reference_lines_follow_the_grading_config(tmp_path: Path) -> None:
+    normalised = normalise_events(
+        read_event_files([write(tmp_path, "b.csv", FULL)]), load_vocabulary(), IngestLimits(earliest_day=-30)
+    )
+    config = GradingConfig.model_validate({"crs": {"fever_celsius": 38.3, "low_flow_max_l_min": 4.0}})
+    figure = course_figure(patient_course(grade_normalised(normalised, config), normalised.events, "B"))
+    legends = [t.get_text() for ax in figure.axes if ax.get_legend() for t in ax.get_legend().get_texts()]
+    assert "38.3 °C (fever, grading config)" in legends and "4 L/min (low/high flow)" in legends

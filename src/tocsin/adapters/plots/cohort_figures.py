@@ -227,10 +227,12 @@ def cuminc_figure(
     title: str | None = None,
     confidence: bool = True,
     width: float = 7.5,
+    y_max: float = 1.0,
 ) -> Figure:
     """Cumulative incidence (Aalen–Johansen) per group and cause, with bands and a numbers-at-risk table.
 
-    One group: colour by cause. Several groups: colour by group, line style by cause.
+    One group: colour by cause. Several groups: colour by group, line style by cause. ``y_max`` < 1 zooms in
+    on rare events (state it in the caption).
     """
     _require(frame, CUMINC_COLUMNS, "cumulative-incidence")
     groups = _groups(frame)
@@ -254,6 +256,7 @@ def cuminc_figure(
                 _, upper = _step_from(time, _floats(curve["upper"]), 0.0)
                 curves.fill_between(x, lower, upper, step="post", color=colour, alpha=0.12, linewidth=0)
     _finish_axes(curves, time_label, y_label, title)
+    curves.set_ylim(-0.02 * y_max, 1.02 * y_max)
     curves.legend(fontsize=8, frameon=False, loc="best")
     table_colours = colours if len(groups) > 1 else {groups[0]: "#222222"}
     _draw_at_risk(at_risk, numbers_at_risk(frame, _at_risk_times(curves, at_risk_times)), table_colours)

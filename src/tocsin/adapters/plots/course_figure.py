@@ -57,7 +57,6 @@ INFLAMMATION_ITEMS = ("il6", "crp", "ferritin", "pct", "ldh", "ifng", "il10")
 COUNT_ITEMS = ("anc", "plt", "wbc")
 HAEMOGLOBIN = "hgb"
 KINETIC_ITEMS = ("car_t_copies", "car_t_cells", "car_t_percent")
-FEVER_CELSIUS = 38.0
 #: Lines join measurements at most this many days apart (vitals are charted often, labs daily or less).
 VITAL_GAP_DAYS = 1.0
 LAB_GAP_DAYS = 8.0
@@ -78,7 +77,8 @@ class PatientCourse:
 
     ``events`` are the patient's canonical events (``item`` as text); ``crs`` and ``icans`` the engine's
     timelines (t, grade, rule); ``kinetics`` the engine's NCA rows (item, unit, cmax, tmax_day); ``end``
-    the last observed day.
+    the last observed day; ``fever_celsius`` and ``low_flow_max_l_min`` the grading config's thresholds,
+    drawn as reference lines.
     """
 
     patient_id: str
@@ -91,6 +91,8 @@ class PatientCourse:
     kinetics: pl.DataFrame
     start: float
     end: float
+    fever_celsius: float
+    low_flow_max_l_min: float
 
     def item_rows(self, items: tuple[str, ...] | list[str] | frozenset[str]) -> pl.DataFrame:
         return self.events.filter(pl.col("item").is_in(list(items)))
@@ -122,6 +124,8 @@ def patient_course(result: GradingResult, events: pl.DataFrame, patient_id: str)
         kinetics=result.kinetics.filter(mine).select("item", "unit", "cmax", "tmax_day"),
         start=min(float(observed.min()) if observed.len() else 0.0, 0.0),
         end=max(float(observed.max()) if observed.len() else 1.0, 1.0),
+        fever_celsius=result.config.crs.fever_celsius,
+        low_flow_max_l_min=result.config.crs.low_flow_max_l_min,
     )
 
 
@@ -229,10 +233,11 @@ def _draw_temperature(ax: Axes, course: PatientCourse) -> None:
     _plot_series(
         ax, rows, VITAL_GAP_DAYS, color=SERIES_COLOURS[5], marker="o", markersize=2.5, linewidth=1, label="Temperature"
     )
-    ax.axhline(FEVER_CELSIUS, color="#636363", linestyle="--", linewidth=0.8, label="38 °C (fever)")
+    fever = course.fever_celsius
+    ax.axhline(fever, color="#636363", linestyle="--", linewidth=0.8, label=f"{fever:g} °C (fever, grading config)")
     ax.set_ylabel("Temperature\n(°C)")
     low, high = float(rows["num"].min()), float(rows["num"].max())
-    ax.set_ylim(min(low, 36.0) - 0.3, max(high, 39.0) + 0.3)
+    ax.set_ylim(min(low, fever - 2.0) - 0.3, max(high, fever + 1.0) + 0.3)
     _legend(ax)
 
 
@@ -274,9 +279,10 @@ def _draw_oxygen(ax: Axes, course: PatientCourse) -> None:
         times, rates = _flow_steps(course)
         ax.step(times, rates, where="post", color=SERIES_COLOURS[0], linewidth=1.2)
         handles.append(Line2D([], [], color=SERIES_COLOURS[0], label="O₂ flow (L/min)"))
-        ax.set_ylim(0, max(float(flow["num"].max()), 6.0) * 1.35)
-        ax.axhline(6.0, color="#636363", linestyle=":", linewidth=0.8)
-        handles.append(Line2D([], [], color="#636363", linestyle=":", label="6 L/min (low/high flow)"))
+        boundary = course.low_flow_max_l_min
+        ax.set_ylim(0, max(float(flow["num"].max()), boundary) * 1.35)
+        ax.axhline(boundary, color="#636363", linestyle=":", linewidth=0.8)
+        handles.append(Line2D([], [], color="#636363", linestyle=":", label=f"{boundary:g} L/min (low/high flow)"))
     else:
         ax.set_yticks([])
     ax.set_ylabel("Oxygen\n(L/min)" if flow.height else "Oxygen\n(device)")
