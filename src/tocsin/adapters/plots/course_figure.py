@@ -480,7 +480,7 @@ def _draw_car_t(ax: Axes, course: PatientCourse) -> None:
                 color=colour,
                 edgecolor="black",
                 zorder=4,
-                label=f"peak: Cmax {_number(peak['cmax'])} {unit}, Tmax day {peak['tmax_day']:.1f}",
+                label=f"peak: Cmax {_number(peak['cmax'])} {unit}\nTmax day {peak['tmax_day']:.1f}",
             )
     _log_axis(ax)
     ax.set_ylabel("CAR-T\n(log scale)")
