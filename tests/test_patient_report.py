@@ -91,7 +91,9 @@ def test_every_panel_drawn_when_every_kind_of_data_is_present(tmp_path: Path) ->
 
 def test_seed_examples_have_the_panels_their_data_support() -> None:
     result, normalised = graded(SEED002)
-    assert present_panels(patient_course(result, normalised.events, "seed002")) == [
+    course = patient_course(result, normalised.events, "seed002")
+    assert overlapping_texts(course_figure(course)) == []  # six tocilizumab and six steroid doses in 3.5 days
+    assert present_panels(course) == [
         "grades",
         "temperature",
         "inflammation",

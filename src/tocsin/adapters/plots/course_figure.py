@@ -516,7 +516,7 @@ def present_panels(course: PatientCourse) -> list[str]:
 
 
 def _panel_height(panel: Panel, course: PatientCourse) -> float:
-    return 0.35 + 0.42 * len(drug_items(course)) if panel.name == "drugs" else panel.height
+    return 0.35 + 0.55 * len(drug_items(course)) if panel.name == "drugs" else panel.height
 
 
 def course_figure(course: PatientCourse, width: float = 11.0) -> Figure:
