@@ -273,3 +273,11 @@ def test_reference_lines_follow_the_grading_config(tmp_path: Path) -> None:
     figure = course_figure(patient_course(grade_normalised(normalised, config), normalised.events, "B"))
     legends = [t.get_text() for ax in figure.axes if ax.get_legend() for t in ax.get_legend().get_texts()]
     assert "38.3 °C (fever, grading config)" in legends and "4 L/min (low/high flow)" in legends
+
+
+def test_grade_bands_start_at_infusion() -> None:
+    result, normalised = graded(SEED000)  # a graded fever on day -3.5 (pre-infusion infection)
+    figure = course_figure(patient_course(result, normalised.events, "seed000"))
+    grades = figure.axes[0]
+    starts = [path.vertices[:, 0].min() for bar in grades.collections for path in bar.get_paths()]
+    assert starts and min(starts) == 0.0

@@ -145,6 +145,16 @@ def _segments(times: list[float], values: list[Any], end: float) -> list[tuple[f
     return out
 
 
+def grade_bands(segments: list[tuple[float, float, Any]]) -> list[tuple[float, float, Any]]:
+    """Grade stretches from infusion on: CRS and ICANS follow the infusion, so a pre-infusion (baseline)
+    assessment is not drawn as days of "grade 0" or "cannot grade" before day 0.
+
+    >>> grade_bands([(-5.0, 0.5, None), (0.5, 3.0, 1)])
+    [(0.0, 0.5, None), (0.5, 3.0, 1)]
+    """
+    return [(max(start, 0.0), stop, grade) for start, stop, grade in segments if stop > 0]
+
+
 def _unit_of(item: str) -> str:
     return display_unit(load_vocabulary().items[item].unit)
 
@@ -209,7 +219,7 @@ def _draw_grades(ax: Axes, course: PatientCourse) -> None:
         if timeline.height == 0:
             ax.text(max(course.start, 0.0), y, "  no assessments recorded", va="center", fontsize=8, color="#636363")
         segments = _segments(timeline.get_column("t").to_list(), timeline.get_column("grade").to_list(), course.end)
-        for start, stop, grade in segments:
+        for start, stop, grade in grade_bands(segments):
             width = max(stop - start, 0.05)  # a single assessment still shows as a sliver
             if grade is None:
                 ax.broken_barh(
