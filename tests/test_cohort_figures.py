@@ -276,3 +276,9 @@ def test_swimmer_refuses_empty_and_malformed_frames() -> None:
 def test_cumulative_incidence_axis_can_zoom_on_rare_events() -> None:
     curves = cuminc_figure(cuminc_frame(), y_max=0.5).axes[0]
     assert curves.get_ylim() == pytest.approx((-0.01, 0.51))
+
+
+def test_short_follow_up_still_gets_several_at_risk_times() -> None:
+    frame = km_frame(np.array([0.1, 0.3, 0.45, 0.6, 0.8]), np.array([True, False, True, True, False]))
+    table = km_figure(frame, time_label="Years since infusion").axes[1]
+    assert len(table.texts) >= 4

@@ -145,7 +145,7 @@ def _curve_figure(n_groups: int, width: float) -> tuple[Figure, Axes, Axes]:
 
 def _finish_axes(curves: Axes, time_label: str, y_label: str, title: str | None) -> None:
     curves.set_xlim(left=0)
-    curves.xaxis.set_major_locator(MaxNLocator(nbins=8, integer=True))
+    curves.xaxis.set_major_locator(MaxNLocator(nbins=8, steps=[1, 2, 3, 5, 6, 10]))
     curves.set_xlabel(time_label, fontsize=9)
     curves.xaxis.set_label_coords(0.5, -0.09)
     curves.set_ylabel(y_label, fontsize=9)
