@@ -22,6 +22,7 @@ from tocsin.adapters.console import print_document, print_problems
 from tocsin.adapters.files import InputFileError, read_event_files
 from tocsin.adapters.json_output import result_document
 from tocsin.cli_cohort import cohort_app
+from tocsin.cli_report import report
 from tocsin.config import GradingConfig
 from tocsin.core.engine import grade_normalised
 from tocsin.core.events import IngestLimits, normalise_events
@@ -296,6 +297,8 @@ def schema(
         written.append(markdown)
     Console().print("wrote " + ", ".join(str(p) for p in written))
 
+
+app.command()(report)
 
 if __name__ == "__main__":  # pragma: no cover
     app()
