@@ -1,4 +1,4 @@
-"""Confidence intervals for binomial proportions (exact Clopper–Pearson, Wilson score, Wilson with continuity correction).
+"""Binomial proportion confidence intervals: exact Clopper–Pearson, Wilson score, Wilson with continuity correction.
 
 Clopper–Pearson and Wilson come from statsmodels' ``proportion_confint`` (methods ``"beta"`` and ``"wilson"``),
 which give the same limits as R's ``binom.test`` and ``prop.test(..., correct = FALSE)``. statsmodels has no
