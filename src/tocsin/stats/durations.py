@@ -44,18 +44,31 @@ from tocsin.stats.input_checks import StatsInputError, flag_column, grade_column
 _FLAT_TOLERANCE = float(np.sqrt(np.finfo(float).eps))
 
 
-def km_median(durations: Sequence[float] | np.ndarray, resolved: Sequence[bool | int] | np.ndarray) -> float | None:
-    """Product-limit median duration; ``resolved`` is 1 where the episode ended, 0 where it was still ongoing."""
+def product_limit(
+    durations: Sequence[float] | np.ndarray, resolved: Sequence[bool | int] | np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Kaplan–Meier estimate of still being in the episode: (distinct durations, probability just after each).
+
+    ``resolved`` is 1 where the episode ended at that duration and 0 where it was still ongoing (censored);
+    an ongoing episode is at risk at its own duration, as in R ``survfit``.
+    """
     times = np.asarray(durations, dtype=float)
     ended = np.asarray(resolved, dtype=bool)
-    if times.size == 0:
-        return None
+    if times.shape != ended.shape:
+        raise StatsInputError(f"durations and flags differ in length ({times.size} vs {ended.size})")
     order = np.argsort(times, kind="stable")
     times, ended = times[order], ended[order]
     distinct, first = np.unique(times, return_index=True)
     at_risk = times.size - first
-    events = np.add.reduceat(ended.astype(float), first)
-    survival = np.cumprod(1.0 - events / at_risk)
+    events = np.add.reduceat(ended.astype(float), first) if times.size else np.zeros(0)
+    return distinct, np.cumprod(1.0 - events / at_risk)
+
+
+def km_median(durations: Sequence[float] | np.ndarray, resolved: Sequence[bool | int] | np.ndarray) -> float | None:
+    """Product-limit median duration (R ``survival`` rule); None when the curve never falls to 0.5."""
+    distinct, survival = product_limit(durations, resolved)
+    if distinct.size == 0:
+        return None
     # Keep the first time of each survival level (where the curve steps), as survival::findq does.
     steps = np.concatenate(([True], np.diff(survival) != 0.0))
     x, y = distinct[steps], survival[steps]
@@ -64,7 +77,7 @@ def km_median(durations: Sequence[float] | np.ndarray, resolved: Sequence[bool |
         return None
     i = int(below[0])
     if abs(y[i] - 0.5) < _FLAT_TOLERANCE:
-        upper = x[i + 1] if i + 1 < x.size else times[-1]
+        upper = x[i + 1] if i + 1 < x.size else distinct[-1]
         return float((x[i] + upper) / 2.0)
     return float(x[i])
 

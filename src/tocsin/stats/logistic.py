@@ -171,8 +171,10 @@ def _separating_terms(matrix: np.ndarray, y: np.ndarray, terms: list[str]) -> li
 
 
 def _fit(y: np.ndarray, matrix: np.ndarray, offset: np.ndarray | None = None) -> sm.GLM:
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", PerfectSeparationWarning)
+    # Profile refits far from the estimate push fitted probabilities to 0 or 1: expected there, not a problem.
+    with warnings.catch_warnings(), np.errstate(over="ignore"):
+        warnings.simplefilter("ignore" if offset is not None else "error", PerfectSeparationWarning)
+        warnings.simplefilter("ignore", RuntimeWarning)
         return sm.GLM(y, matrix, family=sm.families.Binomial(), offset=offset).fit()
 
 
@@ -184,10 +186,7 @@ def _profile_limits(
     beta, se = float(fitted.params[j]), float(fitted.bse[j])
 
     def excess(value: float) -> float:
-        offset = value * matrix[:, j]
-        deviance = (_fit(y, others, offset).deviance if others.shape[1]
-                    else sm.families.Binomial().deviance(y, 1.0 / (1.0 + np.exp(-offset))))
-        return float(deviance - fitted.deviance - target)
+        return float(_fit(y, others, value * matrix[:, j]).deviance - fitted.deviance - target)
 
     limits = []
     for direction in (-1.0, 1.0):
