@@ -82,10 +82,7 @@ def _wilson_continuity_corrected(events: np.ndarray, n: np.ndarray, z: float) ->
     upper_root = np.sqrt(np.maximum(z * z + 2.0 - 1.0 / n + 4.0 * p * (n * q - 1.0), 0.0))
     lower = (2.0 * n * p + z * z - 1.0 - z * lower_root) / denominator
     upper = (2.0 * n * p + z * z + 1.0 + z * upper_root) / denominator
-    # Newcombe: the limit is 0 (1) exactly when no (every) trial is an event.
-    lower = np.where(events == 0, 0.0, np.maximum(lower, 0.0))
-    upper = np.where(events == n, 1.0, np.minimum(upper, 1.0))
-    return lower, upper
+    return np.maximum(lower, 0.0), np.minimum(upper, 1.0)
 
 
 def proportion_ci(
@@ -122,8 +119,10 @@ def proportion_ci(
         else:
             sm_method = "beta" if method is CIMethod.CLOPPER_PEARSON else "wilson"
             lo, hi = proportion_confint(xk, mk, alpha=alpha, method=sm_method)
-        lower[known] = lo
-        upper[known] = hi
+        # With no (every) trial an event the limit is exactly 0 (1) for all three methods; the closed forms
+        # can land one rounding error away, which would put 100 % outside its own interval.
+        lower[known] = np.where(xk == 0, 0.0, lo)
+        upper[known] = np.where(xk == mk, 1.0, hi)
     return ProportionCI(
         events=x.astype(np.int64),
         n=m.astype(np.int64),
