@@ -169,6 +169,32 @@ def test_collinear_and_single_level_predictors_are_refused() -> None:
         logistic_regression(table, "crs_max_grade", ["easix", "site"], threshold=3)
 
 
+def test_boolean_predictor_text_outcome_and_float_categories() -> None:
+    table = pl.DataFrame({
+        "patient_id": [f"P{i}" for i in range(10)],
+        "severe": ["yes", "no", "no", "yes", "no", "yes", "no", "no", "yes", "no"],
+        "infection_any": [True, False, True, True, False, False, False, True, True, False],
+        "rank": [1.0, 2.0, 1.0, 2.0, 2.0, 1.0, 2.0, 1.0, 2.0, 1.0],
+    })
+    fit = logistic_regression(table, "severe", ["infection_any", "rank"], categorical=["rank"], profile=False)
+    assert fit.outcome_definition == "severe is true (1)" and fit.n_events == 4
+    assert fit.summary["term"].to_list() == ["(Intercept)", "infection_any=true", "rank=2"]
+    assert fit.reference_levels == {"infection_any": "false", "rank": "1"}
+
+
+def test_text_predictors_that_are_numbers_or_identifiers_are_refused() -> None:
+    table = _toxicity_table().with_columns(
+        pl.Series("age", ["50", "61", "unknown", "70", "44", "58", "66", "39", "52", "47", "63", "71"]),
+        pl.Series("code", [f"C{i}" for i in range(12)]),
+    )
+    with pytest.raises(StatsInputError, match="'age' is mostly numbers but patient 'P2' has 'unknown'"):
+        logistic_regression(table, "crs_max_grade", ["age"], threshold=3)
+    wide = pl.concat([table] * 5).with_columns(pl.Series("code", [f"C{i}" for i in range(60)]),
+                                               pl.Series("patient_id", [f"Q{i}" for i in range(60)]))
+    with pytest.raises(StatsInputError, match="'code' has 5\\d levels .* identifier"):
+        logistic_regression(wide, "crs_max_grade", ["code"], threshold=3)
+
+
 def test_docstring_example() -> None:
     failures, _ = doctest.testmod(logistic_module)
     assert failures == 0

@@ -50,7 +50,7 @@ from scipy.optimize import brentq, linprog
 from scipy.stats import chi2, norm
 from statsmodels.tools.sm_exceptions import PerfectSeparationWarning
 
-from tocsin.stats.input_checks import StatsInputError, numeric_column, require_columns
+from tocsin.stats.input_checks import StatsInputError, flag_column, numeric_column, require_columns
 
 INTERCEPT = "(Intercept)"
 _SEPARATION_TOLERANCE = 1e-7
@@ -101,20 +101,41 @@ def _outcome(table: pl.DataFrame, outcome: str, threshold: float | None, id_colu
     if threshold is not None:
         values = numeric_column(table, outcome, id_column, "--threshold needs a numeric outcome")
         return (values >= threshold).cast(pl.Float64), f"{outcome} >= {threshold:g}"
-    if series.dtype == pl.Boolean:
-        return series.cast(pl.Float64), f"{outcome} is true"
-    values = numeric_column(table, outcome, id_column, "the outcome must be 0/1 or true/false")
-    bad = values.is_not_null() & ~values.is_in([0.0, 1.0])
-    if bad.any():
+    if series.dtype.is_numeric():
+        bad = series.is_not_null() & ~series.cast(pl.Float64).is_in([0.0, 1.0])
+        if bad.any():
+            raise StatsInputError(
+                f"outcome {outcome!r} has values other than 0 and 1 (e.g. {series.filter(bad)[0]:g}); "
+                f"give a threshold to model '{outcome} >= threshold' (e.g. --threshold 3)"
+            )
+    return flag_column(table, outcome, id_column).cast(pl.Float64), f"{outcome} is true (1)"
+
+
+MAX_LEVELS = 50
+
+
+def _as_text(series: pl.Series) -> pl.Series:
+    """Category labels: whole-number floats without '.0', so a rank read as 2.0 is level '2' as in R."""
+    if series.dtype.is_float():
+        return series.map_elements(_level_text, return_dtype=pl.String)
+    return series.cast(pl.String)
+
+
+def _is_categorical(frame: pl.DataFrame, name: str, declared: bool, id_column: str) -> bool:
+    series = frame.get_column(name)
+    if declared or series.dtype == pl.Boolean:
+        return True
+    if series.dtype.is_numeric():
+        return False
+    as_number = series.cast(pl.Float64, strict=False)
+    stray = as_number.is_null() & series.is_not_null()
+    if as_number.is_not_null().any() and stray.any():
+        index = int(stray.arg_true()[0])
         raise StatsInputError(
-            f"outcome {outcome!r} has values other than 0 and 1 (e.g. {values.filter(bad)[0]:g}); "
-            f"give a threshold to model '{outcome} >= threshold' (e.g. --threshold 3)"
+            f"predictor {name!r} is mostly numbers but patient {frame.get_column(id_column)[index]!r} has "
+            f"{series[index]!r}; fix the value (empty if unknown), or declare the column categorical"
         )
-    return values, f"{outcome} = 1"
-
-
-def _is_categorical(series: pl.Series, declared: bool) -> bool:
-    return declared or not series.dtype.is_numeric() or series.dtype == pl.Boolean
+    return not as_number.is_not_null().all()
 
 
 def _design(
@@ -126,9 +147,14 @@ def _design(
     references: dict[str, str] = {}
     for name in predictors:
         series = frame.get_column(name)
-        if _is_categorical(series, name in categorical or name in reference):
-            ordered = series.unique().sort().to_list()
-            names = [_level_text(v) for v in ordered]
+        if _is_categorical(frame, name, name in categorical or name in reference, id_column):
+            text = _as_text(series)
+            names = _as_text(series.unique().sort()).to_list()
+            if len(names) > MAX_LEVELS:
+                raise StatsInputError(
+                    f"predictor {name!r} has {len(names)} levels in the rows used; that looks like an identifier "
+                    "or a number stored as text, not a category"
+                )
             chosen = reference.get(name, names[0])
             if chosen not in names:
                 raise StatsInputError(
@@ -138,7 +164,6 @@ def _design(
             if len(names) < 2:
                 raise StatsInputError(f"predictor {name!r} has a single level ({names[0]}) in the rows used; drop it")
             references[name] = chosen
-            text = series.map_elements(_level_text, return_dtype=pl.String) if series.dtype != pl.String else series
             for level in names:
                 if level == chosen:
                     continue
@@ -294,7 +319,7 @@ def logistic_regression(
             f"every one of the {complete.height} rows used has outcome {'1' if n_events else '0'} "
             f"({definition}); a logistic model needs both outcomes"
         )
-    design = _design(complete, predictors, set(categorical), reference, id_column)
+    design = _design(complete, predictors, set(categorical), reference, "__id__")
     rank = np.linalg.matrix_rank(design.matrix)
     if rank < design.matrix.shape[1]:
         raise StatsInputError(
