@@ -46,7 +46,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 import statsmodels.api as sm
-from scipy.optimize import brentq, linprog
+from scipy.optimize import brentq, linprog, root_scalar
 from scipy.stats import chi2, norm
 from statsmodels.tools.sm_exceptions import PerfectSeparationWarning
 
@@ -238,37 +238,40 @@ def _profile_limits(
 ) -> tuple[float, float]:
     """Where the signed root of the deviance rise, r(b) = sign(b - beta) sqrt(D(b) - D(beta)), equals ±z.
 
-    r is close to linear in b (exactly so for a quadratic log-likelihood), so the search starts from the Wald
-    limit, extrapolates linearly to a bracket and lets Brent's method finish in a few refits.
+    r is close to linear in b (exactly so for a quadratic log-likelihood), so a secant search from the Wald
+    limit needs three or four refits; if it wanders, the limit is bracketed and Brent's method finishes.
     """
     z = float(np.sqrt(chi2.ppf(confidence, 1)))
     others = np.delete(matrix, j, axis=1)
     beta, se = float(fitted.params[j]), float(fitted.bse[j])
     warm = np.delete(np.asarray(fitted.params), j)
+    seen: dict[float, float] = {}
 
     def signed_root(value: float) -> float:
         nonlocal warm
-        deviance, warm = _constrained_deviance(y, others, value * matrix[:, j], warm)
-        return float(np.sign(value - beta) * np.sqrt(max(deviance - fitted.deviance, 0.0)))
+        if value not in seen:
+            deviance, warm = _constrained_deviance(y, others, value * matrix[:, j], warm)
+            seen[value] = float(np.sign(value - beta) * np.sqrt(max(deviance - fitted.deviance, 0.0)))
+        return seen[value]
 
-    limits = []
-    for direction in (-1.0, 1.0):
-        warm = np.delete(np.asarray(fitted.params), j)
-        target = direction * z
-        near, far = beta, beta + target * se
+    def limit(target: float) -> float:
+        wald = beta + target * se
+        reached = signed_root(wald)
+        guess = beta + (wald - beta) * target / reached if reached * target > 0 else beta + 2.0 * (wald - beta)
+        secant = root_scalar(lambda v: signed_root(v) - target, x0=wald, x1=guess, method="secant",
+                             xtol=1e-9 * se, maxiter=12)
+        if secant.converged and np.isfinite(secant.root) and (secant.root - beta) * target > 0:
+            return float(secant.root)
+        near, far = beta, wald
         for _ in range(40):
-            root = signed_root(far)
-            if abs(root) >= z:
-                break
-            # extrapolate along the (nearly straight) signed root, overshooting a little to bracket the limit
-            near, far = far, beta + (far - beta) * 1.1 * z / max(abs(root), 1e-3 * z)
-        else:
-            raise StatsInputError(
-                f"the profile likelihood of term {j} does not close; use the Wald interval (--no-profile)"
-            )
-        limits.append(brentq(lambda v: signed_root(v) - target, *sorted((near, far)),
-                             xtol=1e-9 * se, rtol=1e-12))
-    return limits[0], limits[1]
+            if abs(signed_root(far)) >= z:
+                return float(brentq(lambda v: signed_root(v) - target, *sorted((near, far)), xtol=1e-9 * se))
+            near, far = far, beta + 2.0 * (far - beta)
+        raise StatsInputError(
+            f"the profile likelihood of term {j} does not close; use the Wald interval (--no-profile)"
+        )
+
+    return limit(-z), limit(z)
 
 
 def logistic_regression(
