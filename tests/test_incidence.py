@@ -232,6 +232,14 @@ def test_cli_incidence_table_and_csv_out(patients: Path, tmp_path: Path) -> None
     assert set(written.columns) == ROW_KEYS and written.height == 6
 
 
+def test_cli_incidence_at_least_thresholds(patients: Path) -> None:
+    result = run("cohort", "incidence", patients, "--grade-column", "icans_max_grade", "--at-least", "2", "--json")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)["rows"]
+    assert [r["category"] for r in rows if r["kind"] == "at_least"] == ["grade >= 2"]
+    assert next(r for r in rows if r["category"] == "grade >= 2")["events"] == 2
+
+
 def test_cli_incidence_bad_grade_exits_2_naming_file_patient_and_fix(tmp_path: Path) -> None:
     path = tmp_path / "bad.csv"
     path.write_text("patient_id,crs_max_grade\nP1,1\nP2,grade 3\n")

@@ -22,7 +22,7 @@ from tocsin.adapters.incidence_output import (
 from tocsin.adapters.patient_table import PatientTableError, read_patient_table, write_patient_table
 from tocsin.cli_cohort.app import cohort_app, fail
 from tocsin.stats.durations import duration_summary
-from tocsin.stats.incidence import incidence
+from tocsin.stats.incidence import DEFAULT_AT_LEAST, incidence
 from tocsin.stats.input_checks import StatsInputError
 from tocsin.stats.logistic import logistic_regression
 from tocsin.stats.proportions import CIMethod
@@ -54,6 +54,10 @@ def incidence_command(
     by: ByOption = None,
     ci: Annotated[CIMethod, typer.Option("--ci", help="Confidence interval method.")] = CIMethod.CLOPPER_PEARSON,
     confidence: Annotated[float, typer.Option("--confidence", min=0.5, max=0.999, help="Confidence level.")] = 0.95,
+    at_least: Annotated[
+        list[int] | None,
+        typer.Option("--at-least", min=1, max=5, help="Report grade >= K (repeatable); default 1 (any) and 3."),
+    ] = None,
     json_output: JsonOption = False,
     out: Annotated[Path | None, typer.Option("--out", help="Also write the rows as CSV/Parquet to this file.")] = None,
 ) -> None:
@@ -64,7 +68,8 @@ def incidence_command(
         if not columns:
             fail(f"{patients}: none of the standard grade columns ({', '.join(DEFAULT_GRADE_COLUMNS)}) is in the "
                  "table; name one with --grade-column COL")
-        result = incidence(table, columns, by=by, method=ci, confidence=confidence)
+        result = incidence(table, columns, by=by, method=ci, confidence=confidence,
+                           at_least=at_least or DEFAULT_AT_LEAST)
         if out is not None:
             write_patient_table(incidence_table(result), out)
     except (PatientTableError, StatsInputError) as exc:

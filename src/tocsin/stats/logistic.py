@@ -129,7 +129,7 @@ def _is_categorical(frame: pl.DataFrame, name: str, declared: bool, id_column: s
         return False
     as_number = series.cast(pl.Float64, strict=False)
     stray = as_number.is_null() & series.is_not_null()
-    if as_number.is_not_null().any() and stray.any():
+    if stray.any() and as_number.is_not_null().sum() >= stray.sum():
         index = int(stray.arg_true()[0])
         raise StatsInputError(
             f"predictor {name!r} is mostly numbers but patient {frame.get_column(id_column)[index]!r} has "
