@@ -5,8 +5,9 @@ References (tests/fixtures/stats/logit_*.yaml): the UCLA OARC admissions example
 Wald, confint = profile likelihood) and two mtcars models. Estimates, SEs, z and P are compared at the printed
 precision; Wald limits to 1e-8; profile limits within 1e-3 SE, because R's MASS interpolates a spline through
 profile points while Tocsin solves for them exactly (measured gap on the UCLA model: <= 8e-5 on the log-odds
-scale). Properties: swapping the reference level of a binary predictor inverts its OR and CI (the MLE does not
-depend on the parametrisation); row order never changes a fit.
+scale). Properties: swapping the reference level of a binary predictor inverts its OR and CI, and rescaling a
+predictor rescales only its coefficient (the MLE and the likelihood-ratio limits do not depend on the
+parametrisation); row order never changes a fit.
 """
 
 from __future__ import annotations
@@ -127,6 +128,18 @@ def test_row_order_does_not_change_the_fit() -> None:
     a = logistic_regression(table, "admit", ["gre", "gpa"], profile=False).summary
     b = logistic_regression(shuffled, "admit", ["gre", "gpa"], profile=False).summary
     assert np.allclose(a["estimate"].to_numpy(), b["estimate"].to_numpy(), rtol=1e-9, atol=0)
+
+
+def test_rescaling_a_predictor_rescales_only_its_coefficient() -> None:
+    table = pl.read_csv(FIXTURES / UCLA["data"])
+    grams = logistic_regression(table, "admit", ["gre", "gpa"]).summary
+    hundreds = logistic_regression(table.with_columns(pl.col("gre") / 100), "admit", ["gre", "gpa"]).summary
+    gre = [f.filter(pl.col("term") == "gre").row(0, named=True) for f in (grams, hundreds)]
+    assert gre[1]["estimate"] == pytest.approx(100 * gre[0]["estimate"], rel=1e-7)
+    assert gre[1]["p"] == pytest.approx(gre[0]["p"], rel=1e-7)
+    assert np.log(gre[1]["profile_lower"]) == pytest.approx(100 * np.log(gre[0]["profile_lower"]), rel=1e-6)
+    assert hundreds.filter(pl.col("term") == "gpa")["estimate"][0] == pytest.approx(
+        grams.filter(pl.col("term") == "gpa")["estimate"][0], rel=1e-7)
 
 
 def test_complete_separation_is_an_error_naming_the_predictor() -> None:

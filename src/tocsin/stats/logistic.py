@@ -234,7 +234,7 @@ def _constrained_deviance(y: np.ndarray, others: np.ndarray, offset: np.ndarray,
 
 
 def _profile_limits(
-    y: np.ndarray, matrix: np.ndarray, fitted: sm.GLM, j: int, confidence: float
+    y: np.ndarray, matrix: np.ndarray, fitted: sm.GLM, j: int, term: str, confidence: float
 ) -> tuple[float, float]:
     """Where the signed root of the deviance rise, r(b) = sign(b - beta) sqrt(D(b) - D(beta)), equals ±z.
 
@@ -268,7 +268,7 @@ def _profile_limits(
                 return float(brentq(lambda v: signed_root(v) - target, *sorted((near, far)), xtol=1e-9 * se))
             near, far = far, beta + 2.0 * (far - beta)
         raise StatsInputError(
-            f"the profile likelihood of term {j} does not close; use the Wald interval (--no-profile)"
+            f"the profile likelihood of {term} does not close; use the Wald interval (--no-profile)"
         )
 
     return limit(-z), limit(z)
@@ -340,13 +340,22 @@ def logistic_regression(
             "ratio is infinite and no maximum-likelihood estimate exists; drop or merge those predictors "
             "(levels), or use a penalised (Firth) model"
         )
-    fitted = _fit(y, design.matrix)
+    try:
+        fitted = _fit(y, design.matrix)
+    except PerfectSeparationWarning as exc:
+        raise SeparationError(
+            f"{definition}: fitted probabilities reach 0 or 1 ({exc}); the odds ratios are not estimable; "
+            "drop or merge predictors (levels), or use a penalised (Firth) model"
+        ) from exc
+    if not fitted.converged:
+        raise StatsInputError(f"the model of {definition} did not converge; check for extreme or collinear predictors")
     z = float(norm.ppf(0.5 + confidence / 2.0))
     params, bse = np.asarray(fitted.params), np.asarray(fitted.bse)
     statistic = params / bse
     p_values = 2.0 * norm.sf(np.abs(statistic))
     if profile:
-        limits = [_profile_limits(y, design.matrix, fitted, j, confidence) for j in range(params.size)]
+        limits = [_profile_limits(y, design.matrix, fitted, j, term, confidence)
+                  for j, term in enumerate(design.terms)]
         profile_lower = np.array([lo for lo, _ in limits])
         profile_upper = np.array([hi for _, hi in limits])
     else:
