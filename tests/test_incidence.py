@@ -103,9 +103,10 @@ def test_wilson_on_a_cohort_reproduces_r_prop_test() -> None:
 
 
 def test_several_columns_and_float_grades() -> None:
-    table = pl.DataFrame({"patient_id": ["a", "b", "c"], "crs_max_grade": [1.0, 0.0, None],
-                          "icans_max_grade": [0, 3, 2]})
+    table = pl.DataFrame({"patient_id": ["a", "b", "c", "d"], "crs_max_grade": [1.0, 0.0, None, float("nan")],
+                          "icans_max_grade": [0, 3, 2, 0]})
     result = incidence(table, ["crs_max_grade", "icans_max_grade"])
+    assert _row(result, "crs_max_grade", "at_least", 1)["n_unknown"] == 2  # NaN (Parquet) counts as unknown
     assert result.summary.get_column("toxicity").unique(maintain_order=True).to_list() == [
         "crs_max_grade", "icans_max_grade"]
     assert _row(result, "icans_max_grade", "at_least", 3)["events"] == 1
@@ -230,6 +231,13 @@ def test_cli_incidence_table_and_csv_out(patients: Path, tmp_path: Path) -> None
     assert "crs_max_grade" in result.stdout and "Wilson" in result.stdout and "any grade" in result.stdout
     written = pl.read_csv(out)
     assert set(written.columns) == ROW_KEYS and written.height == 6
+
+
+def test_cli_incidence_unknown_out_format_exits_2_and_writes_nothing(patients: Path, tmp_path: Path) -> None:
+    out = tmp_path / "incidence.xlsx"
+    result = run("cohort", "incidence", patients, "--out", out)
+    assert result.exit_code == 2 and ".csv or .parquet" in result.stderr
+    assert list(tmp_path.iterdir()) == [patients]
 
 
 def test_cli_incidence_at_least_thresholds(patients: Path) -> None:

@@ -30,12 +30,11 @@ def require_columns(table: pl.DataFrame, columns: list[str]) -> None:
 
 
 def numeric_column(table: pl.DataFrame, column: str, id_column: str, what: str) -> pl.Series:
-    """The column as Float64; text that is not a number is refused with the first patient that holds it."""
+    """The column as Float64 (NaN read as missing); text that is not a number is refused with the first patient
+    that holds it."""
     series = table.get_column(column)
-    if series.dtype == pl.Boolean:
-        return series.cast(pl.Float64)
-    if series.dtype.is_numeric():
-        return series.cast(pl.Float64)
+    if series.dtype == pl.Boolean or series.dtype.is_numeric():
+        return series.cast(pl.Float64).fill_nan(None)
     converted = series.cast(pl.Float64, strict=False)
     bad = converted.is_null() & series.is_not_null()
     if bad.any():
