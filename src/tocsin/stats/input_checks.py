@@ -1,0 +1,83 @@
+"""Checks that the statistics modules share: a column exists, holds numbers, holds whole grades, holds flags.
+
+Errors name the column, the first offending patient (or row) and the value, and say what would be accepted;
+callers that know the file name prefix it.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+
+class StatsInputError(ValueError):
+    """The table cannot be analysed as asked; the message names the column, the patient or row, and the fix."""
+
+
+def _where(table: pl.DataFrame, bad: pl.Series, id_column: str) -> str:
+    index = int(bad.arg_true()[0])
+    if id_column in table.columns:
+        return f"patient {table.get_column(id_column)[index]!r} (row {index + 1})"
+    return f"row {index + 1}"
+
+
+def require_columns(table: pl.DataFrame, columns: list[str]) -> None:
+    """Every column must exist; the error lists the columns the table has."""
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise StatsInputError(
+            f"no column(s) {', '.join(repr(c) for c in missing)}; the table has {', '.join(table.columns)}"
+        )
+
+
+def numeric_column(table: pl.DataFrame, column: str, id_column: str, what: str) -> pl.Series:
+    """The column as Float64 (NaN read as missing); text that is not a number is refused with the first patient
+    that holds it."""
+    series = table.get_column(column)
+    if series.dtype == pl.Boolean or series.dtype.is_numeric():
+        return series.cast(pl.Float64).fill_nan(None)
+    converted = series.cast(pl.Float64, strict=False)
+    bad = converted.is_null() & series.is_not_null()
+    if bad.any():
+        value = series.filter(bad)[0]
+        raise StatsInputError(
+            f"column {column!r}: {_where(table, bad, id_column)} has {value!r}, which is not a number; "
+            f"{what} (leave the cell empty if unknown)"
+        )
+    return converted
+
+
+def grade_column(table: pl.DataFrame, column: str, id_column: str) -> pl.Series:
+    """A toxicity grade column as Int64: whole numbers from 0 to 5, empty when unknown."""
+    values = numeric_column(table, column, id_column, "a grade is a whole number from 0 to 5")
+    bad = values.is_not_null() & ((values < 0) | (values > 5) | (values != values.round(0)))
+    if bad.any():
+        raise StatsInputError(
+            f"column {column!r}: {_where(table, bad, id_column)} has grade {values.filter(bad)[0]:g}; "
+            "a grade is a whole number from 0 to 5 (leave the cell empty if unknown)"
+        )
+    return values.cast(pl.Int64)
+
+
+def flag_column(table: pl.DataFrame, column: str, id_column: str) -> pl.Series:
+    """A yes/no column as Boolean: true/false or 1/0 (text 'true'/'false' accepted), empty when unknown."""
+    series = table.get_column(column)
+    if series.dtype == pl.Boolean:
+        return series
+    if series.dtype == pl.String:
+        lowered = series.str.to_lowercase().str.strip_chars()
+        mapped = lowered.replace_strict(
+            {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False},
+            default=None,
+            return_dtype=pl.Boolean,
+        )
+        bad = mapped.is_null() & series.is_not_null()
+    else:
+        values = numeric_column(table, column, id_column, "use true/false or 1/0")
+        mapped = values.cast(pl.Boolean)
+        bad = values.is_not_null() & ~values.is_in([0.0, 1.0])
+    if bad.any():
+        raise StatsInputError(
+            f"column {column!r}: {_where(table, bad, id_column)} has {series.filter(bad)[0]!r}; "
+            "use true/false or 1/0 (leave the cell empty if unknown)"
+        )
+    return mapped
