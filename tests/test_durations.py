@@ -22,7 +22,8 @@ from typer.testing import CliRunner
 
 from tocsin.cli import app
 from tocsin.stats import durations as durations_module
-from tocsin.stats.durations import duration_summary, km_median, product_limit
+from tocsin.stats.durations import duration_summary, km_median
+from tocsin.stats.survival.kaplan_meier import kaplan_meier
 from tocsin.stats.input_checks import StatsInputError
 
 GEHAN = yaml.safe_load(
@@ -36,8 +37,8 @@ ROW_KEYS = {"group", "grade", "n_episodes", "n_resolved", "n_ongoing", "n_unknow
 @pytest.mark.parametrize("arm", sorted(GEHAN["groups"]))
 def test_product_limit_curve_and_median_match_r_survfit(arm: str) -> None:
     data = GEHAN["groups"][arm]
-    times, survival = product_limit(data["weeks"], data["relapsed"])
-    curve = dict(zip(times.tolist(), survival.tolist(), strict=True))
+    fit = kaplan_meier(np.asarray(data["weeks"], dtype=float), np.asarray(data["relapsed"], dtype=bool)).summary
+    curve = dict(zip(fit["time"].to_list(), fit["survival"].to_list(), strict=True))
     for week, expected in data["curve"].items():
         assert curve[float(week)] == pytest.approx(expected, abs=5e-9)
     assert km_median(data["weeks"], data["relapsed"]) == data["median"]

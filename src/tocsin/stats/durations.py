@@ -7,8 +7,8 @@ questions:
   SAS PROC UNIVARIATE's default definition 5 can differ in small samples) and range of the durations of the
   episodes that ended. Leaving the ongoing ones out biases the median downwards.
 * **Product-limit (Kaplan–Meier) median**, treating an ongoing episode as censored at its last observed
-  duration. Written here in NumPy (a dozen lines; no CI is needed here, ``tocsin cohort survival`` gives
-  KM with confidence intervals) and following R ``survival``'s median rule: the first duration at which the
+  duration, with :func:`tocsin.stats.survival.kaplan_meier.kaplan_meier` (``tocsin cohort survival`` gives
+  the same curve with confidence intervals) and so R ``survival``'s median rule: the first duration at which the
   estimated probability of still being in the episode is <= 0.5, and the midpoint of the flat stretch when
   the curve sits exactly at 0.5 (so with no ongoing episode it equals the ordinary median). When the curve
   never reaches 0.5 the median is undefined (``None``), as in R.
@@ -39,47 +39,17 @@ import numpy as np
 import polars as pl
 
 from tocsin.stats.input_checks import StatsInputError, flag_column, grade_column, numeric_column, require_columns
+from tocsin.stats.survival.kaplan_meier import kaplan_meier
 
-# survival::quantile.survfit compares the curve with 0.5 within sqrt(machine epsilon).
-_FLAT_TOLERANCE = float(np.sqrt(np.finfo(float).eps))
-
-
-def product_limit(
-    durations: Sequence[float] | np.ndarray, resolved: Sequence[bool | int] | np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Kaplan–Meier estimate of still being in the episode: (distinct durations, probability just after each).
-
-    ``resolved`` is 1 where the episode ended at that duration and 0 where it was still ongoing (censored);
-    an ongoing episode is at risk at its own duration, as in R ``survfit``.
-    """
+def km_median(durations: Sequence[float] | np.ndarray, resolved: Sequence[bool | int] | np.ndarray) -> float | None:
+    """Product-limit median duration, ongoing episodes censored (R ``survival`` rule); None when not reached."""
     times = np.asarray(durations, dtype=float)
     ended = np.asarray(resolved, dtype=bool)
     if times.shape != ended.shape:
         raise StatsInputError(f"durations and flags differ in length ({times.size} vs {ended.size})")
-    order = np.argsort(times, kind="stable")
-    times, ended = times[order], ended[order]
-    distinct, first = np.unique(times, return_index=True)
-    at_risk = times.size - first
-    events = np.add.reduceat(ended.astype(float), first) if times.size else np.zeros(0)
-    return distinct, np.cumprod(1.0 - events / at_risk)
-
-
-def km_median(durations: Sequence[float] | np.ndarray, resolved: Sequence[bool | int] | np.ndarray) -> float | None:
-    """Product-limit median duration (R ``survival`` rule); None when the curve never falls to 0.5."""
-    distinct, survival = product_limit(durations, resolved)
-    if distinct.size == 0:
+    if times.size == 0:
         return None
-    # Keep the first time of each survival level (where the curve steps), as survival::findq does.
-    steps = np.concatenate(([True], np.diff(survival) != 0.0))
-    x, y = distinct[steps], survival[steps]
-    below = np.flatnonzero(y <= 0.5 + _FLAT_TOLERANCE)
-    if below.size == 0:
-        return None
-    i = int(below[0])
-    if abs(y[i] - 0.5) < _FLAT_TOLERANCE:
-        upper = x[i + 1] if i + 1 < x.size else distinct[-1]
-        return float((x[i] + upper) / 2.0)
-    return float(x[i])
+    return kaplan_meier(times, ended).groups.get_column("median")[0]
 
 
 @dataclass(frozen=True)
