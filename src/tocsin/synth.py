@@ -1,4 +1,4 @@
-"""Deterministic synthetic CAR-T cohorts with ground-truth CRS, ICANS, hematotoxicity and kinetics labels.
+"""Deterministic synthetic CAR-T cohorts with ground-truth CRS, ICANS, hematotoxicity, kinetics and outcome labels.
 
 ``generate_cohort(n, seed)`` returns long-format events (the input every Tocsin adapter produces, see
 ``DESIGN.md``) and one label row per patient: the ASTCT 2019 CRS and ICANS grades that the generator
@@ -54,6 +54,28 @@ Generative model (one patient)
   ug genomic DNA on days 1, 4, 7, 10, 14, 21, 28 (08:00-10:00): lognormal peak (median by product) at the
   day 7, 10 or 14 sample, exponential expansion before and bi-exponential decline after; below 5
   copies/ug written ``<5``; ~2 % never expand.
+* **Disease course and outcome** (vectorised per chunk in ``_outcomes``, drawn after the hematology, last in each
+  patient's stream, so everything above is unchanged). Everyone is alive through the monitored course: progression,
+  next therapy, death and last contact come on days after the follow-up start (day 30, or the end of a longer
+  course), so they never cut it short. A best response per disease and product (table below), then ``response``
+  assessments on day 26-30 and on days 90, 180, 365, 545 and 730 (+/- 7 days), 09:00-16:00, until progression, death
+  or the data cut. Lymphoma and myeloma responses are CR, PR (myeloma: VGPR or PR), SD, PD; complete responders who
+  deepen later are PR on day 28 (25-40 % in lymphoma, 70-80 % in myeloma). B-ALL remissions are MRD_negative_CR
+  (85 %), CRi (10 %) or MRD_positive_CR (5 %); non-response is NR, followed 1-21 days after the follow-up start by a
+  ``progression`` row (treatment failure, coded as docs/cohort.md advises). Primary refractory disease is the day-28
+  PD itself (no separate row). After CR, PR or SD a share progresses (``progression``, value PET-CT, bone marrow or
+  M-protein) at the follow-up start + a lognormal time (median by response, sigma 0.7); a high CAR-HEMATOTOX raises
+  the progression-free probability to the power 1.3, a modest effect in the direction of Rejeski 2021 (shorter PFS
+  and OS with a high score). Non-relapse death: 5 %, x 2.5 after early ICAHT grade >= 3, x 1.5 after CRS or ICANS
+  grade >= 3, x 1.3 with a high CAR-HEMATOTOX, a day after the follow-up start + an exponential time (mean 120 days,
+  60 after ICAHT >= 3), cause infection (60 %; 80 % after ICAHT >= 3) or other, when it comes before progression.
+  After progression: ``next_therapy`` in 70 %, 5-35 days later (bispecific antibody, radiotherapy, chemotherapy or
+  allogeneic HCT, by disease), and death from progression 7 days + a lognormal survival later (median by disease,
+  sigma 0.8). Staggered entry: the data cut falls 152-700 days (uniform) after the follow-up start, 6-24 months
+  after infusion; a patient alive then has a ``last_contact`` ("alive") that day, and nothing is written after the
+  cut or a death.
+  There are no deaths from CRS or ICANS: every episode resolves within the course, and ``death = crs`` (``icans``) is
+  grade 5 whenever it comes, so such a death would contradict both the course and its labels.
 * **Mixed units, on purpose** (each per patient): temperature in ``[degF]`` (~30 %), CRP in ``mg/dL``
   (~30 %), norepinephrine in ``ug/kg/min`` (~40 %; the ``weight`` row is always present), FiO2 as a
   fraction with unit ``"1"`` (~40 %); counts per uL (ANC, ALC in ``/uL``, WBC and platelets in
@@ -72,6 +94,15 @@ stretch <= 500/uL that holds on day 30 and began by day 3. ``pht``, ``pht_lineag
 below the default LLN on day 28 (ANC < 1.8 x 10^9/L, platelets < 150 x 10^9/L, Hb < 12.0 g/dL: CTCAE
 grade >= 1; null without a value on days 25-31). ``car_t_cmax``, ``car_t_tmax_day``: the highest
 quantifiable level and the day of its first sample (null when none is quantifiable).
+
+Outcome labels
+--------------
+The definitions of ``tocsin cohort derive`` (docs/cohort.md), from the rows written: ``response_day28`` = the
+value of the one assessment within day 28 +/- 7; ``os_days``, ``os_event`` = death (1), else the last contact
+(0); ``pfs_days``, ``pfs_event`` = the first progression (a ``progression`` row or a response PD) or death (1),
+else the last contact (0); ``relapse_nrm_days``, ``relapse_nrm_status`` = progression (1; a death from
+progression always follows one), death without progression (2) or censored (0), so the days equal
+``pfs_days``.
 
 Why the labels are unambiguous
 ------------------------------
@@ -108,6 +139,32 @@ patients grade 0-1, ~10-20 % grade 3-4); CAR-HEMATOTOX high ~35 % (Rejeski K et 
 2021;138:2499-2513, doi:10.1182/blood.2020010543); PHT by the CTCAE grade >= 1 definition of Wang 2023
 (doi:10.3389/fimmu.2023.1139559) ~75 %, mostly anemia and thrombocytopenia; CAR-T peak on day 7 (~45 %),
 10 (~30 %) or 14 (~25 %).
+
+Outcome targets: best response CR/PR/SD/PD (B-ALL CR/NR) and measured 12-month PFS and OS (Kaplan-Meier; 4,000
+patients, seed 3), set to approximate figures of the pivotal trials:
+
+===============  ==============  =========  ========  ================================================
+group            best response   PFS 12 mo  OS 12 mo  trial (approximate published figures)
+===============  ==============  =========  ========  ================================================
+LBCL axi-cel     58/24/8/10      42 %       57 %      ZUMA-1: ORR 82 %, CR 54 % (58 % later)
+LBCL tisa-cel    40/12/16/32     28 %       40 %      JULIET: ORR 52 %, CR 40 %
+LBCL liso-cel    53/20/10/17     39 %       55 %      TRANSCEND: ORR 73 %, CR 53 %
+FL               75/17/5/3       77 %       93 %      by analogy: high CR, few relapses
+MCL brexu-cel    67/26/3/4       52 %       71 %      ZUMA-2: ORR 93 %, CR 67 %
+B-ALL tisa-cel   82/18           48 %       68 %      ELIANA: CR/CRi 81 %; EFS 50 %, OS 76 % at 12 mo
+B-ALL brexu-cel  71/29           44 %       61 %      ZUMA-3: CR/CRi 71 %
+MM ide-cel       33/40/17/10     35 %       79 %      KarMMa: ORR 73 %, >= CR 33 %, median PFS 8.8 mo
+MM cilta-cel     67/30/2/1       74 %       91 %      CARTITUDE-1: ORR 97 %, sCR 67 %, PFS 77 % at 12 mo
+===============  ==============  =========  ========  ================================================
+
+Non-relapse mortality ~6 % (4 % without and 15 % after early ICAHT grade >= 3); 12-month PFS 42 % with a high
+CAR-HEMATOTOX, 50 % without. Trials: ZUMA-1 above; JULIET above; TRANSCEND NHL 001 (liso-cel; Abramson JS et
+al., Lancet 2020;396:839-852, doi:10.1016/S0140-6736(20)31366-0); ZUMA-2 (brexu-cel, MCL; Wang M et al.,
+N Engl J Med 2020;382:1331-1342, doi:10.1056/NEJMoa1914347); ELIANA (tisa-cel, B-ALL; Maude SL et al., N Engl J
+Med 2018;378:439-448, doi:10.1056/NEJMoa1709866); ZUMA-3 (brexu-cel, adult B-ALL; Shah BD et al., Lancet
+2021;398:491-502, doi:10.1016/S0140-6736(21)01222-8); KarMMa (ide-cel; Munshi NC et al., N Engl J Med
+2021;384:705-716, doi:10.1056/NEJMoa2024850); CARTITUDE-1 (cilta-cel; Berdeja JG et al., Lancet
+2021;398:314-324, doi:10.1016/S0140-6736(21)00933-8).
 
 Example
 -------
@@ -322,7 +379,8 @@ class SyntheticCohort:
     icans_onset_day, age, product (see :data:`LABEL_SCHEMA`); grades are ASTCT 2019, onsets are the
     ``day`` of the first event that shows the toxicity (the onset fever; the first abnormal neuro
     assessment), null when there is none. Then car_hematotox, icaht_early_grade, days_anc_le_500,
-    days_anc_le_100, pht, pht_lineage_count, car_t_cmax, car_t_tmax_day (rules in the module docstring).
+    days_anc_le_100, pht, pht_lineage_count, car_t_cmax, car_t_tmax_day and the outcome labels response_day28,
+    os_days, os_event, pfs_days, pfs_event, relapse_nrm_days, relapse_nrm_status (rules in the module docstring).
     """
 
     events: pl.DataFrame
@@ -1567,7 +1625,7 @@ def _outcomes(
     start = max(days, _FOLLOW_UP_START)  # follow-up events lie on later days: they never cut the course short
     hematotox_high = hema["car_hematotox"] >= 2  # type: ignore[operator]
     icaht = hema["icaht_early_grade"]
-    severe_icaht = (planned_icaht if icaht is None else icaht) >= 3
+    severe_icaht = (planned_icaht if icaht is None else icaht) >= 3  # the plan when the course is too short to grade
 
     # ---------------------------------------------------------------- best response, day-28 assessment
     best = _pick(u(), per_group("best"))  # 0 CR, 1 PR, 2 SD, 3 PD (B-ALL: NR)
@@ -1747,10 +1805,11 @@ def _label_column(chunks: list[dict[str, np.ndarray | None]], name: str, n: int)
 
 
 def generate_cohort(n_patients: int, seed: int, days: int = 30) -> SyntheticCohort:
-    """Generate ``n_patients`` synthetic CAR-T courses of ``days`` days after infusion.
+    """Generate ``n_patients`` synthetic CAR-T courses of ``days`` days after infusion, with their follow-up.
 
     Deterministic: the same arguments give identical frames. ``days`` must be at least 14 (CRS is
-    planned on days 1-7 and resolves at least a day before the end of follow-up). Events are sorted by
+    planned on days 1-7 and resolves at least a day before the end of the course). The follow-up rows
+    (response, progression, next therapy, death, last contact) reach 6-24 months. Events are sorted by
     patient, day and a fixed item order.
     """
     if isinstance(n_patients, bool) or not isinstance(n_patients, int) or n_patients < 0:
