@@ -1557,7 +1557,7 @@ class _Efficacy:
     best: tuple[float, float, float, float]  # best response weights CR, PR, SD, PD (B-ALL: CR and NR, first and last)
     cr_at_day28: float  # share of complete responders already in CR at the day-28 assessment (the others: PR then)
     progression: tuple[float, float, float]  # probability of progression after a best response CR, PR, SD
-    days_to_progression: tuple[float, float, float]  # median, after CR, PR, SD
+    days_to_progression: tuple[float, float, float]  # median, after CR, PR, SD (B-ALL has no PR or SD)
     days_after_progression: float  # median survival after progression
     family: int  # 0 lymphoma, 1 B-ALL, 2 myeloma: which response values, progression and next therapies are written
 
@@ -1623,7 +1623,7 @@ def _outcomes(
 
     family = per_group("family").astype(np.int64)
     start = max(days, _FOLLOW_UP_START)  # follow-up events lie on later days: they never cut the course short
-    hematotox_high = hema["car_hematotox"] >= 2  # type: ignore[operator]
+    hematotox_high = np.asarray(hema["car_hematotox"]) >= 2
     icaht = hema["icaht_early_grade"]
     severe_icaht = (planned_icaht if icaht is None else icaht) >= 3  # the plan when the course is too short to grade
 
