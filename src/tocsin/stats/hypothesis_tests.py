@@ -1,0 +1,464 @@
+"""Two-group and k-group tests for a comparison table, each matching the R function researchers check against.
+
+Every test returns a :class:`HypothesisTestResult` (name, statistic, df, exact P, and how P was obtained).
+scipy does the arithmetic where it agrees with R; what is written here by hand is what scipy lacks:
+
+* **Fisher's exact test for r×c tables** (Fisher–Freeman–Halton). ``scipy.stats.fisher_exact`` 1.17 is exact
+  for 2×2 only; for larger tables its default is Monte-Carlo. :func:`fisher_exact` enumerates every table
+  with the observed margins, column by column, merging partial tables that reach the same remaining row
+  totals with the same probability so far (the idea of Mehta & Patel's network algorithm without its
+  bounds). The same code serves 2×2, so one definition of "as or more extreme" holds for all shapes.
+* **R's tolerance in "as or more extreme"**: R ``fisher.test`` counts the tables whose probability is at most
+  the observed one times ``1 + 1e-7`` (``relErr``); scipy uses ``1 + 1e-14``. Ties between tables of equal
+  probability computed in floating point are therefore counted as R counts them.
+* **R's choice of exact vs normal Wilcoxon**: ``wilcox.test`` is exact when both samples have fewer than 50
+  values and there are no ties, otherwise normal with continuity correction; scipy's ``method="auto"``
+  switches at 8 values, so :func:`wilcoxon_rank_sum` passes the method explicitly.
+
+References:
+    Fisher RA (1935). The logic of inductive inference. J R Stat Soc 98:39-82. doi:10.2307/2342435.
+    Freeman GH, Halton JH (1951). Note on an exact treatment of contingency, goodness of fit and other
+    problems of significance. Biometrika 38:141-149. doi:10.1093/biomet/38.1-2.141.
+    Mehta CR, Patel NR (1983). A network algorithm for performing Fisher's exact test in r×c contingency
+    tables. JASA 78:427-434. doi:10.1080/01621459.1983.10477989.
+    Pearson K (1900). doi:10.1080/14786440009463897; Yates F (1934). doi:10.2307/2983604.
+    Mann HB, Whitney DR (1947). doi:10.1214/aoms/1177730491. Welch BL (1947). doi:10.1093/biomet/34.1-2.28.
+    Kruskal WH, Wallis WA (1952). doi:10.1080/01621459.1952.10483441.
+    Agresti A (2002). Categorical Data Analysis, 2nd ed., Wiley, ISBN 978-0-471-36093-3, §3.5.
+    R Core Team. stats::fisher.test, chisq.test, wilcox.test, t.test, kruskal.test (R >= 4.0).
+
+Example:
+    >>> round(fisher_exact([[3, 1], [1, 3]]).p, 4)    # R: fisher.test(TeaTasting) two-sided
+    0.4857
+    >>> pearson_chi_square([[762, 327, 468], [484, 239, 477]]).df
+    2.0
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+import numpy as np
+import polars as pl
+from scipy import stats
+from scipy.special import gammaln
+
+R_RELATIVE_TOLERANCE = 1e-7
+"""``relErr - 1`` in R's fisher.test: tables within this relative distance of the observed probability tie."""
+
+DEFAULT_EXACT_LIMIT = 20_000_000
+"""Most partial tables the exact r×c enumeration may create (about ten seconds); memory stays bounded."""
+
+DEFAULT_RESAMPLES = 2000
+"""Monte-Carlo tables drawn by default, as R's ``fisher.test(simulate.p.value = TRUE)`` (``B = 2000``)."""
+
+
+class TestNotApplicable(ValueError):
+    """The data do not allow this test (too few groups, a constant variable, ...); the message says why."""
+
+    __test__ = False  # not a pytest class
+
+
+class ExactTestTooLarge(ValueError):
+    """The exact enumeration would exceed its work limit; the message offers the Monte-Carlo alternative."""
+
+
+@dataclass(frozen=True)
+class HypothesisTestResult:
+    """One test's outcome: ``test`` is the stable key, ``name`` the text a table prints."""
+
+    test: str
+    name: str
+    statistic: float | None
+    statistic_name: str | None
+    df: float | None
+    p: float
+    method: str
+    details: Mapping[str, float | int | str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "details", MappingProxyType(dict(self.details)))
+
+    @property
+    def summary(self) -> pl.DataFrame:
+        """One row: test, name, statistic, statistic_name, df, p, method."""
+        return pl.DataFrame(
+            {
+                "test": [self.test],
+                "name": [self.name],
+                "statistic": [self.statistic],
+                "statistic_name": [self.statistic_name],
+                "df": [self.df],
+                "p": [self.p],
+                "method": [self.method],
+            },
+            schema={
+                "test": pl.String,
+                "name": pl.String,
+                "statistic": pl.Float64,
+                "statistic_name": pl.String,
+                "df": pl.Float64,
+                "p": pl.Float64,
+                "method": pl.String,
+            },
+        )
+
+
+def _contingency(table: Sequence[Sequence[int]] | np.ndarray) -> np.ndarray:
+    counts = np.asarray(table)
+    if counts.ndim != 2:
+        raise ValueError("a contingency table has two dimensions (levels × groups)")
+    if counts.size and (np.any(counts < 0) or np.any(counts != np.round(counts))):
+        raise ValueError("a contingency table holds non-negative whole counts")
+    counts = counts.astype(np.int64)
+    if counts.shape[0] < 2 or counts.shape[1] < 2:
+        raise TestNotApplicable(f"a {counts.shape[0]}×{counts.shape[1]} table has nothing to compare (needs 2×2 or more)")
+    if np.any(counts.sum(axis=1) == 0) or np.any(counts.sum(axis=0) == 0):
+        raise TestNotApplicable("a row or column of the table is empty; drop empty levels and groups first")
+    return counts
+
+
+def expected_counts(table: Sequence[Sequence[int]] | np.ndarray) -> np.ndarray:
+    """Counts expected under independence (row total × column total / n), the basis of the χ²/Fisher choice."""
+    return stats.contingency.expected_freq(_contingency(table))
+
+
+def pearson_chi_square(table: Sequence[Sequence[int]] | np.ndarray, yates: bool = False) -> HypothesisTestResult:
+    """Pearson's χ² test of independence; ``yates=True`` is R's ``chisq.test(correct = TRUE)`` (2×2 only).
+
+    R applies the continuity correction to 2×2 tables only and never lets it exceed ``|O - E|``; scipy's
+    ``chi2_contingency(correction=True)`` does the same, so scipy computes it. Asking for Yates on a
+    larger table is refused instead of silently ignored.
+
+    >>> round(pearson_chi_square([[762, 327, 468], [484, 239, 477]]).statistic, 2)   # R chisq.test(M)
+    30.07
+    """
+    counts = _contingency(table)
+    if yates and counts.shape != (2, 2):
+        raise TestNotApplicable(
+            f"Yates' continuity correction is defined for 2×2 tables; this one is {counts.shape[0]}×{counts.shape[1]} "
+            "(use the uncorrected χ² test 'chisq')"
+        )
+    result = stats.chi2_contingency(counts, correction=yates)
+    minimum_expected = float(result.expected_freq.min())
+    return HypothesisTestResult(
+        test="chisq_yates" if yates else "chisq",
+        name="Pearson's χ² test with Yates' continuity correction" if yates else "Pearson's χ² test",
+        statistic=float(result.statistic),
+        statistic_name="X-squared",
+        df=float(result.dof),
+        p=float(result.pvalue),
+        method="asymptotic χ² distribution" + (", continuity-corrected" if yates else ""),
+        details={"minimum_expected": minimum_expected},
+    )
+
+
+def _log_factorials(n: int) -> np.ndarray:
+    return gammaln(np.arange(n + 1, dtype=np.float64) + 1.0)
+
+
+def _even_split_value(totals: np.ndarray, parts: int, log_fact: np.ndarray) -> np.ndarray:
+    """``-Σ log x!`` of each total split as evenly as possible into ``parts`` cells (its largest value)."""
+    quotient, remainder = np.divmod(totals, parts)
+    return -(remainder * log_fact[quotient + 1] + (parts - remainder) * log_fact[quotient]).sum(axis=-1)
+
+
+def _enumerate_tables(counts: np.ndarray, limit: int) -> tuple[float, float]:
+    """P (R's definition) and the observed table's probability, over every table with the observed margins.
+
+    States are partial tables, filled column by column: the remaining row totals (sorted, because rows with
+    equal remainders are interchangeable for every completion), ``v`` = the log of ``Π 1/x!`` over the cells
+    filled so far, and how many partial tables share both. Before each column, a state whose every
+    completion is surely as or less probable than the observed table is added whole, using the closed form
+    ``Σ_completions Π 1/x! = N! / (Π R! Π C!)``; one whose every completion is surely more probable is
+    dropped. "Surely" uses bounds from the row margins or the column margins alone (even split = most
+    probable, all in one cell = least probable). Columns are filled smallest first, so the largest is the
+    one left determined by the remainders.
+    """
+    if counts.shape[0] > counts.shape[1]:
+        counts = counts.T
+    row_totals = counts.sum(axis=1)
+    column_totals = np.sort(counts.sum(axis=0))
+    n = int(row_totals.sum())
+    log_fact = _log_factorials(n)
+    constant = log_fact[row_totals].sum() + log_fact[column_totals].sum() - log_fact[n]
+    observed = -log_fact[counts].sum()
+    threshold = observed + np.log1p(R_RELATIVE_TOLERANCE)
+
+    n_rows = len(row_totals)
+    budget = _Budget(limit, f"a table of {n} with margins {row_totals.tolist()} × {column_totals.tolist()}")
+    remaining = np.sort(row_totals)[None, :].astype(np.int64)
+    value = np.zeros(1)
+    weight = np.ones(1)
+    p = 0.0
+    for index, column_total in enumerate(column_totals[:-1]):
+        later = column_totals[index:]
+        most_probable = np.minimum(
+            _even_split_value(remaining, len(later), log_fact),
+            _even_split_value(later[:, None], n_rows, log_fact).sum(),
+        )
+        least_probable = np.maximum(-log_fact[remaining].sum(axis=1), -log_fact[later].sum())
+        all_count = value + most_probable <= threshold
+        none_count = value + least_probable > threshold
+        if all_count.any():
+            left = remaining[all_count]
+            completions = log_fact[left.sum(axis=1)] - log_fact[left].sum(axis=1) - log_fact[later].sum()
+            p += float((weight[all_count] * np.exp(constant + value[all_count] + completions)).sum())
+        keep = ~(all_count | none_count)
+        remaining, value, weight = remaining[keep], value[keep], weight[keep]
+        if not len(value):
+            break
+        last = index == len(column_totals) - 2
+        outputs = _fill_column(remaining, np.full(len(value), column_total), value, weight, 0, log_fact, budget)
+        if last:
+            for left, filled, count in outputs:
+                filled = filled - log_fact[left].sum(axis=1)
+                counted = filled <= threshold
+                p += float((count[counted] * np.exp(constant + filled[counted])).sum())
+            break
+        remaining, value, weight = _merge_states(outputs, n_rows)
+    return min(p, 1.0), float(np.exp(constant + observed))
+
+
+_CHUNK = 250_000
+"""Most partial tables expanded at once; larger expansions are split, so memory stays near 20 MB."""
+
+
+class _Budget:
+    """Counts the partial tables created, so that the enumeration stops at its work limit."""
+
+    def __init__(self, limit: int, margins: str) -> None:
+        self.limit, self.used, self.margins = limit, 0, margins
+
+    def spend(self, amount: int) -> None:
+        self.used += amount
+        if self.used > self.limit:
+            raise ExactTestTooLarge(f"the exact test needs more than {self.limit:,} partial tables ({self.margins})")
+
+
+def _fill_column(
+    remaining: np.ndarray,
+    column_left: np.ndarray,
+    value: np.ndarray,
+    weight: np.ndarray,
+    first_row: int,
+    log_fact: np.ndarray,
+    budget: _Budget,
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Every way to fill one column from ``first_row`` down, in chunks of at most ``_CHUNK`` partial tables."""
+    n_rows = remaining.shape[1]
+    for row in range(first_row, n_rows - 1):
+        below = remaining[:, row + 1 :].sum(axis=1)
+        low = np.maximum(0, column_left - below)
+        choices = np.minimum(remaining[:, row], column_left) - low + 1
+        total = int(choices.sum())
+        if total > _CHUNK and len(value) > 1:
+            half = len(value) // 2
+            return [
+                *_fill_column(remaining[:half], column_left[:half], value[:half], weight[:half], row, log_fact, budget),
+                *_fill_column(remaining[half:], column_left[half:], value[half:], weight[half:], row, log_fact, budget),
+            ]
+        budget.spend(total)
+        source = np.repeat(np.arange(len(value)), choices)
+        starts = np.cumsum(choices) - choices
+        cell = low[source] + (np.arange(total) - starts[source])
+        remaining = remaining[source]
+        remaining[:, row] -= cell
+        column_left = column_left[source] - cell
+        value = value[source] - log_fact[cell]
+        weight = weight[source]
+    remaining[:, -1] -= column_left
+    return [(np.sort(remaining, axis=1), value - log_fact[column_left], weight)]
+
+
+def _merge_states(
+    outputs: list[tuple[np.ndarray, np.ndarray, np.ndarray]], n_rows: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One state per (remaining row totals, value to 1e-9): later columns cannot tell such partial tables apart."""
+    rows = [f"r{i}" for i in range(n_rows)]
+    merged = (
+        pl.concat(
+            [
+                pl.DataFrame({f"r{i}": left[:, i] for i in range(n_rows)}).with_columns(
+                    key=pl.Series(np.round(value * 1e9).astype(np.int64)),
+                    value=pl.Series(value),
+                    weight=pl.Series(weight),
+                )
+                for left, value, weight in outputs
+            ]
+        )
+        .group_by([*rows, "key"])
+        .agg(pl.col("value").first(), pl.col("weight").sum())
+    )
+    return (
+        merged.select(rows).to_numpy().astype(np.int64),
+        merged.get_column("value").to_numpy(),
+        merged.get_column("weight").to_numpy(),
+    )
+
+
+def fisher_exact(table: Sequence[Sequence[int]] | np.ndarray, limit: int = DEFAULT_EXACT_LIMIT) -> HypothesisTestResult:
+    """Fisher's exact test (2×2) or the Fisher–Freeman–Halton exact test (r×c), two-sided, as R ``fisher.test``.
+
+    P sums the probabilities (hypergeometric, margins fixed) of every table no more probable than the one
+    observed. For 2×2 tables the details carry R's conditional maximum-likelihood odds ratio and its exact
+    95% CI (``scipy.stats.contingency.odds_ratio``). Past ``limit`` partial tables the enumeration stops
+    with :class:`ExactTestTooLarge`; :func:`fisher_monte_carlo` is the explicit alternative.
+
+    >>> round(fisher_exact([[1, 3, 10, 6], [2, 3, 10, 7], [1, 6, 14, 12], [0, 1, 9, 11]]).p, 4)  # R: 0.7827
+    0.7827
+    """
+    counts = _contingency(table)
+    p, observed_probability = _enumerate_tables(counts, limit)
+    details: dict[str, float | int | str] = {"observed_table_probability": observed_probability}
+    if counts.shape == (2, 2):
+        odds = stats.contingency.odds_ratio(counts, kind="conditional")
+        interval = odds.confidence_interval(0.95)
+        details |= {"odds_ratio": float(odds.statistic), "odds_ratio_low": float(interval.low),
+                    "odds_ratio_high": float(interval.high)}
+        name = "Fisher's exact test"
+    else:
+        name = "Fisher–Freeman–Halton exact test"
+    return HypothesisTestResult(
+        test="fisher",
+        name=name,
+        statistic=None,
+        statistic_name=None,
+        df=None,
+        p=p,
+        method="exact: every table with the observed margins",
+        details=details,
+    )
+
+
+def fisher_monte_carlo(
+    table: Sequence[Sequence[int]] | np.ndarray, seed: int, resamples: int = DEFAULT_RESAMPLES
+) -> HypothesisTestResult:
+    """Fisher–Freeman–Halton test with a Monte-Carlo P (as R ``fisher.test(simulate.p.value = TRUE, B)``).
+
+    Tables are drawn with the observed margins (``scipy.stats.random_table`` via ``scipy.stats.fisher_exact``
+    with a seeded ``MonteCarloMethod``); P = (1 + tables as or less probable) / (resamples + 1), the same
+    estimator as R, so its smallest value is 1 / (resamples + 1). The same seed gives the same P.
+    """
+    counts = _contingency(table)
+    if resamples < 1:
+        raise ValueError("resamples must be at least 1")
+    method = stats.MonteCarloMethod(n_resamples=resamples, rng=np.random.default_rng(seed))
+    result = stats.fisher_exact(counts, method=method)
+    return HypothesisTestResult(
+        test="fisher_mc",
+        name="Fisher–Freeman–Halton test (Monte-Carlo)",
+        statistic=None,
+        statistic_name=None,
+        df=None,
+        p=float(result.pvalue),
+        method=f"Monte-Carlo: {resamples:,} random tables with the observed margins, seed {seed}",
+        details={"resamples": resamples, "seed": seed},
+    )
+
+
+def _finite(values: Sequence[float] | np.ndarray, label: str) -> np.ndarray:
+    array = np.asarray(values, dtype=np.float64)
+    array = array[np.isfinite(array)]
+    if array.size == 0:
+        raise TestNotApplicable(f"{label} has no values")
+    return array
+
+
+def wilcoxon_rank_sum(
+    x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray, exact: bool | None = None
+) -> HypothesisTestResult:
+    """Wilcoxon rank-sum (Mann–Whitney U) test, two-sided, with R ``wilcox.test`` defaults.
+
+    ``exact=None`` (R's default) is exact when both samples have fewer than 50 values and there are no
+    ties; otherwise the normal approximation with tie-corrected variance and continuity correction. The
+    statistic is R's ``W`` (U of the first sample). ``exact=True`` with ties is refused (R would warn and
+    fall back).
+
+    >>> wilcoxon_rank_sum([1, 2], [3, 4, 5]).p     # 2 of the C(5, 2) = 10 equally likely arrangements
+    0.2
+    """
+    first, second = _finite(x, "the first group"), _finite(y, "the second group")
+    pooled = np.concatenate([first, second])
+    if np.all(pooled == pooled[0]):
+        raise TestNotApplicable("every value is the same; ranks cannot differ")
+    ties = np.unique(pooled).size < pooled.size
+    if exact is None:
+        exact = first.size < 50 and second.size < 50 and not ties
+    elif exact and ties:
+        raise TestNotApplicable("an exact Wilcoxon P assumes no ties; these data have ties")
+    result = stats.mannwhitneyu(
+        first, second, use_continuity=True, alternative="two-sided", method="exact" if exact else "asymptotic"
+    )
+    if exact:
+        method = "exact distribution of W (no ties, both groups < 50)"
+    else:
+        reason = "ties" if ties else "a group of 50 or more"
+        method = f"normal approximation with continuity correction ({reason})"
+    return HypothesisTestResult(
+        test="wilcoxon",
+        name="Wilcoxon rank-sum test",
+        statistic=float(result.statistic),
+        statistic_name="W",
+        df=None,
+        p=float(result.pvalue),
+        method=method,
+        details={"n_first": int(first.size), "n_second": int(second.size)},
+    )
+
+
+def t_test(
+    x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray, equal_variance: bool = False
+) -> HypothesisTestResult:
+    """Two-sample t-test, two-sided: Welch (R ``t.test`` default) or pooled variance (``var.equal = TRUE``).
+
+    >>> t_test([0.7, -1.6, -0.2, -1.2, -0.1, 3.4, 3.7, 0.8, 0.0, 2.0],
+    ...        [1.9, 0.8, 1.1, 0.1, -0.1, 4.4, 5.5, 1.6, 4.6, 3.4]).df.__round__(3)   # R sleep data
+    17.776
+    """
+    first, second = _finite(x, "the first group"), _finite(y, "the second group")
+    if first.size < 2 or second.size < 2:
+        raise TestNotApplicable("a t-test needs at least 2 values in each group")
+    pooled = np.concatenate([first, second])
+    if np.all(pooled == pooled[0]):
+        raise TestNotApplicable("every value is the same; the t statistic is undefined")
+    result = stats.ttest_ind(first, second, equal_var=equal_variance)
+    return HypothesisTestResult(
+        test="t_pooled" if equal_variance else "t_welch",
+        name="Two-sample t-test (pooled variance)" if equal_variance else "Welch two-sample t-test",
+        statistic=float(result.statistic),
+        statistic_name="t",
+        df=float(result.df),
+        p=float(result.pvalue),
+        method="t distribution, " + ("pooled variance" if equal_variance else "Welch–Satterthwaite df"),
+        details={"mean_difference": float(first.mean() - second.mean())},
+    )
+
+
+def kruskal_wallis(samples: Sequence[Sequence[float] | np.ndarray]) -> HypothesisTestResult:
+    """Kruskal–Wallis rank-sum test (ties corrected, χ² approximation), as R ``kruskal.test``.
+
+    >>> kruskal_wallis([[2.9, 3.0, 2.5, 2.6, 3.2], [3.8, 2.7, 4.0, 2.4], [2.8, 3.4, 3.7, 2.2, 2.0]]).df
+    2.0
+    """
+    groups = [np.asarray(s, dtype=np.float64) for s in samples]
+    groups = [g[np.isfinite(g)] for g in groups]
+    groups = [g for g in groups if g.size]
+    if len(groups) < 2:
+        raise TestNotApplicable("Kruskal–Wallis needs values in at least 2 groups")
+    pooled = np.concatenate(groups)
+    if np.all(pooled == pooled[0]):
+        raise TestNotApplicable("every value is the same; ranks cannot differ")
+    result = stats.kruskal(*groups)
+    return HypothesisTestResult(
+        test="kruskal",
+        name="Kruskal–Wallis rank-sum test",
+        statistic=float(result.statistic),
+        statistic_name="Kruskal-Wallis chi-squared",
+        df=float(len(groups) - 1),
+        p=float(result.pvalue),
+        method="asymptotic χ² distribution, ties corrected",
+        details={"groups": len(groups)},
+    )
