@@ -114,7 +114,9 @@ def _contingency(table: Sequence[Sequence[int]] | np.ndarray) -> np.ndarray:
         raise ValueError("a contingency table holds non-negative whole counts")
     counts = counts.astype(np.int64)
     if counts.shape[0] < 2 or counts.shape[1] < 2:
-        raise TestNotApplicable(f"a {counts.shape[0]}×{counts.shape[1]} table has nothing to compare (needs 2×2 or more)")
+        raise TestNotApplicable(
+            f"a {counts.shape[0]}×{counts.shape[1]} table has nothing to compare (needs 2×2 or more)"
+        )
     if np.any(counts.sum(axis=1) == 0) or np.any(counts.sum(axis=0) == 0):
         raise TestNotApplicable("a row or column of the table is empty; drop empty levels and groups first")
     return counts
@@ -316,8 +318,11 @@ def fisher_exact(table: Sequence[Sequence[int]] | np.ndarray, limit: int = DEFAU
     if counts.shape == (2, 2):
         odds = stats.contingency.odds_ratio(counts, kind="conditional")
         interval = odds.confidence_interval(0.95)
-        details |= {"odds_ratio": float(odds.statistic), "odds_ratio_low": float(interval.low),
-                    "odds_ratio_high": float(interval.high)}
+        details |= {
+            "odds_ratio": float(odds.statistic),
+            "odds_ratio_low": float(interval.low),
+            "odds_ratio_high": float(interval.high),
+        }
         name = "Fisher's exact test"
     else:
         name = "Fisher–Freeman–Halton exact test"

@@ -79,19 +79,15 @@ def categorical_summary(frame: pl.DataFrame, column: str, by: str) -> pl.DataFra
     present = frame.select(pl.col(by).alias(GROUP), pl.col(column).alias("level")).drop_nulls("level")
     counts = present.group_by(GROUP, "level").len("n")
     grid = (
-        present.select(GROUP).unique().join(present.select("level").unique(), how="cross")
+        present.select(GROUP)
+        .unique()
+        .join(present.select("level").unique(), how="cross")
         .join(counts, on=[GROUP, "level"], how="left")
         .with_columns(pl.col("n").fill_null(0).cast(pl.Int64))
     )
-    return grid.with_columns(
-        percent=100.0 * pl.col("n") / pl.col("n").sum().over(GROUP)
-    ).sort(GROUP, "level")
+    return grid.with_columns(percent=100.0 * pl.col("n") / pl.col("n").sum().over(GROUP)).sort(GROUP, "level")
 
 
 def missing_counts(frame: pl.DataFrame, column: str, by: str) -> pl.DataFrame:
     """One row per group: ``total`` rows and ``missing`` (null) values of ``column``."""
-    return (
-        frame.group_by(pl.col(by).alias(GROUP))
-        .agg(total=pl.len(), missing=pl.col(column).null_count())
-        .sort(GROUP)
-    )
+    return frame.group_by(pl.col(by).alias(GROUP)).agg(total=pl.len(), missing=pl.col(column).null_count()).sort(GROUP)

@@ -245,9 +245,7 @@ def _continuous_cell(stats_row: dict, statistic: str, digits: int) -> str:
     }[statistic]
 
 
-def _select_variables(
-    frame: pl.DataFrame, by: str, variables: Sequence[str] | None
-) -> tuple[list[str], list[str]]:
+def _select_variables(frame: pl.DataFrame, by: str, variables: Sequence[str] | None) -> tuple[list[str], list[str]]:
     if variables:
         unknown = [v for v in variables if v not in frame.columns]
         if unknown:
@@ -274,7 +272,9 @@ def _grouped(frame: pl.DataFrame, by: str) -> tuple[pl.DataFrame, list[GroupColu
     labels = _labels(values)
     if len(labels) < 2:
         shown = f"one value ('{labels[0]}')" if labels else "no values"
-        raise Table1Error(f"group column '{by}' has {shown}; a comparison needs at least 2 groups (choose another --by)")
+        raise Table1Error(
+            f"group column '{by}' has {shown}; a comparison needs at least 2 groups (choose another --by)"
+        )
     if len(labels) > MAX_GROUPS:
         raise Table1Error(
             f"group column '{by}' has {len(labels)} distinct values (at most {MAX_GROUPS}); "
@@ -288,9 +288,7 @@ def _grouped(frame: pl.DataFrame, by: str) -> tuple[pl.DataFrame, list[GroupColu
     return coded, [GroupColumn(label, int(size)) for label, size in zip(labels, sizes, strict=True)], excluded
 
 
-def _check_requested(
-    variable: str, kind: VariableKind, test: str, numeric: bool, n_groups: int, by: str
-) -> None:
+def _check_requested(variable: str, kind: VariableKind, test: str, numeric: bool, n_groups: int, by: str) -> None:
     if test in CATEGORICAL_TESTS and kind == "continuous":
         raise Table1Error(
             f"--test {variable}={test}: that test compares counts of categories and '{variable}' is continuous; "
@@ -393,8 +391,10 @@ def _compare(
             counts = pl.concat([counts, categorical_summary(whole, variable, _GROUP_CODE)])
         level_values = frame.get_column(variable).drop_nulls().unique().sort()
         levels = _labels(level_values)
-        by_cell = {(code, str(lv) if not isinstance(lv, bool) else str(lv).lower()): (n, pct)
-                   for code, lv, n, pct in counts.iter_rows()}
+        by_cell = {
+            (code, str(lv) if not isinstance(lv, bool) else str(lv).lower()): (n, pct)
+            for code, lv, n, pct in counts.iter_rows()
+        }
         rows = []
         for level in levels:
             cells = {}
@@ -406,8 +406,10 @@ def _compare(
             [[by_cell.get((code, level), (0, 0.0))[0] for code in range(len(groups))] for level in levels],
             dtype=np.int64,
         ).reshape(len(levels), len(groups))
-        result, choice, note = (None, "not tested (--test none)", None) if requested == "none" else (
-            _run_categorical_test(variable, table, requested, options)
+        result, choice, note = (
+            (None, "not tested (--test none)", None)
+            if requested == "none"
+            else (_run_categorical_test(variable, table, requested, options))
         )
         statistics = counts.with_columns(pl.col("group").map_elements(label_of, return_dtype=pl.String))
     else:
@@ -418,8 +420,10 @@ def _compare(
         rows = [
             SummaryRow(
                 CONTINUOUS_STATISTICS[statistic],
-                {label_of(code): _continuous_cell(by_code.get(code, {}), statistic, options.digits)
-                 for code in range(len(column_labels))},
+                {
+                    label_of(code): _continuous_cell(by_code.get(code, {}), statistic, options.digits)
+                    for code in range(len(column_labels))
+                },
             )
             for statistic in options.continuous_statistics
         ]
@@ -428,8 +432,10 @@ def _compare(
         codes = present.get_column(_GROUP_CODE).to_numpy()
         values = present.get_column(variable).to_numpy()
         samples = [values[codes == code] for code in range(len(groups))]
-        result, choice, note = (None, "not tested (--test none)", None) if requested == "none" else (
-            _run_location_test(variable, samples, requested)
+        result, choice, note = (
+            (None, "not tested (--test none)", None)
+            if requested == "none"
+            else (_run_location_test(variable, samples, requested))
         )
         statistics = summary.with_columns(pl.col("group").map_elements(label_of, return_dtype=pl.String))
     if any(missing.values()):
