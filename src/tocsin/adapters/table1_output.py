@@ -190,7 +190,7 @@ def table1_docx(result: Table1Result) -> bytes:
             run.bold = True
     for row, (is_head, cells) in zip(table.rows[1:], body, strict=True):
         for cell, text in zip(row.cells, cells, strict=True):
-            cell.text = text.strip() if text is cells[0] and is_head else text
+            cell.text = text
             for run in cell.paragraphs[0].runs:
                 run.bold = is_head
                 run.font.size = Pt(9)

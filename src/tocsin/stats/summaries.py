@@ -30,8 +30,9 @@ GROUP = "group"
 
 
 def _type2_quantile(column: str, probability: float) -> pl.Expr:
-    """Hyndman–Fan type 2 within a group: x[np] and x[np+1] averaged when np is whole, else x[ceil(np)]."""
-    present = pl.col(column).drop_nulls().sort()
+    """Hyndman–Fan type 2 within a group of values sorted beforehand: x[np] and x[np+1] averaged when np is
+    whole, else x[ceil(np)]."""
+    present = pl.col(column).drop_nulls()
     position = present.len().cast(pl.Float64) * probability
     whole = position.floor()
     lower = present.get((whole - 1).clip(0, None).cast(pl.Int64), null_on_oob=True)
@@ -53,6 +54,7 @@ def continuous_summary(
     return (
         frame.lazy()
         .select(pl.col(by).alias(GROUP), values.alias(column))
+        .sort(column, nulls_last=True)  # one sort; group_by keeps row order within each group
         .group_by(GROUP)
         .agg(
             n=pl.col(column).count(),
