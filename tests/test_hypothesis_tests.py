@@ -104,6 +104,33 @@ def test_holm_over_pairwise_wilcoxon_matches_r(case: dict) -> None:
         assert value == pytest.approx(case["adjusted"][pair], abs=case["tolerance"]), pair
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.integers(0, 4), min_size=1, max_size=6),
+    st.lists(st.integers(0, 4), min_size=1, max_size=6),
+)
+def test_tied_exact_p_follows_r_4_6_rule_by_enumerating_every_split(x: list[int], y: list[int]) -> None:
+    """R >= 4.6.0 (stats/R/wilcox.test.R, .wilcox_test_two_pval_exact with .pwilcox on the tied ranks):
+    above the centre 2·P(W > W_obs − 1), else 2·P(W ≤ W_obs); here by listing all C(m+n, m) splits."""
+    if len(set(x + y)) < 2:
+        return
+    ranks = stats.rankdata(x + y)
+    m, n = len(x), len(y)
+    splits = np.array([ranks[list(c)].sum() for c in itertools.combinations(range(m + n), m)]) - m * (m + 1) / 2
+    observed = ranks[:m].sum() - m * (m + 1) / 2
+    tail = (splits > observed - 1 + 1e-9).mean() if observed > m * n / 2 else (splits < observed + 1e-9).mean()
+    assert wilcoxon_rank_sum(x, y, ties="exact").p == pytest.approx(min(1.0, 2 * tail), rel=1e-12, abs=1e-15)
+
+
+def test_ties_rule_changes_only_tied_small_samples() -> None:
+    untied = ([0.8, 0.83, 1.89, 1.04, 1.45], [1.15, 0.88, 0.9, 0.74, 1.21])
+    assert wilcoxon_rank_sum(*untied, ties="exact").p == wilcoxon_rank_sum(*untied).p
+    sleep = REFERENCE["wilcoxon"][2]
+    normal, exact = wilcoxon_rank_sum(sleep["x"], sleep["y"]), wilcoxon_rank_sum(sleep["x"], sleep["y"], ties="exact")
+    assert normal.method.startswith("normal") and exact.method.startswith("exact permutation")
+    assert normal.statistic == exact.statistic == 25.5
+
+
 def test_wilcoxon_is_exact_below_50_without_ties_and_normal_from_50() -> None:
     small = wilcoxon_rank_sum(np.arange(49), np.arange(49) + 0.5)
     large = wilcoxon_rank_sum(np.arange(50), np.arange(49) + 0.5)

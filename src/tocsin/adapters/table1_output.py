@@ -67,6 +67,7 @@ def table1_document(result: Table1Result) -> dict[str, Any]:
             "exact_limit": options.exact_limit,
             "seed": options.seed,
             "resamples": options.resamples,
+            "wilcoxon_ties": options.wilcoxon_ties,
             "tests": dict(options.tests),
             "kinds": dict(options.kinds),
         },

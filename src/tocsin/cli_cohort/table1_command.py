@@ -30,6 +30,11 @@ class AdjustOption(str, Enum):
     holm = "holm"
 
 
+class WilcoxonTiesOption(str, Enum):
+    normal = "normal"
+    exact = "exact"
+
+
 class QuantileOption(str, Enum):
     type2 = "type2"
     type7 = "type7"
@@ -68,6 +73,13 @@ def table1_command(
     resamples: Annotated[
         int, typer.Option("--resamples", min=1, help="Random tables of the Monte-Carlo Fisher test.")
     ] = DEFAULT_RESAMPLES,
+    wilcoxon_ties: Annotated[
+        WilcoxonTiesOption,
+        typer.Option(
+            "--wilcoxon-ties",
+            help="Tied groups < 50: normal approximation (R < 4.6, default) or exact conditional (R >= 4.6).",
+        ),
+    ] = WilcoxonTiesOption.normal,
     overall: Annotated[bool, typer.Option("--overall/--no-overall", help="Add an Overall column.")] = True,
     json_output: Annotated[bool, typer.Option("--json", help="Print the JSON document instead of the table.")] = False,
     out: Annotated[Path | None, typer.Option("--out", help="Write .csv, .docx, .html or .json.")] = None,
@@ -85,6 +97,7 @@ def table1_command(
             exact_limit=exact_limit,
             seed=seed,
             resamples=resamples,
+            wilcoxon_ties=wilcoxon_ties.value,
             overall=overall,
         )
         frame = read_patient_table(patients, required=[by])

@@ -12,8 +12,9 @@ scipy does the arithmetic where it agrees with R; what is written here by hand i
   the observed one times ``1 + 1e-7`` (``relErr``); scipy uses ``1 + 1e-14``. Ties between tables of equal
   probability computed in floating point are therefore counted as R counts them.
 * **R's choice of exact vs normal Wilcoxon**: ``wilcox.test`` is exact when both samples have fewer than 50
-  values and there are no ties, otherwise normal with continuity correction; scipy's ``method="auto"``
-  switches at 8 values, so :func:`wilcoxon_rank_sum` passes the method explicitly.
+  values, otherwise normal with continuity correction; scipy's ``method="auto"`` switches at 8 values, so
+  :func:`wilcoxon_rank_sum` chooses explicitly. Tied small samples: normal before R 4.6.0, exact
+  conditional from R 4.6.0 — scipy has no exact tied distribution, so that one is counted here.
 
 References:
     Fisher RA (1935). The logic of inductive inference. J R Stat Soc 98:39-82. doi:10.2307/2342435.
@@ -39,6 +40,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Literal
 
 import numpy as np
 import polars as pl
@@ -372,43 +374,82 @@ def _finite(values: Sequence[float] | np.ndarray, label: str) -> np.ndarray:
     return array
 
 
+WilcoxonTies = Literal["normal", "exact"]
+"""Small tied samples: ``normal`` as R < 4.6.0 (normal approximation), ``exact`` as R >= 4.6.0 (conditional)."""
+
+
+def _conditional_exact_p(first: np.ndarray, second: np.ndarray) -> float:
+    """Two-sided P of R >= 4.6.0 ``wilcox.test`` for tied samples: the permutation distribution of the ranks.
+
+    Midranks are whole or half numbers, so twice them are integers and the number of ways each rank sum
+    arises is counted exactly by a subset-sum recursion (the distribution R obtains with its
+    implementation of the Streitberg–Röhmel shift algorithm; Streitberg B, Röhmel J (1986), Statistical
+    Software Newsletter 12:10-17). The two-sided rule is R's, copied as it is: above the centre
+    ``P = 2 · P(W > W_obs − 1)``, otherwise ``2 · P(W ≤ W_obs)``, at most 1. (With half-integer W the
+    upper tail therefore also counts ``W_obs − ½``; the tied distribution is not symmetric in general.)
+    """
+    scores = np.rint(2 * stats.rankdata(np.concatenate([first, second]))).astype(np.int64)
+    size, total = first.size, int(scores.sum())
+    ways = np.zeros((size + 1, total + 1))
+    ways[0, 0] = 1.0
+    for score in scores:
+        ways[1:, score:] = ways[1:, score:] + ways[:-1, : total + 1 - score]
+    distribution = ways[size] / ways[size].sum()  # over twice the rank sum of `first`
+    observed = int(scores[:size].sum())
+    if observed - size * (size + 1) > size * second.size:  # 2·W_obs > n_x·n_y
+        tail = distribution[observed - 1 :].sum()  # 2·W > 2·W_obs − 2
+    else:
+        tail = distribution[: observed + 1].sum()
+    return float(min(1.0, 2 * tail))
+
+
 def wilcoxon_rank_sum(
-    x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray, exact: bool | None = None
+    x: Sequence[float] | np.ndarray,
+    y: Sequence[float] | np.ndarray,
+    exact: bool | None = None,
+    ties: WilcoxonTies = "normal",
 ) -> HypothesisTestResult:
     """Wilcoxon rank-sum (Mann–Whitney U) test, two-sided, with R ``wilcox.test`` defaults.
 
-    ``exact=None`` (R's default) is exact when both samples have fewer than 50 values and there are no
-    ties; otherwise the normal approximation with tie-corrected variance and continuity correction. The
-    statistic is R's ``W`` (U of the first sample). ``exact=True`` with ties is refused (R would warn and
-    fall back).
+    ``exact=None`` (R's default) is exact when both samples have fewer than 50 values, otherwise the
+    normal approximation with tie-corrected variance and continuity correction. With ties in small samples
+    R changed in 4.6.0: before, ties forced the normal approximation (``ties="normal"``, the default here,
+    as the R versions and gtsummary tables published so far); from 4.6.0 the P is exact under the
+    permutation distribution given the tied ranks (``ties="exact"``). The statistic is R's ``W`` (U of
+    the first sample).
 
     >>> wilcoxon_rank_sum([1, 2], [3, 4, 5]).p     # 2 of the C(5, 2) = 10 equally likely arrangements
     0.2
     """
+    if ties not in ("normal", "exact"):
+        raise ValueError(f"ties must be 'normal' or 'exact', not {ties!r}")
     first, second = _finite(x, "the first group"), _finite(y, "the second group")
     pooled = np.concatenate([first, second])
     if np.all(pooled == pooled[0]):
         raise TestNotApplicable("every value is the same; ranks cannot differ")
-    ties = np.unique(pooled).size < pooled.size
+    tied = np.unique(pooled).size < pooled.size
     if exact is None:
-        exact = first.size < 50 and second.size < 50 and not ties
-    elif exact and ties:
-        raise TestNotApplicable("an exact Wilcoxon P assumes no ties; these data have ties")
-    result = stats.mannwhitneyu(
-        first, second, use_continuity=True, alternative="two-sided", method="exact" if exact else "asymptotic"
-    )
-    if exact:
+        exact = first.size < 50 and second.size < 50 and (not tied or ties == "exact")
+    statistic = float(stats.mannwhitneyu(first, second, method="asymptotic").statistic)
+    if exact and tied:
+        p = _conditional_exact_p(first, second)
+        method = "exact permutation distribution given the tied ranks (R >= 4.6.0)"
+    elif exact:
+        p = float(stats.mannwhitneyu(first, second, alternative="two-sided", method="exact").pvalue)
         method = "exact distribution of W (no ties, both groups < 50)"
     else:
-        reason = "ties" if ties else "a group of 50 or more"
+        p = float(
+            stats.mannwhitneyu(first, second, use_continuity=True, alternative="two-sided", method="asymptotic").pvalue
+        )
+        reason = "a group of 50 or more" if first.size >= 50 or second.size >= 50 else "ties"
         method = f"normal approximation with continuity correction ({reason})"
     return HypothesisTestResult(
         test="wilcoxon",
         name="Wilcoxon rank-sum test",
-        statistic=float(result.statistic),
+        statistic=statistic,
         statistic_name="W",
         df=None,
-        p=float(result.pvalue),
+        p=p,
         method=method,
         details={"n_first": int(first.size), "n_second": int(second.size)},
     )

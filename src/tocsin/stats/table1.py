@@ -36,6 +36,7 @@ from tocsin.stats.hypothesis_tests import (
     ExactTestTooLarge,
     HypothesisTestResult,
     TestNotApplicable,
+    WilcoxonTies,
     expected_counts,
     fisher_exact,
     fisher_monte_carlo,
@@ -81,6 +82,7 @@ class Table1Options:
     exact_limit: int = DEFAULT_EXACT_LIMIT
     seed: int = 1
     resamples: int = DEFAULT_RESAMPLES
+    wilcoxon_ties: WilcoxonTies = "normal"
     overall: bool = True
 
 
@@ -343,7 +345,7 @@ def _run_categorical_test(
 
 
 def _run_location_test(
-    variable: str, samples: list[np.ndarray], requested: str | None
+    variable: str, samples: list[np.ndarray], requested: str | None, ties: WilcoxonTies
 ) -> tuple[HypothesisTestResult | None, str, str | None]:
     present = [s for s in samples if s.size]
     if len(present) < 2:
@@ -358,7 +360,7 @@ def _run_location_test(
         if test == "kruskal":
             return kruskal_wallis(samples), choice, None
         if test == "wilcoxon":
-            return wilcoxon_rank_sum(samples[0], samples[1]), choice, None
+            return wilcoxon_rank_sum(samples[0], samples[1], ties=ties), choice, None
         return t_test(samples[0], samples[1], equal_variance=test == "t-pooled"), choice, None
     except TestNotApplicable as exc:
         if requested:
@@ -406,11 +408,10 @@ def _compare(
             [[by_cell.get((code, level), (0, 0.0))[0] for code in range(len(groups))] for level in levels],
             dtype=np.int64,
         ).reshape(len(levels), len(groups))
-        result, choice, note = (
-            (None, "not tested (--test none)", None)
-            if requested == "none"
-            else (_run_categorical_test(variable, table, requested, options))
-        )
+        if requested == "none":
+            result, choice, note = None, "not tested (--test none)", None
+        else:
+            result, choice, note = _run_categorical_test(variable, table, requested, options)
         statistics = counts.with_columns(pl.col("group").map_elements(label_of, return_dtype=pl.String))
     else:
         summary = continuous_summary(frame, variable, _GROUP_CODE, options.quantiles)
@@ -432,11 +433,10 @@ def _compare(
         codes = present.get_column(_GROUP_CODE).to_numpy()
         values = present.get_column(variable).to_numpy()
         samples = [values[codes == code] for code in range(len(groups))]
-        result, choice, note = (
-            (None, "not tested (--test none)", None)
-            if requested == "none"
-            else (_run_location_test(variable, samples, requested))
-        )
+        if requested == "none":
+            result, choice, note = None, "not tested (--test none)", None
+        else:
+            result, choice, note = _run_location_test(variable, samples, requested, options.wilcoxon_ties)
         statistics = summary.with_columns(pl.col("group").map_elements(label_of, return_dtype=pl.String))
     if any(missing.values()):
         rows.append(SummaryRow("Missing", {label: str(missing.get(label, 0)) for label in column_labels}))
