@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from tocsin.cli import app
+from tocsin.stats.hypothesis_tests import DEFAULT_EXACT_LIMIT, DEFAULT_RESAMPLES
 from tocsin.stats.summaries import continuous_summary
 from tocsin.stats.table1 import Table1Error, Table1Options, format_p, parse_assignments, table1
 
@@ -301,6 +302,22 @@ def test_cli_bad_input_exits_2_and_names_the_fix(patients: Path, args: list[str]
     result = run("cohort", "table1", patients, *args)
     assert result.exit_code == 2
     assert message in " ".join(result.output.split())
+
+
+def test_cli_help_states_the_real_defaults() -> None:
+    result = run("cohort", "table1", "--help")
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())
+    assert f"{DEFAULT_EXACT_LIMIT:,}" in text and f"{DEFAULT_RESAMPLES}, as R" in text
+
+
+def test_cli_wilcoxon_ties_exact_names_the_method(tmp_path: Path) -> None:
+    path = tmp_path / "sleep.csv"
+    _sleep().write_csv(path)
+    result = run("cohort", "table1", path, "--by", "drug", "--json", "--wilcoxon-ties", "exact")
+    assert result.exit_code == 0, result.output
+    variable = json.loads(result.output)["variables"][0]
+    assert variable["method"].startswith("exact permutation") and variable["statistic"] == 25.5
 
 
 def test_cli_group_with_one_level(patients: Path, tmp_path: Path) -> None:

@@ -9,19 +9,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from tocsin.adapters.patient_table import PatientTableError, read_patient_table
-from tocsin.adapters.table1_output import Table1OutputError, print_table1, table1_json, write_table1
 from tocsin.cli_cohort.app import cohort_app, fail
-from tocsin.stats.hypothesis_tests import DEFAULT_EXACT_LIMIT, DEFAULT_RESAMPLES
-from tocsin.stats.table1 import (
-    CONTINUOUS_STATISTICS,
-    KINDS,
-    TESTS,
-    Table1Error,
-    Table1Options,
-    parse_assignments,
-    table1,
-)
+from tocsin.stats.table1_vocabulary import CONTINUOUS_STATISTICS, KINDS, TESTS
 
 
 class AdjustOption(str, Enum):
@@ -67,12 +56,13 @@ def table1_command(
     digits: Annotated[int, typer.Option("--digits", min=0, max=6, help="Decimals of summaries.")] = 1,
     p_digits: Annotated[int, typer.Option("--p-digits", min=1, max=10, help="Decimals of P values.")] = 3,
     exact_limit: Annotated[
-        int, typer.Option("--exact-limit", min=1, help="Work limit of the exact r×c Fisher test (partial tables).")
-    ] = DEFAULT_EXACT_LIMIT,
+        int | None,
+        typer.Option("--exact-limit", min=1, help="Work limit of the exact r×c Fisher test (default 20,000,000)."),
+    ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the Monte-Carlo Fisher test (fisher-mc).")] = 1,
     resamples: Annotated[
-        int, typer.Option("--resamples", min=1, help="Random tables of the Monte-Carlo Fisher test.")
-    ] = DEFAULT_RESAMPLES,
+        int | None, typer.Option("--resamples", min=1, help="Tables drawn by fisher-mc (default 2000, as R).")
+    ] = None,
     wilcoxon_ties: Annotated[
         WilcoxonTiesOption,
         typer.Option(
@@ -85,8 +75,15 @@ def table1_command(
     out: Annotated[Path | None, typer.Option("--out", help="Write .csv, .docx, .html or .json.")] = None,
 ) -> None:
     """Table 1: n (%), median (Q1, Q3) and/or mean (SD) per group, a test per variable, exact P values."""
+    # scipy and statsmodels load here, not when `tocsin` starts (they cost every other command a second)
+    from tocsin.adapters.patient_table import PatientTableError, read_patient_table
+    from tocsin.adapters.table1_output import Table1OutputError, print_table1, table1_json, write_table1
+    from tocsin.stats.table1 import Table1Error, Table1Options, parse_assignments, table1
+
+    limits = {"exact_limit": exact_limit, "resamples": resamples}
     try:
         options = Table1Options(
+            **{name: value for name, value in limits.items() if value is not None},
             tests=parse_assignments(tests or [], TESTS, "--test"),
             kinds=parse_assignments(kinds or [], KINDS, "--type"),  # type: ignore[arg-type]
             continuous_statistics=tuple(dict.fromkeys(statistics or ["median-iqr"])),
@@ -94,9 +91,7 @@ def table1_command(
             adjust=adjust.value,
             digits=digits,
             p_digits=p_digits,
-            exact_limit=exact_limit,
             seed=seed,
-            resamples=resamples,
             wilcoxon_ties=wilcoxon_ties.value,
             overall=overall,
         )

@@ -25,7 +25,6 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Literal
 
 import numpy as np
 import polars as pl
@@ -47,15 +46,15 @@ from tocsin.stats.hypothesis_tests import (
 )
 from tocsin.stats.multiplicity import Adjustment, adjust_p_values
 from tocsin.stats.summaries import QuantileDefinition, categorical_summary, continuous_summary, missing_counts
+from tocsin.stats.table1_vocabulary import (
+    CATEGORICAL_TESTS,
+    CONTINUOUS_STATISTICS,
+    LOCATION_TESTS,
+    TEST_ALIASES,
+    TWO_GROUP_TESTS,
+    VariableKind,
+)
 
-VariableKind = Literal["categorical", "continuous"]
-KINDS: tuple[VariableKind, ...] = ("categorical", "continuous")
-CATEGORICAL_TESTS = ("chisq", "chisq-yates", "fisher", "fisher-mc")
-LOCATION_TESTS = ("wilcoxon", "t-welch", "t-pooled", "kruskal")
-TWO_GROUP_TESTS = ("wilcoxon", "t-welch", "t-pooled")
-TESTS = (*CATEGORICAL_TESTS, *LOCATION_TESTS, "none")
-TEST_ALIASES = {"mann-whitney": "wilcoxon", "t-test": "t-welch", "welch": "t-welch", "ffh": "fisher"}
-CONTINUOUS_STATISTICS = {"median-iqr": "Median (Q1, Q3)", "median-range": "Median (min–max)", "mean-sd": "Mean (SD)"}
 CATEGORICAL_DISTINCT_LIMIT = 10
 """Numeric columns with fewer distinct values than this are categorical by default (gtsummary's rule)."""
 MAX_GROUPS = 20
