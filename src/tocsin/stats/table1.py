@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 import numpy as np
@@ -223,8 +223,9 @@ def _kind(series: pl.Series) -> VariableKind | None:
     return None
 
 
-def _labels(values: pl.Series) -> list[str]:
-    return ["true" if v is True else "false" if v is False else str(v) for v in values.to_list()]
+def _label(value: object) -> str:
+    """How a group or level value is shown: booleans as true/false, everything else as str()."""
+    return "true" if value is True else "false" if value is False else str(value)
 
 
 def _percent(n: int, percent: float, digits: int) -> str:
@@ -246,7 +247,10 @@ def _continuous_cell(stats_row: dict, statistic: str, digits: int) -> str:
     }[statistic]
 
 
-def _select_variables(frame: pl.DataFrame, by: str, variables: Sequence[str] | None) -> tuple[list[str], list[str]]:
+def _select_variables(
+    frame: pl.DataFrame, by: str, variables: Sequence[str] | None
+) -> tuple[dict[str, VariableKind], list[str]]:
+    """The variables with their inferred kind, and the columns left out for their type (default selection)."""
     if variables:
         unknown = [v for v in variables if v not in frame.columns]
         if unknown:
@@ -255,22 +259,22 @@ def _select_variables(frame: pl.DataFrame, by: str, variables: Sequence[str] | N
             )
         if by in variables:
             raise Table1Error(f"'{by}' is the group column (--by); it cannot also be a variable (--var)")
-        chosen = list(dict.fromkeys(variables))
-        unusable = [v for v in chosen if _kind(frame.get_column(v)) is None]
-        if unusable:
-            kinds = ", ".join(f"'{v}' ({frame.schema[v]})" for v in unusable)
-            raise Table1Error(f"{kinds}: Table 1 summarises numbers, text and booleans; convert or leave it out")
-        return chosen, []
-    candidates = [c for c in frame.columns if c not in (by, ID_COLUMN)]
-    chosen = [c for c in candidates if _kind(frame.get_column(c)) is not None]
-    return chosen, [c for c in candidates if c not in chosen]
+        candidates = list(dict.fromkeys(variables))
+    else:
+        candidates = [c for c in frame.columns if c not in (by, ID_COLUMN)]
+    inferred = {c: _kind(frame.get_column(c)) for c in candidates}
+    unusable = [c for c, kind in inferred.items() if kind is None]
+    if variables and unusable:
+        kinds = ", ".join(f"'{v}' ({frame.schema[v]})" for v in unusable)
+        raise Table1Error(f"{kinds}: Table 1 summarises numbers, text and booleans; convert or leave it out")
+    return {c: kind for c, kind in inferred.items() if kind is not None}, unusable
 
 
 def _grouped(frame: pl.DataFrame, by: str) -> tuple[pl.DataFrame, list[GroupColumn], int]:
     if by not in frame.columns:
         raise Table1Error(f"no group column '{by}' in the table; it has {', '.join(frame.columns)}")
     values = frame.get_column(by).drop_nulls().unique().sort()
-    labels = _labels(values)
+    labels = [_label(v) for v in values.to_list()]
     if len(labels) < 2:
         shown = f"one value ('{labels[0]}')" if labels else "no values"
         raise Table1Error(
@@ -367,6 +371,52 @@ def _run_location_test(
         return None, choice, f"no test: {exc}"
 
 
+def _categorical_rows(
+    frame: pl.DataFrame, variable: str, column_labels: list[str], n_groups: int, digits: int
+) -> tuple[list[str], list[SummaryRow], np.ndarray, pl.DataFrame]:
+    """Levels, one row per level, the levels × groups table of counts, and the numbers per column."""
+    counts = categorical_summary(frame, variable, _GROUP_CODE)
+    levels = [_label(v) for v in frame.get_column(variable).drop_nulls().unique().sort().to_list()]
+    by_cell = {(code, _label(level)): (n, pct) for code, level, n, pct in counts.iter_rows()}
+    rows = [
+        SummaryRow(
+            level,
+            {
+                label: _percent(*by_cell.get((code, level), (0, math.nan)), digits)
+                for code, label in enumerate(column_labels)
+            },
+        )
+        for level in levels
+    ]
+    table = np.array(
+        [[by_cell.get((code, level), (0, 0.0))[0] for code in range(n_groups)] for level in levels], dtype=np.int64
+    ).reshape(len(levels), n_groups)
+    return levels, rows, table, counts
+
+
+def _continuous_rows(
+    frame: pl.DataFrame, variable: str, column_labels: list[str], n_groups: int, options: Table1Options
+) -> tuple[list[SummaryRow], list[np.ndarray], pl.DataFrame]:
+    """One row per chosen statistic, the values of each group, and the numbers per column."""
+    summary = continuous_summary(frame, variable, _GROUP_CODE, options.quantiles)
+    by_code = {row["group"]: row for row in summary.iter_rows(named=True)}
+    rows = [
+        SummaryRow(
+            CONTINUOUS_STATISTICS[statistic],
+            {
+                label: _continuous_cell(by_code.get(code, {}), statistic, options.digits)
+                for code, label in enumerate(column_labels)
+            },
+        )
+        for statistic in options.continuous_statistics
+    ]
+    present = frame.filter(pl.col(_GROUP_CODE) < n_groups).select(_GROUP_CODE, pl.col(variable).cast(pl.Float64))
+    present = present.drop_nulls()
+    codes = present.get_column(_GROUP_CODE).to_numpy()
+    values = present.get_column(variable).to_numpy()
+    return rows, [values[codes == code] for code in range(n_groups)], summary
+
+
 def _compare(
     frame: pl.DataFrame,
     variable: str,
@@ -376,76 +426,39 @@ def _compare(
     requested: str | None,
     options: Table1Options,
 ) -> VariableComparison:
+    """Summaries per group (the Overall column is one more group code) and the test of one variable."""
     column_labels = [g.label for g in groups] + ([overall.label] if overall else [])
-    missing_frame = missing_counts(frame, variable, _GROUP_CODE)
-    missing = {groups[code].label: int(m) for code, m in missing_frame.select("group", "missing").iter_rows()}
+    frame = frame.select(_GROUP_CODE, variable)
     if overall:
-        missing[overall.label] = sum(missing.values())
-    whole = frame.with_columns(pl.lit(len(groups)).cast(pl.Int64).alias(_GROUP_CODE)) if overall else None
-
-    def label_of(code: int) -> str:
-        return groups[code].label if code < len(groups) else overall.label  # type: ignore[union-attr]
-
+        frame = pl.concat([frame, frame.with_columns(pl.lit(len(groups)).cast(pl.Int64).alias(_GROUP_CODE))])
+    missing = {
+        column_labels[code]: int(m)
+        for code, m in missing_counts(frame, variable, _GROUP_CODE).select("group", "missing").iter_rows()
+    }
+    not_tested = (None, "not tested (--test none)", None)
+    levels: list[str] = []
     if kind == "categorical":
-        counts = categorical_summary(frame, variable, _GROUP_CODE)
-        if whole is not None:
-            counts = pl.concat([counts, categorical_summary(whole, variable, _GROUP_CODE)])
-        level_values = frame.get_column(variable).drop_nulls().unique().sort()
-        levels = _labels(level_values)
-        by_cell = {
-            (code, str(lv) if not isinstance(lv, bool) else str(lv).lower()): (n, pct)
-            for code, lv, n, pct in counts.iter_rows()
-        }
-        rows = []
-        for level in levels:
-            cells = {}
-            for code in range(len(column_labels)):
-                n, pct = by_cell.get((code, level), (0, float("nan")))
-                cells[label_of(code)] = _percent(n, pct, options.digits)
-            rows.append(SummaryRow(level, cells))
-        table = np.array(
-            [[by_cell.get((code, level), (0, 0.0))[0] for code in range(len(groups))] for level in levels],
-            dtype=np.int64,
-        ).reshape(len(levels), len(groups))
-        if requested == "none":
-            result, choice, note = None, "not tested (--test none)", None
-        else:
-            result, choice, note = _run_categorical_test(variable, table, requested, options)
-        statistics = counts.with_columns(pl.col("group").map_elements(label_of, return_dtype=pl.String))
+        levels, rows, table, statistics = _categorical_rows(frame, variable, column_labels, len(groups), options.digits)
+        outcome = not_tested if requested == "none" else _run_categorical_test(variable, table, requested, options)
     else:
-        summary = continuous_summary(frame, variable, _GROUP_CODE, options.quantiles)
-        if whole is not None:
-            summary = pl.concat([summary, continuous_summary(whole, variable, _GROUP_CODE, options.quantiles)])
-        by_code = {row["group"]: row for row in summary.iter_rows(named=True)}
-        rows = [
-            SummaryRow(
-                CONTINUOUS_STATISTICS[statistic],
-                {
-                    label_of(code): _continuous_cell(by_code.get(code, {}), statistic, options.digits)
-                    for code in range(len(column_labels))
-                },
-            )
-            for statistic in options.continuous_statistics
-        ]
-        levels = ()
-        present = frame.select(_GROUP_CODE, pl.col(variable).cast(pl.Float64)).drop_nulls()
-        codes = present.get_column(_GROUP_CODE).to_numpy()
-        values = present.get_column(variable).to_numpy()
-        samples = [values[codes == code] for code in range(len(groups))]
-        if requested == "none":
-            result, choice, note = None, "not tested (--test none)", None
-        else:
-            result, choice, note = _run_location_test(variable, samples, requested, options.wilcoxon_ties)
-        statistics = summary.with_columns(pl.col("group").map_elements(label_of, return_dtype=pl.String))
+        rows, samples, statistics = _continuous_rows(frame, variable, column_labels, len(groups), options)
+        outcome = (
+            not_tested
+            if requested == "none"
+            else _run_location_test(variable, samples, requested, options.wilcoxon_ties)
+        )
     if any(missing.values()):
         rows.append(SummaryRow("Missing", {label: str(missing.get(label, 0)) for label in column_labels}))
+    result, choice, note = outcome
     return VariableComparison(
         variable=variable,
         kind=kind,
         levels=tuple(levels),
         rows=tuple(rows),
         missing=MappingProxyType(missing),
-        statistics=statistics,
+        statistics=statistics.with_columns(
+            pl.col("group").replace_strict(list(range(len(column_labels))), column_labels, return_dtype=pl.String)
+        ),
         test_choice=choice,
         result=result,
         note=note,
@@ -465,7 +478,7 @@ def table1(
         raise Table1Error(f"unknown statistic {unknown_statistics}; use {', '.join(CONTINUOUS_STATISTICS)}")
     coded, groups, excluded = _grouped(frame, by)
     chosen, skipped = _select_variables(frame, by, variables)
-    for name, option, mapping in (("--test", "tests", options.tests), ("--type", "kinds", options.kinds)):
+    for name, mapping in (("--test", options.tests), ("--type", options.kinds)):
         stray = [v for v in mapping if v not in chosen]
         if stray:
             raise Table1Error(
@@ -480,7 +493,7 @@ def table1(
     comparisons = []
     for variable in chosen:
         series = coded.get_column(variable)
-        kind = options.kinds.get(variable) or _kind(series)
+        kind = options.kinds.get(variable) or chosen[variable]
         if kind == "continuous" and not series.dtype.is_numeric():
             raise Table1Error(f"--type {variable}=continuous: '{variable}' is {series.dtype}, not numeric")
         requested = options.tests.get(variable)
@@ -488,10 +501,8 @@ def table1(
             _check_requested(variable, kind, requested, series.dtype.is_numeric(), len(groups), by)
         comparisons.append(_compare(coded, variable, kind, groups, overall, requested, options))
     adjusted = adjust_p_values([c.result.p if c.result else None for c in comparisons], options.adjust)
-    comparisons = [
-        VariableComparison(**{**c.__dict__, "p_adjusted": p if options.adjust != "none" else None})
-        for c, p in zip(comparisons, adjusted, strict=True)
-    ]
+    if options.adjust != "none":
+        comparisons = [replace(c, p_adjusted=p) for c, p in zip(comparisons, adjusted, strict=True)]
     return Table1Result(
         by=by,
         groups=tuple(groups),
