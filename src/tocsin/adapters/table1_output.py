@@ -118,18 +118,22 @@ def _footnotes(result: Table1Result) -> list[str]:
         notes.append(f"P (adjusted): {result.options.adjust.capitalize()} over the {family} tests")
     if result.excluded_missing_group:
         notes.append(f"{result.excluded_missing_group} patient(s) with no '{result.by}' value are left out")
-    percent_note = "n (%) of the non-missing values per column"
-    quartiles = (
-        "Q1, Q3: Hyndman–Fan type 2 (SAS default)" if result.options.quantiles == "type2" else "Q1, Q3: R type 7"
-    )
-    return [percent_note, quartiles, *notes]
+    conventions = []
+    if any(v.kind == "categorical" for v in result.variables):
+        conventions.append("n (%) of the non-missing values per column")
+    if "median-iqr" in result.options.continuous_statistics and any(v.kind == "continuous" for v in result.variables):
+        definition = "Hyndman–Fan type 2, SAS default" if result.options.quantiles == "type2" else "R type 7"
+        conventions.append(f"Q1, Q3: quartiles ({definition})")
+    return [*conventions, *notes]
 
 
 def print_table1(result: Table1Result, console: Console) -> None:
     """Rich table on the terminal, with the test choices as footnotes."""
     table = Table(title=f"Table 1 by {result.by}", show_lines=False)
+    n_value_columns = len(result.column_labels)
     for index, name in enumerate(_header(result)):
-        table.add_column(name, justify="left" if index == 0 else "right", overflow="fold")
+        # summary cells stay whole ("18.0 (1.0–115.0)"); the label and test columns wrap at words
+        table.add_column(name, justify="left" if index == 0 else "right", no_wrap=0 < index <= n_value_columns)
     for head, cells in _body(result):
         table.add_row(*cells, style="bold" if head else None)
     console.print(table)
