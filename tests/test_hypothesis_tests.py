@@ -218,6 +218,29 @@ def test_exact_p_equals_brute_force_sum_over_every_table(table: np.ndarray) -> N
     assert fisher_exact(table).p == pytest.approx(min(p, 1.0), rel=1e-9, abs=1e-12)
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_two_row_tables_with_large_counts_match_brute_force(seed: int) -> None:
+    """2×4 tables with counts up to ~40 (where the closed-form tails of the last two columns are used)."""
+    rng = np.random.default_rng(seed)
+    table = rng.integers(0, 40, size=(2, 4))
+    table[:, table.sum(axis=0) == 0] = 1
+    rows, cols = table.sum(axis=1), table.sum(axis=0)
+    n = int(table.sum())
+    log_fact = np.array([math.lgamma(k + 1) for k in range(n + 1)])
+    grids = np.meshgrid(*[np.arange(c + 1) for c in cols[:-1]], indexing="ij")
+    first = np.stack([g.ravel() for g in grids], axis=1)
+    last = rows[0] - first.sum(axis=1)
+    feasible = (last >= 0) & (last <= cols[-1])
+    first = np.column_stack([first[feasible], last[feasible]])
+    log_p = (
+        log_fact[rows].sum() + log_fact[cols].sum() - log_fact[n]
+        - log_fact[first].sum(axis=1) - log_fact[cols - first].sum(axis=1)
+    )
+    observed = log_fact[rows].sum() + log_fact[cols].sum() - log_fact[n] - log_fact[table].sum()
+    expected = np.exp(log_p[log_p <= observed + math.log1p(1e-7)]).sum()
+    assert fisher_exact(table).p == pytest.approx(min(1.0, expected), rel=1e-9, abs=1e-300)
+
+
 @pytest.mark.filterwarnings("ignore:Precision loss occurred")
 @settings(max_examples=40, deadline=None)
 @given(

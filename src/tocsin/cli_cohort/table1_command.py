@@ -57,7 +57,7 @@ def table1_command(
     p_digits: Annotated[int, typer.Option("--p-digits", min=1, max=10, help="Decimals of P values.")] = 3,
     exact_limit: Annotated[
         int | None,
-        typer.Option("--exact-limit", min=1, help="Work limit of the exact r×c Fisher test (default 20,000,000)."),
+        typer.Option("--exact-limit", min=1, help="Work limit of the exact r×c Fisher test (default 10,000,000)."),
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the Monte-Carlo Fisher test (fisher-mc).")] = 1,
     resamples: Annotated[

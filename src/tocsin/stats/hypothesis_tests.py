@@ -50,8 +50,8 @@ from scipy.special import gammaln
 R_RELATIVE_TOLERANCE = 1e-7
 """``relErr - 1`` in R's fisher.test: tables within this relative distance of the observed probability tie."""
 
-DEFAULT_EXACT_LIMIT = 20_000_000
-"""Most partial tables the exact r×c enumeration may create (about ten seconds); memory stays bounded."""
+DEFAULT_EXACT_LIMIT = 10_000_000
+"""Most partial tables the exact r×c enumeration may create (a few seconds); memory stays bounded."""
 
 DEFAULT_RESAMPLES = 2000
 """Monte-Carlo tables drawn by default, as R's ``fisher.test(simulate.p.value = TRUE)`` (``B = 2000``)."""
@@ -163,10 +163,102 @@ def _log_factorials(n: int) -> np.ndarray:
     return gammaln(np.arange(n + 1, dtype=np.float64) + 1.0)
 
 
-def _even_split_value(totals: np.ndarray, parts: int, log_fact: np.ndarray) -> np.ndarray:
-    """``-Σ log x!`` of each total split as evenly as possible into ``parts`` cells (its largest value)."""
-    quotient, remainder = np.divmod(totals, parts)
-    return -(remainder * log_fact[quotient + 1] + (parts - remainder) * log_fact[quotient]).sum(axis=-1)
+def _most_probable_bound(rows: np.ndarray, columns: np.ndarray, log_fact: np.ndarray) -> np.ndarray:
+    """Upper bound of ``max -Σ log x!`` over the completions of each state (its most probable completion).
+
+    Lagrangian relaxation of the margins: for any multipliers ``a_i`` (rows) and ``b_j`` (columns),
+    ``max_x Σ[-log x_ij! - (a_i + b_j) x_ij] + Σ a_i R_i + Σ b_j C_j`` bounds the constrained maximum, and
+    the inner maximum is separable: cell by cell, ``x = ⌊exp(-(a_i + b_j))⌋`` (capped by the margins).
+    Multipliers from the independence table (``x_ij ≈ R_i C_j / N``) make the bound close.
+    """
+    total = columns.sum()
+    with np.errstate(divide="ignore"):
+        a = np.where(rows > 0, np.log(total) / 2 - np.log(np.maximum(rows, 1)), 0.0)
+    b = np.log(total) / 2 - np.log(columns)
+    t = a[:, :, None] + b[None, None, :]
+    cap = np.minimum(rows[:, :, None], columns[None, None, :])
+    x = np.minimum(cap, np.floor(np.exp(-t))).astype(np.int64)
+    inner = (-log_fact[x] - t * x).sum(axis=(1, 2))
+    return inner + (a * rows).sum(axis=1) + (b * columns).sum()
+
+
+def _poured(rows: np.ndarray, columns: np.ndarray, log_fact: np.ndarray) -> np.ndarray:
+    """``Σ log x!`` when each row is poured into the largest columns first: an upper bound of ``Σ log x!``.
+
+    The poured vector majorises every other way to split the row under the column caps, and ``Σ log x!``
+    is Schur-convex, so no completion exceeds it.
+    """
+    caps = np.sort(columns)[::-1]
+    before = np.concatenate([[0], np.cumsum(caps)[:-1]])
+    cells = np.clip(rows[:, :, None] - before[None, None, :], 0, caps[None, None, :])
+    return log_fact[cells].sum(axis=(1, 2))
+
+
+def _poured_columns(rows: np.ndarray, columns: np.ndarray, log_fact: np.ndarray) -> np.ndarray:
+    """The same bound with the columns poured into the largest rows first."""
+    caps = -np.sort(-rows, axis=1)
+    before = np.concatenate([np.zeros((len(rows), 1), dtype=np.int64), np.cumsum(caps, axis=1)[:, :-1]], axis=1)
+    cells = np.clip(columns[None, None, :] - before[:, :, None], 0, caps[:, :, None])
+    return log_fact[cells].sum(axis=(1, 2))
+
+
+def _decide(
+    remaining: np.ndarray, value: np.ndarray, later: np.ndarray, log_fact: np.ndarray, threshold: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Which states surely count whole, and which surely not at all (bounds computed in chunks)."""
+    all_count = np.empty(len(value), dtype=bool)
+    none_count = np.empty(len(value), dtype=bool)
+    for start in range(0, len(value), _CHUNK // max(1, remaining.shape[1] * len(later))):
+        rows = slice(start, start + _CHUNK // max(1, remaining.shape[1] * len(later)))
+        left = remaining[rows]
+        most = _most_probable_bound(left, later, log_fact)
+        least = -np.minimum(_poured(left, later, log_fact), _poured_columns(left, later, log_fact))
+        all_count[rows] = value[rows] + most <= threshold
+        none_count[rows] = value[rows] + least > threshold
+    return all_count, none_count
+
+
+def _two_row_tails(
+    remaining: np.ndarray, value: np.ndarray, column: int, log_fact: np.ndarray, threshold: float
+) -> np.ndarray:
+    """For two rows and two columns left: the share of each state's completions that count.
+
+    The completion is one cell ``x`` (row 1, column ``column``), hypergeometric given the state, and its
+    probability is unimodal in ``x``: the completions that count are the two tails outside the interval
+    where ``value + f(x)`` exceeds the threshold. The interval's ends are found by bisection on each side
+    of the mode; the tails are summed per distinct remainder (there are few: both rows sum to the same
+    total), from the outside in, so small tails keep their precision.
+    """
+    first, second = remaining[:, 0], remaining[:, 1]
+    low, high = np.maximum(0, column - second), np.minimum(first, column)
+
+    def f(x: np.ndarray) -> np.ndarray:
+        return -(log_fact[x] + log_fact[first - x] + log_fact[column - x] + log_fact[second - column + x])
+
+    mode = np.clip((first + 1) * (column + 1) // (first + second + 2), low, high)
+    straddles = value + f(mode) > threshold
+    left_low, left_high = low.copy(), mode.copy()  # smallest x ≤ mode above the threshold
+    while np.any(left_low < left_high):
+        middle = (left_low + left_high) // 2
+        above = value + f(middle) > threshold
+        left_high, left_low = np.where(above, middle, left_high), np.where(above, left_low, middle + 1)
+    right_low, right_high = mode.copy(), high.copy()  # largest x ≥ mode above the threshold
+    while np.any(right_low < right_high):
+        middle = (right_low + right_high + 1) // 2
+        above = value + f(middle) > threshold
+        right_low, right_high = np.where(above, middle, right_low), np.where(above, right_high, middle - 1)
+    share = np.ones(len(value))
+    for node in np.unique(first[straddles]):
+        states = straddles & (first == node)
+        i = np.flatnonzero(states)[0]
+        x = np.arange(low[i], high[i] + 1)
+        u, w = first[i], second[i]
+        log_pmf = log_fact[u] + log_fact[w] + log_fact[column] + log_fact[u + w - column] - log_fact[u + w]
+        pmf = np.exp(log_pmf - log_fact[x] - log_fact[u - x] - log_fact[column - x] - log_fact[w - column + x])
+        below = np.concatenate([[0.0], np.cumsum(pmf)])  # below[k] = P(X < low + k)
+        above_ = np.concatenate([np.cumsum(pmf[::-1])[::-1], [0.0]])  # above_[k] = P(X ≥ low + k)
+        share[states] = below[left_low[states] - low[i]] + above_[right_low[states] - low[i] + 1]
+    return share
 
 
 def _enumerate_tables(counts: np.ndarray, limit: int) -> tuple[float, float]:
@@ -174,12 +266,12 @@ def _enumerate_tables(counts: np.ndarray, limit: int) -> tuple[float, float]:
 
     States are partial tables, filled column by column: the remaining row totals (sorted, because rows with
     equal remainders are interchangeable for every completion), ``v`` = the log of ``Π 1/x!`` over the cells
-    filled so far, and how many partial tables share both. Before each column, a state whose every
-    completion is surely as or less probable than the observed table is added whole, using the closed form
-    ``Σ_completions Π 1/x! = N! / (Π R! Π C!)``; one whose every completion is surely more probable is
-    dropped. "Surely" uses bounds from the row margins or the column margins alone (even split = most
-    probable, all in one cell = least probable). Columns are filled smallest first, so the largest is the
-    one left determined by the remainders.
+    filled so far, and how many partial tables share both (Mehta & Patel's network, with simple bounds).
+    Before each column, a state whose every completion is surely as or less probable than the observed
+    table is added whole, using the closed form ``Σ_completions Π 1/x! = N! / (Π R! Π C!)``; one whose
+    every completion is surely more probable is dropped (bounds: :func:`_most_probable_bound`,
+    :func:`_poured`). Columns are filled smallest first, so the largest is the one left determined. With two
+    rows, the last two columns are summed in closed form (:func:`_two_row_tails`).
     """
     if counts.shape[0] > counts.shape[1]:
         counts = counts.T
@@ -199,22 +291,20 @@ def _enumerate_tables(counts: np.ndarray, limit: int) -> tuple[float, float]:
     p = 0.0
     for index, column_total in enumerate(column_totals[:-1]):
         later = column_totals[index:]
-        most_probable = np.minimum(
-            _even_split_value(remaining, len(later), log_fact),
-            _even_split_value(later[:, None], n_rows, log_fact).sum(),
-        )
-        least_probable = np.maximum(-log_fact[remaining].sum(axis=1), -log_fact[later].sum())
-        all_count = value + most_probable <= threshold
-        none_count = value + least_probable > threshold
-        if all_count.any():
-            left = remaining[all_count]
-            completions = log_fact[left.sum(axis=1)] - log_fact[left].sum(axis=1) - log_fact[later].sum()
-            p += float((weight[all_count] * np.exp(constant + value[all_count] + completions)).sum())
+        all_count, none_count = _decide(remaining, value, later, log_fact, threshold)
+        completions = log_fact[remaining.sum(axis=1)] - log_fact[remaining].sum(axis=1) - log_fact[later].sum()
+        mass = weight * np.exp(constant + value + completions)
+        p += float(mass[all_count].sum())
         keep = ~(all_count | none_count)
-        remaining, value, weight = remaining[keep], value[keep], weight[keep]
+        remaining, value, weight, mass = remaining[keep], value[keep], weight[keep], mass[keep]
         if not len(value):
             break
         last = index == len(column_totals) - 2
+        ranges = np.minimum(remaining[:, 0], column_total) - np.maximum(0, column_total - remaining[:, -1]) + 1
+        if last and n_rows == 2 and ranges.sum() > 4 * len(value) + ranges.max() * len(np.unique(remaining[:, 0])):
+            budget.spend(len(value))
+            p += float((mass * _two_row_tails(remaining, value, int(column_total), log_fact, threshold)).sum())
+            break
         outputs = _fill_column(remaining, np.full(len(value), column_total), value, weight, 0, log_fact, budget)
         if last:
             for left, filled, count in outputs:
