@@ -241,6 +241,28 @@ def test_two_row_tables_with_large_counts_match_brute_force(seed: int) -> None:
     assert fisher_exact(table).p == pytest.approx(min(1.0, expected), rel=1e-9, abs=1e-300)
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_three_by_four_tables_match_brute_force(seed: int) -> None:
+    """3×4 tables with counts up to 7: every table listed by brute force (6 free cells), R's definition of P."""
+    rng = np.random.default_rng(100 + seed)
+    table = rng.integers(0, 8, size=(3, 4))
+    table[:, table.sum(axis=0) == 0] = 1
+    rows, cols = table.sum(axis=1), table.sum(axis=0)
+    n = int(table.sum())
+    log_fact = np.array([math.lgamma(k + 1) for k in range(n + 1)])
+    ranges = [np.arange(min(rows[i], cols[j]) + 1) for i in range(2) for j in range(3)]
+    free = np.stack([g.ravel() for g in np.meshgrid(*ranges, indexing="ij")], axis=1).reshape(-1, 2, 3)
+    top = np.concatenate([free, (rows[None, :2] - free.sum(axis=2))[:, :, None]], axis=2)
+    full = np.concatenate([top, (cols[None, :] - top.sum(axis=1))[:, None, :]], axis=1)
+    full = full[(full >= 0).all(axis=(1, 2))]
+    constant = log_fact[rows].sum() + log_fact[cols].sum() - log_fact[n]
+    log_p = constant - log_fact[full].sum(axis=(1, 2))
+    observed = constant - log_fact[table].sum()
+    assert np.exp(log_p).sum() == pytest.approx(1.0, rel=1e-9)
+    expected = np.exp(log_p[log_p <= observed + math.log1p(1e-7)]).sum()
+    assert fisher_exact(table).p == pytest.approx(min(1.0, expected), rel=1e-9)
+
+
 @pytest.mark.filterwarnings("ignore:Precision loss occurred")
 @settings(max_examples=40, deadline=None)
 @given(

@@ -218,18 +218,16 @@ def _decide(
     return all_count, none_count
 
 
-def _two_row_tails(
-    remaining: np.ndarray, value: np.ndarray, column: int, log_fact: np.ndarray, threshold: float
+def _two_by_two_tails(
+    first: np.ndarray, second: np.ndarray, column: np.ndarray, value: np.ndarray, log_fact: np.ndarray, threshold: float
 ) -> np.ndarray:
-    """For two rows and two columns left: the share of each state's completions that count.
+    """Share of each state's completions that count, when a 2×2 sub-table is all that is left to fill.
 
-    The completion is one cell ``x`` (row 1, column ``column``), hypergeometric given the state, and its
-    probability is unimodal in ``x``: the completions that count are the two tails outside the interval
-    where ``value + f(x)`` exceeds the threshold. The interval's ends are found by bisection on each side
-    of the mode; the tails are summed per distinct remainder (there are few: both rows sum to the same
-    total), from the outside in, so small tails keep their precision.
+    Rows with remainders ``first`` and ``second``; columns ``column`` and the rest. The one free cell ``x``
+    is hypergeometric and its probability unimodal, so the completions that count (``value + f(x)`` at or
+    below the threshold) are the two tails outside an interval around the mode; the interval's ends are
+    found by bisection on each side, and the tails come from the hypergeometric CDF and survival function.
     """
-    first, second = remaining[:, 0], remaining[:, 1]
     low, high = np.maximum(0, column - second), np.minimum(first, column)
 
     def f(x: np.ndarray) -> np.ndarray:
@@ -247,18 +245,32 @@ def _two_row_tails(
         middle = (right_low + right_high + 1) // 2
         above = value + f(middle) > threshold
         right_low, right_high = np.where(above, middle, right_low), np.where(above, right_high, middle - 1)
-    share = np.ones(len(value))
-    for node in np.unique(first[straddles]):
-        states = straddles & (first == node)
-        i = np.flatnonzero(states)[0]
-        x = np.arange(low[i], high[i] + 1)
-        u, w = first[i], second[i]
-        log_pmf = log_fact[u] + log_fact[w] + log_fact[column] + log_fact[u + w - column] - log_fact[u + w]
-        pmf = np.exp(log_pmf - log_fact[x] - log_fact[u - x] - log_fact[column - x] - log_fact[w - column + x])
-        below = np.concatenate([[0.0], np.cumsum(pmf)])  # below[k] = P(X < low + k)
-        above_ = np.concatenate([np.cumsum(pmf[::-1])[::-1], [0.0]])  # above_[k] = P(X ≥ low + k)
-        share[states] = below[left_low[states] - low[i]] + above_[right_low[states] - low[i] + 1]
-    return share
+    total = first + second
+    size = int(total.max()) + 1
+    key = (first * size + second) * size + column
+    nodes, node_of = np.unique(key, return_inverse=True)
+    if len(nodes) > _TAIL_TABLES:
+        tails = stats.hypergeom.cdf(left_low - 1, total, first, column) + stats.hypergeom.sf(
+            right_low, total, first, column
+        )
+        return np.where(straddles, tails, 1.0)
+    # few distinct sub-tables (always so with two rows): cumulative tails once per sub-table, summed from the
+    # outside in so that small tails keep their precision
+    lower_tails, upper_tails, offsets = [], [], [0]
+    for node in nodes:
+        pair, c = divmod(int(node), size)
+        u, w = divmod(pair, size)
+        x = np.arange(max(0, c - w), min(u, c) + 1)
+        log_scale = log_fact[u] + log_fact[w] + log_fact[c] + log_fact[u + w - c] - log_fact[u + w]
+        pmf = np.exp(log_scale - log_fact[x] - log_fact[u - x] - log_fact[c - x] - log_fact[w - c + x])
+        lower_tails.append(np.concatenate([[0.0], np.cumsum(pmf)]))  # [k] = P(X < low + k)
+        upper_tails.append(np.concatenate([np.cumsum(pmf[::-1])[::-1], [0.0]]))  # [k] = P(X ≥ low + k)
+        offsets.append(offsets[-1] + len(x) + 1)
+    start = np.asarray(offsets[:-1])[node_of]
+    tails = (
+        np.concatenate(lower_tails)[start + left_low - low] + np.concatenate(upper_tails)[start + right_low - low + 1]
+    )
+    return np.where(straddles, tails, 1.0)
 
 
 def _enumerate_tables(counts: np.ndarray, limit: int) -> tuple[float, float]:
@@ -270,8 +282,8 @@ def _enumerate_tables(counts: np.ndarray, limit: int) -> tuple[float, float]:
     Before each column, a state whose every completion is surely as or less probable than the observed
     table is added whole, using the closed form ``Σ_completions Π 1/x! = N! / (Π R! Π C!)``; one whose
     every completion is surely more probable is dropped (bounds: :func:`_most_probable_bound`,
-    :func:`_poured`). Columns are filled smallest first, so the largest is the one left determined. With two
-    rows, the last two columns are summed in closed form (:func:`_two_row_tails`).
+    :func:`_poured`). Columns are filled smallest first, so the largest is the one left determined; in
+    the last free column the final 2×2 sub-table is summed in closed form (:func:`_last_column`).
     """
     if counts.shape[0] > counts.shape[1]:
         counts = counts.T
@@ -293,30 +305,22 @@ def _enumerate_tables(counts: np.ndarray, limit: int) -> tuple[float, float]:
         later = column_totals[index:]
         all_count, none_count = _decide(remaining, value, later, log_fact, threshold)
         completions = log_fact[remaining.sum(axis=1)] - log_fact[remaining].sum(axis=1) - log_fact[later].sum()
-        mass = weight * np.exp(constant + value + completions)
-        p += float(mass[all_count].sum())
+        p += float((weight * np.exp(constant + value + completions))[all_count].sum())
         keep = ~(all_count | none_count)
-        remaining, value, weight, mass = remaining[keep], value[keep], weight[keep], mass[keep]
+        remaining, value, weight = remaining[keep], value[keep], weight[keep]
         if not len(value):
             break
-        last = index == len(column_totals) - 2
-        ranges = np.minimum(remaining[:, 0], column_total) - np.maximum(0, column_total - remaining[:, -1]) + 1
-        if last and n_rows == 2 and ranges.sum() > 4 * len(value) + ranges.max() * len(np.unique(remaining[:, 0])):
-            budget.spend(len(value))
-            p += float((mass * _two_row_tails(remaining, value, int(column_total), log_fact, threshold)).sum())
+        if index == len(column_totals) - 2:
+            p += _last_column(remaining, value, weight, int(column_total), log_fact, threshold, constant, budget)
             break
         outputs = _fill_column(remaining, np.full(len(value), column_total), value, weight, 0, log_fact, budget)
-        if last:
-            for left, filled, count in outputs:
-                filled = filled - log_fact[left].sum(axis=1)
-                counted = filled <= threshold
-                p += float((count[counted] * np.exp(constant + filled[counted])).sum())
-            break
         remaining, value, weight = _merge_states(outputs, n_rows)
     return min(p, 1.0), float(np.exp(constant + observed))
 
 
 _CHUNK = 250_000
+_TAIL_TABLES = 4096
+"""Up to this many distinct 2×2 sub-tables, their tails are tabulated once; beyond, scipy computes each."""
 """Most partial tables expanded at once; larger expansions are split, so memory stays near 20 MB."""
 
 
@@ -332,6 +336,45 @@ class _Budget:
             raise ExactTestTooLarge(f"the exact test needs more than {self.limit:,} partial tables ({self.margins})")
 
 
+def _expand_cells(
+    remaining: np.ndarray,
+    column_left: np.ndarray,
+    value: np.ndarray,
+    weight: np.ndarray,
+    rows: range,
+    log_fact: np.ndarray,
+    budget: _Budget,
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """Every way to fill ``rows`` of the current column, in chunks of at most ``_CHUNK`` partial tables.
+
+    A cell lies between what the rows below can no longer take and what its row and the column have left,
+    so every partial table can be completed.
+    """
+    for row in rows:
+        below = remaining[:, row + 1 :].sum(axis=1)
+        low = np.maximum(0, column_left - below)
+        choices = np.minimum(remaining[:, row], column_left) - low + 1
+        total = int(choices.sum())
+        if total > _CHUNK and len(value) > 1:
+            half, rest = len(value) // 2, range(row, rows.stop)
+            return [
+                *_expand_cells(
+                    remaining[:half], column_left[:half], value[:half], weight[:half], rest, log_fact, budget
+                ),
+                *_expand_cells(
+                    remaining[half:], column_left[half:], value[half:], weight[half:], rest, log_fact, budget
+                ),
+            ]
+        budget.spend(total)
+        source = np.repeat(np.arange(len(value)), choices)
+        cell = low[source] + (np.arange(total) - (np.cumsum(choices) - choices)[source])
+        remaining, column_left, value, weight = remaining[source], column_left[source], value[source], weight[source]
+        remaining[:, row] -= cell
+        column_left = column_left - cell
+        value = value - log_fact[cell]
+    return [(remaining, column_left, value, weight)]
+
+
 def _fill_column(
     remaining: np.ndarray,
     column_left: np.ndarray,
@@ -341,30 +384,48 @@ def _fill_column(
     log_fact: np.ndarray,
     budget: _Budget,
 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Every way to fill one column from ``first_row`` down, in chunks of at most ``_CHUNK`` partial tables."""
+    """Every way to fill one whole column: (sorted remaining row totals, value, weight) per chunk."""
+    chunks = _expand_cells(
+        remaining, column_left, value, weight, range(first_row, remaining.shape[1] - 1), log_fact, budget
+    )
+    filled = []
+    for left, column_rest, past, count in chunks:
+        left[:, -1] -= column_rest  # the last cell takes what the column has left
+        filled.append((np.sort(left, axis=1), past - log_fact[column_rest], count))
+    return filled
+
+
+def _last_column(
+    remaining: np.ndarray,
+    value: np.ndarray,
+    weight: np.ndarray,
+    column_total: int,
+    log_fact: np.ndarray,
+    threshold: float,
+    constant: float,
+    budget: _Budget,
+) -> float:
+    """P contributed by the states before the last free column (the column after it is determined).
+
+    All but the last two cells of the column are enumerated; each such choice also fixes those rows'
+    cells in the determined column (their remainders). What is left is a 2×2 sub-table, summed in closed
+    form by :func:`_two_by_two_tails`.
+    """
     n_rows = remaining.shape[1]
-    for row in range(first_row, n_rows - 1):
-        below = remaining[:, row + 1 :].sum(axis=1)
-        low = np.maximum(0, column_left - below)
-        choices = np.minimum(remaining[:, row], column_left) - low + 1
-        total = int(choices.sum())
-        if total > _CHUNK and len(value) > 1:
-            half = len(value) // 2
-            return [
-                *_fill_column(remaining[:half], column_left[:half], value[:half], weight[:half], row, log_fact, budget),
-                *_fill_column(remaining[half:], column_left[half:], value[half:], weight[half:], row, log_fact, budget),
-            ]
-        budget.spend(total)
-        source = np.repeat(np.arange(len(value)), choices)
-        starts = np.cumsum(choices) - choices
-        cell = low[source] + (np.arange(total) - starts[source])
-        remaining = remaining[source]
-        remaining[:, row] -= cell
-        column_left = column_left[source] - cell
-        value = value[source] - log_fact[cell]
-        weight = weight[source]
-    remaining[:, -1] -= column_left
-    return [(np.sort(remaining, axis=1), value - log_fact[column_left], weight)]
+    column_left = np.full(len(value), column_total)
+    chunks = _expand_cells(remaining, column_left, value, weight, range(n_rows - 2), log_fact, budget)
+    p = 0.0
+    for left, column_rest, past, count in chunks:
+        budget.spend(len(past))
+        past = past - log_fact[left[:, :-2]].sum(axis=1)
+        first, second = left[:, -2], left[:, -1]
+        both = first + second
+        sub_total = (
+            log_fact[both] - log_fact[first] - log_fact[second] - log_fact[column_rest] - log_fact[both - column_rest]
+        )
+        share = _two_by_two_tails(first, second, column_rest, past, log_fact, threshold)
+        p += float((count * np.exp(constant + past + sub_total) * share).sum())
+    return p
 
 
 def _merge_states(
