@@ -58,6 +58,7 @@ def table1_document(result: Table1Result) -> dict[str, Any]:
         "overall": {"label": result.overall.label, "n": result.overall.n} if result.overall else None,
         "excluded_missing_group": result.excluded_missing_group,
         "skipped_columns": list(result.skipped),
+        "warnings": list(result.warnings),
         "options": {
             "adjust": options.adjust,
             "continuous_statistics": list(options.continuous_statistics),

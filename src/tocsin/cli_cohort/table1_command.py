@@ -100,6 +100,8 @@ def table1_command(
     except (PatientTableError, Table1Error) as exc:
         fail(f"{patients}: {exc}" if isinstance(exc, Table1Error) else str(exc))
         return
+    for warning in result.warnings:
+        Console(stderr=True).print(f"[yellow]warning:[/] {warning}")
     if out is not None:
         try:
             write_table1(result, out)

@@ -130,6 +130,11 @@ class Table1Result:
     options: Table1Options
 
     @property
+    def warnings(self) -> tuple[str, ...]:
+        """Variables whose default test could not be computed within the limits, with the fix."""
+        return tuple(f"{v.variable}: {v.note}" for v in self.variables if v.note and v.note.startswith("no P:"))
+
+    @property
     def column_labels(self) -> tuple[str, ...]:
         labels = tuple(g.label for g in self.groups)
         return (*labels, self.overall.label) if self.overall else labels
@@ -337,10 +342,14 @@ def _run_categorical_test(
             return fisher_monte_carlo(table, seed=options.seed, resamples=options.resamples), choice, None
         return fisher_exact(table, limit=options.exact_limit), choice, None
     except ExactTestTooLarge as exc:
-        raise Table1Error(
-            f"variable '{variable}': {exc}. Choose --test {variable}=fisher-mc (Monte-Carlo, seeded by --seed), "
-            f"--test {variable}=chisq, or raise --exact-limit"
-        ) from exc
+        fix = (
+            f"choose --test {variable}=fisher-mc (Monte-Carlo, seeded by --seed), --test {variable}=chisq, "
+            "or raise --exact-limit"
+        )
+        if requested:
+            raise Table1Error(f"--test {variable}={requested}: {exc}; {fix}") from exc
+        # as gtsummary when fisher.test fails: the table is still made, this P is left out and says why
+        return None, choice, f"no P: {exc}; {fix}"
     except TestNotApplicable as exc:
         if requested:
             raise Table1Error(f"--test {variable}={requested}: {exc}") from exc
