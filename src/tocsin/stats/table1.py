@@ -148,7 +148,7 @@ class Table1Result:
             head = {"variable": variable.variable, "label": variable.variable}
             head |= {label: "" for label in self.column_labels}
             head |= {
-                "test": result.name if result else (variable.note or ""),
+                "test": result.name if result else ("not computed" if variable.note else ""),
                 "statistic": format_statistic(result.statistic) if result else "",
                 "df": format_df(result.df) if result else "",
                 "p": format_p(result.p, self.options.p_digits) if result else "",
