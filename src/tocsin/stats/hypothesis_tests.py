@@ -310,7 +310,9 @@ def _enumerate_tables(counts: np.ndarray, limit: int) -> tuple[float, float]:
         remaining, value, weight = remaining[keep], value[keep], weight[keep]
         if not len(value):
             break
-        if index == len(column_totals) - 2:
+        last = index == len(column_totals) - 2
+        budget.foresee(_fillings(remaining, int(column_total), n_rows - 2 if last else n_rows - 1))
+        if last:
             p += _last_column(remaining, value, weight, int(column_total), log_fact, threshold, constant, budget)
             break
         outputs = _fill_column(remaining, np.full(len(value), column_total), value, weight, 0, log_fact, budget)
@@ -332,8 +334,32 @@ class _Budget:
 
     def spend(self, amount: int) -> None:
         self.used += amount
-        if self.used > self.limit:
+        self.foresee(0)
+
+    def foresee(self, amount: float) -> None:
+        """Stop now if ``amount`` more partial tables would pass the limit (so a refusal comes fast)."""
+        if self.used + amount > self.limit:
             raise ExactTestTooLarge(f"the exact test needs more than {self.limit:,} partial tables ({self.margins})")
+
+
+def _fillings(remaining: np.ndarray, column_total: int, rows_to_fill: int) -> float:
+    """How many partial tables filling the first ``rows_to_fill`` cells of the next column creates.
+
+    Per distinct state of remaining row totals, the ways to choose those cells (each at most its row's
+    remainder) so that the other rows can still take the rest of the column: coefficients of
+    ``Π (1 + t + … + t^{R_i})``, multiplied in with running sums.
+    """
+    nodes, per_state = np.unique(remaining, axis=0, return_inverse=True)
+    ways = np.zeros((len(nodes), column_total + 1))
+    ways[:, 0] = 1.0
+    for row in range(rows_to_fill):
+        running = np.cumsum(ways, axis=1)
+        below = np.arange(column_total + 1)[None, :] - (np.minimum(nodes[:, row], column_total)[:, None] + 1)
+        beyond_cap = np.where(below >= 0, np.take_along_axis(running, np.maximum(below, 0), axis=1), 0.0)
+        ways = running - beyond_cap
+    rest = nodes[:, rows_to_fill:].sum(axis=1)
+    reachable = np.arange(column_total + 1)[None, :] >= column_total - rest[:, None]
+    return float((ways * reachable).sum(axis=1)[per_state.ravel()].sum())
 
 
 def _expand_cells(
