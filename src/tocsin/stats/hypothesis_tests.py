@@ -4,10 +4,11 @@ Every test returns a :class:`HypothesisTestResult` (name, statistic, df, exact P
 scipy does the arithmetic where it agrees with R; what is written here by hand is what scipy lacks:
 
 * **Fisher's exact test for r×c tables** (Fisher–Freeman–Halton). ``scipy.stats.fisher_exact`` 1.17 is exact
-  for 2×2 only; for larger tables its default is Monte-Carlo. :func:`fisher_exact` enumerates every table
-  with the observed margins, column by column, merging partial tables that reach the same remaining row
-  totals with the same probability so far (the idea of Mehta & Patel's network algorithm without its
-  bounds). The same code serves 2×2, so one definition of "as or more extreme" holds for all shapes.
+  for 2×2 only; for larger tables its default is Monte-Carlo. :func:`fisher_exact` sums over every table
+  with the observed margins along Mehta & Patel's network (column by column, partial tables merged by
+  remaining row totals and probability so far, whole sub-networks counted or dropped by bounds, the last
+  2×2 in closed form), with a work limit checked before each column. The same code serves 2×2, so one
+  definition of "as or more extreme" holds for all shapes.
 * **R's tolerance in "as or more extreme"**: R ``fisher.test`` counts the tables whose probability is at most
   the observed one times ``1 + 1e-7`` (``relErr``); scipy uses ``1 + 1e-14``. Ties between tables of equal
   probability computed in floating point are therefore counted as R counts them.
