@@ -161,6 +161,7 @@ def pearson_chi_square(table: Sequence[Sequence[int]] | np.ndarray, yates: bool 
 
 
 def _log_factorials(n: int) -> np.ndarray:
+    """``log k!`` for k = 0 … n, looked up by index everywhere below."""
     return gammaln(np.arange(n + 1, dtype=np.float64) + 1.0)
 
 
@@ -209,8 +210,9 @@ def _decide(
     """Which states surely count whole, and which surely not at all (bounds computed in chunks)."""
     all_count = np.empty(len(value), dtype=bool)
     none_count = np.empty(len(value), dtype=bool)
-    for start in range(0, len(value), _CHUNK // max(1, remaining.shape[1] * len(later))):
-        rows = slice(start, start + _CHUNK // max(1, remaining.shape[1] * len(later)))
+    chunk = max(1, _CHUNK // (remaining.shape[1] * len(later)))  # the bounds hold states × rows × columns
+    for start in range(0, len(value), chunk):
+        rows = slice(start, start + chunk)
         left = remaining[rows]
         most = _most_probable_bound(left, later, log_fact)
         least = -np.minimum(_poured(left, later, log_fact), _poured_columns(left, later, log_fact))
@@ -316,15 +318,16 @@ def _enumerate_tables(counts: np.ndarray, limit: int) -> tuple[float, float]:
         if last:
             p += _last_column(remaining, value, weight, int(column_total), log_fact, threshold, constant, budget)
             break
-        outputs = _fill_column(remaining, np.full(len(value), column_total), value, weight, 0, log_fact, budget)
+        outputs = _fill_column(remaining, np.full(len(value), column_total), value, weight, log_fact, budget)
         remaining, value, weight = _merge_states(outputs, n_rows)
     return min(p, 1.0), float(np.exp(constant + observed))
 
 
 _CHUNK = 250_000
+"""Most partial tables expanded at once; larger expansions are split, so memory stays near 20 MB."""
+
 _TAIL_TABLES = 4096
 """Up to this many distinct 2×2 sub-tables, their tails are tabulated once; beyond, scipy computes each."""
-"""Most partial tables expanded at once; larger expansions are split, so memory stays near 20 MB."""
 
 
 class _Budget:
@@ -407,14 +410,11 @@ def _fill_column(
     column_left: np.ndarray,
     value: np.ndarray,
     weight: np.ndarray,
-    first_row: int,
     log_fact: np.ndarray,
     budget: _Budget,
 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Every way to fill one whole column: (sorted remaining row totals, value, weight) per chunk."""
-    chunks = _expand_cells(
-        remaining, column_left, value, weight, range(first_row, remaining.shape[1] - 1), log_fact, budget
-    )
+    chunks = _expand_cells(remaining, column_left, value, weight, range(remaining.shape[1] - 1), log_fact, budget)
     filled = []
     for left, column_rest, past, count in chunks:
         left[:, -1] -= column_rest  # the last cell takes what the column has left
