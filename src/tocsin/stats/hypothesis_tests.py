@@ -471,7 +471,7 @@ def _merge_states(
                 for left, value, weight in outputs
             ]
         )
-        .group_by([*rows, "key"])
+        .group_by([*rows, "key"], maintain_order=True)  # same input, same order of summation, same P
         .agg(pl.col("value").first(), pl.col("weight").sum())
     )
     return (
