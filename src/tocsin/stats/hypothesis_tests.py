@@ -638,9 +638,10 @@ def t_test(
 ) -> HypothesisTestResult:
     """Two-sample t-test, two-sided: Welch (R ``t.test`` default) or pooled variance (``var.equal = TRUE``).
 
-    >>> t_test([0.7, -1.6, -0.2, -1.2, -0.1, 3.4, 3.7, 0.8, 0.0, 2.0],
-    ...        [1.9, 0.8, 1.1, 0.1, -0.1, 4.4, 5.5, 1.6, 4.6, 3.4]).df.__round__(3)   # R sleep data
-    17.776
+    >>> welch = t_test([0.7, -1.6, -0.2, -1.2, -0.1, 3.4, 3.7, 0.8, 0.0, 2.0],
+    ...                [1.9, 0.8, 1.1, 0.1, -0.1, 4.4, 5.5, 1.6, 4.6, 3.4])   # R's sleep data
+    >>> round(welch.statistic, 4), round(welch.df, 3), round(welch.p, 5)       # R: -1.8608, 17.776, 0.07939
+    (-1.8608, 17.776, 0.07939)
     """
     first, second = _finite(x, "the first group"), _finite(y, "the second group")
     if first.size < 2 or second.size < 2:
