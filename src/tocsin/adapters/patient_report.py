@@ -223,7 +223,8 @@ def _drug_cells(d: DrugSummary) -> list[str]:
 
 # ------------------------------------------------------------------ HTML
 
-_CSS = """
+#: The reports' shared look (the cohort report adds its own rules to it).
+REPORT_CSS = """
 body{font-family:Helvetica,Arial,sans-serif;margin:2em;color:#222;max-width:1200px}
 h1{font-size:1.4em}h2{font-size:1.1em;margin-top:1.6em}
 table{border-collapse:collapse;font-size:.85em;margin:.5em 0}
@@ -233,7 +234,8 @@ th{background:#f4f4f4}.grade{display:inline-block;width:1.6em;text-align:center;
 """
 
 
-def _html_table(headers: list[str], rows: list[list[str]], grade_column: int | None = None) -> str:
+def html_table(headers: list[str], rows: list[list[str]], grade_column: int | None = None) -> str:
+    """An escaped HTML table; the cells of ``grade_column`` that are a grade get the grade's colour."""
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
     body = []
     for row in rows:
@@ -254,7 +256,7 @@ def render_html(content: ReportContent, figure: Figure) -> str:
     course = content.course
     title = f"Tocsin course report — patient {course.patient_id}"
     episodes = (
-        _html_table(EPISODE_HEADERS, [_episode_cells(e) for e in content.episodes], grade_column=3)
+        html_table(EPISODE_HEADERS, [_episode_cells(e) for e in content.episodes], grade_column=3)
         if content.episodes
         else "<p>No CRS or ICANS episode (grade ≥ 1) was graded.</p>"
     )
@@ -266,16 +268,16 @@ def render_html(content: ReportContent, figure: Figure) -> str:
         for t in content.toxicities
     )
     drugs = (
-        _html_table(DRUG_HEADERS, [_drug_cells(d) for d in content.drugs]) if content.drugs else "<p>None recorded.</p>"
+        html_table(DRUG_HEADERS, [_drug_cells(d) for d in content.drugs]) if content.drugs else "<p>None recorded.</p>"
     )
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
+        f"<title>{html.escape(title)}</title><style>{REPORT_CSS}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
         f'<p class="small">{html.escape(content.provenance)}</p>',
         "<h2>Maximum grades</h2>",
-        _html_table(SUMMARY_HEADERS, [_summary_cells(t) for t in content.toxicities], grade_column=2),
+        html_table(SUMMARY_HEADERS, [_summary_cells(t) for t in content.toxicities], grade_column=2),
         "<h2>Course</h2>",
         f'<figure id="course-figure">{figure_svg(figure)}</figure>',
         "<h2>Episodes</h2>",
