@@ -234,8 +234,7 @@ th{background:#f4f4f4}.grade{display:inline-block;width:1.6em;text-align:center;
 """
 
 
-def html_table(headers: list[str], rows: list[list[str]], grade_column: int | None = None) -> str:
-    """An escaped HTML table; the cells of ``grade_column`` that are a grade get the grade's colour."""
+def _html_table(headers: list[str], rows: list[list[str]], grade_column: int | None = None) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
     body = []
     for row in rows:
@@ -256,7 +255,7 @@ def render_html(content: ReportContent, figure: Figure) -> str:
     course = content.course
     title = f"Tocsin course report — patient {course.patient_id}"
     episodes = (
-        html_table(EPISODE_HEADERS, [_episode_cells(e) for e in content.episodes], grade_column=3)
+        _html_table(EPISODE_HEADERS, [_episode_cells(e) for e in content.episodes], grade_column=3)
         if content.episodes
         else "<p>No CRS or ICANS episode (grade ≥ 1) was graded.</p>"
     )
@@ -268,7 +267,7 @@ def render_html(content: ReportContent, figure: Figure) -> str:
         for t in content.toxicities
     )
     drugs = (
-        html_table(DRUG_HEADERS, [_drug_cells(d) for d in content.drugs]) if content.drugs else "<p>None recorded.</p>"
+        _html_table(DRUG_HEADERS, [_drug_cells(d) for d in content.drugs]) if content.drugs else "<p>None recorded.</p>"
     )
     parts = [
         "<!DOCTYPE html>",
@@ -277,7 +276,7 @@ def render_html(content: ReportContent, figure: Figure) -> str:
         f"<h1>{html.escape(title)}</h1>",
         f'<p class="small">{html.escape(content.provenance)}</p>',
         "<h2>Maximum grades</h2>",
-        html_table(SUMMARY_HEADERS, [_summary_cells(t) for t in content.toxicities], grade_column=2),
+        _html_table(SUMMARY_HEADERS, [_summary_cells(t) for t in content.toxicities], grade_column=2),
         "<h2>Course</h2>",
         f'<figure id="course-figure">{figure_svg(figure)}</figure>',
         "<h2>Episodes</h2>",
