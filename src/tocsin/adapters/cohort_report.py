@@ -249,20 +249,19 @@ def _table1_variables(table: pl.DataFrame, options: ReportOptions) -> tuple[list
     return None, "every usable column (the table has none of the dictionary's baseline columns)"
 
 
-def _table1_section(table: pl.DataFrame, options: ReportOptions) -> Section:
-    assert options.by is not None
+def _table1_section(table: pl.DataFrame, options: ReportOptions, by: str) -> Section:
     variables, chosen = _table1_variables(table, options)
     try:
-        result = table1(table, options.by, variables)
+        result = table1(table, by, variables)
     except Table1Error as exc:
         raise CohortReportError(f"Table 1: {exc}") from exc
     warnings = "".join(f'<p class="note">warning: {html.escape(w)}</p>' for w in result.warnings)
     intro = (
-        f"<p>Characteristics by <code>{html.escape(options.by)}</code>: {html.escape(chosen)}. Tests are the "
+        f"<p>Characteristics by <code>{html.escape(by)}</code>: {html.escape(chosen)}. Tests are the "
         "defaults of <code>tocsin cohort table1</code> (gtsummary's): Wilcoxon rank-sum / Kruskal–Wallis for "
         "continuous variables, Pearson χ² or Fisher's exact test for categorical ones.</p>"
     )
-    return Section("table1", f"Table 1 by {options.by}", intro + table1_html_fragment(result) + warnings)
+    return Section("table1", f"Table 1 by {by}", intro + table1_html_fragment(result) + warnings)
 
 
 def _incidence_section(table: pl.DataFrame, options: ReportOptions, grades: list[str]) -> Section:
@@ -529,7 +528,7 @@ def build_cohort_report(
             sections.append(build())
 
     if options.by:
-        sections.append(_table1_section(table, options))
+        sections.append(_table1_section(table, options, options.by))
     else:
         omissions.append(Omission("Table 1", "a group column to compare: <code>--by GROUP</code>"))
     grades = [c for c in columns.grades if c in table.columns]
@@ -581,7 +580,7 @@ def _provenance_html(report: CohortReport) -> str:
         f"patient table <code>{html.escape(str(p.table_path))}</code>: {report.n_patients} patients",
     ]
     if p.method is not None:
-        config = p.method.get("config", {})
+        config = p.method.get("config") if isinstance(p.method.get("config"), dict) else {}
         items.append(
             f"derived by <code>tocsin cohort derive</code> (<code>{html.escape(str(p.method_path))}</code>): grading "
             f"config {html.escape(str(config.get('name', '?')))} (fingerprint "

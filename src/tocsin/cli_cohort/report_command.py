@@ -107,16 +107,18 @@ def report_command(
     time_unit: Annotated[
         TimeUnit, typer.Option("--time-unit", help="Unit of the curves and of --at (months = days / 30.4375).")
     ] = TimeUnit.months,
-    os_time: Annotated[str | None, typer.Option("--os-time", help="Overall survival time column [os_days].")] = None,
-    os_event: Annotated[str | None, typer.Option("--os-event", help="OS event column, 1 = died [os_event].")] = None,
-    pfs_time: Annotated[str | None, typer.Option("--pfs-time", help="PFS time column [pfs_days].")] = None,
-    pfs_event: Annotated[str | None, typer.Option("--pfs-event", help="PFS event column [pfs_event].")] = None,
+    os_time: Annotated[str | None, typer.Option("--os-time", help="OS time column; default os_days.")] = None,
+    os_event: Annotated[str | None, typer.Option("--os-event", help="OS event (1 = died); default os_event.")] = None,
+    pfs_time: Annotated[str | None, typer.Option("--pfs-time", help="PFS time column; default pfs_days.")] = None,
+    pfs_event: Annotated[str | None, typer.Option("--pfs-event", help="PFS event column; default pfs_event.")] = None,
     competing_time: Annotated[
-        str | None, typer.Option("--competing-time", help="Relapse / NRM time column [relapse_nrm_days].")
+        str | None, typer.Option("--competing-time", help="Relapse / NRM time column; default relapse_nrm_days.")
     ] = None,
     competing_status: Annotated[
         str | None,
-        typer.Option("--competing-status", help="Status column: 0 censored, 1 relapse, 2 NRM [relapse_nrm_status]."),
+        typer.Option(
+            "--competing-status", help="Status column (0 censored, 1 relapse, 2 NRM); default relapse_nrm_status."
+        ),
     ] = None,
 ) -> None:
     """Table 1, incidence by grade, durations, swimmer plot, OS/PFS Kaplan–Meier and relapse/NRM in one HTML."""
