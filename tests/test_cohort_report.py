@@ -127,6 +127,26 @@ def test_survival_numbers_equal_tocsin_cohort_survival(tiny: Path, tmp_path: Pat
     assert f"P = {logrank_p(document['test']['p'])}" in text
 
 
+def test_cumulative_incidence_equals_tocsin_cohort_cuminc(tiny: Path, tmp_path: Path) -> None:
+    # at day 35 group A has both causes, group B none yet (0 %, no log-log interval)
+    page = report(tiny, tmp_path / "r.html", "--by", "arm", "--time-unit", "days", "--at", "35")
+    result = run("cuminc", tiny, "--time", "relapse_nrm_days", "--status", "relapse_nrm_status", "--event-code", "1",
+                 "--competing-code", "2", "--censor-code", "0", "--by", "arm", "--at", "35", "--json")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    text = section(page, "competing-risks")
+    names = {1: "Relapse", 2: "Non-relapse mortality"}
+    for point in document["at"]:
+        cells = row(text, f"{point['group']}</td><td>{names[point['cause']]}")
+        shown = f"{100 * point['cuminc']:.1f}%"
+        if point["lower"] is not None:
+            shown += f" ({100 * point['lower']:.1f}%–{100 * point['upper']:.1f}%)"
+        assert f"{shown}; {point['n_risk']}" in cells
+    for test in document["gray_tests"]:
+        cause = names[test["cause"]].lower()
+        assert f"{cause}: χ² = {test['statistic']:.3f} on 1 df, P = {logrank_p(test['p'])}" in text
+
+
 def test_table1_equals_tocsin_cohort_table1(tiny: Path, tmp_path: Path) -> None:
     page = report(tiny, tmp_path / "r.html", "--by", "arm", "--table1-var", "age_years", "--table1-var", "sex")
     result = run("table1", tiny, "--by", "arm", "--var", "age_years", "--var", "sex", "--json")
@@ -161,6 +181,13 @@ def test_provenance_names_the_derive_method(tiny: Path, tmp_path: Path) -> None:
     header = page[: page.index("<ol>")]
     assert "Tocsin " in header and "8 patients" in header and str(tiny) in header
     assert "abc123def456" in header and "2026.12.1" in header and "centre" in header
+
+
+def test_a_corrupt_method_file_exits_2(tiny: Path, tmp_path: Path) -> None:
+    Path(f"{tiny}.method.json").write_text("{not json", encoding="utf-8")
+    result = run("report", tiny, "--out", tmp_path / "r.html")
+    assert result.exit_code == 2 and "method.json" in result.output
+    assert not (tmp_path / "r.html").exists()
 
 
 def test_swimmer_from_episode_tables(tiny: Path, tmp_path: Path) -> None:

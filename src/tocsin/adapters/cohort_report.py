@@ -181,6 +181,13 @@ def _percent(value: float | None, digits: int = 1) -> str:
     return "—" if value is None or math.isnan(value) else f"{100 * value:.{digits}f}%"
 
 
+def _interval(point: dict[str, Any]) -> str:
+    """' (lower–upper)' as percentages; nothing where the log-log interval is undefined (an estimate of 0 or 1)."""
+    if point["lower"] is None or point["upper"] is None:
+        return ""
+    return f" ({_percent(point['lower'])}–{_percent(point['upper'])})"
+
+
 def _not_reached(value: float | None) -> str:
     return "NR" if value is None else _number(value)
 
@@ -398,8 +405,7 @@ def _survival_document(
 def _survival_row(label: str, group: dict[str, Any], heading: bool = False) -> tuple[bool, list[str]]:
     landmarks = [
         "beyond follow-up" if point["survival"] is None else
-        f"{_percent(point['survival'])} ± {_percent(point['std_err'])} "
-        f"({_percent(point['lower'])}–{_percent(point['upper'])}); {point['n_risk']}"
+        f"{_percent(point['survival'])} ± {_percent(point['std_err'])}{_interval(point)}; {point['n_risk']}"
         for point in group["survival_at"]
     ]
     follow = group["follow_up"]
@@ -476,7 +482,7 @@ def _competing_section(table: pl.DataFrame, options: ReportOptions) -> Section:
         for (group, cause), points in at.group_by(["group", "cause"], maintain_order=True):
             cells = [
                 "beyond follow-up" if p["cuminc"] is None else
-                f"{_percent(p['cuminc'])} ({_percent(p['lower'])}–{_percent(p['upper'])}); {p['n_risk']}"
+                f"{_percent(p['cuminc'])}{_interval(p)}; {p['n_risk']}"
                 for p in points.iter_rows(named=True)
             ]
             rows.append((is_overall and grouped is not None,
