@@ -227,6 +227,10 @@ def test_bad_input_exits_2(tiny: Path, tmp_path: Path) -> None:
     pl.DataFrame(TINY).with_columns(pl.lit("A").alias("arm")).write_csv(one_level)
     result = run("report", one_level, "--out", out, "--by", "arm")
     assert result.exit_code == 2 and "at least 2" in result.output
+    no_group = tmp_path / "no_group.csv"
+    pl.DataFrame(TINY).with_columns(pl.Series("arm", ["A", "A", None, "A", "B", "B", "B", "B"])).write_csv(no_group)
+    result = run("report", no_group, "--out", out, "--by", "arm")
+    assert result.exit_code == 2 and "P3" in result.output and "arm" in result.output
     assert run("report", tiny, "--out", tmp_path / "r.pdf").exit_code == 2
     assert run("report", tiny, "--out", out, "--episodes", tmp_path / "nowhere").exit_code == 2
     (tmp_path / "empty").mkdir()

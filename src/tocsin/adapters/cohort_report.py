@@ -14,9 +14,10 @@ a swimmer plot of toxicity episodes; Kaplan–Meier OS and PFS with log-rank P, 
 and survival at landmark times (the same document as ``tocsin cohort survival --json``); cumulative incidence
 of relapse and non-relapse mortality with Gray's test.
 
-The swimmer plot draws the engine's episode tables when they are given (:func:`episodes_from_batch`), else
-one bar per toxicity per patient built from the patient table (:func:`episodes_from_patient_table`): onset,
-summed duration and maximum grade, so episodes separated by a gap are drawn as one bar.
+The swimmer plot draws the engine's episode tables when they are given (an :class:`Episodes`, which
+``tocsin cohort report --episodes DIR`` reads from a ``tocsin batch`` directory), else one bar per toxicity per
+patient built from the patient table (:func:`episodes_from_patient_table`): onset, summed duration and maximum
+grade, so episodes separated by a gap are drawn as one bar.
 """
 
 from __future__ import annotations
@@ -116,11 +117,11 @@ class ReportOptions:
     """What shapes the report besides the data. Times are reported in ``time_unit`` = days / ``days_per_unit``."""
 
     columns: ReportColumns
+    time_unit: str
+    days_per_unit: float
     by: str | None = None
     table1_variables: tuple[str, ...] | None = None
     landmarks: tuple[float, ...] = (12.0,)
-    time_unit: str = "months"
-    days_per_unit: float = 365.25 / 12
 
 
 @dataclass(frozen=True)
