@@ -170,6 +170,10 @@ def test_self_contained_and_deterministic(tiny: Path, tmp_path: Path) -> None:
     assert "<script" not in first and not re.search(r"""(src|href)=["']?(https?:|//)""", first)
     assert "<link" not in first and "url(http" not in first
     assert first.count("<svg") == 3  # swimmer, OS, relapse/NRM
+    ids = re.findall(r'\bid="([^"]+)"', first)
+    assert len(ids) == len(set(ids))  # the figures' ids do not collide ...
+    references = set(re.findall(r'href="#([^"]+)"', first)) | set(re.findall(r"url\(#([^)]+)\)", first))
+    assert references and references <= set(ids)  # ... and every glyph, marker and clip path is found
     assert "no derive method file" in first
 
 

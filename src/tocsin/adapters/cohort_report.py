@@ -225,7 +225,8 @@ def _rows_table(headers: Sequence[str], rows: Sequence[tuple[bool, Sequence[str]
 
 
 def _figure(figure: Any, anchor: str, caption: str) -> str:
-    return f'<figure id="{anchor}">{figure_svg(figure)}</figure><p class="caption">{html.escape(caption)}</p>'
+    svg = figure_svg(figure, id_prefix=f"{anchor}-")
+    return f'<figure id="{anchor}">{svg}</figure><p class="caption">{html.escape(caption)}</p>'
 
 
 # ------------------------------------------------------------------ sections
