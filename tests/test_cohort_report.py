@@ -169,7 +169,7 @@ def test_self_contained_and_deterministic(tiny: Path, tmp_path: Path) -> None:
     # nothing to fetch: no script, no linked resource (the SVG metadata's URLs are text)
     assert "<script" not in first and not re.search(r"""(src|href)=["']?(https?:|//)""", first)
     assert "<link" not in first and "url(http" not in first
-    assert first.count("<svg") == 3  # swimmer, OS, relapse/NRM
+    assert first.count("<svg") == 4  # swimmer, OS, relapse and NRM (one figure per cause with groups)
     ids = re.findall(r'\bid="([^"]+)"', first)
     assert len(ids) == len(set(ids))  # the figures' ids do not collide ...
     references = set(re.findall(r'href="#([^"]+)"', first)) | set(re.findall(r"url\(#([^)]+)\)", first))

@@ -56,6 +56,8 @@ from tocsin.stats.survival.logrank import logrank_test
 from tocsin.stats.table1 import Table1Error, table1
 
 ID_COLUMN = "patient_id"
+#: Confidence bands of more groups overlap into one smear; above this the figures leave them to the tables.
+MAX_GROUPS_WITH_BANDS = 2
 ALL_PATIENTS = "All patients"
 #: Status codes of the relapse / non-relapse-mortality column, as docs/cohort_columns.md defines them.
 RELAPSE_CODE, NRM_CODE, CENSORED_CODE = 1, 2, 0
@@ -441,11 +443,14 @@ def _survival_section(table: pl.DataFrame, options: ReportOptions, endpoint: End
     headers = ["Group", "N", "Events", f"Median, {unit} (95% CI)",
                *[f"{_landmark(t)}-{singular} survival ± SE (95% CI); at risk" for t in options.landmarks],
                f"Median follow-up, {unit} (95% CI)"]
-    figure = km_figure(plotted, time_label=f"Time since infusion ({unit})", y_label=f"{endpoint.title} (probability)")
+    n_curves = plotted.get_column("group").n_unique()
+    figure = km_figure(plotted, time_label=f"Time since infusion ({unit})", y_label=f"{endpoint.title} (probability)",
+                       confidence=n_curves <= MAX_GROUPS_WITH_BANDS)
     caption = (
-        f"Kaplan–Meier estimate of {endpoint.title.lower()} from {endpoint.time} / {endpoint.event}, with 95% "
-        "pointwise log-log confidence bands (Greenwood variance), censored patients as ticks and the numbers at "
-        "risk below. NR = not reached. Median follow-up by the reverse Kaplan–Meier method (Schemper & Smith 1996)."
+        f"Kaplan–Meier estimate of {endpoint.title.lower()} from {endpoint.time} / {endpoint.event}, "
+        + _bands_phrase(n_curves, "pointwise log-log confidence bands (Greenwood variance)")
+        + ", censored patients as ticks and the numbers at risk below. NR = not reached. Median follow-up by the "
+        "reverse Kaplan–Meier method (Schemper & Smith 1996)."
     )
     anchor = endpoint.title.lower().replace(" ", "-")
     return Section(anchor, endpoint.title,
@@ -503,14 +508,34 @@ def _competing_section(table: pl.DataFrame, options: ReportOptions) -> Section:
         pl.col("cause").replace_strict(CAUSE_NAMES, return_dtype=pl.String),
         pl.col("group").cast(pl.String) if grouped else pl.lit(None, pl.String).alias("group"),
     )
-    figure = cuminc_figure(plotted, time_label=f"Time since infusion ({unit})")
-    caption = (
+    n_groups = len(shown.group_labels)
+    source = (
         f"Aalen–Johansen cumulative incidence from {columns.competing_time} / {columns.competing_status} "
-        f"({RELAPSE_CODE} = relapse, {NRM_CODE} = death without relapse, {CENSORED_CODE} = censored), with 95% "
-        "log-log bands (cmprsk variance) and the numbers at risk below."
+        f"({RELAPSE_CODE} = relapse, {NRM_CODE} = death without relapse, {CENSORED_CODE} = censored), "
+        + _bands_phrase(n_groups, "log-log bands (cmprsk variance)") + ", and the numbers at risk below."
     )
-    return Section("competing-risks", "Relapse and non-relapse mortality",
-                   body + _figure(figure, "competing-risks-figure", caption))
+    time_label = f"Time since infusion ({unit})"
+    if grouped is None:
+        figures = _figure(cuminc_figure(plotted, time_label=time_label), "competing-risks-figure", source)
+    else:
+        # one figure per cause: groups x causes curves in one axis (and their legend) hide each other
+        figures = "".join(
+            _figure(
+                cuminc_figure(plotted.filter(pl.col("cause") == name), time_label=time_label,
+                              y_label=f"Cumulative incidence of {name.lower()}",
+                              confidence=n_groups <= MAX_GROUPS_WITH_BANDS),
+                f"competing-risks-figure-{code}", f"{name} by {options.by}. {source}",
+            )
+            for code, name in CAUSE_NAMES.items()
+        )
+    return Section("competing-risks", "Relapse and non-relapse mortality", body + figures)
+
+
+def _bands_phrase(n_curves: int, bands: str) -> str:
+    """How a caption states the confidence bands, which are left out of figures with many groups."""
+    if n_curves <= MAX_GROUPS_WITH_BANDS:
+        return f"with 95% {bands}"
+    return f"without bands ({n_curves} groups; the table above gives the 95% intervals at the landmark times)"
 
 
 # ------------------------------------------------------------------ assembly
