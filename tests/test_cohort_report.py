@@ -236,6 +236,7 @@ def test_bad_input_exits_2(tiny: Path, tmp_path: Path) -> None:
     result = run("report", no_group, "--out", out, "--by", "arm")
     assert result.exit_code == 2 and "P3" in result.output and "arm" in result.output
     assert run("report", tiny, "--out", tmp_path / "r.pdf").exit_code == 2
+    assert run("report", tiny, "--out", out, "--table1-var", "sex").exit_code == 2  # Table 1 needs --by
     assert run("report", tiny, "--out", out, "--episodes", tmp_path / "nowhere").exit_code == 2
     (tmp_path / "empty").mkdir()
     assert run("report", tiny, "--out", out, "--episodes", tmp_path / "empty").exit_code == 2

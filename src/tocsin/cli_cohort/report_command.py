@@ -126,6 +126,8 @@ def report_command(
         fail(f"--out {out}: the cohort report is HTML; use a file name ending in .html")
     if episodes is not None and not episodes.is_dir():
         fail(f"--episodes {episodes}: no such directory; give the --out directory of `tocsin batch`")
+    if table1_var and not by:
+        fail("--table1-var chooses the variables of Table 1, which compares groups; give the groups with --by")
     landmarks = tuple(at or [12.0])
     if any(t <= 0 for t in landmarks):
         fail(f"--at {', '.join(f'{t:g}' for t in landmarks)}: landmark times are after day 0")
