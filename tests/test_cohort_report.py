@@ -235,6 +235,11 @@ def test_bad_input_exits_2(tiny: Path, tmp_path: Path) -> None:
     pl.DataFrame(TINY).with_columns(pl.Series("arm", ["A", "A", None, "A", "B", "B", "B", "B"])).write_csv(no_group)
     result = run("report", no_group, "--out", out, "--by", "arm")
     assert result.exit_code == 2 and "P3" in result.output and "arm" in result.output
+    text_onset = tmp_path / "text_onset.csv"
+    pl.DataFrame(TINY).with_columns(pl.Series("crs_onset_day", ["", "1", "day 2", "1.5", "3", "2.5", "", "4"])) \
+        .write_csv(text_onset)
+    result = run("report", text_onset, "--out", out)
+    assert result.exit_code == 2 and "crs_onset_day" in result.output and "P3" in result.output
     assert run("report", tiny, "--out", tmp_path / "r.pdf").exit_code == 2
     assert run("report", tiny, "--out", out, "--table1-var", "sex").exit_code == 2  # Table 1 needs --by
     assert run("report", tiny, "--out", out, "--episodes", tmp_path / "nowhere").exit_code == 2

@@ -44,7 +44,7 @@ from tocsin.adapters.table1_output import TABLE1_CSS, table1_html_fragment
 from tocsin.cohort.columns import load_columns
 from tocsin.stats.durations import duration_summary
 from tocsin.stats.incidence import incidence
-from tocsin.stats.input_checks import StatsInputError
+from tocsin.stats.input_checks import StatsInputError, flag_column, grade_column, numeric_column
 from tocsin.stats.proportions import CI_METHOD_LABEL, CIMethod
 from tocsin.stats.survival.aalen_johansen import cumulative_incidence_from
 from tocsin.stats.survival.competing_events import CompetingRisksInputError, prepare_competing_events
@@ -351,16 +351,19 @@ def _durations_section(table: pl.DataFrame, options: ReportOptions, toxicities: 
 
 
 def episodes_from_patient_table(table: pl.DataFrame, toxicity: ToxicityColumns) -> pl.DataFrame:
-    """One episode row (``EPISODE_COLUMNS``) per patient with the toxicity: onset, summed duration, max grade."""
-    grade = pl.col(toxicity.grade).cast(pl.Int64, strict=False)
-    return table.filter((grade >= 1) & pl.col(toxicity.onset).is_not_null()).select(
-        pl.col(ID_COLUMN).cast(pl.String).alias("patient_id"),
-        pl.lit(1, dtype=pl.Int64).alias("episode"),
-        pl.col(toxicity.onset).cast(pl.Float64).alias("onset_day"),
-        grade.alias("peak_grade"),
-        pl.col(toxicity.duration).cast(pl.Float64).alias("duration_days"),
-        pl.col(toxicity.ongoing).cast(pl.Boolean).fill_null(False).alias("ongoing"),
-    )
+    """One episode row (``EPISODE_COLUMNS``) per patient with the toxicity: onset, summed duration, max grade.
+
+    Raises :class:`StatsInputError` naming the column and patient for a value that is not a grade, a day or a flag.
+    """
+    frame = pl.DataFrame({
+        "patient_id": table.get_column(ID_COLUMN).cast(pl.String),
+        "episode": pl.Series([1] * table.height, dtype=pl.Int64),
+        "onset_day": numeric_column(table, toxicity.onset, ID_COLUMN, "an onset is a day since infusion"),
+        "peak_grade": grade_column(table, toxicity.grade, ID_COLUMN),
+        "duration_days": numeric_column(table, toxicity.duration, ID_COLUMN, "a duration is a number of days"),
+        "ongoing": flag_column(table, toxicity.ongoing, ID_COLUMN).fill_null(False),
+    })
+    return frame.filter((pl.col("peak_grade") >= 1) & pl.col("onset_day").is_not_null())
 
 
 def _swimmer_section(table: pl.DataFrame, episodes: Episodes) -> Section:
@@ -592,7 +595,10 @@ def _patient_table_episodes(
 ) -> Episodes:
     empty = pl.DataFrame(schema={"patient_id": pl.String, "episode": pl.Int64, "onset_day": pl.Float64,
                                  "peak_grade": pl.Int64, "duration_days": pl.Float64, "ongoing": pl.Boolean})
-    frames = {t.name: episodes_from_patient_table(table, t) for t in drawable}
+    try:
+        frames = {t.name: episodes_from_patient_table(table, t) for t in drawable}
+    except StatsInputError as exc:
+        raise CohortReportError(f"swimmer plot: {exc}") from exc
     return Episodes(
         crs=frames.get(columns.crs.name, empty),
         icans=frames.get(columns.icans.name, empty),
