@@ -205,6 +205,9 @@ def test_swimmer_from_episode_tables(tiny: Path, tmp_path: Path) -> None:
     assert "1 patient(s)" in text and "episode tables" in text
     text = section(report(tiny, tmp_path / "s.html"), "swimmer")
     assert "6 patient(s)" in text and "Built from the patient table" in text
+    sampled = report(tiny, tmp_path / "t.html", "--swimmer-max", "3")
+    assert "random sample (seed 0) of 3 of the 6 patients" in section(sampled, "swimmer")
+    assert sampled == report(tiny, tmp_path / "u.html", "--swimmer-max", "3")
 
 
 @pytest.mark.parametrize(

@@ -124,6 +124,7 @@ class ReportOptions:
     by: str | None = None
     table1_variables: tuple[str, ...] | None = None
     landmarks: tuple[float, ...] = (12.0,)
+    swimmer_max: int = 200
 
 
 @dataclass(frozen=True)
@@ -366,25 +367,35 @@ def episodes_from_patient_table(table: pl.DataFrame, toxicity: ToxicityColumns) 
     return frame.filter((pl.col("peak_grade") >= 1) & pl.col("onset_day").is_not_null())
 
 
-def _swimmer_section(table: pl.DataFrame, episodes: Episodes) -> Section:
+def _swimmer_section(table: pl.DataFrame, episodes: Episodes, max_patients: int) -> Section:
+    crs, icans, treatments = episodes.crs, episodes.icans, episodes.treatments
     if ID_COLUMN in table.columns:
         # the report is about the patients of the table: episodes of other patients in the directory are left out
-        ids = table.get_column(ID_COLUMN).cast(pl.String)
-        keep = pl.col("patient_id").cast(pl.String).is_in(ids.to_list())
-        crs, icans = episodes.crs.filter(keep), episodes.icans.filter(keep)
-        treatments = episodes.treatments.filter(keep) if episodes.treatments is not None else None
-    else:
-        crs, icans, treatments = episodes.crs, episodes.icans, episodes.treatments
-    patients = pl.concat([crs.select(pl.col("patient_id").cast(pl.String)),
-                          icans.select(pl.col("patient_id").cast(pl.String))]).n_unique()
-    if patients == 0:
+        crs, icans, treatments = _only(table.get_column(ID_COLUMN).cast(pl.String), crs, icans, treatments)
+    with_episode = pl.concat([crs.select(pl.col("patient_id").cast(pl.String)),
+                              icans.select(pl.col("patient_id").cast(pl.String))]).get_column("patient_id")
+    with_episode = with_episode.unique().sort()
+    if with_episode.len() == 0:
         return Section("swimmer", "Toxicity episodes", "<p>No patient had a CRS or ICANS episode (grade ≥ 1).</p>")
+    shown = f"The {with_episode.len()} patient(s) with at least one episode"
+    if with_episode.len() > max_patients:
+        # a lane per patient of a large cohort is a figure nobody can read: a reproducible random sample instead
+        crs, icans, treatments = _only(with_episode.sample(max_patients, seed=0), crs, icans, treatments)
+        shown = (f"A random sample (seed 0) of {max_patients} of the {with_episode.len()} patients with at least "
+                 "one episode (--swimmer-max)")
     figure = swimmer_figure(crs, icans, treatments, title=None)
     caption = (
-        f"{patients} patient(s) with at least one episode, ordered by first onset. {episodes.origin} "
+        f"{shown}, ordered by first onset. {episodes.origin} "
         "Bar colour = peak grade; an arrow marks an episode still ongoing at the last observation."
     )
     return Section("swimmer", "Toxicity episodes", _figure(figure, "swimmer-figure", caption))
+
+
+def _only(
+    ids: pl.Series, crs: pl.DataFrame, icans: pl.DataFrame, treatments: pl.DataFrame | None
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame | None]:
+    keep = pl.col("patient_id").cast(pl.String).is_in(ids.to_list())
+    return crs.filter(keep), icans.filter(keep), treatments.filter(keep) if treatments is not None else None
 
 
 def _survival_document(
@@ -574,13 +585,13 @@ def build_cohort_report(
     attempt("Durations by grade", [] if toxicities else [columns.crs.grade, columns.crs.duration, columns.crs.ongoing],
             lambda: _durations_section(table, options, toxicities), " (or the ICANS ones)")
     if episodes is not None:
-        sections.append(_swimmer_section(table, episodes))
+        sections.append(_swimmer_section(table, episodes, options.swimmer_max))
     else:
         drawable = [t for t in (columns.crs, columns.icans)
                     if not _missing(table, [ID_COLUMN, t.grade, t.onset, t.duration, t.ongoing])]
         needs = [ID_COLUMN, columns.crs.grade, columns.crs.onset, columns.crs.duration, columns.crs.ongoing]
         attempt("Toxicity episodes", [] if drawable else needs,
-                lambda: _swimmer_section(table, _patient_table_episodes(table, columns, drawable)),
+                lambda: _swimmer_section(table, _patient_table_episodes(table, columns, drawable), options.swimmer_max),
                 " (or the ICANS ones), or the episode tables: --episodes DIR")
     for endpoint in (columns.os, columns.pfs):
         attempt(endpoint.title, [endpoint.time, endpoint.event],

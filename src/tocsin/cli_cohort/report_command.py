@@ -92,6 +92,9 @@ def report_command(
         Path | None,
         typer.Option("--episodes", help="A `tocsin batch` output directory: draw the swimmer plot from its episodes."),
     ] = None,
+    swimmer_max: Annotated[
+        int, typer.Option("--swimmer-max", min=1, help="Most patients in the swimmer plot (a random sample beyond).")
+    ] = 200,
     table1_var: Annotated[
         list[str] | None,
         typer.Option("--table1-var", help="Table 1 variable (repeat); default: the baseline columns present."),
@@ -148,7 +151,8 @@ def report_command(
     )
     scale = DAYS_PER_MONTH if time_unit is TimeUnit.months else 1.0
     options = ReportOptions(columns=columns, by=by, table1_variables=tuple(table1_var) if table1_var else None,
-                            landmarks=landmarks, time_unit=time_unit.value, days_per_unit=scale)
+                            landmarks=landmarks, time_unit=time_unit.value, days_per_unit=scale,
+                            swimmer_max=swimmer_max)
     method_file, method = _read_method(patients)
     swimmer = _episodes(episodes) if episodes is not None else None
     try:
