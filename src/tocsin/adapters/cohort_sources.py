@@ -21,18 +21,21 @@ class BatchDirectoryError(ValueError):
 
 
 def read_batch_tables(
-    folders: Sequence[Path], on_table: Callable[[str], None] | None = None
+    folders: Sequence[Path],
+    on_table: Callable[[str], None] | None = None,
+    names: Sequence[str] = REQUIRED_TABLES,
 ) -> dict[str, pl.DataFrame]:
-    """The tables :func:`tocsin.cohort.derive.derive_patients` reads, stacked over every folder given."""
+    """The tables ``names`` (default: those :func:`tocsin.cohort.derive.derive_patients` reads), stacked over
+    every folder given."""
     for folder in folders:
-        absent = [name for name in REQUIRED_TABLES if not sorted((folder / name).glob("part-*.parquet"))]
+        absent = [name for name in names if not sorted((folder / name).glob("part-*.parquet"))]
         if absent:
             raise BatchDirectoryError(
                 f"{folder}: not a `tocsin batch --cohort` output (no {', '.join(absent)}); "
                 "re-run `tocsin batch EVENTS.parquet --out DIR --cohort`, or give the event files themselves"
             )
     tables = {}
-    for name in REQUIRED_TABLES:
+    for name in names:
         parts = [p for folder in folders for p in sorted((folder / name).glob("part-*.parquet"))]
         try:
             frames = [pl.read_parquet(p).with_columns(pl.col(PID).cast(pl.Utf8)) for p in parts]

@@ -223,7 +223,8 @@ def _drug_cells(d: DrugSummary) -> list[str]:
 
 # ------------------------------------------------------------------ HTML
 
-_CSS = """
+#: The reports' shared look (the cohort report adds its own rules to it).
+REPORT_CSS = """
 body{font-family:Helvetica,Arial,sans-serif;margin:2em;color:#222;max-width:1200px}
 h1{font-size:1.4em}h2{font-size:1.1em;margin-top:1.6em}
 table{border-collapse:collapse;font-size:.85em;margin:.5em 0}
@@ -271,7 +272,7 @@ def render_html(content: ReportContent, figure: Figure) -> str:
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
+        f"<title>{html.escape(title)}</title><style>{REPORT_CSS}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
         f'<p class="small">{html.escape(content.provenance)}</p>',
         "<h2>Maximum grades</h2>",

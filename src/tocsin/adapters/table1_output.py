@@ -154,14 +154,17 @@ def table1_csv(result: Table1Result) -> bytes:
     return buffer.getvalue().encode("utf-8")
 
 
-def table1_html(result: Table1Result) -> bytes:
-    """A self-contained HTML page (inline CSS, no scripts or external files)."""
-    style = (
-        "body{font-family:system-ui,sans-serif;margin:2em}table{border-collapse:collapse}"
-        "th,td{padding:4px 10px;border-bottom:1px solid #ddd;text-align:right}"
-        "th:first-child,td:first-child{text-align:left}tr.variable td{font-weight:600;border-top:1px solid #999}"
-        "td.level{padding-left:2em}p.note{color:#555;font-size:90%;margin:2px 0}"
-    )
+#: The rules Table 1's HTML needs (bold variable rows, indented levels, notes), for any page that embeds it.
+TABLE1_CSS = (
+    "table.table1{border-collapse:collapse}table.table1 th,table.table1 td{padding:4px 10px;"
+    "border-bottom:1px solid #ddd;text-align:right}table.table1 th:first-child,table.table1 td:first-child"
+    "{text-align:left}tr.variable td{font-weight:600;border-top:1px solid #999}td.level{padding-left:2em}"
+    "p.note{color:#555;font-size:90%;margin:2px 0}"
+)
+
+
+def table1_html_fragment(result: Table1Result) -> str:
+    """The table and its footnotes as an HTML fragment (class ``table1``, styled by :data:`TABLE1_CSS`)."""
     head = "".join(f"<th>{html.escape(h)}</th>" for h in _header(result))
     lines = []
     for is_head, cells in _body(result):
@@ -170,11 +173,16 @@ def table1_html(result: Table1Result) -> bytes:
         css = ' class="variable"' if is_head else ""
         lines.append(f"<tr{css}><td{'' if is_head else ' class=level'}>{first}</td>{rest}</tr>")
     notes = "".join(f'<p class="note">{html.escape(n)}</p>' for n in _footnotes(result))
+    return f'<table class="table1"><thead><tr>{head}</tr></thead><tbody>{"".join(lines)}</tbody></table>{notes}'
+
+
+def table1_html(result: Table1Result) -> bytes:
+    """A self-contained HTML page (inline CSS, no scripts or external files)."""
+    style = "body{font-family:system-ui,sans-serif;margin:2em}" + TABLE1_CSS
     page = (
         "<!DOCTYPE html><html><head><meta charset='utf-8'>"
         f"<title>Table 1 by {html.escape(result.by)}</title><style>{style}</style></head><body>"
-        f"<h1>Table 1 by {html.escape(result.by)}</h1><table><thead><tr>{head}</tr></thead>"
-        f"<tbody>{''.join(lines)}</tbody></table>{notes}</body></html>\n"
+        f"<h1>Table 1 by {html.escape(result.by)}</h1>{table1_html_fragment(result)}</body></html>\n"
     )
     return page.encode("utf-8")
 

@@ -52,6 +52,7 @@ FOLLOW_UP_COLUMNS = ("patient_id", "last_day")
 ALL_PATIENTS = "All patients"
 _CAUSE_STYLES = ("-", "--", "-.", ":")
 _PER_PATIENT_LABELS_UP_TO = 60
+_DAY_SCALE_ON_TOP_FROM = 30
 
 
 def _require(frame: pl.DataFrame, columns: Sequence[str], what: str) -> None:
@@ -380,9 +381,11 @@ def swimmer_figure(
     ax.axvline(0, color="black", linewidth=0.8, alpha=0.6)
     ax.set_xlabel("Days since CAR-T infusion (day 0 = infusion)", fontsize=9)
     ax.grid(axis="x", color="#e6e6e6", linewidth=0.5)
-    ax.tick_params(axis="x", labelsize=8)
+    # a tall plot (a whole cohort) repeats the day scale on top, where the reader starts
+    scale_on_top = len(lanes) > _DAY_SCALE_ON_TOP_FROM
+    ax.tick_params(axis="x", labelsize=8, top=scale_on_top, labeltop=scale_on_top)
     if title:
-        ax.set_title(title, loc="left", fontsize=11)
+        ax.set_title(title, loc="left", fontsize=11, pad=18 if scale_on_top else 6)
     ax.legend(
         handles=_swimmer_legend(treatments, follow_up is not None),
         loc="upper left",

@@ -13,6 +13,7 @@ same colours mean the same grade in the course figure, the swimmer plot and the 
 from __future__ import annotations
 
 import io
+import re
 
 import matplotlib
 
@@ -22,6 +23,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
+
+#: An id and the three ways matplotlib's SVG refers to one: id="x", href="#x" (xlink too) and url(#x).
+_SVG_ID = re.compile(r'(\bid="|href="#|url\(#)([^")]+)')
 
 #: Grade -> fill colour; 0 is "assessed, no toxicity".
 GRADE_COLOURS: dict[int, str] = {
@@ -118,10 +122,17 @@ def new_figure(width: float, height: float) -> Figure:
     return figure
 
 
-def figure_svg(figure: Figure) -> str:
-    """The figure as an inline SVG element (text as paths: no font needed to view it)."""
+def figure_svg(figure: Figure, id_prefix: str = "") -> str:
+    """The figure as an inline SVG element (text as paths: no font needed to view it).
+
+    Every matplotlib SVG numbers its elements from 1 (``patch_1``, ``axes_1``), so a page with several figures
+    gives each an ``id_prefix`` to keep its ids, and the references to them, unique in the document.
+    """
     buffer = io.StringIO()
     with plt.rc_context({"svg.fonttype": "path", "svg.hashsalt": "tocsin"}):
         figure.savefig(buffer, format="svg", metadata={"Date": None})
     text = buffer.getvalue()
-    return text[text.index("<svg") :]
+    text = text[text.index("<svg") :]
+    if id_prefix:
+        text = _SVG_ID.sub(lambda m: f'{m.group(1)}{id_prefix}{m.group(2)}', text)
+    return text
