@@ -6,7 +6,7 @@
   batch adapter reads one chunk (a batch worker runs one Polars thread: set ``POLARS_MAX_THREADS=1``).
 * One course: ``normalise_events`` on the first patient's rows in a warm process.
 
-Medians of repeated runs (the machine is shared); the cohort file is cached under ``benchmarks/_data``.
+Medians of the CPU time of repeated runs (the machine is shared); the cohort file is cached under ``benchmarks/_data``.
 """
 
 from __future__ import annotations
@@ -36,11 +36,13 @@ def cohort_file(patients: int, seed: int) -> Path:
 
 
 def median_seconds(run, repeats: int) -> float:
+    """Median CPU time of ``run``: with one Polars thread it is the work done, and it varies less than wall
+    time on a machine shared with other jobs."""
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = time.process_time()
         run()
-        times.append(time.perf_counter() - start)
+        times.append(time.process_time() - start)
     return statistics.median(times)
 
 

@@ -12,6 +12,7 @@ The original value and unit are kept beside the canonical ones.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -703,17 +704,10 @@ def _numbers(screen: _Screen, vocabulary: Vocabulary) -> None:
         .collect()
     )
     conversions = _conversion_table(pairs.with_columns(pl.col("item").cast(pl.Utf8)), vocabulary)
-    # Rows find their conversion by (item code, unit code): one integer lookup instead of a two-key join.
-    pair_key = pl.col("item").to_physical().cast(pl.UInt64) * (1 << 32) + pl.col("unit").to_physical().cast(pl.UInt64)
-    keys = pairs.select(pair_key).to_series().to_list()
-    index = pair_key.replace_strict(dict(zip(keys, range(len(keys)), strict=True)), default=None, return_dtype=pl.Int64)
-    screen.df = screen.df.with_columns(index.alias("_conversion"))
-    screen.df = screen.df.with_columns(
-        pl.lit(conversions.get_column(c)).gather(pl.col("_conversion")).alias(c)
-        for c in ("scale", "offset", "per_kg", "differential")
-    )
+    conversion = _per_pair(pairs, conversions, rows=screen.df.height)
+    screen.df = screen.df.with_columns(conversion(c).alias(c) for c in ("scale", "offset", "per_kg", "differential"))
     # The problem text is looked up only for the failing rows (a text per row would be copied millions of times).
-    problem = pl.lit(conversions.get_column("unit_problem")).gather(pl.col("_conversion"))
+    problem = conversion("unit_problem")
     screen.check(
         is_number & pl.col("scale").is_null() & ~pl.col("differential").fill_null(False),
         "unit",
@@ -789,9 +783,38 @@ def _numbers(screen: _Screen, vocabulary: Vocabulary) -> None:
     )
 
 
+# What the value-type handlers read and their error rows name (a filter copies every column it carries).
+_SUBSET_COLUMNS = ["_row", "_refused", "file", "line", "patient_id", "item", "value", "value_type"]
+
+
+def _per_pair(pairs: pl.DataFrame, table: pl.DataFrame, rows: int) -> Callable[[str], pl.Expr]:
+    """Columns of ``table`` (one row per (item, unit) of ``pairs``) for every row, by item and unit code:
+    one gather from a dense (item code, unit code) layout when it is not much larger than the frame, else
+    a hash lookup of the combined code. (Unit codes are global category codes: a long-lived process has
+    codes far larger than its frames.)"""
+    items, units = pairs.get_column("item").to_physical(), pairs.get_column("unit").to_physical()
+    width = int(units.max()) + 1 if pairs.height else 1
+    item_code, unit_code = pl.col("item").to_physical(), pl.col("unit").to_physical()
+    size = len(pairs.schema["item"].categories) * width
+    if size <= 4 * rows + 65_536:
+        at = items.cast(pl.Int64) * width + units.cast(pl.Int64)
+        key = pl.when(unit_code < width).then(item_code.cast(pl.Int64) * width + unit_code.cast(pl.Int64))
+
+        def dense(column: str) -> pl.Expr:
+            layout = pl.repeat(None, size, dtype=table.schema[column], eager=True).scatter(at, table.get_column(column))
+            return pl.lit(layout).gather(key)
+
+        return dense
+    combined = item_code.cast(pl.UInt64) * (1 << 32) + unit_code.cast(pl.UInt64)
+    keys = (items.cast(pl.UInt64) * (1 << 32) + units.cast(pl.UInt64)).to_list()
+    positions = dict(zip(keys, range(len(keys)), strict=True))
+    position = combined.replace_strict(positions, default=None, return_dtype=pl.Int64)
+    return lambda column: pl.lit(table.get_column(column)).gather(position)
+
+
 def _non_numbers(screen: _Screen, vocabulary: Vocabulary) -> None:
     """Categories, booleans, texts and dates: a few rows, handled apart and written back by row number."""
-    others = screen.df.filter((pl.col("value_type") != "number") & ~pl.col("_refused"))
+    others = screen.df.select(_SUBSET_COLUMNS).filter((pl.col("value_type") != "number") & ~pl.col("_refused"))
     handlers = (
         (["category"], lambda rows: _categories(rows, vocabulary)),
         (["boolean"], _booleans),
@@ -881,9 +904,11 @@ def _patient_table(events: pl.DataFrame, infusion_times: pl.DataFrame) -> pl.Dat
     def first(item: str, column: str) -> pl.Expr:
         return pl.col(column).filter(pl.col("item") == item).first().alias(item)
 
-    # Only the few patient rows are grouped; every patient of the batch gets a row.
+    # Only the few patient rows are grouped, and only the columns read (a filter copies every column it
+    # carries); every patient of the batch gets a row.
     described = (
-        events.filter(pl.col("item").is_in(["infusion", *PATIENT_ITEMS]))
+        events.select("patient_id", "item", "num", "cat")
+        .filter(pl.col("item").is_in(["infusion", *PATIENT_ITEMS]))
         .group_by("patient_id", maintain_order=True)
         .agg(
             first("infusion", "cat").alias("product"),
