@@ -219,7 +219,9 @@ def _prepare(raw: pl.DataFrame) -> pl.DataFrame:
             pl.lit(None, pl.Utf8).alias("time_raw"),
             pl.lit(None, pl.Datetime("us")).alias("time_dt"),
         ]
-    df = _strip_labels(raw.select(exprs), ["patient_id", "unit"]).with_row_index("_row")
+    # One chunk per column: the read columns come in chunks (file parts, row groups) and the added ones in
+    # one, and Polars realigns every column of a frame whose chunks differ on every operation on it.
+    df = _strip_labels(raw.select(exprs).rechunk(), ["patient_id", "unit"]).with_row_index("_row")
     if "day" in cols and not schema["day"].is_numeric():
         df = parse_numbers(df, "day_raw", "day_num")
     return df
