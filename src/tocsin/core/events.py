@@ -20,7 +20,7 @@ import polars as pl
 
 from tocsin.core.lookup import per_patient
 from tocsin.units import UnitError, conversion_for
-from tocsin.vocabulary import Vocabulary
+from tocsin.vocabulary import ItemDefinition, Vocabulary
 
 #: Columns of the canonical event frame the rest of the core works on.
 CANONICAL_COLUMNS = [
@@ -292,23 +292,18 @@ def _conversion_table(pairs: pl.DataFrame, vocabulary: Vocabulary) -> pl.DataFra
 VALUE_TYPES = pl.Enum(["number", "category", "boolean", "text", "date"])
 
 
-def _item_table(vocabulary: Vocabulary) -> pl.DataFrame:
-    """Per item: value type, plausible range, integer and fraction flags (no text: it is gathered to
-    every row, and copying millions of strings is what this lookup avoids)."""
-    rows = [
-        (n, d.value_type, *(d.range or (None, None)), d.integer, d.fraction_to_percent, d.limits)
-        for n, d in vocabulary.items.items()
-    ]
-    schema = {
-        "item": item_enum(vocabulary),
-        "value_type": VALUE_TYPES,
-        "lo": pl.Float64,
-        "hi": pl.Float64,
-        "integer": pl.Boolean,
-        "fraction": pl.Boolean,
-        "limits": pl.Boolean,
-    }
-    return pl.DataFrame(rows, orient="row", schema=schema)
+def _item_attribute(
+    vocabulary: Vocabulary, attribute: Callable[[ItemDefinition], object], dtype: pl.DataType
+) -> pl.Expr:
+    """An attribute of every row's item (value type, range bound), gathered by the item's Enum code where an
+    expression reads it: a column per attribute for millions of rows cost more than its few reads."""
+    values = [attribute(d) for d in vocabulary.items.values()]
+    return pl.lit(pl.Series(values, dtype=dtype)).gather(pl.col("item").to_physical())
+
+
+def _item_flag(vocabulary: Vocabulary, **flags: bool) -> pl.Expr:
+    """Whether every row's item has the given flags (false for rows without a known item)."""
+    return pl.col("item").is_in(vocabulary.names_where(**flags)).fill_null(False)
 
 
 def item_enum(vocabulary: Vocabulary) -> pl.Enum:
@@ -448,12 +443,8 @@ def _resolve_items(screen: _Screen, vocabulary: Vocabulary) -> None:
         ),
         pl.col("item_raw"),
     )
-    # Item attributes by the Enum code: a gather from a table of one row per item, no join.
-    table = _item_table(vocabulary)
-    code = pl.col("item").to_physical()
-    screen.df = screen.df.with_columns(
-        pl.lit(table.get_column(c)).gather(code).alias(c) for c in table.columns if c != "item"
-    ).with_columns((pl.col("value_type") == "number").fill_null(False).alias("_is_number"))
+    number_items = vocabulary.names_where(value_type="number")
+    screen.df = screen.df.with_columns(pl.col("item").is_in(number_items).fill_null(False).alias("_is_number"))
 
 
 def _sorted(events: pl.DataFrame) -> pl.DataFrame:
@@ -566,11 +557,11 @@ def _resolve_times(screen: _Screen, limits: IngestLimits) -> None:
         )
 
 
-def _below_quantification(screen: _Screen) -> None:
+def _below_quantification(screen: _Screen, vocabulary: Vocabulary) -> None:
     """``blq``: the value is below the limit of quantification, written ``<5`` or ``BLQ`` (limit in ``lloq``).
     Only items with limits accept it; the number after ``<`` becomes the limit. Only the few rows that did
     not parse as numbers are looked at."""
-    candidate = pl.col("_is_number") & pl.col("limits") & pl.col("raw_num").is_null()
+    candidate = pl.col("_is_number") & _item_flag(vocabulary, limits=True) & pl.col("raw_num").is_null()
     rows = screen.df.select(candidate.fill_null(False).arg_true()).to_series()
     blq = pl.Series("blq", [False], pl.Boolean).new_from_index(0, screen.df.height)
     if rows.len() == 0:
@@ -592,8 +583,9 @@ def _below_quantification(screen: _Screen) -> None:
     )
 
 
-def _limits(screen: _Screen, conversion: pl.Expr) -> None:
+def _limits(screen: _Screen, vocabulary: Vocabulary, conversion: Callable[[pl.Expr], pl.Expr]) -> None:
     """Reference and quantification limits, read as numbers and converted like the row's value."""
+    takes_limits = _item_flag(vocabulary, limits=True)
     given = [c for c in LIMIT_COLUMNS if screen.df.select(pl.col(f"{c}_raw").is_not_null().any()).item()]
     screen.df = screen.df.with_columns(pl.lit(None, pl.Float64).alias(c) for c in LIMIT_COLUMNS if c not in given)
     for column in given:
@@ -607,7 +599,7 @@ def _limits(screen: _Screen, conversion: pl.Expr) -> None:
             pl.col(raw),
         )
         screen.check(
-            pl.col(f"{column}_given").is_not_null() & ~pl.col("limits").fill_null(False),
+            pl.col(f"{column}_given").is_not_null() & ~takes_limits,
             column,
             pl.format("'{}' takes no {} (ignored)", pl.col("item"), pl.lit(column)),
             pl.lit(f"leave {column} empty for this item"),
@@ -616,7 +608,7 @@ def _limits(screen: _Screen, conversion: pl.Expr) -> None:
         )
         limit = (conversion(pl.col(f"{column}_given"))).round(_DECIMALS)
         screen.df = screen.df.with_columns(
-            pl.when(pl.col("limits").fill_null(False)).then(limit).otherwise(None).alias(column)
+            pl.when(takes_limits).then(limit).otherwise(None).alias(column)
         )
 
 
@@ -690,7 +682,7 @@ def _routes(screen: _Screen, vocabulary: Vocabulary) -> None:
 def _numbers(screen: _Screen, vocabulary: Vocabulary) -> None:
     is_number = pl.col("_is_number")
     screen.df = parse_numbers(screen.df, "value", "raw_num", only=is_number)
-    _below_quantification(screen)
+    _below_quantification(screen, vocabulary)
     screen.check(
         is_number & pl.col("raw_num").is_null() & ~pl.col("blq"),
         "value",
@@ -706,10 +698,24 @@ def _numbers(screen: _Screen, vocabulary: Vocabulary) -> None:
         .collect()
     )
     conversions = _conversion_table(pairs.with_columns(pl.col("item").cast(pl.Utf8)), vocabulary)
-    conversion = _per_pair(pairs, conversions, rows=screen.df.height)
-    screen.df = screen.df.with_columns(conversion(c).alias(c) for c in ("scale", "offset", "per_kg", "differential"))
+    screen.df = screen.df.with_columns(_pair_position(pairs, rows=screen.df.height).alias("_conversion"))
+
+    def looked_up(column: str) -> pl.Expr:
+        return pl.lit(conversions.get_column(column)).gather(pl.col("_conversion"))
+
+    def flagged(column: str) -> pl.Expr:
+        """A rare flag as a membership test (cheaper than a gather), constant when no pair has it."""
+        positions = conversions.select(pl.col(column).arg_true()).to_series()
+        return pl.col("_conversion").is_in(positions.implode()) if positions.len() else pl.lit(False)
+
+    screen.df = screen.df.with_columns(
+        looked_up("scale").alias("scale"),
+        looked_up("offset").alias("offset"),
+        flagged("per_kg").alias("per_kg"),
+        flagged("differential").alias("differential"),
+    )
     # The problem text is looked up only for the failing rows (a text per row would be copied millions of times).
-    problem = conversion("unit_problem")
+    problem = looked_up("unit_problem")
     screen.check(
         is_number & pl.col("scale").is_null() & ~pl.col("differential").fill_null(False),
         "unit",
@@ -753,12 +759,16 @@ def _numbers(screen: _Screen, vocabulary: Vocabulary) -> None:
 
     num = pl.col("raw_num") * pl.col("scale") + pl.col("offset")
     num = pl.when(pl.col("per_kg")).then(num * pl.col("weight_kg")).otherwise(num)  # null without weight
-    bare_fraction = pl.col("fraction") & (pl.col("unit") == "") & (pl.col("raw_num") <= 1.0)
+    bare_fraction = (
+        _item_flag(vocabulary, fraction_to_percent=True) & (pl.col("unit") == "") & (pl.col("raw_num") <= 1.0)
+    )
     num = pl.when(bare_fraction).then(pl.col("raw_num") * 100).otherwise(num)
     screen.df = screen.df.with_columns(pl.when(is_number).then(num.round(_DECIMALS)).alias("num"))
-    _limits(screen, lambda value: value * pl.col("scale") + pl.col("offset"))
+    _limits(screen, vocabulary, lambda value: value * pl.col("scale") + pl.col("offset"))
     _differentials(screen, vocabulary)
-    implausible = (pl.col("num") < pl.col("lo")) | (pl.col("num") > pl.col("hi"))
+    lo = _item_attribute(vocabulary, lambda d: d.range[0] if d.range else None, pl.Float64)
+    hi = _item_attribute(vocabulary, lambda d: d.range[1] if d.range else None, pl.Float64)
+    implausible = (pl.col("num") < lo) | (pl.col("num") > hi)
     units = {name: d.unit or "" for name, d in vocabulary.items.items()}
     canonical_unit = pl.col("item").cast(pl.Utf8).replace_strict(units, default="", return_dtype=pl.Utf8)
     screen.check(
@@ -771,14 +781,14 @@ def _numbers(screen: _Screen, vocabulary: Vocabulary) -> None:
             pl.col("item"),
             pl.col("num"),
             canonical_unit,
-            pl.col("lo"),
-            pl.col("hi"),
+            lo,
+            hi,
             canonical_unit,
         ),
         pl.lit("check the value and its unit"),
     )
     screen.check(
-        pl.col("integer") & (pl.col("num") != pl.col("num").round(0)),
+        _item_flag(vocabulary, integer=True) & (pl.col("num") != pl.col("num").round(0)),
         "value",
         pl.format("'{}' must be a whole number for '{}'", pl.col("value"), pl.col("item")),
         pl.lit("give the score as an integer"),
@@ -786,7 +796,31 @@ def _numbers(screen: _Screen, vocabulary: Vocabulary) -> None:
 
 
 # What the value-type handlers read and their error rows name (a filter copies every column it carries).
-_SUBSET_COLUMNS = ["_row", "_refused", "file", "line", "patient_id", "item", "value", "value_type"]
+_SUBSET_COLUMNS = ["_row", "_refused", "_is_number", "file", "line", "patient_id", "item", "value"]
+
+
+def _pair_position(pairs: pl.DataFrame, rows: int) -> pl.Expr:
+    """Every row's position in ``pairs`` (distinct (item, unit) rows), by item and unit code: a gather from a
+    dense (item code, unit code) layout when it is not much larger than the frame, else a hash lookup of the
+    combined code. (Unit codes are global category codes: a long-lived process has codes far larger than
+    its frames.)"""
+    items, units = pairs.get_column("item").to_physical(), pairs.get_column("unit").to_physical()
+    position = pl.int_range(pairs.height, dtype=pl.Int32, eager=True)
+    width = int(units.max()) + 1 if pairs.height else 1
+    item_code, unit_code = pl.col("item").to_physical().cast(pl.Int64), pl.col("unit").to_physical().cast(pl.Int64)
+    size = len(pairs.schema["item"].categories) * width
+    if size <= 4 * rows + 65_536:
+        at = items.cast(pl.Int64) * width + units
+        layout = pl.repeat(None, size, dtype=pl.Int32, eager=True).scatter(at, position)
+        return pl.when(unit_code < width).then(pl.lit(layout).gather(item_code * width + unit_code))
+    keys = (items.cast(pl.Int64) * (1 << 32) + units.cast(pl.Int64)).to_list()
+    combined = item_code * (1 << 32) + unit_code
+    positions = dict(zip(keys, position.to_list(), strict=True))
+    return combined.replace_strict(positions, default=None, return_dtype=pl.Int32)
+
+
+# What the value-type handlers read and their error rows name (a filter copies every column it carries).
+_SUBSET_COLUMNS = ["_row", "_refused", "_is_number", "file", "line", "patient_id", "item", "value"]
 
 
 def _per_pair(pairs: pl.DataFrame, table: pl.DataFrame, rows: int) -> Callable[[str], pl.Expr]:
@@ -816,7 +850,11 @@ def _per_pair(pairs: pl.DataFrame, table: pl.DataFrame, rows: int) -> Callable[[
 
 def _non_numbers(screen: _Screen, vocabulary: Vocabulary) -> None:
     """Categories, booleans, texts and dates: a few rows, handled apart and written back by row number."""
-    others = screen.df.select(_SUBSET_COLUMNS).filter((pl.col("value_type") != "number") & ~pl.col("_refused"))
+    others = (
+        screen.df.select(_SUBSET_COLUMNS)
+        .filter(~pl.col("_is_number") & pl.col("item").is_not_null() & ~pl.col("_refused"))
+        .with_columns(_item_attribute(vocabulary, lambda d: d.value_type, VALUE_TYPES).alias("value_type"))
+    )
     handlers = (
         (["category"], lambda rows: _categories(rows, vocabulary)),
         (["boolean"], _booleans),
