@@ -12,6 +12,10 @@ def per_patient(table: pl.DataFrame, *columns: str, rows: int) -> list[pl.Expr]:
     long-lived process grading small batches has codes far larger than its frames.)"""
     if table.height == 0:  # gathering from an empty column is not defined: every row gets null
         return [pl.lit(None, table.schema[c]).alias(c) for c in columns]
+    if any(table.get_column(c).null_count() == table.height for c in columns):  # a column of nulls needs no gather
+        known = [c for c in columns if table.get_column(c).null_count() < table.height]
+        nulls = [pl.lit(None, table.schema[c]).alias(c) for c in columns if c not in known]
+        return [*nulls, *(per_patient(table, *known, rows=rows) if known else [])]
     codes = table.get_column("patient_id").to_physical()
     code = pl.col("patient_id").to_physical()
     top = int(codes.max())
