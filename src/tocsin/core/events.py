@@ -599,34 +599,32 @@ def _limits(screen: _Screen, vocabulary: Vocabulary, conversion: Callable[[pl.Ex
     screen.df = screen.df.with_columns(pl.lit(None, pl.Float64).alias(c) for c in LIMIT_COLUMNS if c not in given)
     for column in given:
         raw = f"{column}_raw"
-        # Read and checked on the rows that give the limit: string work over a column of nulls still costs a
-        # pass over every row.
+        # Read, checked and converted on the rows that give the limit: work over a column of nulls still costs
+        # a pass over every row.
         rows = screen.df.select(pl.col(raw).is_not_null().arg_true()).to_series()
         read = parse_numbers(screen.df.select(pl.col(raw).gather(rows)), raw, "given").select(
             "given", ((pl.col(raw).str.strip_chars() != "") & pl.col("given").is_null()).alias("unreadable")
         )
-        screen.df = screen.df.with_columns(
-            pl.repeat(None, screen.df.height, dtype=pl.Float64, eager=True)
-            .scatter(rows, read.get_column("given"))
-            .alias(f"{column}_given")
-        )
+        given = screen.df.select(pl.col("_row", "item", "scale", "offset").gather(rows)).with_columns(read)
         screen.check(
-            pl.col("_row").is_in(rows.filter(read.get_column("unreadable")).implode()),
+            pl.col("_row").is_in(given.filter("unreadable").get_column("_row").implode()),
             column,
             pl.format("{} '{}' is not a number", pl.lit(column), pl.col(raw)),
             pl.lit(f"give {column} as a plain number in the row's unit, or leave it empty"),
             pl.col(raw),
         )
         screen.check(
-            pl.col(f"{column}_given").is_not_null() & ~takes_limits,
+            pl.col("_row").is_in(given.filter(pl.col("given").is_not_null() & ~takes_limits)["_row"].implode()),
             column,
             pl.format("'{}' takes no {} (ignored)", pl.col("item"), pl.lit(column)),
             pl.lit(f"leave {column} empty for this item"),
             pl.col(raw),
             severity="warning",
         )
-        limit = (conversion(pl.col(f"{column}_given"))).round(_DECIMALS)
-        screen.df = screen.df.with_columns(pl.when(takes_limits).then(limit).otherwise(None).alias(column))
+        limit = given.select(pl.when(takes_limits).then(conversion(pl.col("given")).round(_DECIMALS))).to_series()
+        screen.df = screen.df.with_columns(
+            pl.repeat(None, screen.df.height, dtype=pl.Float64, eager=True).scatter(rows, limit).alias(column)
+        )
 
 
 def _differentials(screen: _Screen, vocabulary: Vocabulary) -> None:
