@@ -713,7 +713,7 @@ def _numbers(screen: _Screen, vocabulary: Vocabulary) -> None:
         .collect()
     )
     conversions = _conversion_table(pairs.with_columns(pl.col("item").cast(pl.Utf8)), vocabulary)
-    screen.df = screen.df.with_columns(_pair_position(pairs, rows=screen.df.height).alias("_conversion"))
+    screen.df = screen.df.with_columns(_pair_position(pairs, screen.df).alias("_conversion"))
 
     def looked_up(column: str) -> pl.Expr:
         return pl.lit(conversions.get_column(column)).gather(pl.col("_conversion"))
@@ -810,26 +810,23 @@ def _numbers(screen: _Screen, vocabulary: Vocabulary) -> None:
     )
 
 
-# What the value-type handlers read and their error rows name (a filter copies every column it carries).
-_SUBSET_COLUMNS = ["_row", "_refused", "_is_number", "file", "line", "patient_id", "item", "value"]
-
-
-def _pair_position(pairs: pl.DataFrame, rows: int) -> pl.Expr:
+def _pair_position(pairs: pl.DataFrame, frame: pl.DataFrame) -> pl.Expr:
     """Every row's position in ``pairs`` (distinct (item, unit) rows), by item and unit code: a gather from a
     dense (item code, unit code) layout when it is not much larger than the frame, else a hash lookup of the
     combined code. (Unit codes are global category codes: a long-lived process has codes far larger than
     its frames.)"""
     items, units = pairs.get_column("item").to_physical(), pairs.get_column("unit").to_physical()
     position = pl.int_range(pairs.height, dtype=pl.Int32, eager=True)
-    width = int(units.max()) + 1 if pairs.height else 1
-    item_code, unit_code = pl.col("item").to_physical().cast(pl.Int64), pl.col("unit").to_physical().cast(pl.Int64)
+    item_code, unit_code = pl.col("item").to_physical().cast(pl.UInt32), pl.col("unit").to_physical()
+    # As wide as the frame's largest unit code, so that every row's code falls inside the layout.
+    width = int(frame.select(unit_code.max()).item() or 0) + 1
     size = len(pairs.schema["item"].categories) * width
-    if size <= 4 * rows + 65_536:
-        at = items.cast(pl.Int64) * width + units
+    if size <= 4 * frame.height + 65_536:
+        at = items.cast(pl.UInt32) * width + units
         layout = pl.repeat(None, size, dtype=pl.Int32, eager=True).scatter(at, position)
-        return pl.when(unit_code < width).then(pl.lit(layout).gather(item_code * width + unit_code))
-    keys = (items.cast(pl.Int64) * (1 << 32) + units.cast(pl.Int64)).to_list()
-    combined = item_code * (1 << 32) + unit_code
+        return pl.lit(layout).gather(item_code * width + unit_code)
+    keys = (items.cast(pl.UInt64) * (1 << 32) + units.cast(pl.UInt64)).to_list()
+    combined = item_code.cast(pl.UInt64) * (1 << 32) + unit_code.cast(pl.UInt64)
     positions = dict(zip(keys, position.to_list(), strict=True))
     return combined.replace_strict(positions, default=None, return_dtype=pl.Int32)
 
