@@ -772,12 +772,16 @@ def _numbers(screen: _Screen, vocabulary: Vocabulary) -> None:
         severity="warning",
     )
 
-    num = pl.col("raw_num") * pl.col("scale") + pl.col("offset")
-    num = pl.when(pl.col("per_kg")).then(num * pl.col("weight_kg")).otherwise(num)  # null without weight
-    bare_fraction = (
-        _item_flag(vocabulary, fraction_to_percent=True) & (pl.col("unit") == "") & (pl.col("raw_num") <= 1.0)
-    )
-    num = pl.when(bare_fraction).then(pl.col("raw_num") * 100).otherwise(num)
+    # Each term written once (the eager engine evaluates a repeated subexpression again); x * 1.0 is x.
+    weight_factor = pl.when(pl.col("per_kg")).then(pl.col("weight_kg")).otherwise(1.0)  # null without weight
+    num = (pl.col("raw_num") * pl.col("scale") + pl.col("offset")) * weight_factor
+    fraction_items = vocabulary.names_where(fraction_to_percent=True)
+    # A bare number (no unit) of an item such as FiO2 may be a fraction; only files with such rows pay the test.
+    if conversions.select(pl.col("item_canonical").is_in(fraction_items) & (pl.col("unit") == "")).to_series().any():
+        bare_fraction = (
+            _item_flag(vocabulary, fraction_to_percent=True) & (pl.col("unit") == "") & (pl.col("raw_num") <= 1.0)
+        )
+        num = pl.when(bare_fraction).then(pl.col("raw_num") * 100).otherwise(num)
     screen.df = screen.df.with_columns(pl.when(is_number).then(num.round(_DECIMALS)).alias("num"))
     _limits(screen, vocabulary, lambda value: value * pl.col("scale") + pl.col("offset"))
     _differentials(screen, vocabulary)
