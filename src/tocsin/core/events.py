@@ -104,6 +104,8 @@ def _error_frame(
     value: pl.Expr | None = None,
     severity: str = "error",
 ) -> pl.DataFrame:
+    if df.height == 0:  # the usual case for a subset's check: nothing to format
+        return pl.DataFrame(schema=ERROR_SCHEMA)
     df = df.rechunk()  # Polars 2.1 pl.format can panic on multi-chunk text columns (few rows here)
     return df.select(
         pl.col("file"),
@@ -595,7 +597,8 @@ def _below_quantification(screen: _Screen, vocabulary: Vocabulary) -> None:
 def _limits(screen: _Screen, vocabulary: Vocabulary, conversion: Callable[[pl.Expr], pl.Expr]) -> None:
     """Reference and quantification limits, read as numbers and converted like the row's value."""
     takes_limits = _item_flag(vocabulary, limits=True)
-    given = [c for c in LIMIT_COLUMNS if screen.df.select(pl.col(f"{c}_raw").is_not_null().any()).item()]
+    present = screen.df.select(pl.col(f"{c}_raw").is_not_null().any().alias(c) for c in LIMIT_COLUMNS).row(0)
+    given = [c for c, any_given in zip(LIMIT_COLUMNS, present, strict=True) if any_given]
     screen.df = screen.df.with_columns(pl.lit(None, pl.Float64).alias(c) for c in LIMIT_COLUMNS if c not in given)
     for column in given:
         raw = f"{column}_raw"
