@@ -842,31 +842,6 @@ def _pair_position(pairs: pl.DataFrame, frame: pl.DataFrame) -> pl.Expr:
 _SUBSET_COLUMNS = ["_row", "_refused", "_is_number", "file", "line", "patient_id", "item", "value"]
 
 
-def _per_pair(pairs: pl.DataFrame, table: pl.DataFrame, rows: int) -> Callable[[str], pl.Expr]:
-    """Columns of ``table`` (one row per (item, unit) of ``pairs``) for every row, by item and unit code:
-    one gather from a dense (item code, unit code) layout when it is not much larger than the frame, else
-    a hash lookup of the combined code. (Unit codes are global category codes: a long-lived process has
-    codes far larger than its frames.)"""
-    items, units = pairs.get_column("item").to_physical(), pairs.get_column("unit").to_physical()
-    width = int(units.max()) + 1 if pairs.height else 1
-    item_code, unit_code = pl.col("item").to_physical(), pl.col("unit").to_physical()
-    size = len(pairs.schema["item"].categories) * width
-    if size <= 4 * rows + 65_536:
-        at = items.cast(pl.Int64) * width + units.cast(pl.Int64)
-        key = pl.when(unit_code < width).then(item_code.cast(pl.Int64) * width + unit_code.cast(pl.Int64))
-
-        def dense(column: str) -> pl.Expr:
-            layout = pl.repeat(None, size, dtype=table.schema[column], eager=True).scatter(at, table.get_column(column))
-            return pl.lit(layout).gather(key)
-
-        return dense
-    combined = item_code.cast(pl.UInt64) * (1 << 32) + unit_code.cast(pl.UInt64)
-    keys = (items.cast(pl.UInt64) * (1 << 32) + units.cast(pl.UInt64)).to_list()
-    positions = dict(zip(keys, range(len(keys)), strict=True))
-    position = combined.replace_strict(positions, default=None, return_dtype=pl.Int64)
-    return lambda column: pl.lit(table.get_column(column)).gather(position)
-
-
 def _non_numbers(screen: _Screen, vocabulary: Vocabulary) -> None:
     """Categories, booleans, texts and dates: a few rows, handled apart and written back by row number."""
     others = (
