@@ -687,29 +687,36 @@ def _routes(screen: _Screen, vocabulary: Vocabulary) -> None:
     if not screen.df.select(pl.col("route_raw").is_not_null().any()).item():
         screen.df = screen.df.with_columns(pl.lit(None, pl.Utf8).alias("route"))
         return
+    # Read on the rows that give a route (mostly the few drug rows): string work costs a pass over every row,
+    # null or not.
+    rows = screen.df.select(pl.col("route_raw").is_not_null().arg_true()).to_series()
     key = pl.col("route_raw").str.strip_chars().str.to_lowercase()
-    route = pl.when(key.is_in(ROUTES)).then(key).otherwise(key.replace_strict(_ROUTE_ALIASES, default=None))
-    screen.df = screen.df.with_columns(pl.when(key != "").then(route).alias("route"))
-    given = pl.col("route_raw").is_not_null() & (pl.col("route_raw").str.strip_chars() != "")
+    read = pl.when(key.is_in(ROUTES)).then(key).otherwise(key.replace_strict(_ROUTE_ALIASES, default=None))
+    takes_route = pl.col("item").is_in(
+        vocabulary.names_where(kind="drug") + vocabulary.names_where(kind="blood_support")
+    )
+    given = screen.df.select(pl.col("_row", "item", "route_raw").gather(rows)).with_columns(
+        pl.when(key != "").then(read).alias("route"), (key != "").alias("given")
+    )
     screen.check(
-        given & pl.col("route").is_null(),
+        pl.col("_row").is_in(given.filter(pl.col("given") & pl.col("route").is_null())["_row"].implode()),
         "route",
         pl.format("route '{}' is not known", pl.col("route_raw")),
         pl.lit(f"use one of: {', '.join(ROUTES)}"),
         pl.col("route_raw"),
     )
-    takes_route = pl.col("item").is_in(
-        vocabulary.names_where(kind="drug") + vocabulary.names_where(kind="blood_support")
-    )
     screen.check(
-        given & ~takes_route,
+        pl.col("_row").is_in(given.filter(pl.col("given") & ~takes_route)["_row"].implode()),
         "route",
         pl.format("'{}' takes no route (ignored)", pl.col("item")),
         pl.lit("give a route only for drugs and blood support"),
         pl.col("route_raw"),
         severity="warning",
     )
-    screen.df = screen.df.with_columns(pl.when(takes_route).then(pl.col("route")).alias("route"))
+    route = given.select(pl.when(takes_route).then(pl.col("route"))).to_series()
+    screen.df = screen.df.with_columns(
+        pl.repeat(None, screen.df.height, dtype=pl.Utf8, eager=True).scatter(rows, route).alias("route")
+    )
 
 
 def _numbers(screen: _Screen, vocabulary: Vocabulary) -> None:
