@@ -193,9 +193,8 @@ def _prepare(raw: pl.DataFrame) -> pl.DataFrame:
             pl.lit(None, pl.Utf8).alias("day_raw"),
             pl.col("day").cast(pl.Float64).fill_nan(None).alias("day_num"),
         ]
-    elif "day" in cols:
-        day = pl.col("day").cast(pl.Utf8)
-        exprs += [(day.is_not_null() & (day.str.strip_chars() != "")).alias("has_day"), day.alias("day_raw")]
+    elif "day" in cols:  # read from the prepared text below
+        exprs += [pl.lit(None, pl.Boolean).alias("has_day"), pl.col("day").cast(pl.Utf8).alias("day_raw")]
     else:
         exprs += [
             pl.lit(False).alias("has_day"),
@@ -226,10 +225,19 @@ def _prepare(raw: pl.DataFrame) -> pl.DataFrame:
     # one, and Polars realigns every column of a frame whose chunks differ on every operation on it.
     df = _strip_labels(raw.select(exprs).rechunk(), ["patient_id", "unit"]).with_row_index("_row")
     if "day" in cols and not schema["day"].is_numeric():
-        df = parse_numbers(df, "day_raw", "day_num")
+        df = _parse_days(df)
     if "time" in cols and schema["time"] != pl.Datetime:
         df = _parse_times(df)
     return df
+
+
+def _parse_days(df: pl.DataFrame) -> pl.DataFrame:
+    """``day_num`` and ``has_day`` from the text ``day_raw``. A day that reads as a number is given; only the
+    rows that do not read need their text looked at (string work over every row cost more than the parse)."""
+    df = parse_numbers(df, "day_raw", "day_num")
+    unread = df.select((pl.col("day_num").is_null() & pl.col("day_raw").is_not_null()).arg_true()).to_series()
+    written = unread.filter(df.get_column("day_raw").gather(unread).str.strip_chars() != "")
+    return df.with_columns((pl.col("day_num").is_not_null() | pl.col("_row").is_in(written.implode())).alias("has_day"))
 
 
 def _parse_times(df: pl.DataFrame) -> pl.DataFrame:
