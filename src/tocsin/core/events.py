@@ -12,6 +12,7 @@ The original value and unit are kept beside the canonical ones.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -19,7 +20,7 @@ import polars as pl
 
 from tocsin.core.lookup import per_patient
 from tocsin.units import UnitError, conversion_for
-from tocsin.vocabulary import Vocabulary
+from tocsin.vocabulary import ItemDefinition, Vocabulary
 
 #: Columns of the canonical event frame the rest of the core works on.
 CANONICAL_COLUMNS = [
@@ -103,6 +104,8 @@ def _error_frame(
     value: pl.Expr | None = None,
     severity: str = "error",
 ) -> pl.DataFrame:
+    if df.height == 0:  # the usual case for a subset's check: nothing to format
+        return pl.DataFrame(schema=ERROR_SCHEMA)
     df = df.rechunk()  # Polars 2.1 pl.format can panic on multi-chunk text columns (few rows here)
     return df.select(
         pl.col("file"),
@@ -126,7 +129,9 @@ def parse_numbers(df: pl.DataFrame, text: str, out: str, only: pl.Expr | None = 
     """``out`` = ``text`` read as a number (on the rows where ``only`` holds). Values that do not parse at
     first (blanks around them, a decimal comma) are cleaned and read again; only those rows pay for the
     cleaning (string work over millions of rows cost more than the parse itself)."""
-    df = df.with_columns(pl.col(text).cast(pl.Float64, strict=False).fill_nan(None).alias(out))
+    # Parsed, then NaN ('nan' parses) made null, in two steps: in one expression the parse ran once per use.
+    df = df.with_columns(pl.col(text).cast(pl.Float64, strict=False).alias(out))
+    df = df.with_columns(pl.col(out).fill_nan(None))
     retry = pl.col(out).is_null() & pl.col(text).is_not_null() & (only if only is not None else pl.lit(True))
     rows = df.select(retry.arg_true()).to_series()
     if rows.len():
@@ -188,9 +193,8 @@ def _prepare(raw: pl.DataFrame) -> pl.DataFrame:
             pl.lit(None, pl.Utf8).alias("day_raw"),
             pl.col("day").cast(pl.Float64).fill_nan(None).alias("day_num"),
         ]
-    elif "day" in cols:
-        day = pl.col("day").cast(pl.Utf8)
-        exprs += [(day.is_not_null() & (day.str.strip_chars() != "")).alias("has_day"), day.alias("day_raw")]
+    elif "day" in cols:  # read from the prepared text below
+        exprs += [pl.lit(None, pl.Boolean).alias("has_day"), pl.col("day").cast(pl.Utf8).alias("day_raw")]
     else:
         exprs += [
             pl.lit(False).alias("has_day"),
@@ -205,12 +209,11 @@ def _prepare(raw: pl.DataFrame) -> pl.DataFrame:
             pl.lit(None, pl.Utf8).alias("time_raw"),
             time.cast(pl.Datetime("us")).alias("time_dt"),
         ]
-    elif "time" in cols:
-        text = pl.col("time").cast(pl.Utf8).str.strip_chars()
+    elif "time" in cols:  # read from the prepared text below, once
         exprs += [
-            (text.is_not_null() & (text != "")).alias("has_time"),
-            text.alias("time_raw"),
-            parse_iso_times(text).alias("time_dt"),
+            pl.lit(None, pl.Boolean).alias("has_time"),
+            pl.col("time").cast(pl.Utf8).str.strip_chars().alias("time_raw"),
+            pl.lit(None, pl.Datetime("us")).alias("time_dt"),
         ]
     else:
         exprs += [
@@ -218,9 +221,36 @@ def _prepare(raw: pl.DataFrame) -> pl.DataFrame:
             pl.lit(None, pl.Utf8).alias("time_raw"),
             pl.lit(None, pl.Datetime("us")).alias("time_dt"),
         ]
-    df = _strip_labels(raw.select(exprs), ["patient_id", "unit"]).with_row_index("_row")
+    # One chunk per column: the read columns come in chunks (file parts, row groups) and the added ones in
+    # one, and Polars realigns every column of a frame whose chunks differ on every operation on it.
+    df = _strip_labels(raw.select(exprs).rechunk(), ["patient_id", "unit"]).with_row_index("_row")
     if "day" in cols and not schema["day"].is_numeric():
-        df = parse_numbers(df, "day_raw", "day_num")
+        df = _parse_days(df)
+    if "time" in cols and schema["time"] != pl.Datetime:
+        df = _parse_times(df)
+    return df
+
+
+def _parse_days(df: pl.DataFrame) -> pl.DataFrame:
+    """``day_num`` and ``has_day`` from the text ``day_raw``. A day that reads as a number is given; only the
+    rows that do not read need their text looked at (string work over every row cost more than the parse)."""
+    df = parse_numbers(df, "day_raw", "day_num")
+    unread = df.select((pl.col("day_num").is_null() & pl.col("day_raw").is_not_null()).arg_true()).to_series()
+    written = unread.filter(df.get_column("day_raw").gather(unread).str.strip_chars() != "")
+    return df.with_columns((pl.col("day_num").is_not_null() | pl.col("_row").is_in(written.implode())).alias("has_day"))
+
+
+def _parse_times(df: pl.DataFrame) -> pl.DataFrame:
+    """``has_time`` and ``time_dt`` from the text ``time_raw``. Most files write one plain layout
+    (2024-05-01T08:00:00), read for every row at once; only the rows it does not read try every accepted
+    layout and zone (each try on every row cost ten times the plain read)."""
+    text = pl.col("time_raw")
+    plain = text.str.to_datetime(format="%Y-%m-%dT%H:%M:%S", strict=False, time_unit="us")
+    df = df.with_columns((text.is_not_null() & (text != "")).alias("has_time"), plain.alias("time_dt"))
+    rows = df.select((pl.col("time_dt").is_null() & text.is_not_null()).arg_true()).to_series()
+    if rows.len():
+        others = df.select(text.gather(rows)).select(parse_iso_times(text)).to_series()
+        df = df.with_columns(df.get_column("time_dt").clone().scatter(rows, others))
     return df
 
 
@@ -289,23 +319,18 @@ def _conversion_table(pairs: pl.DataFrame, vocabulary: Vocabulary) -> pl.DataFra
 VALUE_TYPES = pl.Enum(["number", "category", "boolean", "text", "date"])
 
 
-def _item_table(vocabulary: Vocabulary) -> pl.DataFrame:
-    """Per item: value type, plausible range, integer and fraction flags (no text: it is gathered to
-    every row, and copying millions of strings is what this lookup avoids)."""
-    rows = [
-        (n, d.value_type, *(d.range or (None, None)), d.integer, d.fraction_to_percent, d.limits)
-        for n, d in vocabulary.items.items()
-    ]
-    schema = {
-        "item": item_enum(vocabulary),
-        "value_type": VALUE_TYPES,
-        "lo": pl.Float64,
-        "hi": pl.Float64,
-        "integer": pl.Boolean,
-        "fraction": pl.Boolean,
-        "limits": pl.Boolean,
-    }
-    return pl.DataFrame(rows, orient="row", schema=schema)
+def _item_attribute(
+    vocabulary: Vocabulary, attribute: Callable[[ItemDefinition], object], dtype: pl.DataType
+) -> pl.Expr:
+    """An attribute of every row's item (value type, range bound), gathered by the item's Enum code where an
+    expression reads it: a column per attribute for millions of rows cost more than its few reads."""
+    values = [attribute(d) for d in vocabulary.items.values()]
+    return pl.lit(pl.Series(values, dtype=dtype)).gather(pl.col("item").to_physical())
+
+
+def _item_flag(vocabulary: Vocabulary, **flags: bool) -> pl.Expr:
+    """Whether every row's item has the given flags (false for rows without a known item)."""
+    return pl.col("item").is_in(vocabulary.names_where(**flags)).fill_null(False)
 
 
 def item_enum(vocabulary: Vocabulary) -> pl.Enum:
@@ -399,7 +424,7 @@ def normalise_events(
         pl.col("patient_id"),
     )
     _resolve_items(screen, vocabulary)
-    _resolve_times(screen, limits)
+    infusions = _resolve_times(screen, limits)
     screen.check(
         pl.col("value").is_null() | (pl.col("value") == ""),
         "value",
@@ -419,8 +444,8 @@ def normalise_events(
     error_frame = pl.concat([e.cast(ERROR_SCHEMA) for e in errors], how="vertical").sort(
         ["file", "line", "field"], nulls_last=True
     )
-    infusion_times = df.select("patient_id", "infusion_time").unique("patient_id")
-    return NormalisedEvents(events=events, errors=error_frame, patients=_patient_table(events, infusion_times))
+    patients = _patient_table(events, infusions.select("patient_id", "infusion_time"))
+    return NormalisedEvents(events=events, errors=error_frame, patients=patients)
 
 
 def _resolve_items(screen: _Screen, vocabulary: Vocabulary) -> None:
@@ -428,9 +453,14 @@ def _resolve_items(screen: _Screen, vocabulary: Vocabulary) -> None:
     spellings = screen.df.get_column("item").unique().drop_nulls().to_list()
     resolved = {raw_name: vocabulary.resolve_item(raw_name) for raw_name in spellings}
     unknown = [name for name, item in resolved.items() if item is None]
+    # Files written with the canonical names (most) need only a cast, half the cost of a look-up per row.
+    canonical = all(item == name for name, item in resolved.items())
+    items = item_enum(vocabulary)
     screen.df = screen.df.with_columns(
         pl.col("item").alias("item_raw"),
-        pl.col("item").replace_strict(resolved, default=None, return_dtype=item_enum(vocabulary)),
+        pl.col("item").cast(items)
+        if canonical
+        else pl.col("item").replace_strict(resolved, default=None, return_dtype=items),
     )
     fixes = {}
     for name in unknown:
@@ -445,12 +475,8 @@ def _resolve_items(screen: _Screen, vocabulary: Vocabulary) -> None:
         ),
         pl.col("item_raw"),
     )
-    # Item attributes by the Enum code: a gather from a table of one row per item, no join.
-    table = _item_table(vocabulary)
-    code = pl.col("item").to_physical()
-    screen.df = screen.df.with_columns(
-        pl.lit(table.get_column(c)).gather(code).alias(c) for c in table.columns if c != "item"
-    ).with_columns((pl.col("value_type") == "number").fill_null(False).alias("_is_number"))
+    number_items = vocabulary.names_where(value_type="number")
+    screen.df = screen.df.with_columns(pl.col("item").is_in(number_items).fill_null(False).alias("_is_number"))
 
 
 def _sorted(events: pl.DataFrame) -> pl.DataFrame:
@@ -471,7 +497,8 @@ def _sorted(events: pl.DataFrame) -> pl.DataFrame:
     return events.sort([pl.col("patient_id"), pl.col("t"), pl.col("file").cast(pl.Utf8), pl.col("line")])
 
 
-def _resolve_times(screen: _Screen, limits: IngestLimits) -> None:
+def _resolve_times(screen: _Screen, limits: IngestLimits) -> pl.DataFrame:
+    """Every row's day since infusion ``t``; returns each patient's first infusion row (time, day, row)."""
     screen.check(
         ~pl.col("has_day") & ~pl.col("has_time"),
         "time",
@@ -561,13 +588,14 @@ def _resolve_times(screen: _Screen, limits: IngestLimits) -> None:
             pl.lit("check the date"),
             pl.coalesce(pl.col("time_raw"), pl.col("time_dt").cast(pl.Utf8)),
         )
+    return first
 
 
-def _below_quantification(screen: _Screen) -> None:
+def _below_quantification(screen: _Screen, vocabulary: Vocabulary) -> None:
     """``blq``: the value is below the limit of quantification, written ``<5`` or ``BLQ`` (limit in ``lloq``).
     Only items with limits accept it; the number after ``<`` becomes the limit. Only the few rows that did
     not parse as numbers are looked at."""
-    candidate = pl.col("_is_number") & pl.col("limits") & pl.col("raw_num").is_null()
+    candidate = pl.col("_is_number") & _item_flag(vocabulary, limits=True) & pl.col("raw_num").is_null()
     rows = screen.df.select(candidate.fill_null(False).arg_true()).to_series()
     blq = pl.Series("blq", [False], pl.Boolean).new_from_index(0, screen.df.height)
     if rows.len() == 0:
@@ -589,31 +617,39 @@ def _below_quantification(screen: _Screen) -> None:
     )
 
 
-def _limits(screen: _Screen, conversion: pl.Expr) -> None:
+def _limits(screen: _Screen, vocabulary: Vocabulary, conversion: Callable[[pl.Expr], pl.Expr]) -> None:
     """Reference and quantification limits, read as numbers and converted like the row's value."""
-    given = [c for c in LIMIT_COLUMNS if screen.df.select(pl.col(f"{c}_raw").is_not_null().any()).item()]
+    takes_limits = _item_flag(vocabulary, limits=True)
+    present = screen.df.select(pl.col(f"{c}_raw").is_not_null().any().alias(c) for c in LIMIT_COLUMNS).row(0)
+    given = [c for c, any_given in zip(LIMIT_COLUMNS, present, strict=True) if any_given]
     screen.df = screen.df.with_columns(pl.lit(None, pl.Float64).alias(c) for c in LIMIT_COLUMNS if c not in given)
     for column in given:
         raw = f"{column}_raw"
-        screen.df = parse_numbers(screen.df, raw, f"{column}_given")
+        # Read, checked and converted on the rows that give the limit: work over a column of nulls still costs
+        # a pass over every row.
+        rows = screen.df.select(pl.col(raw).is_not_null().arg_true()).to_series()
+        read = parse_numbers(screen.df.select(pl.col(raw).gather(rows)), raw, "given").select(
+            "given", ((pl.col(raw).str.strip_chars() != "") & pl.col("given").is_null()).alias("unreadable")
+        )
+        given = screen.df.select(pl.col("_row", "item", "scale", "offset").gather(rows)).with_columns(read)
         screen.check(
-            pl.col(raw).is_not_null() & (pl.col(raw).str.strip_chars() != "") & pl.col(f"{column}_given").is_null(),
+            pl.col("_row").is_in(given.filter("unreadable").get_column("_row").implode()),
             column,
             pl.format("{} '{}' is not a number", pl.lit(column), pl.col(raw)),
             pl.lit(f"give {column} as a plain number in the row's unit, or leave it empty"),
             pl.col(raw),
         )
         screen.check(
-            pl.col(f"{column}_given").is_not_null() & ~pl.col("limits").fill_null(False),
+            pl.col("_row").is_in(given.filter(pl.col("given").is_not_null() & ~takes_limits)["_row"].implode()),
             column,
             pl.format("'{}' takes no {} (ignored)", pl.col("item"), pl.lit(column)),
             pl.lit(f"leave {column} empty for this item"),
             pl.col(raw),
             severity="warning",
         )
-        limit = (conversion(pl.col(f"{column}_given"))).round(_DECIMALS)
+        limit = given.select(pl.when(takes_limits).then(conversion(pl.col("given")).round(_DECIMALS))).to_series()
         screen.df = screen.df.with_columns(
-            pl.when(pl.col("limits").fill_null(False)).then(limit).otherwise(None).alias(column)
+            pl.repeat(None, screen.df.height, dtype=pl.Float64, eager=True).scatter(rows, limit).alias(column)
         )
 
 
@@ -659,35 +695,42 @@ def _routes(screen: _Screen, vocabulary: Vocabulary) -> None:
     if not screen.df.select(pl.col("route_raw").is_not_null().any()).item():
         screen.df = screen.df.with_columns(pl.lit(None, pl.Utf8).alias("route"))
         return
+    # Read on the rows that give a route (mostly the few drug rows): string work costs a pass over every row,
+    # null or not.
+    rows = screen.df.select(pl.col("route_raw").is_not_null().arg_true()).to_series()
     key = pl.col("route_raw").str.strip_chars().str.to_lowercase()
-    route = pl.when(key.is_in(ROUTES)).then(key).otherwise(key.replace_strict(_ROUTE_ALIASES, default=None))
-    screen.df = screen.df.with_columns(pl.when(key != "").then(route).alias("route"))
-    given = pl.col("route_raw").is_not_null() & (pl.col("route_raw").str.strip_chars() != "")
+    read = pl.when(key.is_in(ROUTES)).then(key).otherwise(key.replace_strict(_ROUTE_ALIASES, default=None))
+    takes_route = pl.col("item").is_in(
+        vocabulary.names_where(kind="drug") + vocabulary.names_where(kind="blood_support")
+    )
+    given = screen.df.select(pl.col("_row", "item", "route_raw").gather(rows)).with_columns(
+        pl.when(key != "").then(read).alias("route"), (key != "").alias("given")
+    )
     screen.check(
-        given & pl.col("route").is_null(),
+        pl.col("_row").is_in(given.filter(pl.col("given") & pl.col("route").is_null())["_row"].implode()),
         "route",
         pl.format("route '{}' is not known", pl.col("route_raw")),
         pl.lit(f"use one of: {', '.join(ROUTES)}"),
         pl.col("route_raw"),
     )
-    takes_route = pl.col("item").is_in(
-        vocabulary.names_where(kind="drug") + vocabulary.names_where(kind="blood_support")
-    )
     screen.check(
-        given & ~takes_route,
+        pl.col("_row").is_in(given.filter(pl.col("given") & ~takes_route)["_row"].implode()),
         "route",
         pl.format("'{}' takes no route (ignored)", pl.col("item")),
         pl.lit("give a route only for drugs and blood support"),
         pl.col("route_raw"),
         severity="warning",
     )
-    screen.df = screen.df.with_columns(pl.when(takes_route).then(pl.col("route")).alias("route"))
+    route = given.select(pl.when(takes_route).then(pl.col("route"))).to_series()
+    screen.df = screen.df.with_columns(
+        pl.repeat(None, screen.df.height, dtype=pl.Utf8, eager=True).scatter(rows, route).alias("route")
+    )
 
 
 def _numbers(screen: _Screen, vocabulary: Vocabulary) -> None:
     is_number = pl.col("_is_number")
     screen.df = parse_numbers(screen.df, "value", "raw_num", only=is_number)
-    _below_quantification(screen)
+    _below_quantification(screen, vocabulary)
     screen.check(
         is_number & pl.col("raw_num").is_null() & ~pl.col("blq"),
         "value",
@@ -703,17 +746,24 @@ def _numbers(screen: _Screen, vocabulary: Vocabulary) -> None:
         .collect()
     )
     conversions = _conversion_table(pairs.with_columns(pl.col("item").cast(pl.Utf8)), vocabulary)
-    # Rows find their conversion by (item code, unit code): one integer lookup instead of a two-key join.
-    pair_key = pl.col("item").to_physical().cast(pl.UInt64) * (1 << 32) + pl.col("unit").to_physical().cast(pl.UInt64)
-    keys = pairs.select(pair_key).to_series().to_list()
-    index = pair_key.replace_strict(dict(zip(keys, range(len(keys)), strict=True)), default=None, return_dtype=pl.Int64)
-    screen.df = screen.df.with_columns(index.alias("_conversion"))
+    screen.df = screen.df.with_columns(_pair_position(pairs, screen.df).alias("_conversion"))
+
+    def looked_up(column: str) -> pl.Expr:
+        return pl.lit(conversions.get_column(column)).gather(pl.col("_conversion"))
+
+    def flagged(column: str) -> pl.Expr:
+        """A rare flag as a membership test (cheaper than a gather), constant when no pair has it."""
+        positions = conversions.select(pl.col(column).arg_true()).to_series()
+        return pl.col("_conversion").is_in(positions.implode()) if positions.len() else pl.lit(False)
+
     screen.df = screen.df.with_columns(
-        pl.lit(conversions.get_column(c)).gather(pl.col("_conversion")).alias(c)
-        for c in ("scale", "offset", "per_kg", "differential")
+        looked_up("scale").alias("scale"),
+        looked_up("offset").alias("offset"),
+        flagged("per_kg").alias("per_kg"),
+        flagged("differential").alias("differential"),
     )
     # The problem text is looked up only for the failing rows (a text per row would be copied millions of times).
-    problem = pl.lit(conversions.get_column("unit_problem")).gather(pl.col("_conversion"))
+    problem = looked_up("unit_problem")
     screen.check(
         is_number & pl.col("scale").is_null() & ~pl.col("differential").fill_null(False),
         "unit",
@@ -755,14 +805,22 @@ def _numbers(screen: _Screen, vocabulary: Vocabulary) -> None:
         severity="warning",
     )
 
-    num = pl.col("raw_num") * pl.col("scale") + pl.col("offset")
-    num = pl.when(pl.col("per_kg")).then(num * pl.col("weight_kg")).otherwise(num)  # null without weight
-    bare_fraction = pl.col("fraction") & (pl.col("unit") == "") & (pl.col("raw_num") <= 1.0)
-    num = pl.when(bare_fraction).then(pl.col("raw_num") * 100).otherwise(num)
+    # Each term written once (the eager engine evaluates a repeated subexpression again); x * 1.0 is x.
+    weight_factor = pl.when(pl.col("per_kg")).then(pl.col("weight_kg")).otherwise(1.0)  # null without weight
+    num = (pl.col("raw_num") * pl.col("scale") + pl.col("offset")) * weight_factor
+    fraction_items = vocabulary.names_where(fraction_to_percent=True)
+    # A bare number (no unit) of an item such as FiO2 may be a fraction; only files with such rows pay the test.
+    if conversions.select(pl.col("item_canonical").is_in(fraction_items) & (pl.col("unit") == "")).to_series().any():
+        bare_fraction = (
+            _item_flag(vocabulary, fraction_to_percent=True) & (pl.col("unit") == "") & (pl.col("raw_num") <= 1.0)
+        )
+        num = pl.when(bare_fraction).then(pl.col("raw_num") * 100).otherwise(num)
     screen.df = screen.df.with_columns(pl.when(is_number).then(num.round(_DECIMALS)).alias("num"))
-    _limits(screen, lambda value: value * pl.col("scale") + pl.col("offset"))
+    _limits(screen, vocabulary, lambda value: value * pl.col("scale") + pl.col("offset"))
     _differentials(screen, vocabulary)
-    implausible = (pl.col("num") < pl.col("lo")) | (pl.col("num") > pl.col("hi"))
+    lo = _item_attribute(vocabulary, lambda d: d.range[0] if d.range else None, pl.Float64)
+    hi = _item_attribute(vocabulary, lambda d: d.range[1] if d.range else None, pl.Float64)
+    implausible = (pl.col("num") < lo) | (pl.col("num") > hi)
     units = {name: d.unit or "" for name, d in vocabulary.items.items()}
     canonical_unit = pl.col("item").cast(pl.Utf8).replace_strict(units, default="", return_dtype=pl.Utf8)
     screen.check(
@@ -775,23 +833,52 @@ def _numbers(screen: _Screen, vocabulary: Vocabulary) -> None:
             pl.col("item"),
             pl.col("num"),
             canonical_unit,
-            pl.col("lo"),
-            pl.col("hi"),
+            lo,
+            hi,
             canonical_unit,
         ),
         pl.lit("check the value and its unit"),
     )
     screen.check(
-        pl.col("integer") & (pl.col("num") != pl.col("num").round(0)),
+        _item_flag(vocabulary, integer=True) & (pl.col("num") != pl.col("num").round(0)),
         "value",
         pl.format("'{}' must be a whole number for '{}'", pl.col("value"), pl.col("item")),
         pl.lit("give the score as an integer"),
     )
 
 
+def _pair_position(pairs: pl.DataFrame, frame: pl.DataFrame) -> pl.Expr:
+    """Every row's position in ``pairs`` (distinct (item, unit) rows), by item and unit code: a gather from a
+    dense (item code, unit code) layout when it is not much larger than the frame, else a hash lookup of the
+    combined code. (Unit codes are global category codes: a long-lived process has codes far larger than
+    its frames.)"""
+    items, units = pairs.get_column("item").to_physical(), pairs.get_column("unit").to_physical()
+    position = pl.int_range(pairs.height, dtype=pl.Int32, eager=True)
+    item_code, unit_code = pl.col("item").to_physical().cast(pl.UInt32), pl.col("unit").to_physical()
+    # As wide as the frame's largest unit code, so that every row's code falls inside the layout.
+    width = int(frame.select(unit_code.max()).item() or 0) + 1
+    size = len(pairs.schema["item"].categories) * width
+    if size <= 4 * frame.height + 65_536:
+        at = items.cast(pl.UInt32) * width + units
+        layout = pl.repeat(None, size, dtype=pl.Int32, eager=True).scatter(at, position)
+        return pl.lit(layout).gather(item_code * width + unit_code)
+    keys = (items.cast(pl.UInt64) * (1 << 32) + units.cast(pl.UInt64)).to_list()
+    combined = item_code.cast(pl.UInt64) * (1 << 32) + unit_code.cast(pl.UInt64)
+    positions = dict(zip(keys, position.to_list(), strict=True))
+    return combined.replace_strict(positions, default=None, return_dtype=pl.Int32)
+
+
+# What the value-type handlers read and their error rows name (a filter copies every column it carries).
+_SUBSET_COLUMNS = ["_row", "_refused", "_is_number", "file", "line", "patient_id", "item", "value"]
+
+
 def _non_numbers(screen: _Screen, vocabulary: Vocabulary) -> None:
     """Categories, booleans, texts and dates: a few rows, handled apart and written back by row number."""
-    others = screen.df.filter((pl.col("value_type") != "number") & ~pl.col("_refused"))
+    others = (
+        screen.df.select(_SUBSET_COLUMNS)
+        .filter(~pl.col("_is_number") & pl.col("item").is_not_null() & ~pl.col("_refused"))
+        .with_columns(_item_attribute(vocabulary, lambda d: d.value_type, VALUE_TYPES).alias("value_type"))
+    )
     handlers = (
         (["category"], lambda rows: _categories(rows, vocabulary)),
         (["boolean"], _booleans),
@@ -881,9 +968,11 @@ def _patient_table(events: pl.DataFrame, infusion_times: pl.DataFrame) -> pl.Dat
     def first(item: str, column: str) -> pl.Expr:
         return pl.col(column).filter(pl.col("item") == item).first().alias(item)
 
-    # Only the few patient rows are grouped; every patient of the batch gets a row.
+    # Only the few patient rows are grouped, and only the columns read (a filter copies every column it
+    # carries); every patient of the batch gets a row.
     described = (
-        events.filter(pl.col("item").is_in(["infusion", *PATIENT_ITEMS]))
+        events.select("patient_id", "item", "num", "cat")
+        .filter(pl.col("item").is_in(["infusion", *PATIENT_ITEMS]))
         .group_by("patient_id", maintain_order=True)
         .agg(
             first("infusion", "cat").alias("product"),
