@@ -17,7 +17,6 @@ from rich.console import Console
 from tocsin.adapters.config_file import ConfigFileError, load_config
 from tocsin.adapters.console import print_problems
 from tocsin.adapters.files import InputFileError, read_event_files
-from tocsin.adapters.patient_report import REPORT_FORMATS, write_patient_report
 from tocsin.cli_cohort.app import BAD_INPUT, fail
 from tocsin.config import GradingConfig
 from tocsin.core.engine import grade_normalised
@@ -58,6 +57,9 @@ def report(
     config_file: Annotated[Path | None, typer.Option("--config", help="Grading config (TOML or YAML).")] = None,
 ) -> None:
     """One patient's course on a day axis (grades, vitals, labs, support, drugs, counts, CAR-T) with its episodes."""
+    # matplotlib loads here, not when `tocsin` starts
+    from tocsin.adapters.patient_report import REPORT_FORMATS, write_patient_report
+
     if out.suffix.lower() not in REPORT_FORMATS:
         fail(f"--out {out}: the report format comes from the suffix; use a file ending in .html or .pdf")
     try:

@@ -53,6 +53,13 @@ def read_patient_table(path: Path, required: Sequence[str] = ()) -> pl.DataFrame
     return table
 
 
+def row_names(table: pl.DataFrame) -> list[str]:
+    """How messages name each row: its patient_id when the table has one, else its 1-based row number."""
+    if ID_COLUMN in table.columns:
+        return [f"patient {v}" for v in table.get_column(ID_COLUMN).cast(pl.String).to_list()]
+    return [f"row {k + 1}" for k in range(table.height)]
+
+
 def write_patient_table(table: pl.DataFrame, path: Path) -> None:
     """Write atomically (a temporary file renamed into place), so a failed write leaves the old file intact."""
     suffix = path.suffix.lower()

@@ -15,13 +15,7 @@ import orjson
 import typer
 from rich.console import Console
 
-from tocsin.adapters.competing_output import write_json
-from tocsin.adapters.cox_output import cox_document, print_cox
-from tocsin.adapters.patient_table import PatientTableError, read_patient_table, write_patient_table
 from tocsin.cli_cohort.app import cohort_app, fail
-from tocsin.cli_cohort.cuminc_command import row_names
-from tocsin.stats.survival.cox import CoxInputError, cox_regression
-from tocsin.stats.survival.proportional_hazards import proportional_hazards_test
 
 
 def parse_references(values: list[str]) -> dict[str, str]:
@@ -54,6 +48,13 @@ def cox_command(
     ] = None,
 ) -> None:
     """Cox regression (Efron ties, as R coxph): HR, CI, Wald P, LR/Wald/score tests, proportional-hazards test."""
+    # the estimators (scipy, lifelines, ...) load here, not when `tocsin` starts (see table1_command)
+    from tocsin.adapters.competing_output import write_json
+    from tocsin.adapters.cox_output import cox_document, print_cox
+    from tocsin.adapters.patient_table import PatientTableError, read_patient_table, row_names, write_patient_table
+    from tocsin.stats.survival.cox import CoxInputError, cox_regression
+    from tocsin.stats.survival.proportional_hazards import proportional_hazards_test
+
     if out is not None and out.suffix.lower() not in (".json", ".csv", ".parquet", ".pq"):
         fail(f"{out}: unknown format '{out.suffix}'; use .json, .csv or .parquet")
     references = parse_references(reference or [])

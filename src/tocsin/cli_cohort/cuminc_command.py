@@ -16,19 +16,8 @@ import polars as pl
 import typer
 from rich.console import Console
 
-from tocsin.adapters.competing_output import cuminc_document, print_cuminc, write_json
-from tocsin.adapters.patient_table import ID_COLUMN, PatientTableError, read_patient_table, write_patient_table
 from tocsin.cli_cohort.app import cohort_app, fail
-from tocsin.stats.survival.aalen_johansen import ConfidenceType, cumulative_incidence_from
-from tocsin.stats.survival.competing_events import CompetingRisksInputError, prepare_competing_events
-from tocsin.stats.survival.gray_test import gray_test_from
-
-
-def row_names(table: pl.DataFrame) -> list[str]:
-    """How messages name each row: its patient_id when the table has one, else its 1-based row number."""
-    if ID_COLUMN in table.columns:
-        return [f"patient {v}" for v in table.get_column(ID_COLUMN).cast(pl.String).to_list()]
-    return [f"row {k + 1}" for k in range(table.height)]
+from tocsin.stats.methods import CumincConfidenceType
 
 
 def typed_codes(path: Path, table: pl.DataFrame, column: str, codes: list[str], option: str) -> list[object]:
@@ -64,7 +53,7 @@ def cuminc_command(
     at: Annotated[list[float] | None, typer.Option("--at", help="Time at which to report (repeatable).")] = None,
     conf_level: Annotated[float, typer.Option("--conf-level", help="Confidence level of the intervals.")] = 0.95,
     conf_type: Annotated[
-        ConfidenceType, typer.Option("--conf-type", help="Intervals: log-log (default, as tidycmprsk) or plain.")
+        CumincConfidenceType, typer.Option("--conf-type", help="Intervals: log-log (default, as tidycmprsk) or plain.")
     ] = "log-log",
     json_output: Annotated[bool, typer.Option("--json", help="Print the JSON document to stdout.")] = False,
     out: Annotated[
@@ -72,6 +61,13 @@ def cuminc_command(
     ] = None,
 ) -> None:
     """Cumulative incidence (Aalen–Johansen, as R cmprsk::cuminc) of an event with competing events; Gray's test."""
+    # the estimators (scipy, lifelines, ...) load here, not when `tocsin` starts (see table1_command)
+    from tocsin.adapters.competing_output import cuminc_document, print_cuminc, write_json
+    from tocsin.adapters.patient_table import PatientTableError, read_patient_table, row_names, write_patient_table
+    from tocsin.stats.survival.aalen_johansen import cumulative_incidence_from
+    from tocsin.stats.survival.competing_events import CompetingRisksInputError, prepare_competing_events
+    from tocsin.stats.survival.gray_test import gray_test_from
+
     if out is not None and out.suffix.lower() not in (".json", ".csv", ".parquet", ".pq"):
         fail(f"{out}: unknown format '{out.suffix}'; use .json, .csv or .parquet")
     if strata and not by:

@@ -10,22 +10,8 @@ import orjson
 import typer
 from rich.console import Console
 
-from tocsin.adapters.incidence_output import (
-    durations_document,
-    incidence_document,
-    incidence_table,
-    logistic_document,
-    print_durations,
-    print_incidence,
-    print_logistic,
-)
-from tocsin.adapters.patient_table import PatientTableError, read_patient_table, write_patient_table
 from tocsin.cli_cohort.app import cohort_app, fail
-from tocsin.stats.durations import duration_summary
-from tocsin.stats.incidence import DEFAULT_AT_LEAST, incidence
-from tocsin.stats.input_checks import StatsInputError
-from tocsin.stats.logistic import logistic_regression
-from tocsin.stats.proportions import CIMethod
+from tocsin.stats.methods import CIMethod
 
 DEFAULT_GRADE_COLUMNS = (
     "crs_max_grade",
@@ -62,6 +48,12 @@ def incidence_command(
     out: Annotated[Path | None, typer.Option("--out", help="Also write the rows as CSV/Parquet to this file.")] = None,
 ) -> None:
     """Incidence of each toxicity (any grade, grade >= 3, each grade) with exact or Wilson CIs, per group."""
+    # the estimators (scipy, lifelines, ...) load here, not when `tocsin` starts (see table1_command)
+    from tocsin.adapters.incidence_output import incidence_document, incidence_table, print_incidence
+    from tocsin.adapters.patient_table import PatientTableError, read_patient_table, write_patient_table
+    from tocsin.stats.incidence import DEFAULT_AT_LEAST, incidence
+    from tocsin.stats.input_checks import StatsInputError
+
     try:
         table = read_patient_table(patients, [*(grade_column or []), *([by] if by else [])])
         columns = grade_column or [c for c in DEFAULT_GRADE_COLUMNS if c in table.columns]
@@ -93,6 +85,12 @@ def durations_command(
     json_output: JsonOption = False,
 ) -> None:
     """Durations by grade and group: resolved median (IQR; range) and the KM median with ongoing censored."""
+    # the estimators (scipy, lifelines, ...) load here, not when `tocsin` starts (see table1_command)
+    from tocsin.adapters.incidence_output import durations_document, print_durations
+    from tocsin.adapters.patient_table import PatientTableError, read_patient_table
+    from tocsin.stats.durations import duration_summary
+    from tocsin.stats.input_checks import StatsInputError
+
     try:
         table = read_patient_table(patients, [duration, ongoing, *([grade_column] if grade_column else []),
                                               *([by] if by else [])])
@@ -136,6 +134,12 @@ def logistic_command(
     json_output: JsonOption = False,
 ) -> None:
     """Logistic regression: OR, Wald and profile-likelihood CIs, P; rows dropped for missing values listed."""
+    # the estimators (scipy, lifelines, ...) load here, not when `tocsin` starts (see table1_command)
+    from tocsin.adapters.incidence_output import logistic_document, print_logistic
+    from tocsin.adapters.patient_table import PatientTableError, read_patient_table
+    from tocsin.stats.input_checks import StatsInputError
+    from tocsin.stats.logistic import logistic_regression
+
     references = _references(reference or [])
     try:
         table = read_patient_table(patients, [outcome, *predictor])

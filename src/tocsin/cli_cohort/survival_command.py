@@ -10,14 +10,7 @@ import orjson
 import typer
 from rich.console import Console
 
-from tocsin.adapters.patient_table import PatientTableError, read_patient_table, write_patient_table
-from tocsin.adapters.survival_output import print_survival, survival_document, write_document
 from tocsin.cli_cohort.app import cohort_app, fail
-from tocsin.stats.survival.follow_up import reverse_km_follow_up
-from tocsin.stats.survival.inputs import SurvivalInputError, survival_inputs
-from tocsin.stats.survival.kaplan_meier import kaplan_meier
-from tocsin.stats.survival.logrank import logrank_test
-from tocsin.stats.survival.rmst import restricted_mean_survival
 
 DAYS_PER_MONTH = 365.25 / 12
 
@@ -71,6 +64,15 @@ def survival(
     ] = None,
 ) -> None:
     """Kaplan–Meier per group with Greenwood CIs, medians, survival at times, log-rank, follow-up and RMST."""
+    # the estimators (scipy, lifelines, ...) load here, not when `tocsin` starts (see table1_command)
+    from tocsin.adapters.patient_table import PatientTableError, read_patient_table, write_patient_table
+    from tocsin.adapters.survival_output import print_survival, survival_document, write_document
+    from tocsin.stats.survival.follow_up import reverse_km_follow_up
+    from tocsin.stats.survival.inputs import SurvivalInputError, survival_inputs
+    from tocsin.stats.survival.kaplan_meier import kaplan_meier
+    from tocsin.stats.survival.logrank import logrank_test
+    from tocsin.stats.survival.rmst import restricted_mean_survival
+
     if strata and not by:
         fail("--strata stratifies the comparison of groups; name the groups to compare with --by")
     if not 0 < conf < 1:

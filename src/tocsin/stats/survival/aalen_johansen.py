@@ -25,15 +25,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 import polars as pl
 from scipy.stats import norm
 
+from tocsin.stats.methods import CumincConfidenceType
 from tocsin.stats.survival.competing_events import CompetingEvents, CompetingRisksInputError, prepare_competing_events
 
-ConfidenceType = Literal["log-log", "plain"]
+ConfidenceType = CumincConfidenceType
 SUMMARY_COLUMNS = ("group", "cause", "time", "n_risk", "cuminc", "std_err", "lower", "upper")
 
 

@@ -31,15 +31,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import pandas as pd
 import polars as pl
 from scipy.stats import norm
 
-ConfidenceType = Literal["log-log", "log", "plain"]
-CONFIDENCE_TYPES: tuple[ConfidenceType, ...] = ("log-log", "log", "plain")
+from tocsin.stats.methods import SURVIVAL_CONFIDENCE_TYPES, SurvivalConfidenceType
+
+ConfidenceType = SurvivalConfidenceType
+CONFIDENCE_TYPES = SURVIVAL_CONFIDENCE_TYPES
 ALL_PATIENTS = "all"
 # R quantile.survfit: a curve within this distance of p counts as exactly p (a flat at the median)
 QUANTILE_TOLERANCE = float(np.sqrt(np.finfo(float).eps))
