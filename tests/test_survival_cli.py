@@ -105,7 +105,7 @@ def test_out_writes_curves_or_report(tmp_path, suffix):
         (["--time", "time", "--event", "x"], ["row 1 (patient aml01)", "--event-code"]),
         (["--time", "os_days", "--event", "status"], ["no column(s) 'os_days'"]),
         (["--time", "time", "--event", "status", "--strata", "x"], ["--by"]),
-        (["--time", "time", "--event", "status", "--conf", "95"], ["between 0 and 1"]),
+        (["--time", "time", "--event", "status", "--conf-level", "95"], ["between 0 and 1"]),
         (["--time", "time", "--event", "status", "--rmst-horizon", "0"], ["after day 0"]),
         (["--time", "time", "--event", "status", "--out", "km.xlsx"], [".json", ".parquet"]),
     ],

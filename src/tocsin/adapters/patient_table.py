@@ -11,6 +11,8 @@ from pathlib import Path
 
 import polars as pl
 
+from tocsin.adapters.atomic_write import write_atomically
+
 ID_COLUMN = "patient_id"
 
 
@@ -65,10 +67,4 @@ def write_patient_table(table: pl.DataFrame, path: Path) -> None:
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".parquet", ".pq"):
         raise PatientTableError(f"{path}: unknown format '{suffix}'; use .csv or .parquet")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    if suffix == ".csv":
-        table.write_csv(partial)
-    else:
-        table.write_parquet(partial)
-    partial.replace(path)
+    write_atomically(path, table.write_csv if suffix == ".csv" else table.write_parquet)

@@ -23,6 +23,7 @@ import polars as pl
 from rich.console import Console
 from rich.table import Table
 
+from tocsin.adapters.atomic_write import write_bytes_atomically
 from tocsin.stats.survival.follow_up import FollowUpResult
 from tocsin.stats.survival.kaplan_meier import KaplanMeierResult
 from tocsin.stats.survival.logrank import LogRankResult
@@ -139,10 +140,7 @@ def print_survival(document: dict[str, Any], console: Console) -> None:
 
 def write_document(document: dict[str, Any], path: Path) -> None:
     """Write the JSON document atomically (a temporary file renamed into place)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2))
-    partial.replace(path)
+    write_bytes_atomically(path, orjson.dumps(document, option=orjson.OPT_INDENT_2))
 
 
 def _rows_by_group(frame: pl.DataFrame) -> dict[str, list[dict[str, Any]]]:

@@ -8,7 +8,6 @@ Example (overall survival by product and age, axi-cel as the reference)::
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import orjson
@@ -16,36 +15,29 @@ import typer
 from rich.console import Console
 
 from tocsin.cli_cohort.app import cohort_app, fail
+from tocsin.cli_cohort.options import (
+    ConfLevelOption,
+    JsonOption,
+    PatientsArgument,
+    ReferenceOption,
+    check_out_suffix,
+    out_option,
+    parse_references,
+)
 
-
-def parse_references(values: list[str]) -> dict[str, str]:
-    """``COLUMN=LEVEL`` pairs; a malformed one is refused with the expected form."""
-    references: dict[str, str] = {}
-    for value in values:
-        column, sep, level = value.partition("=")
-        if not sep or not column or not level:
-            fail(f"--reference {value!r}: write COLUMN=LEVEL, e.g. --reference product=axi-cel")
-        if column in references:
-            fail(f"--reference names {column!r} twice; give one reference level per covariate")
-        references[column] = level
-    return references
+CoxOut = out_option("Write the result: .json document, or the terms as .csv/.parquet.")
 
 
 @cohort_app.command("cox")
 def cox_command(
-    patients: Annotated[Path, typer.Argument(help="Patient table (.csv or .parquet), one row per patient.")],
+    patients: PatientsArgument,
     time: Annotated[str, typer.Option("--time", help="Column with the time to event or censoring.")],
     event: Annotated[str, typer.Option("--event", help="Column with 1 = event, 0 = censored.")],
     covariate: Annotated[list[str], typer.Option("--covariate", help="Covariate column (repeatable).")],
-    reference: Annotated[
-        list[str] | None,
-        typer.Option("--reference", help="Reference level COLUMN=LEVEL of a categorical covariate (repeatable)."),
-    ] = None,
-    conf_level: Annotated[float, typer.Option("--conf-level", help="Confidence level of the intervals.")] = 0.95,
-    json_output: Annotated[bool, typer.Option("--json", help="Print the JSON document to stdout.")] = False,
-    out: Annotated[
-        Path | None, typer.Option("--out", help="Write the result: .json document, or the terms as .csv/.parquet.")
-    ] = None,
+    reference: ReferenceOption = None,
+    conf_level: ConfLevelOption = 0.95,
+    json_output: JsonOption = False,
+    out: CoxOut = None,
 ) -> None:
     """Cox regression (Efron ties, as R coxph): HR, CI, Wald P, LR/Wald/score tests, proportional-hazards test."""
     # the estimators (scipy, lifelines, ...) load here, not when `tocsin` starts (see table1_command)
@@ -55,9 +47,8 @@ def cox_command(
     from tocsin.stats.survival.cox import CoxInputError, cox_regression
     from tocsin.stats.survival.proportional_hazards import proportional_hazards_test
 
-    if out is not None and out.suffix.lower() not in (".json", ".csv", ".parquet", ".pq"):
-        fail(f"{out}: unknown format '{out.suffix}'; use .json, .csv or .parquet")
-    references = parse_references(reference or [])
+    check_out_suffix(out)
+    references = parse_references(reference)
     try:
         table = read_patient_table(patients, [time, event, *covariate])
     except PatientTableError as exc:

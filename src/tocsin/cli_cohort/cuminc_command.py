@@ -17,7 +17,18 @@ import typer
 from rich.console import Console
 
 from tocsin.cli_cohort.app import cohort_app, fail
+from tocsin.cli_cohort.options import (
+    ConfLevelOption,
+    JsonOption,
+    PatientsArgument,
+    by_option,
+    check_out_suffix,
+    out_option,
+)
 from tocsin.stats.methods import CumincConfidenceType
+
+CumincBy = by_option("Column whose groups are compared (Gray's test).")
+CumincOut = out_option("Write the result: .json document, or the curves as .csv/.parquet.")
 
 
 def typed_codes(path: Path, table: pl.DataFrame, column: str, codes: list[str], option: str) -> list[object]:
@@ -36,7 +47,7 @@ def typed_codes(path: Path, table: pl.DataFrame, column: str, codes: list[str], 
 
 @cohort_app.command("cuminc")
 def cuminc_command(
-    patients: Annotated[Path, typer.Argument(help="Patient table (.csv or .parquet), one row per patient.")],
+    patients: PatientsArgument,
     time: Annotated[str, typer.Option("--time", help="Column with the time to the first event or censoring.")],
     status: Annotated[str, typer.Option("--status", help="Column with the status code of each patient.")],
     event_code: Annotated[str, typer.Option("--event-code", help="Status code of the event of interest.")],
@@ -46,19 +57,17 @@ def cuminc_command(
     censor_code: Annotated[
         list[str] | None, typer.Option("--censor-code", help="Status code meaning censored (repeatable; default 0).")
     ] = None,
-    by: Annotated[str | None, typer.Option("--by", help="Column whose groups are compared (Gray's test).")] = None,
+    by: CumincBy = None,
     strata: Annotated[
         str | None, typer.Option("--strata", help="Column to stratify Gray's test by (estimates are not).")
     ] = None,
     at: Annotated[list[float] | None, typer.Option("--at", help="Time at which to report (repeatable).")] = None,
-    conf_level: Annotated[float, typer.Option("--conf-level", help="Confidence level of the intervals.")] = 0.95,
+    conf_level: ConfLevelOption = 0.95,
     conf_type: Annotated[
         CumincConfidenceType, typer.Option("--conf-type", help="Intervals: log-log (default, as tidycmprsk) or plain.")
     ] = "log-log",
-    json_output: Annotated[bool, typer.Option("--json", help="Print the JSON document to stdout.")] = False,
-    out: Annotated[
-        Path | None, typer.Option("--out", help="Write the result: .json document, or the curves as .csv/.parquet.")
-    ] = None,
+    json_output: JsonOption = False,
+    out: CumincOut = None,
 ) -> None:
     """Cumulative incidence (Aalen–Johansen, as R cmprsk::cuminc) of an event with competing events; Gray's test."""
     # the estimators (scipy, lifelines, ...) load here, not when `tocsin` starts (see table1_command)
@@ -68,8 +77,7 @@ def cuminc_command(
     from tocsin.stats.survival.competing_events import CompetingRisksInputError, prepare_competing_events
     from tocsin.stats.survival.gray_test import gray_test_from
 
-    if out is not None and out.suffix.lower() not in (".json", ".csv", ".parquet", ".pq"):
-        fail(f"{out}: unknown format '{out.suffix}'; use .json, .csv or .parquet")
+    check_out_suffix(out)
     if strata and not by:
         fail("--strata stratifies Gray's test of the --by groups; give --by as well")
     required = [time, status] + [c for c in (by, strata) if c]

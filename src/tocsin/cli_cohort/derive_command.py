@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
+from tocsin.adapters.atomic_write import write_bytes_atomically
 from tocsin.adapters.cohort_sources import BatchDirectoryError, read_batch_tables
 from tocsin.adapters.config_file import ConfigFileError, load_config
 from tocsin.adapters.console import print_problems
@@ -124,10 +125,9 @@ def method_path(out: Path) -> Path:
 
 def _write_method(derived: DerivedPatients, courses: list[Path], out: Path) -> None:
     document = {**derived.method, "inputs": [str(p) for p in courses], "table": out.name}
-    target = method_path(out)
-    partial = target.with_name(f".{target.name}.partial")
-    partial.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS) + b"\n")
-    partial.replace(target)
+    write_bytes_atomically(
+        method_path(out), orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS) + b"\n"
+    )
 
 
 @cohort_app.command("derive")

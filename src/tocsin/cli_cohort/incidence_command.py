@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Annotated
 
 import orjson
@@ -11,6 +10,17 @@ import typer
 from rich.console import Console
 
 from tocsin.cli_cohort.app import cohort_app, fail
+from tocsin.cli_cohort.options import (
+    TABLE_SUFFIXES,
+    ByOption,
+    ConfLevelOption,
+    JsonOption,
+    PatientsArgument,
+    ReferenceOption,
+    check_out_suffix,
+    out_option,
+    parse_references,
+)
 from tocsin.stats.methods import CIMethod
 
 DEFAULT_GRADE_COLUMNS = (
@@ -21,9 +31,7 @@ DEFAULT_GRADE_COLUMNS = (
     "icaht_late_grade",
 )
 
-PatientsArgument = Annotated[Path, typer.Argument(help="Patient table (.csv or .parquet), one row per patient.")]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document (stable keys) instead of tables.")]
-ByOption = Annotated[str | None, typer.Option("--by", help="Group column (e.g. product).")]
+IncidenceOut = out_option("Also write the rows as CSV/Parquet to this file.")
 
 
 def _emit(document: dict) -> None:
@@ -39,13 +47,13 @@ def incidence_command(
     ] = None,
     by: ByOption = None,
     ci: Annotated[CIMethod, typer.Option("--ci", help="Confidence interval method.")] = CIMethod.CLOPPER_PEARSON,
-    confidence: Annotated[float, typer.Option("--confidence", min=0.5, max=0.999, help="Confidence level.")] = 0.95,
+    conf_level: ConfLevelOption = 0.95,
     at_least: Annotated[
         list[int] | None,
         typer.Option("--at-least", min=1, max=5, help="Report grade >= K (repeatable); default 1 (any) and 3."),
     ] = None,
     json_output: JsonOption = False,
-    out: Annotated[Path | None, typer.Option("--out", help="Also write the rows as CSV/Parquet to this file.")] = None,
+    out: IncidenceOut = None,
 ) -> None:
     """Incidence of each toxicity (any grade, grade >= 3, each grade) with exact or Wilson CIs, per group."""
     # the estimators (scipy, lifelines, ...) load here, not when `tocsin` starts (see table1_command)
@@ -54,13 +62,14 @@ def incidence_command(
     from tocsin.stats.incidence import DEFAULT_AT_LEAST, incidence
     from tocsin.stats.input_checks import StatsInputError
 
+    check_out_suffix(out, TABLE_SUFFIXES)
     try:
         table = read_patient_table(patients, [*(grade_column or []), *([by] if by else [])])
         columns = grade_column or [c for c in DEFAULT_GRADE_COLUMNS if c in table.columns]
         if not columns:
             fail(f"{patients}: none of the standard grade columns ({', '.join(DEFAULT_GRADE_COLUMNS)}) is in the "
                  "table; name one with --grade-column COL")
-        result = incidence(table, columns, by=by, method=ci, confidence=confidence,
+        result = incidence(table, columns, by=by, method=ci, confidence=conf_level,
                            at_least=at_least or DEFAULT_AT_LEAST)
         if out is not None:
             write_patient_table(incidence_table(result), out)
@@ -104,16 +113,6 @@ def durations_command(
         print_durations(result, Console())
 
 
-def _references(pairs: list[str]) -> dict[str, str]:
-    references = {}
-    for pair in pairs:
-        column, sep, level = pair.partition("=")
-        if not sep or not column or not level:
-            fail(f"--reference {pair!r}: write COLUMN=LEVEL, e.g. --reference product=axi-cel")
-        references[column.strip()] = level.strip()
-    return references
-
-
 @cohort_app.command("logistic")
 def logistic_command(
     patients: PatientsArgument,
@@ -126,10 +125,8 @@ def logistic_command(
     categorical: Annotated[
         list[str] | None, typer.Option("--categorical", help="Treat this numeric predictor as categories.")
     ] = None,
-    reference: Annotated[
-        list[str] | None, typer.Option("--reference", help="Reference level of a categorical predictor: COL=LEVEL.")
-    ] = None,
-    confidence: Annotated[float, typer.Option("--confidence", min=0.5, max=0.999, help="Confidence level.")] = 0.95,
+    reference: ReferenceOption = None,
+    conf_level: ConfLevelOption = 0.95,
     profile: Annotated[bool, typer.Option("--profile/--no-profile", help="Also give profile-likelihood CIs.")] = True,
     json_output: JsonOption = False,
 ) -> None:
@@ -140,11 +137,11 @@ def logistic_command(
     from tocsin.stats.input_checks import StatsInputError
     from tocsin.stats.logistic import logistic_regression
 
-    references = _references(reference or [])
+    references = parse_references(reference)
     try:
         table = read_patient_table(patients, [outcome, *predictor])
         result = logistic_regression(table, outcome, predictor, threshold=threshold, categorical=categorical or (),
-                                     reference=references, confidence=confidence, profile=profile)
+                                     reference=references, confidence=conf_level, profile=profile)
     except (PatientTableError, StatsInputError) as exc:
         fail(f"{patients}: {exc}" if isinstance(exc, StatsInputError) else str(exc))
         return

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from enum import Enum
-from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
 from tocsin.cli_cohort.app import cohort_app, fail
+from tocsin.cli_cohort.options import JsonOption, PatientsArgument, out_option
 from tocsin.stats.table1_vocabulary import CONTINUOUS_STATISTICS, KINDS, TESTS
+
+Table1Out = out_option("Write .csv, .docx, .html or .json.")
 
 
 class AdjustOption(str, Enum):
@@ -31,7 +33,7 @@ class QuantileOption(str, Enum):
 
 @cohort_app.command("table1")
 def table1_command(
-    patients: Annotated[Path, typer.Argument(help="One-row-per-patient table (.csv or .parquet).")],
+    patients: PatientsArgument,
     by: Annotated[str, typer.Option("--by", help="Group column (e.g. product).")],
     variables: Annotated[
         list[str] | None, typer.Option("--var", help="Variable to include (repeat); default: every usable column.")
@@ -71,8 +73,8 @@ def table1_command(
         ),
     ] = WilcoxonTiesOption.normal,
     overall: Annotated[bool, typer.Option("--overall/--no-overall", help="Add an Overall column.")] = True,
-    json_output: Annotated[bool, typer.Option("--json", help="Print the JSON document instead of the table.")] = False,
-    out: Annotated[Path | None, typer.Option("--out", help="Write .csv, .docx, .html or .json.")] = None,
+    json_output: JsonOption = False,
+    out: Table1Out = None,
 ) -> None:
     """Table 1: n (%), median (Q1, Q3) and/or mean (SD) per group, a test per variable, exact P values."""
     # scipy and statsmodels load here, not when `tocsin` starts (they cost every other command a second)
