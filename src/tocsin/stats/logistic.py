@@ -50,6 +50,7 @@ from scipy.optimize import brentq, linprog, root_scalar
 from scipy.stats import chi2, norm
 from statsmodels.tools.sm_exceptions import PerfectSeparationWarning
 
+from tocsin.stats.design_matrix import indicators
 from tocsin.stats.input_checks import StatsInputError, flag_column, numeric_column, require_columns
 
 INTERCEPT = "(Intercept)"
@@ -90,12 +91,6 @@ class _Design:
     references: dict[str, str]
 
 
-def _level_text(value: object) -> str:
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
-
-
 def _outcome(table: pl.DataFrame, outcome: str, threshold: float | None, id_column: str) -> tuple[pl.Series, str]:
     series = table.get_column(outcome)
     if threshold is not None:
@@ -112,13 +107,6 @@ def _outcome(table: pl.DataFrame, outcome: str, threshold: float | None, id_colu
 
 
 MAX_LEVELS = 50
-
-
-def _as_text(series: pl.Series) -> pl.Series:
-    """Category labels: whole-number floats without '.0', so a rank read as 2.0 is level '2' as in R."""
-    if series.dtype.is_float():
-        return series.map_elements(_level_text, return_dtype=pl.String)
-    return series.cast(pl.String)
 
 
 def _is_categorical(frame: pl.DataFrame, name: str, declared: bool, id_column: str) -> bool:
@@ -148,29 +136,14 @@ def _design(
     for name in predictors:
         series = frame.get_column(name)
         if _is_categorical(frame, name, name in categorical or name in reference, id_column):
-            text = _as_text(series)
-            names = _as_text(series.unique().sort()).to_list()
-            if len(names) > MAX_LEVELS:
-                raise StatsInputError(
-                    f"predictor {name!r} has {len(names)} levels in the rows used; that looks like an identifier "
-                    "or a number stored as text, not a category"
-                )
-            chosen = reference.get(name, names[0])
-            if chosen not in names:
-                raise StatsInputError(
-                    f"reference level {chosen!r} of {name!r} does not occur in the rows used; "
-                    f"levels are {', '.join(names)}"
-                )
-            if len(names) < 2:
-                raise StatsInputError(f"predictor {name!r} has a single level ({names[0]}) in the rows used; drop it")
-            references[name] = chosen
-            for level in names:
-                if level == chosen:
-                    continue
-                columns.append((text == level).cast(pl.Float64).to_numpy())
-                terms.append(f"{name}={level}")
-                variables.append(name)
-                levels.append(level)
+            factor = indicators(
+                series, name, reference.get(name), what="predictor", error=StatsInputError, max_levels=MAX_LEVELS
+            )
+            references[name] = factor.reference
+            columns.extend(factor.columns)
+            terms.extend(factor.terms)
+            variables.extend([name] * len(factor.levels))
+            levels.extend(factor.levels)
         else:
             columns.append(numeric_column(frame, name, id_column, "use a number").to_numpy())
             terms.append(name)

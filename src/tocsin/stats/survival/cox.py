@@ -36,8 +36,10 @@ from lifelines.exceptions import ConvergenceError, ConvergenceWarning
 from scipy.linalg import LinAlgWarning
 from scipy.stats import chi2, norm
 
+from tocsin.stats.design_matrix import indicators, level_text
 from tocsin.stats.survival.competing_events import rows_text
 
+BOOL_LABELS = ("False", "True")
 CATEGORICAL_DTYPES = (pl.String, pl.Categorical, pl.Enum, pl.Boolean)
 SUMMARY_COLUMNS = (
     "term",
@@ -109,17 +111,6 @@ class CoxResult:
         return next(t for t in self.tests if t.name == name)
 
 
-def _levels(values: pl.Series) -> list[str]:
-    """Sorted distinct levels as text; numbers sort numerically (R sorts a factor of 1, 2, 10 that way)."""
-    return [_level_text(v) for v in sorted(values.drop_nulls().unique().to_list())]
-
-
-def _level_text(value: object) -> str:
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
-
-
 def build_design(
     table: pl.DataFrame,
     time: str,
@@ -161,7 +152,7 @@ def build_design(
         raise CoxInputError(f"{where}: column {time!r} is negative or not finite; give a follow-up time >= 0")
     bad_event = np.flatnonzero(~np.isin(events, (0.0, 1.0)))
     if bad_event.size:
-        found = sorted({_level_text(v) for v in events[bad_event]})
+        found = sorted({level_text(v) for v in events[bad_event]})
         where = rows_text([original_row[r] for r in bad_event], row_names)
         raise CoxInputError(
             f"{where}: column {event!r} must be 0 (censored) or 1 (event); found {', '.join(found)}. For a status with "
@@ -175,23 +166,15 @@ def build_design(
     for name in covariates:
         series = complete.get_column(name)
         if name in references or series.dtype in CATEGORICAL_DTYPES:
-            levels = _levels(series)
-            reference = references.get(name, levels[0] if levels else "")
-            if reference not in levels:
-                raise CoxInputError(
-                    f"reference level {reference!r} of {name!r} does not occur; its levels are {', '.join(levels)}"
-                )
-            if len(levels) < 2:
-                raise CoxInputError(f"covariate {name!r} has a single level ({reference}); drop it from the model")
-            text = series.map_elements(_level_text, return_dtype=pl.String)
-            used_references[name] = reference
-            for level in levels:
-                if level == reference:
-                    continue
-                columns.append((text == level).cast(pl.Float64).to_numpy())
-                terms.append(f"{name}={level}")
-                term_variable.append(name)
-                term_level.append(level)
+            # booleans are named as Python prints them (female=True), as this module has always done
+            factor = indicators(
+                series, name, references.get(name), what="covariate", error=CoxInputError, bool_labels=BOOL_LABELS
+            )
+            used_references[name] = factor.reference
+            columns.extend(factor.columns)
+            terms.extend(factor.terms)
+            term_variable.extend([name] * len(factor.levels))
+            term_level.extend(factor.levels)
         elif series.dtype.is_numeric():
             columns.append(series.cast(pl.Float64).to_numpy())
             terms.append(name)
