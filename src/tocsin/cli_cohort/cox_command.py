@@ -14,7 +14,7 @@ import orjson
 import typer
 from rich.console import Console
 
-from tocsin.cli_cohort.app import cohort_app, fail
+from tocsin.cli_cohort.app import cohort_app, input_errors
 from tocsin.cli_cohort.options import (
     ConfLevelOption,
     JsonOption,
@@ -43,21 +43,16 @@ def cox_command(
     # the estimators (scipy, lifelines, ...) load here, not when `tocsin` starts (see table1_command)
     from tocsin.adapters.competing_output import write_json
     from tocsin.adapters.cox_output import cox_document, print_cox
-    from tocsin.adapters.patient_table import PatientTableError, read_patient_table, row_names, write_patient_table
-    from tocsin.stats.survival.cox import CoxInputError, cox_regression
+    from tocsin.adapters.patient_table import read_patient_table, row_names, write_patient_table
+    from tocsin.stats.survival.cox import cox_regression
     from tocsin.stats.survival.proportional_hazards import proportional_hazards_test
 
     check_out_suffix(out)
     references = parse_references(reference)
-    try:
+    with input_errors(patients):
         table = read_patient_table(patients, [time, event, *covariate])
-    except PatientTableError as exc:
-        fail(str(exc))
-    try:
         fit = cox_regression(table, time, event, covariate, references, conf_level, row_names(table))
         zph = proportional_hazards_test(fit)
-    except CoxInputError as exc:
-        fail(f"{patients}: {exc}")
     meta = {"source": str(patients), "time": time, "event": event, "covariates": covariate}
     if out is not None:
         if out.suffix.lower() == ".json":

@@ -16,7 +16,7 @@ import polars as pl
 import typer
 from rich.console import Console
 
-from tocsin.cli_cohort.app import cohort_app, fail
+from tocsin.cli_cohort.app import cohort_app, fail, input_errors
 from tocsin.cli_cohort.options import (
     ConfLevelOption,
     JsonOption,
@@ -72,26 +72,24 @@ def cuminc_command(
     """Cumulative incidence (Aalen–Johansen, as R cmprsk::cuminc) of an event with competing events; Gray's test."""
     # the estimators (scipy, lifelines, ...) load here, not when `tocsin` starts (see table1_command)
     from tocsin.adapters.competing_output import cuminc_document, print_cuminc, write_json
-    from tocsin.adapters.patient_table import PatientTableError, read_patient_table, row_names, write_patient_table
+    from tocsin.adapters.patient_table import read_patient_table, row_names, write_patient_table
     from tocsin.stats.survival.aalen_johansen import cumulative_incidence_from
-    from tocsin.stats.survival.competing_events import CompetingRisksInputError, prepare_competing_events
+    from tocsin.stats.survival.competing_events import prepare_competing_events
     from tocsin.stats.survival.gray_test import gray_test_from
 
     check_out_suffix(out)
     if strata and not by:
         fail("--strata stratifies Gray's test of the --by groups; give --by as well")
     required = [time, status] + [c for c in (by, strata) if c]
-    try:
+    with input_errors(patients):
         table = read_patient_table(patients, required)
-    except PatientTableError as exc:
-        fail(str(exc))
     if not table.schema[time].is_numeric():
         fail(f"{patients}: column {time!r} must hold numbers (times), it holds {table.schema[time]}")
     declared = [event_code, *(competing_code or [])]
     events = typed_codes(patients, table, status, declared, "--event-code/--competing-code")
     censored = typed_codes(patients, table, status, censor_code or ["0"], "--censor-code")
     names = row_names(table)
-    try:
+    with input_errors(patients):
         data = prepare_competing_events(
             table.get_column(time).to_list(),
             table.get_column(status).to_list(),
@@ -114,8 +112,6 @@ def cuminc_command(
             if len(data.group_labels) > 1
             else []
         )
-    except CompetingRisksInputError as exc:
-        fail(f"{patients}: {exc}")
     cause_names = {events[0]: f"{events[0]} (event)"} | {code: f"{code} (competing)" for code in events[1:]}
     meta = {
         "source": str(patients),

@@ -9,7 +9,7 @@ import orjson
 import typer
 from rich.console import Console
 
-from tocsin.cli_cohort.app import cohort_app, fail
+from tocsin.cli_cohort.app import cohort_app, fail, input_errors
 from tocsin.cli_cohort.options import (
     TABLE_SUFFIXES,
     ByOption,
@@ -58,12 +58,11 @@ def incidence_command(
     """Incidence of each toxicity (any grade, grade >= 3, each grade) with exact or Wilson CIs, per group."""
     # the estimators (scipy, lifelines, ...) load here, not when `tocsin` starts (see table1_command)
     from tocsin.adapters.incidence_output import incidence_document, incidence_table, print_incidence
-    from tocsin.adapters.patient_table import PatientTableError, read_patient_table, write_patient_table
+    from tocsin.adapters.patient_table import read_patient_table, write_patient_table
     from tocsin.stats.incidence import DEFAULT_AT_LEAST, incidence
-    from tocsin.stats.input_checks import StatsInputError
 
     check_out_suffix(out, TABLE_SUFFIXES)
-    try:
+    with input_errors(patients):
         table = read_patient_table(patients, [*(grade_column or []), *([by] if by else [])])
         columns = grade_column or [c for c in DEFAULT_GRADE_COLUMNS if c in table.columns]
         if not columns:
@@ -73,9 +72,6 @@ def incidence_command(
                            at_least=at_least or DEFAULT_AT_LEAST)
         if out is not None:
             write_patient_table(incidence_table(result), out)
-    except (PatientTableError, StatsInputError) as exc:
-        fail(f"{patients}: {exc}" if isinstance(exc, StatsInputError) else str(exc))
-        return
     if json_output:
         _emit(incidence_document(result))
     else:
@@ -96,17 +92,13 @@ def durations_command(
     """Durations by grade and group: resolved median (IQR; range) and the KM median with ongoing censored."""
     # the estimators (scipy, lifelines, ...) load here, not when `tocsin` starts (see table1_command)
     from tocsin.adapters.incidence_output import durations_document, print_durations
-    from tocsin.adapters.patient_table import PatientTableError, read_patient_table
+    from tocsin.adapters.patient_table import read_patient_table
     from tocsin.stats.durations import duration_summary
-    from tocsin.stats.input_checks import StatsInputError
 
-    try:
+    with input_errors(patients):
         table = read_patient_table(patients, [duration, ongoing, *([grade_column] if grade_column else []),
                                               *([by] if by else [])])
         result = duration_summary(table, duration, ongoing, grade=grade_column, by=by)
-    except (PatientTableError, StatsInputError) as exc:
-        fail(f"{patients}: {exc}" if isinstance(exc, StatsInputError) else str(exc))
-        return
     if json_output:
         _emit(durations_document(result))
     else:
@@ -133,18 +125,14 @@ def logistic_command(
     """Logistic regression: OR, Wald and profile-likelihood CIs, P; rows dropped for missing values listed."""
     # the estimators (scipy, lifelines, ...) load here, not when `tocsin` starts (see table1_command)
     from tocsin.adapters.incidence_output import logistic_document, print_logistic
-    from tocsin.adapters.patient_table import PatientTableError, read_patient_table
-    from tocsin.stats.input_checks import StatsInputError
+    from tocsin.adapters.patient_table import read_patient_table
     from tocsin.stats.logistic import logistic_regression
 
     references = parse_references(reference)
-    try:
+    with input_errors(patients):
         table = read_patient_table(patients, [outcome, *predictor])
         result = logistic_regression(table, outcome, predictor, threshold=threshold, categorical=categorical or (),
                                      reference=references, confidence=conf_level, profile=profile)
-    except (PatientTableError, StatsInputError) as exc:
-        fail(f"{patients}: {exc}" if isinstance(exc, StatsInputError) else str(exc))
-        return
     if json_output:
         _emit(logistic_document(result))
     else:

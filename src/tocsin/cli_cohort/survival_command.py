@@ -9,7 +9,7 @@ import orjson
 import typer
 from rich.console import Console
 
-from tocsin.cli_cohort.app import cohort_app, fail
+from tocsin.cli_cohort.app import cohort_app, fail, input_errors
 from tocsin.cli_cohort.options import (
     ConfLevelOption,
     JsonOption,
@@ -73,10 +73,10 @@ def survival(
 ) -> None:
     """Kaplan–Meier per group with Greenwood CIs, medians, survival at times, log-rank, follow-up and RMST."""
     # the estimators (scipy, lifelines, ...) load here, not when `tocsin` starts (see table1_command)
-    from tocsin.adapters.patient_table import PatientTableError, read_patient_table, write_patient_table
+    from tocsin.adapters.patient_table import read_patient_table, write_patient_table
     from tocsin.adapters.survival_output import print_survival, survival_document, write_document
     from tocsin.stats.survival.follow_up import reverse_km_follow_up
-    from tocsin.stats.survival.inputs import SurvivalInputError, survival_inputs
+    from tocsin.stats.survival.inputs import survival_inputs
     from tocsin.stats.survival.kaplan_meier import kaplan_meier
     from tocsin.stats.survival.logrank import logrank_test
     from tocsin.stats.survival.rmst import restricted_mean_survival
@@ -85,15 +85,11 @@ def survival(
         fail("--strata stratifies the comparison of groups; name the groups to compare with --by")
     check_out_suffix(out)
     required = [c for c in (time, event, by, strata) if c]
-    try:
+    with input_errors(patients):
         table = read_patient_table(patients, required)
         inputs = survival_inputs(
             table, time, event, group=by, strata=strata, event_codes=event_code or (), censor_codes=censor_code or ()
         )
-    except PatientTableError as exc:
-        fail(str(exc))
-    except SurvivalInputError as exc:
-        fail(f"{patients}: {exc}")
     scale = DAYS_PER_MONTH if time_unit is TimeUnit.months else 1.0
     times = inputs.time / scale
     curves = kaplan_meier(times, inputs.event, inputs.group, conf_type=ci.value, conf_level=conf_level)

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from tocsin.cli_cohort.app import cohort_app, fail
+from tocsin.cli_cohort.app import cohort_app, fail, input_errors
 from tocsin.cli_cohort.options import JsonOption, PatientsArgument, out_option
 from tocsin.stats.table1_vocabulary import CONTINUOUS_STATISTICS, KINDS, TESTS
 
@@ -78,12 +78,12 @@ def table1_command(
 ) -> None:
     """Table 1: n (%), median (Q1, Q3) and/or mean (SD) per group, a test per variable, exact P values."""
     # scipy and statsmodels load here, not when `tocsin` starts (they cost every other command a second)
-    from tocsin.adapters.patient_table import PatientTableError, read_patient_table
+    from tocsin.adapters.patient_table import read_patient_table
     from tocsin.adapters.table1_output import Table1OutputError, print_table1, table1_json, write_table1
-    from tocsin.stats.table1 import Table1Error, Table1Options, parse_assignments, table1
+    from tocsin.stats.table1 import Table1Options, parse_assignments, table1
 
     limits = {"exact_limit": exact_limit, "resamples": resamples}
-    try:
+    with input_errors(patients):
         options = Table1Options(
             **{name: value for name, value in limits.items() if value is not None},
             tests=parse_assignments(tests or [], TESTS, "--test"),
@@ -99,9 +99,6 @@ def table1_command(
         )
         frame = read_patient_table(patients, required=[by])
         result = table1(frame, by, variables or None, options)
-    except (PatientTableError, Table1Error) as exc:
-        fail(f"{patients}: {exc}" if isinstance(exc, Table1Error) else str(exc))
-        return
     for warning in result.warnings:
         Console(stderr=True).print(f"[yellow]warning:[/] {warning}")
     if out is not None:

@@ -37,7 +37,7 @@ from scipy.linalg import LinAlgWarning
 from scipy.stats import chi2, norm
 
 from tocsin.stats.design_matrix import indicators, level_text
-from tocsin.stats.survival.competing_events import rows_text
+from tocsin.stats.input_checks import StatsInputError, require_columns, rows_text
 
 BOOL_LABELS = ("False", "True")
 CATEGORICAL_DTYPES = (pl.String, pl.Categorical, pl.Enum, pl.Boolean)
@@ -56,7 +56,7 @@ SUMMARY_COLUMNS = (
 )
 
 
-class CoxInputError(ValueError):
+class CoxInputError(StatsInputError):
     """The table cannot be fitted as given; the message names the column, rows or level and the fix."""
 
 
@@ -130,9 +130,7 @@ def build_design(
         raise CoxInputError("name at least one covariate (--covariate COLUMN)")
     if len(set(covariates)) != len(covariates):
         raise CoxInputError(f"covariates {list(covariates)} name a column twice")
-    for name in [time, event, *covariates]:
-        if name not in table.columns:
-            raise CoxInputError(f"no column {name!r}; the table has {', '.join(table.columns)}")
+    require_columns(table, [time, event, *covariates], CoxInputError)
     unknown = [v for v in references if v not in covariates]
     if unknown:
         raise CoxInputError(f"reference level given for {unknown}, which are not covariates {list(covariates)}")
