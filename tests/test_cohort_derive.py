@@ -28,7 +28,7 @@ from tocsin.cohort.columns import columns_markdown, conform, load_columns
 from tocsin.cohort.derive import DeriveInputError, derive_from_events, derive_patients
 from tocsin.config import CohortConfig, GradingConfig
 from tocsin.core.events import normalise_events
-from tocsin.synth import generate_cohort
+from tocsin.synth import OUTCOME_LABELS, generate_cohort
 from tocsin.vocabulary import load_vocabulary
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -223,17 +223,6 @@ def test_synthetic_tocilizumab_matches_the_event_rows(synthetic) -> None:
     treated = checked.filter(pl.col("rows") > 0)
     # tocilizumab is given 0.5-3 h after grade 2 is reached, so after CRS onset (tocsin.synth)
     assert (treated["tocilizumab_first_hours_from_crs_onset"] > 0).all()
-
-
-OUTCOME_LABELS = [
-    "response_day28",
-    "os_days",
-    "os_event",
-    "pfs_days",
-    "pfs_event",
-    "relapse_nrm_days",
-    "relapse_nrm_status",
-]
 
 
 def test_synthetic_outcomes_match_the_labels(synthetic) -> None:

@@ -7,22 +7,16 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
 from tocsin.adapters.patient_table import PatientTableError
+from tocsin.cli_shared import BAD_INPUT, fail
 from tocsin.stats.input_checks import StatsInputError
 
 cohort_app = typer.Typer(
     no_args_is_help=True,
     help="Cohort analytics: derive one row per patient, Table 1, survival, incidence, reports.",
 )
-BAD_INPUT = 2
-
-
-def fail(message: str) -> None:
-    """Print ``message`` as an error on stderr and exit with the bad-input code (2)."""
-    Console(stderr=True).print(f"[bold red]error:[/] {message}")
-    raise typer.Exit(BAD_INPUT)
+__all__ = ["BAD_INPUT", "cohort_app", "fail", "input_errors"]
 
 
 @contextmanager

@@ -7,7 +7,6 @@ against the column dictionary and written atomically (``write_patient_table``).
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated
 
@@ -24,6 +23,7 @@ from tocsin.adapters.console import print_problems
 from tocsin.adapters.files import InputFileError, read_event_file
 from tocsin.adapters.patient_table import PatientTableError, write_patient_table
 from tocsin.cli_cohort.app import cohort_app, fail
+from tocsin.cli_shared import normalise_raw
 from tocsin.cohort.derive import (
     REQUIRED_TABLES,
     DeriveInputError,
@@ -32,7 +32,7 @@ from tocsin.cohort.derive import (
     derive_patients,
 )
 from tocsin.config import GradingConfig
-from tocsin.core.events import IngestLimits, NormalisedEvents, normalise_events
+from tocsin.core.events import NormalisedEvents
 from tocsin.vocabulary import load_vocabulary
 
 OUT_SUFFIXES = (".csv", ".parquet", ".pq")
@@ -84,8 +84,7 @@ def _from_files(files: list[Path], config: GradingConfig, lenient: bool, chunk_p
             frames.append(read_event_file(path))
             progress.advance(reading)
         raw = pl.concat(frames, how="diagonal_relaxed")
-        now = datetime.now(timezone.utc).replace(tzinfo=None)
-        normalised = normalise_events(raw, vocabulary, IngestLimits(earliest_day=config.earliest_day, not_after=now))
+        normalised = normalise_raw(raw, config, vocabulary)
         if not normalised.ok and not lenient:
             progress.stop()
             print_problems(normalised.errors.to_dicts(), Console(stderr=True))
