@@ -7,19 +7,17 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from typer.testing import CliRunner
 
 from survival_references import FIXTURES, dataset
-from tocsin.cli import app
+from cli_helpers import run as run_cli
 
-WIDE = {"COLUMNS": "320", "NO_COLOR": "1"}
 AML = FIXTURES / "aml.csv"
 GROUP_KEYS = {"group", "n", "events", "median", "median_lower", "median_upper", "survival_at", "follow_up", "rmst"}
 POINT_KEYS = {"time", "survival", "std_err", "lower", "upper", "n_risk"}
 
 
 def run(*args: object):
-    return CliRunner().invoke(app, ["cohort", "survival", *[str(a) for a in args]], env=WIDE)
+    return run_cli("cohort", "survival", *args)
 
 
 def document(*args: object) -> dict:
