@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from enum import Enum
-from typing import Annotated
+from typing import Annotated, Literal
 
 import orjson
 import typer
 from rich.console import Console
 
+from tocsin.stats.methods import SurvivalConfidenceType
 from tocsin.cli_cohort.app import cohort_app, fail, input_errors
 from tocsin.cli_cohort.options import (
     ConfLevelOption,
@@ -26,15 +26,7 @@ SurvivalBy = by_option("Compare the groups of this column (log-rank).")
 SurvivalOut = out_option("Write the result: .json = the report, .csv/.parquet = the curve table.")
 
 
-class ConfidenceOption(str, Enum):
-    log_log = "log-log"
-    log = "log"
-    plain = "plain"
-
-
-class TimeUnit(str, Enum):
-    days = "days"
-    months = "months"
+TimeUnit = Literal["days", "months"]
 
 
 @cohort_app.command("survival")
@@ -51,9 +43,9 @@ def survival(
         typer.Option("--at", help="Report survival ± SE and the number at risk at this time (repeat for several)."),
     ] = None,
     ci: Annotated[
-        ConfidenceOption,
+        SurvivalConfidenceType,
         typer.Option("--ci", help="CI transform: log-log (SAS default), log (R survfit default) or plain."),
-    ] = ConfidenceOption.log_log,
+    ] = "log-log",
     conf_level: ConfLevelOption = 0.95,
     rmst_horizon: Annotated[
         float | None, typer.Option("--rmst-horizon", help="Restricted mean survival up to this time.")
@@ -61,7 +53,7 @@ def survival(
     time_unit: Annotated[
         TimeUnit,
         typer.Option("--time-unit", help="Unit of the output, --at and --rmst-horizon (months = days / 30.4375)."),
-    ] = TimeUnit.days,
+    ] = "days",
     event_code: Annotated[
         list[str] | None, typer.Option("--event-code", help="A value of --event that means event (e.g. 2).")
     ] = None,
@@ -90,9 +82,9 @@ def survival(
         inputs = survival_inputs(
             table, time, event, group=by, strata=strata, event_codes=event_code or (), censor_codes=censor_code or ()
         )
-    scale = DAYS_PER_MONTH if time_unit is TimeUnit.months else 1.0
+    scale = DAYS_PER_MONTH if time_unit == "months" else 1.0
     times = inputs.time / scale
-    curves = kaplan_meier(times, inputs.event, inputs.group, conf_type=ci.value, conf_level=conf_level)
+    curves = kaplan_meier(times, inputs.event, inputs.group, conf_type=ci, conf_level=conf_level)
     test = None
     if by and curves.groups.height >= 2:
         try:
@@ -104,16 +96,16 @@ def survival(
     rmst = None
     if rmst_horizon is not None:
         if rmst_horizon <= 0:
-            fail(f"--rmst-horizon {rmst_horizon}: give a time after day 0 (in {time_unit.value})")
+            fail(f"--rmst-horizon {rmst_horizon}: give a time after day 0 (in {time_unit})")
         rmst = restricted_mean_survival(times, inputs.event, inputs.group, horizon=rmst_horizon, conf_level=conf_level)
     document = survival_document(
         curves,
         curves.survival_at(at or []),
-        reverse_km_follow_up(times, inputs.event, inputs.group, conf_type=ci.value, conf_level=conf_level),
+        reverse_km_follow_up(times, inputs.event, inputs.group, conf_type=ci, conf_level=conf_level),
         rmst,
         test,
         columns={"time": time, "event": event, "by": by, "strata": strata},
-        time_unit=time_unit.value,
+        time_unit=time_unit,
     )
     if out is not None:
         if out.suffix.lower() == ".json":

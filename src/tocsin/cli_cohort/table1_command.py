@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from typing import Annotated
 
 import typer
@@ -10,25 +9,11 @@ from rich.console import Console
 
 from tocsin.cli_cohort.app import cohort_app, fail, input_errors
 from tocsin.cli_cohort.options import JsonOption, PatientsArgument, out_option
-from tocsin.stats.table1_vocabulary import CONTINUOUS_STATISTICS, KINDS, TESTS
+from tocsin.stats.multiplicity import Adjustment
+from tocsin.stats.summaries import QuantileDefinition
+from tocsin.stats.table1_vocabulary import CONTINUOUS_STATISTICS, KINDS, TESTS, WilcoxonTies
 
 Table1Out = out_option("Write .csv, .docx, .html or .json.")
-
-
-class AdjustOption(str, Enum):
-    none = "none"
-    bonferroni = "bonferroni"
-    holm = "holm"
-
-
-class WilcoxonTiesOption(str, Enum):
-    normal = "normal"
-    exact = "exact"
-
-
-class QuantileOption(str, Enum):
-    type2 = "type2"
-    type7 = "type7"
 
 
 @cohort_app.command("table1")
@@ -50,11 +35,9 @@ def table1_command(
         typer.Option("--stat", help=f"Continuous summary (repeat): {', '.join(CONTINUOUS_STATISTICS)}."),
     ] = None,
     quantiles: Annotated[
-        QuantileOption, typer.Option("--quartiles", help="Quartile definition: type2 (SAS) or type7 (R).")
-    ] = QuantileOption.type2,
-    adjust: Annotated[AdjustOption, typer.Option("--adjust", help="Multiple-comparison adjustment.")] = (
-        AdjustOption.none
-    ),
+        QuantileDefinition, typer.Option("--quartiles", help="Quartile definition: type2 (SAS) or type7 (R).")
+    ] = "type2",
+    adjust: Annotated[Adjustment, typer.Option("--adjust", help="Multiple-comparison adjustment.")] = "none",
     digits: Annotated[int, typer.Option("--digits", min=0, max=6, help="Decimals of summaries.")] = 1,
     p_digits: Annotated[int, typer.Option("--p-digits", min=1, max=10, help="Decimals of P values.")] = 3,
     exact_limit: Annotated[
@@ -66,12 +49,12 @@ def table1_command(
         int | None, typer.Option("--resamples", min=1, help="Tables drawn by fisher-mc (default 2000, as R).")
     ] = None,
     wilcoxon_ties: Annotated[
-        WilcoxonTiesOption,
+        WilcoxonTies,
         typer.Option(
             "--wilcoxon-ties",
             help="Tied groups < 50: normal approximation (R < 4.6, default) or exact conditional (R >= 4.6).",
         ),
-    ] = WilcoxonTiesOption.normal,
+    ] = "normal",
     overall: Annotated[bool, typer.Option("--overall/--no-overall", help="Add an Overall column.")] = True,
     json_output: JsonOption = False,
     out: Table1Out = None,
@@ -89,12 +72,12 @@ def table1_command(
             tests=parse_assignments(tests or [], TESTS, "--test"),
             kinds=parse_assignments(kinds or [], KINDS, "--type"),  # type: ignore[arg-type]
             continuous_statistics=tuple(dict.fromkeys(statistics or ["median-iqr"])),
-            quantiles=quantiles.value,
-            adjust=adjust.value,
+            quantiles=quantiles,
+            adjust=adjust,
             digits=digits,
             p_digits=p_digits,
             seed=seed,
-            wilcoxon_ties=wilcoxon_ties.value,
+            wilcoxon_ties=wilcoxon_ties,
             overall=overall,
         )
         frame = read_patient_table(patients, required=[by])
