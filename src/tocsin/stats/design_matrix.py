@@ -14,7 +14,7 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
@@ -89,3 +89,34 @@ def indicators(
     text = category_text(series, bool_labels)
     others = tuple(level for level in levels if level != chosen)
     return Indicators(name, chosen, others, tuple((text == level).cast(pl.Float64).to_numpy() for level in others))
+
+
+@dataclass
+class DesignColumns:
+    """The model matrix being built: its columns, and for each the term, its covariate and its level."""
+
+    columns: list[np.ndarray] = field(default_factory=list)
+    terms: list[str] = field(default_factory=list)
+    variables: list[str] = field(default_factory=list)
+    levels: list[str | None] = field(default_factory=list)
+    references: dict[str, str] = field(default_factory=dict)
+
+    def add_numeric(self, name: str, values: np.ndarray) -> None:
+        """One column for a numeric covariate (a linear term) or the intercept."""
+        self.columns.append(values)
+        self.terms.append(name)
+        self.variables.append(name)
+        self.levels.append(None)
+
+    def add_factor(self, factor: Indicators) -> None:
+        """The indicator columns of a categorical covariate, and its reference level."""
+        self.references[factor.name] = factor.reference
+        self.columns.extend(factor.columns)
+        self.terms.extend(factor.terms)
+        self.variables.extend([factor.name] * len(factor.levels))
+        self.levels.extend(factor.levels)
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """The columns side by side, one row per observation."""
+        return np.column_stack(self.columns)

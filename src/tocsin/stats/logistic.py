@@ -50,7 +50,7 @@ from scipy.optimize import brentq, linprog, root_scalar
 from scipy.stats import chi2, norm
 from statsmodels.tools.sm_exceptions import PerfectSeparationWarning
 
-from tocsin.stats.design_matrix import indicators
+from tocsin.stats.design_matrix import DesignColumns, indicators
 from tocsin.stats.input_checks import StatsInputError, flag_column, numeric_column, require_columns
 
 INTERCEPT = "(Intercept)"
@@ -130,26 +130,17 @@ def _design(
     frame: pl.DataFrame, predictors: Sequence[str], categorical: set[str], reference: Mapping[str, str],
     id_column: str,
 ) -> _Design:
-    columns = [np.ones(frame.height)]
-    terms, variables, levels = [INTERCEPT], [INTERCEPT], [None]
-    references: dict[str, str] = {}
+    design = DesignColumns()
+    design.add_numeric(INTERCEPT, np.ones(frame.height))
     for name in predictors:
         series = frame.get_column(name)
         if _is_categorical(frame, name, name in categorical or name in reference, id_column):
-            factor = indicators(
+            design.add_factor(indicators(
                 series, name, reference.get(name), what="predictor", error=StatsInputError, max_levels=MAX_LEVELS
-            )
-            references[name] = factor.reference
-            columns.extend(factor.columns)
-            terms.extend(factor.terms)
-            variables.extend([name] * len(factor.levels))
-            levels.extend(factor.levels)
+            ))
         else:
-            columns.append(numeric_column(frame, name, id_column, "use a number").to_numpy())
-            terms.append(name)
-            variables.append(name)
-            levels.append(None)
-    return _Design(np.column_stack(columns), terms, variables, levels, references)
+            design.add_numeric(name, numeric_column(frame, name, id_column, "use a number").to_numpy())
+    return _Design(design.matrix, design.terms, design.variables, design.levels, design.references)
 
 
 def _separating_terms(matrix: np.ndarray, y: np.ndarray, terms: list[str]) -> list[str]:

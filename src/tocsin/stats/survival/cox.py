@@ -36,7 +36,7 @@ from lifelines.exceptions import ConvergenceError, ConvergenceWarning
 from scipy.linalg import LinAlgWarning
 from scipy.stats import chi2, norm
 
-from tocsin.stats.design_matrix import indicators, level_text
+from tocsin.stats.design_matrix import DesignColumns, indicators, level_text
 from tocsin.stats.input_checks import StatsInputError, require_columns, rows_text
 
 BOOL_LABELS = ("False", "True")
@@ -156,38 +156,26 @@ def build_design(
             f"{where}: column {event!r} must be 0 (censored) or 1 (event); found {', '.join(found)}. For a status with "
             "competing events use `tocsin cohort cuminc`, or recode the column"
         )
-    columns: list[np.ndarray] = []
-    terms: list[str] = []
-    term_variable: list[str] = []
-    term_level: list[str | None] = []
-    used_references: dict[str, str] = {}
+    design = DesignColumns()
     for name in covariates:
         series = complete.get_column(name)
         if name in references or series.dtype in CATEGORICAL_DTYPES:
             # booleans are named as Python prints them (female=True), as this module has always done
-            factor = indicators(
+            design.add_factor(indicators(
                 series, name, references.get(name), what="covariate", error=CoxInputError, bool_labels=BOOL_LABELS
-            )
-            used_references[name] = factor.reference
-            columns.extend(factor.columns)
-            terms.extend(factor.terms)
-            term_variable.extend([name] * len(factor.levels))
-            term_level.extend(factor.levels)
+            ))
         elif series.dtype.is_numeric():
-            columns.append(series.cast(pl.Float64).to_numpy())
-            terms.append(name)
-            term_variable.append(name)
-            term_level.append(None)
+            design.add_numeric(name, series.cast(pl.Float64).to_numpy())
         else:
             raise CoxInputError(f"covariate {name!r} holds {series.dtype}; give a number, text or a boolean")
     return Design(
-        np.column_stack(columns),
+        design.matrix,
         times,
         events,
-        tuple(terms),
-        tuple(term_variable),
-        tuple(term_level),
-        used_references,
+        tuple(design.terms),
+        tuple(design.variables),
+        tuple(design.levels),
+        design.references,
         table.height - complete.height,
     )
 
