@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import orjson
 import typer
 from rich.console import Console
 
@@ -23,6 +22,7 @@ from tocsin.cli_cohort.options import (
     check_out_suffix,
     out_option,
     parse_references,
+    print_json,
 )
 
 CoxOut = out_option("Write the result: .json document, or the terms as .csv/.parquet.")
@@ -61,6 +61,6 @@ def cox_command(
             write_patient_table(fit.summary, out)
         Console(stderr=True).print(f"Cox model of {patients} -> {out}")
     if json_output:
-        typer.echo(orjson.dumps(cox_document(fit, zph, meta), option=orjson.OPT_INDENT_2).decode())
+        print_json(cox_document(fit, zph, meta))
     elif out is None:
         print_cox(Console(), fit, zph)

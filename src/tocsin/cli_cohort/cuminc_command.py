@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import orjson
 import polars as pl
 import typer
 from rich.console import Console
@@ -24,6 +23,7 @@ from tocsin.cli_cohort.options import (
     by_option,
     check_out_suffix,
     out_option,
+    print_json,
 )
 from tocsin.stats.methods import CumincConfidenceType
 
@@ -129,6 +129,6 @@ def cuminc_command(
             write_patient_table(fit.summary, out)
         Console(stderr=True).print(f"cumulative incidence of {patients} -> {out}")
     if json_output:
-        typer.echo(orjson.dumps(cuminc_document(fit, at_times, tests, meta), option=orjson.OPT_INDENT_2).decode())
+        print_json(cuminc_document(fit, at_times, tests, meta))
     elif out is None:
         print_cuminc(Console(), fit, at_times, tests, cause_names)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated
 
-import orjson
 import typer
 from rich.console import Console
 
@@ -20,6 +18,7 @@ from tocsin.cli_cohort.options import (
     check_out_suffix,
     out_option,
     parse_references,
+    print_json,
 )
 from tocsin.stats.methods import CIMethod
 
@@ -32,10 +31,6 @@ DEFAULT_GRADE_COLUMNS = (
 )
 
 IncidenceOut = out_option("Also write the rows as CSV/Parquet to this file.")
-
-
-def _emit(document: dict) -> None:
-    sys.stdout.buffer.write(orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY) + b"\n")
 
 
 @cohort_app.command("incidence")
@@ -73,7 +68,7 @@ def incidence_command(
         if out is not None:
             write_patient_table(incidence_table(result), out)
     if json_output:
-        _emit(incidence_document(result))
+        print_json(incidence_document(result))
     else:
         print_incidence(result, Console())
 
@@ -100,7 +95,7 @@ def durations_command(
                                               *([by] if by else [])])
         result = duration_summary(table, duration, ongoing, grade=grade_column, by=by)
     if json_output:
-        _emit(durations_document(result))
+        print_json(durations_document(result))
     else:
         print_durations(result, Console())
 
@@ -134,6 +129,6 @@ def logistic_command(
         result = logistic_regression(table, outcome, predictor, threshold=threshold, categorical=categorical or (),
                                      reference=references, confidence=conf_level, profile=profile)
     if json_output:
-        _emit(logistic_document(result))
+        print_json(logistic_document(result))
     else:
         print_logistic(result, Console())

@@ -8,10 +8,12 @@ Light on purpose (Typer only): the command modules are imported whenever ``tocsi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
+import orjson
 import typer
 
 from tocsin.cli_cohort.app import fail
@@ -52,6 +54,11 @@ def out_option(help: str) -> Any:
 def by_option(help: str) -> Any:
     """``--by COLUMN`` (optional), with what the command does with the groups in its help."""
     return Annotated[str | None, typer.Option("--by", help=help)]
+
+
+def print_json(document: Mapping[str, Any]) -> None:
+    """``--json``: the document on stdout, indented, NumPy scalars as numbers, one newline at the end."""
+    sys.stdout.buffer.write(orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY) + b"\n")
 
 
 def check_out_suffix(out: Path | None, suffixes: Sequence[str] = DOCUMENT_OR_TABLE_SUFFIXES) -> None:

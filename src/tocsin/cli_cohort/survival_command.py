@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-import orjson
 import typer
 from rich.console import Console
 
@@ -17,6 +16,7 @@ from tocsin.cli_cohort.options import (
     by_option,
     check_out_suffix,
     out_option,
+    print_json,
 )
 
 DAYS_PER_MONTH = 365.25 / 12
@@ -113,6 +113,6 @@ def survival(
         else:
             write_patient_table(curves.summary, out)
     if json_output:
-        typer.echo(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
+        print_json(document)
     elif out is None:
         print_survival(document, Console())

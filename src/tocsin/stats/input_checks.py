@@ -39,6 +39,12 @@ def _where(table: pl.DataFrame, bad: pl.Series, id_column: str) -> str:
     return f"row {index + 1}"
 
 
+def check_conf_level(level: float, name: str = "conf_level", error: type[StatsInputError] = StatsInputError) -> None:
+    """A confidence level is strictly between 0 and 1 (0.95, not 95); ``name`` is the argument's name."""
+    if not 0 < level < 1:
+        raise error(f"{name} {level}: give a confidence level between 0 and 1 (exclusive), e.g. 0.95")
+
+
 def require_columns(
     table: pl.DataFrame, columns: Sequence[str], error: type[StatsInputError] = StatsInputError
 ) -> None:

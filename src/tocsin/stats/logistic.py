@@ -51,7 +51,7 @@ from scipy.stats import chi2, norm
 from statsmodels.tools.sm_exceptions import PerfectSeparationWarning
 
 from tocsin.stats.design_matrix import DesignColumns, indicators
-from tocsin.stats.input_checks import StatsInputError, flag_column, numeric_column, require_columns
+from tocsin.stats.input_checks import StatsInputError, check_conf_level, flag_column, numeric_column, require_columns
 
 INTERCEPT = "(Intercept)"
 _SEPARATION_TOLERANCE = 1e-7
@@ -264,8 +264,7 @@ def logistic_regression(
     unknown = sorted(set(reference) - set(predictors))
     if unknown:
         raise StatsInputError(f"reference given for {', '.join(unknown)}, which is not a predictor")
-    if not 0.0 < confidence < 1.0:
-        raise StatsInputError(f"confidence must be between 0 and 1, got {confidence}")
+    check_conf_level(confidence, "confidence")
     y_series, definition = _outcome(table, outcome, threshold, id_column)
     frame = table.select(predictors).with_columns(y_series.alias("__outcome__"))
     if id_column in table.columns:

@@ -31,6 +31,7 @@ import polars as pl
 from scipy.stats import norm
 from statsmodels.stats.proportion import proportion_confint
 
+from tocsin.stats.input_checks import check_conf_level
 from tocsin.stats.methods import CI_METHOD_LABEL, CIMethod
 
 __all__ = ["CI_METHOD_LABEL", "CIMethod", "ProportionCI", "proportion_ci"]
@@ -85,8 +86,7 @@ def proportion_ci(
     Raises ``ValueError`` for negative counts, events above n, non-integer counts or a confidence outside (0, 1).
     """
     method = CIMethod(method)
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must be between 0 and 1 (exclusive), got {confidence}")
+    check_conf_level(confidence, "confidence")
     x = np.asarray(events, dtype=float)
     m = np.asarray(n, dtype=float)
     if x.shape != m.shape:

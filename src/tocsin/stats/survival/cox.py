@@ -37,7 +37,7 @@ from scipy.linalg import LinAlgWarning
 from scipy.stats import chi2, norm
 
 from tocsin.stats.design_matrix import DesignColumns, indicators, level_text
-from tocsin.stats.input_checks import StatsInputError, require_columns, rows_text
+from tocsin.stats.input_checks import StatsInputError, check_conf_level, require_columns, rows_text
 
 BOOL_LABELS = ("False", "True")
 CATEGORICAL_DTYPES = (pl.String, pl.Categorical, pl.Enum, pl.Boolean)
@@ -262,8 +262,7 @@ def cox_regression(
     Equivalent R: ``summary(coxph(Surv(time, event) ~ x1 + factor(x2), data, ties = "efron"))`` with
     ``relevel(x2, ref = reference)``. ``row_names`` name the rows in error messages.
     """
-    if not 0 < conf_level < 1:
-        raise CoxInputError(f"conf_level must be between 0 and 1, not {conf_level}")
+    check_conf_level(conf_level, error=CoxInputError)
     design = build_design(table, time, event, covariates, references, row_names)
     if design.event.sum() == 0:
         raise CoxInputError(f"column {event!r} has no events (all 0); a Cox model needs at least one event")
