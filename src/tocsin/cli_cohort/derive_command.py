@@ -23,6 +23,7 @@ from tocsin.adapters.console import print_problems
 from tocsin.adapters.files import InputFileError, read_event_file
 from tocsin.adapters.patient_table import PatientTableError, write_patient_table
 from tocsin.cli_cohort.app import cohort_app, fail
+from tocsin.cli_cohort.options import TABLE_SUFFIXES, check_out_suffix
 from tocsin.cli_shared import normalise_raw
 from tocsin.cohort.derive import (
     REQUIRED_TABLES,
@@ -35,7 +36,6 @@ from tocsin.config import GradingConfig
 from tocsin.core.events import NormalisedEvents
 from tocsin.vocabulary import load_vocabulary
 
-OUT_SUFFIXES = (".csv", ".parquet", ".pq")
 #: Input problems listed after a derivation (the rest are counted).
 SHOWN_PROBLEMS = 20
 
@@ -147,8 +147,7 @@ def derive(
 
     Beside the table, OUT.method.json names the column dictionary version, the configuration and the inputs.
     """
-    if out.suffix.lower() not in OUT_SUFFIXES:
-        fail(f"--out {out}: unknown format '{out.suffix}'; name the file .csv or .parquet")
+    check_out_suffix(out, TABLE_SUFFIXES)
     folders = [p for p in courses if p.is_dir()]
     if folders and len(folders) != len(courses):
         fail(
