@@ -37,6 +37,7 @@ ConfLevelOption = Annotated[
     typer.Option("--conf-level", callback=_check_conf_level, help="Confidence level of the intervals (0-1)."),
 ]
 ByOption = Annotated[str | None, typer.Option("--by", help="Group column whose groups are compared (e.g. product).")]
+RequiredByOption = Annotated[str, typer.Option("--by", help="Group column whose groups are compared (e.g. product).")]
 ReferenceOption = Annotated[
     list[str] | None,
     typer.Option(

@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 
 from tocsin.cli_cohort.app import cohort_app, fail, input_errors
-from tocsin.cli_cohort.options import JsonOption, PatientsArgument, out_option
+from tocsin.cli_cohort.options import JsonOption, PatientsArgument, RequiredByOption, out_option
 from tocsin.stats.multiplicity import Adjustment
 from tocsin.stats.summaries import QuantileDefinition
 from tocsin.stats.table1_vocabulary import CONTINUOUS_STATISTICS, KINDS, TESTS, WilcoxonTies
@@ -19,7 +19,7 @@ Table1Out = out_option("Write .csv, .docx, .html or .json.")
 @cohort_app.command("table1")
 def table1_command(
     patients: PatientsArgument,
-    by: Annotated[str, typer.Option("--by", help="Group column (e.g. product).")],
+    by: RequiredByOption,
     variables: Annotated[
         list[str] | None, typer.Option("--var", help="Variable to include (repeat); default: every usable column.")
     ] = None,
