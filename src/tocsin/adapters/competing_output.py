@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tocsin.adapters.atomic_write import write_bytes_atomically
+from tocsin.adapters.text_format import fixed
 from tocsin.stats.survival.aalen_johansen import CumulativeIncidence
 from tocsin.stats.survival.gray_test import GrayTestResult
 
@@ -62,7 +63,7 @@ def write_json(document: Mapping[str, Any], path: Path) -> None:
 
 
 def _number(value: float | None, digits: int = 3) -> str:
-    return "—" if value is None else f"{value:.{digits}f}"
+    return fixed(value, digits)
 
 
 def format_p(p: float | None) -> str:

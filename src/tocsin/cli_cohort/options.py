@@ -3,7 +3,7 @@
 One name per meaning: the patient table is the first argument, ``--by`` names the group column, ``--json``
 prints the document, ``--out`` writes a file (atomically), ``--conf-level`` is the confidence level (as R's
 ``conf.level``), ``--reference COLUMN=LEVEL`` picks the reference level of a categorical covariate.
-Light on purpose (Typer only): the command modules are imported whenever ``tocsin`` starts.
+Light on purpose (Typer and orjson only): the command modules are imported whenever ``tocsin`` starts.
 """
 
 from __future__ import annotations
