@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping, Sequence
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,7 +20,16 @@ import typer
 from tocsin.cli_cohort.app import fail
 
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
+#: --time-unit months: days / 30.4375 (a Julian year of 365.25 days over 12).
+DAYS_PER_MONTH = 365.25 / 12
 DOCUMENT_OR_TABLE_SUFFIXES = (".json", *TABLE_SUFFIXES)
+
+
+class TimeUnit(str, Enum):
+    """The unit of the times a command prints (its input times are days since infusion)."""
+
+    days = "days"
+    months = "months"
 
 
 def _check_conf_level(value: float) -> float:

@@ -2,31 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 import typer
 from rich.console import Console
 
-from tocsin.stats.methods import SurvivalConfidenceType
 from tocsin.cli_cohort.app import cohort_app, fail, input_errors
-from tocsin.cli_cohort.options import (
+from tocsin.cli_cohort.options import (  # DAYS_PER_MONTH and TimeUnit are imported from here too (cohort report)
+    DAYS_PER_MONTH,
     ConfLevelOption,
     JsonOption,
     PatientsArgument,
+    TimeUnit,
     by_option,
     check_out_suffix,
     out_option,
     print_json,
 )
-
-DAYS_PER_MONTH = 365.25 / 12
-
+from tocsin.stats.methods import SurvivalConfidenceType
 
 SurvivalBy = by_option("Compare the groups of this column (log-rank).")
 SurvivalOut = out_option("Write the result: .json = the report, .csv/.parquet = the curve table.")
 
 
-TimeUnit = Literal["days", "months"]
 
 
 @cohort_app.command("survival")
@@ -53,7 +51,7 @@ def survival(
     time_unit: Annotated[
         TimeUnit,
         typer.Option("--time-unit", help="Unit of the output, --at and --rmst-horizon (months = days / 30.4375)."),
-    ] = "days",
+    ] = TimeUnit.days,
     event_code: Annotated[
         list[str] | None, typer.Option("--event-code", help="A value of --event that means event (e.g. 2).")
     ] = None,
@@ -82,7 +80,7 @@ def survival(
         inputs = survival_inputs(
             table, time, event, group=by, strata=strata, event_codes=event_code or (), censor_codes=censor_code or ()
         )
-    scale = DAYS_PER_MONTH if time_unit == "months" else 1.0
+    scale = DAYS_PER_MONTH if time_unit is TimeUnit.months else 1.0
     times = inputs.time / scale
     curves = kaplan_meier(times, inputs.event, inputs.group, conf_type=ci, conf_level=conf_level)
     test = None
@@ -96,7 +94,7 @@ def survival(
     rmst = None
     if rmst_horizon is not None:
         if rmst_horizon <= 0:
-            fail(f"--rmst-horizon {rmst_horizon}: give a time after day 0 (in {time_unit})")
+            fail(f"--rmst-horizon {rmst_horizon}: give a time after day 0 (in {time_unit.value})")
         rmst = restricted_mean_survival(times, inputs.event, inputs.group, horizon=rmst_horizon, conf_level=conf_level)
     document = survival_document(
         curves,
@@ -105,7 +103,7 @@ def survival(
         rmst,
         test,
         columns={"time": time, "event": event, "by": by, "strata": strata},
-        time_unit=time_unit,
+        time_unit=time_unit.value,
     )
     if out is not None:
         if out.suffix.lower() == ".json":
