@@ -12,11 +12,12 @@ with and without profile-likelihood intervals.
 from __future__ import annotations
 
 import argparse
-import time
 from collections.abc import Callable
 
 import numpy as np
 import polars as pl
+
+from timing import best_of
 
 from tocsin.stats.durations import duration_summary
 from tocsin.stats.incidence import incidence
@@ -48,13 +49,8 @@ def cohort(n: int, seed: int) -> pl.DataFrame:
 
 def best(run: Callable[[], object], repeat: int) -> str:
     """Best wall-clock and CPU seconds of ``repeat`` runs, as 'wall (cpu)'."""
-    walls, cpus = [], []
-    for _ in range(repeat):
-        wall, cpu = time.perf_counter(), time.process_time()
-        run()
-        walls.append(time.perf_counter() - wall)
-        cpus.append(time.process_time() - cpu)
-    return f"{min(walls):.3f} ({min(cpus):.3f})"
+    timing = best_of(run, repeat)
+    return f"{timing.wall:.3f} ({timing.cpu:.3f})"
 
 
 def main() -> None:

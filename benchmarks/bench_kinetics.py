@@ -11,11 +11,12 @@ of kinetics_nca and of expansion_phase (3 query times per patient, both views).
 from __future__ import annotations
 
 import argparse
-import time
 from collections.abc import Callable
 
 import numpy as np
 import polars as pl
+
+from timing import best_of
 
 from tocsin.config import KineticsConfig
 from tocsin.core.events import normalise_events
@@ -55,14 +56,9 @@ def cohort(n: int, seed: int) -> pl.DataFrame:
     return raw.with_columns(file=pl.lit("bench.csv"), line=pl.int_range(2, raw.height + 2))
 
 
-def best_of(repeat: int, run: Callable[[], object]) -> tuple[float, float]:
-    walls, cpus = [], []
-    for _ in range(repeat):
-        wall, cpu = time.perf_counter(), time.process_time()
-        run()
-        walls.append(time.perf_counter() - wall)
-        cpus.append(time.process_time() - cpu)
-    return min(walls), min(cpus)
+def best(repeat: int, run: Callable[[], object]) -> tuple[float, float]:
+    timing = best_of(run, repeat)
+    return timing.wall, timing.cpu
 
 
 def main() -> None:
@@ -78,9 +74,9 @@ def main() -> None:
         levels = events.events.filter(pl.col("item").cast(pl.Utf8).str.starts_with("car_t")).height
         queries = pl.DataFrame({"patient_id": np.repeat([f"P{p}" for p in range(n)], 3), "t": [9.0, 12.0, 30.0] * n})
         timings = {
-            "kinetics_nca": best_of(args.repeat, lambda: kinetics_nca(events.events, events.patients, config)),
-            "expansion_phase": best_of(args.repeat, lambda: expansion_phase(events.events, queries, config)),
-            "expansion_phase known_at_t": best_of(
+            "kinetics_nca": best(args.repeat, lambda: kinetics_nca(events.events, events.patients, config)),
+            "expansion_phase": best(args.repeat, lambda: expansion_phase(events.events, queries, config)),
+            "expansion_phase known_at_t": best(
                 args.repeat, lambda: expansion_phase(events.events, queries, config, known_at_t=True)
             ),
         }

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
+
+from timing import best_of
 
 from tocsin.adapters.patient_report import render_html, report_content, write_patient_report
 from tocsin.adapters.plots.course_figure import course_figure
@@ -26,13 +27,8 @@ from tocsin.vocabulary import load_vocabulary
 
 
 def best(step: Callable[[], object], repeat: int) -> tuple[float, float, object]:
-    walls, cpus, value = [], [], None
-    for _ in range(repeat):
-        wall, cpu = time.perf_counter(), time.process_time()
-        value = step()
-        walls.append(time.perf_counter() - wall)
-        cpus.append(time.process_time() - cpu)
-    return min(walls), min(cpus), value
+    timing = best_of(step, repeat)
+    return timing.wall, timing.cpu, timing.value
 
 
 def main() -> None:

@@ -9,7 +9,8 @@ in-memory size of the events frame.
 from __future__ import annotations
 
 import argparse
-import time
+
+from timing import best_of
 
 from tocsin.synth import generate_cohort
 
@@ -21,16 +22,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     for n in args.patients:
-        walls, cpus = [], []
-        for _ in range(args.repeat):
-            wall, cpu = time.perf_counter(), time.process_time()
-            cohort = generate_cohort(n, args.seed)
-            walls.append(time.perf_counter() - wall)
-            cpus.append(time.process_time() - cpu)
-        events = cohort.events
+        timing = best_of(lambda: generate_cohort(n, args.seed), args.repeat)  # noqa: B023
+        events = timing.value.events
         print(
-            f"{n:>7,} patients: best {min(walls):6.2f} s wall, {min(cpus):6.2f} s CPU "
-            f"(worst {max(walls):.2f} s); {events.height:,} events = {events.height / n:,.0f}/patient; "
+            f"{n:>7,} patients: best {timing.wall:6.2f} s wall, {timing.cpu:6.2f} s CPU "
+            f"(worst {timing.worst_wall:.2f} s); {events.height:,} events = {events.height / n:,.0f}/patient; "
             f"{events.estimated_size('mb'):,.0f} MB"
         )
 

@@ -11,11 +11,12 @@ and CPU time of R runs and which tests the defaults chose.
 from __future__ import annotations
 
 import argparse
-import time
 from collections import Counter
 
 import numpy as np
 import polars as pl
+
+from timing import best_of
 
 from tocsin.stats.table1 import Table1Options, table1
 
@@ -47,16 +48,12 @@ def main() -> None:
     options = Table1Options(continuous_statistics=("median-iqr", "mean-sd"))
     for size in arguments.sizes:
         frame = patients(size, arguments.seed)
-        wall, cpu = [], []
-        for _ in range(arguments.repeat):
-            start_wall, start_cpu = time.perf_counter(), time.process_time()
-            result = table1(frame, "product", options=options)
-            wall.append(time.perf_counter() - start_wall)
-            cpu.append(time.process_time() - start_cpu)
+        timing = best_of(lambda: table1(frame, "product", options=options), arguments.repeat)  # noqa: B023
+        result = timing.value
         chosen = Counter(v.result.name if v.result else "not computed" for v in result.variables)
         print(
-            f"{size:>8,} patients × {len(result.variables)} variables: best {min(wall):.2f} s wall, "
-            f"{min(cpu):.2f} s CPU; " + ", ".join(f"{name} × {count}" for name, count in sorted(chosen.items()))
+            f"{size:>8,} patients × {len(result.variables)} variables: best {timing.wall:.2f} s wall, "
+            f"{timing.cpu:.2f} s CPU; " + ", ".join(f"{name} × {count}" for name, count in sorted(chosen.items()))
         )
 
 

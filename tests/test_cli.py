@@ -12,13 +12,10 @@ from pathlib import Path
 import jsonschema
 import polars as pl
 import pytest
-from typer.testing import CliRunner
 
-from tocsin.cli import app
+from cli_helpers import ROOT, run
 
-ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*.csv"))
-WIDE = {"COLUMNS": "320", "NO_COLOR": "1"}  # rich tables on one line each, no escape codes
 
 TOXICITY_KEYS = {"scale", "max_grade", "episodes", "timeline"}
 EPISODE_KEYS = {"onset_day", "peak_grade", "peak_day", "resolved_day", "duration_days"}
@@ -34,9 +31,6 @@ FEBRILE_ON_5_L = (
     "W1,1,fio2,45,%\n"
 )
 
-
-def run(*args: str) -> object:
-    return CliRunner().invoke(app, [str(a) for a in args], env=WIDE)
 
 
 def grade_json(*args: str) -> dict:

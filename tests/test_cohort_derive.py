@@ -18,27 +18,21 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
-from typer.testing import CliRunner
 
+from cli_helpers import ROOT, run
 from tocsin.adapters.batch import grade_parquet_to_directory
 from tocsin.adapters.files import read_event_file, read_event_files
 from tocsin.adapters.patient_table import read_patient_table
-from tocsin.cli import app
 from tocsin.cohort.columns import columns_markdown, conform, load_columns
 from tocsin.cohort.derive import DeriveInputError, derive_from_events, derive_patients
 from tocsin.config import CohortConfig, GradingConfig
 from tocsin.core.events import normalise_events
-from tocsin.synth import generate_cohort
+from tocsin.synth import OUTCOME_LABELS, generate_cohort
 from tocsin.vocabulary import load_vocabulary
 
-ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests/fixtures/cohort_derive"
 EXAMPLES = ROOT / "examples"
-ENV = {"COLUMNS": "200", "NO_COLOR": "1"}
 
-
-def run(*args: object):
-    return CliRunner().invoke(app, [str(a) for a in args], env=ENV)
 
 
 def derive_files(files: list[Path], config: GradingConfig | None = None) -> pl.DataFrame:
@@ -223,17 +217,6 @@ def test_synthetic_tocilizumab_matches_the_event_rows(synthetic) -> None:
     treated = checked.filter(pl.col("rows") > 0)
     # tocilizumab is given 0.5-3 h after grade 2 is reached, so after CRS onset (tocsin.synth)
     assert (treated["tocilizumab_first_hours_from_crs_onset"] > 0).all()
-
-
-OUTCOME_LABELS = [
-    "response_day28",
-    "os_days",
-    "os_event",
-    "pfs_days",
-    "pfs_event",
-    "relapse_nrm_days",
-    "relapse_nrm_status",
-]
 
 
 def test_synthetic_outcomes_match_the_labels(synthetic) -> None:

@@ -18,9 +18,8 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from lifelines import AalenJohansenFitter, KaplanMeierFitter
-from typer.testing import CliRunner
 
-from tocsin.cli import app
+from cli_helpers import run
 from tocsin.stats.survival.aalen_johansen import SUMMARY_COLUMNS, cumulative_incidence
 from tocsin.stats.survival.competing_events import CompetingRisksInputError
 from tocsin.stats.survival.gray_test import gray_test
@@ -28,7 +27,6 @@ from tocsin.stats.survival.gray_test import gray_test
 FIXTURES = Path(__file__).parent / "fixtures" / "survival"
 HAND = yaml.safe_load((FIXTURES / "cr_hand_worked.yaml").read_text())
 BMT = FIXTURES / "cr_bmt_scrucca2007.csv"
-WIDE = {"COLUMNS": "200", "NO_COLOR": "1"}
 
 
 def test_hand_worked_estimates_and_variances() -> None:
@@ -178,9 +176,6 @@ def test_negative_time_is_refused_naming_the_patient() -> None:
     with pytest.raises(CompetingRisksInputError, match="patient P2: time is missing or negative"):
         cumulative_incidence([1, -2, 3], [1, 0, 2], [1, 2], [0], row_names=["patient P1", "patient P2", "patient P3"])
 
-
-def run(*args: object) -> object:
-    return CliRunner().invoke(app, [str(a) for a in args], env=WIDE)
 
 
 CUMINC = ("cohort", "cuminc", BMT, "--time", "ftime", "--status", "status", "--event-code", "2",

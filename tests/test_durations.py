@@ -20,6 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from cli_helpers import WIDE
 from tocsin.cli import app
 from tocsin.stats import durations as durations_module
 from tocsin.stats.durations import duration_summary, km_median
@@ -29,7 +30,6 @@ from tocsin.stats.input_checks import StatsInputError
 GEHAN = yaml.safe_load(
     (Path(__file__).resolve().parent / "fixtures" / "stats" / "durations_gehan_leukemia.yaml").read_text()
 )
-WIDE = {"COLUMNS": "320", "NO_COLOR": "1"}
 ROW_KEYS = {"group", "grade", "n_episodes", "n_resolved", "n_ongoing", "n_unknown", "resolved_median", "resolved_q1",
             "resolved_q3", "resolved_min", "resolved_max", "km_median"}
 

@@ -19,21 +19,16 @@ import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from typer.testing import CliRunner
 
-from tocsin.cli import app
+from cli_helpers import run
 from tocsin.stats import incidence as incidence_module
 from tocsin.stats.incidence import incidence
 from tocsin.stats.input_checks import StatsInputError
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "stats"
-WIDE = {"COLUMNS": "320", "NO_COLOR": "1"}
 ROW_KEYS = {"toxicity", "group", "category", "kind", "grade", "events", "n_known", "n_unknown", "estimate", "lower",
             "upper"}
 
-
-def run(*args: object) -> object:
-    return CliRunner().invoke(app, [str(a) for a in args], env=WIDE)
 
 
 def _row(result, toxicity: str, kind: str, grade: int, group: str | None = None) -> dict:

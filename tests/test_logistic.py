@@ -20,9 +20,8 @@ import numpy as np
 import polars as pl
 import pytest
 import yaml
-from typer.testing import CliRunner
 
-from tocsin.cli import app
+from cli_helpers import run
 from tocsin.stats import logistic as logistic_module
 from tocsin.stats.input_checks import StatsInputError
 from tocsin.stats.logistic import SeparationError, logistic_regression
@@ -30,7 +29,6 @@ from tocsin.stats.logistic import SeparationError, logistic_regression
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "stats"
 UCLA = yaml.safe_load((FIXTURES / "logit_ucla_admissions.yaml").read_text())
 MTCARS = yaml.safe_load((FIXTURES / "logit_mtcars.yaml").read_text())
-WIDE = {"COLUMNS": "320", "NO_COLOR": "1"}
 TERM_KEYS = {"term", "variable", "level", "reference_level", "estimate", "std_error", "z", "p", "odds_ratio",
              "wald_lower", "wald_upper", "profile_lower", "profile_upper"}
 
@@ -215,9 +213,6 @@ def test_docstring_example() -> None:
 
 # ---- CLI ---------------------------------------------------------------------------------------------------
 
-
-def run(*args: object) -> object:
-    return CliRunner().invoke(app, [str(a) for a in args], env=WIDE)
 
 
 def test_cli_logistic_json_on_ucla(tmp_path: Path) -> None:

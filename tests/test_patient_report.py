@@ -14,23 +14,20 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from typer.testing import CliRunner
 
 from figure_checks import overlapping_texts
+from cli_helpers import ROOT, run
 from tocsin.adapters import patient_report
 from tocsin.adapters.files import read_event_files
 from tocsin.adapters.patient_report import report_content, write_patient_report
 from tocsin.adapters.plots.course_figure import PANELS, course_figure, patient_course, present_panels
-from tocsin.cli import app
 from tocsin.config import GradingConfig
 from tocsin.core.engine import GradingResult, grade_normalised
 from tocsin.core.events import IngestLimits, NormalisedEvents, normalise_events
 from tocsin.vocabulary import load_vocabulary
 
-ROOT = Path(__file__).resolve().parents[1]
 SEED002 = ROOT / "examples" / "seed002_hu2024.csv"
 SEED000 = ROOT / "examples" / "seed000_lu2025.csv"
-WIDE = {"COLUMNS": "320", "NO_COLOR": "1"}
 
 HEADER = "patient_id,day,item,value,unit\n"
 #: A fever treated with tocilizumab: grades, temperature, inflammation and drugs, nothing else.
@@ -47,9 +44,6 @@ FULL = FEVER_ONLY.replace("A,", "B,") + (
     "B,2,car_t_copies,500,{copies}/ug\nB,7,car_t_copies,20000,{copies}/ug\nB,14,car_t_copies,3000,{copies}/ug\n"
 )
 
-
-def run(*args: object) -> object:
-    return CliRunner().invoke(app, [str(a) for a in args], env=WIDE)
 
 
 def graded(path: Path) -> tuple[GradingResult, NormalisedEvents]:

@@ -7,19 +7,17 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from typer.testing import CliRunner
 
 from survival_references import FIXTURES, dataset
-from tocsin.cli import app
+from cli_helpers import run as run_cli
 
-WIDE = {"COLUMNS": "320", "NO_COLOR": "1"}
 AML = FIXTURES / "aml.csv"
 GROUP_KEYS = {"group", "n", "events", "median", "median_lower", "median_upper", "survival_at", "follow_up", "rmst"}
 POINT_KEYS = {"time", "survival", "std_err", "lower", "upper", "n_risk"}
 
 
 def run(*args: object):
-    return CliRunner().invoke(app, ["cohort", "survival", *[str(a) for a in args]], env=WIDE)
+    return run_cli("cohort", "survival", *args)
 
 
 def document(*args: object) -> dict:
@@ -105,7 +103,7 @@ def test_out_writes_curves_or_report(tmp_path, suffix):
         (["--time", "time", "--event", "x"], ["row 1 (patient aml01)", "--event-code"]),
         (["--time", "os_days", "--event", "status"], ["no column(s) 'os_days'"]),
         (["--time", "time", "--event", "status", "--strata", "x"], ["--by"]),
-        (["--time", "time", "--event", "status", "--conf", "95"], ["between 0 and 1"]),
+        (["--time", "time", "--event", "status", "--conf-level", "95"], ["between 0 and 1"]),
         (["--time", "time", "--event", "status", "--rmst-horizon", "0"], ["after day 0"]),
         (["--time", "time", "--event", "status", "--out", "km.xlsx"], [".json", ".parquet"]),
     ],

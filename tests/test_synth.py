@@ -15,7 +15,15 @@ import pytest
 import yaml
 
 from tocsin.criteria import load_scale
-from tocsin.synth import EVENT_SCHEMA, LABEL_SCHEMA, PRODUCTS, SyntheticCohort, generate_cohort, write_cohort
+from tocsin.synth import (
+    EVENT_SCHEMA,
+    LABEL_SCHEMA,
+    OUTCOME_LABELS,
+    PRODUCTS,
+    SyntheticCohort,
+    generate_cohort,
+    write_cohort,
+)
 
 PRESSORS = ["norepinephrine", "epinephrine", "phenylephrine", "dopamine", "vasopressin"]
 DEVICE_TIER: dict[str, int] = load_scale("crs_astct2019").table("oxygen_device_grade")
@@ -84,13 +92,7 @@ def test_columns_and_dtypes(cohort: SyntheticCohort) -> None:
         "pht_lineage_count",
         "car_t_cmax",
         "car_t_tmax_day",
-        "response_day28",
-        "os_days",
-        "os_event",
-        "pfs_days",
-        "pfs_event",
-        "relapse_nrm_days",
-        "relapse_nrm_status",
+        *OUTCOME_LABELS,
     ]
     assert cohort.labels.height == 500
     assert cohort.labels["patient_id"][0] == "SYN00001"

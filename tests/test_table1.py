@@ -17,9 +17,8 @@ import yaml
 from docx import Document
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from typer.testing import CliRunner
 
-from tocsin.cli import app
+from cli_helpers import run
 from tocsin.stats.hypothesis_tests import DEFAULT_EXACT_LIMIT, DEFAULT_RESAMPLES
 from tocsin.stats.summaries import continuous_summary
 from tocsin.stats.table1 import Table1Error, Table1Options, format_p, parse_assignments, table1
@@ -29,7 +28,6 @@ REFERENCE = {
     section: {case["id"]: case for case in cases}
     for section, cases in yaml.safe_load((FIXTURES / "r_reference.yaml").read_text()).items()
 }
-WIDE = {"COLUMNS": "250", "NO_COLOR": "1"}
 JSON_KEYS = {"variable", "levels", "groups", "test", "statistic", "df", "p", "p_adjusted"}
 
 
@@ -238,9 +236,6 @@ def test_permuting_rows_never_changes_anything(rows: list[tuple], random) -> Non
     first, second = table1(_frame(rows), "arm", options=options), table1(_frame(shuffled), "arm", options=options)
     assert first.summary.equals(second.summary)
 
-
-def run(*args: str):
-    return CliRunner().invoke(app, [str(a) for a in args], env=WIDE)
 
 
 @pytest.fixture

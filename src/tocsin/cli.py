@@ -6,7 +6,7 @@ Exit codes: 0 success; 2 bad input (nothing is graded unless ``--lenient``).
 from __future__ import annotations
 
 import sys
-from datetime import datetime, timezone
+from datetime import datetime
 from enum import Enum
 from importlib import resources
 from pathlib import Path
@@ -18,14 +18,14 @@ import typer
 from rich.console import Console
 
 from tocsin.adapters.config_file import ConfigFileError, load_config
-from tocsin.adapters.console import print_document, print_problems
+from tocsin.adapters.console import print_document
 from tocsin.adapters.files import InputFileError, read_event_files
 from tocsin.adapters.json_output import result_document
 from tocsin.cli_cohort import cohort_app
 from tocsin.cli_report import report
+from tocsin.cli_shared import fail, normalise_raw, refuse_rows
 from tocsin.config import GradingConfig
 from tocsin.core.engine import grade_normalised
-from tocsin.core.events import IngestLimits, normalise_events
 from tocsin.vocabulary import load_vocabulary
 
 app = typer.Typer(
@@ -33,7 +33,6 @@ app = typer.Typer(
     no_args_is_help=True,
     help="Tocsin: explained CAR-T toxicity grades (CRS, ICANS) from the raw course.",
 )
-BAD_INPUT = 2
 app.add_typer(cohort_app, name="cohort")
 
 
@@ -49,25 +48,16 @@ def _config(config_file: Path | None, crs_scale: CrsScaleOption | None) -> Gradi
     return config
 
 
-def _fail(message: str) -> None:
-    Console(stderr=True).print(f"[bold red]error:[/] {message}")
-    raise typer.Exit(BAD_INPUT)
-
-
 def run_grading(files: list[Path], config: GradingConfig, lenient: bool) -> dict:
     """Read, validate and grade; raise ``typer.Exit(2)`` on bad input unless lenient."""
     vocabulary = load_vocabulary()
-    raw = read_event_files(files)
-    now = datetime.now(timezone.utc).replace(tzinfo=None)
-    normalised = normalise_events(raw, vocabulary, IngestLimits(earliest_day=config.earliest_day, not_after=now))
+    normalised = normalise_raw(read_event_files(files), config, vocabulary)
     if not normalised.ok and not lenient:
-        err = Console(stderr=True)
-        print_problems(normalised.errors.to_dicts(), err)
-        err.print(
+        refuse_rows(
+            normalised.errors,
             f"[bold red]{normalised.problems.height} row(s) refused; nothing was graded.[/] "
-            "Fix them, or use --lenient to grade the valid rows and report the rest."
+            "Fix them, or use --lenient to grade the valid rows and report the rest.",
         )
-        raise typer.Exit(BAD_INPUT)
     return result_document(grade_normalised(normalised, config, vocabulary))
 
 
@@ -85,7 +75,7 @@ def grade(
         config = _config(config_file, crs_scale)
         document = run_grading(files, config, lenient)
     except (InputFileError, ConfigFileError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
         return
     payload = orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS)
     if out is not None:
@@ -124,7 +114,7 @@ def batch(
         config = _config(config_file, crs_scale)
         total = pl.scan_parquet(file).select(pl.col("patient_id").n_unique()).collect().item()
     except (InputFileError, ConfigFileError, FileNotFoundError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
         return
     with Progress(
         "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
@@ -156,7 +146,7 @@ def config(
     try:
         chosen = load_config(config_file) if config_file else GradingConfig()
     except ConfigFileError as exc:
-        _fail(str(exc))
+        fail(str(exc))
         return
     sys.stdout.write(annotated_toml(chosen))
 
@@ -205,15 +195,10 @@ def assess(
         if pack_file:
             packs.append(read_pack_file(pack_file))
         vocabulary = load_vocabulary()
-        now = datetime.now(timezone.utc).replace(tzinfo=None)
-        normalised = normalise_events(
-            read_event_files(files), vocabulary, IngestLimits(earliest_day=config.earliest_day, not_after=now)
-        )
+        normalised = normalise_raw(read_event_files(files), config, vocabulary)
         if not normalised.ok:
-            err = Console(stderr=True)
-            print_problems(normalised.errors.to_dicts(), err)
-            err.print(f"[bold red]{normalised.problems.height} row(s) refused; nothing was assessed.[/]")
-            raise typer.Exit(BAD_INPUT)
+            refused = normalised.problems.height
+            refuse_rows(normalised.errors, f"[bold red]{refused} row(s) refused; nothing was assessed.[/]")
         result = grade_normalised(normalised, config, vocabulary)
         infusion = {str(r["patient_id"]): r["infusion_time"] for r in result.patients.iter_rows(named=True)}
         if patient is not None:
@@ -222,7 +207,7 @@ def assess(
             infusion = {patient: infusion[patient]}
         days = _query_days(at, infusion)
     except (InputFileError, ConfigFileError, PackError, ValueError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
         return
     queries = pl.DataFrame({"patient_id": list(days), "at": list(days.values())})
     facts = assessment_facts(result, normalised.events, queries)
@@ -251,7 +236,7 @@ def demo(
     """Grade the bundled example courses (source papers) and print a readable summary per patient."""
     files = example_files()
     if not files:
-        _fail("no example courses found (expected examples/*.csv)")
+        fail("no example courses found (expected examples/*.csv)")
     document = run_grading(files, GradingConfig(name="default"), lenient=False)
     if json_output:
         sys.stdout.buffer.write(orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")

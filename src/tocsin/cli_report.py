@@ -6,7 +6,6 @@ tocsin report events.csv --patient SYN00003 --out SYN00003.pdf --config centre.t
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated
 
@@ -15,13 +14,11 @@ import typer
 from rich.console import Console
 
 from tocsin.adapters.config_file import ConfigFileError, load_config
-from tocsin.adapters.console import print_problems
 from tocsin.adapters.files import InputFileError, read_event_files
-from tocsin.adapters.patient_report import REPORT_FORMATS, write_patient_report
-from tocsin.cli_cohort.app import BAD_INPUT, fail
+from tocsin.cli_shared import fail, normalise_raw, refuse_rows
 from tocsin.config import GradingConfig
 from tocsin.core.engine import grade_normalised
-from tocsin.core.events import IngestLimits, NormalisedEvents, normalise_events
+from tocsin.core.events import NormalisedEvents
 from tocsin.core.timeline import PID
 from tocsin.vocabulary import load_vocabulary
 
@@ -58,25 +55,23 @@ def report(
     config_file: Annotated[Path | None, typer.Option("--config", help="Grading config (TOML or YAML).")] = None,
 ) -> None:
     """One patient's course on a day axis (grades, vitals, labs, support, drugs, counts, CAR-T) with its episodes."""
+    # matplotlib loads here, not when `tocsin` starts
+    from tocsin.adapters.patient_report import REPORT_FORMATS, write_patient_report
+
     if out.suffix.lower() not in REPORT_FORMATS:
         fail(f"--out {out}: the report format comes from the suffix; use a file ending in .html or .pdf")
     try:
         config = load_config(config_file) if config_file else GradingConfig()
         vocabulary = load_vocabulary()
-        now = datetime.now(timezone.utc).replace(tzinfo=None)
-        normalised = normalise_events(
-            read_event_files(files), vocabulary, IngestLimits(earliest_day=config.earliest_day, not_after=now)
-        )
+        normalised = normalise_raw(read_event_files(files), config, vocabulary)
         patient_id = _chosen_patient(normalised, patient, files)
     except (InputFileError, ConfigFileError, ValueError) as exc:
         fail(str(exc))
         return
     mine = _only(normalised, patient_id)
     if not mine.ok:
-        err = Console(stderr=True)
-        print_problems(mine.errors.to_dicts(), err)
-        err.print(f"[bold red]{mine.problems.height} row(s) of patient {patient_id} refused; no report was written.[/]")
-        raise typer.Exit(BAD_INPUT)
+        refused = f"{mine.problems.height} row(s) of patient {patient_id} refused"
+        refuse_rows(mine.errors, f"[bold red]{refused}; no report was written.[/]")
     result = grade_normalised(mine, config, vocabulary)
     try:
         written = write_patient_report(result, mine.events, patient_id, out)

@@ -187,7 +187,15 @@ from typing import Literal
 import numpy as np
 import polars as pl
 
-__all__ = ["PRODUCTS", "SyntheticCohort", "generate_cohort", "write_cohort", "EVENT_SCHEMA", "LABEL_SCHEMA"]
+__all__ = [
+    "PRODUCTS",
+    "SyntheticCohort",
+    "generate_cohort",
+    "write_cohort",
+    "EVENT_SCHEMA",
+    "LABEL_SCHEMA",
+    "OUTCOME_LABELS",
+]
 
 EVENT_SCHEMA: dict[str, pl.DataType] = {
     "patient_id": pl.String(),
@@ -1586,7 +1594,7 @@ _NRM_SEVERE_ICAHT = 2.5  # early ICAHT grade >= 3
 _NRM_SEVERE_TOXICITY = 1.5  # CRS or ICANS grade >= 3
 _NRM_HEMATOTOX = 1.3  # high CAR-HEMATOTOX
 # Outcome label columns from _outcomes, in LABEL_SCHEMA order.
-_OUTCOME_LABELS = (
+OUTCOME_LABELS = (
     "response_day28",
     "os_days",
     "os_event",
@@ -1857,7 +1865,7 @@ def generate_cohort(n_patients: int, seed: int, days: int = 30) -> SyntheticCoho
             "age": [x[5] for x in labels],
             "product": [x[6] for x in labels],
             **{name: _label_column(hema_labels, name, n_patients) for name in _HEMA_LABELS},
-            **{name: _label_column(outcome_labels, name, n_patients) for name in _OUTCOME_LABELS},
+            **{name: _label_column(outcome_labels, name, n_patients) for name in OUTCOME_LABELS},
         },
         schema=LABEL_SCHEMA,
     )

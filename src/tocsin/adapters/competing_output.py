@@ -23,6 +23,8 @@ import polars as pl
 from rich.console import Console
 from rich.table import Table
 
+from tocsin.adapters.atomic_write import write_bytes_atomically
+from tocsin.adapters.text_format import fixed
 from tocsin.stats.survival.aalen_johansen import CumulativeIncidence
 from tocsin.stats.survival.gray_test import GrayTestResult
 
@@ -57,14 +59,11 @@ def cuminc_document(
 
 def write_json(document: Mapping[str, Any], path: Path) -> None:
     """Write atomically (temporary file renamed into place), so a failed write keeps the previous file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
-    partial.replace(path)
+    write_bytes_atomically(path, orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
 
 
 def _number(value: float | None, digits: int = 3) -> str:
-    return "—" if value is None else f"{value:.{digits}f}"
+    return fixed(value, digits)
 
 
 def format_p(p: float | None) -> str:

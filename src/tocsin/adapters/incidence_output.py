@@ -28,6 +28,7 @@ import polars as pl
 from rich.console import Console
 from rich.table import Table
 
+from tocsin.adapters.text_format import fixed, json_value
 from tocsin.stats.durations import DurationResult
 from tocsin.stats.incidence import AT_LEAST, IncidenceResult
 from tocsin.stats.logistic import LogisticResult
@@ -44,12 +45,8 @@ def category_label(kind: str, grade: int) -> str:
     return f"grade {grade}"
 
 
-def _clean(value: Any) -> Any:
-    return None if isinstance(value, float) and math.isnan(value) else value
-
-
 def _rows(frame: pl.DataFrame) -> list[dict[str, Any]]:
-    return [{k: _clean(v) for k, v in row.items()} for row in frame.iter_rows(named=True)]
+    return [{k: json_value(v) for k, v in row.items()} for row in frame.iter_rows(named=True)]
 
 
 def incidence_table(result: IncidenceResult) -> pl.DataFrame:
@@ -118,7 +115,7 @@ def _percent(estimate: float, lower: float, upper: float) -> str:
 
 
 def _number(value: float | None, digits: int = 1) -> str:
-    return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+    return fixed(value, digits)
 
 
 def print_incidence(result: IncidenceResult, console: Console) -> None:

@@ -28,7 +28,6 @@ Example
 from __future__ import annotations
 
 import html
-import os
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +38,7 @@ from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 
 from tocsin import __version__
+from tocsin.adapters.atomic_write import write_atomically
 from tocsin.adapters.plots.course_figure import PatientCourse, course_figure, dose_label, drug_items, patient_course
 from tocsin.adapters.plots.style import GRADE_COLOURS, display_name, figure_svg, new_figure
 from tocsin.core.engine import GradingResult, ToxicityResult
@@ -372,14 +372,8 @@ def write_patient_report(result: GradingResult, events: pl.DataFrame, patient_id
         raise ValueError(f"{out}: unsupported report format {out.suffix!r}; use a file ending in .html or .pdf")
     content = report_content(result, events, patient_id)
     figure = course_figure(content.course)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        if suffix == ".html":
-            temporary.write_text(render_html(content, figure), encoding="utf-8")
-        else:
-            _write_pdf(temporary, figure, content)
-        os.replace(temporary, out)
-    finally:
-        temporary.unlink(missing_ok=True)
+    if suffix == ".html":
+        write_atomically(out, lambda temporary: temporary.write_text(render_html(content, figure), encoding="utf-8"))
+    else:
+        write_atomically(out, lambda temporary: _write_pdf(temporary, figure, content))
     return out

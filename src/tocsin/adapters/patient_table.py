@@ -11,6 +11,8 @@ from pathlib import Path
 
 import polars as pl
 
+from tocsin.adapters.atomic_write import write_atomically
+
 ID_COLUMN = "patient_id"
 
 
@@ -53,15 +55,16 @@ def read_patient_table(path: Path, required: Sequence[str] = ()) -> pl.DataFrame
     return table
 
 
+def row_names(table: pl.DataFrame) -> list[str]:
+    """How messages name each row: its patient_id when the table has one, else its 1-based row number."""
+    if ID_COLUMN in table.columns:
+        return [f"patient {v}" for v in table.get_column(ID_COLUMN).cast(pl.String).to_list()]
+    return [f"row {k + 1}" for k in range(table.height)]
+
+
 def write_patient_table(table: pl.DataFrame, path: Path) -> None:
     """Write atomically (a temporary file renamed into place), so a failed write leaves the old file intact."""
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".parquet", ".pq"):
         raise PatientTableError(f"{path}: unknown format '{suffix}'; use .csv or .parquet")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    if suffix == ".csv":
-        table.write_csv(partial)
-    else:
-        table.write_parquet(partial)
-    partial.replace(path)
+    write_atomically(path, table.write_csv if suffix == ".csv" else table.write_parquet)

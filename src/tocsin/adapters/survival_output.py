@@ -14,7 +14,6 @@ Missing numbers (a median not reached, a CI limit that does not exist) are ``nul
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,8 @@ import polars as pl
 from rich.console import Console
 from rich.table import Table
 
+from tocsin.adapters.atomic_write import write_bytes_atomically
+from tocsin.adapters.text_format import formatted, json_value
 from tocsin.stats.survival.follow_up import FollowUpResult
 from tocsin.stats.survival.kaplan_meier import KaplanMeierResult
 from tocsin.stats.survival.logrank import LogRankResult
@@ -81,7 +82,7 @@ def survival_document(
         "groups": groups,
         "test": None
         if test is None
-        else {"name": test.name, "statistic": test.statistic, "df": test.df, "p": _finite(test.p_value)},
+        else {"name": test.name, "statistic": test.statistic, "df": test.df, "p": json_value(test.p_value)},
     }
 
 
@@ -124,25 +125,22 @@ def print_survival(document: dict[str, Any], console: Console) -> None:
                     group["group"],
                     _time(point["time"]),
                     str(point["n_risk"]),
-                    _number(point["survival"], ".3f"),
-                    _number(point["std_err"], ".3f"),
-                    f"{_number(point['lower'], '.3f')} – {_number(point['upper'], '.3f')}",
+                    formatted(point["survival"], ".3f"),
+                    formatted(point["std_err"], ".3f"),
+                    f"{formatted(point['lower'], '.3f')} – {formatted(point['upper'], '.3f')}",
                 )
         console.print(landmarks)
 
     test = document["test"]
     if test is not None:
         console.print(
-            f"{test['name']}: chi-square {test['statistic']:.4g} on {test['df']} df, P = {_number(test['p'], '.3g')}"
+            f"{test['name']}: chi-square {test['statistic']:.4g} on {test['df']} df, P = {formatted(test['p'], '.3g')}"
         )
 
 
 def write_document(document: dict[str, Any], path: Path) -> None:
     """Write the JSON document atomically (a temporary file renamed into place)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2))
-    partial.replace(path)
+    write_bytes_atomically(path, orjson.dumps(document, option=orjson.OPT_INDENT_2))
 
 
 def _rows_by_group(frame: pl.DataFrame) -> dict[str, list[dict[str, Any]]]:
@@ -152,12 +150,6 @@ def _rows_by_group(frame: pl.DataFrame) -> dict[str, list[dict[str, Any]]]:
     return grouped
 
 
-def _finite(value: float) -> float | None:
-    return None if math.isnan(value) else value
-
-
-def _number(value: float | None, spec: str) -> str:
-    return "—" if value is None else format(value, spec)
 
 
 def _time(value: float) -> str:

@@ -17,6 +17,7 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
+from tocsin.adapters.atomic_write import write_bytes_atomically
 from tocsin.stats.table1 import Table1Result, VariableComparison
 
 FORMATS = ("csv", "docx", "html", "json")
@@ -231,9 +232,6 @@ def write_table1(result: Table1Result, path: Path) -> None:
         raise Table1OutputError(f"{path}: unknown format '.{suffix}'; use one of {', '.join('.' + f for f in FORMATS)}")
     content = RENDERERS[suffix](result)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{path.name}.partial")
-        partial.write_bytes(content)
-        partial.replace(path)
+        write_bytes_atomically(path, content)
     except OSError as exc:
         raise Table1OutputError(f"{path}: cannot be written ({exc.strerror}); choose a writable --out") from exc

@@ -8,64 +8,51 @@ Example (overall survival by product and age, axi-cel as the reference)::
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
-import orjson
 import typer
 from rich.console import Console
 
-from tocsin.adapters.competing_output import write_json
-from tocsin.adapters.cox_output import cox_document, print_cox
-from tocsin.adapters.patient_table import PatientTableError, read_patient_table, write_patient_table
-from tocsin.cli_cohort.app import cohort_app, fail
-from tocsin.cli_cohort.cuminc_command import row_names
-from tocsin.stats.survival.cox import CoxInputError, cox_regression
-from tocsin.stats.survival.proportional_hazards import proportional_hazards_test
+from tocsin.cli_cohort.app import cohort_app, input_errors
+from tocsin.cli_cohort.options import (
+    ConfLevelOption,
+    JsonOption,
+    PatientsArgument,
+    ReferenceOption,
+    check_out_suffix,
+    out_option,
+    parse_references,
+    print_json,
+)
 
-
-def parse_references(values: list[str]) -> dict[str, str]:
-    """``COLUMN=LEVEL`` pairs; a malformed one is refused with the expected form."""
-    references: dict[str, str] = {}
-    for value in values:
-        column, sep, level = value.partition("=")
-        if not sep or not column or not level:
-            fail(f"--reference {value!r}: write COLUMN=LEVEL, e.g. --reference product=axi-cel")
-        if column in references:
-            fail(f"--reference names {column!r} twice; give one reference level per covariate")
-        references[column] = level
-    return references
+CoxOut = out_option("Write the result: .json document, or the terms as .csv/.parquet.")
 
 
 @cohort_app.command("cox")
 def cox_command(
-    patients: Annotated[Path, typer.Argument(help="Patient table (.csv or .parquet), one row per patient.")],
+    patients: PatientsArgument,
     time: Annotated[str, typer.Option("--time", help="Column with the time to event or censoring.")],
     event: Annotated[str, typer.Option("--event", help="Column with 1 = event, 0 = censored.")],
     covariate: Annotated[list[str], typer.Option("--covariate", help="Covariate column (repeatable).")],
-    reference: Annotated[
-        list[str] | None,
-        typer.Option("--reference", help="Reference level COLUMN=LEVEL of a categorical covariate (repeatable)."),
-    ] = None,
-    conf_level: Annotated[float, typer.Option("--conf-level", help="Confidence level of the intervals.")] = 0.95,
-    json_output: Annotated[bool, typer.Option("--json", help="Print the JSON document to stdout.")] = False,
-    out: Annotated[
-        Path | None, typer.Option("--out", help="Write the result: .json document, or the terms as .csv/.parquet.")
-    ] = None,
+    reference: ReferenceOption = None,
+    conf_level: ConfLevelOption = 0.95,
+    json_output: JsonOption = False,
+    out: CoxOut = None,
 ) -> None:
     """Cox regression (Efron ties, as R coxph): HR, CI, Wald P, LR/Wald/score tests, proportional-hazards test."""
-    if out is not None and out.suffix.lower() not in (".json", ".csv", ".parquet", ".pq"):
-        fail(f"{out}: unknown format '{out.suffix}'; use .json, .csv or .parquet")
-    references = parse_references(reference or [])
-    try:
+    # the estimators (scipy, lifelines, ...) load here, not when `tocsin` starts (see table1_command)
+    from tocsin.adapters.competing_output import write_json
+    from tocsin.adapters.cox_output import cox_document, print_cox
+    from tocsin.adapters.patient_table import read_patient_table, row_names, write_patient_table
+    from tocsin.stats.survival.cox import cox_regression
+    from tocsin.stats.survival.proportional_hazards import proportional_hazards_test
+
+    check_out_suffix(out)
+    references = parse_references(reference)
+    with input_errors(patients):
         table = read_patient_table(patients, [time, event, *covariate])
-    except PatientTableError as exc:
-        fail(str(exc))
-    try:
         fit = cox_regression(table, time, event, covariate, references, conf_level, row_names(table))
         zph = proportional_hazards_test(fit)
-    except CoxInputError as exc:
-        fail(f"{patients}: {exc}")
     meta = {"source": str(patients), "time": time, "event": event, "covariates": covariate}
     if out is not None:
         if out.suffix.lower() == ".json":
@@ -74,6 +61,6 @@ def cox_command(
             write_patient_table(fit.summary, out)
         Console(stderr=True).print(f"Cox model of {patients} -> {out}")
     if json_output:
-        typer.echo(orjson.dumps(cox_document(fit, zph, meta), option=orjson.OPT_INDENT_2).decode())
+        print_json(cox_document(fit, zph, meta))
     elif out is None:
         print_cox(Console(), fit, zph)

@@ -11,24 +11,24 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import orjson
 import polars as pl
 import typer
 from rich.console import Console
 
-from tocsin.adapters.competing_output import cuminc_document, print_cuminc, write_json
-from tocsin.adapters.patient_table import ID_COLUMN, PatientTableError, read_patient_table, write_patient_table
-from tocsin.cli_cohort.app import cohort_app, fail
-from tocsin.stats.survival.aalen_johansen import ConfidenceType, cumulative_incidence_from
-from tocsin.stats.survival.competing_events import CompetingRisksInputError, prepare_competing_events
-from tocsin.stats.survival.gray_test import gray_test_from
+from tocsin.cli_cohort.app import cohort_app, fail, input_errors
+from tocsin.cli_cohort.options import (
+    ConfLevelOption,
+    JsonOption,
+    PatientsArgument,
+    by_option,
+    check_out_suffix,
+    out_option,
+    print_json,
+)
+from tocsin.stats.methods import CumincConfidenceType
 
-
-def row_names(table: pl.DataFrame) -> list[str]:
-    """How messages name each row: its patient_id when the table has one, else its 1-based row number."""
-    if ID_COLUMN in table.columns:
-        return [f"patient {v}" for v in table.get_column(ID_COLUMN).cast(pl.String).to_list()]
-    return [f"row {k + 1}" for k in range(table.height)]
+CumincBy = by_option("Column whose groups are compared (Gray's test).")
+CumincOut = out_option("Write the result: .json document, or the curves as .csv/.parquet.")
 
 
 def typed_codes(path: Path, table: pl.DataFrame, column: str, codes: list[str], option: str) -> list[object]:
@@ -47,7 +47,7 @@ def typed_codes(path: Path, table: pl.DataFrame, column: str, codes: list[str], 
 
 @cohort_app.command("cuminc")
 def cuminc_command(
-    patients: Annotated[Path, typer.Argument(help="Patient table (.csv or .parquet), one row per patient.")],
+    patients: PatientsArgument,
     time: Annotated[str, typer.Option("--time", help="Column with the time to the first event or censoring.")],
     status: Annotated[str, typer.Option("--status", help="Column with the status code of each patient.")],
     event_code: Annotated[str, typer.Option("--event-code", help="Status code of the event of interest.")],
@@ -57,37 +57,39 @@ def cuminc_command(
     censor_code: Annotated[
         list[str] | None, typer.Option("--censor-code", help="Status code meaning censored (repeatable; default 0).")
     ] = None,
-    by: Annotated[str | None, typer.Option("--by", help="Column whose groups are compared (Gray's test).")] = None,
+    by: CumincBy = None,
     strata: Annotated[
         str | None, typer.Option("--strata", help="Column to stratify Gray's test by (estimates are not).")
     ] = None,
     at: Annotated[list[float] | None, typer.Option("--at", help="Time at which to report (repeatable).")] = None,
-    conf_level: Annotated[float, typer.Option("--conf-level", help="Confidence level of the intervals.")] = 0.95,
+    conf_level: ConfLevelOption = 0.95,
     conf_type: Annotated[
-        ConfidenceType, typer.Option("--conf-type", help="Intervals: log-log (default, as tidycmprsk) or plain.")
+        CumincConfidenceType, typer.Option("--conf-type", help="Intervals: log-log (default, as tidycmprsk) or plain.")
     ] = "log-log",
-    json_output: Annotated[bool, typer.Option("--json", help="Print the JSON document to stdout.")] = False,
-    out: Annotated[
-        Path | None, typer.Option("--out", help="Write the result: .json document, or the curves as .csv/.parquet.")
-    ] = None,
+    json_output: JsonOption = False,
+    out: CumincOut = None,
 ) -> None:
     """Cumulative incidence (Aalen–Johansen, as R cmprsk::cuminc) of an event with competing events; Gray's test."""
-    if out is not None and out.suffix.lower() not in (".json", ".csv", ".parquet", ".pq"):
-        fail(f"{out}: unknown format '{out.suffix}'; use .json, .csv or .parquet")
+    # the estimators (scipy, lifelines, ...) load here, not when `tocsin` starts (see table1_command)
+    from tocsin.adapters.competing_output import cuminc_document, print_cuminc, write_json
+    from tocsin.adapters.patient_table import read_patient_table, row_names, write_patient_table
+    from tocsin.stats.survival.aalen_johansen import cumulative_incidence_from
+    from tocsin.stats.survival.competing_events import prepare_competing_events
+    from tocsin.stats.survival.gray_test import gray_test_from
+
+    check_out_suffix(out)
     if strata and not by:
         fail("--strata stratifies Gray's test of the --by groups; give --by as well")
     required = [time, status] + [c for c in (by, strata) if c]
-    try:
+    with input_errors(patients):
         table = read_patient_table(patients, required)
-    except PatientTableError as exc:
-        fail(str(exc))
     if not table.schema[time].is_numeric():
         fail(f"{patients}: column {time!r} must hold numbers (times), it holds {table.schema[time]}")
     declared = [event_code, *(competing_code or [])]
     events = typed_codes(patients, table, status, declared, "--event-code/--competing-code")
     censored = typed_codes(patients, table, status, censor_code or ["0"], "--censor-code")
     names = row_names(table)
-    try:
+    with input_errors(patients):
         data = prepare_competing_events(
             table.get_column(time).to_list(),
             table.get_column(status).to_list(),
@@ -110,8 +112,6 @@ def cuminc_command(
             if len(data.group_labels) > 1
             else []
         )
-    except CompetingRisksInputError as exc:
-        fail(f"{patients}: {exc}")
     cause_names = {events[0]: f"{events[0]} (event)"} | {code: f"{code} (competing)" for code in events[1:]}
     meta = {
         "source": str(patients),
@@ -129,6 +129,6 @@ def cuminc_command(
             write_patient_table(fit.summary, out)
         Console(stderr=True).print(f"cumulative incidence of {patients} -> {out}")
     if json_output:
-        typer.echo(orjson.dumps(cuminc_document(fit, at_times, tests, meta), option=orjson.OPT_INDENT_2).decode())
+        print_json(cuminc_document(fit, at_times, tests, meta))
     elif out is None:
         print_cuminc(Console(), fit, at_times, tests, cause_names)

@@ -7,7 +7,6 @@ against the column dictionary and written atomically (``write_patient_table``).
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated
 
@@ -17,12 +16,15 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
+from tocsin.adapters.atomic_write import write_bytes_atomically
 from tocsin.adapters.cohort_sources import BatchDirectoryError, read_batch_tables
 from tocsin.adapters.config_file import ConfigFileError, load_config
 from tocsin.adapters.console import print_problems
 from tocsin.adapters.files import InputFileError, read_event_file
 from tocsin.adapters.patient_table import PatientTableError, write_patient_table
 from tocsin.cli_cohort.app import cohort_app, fail
+from tocsin.cli_cohort.options import TABLE_SUFFIXES, check_out_suffix
+from tocsin.cli_shared import normalise_raw
 from tocsin.cohort.derive import (
     REQUIRED_TABLES,
     DeriveInputError,
@@ -31,10 +33,9 @@ from tocsin.cohort.derive import (
     derive_patients,
 )
 from tocsin.config import GradingConfig
-from tocsin.core.events import IngestLimits, NormalisedEvents, normalise_events
+from tocsin.core.events import NormalisedEvents
 from tocsin.vocabulary import load_vocabulary
 
-OUT_SUFFIXES = (".csv", ".parquet", ".pq")
 #: Input problems listed after a derivation (the rest are counted).
 SHOWN_PROBLEMS = 20
 
@@ -83,8 +84,7 @@ def _from_files(files: list[Path], config: GradingConfig, lenient: bool, chunk_p
             frames.append(read_event_file(path))
             progress.advance(reading)
         raw = pl.concat(frames, how="diagonal_relaxed")
-        now = datetime.now(timezone.utc).replace(tzinfo=None)
-        normalised = normalise_events(raw, vocabulary, IngestLimits(earliest_day=config.earliest_day, not_after=now))
+        normalised = normalise_raw(raw, config, vocabulary)
         if not normalised.ok and not lenient:
             progress.stop()
             print_problems(normalised.errors.to_dicts(), Console(stderr=True))
@@ -124,10 +124,9 @@ def method_path(out: Path) -> Path:
 
 def _write_method(derived: DerivedPatients, courses: list[Path], out: Path) -> None:
     document = {**derived.method, "inputs": [str(p) for p in courses], "table": out.name}
-    target = method_path(out)
-    partial = target.with_name(f".{target.name}.partial")
-    partial.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS) + b"\n")
-    partial.replace(target)
+    write_bytes_atomically(
+        method_path(out), orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS) + b"\n"
+    )
 
 
 @cohort_app.command("derive")
@@ -148,8 +147,7 @@ def derive(
 
     Beside the table, OUT.method.json names the column dictionary version, the configuration and the inputs.
     """
-    if out.suffix.lower() not in OUT_SUFFIXES:
-        fail(f"--out {out}: unknown format '{out.suffix}'; name the file .csv or .parquet")
+    check_out_suffix(out, TABLE_SUFFIXES)
     folders = [p for p in courses if p.is_dir()]
     if folders and len(folders) != len(courses):
         fail(

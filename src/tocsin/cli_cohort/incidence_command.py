@@ -2,30 +2,25 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Annotated
 
-import orjson
 import typer
 from rich.console import Console
 
-from tocsin.adapters.incidence_output import (
-    durations_document,
-    incidence_document,
-    incidence_table,
-    logistic_document,
-    print_durations,
-    print_incidence,
-    print_logistic,
+from tocsin.cli_cohort.app import cohort_app, fail, input_errors
+from tocsin.cli_cohort.options import (
+    TABLE_SUFFIXES,
+    ByOption,
+    ConfLevelOption,
+    JsonOption,
+    PatientsArgument,
+    ReferenceOption,
+    check_out_suffix,
+    out_option,
+    parse_references,
+    print_json,
 )
-from tocsin.adapters.patient_table import PatientTableError, read_patient_table, write_patient_table
-from tocsin.cli_cohort.app import cohort_app, fail
-from tocsin.stats.durations import duration_summary
-from tocsin.stats.incidence import DEFAULT_AT_LEAST, incidence
-from tocsin.stats.input_checks import StatsInputError
-from tocsin.stats.logistic import logistic_regression
-from tocsin.stats.proportions import CIMethod
+from tocsin.stats.methods import CIMethod
 
 DEFAULT_GRADE_COLUMNS = (
     "crs_max_grade",
@@ -35,13 +30,7 @@ DEFAULT_GRADE_COLUMNS = (
     "icaht_late_grade",
 )
 
-PatientsArgument = Annotated[Path, typer.Argument(help="Patient table (.csv or .parquet), one row per patient.")]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document (stable keys) instead of tables.")]
-ByOption = Annotated[str | None, typer.Option("--by", help="Group column (e.g. product).")]
-
-
-def _emit(document: dict) -> None:
-    sys.stdout.buffer.write(orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY) + b"\n")
+IncidenceOut = out_option("Also write the rows as CSV/Parquet to this file.")
 
 
 @cohort_app.command("incidence")
@@ -53,30 +42,33 @@ def incidence_command(
     ] = None,
     by: ByOption = None,
     ci: Annotated[CIMethod, typer.Option("--ci", help="Confidence interval method.")] = CIMethod.CLOPPER_PEARSON,
-    confidence: Annotated[float, typer.Option("--confidence", min=0.5, max=0.999, help="Confidence level.")] = 0.95,
+    conf_level: ConfLevelOption = 0.95,
     at_least: Annotated[
         list[int] | None,
         typer.Option("--at-least", min=1, max=5, help="Report grade >= K (repeatable); default 1 (any) and 3."),
     ] = None,
     json_output: JsonOption = False,
-    out: Annotated[Path | None, typer.Option("--out", help="Also write the rows as CSV/Parquet to this file.")] = None,
+    out: IncidenceOut = None,
 ) -> None:
     """Incidence of each toxicity (any grade, grade >= 3, each grade) with exact or Wilson CIs, per group."""
-    try:
+    # the estimators (scipy, lifelines, ...) load here, not when `tocsin` starts (see table1_command)
+    from tocsin.adapters.incidence_output import incidence_document, incidence_table, print_incidence
+    from tocsin.adapters.patient_table import read_patient_table, write_patient_table
+    from tocsin.stats.incidence import DEFAULT_AT_LEAST, incidence
+
+    check_out_suffix(out, TABLE_SUFFIXES)
+    with input_errors(patients):
         table = read_patient_table(patients, [*(grade_column or []), *([by] if by else [])])
         columns = grade_column or [c for c in DEFAULT_GRADE_COLUMNS if c in table.columns]
         if not columns:
             fail(f"{patients}: none of the standard grade columns ({', '.join(DEFAULT_GRADE_COLUMNS)}) is in the "
                  "table; name one with --grade-column COL")
-        result = incidence(table, columns, by=by, method=ci, confidence=confidence,
+        result = incidence(table, columns, by=by, method=ci, confidence=conf_level,
                            at_least=at_least or DEFAULT_AT_LEAST)
         if out is not None:
             write_patient_table(incidence_table(result), out)
-    except (PatientTableError, StatsInputError) as exc:
-        fail(f"{patients}: {exc}" if isinstance(exc, StatsInputError) else str(exc))
-        return
     if json_output:
-        _emit(incidence_document(result))
+        print_json(incidence_document(result))
     else:
         print_incidence(result, Console())
 
@@ -93,27 +85,19 @@ def durations_command(
     json_output: JsonOption = False,
 ) -> None:
     """Durations by grade and group: resolved median (IQR; range) and the KM median with ongoing censored."""
-    try:
+    # the estimators (scipy, lifelines, ...) load here, not when `tocsin` starts (see table1_command)
+    from tocsin.adapters.incidence_output import durations_document, print_durations
+    from tocsin.adapters.patient_table import read_patient_table
+    from tocsin.stats.durations import duration_summary
+
+    with input_errors(patients):
         table = read_patient_table(patients, [duration, ongoing, *([grade_column] if grade_column else []),
                                               *([by] if by else [])])
         result = duration_summary(table, duration, ongoing, grade=grade_column, by=by)
-    except (PatientTableError, StatsInputError) as exc:
-        fail(f"{patients}: {exc}" if isinstance(exc, StatsInputError) else str(exc))
-        return
     if json_output:
-        _emit(durations_document(result))
+        print_json(durations_document(result))
     else:
         print_durations(result, Console())
-
-
-def _references(pairs: list[str]) -> dict[str, str]:
-    references = {}
-    for pair in pairs:
-        column, sep, level = pair.partition("=")
-        if not sep or not column or not level:
-            fail(f"--reference {pair!r}: write COLUMN=LEVEL, e.g. --reference product=axi-cel")
-        references[column.strip()] = level.strip()
-    return references
 
 
 @cohort_app.command("logistic")
@@ -128,23 +112,23 @@ def logistic_command(
     categorical: Annotated[
         list[str] | None, typer.Option("--categorical", help="Treat this numeric predictor as categories.")
     ] = None,
-    reference: Annotated[
-        list[str] | None, typer.Option("--reference", help="Reference level of a categorical predictor: COL=LEVEL.")
-    ] = None,
-    confidence: Annotated[float, typer.Option("--confidence", min=0.5, max=0.999, help="Confidence level.")] = 0.95,
+    reference: ReferenceOption = None,
+    conf_level: ConfLevelOption = 0.95,
     profile: Annotated[bool, typer.Option("--profile/--no-profile", help="Also give profile-likelihood CIs.")] = True,
     json_output: JsonOption = False,
 ) -> None:
     """Logistic regression: OR, Wald and profile-likelihood CIs, P; rows dropped for missing values listed."""
-    references = _references(reference or [])
-    try:
+    # the estimators (scipy, lifelines, ...) load here, not when `tocsin` starts (see table1_command)
+    from tocsin.adapters.incidence_output import logistic_document, print_logistic
+    from tocsin.adapters.patient_table import read_patient_table
+    from tocsin.stats.logistic import logistic_regression
+
+    references = parse_references(reference)
+    with input_errors(patients):
         table = read_patient_table(patients, [outcome, *predictor])
         result = logistic_regression(table, outcome, predictor, threshold=threshold, categorical=categorical or (),
-                                     reference=references, confidence=confidence, profile=profile)
-    except (PatientTableError, StatsInputError) as exc:
-        fail(f"{patients}: {exc}" if isinstance(exc, StatsInputError) else str(exc))
-        return
+                                     reference=references, confidence=conf_level, profile=profile)
     if json_output:
-        _emit(logistic_document(result))
+        print_json(logistic_document(result))
     else:
         print_logistic(result, Console())

@@ -41,12 +41,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Literal
 
 import numpy as np
 import polars as pl
 from scipy import stats
 from scipy.special import gammaln
+
+from tocsin.stats.table1_vocabulary import WilcoxonTies
 
 R_RELATIVE_TOLERANCE = 1e-7
 """``relErr - 1`` in R's fisher.test: tables within this relative distance of the observed probability tie."""
@@ -552,8 +553,6 @@ def _finite(values: Sequence[float] | np.ndarray, label: str) -> np.ndarray:
     return array
 
 
-WilcoxonTies = Literal["normal", "exact"]
-"""Small tied samples: ``normal`` as R < 4.6.0 (normal approximation), ``exact`` as R >= 4.6.0 (conditional)."""
 
 
 def _conditional_exact_p(first: np.ndarray, second: np.ndarray) -> float:

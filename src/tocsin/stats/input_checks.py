@@ -1,16 +1,35 @@
 """Checks that the statistics modules share: a column exists, holds numbers, holds whole grades, holds flags.
 
 Errors name the column, the first offending patient (or row) and the value, and say what would be accepted;
-callers that know the file name prefix it.
+callers that know the file name prefix it. Every input error of :mod:`tocsin.stats` is a
+:class:`StatsInputError` (the estimators' own classes, e.g. ``CoxInputError``, derive from it), so a caller
+can catch one class.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import polars as pl
+
+#: Offending rows named in a message; the rest are counted ("and 3 more").
+SHOWN_ROWS = 5
 
 
 class StatsInputError(ValueError):
     """The table cannot be analysed as asked; the message names the column, the patient or row, and the fix."""
+
+
+def and_more(count: int) -> str:
+    """`` and 3 more`` when ``count`` rows are at fault and only :data:`SHOWN_ROWS` are named."""
+    return f" and {count - SHOWN_ROWS} more" if count > SHOWN_ROWS else ""
+
+
+def rows_text(rows: Sequence[int], row_names: Sequence[str] | None = None) -> str:
+    """``row(s) 3, 7`` (0-based positions) or, with ``row_names``, e.g. ``patient P3, P7``; at most five shown."""
+    rows = list(rows)
+    shown = ", ".join(row_names[r] if row_names is not None else str(r) for r in rows[:SHOWN_ROWS])
+    return f"{shown}{and_more(len(rows))}" if row_names is not None else f"row(s) {shown}{and_more(len(rows))}"
 
 
 def _where(table: pl.DataFrame, bad: pl.Series, id_column: str) -> str:
@@ -20,11 +39,19 @@ def _where(table: pl.DataFrame, bad: pl.Series, id_column: str) -> str:
     return f"row {index + 1}"
 
 
-def require_columns(table: pl.DataFrame, columns: list[str]) -> None:
-    """Every column must exist; the error lists the columns the table has."""
-    missing = [c for c in columns if c not in table.columns]
+def check_conf_level(level: float, name: str = "conf_level", error: type[StatsInputError] = StatsInputError) -> None:
+    """A confidence level is strictly between 0 and 1 (0.95, not 95); ``name`` is the argument's name."""
+    if not 0 < level < 1:
+        raise error(f"{name} {level}: give a confidence level between 0 and 1 (exclusive), e.g. 0.95")
+
+
+def require_columns(
+    table: pl.DataFrame, columns: Sequence[str], error: type[StatsInputError] = StatsInputError
+) -> None:
+    """Every column must exist; the error (``error``, a :class:`StatsInputError`) lists the columns the table has."""
+    missing = [c for c in dict.fromkeys(columns) if c not in table.columns]
     if missing:
-        raise StatsInputError(
+        raise error(
             f"no column(s) {', '.join(repr(c) for c in missing)}; the table has {', '.join(table.columns)}"
         )
 

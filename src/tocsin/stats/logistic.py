@@ -50,7 +50,8 @@ from scipy.optimize import brentq, linprog, root_scalar
 from scipy.stats import chi2, norm
 from statsmodels.tools.sm_exceptions import PerfectSeparationWarning
 
-from tocsin.stats.input_checks import StatsInputError, flag_column, numeric_column, require_columns
+from tocsin.stats.design_matrix import DesignColumns, indicators
+from tocsin.stats.input_checks import StatsInputError, check_conf_level, flag_column, numeric_column, require_columns
 
 INTERCEPT = "(Intercept)"
 _SEPARATION_TOLERANCE = 1e-7
@@ -90,12 +91,6 @@ class _Design:
     references: dict[str, str]
 
 
-def _level_text(value: object) -> str:
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
-
-
 def _outcome(table: pl.DataFrame, outcome: str, threshold: float | None, id_column: str) -> tuple[pl.Series, str]:
     series = table.get_column(outcome)
     if threshold is not None:
@@ -112,13 +107,6 @@ def _outcome(table: pl.DataFrame, outcome: str, threshold: float | None, id_colu
 
 
 MAX_LEVELS = 50
-
-
-def _as_text(series: pl.Series) -> pl.Series:
-    """Category labels: whole-number floats without '.0', so a rank read as 2.0 is level '2' as in R."""
-    if series.dtype.is_float():
-        return series.map_elements(_level_text, return_dtype=pl.String)
-    return series.cast(pl.String)
 
 
 def _is_categorical(frame: pl.DataFrame, name: str, declared: bool, id_column: str) -> bool:
@@ -142,41 +130,17 @@ def _design(
     frame: pl.DataFrame, predictors: Sequence[str], categorical: set[str], reference: Mapping[str, str],
     id_column: str,
 ) -> _Design:
-    columns = [np.ones(frame.height)]
-    terms, variables, levels = [INTERCEPT], [INTERCEPT], [None]
-    references: dict[str, str] = {}
+    design = DesignColumns()
+    design.add_numeric(INTERCEPT, np.ones(frame.height))
     for name in predictors:
         series = frame.get_column(name)
         if _is_categorical(frame, name, name in categorical or name in reference, id_column):
-            text = _as_text(series)
-            names = _as_text(series.unique().sort()).to_list()
-            if len(names) > MAX_LEVELS:
-                raise StatsInputError(
-                    f"predictor {name!r} has {len(names)} levels in the rows used; that looks like an identifier "
-                    "or a number stored as text, not a category"
-                )
-            chosen = reference.get(name, names[0])
-            if chosen not in names:
-                raise StatsInputError(
-                    f"reference level {chosen!r} of {name!r} does not occur in the rows used; "
-                    f"levels are {', '.join(names)}"
-                )
-            if len(names) < 2:
-                raise StatsInputError(f"predictor {name!r} has a single level ({names[0]}) in the rows used; drop it")
-            references[name] = chosen
-            for level in names:
-                if level == chosen:
-                    continue
-                columns.append((text == level).cast(pl.Float64).to_numpy())
-                terms.append(f"{name}={level}")
-                variables.append(name)
-                levels.append(level)
+            design.add_factor(indicators(
+                series, name, reference.get(name), what="predictor", error=StatsInputError, max_levels=MAX_LEVELS
+            ))
         else:
-            columns.append(numeric_column(frame, name, id_column, "use a number").to_numpy())
-            terms.append(name)
-            variables.append(name)
-            levels.append(None)
-    return _Design(np.column_stack(columns), terms, variables, levels, references)
+            design.add_numeric(name, numeric_column(frame, name, id_column, "use a number").to_numpy())
+    return _Design(design.matrix, design.terms, design.variables, design.levels, design.references)
 
 
 def _separating_terms(matrix: np.ndarray, y: np.ndarray, terms: list[str]) -> list[str]:
@@ -300,8 +264,7 @@ def logistic_regression(
     unknown = sorted(set(reference) - set(predictors))
     if unknown:
         raise StatsInputError(f"reference given for {', '.join(unknown)}, which is not a predictor")
-    if not 0.0 < confidence < 1.0:
-        raise StatsInputError(f"confidence must be between 0 and 1, got {confidence}")
+    check_conf_level(confidence, "confidence")
     y_series, definition = _outcome(table, outcome, threshold, id_column)
     frame = table.select(predictors).with_columns(y_series.alias("__outcome__"))
     if id_column in table.columns:

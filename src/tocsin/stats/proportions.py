@@ -25,27 +25,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 
 import numpy as np
 import polars as pl
 from scipy.stats import norm
 from statsmodels.stats.proportion import proportion_confint
 
+from tocsin.stats.input_checks import check_conf_level
+from tocsin.stats.methods import CI_METHOD_LABEL, CIMethod
 
-class CIMethod(StrEnum):
-    """How the interval for a proportion is computed; the value is the name the CLI and JSON use."""
+__all__ = ["CI_METHOD_LABEL", "CIMethod", "ProportionCI", "proportion_ci"]
 
-    CLOPPER_PEARSON = "clopper-pearson"
-    WILSON = "wilson"
-    WILSON_CC = "wilson-cc"
-
-
-CI_METHOD_LABEL = {
-    CIMethod.CLOPPER_PEARSON: "exact Clopper-Pearson (R binom.test)",
-    CIMethod.WILSON: "Wilson score (R prop.test, correct = FALSE)",
-    CIMethod.WILSON_CC: "Wilson score with continuity correction (Newcombe 1998, method 4)",
-}
 
 
 @dataclass(frozen=True)
@@ -96,8 +86,7 @@ def proportion_ci(
     Raises ``ValueError`` for negative counts, events above n, non-integer counts or a confidence outside (0, 1).
     """
     method = CIMethod(method)
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must be between 0 and 1 (exclusive), got {confidence}")
+    check_conf_level(confidence, "confidence")
     x = np.asarray(events, dtype=float)
     m = np.asarray(n, dtype=float)
     if x.shape != m.shape:

@@ -44,6 +44,7 @@ from tocsin.stats.hypothesis_tests import (
     t_test,
     wilcoxon_rank_sum,
 )
+from tocsin.stats.input_checks import StatsInputError, require_columns
 from tocsin.stats.multiplicity import Adjustment, adjust_p_values
 from tocsin.stats.summaries import QuantileDefinition, categorical_summary, continuous_summary, missing_counts
 from tocsin.stats.table1_vocabulary import (
@@ -66,7 +67,7 @@ ID_COLUMN = "patient_id"
 _GROUP_CODE = "__group_code"
 
 
-class Table1Error(ValueError):
+class Table1Error(StatsInputError):
     """The request cannot be honoured as given; the message names the column or option and the fix."""
 
 
@@ -260,11 +261,7 @@ def _select_variables(
 ) -> tuple[dict[str, VariableKind], list[str]]:
     """The variables with their inferred kind, and the columns left out for their type (default selection)."""
     if variables:
-        unknown = [v for v in variables if v not in frame.columns]
-        if unknown:
-            raise Table1Error(
-                f"no column(s) {', '.join(repr(v) for v in unknown)} in the table; it has {', '.join(frame.columns)}"
-            )
+        require_columns(frame, variables, Table1Error)
         if by in variables:
             raise Table1Error(f"'{by}' is the group column (--by); it cannot also be a variable (--var)")
         candidates = list(dict.fromkeys(variables))

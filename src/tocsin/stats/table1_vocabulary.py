@@ -8,6 +8,8 @@ from __future__ import annotations
 from typing import Literal
 
 VariableKind = Literal["categorical", "continuous"]
+WilcoxonTies = Literal["normal", "exact"]
+"""Small tied samples: ``normal`` as R < 4.6.0 (normal approximation), ``exact`` as R >= 4.6.0 (conditional)."""
 KINDS: tuple[VariableKind, ...] = ("categorical", "continuous")
 CATEGORICAL_TESTS = ("chisq", "chisq-yates", "fisher", "fisher-mc")
 LOCATION_TESTS = ("wilcoxon", "t-welch", "t-pooled", "kruskal")

@@ -25,15 +25,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 import polars as pl
 from scipy.stats import norm
 
+from tocsin.stats.input_checks import check_conf_level
+from tocsin.stats.methods import CumincConfidenceType
 from tocsin.stats.survival.competing_events import CompetingEvents, CompetingRisksInputError, prepare_competing_events
 
-ConfidenceType = Literal["log-log", "plain"]
+ConfidenceType = CumincConfidenceType
 SUMMARY_COLUMNS = ("group", "cause", "time", "n_risk", "cuminc", "std_err", "lower", "upper")
 
 
@@ -159,8 +160,7 @@ def cumulative_incidence_from(
     data: CompetingEvents, conf_level: float = 0.95, conf_type: ConfidenceType = "log-log"
 ) -> CumulativeIncidence:
     """:func:`cumulative_incidence` on already validated columns."""
-    if not 0 < conf_level < 1:
-        raise CompetingRisksInputError(f"conf_level must be between 0 and 1, not {conf_level}")
+    check_conf_level(conf_level, error=CompetingRisksInputError)
     n_causes = len(data.event_codes)
     frames = []
     sorted_times: dict[object, np.ndarray] = {}

@@ -14,10 +14,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-SHOWN_ROWS = 5
+from tocsin.stats.input_checks import StatsInputError, rows_text
+
+__all__ = ["CompetingEvents", "CompetingRisksInputError", "prepare_competing_events", "rows_text"]
 
 
-class CompetingRisksInputError(ValueError):
+class CompetingRisksInputError(StatsInputError):
     """The data cannot be analysed as given; ``rows`` are the 0-based row positions at fault."""
 
     def __init__(self, message: str, rows: Sequence[int] = ()) -> None:
@@ -38,14 +40,6 @@ class CompetingEvents:
     event_codes: tuple[object, ...]
     group: np.ndarray
     group_labels: tuple[object, ...]
-
-
-def rows_text(rows: Sequence[int], row_names: Sequence[str] | None = None) -> str:
-    """``row(s) 3, 7`` (0-based positions) or, with ``row_names``, e.g. ``patient P3, P7``; at most five shown."""
-    rows = list(rows)
-    shown = ", ".join(row_names[r] if row_names is not None else str(r) for r in rows[:SHOWN_ROWS])
-    more = f" and {len(rows) - SHOWN_ROWS} more" if len(rows) > SHOWN_ROWS else ""
-    return f"{shown}{more}" if row_names is not None else f"row(s) {shown}{more}"
 
 
 def _sorted_labels(values: Sequence[object]) -> tuple[object, ...]:

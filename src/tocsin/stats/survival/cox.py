@@ -36,8 +36,10 @@ from lifelines.exceptions import ConvergenceError, ConvergenceWarning
 from scipy.linalg import LinAlgWarning
 from scipy.stats import chi2, norm
 
-from tocsin.stats.survival.competing_events import rows_text
+from tocsin.stats.design_matrix import DesignColumns, indicators, level_text
+from tocsin.stats.input_checks import StatsInputError, check_conf_level, require_columns, rows_text
 
+BOOL_LABELS = ("False", "True")
 CATEGORICAL_DTYPES = (pl.String, pl.Categorical, pl.Enum, pl.Boolean)
 SUMMARY_COLUMNS = (
     "term",
@@ -54,7 +56,7 @@ SUMMARY_COLUMNS = (
 )
 
 
-class CoxInputError(ValueError):
+class CoxInputError(StatsInputError):
     """The table cannot be fitted as given; the message names the column, rows or level and the fix."""
 
 
@@ -109,17 +111,6 @@ class CoxResult:
         return next(t for t in self.tests if t.name == name)
 
 
-def _levels(values: pl.Series) -> list[str]:
-    """Sorted distinct levels as text; numbers sort numerically (R sorts a factor of 1, 2, 10 that way)."""
-    return [_level_text(v) for v in sorted(values.drop_nulls().unique().to_list())]
-
-
-def _level_text(value: object) -> str:
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
-
-
 def build_design(
     table: pl.DataFrame,
     time: str,
@@ -139,9 +130,7 @@ def build_design(
         raise CoxInputError("name at least one covariate (--covariate COLUMN)")
     if len(set(covariates)) != len(covariates):
         raise CoxInputError(f"covariates {list(covariates)} name a column twice")
-    for name in [time, event, *covariates]:
-        if name not in table.columns:
-            raise CoxInputError(f"no column {name!r}; the table has {', '.join(table.columns)}")
+    require_columns(table, [time, event, *covariates], CoxInputError)
     unknown = [v for v in references if v not in covariates]
     if unknown:
         raise CoxInputError(f"reference level given for {unknown}, which are not covariates {list(covariates)}")
@@ -161,52 +150,32 @@ def build_design(
         raise CoxInputError(f"{where}: column {time!r} is negative or not finite; give a follow-up time >= 0")
     bad_event = np.flatnonzero(~np.isin(events, (0.0, 1.0)))
     if bad_event.size:
-        found = sorted({_level_text(v) for v in events[bad_event]})
+        found = sorted({level_text(v) for v in events[bad_event]})
         where = rows_text([original_row[r] for r in bad_event], row_names)
         raise CoxInputError(
             f"{where}: column {event!r} must be 0 (censored) or 1 (event); found {', '.join(found)}. For a status with "
             "competing events use `tocsin cohort cuminc`, or recode the column"
         )
-    columns: list[np.ndarray] = []
-    terms: list[str] = []
-    term_variable: list[str] = []
-    term_level: list[str | None] = []
-    used_references: dict[str, str] = {}
+    design = DesignColumns()
     for name in covariates:
         series = complete.get_column(name)
         if name in references or series.dtype in CATEGORICAL_DTYPES:
-            levels = _levels(series)
-            reference = references.get(name, levels[0] if levels else "")
-            if reference not in levels:
-                raise CoxInputError(
-                    f"reference level {reference!r} of {name!r} does not occur; its levels are {', '.join(levels)}"
-                )
-            if len(levels) < 2:
-                raise CoxInputError(f"covariate {name!r} has a single level ({reference}); drop it from the model")
-            text = series.map_elements(_level_text, return_dtype=pl.String)
-            used_references[name] = reference
-            for level in levels:
-                if level == reference:
-                    continue
-                columns.append((text == level).cast(pl.Float64).to_numpy())
-                terms.append(f"{name}={level}")
-                term_variable.append(name)
-                term_level.append(level)
+            # booleans are named as Python prints them (female=True), as this module has always done
+            design.add_factor(indicators(
+                series, name, references.get(name), what="covariate", error=CoxInputError, bool_labels=BOOL_LABELS
+            ))
         elif series.dtype.is_numeric():
-            columns.append(series.cast(pl.Float64).to_numpy())
-            terms.append(name)
-            term_variable.append(name)
-            term_level.append(None)
+            design.add_numeric(name, series.cast(pl.Float64).to_numpy())
         else:
             raise CoxInputError(f"covariate {name!r} holds {series.dtype}; give a number, text or a boolean")
     return Design(
-        np.column_stack(columns),
+        design.matrix,
         times,
         events,
-        tuple(terms),
-        tuple(term_variable),
-        tuple(term_level),
-        used_references,
+        tuple(design.terms),
+        tuple(design.variables),
+        tuple(design.levels),
+        design.references,
         table.height - complete.height,
     )
 
@@ -293,8 +262,7 @@ def cox_regression(
     Equivalent R: ``summary(coxph(Surv(time, event) ~ x1 + factor(x2), data, ties = "efron"))`` with
     ``relevel(x2, ref = reference)``. ``row_names`` name the rows in error messages.
     """
-    if not 0 < conf_level < 1:
-        raise CoxInputError(f"conf_level must be between 0 and 1, not {conf_level}")
+    check_conf_level(conf_level, error=CoxInputError)
     design = build_design(table, time, event, covariates, references, row_names)
     if design.event.sum() == 0:
         raise CoxInputError(f"column {event!r} has no events (all 0); a Cox model needs at least one event")

@@ -25,12 +25,13 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-SHOWN_ROWS = 5
+from tocsin.stats.input_checks import SHOWN_ROWS, StatsInputError, and_more, require_columns
+
 TRUE_WORDS = frozenset({"1", "true"})
 FALSE_WORDS = frozenset({"0", "false"})
 
 
-class SurvivalInputError(ValueError):
+class SurvivalInputError(StatsInputError):
     """A survival column cannot be used as it is; the message names the rows, the column and the fix."""
 
 
@@ -60,12 +61,7 @@ def survival_inputs(
     ``event_codes`` / ``censor_codes`` (compared as text, e.g. ``{"2"}`` / ``{"1"}`` for R's ``lung``) replace
     the 0/1, true/false default; given either, every value must be one of them.
     """
-    wanted = [c for c in (time, event, group, strata) if c is not None]
-    missing = [c for c in wanted if c not in table.columns]
-    if missing:
-        raise SurvivalInputError(
-            f"no column(s) {', '.join(repr(c) for c in missing)}; the table has {', '.join(table.columns)}"
-        )
+    require_columns(table, [c for c in (time, event, group, strata) if c is not None], SurvivalInputError)
     if table.height == 0:
         raise SurvivalInputError("the table has no patients; a survival analysis needs at least one row")
     ids = table.get_column(id_column) if id_column in table.columns else None
@@ -83,8 +79,7 @@ def _where(rows: np.ndarray, values: pl.Series, ids: pl.Series | None) -> str:
     for row in rows[:SHOWN_ROWS].tolist():
         patient = f" (patient {ids[row]})" if ids is not None else ""
         shown.append(f"row {row + 1}{patient} = {values[row]!r}")
-    more = f" and {len(rows) - SHOWN_ROWS} more" if len(rows) > SHOWN_ROWS else ""
-    return ", ".join(shown) + more
+    return ", ".join(shown) + and_more(len(rows))
 
 
 def _rows(mask: pl.Series | np.ndarray) -> np.ndarray:

@@ -31,15 +31,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import pandas as pd
 import polars as pl
 from scipy.stats import norm
 
-ConfidenceType = Literal["log-log", "log", "plain"]
-CONFIDENCE_TYPES: tuple[ConfidenceType, ...] = ("log-log", "log", "plain")
+from tocsin.stats.input_checks import check_conf_level
+from tocsin.stats.methods import SURVIVAL_CONFIDENCE_TYPES, SurvivalConfidenceType
+
+ConfidenceType = SurvivalConfidenceType
+CONFIDENCE_TYPES = SURVIVAL_CONFIDENCE_TYPES
 ALL_PATIENTS = "all"
 # R quantile.survfit: a curve within this distance of p counts as exactly p (a flat at the median)
 QUANTILE_TOLERANCE = float(np.sqrt(np.finfo(float).eps))
@@ -135,8 +137,7 @@ def kaplan_meier(
     """
     if conf_type not in CONFIDENCE_TYPES:
         raise ValueError(f"conf_type {conf_type!r}: use one of {', '.join(CONFIDENCE_TYPES)}")
-    if not 0 < conf_level < 1:
-        raise ValueError(f"conf_level {conf_level}: give a level between 0 and 1, e.g. 0.95")
+    check_conf_level(conf_level)
     time = np.asarray(time, dtype=np.float64)
     event = np.asarray(event, dtype=bool)
     labels, codes = group_codes(group, len(time))
