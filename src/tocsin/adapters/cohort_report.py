@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import html
 import math
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ import numpy as np
 import polars as pl
 
 from tocsin import __version__
+from tocsin.adapters.atomic_write import write_bytes_atomically
 from tocsin.adapters.competing_output import format_p
 from tocsin.adapters.incidence_output import category_label, incidence_table
 from tocsin.adapters.patient_report import REPORT_CSS
@@ -673,13 +673,6 @@ def render_cohort_report(report: CohortReport) -> str:
 
 
 def write_cohort_report(text: str, out: Path) -> Path:
-    """Write ``text`` to ``out`` through a temporary file renamed into place (a failure keeps the old file)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, out)
-    finally:
-        temporary.unlink(missing_ok=True)
+    """Write ``text`` to ``out`` atomically (a failure keeps the old file)."""
+    write_bytes_atomically(out, text.encode("utf-8"))
     return out
-

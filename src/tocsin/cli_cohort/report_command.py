@@ -10,31 +10,20 @@ must exist.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import orjson
 import polars as pl
 import typer
 from rich.console import Console
 
-from tocsin.adapters.cohort_report import (
-    CohortReportError,
-    Endpoint,
-    Episodes,
-    Provenance,
-    ReportColumns,
-    ReportOptions,
-    ToxicityColumns,
-    build_cohort_report,
-    render_cohort_report,
-    write_cohort_report,
-)
-from tocsin.adapters.cohort_sources import BatchDirectoryError, read_batch_tables
 from tocsin.adapters.patient_table import PatientTableError, read_patient_table
-from tocsin.adapters.plots.cohort_figures import EPISODE_COLUMNS, treatments_from_events
 from tocsin.cli_cohort.app import cohort_app, fail
 from tocsin.cli_cohort.derive_command import method_path
-from tocsin.cli_cohort.survival_command import DAYS_PER_MONTH, TimeUnit
+from tocsin.cli_cohort.options import DAYS_PER_MONTH, TimeUnit
+
+if TYPE_CHECKING:
+    from tocsin.adapters.cohort_report import Episodes
 
 #: ICAHT next to CRS and ICANS; the Lee 2014 CRS grade can be added with --grade-column.
 REPORT_GRADE_COLUMNS = ("crs_max_grade", "icans_max_grade", "icaht_early_grade", "icaht_late_grade")
@@ -64,6 +53,10 @@ def _read_method(patients: Path) -> tuple[Path, dict | None]:
 
 
 def _episodes(folder: Path) -> Episodes:
+    from tocsin.adapters.cohort_report import Episodes
+    from tocsin.adapters.cohort_sources import BatchDirectoryError, read_batch_tables
+    from tocsin.adapters.plots.cohort_figures import EPISODE_COLUMNS, treatments_from_events
+
     names = [*EPISODE_TABLES, *([TREATMENT_TABLE] if sorted((folder / TREATMENT_TABLE).glob("part-*.parquet")) else [])]
     try:
         tables = read_batch_tables([folder], names=names)
@@ -125,6 +118,18 @@ def report_command(
     ] = None,
 ) -> None:
     """Table 1, incidence by grade, durations, swimmer plot, OS/PFS Kaplan–Meier and relapse/NRM in one HTML."""
+    from tocsin.adapters.cohort_report import (
+        CohortReportError,
+        Endpoint,
+        Provenance,
+        ReportColumns,
+        ReportOptions,
+        ToxicityColumns,
+        build_cohort_report,
+        render_cohort_report,
+        write_cohort_report,
+    )
+
     if out.suffix.lower() not in (".html", ".htm"):
         fail(f"--out {out}: the cohort report is HTML; use a file name ending in .html")
     if episodes is not None and not episodes.is_dir():
