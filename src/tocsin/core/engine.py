@@ -36,7 +36,7 @@ from tocsin.core.prolonged_cytopenia import prolonged_cytopenia
 from tocsin.core.scores.car_hematotox import car_hematotox
 from tocsin.core.scores.easix import easix
 from tocsin.core.scores.hscore import hscore
-from tocsin.core.scores.iec_hs import car_hlh_screen, iec_hs_screen
+from tocsin.core.scores.iec_hs import hlh_screens
 from tocsin.core.timeline import PID, crs_state, icans_state
 from tocsin.criteria import Scale, load_scale
 from tocsin.vocabulary import Vocabulary, load_vocabulary
@@ -184,12 +184,13 @@ def score_patients(events: pl.DataFrame, patients: pl.DataFrame, config: Grading
     # HScore and the HLH screens describe a moment, not the baseline: a course is screened as it stands at its
     # last observation (the bedside question); the daily series come from the score functions.
     now = last_observation(events, patients)
+    iec_hs, car_hlh = hlh_screens(events, patients, config.scores, at=now)
     return ScoreResults(
         car_hematotox=car_hematotox(events, patients, config.scores),
         easix=easix(events, patients, config.scores),
         hscore=hscore(events, patients, config.scores, at=now),
-        iec_hs=iec_hs_screen(events, patients, config.scores, at=now),
-        car_hlh=car_hlh_screen(events, patients, config.scores, at=now),
+        iec_hs=iec_hs,
+        car_hlh=car_hlh,
     )
 
 

@@ -113,15 +113,10 @@ def _car_hlh_criteria() -> dict[str, pl.Expr]:
     }
 
 
-def _screen(
-    events: pl.DataFrame,
-    patients: pl.DataFrame,
-    config: ScoresConfig,
-    at: float | pl.DataFrame | None,
-    name: str,
-    criteria: Callable[[], Mapping[str, pl.Expr]],
+def _screen_inputs(
+    events: pl.DataFrame, patients: pl.DataFrame, config: ScoresConfig, at: float | pl.DataFrame | None
 ) -> pl.DataFrame:
-    spec = SCALE.table("screens")[name]
+    """Per patient and evaluation time, the window labs and the labs at infusion both screens read."""
     windows, closed = evaluation_windows(events, patients, at)
     picked = pick_values(events, windows, WINDOW_LABS, config.hlh_screen_window_days, closed)
     frame = widen(windows, picked, {lab: lab for lab in WINDOW_LABS}, ("value", "day", "uln"))
@@ -133,10 +128,13 @@ def _screen(
         ("value",),
         ANCHOR_INFUSION,
     ).select("patient_id", *(pl.col(f"{lab}_value").alias(f"{lab}_at_infusion") for lab in INFUSION_LABS))
-    frame = frame.join(at_infusion, on="patient_id", how="left", maintain_order="left").with_columns(
+    return frame.join(at_infusion, on="patient_id", how="left", maintain_order="left").with_columns(
         pl.col("ferritin_uln").fill_null(pl.lit(config.ferritin_uln_ng_ml, pl.Float64))
     )
 
+
+def _screen(frame: pl.DataFrame, name: str, criteria: Callable[[], Mapping[str, pl.Expr]]) -> pl.DataFrame:
+    spec = SCALE.table("screens")[name]
     state = dict(criteria())
     supporting = [state[rule] for rule in spec["supporting"]]
     met_count = pl.sum_horizontal(s.fill_null(False) for s in supporting)
@@ -188,7 +186,7 @@ def iec_hs_screen(
     ``_uln`` (canonical units) and ``<lab>_at_infusion``, then ``caveats, scale, version, citation, doi,
     screen_citation, screen_doi``.
     """
-    return _screen(events, patients, config, at, "iec_hs", _iec_hs_criteria)
+    return _screen(_screen_inputs(events, patients, config, at), "iec_hs", _iec_hs_criteria)
 
 
 def car_hlh_screen(
@@ -202,4 +200,15 @@ def car_hlh_screen(
     The "during CRS" condition of carHLH is not checked here (CRS grades come from the engine); the
     screen reads the peak ferritin in the window.
     """
-    return _screen(events, patients, config, at, "car_hlh", _car_hlh_criteria)
+    return _screen(_screen_inputs(events, patients, config, at), "car_hlh", _car_hlh_criteria)
+
+
+def hlh_screens(
+    events: pl.DataFrame,
+    patients: pl.DataFrame,
+    config: ScoresConfig = ScoresConfig(),
+    at: float | pl.DataFrame | None = None,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Both screens, :func:`iec_hs_screen` and :func:`car_hlh_screen`, from one read of the labs they share."""
+    frame = _screen_inputs(events, patients, config, at)
+    return _screen(frame, "iec_hs", _iec_hs_criteria), _screen(frame, "car_hlh", _car_hlh_criteria)
