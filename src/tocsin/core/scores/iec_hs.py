@@ -135,7 +135,9 @@ def _screen_inputs(
 
 def _screen(frame: pl.DataFrame, name: str, criteria: Callable[[], Mapping[str, pl.Expr]]) -> pl.DataFrame:
     spec = SCALE.table("screens")[name]
-    state = dict(criteria())
+    # Each criterion becomes a column first: inlined, every one would be planned again in each output.
+    frame = frame.with_columns(expr.alias(f"_{rule}") for rule, expr in criteria().items())
+    state = {rule: pl.col(f"_{rule}") for rule in criteria()}
     supporting = [state[rule] for rule in spec["supporting"]]
     met_count = pl.sum_horizontal(s.fill_null(False) for s in supporting)
     reachable = pl.sum_horizontal(s.fill_null(True) for s in supporting)
@@ -152,13 +154,13 @@ def _screen(frame: pl.DataFrame, name: str, criteria: Callable[[], Mapping[str, 
     lab_columns = [pl.col(f"{lab}_{field}") for lab in WINDOW_LABS for field in ("value", "day", "uln")] + [
         pl.col(f"{lab}_at_infusion") for lab in INFUSION_LABS
     ]
-    return frame.select(
+    return frame.with_columns(status.alias("status")).select(
         "patient_id",
         "at",
         "day",
         pl.lit(name).alias("screen"),
-        status.alias("status"),
-        status.replace_strict(
+        "status",
+        pl.col("status").replace_strict(
             {"possible": spec["rule_possible"], "not_met": spec["rule_not_met"], "incomplete": spec["rule_incomplete"]}
         ).alias("rule"),
         labels({rule: expr for rule, expr in state.items()}).alias("met"),
