@@ -136,7 +136,7 @@ def observation_end(events: pl.DataFrame, censor_at: list[str]) -> pl.DataFrame:
     """Per patient with an end: ``end_t`` (earliest censoring event, last contact or death) and ``end_item``."""
     items = [*censor_at, *ALWAYS_ENDS]
     return (
-        events.filter(pl.col("item").cast(pl.Utf8).is_in(items))
+        events.filter(pl.col("item").is_in(items))  # on the Enum: casting every row to text cost 0.25 s a chunk
         .group_by(PID)
         .agg(pl.col("t").min().alias("end_t"), pl.col("item").cast(pl.Utf8).sort_by("t").first().alias("end_item"))
     )

@@ -290,7 +290,7 @@ def prolonged_cytopenia_lineages(events: pl.DataFrame, config: ProlongedCytopeni
 
 def _support_days(events: pl.DataFrame, config: ProlongedCytopeniaConfig) -> pl.DataFrame:
     supports = _support_items()
-    given = events.filter(pl.col("item").cast(pl.Utf8).is_in(supports) & (pl.col("t") >= 0))
+    given = events.filter(pl.col("item").is_in(supports) & (pl.col("t") >= 0))
     given = (
         given.with_columns(*per_patient(observation_end(events, config.censor_at), "end_t", rows=given.height))
         .filter(pl.col("end_t").is_null() | (pl.col("t") <= pl.col("end_t")))
