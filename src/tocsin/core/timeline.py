@@ -87,13 +87,13 @@ def crs_state(
         .then(c.pediatric_sbp_base_mm_hg + c.pediatric_sbp_per_year_mm_hg * age.floor())
         .otherwise(c.hypotension_sbp_mm_hg)
     )
-    alt_finding = pl.col("cat").str.split_exact(":", 1).struct.field("field_0").str.strip_chars().str.to_lowercase()
-    alt_cause = pl.col("cat").str.split_exact(":", 1).struct.field("field_1").str.strip_chars()
     is_alt = pl.col("item") == "alternative_cause"
+    # Split only the attribution rows' text: the other categories (devices, drugs...) are a million strings.
+    alt_text = pl.when(is_alt).then(pl.col("cat")).str.split_exact(":", 1)
     df = df.with_columns(
         sbp_threshold.alias("sbp_threshold"),
-        pl.when(is_alt).then(alt_finding).alias("alt_finding"),
-        pl.when(is_alt).then(alt_cause).alias("alt_cause"),
+        alt_text.struct.field("field_0").str.strip_chars().str.to_lowercase().alias("alt_finding"),
+        alt_text.struct.field("field_1").str.strip_chars().alias("alt_cause"),
     )
     # Stage 1: for each signal, the index of its latest row (within the patient).
     findings = ("fever", "hypotension", "hypoxia")
