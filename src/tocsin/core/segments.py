@@ -8,6 +8,8 @@ segment's first row (column ``SEGMENT_START``, added by :func:`with_segment_star
 
 from __future__ import annotations
 
+import numba
+import numpy as np
 import polars as pl
 
 SEGMENT_START = "_segment_start"
@@ -56,3 +58,38 @@ def cum_sum(expr: pl.Expr, start: str = SEGMENT_START) -> pl.Expr:
     total = expr.cum_sum()
     offset = pl.when(row_index() == pl.col(start)).then(total - expr).forward_fill()
     return total - offset
+
+
+
+
+@numba.njit(cache=True, nogil=True)
+def _latest_rows_kernel(flags: np.ndarray, start: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    n_flags = flags.shape[0]
+    latest = np.full(n_flags, -1, dtype=np.int64)
+    out = np.empty((n_flags, np.count_nonzero(keep)), dtype=np.int64)
+    position = 0
+    for row in range(flags.shape[1]):
+        if row == start[row]:
+            latest[:] = -1
+        for k in range(n_flags):
+            if flags[k, row]:
+                latest[k] = row
+        if keep[row]:
+            out[:, position] = latest
+            position += 1
+    return out
+
+
+def latest_rows(df: pl.DataFrame, conditions: dict[str, pl.Expr], keep: pl.Expr) -> pl.DataFrame:
+    """At every row where ``keep`` holds: for each named condition, the row number (in ``df``) of the latest
+    row at or before it in its segment where the condition held (null if none); one column per name.
+
+    The same as :func:`last_index` per condition followed by a filter on ``keep``, in one compiled pass
+    over the rows instead of a fill over all rows per condition. ``df`` needs :func:`with_segment_start`.
+    """
+    flags = df.select(*(c.fill_null(False).alias(n) for n, c in conditions.items()), keep.fill_null(False).alias(ROW))
+    # Column by column: a DataFrame's own to_numpy of boolean columns is several times slower.
+    matrix = np.stack([flags.get_column(n).to_numpy() for n in conditions])
+    rows = _latest_rows_kernel(matrix, df.get_column(SEGMENT_START).to_numpy(), flags.get_column(ROW).to_numpy())
+    found = pl.DataFrame({name: rows[k] for k, name in enumerate(conditions)})
+    return found.select(pl.when(pl.col(n) >= 0).then(pl.col(n)).alias(n) for n in conditions)

@@ -22,7 +22,7 @@ import polars as pl
 
 from tocsin.config import GradingConfig
 from tocsin.core.lookup import per_patient
-from tocsin.core.segments import ffill, last_index, shift1, with_segment_start
+from tocsin.core.segments import ffill, last_index, latest_rows, shift1, with_segment_start
 from tocsin.criteria import load_scale
 from tocsin.vocabulary import Vocabulary
 
@@ -42,10 +42,14 @@ def _attributed(finding: str) -> pl.Expr:
     return col.is_not_null() & (col.str.to_lowercase() != "none")
 
 
+def last_of_time() -> pl.Expr:
+    """The row is the last of its (patient, time): after forward fills it holds the state at that time."""
+    return ((pl.col("t") != pl.col("t").shift(-1)) | (pl.col(PID) != pl.col(PID).shift(-1))).fill_null(True)
+
+
 def last_row_per_time(df: pl.DataFrame) -> pl.DataFrame:
-    """Keep the last row of each (patient, time): after forward fills it holds the state at that time."""
-    last = (pl.col("t") != pl.col("t").shift(-1)) | (pl.col(PID) != pl.col(PID).shift(-1))
-    return df.filter(last.fill_null(True))
+    """Keep the last row of each (patient, time)."""
+    return df.filter(last_of_time())
 
 
 #: The event columns the timelines read.
@@ -126,23 +130,27 @@ def crs_state(
     df = df.with_columns(
         low_sbp.alias("sbp_low_here"),
         low_map.alias("map_low_here"),
-        *[last_index(cond).alias(f"i_{name}") for name, cond in signals.items()],
-    )
-    df = df.with_columns(
-        pl.when(pl.col("item") == lab)
-        .then(pl.col("num") < pl.col("num").gather(shift1(pl.col(f"i_{lab}"))))
-        .alias(f"{lab}_falling_here")
-        for lab in ("il6", "crp")
+        *[
+            pl.when(pl.col("item") == lab)
+            .then(pl.col("num") < pl.col("num").gather(shift1(last_index(pl.col("item") == lab))))
+            .alias(f"{lab}_falling_here")
+            for lab in ("il6", "crp")
+        ],
     )
 
     # Stage 2: the state at each assessment time = the values of those rows. Only the last row of each
-    # time is an assessment, so the indexes are thinned first and the values gathered from the full rows.
+    # time is an assessment: the latest row of every signal is found there alone, and the values are
+    # gathered from the full rows.
     source = {
         c: df.get_column(c)
         for c in ("t", "num", "cat", "item", "sbp_low_here", "map_low_here", "il6_falling_here", "crp_falling_here")
     }
     indexes = [f"i_{name}" for name in signals]
-    df = last_row_per_time(df.select(PID, "t", "age_years", *[f"alt_{f}" for f in findings], *indexes))
+    latest = latest_rows(df, {f"i_{name}": cond for name, cond in signals.items()}, last_of_time())
+    df = pl.concat(
+        [last_row_per_time(df.select(PID, "t", "age_years", *[f"alt_{f}" for f in findings])), latest],
+        how="horizontal",
+    )
 
     def at(column: str, signal: str) -> pl.Expr:
         return pl.lit(source[column]).gather(pl.col(f"i_{signal}"))
