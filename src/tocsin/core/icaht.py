@@ -249,24 +249,30 @@ def _run_bounds(flag: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
     return pl.when(starts).then(row).forward_fill(), pl.when(ends).then(row).backward_fill()
 
 
-def _bridged(df: pl.DataFrame, state: str, out: str, stable_days: int) -> pl.DataFrame:
-    """``out`` = below the threshold after bridging: a run of days above it shorter than ``stable_days``
-    with a day below on both sides (a non-stable recovery) counts as below."""
-    s = pl.col(state)
-    first, last = _run_bounds(s)
-    df = df.with_columns(first.cast(pl.Int64).alias("_rs"), last.cast(pl.Int64).alias("_re"))
-    rs, re = pl.col("_rs"), pl.col("_re")
-    before = pl.when(rs > pl.col(SEGMENT_START)).then(s.gather((rs - 1).clip(0)))
-    after = pl.when(re < pl.col(_SEGMENT_END)).then(s.gather((re + 1).clip(0, pl.len() - 1)))
-    short = re - rs + 1 < stable_days
-    bridge = (s == _ABOVE) & short & (before == _BELOW).fill_null(False) & (after == _BELOW).fill_null(False)
-    return df.with_columns(((s == _BELOW) | bridge).alias(out)).drop("_rs", "_re")
+def _bridged(df: pl.DataFrame, states: dict[str, str], stable_days: int) -> pl.DataFrame:
+    """For each ``state`` column, its ``out`` column = below the threshold after bridging: a run of days above
+    it shorter than ``stable_days`` with a day below on both sides (a non-stable recovery) counts as below.
+    All states in the same few passes: a pass per state costs its fixed overhead for every threshold."""
+    bounds: list[pl.Expr] = []
+    for k, state in enumerate(states):
+        first, last = _run_bounds(pl.col(state))
+        bounds += [first.cast(pl.Int64).alias(f"_rs{k}"), last.cast(pl.Int64).alias(f"_re{k}")]
+    df = df.with_columns(bounds)
+    flags = []
+    for k, (state, out) in enumerate(states.items()):
+        s, rs, re = pl.col(state), pl.col(f"_rs{k}"), pl.col(f"_re{k}")
+        before = pl.when(rs > pl.col(SEGMENT_START)).then(s.gather((rs - 1).clip(0)))
+        after = pl.when(re < pl.col(_SEGMENT_END)).then(s.gather((re + 1).clip(0, pl.len() - 1)))
+        short = re - rs + 1 < stable_days
+        bridge = (s == _ABOVE) & short & (before == _BELOW).fill_null(False) & (after == _BELOW).fill_null(False)
+        flags.append(((s == _BELOW) | bridge).alias(out))
+    return df.with_columns(flags).drop(e.meta.output_name() for e in bounds)
 
 
-def _stretch(df: pl.DataFrame, flag: pl.Expr, out: str) -> pl.DataFrame:
-    """``out`` = length of the stretch of consecutive ``flag`` days a day belongs to (0 where not ``flag``)."""
+def _stretch(flag: pl.Expr) -> pl.Expr:
+    """Length of the stretch of consecutive ``flag`` days a day belongs to (0 where not ``flag``)."""
     first, last = _run_bounds(flag)
-    return df.with_columns(pl.when(flag).then(last - first + 1).otherwise(0).alias(out))
+    return pl.when(flag).then(last - first + 1).otherwise(0)
 
 
 def _days(flag: pl.Expr, stretch: pl.Expr, rule: str) -> pl.Expr:
@@ -298,6 +304,7 @@ def _case_columns(
     late_names = {b["threshold"] for b in spec.scale.table("late_duration_bands")}
     names = spec.counted_thresholds() if case != "o" else [spec.never_recovered["threshold"]]
     aggs: list[pl.Expr] = []
+    states = []
     for name in names:
         t = spec.threshold(name)
         state = _state(pl.col("level"), pl.col("_masked"), t["limit"], t["inclusive"])
@@ -307,16 +314,20 @@ def _case_columns(
             state = (
                 pl.when((state == _UNKNOWN) & pl.col("_open")).then(_BELOW).otherwise(state.replace(_UNKNOWN, _ABOVE))
             )
-        grid = grid.with_columns(state.cast(pl.Int8).alias(f"_s{case}_{name}"))
-        grid = _bridged(grid, f"_s{case}_{name}", f"_{case}_{name}", spec.stable_days)
+        states.append(state.cast(pl.Int8).alias(f"_s{case}_{name}"))
+    grid = grid.with_columns(states)
+    grid = _bridged(grid, {f"_s{case}_{name}": f"_{case}_{name}" for name in names}, spec.stable_days)
+    stretches = []
+    for name in names:
         windows = [("e", early)] + ([("l", late)] if name in late_names and case != "o" else [])
         for window, in_window in windows:
             flag, stretch = pl.col(f"_{case}_{name}") & in_window, pl.col(f"_{window}{case}_{name}")
-            grid = _stretch(grid, flag, f"_{window}{case}_{name}")
+            stretches.append(_stretch(flag).alias(f"_{window}{case}_{name}"))
             aggs += [
                 _days(flag, stretch, "longest").alias(f"_{window}{case}_long_{name}"),
                 _days(flag, stretch, "cumulative").alias(f"_{window}{case}_cum_{name}"),
             ]
+    grid = grid.with_columns(stretches)
     if spec.never_recovered is not None and case in ("b", "o"):
         # The stretch below the threshold that holds on the last known day of days 0-30: its first day.
         name = spec.never_recovered["threshold"]
