@@ -49,7 +49,7 @@ import polars as pl
 
 from tocsin.config import IcahtConfig
 from tocsin.core.lookup import per_patient
-from tocsin.core.segments import SEGMENT_START, ffill, row_index, with_segment_start
+from tocsin.core.segments import SEGMENT_START, ffill, row_index, run_number, with_segment_start
 from tocsin.criteria import Scale, load_scale
 
 PID = "patient_id"
@@ -142,15 +142,6 @@ def observation_end(events: pl.DataFrame, censor_at: list[str]) -> pl.DataFrame:
     )
 
 
-def _sorted_key(frame_pid: pl.Expr, *more: pl.Expr) -> pl.Expr:
-    """Group number of consecutive rows with equal keys, flagged sorted so that grouping by it takes the
-    sorted fast path instead of hashing (the frames here are sorted by patient, then day)."""
-    changed = (frame_pid != frame_pid.shift(1)).fill_null(True)
-    for key in more:
-        changed = changed | (key != key.shift(1)).fill_null(True)
-    return changed.cum_sum().set_sorted()
-
-
 def _daily_values(
     events: pl.DataFrame, item: str, patients: pl.DataFrame, first_day: int, last_day: int
 ) -> pl.DataFrame:
@@ -163,7 +154,7 @@ def _daily_values(
         .filter(pl.col("day").is_between(first_day, last_day))
     )
     return (
-        rows.with_columns(_sorted_key(pl.col(PID).to_physical(), pl.col("day")).alias("_k"))
+        rows.with_columns(run_number(pl.col(PID).to_physical(), pl.col("day")).alias("_k"))
         .group_by("_k", maintain_order=True)
         .agg(pl.col(PID).first(), pl.col("day").first(), pl.col("num").min().alias("value"))
         .drop("_k")
@@ -447,7 +438,7 @@ def _lineage_grades(events: pl.DataFrame, patients: pl.DataFrame, spec: _Lineage
     late_window_end = pl.min_horizontal(pl.lit(config.late_end_day), pl.col("end_day"))
     late_values = (
         daily.filter(pl.col("day") >= spec.late_start)
-        .with_columns(_sorted_key(pl.col(PID).to_physical()).alias("_k"))
+        .with_columns(run_number(pl.col(PID).to_physical()).alias("_k"))
         .group_by("_k", maintain_order=True)
         .agg(
             pl.col(PID).first(),

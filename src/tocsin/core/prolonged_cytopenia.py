@@ -49,7 +49,7 @@ from tocsin.config import ProlongedCytopeniaConfig
 from tocsin.core.cytopenia_ctcae import criteria_tables
 from tocsin.core.icaht import observation_end
 from tocsin.core.lookup import per_patient
-from tocsin.core.segments import SEGMENT_START, cum_sum, ffill, row_index, with_segment_start
+from tocsin.core.segments import SEGMENT_START, cum_sum, ffill, row_index, run_number, with_segment_start
 from tocsin.criteria import load_scale
 
 PID = "patient_id"
@@ -148,7 +148,7 @@ def _daily(events: pl.DataFrame, config: ProlongedCytopeniaConfig) -> pl.DataFra
             .with_columns(pl.col("t").floor().cast(pl.Int32).alias("day"), pl.col(PID).to_physical().alias("_pid"))
         )
         daily = (
-            rows.group_by(_sorted_key(pl.col("_pid"), pl.col("day")).alias("_k"), maintain_order=True)
+            rows.group_by(run_number(pl.col("_pid"), pl.col("day")).alias("_k"), maintain_order=True)
             .agg(
                 pl.col(PID).first(),
                 pl.col("_pid").first(),
@@ -168,13 +168,6 @@ def _daily(events: pl.DataFrame, config: ProlongedCytopeniaConfig) -> pl.DataFra
             daily = daily.join_asof(given, on="day", by="_pid", strategy="backward", check_sortedness=False)
         blocks.append(daily.with_columns(pl.lit(item).alias("item"), pl.coalesce("lln", pl.lit(_lln(item, config)))))
     return _segments(pl.concat(blocks, how="diagonal_relaxed"), ["_pid", "item"])
-
-
-def _sorted_key(*keys: pl.Expr) -> pl.Expr:
-    """Number of the run of equal ``keys`` a row belongs to, flagged sorted so that grouping by it takes
-    the sorted fast path instead of hashing (the frames here are sorted by patient, then day)."""
-    changed = pl.any_horizontal([(key != key.shift(1)).fill_null(True) for key in keys])
-    return changed.cum_sum().set_sorted()
 
 
 def _qualifying(meets: pl.Expr, consecutive: int) -> tuple[pl.Expr, pl.Expr]:

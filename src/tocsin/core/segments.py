@@ -27,6 +27,12 @@ def segment_start(keys: list[str]) -> pl.Expr:
     return pl.when(changed).then(row_index()).forward_fill()
 
 
+def run_number(*keys: pl.Expr) -> pl.Expr:
+    """Number of the run of equal ``keys`` a row belongs to, flagged sorted so that grouping by it takes
+    the sorted fast path instead of hashing (for frames sorted by those keys, e.g. patient, then day)."""
+    changed = pl.any_horizontal([(key != key.shift(1)).fill_null(True) for key in keys])
+    return changed.cum_sum().set_sorted()
+
 def with_segment_start(df: pl.DataFrame, keys: list[str], name: str = SEGMENT_START) -> pl.DataFrame:
     """Add (or refresh, after rows were filtered) the row number and the segment-start column."""
     df = df.with_columns(pl.int_range(pl.len(), dtype=pl.UInt32).alias(ROW))  # half the traffic of Int64
