@@ -175,8 +175,13 @@ def grade_hematology(events: pl.DataFrame, patients: pl.DataFrame, config: Gradi
 
 
 def last_observation(events: pl.DataFrame, patients: pl.DataFrame) -> pl.DataFrame:
-    """Per patient, ``at`` = the day of the last event at or after infusion (the "now" of a course)."""
-    last = events.select(PID, "t").filter(pl.col("t") >= 0).group_by(PID).agg(pl.col("t").max().alias("at"))
+    """Per patient, ``at`` = the day of the last event at or after infusion (the "now" of a course).
+
+    Canonical events hold each patient's rows together in time order, so that is the patient's last row
+    (when it is not before the infusion): no group-by over every event."""
+    pid = pl.col(PID).to_physical()
+    last_row = (pid != pid.shift(-1)).fill_null(True)
+    last = events.select(PID, pl.col("t").alias("at")).filter(last_row & (pl.col("at") >= 0))
     return patients.select(PID).join(last, on=PID, how="left", maintain_order="left").fill_null(0.0)
 
 

@@ -36,6 +36,7 @@ from typing import Any, Literal
 
 import polars as pl
 
+from tocsin.core.lookup import per_patient
 from tocsin.units import conversion_for
 from tocsin.vocabulary import load_vocabulary
 
@@ -281,8 +282,10 @@ def pick_values(
         events.select("patient_id", "item", "t", "num", "lln", "uln")
         .filter(pl.col("item").is_in(items.implode()) & pl.col("num").is_not_null())
         .with_row_index("order")
-        .join(reach, on="patient_id", how="inner", maintain_order="left")
-        .filter(pl.col("t").is_between(pl.col("_from"), pl.col("_to")))
+    )
+    # A patient without a window gets no reach (null): none of its rows is a candidate.
+    candidates = candidates.with_columns(per_patient(reach, "_from", "_to", rows=candidates.height)).filter(
+        pl.col("t").is_between(pl.col("_from"), pl.col("_to"))
     )
     ranked = (
         candidates.select("patient_id", "item", "t", "num", "lln", "uln", "order", key.alias("key"))
