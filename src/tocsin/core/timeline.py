@@ -262,14 +262,20 @@ def icans_state(events: pl.DataFrame, patients: pl.DataFrame, config: GradingCon
         "death_here": (pl.col("item") == "death", "cat"),
         **{f"alt_raw_{f}": (pl.col("alt_finding") == f, "cat") for f in NEURO_FINDINGS},
     }
-    neuro = neuro.with_columns(last_index(condition).alias(f"i_{name}") for name, (condition, _) in signals.items())
-    at_this_time = [
-        pl.when(pl.col("t").gather(pl.col(f"i_{name}")) == pl.col("t"))
-        .then(pl.col(column).gather(pl.col(f"i_{name}")))
-        .alias(name)
-        for name, (_, column) in signals.items()
-    ]
-    per_time = last_row_per_time(neuro.with_columns(at_this_time)).select(PID, "t", *signals)
+    latest = latest_rows(neuro, {f"i_{name}": condition for name, (condition, _) in signals.items()}, last_of_time())
+    source = {column: neuro.get_column(column) for column in ("t", "num", "cat")}
+
+    def at(column: str, name: str) -> pl.Expr:
+        return pl.lit(source[column]).gather(pl.col(f"i_{name}"))
+
+    per_time = pl.concat([last_row_per_time(neuro.select(PID, "t")), latest], how="horizontal").select(
+        PID,
+        "t",
+        *[
+            pl.when(at("t", name) == pl.col("t")).then(at(column, name)).alias(name)
+            for name, (_, column) in signals.items()
+        ],
+    )
 
     def absent(names: list[str]) -> pl.Expr:
         return pl.concat_str(
