@@ -33,10 +33,15 @@ from tocsin.core.icaht import grade_icaht
 from tocsin.core.icans_astct2019 import grade_icans_astct2019
 from tocsin.core.kinetics import kinetics_nca
 from tocsin.core.prolonged_cytopenia import prolonged_cytopenia
+from tocsin.core.scores.baseline import ANCHOR_LYMPHODEPLETION
+from tocsin.core.scores.car_hematotox import INPUTS as HEMATOTOX_INPUTS
 from tocsin.core.scores.car_hematotox import car_hematotox
+from tocsin.core.scores.easix import INPUTS as EASIX_INPUTS
 from tocsin.core.scores.easix import easix
+from tocsin.core.scores.hscore import INPUTS as HSCORE_INPUTS
+from tocsin.core.scores.hscore import LINEAGES as HSCORE_LINEAGES
 from tocsin.core.scores.hscore import hscore
-from tocsin.core.scores.iec_hs import hlh_screens
+from tocsin.core.scores.iec_hs import INFUSION_LABS, WINDOW_LABS, hlh_screens
 from tocsin.core.timeline import PID, crs_state, icans_state
 from tocsin.criteria import Scale, load_scale
 from tocsin.vocabulary import Vocabulary, load_vocabulary
@@ -45,6 +50,16 @@ TIMELINE_COLUMNS = [PID, "t", "grade", "domain", "rule", "missing"]
 #: The canonical event columns the graders read.
 GRADED_COLUMNS = [PID, "t", "item", "num", "cat", "lln", "uln", "lloq", "blq", "route"]
 EPISODE_COLUMNS = ["stretch", "quiet_since", "resolved_row"]
+#: The event items the scores read: their labs, and the lymphodepletion a baseline is anchored at.
+SCORE_ITEMS = sorted(
+    {
+        ANCHOR_LYMPHODEPLETION,
+        *(source.item for inputs in (HEMATOTOX_INPUTS, EASIX_INPUTS, HSCORE_INPUTS, HSCORE_LINEAGES)
+          for source in inputs.values()),
+        *WINDOW_LABS,
+        *INFUSION_LABS,
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -189,11 +204,13 @@ def score_patients(events: pl.DataFrame, patients: pl.DataFrame, config: Grading
     # HScore and the HLH screens describe a moment, not the baseline: a course is screened as it stands at its
     # last observation (the bedside question); the daily series come from the score functions.
     now = last_observation(events, patients)
-    iec_hs, car_hlh = hlh_screens(events, patients, config.scores, at=now)
+    # Each score looks its labs up several times: one filter of the whole batch serves them all.
+    labs = events.filter(pl.col("item").is_in(SCORE_ITEMS))
+    iec_hs, car_hlh = hlh_screens(labs, patients, config.scores, at=now)
     return ScoreResults(
-        car_hematotox=car_hematotox(events, patients, config.scores),
-        easix=easix(events, patients, config.scores),
-        hscore=hscore(events, patients, config.scores, at=now),
+        car_hematotox=car_hematotox(labs, patients, config.scores),
+        easix=easix(labs, patients, config.scores),
+        hscore=hscore(labs, patients, config.scores, at=now),
         iec_hs=iec_hs,
         car_hlh=car_hlh,
     )
