@@ -137,10 +137,12 @@ def _daily(events: pl.DataFrame, config: ProlongedCytopeniaConfig) -> pl.DataFra
     highest LLN, else the configured one), with the last day each support item of the lineage was given
     (that day included); in blocks of one lineage, each in the order of the events (patient, then day)."""
     ends = observation_end(events, config.censor_at)
+    # One pass over the batch for the counts and their support; each lineage then reads that small frame.
+    relevant = events.filter(pl.col("item").is_in([*(lineage["item"] for lineage in LINEAGES), *_support_items()]))
     blocks = []
     for lineage in LINEAGES:
         item = lineage["item"]
-        rows = events.filter((pl.col("item") == item) & pl.col("num").is_not_null() & (pl.col("t") >= 0))
+        rows = relevant.filter((pl.col("item") == item) & pl.col("num").is_not_null() & (pl.col("t") >= 0))
         rows = (
             rows.select(PID, "t", "num", "lln")
             .with_columns(*per_patient(ends, "end_t", rows=rows.height))
@@ -160,7 +162,7 @@ def _daily(events: pl.DataFrame, config: ProlongedCytopeniaConfig) -> pl.DataFra
         )
         for support in lineage["support_items"]:
             given = (
-                events.filter(pl.col("item") == support)
+                relevant.filter(pl.col("item") == support)
                 .select(pl.col(PID).to_physical().alias("_pid"), pl.col("t").floor().cast(pl.Int32).alias("day"))
                 .unique(maintain_order=True)
                 .with_columns(pl.col("day").alias(f"_last_{support}"))
