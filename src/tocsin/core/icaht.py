@@ -49,7 +49,7 @@ import polars as pl
 
 from tocsin.config import IcahtConfig
 from tocsin.core.lookup import per_patient
-from tocsin.core.segments import SEGMENT_START, ffill, row_index, run_number, with_segment_start
+from tocsin.core.segments import SEGMENT_START, distinct_in_runs, ffill, row_index, run_number, with_segment_start
 from tocsin.criteria import Scale, load_scale
 
 PID = "patient_id"
@@ -635,8 +635,7 @@ def grade_icaht(events: pl.DataFrame, config: IcahtConfig) -> pl.DataFrame:
     """
     ends = observation_end(events, config.censor_at)
     patients = (
-        events.select(PID)
-        .unique(maintain_order=True)
+        distinct_in_runs(events, PID)
         .join(ends, on=PID, how="left", maintain_order="left")
         .with_columns(
             pl.min_horizontal(pl.lit(config.late_end_day), pl.col("end_t").floor().cast(pl.Int32))
@@ -645,8 +644,11 @@ def grade_icaht(events: pl.DataFrame, config: IcahtConfig) -> pl.DataFrame:
         )
     )
     neutrophils, platelets = _lineages(config)
-    n = _lineage_grades(events, patients, neutrophils, config)
-    t = _lineage_grades(events, patients, platelets, config)
+    # One pass over the batch for the counts and their support items; each lineage reads that small frame.
+    lineage_items = [item for spec in (neutrophils, platelets) for item in (spec.item, spec.support_item)]
+    counts = events.filter(pl.col("item").is_in(lineage_items))
+    n = _lineage_grades(counts, patients, neutrophils, config)
+    t = _lineage_grades(counts, patients, platelets, config)
     head = patients.select(
         PID, pl.col("end_t").alias("observation_end_day"), pl.col("end_item").alias("observation_end_item")
     )

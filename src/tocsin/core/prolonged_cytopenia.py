@@ -49,7 +49,15 @@ from tocsin.config import ProlongedCytopeniaConfig
 from tocsin.core.cytopenia_ctcae import criteria_tables
 from tocsin.core.icaht import observation_end
 from tocsin.core.lookup import per_patient
-from tocsin.core.segments import SEGMENT_START, cum_sum, ffill, row_index, run_number, with_segment_start
+from tocsin.core.segments import (
+    SEGMENT_START,
+    cum_sum,
+    distinct_in_runs,
+    ffill,
+    row_index,
+    run_number,
+    with_segment_start,
+)
 from tocsin.criteria import load_scale
 
 PID = "patient_id"
@@ -317,7 +325,7 @@ def prolonged_cytopenia(events: pl.DataFrame, config: ProlongedCytopeniaConfig) 
     T-ICAHT 2025, doi:10.1182/blood.2025028833; CTCAE v5.0 (criteria.md §3.1).
     """
     lineages = prolonged_cytopenia_lineages(events, config)
-    patients = events.select(PID).unique(maintain_order=True)
+    patients = distinct_in_runs(events, PID)
     wide = patients
     value_columns = [c for c in lineages.columns if c not in (PID, "item", "term")]
     for lineage in LINEAGES:

@@ -33,6 +33,12 @@ def run_number(*keys: pl.Expr) -> pl.Expr:
     changed = pl.any_horizontal([(key != key.shift(1)).fill_null(True) for key in keys])
     return changed.cum_sum().set_sorted()
 
+def distinct_in_runs(df: pl.DataFrame, key: str) -> pl.DataFrame:
+    """The distinct values of ``key`` in order of appearance, for a frame where equal values are adjacent
+    (canonical events hold each patient's rows together): no hash of every row."""
+    code = pl.col(key).to_physical()
+    return df.select(key).filter((code != code.shift(1)).fill_null(True))
+
 def with_segment_start(df: pl.DataFrame, keys: list[str], name: str = SEGMENT_START) -> pl.DataFrame:
     """Add (or refresh, after rows were filtered) the row number and the segment-start column."""
     df = df.with_columns(pl.int_range(pl.len(), dtype=pl.UInt32).alias(ROW))  # half the traffic of Int64
