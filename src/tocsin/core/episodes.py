@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from tocsin.core.segments import cum_sum, ffill, run_number, shift1, with_segment_start
+from tocsin.core.segments import cum_sum, distinct_in_runs, ffill, run_number, shift1, with_segment_start
 from tocsin.core.timeline import HOURS_PER_DAY, PID
 
 
@@ -84,7 +84,7 @@ def patient_summary(timeline: pl.DataFrame, episodes: pl.DataFrame, max_grade: i
     first = episodes.group_by(PID).agg(
         pl.col("onset_day").min().alias("onset_day"), pl.len().cast(pl.Int32).alias("n_episodes")
     )
-    patients = timeline.select(PID).unique(maintain_order=True)
+    patients = distinct_in_runs(timeline, PID)
     return (
         patients.join(counts, on=PID, how="left")
         .join(first, on=PID, how="left")
