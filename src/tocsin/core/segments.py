@@ -8,7 +8,9 @@ segment's first row (column ``SEGMENT_START``, added by :func:`with_segment_star
 
 from __future__ import annotations
 
-import numba
+from collections.abc import Callable
+from functools import cache
+
 import numpy as np
 import polars as pl
 
@@ -72,10 +74,7 @@ def cum_sum(expr: pl.Expr, start: str = SEGMENT_START) -> pl.Expr:
     return total - offset
 
 
-
-
-@numba.njit(cache=True, nogil=True)
-def _latest_rows_kernel(flags: np.ndarray, start: np.ndarray, keep: np.ndarray) -> np.ndarray:
+def _latest_rows_loop(flags: np.ndarray, start: np.ndarray, keep: np.ndarray) -> np.ndarray:
     n_flags = flags.shape[0]
     latest = np.full(n_flags, -1, dtype=np.int64)
     out = np.empty((n_flags, np.count_nonzero(keep)), dtype=np.int64)
@@ -92,6 +91,15 @@ def _latest_rows_kernel(flags: np.ndarray, start: np.ndarray, keep: np.ndarray) 
     return out
 
 
+@cache
+def _latest_rows_kernel() -> Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]:
+    """The compiled loop (cached on disk next to this module): Numba is imported on first use, so that the
+    commands that never grade do not pay its 0.3 s import."""
+    import numba
+
+    return numba.njit(cache=True, nogil=True)(_latest_rows_loop)
+
+
 def latest_rows(df: pl.DataFrame, conditions: dict[str, pl.Expr], keep: pl.Expr) -> pl.DataFrame:
     """At every row where ``keep`` holds: for each named condition, the row number (in ``df``) of the latest
     row at or before it in its segment where the condition held (null if none); one column per name.
@@ -102,6 +110,6 @@ def latest_rows(df: pl.DataFrame, conditions: dict[str, pl.Expr], keep: pl.Expr)
     flags = df.select(*(c.fill_null(False).alias(n) for n, c in conditions.items()), keep.fill_null(False).alias(ROW))
     # Column by column: a DataFrame's own to_numpy of boolean columns is several times slower.
     matrix = np.stack([flags.get_column(n).to_numpy() for n in conditions])
-    rows = _latest_rows_kernel(matrix, df.get_column(SEGMENT_START).to_numpy(), flags.get_column(ROW).to_numpy())
+    rows = _latest_rows_kernel()(matrix, df.get_column(SEGMENT_START).to_numpy(), flags.get_column(ROW).to_numpy())
     found = pl.DataFrame({name: rows[k] for k, name in enumerate(conditions)})
     return found.select(pl.when(pl.col(n) >= 0).then(pl.col(n)).alias(n) for n in conditions)
