@@ -39,7 +39,7 @@ from tocsin.core.crs_course import (
     with_grade_and_domain,
     with_raw_grade,
 )
-from tocsin.core.evidence import Observation, missing_text
+from tocsin.core.evidence import Observation, first_label, missing_text
 
 
 def hypotension_grade() -> pl.Expr:
@@ -108,17 +108,16 @@ def grade_crs_astct2019(course: pl.DataFrame, config: GradingConfig) -> tuple[pl
         )
     )
     df = with_grade_and_domain(df)
-    g = pl.col("raw_grade")
-    rule = (
-        pl.when(g == 5)
-        .then(pl.lit("CRS-ASTCT19-G5-DEATH"))
-        .when(pl.col("domain") == "fever")
-        .then(pl.when(g == 1).then(pl.lit("CRS-ASTCT19-G1-FEVER")).otherwise(pl.lit("CRS-ASTCT19-G0-NO-FEVER")))
-        .when(g == 0)
-        .then(pl.lit("CRS-ASTCT19-G0"))
+    g, fever = pl.col("raw_grade"), pl.col("domain") == "fever"
+    rule = first_label(
+        [
+            (g == 5, "CRS-ASTCT19-G5-DEATH"),
+            (fever & (g == 1), "CRS-ASTCT19-G1-FEVER"),
+            (fever, "CRS-ASTCT19-G0-NO-FEVER"),
+            (g == 0, "CRS-ASTCT19-G0"),
+            *[((g == grade) & pl.col("domain").str.starts_with(dom), rule) for (grade, dom), rule in _RULES.items()],
+        ]
     )
-    for (grade_value, dom), rule_id in _RULES.items():
-        rule = rule.when((g == grade_value) & pl.col("domain").str.starts_with(dom)).then(pl.lit(rule_id))
     return df.with_columns(rule.alias("rule")), _evidence(vasopressor_names(df))
 
 

@@ -16,7 +16,7 @@ import polars as pl
 
 from tocsin.config import GradingConfig
 from tocsin.core.episodes import mark_stretches
-from tocsin.core.evidence import Observation, observation
+from tocsin.core.evidence import Observation, first_label, observation
 from tocsin.core.segments import cum_sum, ffill, with_segment_start
 from tocsin.core.timeline import PID
 from tocsin.vocabulary import load_vocabulary
@@ -141,20 +141,16 @@ def with_grade_and_domain(df: pl.DataFrame) -> pl.DataFrame:
     ``domain`` (what set it; ``fever`` on a grade 0 with support = "support without fever")."""
     g = pl.col("raw_grade")
     grade = pl.when((g == 0) & (pl.col("missing") != "")).then(None).otherwise(g)
-    domain = (
-        pl.when(g == 5)
-        .then(pl.lit("death"))
-        .when((g == 0) & (pl.col("support_grade") > 0))
-        .then(pl.lit("fever"))
-        .when(g == 0)
-        .then(pl.lit("none"))
-        .when(g == 1)
-        .then(pl.lit("fever"))
-        .when((pl.col("g_hypotension") == g) & (pl.col("g_hypoxia") == g))
-        .then(pl.lit("hypotension+hypoxia"))
-        .when(pl.col("g_hypotension") == g)
-        .then(pl.lit("hypotension"))
-        .otherwise(pl.lit("hypoxia"))
+    domain = first_label(
+        [
+            (g == 5, "death"),
+            ((g == 0) & (pl.col("support_grade") > 0), "fever"),
+            (g == 0, "none"),
+            (g == 1, "fever"),
+            ((pl.col("g_hypotension") == g) & (pl.col("g_hypoxia") == g), "hypotension+hypoxia"),
+            (pl.col("g_hypotension") == g, "hypotension"),
+            (pl.lit(True), "hypoxia"),
+        ]
     )
     return df.with_columns(grade.alias("grade"), domain.alias("domain"))
 

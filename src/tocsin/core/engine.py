@@ -33,10 +33,15 @@ from tocsin.core.icaht import grade_icaht
 from tocsin.core.icans_astct2019 import grade_icans_astct2019
 from tocsin.core.kinetics import kinetics_nca
 from tocsin.core.prolonged_cytopenia import prolonged_cytopenia
+from tocsin.core.scores.baseline import ANCHOR_LYMPHODEPLETION
+from tocsin.core.scores.car_hematotox import INPUTS as HEMATOTOX_INPUTS
 from tocsin.core.scores.car_hematotox import car_hematotox
+from tocsin.core.scores.easix import INPUTS as EASIX_INPUTS
 from tocsin.core.scores.easix import easix
+from tocsin.core.scores.hscore import INPUTS as HSCORE_INPUTS
+from tocsin.core.scores.hscore import LINEAGES as HSCORE_LINEAGES
 from tocsin.core.scores.hscore import hscore
-from tocsin.core.scores.iec_hs import car_hlh_screen, iec_hs_screen
+from tocsin.core.scores.iec_hs import INFUSION_LABS, WINDOW_LABS, hlh_screens
 from tocsin.core.timeline import PID, crs_state, icans_state
 from tocsin.criteria import Scale, load_scale
 from tocsin.vocabulary import Vocabulary, load_vocabulary
@@ -45,6 +50,16 @@ TIMELINE_COLUMNS = [PID, "t", "grade", "domain", "rule", "missing"]
 #: The canonical event columns the graders read.
 GRADED_COLUMNS = [PID, "t", "item", "num", "cat", "lln", "uln", "lloq", "blq", "route"]
 EPISODE_COLUMNS = ["stretch", "quiet_since", "resolved_row"]
+#: The event items the scores read: their labs, and the lymphodepletion a baseline is anchored at.
+SCORE_ITEMS = sorted(
+    {
+        ANCHOR_LYMPHODEPLETION,
+        *(source.item for inputs in (HEMATOTOX_INPUTS, EASIX_INPUTS, HSCORE_INPUTS, HSCORE_LINEAGES)
+          for source in inputs.values()),
+        *WINDOW_LABS,
+        *INFUSION_LABS,
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -182,10 +197,13 @@ def last_observation(events: pl.DataFrame, patients: pl.DataFrame, vocabulary: V
     """Per patient, ``at`` = the day of the last observation at or after infusion (the "now" of a course).
 
     Follow-up rows (:data:`FOLLOW_UP_KINDS`) are not observations: a last contact a year later would otherwise
-    move the HLH screens to a day without any lab."""
+    move the HLH screens to a day without any lab. Canonical events hold each patient's rows together in time
+    order, so the last observation is the patient's last remaining row: no group-by over every event."""
     follow_up = [name for name, item in vocabulary.items.items() if item.kind in FOLLOW_UP_KINDS]
-    observed = (pl.col("t") >= 0) & ~pl.col("item").is_in(follow_up)
-    last = events.select(PID, "t", "item").filter(observed).group_by(PID).agg(pl.col("t").max().alias("at"))
+    observed = events.select(PID, pl.col("t").alias("at"), "item").filter(~pl.col("item").is_in(follow_up))
+    pid = pl.col(PID).to_physical()
+    last_row = (pid != pid.shift(-1)).fill_null(True)
+    last = observed.filter(last_row & (pl.col("at") >= 0)).drop("item")
     return patients.select(PID).join(last, on=PID, how="left", maintain_order="left").fill_null(0.0)
 
 
@@ -195,12 +213,15 @@ def score_patients(
     # HScore and the HLH screens describe a moment, not the baseline: a course is screened as it stands at its
     # last observation (the bedside question); the daily series come from the score functions.
     now = last_observation(events, patients, vocabulary)
+    # Each score looks its labs up several times: one filter of the whole batch serves them all.
+    labs = events.filter(pl.col("item").is_in(SCORE_ITEMS))
+    iec_hs, car_hlh = hlh_screens(labs, patients, config.scores, at=now)
     return ScoreResults(
-        car_hematotox=car_hematotox(events, patients, config.scores),
-        easix=easix(events, patients, config.scores),
-        hscore=hscore(events, patients, config.scores, at=now),
-        iec_hs=iec_hs_screen(events, patients, config.scores, at=now),
-        car_hlh=car_hlh_screen(events, patients, config.scores, at=now),
+        car_hematotox=car_hematotox(labs, patients, config.scores),
+        easix=easix(labs, patients, config.scores),
+        hscore=hscore(labs, patients, config.scores, at=now),
+        iec_hs=iec_hs,
+        car_hlh=car_hlh,
     )
 
 

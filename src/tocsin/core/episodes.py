@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from tocsin.core.segments import cum_sum, ffill, shift1, with_segment_start
+from tocsin.core.segments import cum_sum, distinct_in_runs, ffill, run_number, shift1, with_segment_start
 from tocsin.core.timeline import HOURS_PER_DAY, PID
 
 
@@ -43,7 +43,8 @@ def episodes_from_timeline(timeline: pl.DataFrame) -> pl.DataFrame:
     last_seen = timeline.group_by(PID).agg(pl.col("t").max().alias("last_t"))
     graded = pl.col("grade") >= 1
     episodes = (
-        timeline.filter(pl.col("stretch") > 0)
+        timeline.select(PID, "t", "grade", "stretch", "quiet_since", "resolved_row")
+        .filter(pl.col("stretch") > 0)
         .group_by([PID, "stretch"], maintain_order=True)
         .agg(
             pl.col("t").filter(graded).first().alias("onset_day"),
@@ -69,11 +70,12 @@ def patient_summary(timeline: pl.DataFrame, episodes: pl.DataFrame, max_grade: i
 
     Days at a grade count the study days (day 0 = infusion day) whose highest grade was that grade.
     """
+    study_day = pl.col("t").floor().cast(pl.Int32)
     daily = (
-        timeline.filter(pl.col("grade").is_not_null())
-        .with_columns(pl.col("t").floor().cast(pl.Int32).alias("study_day"))
-        .group_by([PID, "study_day"])
-        .agg(pl.col("grade").max())
+        timeline.select(PID, "t", "grade")  # a filter of the whole timeline would copy every state column
+        .filter(pl.col("grade").is_not_null())
+        .group_by(run_number(pl.col(PID).to_physical(), study_day).alias("_day"), maintain_order=True)
+        .agg(pl.col(PID).first(), pl.col("grade").max())
     )
     counts = daily.group_by(PID).agg(
         *[(pl.col("grade") == g).sum().cast(pl.Int32).alias(f"days_grade_{g}") for g in range(max_grade + 1)],
@@ -82,7 +84,7 @@ def patient_summary(timeline: pl.DataFrame, episodes: pl.DataFrame, max_grade: i
     first = episodes.group_by(PID).agg(
         pl.col("onset_day").min().alias("onset_day"), pl.len().cast(pl.Int32).alias("n_episodes")
     )
-    patients = timeline.select(PID).unique(maintain_order=True)
+    patients = distinct_in_runs(timeline, PID)
     return (
         patients.join(counts, on=PID, how="left")
         .join(first, on=PID, how="left")

@@ -9,6 +9,7 @@ reads would cost more than the grading itself; a long table is also what a datab
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import polars as pl
@@ -68,3 +69,15 @@ def missing_text(entries: list[tuple[pl.Expr, str]]) -> pl.Expr:
         .fill_null("")
         .alias("missing")
     )
+
+
+def first_label(cases: Sequence[tuple[pl.Expr, str]]) -> pl.Expr:
+    """The label (rule id, domain) of the first condition that holds; null when none does.
+
+    Means a ``when``/``then`` chain of text literals, but the chain runs on small integer codes and the
+    text is gathered once: a chain of text literals builds a whole text column at each of its steps.
+    """
+    code = pl.when(cases[0][0]).then(pl.lit(0, pl.UInt32))
+    for position, (condition, _) in enumerate(cases[1:], start=1):
+        code = code.when(condition).then(pl.lit(position, pl.UInt32))
+    return pl.lit(pl.Series([label for _, label in cases], dtype=pl.Utf8)).gather(code)

@@ -49,7 +49,15 @@ from tocsin.config import ProlongedCytopeniaConfig
 from tocsin.core.cytopenia_ctcae import criteria_tables
 from tocsin.core.icaht import observation_end
 from tocsin.core.lookup import per_patient
-from tocsin.core.segments import SEGMENT_START, cum_sum, ffill, row_index, with_segment_start
+from tocsin.core.segments import (
+    SEGMENT_START,
+    cum_sum,
+    distinct_in_runs,
+    ffill,
+    row_index,
+    run_number,
+    with_segment_start,
+)
 from tocsin.criteria import load_scale
 
 PID = "patient_id"
@@ -137,10 +145,12 @@ def _daily(events: pl.DataFrame, config: ProlongedCytopeniaConfig) -> pl.DataFra
     highest LLN, else the configured one), with the last day each support item of the lineage was given
     (that day included); in blocks of one lineage, each in the order of the events (patient, then day)."""
     ends = observation_end(events, config.censor_at)
+    # One pass over the batch for the counts and their support; each lineage then reads that small frame.
+    relevant = events.filter(pl.col("item").is_in([*(lineage["item"] for lineage in LINEAGES), *_support_items()]))
     blocks = []
     for lineage in LINEAGES:
         item = lineage["item"]
-        rows = events.filter((pl.col("item") == item) & pl.col("num").is_not_null() & (pl.col("t") >= 0))
+        rows = relevant.filter((pl.col("item") == item) & pl.col("num").is_not_null() & (pl.col("t") >= 0))
         rows = (
             rows.select(PID, "t", "num", "lln")
             .with_columns(*per_patient(ends, "end_t", rows=rows.height))
@@ -148,7 +158,7 @@ def _daily(events: pl.DataFrame, config: ProlongedCytopeniaConfig) -> pl.DataFra
             .with_columns(pl.col("t").floor().cast(pl.Int32).alias("day"), pl.col(PID).to_physical().alias("_pid"))
         )
         daily = (
-            rows.group_by(_sorted_key(pl.col("_pid"), pl.col("day")).alias("_k"), maintain_order=True)
+            rows.group_by(run_number(pl.col("_pid"), pl.col("day")).alias("_k"), maintain_order=True)
             .agg(
                 pl.col(PID).first(),
                 pl.col("_pid").first(),
@@ -160,7 +170,7 @@ def _daily(events: pl.DataFrame, config: ProlongedCytopeniaConfig) -> pl.DataFra
         )
         for support in lineage["support_items"]:
             given = (
-                events.filter(pl.col("item") == support)
+                relevant.filter(pl.col("item") == support)
                 .select(pl.col(PID).to_physical().alias("_pid"), pl.col("t").floor().cast(pl.Int32).alias("day"))
                 .unique(maintain_order=True)
                 .with_columns(pl.col("day").alias(f"_last_{support}"))
@@ -168,13 +178,6 @@ def _daily(events: pl.DataFrame, config: ProlongedCytopeniaConfig) -> pl.DataFra
             daily = daily.join_asof(given, on="day", by="_pid", strategy="backward", check_sortedness=False)
         blocks.append(daily.with_columns(pl.lit(item).alias("item"), pl.coalesce("lln", pl.lit(_lln(item, config)))))
     return _segments(pl.concat(blocks, how="diagonal_relaxed"), ["_pid", "item"])
-
-
-def _sorted_key(*keys: pl.Expr) -> pl.Expr:
-    """Number of the run of equal ``keys`` a row belongs to, flagged sorted so that grouping by it takes
-    the sorted fast path instead of hashing (the frames here are sorted by patient, then day)."""
-    changed = pl.any_horizontal([(key != key.shift(1)).fill_null(True) for key in keys])
-    return changed.cum_sum().set_sorted()
 
 
 def _qualifying(meets: pl.Expr, consecutive: int) -> tuple[pl.Expr, pl.Expr]:
@@ -290,7 +293,7 @@ def prolonged_cytopenia_lineages(events: pl.DataFrame, config: ProlongedCytopeni
 
 def _support_days(events: pl.DataFrame, config: ProlongedCytopeniaConfig) -> pl.DataFrame:
     supports = _support_items()
-    given = events.filter(pl.col("item").cast(pl.Utf8).is_in(supports) & (pl.col("t") >= 0))
+    given = events.filter(pl.col("item").is_in(supports) & (pl.col("t") >= 0))
     given = (
         given.with_columns(*per_patient(observation_end(events, config.censor_at), "end_t", rows=given.height))
         .filter(pl.col("end_t").is_null() | (pl.col("t") <= pl.col("end_t")))
@@ -322,7 +325,7 @@ def prolonged_cytopenia(events: pl.DataFrame, config: ProlongedCytopeniaConfig) 
     T-ICAHT 2025, doi:10.1182/blood.2025028833; CTCAE v5.0 (criteria.md §3.1).
     """
     lineages = prolonged_cytopenia_lineages(events, config)
-    patients = events.select(PID).unique(maintain_order=True)
+    patients = distinct_in_runs(events, PID)
     wide = patients
     value_columns = [c for c in lineages.columns if c not in (PID, "item", "term")]
     for lineage in LINEAGES:

@@ -22,7 +22,7 @@ import polars as pl
 
 from tocsin.config import GradingConfig
 from tocsin.core.lookup import per_patient
-from tocsin.core.segments import ffill, last_index, shift1, with_segment_start
+from tocsin.core.segments import ROW, SEGMENT_START, ffill, last_index, latest_rows, with_segment_start
 from tocsin.criteria import load_scale
 from tocsin.vocabulary import Vocabulary
 
@@ -42,10 +42,14 @@ def _attributed(finding: str) -> pl.Expr:
     return col.is_not_null() & (col.str.to_lowercase() != "none")
 
 
+def last_of_time() -> pl.Expr:
+    """The row is the last of its (patient, time): after forward fills it holds the state at that time."""
+    return ((pl.col("t") != pl.col("t").shift(-1)) | (pl.col(PID) != pl.col(PID).shift(-1))).fill_null(True)
+
+
 def last_row_per_time(df: pl.DataFrame) -> pl.DataFrame:
-    """Keep the last row of each (patient, time): after forward fills it holds the state at that time."""
-    last = (pl.col("t") != pl.col("t").shift(-1)) | (pl.col(PID) != pl.col(PID).shift(-1))
-    return df.filter(last.fill_null(True))
+    """Keep the last row of each (patient, time)."""
+    return df.filter(last_of_time())
 
 
 #: The event columns the timelines read.
@@ -87,13 +91,13 @@ def crs_state(
         .then(c.pediatric_sbp_base_mm_hg + c.pediatric_sbp_per_year_mm_hg * age.floor())
         .otherwise(c.hypotension_sbp_mm_hg)
     )
-    alt_finding = pl.col("cat").str.split_exact(":", 1).struct.field("field_0").str.strip_chars().str.to_lowercase()
-    alt_cause = pl.col("cat").str.split_exact(":", 1).struct.field("field_1").str.strip_chars()
     is_alt = pl.col("item") == "alternative_cause"
+    # Split only the attribution rows' text: the other categories (devices, drugs...) are a million strings.
+    alt_text = pl.when(is_alt).then(pl.col("cat")).str.split_exact(":", 1)
     df = df.with_columns(
         sbp_threshold.alias("sbp_threshold"),
-        pl.when(is_alt).then(alt_finding).alias("alt_finding"),
-        pl.when(is_alt).then(alt_cause).alias("alt_cause"),
+        alt_text.struct.field("field_0").str.strip_chars().str.to_lowercase().alias("alt_finding"),
+        alt_text.struct.field("field_1").str.strip_chars().alias("alt_cause"),
     )
     # Stage 1: for each signal, the index of its latest row (within the patient).
     findings = ("fever", "hypotension", "hypoxia")
@@ -126,23 +130,22 @@ def crs_state(
     df = df.with_columns(
         low_sbp.alias("sbp_low_here"),
         low_map.alias("map_low_here"),
-        *[last_index(cond).alias(f"i_{name}") for name, cond in signals.items()],
-    )
-    df = df.with_columns(
-        pl.when(pl.col("item") == lab)
-        .then(pl.col("num") < pl.col("num").gather(shift1(pl.col(f"i_{lab}"))))
-        .alias(f"{lab}_falling_here")
-        for lab in ("il6", "crp")
+        *[_falling(df, lab).alias(f"{lab}_falling_here") for lab in ("il6", "crp")],
     )
 
     # Stage 2: the state at each assessment time = the values of those rows. Only the last row of each
-    # time is an assessment, so the indexes are thinned first and the values gathered from the full rows.
+    # time is an assessment: the latest row of every signal is found there alone, and the values are
+    # gathered from the full rows.
     source = {
         c: df.get_column(c)
         for c in ("t", "num", "cat", "item", "sbp_low_here", "map_low_here", "il6_falling_here", "crp_falling_here")
     }
     indexes = [f"i_{name}" for name in signals]
-    df = last_row_per_time(df.select(PID, "t", "age_years", *[f"alt_{f}" for f in findings], *indexes))
+    latest = latest_rows(df, {f"i_{name}": cond for name, cond in signals.items()}, last_of_time())
+    df = pl.concat(
+        [last_row_per_time(df.select(PID, "t", "age_years", *[f"alt_{f}" for f in findings])), latest],
+        how="horizontal",
+    )
 
     def at(column: str, signal: str) -> pl.Expr:
         return pl.lit(source[column]).gather(pl.col(f"i_{signal}"))
@@ -177,6 +180,17 @@ def crs_state(
     ).drop(indexes)
     df = with_segment_start(df, [PID])
     return _derive_support(_latest_blood_pressure(df), pressors, config)
+
+
+def _falling(df: pl.DataFrame, lab: str) -> pl.Series:
+    """On each ``lab`` row, whether its value is below the patient's previous ``lab`` value (else null).
+
+    Worked out on that lab's rows alone (a daily value among a million CRS rows) and placed back by row
+    number: a fill over every row per lab cost more than the rest of the step."""
+    rows = df.select(ROW, SEGMENT_START, "item", "num").filter(pl.col("item") == lab)
+    same_patient = pl.col(SEGMENT_START) == pl.col(SEGMENT_START).shift(1)
+    falling = rows.select(pl.when(same_patient).then(pl.col("num") < pl.col("num").shift(1))).to_series()
+    return pl.repeat(None, df.height, dtype=pl.Boolean, eager=True).scatter(rows.get_column(ROW), falling)
 
 
 def _latest_blood_pressure(df: pl.DataFrame) -> pl.DataFrame:
@@ -254,14 +268,20 @@ def icans_state(events: pl.DataFrame, patients: pl.DataFrame, config: GradingCon
         "death_here": (pl.col("item") == "death", "cat"),
         **{f"alt_raw_{f}": (pl.col("alt_finding") == f, "cat") for f in NEURO_FINDINGS},
     }
-    neuro = neuro.with_columns(last_index(condition).alias(f"i_{name}") for name, (condition, _) in signals.items())
-    at_this_time = [
-        pl.when(pl.col("t").gather(pl.col(f"i_{name}")) == pl.col("t"))
-        .then(pl.col(column).gather(pl.col(f"i_{name}")))
-        .alias(name)
-        for name, (_, column) in signals.items()
-    ]
-    per_time = last_row_per_time(neuro.with_columns(at_this_time)).select(PID, "t", *signals)
+    latest = latest_rows(neuro, {f"i_{name}": condition for name, (condition, _) in signals.items()}, last_of_time())
+    source = {column: neuro.get_column(column) for column in ("t", "num", "cat")}
+
+    def at(column: str, name: str) -> pl.Expr:
+        return pl.lit(source[column]).gather(pl.col(f"i_{name}"))
+
+    per_time = pl.concat([last_row_per_time(neuro.select(PID, "t")), latest], how="horizontal").select(
+        PID,
+        "t",
+        *[
+            pl.when(at("t", name) == pl.col("t")).then(at(column, name)).alias(name)
+            for name, (_, column) in signals.items()
+        ],
+    )
 
     def absent(names: list[str]) -> pl.Expr:
         return pl.concat_str(

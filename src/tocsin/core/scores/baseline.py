@@ -36,6 +36,7 @@ from typing import Any, Literal
 
 import polars as pl
 
+from tocsin.core.lookup import per_patient
 from tocsin.units import conversion_for
 from tocsin.vocabulary import load_vocabulary
 
@@ -256,8 +257,9 @@ def pick_values(
 
     ``last`` is the latest value (ties at one time: the later file line), ``max``/``min`` the worst one
     (the latest of equal worst values gives its day). Returns ``patient_id, at, item, value, day, lln,
-    uln`` (canonical units) for every window and item; value null when nothing is in the window.
-    Below-quantification rows (no number) are not values.
+    uln`` (canonical units) for every distinct window and item, window by window and in each window the
+    items in the order of ``picks``; value null when nothing is in the window. Below-quantification rows
+    (no number) are not values.
     """
     item_dtype = events.schema["item"]
     items = pl.Series("item", list(picks), dtype=item_dtype)
@@ -280,18 +282,22 @@ def pick_values(
         events.select("patient_id", "item", "t", "num", "lln", "uln")
         .filter(pl.col("item").is_in(items.implode()) & pl.col("num").is_not_null())
         .with_row_index("order")
-        .join(reach, on="patient_id", how="inner", maintain_order="left")
-        .filter(pl.col("t").is_between(pl.col("_from"), pl.col("_to")))
+    )
+    # A patient without a window gets no reach (null): none of its rows is a candidate.
+    candidates = candidates.with_columns(per_patient(reach, "_from", "_to", rows=candidates.height)).filter(
+        pl.col("t").is_between(pl.col("_from"), pl.col("_to"))
     )
     ranked = (
         candidates.select("patient_id", "item", "t", "num", "lln", "uln", "order", key.alias("key"))
         .sort("key", "t", "order")
         .with_row_index("rank")
     )
+    # Window-major, items in the order of ``picks``: :func:`widen` reads the items back by position.
     probes = (
         windows.select("patient_id", "at")
         .unique(maintain_order=True)
-        .join(items.to_frame(), how="cross")
+        .with_columns(pl.lit(items.to_list(), pl.List(item_dtype)).alias("item"))
+        .explode("item")
         .select("patient_id", "item", pl.col("at").alias("t"))
     )
     stamp = (pl.col("t") * _US_PER_DAY).round().cast(pl.Int64).alias("t_us")
@@ -326,11 +332,18 @@ def pick_values(
 def widen(
     windows: pl.DataFrame, picked: pl.DataFrame, inputs: Mapping[str, str], fields: Sequence[str] = ("value", "day")
 ) -> pl.DataFrame:
-    """``windows`` with one column per input and field (``<input>_<field>``) from the long ``picked`` frame."""
-    wide = picked.group_by("patient_id", "at").agg(
-        pl.col(f).filter(pl.col("item") == item).first().alias(f"{name}_{f}")
-        for name, item in inputs.items()
-        for f in fields
+    """``windows`` with one column per input and field (``<input>_<field>``) from the long ``picked`` frame
+    of :func:`pick_values` (a fixed number of items per window, in the same order in every window)."""
+    items = picked.get_column("item").unique(maintain_order=True).cast(pl.Utf8).to_list()
+    position = {item: k for k, item in enumerate(items)}
+    step = max(1, len(items))
+    wide = picked.select(
+        pl.col("patient_id", "at").gather_every(step),
+        *(
+            pl.col(f).gather_every(step, offset=position[item] if items else 0).alias(f"{name}_{f}")
+            for name, item in inputs.items()
+            for f in fields
+        ),
     )
     return windows.join(wide, on=["patient_id", "at"], how="left", maintain_order="left")
 

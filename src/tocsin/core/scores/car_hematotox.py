@@ -62,25 +62,29 @@ def car_hematotox(events: pl.DataFrame, patients: pl.DataFrame, config: ScoresCo
     base = baseline_values(
         events, patients, {name: i.item for name, i in INPUTS.items()}, config.baseline_lookback_days
     )
-    input_columns, ranges, missing = [], [], {}
+    # Built in stages (points, then their range, then the categories), as HScore: one expression per output
+    # with every ladder inlined into every sum makes Polars plan a far larger tree than the data needs.
+    points_columns, input_columns, ranges, missing = [], [], [], {}
     for name, source in INPUTS.items():
         spec = SCALE.table("inputs")[name]
         steps = ladder(spec["ladders"][rule], source)
         canonical = pl.col(f"{name}_value")
-        points = ladder_points(canonical, steps, spec["otherwise"])
+        points_columns.append(ladder_points(canonical, steps, spec["otherwise"]).alias(f"{name}_points"))
         input_columns += [
             source.from_canonical(canonical).alias(f"{name}_value"),
             pl.lit(source.unit).alias(f"{name}_unit"),
             pl.col(f"{name}_day"),
-            points.alias(f"{name}_points"),
+            pl.col(f"{name}_points"),
         ]
-        ranges.append(points_range(points, ladder_bounds(steps, spec["otherwise"])))
+        ranges.append(points_range(pl.col(f"{name}_points"), ladder_bounds(steps, spec["otherwise"])))
         missing[name] = canonical.is_null()
-    score, least, most = total(ranges)
+    _, least, most = total(ranges)
+    base = base.with_columns(points_columns).with_columns(least, most)
+    least, most = pl.col("score_at_least"), pl.col("score_at_most")
     categories = SCALE.table("categories")
     return base.select(
         "patient_id",
-        score,
+        settled(least, most).alias("score"),
         least,
         most,
         settled(band(least, categories, "category"), band(most, categories, "category")).alias("category"),

@@ -113,15 +113,10 @@ def _car_hlh_criteria() -> dict[str, pl.Expr]:
     }
 
 
-def _screen(
-    events: pl.DataFrame,
-    patients: pl.DataFrame,
-    config: ScoresConfig,
-    at: float | pl.DataFrame | None,
-    name: str,
-    criteria: Callable[[], Mapping[str, pl.Expr]],
+def _screen_inputs(
+    events: pl.DataFrame, patients: pl.DataFrame, config: ScoresConfig, at: float | pl.DataFrame | None
 ) -> pl.DataFrame:
-    spec = SCALE.table("screens")[name]
+    """Per patient and evaluation time, the window labs and the labs at infusion both screens read."""
     windows, closed = evaluation_windows(events, patients, at)
     picked = pick_values(events, windows, WINDOW_LABS, config.hlh_screen_window_days, closed)
     frame = widen(windows, picked, {lab: lab for lab in WINDOW_LABS}, ("value", "day", "uln"))
@@ -133,11 +128,16 @@ def _screen(
         ("value",),
         ANCHOR_INFUSION,
     ).select("patient_id", *(pl.col(f"{lab}_value").alias(f"{lab}_at_infusion") for lab in INFUSION_LABS))
-    frame = frame.join(at_infusion, on="patient_id", how="left", maintain_order="left").with_columns(
+    return frame.join(at_infusion, on="patient_id", how="left", maintain_order="left").with_columns(
         pl.col("ferritin_uln").fill_null(pl.lit(config.ferritin_uln_ng_ml, pl.Float64))
     )
 
-    state = dict(criteria())
+
+def _screen(frame: pl.DataFrame, name: str, criteria: Callable[[], Mapping[str, pl.Expr]]) -> pl.DataFrame:
+    spec = SCALE.table("screens")[name]
+    # Each criterion becomes a column first: inlined, every one would be planned again in each output.
+    frame = frame.with_columns(expr.alias(f"_{rule}") for rule, expr in criteria().items())
+    state = {rule: pl.col(f"_{rule}") for rule in criteria()}
     supporting = [state[rule] for rule in spec["supporting"]]
     met_count = pl.sum_horizontal(s.fill_null(False) for s in supporting)
     reachable = pl.sum_horizontal(s.fill_null(True) for s in supporting)
@@ -154,13 +154,13 @@ def _screen(
     lab_columns = [pl.col(f"{lab}_{field}") for lab in WINDOW_LABS for field in ("value", "day", "uln")] + [
         pl.col(f"{lab}_at_infusion") for lab in INFUSION_LABS
     ]
-    return frame.select(
+    return frame.with_columns(status.alias("status")).select(
         "patient_id",
         "at",
         "day",
         pl.lit(name).alias("screen"),
-        status.alias("status"),
-        status.replace_strict(
+        "status",
+        pl.col("status").replace_strict(
             {"possible": spec["rule_possible"], "not_met": spec["rule_not_met"], "incomplete": spec["rule_incomplete"]}
         ).alias("rule"),
         labels({rule: expr for rule, expr in state.items()}).alias("met"),
@@ -188,7 +188,7 @@ def iec_hs_screen(
     ``_uln`` (canonical units) and ``<lab>_at_infusion``, then ``caveats, scale, version, citation, doi,
     screen_citation, screen_doi``.
     """
-    return _screen(events, patients, config, at, "iec_hs", _iec_hs_criteria)
+    return _screen(_screen_inputs(events, patients, config, at), "iec_hs", _iec_hs_criteria)
 
 
 def car_hlh_screen(
@@ -202,4 +202,15 @@ def car_hlh_screen(
     The "during CRS" condition of carHLH is not checked here (CRS grades come from the engine); the
     screen reads the peak ferritin in the window.
     """
-    return _screen(events, patients, config, at, "car_hlh", _car_hlh_criteria)
+    return _screen(_screen_inputs(events, patients, config, at), "car_hlh", _car_hlh_criteria)
+
+
+def hlh_screens(
+    events: pl.DataFrame,
+    patients: pl.DataFrame,
+    config: ScoresConfig = ScoresConfig(),
+    at: float | pl.DataFrame | None = None,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Both screens, :func:`iec_hs_screen` and :func:`car_hlh_screen`, from one read of the labs they share."""
+    frame = _screen_inputs(events, patients, config, at)
+    return _screen(frame, "iec_hs", _iec_hs_criteria), _screen(frame, "car_hlh", _car_hlh_criteria)
