@@ -83,7 +83,11 @@ def crs_state(
     ]
 
     # Only the columns the state reads are carried: the events frame is wide and this is a million rows.
-    relevant = events.select(STATE_COLUMNS).filter(pl.col("item").is_in(items))
+    # A death from another cause is neither a CRS finding nor an assessment: as one, it would carry an
+    # unresolved episode on to a death months later.
+    relevant = events.select(STATE_COLUMNS).filter(
+        pl.col("item").is_in(items) & ((pl.col("item") != "death") | (pl.col("cat") == "crs"))
+    )
     df = with_segment_start(relevant.with_columns(per_patient(patients, "age_years", rows=relevant.height)), [PID])
     age = pl.col("age_years")
     sbp_threshold = (
@@ -249,7 +253,10 @@ def icans_state(events: pl.DataFrame, patients: pl.DataFrame, config: GradingCon
     domains = ["consciousness", "global_aphasia", "seizure", "motor_weakness", "cerebral_edema", "icp_sign"]
     items = ["ice_score", "capd_score", *ice_items, *capd_items, *domains, "alternative_cause", "death"]
     neuro_attribution = pl.col("cat").str.to_lowercase().str.extract(r"^([a-z_]+):", 1).is_in(NEURO_FINDINGS)
-    neuro = events.select(STATE_COLUMNS).filter(pl.col("item").is_in(items))
+    # As for CRS: only a death due to ICANS is an ICANS observation.
+    neuro = events.select(STATE_COLUMNS).filter(
+        pl.col("item").is_in(items) & ((pl.col("item") != "death") | (pl.col("cat") == "icans"))
+    )
     neuro = neuro.filter((pl.col("item") != "alternative_cause") | neuro_attribution.fill_null(False))
 
     # The value of each item recorded at each assessment time (the last one, if repeated): the latest
