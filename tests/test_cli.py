@@ -243,10 +243,24 @@ def test_iso_times_give_clock_times_in_the_timeline(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------------------------------- demo
 def test_demo_prints_every_example_patient() -> None:
-    result = run("demo")
+    result = run("demo", "--no-cohort")
     assert result.exit_code == 0, result.stderr
     for patient_id in example_patient_ids():
         assert patient_id in result.stdout
+
+
+def test_demo_cohort_walk_through_writes_the_table_and_reports(tmp_path: Path) -> None:
+    result = run("demo", "--out", tmp_path, "--patients", 40)
+    assert result.exit_code == 0, result.stderr
+    for command in ("tocsin synth", "tocsin batch", "tocsin cohort derive", "tocsin cohort table1",
+                    "tocsin cohort survival", "tocsin cohort report", "tocsin report"):
+        assert f"$ {command}" in result.stdout
+    patients = pl.read_parquet(tmp_path / "patients.parquet")
+    assert patients.height == 40 and {"os_days", "os_event", "crs_max_grade"} <= set(patients.columns)
+    assert "log-rank" in result.stdout and "Holm" in result.stdout
+    for report in ("cohort_report.html", "seed002_report.html"):
+        text = (tmp_path / report).read_text(encoding="utf-8")
+        assert text.startswith("<!DOCTYPE html>") and "<svg" in text
 
 
 def test_demo_json_lists_the_example_patients() -> None:

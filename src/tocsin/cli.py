@@ -229,19 +229,72 @@ def example_files() -> list[Path]:
     return sorted(p for p in folder.glob("*.csv"))
 
 
+#: Variables of the demo's Table 1: baseline, toxicities and treatment (a seed-001-style comparison).
+DEMO_TABLE1_VARIABLES = [
+    "age_years", "sex", "disease", "crs_max_grade", "icans_max_grade", "icaht_early_grade",
+    "tocilizumab_doses", "steroid_mp_equivalent_mg", "infection_any", "response_day28",
+]
+
+
+def _demo_cohort(out: Path, patients: int) -> None:
+    """The cohort walk-through: synthetic courses -> batch -> one row per patient -> Table 1, KM, reports.
+
+    Each step calls the command a user would type (printed before it), so the demo shows the real commands.
+    """
+    from tocsin.cli_cohort.derive_command import derive
+    from tocsin.cli_cohort.report_command import report_command
+    from tocsin.cli_cohort.survival_command import survival
+    from tocsin.cli_cohort.table1_command import table1_command
+    from tocsin.cli_report import report
+
+    console = Console()
+    synthetic, graded, table = out / "synthetic", out / "graded", out / "patients.parquet"
+    by = "car_hematotox_risk"
+
+    def step(command: str) -> None:
+        console.print(f"\n[bold cyan]$ {command}[/]", soft_wrap=True)
+
+    step(f"tocsin synth --patients {patients} --seed 2026 --out {synthetic}")
+    synth(patients=patients, seed=2026, out=synthetic, fmt=SynthFormat.parquet)
+    step(f"tocsin batch {synthetic}/events.parquet --out {graded} --cohort")
+    batch(file=synthetic / "events.parquet", out=graded, cohort=True)
+    step(f"tocsin cohort derive {graded} --out {table}")
+    derive(courses=[graded], out=table)
+    step(f"tocsin cohort table1 {table} --by {by} --var ... --adjust holm")
+    table1_command(patients=table, by=by, variables=DEMO_TABLE1_VARIABLES, adjust="holm")
+    step(f"tocsin cohort survival {table} --time os_days --event os_event --by {by} --at 365")
+    survival(patients=table, time="os_days", event="os_event", by=by, at=[365.0])
+    step(f"tocsin cohort report {table} --by {by} --episodes {graded} --out {out}/cohort_report.html")
+    report_command(patients=table, out=out / "cohort_report.html", by=by, episodes=graded)
+    for example in (p for p in example_files() if p.name == "seed002_hu2024.csv"):
+        step(f"tocsin report {example.name} --out {out}/seed002_report.html")
+        report(files=[example], out=out / "seed002_report.html")
+    console.print(f"[bold]Open {out}/cohort_report.html and {out}/seed002_report.html in a browser.")
+
+
 @app.command()
 def demo(
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    cohort: Annotated[
+        bool, typer.Option("--cohort/--no-cohort", help="Also run the cohort walk-through on a synthetic cohort.")
+    ] = True,
+    out: Annotated[Path, typer.Option("--out", help="Where the cohort walk-through writes its files.")] = Path(
+        "out/demo"
+    ),
+    patients: Annotated[int, typer.Option("--patients", min=20, help="Patients of the synthetic cohort.")] = 300,
 ) -> None:
-    """Grade the bundled example courses (source papers) and print a readable summary per patient."""
+    """Grade the bundled example courses (source papers) and print a readable summary per patient; then derive,
+    tabulate and plot a synthetic cohort the way a cohort paper does (``--no-cohort`` to skip)."""
     files = example_files()
     if not files:
-        fail("no example courses found (expected examples/*.csv)")
+        _fail("no example courses found (expected examples/*.csv)")
     document = run_grading(files, GradingConfig(name="default"), lenient=False)
     if json_output:
         sys.stdout.buffer.write(orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
-    else:
-        print_document(document)
+        return
+    print_document(document)
+    if cohort:
+        _demo_cohort(out, patients)
 
 
 class SynthFormat(str, Enum):
