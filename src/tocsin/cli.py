@@ -245,7 +245,6 @@ def _demo_cohort(out: Path, patients: int) -> None:
     from tocsin.cli_cohort.report_command import report_command
     from tocsin.cli_cohort.survival_command import survival
     from tocsin.cli_cohort.table1_command import table1_command
-    from tocsin.cli_report import report
 
     console = Console()
     synthetic, graded, table = out / "synthetic", out / "graded", out / "patients.parquet"
@@ -287,7 +286,7 @@ def demo(
     tabulate and plot a synthetic cohort the way a cohort paper does (``--no-cohort`` to skip)."""
     files = example_files()
     if not files:
-        _fail("no example courses found (expected examples/*.csv)")
+        fail("no example courses found (expected examples/*.csv)")
     document = run_grading(files, GradingConfig(name="default"), lenient=False)
     if json_output:
         sys.stdout.buffer.write(orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
