@@ -8,6 +8,7 @@ from tocsin.cli_cohort import cuminc_command  # noqa: F401  (registers `tocsin c
 from tocsin.cli_cohort import derive_command  # noqa: F401  (registers `tocsin cohort derive`)
 from tocsin.cli_cohort import incidence_command  # noqa: F401  (registers incidence, durations, logistic)
 from tocsin.cli_cohort import survival_command  # noqa: F401  (registers `tocsin cohort survival`)
+from tocsin.cli_cohort import table1_command  # noqa: F401  (registers `tocsin cohort table1`)
 from tocsin.cli_cohort.app import cohort_app
 
 __all__ = ["cohort_app"]
