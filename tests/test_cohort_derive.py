@@ -225,6 +225,17 @@ def test_synthetic_tocilizumab_matches_the_event_rows(synthetic) -> None:
     assert (treated["tocilizumab_first_hours_from_crs_onset"] > 0).all()
 
 
+def test_synthetic_outcomes_match_the_labels(synthetic) -> None:
+    """OS, PFS, relapse/NRM and the day-28 response are recovered exactly from the synthetic follow-up rows."""
+    joined, events = synthetic
+    for column in ("os_days", "os_event", "pfs_days", "pfs_event", "relapse_nrm_days", "relapse_nrm_status"):
+        assert (joined[f"{column}_derived"] == joined[column]).all(), column
+    assert (joined["response_day28_derived"] == joined["response_day28"]).all()
+    # the cohort has every kind of course: censored, relapsed, died of progression, died without progression
+    assert set(joined["relapse_nrm_status"]) == {0, 1, 2}
+    assert events.filter(pl.col("item") == "next_therapy").height > 0
+
+
 # ---------------------------------------------------------------- batch directory = raw files; CLI
 
 

@@ -8,6 +8,7 @@ copies on days 1-28 with "<5" below quantification; its labels follow the engine
 
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 from tocsin.config import GradingConfig, ScoresConfig
 from tocsin.core.engine import grade_events
@@ -95,3 +96,30 @@ def test_crs_and_icans_labels_still_hold_with_the_hematology_rows(graded) -> Non
     assert (crs["max_grade"].fill_null(0) == crs["crs_max_grade"]).all()
     icans = _joined(labels, result.icans.summary)
     assert (icans["max_grade"].fill_null(0) == icans["icans_max_grade"]).all()
+
+
+def test_follow_up_rows_change_no_grade_or_screen(graded) -> None:
+    """Response, progression, next therapy, death and last contact come after the course: grading the course
+    without them gives the same tables, except where the ICAHT observation ends (the first of progression, next
+    therapy, last contact or death), which bounds the late window. The HLH screens stay at the last observation,
+    not at the last contact a year later."""
+    cohort, result = graded
+    follow_up = ["response", "progression", "next_therapy", "last_contact", "death"]
+    course = grade_events(_raw(cohort.events.filter(~pl.col("item").is_in(follow_up))), GradingConfig())
+    for with_rows, without in [
+        (result.crs.summary, course.crs.summary),
+        (result.crs.episodes, course.crs.episodes),
+        (result.icans.summary, course.icans.summary),
+        (result.icans.episodes, course.icans.episodes),
+        (result.hematology.pht, course.hematology.pht),
+        (result.hematology.cytopenia_worst, course.hematology.cytopenia_worst),
+        (result.scores.hscore, course.scores.hscore),
+        (result.scores.iec_hs, course.scores.iec_hs),
+        (result.scores.car_hlh, course.scores.car_hlh),
+        (result.kinetics, course.kinetics),
+    ]:
+        assert_frame_equal(with_rows, without)
+    bounded = ["observation_end_day", "observation_end_item", "late_window_end", "t_late_window_end"]
+    reasons = ["late_not_evaluable_reason", "t_late_not_evaluable_reason"]
+    assert_frame_equal(result.hematology.icaht.drop(bounded, reasons), course.hematology.icaht.drop(bounded, reasons))
+    assert result.hematology.icaht["observation_end_day"].min() > 30

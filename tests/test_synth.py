@@ -39,6 +39,8 @@ DELIBERATE_UNITS = {
     "creatinine": {"umol/L"},
 }
 BASELINE_ITEMS = ["lymphodepletion", "anc", "plt", "hgb", "crp", "ferritin", "ldh", "creatinine"]
+FOLLOW_UP_ITEMS = ["response", "progression", "next_therapy", "last_contact", "death"]
+COMPLETE_RESPONSES = ["CR", "MRD_negative_CR", "CRi", "MRD_positive_CR"]
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +84,13 @@ def test_columns_and_dtypes(cohort: SyntheticCohort) -> None:
         "pht_lineage_count",
         "car_t_cmax",
         "car_t_tmax_day",
+        "response_day28",
+        "os_days",
+        "os_event",
+        "pfs_days",
+        "pfs_event",
+        "relapse_nrm_days",
+        "relapse_nrm_status",
     ]
     assert cohort.labels.height == 500
     assert cohort.labels["patient_id"][0] == "SYN00001"
@@ -97,7 +106,8 @@ def test_events_sorted_and_within_follow_up(cohort: SyntheticCohort) -> None:
     assert before["day"].min() >= -6.0
     assert set(before["item"].unique()) == set(BASELINE_ITEMS)
     assert before.group_by("patient_id").len()["len"].unique().to_list() == [len(BASELINE_ITEMS)]
-    assert e.select(pl.col("day").max()).item() < 30.0
+    # the 30-day course; only the disease course and outcome rows lie beyond it
+    assert e.filter(~pl.col("item").is_in(FOLLOW_UP_ITEMS))["day"].max() < 30.0
     prev_pid, prev_day = pl.col("patient_id").shift(1), pl.col("day").shift(1)
     same_patient = pl.col("patient_id") == prev_pid
     in_order = (pl.col("patient_id") > prev_pid) | (same_patient & (pl.col("day") >= prev_day))
@@ -150,7 +160,10 @@ def test_argument_checks() -> None:
 
 def test_days_sets_follow_up() -> None:
     c = generate_cohort(20, seed=4, days=14)
-    assert c.events["day"].max() < 14.0
+    assert c.events.filter(~pl.col("item").is_in(FOLLOW_UP_ITEMS))["day"].max() < 14.0
+    # follow-up events still come after day 30 (the day-28 response lies after a 14-day course, too)
+    later = c.events.filter(pl.col("item").is_in(["progression", "next_therapy", "last_contact", "death"]))
+    assert later["day"].min() > 30.0
     daily_crp = c.events.filter(pl.col("item") == "crp", pl.col("day") >= 0)
     assert daily_crp.group_by("patient_id").len()["len"].to_list() == [14] * 20
     # the early ICAHT window (days 0-30) is not covered, nor is day 28 within +/- 3 days: no claim
@@ -636,3 +649,107 @@ def test_hematology_labels_rederived_from_events(cohort: SyntheticCohort) -> Non
         pl.col("day") > pl.col("car_t_tmax_day"), pl.col("value") == "<5"
     )
     assert after["patient_id"].n_unique() >= 25
+
+
+# ---------------------------------------------------------------------------------------------- outcomes
+def _km(time: pl.Series, event: pl.Series, at: float) -> float:
+    """Kaplan-Meier survival at ``at``."""
+    frame = pl.DataFrame({"t": time, "e": event.cast(pl.Boolean)}).sort("t")
+    s = 1.0
+    for t, deaths in frame.filter(pl.col("e"), pl.col("t") <= at).group_by("t").len().sort("t").iter_rows():
+        s *= 1 - deaths / frame.filter(pl.col("t") >= t).height
+    return s
+
+
+def _with_disease(cohort: SyntheticCohort) -> pl.DataFrame:
+    disease = cohort.events.filter(pl.col("item") == "disease").select("patient_id", pl.col("value").alias("disease"))
+    return cohort.labels.join(disease, on="patient_id")
+
+
+def test_follow_up_rows_after_the_course(cohort: SyntheticCohort) -> None:
+    e = cohort.events
+    ends = e.filter(pl.col("item").is_in(["death", "last_contact"])).group_by("patient_id").len()
+    assert ends.height == 500 and ends["len"].unique().to_list() == [1]  # dead or followed to the data cut
+    later = e.filter(pl.col("item").is_in(["progression", "next_therapy", "death", "last_contact"]))
+    assert later["day"].min() > 30.0
+    assert e.filter(pl.col("item") == "progression").group_by("patient_id").len()["len"].max() == 1
+    contact = e.filter(pl.col("item") == "last_contact")["day"]
+    assert contact.min() >= 182.0 and contact.max() < 731.0  # administrative censoring 6-24 months after infusion
+    assert set(e.filter(pl.col("item") == "death")["value"]) == {"progression", "infection", "other"}
+    assert set(e.filter(pl.col("item") == "last_contact")["value"]) == {"alive"}
+
+
+def test_outcomes_are_consistent(cohort: SyntheticCohort) -> None:
+    e = cohort.events
+    last = e.group_by("patient_id").agg(pl.col("day").max().alias("last"), pl.col("item").last().alias("last_item"))
+    assert set(last["last_item"]) == {"death", "last_contact"}  # nothing after death or the last contact
+    progression = (
+        e.filter((pl.col("item") == "progression") | ((pl.col("item") == "response") & (pl.col("value") == "PD")))
+        .group_by("patient_id")
+        .agg(pl.col("day").min().alias("progression"))
+    )
+    death = e.filter(pl.col("item") == "death").select("patient_id", pl.col("day").alias("death"), "value")
+    by_progression = death.filter(pl.col("value") == "progression").join(progression, on="patient_id", how="left")
+    assert (by_progression["progression"] < by_progression["death"]).all()
+    therapy = e.filter(pl.col("item") == "next_therapy").join(progression, on="patient_id", how="left")
+    assert (therapy["progression"] < therapy["day"]).all()
+    labels = cohort.labels
+    assert (labels["pfs_days"] <= labels["os_days"]).all()
+    assert (labels["pfs_event"] >= labels["os_event"]).all()
+    assert (labels["relapse_nrm_days"] == labels["pfs_days"]).all()
+
+
+def test_outcome_labels_rederived_from_events(cohort: SyntheticCohort) -> None:
+    """OS, PFS, relapse/NRM and the day-28 response as docs/cohort.md defines them, from the rows written."""
+    e = cohort.events
+
+    def first(item: str, name: str, value: pl.Expr | None = None) -> pl.DataFrame:
+        rows = e.filter(pl.col("item") == item) if value is None else e.filter(pl.col("item") == item, value)
+        return rows.group_by("patient_id").agg(pl.col("day").min().alias(name), pl.col("value").first().alias(item))
+
+    pd_response = first("response", "pd", pl.col("value") == "PD").drop("response")
+    day28 = (
+        e.filter(pl.col("item") == "response", (pl.col("day") - 28).abs() <= 7)
+        .group_by("patient_id")
+        .agg(pl.len().alias("n28"), pl.col("value").first().alias("r28"))
+    )
+    table = (
+        cohort.labels.join(first("death", "death_day"), on="patient_id", how="left")
+        .join(first("last_contact", "contact"), on="patient_id", how="left")
+        .join(first("progression", "progression_day"), on="patient_id", how="left")
+        .join(pd_response, on="patient_id", how="left")
+        .join(day28, on="patient_id", how="left")
+        .with_columns(pl.min_horizontal("progression_day", "pd").alias("progressed"))
+    )
+    assert (table["n28"] == 1).all() and (table["r28"] == table["response_day28"]).all()
+    died = table["death_day"].is_not_null()
+    assert (table["os_event"] == died.cast(pl.Int8)).all()
+    assert (table["os_days"] == table["death_day"].fill_null(table["contact"])).all()
+    pfs = pl.min_horizontal("progressed", "death_day").fill_null(pl.col("contact"))
+    assert table.select((pl.col("pfs_days") == pfs).all()).item()
+    assert (table["pfs_event"] == (table["progressed"].is_not_null() | died).cast(pl.Int8)).all()
+    status = pl.when(pl.col("progressed").is_not_null()).then(1).when(pl.col("death_day").is_not_null()).then(2)
+    assert table.select((pl.col("relapse_nrm_status") == status.otherwise(0)).all()).item()
+
+
+def test_response_and_survival_are_plausible(cohort: SyntheticCohort) -> None:
+    """Approximate pivotal-trial figures (tocsin.synth docstring) within the noise of 500 patients."""
+    labels = _with_disease(cohort)
+    responses = cohort.events.filter(pl.col("item") == "response", pl.col("value").is_in(COMPLETE_RESPONSES))
+    complete = set(responses["patient_id"])
+    axi = labels.filter(pl.col("product") == "axi-cel", pl.col("disease").is_in(["DLBCL", "HGBL", "PMBCL"]))
+    assert 0.45 <= axi["patient_id"].is_in(list(complete)).mean() <= 0.72  # ZUMA-1 CR ~54-58 %
+    b_all = labels.filter(pl.col("disease") == "B-ALL")
+    assert 0.65 <= b_all["response_day28"].is_in(COMPLETE_RESPONSES).mean() <= 0.92  # ELIANA CR/CRi 81 %
+    myeloma = labels.filter(pl.col("disease") == "MM").with_columns(pl.col("patient_id").is_in(list(complete)))
+    cr = dict(myeloma.group_by("product").agg(pl.col("patient_id").mean()).iter_rows())
+    assert cr["cilta-cel"] > cr["ide-cel"] + 0.2  # CARTITUDE-1 sCR 67 %, KarMMa CR 33 %
+    lbcl = labels.filter(pl.col("disease").is_in(["DLBCL", "HGBL", "PMBCL"]))
+    assert 0.28 <= _km(lbcl["pfs_days"], lbcl["pfs_event"], 365) <= 0.58  # 12-month PFS ~40-50 %
+    in_cr = labels.filter(pl.col("response_day28").is_in(COMPLETE_RESPONSES))
+    not_cr = labels.filter(~pl.col("response_day28").is_in(COMPLETE_RESPONSES))
+    assert _km(in_cr["pfs_days"], in_cr["pfs_event"], 365) > _km(not_cr["pfs_days"], not_cr["pfs_event"], 365) + 0.1
+    nrm = labels.with_columns((pl.col("relapse_nrm_status") == 2).alias("nrm"))
+    assert 0.03 <= nrm["nrm"].mean() <= 0.11
+    by_icaht = dict(nrm.group_by(pl.col("icaht_early_grade") >= 3).agg(pl.col("nrm").mean()).iter_rows())
+    assert by_icaht[True] > by_icaht[False]

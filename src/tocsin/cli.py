@@ -271,7 +271,7 @@ def synth(
     out: Annotated[Path, typer.Option("--out", help="Output directory.")] = Path("synthetic"),
     fmt: Annotated[SynthFormat, typer.Option("--format", help="File format.")] = SynthFormat.parquet,
 ) -> None:
-    """Generate a deterministic synthetic cohort of 30-day courses with ground-truth labels."""
+    """Generate a deterministic synthetic cohort: 30-day courses, 6-24 months of follow-up, ground-truth labels."""
     from tocsin.synth import generate_cohort, write_cohort
 
     cohort = generate_cohort(patients, seed)

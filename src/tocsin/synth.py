@@ -1,4 +1,4 @@
-"""Deterministic synthetic CAR-T cohorts with ground-truth CRS, ICANS, hematotoxicity and kinetics labels.
+"""Deterministic synthetic CAR-T cohorts with ground-truth CRS, ICANS, hematotoxicity, kinetics and outcome labels.
 
 ``generate_cohort(n, seed)`` returns long-format events (the input every Tocsin adapter produces, see
 ``DESIGN.md``) and one label row per patient: the ASTCT 2019 CRS and ICANS grades that the generator
@@ -54,6 +54,28 @@ Generative model (one patient)
   ug genomic DNA on days 1, 4, 7, 10, 14, 21, 28 (08:00-10:00): lognormal peak (median by product) at the
   day 7, 10 or 14 sample, exponential expansion before and bi-exponential decline after; below 5
   copies/ug written ``<5``; ~2 % never expand.
+* **Disease course and outcome** (vectorised per chunk in ``_outcomes``, drawn after the hematology, last in each
+  patient's stream, so everything above is unchanged). Everyone is alive through the monitored course: progression,
+  next therapy, death and last contact come on days after the follow-up start (day 30, or the end of a longer
+  course), so they never cut it short. A best response per disease and product (table below), then ``response``
+  assessments on day 26-30 and on days 90, 180, 365, 545 and 730 (+/- 7 days), 09:00-16:00, until progression, death
+  or the data cut. Lymphoma and myeloma responses are CR, PR (myeloma: VGPR or PR), SD, PD; complete responders who
+  deepen later are PR on day 28 (25-40 % in lymphoma, 70-80 % in myeloma). B-ALL remissions are MRD_negative_CR
+  (85 %), CRi (10 %) or MRD_positive_CR (5 %); non-response is NR, followed 1-21 days after the follow-up start by a
+  ``progression`` row (treatment failure, coded as docs/cohort.md advises). Primary refractory disease is the day-28
+  PD itself (no separate row). After CR, PR or SD a share progresses (``progression``, value PET-CT, bone marrow or
+  M-protein) at the follow-up start + a lognormal time (median by response, sigma 0.7); a high CAR-HEMATOTOX raises
+  the progression-free probability to the power 1.3, a modest effect in the direction of Rejeski 2021 (shorter PFS
+  and OS with a high score). Non-relapse death: 5 %, x 2.5 after early ICAHT grade >= 3, x 1.5 after CRS or ICANS
+  grade >= 3, x 1.3 with a high CAR-HEMATOTOX, a day after the follow-up start + an exponential time (mean 120 days,
+  60 after ICAHT >= 3), cause infection (60 %; 80 % after ICAHT >= 3) or other, when it comes before progression.
+  After progression: ``next_therapy`` in 70 %, 5-35 days later (bispecific antibody, radiotherapy, chemotherapy or
+  allogeneic HCT, by disease), and death from progression 7 days + a lognormal survival later (median by disease,
+  sigma 0.8). Staggered entry: the data cut falls 152-700 days (uniform) after the follow-up start, 6-24 months
+  after infusion; a patient alive then has a ``last_contact`` ("alive") that day, and nothing is written after the
+  cut or a death.
+  There are no deaths from CRS or ICANS: every episode resolves within the course, and ``death = crs`` (``icans``) is
+  grade 5 whenever it comes, so such a death would contradict both the course and its labels.
 * **Mixed units, on purpose** (each per patient): temperature in ``[degF]`` (~30 %), CRP in ``mg/dL``
   (~30 %), norepinephrine in ``ug/kg/min`` (~40 %; the ``weight`` row is always present), FiO2 as a
   fraction with unit ``"1"`` (~40 %); counts per uL (ANC, ALC in ``/uL``, WBC and platelets in
@@ -72,6 +94,15 @@ stretch <= 500/uL that holds on day 30 and began by day 3. ``pht``, ``pht_lineag
 below the default LLN on day 28 (ANC < 1.8 x 10^9/L, platelets < 150 x 10^9/L, Hb < 12.0 g/dL: CTCAE
 grade >= 1; null without a value on days 25-31). ``car_t_cmax``, ``car_t_tmax_day``: the highest
 quantifiable level and the day of its first sample (null when none is quantifiable).
+
+Outcome labels
+--------------
+The definitions of ``tocsin cohort derive`` (docs/cohort.md), from the rows written: ``response_day28`` = the
+value of the one assessment within day 28 +/- 7; ``os_days``, ``os_event`` = death (1), else the last contact
+(0); ``pfs_days``, ``pfs_event`` = the first progression (a ``progression`` row or a response PD) or death (1),
+else the last contact (0); ``relapse_nrm_days``, ``relapse_nrm_status`` = progression (1; a death from
+progression always follows one), death without progression (2) or censored (0), so the days equal
+``pfs_days``.
 
 Why the labels are unambiguous
 ------------------------------
@@ -108,6 +139,32 @@ patients grade 0-1, ~10-20 % grade 3-4); CAR-HEMATOTOX high ~35 % (Rejeski K et 
 2021;138:2499-2513, doi:10.1182/blood.2020010543); PHT by the CTCAE grade >= 1 definition of Wang 2023
 (doi:10.3389/fimmu.2023.1139559) ~75 %, mostly anemia and thrombocytopenia; CAR-T peak on day 7 (~45 %),
 10 (~30 %) or 14 (~25 %).
+
+Outcome targets: best response CR/PR/SD/PD (B-ALL CR/NR) and measured 12-month PFS and OS (Kaplan-Meier; 4,000
+patients, seed 3), set to approximate figures of the pivotal trials:
+
+===============  ==============  =========  ========  ================================================
+group            best response   PFS 12 mo  OS 12 mo  trial (approximate published figures)
+===============  ==============  =========  ========  ================================================
+LBCL axi-cel     58/24/8/10      42 %       57 %      ZUMA-1: ORR 82 %, CR 54 % (58 % later)
+LBCL tisa-cel    40/12/16/32     28 %       40 %      JULIET: ORR 52 %, CR 40 %
+LBCL liso-cel    53/20/10/17     39 %       55 %      TRANSCEND: ORR 73 %, CR 53 %
+FL               75/17/5/3       77 %       93 %      by analogy: high CR, few relapses
+MCL brexu-cel    67/26/3/4       52 %       71 %      ZUMA-2: ORR 93 %, CR 67 %
+B-ALL tisa-cel   82/18           48 %       68 %      ELIANA: CR/CRi 81 %; EFS 50 %, OS 76 % at 12 mo
+B-ALL brexu-cel  71/29           44 %       61 %      ZUMA-3: CR/CRi 71 %
+MM ide-cel       33/40/17/10     35 %       79 %      KarMMa: ORR 73 %, >= CR 33 %, median PFS 8.8 mo
+MM cilta-cel     67/30/2/1       74 %       91 %      CARTITUDE-1: ORR 97 %, sCR 67 %, PFS 77 % at 12 mo
+===============  ==============  =========  ========  ================================================
+
+Non-relapse mortality ~6 % (4 % without and 15 % after early ICAHT grade >= 3); 12-month PFS 42 % with a high
+CAR-HEMATOTOX, 50 % without. Trials: ZUMA-1 above; JULIET above; TRANSCEND NHL 001 (liso-cel; Abramson JS et
+al., Lancet 2020;396:839-852, doi:10.1016/S0140-6736(20)31366-0); ZUMA-2 (brexu-cel, MCL; Wang M et al.,
+N Engl J Med 2020;382:1331-1342, doi:10.1056/NEJMoa1914347); ELIANA (tisa-cel, B-ALL; Maude SL et al., N Engl J
+Med 2018;378:439-448, doi:10.1056/NEJMoa1709866); ZUMA-3 (brexu-cel, adult B-ALL; Shah BD et al., Lancet
+2021;398:491-502, doi:10.1016/S0140-6736(21)01222-8); KarMMa (ide-cel; Munshi NC et al., N Engl J Med
+2021;384:705-716, doi:10.1056/NEJMoa2024850); CARTITUDE-1 (cilta-cel; Berdeja JG et al., Lancet
+2021;398:314-324, doi:10.1016/S0140-6736(21)00933-8).
 
 Example
 -------
@@ -157,6 +214,13 @@ LABEL_SCHEMA: dict[str, pl.DataType] = {
     "pht_lineage_count": pl.Int8(),
     "car_t_cmax": pl.Float64(),
     "car_t_tmax_day": pl.Float64(),
+    "response_day28": pl.String(),
+    "os_days": pl.Float64(),
+    "os_event": pl.Int8(),
+    "pfs_days": pl.Float64(),
+    "pfs_event": pl.Int8(),
+    "relapse_nrm_days": pl.Float64(),
+    "relapse_nrm_status": pl.Int8(),
 }
 SOURCE = "synth"
 _CHUNK = 256  # patients simulated and assembled together
@@ -212,6 +276,12 @@ _ITEMS = (
     "platelet_transfusion",
     "rbc_transfusion",
     "car_t_copies",
+    # disease course and outcome (appended: the codes above stay as they were)
+    "response",
+    "progression",
+    "next_therapy",
+    "last_contact",
+    "death",
 )
 _I = {name: i for i, name in enumerate(_ITEMS)}
 _UNITS = (
@@ -249,6 +319,10 @@ _UNITS = (
 )
 _U = {name: i for i, name in enumerate(_UNITS)}
 _DISEASES = ("DLBCL", "HGBL", "PMBCL", "FL", "MCL", "B-ALL", "MM")
+_RESPONSES = ("CR", "PR", "SD", "PD", "MRD_negative_CR", "CRi", "MRD_positive_CR", "NR")
+_PROGRESSION_METHODS = ("PET-CT", "bone marrow", "M-protein")  # how progression is documented, by disease family
+_NEXT_THERAPIES = ("bispecific antibody", "radiotherapy", "chemotherapy", "allogeneic HCT")
+_DEATH_CAUSES = ("progression", "infection", "other")
 _O2_DEVICES = ("room_air", "nasal_cannula", "high_flow_nasal_cannula", "face_mask", "bipap", "mechanical_ventilation")
 _CONSCIOUSNESS = ("awake", "awakens_spontaneously", "awakens_to_voice", "awakens_to_touch", "unarousable")
 _TEXTS = (
@@ -264,6 +338,11 @@ _TEXTS = (
     "diffuse",
     "Flu/Cy",
     "<5",
+    *_RESPONSES,
+    *_PROGRESSION_METHODS,
+    *_NEXT_THERAPIES,
+    *_DEATH_CAUSES,
+    "alive",
 )
 _T = {name: i for i, name in enumerate(_TEXTS)}
 _CONS0 = _T["awake"]  # consciousness codes are contiguous: _CONS0 + ASTCT consciousness grade
@@ -300,7 +379,8 @@ class SyntheticCohort:
     icans_onset_day, age, product (see :data:`LABEL_SCHEMA`); grades are ASTCT 2019, onsets are the
     ``day`` of the first event that shows the toxicity (the onset fever; the first abnormal neuro
     assessment), null when there is none. Then car_hematotox, icaht_early_grade, days_anc_le_500,
-    days_anc_le_100, pht, pht_lineage_count, car_t_cmax, car_t_tmax_day (rules in the module docstring).
+    days_anc_le_100, pht, pht_lineage_count, car_t_cmax, car_t_tmax_day and the outcome labels response_day28,
+    os_days, os_event, pfs_days, pfs_event, relapse_nrm_days, relapse_nrm_status (rules in the module docstring).
     """
 
     events: pl.DataFrame
@@ -375,6 +455,9 @@ class _Acc:
         # hematology and kinetics (see _hematology): per patient uniforms and context
         self.h_uniforms: list[np.ndarray] = []
         self.h_context: list[tuple] = []
+        # disease course and outcome (see _outcomes): per patient uniforms and context
+        self.o_uniforms: list[np.ndarray] = []
+        self.o_context: list[tuple[int, int, int]] = []
 
 
 class _Patient:
@@ -851,6 +934,10 @@ def _simulate_patient(local: int, rng: np.random.Generator, days: int, acc: _Acc
     # Drawn last from the patient's stream, so the CRS and ICANS course above is what it was without them.
     acc.h_context.append((crs_grade, PRODUCTS.index(product), float(child), weight, float(crp_mgdl)))
     acc.h_uniforms.append(rng.random(_H_SCALARS + days * _H_DAILY))
+    # ------------------------------------------------------------------ disease course, outcome (see _outcomes)
+    # Drawn after the hematology, for the same reason.
+    acc.o_context.append((_efficacy_group(product, disease), crs_grade, icans_grade))
+    acc.o_uniforms.append(rng.random(_O_SCALARS))
     return (crs_grade, crs_onset, len(episodes), icans_grade, icans_onset, age, product)
 
 
@@ -859,6 +946,37 @@ def _simulate_patient(local: int, rng: np.random.Generator, days: int, acc: _Acc
 _Block = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 _MINUTE_OFFSET = 30 * 1440  # the earliest row is day -6
 _SEG = 1_000_000  # value codes: decimals * _SEG + round(value * 10**decimals); texts from 4 * _SEG
+
+
+class _RowParts:
+    """The rows of a chunk of ``n`` patients, added per item as a mask over per-patient (n) or per-patient and
+    column (n, k) arrays of minutes, value codes and units; :meth:`block` joins them."""
+
+    def __init__(self, n: int) -> None:
+        self._pid = np.arange(n, dtype=np.uint32)
+        self._parts: list[_Block] = []
+
+    def add(self, mask: np.ndarray, minute: np.ndarray, item: str, code: np.ndarray, unit: np.ndarray | int) -> None:
+        shape = minute.shape
+        m = _per_row(mask, shape)
+        self._parts.append(
+            (
+                _per_row(self._pid, shape)[m],
+                minute[m].astype(np.int32),
+                np.full(int(m.sum()), _I[item], dtype=np.uint8),
+                _per_row(code, shape)[m].astype(np.uint32),
+                _per_row(unit, shape)[m].astype(np.uint8),
+            )
+        )
+
+    def block(self) -> _Block:
+        return tuple(np.concatenate([part[i] for part in self._parts]) for i in range(5))  # type: ignore[return-value]
+
+
+def _per_row(x: np.ndarray | int, shape: tuple[int, ...]) -> np.ndarray:
+    """``x`` per patient (n) or per patient and column, broadcast to ``shape``."""
+    a = np.asarray(x)
+    return np.broadcast_to(a[:, None] if a.ndim == 1 and len(shape) == 2 else a, shape)
 
 
 def _patient_index(counts: list[int]) -> np.ndarray:
@@ -1128,22 +1246,36 @@ def car_hematotox_points(
     ).astype(np.int64)
 
 
-def _hematology(acc: _Acc, days: int) -> tuple[_Block, dict[str, np.ndarray]]:
+class _Columns:
+    """Successive columns of a (patients, k) array of uniforms: each call is one draw for every patient."""
+
+    def __init__(self, uniforms: np.ndarray) -> None:
+        self._uniforms = uniforms
+        self._next = 0
+
+    def __call__(self) -> np.ndarray:
+        column = self._uniforms[:, self._next]
+        self._next += 1
+        return column
+
+    def normal(self) -> np.ndarray:
+        return _normal(self(), self())
+
+    def integer(self, a: int, b: int) -> np.ndarray:
+        """Uniform on a..b inclusive."""
+        return a + np.floor((b - a + 1) * self()).astype(np.int64)
+
+
+def _hematology(acc: _Acc, days: int) -> tuple[_Block, dict[str, np.ndarray], np.ndarray]:
     """Lymphodepletion, baseline labs, daily blood counts with G-CSF and transfusions, and CAR-T levels for a
-    chunk of patients at once; returns the rows and the hematology labels."""
+    chunk of patients at once; returns the rows, the hematology labels and the planned early ICAHT class."""
     n = len(acc.h_context)
     crs, prod, child, weight, crp_mgdl = np.asarray(acc.h_context, dtype=np.float64).reshape(n, 5).T
     prod = prod.astype(np.int64)
     allu = np.stack(acc.h_uniforms) if n else np.zeros((0, _H_SCALARS + days * _H_DAILY))
-    scalars = allu[:, :_H_SCALARS]
     daily = allu[:, _H_SCALARS:].reshape(n, days, _H_DAILY)
-    next_col = iter(range(_H_SCALARS))
-
-    def u() -> np.ndarray:
-        return scalars[:, next(next_col)]
-
-    def z() -> np.ndarray:
-        return _normal(u(), u())
+    u = _Columns(allu[:, :_H_SCALARS])
+    z = u.normal
 
     d = np.arange(days, dtype=np.float64)
     dd = d[None, :]
@@ -1351,26 +1483,8 @@ def _hematology(acc: _Acc, days: int) -> tuple[_Block, dict[str, np.ndarray]]:
     # ---------------------------------------------------------------- rows
     ul_style = u() < 0.25  # counts per uL (WBC, PLT in 10*3/uL), otherwise 10*9/L
     hgb_gl = u() < 0.25
-    pid = np.arange(n, dtype=np.uint32)
-    parts: list[tuple[np.ndarray, ...]] = []
-
-    def per_row(x: np.ndarray | int, shape: tuple[int, ...]) -> np.ndarray:
-        a = np.asarray(x)
-        return np.broadcast_to(a[:, None] if a.ndim == 1 and len(shape) == 2 else a, shape)
-
-    def add(mask: np.ndarray, minute: np.ndarray, item: str, code: np.ndarray, unit: np.ndarray | int) -> None:
-        shape = minute.shape
-        m = per_row(mask, shape)
-        parts.append(
-            (
-                per_row(pid, shape)[m],
-                minute[m].astype(np.int32),
-                np.full(int(m.sum()), _I[item], dtype=np.uint8),
-                per_row(code, shape)[m].astype(np.uint32),
-                per_row(unit, shape)[m].astype(np.uint8),
-            )
-        )
-
+    rows = _RowParts(n)
+    add = rows.add
     every = np.ones(n, dtype=bool)
     u_cnt = np.where(ul_style, _U["/uL"], _U["10*9/L"])
     u_k = np.where(ul_style, _U["10*3/uL"], _U["10*9/L"])
@@ -1422,8 +1536,181 @@ def _hematology(acc: _Acc, days: int) -> tuple[_Block, dict[str, np.ndarray]]:
     written = np.broadcast_to(present[None, :], (n, k))
     blq_code = 4 * _SEG + _T["<5"]
     add(written, s_minute, "car_t_copies", np.where(quant, level, blq_code), _U["{copies}/ug"])
-    block = tuple(np.concatenate([part[i] for part in parts]) for i in range(5))
-    return block, labels  # type: ignore[return-value]
+    return rows.block(), labels, c
+
+
+# ---------------------------------------------------------------------------------------------- outcomes
+_O_SCALARS = 48  # uniforms per patient for the disease course and outcome plan (not all are used)
+_NEVER = 10**6  # the day of an event that does not happen
+_FOLLOW_UP_START = 30  # progression, next therapy, death and last contact come after this day and after the course
+_ASSESSMENT_DAYS = (90, 180, 365, 545, 730)  # response assessments after the day-28 one, each +/- 7 days
+_MIN_FOLLOW_UP, _MAX_FOLLOW_UP = 152, 700  # administrative censoring: days after the follow-up start (~6-24 months)
+
+
+@dataclass(frozen=True)
+class _Efficacy:
+    """The disease course after CAR-T for one disease and product (approximate; sources in the module docstring).
+
+    Times are lognormal (sigma 0.7 to progression, 0.8 after it); days to progression count from the follow-up
+    start (day 30)."""
+
+    best: tuple[float, float, float, float]  # best response weights CR, PR, SD, PD (B-ALL: CR and NR, first and last)
+    cr_at_day28: float  # share of complete responders already in CR at the day-28 assessment (the others: PR then)
+    progression: tuple[float, float, float]  # probability of progression after a best response CR, PR, SD
+    days_to_progression: tuple[float, float, float]  # median, after CR, PR, SD (B-ALL has no PR or SD)
+    days_after_progression: float  # median survival after progression
+    family: int  # 0 lymphoma, 1 B-ALL, 2 myeloma: which response values, progression and next therapies are written
+
+
+_LYMPHOMA, _ALL, _MYELOMA = range(3)
+_LBCL = dict(cr_at_day28=0.7, progression=(0.30, 0.85, 0.95), days_to_progression=(150, 75, 50))
+_EFFICACY: dict[str, _Efficacy] = {
+    "LBCL axi-cel": _Efficacy((0.58, 0.24, 0.08, 0.10), **_LBCL, days_after_progression=150, family=_LYMPHOMA),
+    "LBCL tisa-cel": _Efficacy((0.40, 0.12, 0.16, 0.32), **_LBCL, days_after_progression=150, family=_LYMPHOMA),
+    "LBCL liso-cel": _Efficacy((0.53, 0.20, 0.10, 0.17), **_LBCL, days_after_progression=150, family=_LYMPHOMA),
+    "FL": _Efficacy((0.75, 0.17, 0.05, 0.03), 0.75, (0.15, 0.60, 0.90), (300, 180, 90), 500, _LYMPHOMA),
+    "MCL brexu-cel": _Efficacy((0.67, 0.26, 0.03, 0.04), 0.6, (0.30, 0.75, 0.95), (240, 120, 60), 200, _LYMPHOMA),
+    "B-ALL tisa-cel": _Efficacy((0.82, 0.0, 0.0, 0.18), 1.0, (0.40, 0.0, 0.0), (180, 1, 1), 180, _ALL),
+    "B-ALL brexu-cel": _Efficacy((0.71, 0.0, 0.0, 0.29), 1.0, (0.45, 0.0, 0.0), (200, 1, 1), 150, _ALL),
+    "MM ide-cel": _Efficacy((0.33, 0.40, 0.17, 0.10), 0.3, (0.60, 0.90, 0.95), (450, 200, 60), 360, _MYELOMA),
+    "MM cilta-cel": _Efficacy((0.67, 0.30, 0.02, 0.01), 0.2, (0.35, 0.70, 0.95), (500, 300, 60), 400, _MYELOMA),
+}
+_EFFICACY_GROUPS = tuple(_EFFICACY)
+_ALL_CR_KINDS = (0.85, 0.10, 0.05)  # B-ALL complete remissions: MRD_negative_CR, CRi, MRD_positive_CR
+# per family: weights of the next therapies (_NEXT_THERAPIES order) after progression
+_NEXT_THERAPY_WEIGHTS = ((0.5, 0.25, 0.25, 0.0), (0.2, 0.0, 0.4, 0.4), (0.6, 0.1, 0.3, 0.0))
+_P_NEXT_THERAPY = 0.7
+_HEMATOTOX_PROGRESSION = 1.3  # high CAR-HEMATOTOX: the probability of staying progression-free to this power
+_NRM = 0.05  # probability of a non-relapse death, multiplied by the factors below when they apply
+_NRM_SEVERE_ICAHT = 2.5  # early ICAHT grade >= 3
+_NRM_SEVERE_TOXICITY = 1.5  # CRS or ICANS grade >= 3
+_NRM_HEMATOTOX = 1.3  # high CAR-HEMATOTOX
+# Outcome label columns from _outcomes, in LABEL_SCHEMA order.
+_OUTCOME_LABELS = (
+    "response_day28",
+    "os_days",
+    "os_event",
+    "pfs_days",
+    "pfs_event",
+    "relapse_nrm_days",
+    "relapse_nrm_status",
+)
+
+
+def _efficacy_group(product: str, disease: str) -> int:
+    """Index into _EFFICACY_GROUPS: large B-cell lymphomas by product, FL alone, the others by disease and product."""
+    if disease in ("DLBCL", "HGBL", "PMBCL"):
+        name = f"LBCL {product}"
+    elif disease == "FL":
+        name = "FL"
+    else:
+        name = f"{disease} {product}"
+    return _EFFICACY_GROUPS.index(name)
+
+
+def _outcomes(
+    acc: _Acc, days: int, hema: dict[str, np.ndarray | None], planned_icaht: np.ndarray
+) -> tuple[_Block, dict[str, np.ndarray]]:
+    """Response assessments, progression, next therapy, death and last contact for a chunk of patients at once;
+    returns the rows and the outcome labels (under the definitions of ``tocsin cohort derive``)."""
+    n = len(acc.o_context)
+    group, crs, icans = np.asarray(acc.o_context, dtype=np.int64).reshape(n, 3).T
+    u = _Columns(np.stack(acc.o_uniforms) if n else np.zeros((0, _O_SCALARS)))
+    table = [_EFFICACY[name] for name in _EFFICACY_GROUPS]
+
+    def per_group(field: str) -> np.ndarray:
+        return np.array([getattr(e, field) for e in table], dtype=np.float64)[group]
+
+    family = per_group("family").astype(np.int64)
+    start = max(days, _FOLLOW_UP_START)  # follow-up events lie on later days: they never cut the course short
+    hematotox_high = np.asarray(hema["car_hematotox"]) >= 2
+    icaht = hema["icaht_early_grade"]
+    severe_icaht = (planned_icaht if icaht is None else icaht) >= 3  # the plan when the course is too short to grade
+
+    # ---------------------------------------------------------------- best response, day-28 assessment
+    best = _pick(u(), per_group("best"))  # 0 CR, 1 PR, 2 SD, 3 PD (B-ALL: NR)
+    cr_by_day28 = u() < per_group("cr_at_day28")
+    all_cr_kind = _pick(u(), np.broadcast_to(np.array(_ALL_CR_KINDS), (n, len(_ALL_CR_KINDS))))
+    day28 = u.integer(26, 30)
+    minute28 = day28 * 1440 + 540 + np.floor(420 * u())
+    # index into _RESPONSES: lymphoma and myeloma CR, PR, SD, PD; B-ALL the kind of complete remission or NR
+    later_value = np.where(family == _ALL, np.where(best == 0, 4 + all_cr_kind, 7), best)
+    value28 = np.where((best == 0) & ~cr_by_day28, 1, later_value)  # a CR that deepens later is a PR on day 28
+
+    # ---------------------------------------------------------------- progression
+    known = np.minimum(best, 2)
+    p_progress = np.take_along_axis(per_group("progression").reshape(n, 3), known[:, None], 1)[:, 0]
+    progression_free = (1 - p_progress) ** np.where(hematotox_high, _HEMATOTOX_PROGRESSION, 1.0)
+    progresses = u() < 1 - progression_free
+    median_ttp = np.take_along_axis(per_group("days_to_progression").reshape(n, 3), known[:, None], 1)[:, 0]
+    ttp = np.ceil(median_ttp * np.exp(0.7 * u.normal()))
+    refractory = best == 3
+    pd_day28 = refractory & (family != _ALL)  # documented by the day-28 response PD itself
+    treatment_failure = refractory & (family == _ALL)  # NR: a progression row soon after (docs/cohort.md, PFS)
+    progression_day = np.select(
+        [pd_day28, treatment_failure, progresses], [day28, start + u.integer(1, 21), start + ttp], _NEVER
+    )
+
+    # ---------------------------------------------------------------- death, next therapy, censoring
+    severe_toxicity = (crs >= 3) | (icans >= 3)
+    p_nrm = (
+        _NRM
+        * np.where(severe_icaht, _NRM_SEVERE_ICAHT, 1.0)
+        * np.where(severe_toxicity, _NRM_SEVERE_TOXICITY, 1.0)
+        * np.where(hematotox_high, _NRM_HEMATOTOX, 1.0)
+    )
+    nrm = u() < p_nrm
+    nrm_mean_days = np.where(severe_icaht, 60.0, 120.0)  # infections after severe neutropenia come earlier
+    nrm_day = np.where(nrm, start + 1 + np.floor(-nrm_mean_days * np.log1p(-u())), _NEVER)
+    nrm_first = nrm_day < progression_day
+    survival = np.ceil(per_group("days_after_progression") * np.exp(0.8 * u.normal()))
+    progression_death = np.where(progression_day < _NEVER, np.maximum(progression_day, start) + 7 + survival, _NEVER)
+    death_day = np.where(nrm_first, nrm_day, progression_death)
+    infection = u() < np.where(severe_icaht, 0.8, 0.6)
+    cause = np.where(nrm_first, np.where(infection, 1, 2), 0)  # index into _DEATH_CAUSES
+    cut_day = start + u.integer(_MIN_FOLLOW_UP, _MAX_FOLLOW_UP)  # the data cut: last contact when alive
+    died = death_day < cut_day
+    progressed = progression_day < np.minimum(death_day, cut_day)
+    progression_row = progressed & ~pd_day28
+    therapy_day = np.maximum(progression_day, start) + u.integer(5, 35)
+    therapy = progressed & (u() < _P_NEXT_THERAPY) & (therapy_day < np.minimum(death_day, cut_day))
+    therapy_kind = _pick(u(), np.array(_NEXT_THERAPY_WEIGHTS)[family])
+    k = len(_ASSESSMENT_DAYS)
+    assessment_day = np.array(_ASSESSMENT_DAYS)[None, :] + np.stack([u.integer(-7, 7) for _ in range(k)], 1)
+    assessed = assessment_day < np.minimum.reduce([progression_day, death_day, cut_day])[:, None]
+
+    minute_assessed = assessment_day * 1440 + 540 + np.floor(420 * np.stack([u() for _ in range(k)], 1))
+    minute_progression = progression_day * 1440 + 540 + np.floor(480 * u())
+    minute_therapy = therapy_day * 1440 + 480 + np.floor(240 * u())
+    minute_death = death_day * 1440 + np.floor(1440 * u())
+    minute_cut = cut_day * 1440 + 540 + np.floor(480 * u())
+
+    # ---------------------------------------------------------------- labels (tocsin cohort derive's definitions)
+    t28, t_death, t_cut = minute28 / 1440.0, minute_death / 1440.0, minute_cut / 1440.0
+    t_progression = np.where(pd_day28, t28, minute_progression / 1440.0)
+    pfs_days = np.where(progressed, t_progression, np.where(died, t_death, t_cut))
+    labels = {
+        "response_day28": np.array(_RESPONSES)[value28],
+        "os_days": np.where(died, t_death, t_cut),
+        "os_event": died,
+        "pfs_days": pfs_days,
+        "pfs_event": progressed | died,
+        # progression always precedes a death from it, so relapse/NRM follows PFS: relapse 1, other deaths 2
+        "relapse_nrm_days": pfs_days,
+        "relapse_nrm_status": np.where(progressed, 1, np.where(died, 2, 0)),
+    }
+
+    # ---------------------------------------------------------------- rows
+    rows = _RowParts(n)
+    text = 4 * _SEG
+    rows.add(np.ones(n, dtype=bool), minute28, "response", text + _T["CR"] + value28, 0)
+    rows.add(assessed, minute_assessed, "response", text + _T["CR"] + later_value, 0)
+    method = text + _T[_PROGRESSION_METHODS[0]] + family  # PET-CT, bone marrow, M-protein
+    rows.add(progression_row, minute_progression, "progression", method, 0)
+    rows.add(therapy, minute_therapy, "next_therapy", text + _T[_NEXT_THERAPIES[0]] + therapy_kind, 0)
+    rows.add(died, minute_death, "death", text + _T[_DEATH_CAUSES[0]] + cause, 0)
+    rows.add(~died, minute_cut, "last_contact", np.full(n, text + _T["alive"]), 0)
+    return rows.block(), labels
 
 
 def _sparse_rows(acc: _Acc) -> _Block:
@@ -1518,10 +1805,11 @@ def _label_column(chunks: list[dict[str, np.ndarray | None]], name: str, n: int)
 
 
 def generate_cohort(n_patients: int, seed: int, days: int = 30) -> SyntheticCohort:
-    """Generate ``n_patients`` synthetic CAR-T courses of ``days`` days after infusion.
+    """Generate ``n_patients`` synthetic CAR-T courses of ``days`` days after infusion, with their follow-up.
 
     Deterministic: the same arguments give identical frames. ``days`` must be at least 14 (CRS is
-    planned on days 1-7 and resolves at least a day before the end of follow-up). Events are sorted by
+    planned on days 1-7 and resolves at least a day before the end of the course). The follow-up rows
+    (response, progression, next therapy, death, last contact) reach 6-24 months. Events are sorted by
     patient, day and a fixed item order.
     """
     if isinstance(n_patients, bool) or not isinstance(n_patients, int) or n_patients < 0:
@@ -1537,6 +1825,7 @@ def generate_cohort(n_patients: int, seed: int, days: int = 30) -> SyntheticCoho
     ids = pl.Series([f"SYN{p + 1:0{width}d}" for p in range(n_patients)], dtype=pl.String)
     labels: list[tuple] = []
     hema_labels: list[dict[str, np.ndarray | None]] = []
+    outcome_labels: list[dict[str, np.ndarray | None]] = []
     frames: list[pl.DataFrame] = []
     formatter = _ValueFormatter()
     streams = _patient_streams(seed, n_patients)
@@ -1551,9 +1840,12 @@ def generate_cohort(n_patients: int, seed: int, days: int = 30) -> SyntheticCoho
         for p in range(start, stop):
             _reseed(bit_generator, streams[p])
             labels.append(_simulate_patient(p - start, rng, days, acc))
-        hema_block, hema = _hematology(acc, days)
+        hema_block, hema, planned_icaht = _hematology(acc, days)
+        outcome_block, outcome = _outcomes(acc, days, hema, planned_icaht)
         hema_labels.append(hema)
-        frames.append(_events_frame(acc, days, ids.slice(start, stop - start), formatter, [hema_block]))
+        outcome_labels.append(outcome)
+        blocks = [hema_block, outcome_block]
+        frames.append(_events_frame(acc, days, ids.slice(start, stop - start), formatter, blocks))
     label_frame = pl.DataFrame(
         {
             "patient_id": ids,
@@ -1565,6 +1857,7 @@ def generate_cohort(n_patients: int, seed: int, days: int = 30) -> SyntheticCoho
             "age": [x[5] for x in labels],
             "product": [x[6] for x in labels],
             **{name: _label_column(hema_labels, name, n_patients) for name in _HEMA_LABELS},
+            **{name: _label_column(outcome_labels, name, n_patients) for name in _OUTCOME_LABELS},
         },
         schema=LABEL_SCHEMA,
     )

@@ -174,16 +174,27 @@ def grade_hematology(events: pl.DataFrame, patients: pl.DataFrame, config: Gradi
     )
 
 
-def last_observation(events: pl.DataFrame, patients: pl.DataFrame) -> pl.DataFrame:
-    """Per patient, ``at`` = the day of the last event at or after infusion (the "now" of a course)."""
-    last = events.select(PID, "t").filter(pl.col("t") >= 0).group_by(PID).agg(pl.col("t").max().alias("at"))
+#: Item kinds that record follow-up (response, progression, next therapy, last contact, death), not the patient's state.
+FOLLOW_UP_KINDS = ("disease_course", "outcome")
+
+
+def last_observation(events: pl.DataFrame, patients: pl.DataFrame, vocabulary: Vocabulary) -> pl.DataFrame:
+    """Per patient, ``at`` = the day of the last observation at or after infusion (the "now" of a course).
+
+    Follow-up rows (:data:`FOLLOW_UP_KINDS`) are not observations: a last contact a year later would otherwise
+    move the HLH screens to a day without any lab."""
+    follow_up = [name for name, item in vocabulary.items.items() if item.kind in FOLLOW_UP_KINDS]
+    observed = (pl.col("t") >= 0) & ~pl.col("item").is_in(follow_up)
+    last = events.select(PID, "t", "item").filter(observed).group_by(PID).agg(pl.col("t").max().alias("at"))
     return patients.select(PID).join(last, on=PID, how="left", maintain_order="left").fill_null(0.0)
 
 
-def score_patients(events: pl.DataFrame, patients: pl.DataFrame, config: GradingConfig) -> ScoreResults:
+def score_patients(
+    events: pl.DataFrame, patients: pl.DataFrame, config: GradingConfig, vocabulary: Vocabulary
+) -> ScoreResults:
     # HScore and the HLH screens describe a moment, not the baseline: a course is screened as it stands at its
     # last observation (the bedside question); the daily series come from the score functions.
-    now = last_observation(events, patients)
+    now = last_observation(events, patients, vocabulary)
     return ScoreResults(
         car_hematotox=car_hematotox(events, patients, config.scores),
         easix=easix(events, patients, config.scores),
@@ -207,7 +218,7 @@ def grade_normalised(
         crs=grade_crs(events, patients, config, vocab),
         icans=grade_icans(events, patients, config),
         hematology=grade_hematology(events, patients, config),
-        scores=score_patients(events, patients, config),
+        scores=score_patients(events, patients, config, vocab),
         kinetics=kinetics_nca(events, patients, config.kinetics),
         errors=normalised.errors,
     )
