@@ -1,4 +1,4 @@
-"""Benchmark: cohort analytics at registry scale — derive, Table 1, Kaplan–Meier and log-rank — against pandas + lifelines.
+"""Benchmark: cohort analytics at registry scale (derive, Table 1, Kaplan–Meier, log-rank) against pandas + lifelines.
 
 Target (issue 5, item 7): derive + Table 1 + KM + log-rank for 100,000 synthetic patients "in seconds" on this
 machine, with the ratio against the same analysis written with plain pandas + scipy + lifelines.
@@ -40,7 +40,6 @@ import json
 import math
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -135,7 +134,10 @@ class Stages:
     def close(self) -> dict:
         self._stop.set()
         self._thread.join()
-        return {"stages": self.figures, "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+        # VmHWM: the kernel's high-water mark of this process (ru_maxrss would include the parent's, kept by fork)
+        with open("/proc/self/status") as status:
+            hwm = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+        return {"stages": self.figures, "max_rss_mb": hwm / 1024}
 
 
 def _number(value) -> float | None:
@@ -295,7 +297,9 @@ def baseline_derive(tables: dict, pd, np):
         .groupby(pid)
         .agg(tocilizumab_doses=("t", "size"), mg=("num", "sum"), with_mg=("num", "count"))
     )
-    tocilizumab["tocilizumab_total_mg"] = tocilizumab["mg"].where(tocilizumab["with_mg"] == tocilizumab["tocilizumab_doses"])
+    tocilizumab["tocilizumab_total_mg"] = tocilizumab["mg"].where(
+        tocilizumab["with_mg"] == tocilizumab["tocilizumab_doses"]
+    )
     steroid = after[after["item"].isin(list(MP_FACTORS)) & ~after["route"].isin(NOT_SYSTEMIC)]
     steroid = (
         steroid.assign(mp=steroid["num"] * steroid["item"].map(MP_FACTORS))
@@ -335,7 +339,11 @@ def baseline_derive(tables: dict, pd, np):
         .rename("response_day28")
     )
     death = (
-        events[events["item"] == "death"].sort_values([pid, "t"]).drop_duplicates(pid).set_index(pid)["t"].rename("death_day")
+        events[events["item"] == "death"]
+        .sort_values([pid, "t"])
+        .drop_duplicates(pid)
+        .set_index(pid)["t"]
+        .rename("death_day")
     )
     progressed = (events["t"] > 0) & (
         (events["item"] == "progression") | ((events["item"] == "response") & (events["cat"] == "PD"))
@@ -368,7 +376,9 @@ def baseline_derive(tables: dict, pd, np):
     followed = table["last_follow_up_day"].notna()
     table["os_days"] = table["death_day"].where(died, table["last_follow_up_day"])
     table["os_event"] = np.where(died, 1.0, np.where(followed, 0.0, np.nan))
-    table["pfs_days"] = table[["progression_day", "death_day"]].min(axis=1).where(died | progressed, table["last_follow_up_day"])
+    table["pfs_days"] = (
+        table[["progression_day", "death_day"]].min(axis=1).where(died | progressed, table["last_follow_up_day"])
+    )
     table["pfs_event"] = np.where(died | progressed, 1.0, np.where(followed, 0.0, np.nan))
     return table.sort_values(pid, ignore_index=True)
 
@@ -382,7 +392,9 @@ def baseline_table1(table, stats, np, pd) -> dict:
         summary = by[variable].describe()
         overall = data[variable].describe()
         missing = data[variable].isna().groupby(data[GROUP]).sum()
-        cells = {g: f"{summary.at[g, '50%']:.1f} ({summary.at[g, '25%']:.1f}, {summary.at[g, '75%']:.1f})" for g in groups}
+        cells = {
+            g: f"{summary.at[g, '50%']:.1f} ({summary.at[g, '25%']:.1f}, {summary.at[g, '75%']:.1f})" for g in groups
+        }
         cells["Overall"] = f"{overall['50%']:.1f} ({overall['25%']:.1f}, {overall['75%']:.1f})"
         samples = [s.dropna().to_numpy() for _, s in by[variable]]
         if len(samples) == 2:
@@ -433,6 +445,15 @@ def baseline_table1(table, stats, np, pd) -> dict:
     return {"groups": {g: int(n) for g, n in data[GROUP].value_counts().items()}, "table1": results, "rows": display}
 
 
+def _r_median(curve, median: float) -> float | None:
+    """The median by R's rule (``quantile.survfit``): where the curve is exactly 0.5 over an interval, the
+    midpoint of that interval. lifelines reports the interval's start; used only to explain a difference."""
+    if not math.isfinite(median) or abs(curve.loc[median] - 0.5) > 1e-8:
+        return _number(median)
+    later = curve[(curve.index > median) & (curve < 0.5 - 1e-8)]
+    return (median + float(later.index[0] if len(later) else curve.index[-1])) / 2
+
+
 def run_baseline(folder: Path, stages: Stages, dump: Path | None) -> dict:
     with stages.stage("import"):
         import numpy as np
@@ -456,6 +477,7 @@ def run_baseline(folder: Path, stages: Stages, dump: Path | None) -> dict:
                 fitter = KaplanMeierFitter().fit(rows[time_column], rows[event_column], label=group)
                 interval = median_survival_times(fitter.confidence_interval_)
                 band = fitter.confidence_interval_.loc[:LANDMARK_DAYS].iloc[-1]
+                curve = fitter.survival_function_.iloc[:, 0]
                 per_group[group] = {
                     "n": int(len(rows)),
                     "events": int(rows[event_column].sum()),
@@ -465,6 +487,7 @@ def run_baseline(folder: Path, stages: Stages, dump: Path | None) -> dict:
                     "landmark": _number(fitter.survival_function_at_times(LANDMARK_DAYS).iloc[0]),
                     "landmark_lower": _number(band.iloc[0]),
                     "landmark_upper": _number(band.iloc[1]),
+                    "median_r_rule": _r_median(curve, fitter.median_survival_time_),
                 }
             shared["km"][endpoint] = per_group
     with stages.stage("logrank"):
@@ -529,7 +552,16 @@ def prepare(graded: int, copies: int, seed: int, folder: Path) -> dict:
 
 
 def run_child(path: str, folder: Path, out: Path, dump: Path | None) -> dict:
-    command = [sys.executable, str(Path(__file__).resolve()), "--child", path, "--folder", str(folder), "--out", str(out)]
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--child",
+        path,
+        "--folder",
+        str(folder),
+        "--out",
+        str(out),
+    ]
     if dump is not None:
         command += ["--dump", str(dump)]
     start = time.perf_counter()
@@ -592,15 +624,32 @@ def agreement(tocsin: dict, baseline: dict, dumps: tuple[Path, Path]) -> dict:
             theirs_counts = {_level_key(k): v for k, v in theirs_t1["counts"].items()}
             ours_counts = {_level_key(k): v for k, v in ours_t1["counts"].items()}
             check(f"Table 1 {variable}: counts", ours_counts, theirs_counts, 0)
+    explained = []
     for endpoint, groups in tocsin["km"].items():
         for group, ours_km in groups.items():
+            theirs_km = baseline["km"][endpoint][group]
             for key, value in ours_km.items():
-                check(f"KM {endpoint} {group}: {key}", value, baseline["km"][endpoint][group][key], 1e-9)
+                if (
+                    key == "median"
+                    and not _close(value, theirs_km[key], 1e-9)
+                    and _close(value, theirs_km["median_r_rule"], 1e-9)
+                ):
+                    explained.append(
+                        f"KM {endpoint} {group}: median {value:.2f} (R's rule: the curve is exactly 0.5 from "
+                        f"{theirs_km[key]:.2f}, the midpoint of that flat) vs lifelines {theirs_km[key]:.2f} (its start)"
+                    )
+                    continue
+                check(f"KM {endpoint} {group}: {key}", value, theirs_km[key], 1e-9)
     for endpoint, ours_lr in tocsin["logrank"].items():
         for key in ("statistic", "df", "p"):
             check(f"log-rank {endpoint}: {key}", ours_lr[key], baseline["logrank"][endpoint][key], 1e-8)
     failed = [(what, detail) for what, ok, detail in checks if not ok]
-    return {"checks": len(checks), "agree": len(checks) - len(failed), "disagree": failed}
+    return {
+        "checks": len(checks) + len(explained),
+        "agree": len(checks) - len(failed),
+        "disagree": failed,
+        "explained": explained,
+    }
 
 
 def _level_key(key: str) -> str:
@@ -616,11 +665,13 @@ def median_figures(runs: list[dict]) -> dict:
     out = {}
     for stage in STAGES:
         out[stage] = {
-            key: statistics.median(run["stages"][stage][key] for run in runs) for key in ("wall_s", "cpu_s", "peak_rss_mb")
+            key: statistics.median(run["stages"][stage][key] for run in runs)
+            for key in ("wall_s", "cpu_s", "peak_rss_mb")
         }
     for label, names in (("analysis", ANALYSIS), ("with_imports", STAGES)):
         out[label] = {
-            key: statistics.median(sum(run["stages"][s][key] for s in names) for run in runs) for key in ("wall_s", "cpu_s")
+            key: statistics.median(sum(run["stages"][s][key] for s in names) for run in runs)
+            for key in ("wall_s", "cpu_s")
         }
     out["max_rss_mb"] = statistics.median(run["max_rss_mb"] for run in runs)
     out["process_wall_s"] = statistics.median(run["process_wall_s"] for run in runs)
@@ -663,22 +714,31 @@ def main() -> None:
                 figures = run_child(path, folder, work / f"{path}-{repetition}.json", dump)
                 runs[path].append(figures)
                 total = sum(figures["stages"][s]["wall_s"] for s in ANALYSIS)
-                print(f"  run {repetition + 1} {path:<8} analysis {total:6.2f} s wall (imports "
-                      f"{figures['stages']['import']['wall_s']:.2f} s)", flush=True)
+                print(
+                    f"  run {repetition + 1} {path:<8} analysis {total:6.2f} s wall (imports "
+                    f"{figures['stages']['import']['wall_s']:.2f} s)",
+                    flush=True,
+                )
             totals = {p: sum(runs[p][-1]["stages"][s]["wall_s"] for s in ANALYSIS) for p in runs}
             pair_ratios.append(totals["baseline"] / totals["tocsin"])
         agree = agreement(
-            runs["tocsin"][0]["shared"], runs["baseline"][0]["shared"], (work / "tocsin.parquet", work / "baseline.parquet")
+            runs["tocsin"][0]["shared"],
+            runs["baseline"][0]["shared"],
+            (work / "tocsin.parquet", work / "baseline.parquet"),
         )
     medians = {path: median_figures(path_runs) for path, path_runs in runs.items()}
     ratio = medians["baseline"]["analysis"]["wall_s"] / medians["tocsin"]["analysis"]["wall_s"]
     ratio_with_imports = medians["baseline"]["with_imports"]["wall_s"] / medians["tocsin"]["with_imports"]["wall_s"]
 
     print(f"\nagreement: {agree['agree']} of {agree['checks']} shared numbers agree")
+    for what in agree["explained"]:
+        print(f"  documented rule difference: {what}")
     for what, detail in agree["disagree"]:
         print(f"  DIFFERS {what}: {detail}")
     print(f"\nmedians of {args.repeat} interleaved runs (wall / CPU s, peak resident MB sampled every 10 ms)\n")
-    print("| stage | Tocsin wall | Tocsin CPU | Tocsin peak MB | baseline wall | baseline CPU | baseline peak MB | ratio |")
+    print(
+        "| stage | Tocsin wall | Tocsin CPU | Tocsin peak MB | baseline wall | baseline CPU | baseline peak MB | ratio |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for stage in (*STAGES, "analysis", "with_imports"):
         t, b = medians["tocsin"][stage], medians["baseline"][stage]
