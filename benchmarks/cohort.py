@@ -636,7 +636,8 @@ def agreement(tocsin: dict, baseline: dict, dumps: tuple[Path, Path]) -> dict:
                 ):
                     explained.append(
                         f"KM {endpoint} {group}: median {value:.2f} (R's rule: the curve is exactly 0.5 from "
-                        f"{theirs_km[key]:.2f}, the midpoint of that flat) vs lifelines {theirs_km[key]:.2f} (its start)"
+                        f"{theirs_km[key]:.2f}, the midpoint of that flat) vs lifelines {theirs_km[key]:.2f} "
+                        "(its start)"
                     )
                     continue
                 check(f"KM {endpoint} {group}: {key}", value, theirs_km[key], 1e-9)
@@ -729,6 +730,7 @@ def main() -> None:
     medians = {path: median_figures(path_runs) for path, path_runs in runs.items()}
     ratio = medians["baseline"]["analysis"]["wall_s"] / medians["tocsin"]["analysis"]["wall_s"]
     ratio_with_imports = medians["baseline"]["with_imports"]["wall_s"] / medians["tocsin"]["with_imports"]["wall_s"]
+    ratio_cpu = medians["baseline"]["analysis"]["cpu_s"] / medians["tocsin"]["analysis"]["cpu_s"]
 
     print(f"\nagreement: {agree['agree']} of {agree['checks']} shared numbers agree")
     for what in agree["explained"]:
@@ -736,23 +738,23 @@ def main() -> None:
     for what, detail in agree["disagree"]:
         print(f"  DIFFERS {what}: {detail}")
     print(f"\nmedians of {args.repeat} interleaved runs (wall / CPU s, peak resident MB sampled every 10 ms)\n")
-    print(
-        "| stage | Tocsin wall | Tocsin CPU | Tocsin peak MB | baseline wall | baseline CPU | baseline peak MB | ratio |"
-    )
-    print("|---|---|---|---|---|---|---|---|")
+    print("| stage | Tocsin wall | CPU | peak MB | baseline wall | CPU | peak MB | ratio wall | ratio CPU |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for stage in (*STAGES, "analysis", "with_imports"):
         t, b = medians["tocsin"][stage], medians["baseline"][stage]
         peak_t = f"{t['peak_rss_mb']:.0f}" if "peak_rss_mb" in t else ""
         peak_b = f"{b['peak_rss_mb']:.0f}" if "peak_rss_mb" in b else ""
         print(
             f"| {stage} | {t['wall_s']:.2f} | {t['cpu_s']:.2f} | {peak_t} | {b['wall_s']:.2f} | {b['cpu_s']:.2f} | "
-            f"{peak_b} | {b['wall_s'] / t['wall_s']:.1f}× |"
+            f"{peak_b} | {b['wall_s'] / t['wall_s']:.1f}× | {b['cpu_s'] / t['cpu_s']:.1f}× |"
         )
     print(
         f"\nTocsin analysis {medians['tocsin']['analysis']['wall_s']:.2f} s, baseline "
-        f"{medians['baseline']['analysis']['wall_s']:.2f} s: ratio {ratio:.1f}× (per-run ratios "
+        f"{medians['baseline']['analysis']['wall_s']:.2f} s: ratio {ratio:.1f}× (CPU {ratio_cpu:.1f}×; "
+        "per-run wall ratios "
         f"{', '.join(f'{r:.1f}' for r in pair_ratios)}); with imports {ratio_with_imports:.1f}×; "
-        f"whole-process peak resident {medians['tocsin']['max_rss_mb']:.0f} MB vs {medians['baseline']['max_rss_mb']:.0f} MB"
+        f"whole-process peak resident {medians['tocsin']['max_rss_mb']:.0f} MB vs "
+        f"{medians['baseline']['max_rss_mb']:.0f} MB"
     )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     tocsin_shared = runs["tocsin"][0]["shared"]
@@ -773,6 +775,7 @@ def main() -> None:
                 "medians": medians,
                 "ratio_analysis_wall": ratio,
                 "ratio_with_imports_wall": ratio_with_imports,
+                "ratio_analysis_cpu": ratio_cpu,
                 "per_run_ratios": pair_ratios,
                 "agreement": agree,
                 "runs": {p: [{k: v for k, v in r.items() if k != "shared"} for r in rs] for p, rs in runs.items()},
