@@ -155,6 +155,13 @@ def test_exact_limit_is_a_clear_error_and_monte_carlo_is_the_way_out() -> None:
     assert "seed 7" in first.method
 
 
+def test_a_large_sparse_table_is_refused_at_once() -> None:
+    # CRS grade 0-4 by four products in 10,000 patients with a rare grade 4: far too many tables
+    table = [[1250, 1240, 1260, 1250], [750, 760, 740, 750], [375, 370, 380, 375], [123, 128, 119, 124], [2, 2, 1, 1]]
+    with pytest.raises(ExactTestTooLarge, match="more than 10,000,000 partial tables"):
+        fisher_exact(table)
+
+
 def test_degenerate_inputs_say_why() -> None:
     with pytest.raises(TestNotApplicable, match="empty"):
         fisher_exact([[0, 0], [1, 2]])

@@ -168,6 +168,19 @@ def test_bad_requests_name_the_fix() -> None:
     assert parse_assignments(["age=Mann-Whitney"], ("wilcoxon",), "--test") == {"age": "wilcoxon"}
 
 
+def test_numbers_with_a_typo_name_the_row_and_patient() -> None:
+    frame = pl.DataFrame(
+        {
+            "patient_id": [f"P{i}" for i in range(8)],
+            "arm": ["A", "B"] * 4,
+            "age_years": ["61", "58", "7O", "44", "52", "63", "", "49"],
+        }
+    ).with_columns(pl.col("age_years").replace("", None))
+    with pytest.raises(Table1Error, match=r"'7O' \(data row 3, patient P2\).*--type age_years=categorical"):
+        table1(frame, "arm")
+    assert table1(frame, "arm", options=Table1Options(kinds={"age_years": "categorical"})).variables
+
+
 def test_too_large_exact_test_offers_monte_carlo() -> None:
     frame = _rows_from_table(REFERENCE["fisher"]["job_satisfaction_4x4"]["table"])
     with pytest.raises(Table1Error, match="fisher-mc"):

@@ -58,6 +58,9 @@ from tocsin.stats.table1_vocabulary import (
 CATEGORICAL_DISTINCT_LIMIT = 10
 """Numeric columns with fewer distinct values than this are categorical by default (gtsummary's rule)."""
 MAX_GROUPS = 20
+NUMERIC_TEXT_SHARE = 0.1
+"""A text column is taken for numbers with typos when most values are numbers and the others are at most 3
+or this share."""
 OVERALL = "Overall"
 ID_COLUMN = "patient_id"
 _GROUP_CODE = "__group_code"
@@ -148,7 +151,7 @@ class Table1Result:
             head = {"variable": variable.variable, "label": variable.variable}
             head |= {label: "" for label in self.column_labels}
             head |= {
-                "test": result.name if result else (variable.note or ""),
+                "test": result.name if result else ("not computed" if variable.note else ""),
                 "statistic": format_statistic(result.statistic) if result else "",
                 "df": format_df(result.df) if result else "",
                 "p": format_p(result.p, self.options.p_digits) if result else "",
@@ -273,6 +276,34 @@ def _select_variables(
         kinds = ", ".join(f"'{v}' ({frame.schema[v]})" for v in unusable)
         raise Table1Error(f"{kinds}: Table 1 summarises numbers, text and booleans; convert or leave it out")
     return {c: kind for c, kind in inferred.items() if kind is not None}, unusable
+
+
+def _refuse_numbers_stored_as_text(frame: pl.DataFrame, columns: Sequence[str]) -> None:
+    """A text column whose values are nearly all numbers is a typo away from numeric: name the stray values.
+
+    Summarised as categories it would give one row per distinct number; the fix is in the data (or
+    ``--type VAR=categorical`` if the text is meant).
+    """
+    for column in columns:
+        series = frame.get_column(column)
+        if series.dtype != pl.String:
+            continue
+        present = series.drop_nulls()
+        numbers = present.str.strip_chars().cast(pl.Float64, strict=False)
+        stray = int(numbers.null_count())
+        if stray == 0 or stray > max(3, NUMERIC_TEXT_SHARE * len(present)) or 2 * stray >= len(present):
+            continue
+        rows = frame.with_row_index("row", offset=1).filter(
+            pl.col(column).is_not_null() & pl.col(column).str.strip_chars().cast(pl.Float64, strict=False).is_null()
+        )
+        shown = [
+            f"'{r[column]}' (data row {r['row']}" + (f", patient {r[ID_COLUMN]})" if ID_COLUMN in r else ")")
+            for r in rows.head(3).iter_rows(named=True)
+        ]
+        raise Table1Error(
+            f"column '{column}' is numeric except {stray} value(s): {', '.join(shown)}; correct or blank them "
+            f"(missing = empty or NA), or use --type {column}=categorical if the text is meant"
+        )
 
 
 def _grouped(frame: pl.DataFrame, by: str) -> tuple[pl.DataFrame, list[GroupColumn], int]:
@@ -487,6 +518,7 @@ def table1(
         raise Table1Error(f"unknown statistic {unknown_statistics}; use {', '.join(CONTINUOUS_STATISTICS)}")
     coded, groups, excluded = _grouped(frame, by)
     chosen, skipped = _select_variables(frame, by, variables)
+    _refuse_numbers_stored_as_text(frame, [c for c in chosen if c not in options.kinds])
     for name, mapping in (("--test", options.tests), ("--type", options.kinds)):
         stray = [v for v in mapping if v not in chosen]
         if stray:
