@@ -42,7 +42,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from tocsin.cohort.columns import conform, load_columns
-from tocsin.cohort.sources import PID, cohort_tables
+from tocsin.cohort.sources import CELL_DOSE_ITEMS, PID, cohort_tables
 from tocsin.config import GradingConfig
 from tocsin.core.engine import grade_normalised
 from tocsin.core.events import NormalisedEvents
@@ -68,6 +68,9 @@ REQUIRED_TABLES = (
     "easix",
     "kinetics",
 )
+#: Days after infusion (exclusive bounds) whose dose rows make the infused dose: day 0 and a fractionated infusion
+#: over the next days; a second infusion from day 14 on is not the first product's dose.
+CELL_DOSE_WINDOW = (-1.0, 14.0)
 #: Responses that are progression (PFS event): progressive disease.
 PROGRESSION_RESPONSES = ("PD",)
 
@@ -141,6 +144,29 @@ def _baseline(tables: Mapping[str, pl.DataFrame], vocabulary: Vocabulary) -> pl.
         patients.join(hematotox, on=PID, how="left")
         .join(easix, on=PID, how="left")
         .join(lymphodepletion, on=PID, how="left")
+        .join(_cell_dose(tables["cohort_events"]), on=PID, how="left")
+        .with_columns(
+            # each dose as recorded, else the other one converted with the patient's first weight (null without)
+            pl.coalesce("_per_kg", (pl.col("_total") / pl.col("weight_kg")).round(6)).alias("car_t_dose_per_kg"),
+            pl.coalesce("_total", (pl.col("_per_kg") * pl.col("weight_kg")).round(6)).alias("car_t_dose_total"),
+        )
+        .drop("_per_kg", "_total")
+    )
+
+
+def _cell_dose(events: pl.DataFrame) -> pl.DataFrame:
+    """Per patient, the recorded CAR-T dose per kg (10^6/kg) and total (10^6): the sum of the rows of the first
+    infusion (:data:`CELL_DOSE_WINDOW`, so that a fractionated infusion adds up and a re-infusion weeks later does
+    not), null where none was recorded."""
+    first, last = CELL_DOSE_WINDOW
+    rows = _items(events, *CELL_DOSE_ITEMS).filter((pl.col("t") > first) & (pl.col("t") < last))
+
+    def recorded(item: str, alias: str) -> pl.Expr:
+        chosen = pl.col("num").filter(pl.col("item") == item)
+        return pl.when(chosen.count() > 0).then(chosen.sum().round(6)).alias(alias)
+
+    return rows.group_by(PID).agg(
+        recorded("car_t_dose_per_kg", "_per_kg").cast(pl.Float64), recorded("car_t_dose_total", "_total").cast(pl.Float64)
     )
 
 

@@ -1,8 +1,8 @@
 """The tables a cohort derivation reads, from one grading run: the same tables for raw files and ``tocsin batch``.
 
 :func:`cohort_tables` collects the engine's per-patient tables that a derivation reads, and adds what the grading
-tables lack: the patients with their last follow-up day, the events of treatments, infections, disease course and
-outcome, and the CRS summary and episodes under *both* scales (ASTCT 2019 always, Lee 2014 as the second
+tables lack: the patients with their last follow-up day, the events of treatments, infections, the CAR-T dose,
+disease course and outcome, and the CRS summary and episodes under *both* scales (ASTCT 2019 always, Lee 2014 as the second
 scale; the run's configured scale is reused, the other one is graded here). ``tocsin batch`` writes them
 beside its other tables, so a registry derives its patient table without grading again.
 
@@ -37,12 +37,15 @@ CRS_SCALES = ("astct2019", "lee2014")
 EVENT_KINDS = ("drug", "disease_course", "outcome")
 #: Infection work-up results (text items of kind lab) the derivation reads.
 INFECTION_ITEMS = ("culture", "pcr", "mngs")
+#: The infused CAR-T dose (items of kind patient, read for the baseline columns).
+CELL_DOSE_ITEMS = ("car_t_dose_per_kg", "car_t_dose_total")
 EVENT_COLUMNS = (PID, "t", "item", "num", "cat", "route")
 
 
 def cohort_event_items(vocabulary: Vocabulary) -> list[str]:
-    """The items kept in ``cohort_events``: drugs, disease course, outcome and infection results."""
-    return [name for name, d in vocabulary.items.items() if d.kind in EVENT_KINDS or name in INFECTION_ITEMS]
+    """The items kept in ``cohort_events``: drugs, disease course, outcome, infection results and the CAR-T dose."""
+    extra = (*INFECTION_ITEMS, *CELL_DOSE_ITEMS)
+    return [name for name, d in vocabulary.items.items() if d.kind in EVENT_KINDS or name in extra]
 
 
 def _crs_tables(scale: str, crs: ToxicityResult) -> dict[str, pl.DataFrame]:
