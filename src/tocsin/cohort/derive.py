@@ -166,7 +166,8 @@ def _cell_dose(events: pl.DataFrame) -> pl.DataFrame:
         return pl.when(chosen.count() > 0).then(chosen.sum().round(6)).alias(alias)
 
     return rows.group_by(PID).agg(
-        recorded("car_t_dose_per_kg", "_per_kg").cast(pl.Float64), recorded("car_t_dose_total", "_total").cast(pl.Float64)
+        recorded("car_t_dose_per_kg", "_per_kg").cast(pl.Float64),
+        recorded("car_t_dose_total", "_total").cast(pl.Float64),
     )
 
 

@@ -2,8 +2,8 @@
 
 :func:`cohort_tables` collects the engine's per-patient tables that a derivation reads, and adds what the grading
 tables lack: the patients with their last follow-up day, the events of treatments, infections, the CAR-T dose,
-disease course and outcome, and the CRS summary and episodes under *both* scales (ASTCT 2019 always, Lee 2014 as the second
-scale; the run's configured scale is reused, the other one is graded here). ``tocsin batch`` writes them
+disease course and outcome, and the CRS summary and episodes under *both* scales (ASTCT 2019 always, Lee 2014 as
+the second scale; the run's configured scale is reused, the other one is graded here). ``tocsin batch`` writes them
 beside its other tables, so a registry derives its patient table without grading again.
 
 Example
