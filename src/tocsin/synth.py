@@ -229,6 +229,7 @@ LABEL_SCHEMA: dict[str, pl.DataType] = {
     "pfs_event": pl.Int8(),
     "relapse_nrm_days": pl.Float64(),
     "relapse_nrm_status": pl.Int8(),
+    "car_t_dose_per_kg": pl.Float64(),
 }
 SOURCE = "synth"
 _CHUNK = 256  # patients simulated and assembled together
@@ -290,6 +291,9 @@ _ITEMS = (
     "next_therapy",
     "last_contact",
     "death",
+    # the infused CAR-T dose (appended: the codes above stay as they were)
+    "car_t_dose_per_kg",
+    "car_t_dose_total",
 )
 _I = {name: i for i, name in enumerate(_ITEMS)}
 _UNITS = (
@@ -324,6 +328,9 @@ _UNITS = (
     "ug/kg",
     "{unit}",
     "{copies}/ug",
+    "10*6/kg",
+    "10*6",
+    "10*8",
 )
 _U = {name: i for i, name in enumerate(_UNITS)}
 _DISEASES = ("DLBCL", "HGBL", "PMBCL", "FL", "MCL", "B-ALL", "MM")
@@ -466,6 +473,9 @@ class _Acc:
         # disease course and outcome (see _outcomes): per patient uniforms and context
         self.o_uniforms: list[np.ndarray] = []
         self.o_context: list[tuple[int, int, int]] = []
+        # the infused CAR-T dose (see _cell_dose): per patient uniforms and context
+        self.c_uniforms: list[np.ndarray] = []
+        self.c_context: list[tuple[int, float, float]] = []
 
 
 class _Patient:
@@ -946,6 +956,10 @@ def _simulate_patient(local: int, rng: np.random.Generator, days: int, acc: _Acc
     # Drawn after the hematology, for the same reason.
     acc.o_context.append((_efficacy_group(product, disease), crs_grade, icans_grade))
     acc.o_uniforms.append(rng.random(_O_SCALARS))
+    # ------------------------------------------------------------------ CAR-T dose (see _cell_dose)
+    # Drawn after the outcome, last in the stream, so every row and label above is unchanged.
+    acc.c_context.append((_dose_group(product, disease, weight), weight, float(child)))
+    acc.c_uniforms.append(rng.random(_C_SCALARS))
     return (crs_grade, crs_onset, len(episodes), icans_grade, icans_onset, age, product)
 
 
@@ -1721,6 +1735,81 @@ def _outcomes(
     return rows.block(), labels
 
 
+# ---------------------------------------------------------------------------------------------- CAR-T dose
+_C_SCALARS = 4  # uniforms per patient for the infused dose (not all are used)
+
+
+@dataclass(frozen=True)
+class _Dose:
+    """A product's label dose: per kg (10^6 CAR+ cells/kg, capped at ``cap`` x 10^6 cells) or flat (10^6 cells,
+    written in ``unit``); the dose given is ``median`` x exp(``sigma`` x N(0, 1)) clipped to [``lo``, ``hi``]."""
+
+    per_kg: bool
+    median: float
+    sigma: float
+    lo: float
+    hi: float
+    cap: float | None = None
+    unit: str = "10*6"
+
+
+# Label doses (US prescribing information): axi-cel 2 x 10^6/kg, at most 2 x 10^8; brexu-cel 2 x 10^6/kg for MCL and
+# 1 x 10^6/kg for B-ALL, at most 2 x 10^8 / 1 x 10^8; cilta-cel 0.5-1.0 x 10^6/kg, at most 1 x 10^8; tisa-cel
+# 0.2-5.0 x 10^6/kg up to 50 kg and 0.1-2.5 x 10^8 above (B-ALL), 0.6-6.0 x 10^8 (lymphoma; written in 10*8);
+# liso-cel 100 x 10^6 (44-120); ide-cel 450 x 10^6 (300-510).
+_DOSES = (
+    _Dose(True, 2.0, 0.06, 1.6, 2.4, cap=200.0),  # axi-cel
+    _Dose(True, 3.0, 0.45, 0.2, 5.0),  # tisa-cel, B-ALL, up to 50 kg
+    _Dose(False, 120.0, 0.45, 10.0, 250.0),  # tisa-cel, B-ALL, above 50 kg
+    _Dose(False, 300.0, 0.4, 60.0, 600.0, unit="10*8"),  # tisa-cel, lymphoma
+    _Dose(False, 100.0, 0.08, 44.0, 120.0),  # liso-cel
+    _Dose(True, 2.0, 0.06, 1.6, 2.4, cap=200.0),  # brexu-cel, MCL
+    _Dose(True, 1.0, 0.06, 0.8, 1.2, cap=100.0),  # brexu-cel, B-ALL
+    _Dose(True, 0.72, 0.15, 0.5, 1.0, cap=100.0),  # cilta-cel
+    _Dose(False, 450.0, 0.07, 300.0, 510.0),  # ide-cel
+)
+
+
+def _dose_group(product: str, disease: str, weight: float) -> int:
+    """Index into _DOSES."""
+    if product == "tisa-cel":
+        return (1 if weight <= 50 else 2) if disease == "B-ALL" else 3
+    if product == "brexu-cel":
+        return 5 if disease == "MCL" else 6
+    return {"axi-cel": 0, "liso-cel": 4, "cilta-cel": 7, "ide-cel": 8}[product]
+
+
+def _cell_dose(acc: _Acc) -> tuple[_Block, dict[str, np.ndarray]]:
+    """One CAR-T dose row per patient at the infusion (day 0, minute 0) for a chunk of patients at once, per kg or
+    total as the product's label gives it; returns the rows and the label ``car_t_dose_per_kg`` (a total dose divided
+    by the written weight, as ``tocsin cohort derive`` computes it)."""
+    n = len(acc.c_context)
+    context = np.asarray(acc.c_context, dtype=np.float64).reshape(n, 3)
+    group, weight = context[:, 0].astype(np.int64), context[:, 1]
+    u = _Columns(np.stack(acc.c_uniforms) if n else np.zeros((0, _C_SCALARS)))
+
+    def per_group(field: str) -> np.ndarray:
+        return np.array([getattr(d, field) for d in _DOSES], dtype=np.float64)[group]
+
+    per_kg = np.array([d.per_kg for d in _DOSES], dtype=bool)[group]
+    in_10e8 = np.array([d.unit == "10*8" for d in _DOSES], dtype=bool)[group]
+    cap = np.array([np.inf if d.cap is None else d.cap for d in _DOSES], dtype=np.float64)[group]
+    dose = np.clip(per_group("median") * np.exp(per_group("sigma") * u.normal()), per_group("lo"), per_group("hi"))
+    # written values: per kg with 2 decimals (the cap of a flat maximum lowers it for heavy patients), totals in 10^6
+    # with 1 decimal, in 10^8 with 2 decimals
+    per_kg_value = np.floor(np.minimum(dose, cap / weight) * 100) / 100
+    total_value = np.where(in_10e8, np.round(dose / 100, 2), np.round(dose, 1))
+    total_10e6 = np.where(in_10e8, total_value * 100, total_value)
+    labels = {"car_t_dose_per_kg": np.where(per_kg, per_kg_value, np.round(np.round(total_10e6, 6) / weight, 6))}
+
+    rows = _RowParts(n)
+    minute = np.zeros(n)
+    rows.add(per_kg, minute, "car_t_dose_per_kg", 2 * _SEG + np.rint(per_kg_value * 100), _U["10*6/kg"])
+    total_code = np.where(in_10e8, 2 * _SEG + np.rint(total_value * 100), 1 * _SEG + np.rint(total_value * 10))
+    rows.add(~per_kg, minute, "car_t_dose_total", total_code, np.where(in_10e8, _U["10*8"], _U["10*6"]))
+    return rows.block(), labels
+
+
 def _sparse_rows(acc: _Acc) -> _Block:
     num = np.asarray(acc.num, dtype=np.float64)
     dec = np.asarray(acc.dec, dtype=np.int64)
@@ -1834,6 +1923,7 @@ def generate_cohort(n_patients: int, seed: int, days: int = 30) -> SyntheticCoho
     labels: list[tuple] = []
     hema_labels: list[dict[str, np.ndarray | None]] = []
     outcome_labels: list[dict[str, np.ndarray | None]] = []
+    dose_labels: list[dict[str, np.ndarray | None]] = []
     frames: list[pl.DataFrame] = []
     formatter = _ValueFormatter()
     streams = _patient_streams(seed, n_patients)
@@ -1850,9 +1940,11 @@ def generate_cohort(n_patients: int, seed: int, days: int = 30) -> SyntheticCoho
             labels.append(_simulate_patient(p - start, rng, days, acc))
         hema_block, hema, planned_icaht = _hematology(acc, days)
         outcome_block, outcome = _outcomes(acc, days, hema, planned_icaht)
+        dose_block, dose = _cell_dose(acc)
         hema_labels.append(hema)
         outcome_labels.append(outcome)
-        blocks = [hema_block, outcome_block]
+        dose_labels.append(dose)
+        blocks = [hema_block, outcome_block, dose_block]
         frames.append(_events_frame(acc, days, ids.slice(start, stop - start), formatter, blocks))
     label_frame = pl.DataFrame(
         {
@@ -1866,6 +1958,7 @@ def generate_cohort(n_patients: int, seed: int, days: int = 30) -> SyntheticCoho
             "product": [x[6] for x in labels],
             **{name: _label_column(hema_labels, name, n_patients) for name in _HEMA_LABELS},
             **{name: _label_column(outcome_labels, name, n_patients) for name in OUTCOME_LABELS},
+            "car_t_dose_per_kg": _label_column(dose_labels, "car_t_dose_per_kg", n_patients),
         },
         schema=LABEL_SCHEMA,
     )
