@@ -171,6 +171,62 @@ def test_seed002_drugs_counted_from_the_course_file(examples) -> None:
 # ---------------------------------------------------------------- synthetic cohort (ground-truth labels)
 
 
+# ---------------------------------------------------------------- CAR-T dose
+
+
+def _dose_table(rows: list[tuple[str, str, str, str, str]]) -> pl.DataFrame:
+    """Derive from (patient, day, item, value, unit) rows."""
+    raw = pl.DataFrame(
+        rows, orient="row", schema={"patient_id": pl.Utf8, "day": pl.Utf8, "item": pl.Utf8, "value": pl.Utf8,
+                                    "unit": pl.Utf8}
+    ).with_columns(pl.lit("doses.csv").alias("file"), pl.int_range(2, pl.len() + 2).alias("line"))
+    normalised = normalise_events(raw, load_vocabulary())
+    assert normalised.errors.height == 0, normalised.errors.to_dicts()
+    return derive_from_events(normalised).table.select("patient_id", "weight_kg", "car_t_dose_per_kg",
+                                                       "car_t_dose_total")
+
+
+def test_car_t_dose_columns_from_whichever_was_recorded_and_the_weight() -> None:
+    infusion = [(p, "0", "infusion", "x", "") for p in "ABCDEFG"]
+    table = _dose_table(
+        [
+            *infusion,
+            ("A", "0", "weight", "70", "kg"),
+            ("A", "0", "cell_dose", "2", "10*6/kg"),  # per kg recorded: total = 2 x 70
+            ("B", "0", "weight", "80", "kg"),
+            ("B", "0", "car_t_dose_total", "3", "10*8"),  # total recorded: per kg = 300 / 80
+            ("C", "0", "car_t_dose_per_kg", "1.5", "10*6/kg"),  # no weight: the total is unknown
+            ("D", "0", "car_t_dose_total", "450", "10*6"),  # no weight: the per-kg dose is unknown
+            ("E", "0", "weight", "20", "kg"),
+            ("E", "0", "car_t_dose_per_kg", "0.3", "10*6/kg"),  # fractionated over days 0-2: the fractions add up
+            ("E", "1", "car_t_dose_per_kg", "0.9", "10*6/kg"),
+            ("E", "2", "car_t_dose_per_kg", "1.8", "10*6/kg"),
+            ("E", "60", "car_t_dose_per_kg", "1", "10*6/kg"),  # a re-infusion at day 60 is not the first dose
+            ("F", "0", "weight", "110", "kg"),
+            ("F", "0", "car_t_dose_per_kg", "1.82", "10*6/kg"),  # both recorded: each kept as recorded
+            ("F", "0", "car_t_dose_total", "200", "10*6"),
+            ("G", "0", "weight", "60", "kg"),  # no dose recorded: both null
+        ]
+    )
+    assert table.sort("patient_id").rows() == [
+        ("A", 70.0, 2.0, 140.0),
+        ("B", 80.0, 3.75, 300.0),
+        ("C", None, 1.5, None),
+        ("D", None, None, 450.0),
+        ("E", 20.0, 3.0, 60.0),
+        ("F", 110.0, 1.82, 200.0),
+        ("G", 60.0, None, None),
+    ]
+
+
+def test_car_t_dose_per_kg_from_a_total_is_rounded_to_6_decimals() -> None:
+    table = _dose_table(
+        [("A", "0", "infusion", "liso-cel", ""), ("A", "0", "weight", "70", "kg"),
+         ("A", "0", "car_t_dose_total", "100", "10*6")]
+    )
+    assert table.row(0) == ("A", 70.0, 1.428571, 100.0)
+
+
 @pytest.fixture(scope="module")
 def synthetic() -> tuple[pl.DataFrame, pl.DataFrame]:
     cohort = generate_cohort(120, seed=515)
@@ -227,6 +283,16 @@ def test_synthetic_outcomes_match_the_labels(synthetic) -> None:
     # the cohort has every kind of course: censored, relapsed, died of progression, died without progression
     assert set(joined["relapse_nrm_status"]) == {0, 1, 2}
     assert events.filter(pl.col("item") == "next_therapy").height > 0
+
+
+def test_synthetic_car_t_dose_matches_the_label(synthetic) -> None:
+    """The per-kg dose label is recovered, from a per-kg row or from a total row and the weight."""
+    joined, events = synthetic
+    assert joined["car_t_dose_per_kg"].null_count() == 0
+    assert joined.select((pl.col("car_t_dose_per_kg_derived") - pl.col("car_t_dose_per_kg")).abs().max()).item() < 1e-9
+    assert joined["car_t_dose_total"].null_count() == 0  # every synthetic patient has a weight
+    recorded = set(events.filter(pl.col("item").str.starts_with("car_t_dose"))["item"])
+    assert recorded == {"car_t_dose_per_kg", "car_t_dose_total"}  # both kinds are exercised
 
 
 @pytest.mark.parametrize("days", [14, 45])

@@ -356,6 +356,57 @@ def test_per_kg_drug_with_weight_is_converted_to_mg() -> None:
     assert n.events.filter(pl.col("item") == "tocilizumab")["num"].to_list() == [560.0]
 
 
+# ------------------------------------------------------------------------------------ CAR-T dose
+def test_car_t_dose_per_kg_and_total_are_kept_in_their_own_units() -> None:
+    """Per kg (10*6/kg, 10*5/kg) and total (10*6, 10*8) doses are two items; neither needs the weight."""
+    n = normalise(
+        day_rows(
+            ("0", "cell_dose", "2", "10*6/kg"),  # alias of car_t_dose_per_kg
+            ("0", "car_t_dose_per_kg", "5", "10*5/kg"),
+            ("0", "car_t_dose_total", "3.5", "10*8"),
+            ("0", "cart_dose_total", "100", "10*6"),
+        )
+    )
+    assert n.errors.height == 0  # no weight row, and no warning: a per-kg cell dose is the quantity itself
+    doses = n.events.filter(pl.col("item").cast(pl.Utf8).str.starts_with("car_t_dose")).sort("line")
+    assert doses.select(pl.col("item").cast(pl.Utf8), "num", "orig_value", "orig_unit").rows() == [
+        ("car_t_dose_per_kg", 2.0, "2", "10*6/kg"),
+        ("car_t_dose_per_kg", 0.5, "5", "10*5/kg"),
+        ("car_t_dose_total", 350.0, "3.5", "10*8"),
+        ("car_t_dose_total", 100.0, "100", "10*6"),
+    ]
+
+
+def test_car_t_dose_with_weight_is_not_multiplied() -> None:
+    n = normalise(day_rows(("0", "weight", "70", "kg"), ("0", "car_t_dose", "2", "10*6/kg")))
+    assert n.errors.height == 0
+    assert n.events.filter(pl.col("item") == "car_t_dose_per_kg")["num"].to_list() == [2.0]
+
+
+@pytest.mark.parametrize(
+    ("item", "value", "unit", "message"),
+    [
+        ("car_t_dose_per_kg", "200", "10*6/kg", "200 10*6/kg is implausible for 'car_t_dose_per_kg'"),
+        ("car_t_dose_per_kg", "0", "10*6/kg", "0 10*6/kg is implausible for 'car_t_dose_per_kg'"),
+        ("car_t_dose_total", "2", "10*11", "2 10*11 is implausible for 'car_t_dose_total' (= 200000.0 10*6"),
+        ("car_t_dose_total", "0.01", "10*6", "0.01 10*6 is implausible for 'car_t_dose_total'"),
+    ],
+)
+def test_implausible_car_t_dose_is_refused(item: str, value: str, unit: str, message: str) -> None:
+    e = only_error(normalise(day_rows(("0", item, value, unit))))
+    assert (e["line"], e["field"], e["value"]) == (3, "value", value)
+    assert message in e["message"]
+
+
+def test_total_car_t_dose_in_a_per_kg_item_names_the_unit() -> None:
+    """A flat dose under the per-kg item (or the reverse) is refused with the accepted unit, never guessed."""
+    e = only_error(normalise(day_rows(("0", "cell_dose", "2", "10*8"))))
+    assert (e["field"], e["value"]) == ("unit", "10*8")
+    assert e["message"] == "unit '10*8' does not convert to 10*6/kg (item 'car_t_dose_per_kg')"
+    e = only_error(normalise(day_rows(("0", "car_t_dose_total", "2", "10*6/kg"))))
+    assert e["message"] == "unit '10*6/kg' does not convert to 10*6 (item 'car_t_dose_total')"
+
+
 def test_per_kg_vasopressor_without_weight_is_refused() -> None:
     n = normalise(day_rows(("1", "norepinephrine", "0.1", "ug/kg/min"), ("1", "temperature", "38.5", "Cel")))
     e = only_error(n)

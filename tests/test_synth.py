@@ -45,6 +45,7 @@ DELIBERATE_UNITS = {
     "plt": {"10*3/uL"},
     "hgb": {"g/L"},
     "creatinine": {"umol/L"},
+    "car_t_dose_total": {"10*8"},
 }
 BASELINE_ITEMS = ["lymphodepletion", "anc", "plt", "hgb", "crp", "ferritin", "ldh", "creatinine"]
 FOLLOW_UP_ITEMS = ["response", "progression", "next_therapy", "last_contact", "death"]
@@ -93,6 +94,7 @@ def test_columns_and_dtypes(cohort: SyntheticCohort) -> None:
         "car_t_cmax",
         "car_t_tmax_day",
         *OUTCOME_LABELS,
+        "car_t_dose_per_kg",
     ]
     assert cohort.labels.height == 500
     assert cohort.labels["patient_id"][0] == "SYN00001"
@@ -126,6 +128,40 @@ def test_every_patient_has_baseline_rows(cohort: SyntheticCohort) -> None:
     joined = cohort.labels.join(infusion, on="patient_id")
     assert (joined["product"] == joined["product_right"]).all()
     assert set(joined["product"]) <= set(PRODUCTS)
+
+
+def test_one_car_t_dose_row_at_the_infusion_per_label(cohort: SyntheticCohort) -> None:
+    """Per kg for axi-cel, brexu-cel, cilta-cel and children's tisa-cel; a total for liso-cel, ide-cel and adults'
+    tisa-cel (10*8 in lymphoma); within each product's label range."""
+    doses = cohort.events.filter(pl.col("item").str.starts_with("car_t_dose"))
+    assert doses.height == 500 and doses["patient_id"].n_unique() == 500 and (doses["day"] == 0.0).all()
+    weights = cohort.events.filter(pl.col("item") == "weight").select(
+        "patient_id", pl.col("value").cast(float).alias("kg")
+    )
+    table = (
+        doses.join(cohort.labels.select("patient_id", "product", "car_t_dose_per_kg"), on="patient_id")
+        .join(weights, on="patient_id")
+        .with_columns(pl.col("value").cast(float))
+    )
+    kinds = {(p, i, u) for p, i, u in table.select("product", "item", "unit").unique().rows()}
+    for product in ("axi-cel", "brexu-cel", "cilta-cel"):
+        assert {(i, u) for p, i, u in kinds if p == product} == {("car_t_dose_per_kg", "10*6/kg")}
+    assert {(i, u) for p, i, u in kinds if p in ("liso-cel", "ide-cel")} == {("car_t_dose_total", "10*6")}
+    assert ("tisa-cel", "car_t_dose_total", "10*8") in kinds and ("tisa-cel", "car_t_dose_per_kg", "10*6/kg") in kinds
+    total = pl.when(pl.col("unit") == "10*8").then(pl.col("value") * 100).otherwise(pl.col("value"))
+    per_kg = table.with_columns(
+        pl.when(pl.col("unit") == "10*6/kg").then(pl.col("value")).otherwise(total / pl.col("kg")).alias("per_kg"),
+        pl.when(pl.col("unit") == "10*6/kg").then(pl.col("value") * pl.col("kg")).otherwise(total).alias("total"),
+    )
+    # the label is rounded to 6 decimals, as derive rounds a dose computed from the weight
+    assert per_kg.select((pl.col("per_kg").round(6) - pl.col("car_t_dose_per_kg")).abs().max()).item() < 1e-9
+    ranges = {"axi-cel": (1.6, 2.4), "cilta-cel": (0.5, 1.0), "brexu-cel": (0.8, 2.4)}
+    for product, (lo, hi) in ranges.items():
+        rows = per_kg.filter(pl.col("product") == product)
+        assert lo <= rows["per_kg"].min() and rows["per_kg"].max() <= hi, product
+    caps = {"axi-cel": 200, "brexu-cel": 200, "cilta-cel": 100, "liso-cel": 120, "ide-cel": 510, "tisa-cel": 600}
+    for product, cap in caps.items():
+        assert per_kg.filter(pl.col("product") == product)["total"].max() <= cap + 1e-9, product
 
 
 # ---------------------------------------------------------------------------------------------- determinism
