@@ -76,10 +76,16 @@ Generative model (one patient)
   cut or a death.
   There are no deaths from CRS or ICANS: every episode resolves within the course, and ``death = crs`` (``icans``) is
   grade 5 whenever it comes, so such a death would contradict both the course and its labels.
+* **CAR-T dose** (vectorised per chunk in ``_cell_dose``, drawn after the outcome, last in each patient's stream, so
+  every row and label above is unchanged): one row at minute 0 of day 0, per kg (``car_t_dose_per_kg``, 10*6/kg, 2
+  decimals) or total (``car_t_dose_total``, 10*6 with 1 decimal, or 10*8 with 2 for adult tisa-cel) as the
+  product's label doses it (table ``_DOSES``: median x exp(sigma x N(0, 1)) clipped to the label range, a per-kg
+  dose lowered to a flat maximum for heavy patients). Label ``car_t_dose_per_kg``: the per-kg value written, or the
+  total in 10^6 divided by the written weight, rounded to 6 decimals (``tocsin cohort derive``'s rule).
 * **Mixed units, on purpose** (each per patient): temperature in ``[degF]`` (~30 %), CRP in ``mg/dL``
   (~30 %), norepinephrine in ``ug/kg/min`` (~40 %; the ``weight`` row is always present), FiO2 as a
   fraction with unit ``"1"`` (~40 %); counts per uL (ANC, ALC in ``/uL``, WBC and platelets in
-  ``10*3/uL``; ~25 %), Hb in ``g/L`` (~25 %), creatinine in ``umol/L`` (~25 %), G-CSF per kg.
+  ``10*3/uL``; ~25 %), Hb in ``g/L`` (~25 %), creatinine in ``umol/L`` (~25 %), G-CSF per kg, adult tisa-cel doses in ``10*8``.
 
 Hematology and kinetics labels
 ------------------------------
@@ -395,7 +401,8 @@ class SyntheticCohort:
     ``day`` of the first event that shows the toxicity (the onset fever; the first abnormal neuro
     assessment), null when there is none. Then car_hematotox, icaht_early_grade, days_anc_le_500,
     days_anc_le_100, pht, pht_lineage_count, car_t_cmax, car_t_tmax_day and the outcome labels response_day28,
-    os_days, os_event, pfs_days, pfs_event, relapse_nrm_days, relapse_nrm_status (rules in the module docstring).
+    os_days, os_event, pfs_days, pfs_event, relapse_nrm_days, relapse_nrm_status, and car_t_dose_per_kg (rules in
+    the module docstring).
     """
 
     events: pl.DataFrame
