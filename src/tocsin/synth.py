@@ -85,7 +85,8 @@ Generative model (one patient)
 * **Mixed units, on purpose** (each per patient): temperature in ``[degF]`` (~30 %), CRP in ``mg/dL``
   (~30 %), norepinephrine in ``ug/kg/min`` (~40 %; the ``weight`` row is always present), FiO2 as a
   fraction with unit ``"1"`` (~40 %); counts per uL (ANC, ALC in ``/uL``, WBC and platelets in
-  ``10*3/uL``; ~25 %), Hb in ``g/L`` (~25 %), creatinine in ``umol/L`` (~25 %), G-CSF per kg, adult tisa-cel doses in ``10*8``.
+  ``10*3/uL``; ~25 %), Hb in ``g/L`` (~25 %), creatinine in ``umol/L`` (~25 %), G-CSF per kg, adult tisa-cel
+  doses in ``10*8``.
 
 Hematology and kinetics labels
 ------------------------------
