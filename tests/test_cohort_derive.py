@@ -149,6 +149,8 @@ def test_seed003_table3_baseline_and_day28_response_match_the_paper(examples) ->
         assert row["baseline_hgb"] == pytest.approx(entry["hgb_g_per_l"] / 10)  # Table 3 g/L -> g/dL
         assert row["baseline_plt"] == pytest.approx(entry["plt_10e9_per_l"])
         assert row["baseline_anc"] == pytest.approx(entry["ne_10e9_per_l"])
+        assert row["car_t_dose_per_kg"] == entry["car_t_dose_10e6_per_kg"]  # Table 3 "CAR-T dose (x 10^6/kg)"
+        assert row["car_t_dose_total"] is None  # Table 3 gives no weight
 
 
 def test_case_reports_max_grades_match_docs_examples(examples) -> None:

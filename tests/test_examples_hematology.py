@@ -38,6 +38,7 @@ ROWS_003 = {
     "plt": 17,
     "anc": 17,
     "response": 17,
+    "car_t_dose_per_kg": 17,
     "prednisone": 1,  # P3, D30: the only prednisone start the text dates
 }
 ROWS_000 = {
@@ -92,7 +93,7 @@ def test_seed003_has_the_17_patients_of_table_3_and_the_expected_rows() -> None:
     assert sorted(norm.patients["patient_id"].to_list()) == PATIENTS_003
     assert dict(Counter(norm.events["item"].cast(pl.Utf8).to_list())) == ROWS_003
     per_patient = norm.events.group_by("patient_id").len()
-    assert per_patient.filter(pl.col("patient_id") != "S003-P03")["len"].unique().to_list() == [8]
+    assert per_patient.filter(pl.col("patient_id") != "S003-P03")["len"].unique().to_list() == [9]
     # the only warning is the weightless per-kg prednisone dose of P3
     warnings = norm.errors.filter(pl.col("severity") == "warning")
     assert warnings.select("patient_id", "field").rows() == [("S003-P03", "unit")]
