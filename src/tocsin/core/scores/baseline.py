@@ -278,9 +278,8 @@ def pick_values(
     )
     # Within one patient and item the pick is the highest key (worst value, or latest time; equal ones: the
     # latest, then the later file line): one compiled scan of each window's patient rows finds it.
-    slots = pl.DataFrame({"item": items}).select(pl.col("item").to_physical(), pl.int_range(pl.len()).alias("slot"))
-    slot_of = np.full(int(slots.get_column("item").max() or 0) + 1, -1, dtype=np.int64)
-    slot_of[slots.get_column("item").to_numpy()] = slots.get_column("slot").to_numpy()
+    slot_of = np.full(int(items.to_physical().max() or 0) + 1, -1, dtype=np.int64)
+    slot_of[items.to_physical().to_numpy()] = np.arange(items.len())
     candidates = events.select("patient_id", "item", "t", "num", "lln", "uln").filter(
         pl.col("item").is_in(items.implode()) & pl.col("num").is_not_null()
     )
@@ -306,10 +305,8 @@ def pick_values(
         closed,
     ).ravel()
     probes = ends.with_columns(pl.lit(items.to_list(), pl.List(item_dtype)).alias("item")).explode("item")
-    rows = pl.Series("row", best, dtype=pl.Int64)
-    found = candidates.select(pl.col("num").alias("value"), pl.col("t").alias("day"), "lln", "uln")[
-        pl.select(pl.when(rows >= 0).then(rows)).to_series().cast(pl.UInt32)
-    ]
+    rows = pl.Series("row", best).cast(pl.UInt32, strict=False)  # -1 (nothing in the window) becomes null
+    found = candidates.select(pl.col("num").alias("value"), pl.col("t").alias("day"), "lln", "uln")[rows]
     return pl.concat([probes, found], how="horizontal").select("patient_id", "at", "item", "value", "day", "lln", "uln")
 
 
