@@ -31,6 +31,7 @@ from tocsin.core.events import IngestLimits, NormalisedEvents, normalise_events
 from tocsin.core.evidence import Observation, evidence_columns, expand_evidence
 from tocsin.core.icaht import grade_icaht
 from tocsin.core.icans_astct2019 import grade_icans_astct2019
+from tocsin.core.kernels_scores import last_kept_rows
 from tocsin.core.kinetics import kinetics_nca
 from tocsin.core.prolonged_cytopenia import prolonged_cytopenia
 from tocsin.core.scores.baseline import ANCHOR_LYMPHODEPLETION
@@ -198,12 +199,13 @@ def last_observation(events: pl.DataFrame, patients: pl.DataFrame, vocabulary: V
 
     Follow-up rows (:data:`FOLLOW_UP_KINDS`) are not observations: a last contact a year later would otherwise
     move the HLH screens to a day without any lab. Canonical events hold each patient's rows together in time
-    order, so the last observation is the patient's last remaining row: no group-by over every event."""
+    order, so the last observation is the patient's last remaining row, found in one compiled pass
+    (:func:`tocsin.core.kernels_scores.last_kept_rows`): no group-by over every event."""
     follow_up = [name for name, item in vocabulary.items.items() if item.kind in FOLLOW_UP_KINDS]
-    observed = events.select(PID, pl.col("t").alias("at"), "item").filter(~pl.col("item").is_in(follow_up))
-    pid = pl.col(PID).to_physical()
-    last_row = (pid != pid.shift(-1)).fill_null(True)
-    last = observed.filter(last_row & (pl.col("at") >= 0)).drop("item")
+    observed = ~pl.col("item").is_in(follow_up)
+    flags = events.select(pl.col(PID).to_physical().alias("p"), observed.fill_null(False).alias("keep"))
+    rows = last_kept_rows(flags.get_column("p").to_numpy(), flags.get_column("keep").to_numpy())
+    last = events.select(PID, pl.col("t").alias("at"))[rows].filter(pl.col("at") >= 0)
     return patients.select(PID).join(last, on=PID, how="left", maintain_order="left").fill_null(0.0)
 
 

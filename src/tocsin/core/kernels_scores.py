@@ -88,14 +88,15 @@ def best_rows_in_windows(
     else:
         window_segment = np.full(window_patient.size, -1)
     return _best_rows_kernel()(
-        slot.astype(np.int64),
-        stamp.astype(np.int64),
-        key.astype(np.float64),
-        t.astype(np.float64),
+        # Typed as the compiled loop is (one signature, one cached compilation), copied only when they differ.
+        slot.astype(np.int64, copy=False),
+        stamp.astype(np.int64, copy=False),
+        key.astype(np.float64, copy=False),
+        t.astype(np.float64, copy=False),
         starts,
         ends,
-        window_segment.astype(np.int64),
-        window_stamp.astype(np.int64),
+        window_segment.astype(np.int64, copy=False),
+        window_stamp.astype(np.int64, copy=False),
         int(span),
         int(n_slots),
         closed in ("right", "none"),
@@ -114,3 +115,31 @@ def _patient_runs(patient: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
     if np.unique(codes).size < codes.size:
         return None
     return codes, starts, ends
+
+
+def _last_kept_loop(patient: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    last = np.empty(patient.shape[0], dtype=np.int64)
+    found, latest = 0, -1
+    for row in range(patient.shape[0]):
+        if keep[row]:
+            if latest >= 0 and patient[row] != patient[latest]:
+                last[found] = latest
+                found += 1
+            latest = row
+    if latest >= 0:
+        last[found] = latest
+        found += 1
+    return last[:found]
+
+
+@cache
+def _last_kept_kernel() -> Callable[..., np.ndarray]:
+    import numba
+
+    return numba.njit(cache=True, nogil=True)(_last_kept_loop)
+
+
+def last_kept_rows(patient: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """Row numbers of the last row where ``keep`` holds in each run of equal ``patient`` codes (runs with no such
+    row give none), in row order: one pass instead of filtering every row and then comparing neighbours."""
+    return _last_kept_kernel()(patient, keep)
