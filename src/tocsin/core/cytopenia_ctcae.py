@@ -211,9 +211,14 @@ def _grade_of(value: pl.Expr) -> pl.Expr:
     return grade.when(pl.col("_cut1").is_not_null()).then(0).cast(pl.Int8)
 
 
+def _transfusion_items(plan: dict[str, tuple[str, _Term]]) -> dict[str, str]:
+    """Transfusion item -> the lineage it supports."""
+    return {t.transfusion.item: n for n, (_, t) in plan.items() if t.transfusion is not None}
+
+
 def _transfusions(events: pl.DataFrame, plan: dict[str, tuple[str, _Term]]) -> pl.DataFrame:
     """patient_id, lineage, tx_t: every transfusion given (value > 0), labelled with the lineage it supports."""
-    items = {t.transfusion.item: n for n, (_, t) in plan.items() if t.transfusion is not None}
+    items = _transfusion_items(plan)
     return events.filter(pl.col("item").is_in(list(items)) & (pl.col("num") > 0)).select(
         "patient_id",
         pl.col("item").cast(pl.String).replace_strict(items, return_dtype=LINEAGE).alias("lineage"),
@@ -285,7 +290,9 @@ def grade_cytopenias(
         version this value was graded under) and ``transfused`` (hgb/plt; null for the other lineages).
     """
     plan = _plan(config)
-    events = _sorted_in_time(events)
+    # The counts and transfusions are a small part of the batch: one filter, then the order check and the
+    # steps below read only them (a stable sort commutes with the filter).
+    events = _sorted_in_time(events.filter(pl.col("item").is_in([*LINEAGES, *_transfusion_items(plan)])))
     labs = events.filter(
         pl.col("item").is_in(LINEAGES) & (pl.col("num").is_not_null() | pl.col("blq").fill_null(False))
     ).select(

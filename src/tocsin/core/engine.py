@@ -31,9 +31,10 @@ from tocsin.core.events import IngestLimits, NormalisedEvents, normalise_events
 from tocsin.core.evidence import Observation, evidence_columns, expand_evidence
 from tocsin.core.icaht import grade_icaht
 from tocsin.core.icans_astct2019 import grade_icans_astct2019
+from tocsin.core.kernels_scores import last_kept_rows
 from tocsin.core.kinetics import kinetics_nca
 from tocsin.core.prolonged_cytopenia import prolonged_cytopenia
-from tocsin.core.scores.baseline import ANCHOR_LYMPHODEPLETION
+from tocsin.core.scores.baseline import ANCHOR_LYMPHODEPLETION, Input, baseline_values
 from tocsin.core.scores.car_hematotox import INPUTS as HEMATOTOX_INPUTS
 from tocsin.core.scores.car_hematotox import car_hematotox
 from tocsin.core.scores.easix import INPUTS as EASIX_INPUTS
@@ -60,6 +61,20 @@ SCORE_ITEMS = sorted(
         *INFUSION_LABS,
     }
 )
+
+
+def _shared_inputs(*score_inputs: dict[str, Input]) -> dict[str, str]:
+    """Input name -> item of several scores read together; two items under one name could not share a read."""
+    shared: dict[str, str] = {}
+    for inputs in score_inputs:
+        for name, source in inputs.items():
+            if shared.setdefault(name, source.item) != source.item:
+                raise RuntimeError(f"two scores name different items {name!r}: they cannot share a baseline read")
+    return shared
+
+
+#: The baseline labs CAR-HEMATOTOX and EASIX read (input name -> item), read once for both.
+BASELINE_INPUTS = _shared_inputs(HEMATOTOX_INPUTS, EASIX_INPUTS)
 
 
 @dataclass(frozen=True)
@@ -198,12 +213,13 @@ def last_observation(events: pl.DataFrame, patients: pl.DataFrame, vocabulary: V
 
     Follow-up rows (:data:`FOLLOW_UP_KINDS`) are not observations: a last contact a year later would otherwise
     move the HLH screens to a day without any lab. Canonical events hold each patient's rows together in time
-    order, so the last observation is the patient's last remaining row: no group-by over every event."""
+    order, so the last observation is the patient's last remaining row, found in one compiled pass
+    (:func:`tocsin.core.kernels_scores.last_kept_rows`): no group-by over every event."""
     follow_up = [name for name, item in vocabulary.items.items() if item.kind in FOLLOW_UP_KINDS]
-    observed = events.select(PID, pl.col("t").alias("at"), "item").filter(~pl.col("item").is_in(follow_up))
-    pid = pl.col(PID).to_physical()
-    last_row = (pid != pid.shift(-1)).fill_null(True)
-    last = observed.filter(last_row & (pl.col("at") >= 0)).drop("item")
+    observed = ~pl.col("item").is_in(follow_up)
+    flags = events.select(pl.col(PID).to_physical().alias("p"), observed.fill_null(False).alias("keep"))
+    rows = last_kept_rows(flags.get_column("p").to_numpy(), flags.get_column("keep").to_numpy())
+    last = events.select(PID, pl.col("t").alias("at"))[rows].filter(pl.col("at") >= 0)
     return patients.select(PID).join(last, on=PID, how="left", maintain_order="left").fill_null(0.0)
 
 
@@ -216,9 +232,11 @@ def score_patients(
     # Each score looks its labs up several times: one filter of the whole batch serves them all.
     labs = events.filter(pl.col("item").is_in(SCORE_ITEMS))
     iec_hs, car_hlh = hlh_screens(labs, patients, config.scores, at=now)
+    # CAR-HEMATOTOX and EASIX take their labs at the same anchor with the same lookback: one read serves both.
+    baseline = baseline_values(labs, patients, BASELINE_INPUTS, config.scores.baseline_lookback_days)
     return ScoreResults(
-        car_hematotox=car_hematotox(labs, patients, config.scores),
-        easix=easix(labs, patients, config.scores),
+        car_hematotox=car_hematotox(labs, patients, config.scores, baseline=baseline),
+        easix=easix(labs, patients, config.scores, baseline=baseline),
         hscore=hscore(labs, patients, config.scores, at=now),
         iec_hs=iec_hs,
         car_hlh=car_hlh,

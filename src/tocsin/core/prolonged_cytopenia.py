@@ -47,7 +47,7 @@ import polars as pl
 
 from tocsin.config import ProlongedCytopeniaConfig
 from tocsin.core.cytopenia_ctcae import criteria_tables
-from tocsin.core.icaht import observation_end
+from tocsin.core.icaht import observation_end, observation_end_items
 from tocsin.core.lookup import per_patient
 from tocsin.core.segments import (
     SEGMENT_START,
@@ -324,7 +324,10 @@ def prolonged_cytopenia(events: pl.DataFrame, config: ProlongedCytopeniaConfig) 
     References: Wang 2023, doi:10.3389/fimmu.2023.1139559; EHA/EBMT 2023, doi:10.1182/blood.2023020578;
     T-ICAHT 2025, doi:10.1182/blood.2025028833; CTCAE v5.0 (criteria.md §3.1).
     """
-    lineages = prolonged_cytopenia_lineages(events, config)
+    # One pass over the batch for every item PHT reads; the lineages and the support days read that small frame.
+    items = [*(lineage["item"] for lineage in LINEAGES), *_support_items(), *observation_end_items(config.censor_at)]
+    read = events.filter(pl.col("item").is_in(items))
+    lineages = prolonged_cytopenia_lineages(read, config)
     patients = distinct_in_runs(events, PID)
     wide = patients
     value_columns = [c for c in lineages.columns if c not in (PID, "item", "term")]
@@ -366,7 +369,7 @@ def prolonged_cytopenia(events: pl.DataFrame, config: ProlongedCytopeniaConfig) 
         pl.lit(config.recovery).alias("recovery_definition"),
         pl.lit(recovery_rule).alias("recovery_rule"),
     )
-    support = _support_days(events, config)
+    support = _support_days(read, config)
     support_columns = [c for c in support.columns if c != PID]
     return (
         head.join(wide, on=PID, how="left", maintain_order="left")

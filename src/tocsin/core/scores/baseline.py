@@ -7,9 +7,8 @@ the anchor time counts (with day-resolution data, the lymphodepletion day's labs
 
 **Windows.** A score at a time ``at`` takes, per lab, one value from the window of ``period`` days that
 ends at ``at``: the last one, or the worst one (highest or lowest). All windows of a batch are resolved at
-once: observations are ranked by what makes them the pick, a native rolling maximum of that rank runs per
-patient and item over the events plus one probe row per window, and the winning rows are gathered by rank.
-The cost grows with the number of events and windows, never with their product.
+once, by one compiled scan of each window's patient rows (:mod:`tocsin.core.kernels_scores`), and the winning
+rows are gathered. The cost grows with the rows of each patient times its windows (one or a few per score).
 
 **Ladders and ranges.** Point tables are threshold ladders read from ``tocsin/data/criteria``: the first
 step whose comparison holds gives the points. Thresholds are stated in the table's unit and converted once
@@ -34,9 +33,10 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any, Literal
 
+import numpy as np
 import polars as pl
 
-from tocsin.core.lookup import per_patient
+from tocsin.core.kernels_scores import best_rows_in_windows
 from tocsin.units import conversion_for
 from tocsin.vocabulary import load_vocabulary
 
@@ -246,6 +246,11 @@ def evaluation_windows(
     return frame.with_columns(pl.col("at").floor().cast(pl.Int32).alias("day")), "both"
 
 
+def _stamp(days: str) -> pl.Expr:
+    """A time in days as whole microseconds: window bounds compare exactly, as in a rolling window by time."""
+    return (pl.col(days) * _US_PER_DAY).round().cast(pl.Int64)
+
+
 def pick_values(
     events: pl.DataFrame,
     windows: pl.DataFrame,
@@ -271,62 +276,38 @@ def pick_values(
         .then(pl.col("num"))
         .otherwise(-pl.col("num"))
     )
-    # Rank every observation by (key, time, row order): within one patient and item the highest rank
-    # is the pick (worst value, or latest time; equal ones: the latest, then the later file line).
-    # Only rows inside some window of their patient can be picked; dropping the rest first keeps the sort
-    # small (hourly temperatures of a whole course, for a 7-day window at its end).
-    reach = windows.group_by("patient_id").agg(
-        (pl.col("at").min() - period_days).alias("_from"), pl.col("at").max().alias("_to")
+    # Within one patient and item the pick is the highest key (worst value, or latest time; equal ones: the
+    # latest, then the later file line): one compiled scan of each window's patient rows finds it.
+    slot_of = np.full(int(items.to_physical().max() or 0) + 1, -1, dtype=np.int64)
+    slot_of[items.to_physical().to_numpy()] = np.arange(items.len())
+    candidates = events.select("patient_id", "item", "t", "num", "lln", "uln").filter(
+        pl.col("item").is_in(items.implode()) & pl.col("num").is_not_null()
     )
-    candidates = (
-        events.select("patient_id", "item", "t", "num", "lln", "uln")
-        .filter(pl.col("item").is_in(items.implode()) & pl.col("num").is_not_null())
-        .with_row_index("order")
-    )
-    # A patient without a window gets no reach (null): none of its rows is a candidate.
-    candidates = candidates.with_columns(per_patient(reach, "_from", "_to", rows=candidates.height)).filter(
-        pl.col("t").is_between(pl.col("_from"), pl.col("_to"))
-    )
-    ranked = (
-        candidates.select("patient_id", "item", "t", "num", "lln", "uln", "order", key.alias("key"))
-        .sort("key", "t", "order")
-        .with_row_index("rank")
+    columns = candidates.select(
+        pl.col("patient_id").to_physical().alias("p"),
+        pl.col("item").to_physical().alias("i"),
+        _stamp("t").alias("t_us"),
+        key.alias("key"),
+        "t",
     )
     # Window-major, items in the order of ``picks``: :func:`widen` reads the items back by position.
-    probes = (
-        windows.select("patient_id", "at")
-        .unique(maintain_order=True)
-        .with_columns(pl.lit(items.to_list(), pl.List(item_dtype)).alias("item"))
-        .explode("item")
-        .select("patient_id", "item", pl.col("at").alias("t"))
-    )
-    stamp = (pl.col("t") * _US_PER_DAY).round().cast(pl.Int64).alias("t_us")
-    group = [pl.col("patient_id").to_physical().alias("p"), pl.col("item").to_physical().alias("i")]
-    # The highest rank in each probe's window, by a native rolling maximum over events and probes together.
-    rolled = (
-        pl.concat(
-            [
-                ranked.select(*group, stamp, pl.col("rank").cast(pl.Int64), pl.lit(None, pl.Int64).alias("probe")),
-                probes.select(
-                    *group, stamp, pl.lit(None, pl.Int64).alias("rank"), pl.int_range(pl.len()).alias("probe")
-                ),
-            ]
-        )
-        .sort("p", "i", "t_us", maintain_order=True)
-        .with_columns(
-            pl.col("rank")
-            .rolling_max_by("t_us", window_size=f"{max(1, round(period_days * _US_PER_DAY))}i", closed=closed)
-            .over("p", "i")
-        )
-        .filter(pl.col("probe").is_not_null())
-        .sort("probe")
-        .get_column("rank")
-        .cast(pl.UInt32)  # row positions of `ranked`; null where the window holds no value
-    )
-    found = ranked.select(pl.col("num").alias("value"), pl.col("t").alias("day"), "lln", "uln")[rolled]
-    return pl.concat([probes.rename({"t": "at"}), found], how="horizontal").select(
-        "patient_id", "at", "item", "value", "day", "lln", "uln"
-    )
+    ends = windows.select("patient_id", "at").unique(maintain_order=True)
+    best = best_rows_in_windows(
+        columns.get_column("p").to_numpy(),
+        slot_of[columns.get_column("i").to_numpy()],
+        columns.get_column("t_us").to_numpy(),
+        columns.get_column("key").to_numpy(),
+        columns.get_column("t").to_numpy(),
+        ends.get_column("patient_id").to_physical().to_numpy(),
+        ends.select(_stamp("at")).to_series().to_numpy(),
+        max(1, round(period_days * _US_PER_DAY)),
+        items.len(),
+        closed,
+    ).ravel()
+    probes = ends.with_columns(pl.lit(items.to_list(), pl.List(item_dtype)).alias("item")).explode("item")
+    rows = pl.Series("row", best).cast(pl.UInt32, strict=False)  # -1 (nothing in the window) becomes null
+    found = candidates.select(pl.col("num").alias("value"), pl.col("t").alias("day"), "lln", "uln")[rows]
+    return pl.concat([probes, found], how="horizontal").select("patient_id", "at", "item", "value", "day", "lln", "uln")
 
 
 def widen(

@@ -49,19 +49,28 @@ SCALE = load_scale("car_hematotox")
 INPUTS = {name: Input(name, spec["item"], spec["unit"]) for name, spec in SCALE.table("inputs").items()}
 
 
-def car_hematotox(events: pl.DataFrame, patients: pl.DataFrame, config: ScoresConfig = ScoresConfig()) -> pl.DataFrame:
+def car_hematotox(
+    events: pl.DataFrame,
+    patients: pl.DataFrame,
+    config: ScoresConfig = ScoresConfig(),
+    *,
+    baseline: pl.DataFrame | None = None,
+) -> pl.DataFrame:
     """CAR-HEMATOTOX per patient from the baseline labs (Rejeski 2021, doi:10.1182/blood.2020010543).
 
     ``events`` and ``patients`` are ``NormalisedEvents.events`` / ``.patients``. One row per patient:
     ``patient_id, score, score_at_least, score_at_most, category (low | high | null), rule, missing,
     anchor, anchor_day``, per input (plt, anc, hgb, crp, ferritin) ``<input>_value`` (in the table's unit:
     CRP in mg/dL), ``<input>_unit``, ``<input>_day``, ``<input>_points``, then ``boundary_rule, caveats,
-    scale, version, citation, doi``.
+    scale, version, citation, doi``. ``baseline``: the :func:`baseline_values` of (at least) these inputs with
+    ``config.baseline_lookback_days``, when several scores share one read of the batch.
     """
     rule = config.hematotox_boundary_rule
-    base = baseline_values(
-        events, patients, {name: i.item for name, i in INPUTS.items()}, config.baseline_lookback_days
-    )
+    base = baseline
+    if base is None:
+        base = baseline_values(
+            events, patients, {name: i.item for name, i in INPUTS.items()}, config.baseline_lookback_days
+        )
     # Built in stages (points, then their range, then the categories), as HScore: one expression per output
     # with every ladder inlined into every sum makes Polars plan a far larger tree than the data needs.
     points_columns, input_columns, ranges, missing = [], [], [], {}

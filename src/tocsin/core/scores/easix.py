@@ -73,19 +73,28 @@ def _formula(score: str, cutoff: dict | None) -> list[pl.Expr]:
     return [*columns, category.alias(f"{score}_category"), pl.lit(cited).alias(f"{score}_cutoff")]
 
 
-def easix(events: pl.DataFrame, patients: pl.DataFrame, config: ScoresConfig = ScoresConfig()) -> pl.DataFrame:
+def easix(
+    events: pl.DataFrame,
+    patients: pl.DataFrame,
+    config: ScoresConfig = ScoresConfig(),
+    *,
+    baseline: pl.DataFrame | None = None,
+) -> pl.DataFrame:
     """EASIX and m-EASIX per patient from the baseline labs (Pennisi 2021, doi:10.1182/bloodadvances.2020003885).
 
     One row per patient: ``patient_id, easix, easix_log2, easix_rule, easix_missing, easix_category,
     easix_cutoff``, the same six for ``m_easix``, ``anchor, anchor_day``, per input (ldh, creatinine, plt,
     crp) ``<input>_value`` in the formula's unit (CRP mg/dL, creatinine mg/dL), ``<input>_unit`` and
     ``<input>_day``, then ``caveats, scale, version, citation, doi``. A score with a missing input, or with
-    platelets 0, is null; its log2 is null unless the score is positive.
+    platelets 0, is null; its log2 is null unless the score is positive. ``baseline`` as for
+    :func:`tocsin.core.scores.car_hematotox.car_hematotox`.
     """
     cutoffs = {"easix": _cutoff(config.easix_cutoff, "easix"), "m_easix": _cutoff(config.m_easix_cutoff, "m_easix")}
-    base = baseline_values(
-        events, patients, {name: i.item for name, i in INPUTS.items()}, config.baseline_lookback_days
-    ).with_columns(
+    if baseline is None:
+        baseline = baseline_values(
+            events, patients, {name: i.item for name, i in INPUTS.items()}, config.baseline_lookback_days
+        )
+    base = baseline.with_columns(
         source.from_canonical(pl.col(f"{name}_value")).alias(f"{name}_value") for name, source in INPUTS.items()
     )
     inputs = [

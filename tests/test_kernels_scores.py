@@ -1,0 +1,92 @@
+"""The compiled score passes agree with plain Polars statements of what they compute, on random batches."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import polars as pl
+import pytest
+
+from tocsin.core.kernels_scores import last_kept_rows
+from tocsin.core.scores.baseline import pick_values
+
+ITEMS = pl.Enum(["anc", "crp", "ferritin", "ldh", "plt"])
+PICKS = {"anc": "min", "crp": "max", "ferritin": "last", "ldh": "max", "plt": "last"}
+_US_PER_DAY = 86_400_000_000
+
+
+def _random_events(rng: random.Random, grouped: bool) -> pl.DataFrame:
+    n = rng.randint(0, 50)
+    patients = [f"P{rng.randint(0, 3)}" for _ in range(n)]
+    if grouped:
+        patients.sort()
+    return pl.DataFrame(
+        {
+            "patient_id": pl.Series(patients, dtype=pl.Utf8).cast(pl.Categorical),
+            "item": pl.Series([rng.choice(ITEMS.categories.to_list()) for _ in range(n)], dtype=ITEMS),
+            "t": [rng.choice([0.0, 0.5, 1.0, 2.0, 3.0, 7.0, rng.uniform(-5, 10)]) for _ in range(n)],
+            "num": [None if rng.random() < 0.1 else float(rng.choice([0, 1, 2, 2, 3, 5])) for _ in range(n)],
+            "lln": [float(rng.randint(0, 3)) for _ in range(n)],
+            "uln": [float(rng.randint(0, 3)) for _ in range(n)],
+        },
+        schema_overrides={"num": pl.Float64},
+    )
+
+
+def _reference_pick(events: pl.DataFrame, windows: pl.DataFrame, period: float, closed: str) -> pl.DataFrame:
+    """Each window and item by a cross join: rows of the patient and item inside the window, best one last."""
+    span = max(1, round(period * _US_PER_DAY))
+    stamp = (pl.col("t") * _US_PER_DAY).round().cast(pl.Int64)
+    end = (pl.col("at") * _US_PER_DAY).round().cast(pl.Int64)
+    lower = stamp >= end - span if closed in ("both", "left") else stamp > end - span
+    upper = stamp <= end if closed in ("both", "right") else stamp < end
+    key = pl.when(pl.col("item") == "ferritin").then(pl.col("t")).when(pl.col("item") == "plt").then(pl.col("t"))
+    key = key.when(pl.col("item") == "anc").then(-pl.col("num")).otherwise(pl.col("num"))
+    rows = events.filter(pl.col("num").is_not_null()).with_row_index("order").with_columns(key.alias("key"))
+    ends = windows.unique(maintain_order=True).with_row_index("w")
+    probes = ends.join(pl.DataFrame({"item": pl.Series(list(PICKS), dtype=ITEMS)}).with_row_index("k"), how="cross")
+    best = (
+        probes.join(rows, on=["patient_id", "item"], how="inner")
+        .filter(lower & upper)
+        .sort("key", "t", "order")
+        .group_by("w", "k")
+        .agg(pl.col("num").last().alias("value"), pl.col("t").last().alias("day"), pl.col("lln", "uln").last())
+    )
+    return (
+        probes.join(best, on=["w", "k"], how="left")
+        .sort("w", "k")
+        .select("patient_id", "at", "item", "value", "day", "lln", "uln")
+    )
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_pick_values_matches_a_cross_join(seed: int) -> None:
+    rng = random.Random(seed)
+    events = _random_events(rng, grouped=seed % 2 == 0)
+    patients = [f"P{rng.randint(0, 4)}" for _ in range(rng.randint(0, 5))]
+    windows = pl.DataFrame(
+        {
+            "patient_id": pl.Series(patients, dtype=pl.Utf8).cast(pl.Categorical),
+            "at": [rng.choice([0.0, 1.0, 2.5, 3.0, 7.0]) for _ in patients],
+        },
+        schema_overrides={"at": pl.Float64},
+    )
+    for closed in ("both", "left", "right", "none"):
+        period = rng.choice([0.5, 1.0, 2.0, 7.0])
+        got = pick_values(events, windows, PICKS, period, closed)  # type: ignore[arg-type]
+        assert got.equals(_reference_pick(events, windows, period, closed)), (closed, period)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_last_kept_rows_is_the_last_kept_row_of_each_run(seed: int) -> None:
+    rng = random.Random(seed)
+    n = rng.randint(0, 40)
+    patient = np.array([rng.randint(0, 3) for _ in range(n)], dtype=np.uint32)
+    if seed % 2 == 0:
+        patient.sort()
+    keep = np.array([rng.random() < 0.6 for _ in range(n)], dtype=bool)
+    kept = pl.DataFrame({"p": patient, "k": keep}, schema={"p": pl.UInt32, "k": pl.Boolean})
+    kept = kept.with_row_index("row").filter("k")
+    expected = kept.filter((pl.col("p") != pl.col("p").shift(-1)).fill_null(True)).get_column("row").to_numpy()
+    assert np.array_equal(last_kept_rows(patient, keep), expected)
