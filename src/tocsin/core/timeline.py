@@ -182,7 +182,6 @@ def crs_state(
         at("il6_falling_here", "il6").alias("il6_falling"),
         at("crp_falling_here", "crp").alias("crp_falling"),
     ).drop(indexes)
-    df = with_segment_start(df, [PID])
     return _derive_support(_latest_blood_pressure(df), pressors, config)
 
 
@@ -200,14 +199,15 @@ def _falling(df: pl.DataFrame, lab: str) -> pl.Series:
 def _latest_blood_pressure(df: pl.DataFrame) -> pl.DataFrame:
     """The latest blood-pressure measurement (SBP and/or MAP taken at the same time): low if either is
     below its threshold; the low one (else SBP) is the one shown as evidence."""
-    bp_t = pl.max_horizontal("sbp_t", "map_t")
-    sbp_now = (pl.col("sbp_t") == bp_t).fill_null(False)
-    map_now = (pl.col("map_t") == bp_t).fill_null(False)
+    # bp_t first, on its own: eager mode has no common subexpressions, and every condition below names it
+    # (inlined, the expressions evaluated its max a dozen times: 30 ms instead of 10 per 388 k assessments).
+    df = df.with_columns(pl.max_horizontal("sbp_t", "map_t").alias("bp_t"))
+    sbp_now = (pl.col("sbp_t") == pl.col("bp_t")).fill_null(False)
+    map_now = (pl.col("map_t") == pl.col("bp_t")).fill_null(False)
     sbp_low = sbp_now & pl.col("sbp_low").fill_null(False)
     map_low = map_now & pl.col("map_low").fill_null(False)
     show_sbp = sbp_now & (sbp_low | ~map_low)
     return df.with_columns(
-        bp_t.alias("bp_t"),
         (sbp_low | map_low).alias("bp_low"),
         pl.when(show_sbp).then(pl.lit("sbp")).when(map_now).then(pl.lit("map")).alias("bp_item"),
         pl.when(show_sbp).then(pl.col("sbp_value")).when(map_now).then(pl.col("map_value")).alias("bp_value"),
