@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import cache
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -35,11 +36,13 @@ def run_number(*keys: pl.Expr) -> pl.Expr:
     changed = pl.any_horizontal([(key != key.shift(1)).fill_null(True) for key in keys])
     return changed.cum_sum().set_sorted()
 
+
 def distinct_in_runs(df: pl.DataFrame, key: str) -> pl.DataFrame:
     """The distinct values of ``key`` in order of appearance, for a frame where equal values are adjacent
     (canonical events hold each patient's rows together): no hash of every row."""
     code = pl.col(key).to_physical()
     return df.select(key).filter((code != code.shift(1)).fill_null(True))
+
 
 def with_segment_start(df: pl.DataFrame, keys: list[str], name: str = SEGMENT_START) -> pl.DataFrame:
     """Add (or refresh, after rows were filtered) the row number and the segment-start column."""
@@ -92,12 +95,28 @@ def _latest_rows_loop(flags: np.ndarray, start: np.ndarray, keep: np.ndarray) ->
 
 
 @cache
-def _latest_rows_kernel() -> Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]:
-    """The compiled loop (cached on disk next to this module): Numba is imported on first use, so that the
-    commands that never grade do not pay its 0.3 s import."""
+def compiled(loop: Callable[..., Any]) -> Callable[..., Any]:
+    """``loop`` compiled by Numba (cached on disk next to its module): Numba is imported on first use, so that
+    the commands that never grade do not pay its 0.3 s import."""
     import numba
 
-    return numba.njit(cache=True, nogil=True)(_latest_rows_loop)
+    return numba.njit(cache=True, nogil=True)(loop)
+
+
+def first_rows(patient: pl.Series) -> np.ndarray:
+    """Whether each row is its patient's first, for a compiled pass (patients' rows are adjacent)."""
+    code = patient.to_physical().to_numpy()
+    first = np.ones(code.shape[0], dtype=np.bool_)
+    first[1:] = code[1:] != code[:-1]
+    return first
+
+
+def nulls_at(values: np.ndarray, missing: float | int) -> pl.Series:
+    """A compiled pass's output as a Series, null where it holds ``missing`` (NaN or -1)."""
+    series = pl.Series(values)
+    if np.isnan(missing):
+        return series.fill_nan(None)
+    return series.to_frame().select(pl.when(pl.first() != missing).then(pl.first())).to_series()
 
 
 def latest_rows(df: pl.DataFrame, conditions: dict[str, pl.Expr], keep: pl.Expr) -> pl.DataFrame:
@@ -110,6 +129,7 @@ def latest_rows(df: pl.DataFrame, conditions: dict[str, pl.Expr], keep: pl.Expr)
     flags = df.select(*(c.fill_null(False).alias(n) for n, c in conditions.items()), keep.fill_null(False).alias(ROW))
     # Column by column: a DataFrame's own to_numpy of boolean columns is several times slower.
     matrix = np.stack([flags.get_column(n).to_numpy() for n in conditions])
-    rows = _latest_rows_kernel()(matrix, df.get_column(SEGMENT_START).to_numpy(), flags.get_column(ROW).to_numpy())
+    start, keep_rows = df.get_column(SEGMENT_START).to_numpy(), flags.get_column(ROW).to_numpy()
+    rows = compiled(_latest_rows_loop)(matrix, start, keep_rows)
     found = pl.DataFrame({name: rows[k] for k, name in enumerate(conditions)})
     return found.select(pl.when(pl.col(n) >= 0).then(pl.col(n)).alias(n) for n in conditions)
