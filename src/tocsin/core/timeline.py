@@ -107,29 +107,29 @@ def crs_state(
     findings = ("fever", "hypotension", "hypoxia")
     df = df.with_columns(*[last_index(is_alt & (pl.col("alt_finding") == f)).alias(f"i_alt_{f}") for f in findings])
     df = df.with_columns(*[pl.col("alt_cause").gather(pl.col(f"i_alt_{f}")).alias(f"alt_{f}") for f in findings])
-    is_temp = pl.col("item") == "temperature"
-    fever_row = is_temp & (pl.col("num") >= c.fever_celsius) & ~_attributed("fever")
+    fever_row = (pl.col("item") == "temperature") & (pl.col("num") >= c.fever_celsius) & ~_attributed("fever")
     low_sbp = (pl.col("item") == "sbp") & (pl.col("num") < pl.col("sbp_threshold"))
     low_map = (
         (pl.col("item") == "map") & (pl.col("num") < c.hypotension_map_mm_hg)
         if c.hypotension_map_mm_hg
         else pl.lit(False)
     )
-    signals: dict[str, pl.Expr] = {
+    # A signal is a condition, or the items whose rows it is (read from the item codes, see latest_rows).
+    signals: dict[str, pl.Expr | list[str]] = {
         "fever": fever_row,
-        "temp": is_temp,
-        "sbp": pl.col("item") == "sbp",
-        "map": pl.col("item") == "map",
-        "o2": pl.col("item") == "oxygen",
-        "flow": pl.col("item") == "oxygen_flow",
-        "fio2": pl.col("item") == "fio2",
-        **{p: pl.col("item") == p for p in pressors},
-        "waiver": pl.col("item").is_in(waiver_items),
-        "antipyretic": pl.col("item").is_in(antipyretic),
-        "death": pl.col("item") == "death",
-        "alt": is_alt,
-        "il6": pl.col("item") == "il6",
-        "crp": pl.col("item") == "crp",
+        "temp": ["temperature"],
+        "sbp": ["sbp"],
+        "map": ["map"],
+        "o2": ["oxygen"],
+        "flow": ["oxygen_flow"],
+        "fio2": ["fio2"],
+        **{p: [p] for p in pressors},
+        "waiver": waiver_items,
+        "antipyretic": antipyretic,
+        "death": ["death"],
+        "alt": ["alternative_cause"],
+        "il6": ["il6"],
+        "crp": ["crp"],
     }
     df = df.with_columns(
         low_sbp.alias("sbp_low_here"),
@@ -269,10 +269,10 @@ def icans_state(events: pl.DataFrame, patients: pl.DataFrame, config: GradingCon
         ),
         [PID],
     )
-    signals = {
-        **{name: (pl.col("item") == name, "num") for name in ("ice_score", "capd_score", *ice_items, *capd_items)},
-        **{name: (pl.col("item") == name, "cat") for name in domains},
-        "death_here": (pl.col("item") == "death", "cat"),
+    signals: dict[str, tuple[pl.Expr | list[str], str]] = {
+        **{name: ([name], "num") for name in ("ice_score", "capd_score", *ice_items, *capd_items)},
+        **{name: ([name], "cat") for name in domains},
+        "death_here": (["death"], "cat"),
         **{f"alt_raw_{f}": (pl.col("alt_finding") == f, "cat") for f in NEURO_FINDINGS},
     }
     latest = latest_rows(neuro, {f"i_{name}": condition for name, (condition, _) in signals.items()}, last_of_time())
