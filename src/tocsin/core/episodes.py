@@ -66,13 +66,17 @@ def mark_stretches(df: pl.DataFrame, active: pl.Expr, hold_hours: float) -> pl.D
 
 def episodes_from_timeline(timeline: pl.DataFrame) -> pl.DataFrame:
     """One row per episode: patient, number, onset/peak/resolution days, duration, ongoing, recurrence."""
-    last_seen = timeline.group_by(PID).agg(pl.col("t").max().alias("last_t"))
+    # Each patient's rows are adjacent and in time order: the last time seen is the patient's last row, and
+    # an episode a run of rows (grouped by run number on the sorted path, instead of hashing the keys).
+    pid = pl.col(PID).to_physical()
+    last_seen = timeline.select(PID, pl.col("t").alias("last_t")).filter((pid != pid.shift(-1)).fill_null(True))
     graded = pl.col("grade") >= 1
     episodes = (
         timeline.select(PID, "t", "grade", "stretch", "quiet_since", "resolved_row")
         .filter(pl.col("stretch") > 0)
-        .group_by([PID, "stretch"], maintain_order=True)
+        .group_by(run_number(pid, pl.col("stretch")).alias("_episode_run"), maintain_order=True)
         .agg(
+            pl.col(PID).first(),
             pl.col("t").filter(graded).first().alias("onset_day"),
             pl.col("grade").max().alias("peak_grade"),
             pl.col("t").filter(pl.col("grade") == pl.col("grade").max()).first().alias("peak_day"),
