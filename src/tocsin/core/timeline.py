@@ -56,6 +56,21 @@ def last_row_per_time(df: pl.DataFrame) -> pl.DataFrame:
 STATE_COLUMNS = [PID, "t", "item", "num", "cat"]
 
 
+def toxicity_events(events: pl.DataFrame, items: list[str], cause: str) -> pl.DataFrame:
+    """The rows of ``items`` (among them ``death``) with the columns a state reads, a death only when due to
+    ``cause``: a death from another cause is neither a finding nor an assessment (as one, it would carry an
+    unresolved episode on to a death months later).
+
+    Only the state's columns are carried (the events frame is wide, and this is a million rows per chunk);
+    the cause is read on the death rows alone (a text comparison over every event is a full pass)."""
+    wanted = events.select(pl.col("item").is_in(items)).to_series()
+    deaths = events.select(pl.arg_where(pl.col("item") == "death")).to_series()
+    other_cause = deaths.filter(~(events.get_column("cat").gather(deaths) == cause).fill_null(False))
+    if other_cause.len():
+        wanted = wanted.scatter(other_cause, False)
+    return events.select(STATE_COLUMNS).filter(wanted)
+
+
 def crs_state(
     events: pl.DataFrame, patients: pl.DataFrame, vocabulary: Vocabulary, config: GradingConfig
 ) -> pl.DataFrame:
@@ -82,12 +97,7 @@ def crs_state(
         *antipyretic,
     ]
 
-    # Only the columns the state reads are carried: the events frame is wide and this is a million rows.
-    # A death from another cause is neither a CRS finding nor an assessment: as one, it would carry an
-    # unresolved episode on to a death months later.
-    relevant = events.select(STATE_COLUMNS).filter(
-        pl.col("item").is_in(items) & ((pl.col("item") != "death") | (pl.col("cat") == "crs"))
-    )
+    relevant = toxicity_events(events, items, "crs")
     df = with_segment_start(relevant.with_columns(per_patient(patients, "age_years", rows=relevant.height)), [PID])
     age = pl.col("age_years")
     sbp_threshold = (
@@ -253,10 +263,7 @@ def icans_state(events: pl.DataFrame, patients: pl.DataFrame, config: GradingCon
     domains = ["consciousness", "global_aphasia", "seizure", "motor_weakness", "cerebral_edema", "icp_sign"]
     items = ["ice_score", "capd_score", *ice_items, *capd_items, *domains, "alternative_cause", "death"]
     neuro_attribution = pl.col("cat").str.to_lowercase().str.extract(r"^([a-z_]+):", 1).is_in(NEURO_FINDINGS)
-    # As for CRS: only a death due to ICANS is an ICANS observation.
-    neuro = events.select(STATE_COLUMNS).filter(
-        pl.col("item").is_in(items) & ((pl.col("item") != "death") | (pl.col("cat") == "icans"))
-    )
+    neuro = toxicity_events(events, items, "icans")
     neuro = neuro.filter((pl.col("item") != "alternative_cause") | neuro_attribution.fill_null(False))
 
     # The value of each item recorded at each assessment time (the last one, if repeated): the latest
