@@ -12,16 +12,15 @@
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 
 from tocsin.config import GradingConfig
 from tocsin.core.episodes import mark_stretches
 from tocsin.core.evidence import Observation, first_label, observation
-from tocsin.core.segments import cum_sum, ffill, with_segment_start
+from tocsin.core.segments import compiled, first_rows, nulls_at
 from tocsin.core.timeline import PID
 from tocsin.vocabulary import load_vocabulary
-
-EPISODE_START = "_episode_start"
 
 
 def _activity(config: GradingConfig) -> pl.Expr:
@@ -42,19 +41,42 @@ def _activity(config: GradingConfig) -> pl.Expr:
     return fever_here | unobserved | antipyretic_here | oxygen | pressor
 
 
+def _course_loop(
+    first: np.ndarray, stretch: np.ndarray, t: np.ndarray, fever_t: np.ndarray, waiver_drug_t: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    rows = t.shape[0]
+    first_fever = np.full(rows, np.nan)
+    waiver_row = np.full(rows, -1, dtype=np.int64)
+    fever_so_far, waiver_so_far = np.nan, -1
+    for row in range(rows):
+        if first[row] or stretch[row] != stretch[row - 1]:  # a new episode (or the stretch-0 rows before one)
+            fever_so_far, waiver_so_far = np.nan, -1
+        if stretch[row] > 0 and fever_t[row] == t[row] and np.isnan(fever_so_far):
+            fever_so_far = t[row]
+        # Only treatment at or after the episode's first fever waives it (not premedication).
+        if waiver_drug_t[row] == t[row] and t[row] >= fever_so_far:
+            waiver_so_far = row
+        first_fever[row], waiver_row[row] = fever_so_far, waiver_so_far
+    return first_fever, waiver_row
+
+
 def mark_crs_course(state: pl.DataFrame, config: GradingConfig) -> pl.DataFrame:
     """Add stretches, ``crs_started`` (a fever opened CRS in this stretch), ``fever_now`` and the
-    waiver (``waived``, ``waiver_drug_ep``, ``waiver_t_ep``)."""
+    waiver (``waived``, ``waiver_drug_ep``, ``waiver_t_ep``).
+
+    The first fever and the latest waiver of each episode come from one compiled pass over the rows: as
+    column expressions they were a running count and three fills within the episode."""
     df = mark_stretches(state, _activity(config), config.episodes.crs_resolution_hours)
-    df = with_segment_start(df, [PID, "stretch"], EPISODE_START)
-    fever_here = (pl.col("fever_t") == pl.col("t")).fill_null(False) & (pl.col("stretch") > 0)
-    fevers_so_far = cum_sum(fever_here.cast(pl.Int32), EPISODE_START)
-    first_fever = ffill(pl.when(fever_here & (fevers_so_far == 1)).then(pl.col("t")), EPISODE_START)
-    df = df.with_columns(first_fever.alias("first_fever_t"))
-    waiver_here = ((pl.col("waiver_drug_t") == pl.col("t")) & (pl.col("t") >= pl.col("first_fever_t"))).fill_null(False)
+    first_fever, waiver_row = compiled(_course_loop)(
+        first_rows(df.get_column(PID)),
+        df.get_column("stretch").to_numpy(),
+        *(df.get_column(c).to_numpy() for c in ("t", "fever_t", "waiver_drug_t")),
+    )
+    waiver = pl.lit(nulls_at(waiver_row, -1))
     df = df.with_columns(
-        ffill(pl.when(waiver_here).then(pl.col("t")), EPISODE_START).alias("waiver_t_ep"),
-        ffill(pl.when(waiver_here).then(pl.col("waiver_drug")), EPISODE_START).alias("waiver_drug_ep"),
+        nulls_at(first_fever, np.nan).alias("first_fever_t"),
+        pl.col("t").gather(waiver).alias("waiver_t_ep"),
+        pl.col("waiver_drug").gather(waiver).alias("waiver_drug_ep"),
     )
     crs_started = pl.col("in_episode") & pl.col("first_fever_t").is_not_null()
     return df.with_columns(

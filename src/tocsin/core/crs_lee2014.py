@@ -31,8 +31,8 @@ from tocsin.core.crs_course import (
     with_raw_grade,
 )
 from tocsin.core.evidence import Observation, missing_text, observation
-from tocsin.core.segments import ffill, shift1
-from tocsin.core.timeline import HOURS_PER_DAY
+from tocsin.core.segments import ffill, shift1, with_segment_start
+from tocsin.core.timeline import HOURS_PER_DAY, PID
 from tocsin.criteria import load_scale
 
 SCALE = load_scale("crs_lee2014")
@@ -69,7 +69,10 @@ def grade_crs_lee2014(course: pl.DataFrame, config: GradingConfig) -> tuple[pl.D
     """Add ``grade``, ``domain``, ``rule``, ``missing`` to a marked CRS course frame; return it with the
     evidence specs that explain each row."""
     pressors = vasopressor_names(course)
-    df = course.with_columns(_high_dose(pressors).fill_null(False).alias("high_dose"), _fio2(config).alias("fio2_used"))
+    # The sustained high-dose run is filled within the patient: the course frame carries no segment start.
+    df = with_segment_start(course, [PID]).with_columns(
+        _high_dose(pressors).fill_null(False).alias("high_dose"), _fio2(config).alias("fio2_used")
+    )
     run_start = ffill(pl.when(pl.col("high_dose") & ~shift1(pl.col("high_dose")).fill_null(False)).then(pl.col("t")))
     sustained = pl.col("high_dose") & (
         (pl.col("t") - run_start) * HOURS_PER_DAY >= SCALE.table("high_dose_minimum_hours")

@@ -63,12 +63,21 @@ def expand_evidence(timeline: pl.DataFrame, observations: list[Observation]) -> 
 
 
 def missing_text(entries: list[tuple[pl.Expr, str]]) -> pl.Expr:
-    """What is still needed, as one '; '-separated text ('' when nothing is missing)."""
-    return (
-        pl.concat_str([pl.when(cond).then(pl.lit(name)) for cond, name in entries], separator="; ", ignore_nulls=True)
-        .fill_null("")
-        .alias("missing")
+    """What is still needed, as one '; '-separated text ('' when nothing is missing).
+
+    The conditions that hold form a bit mask, and the text of each mask is gathered from a table of every
+    combination: joining text literals row by row built a text column per entry (CRS: 19 -> 9 ms per chunk)."""
+    mask = pl.sum_horizontal(
+        [
+            pl.when(cond).then(pl.lit(1 << bit, pl.UInt32)).otherwise(pl.lit(0, pl.UInt32))
+            for bit, (cond, _) in enumerate(entries)
+        ]
     )
+    texts = [
+        "; ".join(name for bit, (_, name) in enumerate(entries) if combination >> bit & 1)
+        for combination in range(1 << len(entries))
+    ]
+    return pl.lit(pl.Series(texts, dtype=pl.Utf8)).gather(mask).alias("missing")
 
 
 def first_label(cases: Sequence[tuple[pl.Expr, str]]) -> pl.Expr:
