@@ -138,3 +138,17 @@ def test_one_stratum_is_the_unstratified_test(rows):
 def test_one_group_is_refused():
     with pytest.raises(ValueError, match="compares groups"):
         logrank_test(np.array([1.0, 2.0]), np.array([True, True]), np.array(["a", "a"]))
+
+
+@pytest.mark.parametrize("labels", [[1, 2, 0, 0], ["west", "north", "south", "south"]])
+def test_a_group_never_at_risk_beside_another_counts_for_no_degree_of_freedom(labels) -> None:
+    # Found by the relabelling property: group 2 ('north') is alone in its stratum, so its variance is 0.
+    # R's survdiff drops the first group and then stops on a singular matrix, or not, by the labels' order;
+    # U' V⁻ U with df = rank(V) gives one answer: the comparison of the other two groups in stratum y.
+    time = np.array([0.0, 0.0, 1.0, 1.0])
+    event = np.array([True, True, False, True])
+    result = logrank_test(time, event, np.array(labels), strata=np.array(["y", "x", "y", "y"]))
+    # stratum y at t = 0: 3 at risk (1 of the first group, 2 of the other), 1 death in the first group:
+    # O - E = 1 - 1/3, V = 1 * 2/3 * 1/3 * (3 - 1)/(3 - 1) = 2/9 -> chi-square (2/3)^2 / (2/9) = 2
+    assert result.df == 1
+    assert result.statistic == pytest.approx(2.0)

@@ -29,6 +29,8 @@ import numpy as np
 import polars as pl
 from scipy.stats import chi2
 
+_RANK_TOLERANCE = 1e-10
+
 from tocsin.stats.survival.kaplan_meier import group_codes
 
 
@@ -82,20 +84,23 @@ def logrank_test(
     variance = np.diag((weight[:, None] * share).sum(axis=0)) - (share * weight[:, None]).T @ share
 
     compared = np.flatnonzero(expected > 0)
-    df = len(compared) - 1
-    if df < 1:
-        statistic = 0.0
-    else:
-        kept = compared[1:]
-        difference = (observed - expected)[kept]
-        try:
-            solved = np.linalg.solve(variance[np.ix_(kept, kept)], difference)
-        except np.linalg.LinAlgError as exc:
+    statistic, df = 0.0, 0
+    if len(compared) >= 2:
+        # U' V⁻ U with a generalised inverse and df = rank(V) (as SAS PROC LIFETEST): equal to R's U' V⁻¹ U on
+        # all but the first group whenever that V is invertible, and unlike it independent of the group order
+        # when a group is never at risk beside another (R then stops on a singular system or not, by order).
+        difference = (observed - expected)[compared]
+        block = variance[np.ix_(compared, compared)]
+        # V's rows sum to 0, so its rank is at most k - 1; rounding leaves a tiny last eigenvalue, hence the
+        # relative tolerance.
+        scale = float(np.abs(block).max())
+        df = int(np.linalg.matrix_rank(block, tol=scale * _RANK_TOLERANCE, hermitian=True)) if scale > 0 else 0
+        if df == 0:
             raise ValueError(
                 "the groups cannot be compared: at no event time were patients of different groups at risk "
                 "together (within a stratum); check the grouping and strata columns"
-            ) from exc
-        statistic = float(difference @ solved)
+            )
+        statistic = float(difference @ np.linalg.pinv(block, rcond=_RANK_TOLERANCE, hermitian=True) @ difference)
     summary = pl.DataFrame(
         {
             "group": [str(label) for label in labels],
@@ -107,7 +112,7 @@ def logrank_test(
     return LogRankResult(
         name="stratified log-rank" if strata is not None else "log-rank",
         statistic=statistic,
-        df=max(df, 0),
+        df=df,
         p_value=float(chi2.sf(statistic, df)) if df >= 1 else float("nan"),
         summary=summary,
     )
