@@ -29,9 +29,10 @@ import numpy as np
 import polars as pl
 from scipy.stats import chi2
 
-_RANK_TOLERANCE = 1e-10
-
 from tocsin.stats.survival.kaplan_meier import group_codes
+
+#: Relative tolerance below which an eigenvalue of the log-rank variance counts as 0 (rank and inverse).
+_RANK_TOLERANCE = 1e-10
 
 
 @dataclass(frozen=True)
