@@ -151,8 +151,11 @@ def _limits(
     inside = (cuminc > 0) & (cuminc < 1)
     f, se = cuminc[inside], std_err[inside]
     scale = z * se / (f * np.log(f))
-    lower[inside] = f ** np.exp(-scale)
-    upper[inside] = f ** np.exp(scale)
+    # With F near 1 the scale is huge: exp overflows to inf and F ** inf = 0, F ** 0 = 1, the limits of
+    # the transform; the overflow is expected, not an error.
+    with np.errstate(over="ignore"):
+        lower[inside] = f ** np.exp(-scale)
+        upper[inside] = f ** np.exp(scale)
     return lower, upper
 
 
