@@ -183,11 +183,14 @@ def test_too_large_exact_test_offers_monte_carlo() -> None:
     frame = _rows_from_table(REFERENCE["fisher"]["job_satisfaction_4x4"]["table"])
     with pytest.raises(Table1Error, match="fisher-mc"):
         table1(frame, "group", options=Table1Options(exact_limit=100, tests={"level": "fisher"}))
-    by_default = table1(frame, "group", options=Table1Options(exact_limit=100))
-    assert by_default.variables[0].result is None
-    assert by_default.warnings and "--test level=fisher-mc" in by_default.warnings[0]
+    # the default choice falls back to the seeded Monte-Carlo P of the same test and names it
+    by_default = table1(frame, "group", options=Table1Options(exact_limit=100, seed=3))
+    fallback = by_default.variables[0]
+    assert fallback.result.test == "fisher_mc" and "Monte-Carlo P (2,000 tables, seed 3)" in fallback.test_choice
+    assert not by_default.warnings
     result = table1(frame, "group", options=Table1Options(exact_limit=100, tests={"level": "fisher-mc"}, seed=3))
     assert result.variables[0].result.test == "fisher_mc"
+    assert result.variables[0].result.p == fallback.result.p
 
 
 GROUPED = st.lists(
@@ -331,12 +334,12 @@ def test_cli_wilcoxon_ties_exact_names_the_method(tmp_path: Path) -> None:
     assert variable["method"].startswith("exact permutation") and variable["statistic"] == 25.5
 
 
-def test_cli_default_fisher_past_the_limit_warns_and_keeps_the_table(tmp_path: Path) -> None:
+def test_cli_default_fisher_past_the_limit_gives_the_monte_carlo_p(tmp_path: Path) -> None:
     path = tmp_path / "job.csv"
     _rows_from_table(REFERENCE["fisher"]["job_satisfaction_4x4"]["table"]).write_csv(path)
     result = run("cohort", "table1", path, "--by", "group", "--exact-limit", "100")
     assert result.exit_code == 0, result.output
-    assert "warning:" in result.output and "fisher-mc" in " ".join(result.output.split())
+    assert "Monte-Carlo P (2,000 tables, seed 1)" in " ".join(result.output.split())
     refused = run("cohort", "table1", path, "--by", "group", "--exact-limit", "100", "--test", "level=fisher")
     assert refused.exit_code == 2 and "fisher-mc" in " ".join(refused.output.split())
 

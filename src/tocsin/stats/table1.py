@@ -376,8 +376,14 @@ def _run_categorical_test(
         )
         if requested:
             raise Table1Error(f"--test {variable}={requested}: {exc}; {fix}") from exc
-        # as gtsummary when fisher.test fails: the table is still made, this P is left out and says why
-        return None, choice, f"no P: {exc}; {fix}"
+        # A default choice falls back to the Monte-Carlo P of the same test (R's simulate.p.value = TRUE),
+        # seeded and so reproducible, and says so: a P with its method named serves more than none.
+        result = fisher_monte_carlo(table, seed=options.seed, resamples=options.resamples)
+        fallback = (
+            f"{choice}; the exact test is beyond the work limit ({options.exact_limit:,} "
+            f"partial tables) → Monte-Carlo P ({options.resamples:,} tables, seed {options.seed})"
+        )
+        return result, fallback, None
     except TestNotApplicable as exc:
         if requested:
             raise Table1Error(f"--test {variable}={requested}: {exc}") from exc
