@@ -361,6 +361,30 @@ def test_batch_grades_a_parquet_cohort_in_chunks_with_workers(tmp_path: Path) ->
     assert evidence.height > 0 and set(evidence.columns) == {"patient_id", "t", "item", "day", "value"}
 
 
+@pytest.mark.parametrize("grouped", [True, False], ids=["row-ranges", "by-patient-id"])
+def test_batch_names_the_file_line_of_a_refused_row_in_a_later_chunk(tmp_path: Path, grouped: bool) -> None:
+    """A refused row's line is its row in the file (1 = first data row), whether chunks are read as row
+    ranges (rows grouped by patient) or selected by patient id (rows interleaved)."""
+    from tocsin.synth import generate_cohort
+
+    cohort = generate_cohort(4, seed=3).events
+    ids = cohort.get_column("patient_id").unique(maintain_order=True).to_list()
+    if not grouped:  # interleave the patients' rows: no longer one run per patient
+        cohort = cohort.with_columns(pl.int_range(pl.len()).over("patient_id").alias("_k")).sort("_k").drop("_k")
+    last = cohort.with_row_index("line", offset=1).filter(pl.col("patient_id") == ids[-1]).row(-1, named=True)
+    bad = cohort.with_columns(
+        pl.when(pl.int_range(pl.len()) == last["line"] - 1).then(pl.lit("temperatur")).otherwise("item").alias("item")
+    )
+    events = tmp_path / "events.parquet"
+    bad.write_parquet(events)
+    out = tmp_path / "graded"
+    result = run("batch", events, "--out", out, "--chunk-patients", 1)
+    assert result.exit_code == 0, result.output
+    problems = pl.read_parquet(sorted((out / "input_problems").glob("part-*.parquet")))
+    refused = problems.filter(pl.col("field") == "item")
+    assert refused.get_column("line").to_list() == [last["line"]]
+
+
 def test_config_command_writes_toml_that_reads_back_as_the_same_config(tmp_path: Path) -> None:
     """`tocsin config --config FILE` re-emits a centre's file, dict and list values included."""
     centre = write(

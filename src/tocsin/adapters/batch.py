@@ -47,14 +47,7 @@ class _Chunk:
 def _patient_chunks(path: Path, chunk_patients: int) -> list[_Chunk]:
     """Chunks of patients. A file grouped by patient (each patient's rows together, as sorted files are)
     is read chunk by chunk as row ranges; otherwise each chunk is selected by patient id."""
-    runs = (
-        pl.scan_parquet(path)
-        .select(pl.col("patient_id").cast(pl.Utf8))
-        .collect()
-        .get_column("patient_id")
-        .rle()
-        .struct.unnest()
-    )
+    runs = pl.scan_parquet(path).select(pl.col("patient_id").cast(pl.Utf8).rle().struct.unnest()).collect()
     ids = runs.get_column("value").to_list()
     grouped = len(set(ids)) == len(ids)
     if not grouped:
@@ -74,11 +67,15 @@ def _read_chunk(path: Path, chunk: _Chunk) -> pl.DataFrame:
     missing = [c for c in REQUIRED if c not in scan.collect_schema().names()]
     if missing:
         raise InputFileError(f"{path}: missing column(s) {', '.join(missing)}")
-    scan = scan.with_row_index("line", offset=1)
     if chunk.rows is not None:
-        scan = scan.slice(*chunk.rows)
+        # A row index ahead of the slice made Polars decode row groups before the slice (0.2-1 s CPU per
+        # chunk, against 0.05 s): the line numbers of a row range are known without it.
+        offset, length = chunk.rows
+        scan = scan.slice(offset, length).with_columns(
+            pl.int_range(offset + 1, offset + 1 + length, dtype=pl.Int64).alias("line")
+        )
     else:
-        scan = scan.filter(pl.col("patient_id").cast(pl.Utf8).is_in(chunk.patients))
+        scan = scan.with_row_index("line", offset=1).filter(pl.col("patient_id").cast(pl.Utf8).is_in(chunk.patients))
     return scan.with_columns(
         pl.lit(str(path)).cast(pl.Categorical).alias("file"), pl.col("line").cast(pl.Int64)
     ).collect()
