@@ -238,8 +238,8 @@ def _per_day(read: _Read, rows: np.ndarray, value: np.ndarray) -> _PerDay:
 
 
 def _daily_values(read: _Read, end_t: np.ndarray, first_day: int, end_day: np.ndarray, item: str) -> _PerDay:
-    """Lowest count per patient and day (ICAHT-IMPL-DAILY-NADIR) among the count ``rows``, days
-    ``first_day..end_day``, counts taken at or before the end of observation (ICAHT-IMPL-CENSORING)."""
+    """Lowest count of ``item`` per patient and day (ICAHT-IMPL-DAILY-NADIR), days ``first_day..end_day``,
+    counts taken at or before the end of observation (ICAHT-IMPL-CENSORING)."""
     rows = read.rows_of(item)
     value, t, patient = read.num[rows], read.t[rows], read.patient[rows]
     day = np.floor(t)
@@ -253,8 +253,9 @@ def _support_days(read: _Read, item: str) -> _PerDay:
     return _per_day(read, rows, np.ones(rows.size))
 
 
-def _rows_in(per_day: _PerDay, n: int, first: int | np.ndarray, last: int | np.ndarray) -> np.ndarray:
+def _days_in(per_day: _PerDay, first: int | np.ndarray, last: int | np.ndarray) -> np.ndarray:
     """Per patient, how many of its days lie in ``first..last`` (numbers, or one per patient)."""
+    n = per_day.offsets.size - 1
     patient = np.repeat(np.arange(n), np.diff(per_day.offsets))
     lower, upper = np.broadcast_to(first, (n,))[patient], np.broadcast_to(last, (n,))[patient]
     return np.bincount(patient[(per_day.day >= lower) & (per_day.day <= upper)], minlength=n)
@@ -297,6 +298,200 @@ def _unknown_text(item: str, max_gap: int, days: int, first: int, last: int, low
     )
 
 
+class _Grid(NamedTuple):
+    """One lineage's daily grid: each patient's days 0 to the end of observation, patient ``p`` at
+    ``offsets[p]:offsets[p + 1]`` (see :func:`tocsin.core.kernels_icaht.day_grid`)."""
+
+    offsets: np.ndarray
+    day: np.ndarray
+    level: np.ndarray  # the day's value, interpolated or carried; NaN where unknown
+    masked: np.ndarray  # counts as below every threshold (a platelet count after a transfusion)
+    unknown: np.ndarray  # no level, not masked, and in an open window: the day could change a grade
+    undetermined: np.ndarray  # no level and not masked
+    early: np.ndarray
+    late: np.ndarray
+
+
+def _grid(daily: _PerDay, support: _PerDay, end_day: np.ndarray, spec: _Lineage, max_gap: int) -> _Grid:
+    """The daily grid of one lineage (ICAHT-IMPL-INTERPOLATION; T-ICAHT-IMPL-RECOVERY: a count up to
+    ``transfusion_free_days`` after a platelet transfusion is masked)."""
+    lead = max(max_gap, spec.transfusion_free_days or 0)
+    n_days = np.maximum(end_day + 1, 0)
+    offsets = np.concatenate(([0], np.cumsum(n_days)))
+    masking = -1 if spec.transfusion_free_days is None else spec.transfusion_free_days
+    grid = day_grid(offsets, end_day, *daily, support.offsets, support.day, lead, max_gap, masking)
+    level = grid.level
+    level[grid.interpolated] = np.round(level[grid.interpolated], _DECIMALS)
+    day = np.arange(offsets[-1]) - np.repeat(offsets[:-1], n_days)
+    early, late = day <= spec.early_end, day >= spec.late_start
+    # Liang carries the end values outward on the day 0-30 grid only; a late day counts when counts were
+    # measured before and after it, and only unknown days inside the measured course could change a grade.
+    level[late & ~grid.bracketed & ~grid.observed] = np.nan
+    undetermined = np.isnan(level) & ~grid.masked
+    unknown = undetermined & (early | grid.bracketed)
+    return _Grid(offsets, day, level, grid.masked, unknown, undetermined, early, late)
+
+
+class _Stretches:
+    """Days below each counted threshold after bridging (ICAHT-IMPL-BRIDGING), and the unknown and known days,
+    summarised per patient (:class:`tocsin.core.kernels_icaht.Runs`), for three readings of the unknown days:
+    ``b`` = unknown days above (best case), ``w`` = unknown days in the open windows below (worst case), ``o`` =
+    unknown days stay unknown and break stretches (the never-recovered rule). The worst case differs from the
+    best only for patients with unknown days, and the observed one is read only for them.
+
+    :meth:`of` reads a summary: ``of("longest", "e", "b", "anc_le_500")`` is the longest stretch of days 0-30
+    at or below 500/uL in the best case; windows ``e`` (early) and ``l`` (late, for the thresholds of the late
+    duration bands); ``of("count", "unknown", "e")``, ``of("last", "known", "o")`` (the last known day of days
+    0-30, never-recovered threshold).
+    """
+
+    def __init__(self, grid: _Grid, spec: _Lineage) -> None:
+        late_names = {b["threshold"] for b in spec.scale.table("late_duration_bands")}
+        never = spec.never_recovered["threshold"] if spec.never_recovered is not None else None
+        states: dict[tuple[str, str], np.ndarray] = {}
+        for name in spec.counted_thresholds():
+            t = spec.threshold(name)
+            below = grid.masked | _below(grid.level, t["limit"], t["inclusive"])
+            states["b", name] = np.where(below, BELOW, ABOVE)
+            states["w", name] = np.where(below | grid.unknown, BELOW, ABOVE)
+            if name == never:
+                states["o", name] = np.where(below, BELOW, np.where(grid.undetermined, UNKNOWN, ABOVE))
+        below_bridged = bridged(np.stack(list(states.values())).astype(np.int8), grid.offsets, spec.stable_days)
+        flags: dict[tuple[str, ...], np.ndarray] = {}
+        for (case, name), row in zip(states, below_bridged, strict=True):
+            flags["e", case, name] = row & grid.early
+            if name in late_names and case != "o":
+                flags["l", case, name] = row & grid.late
+        flags["unknown", "e"], flags["unknown", "l"] = grid.unknown & grid.early, grid.unknown & grid.late
+        flags["known", "e"] = ~np.isnan(grid.level) & grid.early
+        if never is not None:
+            flags["known", "o"] = grid.early & (states["o", never] != UNKNOWN)
+        self._runs = runs(np.stack(list(flags.values())), grid.offsets)
+        self._row = {key: k for k, key in enumerate(flags)}
+        self.graded = np.diff(grid.offsets) > 0  # the others have no day on the grid, and null durations
+
+    def of(self, field: str, *key: str) -> np.ndarray:
+        return getattr(self._runs, field)[self._row[key]]
+
+    def band(self, bands: list[dict], window: str, case: str, rule: str) -> np.ndarray:
+        """Per patient, the index of the first of ``bands`` whose threshold was met for at least its
+        ``min_days`` in the window (-1: none), days counted by ``rule`` (longest stretch or cumulative)."""
+        counted = "longest" if rule == "longest" else "count"
+        return _first_band(
+            [self.graded & (self.of(counted, window, case, b["threshold"]) >= b["min_days"]) for b in bands],
+            self.graded.size,
+        )
+
+
+class _Early(NamedTuple):
+    low: np.ndarray  # grade in the best case
+    high: np.ndarray  # grade in the worst case
+    rule: np.ndarray  # rule id of the best case
+    first: np.ndarray  # the counted stretch below the recovery threshold (-1: none)
+    last: np.ndarray
+
+
+def _early_grades(stretches: _Stretches, spec: _Lineage, end_day: np.ndarray) -> _Early:
+    """Early grades (days 0-30): the first band of the criteria table met by the days below each threshold
+    (ICAHT-IMPL-DURATION), in the best and the worst case, and the never-recovered grade 4."""
+    bands = spec.scale.table("early_bands")
+    best, worst = (stretches.band(bands, "e", case, spec.duration_rule) for case in ("b", "w"))
+    low, high = _band_values(bands, best, "grade", 0), _band_values(bands, worst, "grade", 0)
+    rule = _band_values(bands, best, "rule", spec.scale.table("early_grade0_rule"))
+    recovery = spec.scale.table("recovery_threshold")
+    if spec.duration_rule == "longest":
+        first = stretches.of("longest_start", "e", "b", recovery)
+        last = first + stretches.of("longest", "e", "b", recovery) - 1
+    else:
+        first, last = stretches.of("first", "e", "b", recovery), stretches.of("last", "e", "b", recovery)
+    if spec.never_recovered is not None:
+        # ICAHT-EARLY-G4-NEVER-RECOVERED: the stretch below the threshold that holds on the last known day of
+        # days 0-30 (best case: every day is known) starts by the onset day. The stretch ends on that day, so
+        # it is the last stretch when its last day is the last known one.
+        name = spec.never_recovered["threshold"]
+        last_early = np.minimum(spec.early_end, end_day)
+        last_b, last_o = stretches.of("last", "e", "b", name), stretches.of("last", "e", "o", name)
+        start_b = np.where(last_b == last_early, stretches.of("last_start", "e", "b", name), -1)
+        known_o = (last_o >= 0) & (last_o == stretches.of("last", "known", "o"))
+        start_o = np.where(known_o, stretches.of("last_start", "e", "o", name), -1)
+        uncertain = (stretches.of("count", "unknown", "e") + stretches.of("count", "unknown", "l")) > 0
+        start = np.where(uncertain, start_o, start_b)
+        never = (start >= 0) & (start <= spec.never_recovered_onset_max_day)
+        low = np.where(never, spec.never_recovered["grade"], low)
+        high = np.where(never, spec.never_recovered["grade"], high)
+        rule = np.where(never, spec.never_recovered["rule"], rule)
+    return _Early(low, high, rule, first, last)
+
+
+class _LateValues(NamedTuple):
+    """Per patient, the daily values from day 31 on."""
+
+    n: np.ndarray
+    nadir: np.ndarray  # NaN where none
+    nadir_day: np.ndarray  # the first day of the nadir
+    second: np.ndarray  # the second-lowest value (NaN: fewer than two)
+    first_day: np.ndarray  # -1 where none
+    last_day: np.ndarray
+
+
+def _late_values(daily: _PerDay, late_start: int) -> _LateValues:
+    n = daily.offsets.size - 1
+    late = np.flatnonzero(daily.day >= late_start)
+    patient = np.repeat(np.arange(n), np.diff(daily.offsets))[late]
+    offsets = np.searchsorted(patient, np.arange(n + 1))
+    count = np.diff(offsets)
+    first, last = np.where(count >= 1, offsets[:-1], -1), np.where(count >= 1, offsets[1:] - 1, -1)
+    by_value = late[np.lexsort((daily.day[late], daily.value[late], patient))]  # ties: the earliest day first
+    lowest = _take(by_value, first, -1)
+    second = _take(by_value, np.where(count >= 2, offsets[:-1] + 1, -1), -1)
+    return _LateValues(
+        count,
+        _take(daily.value, lowest, np.nan),
+        _take(daily.day, lowest, -1),
+        _take(daily.value, second, np.nan),
+        _take(daily.day, _take(late, first, -1), -1),
+        _take(daily.day, _take(late, last, -1), -1),
+    )
+
+
+class _Late(NamedTuple):
+    low: np.ndarray
+    high: np.ndarray
+    rule: np.ndarray
+
+
+def _late_grades(values: _LateValues, stretches: _Stretches, spec: _Lineage) -> _Late:
+    """Late grade: band of the lowest daily value, confirmed by the second-lowest (not transient); T-ICAHT grade 4
+    by the days below a threshold (late duration bands), in the best and the worst case."""
+    n, scale = values.n.size, spec.scale
+    nadir_bands, confirm, bands = (
+        scale.table("late_nadir_bands"),
+        scale.table("late_confirm"),
+        scale.table("late_duration_bands"),
+    )
+    has_values = values.n >= 1
+    nadir_band = _first_band([has_values & _below(values.nadir, b["limit"], b["inclusive"]) for b in nadir_bands], n)
+    confirmed = (values.n == 1) | ((values.n >= 2) & _below(values.second, confirm["limit"], confirm["inclusive"]))
+    nadir_grade = np.where(confirmed, _band_values(nadir_bands, nadir_band, "grade", 0), 0)
+    if bands:
+        best, worst = (stretches.band(bands, "l", case, spec.duration_rule) for case in ("b", "w"))
+        duration_low, duration_high = _band_values(bands, best, "grade", 0), _band_values(bands, worst, "grade", 0)
+        duration_rule = _band_values(bands, best, "rule", None)
+    else:
+        duration_low = duration_high = np.zeros(n, dtype=np.int64)
+        duration_rule = np.full(n, None, dtype=object)
+    rule = np.where(
+        (duration_low > 0) & (duration_low >= nadir_grade),
+        duration_rule,
+        np.where(
+            nadir_grade > 0,
+            _band_values(nadir_bands, nadir_band, "rule", None),
+            np.where(nadir_band >= 0, confirm["rule"], scale.table("late_grade0_rule")),
+        ),
+    )
+    return _Late(np.maximum(nadir_grade, duration_low), np.maximum(nadir_grade, duration_high), rule)
+
+
 def _lineage_grades(
     read: _Read,
     end_t: np.ndarray,
@@ -306,154 +501,31 @@ def _lineage_grades(
     config: IcahtConfig,
 ) -> list[_Column]:
     """The columns of one lineage's early and late grades, prefixed with ``spec.prefix``, one value per patient."""
-    p, item, scale, n = spec.prefix, spec.item, spec.scale, read.n_patients
-    early_window_end, late_start = spec.early_end, spec.late_start  # each read is a lookup in the scale model
-    max_gap = config.max_interpolation_gap_days
-    lead = max(max_gap, spec.transfusion_free_days or 0)
-    daily = _daily_values(read, end_t, -lead, end_day, item)
+    p, item, n = spec.prefix, spec.item, read.n_patients
+    late_start, max_gap = spec.late_start, config.max_interpolation_gap_days
+    daily = _daily_values(read, end_t, -max(max_gap, spec.transfusion_free_days or 0), end_day, item)
     support = _support_days(read, spec.support_item)
-    n_days = np.maximum(end_day + 1, 0)
-    offsets = np.concatenate(([0], np.cumsum(n_days)))
-    masking = -1 if spec.transfusion_free_days is None else spec.transfusion_free_days
-    grid = day_grid(offsets, end_day, *daily, support.offsets, support.day, lead, max_gap, masking)
-    level = grid.level
-    level[grid.interpolated] = np.round(level[grid.interpolated], _DECIMALS)
-    day = np.arange(offsets[-1]) - np.repeat(offsets[:-1], n_days)
-    early, late = day <= early_window_end, day >= late_start
-    # Liang carries the end values outward on the day 0-30 grid only; a late day counts when counts were
-    # measured before and after it, and only unknown days inside the measured course could change a grade.
-    level[late & ~grid.bracketed & ~grid.observed] = np.nan
-    undetermined = np.isnan(level) & ~grid.masked
-    unknown = undetermined & (early | grid.bracketed)
+    grid = _grid(daily, support, end_day, spec, max_gap)
+    stretches = _Stretches(grid, spec)
+    early = _early_grades(stretches, spec, end_day)
+    values = _late_values(daily, late_start)
+    late = _late_grades(values, stretches, spec)
 
-    # States of each day against each threshold, for three readings of the unknown days: "b" = unknown days
-    # above (best case), "w" = unknown days in the open windows below (worst case), "o" = unknown days stay
-    # unknown and break stretches (the never-recovered rule). The worst case differs from the best only for
-    # patients with unknown days, and the observed one is read only for them.
-    names = spec.counted_thresholds()
-    late_names = {b["threshold"] for b in scale.table("late_duration_bands")}
-    states: dict[tuple[str, str], np.ndarray] = {}
-    for name in names:
-        t = spec.threshold(name)
-        below = grid.masked | _below(level, t["limit"], t["inclusive"])
-        states["b", name] = np.where(below, BELOW, ABOVE)
-        states["w", name] = np.where(below | unknown, BELOW, ABOVE)
-        if spec.never_recovered is not None and name == spec.never_recovered["threshold"]:
-            states["o", name] = np.where(below, BELOW, np.where(undetermined, UNKNOWN, ABOVE))
-    below_bridged = bridged(np.stack(list(states.values())).astype(np.int8), offsets, spec.stable_days)
-    flags: dict[tuple[str, ...], np.ndarray] = {}
-    for (case, name), row in zip(states, below_bridged, strict=True):
-        flags["e", case, name] = row & early
-        if name in late_names and case != "o":
-            flags["l", case, name] = row & late
-    flags["unknown", "e"], flags["unknown", "l"] = unknown & early, unknown & late
-    flags["known", "e"] = ~np.isnan(level) & early
-    if spec.never_recovered is not None:
-        flags["known", "o"] = early & (states["o", spec.never_recovered["threshold"]] != UNKNOWN)
-    found = runs(np.stack(list(flags.values())), offsets)
-    row_of = {key: k for k, key in enumerate(flags)}
-
-    def summary(field: str, *key: str) -> np.ndarray:
-        return getattr(found, field)[row_of[key]]
-
-    graded = n_days > 0  # patients observed on day 0 or later; the others have no grid and null durations
-    counting = "longest" if spec.duration_rule == "longest" else "count"
-
-    def days(window: str, case: str, name: str) -> np.ndarray:
-        return summary(counting, window, case, name)
-
-    def met(bands: list[dict], window: str, case: str) -> list[np.ndarray]:
-        return [graded & (days(window, case, b["threshold"]) >= b["min_days"]) for b in bands]
-
-    recovery = scale.table("recovery_threshold")
-    if spec.duration_rule == "longest":
-        first = summary("longest_start", "e", "b", recovery)
-        last = first + summary("longest", "e", "b", recovery) - 1
-        last_dtype = pl.Int64  # as the first day plus a stretch length counted in row numbers
-    else:
-        first, last, last_dtype = summary("first", "e", "b", recovery), summary("last", "e", "b", recovery), pl.Int32
-    e_unknown, l_unknown = summary("count", "unknown", "e"), summary("count", "unknown", "l")
-    uncertain = (e_unknown + l_unknown) > 0
-
-    early_bands, late_bands = scale.table("early_bands"), scale.table("late_duration_bands")
-    best, worst = _first_band(met(early_bands, "e", "b"), n), _first_band(met(early_bands, "e", "w"), n)
-    early_min, early_max = _band_values(early_bands, best, "grade", 0), _band_values(early_bands, worst, "grade", 0)
-    early_rule = _band_values(early_bands, best, "rule", scale.table("early_grade0_rule"))
-    if spec.never_recovered is not None:
-        # ICAHT-EARLY-G4-NEVER-RECOVERED: the stretch below the threshold that holds on the last known day of
-        # days 0-30 (best case: every day is known) starts by the onset day. The stretch ends on that day, so
-        # it is the last stretch when its last day is the last known one.
-        name = spec.never_recovered["threshold"]
-        last_early = np.minimum(early_window_end, end_day)
-        start_b = np.where(summary("last", "e", "b", name) == last_early, summary("last_start", "e", "b", name), -1)
-        last_o = summary("last", "e", "o", name)
-        known_o = (last_o >= 0) & (last_o == summary("last", "known", "o"))
-        start_o = np.where(known_o, summary("last_start", "e", "o", name), -1)
-        start = np.where(uncertain, start_o, start_b)
-        never = (start >= 0) & (start <= spec.never_recovered_onset_max_day)
-        early_min = np.where(never, spec.never_recovered["grade"], early_min)
-        early_max = np.where(never, spec.never_recovered["grade"], early_max)
-        early_rule = np.where(never, spec.never_recovered["rule"], early_rule)
-
-    # Late: the lowest daily value of days 31 on, confirmed by the second-lowest (not transient).
-    late = np.flatnonzero(daily.day >= late_start)
-    late_patient = np.repeat(np.arange(n), np.diff(daily.offsets))[late]
-    late_offsets = np.searchsorted(late_patient, np.arange(n + 1))
-    n_values = np.diff(late_offsets)
-    has_values, has_second = n_values >= 1, n_values >= 2
-    by_value = late[np.lexsort((daily.day[late], daily.value[late], late_patient))]
-    lowest = _take(by_value, np.where(has_values, late_offsets[:-1], -1), -1)
-    second = _take(by_value, np.where(has_second, late_offsets[:-1] + 1, -1), -1)
-    nadir, nadir_day = _take(daily.value, lowest, np.nan), _take(daily.day, lowest, 0)
-    second_lowest = _take(daily.value, second, np.nan)
-    first_late = _take(daily.day, _take(late, np.where(has_values, late_offsets[:-1], -1), -1), 0)
-    last_late = _take(daily.day, _take(late, np.where(has_values, late_offsets[1:] - 1, -1), -1), 0)
-
-    nadir_bands, confirm = scale.table("late_nadir_bands"), scale.table("late_confirm")
-    nadir_band = _first_band([has_values & _below(nadir, b["limit"], b["inclusive"]) for b in nadir_bands], n)
-    confirmed = (n_values == 1) | (has_second & _below(second_lowest, confirm["limit"], confirm["inclusive"]))
-    nadir_grade = np.where(confirmed, _band_values(nadir_bands, nadir_band, "grade", 0), 0)
-    if late_bands:
-        duration_best = _first_band(met(late_bands, "l", "b"), n)
-        duration_min = _band_values(late_bands, duration_best, "grade", 0)
-        duration_max = _band_values(late_bands, _first_band(met(late_bands, "l", "w"), n), "grade", 0)
-        duration_rule = _band_values(late_bands, duration_best, "rule", None)
-    else:
-        duration_min = duration_max = np.zeros(n, dtype=np.int64)
-        duration_rule = np.full(n, None, dtype=object)
-    late_min, late_max = np.maximum(nadir_grade, duration_min), np.maximum(nadir_grade, duration_max)
-    late_rule = np.where(
-        (duration_min > 0) & (duration_min >= nadir_grade),
-        duration_rule,
-        np.where(
-            nadir_grade > 0,
-            _band_values(nadir_bands, nadir_band, "rule", None),
-            np.where(nadir_band >= 0, confirm["rule"], scale.table("late_grade0_rule")),
-        ),
-    )
-
-    early_end = np.minimum(early_window_end, end_day)
+    early_end = np.minimum(spec.early_end, end_day)
     late_window_end = np.minimum(config.late_end_day, end_day)
-    early_ok = early_min == early_max
+    early_ok = early.low == early.high
     late_open = late_window_end >= late_start
-    enough = n_values >= config.late_min_values
+    enough = values.n >= config.late_min_values
     late_graded = late_open & enough
-    late_ok = late_graded & (late_min == late_max)
-    e_known = summary("count", "known", "e")
+    late_ok = late_graded & (late.low == late.high)
+    unknown = {w: [stretches.of(f, "unknown", w) for f in ("count", "first", "last")] for w in ("e", "l")}
+    early_known = stretches.of("count", "known", "e")
     early_reason: list[str | None] = [None] * n
     for i in np.flatnonzero(~early_ok):
         early_reason[i] = (
             f"no {item} in days 0-{early_end[i]}"
-            if e_known[i] == 0
-            else _unknown_text(
-                item,
-                max_gap,
-                e_unknown[i],
-                summary("first", "unknown", "e")[i],
-                summary("last", "unknown", "e")[i],
-                early_min[i],
-                early_max[i],
-            )  # fmt: skip
+            if early_known[i] == 0
+            else _unknown_text(item, max_gap, *(u[i] for u in unknown["e"]), early.low[i], early.high[i])
         )
     late_reason: list[str | None] = [None] * n
     for i in np.flatnonzero(~late_ok):
@@ -462,64 +534,64 @@ def _lineage_grades(
             late_reason[i] = (
                 None if ended is None else f"observation ended on day {end_day[i]} ({ended}), before day {late_start}"
             )
-        elif n_values[i] == 0:
+        elif values.n[i] == 0:
             late_reason[i] = f"no {item} in days {late_start}-{late_window_end[i]}"
         elif not enough[i]:
             late_reason[i] = (
-                f"{n_values[i]} daily {item} value(s) in days {late_start}-{late_window_end[i]}; "
+                f"{values.n[i]} daily {item} value(s) in days {late_start}-{late_window_end[i]}; "
                 f"at least {config.late_min_values} needed"
             )
         else:
-            late_reason[i] = _unknown_text(
-                item, max_gap, l_unknown[i], summary("first", "unknown", "l")[i], summary("last", "unknown", "l")[i],
-                late_min[i], late_max[i],
-            )  # fmt: skip
+            late_reason[i] = _unknown_text(item, max_gap, *(u[i] for u in unknown["l"]), late.low[i], late.high[i])
 
+    graded = stretches.graded
     threshold_columns = []
-    for name in names:
+    for name in spec.counted_thresholds():
         threshold_columns += [
-            _column(f"days_{name}", summary("longest", "e", "b", name), pl.UInt32, graded),
-            _column(f"days_{name}_cumulative", summary("count", "e", "b", name), pl.UInt32, graded),
+            _column(f"days_{name}", stretches.of("longest", "e", "b", name), pl.UInt32, graded),
+            _column(f"days_{name}_cumulative", stretches.of("count", "e", "b", name), pl.UInt32, graded),
         ]
-    for band in late_bands:
+    for band in spec.scale.table("late_duration_bands"):
         name = band["threshold"]
         threshold_columns += [
-            _column(f"late_days_{name}", summary("longest", "l", "b", name), pl.UInt32, graded),
-            _column(f"late_days_{name}_cumulative", summary("count", "l", "b", name), pl.UInt32, graded),
+            _column(f"late_days_{name}", stretches.of("longest", "l", "b", name), pl.UInt32, graded),
+            _column(f"late_days_{name}_cumulative", stretches.of("count", "l", "b", name), pl.UInt32, graded),
         ]
     given = spec.support_item
-    before_day0 = _rows_in(support, n, np.iinfo(np.int64).min, -1)
+    before_day0 = _days_in(support, np.iinfo(np.int64).min, -1)
     support_first = _take(
         support.day, np.where(np.diff(support.offsets) > before_day0, support.offsets[:-1] + before_day0, -1), -1
     )
+    has_values, counted = values.n >= 1, early.first >= 0
     return [
-        _column(f"{p}early_grade", early_min, pl.Int8, early_ok),
-        _column(f"{p}early_grade_min", early_min, pl.Int8),
-        _column(f"{p}early_grade_max", early_max, pl.Int8),
-        _column(f"{p}early_rule", early_rule, pl.Utf8, early_ok),
+        _column(f"{p}early_grade", early.low, pl.Int8, early_ok),
+        _column(f"{p}early_grade_min", early.low, pl.Int8),
+        _column(f"{p}early_grade_max", early.high, pl.Int8),
+        _column(f"{p}early_rule", early.rule, pl.Utf8, early_ok),
         _column(f"{p}early_evaluable", early_ok, pl.Boolean),
         _column(f"{p}early_not_evaluable_reason", early_reason, pl.Utf8),
         *threshold_columns,
-        _column(f"{p}early_first_day", first, pl.Int32, first >= 0),
-        _column(f"{p}early_last_day", last, last_dtype, first >= 0),
-        _column(f"{p}early_days_unknown", e_unknown, pl.UInt32),
+        _column(f"{p}early_first_day", early.first, pl.Int32, counted),
+        # The longest stretch's last day is its first day plus a length: Int64, as the Polars code gave it.
+        _column(f"{p}early_last_day", early.last, pl.Int64 if spec.duration_rule == "longest" else pl.Int32, counted),
+        _column(f"{p}early_days_unknown", unknown["e"][0], pl.UInt32),
         _column(f"{p}early_window_end", early_end, pl.Int32),
         _column(f"{p}early_duration_rule", [spec.duration_rule] * n, pl.Utf8),
-        _column(f"{p}late_grade", late_min, pl.Int8, late_ok),
-        _column(f"{p}late_grade_min", late_min, pl.Int8, late_graded),
-        _column(f"{p}late_grade_max", late_max, pl.Int8, late_graded),
-        _column(f"{p}late_rule", late_rule, pl.Utf8, late_ok),
+        _column(f"{p}late_grade", late.low, pl.Int8, late_ok),
+        _column(f"{p}late_grade_min", late.low, pl.Int8, late_graded),
+        _column(f"{p}late_grade_max", late.high, pl.Int8, late_graded),
+        _column(f"{p}late_rule", late.rule, pl.Utf8, late_ok),
         _column(f"{p}late_evaluable", late_ok, pl.Boolean),
         _column(f"{p}late_not_evaluable_reason", late_reason, pl.Utf8),
-        _column(f"{p}late_nadir", nadir, pl.Float64),
-        _column(f"{p}late_nadir_day", nadir_day, pl.Int32, has_values),
-        _column(f"{p}late_second_lowest", second_lowest, pl.Float64),
-        _column(f"{p}late_n_values", n_values, pl.Int32),
-        _column(f"{p}late_first_day", first_late, pl.Int32, has_values),
-        _column(f"{p}late_last_day", last_late, pl.Int32, has_values),
+        _column(f"{p}late_nadir", values.nadir, pl.Float64),
+        _column(f"{p}late_nadir_day", values.nadir_day, pl.Int32, has_values),
+        _column(f"{p}late_second_lowest", values.second, pl.Float64),
+        _column(f"{p}late_n_values", values.n, pl.Int32),
+        _column(f"{p}late_first_day", values.first_day, pl.Int32, has_values),
+        _column(f"{p}late_last_day", values.last_day, pl.Int32, has_values),
         _column(f"{p}late_window_end", late_window_end, pl.Int32),
-        _column(f"{given}_days_early", _rows_in(support, n, 0, early_end), pl.Int32),
-        _column(f"{given}_days_late", _rows_in(support, n, late_start, late_window_end), pl.Int32),
+        _column(f"{given}_days_early", _days_in(support, 0, early_end), pl.Int32),
+        _column(f"{given}_days_late", _days_in(support, late_start, late_window_end), pl.Int32),
         _column(f"{given}_first_day", support_first, pl.Int32, support_first >= 0),
     ]
 
