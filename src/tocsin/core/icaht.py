@@ -441,7 +441,8 @@ def _late_values(daily: _PerDay, late_start: int) -> _LateValues:
     offsets = np.searchsorted(patient, np.arange(n + 1))
     count = np.diff(offsets)
     first, last = np.where(count >= 1, offsets[:-1], -1), np.where(count >= 1, offsets[1:] - 1, -1)
-    by_value = late[np.lexsort((daily.day[late], daily.value[late], patient))]  # ties: the earliest day first
+    # lexsort is stable and a patient's days are in order: the nadir's first day comes first among equal values.
+    by_value = late[np.lexsort((daily.value[late], patient))]
     lowest = _take(by_value, first, -1)
     second = _take(by_value, np.where(count >= 2, offsets[:-1] + 1, -1), -1)
     return _LateValues(
