@@ -1,0 +1,199 @@
+"""Compiled passes of ICAHT and T-ICAHT over each patient's daily grid (days 0 to the end of observation).
+
+As Polars expressions a grade took some 160 operations for one course: forward and backward fills for the
+interpolation, run bounds for the bridging and for every stretch, a group-by per reading of the unknown days,
+each at its fixed cost of 20-500 µs. Here each pass reads the patients' days once, in a loop compiled by Numba
+(imported on first use, compiled once and cached next to this module, see :func:`tocsin.core.segments.compiled`),
+and :mod:`tocsin.core.icaht` does the rest with NumPy on whole columns. Patient ``p``'s days are the positions
+``offsets[p]:offsets[p + 1]`` of every per-day array, day 0 first.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from tocsin.core.segments import compiled
+
+#: A day's state against a threshold: above it, below it, or unknown (no count, not interpolated).
+ABOVE, BELOW, UNKNOWN = 0, 1, -1
+
+
+class DayGrid(NamedTuple):
+    """Each patient's days 0 to the end of observation, from the daily values (see :func:`day_grid`)."""
+
+    level: np.ndarray  # float64: the day's value, interpolated or carried; NaN where unknown
+    interpolated: np.ndarray  # bool: level interpolated between two values (to be rounded)
+    observed: np.ndarray  # bool: the day has a value of its own
+    bracketed: np.ndarray  # bool: a value on or before the day and one on or after it (from day -lead)
+    masked: np.ndarray  # bool: within the masking days after a support day (a transfusion)
+
+
+def _day_grid_loop(
+    offsets: np.ndarray,
+    end_day: np.ndarray,
+    value_offsets: np.ndarray,
+    value_day: np.ndarray,
+    value: np.ndarray,
+    support_offsets: np.ndarray,
+    support_day: np.ndarray,
+    lead: int,
+    max_gap: int,
+    masking_days: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    n_days = offsets[-1]
+    level = np.full(n_days, np.nan)
+    interpolated = np.zeros(n_days, dtype=np.bool_)
+    observed = np.zeros(n_days, dtype=np.bool_)
+    bracketed = np.zeros(n_days, dtype=np.bool_)
+    masked = np.zeros(n_days, dtype=np.bool_)
+    for p in range(end_day.shape[0]):
+        following, stop = value_offsets[p], value_offsets[p + 1]
+        preceding = -1  # the patient's latest daily value before the day
+        support, support_stop = support_offsets[p], support_offsets[p + 1]
+        last_support = -1
+        has_support = False
+        # From day -lead: values before the infusion anchor the interpolation, supports before it mask day 0 on.
+        for day in range(-lead, end_day[p] + 1):
+            while following < stop and value_day[following] < day:
+                preceding = following
+                following += 1
+            while support < support_stop and support_day[support] <= day:
+                if support_day[support] >= -lead:
+                    last_support, has_support = support_day[support], True
+                support += 1
+            if day < 0:
+                continue
+            cell = offsets[p] + day
+            masked[cell] = masking_days >= 0 and has_support and day - last_support <= masking_days
+            has_next, has_previous = following < stop, preceding >= 0
+            if has_next and value_day[following] == day:
+                level[cell], observed[cell], bracketed[cell] = value[following], True, True
+            elif has_next and has_previous:
+                bracketed[cell] = True
+                d0, d1 = value_day[preceding], value_day[following]
+                if d1 - d0 - 1 <= max_gap:
+                    v0 = value[preceding]
+                    level[cell] = v0 + (value[following] - v0) / (d1 - d0) * (day - d0)
+                    interpolated[cell] = True
+            elif has_next and value_day[following] - day <= max_gap:
+                level[cell] = value[following]
+            elif has_previous and day - value_day[preceding] <= max_gap:
+                level[cell] = value[preceding]
+    return level, interpolated, observed, bracketed, masked
+
+
+def day_grid(
+    offsets: np.ndarray,
+    end_day: np.ndarray,
+    value_offsets: np.ndarray,
+    value_day: np.ndarray,
+    value: np.ndarray,
+    support_offsets: np.ndarray,
+    support_day: np.ndarray,
+    lead: int,
+    max_gap: int,
+    masking_days: int,
+) -> DayGrid:
+    """The daily grid of every patient: days ``0..end_day[p]`` at positions ``offsets[p]:offsets[p + 1]``.
+
+    ``value_day`` / ``value`` are the daily values of patient ``p`` at ``value_offsets[p]:value_offsets[p + 1]``
+    (by day, one per day, days ``-lead..end_day[p]``). A day without a value is interpolated linearly when the
+    gap it lies in has at most ``max_gap`` missing days; before the first value or after the last, the nearest
+    value is carried for ``max_gap`` days (Liang's ``na.approx(rule = 2)``, bounded). ``support_day`` (by day,
+    patient ``p`` at ``support_offsets[p]:support_offsets[p + 1]``) masks the day of a support from day ``-lead``
+    and the ``masking_days`` after it (-1: never masks). The interpolated levels are returned unrounded.
+    """
+    return DayGrid(
+        *compiled(_day_grid_loop)(
+            offsets.astype(np.int64, copy=False),
+            end_day.astype(np.int64, copy=False),
+            value_offsets.astype(np.int64, copy=False),
+            value_day.astype(np.int64, copy=False),
+            value.astype(np.float64, copy=False),
+            support_offsets.astype(np.int64, copy=False),
+            support_day.astype(np.int64, copy=False),
+            int(lead),
+            int(max_gap),
+            int(masking_days),
+        )
+    )
+
+
+def _bridged_loop(states: np.ndarray, offsets: np.ndarray, stable_days: int) -> np.ndarray:
+    below = np.zeros(states.shape, dtype=np.bool_)
+    for s in range(states.shape[0]):
+        for p in range(offsets.shape[0] - 1):
+            start, stop = offsets[p], offsets[p + 1]
+            first = start
+            while first < stop:
+                state = states[s, first]
+                end = first + 1
+                while end < stop and states[s, end] == state:
+                    end += 1
+                if state == BELOW:
+                    below[s, first:end] = True
+                elif (
+                    state == ABOVE
+                    and end - first < stable_days
+                    and first > start
+                    and end < stop
+                    and states[s, first - 1] == BELOW
+                    and states[s, end] == BELOW
+                ):
+                    below[s, first:end] = True
+                first = end
+    return below
+
+
+def bridged(states: np.ndarray, offsets: np.ndarray, stable_days: int) -> np.ndarray:
+    """Below the threshold after bridging, for each row of ``states`` (``ABOVE`` / ``BELOW`` / ``UNKNOWN`` per
+    day): a run of days above it shorter than ``stable_days`` with a day below on both sides (a non-stable
+    recovery) counts as below; an unknown day is on neither side, so it stops a bridge."""
+    return compiled(_bridged_loop)(
+        states.astype(np.int8, copy=False), offsets.astype(np.int64, copy=False), stable_days
+    )
+
+
+class Runs(NamedTuple):
+    """Per flag row and patient (arrays of shape (flags, patients)); days since day 0, -1 where there is none."""
+
+    count: np.ndarray  # days flagged
+    first: np.ndarray  # first flagged day
+    last: np.ndarray  # last flagged day
+    longest: np.ndarray  # length of the longest run of consecutive flagged days (0 when none)
+    longest_start: np.ndarray  # first day of the first run of that length
+    last_start: np.ndarray  # first day of the last run
+
+
+def _runs_loop(
+    flags: np.ndarray, offsets: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    shape = (flags.shape[0], offsets.shape[0] - 1)
+    count, longest = np.zeros(shape, dtype=np.int64), np.zeros(shape, dtype=np.int64)
+    first, last = np.full(shape, -1, dtype=np.int64), np.full(shape, -1, dtype=np.int64)
+    longest_start, last_start = np.full(shape, -1, dtype=np.int64), np.full(shape, -1, dtype=np.int64)
+    for f in range(shape[0]):
+        for p in range(shape[1]):
+            run_start = -1
+            for cell in range(offsets[p], offsets[p + 1]):
+                if not flags[f, cell]:
+                    run_start = -1
+                    continue
+                day = cell - offsets[p]
+                if run_start < 0:
+                    run_start = day
+                count[f, p] += 1
+                if first[f, p] < 0:
+                    first[f, p] = day
+                last[f, p], last_start[f, p] = day, run_start
+                if day - run_start + 1 > longest[f, p]:
+                    longest[f, p], longest_start[f, p] = day - run_start + 1, run_start
+    return count, first, last, longest, longest_start, last_start
+
+
+def runs(flags: np.ndarray, offsets: np.ndarray) -> Runs:
+    """Counts, first and last days and runs of each row of the boolean matrix ``flags`` (flags x days), per
+    patient: one pass for every duration, stretch and unknown-day count of a lineage."""
+    return Runs(*compiled(_runs_loop)(flags.astype(np.bool_, copy=False), offsets.astype(np.int64, copy=False)))
