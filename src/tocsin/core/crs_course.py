@@ -118,7 +118,7 @@ def vasopressor_names(state: Assessments) -> list[str]:
 
 def crs_death(state: Assessments) -> np.ndarray:
     """Grade 5 only from an adjudicated death due to CRS."""
-    return state.text("death_cause").lookup({"crs": 1}, 0, 0) == 1
+    return state["death_due"]
 
 
 def support_evidence(

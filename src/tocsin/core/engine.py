@@ -27,7 +27,7 @@ from tocsin.core.crs_astct2019 import grade_crs_astct2019
 from tocsin.core.crs_course import mark_crs_course
 from tocsin.core.crs_lee2014 import grade_crs_lee2014
 from tocsin.core.cytopenia_ctcae import grade_cytopenias, worst_cytopenia_grades
-from tocsin.core.episodes import episodes_from_timeline, mark_stretches, patient_summary
+from tocsin.core.episodes import episodes_and_summary, mark_stretches
 from tocsin.core.events import IngestLimits, NormalisedEvents, normalise_events
 from tocsin.core.evidence import Observation, evidence_columns, expand_evidence
 from tocsin.core.icaht import grade_icaht
@@ -126,15 +126,14 @@ def _toxicity_result(
     # Every rule id a grade cites must be one of the scale's rules (criteria data), or the output would
     # point to a rule nobody can look up. The rules are codes into a table of ids until the frame is built.
     rule = graded.text("rule")
-    used = rule.source.gather(np.unique(rule.index[rule.index >= 0])).drop_nulls().to_list()
-    unknown = set(used) - {r.id for r in scale.rules}
+    names = rule.source.to_list()
+    unknown = {names[k] for k in np.unique(rule.index[rule.index >= 0])} - {r.id for r in scale.rules}
     if unknown:
         raise RuntimeError(
             f"{scale.scale}: grading produced rule ids missing from its criteria file: {sorted(unknown)}"
         )
-    timeline = graded.frame(keep)
-    episodes = episodes_from_timeline(timeline)
-    return ToxicityResult(scale, timeline, episodes, patient_summary(timeline, episodes), tuple(observations))
+    episodes, summary = episodes_and_summary(graded)
+    return ToxicityResult(scale, graded.frame(keep), episodes, summary, tuple(observations))
 
 
 #: Evidence columns by the identity of the specs (expressions are not hashable); the graders build their

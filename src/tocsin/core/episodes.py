@@ -11,19 +11,11 @@ the grade reached 1 or more. A stretch still open at the last observation is rep
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 import polars as pl
 
-from tocsin.core.arrays import patient_positions
 from tocsin.core.segments import compiled
-
-if TYPE_CHECKING:
-    from tocsin.core.timeline import Assessments
-
-PID = "patient_id"
-HOURS_PER_DAY = 24.0
+from tocsin.core.timeline import HOURS_PER_DAY, PID, Assessments, NullableInt, Text, frame_of
 
 
 def _stretches_loop(
@@ -70,9 +62,9 @@ def mark_stretches(state: Assessments, active: np.ndarray, hold_hours: float) ->
 def _episodes_loop(
     first: np.ndarray, t: np.ndarray, grade: np.ndarray, stretch: np.ndarray, quiet_since: np.ndarray,
     resolved: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, ...]:
     """The episodes: per stretch (a run of rows of one patient with stretch number > 0) that reached grade 1,
-    its first row, number within the patient, onset (first grade >= 1), peak grade and its first day, the day
+    its first row, its patient (number among the patients of the rows), number within the patient, onset (first grade >= 1), peak grade and its first day, the day
     it resolved (quiet since, at the first resolved row) and the patient's last time. Grades are -1 where null."""
     rows = t.shape[0]
     start = np.empty(rows, dtype=np.int64)
@@ -102,46 +94,36 @@ def _episodes_loop(
     for k in range(keep.shape[0]):  # numbered among the patient's episodes, after the filter
         same = k > 0 and owner[keep[k]] == owner[keep[k - 1]]
         number[k] = number[k - 1] + 1 if same else 1
-    return start[keep], number, onset[keep], peak[keep], peak_day[keep], resolved_day[keep], last_t[keep]
+    return start[keep], owner[keep], number, onset[keep], peak[keep], peak_day[keep], resolved_day[keep], last_t[keep]
 
 
-def _timeline_arrays(timeline: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Each row's patient start flag, time and grade (-1 = null) of a timeline frame."""
-    code = timeline.get_column(PID).to_physical().to_numpy()
-    first = np.ones(code.shape[0], dtype=np.bool_)
-    first[1:] = code[1:] != code[:-1]
-    grade = timeline.get_column("grade").fill_null(-1).to_numpy()
-    return first, timeline.get_column("t").to_numpy(), grade
-
-
-def episodes_from_timeline(timeline: pl.DataFrame) -> pl.DataFrame:
-    """One row per episode: patient, number, onset/peak/resolution days, duration, ongoing, recurrence.
+def episodes_and_summary(timeline: Assessments, max_grade: int = 5) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The episodes (one row each: patient, number, onset/peak/resolution days, duration, ongoing, recurrence)
+    and the per-patient summary (:func:`_summary`) of a graded timeline.
 
     Each patient's rows are adjacent and in time order, so an episode is a run of rows and one compiled pass
     finds them all (as a group-by and a join, seven operations)."""
-    first, t, grade = _timeline_arrays(timeline)
-    start, number, onset, peak, peak_day, resolved_day, last_t = compiled(_episodes_loop)(
-        first,
-        t,
-        grade,
-        timeline.get_column("stretch").to_numpy(),
-        timeline.get_column("quiet_since").fill_null(np.nan).to_numpy(),
-        timeline.get_column("resolved_row").to_numpy(),
+    start, owner, number, onset, peak, peak_day, resolved_day, last_t = compiled(_episodes_loop)(
+        timeline.first, timeline.t, timeline["grade"], timeline["stretch"], timeline["quiet_since"],
+        timeline["resolved_row"],
     )
     ongoing = np.isnan(resolved_day)
-    return pl.DataFrame(
-        [
-            timeline.get_column(PID).gather(start),
-            pl.Series("episode", number),
-            pl.Series("onset_day", onset),
-            pl.Series("peak_grade", peak),
-            pl.Series("peak_day", peak_day),
-            pl.Series("resolved_day", resolved_day),
-            pl.Series("duration_days", np.where(ongoing, last_t, resolved_day) - onset).round(4),
-            pl.Series("ongoing", ongoing),
-            pl.Series("recurrence", number > 1),
-        ]
-    ).with_columns(pl.col("resolved_day").fill_nan(None))
+    patient_ids = timeline.patient_ids
+    episodes = frame_of(
+        {
+            PID: Text(patient_ids.source, patient_ids.index[start]),
+            "episode": number,
+            "onset_day": onset,
+            "peak_grade": peak,
+            "peak_day": peak_day,
+            "resolved_day": resolved_day,
+            "duration_days": np.where(ongoing, last_t, resolved_day) - onset,
+            "ongoing": ongoing,
+            "recurrence": number > 1,
+        },
+        {"duration_days": lambda duration: duration.round(4)},
+    )
+    return episodes, _summary(timeline, owner, onset, max_grade)
 
 
 def _days_loop(first: np.ndarray, day: np.ndarray, grade: np.ndarray, n_grades: int) -> tuple[np.ndarray, np.ndarray]:
@@ -172,30 +154,28 @@ def _days_loop(first: np.ndarray, day: np.ndarray, grade: np.ndarray, n_grades: 
     return days, highest
 
 
-def patient_summary(timeline: pl.DataFrame, episodes: pl.DataFrame, max_grade: int = 5) -> pl.DataFrame:
-    """Per patient: max grade, time to first onset, number of episodes, calendar days at each grade.
+def _summary(timeline: Assessments, owner: np.ndarray, onset: np.ndarray, max_grade: int) -> pl.DataFrame:
+    """Per patient of the timeline: calendar days at each grade, max grade, first onset and number of episodes
+    (``owner``: the patient of each episode, ``onset``: its onset).
 
     Days at a grade count the study days (day 0 = infusion day) whose highest grade was that grade; a patient
     without a graded row has null counts and grade."""
-    first, t, grade = _timeline_arrays(timeline)
-    days, highest = compiled(_days_loop)(first, np.floor(t).astype(np.int32), grade, max_grade + 1)
-    patients = timeline.get_column(PID).filter(pl.Series(first))
-    episode_patient = patient_positions(episodes.get_column(PID), patients)
-    n_episodes = np.bincount(episode_patient, minlength=patients.len()).astype(np.int32)
-    onset = np.full(patients.len(), np.nan)
-    np.fmin.at(onset, episode_patient, episodes.get_column("onset_day").to_numpy())
+    days, highest = compiled(_days_loop)(
+        timeline.first, np.floor(timeline.t).astype(np.int32), timeline["grade"], max_grade + 1
+    )
+    heads = np.flatnonzero(timeline.first)
+    first_onset = np.full(heads.shape[0], np.nan)
+    np.fmin.at(first_onset, owner, onset)
     graded = highest >= 0
-    counts = [
-        pl.Series(f"days_grade_{g}", days[:, g]).scatter(np.flatnonzero(~graded), None) for g in range(max_grade + 1)
-    ]
-    return pl.DataFrame(
-        [
-            patients,
-            *counts,
-            pl.Series("max_grade", highest).scatter(np.flatnonzero(~graded), None),
-            pl.Series("onset_day", onset).fill_nan(None),
-            pl.Series("n_episodes", n_episodes),
-        ]
+    patient_ids = timeline.patient_ids
+    return frame_of(
+        {
+            PID: Text(patient_ids.source, patient_ids.index[heads]),
+            **{f"days_grade_{g}": NullableInt(np.where(graded, days[:, g], -1), pl.Int32) for g in range(max_grade + 1)},
+            "max_grade": NullableInt(highest),
+            "onset_day": first_onset,
+            "n_episodes": np.bincount(owner, minlength=heads.shape[0]).astype(np.int32),
+        }
     )
 
 

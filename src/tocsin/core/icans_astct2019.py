@@ -24,7 +24,7 @@ import polars as pl
 
 from tocsin.config import GradingConfig
 from tocsin.core.evidence import Observation, first_label, observation
-from tocsin.core.timeline import NEURO_FINDINGS, Assessments, NullableInt, labels
+from tocsin.core.timeline import NEURO_FINDINGS, NEURO_VALUES, Assessments, NullableInt, labels
 from tocsin.criteria import load_scale
 
 SCALE = load_scale("icans_astct2019")
@@ -47,11 +47,8 @@ def _band(values: np.ndarray, bands: list[dict]) -> np.ndarray:
                      NO_GRADE)
 
 
-def _mapped(state: Assessments, column: str, table: str) -> np.ndarray:
-    return state.text(column).lookup(SCALE.table(table), NO_GRADE, NO_GRADE)
-
-
-def _tool_missing_labels(ice_items: list[str], capd_items: list[str]) -> list[str]:
+@cache
+def _tool_missing_labels(ice_items: tuple[str, ...], capd_items: tuple[str, ...]) -> list[str]:
     """The ``missing`` texts: '' (code 0); per tool, its score alone, or with the items an incomplete
     assessment lacked (code 1 + offset of the tool + mask of the absent items)."""
     texts = [""]
@@ -62,6 +59,7 @@ def _tool_missing_labels(ice_items: list[str], capd_items: list[str]) -> list[st
     return texts
 
 
+@cache
 def _domain_labels() -> list[str]:
     """Domain texts by the mask of the domains at the maximum (``+``-joined in domain order)."""
     return ["+".join(d for bit, d in enumerate(DOMAINS) if mask >> bit & 1) for mask in range(1 << len(DOMAINS))]
@@ -73,26 +71,27 @@ def grade_icans_astct2019(state: Assessments, config: GradingConfig) -> tuple[As
     age = state["age_years"]
     use_ice = np.where(np.isnan(age), state["ice_fresh"] | ~state["capd_fresh"], age >= config.icans.ice_min_age_years)
     ok = {d: ~state[f"{d}_attributed"] for d in DOMAINS}
+    # The grade of each domain's latest value: its code (position among the values the scale grades) in a table.
+    mapped = {
+        d: np.array([SCALE.table(f"{d}_grade")[v] for v in values] + [NO_GRADE], dtype=np.int64)[state[f"{d}_code"]]
+        for d, values in NEURO_VALUES.items()
+    }
     domain_grades = {
         "ice": np.where(use_ice & state["ice_fresh"] & ok["ice"], _band(state["ice_value"], SCALE.table("ice_bands")),
                         NO_GRADE),
         "capd": np.where(~use_ice & state["capd_fresh"] & ok["capd"],
                          _band(state["capd_value"], SCALE.table("capd_bands")), NO_GRADE),
-        "consciousness": np.where(state["consciousness_fresh"] & ok["consciousness"],
-                                  _mapped(state, "consciousness_value", "consciousness_grade"), NO_GRADE),
-        "seizure": np.where(state["seizure_fresh"] & ok["seizure"],
-                            _mapped(state, "seizure_value", "seizure_grade"), NO_GRADE),
-        **{
-            d: np.where(ok[d], _mapped(state, f"{d}_value", f"{d}_grade"), NO_GRADE)
-            for d in ("motor_weakness", "cerebral_edema", "icp_sign")
-        },
+        "consciousness": np.where(state["consciousness_fresh"] & ok["consciousness"], mapped["consciousness"],
+                                  NO_GRADE),
+        "seizure": np.where(state["seizure_fresh"] & ok["seizure"], mapped["seizure"], NO_GRADE),
+        **{d: np.where(ok[d], mapped[d], NO_GRADE) for d in ("motor_weakness", "cerebral_edema", "icp_sign")},
     }
     state.add(uses_ice=use_ice, **{f"g_{d}": NullableInt(g.astype(np.int8)) for d, g in domain_grades.items()})
-    death = state.text("death_cause").lookup({"icans": 1}, 0, 0) == 1
+    death = state["death_due"]
     known = np.maximum.reduce([domain_grades[d] for d in DOMAINS])
     raw = np.where(death, 5, np.maximum(known, 0)).astype(np.int8)
     unarousable = state["consciousness_fresh"] & (
-        state.text("consciousness_value").lookup({"unarousable": 1}, 0, 0) == 1
+        state["consciousness_code"] == NEURO_VALUES["consciousness"].index("unarousable")
     )
     tool_missing = ~unarousable & ~death & np.where(use_ice, ~state["ice_fresh"], ~state["capd_fresh"])
     ice_items: list[str] = SCALE.table("ice_items")
@@ -102,7 +101,7 @@ def grade_icans_astct2019(state: Assessments, config: GradingConfig) -> tuple[As
     missing = np.where(tool_missing, tool_code, 0)
     state.add(
         raw_grade=raw,
-        missing=labels(_tool_missing_labels(ice_items, capd_items), missing),
+        missing=labels(_tool_missing_labels(tuple(ice_items), tuple(capd_items)), missing),
         grade=NullableInt(np.where((raw == 0) & (missing != 0), -1, raw).astype(np.int8)),
     )
     at_max = [domain_grades[d] == raw for d in DOMAINS]

@@ -23,14 +23,15 @@ built (:class:`Assessments`).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 
 import numpy as np
 import polars as pl
 
 from tocsin.config import GradingConfig
-from tocsin.core.arrays import patient_positions
+from tocsin.core.arrays import patient_positions, positions_in
 from tocsin.core.segments import _latest_rows_loop, compiled
 from tocsin.criteria import load_scale
 from tocsin.vocabulary import Vocabulary
@@ -44,60 +45,96 @@ NEURO_FINDINGS = ("ice", "capd", "consciousness", "seizure", "motor_weakness", "
 @dataclass(frozen=True)
 class Text:
     """A text column kept as row numbers into ``source`` (-1 = null) until the frame is built: the graders
-    decide on codes, and a text column is materialised once, by one gather."""
+    decide on codes, and the text is gathered once."""
 
     source: pl.Series
     index: np.ndarray
 
-    def lookup(self, codes: Mapping[str, int], other: int, missing: int) -> np.ndarray:
-        """The code of each value in ``codes`` (``other`` for another text, ``missing`` for null)."""
-        known = self.index >= 0
-        found = np.full(self.index.shape, missing, dtype=np.int64)
-        if known.any():
-            text = self.source.gather(self.index[known])
-            mapped = text.replace_strict(dict(codes), default=other, return_dtype=pl.Int64).to_numpy()
-            found[known] = np.where(text.is_null().to_numpy(), missing, mapped)
-        return found
-
     def labelled(self, *values: str) -> np.ndarray:
         """Whether each row's text is one of ``values`` (for a table of labels: it is read whole)."""
-        wanted = self.source.is_in(values).fill_null(False).to_numpy()
+        wanted = np.isin(np.array(self.source.to_list(), dtype=object), values)
         return np.where(self.index >= 0, wanted[np.maximum(self.index, 0)], False) if wanted.size else (
             np.zeros(self.index.shape, np.bool_)
         )
 
-    def series(self, name: str) -> pl.Series:
-        missing = self.index < 0
-        if not missing.any():
-            return self.source.gather(self.index).alias(name)
-        # The source's own null (appended) marks the missing rows: one gather, no mask afterwards.
-        padded = self.source.extend_constant(None, 1) if self.source.len() < 4 * self.index.size + 64 else None
-        if padded is not None:
-            return padded.gather(np.where(missing, self.source.len(), self.index)).alias(name)
-        return self.source.gather(np.where(missing, 0, self.index)).scatter(np.flatnonzero(missing), None).alias(name)
+
+@cache
+def _label_table(names: tuple[str | None, ...]) -> pl.Series:
+    return pl.Series(list(names), dtype=pl.Utf8)
 
 
 def labels(names: Sequence[str | None], codes: np.ndarray) -> Text:
     """Text from a table of labels by code (-1 = null)."""
-    return Text(pl.Series(list(names), dtype=pl.Utf8), codes)
+    return Text(_label_table(tuple(names)), codes)
+
+
+@cache
+def _replacement(pairs: tuple[tuple[str, int], ...]) -> tuple[pl.Series, pl.Series]:
+    """A mapping as the two Series ``replace_strict`` takes (from a dict it builds them at every call)."""
+    return pl.Series([k for k, _ in pairs], dtype=pl.Utf8), pl.Series([v for _, v in pairs], dtype=pl.Int64)
+
+
+def replaced(text: pl.Expr, codes: Mapping[str, int], other: int) -> pl.Expr:
+    """The code of each text in ``codes`` (``other`` for another text or null)."""
+    old, new = _replacement(tuple(codes.items()))
+    return text.replace_strict(old, new, default=other, return_dtype=pl.Int64)
 
 
 @dataclass(frozen=True)
 class NullableInt:
-    """An Int8 column with -1 for null (grades)."""
+    """An integer column with -1 for null (grades, counts)."""
 
     values: np.ndarray
+    dtype: type[pl.DataType] = pl.Int8
 
 
-Column = np.ndarray | Text | NullableInt | pl.Series
+Column = np.ndarray | Text | NullableInt
+
+
+def frame_of(columns: Mapping[str, Column], adjust: Mapping[str, Callable[[pl.Series], pl.Series]] | None = None) -> (
+    pl.DataFrame
+):
+    """A frame of these columns (NaN as null), with ``adjust`` applied to the columns it names.
+
+    Making a Series of an array costs ~10 µs and a Series method (gather, cast) ~2–20 µs, however short: so
+    the arrays of one type (the text's row numbers and the nullable integers among the floats, NaN for null)
+    become one Series, cut into the columns (zero-copy slices); then the text is gathered and the integers cast.
+    """
+    height = next((len(v.index) if isinstance(v, Text) else len(v.values) if isinstance(v, NullableInt)
+                   else len(v)) for v in columns.values())
+    kinds: dict[str, list[tuple[str, np.ndarray]]] = {}
+    for name, value in columns.items():
+        if isinstance(value, Text):
+            array = np.where(value.index >= 0, value.index, np.nan)
+        elif isinstance(value, NullableInt):
+            array = np.where(value.values >= 0, value.values, np.nan)
+        else:
+            array = value
+        kinds.setdefault(array.dtype.str, []).append((name, array))
+    cut: dict[str, pl.Series] = {}
+    for members in kinds.values():
+        whole = pl.Series(np.concatenate([a for _, a in members]), nan_to_null=members[0][1].dtype.kind == "f")
+        cut.update((name, whole.slice(k * height, height).alias(name)) for k, (name, _) in enumerate(members))
+    texts = {name: value for name, value in columns.items() if isinstance(value, Text)}
+    if texts:  # one operation gathers them all (a Series' gather is one operation each)
+        gathered = pl.select(
+            pl.lit(text.source).gather(pl.lit(cut[name].cast(pl.UInt32))).alias(name) for name, text in texts.items()
+        )
+        cut.update((name, gathered.get_column(name)) for name in texts)
+    series = []
+    for name, value in columns.items():
+        column = cut[name].cast(value.dtype) if isinstance(value, NullableInt) else cut[name]
+        series.append(adjust[name](column) if adjust and name in adjust else column)
+    return pl.DataFrame(series)
 
 
 @dataclass
 class Assessments:
     """One toxicity's assessment rows (one per patient and time) as arrays: NaN is a null number, ``Text``
-    and ``NullableInt`` hold their nulls as -1. ``first`` marks each patient's first assessment."""
+    and ``NullableInt`` hold their nulls as -1. ``first`` marks each patient's first assessment, ``patient``
+    its position in the patient table."""
 
-    patient_ids: pl.Series
+    patient_ids: Text
     patient: np.ndarray
     first: np.ndarray
     t: np.ndarray
@@ -105,7 +142,8 @@ class Assessments:
 
     def __getitem__(self, name: str) -> np.ndarray:
         value = self.columns[name]
-        return value.values if isinstance(value, NullableInt) else value  # type: ignore[return-value]
+        assert not isinstance(value, Text), name
+        return value.values if isinstance(value, NullableInt) else value
 
     def text(self, name: str) -> Text:
         value = self.columns[name]
@@ -116,28 +154,10 @@ class Assessments:
         self.columns.update(columns)
 
     def frame(self, names: Collection[str]) -> pl.DataFrame:
-        """The timeline frame with these columns (``patient_id`` and ``t`` included where named)."""
-        series: list[pl.Series] = []
-        floats: list[str] = []
-        for name in names:
-            if name == PID:
-                series.append(self.patient_ids.alias(PID))
-                continue
-            value = self.t if name == "t" else self.columns[name]
-            if isinstance(value, Text):
-                series.append(value.series(name))
-            elif isinstance(value, NullableInt):
-                values = pl.Series(name, value.values, dtype=pl.Int8)
-                missing = np.flatnonzero(value.values < 0)
-                series.append(values.scatter(missing, None) if missing.size else values)
-            elif isinstance(value, pl.Series):
-                series.append(value.alias(name))
-            else:
-                if value.dtype.kind == "f":
-                    floats.append(name)
-                series.append(pl.Series(name, value))
-        frame = pl.DataFrame(series)
-        return frame.with_columns(pl.col(floats).fill_nan(None)) if floats else frame
+        """The timeline frame of these columns (see :func:`frame_of`)."""
+        return frame_of(
+            {name: self.patient_ids if name == PID else self.t if name == "t" else self.columns[name] for name in names}
+        )
 
 
 @dataclass(frozen=True)
@@ -157,60 +177,74 @@ class ToxicityRows:
     def height(self) -> int:
         return int(self.rows.shape[0])
 
-    def code(self, item: str) -> int:
-        return self.categories.index(item)
-
     def is_item(self, *items: str) -> np.ndarray:
         wanted = np.zeros(len(self.categories), dtype=np.bool_)
         wanted[[self.categories.index(i) for i in items]] = True
         return wanted[self.item]
 
-    def text(self, column: str, subset: np.ndarray) -> pl.Series:
-        """A text column of the events at these rows (of the subset)."""
-        return self.events.get_column(column).gather(self.rows[subset])
-
     def last_of_time(self) -> np.ndarray:
         """Rows that are the last of their (patient, time): after them the state at that time is complete."""
         last = np.ones(self.height, dtype=np.bool_)
-        last[:-1] = (self.t[1:] != self.t[:-1]) | (self.patient[1:] != self.patient[:-1])
+        last[:-1] = (self.t[1:] != self.t[:-1]) | (self.start[1:] != self.start[:-1])
         return last
 
 
-def toxicity_rows(events: pl.DataFrame, patients: pl.DataFrame, items: Collection[str], cause: str) -> np.ndarray:
+def _item_codes(events: pl.DataFrame, items: Collection[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The item code of every event, and which codes are ``items``."""
+    categories = events.schema["item"].categories.to_list()
+    wanted = np.zeros(len(categories), dtype=np.bool_)
+    wanted[[categories.index(i) for i in items]] = True
+    return events.get_column("item").to_physical().to_numpy(), wanted
+
+
+def toxicity_rows(events: pl.DataFrame, items: Collection[str], cause: str) -> np.ndarray:
     """Row numbers of the rows of ``items`` (among them ``death``), a death only when due to ``cause``: a death
     from another cause is neither a finding nor an assessment (as one, it would carry an unresolved episode on
     to a death months later). The cause is read on the death rows alone (text over every event is a full pass)."""
-    categories = events.schema["item"].categories.to_list()
-    codes = events.get_column("item").to_physical().to_numpy()
-    wanted = np.zeros(len(categories), dtype=np.bool_)
-    wanted[[categories.index(i) for i in items]] = True
+    codes, wanted = _item_codes(events, items)
     selected = wanted[codes]
-    deaths = np.flatnonzero(codes == categories.index("death"))
+    deaths = np.flatnonzero(codes == events.schema["item"].categories.to_list().index("death"))
     if deaths.size:
-        due = (events.get_column("cat").gather(deaths) == cause).fill_null(False).to_numpy()
+        due = events.select((pl.col("cat").gather(deaths) == cause).fill_null(False)).to_series().to_numpy()
         selected[deaths[~due]] = False
     return np.flatnonzero(selected)
 
 
 def read_rows(events: pl.DataFrame, patients: pl.DataFrame, rows: np.ndarray) -> ToxicityRows:
-    """The arrays of these event rows."""
-    patient = patient_positions(events.get_column(PID).gather(rows), patients.get_column(PID))
-    first = np.ones(rows.shape[0], dtype=np.bool_)
-    first[1:] = patient[1:] != patient[:-1]
-    start = np.maximum.accumulate(np.where(first, np.arange(rows.shape[0]), 0)) if rows.size else rows
+    """The arrays of these event rows (one operation for the events, one for the patient table)."""
     values = events.select(
-        pl.col("t").gather(rows), pl.col("num").gather(rows).fill_null(np.nan), pl.col("item").gather(rows)
+        pl.col(PID).gather(rows).to_physical(),
+        pl.col("t").gather(rows),
+        pl.col("num").gather(rows).fill_null(np.nan),
+        pl.col("item").gather(rows).to_physical(),
     )
+    code = values.get_column(PID).to_numpy()
+    first = np.ones(rows.shape[0], dtype=np.bool_)
+    first[1:] = code[1:] != code[:-1]
+    heads = np.flatnonzero(first)
+    if events.schema[PID] == pl.Categorical:
+        table = patients.select(pl.col(PID).cast(pl.Categorical).to_physical()).to_series().to_numpy()
+        head_position = positions_in(code[heads], table)
+    else:  # text identifiers (frames built by hand)
+        head_position = patient_positions(events.get_column(PID).gather(rows[heads]), patients.get_column(PID))
+    run = np.cumsum(first) - 1
+    start = heads[run] if rows.size else rows
     return ToxicityRows(
         events,
         rows,
-        patient,
+        head_position[run] if rows.size else rows,
         start,
         values.get_column("t").to_numpy(),
         values.get_column("num").to_numpy(),
-        values.get_column("item").to_physical().to_numpy(),
+        values.get_column("item").to_numpy(),
         events.schema["item"].categories.to_list(),
     )
+
+
+def read_texts(rows: ToxicityRows, subset: np.ndarray, columns: Sequence[pl.Expr]) -> pl.DataFrame:
+    """Expressions of the ``cat`` text (``pl.col("cat")``) of these rows (of the subset): a text column of a
+    million events is read only where a state needs it."""
+    return rows.events.get_column("cat").gather(rows.rows[subset]).to_frame().select(columns)
 
 
 def latest_signal_rows(
@@ -256,21 +290,35 @@ def hours_since(now: np.ndarray, then: np.ndarray) -> np.ndarray:
     return (now - then) * HOURS_PER_DAY
 
 
+
+
+@cache
+def _attribution_columns(findings: tuple[str, ...]) -> tuple[pl.Expr, ...]:
+    """What the state reads of an ``alternative_cause`` row (``finding:cause``, both stripped): the finding it
+    names (its position in ``findings``, -1 for another), the cause, and whether it attributes the finding (a
+    cause, not ``none``)."""
+    parts = pl.col("cat").str.split_exact(":", 1)
+    cause = parts.struct.field("field_1").str.strip_chars()
+    finding = parts.struct.field("field_0").str.strip_chars().str.to_lowercase()
+    return (
+        replaced(finding, {f: k for k, f in enumerate(findings)}, -1).alias("finding"),
+        cause.alias("cause"),
+        (cause.is_not_null() & (cause.str.to_lowercase() != "none")).alias("attributes"),
+    )
+
+
 @dataclass(frozen=True)
 class Attributions:
-    """The ``alternative_cause`` rows of a toxicity: which finding each names, and its cause text."""
+    """The ``alternative_cause`` rows of a toxicity: the finding each names and its cause."""
 
-    position: np.ndarray  # per row of the subset: its position among the attribution rows, -1 for others
-    finding: pl.Series
+    position: np.ndarray  # per row of the subset: its row in ``cause`` and ``attributes``, -1 for other rows
+    finding: np.ndarray  # per row of the subset: the position of its finding in the list read, else -1
     cause: pl.Series
-    attributes: np.ndarray  # the row attributes its finding to a cause (not ``none``)
+    attributes: np.ndarray  # per row of ``cause``: it attributes its finding (a cause, not ``none``)
 
-    def names(self, finding: str) -> np.ndarray:
-        """Per row of the subset: an attribution row naming ``finding``."""
-        named = (self.finding == finding).fill_null(False).to_numpy()
-        return np.where(self.position >= 0, named[np.maximum(self.position, 0)], False) if named.size else (
-            np.zeros(self.position.shape, np.bool_)
-        )
+    def names(self, finding: int) -> np.ndarray:
+        """Per row of the subset: an attribution row naming the ``finding``-th finding."""
+        return self.finding == finding
 
     def cause_at(self, row: np.ndarray) -> Text:
         return Text(self.cause, at(self.position, row, -1).astype(np.int64))
@@ -279,27 +327,59 @@ class Attributions:
         return at(self.attributes, at(self.position, row, -1).astype(np.int64), False).astype(np.bool_)
 
 
-def attributions(rows: ToxicityRows) -> Attributions:
-    """Split ``finding:cause`` of the attribution rows only (the other categories are a million strings)."""
-    alt = np.flatnonzero(rows.is_item("alternative_cause"))
+def _attributions(rows: ToxicityRows, alt: np.ndarray, read: pl.DataFrame, read_row: np.ndarray) -> Attributions:
+    """The attributions of the rows ``alt`` of the subset, whose :func:`_attribution_columns` are the rows
+    ``read_row`` of ``read``."""
     position = np.full(rows.height, -1, dtype=np.int64)
-    position[alt] = np.arange(alt.size)
-    parts = rows.text("cat", alt).str.split_exact(":", 1).struct.unnest()
-    finding = parts.get_column("field_0").str.strip_chars().str.to_lowercase()
-    cause = parts.get_column("field_1").str.strip_chars()
-    attributes = (cause.is_not_null() & (cause.str.to_lowercase() != "none")).to_numpy()
-    return Attributions(position, finding, cause, attributes)
+    position[alt] = read_row
+    finding = np.full(rows.height, -1, dtype=np.int64)
+    finding[alt] = read.get_column("finding").to_numpy()[read_row]
+    return Attributions(position, finding, read.get_column("cause"), read.get_column("attributes").to_numpy())
 
 
-def _patient_values(patients: pl.DataFrame, column: str) -> np.ndarray:
-    return patients.get_column(column).cast(pl.Float64).fill_null(np.nan).to_numpy()
+def _patient_values(patients: pl.DataFrame, column: str, position: np.ndarray) -> np.ndarray:
+    values = patients.get_column(column).to_numpy().astype(np.float64)  # a null number reads as NaN
+    return np.where(position >= 0, values[position], np.nan) if values.size else np.full(position.shape, np.nan)
 
 
 def _assessments(rows: ToxicityRows, assessment: np.ndarray) -> Assessments:
-    patient = rows.patient[assessment]
     first = np.ones(assessment.shape[0], dtype=np.bool_)
-    first[1:] = patient[1:] != patient[:-1]
-    return Assessments(rows.events.get_column(PID).gather(rows.rows[assessment]), patient, first, rows.t[assessment])
+    first[1:] = rows.start[assessment][1:] != rows.start[assessment][:-1]
+    return Assessments(
+        Text(rows.events.get_column(PID), rows.rows[assessment]), rows.patient[assessment], first, rows.t[assessment]
+    )
+
+
+#: Codes of the oxygen devices the CRS scales name (``DEVICE_UNKNOWN``: another text; ``DEVICE_NONE``: no device).
+DEVICES = tuple(load_scale("crs_astct2019").table("oxygen_device_grade"))
+DEVICE_UNKNOWN, DEVICE_NONE = len(DEVICES), len(DEVICES) + 1
+
+
+def device_codes(names: Collection[str]) -> np.ndarray:
+    """The codes of these devices, for ``np.isin`` on ``o2_device_code``."""
+    return np.array([DEVICES.index(n) for n in names], dtype=np.int64)
+
+
+#: The drug classes of a vocabulary, by its identity (a vocabulary is loaded once; reading the classes from its
+#: hundred items took 0.5 ms of a 2 ms course).
+_DRUG_CLASSES: dict[int, tuple[Vocabulary, tuple[list[str], list[str], list[str]]]] = {}
+
+
+def _drug_classes(vocabulary: Vocabulary) -> tuple[list[str], list[str], list[str]]:
+    """The vasopressors, anti-cytokine and antipyretic drugs of the vocabulary."""
+    known = _DRUG_CLASSES.get(id(vocabulary))
+    if known is None or known[0] is not vocabulary:
+        classes = tuple(vocabulary.names_where(**{flag: True}) for flag in ("vasopressor", "anti_cytokine", "antipyretic"))
+        known = _DRUG_CLASSES[id(vocabulary)] = (vocabulary, classes)  # type: ignore[assignment]
+    return known[1]
+
+
+@cache
+def _device_column() -> tuple[pl.Expr]:
+    """The device an ``oxygen`` row names, as a code of :data:`DEVICES`."""
+    text = pl.col("cat")
+    codes = replaced(text, {d: k for k, d in enumerate(DEVICES)}, DEVICE_UNKNOWN)
+    return (pl.when(text.is_null()).then(DEVICE_NONE).otherwise(codes).alias("device"),)
 
 
 def crs_state(
@@ -307,9 +387,7 @@ def crs_state(
 ) -> Assessments:
     """State relevant to CRS at every CRS assessment time, for every patient in ``events``."""
     c = config.crs
-    pressors = vocabulary.names_where(vasopressor=True)
-    anticytokine = vocabulary.names_where(anti_cytokine=True)
-    antipyretic = vocabulary.names_where(antipyretic=True)
+    pressors, anticytokine, antipyretic = _drug_classes(vocabulary)
     waiver_items = anticytokine + (antipyretic if c.waiver_drugs == "anticytokine_or_antipyretic" else [])
     items = [
         "temperature",
@@ -327,16 +405,25 @@ def crs_state(
         *anticytokine,
         *antipyretic,
     ]
-    rows = read_rows(events, patients, toxicity_rows(events, patients, items, "crs"))
+    rows = read_rows(events, patients, toxicity_rows(events, items, "crs"))
     t, num = rows.t, rows.num
-    alt = attributions(rows)
     findings = ("fever", "hypotension", "hypoxia")
-    named = {f: alt.names(f) for f in findings}
+    # The text read: the attributions' finding and cause, and the oxygen rows' device (one operation).
+    alt, oxygen = np.flatnonzero(rows.is_item("alternative_cause")), np.flatnonzero(rows.is_item("oxygen"))
+    read = read_texts(
+        rows,
+        np.concatenate([alt, oxygen]),
+        [*_attribution_columns(findings), *_device_column()],
+    )
+    attribution = _attributions(rows, alt, read, np.arange(alt.size))
+    device_of_row = np.full(rows.height, DEVICE_NONE, dtype=np.int64)
+    device_of_row[oxygen] = read.get_column("device").to_numpy()[alt.size :]
+    named = {f: attribution.names(k) for k, f in enumerate(findings)}
     # A temperature is a (CRS) fever unless a fever attribution is in force at that row.
-    fever_attributed_here = alt.attributed_at(latest_valid(named["fever"], rows.start == np.arange(rows.height)))
+    fever_attributed_here = attribution.attributed_at(latest_valid(named["fever"], rows.start == np.arange(rows.height)))
     fever_row = rows.is_item("temperature") & (num >= c.fever_celsius) & ~fever_attributed_here
 
-    age = _patient_values(patients, "age_years")[rows.patient]
+    age = _patient_values(patients, "age_years", rows.patient)
     pediatric = ~np.isnan(age) & (age <= c.pediatric_max_age_years)
     sbp_threshold = np.where(
         pediatric, c.pediatric_sbp_base_mm_hg + c.pediatric_sbp_per_year_mm_hg * np.floor(age), c.hypotension_sbp_mm_hg
@@ -371,8 +458,9 @@ def crs_state(
     def num_of(signal: str) -> np.ndarray:
         return at(num, latest[signal])
 
-    cat = rows.events.get_column("cat")
-    device = Text(cat, at(rows.rows, latest["o2"], -1).astype(np.int64))
+    def text_of(column: str, signal: str) -> Text:
+        return Text(events.get_column(column), at(rows.rows, latest[signal], -1).astype(np.int64))
+
     state.add(
         fever_t=t_of("fever"),
         fever_value=num_of("fever"),
@@ -385,8 +473,8 @@ def crs_state(
         map_t=t_of("map"),
         map_value=num_of("map"),
         map_low=at(low_map, latest["map"], False).astype(np.bool_),
-        o2_device=device,
-        o2_device_code=device.lookup(dict(zip(DEVICES, range(len(DEVICES)), strict=True)), DEVICE_UNKNOWN, DEVICE_NONE),
+        o2_device=text_of("cat", "o2"),
+        o2_device_code=at(device_of_row, latest["o2"], DEVICE_NONE).astype(np.int64),
         o2_device_t=t_of("o2"),
         o2_flow=num_of("flow"),
         o2_flow_t=t_of("flow"),
@@ -395,28 +483,20 @@ def crs_state(
         **{f"rate_{p}": np.nan_to_num(num_of(p), nan=0.0) for p in pressors},
         **{f"rate_{p}_t": t_of(p) for p in pressors},
         waiver_drug_t=t_of("waiver"),
-        waiver_drug=Text(rows.events.get_column("item"), at(rows.rows, latest["waiver"], -1).astype(np.int64)),
+        waiver_drug=text_of("item", "waiver"),
         antipyretic_t=t_of("antipyretic"),
-        death_cause=Text(cat, at(rows.rows, latest["death"], -1).astype(np.int64)),
+        death_cause=text_of("cat", "death"),
+        # Deaths from another cause are not among the rows: a death seen is a death due to CRS.
+        death_due=latest["death"] >= 0,
         death_t=t_of("death"),
         alt_t=t_of("alt"),
         **{f"{lab}_falling": at(_falling(rows, lab), latest[lab], -1).astype(np.int8) for lab in ("il6", "crp")},
-        **{f"alt_{f}": alt.cause_at(latest[f"alt_{f}"]) for f in findings},
-        **{f"{f}_attributed": alt.attributed_at(latest[f"alt_{f}"]) for f in findings},
+        **{f"alt_{f}": attribution.cause_at(latest[f"alt_{f}"]) for f in findings},
+        **{f"{f}_attributed": attribution.attributed_at(latest[f"alt_{f}"]) for f in findings},
     )
     _latest_blood_pressure(state)
     _derive_support(state, pressors, config)
     return state
-
-
-#: Codes of the oxygen devices the CRS scales name (``DEVICE_UNKNOWN``: another text; ``DEVICE_NONE``: no device).
-DEVICES = tuple(load_scale("crs_astct2019").table("oxygen_device_grade"))
-DEVICE_UNKNOWN, DEVICE_NONE = len(DEVICES), len(DEVICES) + 1
-
-
-def device_codes(names: Collection[str]) -> np.ndarray:
-    """The codes of these devices, for ``np.isin`` on ``o2_device_code``."""
-    return np.array([DEVICES.index(n) for n in names], dtype=np.int64)
 
 
 def _falling(rows: ToxicityRows, lab: str) -> np.ndarray:
@@ -425,8 +505,8 @@ def _falling(rows: ToxicityRows, lab: str) -> np.ndarray:
     lab_rows = np.flatnonzero(rows.is_item(lab))
     falling = np.full(rows.height, -1, dtype=np.int8)
     if lab_rows.size > 1:
-        value, patient = rows.num[lab_rows], rows.patient[lab_rows]
-        known = (patient[1:] == patient[:-1]) & ~np.isnan(value[1:]) & ~np.isnan(value[:-1])
+        value, start = rows.num[lab_rows], rows.start[lab_rows]
+        known = (start[1:] == start[:-1]) & ~np.isnan(value[1:]) & ~np.isnan(value[:-1])
         falling[lab_rows[1:][known]] = value[1:][known] < value[:-1][known]
     return falling
 
@@ -453,24 +533,44 @@ def _derive_support(state: Assessments, pressors: list[str], config: GradingConf
     excluded = set(scale.table("not_counted_for_multiple_vasopressors"))
     device = state["o2_device_code"]
     # A flow belongs to the current device only if it was recorded with it or later.
-    flow = np.where(np.isnan(state["o2_device_t"]) | (state["o2_flow_t"] >= state["o2_device_t"]), state["o2_flow"],
-                    np.nan)
+    device_t = state["o2_device_t"]
+    flow = np.where(np.isnan(device_t) | (state["o2_flow_t"] >= device_t), state["o2_flow"], np.nan)
     on_oxygen = np.where(device != DEVICE_NONE, device != DEVICES.index("room_air"), np.nan_to_num(flow, nan=0.0) > 0)
-    tiers = np.array([device_grade[d] for d in DEVICES] + [-1, -1], dtype=np.int8)
+    tiers = np.array([device_grade[d] for d in DEVICES] + [-1, -1], dtype=np.int8)  # unknown or no device: null
     running = {p: state[f"rate_{p}"] > 0 for p in pressors}
     t = state.t
+    counted = [running[p].astype(np.int8) for p in pressors if p not in excluded]
     state.add(
         o2_flow_current=flow,
         on_oxygen=on_oxygen,
         o2_device_tier=tiers[device],
-        n_vasopressors=sum(
-            (running[p].astype(np.int8) for p in pressors if p not in excluded), np.zeros(t.shape, np.int8)
-        ),
+        n_vasopressors=np.sum(counted, axis=0, dtype=np.int8) if counted else np.zeros(t.shape, np.int8),
         any_vasopressor=np.logical_or.reduce([running[p] for p in pressors]) if pressors else np.zeros(t.shape, bool),
         febrile=hours_since(t, state["fever_t"]) <= c.fever_window_hours,
         temp_known=hours_since(t, state["temp_t"]) <= c.fever_window_hours,
         bp_known=hours_since(t, state["bp_t"]) <= c.bp_validity_hours,
     )
+
+
+@cache
+def _icans_text_columns() -> tuple[pl.Expr, ...]:
+    """Of an attribution, whether it names a neurological finding (only then does it count, and make an
+    assessment), its finding and cause; of a domain row, whether a value is given."""
+    text = pl.col("cat")
+    neuro = text.str.to_lowercase().str.extract(r"^([a-z_]+):", 1).is_in(NEURO_FINDINGS).fill_null(False)
+    values = [
+        replaced(text, {v: k for k, v in enumerate(known)}, -1).alias(f"{domain}_code")
+        for domain, known in NEURO_VALUES.items()
+    ]
+    return neuro.alias("neuro"), text.is_not_null().alias("given"), *_attribution_columns(NEURO_FINDINGS), *values
+
+
+#: The values the ICANS scale grades, per domain recorded as a value: a state carries each value's position
+#: here (``<domain>_code``, -1 for another value or none), so that grading is a table lookup on integers.
+NEURO_VALUES: dict[str, tuple[str, ...]] = {
+    domain: tuple(load_scale("icans_astct2019").table(f"{domain}_grade"))
+    for domain in ("consciousness", "seizure", "motor_weakness", "cerebral_edema", "icp_sign")
+}
 
 
 def icans_state(events: pl.DataFrame, patients: pl.DataFrame, config: GradingConfig) -> Assessments:
@@ -480,15 +580,24 @@ def icans_state(events: pl.DataFrame, patients: pl.DataFrame, config: GradingCon
     capd_items: list[str] = scale.table("capd_items")
     domains = ["consciousness", "global_aphasia", "seizure", "motor_weakness", "cerebral_edema", "icp_sign"]
     items = ["ice_score", "capd_score", *ice_items, *capd_items, *domains, "alternative_cause", "death"]
-    selected = toxicity_rows(events, patients, items, "icans")
-    # Attributions count (and make an assessment) only when they name a neurological finding.
-    codes = events.get_column("item").to_physical().to_numpy()[selected]
-    alt_rows = np.flatnonzero(codes == events.schema["item"].categories.to_list().index("alternative_cause"))
-    finding = events.get_column("cat").gather(selected[alt_rows]).str.to_lowercase().str.extract(r"^([a-z_]+):", 1)
-    keep = np.ones(selected.shape[0], dtype=np.bool_)
-    keep[alt_rows] = finding.is_in(NEURO_FINDINGS).fill_null(False).to_numpy()
-    rows = read_rows(events, patients, selected[keep])
-    alt = attributions(rows)
+    selected = read_rows(events, patients, toxicity_rows(events, items, "icans"))
+    # The text read (one operation): of the attributions, whether they name a neurological finding (only then
+    # do they count, and make an assessment), the finding and cause; of the domains, whether a value is given.
+    alt, domain_rows = np.flatnonzero(selected.is_item("alternative_cause")), np.flatnonzero(selected.is_item(*domains))
+    read = read_texts(selected, np.concatenate([alt, domain_rows]), _icans_text_columns())
+    keep = np.ones(selected.height, dtype=np.bool_)
+    keep[alt] = read.get_column("neuro").to_numpy()[: alt.size]
+    rows = _subset(selected, np.flatnonzero(keep))
+    attribution = _attributions(rows, np.flatnonzero(rows.is_item("alternative_cause")), read,
+                                np.flatnonzero(keep[alt]))
+    value_given = np.ones(selected.height, dtype=np.bool_)
+    value_given[domain_rows] = read.get_column("given").to_numpy()[alt.size :]
+    value_given = value_given[keep]
+    value_code = np.full(selected.height, -1, dtype=np.int64)
+    for domain in NEURO_VALUES:
+        own = selected.is_item(domain)[domain_rows]
+        value_code[domain_rows[own]] = read.get_column(f"{domain}_code").to_numpy()[alt.size :][own]
+    value_code = value_code[keep]
 
     # The value of each item recorded at each assessment time (the last one, if repeated): the latest row of
     # the item, if it is at this time.
@@ -496,49 +605,52 @@ def icans_state(events: pl.DataFrame, patients: pl.DataFrame, config: GradingCon
     signals: dict[str, Collection[str] | np.ndarray] = {
         **{name: [name] for name in (*numeric, *domains)},
         "death": ["death"],
-        **{f"alt_{f}": alt.names(f) for f in NEURO_FINDINGS},
+        **{f"alt_{f}": attribution.names(k) for k, f in enumerate(NEURO_FINDINGS)},
     }
     assessment_rows = rows.last_of_time()
     latest = latest_signal_rows(rows, signals, assessment_rows)
     state = _assessments(rows, np.flatnonzero(assessment_rows))
     here = {name: np.where(at(rows.t, row) == state.t, row, -1) for name, row in latest.items()}
     value = {name: at(rows.num, here[name]) for name in numeric}
-    cat_known = ~rows.events.get_column("cat").gather(rows.rows).is_null().to_numpy()
 
     stamps: dict[str, np.ndarray] = {}  # per stamped signal: whether it was observed at this assessment
     tools = {"ice": ice_items, "capd": capd_items}
     incomplete: dict[str, np.ndarray] = {}
+    tool_here: dict[str, np.ndarray] = {}
     for tool, tool_items in tools.items():
         present = np.stack([~np.isnan(value[i]) for i in tool_items])
         absent_mask = ((~present).astype(np.int64) << np.arange(len(tool_items))[:, None]).sum(axis=0)
-        total = value[tool_items[0]].copy()
+        total = value[tool_items[0]]
         for item in tool_items[1:]:
             total = total + value[item]
         score = value[f"{tool}_score"]
-        from_items = np.where(present.all(axis=0), total, np.nan)
-        stamps[tool] = ~np.isnan(np.where(np.isnan(score), from_items, score))
-        state.add(**{f"{tool}_here": np.where(np.isnan(score), from_items, score)})
+        tool_here[tool] = np.where(np.isnan(score), np.where(present.all(axis=0), total, np.nan), score)
+        stamps[tool] = ~np.isnan(tool_here[tool])
+        # Items given, but not all of them, and no total: the assessment is incomplete (mask of the absent).
         incomplete[tool] = np.where(np.isnan(score) & present.any(axis=0) & (absent_mask != 0), absent_mask, -1)
         stamps[f"{tool}_incomplete"] = incomplete[tool] >= 0
     for name in (*domains, "death"):
-        stamps[name] = (here[name] >= 0) & at(cat_known, here[name], False).astype(np.bool_)
+        stamps[name] = (here[name] >= 0) & at(value_given, here[name], False).astype(np.bool_)
     for f in NEURO_FINDINGS:
         stamps[f"alt_{f}"] = here[f"alt_{f}"] >= 0
     stamped = {name: latest_valid(valid, state.first) for name, valid in stamps.items()}
 
-    cat = rows.events.get_column("cat")
     for tool in tools:
         row = stamped[tool]
-        state.add(**{f"{tool}_value": at(state[f"{tool}_here"], row), f"{tool}_t": at(state.t, row)})
+        state.add(**{f"{tool}_value": at(tool_here[tool], row), f"{tool}_t": at(state.t, row)})
         state.add(**{f"{tool}_incomplete_last": at(incomplete[tool], stamped[f"{tool}_incomplete"], -1)})
     for name in (*domains, "death"):
         source_row = at(here[name], stamped[name], -1).astype(np.int64)
-        label = "death_cause" if name == "death" else f"{name}_value"
-        state.add(**{label: Text(cat, at(rows.rows, source_row, -1).astype(np.int64)), f"{name}_t":
-                     at(state.t, stamped[name])})
+        event_row = at(rows.rows, source_row, -1).astype(np.int64)
+        text = Text(events.get_column("cat"), event_row)
+        state.add(**{"death_cause" if name == "death" else f"{name}_value": text, f"{name}_t": at(state.t,
+                                                                                                  stamped[name])})
+        if name in NEURO_VALUES:
+            state.add(**{f"{name}_code": at(value_code, source_row, -1).astype(np.int64)})
     for f in NEURO_FINDINGS:
         source_row = at(here[f"alt_{f}"], stamped[f"alt_{f}"], -1).astype(np.int64)
-        state.add(**{f"alt_{f}": alt.cause_at(source_row), f"{f}_attributed": alt.attributed_at(source_row)})
+        state.add(**{f"alt_{f}": attribution.cause_at(source_row), f"{f}_attributed": attribution.attributed_at(
+            source_row)})
     i = config.icans
     t = state.t
     state.add(
@@ -547,6 +659,18 @@ def icans_state(events: pl.DataFrame, patients: pl.DataFrame, config: GradingCon
             for name in ("ice", "capd", "consciousness", "global_aphasia")
         },
         seizure_fresh=hours_since(t, state["seizure_t"]) <= i.seizure_validity_hours,
-        age_years=_patient_values(patients, "age_years")[state.patient],
+        # Deaths from another cause are not among the rows: a death seen is a death due to ICANS.
+        death_due=~np.isnan(state["death_t"]),
+        age_years=_patient_values(patients, "age_years", state.patient),
     )
     return state
+
+
+def _subset(rows: ToxicityRows, kept: np.ndarray) -> ToxicityRows:
+    """Some of the rows (ascending row numbers of the subset)."""
+    first = np.ones(kept.shape[0], dtype=np.bool_)
+    first[1:] = rows.start[kept][1:] != rows.start[kept][:-1]
+    heads = np.flatnonzero(first)
+    start = heads[np.cumsum(first) - 1] if kept.size else kept
+    return ToxicityRows(rows.events, rows.rows[kept], rows.patient[kept], start, rows.t[kept], rows.num[kept],
+                        rows.item[kept], rows.categories)
