@@ -78,7 +78,7 @@ def _sustained(state: Assessments, high_dose: np.ndarray) -> np.ndarray:
     """High dose for at least the scale's minimum hours without a break (within the patient)."""
     before = np.zeros(high_dose.shape, dtype=np.bool_)
     before[1:] = high_dose[:-1] & ~state.first[1:]
-    run_start = latest_valid(high_dose & ~before, state.first)
+    run_start = latest_valid({"start": high_dose & ~before}, state.first)["start"]
     run_start_t = np.where(run_start >= 0, state.t[run_start], np.nan) if run_start.size else state.t
     return high_dose & (hours_since(state.t, run_start_t) >= SCALE.table("high_dose_minimum_hours"))
 

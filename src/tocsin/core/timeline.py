@@ -277,13 +277,24 @@ def at(values: np.ndarray, index: np.ndarray, missing: float | bool = np.nan) ->
     return np.where(index >= 0, values[index], missing) if values.size else np.full(index.shape, missing)
 
 
-def latest_valid(valid: np.ndarray, first: np.ndarray) -> np.ndarray:
-    """For every row, the latest row at or before it, within its patient (``first`` marks each patient's first
-    row), where ``valid`` holds; -1 if none: a forward fill as row numbers."""
-    index = np.arange(valid.shape[0])
-    start = np.maximum.accumulate(np.where(first, index, 0)) if valid.size else index
-    latest = np.maximum.accumulate(np.where(valid, index, -1)) if valid.size else index
-    return np.where(latest >= start, latest, -1)
+def latest_valid(valid: Mapping[str, np.ndarray], first: np.ndarray) -> dict[str, np.ndarray]:
+    """For every row and each named condition, the latest row at or before it, within its patient (``first``
+    marks each patient's first row), where the condition holds; -1 if none: forward fills as row numbers, all
+    in one compiled pass."""
+    names = list(valid)
+    index = np.arange(first.shape[0])
+    start = np.maximum.accumulate(np.where(first, index, 0)) if first.size else index
+    found = compiled(_latest_rows_loop)(
+        np.zeros(first.shape[0], dtype=np.int64),  # no item signals: every signal is a condition
+        np.zeros(2, dtype=np.int64),
+        np.zeros(0, dtype=np.int64),
+        np.stack([valid[n] for n in names]) if names else np.zeros((1, first.shape[0]), np.bool_),
+        np.arange(len(names), dtype=np.int64),
+        start,
+        np.ones(first.shape[0], dtype=np.bool_),
+        len(names),
+    )
+    return {name: found[k].astype(np.int64) for k, name in enumerate(names)}
 
 
 def hours_since(now: np.ndarray, then: np.ndarray) -> np.ndarray:
@@ -420,7 +431,8 @@ def crs_state(
     device_of_row[oxygen] = read.get_column("device").to_numpy()[alt.size :]
     named = {f: attribution.names(k) for k, f in enumerate(findings)}
     # A temperature is a (CRS) fever unless a fever attribution is in force at that row.
-    fever_attributed_here = attribution.attributed_at(latest_valid(named["fever"], rows.start == np.arange(rows.height)))
+    in_force = latest_valid({"fever": named["fever"]}, rows.start == np.arange(rows.height))["fever"]
+    fever_attributed_here = attribution.attributed_at(in_force)
     fever_row = rows.is_item("temperature") & (num >= c.fever_celsius) & ~fever_attributed_here
 
     age = _patient_values(patients, "age_years", rows.patient)
@@ -553,16 +565,19 @@ def _derive_support(state: Assessments, pressors: list[str], config: GradingConf
 
 
 @cache
-def _icans_text_columns() -> tuple[pl.Expr, ...]:
+def _neuro_attribution_columns() -> tuple[pl.Expr, ...]:
     """Of an attribution, whether it names a neurological finding (only then does it count, and make an
-    assessment), its finding and cause; of a domain row, whether a value is given."""
-    text = pl.col("cat")
-    neuro = text.str.to_lowercase().str.extract(r"^([a-z_]+):", 1).is_in(NEURO_FINDINGS).fill_null(False)
-    values = [
-        replaced(text, {v: k for k, v in enumerate(known)}, -1).alias(f"{domain}_code")
-        for domain, known in NEURO_VALUES.items()
-    ]
-    return neuro.alias("neuro"), text.is_not_null().alias("given"), *_attribution_columns(NEURO_FINDINGS), *values
+    assessment), and its finding and cause."""
+    neuro = pl.col("cat").str.to_lowercase().str.extract(r"^([a-z_]+):", 1).is_in(NEURO_FINDINGS).fill_null(False)
+    return neuro.alias("neuro"), *_attribution_columns(NEURO_FINDINGS)
+
+
+@cache
+def _neuro_value_columns() -> tuple[pl.Expr, ...]:
+    """Of a domain row, whether a value is given, and its position among every value the scale grades (one
+    table for all domains; -1 for another)."""
+    known = {value: k for k, value in enumerate(NEURO_VALUE_UNION)}
+    return pl.col("cat").is_not_null().alias("given"), replaced(pl.col("cat"), known, -1).alias("value")
 
 
 #: The values the ICANS scale grades, per domain recorded as a value: a state carries each value's position
@@ -571,6 +586,7 @@ NEURO_VALUES: dict[str, tuple[str, ...]] = {
     domain: tuple(load_scale("icans_astct2019").table(f"{domain}_grade"))
     for domain in ("consciousness", "seizure", "motor_weakness", "cerebral_edema", "icp_sign")
 }
+NEURO_VALUE_UNION = tuple(dict.fromkeys(v for values in NEURO_VALUES.values() for v in values))
 
 
 def icans_state(events: pl.DataFrame, patients: pl.DataFrame, config: GradingConfig) -> Assessments:
@@ -581,23 +597,21 @@ def icans_state(events: pl.DataFrame, patients: pl.DataFrame, config: GradingCon
     domains = ["consciousness", "global_aphasia", "seizure", "motor_weakness", "cerebral_edema", "icp_sign"]
     items = ["ice_score", "capd_score", *ice_items, *capd_items, *domains, "alternative_cause", "death"]
     selected = read_rows(events, patients, toxicity_rows(events, items, "icans"))
-    # The text read (one operation): of the attributions, whether they name a neurological finding (only then
-    # do they count, and make an assessment), the finding and cause; of the domains, whether a value is given.
+    # The text read: of the attributions (their finding decides whether they count), and of the domain rows.
     alt, domain_rows = np.flatnonzero(selected.is_item("alternative_cause")), np.flatnonzero(selected.is_item(*domains))
-    read = read_texts(selected, np.concatenate([alt, domain_rows]), _icans_text_columns())
+    attribution_text = read_texts(selected, alt, _neuro_attribution_columns())
     keep = np.ones(selected.height, dtype=np.bool_)
-    keep[alt] = read.get_column("neuro").to_numpy()[: alt.size]
+    keep[alt] = attribution_text.get_column("neuro").to_numpy()
     rows = _subset(selected, np.flatnonzero(keep))
-    attribution = _attributions(rows, np.flatnonzero(rows.is_item("alternative_cause")), read,
+    attribution = _attributions(rows, np.flatnonzero(rows.is_item("alternative_cause")), attribution_text,
                                 np.flatnonzero(keep[alt]))
+    value_text = read_texts(selected, domain_rows, _neuro_value_columns())
     value_given = np.ones(selected.height, dtype=np.bool_)
-    value_given[domain_rows] = read.get_column("given").to_numpy()[alt.size :]
+    value_given[domain_rows] = value_text.get_column("given").to_numpy()
     value_given = value_given[keep]
-    value_code = np.full(selected.height, -1, dtype=np.int64)
-    for domain in NEURO_VALUES:
-        own = selected.is_item(domain)[domain_rows]
-        value_code[domain_rows[own]] = read.get_column(f"{domain}_code").to_numpy()[alt.size :][own]
-    value_code = value_code[keep]
+    union_code = np.full(selected.height, -1, dtype=np.int64)
+    union_code[domain_rows] = value_text.get_column("value").to_numpy()
+    union_code = union_code[keep]
 
     # The value of each item recorded at each assessment time (the last one, if repeated): the latest row of
     # the item, if it is at this time.
@@ -633,7 +647,7 @@ def icans_state(events: pl.DataFrame, patients: pl.DataFrame, config: GradingCon
         stamps[name] = (here[name] >= 0) & at(value_given, here[name], False).astype(np.bool_)
     for f in NEURO_FINDINGS:
         stamps[f"alt_{f}"] = here[f"alt_{f}"] >= 0
-    stamped = {name: latest_valid(valid, state.first) for name, valid in stamps.items()}
+    stamped = latest_valid(stamps, state.first)
 
     for tool in tools:
         row = stamped[tool]
@@ -646,7 +660,10 @@ def icans_state(events: pl.DataFrame, patients: pl.DataFrame, config: GradingCon
         state.add(**{"death_cause" if name == "death" else f"{name}_value": text, f"{name}_t": at(state.t,
                                                                                                   stamped[name])})
         if name in NEURO_VALUES:
-            state.add(**{f"{name}_code": at(value_code, source_row, -1).astype(np.int64)})
+            # The value's position among this domain's graded values (-1: another value, or none).
+            own = np.array([NEURO_VALUES[name].index(v) if v in NEURO_VALUES[name] else -1 for v in NEURO_VALUE_UNION]
+                           + [-1], dtype=np.int64)
+            state.add(**{f"{name}_code": own[at(union_code, source_row, -1).astype(np.int64)]})
     for f in NEURO_FINDINGS:
         source_row = at(here[f"alt_{f}"], stamped[f"alt_{f}"], -1).astype(np.int64)
         state.add(**{f"alt_{f}": attribution.cause_at(source_row), f"{f}_attributed": attribution.attributed_at(
