@@ -58,10 +58,11 @@ def _high_dose(state: Assessments, pressors: list[str]) -> np.ndarray:
     for p, dose in monotherapy.items():
         if p in pressors:
             mono |= state[f"rate_{p}"] >= dose
+    combination = ne_equivalent >= SCALE.table("high_dose_combination_ne_equivalent")
     return np.where(
         on_vasopressin,
         ne_equivalent >= SCALE.table("high_dose_with_vasopressin_ne_equivalent"),
-        np.where(state["n_vasopressors"] == 1, mono, ne_equivalent >= SCALE.table("high_dose_combination_ne_equivalent")),
+        np.where(state["n_vasopressors"] == 1, mono, combination),
     )
 
 

@@ -64,8 +64,9 @@ def _episodes_loop(
     resolved: np.ndarray,
 ) -> tuple[np.ndarray, ...]:
     """The episodes: per stretch (a run of rows of one patient with stretch number > 0) that reached grade 1,
-    its first row, its patient (number among the patients of the rows), number within the patient, onset (first grade >= 1), peak grade and its first day, the day
-    it resolved (quiet since, at the first resolved row) and the patient's last time. Grades are -1 where null."""
+    its first row, its patient (number among the patients of the rows), number within the patient, onset (first
+    grade >= 1), peak grade and its first day, the day it resolved (quiet since, at the first resolved row) and
+    the patient's last time. Grades are -1 where null."""
     rows = t.shape[0]
     start = np.empty(rows, dtype=np.int64)
     owner = np.empty(rows, dtype=np.int64)
@@ -171,7 +172,10 @@ def _summary(timeline: Assessments, owner: np.ndarray, onset: np.ndarray, max_gr
     return frame_of(
         {
             PID: Text(patient_ids.source, patient_ids.index[heads]),
-            **{f"days_grade_{g}": NullableInt(np.where(graded, days[:, g], -1), pl.Int32) for g in range(max_grade + 1)},
+            **{
+                f"days_grade_{g}": NullableInt(np.where(graded, days[:, g], -1), pl.Int32)
+                for g in range(max_grade + 1)
+            },
             "max_grade": NullableInt(highest),
             "onset_day": first_onset,
             "n_episodes": np.bincount(owner, minlength=heads.shape[0]).astype(np.int32),

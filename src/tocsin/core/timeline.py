@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -91,41 +92,52 @@ class NullableInt:
 Column = np.ndarray | Text | NullableInt
 
 
-def frame_of(columns: Mapping[str, Column], adjust: Mapping[str, Callable[[pl.Series], pl.Series]] | None = None) -> (
+_NUMPY_TYPES = {pl.UInt32: np.uint32, pl.Int8: np.int8, pl.Int32: np.int32}
+
+
+def frame_of(columns: Mapping[str, Column], adjust: Mapping[str, Callable[[pl.Expr], pl.Expr]] | None = None) -> (
     pl.DataFrame
 ):
-    """A frame of these columns (NaN as null), with ``adjust`` applied to the columns it names.
+    """A frame of these columns (NaN as null), with ``adjust`` (an expression of the column) applied to the
+    columns it names.
 
-    Making a Series of an array costs ~10 µs and a Series method (gather, cast) ~2–20 µs, however short: so
-    the arrays of one type (the text's row numbers and the nullable integers among the floats, NaN for null)
-    become one Series, cut into the columns (zero-copy slices); then the text is gathered and the integers cast.
+    Making a Series of an array costs ~10 µs and a Series method ~2–20 µs however short, and a float-to-integer
+    cast of a long column more than its gather: so the arrays of one type (the text's row numbers among them)
+    become one Series, its nulls set at once, cut into the columns (zero-copy slices); then one operation
+    gathers every text.
     """
-    height = next((len(v.index) if isinstance(v, Text) else len(v.values) if isinstance(v, NullableInt)
-                   else len(v)) for v in columns.values())
-    kinds: dict[str, list[tuple[str, np.ndarray]]] = {}
+    groups: dict[object, list[tuple[str, np.ndarray]]] = {}
     for name, value in columns.items():
         if isinstance(value, Text):
-            array = np.where(value.index >= 0, value.index, np.nan)
+            groups.setdefault(pl.UInt32, []).append((name, value.index))
         elif isinstance(value, NullableInt):
-            array = np.where(value.values >= 0, value.values, np.nan)
+            groups.setdefault(value.dtype, []).append((name, value.values))
         else:
-            array = value
-        kinds.setdefault(array.dtype.str, []).append((name, array))
+            groups.setdefault(value.dtype.str, []).append((name, value))
     cut: dict[str, pl.Series] = {}
-    for members in kinds.values():
-        whole = pl.Series(np.concatenate([a for _, a in members]), nan_to_null=members[0][1].dtype.kind == "f")
+    for kind, members in groups.items():
+        arrays = [a for _, a in members]
+        height = arrays[0].shape[0]
+        if isinstance(kind, str):  # plain arrays: NaN is null
+            whole = pl.Series(np.concatenate(arrays), nan_to_null=arrays[0].dtype.kind == "f")
+        else:  # row numbers and nullable integers: -1 is null
+            joined = np.concatenate(arrays)
+            whole = pl.Series(np.maximum(joined, 0).astype(_NUMPY_TYPES[kind]))  # type: ignore[index]
+            missing = np.flatnonzero(joined < 0)
+            if missing.size:
+                whole = whole.scatter(missing, None)
         cut.update((name, whole.slice(k * height, height).alias(name)) for k, (name, _) in enumerate(members))
-    texts = {name: value for name, value in columns.items() if isinstance(value, Text)}
-    if texts:  # one operation gathers them all (a Series' gather is one operation each)
-        gathered = pl.select(
-            pl.lit(text.source).gather(pl.lit(cut[name].cast(pl.UInt32))).alias(name) for name, text in texts.items()
-        )
-        cut.update((name, gathered.get_column(name)) for name in texts)
-    series = []
-    for name, value in columns.items():
-        column = cut[name].cast(value.dtype) if isinstance(value, NullableInt) else cut[name]
-        series.append(adjust[name](column) if adjust and name in adjust else column)
-    return pl.DataFrame(series)
+    # One operation gathers every text and applies ``adjust``.
+    finished = {
+        name: pl.lit(value.source).gather(pl.lit(cut[name]))
+        for name, value in columns.items()
+        if isinstance(value, Text)
+    }
+    finished.update((name, change(finished.get(name, pl.lit(cut[name])))) for name, change in (adjust or {}).items())
+    if finished:
+        done = pl.select(expression.alias(name) for name, expression in finished.items())
+        cut.update((name, done.get_column(name)) for name in finished)
+    return pl.DataFrame(cut[name] for name in columns)
 
 
 @dataclass
@@ -189,55 +201,44 @@ class ToxicityRows:
         return last
 
 
-def _item_codes(events: pl.DataFrame, items: Collection[str]) -> tuple[np.ndarray, np.ndarray]:
-    """The item code of every event, and which codes are ``items``."""
+def toxicity_rows(events: pl.DataFrame, patients: pl.DataFrame, items: Collection[str], cause: str) -> ToxicityRows:
+    """The rows of ``items`` (among them ``death``), a death only when due to ``cause``: a death from another
+    cause is neither a finding nor an assessment (as one, it would carry an unresolved episode on to a death
+    months later). The cause is read on the death rows alone (text over every event is a full pass).
+
+    The columns are read whole as arrays (without a copy where they have no nulls), then indexed: a Polars
+    gather of each column cost more."""
     categories = events.schema["item"].categories.to_list()
+    codes = events.select(pl.col(PID).to_physical(), pl.col("item").to_physical())
+    item = codes.get_column("item").to_numpy()
     wanted = np.zeros(len(categories), dtype=np.bool_)
     wanted[[categories.index(i) for i in items]] = True
-    return events.get_column("item").to_physical().to_numpy(), wanted
-
-
-def toxicity_rows(events: pl.DataFrame, items: Collection[str], cause: str) -> np.ndarray:
-    """Row numbers of the rows of ``items`` (among them ``death``), a death only when due to ``cause``: a death
-    from another cause is neither a finding nor an assessment (as one, it would carry an unresolved episode on
-    to a death months later). The cause is read on the death rows alone (text over every event is a full pass)."""
-    codes, wanted = _item_codes(events, items)
-    selected = wanted[codes]
-    deaths = np.flatnonzero(codes == events.schema["item"].categories.to_list().index("death"))
+    selected = wanted[item]
+    deaths = np.flatnonzero(item == categories.index("death"))
     if deaths.size:
         due = events.select((pl.col("cat").gather(deaths) == cause).fill_null(False)).to_series().to_numpy()
         selected[deaths[~due]] = False
-    return np.flatnonzero(selected)
+    rows = np.flatnonzero(selected)
 
-
-def read_rows(events: pl.DataFrame, patients: pl.DataFrame, rows: np.ndarray) -> ToxicityRows:
-    """The arrays of these event rows (one operation for the events, one for the patient table)."""
-    values = events.select(
-        pl.col(PID).gather(rows).to_physical(),
-        pl.col("t").gather(rows),
-        pl.col("num").gather(rows).fill_null(np.nan),
-        pl.col("item").gather(rows).to_physical(),
-    )
-    code = values.get_column(PID).to_numpy()
+    patient_code = codes.get_column(PID).to_numpy()[rows]
     first = np.ones(rows.shape[0], dtype=np.bool_)
-    first[1:] = code[1:] != code[:-1]
+    first[1:] = patient_code[1:] != patient_code[:-1]
     heads = np.flatnonzero(first)
     if events.schema[PID] == pl.Categorical:
         table = patients.select(pl.col(PID).cast(pl.Categorical).to_physical()).to_series().to_numpy()
-        head_position = positions_in(code[heads], table)
+        head_position = positions_in(patient_code[heads], table)
     else:  # text identifiers (frames built by hand)
         head_position = patient_positions(events.get_column(PID).gather(rows[heads]), patients.get_column(PID))
     run = np.cumsum(first) - 1
-    start = heads[run] if rows.size else rows
     return ToxicityRows(
         events,
         rows,
         head_position[run] if rows.size else rows,
-        start,
-        values.get_column("t").to_numpy(),
-        values.get_column("num").to_numpy(),
-        values.get_column("item").to_numpy(),
-        events.schema["item"].categories.to_list(),
+        heads[run] if rows.size else rows,
+        events.get_column("t").to_numpy()[rows].astype(np.float64),
+        events.get_column("num").to_numpy()[rows].astype(np.float64),  # a null number reads as NaN
+        item[rows],
+        categories,
     )
 
 
@@ -272,9 +273,18 @@ def latest_signal_rows(
     return {name: found[k] for k, name in enumerate(names)}
 
 
+def _at_loop(values: np.ndarray, index: np.ndarray, missing: Any, out: np.ndarray) -> np.ndarray:
+    for i in range(index.shape[0]):
+        out[i] = values[index[i]] if index[i] >= 0 else missing
+    return out
+
+
 def at(values: np.ndarray, index: np.ndarray, missing: float | bool = np.nan) -> np.ndarray:
-    """``values`` at ``index`` (``missing`` where the index is -1)."""
-    return np.where(index >= 0, values[index], missing) if values.size else np.full(index.shape, missing)
+    """``values`` at ``index`` (``missing`` where the index is -1), of the type of ``values``.
+
+    Compiled: a state gathers some forty columns per toxicity, and NumPy's gather-then-mask read each twice."""
+    out = np.empty(index.shape, dtype=values.dtype)
+    return compiled(_at_loop)(values, index, values.dtype.type(missing), out)
 
 
 def latest_valid(valid: Mapping[str, np.ndarray], first: np.ndarray) -> dict[str, np.ndarray]:
@@ -380,7 +390,8 @@ def _drug_classes(vocabulary: Vocabulary) -> tuple[list[str], list[str], list[st
     """The vasopressors, anti-cytokine and antipyretic drugs of the vocabulary."""
     known = _DRUG_CLASSES.get(id(vocabulary))
     if known is None or known[0] is not vocabulary:
-        classes = tuple(vocabulary.names_where(**{flag: True}) for flag in ("vasopressor", "anti_cytokine", "antipyretic"))
+        flags = ("vasopressor", "anti_cytokine", "antipyretic")
+        classes = tuple(vocabulary.names_where(**{flag: True}) for flag in flags)
         known = _DRUG_CLASSES[id(vocabulary)] = (vocabulary, classes)  # type: ignore[assignment]
     return known[1]
 
@@ -416,7 +427,7 @@ def crs_state(
         *anticytokine,
         *antipyretic,
     ]
-    rows = read_rows(events, patients, toxicity_rows(events, items, "crs"))
+    rows = toxicity_rows(events, patients, items, "crs")
     t, num = rows.t, rows.num
     findings = ("fever", "hypotension", "hypoxia")
     # The text read: the attributions' finding and cause, and the oxygen rows' device (one operation).
@@ -596,7 +607,7 @@ def icans_state(events: pl.DataFrame, patients: pl.DataFrame, config: GradingCon
     capd_items: list[str] = scale.table("capd_items")
     domains = ["consciousness", "global_aphasia", "seizure", "motor_weakness", "cerebral_edema", "icp_sign"]
     items = ["ice_score", "capd_score", *ice_items, *capd_items, *domains, "alternative_cause", "death"]
-    selected = read_rows(events, patients, toxicity_rows(events, items, "icans"))
+    selected = toxicity_rows(events, patients, items, "icans")
     # The text read: of the attributions (their finding decides whether they count), and of the domain rows.
     alt, domain_rows = np.flatnonzero(selected.is_item("alternative_cause")), np.flatnonzero(selected.is_item(*domains))
     attribution_text = read_texts(selected, alt, _neuro_attribution_columns())
