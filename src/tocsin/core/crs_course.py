@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+
 import numpy as np
 import polars as pl
 
@@ -20,7 +21,7 @@ from tocsin.config import GradingConfig
 from tocsin.core.episodes import mark_stretches
 from tocsin.core.evidence import Observation, first_label, missing_text, observation
 from tocsin.core.segments import compiled
-from tocsin.core.timeline import Assessments, NullableInt, Text
+from tocsin.core.timeline import Assessments, NullableInt, Text, at
 from tocsin.vocabulary import load_vocabulary
 
 
@@ -72,13 +73,13 @@ def mark_crs_course(state: Assessments, config: GradingConfig) -> Assessments:
     first_fever, waiver_row = compiled(_course_loop)(
         state.first, state["stretch"], state.t, state["fever_t"], state["waiver_drug_t"]
     )
-    waiver_t = np.where(waiver_row >= 0, state.t[waiver_row], np.nan) if waiver_row.size else first_fever
+    waiver_t = at(state.t, waiver_row)
     drug = state.text("waiver_drug")
     crs_started = state["in_episode"] & ~np.isnan(first_fever)
     state.add(
         first_fever_t=first_fever,
         waiver_t_ep=waiver_t,
-        waiver_drug_ep=Text(drug.source, np.where(waiver_row >= 0, drug.index[waiver_row], -1)),
+        waiver_drug_ep=Text(drug.source, at(drug.index, waiver_row, -1)),
         crs_started=crs_started,
         fever_now=state["febrile"] & ~state["fever_attributed"],
         waived=crs_started & ~np.isnan(waiver_t),

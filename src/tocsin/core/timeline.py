@@ -308,9 +308,8 @@ def latest_valid(valid: Mapping[str, np.ndarray], first: np.ndarray) -> dict[str
 
 
 def hours_since(now: np.ndarray, then: np.ndarray) -> np.ndarray:
+    """Hours from ``then`` to ``now`` (days since infusion; NaN where ``then`` is unknown)."""
     return (now - then) * HOURS_PER_DAY
-
-
 
 
 @cache
