@@ -6,6 +6,7 @@ them must update that page too.
 
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -74,19 +75,17 @@ def test_a_rule_id_missing_from_the_criteria_data_is_refused() -> None:
     from tocsin.core.engine import _toxicity_result
     from tocsin.criteria import load_scale
 
-    graded = pl.DataFrame(
-        {
-            "patient_id": ["P"],
-            "t": [1.0],
-            "grade": [1],
-            "domain": ["fever"],
-            "rule": ["CRS-ASTCT19-G1-FEVRE"],
-            "missing": [""],
-            "stretch": [1],
-            "quiet_since": [None],
-            "resolved_row": [False],
-        },
-        schema_overrides={"quiet_since": pl.Float64, "grade": pl.Int8},
+    from tocsin.core.timeline import Assessments, NullableInt, Text, labels
+
+    graded = Assessments(Text(pl.Series(["P"]), np.array([0])), np.array([0]), np.array([True]), np.array([1.0]))
+    graded.add(
+        grade=NullableInt(np.array([1], dtype=np.int8)),
+        domain=labels(["fever"], np.array([0])),
+        rule=labels(["CRS-ASTCT19-G1-FEVER", "CRS-ASTCT19-G1-FEVRE"], np.array([1])),
+        missing=labels([""], np.array([0])),
+        stretch=np.array([1], dtype=np.int32),
+        quiet_since=np.array([np.nan]),
+        resolved_row=np.array([False]),
     )
     with pytest.raises(RuntimeError, match="CRS-ASTCT19-G1-FEVRE"):
         _toxicity_result(load_scale("crs_astct2019"), graded, [], [])

@@ -43,6 +43,12 @@ def patient_positions(rows: pl.Series, patients: pl.Series) -> np.ndarray:
         keys, table = rows.to_physical().to_numpy(), patients.cast(rows.dtype).to_physical().to_numpy()
     else:  # text identifiers (frames built by hand): the same search on the strings
         keys, table = rows.cast(pl.Utf8).to_numpy(), patients.cast(pl.Utf8).to_numpy()
+    return positions_in(keys, table)
+
+
+def positions_in(keys: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """Position in ``table`` of each key (int64; -1 for a key the table does not hold), by a search in the
+    table's sorted values: for callers that read the codes themselves, in an operation they do anyway."""
     if len(table) == 0:
         return np.full(len(keys), -1, dtype=np.int64)
     order = np.argsort(table, kind="stable")

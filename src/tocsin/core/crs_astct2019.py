@@ -27,6 +27,9 @@ Example
 
 from __future__ import annotations
 
+from functools import cache
+
+import numpy as np
 import polars as pl
 
 from tocsin.config import GradingConfig
@@ -39,40 +42,28 @@ from tocsin.core.crs_course import (
     with_grade_and_domain,
     with_raw_grade,
 )
-from tocsin.core.evidence import Observation, first_label, missing_text
+from tocsin.core.evidence import Observation, first_label
+from tocsin.core.timeline import DEVICE_NONE, DEVICES, Assessments, NullableInt
 
 
-def hypotension_grade() -> pl.Expr:
-    return (
-        pl.when(pl.col("hypotension_attributed"))
-        .then(0)
-        .when(pl.col("n_vasopressors") >= 2)
-        .then(4)
-        .when(pl.col("any_vasopressor"))
-        .then(3)
-        .when(pl.col("bp_known") & pl.col("bp_low"))
-        .then(2)
-        .otherwise(0)
-        .cast(pl.Int8)
+def hypotension_grade(state: Assessments) -> np.ndarray:
+    grade = np.select(
+        [state["hypotension_attributed"], state["n_vasopressors"] >= 2, state["any_vasopressor"],
+         state["bp_known"] & state["bp_low"]],
+        [0, 4, 3, 2],
+        0,
     )
+    return grade.astype(np.int8)
 
 
-def hypoxia_grade(config: GradingConfig) -> pl.Expr:
-    flow = pl.col("o2_flow_current")
-    by_flow = pl.when(flow > config.crs.low_flow_max_l_min).then(3).when(flow > 0).then(2).otherwise(0)
-    by_device = (
-        pl.when((pl.col("o2_device") == "nasal_cannula") & (flow > config.crs.low_flow_max_l_min))
-        .then(3)
-        .otherwise(pl.col("o2_device_tier"))
-    )
-    return (
-        pl.when(pl.col("hypoxia_attributed"))
-        .then(0)
-        .when(pl.col("o2_device").is_not_null())
-        .then(by_device)
-        .otherwise(by_flow)
-        .cast(pl.Int8)
-    )
+def hypoxia_grade(state: Assessments, config: GradingConfig) -> np.ndarray:
+    """The hypoxia tier (-1 = null: a device the scale does not list)."""
+    flow, device = state["o2_flow_current"], state["o2_device_code"]
+    high_flow = flow > config.crs.low_flow_max_l_min
+    by_flow = np.where(high_flow, 3, np.where(flow > 0, 2, 0))
+    by_device = np.where((device == DEVICES.index("nasal_cannula")) & high_flow, 3, state["o2_device_tier"])
+    grade = np.where(state["hypoxia_attributed"], 0, np.where(device != DEVICE_NONE, by_device, by_flow))
+    return grade.astype(np.int8)
 
 
 _RULES = {
@@ -85,47 +76,53 @@ _RULES = {
 }
 
 
-def grade_crs_astct2019(course: pl.DataFrame, config: GradingConfig) -> tuple[pl.DataFrame, list[Observation]]:
-    """Add ``grade``, ``domain``, ``rule``, ``missing`` to a marked CRS course frame; return it with the
-    evidence specs that explain each row."""
-    df = course.with_columns(hypotension_grade().alias("g_hypotension"), hypoxia_grade(config).alias("g_hypoxia"))
-    eligible = pl.col("fever_now") | pl.col("waived")
-    df = with_raw_grade(df, eligible)
-    df = df.with_columns(
-        missing_text(
-            [
-                *common_missing(eligible),
-                # A nasal cannula without a flow may be high flow (> 6 L/min): grade 2 is then a lower bound.
-                (
-                    eligible
-                    & ~pl.col("hypoxia_attributed")
-                    & (pl.col("o2_device") == "nasal_cannula")
-                    & pl.col("o2_flow_current").is_null()
-                    & (pl.col("raw_grade") < 3),
-                    "oxygen_flow",
-                ),
-            ]
-        )
+def grade_crs_astct2019(course: Assessments, config: GradingConfig) -> tuple[Assessments, list[Observation]]:
+    """Add ``grade``, ``domain``, ``rule``, ``missing`` to a marked CRS course; return it with the evidence
+    specs that explain each row."""
+    course.add(g_hypotension=hypotension_grade(course), g_hypoxia=NullableInt(hypoxia_grade(course, config)))
+    eligible = course["fever_now"] | course["waived"]
+    with_raw_grade(course, eligible)
+    g = course["raw_grade"]
+    with_grade_and_domain(
+        course,
+        [
+            *common_missing(course, eligible),
+            # A nasal cannula without a flow may be high flow (> 6 L/min): grade 2 is then a lower bound.
+            (
+                eligible
+                & ~course["hypoxia_attributed"]
+                & (course["o2_device_code"] == DEVICES.index("nasal_cannula"))
+                & np.isnan(course["o2_flow_current"])
+                & (g < 3),
+                "oxygen_flow",
+            ),
+        ],
     )
-    df = with_grade_and_domain(df)
-    g, fever = pl.col("raw_grade"), pl.col("domain") == "fever"
+    domain = course.text("domain")
+    fever, hypoxia_domain = domain.labelled("fever"), domain.labelled("hypoxia")
+    hypotension_domain = domain.labelled("hypotension", "hypotension+hypoxia")  # the domain starts with it
     rule = first_label(
         [
             (g == 5, "CRS-ASTCT19-G5-DEATH"),
             (fever & (g == 1), "CRS-ASTCT19-G1-FEVER"),
             (fever, "CRS-ASTCT19-G0-NO-FEVER"),
             (g == 0, "CRS-ASTCT19-G0"),
-            *[((g == grade) & pl.col("domain").str.starts_with(dom), rule) for (grade, dom), rule in _RULES.items()],
+            *[
+                ((g == grade) & (hypotension_domain if dom == "hypotension" else hypoxia_domain), rule)
+                for (grade, dom), rule in _RULES.items()
+            ],
         ]
     )
-    return df.with_columns(rule.alias("rule")), _evidence(vasopressor_names(df))
+    course.add(rule=rule)
+    return course, _evidence(tuple(vasopressor_names(course)))
 
 
-def _evidence(pressors: list[str]) -> list[Observation]:
+@cache
+def _evidence(pressors: tuple[str, ...]) -> list[Observation]:
     hypotension_shown, hypoxia_shown = support_shown()
     return [
         *fever_evidence(),
         *support_evidence(
-            pressors, hypotension_shown, hypotension_shown & (pl.col("g_hypotension") == 2), hypoxia_shown
+            list(pressors), hypotension_shown, hypotension_shown & (pl.col("g_hypotension") == 2), hypoxia_shown
         ),
     ]

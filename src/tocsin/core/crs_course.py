@@ -12,32 +12,35 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import polars as pl
 
 from tocsin.config import GradingConfig
 from tocsin.core.episodes import mark_stretches
-from tocsin.core.evidence import Observation, first_label, observation
-from tocsin.core.segments import compiled, first_rows, nulls_at
-from tocsin.core.timeline import PID
+from tocsin.core.evidence import Observation, first_label, missing_text, observation
+from tocsin.core.segments import compiled
+from tocsin.core.timeline import Assessments, NullableInt, Text, at
 from tocsin.vocabulary import load_vocabulary
 
 
-def _activity(config: GradingConfig) -> pl.Expr:
+def _activity(state: Assessments, config: GradingConfig) -> np.ndarray:
     """Rows at which CRS is not (yet) resolved by the configured rule.
 
     Being afebrile must be observed: the quiet period starts at the first documented temperature below
     the fever threshold; a row whose latest temperature is still a (CRS) fever, or with no temperature
     in the fever window, is not quiet, so sparse charting never resolves an episode by silence.
     """
-    fever_here = (pl.col("fever_t") == pl.col("t")).fill_null(False)
-    unobserved = ~pl.col("temp_known") | pl.col("temp_is_fever").fill_null(False)
+    fever_here = state["fever_t"] == state.t
+    unobserved = ~state["temp_known"] | state["temp_is_fever"]
     if config.episodes.crs_resolution == "fever_gone_cytokines_falling":
-        cytokine_falling = pl.coalesce("il6_falling", "crp_falling")
-        return fever_here | unobserved | cytokine_falling.not_().fill_null(False)
-    antipyretic_here = (pl.col("antipyretic_t") == pl.col("t")).fill_null(False)
-    oxygen = pl.col("on_oxygen").fill_null(False) & ~pl.col("hypoxia_attributed")
-    pressor = pl.col("any_vasopressor") & ~pl.col("hypotension_attributed")
+        il6, crp = state["il6_falling"], state["crp_falling"]
+        cytokine_not_falling = np.where(il6 >= 0, il6 == 0, crp == 0)
+        return fever_here | unobserved | cytokine_not_falling
+    antipyretic_here = state["antipyretic_t"] == state.t
+    oxygen = state["on_oxygen"] & ~state["hypoxia_attributed"]
+    pressor = state["any_vasopressor"] & ~state["hypotension_attributed"]
     return fever_here | unobserved | antipyretic_here | oxygen | pressor
 
 
@@ -60,30 +63,28 @@ def _course_loop(
     return first_fever, waiver_row
 
 
-def mark_crs_course(state: pl.DataFrame, config: GradingConfig) -> pl.DataFrame:
+def mark_crs_course(state: Assessments, config: GradingConfig) -> Assessments:
     """Add stretches, ``crs_started`` (a fever opened CRS in this stretch), ``fever_now`` and the
     waiver (``waived``, ``waiver_drug_ep``, ``waiver_t_ep``).
 
     The first fever and the latest waiver of each episode come from one compiled pass over the rows: as
     column expressions they were a running count and three fills within the episode."""
-    df = mark_stretches(state, _activity(config), config.episodes.crs_resolution_hours)
+    mark_stretches(state, _activity(state, config), config.episodes.crs_resolution_hours)
     first_fever, waiver_row = compiled(_course_loop)(
-        first_rows(df.get_column(PID)),
-        df.get_column("stretch").to_numpy(),
-        *(df.get_column(c).to_numpy() for c in ("t", "fever_t", "waiver_drug_t")),
+        state.first, state["stretch"], state.t, state["fever_t"], state["waiver_drug_t"]
     )
-    waiver = pl.lit(nulls_at(waiver_row, -1))
-    df = df.with_columns(
-        nulls_at(first_fever, np.nan).alias("first_fever_t"),
-        pl.col("t").gather(waiver).alias("waiver_t_ep"),
-        pl.col("waiver_drug").gather(waiver).alias("waiver_drug_ep"),
+    waiver_t = at(state.t, waiver_row)
+    drug = state.text("waiver_drug")
+    crs_started = state["in_episode"] & ~np.isnan(first_fever)
+    state.add(
+        first_fever_t=first_fever,
+        waiver_t_ep=waiver_t,
+        waiver_drug_ep=Text(drug.source, at(drug.index, waiver_row, -1)),
+        crs_started=crs_started,
+        fever_now=state["febrile"] & ~state["fever_attributed"],
+        waived=crs_started & ~np.isnan(waiver_t),
     )
-    crs_started = pl.col("in_episode") & pl.col("first_fever_t").is_not_null()
-    return df.with_columns(
-        crs_started.alias("crs_started"),
-        (pl.col("febrile") & ~pl.col("fever_attributed")).alias("fever_now"),
-        (crs_started & pl.col("waiver_t_ep").is_not_null()).alias("waived"),
-    )
+    return state
 
 
 def fever_evidence() -> list[Observation]:
@@ -111,14 +112,14 @@ def fever_evidence() -> list[Observation]:
     ]
 
 
-def crs_death() -> pl.Expr:
+def vasopressor_names(state: Assessments) -> list[str]:
+    """The vasopressors present as state columns (``rate_<name>``) in a CRS state."""
+    return [c.removeprefix("rate_") for c in state.columns if c.startswith("rate_") and not c.endswith("_t")]
+
+
+def crs_death(state: Assessments) -> np.ndarray:
     """Grade 5 only from an adjudicated death due to CRS."""
-    return (pl.col("death_cause") == "crs").fill_null(False)
-
-
-def vasopressor_names(df: pl.DataFrame) -> list[str]:
-    """The vasopressors present as state columns (``rate_<name>``) in a CRS frame."""
-    return [c.removeprefix("rate_") for c in df.columns if c.startswith("rate_") and not c.endswith("_t")]
+    return state["death_due"]
 
 
 def support_evidence(
@@ -143,38 +144,39 @@ def support_evidence(
     ]
 
 
-def with_raw_grade(df: pl.DataFrame, eligible: pl.Expr) -> pl.DataFrame:
+def with_raw_grade(state: Assessments, eligible: np.ndarray) -> None:
     """``raw_grade`` from the scale's ``g_hypotension``/``g_hypoxia``: 5 for a CRS death, 0 when CRS
     cannot be present (no fever, no waiver), else the worse of fever (1) and the support domains."""
-    support = pl.max_horizontal("g_hypotension", "g_hypoxia")
-    raw = (
-        pl.when(crs_death())
-        .then(5)
-        .when(~eligible)
-        .then(0)
-        .otherwise(pl.max_horizontal(pl.col("fever_now").cast(pl.Int8), support))
-        .cast(pl.Int8)
+    support = np.maximum(state["g_hypotension"], state["g_hypoxia"])  # a null (-1) hypoxia tier never wins
+    worst = np.maximum(state["fever_now"].astype(np.int8), support)
+    death = crs_death(state)
+    state.add(
+        crs_death=death,
+        raw_grade=np.where(death, 5, np.where(eligible, worst, 0)).astype(np.int8),
+        support_grade=support,
     )
-    return df.with_columns(raw.alias("raw_grade"), support.alias("support_grade"))
 
 
-def with_grade_and_domain(df: pl.DataFrame) -> pl.DataFrame:
-    """``grade`` (null = cannot grade: the known findings give 0 and something needed is ``missing``) and
-    ``domain`` (what set it; ``fever`` on a grade 0 with support = "support without fever")."""
-    g = pl.col("raw_grade")
-    grade = pl.when((g == 0) & (pl.col("missing") != "")).then(None).otherwise(g)
+def with_grade_and_domain(state: Assessments, missing: Sequence[tuple[np.ndarray, str]]) -> None:
+    """``missing`` (what is still needed, '; '-separated, '' when nothing), ``grade`` (null = cannot grade:
+    the known findings give 0 and something needed is missing) and ``domain`` (what set it; ``fever`` on a
+    grade 0 with support = "support without fever")."""
+    g = state["raw_grade"]
+    needed = missing_text(missing)
+    grade = np.where((g == 0) & (needed.index != 0), -1, g).astype(np.int8)
+    hypotension, hypoxia = state["g_hypotension"] == g, state["g_hypoxia"] == g
     domain = first_label(
         [
             (g == 5, "death"),
-            ((g == 0) & (pl.col("support_grade") > 0), "fever"),
+            ((g == 0) & (state["support_grade"] > 0), "fever"),
             (g == 0, "none"),
             (g == 1, "fever"),
-            ((pl.col("g_hypotension") == g) & (pl.col("g_hypoxia") == g), "hypotension+hypoxia"),
-            (pl.col("g_hypotension") == g, "hypotension"),
-            (pl.lit(True), "hypoxia"),
+            (hypotension & hypoxia, "hypotension+hypoxia"),
+            (hypotension, "hypotension"),
+            (np.ones(g.shape, np.bool_), "hypoxia"),
         ]
     )
-    return df.with_columns(grade.alias("grade"), domain.alias("domain"))
+    state.add(missing=needed, grade=NullableInt(grade), domain=domain)
 
 
 def support_shown() -> tuple[pl.Expr, pl.Expr]:
@@ -188,11 +190,11 @@ def support_shown() -> tuple[pl.Expr, pl.Expr]:
     )
 
 
-def common_missing(eligible: pl.Expr) -> list[tuple[pl.Expr, str]]:
+def common_missing(state: Assessments, eligible: np.ndarray) -> list[tuple[np.ndarray, str]]:
     """What every CRS scale needs: a temperature (unless the fever was waived), and a blood pressure when
     no vasopressor runs and the grade is below the hypotension tier."""
-    hypotension_unknown = ~pl.col("any_vasopressor") & ~pl.col("bp_known") & ~pl.col("hypotension_attributed")
+    hypotension_unknown = ~state["any_vasopressor"] & ~state["bp_known"] & ~state["hypotension_attributed"]
     return [
-        (~eligible & ~pl.col("temp_known") & ~crs_death(), "temperature"),
-        (eligible & hypotension_unknown & (pl.col("raw_grade") < 2), "sbp or map"),
+        (~eligible & ~state["temp_known"] & ~state["crs_death"], "temperature"),
+        (eligible & hypotension_unknown & (state["raw_grade"] < 2), "sbp or map"),
     ]

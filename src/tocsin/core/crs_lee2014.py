@@ -18,6 +18,9 @@ scale; within the episode, support is graded with or without fever (Lee 2014 has
 
 from __future__ import annotations
 
+from functools import cache
+
+import numpy as np
 import polars as pl
 
 from tocsin.config import GradingConfig
@@ -30,112 +33,120 @@ from tocsin.core.crs_course import (
     with_grade_and_domain,
     with_raw_grade,
 )
-from tocsin.core.evidence import Observation, missing_text, observation
-from tocsin.core.segments import ffill, shift1, with_segment_start
-from tocsin.core.timeline import HOURS_PER_DAY, PID
+from tocsin.core.evidence import Observation, first_label, observation
+from tocsin.core.timeline import DEVICE_NONE, Assessments, NullableInt, device_codes, hours_since, latest_valid
 from tocsin.criteria import load_scale
 
 SCALE = load_scale("crs_lee2014")
-_LOW_FLOW = pl.col("o2_device").is_in(["nasal_cannula", "blow_by"]) | pl.col("o2_device").is_null()
 
 
-def _high_dose(pressors: list[str]) -> pl.Expr:
+def _low_flow(state: Assessments) -> np.ndarray:
+    return np.isin(state["o2_device_code"], device_codes(["nasal_cannula", "blow_by"])) | (
+        state["o2_device_code"] == DEVICE_NONE
+    )
+
+
+def _high_dose(state: Assessments, pressors: list[str]) -> np.ndarray:
     equivalent_factor: dict[str, float] = SCALE.table("norepinephrine_equivalent")
     monotherapy: dict[str, float] = SCALE.table("high_dose_monotherapy")
-    ne_equivalent = pl.sum_horizontal([pl.col(f"rate_{p}") * f for p, f in equivalent_factor.items() if p in pressors])
-    on_vasopressin = pl.col("rate_vasopressin") > 0 if "vasopressin" in pressors else pl.lit(False)
-    single = pl.col("n_vasopressors") == 1
-    mono = pl.any_horizontal([pl.col(f"rate_{p}") >= dose for p, dose in monotherapy.items() if p in pressors])
-    return (
-        pl.when(on_vasopressin)
-        .then(ne_equivalent >= SCALE.table("high_dose_with_vasopressin_ne_equivalent"))
-        .when(single)
-        .then(mono)
-        .otherwise(ne_equivalent >= SCALE.table("high_dose_combination_ne_equivalent"))
+    ne_equivalent = np.zeros(state.t.shape)
+    for p, factor in equivalent_factor.items():
+        if p in pressors:
+            ne_equivalent = ne_equivalent + state[f"rate_{p}"] * factor
+    on_vasopressin = state["rate_vasopressin"] > 0 if "vasopressin" in pressors else np.zeros(state.t.shape, bool)
+    mono = np.zeros(state.t.shape, dtype=np.bool_)
+    for p, dose in monotherapy.items():
+        if p in pressors:
+            mono |= state[f"rate_{p}"] >= dose
+    combination = ne_equivalent >= SCALE.table("high_dose_combination_ne_equivalent")
+    return np.where(
+        on_vasopressin,
+        ne_equivalent >= SCALE.table("high_dose_with_vasopressin_ne_equivalent"),
+        np.where(state["n_vasopressors"] == 1, mono, combination),
     )
 
 
-def _fio2(config: GradingConfig) -> pl.Expr:
-    recorded = pl.when(pl.col("o2_device_t").is_null() | (pl.col("fio2_t") >= pl.col("o2_device_t"))).then(
-        pl.col("fio2")
-    )
+def _fio2(state: Assessments, config: GradingConfig) -> np.ndarray:
+    device_t = state["o2_device_t"]
+    recorded = np.where(np.isnan(device_t) | (state["fio2_t"] >= device_t), state["fio2"], np.nan)
     if not config.crs.lee2014_estimate_nasal_fio2:
-        return recorded  # low-flow devices without FiO2 count as < 40 % (see _LOW_FLOW)
-    nasal = 21.0 + config.crs.lee2014_fio2_per_l_min_nasal * pl.col("o2_flow_current")
-    return pl.coalesce(recorded, pl.when(_LOW_FLOW).then(nasal))
+        return recorded  # low-flow devices without FiO2 count as < 40 % (see _low_flow)
+    nasal = 21.0 + config.crs.lee2014_fio2_per_l_min_nasal * state["o2_flow_current"]
+    return np.where(np.isnan(recorded), np.where(_low_flow(state), nasal, np.nan), recorded)
 
 
-def grade_crs_lee2014(course: pl.DataFrame, config: GradingConfig) -> tuple[pl.DataFrame, list[Observation]]:
-    """Add ``grade``, ``domain``, ``rule``, ``missing`` to a marked CRS course frame; return it with the
-    evidence specs that explain each row."""
+def _sustained(state: Assessments, high_dose: np.ndarray) -> np.ndarray:
+    """High dose for at least the scale's minimum hours without a break (within the patient)."""
+    before = np.zeros(high_dose.shape, dtype=np.bool_)
+    before[1:] = high_dose[:-1] & ~state.first[1:]
+    run_start = latest_valid({"start": high_dose & ~before}, state.first)["start"]
+    run_start_t = np.where(run_start >= 0, state.t[run_start], np.nan) if run_start.size else state.t
+    return high_dose & (hours_since(state.t, run_start_t) >= SCALE.table("high_dose_minimum_hours"))
+
+
+def grade_crs_lee2014(course: Assessments, config: GradingConfig) -> tuple[Assessments, list[Observation]]:
+    """Add ``grade``, ``domain``, ``rule``, ``missing`` to a marked CRS course; return it with the evidence
+    specs that explain each row."""
     pressors = vasopressor_names(course)
-    # The sustained high-dose run is filled within the patient: the course frame carries no segment start.
-    df = with_segment_start(course, [PID]).with_columns(
-        _high_dose(pressors).fill_null(False).alias("high_dose"), _fio2(config).alias("fio2_used")
-    )
-    run_start = ffill(pl.when(pl.col("high_dose") & ~shift1(pl.col("high_dose")).fill_null(False)).then(pl.col("t")))
-    sustained = pl.col("high_dose") & (
-        (pl.col("t") - run_start) * HOURS_PER_DAY >= SCALE.table("high_dose_minimum_hours")
-    )
+    sustained = _sustained(course, _high_dose(course, pressors))
+    fio2_used = _fio2(course, config)
     ventilator = ["mechanical_ventilation"] + (
         ["cpap", "bipap"] if config.crs.lee2014_noninvasive_is_ventilator else []
     )
-    hypotension = (
-        pl.when(pl.col("hypotension_attributed"))
-        .then(0)
-        .when((pl.col("n_vasopressors") >= 2) | sustained)
-        .then(3)
-        .when(pl.col("any_vasopressor") | (pl.col("bp_known") & pl.col("bp_low")))
-        .then(2)
-        .otherwise(0)
-        .cast(pl.Int8)
+    hypotension = np.select(
+        [
+            course["hypotension_attributed"],
+            (course["n_vasopressors"] >= 2) | sustained,
+            course["any_vasopressor"] | (course["bp_known"] & course["bp_low"]),
+        ],
+        [0, 3, 2],
+        0,
+    ).astype(np.int8)
+    hypoxia = np.select(
+        [
+            course["hypoxia_attributed"] | ~course["on_oxygen"],
+            np.isin(course["o2_device_code"], device_codes(ventilator)),
+            fio2_used >= SCALE.table("fio2_high_percent"),
+        ],
+        [0, 4, 3],
+        2,
+    ).astype(np.int8)
+    course.add(fio2_used=fio2_used, g_hypotension=hypotension, g_hypoxia=NullableInt(hypoxia))
+    eligible = course["fever_now"] | course["crs_started"]
+    with_raw_grade(course, eligible)
+    with_grade_and_domain(
+        course,
+        [
+            *common_missing(course, eligible),
+            (eligible & (hypoxia == 2) & np.isnan(fio2_used) & ~_low_flow(course), "fio2"),
+        ],
     )
-    fio2_high = pl.col("fio2_used") >= SCALE.table("fio2_high_percent")
-    hypoxia = (
-        pl.when(pl.col("hypoxia_attributed") | ~pl.col("on_oxygen"))
-        .then(0)
-        .when(pl.col("o2_device").is_in(ventilator))
-        .then(4)
-        .when(fio2_high.fill_null(False))
-        .then(3)
-        .otherwise(2)
-        .cast(pl.Int8)
+    g = course["raw_grade"]
+    domain = course.text("domain")
+    hypotension_domain = domain.labelled("hypotension", "hypotension+hypoxia")  # the domain starts with it
+    rule = first_label(
+        [
+            (g == 5, "CRS-LEE14-G5-DEATH"),
+            ((g == 0) & domain.labelled("fever"), "CRS-LEE14-G0-NO-FEVER"),
+            (g == 0, "CRS-LEE14-G0"),
+            (g == 1, "CRS-LEE14-G1-SYMPTOMS"),
+            (g == 4, "CRS-LEE14-G4-VENTILATOR"),
+            *[((g == grade) & hypotension_domain, f"CRS-LEE14-G{grade}-HYPOTENSION") for grade in (2, 3)],
+            *[(g == grade, f"CRS-LEE14-G{grade}-HYPOXIA") for grade in (2, 3)],
+        ]
     )
-    df = df.with_columns(hypotension.alias("g_hypotension"), hypoxia.alias("g_hypoxia"))
-    eligible = pl.col("fever_now") | pl.col("crs_started")
-    df = with_raw_grade(df, eligible)
-    df = df.with_columns(
-        missing_text(
-            [
-                *common_missing(eligible),
-                (eligible & (pl.col("g_hypoxia") == 2) & pl.col("fio2_used").is_null() & ~_LOW_FLOW, "fio2"),
-            ]
-        )
-    )
-    df = with_grade_and_domain(df)
-    g = pl.col("raw_grade")
-    d = pl.col("domain")
-    rule = (
-        pl.when(g == 5)
-        .then(pl.lit("CRS-LEE14-G5-DEATH"))
-        .when((g == 0) & (d == "fever"))
-        .then(pl.lit("CRS-LEE14-G0-NO-FEVER"))
-        .when(g == 0)
-        .then(pl.lit("CRS-LEE14-G0"))
-        .when(g == 1)
-        .then(pl.lit("CRS-LEE14-G1-SYMPTOMS"))
-        .when(g == 4)
-        .then(pl.lit("CRS-LEE14-G4-VENTILATOR"))
-        .when(d.str.starts_with("hypotension"))
-        .then(pl.format("CRS-LEE14-G{}-HYPOTENSION", g))
-        .otherwise(pl.format("CRS-LEE14-G{}-HYPOXIA", g))
-    )
+    course.add(rule=rule)
+    return course, _evidence(tuple(pressors))
+
+
+@cache
+def _evidence(pressors: tuple[str, ...]) -> list[Observation]:
     hypotension_shown, hypoxia_shown = support_shown()
-    evidence = [
+    return [
         *fever_evidence(),
         *support_evidence(
-            pressors, hypotension_shown, hypotension_shown & pl.col("bp_low") & pl.col("bp_known"), hypoxia_shown
+            list(pressors), hypotension_shown, hypotension_shown & pl.col("bp_low") & pl.col("bp_known"),
+            hypoxia_shown,
         ),
         observation("fio2", "fio2_t", "fio2_used", hypoxia_shown & pl.col("fio2_used").is_not_null(), "%"),
     ]
-    return df.with_columns(rule.alias("rule")), evidence

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import polars as pl
 
 from tocsin.config import GradingConfig
@@ -26,7 +27,7 @@ from tocsin.core.crs_astct2019 import grade_crs_astct2019
 from tocsin.core.crs_course import mark_crs_course
 from tocsin.core.crs_lee2014 import grade_crs_lee2014
 from tocsin.core.cytopenia_ctcae import grade_cytopenias, worst_cytopenia_grades
-from tocsin.core.episodes import episodes_from_timeline, mark_stretches, patient_summary
+from tocsin.core.episodes import episodes_and_summary, mark_stretches
 from tocsin.core.events import IngestLimits, NormalisedEvents, normalise_events
 from tocsin.core.evidence import Observation, evidence_columns, expand_evidence
 from tocsin.core.icaht import grade_icaht
@@ -43,7 +44,7 @@ from tocsin.core.scores.hscore import INPUTS as HSCORE_INPUTS
 from tocsin.core.scores.hscore import LINEAGES as HSCORE_LINEAGES
 from tocsin.core.scores.hscore import hscore
 from tocsin.core.scores.iec_hs import INFUSION_LABS, WINDOW_LABS, hlh_screens
-from tocsin.core.timeline import PID, crs_state, icans_state
+from tocsin.core.timeline import PID, Assessments, crs_state, icans_state
 from tocsin.criteria import Scale, load_scale
 from tocsin.vocabulary import Vocabulary, load_vocabulary
 
@@ -119,19 +120,33 @@ class ToxicityResult:
 
 
 def _toxicity_result(
-    scale: Scale, graded: pl.DataFrame, observations: list[Observation], extra: list[str]
+    scale: Scale, graded: Assessments, observations: list[Observation], extra: list[str]
 ) -> ToxicityResult:
-    keep = list(dict.fromkeys([*TIMELINE_COLUMNS, *EPISODE_COLUMNS, *extra, *evidence_columns(observations)]))
-    timeline = graded.select(keep)
+    keep = _timeline_columns(extra, observations)
     # Every rule id a grade cites must be one of the scale's rules (criteria data), or the output would
-    # point to a rule nobody can look up.
-    unknown = set(timeline.get_column("rule").drop_nulls().unique().to_list()) - {r.id for r in scale.rules}
+    # point to a rule nobody can look up. The rules are codes into a table of ids until the frame is built.
+    rule = graded.text("rule")
+    names = rule.source.to_list()
+    unknown = {names[k] for k in np.unique(rule.index[rule.index >= 0])} - {r.id for r in scale.rules}
     if unknown:
         raise RuntimeError(
             f"{scale.scale}: grading produced rule ids missing from its criteria file: {sorted(unknown)}"
         )
-    episodes = episodes_from_timeline(timeline)
-    return ToxicityResult(scale, timeline, episodes, patient_summary(timeline, episodes), tuple(observations))
+    episodes, summary = episodes_and_summary(graded)
+    return ToxicityResult(scale, graded.frame(keep), episodes, summary, tuple(observations))
+
+
+#: Evidence columns by the identity of the specs (expressions are not hashable); the graders build their
+#: specs once per scale (and set of vasopressors), and reading the columns of each expression costs ~0.2 ms.
+_EVIDENCE_COLUMNS: dict[int, tuple[list[Observation], list[str]]] = {}
+
+
+def _timeline_columns(extra: list[str], observations: list[Observation]) -> list[str]:
+    """The columns a timeline keeps: its grades, the episode marks, and what its evidence specs read."""
+    known = _EVIDENCE_COLUMNS.get(id(observations))
+    if known is None or known[0] is not observations:
+        known = _EVIDENCE_COLUMNS[id(observations)] = (observations, evidence_columns(observations))
+    return list(dict.fromkeys([*TIMELINE_COLUMNS, *EPISODE_COLUMNS, *extra, *known[1]]))
 
 
 @dataclass(frozen=True)
@@ -188,10 +203,10 @@ def grade_crs(
 
 def grade_icans(events: pl.DataFrame, patients: pl.DataFrame, config: GradingConfig) -> ToxicityResult:
     graded, observations = grade_icans_astct2019(icans_state(events, patients, config), config)
-    # Recovery must be documented: an assessment that cannot be graded (ICE missing) is not quiet.
-    active = (pl.col("grade") >= 1) | pl.col("grade").is_null()
-    marked = mark_stretches(graded, active, config.episodes.icans_resolution_hours)
-    return _toxicity_result(load_scale("icans_astct2019"), marked, observations, [])
+    # Recovery must be documented: an assessment that cannot be graded (ICE missing, grade -1) is not quiet.
+    grade = graded["grade"]
+    mark_stretches(graded, (grade >= 1) | (grade < 0), config.episodes.icans_resolution_hours)
+    return _toxicity_result(load_scale("icans_astct2019"), graded, observations, [])
 
 
 def grade_hematology(events: pl.DataFrame, patients: pl.DataFrame, config: GradingConfig) -> HematologyResult:

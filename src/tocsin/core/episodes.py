@@ -14,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from tocsin.core.segments import compiled, distinct_in_runs, first_rows, nulls_at, run_number
-from tocsin.core.timeline import HOURS_PER_DAY, PID
+from tocsin.core.segments import compiled
+from tocsin.core.timeline import HOURS_PER_DAY, PID, Assessments, NullableInt, Text, frame_of
 
 
 def _stretches_loop(
@@ -43,82 +43,143 @@ def _stretches_loop(
     return quiet_since, resolved, stretch
 
 
-def mark_stretches(df: pl.DataFrame, active: pl.Expr, hold_hours: float) -> pl.DataFrame:
+def mark_stretches(state: Assessments, active: np.ndarray, hold_hours: float) -> None:
     """Add ``active``, ``stretch`` (0 before the first active row), ``quiet_since``, ``resolved_row``
     (quiet for at least ``hold_hours``) and ``in_episode`` (in a stretch and not yet resolved).
 
     One compiled pass over the rows (patients' rows adjacent, in time order): as column expressions the
     stretches took eight operations, each filling or summing within the patient."""
-    df = df.with_columns(active.fill_null(False).alias("active"))
-    quiet_since, resolved, stretch = compiled(_stretches_loop)(
-        first_rows(df.get_column(PID)),
-        df.get_column("t").to_numpy(),
-        df.get_column("active").to_numpy(),
-        hold_hours,
-    )
-    return df.with_columns(
-        nulls_at(quiet_since, np.nan).alias("quiet_since"),
-        pl.Series("resolved_row", resolved),
-        pl.Series("stretch", stretch),
-        pl.Series("in_episode", (stretch > 0) & ~resolved),
+    quiet_since, resolved, stretch = compiled(_stretches_loop)(state.first, state.t, active, hold_hours)
+    state.add(
+        active=active,
+        quiet_since=quiet_since,
+        resolved_row=resolved,
+        stretch=stretch,
+        in_episode=(stretch > 0) & ~resolved,
     )
 
 
-def episodes_from_timeline(timeline: pl.DataFrame) -> pl.DataFrame:
-    """One row per episode: patient, number, onset/peak/resolution days, duration, ongoing, recurrence."""
-    # Each patient's rows are adjacent and in time order: the last time seen is the patient's last row, and
-    # an episode a run of rows (grouped by run number on the sorted path, instead of hashing the keys).
-    pid = pl.col(PID).to_physical()
-    last_seen = timeline.select(PID, pl.col("t").alias("last_t")).filter((pid != pid.shift(-1)).fill_null(True))
-    graded = pl.col("grade") >= 1
-    episodes = (
-        timeline.select(PID, "t", "grade", "stretch", "quiet_since", "resolved_row")
-        .filter(pl.col("stretch") > 0)
-        .group_by(run_number(pid, pl.col("stretch")).alias("_episode_run"), maintain_order=True)
-        .agg(
-            pl.col(PID).first(),
-            pl.col("t").filter(graded).first().alias("onset_day"),
-            pl.col("grade").max().alias("peak_grade"),
-            pl.col("t").filter(pl.col("grade") == pl.col("grade").max()).first().alias("peak_day"),
-            pl.col("quiet_since").filter(pl.col("resolved_row")).first().alias("resolved_day"),
-        )
-        .filter(pl.col("peak_grade") >= 1)
-        .join(last_seen, on=PID, how="left")
-        .with_columns(pl.int_range(1, pl.len() + 1).over(PID).alias("episode"))
-    )
-    return episodes.with_columns(
-        pl.col("resolved_day").is_null().alias("ongoing"),
-        (pl.coalesce("resolved_day", "last_t") - pl.col("onset_day")).round(4).alias("duration_days"),
-        (pl.col("episode") > 1).alias("recurrence"),
-    ).select(
-        PID, "episode", "onset_day", "peak_grade", "peak_day", "resolved_day", "duration_days", "ongoing", "recurrence"
-    )
+def _episodes_loop(
+    first: np.ndarray, t: np.ndarray, grade: np.ndarray, stretch: np.ndarray, quiet_since: np.ndarray,
+    resolved: np.ndarray,
+) -> tuple[np.ndarray, ...]:
+    """The episodes: per stretch (a run of rows of one patient with stretch number > 0) that reached grade 1,
+    its first row, its patient (number among the patients of the rows), number within the patient, onset (first
+    grade >= 1), peak grade and its first day, the day it resolved (quiet since, at the first resolved row) and
+    the patient's last time. Grades are -1 where null."""
+    rows = t.shape[0]
+    start = np.empty(rows, dtype=np.int64)
+    owner = np.empty(rows, dtype=np.int64)
+    onset, peak_day, resolved_day, last_t = np.empty(rows), np.empty(rows), np.empty(rows), np.empty(rows)
+    peak = np.empty(rows, dtype=np.int8)
+    n, patient, patient_first = -1, -1, 0
+    for row in range(rows):
+        if first[row]:
+            patient, patient_first = patient + 1, n + 1
+        if stretch[row] > 0:
+            if first[row] or stretch[row] != stretch[row - 1]:
+                n += 1
+                start[n], owner[n], peak[n] = row, patient, -1
+                onset[n], peak_day[n], resolved_day[n] = np.nan, np.nan, np.nan
+            g = grade[row]
+            if g >= 1 and np.isnan(onset[n]):
+                onset[n] = t[row]
+            if g > peak[n]:
+                peak[n], peak_day[n] = g, t[row]
+            if resolved[row] and np.isnan(resolved_day[n]):
+                resolved_day[n] = quiet_since[row]
+        if row == rows - 1 or first[row + 1]:
+            last_t[patient_first : n + 1] = t[row]
+    keep = np.flatnonzero(peak[: n + 1] >= 1)
+    number = np.empty(keep.shape[0], dtype=np.int64)
+    for k in range(keep.shape[0]):  # numbered among the patient's episodes, after the filter
+        same = k > 0 and owner[keep[k]] == owner[keep[k - 1]]
+        number[k] = number[k - 1] + 1 if same else 1
+    return start[keep], owner[keep], number, onset[keep], peak[keep], peak_day[keep], resolved_day[keep], last_t[keep]
 
 
-def patient_summary(timeline: pl.DataFrame, episodes: pl.DataFrame, max_grade: int = 5) -> pl.DataFrame:
-    """Per patient: max grade, time to first onset, number of episodes, calendar days at each grade.
+def episodes_and_summary(timeline: Assessments, max_grade: int = 5) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The episodes (one row each: patient, number, onset/peak/resolution days, duration, ongoing, recurrence)
+    and the per-patient summary (:func:`_summary`) of a graded timeline.
 
-    Days at a grade count the study days (day 0 = infusion day) whose highest grade was that grade.
-    """
-    study_day = pl.col("t").floor().cast(pl.Int32)
-    daily = (
-        timeline.select(PID, "t", "grade")  # a filter of the whole timeline would copy every state column
-        .filter(pl.col("grade").is_not_null())
-        .group_by(run_number(pl.col(PID).to_physical(), study_day).alias("_day"), maintain_order=True)
-        .agg(pl.col(PID).first(), pl.col("grade").max())
+    Each patient's rows are adjacent and in time order, so an episode is a run of rows and one compiled pass
+    finds them all (as a group-by and a join, seven operations)."""
+    start, owner, number, onset, peak, peak_day, resolved_day, last_t = compiled(_episodes_loop)(
+        timeline.first, timeline.t, timeline["grade"], timeline["stretch"], timeline["quiet_since"],
+        timeline["resolved_row"],
     )
-    counts = daily.group_by(PID).agg(
-        *[(pl.col("grade") == g).sum().cast(pl.Int32).alias(f"days_grade_{g}") for g in range(max_grade + 1)],
-        pl.col("grade").max().alias("max_grade"),
+    ongoing = np.isnan(resolved_day)
+    patient_ids = timeline.patient_ids
+    episodes = frame_of(
+        {
+            PID: Text(patient_ids.source, patient_ids.index[start]),
+            "episode": number,
+            "onset_day": onset,
+            "peak_grade": peak,
+            "peak_day": peak_day,
+            "resolved_day": resolved_day,
+            "duration_days": np.where(ongoing, last_t, resolved_day) - onset,
+            "ongoing": ongoing,
+            "recurrence": number > 1,
+        },
+        {"duration_days": lambda duration: duration.round(4)},
     )
-    first = episodes.group_by(PID).agg(
-        pl.col("onset_day").min().alias("onset_day"), pl.len().cast(pl.Int32).alias("n_episodes")
+    return episodes, _summary(timeline, owner, onset, max_grade)
+
+
+def _days_loop(first: np.ndarray, day: np.ndarray, grade: np.ndarray, n_grades: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per patient (in order of first rows): the number of study days whose highest grade is each grade, and
+    the highest grade (-1 = no graded row)."""
+    patients = 0
+    for row in range(first.shape[0]):
+        patients += first[row]
+    days = np.zeros((patients, n_grades), dtype=np.int32)
+    highest = np.full(patients, -1, dtype=np.int8)
+    patient, day_max, current_day = -1, -1, 0
+    for row in range(first.shape[0]):
+        if first[row]:
+            if patient >= 0 and day_max >= 0:
+                days[patient, day_max] += 1
+            patient, day_max = patient + 1, -1
+        g = grade[row]
+        if g < 0:
+            continue
+        if day_max >= 0 and day[row] != current_day:
+            days[patient, day_max] += 1
+            day_max = -1
+        current_day = day[row]
+        day_max = max(day_max, g)
+        highest[patient] = max(highest[patient], g)
+    if patient >= 0 and day_max >= 0:
+        days[patient, day_max] += 1
+    return days, highest
+
+
+def _summary(timeline: Assessments, owner: np.ndarray, onset: np.ndarray, max_grade: int) -> pl.DataFrame:
+    """Per patient of the timeline: calendar days at each grade, max grade, first onset and number of episodes
+    (``owner``: the patient of each episode, ``onset``: its onset).
+
+    Days at a grade count the study days (day 0 = infusion day) whose highest grade was that grade; a patient
+    without a graded row has null counts and grade."""
+    days, highest = compiled(_days_loop)(
+        timeline.first, np.floor(timeline.t).astype(np.int32), timeline["grade"], max_grade + 1
     )
-    patients = distinct_in_runs(timeline, PID)
-    return (
-        patients.join(counts, on=PID, how="left")
-        .join(first, on=PID, how="left")
-        .with_columns(pl.col("n_episodes").fill_null(0))
+    heads = np.flatnonzero(timeline.first)
+    first_onset = np.full(heads.shape[0], np.nan)
+    np.fmin.at(first_onset, owner, onset)
+    graded = highest >= 0
+    patient_ids = timeline.patient_ids
+    return frame_of(
+        {
+            PID: Text(patient_ids.source, patient_ids.index[heads]),
+            **{
+                f"days_grade_{g}": NullableInt(np.where(graded, days[:, g], -1), pl.Int32)
+                for g in range(max_grade + 1)
+            },
+            "max_grade": NullableInt(highest),
+            "onset_day": first_onset,
+            "n_episodes": np.bincount(owner, minlength=heads.shape[0]).astype(np.int32),
+        }
     )
 
 

@@ -17,11 +17,14 @@ Tremor and myoclonus are recorded but never graded here (CTCAE). Tables and rule
 
 from __future__ import annotations
 
+from functools import cache
+
+import numpy as np
 import polars as pl
 
 from tocsin.config import GradingConfig
-from tocsin.core.evidence import Observation, observation
-from tocsin.core.timeline import NEURO_FINDINGS
+from tocsin.core.evidence import Observation, first_label, observation
+from tocsin.core.timeline import NEURO_FINDINGS, NEURO_VALUES, Assessments, NullableInt, labels
 from tocsin.criteria import load_scale
 
 SCALE = load_scale("icans_astct2019")
@@ -35,82 +38,99 @@ RULE_IDS = {
     "cerebral_edema": "ICANS-ASTCT19-EDEMA",
     "icp_sign": "ICANS-ASTCT19-ICP",
 }
+NO_GRADE = -1
 
 
-def _band(column: str, bands: list[dict]) -> pl.Expr:
-    expr = pl.when(pl.lit(False)).then(pl.lit(None, pl.Int8))
-    for band in bands:
-        expr = expr.when(pl.col(column).is_between(band["min"], band["max"])).then(pl.lit(band["grade"], pl.Int8))
-    return expr
+def _band(values: np.ndarray, bands: list[dict]) -> np.ndarray:
+    """The grade of the first band (inclusive limits) holding each value (-1 = none, or no value)."""
+    return np.select([(values >= b["min"]) & (values <= b["max"]) for b in bands], [b["grade"] for b in bands],
+                     NO_GRADE)
 
 
-def _mapped(column: str, table: str) -> pl.Expr:
-    return pl.col(column).replace_strict(SCALE.table(table), default=None, return_dtype=pl.Int8)
+@cache
+def _tool_missing_labels(ice_items: tuple[str, ...], capd_items: tuple[str, ...]) -> list[str]:
+    """The ``missing`` texts: '' (code 0); per tool, its score alone, or with the items an incomplete
+    assessment lacked (code 1 + offset of the tool + mask of the absent items)."""
+    texts = [""]
+    for tool, items in (("ice_score", ice_items), ("capd_score", capd_items)):
+        for mask in range(1 << len(items)):
+            absent = "; ".join(name for bit, name in enumerate(items) if mask >> bit & 1)
+            texts.append(f"{tool}; {absent}" if absent else tool)
+    return texts
 
 
-def grade_icans_astct2019(state: pl.DataFrame, config: GradingConfig) -> tuple[pl.DataFrame, list[Observation]]:
-    """Add ``grade``, ``domain``, ``rule``, ``missing`` to an ICANS state frame; return it with the
-    evidence specs that explain each row."""
-    age = pl.col("age_years")
-    use_ice = (
-        pl.when(age.is_not_null())
-        .then(age >= config.icans.ice_min_age_years)
-        .otherwise(pl.col("ice_fresh") | ~pl.col("capd_fresh"))
-    )
-    ok = {d: ~pl.col(f"{d}_attributed") for d in DOMAINS}
-    domain_grades = {
-        "ice": pl.when(use_ice & pl.col("ice_fresh") & ok["ice"]).then(_band("ice_value", SCALE.table("ice_bands"))),
-        "capd": pl.when(~use_ice & pl.col("capd_fresh") & ok["capd"]).then(
-            _band("capd_value", SCALE.table("capd_bands"))
-        ),
-        "consciousness": pl.when(pl.col("consciousness_fresh") & ok["consciousness"]).then(
-            _mapped("consciousness_value", "consciousness_grade")
-        ),
-        "seizure": pl.when(pl.col("seizure_fresh") & ok["seizure"]).then(_mapped("seizure_value", "seizure_grade")),
-        "motor_weakness": pl.when(ok["motor_weakness"]).then(_mapped("motor_weakness_value", "motor_weakness_grade")),
-        "cerebral_edema": pl.when(ok["cerebral_edema"]).then(_mapped("cerebral_edema_value", "cerebral_edema_grade")),
-        "icp_sign": pl.when(ok["icp_sign"]).then(_mapped("icp_sign_value", "icp_sign_grade")),
+@cache
+def _domain_labels() -> list[str]:
+    """Domain texts by the mask of the domains at the maximum (``+``-joined in domain order)."""
+    return ["+".join(d for bit, d in enumerate(DOMAINS) if mask >> bit & 1) for mask in range(1 << len(DOMAINS))]
+
+
+def grade_icans_astct2019(state: Assessments, config: GradingConfig) -> tuple[Assessments, list[Observation]]:
+    """Add ``grade``, ``domain``, ``rule``, ``missing`` to an ICANS state; return it with the evidence specs that
+    explain each row."""
+    age = state["age_years"]
+    use_ice = np.where(np.isnan(age), state["ice_fresh"] | ~state["capd_fresh"], age >= config.icans.ice_min_age_years)
+    ok = {d: ~state[f"{d}_attributed"] for d in DOMAINS}
+    # The grade of each domain's latest value: its code (position among the values the scale grades) in a table.
+    mapped = {
+        d: np.array([SCALE.table(f"{d}_grade")[v] for v in values] + [NO_GRADE], dtype=np.int64)[state[f"{d}_code"]]
+        for d, values in NEURO_VALUES.items()
     }
-    df = state.with_columns(use_ice.alias("uses_ice"), *[e.alias(f"g_{d}") for d, e in domain_grades.items()])
-    death = (pl.col("death_cause") == "icans").fill_null(False)
-    known = pl.max_horizontal([pl.col(f"g_{d}") for d in DOMAINS]).fill_null(0)
-    raw = pl.when(death).then(5).otherwise(known).cast(pl.Int8)
-    unarousable = pl.col("consciousness_fresh") & (pl.col("consciousness_value") == "unarousable")
-    tool_missing = (
-        ~unarousable & ~death & pl.when(pl.col("uses_ice")).then(~pl.col("ice_fresh")).otherwise(~pl.col("capd_fresh"))
+    domain_grades = {
+        "ice": np.where(use_ice & state["ice_fresh"] & ok["ice"], _band(state["ice_value"], SCALE.table("ice_bands")),
+                        NO_GRADE),
+        "capd": np.where(~use_ice & state["capd_fresh"] & ok["capd"],
+                         _band(state["capd_value"], SCALE.table("capd_bands")), NO_GRADE),
+        "consciousness": np.where(state["consciousness_fresh"] & ok["consciousness"], mapped["consciousness"],
+                                  NO_GRADE),
+        "seizure": np.where(state["seizure_fresh"] & ok["seizure"], mapped["seizure"], NO_GRADE),
+        **{d: np.where(ok[d], mapped[d], NO_GRADE) for d in ("motor_weakness", "cerebral_edema", "icp_sign")},
+    }
+    state.add(uses_ice=use_ice, **{f"g_{d}": NullableInt(g.astype(np.int8)) for d, g in domain_grades.items()})
+    death = state["death_due"]
+    known = np.maximum.reduce([domain_grades[d] for d in DOMAINS])
+    raw = np.where(death, 5, np.maximum(known, 0)).astype(np.int8)
+    unarousable = state["consciousness_fresh"] & (
+        state["consciousness_code"] == NEURO_VALUES["consciousness"].index("unarousable")
     )
-    df = df.with_columns(raw.alias("raw_grade"))
-    needs_tool = pl.when(pl.col("uses_ice")).then(pl.lit("ice_score")).otherwise(pl.lit("capd_score"))
-    incomplete = (
-        pl.when(pl.col("uses_ice")).then(pl.col("ice_incomplete_last")).otherwise(pl.col("capd_incomplete_last"))
+    tool_missing = ~unarousable & ~death & np.where(use_ice, ~state["ice_fresh"], ~state["capd_fresh"])
+    ice_items: list[str] = SCALE.table("ice_items")
+    capd_items: list[str] = SCALE.table("capd_items")
+    incomplete = np.where(use_ice, state["ice_incomplete_last"], state["capd_incomplete_last"])
+    tool_code = 1 + np.where(use_ice, 0, 1 << len(ice_items)) + np.maximum(incomplete, 0)
+    missing = np.where(tool_missing, tool_code, 0)
+    state.add(
+        raw_grade=raw,
+        missing=labels(_tool_missing_labels(tuple(ice_items), tuple(capd_items)), missing),
+        grade=NullableInt(np.where((raw == 0) & (missing != 0), -1, raw).astype(np.int8)),
     )
-    df = df.with_columns(
-        pl.when(tool_missing)
-        .then(pl.concat_str([needs_tool, incomplete], separator="; ", ignore_nulls=True))
-        .otherwise(pl.lit(""))
-        .alias("missing")
+    at_max = [domain_grades[d] == raw for d in DOMAINS]
+    mask = np.zeros(raw.shape, dtype=np.int64)
+    for bit, held in enumerate(at_max):
+        mask |= held.astype(np.int64) << bit
+    domain_texts = _domain_labels()
+    state.add(
+        domain=labels([*domain_texts, "death", "none"],
+                      np.where(death, len(domain_texts), np.where(raw == 0, len(domain_texts) + 1, mask))),
+        rule=first_label(
+            [
+                (death, "ICANS-ASTCT19-G5-DEATH"),
+                (raw == 0, "ICANS-ASTCT19-G0"),
+                # The rule of the first domain (in domain order) at the maximum.
+                *[(held, RULE_IDS[d]) for d, held in zip(DOMAINS, at_max, strict=True)],
+            ]
+        ),
     )
+    return state, _evidence()
+
+
+@cache
+def _evidence() -> list[Observation]:
     g = pl.col("raw_grade")
-    grade = pl.when((g == 0) & (pl.col("missing") != "")).then(None).otherwise(g)
-    at_max = [pl.when(pl.col(f"g_{d}") == g).then(pl.lit(d)) for d in DOMAINS]
-    domain = (
-        pl.when(death)
-        .then(pl.lit("death"))
-        .when(g == 0)
-        .then(pl.lit("none"))
-        .otherwise(pl.concat_str(at_max, separator="+", ignore_nulls=True))
-    )
-    df = df.with_columns(grade.alias("grade"), domain.alias("domain"))
-    first_domain = pl.col("domain").str.split("+").list.first()
-    rule = (
-        pl.when(death)
-        .then(pl.lit("ICANS-ASTCT19-G5-DEATH"))
-        .when(g == 0)
-        .then(pl.lit("ICANS-ASTCT19-G0"))
-        .otherwise(first_domain.replace_strict(RULE_IDS, default=None))
-    )
+    death = (pl.col("death_cause") == "icans").fill_null(False)
+    ok = {d: ~pl.col(f"{d}_attributed") for d in DOMAINS}
     shown = {d: (pl.col(f"g_{d}") == g) & (g > 0) for d in DOMAINS}
-    evidence = [
+    return [
         observation("ice_score", "ice_t", "ice_value", pl.col("uses_ice") & pl.col("ice_fresh")),
         observation("capd_score", "capd_t", "capd_value", ~pl.col("uses_ice") & pl.col("capd_fresh")),
         observation(
@@ -140,4 +160,3 @@ def grade_icans_astct2019(state: pl.DataFrame, config: GradingConfig) -> tuple[p
         ],
         observation("death", "death_t", "death_cause", death),
     ]
-    return df.with_columns(rule.alias("rule")), evidence

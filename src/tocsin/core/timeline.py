@@ -1,8 +1,7 @@
-"""Timeline: the patient's state at every assessment time, built column-wise for a whole batch.
+"""Timeline: the patient's state at every assessment time, built as arrays for a whole batch.
 
-Every state column is a forward fill within the patient ("the last value seen", "the last time this
-happened"), so one pass over sorted events serves one patient or ten thousand. How long an observation
-stays valid is a parameter of the grading config:
+Every state column is "the last value seen" within the patient, so one pass over sorted events serves one
+patient or ten thousand. How long an observation stays valid is a parameter of the grading config:
 
 * support is a state until changed: an oxygen device until the next ``oxygen`` row, each vasopressor
   until a row with rate 0;
@@ -14,15 +13,27 @@ stays valid is a parameter of the grading config:
 
 Assessment times are the distinct times at which any item relevant to the toxicity was recorded; the
 state at that time includes every row at that time.
+
+An eager Polars operation costs 20–500 µs however few its rows, and the state took about forty of them per
+toxicity; so the state is NumPy arrays over the toxicity's rows (:class:`ToxicityRows`), the latest row of
+every signal at every assessment comes from one compiled pass (the loop of
+:func:`tocsin.core.segments.latest_rows`), and the text columns are gathered once when the timeline frame is
+built (:class:`Assessments`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+import numpy as np
 import polars as pl
 
 from tocsin.config import GradingConfig
-from tocsin.core.lookup import per_patient
-from tocsin.core.segments import ROW, SEGMENT_START, ffill, last_index, latest_rows, with_segment_start
+from tocsin.core.arrays import patient_positions, positions_in
+from tocsin.core.segments import _latest_rows_loop, compiled
 from tocsin.criteria import load_scale
 from tocsin.vocabulary import Vocabulary
 
@@ -32,53 +43,378 @@ HOURS_PER_DAY = 24.0
 NEURO_FINDINGS = ("ice", "capd", "consciousness", "seizure", "motor_weakness", "cerebral_edema", "icp_sign")
 
 
-def last_time(condition: pl.Expr) -> pl.Expr:
-    """Time of the most recent row (at or before this one) where ``condition`` held."""
-    return ffill(pl.when(condition).then(pl.col("t")))
+@dataclass(frozen=True)
+class Text:
+    """A text column kept as row numbers into ``source`` (-1 = null) until the frame is built: the graders
+    decide on codes, and the text is gathered once."""
+
+    source: pl.Series
+    index: np.ndarray
+
+    def labelled(self, *values: str) -> np.ndarray:
+        """Whether each row's text is one of ``values`` (for a table of labels: it is read whole)."""
+        wanted = np.isin(np.array(self.source.to_list(), dtype=object), values)
+        return np.where(self.index >= 0, wanted[np.maximum(self.index, 0)], False) if wanted.size else (
+            np.zeros(self.index.shape, np.bool_)
+        )
 
 
-def _attributed(finding: str) -> pl.Expr:
-    col = pl.col(f"alt_{finding}")
-    return col.is_not_null() & (col.str.to_lowercase() != "none")
+@cache
+def _label_table(names: tuple[str | None, ...]) -> pl.Series:
+    return pl.Series(list(names), dtype=pl.Utf8)
 
 
-def last_of_time() -> pl.Expr:
-    """The row is the last of its (patient, time): after forward fills it holds the state at that time."""
-    return ((pl.col("t") != pl.col("t").shift(-1)) | (pl.col(PID) != pl.col(PID).shift(-1))).fill_null(True)
+def labels(names: Sequence[str | None], codes: np.ndarray) -> Text:
+    """Text from a table of labels by code (-1 = null)."""
+    return Text(_label_table(tuple(names)), codes)
 
 
-def last_row_per_time(df: pl.DataFrame) -> pl.DataFrame:
-    """Keep the last row of each (patient, time)."""
-    return df.filter(last_of_time())
+def position_in(text: pl.Expr, names: Sequence[str], other: int) -> pl.Expr:
+    """The position of each text among ``names`` (``other`` for another text or null): a cast to an Enum of
+    the names, a tenth of the cost of ``replace_strict``."""
+    return text.cast(pl.Enum(list(names)), strict=False).to_physical().cast(pl.Int64).fill_null(other)
 
 
-#: The event columns the timelines read.
-STATE_COLUMNS = [PID, "t", "item", "num", "cat"]
+@dataclass(frozen=True)
+class NullableInt:
+    """An integer column with -1 for null (grades, counts)."""
+
+    values: np.ndarray
+    dtype: type[pl.DataType] = pl.Int8
 
 
-def toxicity_events(events: pl.DataFrame, items: list[str], cause: str) -> pl.DataFrame:
-    """The rows of ``items`` (among them ``death``) with the columns a state reads, a death only when due to
-    ``cause``: a death from another cause is neither a finding nor an assessment (as one, it would carry an
-    unresolved episode on to a death months later).
+Column = np.ndarray | Text | NullableInt
 
-    Only the state's columns are carried (the events frame is wide, and this is a million rows per chunk);
-    the cause is read on the death rows alone (a text comparison over every event is a full pass)."""
-    wanted = events.select(pl.col("item").is_in(items)).to_series()
-    deaths = events.select(pl.arg_where(pl.col("item") == "death")).to_series()
-    other_cause = deaths.filter(~(events.get_column("cat").gather(deaths) == cause).fill_null(False))
-    if other_cause.len():
-        wanted = wanted.scatter(other_cause, False)
-    return events.select(STATE_COLUMNS).filter(wanted)
+
+_NUMPY_TYPES = {pl.UInt32: np.uint32, pl.Int8: np.int8, pl.Int32: np.int32}
+
+
+def frame_of(columns: Mapping[str, Column], adjust: Mapping[str, Callable[[pl.Expr], pl.Expr]] | None = None) -> (
+    pl.DataFrame
+):
+    """A frame of these columns (NaN as null), with ``adjust`` (an expression of the column) applied to the
+    columns it names.
+
+    Making a Series of an array costs ~10 µs and a Series method ~2–20 µs however short, and a float-to-integer
+    cast of a long column more than its gather: so the arrays of one type (the text's row numbers among them)
+    become one Series (one operation sets its nulls), cut into the columns (zero-copy slices); then one
+    operation gathers every text.
+    """
+    groups: dict[object, list[tuple[str, np.ndarray]]] = {}
+    for name, value in columns.items():
+        if isinstance(value, Text):
+            groups.setdefault(pl.UInt32, []).append((name, value.index))
+        elif isinstance(value, NullableInt):
+            groups.setdefault(value.dtype, []).append((name, value.values))
+        else:
+            groups.setdefault(value.dtype.str, []).append((name, value))
+    wholes: dict[object, pl.Series] = {}
+    valid: dict[object, pl.Series] = {}
+    for kind, members in groups.items():
+        joined = np.concatenate([a for _, a in members])
+        if isinstance(kind, str):  # plain arrays: NaN is null
+            wholes[kind] = pl.Series(joined, nan_to_null=joined.dtype.kind == "f")
+        else:  # row numbers and nullable integers: -1 is null
+            wholes[kind] = pl.Series(np.maximum(joined, 0).astype(_NUMPY_TYPES[kind]))  # type: ignore[index]
+            if (joined < 0).any():
+                valid[kind] = pl.Series(joined >= 0)
+    for kind, rows in valid.items():  # a scatter of nulls took 0.1 s for a chunk's timeline
+        wholes[kind] = pl.select(pl.when(pl.lit(rows)).then(pl.lit(wholes[kind]))).to_series()
+    cut: dict[str, pl.Series] = {}
+    for kind, members in groups.items():
+        height = members[0][1].shape[0]
+        cut.update((name, wholes[kind].slice(k * height, height).alias(name)) for k, (name, _) in enumerate(members))
+    # One operation gathers every text and applies ``adjust``.
+    finished = {
+        name: pl.lit(value.source).gather(pl.lit(cut[name]))
+        for name, value in columns.items()
+        if isinstance(value, Text)
+    }
+    finished.update((name, change(finished.get(name, pl.lit(cut[name])))) for name, change in (adjust or {}).items())
+    if finished:
+        done = pl.select(expression.alias(name) for name, expression in finished.items())
+        cut.update((name, done.get_column(name)) for name in finished)
+    return pl.DataFrame(cut[name] for name in columns)
+
+
+@dataclass
+class Assessments:
+    """One toxicity's assessment rows (one per patient and time) as arrays: NaN is a null number, ``Text``
+    and ``NullableInt`` hold their nulls as -1. ``first`` marks each patient's first assessment, ``patient``
+    its position in the patient table."""
+
+    patient_ids: Text
+    patient: np.ndarray
+    first: np.ndarray
+    t: np.ndarray
+    columns: dict[str, Column] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        value = self.columns[name]
+        assert not isinstance(value, Text), name
+        return value.values if isinstance(value, NullableInt) else value
+
+    def text(self, name: str) -> Text:
+        value = self.columns[name]
+        assert isinstance(value, Text), name
+        return value
+
+    def add(self, **columns: Column) -> None:
+        self.columns.update(columns)
+
+    def frame(self, names: Collection[str]) -> pl.DataFrame:
+        """The timeline frame of these columns (see :func:`frame_of`)."""
+        return frame_of(
+            {name: self.patient_ids if name == PID else self.t if name == "t" else self.columns[name] for name in names}
+        )
+
+
+@dataclass(frozen=True)
+class ToxicityRows:
+    """The event rows of one toxicity's items (in event order: by patient, then time) as arrays."""
+
+    events: pl.DataFrame
+    rows: np.ndarray  # row numbers in ``events``
+    patient: np.ndarray  # position in the patient table
+    start: np.ndarray  # (in this subset) the row number of the patient's first row
+    t: np.ndarray
+    num: np.ndarray
+    item: np.ndarray  # codes of the ``item`` Enum
+    categories: list[str]
+
+    @property
+    def height(self) -> int:
+        return int(self.rows.shape[0])
+
+    def is_item(self, *items: str) -> np.ndarray:
+        wanted = np.zeros(len(self.categories), dtype=np.bool_)
+        wanted[[self.categories.index(i) for i in items]] = True
+        return wanted[self.item]
+
+    def last_of_time(self) -> np.ndarray:
+        """Rows that are the last of their (patient, time): after them the state at that time is complete."""
+        last = np.ones(self.height, dtype=np.bool_)
+        last[:-1] = (self.t[1:] != self.t[:-1]) | (self.start[1:] != self.start[:-1])
+        return last
+
+
+def toxicity_rows(events: pl.DataFrame, patients: pl.DataFrame, items: Collection[str], cause: str) -> ToxicityRows:
+    """The rows of ``items`` (among them ``death``), a death only when due to ``cause``: a death from another
+    cause is neither a finding nor an assessment (as one, it would carry an unresolved episode on to a death
+    months later). The cause is read on the death rows alone (text over every event is a full pass).
+
+    The columns without nulls are read whole as arrays (no copy), then indexed: a Polars gather of each
+    column cost more."""
+    categories = events.schema["item"].categories.to_list()
+    codes = events.select(pl.col(PID).to_physical(), pl.col("item").to_physical())
+    item = codes.get_column("item").to_numpy()
+    wanted = np.zeros(len(categories), dtype=np.bool_)
+    wanted[[categories.index(i) for i in items]] = True
+    selected = wanted[item]
+    deaths = np.flatnonzero(item == categories.index("death"))
+    if deaths.size:
+        due = events.select((pl.col("cat").gather(deaths) == cause).fill_null(False)).to_series().to_numpy()
+        selected[deaths[~due]] = False
+    rows = np.flatnonzero(selected)
+
+    patient_code = codes.get_column(PID).to_numpy()[rows]
+    first = np.ones(rows.shape[0], dtype=np.bool_)
+    first[1:] = patient_code[1:] != patient_code[:-1]
+    heads = np.flatnonzero(first)
+    if events.schema[PID] == pl.Categorical:
+        table = patients.select(pl.col(PID).cast(pl.Categorical).to_physical()).to_series().to_numpy()
+        head_position = positions_in(patient_code[heads], table)
+    else:  # text identifiers (frames built by hand)
+        head_position = patient_positions(events.get_column(PID).gather(rows[heads]), patients.get_column(PID))
+    run = np.cumsum(first) - 1
+    return ToxicityRows(
+        events,
+        rows,
+        head_position[run] if rows.size else rows,
+        heads[run] if rows.size else rows,
+        events.get_column("t").to_numpy()[rows].astype(np.float64),
+        # Gathered first: a whole column with nulls is copied to be read (7 ms a chunk), only these rows here.
+        events.select(pl.col("num").gather(rows).cast(pl.Float64).fill_null(np.nan)).to_series().to_numpy(),
+        item[rows],
+        categories,
+    )
+
+
+def read_texts(rows: ToxicityRows, subset: np.ndarray, columns: Callable[[], tuple[pl.Expr, ...]]) -> pl.DataFrame:
+    """The ``columns()`` (expressions of ``pl.col("cat")``) of the text of these rows (of the subset): a text
+    column of a million events is read only where a state needs it (and not at all where no row needs it: most
+    courses have no attribution, and even an empty selection costs 0.2 ms)."""
+    if not subset.size:
+        return _empty_read(columns)
+    return rows.events.get_column("cat").gather(rows.rows[subset]).to_frame().select(columns())
+
+
+@cache
+def _empty_read(columns: Callable[[], tuple[pl.Expr, ...]]) -> pl.DataFrame:
+    return pl.DataFrame(schema={"cat": pl.Utf8}).select(columns())
+
+
+def latest_signal_rows(
+    rows: ToxicityRows, signals: Mapping[str, Collection[str] | np.ndarray], keep: np.ndarray
+) -> dict[str, np.ndarray]:
+    """At every row where ``keep`` holds: for each signal, the row (of the subset) of its latest row at or
+    before it within the patient (-1 if none). A signal is the items whose rows it is, or a boolean per row."""
+    names = list(signals)
+    signals_of_item: list[list[int]] = [[] for _ in rows.categories]
+    flagged = [k for k, s in enumerate(signals.values()) if isinstance(s, np.ndarray)]
+    for k, signal in enumerate(signals.values()):
+        if not isinstance(signal, np.ndarray):
+            for item in signal:
+                signals_of_item[rows.categories.index(item)].append(k)
+    found = compiled(_latest_rows_loop)(
+        rows.item,
+        np.cumsum([0, *map(len, signals_of_item)], dtype=np.int64),
+        np.array([k for ks in signals_of_item for k in ks], dtype=np.int64),
+        np.stack([signals[names[k]] for k in flagged]) if flagged else np.zeros((1, rows.height), np.bool_),
+        np.array(flagged, dtype=np.int64),
+        rows.start,
+        keep,
+        len(names),
+    )
+    return {name: found[k] for k, name in enumerate(names)}
+
+
+def _at_loop(values: np.ndarray, index: np.ndarray, missing: Any, out: np.ndarray) -> np.ndarray:
+    for i in range(index.shape[0]):
+        out[i] = values[index[i]] if index[i] >= 0 else missing
+    return out
+
+
+def at(values: np.ndarray, index: np.ndarray, missing: float | bool = np.nan) -> np.ndarray:
+    """``values`` at ``index`` (``missing`` where the index is -1), of the type of ``values``.
+
+    Compiled: a state gathers some forty columns per toxicity, and NumPy's gather-then-mask read each twice."""
+    out = np.empty(index.shape, dtype=values.dtype)
+    return compiled(_at_loop)(values, index, values.dtype.type(missing), out)
+
+
+def latest_valid(valid: Mapping[str, np.ndarray], first: np.ndarray) -> dict[str, np.ndarray]:
+    """For every row and each named condition, the latest row at or before it, within its patient (``first``
+    marks each patient's first row), where the condition holds; -1 if none: forward fills as row numbers, all
+    in one compiled pass."""
+    names = list(valid)
+    index = np.arange(first.shape[0])
+    start = np.maximum.accumulate(np.where(first, index, 0)) if first.size else index
+    found = compiled(_latest_rows_loop)(
+        np.zeros(first.shape[0], dtype=np.int64),  # no item signals: every signal is a condition
+        np.zeros(2, dtype=np.int64),
+        np.zeros(0, dtype=np.int64),
+        np.stack([valid[n] for n in names]) if names else np.zeros((1, first.shape[0]), np.bool_),
+        np.arange(len(names), dtype=np.int64),
+        start,
+        np.ones(first.shape[0], dtype=np.bool_),
+        len(names),
+    )
+    return {name: found[k].astype(np.int64) for k, name in enumerate(names)}
+
+
+def hours_since(now: np.ndarray, then: np.ndarray) -> np.ndarray:
+    """Hours from ``then`` to ``now`` (days since infusion; NaN where ``then`` is unknown)."""
+    return (now - then) * HOURS_PER_DAY
+
+
+@cache
+def _attribution_columns(findings: tuple[str, ...]) -> tuple[pl.Expr, ...]:
+    """What the state reads of an ``alternative_cause`` row (``finding:cause``, both stripped): the finding it
+    names (its position in ``findings``, -1 for another), the cause, and whether it attributes the finding (a
+    cause, not ``none``)."""
+    parts = pl.col("cat").str.split_exact(":", 1)
+    cause = parts.struct.field("field_1").str.strip_chars()
+    finding = parts.struct.field("field_0").str.strip_chars().str.to_lowercase()
+    return (
+        position_in(finding, findings, -1).alias("finding"),
+        cause.alias("cause"),
+        (cause.is_not_null() & (cause.str.to_lowercase() != "none")).alias("attributes"),
+    )
+
+
+@dataclass(frozen=True)
+class Attributions:
+    """The ``alternative_cause`` rows of a toxicity: the finding each names and its cause."""
+
+    position: np.ndarray  # per row of the subset: its row in ``cause`` and ``attributes``, -1 for other rows
+    finding: np.ndarray  # per row of the subset: the position of its finding in the list read, else -1
+    cause: pl.Series
+    attributes: np.ndarray  # per row of ``cause``: it attributes its finding (a cause, not ``none``)
+
+    def names(self, finding: int) -> np.ndarray:
+        """Per row of the subset: an attribution row naming the ``finding``-th finding."""
+        return self.finding == finding
+
+    def cause_at(self, row: np.ndarray) -> Text:
+        return Text(self.cause, at(self.position, row, -1).astype(np.int64))
+
+    def attributed_at(self, row: np.ndarray) -> np.ndarray:
+        return at(self.attributes, at(self.position, row, -1).astype(np.int64), False).astype(np.bool_)
+
+
+def _attributions(rows: ToxicityRows, alt: np.ndarray, read: pl.DataFrame, read_row: np.ndarray) -> Attributions:
+    """The attributions of the rows ``alt`` of the subset, whose :func:`_attribution_columns` are the rows
+    ``read_row`` of ``read``."""
+    position = np.full(rows.height, -1, dtype=np.int64)
+    position[alt] = read_row
+    finding = np.full(rows.height, -1, dtype=np.int64)
+    finding[alt] = read.get_column("finding").to_numpy()[read_row]
+    return Attributions(position, finding, read.get_column("cause"), read.get_column("attributes").to_numpy())
+
+
+def _patient_values(patients: pl.DataFrame, column: str, position: np.ndarray) -> np.ndarray:
+    values = patients.get_column(column).to_numpy().astype(np.float64)  # a null number reads as NaN
+    return np.where(position >= 0, values[position], np.nan) if values.size else np.full(position.shape, np.nan)
+
+
+def _assessments(rows: ToxicityRows, assessment: np.ndarray) -> Assessments:
+    first = np.ones(assessment.shape[0], dtype=np.bool_)
+    first[1:] = rows.start[assessment][1:] != rows.start[assessment][:-1]
+    return Assessments(
+        Text(rows.events.get_column(PID), rows.rows[assessment]), rows.patient[assessment], first, rows.t[assessment]
+    )
+
+
+#: Codes of the oxygen devices the CRS scales name (``DEVICE_UNKNOWN``: another text; ``DEVICE_NONE``: no device).
+DEVICES = tuple(load_scale("crs_astct2019").table("oxygen_device_grade"))
+DEVICE_UNKNOWN, DEVICE_NONE = len(DEVICES), len(DEVICES) + 1
+
+
+def device_codes(names: Collection[str]) -> np.ndarray:
+    """The codes of these devices, for ``np.isin`` on ``o2_device_code``."""
+    return np.array([DEVICES.index(n) for n in names], dtype=np.int64)
+
+
+#: The drug classes of a vocabulary, by its identity (a vocabulary is loaded once; reading the classes from its
+#: hundred items took 0.5 ms of a 2 ms course).
+_DRUG_CLASSES: dict[int, tuple[Vocabulary, tuple[list[str], list[str], list[str]]]] = {}
+
+
+def _drug_classes(vocabulary: Vocabulary) -> tuple[list[str], list[str], list[str]]:
+    """The vasopressors, anti-cytokine and antipyretic drugs of the vocabulary."""
+    known = _DRUG_CLASSES.get(id(vocabulary))
+    if known is None or known[0] is not vocabulary:
+        flags = ("vasopressor", "anti_cytokine", "antipyretic")
+        classes = tuple(vocabulary.names_where(**{flag: True}) for flag in flags)
+        known = _DRUG_CLASSES[id(vocabulary)] = (vocabulary, classes)  # type: ignore[assignment]
+    return known[1]
+
+
+@cache
+def _crs_text_columns() -> tuple[pl.Expr, ...]:
+    """Of an attribution, its finding and cause; of an ``oxygen`` row, the device (a code of :data:`DEVICES`)."""
+    text = pl.col("cat")
+    device = pl.when(text.is_null()).then(DEVICE_NONE).otherwise(position_in(text, DEVICES, DEVICE_UNKNOWN))
+    return *_attribution_columns(("fever", "hypotension", "hypoxia")), device.alias("device")
 
 
 def crs_state(
     events: pl.DataFrame, patients: pl.DataFrame, vocabulary: Vocabulary, config: GradingConfig
-) -> pl.DataFrame:
+) -> Assessments:
     """State relevant to CRS at every CRS assessment time, for every patient in ``events``."""
     c = config.crs
-    pressors = vocabulary.names_where(vasopressor=True)
-    anticytokine = vocabulary.names_where(anti_cytokine=True)
-    antipyretic = vocabulary.names_where(antipyretic=True)
+    pressors, anticytokine, antipyretic = _drug_classes(vocabulary)
     waiver_items = anticytokine + (antipyretic if c.waiver_drugs == "anticytokine_or_antipyretic" else [])
     items = [
         "temperature",
@@ -96,37 +432,32 @@ def crs_state(
         *anticytokine,
         *antipyretic,
     ]
-
-    relevant = toxicity_events(events, items, "crs")
-    df = with_segment_start(relevant.with_columns(per_patient(patients, "age_years", rows=relevant.height)), [PID])
-    age = pl.col("age_years")
-    sbp_threshold = (
-        pl.when(age.is_not_null() & (age <= c.pediatric_max_age_years))
-        .then(c.pediatric_sbp_base_mm_hg + c.pediatric_sbp_per_year_mm_hg * age.floor())
-        .otherwise(c.hypotension_sbp_mm_hg)
-    )
-    is_alt = pl.col("item") == "alternative_cause"
-    # Split only the attribution rows' text: the other categories (devices, drugs...) are a million strings.
-    alt_text = pl.when(is_alt).then(pl.col("cat")).str.split_exact(":", 1)
-    df = df.with_columns(
-        sbp_threshold.alias("sbp_threshold"),
-        alt_text.struct.field("field_0").str.strip_chars().str.to_lowercase().alias("alt_finding"),
-        alt_text.struct.field("field_1").str.strip_chars().alias("alt_cause"),
-    )
-    # Stage 1: for each signal, the index of its latest row (within the patient).
+    rows = toxicity_rows(events, patients, items, "crs")
+    t, num = rows.t, rows.num
     findings = ("fever", "hypotension", "hypoxia")
-    df = df.with_columns(*[last_index(is_alt & (pl.col("alt_finding") == f)).alias(f"i_alt_{f}") for f in findings])
-    df = df.with_columns(*[pl.col("alt_cause").gather(pl.col(f"i_alt_{f}")).alias(f"alt_{f}") for f in findings])
-    fever_row = (pl.col("item") == "temperature") & (pl.col("num") >= c.fever_celsius) & ~_attributed("fever")
-    low_sbp = (pl.col("item") == "sbp") & (pl.col("num") < pl.col("sbp_threshold"))
-    low_map = (
-        (pl.col("item") == "map") & (pl.col("num") < c.hypotension_map_mm_hg)
-        if c.hypotension_map_mm_hg
-        else pl.lit(False)
+    # The text read: the attributions' finding and cause, and the oxygen rows' device (one operation).
+    alt, oxygen = np.flatnonzero(rows.is_item("alternative_cause")), np.flatnonzero(rows.is_item("oxygen"))
+    read = read_texts(rows, np.concatenate([alt, oxygen]), _crs_text_columns)
+    attribution = _attributions(rows, alt, read, np.arange(alt.size))
+    device_of_row = np.full(rows.height, DEVICE_NONE, dtype=np.int64)
+    device_of_row[oxygen] = read.get_column("device").to_numpy()[alt.size :]
+    named = {f: attribution.names(k) for k, f in enumerate(findings)}
+    # A temperature is a (CRS) fever unless a fever attribution is in force at that row.
+    in_force = latest_valid({"fever": named["fever"]}, rows.start == np.arange(rows.height))["fever"]
+    fever_attributed_here = attribution.attributed_at(in_force)
+    fever_row = rows.is_item("temperature") & (num >= c.fever_celsius) & ~fever_attributed_here
+
+    age = _patient_values(patients, "age_years", rows.patient)
+    pediatric = ~np.isnan(age) & (age <= c.pediatric_max_age_years)
+    sbp_threshold = np.where(
+        pediatric, c.pediatric_sbp_base_mm_hg + c.pediatric_sbp_per_year_mm_hg * np.floor(age), c.hypotension_sbp_mm_hg
     )
-    # A signal is a condition, or the items whose rows it is (read from the item codes, see latest_rows).
-    signals: dict[str, pl.Expr | list[str]] = {
+    low_sbp = num < sbp_threshold
+    low_map = num < c.hypotension_map_mm_hg if c.hypotension_map_mm_hg else np.zeros(rows.height, np.bool_)
+
+    signals: dict[str, Collection[str] | np.ndarray] = {
         "fever": fever_row,
+        **{f"alt_{f}": named[f] for f in findings},
         "temp": ["temperature"],
         "sbp": ["sbp"],
         "map": ["map"],
@@ -141,226 +472,246 @@ def crs_state(
         "il6": ["il6"],
         "crp": ["crp"],
     }
-    df = df.with_columns(
-        low_sbp.alias("sbp_low_here"),
-        low_map.alias("map_low_here"),
-        *[_falling(df, lab).alias(f"{lab}_falling_here") for lab in ("il6", "crp")],
+    assessment_rows = rows.last_of_time()
+    latest = latest_signal_rows(rows, signals, assessment_rows)
+    state = _assessments(rows, np.flatnonzero(assessment_rows))
+
+    def t_of(signal: str) -> np.ndarray:
+        return at(t, latest[signal])
+
+    def num_of(signal: str) -> np.ndarray:
+        return at(num, latest[signal])
+
+    def text_of(column: str, signal: str) -> Text:
+        return Text(events.get_column(column), at(rows.rows, latest[signal], -1).astype(np.int64))
+
+    state.add(
+        fever_t=t_of("fever"),
+        fever_value=num_of("fever"),
+        temp_t=t_of("temp"),
+        temp_value=num_of("temp"),
+        temp_is_fever=(latest["temp"] == latest["fever"]) & (latest["temp"] >= 0),
+        sbp_t=t_of("sbp"),
+        sbp_value=num_of("sbp"),
+        sbp_low=at(low_sbp, latest["sbp"], False).astype(np.bool_),
+        map_t=t_of("map"),
+        map_value=num_of("map"),
+        map_low=at(low_map, latest["map"], False).astype(np.bool_),
+        o2_device=text_of("cat", "o2"),
+        o2_device_code=at(device_of_row, latest["o2"], DEVICE_NONE).astype(np.int64),
+        o2_device_t=t_of("o2"),
+        o2_flow=num_of("flow"),
+        o2_flow_t=t_of("flow"),
+        fio2=num_of("fio2"),
+        fio2_t=t_of("fio2"),
+        **{f"rate_{p}": np.nan_to_num(num_of(p), nan=0.0) for p in pressors},
+        **{f"rate_{p}_t": t_of(p) for p in pressors},
+        waiver_drug_t=t_of("waiver"),
+        waiver_drug=text_of("item", "waiver"),
+        antipyretic_t=t_of("antipyretic"),
+        death_cause=text_of("cat", "death"),
+        # Deaths from another cause are not among the rows: a death seen is a death due to CRS.
+        death_due=latest["death"] >= 0,
+        death_t=t_of("death"),
+        alt_t=t_of("alt"),
+        **{f"{lab}_falling": at(_falling(rows, lab), latest[lab], -1).astype(np.int8) for lab in ("il6", "crp")},
+        **{f"alt_{f}": attribution.cause_at(latest[f"alt_{f}"]) for f in findings},
+        **{f"{f}_attributed": attribution.attributed_at(latest[f"alt_{f}"]) for f in findings},
     )
-
-    # Stage 2: the state at each assessment time = the values of those rows. Only the last row of each
-    # time is an assessment: the latest row of every signal is found there alone, and the values are
-    # gathered from the full rows.
-    source = {
-        c: df.get_column(c)
-        for c in ("t", "num", "cat", "item", "sbp_low_here", "map_low_here", "il6_falling_here", "crp_falling_here")
-    }
-    indexes = [f"i_{name}" for name in signals]
-    latest = latest_rows(df, {f"i_{name}": cond for name, cond in signals.items()}, last_of_time())
-    df = pl.concat(
-        [last_row_per_time(df.select(PID, "t", "age_years", *[f"alt_{f}" for f in findings])), latest],
-        how="horizontal",
-    )
-
-    def at(column: str, signal: str) -> pl.Expr:
-        return pl.lit(source[column]).gather(pl.col(f"i_{signal}"))
-
-    df = df.with_columns(
-        at("t", "fever").alias("fever_t"),
-        at("num", "fever").alias("fever_value"),
-        at("t", "temp").alias("temp_t"),
-        at("num", "temp").alias("temp_value"),
-        (pl.col("i_temp") == pl.col("i_fever")).fill_null(False).alias("temp_is_fever"),
-        *[
-            at(column, vital).alias(f"{vital}_{name}")
-            for vital in ("sbp", "map")
-            for column, name in (("t", "t"), ("num", "value"), (f"{vital}_low_here", "low"))
-        ],
-        at("cat", "o2").alias("o2_device"),
-        at("t", "o2").alias("o2_device_t"),
-        at("num", "flow").alias("o2_flow"),
-        at("t", "flow").alias("o2_flow_t"),
-        at("num", "fio2").alias("fio2"),
-        at("t", "fio2").alias("fio2_t"),
-        *[at("num", p).fill_null(0.0).alias(f"rate_{p}") for p in pressors],
-        *[at("t", p).alias(f"rate_{p}_t") for p in pressors],
-        at("t", "waiver").alias("waiver_drug_t"),
-        at("item", "waiver").alias("waiver_drug"),
-        at("t", "antipyretic").alias("antipyretic_t"),
-        at("cat", "death").alias("death_cause"),
-        at("t", "death").alias("death_t"),
-        at("t", "alt").alias("alt_t"),
-        at("il6_falling_here", "il6").alias("il6_falling"),
-        at("crp_falling_here", "crp").alias("crp_falling"),
-    ).drop(indexes)
-    return _derive_support(_latest_blood_pressure(df), pressors, config)
+    _latest_blood_pressure(state)
+    _derive_support(state, pressors, config)
+    return state
 
 
-def _falling(df: pl.DataFrame, lab: str) -> pl.Series:
-    """On each ``lab`` row, whether its value is below the patient's previous ``lab`` value (else null).
+def _falling(rows: ToxicityRows, lab: str) -> np.ndarray:
+    """On each ``lab`` row, whether its value is below the patient's previous ``lab`` value (1/0; -1 = unknown:
+    the first value, or either value missing)."""
+    lab_rows = np.flatnonzero(rows.is_item(lab))
+    falling = np.full(rows.height, -1, dtype=np.int8)
+    if lab_rows.size > 1:
+        value, start = rows.num[lab_rows], rows.start[lab_rows]
+        known = (start[1:] == start[:-1]) & ~np.isnan(value[1:]) & ~np.isnan(value[:-1])
+        falling[lab_rows[1:][known]] = value[1:][known] < value[:-1][known]
+    return falling
 
-    Worked out on that lab's rows alone (a daily value among a million CRS rows) and placed back by row
-    number: a fill over every row per lab cost more than the rest of the step."""
-    rows = df.select(ROW, SEGMENT_START, "item", "num").filter(pl.col("item") == lab)
-    same_patient = pl.col(SEGMENT_START) == pl.col(SEGMENT_START).shift(1)
-    falling = rows.select(pl.when(same_patient).then(pl.col("num") < pl.col("num").shift(1))).to_series()
-    return pl.repeat(None, df.height, dtype=pl.Boolean, eager=True).scatter(rows.get_column(ROW), falling)
 
-
-def _latest_blood_pressure(df: pl.DataFrame) -> pl.DataFrame:
+def _latest_blood_pressure(state: Assessments) -> None:
     """The latest blood-pressure measurement (SBP and/or MAP taken at the same time): low if either is
     below its threshold; the low one (else SBP) is the one shown as evidence."""
-    # bp_t first, on its own: eager mode has no common subexpressions, and every condition below names it
-    # (inlined, the expressions evaluated its max a dozen times: 30 ms instead of 10 per 388 k assessments).
-    df = df.with_columns(pl.max_horizontal("sbp_t", "map_t").alias("bp_t"))
-    sbp_now = (pl.col("sbp_t") == pl.col("bp_t")).fill_null(False)
-    map_now = (pl.col("map_t") == pl.col("bp_t")).fill_null(False)
-    sbp_low = sbp_now & pl.col("sbp_low").fill_null(False)
-    map_low = map_now & pl.col("map_low").fill_null(False)
+    bp_t = np.fmax(state["sbp_t"], state["map_t"])
+    sbp_now, map_now = state["sbp_t"] == bp_t, state["map_t"] == bp_t
+    sbp_low, map_low = sbp_now & state["sbp_low"], map_now & state["map_low"]
     show_sbp = sbp_now & (sbp_low | ~map_low)
-    return df.with_columns(
-        (sbp_low | map_low).alias("bp_low"),
-        pl.when(show_sbp).then(pl.lit("sbp")).when(map_now).then(pl.lit("map")).alias("bp_item"),
-        pl.when(show_sbp).then(pl.col("sbp_value")).when(map_now).then(pl.col("map_value")).alias("bp_value"),
+    state.add(
+        bp_t=bp_t,
+        bp_low=sbp_low | map_low,
+        bp_item=labels(["sbp", "map"], np.where(show_sbp, 0, np.where(map_now, 1, -1))),
+        bp_value=np.where(show_sbp, state["sbp_value"], np.where(map_now, state["map_value"], np.nan)),
     )
 
 
-def _derive_support(df: pl.DataFrame, pressors: list[str], config: GradingConfig) -> pl.DataFrame:
+def _derive_support(state: Assessments, pressors: list[str], config: GradingConfig) -> None:
     c = config.crs
     scale = load_scale("crs_astct2019")
     device_grade = scale.table("oxygen_device_grade")
     excluded = set(scale.table("not_counted_for_multiple_vasopressors"))
-    counted = [p for p in pressors if p not in excluded]
-    device_tier = pl.col("o2_device").replace_strict(device_grade, default=None, return_dtype=pl.Int8)
+    device = state["o2_device_code"]
     # A flow belongs to the current device only if it was recorded with it or later.
-    flow = pl.when(pl.col("o2_device_t").is_null() | (pl.col("o2_flow_t") >= pl.col("o2_device_t"))).then(
-        pl.col("o2_flow")
-    )
-    on_oxygen = (
-        pl.when(pl.col("o2_device").is_not_null())
-        .then(pl.col("o2_device") != "room_air")
-        .otherwise(flow.fill_null(0) > 0)
-    )
-    return df.with_columns(
-        flow.alias("o2_flow_current"),
-        on_oxygen.alias("on_oxygen"),
-        device_tier.alias("o2_device_tier"),
-        pl.sum_horizontal([(pl.col(f"rate_{p}") > 0).cast(pl.Int8) for p in counted]).alias("n_vasopressors"),
-        pl.any_horizontal([pl.col(f"rate_{p}") > 0 for p in pressors]).alias("any_vasopressor"),
-        ((pl.col("t") - pl.col("fever_t")) * HOURS_PER_DAY <= c.fever_window_hours).fill_null(False).alias("febrile"),
-        ((pl.col("t") - pl.col("temp_t")) * HOURS_PER_DAY <= c.fever_window_hours).fill_null(False).alias("temp_known"),
-        ((pl.col("t") - pl.col("bp_t")) * HOURS_PER_DAY <= c.bp_validity_hours).fill_null(False).alias("bp_known"),
-        _attributed("fever").alias("fever_attributed"),
-        _attributed("hypotension").alias("hypotension_attributed"),
-        _attributed("hypoxia").alias("hypoxia_attributed"),
+    device_t = state["o2_device_t"]
+    flow = np.where(np.isnan(device_t) | (state["o2_flow_t"] >= device_t), state["o2_flow"], np.nan)
+    on_oxygen = np.where(device != DEVICE_NONE, device != DEVICES.index("room_air"), np.nan_to_num(flow, nan=0.0) > 0)
+    tiers = np.array([device_grade[d] for d in DEVICES] + [-1, -1], dtype=np.int8)  # unknown or no device: null
+    running = {p: state[f"rate_{p}"] > 0 for p in pressors}
+    t = state.t
+    counted = [running[p].astype(np.int8) for p in pressors if p not in excluded]
+    state.add(
+        o2_flow_current=flow,
+        on_oxygen=on_oxygen,
+        o2_device_tier=tiers[device],
+        n_vasopressors=np.sum(counted, axis=0, dtype=np.int8) if counted else np.zeros(t.shape, np.int8),
+        any_vasopressor=np.logical_or.reduce([running[p] for p in pressors]) if pressors else np.zeros(t.shape, bool),
+        febrile=hours_since(t, state["fever_t"]) <= c.fever_window_hours,
+        temp_known=hours_since(t, state["temp_t"]) <= c.fever_window_hours,
+        bp_known=hours_since(t, state["bp_t"]) <= c.bp_validity_hours,
     )
 
 
-def icans_state(events: pl.DataFrame, patients: pl.DataFrame, config: GradingConfig) -> pl.DataFrame:
+@cache
+def _neuro_attribution_columns() -> tuple[pl.Expr, ...]:
+    """Of an attribution, whether it names a neurological finding (only then does it count, and make an
+    assessment), and its finding and cause."""
+    named = pl.col("cat").str.to_lowercase().str.extract(r"^([a-z_]+):", 1)
+    neuro = position_in(named, NEURO_FINDINGS, -1) >= 0
+    return neuro.alias("neuro"), *_attribution_columns(NEURO_FINDINGS)
+
+
+@cache
+def _neuro_value_columns() -> tuple[pl.Expr, ...]:
+    """Of a domain row, whether a value is given, and its position among every value the scale grades (one
+    table for all domains; -1 for another)."""
+    return pl.col("cat").is_not_null().alias("given"), position_in(pl.col("cat"), NEURO_VALUE_UNION, -1).alias("value")
+
+
+#: The values the ICANS scale grades, per domain recorded as a value: a state carries each value's position
+#: here (``<domain>_code``, -1 for another value or none), so that grading is a table lookup on integers.
+NEURO_VALUES: dict[str, tuple[str, ...]] = {
+    domain: tuple(load_scale("icans_astct2019").table(f"{domain}_grade"))
+    for domain in ("consciousness", "seizure", "motor_weakness", "cerebral_edema", "icp_sign")
+}
+NEURO_VALUE_UNION = tuple(dict.fromkeys(v for values in NEURO_VALUES.values() for v in values))
+
+
+def _at_time_loop(latest: np.ndarray, t: np.ndarray, assessment_t: np.ndarray) -> np.ndarray:
+    """The rows of ``latest`` (signal x assessment) recorded at the assessment's own time, else -1."""
+    here = np.full(latest.shape, -1, dtype=np.int64)
+    for signal in range(latest.shape[0]):
+        for k in range(latest.shape[1]):
+            row = latest[signal, k]
+            if row >= 0 and t[row] == assessment_t[k]:
+                here[signal, k] = row
+    return here
+
+
+def icans_state(events: pl.DataFrame, patients: pl.DataFrame, config: GradingConfig) -> Assessments:
     """State relevant to ICANS at every neurological assessment time."""
     scale = load_scale("icans_astct2019")
     ice_items: list[str] = scale.table("ice_items")
     capd_items: list[str] = scale.table("capd_items")
     domains = ["consciousness", "global_aphasia", "seizure", "motor_weakness", "cerebral_edema", "icp_sign"]
     items = ["ice_score", "capd_score", *ice_items, *capd_items, *domains, "alternative_cause", "death"]
-    neuro_attribution = pl.col("cat").str.to_lowercase().str.extract(r"^([a-z_]+):", 1).is_in(NEURO_FINDINGS)
-    neuro = toxicity_events(events, items, "icans")
-    neuro = neuro.filter((pl.col("item") != "alternative_cause") | neuro_attribution.fill_null(False))
+    selected = toxicity_rows(events, patients, items, "icans")
+    # The text read: of the attributions (their finding decides whether they count), and of the domain rows.
+    alt, domain_rows = np.flatnonzero(selected.is_item("alternative_cause")), np.flatnonzero(selected.is_item(*domains))
+    attribution_text = read_texts(selected, alt, _neuro_attribution_columns)
+    keep = np.ones(selected.height, dtype=np.bool_)
+    keep[alt] = attribution_text.get_column("neuro").to_numpy()
+    rows = _subset(selected, np.flatnonzero(keep))
+    attribution = _attributions(rows, np.flatnonzero(rows.is_item("alternative_cause")), attribution_text,
+                                np.flatnonzero(keep[alt]))
+    value_text = read_texts(selected, domain_rows, _neuro_value_columns)
+    value_given = np.ones(selected.height, dtype=np.bool_)
+    value_given[domain_rows] = value_text.get_column("given").to_numpy()
+    value_given = value_given[keep]
+    union_code = np.full(selected.height, -1, dtype=np.int64)
+    union_code[domain_rows] = value_text.get_column("value").to_numpy()
+    union_code = union_code[keep]
 
-    # The value of each item recorded at each assessment time (the last one, if repeated): the latest
-    # row of the item, if it is at this time. Column-wise like the CRS state; no per-time group-by.
-    neuro = with_segment_start(
-        neuro.with_columns(
-            pl.when(pl.col("item") == "alternative_cause")
-            .then(pl.col("cat").str.split_exact(":", 1).struct.field("field_0").str.strip_chars().str.to_lowercase())
-            .alias("alt_finding")
-        ),
-        [PID],
-    )
-    signals: dict[str, tuple[pl.Expr | list[str], str]] = {
-        **{name: ([name], "num") for name in ("ice_score", "capd_score", *ice_items, *capd_items)},
-        **{name: ([name], "cat") for name in domains},
-        "death_here": (["death"], "cat"),
-        **{f"alt_raw_{f}": (pl.col("alt_finding") == f, "cat") for f in NEURO_FINDINGS},
+    # The value of each item recorded at each assessment time (the last one, if repeated): the latest row of
+    # the item, if it is at this time.
+    numeric = ("ice_score", "capd_score", *ice_items, *capd_items)
+    signals: dict[str, Collection[str] | np.ndarray] = {
+        **{name: [name] for name in (*numeric, *domains)},
+        "death": ["death"],
+        **{f"alt_{f}": attribution.names(k) for k, f in enumerate(NEURO_FINDINGS)},
     }
-    latest = latest_rows(neuro, {f"i_{name}": condition for name, (condition, _) in signals.items()}, last_of_time())
-    source = {column: neuro.get_column(column) for column in ("t", "num", "cat")}
+    assessment_rows = rows.last_of_time()
+    latest = latest_signal_rows(rows, signals, assessment_rows)
+    state = _assessments(rows, np.flatnonzero(assessment_rows))
+    found = compiled(_at_time_loop)(np.stack(list(latest.values())), rows.t, state.t)
+    here = dict(zip(latest, found, strict=True))
+    value = {name: at(rows.num, here[name]) for name in numeric}
 
-    def at(column: str, name: str) -> pl.Expr:
-        return pl.lit(source[column]).gather(pl.col(f"i_{name}"))
+    stamps: dict[str, np.ndarray] = {}  # per stamped signal: whether it was observed at this assessment
+    tools = {"ice": ice_items, "capd": capd_items}
+    incomplete: dict[str, np.ndarray] = {}
+    tool_here: dict[str, np.ndarray] = {}
+    for tool, tool_items in tools.items():
+        present = np.stack([~np.isnan(value[i]) for i in tool_items])
+        absent_mask = ((~present).astype(np.int64) << np.arange(len(tool_items))[:, None]).sum(axis=0)
+        total = value[tool_items[0]]
+        for item in tool_items[1:]:
+            total = total + value[item]
+        score = value[f"{tool}_score"]
+        tool_here[tool] = np.where(np.isnan(score), np.where(present.all(axis=0), total, np.nan), score)
+        stamps[tool] = ~np.isnan(tool_here[tool])
+        # Items given, but not all of them, and no total: the assessment is incomplete (mask of the absent).
+        incomplete[tool] = np.where(np.isnan(score) & present.any(axis=0) & (absent_mask != 0), absent_mask, -1)
+        stamps[f"{tool}_incomplete"] = incomplete[tool] >= 0
+    for name in (*domains, "death"):
+        stamps[name] = (here[name] >= 0) & at(value_given, here[name], False).astype(np.bool_)
+    for f in NEURO_FINDINGS:
+        stamps[f"alt_{f}"] = here[f"alt_{f}"] >= 0
+    stamped = latest_valid(stamps, state.first)
 
-    per_time = pl.concat([last_row_per_time(neuro.select(PID, "t")), latest], how="horizontal").select(
-        PID,
-        "t",
-        *[
-            pl.when(at("t", name) == pl.col("t")).then(at(column, name)).alias(name)
-            for name, (_, column) in signals.items()
-        ],
-    )
-
-    def absent(names: list[str]) -> pl.Expr:
-        return pl.concat_str(
-            [pl.when(pl.col(n).is_null()).then(pl.lit(n)) for n in names], separator="; ", ignore_nulls=True
-        )
-
-    def given(names: list[str]) -> pl.Expr:
-        return pl.any_horizontal([pl.col(n).is_not_null() for n in names])
-
-    per_time = per_time.with_columns(
-        absent(ice_items).alias("ice_items_missing"),
-        absent(capd_items).alias("capd_items_missing"),
-        given(ice_items).alias("ice_items_given"),
-        given(capd_items).alias("capd_items_given"),
-        pl.sum_horizontal(ice_items).alias("ice_items_sum"),
-        pl.sum_horizontal(capd_items).alias("capd_items_sum"),
-    )
-    ice_from_items = pl.when(pl.col("ice_items_given") & (pl.col("ice_items_missing") == "")).then(
-        pl.col("ice_items_sum")
-    )
-    capd_from_items = pl.when(pl.col("capd_items_given") & (pl.col("capd_items_missing") == "")).then(
-        pl.col("capd_items_sum")
-    )
-    df = per_time.with_columns(
-        pl.coalesce("ice_score", ice_from_items).alias("ice_here"),
-        pl.coalesce("capd_score", capd_from_items).alias("capd_here"),
-        pl.when(pl.col("ice_score").is_null() & pl.col("ice_items_given") & (pl.col("ice_items_missing") != ""))
-        .then(pl.col("ice_items_missing"))
-        .alias("ice_incomplete"),
-        pl.when(pl.col("capd_score").is_null() & pl.col("capd_items_given") & (pl.col("capd_items_missing") != ""))
-        .then(pl.col("capd_items_missing"))
-        .alias("capd_incomplete"),
-    ).with_columns(per_patient(patients, "age_years", rows=per_time.height))
-    df = with_segment_start(df, [PID])
-
-    df = df.with_columns(
-        ffill(pl.col(f"alt_raw_{f}").str.split_exact(":", 1).struct.field("field_1").str.strip_chars()).alias(
-            f"alt_{f}"
-        )
-        for f in NEURO_FINDINGS
-    )
-
-    def stamp(name: str, column: str) -> list[pl.Expr]:
-        return [
-            ffill(pl.col(column)).alias(f"{name}_value"),
-            last_time(pl.col(column).is_not_null()).alias(f"{name}_t"),
-        ]
-
-    df = df.with_columns(
-        *stamp("ice", "ice_here"),
-        *stamp("capd", "capd_here"),
-        *[e for d in domains for e in stamp(d, d)],
-        ffill(pl.col("ice_incomplete")).alias("ice_incomplete_last"),
-        ffill(pl.col("capd_incomplete")).alias("capd_incomplete_last"),
-        ffill(pl.col("death_here")).alias("death_cause"),
-        last_time(pl.col("death_here").is_not_null()).alias("death_t"),
-    )
+    for tool in tools:
+        row = stamped[tool]
+        state.add(**{f"{tool}_value": at(tool_here[tool], row), f"{tool}_t": at(state.t, row)})
+        state.add(**{f"{tool}_incomplete_last": at(incomplete[tool], stamped[f"{tool}_incomplete"], -1)})
+    for name in (*domains, "death"):
+        source_row = at(here[name], stamped[name], -1).astype(np.int64)
+        event_row = at(rows.rows, source_row, -1).astype(np.int64)
+        text = Text(events.get_column("cat"), event_row)
+        state.add(**{"death_cause" if name == "death" else f"{name}_value": text, f"{name}_t": at(state.t,
+                                                                                                  stamped[name])})
+        if name in NEURO_VALUES:
+            # The value's position among this domain's graded values (-1: another value, or none).
+            own = np.array([NEURO_VALUES[name].index(v) if v in NEURO_VALUES[name] else -1 for v in NEURO_VALUE_UNION]
+                           + [-1], dtype=np.int64)
+            state.add(**{f"{name}_code": own[at(union_code, source_row, -1).astype(np.int64)]})
+    for f in NEURO_FINDINGS:
+        source_row = at(here[f"alt_{f}"], stamped[f"alt_{f}"], -1).astype(np.int64)
+        state.add(**{f"alt_{f}": attribution.cause_at(source_row), f"{f}_attributed": attribution.attributed_at(
+            source_row)})
     i = config.icans
-    fresh = {
-        name: ((pl.col("t") - pl.col(f"{name}_t")) * HOURS_PER_DAY <= i.neuro_validity_hours).fill_null(False)
-        for name in ("ice", "capd", "consciousness", "global_aphasia")
-    }
-    seizure_fresh = ((pl.col("t") - pl.col("seizure_t")) * HOURS_PER_DAY <= i.seizure_validity_hours).fill_null(False)
-    return df.with_columns(
-        *[v.alias(f"{k}_fresh") for k, v in fresh.items()],
-        seizure_fresh.alias("seizure_fresh"),
-        *[_attributed(f).alias(f"{f}_attributed") for f in NEURO_FINDINGS],
+    t = state.t
+    state.add(
+        **{
+            f"{name}_fresh": hours_since(t, state[f"{name}_t"]) <= i.neuro_validity_hours
+            for name in ("ice", "capd", "consciousness", "global_aphasia")
+        },
+        seizure_fresh=hours_since(t, state["seizure_t"]) <= i.seizure_validity_hours,
+        # Deaths from another cause are not among the rows: a death seen is a death due to ICANS.
+        death_due=~np.isnan(state["death_t"]),
+        age_years=_patient_values(patients, "age_years", state.patient),
     )
+    return state
+
+
+def _subset(rows: ToxicityRows, kept: np.ndarray) -> ToxicityRows:
+    """Some of the rows (ascending row numbers of the subset)."""
+    first = np.ones(kept.shape[0], dtype=np.bool_)
+    first[1:] = rows.start[kept][1:] != rows.start[kept][:-1]
+    heads = np.flatnonzero(first)
+    start = heads[np.cumsum(first) - 1] if kept.size else kept
+    return ToxicityRows(rows.events, rows.rows[kept], rows.patient[kept], start, rows.t[kept], rows.num[kept],
+                        rows.item[kept], rows.categories)

@@ -1,0 +1,124 @@
+"""The array pieces of the CRS/ICANS timelines: gathers, forward fills, frames, episodes and summaries, at their
+edges (empty batch, a patient without rows, one row, missing values)."""
+
+import numpy as np
+import polars as pl
+from tocsin.config import GradingConfig
+from tocsin.core.engine import grade_crs, grade_events, grade_icans
+from tocsin.core.episodes import episodes_and_summary, mark_stretches
+from tocsin.core.timeline import Assessments, NullableInt, Text, at, frame_of, labels, latest_valid
+from tocsin.vocabulary import load_vocabulary
+
+
+def test_at_gathers_with_a_missing_value_for_minus_one() -> None:
+    values = np.array([1.5, np.nan, 3.0])
+    assert np.array_equal(at(values, np.array([2, -1, 1, 0])), [3.0, np.nan, np.nan, 1.5], equal_nan=True)
+    assert at(np.array([True, False]), np.array([-1, 0]), False).tolist() == [False, True]
+    assert at(np.array([4, 5], dtype=np.int8), np.array([1, -1]), -1).dtype == np.int8
+    assert at(np.zeros(0), np.zeros(0, dtype=np.int64)).shape == (0,)
+    assert np.isnan(at(np.zeros(0), np.array([-1]))).all()  # nothing to gather: every row is missing
+
+
+def test_latest_valid_restarts_at_each_patient() -> None:
+    first = np.array([True, False, False, True, False])
+    found = latest_valid({"a": np.array([False, True, False, False, True]), "b": np.array([True] + [False] * 4)}, first)
+    assert found["a"].tolist() == [-1, 1, 1, -1, 4]
+    assert found["b"].tolist() == [0, 0, 0, -1, -1]
+    assert latest_valid({"a": np.zeros(0, np.bool_)}, np.zeros(0, np.bool_))["a"].shape == (0,)
+    assert latest_valid({}, first) == {}
+
+
+def test_frame_of_types_nulls_and_text() -> None:
+    source = pl.Series(["x", None, "z"])
+    frame = frame_of(
+        {
+            "text": Text(source, np.array([2, -1, 1])),
+            "label": labels(["a", "b"], np.array([1, 0, -1])),
+            "grade": NullableInt(np.array([3, -1, 0], dtype=np.int8)),
+            "days": NullableInt(np.array([-1, 2, 0], dtype=np.int32), pl.Int32),
+            "value": np.array([np.nan, 1.0, 2.0]),
+            "flag": np.array([True, False, True]),
+        },
+        {"value": lambda e: e * 2},
+    )
+    assert frame.schema == pl.Schema(
+        {"text": pl.Utf8, "label": pl.Utf8, "grade": pl.Int8, "days": pl.Int32, "value": pl.Float64, "flag": pl.Boolean}
+    )
+    assert frame.rows() == [
+        ("z", "b", 3, None, None, True), (None, "a", None, 2, 2.0, False), (None, None, 0, 0, 4.0, True)
+    ]
+    empty = frame_of({"text": Text(source, np.zeros(0, np.int64)), "value": np.zeros(0)})
+    assert empty.height == 0 and empty.schema == pl.Schema({"text": pl.Utf8, "value": pl.Float64})
+
+
+def _timeline(patients: list[str], t: list[float], grades: list[int]) -> Assessments:
+    ids = pl.Series(patients, dtype=pl.Categorical)
+    first = np.ones(len(patients), dtype=np.bool_)
+    first[1:] = np.array(patients[1:]) != np.array(patients[:-1])
+    state = Assessments(Text(ids, np.arange(len(patients))), np.zeros(len(patients), np.int64), first, np.array(t))
+    grade = np.array(grades, dtype=np.int8)
+    state.add(grade=NullableInt(grade))
+    mark_stretches(state, (grade >= 1) | (grade < 0), 24.0)
+    return state
+
+
+def test_episodes_and_summary_of_two_patients() -> None:
+    """A resolves after a day quiet and recurs; B never has a graded row (null counts, no episode)."""
+    state = _timeline(["A"] * 6 + ["B"] * 2, [0.0, 1.0, 1.5, 2.6, 4.0, 4.5, 0.0, 1.0], [0, 2, 0, 0, 1, 1, -1, -1])
+    episodes, summary = episodes_and_summary(state)
+    assert episodes.select("episode", "onset_day", "peak_grade", "peak_day", "resolved_day", "ongoing").rows() == [
+        (1, 1.0, 2, 1.0, 1.5, False),
+        (2, 4.0, 1, 4.0, None, True),
+    ]
+    assert episodes.get_column("duration_days").to_list() == [0.5, 0.5]
+    assert episodes.get_column("recurrence").to_list() == [False, True]
+    assert summary.get_column("patient_id").cast(pl.Utf8).to_list() == ["A", "B"]
+    assert summary.row(0) == ("A", 2, 1, 1, 0, 0, 0, 2, 1.0, 2)  # days 0 and 2 at grade 0, day 1 at 2, day 4 at 1
+    assert summary.row(1) == ("B", None, None, None, None, None, None, None, None, 0)
+
+
+def test_episodes_and_summary_of_an_empty_timeline() -> None:
+    episodes, summary = episodes_and_summary(_timeline([], [], []))
+    assert episodes.height == 0 and summary.height == 0
+    assert episodes.schema["peak_grade"] == pl.Int8 and summary.schema["days_grade_0"] == pl.Int32
+
+
+def _course(rows: list[tuple[str, str, str, str, str]]) -> pl.DataFrame:
+    return pl.DataFrame(rows, schema=["patient_id", "day", "item", "value", "unit"], orient="row").with_columns(
+        pl.lit("x").alias("file"), pl.int_range(2, pl.len() + 2).alias("line")
+    )
+
+
+def test_a_batch_without_rows_of_a_toxicity_grades_to_empty_frames() -> None:
+    result = grade_events(_course([("A", "0", "infusion", "axi-cel", ""), ("A", "1", "plt", "150", "10*9/L")]),
+                          GradingConfig())
+    for toxicity in (result.crs, result.icans):
+        assert toxicity.timeline.height == toxicity.episodes.height == toxicity.summary.height == 0
+        assert toxicity.evidence().height == 0
+
+
+def test_a_patient_without_rows_is_left_out_and_one_row_grades() -> None:
+    """B has a fever only; A has no CRS or ICANS row: A is in neither timeline nor summary."""
+    config = GradingConfig()
+    raw = _course([("A", "0", "infusion", "axi-cel", ""), ("A", "1", "plt", "150", "10*9/L"),
+                   ("B", "0", "infusion", "axi-cel", ""), ("B", "1", "temperature", "38.6", "Cel")])
+    result = grade_events(raw, config)
+    timeline = result.crs.timeline
+    assert timeline.select(pl.col("patient_id").cast(pl.Utf8), "t", "grade", "rule").rows() == [
+        ("B", 1.0, 1, "CRS-ASTCT19-G1-FEVER")
+    ]
+    assert result.crs.summary.get_column("patient_id").cast(pl.Utf8).to_list() == ["B"]
+    assert result.icans.timeline.height == 0
+    # The same code grades the batch without its rows: an empty batch gives empty frames of the same columns.
+    crs = grade_crs(_normalised_head(raw, 0), result.patients, config, load_vocabulary())
+    assert crs.timeline.columns == timeline.columns and crs.timeline.height == 0
+    icans = grade_icans(_normalised_head(raw, 0), result.patients, config)
+    assert icans.timeline.columns == result.icans.timeline.columns and icans.summary.height == 0
+
+
+def _normalised_head(raw: pl.DataFrame, rows: int) -> pl.DataFrame:
+    from tocsin.core.engine import GRADED_COLUMNS
+    from tocsin.core.events import IngestLimits, normalise_events
+
+    events = normalise_events(raw, load_vocabulary(), IngestLimits(earliest_day=GradingConfig().earliest_day)).events
+    return events.select(GRADED_COLUMNS).head(rows)
