@@ -186,6 +186,9 @@ COMMON_INPUT_UNITS = (
     "U/L",
     "/uL",
     "10*6/kg",
+    "10*8",  # CAR-T doses (2 x 10^8 cells): a unit left out made every batch worker build the UCUM registry (~1 s)
+    "10*9",
+    "10*8/kg",
     "[iU]",
     "{unit}",
 )
