@@ -12,6 +12,7 @@ The original value and unit are kept beside the canonical ones.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -129,14 +130,47 @@ def _read_numbers(text: pl.Series, only: np.ndarray | None = None) -> np.ndarray
 def _reread_numbers(text: pl.Series, first_read: np.ndarray, only: np.ndarray | None = None) -> np.ndarray:
     """:func:`_read_numbers` given the plain parse of ``text`` (nulls and NaN read as NaN)."""
     numbers = np.array(first_read, dtype=np.float64)  # a writable copy: a Series' NumPy view is read-only
-    retry = np.isnan(numbers) & text.is_not_null().to_numpy()
+    retry = np.isnan(numbers)
     if only is not None:
         retry &= only
     rows = np.flatnonzero(retry)
-    if rows.size:
+    if rows.size:  # (a null text reads as NaN again)
         cleaned = text.gather(rows).str.strip_chars().str.replace(",", ".", literal=True).cast(pl.Float64, strict=False)
         numbers[rows] = cleaned.to_numpy()
     return numbers
+
+
+def _nulls(column: pl.Series) -> np.ndarray:
+    """Where ``column`` is null, without a pass over it when it has no nulls or only nulls."""
+    nulls = column.null_count()
+    if nulls in (0, column.len()):
+        return np.full(column.len(), nulls > 0, dtype=np.bool_)
+    return column.is_null().to_numpy()
+
+
+# Polars' strip_chars and the \s of its regexes mean Unicode White_Space; Python's str.strip() and re's \s also
+# take \x1c-\x1f, so the set is spelled out: texts read in Python read exactly as Polars reads them.
+_WHITE_SPACE = (
+    "\t\n\x0b\x0c\r \x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u2028\u2029\u202f\u205f\u3000"
+)
+_SEPARATOR_RUNS = re.compile(f"[{re.escape(_WHITE_SPACE)}\\-/]+")
+
+
+def _stripped(text: str | None) -> str | None:
+    return None if text is None else text.strip(_WHITE_SPACE)
+
+
+def _keys(texts: list[str | None], separators: bool = False) -> list[str | None]:
+    """``str.strip_chars().str.to_lowercase()`` (and runs of blanks, '-' and '/' as '_' with ``separators``), in
+    Python for the few texts of a subset; texts beyond ASCII are lower-cased by Polars itself (the Unicode case
+    rules of Python and Rust may differ in detail)."""
+    keys = [_stripped(t) for t in texts]
+    wide = [i for i, key in enumerate(keys) if key is not None and not key.isascii()]
+    lowered = pl.Series([keys[i] for i in wide], dtype=pl.Utf8).str.to_lowercase().to_list() if wide else []
+    keys = [None if key is None else key.lower() for key in keys]
+    for i, key in zip(wide, lowered, strict=True):
+        keys[i] = key
+    return [None if key is None else _SEPARATOR_RUNS.sub("_", key) for key in keys] if separators else keys
 
 
 def _round(values: np.ndarray) -> np.ndarray:
@@ -179,6 +213,7 @@ class _Items:
 
     enum: pl.Enum
     names: tuple[str, ...]
+    codes: Mapping[str, int]
     is_number: np.ndarray
     takes_limits: np.ndarray
     integer: np.ndarray
@@ -200,7 +235,7 @@ class _Items:
         return len(self.names)
 
     def code(self, name: str) -> int:
-        return self.names.index(name)
+        return self.codes[name]
 
 
 _KEY_SEPARATOR = "\x1f"  # between item and value key: in neither an item name nor a vocabulary value
@@ -234,6 +269,7 @@ def _items(vocabulary: Vocabulary) -> _Items:
     table = _Items(
         enum=pl.Enum(list(names)),
         names=names,
+        codes={name: code for code, name in enumerate(names)},
         is_number=flags(lambda d: d.value_type == "number"),
         takes_limits=flags(lambda d: d.limits),
         integer=flags(lambda d: d.integer),
@@ -280,20 +316,23 @@ class _Labels:
         return self.names.index(label) if label in self.names else -1
 
 
-def _labels(column: pl.Series) -> _Labels:
-    """The labels of a Categorical column, stripped of surrounding blanks when one of its few distinct values has
-    them. Category codes are global to the process (a long-lived server's codes grow far beyond its frames),
-    so rows are placed by their codes' ranks, not by the codes."""
+def _labels(column: pl.Series, codes: pl.Series) -> _Labels:
+    """The labels of a Categorical column (``codes``: its physical codes), stripped of surrounding blanks when one of
+    its few distinct values has them. Category codes are global to the process (a long-lived server's codes grow
+    far beyond its frames), so rows are placed by their codes' ranks, not by the codes."""
     distinct = column.unique()
-    if distinct.cast(pl.Utf8).str.contains(r"^\s|\s$").any():
+    names = distinct.to_list()
+    if any(name and (name[0] in _WHITE_SPACE or name[-1] in _WHITE_SPACE) for name in names):
         column = column.cast(pl.Utf8).str.strip_chars().cast(pl.Categorical)
-        distinct = column.unique()
-    codes = column.to_physical()
-    null = int(codes.max() or 0) + 1  # nulls take a code after every label's
-    distinct_codes, position = _dense(codes.fill_null(null).to_numpy().astype(np.int64))
-    ranked = distinct.to_physical().fill_null(null).to_numpy().argsort()
-    names = distinct.cast(pl.Utf8).gather(ranked).to_list()
-    return _Labels(column, names, position)
+        codes, distinct = column.to_physical(), column.unique()
+        names = distinct.to_list()
+    distinct_codes = distinct.to_physical()
+    if codes.null_count():  # nulls take a code after every label's
+        null = int(codes.max() or 0) + 1
+        codes, distinct_codes = codes.fill_null(null), distinct_codes.fill_null(null)
+    _, position = _dense(codes.to_numpy().astype(np.int64))
+    ranked = np.argsort(distinct_codes.to_numpy())
+    return _Labels(column, [names[i] for i in ranked], position)
 
 
 def _prepare(raw: pl.DataFrame, items: _Items) -> pl.DataFrame:
@@ -346,8 +385,7 @@ def _gathered(name: str, column: _Column, rows: np.ndarray) -> pl.Series:
     if isinstance(column, pl.Series):
         return column.gather(rows).alias(name)
     if isinstance(column, np.ndarray):
-        values = pl.Series(name, column[rows])
-        return values.fill_nan(None) if column.dtype.kind == "f" else values
+        return pl.Series(name, column[rows], nan_to_null=column.dtype.kind == "f")
     return column(rows).alias(name)
 
 
@@ -359,13 +397,22 @@ class _Screen:
     ``columns`` holds what the checks computed (times, converted values...), for the output and the messages.
     """
 
-    def __init__(self, frame: pl.DataFrame, patients: _Labels, units: _Labels) -> None:
+    def __init__(self, frame: pl.DataFrame, items: _Items) -> None:
         self.frame = frame
         self.height = frame.height
-        self.patients, self.units = patients, units
+        codes = frame.select(
+            pl.col("patient_id", "unit", "file").to_physical(), pl.col("item").to_physical().fill_null(items.unknown)
+        )
+        self.patients = _labels(frame.get_column("patient_id"), codes.get_column("patient_id"))
+        self.units = _labels(frame.get_column("unit"), codes.get_column("unit"))
+        self.file_code = codes.get_column("file").to_numpy()
+        self.item_code = codes.get_column("item").to_numpy().astype(np.int64)  # where spelled canonically
+        patients, units = self.patients, self.units
         self.refused = np.zeros(self.height, dtype=np.bool_)
         self.errors: list[pl.DataFrame] = []
         self.columns: dict[str, _Column] = {"patient_id": patients.column, "unit": units.column}
+        self.stated_lloq: tuple[np.ndarray, pl.Series] | None = None  # limits written as '<5' (rows, texts)
+        self.limits: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # converted limits: (rows, values)
 
     def array(self, column: str) -> np.ndarray:
         """A prepared column as NumPy (numbers: NaN where null)."""
@@ -405,8 +452,7 @@ def normalise_events(
 ) -> NormalisedEvents:
     """Validate and convert raw event rows. Never raises for bad rows: they go to ``errors``."""
     items = _items(vocabulary)
-    frame = _prepare(raw, items)
-    screen = _Screen(frame, _labels(frame.get_column("patient_id")), _labels(frame.get_column("unit")))
+    screen = _Screen(_prepare(raw, items), items)
     patients = screen.patients
     no_patient = [patients.position_of(label) for label in (None, "")]
     if max(no_patient) >= 0:
@@ -423,7 +469,7 @@ def normalise_events(
     _numbers(screen, item, items, vocabulary)
     _non_numbers(screen, item, items)
     _routes(screen, item, items)
-    events, event_patients = _kept_events(screen)
+    events, event_rows = _kept_events(screen)
     errors = screen.errors
     error_frame = (
         pl.concat([e.cast(ERROR_SCHEMA) for e in errors], how="vertical").sort(
@@ -432,30 +478,32 @@ def normalise_events(
         if errors
         else pl.DataFrame(schema=ERROR_SCHEMA)
     )
-    patient_table = _patient_table(events, event_patients, infusions.infusion_time, items)
+    patient_table = _patient_table(events, event_rows, screen, item, infusions, items)
     return NormalisedEvents(events=events, errors=error_frame, patients=patient_table)
 
 
 def _resolve_items(screen: _Screen, vocabulary: Vocabulary, items: _Items) -> np.ndarray:
     """Item names have few distinct spellings: rows not spelled canonically (most files have none) are resolved
     once per spelling. Returns every row's item code (``items.unknown`` where there is none)."""
-    item_raw, item = screen.frame.get_column("item_raw"), screen.frame.get_column("item")
+    item_raw, item, code = screen.frame.get_column("item_raw"), screen.frame.get_column("item"), screen.item_code
+    unknown: list[str] = []
     if item.null_count() > item_raw.null_count():
-        rows = np.flatnonzero(item.is_null().to_numpy() & item_raw.is_not_null().to_numpy())
-        spellings = item_raw.gather(rows)
-        resolved = {name: vocabulary.resolve_item(name) for name in spellings.unique().to_list()}
-        item = item.clone().scatter(rows, spellings.replace_strict(resolved, default=None, return_dtype=items.enum))
-        screen.columns["item"] = item
+        rows = np.flatnonzero((code == items.unknown) & ~_nulls(item_raw))
+        spellings = item_raw.gather(rows).to_list()
+        resolved = {name: vocabulary.resolve_item(name) for name in dict.fromkeys(spellings)}
+        names = [resolved[name] for name in spellings]
+        item = item.clone().scatter(rows, pl.Series(names, dtype=items.enum))
+        code = code.copy()
+        code[rows] = [items.unknown if name is None else items.code(name) for name in names]
         unknown = [name for name, canonical in resolved.items() if canonical is None]
-    else:
-        unknown = []
+    screen.columns["item"] = item
     if item.null_count():
         fixes = {}
         for name in unknown:
             hint = vocabulary.nearest_item(name)
             fixes[name] = (f"did you mean '{hint}'? " if hint else "") + "valid items are listed in docs/vocabulary.md"
         screen.check(
-            item.is_null().to_numpy(),
+            code == items.unknown,
             "item",
             pl.format("unknown item '{}'", pl.col("item_raw")),
             pl.col("item_raw").replace_strict(
@@ -463,8 +511,7 @@ def _resolve_items(screen: _Screen, vocabulary: Vocabulary, items: _Items) -> np
             ),
             pl.col("item_raw"),
         )
-    screen.columns["item"] = item
-    return item.to_physical().fill_null(items.unknown).to_numpy().astype(np.int64)
+    return code
 
 
 def _first_per_patient(screen: _Screen, rows: np.ndarray) -> np.ndarray:
@@ -490,23 +537,23 @@ def _resolve_times(screen: _Screen, item: np.ndarray, items: _Items, limits: Ing
     """Every row's day since infusion ``t`` (a column of the screen); returns each patient's first infusion."""
     frame = screen.frame
     day_raw, day_num = frame.get_column("day_raw"), frame.get_column("day_num")
-    if day_raw.null_count() < screen.height:  # days written as text
-        day = _read_numbers(day_raw)
-        unread = np.flatnonzero(np.isnan(day) & day_raw.is_not_null().to_numpy())
+    if day_raw.null_count() < screen.height:  # days written as text: a blank one is no day
+        day = _reread_numbers(day_raw, day_num.to_numpy())
         has_day = ~np.isnan(day)
-        has_day[unread] = (day_raw.gather(unread).str.strip_chars() != "").to_numpy()
+        unread = np.flatnonzero(~has_day)
+        has_day[unread] = [_stripped(text) not in (None, "") for text in day_raw.gather(unread).to_list()]
     else:
-        day, has_day = day_num.to_numpy(), day_num.is_not_null().to_numpy()
+        day, has_day = day_num.to_numpy(), ~_nulls(day_num)
     time_raw, time_dt = frame.get_column("time_raw"), frame.get_column("time_dt")
     if time_raw.null_count() < screen.height:  # times written as text; the plain layout is read already
         has_time = (time_raw.is_not_null() & (time_raw != "")).to_numpy()
-        rows = np.flatnonzero(time_dt.is_null().to_numpy() & time_raw.is_not_null().to_numpy())
+        rows = np.flatnonzero(_nulls(time_dt) & ~_nulls(time_raw))
         if rows.size:
             others = pl.select(parse_iso_times(pl.lit(time_raw.gather(rows)))).to_series()
             time_dt = time_dt.clone().scatter(rows, others)
             screen.columns["time_dt"] = time_dt
     else:
-        has_time = time_dt.is_not_null().to_numpy()
+        has_time = ~_nulls(time_dt)
     screen.check(
         ~has_day & ~has_time,
         "time",
@@ -522,7 +569,7 @@ def _resolve_times(screen: _Screen, item: np.ndarray, items: _Items, limits: Ing
         pl.lit("give days since infusion as a number, e.g. 2.5"),
         day_text,
     )
-    time_missing = time_dt.is_null().to_numpy()
+    time_missing = _nulls(time_dt)
     screen.check(
         ~has_day & has_time & time_missing,
         "time",
@@ -554,8 +601,12 @@ def _resolve_times(screen: _Screen, item: np.ndarray, items: _Items, limits: Ing
     has_infusion = first >= 0
     at_infusion = np.maximum(first, 0)
     infusion_day = np.where(has_infusion, day[at_infusion], np.nan)
-    infusion_time = time_dt.gather(at_infusion).alias("infusion_time").scatter(np.flatnonzero(~has_infusion), None)
-    timed = infusion_time.is_not_null().to_numpy()
+    clocked = time_dt.null_count() < screen.height
+    if clocked:
+        infusion_time = time_dt.gather(at_infusion).alias("infusion_time").scatter(np.flatnonzero(~has_infusion), None)
+    else:  # a file of days (the usual case): no clock time anywhere
+        infusion_time = pl.Series("infusion_time", [None] * first.size, dtype=pl.Datetime("us"))
+    timed = ~_nulls(infusion_time)
     screen.check(
         ~has_infusion[patient],
         "item",
@@ -571,10 +622,12 @@ def _resolve_times(screen: _Screen, item: np.ndarray, items: _Items, limits: Ing
         pl.lit("give the infusion row a time, or give this row a day"),
         pl.coalesce(pl.col("time_raw"), pl.col("time_dt").cast(pl.Utf8)),
     )
-    micros, patient_micros = (times.to_physical().fill_null(0).to_numpy() for times in (time_dt, infusion_time))
-    # Divided by Polars (which multiplies by the reciprocal): the same days to the last bit as before.
-    elapsed = pl.Series((micros - patient_micros[patient])) / 86_400e6
-    from_time = np.where(timed_row & ~time_missing, elapsed.to_numpy(), np.nan)
+    from_time = np.full(screen.height, np.nan)
+    if clocked:
+        micros, patient_micros = (times.to_physical().fill_null(0).to_numpy() for times in (time_dt, infusion_time))
+        # Divided by Polars (which multiplies by the reciprocal): the same days to the last bit as before.
+        elapsed = pl.Series(micros - patient_micros[patient]) / 86_400e6
+        from_time = np.where(timed_row & ~time_missing, elapsed.to_numpy(), np.nan)
     t = np.where(np.isnan(day), from_time, day - np.nan_to_num(infusion_day, nan=0.0)[patient])
     screen.columns["t"] = t
     course = items.in_course[item]
@@ -589,7 +642,7 @@ def _resolve_times(screen: _Screen, item: np.ndarray, items: _Items, limits: Ing
         pl.lit("check the date or the infusion date"),
         pl.col("t"),
     )
-    if limits.not_after is not None and time_dt.null_count() < screen.height:
+    if limits.not_after is not None and clocked:
         screen.check(
             course & (time_dt > limits.not_after).fill_null(False).to_numpy(),
             "time",
@@ -604,15 +657,26 @@ def _check_values_given(screen: _Screen) -> None:
     """A row needs a value; only the rows that do not read as numbers can be empty."""
     value = screen.frame.get_column("value")
     rows = np.flatnonzero(np.isnan(screen.array("raw_num")))
-    candidates = value.gather(rows)
     empty = np.zeros(screen.height, dtype=np.bool_)
-    empty[rows] = (candidates.is_null() | (candidates == "")).to_numpy()
+    empty[rows] = [text is None or text == "" for text in value.gather(rows).to_list()]
     screen.check(
         empty,
         "value",
         pl.format("value is empty for '{}'", pl.col("item")),
         pl.lit("give the observed value or drop the row"),
     )
+
+
+def _merged(column: pl.Series, rows: np.ndarray, stated_rows: np.ndarray, stated: pl.Series) -> pl.Series:
+    """``column`` at ``rows`` (ascending), with the values ``stated`` at ``stated_rows`` (ascending) instead."""
+    values = column.gather(rows).to_list()
+    at = np.searchsorted(stated_rows, rows)
+    found = at < stated_rows.size
+    found[found] = stated_rows[at[found]] == rows[found]
+    texts = stated.to_list()
+    for i, j in zip(np.flatnonzero(found).tolist(), at[found].tolist(), strict=True):
+        values[i] = texts[j]
+    return pl.Series(column.name, values, dtype=column.dtype)
 
 
 def _below_quantification(screen: _Screen, item: np.ndarray, items: _Items, raw_num: np.ndarray) -> np.ndarray:
@@ -626,12 +690,14 @@ def _below_quantification(screen: _Screen, item: np.ndarray, items: _Items, raw_
     text = screen.frame.get_column("value").gather(rows).str.strip_chars().str.to_lowercase()
     below = text.str.extract(r"^<\s*([0-9.,]+)$", 1).str.replace(",", ".", literal=True).cast(pl.Float64, strict=False)
     blq[rows] = (below.is_not_null() | text.is_in(_BLQ_WORDS)).fill_null(False).to_numpy()
-    lloq = screen.frame.get_column("lloq_raw")
-    stated = pl.select(pl.when(below.is_not_null()).then(below.cast(pl.Utf8)).otherwise(lloq.gather(rows)))
-    lloq = lloq.clone().scatter(rows, stated.to_series())
-    screen.columns["lloq_raw"] = lloq
+    stated = np.flatnonzero(below.is_not_null().to_numpy())
+    if stated.size:  # the limit written after '<' replaces the row's lloq (a few rows: kept apart)
+        screen.stated_lloq = (rows[stated], below.gather(stated).cast(pl.Utf8))
+        screen.columns["lloq_raw"] = lambda at: _merged(screen.frame.get_column("lloq_raw"), at, *screen.stated_lloq)
+    no_limit = np.zeros(screen.height, dtype=np.bool_)
+    no_limit[rows] = below.is_null().to_numpy() & screen.frame.get_column("lloq_raw").gather(rows).is_null().to_numpy()
     screen.check(
-        blq & lloq.is_null().to_numpy(),
+        blq & no_limit,
         "lloq",
         pl.format("'{}' for '{}' says below quantification but gives no limit", pl.col("value"), pl.col("item")),
         pl.lit("write the limit as '<LLOQ' (e.g. '<5') or fill the row's lloq column"),
@@ -772,8 +838,12 @@ def _numbers(screen: _Screen, item: np.ndarray, items: _Items, vocabulary: Vocab
         ),
         pl.lit("check the value and its unit"),
     )
+    whole = np.flatnonzero(items.integer[item])
+    fractional = np.zeros(screen.height, dtype=np.bool_)
+    fractional[whole] = num[whole] != np.round(num[whole])  # (NaN: no number, not a fraction)
+    fractional[whole] &= ~np.isnan(num[whole])
     screen.check(
-        items.integer[item] & ~np.isnan(num) & (num != np.round(num)),
+        fractional,
         "value",
         pl.format("'{}' must be a whole number for '{}'", pl.col("value"), pl.col("item")),
         pl.lit("give the score as an integer"),
@@ -786,17 +856,20 @@ def _limits(screen: _Screen, item: np.ndarray, items: _Items, conversions: _Conv
     takes_limits = items.takes_limits[item]
     for column in LIMIT_COLUMNS:
         raw = f"{column}_raw"
-        text = screen.columns.get(raw, screen.frame.get_column(raw))
-        limit = np.full(screen.height, np.nan)
-        screen.columns[column] = limit
-        if text.null_count() == screen.height:
+        texts = screen.frame.get_column(raw)
+        rows = np.flatnonzero(~_nulls(texts))
+        if column == "lloq" and screen.stated_lloq is not None:
+            rows = np.union1d(rows, screen.stated_lloq[0])
+            written = _merged(texts, rows, *screen.stated_lloq)
+        else:
+            written = texts.gather(rows)
+        screen.limits[column] = (rows, np.zeros(0))
+        if rows.size == 0:
             continue
-        rows = np.flatnonzero(text.is_not_null().to_numpy())
-        written = text.gather(rows)
         given = _read_numbers(written)
         read = ~np.isnan(given)
         unreadable = np.zeros(screen.height, dtype=np.bool_)
-        unreadable[rows] = (written.str.strip_chars() != "").to_numpy() & ~read
+        unreadable[rows] = [_stripped(text) != "" for text in written.to_list()] & ~read
         screen.check(
             unreadable,
             column,
@@ -815,7 +888,7 @@ def _limits(screen: _Screen, item: np.ndarray, items: _Items, conversions: _Conv
             severity="warning",
         )
         converted = _round(given * conversions.scale[rows] + conversions.offset[rows])
-        limit[rows] = np.where(takes_limits[rows], converted, np.nan)
+        screen.limits[column] = (rows, np.where(takes_limits[rows], converted, np.nan))
 
 
 def _differentials(
@@ -863,37 +936,50 @@ def _differentials(
     return num
 
 
+def _scattered(name: str, rows: np.ndarray, values: list[str | None], height: int) -> pl.Series:
+    """A text column with ``values`` at ``rows`` and null elsewhere, in one gather."""
+    at = np.full(height, len(values), dtype=np.int64)
+    at[rows] = np.arange(len(values))
+    return pl.Series(name, [*values, None], dtype=pl.Utf8).gather(at)
+
+
 def _non_numbers(screen: _Screen, item: np.ndarray, items: _Items) -> None:
-    """Categories, booleans, texts and dates: a few rows, read apart and written back by row number (``cat``)."""
+    """Categories, booleans, texts and dates: a few rows, read in Python (each distinct value once) and written
+    back by row number (``cat``)."""
     value_type = items.value_type[item]
     others = np.flatnonzero(~items.is_number[item] & (item != items.unknown) & ~screen.refused)
-    value, item_names = screen.frame.get_column("value"), screen.columns["item"]
-    cat = pl.repeat(None, screen.height, dtype=pl.Utf8, eager=True).alias("cat")
-    types = VALUE_TYPES.categories.to_list()
-    for read, names in ((_category_values, ["category"]), (_boolean_values, ["boolean"]), (_texts, ["text", "date"])):
-        rows = others[np.isin(value_type[others], [types.index(n) for n in names])]
-        if rows.size == 0:
+    values = screen.frame.get_column("value").gather(others).to_list()
+    codes, types = item[others], value_type[others]
+    canonical: list[str | None] = [None] * others.size
+    position = {name: code for code, name in enumerate(VALUE_TYPES.categories.to_list())}
+    for read, names in ((_category_values, ("category",)), (_boolean_values, ("boolean",)), (_texts, ("text", "date"))):
+        at = np.flatnonzero(np.isin(types, [position[n] for n in names]))
+        if at.size == 0:
             continue
-        canonical, bad, message, fix = read(value.gather(rows), item_names.gather(rows), value_type[rows], items)
-        bad = bad.fill_null(False).to_numpy()
-        cat.scatter(rows[~bad], canonical.filter(~pl.Series(bad)))
-        offending = rows[bad]
-        screen.refuse_rows(_error_frame(screen.rows(offending), "value", message, fix), offending)
-    screen.columns["cat"] = cat
+        read_values, refused, message, fix = read(codes[at].tolist(), [values[i] for i in at], types[at], items)
+        for i, text, bad in zip(at.tolist(), read_values, refused, strict=True):
+            canonical[i] = None if bad else text
+        offending = others[at[np.array(refused, dtype=np.bool_)]]
+        if offending.size:
+            screen.refuse_rows(_error_frame(screen.rows(offending), "value", message, fix), offending)
+    screen.columns["cat"] = _scattered("cat", others, canonical, screen.height)
 
 
-_ValueRead = tuple[pl.Series, pl.Series, pl.Expr, pl.Expr]  # canonical text, refused, error message and fix
+_ValueRead = tuple[list[str | None], list[bool], pl.Expr, pl.Expr]  # canonical text, refused, error message and fix
 
 
-def _category_values(values: pl.Series, item: pl.Series, value_type: np.ndarray, items: _Items) -> _ValueRead:
-    key = values.str.strip_chars().str.to_lowercase().str.replace_all(r"[\s\-/]+", "_")
-    canonical = (item.cast(pl.Utf8) + _KEY_SEPARATOR + key).replace_strict(
-        items.categories, default=None, return_dtype=pl.Utf8
-    )
+def _category_values(codes: list[int], values: list[str | None], value_type: np.ndarray, items: _Items) -> _ValueRead:
+    pairs = list(dict.fromkeys(zip(codes, values, strict=True)))
+    keys = _keys([value for _, value in pairs], separators=True)
+    read = {
+        pair: None if key is None else items.categories.get(f"{items.names[pair[0]]}{_KEY_SEPARATOR}{key}")
+        for pair, key in zip(pairs, keys, strict=True)
+    }
+    canonical = [read[pair] for pair in zip(codes, values, strict=True)]
     allowed = pl.col("item").cast(pl.Utf8).replace_strict(items.allowed, default="", return_dtype=pl.Utf8)
     return (
         canonical,
-        canonical.is_null(),
+        [text is None for text in canonical],
         pl.format("'{}' is not an allowed value of '{}'", pl.col("value"), pl.col("item")),
         pl.format("use one of: {}", allowed),
     )
@@ -902,21 +988,25 @@ def _category_values(values: pl.Series, item: pl.Series, value_type: np.ndarray,
 _BOOLEANS = {**dict.fromkeys(_TRUE, "true"), **dict.fromkeys(_FALSE, "false")}
 
 
-def _boolean_values(values: pl.Series, item: pl.Series, value_type: np.ndarray, items: _Items) -> _ValueRead:
-    canonical = (
-        values.str.strip_chars().str.to_lowercase().replace_strict(_BOOLEANS, default=None, return_dtype=pl.Utf8)
-    )
+def _boolean_values(codes: list[int], values: list[str | None], value_type: np.ndarray, items: _Items) -> _ValueRead:
+    distinct = list(dict.fromkeys(values))
+    read = {value: _BOOLEANS.get(key) for value, key in zip(distinct, _keys(distinct), strict=True)}
+    canonical = [read[value] for value in values]
     return (
         canonical,
-        canonical.is_null(),
+        [text is None for text in canonical],
         pl.format("'{}' is not true/false for '{}'", pl.col("value"), pl.col("item")),
         pl.lit("use true or false"),
     )
 
 
-def _texts(values: pl.Series, item: pl.Series, value_type: np.ndarray, items: _Items) -> _ValueRead:
-    text = values.str.strip_chars()
-    is_date = pl.Series(value_type == VALUE_TYPES.categories.to_list().index("date"))
+def _texts(codes: list[int], values: list[str | None], value_type: np.ndarray, items: _Items) -> _ValueRead:
+    texts = [_stripped(value) for value in values]
+    refused = [text == "" for text in texts]
+    is_date = value_type == VALUE_TYPES.categories.to_list().index("date")
+    if is_date.any():  # read by Polars, on the same column as before (it infers the layout from the first date)
+        unread = pl.Series(texts, dtype=pl.Utf8).str.to_date(strict=False).is_null().to_list()
+        refused = [bad or (date and missing) for bad, date, missing in zip(refused, is_date, unread, strict=True)]
     blank = pl.col("value").str.strip_chars() == ""
     message = (
         pl.when(blank)
@@ -928,7 +1018,7 @@ def _texts(values: pl.Series, item: pl.Series, value_type: np.ndarray, items: _I
         .then(pl.lit("give the observed value or drop the row"))
         .otherwise(pl.lit("write dates like 1961-04-30"))
     )
-    return text, (text == "") | (is_date & text.str.to_date(strict=False).is_null()), message, fix
+    return texts, refused, message, fix
 
 
 _ROUTE_SPELLINGS = {**{route: route for route in ROUTES}, **_ROUTE_ALIASES}
@@ -936,19 +1026,18 @@ _ROUTE_SPELLINGS = {**{route: route for route in ROUTES}, **_ROUTE_ALIASES}
 
 def _routes(screen: _Screen, item: np.ndarray, items: _Items) -> None:
     """The route of a drug or blood-support row (it decides, e.g., whether a steroid counts as systemic). Read on
-    the rows that give a route (mostly the few drug rows): string work costs a pass over every row, null or not."""
+    the rows that give a route (mostly the few drug rows)."""
     route_raw = screen.frame.get_column("route_raw")
-    route = pl.repeat(None, screen.height, dtype=pl.Utf8, eager=True).alias("route")
-    screen.columns["route"] = route
     if route_raw.null_count() == screen.height:
+        screen.columns["route"] = route_raw.alias("route")
         return
-    rows = np.flatnonzero(route_raw.is_not_null().to_numpy())
-    key = route_raw.gather(rows).str.strip_chars().str.to_lowercase()
-    given = (key != "").to_numpy()
-    read = key.replace_strict(_ROUTE_SPELLINGS, default=None, return_dtype=pl.Utf8)
-    unknown, ignored = np.zeros(screen.height, dtype=np.bool_), np.zeros(screen.height, dtype=np.bool_)
-    unknown[rows] = given & read.is_null().to_numpy()
+    rows = np.flatnonzero(~_nulls(route_raw))
+    keys = _keys(route_raw.gather(rows).to_list())
+    read = [_ROUTE_SPELLINGS.get(key) for key in keys]
+    given = np.array([key != "" for key in keys], dtype=np.bool_)
     takes_route = items.takes_route[item[rows]]
+    unknown, ignored = np.zeros(screen.height, dtype=np.bool_), np.zeros(screen.height, dtype=np.bool_)
+    unknown[rows] = given & np.array([route is None for route in read], dtype=np.bool_)
     ignored[rows] = given & ~takes_route
     screen.check(
         unknown,
@@ -965,19 +1054,27 @@ def _routes(screen: _Screen, item: np.ndarray, items: _Items) -> None:
         pl.col("route_raw"),
         severity="warning",
     )
-    kept = np.flatnonzero(given & takes_route)
-    route.scatter(rows[kept], read.gather(kept))
+    routes = [route if kept else None for route, kept in zip(read, given & takes_route, strict=True)]
+    screen.columns["route"] = _scattered("route", rows, routes, screen.height)
 
 
 def _kept_events(screen: _Screen) -> tuple[pl.DataFrame, np.ndarray]:
-    """The canonical events (rows not refused) and each one's patient position. Each patient's rows together, in
+    """The canonical events (rows not refused) and the row each one comes from. Each patient's rows together, in
     time order, rows at the same time in file and line order — unless already so, as files usually are.
     (Patients need not be in any particular order; ties are broken by file and line, never by position, so row
     order never changes a result.)"""
     columns, frame = screen.columns, screen.frame
 
     def numbers(name: str) -> pl.Series:
-        return pl.Series(name, columns[name]).fill_nan(None)
+        return pl.Series(name, columns[name], nan_to_null=True)
+
+    def limit(name: str) -> pl.Series:
+        rows, values = screen.limits[name]
+        if rows.size == 0:
+            return pl.repeat(None, screen.height, dtype=pl.Float64, eager=True).alias(name)
+        full = np.full(screen.height, np.nan)
+        full[rows] = values
+        return pl.Series(name, full, nan_to_null=True)
 
     events = pl.DataFrame(
         [
@@ -986,7 +1083,7 @@ def _kept_events(screen: _Screen) -> tuple[pl.DataFrame, np.ndarray]:
             columns["item"],
             numbers("num"),
             columns["cat"],
-            *(numbers(c) for c in LIMIT_COLUMNS),
+            *(limit(c) for c in LIMIT_COLUMNS),
             pl.Series("blq", columns["blq"]),
             columns["route"],
             frame.get_column("value").alias("orig_value"),
@@ -1000,8 +1097,7 @@ def _kept_events(screen: _Screen) -> tuple[pl.DataFrame, np.ndarray]:
     if rows.size < screen.height:
         events = events[rows]
     patient = screen.patients.position[rows]
-    t, line = columns["t"][rows], screen.array("line")[rows]
-    file = frame.get_column("file").to_physical().to_numpy()[rows]
+    t, line, file = columns["t"][rows], screen.array("line")[rows], screen.file_code[rows]
     same_patient = patient[1:] == patient[:-1]
     t_now, t_before = t[1:], t[:-1]
     in_order = (
@@ -1012,44 +1108,53 @@ def _kept_events(screen: _Screen) -> tuple[pl.DataFrame, np.ndarray]:
         | np.isnan(t_before)
     )
     runs = 1 + int(np.count_nonzero(~same_patient))
-    if rows.size < 2 or (in_order.all() and runs == np.unique(patient).size):
-        return events, patient
-    ordered = events.with_columns(pl.Series("_patient", patient)).sort(
+    if rows.size < 2 or (in_order.all() and runs == np.count_nonzero(np.bincount(patient))):
+        return events, rows
+    ordered = events.with_columns(pl.Series("_row", rows)).sort(
         [pl.col("patient_id"), pl.col("t"), pl.col("file").cast(pl.Utf8), pl.col("line")]
     )
-    return ordered.drop("_patient"), ordered.get_column("_patient").to_numpy()
+    return ordered.drop("_row"), ordered.get_column("_row").to_numpy()
 
 
-def _patient_table(events: pl.DataFrame, patient: np.ndarray, infusion_time: pl.Series, items: _Items) -> pl.DataFrame:
-    """Per patient (in order of the events): infusion time (if the file has clock times), product, age, weight,
-    sex, disease, each from the patient's first row of that item. Age comes from an ``age`` row, else from
-    ``birth_date`` and the infusion date."""
-    starts = np.flatnonzero(np.r_[True, patient[1:] != patient[:-1]]) if patient.size else np.zeros(0, np.int64)
-    codes = events.get_column("item").to_physical().to_numpy()
-    described = [items.code(name) for name in ("infusion", *PATIENT_ITEMS)]
-    candidates = np.flatnonzero(np.isin(codes, described))
-    run_of = np.searchsorted(starts, candidates, side="right") - 1
+def _patient_table(
+    events: pl.DataFrame, rows: np.ndarray, screen: _Screen, item: np.ndarray, infusions: _Infusions, items: _Items
+) -> pl.DataFrame:
+    """Per patient (in order of the events; ``rows``: where each event comes from): infusion time (if the file has
+    clock times), product, age, weight, sex, disease, each from the patient's first row of that item. Age comes
+    from an ``age`` row, else from ``birth_date`` and the infusion date."""
+    patient, codes = screen.patients.position[rows], item[rows]
+    starts = np.flatnonzero(np.r_[True, patient[1:] != patient[:-1]]) if rows.size else np.zeros(0, np.int64)
+    described = ("infusion", *PATIENT_ITEMS)
+    candidates = np.flatnonzero(np.isin(codes, [items.code(name) for name in described]))
+    texts = events.get_column("cat").gather(candidates).to_list() if candidates.size else []
+    numbers = screen.columns["num"][rows[candidates]].tolist()
+    first: dict[tuple[int, int], int] = {}  # (patient's run, item code) -> its first candidate
+    runs = (np.searchsorted(starts, candidates, side="right") - 1).tolist()
+    for at, key in enumerate(zip(runs, codes[candidates].tolist(), strict=True)):
+        first.setdefault(key, at)
 
-    def first(name: str, column: str) -> pl.Series:
-        rows = candidates[codes[candidates] == items.code(name)]
-        runs, at = np.unique(run_of[codes[candidates] == items.code(name)], return_index=True)
-        row = np.full(starts.size, -1, dtype=np.int64)
-        row[runs] = rows[at]
-        values = events.get_column(column).gather(np.maximum(row, 0)) if events.height else events.get_column(column)
-        return values.scatter(np.flatnonzero(row < 0), None) if events.height else values
+    def column(name: str, dtype: type[pl.DataType], values: list) -> pl.Series:
+        picked = [first.get((run, items.code(name))) for run in range(starts.size)]
+        read = [None if at is None else values[at] for at in picked]
+        if dtype is pl.Float64:
+            read = [None if value is None or value != value else value for value in read]  # NaN: no number
+        return pl.Series(name, read, dtype=dtype)
 
+    infusion_time = infusions.infusion_time
     table = pl.DataFrame(
         [
             events.get_column("patient_id").gather(starts),
-            infusion_time.gather(patient[starts]).alias("infusion_time"),
-            first("infusion", "cat").alias("product"),
-            first("age", "num").alias("age_years"),
-            first("weight", "num").alias("weight"),
-            first("sex", "cat").alias("sex"),
-            first("disease", "cat").alias("disease"),
+            infusion_time.gather(patient[starts])
+            if infusion_time.null_count() < infusion_time.len()
+            else pl.Series("infusion_time", [None] * starts.size, dtype=infusion_time.dtype),
+            column("infusion", pl.Utf8, texts).alias("product"),
+            column("age", pl.Float64, numbers).alias("age_years"),
+            column("weight", pl.Float64, numbers),
+            column("sex", pl.Utf8, texts),
+            column("disease", pl.Utf8, texts),
         ]
     )
-    birth_date = first("birth_date", "cat")
+    birth_date = column("birth_date", pl.Utf8, texts)
     if birth_date.null_count() == birth_date.len():
         return table
     age_from_birth = (
