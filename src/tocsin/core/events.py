@@ -2,10 +2,15 @@
 
 Input is a Polars frame with the columns of the event format (``patient_id``, ``time`` and/or ``day``,
 ``item``, ``value``, ``unit``, optional ``source``, ``note``) plus ``file`` and ``line`` added by the
-reader so that every error can name where it came from. Everything happens column-wise: item aliases,
-value parsing, unit conversion (one join against a small table of conversions), plausibility ranges
-and time checks. Each problem becomes a row of the error table (file, line, patient, field, value,
-message, fix); strict callers refuse the input if there is any, lenient callers grade the rest.
+reader so that every error can name where it came from. Each problem becomes a row of the error table
+(file, line, patient, field, value, message, fix); strict callers refuse the input if there is any, lenient
+callers grade the rest.
+
+The raw columns are typed once (one Polars select); then every check is a NumPy mask over the rows and every
+lookup (item attributes, unit conversions, the patient's infusion and weight) a gather by code from a small
+table built per distinct item, unit, (item, unit) or patient. A clean file thus costs a handful of Polars
+operations whatever its size (an eager operation costs 20-500 us even on a few rows: a bedside course paid
+about 90 of them); only a check that some row fails builds Polars frames, of its rows, to format their errors.
 
 The original value and unit are kept beside the canonical ones.
 """
