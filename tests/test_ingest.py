@@ -648,3 +648,62 @@ def test_a_differential_above_100_percent_is_refused() -> None:
     error = only_error(normalise(day_rows(("1", "wbc", "2.0", "10*9/L"), ("1", "anc", "140", "%"))))
     assert (error["line"], error["field"], error["value"]) == (4, "value", "140")
     assert "between 0 and 100" in error["fix"]
+
+
+# ------------------------------------------------------------------ edge cases of the array passes
+def test_an_empty_batch_gives_empty_tables_of_the_documented_types() -> None:
+    n = normalise([])
+    assert n.events.height == 0 and n.errors.height == 0 and n.patients.height == 0
+    assert n.events.schema["item"] == pl.Enum(list(VOCAB.items))
+    assert n.patients.schema["infusion_time"] == pl.Datetime("us")
+    assert n.patients.columns == ["patient_id", "infusion_time", "product", "age_years", "weight", "sex", "disease"]
+
+
+def test_a_batch_of_one_row_and_a_patient_with_only_an_infusion() -> None:
+    n = normalise([("P", None, "0", "infusion", "axi-cel", "")])
+    assert n.ok and n.events.select("item", "t", "cat").rows() == [("infusion", 0.0, "axi-cel")]
+    assert n.patients.select("patient_id", "product").rows() == [("P", "axi-cel")]
+
+
+def test_labels_with_surrounding_blanks_are_stripped_and_nan_is_not_a_number() -> None:
+    rows = [
+        (" P", None, "0", "infusion", "axi-cel", ""),
+        ("P ", None, "1", "temperature", "38.5", " Cel"),
+        ("P", None, "1", "temperature", "nan", "Cel"),
+        ("P", None, "1", "oxygen", "room\u3000air", ""),  # an ideographic space separates words too
+    ]
+    n = normalise(rows)
+    e = only_error(n)
+    assert (e["line"], e["field"], e["value"]) == (4, "value", "nan")
+    assert n.events["patient_id"].cast(pl.Utf8).unique().to_list() == ["P"]
+    assert n.events.select("line", "num", "cat").rows() == [
+        (2, None, "axi-cel"),
+        (3, 38.5, None),
+        (5, None, "room_air"),
+    ]
+
+
+def test_rows_out_of_order_are_sorted_by_patient_time_file_and_line() -> None:
+    rows = [
+        ("Q", None, "0", "infusion", "tisa-cel", ""),
+        ("P", None, "2", "temperature", "38.5", "Cel"),
+        ("P", None, "0", "infusion", "axi-cel", ""),
+        ("Q", None, "1", "temperature", "37.5", "Cel"),
+        ("P", None, "1", "temperature", "39.5", "Cel"),
+    ]
+    n = normalise(rows)
+    assert n.ok
+    assert n.events.select(pl.col("patient_id").cast(pl.Utf8), "t").rows() == sorted(
+        n.events.select(pl.col("patient_id").cast(pl.Utf8), "t").rows()
+    )
+    products = dict(n.patients.select(pl.col("patient_id").cast(pl.Utf8), "product").rows())
+    assert products == {"P": "axi-cel", "Q": "tisa-cel"}
+
+
+def test_a_blq_limit_written_after_lt_replaces_the_lloq_column_and_is_converted() -> None:
+    rows = day_rows(("3", "car_t_copies", "<5", "copies/ug gDNA"), ("4", "car_t_copies", "20", "copies/ug gDNA"))
+    n = normalise_events(with_limits(rows, {1: {"lloq": "10"}, 2: {"lloq": "abc"}}), VOCAB)
+    e = only_error(n)
+    assert (e["line"], e["field"], e["value"]) == (4, "lloq", "abc")
+    kept = n.events.filter(pl.col("item") == "car_t_copies").select("line", "lloq", "blq").rows()
+    assert kept == [(3, 5.0, True)]

@@ -2,23 +2,29 @@
 
 Input is a Polars frame with the columns of the event format (``patient_id``, ``time`` and/or ``day``,
 ``item``, ``value``, ``unit``, optional ``source``, ``note``) plus ``file`` and ``line`` added by the
-reader so that every error can name where it came from. Everything happens column-wise: item aliases,
-value parsing, unit conversion (one join against a small table of conversions), plausibility ranges
-and time checks. Each problem becomes a row of the error table (file, line, patient, field, value,
-message, fix); strict callers refuse the input if there is any, lenient callers grade the rest.
+reader so that every error can name where it came from. Each problem becomes a row of the error table
+(file, line, patient, field, value, message, fix); strict callers refuse the input if there is any, lenient
+callers grade the rest.
+
+The raw columns are typed once (one Polars select); then every check is a NumPy mask over the rows and every
+lookup (item attributes, unit conversions, the patient's infusion and weight) a gather by code from a small
+table built per distinct item, unit, (item, unit) or patient. A clean file thus costs a handful of Polars
+operations whatever its size (an eager operation costs 20-500 us even on a few rows: a bedside course paid
+about 90 of them); only a check that some row fails builds Polars frames, of its rows, to format their errors.
 
 The original value and unit are kept beside the canonical ones.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+import numpy as np
 import polars as pl
 
-from tocsin.core.lookup import per_patient
 from tocsin.units import UnitError, conversion_for
 from tocsin.vocabulary import ItemDefinition, Vocabulary
 
@@ -119,32 +125,62 @@ def _error_frame(
     )
 
 
-def _strip_labels(df: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
-    """Strip surrounding blanks from Categorical columns, only if one of their few distinct values has them."""
-    padded = [c for c in columns if df.select(pl.col(c).unique().cast(pl.Utf8).str.contains(r"^\s|\s$").any()).item()]
-    return df.with_columns(pl.col(c).cast(pl.Utf8).str.strip_chars().cast(pl.Categorical) for c in padded)
+def _read_numbers(text: pl.Series, only: np.ndarray | None = None) -> np.ndarray:
+    """``text`` read as numbers (NaN where it does not read; on the rows where ``only`` holds). Values that do
+    not parse at first (blanks around them, a decimal comma) are cleaned and read again; only those rows pay
+    for the cleaning (string work over millions of rows cost more than the parse itself)."""
+    return _reread_numbers(text, text.cast(pl.Float64, strict=False).to_numpy(), only)
 
 
-def parse_numbers(df: pl.DataFrame, text: str, out: str, only: pl.Expr | None = None) -> pl.DataFrame:
-    """``out`` = ``text`` read as a number (on the rows where ``only`` holds). Values that do not parse at
-    first (blanks around them, a decimal comma) are cleaned and read again; only those rows pay for the
-    cleaning (string work over millions of rows cost more than the parse itself)."""
-    # Parsed, then NaN ('nan' parses) made null, in two steps: in one expression the parse ran once per use.
-    df = df.with_columns(pl.col(text).cast(pl.Float64, strict=False).alias(out))
-    df = df.with_columns(pl.col(out).fill_nan(None))
-    retry = pl.col(out).is_null() & pl.col(text).is_not_null() & (only if only is not None else pl.lit(True))
-    rows = df.select(retry.arg_true()).to_series()
-    if rows.len():
-        cleaned = (
-            df.get_column(text)
-            .gather(rows)
-            .str.strip_chars()
-            .str.replace(",", ".", literal=True)
-            .cast(pl.Float64, strict=False)
-            .fill_nan(None)
-        )
-        df = df.with_columns(df.get_column(out).clone().scatter(rows, cleaned))
-    return df
+def _reread_numbers(text: pl.Series, first_read: np.ndarray, only: np.ndarray | None = None) -> np.ndarray:
+    """:func:`_read_numbers` given the plain parse of ``text`` (nulls and NaN read as NaN)."""
+    numbers = np.array(first_read, dtype=np.float64)  # a writable copy: a Series' NumPy view is read-only
+    retry = np.isnan(numbers)
+    if only is not None:
+        retry &= only
+    rows = np.flatnonzero(retry)
+    if rows.size:  # (a null text reads as NaN again)
+        cleaned = text.gather(rows).str.strip_chars().str.replace(",", ".", literal=True).cast(pl.Float64, strict=False)
+        numbers[rows] = cleaned.to_numpy()
+    return numbers
+
+
+def _nulls(column: pl.Series) -> np.ndarray:
+    """Where ``column`` is null, without a pass over it when it has no nulls or only nulls."""
+    nulls = column.null_count()
+    if nulls in (0, column.len()):
+        return np.full(column.len(), nulls > 0, dtype=np.bool_)
+    return column.is_null().to_numpy()
+
+
+# Polars' strip_chars and the \s of its regexes mean Unicode White_Space; Python's str.strip() and re's \s also
+# take \x1c-\x1f, so the set is spelled out: texts read in Python read exactly as Polars reads them.
+_WHITE_SPACE = (
+    "\t\n\x0b\x0c\r \x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u2028\u2029\u202f\u205f\u3000"
+)
+_SEPARATOR_RUNS = re.compile(f"[{re.escape(_WHITE_SPACE)}\\-/]+")
+
+
+def _stripped(text: str | None) -> str | None:
+    return None if text is None else text.strip(_WHITE_SPACE)
+
+
+def _keys(texts: list[str | None], separators: bool = False) -> list[str | None]:
+    """``str.strip_chars().str.to_lowercase()`` (and runs of blanks, '-' and '/' as '_' with ``separators``), in
+    Python for the few texts of a subset; texts beyond ASCII are lower-cased by Polars itself (the Unicode case
+    rules of Python and Rust may differ in detail)."""
+    keys = [_stripped(t) for t in texts]
+    wide = [i for i, key in enumerate(keys) if key is not None and not key.isascii()]
+    lowered = pl.Series([keys[i] for i in wide], dtype=pl.Utf8).str.to_lowercase().to_list() if wide else []
+    keys = [None if key is None else key.lower() for key in keys]
+    for i, key in zip(wide, lowered, strict=True):
+        keys[i] = key
+    return [None if key is None else _SEPARATOR_RUNS.sub("_", key) for key in keys] if separators else keys
+
+
+def _round(values: np.ndarray) -> np.ndarray:
+    """Canonical rounding, by Polars' own ``round`` (the rule every earlier release used)."""
+    return pl.Series(values).round(_DECIMALS).to_numpy()
 
 
 _ISO_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%dT%H:%M%z", "%Y-%m-%d %H:%M:%S%.f%z", "%Y-%m-%d %H:%M%z")
@@ -167,17 +203,155 @@ def parse_iso_times(text: pl.Expr) -> pl.Expr:
     return pl.coalesce(attempts).dt.replace_time_zone(None)
 
 
-def _prepare(raw: pl.DataFrame) -> pl.DataFrame:
-    """Uniform column types. Patient and unit become Categorical: rows are matched on them by code
-    (infusion, unit conversion), and a change of patient is a code comparison.
-    ``item`` needs no cleaning here (each distinct spelling is resolved once), nor does ``value`` (each
-    value type cleans what it reads)."""
-    cols = raw.columns
-    schema = raw.schema
+VALUE_TYPES = pl.Enum(["number", "category", "boolean", "text", "date"])
+
+
+def item_enum(vocabulary: Vocabulary) -> pl.Enum:
+    """The vocabulary's item names as a Polars Enum (the dtype of ``item`` in canonical events)."""
+    return pl.Enum(list(vocabulary.items))
+
+
+@dataclass(frozen=True)
+class _Items:
+    """The vocabulary's item attributes as arrays indexed by the item's Enum code, with one more slot (the last)
+    for rows without a known item: an attribute of every row is one NumPy gather, not a column expression."""
+
+    enum: pl.Enum
+    names: tuple[str, ...]
+    codes: Mapping[str, int]
+    is_number: np.ndarray
+    takes_limits: np.ndarray
+    integer: np.ndarray
+    fraction_to_percent: np.ndarray
+    is_drug: np.ndarray
+    takes_route: np.ndarray
+    in_course: np.ndarray  # not a patient item: its time is checked
+    value_type: np.ndarray  # position in VALUE_TYPES (-1: no item)
+    low: np.ndarray  # plausible range (NaN: none)
+    high: np.ndarray
+    differential_base: np.ndarray  # code of the count a % is of (-1: none)
+    canonical_unit: tuple[str, ...]
+    categories: Mapping[str, str]  # "item<US>value key" -> allowed value
+    allowed: Mapping[str, str]  # category item -> its allowed values, listed
+
+    @property
+    def unknown(self) -> int:
+        """The code of rows without a known item."""
+        return len(self.names)
+
+    def code(self, name: str) -> int:
+        return self.codes[name]
+
+
+_KEY_SEPARATOR = "\x1f"  # between item and value key: in neither an item name nor a vocabulary value
+_ITEM_TABLES: dict[int, tuple[Vocabulary, _Items]] = {}
+
+
+def _items(vocabulary: Vocabulary) -> _Items:
+    """The item table of ``vocabulary``, built once per vocabulary (a bedside request would otherwise spend a
+    tenth of its time walking the vocabulary)."""
+    cached = _ITEM_TABLES.get(id(vocabulary))
+    if cached is not None and cached[0] is vocabulary:
+        return cached[1]
+    names = tuple(vocabulary.items)
+    defs = list(vocabulary.items.values())
+
+    def flags(test: Callable[[ItemDefinition], bool]) -> np.ndarray:
+        return np.array([test(d) for d in defs] + [False], dtype=np.bool_)
+
+    def bound(side: int) -> np.ndarray:
+        return np.array([d.range[side] if d.range else np.nan for d in defs] + [np.nan], dtype=np.float64)
+
+    categories: dict[str, str] = {}
+    for name, d in vocabulary.items.items():
+        if d.value_type == "category":
+            for key, value in [
+                *((v.lower(), v) for v in d.values),
+                *((a.lower(), v) for a, v in d.value_aliases.items()),
+            ]:
+                categories[f"{name}{_KEY_SEPARATOR}{key}"] = value
+    value_types = VALUE_TYPES.categories.to_list()
+    table = _Items(
+        enum=pl.Enum(list(names)),
+        names=names,
+        codes={name: code for code, name in enumerate(names)},
+        is_number=flags(lambda d: d.value_type == "number"),
+        takes_limits=flags(lambda d: d.limits),
+        integer=flags(lambda d: d.integer),
+        fraction_to_percent=flags(lambda d: d.fraction_to_percent),
+        is_drug=flags(lambda d: d.kind == "drug"),
+        takes_route=flags(lambda d: d.kind in ("drug", "blood_support")),
+        in_course=flags(lambda d: d.item not in PATIENT_ITEMS),
+        value_type=np.array([value_types.index(d.value_type) for d in defs] + [-1], dtype=np.int8),
+        low=bound(0),
+        high=bound(1),
+        differential_base=np.array(
+            [names.index(d.differential_of) if d.differential_of else -1 for d in defs] + [-1], dtype=np.int64
+        ),
+        canonical_unit=tuple(d.unit or "" for d in defs),
+        categories=categories,
+        allowed={name: ", ".join(d.values) for name, d in vocabulary.items.items() if d.value_type == "category"},
+    )
+    if len(_ITEM_TABLES) > 16:  # vocabularies are few (the packaged one is cached); never grow without bound
+        _ITEM_TABLES.clear()
+    _ITEM_TABLES[id(vocabulary)] = (vocabulary, table)
+    return table
+
+
+def _dense(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the distinct non-negative ``keys``, ascending; each row's position among them): by counting when the
+    keys are not much larger than the rows, else by sorting."""
+    if keys.size and int(keys.max()) < 4 * keys.size + 65_536:
+        present = np.bincount(keys) > 0
+        position = np.cumsum(present) - 1
+        return np.flatnonzero(present), position[keys]
+    distinct, inverse = np.unique(keys, return_inverse=True)
+    return distinct, inverse.reshape(-1)
+
+
+@dataclass(frozen=True)
+class _Labels:
+    """A Categorical column's distinct labels (null as the last) and each row's position among them."""
+
+    column: pl.Series
+    names: list[str | None]
+    position: np.ndarray
+
+    def position_of(self, label: str | None) -> int:
+        return self.names.index(label) if label in self.names else -1
+
+
+def _labels(column: pl.Series, codes: pl.Series) -> _Labels:
+    """The labels of a Categorical column (``codes``: its physical codes), stripped of surrounding blanks when one of
+    its few distinct values has them. Category codes are global to the process (a long-lived server's codes grow
+    far beyond its frames), so rows are placed by their codes' ranks, not by the codes."""
+    distinct = column.unique()
+    names = distinct.to_list()
+    if any(name and (name[0] in _WHITE_SPACE or name[-1] in _WHITE_SPACE) for name in names):
+        column = column.cast(pl.Utf8).str.strip_chars().cast(pl.Categorical)
+        codes, distinct = column.to_physical(), column.unique()
+        names = distinct.to_list()
+    distinct_codes = distinct.to_physical()
+    if codes.null_count():  # nulls take a code after every label's
+        null = int(codes.max() or 0) + 1
+        codes, distinct_codes = codes.fill_null(null), distinct_codes.fill_null(null)
+    _, position = _dense(codes.to_numpy().astype(np.int64))
+    ranked = np.argsort(distinct_codes.to_numpy())
+    return _Labels(column, [names[i] for i in ranked], position)
+
+
+def _prepare(raw: pl.DataFrame, items: _Items) -> pl.DataFrame:
+    """Every column typed once, in one select. Patient, unit and file become Categorical (rows are matched on
+    them by code), ``item`` the vocabulary's Enum where it is spelled canonically (other spellings are resolved
+    later, once each), and ``value`` is read as a number on every row (most rows are numbers)."""
+    cols, schema = raw.columns, raw.schema
+    item, value = pl.col("item").cast(pl.Utf8), pl.col("value").cast(pl.Utf8)
     exprs = [
         pl.col("patient_id").cast(pl.Utf8).cast(pl.Categorical),
-        pl.col("item").cast(pl.Utf8),
-        pl.col("value").cast(pl.Utf8),
+        item.alias("item_raw"),
+        item.cast(items.enum, strict=False).alias("item"),
+        value,
+        value.cast(pl.Float64, strict=False).alias("raw_num"),
         (pl.col("unit").cast(pl.Utf8).fill_null("") if "unit" in cols else pl.lit(""))
         .cast(pl.Categorical)
         .alias("unit"),
@@ -188,319 +362,205 @@ def _prepare(raw: pl.DataFrame) -> pl.DataFrame:
         (pl.col("route").cast(pl.Utf8) if "route" in cols else pl.lit(None, pl.Utf8)).alias("route_raw"),
     ]
     if "day" in cols and schema["day"].is_numeric():
-        exprs += [
-            pl.col("day").is_not_null().alias("has_day"),
-            pl.lit(None, pl.Utf8).alias("day_raw"),
-            pl.col("day").cast(pl.Float64).fill_nan(None).alias("day_num"),
-        ]
-    elif "day" in cols:  # read from the prepared text below
-        exprs += [pl.lit(None, pl.Boolean).alias("has_day"), pl.col("day").cast(pl.Utf8).alias("day_raw")]
+        exprs += [pl.lit(None, pl.Utf8).alias("day_raw"), pl.col("day").cast(pl.Float64).alias("day_num")]
+    elif "day" in cols:
+        day = pl.col("day").cast(pl.Utf8)
+        exprs += [day.alias("day_raw"), day.cast(pl.Float64, strict=False).alias("day_num")]
     else:
-        exprs += [
-            pl.lit(False).alias("has_day"),
-            pl.lit(None, pl.Utf8).alias("day_raw"),
-            pl.lit(None, pl.Float64).alias("day_num"),
-        ]
+        exprs += [pl.lit(None, pl.Utf8).alias("day_raw"), pl.lit(None, pl.Float64).alias("day_num")]
     if "time" in cols and schema["time"] == pl.Datetime:
         time = pl.col("time")
         time = time.dt.convert_time_zone("UTC").dt.replace_time_zone(None) if schema["time"].time_zone else time
-        exprs += [
-            pl.col("time").is_not_null().alias("has_time"),
-            pl.lit(None, pl.Utf8).alias("time_raw"),
-            time.cast(pl.Datetime("us")).alias("time_dt"),
-        ]
-    elif "time" in cols:  # read from the prepared text below, once
-        exprs += [
-            pl.lit(None, pl.Boolean).alias("has_time"),
-            pl.col("time").cast(pl.Utf8).str.strip_chars().alias("time_raw"),
-            pl.lit(None, pl.Datetime("us")).alias("time_dt"),
-        ]
+        exprs += [pl.lit(None, pl.Utf8).alias("time_raw"), time.cast(pl.Datetime("us")).alias("time_dt")]
+    elif "time" in cols:  # most files write one plain layout, read here for every row; the others later
+        text = pl.col("time").cast(pl.Utf8).str.strip_chars()
+        plain = text.str.to_datetime(format="%Y-%m-%dT%H:%M:%S", strict=False, time_unit="us")
+        exprs += [text.alias("time_raw"), plain.alias("time_dt")]
     else:
-        exprs += [
-            pl.lit(False).alias("has_time"),
-            pl.lit(None, pl.Utf8).alias("time_raw"),
-            pl.lit(None, pl.Datetime("us")).alias("time_dt"),
-        ]
+        exprs += [pl.lit(None, pl.Utf8).alias("time_raw"), pl.lit(None, pl.Datetime("us")).alias("time_dt")]
     # One chunk per column: the read columns come in chunks (file parts, row groups) and the added ones in
     # one, and Polars realigns every column of a frame whose chunks differ on every operation on it.
-    df = _strip_labels(raw.select(exprs).rechunk(), ["patient_id", "unit"]).with_row_index("_row")
-    if "day" in cols and not schema["day"].is_numeric():
-        df = _parse_days(df)
-    if "time" in cols and schema["time"] != pl.Datetime:
-        df = _parse_times(df)
-    return df
+    return raw.select(exprs).rechunk()
 
 
-def _parse_days(df: pl.DataFrame) -> pl.DataFrame:
-    """``day_num`` and ``has_day`` from the text ``day_raw``. A day that reads as a number is given; only the
-    rows that do not read need their text looked at (string work over every row cost more than the parse)."""
-    df = parse_numbers(df, "day_raw", "day_num")
-    unread = df.select((pl.col("day_num").is_null() & pl.col("day_raw").is_not_null()).arg_true()).to_series()
-    written = unread.filter(df.get_column("day_raw").gather(unread).str.strip_chars() != "")
-    return df.with_columns((pl.col("day_num").is_not_null() | pl.col("_row").is_in(written.implode())).alias("has_day"))
+_Column = pl.Series | np.ndarray | Callable[[np.ndarray], pl.Series]
 
 
-def _parse_times(df: pl.DataFrame) -> pl.DataFrame:
-    """``has_time`` and ``time_dt`` from the text ``time_raw``. Most files write one plain layout
-    (2024-05-01T08:00:00), read for every row at once; only the rows it does not read try every accepted
-    layout and zone (each try on every row cost ten times the plain read)."""
-    text = pl.col("time_raw")
-    plain = text.str.to_datetime(format="%Y-%m-%dT%H:%M:%S", strict=False, time_unit="us")
-    df = df.with_columns((text.is_not_null() & (text != "")).alias("has_time"), plain.alias("time_dt"))
-    rows = df.select((pl.col("time_dt").is_null() & text.is_not_null()).arg_true()).to_series()
-    if rows.len():
-        others = df.select(text.gather(rows)).select(parse_iso_times(text)).to_series()
-        df = df.with_columns(df.get_column("time_dt").clone().scatter(rows, others))
-    return df
-
-
-def _category_table(vocabulary: Vocabulary) -> pl.DataFrame:
-    rows: dict[str, list[str]] = {"item_canonical": [], "value_key": [], "cat_value": []}
-    for name, d in vocabulary.items.items():
-        if d.value_type == "category":
-            for v in d.values:
-                rows["item_canonical"].append(name)
-                rows["value_key"].append(v.lower())
-                rows["cat_value"].append(v)
-            for alias, v in d.value_aliases.items():
-                rows["item_canonical"].append(name)
-                rows["value_key"].append(alias.lower())
-                rows["cat_value"].append(v)
-    return pl.DataFrame(rows)
-
-
-def _conversion_table(pairs: pl.DataFrame, vocabulary: Vocabulary) -> pl.DataFrame:
-    """One row per distinct (item, unit): scale, offset, per_kg, or the reason it cannot convert."""
-    out: dict[str, list] = {
-        "item_canonical": [],
-        "unit": [],
-        "scale": [],
-        "offset": [],
-        "per_kg": [],
-        "differential": [],
-        "unit_problem": [],
-    }
-    for item, unit in pairs.iter_rows():
-        d = vocabulary.items[item]
-        scale = offset = None
-        per_kg = differential = False
-        problem = None
-        if d.fraction_to_percent and unit == "":
-            scale, offset = 1.0, 0.0  # bare numbers: <= 1 read as a fraction below
-        elif d.differential_of and unit.strip() == "%":
-            differential = True  # % of another count: converted with that count at the same time
-        else:
-            try:
-                conv = conversion_for(unit, d.unit or "", d.per_kg_unit, d.molar_mass)
-                scale, offset, per_kg = conv.scale, conv.offset, conv.per_kg
-            except UnitError as exc:
-                problem = str(exc)
-        out["item_canonical"].append(item)
-        out["unit"].append(unit)
-        out["scale"].append(scale)
-        out["offset"].append(offset)
-        out["per_kg"].append(per_kg)
-        out["differential"].append(differential)
-        out["unit_problem"].append(problem)
-    return pl.DataFrame(
-        out,
-        schema={
-            "item_canonical": pl.Utf8,
-            "unit": pl.Utf8,
-            "scale": pl.Float64,
-            "offset": pl.Float64,
-            "per_kg": pl.Boolean,
-            "differential": pl.Boolean,
-            "unit_problem": pl.Utf8,
-        },
-    )
-
-
-VALUE_TYPES = pl.Enum(["number", "category", "boolean", "text", "date"])
-
-
-def _item_attribute(
-    vocabulary: Vocabulary, attribute: Callable[[ItemDefinition], object], dtype: pl.DataType
-) -> pl.Expr:
-    """An attribute of every row's item (value type, range bound), gathered by the item's Enum code where an
-    expression reads it: a column per attribute for millions of rows cost more than its few reads."""
-    values = [attribute(d) for d in vocabulary.items.values()]
-    return pl.lit(pl.Series(values, dtype=dtype)).gather(pl.col("item").to_physical())
-
-
-def _item_flag(vocabulary: Vocabulary, **flags: bool) -> pl.Expr:
-    """Whether every row's item has the given flags (false for rows without a known item)."""
-    return pl.col("item").is_in(vocabulary.names_where(**flags)).fill_null(False)
-
-
-def item_enum(vocabulary: Vocabulary) -> pl.Enum:
-    """The vocabulary's item names as a Polars Enum (the dtype of ``item`` in canonical events)."""
-    return pl.Enum(list(vocabulary.items))
-
-
-@dataclass(frozen=True)
-class _Check:
-    condition: pl.Expr
-    field_name: str
-    message: pl.Expr
-    fix: pl.Expr
-    value: pl.Expr | None
-    severity: str
+def _gathered(name: str, column: _Column, rows: np.ndarray) -> pl.Series:
+    if isinstance(column, pl.Series):
+        return column.gather(rows).alias(name)
+    if isinstance(column, np.ndarray):
+        return pl.Series(name, column[rows], nan_to_null=column.dtype.kind == "f")
+    return column(rows).alias(name)
 
 
 class _Screen:
-    """Refuses rows by marking them, not by filtering: millions of rows are copied once, at the end.
+    """Refuses rows by marking them in a NumPy mask, not by filtering: millions of rows are copied once, at the end.
 
-    Checks are queued and evaluated together (one pass answers "does any row fail?" for all of them)
-    the next time the frame is read; only a check that some row fails builds error rows and updates
-    the mark, in the order the checks were made, each on the rows not yet refused.
+    Every check is a mask over all rows, applied in the order the checks are made, each to the rows not yet
+    refused; only a check that some row fails builds a Polars frame (of its few rows) to format their error rows.
+    ``columns`` holds what the checks computed (times, converted values...), for the output and the messages.
     """
 
-    def __init__(self, df: pl.DataFrame) -> None:
-        self._df = df.with_columns(pl.lit(False).alias("_refused"))
-        self._pending: list[_Check] = []
+    def __init__(self, frame: pl.DataFrame, items: _Items) -> None:
+        self.frame = frame
+        self.height = frame.height
+        codes = frame.select(
+            pl.col("patient_id", "unit", "file").to_physical(), pl.col("item").to_physical().fill_null(items.unknown)
+        )
+        self.patients = _labels(frame.get_column("patient_id"), codes.get_column("patient_id"))
+        self.units = _labels(frame.get_column("unit"), codes.get_column("unit"))
+        self.file_code = codes.get_column("file").to_numpy()
+        self.item_code = codes.get_column("item").to_numpy().astype(np.int64)  # where spelled canonically
+        patients, units = self.patients, self.units
+        self.refused = np.zeros(self.height, dtype=np.bool_)
         self.errors: list[pl.DataFrame] = []
+        self.columns: dict[str, _Column] = {"patient_id": patients.column, "unit": units.column}
+        self.stated_lloq: tuple[np.ndarray, pl.Series] | None = None  # limits written as '<5' (rows, texts)
+        self.limits: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # converted limits: (rows, values)
 
-    @property
-    def df(self) -> pl.DataFrame:
-        self._flush()
-        return self._df
+    def array(self, column: str) -> np.ndarray:
+        """A prepared column as NumPy (numbers: NaN where null)."""
+        return self.frame.get_column(column).to_numpy()
 
-    @df.setter
-    def df(self, frame: pl.DataFrame) -> None:
-        self._df = frame
+    def rows(self, rows: np.ndarray) -> pl.DataFrame:
+        """These rows, with every prepared and computed column (for error messages)."""
+        return self.frame[rows].with_columns(_gathered(n, c, rows) for n, c in self.columns.items())
 
     def check(
         self,
-        condition: pl.Expr,
+        failing: np.ndarray,
         field_name: str,
         message: pl.Expr,
         fix: pl.Expr,
         value: pl.Expr | None = None,
         severity: str = "error",
     ) -> None:
-        self._pending.append(_Check(condition.fill_null(False), field_name, message, fix, value, severity))
-
-    def _flush(self) -> None:
-        pending, self._pending = self._pending, []
-        if not pending:
+        if not failing.any():
             return
-        failing = self._df.select(
-            (c.condition & ~pl.col("_refused")).any().alias(f"check_{i}") for i, c in enumerate(pending)
-        ).row(0)
-        for check, fails in zip(pending, failing, strict=True):
-            if fails:
-                self._apply(check)
-
-    def _apply(self, check: _Check) -> None:
-        condition = check.condition & ~pl.col("_refused")
-        offending = self._df.filter(condition)
-        if offending.height == 0:
+        rows = np.flatnonzero(failing & ~self.refused)
+        if rows.size == 0:
             return
-        self.errors.append(
-            _error_frame(offending, check.field_name, check.message, check.fix, check.value, check.severity)
-        )
-        if check.severity == "error":
-            self._df = self._df.with_columns((pl.col("_refused") | condition).alias("_refused"))
+        self.errors.append(_error_frame(self.rows(rows), field_name, message, fix, value, severity))
+        if severity == "error":
+            self.refused[rows] = True
 
-    def refuse_rows(self, errors: pl.DataFrame, rows: pl.Series) -> None:
-        """Refuse rows found on a subset (by ``_row``), with their already built error rows."""
-        if rows.len() == 0:
-            return
-        self.errors.append(errors)
-        self.df = self.df.with_columns((pl.col("_refused") | pl.col("_row").is_in(rows.implode())).alias("_refused"))
+    def refuse_rows(self, errors: pl.DataFrame, rows: np.ndarray) -> None:
+        """Refuse rows found on a subset, with their already built error rows."""
+        if len(rows):
+            self.errors.append(errors)
+            self.refused[rows] = True
 
 
 def normalise_events(
     raw: pl.DataFrame, vocabulary: Vocabulary, limits: IngestLimits = IngestLimits()
 ) -> NormalisedEvents:
     """Validate and convert raw event rows. Never raises for bad rows: they go to ``errors``."""
-    screen = _Screen(_prepare(raw))
+    items = _items(vocabulary)
+    screen = _Screen(_prepare(raw, items), items)
+    patients = screen.patients
+    no_patient = [patients.position_of(label) for label in (None, "")]
+    if max(no_patient) >= 0:
+        screen.check(
+            np.isin(patients.position, no_patient),
+            "patient_id",
+            pl.lit("patient_id is empty"),
+            pl.lit("give every row the patient's identifier"),
+            pl.col("patient_id"),
+        )
+    item = _resolve_items(screen, vocabulary, items)
+    infusions = _resolve_times(screen, item, items, limits)
+    _check_values_given(screen)
+    _numbers(screen, item, items, vocabulary)
+    _non_numbers(screen, item, items)
+    _routes(screen, item, items)
+    events, event_rows = _kept_events(screen)
+    errors = screen.errors
+    error_frame = (
+        pl.concat([e.cast(ERROR_SCHEMA) for e in errors], how="vertical").sort(
+            ["file", "line", "field"], nulls_last=True
+        )
+        if errors
+        else pl.DataFrame(schema=ERROR_SCHEMA)
+    )
+    patient_table = _patient_table(events, event_rows, screen, item, infusions, items)
+    return NormalisedEvents(events=events, errors=error_frame, patients=patient_table)
+
+
+def _resolve_items(screen: _Screen, vocabulary: Vocabulary, items: _Items) -> np.ndarray:
+    """Item names have few distinct spellings: rows not spelled canonically (most files have none) are resolved
+    once per spelling. Returns every row's item code (``items.unknown`` where there is none)."""
+    item_raw, item, code = screen.frame.get_column("item_raw"), screen.frame.get_column("item"), screen.item_code
+    unknown: list[str] = []
+    if item.null_count() > item_raw.null_count():
+        rows = np.flatnonzero((code == items.unknown) & ~_nulls(item_raw))
+        spellings = item_raw.gather(rows).to_list()
+        resolved = {name: vocabulary.resolve_item(name) for name in dict.fromkeys(spellings)}
+        names = [resolved[name] for name in spellings]
+        item = item.clone().scatter(rows, pl.Series(names, dtype=items.enum))
+        code = code.copy()
+        code[rows] = [items.unknown if name is None else items.code(name) for name in names]
+        unknown = [name for name, canonical in resolved.items() if canonical is None]
+    screen.columns["item"] = item
+    if item.null_count():
+        fixes = {}
+        for name in unknown:
+            hint = vocabulary.nearest_item(name)
+            fixes[name] = (f"did you mean '{hint}'? " if hint else "") + "valid items are listed in docs/vocabulary.md"
+        screen.check(
+            code == items.unknown,
+            "item",
+            pl.format("unknown item '{}'", pl.col("item_raw")),
+            pl.col("item_raw").replace_strict(
+                fixes, default="valid items are listed in docs/vocabulary.md", return_dtype=pl.Utf8
+            ),
+            pl.col("item_raw"),
+        )
+    return code
+
+
+def _first_per_patient(screen: _Screen, rows: np.ndarray) -> np.ndarray:
+    """Per patient (position), the first of ``rows`` in line order (-1: none). Ties keep the row order."""
+    first = np.full(len(screen.patients.names), -1, dtype=np.int64)
+    if rows.size:
+        in_order = rows[np.argsort(screen.array("line")[rows], kind="stable")]
+        patients, at = np.unique(screen.patients.position[in_order], return_index=True)
+        first[patients] = in_order[at]
+    return first
+
+
+@dataclass(frozen=True)
+class _Infusions:
+    """Each patient's (position's) first infusion row: row (-1: none), day (NaN) and time."""
+
+    row: np.ndarray
+    day: np.ndarray
+    infusion_time: pl.Series
+
+
+def _resolve_times(screen: _Screen, item: np.ndarray, items: _Items, limits: IngestLimits) -> _Infusions:
+    """Every row's day since infusion ``t`` (a column of the screen); returns each patient's first infusion."""
+    frame = screen.frame
+    day_raw, day_num = frame.get_column("day_raw"), frame.get_column("day_num")
+    if day_raw.null_count() < screen.height:  # days written as text: a blank one is no day
+        day = _reread_numbers(day_raw, day_num.to_numpy())
+        has_day = ~np.isnan(day)
+        unread = np.flatnonzero(~has_day)
+        has_day[unread] = [_stripped(text) not in (None, "") for text in day_raw.gather(unread).to_list()]
+    else:
+        day, has_day = day_num.to_numpy(), ~_nulls(day_num)
+    time_raw, time_dt = frame.get_column("time_raw"), frame.get_column("time_dt")
+    if time_raw.null_count() < screen.height:  # times written as text; the plain layout is read already
+        has_time = (time_raw.is_not_null() & (time_raw != "")).to_numpy()
+        rows = np.flatnonzero(_nulls(time_dt) & ~_nulls(time_raw))
+        if rows.size:
+            others = pl.select(parse_iso_times(pl.lit(time_raw.gather(rows)))).to_series()
+            time_dt = time_dt.clone().scatter(rows, others)
+            screen.columns["time_dt"] = time_dt
+    else:
+        has_time = ~_nulls(time_dt)
     screen.check(
-        pl.col("patient_id").is_null() | (pl.col("patient_id") == ""),
-        "patient_id",
-        pl.lit("patient_id is empty"),
-        pl.lit("give every row the patient's identifier"),
-        pl.col("patient_id"),
-    )
-    _resolve_items(screen, vocabulary)
-    infusions = _resolve_times(screen, limits)
-    screen.check(
-        pl.col("value").is_null() | (pl.col("value") == ""),
-        "value",
-        pl.format("value is empty for '{}'", pl.col("item")),
-        pl.lit("give the observed value or drop the row"),
-    )
-    _numbers(screen, vocabulary)
-    _non_numbers(screen, vocabulary)
-    _routes(screen, vocabulary)
-
-    df = screen.df
-    if df.select(pl.col("_refused").any()).item():
-        df = df.filter(~pl.col("_refused"))
-    originals = df.with_columns(pl.col("value").alias("orig_value"), pl.col("unit").alias("orig_unit"))
-    events = _sorted(originals.select(CANONICAL_COLUMNS))
-    errors = screen.errors or [pl.DataFrame(schema=ERROR_SCHEMA)]
-    error_frame = pl.concat([e.cast(ERROR_SCHEMA) for e in errors], how="vertical").sort(
-        ["file", "line", "field"], nulls_last=True
-    )
-    patients = _patient_table(events, infusions.select("patient_id", "infusion_time"))
-    return NormalisedEvents(events=events, errors=error_frame, patients=patients)
-
-
-def _resolve_items(screen: _Screen, vocabulary: Vocabulary) -> None:
-    """Item names have few distinct spellings: each is resolved once, then every row is mapped."""
-    spellings = screen.df.get_column("item").unique().drop_nulls().to_list()
-    resolved = {raw_name: vocabulary.resolve_item(raw_name) for raw_name in spellings}
-    unknown = [name for name, item in resolved.items() if item is None]
-    # Files written with the canonical names (most) need only a cast, half the cost of a look-up per row.
-    canonical = all(item == name for name, item in resolved.items())
-    items = item_enum(vocabulary)
-    screen.df = screen.df.with_columns(
-        pl.col("item").alias("item_raw"),
-        pl.col("item").cast(items)
-        if canonical
-        else pl.col("item").replace_strict(resolved, default=None, return_dtype=items),
-    )
-    fixes = {}
-    for name in unknown:
-        hint = vocabulary.nearest_item(name)
-        fixes[name] = (f"did you mean '{hint}'? " if hint else "") + "valid items are listed in docs/vocabulary.md"
-    screen.check(
-        pl.col("item").is_null(),
-        "item",
-        pl.format("unknown item '{}'", pl.col("item_raw")),
-        pl.col("item_raw").replace_strict(
-            fixes, default="valid items are listed in docs/vocabulary.md", return_dtype=pl.Utf8
-        ),
-        pl.col("item_raw"),
-    )
-    number_items = vocabulary.names_where(value_type="number")
-    screen.df = screen.df.with_columns(pl.col("item").is_in(number_items).fill_null(False).alias("_is_number"))
-
-
-def _sorted(events: pl.DataFrame) -> pl.DataFrame:
-    """Each patient's rows together, in time order, rows at the same time in file and line order —
-    unless already so, as files usually are. (Patients need not be in any particular order; ties are
-    broken by file and line, never by position, so row order never changes a result.)"""
-    same_patient = pl.col("patient_id") == pl.col("patient_id").shift(1)
-    t, t_before = pl.col("t"), pl.col("t").shift(1)
-    same_file_later_line = (pl.col("file") == pl.col("file").shift(1)) & (pl.col("line") > pl.col("line").shift(1))
-    in_order = ~same_patient | (t > t_before) | ((t == t_before) & same_file_later_line)
-    check = events.select(
-        in_order.slice(1).all().alias("ordered"),
-        (~same_patient.fill_null(False)).sum().alias("runs"),
-        pl.col("patient_id").n_unique().alias("patients"),
-    ).row(0, named=True)
-    if events.height < 2 or (check["ordered"] and check["runs"] == check["patients"]):
-        return events
-    return events.sort([pl.col("patient_id"), pl.col("t"), pl.col("file").cast(pl.Utf8), pl.col("line")])
-
-
-def _resolve_times(screen: _Screen, limits: IngestLimits) -> pl.DataFrame:
-    """Every row's day since infusion ``t``; returns each patient's first infusion row (time, day, row)."""
-    screen.check(
-        ~pl.col("has_day") & ~pl.col("has_time"),
+        ~has_day & ~has_time,
         "time",
         pl.lit("row has neither time nor day"),
         pl.lit("give an ISO 8601 time (2024-05-01T08:00) or day since infusion (2.5)"),
@@ -508,69 +568,76 @@ def _resolve_times(screen: _Screen, limits: IngestLimits) -> pl.DataFrame:
     )
     day_text = pl.coalesce(pl.col("day_raw"), pl.lit("NaN"))
     screen.check(
-        pl.col("has_day") & pl.col("day_num").is_null(),
+        has_day & np.isnan(day),
         "day",
         pl.format("day '{}' is not a number", day_text),
         pl.lit("give days since infusion as a number, e.g. 2.5"),
         day_text,
     )
+    time_missing = _nulls(time_dt)
     screen.check(
-        ~pl.col("has_day") & pl.col("has_time") & pl.col("time_dt").is_null(),
+        ~has_day & has_time & time_missing,
         "time",
         pl.format("time '{}' is not ISO 8601", pl.col("time_raw")),
         pl.lit("write times like 2024-05-01T08:00:00"),
         pl.col("time_raw"),
     )
 
-    infusions = screen.df.filter((pl.col("item") == "infusion") & ~pl.col("_refused")).sort("line")
-    first = infusions.group_by("patient_id", maintain_order=True).agg(
-        pl.col("time_dt").first().alias("infusion_time"),
-        pl.col("day_num").first().alias("infusion_day"),
-        pl.col("_row").first().alias("infusion_row"),
-        pl.col("line").first().alias("infusion_line"),
-    )
-    repeated = infusions.join(first, on="patient_id").filter(pl.col("_row") != pl.col("infusion_row"))
-    screen.refuse_rows(
-        _error_frame(
-            repeated,
-            "item",
-            pl.format(
-                "second infusion row for patient '{}' (the first is at line {})",
-                pl.col("patient_id"),
-                pl.col("infusion_line"),
+    patient = screen.patients.position
+    infusion_rows = np.flatnonzero((item == items.code("infusion")) & ~screen.refused)
+    first = _first_per_patient(screen, infusion_rows)
+    repeated = infusion_rows[first[patient[infusion_rows]] != infusion_rows]
+    if repeated.size:
+        lines = screen.array("line")
+        screen.refuse_rows(
+            _error_frame(
+                screen.rows(repeated).with_columns(pl.Series("infusion_line", lines[first[patient[repeated]]])),
+                "item",
+                pl.format(
+                    "second infusion row for patient '{}' (the first is at line {})",
+                    pl.col("patient_id"),
+                    pl.col("infusion_line"),
+                ),
+                pl.lit("keep one infusion row per patient; a re-infusion is a new course"),
+                pl.col("item"),
             ),
-            pl.lit("keep one infusion row per patient; a re-infusion is a new course"),
-            pl.col("item"),
-        ),
-        repeated.get_column("_row"),
-    )
-    screen.df = screen.df.with_columns(
-        per_patient(first, "infusion_time", "infusion_day", "infusion_row", rows=screen.df.height)
-    )
+            repeated,
+        )
+    has_infusion = first >= 0
+    at_infusion = np.maximum(first, 0)
+    infusion_day = np.where(has_infusion, day[at_infusion], np.nan)
+    clocked = time_dt.null_count() < screen.height
+    if clocked:
+        infusion_time = time_dt.gather(at_infusion).alias("infusion_time").scatter(np.flatnonzero(~has_infusion), None)
+    else:  # a file of days (the usual case): no clock time anywhere
+        infusion_time = pl.Series("infusion_time", [None] * first.size, dtype=pl.Datetime("us"))
+    timed = ~_nulls(infusion_time)
     screen.check(
-        pl.col("infusion_row").is_null(),
+        ~has_infusion[patient],
         "item",
         pl.format("patient '{}' has no infusion row, so day 0 is unknown", pl.col("patient_id")),
         pl.format("add a row: {},<time or day 0>,infusion,<product>", pl.col("patient_id")),
         pl.col("item"),
     )
+    timed_row = timed[patient]
     screen.check(
-        pl.col("day_num").is_null() & pl.col("infusion_time").is_null(),
+        np.isnan(day) & ~timed_row,
         "time",
         pl.lit("row has a clock time but the patient's infusion row has only a day"),
         pl.lit("give the infusion row a time, or give this row a day"),
         pl.coalesce(pl.col("time_raw"), pl.col("time_dt").cast(pl.Utf8)),
     )
-    from_time = (pl.col("time_dt") - pl.col("infusion_time")).dt.total_microseconds() / 86_400e6
-    screen.df = screen.df.with_columns(
-        pl.when(pl.col("day_num").is_not_null())
-        .then(pl.col("day_num") - pl.col("infusion_day").fill_null(0.0))
-        .otherwise(from_time)
-        .alias("t")
-    )
-    course = ~pl.col("item").is_in(PATIENT_ITEMS)
+    from_time = np.full(screen.height, np.nan)
+    if clocked:
+        micros, patient_micros = (times.to_physical().fill_null(0).to_numpy() for times in (time_dt, infusion_time))
+        # Divided by Polars (which multiplies by the reciprocal): the same days to the last bit as before.
+        elapsed = pl.Series(micros - patient_micros[patient]) / 86_400e6
+        from_time = np.where(timed_row & ~time_missing, elapsed.to_numpy(), np.nan)
+    t = np.where(np.isnan(day), from_time, day - np.nan_to_num(infusion_day, nan=0.0)[patient])
+    screen.columns["t"] = t
+    course = items.in_course[item]
     screen.check(
-        course & (pl.col("t") < limits.earliest_day),
+        course & (t < limits.earliest_day),
         "time",
         pl.format(
             "day {} is before the earliest plausible day ({} days before infusion)",
@@ -580,210 +647,146 @@ def _resolve_times(screen: _Screen, limits: IngestLimits) -> pl.DataFrame:
         pl.lit("check the date or the infusion date"),
         pl.col("t"),
     )
-    if limits.not_after is not None:
+    if limits.not_after is not None and clocked:
         screen.check(
-            course & (pl.col("time_dt") > limits.not_after),
+            course & (time_dt > limits.not_after).fill_null(False).to_numpy(),
             "time",
             pl.lit("time is in the future"),
             pl.lit("check the date"),
             pl.coalesce(pl.col("time_raw"), pl.col("time_dt").cast(pl.Utf8)),
         )
-    return first
+    return _Infusions(first, infusion_day, infusion_time)
 
 
-def _below_quantification(screen: _Screen, vocabulary: Vocabulary) -> None:
+def _check_values_given(screen: _Screen) -> None:
+    """A row needs a value; only the rows that do not read as numbers can be empty."""
+    value = screen.frame.get_column("value")
+    rows = np.flatnonzero(np.isnan(screen.array("raw_num")))
+    empty = np.zeros(screen.height, dtype=np.bool_)
+    empty[rows] = [text is None or text == "" for text in value.gather(rows).to_list()]
+    screen.check(
+        empty,
+        "value",
+        pl.format("value is empty for '{}'", pl.col("item")),
+        pl.lit("give the observed value or drop the row"),
+    )
+
+
+def _merged(column: pl.Series, rows: np.ndarray, stated_rows: np.ndarray, stated: pl.Series) -> pl.Series:
+    """``column`` at ``rows`` (ascending), with the values ``stated`` at ``stated_rows`` (ascending) instead."""
+    values = column.gather(rows).to_list()
+    at = np.searchsorted(stated_rows, rows)
+    found = at < stated_rows.size
+    found[found] = stated_rows[at[found]] == rows[found]
+    texts = stated.to_list()
+    for i, j in zip(np.flatnonzero(found).tolist(), at[found].tolist(), strict=True):
+        values[i] = texts[j]
+    return pl.Series(column.name, values, dtype=column.dtype)
+
+
+def _below_quantification(screen: _Screen, item: np.ndarray, items: _Items, raw_num: np.ndarray) -> np.ndarray:
     """``blq``: the value is below the limit of quantification, written ``<5`` or ``BLQ`` (limit in ``lloq``).
     Only items with limits accept it; the number after ``<`` becomes the limit. Only the few rows that did
     not parse as numbers are looked at."""
-    candidate = pl.col("_is_number") & _item_flag(vocabulary, limits=True) & pl.col("raw_num").is_null()
-    rows = screen.df.select(candidate.fill_null(False).arg_true()).to_series()
-    blq = pl.Series("blq", [False], pl.Boolean).new_from_index(0, screen.df.height)
-    if rows.len() == 0:
-        screen.df = screen.df.with_columns(blq)
-        return
-    text = screen.df.get_column("value").gather(rows).str.strip_chars().str.to_lowercase()
+    blq = np.zeros(screen.height, dtype=np.bool_)
+    rows = np.flatnonzero(items.is_number[item] & items.takes_limits[item] & np.isnan(raw_num))
+    if rows.size == 0:
+        return blq
+    text = screen.frame.get_column("value").gather(rows).str.strip_chars().str.to_lowercase()
     below = text.str.extract(r"^<\s*([0-9.,]+)$", 1).str.replace(",", ".", literal=True).cast(pl.Float64, strict=False)
-    found = (below.is_not_null() | text.is_in(_BLQ_WORDS)).fill_null(False)
-    lloq = screen.df.get_column("lloq_raw").gather(rows)
-    lloq = pl.select(pl.when(below.is_not_null()).then(below.cast(pl.Utf8)).otherwise(lloq)).to_series()
-    screen.df = screen.df.with_columns(
-        blq.scatter(rows, found), screen.df.get_column("lloq_raw").clone().scatter(rows, lloq)
-    )
+    blq[rows] = (below.is_not_null() | text.is_in(_BLQ_WORDS)).fill_null(False).to_numpy()
+    stated = np.flatnonzero(below.is_not_null().to_numpy())
+    if stated.size:  # the limit written after '<' replaces the row's lloq (a few rows: kept apart)
+        screen.stated_lloq = (rows[stated], below.gather(stated).cast(pl.Utf8))
+        screen.columns["lloq_raw"] = lambda at: _merged(screen.frame.get_column("lloq_raw"), at, *screen.stated_lloq)
+    no_limit = np.zeros(screen.height, dtype=np.bool_)
+    no_limit[rows] = below.is_null().to_numpy() & screen.frame.get_column("lloq_raw").gather(rows).is_null().to_numpy()
     screen.check(
-        pl.col("blq") & pl.col("lloq_raw").is_null(),
+        blq & no_limit,
         "lloq",
         pl.format("'{}' for '{}' says below quantification but gives no limit", pl.col("value"), pl.col("item")),
         pl.lit("write the limit as '<LLOQ' (e.g. '<5') or fill the row's lloq column"),
     )
+    return blq
 
 
-def _limits(screen: _Screen, vocabulary: Vocabulary, conversion: Callable[[pl.Expr], pl.Expr]) -> None:
-    """Reference and quantification limits, read as numbers and converted like the row's value."""
-    takes_limits = _item_flag(vocabulary, limits=True)
-    present = screen.df.select(pl.col(f"{c}_raw").is_not_null().any().alias(c) for c in LIMIT_COLUMNS).row(0)
-    given = [c for c, any_given in zip(LIMIT_COLUMNS, present, strict=True) if any_given]
-    screen.df = screen.df.with_columns(pl.lit(None, pl.Float64).alias(c) for c in LIMIT_COLUMNS if c not in given)
-    for column in given:
-        raw = f"{column}_raw"
-        # Read, checked and converted on the rows that give the limit: work over a column of nulls still costs
-        # a pass over every row.
-        rows = screen.df.select(pl.col(raw).is_not_null().arg_true()).to_series()
-        read = parse_numbers(screen.df.select(pl.col(raw).gather(rows)), raw, "given").select(
-            "given", ((pl.col(raw).str.strip_chars() != "") & pl.col("given").is_null()).alias("unreadable")
-        )
-        given = screen.df.select(pl.col("_row", "item", "scale", "offset").gather(rows)).with_columns(read)
-        screen.check(
-            pl.col("_row").is_in(given.filter("unreadable").get_column("_row").implode()),
-            column,
-            pl.format("{} '{}' is not a number", pl.lit(column), pl.col(raw)),
-            pl.lit(f"give {column} as a plain number in the row's unit, or leave it empty"),
-            pl.col(raw),
-        )
-        screen.check(
-            pl.col("_row").is_in(given.filter(pl.col("given").is_not_null() & ~takes_limits)["_row"].implode()),
-            column,
-            pl.format("'{}' takes no {} (ignored)", pl.col("item"), pl.lit(column)),
-            pl.lit(f"leave {column} empty for this item"),
-            pl.col(raw),
-            severity="warning",
-        )
-        limit = given.select(pl.when(takes_limits).then(conversion(pl.col("given")).round(_DECIMALS))).to_series()
-        screen.df = screen.df.with_columns(
-            pl.repeat(None, screen.df.height, dtype=pl.Float64, eager=True).scatter(rows, limit).alias(column)
-        )
+@dataclass(frozen=True)
+class _Conversions:
+    """Every row's conversion to its item's canonical unit (from one conversion per distinct (item, unit))."""
+
+    scale: np.ndarray  # NaN: none (not a number row, or the unit does not convert)
+    offset: np.ndarray
+    per_kg: np.ndarray
+    differential: np.ndarray
+    problem: Callable[[np.ndarray], pl.Series]  # the reason, for the given rows
 
 
-def _differentials(screen: _Screen, vocabulary: Vocabulary) -> None:
-    """A count given as % of another (ANC as % of WBC) becomes absolute with that count at the same time."""
-    is_differential = pl.col("differential").fill_null(False)
+def _conversions(screen: _Screen, item: np.ndarray, items: _Items, vocabulary: Vocabulary) -> _Conversions:
+    """Conversions looked up per distinct (item, unit) of the number rows not refused (`conversion_for` is
+    cached; an unusual unit may build the ucumvert registry, so refused rows' units are not looked at)."""
+    units = screen.units
+    width = len(units.names)
+    pair_of_row = item * width + units.position
+    pairs, pair = _dense(pair_of_row)
+    wanted = np.zeros(pairs.size, dtype=np.bool_)
+    wanted[pair[items.is_number[item] & ~screen.refused]] = True
+    scale, offset = np.full(pairs.size, np.nan), np.full(pairs.size, np.nan)
+    per_kg, differential = np.zeros(pairs.size, dtype=np.bool_), np.zeros(pairs.size, dtype=np.bool_)
+    problems: list[str | None] = [None] * pairs.size
+    for at in np.flatnonzero(wanted):
+        code, unit = divmod(int(pairs[at]), width)
+        d = vocabulary.items[items.names[code]]
+        unit_name = units.names[unit] or ""
+        if d.fraction_to_percent and unit_name == "":
+            scale[at], offset[at] = 1.0, 0.0  # bare numbers: <= 1 read as a fraction below
+        elif d.differential_of and unit_name.strip() == "%":
+            differential[at] = True  # % of another count: converted with that count at the same time
+        else:
+            try:
+                conversion = conversion_for(unit_name, d.unit or "", d.per_kg_unit, d.molar_mass)
+                scale[at], offset[at], per_kg[at] = conversion.scale, conversion.offset, conversion.per_kg
+            except UnitError as exc:
+                problems[at] = str(exc)
+
+    def problem(rows: np.ndarray) -> pl.Series:
+        return pl.Series([problems[p] for p in pair[rows]], dtype=pl.Utf8)
+
+    return _Conversions(scale[pair], offset[pair], per_kg[pair], differential[pair], problem)
+
+
+def _numbers(screen: _Screen, item: np.ndarray, items: _Items, vocabulary: Vocabulary) -> None:
+    """Number rows: read, converted to the item's canonical unit (per kg with the patient's first weight),
+    with their limits, then checked against the item's plausible range."""
+    is_number = items.is_number[item]
+    raw_num = _reread_numbers(screen.frame.get_column("value"), screen.array("raw_num"), only=is_number)
+    blq = _below_quantification(screen, item, items, raw_num)
+    screen.columns["blq"] = blq
     screen.check(
-        is_differential & ((pl.col("raw_num") < 0) | (pl.col("raw_num") > 100)),
-        "value",
-        pl.format("{} % is not a possible share for '{}'", pl.col("value"), pl.col("item")),
-        pl.lit("give a percentage between 0 and 100, or the absolute count"),
-    )
-    rows = screen.df.filter(is_differential & ~pl.col("_refused"))
-    if rows.height == 0:
-        return
-    bases = {name: d.differential_of for name, d in vocabulary.items.items() if d.differential_of}
-    base_items = screen.df.filter(
-        pl.col("item").is_in(list(set(bases.values()))) & ~pl.col("_refused") & pl.col("num").is_not_null()
-    ).select("patient_id", "t", pl.col("item").cast(pl.Utf8).alias("base_item"), pl.col("num").alias("base_num"))
-    base_items = base_items.unique(["patient_id", "t", "base_item"], keep="last")
-    rows = rows.with_columns(
-        pl.col("item").cast(pl.Utf8).replace_strict(bases, default=None, return_dtype=pl.Utf8).alias("base_item")
-    ).join(base_items, on=["patient_id", "t", "base_item"], how="left")
-    derived = rows.filter(pl.col("base_num").is_not_null())
-    num = screen.df.get_column("num").clone()
-    num.scatter(derived.get_column("_row"), (derived.get_column("raw_num") / 100 * derived.get_column("base_num")))
-    screen.df = screen.df.with_columns(num.round(_DECIMALS))
-    missing = rows.filter(pl.col("base_num").is_null())
-    screen.refuse_rows(
-        _error_frame(
-            missing,
-            "unit",
-            pl.format("'{}' given in % needs the {} measured at the same time", pl.col("item"), pl.col("base_item")),
-            pl.format("give the absolute count (10*9/L), or add the {} row at the same time", pl.col("base_item")),
-            pl.col("unit"),
-        ),
-        missing.get_column("_row"),
-    )
-
-
-def _routes(screen: _Screen, vocabulary: Vocabulary) -> None:
-    """The route of a drug or blood-support row (it decides, e.g., whether a steroid counts as systemic)."""
-    if not screen.df.select(pl.col("route_raw").is_not_null().any()).item():
-        screen.df = screen.df.with_columns(pl.lit(None, pl.Utf8).alias("route"))
-        return
-    # Read on the rows that give a route (mostly the few drug rows): string work costs a pass over every row,
-    # null or not.
-    rows = screen.df.select(pl.col("route_raw").is_not_null().arg_true()).to_series()
-    key = pl.col("route_raw").str.strip_chars().str.to_lowercase()
-    read = pl.when(key.is_in(ROUTES)).then(key).otherwise(key.replace_strict(_ROUTE_ALIASES, default=None))
-    takes_route = pl.col("item").is_in(
-        vocabulary.names_where(kind="drug") + vocabulary.names_where(kind="blood_support")
-    )
-    given = screen.df.select(pl.col("_row", "item", "route_raw").gather(rows)).with_columns(
-        pl.when(key != "").then(read).alias("route"), (key != "").alias("given")
-    )
-    screen.check(
-        pl.col("_row").is_in(given.filter(pl.col("given") & pl.col("route").is_null())["_row"].implode()),
-        "route",
-        pl.format("route '{}' is not known", pl.col("route_raw")),
-        pl.lit(f"use one of: {', '.join(ROUTES)}"),
-        pl.col("route_raw"),
-    )
-    screen.check(
-        pl.col("_row").is_in(given.filter(pl.col("given") & ~takes_route)["_row"].implode()),
-        "route",
-        pl.format("'{}' takes no route (ignored)", pl.col("item")),
-        pl.lit("give a route only for drugs and blood support"),
-        pl.col("route_raw"),
-        severity="warning",
-    )
-    route = given.select(pl.when(takes_route).then(pl.col("route"))).to_series()
-    screen.df = screen.df.with_columns(
-        pl.repeat(None, screen.df.height, dtype=pl.Utf8, eager=True).scatter(rows, route).alias("route")
-    )
-
-
-def _numbers(screen: _Screen, vocabulary: Vocabulary) -> None:
-    is_number = pl.col("_is_number")
-    screen.df = parse_numbers(screen.df, "value", "raw_num", only=is_number)
-    _below_quantification(screen, vocabulary)
-    screen.check(
-        is_number & pl.col("raw_num").is_null() & ~pl.col("blq"),
+        is_number & np.isnan(raw_num) & ~blq,
         "value",
         pl.format("'{}' is not a number for '{}'", pl.col("value"), pl.col("item")),
         pl.lit("give a plain number"),
     )
-    pairs = (
-        screen.df.lazy()
-        .filter(is_number & ~pl.col("_refused"))
-        .select("item", "unit")
-        .unique()
-        .sort(["item", "unit"])
-        .collect()
-    )
-    conversions = _conversion_table(pairs.with_columns(pl.col("item").cast(pl.Utf8)), vocabulary)
-    screen.df = screen.df.with_columns(_pair_position(pairs, screen.df).alias("_conversion"))
-
-    def looked_up(column: str) -> pl.Expr:
-        return pl.lit(conversions.get_column(column)).gather(pl.col("_conversion"))
-
-    def flagged(column: str) -> pl.Expr:
-        """A rare flag as a membership test (cheaper than a gather), constant when no pair has it."""
-        positions = conversions.select(pl.col(column).arg_true()).to_series()
-        return pl.col("_conversion").is_in(positions.implode()) if positions.len() else pl.lit(False)
-
-    screen.df = screen.df.with_columns(
-        looked_up("scale").alias("scale"),
-        looked_up("offset").alias("offset"),
-        flagged("per_kg").alias("per_kg"),
-        flagged("differential").alias("differential"),
-    )
-    # The problem text is looked up only for the failing rows (a text per row would be copied millions of times).
-    problem = looked_up("unit_problem")
+    conversions = _conversions(screen, item, items, vocabulary)
+    # The problem text is made only for the failing rows (a text per row would be copied millions of times).
+    screen.columns["unit_problem"] = conversions.problem
     screen.check(
-        is_number & pl.col("scale").is_null() & ~pl.col("differential").fill_null(False),
+        is_number & np.isnan(conversions.scale) & ~conversions.differential,
         "unit",
-        pl.format("{} (item '{}')", problem, pl.col("item")),
+        pl.format("{} (item '{}')", pl.col("unit_problem"), pl.col("item")),
         pl.lit("use a UCUM unit listed for the item in docs/vocabulary.md"),
         pl.col("unit"),
     )
 
-    weights = (
-        screen.df.filter((pl.col("item") == "weight") & ~pl.col("_refused"))
-        .sort("line")
-        .group_by("patient_id", maintain_order=True)
-        .agg((pl.col("raw_num") * pl.col("scale")).first().alias("weight_kg"))
-    )
-    screen.df = screen.df.with_columns(per_patient(weights, "weight_kg", rows=screen.df.height))
+    patient = screen.patients.position
+    weighed = _first_per_patient(screen, np.flatnonzero((item == items.code("weight")) & ~screen.refused))
+    at = np.maximum(weighed, 0)
+    weight_kg = np.where(weighed >= 0, raw_num[at] * conversions.scale[at], np.nan)[patient]
     # A per-kg drug dose without a weight is still a documented administration (it matters for the
     # fever waiver): keep it with an unknown mg dose and warn. A per-kg vasopressor rate without a
     # weight is refused: its rate is part of the grade.
-    needs_weight = is_number & pl.col("per_kg") & pl.col("weight_kg").is_null()
-    is_drug = pl.col("item").is_in(vocabulary.names_where(kind="drug"))
+    needs_weight = is_number & conversions.per_kg & np.isnan(weight_kg)
+    is_drug = items.is_drug[item]
     screen.check(
         needs_weight & ~is_drug,
         "unit",
@@ -805,26 +808,27 @@ def _numbers(screen: _Screen, vocabulary: Vocabulary) -> None:
         severity="warning",
     )
 
-    # Each term written once (the eager engine evaluates a repeated subexpression again); x * 1.0 is x.
-    weight_factor = pl.when(pl.col("per_kg")).then(pl.col("weight_kg")).otherwise(1.0)  # null without weight
-    num = (pl.col("raw_num") * pl.col("scale") + pl.col("offset")) * weight_factor
-    fraction_items = vocabulary.names_where(fraction_to_percent=True)
-    # A bare number (no unit) of an item such as FiO2 may be a fraction; only files with such rows pay the test.
-    if conversions.select(pl.col("item_canonical").is_in(fraction_items) & (pl.col("unit") == "")).to_series().any():
-        bare_fraction = (
-            _item_flag(vocabulary, fraction_to_percent=True) & (pl.col("unit") == "") & (pl.col("raw_num") <= 1.0)
-        )
-        num = pl.when(bare_fraction).then(pl.col("raw_num") * 100).otherwise(num)
-    screen.df = screen.df.with_columns(pl.when(is_number).then(num.round(_DECIMALS)).alias("num"))
-    _limits(screen, vocabulary, lambda value: value * pl.col("scale") + pl.col("offset"))
-    _differentials(screen, vocabulary)
-    lo = _item_attribute(vocabulary, lambda d: d.range[0] if d.range else None, pl.Float64)
-    hi = _item_attribute(vocabulary, lambda d: d.range[1] if d.range else None, pl.Float64)
-    implausible = (pl.col("num") < lo) | (pl.col("num") > hi)
-    units = {name: d.unit or "" for name, d in vocabulary.items.items()}
-    canonical_unit = pl.col("item").cast(pl.Utf8).replace_strict(units, default="", return_dtype=pl.Utf8)
+    weight_factor = np.where(conversions.per_kg, weight_kg, 1.0)  # NaN without weight
+    num = (raw_num * conversions.scale + conversions.offset) * weight_factor
+    # A bare number (no unit) of an item such as FiO2 may be a fraction.
+    bare = screen.units.position_of("")
+    if bare >= 0:
+        bare_fraction = items.fraction_to_percent[item] & (screen.units.position == bare) & (raw_num <= 1.0)
+        if bare_fraction.any():
+            num = np.where(bare_fraction, raw_num * 100, num)
+    num = np.where(is_number, _round(num), np.nan)
+    _limits(screen, item, items, conversions)
+    num = _differentials(screen, item, items, raw_num, conversions, num)
+    screen.columns["num"] = num
+    low, high = items.low[item], items.high[item]
+    screen.columns |= {
+        "_low": low,
+        "_high": high,
+        "_canonical_unit": lambda rows: pl.Series([items.canonical_unit[c] for c in item[rows]], dtype=pl.Utf8),
+    }
+    canonical_unit = pl.col("_canonical_unit")
     screen.check(
-        implausible,
+        (num < low) | (num > high),
         "value",
         pl.format(
             "{} {} is implausible for '{}' (= {} {}; accepted {}..{} {})",
@@ -833,119 +837,182 @@ def _numbers(screen: _Screen, vocabulary: Vocabulary) -> None:
             pl.col("item"),
             pl.col("num"),
             canonical_unit,
-            lo,
-            hi,
+            pl.col("_low"),
+            pl.col("_high"),
             canonical_unit,
         ),
         pl.lit("check the value and its unit"),
     )
+    whole = np.flatnonzero(items.integer[item])
+    fractional = np.zeros(screen.height, dtype=np.bool_)
+    fractional[whole] = num[whole] != np.round(num[whole])  # (NaN: no number, not a fraction)
+    fractional[whole] &= ~np.isnan(num[whole])
     screen.check(
-        _item_flag(vocabulary, integer=True) & (pl.col("num") != pl.col("num").round(0)),
+        fractional,
         "value",
         pl.format("'{}' must be a whole number for '{}'", pl.col("value"), pl.col("item")),
         pl.lit("give the score as an integer"),
     )
 
 
-def _pair_position(pairs: pl.DataFrame, frame: pl.DataFrame) -> pl.Expr:
-    """Every row's position in ``pairs`` (distinct (item, unit) rows), by item and unit code: a gather from a
-    dense (item code, unit code) layout when it is not much larger than the frame, else a hash lookup of the
-    combined code. (Unit codes are global category codes: a long-lived process has codes far larger than
-    its frames.)"""
-    items, units = pairs.get_column("item").to_physical(), pairs.get_column("unit").to_physical()
-    position = pl.int_range(pairs.height, dtype=pl.Int32, eager=True)
-    item_code, unit_code = pl.col("item").to_physical().cast(pl.UInt32), pl.col("unit").to_physical()
-    # As wide as the frame's largest unit code, so that every row's code falls inside the layout.
-    width = int(frame.select(unit_code.max()).item() or 0) + 1
-    size = len(pairs.schema["item"].categories) * width
-    if size <= 4 * frame.height + 65_536:
-        at = items.cast(pl.UInt32) * width + units
-        layout = pl.repeat(None, size, dtype=pl.Int32, eager=True).scatter(at, position)
-        return pl.lit(layout).gather(item_code * width + unit_code)
-    keys = (items.cast(pl.UInt64) * (1 << 32) + units.cast(pl.UInt64)).to_list()
-    combined = item_code.cast(pl.UInt64) * (1 << 32) + unit_code.cast(pl.UInt64)
-    positions = dict(zip(keys, position.to_list(), strict=True))
-    return combined.replace_strict(positions, default=None, return_dtype=pl.Int32)
+def _limits(screen: _Screen, item: np.ndarray, items: _Items, conversions: _Conversions) -> None:
+    """Reference and quantification limits, read as numbers and converted like the row's value (read, checked
+    and converted on the rows that give them: work over a column of nulls still costs a pass over every row)."""
+    takes_limits = items.takes_limits[item]
+    for column in LIMIT_COLUMNS:
+        raw = f"{column}_raw"
+        texts = screen.frame.get_column(raw)
+        rows = np.flatnonzero(~_nulls(texts))
+        if column == "lloq" and screen.stated_lloq is not None:
+            rows = np.union1d(rows, screen.stated_lloq[0])
+            written = _merged(texts, rows, *screen.stated_lloq)
+        else:
+            written = texts.gather(rows)
+        screen.limits[column] = (rows, np.zeros(0))
+        if rows.size == 0:
+            continue
+        given = _read_numbers(written)
+        read = ~np.isnan(given)
+        unreadable = np.zeros(screen.height, dtype=np.bool_)
+        unreadable[rows] = [_stripped(text) != "" for text in written.to_list()] & ~read
+        screen.check(
+            unreadable,
+            column,
+            pl.format("{} '{}' is not a number", pl.lit(column), pl.col(raw)),
+            pl.lit(f"give {column} as a plain number in the row's unit, or leave it empty"),
+            pl.col(raw),
+        )
+        ignored = np.zeros(screen.height, dtype=np.bool_)
+        ignored[rows] = read & ~takes_limits[rows]
+        screen.check(
+            ignored,
+            column,
+            pl.format("'{}' takes no {} (ignored)", pl.col("item"), pl.lit(column)),
+            pl.lit(f"leave {column} empty for this item"),
+            pl.col(raw),
+            severity="warning",
+        )
+        converted = _round(given * conversions.scale[rows] + conversions.offset[rows])
+        screen.limits[column] = (rows, np.where(takes_limits[rows], converted, np.nan))
 
 
-# What the value-type handlers read and their error rows name (a filter copies every column it carries).
-_SUBSET_COLUMNS = ["_row", "_refused", "_is_number", "file", "line", "patient_id", "item", "value"]
-
-
-def _non_numbers(screen: _Screen, vocabulary: Vocabulary) -> None:
-    """Categories, booleans, texts and dates: a few rows, handled apart and written back by row number."""
-    others = (
-        screen.df.select(_SUBSET_COLUMNS)
-        .filter(~pl.col("_is_number") & pl.col("item").is_not_null() & ~pl.col("_refused"))
-        .with_columns(_item_attribute(vocabulary, lambda d: d.value_type, VALUE_TYPES).alias("value_type"))
-    )
-    handlers = (
-        (["category"], lambda rows: _categories(rows, vocabulary)),
-        (["boolean"], _booleans),
-        (["text", "date"], _texts),
-    )
-    parts = []
-    for value_types, handler in handlers:
-        rows = others.filter(pl.col("value_type").is_in(value_types))
-        if rows.height:
-            parts.append(handler(rows))
-    cat = pl.repeat(None, screen.df.height, dtype=pl.Utf8, eager=True).alias("cat")
-    for values, errors, refused in parts:
-        cat.scatter(values.get_column("_row"), values.get_column("cat"))
-        screen.refuse_rows(errors, refused)
-    screen.df = screen.df.with_columns(cat)
-
-
-_SubsetResult = tuple[pl.DataFrame, pl.DataFrame, pl.Series]
-
-
-def _subset_result(
-    df: pl.DataFrame, value: pl.Expr, bad: pl.Expr, field_name: str, message: pl.Expr, fix: pl.Expr
-) -> _SubsetResult:
-    """(row numbers with their canonical text, error rows, refused row numbers) for one value type."""
-    df = df.with_columns(value.alias("cat"), bad.fill_null(False).alias("_bad"))
-    offending = df.filter(pl.col("_bad"))
-    return (
-        df.filter(~pl.col("_bad")).select("_row", "cat"),
-        _error_frame(offending, field_name, message, fix),
-        offending.get_column("_row"),
-    )
-
-
-def _categories(df: pl.DataFrame, vocabulary: Vocabulary) -> _SubsetResult:
-    key = pl.col("value").str.strip_chars().str.to_lowercase().str.replace_all(r"[\s\-/]+", "_")
-    table = _category_table(vocabulary).rename({"item_canonical": "item"}).cast({"item": item_enum(vocabulary)})
-    allowed = {name: ", ".join(d.values) for name, d in vocabulary.items.items() if d.value_type == "category"}
-    df = df.with_columns(key.alias("value_key")).join(table, on=["item", "value_key"], how="left")
-    return _subset_result(
-        df,
-        pl.col("cat_value"),
-        pl.col("cat_value").is_null(),
+def _differentials(
+    screen: _Screen,
+    item: np.ndarray,
+    items: _Items,
+    raw_num: np.ndarray,
+    conversions: _Conversions,
+    num: np.ndarray,
+) -> np.ndarray:
+    """A count given as % of another (ANC as % of WBC) becomes absolute with that count at the same time (the
+    latest such row); returns the values with those counts."""
+    is_differential = conversions.differential
+    if not is_differential.any():
+        return num
+    screen.check(
+        is_differential & ((raw_num < 0) | (raw_num > 100)),
         "value",
-        pl.format("'{}' is not an allowed value of '{}'", pl.col("value"), pl.col("item")),
-        pl.format(
-            "use one of: {}", pl.col("item").cast(pl.Utf8).replace_strict(allowed, default="", return_dtype=pl.Utf8)
+        pl.format("{} % is not a possible share for '{}'", pl.col("value"), pl.col("item")),
+        pl.lit("give a percentage between 0 and 100, or the absolute count"),
+    )
+    rows = np.flatnonzero(is_differential & ~screen.refused)
+    if rows.size == 0:
+        return num
+    patient, t, base = screen.patients.position, screen.columns["t"], items.differential_base
+    bases = np.flatnonzero(np.isin(item, base[base >= 0]) & ~screen.refused & ~np.isnan(num))
+    latest = {(patient[r], t[r], item[r]): r for r in bases.tolist()}
+    found = np.array([latest.get((patient[r], t[r], base[item[r]]), -1) for r in rows.tolist()], dtype=np.int64)
+    derived = found >= 0
+    num = num.copy()
+    num[rows[derived]] = raw_num[rows[derived]] / 100 * num[found[derived]]
+    num = _round(num)
+    missing = rows[~derived]
+    base_item = pl.Series("base_item", [items.names[base[c]] for c in item[missing]], dtype=pl.Utf8)
+    screen.refuse_rows(
+        _error_frame(
+            screen.rows(missing).with_columns(base_item),
+            "unit",
+            pl.format("'{}' given in % needs the {} measured at the same time", pl.col("item"), pl.col("base_item")),
+            pl.format("give the absolute count (10*9/L), or add the {} row at the same time", pl.col("base_item")),
+            pl.col("unit"),
         ),
+        missing,
+    )
+    return num
+
+
+def _scattered(name: str, rows: np.ndarray, values: list[str | None], height: int) -> pl.Series:
+    """A text column with ``values`` at ``rows`` and null elsewhere, in one gather."""
+    at = np.full(height, len(values), dtype=np.int64)
+    at[rows] = np.arange(len(values))
+    return pl.Series(name, [*values, None], dtype=pl.Utf8).gather(at)
+
+
+def _non_numbers(screen: _Screen, item: np.ndarray, items: _Items) -> None:
+    """Categories, booleans, texts and dates: a few rows, read in Python (each distinct value once) and written
+    back by row number (``cat``)."""
+    value_type = items.value_type[item]
+    others = np.flatnonzero(~items.is_number[item] & (item != items.unknown) & ~screen.refused)
+    values = screen.frame.get_column("value").gather(others).to_list()
+    codes, types = item[others], value_type[others]
+    canonical: list[str | None] = [None] * others.size
+    position = {name: code for code, name in enumerate(VALUE_TYPES.categories.to_list())}
+    for read, names in ((_category_values, ("category",)), (_boolean_values, ("boolean",)), (_texts, ("text", "date"))):
+        at = np.flatnonzero(np.isin(types, [position[n] for n in names]))
+        if at.size == 0:
+            continue
+        read_values, refused, message, fix = read(codes[at].tolist(), [values[i] for i in at], types[at], items)
+        for i, text, bad in zip(at.tolist(), read_values, refused, strict=True):
+            canonical[i] = None if bad else text
+        offending = others[at[np.array(refused, dtype=np.bool_)]]
+        if offending.size:
+            screen.refuse_rows(_error_frame(screen.rows(offending), "value", message, fix), offending)
+    screen.columns["cat"] = _scattered("cat", others, canonical, screen.height)
+
+
+_ValueRead = tuple[list[str | None], list[bool], pl.Expr, pl.Expr]  # canonical text, refused, error message and fix
+
+
+def _category_values(codes: list[int], values: list[str | None], value_type: np.ndarray, items: _Items) -> _ValueRead:
+    pairs = list(dict.fromkeys(zip(codes, values, strict=True)))
+    keys = _keys([value for _, value in pairs], separators=True)
+    read = {
+        pair: None if key is None else items.categories.get(f"{items.names[pair[0]]}{_KEY_SEPARATOR}{key}")
+        for pair, key in zip(pairs, keys, strict=True)
+    }
+    canonical = [read[pair] for pair in zip(codes, values, strict=True)]
+    allowed = pl.col("item").cast(pl.Utf8).replace_strict(items.allowed, default="", return_dtype=pl.Utf8)
+    return (
+        canonical,
+        [text is None for text in canonical],
+        pl.format("'{}' is not an allowed value of '{}'", pl.col("value"), pl.col("item")),
+        pl.format("use one of: {}", allowed),
     )
 
 
-def _booleans(df: pl.DataFrame) -> _SubsetResult:
-    key = pl.col("value").str.strip_chars().str.to_lowercase()
-    value = pl.when(key.is_in(_TRUE)).then(pl.lit("true")).when(key.is_in(_FALSE)).then(pl.lit("false"))
-    return _subset_result(
-        df,
-        value,
-        value.is_null(),
-        "value",
+_BOOLEANS = {**dict.fromkeys(_TRUE, "true"), **dict.fromkeys(_FALSE, "false")}
+
+
+def _boolean_values(codes: list[int], values: list[str | None], value_type: np.ndarray, items: _Items) -> _ValueRead:
+    distinct = list(dict.fromkeys(values))
+    read = {value: _BOOLEANS.get(key) for value, key in zip(distinct, _keys(distinct), strict=True)}
+    canonical = [read[value] for value in values]
+    return (
+        canonical,
+        [text is None for text in canonical],
         pl.format("'{}' is not true/false for '{}'", pl.col("value"), pl.col("item")),
         pl.lit("use true or false"),
     )
 
 
-def _texts(df: pl.DataFrame) -> _SubsetResult:
-    text = pl.col("value").str.strip_chars()
-    blank = text == ""
-    bad_date = (pl.col("value_type") == "date") & text.str.to_date(strict=False).is_null()
+def _texts(codes: list[int], values: list[str | None], value_type: np.ndarray, items: _Items) -> _ValueRead:
+    texts = [_stripped(value) for value in values]
+    refused = [text == "" for text in texts]
+    is_date = value_type == VALUE_TYPES.categories.to_list().index("date")
+    if is_date.any():  # read by Polars, on the same column as before (it infers the layout from the first date)
+        unread = pl.Series(texts, dtype=pl.Utf8).str.to_date(strict=False).is_null().to_list()
+        refused = [bad or (date and missing) for bad, date, missing in zip(refused, is_date, unread, strict=True)]
+    blank = pl.col("value").str.strip_chars() == ""
     message = (
         pl.when(blank)
         .then(pl.format("value is empty for '{}'", pl.col("item")))
@@ -956,41 +1023,146 @@ def _texts(df: pl.DataFrame) -> _SubsetResult:
         .then(pl.lit("give the observed value or drop the row"))
         .otherwise(pl.lit("write dates like 1961-04-30"))
     )
-    return _subset_result(df, text, blank | bad_date, "value", message, fix)
+    return texts, refused, message, fix
 
 
-def _patient_table(events: pl.DataFrame, infusion_times: pl.DataFrame) -> pl.DataFrame:
-    """Per patient: infusion time (if the file has clock times), product, age, weight, sex, disease.
+_ROUTE_SPELLINGS = {**{route: route for route in ROUTES}, **_ROUTE_ALIASES}
 
-    Age comes from an ``age`` row, else from ``birth_date`` and the infusion date.
-    """
 
-    def first(item: str, column: str) -> pl.Expr:
-        return pl.col(column).filter(pl.col("item") == item).first().alias(item)
-
-    # Only the few patient rows are grouped, and only the columns read (a filter copies every column it
-    # carries); every patient of the batch gets a row.
-    described = (
-        events.select("patient_id", "item", "num", "cat")
-        .filter(pl.col("item").is_in(["infusion", *PATIENT_ITEMS]))
-        .group_by("patient_id", maintain_order=True)
-        .agg(
-            first("infusion", "cat").alias("product"),
-            first("age", "num"),
-            first("birth_date", "cat"),
-            first("weight", "num"),
-            first("sex", "cat"),
-            first("disease", "cat"),
-        )
+def _routes(screen: _Screen, item: np.ndarray, items: _Items) -> None:
+    """The route of a drug or blood-support row (it decides, e.g., whether a steroid counts as systemic). Read on
+    the rows that give a route (mostly the few drug rows)."""
+    route_raw = screen.frame.get_column("route_raw")
+    if route_raw.null_count() == screen.height:
+        screen.columns["route"] = route_raw.alias("route")
+        return
+    rows = np.flatnonzero(~_nulls(route_raw))
+    keys = _keys(route_raw.gather(rows).to_list())
+    read = [_ROUTE_SPELLINGS.get(key) for key in keys]
+    given = np.array([key != "" for key in keys], dtype=np.bool_)
+    takes_route = items.takes_route[item[rows]]
+    unknown, ignored = np.zeros(screen.height, dtype=np.bool_), np.zeros(screen.height, dtype=np.bool_)
+    unknown[rows] = given & np.array([route is None for route in read], dtype=np.bool_)
+    ignored[rows] = given & ~takes_route
+    screen.check(
+        unknown,
+        "route",
+        pl.format("route '{}' is not known", pl.col("route_raw")),
+        pl.lit(f"use one of: {', '.join(ROUTES)}"),
+        pl.col("route_raw"),
     )
-    table = (
-        events.select(pl.col("patient_id").unique(maintain_order=True))
-        .join(described, on="patient_id", how="left", maintain_order="left")
-        .join(infusion_times, on="patient_id", how="left", maintain_order="left")
+    screen.check(
+        ignored,
+        "route",
+        pl.format("'{}' takes no route (ignored)", pl.col("item")),
+        pl.lit("give a route only for drugs and blood support"),
+        pl.col("route_raw"),
+        severity="warning",
     )
+    routes = [route if kept else None for route, kept in zip(read, given & takes_route, strict=True)]
+    screen.columns["route"] = _scattered("route", rows, routes, screen.height)
+
+
+def _kept_events(screen: _Screen) -> tuple[pl.DataFrame, np.ndarray]:
+    """The canonical events (rows not refused) and the row each one comes from. Each patient's rows together, in
+    time order, rows at the same time in file and line order — unless already so, as files usually are.
+    (Patients need not be in any particular order; ties are broken by file and line, never by position, so row
+    order never changes a result.)"""
+    columns, frame = screen.columns, screen.frame
+
+    def numbers(name: str) -> pl.Series:
+        return pl.Series(name, columns[name], nan_to_null=True)
+
+    def limit(name: str) -> pl.Series:
+        rows, values = screen.limits[name]
+        if rows.size == 0:
+            return pl.repeat(None, screen.height, dtype=pl.Float64, eager=True).alias(name)
+        full = np.full(screen.height, np.nan)
+        full[rows] = values
+        return pl.Series(name, full, nan_to_null=True)
+
+    events = pl.DataFrame(
+        [
+            columns["patient_id"],
+            numbers("t"),
+            columns["item"],
+            numbers("num"),
+            columns["cat"],
+            *(limit(c) for c in LIMIT_COLUMNS),
+            pl.Series("blq", columns["blq"]),
+            columns["route"],
+            frame.get_column("value").alias("orig_value"),
+            columns["unit"].alias("orig_unit"),
+            frame.get_column("source"),
+            frame.get_column("file"),
+            frame.get_column("line"),
+        ]
+    )
+    rows = np.flatnonzero(~screen.refused)
+    if rows.size < screen.height:
+        events = events[rows]
+    patient = screen.patients.position[rows]
+    t, line, file = columns["t"][rows], screen.array("line")[rows], screen.file_code[rows]
+    same_patient = patient[1:] == patient[:-1]
+    t_now, t_before = t[1:], t[:-1]
+    in_order = (
+        ~same_patient
+        | (t_now > t_before)
+        | ((t_now == t_before) & (file[1:] == file[:-1]) & (line[1:] > line[:-1]))
+        | np.isnan(t_now)  # an unknown order is not a disorder (as Polars' all() skips nulls)
+        | np.isnan(t_before)
+    )
+    runs = 1 + int(np.count_nonzero(~same_patient))
+    if rows.size < 2 or (in_order.all() and runs == np.count_nonzero(np.bincount(patient))):
+        return events, rows
+    ordered = events.with_columns(pl.Series("_row", rows)).sort(
+        [pl.col("patient_id"), pl.col("t"), pl.col("file").cast(pl.Utf8), pl.col("line")]
+    )
+    return ordered.drop("_row"), ordered.get_column("_row").to_numpy()
+
+
+def _patient_table(
+    events: pl.DataFrame, rows: np.ndarray, screen: _Screen, item: np.ndarray, infusions: _Infusions, items: _Items
+) -> pl.DataFrame:
+    """Per patient (in order of the events; ``rows``: where each event comes from): infusion time (if the file has
+    clock times), product, age, weight, sex, disease, each from the patient's first row of that item. Age comes
+    from an ``age`` row, else from ``birth_date`` and the infusion date."""
+    patient, codes = screen.patients.position[rows], item[rows]
+    starts = np.flatnonzero(np.r_[True, patient[1:] != patient[:-1]]) if rows.size else np.zeros(0, np.int64)
+    described = ("infusion", *PATIENT_ITEMS)
+    candidates = np.flatnonzero(np.isin(codes, [items.code(name) for name in described]))
+    texts = events.get_column("cat").gather(candidates).to_list() if candidates.size else []
+    numbers = screen.columns["num"][rows[candidates]].tolist()
+    first: dict[tuple[int, int], int] = {}  # (patient's run, item code) -> its first candidate
+    runs = (np.searchsorted(starts, candidates, side="right") - 1).tolist()
+    for at, key in enumerate(zip(runs, codes[candidates].tolist(), strict=True)):
+        first.setdefault(key, at)
+
+    def column(name: str, dtype: type[pl.DataType], values: list) -> pl.Series:
+        picked = [first.get((run, items.code(name))) for run in range(starts.size)]
+        read = [None if at is None else values[at] for at in picked]
+        if dtype is pl.Float64:
+            read = [None if value is None or value != value else value for value in read]  # NaN: no number
+        return pl.Series(name, read, dtype=dtype)
+
+    infusion_time = infusions.infusion_time
+    table = pl.DataFrame(
+        [
+            events.get_column("patient_id").gather(starts),
+            infusion_time.gather(patient[starts])
+            if infusion_time.null_count() < infusion_time.len()
+            else pl.Series("infusion_time", [None] * starts.size, dtype=infusion_time.dtype),
+            column("infusion", pl.Utf8, texts).alias("product"),
+            column("age", pl.Float64, numbers).alias("age_years"),
+            column("weight", pl.Float64, numbers),
+            column("sex", pl.Utf8, texts),
+            column("disease", pl.Utf8, texts),
+        ]
+    )
+    birth_date = column("birth_date", pl.Utf8, texts)
+    if birth_date.null_count() == birth_date.len():
+        return table
     age_from_birth = (
-        pl.col("infusion_time").dt.date() - pl.col("birth_date").str.to_date(strict=False)
+        pl.col("infusion_time").dt.date() - pl.lit(birth_date).str.to_date(strict=False)
     ).dt.total_days() / 365.2425
-    return table.with_columns(pl.coalesce(pl.col("age"), age_from_birth).alias("age_years")).select(
-        "patient_id", "infusion_time", "product", "age_years", "weight", "sex", "disease"
-    )
+    return table.with_columns(pl.coalesce(pl.col("age_years"), age_from_birth).alias("age_years"))
