@@ -1,15 +1,14 @@
-"""Compiled passes of the cytopenia graders: CTCAE grades of every count, their per-lineage summary, and the
-day-28 landmark, recoveries and second falls of prolonged cytopenia.
+"""Compiled passes of the cytopenia graders: the CTCAE grade of every count and its per-lineage summary.
 
-Each course took dozens of eager Polars operations here (as-of joins for the transfusions and the support
-items, group-bys for the daily values and the summaries, sorts for the landmark): 20 ms for one course, of
-which the data was a few hundred rows. These loops read the sorted columns once, patient by patient (rows of
-a patient are adjacent and in time order, as canonical events hold them), and are the same code for a batch
-of one and of ten thousand. They are plain Python functions compiled by :func:`tocsin.core.segments.compiled`
-(Numba imported on first use); the modules that call them hold the clinical tables they read.
+Grading one course took 23 eager Polars operations (two as-of joins for the transfusion window, a column of
+cut-offs per grade, a group-by for the summary): about 4 ms for 150 values. These loops read the sorted
+columns once, patient by patient (rows of a patient are adjacent and in time order, as canonical events hold
+them), and are the same code for a batch of one and of ten thousand. They are plain Python functions
+compiled by :func:`tocsin.core.segments.compiled` (Numba imported on first use);
+:mod:`tocsin.core.cytopenia_ctcae` holds the clinical tables they read.
 
-Conventions: a missing integer is -1, a missing float NaN; lineages, grades, definitions and support items are
-small integer codes whose meaning the caller gives.
+Conventions: a missing integer is -1, a missing float NaN; lineages and grades are small integer codes whose
+meaning the caller gives.
 """
 
 from __future__ import annotations
