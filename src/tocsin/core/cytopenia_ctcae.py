@@ -42,14 +42,17 @@ Example
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import cache
 from typing import Literal
 
+import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict
 
 from tocsin.config import CytopeniaConfig
-from tocsin.core.lookup import per_patient
+from tocsin.core.arrays import patient_positions
+from tocsin.core.kernels_cytopenia import STATE_NEEDS_LLN, STATE_NOT_GRADED, STATE_RAISED, ctcae_rows, worst_grades
 from tocsin.core.timeline import HOURS_PER_DAY
 from tocsin.criteria import load_scale
 
@@ -130,139 +133,152 @@ GRADED_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
-def _plan(config: CytopeniaConfig) -> dict[str, tuple[str, _Term]]:
+def _plan(scale: str, ctcae6_lymphocytes: str) -> dict[str, tuple[str, _Term]]:
     """lineage -> (scale it is graded under, its table). Only v6.0 lymphocytes may borrow the v5.0 table."""
-    plan = {name: (config.scale, term) for name, term in criteria_tables(config.scale).items()}
-    if config.scale == "ctcae6" and config.ctcae6_lymphocytes == "ctcae5":
+    plan = {name: (scale, term) for name, term in criteria_tables(scale).items()}
+    if scale == "ctcae6" and ctcae6_lymphocytes == "ctcae5":
         plan["alc"] = ("ctcae5", criteria_tables("ctcae5")["alc"])
     return plan
 
 
-def _by_lineage(mapping: dict[str, object], dtype: pl.DataType) -> pl.Expr:
-    """``mapping[lineage]`` of every row (null where absent), gathered by the lineage's Enum code."""
-    return pl.lit(pl.Series([mapping.get(n) for n in LINEAGES], dtype=dtype)).gather(pl.col("lineage").to_physical())
-
-
-# Rule of a row = _rule_table(plan)[lineage code * _STATES + state]; state is the grade 0-4 or one of these.
-_RAISED, _NEEDS_LLN, _NOT_GRADED = 5, 6, 7
+# Rule of a row = rules[lineage code * _STATES + state]; state is the grade 0-4 or a STATE_ code of the kernel.
 _STATES = 8
 #: ``missing`` by code: bit 1 = the LLN, bit 2 = a quantified value; the last entry is for v6.0 lymphocytes.
-_MISSING = ("", NEEDS_LLN, NEEDS_QUANTIFIED, f"{NEEDS_LLN}; {NEEDS_QUANTIFIED}", NOT_A_TERM)
+_MISSING = pl.Series("missing", ("", NEEDS_LLN, NEEDS_QUANTIFIED, f"{NEEDS_LLN}; {NEEDS_QUANTIFIED}", NOT_A_TERM))
 
 
-def _rule_table(plan: dict[str, tuple[str, _Term]]) -> pl.Series:
-    table: list[str | None] = [None] * (len(LINEAGES) * _STATES)
-    for name, (_, term) in plan.items():
-        base = LINEAGES.index(name) * _STATES
+def _by_code(name: str, values: list, dtype: pl.DataType) -> pl.Series:
+    """A Series to index with the codes of a compiled pass: ``values`` then a null, so that code -1 (the
+    passes' "none", read from the end as NumPy does) gives null. Indexing a Series with a NumPy array is one
+    native gather; Series methods run through a query each (20-30 µs)."""
+    return pl.Series(name, [*values, None], dtype=dtype)
+
+
+_LINEAGE_VALUES = _by_code("lineage", list(LINEAGES), LINEAGE)
+_LLN_SOURCES = _by_code("lln_source", list(LLN_SOURCE.categories), LLN_SOURCE)
+_GRADES = _by_code("grade", [0, *sorted(GRADES)], pl.Int8)
+_WORST_GRADES = _GRADES.rename("worst_grade")
+_TRANSFUSED = _by_code("transfused", [False, True], pl.Boolean)
+_COLUMNS = ("patient_id", "t", "item", "num", "lln", "lloq", "blq")
+
+
+@dataclass(frozen=True)
+class _Grading:
+    """One CTCAE plan as arrays by lineage code (the order of :data:`LINEAGES`), for the compiled pass."""
+
+    cut: np.ndarray  # (lineage, grade 0-4): at least that grade below it; NaN = no band of that grade
+    cut_at_lln: np.ndarray  # (lineage, grade): the band ends at the LLN
+    transfusion_grade: np.ndarray  # int8: grade of a transfused value where grade 3 reads "transfusion indicated"
+    supported: np.ndarray  # bool: the lineage has a transfusion item
+    not_graded: np.ndarray  # bool: no CTCAE term (v6.0 lymphocytes)
+    transfusion_items: tuple[str, ...]  # by lineage code: the item of a transfusion for it ("" none)
+    rules: pl.Series  # rule id by lineage code * _STATES + state (null: none)
+    scales: pl.Series  # scale each lineage is graded under
+
+
+@cache
+def _grading(scale: str, ctcae6_lymphocytes: str) -> _Grading:
+    plan = _plan(scale, ctcae6_lymphocytes)
+    n = len(LINEAGES)
+    cut, cut_at_lln = np.full((n, 5), np.nan), np.zeros((n, 5), dtype=np.bool_)
+    transfusion_grade = np.full(n, -1, dtype=np.int8)
+    rules: list[str | None] = [None] * (n * _STATES)
+    transfusion_items = [""] * n
+    for code, name in enumerate(LINEAGES):
+        term = plan[name][1]
+        base = code * _STATES
         for band in term.bands:
-            table[base + band.grade] = band.rule
-        table[base] = term.normal_rule
-        table[base + _RAISED] = term.transfusion.rule if term.transfusion else None
-        table[base + _NEEDS_LLN] = term.needs_lln_rule
-        table[base + _NOT_GRADED] = term.not_graded_rule
-    return pl.Series(table, dtype=_rule_enum())
+            cut_at_lln[code, band.grade] = band.below == "lln"
+            cut[code, band.grade] = np.nan if band.below == "lln" else band.below
+            rules[base + band.grade] = band.rule
+        rules[base] = term.normal_rule
+        rules[base + STATE_NEEDS_LLN] = term.needs_lln_rule
+        rules[base + STATE_NOT_GRADED] = term.not_graded_rule
+        if term.transfusion is not None:
+            transfusion_items[code] = term.transfusion.item
+            rules[base + STATE_RAISED] = term.transfusion.rule
+            if term.transfusion.grade:
+                transfusion_grade[code] = term.transfusion.grade
+    return _Grading(
+        cut,
+        cut_at_lln,
+        transfusion_grade,
+        np.array([plan[n][1].transfusion is not None for n in LINEAGES]),
+        np.array([plan[n][1].not_graded_rule is not None for n in LINEAGES]),
+        tuple(transfusion_items),
+        pl.Series("rule", rules, dtype=_rule_enum()),
+        pl.Series("scale", [plan[n][0] for n in LINEAGES], dtype=SCALE),
+    )
 
 
-def _lineage_of_item(item_type: pl.Enum) -> pl.Expr:
-    """The lineage of the row's ``item`` (an Enum of the vocabulary), gathered by the item's code."""
-    table = [c if c in LINEAGES else None for c in item_type.categories]
-    return pl.lit(pl.Series(table, dtype=LINEAGE)).gather(pl.col("item").to_physical())
+def _reference_lln(
+    config: CytopeniaConfig, lineage: np.ndarray, rows: pl.DataFrame, patients: pl.DataFrame | None
+) -> np.ndarray:
+    """The configured LLN of each value's lineage (NaN: none): the patient's sex-specific one first, when the
+    config has one and ``patients`` records the sex."""
+    def by_lineage(table: dict[str, float]) -> np.ndarray:
+        return np.array([table.get(n, np.nan) for n in LINEAGES])[lineage]
 
-
-def _in(lineages: list[str]) -> pl.Expr:
-    return pl.col("lineage").is_in(lineages) if lineages else pl.lit(False)
-
-
-def _lln(config: CytopeniaConfig, sex: bool) -> pl.Expr:
-    reference = _by_lineage(dict(config.lln_reference), pl.Float64)
-    if sex:
+    reference = by_lineage(dict(config.lln_reference))
+    if config.lln_reference_by_sex and patients is not None:
+        position = patient_positions(rows.get_column("patient_id"), patients.get_column("patient_id"))
+        sex = patients.get_column("sex")
         for sex_value, table in config.lln_reference_by_sex.items():
-            reference = (
-                pl.when(pl.col("sex") == sex_value)
-                .then(pl.coalesce(_by_lineage(dict(table), pl.Float64), reference))
-                .otherwise(reference)
-            )
-    return pl.coalesce(pl.col("lln_row"), reference)
+            of_sex = np.append((sex == sex_value).fill_null(False).to_numpy(), False)[position]
+            own = by_lineage(dict(table))
+            reference = np.where(of_sex & ~np.isnan(own), own, reference)
+    return reference
 
 
-def _cut_columns(plan: dict[str, tuple[str, _Term]]) -> list[pl.Expr]:
-    """``_cut{g}``: the cut-off below which the row's value has at least grade g (null: no such band, or
-    the LLN is unknown)."""
-    out = []
-    for grade in GRADES:
-        fixed = {n: b.below for n, (_, t) in plan.items() for b in t.bands if b.grade == grade and b.below != "lln"}
-        at_lln = [n for n, (_, t) in plan.items() for b in t.bands if b.grade == grade and b.below == "lln"]
-        cut = _by_lineage(fixed, pl.Float64)
-        out.append((pl.when(_in(at_lln)).then(pl.col("lln")).otherwise(cut) if at_lln else cut).alias(f"_cut{grade}"))
-    return out
+def _sorted_in_time(rows: pl.DataFrame) -> tuple[pl.DataFrame, np.ndarray, np.ndarray]:
+    """The rows sorted by t within each patient (normalise_events already gives them so: then untouched), with
+    the physical codes of their patient and item."""
+    codes = rows.select(pl.col("patient_id", "item").to_physical())
+    t, patient = rows.get_column("t").to_numpy(), codes.get_column("patient_id").to_numpy()
+    if np.any((t[1:] < t[:-1]) & (patient[1:] == patient[:-1])):
+        return _sorted_in_time(rows.sort("patient_id", "t", maintain_order=True))
+    return rows, patient, codes.get_column("item").to_numpy()
 
 
-def _grade_of(value: pl.Expr) -> pl.Expr:
-    """CTCAE grade of ``value`` (the cut-offs are the ``_cut`` columns). A '<limit' value (``blq``) lies just
-    below its limit, so it is in a band whose cut-off equals the limit."""
-
-    def below(g: int) -> pl.Expr:
-        cut = pl.col(f"_cut{g}")
-        return (value < cut) | (pl.col("blq") & (value == cut))
-
-    grade = pl.when(below(GRADES[0])).then(GRADES[0])
-    for g in GRADES[1:]:
-        grade = grade.when(below(g)).then(g)
-    return grade.when(pl.col("_cut1").is_not_null()).then(0).cast(pl.Int8)
+def _visiting_order(patient: np.ndarray) -> np.ndarray:
+    """Row order that holds each patient's rows together: the rows' own order unless a patient has two runs."""
+    change = np.flatnonzero(patient[1:] != patient[:-1]) + 1
+    runs = patient[np.concatenate(([0], change)).astype(np.int64)] if patient.size else patient
+    if np.unique(runs).size < runs.size:
+        return np.argsort(patient, kind="stable")
+    return np.arange(patient.size)
 
 
-def _transfusion_items(plan: dict[str, tuple[str, _Term]]) -> dict[str, str]:
-    """Transfusion item -> the lineage it supports."""
-    return {t.transfusion.item: n for n, (_, t) in plan.items() if t.transfusion is not None}
+def _first_seen_rank(patient: np.ndarray) -> tuple[np.ndarray, int]:
+    """Each row's patient numbered in order of first appearance, and the number of patients."""
+    if patient.size == 0:
+        return np.empty(0, dtype=np.int64), 0
+    starts = np.concatenate(([0], np.flatnonzero(patient[1:] != patient[:-1]) + 1))
+    codes, first_run, run_patient = np.unique(patient[starts], return_index=True, return_inverse=True)
+    rank = np.empty(codes.size, dtype=np.int64)
+    rank[np.argsort(first_run)] = np.arange(codes.size)
+    return np.repeat(rank[run_patient], np.diff(np.append(starts, patient.size))), codes.size
 
 
-def _transfusions(events: pl.DataFrame, plan: dict[str, tuple[str, _Term]]) -> pl.DataFrame:
-    """patient_id, lineage, tx_t: every transfusion given (value > 0), labelled with the lineage it supports."""
-    items = _transfusion_items(plan)
-    return events.filter(pl.col("item").is_in(list(items)) & (pl.col("num") > 0)).select(
-        "patient_id",
-        pl.col("item").cast(pl.String).replace_strict(items, return_dtype=LINEAGE).alias("lineage"),
-        pl.col("t").alias("tx_t"),
+def _floats(rows: pl.DataFrame, column: str) -> np.ndarray:
+    """A numeric column as float64, NaN where null."""
+    return rows.get_column(column).cast(pl.Float64).to_numpy()
+
+
+def _flags(rows: pl.DataFrame, column: str) -> np.ndarray:
+    """A boolean column, null as False."""
+    values = rows.get_column(column)
+    return (values.fill_null(False) if values.null_count() else values).to_numpy()
+
+
+@cache
+def _lineage_of_item(items: pl.Enum, transfusion_items: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """By item code: the lineage code of a count, and of the lineage a transfusion item supports (-1: none)."""
+    categories = items.categories.to_list()
+    return (
+        np.array([LINEAGES.index(c) if c in LINEAGES else -1 for c in categories], dtype=np.int64),
+        np.array([transfusion_items.index(c) if c in transfusion_items else -1 for c in categories], dtype=np.int64),
     )
-
-
-def _with_transfused(
-    labs: pl.DataFrame, events: pl.DataFrame, plan: dict[str, tuple[str, _Term]], config: CytopeniaConfig
-) -> pl.DataFrame:
-    """``transfused``: a transfusion for the row's lineage within the configured hours before or after it.
-    Both frames come from events sorted by patient then t, so each (patient, lineage) group is sorted by
-    time, which is all the as-of joins need; they keep the row order."""
-    # One integer key per (patient, lineage) joins faster than the two columns.
-    key = (
-        pl.col("patient_id").to_physical().cast(pl.UInt64) * len(LINEAGES)
-        + pl.col("lineage").to_physical().cast(pl.UInt64)
-    ).alias("_key")
-    transfusions = _transfusions(events, plan).select(key, "tx_t")
-    labs = labs.with_columns(key)
-    for direction, name in (("backward", "tx_before"), ("forward", "tx_after")):
-        labs = labs.join_asof(
-            transfusions.rename({"tx_t": name}),
-            left_on="t",
-            right_on=name,
-            by="_key",
-            strategy=direction,
-            check_sortedness=False,
-        )
-    near = ((pl.col("t") - pl.col("tx_before")) * HOURS_PER_DAY <= config.transfusion_hours_before) | (
-        (pl.col("tx_after") - pl.col("t")) * HOURS_PER_DAY <= config.transfusion_hours_after
-    )
-    supported = [n for n, (_, t) in plan.items() if t.transfusion is not None]
-    return labs.with_columns(pl.when(_in(supported)).then(near.fill_null(False)).alias("transfused")).drop(
-        "_key", "tx_before", "tx_after"
-    )
-
-
-def _sorted_in_time(events: pl.DataFrame) -> pl.DataFrame:
-    """The events sorted by t within each patient (normalise_events already gives them so: then a no-op)."""
-    backwards = (pl.col("t") < pl.col("t").shift()) & (pl.col("patient_id") == pl.col("patient_id").shift())
-    if events.select(backwards.any()).item():
-        return events.sort("patient_id", "t", maintain_order=True)
-    return events
 
 
 def grade_cytopenias(
@@ -289,87 +305,86 @@ def grade_cytopenias(
         value``; ``term not in CTCAE v6.0`` for v6.0 lymphocytes), ``scale`` (``ctcae5``/``ctcae6``, the
         version this value was graded under) and ``transfused`` (hgb/plt; null for the other lineages).
     """
-    plan = _plan(config)
-    # The counts and transfusions are a small part of the batch: one filter, then the order check and the
-    # steps below read only them (a stable sort commutes with the filter).
-    events = _sorted_in_time(events.filter(pl.col("item").is_in([*LINEAGES, *_transfusion_items(plan)])))
-    labs = events.filter(
-        pl.col("item").is_in(LINEAGES) & (pl.col("num").is_not_null() | pl.col("blq").fill_null(False))
-    ).select(
-        "patient_id",
-        "t",
-        _lineage_of_item(events.schema["item"]).alias("lineage"),
-        pl.coalesce(pl.col("num"), pl.col("lloq")).alias("value"),
-        pl.col("blq").fill_null(False),
-        pl.col("lln").alias("lln_row"),
+    grading = _grading(config.scale, config.ctcae6_lymphocytes)
+    # The counts and transfusions are a small part of the batch: one filter, then only they are read (a
+    # stable sort commutes with the filter).
+    rows = events.select(_COLUMNS).filter(pl.col("item").is_in([*LINEAGES, *filter(None, grading.transfusion_items)]))
+    rows, patient, code = _sorted_in_time(rows)
+    num, blq = _floats(rows, "num"), _flags(rows, "blq")
+    lineage_of_item, supported_of_item = _lineage_of_item(rows.schema["item"], grading.transfusion_items)
+    lineage = lineage_of_item[code]
+    lineage[np.isnan(num) & ~blq] = -1  # a count without a value (nor a quantification limit) is not graded
+    transfusion = np.where(num > 0, supported_of_item[code], -1)
+    value = np.where(np.isnan(num), _floats(rows, "lloq"), num)
+    own_lln = _floats(rows, "lln")
+    lln = np.where(np.isnan(own_lln), _reference_lln(config, lineage.clip(min=0), rows, patients), own_lln)
+    grade, state, missing, transfused = ctcae_rows(
+        _visiting_order(patient),
+        patient,
+        rows.get_column("t").to_numpy(),
+        lineage,
+        transfusion,
+        value,
+        blq,
+        lln,
+        grading.cut,
+        grading.cut_at_lln,
+        grading.transfusion_grade,
+        grading.supported,
+        grading.not_graded,
+        config.transfusion_raises_grade,
+        float(config.transfusion_hours_before),
+        float(config.transfusion_hours_after),
+        HOURS_PER_DAY,
     )
-    by_sex = bool(config.lln_reference_by_sex) and patients is not None
-    if by_sex:
-        labs = labs.with_columns(per_patient(patients, "sex", rows=labs.height))
-    labs = labs.with_columns(_lln(config, by_sex).alias("lln"))
-    labs = _with_transfused(labs, events, plan, config)
-
-    labs = labs.with_columns(_cut_columns(plan))
-    # The grade at 0 is the most severe a value below its quantification limit could have.
-    labs = labs.with_columns(_grade_of(pl.col("value")).alias("numeric_grade"), _grade_of(pl.lit(0.0)).alias("worst"))
-    tx_grade = _by_lineage(
-        {n: t.transfusion.grade for n, (_, t) in plan.items() if t.transfusion and t.transfusion.grade}, pl.Int8
+    labs = np.flatnonzero(lineage >= 0)
+    lineage, keep = lineage[labs], pl.Series(lineage >= 0)
+    lln, own_lln = lln[labs], own_lln[labs]
+    lln_source = np.where(np.isnan(own_lln), np.where(np.isnan(lln), -1, 1), 0)  # row, reference or none
+    return pl.DataFrame(
+        [
+            rows.get_column("patient_id").filter(keep).cast(GRADED_SCHEMA["patient_id"]),
+            rows.get_column("t").filter(keep).cast(pl.Float64),
+            _LINEAGE_VALUES[lineage],
+            pl.Series("value", value[labs], nan_to_null=True),
+            pl.Series("blq", blq[labs]),
+            pl.Series("lln", lln, nan_to_null=True),
+            _LLN_SOURCES[lln_source],
+            _GRADES[grade[labs]],
+            grading.rules[lineage * _STATES + state[labs]],
+            _MISSING[missing[labs]],
+            grading.scales[lineage],
+            _TRANSFUSED[transfused[labs]],
+        ]
     )
-    numeric = pl.col("numeric_grade")
-    raised = pl.lit(config.transfusion_raises_grade) & pl.col("transfused").fill_null(False) & tx_grade.is_not_null()
-    labs = labs.with_columns((raised & (numeric.is_null() | (numeric < tx_grade))).alias("raised"))
-    labs = labs.with_columns(pl.when(pl.col("raised")).then(tx_grade).otherwise(numeric).alias("grade"))
-
-    grade = pl.col("grade")
-    not_graded = _in([n for n, (_, t) in plan.items() if t.not_graded_rule])
-    # Without a grade (and a term to grade) only the LLN can be missing: every other cut-off is fixed.
-    state = (
-        pl.when(not_graded)
-        .then(_NOT_GRADED)
-        .when(pl.col("raised"))
-        .then(_RAISED)
-        .otherwise(grade.fill_null(_NEEDS_LLN))
-    )
-    unresolved_blq = pl.col("blq") & ~not_graded & (grade.is_null() | (grade < pl.col("worst"))).fill_null(False)
-    missing = (
-        pl.when(not_graded)
-        .then(len(_MISSING) - 1)
-        .otherwise((state == _NEEDS_LLN).cast(pl.UInt8) + 2 * unresolved_blq.cast(pl.UInt8))
-    )
-    return labs.select(
-        "patient_id",
-        "t",
-        "lineage",
-        "value",
-        "blq",
-        "lln",
-        pl.when(pl.col("lln_row").is_not_null())
-        .then(pl.lit("row"))
-        .when(pl.col("lln").is_not_null())
-        .then(pl.lit("reference"))
-        .cast(LLN_SOURCE)
-        .alias("lln_source"),
-        "grade",
-        pl.lit(_rule_table(plan))
-        .gather(pl.col("lineage").to_physical().cast(pl.UInt32) * _STATES + state)
-        .alias("rule"),
-        pl.lit(pl.Series(_MISSING, dtype=pl.String)).gather(missing).alias("missing"),
-        _by_lineage({n: s for n, (s, _) in plan.items()}, SCALE).alias("scale"),
-        "transfused",
-    ).cast(GRADED_SCHEMA)
 
 
 def worst_cytopenia_grades(graded: pl.DataFrame) -> pl.DataFrame:
     """Per patient and lineage: the worst grade, when it was first reached, and how many values there were.
 
     ``unresolved`` counts values whose grade is null or only a lower bound (``missing`` not empty): while it
-    is above 0 the worst grade is itself a lower bound.
+    is above 0 the worst grade is itself a lower bound. Rows in order of each pair's first value.
     """
-    grade = pl.col("grade")
-    return graded.group_by("patient_id", "lineage", maintain_order=True).agg(
-        pl.col("scale").first(),
-        grade.max().alias("worst_grade"),
-        pl.col("t").filter(grade == grade.max()).min().alias("worst_t"),
-        pl.len().alias("values"),
-        (grade.is_null() | (pl.col("missing") != "")).sum().alias("unresolved"),
+    codes = graded.select(pl.col("patient_id", "lineage").to_physical())
+    patient, n_patients = _first_seen_rank(codes.get_column("patient_id").to_numpy())
+    grade = _floats(graded, "grade")
+    first, worst, worst_t, values, unresolved = worst_grades(
+        patient,
+        codes.get_column("lineage").to_numpy(),
+        n_patients,
+        len(LINEAGES),
+        np.where(np.isnan(grade), -1, grade).astype(np.int8),
+        graded.get_column("t").to_numpy(),
+        np.isnan(grade) | (graded.get_column("missing") != "").to_numpy(),
+    )
+    return pl.DataFrame(
+        [
+            graded.get_column("patient_id")[first],
+            graded.get_column("lineage")[first],
+            graded.get_column("scale")[first],
+            _WORST_GRADES[worst],
+            pl.Series("worst_t", worst_t, nan_to_null=True),
+            pl.Series("values", values),
+            pl.Series("unresolved", unresolved),
+        ]
     )
