@@ -37,10 +37,29 @@ FLOAT_OUTPUTS = (
     "half_life_to_day",
 )
 #: Rows of the integer output (-1 = null where a count can be null).
-INT_OUTPUTS = ("n_samples", "n_quantifiable", "post_peak_points", "half_life_points", "day0_from_sample", "peak_confirmed")
-(_DAY0, _CMAX, _TMAX, _CLAST, _TLAST, _LAST_SAMPLE, _LAST_USED, _AUC_END, _AUC_TLAST, _LAMBDA_Z, _R2_ADJ, _FROM, _TO) = (
-    range(len(FLOAT_OUTPUTS))
+INT_OUTPUTS = (
+    "n_samples",
+    "n_quantifiable",
+    "post_peak_points",
+    "half_life_points",
+    "day0_from_sample",
+    "peak_confirmed",
 )
+(
+    _DAY0,
+    _CMAX,
+    _TMAX,
+    _CLAST,
+    _TLAST,
+    _LAST_SAMPLE,
+    _LAST_USED,
+    _AUC_END,
+    _AUC_TLAST,
+    _LAMBDA_Z,
+    _R2_ADJ,
+    _FROM,
+    _TO,
+) = range(len(FLOAT_OUTPUTS))
 (_N_SAMPLES, _N_QUANTIFIABLE, _POST_PEAK, _HL_POINTS, _DAY0_FROM_SAMPLE, _PEAK_CONFIRMED) = range(len(INT_OUTPUTS))
 
 

@@ -50,7 +50,6 @@ import numpy as np
 import polars as pl
 
 from tocsin.config import KineticsConfig
-from tocsin.core.arrays import nan_as_null, patient_positions
 from tocsin.core.kernels_kinetics import (
     BLQ_RULES,
     FLOAT_OUTPUTS,
@@ -99,13 +98,17 @@ def _persistence_days(config: KineticsConfig) -> list[float]:
 
 @dataclass(frozen=True)
 class _Samples:
-    """One entry per patient, assay and time, sorted by series (patient, assay) and time; series ``i`` is
-    entries ``series_start[i]:series_start[i + 1]``. ``num`` is NaN below quantification, ``lloq`` NaN when
-    not given, and ``source_row`` a row of the events each entry came from (for the patient and the assay).
-    Sorting here, with replicates collapsed, makes every result independent of the input's row order."""
+    """One entry per patient, assay and time, sorted by patient (text), assay and time; series ``i`` (one
+    patient's levels of one assay) is entries ``series_start[i]:series_start[i + 1]``. ``num`` is NaN below
+    quantification, ``lloq`` NaN when not given; ``patient`` and ``item`` are the texts of each entry, and
+    ``rows`` the kinetics rows of the events with their patient column (``rows.patient_id[source_row]`` is an
+    entry's). Sorting here, with replicates collapsed, makes every result independent of the input's row order."""
 
+    rows: pl.DataFrame
     source_row: np.ndarray
     series_start: np.ndarray
+    patient: np.ndarray
+    item: np.ndarray
     t: np.ndarray
     num: np.ndarray
     lloq: np.ndarray
@@ -115,33 +118,52 @@ class _Samples:
         return np.isnan(self.num)
 
 
-def _sort_codes(values: pl.Series) -> np.ndarray:
-    """Integer keys that sort like Polars sorts the column's physical values (category codes, else text)."""
-    if values.dtype == pl.Categorical or isinstance(values.dtype, pl.Enum):
-        return values.to_physical().to_numpy()
-    return np.unique(values.cast(pl.Utf8).to_numpy(), return_inverse=True)[1]
+@cache
+def _is_kinetic_code(item_dtype: pl.Enum) -> np.ndarray:
+    """Per code of the ``item`` Enum: is it a kinetics item (an assay)."""
+    categories = item_dtype.categories.to_list()
+    return np.isin(np.array(categories, dtype=object), list(kinetic_units()))
+
+
+def _assay_rows(item: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of the kinetics items and their sort keys: vocabulary order for the ``item`` Enum of canonical
+    events, else the text (as Polars sorts the column)."""
+    if isinstance(item.dtype, pl.Enum):
+        codes = item.to_physical().to_numpy()
+        rows = np.flatnonzero(_is_kinetic_code(item.dtype)[codes])
+        return rows, codes[rows]
+    names = item.cast(pl.Utf8)
+    rows = np.flatnonzero(names.is_in(list(kinetic_units())).to_numpy())
+    return rows, np.unique(names.gather(rows).to_numpy(), return_inverse=True)[1]
 
 
 def _samples(events: pl.DataFrame) -> _Samples:
     """The kinetics rows of ``events`` as sorted samples (replicates at one time averaged, quantifiable ones;
     a measured 0 counts as below quantification)."""
-    item = events.get_column("item")
-    rows = np.flatnonzero(item.is_in(list(kinetic_units())).to_numpy())
-    column = {c: events.get_column(c).gather(rows) for c in ("t", "num", "lloq")}
-    t = column["t"].to_numpy()
-    patient, assay = _sort_codes(events.get_column(PID).gather(rows)), _sort_codes(item.gather(rows))
+    rows, assay = _assay_rows(events.get_column("item"))
+    # A row gather of the five columns: far cheaper than a query with one gather expression per column.
+    picked = events[[PID, "item", "t", "num", "lloq"]][rows]
+    patient, t = picked.get_column(PID).cast(pl.Utf8).to_numpy(), picked.get_column("t").to_numpy()
     order = np.lexsort((t, assay, patient))
-    rows, t, patient, assay = rows[order], t[order], patient[order], assay[order]
-    num = column["num"].cast(pl.Float64).fill_null(np.nan).to_numpy()[order]
-    lloq = column["lloq"].cast(pl.Float64).fill_null(np.nan).to_numpy()[order]
-    new_series = np.ones(rows.shape[0], dtype=np.bool_)
+    t, patient, assay = t[order], patient[order], assay[order]
+    num, lloq = (picked.get_column(c).cast(pl.Float64).to_numpy()[order] for c in ("num", "lloq"))
+    new_series = np.ones(order.shape[0], dtype=np.bool_)
     new_series[1:] = (patient[1:] != patient[:-1]) | (assay[1:] != assay[:-1])
     new_time = new_series.copy()
     new_time[1:] |= t[1:] != t[:-1]
     sample_start = np.flatnonzero(np.append(new_time, True))
     level, limit = compiled(_collapse_replicates_loop)(sample_start, np.where(num > 0, num, np.nan), lloq)
     first = sample_start[:-1]
-    return _Samples(rows[first], np.flatnonzero(np.append(new_series[first], True)), t[first], level, limit)
+    return _Samples(
+        picked,
+        order[first],
+        np.flatnonzero(np.append(new_series[first], True)),
+        patient[first],
+        picked.get_column("item").cast(pl.Utf8).to_numpy()[order[first]],
+        t[first],
+        level,
+        limit,
+    )
 
 
 def kinetics_nca(events: pl.DataFrame, patients: pl.DataFrame, config: KineticsConfig) -> pl.DataFrame:
@@ -167,7 +189,7 @@ def kinetics_nca(events: pl.DataFrame, patients: pl.DataFrame, config: KineticsC
     samples = _samples(events)
     start, stop = samples.series_start[:-1], samples.series_start[1:]
     # A series is reported when it has a post-infusion sample: its last (in time order) is one.
-    reported = samples.t[stop - 1] > 0 if stop.size else np.zeros(0, dtype=np.bool_)
+    reported = samples.t[stop - 1] > 0
     start, stop = start[reported], stop[reported]
     days = np.array(_persistence_days(config), dtype=np.float64)
     floats = np.empty((len(FLOAT_OUTPUTS), start.size))
@@ -191,29 +213,18 @@ def kinetics_nca(events: pl.DataFrame, patients: pl.DataFrame, config: KineticsC
         persistent,
         persistence_day,
     )
-    source = samples.source_row[start]
-    patient = events.get_column(PID).gather(source)
-    order = np.argsort(patient.cast(pl.Utf8).to_numpy(), kind="stable")  # series come by assay within a patient
-    patient, source = patient.gather(order), source[order]
-    value = dict(zip(FLOAT_OUTPUTS, floats[:, order]))
-    count = dict(zip(INT_OUTPUTS, ints[:, order]))
-    item = events.get_column("item").gather(source).cast(pl.Utf8)
-    return _finish(patient, item, _products(patient, patients), value, count, persistent[:, order],
-                   persistence_day[:, order], config)
-
-
-def _products(patient: pl.Series, patients: pl.DataFrame) -> pl.Series:
-    """Each row's CAR-T product from the patient table (null for a patient it does not list)."""
-    position = patient_positions(patient, patients.get_column(PID))
-    products = patients.get_column("product")
-    if patients.height == 0:
-        return pl.Series("product", [None] * patient.len(), dtype=products.dtype)
-    return _null_where(products.gather(np.maximum(position, 0)), position < 0)
+    value, count = dict(zip(FLOAT_OUTPUTS, floats)), dict(zip(INT_OUTPUTS, ints))
+    patient_id = samples.rows.get_column(PID).gather(samples.source_row[start])
+    products = dict(
+        zip(patients.get_column(PID).cast(pl.Utf8).to_list(), patients.get_column("product").to_list(), strict=True)
+    )
+    product = pl.Series("product", [products.get(p) for p in samples.patient[start]], patients.schema["product"])
+    return _finish(patient_id, samples.item[start], product, value, count, persistent, persistence_day, config)
 
 
 def _finish(
-    patient: pl.Series,
-    item: pl.Series,
+    patient_id: pl.Series,
+    item: np.ndarray,
     product: pl.Series,
     value: dict[str, np.ndarray],
     count: dict[str, np.ndarray],
@@ -222,69 +233,24 @@ def _finish(
     config: KineticsConfig,
 ) -> pl.DataFrame:
     """The output frame in its documented column order, with the reasons for null parameters."""
-    end = config.auc_end_day
     auc = auc_column(config)
-    min_points = config.half_life_min_points
     threshold = config.half_life_min_r2_adj
     fitted = ~np.isnan(value["lambda_z"])
     # A fit below the R² threshold is reported as no half-life (its R² only in the reason).
     rejected = fitted & (value["half_life_r2_adj"] < threshold) if threshold is not None else np.zeros_like(fitted)
     kept = fitted & ~rejected
-    n_rows = patient.len()
+    auc_reason, half_life_reason = _reasons(value, count, rejected, ~kept, config)
     units = kinetic_units()
 
     def number(name: str, where: np.ndarray | None = None) -> pl.Series:
-        column = value[name] if where is None else np.where(where, value[name], np.nan)
-        return nan_as_null(column, name)
+        return pl.Series(name, value[name] if where is None else np.where(where, value[name], np.nan), nan_to_null=True)
 
-    reasons = pl.DataFrame(
-        [
-            number("auc_end").alias("_auc_end"),
-            number("last_sample_day"),
-            number("last_used_day").alias("_last_used_day"),
-            number("tmax_day"),
-            pl.Series("_post_peak_points", count["post_peak_points"]),
-            number("lambda_z"),
-            number("half_life_r2_adj"),
-            pl.Series("_rejected", rejected),
-        ]
-    ).select(
-        pl.when(pl.col("_auc_end").is_not_null())
-        .then(None)
-        .when(pl.col("last_sample_day") < end)
-        .then(pl.format("sampling ends at day {}, before day {} (not extrapolated)", "last_sample_day", pl.lit(end)))
-        .otherwise(
-            pl.format(
-                "last usable level at day {}, before day {}: later samples are BLQ after Tmax and {} excludes them",
-                pl.coalesce(pl.col("_last_used_day"), pl.lit(0.0)),
-                pl.lit(end),
-                pl.lit(config.blq_rule),
-            )
-        )
-        .alias(f"{auc}_reason"),
-        pl.when(pl.col("tmax_day").is_null())
-        .then(pl.lit("no quantifiable level"))
-        .when(pl.col("_post_peak_points") < min_points)
-        .then(
-            pl.format(
-                "{} quantifiable points after Tmax; at least {} are needed",
-                pl.col("_post_peak_points"),
-                pl.lit(min_points),
-            )
-        )
-        .when(pl.col("lambda_z").is_null())
-        .then(pl.lit("no decline after Tmax (lambda_z <= 0 for every fit)"))
-        .when(pl.col("_rejected"))
-        .then(pl.format("adjusted R² {} is below {}", pl.col("half_life_r2_adj").round(4), pl.lit(threshold)))
-        .alias("half_life_reason"),
-    )
-    points = np.where(kept, count["half_life_points"], -1)
     columns = [
-        patient,
-        item.alias("item"),
-        item.replace_strict(units, return_dtype=pl.Utf8).alias("unit"),
-        product.alias("product"),
-        pl.Series("blq_rule", [config.blq_rule] * n_rows, dtype=pl.Utf8),
+        patient_id,
+        pl.Series("item", item, pl.Utf8),
+        pl.Series("unit", [units[i] for i in item], pl.Utf8),
+        product,
+        pl.Series("blq_rule", [config.blq_rule] * item.size, pl.Utf8),
         pl.Series("n_samples", count["n_samples"]),
         pl.Series("n_quantifiable", count["n_quantifiable"]),
         pl.Series("day0_value", value["day0_value"]),
@@ -296,37 +262,100 @@ def _finish(
         number("tlast_day"),
         number("last_sample_day"),
         number("auc_end").alias(auc),
-        reasons.get_column(f"{auc}_reason"),
+        pl.Series(f"{auc}_reason", auc_reason, pl.Utf8),
         number("auc_0_tlast"),
         number("lambda_z", kept),
-        nan_as_null(np.where(kept, math.log(2) / value["lambda_z"], np.nan), "half_life_days"),
-        _null_where(pl.Series("half_life_points", points), points < 0),
+        pl.Series("half_life_days", np.where(kept, math.log(2) / value["lambda_z"], np.nan), nan_to_null=True),
+        _nullable("half_life_points", count["half_life_points"], ~kept, pl.Int64),
         number("half_life_r2_adj", kept),
         number("half_life_from_day", kept),
         number("half_life_to_day", kept),
-        reasons.get_column("half_life_reason"),
+        pl.Series("half_life_reason", half_life_reason, pl.Utf8),
     ]
     for d, name in enumerate(persistence_columns(config)):
-        flag = _null_where(pl.Series(name, persistent[d] == 1), persistent[d] < 0)
-        columns += [flag, nan_as_null(persistence_day[d], f"{name}_day")]
+        columns += [
+            _nullable(name, persistent[d] == 1, persistent[d] < 0, pl.Boolean),
+            pl.Series(f"{name}_day", persistence_day[d], nan_to_null=True),
+        ]
     return pl.DataFrame(columns)
 
 
-def _null_where(values: pl.Series, missing: np.ndarray) -> pl.Series:
-    """``values`` with null where ``missing`` holds."""
-    return values.scatter(np.flatnonzero(missing), None) if missing.any() else values
+def _nullable(name: str, values: np.ndarray, missing: np.ndarray, dtype: pl.DataType) -> pl.Series:
+    """A Series with null where ``missing`` holds (from a list: a Series method would cost a Polars query)."""
+    if not missing.any():
+        return pl.Series(name, values, dtype)
+    return pl.Series(name, [None if m else v for v, m in zip(values.tolist(), missing.tolist(), strict=True)], dtype)
 
 
-def _sample_frame(events: pl.DataFrame, samples: _Samples) -> pl.DataFrame:
-    """The samples as a frame: patient, assay, ``t``, ``num`` (null below quantification), ``blq`` and the
-    series number ``_series`` (an integer window key: cheaper to hash than patient and assay)."""
+def _reasons(
+    value: dict[str, np.ndarray],
+    count: dict[str, np.ndarray],
+    rejected: np.ndarray,
+    no_half_life: np.ndarray,
+    config: KineticsConfig,
+) -> tuple[list[str | None], list[str | None]]:
+    """Why the AUC(0-end) and the half-life are null, per row (None where they are not). Polars formats the
+    numbers in the messages, only on the rows that have one."""
+    end = config.auc_end_day
+    auc_reason: list[str | None] = [None] * rejected.size
+    half_life_reason: list[str | None] = [None] * rejected.size
+    explained = np.flatnonzero(np.isnan(value["auc_end"]) | no_half_life)
+    if not explained.size:
+        return auc_reason, half_life_reason
+    numbers = ("auc_end", "last_sample_day", "last_used_day", "tmax_day", "lambda_z", "half_life_r2_adj")
+    rows = pl.DataFrame(
+        [
+            *(pl.Series(name, value[name][explained], nan_to_null=True) for name in numbers),
+            pl.Series("post_peak_points", count["post_peak_points"][explained]),
+            pl.Series("rejected", rejected[explained]),
+        ]
+    )
+    min_points, threshold = config.half_life_min_points, config.half_life_min_r2_adj
+    messages = rows.select(
+        pl.when(pl.col("auc_end").is_not_null())
+        .then(None)
+        .when(pl.col("last_sample_day") < end)
+        .then(pl.format("sampling ends at day {}, before day {} (not extrapolated)", "last_sample_day", pl.lit(end)))
+        .otherwise(
+            pl.format(
+                "last usable level at day {}, before day {}: later samples are BLQ after Tmax and {} excludes them",
+                pl.coalesce(pl.col("last_used_day"), pl.lit(0.0)),
+                pl.lit(end),
+                pl.lit(config.blq_rule),
+            )
+        )
+        .alias("auc"),
+        pl.when(pl.col("tmax_day").is_null())
+        .then(pl.lit("no quantifiable level"))
+        .when(pl.col("post_peak_points") < min_points)
+        .then(
+            pl.format(
+                "{} quantifiable points after Tmax; at least {} are needed",
+                pl.col("post_peak_points"),
+                pl.lit(min_points),
+            )
+        )
+        .when(pl.col("lambda_z").is_null())
+        .then(pl.lit("no decline after Tmax (lambda_z <= 0 for every fit)"))
+        .when(pl.col("rejected"))
+        .then(pl.format("adjusted R² {} is below {}", pl.col("half_life_r2_adj").round(4), pl.lit(threshold)))
+        .alias("half_life"),
+    )
+    for row, auc, half_life in zip(explained.tolist(), *(c.to_list() for c in messages.get_columns()), strict=True):
+        auc_reason[row], half_life_reason[row] = auc, half_life
+    return auc_reason, half_life_reason
+
+
+def _sample_frame(samples: _Samples) -> pl.DataFrame:
+    """The samples as a frame: patient and assay (text), ``t``, ``num`` (null below quantification), ``blq`` and
+    the series number ``_series`` (an integer window key: cheaper to hash than patient and assay)."""
     series = np.repeat(np.arange(1, samples.series_start.size), np.diff(samples.series_start))
     return pl.DataFrame(
         [
-            events.get_column(PID).gather(samples.source_row),
-            events.get_column("item").gather(samples.source_row),
+            pl.Series(PID, samples.patient, pl.Utf8),
+            pl.Series("item", samples.item, pl.Utf8),
             pl.Series("t", samples.t),
-            nan_as_null(samples.num, "num"),
+            pl.Series("num", samples.num, nan_to_null=True),
             pl.Series("blq", samples.blq),
             pl.Series(SERIES, series),
         ]
@@ -428,7 +457,7 @@ def expansion_phase(
     """
     if reference is not None and patients is None:
         raise ValueError("a cohort reference needs the patients table (for each patient's product)")
-    samples = _running_peak(_sample_frame(events, _samples(events)).filter(pl.col("t") > 0))
+    samples = _running_peak(_sample_frame(_samples(events)).filter(pl.col("t") > 0))
     assays = {name: rank for rank, name in enumerate(config.phase_assays)}
     samples = samples.select(
         pl.col(PID).cast(pl.Utf8).alias("_pid"), pl.col("item").cast(pl.Utf8), "t", "tmax_day", "peak_confirmed"
