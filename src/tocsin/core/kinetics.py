@@ -43,12 +43,21 @@ Example
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import cache
 
+import numpy as np
 import polars as pl
 
 from tocsin.config import KineticsConfig
-from tocsin.core.segments import last_index, shift1, with_segment_start
+from tocsin.core.kernels_kinetics import (
+    BLQ_RULES,
+    FLOAT_OUTPUTS,
+    INT_OUTPUTS,
+    _collapse_replicates_loop,
+    _nca_loop,
+)
+from tocsin.core.segments import compiled, last_index, shift1, with_segment_start
 from tocsin.vocabulary import load_vocabulary
 
 PID = "patient_id"
@@ -87,152 +96,74 @@ def _persistence_days(config: KineticsConfig) -> list[float]:
     return sorted(set(config.persistence_days))
 
 
-def _samples(events: pl.DataFrame) -> pl.DataFrame:
-    """One row per patient, assay and time, sorted by series and time: ``num`` (null when below
-    quantification), ``lloq``, ``blq``, and the series number ``_series`` (an integer window key: cheaper to
-    hash than patient and assay). Sorting here, with replicates collapsed, makes every result independent
-    of the input's row order."""
-    order = [pl.col(PID).to_physical(), pl.col("item").to_physical(), "t"]
-    rows = (
-        events.filter(pl.col("item").is_in(list(kinetic_units())))
-        .select(PID, "item", "t", pl.when(pl.col("num") > 0).then(pl.col("num")).alias("num"), "lloq")
-        .sort(order)
+@dataclass(frozen=True)
+class _Samples:
+    """One entry per patient, assay and time, sorted by patient (text), assay and time; series ``i`` (one
+    patient's levels of one assay) is entries ``series_start[i]:series_start[i + 1]``. ``num`` is NaN below
+    quantification, ``lloq`` NaN when not given; ``patient`` and ``item`` are the texts of each entry, and
+    ``rows`` the kinetics rows of the events with their patient column (``rows.patient_id[source_row]`` is an
+    entry's). Sorting here, with replicates collapsed, makes every result independent of the input's row order."""
+
+    rows: pl.DataFrame
+    source_row: np.ndarray
+    series_start: np.ndarray
+    patient: np.ndarray
+    item: np.ndarray
+    t: np.ndarray
+    num: np.ndarray
+    lloq: np.ndarray
+
+    @property
+    def blq(self) -> np.ndarray:
+        return np.isnan(self.num)
+
+
+@cache
+def _is_kinetic_code(item_dtype: pl.Enum) -> np.ndarray:
+    """Per code of the ``item`` Enum: is it a kinetics item (an assay)."""
+    categories = item_dtype.categories.to_list()
+    return np.isin(np.array(categories, dtype=object), list(kinetic_units()))
+
+
+def _assay_rows(item: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of the kinetics items and their sort keys: vocabulary order for the ``item`` Enum of canonical
+    events, else the text (as Polars sorts the column)."""
+    if isinstance(item.dtype, pl.Enum):
+        codes = item.to_physical().to_numpy()
+        rows = np.flatnonzero(_is_kinetic_code(item.dtype)[codes])
+        return rows, codes[rows]
+    names = item.cast(pl.Utf8)
+    rows = np.flatnonzero(names.is_in(list(kinetic_units())).to_numpy())
+    return rows, np.unique(names.gather(rows).to_numpy(), return_inverse=True)[1]
+
+
+def _samples(events: pl.DataFrame) -> _Samples:
+    """The kinetics rows of ``events`` as sorted samples (replicates at one time averaged, quantifiable ones;
+    a measured 0 counts as below quantification)."""
+    rows, assay = _assay_rows(events.get_column("item"))
+    # A row gather of the five columns: far cheaper than a query with one gather expression per column.
+    picked = events[[PID, "item", "t", "num", "lloq"]][rows]
+    patient, t = picked.get_column(PID).cast(pl.Utf8).to_numpy(), picked.get_column("t").to_numpy()
+    order = np.lexsort((t, assay, patient))
+    t, patient, assay = t[order], patient[order], assay[order]
+    num, lloq = (picked.get_column(c).cast(pl.Float64).to_numpy()[order] for c in ("num", "lloq"))
+    new_series = np.ones(order.shape[0], dtype=np.bool_)
+    new_series[1:] = (patient[1:] != patient[:-1]) | (assay[1:] != assay[:-1])
+    new_time = new_series.copy()
+    new_time[1:] |= t[1:] != t[:-1]
+    sample_start = np.flatnonzero(np.append(new_time, True))
+    level, limit = compiled(_collapse_replicates_loop)(sample_start, np.where(num > 0, num, np.nan), lloq)
+    first = sample_start[:-1]
+    return _Samples(
+        picked,
+        order[first],
+        np.flatnonzero(np.append(new_series[first], True)),
+        patient[first],
+        picked.get_column("item").cast(pl.Utf8).to_numpy()[order[first]],
+        t[first],
+        level,
+        limit,
     )
-    same_series = (pl.col(PID) == pl.col(PID).shift(1)) & (pl.col("item") == pl.col("item").shift(1))
-    if rows.select((same_series & (pl.col("t") == pl.col("t").shift(1))).any()).item():
-        rows = rows.group_by([*GROUP, "t"]).agg(pl.col("num").mean(), pl.col("lloq").max()).sort(order)
-    return rows.with_columns(
-        pl.col("num").is_null().alias("blq"), (~same_series).fill_null(True).cum_sum().alias(SERIES)
-    )
-
-
-def _with_peak(post: pl.DataFrame) -> pl.DataFrame:
-    """Cmax and Tmax (first time of the maximum) of each series on every row; null when nothing is quantifiable."""
-    cmax = pl.col("num").max().over(SERIES)
-    return post.with_columns(cmax.alias("cmax")).with_columns(
-        pl.col("t").filter(pl.col("num") == pl.col("cmax")).min().over(SERIES).alias("tmax_day")
-    )
-
-
-def _value_used(config: KineticsConfig) -> pl.Expr:
-    """The level a sample contributes to the AUC under the BLQ rule (null = excluded)."""
-    before_peak = pl.col("tmax_day").is_null() | (pl.col("t") < pl.col("tmax_day"))
-    after_peak = {
-        "pre_peak_zero_post_peak_excluded": pl.lit(None, pl.Float64),
-        # A measured 0 has no limit: 0 is the only value consistent with it.
-        "pre_peak_zero_post_peak_half_lloq": (pl.col("lloq") / 2).fill_null(0.0),
-        "all_zero": pl.lit(0.0),
-    }[config.blq_rule]
-    return (
-        pl.when(~pl.col("blq")).then(pl.col("num")).when(before_peak).then(pl.lit(0.0)).otherwise(after_peak).alias("c")
-    )
-
-
-def _segment_area(t1: pl.Expr, c1: pl.Expr, t2: pl.Expr, c2: pl.Expr) -> pl.Expr:
-    """Linear-up/log-down trapezoid: log rule on a strictly falling segment with both ends above 0 (the
-    log rule is undefined at 0 and for equal ends), linear otherwise."""
-    dt = t2 - t1
-    log_down = (c2 < c1) & (c2 > 0)
-    return pl.when(log_down).then((c1 - c2) * dt / (c1 / c2).log()).otherwise((c1 + c2) / 2 * dt)
-
-
-def _interpolate(t1: pl.Expr, c1: pl.Expr, t2: pl.Expr, c2: pl.Expr, at: float) -> pl.Expr:
-    """Level at ``at`` between two samples, by the same rule as the area: log on a falling segment."""
-    fraction = (pl.lit(at) - t1) / (t2 - t1)
-    log_down = (c2 < c1) & (c2 > 0)
-    return pl.when(log_down).then(c1 * ((c2 / c1).log() * fraction).exp()).otherwise(c1 + (c2 - c1) * fraction)
-
-
-def _areas(curve: pl.DataFrame, config: KineticsConfig) -> pl.DataFrame:
-    """AUC(0-end) and AUC(0-Tlast) per series from the curve points (day-0 point + used samples)."""
-    end = config.auc_end_day
-    same_next = (pl.col(PID) == pl.col(PID).shift(-1)) & (pl.col("item") == pl.col("item").shift(-1))
-    t1, c1 = pl.col("t"), pl.col("c")
-    t2, c2 = pl.col("t").shift(-1), pl.col("c").shift(-1)
-    segments = curve.with_columns(
-        pl.when(same_next).then(t2).alias("t2"), pl.when(same_next).then(c2).alias("c2")
-    ).filter(pl.col("t2").is_not_null())
-    t2, c2 = pl.col("t2"), pl.col("c2")
-    area = _segment_area(t1, c1, t2, c2)
-    to_end = (
-        pl.when(t2 <= end).then(area).otherwise(_segment_area(t1, c1, pl.lit(end), _interpolate(t1, c1, t2, c2, end)))
-    )
-    reach = curve.group_by(GROUP).agg(pl.col("t").max().alias("_curve_end"))
-    sums = segments.group_by(GROUP).agg(
-        to_end.filter(t1 < end).sum().alias("_auc_end"),
-        area.filter(t2 <= pl.col("tlast_day")).sum().alias("auc_0_tlast"),
-    )
-    return reach.join(sums, on=GROUP, how="left").with_columns(
-        pl.when(pl.col("_curve_end") >= end).then(pl.col("_auc_end").fill_null(0.0)).alias("_auc_end")
-    )
-
-
-def _half_life(post: pl.DataFrame, config: KineticsConfig) -> pl.DataFrame:
-    """Terminal half-life per series: log-linear least squares on the last n quantifiable points after Tmax,
-    n from ``half_life_min_points`` to all; among fits with a decline, the best adjusted R² wins, and within
-    ``half_life_r2_adj_tolerance`` of it the fit with most points (WinNonlin/PKNCA best-fit)."""
-    points = post.filter(~pl.col("blq") & (pl.col("t") > pl.col("tmax_day")))
-    # Centred on the last point so the running sums stay small (no cancellation on long courses).
-    x = pl.col("t") - pl.col("t").max().over(SERIES)
-    y = pl.col("num").log() - pl.col("num").last().over(SERIES).log()
-    sums = points.with_columns(x.alias("x"), y.alias("y")).with_columns(
-        pl.col("t").cum_count(reverse=True).over(SERIES).alias("n"),
-        pl.col("x").cum_sum(reverse=True).over(SERIES).alias("sx"),
-        pl.col("y").cum_sum(reverse=True).over(SERIES).alias("sy"),
-        (pl.col("x") ** 2).cum_sum(reverse=True).over(SERIES).alias("sxx"),
-        (pl.col("x") * pl.col("y")).cum_sum(reverse=True).over(SERIES).alias("sxy"),
-        (pl.col("y") ** 2).cum_sum(reverse=True).over(SERIES).alias("syy"),
-    )
-    n = pl.col("n").cast(pl.Float64)
-    sxx = pl.col("sxx") - pl.col("sx") ** 2 / n
-    sxy = pl.col("sxy") - pl.col("sx") * pl.col("sy") / n
-    syy = pl.col("syy") - pl.col("sy") ** 2 / n
-    # Equal levels (syy = 0) have no decline: such fits are dropped by lambda_z > 0 below.
-    r2 = pl.when(syy > 0).then((sxy**2 / (sxx * syy)).clip(upper_bound=1.0))
-    fits = (
-        sums.filter(pl.col("n") >= config.half_life_min_points)
-        .with_columns((-sxy / sxx).alias("lambda_z"), (1 - (1 - r2) * (n - 1) / (n - 2)).alias("half_life_r2_adj"))
-        .filter(pl.col("lambda_z") > 0)
-    )
-    best = pl.col("half_life_r2_adj").max().over(SERIES)
-    chosen = (
-        fits.filter(pl.col("half_life_r2_adj") >= best - config.half_life_r2_adj_tolerance)
-        .filter(pl.col("n") == pl.col("n").max().over(SERIES))
-        .select(
-            *GROUP,
-            "lambda_z",
-            (math.log(2) / pl.col("lambda_z")).alias("half_life_days"),
-            pl.col("n").cast(pl.Int64).alias("half_life_points"),
-            "half_life_r2_adj",
-            pl.col("t").alias("half_life_from_day"),
-        )
-    )
-    counts = points.group_by(GROUP).agg(
-        pl.len().alias("_post_peak_points"), pl.col("t").max().alias("half_life_to_day")
-    )
-    return counts.join(chosen, on=GROUP, how="left")
-
-
-def _persistence(post: pl.DataFrame, config: KineticsConfig) -> pl.DataFrame:
-    """Per series and persistence day D: is the sample nearest to D (within the window; the later on a tie)
-    quantifiable, and its day. Only the few samples inside a window are grouped."""
-    window = config.persistence_window_days
-    if not _persistence_days(config):
-        return post.select(GROUP).unique()
-    near = post.filter(
-        pl.any_horizontal((pl.col("t") - day).abs() <= window for day in _persistence_days(config))
-    ).select(*GROUP, "t", "blq")
-    aggregations = []
-    for day in _persistence_days(config):
-        label = day_label(day)
-        distance = (pl.col("t") - day).abs()
-        inside = distance <= window
-        nearest_day = pl.col("t").filter(inside & (distance == distance.filter(inside).min())).max()
-        aggregations += [
-            (~pl.col("blq")).filter(pl.col("t") == nearest_day).first().alias(f"persistence_d{label}"),
-            nearest_day.alias(f"persistence_d{label}_day"),
-        ]
-    return near.group_by(GROUP).agg(aggregations)
 
 
 def kinetics_nca(events: pl.DataFrame, patients: pl.DataFrame, config: KineticsConfig) -> pl.DataFrame:
@@ -252,138 +183,182 @@ def kinetics_nca(events: pl.DataFrame, patients: pl.DataFrame, config: KineticsC
     ``item`` is text, as in the other outputs of this module.
 
     Levels are in the assay's canonical unit; AUC in unit x day. See the module docstring and
-    docs/kinetics.md for the conventions, and ``data/criteria/kinetics_nca.yaml`` for their sources.
+    docs/kinetics.md for the conventions, and ``data/criteria/kinetics_nca.yaml`` for their sources. Each
+    series (patient and assay) is one walk over its sorted samples (``kernels_kinetics._nca_loop``).
     """
     samples = _samples(events)
-    post = _with_peak(samples.filter(pl.col("t") > 0)).with_columns(_value_used(config))
-    day0 = (
-        samples.filter(pl.col("t") <= 0)
-        .group_by(GROUP)
-        .agg(pl.col("num").last().fill_null(0.0).alias("day0_value"))
-        .with_columns(pl.lit(True).alias("day0_from_sample"))
+    start, stop = samples.series_start[:-1], samples.series_start[1:]
+    # A series is reported when it has a post-infusion sample: its last (in time order) is one.
+    reported = samples.t[stop - 1] > 0
+    start, stop = start[reported], stop[reported]
+    days = np.array(_persistence_days(config), dtype=np.float64)
+    floats = np.empty((len(FLOAT_OUTPUTS), start.size))
+    ints = np.empty((len(INT_OUTPUTS), start.size), dtype=np.int64)
+    persistent = np.empty((days.size, start.size), dtype=np.int8)
+    persistence_day = np.empty((days.size, start.size))
+    compiled(_nca_loop)(
+        start,
+        stop,
+        samples.t,
+        samples.num,
+        samples.lloq,
+        BLQ_RULES.index(config.blq_rule),
+        float(config.auc_end_day),
+        days,
+        float(config.persistence_window_days),
+        config.half_life_min_points,
+        float(config.half_life_r2_adj_tolerance),
+        floats,
+        ints,
+        persistent,
+        persistence_day,
     )
-    cmax, tmax = pl.col("cmax").first(), pl.col("tmax_day").first()
-    quantifiable = ~pl.col("blq")
-    summary = post.group_by(GROUP).agg(
-        pl.len().cast(pl.Int64).alias("n_samples"),
-        quantifiable.sum().cast(pl.Int64).alias("n_quantifiable"),
-        cmax.alias("cmax"),
-        tmax.alias("tmax_day"),
-        ((pl.col("t") > tmax) & (pl.col("blq") | (pl.col("num") < cmax))).any().alias("peak_confirmed"),
-        # Rows keep their time order within a group (``_samples`` sorted them).
-        pl.col("num").drop_nulls().last().alias("clast"),
-        pl.col("t").filter(quantifiable).max().alias("tlast_day"),
-        pl.col("t").max().alias("last_sample_day"),
-        pl.col("t").filter(pl.col("c").is_not_null()).max().alias("_last_used_day"),
+    value, count = dict(zip(FLOAT_OUTPUTS, floats)), dict(zip(INT_OUTPUTS, ints))
+    patient_id = samples.rows.get_column(PID).gather(samples.source_row[start])
+    products = dict(
+        zip(patients.get_column(PID).cast(pl.Utf8).to_list(), patients.get_column("product").to_list(), strict=True)
     )
-    summary = summary.join(day0, on=GROUP, how="left").with_columns(
-        pl.col("day0_value").fill_null(0.0), pl.col("day0_from_sample").fill_null(False)
-    )
-    curve = pl.concat(
-        [
-            summary.select(*GROUP, pl.lit(0.0).alias("t"), pl.col("day0_value").alias("c"), "tlast_day"),
-            post.filter(pl.col("c").is_not_null())
-            .join(summary.select(*GROUP, "tlast_day"), on=GROUP)
-            .select(*GROUP, "t", "c", "tlast_day"),
-        ]
-    ).sort([*GROUP, "t"])
-    result = (
-        summary.join(_areas(curve, config), on=GROUP, how="left")
-        .join(_half_life(post, config), on=GROUP, how="left")
-        .join(_persistence(post, config), on=GROUP, how="left")
-        .join(patients.select(PID, "product"), on=PID, how="left")
-    )
-    return _finish(result, config)
+    product = pl.Series("product", [products.get(p) for p in samples.patient[start]], patients.schema["product"])
+    return _finish(patient_id, samples.item[start], product, value, count, persistent, persistence_day, config)
 
 
-def _finish(result: pl.DataFrame, config: KineticsConfig) -> pl.DataFrame:
-    """Reasons for null parameters, config-named columns, documented column order."""
-    end = config.auc_end_day
+def _finish(
+    patient_id: pl.Series,
+    item: np.ndarray,
+    product: pl.Series,
+    value: dict[str, np.ndarray],
+    count: dict[str, np.ndarray],
+    persistent: np.ndarray,
+    persistence_day: np.ndarray,
+    config: KineticsConfig,
+) -> pl.DataFrame:
+    """The output frame in its documented column order, with the reasons for null parameters."""
     auc = auc_column(config)
-    auc_reason = (
-        pl.when(pl.col("_auc_end").is_not_null())
+    threshold = config.half_life_min_r2_adj
+    fitted = ~np.isnan(value["lambda_z"])
+    # A fit below the R² threshold is reported as no half-life (its R² only in the reason).
+    rejected = fitted & (value["half_life_r2_adj"] < threshold) if threshold is not None else np.zeros_like(fitted)
+    kept = fitted & ~rejected
+    auc_reason, half_life_reason = _reasons(value, count, rejected, ~kept, config)
+    units = kinetic_units()
+
+    def number(name: str, where: np.ndarray | None = None) -> pl.Series:
+        return pl.Series(name, value[name] if where is None else np.where(where, value[name], np.nan), nan_to_null=True)
+
+    columns = [
+        patient_id,
+        pl.Series("item", item, pl.Utf8),
+        pl.Series("unit", [units[i] for i in item], pl.Utf8),
+        product,
+        pl.Series("blq_rule", [config.blq_rule] * item.size, pl.Utf8),
+        pl.Series("n_samples", count["n_samples"]),
+        pl.Series("n_quantifiable", count["n_quantifiable"]),
+        pl.Series("day0_value", value["day0_value"]),
+        pl.Series("day0_from_sample", count["day0_from_sample"].astype(np.bool_)),
+        number("cmax"),
+        number("tmax_day"),
+        pl.Series("peak_confirmed", count["peak_confirmed"].astype(np.bool_)),
+        number("clast"),
+        number("tlast_day"),
+        number("last_sample_day"),
+        number("auc_end").alias(auc),
+        pl.Series(f"{auc}_reason", auc_reason, pl.Utf8),
+        number("auc_0_tlast"),
+        number("lambda_z", kept),
+        pl.Series("half_life_days", np.where(kept, math.log(2) / value["lambda_z"], np.nan), nan_to_null=True),
+        _nullable("half_life_points", count["half_life_points"], ~kept, pl.Int64),
+        number("half_life_r2_adj", kept),
+        number("half_life_from_day", kept),
+        number("half_life_to_day", kept),
+        pl.Series("half_life_reason", half_life_reason, pl.Utf8),
+    ]
+    for d, name in enumerate(persistence_columns(config)):
+        columns += [
+            _nullable(name, persistent[d] == 1, persistent[d] < 0, pl.Boolean),
+            pl.Series(f"{name}_day", persistence_day[d], nan_to_null=True),
+        ]
+    return pl.DataFrame(columns)
+
+
+def _nullable(name: str, values: np.ndarray, missing: np.ndarray, dtype: pl.DataType) -> pl.Series:
+    """A Series with null where ``missing`` holds (from a list: a Series method would cost a Polars query)."""
+    if not missing.any():
+        return pl.Series(name, values, dtype)
+    return pl.Series(name, [None if m else v for v, m in zip(values.tolist(), missing.tolist(), strict=True)], dtype)
+
+
+def _reasons(
+    value: dict[str, np.ndarray],
+    count: dict[str, np.ndarray],
+    rejected: np.ndarray,
+    no_half_life: np.ndarray,
+    config: KineticsConfig,
+) -> tuple[list[str | None], list[str | None]]:
+    """Why the AUC(0-end) and the half-life are null, per row (None where they are not). Polars formats the
+    numbers in the messages, only on the rows that have one."""
+    end = config.auc_end_day
+    auc_reason: list[str | None] = [None] * rejected.size
+    half_life_reason: list[str | None] = [None] * rejected.size
+    explained = np.flatnonzero(np.isnan(value["auc_end"]) | no_half_life)
+    if not explained.size:
+        return auc_reason, half_life_reason
+    numbers = ("auc_end", "last_sample_day", "last_used_day", "tmax_day", "lambda_z", "half_life_r2_adj")
+    rows = pl.DataFrame(
+        [
+            *(pl.Series(name, value[name][explained], nan_to_null=True) for name in numbers),
+            pl.Series("post_peak_points", count["post_peak_points"][explained]),
+            pl.Series("rejected", rejected[explained]),
+        ]
+    )
+    min_points, threshold = config.half_life_min_points, config.half_life_min_r2_adj
+    messages = rows.select(
+        pl.when(pl.col("auc_end").is_not_null())
         .then(None)
         .when(pl.col("last_sample_day") < end)
         .then(pl.format("sampling ends at day {}, before day {} (not extrapolated)", "last_sample_day", pl.lit(end)))
         .otherwise(
             pl.format(
                 "last usable level at day {}, before day {}: later samples are BLQ after Tmax and {} excludes them",
-                pl.coalesce(pl.col("_last_used_day"), pl.lit(0.0)),
+                pl.coalesce(pl.col("last_used_day"), pl.lit(0.0)),
                 pl.lit(end),
                 pl.lit(config.blq_rule),
             )
         )
-    )
-    min_points = config.half_life_min_points
-    threshold = config.half_life_min_r2_adj
-    below_threshold = (pl.col("half_life_r2_adj") < threshold if threshold is not None else pl.lit(False)) & pl.col(
-        "lambda_z"
-    ).is_not_null()
-    half_life_reason = (
+        .alias("auc"),
         pl.when(pl.col("tmax_day").is_null())
         .then(pl.lit("no quantifiable level"))
-        .when(pl.col("_post_peak_points").fill_null(0) < min_points)
+        .when(pl.col("post_peak_points") < min_points)
         .then(
             pl.format(
                 "{} quantifiable points after Tmax; at least {} are needed",
-                pl.col("_post_peak_points").fill_null(0),
+                pl.col("post_peak_points"),
                 pl.lit(min_points),
             )
         )
         .when(pl.col("lambda_z").is_null())
         .then(pl.lit("no decline after Tmax (lambda_z <= 0 for every fit)"))
-        .when(below_threshold)
+        .when(pl.col("rejected"))
         .then(pl.format("adjusted R² {} is below {}", pl.col("half_life_r2_adj").round(4), pl.lit(threshold)))
+        .alias("half_life"),
     )
-    rejected = below_threshold.fill_null(False)
-    units = kinetic_units()
-    persistence = [c for col in persistence_columns(config) for c in (col, f"{col}_day")]
-    return (
-        result.with_columns(
-            pl.col("_auc_end").alias(auc),
-            auc_reason.alias(f"{auc}_reason"),
-            half_life_reason.alias("half_life_reason"),
-            *(
-                pl.when(~rejected).then(pl.col(c)).alias(c)
-                for c in ("lambda_z", "half_life_days", "half_life_points", "half_life_r2_adj", "half_life_from_day")
-            ),
-            pl.when(pl.col("lambda_z").is_not_null() & ~rejected)
-            .then(pl.col("half_life_to_day"))
-            .alias("half_life_to_day"),
-            pl.when(pl.col("tlast_day").is_not_null()).then(pl.col("auc_0_tlast")).alias("auc_0_tlast"),
-            pl.col("item").cast(pl.Utf8).replace_strict(units, return_dtype=pl.Utf8).alias("unit"),
-            pl.lit(config.blq_rule).alias("blq_rule"),
-        )
-        .select(
-            PID,
-            "item",
-            "unit",
-            "product",
-            "blq_rule",
-            "n_samples",
-            "n_quantifiable",
-            "day0_value",
-            "day0_from_sample",
-            "cmax",
-            "tmax_day",
-            "peak_confirmed",
-            "clast",
-            "tlast_day",
-            "last_sample_day",
-            auc,
-            f"{auc}_reason",
-            "auc_0_tlast",
-            "lambda_z",
-            "half_life_days",
-            "half_life_points",
-            "half_life_r2_adj",
-            "half_life_from_day",
-            "half_life_to_day",
-            "half_life_reason",
-            *persistence,
-        )
-        .sort([pl.col(PID).cast(pl.Utf8), "item"])
-        .with_columns(pl.col("item").cast(pl.Utf8))
+    for row, auc, half_life in zip(explained.tolist(), *(c.to_list() for c in messages.get_columns()), strict=True):
+        auc_reason[row], half_life_reason[row] = auc, half_life
+    return auc_reason, half_life_reason
+
+
+def _sample_frame(samples: _Samples) -> pl.DataFrame:
+    """The samples as a frame: patient and assay (text), ``t``, ``num`` (null below quantification), ``blq`` and
+    the series number ``_series`` (an integer window key: cheaper to hash than patient and assay)."""
+    series = np.repeat(np.arange(1, samples.series_start.size), np.diff(samples.series_start))
+    return pl.DataFrame(
+        [
+            pl.Series(PID, samples.patient, pl.Utf8),
+            pl.Series("item", samples.item, pl.Utf8),
+            pl.Series("t", samples.t),
+            pl.Series("num", samples.num, nan_to_null=True),
+            pl.Series("blq", samples.blq),
+            pl.Series(SERIES, series),
+        ]
     )
 
 
@@ -482,7 +457,7 @@ def expansion_phase(
     """
     if reference is not None and patients is None:
         raise ValueError("a cohort reference needs the patients table (for each patient's product)")
-    samples = _running_peak(_samples(events).filter(pl.col("t") > 0))
+    samples = _running_peak(_sample_frame(_samples(events)).filter(pl.col("t") > 0))
     assays = {name: rank for rank, name in enumerate(config.phase_assays)}
     samples = samples.select(
         pl.col(PID).cast(pl.Utf8).alias("_pid"), pl.col("item").cast(pl.Utf8), "t", "tmax_day", "peak_confirmed"
