@@ -39,19 +39,24 @@ import polars as pl
 from tocsin.config import ScoresConfig
 from tocsin.core.scores.baseline import (
     Input,
+    LabRows,
+    Pick,
     Step,
+    Windows,
     compare,
     evaluation_windows,
     identity,
+    lab_rows,
     ladder,
     ladder_bounds,
     ladder_points,
     labels,
-    pick_values,
+    patient_codes,
+    picked_columns,
+    picked_rows,
     points_range,
     settled,
     total,
-    widen,
 )
 from tocsin.criteria import load_scale
 
@@ -59,6 +64,9 @@ SCALE = load_scale("hscore")
 INPUTS = {name: Input(name, spec["item"], spec["unit"]) for name, spec in SCALE.table("inputs").items()}
 LINEAGES = {name: Input(name, spec["item"], spec["unit"]) for name, spec in SCALE.table("cytopenia_lineages").items()}
 CYTOPENIA_STEPS = [Step(s["op"], float(s["value"]), int(s["points"])) for s in SCALE.table("cytopenia_points")]
+#: The labs the HScore reads and the worst direction of each.
+PICKS: dict[str, Pick] = {spec["item"]: spec["worst"] for spec in SCALE.table("inputs").values()}
+PICKS |= {source.item: "min" for source in LINEAGES.values()}
 ASSUMED_ABSENT_CAVEAT = "Scored as absent by configuration (scores.hscore_assume_absent), not observed: {}."
 
 
@@ -94,12 +102,19 @@ def hscore(
     ``immunosuppression_points, organomegaly_points, hemophagocytosis_points``; then ``caveats, scale,
     version, citation, doi``.
     """
-    windows, closed = evaluation_windows(events, patients, at)
+    return hscore_in_windows(lab_rows(events, list(PICKS)), evaluation_windows(events, patients, at), config)
+
+
+def hscore_in_windows(labs: LabRows, windows: Windows, config: ScoresConfig = ScoresConfig()) -> pl.DataFrame:
+    """:func:`hscore` at ``windows``, from the rows of a batch (``labs`` holding at least the items of ``PICKS``)."""
+    rows = picked_rows(
+        labs, patient_codes(windows.patient_id), windows.at, PICKS, config.hscore_window_days, windows.closed
+    )
     sources = {**INPUTS, **LINEAGES}
-    picks = {spec["item"]: spec["worst"] for spec in SCALE.table("inputs").values()}
-    picks |= {source.item: "min" for source in LINEAGES.values()}
-    picked = pick_values(events, windows, picks, config.hscore_window_days, closed)
-    frame = widen(windows, picked, {name: source.item for name, source in sources.items()})
+    picked = picked_columns(
+        labs, rows, {name: source.item for name, source in sources.items()}, list(PICKS), ("value", "day")
+    )
+    frame = windows.frame().hstack(list(picked.values()))
 
     # Built in stages, each stage reading the columns of the one before: one expression per output with
     # the ladders inlined into every sum made Polars plan a tree so large that one row took 0.2 s.

@@ -41,13 +41,20 @@ import polars as pl
 from tocsin.config import ScoresConfig
 from tocsin.core.scores.baseline import (
     ANCHOR_INFUSION,
+    LabRows,
     Pick,
-    baseline_values,
+    Windows,
+    baseline_frame,
     evaluation_windows,
+    gathered,
     identity,
+    lab_rows,
     labels,
-    pick_values,
-    widen,
+    patient_codes,
+    patient_table,
+    picked_columns,
+    picked_rows,
+    position_of,
 )
 from tocsin.criteria import load_scale
 
@@ -113,24 +120,28 @@ def _car_hlh_criteria() -> dict[str, pl.Expr]:
     }
 
 
-def _screen_inputs(
-    events: pl.DataFrame, patients: pl.DataFrame, config: ScoresConfig, at: float | pl.DataFrame | None
-) -> pl.DataFrame:
-    """Per patient and evaluation time, the window labs and the labs at infusion both screens read."""
-    windows, closed = evaluation_windows(events, patients, at)
-    picked = pick_values(events, windows, WINDOW_LABS, config.hlh_screen_window_days, closed)
-    frame = widen(windows, picked, {lab: lab for lab in WINDOW_LABS}, ("value", "day", "uln"))
-    at_infusion = baseline_values(
-        events,
-        patients,
-        {lab: lab for lab in INFUSION_LABS},
-        config.baseline_lookback_days,
-        ("value",),
-        ANCHOR_INFUSION,
-    ).select("patient_id", *(pl.col(f"{lab}_value").alias(f"{lab}_at_infusion") for lab in INFUSION_LABS))
-    return frame.join(at_infusion, on="patient_id", how="left", maintain_order="left").with_columns(
-        pl.col("ferritin_uln").fill_null(pl.lit(config.ferritin_uln_ng_ml, pl.Float64))
+def screen_inputs(labs: LabRows, patients: pl.DataFrame, windows: Windows, config: ScoresConfig) -> pl.DataFrame:
+    """Per evaluation window, the window labs and the labs at infusion both screens read (``labs`` holding at
+    least :data:`WINDOW_LABS` and :data:`INFUSION_LABS`)."""
+    codes = patient_codes(windows.patient_id)
+    rows = picked_rows(labs, codes, windows.at, WINDOW_LABS, config.hlh_screen_window_days, windows.closed)
+    picked = picked_columns(labs, rows, {lab: lab for lab in WINDOW_LABS}, list(WINDOW_LABS), ("value", "day", "uln"))
+    ids = patient_table(patients)
+    at_infusion = baseline_frame(
+        labs, ids, {lab: lab for lab in INFUSION_LABS}, config.baseline_lookback_days, ("value",), ANCHOR_INFUSION
     )
+    # Each window's patient's row of the per-patient table (none for a patient the table does not list).
+    of_window = position_of(patient_codes(ids), codes)
+    infusion = [
+        pl.Series(
+            f"{lab}_at_infusion",
+            gathered(at_infusion.get_column(f"{lab}_value").to_numpy(), of_window),
+            nan_to_null=True,
+        )
+        for lab in INFUSION_LABS
+    ]
+    frame = windows.frame().hstack([*picked.values(), *infusion])
+    return frame.with_columns(pl.col("ferritin_uln").fill_null(pl.lit(config.ferritin_uln_ng_ml, pl.Float64)))
 
 
 def _screen(frame: pl.DataFrame, name: str, criteria: Callable[[], Mapping[str, pl.Expr]]) -> pl.DataFrame:
@@ -160,9 +171,11 @@ def _screen(frame: pl.DataFrame, name: str, criteria: Callable[[], Mapping[str, 
         "day",
         pl.lit(name).alias("screen"),
         "status",
-        pl.col("status").replace_strict(
+        pl.col("status")
+        .replace_strict(
             {"possible": spec["rule_possible"], "not_met": spec["rule_not_met"], "incomplete": spec["rule_incomplete"]}
-        ).alias("rule"),
+        )
+        .alias("rule"),
         labels({rule: expr for rule, expr in state.items()}).alias("met"),
         labels({rule: ~expr for rule, expr in state.items()}).alias("not_met"),
         labels({f"{rule}: needs {needs[rule]}": expr.is_null() for rule, expr in state.items()}).alias("missing"),
@@ -188,7 +201,7 @@ def iec_hs_screen(
     ``_uln`` (canonical units) and ``<lab>_at_infusion``, then ``caveats, scale, version, citation, doi,
     screen_citation, screen_doi``.
     """
-    return _screen(_screen_inputs(events, patients, config, at), "iec_hs", _iec_hs_criteria)
+    return _screen(_inputs(events, patients, config, at), "iec_hs", _iec_hs_criteria)
 
 
 def car_hlh_screen(
@@ -202,7 +215,7 @@ def car_hlh_screen(
     The "during CRS" condition of carHLH is not checked here (CRS grades come from the engine); the
     screen reads the peak ferritin in the window.
     """
-    return _screen(_screen_inputs(events, patients, config, at), "car_hlh", _car_hlh_criteria)
+    return _screen(_inputs(events, patients, config, at), "car_hlh", _car_hlh_criteria)
 
 
 def hlh_screens(
@@ -212,5 +225,16 @@ def hlh_screens(
     at: float | pl.DataFrame | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Both screens, :func:`iec_hs_screen` and :func:`car_hlh_screen`, from one read of the labs they share."""
-    frame = _screen_inputs(events, patients, config, at)
-    return _screen(frame, "iec_hs", _iec_hs_criteria), _screen(frame, "car_hlh", _car_hlh_criteria)
+    return screens(_inputs(events, patients, config, at))
+
+
+def screens(inputs: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Both screens from one :func:`screen_inputs`."""
+    return _screen(inputs, "iec_hs", _iec_hs_criteria), _screen(inputs, "car_hlh", _car_hlh_criteria)
+
+
+def _inputs(
+    events: pl.DataFrame, patients: pl.DataFrame, config: ScoresConfig, at: float | pl.DataFrame | None
+) -> pl.DataFrame:
+    labs = lab_rows(events, {*WINDOW_LABS, *INFUSION_LABS})
+    return screen_inputs(labs, patients, evaluation_windows(events, patients, at), config)
