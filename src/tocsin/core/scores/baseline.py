@@ -83,6 +83,11 @@ class Input:
         """A value in the table's unit in the item's canonical unit, rounded as ingest rounds."""
         return round(_conversion(self.unit, self.item).apply(value), _DECIMALS)
 
+    def in_table_unit(self, values: np.ndarray) -> np.ndarray:
+        """Canonical values (NaN where missing) in the table's unit, as :meth:`from_canonical` (for arrays)."""
+        conversion = _conversion(self.unit, self.item)
+        return np.round((values - conversion.offset) / conversion.scale, _DECIMALS)
+
     def from_canonical(self, value: pl.Expr) -> pl.Expr:
         """Canonical values in the table's unit (for display and formulas)."""
         conversion = _conversion(self.unit, self.item)
@@ -125,6 +130,45 @@ def ladder_points(value: pl.Expr, steps: Sequence[Step], otherwise: int) -> pl.E
     for step in steps:
         expr = expr.when(compare(value, step.op, step.threshold)).then(pl.lit(step.points, pl.Int32))
     return expr.otherwise(pl.lit(otherwise, pl.Int32))
+
+
+def holds(values: np.ndarray, op: Op, threshold: float) -> np.ndarray:
+    """``values op threshold`` on an array (False where NaN)."""
+    match op:
+        case "<":
+            return values < threshold
+        case "<=":
+            return values <= threshold
+        case ">":
+            return values > threshold
+        case ">=":
+            return values >= threshold
+    raise ValueError(f"unknown comparison {op!r}")
+
+
+def points_of(values: np.ndarray, steps: Sequence[Step], otherwise: int) -> np.ndarray:
+    """:func:`ladder_points` on an array: the points of the first step that holds, NaN where the value is NaN."""
+    points = np.full(values.shape, float(otherwise))
+    for step in reversed(steps):  # the first step that holds is written last
+        points[holds(values, step.op, step.threshold)] = step.points
+    return np.where(np.isnan(values), np.nan, points)
+
+
+def constant(name: str, value: Any, height: int, dtype: Any = pl.Utf8) -> pl.Series:
+    """A column holding ``value`` on every row."""
+    return pl.Series(name, [value], dtype=dtype).new_from_index(0, height)
+
+
+def label_lists(name: str, conditions: Mapping[str, np.ndarray | bool], height: int) -> pl.Series:
+    """:func:`labels` from arrays: per row, the names whose condition holds. Rows share few distinct lists, so each
+    distinct one is built once and gathered (a Python list per row costs milliseconds for a batch)."""
+    bits = np.zeros(height, dtype=np.int64)
+    for k, condition in enumerate(conditions.values()):
+        bits |= np.broadcast_to(np.asarray(condition, dtype=np.bool_), (height,)).astype(np.int64) << k
+    distinct, inverse = np.unique(bits, return_inverse=True)
+    names = list(conditions)
+    options = [[n for k, n in enumerate(names) if int(mask) >> k & 1] for mask in distinct]
+    return pl.Series(name, options, dtype=pl.List(pl.Utf8))[inverse.ravel()]
 
 
 def ladder_bounds(steps: Sequence[Step], otherwise: int) -> tuple[int, int]:
@@ -183,6 +227,11 @@ def identity(scale: Any) -> list[pl.Expr]:
         pl.lit(scale.citation).alias("citation"),
         pl.lit(scale.doi).alias("doi"),
     ]
+
+
+def identity_columns(scale: Any, height: int) -> list[pl.Series]:
+    """:func:`identity` as columns of ``height`` rows."""
+    return [constant(name, getattr(scale, name), height) for name in ("scale", "version", "citation", "doi")]
 
 
 # ------------------------------------------------------------------------------------------- windows
