@@ -159,6 +159,25 @@ def constant(name: str, value: Any, height: int, dtype: Any = pl.Utf8) -> pl.Ser
     return pl.Series(name, [value], dtype=dtype).new_from_index(0, height)
 
 
+def whole_numbers(name: str, values: np.ndarray) -> pl.Series:
+    """Points and counts (whole numbers held as floats) as Int32, null where NaN."""
+    return pl.Series(name, values, nan_to_null=True).cast(pl.Int32)
+
+
+def settled_band(least: np.ndarray, most: np.ndarray, bands: Sequence[Mapping[str, Any]], field: str) -> np.ndarray:
+    """Index of the band (``{min, max}`` inclusive) whose ``field`` both ends of a range fall in, else -1."""
+
+    def band_of(values: np.ndarray) -> np.ndarray:
+        index = np.full(values.shape, -1, dtype=np.int64)
+        for k in reversed(range(len(bands))):  # the first band that holds is written last
+            index[(values >= bands[k]["min"]) & (values <= bands[k]["max"])] = k
+        return index
+
+    names = np.array([b[field] for b in bands] + [None], dtype=object)
+    low, high = band_of(least), band_of(most)
+    return np.where((names[low] == names[high]) & (low >= 0), low, -1)
+
+
 def label_lists(name: str, conditions: Mapping[str, np.ndarray | bool], height: int) -> pl.Series:
     """:func:`labels` from arrays: per row, the names whose condition holds. Rows share few distinct lists, so each
     distinct one is built once and gathered (a Python list per row costs milliseconds for a batch)."""

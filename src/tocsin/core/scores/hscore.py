@@ -56,6 +56,7 @@ from tocsin.core.scores.baseline import (
     patient_codes,
     picked_rows,
     points_of,
+    whole_numbers,
 )
 from tocsin.criteria import load_scale
 
@@ -133,7 +134,7 @@ def hscore_in_windows(labs: LabRows, windows: Windows, config: ScoresConfig = Sc
         points = points_of(value, steps, spec["otherwise"])
         low, high = ladder_bounds(steps, spec["otherwise"])
         least, most = least + np.where(np.isnan(points), low, points), most + np.where(np.isnan(points), high, points)
-        columns += [*described(name, source, value, day), _ints(f"{name}_points", points)]
+        columns += [*described(name, source, value, day), whole_numbers(f"{name}_points", points)]
         missing[name] = np.isnan(value)
     cytopenic, unknown = np.zeros(height), np.zeros(height)
     for name, source in LINEAGES.items():
@@ -163,24 +164,21 @@ def hscore_in_windows(labs: LabRows, windows: Windows, config: ScoresConfig = Sc
             windows.patient_id,
             pl.Series("at", windows.at),
             pl.Series("day", windows.day),
-            _ints("score", score),
-            _ints("score_at_least", least),
-            _ints("score_at_most", most),
-            _ints("probability_pct_low", _probability(score, "low")),
-            _ints("probability_pct_high", _probability(score, "high")),
+            whole_numbers("score", score),
+            whole_numbers("score_at_least", least),
+            whole_numbers("score_at_most", most),
+            whole_numbers("probability_pct_low", _probability(score, "low")),
+            whole_numbers("probability_pct_high", _probability(score, "high")),
             pl.Series("category", ["low", "high", None], dtype=pl.Utf8)[settled],
             pl.Series("rule", ["HSCORE-BELOW-CUTOFF", "HSCORE-CUTOFF", "HSCORE-MISSING"], dtype=pl.Utf8)[settled],
             label_lists("missing", missing, height),
             *columns,
-            _ints("cytopenias_value", np.where(unknown == 0, cytopenic, np.nan)),
-            _ints("cytopenias_points", np.where(lineage_points[0] == lineage_points[1], lineage_points[0], np.nan)),
+            whole_numbers("cytopenias_value", np.where(unknown == 0, cytopenic, np.nan)),
+            whole_numbers(
+                "cytopenias_points", np.where(lineage_points[0] == lineage_points[1], lineage_points[0], np.nan)
+            ),
             *clinical,
             constant("caveats", caveats, height, pl.List(pl.Utf8)),
             *identity_columns(SCALE, height),
         ]
     )
-
-
-def _ints(name: str, values: np.ndarray) -> pl.Series:
-    """Whole numbers as Int32, null where NaN."""
-    return pl.Series(name, values, nan_to_null=True).cast(pl.Int32)
