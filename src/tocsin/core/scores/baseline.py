@@ -5,6 +5,10 @@
 which anchor it used. Values older than ``lookback_days`` before the anchor do not count. A lab drawn at
 the anchor time counts (with day-resolution data, the lymphodepletion day's labs are the pre-treatment draw).
 
+**Arrays.** A score reads the columns it needs once (:func:`lab_rows`), picks, scores and ranges on NumPy
+arrays, and builds its output frame at the end: an eager Polars operation costs 20–500 µs however small its
+frame, and the scores of one course took about 100 of them.
+
 **Windows.** A score at a time ``at`` takes, per lab, one value from the window of ``period`` days that
 ends at ``at``: the last one, or the worst one (highest or lowest). All windows of a batch are resolved at
 once, by one compiled scan of each window's patient rows (:mod:`tocsin.core.kernels_scores`), and the winning
@@ -19,16 +23,16 @@ category only when the whole range falls in one category.
 
 Example
 -------
->>> import polars as pl
->>> from tocsin.core.scores.baseline import Step, ladder_points
->>> pl.select(ladder_points(pl.lit(75.0), [Step("<", 75.0, 2), Step("<=", 175.0, 1)], 0)).item()
-1
+>>> import numpy as np
+>>> from tocsin.core.scores.baseline import Step, points_of
+>>> points_of(np.array([75.0, 200.0, np.nan]), [Step("<", 75.0, 2), Step("<=", 175.0, 1)], 0).tolist()
+[1.0, 0.0, nan]
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, Literal
@@ -84,14 +88,10 @@ class Input:
         return round(_conversion(self.unit, self.item).apply(value), _DECIMALS)
 
     def in_table_unit(self, values: np.ndarray) -> np.ndarray:
-        """Canonical values (NaN where missing) in the table's unit, as :meth:`from_canonical` (for arrays)."""
+        """Canonical values (NaN where missing) in the table's unit (for display and formulas), rounded as ingest
+        rounds."""
         conversion = _conversion(self.unit, self.item)
         return np.round((values - conversion.offset) / conversion.scale, _DECIMALS)
-
-    def from_canonical(self, value: pl.Expr) -> pl.Expr:
-        """Canonical values in the table's unit (for display and formulas)."""
-        conversion = _conversion(self.unit, self.item)
-        return ((value - conversion.offset) / conversion.scale).round(_DECIMALS)
 
 
 @cache
@@ -111,27 +111,6 @@ def ladder(spec: Sequence[Mapping[str, Any]], source: Input) -> list[Step]:
     return [Step(s["op"], source.to_canonical(float(s["value"])), int(s["points"])) for s in spec]
 
 
-def compare(value: pl.Expr, op: Op, threshold: float) -> pl.Expr:
-    match op:
-        case "<":
-            return value < threshold
-        case "<=":
-            return value <= threshold
-        case ">":
-            return value > threshold
-        case ">=":
-            return value >= threshold
-    raise ValueError(f"unknown comparison {op!r}")
-
-
-def ladder_points(value: pl.Expr, steps: Sequence[Step], otherwise: int) -> pl.Expr:
-    """Points of the first step that holds; ``otherwise`` when none does; null when the value is null."""
-    expr = pl.when(value.is_null()).then(pl.lit(None, pl.Int32))
-    for step in steps:
-        expr = expr.when(compare(value, step.op, step.threshold)).then(pl.lit(step.points, pl.Int32))
-    return expr.otherwise(pl.lit(otherwise, pl.Int32))
-
-
 def holds(values: np.ndarray, op: Op, threshold: float) -> np.ndarray:
     """``values op threshold`` on an array (False where NaN)."""
     match op:
@@ -147,7 +126,7 @@ def holds(values: np.ndarray, op: Op, threshold: float) -> np.ndarray:
 
 
 def points_of(values: np.ndarray, steps: Sequence[Step], otherwise: int) -> np.ndarray:
-    """:func:`ladder_points` on an array: the points of the first step that holds, NaN where the value is NaN."""
+    """Points of the first step that holds; ``otherwise`` when none does; NaN where the value is NaN (missing)."""
     points = np.full(values.shape, float(otherwise))
     for step in reversed(steps):  # the first step that holds is written last
         points[holds(values, step.op, step.threshold)] = step.points
@@ -179,7 +158,8 @@ def settled_band(least: np.ndarray, most: np.ndarray, bands: Sequence[Mapping[st
 
 
 def label_lists(name: str, conditions: Mapping[str, np.ndarray | bool], height: int) -> pl.Series:
-    """:func:`labels` from arrays: per row, the names whose condition holds. Rows share few distinct lists, so each
+    """Per row, the list of names whose condition holds (missing inputs, caveats that apply), in order. Rows
+    share few distinct lists, so each
     distinct one is built once and gathered (a Python list per row costs milliseconds for a batch)."""
     bits = np.zeros(height, dtype=np.int64)
     for k, condition in enumerate(conditions.values()):
@@ -196,60 +176,8 @@ def ladder_bounds(steps: Sequence[Step], otherwise: int) -> tuple[int, int]:
     return min(points), max(points)
 
 
-def points_range(points: pl.Expr, bounds: tuple[int, int]) -> tuple[pl.Expr, pl.Expr]:
-    """(least, most) points of an input: its points when known, else the ladder's bounds."""
-    return points.fill_null(bounds[0]), points.fill_null(bounds[1])
-
-
-def total(ranges: Iterable[tuple[pl.Expr, pl.Expr]]) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
-    """``score`` (only when every input is known), ``score_at_least`` and ``score_at_most``."""
-    ranges = list(ranges)
-    least = pl.sum_horizontal([r[0] for r in ranges]).cast(pl.Int32)
-    most = pl.sum_horizontal([r[1] for r in ranges]).cast(pl.Int32)
-    return pl.when(least == most).then(least).alias("score"), least.alias("score_at_least"), most.alias("score_at_most")
-
-
-def band(value: pl.Expr, bands: Sequence[Mapping[str, Any]], field: str) -> pl.Expr:
-    """``field`` of the band ``{min, max}`` (inclusive) that holds ``value``; null when none does."""
-    expr = pl.when(pl.lit(False)).then(pl.lit(None, pl.Utf8))
-    for b in bands:
-        expr = expr.when(value.is_between(b["min"], b["max"])).then(pl.lit(b[field]))
-    return expr.otherwise(None)
-
-
-def settled(least: pl.Expr, most: pl.Expr) -> pl.Expr:
-    """A per-range value (category, rule) only when both ends of the range agree on it."""
-    return pl.when(least == most).then(least)
-
-
-def labels(conditions: Mapping[str, pl.Expr]) -> pl.Expr:
-    """The list of names whose condition holds (e.g. missing inputs, caveats that apply), in order."""
-    if not conditions:
-        return pl.lit([], pl.List(pl.Utf8))
-    return pl.concat_list(
-        [pl.when(cond.fill_null(False)).then(pl.lit(name)).otherwise(None) for name, cond in conditions.items()]
-    ).list.drop_nulls()
-
-
-def baseline_caveats(scale: Any) -> pl.Expr:
-    """The scale's own caveats, plus the infusion-anchor caveat on rows whose baseline used it."""
-    caveats = {text: pl.lit(True) for text in scale.table("caveats")}
-    caveats[INFUSION_ANCHOR_CAVEAT] = pl.col("anchor") == ANCHOR_INFUSION
-    return labels(caveats).alias("caveats")
-
-
-def identity(scale: Any) -> list[pl.Expr]:
-    """Columns naming the criteria a row was computed under."""
-    return [
-        pl.lit(scale.scale).alias("scale"),
-        pl.lit(scale.version).alias("version"),
-        pl.lit(scale.citation).alias("citation"),
-        pl.lit(scale.doi).alias("doi"),
-    ]
-
-
 def identity_columns(scale: Any, height: int) -> list[pl.Series]:
-    """:func:`identity` as columns of ``height`` rows."""
+    """Columns naming the criteria a row was computed under."""
     return [constant(name, getattr(scale, name), height) for name in ("scale", "version", "citation", "doi")]
 
 
