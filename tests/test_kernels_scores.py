@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from tocsin.core.kernels_scores import last_kept_rows
-from tocsin.core.scores.baseline import pick_values
+from tocsin.core.scores.baseline import lab_rows, patient_codes, pick_values, picked_rows
 
 ITEMS = pl.Enum(["anc", "crp", "ferritin", "ldh", "plt"])
 PICKS = {"anc": "min", "crp": "max", "ferritin": "last", "ldh": "max", "plt": "last"}
@@ -90,3 +90,34 @@ def test_last_kept_rows_is_the_last_kept_row_of_each_run(seed: int) -> None:
     kept = kept.with_row_index("row").filter("k")
     expected = kept.filter((pl.col("p") != pl.col("p").shift(-1)).fill_null(True)).get_column("row").to_numpy()
     assert np.array_equal(last_kept_rows(patient, keep), expected)
+
+
+def _windows(events: pl.DataFrame, patients: list[str], at: list[float]) -> np.ndarray:
+    labs = lab_rows(events, list(PICKS))
+    codes = patient_codes(pl.Series(patients, dtype=pl.Categorical))
+    return picked_rows(labs, codes, np.array(at, dtype=np.float64), PICKS, 2.0, "both")  # type: ignore[arg-type]
+
+
+def test_picks_of_an_empty_batch_are_all_missing() -> None:
+    empty = _random_events(random.Random(0), grouped=True).head(0)
+    assert _windows(empty, ["P0", "P1"], [1.0, 2.0]).tolist() == [[-1] * len(PICKS)] * 2
+    assert _windows(empty, [], []).shape == (0, len(PICKS))
+
+
+def test_a_patient_without_rows_and_a_single_row() -> None:
+    one = pl.DataFrame(
+        {"patient_id": ["P0"], "item": ["crp"], "t": [1.0], "num": [4.0], "lln": [None], "uln": [None]},
+        schema_overrides={"patient_id": pl.Categorical, "item": ITEMS, "lln": pl.Float64, "uln": pl.Float64},
+    )
+    rows = _windows(one, ["P0", "P9", "P0"], [1.0, 1.0, 5.0])
+    crp = list(PICKS).index("crp")
+    assert rows[:, crp].tolist() == [0, -1, -1]  # in its window; another patient; too old for a 2-day window
+    assert (np.delete(rows, crp, axis=1) == -1).all()
+
+
+def test_a_row_without_a_number_is_never_picked() -> None:
+    rows = pl.DataFrame(
+        {"patient_id": ["P0"] * 2, "item": ["anc"] * 2, "t": [0.5, 1.0], "num": [3.0, None]},
+        schema_overrides={"patient_id": pl.Categorical, "item": ITEMS},
+    ).with_columns(pl.lit(None, pl.Float64).alias("lln"), pl.lit(None, pl.Float64).alias("uln"))
+    assert _windows(rows, ["P0"], [1.0])[0, list(PICKS).index("anc")] == 0

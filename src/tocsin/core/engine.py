@@ -35,15 +35,22 @@ from tocsin.core.icans_astct2019 import grade_icans_astct2019
 from tocsin.core.kernels_scores import last_kept_rows
 from tocsin.core.kinetics import kinetics_nca
 from tocsin.core.prolonged_cytopenia import prolonged_cytopenia
-from tocsin.core.scores.baseline import ANCHOR_LYMPHODEPLETION, Input, baseline_values
+from tocsin.core.scores.baseline import (
+    ANCHOR_LYMPHODEPLETION,
+    Input,
+    baseline_frame,
+    evaluation_windows,
+    lab_rows,
+    patient_table,
+)
 from tocsin.core.scores.car_hematotox import INPUTS as HEMATOTOX_INPUTS
 from tocsin.core.scores.car_hematotox import car_hematotox
 from tocsin.core.scores.easix import INPUTS as EASIX_INPUTS
 from tocsin.core.scores.easix import easix
 from tocsin.core.scores.hscore import INPUTS as HSCORE_INPUTS
 from tocsin.core.scores.hscore import LINEAGES as HSCORE_LINEAGES
-from tocsin.core.scores.hscore import hscore
-from tocsin.core.scores.iec_hs import INFUSION_LABS, WINDOW_LABS, hlh_screens
+from tocsin.core.scores.hscore import hscore_in_windows
+from tocsin.core.scores.iec_hs import INFUSION_LABS, WINDOW_LABS, screen_inputs, screens
 from tocsin.core.timeline import PID, Assessments, crs_state, icans_state
 from tocsin.criteria import Scale, load_scale
 from tocsin.vocabulary import Vocabulary, load_vocabulary
@@ -244,15 +251,16 @@ def score_patients(
     # HScore and the HLH screens describe a moment, not the baseline: a course is screened as it stands at its
     # last observation (the bedside question); the daily series come from the score functions.
     now = last_observation(events, patients, vocabulary)
-    # Each score looks its labs up several times: one filter of the whole batch serves them all.
-    labs = events.filter(pl.col("item").is_in(SCORE_ITEMS))
-    iec_hs, car_hlh = hlh_screens(labs, patients, config.scores, at=now)
+    windows = evaluation_windows(events, patients, now)
+    # The score labs read once, as arrays, for every score's picks.
+    labs = lab_rows(events, SCORE_ITEMS)
+    iec_hs, car_hlh = screens(screen_inputs(labs, patients, windows, config.scores))
     # CAR-HEMATOTOX and EASIX take their labs at the same anchor with the same lookback: one read serves both.
-    baseline = baseline_values(labs, patients, BASELINE_INPUTS, config.scores.baseline_lookback_days)
+    baseline = baseline_frame(labs, patient_table(patients), BASELINE_INPUTS, config.scores.baseline_lookback_days)
     return ScoreResults(
-        car_hematotox=car_hematotox(labs, patients, config.scores, baseline=baseline),
-        easix=easix(labs, patients, config.scores, baseline=baseline),
-        hscore=hscore(labs, patients, config.scores, at=now),
+        car_hematotox=car_hematotox(events, patients, config.scores, baseline=baseline),
+        easix=easix(events, patients, config.scores, baseline=baseline),
+        hscore=hscore_in_windows(labs, windows, config.scores),
         iec_hs=iec_hs,
         car_hlh=car_hlh,
     )

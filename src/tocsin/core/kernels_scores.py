@@ -1,27 +1,29 @@
-"""Compiled pass of the score windows: the picked row of every (window, item), one scan per window.
+"""Compiled passes of the scores: the picked row of every (window, item), and each patient's last kept row.
 
-A score window holds a handful of a patient's rows; finding its pick with Polars took two sorts of every
-candidate row and a rolling maximum over the rows and the windows together (about 45 ms per score and
-1,000-patient chunk, and some 20 operations for one course). Here each window scans its own patient's rows
-once, in a loop compiled by Numba (imported on first use, compiled once and cached next to this module).
+A score window holds a handful of a patient's rows; finding its pick with Polars took sorts, joins and explodes
+of every candidate row (some 60 operations for one course). Here each window scans its own patient's rows once,
+in a loop compiled by Numba (:func:`tocsin.core.segments.compiled`: imported on first use, cached on disk).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import cache
-
 import numpy as np
+
+from tocsin.core.segments import compiled
+
+#: How a slot ranks its rows: the latest (``last``), the highest value (``max``) or the lowest (``min``).
+DIRECTION = {"last": 0, "max": 1, "min": -1}
 
 
 def _best_rows_loop(
-    slot: np.ndarray,
+    item: np.ndarray,
     stamp: np.ndarray,
-    key: np.ndarray,
+    num: np.ndarray,
     t: np.ndarray,
-    segment_start: np.ndarray,
-    segment_end: np.ndarray,
-    window_segment: np.ndarray,
+    slot_of_item: np.ndarray,
+    direction: np.ndarray,
+    window_first: np.ndarray,
+    window_end: np.ndarray,
     window_stamp: np.ndarray,
     span: int,
     n_slots: int,
@@ -29,92 +31,61 @@ def _best_rows_loop(
     open_above: bool,
 ) -> np.ndarray:
     best = np.full((window_stamp.shape[0], n_slots), -1, dtype=np.int64)
+    best_key = np.empty(n_slots, dtype=np.float64)
     for w in range(window_stamp.shape[0]):
-        segment = window_segment[w]
-        if segment < 0:
-            continue
         upper, lower = window_stamp[w], window_stamp[w] - span
-        for row in range(segment_start[segment], segment_end[segment]):
+        for row in range(window_first[w], window_end[w]):
+            k = slot_of_item[item[row]]
+            value = num[row]
+            if k < 0 or np.isnan(value):  # another item, or below quantification (no number)
+                continue
             at = stamp[row]
             if at < lower or at > upper or (open_below and at == lower) or (open_above and at == upper):
                 continue
-            k = slot[row]
+            d = direction[k]
+            key = t[row] if d == 0 else (value if d > 0 else -value)
             b = best[w, k]
             # Highest key, then the latest time, then the later row: rows come in order, so >= on time.
-            if b < 0 or key[row] > key[b] or (key[row] == key[b] and t[row] >= t[b]):
+            if b < 0 or key > best_key[k] or (key == best_key[k] and t[row] >= t[b]):
                 best[w, k] = row
+                best_key[k] = key
     return best
 
 
-@cache
-def _best_rows_kernel() -> Callable[..., np.ndarray]:
-    import numba
-
-    return numba.njit(cache=True, nogil=True)(_best_rows_loop)
-
-
 def best_rows_in_windows(
-    patient: np.ndarray,
-    slot: np.ndarray,
+    item: np.ndarray,
     stamp: np.ndarray,
-    key: np.ndarray,
+    num: np.ndarray,
     t: np.ndarray,
-    window_patient: np.ndarray,
+    slot_of_item: np.ndarray,
+    direction: np.ndarray,
+    window_first: np.ndarray,
+    window_end: np.ndarray,
     window_stamp: np.ndarray,
     span: int,
-    n_slots: int,
     closed: str,
 ) -> np.ndarray:
-    """Per window (``window_patient``, ending at ``window_stamp``) and slot: the row with the highest ``key``
-    (ties: the highest ``t``, then the last row) among the rows of that patient and slot whose ``stamp`` lies in
-    the window of ``span`` before its end, closed as Polars' ``closed`` says; -1 where the window holds none.
-
-    Rows are read patient by patient: canonical events hold each patient's rows together, other rows are put in
-    that order first (stably, so "the last row" keeps its meaning). Returns (windows, slots) row numbers.
-    """
-    runs = _patient_runs(patient)
-    if runs is None:
-        regroup = np.argsort(patient, kind="stable")
-        best = best_rows_in_windows(
-            patient[regroup], slot[regroup], stamp[regroup], key[regroup], t[regroup],
-            window_patient, window_stamp, span, n_slots, closed,
-        )  # fmt: skip
-        return np.where(best >= 0, regroup[best.clip(min=0)], -1)
-    codes, starts, ends = runs
-    order = np.argsort(codes)
-    position = np.searchsorted(codes, window_patient, sorter=order).clip(max=max(codes.size - 1, 0))
-    if codes.size:
-        window_segment = np.where(codes[order[position]] == window_patient, order[position], -1)
-    else:
-        window_segment = np.full(window_patient.size, -1)
-    return _best_rows_kernel()(
+    """Per window (rows ``window_first:window_end``, ending at ``window_stamp``) and slot: the row with the highest
+    key among the rows whose item has that slot (``slot_of_item[item]``, -1: none), a number (``num`` not NaN) and
+    a ``stamp`` in the window of ``span`` before its end, closed as Polars' ``closed`` says. The key of a slot is
+    ``t`` (direction 0), ``num`` (1) or ``-num`` (-1); ties go to the highest ``t``, then the last row. -1 where the
+    window holds none. Returns (windows, slots) row numbers."""
+    return compiled(_best_rows_loop)(
         # Typed as the compiled loop is (one signature, one cached compilation), copied only when they differ.
-        slot.astype(np.int64, copy=False),
+        item.astype(np.int64, copy=False),
         stamp.astype(np.int64, copy=False),
-        key.astype(np.float64, copy=False),
+        num.astype(np.float64, copy=False),
         t.astype(np.float64, copy=False),
-        starts,
-        ends,
-        window_segment.astype(np.int64, copy=False),
+        slot_of_item.astype(np.int64, copy=False),
+        direction.astype(np.int64, copy=False),
+        window_first.astype(np.int64, copy=False),
+        window_end.astype(np.int64, copy=False),
         window_stamp.astype(np.int64, copy=False),
         int(span),
-        int(n_slots),
+        int(direction.size),
         closed in ("right", "none"),
         closed in ("left", "none"),
     )
-
-
-def _patient_runs(patient: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """(code, first row, end row) of each run of equal patients; None when a patient has two runs."""
-    if patient.size == 0:
-        return np.empty(0, patient.dtype), np.empty(0, np.int64), np.empty(0, np.int64)
-    change = np.flatnonzero(patient[1:] != patient[:-1]) + 1
-    starts = np.concatenate(([0], change)).astype(np.int64)
-    ends = np.concatenate((change, [patient.size])).astype(np.int64)
-    codes = patient[starts]
-    if np.unique(codes).size < codes.size:
-        return None
-    return codes, starts, ends
 
 
 def _last_kept_loop(patient: np.ndarray, keep: np.ndarray) -> np.ndarray:
@@ -132,14 +103,7 @@ def _last_kept_loop(patient: np.ndarray, keep: np.ndarray) -> np.ndarray:
     return last[:found]
 
 
-@cache
-def _last_kept_kernel() -> Callable[..., np.ndarray]:
-    import numba
-
-    return numba.njit(cache=True, nogil=True)(_last_kept_loop)
-
-
 def last_kept_rows(patient: np.ndarray, keep: np.ndarray) -> np.ndarray:
     """Row numbers of the last row where ``keep`` holds in each run of equal ``patient`` codes (runs with no such
     row give none), in row order: one pass instead of filtering every row and then comparing neighbours."""
-    return _last_kept_kernel()(patient, keep)
+    return compiled(_last_kept_loop)(patient, keep)

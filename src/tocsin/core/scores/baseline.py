@@ -5,6 +5,10 @@
 which anchor it used. Values older than ``lookback_days`` before the anchor do not count. A lab drawn at
 the anchor time counts (with day-resolution data, the lymphodepletion day's labs are the pre-treatment draw).
 
+**Arrays.** A score reads the columns it needs once (:func:`lab_rows`), picks, scores and ranges on NumPy
+arrays, and builds its output frame at the end: an eager Polars operation costs 20–500 µs however small its
+frame, and the scores of one course took about 100 of them.
+
 **Windows.** A score at a time ``at`` takes, per lab, one value from the window of ``period`` days that
 ends at ``at``: the last one, or the worst one (highest or lowest). All windows of a batch are resolved at
 once, by one compiled scan of each window's patient rows (:mod:`tocsin.core.kernels_scores`), and the winning
@@ -19,16 +23,16 @@ category only when the whole range falls in one category.
 
 Example
 -------
->>> import polars as pl
->>> from tocsin.core.scores.baseline import Step, ladder_points
->>> pl.select(ladder_points(pl.lit(75.0), [Step("<", 75.0, 2), Step("<=", 175.0, 1)], 0)).item()
-1
+>>> import numpy as np
+>>> from tocsin.core.scores.baseline import Step, points_of
+>>> points_of(np.array([75.0, 200.0, np.nan]), [Step("<", 75.0, 2), Step("<=", 175.0, 1)], 0).tolist()
+[1.0, 0.0, nan]
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, Literal
@@ -36,7 +40,7 @@ from typing import Any, Literal
 import numpy as np
 import polars as pl
 
-from tocsin.core.kernels_scores import best_rows_in_windows
+from tocsin.core.kernels_scores import DIRECTION, best_rows_in_windows
 from tocsin.units import conversion_for
 from tocsin.vocabulary import load_vocabulary
 
@@ -83,10 +87,11 @@ class Input:
         """A value in the table's unit in the item's canonical unit, rounded as ingest rounds."""
         return round(_conversion(self.unit, self.item).apply(value), _DECIMALS)
 
-    def from_canonical(self, value: pl.Expr) -> pl.Expr:
-        """Canonical values in the table's unit (for display and formulas)."""
+    def in_table_unit(self, values: np.ndarray) -> np.ndarray:
+        """Canonical values (NaN where missing) in the table's unit (for display and formulas), rounded as ingest
+        rounds."""
         conversion = _conversion(self.unit, self.item)
-        return ((value - conversion.offset) / conversion.scale).round(_DECIMALS)
+        return np.round((values - conversion.offset) / conversion.scale, _DECIMALS)
 
 
 @cache
@@ -106,25 +111,63 @@ def ladder(spec: Sequence[Mapping[str, Any]], source: Input) -> list[Step]:
     return [Step(s["op"], source.to_canonical(float(s["value"])), int(s["points"])) for s in spec]
 
 
-def compare(value: pl.Expr, op: Op, threshold: float) -> pl.Expr:
+def holds(values: np.ndarray, op: Op, threshold: float) -> np.ndarray:
+    """``values op threshold`` on an array (False where NaN)."""
     match op:
         case "<":
-            return value < threshold
+            return values < threshold
         case "<=":
-            return value <= threshold
+            return values <= threshold
         case ">":
-            return value > threshold
+            return values > threshold
         case ">=":
-            return value >= threshold
+            return values >= threshold
     raise ValueError(f"unknown comparison {op!r}")
 
 
-def ladder_points(value: pl.Expr, steps: Sequence[Step], otherwise: int) -> pl.Expr:
-    """Points of the first step that holds; ``otherwise`` when none does; null when the value is null."""
-    expr = pl.when(value.is_null()).then(pl.lit(None, pl.Int32))
-    for step in steps:
-        expr = expr.when(compare(value, step.op, step.threshold)).then(pl.lit(step.points, pl.Int32))
-    return expr.otherwise(pl.lit(otherwise, pl.Int32))
+def points_of(values: np.ndarray, steps: Sequence[Step], otherwise: int) -> np.ndarray:
+    """Points of the first step that holds; ``otherwise`` when none does; NaN where the value is NaN (missing)."""
+    points = np.full(values.shape, float(otherwise))
+    for step in reversed(steps):  # the first step that holds is written last
+        points[holds(values, step.op, step.threshold)] = step.points
+    return np.where(np.isnan(values), np.nan, points)
+
+
+def constant(name: str, value: Any, height: int, dtype: Any = pl.Utf8) -> pl.Series:
+    """A column holding ``value`` on every row."""
+    return pl.Series(name, [value], dtype=dtype).new_from_index(0, height)
+
+
+def whole_numbers(name: str, values: np.ndarray) -> pl.Series:
+    """Points and counts (whole numbers held as floats) as Int32, null where NaN."""
+    return pl.Series(name, values, nan_to_null=True).cast(pl.Int32)
+
+
+def settled_band(least: np.ndarray, most: np.ndarray, bands: Sequence[Mapping[str, Any]], field: str) -> np.ndarray:
+    """Index of the band (``{min, max}`` inclusive) whose ``field`` both ends of a range fall in, else -1."""
+
+    def band_of(values: np.ndarray) -> np.ndarray:
+        index = np.full(values.shape, -1, dtype=np.int64)
+        for k in reversed(range(len(bands))):  # the first band that holds is written last
+            index[(values >= bands[k]["min"]) & (values <= bands[k]["max"])] = k
+        return index
+
+    names = np.array([b[field] for b in bands] + [None], dtype=object)
+    low, high = band_of(least), band_of(most)
+    return np.where((names[low] == names[high]) & (low >= 0), low, -1)
+
+
+def label_lists(name: str, conditions: Mapping[str, np.ndarray | bool], height: int) -> pl.Series:
+    """Per row, the list of names whose condition holds (missing inputs, caveats that apply), in order. Rows
+    share few distinct lists, so each
+    distinct one is built once and gathered (a Python list per row costs milliseconds for a batch)."""
+    bits = np.zeros(height, dtype=np.int64)
+    for k, condition in enumerate(conditions.values()):
+        bits |= np.broadcast_to(np.asarray(condition, dtype=np.bool_), (height,)).astype(np.int64) << k
+    distinct, inverse = np.unique(bits, return_inverse=True)
+    names = list(conditions)
+    options = [[n for k, n in enumerate(names) if int(mask) >> k & 1] for mask in distinct]
+    return pl.Series(name, options, dtype=pl.List(pl.Utf8))[inverse.ravel()]
 
 
 def ladder_bounds(steps: Sequence[Step], otherwise: int) -> tuple[int, int]:
@@ -133,122 +176,131 @@ def ladder_bounds(steps: Sequence[Step], otherwise: int) -> tuple[int, int]:
     return min(points), max(points)
 
 
-def points_range(points: pl.Expr, bounds: tuple[int, int]) -> tuple[pl.Expr, pl.Expr]:
-    """(least, most) points of an input: its points when known, else the ladder's bounds."""
-    return points.fill_null(bounds[0]), points.fill_null(bounds[1])
-
-
-def total(ranges: Iterable[tuple[pl.Expr, pl.Expr]]) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
-    """``score`` (only when every input is known), ``score_at_least`` and ``score_at_most``."""
-    ranges = list(ranges)
-    least = pl.sum_horizontal([r[0] for r in ranges]).cast(pl.Int32)
-    most = pl.sum_horizontal([r[1] for r in ranges]).cast(pl.Int32)
-    return pl.when(least == most).then(least).alias("score"), least.alias("score_at_least"), most.alias("score_at_most")
-
-
-def band(value: pl.Expr, bands: Sequence[Mapping[str, Any]], field: str) -> pl.Expr:
-    """``field`` of the band ``{min, max}`` (inclusive) that holds ``value``; null when none does."""
-    expr = pl.when(pl.lit(False)).then(pl.lit(None, pl.Utf8))
-    for b in bands:
-        expr = expr.when(value.is_between(b["min"], b["max"])).then(pl.lit(b[field]))
-    return expr.otherwise(None)
-
-
-def settled(least: pl.Expr, most: pl.Expr) -> pl.Expr:
-    """A per-range value (category, rule) only when both ends of the range agree on it."""
-    return pl.when(least == most).then(least)
-
-
-def labels(conditions: Mapping[str, pl.Expr]) -> pl.Expr:
-    """The list of names whose condition holds (e.g. missing inputs, caveats that apply), in order."""
-    if not conditions:
-        return pl.lit([], pl.List(pl.Utf8))
-    return pl.concat_list(
-        [pl.when(cond.fill_null(False)).then(pl.lit(name)).otherwise(None) for name, cond in conditions.items()]
-    ).list.drop_nulls()
-
-
-def baseline_caveats(scale: Any) -> pl.Expr:
-    """The scale's own caveats, plus the infusion-anchor caveat on rows whose baseline used it."""
-    caveats = {text: pl.lit(True) for text in scale.table("caveats")}
-    caveats[INFUSION_ANCHOR_CAVEAT] = pl.col("anchor") == ANCHOR_INFUSION
-    return labels(caveats).alias("caveats")
-
-
-def identity(scale: Any) -> list[pl.Expr]:
+def identity_columns(scale: Any, height: int) -> list[pl.Series]:
     """Columns naming the criteria a row was computed under."""
-    return [
-        pl.lit(scale.scale).alias("scale"),
-        pl.lit(scale.version).alias("version"),
-        pl.lit(scale.citation).alias("citation"),
-        pl.lit(scale.doi).alias("doi"),
-    ]
+    return [constant(name, getattr(scale, name), height) for name in ("scale", "version", "citation", "doi")]
 
 
 # ------------------------------------------------------------------------------------------- windows
-def _patient_ids(patients: pl.DataFrame) -> pl.DataFrame:
-    return patients.select(pl.col("patient_id").cast(pl.Categorical)).unique(maintain_order=True)
+@dataclass(frozen=True)
+class LabRows:
+    """The rows of some items of a batch as arrays, each patient's rows one run (in their given order).
 
-
-def baseline_anchors(
-    events: pl.DataFrame, patients: pl.DataFrame, anchor: Anchor = ANCHOR_LYMPHODEPLETION
-) -> pl.DataFrame:
-    """One row per patient: ``at`` = the first lymphodepletion day, else 0.0 (infusion); ``anchor`` says which.
-    With ``anchor`` "infusion" every patient's baseline is at day 0."""
-    rows = events.lazy().filter(pl.col("item") == ANCHOR_LYMPHODEPLETION)
-    first_ld = (
-        (rows if anchor == ANCHOR_LYMPHODEPLETION else rows.head(0))
-        .group_by("patient_id")
-        .agg(pl.col("t").min().alias("ld"))
-        .collect()
-    )
-    return (
-        _patient_ids(patients)
-        .join(first_ld, on="patient_id", how="left")
-        .select(
-            "patient_id",
-            pl.col("ld").fill_null(0.0).alias("at"),
-            pl.when(pl.col("ld").is_null())
-            .then(pl.lit(ANCHOR_INFUSION))
-            .otherwise(pl.lit(ANCHOR_LYMPHODEPLETION))
-            .alias("anchor"),
-        )
-    )
-
-
-def evaluation_windows(
-    events: pl.DataFrame, patients: pl.DataFrame, at: float | pl.DataFrame | None
-) -> tuple[pl.DataFrame, Closed]:
-    """Windows (``patient_id``, ``at``, ``day``) to evaluate a time-point score, and how they are closed.
-
-    ``at`` None: every day from 0 to the patient's last event; day d is the window ending where day d ends
-    (``at`` = d + 1, excluded, so a day-resolution row of day d + 1 is not in day d). A number: that time
-    for every patient. A frame of ``patient_id``, ``at``: those times. Explicit times include ``at`` itself.
+    Canonical events hold each patient's rows together already; other frames are regrouped stably, so that "the
+    later row" keeps its meaning. Patients are matched by their category code, never by a join.
     """
-    ids = _patient_ids(patients)
-    if at is None:
-        last = events.group_by("patient_id").agg(pl.col("t").max().alias("last"))
-        days = (
-            ids.join(last, on="patient_id", how="left")
-            .select(
-                "patient_id",
-                pl.int_ranges(0, pl.col("last").fill_null(0.0).clip(lower_bound=0.0).floor().cast(pl.Int64) + 1)
-                .cast(pl.List(pl.Int32))
-                .alias("day"),
-            )
-            .explode("day")
-        )
-        return days.select("patient_id", (pl.col("day") + 1).cast(pl.Float64).alias("at"), "day"), "left"
-    if isinstance(at, pl.DataFrame):
-        frame = at.select(pl.col("patient_id").cast(pl.Categorical), pl.col("at").cast(pl.Float64))
+
+    item: np.ndarray  # item code
+    t: np.ndarray
+    stamp: np.ndarray  # t in whole microseconds: window bounds compare exactly, as in a rolling window by time
+    columns: dict[str, np.ndarray]  # num, lln, uln as float64, NaN where null
+    run_code: np.ndarray  # patient code of each run, ascending
+    run_first: np.ndarray
+    run_end: np.ndarray
+    categories: list[str]
+
+    def rows_of(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(first row, end row) of the runs of these patient codes (an empty range for a patient without rows)."""
+        run = position_of(self.run_code, codes)  # -1 reads the appended empty range
+        return np.append(self.run_first, 0)[run], np.append(self.run_end, 0)[run]
+
+    def slots(self, items: Sequence[str]) -> np.ndarray:
+        """Slot (position in ``items``) of each item code, -1 for the other items."""
+        slot_of = np.full(len(self.categories), -1, dtype=np.int64)
+        slot_of[[self.categories.index(i) for i in items]] = np.arange(len(items))
+        return slot_of
+
+
+def position_of(table: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """Position of each code in ``table`` (distinct codes, any order), -1 for a code it does not hold."""
+    if table.size == 0:
+        return np.full(codes.size, -1, dtype=np.int64)
+    order = np.argsort(table, kind="stable")
+    found = order[np.searchsorted(table, codes, sorter=order).clip(max=table.size - 1)]
+    return np.where(table[found] == codes, found, -1)
+
+
+def patient_codes(ids: pl.Series) -> np.ndarray:
+    """Category codes of patient ids (codes are global to the process, so two frames' codes compare)."""
+    return ids.cast(pl.Categorical).to_physical().to_numpy()
+
+
+def lab_rows(events: pl.DataFrame, items: Collection[str] | None = None) -> LabRows:
+    """The rows of ``items`` (all rows when None) of ``events`` as :class:`LabRows`."""
+    categories = events.schema["item"].categories.to_list()
+    codes = events.get_column("item").to_physical().to_numpy()
+    if items is None:
+        rows = np.arange(codes.size)
     else:
-        frame = ids.with_columns(pl.lit(float(at), pl.Float64).alias("at"))
-    return frame.with_columns(pl.col("at").floor().cast(pl.Int32).alias("day")), "both"
+        wanted = np.zeros(len(categories), dtype=np.bool_)
+        wanted[[categories.index(i) for i in items]] = True
+        rows = np.flatnonzero(wanted[codes])
+    patient = patient_codes(events.get_column("patient_id"))[rows]
+    change = np.flatnonzero(patient[1:] != patient[:-1]) + 1
+    if np.unique(patient[np.concatenate(([0], change))] if patient.size else patient).size < change.size + 1:
+        rows = rows[np.argsort(patient, kind="stable")]
+        patient = patient_codes(events.get_column("patient_id"))[rows]
+        change = np.flatnonzero(patient[1:] != patient[:-1]) + 1
+    first = np.concatenate(([0], change)).astype(np.int64) if patient.size else np.empty(0, np.int64)
+    end = np.concatenate((change, [patient.size])).astype(np.int64) if patient.size else np.empty(0, np.int64)
+    order = np.argsort(patient[first])
+    t = events.get_column("t").to_numpy()[rows]
+    return LabRows(
+        item=codes[rows],
+        t=t,
+        stamp=_stamp(t),
+        columns={c: events.get_column(c).cast(pl.Float64).to_numpy()[rows] for c in ("num", "lln", "uln")},
+        run_code=patient[first][order],
+        run_first=first[order],
+        run_end=end[order],
+        categories=categories,
+    )
 
 
-def _stamp(days: str) -> pl.Expr:
-    """A time in days as whole microseconds: window bounds compare exactly, as in a rolling window by time."""
-    return (pl.col(days) * _US_PER_DAY).round().cast(pl.Int64)
+def _stamp(days: np.ndarray) -> np.ndarray:
+    """Times in days as whole microseconds (rounded half to even, as Polars rounds)."""
+    return np.round(np.asarray(days, dtype=np.float64) * _US_PER_DAY).astype(np.int64)
+
+
+def picked_rows(
+    labs: LabRows, codes: np.ndarray, at: np.ndarray, picks: Mapping[str, Pick], period_days: float, closed: Closed
+) -> np.ndarray:
+    """Per window (patient code, end ``at``) and item of ``picks`` (in order): the row of ``labs`` picked in the
+    ``period_days`` up to ``at`` (``last``: the latest, ties the later row; ``max``/``min``: the worst, ties the
+    latest), -1 when the window holds none. Below-quantification rows (no number) are not values."""
+    first, end = labs.rows_of(codes)
+    return best_rows_in_windows(
+        labs.item,
+        labs.stamp,
+        labs.columns["num"],
+        labs.t,
+        labs.slots(list(picks)),
+        np.array([DIRECTION[p] for p in picks.values()], dtype=np.int64),
+        first,
+        end,
+        _stamp(at),
+        max(1, round(period_days * _US_PER_DAY)),
+        closed,
+    )
+
+
+def gathered(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``values[rows]``, NaN where a row is -1 (nothing picked)."""
+    out = values[rows.clip(min=0)] if values.size else np.full(rows.shape, np.nan)
+    return np.where(rows >= 0, out, np.nan)
+
+
+def picked_columns(
+    labs: LabRows, rows: np.ndarray, inputs: Mapping[str, str], items: Sequence[str], fields: Sequence[str]
+) -> dict[str, pl.Series]:
+    """``<input>_<field>`` (value, day, lln, uln) columns of the picked ``rows`` (windows x ``items``)."""
+    source = {"value": labs.columns["num"], "day": labs.t, "lln": labs.columns["lln"], "uln": labs.columns["uln"]}
+    slot = {item: k for k, item in enumerate(items)}
+    return {
+        f"{name}_{f}": pl.Series(f"{name}_{f}", gathered(source[f], rows[:, slot[item]]), nan_to_null=True)
+        for name, item in inputs.items()
+        for f in fields
+    }
 
 
 def pick_values(
@@ -264,69 +316,69 @@ def pick_values(
     (the latest of equal worst values gives its day). Returns ``patient_id, at, item, value, day, lln,
     uln`` (canonical units) for every distinct window and item, window by window and in each window the
     items in the order of ``picks``; value null when nothing is in the window. Below-quantification rows
-    (no number) are not values.
+    (no number) are not values. The scores call :func:`picked_rows` on arrays; this is its long-table form.
     """
-    item_dtype = events.schema["item"]
-    items = pl.Series("item", list(picks), dtype=item_dtype)
-    by_pick = {p: [i for i, pick in picks.items() if pick == p] for p in ("last", "max", "min")}
-    key = (
-        pl.when(pl.col("item").is_in(by_pick["last"]))
-        .then(pl.col("t"))
-        .when(pl.col("item").is_in(by_pick["max"]))
-        .then(pl.col("num"))
-        .otherwise(-pl.col("num"))
-    )
-    # Within one patient and item the pick is the highest key (worst value, or latest time; equal ones: the
-    # latest, then the later file line): one compiled scan of each window's patient rows finds it.
-    slot_of = np.full(int(items.to_physical().max() or 0) + 1, -1, dtype=np.int64)
-    slot_of[items.to_physical().to_numpy()] = np.arange(items.len())
-    candidates = events.select("patient_id", "item", "t", "num", "lln", "uln").filter(
-        pl.col("item").is_in(items.implode()) & pl.col("num").is_not_null()
-    )
-    columns = candidates.select(
-        pl.col("patient_id").to_physical().alias("p"),
-        pl.col("item").to_physical().alias("i"),
-        _stamp("t").alias("t_us"),
-        key.alias("key"),
-        "t",
-    )
-    # Window-major, items in the order of ``picks``: :func:`widen` reads the items back by position.
+    items = list(picks)
+    labs = lab_rows(events, items)
     ends = windows.select("patient_id", "at").unique(maintain_order=True)
-    best = best_rows_in_windows(
-        columns.get_column("p").to_numpy(),
-        slot_of[columns.get_column("i").to_numpy()],
-        columns.get_column("t_us").to_numpy(),
-        columns.get_column("key").to_numpy(),
-        columns.get_column("t").to_numpy(),
-        ends.get_column("patient_id").to_physical().to_numpy(),
-        ends.select(_stamp("at")).to_series().to_numpy(),
-        max(1, round(period_days * _US_PER_DAY)),
-        items.len(),
-        closed,
+    rows = picked_rows(
+        labs, patient_codes(ends.get_column("patient_id")), ends.get_column("at").to_numpy(), picks, period_days, closed
     ).ravel()
-    probes = ends.with_columns(pl.lit(items.to_list(), pl.List(item_dtype)).alias("item")).explode("item")
-    rows = pl.Series("row", best).cast(pl.UInt32, strict=False)  # -1 (nothing in the window) becomes null
-    found = candidates.select(pl.col("num").alias("value"), pl.col("t").alias("day"), "lln", "uln")[rows]
-    return pl.concat([probes, found], how="horizontal").select("patient_id", "at", "item", "value", "day", "lln", "uln")
-
-
-def widen(
-    windows: pl.DataFrame, picked: pl.DataFrame, inputs: Mapping[str, str], fields: Sequence[str] = ("value", "day")
-) -> pl.DataFrame:
-    """``windows`` with one column per input and field (``<input>_<field>``) from the long ``picked`` frame
-    of :func:`pick_values` (a fixed number of items per window, in the same order in every window)."""
-    items = picked.get_column("item").unique(maintain_order=True).cast(pl.Utf8).to_list()
-    position = {item: k for k, item in enumerate(items)}
-    step = max(1, len(items))
-    wide = picked.select(
-        pl.col("patient_id", "at").gather_every(step),
-        *(
-            pl.col(f).gather_every(step, offset=position[item] if items else 0).alias(f"{name}_{f}")
-            for name, item in inputs.items()
-            for f in fields
-        ),
+    probes = ends[np.repeat(np.arange(ends.height), len(items))].with_columns(
+        pl.Series("item", items * ends.height, dtype=events.schema["item"])
     )
-    return windows.join(wide, on=["patient_id", "at"], how="left", maintain_order="left")
+    found = picked_columns(labs, rows[:, None], {"x": "x"}, ["x"], ("value", "day", "lln", "uln"))
+    return probes.with_columns(s.alias(name.removeprefix("x_")) for name, s in found.items())
+
+
+def patient_table(patients: pl.DataFrame) -> pl.Series:
+    """The distinct patient ids of a patient table (Categorical), in order: the rows of a per-patient score."""
+    ids = patients.get_column("patient_id").cast(pl.Categorical)
+    codes = ids.to_physical().to_numpy()
+    distinct, first = np.unique(codes, return_index=True)
+    return ids if distinct.size == codes.size else ids[np.sort(first)]
+
+
+def first_lymphodepletion(labs: LabRows, codes: np.ndarray) -> np.ndarray:
+    """Per patient code: the time of its first lymphodepletion row, NaN when none is recorded."""
+    ld = np.flatnonzero(labs.item == labs.categories.index(ANCHOR_LYMPHODEPLETION))
+    first = np.full(codes.size, np.inf)
+    if ld.size:
+        order = np.argsort(labs.run_first)
+        run = order[np.searchsorted(labs.run_first[order], ld, side="right") - 1]
+        least = np.full(labs.run_code.size, np.inf)
+        np.minimum.at(least, run, labs.t[ld])
+        run = position_of(labs.run_code, codes)
+        first = np.append(least, np.inf)[run]
+    return np.where(np.isfinite(first), first, np.nan)
+
+
+def baseline_frame(
+    labs: LabRows,
+    ids: pl.Series,
+    inputs: Mapping[str, str],
+    lookback_days: float,
+    fields: Sequence[str] = ("value", "day"),
+    anchor: Anchor = ANCHOR_LYMPHODEPLETION,
+) -> pl.DataFrame:
+    """:func:`baseline_values` from the rows of a batch (``labs`` holding the inputs' and lymphodepletion rows) for
+    the patients ``ids`` (:func:`patient_table`)."""
+    if not math.isfinite(lookback_days) or lookback_days <= 0:
+        raise ValueError(f"lookback_days must be a positive number of days, not {lookback_days!r}")
+    codes = patient_codes(ids)
+    ld = first_lymphodepletion(labs, codes) if anchor == ANCHOR_LYMPHODEPLETION else np.full(codes.size, np.nan)
+    at = np.where(np.isnan(ld), 0.0, ld)
+    items = list(dict.fromkeys(inputs.values()))
+    rows = picked_rows(labs, codes, at, dict.fromkeys(items, "last"), lookback_days, "both")
+    anchors = np.where(np.isnan(ld), ANCHOR_INFUSION, ANCHOR_LYMPHODEPLETION)
+    return pl.DataFrame(
+        [
+            ids,
+            pl.Series("anchor_day", at),
+            pl.Series("anchor", anchors, dtype=pl.Utf8),
+            *picked_columns(labs, rows, inputs, items, fields).values(),
+        ]
+    )
 
 
 def baseline_values(
@@ -337,12 +389,49 @@ def baseline_values(
     fields: Sequence[str] = ("value", "day"),
     anchor: Anchor = ANCHOR_LYMPHODEPLETION,
 ) -> pl.DataFrame:
-    """One row per patient: ``anchor``, ``anchor_day`` and, per input (name -> item), the baseline
+    """One row per patient: ``anchor_day``, ``anchor`` and, per input (name -> item), the baseline
     ``<input>_value`` (canonical unit) and ``<input>_day``: the last value in ``lookback_days`` up to the anchor
-    (see :func:`baseline_anchors`).
+    (the first lymphodepletion day, else 0.0: the infusion; with ``anchor`` "infusion" always day 0).
     """
-    if not math.isfinite(lookback_days) or lookback_days <= 0:
-        raise ValueError(f"lookback_days must be a positive number of days, not {lookback_days!r}")
-    anchors = baseline_anchors(events, patients, anchor)
-    picked = pick_values(events, anchors, dict.fromkeys(inputs.values(), "last"), lookback_days, "both")
-    return widen(anchors, picked, inputs, fields).rename({"at": "anchor_day"})
+    labs = lab_rows(events, [*inputs.values(), ANCHOR_LYMPHODEPLETION])
+    return baseline_frame(labs, patient_table(patients), inputs, lookback_days, fields, anchor)
+
+
+@dataclass(frozen=True)
+class Windows:
+    """Evaluation windows of a time-point score: one output row each, ending at ``at`` (closed as ``closed``)."""
+
+    patient_id: pl.Series
+    at: np.ndarray
+    day: np.ndarray  # int32: the day an ``at`` falls in
+    closed: Closed
+
+    def frame(self) -> pl.DataFrame:
+        return pl.DataFrame([self.patient_id, pl.Series("at", self.at), pl.Series("day", self.day)])
+
+
+def evaluation_windows(events: pl.DataFrame, patients: pl.DataFrame, at: float | pl.DataFrame | None) -> Windows:
+    """Windows to evaluate a time-point score.
+
+    ``at`` None: every day from 0 to the patient's last event; day d is the window ending where day d
+    ends (``at`` = d + 1, excluded, so a day-resolution row of day d + 1 is not in day d). A number: that time
+    for every patient. A frame of ``patient_id``, ``at``: those times. Explicit times include ``at`` itself.
+    """
+    if isinstance(at, pl.DataFrame):
+        ids, times = at.get_column("patient_id").cast(pl.Categorical), at.get_column("at").cast(pl.Float64).to_numpy()
+        return Windows(ids, times, np.floor(times).astype(np.int32), "both")
+    ids = patient_table(patients)
+    if at is not None:
+        times = np.full(ids.len(), float(at))
+        return Windows(ids, times, np.floor(times).astype(np.int32), "both")
+    rows = lab_rows(events)
+    latest = np.zeros(rows.run_first.size)
+    if rows.t.size:
+        order = np.argsort(rows.run_first)
+        latest[order] = np.maximum.reduceat(rows.t, rows.run_first[order])
+    run = position_of(rows.run_code, patient_codes(ids))
+    last = np.append(latest, 0.0)[run]
+    count = np.floor(np.clip(last, 0.0, None)).astype(np.int64) + 1
+    owner = np.repeat(np.arange(ids.len()), count)
+    day = (np.arange(owner.size) - np.repeat(np.cumsum(count) - count, count)).astype(np.int32)
+    return Windows(ids[owner], (day + 1).astype(np.float64), day, "left")

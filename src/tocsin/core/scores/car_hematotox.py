@@ -26,22 +26,23 @@ Example
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 
 from tocsin.config import ScoresConfig
 from tocsin.core.scores.baseline import (
+    ANCHOR_INFUSION,
+    INFUSION_ANCHOR_CAVEAT,
     Input,
-    band,
-    baseline_caveats,
     baseline_values,
-    identity,
+    constant,
+    identity_columns,
+    label_lists,
     ladder,
     ladder_bounds,
-    ladder_points,
-    labels,
-    points_range,
-    settled,
-    total,
+    points_of,
+    settled_band,
+    whole_numbers,
 )
 from tocsin.criteria import load_scale
 
@@ -71,40 +72,45 @@ def car_hematotox(
         base = baseline_values(
             events, patients, {name: i.item for name, i in INPUTS.items()}, config.baseline_lookback_days
         )
-    # Built in stages (points, then their range, then the categories), as HScore: one expression per output
-    # with every ladder inlined into every sum makes Polars plan a far larger tree than the data needs.
-    points_columns, input_columns, ranges, missing = [], [], [], {}
+    height = base.height
+    least, most = np.zeros(height), np.zeros(height)
+    input_columns: list[pl.Series] = []
+    missing: dict[str, np.ndarray] = {}
     for name, source in INPUTS.items():
         spec = SCALE.table("inputs")[name]
         steps = ladder(spec["ladders"][rule], source)
-        canonical = pl.col(f"{name}_value")
-        points_columns.append(ladder_points(canonical, steps, spec["otherwise"]).alias(f"{name}_points"))
+        canonical = base.get_column(f"{name}_value").to_numpy()
+        points = points_of(canonical, steps, spec["otherwise"])
+        low, high = ladder_bounds(steps, spec["otherwise"])
+        least, most = least + np.where(np.isnan(points), low, points), most + np.where(np.isnan(points), high, points)
         input_columns += [
-            source.from_canonical(canonical).alias(f"{name}_value"),
-            pl.lit(source.unit).alias(f"{name}_unit"),
-            pl.col(f"{name}_day"),
-            pl.col(f"{name}_points"),
+            pl.Series(f"{name}_value", source.in_table_unit(canonical), nan_to_null=True),
+            constant(f"{name}_unit", source.unit, height),
+            base.get_column(f"{name}_day"),
+            whole_numbers(f"{name}_points", points),
         ]
-        ranges.append(points_range(pl.col(f"{name}_points"), ladder_bounds(steps, spec["otherwise"])))
-        missing[name] = canonical.is_null()
-    _, least, most = total(ranges)
-    base = base.with_columns(points_columns).with_columns(least, most)
-    least, most = pl.col("score_at_least"), pl.col("score_at_most")
+        missing[name] = np.isnan(canonical)
     categories = SCALE.table("categories")
-    return base.select(
-        "patient_id",
-        settled(least, most).alias("score"),
-        least,
-        most,
-        settled(band(least, categories, "category"), band(most, categories, "category")).alias("category"),
-        settled(band(least, categories, "rule"), band(most, categories, "rule"))
-        .fill_null("HEMATOTOX-MISSING")
-        .alias("rule"),
-        labels(missing).alias("missing"),
-        "anchor",
-        "anchor_day",
-        *input_columns,
-        pl.lit(rule).alias("boundary_rule"),
-        baseline_caveats(SCALE),
-        *identity(SCALE),
+    band = settled_band(least, most, categories, "category")  # -1 (unsettled) reads the last option: none
+    anchor = base.get_column("anchor")
+    caveats = dict.fromkeys(SCALE.table("caveats"), True)
+    caveats[INFUSION_ANCHOR_CAVEAT] = (anchor == ANCHOR_INFUSION).fill_null(False).to_numpy()
+    return pl.DataFrame(
+        [
+            base.get_column("patient_id"),
+            whole_numbers("score", np.where(least == most, least, np.nan)),
+            whole_numbers("score_at_least", least),
+            whole_numbers("score_at_most", most),
+            pl.Series("category", [c["category"] for c in categories] + [None], dtype=pl.Utf8)[band],
+            pl.Series("rule", [c["rule"] for c in categories] + ["HEMATOTOX-MISSING"], dtype=pl.Utf8)[
+                settled_band(least, most, categories, "rule")
+            ],
+            label_lists("missing", missing, height),
+            anchor,
+            base.get_column("anchor_day"),
+            *input_columns,
+            constant("boundary_rule", rule, height),
+            label_lists("caveats", caveats, height),
+            *identity_columns(SCALE, height),
+        ]
     )

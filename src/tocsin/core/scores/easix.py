@@ -23,10 +23,19 @@ Example
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 
 from tocsin.config import ScoresConfig
-from tocsin.core.scores.baseline import Input, baseline_caveats, baseline_values, identity, labels
+from tocsin.core.scores.baseline import (
+    ANCHOR_INFUSION,
+    INFUSION_ANCHOR_CAVEAT,
+    Input,
+    baseline_values,
+    constant,
+    identity_columns,
+    label_lists,
+)
 from tocsin.criteria import load_scale
 
 SCALE = load_scale("easix")
@@ -44,33 +53,36 @@ def _cutoff(name: str | None, score: str) -> dict | None:
     return cutoffs[name]
 
 
-def _formula(score: str, cutoff: dict | None) -> list[pl.Expr]:
+def _formula(score: str, cutoff: dict | None, values: dict[str, np.ndarray]) -> list[pl.Series]:
     """The score, its log2, rule, missing inputs and, with a cut-off, its category and citation."""
     spec = SCALE.table("formulas")[score]
     terms = [*spec["numerator"], spec["denominator"]]
-    numerator = pl.lit(1.0)
+    numerator = np.ones(next(iter(values.values())).shape)
     for term in spec["numerator"]:
-        numerator = numerator * pl.col(f"{term}_value")
-    denominator = pl.col(f"{spec['denominator']}_value")
-    value = pl.when(denominator > 0).then(numerator / denominator).round(_ROUND)
+        numerator = numerator * values[term]
+    denominator = values[spec["denominator"]]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        value = np.round(np.where(denominator > 0, numerator / denominator, np.nan), _ROUND)
+    # The log as Polars takes it (NumPy's log differs in the last bit for some values, and rounding can show it).
+    log2 = np.round(np.where(value > 0, pl.Series(value).log(2).to_numpy(), np.nan), _ROUND)
+    height = value.size
     columns = [
-        value.alias(score),
-        pl.when(value > 0).then(value.log(2)).round(_ROUND).alias(f"{score}_log2"),
-        pl.when(denominator == 0)
-        .then(pl.lit("EASIX-ZERO-PLATELETS"))
-        .otherwise(pl.lit(spec["rule"]))
-        .alias(f"{score}_rule"),
-        labels({term: pl.col(f"{term}_value").is_null() for term in terms}).alias(f"{score}_missing"),
+        pl.Series(score, value, nan_to_null=True),
+        pl.Series(f"{score}_log2", log2, nan_to_null=True),
+        pl.Series(f"{score}_rule", [spec["rule"], "EASIX-ZERO-PLATELETS"], dtype=pl.Utf8)[
+            (denominator == 0).astype(np.int64)
+        ],
+        label_lists(f"{score}_missing", {term: np.isnan(values[term]) for term in terms}, height),
     ]
     if cutoff is None:
-        return [
-            *columns,
-            pl.lit(None, pl.Utf8).alias(f"{score}_category"),
-            pl.lit(None, pl.Utf8).alias(f"{score}_cutoff"),
-        ]
-    category = pl.when(value > cutoff["value"]).then(pl.lit("high")).when(value.is_not_null()).then(pl.lit("low"))
+        return [*columns, constant(f"{score}_category", None, height), constant(f"{score}_cutoff", None, height)]
+    category = np.where(value > cutoff["value"], 0, np.where(np.isnan(value), 2, 1))
     cited = f"{cutoff['rule']}: > {cutoff['value']} ({cutoff['citation']}, doi:{cutoff['doi']})"
-    return [*columns, category.alias(f"{score}_category"), pl.lit(cited).alias(f"{score}_cutoff")]
+    return [
+        *columns,
+        pl.Series(f"{score}_category", ["high", "low", None], dtype=pl.Utf8)[category],
+        constant(f"{score}_cutoff", cited, height),
+    ]
 
 
 def easix(
@@ -94,20 +106,29 @@ def easix(
         baseline = baseline_values(
             events, patients, {name: i.item for name, i in INPUTS.items()}, config.baseline_lookback_days
         )
-    base = baseline.with_columns(
-        source.from_canonical(pl.col(f"{name}_value")).alias(f"{name}_value") for name, source in INPUTS.items()
-    )
-    inputs = [
-        column
-        for name, source in INPUTS.items()
-        for column in (pl.col(f"{name}_value"), pl.lit(source.unit).alias(f"{name}_unit"), pl.col(f"{name}_day"))
-    ]
-    return base.select(
-        "patient_id",
-        *(column for score, cutoff in cutoffs.items() for column in _formula(score, cutoff)),
-        "anchor",
-        "anchor_day",
-        *inputs,
-        baseline_caveats(SCALE),
-        *identity(SCALE),
+    height = baseline.height
+    values = {
+        name: source.in_table_unit(baseline.get_column(f"{name}_value").to_numpy()) for name, source in INPUTS.items()
+    }
+    anchor = baseline.get_column("anchor")
+    caveats = dict.fromkeys(SCALE.table("caveats"), True)
+    caveats[INFUSION_ANCHOR_CAVEAT] = (anchor == ANCHOR_INFUSION).fill_null(False).to_numpy()
+    return pl.DataFrame(
+        [
+            baseline.get_column("patient_id"),
+            *(column for score, cutoff in cutoffs.items() for column in _formula(score, cutoff, values)),
+            anchor,
+            baseline.get_column("anchor_day"),
+            *(
+                column
+                for name, source in INPUTS.items()
+                for column in (
+                    pl.Series(f"{name}_value", values[name], nan_to_null=True),
+                    constant(f"{name}_unit", source.unit, height),
+                    baseline.get_column(f"{name}_day"),
+                )
+            ),
+            label_lists("caveats", caveats, height),
+            *identity_columns(SCALE, height),
+        ]
     )

@@ -34,24 +34,29 @@ Example
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 
 from tocsin.config import ScoresConfig
 from tocsin.core.scores.baseline import (
     Input,
+    LabRows,
+    Pick,
     Step,
-    compare,
+    Windows,
+    constant,
     evaluation_windows,
-    identity,
+    gathered,
+    holds,
+    identity_columns,
+    lab_rows,
+    label_lists,
     ladder,
     ladder_bounds,
-    ladder_points,
-    labels,
-    pick_values,
-    points_range,
-    settled,
-    total,
-    widen,
+    patient_codes,
+    picked_rows,
+    points_of,
+    whole_numbers,
 )
 from tocsin.criteria import load_scale
 
@@ -59,21 +64,24 @@ SCALE = load_scale("hscore")
 INPUTS = {name: Input(name, spec["item"], spec["unit"]) for name, spec in SCALE.table("inputs").items()}
 LINEAGES = {name: Input(name, spec["item"], spec["unit"]) for name, spec in SCALE.table("cytopenia_lineages").items()}
 CYTOPENIA_STEPS = [Step(s["op"], float(s["value"]), int(s["points"])) for s in SCALE.table("cytopenia_points")]
+#: The labs the HScore reads and the worst direction of each.
+PICKS: dict[str, Pick] = {spec["item"]: spec["worst"] for spec in SCALE.table("inputs").values()}
+PICKS |= {source.item: "min" for source in LINEAGES.values()}
 ASSUMED_ABSENT_CAVEAT = "Scored as absent by configuration (scores.hscore_assume_absent), not observed: {}."
 
 
-def _probability(score: pl.Expr, field: str) -> pl.Expr:
+def _probability(score: np.ndarray, field: str) -> np.ndarray:
     """Fardet's published probability (%) at the nearest tabulated HScore below (low) or above (high)."""
     table = SCALE.table("probability")
     if field == "low":
-        expr = pl.when(score.is_null()).then(pl.lit(None, pl.Int32))
-        for row in reversed(table):
-            expr = expr.when(score >= row["hscore"]).then(pl.lit(row["low"], pl.Int32))
-        return expr.otherwise(pl.lit(table[0]["low"], pl.Int32))
-    expr = pl.when(score.is_null()).then(pl.lit(None, pl.Int32))
-    for row in table:
-        expr = expr.when(score <= row["hscore"]).then(pl.lit(row["high"], pl.Int32))
-    return expr.otherwise(pl.lit(table[-1]["high"], pl.Int32))
+        probability = np.full(score.shape, float(table[0]["low"]))
+        for row in table:  # the highest tabulated score at or below is written last
+            probability[score >= row["hscore"]] = row["low"]
+    else:
+        probability = np.full(score.shape, float(table[-1]["high"]))
+        for row in reversed(table):  # the lowest tabulated score at or above is written last
+            probability[score <= row["hscore"]] = row["high"]
+    return np.where(np.isnan(score), np.nan, probability)
 
 
 def hscore(
@@ -94,92 +102,83 @@ def hscore(
     ``immunosuppression_points, organomegaly_points, hemophagocytosis_points``; then ``caveats, scale,
     version, citation, doi``.
     """
-    windows, closed = evaluation_windows(events, patients, at)
-    sources = {**INPUTS, **LINEAGES}
-    picks = {spec["item"]: spec["worst"] for spec in SCALE.table("inputs").values()}
-    picks |= {source.item: "min" for source in LINEAGES.values()}
-    picked = pick_values(events, windows, picks, config.hscore_window_days, closed)
-    frame = widen(windows, picked, {name: source.item for name, source in sources.items()})
+    return hscore_in_windows(lab_rows(events, list(PICKS)), evaluation_windows(events, patients, at), config)
 
-    # Built in stages, each stage reading the columns of the one before: one expression per output with
-    # the ladders inlined into every sum made Polars plan a tree so large that one row took 0.2 s.
-    columns, ranges, missing = [], [], {}
+
+def hscore_in_windows(labs: LabRows, windows: Windows, config: ScoresConfig = ScoresConfig()) -> pl.DataFrame:
+    """:func:`hscore` at ``windows``, from the rows of a batch (``labs`` holding at least the items of ``PICKS``):
+    every input, point and range as arrays, the frame built once at the end."""
+    rows = picked_rows(
+        labs, patient_codes(windows.patient_id), windows.at, PICKS, config.hscore_window_days, windows.closed
+    )
+    height = windows.at.size
+    slot = {item: k for k, item in enumerate(PICKS)}
+
+    def picked(source: Input) -> tuple[np.ndarray, np.ndarray]:
+        return gathered(labs.columns["num"], rows[:, slot[source.item]]), gathered(labs.t, rows[:, slot[source.item]])
+
+    def described(name: str, source: Input, value: np.ndarray, day: np.ndarray) -> list[pl.Series]:
+        return [
+            pl.Series(f"{name}_value", source.in_table_unit(value), nan_to_null=True),
+            constant(f"{name}_unit", source.unit, height),
+            pl.Series(f"{name}_day", day, nan_to_null=True),
+        ]
+
+    columns: list[pl.Series] = []
+    least, most = np.zeros(height), np.zeros(height)
+    missing: dict[str, np.ndarray | bool] = {}
     for name, source in INPUTS.items():
         spec = SCALE.table("inputs")[name]
         steps = ladder(spec["ladder"], source)
-        canonical = pl.col(f"{name}_value")
-        columns += _described(name, source) + [
-            ladder_points(canonical, steps, spec["otherwise"]).alias(f"{name}_points")
-        ]
-        ranges.append(points_range(pl.col(f"{name}_points"), ladder_bounds(steps, spec["otherwise"])))
-        missing[name] = canonical.is_null()
-
-    cytopenic, unknown = [], []
+        value, day = picked(source)
+        points = points_of(value, steps, spec["otherwise"])
+        low, high = ladder_bounds(steps, spec["otherwise"])
+        least, most = least + np.where(np.isnan(points), low, points), most + np.where(np.isnan(points), high, points)
+        columns += [*described(name, source, value, day), whole_numbers(f"{name}_points", points)]
+        missing[name] = np.isnan(value)
+    cytopenic, unknown = np.zeros(height), np.zeros(height)
     for name, source in LINEAGES.items():
         spec = SCALE.table("cytopenia_lineages")[name]
-        canonical = pl.col(f"{name}_value")
-        cytopenic.append(compare(canonical, spec["op"], source.to_canonical(float(spec["value"]))).fill_null(False))
-        unknown.append(canonical.is_null())
-        columns += _described(name, source)
-        missing[name] = canonical.is_null()
-    known = pl.sum_horizontal(cytopenic)
-    columns += [known.alias("_cytopenic_least"), (known + pl.sum_horizontal(unknown)).alias("_cytopenic_most")]
+        value, day = picked(source)
+        cytopenic += holds(value, spec["op"], source.to_canonical(float(spec["value"])))
+        unknown += np.isnan(value)
+        columns += described(name, source, value, day)
+        missing[name] = np.isnan(value)
     assumed = [name for name in SCALE.table("clinical_inputs") if name in config.hscore_assume_absent]
-    missing |= {name: pl.lit(name not in assumed) for name in SCALE.table("clinical_inputs")}
-    frame = frame.with_columns(*columns, labels(missing).alias("missing"))
-
-    least_count, most_count = pl.col("_cytopenic_least"), pl.col("_cytopenic_most")
-    frame = frame.with_columns(
-        settled(least_count, most_count).cast(pl.Int32).alias("cytopenias_value"),
-        ladder_points(least_count, CYTOPENIA_STEPS, 0).alias("_cytopenia_points_least"),
-        ladder_points(most_count, CYTOPENIA_STEPS, 0).alias("_cytopenia_points_most"),
-    ).with_columns(
-        settled(pl.col("_cytopenia_points_least"), pl.col("_cytopenia_points_most")).alias("cytopenias_points")
-    )
-    ranges.append((pl.col("_cytopenia_points_least"), pl.col("_cytopenia_points_most")))
-
+    missing |= {name: name not in assumed for name in SCALE.table("clinical_inputs")}
+    lineage_points = points_of(cytopenic, CYTOPENIA_STEPS, 0), points_of(cytopenic + unknown, CYTOPENIA_STEPS, 0)
+    least, most = least + lineage_points[0], most + lineage_points[1]
     clinical = []
     for name, spec in SCALE.table("clinical_inputs").items():
-        absent = name in assumed
-        clinical.append(pl.lit(0 if absent else None, pl.Int32).alias(f"{name}_points"))
-        ranges.append((pl.lit(0, pl.Int32), pl.lit(0 if absent else spec["max_points"], pl.Int32)))
-    frame = frame.with_columns(*clinical, *total(ranges))
-    score, least, most = pl.col("score"), pl.col("score_at_least"), pl.col("score_at_most")
+        clinical.append(constant(f"{name}_points", 0 if name in assumed else None, height, pl.Int32))
+        most = most + (0 if name in assumed else spec["max_points"])
+    score = np.where(least == most, least, np.nan)
     cutoff = SCALE.table("cutoff")["value"]
-    caveats = {text: pl.lit(True) for text in SCALE.table("caveats")}
+    # The category and rule of a range only when both ends agree on them (0 = below the cut-off, 1 = at or above).
+    settled = np.where((least >= cutoff) == (most >= cutoff), (least >= cutoff).astype(np.int64), 2)
+    caveats = list(SCALE.table("caveats"))
     if assumed:
-        caveats[ASSUMED_ABSENT_CAVEAT.format(", ".join(assumed))] = pl.lit(True)
-    rule = settled(
-        pl.when(least >= cutoff).then(pl.lit("HSCORE-CUTOFF")).otherwise(pl.lit("HSCORE-BELOW-CUTOFF")),
-        pl.when(most >= cutoff).then(pl.lit("HSCORE-CUTOFF")).otherwise(pl.lit("HSCORE-BELOW-CUTOFF")),
+        caveats.append(ASSUMED_ABSENT_CAVEAT.format(", ".join(assumed)))
+    return pl.DataFrame(
+        [
+            windows.patient_id,
+            pl.Series("at", windows.at),
+            pl.Series("day", windows.day),
+            whole_numbers("score", score),
+            whole_numbers("score_at_least", least),
+            whole_numbers("score_at_most", most),
+            whole_numbers("probability_pct_low", _probability(score, "low")),
+            whole_numbers("probability_pct_high", _probability(score, "high")),
+            pl.Series("category", ["low", "high", None], dtype=pl.Utf8)[settled],
+            pl.Series("rule", ["HSCORE-BELOW-CUTOFF", "HSCORE-CUTOFF", "HSCORE-MISSING"], dtype=pl.Utf8)[settled],
+            label_lists("missing", missing, height),
+            *columns,
+            whole_numbers("cytopenias_value", np.where(unknown == 0, cytopenic, np.nan)),
+            whole_numbers(
+                "cytopenias_points", np.where(lineage_points[0] == lineage_points[1], lineage_points[0], np.nan)
+            ),
+            *clinical,
+            constant("caveats", caveats, height, pl.List(pl.Utf8)),
+            *identity_columns(SCALE, height),
+        ]
     )
-    frame = frame.with_columns(rule.alias("_rule"))
-    return frame.select(
-        "patient_id",
-        "at",
-        "day",
-        score,
-        least,
-        most,
-        _probability(score, "low").alias("probability_pct_low"),
-        _probability(score, "high").alias("probability_pct_high"),
-        pl.col("_rule")
-        .replace_strict({"HSCORE-CUTOFF": "high", "HSCORE-BELOW-CUTOFF": "low"}, default=None)
-        .alias("category"),
-        pl.col("_rule").fill_null("HSCORE-MISSING").alias("rule"),
-        "missing",
-        *[c.meta.output_name() for c in columns if not c.meta.output_name().startswith("_")],
-        "cytopenias_value",
-        "cytopenias_points",
-        *[f"{name}_points" for name in SCALE.table("clinical_inputs")],
-        labels(caveats).alias("caveats"),
-        *identity(SCALE),
-    )
-
-
-def _described(name: str, source: Input) -> list[pl.Expr]:
-    return [
-        source.from_canonical(pl.col(f"{name}_value")).alias(f"{name}_value"),
-        pl.lit(source.unit).alias(f"{name}_unit"),
-        pl.col(f"{name}_day"),
-    ]

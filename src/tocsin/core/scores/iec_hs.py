@@ -36,18 +36,27 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
+import numpy as np
 import polars as pl
 
 from tocsin.config import ScoresConfig
 from tocsin.core.scores.baseline import (
     ANCHOR_INFUSION,
+    LabRows,
     Pick,
-    baseline_values,
+    Windows,
+    baseline_frame,
     evaluation_windows,
-    identity,
-    labels,
-    pick_values,
-    widen,
+    gathered,
+    constant,
+    identity_columns,
+    label_lists,
+    lab_rows,
+    patient_codes,
+    patient_table,
+    picked_columns,
+    picked_rows,
+    position_of,
 )
 from tocsin.criteria import load_scale
 
@@ -68,109 +77,129 @@ WINDOW_LABS: dict[str, Pick] = {
 }
 #: Labs whose value at infusion a criterion compares with.
 INFUSION_LABS = ("ferritin", "anc", "plt", "hgb", "creatinine")
-#: Criteria without an event item: always missing.
-UNOBSERVABLE = pl.lit(None, pl.Boolean)
+Column = Mapping[str, np.ndarray]
+# Criteria hold three-valued (Kleene) truth, as Polars' booleans do: 1.0 met, 0.0 not met, NaN missing.
 
 
-def _value(item: str) -> pl.Expr:
-    return pl.col(f"{item}_value")
+def _kleene_or(*states: np.ndarray) -> np.ndarray:
+    out = states[0]
+    for state in states[1:]:
+        out = np.where((out == 1) | (state == 1), 1.0, np.where(np.isnan(out) | np.isnan(state), np.nan, 0.0))
+    return out
 
 
-def _above_uln(item: str, times: float) -> pl.Expr:
-    return _value(item) > times * pl.col(f"{item}_uln")
+def _kleene_and(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.where((a == 0) | (b == 0), 0.0, np.where(np.isnan(a) | np.isnan(b), np.nan, 1.0))
 
 
-def _iec_hs_criteria() -> dict[str, pl.Expr]:
-    ferritin = (_value("ferritin") > LIMITS["iec_hs_ferritin_x_uln"] * pl.col("ferritin_uln")) | (
-        _value("ferritin") > LIMITS["iec_hs_ferritin_x_baseline"] * pl.col("ferritin_at_infusion")
+def _above(value: np.ndarray, limit: np.ndarray | float) -> np.ndarray:
+    return np.where(np.isnan(value) | np.isnan(limit), np.nan, value > limit)
+
+
+def _below(value: np.ndarray, limit: np.ndarray | float) -> np.ndarray:
+    return np.where(np.isnan(value) | np.isnan(limit), np.nan, value < limit)
+
+
+def _iec_hs_criteria(c: Column) -> dict[str, np.ndarray]:
+    ferritin = _kleene_or(
+        _above(c["ferritin_value"], LIMITS["iec_hs_ferritin_x_uln"] * c["ferritin_uln"]),
+        _above(c["ferritin_value"], LIMITS["iec_hs_ferritin_x_baseline"] * c["ferritin_at_infusion"]),
     )
     # New or worsening: below the limit and below the value at infusion (a lineage without one counts).
     lineages = [
-        (_value(lab) < limit) & (_value(lab) < pl.col(f"{lab}_at_infusion")).fill_null(True)
+        _kleene_and(
+            _below(c[f"{lab}_value"], limit), np.nan_to_num(_below(c[f"{lab}_value"], c[f"{lab}_at_infusion"]), nan=1.0)
+        )
         for lab, limit in LIMITS["iec_hs_cytopenia"].items()
     ]
     times = LIMITS["iec_hs_transaminase_x_uln"]
     return {
         "IECHS-FERRITIN": ferritin,
-        "IECHS-CYTOPENIA": pl.reduce(lambda a, b: a | b, lineages),
-        "IECHS-TRANSAMINASES": _above_uln("ast", times) | _above_uln("alt", times),
-        "IECHS-FIBRINOGEN": _value("fibrinogen") < LIMITS["iec_hs_fibrinogen_mg_dl"],
-        "IECHS-LDH": _above_uln("ldh", LIMITS["iec_hs_ldh_x_uln"]),
-        "IECHS-HEMOPHAGOCYTOSIS": UNOBSERVABLE,
+        "IECHS-CYTOPENIA": _kleene_or(*lineages),
+        "IECHS-TRANSAMINASES": _kleene_or(
+            *(_above(c[f"{lab}_value"], times * c[f"{lab}_uln"]) for lab in ("ast", "alt"))
+        ),
+        "IECHS-FIBRINOGEN": _below(c["fibrinogen_value"], LIMITS["iec_hs_fibrinogen_mg_dl"]),
+        "IECHS-LDH": _above(c["ldh_value"], LIMITS["iec_hs_ldh_x_uln"] * c["ldh_uln"]),
+        "IECHS-HEMOPHAGOCYTOSIS": np.full(c["ferritin_value"].shape, np.nan),  # no event item: always missing
     }
 
 
-def _car_hlh_criteria() -> dict[str, pl.Expr]:
-    liver = [_above_uln(lab, times) for lab, times in LIMITS["car_hlh_liver_x_uln"].items()]
+def _car_hlh_criteria(c: Column) -> dict[str, np.ndarray]:
+    liver = [_above(c[f"{lab}_value"], times * c[f"{lab}_uln"]) for lab, times in LIMITS["car_hlh_liver_x_uln"].items()]
     times = LIMITS["car_hlh_creatinine_x"]
+    unobservable = np.full(c["ferritin_value"].shape, np.nan)  # no event item: always missing
     return {
-        "CARHLH-FERRITIN": _value("ferritin") > LIMITS["car_hlh_ferritin_ng_ml"],
-        "CARHLH-LIVER": pl.reduce(lambda a, b: a | b, liver),
-        "CARHLH-RENAL": (_value("creatinine") > times * pl.col("creatinine_at_infusion"))
-        | _above_uln("creatinine", times),
-        "CARHLH-PULMONARY-EDEMA": UNOBSERVABLE,
-        "CARHLH-HEMOPHAGOCYTOSIS": UNOBSERVABLE,
+        "CARHLH-FERRITIN": _above(c["ferritin_value"], LIMITS["car_hlh_ferritin_ng_ml"]),
+        "CARHLH-LIVER": _kleene_or(*liver),
+        "CARHLH-RENAL": _kleene_or(
+            _above(c["creatinine_value"], times * c["creatinine_at_infusion"]),
+            _above(c["creatinine_value"], times * c["creatinine_uln"]),
+        ),
+        "CARHLH-PULMONARY-EDEMA": unobservable,
+        "CARHLH-HEMOPHAGOCYTOSIS": unobservable,
     }
 
 
-def _screen_inputs(
-    events: pl.DataFrame, patients: pl.DataFrame, config: ScoresConfig, at: float | pl.DataFrame | None
-) -> pl.DataFrame:
-    """Per patient and evaluation time, the window labs and the labs at infusion both screens read."""
-    windows, closed = evaluation_windows(events, patients, at)
-    picked = pick_values(events, windows, WINDOW_LABS, config.hlh_screen_window_days, closed)
-    frame = widen(windows, picked, {lab: lab for lab in WINDOW_LABS}, ("value", "day", "uln"))
-    at_infusion = baseline_values(
-        events,
-        patients,
-        {lab: lab for lab in INFUSION_LABS},
-        config.baseline_lookback_days,
-        ("value",),
-        ANCHOR_INFUSION,
-    ).select("patient_id", *(pl.col(f"{lab}_value").alias(f"{lab}_at_infusion") for lab in INFUSION_LABS))
-    return frame.join(at_infusion, on="patient_id", how="left", maintain_order="left").with_columns(
-        pl.col("ferritin_uln").fill_null(pl.lit(config.ferritin_uln_ng_ml, pl.Float64))
+def screen_inputs(labs: LabRows, patients: pl.DataFrame, windows: Windows, config: ScoresConfig) -> pl.DataFrame:
+    """Per evaluation window, the window labs and the labs at infusion both screens read (``labs`` holding at
+    least :data:`WINDOW_LABS` and :data:`INFUSION_LABS`)."""
+    codes = patient_codes(windows.patient_id)
+    rows = picked_rows(labs, codes, windows.at, WINDOW_LABS, config.hlh_screen_window_days, windows.closed)
+    picked = picked_columns(labs, rows, {lab: lab for lab in WINDOW_LABS}, list(WINDOW_LABS), ("value", "day", "uln"))
+    ids = patient_table(patients)
+    at_infusion = baseline_frame(
+        labs, ids, {lab: lab for lab in INFUSION_LABS}, config.baseline_lookback_days, ("value",), ANCHOR_INFUSION
     )
-
-
-def _screen(frame: pl.DataFrame, name: str, criteria: Callable[[], Mapping[str, pl.Expr]]) -> pl.DataFrame:
-    spec = SCALE.table("screens")[name]
-    # Each criterion becomes a column first: inlined, every one would be planned again in each output.
-    frame = frame.with_columns(expr.alias(f"_{rule}") for rule, expr in criteria().items())
-    state = {rule: pl.col(f"_{rule}") for rule in criteria()}
-    supporting = [state[rule] for rule in spec["supporting"]]
-    met_count = pl.sum_horizontal(s.fill_null(False) for s in supporting)
-    reachable = pl.sum_horizontal(s.fill_null(True) for s in supporting)
-    core = state[spec["core"]]
-    needed = spec["supporting_needed"]
-    status = (
-        pl.when(core.fill_null(False) & (met_count >= needed))
-        .then(pl.lit("possible"))
-        .when(~core.fill_null(True) | (reachable < needed))
-        .then(pl.lit("not_met"))
-        .otherwise(pl.lit("incomplete"))
-    )
-    needs = SCALE.table("needs")
-    lab_columns = [pl.col(f"{lab}_{field}") for lab in WINDOW_LABS for field in ("value", "day", "uln")] + [
-        pl.col(f"{lab}_at_infusion") for lab in INFUSION_LABS
+    # Each window's patient's row of the per-patient table (none for a patient the table does not list).
+    of_window = position_of(patient_codes(ids), codes)
+    infusion = [
+        pl.Series(
+            f"{lab}_at_infusion",
+            gathered(at_infusion.get_column(f"{lab}_value").to_numpy(), of_window),
+            nan_to_null=True,
+        )
+        for lab in INFUSION_LABS
     ]
-    return frame.with_columns(status.alias("status")).select(
-        "patient_id",
-        "at",
-        "day",
-        pl.lit(name).alias("screen"),
-        "status",
-        pl.col("status").replace_strict(
-            {"possible": spec["rule_possible"], "not_met": spec["rule_not_met"], "incomplete": spec["rule_incomplete"]}
-        ).alias("rule"),
-        labels({rule: expr for rule, expr in state.items()}).alias("met"),
-        labels({rule: ~expr for rule, expr in state.items()}).alias("not_met"),
-        labels({f"{rule}: needs {needs[rule]}": expr.is_null() for rule, expr in state.items()}).alias("missing"),
-        *lab_columns,
-        pl.lit(SCALE.table("caveats")).alias("caveats"),
-        *identity(SCALE),
-        pl.lit(spec["citation"]).alias("screen_citation"),
-        pl.lit(spec["doi"]).alias("screen_doi"),
+    default = np.nan if config.ferritin_uln_ng_ml is None else float(config.ferritin_uln_ng_ml)
+    ferritin_uln = picked["ferritin_uln"].to_numpy()
+    picked["ferritin_uln"] = pl.Series(
+        "ferritin_uln", np.where(np.isnan(ferritin_uln), default, ferritin_uln), nan_to_null=True
+    )
+    return windows.frame().hstack([*picked.values(), *infusion])
+
+
+def _screen(frame: pl.DataFrame, name: str, criteria: Callable[[Column], Mapping[str, np.ndarray]]) -> pl.DataFrame:
+    spec = SCALE.table("screens")[name]
+    lab_columns = [f"{lab}_{field}" for lab in WINDOW_LABS for field in ("value", "day", "uln")] + [
+        f"{lab}_at_infusion" for lab in INFUSION_LABS
+    ]
+    state = criteria({c: frame.get_column(c).to_numpy() for c in lab_columns})
+    supporting = [state[rule] for rule in spec["supporting"]]
+    met_count = sum(np.nan_to_num(s, nan=0.0) for s in supporting)
+    reachable = sum(np.nan_to_num(s, nan=1.0) for s in supporting)
+    core, needed = state[spec["core"]], spec["supporting_needed"]
+    # 0 possible (the pattern is there), 1 not met, 2 incomplete (a missing criterion would decide).
+    status = np.where((core == 1) & (met_count >= needed), 0, np.where((core == 0) | (reachable < needed), 1, 2))
+    needs = SCALE.table("needs")
+    height = frame.height
+    return pl.DataFrame(
+        [
+            *frame.select("patient_id", "at", "day").get_columns(),
+            constant("screen", name, height),
+            pl.Series("status", ["possible", "not_met", "incomplete"], dtype=pl.Utf8)[status],
+            pl.Series("rule", [spec["rule_possible"], spec["rule_not_met"], spec["rule_incomplete"]], dtype=pl.Utf8)[
+                status
+            ],
+            label_lists("met", {rule: s == 1 for rule, s in state.items()}, height),
+            label_lists("not_met", {rule: s == 0 for rule, s in state.items()}, height),
+            label_lists("missing", {f"{rule}: needs {needs[rule]}": np.isnan(s) for rule, s in state.items()}, height),
+            *(frame.get_column(c) for c in lab_columns),
+            constant("caveats", list(SCALE.table("caveats")), height, pl.List(pl.Utf8)),
+            *identity_columns(SCALE, height),
+            constant("screen_citation", spec["citation"], height),
+            constant("screen_doi", spec["doi"], height),
+        ]
     )
 
 
@@ -188,7 +217,7 @@ def iec_hs_screen(
     ``_uln`` (canonical units) and ``<lab>_at_infusion``, then ``caveats, scale, version, citation, doi,
     screen_citation, screen_doi``.
     """
-    return _screen(_screen_inputs(events, patients, config, at), "iec_hs", _iec_hs_criteria)
+    return _screen(_inputs(events, patients, config, at), "iec_hs", _iec_hs_criteria)
 
 
 def car_hlh_screen(
@@ -202,7 +231,7 @@ def car_hlh_screen(
     The "during CRS" condition of carHLH is not checked here (CRS grades come from the engine); the
     screen reads the peak ferritin in the window.
     """
-    return _screen(_screen_inputs(events, patients, config, at), "car_hlh", _car_hlh_criteria)
+    return _screen(_inputs(events, patients, config, at), "car_hlh", _car_hlh_criteria)
 
 
 def hlh_screens(
@@ -212,5 +241,16 @@ def hlh_screens(
     at: float | pl.DataFrame | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Both screens, :func:`iec_hs_screen` and :func:`car_hlh_screen`, from one read of the labs they share."""
-    frame = _screen_inputs(events, patients, config, at)
-    return _screen(frame, "iec_hs", _iec_hs_criteria), _screen(frame, "car_hlh", _car_hlh_criteria)
+    return screens(_inputs(events, patients, config, at))
+
+
+def screens(inputs: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Both screens from one :func:`screen_inputs`."""
+    return _screen(inputs, "iec_hs", _iec_hs_criteria), _screen(inputs, "car_hlh", _car_hlh_criteria)
+
+
+def _inputs(
+    events: pl.DataFrame, patients: pl.DataFrame, config: ScoresConfig, at: float | pl.DataFrame | None
+) -> pl.DataFrame:
+    labs = lab_rows(events, {*WINDOW_LABS, *INFUSION_LABS})
+    return screen_inputs(labs, patients, evaluation_windows(events, patients, at), config)
