@@ -7,7 +7,9 @@ The absolute recovery definitions are those of EHA/EBMT 2023 (doi:10.1182/blood.
 >= 0.5 x10^9/L on 3 measurements, CIBMTR) and T-ICAHT 2025 (doi:10.1182/blood.2025028833; platelets >= 20
 x10^9/L untransfused for 7 days). Cut-offs and rule ids are data (``data/criteria/pht_wang2023.yaml``,
 including the CTCAE v5.0 cytopenia bands this module grades with); local decisions are
-:class:`tocsin.config.ProlongedCytopeniaConfig`; ``docs/icaht.md`` explains both.
+:class:`tocsin.config.ProlongedCytopeniaConfig`; ``docs/icaht.md`` explains both. The per-patient work is
+NumPy on the batch's columns and one compiled pass over each lineage's daily values
+(:mod:`tocsin.core.kernels_pht`): the same code for one course and for a batch.
 
 Per patient and lineage (neutrophils ``anc``, platelets ``plt``, hemoglobin ``hgb``), on the daily lowest
 values (day = ``floor(t)``, day 0 = infusion) observed before the end of observation (progression or next
@@ -110,7 +112,8 @@ class _Daily(NamedTuple):
 
 def _read(events: pl.DataFrame, items: list[str]) -> tuple[pl.Series, _Read, np.ndarray]:
     """The patients of ``events`` in order (runs of patient_id, so a patient without PHT rows keeps its row),
-    the rows of ``items`` as arrays, and their ``lln`` (NaN where null)."""
+    the rows of ``items`` as arrays, and their ``lln`` (NaN where null). As ICAHT's reader (``icaht._read``), with the
+    rows' LLN, which ICAHT does not read."""
     patient = events.select(pl.col(PID).to_physical()).to_series().to_numpy()
     first = np.ones(patient.size, dtype=np.bool_)
     first[1:] = patient[1:] != patient[:-1]
@@ -229,7 +232,7 @@ def _per_series(values: np.ndarray, index: np.ndarray, fill: float = np.nan) -> 
 
 def _column(name: str, values: np.ndarray, dtype: pl.DataType) -> pl.Series:
     """A column of ``dtype`` from floats, null where NaN (the cast is cheap; a Series ``scatter`` is not)."""
-    series = pl.Series(name, values, dtype=pl.Float64, nan_to_null=True)
+    series = pl.Series(name, values.astype(np.float64, copy=False), nan_to_null=True)  # no dtype: 30% faster
     return series if dtype == pl.Float64 else series.cast(dtype)
 
 
