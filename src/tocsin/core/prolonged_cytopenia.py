@@ -171,24 +171,32 @@ def _daily(read: _Read, lln: np.ndarray, end_t: np.ndarray, config: ProlongedCyt
     )
 
 
-def _supported(read: _Read, daily: _Daily, rules: list[tuple[list[str], int]]) -> np.ndarray:
-    """Per daily value: a support item of its lineage's rule (``rules[lineage]``: items, support-free days) was
-    given on its day or in the free days before it. Any row of the item counts (before day 0 or after the end
-    of observation too): the latest support day at or before the value's day decides."""
-    supported = np.zeros(daily.day.size, dtype=np.bool_)
+def _latest_support_days(read: _Read, daily: _Daily) -> dict[str, np.ndarray]:
+    """Per support item and daily value: the latest day (NaN: none) the patient was given it, at or before the
+    value's day. Any row of the item counts (before day 0 or after the end of observation too)."""
+    latest: dict[str, np.ndarray] = {}
     # A patient's support days are in order, so (patient, day) keys are sorted for the search.
     key = (daily.patient << 32) + daily.day
     for item in _support_items():
         rows = read.rows_of(item)
-        given_key = (read.patient[rows] << 32) + np.floor(read.t[rows]).astype(np.int64)
-        latest = np.searchsorted(given_key, key, side="right") - 1
         if rows.size == 0:
+            latest[item] = np.full(key.size, np.nan)
             continue
-        found = (latest >= 0) & (read.patient[rows][latest.clip(min=0)] == daily.patient)
-        latest_key = given_key[latest.clip(min=0)]
-        for lineage, (items, free_days) in enumerate(rules):
-            if item in items:
-                supported |= found & (daily.lineage == lineage) & (key - latest_key <= free_days)
+        given_day = np.floor(read.t[rows]).astype(np.int64)
+        found = np.searchsorted((read.patient[rows] << 32) + given_day, key, side="right") - 1
+        same_patient = (found >= 0) & (read.patient[rows][found.clip(min=0)] == daily.patient)
+        latest[item] = np.where(same_patient, given_day[found.clip(min=0)], np.nan)
+    return latest
+
+
+def _supported(daily: _Daily, latest: dict[str, np.ndarray], rules: list[tuple[list[str], int]]) -> np.ndarray:
+    """Per daily value: a support item of its lineage's rule (``rules[lineage]``: items, support-free days) was
+    given on its day or in the free days before it (``latest``: :func:`_latest_support_days`)."""
+    supported = np.zeros(daily.day.size, dtype=np.bool_)
+    for lineage, (items, free_days) in enumerate(rules):
+        of_lineage = daily.lineage == lineage
+        for item in items:
+            supported |= of_lineage & (daily.day - latest[item] <= free_days)
     return supported
 
 
@@ -245,13 +253,14 @@ def _lineage_table(events: pl.DataFrame, config: ProlongedCytopeniaConfig) -> tu
     end_t, _ = _observation_ends(read, config.censor_at)
     daily = _daily(read, lln, end_t, config)
     grade = _grades(daily)
+    latest = _latest_support_days(read, daily)
     meets, consecutive = np.zeros((len(DEFINITIONS), daily.day.size), dtype=np.bool_), []
     for d, definition in enumerate(DEFINITIONS):
         level, support, needed = _recovery_rules(definition, config)
         at_level = daily.value >= (daily.lln if definition == "normal" else level[daily.lineage])
-        meets[d] = at_level & ~_supported(read, daily, support)
+        meets[d] = at_level & ~_supported(daily, latest, support)
         consecutive.append(needed[daily.series_lineage])
-    landmark_supported = _supported(read, daily, [(ln["support_items"], config.support_free_days) for ln in LINEAGES])
+    landmark_supported = _supported(daily, latest, [(ln["support_items"], config.support_free_days) for ln in LINEAGES])
     chosen = DEFINITIONS.index(config.recovery)
     summary = summarise_series(
         daily.offsets,
