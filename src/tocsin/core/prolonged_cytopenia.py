@@ -7,7 +7,9 @@ The absolute recovery definitions are those of EHA/EBMT 2023 (doi:10.1182/blood.
 >= 0.5 x10^9/L on 3 measurements, CIBMTR) and T-ICAHT 2025 (doi:10.1182/blood.2025028833; platelets >= 20
 x10^9/L untransfused for 7 days). Cut-offs and rule ids are data (``data/criteria/pht_wang2023.yaml``,
 including the CTCAE v5.0 cytopenia bands this module grades with); local decisions are
-:class:`tocsin.config.ProlongedCytopeniaConfig`; ``docs/icaht.md`` explains both.
+:class:`tocsin.config.ProlongedCytopeniaConfig`; ``docs/icaht.md`` explains both. The per-patient work is
+NumPy on the batch's columns and one compiled pass over each lineage's daily values
+(:mod:`tocsin.core.kernels_pht`): the same code for one course and for a batch.
 
 Per patient and lineage (neutrophils ``anc``, platelets ``plt``, hemoglobin ``hgb``), on the daily lowest
 values (day = ``floor(t)``, day 0 = infusion) observed before the end of observation (progression or next
@@ -43,21 +45,15 @@ Example
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
+import numpy as np
 import polars as pl
 
 from tocsin.config import ProlongedCytopeniaConfig
 from tocsin.core.cytopenia_ctcae import criteria_tables
-from tocsin.core.icaht import observation_end, observation_end_items
-from tocsin.core.lookup import per_patient
-from tocsin.core.segments import (
-    SEGMENT_START,
-    cum_sum,
-    distinct_in_runs,
-    ffill,
-    row_index,
-    run_number,
-    with_segment_start,
-)
+from tocsin.core.icaht import _observation_ends, _Read, observation_end_items
+from tocsin.core.kernels_pht import summarise_series
 from tocsin.criteria import load_scale
 
 PID = "patient_id"
@@ -66,7 +62,20 @@ LINEAGES: list[dict] = list(SCALE.table("lineages"))
 #: Recovery definitions, in output order.
 DEFINITIONS = ("threshold", "grade_le_2", "normal")
 _PATTERNS = {0: "none", 1: "unilineage", 2: "bilineage", 3: "trilineage"}
-_SEGMENT_END = "_segment_end"
+_LINEAGE_COLUMNS = (
+    "landmark_day",
+    "landmark_value",
+    "landmark_grade",
+    "landmark_supported",
+    "cytopenic",
+    "nadir",
+    "nadir_day",
+    *(f"recovery_day_{d}" for d in DEFINITIONS),
+    "recovered",
+    "recovery_after_landmark_day",
+    "second_fall_day",
+    "biphasic",
+)
 
 
 def _lln(item: str, config: ProlongedCytopeniaConfig) -> float:
@@ -87,130 +96,231 @@ def _ctcae_v5_bands() -> dict[str, list[dict[str, float]]]:
     }
 
 
-def _ctcae_grade(value: pl.Expr, lln: pl.Expr) -> pl.Expr:
-    """CTCAE v5.0 grade of a daily value of the row's lineage (``item`` column), bands from the data."""
-    expr = pl.when(pl.lit(False)).then(pl.lit(0))
-    for item, bands in _ctcae_v5_bands().items():
-        for band in bands:
-            expr = expr.when((pl.col("item") == item) & (value < band["below"])).then(pl.lit(band["grade"]))
-    return expr.when(value < lln).then(pl.lit(1)).otherwise(pl.lit(0)).cast(pl.Int8)
+class _Daily(NamedTuple):
+    """The daily lowest values of every series (one patient's days of one lineage, in day order): series ``s``
+    at ``offsets[s]:offsets[s + 1]``, series by lineage (in the order of ``LINEAGES``), then by patient."""
+
+    offsets: np.ndarray
+    series_patient: np.ndarray
+    series_lineage: np.ndarray
+    lineage: np.ndarray  # per day: index in LINEAGES
+    patient: np.ndarray
+    day: np.ndarray
+    value: np.ndarray
+    lln: np.ndarray  # the day's highest LLN, else the configured one
 
 
-def _by_item(values: dict[str, object], dtype: pl.DataType) -> pl.Expr:
-    """A per-lineage constant (null for a lineage not in ``values``)."""
-    return pl.col("item").replace_strict(values, default=None, return_dtype=dtype)
+def _read(events: pl.DataFrame, items: list[str]) -> tuple[pl.Series, _Read, np.ndarray]:
+    """The patients of ``events`` in order (runs of patient_id, so a patient without PHT rows keeps its row),
+    the rows of ``items`` as arrays, and their ``lln`` (NaN where null). As ICAHT's reader (``icaht._read``), with the
+    rows' LLN, which ICAHT does not read."""
+    patient = events.select(pl.col(PID).to_physical()).to_series().to_numpy()
+    first = np.ones(patient.size, dtype=np.bool_)
+    first[1:] = patient[1:] != patient[:-1]
+    starts = np.flatnonzero(first)
+    categories = events.schema["item"].categories.to_list()
+    slot_of_code = np.full(len(categories), -1, dtype=np.int8)
+    slot_of_code[[categories.index(i) for i in items]] = np.arange(len(items))
+    item = events.select(pl.col("item").to_physical()).to_series().to_numpy()
+    rows = np.flatnonzero((slot_of_code >= 0)[item])
+    read = _Read(
+        starts.size,
+        np.searchsorted(starts, rows, side="right") - 1,
+        events.get_column("t").to_numpy()[rows].astype(np.float64, copy=False),
+        events.get_column("num")[rows].to_numpy().astype(np.float64, copy=False),
+        slot_of_code[item[rows]],
+        tuple(items),
+    )
+    lln = events.get_column("lln")[rows].to_numpy().astype(np.float64, copy=False)
+    return events.get_column(PID).filter(first), read, lln
 
 
-def _recovery_level(definition: str) -> pl.Expr:
-    """The level a daily count must reach to meet ``definition`` (null: it does not apply to the lineage)."""
+def _observed(read: _Read, rows: np.ndarray, end_t: np.ndarray) -> np.ndarray:
+    """Of ``rows``, those from day 0 to the end of observation (all when it does not end)."""
+    t = read.t[rows]
+    return rows[(t >= 0) & ~(t > end_t[read.patient[rows]])]
+
+
+def _daily(read: _Read, lln: np.ndarray, end_t: np.ndarray, config: ProlongedCytopeniaConfig) -> _Daily:
+    """Daily lowest value per patient and lineage (day = ``floor(t)``) of the counts from day 0 to the end of
+    observation, with the day's highest LLN (else the configured one)."""
+    rows = [_observed(read, read.rows_of(ln["item"]), end_t) for ln in LINEAGES]
+    rows = [r[~np.isnan(read.num[r])] for r in rows]
+    lineage = np.repeat(np.arange(len(LINEAGES)), [r.size for r in rows])
+    rows = np.concatenate(rows)
+    patient, day = read.patient[rows], np.floor(read.t[rows]).astype(np.int64)
+    new_day = np.ones(rows.size, dtype=np.bool_)
+    new_day[1:] = (patient[1:] != patient[:-1]) | (day[1:] != day[:-1]) | (lineage[1:] != lineage[:-1])
+    first = np.flatnonzero(new_day)
+    value = np.minimum.reduceat(read.num[rows], first) if first.size else np.empty(0)
+    highest = np.fmax.reduceat(lln[rows], first) if first.size else np.empty(0)
+    lineage, patient, day = lineage[first], patient[first], day[first]
+    configured = np.array([_lln(ln["item"], config) for ln in LINEAGES])[lineage]
+    new_series = np.ones(first.size, dtype=np.bool_)
+    new_series[1:] = (patient[1:] != patient[:-1]) | (lineage[1:] != lineage[:-1])
+    series_first = np.flatnonzero(new_series)
+    return _Daily(
+        np.append(series_first, first.size),
+        patient[series_first],
+        lineage[series_first],
+        lineage,
+        patient,
+        day,
+        value,
+        np.where(np.isnan(highest), configured, highest),
+    )
+
+
+def _latest_support_days(read: _Read, daily: _Daily) -> dict[str, np.ndarray]:
+    """Per support item and daily value: the latest day (NaN: none) the patient was given it, at or before the
+    value's day. Any row of the item counts (before day 0 or after the end of observation too)."""
+    latest: dict[str, np.ndarray] = {}
+    # A patient's support days are in order, so (patient, day) keys are sorted for the search.
+    key = (daily.patient << 32) + daily.day
+    for item in _support_items():
+        rows = read.rows_of(item)
+        if rows.size == 0:
+            latest[item] = np.full(key.size, np.nan)
+            continue
+        given_day = np.floor(read.t[rows]).astype(np.int64)
+        found = np.searchsorted((read.patient[rows] << 32) + given_day, key, side="right") - 1
+        same_patient = (found >= 0) & (read.patient[rows][found.clip(min=0)] == daily.patient)
+        latest[item] = np.where(same_patient, given_day[found.clip(min=0)], np.nan)
+    return latest
+
+
+def _supported(daily: _Daily, latest: dict[str, np.ndarray], rules: list[tuple[list[str], int]]) -> np.ndarray:
+    """Per daily value: a support item of its lineage's rule (``rules[lineage]``: items, support-free days) was
+    given on its day or in the free days before it (``latest``: :func:`_latest_support_days`)."""
+    supported = np.zeros(daily.day.size, dtype=np.bool_)
+    for lineage, (items, free_days) in enumerate(rules):
+        of_lineage = daily.lineage == lineage
+        for item in items:
+            supported |= of_lineage & (daily.day - latest[item] <= free_days)
+    return supported
+
+
+def _grades(daily: _Daily) -> np.ndarray:
+    """CTCAE v5.0 grade of each daily value: the first band of its lineage (in the data's order) it is below,
+    else grade 1 below its LLN, else 0."""
+    grade = (daily.value < daily.lln).astype(np.int8)
+    bands = _ctcae_v5_bands()
+    for lineage, spec in enumerate(LINEAGES):
+        of_lineage = daily.lineage == lineage
+        for band in reversed(bands[spec["item"]]):
+            grade[of_lineage & (daily.value < band["below"])] = band["grade"]
+    return grade
+
+
+def _recovery_rules(definition: str, config: ProlongedCytopeniaConfig) -> tuple[np.ndarray, list, np.ndarray]:
+    """Per lineage: the level a daily value must reach for ``definition`` (NaN: does not apply; ``normal``:
+    its LLN, given apart), the support items and free days that bar it, and the consecutive values needed
+    (0: the definition does not apply to the lineage)."""
+    items = [ln["item"] for ln in LINEAGES]
+    if definition == "threshold":
+        table = SCALE.table("threshold_recovery")
+        rules = [table.get(item, {}) for item in items]
+        level = np.array([float(r["at_least"]) if r else np.nan for r in rules])
+        support = [(r.get("support_items", []), r.get("support_free_days", 0)) for r in rules]
+        return level, support, np.array([r.get("consecutive", 0) for r in rules])
+    support = [(ln["support_items"], config.support_free_days) for ln in LINEAGES]
     if definition == "normal":
-        return pl.col("lln")
-    if definition == "threshold":
-        levels = {item: float(rule["at_least"]) for item, rule in SCALE.table("threshold_recovery").items()}
+        level = np.full(len(items), np.nan)
     else:  # grade <= 2: at or above the grade-3 cut-off
-        levels = {
-            item: float(next(b["below"] for b in bands if b["grade"] == 3))
-            for item, bands in _ctcae_v5_bands().items()
-        }
-    return _by_item(levels, pl.Float64)
+        bands = _ctcae_v5_bands()
+        level = np.array([float(next(b["below"] for b in bands[item] if b["grade"] == 3)) for item in items])
+    return level, support, np.full(len(items), config.recovery_consecutive_values)
 
 
-def _unsupported(definition: str, config: ProlongedCytopeniaConfig) -> pl.Expr:
-    """No support item of the definition on the value's day or in the support-free days before it."""
-    free = pl.lit(True)
-    for lineage in LINEAGES:
-        items, days = lineage["support_items"], config.support_free_days
-        if definition == "threshold":
-            rule = SCALE.table("threshold_recovery").get(lineage["item"], {})
-            items, days = rule.get("support_items", []), rule.get("support_free_days", 0)
-        for support in items:
-            given = ((pl.col("day") - pl.col(f"_last_{support}")) <= days).fill_null(False)
-            free = free & ~((pl.col("item") == lineage["item"]) & given)
-    return free
+def _per_series(values: np.ndarray, index: np.ndarray, fill: float = np.nan) -> np.ndarray:
+    """``values`` at ``index`` as floats, ``fill`` where the index is -1 (none)."""
+    taken = values[index.clip(min=0)].astype(np.float64) if values.size else np.full(index.size, fill)
+    return np.where(index >= 0, taken, fill)
 
 
-def _segments(df: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
-    df = with_segment_start(df, keys)
-    last = pl.any_horizontal([(pl.col(k) != pl.col(k).shift(-1)).fill_null(True) for k in keys])
-    return df.with_columns(pl.when(last).then(row_index()).backward_fill().alias(_SEGMENT_END))
+def _column(name: str, values: np.ndarray, dtype: pl.DataType) -> pl.Series:
+    """A column of ``dtype`` from floats, null where NaN (the cast is cheap; a Series ``scatter`` is not)."""
+    series = pl.Series(name, values.astype(np.float64, copy=False), nan_to_null=True)  # no dtype: 30% faster
+    return series if dtype == pl.Float64 else series.cast(dtype)
 
 
-def _ahead(expr: pl.Expr, k: int) -> pl.Expr:
-    """The value ``k`` rows later within the segment (null past its end)."""
-    return pl.when(row_index() + k <= pl.col(_SEGMENT_END)).then(expr.shift(-k))
-
-
-def _daily(events: pl.DataFrame, config: ProlongedCytopeniaConfig) -> pl.DataFrame:
-    """Daily lowest value per patient and lineage from day 0 to the end of observation (``lln``: the day's
-    highest LLN, else the configured one), with the last day each support item of the lineage was given
-    (that day included); in blocks of one lineage, each in the order of the events (patient, then day)."""
-    ends = observation_end(events, config.censor_at)
-    # One pass over the batch for the counts and their support; each lineage then reads that small frame.
-    relevant = events.filter(pl.col("item").is_in([*(lineage["item"] for lineage in LINEAGES), *_support_items()]))
-    blocks = []
-    for lineage in LINEAGES:
-        item = lineage["item"]
-        rows = relevant.filter((pl.col("item") == item) & pl.col("num").is_not_null() & (pl.col("t") >= 0))
-        rows = (
-            rows.select(PID, "t", "num", "lln")
-            .with_columns(*per_patient(ends, "end_t", rows=rows.height))
-            .filter(pl.col("end_t").is_null() | (pl.col("t") <= pl.col("end_t")))
-            .with_columns(pl.col("t").floor().cast(pl.Int32).alias("day"), pl.col(PID).to_physical().alias("_pid"))
+def _lineage_table(events: pl.DataFrame, config: ProlongedCytopeniaConfig) -> tuple[pl.Series, dict, _Daily]:
+    """The patients and, per series of :func:`_daily`, the columns of :func:`prolonged_cytopenia_lineages`
+    as floats (NaN = null); the support days of every patient under ``support_<item>`` keys."""
+    supports = _support_items()
+    items = [*(ln["item"] for ln in LINEAGES), *supports, *observation_end_items(config.censor_at)]
+    patients, read, lln = _read(events, list(dict.fromkeys(items)))
+    end_t, _ = _observation_ends(read, config.censor_at)
+    daily = _daily(read, lln, end_t, config)
+    grade = _grades(daily)
+    latest = _latest_support_days(read, daily)
+    meets, consecutive = np.zeros((len(DEFINITIONS), daily.day.size), dtype=np.bool_), []
+    for d, definition in enumerate(DEFINITIONS):
+        level, support, needed = _recovery_rules(definition, config)
+        at_level = daily.value >= (daily.lln if definition == "normal" else level[daily.lineage])
+        meets[d] = at_level & ~_supported(daily, latest, support)
+        consecutive.append(needed[daily.series_lineage])
+    landmark_supported = _supported(daily, latest, [(ln["support_items"], config.support_free_days) for ln in LINEAGES])
+    chosen = DEFINITIONS.index(config.recovery)
+    summary = summarise_series(
+        daily.offsets,
+        daily.day,
+        daily.value,
+        grade,
+        meets,
+        np.array(consecutive, dtype=np.int64).reshape(len(DEFINITIONS), -1),
+        chosen,
+        config.second_fall_min_grade,
+        config.landmark_day,
+        config.landmark_window_days,
+    )
+    landmark, nadir = summary.landmark_row, summary.nadir_row
+    day_or_nan = [np.where(days >= 0, days, np.nan) for days in summary.recovery_day]
+    landmark_grade = _per_series(grade, landmark)
+    second_fall = np.where(summary.second_fall_day >= 0, summary.second_fall_day, np.nan)
+    table = {
+        "landmark_day": _per_series(daily.day, landmark),
+        "landmark_value": _per_series(daily.value, landmark),
+        "landmark_grade": landmark_grade,
+        "landmark_supported": _per_series(landmark_supported, landmark),
+        "cytopenic": np.where(np.isnan(landmark_grade), np.nan, landmark_grade >= config.min_grade),
+        "nadir": _per_series(daily.value, nadir),
+        "nadir_day": _per_series(daily.day, nadir),
+        **{f"recovery_day_{d}": days for d, days in zip(DEFINITIONS, day_or_nan, strict=True)},
+        "recovered": (summary.recovery_day[chosen] >= 0).astype(np.float64),
+        "recovery_after_landmark_day": np.where(
+            summary.recovery_after_landmark_day >= 0, summary.recovery_after_landmark_day, np.nan
+        ),
+        "second_fall_day": second_fall,
+        "biphasic": (~np.isnan(second_fall)).astype(np.float64),
+    }
+    for item in supports:
+        rows = _observed(read, read.rows_of(item), end_t)
+        patient, day = read.patient[rows], np.floor(read.t[rows]).astype(np.int64)
+        new_day = np.ones(rows.size, dtype=np.bool_)
+        new_day[1:] = (patient[1:] != patient[:-1]) | (day[1:] != day[:-1])
+        patient, day = patient[new_day], day[new_day]
+        table[f"support_{item}"] = (
+            np.bincount(patient, minlength=read.n_patients),
+            np.bincount(patient[day > config.landmark_day], minlength=read.n_patients),
         )
-        daily = (
-            rows.group_by(run_number(pl.col("_pid"), pl.col("day")).alias("_k"), maintain_order=True)
-            .agg(
-                pl.col(PID).first(),
-                pl.col("_pid").first(),
-                pl.col("day").first(),
-                pl.col("num").min().alias("value"),
-                pl.col("lln").max().alias("lln"),
-            )
-            .drop("_k")
-        )
-        for support in lineage["support_items"]:
-            given = (
-                relevant.filter(pl.col("item") == support)
-                .select(pl.col(PID).to_physical().alias("_pid"), pl.col("t").floor().cast(pl.Int32).alias("day"))
-                .unique(maintain_order=True)
-                .with_columns(pl.col("day").alias(f"_last_{support}"))
-            )
-            daily = daily.join_asof(given, on="day", by="_pid", strategy="backward", check_sortedness=False)
-        blocks.append(daily.with_columns(pl.lit(item).alias("item"), pl.coalesce("lln", pl.lit(_lln(item, config)))))
-    return _segments(pl.concat(blocks, how="diagonal_relaxed"), ["_pid", "item"])
+    return patients, table, daily
 
 
-def _qualifying(meets: pl.Expr, consecutive: int) -> tuple[pl.Expr, pl.Expr]:
-    """This value and the next ``consecutive - 1`` values of the lineage meet; the day of the last of them."""
-    ok = meets
-    for k in range(1, consecutive):
-        ok = ok & _ahead(meets, k).fill_null(False)
-    return ok, _ahead(pl.col("day"), consecutive - 1)
-
-
-def _meets(definition: str, config: ProlongedCytopeniaConfig) -> pl.Expr:
-    """The daily value is at or above the definition's level, with no support item in its free days."""
-    return (pl.col("value") >= _recovery_level(definition)).fill_null(False) & _unsupported(definition, config)
-
-
-def _recovery_columns(definition: str, config: ProlongedCytopeniaConfig) -> list[pl.Expr]:
-    """``_start_*`` (a recovery starts here: the required run of values meets the definition and an
-    earlier value did not) and ``_end_*`` (day of the run's last value), from the ``_meets_*`` column."""
-    meets = pl.col(f"_meets_{definition}")
-    if definition == "threshold":
-        ok, end = pl.lit(False), pl.lit(None, dtype=pl.Int32)
-        for item, rule in SCALE.table("threshold_recovery").items():
-            item_ok, item_end = _qualifying(meets, rule["consecutive"])
-            ok = pl.when(pl.col("item") == item).then(item_ok).otherwise(ok)
-            end = pl.when(pl.col("item") == item).then(item_end).otherwise(end)
-    else:
-        ok, end = _qualifying(meets, config.recovery_consecutive_values)
-    missed = (~meets).cast(pl.Int32)
-    failed_before = (cum_sum(missed) - missed) > 0
-    return [
-        (ok & failed_before).alias(f"_start_{definition}"),
-        end.alias(f"_end_{definition}"),
-    ]
+_DTYPES: dict[str, pl.DataType] = {
+    "landmark_day": pl.Int32,
+    "landmark_value": pl.Float64,
+    "landmark_grade": pl.Int8,
+    "landmark_supported": pl.Boolean,
+    "cytopenic": pl.Boolean,
+    "nadir": pl.Float64,
+    "nadir_day": pl.Int32,
+    **{f"recovery_day_{d}": pl.Int32 for d in DEFINITIONS},
+    "recovered": pl.Boolean,
+    "recovery_after_landmark_day": pl.Int32,
+    "second_fall_day": pl.Int32,
+    "biphasic": pl.Boolean,
+}
 
 
 def prolonged_cytopenia_lineages(events: pl.DataFrame, config: ProlongedCytopeniaConfig) -> pl.DataFrame:
@@ -221,90 +331,25 @@ def prolonged_cytopenia_lineages(events: pl.DataFrame, config: ProlongedCytopeni
     ``nadir``, ``nadir_day``; ``recovery_day_threshold``, ``recovery_day_grade_le_2``, ``recovery_day_normal``;
     ``recovered`` and ``recovery_after_landmark_day`` (configured definition); ``second_fall_day``,
     ``biphasic``. Counts in 10*9/L, hemoglobin in g/dL, days since infusion. See :func:`prolonged_cytopenia`.
+    Rows by lineage, then patient.
     """
-    daily = _daily(events, config)
-    daily = daily.with_columns(
-        _ctcae_grade(pl.col("value"), pl.col("lln")).alias("grade"),
-        (~_unsupported("grade_le_2", config)).alias("_supported"),
-        *(_meets(definition, config).alias(f"_meets_{definition}") for definition in DEFINITIONS),
-    )
-    daily = daily.with_columns(expr for definition in DEFINITIONS for expr in _recovery_columns(definition, config))
-    chosen, day = config.recovery, pl.col("day")
-    start = pl.col(f"_start_{chosen}")
-    first_start = start & (cum_sum(start.cast(pl.Int32)) == 1)
-    after_recovery = day > ffill(pl.when(first_start).then(pl.col(f"_end_{chosen}")))
-    fall = after_recovery & ~pl.col(f"_meets_{chosen}") & (pl.col("grade") >= config.second_fall_min_grade)
-    # Conditions become columns first, so that the per-lineage aggregation is plain min / first.
-    daily = daily.with_columns(
-        *(pl.when(pl.col(f"_start_{d}")).then(day).alias(f"recovery_day_{d}") for d in DEFINITIONS),
-        pl.when(start & (day >= config.landmark_day)).then(day).alias("recovery_after_landmark_day"),
-        pl.when(fall).then(day).alias("second_fall_day"),
-    )
-    per_lineage = daily.group_by(SEGMENT_START, maintain_order=True).agg(
-        pl.col(PID).first(),
-        pl.col("item").first(),
-        pl.col("value").min().alias("nadir"),
-        *(pl.col(f"recovery_day_{d}").min() for d in DEFINITIONS),
-        pl.col("recovery_after_landmark_day").min(),
-        pl.col("second_fall_day").min(),
-    )
-    distance = (day - config.landmark_day).abs()
-    # nearest day to the landmark, then the lower value; the nadir's first day
-    landmark = (
-        daily.filter(distance <= config.landmark_window_days)
-        .sort(SEGMENT_START, distance, "value")
-        .unique(SEGMENT_START, keep="first", maintain_order=True)
-        .select(
-            SEGMENT_START,
-            day.alias("landmark_day"),
-            pl.col("value").alias("landmark_value"),
-            pl.col("grade").alias("landmark_grade"),
-            pl.col("_supported").alias("landmark_supported"),
-        )
-    )
-    nadir = (
-        daily.join(per_lineage.select(SEGMENT_START, "nadir"), on=SEGMENT_START)
-        .filter(pl.col("value") == pl.col("nadir"))
-        .unique(SEGMENT_START, keep="first", maintain_order=True)
-        .select(SEGMENT_START, day.alias("nadir_day"))
-    )
-    terms = {lineage["item"]: lineage["term"] for lineage in LINEAGES}
-    out = per_lineage.join(landmark, on=SEGMENT_START, how="left", maintain_order="left").join(
-        nadir, on=SEGMENT_START, how="left", maintain_order="left"
-    )
-    return out.select(
-        PID,
-        "item",
-        pl.col("item").replace_strict(terms).alias("term"),
-        "landmark_day",
-        "landmark_value",
-        "landmark_grade",
-        "landmark_supported",
-        (pl.col("landmark_grade") >= config.min_grade).alias("cytopenic"),
-        "nadir",
-        "nadir_day",
-        *(f"recovery_day_{d}" for d in DEFINITIONS),
-        pl.col(f"recovery_day_{chosen}").is_not_null().alias("recovered"),
-        "recovery_after_landmark_day",
-        "second_fall_day",
-        pl.col("second_fall_day").is_not_null().alias("biphasic"),
+    patients, table, daily = _lineage_table(events, config)
+    lineage = daily.series_lineage
+    return pl.DataFrame(
+        [
+            patients.gather(daily.series_patient),
+            pl.Series("item", [LINEAGES[i]["item"] for i in lineage.tolist()], dtype=pl.Utf8),
+            pl.Series("term", [LINEAGES[i]["term"] for i in lineage.tolist()], dtype=pl.Utf8),
+            *(_column(name, table[name], _DTYPES[name]) for name in _LINEAGE_COLUMNS),
+        ]
     )
 
 
-def _support_days(events: pl.DataFrame, config: ProlongedCytopeniaConfig) -> pl.DataFrame:
-    supports = _support_items()
-    given = events.filter(pl.col("item").is_in(supports) & (pl.col("t") >= 0))
-    given = (
-        given.with_columns(*per_patient(observation_end(events, config.censor_at), "end_t", rows=given.height))
-        .filter(pl.col("end_t").is_null() | (pl.col("t") <= pl.col("end_t")))
-        .select(PID, pl.col("item").cast(pl.Utf8), pl.col("t").floor().cast(pl.Int32).alias("day"))
-        .unique()
-    )
-    after = pl.col("day") > config.landmark_day
-    return given.group_by(PID).agg(
-        *((pl.col("item") == s).sum().alias(f"{s}_days") for s in supports),
-        *(((pl.col("item") == s) & after).sum().alias(f"{s}_days_after_landmark") for s in supports),
-    )
+def _terms(flags: list[np.ndarray]) -> list[str]:
+    """Per patient, the terms of the lineages flagged (``flags[lineage]``), comma-separated ('' when none)."""
+    code = sum(flag.astype(np.int64) << i for i, flag in enumerate(flags))
+    names = [", ".join(ln["term"] for i, ln in enumerate(LINEAGES) if c >> i & 1) for c in range(1 << len(LINEAGES))]
+    return np.array(names, dtype=object)[code].tolist()
 
 
 def prolonged_cytopenia(events: pl.DataFrame, config: ProlongedCytopeniaConfig) -> pl.DataFrame:
@@ -324,55 +369,46 @@ def prolonged_cytopenia(events: pl.DataFrame, config: ProlongedCytopeniaConfig) 
     References: Wang 2023, doi:10.3389/fimmu.2023.1139559; EHA/EBMT 2023, doi:10.1182/blood.2023020578;
     T-ICAHT 2025, doi:10.1182/blood.2025028833; CTCAE v5.0 (criteria.md §3.1).
     """
-    # One pass over the batch for every item PHT reads; the lineages and the support days read that small frame.
-    items = [*(lineage["item"] for lineage in LINEAGES), *_support_items(), *observation_end_items(config.censor_at)]
-    read = events.filter(pl.col("item").is_in(items))
-    lineages = prolonged_cytopenia_lineages(read, config)
-    patients = distinct_in_runs(events, PID)
-    wide = patients
-    value_columns = [c for c in lineages.columns if c not in (PID, "item", "term")]
-    for lineage in LINEAGES:
-        item = lineage["item"]
-        part = lineages.filter(pl.col("item") == item).select(
-            PID, *(pl.col(c).alias(f"{item}_{c}") for c in value_columns)
-        )
-        wide = wide.join(part, on=PID, how="left", maintain_order="left")
-
-    def joined(flag: str) -> pl.Expr:
-        names = [pl.when(pl.col(f"{ln['item']}_{flag}")).then(pl.lit(ln["term"])) for ln in LINEAGES]
-        return pl.concat_str(names, separator=", ", ignore_nulls=True)
-
-    cytopenic = pl.sum_horizontal(pl.col(f"{ln['item']}_cytopenic").fill_null(False) for ln in LINEAGES)
-    unknown = pl.sum_horizontal(pl.col(f"{ln['item']}_landmark_grade").is_null() for ln in LINEAGES)
-    unknown_terms = pl.concat_str(
-        [pl.when(pl.col(f"{ln['item']}_landmark_grade").is_null()).then(pl.lit(ln["term"])) for ln in LINEAGES],
-        separator=", ",
-        ignore_nulls=True,
-    )
-    pht = pl.when(cytopenic > 0).then(True).when(unknown == 0).then(False)
-    rule = pl.when(cytopenic > 0).then(pl.lit("PHT-DAY28")).when(unknown == 0).then(pl.lit("PHT-DAY28-NONE"))
+    patients, table, daily = _lineage_table(events, config)
+    n = patients.len()
+    # Per patient and lineage: its series (-1 when the patient has no value of the lineage).
+    series_of = np.full((len(LINEAGES), n), -1, dtype=np.int64)
+    series_of[daily.series_lineage, daily.series_patient] = np.arange(daily.series_lineage.size)
+    # One gather per lineage of all its columns (a gather per column was a fifth of the time of one course).
+    per_series = np.array([table[name] for name in _LINEAGE_COLUMNS], dtype=np.float64)
+    wide = {}
+    for i, ln in enumerate(LINEAGES):
+        block, has = np.full((len(_LINEAGE_COLUMNS), n), np.nan), series_of[i] >= 0
+        block[:, has] = per_series[:, series_of[i, has]]
+        wide |= {(ln["item"], name): values for name, values in zip(_LINEAGE_COLUMNS, block, strict=True)}
+    cytopenic = [wide[ln["item"], "cytopenic"] == 1 for ln in LINEAGES]
+    unknown = [np.isnan(wide[ln["item"], "landmark_grade"]) for ln in LINEAGES]
+    biphasic = [wide[ln["item"], "biphasic"] == 1 for ln in LINEAGES]
+    count, unknown_count = np.sum(cytopenic, axis=0, dtype=np.int64), np.sum(unknown, axis=0, dtype=np.int64)
+    known = (count > 0) | (unknown_count == 0)
+    rule = np.where(count > 0, "PHT-DAY28", np.where(unknown_count == 0, "PHT-DAY28-NONE", "PHT-DAY28-UNKNOWN"))
+    pattern = np.array([_PATTERNS[c] for c in range(len(LINEAGES) + 1)], dtype=object)[count]
     recovery_rule = {
         "threshold": ", ".join(rule["rule"] for rule in SCALE.table("threshold_recovery").values()),
         "grade_le_2": SCALE.table("grade_le_2_rule"),
         "normal": SCALE.table("normal_rule"),
     }[config.recovery]
-    head = wide.select(
-        PID,
-        pht.alias("pht"),
-        rule.otherwise(pl.lit("PHT-DAY28-UNKNOWN")).alias("pht_rule"),
-        cytopenic.cast(pl.Int8).alias("pht_lineage_count"),
-        pl.when(pht.is_not_null()).then(cytopenic.replace_strict(_PATTERNS, return_dtype=pl.Utf8)).alias("pht_pattern"),
-        joined("cytopenic").alias("pht_lineages"),
-        unknown_terms.alias("pht_unknown_lineages"),
-        pl.any_horizontal(pl.col(f"{ln['item']}_biphasic").fill_null(False) for ln in LINEAGES).alias("biphasic"),
-        joined("biphasic").alias("biphasic_lineages"),
-        pl.lit(config.recovery).alias("recovery_definition"),
-        pl.lit(recovery_rule).alias("recovery_rule"),
-    )
-    support = _support_days(read, config)
-    support_columns = [c for c in support.columns if c != PID]
-    return (
-        head.join(wide, on=PID, how="left", maintain_order="left")
-        .join(support, on=PID, how="left", maintain_order="left")
-        .with_columns(pl.col(support_columns).fill_null(0).cast(pl.Int32))
+    supports = _support_items()
+    return pl.DataFrame(
+        [
+            patients,
+            _column("pht", np.where(known, count > 0, np.nan), pl.Boolean),
+            pl.Series("pht_rule", rule.tolist(), dtype=pl.Utf8),
+            pl.Series("pht_lineage_count", count, dtype=pl.Int8),
+            pl.Series("pht_pattern", np.where(known, pattern, None).tolist(), dtype=pl.Utf8),
+            pl.Series("pht_lineages", _terms(cytopenic), dtype=pl.Utf8),
+            pl.Series("pht_unknown_lineages", _terms(unknown), dtype=pl.Utf8),
+            pl.Series("biphasic", np.any(biphasic, axis=0), dtype=pl.Boolean),
+            pl.Series("biphasic_lineages", _terms(biphasic), dtype=pl.Utf8),
+            pl.Series("recovery_definition", [config.recovery] * n, dtype=pl.Utf8),
+            pl.Series("recovery_rule", [recovery_rule] * n, dtype=pl.Utf8),
+            *(_column(f"{item}_{name}", values, _DTYPES[name]) for (item, name), values in wide.items()),
+            *(pl.Series(f"{s}_days", table[f"support_{s}"][0], dtype=pl.Int32) for s in supports),
+            *(pl.Series(f"{s}_days_after_landmark", table[f"support_{s}"][1], dtype=pl.Int32) for s in supports),
+        ]
     )
