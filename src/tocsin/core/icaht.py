@@ -182,9 +182,8 @@ def _codes(events: pl.DataFrame, column: str) -> np.ndarray:
 def _read(events: pl.DataFrame, items: Sequence[str]) -> tuple[pl.DataFrame, _Read]:
     """The patients of ``events`` in order (each patient's rows are adjacent) and the rows of ``items``.
 
-    Comparisons and gathers on the columns' arrays: a filter of the frame and
-    :func:`tocsin.core.arrays.event_arrays` cost 0.4 ms for one course, a fifth of the grading, against some
-    50 µs here (for a 1,000-patient chunk about 15 ms against 8).
+    Comparisons and gathers on the columns' arrays: a filter of the frame and a wrapper object of its arrays
+    cost 0.4 ms for one course, a fifth of the grading, against some 50 µs here.
     """
     patient = _codes(events, PID)
     first = np.ones(patient.size, dtype=np.bool_)
