@@ -52,6 +52,7 @@ import numpy as np
 import polars as pl
 
 from tocsin.config import IcahtConfig
+from tocsin.core.arrays import ItemRows, read_item_rows
 from tocsin.core.kernels_icaht import ABOVE, BELOW, UNKNOWN, bridged, day_grid, runs
 from tocsin.criteria import Scale, load_scale
 
@@ -154,58 +155,7 @@ def observation_end(events: pl.DataFrame, censor_at: list[str]) -> pl.DataFrame:
     )
 
 
-class _Read(NamedTuple):
-    """The event rows ICAHT reads (counts, supports, ends of observation) as arrays, in event order: a patient's
-    rows are adjacent and in time order."""
-
-    n_patients: int
-    patient: np.ndarray  # position in the patient table
-    t: np.ndarray
-    num: np.ndarray  # NaN where null
-    slot: np.ndarray  # position of the row's item in ``items``
-    items: tuple[str, ...]
-
-    def rows_of(self, *items: str) -> np.ndarray:
-        """Row numbers (ascending) of the rows of these items."""
-        of_items = self.slot == self.items.index(items[0])
-        for item in items[1:]:
-            of_items |= self.slot == self.items.index(item)
-        return np.flatnonzero(of_items)
-
-
-def _codes(events: pl.DataFrame, column: str) -> np.ndarray:
-    """The physical codes of a categorical column. A select per column: with both in one, Polars ran them on
-    its thread pool at six times the cost."""
-    return events.select(pl.col(column).to_physical()).to_series().to_numpy()
-
-
-def _read(events: pl.DataFrame, items: Sequence[str]) -> tuple[pl.DataFrame, _Read]:
-    """The patients of ``events`` in order (each patient's rows are adjacent) and the rows of ``items``.
-
-    Comparisons and gathers on the columns' arrays: a filter of the frame and a wrapper object of its arrays
-    cost 0.4 ms for one course, a fifth of the grading, against some 50 µs here.
-    """
-    patient = _codes(events, PID)
-    first = np.ones(patient.size, dtype=np.bool_)
-    first[1:] = patient[1:] != patient[:-1]
-    starts = np.flatnonzero(first)
-    categories = events.schema["item"].categories.to_list()
-    slot_of_code = np.full(len(categories), -1, dtype=np.int8)  # few items: small arrays over every row
-    slot_of_code[[categories.index(i) for i in items]] = np.arange(len(items))
-    item = _codes(events, "item")
-    rows = np.flatnonzero((slot_of_code >= 0)[item])
-    read = _Read(
-        starts.size,
-        np.searchsorted(starts, rows, side="right") - 1,
-        events.get_column("t").to_numpy()[rows].astype(np.float64, copy=False),
-        events.get_column("num")[rows].to_numpy().astype(np.float64, copy=False),
-        slot_of_code[item[rows]],
-        tuple(items),
-    )
-    return events.get_column(PID).filter(first).to_frame(), read
-
-
-def _observation_ends(read: _Read, censor_at: list[str]) -> tuple[np.ndarray, np.ndarray]:
+def observation_ends(read: ItemRows, censor_at: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """Per patient: the time the observation ends (NaN: it does not) and the row that ends it (-1: none), the
     earliest censoring event, last contact or death (ICAHT-IMPL-CENSORING). Rows are in time order, so it is
     each patient's first such row."""
@@ -225,7 +175,7 @@ class _PerDay(NamedTuple):
     value: np.ndarray
 
 
-def _per_day(read: _Read, rows: np.ndarray, value: np.ndarray) -> _PerDay:
+def _per_day(read: ItemRows, rows: np.ndarray, value: np.ndarray) -> _PerDay:
     """The lowest ``value`` of each patient's day among ``rows`` (day = ``floor(t)``; rows in time order)."""
     patient, day = read.patient[rows], np.floor(read.t[rows]).astype(np.int64)
     new_day = np.ones(rows.size, dtype=np.bool_)
@@ -236,7 +186,7 @@ def _per_day(read: _Read, rows: np.ndarray, value: np.ndarray) -> _PerDay:
     return _PerDay(offsets, day[start], lowest)
 
 
-def _daily_values(read: _Read, end_t: np.ndarray, first_day: int, end_day: np.ndarray, item: str) -> _PerDay:
+def _daily_values(read: ItemRows, end_t: np.ndarray, first_day: int, end_day: np.ndarray, item: str) -> _PerDay:
     """Lowest count of ``item`` per patient and day (ICAHT-IMPL-DAILY-NADIR), days ``first_day..end_day``,
     counts taken at or before the end of observation (ICAHT-IMPL-CENSORING)."""
     rows = read.rows_of(item)
@@ -246,7 +196,7 @@ def _daily_values(read: _Read, end_t: np.ndarray, first_day: int, end_day: np.nd
     return _per_day(read, rows[kept], value[kept])
 
 
-def _support_days(read: _Read, item: str) -> _PerDay:
+def _support_days(read: ItemRows, item: str) -> _PerDay:
     """The days a support (G-CSF, platelet transfusion) was given, once each (value: always 1)."""
     rows = read.rows_of(item)
     return _per_day(read, rows, np.ones(rows.size))
@@ -493,7 +443,7 @@ def _late_grades(values: _LateValues, stretches: _Stretches, spec: _Lineage) -> 
 
 
 def _lineage_grades(
-    read: _Read,
+    read: ItemRows,
     end_t: np.ndarray,
     end_day: np.ndarray,
     end_item: list[str | None],
@@ -622,8 +572,9 @@ def grade_icaht(events: pl.DataFrame, config: IcahtConfig) -> pl.DataFrame:
     # One pass over the batch for everything ICAHT reads (counts, their support items, the end of observation);
     # each step then reads those rows' arrays.
     lineage_items = [item for spec in (neutrophils, platelets) for item in (spec.item, spec.support_item)]
-    patients, read = _read(events, [*lineage_items, *observation_end_items(config.censor_at)])
-    end_t, end_row = _observation_ends(read, config.censor_at)
+    patient_ids, read = read_item_rows(events, [*lineage_items, *observation_end_items(config.censor_at)])
+    patients = patient_ids.to_frame()
+    end_t, end_row = observation_ends(read, config.censor_at)
     ends = ~np.isnan(end_t)
     end_day = np.full(read.n_patients, config.late_end_day, dtype=np.int64)
     end_day[ends] = np.minimum(config.late_end_day, np.floor(end_t[ends]))

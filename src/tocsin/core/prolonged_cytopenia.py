@@ -52,7 +52,8 @@ import polars as pl
 
 from tocsin.config import ProlongedCytopeniaConfig
 from tocsin.core.cytopenia_ctcae import criteria_tables
-from tocsin.core.icaht import _observation_ends, _Read, observation_end_items
+from tocsin.core.arrays import ItemRows, read_item_rows
+from tocsin.core.icaht import observation_ends, observation_end_items
 from tocsin.core.kernels_pht import summarise_series
 from tocsin.criteria import load_scale
 
@@ -110,38 +111,13 @@ class _Daily(NamedTuple):
     lln: np.ndarray  # the day's highest LLN, else the configured one
 
 
-def _read(events: pl.DataFrame, items: list[str]) -> tuple[pl.Series, _Read, np.ndarray]:
-    """The patients of ``events`` in order (runs of patient_id, so a patient without PHT rows keeps its row),
-    the rows of ``items`` as arrays, and their ``lln`` (NaN where null). As ICAHT's reader (``icaht._read``), with the
-    rows' LLN, which ICAHT does not read."""
-    patient = events.select(pl.col(PID).to_physical()).to_series().to_numpy()
-    first = np.ones(patient.size, dtype=np.bool_)
-    first[1:] = patient[1:] != patient[:-1]
-    starts = np.flatnonzero(first)
-    categories = events.schema["item"].categories.to_list()
-    slot_of_code = np.full(len(categories), -1, dtype=np.int8)
-    slot_of_code[[categories.index(i) for i in items]] = np.arange(len(items))
-    item = events.select(pl.col("item").to_physical()).to_series().to_numpy()
-    rows = np.flatnonzero((slot_of_code >= 0)[item])
-    read = _Read(
-        starts.size,
-        np.searchsorted(starts, rows, side="right") - 1,
-        events.get_column("t").to_numpy()[rows].astype(np.float64, copy=False),
-        events.get_column("num")[rows].to_numpy().astype(np.float64, copy=False),
-        slot_of_code[item[rows]],
-        tuple(items),
-    )
-    lln = events.get_column("lln")[rows].to_numpy().astype(np.float64, copy=False)
-    return events.get_column(PID).filter(first), read, lln
-
-
-def _observed(read: _Read, rows: np.ndarray, end_t: np.ndarray) -> np.ndarray:
+def _observed(read: ItemRows, rows: np.ndarray, end_t: np.ndarray) -> np.ndarray:
     """Of ``rows``, those from day 0 to the end of observation (all when it does not end)."""
     t = read.t[rows]
     return rows[(t >= 0) & ~(t > end_t[read.patient[rows]])]
 
 
-def _daily(read: _Read, lln: np.ndarray, end_t: np.ndarray, config: ProlongedCytopeniaConfig) -> _Daily:
+def _daily(read: ItemRows, lln: np.ndarray, end_t: np.ndarray, config: ProlongedCytopeniaConfig) -> _Daily:
     """Daily lowest value per patient and lineage (day = ``floor(t)``) of the counts from day 0 to the end of
     observation, with the day's highest LLN (else the configured one)."""
     rows = [_observed(read, read.rows_of(ln["item"]), end_t) for ln in LINEAGES]
@@ -171,7 +147,7 @@ def _daily(read: _Read, lln: np.ndarray, end_t: np.ndarray, config: ProlongedCyt
     )
 
 
-def _latest_support_days(read: _Read, daily: _Daily) -> dict[str, np.ndarray]:
+def _latest_support_days(read: ItemRows, daily: _Daily) -> dict[str, np.ndarray]:
     """Per support item and daily value: the latest day (NaN: none) the patient was given it, at or before the
     value's day. Any row of the item counts (before day 0 or after the end of observation too)."""
     latest: dict[str, np.ndarray] = {}
@@ -249,8 +225,9 @@ def _lineage_table(events: pl.DataFrame, config: ProlongedCytopeniaConfig) -> tu
     as floats (NaN = null); the support days of every patient under ``support_<item>`` keys."""
     supports = _support_items()
     items = [*(ln["item"] for ln in LINEAGES), *supports, *observation_end_items(config.censor_at)]
-    patients, read, lln = _read(events, list(dict.fromkeys(items)))
-    end_t, _ = _observation_ends(read, config.censor_at)
+    patients, read = read_item_rows(events, list(dict.fromkeys(items)))
+    lln = events.get_column("lln")[read.event_rows].to_numpy().astype(np.float64, copy=False)
+    end_t, _ = observation_ends(read, config.censor_at)
     daily = _daily(read, lln, end_t, config)
     grade = _grades(daily)
     latest = _latest_support_days(read, daily)
