@@ -20,3 +20,18 @@ def test_positions_of_text_ids_and_of_unlisted_patients() -> None:
 
 def test_positions_in_an_unsorted_table_of_codes() -> None:
     assert positions_in(np.array([7, 3, 9, 5]), np.array([5, 9, 3])).tolist() == [-1, 2, 1, 0]
+
+
+def test_read_item_rows_keeps_patients_without_such_rows_and_numbers_rows_in_event_order() -> None:
+    from tocsin.core.arrays import read_item_rows
+
+    items = pl.Enum(["anc", "plt", "temperature"])
+    events = pl.DataFrame(
+        {"patient_id": ["A", "A", "B", "C"], "t": [0.0, 1.0, 0.5, 2.0],
+         "item": ["anc", "temperature", "temperature", "plt"], "num": [0.4, 38.5, 39.0, None]},
+        schema_overrides={"patient_id": pl.Categorical, "item": items},
+    )
+    patients, read = read_item_rows(events, ["plt", "anc"])
+    assert patients.cast(pl.Utf8).to_list() == ["A", "B", "C"]
+    assert read.event_rows.tolist() == [0, 3] and read.patient.tolist() == [0, 2]
+    assert read.rows_of("plt").tolist() == [1] and np.isnan(read.num[1])
