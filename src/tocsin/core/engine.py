@@ -41,7 +41,9 @@ from tocsin.core.scores.baseline import (
     baseline_frame,
     evaluation_windows,
     lab_rows,
+    patient_codes,
     patient_table,
+    position_of,
 )
 from tocsin.core.scores.car_hematotox import INPUTS as HEMATOTOX_INPUTS
 from tocsin.core.scores.car_hematotox import car_hematotox
@@ -236,13 +238,25 @@ def last_observation(events: pl.DataFrame, patients: pl.DataFrame, vocabulary: V
     Follow-up rows (:data:`FOLLOW_UP_KINDS`) are not observations: a last contact a year later would otherwise
     move the HLH screens to a day without any lab. Canonical events hold each patient's rows together in time
     order, so the last observation is the patient's last remaining row, found in one compiled pass
-    (:func:`tocsin.core.kernels_scores.last_kept_rows`): no group-by over every event."""
-    follow_up = [name for name, item in vocabulary.items.items() if item.kind in FOLLOW_UP_KINDS]
-    observed = ~pl.col("item").is_in(follow_up)
-    flags = events.select(pl.col(PID).to_physical().alias("p"), observed.fill_null(False).alias("keep"))
-    rows = last_kept_rows(flags.get_column("p").to_numpy(), flags.get_column("keep").to_numpy())
-    last = events.select(PID, pl.col("t").alias("at"))[rows].filter(pl.col("at") >= 0)
-    return patients.select(PID).join(last, on=PID, how="left", maintain_order="left").fill_null(0.0)
+    (:func:`tocsin.core.kernels_scores.last_kept_rows`) over the item and patient codes: no group-by or join
+    over every event."""
+    categories = events.schema["item"].categories.to_list()
+    follow_up = {name for name, item in vocabulary.items.items() if item.kind in FOLLOW_UP_KINDS}
+    # A null item (code past the categories) is no observation.
+    observed = np.array([name not in follow_up for name in categories] + [False])
+    item = events.get_column("item").to_physical()
+    if item.null_count():
+        item = item.fill_null(len(categories))
+    patient = patient_codes(events.get_column(PID))
+    rows = last_kept_rows(patient, observed[item.to_numpy()])
+    t = events.get_column("t").to_numpy()[rows]
+    ids = patients.get_column(PID)
+    position = position_of(patient_codes(ids), patient[rows])
+    # Polars orders NaN above every number, so a NaN time counts as at or after infusion, as it did in a filter.
+    found = (position >= 0) & ((t >= 0) | np.isnan(t))
+    at = np.zeros(ids.len())
+    at[position[found]] = t[found]
+    return pl.DataFrame([ids, pl.Series("at", at)])
 
 
 def score_patients(
