@@ -23,6 +23,8 @@ Example
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import polars as pl
 
@@ -40,6 +42,13 @@ from tocsin.criteria import load_scale
 SCALE = load_scale("easix")
 INPUTS = {name: Input(name, spec["item"], spec["unit"]) for name, spec in SCALE.table("inputs").items()}
 _ROUND = 6
+_LN2 = math.log(2.0)
+
+
+def _log2(value: float) -> float:
+    """log2 as Polars' ``log(2)`` takes it, ln(x) / ln(2) by the C library: NumPy's vectorised log differs in the
+    last bit for some values, and rounding to 6 decimals can show it (the published outputs came from Polars)."""
+    return math.log(value) / _LN2
 
 
 def _cutoff(name: str | None, score: str) -> dict | None:
@@ -62,8 +71,10 @@ def _formula(score: str, cutoff: dict | None, values: dict[str, np.ndarray], col
     denominator = values[spec["denominator"]]
     with np.errstate(divide="ignore", invalid="ignore"):
         value = np.round(np.where(denominator > 0, numerator / denominator, np.nan), _ROUND)
-    # The log as Polars takes it (NumPy's log differs in the last bit for some values, and rounding can show it).
-    log2 = np.round(np.where(value > 0, pl.Series(value).log(2).to_numpy(), np.nan), _ROUND)
+    log2 = np.full(value.shape, np.nan)
+    positive = np.flatnonzero(value > 0)
+    log2[positive] = [_log2(v) for v in value[positive].tolist()]
+    log2 = np.round(log2, _ROUND)
     columns.numbers(score, value)
     columns.numbers(f"{score}_log2", log2)
     columns.text(f"{score}_rule", [spec["rule"], "EASIX-ZERO-PLATELETS"], (denominator == 0).astype(np.int64))

@@ -91,6 +91,10 @@ def _kleene_and(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where((a == 0) | (b == 0), 0.0, np.where(np.isnan(a) | np.isnan(b), np.nan, 1.0))
 
 
+def _missing_as(state: np.ndarray, value: float) -> np.ndarray:
+    return np.where(np.isnan(state), value, state)
+
+
 def _above(value: np.ndarray, limit: np.ndarray | float) -> np.ndarray:
     return np.where(np.isnan(value) | np.isnan(limit), np.nan, value > limit)
 
@@ -107,7 +111,7 @@ def _iec_hs_criteria(c: Column) -> dict[str, np.ndarray]:
     # New or worsening: below the limit and below the value at infusion (a lineage without one counts).
     lineages = [
         _kleene_and(
-            _below(c[f"{lab}_value"], limit), np.nan_to_num(_below(c[f"{lab}_value"], c[f"{lab}_at_infusion"]), nan=1.0)
+            _below(c[f"{lab}_value"], limit), _missing_as(_below(c[f"{lab}_value"], c[f"{lab}_at_infusion"]), 1.0)
         )
         for lab, limit in LIMITS["iec_hs_cytopenia"].items()
     ]
@@ -175,8 +179,8 @@ def _screen(frame: pl.DataFrame, name: str, criteria: Callable[[Column], Mapping
     spec = SCALE.table("screens")[name]
     state = criteria({c: frame.get_column(c).to_numpy() for c in LAB_COLUMNS})
     supporting = [state[rule] for rule in spec["supporting"]]
-    met_count = sum(np.nan_to_num(s, nan=0.0) for s in supporting)
-    reachable = sum(np.nan_to_num(s, nan=1.0) for s in supporting)
+    met_count = sum(_missing_as(s, 0.0) for s in supporting)
+    reachable = sum(_missing_as(s, 1.0) for s in supporting)
     core, needed = state[spec["core"]], spec["supporting_needed"]
     # 0 possible (the pattern is there), 1 not met, 2 incomplete (a missing criterion would decide).
     status = np.where((core == 1) & (met_count >= needed), 0, np.where((core == 0) | (reachable < needed), 1, 2))
