@@ -36,6 +36,7 @@ from tocsin.core.scores.baseline import (
     FrameColumns,
     baseline_values,
     identity_columns,
+    round_to,
 )
 from tocsin.criteria import load_scale
 
@@ -70,11 +71,11 @@ def _formula(score: str, cutoff: dict | None, values: dict[str, np.ndarray], col
         numerator = numerator * values[term]
     denominator = values[spec["denominator"]]
     with np.errstate(divide="ignore", invalid="ignore"):
-        value = np.round(np.where(denominator > 0, numerator / denominator, np.nan), _ROUND)
+        value = round_to(np.where(denominator > 0, numerator / denominator, np.nan), _ROUND)
     log2 = np.full(value.shape, np.nan)
     positive = np.flatnonzero(value > 0)
     log2[positive] = [_log2(v) for v in value[positive].tolist()]
-    log2 = np.round(log2, _ROUND)
+    log2 = round_to(log2, _ROUND)
     columns.numbers(score, value)
     columns.numbers(f"{score}_log2", log2)
     columns.text(f"{score}_rule", [spec["rule"], "EASIX-ZERO-PLATELETS"], (denominator == 0).astype(np.int64))
