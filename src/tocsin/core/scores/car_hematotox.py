@@ -26,6 +26,8 @@ Example
 
 from __future__ import annotations
 
+from functools import cache
+
 import numpy as np
 import polars as pl
 
@@ -35,6 +37,7 @@ from tocsin.core.scores.baseline import (
     INFUSION_ANCHOR_CAVEAT,
     Input,
     FrameColumns,
+    Step,
     baseline_values,
     identity_columns,
     ladder,
@@ -46,6 +49,12 @@ from tocsin.criteria import load_scale
 
 SCALE = load_scale("car_hematotox")
 INPUTS = {name: Input(name, spec["item"], spec["unit"]) for name, spec in SCALE.table("inputs").items()}
+
+
+@cache
+def _ladder(name: str, boundary_rule: str) -> tuple[Step, ...]:
+    """The point ladder of an input under a boundary rule, in its item's canonical unit, converted once."""
+    return tuple(ladder(SCALE.table("inputs")[name]["ladders"][boundary_rule], INPUTS[name]))
 
 
 def car_hematotox(
@@ -76,7 +85,7 @@ def car_hematotox(
     missing: dict[str, np.ndarray] = {}
     for name, source in INPUTS.items():
         spec = SCALE.table("inputs")[name]
-        steps = ladder(spec["ladders"][rule], source)
+        steps = _ladder(name, rule)
         canonical = base.get_column(f"{name}_value").to_numpy()
         points = points_of(canonical, steps, spec["otherwise"])
         low, high = ladder_bounds(steps, spec["otherwise"])

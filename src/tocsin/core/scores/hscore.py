@@ -34,6 +34,8 @@ Example
 
 from __future__ import annotations
 
+from functools import cache
+
 import numpy as np
 import polars as pl
 
@@ -65,6 +67,18 @@ CYTOPENIA_STEPS = [Step(s["op"], float(s["value"]), int(s["points"])) for s in S
 PICKS: dict[str, Pick] = {spec["item"]: spec["worst"] for spec in SCALE.table("inputs").values()}
 PICKS |= {source.item: "min" for source in LINEAGES.values()}
 ASSUMED_ABSENT_CAVEAT = "Scored as absent by configuration (scores.hscore_assume_absent), not observed: {}."
+
+
+@cache
+def _ladder(name: str) -> tuple[Step, ...]:
+    """The point ladder of a lab input in its item's canonical unit, converted once."""
+    return tuple(ladder(SCALE.table("inputs")[name]["ladder"], INPUTS[name]))
+
+
+@cache
+def _lineage_limit(name: str) -> float:
+    """The cytopenia limit of a lineage in its item's canonical unit, converted once."""
+    return LINEAGES[name].to_canonical(float(SCALE.table("cytopenia_lineages")[name]["value"]))
 
 
 def _probability(score: np.ndarray, field: str) -> np.ndarray:
@@ -122,7 +136,7 @@ def hscore_in_windows(labs: LabRows, windows: Windows, config: ScoresConfig = Sc
     missing: dict[str, np.ndarray | bool] = {}
     for name, source in INPUTS.items():
         spec = SCALE.table("inputs")[name]
-        steps = ladder(spec["ladder"], source)
+        steps = _ladder(name)
         value, day = picked(source)
         points = points_of(value, steps, spec["otherwise"])
         low, high = ladder_bounds(steps, spec["otherwise"])
@@ -134,7 +148,7 @@ def hscore_in_windows(labs: LabRows, windows: Windows, config: ScoresConfig = Sc
     for name, source in LINEAGES.items():
         spec = SCALE.table("cytopenia_lineages")[name]
         value, day = picked(source)
-        cytopenic += holds(value, spec["op"], source.to_canonical(float(spec["value"])))
+        cytopenic += holds(value, spec["op"], _lineage_limit(name))
         unknown += np.isnan(value)
         described(name, source, value, day)
         missing[name] = np.isnan(value)
