@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 from polars.testing import assert_frame_equal
 
-from tocsin.core.scores.baseline import FrameColumns, round_to
+from tocsin.core.scores.baseline import FrameColumns, gathered, round_to
 from tocsin.core.scores.easix import _log2
 
 
@@ -61,3 +61,11 @@ def test_round_to_gives_the_bits_of_numpy_round() -> None:
 def test_log2_is_the_log_polars_takes() -> None:
     values = np.exp(np.random.default_rng(3).uniform(-30, 30, 100_000))
     assert np.array_equal(np.array([_log2(v) for v in values.tolist()]), pl.Series(values).log(2).to_numpy())
+
+
+def test_gathered_reads_rows_of_a_table_and_nan_for_none() -> None:
+    table = np.array([[1.0, 2.0], [3.0, 4.0]])
+    expected = [[3.0, 4.0], [np.nan, np.nan], [1.0, 2.0]]
+    assert np.array_equal(gathered(table, np.array([1, -1, 0])), expected, equal_nan=True)
+    assert gathered(np.empty((0, 2)), np.array([-1])).shape == (1, 2)
+    assert np.array_equal(gathered(np.array([5.0]), np.array([[0, -1]])), [[5.0, np.nan]], equal_nan=True)

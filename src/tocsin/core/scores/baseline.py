@@ -390,9 +390,11 @@ def picked_rows(
 
 
 def gathered(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """``values[rows]``, NaN where a row is -1 (nothing picked)."""
-    out = values[np.maximum(rows, 0)] if values.size else np.full(rows.shape, np.nan)
-    return np.where(rows >= 0, out, np.nan)
+    """``values[rows]`` (along the first axis), NaN where a row is -1 (nothing picked)."""
+    if len(values) == 0:
+        return np.full(rows.shape + values.shape[1:], np.nan)
+    found = (rows >= 0).reshape(rows.shape + (1,) * (values.ndim - 1))
+    return np.where(found, values[np.maximum(rows, 0)], np.nan)
 
 
 def field_values(labs: LabRows) -> dict[str, np.ndarray]:
@@ -410,10 +412,11 @@ def picked_columns(
 ) -> None:
     """``<input>_<field>`` (value, day, lln, uln) columns of the picked ``rows`` (windows x ``items``)."""
     source = field_values(labs)
+    picked = {f: gathered(source[f], rows) for f in fields}  # every slot at once
     slot = {item: k for k, item in enumerate(items)}
     for name, item in inputs.items():
         for f in fields:
-            columns.numbers(f"{name}_{f}", gathered(source[f], rows[:, slot[item]]))
+            columns.numbers(f"{name}_{f}", picked[f][:, slot[item]])
 
 
 def pick_values(

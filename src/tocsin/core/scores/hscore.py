@@ -123,8 +123,10 @@ def hscore_in_windows(labs: LabRows, windows: Windows, config: ScoresConfig = Sc
     height = windows.at.size
     slot = {item: k for k, item in enumerate(PICKS)}
 
+    values, days = gathered(labs.columns["num"], rows), gathered(labs.t, rows)  # every slot at once
+
     def picked(source: Input) -> tuple[np.ndarray, np.ndarray]:
-        return gathered(labs.columns["num"], rows[:, slot[source.item]]), gathered(labs.t, rows[:, slot[source.item]])
+        return values[:, slot[source.item]], days[:, slot[source.item]]
 
     def described(name: str, source: Input, value: np.ndarray, day: np.ndarray) -> None:
         inputs.numbers(f"{name}_value", source.in_table_unit(value))

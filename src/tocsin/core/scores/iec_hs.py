@@ -161,23 +161,30 @@ def screen_inputs(labs: LabRows, patients: pl.DataFrame, windows: Windows, confi
     of_window = position_of(patient, codes)
     default = np.nan if config.ferritin_uln_ng_ml is None else float(config.ferritin_uln_ng_ml)
     source = field_values(labs)
+    picked = {field: gathered(source[field], rows) for field in ("value", "day", "uln")}  # every lab at once
+    at_infusion = gathered(gathered(labs.columns["num"], infusion_rows), of_window)
     columns = FrameColumns(windows.at.size)
     columns.series(*windows.frame().get_columns())
     for slot, lab in enumerate(WINDOW_LABS):
         for field in ("value", "day", "uln"):
-            values = gathered(source[field], rows[:, slot])
+            values = picked[field][:, slot]
             if lab == "ferritin" and field == "uln":  # ferritin rows carry no ULN: the configured one
                 values = np.where(np.isnan(values), default, values)
             columns.numbers(f"{lab}_{field}", values)
     for slot, lab in enumerate(INFUSION_LABS):
-        at_infusion = gathered(labs.columns["num"], infusion_rows[:, slot])
-        columns.numbers(f"{lab}_at_infusion", gathered(at_infusion, of_window))
+        columns.numbers(f"{lab}_at_infusion", at_infusion[:, slot])
     return columns.frame()
 
 
-def _screen(frame: pl.DataFrame, name: str, criteria: Callable[[Column], Mapping[str, np.ndarray]]) -> pl.DataFrame:
+def _lab_values(inputs: pl.DataFrame) -> dict[str, np.ndarray]:
+    return {c: inputs.get_column(c).to_numpy() for c in LAB_COLUMNS}
+
+
+def _screen(
+    frame: pl.DataFrame, labs: Column, name: str, criteria: Callable[[Column], Mapping[str, np.ndarray]]
+) -> pl.DataFrame:
     spec = SCALE.table("screens")[name]
-    state = criteria({c: frame.get_column(c).to_numpy() for c in LAB_COLUMNS})
+    state = criteria(labs)
     supporting = [state[rule] for rule in spec["supporting"]]
     met_count = sum(_missing_as(s, 0.0) for s in supporting)
     reachable = sum(_missing_as(s, 1.0) for s in supporting)
@@ -215,7 +222,8 @@ def iec_hs_screen(
     ``_uln`` (canonical units) and ``<lab>_at_infusion``, then ``caveats, scale, version, citation, doi,
     screen_citation, screen_doi``.
     """
-    return _screen(_inputs(events, patients, config, at), "iec_hs", _iec_hs_criteria)
+    inputs = _inputs(events, patients, config, at)
+    return _screen(inputs, _lab_values(inputs), "iec_hs", _iec_hs_criteria)
 
 
 def car_hlh_screen(
@@ -229,7 +237,8 @@ def car_hlh_screen(
     The "during CRS" condition of carHLH is not checked here (CRS grades come from the engine); the
     screen reads the peak ferritin in the window.
     """
-    return _screen(_inputs(events, patients, config, at), "car_hlh", _car_hlh_criteria)
+    inputs = _inputs(events, patients, config, at)
+    return _screen(inputs, _lab_values(inputs), "car_hlh", _car_hlh_criteria)
 
 
 def hlh_screens(
@@ -244,7 +253,8 @@ def hlh_screens(
 
 def screens(inputs: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Both screens from one :func:`screen_inputs`."""
-    return _screen(inputs, "iec_hs", _iec_hs_criteria), _screen(inputs, "car_hlh", _car_hlh_criteria)
+    labs = _lab_values(inputs)
+    return _screen(inputs, labs, "iec_hs", _iec_hs_criteria), _screen(inputs, labs, "car_hlh", _car_hlh_criteria)
 
 
 def _inputs(
