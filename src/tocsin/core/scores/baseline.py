@@ -327,17 +327,36 @@ def patient_codes(ids: pl.Series) -> np.ndarray:
     return ids.cast(pl.Categorical).to_physical().to_numpy()
 
 
-def lab_rows(events: pl.DataFrame, items: Collection[str] | None = None) -> LabRows:
-    """The rows of ``items`` (all rows when None) of ``events`` as :class:`LabRows`."""
+@dataclass(frozen=True)
+class EventCodes:
+    """The codes every read of a batch's rows starts from, read once for the several reads of a batch."""
+
+    categories: list[str]  # the item names, by code
+    item: np.ndarray  # item code of each row (a null item: len(categories), no item)
+    patient: np.ndarray  # patient category code of each row
+
+
+def event_codes(events: pl.DataFrame) -> EventCodes:
+    """The :class:`EventCodes` of canonical events (``item`` an Enum, ``patient_id`` categorical)."""
     categories = events.schema["item"].categories.to_list()
-    codes = events.get_column("item").to_physical().to_numpy()
+    item = events.get_column("item").to_physical()
+    if item.null_count():
+        item = item.fill_null(len(categories))
+    return EventCodes(categories, item.to_numpy(), patient_codes(events.get_column("patient_id")))
+
+
+def lab_rows(events: pl.DataFrame, items: Collection[str] | None = None, read: EventCodes | None = None) -> LabRows:
+    """The rows of ``items`` (all rows when None) of ``events`` as :class:`LabRows` (``read``: its
+    :func:`event_codes`, when several reads share them)."""
+    read = read or event_codes(events)
+    categories, codes = read.categories, read.item
     if items is None:
         rows = np.arange(codes.size)
     else:
-        wanted = np.zeros(len(categories), dtype=np.bool_)
+        wanted = np.zeros(len(categories) + 1, dtype=np.bool_)
         wanted[[categories.index(i) for i in items]] = True
         rows = np.flatnonzero(wanted[codes])
-    every_patient = patient_codes(events.get_column("patient_id"))
+    every_patient = read.patient
     patient = every_patient[rows]
     change = np.flatnonzero(patient[1:] != patient[:-1]) + 1
     if np.unique(patient[np.concatenate(([0], change))] if patient.size else patient).size < change.size + 1:
