@@ -10,6 +10,27 @@ from tocsin.core.scores.baseline import FrameColumns, gathered, round_to
 from tocsin.core.scores.easix import _log2
 
 
+def _example_columns(rows: slice) -> FrameColumns:
+    ids = pl.Series("patient_id", ["A", "B", "C"], dtype=pl.Categorical)[rows]
+    columns = FrameColumns(ids.len())
+    columns.series(ids)
+    columns.numbers("value", np.array([1.5, np.nan, 3.0])[rows])
+    columns.whole("points", np.array([2.0, np.nan, 0.0])[rows])
+    columns.whole("constant_points", np.nan)
+    columns.text("unit", ["mg/dL"])
+    columns.text("category", ["low", "high", None], np.array([0, -1, 1])[rows])
+    columns.labels("missing", {"plt": np.array([True, False, True])[rows], "anc": False, "crp": True})
+    columns.constant_list("caveats", ["one", "two", "one"])
+    return columns
+
+
+def test_frame_columns_of_one_row_are_the_rows_of_a_batch() -> None:
+    # One row builds texts and lists value by value, a batch gathers them from their options: the same frame.
+    batch = _example_columns(slice(None)).frame()
+    for row in range(3):
+        assert_frame_equal(_example_columns(slice(row, row + 1)).frame(), batch.slice(row, 1))
+
+
 def test_frame_columns_match_columns_built_one_by_one() -> None:
     ids = pl.Series("patient_id", ["A", "B", "C"], dtype=pl.Categorical)
     columns = FrameColumns(3)
