@@ -37,11 +37,15 @@ from tocsin.core.kinetics import kinetics_nca
 from tocsin.core.prolonged_cytopenia import prolonged_cytopenia
 from tocsin.core.scores.baseline import (
     ANCHOR_LYMPHODEPLETION,
+    EventCodes,
     Input,
     baseline_frame,
     evaluation_windows,
+    event_codes,
     lab_rows,
+    patient_codes,
     patient_table,
+    position_of,
 )
 from tocsin.core.scores.car_hematotox import INPUTS as HEMATOTOX_INPUTS
 from tocsin.core.scores.car_hematotox import car_hematotox
@@ -236,13 +240,28 @@ def last_observation(events: pl.DataFrame, patients: pl.DataFrame, vocabulary: V
     Follow-up rows (:data:`FOLLOW_UP_KINDS`) are not observations: a last contact a year later would otherwise
     move the HLH screens to a day without any lab. Canonical events hold each patient's rows together in time
     order, so the last observation is the patient's last remaining row, found in one compiled pass
-    (:func:`tocsin.core.kernels_scores.last_kept_rows`): no group-by over every event."""
-    follow_up = [name for name, item in vocabulary.items.items() if item.kind in FOLLOW_UP_KINDS]
-    observed = ~pl.col("item").is_in(follow_up)
-    flags = events.select(pl.col(PID).to_physical().alias("p"), observed.fill_null(False).alias("keep"))
-    rows = last_kept_rows(flags.get_column("p").to_numpy(), flags.get_column("keep").to_numpy())
-    last = events.select(PID, pl.col("t").alias("at"))[rows].filter(pl.col("at") >= 0)
-    return patients.select(PID).join(last, on=PID, how="left", maintain_order="left").fill_null(0.0)
+    (:func:`tocsin.core.kernels_scores.last_kept_rows`) over the item and patient codes: no group-by or join
+    over every event."""
+    ids = patients.get_column(PID)
+    at = _last_observation_at(event_codes(events), events.get_column("t"), patient_codes(ids), vocabulary)
+    return pl.DataFrame([ids, pl.Series("at", at)])
+
+
+def _last_observation_at(
+    read: EventCodes, t: pl.Series, patients: np.ndarray, vocabulary: Vocabulary
+) -> np.ndarray:
+    """:func:`last_observation`'s ``at`` per patient code of ``patients``, from the codes of the events."""
+    follow_up = {name for name, item in vocabulary.items.items() if item.kind in FOLLOW_UP_KINDS}
+    # A null item (the code past the categories) is no observation.
+    observed = np.array([name not in follow_up for name in read.categories] + [False])
+    rows = last_kept_rows(read.patient, observed[read.item])
+    times = t.to_numpy()[rows]
+    position = position_of(patients, read.patient[rows])
+    # Polars orders NaN above every number, so a NaN time counts as at or after infusion, as it did in a filter.
+    found = (position >= 0) & ((times >= 0) | np.isnan(times))
+    at = np.zeros(patients.size)
+    at[position[found]] = times[found]
+    return at
 
 
 def score_patients(
@@ -250,10 +269,12 @@ def score_patients(
 ) -> ScoreResults:
     # HScore and the HLH screens describe a moment, not the baseline: a course is screened as it stands at its
     # last observation (the bedside question); the daily series come from the score functions.
-    now = last_observation(events, patients, vocabulary)
-    windows = evaluation_windows(events, patients, now)
+    read = event_codes(events)
+    ids = patients.get_column(PID)
+    now = _last_observation_at(read, events.get_column("t"), patient_codes(ids), vocabulary)
+    windows = evaluation_windows(events, patients, pl.DataFrame([ids, pl.Series("at", now)]))
     # The score labs read once, as arrays, for every score's picks.
-    labs = lab_rows(events, SCORE_ITEMS)
+    labs = lab_rows(events, SCORE_ITEMS, read)
     iec_hs, car_hlh = screens(screen_inputs(labs, patients, windows, config.scores))
     # CAR-HEMATOTOX and EASIX take their labs at the same anchor with the same lookback: one read serves both.
     baseline = baseline_frame(labs, patient_table(patients), BASELINE_INPUTS, config.scores.baseline_lookback_days)

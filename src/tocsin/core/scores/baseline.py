@@ -34,7 +34,7 @@ from __future__ import annotations
 import math
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from typing import Any, Literal
 
 import numpy as np
@@ -91,7 +91,14 @@ class Input:
         """Canonical values (NaN where missing) in the table's unit (for display and formulas), rounded as ingest
         rounds."""
         conversion = _conversion(self.unit, self.item)
-        return np.round((values - conversion.offset) / conversion.scale, _DECIMALS)
+        return round_to((values - conversion.offset) / conversion.scale, _DECIMALS)
+
+
+def round_to(values: np.ndarray, decimals: int) -> np.ndarray:
+    """``np.round(values, decimals)``, by its own steps (scale, round half to even, unscale: the same bits), without
+    its ~7 µs of overhead per call, which the dozens of small columns of a course paid."""
+    scale = 10.0**decimals
+    return np.rint(values * scale) / scale
 
 
 @cache
@@ -133,16 +140,6 @@ def points_of(values: np.ndarray, steps: Sequence[Step], otherwise: int) -> np.n
     return np.where(np.isnan(values), np.nan, points)
 
 
-def constant(name: str, value: Any, height: int, dtype: Any = pl.Utf8) -> pl.Series:
-    """A column holding ``value`` on every row."""
-    return pl.Series(name, [value], dtype=dtype).new_from_index(0, height)
-
-
-def whole_numbers(name: str, values: np.ndarray) -> pl.Series:
-    """Points and counts (whole numbers held as floats) as Int32, null where NaN."""
-    return pl.Series(name, values, nan_to_null=True).cast(pl.Int32)
-
-
 def settled_band(least: np.ndarray, most: np.ndarray, bands: Sequence[Mapping[str, Any]], field: str) -> np.ndarray:
     """Index of the band (``{min, max}`` inclusive) whose ``field`` both ends of a range fall in, else -1."""
 
@@ -157,17 +154,129 @@ def settled_band(least: np.ndarray, most: np.ndarray, bands: Sequence[Mapping[st
     return np.where((names[low] == names[high]) & (low >= 0), low, -1)
 
 
-def label_lists(name: str, conditions: Mapping[str, np.ndarray | bool], height: int) -> pl.Series:
-    """Per row, the list of names whose condition holds (missing inputs, caveats that apply), in order. Rows
-    share few distinct lists, so each
-    distinct one is built once and gathered (a Python list per row costs milliseconds for a batch)."""
-    bits = np.zeros(height, dtype=np.int64)
-    for k, condition in enumerate(conditions.values()):
-        bits |= np.broadcast_to(np.asarray(condition, dtype=np.bool_), (height,)).astype(np.int64) << k
-    distinct, inverse = np.unique(bits, return_inverse=True)
-    names = list(conditions)
-    options = [[n for k, n in enumerate(names) if int(mask) >> k & 1] for mask in distinct]
-    return pl.Series(name, options, dtype=pl.List(pl.Utf8))[inverse.ravel()]
+class FrameColumns:
+    """The columns of an output frame, collected in order and built from a few shared buffers.
+
+    Building a Series costs ~5 µs and indexing one with a NumPy array ~10 µs (an internal Polars evaluation),
+    whatever its length, and the five score frames of a course hold some 220 columns. So the numbers of all
+    columns go into one buffer, the whole numbers into another, texts and label lists are each one gather from
+    their options, and each column is a slice of its buffer (~1 µs).
+    """
+
+    def __init__(self, height: int) -> None:
+        self.height = height
+        # Each column is a Series taken as it is, or (name, kind, position in the parts of its kind).
+        self._order: list[pl.Series | tuple[str, str, int]] = []
+        self._parts: dict[str, list[Any]] = {"numbers": [], "whole": [], "texts": [], "labels": []}
+
+    def _add(self, name: str, kind: str, part: Any) -> None:
+        self._order.append((name, kind, len(self._parts[kind])))
+        self._parts[kind].append(part)
+
+    def series(self, *columns: pl.Series) -> None:
+        """Columns built elsewhere, taken as they are."""
+        self._order.extend(columns)
+
+    def extend(self, other: FrameColumns) -> None:
+        """The columns of ``other`` (of the same height), after these."""
+        for column in other._order:
+            if isinstance(column, pl.Series):
+                self._order.append(column)
+            else:
+                self._add(column[0], column[1], other._parts[column[1]][column[2]])
+
+    def _column(self, values: np.ndarray | float) -> np.ndarray:
+        # A column is mostly a float64 array of the frame's height already; a scalar fills the column.
+        if isinstance(values, np.ndarray) and values.dtype == np.float64 and values.shape == (self.height,):
+            return values
+        return np.broadcast_to(np.asarray(values, dtype=np.float64), (self.height,))
+
+    def numbers(self, name: str, values: np.ndarray | float) -> None:
+        """Float64, null where NaN."""
+        self._add(name, "numbers", self._column(values))
+
+    def whole(self, name: str, values: np.ndarray | float) -> None:
+        """Points and counts (whole numbers held as floats) as Int32, null where NaN."""
+        self._add(name, "whole", self._column(values))
+
+    def text(self, name: str, options: list[str | None], index: np.ndarray | None = None) -> None:
+        """Utf8: ``options[index]`` per row (-1 the last option; without ``index`` the one option on every row)."""
+        self._add(name, "texts", (options, index))
+
+    def labels(self, name: str, conditions: Mapping[str, np.ndarray | bool]) -> None:
+        """List(Utf8): per row, the names whose condition holds (missing inputs, caveats that apply), in order."""
+        held = np.empty((len(conditions), self.height), dtype=np.int64)
+        for k, condition in enumerate(conditions.values()):
+            held[k] = condition
+        bits = (held << np.arange(len(conditions), dtype=np.int64)[:, None]).sum(axis=0)
+        self._add(name, "labels", (list(conditions), bits))
+
+    def constant_list(self, name: str, values: list[str]) -> None:
+        """List(Utf8): the same list on every row."""
+        self._add(name, "labels", (values, np.full(self.height, (1 << len(values)) - 1, dtype=np.int64)))
+
+    def frame(self) -> pl.DataFrame:
+        parts = self._parts
+        buffers = {
+            "numbers": _numbers_buffer(parts["numbers"]),
+            "whole": _whole_buffer(parts["whole"]),
+            "texts": _texts_buffer(parts["texts"], self.height),
+            "labels": _labels_buffer(parts["labels"]),
+        }
+        columns = [
+            column
+            if isinstance(column, pl.Series)
+            else buffers[column[1]].slice(column[2] * self.height, self.height).rename(column[0])
+            for column in self._order
+        ]
+        # hstack onto the first column: the DataFrame constructor re-checks every name (~0.5 µs a column).
+        return columns[0].to_frame().hstack(columns[1:]) if columns else pl.DataFrame()
+
+
+def _numbers_buffer(parts: list[np.ndarray]) -> pl.Series | None:
+    return pl.Series("", np.concatenate(parts), nan_to_null=True) if parts else None
+
+
+def _whole_buffer(parts: list[np.ndarray]) -> pl.Series | None:
+    return pl.Series("", np.concatenate(parts), nan_to_null=True).cast(pl.Int32) if parts else None
+
+
+def _texts_buffer(parts: list[tuple[list[str | None], np.ndarray | None]], height: int) -> pl.Series | None:
+    if not parts:
+        return None
+    options: list[str | None] = []
+    first = []
+    for column_options, _ in parts:
+        first.append(len(options))
+        options += column_options
+    index = np.repeat(np.array(first, dtype=np.int64), height)
+    for k, (column_options, column_index) in enumerate(parts):
+        if column_index is not None:
+            index[k * height : (k + 1) * height] += column_index % len(column_options)
+    return _by_index(options, index, pl.Utf8)
+
+
+def _labels_buffer(parts: list[tuple[list[str], np.ndarray]]) -> pl.Series | None:
+    # Rows share few distinct lists, so each distinct (column, names that hold) is built once and gathered:
+    # a Python list per row costs milliseconds for a batch.
+    if not parts:
+        return None
+    width = max(len(names) for names, _ in parts)
+    keys = np.concatenate([(column << width) | bits for column, (_, bits) in enumerate(parts)])
+    distinct, inverse = np.unique(keys, return_inverse=True)
+    options = []
+    for key in distinct.tolist():
+        names, held = parts[key >> width][0], key & ((1 << width) - 1)
+        options.append([n for k, n in enumerate(names) if held >> k & 1])
+    return _by_index(options, inverse.ravel(), pl.List(pl.Utf8))
+
+
+def _by_index(options: list[Any], index: np.ndarray, dtype: Any) -> pl.Series:
+    """``options[index]`` as a Series: built value by value when there are no more values than options (a
+    course's one row), else built from the options and gathered (~10 µs, whatever the number of values)."""
+    if index.size <= len(options):
+        return pl.Series("", [options[k] for k in index.tolist()], dtype=dtype)
+    return pl.Series("", options, dtype=dtype)[index]
 
 
 def ladder_bounds(steps: Sequence[Step], otherwise: int) -> tuple[int, int]:
@@ -176,9 +285,10 @@ def ladder_bounds(steps: Sequence[Step], otherwise: int) -> tuple[int, int]:
     return min(points), max(points)
 
 
-def identity_columns(scale: Any, height: int) -> list[pl.Series]:
+def identity_columns(scale: Any, columns: FrameColumns) -> None:
     """Columns naming the criteria a row was computed under."""
-    return [constant(name, getattr(scale, name), height) for name in ("scale", "version", "citation", "doi")]
+    for name in ("scale", "version", "citation", "doi"):
+        columns.text(name, [getattr(scale, name)])
 
 
 # ------------------------------------------------------------------------------------------- windows
@@ -225,31 +335,53 @@ def patient_codes(ids: pl.Series) -> np.ndarray:
     return ids.cast(pl.Categorical).to_physical().to_numpy()
 
 
-def lab_rows(events: pl.DataFrame, items: Collection[str] | None = None) -> LabRows:
-    """The rows of ``items`` (all rows when None) of ``events`` as :class:`LabRows`."""
+@dataclass(frozen=True)
+class EventCodes:
+    """The codes every read of a batch's rows starts from, read once for the several reads of a batch."""
+
+    categories: list[str]  # the item names, by code
+    item: np.ndarray  # item code of each row (a null item: len(categories), no item)
+    patient: np.ndarray  # patient category code of each row
+
+
+def event_codes(events: pl.DataFrame) -> EventCodes:
+    """The :class:`EventCodes` of canonical events (``item`` an Enum, ``patient_id`` categorical)."""
     categories = events.schema["item"].categories.to_list()
-    codes = events.get_column("item").to_physical().to_numpy()
+    item = events.get_column("item").to_physical()
+    if item.null_count():
+        item = item.fill_null(len(categories))
+    return EventCodes(categories, item.to_numpy(), patient_codes(events.get_column("patient_id")))
+
+
+def lab_rows(events: pl.DataFrame, items: Collection[str] | None = None, read: EventCodes | None = None) -> LabRows:
+    """The rows of ``items`` (all rows when None) of ``events`` as :class:`LabRows` (``read``: its
+    :func:`event_codes`, when several reads share them)."""
+    read = read or event_codes(events)
+    categories, codes = read.categories, read.item
     if items is None:
         rows = np.arange(codes.size)
     else:
-        wanted = np.zeros(len(categories), dtype=np.bool_)
+        wanted = np.zeros(len(categories) + 1, dtype=np.bool_)
         wanted[[categories.index(i) for i in items]] = True
         rows = np.flatnonzero(wanted[codes])
-    patient = patient_codes(events.get_column("patient_id"))[rows]
+    every_patient = read.patient
+    patient = every_patient[rows]
     change = np.flatnonzero(patient[1:] != patient[:-1]) + 1
     if np.unique(patient[np.concatenate(([0], change))] if patient.size else patient).size < change.size + 1:
         rows = rows[np.argsort(patient, kind="stable")]
-        patient = patient_codes(events.get_column("patient_id"))[rows]
+        patient = every_patient[rows]
         change = np.flatnonzero(patient[1:] != patient[:-1]) + 1
     first = np.concatenate(([0], change)).astype(np.int64) if patient.size else np.empty(0, np.int64)
     end = np.concatenate((change, [patient.size])).astype(np.int64) if patient.size else np.empty(0, np.int64)
     order = np.argsort(patient[first])
-    t = events.get_column("t").to_numpy()[rows]
+    # Only the wanted rows are converted: a column with nulls is copied to NumPy, and a batch has millions of rows.
+    values = pl.DataFrame([events.get_column(c) for c in ("t", "num", "lln", "uln")])[rows]
+    t = values.get_column("t").to_numpy()
     return LabRows(
         item=codes[rows],
         t=t,
         stamp=_stamp(t),
-        columns={c: events.get_column(c).cast(pl.Float64).to_numpy()[rows] for c in ("num", "lln", "uln")},
+        columns={c: values.get_column(c).cast(pl.Float64).to_numpy() for c in ("num", "lln", "uln")},
         run_code=patient[first][order],
         run_first=first[order],
         run_end=end[order],
@@ -259,7 +391,7 @@ def lab_rows(events: pl.DataFrame, items: Collection[str] | None = None) -> LabR
 
 def _stamp(days: np.ndarray) -> np.ndarray:
     """Times in days as whole microseconds (rounded half to even, as Polars rounds)."""
-    return np.round(np.asarray(days, dtype=np.float64) * _US_PER_DAY).astype(np.int64)
+    return np.rint(np.asarray(days, dtype=np.float64) * _US_PER_DAY).astype(np.int64)
 
 
 def picked_rows(
@@ -285,22 +417,33 @@ def picked_rows(
 
 
 def gathered(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """``values[rows]``, NaN where a row is -1 (nothing picked)."""
-    out = values[rows.clip(min=0)] if values.size else np.full(rows.shape, np.nan)
-    return np.where(rows >= 0, out, np.nan)
+    """``values[rows]`` (along the first axis), NaN where a row is -1 (nothing picked)."""
+    if len(values) == 0:
+        return np.full(rows.shape + values.shape[1:], np.nan)
+    found = (rows >= 0).reshape(rows.shape + (1,) * (values.ndim - 1))
+    return np.where(found, values[np.maximum(rows, 0)], np.nan)
+
+
+def field_values(labs: LabRows) -> dict[str, np.ndarray]:
+    """The per-row values a pick can report: ``value`` (num), ``day`` (t), ``lln``, ``uln``."""
+    return {"value": labs.columns["num"], "day": labs.t, "lln": labs.columns["lln"], "uln": labs.columns["uln"]}
 
 
 def picked_columns(
-    labs: LabRows, rows: np.ndarray, inputs: Mapping[str, str], items: Sequence[str], fields: Sequence[str]
-) -> dict[str, pl.Series]:
+    labs: LabRows,
+    rows: np.ndarray,
+    inputs: Mapping[str, str],
+    items: Sequence[str],
+    fields: Sequence[str],
+    columns: FrameColumns,
+) -> None:
     """``<input>_<field>`` (value, day, lln, uln) columns of the picked ``rows`` (windows x ``items``)."""
-    source = {"value": labs.columns["num"], "day": labs.t, "lln": labs.columns["lln"], "uln": labs.columns["uln"]}
+    source = field_values(labs)
+    picked = {f: gathered(source[f], rows) for f in fields}  # every slot at once
     slot = {item: k for k, item in enumerate(items)}
-    return {
-        f"{name}_{f}": pl.Series(f"{name}_{f}", gathered(source[f], rows[:, slot[item]]), nan_to_null=True)
-        for name, item in inputs.items()
-        for f in fields
-    }
+    for name, item in inputs.items():
+        for f in fields:
+            columns.numbers(f"{name}_{f}", picked[f][:, slot[item]])
 
 
 def pick_values(
@@ -327,8 +470,10 @@ def pick_values(
     probes = ends[np.repeat(np.arange(ends.height), len(items))].with_columns(
         pl.Series("item", items * ends.height, dtype=events.schema["item"])
     )
-    found = picked_columns(labs, rows[:, None], {"x": "x"}, ["x"], ("value", "day", "lln", "uln"))
-    return probes.with_columns(s.alias(name.removeprefix("x_")) for name, s in found.items())
+    found = FrameColumns(rows.size)
+    for name, values in field_values(labs).items():
+        found.numbers(name, gathered(values, rows))
+    return probes.hstack(found.frame().get_columns())
 
 
 def patient_table(patients: pl.DataFrame) -> pl.Series:
@@ -353,6 +498,18 @@ def first_lymphodepletion(labs: LabRows, codes: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(first), first, np.nan)
 
 
+def baseline_rows(
+    labs: LabRows, codes: np.ndarray, items: Sequence[str], lookback_days: float, anchor: Anchor
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per patient code: the first lymphodepletion day (NaN when none is recorded or ``anchor`` is the infusion)
+    and the rows (patients x ``items``) of the last value of each item in ``lookback_days`` up to the anchor."""
+    if not math.isfinite(lookback_days) or lookback_days <= 0:
+        raise ValueError(f"lookback_days must be a positive number of days, not {lookback_days!r}")
+    ld = first_lymphodepletion(labs, codes) if anchor == ANCHOR_LYMPHODEPLETION else np.full(codes.size, np.nan)
+    at = np.where(np.isnan(ld), 0.0, ld)
+    return ld, picked_rows(labs, codes, at, dict.fromkeys(items, "last"), lookback_days, "both")
+
+
 def baseline_frame(
     labs: LabRows,
     ids: pl.Series,
@@ -363,22 +520,14 @@ def baseline_frame(
 ) -> pl.DataFrame:
     """:func:`baseline_values` from the rows of a batch (``labs`` holding the inputs' and lymphodepletion rows) for
     the patients ``ids`` (:func:`patient_table`)."""
-    if not math.isfinite(lookback_days) or lookback_days <= 0:
-        raise ValueError(f"lookback_days must be a positive number of days, not {lookback_days!r}")
-    codes = patient_codes(ids)
-    ld = first_lymphodepletion(labs, codes) if anchor == ANCHOR_LYMPHODEPLETION else np.full(codes.size, np.nan)
-    at = np.where(np.isnan(ld), 0.0, ld)
     items = list(dict.fromkeys(inputs.values()))
-    rows = picked_rows(labs, codes, at, dict.fromkeys(items, "last"), lookback_days, "both")
-    anchors = np.where(np.isnan(ld), ANCHOR_INFUSION, ANCHOR_LYMPHODEPLETION)
-    return pl.DataFrame(
-        [
-            ids,
-            pl.Series("anchor_day", at),
-            pl.Series("anchor", anchors, dtype=pl.Utf8),
-            *picked_columns(labs, rows, inputs, items, fields).values(),
-        ]
-    )
+    ld, rows = baseline_rows(labs, patient_codes(ids), items, lookback_days, anchor)
+    columns = FrameColumns(ids.len())
+    columns.series(ids)
+    columns.numbers("anchor_day", np.where(np.isnan(ld), 0.0, ld))
+    columns.text("anchor", [ANCHOR_LYMPHODEPLETION, ANCHOR_INFUSION], np.isnan(ld).astype(np.int64))
+    picked_columns(labs, rows, inputs, items, fields, columns)
+    return columns.frame()
 
 
 def baseline_values(
@@ -405,6 +554,11 @@ class Windows:
     at: np.ndarray
     day: np.ndarray  # int32: the day an ``at`` falls in
     closed: Closed
+
+    @cached_property
+    def codes(self) -> np.ndarray:
+        """Category codes of the windows' patients (read once for the several scores of a batch)."""
+        return patient_codes(self.patient_id)
 
     def frame(self) -> pl.DataFrame:
         return pl.DataFrame([self.patient_id, pl.Series("at", self.at), pl.Series("day", self.day)])

@@ -26,6 +26,8 @@ Example
 
 from __future__ import annotations
 
+from functools import cache
+
 import numpy as np
 import polars as pl
 
@@ -34,20 +36,25 @@ from tocsin.core.scores.baseline import (
     ANCHOR_INFUSION,
     INFUSION_ANCHOR_CAVEAT,
     Input,
+    FrameColumns,
+    Step,
     baseline_values,
-    constant,
     identity_columns,
-    label_lists,
     ladder,
     ladder_bounds,
     points_of,
     settled_band,
-    whole_numbers,
 )
 from tocsin.criteria import load_scale
 
 SCALE = load_scale("car_hematotox")
 INPUTS = {name: Input(name, spec["item"], spec["unit"]) for name, spec in SCALE.table("inputs").items()}
+
+
+@cache
+def _ladder(name: str, boundary_rule: str) -> tuple[Step, ...]:
+    """The point ladder of an input under a boundary rule, in its item's canonical unit, converted once."""
+    return tuple(ladder(SCALE.table("inputs")[name]["ladders"][boundary_rule], INPUTS[name]))
 
 
 def car_hematotox(
@@ -74,43 +81,39 @@ def car_hematotox(
         )
     height = base.height
     least, most = np.zeros(height), np.zeros(height)
-    input_columns: list[pl.Series] = []
+    inputs = FrameColumns(height)
     missing: dict[str, np.ndarray] = {}
     for name, source in INPUTS.items():
         spec = SCALE.table("inputs")[name]
-        steps = ladder(spec["ladders"][rule], source)
+        steps = _ladder(name, rule)
         canonical = base.get_column(f"{name}_value").to_numpy()
         points = points_of(canonical, steps, spec["otherwise"])
         low, high = ladder_bounds(steps, spec["otherwise"])
         least, most = least + np.where(np.isnan(points), low, points), most + np.where(np.isnan(points), high, points)
-        input_columns += [
-            pl.Series(f"{name}_value", source.in_table_unit(canonical), nan_to_null=True),
-            constant(f"{name}_unit", source.unit, height),
-            base.get_column(f"{name}_day"),
-            whole_numbers(f"{name}_points", points),
-        ]
+        inputs.numbers(f"{name}_value", source.in_table_unit(canonical))
+        inputs.text(f"{name}_unit", [source.unit])
+        inputs.series(base.get_column(f"{name}_day"))
+        inputs.whole(f"{name}_points", points)
         missing[name] = np.isnan(canonical)
     categories = SCALE.table("categories")
-    band = settled_band(least, most, categories, "category")  # -1 (unsettled) reads the last option: none
     anchor = base.get_column("anchor")
     caveats = dict.fromkeys(SCALE.table("caveats"), True)
-    caveats[INFUSION_ANCHOR_CAVEAT] = (anchor == ANCHOR_INFUSION).fill_null(False).to_numpy()
-    return pl.DataFrame(
-        [
-            base.get_column("patient_id"),
-            whole_numbers("score", np.where(least == most, least, np.nan)),
-            whole_numbers("score_at_least", least),
-            whole_numbers("score_at_most", most),
-            pl.Series("category", [c["category"] for c in categories] + [None], dtype=pl.Utf8)[band],
-            pl.Series("rule", [c["rule"] for c in categories] + ["HEMATOTOX-MISSING"], dtype=pl.Utf8)[
-                settled_band(least, most, categories, "rule")
-            ],
-            label_lists("missing", missing, height),
-            anchor,
-            base.get_column("anchor_day"),
-            *input_columns,
-            constant("boundary_rule", rule, height),
-            label_lists("caveats", caveats, height),
-            *identity_columns(SCALE, height),
-        ]
+    caveats[INFUSION_ANCHOR_CAVEAT] = anchor.to_numpy() == ANCHOR_INFUSION
+    columns = FrameColumns(height)
+    columns.series(base.get_column("patient_id"))
+    columns.whole("score", np.where(least == most, least, np.nan))
+    columns.whole("score_at_least", least)
+    columns.whole("score_at_most", most)
+    # -1 (unsettled) reads the last option: none.
+    category = settled_band(least, most, categories, "category")
+    columns.text("category", [c["category"] for c in categories] + [None], category)
+    columns.text(
+        "rule", [c["rule"] for c in categories] + ["HEMATOTOX-MISSING"], settled_band(least, most, categories, "rule")
     )
+    columns.labels("missing", missing)
+    columns.series(anchor, base.get_column("anchor_day"))
+    columns.extend(inputs)
+    columns.text("boundary_rule", [rule])
+    columns.labels("caveats", caveats)
+    identity_columns(SCALE, columns)
+    return columns.frame()

@@ -23,6 +23,8 @@ Example
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import polars as pl
 
@@ -31,16 +33,23 @@ from tocsin.core.scores.baseline import (
     ANCHOR_INFUSION,
     INFUSION_ANCHOR_CAVEAT,
     Input,
+    FrameColumns,
     baseline_values,
-    constant,
     identity_columns,
-    label_lists,
+    round_to,
 )
 from tocsin.criteria import load_scale
 
 SCALE = load_scale("easix")
 INPUTS = {name: Input(name, spec["item"], spec["unit"]) for name, spec in SCALE.table("inputs").items()}
 _ROUND = 6
+_LN2 = math.log(2.0)
+
+
+def _log2(value: float) -> float:
+    """log2 as Polars' ``log(2)`` takes it, ln(x) / ln(2) by the C library: NumPy's vectorised log differs in the
+    last bit for some values, and rounding to 6 decimals can show it (the published outputs came from Polars)."""
+    return math.log(value) / _LN2
 
 
 def _cutoff(name: str | None, score: str) -> dict | None:
@@ -53,36 +62,32 @@ def _cutoff(name: str | None, score: str) -> dict | None:
     return cutoffs[name]
 
 
-def _formula(score: str, cutoff: dict | None, values: dict[str, np.ndarray]) -> list[pl.Series]:
+def _formula(score: str, cutoff: dict | None, values: dict[str, np.ndarray], columns: FrameColumns) -> None:
     """The score, its log2, rule, missing inputs and, with a cut-off, its category and citation."""
     spec = SCALE.table("formulas")[score]
     terms = [*spec["numerator"], spec["denominator"]]
-    numerator = np.ones(next(iter(values.values())).shape)
+    numerator = np.ones(columns.height)
     for term in spec["numerator"]:
         numerator = numerator * values[term]
     denominator = values[spec["denominator"]]
     with np.errstate(divide="ignore", invalid="ignore"):
-        value = np.round(np.where(denominator > 0, numerator / denominator, np.nan), _ROUND)
-    # The log as Polars takes it (NumPy's log differs in the last bit for some values, and rounding can show it).
-    log2 = np.round(np.where(value > 0, pl.Series(value).log(2).to_numpy(), np.nan), _ROUND)
-    height = value.size
-    columns = [
-        pl.Series(score, value, nan_to_null=True),
-        pl.Series(f"{score}_log2", log2, nan_to_null=True),
-        pl.Series(f"{score}_rule", [spec["rule"], "EASIX-ZERO-PLATELETS"], dtype=pl.Utf8)[
-            (denominator == 0).astype(np.int64)
-        ],
-        label_lists(f"{score}_missing", {term: np.isnan(values[term]) for term in terms}, height),
-    ]
+        value = round_to(np.where(denominator > 0, numerator / denominator, np.nan), _ROUND)
+    log2 = np.full(value.shape, np.nan)
+    positive = np.flatnonzero(value > 0)
+    log2[positive] = [_log2(v) for v in value[positive].tolist()]
+    log2 = round_to(log2, _ROUND)
+    columns.numbers(score, value)
+    columns.numbers(f"{score}_log2", log2)
+    columns.text(f"{score}_rule", [spec["rule"], "EASIX-ZERO-PLATELETS"], (denominator == 0).astype(np.int64))
+    columns.labels(f"{score}_missing", {term: np.isnan(values[term]) for term in terms})
     if cutoff is None:
-        return [*columns, constant(f"{score}_category", None, height), constant(f"{score}_cutoff", None, height)]
-    category = np.where(value > cutoff["value"], 0, np.where(np.isnan(value), 2, 1))
+        columns.text(f"{score}_category", [None])
+        columns.text(f"{score}_cutoff", [None])
+        return
     cited = f"{cutoff['rule']}: > {cutoff['value']} ({cutoff['citation']}, doi:{cutoff['doi']})"
-    return [
-        *columns,
-        pl.Series(f"{score}_category", ["high", "low", None], dtype=pl.Utf8)[category],
-        constant(f"{score}_cutoff", cited, height),
-    ]
+    category = np.where(value > cutoff["value"], 0, np.where(np.isnan(value), 2, 1))
+    columns.text(f"{score}_category", ["high", "low", None], category)
+    columns.text(f"{score}_cutoff", [cited])
 
 
 def easix(
@@ -106,29 +111,21 @@ def easix(
         baseline = baseline_values(
             events, patients, {name: i.item for name, i in INPUTS.items()}, config.baseline_lookback_days
         )
-    height = baseline.height
     values = {
         name: source.in_table_unit(baseline.get_column(f"{name}_value").to_numpy()) for name, source in INPUTS.items()
     }
     anchor = baseline.get_column("anchor")
     caveats = dict.fromkeys(SCALE.table("caveats"), True)
-    caveats[INFUSION_ANCHOR_CAVEAT] = (anchor == ANCHOR_INFUSION).fill_null(False).to_numpy()
-    return pl.DataFrame(
-        [
-            baseline.get_column("patient_id"),
-            *(column for score, cutoff in cutoffs.items() for column in _formula(score, cutoff, values)),
-            anchor,
-            baseline.get_column("anchor_day"),
-            *(
-                column
-                for name, source in INPUTS.items()
-                for column in (
-                    pl.Series(f"{name}_value", values[name], nan_to_null=True),
-                    constant(f"{name}_unit", source.unit, height),
-                    baseline.get_column(f"{name}_day"),
-                )
-            ),
-            label_lists("caveats", caveats, height),
-            *identity_columns(SCALE, height),
-        ]
-    )
+    caveats[INFUSION_ANCHOR_CAVEAT] = anchor.to_numpy() == ANCHOR_INFUSION
+    columns = FrameColumns(baseline.height)
+    columns.series(baseline.get_column("patient_id"))
+    for score, cutoff in cutoffs.items():
+        _formula(score, cutoff, values, columns)
+    columns.series(anchor, baseline.get_column("anchor_day"))
+    for name, source in INPUTS.items():
+        columns.numbers(f"{name}_value", values[name])
+        columns.text(f"{name}_unit", [source.unit])
+        columns.series(baseline.get_column(f"{name}_day"))
+    columns.labels("caveats", caveats)
+    identity_columns(SCALE, columns)
+    return columns.frame()

@@ -34,6 +34,8 @@ Example
 
 from __future__ import annotations
 
+from functools import cache
+
 import numpy as np
 import polars as pl
 
@@ -43,20 +45,17 @@ from tocsin.core.scores.baseline import (
     LabRows,
     Pick,
     Step,
+    FrameColumns,
     Windows,
-    constant,
     evaluation_windows,
     gathered,
     holds,
     identity_columns,
     lab_rows,
-    label_lists,
     ladder,
     ladder_bounds,
-    patient_codes,
     picked_rows,
     points_of,
-    whole_numbers,
 )
 from tocsin.criteria import load_scale
 
@@ -68,6 +67,18 @@ CYTOPENIA_STEPS = [Step(s["op"], float(s["value"]), int(s["points"])) for s in S
 PICKS: dict[str, Pick] = {spec["item"]: spec["worst"] for spec in SCALE.table("inputs").values()}
 PICKS |= {source.item: "min" for source in LINEAGES.values()}
 ASSUMED_ABSENT_CAVEAT = "Scored as absent by configuration (scores.hscore_assume_absent), not observed: {}."
+
+
+@cache
+def _ladder(name: str) -> tuple[Step, ...]:
+    """The point ladder of a lab input in its item's canonical unit, converted once."""
+    return tuple(ladder(SCALE.table("inputs")[name]["ladder"], INPUTS[name]))
+
+
+@cache
+def _lineage_limit(name: str) -> float:
+    """The cytopenia limit of a lineage in its item's canonical unit, converted once."""
+    return LINEAGES[name].to_canonical(float(SCALE.table("cytopenia_lineages")[name]["value"]))
 
 
 def _probability(score: np.ndarray, field: str) -> np.ndarray:
@@ -108,49 +119,49 @@ def hscore(
 def hscore_in_windows(labs: LabRows, windows: Windows, config: ScoresConfig = ScoresConfig()) -> pl.DataFrame:
     """:func:`hscore` at ``windows``, from the rows of a batch (``labs`` holding at least the items of ``PICKS``):
     every input, point and range as arrays, the frame built once at the end."""
-    rows = picked_rows(
-        labs, patient_codes(windows.patient_id), windows.at, PICKS, config.hscore_window_days, windows.closed
-    )
+    rows = picked_rows(labs, windows.codes, windows.at, PICKS, config.hscore_window_days, windows.closed)
     height = windows.at.size
     slot = {item: k for k, item in enumerate(PICKS)}
 
+    values, days = gathered(labs.columns["num"], rows), gathered(labs.t, rows)  # every slot at once
+
     def picked(source: Input) -> tuple[np.ndarray, np.ndarray]:
-        return gathered(labs.columns["num"], rows[:, slot[source.item]]), gathered(labs.t, rows[:, slot[source.item]])
+        return values[:, slot[source.item]], days[:, slot[source.item]]
 
-    def described(name: str, source: Input, value: np.ndarray, day: np.ndarray) -> list[pl.Series]:
-        return [
-            pl.Series(f"{name}_value", source.in_table_unit(value), nan_to_null=True),
-            constant(f"{name}_unit", source.unit, height),
-            pl.Series(f"{name}_day", day, nan_to_null=True),
-        ]
+    def described(name: str, source: Input, value: np.ndarray, day: np.ndarray) -> None:
+        inputs.numbers(f"{name}_value", source.in_table_unit(value))
+        inputs.text(f"{name}_unit", [source.unit])
+        inputs.numbers(f"{name}_day", day)
 
-    columns: list[pl.Series] = []
+    inputs = FrameColumns(height)
     least, most = np.zeros(height), np.zeros(height)
     missing: dict[str, np.ndarray | bool] = {}
     for name, source in INPUTS.items():
         spec = SCALE.table("inputs")[name]
-        steps = ladder(spec["ladder"], source)
+        steps = _ladder(name)
         value, day = picked(source)
         points = points_of(value, steps, spec["otherwise"])
         low, high = ladder_bounds(steps, spec["otherwise"])
         least, most = least + np.where(np.isnan(points), low, points), most + np.where(np.isnan(points), high, points)
-        columns += [*described(name, source, value, day), whole_numbers(f"{name}_points", points)]
+        described(name, source, value, day)
+        inputs.whole(f"{name}_points", points)
         missing[name] = np.isnan(value)
     cytopenic, unknown = np.zeros(height), np.zeros(height)
     for name, source in LINEAGES.items():
         spec = SCALE.table("cytopenia_lineages")[name]
         value, day = picked(source)
-        cytopenic += holds(value, spec["op"], source.to_canonical(float(spec["value"])))
+        cytopenic += holds(value, spec["op"], _lineage_limit(name))
         unknown += np.isnan(value)
-        columns += described(name, source, value, day)
+        described(name, source, value, day)
         missing[name] = np.isnan(value)
     assumed = [name for name in SCALE.table("clinical_inputs") if name in config.hscore_assume_absent]
     missing |= {name: name not in assumed for name in SCALE.table("clinical_inputs")}
     lineage_points = points_of(cytopenic, CYTOPENIA_STEPS, 0), points_of(cytopenic + unknown, CYTOPENIA_STEPS, 0)
     least, most = least + lineage_points[0], most + lineage_points[1]
-    clinical = []
+    inputs.whole("cytopenias_value", np.where(unknown == 0, cytopenic, np.nan))
+    inputs.whole("cytopenias_points", np.where(lineage_points[0] == lineage_points[1], lineage_points[0], np.nan))
     for name, spec in SCALE.table("clinical_inputs").items():
-        clinical.append(constant(f"{name}_points", 0 if name in assumed else None, height, pl.Int32))
+        inputs.whole(f"{name}_points", 0.0 if name in assumed else np.nan)
         most = most + (0 if name in assumed else spec["max_points"])
     score = np.where(least == most, least, np.nan)
     cutoff = SCALE.table("cutoff")["value"]
@@ -159,26 +170,17 @@ def hscore_in_windows(labs: LabRows, windows: Windows, config: ScoresConfig = Sc
     caveats = list(SCALE.table("caveats"))
     if assumed:
         caveats.append(ASSUMED_ABSENT_CAVEAT.format(", ".join(assumed)))
-    return pl.DataFrame(
-        [
-            windows.patient_id,
-            pl.Series("at", windows.at),
-            pl.Series("day", windows.day),
-            whole_numbers("score", score),
-            whole_numbers("score_at_least", least),
-            whole_numbers("score_at_most", most),
-            whole_numbers("probability_pct_low", _probability(score, "low")),
-            whole_numbers("probability_pct_high", _probability(score, "high")),
-            pl.Series("category", ["low", "high", None], dtype=pl.Utf8)[settled],
-            pl.Series("rule", ["HSCORE-BELOW-CUTOFF", "HSCORE-CUTOFF", "HSCORE-MISSING"], dtype=pl.Utf8)[settled],
-            label_lists("missing", missing, height),
-            *columns,
-            whole_numbers("cytopenias_value", np.where(unknown == 0, cytopenic, np.nan)),
-            whole_numbers(
-                "cytopenias_points", np.where(lineage_points[0] == lineage_points[1], lineage_points[0], np.nan)
-            ),
-            *clinical,
-            constant("caveats", caveats, height, pl.List(pl.Utf8)),
-            *identity_columns(SCALE, height),
-        ]
-    )
+    columns = FrameColumns(height)
+    columns.series(windows.patient_id, pl.Series("at", windows.at), pl.Series("day", windows.day))
+    columns.whole("score", score)
+    columns.whole("score_at_least", least)
+    columns.whole("score_at_most", most)
+    columns.whole("probability_pct_low", _probability(score, "low"))
+    columns.whole("probability_pct_high", _probability(score, "high"))
+    columns.text("category", ["low", "high", None], settled)
+    columns.text("rule", ["HSCORE-BELOW-CUTOFF", "HSCORE-CUTOFF", "HSCORE-MISSING"], settled)
+    columns.labels("missing", missing)
+    columns.extend(inputs)
+    columns.constant_list("caveats", caveats)
+    identity_columns(SCALE, columns)
+    return columns.frame()

@@ -44,17 +44,16 @@ from tocsin.core.scores.baseline import (
     ANCHOR_INFUSION,
     LabRows,
     Pick,
+    FrameColumns,
     Windows,
-    baseline_frame,
+    baseline_rows,
     evaluation_windows,
+    field_values,
     gathered,
-    constant,
     identity_columns,
-    label_lists,
     lab_rows,
     patient_codes,
     patient_table,
-    picked_columns,
     picked_rows,
     position_of,
 )
@@ -92,6 +91,10 @@ def _kleene_and(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where((a == 0) | (b == 0), 0.0, np.where(np.isnan(a) | np.isnan(b), np.nan, 1.0))
 
 
+def _missing_as(state: np.ndarray, value: float) -> np.ndarray:
+    return np.where(np.isnan(state), value, state)
+
+
 def _above(value: np.ndarray, limit: np.ndarray | float) -> np.ndarray:
     return np.where(np.isnan(value) | np.isnan(limit), np.nan, value > limit)
 
@@ -108,7 +111,7 @@ def _iec_hs_criteria(c: Column) -> dict[str, np.ndarray]:
     # New or worsening: below the limit and below the value at infusion (a lineage without one counts).
     lineages = [
         _kleene_and(
-            _below(c[f"{lab}_value"], limit), np.nan_to_num(_below(c[f"{lab}_value"], c[f"{lab}_at_infusion"]), nan=1.0)
+            _below(c[f"{lab}_value"], limit), _missing_as(_below(c[f"{lab}_value"], c[f"{lab}_at_infusion"]), 1.0)
         )
         for lab, limit in LIMITS["iec_hs_cytopenia"].items()
     ]
@@ -141,66 +144,68 @@ def _car_hlh_criteria(c: Column) -> dict[str, np.ndarray]:
     }
 
 
+#: The lab columns of the screens' inputs (and outputs), in order.
+LAB_COLUMNS = [f"{lab}_{field}" for lab in WINDOW_LABS for field in ("value", "day", "uln")] + [
+    f"{lab}_at_infusion" for lab in INFUSION_LABS
+]
+
+
 def screen_inputs(labs: LabRows, patients: pl.DataFrame, windows: Windows, config: ScoresConfig) -> pl.DataFrame:
     """Per evaluation window, the window labs and the labs at infusion both screens read (``labs`` holding at
     least :data:`WINDOW_LABS` and :data:`INFUSION_LABS`)."""
-    codes = patient_codes(windows.patient_id)
+    codes = windows.codes
     rows = picked_rows(labs, codes, windows.at, WINDOW_LABS, config.hlh_screen_window_days, windows.closed)
-    picked = picked_columns(labs, rows, {lab: lab for lab in WINDOW_LABS}, list(WINDOW_LABS), ("value", "day", "uln"))
-    ids = patient_table(patients)
-    at_infusion = baseline_frame(
-        labs, ids, {lab: lab for lab in INFUSION_LABS}, config.baseline_lookback_days, ("value",), ANCHOR_INFUSION
-    )
+    patient = patient_codes(patient_table(patients))
+    _, infusion_rows = baseline_rows(labs, patient, INFUSION_LABS, config.baseline_lookback_days, ANCHOR_INFUSION)
     # Each window's patient's row of the per-patient table (none for a patient the table does not list).
-    of_window = position_of(patient_codes(ids), codes)
-    infusion = [
-        pl.Series(
-            f"{lab}_at_infusion",
-            gathered(at_infusion.get_column(f"{lab}_value").to_numpy(), of_window),
-            nan_to_null=True,
-        )
-        for lab in INFUSION_LABS
-    ]
+    of_window = position_of(patient, codes)
     default = np.nan if config.ferritin_uln_ng_ml is None else float(config.ferritin_uln_ng_ml)
-    ferritin_uln = picked["ferritin_uln"].to_numpy()
-    picked["ferritin_uln"] = pl.Series(
-        "ferritin_uln", np.where(np.isnan(ferritin_uln), default, ferritin_uln), nan_to_null=True
-    )
-    return windows.frame().hstack([*picked.values(), *infusion])
+    source = field_values(labs)
+    picked = {field: gathered(source[field], rows) for field in ("value", "day", "uln")}  # every lab at once
+    at_infusion = gathered(gathered(labs.columns["num"], infusion_rows), of_window)
+    columns = FrameColumns(windows.at.size)
+    columns.series(*windows.frame().get_columns())
+    for slot, lab in enumerate(WINDOW_LABS):
+        for field in ("value", "day", "uln"):
+            values = picked[field][:, slot]
+            if lab == "ferritin" and field == "uln":  # ferritin rows carry no ULN: the configured one
+                values = np.where(np.isnan(values), default, values)
+            columns.numbers(f"{lab}_{field}", values)
+    for slot, lab in enumerate(INFUSION_LABS):
+        columns.numbers(f"{lab}_at_infusion", at_infusion[:, slot])
+    return columns.frame()
 
 
-def _screen(frame: pl.DataFrame, name: str, criteria: Callable[[Column], Mapping[str, np.ndarray]]) -> pl.DataFrame:
+def _lab_values(inputs: pl.DataFrame) -> dict[str, np.ndarray]:
+    return {c: inputs.get_column(c).to_numpy() for c in LAB_COLUMNS}
+
+
+def _screen(
+    frame: pl.DataFrame, labs: Column, name: str, criteria: Callable[[Column], Mapping[str, np.ndarray]]
+) -> pl.DataFrame:
     spec = SCALE.table("screens")[name]
-    lab_columns = [f"{lab}_{field}" for lab in WINDOW_LABS for field in ("value", "day", "uln")] + [
-        f"{lab}_at_infusion" for lab in INFUSION_LABS
-    ]
-    state = criteria({c: frame.get_column(c).to_numpy() for c in lab_columns})
+    state = criteria(labs)
     supporting = [state[rule] for rule in spec["supporting"]]
-    met_count = sum(np.nan_to_num(s, nan=0.0) for s in supporting)
-    reachable = sum(np.nan_to_num(s, nan=1.0) for s in supporting)
+    met_count = sum(_missing_as(s, 0.0) for s in supporting)
+    reachable = sum(_missing_as(s, 1.0) for s in supporting)
     core, needed = state[spec["core"]], spec["supporting_needed"]
     # 0 possible (the pattern is there), 1 not met, 2 incomplete (a missing criterion would decide).
     status = np.where((core == 1) & (met_count >= needed), 0, np.where((core == 0) | (reachable < needed), 1, 2))
     needs = SCALE.table("needs")
-    height = frame.height
-    return pl.DataFrame(
-        [
-            *frame.select("patient_id", "at", "day").get_columns(),
-            constant("screen", name, height),
-            pl.Series("status", ["possible", "not_met", "incomplete"], dtype=pl.Utf8)[status],
-            pl.Series("rule", [spec["rule_possible"], spec["rule_not_met"], spec["rule_incomplete"]], dtype=pl.Utf8)[
-                status
-            ],
-            label_lists("met", {rule: s == 1 for rule, s in state.items()}, height),
-            label_lists("not_met", {rule: s == 0 for rule, s in state.items()}, height),
-            label_lists("missing", {f"{rule}: needs {needs[rule]}": np.isnan(s) for rule, s in state.items()}, height),
-            *(frame.get_column(c) for c in lab_columns),
-            constant("caveats", list(SCALE.table("caveats")), height, pl.List(pl.Utf8)),
-            *identity_columns(SCALE, height),
-            constant("screen_citation", spec["citation"], height),
-            constant("screen_doi", spec["doi"], height),
-        ]
-    )
+    columns = FrameColumns(frame.height)
+    columns.series(*(frame.get_column(c) for c in ("patient_id", "at", "day")))
+    columns.text("screen", [name])
+    columns.text("status", ["possible", "not_met", "incomplete"], status)
+    columns.text("rule", [spec["rule_possible"], spec["rule_not_met"], spec["rule_incomplete"]], status)
+    columns.labels("met", {rule: s == 1 for rule, s in state.items()})
+    columns.labels("not_met", {rule: s == 0 for rule, s in state.items()})
+    columns.labels("missing", {f"{rule}: needs {needs[rule]}": np.isnan(s) for rule, s in state.items()})
+    columns.series(*(frame.get_column(c) for c in LAB_COLUMNS))
+    columns.constant_list("caveats", list(SCALE.table("caveats")))
+    identity_columns(SCALE, columns)
+    columns.text("screen_citation", [spec["citation"]])
+    columns.text("screen_doi", [spec["doi"]])
+    return columns.frame()
 
 
 def iec_hs_screen(
@@ -217,7 +222,8 @@ def iec_hs_screen(
     ``_uln`` (canonical units) and ``<lab>_at_infusion``, then ``caveats, scale, version, citation, doi,
     screen_citation, screen_doi``.
     """
-    return _screen(_inputs(events, patients, config, at), "iec_hs", _iec_hs_criteria)
+    inputs = _inputs(events, patients, config, at)
+    return _screen(inputs, _lab_values(inputs), "iec_hs", _iec_hs_criteria)
 
 
 def car_hlh_screen(
@@ -231,7 +237,8 @@ def car_hlh_screen(
     The "during CRS" condition of carHLH is not checked here (CRS grades come from the engine); the
     screen reads the peak ferritin in the window.
     """
-    return _screen(_inputs(events, patients, config, at), "car_hlh", _car_hlh_criteria)
+    inputs = _inputs(events, patients, config, at)
+    return _screen(inputs, _lab_values(inputs), "car_hlh", _car_hlh_criteria)
 
 
 def hlh_screens(
@@ -246,7 +253,8 @@ def hlh_screens(
 
 def screens(inputs: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Both screens from one :func:`screen_inputs`."""
-    return _screen(inputs, "iec_hs", _iec_hs_criteria), _screen(inputs, "car_hlh", _car_hlh_criteria)
+    labs = _lab_values(inputs)
+    return _screen(inputs, labs, "iec_hs", _iec_hs_criteria), _screen(inputs, labs, "car_hlh", _car_hlh_criteria)
 
 
 def _inputs(

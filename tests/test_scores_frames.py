@@ -1,0 +1,92 @@
+"""The pieces the score frames are built from: shared-buffer columns, rounding and log2 as the published outputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+from polars.testing import assert_frame_equal
+
+from tocsin.core.scores.baseline import FrameColumns, gathered, round_to
+from tocsin.core.scores.easix import _log2
+
+
+def _example_columns(rows: slice) -> FrameColumns:
+    ids = pl.Series("patient_id", ["A", "B", "C"], dtype=pl.Categorical)[rows]
+    columns = FrameColumns(ids.len())
+    columns.series(ids)
+    columns.numbers("value", np.array([1.5, np.nan, 3.0])[rows])
+    columns.whole("points", np.array([2.0, np.nan, 0.0])[rows])
+    columns.whole("constant_points", np.nan)
+    columns.text("unit", ["mg/dL"])
+    columns.text("category", ["low", "high", None], np.array([0, -1, 1])[rows])
+    columns.labels("missing", {"plt": np.array([True, False, True])[rows], "anc": False, "crp": True})
+    columns.constant_list("caveats", ["one", "two", "one"])
+    return columns
+
+
+def test_frame_columns_of_one_row_are_the_rows_of_a_batch() -> None:
+    # One row builds texts and lists value by value, a batch gathers them from their options: the same frame.
+    batch = _example_columns(slice(None)).frame()
+    for row in range(3):
+        assert_frame_equal(_example_columns(slice(row, row + 1)).frame(), batch.slice(row, 1))
+
+
+def test_frame_columns_match_columns_built_one_by_one() -> None:
+    ids = pl.Series("patient_id", ["A", "B", "C"], dtype=pl.Categorical)
+    columns = FrameColumns(3)
+    columns.series(ids)
+    columns.numbers("value", np.array([1.5, np.nan, 3.0]))
+    columns.whole("points", np.array([2.0, np.nan, 0.0]))
+    columns.whole("constant_points", np.nan)
+    columns.text("unit", ["mg/dL"])
+    columns.text("category", ["low", "high", None], np.array([0, -1, 1]))
+    columns.labels("missing", {"plt": np.array([True, False, True]), "anc": False, "crp": True})
+    columns.constant_list("caveats", ["one", "two", "one"])
+    expected = pl.DataFrame(
+        [
+            ids,
+            pl.Series("value", [1.5, None, 3.0], dtype=pl.Float64),
+            pl.Series("points", [2, None, 0], dtype=pl.Int32),
+            pl.Series("constant_points", [None, None, None], dtype=pl.Int32),
+            pl.Series("unit", ["mg/dL"] * 3, dtype=pl.Utf8),
+            pl.Series("category", ["low", None, "high"], dtype=pl.Utf8),
+            pl.Series("missing", [["plt", "crp"], ["crp"], ["plt", "crp"]], dtype=pl.List(pl.Utf8)),
+            pl.Series("caveats", [["one", "two", "one"]] * 3, dtype=pl.List(pl.Utf8)),
+        ]
+    )
+    assert_frame_equal(columns.frame(), expected)
+
+
+def test_frame_columns_of_an_empty_batch_keep_their_types() -> None:
+    columns = FrameColumns(0)
+    columns.numbers("value", np.empty(0))
+    columns.whole("points", np.empty(0))
+    columns.text("unit", ["mg/dL"])
+    columns.labels("missing", {"plt": np.empty(0, dtype=bool)})
+    frame = columns.frame()
+    assert frame.height == 0
+    assert frame.schema == pl.Schema(
+        {"value": pl.Float64, "points": pl.Int32, "unit": pl.Utf8, "missing": pl.List(pl.Utf8)}
+    )
+
+
+def test_round_to_gives_the_bits_of_numpy_round() -> None:
+    rng = np.random.default_rng(7)
+    values = np.concatenate(
+        [rng.uniform(-1e3, 1e3, 100_000), np.exp(rng.uniform(-20, 25, 100_000)), [np.nan, np.inf, -0.0, 2.5e-6]]
+    )
+    for decimals in (0, 6):
+        assert np.array_equal(round_to(values, decimals), np.round(values, decimals), equal_nan=True)
+
+
+def test_log2_is_the_log_polars_takes() -> None:
+    values = np.exp(np.random.default_rng(3).uniform(-30, 30, 100_000))
+    assert np.array_equal(np.array([_log2(v) for v in values.tolist()]), pl.Series(values).log(2).to_numpy())
+
+
+def test_gathered_reads_rows_of_a_table_and_nan_for_none() -> None:
+    table = np.array([[1.0, 2.0], [3.0, 4.0]])
+    expected = [[3.0, 4.0], [np.nan, np.nan], [1.0, 2.0]]
+    assert np.array_equal(gathered(table, np.array([1, -1, 0])), expected, equal_nan=True)
+    assert gathered(np.empty((0, 2)), np.array([-1])).shape == (1, 2)
+    assert np.array_equal(gathered(np.array([5.0]), np.array([[0, -1]])), [[5.0, np.nan]], equal_nan=True)
