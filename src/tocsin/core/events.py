@@ -65,6 +65,7 @@ ERROR_SCHEMA = {
     "fix": pl.Utf8,
     "severity": pl.Utf8,
 }
+_NO_ERRORS = pl.DataFrame(schema=ERROR_SCHEMA)
 _TRUE = ("true", "yes", "y", "1", "present")
 _FALSE = ("false", "no", "n", "0", "absent")
 # Canonical values are rounded so that a threshold stated in one unit is met exactly by its
@@ -203,7 +204,8 @@ def parse_iso_times(text: pl.Expr) -> pl.Expr:
     return pl.coalesce(attempts).dt.replace_time_zone(None)
 
 
-VALUE_TYPES = pl.Enum(["number", "category", "boolean", "text", "date"])
+_VALUE_TYPE_NAMES = ["number", "category", "boolean", "text", "date"]
+VALUE_TYPES = pl.Enum(_VALUE_TYPE_NAMES)
 
 
 def item_enum(vocabulary: Vocabulary) -> pl.Enum:
@@ -270,7 +272,7 @@ def _items(vocabulary: Vocabulary) -> _Items:
                 *((a.lower(), v) for a, v in d.value_aliases.items()),
             ]:
                 categories[f"{name}{_KEY_SEPARATOR}{key}"] = value
-    value_types = VALUE_TYPES.categories.to_list()
+    value_types = _VALUE_TYPE_NAMES
     table = _Items(
         enum=pl.Enum(list(names)),
         names=names,
@@ -324,20 +326,21 @@ class _Labels:
 def _labels(column: pl.Series, codes: pl.Series) -> _Labels:
     """The labels of a Categorical column (``codes``: its physical codes), stripped of surrounding blanks when one of
     its few distinct values has them. Category codes are global to the process (a long-lived server's codes grow
-    far beyond its frames), so rows are placed by their codes' ranks, not by the codes."""
-    distinct = column.unique()
-    names = distinct.to_list()
+    far beyond its frames), so rows are placed by their codes' ranks, not by the codes. Each label is read from one
+    row that has it (a NumPy scatter and one small gather: Polars' ``unique`` runs a query of ~70 us)."""
+    if codes.null_count():  # nulls take a code after every label's
+        read = codes.to_numpy()  # (floats, NaN for null)
+        read = np.where(np.isnan(read), np.nanmax(read, initial=-1) + 1, read).astype(np.int64)
+    else:
+        read = codes.to_numpy().astype(np.int64)
+    distinct, position = _dense(read)
+    holder = np.empty(distinct.size, dtype=np.int64)
+    holder[position] = np.arange(position.size)  # any row of a label reads as that label
+    names = column[holder].to_list()
     if any(name and (name[0] in _WHITE_SPACE or name[-1] in _WHITE_SPACE) for name in names):
         column = column.cast(pl.Utf8).str.strip_chars().cast(pl.Categorical)
-        codes, distinct = column.to_physical(), column.unique()
-        names = distinct.to_list()
-    distinct_codes = distinct.to_physical()
-    if codes.null_count():  # nulls take a code after every label's
-        null = int(codes.max() or 0) + 1
-        codes, distinct_codes = codes.fill_null(null), distinct_codes.fill_null(null)
-    _, position = _dense(codes.to_numpy().astype(np.int64))
-    ranked = np.argsort(distinct_codes.to_numpy())
-    return _Labels(column, [names[i] for i in ranked], position)
+        return _labels(column, column.to_physical())
+    return _Labels(column, names, position)
 
 
 def _prepare(raw: pl.DataFrame, items: _Items) -> pl.DataFrame:
@@ -481,7 +484,7 @@ def normalise_events(
             ["file", "line", "field"], nulls_last=True
         )
         if errors
-        else pl.DataFrame(schema=ERROR_SCHEMA)
+        else _NO_ERRORS.clear()  # (a new empty frame in ~1 us; building one from the schema costs ~60 us)
     )
     patient_table = _patient_table(events, event_rows, screen, item, infusions, items)
     return NormalisedEvents(events=events, errors=error_frame, patients=patient_table)
@@ -867,10 +870,12 @@ def _limits(screen: _Screen, item: np.ndarray, items: _Items, conversions: _Conv
             rows = np.union1d(rows, screen.stated_lloq[0])
             written = _merged(texts, rows, *screen.stated_lloq)
         else:
-            written = texts.gather(rows)
+            written = None
         screen.limits[column] = (rows, np.zeros(0))
-        if rows.size == 0:
+        if rows.size == 0:  # (the usual case: even an empty gather costs ~40 us)
             continue
+        if written is None:
+            written = texts.gather(rows)
         given = _read_numbers(written)
         read = ~np.isnan(given)
         unreadable = np.zeros(screen.height, dtype=np.bool_)
@@ -956,21 +961,23 @@ def _non_numbers(screen: _Screen, item: np.ndarray, items: _Items) -> None:
     values = screen.frame.get_column("value").gather(others).to_list()
     codes, types = item[others], value_type[others]
     canonical: list[str | None] = [None] * others.size
-    position = {name: code for code, name in enumerate(VALUE_TYPES.categories.to_list())}
+    position = {name: code for code, name in enumerate(_VALUE_TYPE_NAMES)}
     for read, names in ((_category_values, ("category",)), (_boolean_values, ("boolean",)), (_texts, ("text", "date"))):
         at = np.flatnonzero(np.isin(types, [position[n] for n in names]))
         if at.size == 0:
             continue
-        read_values, refused, message, fix = read(codes[at].tolist(), [values[i] for i in at], types[at], items)
+        read_values, refused, describe = read(codes[at].tolist(), [values[i] for i in at], types[at], items)
         for i, text, bad in zip(at.tolist(), read_values, refused, strict=True):
             canonical[i] = None if bad else text
         offending = others[at[np.array(refused, dtype=np.bool_)]]
         if offending.size:
-            screen.refuse_rows(_error_frame(screen.rows(offending), "value", message, fix), offending)
+            screen.refuse_rows(_error_frame(screen.rows(offending), "value", *describe()), offending)
     screen.columns["cat"] = _scattered("cat", others, canonical, screen.height)
 
 
-_ValueRead = tuple[list[str | None], list[bool], pl.Expr, pl.Expr]  # canonical text, refused, error message and fix
+# Canonical text, refused, and the error's message and fix (expressions, built only when some row is refused: building
+# one costs tens of microseconds, a sizeable part of a bedside request).
+_ValueRead = tuple[list[str | None], list[bool], Callable[[], tuple[pl.Expr, pl.Expr]]]
 
 
 def _category_values(codes: list[int], values: list[str | None], value_type: np.ndarray, items: _Items) -> _ValueRead:
@@ -981,13 +988,15 @@ def _category_values(codes: list[int], values: list[str | None], value_type: np.
         for pair, key in zip(pairs, keys, strict=True)
     }
     canonical = [read[pair] for pair in zip(codes, values, strict=True)]
-    allowed = pl.col("item").cast(pl.Utf8).replace_strict(items.allowed, default="", return_dtype=pl.Utf8)
-    return (
-        canonical,
-        [text is None for text in canonical],
-        pl.format("'{}' is not an allowed value of '{}'", pl.col("value"), pl.col("item")),
-        pl.format("use one of: {}", allowed),
-    )
+
+    def describe() -> tuple[pl.Expr, pl.Expr]:
+        allowed = pl.col("item").cast(pl.Utf8).replace_strict(items.allowed, default="", return_dtype=pl.Utf8)
+        return (
+            pl.format("'{}' is not an allowed value of '{}'", pl.col("value"), pl.col("item")),
+            pl.format("use one of: {}", allowed),
+        )
+
+    return canonical, [text is None for text in canonical], describe
 
 
 _BOOLEANS = {**dict.fromkeys(_TRUE, "true"), **dict.fromkeys(_FALSE, "false")}
@@ -997,33 +1006,38 @@ def _boolean_values(codes: list[int], values: list[str | None], value_type: np.n
     distinct = list(dict.fromkeys(values))
     read = {value: _BOOLEANS.get(key) for value, key in zip(distinct, _keys(distinct), strict=True)}
     canonical = [read[value] for value in values]
-    return (
-        canonical,
-        [text is None for text in canonical],
-        pl.format("'{}' is not true/false for '{}'", pl.col("value"), pl.col("item")),
-        pl.lit("use true or false"),
-    )
+
+    def describe() -> tuple[pl.Expr, pl.Expr]:
+        return pl.format("'{}' is not true/false for '{}'", pl.col("value"), pl.col("item")), pl.lit(
+            "use true or false"
+        )
+
+    return canonical, [text is None for text in canonical], describe
 
 
 def _texts(codes: list[int], values: list[str | None], value_type: np.ndarray, items: _Items) -> _ValueRead:
     texts = [_stripped(value) for value in values]
     refused = [text == "" for text in texts]
-    is_date = value_type == VALUE_TYPES.categories.to_list().index("date")
+    is_date = value_type == _VALUE_TYPE_NAMES.index("date")
     if is_date.any():  # read by Polars, on the same column as before (it infers the layout from the first date)
         unread = pl.Series(texts, dtype=pl.Utf8).str.to_date(strict=False).is_null().to_list()
         refused = [bad or (date and missing) for bad, date, missing in zip(refused, is_date, unread, strict=True)]
-    blank = pl.col("value").str.strip_chars() == ""
-    message = (
-        pl.when(blank)
-        .then(pl.format("value is empty for '{}'", pl.col("item")))
-        .otherwise(pl.format("'{}' is not an ISO date for '{}'", pl.col("value"), pl.col("item")))
-    )
-    fix = (
-        pl.when(blank)
-        .then(pl.lit("give the observed value or drop the row"))
-        .otherwise(pl.lit("write dates like 1961-04-30"))
-    )
-    return texts, refused, message, fix
+
+    def describe() -> tuple[pl.Expr, pl.Expr]:
+        blank = pl.col("value").str.strip_chars() == ""
+        message = (
+            pl.when(blank)
+            .then(pl.format("value is empty for '{}'", pl.col("item")))
+            .otherwise(pl.format("'{}' is not an ISO date for '{}'", pl.col("value"), pl.col("item")))
+        )
+        fix = (
+            pl.when(blank)
+            .then(pl.lit("give the observed value or drop the row"))
+            .otherwise(pl.lit("write dates like 1961-04-30"))
+        )
+        return message, fix
+
+    return texts, refused, describe
 
 
 _ROUTE_SPELLINGS = {**{route: route for route in ROUTES}, **_ROUTE_ALIASES}
@@ -1076,7 +1090,8 @@ def _kept_events(screen: _Screen) -> tuple[pl.DataFrame, np.ndarray]:
     def limit(name: str) -> pl.Series:
         rows, values = screen.limits[name]
         if rows.size == 0:
-            return pl.repeat(None, screen.height, dtype=pl.Float64, eager=True).alias(name)
+            # (pl.repeat runs a query, ~500 us even for a few rows; this is a constant column in ~3 us)
+            return pl.Series(name, [None], dtype=pl.Float64).new_from_index(0, screen.height)
         full = np.full(screen.height, np.nan)
         full[rows] = values
         return pl.Series(name, full, nan_to_null=True)
