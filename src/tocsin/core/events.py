@@ -230,6 +230,7 @@ class _Items:
     is_drug: np.ndarray
     takes_route: np.ndarray
     in_course: np.ndarray  # not a patient item: its time is checked
+    describes_patient: np.ndarray  # a column of the patient table: the infusion or a patient item
     value_type: np.ndarray  # position in VALUE_TYPES (-1: no item)
     low: np.ndarray  # plausible range (NaN: none)
     high: np.ndarray
@@ -286,6 +287,7 @@ def _items(vocabulary: Vocabulary) -> _Items:
         is_drug=flags(lambda d: d.kind == "drug"),
         takes_route=flags(lambda d: d.kind in ("drug", "blood_support")),
         in_course=flags(lambda d: d.item not in PATIENT_ITEMS),
+        describes_patient=flags(lambda d: d.item in ("infusion", *PATIENT_ITEMS)),
         value_type=np.array([value_types.index(d.value_type) for d in defs] + [-1], dtype=np.int8),
         low=bound(0),
         high=bound(1),
@@ -980,15 +982,15 @@ def _scattered(name: str, rows: np.ndarray, values: list[str | None], height: in
 def _non_numbers(screen: _Screen, item: np.ndarray, items: _Items) -> None:
     """Categories, booleans, texts and dates: a few rows, read in Python (each distinct value once) and written
     back by row number (``cat``)."""
-    value_type = items.value_type[item]
     others = np.flatnonzero(~items.is_number[item] & (item != items.unknown) & ~screen.refused)
     gathered, texts = screen.value_texts
     values = [texts[i] for i in np.searchsorted(gathered, others).tolist()]
-    codes, types = item[others], value_type[others]
+    codes = item[others]
+    types = items.value_type[codes]
+    reader = _READER_OF_TYPE[types]
     canonical: list[str | None] = [None] * others.size
-    position = {name: code for code, name in enumerate(_VALUE_TYPE_NAMES)}
-    for read, names in ((_category_values, ("category",)), (_boolean_values, ("boolean",)), (_texts, ("text", "date"))):
-        at = np.flatnonzero(np.isin(types, [position[n] for n in names]))
+    for number, read in enumerate((_category_values, _boolean_values, _texts)):
+        at = np.flatnonzero(reader == number)
         if at.size == 0:
             continue
         read_values, refused, describe = read(codes[at].tolist(), [values[i] for i in at], types[at], items)
@@ -1003,6 +1005,11 @@ def _non_numbers(screen: _Screen, item: np.ndarray, items: _Items) -> None:
 
 # Canonical text, refused, and the error's message and fix (expressions, built only when some row is refused: building
 # one costs tens of microseconds, a sizeable part of a bedside request).
+# Which reader of _non_numbers (category, boolean, text) reads each value type, by its position in VALUE_TYPES
+# (-1: numbers, read apart).
+_READER_OF_TYPE = np.array(
+    [{"category": 0, "boolean": 1, "text": 2, "date": 2}.get(name, -1) for name in _VALUE_TYPE_NAMES], dtype=np.int8
+)
 _ValueRead = tuple[list[str | None], list[bool], Callable[[], tuple[pl.Expr, pl.Expr]]]
 
 
@@ -1170,8 +1177,7 @@ def _patient_table(
     from an ``age`` row, else from ``birth_date`` and the infusion date."""
     patient, codes = screen.patients.position[rows], item[rows]
     starts = np.flatnonzero(np.r_[True, patient[1:] != patient[:-1]]) if rows.size else np.zeros(0, np.int64)
-    described = ("infusion", *PATIENT_ITEMS)
-    candidates = np.flatnonzero(np.isin(codes, [items.code(name) for name in described]))
+    candidates = np.flatnonzero(items.describes_patient[codes])
     given, canonical = screen.canonical_texts  # (read from the texts, not the frame: a gather costs ~40 us)
     sources = rows[candidates]
     at = np.minimum(np.searchsorted(given, sources), max(given.size - 1, 0))
