@@ -707,3 +707,17 @@ def test_a_blq_limit_written_after_lt_replaces_the_lloq_column_and_is_converted(
     assert (e["line"], e["field"], e["value"]) == (4, "lloq", "abc")
     kept = n.events.filter(pl.col("item") == "car_t_copies").select("line", "lloq", "blq").rows()
     assert kept == [(3, 5.0, True)]
+
+
+def test_inputs_of_different_layouts_one_after_another_read_alike() -> None:
+    """The typing expressions are built once per input layout: a layout seen before (or a new one in between)
+    must not change how the next input is read."""
+    rows = day_rows(("1", "temperature", "38.5", "Cel"), ("2", "sex", "female", ""))
+    text_days = raw(rows)
+    number_days = text_days.with_columns(pl.col("day").cast(pl.Float64))
+    with_route = text_days.with_columns(pl.lit(None, pl.Utf8).alias("route"))
+    first = normalise_events(text_days, VOCAB)
+    for frame in (number_days, with_route, text_days, number_days):
+        again = normalise_events(frame, VOCAB)
+        assert again.events.equals(first.events)
+        assert again.errors.height == 0 and again.patients.equals(first.patients)

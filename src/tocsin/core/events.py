@@ -11,6 +11,8 @@ lookup (item attributes, unit conversions, the patient's infusion and weight) a 
 table built per distinct item, unit, (item, unit) or patient. A clean file thus costs a handful of Polars
 operations whatever its size (an eager operation costs 20-500 us even on a few rows: a bedside course paid
 about 90 of them); only a check that some row fails builds Polars frames, of its rows, to format their errors.
+Rows of a Series are taken by indexing with NumPy row numbers (``series[rows]``, ~13 us), not ``gather``, which
+runs a query (~30 us).
 
 The original value and unit are kept beside the canonical ones.
 """
@@ -65,6 +67,7 @@ ERROR_SCHEMA = {
     "fix": pl.Utf8,
     "severity": pl.Utf8,
 }
+_NO_ERRORS = pl.DataFrame(schema=ERROR_SCHEMA)
 _TRUE = ("true", "yes", "y", "1", "present")
 _FALSE = ("false", "no", "n", "0", "absent")
 # Canonical values are rounded so that a threshold stated in one unit is met exactly by its
@@ -140,7 +143,7 @@ def _reread_numbers(text: pl.Series, first_read: np.ndarray, only: np.ndarray | 
         retry &= only
     rows = np.flatnonzero(retry)
     if rows.size:  # (a null text reads as NaN again)
-        cleaned = text.gather(rows).str.strip_chars().str.replace(",", ".", literal=True).cast(pl.Float64, strict=False)
+        cleaned = text[rows].str.strip_chars().str.replace(",", ".", literal=True).cast(pl.Float64, strict=False)
         numbers[rows] = cleaned.to_numpy()
     return numbers
 
@@ -203,7 +206,8 @@ def parse_iso_times(text: pl.Expr) -> pl.Expr:
     return pl.coalesce(attempts).dt.replace_time_zone(None)
 
 
-VALUE_TYPES = pl.Enum(["number", "category", "boolean", "text", "date"])
+_VALUE_TYPE_NAMES = ["number", "category", "boolean", "text", "date"]
+VALUE_TYPES = pl.Enum(_VALUE_TYPE_NAMES)
 
 
 def item_enum(vocabulary: Vocabulary) -> pl.Enum:
@@ -226,6 +230,7 @@ class _Items:
     is_drug: np.ndarray
     takes_route: np.ndarray
     in_course: np.ndarray  # not a patient item: its time is checked
+    describes_patient: np.ndarray  # a column of the patient table: the infusion or a patient item
     value_type: np.ndarray  # position in VALUE_TYPES (-1: no item)
     low: np.ndarray  # plausible range (NaN: none)
     high: np.ndarray
@@ -270,7 +275,7 @@ def _items(vocabulary: Vocabulary) -> _Items:
                 *((a.lower(), v) for a, v in d.value_aliases.items()),
             ]:
                 categories[f"{name}{_KEY_SEPARATOR}{key}"] = value
-    value_types = VALUE_TYPES.categories.to_list()
+    value_types = _VALUE_TYPE_NAMES
     table = _Items(
         enum=pl.Enum(list(names)),
         names=names,
@@ -282,6 +287,7 @@ def _items(vocabulary: Vocabulary) -> _Items:
         is_drug=flags(lambda d: d.kind == "drug"),
         takes_route=flags(lambda d: d.kind in ("drug", "blood_support")),
         in_course=flags(lambda d: d.item not in PATIENT_ITEMS),
+        describes_patient=flags(lambda d: d.item in ("infusion", *PATIENT_ITEMS)),
         value_type=np.array([value_types.index(d.value_type) for d in defs] + [-1], dtype=np.int8),
         low=bound(0),
         high=bound(1),
@@ -324,27 +330,46 @@ class _Labels:
 def _labels(column: pl.Series, codes: pl.Series) -> _Labels:
     """The labels of a Categorical column (``codes``: its physical codes), stripped of surrounding blanks when one of
     its few distinct values has them. Category codes are global to the process (a long-lived server's codes grow
-    far beyond its frames), so rows are placed by their codes' ranks, not by the codes."""
-    distinct = column.unique()
-    names = distinct.to_list()
+    far beyond its frames), so rows are placed by their codes' ranks, not by the codes. Each label is read from one
+    row that has it (a NumPy scatter and one small gather: Polars' ``unique`` runs a query of ~70 us)."""
+    if codes.null_count():  # nulls take a code after every label's
+        read = codes.to_numpy()  # (floats, NaN for null)
+        read = np.where(np.isnan(read), np.nanmax(read, initial=-1) + 1, read).astype(np.int64)
+    else:
+        read = codes.to_numpy().astype(np.int64)
+    distinct, position = _dense(read)
+    holder = np.empty(distinct.size, dtype=np.int64)
+    holder[position] = np.arange(position.size)  # any row of a label reads as that label
+    names = column[holder].to_list()
     if any(name and (name[0] in _WHITE_SPACE or name[-1] in _WHITE_SPACE) for name in names):
         column = column.cast(pl.Utf8).str.strip_chars().cast(pl.Categorical)
-        codes, distinct = column.to_physical(), column.unique()
-        names = distinct.to_list()
-    distinct_codes = distinct.to_physical()
-    if codes.null_count():  # nulls take a code after every label's
-        null = int(codes.max() or 0) + 1
-        codes, distinct_codes = codes.fill_null(null), distinct_codes.fill_null(null)
-    _, position = _dense(codes.to_numpy().astype(np.int64))
-    ranked = np.argsort(distinct_codes.to_numpy())
-    return _Labels(column, [names[i] for i in ranked], position)
+        return _labels(column, column.to_physical())
+    return _Labels(column, names, position)
+
+
+_PREPARED: dict[tuple[int, tuple[tuple[str, pl.DataType], ...]], tuple[_Items, list[pl.Expr]]] = {}
 
 
 def _prepare(raw: pl.DataFrame, items: _Items) -> pl.DataFrame:
     """Every column typed once, in one select. Patient, unit and file become Categorical (rows are matched on
     them by code), ``item`` the vocabulary's Enum where it is spelled canonically (other spellings are resolved
-    later, once each), and ``value`` is read as a number on every row (most rows are numbers)."""
-    cols, schema = raw.columns, raw.schema
+    later, once each), and ``value`` is read as a number on every row (most rows are numbers). The expressions
+    depend only on the input's schema and the item table: built once for each (building them took a tenth of a
+    bedside request)."""
+    key = (id(items), tuple(raw.schema.items()))
+    cached = _PREPARED.get(key)
+    if cached is None or cached[0] is not items:
+        if len(_PREPARED) > 64:  # input layouts are few; never grow without bound
+            _PREPARED.clear()
+        cached = _PREPARED[key] = (items, _typing_expressions(raw.schema, items))
+    # One chunk per column: the read columns come in chunks (file parts, row groups) and the added ones in
+    # one, and Polars realigns every column of a frame whose chunks differ on every operation on it.
+    return raw.select(cached[1]).rechunk()
+
+
+def _typing_expressions(schema: pl.Schema, items: _Items) -> list[pl.Expr]:
+    """The expressions of :func:`_prepare` for an input of this schema."""
+    cols = schema.names()
     item, value = pl.col("item").cast(pl.Utf8), pl.col("value").cast(pl.Utf8)
     exprs = [
         pl.col("patient_id").cast(pl.Utf8).cast(pl.Categorical),
@@ -378,9 +403,7 @@ def _prepare(raw: pl.DataFrame, items: _Items) -> pl.DataFrame:
         exprs += [text.alias("time_raw"), plain.alias("time_dt")]
     else:
         exprs += [pl.lit(None, pl.Utf8).alias("time_raw"), pl.lit(None, pl.Datetime("us")).alias("time_dt")]
-    # One chunk per column: the read columns come in chunks (file parts, row groups) and the added ones in
-    # one, and Polars realigns every column of a frame whose chunks differ on every operation on it.
-    return raw.select(exprs).rechunk()
+    return exprs
 
 
 _Column = pl.Series | np.ndarray | Callable[[np.ndarray], pl.Series]
@@ -388,7 +411,7 @@ _Column = pl.Series | np.ndarray | Callable[[np.ndarray], pl.Series]
 
 def _gathered(name: str, column: _Column, rows: np.ndarray) -> pl.Series:
     if isinstance(column, pl.Series):
-        return column.gather(rows).alias(name)
+        return column[rows].alias(name)
     if isinstance(column, np.ndarray):
         return pl.Series(name, column[rows], nan_to_null=column.dtype.kind == "f")
     return column(rows).alias(name)
@@ -405,19 +428,22 @@ class _Screen:
     def __init__(self, frame: pl.DataFrame, items: _Items) -> None:
         self.frame = frame
         self.height = frame.height
-        codes = frame.select(
-            pl.col("patient_id", "unit", "file").to_physical(), pl.col("item").to_physical().fill_null(items.unknown)
-        )
-        self.patients = _labels(frame.get_column("patient_id"), codes.get_column("patient_id"))
-        self.units = _labels(frame.get_column("unit"), codes.get_column("unit"))
-        self.file_code = codes.get_column("file").to_numpy()
-        self.item_code = codes.get_column("item").to_numpy().astype(np.int64)  # where spelled canonically
+        # (Series.to_physical costs ~20 us a column; a select of the four, ~100 us)
+        self.patients = _labels(frame.get_column("patient_id"), frame.get_column("patient_id").to_physical())
+        self.units = _labels(frame.get_column("unit"), frame.get_column("unit").to_physical())
+        self.file_code = frame.get_column("file").to_physical().to_numpy()
+        item_code = frame.get_column("item").to_physical()  # where spelled canonically (null: not so)
+        self.item_code = (
+            np.nan_to_num(item_code.to_numpy(), nan=items.unknown) if item_code.null_count() else item_code.to_numpy()
+        ).astype(np.int64)
         patients, units = self.patients, self.units
         self.refused = np.zeros(self.height, dtype=np.bool_)
         self.errors: list[pl.DataFrame] = []
         self.columns: dict[str, _Column] = {"patient_id": patients.column, "unit": units.column}
         self.stated_lloq: tuple[np.ndarray, pl.Series] | None = None  # limits written as '<5' (rows, texts)
         self.limits: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # converted limits: (rows, values)
+        self.value_texts: tuple[np.ndarray, list[str | None]] = (np.zeros(0, np.int64), [])  # (rows, their value)
+        self.canonical_texts: tuple[np.ndarray, list[str | None]] = (np.zeros(0, np.int64), [])  # ``cat`` (rows, texts)
 
     def array(self, column: str) -> np.ndarray:
         """A prepared column as NumPy (numbers: NaN where null)."""
@@ -470,7 +496,7 @@ def normalise_events(
         )
     item = _resolve_items(screen, vocabulary, items)
     infusions = _resolve_times(screen, item, items, limits)
-    _check_values_given(screen)
+    _check_values_given(screen, item, items)
     _numbers(screen, item, items, vocabulary)
     _non_numbers(screen, item, items)
     _routes(screen, item, items)
@@ -481,7 +507,7 @@ def normalise_events(
             ["file", "line", "field"], nulls_last=True
         )
         if errors
-        else pl.DataFrame(schema=ERROR_SCHEMA)
+        else _NO_ERRORS.clear()  # (a new empty frame in ~1 us; building one from the schema costs ~60 us)
     )
     patient_table = _patient_table(events, event_rows, screen, item, infusions, items)
     return NormalisedEvents(events=events, errors=error_frame, patients=patient_table)
@@ -494,7 +520,7 @@ def _resolve_items(screen: _Screen, vocabulary: Vocabulary, items: _Items) -> np
     unknown: list[str] = []
     if item.null_count() > item_raw.null_count():
         rows = np.flatnonzero((code == items.unknown) & ~_nulls(item_raw))
-        spellings = item_raw.gather(rows).to_list()
+        spellings = item_raw[rows].to_list()
         resolved = {name: vocabulary.resolve_item(name) for name in dict.fromkeys(spellings)}
         names = [resolved[name] for name in spellings]
         item = item.clone().scatter(rows, pl.Series(names, dtype=items.enum))
@@ -546,7 +572,7 @@ def _resolve_times(screen: _Screen, item: np.ndarray, items: _Items, limits: Ing
         day = _reread_numbers(day_raw, day_num.to_numpy())
         has_day = ~np.isnan(day)
         unread = np.flatnonzero(~has_day)
-        has_day[unread] = [_stripped(text) not in (None, "") for text in day_raw.gather(unread).to_list()]
+        has_day[unread] = [_stripped(text) not in (None, "") for text in day_raw[unread].to_list()]
     else:
         day, has_day = day_num.to_numpy(), ~_nulls(day_num)
     time_raw, time_dt = frame.get_column("time_raw"), frame.get_column("time_dt")
@@ -554,7 +580,7 @@ def _resolve_times(screen: _Screen, item: np.ndarray, items: _Items, limits: Ing
         has_time = (time_raw.is_not_null() & (time_raw != "")).to_numpy()
         rows = np.flatnonzero(_nulls(time_dt) & ~_nulls(time_raw))
         if rows.size:
-            others = pl.select(parse_iso_times(pl.lit(time_raw.gather(rows)))).to_series()
+            others = pl.select(parse_iso_times(pl.lit(time_raw[rows]))).to_series()
             time_dt = time_dt.clone().scatter(rows, others)
             screen.columns["time_dt"] = time_dt
     else:
@@ -608,7 +634,7 @@ def _resolve_times(screen: _Screen, item: np.ndarray, items: _Items, limits: Ing
     infusion_day = np.where(has_infusion, day[at_infusion], np.nan)
     clocked = time_dt.null_count() < screen.height
     if clocked:
-        infusion_time = time_dt.gather(at_infusion).alias("infusion_time").scatter(np.flatnonzero(~has_infusion), None)
+        infusion_time = time_dt[at_infusion].alias("infusion_time").scatter(np.flatnonzero(~has_infusion), None)
     else:  # a file of days (the usual case): no clock time anywhere
         infusion_time = pl.Series("infusion_time", [None] * first.size, dtype=pl.Datetime("us"))
     timed = ~_nulls(infusion_time)
@@ -658,12 +684,15 @@ def _resolve_times(screen: _Screen, item: np.ndarray, items: _Items, limits: Ing
     return _Infusions(first, infusion_day, infusion_time)
 
 
-def _check_values_given(screen: _Screen) -> None:
-    """A row needs a value; only the rows that do not read as numbers can be empty."""
+def _check_values_given(screen: _Screen, item: np.ndarray, items: _Items) -> None:
+    """A row needs a value; only the rows that do not read as numbers can be empty. The texts of those rows and of
+    the rows of items that are not numbers (read later) are gathered here once (``screen.value_texts``)."""
     value = screen.frame.get_column("value")
-    rows = np.flatnonzero(np.isnan(screen.array("raw_num")))
+    rows = np.flatnonzero(np.isnan(screen.array("raw_num")) | (~items.is_number[item] & (item != items.unknown)))
+    texts = value[rows].to_list()
+    screen.value_texts = (rows, texts)
     empty = np.zeros(screen.height, dtype=np.bool_)
-    empty[rows] = [text is None or text == "" for text in value.gather(rows).to_list()]
+    empty[rows] = [text is None or text == "" for text in texts]  # (a text that reads as a number is not empty)
     screen.check(
         empty,
         "value",
@@ -674,7 +703,7 @@ def _check_values_given(screen: _Screen) -> None:
 
 def _merged(column: pl.Series, rows: np.ndarray, stated_rows: np.ndarray, stated: pl.Series) -> pl.Series:
     """``column`` at ``rows`` (ascending), with the values ``stated`` at ``stated_rows`` (ascending) instead."""
-    values = column.gather(rows).to_list()
+    values = column[rows].to_list()
     at = np.searchsorted(stated_rows, rows)
     found = at < stated_rows.size
     found[found] = stated_rows[at[found]] == rows[found]
@@ -692,15 +721,15 @@ def _below_quantification(screen: _Screen, item: np.ndarray, items: _Items, raw_
     rows = np.flatnonzero(items.is_number[item] & items.takes_limits[item] & np.isnan(raw_num))
     if rows.size == 0:
         return blq
-    text = screen.frame.get_column("value").gather(rows).str.strip_chars().str.to_lowercase()
+    text = screen.frame.get_column("value")[rows].str.strip_chars().str.to_lowercase()
     below = text.str.extract(r"^<\s*([0-9.,]+)$", 1).str.replace(",", ".", literal=True).cast(pl.Float64, strict=False)
     blq[rows] = (below.is_not_null() | text.is_in(_BLQ_WORDS)).fill_null(False).to_numpy()
     stated = np.flatnonzero(below.is_not_null().to_numpy())
     if stated.size:  # the limit written after '<' replaces the row's lloq (a few rows: kept apart)
-        screen.stated_lloq = (rows[stated], below.gather(stated).cast(pl.Utf8))
+        screen.stated_lloq = (rows[stated], below[stated].cast(pl.Utf8))
         screen.columns["lloq_raw"] = lambda at: _merged(screen.frame.get_column("lloq_raw"), at, *screen.stated_lloq)
     no_limit = np.zeros(screen.height, dtype=np.bool_)
-    no_limit[rows] = below.is_null().to_numpy() & screen.frame.get_column("lloq_raw").gather(rows).is_null().to_numpy()
+    no_limit[rows] = below.is_null().to_numpy() & screen.frame.get_column("lloq_raw")[rows].is_null().to_numpy()
     screen.check(
         blq & no_limit,
         "lloq",
@@ -867,10 +896,12 @@ def _limits(screen: _Screen, item: np.ndarray, items: _Items, conversions: _Conv
             rows = np.union1d(rows, screen.stated_lloq[0])
             written = _merged(texts, rows, *screen.stated_lloq)
         else:
-            written = texts.gather(rows)
+            written = None
         screen.limits[column] = (rows, np.zeros(0))
-        if rows.size == 0:
+        if rows.size == 0:  # (the usual case: even an empty gather costs ~40 us)
             continue
+        if written is None:
+            written = texts[rows]
         given = _read_numbers(written)
         read = ~np.isnan(given)
         unreadable = np.zeros(screen.height, dtype=np.bool_)
@@ -945,32 +976,41 @@ def _scattered(name: str, rows: np.ndarray, values: list[str | None], height: in
     """A text column with ``values`` at ``rows`` and null elsewhere, in one gather."""
     at = np.full(height, len(values), dtype=np.int64)
     at[rows] = np.arange(len(values))
-    return pl.Series(name, [*values, None], dtype=pl.Utf8).gather(at)
+    return pl.Series(name, [*values, None], dtype=pl.Utf8)[at]
 
 
 def _non_numbers(screen: _Screen, item: np.ndarray, items: _Items) -> None:
     """Categories, booleans, texts and dates: a few rows, read in Python (each distinct value once) and written
     back by row number (``cat``)."""
-    value_type = items.value_type[item]
     others = np.flatnonzero(~items.is_number[item] & (item != items.unknown) & ~screen.refused)
-    values = screen.frame.get_column("value").gather(others).to_list()
-    codes, types = item[others], value_type[others]
+    gathered, texts = screen.value_texts
+    values = [texts[i] for i in np.searchsorted(gathered, others).tolist()]
+    codes = item[others]
+    types = items.value_type[codes]
+    reader = _READER_OF_TYPE[types]
     canonical: list[str | None] = [None] * others.size
-    position = {name: code for code, name in enumerate(VALUE_TYPES.categories.to_list())}
-    for read, names in ((_category_values, ("category",)), (_boolean_values, ("boolean",)), (_texts, ("text", "date"))):
-        at = np.flatnonzero(np.isin(types, [position[n] for n in names]))
+    for number, read in enumerate((_category_values, _boolean_values, _texts)):
+        at = np.flatnonzero(reader == number)
         if at.size == 0:
             continue
-        read_values, refused, message, fix = read(codes[at].tolist(), [values[i] for i in at], types[at], items)
+        read_values, refused, describe = read(codes[at].tolist(), [values[i] for i in at], types[at], items)
         for i, text, bad in zip(at.tolist(), read_values, refused, strict=True):
             canonical[i] = None if bad else text
         offending = others[at[np.array(refused, dtype=np.bool_)]]
         if offending.size:
-            screen.refuse_rows(_error_frame(screen.rows(offending), "value", message, fix), offending)
+            screen.refuse_rows(_error_frame(screen.rows(offending), "value", *describe()), offending)
     screen.columns["cat"] = _scattered("cat", others, canonical, screen.height)
+    screen.canonical_texts = (others, canonical)
 
 
-_ValueRead = tuple[list[str | None], list[bool], pl.Expr, pl.Expr]  # canonical text, refused, error message and fix
+# Canonical text, refused, and the error's message and fix (expressions, built only when some row is refused: building
+# one costs tens of microseconds, a sizeable part of a bedside request).
+# Which reader of _non_numbers (category, boolean, text) reads each value type, by its position in VALUE_TYPES
+# (-1: numbers, read apart).
+_READER_OF_TYPE = np.array(
+    [{"category": 0, "boolean": 1, "text": 2, "date": 2}.get(name, -1) for name in _VALUE_TYPE_NAMES], dtype=np.int8
+)
+_ValueRead = tuple[list[str | None], list[bool], Callable[[], tuple[pl.Expr, pl.Expr]]]
 
 
 def _category_values(codes: list[int], values: list[str | None], value_type: np.ndarray, items: _Items) -> _ValueRead:
@@ -981,13 +1021,15 @@ def _category_values(codes: list[int], values: list[str | None], value_type: np.
         for pair, key in zip(pairs, keys, strict=True)
     }
     canonical = [read[pair] for pair in zip(codes, values, strict=True)]
-    allowed = pl.col("item").cast(pl.Utf8).replace_strict(items.allowed, default="", return_dtype=pl.Utf8)
-    return (
-        canonical,
-        [text is None for text in canonical],
-        pl.format("'{}' is not an allowed value of '{}'", pl.col("value"), pl.col("item")),
-        pl.format("use one of: {}", allowed),
-    )
+
+    def describe() -> tuple[pl.Expr, pl.Expr]:
+        allowed = pl.col("item").cast(pl.Utf8).replace_strict(items.allowed, default="", return_dtype=pl.Utf8)
+        return (
+            pl.format("'{}' is not an allowed value of '{}'", pl.col("value"), pl.col("item")),
+            pl.format("use one of: {}", allowed),
+        )
+
+    return canonical, [text is None for text in canonical], describe
 
 
 _BOOLEANS = {**dict.fromkeys(_TRUE, "true"), **dict.fromkeys(_FALSE, "false")}
@@ -997,33 +1039,38 @@ def _boolean_values(codes: list[int], values: list[str | None], value_type: np.n
     distinct = list(dict.fromkeys(values))
     read = {value: _BOOLEANS.get(key) for value, key in zip(distinct, _keys(distinct), strict=True)}
     canonical = [read[value] for value in values]
-    return (
-        canonical,
-        [text is None for text in canonical],
-        pl.format("'{}' is not true/false for '{}'", pl.col("value"), pl.col("item")),
-        pl.lit("use true or false"),
-    )
+
+    def describe() -> tuple[pl.Expr, pl.Expr]:
+        return pl.format("'{}' is not true/false for '{}'", pl.col("value"), pl.col("item")), pl.lit(
+            "use true or false"
+        )
+
+    return canonical, [text is None for text in canonical], describe
 
 
 def _texts(codes: list[int], values: list[str | None], value_type: np.ndarray, items: _Items) -> _ValueRead:
     texts = [_stripped(value) for value in values]
     refused = [text == "" for text in texts]
-    is_date = value_type == VALUE_TYPES.categories.to_list().index("date")
+    is_date = value_type == _VALUE_TYPE_NAMES.index("date")
     if is_date.any():  # read by Polars, on the same column as before (it infers the layout from the first date)
         unread = pl.Series(texts, dtype=pl.Utf8).str.to_date(strict=False).is_null().to_list()
         refused = [bad or (date and missing) for bad, date, missing in zip(refused, is_date, unread, strict=True)]
-    blank = pl.col("value").str.strip_chars() == ""
-    message = (
-        pl.when(blank)
-        .then(pl.format("value is empty for '{}'", pl.col("item")))
-        .otherwise(pl.format("'{}' is not an ISO date for '{}'", pl.col("value"), pl.col("item")))
-    )
-    fix = (
-        pl.when(blank)
-        .then(pl.lit("give the observed value or drop the row"))
-        .otherwise(pl.lit("write dates like 1961-04-30"))
-    )
-    return texts, refused, message, fix
+
+    def describe() -> tuple[pl.Expr, pl.Expr]:
+        blank = pl.col("value").str.strip_chars() == ""
+        message = (
+            pl.when(blank)
+            .then(pl.format("value is empty for '{}'", pl.col("item")))
+            .otherwise(pl.format("'{}' is not an ISO date for '{}'", pl.col("value"), pl.col("item")))
+        )
+        fix = (
+            pl.when(blank)
+            .then(pl.lit("give the observed value or drop the row"))
+            .otherwise(pl.lit("write dates like 1961-04-30"))
+        )
+        return message, fix
+
+    return texts, refused, describe
 
 
 _ROUTE_SPELLINGS = {**{route: route for route in ROUTES}, **_ROUTE_ALIASES}
@@ -1037,7 +1084,7 @@ def _routes(screen: _Screen, item: np.ndarray, items: _Items) -> None:
         screen.columns["route"] = route_raw.alias("route")
         return
     rows = np.flatnonzero(~_nulls(route_raw))
-    keys = _keys(route_raw.gather(rows).to_list())
+    keys = _keys(route_raw[rows].to_list())
     read = [_ROUTE_SPELLINGS.get(key) for key in keys]
     given = np.array([key != "" for key in keys], dtype=np.bool_)
     takes_route = items.takes_route[item[rows]]
@@ -1076,7 +1123,8 @@ def _kept_events(screen: _Screen) -> tuple[pl.DataFrame, np.ndarray]:
     def limit(name: str) -> pl.Series:
         rows, values = screen.limits[name]
         if rows.size == 0:
-            return pl.repeat(None, screen.height, dtype=pl.Float64, eager=True).alias(name)
+            # (pl.repeat runs a query, ~500 us even for a few rows; this is a constant column in ~3 us)
+            return pl.Series(name, [None], dtype=pl.Float64).new_from_index(0, screen.height)
         full = np.full(screen.height, np.nan)
         full[rows] = values
         return pl.Series(name, full, nan_to_null=True)
@@ -1129,9 +1177,12 @@ def _patient_table(
     from an ``age`` row, else from ``birth_date`` and the infusion date."""
     patient, codes = screen.patients.position[rows], item[rows]
     starts = np.flatnonzero(np.r_[True, patient[1:] != patient[:-1]]) if rows.size else np.zeros(0, np.int64)
-    described = ("infusion", *PATIENT_ITEMS)
-    candidates = np.flatnonzero(np.isin(codes, [items.code(name) for name in described]))
-    texts = events.get_column("cat").gather(candidates).to_list() if candidates.size else []
+    candidates = np.flatnonzero(items.describes_patient[codes])
+    given, canonical = screen.canonical_texts  # (read from the texts, not the frame: a gather costs ~40 us)
+    sources = rows[candidates]
+    at = np.minimum(np.searchsorted(given, sources), max(given.size - 1, 0))
+    found = (given[at] == sources).tolist() if given.size else [False] * sources.size
+    texts = [canonical[i] if hit else None for i, hit in zip(at.tolist(), found, strict=True)]
     numbers = screen.columns["num"][rows[candidates]].tolist()
     first: dict[tuple[int, int], int] = {}  # (patient's run, item code) -> its first candidate
     runs = (np.searchsorted(starts, candidates, side="right") - 1).tolist()
@@ -1148,8 +1199,8 @@ def _patient_table(
     infusion_time = infusions.infusion_time
     table = pl.DataFrame(
         [
-            events.get_column("patient_id").gather(starts),
-            infusion_time.gather(patient[starts])
+            pl.Series("patient_id", [screen.patients.names[p] for p in patient[starts].tolist()], dtype=pl.Categorical),
+            infusion_time[patient[starts]]
             if infusion_time.null_count() < infusion_time.len()
             else pl.Series("infusion_time", [None] * starts.size, dtype=infusion_time.dtype),
             column("infusion", pl.Utf8, texts).alias("product"),
