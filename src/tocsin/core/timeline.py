@@ -118,7 +118,9 @@ def frame_of(columns: Mapping[str, Column]) -> pl.DataFrame:
     A Series method runs a small query (20–100 µs) where a constructor, slice or cast costs 1–6 µs: so the
     arrays of one type (the text's row numbers among them) become one Series, cut into the columns (zero-copy
     slices). Nullable integers go through floats, whose NaN the constructor turns into nulls, then a cast; a
-    text is its source indexed by its row numbers (a null row number gives a null).
+    text is its source indexed by its row numbers (a null row number gives a null). Each column is a Series of
+    its own (a slice or a gather), so it is renamed in place: ``alias`` copies the Series object first, and a
+    frame of fifty columns spent a fifth of its time there.
     """
     groups: dict[object, list[tuple[str, np.ndarray]]] = {}
     for name, value in columns.items():
@@ -130,17 +132,19 @@ def frame_of(columns: Mapping[str, Column]) -> pl.DataFrame:
             groups.setdefault(value.dtype.str, []).append((name, value))
     cut: dict[str, pl.Series] = {}
     for kind, members in groups.items():
-        joined = np.concatenate([a for _, a in members])
+        joined = np.concatenate([a for _, a in members]) if len(members) > 1 else members[0][1]
         if isinstance(kind, str):  # plain arrays: NaN is null
             whole = pl.Series(joined, nan_to_null=joined.dtype.kind == "f")
         else:  # row numbers and nullable integers: -1 is null
             whole = pl.Series(np.where(joined < 0, np.nan, joined), nan_to_null=True).cast(kind)  # type: ignore[arg-type]
         height = members[0][1].shape[0]
-        cut.update((name, whole.slice(k * height, height).alias(name)) for k, (name, _) in enumerate(members))
+        cut.update((name, whole.slice(k * height, height)) for k, (name, _) in enumerate(members))
     for name, value in columns.items():
         if isinstance(value, Text):
-            cut[name] = value.source[cut[name]].alias(name)
+            cut[name] = value.source[cut[name]]
     ordered = [cut[name] for name in columns]
+    for name, column in zip(columns, ordered, strict=True):
+        column._s.rename(name)
     return ordered[0].to_frame().hstack(ordered[1:]) if ordered else pl.DataFrame()
 
 
@@ -213,8 +217,8 @@ def toxicity_rows(events: pl.DataFrame, patients: pl.DataFrame, items: Collectio
     The columns without nulls are read whole as arrays (no copy), then indexed: a Polars gather of each
     column cost more."""
     categories = events.get_column("item").dtype.categories.to_list()  # type: ignore[attr-defined]
-    codes = events.select(pl.col(PID).to_physical(), pl.col("item").to_physical())
-    item = codes.get_column("item").to_numpy()
+    # One column at a time: a select of both ran on Polars' thread pool, at several times the cost.
+    item = events.get_column("item").to_physical().to_numpy()
     wanted = np.zeros(len(categories), dtype=np.bool_)
     wanted[[categories.index(i) for i in items]] = True
     selected = wanted[item]
@@ -224,12 +228,12 @@ def toxicity_rows(events: pl.DataFrame, patients: pl.DataFrame, items: Collectio
         selected[deaths[~due]] = False
     rows = np.flatnonzero(selected)
 
-    patient_code = codes.get_column(PID).to_numpy()[rows]
+    patient_code = events.get_column(PID).to_physical().to_numpy()[rows]
     first = np.ones(rows.shape[0], dtype=np.bool_)
     first[1:] = patient_code[1:] != patient_code[:-1]
     heads = np.flatnonzero(first)
     if events.schema[PID] == pl.Categorical:
-        table = patients.select(pl.col(PID).cast(pl.Categorical).to_physical()).to_series().to_numpy()
+        table = patients.get_column(PID).cast(pl.Categorical).to_physical().to_numpy()
         head_position = positions_in(patient_code[heads], table)
     else:  # text identifiers (frames built by hand)
         head_position = patient_positions(events.get_column(PID).gather(rows[heads]), patients.get_column(PID))
