@@ -602,6 +602,12 @@ NEURO_VALUES: dict[str, tuple[str, ...]] = {
     for domain in ("consciousness", "seizure", "motor_weakness", "cerebral_edema", "icp_sign")
 }
 NEURO_VALUE_UNION = tuple(dict.fromkeys(v for values in NEURO_VALUES.values() for v in values))
+#: Per domain: the position of each value of the union among the domain's own values (-1: not one of them), and
+#: a last -1 for a row without a value of the union.
+_OWN_POSITIONS: dict[str, np.ndarray] = {
+    domain: np.array([values.index(v) if v in values else -1 for v in NEURO_VALUE_UNION] + [-1], dtype=np.int64)
+    for domain, values in NEURO_VALUES.items()
+}
 
 
 def _at_time_loop(latest: np.ndarray, t: np.ndarray, assessment_t: np.ndarray) -> np.ndarray:
@@ -690,9 +696,7 @@ def icans_state(events: pl.DataFrame, patients: pl.DataFrame, config: GradingCon
                                                                                                   stamped[name])})
         if name in NEURO_VALUES:
             # The value's position among this domain's graded values (-1: another value, or none).
-            own = np.array([NEURO_VALUES[name].index(v) if v in NEURO_VALUES[name] else -1 for v in NEURO_VALUE_UNION]
-                           + [-1], dtype=np.int64)
-            state.add(**{f"{name}_code": own[at(union_code, source_row, -1).astype(np.int64)]})
+            state.add(**{f"{name}_code": _OWN_POSITIONS[name][at(union_code, source_row, -1).astype(np.int64)]})
     for f in NEURO_FINDINGS:
         source_row = at(here[f"alt_{f}"], stamped[f"alt_{f}"], -1).astype(np.int64)
         state.add(**{f"alt_{f}": attribution.cause_at(source_row), f"{f}_attributed": attribution.attributed_at(
