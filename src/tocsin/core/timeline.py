@@ -232,7 +232,7 @@ def toxicity_rows(events: pl.DataFrame, patients: pl.DataFrame, items: Collectio
     first = np.ones(rows.shape[0], dtype=np.bool_)
     first[1:] = patient_code[1:] != patient_code[:-1]
     heads = np.flatnonzero(first)
-    if events.schema[PID] == pl.Categorical:
+    if events.get_column(PID).dtype == pl.Categorical:  # (the schema builds every dtype)
         table = patients.get_column(PID).cast(pl.Categorical).to_physical().to_numpy()
         head_position = positions_in(patient_code[heads], table)
     else:  # text identifiers (frames built by hand)
