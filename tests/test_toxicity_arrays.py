@@ -6,7 +6,19 @@ import polars as pl
 from tocsin.config import GradingConfig
 from tocsin.core.engine import grade_crs, grade_events, grade_icans
 from tocsin.core.episodes import episodes_and_summary, mark_stretches
-from tocsin.core.timeline import Assessments, NullableInt, Text, at, frame_of, labels, latest_valid
+from tocsin.core.evidence import first_label, missing_text
+from tocsin.core.timeline import (
+    Assessments,
+    NullableInt,
+    Text,
+    at,
+    frame_of,
+    labels,
+    latest_valid,
+    null_texts,
+    rows_of,
+    text_positions,
+)
 from tocsin.vocabulary import load_vocabulary
 
 
@@ -38,14 +50,13 @@ def test_frame_of_types_nulls_and_text() -> None:
             "days": NullableInt(np.array([-1, 2, 0], dtype=np.int32), pl.Int32),
             "value": np.array([np.nan, 1.0, 2.0]),
             "flag": np.array([True, False, True]),
-        },
-        {"value": lambda e: e * 2},
+        }
     )
     assert frame.schema == pl.Schema(
         {"text": pl.Utf8, "label": pl.Utf8, "grade": pl.Int8, "days": pl.Int32, "value": pl.Float64, "flag": pl.Boolean}
     )
     assert frame.rows() == [
-        ("z", "b", 3, None, None, True), (None, "a", None, 2, 2.0, False), (None, None, 0, 0, 4.0, True)
+        ("z", "b", 3, None, None, True), (None, "a", None, 2, 1.0, False), (None, None, 0, 0, 2.0, True)
     ]
     empty = frame_of({"text": Text(source, np.zeros(0, np.int64)), "value": np.zeros(0)})
     assert empty.height == 0 and empty.schema == pl.Schema({"text": pl.Utf8, "value": pl.Float64})
@@ -122,3 +133,22 @@ def _normalised_head(raw: pl.DataFrame, rows: int) -> pl.DataFrame:
 
     events = normalise_events(raw, load_vocabulary(), IngestLimits(earliest_day=GradingConfig().earliest_day)).events
     return events.select(GRADED_COLUMNS).head(rows)
+
+
+def test_text_positions_nulls_and_rows_of() -> None:
+    texts = pl.Series(["b", None, "zz", "a", "b"])
+    assert text_positions(texts, ["a", "b"], -1).tolist() == [1, -1, -1, 0, 1]
+    assert text_positions(pl.Series(["a", "b"]), ["a", "b"], -1).tolist() == [0, 1]
+    assert text_positions(pl.Series([], dtype=pl.Utf8), ["a"], -1).shape == (0,)
+    assert null_texts(texts).tolist() == [False, True, False, False, False]
+    assert null_texts(pl.Series(["a"])).tolist() == [False]
+    assert rows_of(texts, np.array([4, 1, 0])).to_list() == ["b", None, "b"]
+    assert rows_of(texts, np.zeros(0, np.int64)).len() == 0
+
+
+def test_first_label_first_case_wins_and_missing_text() -> None:
+    first = first_label([(np.array([True, False, False]), "a"), (np.array([True, True, False]), "b")])
+    assert frame_of({"label": first}).get_column("label").to_list() == ["a", "b", None]
+    assert first_label([(np.zeros(0, np.bool_), "a")]).index.shape == (0,)
+    needed = missing_text([(np.array([True, False, True]), "x"), (np.array([True, False, False]), "y")])
+    assert frame_of({"missing": needed}).get_column("missing").to_list() == ["x; y", "", "x"]

@@ -47,13 +47,10 @@ from tocsin.core.timeline import DEVICE_NONE, DEVICES, Assessments, NullableInt
 
 
 def hypotension_grade(state: Assessments) -> np.ndarray:
-    grade = np.select(
-        [state["hypotension_attributed"], state["n_vasopressors"] >= 2, state["any_vasopressor"],
-         state["bp_known"] & state["bp_low"]],
-        [0, 4, 3, 2],
-        0,
-    )
-    return grade.astype(np.int8)
+    """The hypotension tier; the first case that holds wins (nested ``where``: ``np.select`` cost ten times more)."""
+    low_bp = np.where(state["bp_known"] & state["bp_low"], 2, 0)
+    by_pressors = np.where(state["n_vasopressors"] >= 2, 4, np.where(state["any_vasopressor"], 3, low_bp))
+    return np.where(state["hypotension_attributed"], 0, by_pressors).astype(np.int8)
 
 
 def hypoxia_grade(state: Assessments, config: GradingConfig) -> np.ndarray:

@@ -118,11 +118,11 @@ def episodes_and_summary(timeline: Assessments, max_grade: int = 5) -> tuple[pl.
             "peak_grade": peak,
             "peak_day": peak_day,
             "resolved_day": resolved_day,
-            "duration_days": np.where(ongoing, last_t, resolved_day) - onset,
+            # NumPy's round is Polars' (half to even, of the value times 10^4).
+            "duration_days": np.round(np.where(ongoing, last_t, resolved_day) - onset, 4),
             "ongoing": ongoing,
             "recurrence": number > 1,
-        },
-        {"duration_days": lambda duration: duration.round(4)},
+        }
     )
     return episodes, _summary(timeline, owner, onset, max_grade)
 

@@ -43,8 +43,18 @@ NO_GRADE = -1
 
 def _band(values: np.ndarray, bands: list[dict]) -> np.ndarray:
     """The grade of the first band (inclusive limits) holding each value (-1 = none, or no value)."""
-    return np.select([(values >= b["min"]) & (values <= b["max"]) for b in bands], [b["grade"] for b in bands],
-                     NO_GRADE)
+    grade = np.full(values.shape, NO_GRADE, dtype=np.int64)
+    for band in reversed(bands):  # from the last, so that the first band holding the value wins (np.select: 10x)
+        grade = np.where((values >= band["min"]) & (values <= band["max"]), band["grade"], grade)
+    return grade
+
+
+#: Per domain recorded as a value: the grade of each code (a value's position in NEURO_VALUES), and NO_GRADE for
+#: the code -1 (another value, or none).
+_GRADE_OF_CODE = {
+    d: np.array([SCALE.table(f"{d}_grade")[v] for v in values] + [NO_GRADE], dtype=np.int64)
+    for d, values in NEURO_VALUES.items()
+}
 
 
 @cache
@@ -72,10 +82,7 @@ def grade_icans_astct2019(state: Assessments, config: GradingConfig) -> tuple[As
     use_ice = np.where(np.isnan(age), state["ice_fresh"] | ~state["capd_fresh"], age >= config.icans.ice_min_age_years)
     ok = {d: ~state[f"{d}_attributed"] for d in DOMAINS}
     # The grade of each domain's latest value: its code (position among the values the scale grades) in a table.
-    mapped = {
-        d: np.array([SCALE.table(f"{d}_grade")[v] for v in values] + [NO_GRADE], dtype=np.int64)[state[f"{d}_code"]]
-        for d, values in NEURO_VALUES.items()
-    }
+    mapped = {d: grade_of_code[state[f"{d}_code"]] for d, grade_of_code in _GRADE_OF_CODE.items()}
     domain_grades = {
         "ice": np.where(use_ice & state["ice_fresh"] & ok["ice"], _band(state["ice_value"], SCALE.table("ice_bands")),
                         NO_GRADE),

@@ -75,6 +75,32 @@ def position_in(text: pl.Expr, names: Sequence[str], other: int) -> pl.Expr:
     return text.cast(pl.Enum(list(names)), strict=False).to_physical().cast(pl.Int64).fill_null(other)
 
 
+@cache
+def _enum_of(names: tuple[str, ...]) -> pl.Enum:
+    return pl.Enum(list(names))
+
+
+def text_positions(texts: pl.Series, names: Sequence[str], other: int) -> np.ndarray:
+    """:func:`position_in` of a Series, without a query: a cast to the Enum and the Enum's codes (~30 µs where a
+    select of the expression took ~0.3 ms)."""
+    codes = texts.cast(_enum_of(tuple(names)), strict=False).to_physical()
+    if not codes.null_count():
+        return codes.to_numpy().astype(np.int64)
+    found = codes.to_numpy()  # an integer column with nulls reads as floats, NaN for null
+    return np.where(np.isnan(found), other, found).astype(np.int64)
+
+
+def null_texts(texts: pl.Series) -> np.ndarray:
+    """Whether each text is null (no query when none is)."""
+    return texts.is_null().to_numpy() if texts.null_count() else np.zeros(texts.len(), dtype=np.bool_)
+
+
+def rows_of(column: pl.Series, rows: np.ndarray) -> pl.Series:
+    """``column`` at these row numbers: indexing by a Series of row numbers is a direct gather (~2 µs), where
+    ``gather`` of an array runs a query."""
+    return column[pl.Series(rows, dtype=pl.UInt32)]
+
+
 @dataclass(frozen=True)
 class NullableInt:
     """An integer column with -1 for null (grades, counts)."""
@@ -86,19 +112,15 @@ class NullableInt:
 Column = np.ndarray | Text | NullableInt
 
 
-_NUMPY_TYPES = {pl.UInt32: np.uint32, pl.Int8: np.int8, pl.Int32: np.int32}
+def frame_of(columns: Mapping[str, Column]) -> pl.DataFrame:
+    """A frame of these columns (NaN as null; -1 as null for the text's row numbers and nullable integers).
 
-
-def frame_of(columns: Mapping[str, Column], adjust: Mapping[str, Callable[[pl.Expr], pl.Expr]] | None = None) -> (
-    pl.DataFrame
-):
-    """A frame of these columns (NaN as null), with ``adjust`` (an expression of the column) applied to the
-    columns it names.
-
-    Making a Series of an array costs ~10 µs and a Series method ~2–20 µs however short, and a float-to-integer
-    cast of a long column more than its gather: so the arrays of one type (the text's row numbers among them)
-    become one Series (one operation sets its nulls), cut into the columns (zero-copy slices); then one
-    operation gathers every text.
+    A Series method runs a small query (20–100 µs) where a constructor, slice or cast costs 1–6 µs: so the
+    arrays of one type (the text's row numbers among them) become one Series, cut into the columns (zero-copy
+    slices). Nullable integers go through floats, whose NaN the constructor turns into nulls, then a cast; a
+    text is its source indexed by its row numbers (a null row number gives a null). Each column is a Series of
+    its own (a slice or a gather), so it is renamed in place: ``alias`` copies the Series object first, and a
+    frame of fifty columns spent a fifth of its time there.
     """
     groups: dict[object, list[tuple[str, np.ndarray]]] = {}
     for name, value in columns.items():
@@ -108,33 +130,22 @@ def frame_of(columns: Mapping[str, Column], adjust: Mapping[str, Callable[[pl.Ex
             groups.setdefault(value.dtype, []).append((name, value.values))
         else:
             groups.setdefault(value.dtype.str, []).append((name, value))
-    wholes: dict[object, pl.Series] = {}
-    valid: dict[object, pl.Series] = {}
-    for kind, members in groups.items():
-        joined = np.concatenate([a for _, a in members])
-        if isinstance(kind, str):  # plain arrays: NaN is null
-            wholes[kind] = pl.Series(joined, nan_to_null=joined.dtype.kind == "f")
-        else:  # row numbers and nullable integers: -1 is null
-            wholes[kind] = pl.Series(np.maximum(joined, 0).astype(_NUMPY_TYPES[kind]))  # type: ignore[index]
-            if (joined < 0).any():
-                valid[kind] = pl.Series(joined >= 0)
-    for kind, rows in valid.items():  # a scatter of nulls took 0.1 s for a chunk's timeline
-        wholes[kind] = pl.select(pl.when(pl.lit(rows)).then(pl.lit(wholes[kind]))).to_series()
     cut: dict[str, pl.Series] = {}
     for kind, members in groups.items():
+        joined = np.concatenate([a for _, a in members]) if len(members) > 1 else members[0][1]
+        if isinstance(kind, str):  # plain arrays: NaN is null
+            whole = pl.Series(joined, nan_to_null=joined.dtype.kind == "f")
+        else:  # row numbers and nullable integers: -1 is null
+            whole = pl.Series(np.where(joined < 0, np.nan, joined), nan_to_null=True).cast(kind)  # type: ignore[arg-type]
         height = members[0][1].shape[0]
-        cut.update((name, wholes[kind].slice(k * height, height).alias(name)) for k, (name, _) in enumerate(members))
-    # One operation gathers every text and applies ``adjust``.
-    finished = {
-        name: pl.lit(value.source).gather(pl.lit(cut[name]))
-        for name, value in columns.items()
-        if isinstance(value, Text)
-    }
-    finished.update((name, change(finished.get(name, pl.lit(cut[name])))) for name, change in (adjust or {}).items())
-    if finished:
-        done = pl.select(expression.alias(name) for name, expression in finished.items())
-        cut.update((name, done.get_column(name)) for name in finished)
-    return pl.DataFrame(cut[name] for name in columns)
+        cut.update((name, whole.slice(k * height, height)) for k, (name, _) in enumerate(members))
+    for name, value in columns.items():
+        if isinstance(value, Text):
+            cut[name] = value.source[cut[name]]
+    ordered = [cut[name] for name in columns]
+    for name, column in zip(columns, ordered, strict=True):
+        column._s.rename(name)
+    return ordered[0].to_frame().hstack(ordered[1:]) if ordered else pl.DataFrame()
 
 
 @dataclass
@@ -205,24 +216,24 @@ def toxicity_rows(events: pl.DataFrame, patients: pl.DataFrame, items: Collectio
 
     The columns without nulls are read whole as arrays (no copy), then indexed: a Polars gather of each
     column cost more."""
-    categories = events.schema["item"].categories.to_list()
-    codes = events.select(pl.col(PID).to_physical(), pl.col("item").to_physical())
-    item = codes.get_column("item").to_numpy()
+    categories = events.get_column("item").dtype.categories.to_list()  # type: ignore[attr-defined]
+    # One column at a time: a select of both ran on Polars' thread pool, at several times the cost.
+    item = events.get_column("item").to_physical().to_numpy()
     wanted = np.zeros(len(categories), dtype=np.bool_)
     wanted[[categories.index(i) for i in items]] = True
     selected = wanted[item]
     deaths = np.flatnonzero(item == categories.index("death"))
     if deaths.size:
-        due = events.select((pl.col("cat").gather(deaths) == cause).fill_null(False)).to_series().to_numpy()
+        due = text_positions(rows_of(events.get_column("cat"), deaths), [cause], -1) == 0
         selected[deaths[~due]] = False
     rows = np.flatnonzero(selected)
 
-    patient_code = codes.get_column(PID).to_numpy()[rows]
+    patient_code = events.get_column(PID).to_physical().to_numpy()[rows]
     first = np.ones(rows.shape[0], dtype=np.bool_)
     first[1:] = patient_code[1:] != patient_code[:-1]
     heads = np.flatnonzero(first)
-    if events.schema[PID] == pl.Categorical:
-        table = patients.select(pl.col(PID).cast(pl.Categorical).to_physical()).to_series().to_numpy()
+    if events.get_column(PID).dtype == pl.Categorical:  # (the schema builds every dtype)
+        table = patients.get_column(PID).cast(pl.Categorical).to_physical().to_numpy()
         head_position = positions_in(patient_code[heads], table)
     else:  # text identifiers (frames built by hand)
         head_position = patient_positions(events.get_column(PID).gather(rows[heads]), patients.get_column(PID))
@@ -234,7 +245,7 @@ def toxicity_rows(events: pl.DataFrame, patients: pl.DataFrame, items: Collectio
         heads[run] if rows.size else rows,
         events.get_column("t").to_numpy()[rows].astype(np.float64),
         # Gathered first: a whole column with nulls is copied to be read (7 ms a chunk), only these rows here.
-        events.select(pl.col("num").gather(rows).cast(pl.Float64).fill_null(np.nan)).to_series().to_numpy(),
+        rows_of(events.get_column("num"), rows).cast(pl.Float64).to_numpy(),  # a null number reads as NaN
         item[rows],
         categories,
     )
@@ -246,7 +257,7 @@ def read_texts(rows: ToxicityRows, subset: np.ndarray, columns: Callable[[], tup
     courses have no attribution, and even an empty selection costs 0.2 ms)."""
     if not subset.size:
         return _empty_read(columns)
-    return rows.events.get_column("cat").gather(rows.rows[subset]).to_frame().select(columns())
+    return rows_of(rows.events.get_column("cat"), rows.rows[subset]).to_frame().select(columns())
 
 
 @cache
@@ -402,11 +413,9 @@ def _drug_classes(vocabulary: Vocabulary) -> tuple[list[str], list[str], list[st
 
 
 @cache
-def _crs_text_columns() -> tuple[pl.Expr, ...]:
-    """Of an attribution, its finding and cause; of an ``oxygen`` row, the device (a code of :data:`DEVICES`)."""
-    text = pl.col("cat")
-    device = pl.when(text.is_null()).then(DEVICE_NONE).otherwise(position_in(text, DEVICES, DEVICE_UNKNOWN))
-    return *_attribution_columns(("fever", "hypotension", "hypoxia")), device.alias("device")
+def _crs_attribution_columns() -> tuple[pl.Expr, ...]:
+    """Of an attribution, its finding and cause."""
+    return _attribution_columns(("fever", "hypotension", "hypoxia"))
 
 
 def crs_state(
@@ -435,12 +444,13 @@ def crs_state(
     rows = toxicity_rows(events, patients, items, "crs")
     t, num = rows.t, rows.num
     findings = ("fever", "hypotension", "hypoxia")
-    # The text read: the attributions' finding and cause, and the oxygen rows' device (one operation).
+    # The text read: the attributions' finding and cause (string operations, only if there is one), and the
+    # oxygen rows' device (a code of DEVICES; casts).
     alt, oxygen = np.flatnonzero(rows.is_item("alternative_cause")), np.flatnonzero(rows.is_item("oxygen"))
-    read = read_texts(rows, np.concatenate([alt, oxygen]), _crs_text_columns)
-    attribution = _attributions(rows, alt, read, np.arange(alt.size))
+    attribution = _attributions(rows, alt, read_texts(rows, alt, _crs_attribution_columns), np.arange(alt.size))
     device_of_row = np.full(rows.height, DEVICE_NONE, dtype=np.int64)
-    device_of_row[oxygen] = read.get_column("device").to_numpy()[alt.size :]
+    devices = rows_of(events.get_column("cat"), rows.rows[oxygen])
+    device_of_row[oxygen] = np.where(null_texts(devices), DEVICE_NONE, text_positions(devices, DEVICES, DEVICE_UNKNOWN))
     named = {f: attribution.names(k) for k, f in enumerate(findings)}
     # A temperature is a (CRS) fever unless a fever attribution is in force at that row.
     in_force = latest_valid({"fever": named["fever"]}, rows.start == np.arange(rows.height))["fever"]
@@ -585,13 +595,6 @@ def _neuro_attribution_columns() -> tuple[pl.Expr, ...]:
     return neuro.alias("neuro"), *_attribution_columns(NEURO_FINDINGS)
 
 
-@cache
-def _neuro_value_columns() -> tuple[pl.Expr, ...]:
-    """Of a domain row, whether a value is given, and its position among every value the scale grades (one
-    table for all domains; -1 for another)."""
-    return pl.col("cat").is_not_null().alias("given"), position_in(pl.col("cat"), NEURO_VALUE_UNION, -1).alias("value")
-
-
 #: The values the ICANS scale grades, per domain recorded as a value: a state carries each value's position
 #: here (``<domain>_code``, -1 for another value or none), so that grading is a table lookup on integers.
 NEURO_VALUES: dict[str, tuple[str, ...]] = {
@@ -599,6 +602,12 @@ NEURO_VALUES: dict[str, tuple[str, ...]] = {
     for domain in ("consciousness", "seizure", "motor_weakness", "cerebral_edema", "icp_sign")
 }
 NEURO_VALUE_UNION = tuple(dict.fromkeys(v for values in NEURO_VALUES.values() for v in values))
+#: Per domain: the position of each value of the union among the domain's own values (-1: not one of them), and
+#: a last -1 for a row without a value of the union.
+_OWN_POSITIONS: dict[str, np.ndarray] = {
+    domain: np.array([values.index(v) if v in values else -1 for v in NEURO_VALUE_UNION] + [-1], dtype=np.int64)
+    for domain, values in NEURO_VALUES.items()
+}
 
 
 def _at_time_loop(latest: np.ndarray, t: np.ndarray, assessment_t: np.ndarray) -> np.ndarray:
@@ -628,12 +637,14 @@ def icans_state(events: pl.DataFrame, patients: pl.DataFrame, config: GradingCon
     rows = _subset(selected, np.flatnonzero(keep))
     attribution = _attributions(rows, np.flatnonzero(rows.is_item("alternative_cause")), attribution_text,
                                 np.flatnonzero(keep[alt]))
-    value_text = read_texts(selected, domain_rows, _neuro_value_columns)
+    # Of a domain row, whether a value is given, and its position among every value the scale grades (one
+    # table for all domains; -1 for another).
+    value_text = rows_of(events.get_column("cat"), selected.rows[domain_rows])
     value_given = np.ones(selected.height, dtype=np.bool_)
-    value_given[domain_rows] = value_text.get_column("given").to_numpy()
+    value_given[domain_rows] = ~null_texts(value_text)
     value_given = value_given[keep]
     union_code = np.full(selected.height, -1, dtype=np.int64)
-    union_code[domain_rows] = value_text.get_column("value").to_numpy()
+    union_code[domain_rows] = text_positions(value_text, NEURO_VALUE_UNION, -1)
     union_code = union_code[keep]
 
     # The value of each item recorded at each assessment time (the last one, if repeated): the latest row of
@@ -685,9 +696,7 @@ def icans_state(events: pl.DataFrame, patients: pl.DataFrame, config: GradingCon
                                                                                                   stamped[name])})
         if name in NEURO_VALUES:
             # The value's position among this domain's graded values (-1: another value, or none).
-            own = np.array([NEURO_VALUES[name].index(v) if v in NEURO_VALUES[name] else -1 for v in NEURO_VALUE_UNION]
-                           + [-1], dtype=np.int64)
-            state.add(**{f"{name}_code": own[at(union_code, source_row, -1).astype(np.int64)]})
+            state.add(**{f"{name}_code": _OWN_POSITIONS[name][at(union_code, source_row, -1).astype(np.int64)]})
     for f in NEURO_FINDINGS:
         source_row = at(here[f"alt_{f}"], stamped[f"alt_{f}"], -1).astype(np.int64)
         state.add(**{f"alt_{f}": attribution.cause_at(source_row), f"{f}_attributed": attribution.attributed_at(
