@@ -53,7 +53,7 @@ def shift1(expr: pl.Expr, start: str = SEGMENT_START) -> pl.Expr:
     return pl.when(row_index() > pl.col(start)).then(expr.shift(1))
 
 
-def _latest_rows_loop(
+def latest_rows_loop(
     codes: np.ndarray,
     offsets: np.ndarray,
     members: np.ndarray,
@@ -63,6 +63,10 @@ def _latest_rows_loop(
     keep: np.ndarray,
     n_signals: int,
 ) -> np.ndarray:
+    """At every kept row (``keep``), for each signal, the latest row at or before it in its segment (a new segment
+    at ``start[row] == row``) where the signal held; -1 for none. A row sets the signals of its item code
+    (``members[offsets[code]:offsets[code + 1]]``) and those whose flag (``flags[k]``, signal ``flagged[k]``)
+    it carries. Compile with :func:`compiled`."""
     # Row numbers as 32 bits: the output is a signal per kept row, and at 64 bits writing it was most of the pass.
     latest = np.full(n_signals, -1, dtype=np.int32)
     out = np.empty((n_signals, np.count_nonzero(keep)), dtype=np.int32)

@@ -17,7 +17,7 @@ state at that time includes every row at that time.
 An eager Polars operation costs 20–500 µs however few its rows, and the state took about forty of them per
 toxicity; so the state is NumPy arrays over the toxicity's rows (:class:`ToxicityRows`), the latest row of
 every signal at every assessment comes from one compiled pass (the loop of
-:func:`tocsin.core.segments.latest_rows`), and the text columns are gathered once when the timeline frame is
+:func:`tocsin.core.segments.latest_rows_loop`), and the text columns are gathered once when the timeline frame is
 built (:class:`Assessments`).
 """
 
@@ -33,7 +33,7 @@ import polars as pl
 
 from tocsin.config import GradingConfig
 from tocsin.core.arrays import patient_positions, positions_in
-from tocsin.core.segments import _latest_rows_loop, compiled
+from tocsin.core.segments import latest_rows_loop, compiled
 from tocsin.criteria import load_scale
 from tocsin.vocabulary import Vocabulary
 
@@ -277,7 +277,7 @@ def latest_signal_rows(
         if not isinstance(signal, np.ndarray):
             for item in signal:
                 signals_of_item[rows.categories.index(item)].append(k)
-    found = compiled(_latest_rows_loop)(
+    found = compiled(latest_rows_loop)(
         rows.item,
         np.cumsum([0, *map(len, signals_of_item)], dtype=np.int64),
         np.array([k for ks in signals_of_item for k in ks], dtype=np.int64),
@@ -311,7 +311,7 @@ def latest_valid(valid: Mapping[str, np.ndarray], first: np.ndarray) -> dict[str
     names = list(valid)
     index = np.arange(first.shape[0])
     start = np.maximum.accumulate(np.where(first, index, 0)) if first.size else index
-    found = compiled(_latest_rows_loop)(
+    found = compiled(latest_rows_loop)(
         np.zeros(first.shape[0], dtype=np.int64),  # no item signals: every signal is a condition
         np.zeros(2, dtype=np.int64),
         np.zeros(0, dtype=np.int64),
