@@ -136,7 +136,7 @@ def grade_parquet_to_directory(
     path: Path,
     out: Path,
     config: GradingConfig,
-    chunk_patients: int = 1000,
+    chunk_patients: int = 500,
     on_chunk: Callable[[int, int], None] | None = None,
     workers: int = 1,
     evidence: bool = False,
