@@ -1,0 +1,89 @@
+"""Check that a speed change left every output unchanged: write the outputs of a checkout, compare two sets.
+
+The fourth session rewrote each grader for speed under one rule: every output stays the same, down to dtypes,
+column order, row order and null vs NaN. This is the check it used.
+
+    python benchmarks/outputs_unchanged.py write /tmp/before      # on the starting code
+    python benchmarks/outputs_unchanged.py write /tmp/after       # on the changed code
+    python benchmarks/outputs_unchanged.py compare /tmp/before /tmp/after
+
+``write`` runs ``tocsin batch`` on a 300-patient synthetic cohort (ASTCT 2019 with evidence and the cohort tables,
+Lee 2014, and the ``fever_gone_cytokines_falling`` resolution, in chunks of 120 so that chunking is exercised)
+and ``tocsin grade --json`` on every example course, with the ``tocsin`` this interpreter imports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+
+ROOT = Path(__file__).resolve().parent.parent
+RESOLUTION_CONFIG = '[episodes]\ncrs_resolution = "fever_gone_cytokines_falling"\n'
+
+
+def _tocsin(*args: str, stdout: Path | None = None) -> None:
+    command = [sys.executable, "-m", "tocsin.cli", *args]
+    if stdout is None:
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    else:
+        with stdout.open("w") as out:
+            subprocess.run(command, check=False, stdout=out)  # a refused example exits 2: its output still counts
+
+
+def write(out: Path) -> None:
+    """The outputs of this checkout under ``out``."""
+    out.mkdir(parents=True, exist_ok=False)
+    inputs = out / "_inputs"
+    _tocsin("synth", "--patients", "300", "--seed", "5", "--out", str(inputs))
+    config = inputs / "resolution.toml"
+    config.write_text(RESOLUTION_CONFIG)
+    events = str(inputs / "events.parquet")
+    _tocsin("batch", events, "--out", str(out / "astct"), "--chunk-patients", "120", "--evidence", "--cohort")
+    _tocsin("batch", events, "--out", str(out / "lee"), "--chunk-patients", "120", "--crs-scale", "lee2014")
+    _tocsin("batch", events, "--out", str(out / "resolution"), "--chunk-patients", "120", "--config", str(config))
+    for example in sorted((ROOT / "examples").glob("*.csv")):
+        _tocsin("grade", str(example), "--json", stdout=out / f"{example.name}.json")
+
+
+def _same(a: Path, b: Path) -> bool:
+    if a.suffix == ".parquet":
+        x, y = pl.read_parquet(a), pl.read_parquet(b)
+        return x.schema == y.schema and x.equals(y)
+    if a.suffix == ".json":
+        return json.loads(a.read_text() or "null") == json.loads(b.read_text() or "null")
+    return a.read_bytes() == b.read_bytes()
+
+
+def compare(before: Path, after: Path) -> int:
+    """Print every file that differs, is missing or is new; the number of such files."""
+    files = {p.relative_to(before) for p in before.rglob("*") if p.is_file()}
+    files_after = {p.relative_to(after) for p in after.rglob("*") if p.is_file()}
+    problems = [f"missing {f}" for f in sorted(files - files_after)] + [f"new {f}" for f in sorted(files_after - files)]
+    problems += [f"differs {f}" for f in sorted(files & files_after) if not _same(before / f, after / f)]
+    for line in problems:
+        print(line)
+    print(f"{len(files)} files compared, {len(problems)} problems")
+    return len(problems)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("write").add_argument("out", type=Path)
+    both = commands.add_parser("compare")
+    both.add_argument("before", type=Path)
+    both.add_argument("after", type=Path)
+    args = parser.parse_args()
+    if args.command == "write":
+        write(args.out)
+    else:
+        sys.exit(1 if compare(args.before, args.after) else 0)
+
+
+if __name__ == "__main__":
+    main()
