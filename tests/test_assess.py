@@ -13,6 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from cli_helpers import WIDE
+
 from tocsin.adapters.files import read_event_files
 from tocsin.cli import app
 from tocsin.config import GradingConfig
@@ -309,9 +311,11 @@ def test_cli_bad_input_exits_2(args: list[str]) -> None:
 def test_cli_bad_pack_file_exits_2(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text("name: x\nversion: 1\nrules: []\n", encoding="utf-8")
-    res = CliRunner().invoke(app, ["assess", str(EXAMPLES / "seed004_xiao.csv"), "--at", "1", "--pack-file", str(path)])
+    res = CliRunner().invoke(
+        app, ["assess", str(EXAMPLES / "seed004_xiao.csv"), "--at", "1", "--pack-file", str(path)], env=WIDE
+    )
     assert res.exit_code == 2
-    message = res.output.replace("\n", "")  # Rich wraps long lines
+    message = res.output
     assert "bad.yaml: field 'version'" in message and "fix:" in message
 
 
