@@ -361,6 +361,26 @@ def test_batch_grades_a_parquet_cohort_in_chunks_with_workers(tmp_path: Path) ->
     assert evidence.height > 0 and set(evidence.columns) == {"patient_id", "t", "item", "day", "value"}
 
 
+def test_batch_worker_environment_is_set_for_the_workers_and_restored(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The workers start with one Polars and one OpenBLAS thread and allocators that keep freed memory; a
+    variable the user set is kept (but the Polars thread count), and this process's environment comes back."""
+    import os
+
+    from tocsin.adapters.batch import WORKER_ENVIRONMENT, _worker_environment
+
+    for name in WORKER_ENVIRONMENT:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "3")
+    monkeypatch.setenv("POLARS_MAX_THREADS", "8")
+    with _worker_environment():
+        assert os.environ["OPENBLAS_NUM_THREADS"] == "3"
+        assert os.environ["POLARS_MAX_THREADS"] == "1"
+        assert os.environ["_RJEM_MALLOC_CONF"] == WORKER_ENVIRONMENT["_RJEM_MALLOC_CONF"]
+        assert os.environ["MALLOC_MMAP_THRESHOLD_"] == str(32 * 1024 * 1024)
+    assert os.environ["OPENBLAS_NUM_THREADS"] == "3" and os.environ["POLARS_MAX_THREADS"] == "8"
+    assert "_RJEM_MALLOC_CONF" not in os.environ and "MALLOC_TRIM_THRESHOLD_" not in os.environ
+
+
 @pytest.mark.parametrize("grouped", [True, False], ids=["row-ranges", "by-patient-id"])
 def test_batch_names_the_file_line_of_a_refused_row_in_a_later_chunk(tmp_path: Path, grouped: bool) -> None:
     """A refused row's line is its row in the file (1 = first data row), whether chunks are read as row

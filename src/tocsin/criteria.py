@@ -11,8 +11,9 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict
+
+from tocsin.yaml_text import parse_yaml
 
 
 class Rule(BaseModel):
@@ -56,4 +57,4 @@ def load_scale(name: str) -> Scale:
     if name not in known_scales():
         raise KeyError(f"unknown scale {name!r}; known: {', '.join(known_scales())}")
     text = resources.files("tocsin.data.criteria").joinpath(f"{name}.yaml").read_text(encoding="utf-8")
-    return Scale.model_validate(yaml.safe_load(text))
+    return Scale.model_validate(parse_yaml(text))

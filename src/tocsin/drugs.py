@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from tocsin.core.events import ROUTES
 from tocsin.vocabulary import Vocabulary, load_vocabulary
+from tocsin.yaml_text import parse_yaml
 
 Tag = Literal["V2", "V1", "M", "decision"]
 
@@ -293,7 +294,7 @@ def _errors(exc: ValidationError, data: Any, source: str) -> str:
 
 def _parse(model: type[_Model], text: str, source: str) -> Any:
     try:
-        data = yaml.safe_load(text)
+        data = parse_yaml(text)
     except yaml.YAMLError as exc:
         raise DrugDataError(f"{source}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict):

@@ -19,9 +19,10 @@ from functools import cache
 from importlib import resources
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 from rapidfuzz import fuzz, process
+
+from tocsin.yaml_text import parse_yaml
 
 ItemKind = Literal[
     "patient",
@@ -217,6 +218,6 @@ class Vocabulary(BaseModel):
 def load_vocabulary() -> Vocabulary:
     """Load and validate the packaged vocabulary table (cached: it is immutable)."""
     text = resources.files("tocsin.data").joinpath("vocabulary.yaml").read_text(encoding="utf-8")
-    raw = yaml.safe_load(text)
+    raw = parse_yaml(text)
     items = {row["item"]: ItemDefinition.model_validate(row) for row in raw["items"]}
     return Vocabulary(version=str(raw["version"]), items=items)

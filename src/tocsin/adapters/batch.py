@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,6 +133,41 @@ def _grade_and_write(
     return len(chunk.patients), raw.height, normalised.problems.height
 
 
+#: Environment of the worker processes, read at their start (they are spawned). One Polars thread and one
+#: OpenBLAS thread per worker: the workers are the parallelism, and idle OpenBLAS threads spun on the cores the
+#: other worker needed. The allocators keep freed memory for the next chunk instead of handing it back: every
+#: chunk allocates the same few hundred MB of columns, and faulting fresh pages in again (zeroed, often as 2 MB
+#: huge pages) took as much system time as the grading took user time. jemalloc (Polars' allocator, prefixed
+#: ``_RJEM_``) never decays dirty pages and gives large allocations no separate, immediately purged arena; glibc
+#: (NumPy's) serves arrays up to its 32 MB maximum from the heap and trims it only past 1 GB. Measured in
+#: docs/benchmarks.md; the resident memory of a worker grows by ~0.1 GB.
+WORKER_ENVIRONMENT = {
+    "POLARS_MAX_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "_RJEM_MALLOC_CONF": "dirty_decay_ms:-1,muzzy_decay_ms:-1,oversize_threshold:0",
+    "MALLOC_MMAP_THRESHOLD_": str(32 * 1024 * 1024),
+    "MALLOC_TRIM_THRESHOLD_": str(1024 * 1024 * 1024),
+}
+
+
+@contextmanager
+def _worker_environment() -> Iterator[None]:
+    """:data:`WORKER_ENVIRONMENT` while the workers start (a variable the user set is kept, but for the thread
+    count, which the worker design needs); this process's environment is restored after."""
+    previous = {name: os.environ.get(name) for name in WORKER_ENVIRONMENT}
+    for name, value in WORKER_ENVIRONMENT.items():
+        if name == "POLARS_MAX_THREADS" or previous[name] is None:
+            os.environ[name] = value
+    try:
+        yield
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def grade_parquet_to_directory(
     path: Path,
     out: Path,
@@ -164,19 +200,11 @@ def grade_parquet_to_directory(
             record(_grade_and_write(path, out, config, index, chunk, evidence, cohort))
     else:
         context = multiprocessing.get_context("spawn")
-        previous = os.environ.get("POLARS_MAX_THREADS")
-        os.environ["POLARS_MAX_THREADS"] = "1"  # read by the workers' Polars at import
-        try:
-            with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-                futures = [
-                    pool.submit(_grade_and_write, path, out, config, index, chunk, evidence, cohort)
-                    for index, chunk in enumerate(chunks)
-                ]
-                for future in as_completed(futures):
-                    record(future.result())
-        finally:
-            if previous is None:
-                os.environ.pop("POLARS_MAX_THREADS", None)
-            else:
-                os.environ["POLARS_MAX_THREADS"] = previous
+        with _worker_environment(), ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            futures = [
+                pool.submit(_grade_and_write, path, out, config, index, chunk, evidence, cohort)
+                for index, chunk in enumerate(chunks)
+            ]
+            for future in as_completed(futures):
+                record(future.result())
     return BatchStats(patients=totals[0], events=totals[1], refused_rows=totals[2])

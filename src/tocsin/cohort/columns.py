@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Literal
 
 import polars as pl
-import yaml
 from pydantic import BaseModel, ConfigDict
+
+from tocsin.yaml_text import parse_yaml
 
 ColumnType = Literal["string", "integer", "float", "boolean"]
 POLARS_TYPES: dict[str, pl.DataType] = {
@@ -75,7 +76,7 @@ class ColumnDictionary(BaseModel):
 def load_columns() -> ColumnDictionary:
     """The packaged dictionary, validated (names are unique)."""
     text = resources.files("tocsin.data").joinpath("cohort_columns.yaml").read_text(encoding="utf-8")
-    dictionary = ColumnDictionary.model_validate(yaml.safe_load(text))
+    dictionary = ColumnDictionary.model_validate(parse_yaml(text))
     duplicated = {n for n in dictionary.names if dictionary.names.count(n) > 1}
     if duplicated:
         raise ValueError(f"cohort_columns.yaml: column(s) listed twice: {sorted(duplicated)}")

@@ -31,13 +31,13 @@ from importlib import resources
 from typing import Literal
 
 import polars as pl
-import yaml
 from pydantic import BaseModel, ConfigDict
 
 from tocsin.config import GradingConfig, SituationConfig, SteroidConfig
 from tocsin.core.engine import GradingResult
 from tocsin.core.kinetics import cohort_time_to_peak, expansion_phase
 from tocsin.core.steroid_exposure import steroid_exposure
+from tocsin.yaml_text import parse_yaml
 
 PID = "patient_id"
 Q = "_q"
@@ -739,7 +739,7 @@ class ProphylaxisTable(BaseModel):
 def load_prophylaxis() -> ProphylaxisTable:
     """The packaged reminder table, validated (a wrong field names itself in the pydantic error)."""
     text = resources.files("tocsin.data").joinpath("prophylaxis.yaml").read_text(encoding="utf-8")
-    return ProphylaxisTable.model_validate(yaml.safe_load(text))
+    return ProphylaxisTable.model_validate(parse_yaml(text))
 
 
 def _bound(day: float | None) -> str:
