@@ -136,15 +136,15 @@ def _grade_and_write(
 #: Environment of the worker processes, read at their start (they are spawned). One Polars thread and one
 #: OpenBLAS thread per worker: the workers are the parallelism, and idle OpenBLAS threads spun on the cores the
 #: other worker needed. The allocators keep freed memory for the next chunk instead of handing it back: every
-#: chunk allocates the same few hundred MB of columns, and faulting fresh pages in again (zeroed, often as 2 MB
-#: huge pages) took as much system time as the grading took user time. jemalloc (Polars' allocator, prefixed
-#: ``_RJEM_``) never decays dirty pages and gives large allocations no separate, immediately purged arena; glibc
-#: (NumPy's) serves arrays up to its 32 MB maximum from the heap and trims it only past 1 GB. Measured in
-#: docs/benchmarks.md; the resident memory of a worker grows by ~0.1 GB.
+#: chunk allocates the same few hundred MB of columns, and faulting fresh (zeroed) pages in again was a fifth of
+#: the workers' CPU time. jemalloc (Polars' allocator, prefixed ``_RJEM_``) never decays dirty pages, gives large
+#: allocations no separate, immediately purged arena and runs no purging thread; glibc (NumPy's) serves arrays up
+#: to its 32 MB maximum from the heap and trims the heap only past 1 GB. Measured in docs/benchmarks.md; a
+#: worker's resident memory grows by ~0.1 GB.
 WORKER_ENVIRONMENT = {
     "POLARS_MAX_THREADS": "1",
     "OPENBLAS_NUM_THREADS": "1",
-    "_RJEM_MALLOC_CONF": "dirty_decay_ms:-1,muzzy_decay_ms:-1,oversize_threshold:0",
+    "_RJEM_MALLOC_CONF": "dirty_decay_ms:-1,muzzy_decay_ms:-1,oversize_threshold:0,background_thread:false",
     "MALLOC_MMAP_THRESHOLD_": str(32 * 1024 * 1024),
     "MALLOC_TRIM_THRESHOLD_": str(1024 * 1024 * 1024),
 }
