@@ -27,6 +27,7 @@ from datetime import datetime
 import numpy as np
 import polars as pl
 
+from tocsin.core.kernels_ingest import converted, marked, outside
 from tocsin.units import UnitError, conversion_for
 from tocsin.vocabulary import ItemDefinition, Vocabulary
 
@@ -741,13 +742,23 @@ def _below_quantification(screen: _Screen, item: np.ndarray, items: _Items, raw_
 
 @dataclass(frozen=True)
 class _Conversions:
-    """Every row's conversion to its item's canonical unit (from one conversion per distinct (item, unit))."""
+    """The conversion to its item's canonical unit of every distinct (item, unit) pair, and each row's pair.
 
-    scale: np.ndarray  # NaN: none (not a number row, or the unit does not convert)
+    The tables are per pair and read through ``pair``: a float column per table over every row cost a tenth of
+    ingest (see :mod:`tocsin.core.kernels_ingest`)."""
+
+    pair: np.ndarray  # each row's pair
+    scale: np.ndarray  # per pair; NaN: none (not a number row, or the unit does not convert)
     offset: np.ndarray
     per_kg: np.ndarray
     differential: np.ndarray
     problem: Callable[[np.ndarray], pl.Series]  # the reason, for the given rows
+
+    def scale_of(self, rows: np.ndarray) -> np.ndarray:
+        return self.scale[self.pair[rows]]
+
+    def offset_of(self, rows: np.ndarray) -> np.ndarray:
+        return self.offset[self.pair[rows]]
 
 
 def _conversions(screen: _Screen, item: np.ndarray, items: _Items, vocabulary: Vocabulary) -> _Conversions:
@@ -757,8 +768,7 @@ def _conversions(screen: _Screen, item: np.ndarray, items: _Items, vocabulary: V
     width = len(units.names)
     pair_of_row = item * width + units.position
     pairs, pair = _dense(pair_of_row)
-    wanted = np.zeros(pairs.size, dtype=np.bool_)
-    wanted[pair[items.is_number[item] & ~screen.refused]] = True
+    wanted = marked(pair, items.is_number[item] & ~screen.refused, pairs.size)
     scale, offset = np.full(pairs.size, np.nan), np.full(pairs.size, np.nan)
     per_kg, differential = np.zeros(pairs.size, dtype=np.bool_), np.zeros(pairs.size, dtype=np.bool_)
     problems: list[str | None] = [None] * pairs.size
@@ -780,7 +790,7 @@ def _conversions(screen: _Screen, item: np.ndarray, items: _Items, vocabulary: V
     def problem(rows: np.ndarray) -> pl.Series:
         return pl.Series([problems[p] for p in pair[rows]], dtype=pl.Utf8)
 
-    return _Conversions(scale[pair], offset[pair], per_kg[pair], differential[pair], problem)
+    return _Conversions(pair, scale, offset, per_kg, differential, problem)
 
 
 def _numbers(screen: _Screen, item: np.ndarray, items: _Items, vocabulary: Vocabulary) -> None:
@@ -800,7 +810,7 @@ def _numbers(screen: _Screen, item: np.ndarray, items: _Items, vocabulary: Vocab
     # The problem text is made only for the failing rows (a text per row would be copied millions of times).
     screen.columns["unit_problem"] = conversions.problem
     screen.check(
-        is_number & np.isnan(conversions.scale) & ~conversions.differential,
+        is_number & (np.isnan(conversions.scale) & ~conversions.differential)[conversions.pair],
         "unit",
         pl.format("{} (item '{}')", pl.col("unit_problem"), pl.col("item")),
         pl.lit("use a UCUM unit listed for the item in docs/vocabulary.md"),
@@ -810,11 +820,11 @@ def _numbers(screen: _Screen, item: np.ndarray, items: _Items, vocabulary: Vocab
     patient = screen.patients.position
     weighed = _first_per_patient(screen, np.flatnonzero((item == items.code("weight")) & ~screen.refused))
     at = np.maximum(weighed, 0)
-    weight_kg = np.where(weighed >= 0, raw_num[at] * conversions.scale[at], np.nan)[patient]
+    patient_weight_kg = np.where(weighed >= 0, raw_num[at] * conversions.scale_of(at), np.nan)
     # A per-kg drug dose without a weight is still a documented administration (it matters for the
     # fever waiver): keep it with an unknown mg dose and warn. A per-kg vasopressor rate without a
     # weight is refused: its rate is part of the grade.
-    needs_weight = is_number & conversions.per_kg & np.isnan(weight_kg)
+    needs_weight = is_number & conversions.per_kg[conversions.pair] & np.isnan(patient_weight_kg)[patient]
     is_drug = items.is_drug[item]
     screen.check(
         needs_weight & ~is_drug,
@@ -837,8 +847,9 @@ def _numbers(screen: _Screen, item: np.ndarray, items: _Items, vocabulary: Vocab
         severity="warning",
     )
 
-    weight_factor = np.where(conversions.per_kg, weight_kg, 1.0)  # NaN without weight
-    num = (raw_num * conversions.scale + conversions.offset) * weight_factor
+    num = converted(  # per kg: times the weight (NaN without one)
+        raw_num, conversions.pair, conversions.scale, conversions.offset, conversions.per_kg, patient, patient_weight_kg
+    )
     # A bare number (no unit) of an item such as FiO2 may be a fraction.
     bare = screen.units.position_of("")
     if bare >= 0:
@@ -849,15 +860,14 @@ def _numbers(screen: _Screen, item: np.ndarray, items: _Items, vocabulary: Vocab
     _limits(screen, item, items, conversions)
     num = _differentials(screen, item, items, raw_num, conversions, num)
     screen.columns["num"] = num
-    low, high = items.low[item], items.high[item]
-    screen.columns |= {
-        "_low": low,
-        "_high": high,
+    screen.columns |= {  # the bounds of the item, read for the failing rows only
+        "_low": lambda rows: pl.Series(items.low[item[rows]], nan_to_null=True),
+        "_high": lambda rows: pl.Series(items.high[item[rows]], nan_to_null=True),
         "_canonical_unit": lambda rows: pl.Series([items.canonical_unit[c] for c in item[rows]], dtype=pl.Utf8),
     }
     canonical_unit = pl.col("_canonical_unit")
     screen.check(
-        (num < low) | (num > high),
+        outside(num, item, items.low, items.high),
         "value",
         pl.format(
             "{} {} is implausible for '{}' (= {} {}; accepted {}..{} {})",
@@ -923,8 +933,8 @@ def _limits(screen: _Screen, item: np.ndarray, items: _Items, conversions: _Conv
             pl.col(raw),
             severity="warning",
         )
-        converted = _round(given * conversions.scale[rows] + conversions.offset[rows])
-        screen.limits[column] = (rows, np.where(takes_limits[rows], converted, np.nan))
+        in_unit = _round(given * conversions.scale_of(rows) + conversions.offset_of(rows))
+        screen.limits[column] = (rows, np.where(takes_limits[rows], in_unit, np.nan))
 
 
 def _differentials(
@@ -937,7 +947,7 @@ def _differentials(
 ) -> np.ndarray:
     """A count given as % of another (ANC as % of WBC) becomes absolute with that count at the same time (the
     latest such row); returns the values with those counts."""
-    is_differential = conversions.differential
+    is_differential = conversions.differential[conversions.pair]
     if not is_differential.any():
         return num
     screen.check(

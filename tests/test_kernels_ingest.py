@@ -1,0 +1,45 @@
+"""The compiled ingest passes give exactly what the NumPy expressions they replace give, NaN included."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tocsin.core.kernels_ingest import converted, marked, outside
+
+finite_or_nan = st.one_of(st.floats(-1e6, 1e6, allow_nan=False), st.just(float("nan")))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_converted_equals_the_element_wise_expression(data: st.DataObject) -> None:
+    n_rows = data.draw(st.integers(0, 40))
+    n_pairs, n_patients = data.draw(st.integers(1, 5)), data.draw(st.integers(1, 4))
+    raw = np.array(data.draw(st.lists(finite_or_nan, min_size=n_rows, max_size=n_rows)), dtype=np.float64)
+    pair = np.array(data.draw(st.lists(st.integers(0, n_pairs - 1), min_size=n_rows, max_size=n_rows)), dtype=np.int64)
+    patient = np.array(
+        data.draw(st.lists(st.integers(0, n_patients - 1), min_size=n_rows, max_size=n_rows)), dtype=np.int64
+    )
+    scale = np.array(data.draw(st.lists(finite_or_nan, min_size=n_pairs, max_size=n_pairs)), dtype=np.float64)
+    offset = np.array(data.draw(st.lists(finite_or_nan, min_size=n_pairs, max_size=n_pairs)), dtype=np.float64)
+    per_kg = np.array(data.draw(st.lists(st.booleans(), min_size=n_pairs, max_size=n_pairs)), dtype=np.bool_)
+    weight = np.array(data.draw(st.lists(finite_or_nan, min_size=n_patients, max_size=n_patients)))
+    expected = (raw * scale[pair] + offset[pair]) * np.where(per_kg[pair], weight[patient], 1.0)
+    np.testing.assert_array_equal(converted(raw, pair, scale, offset, per_kg, patient, weight), expected)
+
+
+def test_outside_is_strict_on_both_bounds_and_never_for_nan() -> None:
+    values = np.array([0.0, 1.0, 5.0, 10.0, 10.5, -0.1, np.nan, 3.0])
+    code = np.array([0, 0, 0, 0, 0, 0, 0, 1])
+    low, high = np.array([0.0, -np.inf]), np.array([10.0, 2.0])
+    expected = (values < low[code]) | (values > high[code])
+    np.testing.assert_array_equal(outside(values, code, low, high), expected)
+    assert outside(values, code, low, high).tolist() == [False, False, False, False, True, True, False, True]
+
+
+def test_marked_sets_the_positions_of_the_selected_rows_only() -> None:
+    positions = np.array([2, 0, 2, 3, 1])
+    where = np.array([True, False, False, True, False])
+    assert marked(positions, where, 5).tolist() == [False, False, True, True, False]
+    assert marked(positions[:0], where[:0], 3).tolist() == [False, False, False]
