@@ -40,12 +40,12 @@ from tocsin.core.scores.baseline import (
     EventCodes,
     Input,
     baseline_frame,
-    evaluation_windows,
+    distinct_patients,
     event_codes,
     lab_rows,
     patient_codes,
-    patient_table,
     position_of,
+    windows_at,
 )
 from tocsin.core.scores.car_hematotox import INPUTS as HEMATOTOX_INPUTS
 from tocsin.core.scores.car_hematotox import car_hematotox
@@ -54,7 +54,7 @@ from tocsin.core.scores.easix import easix
 from tocsin.core.scores.hscore import INPUTS as HSCORE_INPUTS
 from tocsin.core.scores.hscore import LINEAGES as HSCORE_LINEAGES
 from tocsin.core.scores.hscore import hscore_in_windows
-from tocsin.core.scores.iec_hs import INFUSION_LABS, WINDOW_LABS, screen_inputs, screens
+from tocsin.core.scores.iec_hs import INFUSION_LABS, WINDOW_LABS, screens_in_windows
 from tocsin.core.timeline import PID, Assessments, crs_state, icans_state
 from tocsin.criteria import Scale, load_scale
 from tocsin.vocabulary import Vocabulary, load_vocabulary
@@ -269,15 +269,18 @@ def score_patients(
 ) -> ScoreResults:
     # HScore and the HLH screens describe a moment, not the baseline: a course is screened as it stands at its
     # last observation (the bedside question); the daily series come from the score functions.
+    # The codes of the events and of the patients are read once for every score (each read runs a query).
     read = event_codes(events)
-    ids = patients.get_column(PID)
-    now = _last_observation_at(read, events.get_column("t"), patient_codes(ids), vocabulary)
-    windows = evaluation_windows(events, patients, pl.DataFrame([ids, pl.Series("at", now)]))
+    ids = patients.get_column(PID).cast(pl.Categorical)
+    codes = patient_codes(ids)
+    windows = windows_at(ids, _last_observation_at(read, events.get_column("t"), codes, vocabulary), codes)
+    table = distinct_patients(ids, codes)
     # The score labs read once, as arrays, for every score's picks.
     labs = lab_rows(events, SCORE_ITEMS, read)
-    iec_hs, car_hlh = screens(screen_inputs(labs, patients, windows, config.scores))
+    iec_hs, car_hlh = screens_in_windows(labs, table, windows, config.scores)
     # CAR-HEMATOTOX and EASIX take their labs at the same anchor with the same lookback: one read serves both.
-    baseline = baseline_frame(labs, patient_table(patients), BASELINE_INPUTS, config.scores.baseline_lookback_days)
+    lookback = config.scores.baseline_lookback_days
+    baseline = baseline_frame(labs, table.ids, BASELINE_INPUTS, lookback, codes=table.codes)
     return ScoreResults(
         car_hematotox=car_hematotox(events, patients, config.scores, baseline=baseline),
         easix=easix(events, patients, config.scores, baseline=baseline),

@@ -32,13 +32,14 @@ Example
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache, cached_property
 from typing import Any, Literal
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from tocsin.core.kernels_scores import DIRECTION, best_rows_in_windows
 from tocsin.units import conversion_for
@@ -224,13 +225,20 @@ class FrameColumns:
             "labels": _labels_buffer(parts["labels"]),
         }
         columns = [
-            column
-            if isinstance(column, pl.Series)
-            else buffers[column[1]].slice(column[2] * self.height, self.height).rename(column[0])
+            column if isinstance(column, pl.Series) else _cut(buffers[column[1]], column[2], self.height, column[0])
             for column in self._order
         ]
         # hstack onto the first column: the DataFrame constructor re-checks every name (~0.5 µs a column).
         return columns[0].to_frame().hstack(columns[1:]) if columns else pl.DataFrame()
+
+
+def _cut(buffer: pl.Series, position: int, height: int, name: str) -> pl.Series:
+    """Column ``position`` of a buffer of columns of ``height`` rows: a zero-copy slice, renamed in place through
+    Polars' own Series handle (``rename`` copies the Series object first, ~0.5 µs of the ~1 µs a column cost, and
+    the frames of a course have some 350 columns). Safe: the slice is a Series of its own."""
+    column = buffer.slice(position * height, height)
+    column._s.rename(name)
+    return column
 
 
 def _numbers_buffer(parts: list[np.ndarray]) -> pl.Series | None:
@@ -253,7 +261,7 @@ def _texts_buffer(parts: list[tuple[list[str | None], np.ndarray | None]], heigh
     for k, (column_options, column_index) in enumerate(parts):
         if column_index is not None:
             index[k * height : (k + 1) * height] += column_index % len(column_options)
-    return _by_index(options, index, pl.Utf8)
+    return _by_index(options, index, _texts)
 
 
 def _labels_buffer(parts: list[tuple[list[str], np.ndarray]]) -> pl.Series | None:
@@ -268,15 +276,29 @@ def _labels_buffer(parts: list[tuple[list[str], np.ndarray]]) -> pl.Series | Non
     for key in distinct.tolist():
         names, held = parts[key >> width][0], key & ((1 << width) - 1)
         options.append([n for k, n in enumerate(names) if held >> k & 1])
-    return _by_index(options, inverse.ravel(), pl.List(pl.Utf8))
+    return _by_index(options, inverse.ravel(), _string_lists)
 
 
-def _by_index(options: list[Any], index: np.ndarray, dtype: Any) -> pl.Series:
-    """``options[index]`` as a Series: built value by value when there are no more values than options (a
-    course's one row), else built from the options and gathered (~10 µs, whatever the number of values)."""
+def _texts(values: list[str | None]) -> pl.Series:
+    return pl.Series("", values, dtype=pl.Utf8)
+
+
+def _string_lists(lists: list[list[str]]) -> pl.Series:
+    """A List(Utf8) Series of ``lists``, from their strings and offsets through Arrow (~10 µs): the Series
+    constructor converts list by list (~5 µs each, and a course's frames have some 20 lists)."""
+    offsets = np.zeros(len(lists) + 1, dtype=np.int64)
+    np.cumsum([len(names) for names in lists], out=offsets[1:])
+    strings = pa.array([name for names in lists for name in names], pa.large_string())
+    return pl.Series("", pa.LargeListArray.from_arrays(offsets, strings))
+
+
+def _by_index(options: list[Any], index: np.ndarray, series_of: Callable[[list[Any]], pl.Series]) -> pl.Series:
+    """``options[index]`` as a Series (``series_of`` builds one from values): built value by value when there are
+    no more values than options (a course's one row), else built from the options and gathered by a UInt32
+    Series (a direct gather, ~2 µs; by a NumPy array, Polars runs a query, ~15 µs)."""
     if index.size <= len(options):
-        return pl.Series("", [options[k] for k in index.tolist()], dtype=dtype)
-    return pl.Series("", options, dtype=dtype)[index]
+        return series_of([options[k] for k in index.tolist()])
+    return series_of(options)[pl.Series(index.astype(np.uint32))]
 
 
 def ladder_bounds(steps: Sequence[Step], otherwise: int) -> tuple[int, int]:
@@ -344,13 +366,19 @@ class EventCodes:
     patient: np.ndarray  # patient category code of each row
 
 
+def enum_codes(column: pl.Series, null_code: int) -> np.ndarray:
+    """The codes of an Enum column, ``null_code`` where null. ``to_physical`` runs a query (~22 µs); the Enum's
+    Arrow indices are read without one (~5 µs), but Arrow gives indices with nulls as floats."""
+    if column.null_count():
+        return column.to_physical().fill_null(null_code).to_numpy()
+    return column.to_arrow().indices.to_numpy(zero_copy_only=False)
+
+
 def event_codes(events: pl.DataFrame) -> EventCodes:
     """The :class:`EventCodes` of canonical events (``item`` an Enum, ``patient_id`` categorical)."""
-    categories = events.schema["item"].categories.to_list()
-    item = events.get_column("item").to_physical()
-    if item.null_count():
-        item = item.fill_null(len(categories))
-    return EventCodes(categories, item.to_numpy(), patient_codes(events.get_column("patient_id")))
+    item = events.get_column("item")
+    categories = item.dtype.categories.to_list()  # from the column: the frame's whole schema costs ~10 µs
+    return EventCodes(categories, enum_codes(item, len(categories)), patient_codes(events.get_column("patient_id")))
 
 
 def lab_rows(events: pl.DataFrame, items: Collection[str] | None = None, read: EventCodes | None = None) -> LabRows:
@@ -375,13 +403,14 @@ def lab_rows(events: pl.DataFrame, items: Collection[str] | None = None, read: E
     end = np.concatenate((change, [patient.size])).astype(np.int64) if patient.size else np.empty(0, np.int64)
     order = np.argsort(patient[first])
     # Only the wanted rows are converted: a column with nulls is copied to NumPy, and a batch has millions of rows.
-    values = pl.DataFrame([events.get_column(c) for c in ("t", "num", "lln", "uln")])[rows]
-    t = values.get_column("t").to_numpy()
+    # Each column is indexed by a UInt32 Series, a direct gather (a frame indexed by an array runs a query, ~80 µs).
+    wanted_rows = pl.Series(rows.astype(np.uint32))
+    t = events.get_column("t")[wanted_rows].to_numpy()
     return LabRows(
         item=codes[rows],
         t=t,
         stamp=_stamp(t),
-        columns={c: values.get_column(c).cast(pl.Float64).to_numpy() for c in ("num", "lln", "uln")},
+        columns={c: events.get_column(c)[wanted_rows].cast(pl.Float64).to_numpy() for c in ("num", "lln", "uln")},
         run_code=patient[first][order],
         run_first=first[order],
         run_end=end[order],
@@ -476,12 +505,33 @@ def pick_values(
     return probes.hstack(found.frame().get_columns())
 
 
+@dataclass(frozen=True)
+class PatientTable:
+    """The distinct patient ids of a patient table (Categorical), in order: the rows of a per-patient score; and
+    their category codes, read once for the several scores of a batch."""
+
+    ids: pl.Series
+    codes: np.ndarray
+
+
+def patient_rows(patients: pl.DataFrame) -> PatientTable:
+    """The :class:`PatientTable` of a patient table."""
+    ids = patients.get_column("patient_id").cast(pl.Categorical)
+    return distinct_patients(ids, patient_codes(ids))
+
+
+def distinct_patients(ids: pl.Series, codes: np.ndarray) -> PatientTable:
+    """The :class:`PatientTable` of the patient ids of a table (Categorical) and their :func:`patient_codes`."""
+    distinct, first = np.unique(codes, return_index=True)
+    if distinct.size == codes.size:
+        return PatientTable(ids, codes)
+    first = np.sort(first)
+    return PatientTable(ids[first], codes[first])
+
+
 def patient_table(patients: pl.DataFrame) -> pl.Series:
     """The distinct patient ids of a patient table (Categorical), in order: the rows of a per-patient score."""
-    ids = patients.get_column("patient_id").cast(pl.Categorical)
-    codes = ids.to_physical().to_numpy()
-    distinct, first = np.unique(codes, return_index=True)
-    return ids if distinct.size == codes.size else ids[np.sort(first)]
+    return patient_rows(patients).ids
 
 
 def first_lymphodepletion(labs: LabRows, codes: np.ndarray) -> np.ndarray:
@@ -517,11 +567,14 @@ def baseline_frame(
     lookback_days: float,
     fields: Sequence[str] = ("value", "day"),
     anchor: Anchor = ANCHOR_LYMPHODEPLETION,
+    *,
+    codes: np.ndarray | None = None,
 ) -> pl.DataFrame:
     """:func:`baseline_values` from the rows of a batch (``labs`` holding the inputs' and lymphodepletion rows) for
-    the patients ``ids`` (:func:`patient_table`)."""
+    the patients ``ids`` (:func:`patient_table`; ``codes``: their :func:`patient_codes`, when already read)."""
     items = list(dict.fromkeys(inputs.values()))
-    ld, rows = baseline_rows(labs, patient_codes(ids), items, lookback_days, anchor)
+    codes = patient_codes(ids) if codes is None else codes
+    ld, rows = baseline_rows(labs, codes, items, lookback_days, anchor)
     columns = FrameColumns(ids.len())
     columns.series(ids)
     columns.numbers("anchor_day", np.where(np.isnan(ld), 0.0, ld))
@@ -554,38 +607,52 @@ class Windows:
     at: np.ndarray
     day: np.ndarray  # int32: the day an ``at`` falls in
     closed: Closed
+    codes: np.ndarray  # category codes of the windows' patients (read once for the several scores of a batch)
 
     @cached_property
-    def codes(self) -> np.ndarray:
-        """Category codes of the windows' patients (read once for the several scores of a batch)."""
-        return patient_codes(self.patient_id)
-
-    def frame(self) -> pl.DataFrame:
-        return pl.DataFrame([self.patient_id, pl.Series("at", self.at), pl.Series("day", self.day)])
+    def columns(self) -> tuple[pl.Series, pl.Series, pl.Series]:
+        """``patient_id, at, day``: the first columns of every score at these windows, built once for all."""
+        return self.patient_id, pl.Series("at", self.at), pl.Series("day", self.day)
 
 
-def evaluation_windows(events: pl.DataFrame, patients: pl.DataFrame, at: float | pl.DataFrame | None) -> Windows:
+def windows_at(ids: pl.Series, times: np.ndarray, codes: np.ndarray | None = None) -> Windows:
+    """Windows ending at ``times`` (included), one per patient of ``ids`` (Categorical; ``codes``: their
+    :func:`patient_codes`, when already read)."""
+    codes = patient_codes(ids) if codes is None else codes
+    return Windows(ids, times, np.floor(times).astype(np.int32), "both", codes)
+
+
+def evaluation_windows(
+    events: pl.DataFrame,
+    patients: pl.DataFrame,
+    at: float | pl.DataFrame | None,
+    *,
+    table: PatientTable | None = None,
+) -> Windows:
     """Windows to evaluate a time-point score.
 
     ``at`` None: every day from 0 to the patient's last event; day d is the window ending where day d
     ends (``at`` = d + 1, excluded, so a day-resolution row of day d + 1 is not in day d). A number: that time
     for every patient. A frame of ``patient_id``, ``at``: those times. Explicit times include ``at`` itself.
+    ``table``: the :func:`patient_rows` of ``patients``, when already read.
     """
     if isinstance(at, pl.DataFrame):
-        ids, times = at.get_column("patient_id").cast(pl.Categorical), at.get_column("at").cast(pl.Float64).to_numpy()
-        return Windows(ids, times, np.floor(times).astype(np.int32), "both")
-    ids = patient_table(patients)
+        ids = at.get_column("patient_id").cast(pl.Categorical)
+        return windows_at(ids, at.get_column("at").cast(pl.Float64).to_numpy())
+    table = table or patient_rows(patients)
+    ids = table.ids
     if at is not None:
-        times = np.full(ids.len(), float(at))
-        return Windows(ids, times, np.floor(times).astype(np.int32), "both")
+        return windows_at(ids, np.full(ids.len(), float(at)), table.codes)
     rows = lab_rows(events)
     latest = np.zeros(rows.run_first.size)
     if rows.t.size:
         order = np.argsort(rows.run_first)
         latest[order] = np.maximum.reduceat(rows.t, rows.run_first[order])
-    run = position_of(rows.run_code, patient_codes(ids))
+    run = position_of(rows.run_code, table.codes)
     last = np.append(latest, 0.0)[run]
     count = np.floor(np.clip(last, 0.0, None)).astype(np.int64) + 1
     owner = np.repeat(np.arange(ids.len()), count)
     day = (np.arange(owner.size) - np.repeat(np.cumsum(count) - count, count)).astype(np.int32)
-    return Windows(ids[owner], (day + 1).astype(np.float64), day, "left")
+    # Gathered by a UInt32 Series: a direct gather (by an array, Polars runs a query).
+    window_ids = ids[pl.Series(owner.astype(np.uint32))]
+    return Windows(window_ids, (day + 1).astype(np.float64), day, "left", table.codes[owner])

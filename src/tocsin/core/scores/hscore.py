@@ -171,7 +171,7 @@ def hscore_in_windows(labs: LabRows, windows: Windows, config: ScoresConfig = Sc
     if assumed:
         caveats.append(ASSUMED_ABSENT_CAVEAT.format(", ".join(assumed)))
     columns = FrameColumns(height)
-    columns.series(windows.patient_id, pl.Series("at", windows.at), pl.Series("day", windows.day))
+    columns.series(*windows.columns)
     columns.whole("score", score)
     columns.whole("score_at_least", least)
     columns.whole("score_at_most", most)

@@ -34,7 +34,7 @@ Example
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import polars as pl
@@ -43,6 +43,7 @@ from tocsin.config import ScoresConfig
 from tocsin.core.scores.baseline import (
     ANCHOR_INFUSION,
     LabRows,
+    PatientTable,
     Pick,
     FrameColumns,
     Windows,
@@ -52,8 +53,7 @@ from tocsin.core.scores.baseline import (
     gathered,
     identity_columns,
     lab_rows,
-    patient_codes,
-    patient_table,
+    patient_rows,
     picked_rows,
     position_of,
 )
@@ -144,45 +144,69 @@ def _car_hlh_criteria(c: Column) -> dict[str, np.ndarray]:
     }
 
 
+#: The screens by name, and the criteria each holds.
+_CRITERIA: dict[str, Callable[[Column], Mapping[str, np.ndarray]]] = {
+    "iec_hs": _iec_hs_criteria,
+    "car_hlh": _car_hlh_criteria,
+}
+
+
 #: The lab columns of the screens' inputs (and outputs), in order.
 LAB_COLUMNS = [f"{lab}_{field}" for lab in WINDOW_LABS for field in ("value", "day", "uln")] + [
     f"{lab}_at_infusion" for lab in INFUSION_LABS
 ]
 
 
-def screen_inputs(labs: LabRows, patients: pl.DataFrame, windows: Windows, config: ScoresConfig) -> pl.DataFrame:
-    """Per evaluation window, the window labs and the labs at infusion both screens read (``labs`` holding at
-    least :data:`WINDOW_LABS` and :data:`INFUSION_LABS`)."""
+def _window_lab_values(
+    labs: LabRows, patients: PatientTable, windows: Windows, config: ScoresConfig
+) -> dict[str, np.ndarray]:
+    """The :data:`LAB_COLUMNS` of :func:`screen_inputs` as arrays (NaN where missing)."""
     codes = windows.codes
     rows = picked_rows(labs, codes, windows.at, WINDOW_LABS, config.hlh_screen_window_days, windows.closed)
-    patient = patient_codes(patient_table(patients))
-    _, infusion_rows = baseline_rows(labs, patient, INFUSION_LABS, config.baseline_lookback_days, ANCHOR_INFUSION)
+    lookback = config.baseline_lookback_days
+    _, infusion_rows = baseline_rows(labs, patients.codes, INFUSION_LABS, lookback, ANCHOR_INFUSION)
     # Each window's patient's row of the per-patient table (none for a patient the table does not list).
-    of_window = position_of(patient, codes)
+    of_window = position_of(patients.codes, codes)
     default = np.nan if config.ferritin_uln_ng_ml is None else float(config.ferritin_uln_ng_ml)
     source = field_values(labs)
     picked = {field: gathered(source[field], rows) for field in ("value", "day", "uln")}  # every lab at once
     at_infusion = gathered(gathered(labs.columns["num"], infusion_rows), of_window)
-    columns = FrameColumns(windows.at.size)
-    columns.series(*windows.frame().get_columns())
+    values: dict[str, np.ndarray] = {}
     for slot, lab in enumerate(WINDOW_LABS):
         for field in ("value", "day", "uln"):
-            values = picked[field][:, slot]
-            if lab == "ferritin" and field == "uln":  # ferritin rows carry no ULN: the configured one
-                values = np.where(np.isnan(values), default, values)
-            columns.numbers(f"{lab}_{field}", values)
+            values[f"{lab}_{field}"] = picked[field][:, slot]
+    # Ferritin rows carry no ULN: the configured one.
+    values["ferritin_uln"] = np.where(np.isnan(values["ferritin_uln"]), default, values["ferritin_uln"])
     for slot, lab in enumerate(INFUSION_LABS):
-        columns.numbers(f"{lab}_at_infusion", at_infusion[:, slot])
+        values[f"{lab}_at_infusion"] = at_infusion[:, slot]
+    return values
+
+
+def _lab_columns(values: Column, height: int) -> FrameColumns:
+    columns = FrameColumns(height)
+    for name in LAB_COLUMNS:
+        columns.numbers(name, values[name])
+    return columns
+
+
+def screen_inputs(labs: LabRows, patients: pl.DataFrame, windows: Windows, config: ScoresConfig) -> pl.DataFrame:
+    """Per evaluation window, the window labs and the labs at infusion both screens read (``labs`` holding at
+    least :data:`WINDOW_LABS` and :data:`INFUSION_LABS`)."""
+    columns = FrameColumns(windows.at.size)
+    columns.series(*windows.columns)
+    columns.extend(_lab_columns(_window_lab_values(labs, patient_rows(patients), windows, config), windows.at.size))
     return columns.frame()
 
 
-def _lab_values(inputs: pl.DataFrame) -> dict[str, np.ndarray]:
-    return {c: inputs.get_column(c).to_numpy() for c in LAB_COLUMNS}
-
-
 def _screen(
-    frame: pl.DataFrame, labs: Column, name: str, criteria: Callable[[Column], Mapping[str, np.ndarray]]
+    windows: Sequence[pl.Series],
+    labs: Column,
+    lab_columns: FrameColumns,
+    name: str,
+    criteria: Callable[[Column], Mapping[str, np.ndarray]],
 ) -> pl.DataFrame:
+    """One screen's frame: ``windows`` (the patient_id, at and day columns), the criteria on the ``labs`` values,
+    the ``lab_columns`` (the :data:`LAB_COLUMNS` as output), then the scale's identity."""
     spec = SCALE.table("screens")[name]
     state = criteria(labs)
     supporting = [state[rule] for rule in spec["supporting"]]
@@ -192,15 +216,15 @@ def _screen(
     # 0 possible (the pattern is there), 1 not met, 2 incomplete (a missing criterion would decide).
     status = np.where((core == 1) & (met_count >= needed), 0, np.where((core == 0) | (reachable < needed), 1, 2))
     needs = SCALE.table("needs")
-    columns = FrameColumns(frame.height)
-    columns.series(*(frame.get_column(c) for c in ("patient_id", "at", "day")))
+    columns = FrameColumns(windows[0].len())
+    columns.series(*windows)
     columns.text("screen", [name])
     columns.text("status", ["possible", "not_met", "incomplete"], status)
     columns.text("rule", [spec["rule_possible"], spec["rule_not_met"], spec["rule_incomplete"]], status)
     columns.labels("met", {rule: s == 1 for rule, s in state.items()})
     columns.labels("not_met", {rule: s == 0 for rule, s in state.items()})
     columns.labels("missing", {f"{rule}: needs {needs[rule]}": np.isnan(s) for rule, s in state.items()})
-    columns.series(*(frame.get_column(c) for c in LAB_COLUMNS))
+    columns.extend(lab_columns)
     columns.constant_list("caveats", list(SCALE.table("caveats")))
     identity_columns(SCALE, columns)
     columns.text("screen_citation", [spec["citation"]])
@@ -222,8 +246,7 @@ def iec_hs_screen(
     ``_uln`` (canonical units) and ``<lab>_at_infusion``, then ``caveats, scale, version, citation, doi,
     screen_citation, screen_doi``.
     """
-    inputs = _inputs(events, patients, config, at)
-    return _screen(inputs, _lab_values(inputs), "iec_hs", _iec_hs_criteria)
+    return _screens_in_windows(*_inputs(events, patients, config, at), ("iec_hs",))[0]
 
 
 def car_hlh_screen(
@@ -237,8 +260,7 @@ def car_hlh_screen(
     The "during CRS" condition of carHLH is not checked here (CRS grades come from the engine); the
     screen reads the peak ferritin in the window.
     """
-    inputs = _inputs(events, patients, config, at)
-    return _screen(inputs, _lab_values(inputs), "car_hlh", _car_hlh_criteria)
+    return _screens_in_windows(*_inputs(events, patients, config, at), ("car_hlh",))[0]
 
 
 def hlh_screens(
@@ -248,17 +270,40 @@ def hlh_screens(
     at: float | pl.DataFrame | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Both screens, :func:`iec_hs_screen` and :func:`car_hlh_screen`, from one read of the labs they share."""
-    return screens(_inputs(events, patients, config, at))
+    return screens_in_windows(*_inputs(events, patients, config, at))
 
 
 def screens(inputs: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Both screens from one :func:`screen_inputs`."""
-    labs = _lab_values(inputs)
-    return _screen(inputs, labs, "iec_hs", _iec_hs_criteria), _screen(inputs, labs, "car_hlh", _car_hlh_criteria)
+    windows = tuple(inputs.get_column(c) for c in ("patient_id", "at", "day"))
+    labs = {c: inputs.get_column(c).to_numpy() for c in LAB_COLUMNS}
+    lab_columns = FrameColumns(inputs.height)
+    lab_columns.series(*(inputs.get_column(c) for c in LAB_COLUMNS))
+    iec_hs, car_hlh = (_screen(windows, labs, lab_columns, name, criteria) for name, criteria in _CRITERIA.items())
+    return iec_hs, car_hlh
+
+
+def screens_in_windows(
+    labs: LabRows, patients: PatientTable, windows: Windows, config: ScoresConfig = ScoresConfig()
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Both screens at ``windows``, as :func:`screens` of :func:`screen_inputs` gives them, from the rows of a batch
+    (``labs`` holding at least :data:`WINDOW_LABS` and :data:`INFUSION_LABS`): the labs stay arrays, without the
+    frame of inputs that :func:`screens` would read back column by column."""
+    iec_hs, car_hlh = _screens_in_windows(labs, patients, windows, config, tuple(_CRITERIA))
+    return iec_hs, car_hlh
+
+
+def _screens_in_windows(
+    labs: LabRows, patients: PatientTable, windows: Windows, config: ScoresConfig, names: tuple[str, ...]
+) -> list[pl.DataFrame]:
+    values = _window_lab_values(labs, patients, windows, config)
+    lab_columns = _lab_columns(values, windows.at.size)
+    return [_screen(windows.columns, values, lab_columns, name, _CRITERIA[name]) for name in names]
 
 
 def _inputs(
     events: pl.DataFrame, patients: pl.DataFrame, config: ScoresConfig, at: float | pl.DataFrame | None
-) -> pl.DataFrame:
+) -> tuple[LabRows, PatientTable, Windows, ScoresConfig]:
     labs = lab_rows(events, {*WINDOW_LABS, *INFUSION_LABS})
-    return screen_inputs(labs, patients, evaluation_windows(events, patients, at), config)
+    table = patient_rows(patients)
+    return labs, table, evaluation_windows(events, patients, at, table=table), config
