@@ -39,22 +39,23 @@ from tocsin.core.scores.baseline import (
     ANCHOR_LYMPHODEPLETION,
     EventCodes,
     Input,
-    baseline_frame,
+    baseline_of,
     distinct_patients,
     event_codes,
+    frames,
     lab_rows,
     patient_codes,
     position_of,
     windows_at,
 )
 from tocsin.core.scores.car_hematotox import INPUTS as HEMATOTOX_INPUTS
-from tocsin.core.scores.car_hematotox import car_hematotox
+from tocsin.core.scores.car_hematotox import car_hematotox_columns
 from tocsin.core.scores.easix import INPUTS as EASIX_INPUTS
-from tocsin.core.scores.easix import easix
+from tocsin.core.scores.easix import easix_columns
 from tocsin.core.scores.hscore import INPUTS as HSCORE_INPUTS
 from tocsin.core.scores.hscore import LINEAGES as HSCORE_LINEAGES
-from tocsin.core.scores.hscore import hscore_in_windows
-from tocsin.core.scores.iec_hs import INFUSION_LABS, WINDOW_LABS, screens_in_windows
+from tocsin.core.scores.hscore import hscore_columns
+from tocsin.core.scores.iec_hs import INFUSION_LABS, WINDOW_LABS, screen_columns
 from tocsin.core.timeline import PID, Assessments, crs_state, icans_state
 from tocsin.criteria import Scale, load_scale
 from tocsin.vocabulary import Vocabulary, load_vocabulary
@@ -277,17 +278,16 @@ def score_patients(
     table = distinct_patients(ids, codes)
     # The score labs read once, as arrays, for every score's picks.
     labs = lab_rows(events, SCORE_ITEMS, read)
-    iec_hs, car_hlh = screens_in_windows(labs, table, windows, config.scores)
     # CAR-HEMATOTOX and EASIX take their labs at the same anchor with the same lookback: one read serves both.
-    lookback = config.scores.baseline_lookback_days
-    baseline = baseline_frame(labs, table.ids, BASELINE_INPUTS, lookback, codes=table.codes)
-    return ScoreResults(
-        car_hematotox=car_hematotox(events, patients, config.scores, baseline=baseline),
-        easix=easix(events, patients, config.scores, baseline=baseline),
-        hscore=hscore_in_windows(labs, windows, config.scores),
-        iec_hs=iec_hs,
-        car_hlh=car_hlh,
+    baseline = baseline_of(labs, table, BASELINE_INPUTS, config.scores.baseline_lookback_days)
+    # The five frames are cut from one set of buffers (a Series each costs a few µs, whatever its length).
+    hematotox, easix, hscore, iec_hs, car_hlh = frames(
+        car_hematotox_columns(baseline, config.scores),
+        easix_columns(baseline, config.scores),
+        hscore_columns(labs, windows, config.scores),
+        *screen_columns(labs, table, windows, config.scores),
     )
+    return ScoreResults(car_hematotox=hematotox, easix=easix, hscore=hscore, iec_hs=iec_hs, car_hlh=car_hlh)
 
 
 def grade_normalised(

@@ -161,14 +161,16 @@ class FrameColumns:
     Building a Series costs ~5 µs and indexing one with a NumPy array ~10 µs (an internal Polars evaluation),
     whatever its length, and the five score frames of a course hold some 220 columns. So the numbers of all
     columns go into one buffer, the whole numbers into another, texts and label lists are each one gather from
-    their options, and each column is a slice of its buffer (~1 µs).
+    their options (a frame of one row builds them directly), and each column is a slice of its buffer (~1 µs).
+    :func:`frames` builds several frames from one set of buffers: four Series for all the scores of a batch.
     """
 
     def __init__(self, height: int) -> None:
         self.height = height
-        # Each column is a Series taken as it is, or (name, kind, position in the parts of its kind).
-        self._order: list[pl.Series | tuple[str, str, int]] = []
-        self._parts: dict[str, list[Any]] = {"numbers": [], "whole": [], "texts": [], "labels": []}
+        # Each column is a Series taken as it is, (name, kind, position in the parts of its kind), or columns of
+        # another FrameColumns: (other, name), None for all of them.
+        self._order: list[pl.Series | tuple[str, str, int] | tuple[FrameColumns, str | None]] = []
+        self._parts: dict[str, list[Any]] = {kind: [] for kind in _KINDS}
 
     def _add(self, name: str, kind: str, part: Any) -> None:
         self._order.append((name, kind, len(self._parts[kind])))
@@ -178,13 +180,10 @@ class FrameColumns:
         """Columns built elsewhere, taken as they are."""
         self._order.extend(columns)
 
-    def extend(self, other: FrameColumns) -> None:
-        """The columns of ``other`` (of the same height), after these."""
-        for column in other._order:
-            if isinstance(column, pl.Series):
-                self._order.append(column)
-            else:
-                self._add(column[0], column[1], other._parts[column[1]][column[2]])
+    def include(self, other: FrameColumns, name: str | None = None) -> None:
+        """The columns of ``other`` (of the same height), or only its column ``name``, here. They are built once,
+        however many frames include them (with these in :func:`frames`, or each frame on its own)."""
+        self._order.append((other, name))
 
     def _column(self, values: np.ndarray | float) -> np.ndarray:
         # A column is mostly a float64 array of the frame's height already; a scalar fills the column.
@@ -217,26 +216,72 @@ class FrameColumns:
         self._add(name, "labels", (values, np.full(self.height, (1 << len(values)) - 1, dtype=np.int64)))
 
     def frame(self) -> pl.DataFrame:
-        parts = self._parts
-        buffers = {
-            "numbers": _numbers_buffer(parts["numbers"]),
-            "whole": _whole_buffer(parts["whole"]),
-            "texts": _texts_buffer(parts["texts"], self.height),
-            "labels": _labels_buffer(parts["labels"]),
-        }
-        columns = [
-            column if isinstance(column, pl.Series) else _cut(buffers[column[1]], column[2], self.height, column[0])
-            for column in self._order
-        ]
-        # hstack onto the first column: the DataFrame constructor re-checks every name (~0.5 µs a column).
-        return columns[0].to_frame().hstack(columns[1:]) if columns else pl.DataFrame()
+        return frames(self)[0]
 
 
-def _cut(buffer: pl.Series, position: int, height: int, name: str) -> pl.Series:
-    """Column ``position`` of a buffer of columns of ``height`` rows: a zero-copy slice, renamed in place through
+#: The kinds of column built from a shared buffer.
+_KINDS = ("numbers", "whole", "texts", "labels")
+
+
+def frames(*tables: FrameColumns) -> list[pl.DataFrame]:
+    """The frames of ``tables``, all their columns (and those they include) cut from one buffer per kind."""
+    every = _with_included(tables)
+    parts: dict[str, list[tuple[Any, int]]] = {kind: [] for kind in _KINDS}  # (part, its height)
+    first: dict[int, dict[str, int]] = {}  # per table, the buffer row of its first part of each kind
+    for table in every:
+        first[id(table)] = {kind: sum(height for _, height in parts[kind]) for kind in _KINDS}
+        for kind in _KINDS:
+            parts[kind] += [(part, table.height) for part in table._parts[kind]]
+    buffers = {
+        "numbers": _numbers_buffer([part for part, _ in parts["numbers"]]),
+        "whole": _whole_buffer([part for part, _ in parts["whole"]]),
+        "texts": _texts_buffer(parts["texts"]),
+        "labels": _labels_buffer(parts["labels"]),
+    }
+    built: dict[int, dict[str, pl.Series]] = {}  # per table, its columns by name (in order)
+    for table in every:  # an included table comes before the tables including it
+        columns: list[pl.Series] = []
+        for column in table._order:
+            if isinstance(column, pl.Series):
+                columns.append(column)
+            elif isinstance(column[0], FrameColumns):
+                other, name = column
+                included = built[id(other)]
+                columns += included.values() if name is None else [included[name]]
+            else:
+                name, kind, position = column
+                row = first[id(table)][kind] + position * table.height
+                columns.append(_cut(buffers[kind], row, table.height, name))
+        built[id(table)] = {column.name: column for column in columns}
+    # hstack onto the first column: the DataFrame constructor re-checks every name (~0.5 µs a column).
+    return [
+        columns[0].to_frame().hstack(columns[1:]) if columns else pl.DataFrame()
+        for columns in (list(built[id(table)].values()) for table in tables)
+    ]
+
+
+def _with_included(tables: Sequence[FrameColumns]) -> list[FrameColumns]:
+    """``tables`` and the tables they include, each once, every included table before the tables including it."""
+    ordered: dict[int, FrameColumns] = {}
+
+    def visit(table: FrameColumns) -> None:
+        if id(table) in ordered:
+            return
+        for column in table._order:
+            if isinstance(column, tuple) and isinstance(column[0], FrameColumns):
+                visit(column[0])
+        ordered[id(table)] = table
+
+    for table in tables:
+        visit(table)
+    return list(ordered.values())
+
+
+def _cut(buffer: pl.Series, row: int, height: int, name: str) -> pl.Series:
+    """The column of ``height`` rows from ``row`` of a buffer of columns: a zero-copy slice, renamed in place through
     Polars' own Series handle (``rename`` copies the Series object first, ~0.5 µs of the ~1 µs a column cost, and
     the frames of a course have some 350 columns). Safe: the slice is a Series of its own."""
-    column = buffer.slice(position * height, height)
+    column = buffer.slice(row, height)
     column._s.rename(name)
     return column
 
@@ -249,34 +294,43 @@ def _whole_buffer(parts: list[np.ndarray]) -> pl.Series | None:
     return pl.Series("", np.concatenate(parts), nan_to_null=True).cast(pl.Int32) if parts else None
 
 
-def _texts_buffer(parts: list[tuple[list[str | None], np.ndarray | None]], height: int) -> pl.Series | None:
+def _texts_buffer(parts: list[tuple[tuple[list[str | None], np.ndarray | None], int]]) -> pl.Series | None:
     if not parts:
         return None
+    if all(height == 1 for _, height in parts):  # a course's rows: their values, without an index into the options
+        return _texts([options[0 if index is None else int(index[0]) % len(options)] for (options, index), _ in parts])
     options: list[str | None] = []
     first = []
-    for column_options, _ in parts:
+    for (column_options, _), _ in parts:
         first.append(len(options))
         options += column_options
-    index = np.repeat(np.array(first, dtype=np.int64), height)
-    for k, (column_options, column_index) in enumerate(parts):
+    heights = np.array([height for _, height in parts], dtype=np.int64)
+    index = np.repeat(np.array(first, dtype=np.int64), heights)
+    for start, ((column_options, column_index), height) in zip((np.cumsum(heights) - heights).tolist(), parts):
         if column_index is not None:
-            index[k * height : (k + 1) * height] += column_index % len(column_options)
+            index[start : start + height] += column_index % len(column_options)
     return _by_index(options, index, _texts)
 
 
-def _labels_buffer(parts: list[tuple[list[str], np.ndarray]]) -> pl.Series | None:
+def _labels_buffer(parts: list[tuple[tuple[list[str], np.ndarray], int]]) -> pl.Series | None:
     # Rows share few distinct lists, so each distinct (column, names that hold) is built once and gathered:
     # a Python list per row costs milliseconds for a batch.
     if not parts:
         return None
-    width = max(len(names) for names, _ in parts)
-    keys = np.concatenate([(column << width) | bits for column, (_, bits) in enumerate(parts)])
+    if all(height == 1 for _, height in parts):  # a course's rows: their lists, without looking for the distinct ones
+        return _string_lists([_held(names, int(bits[0])) for (names, bits), _ in parts])
+    width = max(len(names) for (names, _), _ in parts)
+    keys = np.concatenate([(column << width) | bits for column, ((_, bits), _) in enumerate(parts)])
     distinct, inverse = np.unique(keys, return_inverse=True)
     options = []
     for key in distinct.tolist():
-        names, held = parts[key >> width][0], key & ((1 << width) - 1)
-        options.append([n for k, n in enumerate(names) if held >> k & 1])
+        options.append(_held(parts[key >> width][0][0], key & ((1 << width) - 1)))
     return _by_index(options, inverse.ravel(), _string_lists)
+
+
+def _held(names: list[str], bits: int) -> list[str]:
+    """The names whose bit is set, in order."""
+    return [name for k, name in enumerate(names) if bits >> k & 1]
 
 
 def _texts(values: list[str | None]) -> pl.Series:
@@ -293,11 +347,9 @@ def _string_lists(lists: list[list[str]]) -> pl.Series:
 
 
 def _by_index(options: list[Any], index: np.ndarray, series_of: Callable[[list[Any]], pl.Series]) -> pl.Series:
-    """``options[index]`` as a Series (``series_of`` builds one from values): built value by value when there are
-    no more values than options (a course's one row), else built from the options and gathered by a UInt32
-    Series (a direct gather, ~2 µs; by a NumPy array, Polars runs a query, ~15 µs)."""
-    if index.size <= len(options):
-        return series_of([options[k] for k in index.tolist()])
+    """``options[index]`` as a Series (``series_of`` builds one from values): built from the options and gathered by a
+    UInt32 Series (a direct gather, ~2 µs; by a NumPy array, Polars runs a query, ~15 µs), whatever the number of
+    values."""
     return series_of(options)[pl.Series(index.astype(np.uint32))]
 
 
@@ -465,14 +517,16 @@ def picked_columns(
     items: Sequence[str],
     fields: Sequence[str],
     columns: FrameColumns,
-) -> None:
-    """``<input>_<field>`` (value, day, lln, uln) columns of the picked ``rows`` (windows x ``items``)."""
+) -> dict[str, np.ndarray]:
+    """``<input>_<field>`` (value, day, lln, uln) columns of the picked ``rows`` (windows x ``items``); returns them
+    as arrays (NaN where nothing was picked)."""
     source = field_values(labs)
     picked = {f: gathered(source[f], rows) for f in fields}  # every slot at once
     slot = {item: k for k, item in enumerate(items)}
-    for name, item in inputs.items():
-        for f in fields:
-            columns.numbers(f"{name}_{f}", picked[f][:, slot[item]])
+    values = {f"{name}_{f}": picked[f][:, slot[item]] for name, item in inputs.items() for f in fields}
+    for name, column in values.items():
+        columns.numbers(name, column)
+    return values
 
 
 def pick_values(
@@ -560,6 +614,60 @@ def baseline_rows(
     return ld, picked_rows(labs, codes, at, dict.fromkeys(items, "last"), lookback_days, "both")
 
 
+@dataclass(frozen=True)
+class Baseline:
+    """The baseline labs of a batch's patients (:func:`baseline_values`) for the scores that read them: arrays for
+    their arithmetic, and the columns their frames show (built once for all the scores of a batch)."""
+
+    columns: FrameColumns  # patient_id, anchor_day, anchor, <input>_<field> ...
+    values: Mapping[str, np.ndarray]  # the Float64 columns by name, NaN where null
+    infusion_anchored: np.ndarray  # per patient: the baseline was taken before the infusion (no lymphodepletion)
+
+
+def baseline_of(
+    labs: LabRows,
+    patients: PatientTable,
+    inputs: Mapping[str, str],
+    lookback_days: float,
+    fields: Sequence[str] = ("value", "day"),
+    anchor: Anchor = ANCHOR_LYMPHODEPLETION,
+) -> Baseline:
+    """The :class:`Baseline` of :func:`baseline_values` from the rows of a batch (``labs`` holding the inputs' and
+    lymphodepletion rows) for ``patients``."""
+    items = list(dict.fromkeys(inputs.values()))
+    ld, rows = baseline_rows(labs, patients.codes, items, lookback_days, anchor)
+    columns = FrameColumns(patients.ids.len())
+    columns.series(patients.ids)
+    anchor_day = np.where(np.isnan(ld), 0.0, ld)
+    columns.numbers("anchor_day", anchor_day)
+    columns.text("anchor", [ANCHOR_LYMPHODEPLETION, ANCHOR_INFUSION], np.isnan(ld).astype(np.int64))
+    values = picked_columns(labs, rows, inputs, items, fields, columns)
+    return Baseline(columns, {"anchor_day": anchor_day, **values}, np.isnan(ld))
+
+
+def baseline_of_frame(frame: pl.DataFrame) -> Baseline:
+    """The :class:`Baseline` of a :func:`baseline_values` frame: its columns as they are."""
+    columns = FrameColumns(frame.height)
+    columns.series(*frame.get_columns())
+    values = {name: frame.get_column(name).to_numpy() for name, dtype in frame.schema.items() if dtype == pl.Float64}
+    return Baseline(columns, values, frame.get_column("anchor").to_numpy() == ANCHOR_INFUSION)
+
+
+def read_baseline(
+    events: pl.DataFrame,
+    patients: pl.DataFrame,
+    inputs: Mapping[str, str],
+    lookback_days: float,
+    frame: pl.DataFrame | None = None,
+) -> Baseline:
+    """The :class:`Baseline` of a score: of ``frame``, a :func:`baseline_values` given by the caller (when several
+    scores share one read), else read from ``events``."""
+    if frame is not None:
+        return baseline_of_frame(frame)
+    labs = lab_rows(events, [*inputs.values(), ANCHOR_LYMPHODEPLETION])
+    return baseline_of(labs, patient_rows(patients), inputs, lookback_days)
+
+
 def baseline_frame(
     labs: LabRows,
     ids: pl.Series,
@@ -567,20 +675,11 @@ def baseline_frame(
     lookback_days: float,
     fields: Sequence[str] = ("value", "day"),
     anchor: Anchor = ANCHOR_LYMPHODEPLETION,
-    *,
-    codes: np.ndarray | None = None,
 ) -> pl.DataFrame:
     """:func:`baseline_values` from the rows of a batch (``labs`` holding the inputs' and lymphodepletion rows) for
-    the patients ``ids`` (:func:`patient_table`; ``codes``: their :func:`patient_codes`, when already read)."""
-    items = list(dict.fromkeys(inputs.values()))
-    codes = patient_codes(ids) if codes is None else codes
-    ld, rows = baseline_rows(labs, codes, items, lookback_days, anchor)
-    columns = FrameColumns(ids.len())
-    columns.series(ids)
-    columns.numbers("anchor_day", np.where(np.isnan(ld), 0.0, ld))
-    columns.text("anchor", [ANCHOR_LYMPHODEPLETION, ANCHOR_INFUSION], np.isnan(ld).astype(np.int64))
-    picked_columns(labs, rows, inputs, items, fields, columns)
-    return columns.frame()
+    the patients ``ids`` (:func:`patient_table`)."""
+    patients = PatientTable(ids, patient_codes(ids))
+    return baseline_of(labs, patients, inputs, lookback_days, fields, anchor).columns.frame()
 
 
 def baseline_values(

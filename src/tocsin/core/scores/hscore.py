@@ -119,6 +119,12 @@ def hscore(
 def hscore_in_windows(labs: LabRows, windows: Windows, config: ScoresConfig = ScoresConfig()) -> pl.DataFrame:
     """:func:`hscore` at ``windows``, from the rows of a batch (``labs`` holding at least the items of ``PICKS``):
     every input, point and range as arrays, the frame built once at the end."""
+    return hscore_columns(labs, windows, config).frame()
+
+
+def hscore_columns(labs: LabRows, windows: Windows, config: ScoresConfig = ScoresConfig()) -> FrameColumns:
+    """The columns of :func:`hscore_in_windows`, to build with other frames
+    (:func:`tocsin.core.scores.baseline.frames`)."""
     rows = picked_rows(labs, windows.codes, windows.at, PICKS, config.hscore_window_days, windows.closed)
     height = windows.at.size
     slot = {item: k for k, item in enumerate(PICKS)}
@@ -180,7 +186,7 @@ def hscore_in_windows(labs: LabRows, windows: Windows, config: ScoresConfig = Sc
     columns.text("category", ["low", "high", None], settled)
     columns.text("rule", ["HSCORE-BELOW-CUTOFF", "HSCORE-CUTOFF", "HSCORE-MISSING"], settled)
     columns.labels("missing", missing)
-    columns.extend(inputs)
+    columns.include(inputs)
     columns.constant_list("caveats", caveats)
     identity_columns(SCALE, columns)
-    return columns.frame()
+    return columns

@@ -50,6 +50,7 @@ from tocsin.core.scores.baseline import (
     baseline_rows,
     evaluation_windows,
     field_values,
+    frames,
     gathered,
     identity_columns,
     lab_rows,
@@ -194,21 +195,23 @@ def screen_inputs(labs: LabRows, patients: pl.DataFrame, windows: Windows, confi
     least :data:`WINDOW_LABS` and :data:`INFUSION_LABS`)."""
     columns = FrameColumns(windows.at.size)
     columns.series(*windows.columns)
-    columns.extend(_lab_columns(_window_lab_values(labs, patient_rows(patients), windows, config), windows.at.size))
+    columns.include(_lab_columns(_window_lab_values(labs, patient_rows(patients), windows, config), windows.at.size))
     return columns.frame()
 
 
-def _screen(
-    windows: Sequence[pl.Series],
-    labs: Column,
-    lab_columns: FrameColumns,
-    name: str,
-    criteria: Callable[[Column], Mapping[str, np.ndarray]],
-) -> pl.DataFrame:
-    """One screen's frame: ``windows`` (the patient_id, at and day columns), the criteria on the ``labs`` values,
-    the ``lab_columns`` (the :data:`LAB_COLUMNS` as output), then the scale's identity."""
+def _shared_columns(lab_columns: FrameColumns) -> FrameColumns:
+    """The columns both screens share after their own: the :data:`LAB_COLUMNS` (``lab_columns``), the caveats and
+    the scale's identity (built once for both)."""
+    lab_columns.constant_list("caveats", list(SCALE.table("caveats")))
+    identity_columns(SCALE, lab_columns)
+    return lab_columns
+
+
+def _screen(windows: Sequence[pl.Series], labs: Column, shared: FrameColumns, name: str) -> FrameColumns:
+    """One screen's columns: ``windows`` (the patient_id, at and day columns), the screen's criteria on the ``labs``
+    values, the ``shared`` columns (:func:`_shared_columns`), then the screen's citation."""
     spec = SCALE.table("screens")[name]
-    state = criteria(labs)
+    state = _CRITERIA[name](labs)
     supporting = [state[rule] for rule in spec["supporting"]]
     met_count = sum(_missing_as(s, 0.0) for s in supporting)
     reachable = sum(_missing_as(s, 1.0) for s in supporting)
@@ -224,12 +227,10 @@ def _screen(
     columns.labels("met", {rule: s == 1 for rule, s in state.items()})
     columns.labels("not_met", {rule: s == 0 for rule, s in state.items()})
     columns.labels("missing", {f"{rule}: needs {needs[rule]}": np.isnan(s) for rule, s in state.items()})
-    columns.extend(lab_columns)
-    columns.constant_list("caveats", list(SCALE.table("caveats")))
-    identity_columns(SCALE, columns)
+    columns.include(shared)
     columns.text("screen_citation", [spec["citation"]])
     columns.text("screen_doi", [spec["doi"]])
-    return columns.frame()
+    return columns
 
 
 def iec_hs_screen(
@@ -246,7 +247,7 @@ def iec_hs_screen(
     ``_uln`` (canonical units) and ``<lab>_at_infusion``, then ``caveats, scale, version, citation, doi,
     screen_citation, screen_doi``.
     """
-    return _screens_in_windows(*_inputs(events, patients, config, at), ("iec_hs",))[0]
+    return _screen_columns(*_inputs(events, patients, config, at), ("iec_hs",))[0].frame()
 
 
 def car_hlh_screen(
@@ -260,7 +261,7 @@ def car_hlh_screen(
     The "during CRS" condition of carHLH is not checked here (CRS grades come from the engine); the
     screen reads the peak ferritin in the window.
     """
-    return _screens_in_windows(*_inputs(events, patients, config, at), ("car_hlh",))[0]
+    return _screen_columns(*_inputs(events, patients, config, at), ("car_hlh",))[0].frame()
 
 
 def hlh_screens(
@@ -279,7 +280,8 @@ def screens(inputs: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     labs = {c: inputs.get_column(c).to_numpy() for c in LAB_COLUMNS}
     lab_columns = FrameColumns(inputs.height)
     lab_columns.series(*(inputs.get_column(c) for c in LAB_COLUMNS))
-    iec_hs, car_hlh = (_screen(windows, labs, lab_columns, name, criteria) for name, criteria in _CRITERIA.items())
+    shared = _shared_columns(lab_columns)
+    iec_hs, car_hlh = frames(*(_screen(windows, labs, shared, name) for name in _CRITERIA))
     return iec_hs, car_hlh
 
 
@@ -287,18 +289,27 @@ def screens_in_windows(
     labs: LabRows, patients: PatientTable, windows: Windows, config: ScoresConfig = ScoresConfig()
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Both screens at ``windows``, as :func:`screens` of :func:`screen_inputs` gives them, from the rows of a batch
-    (``labs`` holding at least :data:`WINDOW_LABS` and :data:`INFUSION_LABS`): the labs stay arrays, without the
-    frame of inputs that :func:`screens` would read back column by column."""
-    iec_hs, car_hlh = _screens_in_windows(labs, patients, windows, config, tuple(_CRITERIA))
+    (``labs`` holding at least :data:`WINDOW_LABS` and :data:`INFUSION_LABS`)."""
+    iec_hs, car_hlh = frames(*screen_columns(labs, patients, windows, config))
     return iec_hs, car_hlh
 
 
-def _screens_in_windows(
+def screen_columns(
+    labs: LabRows, patients: PatientTable, windows: Windows, config: ScoresConfig = ScoresConfig()
+) -> tuple[FrameColumns, FrameColumns]:
+    """The columns of :func:`screens_in_windows` (IEC-HS, carHLH), to build with other frames
+    (:func:`tocsin.core.scores.baseline.frames`). The labs stay arrays, without the frame of inputs that
+    :func:`screens` reads back column by column."""
+    iec_hs, car_hlh = _screen_columns(labs, patients, windows, config, tuple(_CRITERIA))
+    return iec_hs, car_hlh
+
+
+def _screen_columns(
     labs: LabRows, patients: PatientTable, windows: Windows, config: ScoresConfig, names: tuple[str, ...]
-) -> list[pl.DataFrame]:
+) -> list[FrameColumns]:
     values = _window_lab_values(labs, patients, windows, config)
-    lab_columns = _lab_columns(values, windows.at.size)
-    return [_screen(windows.columns, values, lab_columns, name, _CRITERIA[name]) for name in names]
+    shared = _shared_columns(_lab_columns(values, windows.at.size))
+    return [_screen(windows.columns, values, shared, name) for name in names]
 
 
 def _inputs(
