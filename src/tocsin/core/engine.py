@@ -45,6 +45,7 @@ from tocsin.core.scores.baseline import (
     frames,
     lab_rows,
     patient_codes,
+    patient_codes_of,
     position_of,
     windows_at,
 )
@@ -270,10 +271,10 @@ def score_patients(
 ) -> ScoreResults:
     # HScore and the HLH screens describe a moment, not the baseline: a course is screened as it stands at its
     # last observation (the bedside question); the daily series come from the score functions.
-    # The codes of the events and of the patients are read once for every score (each read runs a query).
-    read = event_codes(events)
+    # The codes of the events and of the patients are read once for every score, by one query.
     ids = patients.get_column(PID).cast(pl.Categorical)
-    codes = patient_codes(ids)
+    event_patients, codes = patient_codes_of(events.get_column(PID), ids)
+    read = event_codes(events, event_patients)
     windows = windows_at(ids, _last_observation_at(read, events.get_column("t"), codes, vocabulary), codes)
     table = distinct_patients(ids, codes)
     # The score labs read once, as arrays, for every score's picks.
