@@ -35,11 +35,12 @@ import math
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache, cached_property
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
+from polars._plr import PyDataFrame, PySeries
 
 from tocsin.core.kernels_scores import DIRECTION, best_rows_in_windows
 from tocsin.units import conversion_for
@@ -155,6 +156,13 @@ def settled_band(least: np.ndarray, most: np.ndarray, bands: Sequence[Mapping[st
     return np.where((names[low] == names[high]) & (low >= 0), low, -1)
 
 
+class _Included(NamedTuple):
+    """Columns of another FrameColumns: all of them (``name`` None), or the one of that name."""
+
+    table: FrameColumns
+    name: str | None
+
+
 class FrameColumns:
     """The columns of an output frame, collected in order and built from a few shared buffers.
 
@@ -167,13 +175,17 @@ class FrameColumns:
 
     def __init__(self, height: int) -> None:
         self.height = height
-        # Each column is a Series taken as it is, (name, kind, position in the parts of its kind), or columns of
-        # another FrameColumns: (other, name), None for all of them.
-        self._order: list[pl.Series | tuple[str, str, int] | tuple[FrameColumns, str | None]] = []
+        # Each column is a Series taken as it is, columns of another FrameColumns, or (kind, position among the
+        # parts of its kind) cut from a buffer: a plain tuple, a course adds some 200 of them.
+        self._order: list[pl.Series | _Included | tuple[str, int]] = []
         self._parts: dict[str, list[Any]] = {kind: [] for kind in _KINDS}
+        self._names: dict[str, list[str]] = {kind: [] for kind in _KINDS}
+        self._included: list[FrameColumns] = []
 
     def _add(self, name: str, kind: str, part: Any) -> None:
-        self._order.append((name, kind, len(self._parts[kind])))
+        names = self._names[kind]
+        self._order.append((kind, len(names)))
+        names.append(name)
         self._parts[kind].append(part)
 
     def series(self, *columns: pl.Series) -> None:
@@ -183,7 +195,8 @@ class FrameColumns:
     def include(self, other: FrameColumns, name: str | None = None) -> None:
         """The columns of ``other`` (of the same height), or only its column ``name``, here. They are built once,
         however many frames include them (with these in :func:`frames`, or each frame on its own)."""
-        self._order.append((other, name))
+        self._order.append(_Included(other, name))
+        self._included.append(other)
 
     def _column(self, values: np.ndarray | float) -> np.ndarray:
         # A column is mostly a float64 array of the frame's height already; a scalar fills the column.
@@ -228,36 +241,42 @@ def frames(*tables: FrameColumns) -> list[pl.DataFrame]:
     every = _with_included(tables)
     parts: dict[str, list[tuple[Any, int]]] = {kind: [] for kind in _KINDS}  # (part, its height)
     first: dict[int, dict[str, int]] = {}  # per table, the buffer row of its first part of each kind
+    rows = dict.fromkeys(_KINDS, 0)
     for table in every:
-        first[id(table)] = {kind: sum(height for _, height in parts[kind]) for kind in _KINDS}
-        for kind in _KINDS:
-            parts[kind] += [(part, table.height) for part in table._parts[kind]]
+        first[id(table)] = dict(rows)
+        for kind, own in table._parts.items():
+            parts[kind] += [(part, table.height) for part in own]
+            rows[kind] += len(own) * table.height
     buffers = {
         "numbers": _numbers_buffer([part for part, _ in parts["numbers"]]),
         "whole": _whole_buffer([part for part, _ in parts["whole"]]),
         "texts": _texts_buffer(parts["texts"]),
         "labels": _labels_buffer(parts["labels"]),
     }
-    built: dict[int, dict[str, pl.Series]] = {}  # per table, its columns by name (in order)
+    # Columns as Polars' own Series handles: a frame is made of them as Series.to_frame makes one, where hstack and
+    # the DataFrame constructor check and unwrap each Series again (~0.5 µs a column, a course has some 200).
+    built: dict[int, list[PySeries]] = {}
+    named: dict[int, dict[str, PySeries]] = {}  # the columns by name of the tables some columns are taken from
     for table in every:  # an included table comes before the tables including it
-        columns: list[pl.Series] = []
+        start, height = first[id(table)], table.height
+        cut = {kind: _cut(buffers[kind], names, start[kind], height) for kind, names in table._names.items() if names}
+        columns: list[PySeries] = []
         for column in table._order:
-            if isinstance(column, pl.Series):
-                columns.append(column)
-            elif isinstance(column[0], FrameColumns):
-                other, name = column
-                included = built[id(other)]
-                columns += included.values() if name is None else [included[name]]
+            if isinstance(column, _Included):
+                included = built[id(column.table)]
+                if column.name is None:
+                    columns += included
+                else:
+                    if id(column.table) not in named:
+                        named[id(column.table)] = {c.name(): c for c in included}
+                    columns.append(named[id(column.table)][column.name])
+            elif isinstance(column, tuple):
+                kind, position = column
+                columns.append(cut[kind][position])
             else:
-                name, kind, position = column
-                row = first[id(table)][kind] + position * table.height
-                columns.append(_cut(buffers[kind], row, table.height, name))
-        built[id(table)] = {column.name: column for column in columns}
-    # hstack onto the first column: the DataFrame constructor re-checks every name (~0.5 µs a column).
-    return [
-        columns[0].to_frame().hstack(columns[1:]) if columns else pl.DataFrame()
-        for columns in (list(built[id(table)].values()) for table in tables)
-    ]
+                columns.append(column._s)
+        built[id(table)] = columns
+    return [pl.DataFrame._from_pydf(PyDataFrame(built[id(table)])) for table in tables]
 
 
 def _with_included(tables: Sequence[FrameColumns]) -> list[FrameColumns]:
@@ -267,9 +286,8 @@ def _with_included(tables: Sequence[FrameColumns]) -> list[FrameColumns]:
     def visit(table: FrameColumns) -> None:
         if id(table) in ordered:
             return
-        for column in table._order:
-            if isinstance(column, tuple) and isinstance(column[0], FrameColumns):
-                visit(column[0])
+        for included in table._included:
+            visit(included)
         ordered[id(table)] = table
 
     for table in tables:
@@ -277,13 +295,16 @@ def _with_included(tables: Sequence[FrameColumns]) -> list[FrameColumns]:
     return list(ordered.values())
 
 
-def _cut(buffer: pl.Series, row: int, height: int, name: str) -> pl.Series:
-    """The column of ``height`` rows from ``row`` of a buffer of columns: a zero-copy slice, renamed in place through
-    Polars' own Series handle (``rename`` copies the Series object first, ~0.5 µs of the ~1 µs a column cost, and
-    the frames of a course have some 350 columns). Safe: the slice is a Series of its own."""
-    column = buffer.slice(row, height)
-    column._s.rename(name)
-    return column
+def _cut(buffer: pl.Series, names: list[str], row: int, height: int) -> list[PySeries]:
+    """The columns ``names`` of ``height`` rows each, one after the other from ``row`` of a buffer: zero-copy slices of
+    Polars' own Series handle, renamed in place (``Series.rename`` copies the Series object first). Safe: each slice
+    is its own."""
+    handle, columns = buffer._s, []
+    for k, name in enumerate(names):
+        column = handle.slice(row + k * height, height)
+        column.rename(name)
+        columns.append(column)
+    return columns
 
 
 def _numbers_buffer(parts: list[np.ndarray]) -> pl.Series | None:

@@ -81,18 +81,21 @@ def _lineage_limit(name: str) -> float:
     return LINEAGES[name].to_canonical(float(SCALE.table("cytopenia_lineages")[name]["value"]))
 
 
+#: Fardet's table as arrays to search (one search instead of a comparison per tabulated score).
+_TABULATED = np.array([row["hscore"] for row in SCALE.table("probability")], dtype=np.float64)
+_PROBABILITY = {field: np.array([float(row[field]) for row in SCALE.table("probability")]) for field in ("low", "high")}
+if not (np.diff(_TABULATED) > 0).all():
+    raise RuntimeError("criteria/hscore.yaml: the probability table must list increasing HScores")
+
+
 def _probability(score: np.ndarray, field: str) -> np.ndarray:
-    """Fardet's published probability (%) at the nearest tabulated HScore below (low) or above (high)."""
-    table = SCALE.table("probability")
+    """Fardet's published probability (%) at the nearest tabulated HScore below (low) or above (high); beyond the
+    table, its end row."""
     if field == "low":
-        probability = np.full(score.shape, float(table[0]["low"]))
-        for row in table:  # the highest tabulated score at or below is written last
-            probability[score >= row["hscore"]] = row["low"]
+        row = np.searchsorted(_TABULATED, score, side="right") - 1  # the highest tabulated score at or below
     else:
-        probability = np.full(score.shape, float(table[-1]["high"]))
-        for row in reversed(table):  # the lowest tabulated score at or above is written last
-            probability[score <= row["hscore"]] = row["high"]
-    return np.where(np.isnan(score), np.nan, probability)
+        row = np.searchsorted(_TABULATED, score, side="left")  # the lowest tabulated score at or above
+    return np.where(np.isnan(score), np.nan, _PROBABILITY[field][np.clip(row, 0, _TABULATED.size - 1)])
 
 
 def hscore(
