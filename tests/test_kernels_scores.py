@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from tocsin.core.kernels_scores import last_kept_rows
-from tocsin.core.scores.baseline import lab_rows, patient_codes, pick_values, picked_rows
+from tocsin.core.scores.baseline import lab_rows, patient_codes, patient_codes_of, pick_values, picked_rows
 
 ITEMS = pl.Enum(["anc", "crp", "ferritin", "ldh", "plt"])
 PICKS = {"anc": "min", "crp": "max", "ferritin": "last", "ldh": "max", "plt": "last"}
@@ -121,3 +121,10 @@ def test_a_row_without_a_number_is_never_picked() -> None:
         schema_overrides={"patient_id": pl.Categorical, "item": ITEMS},
     ).with_columns(pl.lit(None, pl.Float64).alias("lln"), pl.lit(None, pl.Float64).alias("uln"))
     assert _windows(rows, ["P0"], [1.0])[0, list(PICKS).index("anc")] == 0
+
+
+def test_patient_codes_of_several_series_are_their_patient_codes() -> None:
+    events = pl.Series("patient_id", ["P1", "P0", "P1", "P2"], dtype=pl.Categorical)
+    table = pl.Series("patient_id", ["P2", "P9"])  # text ids, and one the events do not hold
+    codes = patient_codes_of(events, table, table.head(0))
+    assert [c.tolist() for c in codes] == [patient_codes(events).tolist(), patient_codes(table).tolist(), []]

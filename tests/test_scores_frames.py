@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 from polars.testing import assert_frame_equal
 
-from tocsin.core.scores.baseline import FrameColumns, gathered, round_to
+from tocsin.core.scores.baseline import FrameColumns, enum_codes, frames, gathered, round_to
 from tocsin.core.scores.easix import _log2
 
 
@@ -68,6 +68,36 @@ def test_frame_columns_of_an_empty_batch_keep_their_types() -> None:
     assert frame.schema == pl.Schema(
         {"value": pl.Float64, "points": pl.Int32, "unit": pl.Utf8, "missing": pl.List(pl.Utf8)}
     )
+
+
+def test_frames_built_together_are_the_frames_built_one_by_one() -> None:
+    # One set of buffers for frames of other heights, and columns included from tables built once.
+    for rows in (slice(None), slice(1, 2)):
+        shared = _example_columns(rows)
+        other = FrameColumns(2)
+        other.numbers("x", np.array([np.nan, 2.0]))
+        other.text("t", ["a", "b"], np.array([1, 0]))
+        other.labels("l", {"m": np.array([True, False])})
+        extra = FrameColumns(shared.height)
+        extra.whole("n", 1.0)
+        extra.constant_list("c", ["x"])
+        taking = FrameColumns(shared.height)
+        taking.text("first", ["f"])
+        taking.include(shared, "category")
+        taking.include(extra)
+        built = frames(other, taking, shared)
+        assert_frame_equal(built[0], other.frame())
+        assert_frame_equal(built[2], shared.frame())
+        expected = pl.DataFrame(pl.Series("first", ["f"] * shared.height)).hstack(
+            [shared.frame().get_column("category"), *extra.frame().get_columns()]
+        )
+        assert_frame_equal(built[1], expected)
+
+
+def test_enum_codes_are_the_physical_codes_and_a_code_for_null() -> None:
+    items = pl.Series(["b", "a", "c", "b"], dtype=pl.Enum(["a", "b", "c"]))
+    assert enum_codes(items, 3).tolist() == [1, 0, 2, 1]
+    assert enum_codes(pl.concat([items, pl.Series([None], dtype=items.dtype)]), 3).tolist() == [1, 0, 2, 1, 3]
 
 
 def test_round_to_gives_the_bits_of_numpy_round() -> None:

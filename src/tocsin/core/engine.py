@@ -39,22 +39,24 @@ from tocsin.core.scores.baseline import (
     ANCHOR_LYMPHODEPLETION,
     EventCodes,
     Input,
-    baseline_frame,
-    evaluation_windows,
+    baseline_of,
+    distinct_patients,
     event_codes,
+    frames,
     lab_rows,
     patient_codes,
-    patient_table,
+    patient_codes_of,
     position_of,
+    windows_at,
 )
 from tocsin.core.scores.car_hematotox import INPUTS as HEMATOTOX_INPUTS
-from tocsin.core.scores.car_hematotox import car_hematotox
+from tocsin.core.scores.car_hematotox import car_hematotox_columns
 from tocsin.core.scores.easix import INPUTS as EASIX_INPUTS
-from tocsin.core.scores.easix import easix
+from tocsin.core.scores.easix import easix_columns
 from tocsin.core.scores.hscore import INPUTS as HSCORE_INPUTS
 from tocsin.core.scores.hscore import LINEAGES as HSCORE_LINEAGES
-from tocsin.core.scores.hscore import hscore_in_windows
-from tocsin.core.scores.iec_hs import INFUSION_LABS, WINDOW_LABS, screen_inputs, screens
+from tocsin.core.scores.hscore import hscore_columns
+from tocsin.core.scores.iec_hs import INFUSION_LABS, WINDOW_LABS, screen_columns
 from tocsin.core.timeline import PID, Assessments, crs_state, icans_state
 from tocsin.criteria import Scale, load_scale
 from tocsin.vocabulary import Vocabulary, load_vocabulary
@@ -269,22 +271,24 @@ def score_patients(
 ) -> ScoreResults:
     # HScore and the HLH screens describe a moment, not the baseline: a course is screened as it stands at its
     # last observation (the bedside question); the daily series come from the score functions.
-    read = event_codes(events)
-    ids = patients.get_column(PID)
-    now = _last_observation_at(read, events.get_column("t"), patient_codes(ids), vocabulary)
-    windows = evaluation_windows(events, patients, pl.DataFrame([ids, pl.Series("at", now)]))
+    # The codes of the events and of the patients are read once for every score, by one query.
+    ids = patients.get_column(PID).cast(pl.Categorical)
+    event_patients, codes = patient_codes_of(events.get_column(PID), ids)
+    read = event_codes(events, event_patients)
+    windows = windows_at(ids, _last_observation_at(read, events.get_column("t"), codes, vocabulary), codes)
+    table = distinct_patients(ids, codes)
     # The score labs read once, as arrays, for every score's picks.
     labs = lab_rows(events, SCORE_ITEMS, read)
-    iec_hs, car_hlh = screens(screen_inputs(labs, patients, windows, config.scores))
     # CAR-HEMATOTOX and EASIX take their labs at the same anchor with the same lookback: one read serves both.
-    baseline = baseline_frame(labs, patient_table(patients), BASELINE_INPUTS, config.scores.baseline_lookback_days)
-    return ScoreResults(
-        car_hematotox=car_hematotox(events, patients, config.scores, baseline=baseline),
-        easix=easix(events, patients, config.scores, baseline=baseline),
-        hscore=hscore_in_windows(labs, windows, config.scores),
-        iec_hs=iec_hs,
-        car_hlh=car_hlh,
+    baseline = baseline_of(labs, table, BASELINE_INPUTS, config.scores.baseline_lookback_days)
+    # The five frames are cut from one set of buffers (a Series each costs a few µs, whatever its length).
+    hematotox, easix, hscore, iec_hs, car_hlh = frames(
+        car_hematotox_columns(baseline, config.scores),
+        easix_columns(baseline, config.scores),
+        hscore_columns(labs, windows, config.scores),
+        *screen_columns(labs, table, windows, config.scores),
     )
+    return ScoreResults(car_hematotox=hematotox, easix=easix, hscore=hscore, iec_hs=iec_hs, car_hlh=car_hlh)
 
 
 def grade_normalised(

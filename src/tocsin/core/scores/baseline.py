@@ -32,13 +32,15 @@ Example
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache, cached_property
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
+from polars._plr import PyDataFrame, PySeries
 
 from tocsin.core.kernels_scores import DIRECTION, best_rows_in_windows
 from tocsin.units import conversion_for
@@ -154,36 +156,47 @@ def settled_band(least: np.ndarray, most: np.ndarray, bands: Sequence[Mapping[st
     return np.where((names[low] == names[high]) & (low >= 0), low, -1)
 
 
+class _Included(NamedTuple):
+    """Columns of another FrameColumns: all of them (``name`` None), or the one of that name."""
+
+    table: FrameColumns
+    name: str | None
+
+
 class FrameColumns:
     """The columns of an output frame, collected in order and built from a few shared buffers.
 
     Building a Series costs ~5 µs and indexing one with a NumPy array ~10 µs (an internal Polars evaluation),
     whatever its length, and the five score frames of a course hold some 220 columns. So the numbers of all
     columns go into one buffer, the whole numbers into another, texts and label lists are each one gather from
-    their options, and each column is a slice of its buffer (~1 µs).
+    their options (a frame of one row builds them directly), and each column is a slice of its buffer (~1 µs).
+    :func:`frames` builds several frames from one set of buffers: four Series for all the scores of a batch.
     """
 
     def __init__(self, height: int) -> None:
         self.height = height
-        # Each column is a Series taken as it is, or (name, kind, position in the parts of its kind).
-        self._order: list[pl.Series | tuple[str, str, int]] = []
-        self._parts: dict[str, list[Any]] = {"numbers": [], "whole": [], "texts": [], "labels": []}
+        # Each column is a Series taken as it is, columns of another FrameColumns, or (kind, position among the
+        # parts of its kind) cut from a buffer: a plain tuple, a course adds some 200 of them.
+        self._order: list[pl.Series | _Included | tuple[str, int]] = []
+        self._parts: dict[str, list[Any]] = {kind: [] for kind in _KINDS}
+        self._names: dict[str, list[str]] = {kind: [] for kind in _KINDS}
+        self._included: list[FrameColumns] = []
 
     def _add(self, name: str, kind: str, part: Any) -> None:
-        self._order.append((name, kind, len(self._parts[kind])))
+        names = self._names[kind]
+        self._order.append((kind, len(names)))
+        names.append(name)
         self._parts[kind].append(part)
 
     def series(self, *columns: pl.Series) -> None:
         """Columns built elsewhere, taken as they are."""
         self._order.extend(columns)
 
-    def extend(self, other: FrameColumns) -> None:
-        """The columns of ``other`` (of the same height), after these."""
-        for column in other._order:
-            if isinstance(column, pl.Series):
-                self._order.append(column)
-            else:
-                self._add(column[0], column[1], other._parts[column[1]][column[2]])
+    def include(self, other: FrameColumns, name: str | None = None) -> None:
+        """The columns of ``other`` (of the same height), or only its column ``name``, here. They are built once,
+        however many frames include them (with these in :func:`frames`, or each frame on its own)."""
+        self._order.append(_Included(other, name))
+        self._included.append(other)
 
     def _column(self, values: np.ndarray | float) -> np.ndarray:
         # A column is mostly a float64 array of the frame's height already; a scalar fills the column.
@@ -216,21 +229,82 @@ class FrameColumns:
         self._add(name, "labels", (values, np.full(self.height, (1 << len(values)) - 1, dtype=np.int64)))
 
     def frame(self) -> pl.DataFrame:
-        parts = self._parts
-        buffers = {
-            "numbers": _numbers_buffer(parts["numbers"]),
-            "whole": _whole_buffer(parts["whole"]),
-            "texts": _texts_buffer(parts["texts"], self.height),
-            "labels": _labels_buffer(parts["labels"]),
-        }
-        columns = [
-            column
-            if isinstance(column, pl.Series)
-            else buffers[column[1]].slice(column[2] * self.height, self.height).rename(column[0])
-            for column in self._order
-        ]
-        # hstack onto the first column: the DataFrame constructor re-checks every name (~0.5 µs a column).
-        return columns[0].to_frame().hstack(columns[1:]) if columns else pl.DataFrame()
+        return frames(self)[0]
+
+
+#: The kinds of column built from a shared buffer.
+_KINDS = ("numbers", "whole", "texts", "labels")
+
+
+def frames(*tables: FrameColumns) -> list[pl.DataFrame]:
+    """The frames of ``tables``, all their columns (and those they include) cut from one buffer per kind."""
+    every = _with_included(tables)
+    parts: dict[str, list[tuple[Any, int]]] = {kind: [] for kind in _KINDS}  # (part, its height)
+    first: dict[int, dict[str, int]] = {}  # per table, the buffer row of its first part of each kind
+    rows = dict.fromkeys(_KINDS, 0)
+    for table in every:
+        first[id(table)] = dict(rows)
+        for kind, own in table._parts.items():
+            parts[kind] += [(part, table.height) for part in own]
+            rows[kind] += len(own) * table.height
+    buffers = {
+        "numbers": _numbers_buffer([part for part, _ in parts["numbers"]]),
+        "whole": _whole_buffer([part for part, _ in parts["whole"]]),
+        "texts": _texts_buffer(parts["texts"]),
+        "labels": _labels_buffer(parts["labels"]),
+    }
+    # Columns as Polars' own Series handles: a frame is made of them as Series.to_frame makes one, where hstack and
+    # the DataFrame constructor check and unwrap each Series again (~0.5 µs a column, a course has some 200).
+    built: dict[int, list[PySeries]] = {}
+    named: dict[int, dict[str, PySeries]] = {}  # the columns by name of the tables some columns are taken from
+    for table in every:  # an included table comes before the tables including it
+        start, height = first[id(table)], table.height
+        cut = {kind: _cut(buffers[kind], names, start[kind], height) for kind, names in table._names.items() if names}
+        columns: list[PySeries] = []
+        for column in table._order:
+            if isinstance(column, _Included):
+                included = built[id(column.table)]
+                if column.name is None:
+                    columns += included
+                else:
+                    if id(column.table) not in named:
+                        named[id(column.table)] = {c.name(): c for c in included}
+                    columns.append(named[id(column.table)][column.name])
+            elif isinstance(column, tuple):
+                kind, position = column
+                columns.append(cut[kind][position])
+            else:
+                columns.append(column._s)
+        built[id(table)] = columns
+    return [pl.DataFrame._from_pydf(PyDataFrame(built[id(table)])) for table in tables]
+
+
+def _with_included(tables: Sequence[FrameColumns]) -> list[FrameColumns]:
+    """``tables`` and the tables they include, each once, every included table before the tables including it."""
+    ordered: dict[int, FrameColumns] = {}
+
+    def visit(table: FrameColumns) -> None:
+        if id(table) in ordered:
+            return
+        for included in table._included:
+            visit(included)
+        ordered[id(table)] = table
+
+    for table in tables:
+        visit(table)
+    return list(ordered.values())
+
+
+def _cut(buffer: pl.Series, names: list[str], row: int, height: int) -> list[PySeries]:
+    """The columns ``names`` of ``height`` rows each, one after the other from ``row`` of a buffer: zero-copy slices of
+    Polars' own Series handle, renamed in place (``Series.rename`` copies the Series object first). Safe: each slice
+    is its own."""
+    handle, columns = buffer._s, []
+    for k, name in enumerate(names):
+        column = handle.slice(row + k * height, height)
+        column.rename(name)
+        columns.append(column)
+    return columns
 
 
 def _numbers_buffer(parts: list[np.ndarray]) -> pl.Series | None:
@@ -241,42 +315,63 @@ def _whole_buffer(parts: list[np.ndarray]) -> pl.Series | None:
     return pl.Series("", np.concatenate(parts), nan_to_null=True).cast(pl.Int32) if parts else None
 
 
-def _texts_buffer(parts: list[tuple[list[str | None], np.ndarray | None]], height: int) -> pl.Series | None:
+def _texts_buffer(parts: list[tuple[tuple[list[str | None], np.ndarray | None], int]]) -> pl.Series | None:
     if not parts:
         return None
+    if all(height == 1 for _, height in parts):  # a course's rows: their values, without an index into the options
+        return _texts([options[0 if index is None else int(index[0]) % len(options)] for (options, index), _ in parts])
     options: list[str | None] = []
     first = []
-    for column_options, _ in parts:
+    for (column_options, _), _ in parts:
         first.append(len(options))
         options += column_options
-    index = np.repeat(np.array(first, dtype=np.int64), height)
-    for k, (column_options, column_index) in enumerate(parts):
+    heights = np.array([height for _, height in parts], dtype=np.int64)
+    index = np.repeat(np.array(first, dtype=np.int64), heights)
+    for start, ((column_options, column_index), height) in zip((np.cumsum(heights) - heights).tolist(), parts):
         if column_index is not None:
-            index[k * height : (k + 1) * height] += column_index % len(column_options)
-    return _by_index(options, index, pl.Utf8)
+            index[start : start + height] += column_index % len(column_options)
+    return _by_index(options, index, _texts)
 
 
-def _labels_buffer(parts: list[tuple[list[str], np.ndarray]]) -> pl.Series | None:
+def _labels_buffer(parts: list[tuple[tuple[list[str], np.ndarray], int]]) -> pl.Series | None:
     # Rows share few distinct lists, so each distinct (column, names that hold) is built once and gathered:
     # a Python list per row costs milliseconds for a batch.
     if not parts:
         return None
-    width = max(len(names) for names, _ in parts)
-    keys = np.concatenate([(column << width) | bits for column, (_, bits) in enumerate(parts)])
+    if all(height == 1 for _, height in parts):  # a course's rows: their lists, without looking for the distinct ones
+        return _string_lists([_held(names, int(bits[0])) for (names, bits), _ in parts])
+    width = max(len(names) for (names, _), _ in parts)
+    keys = np.concatenate([(column << width) | bits for column, ((_, bits), _) in enumerate(parts)])
     distinct, inverse = np.unique(keys, return_inverse=True)
     options = []
     for key in distinct.tolist():
-        names, held = parts[key >> width][0], key & ((1 << width) - 1)
-        options.append([n for k, n in enumerate(names) if held >> k & 1])
-    return _by_index(options, inverse.ravel(), pl.List(pl.Utf8))
+        options.append(_held(parts[key >> width][0][0], key & ((1 << width) - 1)))
+    return _by_index(options, inverse.ravel(), _string_lists)
 
 
-def _by_index(options: list[Any], index: np.ndarray, dtype: Any) -> pl.Series:
-    """``options[index]`` as a Series: built value by value when there are no more values than options (a
-    course's one row), else built from the options and gathered (~10 µs, whatever the number of values)."""
-    if index.size <= len(options):
-        return pl.Series("", [options[k] for k in index.tolist()], dtype=dtype)
-    return pl.Series("", options, dtype=dtype)[index]
+def _held(names: list[str], bits: int) -> list[str]:
+    """The names whose bit is set, in order."""
+    return [name for k, name in enumerate(names) if bits >> k & 1]
+
+
+def _texts(values: list[str | None]) -> pl.Series:
+    return pl.Series("", values, dtype=pl.Utf8)
+
+
+def _string_lists(lists: list[list[str]]) -> pl.Series:
+    """A List(Utf8) Series of ``lists``, from their strings and offsets through Arrow (~10 µs): the Series
+    constructor converts list by list (~5 µs each, and a course's frames have some 20 lists)."""
+    offsets = np.zeros(len(lists) + 1, dtype=np.int64)
+    np.cumsum([len(names) for names in lists], out=offsets[1:])
+    strings = pa.array([name for names in lists for name in names], pa.large_string())
+    return pl.Series("", pa.LargeListArray.from_arrays(offsets, strings))
+
+
+def _by_index(options: list[Any], index: np.ndarray, series_of: Callable[[list[Any]], pl.Series]) -> pl.Series:
+    """``options[index]`` as a Series (``series_of`` builds one from values): built from the options and gathered by a
+    UInt32 Series (a direct gather, ~2 µs; by a NumPy array, Polars runs a query, ~15 µs), whatever the number of
+    values."""
+    return series_of(options)[pl.Series(index.astype(np.uint32))]
 
 
 def ladder_bounds(steps: Sequence[Step], otherwise: int) -> tuple[int, int]:
@@ -335,6 +430,15 @@ def patient_codes(ids: pl.Series) -> np.ndarray:
     return ids.cast(pl.Categorical).to_physical().to_numpy()
 
 
+def patient_codes_of(*ids: pl.Series) -> list[np.ndarray]:
+    """:func:`patient_codes` of several Series of patient ids by one ``to_physical``, a query (~20 µs, and several
+    times that amid a course's other work): the Series are concatenated as chunks (no copy) and the codes cut back
+    into zero-copy slices."""
+    physical = pl.concat([column.cast(pl.Categorical) for column in ids], rechunk=False).to_physical()
+    ends = np.cumsum([column.len() for column in ids]).tolist()
+    return [physical.slice(end - column.len(), column.len()).to_numpy() for end, column in zip(ends, ids)]
+
+
 @dataclass(frozen=True)
 class EventCodes:
     """The codes every read of a batch's rows starts from, read once for the several reads of a batch."""
@@ -344,13 +448,22 @@ class EventCodes:
     patient: np.ndarray  # patient category code of each row
 
 
-def event_codes(events: pl.DataFrame) -> EventCodes:
-    """The :class:`EventCodes` of canonical events (``item`` an Enum, ``patient_id`` categorical)."""
-    categories = events.schema["item"].categories.to_list()
-    item = events.get_column("item").to_physical()
-    if item.null_count():
-        item = item.fill_null(len(categories))
-    return EventCodes(categories, item.to_numpy(), patient_codes(events.get_column("patient_id")))
+def enum_codes(column: pl.Series, null_code: int) -> np.ndarray:
+    """The codes of an Enum column, ``null_code`` where null. ``to_physical`` runs a query (~22 µs); the Enum's
+    Arrow indices are read without one (~5 µs), but Arrow gives indices with nulls as floats."""
+    if column.null_count():
+        return column.to_physical().fill_null(null_code).to_numpy()
+    return column.to_arrow().indices.to_numpy(zero_copy_only=False)
+
+
+def event_codes(events: pl.DataFrame, patient: np.ndarray | None = None) -> EventCodes:
+    """The :class:`EventCodes` of canonical events (``item`` an Enum, ``patient_id`` categorical; ``patient``: the
+    codes of its patient ids, when read with others by :func:`patient_codes_of`)."""
+    item = events.get_column("item")
+    categories = item.dtype.categories.to_list()  # from the column: the frame's whole schema costs ~10 µs
+    if patient is None:
+        patient = patient_codes(events.get_column("patient_id"))
+    return EventCodes(categories, enum_codes(item, len(categories)), patient)
 
 
 def lab_rows(events: pl.DataFrame, items: Collection[str] | None = None, read: EventCodes | None = None) -> LabRows:
@@ -375,13 +488,14 @@ def lab_rows(events: pl.DataFrame, items: Collection[str] | None = None, read: E
     end = np.concatenate((change, [patient.size])).astype(np.int64) if patient.size else np.empty(0, np.int64)
     order = np.argsort(patient[first])
     # Only the wanted rows are converted: a column with nulls is copied to NumPy, and a batch has millions of rows.
-    values = pl.DataFrame([events.get_column(c) for c in ("t", "num", "lln", "uln")])[rows]
-    t = values.get_column("t").to_numpy()
+    # Each column is indexed by a UInt32 Series, a direct gather (a frame indexed by an array runs a query, ~80 µs).
+    wanted_rows = pl.Series(rows.astype(np.uint32))
+    t = events.get_column("t")[wanted_rows].to_numpy()
     return LabRows(
         item=codes[rows],
         t=t,
         stamp=_stamp(t),
-        columns={c: values.get_column(c).cast(pl.Float64).to_numpy() for c in ("num", "lln", "uln")},
+        columns={c: events.get_column(c)[wanted_rows].cast(pl.Float64).to_numpy() for c in ("num", "lln", "uln")},
         run_code=patient[first][order],
         run_first=first[order],
         run_end=end[order],
@@ -436,14 +550,16 @@ def picked_columns(
     items: Sequence[str],
     fields: Sequence[str],
     columns: FrameColumns,
-) -> None:
-    """``<input>_<field>`` (value, day, lln, uln) columns of the picked ``rows`` (windows x ``items``)."""
+) -> dict[str, np.ndarray]:
+    """``<input>_<field>`` (value, day, lln, uln) columns of the picked ``rows`` (windows x ``items``); returns them
+    as arrays (NaN where nothing was picked)."""
     source = field_values(labs)
     picked = {f: gathered(source[f], rows) for f in fields}  # every slot at once
     slot = {item: k for k, item in enumerate(items)}
-    for name, item in inputs.items():
-        for f in fields:
-            columns.numbers(f"{name}_{f}", picked[f][:, slot[item]])
+    values = {f"{name}_{f}": picked[f][:, slot[item]] for name, item in inputs.items() for f in fields}
+    for name, column in values.items():
+        columns.numbers(name, column)
+    return values
 
 
 def pick_values(
@@ -476,12 +592,33 @@ def pick_values(
     return probes.hstack(found.frame().get_columns())
 
 
+@dataclass(frozen=True)
+class PatientTable:
+    """The distinct patient ids of a patient table (Categorical), in order: the rows of a per-patient score; and
+    their category codes, read once for the several scores of a batch."""
+
+    ids: pl.Series
+    codes: np.ndarray
+
+
+def patient_rows(patients: pl.DataFrame) -> PatientTable:
+    """The :class:`PatientTable` of a patient table."""
+    ids = patients.get_column("patient_id").cast(pl.Categorical)
+    return distinct_patients(ids, patient_codes(ids))
+
+
+def distinct_patients(ids: pl.Series, codes: np.ndarray) -> PatientTable:
+    """The :class:`PatientTable` of the patient ids of a table (Categorical) and their :func:`patient_codes`."""
+    distinct, first = np.unique(codes, return_index=True)
+    if distinct.size == codes.size:
+        return PatientTable(ids, codes)
+    first = np.sort(first)
+    return PatientTable(ids[first], codes[first])
+
+
 def patient_table(patients: pl.DataFrame) -> pl.Series:
     """The distinct patient ids of a patient table (Categorical), in order: the rows of a per-patient score."""
-    ids = patients.get_column("patient_id").cast(pl.Categorical)
-    codes = ids.to_physical().to_numpy()
-    distinct, first = np.unique(codes, return_index=True)
-    return ids if distinct.size == codes.size else ids[np.sort(first)]
+    return patient_rows(patients).ids
 
 
 def first_lymphodepletion(labs: LabRows, codes: np.ndarray) -> np.ndarray:
@@ -510,6 +647,60 @@ def baseline_rows(
     return ld, picked_rows(labs, codes, at, dict.fromkeys(items, "last"), lookback_days, "both")
 
 
+@dataclass(frozen=True)
+class Baseline:
+    """The baseline labs of a batch's patients (:func:`baseline_values`) for the scores that read them: arrays for
+    their arithmetic, and the columns their frames show (built once for all the scores of a batch)."""
+
+    columns: FrameColumns  # patient_id, anchor_day, anchor, <input>_<field> ...
+    values: Mapping[str, np.ndarray]  # the Float64 columns by name, NaN where null
+    infusion_anchored: np.ndarray  # per patient: the baseline was taken before the infusion (no lymphodepletion)
+
+
+def baseline_of(
+    labs: LabRows,
+    patients: PatientTable,
+    inputs: Mapping[str, str],
+    lookback_days: float,
+    fields: Sequence[str] = ("value", "day"),
+    anchor: Anchor = ANCHOR_LYMPHODEPLETION,
+) -> Baseline:
+    """The :class:`Baseline` of :func:`baseline_values` from the rows of a batch (``labs`` holding the inputs' and
+    lymphodepletion rows) for ``patients``."""
+    items = list(dict.fromkeys(inputs.values()))
+    ld, rows = baseline_rows(labs, patients.codes, items, lookback_days, anchor)
+    columns = FrameColumns(patients.ids.len())
+    columns.series(patients.ids)
+    anchor_day = np.where(np.isnan(ld), 0.0, ld)
+    columns.numbers("anchor_day", anchor_day)
+    columns.text("anchor", [ANCHOR_LYMPHODEPLETION, ANCHOR_INFUSION], np.isnan(ld).astype(np.int64))
+    values = picked_columns(labs, rows, inputs, items, fields, columns)
+    return Baseline(columns, {"anchor_day": anchor_day, **values}, np.isnan(ld))
+
+
+def baseline_of_frame(frame: pl.DataFrame) -> Baseline:
+    """The :class:`Baseline` of a :func:`baseline_values` frame: its columns as they are."""
+    columns = FrameColumns(frame.height)
+    columns.series(*frame.get_columns())
+    values = {name: frame.get_column(name).to_numpy() for name, dtype in frame.schema.items() if dtype == pl.Float64}
+    return Baseline(columns, values, frame.get_column("anchor").to_numpy() == ANCHOR_INFUSION)
+
+
+def read_baseline(
+    events: pl.DataFrame,
+    patients: pl.DataFrame,
+    inputs: Mapping[str, str],
+    lookback_days: float,
+    frame: pl.DataFrame | None = None,
+) -> Baseline:
+    """The :class:`Baseline` of a score: of ``frame``, a :func:`baseline_values` given by the caller (when several
+    scores share one read), else read from ``events``."""
+    if frame is not None:
+        return baseline_of_frame(frame)
+    labs = lab_rows(events, [*inputs.values(), ANCHOR_LYMPHODEPLETION])
+    return baseline_of(labs, patient_rows(patients), inputs, lookback_days)
+
+
 def baseline_frame(
     labs: LabRows,
     ids: pl.Series,
@@ -520,14 +711,8 @@ def baseline_frame(
 ) -> pl.DataFrame:
     """:func:`baseline_values` from the rows of a batch (``labs`` holding the inputs' and lymphodepletion rows) for
     the patients ``ids`` (:func:`patient_table`)."""
-    items = list(dict.fromkeys(inputs.values()))
-    ld, rows = baseline_rows(labs, patient_codes(ids), items, lookback_days, anchor)
-    columns = FrameColumns(ids.len())
-    columns.series(ids)
-    columns.numbers("anchor_day", np.where(np.isnan(ld), 0.0, ld))
-    columns.text("anchor", [ANCHOR_LYMPHODEPLETION, ANCHOR_INFUSION], np.isnan(ld).astype(np.int64))
-    picked_columns(labs, rows, inputs, items, fields, columns)
-    return columns.frame()
+    patients = PatientTable(ids, patient_codes(ids))
+    return baseline_of(labs, patients, inputs, lookback_days, fields, anchor).columns.frame()
 
 
 def baseline_values(
@@ -554,38 +739,52 @@ class Windows:
     at: np.ndarray
     day: np.ndarray  # int32: the day an ``at`` falls in
     closed: Closed
+    codes: np.ndarray  # category codes of the windows' patients (read once for the several scores of a batch)
 
     @cached_property
-    def codes(self) -> np.ndarray:
-        """Category codes of the windows' patients (read once for the several scores of a batch)."""
-        return patient_codes(self.patient_id)
-
-    def frame(self) -> pl.DataFrame:
-        return pl.DataFrame([self.patient_id, pl.Series("at", self.at), pl.Series("day", self.day)])
+    def columns(self) -> tuple[pl.Series, pl.Series, pl.Series]:
+        """``patient_id, at, day``: the first columns of every score at these windows, built once for all."""
+        return self.patient_id, pl.Series("at", self.at), pl.Series("day", self.day)
 
 
-def evaluation_windows(events: pl.DataFrame, patients: pl.DataFrame, at: float | pl.DataFrame | None) -> Windows:
+def windows_at(ids: pl.Series, times: np.ndarray, codes: np.ndarray | None = None) -> Windows:
+    """Windows ending at ``times`` (included), one per patient of ``ids`` (Categorical; ``codes``: their
+    :func:`patient_codes`, when already read)."""
+    codes = patient_codes(ids) if codes is None else codes
+    return Windows(ids, times, np.floor(times).astype(np.int32), "both", codes)
+
+
+def evaluation_windows(
+    events: pl.DataFrame,
+    patients: pl.DataFrame,
+    at: float | pl.DataFrame | None,
+    *,
+    table: PatientTable | None = None,
+) -> Windows:
     """Windows to evaluate a time-point score.
 
     ``at`` None: every day from 0 to the patient's last event; day d is the window ending where day d
     ends (``at`` = d + 1, excluded, so a day-resolution row of day d + 1 is not in day d). A number: that time
     for every patient. A frame of ``patient_id``, ``at``: those times. Explicit times include ``at`` itself.
+    ``table``: the :func:`patient_rows` of ``patients``, when already read.
     """
     if isinstance(at, pl.DataFrame):
-        ids, times = at.get_column("patient_id").cast(pl.Categorical), at.get_column("at").cast(pl.Float64).to_numpy()
-        return Windows(ids, times, np.floor(times).astype(np.int32), "both")
-    ids = patient_table(patients)
+        ids = at.get_column("patient_id").cast(pl.Categorical)
+        return windows_at(ids, at.get_column("at").cast(pl.Float64).to_numpy())
+    table = table or patient_rows(patients)
+    ids = table.ids
     if at is not None:
-        times = np.full(ids.len(), float(at))
-        return Windows(ids, times, np.floor(times).astype(np.int32), "both")
+        return windows_at(ids, np.full(ids.len(), float(at)), table.codes)
     rows = lab_rows(events)
     latest = np.zeros(rows.run_first.size)
     if rows.t.size:
         order = np.argsort(rows.run_first)
         latest[order] = np.maximum.reduceat(rows.t, rows.run_first[order])
-    run = position_of(rows.run_code, patient_codes(ids))
+    run = position_of(rows.run_code, table.codes)
     last = np.append(latest, 0.0)[run]
     count = np.floor(np.clip(last, 0.0, None)).astype(np.int64) + 1
     owner = np.repeat(np.arange(ids.len()), count)
     day = (np.arange(owner.size) - np.repeat(np.cumsum(count) - count, count)).astype(np.int32)
-    return Windows(ids[owner], (day + 1).astype(np.float64), day, "left")
+    # Gathered by a UInt32 Series: a direct gather (by an array, Polars runs a query).
+    window_ids = ids[pl.Series(owner.astype(np.uint32))]
+    return Windows(window_ids, (day + 1).astype(np.float64), day, "left", table.codes[owner])

@@ -33,12 +33,12 @@ import polars as pl
 
 from tocsin.config import ScoresConfig
 from tocsin.core.scores.baseline import (
-    ANCHOR_INFUSION,
     INFUSION_ANCHOR_CAVEAT,
+    Baseline,
     Input,
     FrameColumns,
     Step,
-    baseline_values,
+    read_baseline,
     identity_columns,
     ladder,
     ladder_bounds,
@@ -73,34 +73,36 @@ def car_hematotox(
     scale, version, citation, doi``. ``baseline``: the :func:`baseline_values` of (at least) these inputs with
     ``config.baseline_lookback_days``, when several scores share one read of the batch.
     """
+    inputs = {name: source.item for name, source in INPUTS.items()}
+    base = read_baseline(events, patients, inputs, config.baseline_lookback_days, baseline)
+    return car_hematotox_columns(base, config).frame()
+
+
+def car_hematotox_columns(base: Baseline, config: ScoresConfig = ScoresConfig()) -> FrameColumns:
+    """The columns of :func:`car_hematotox` from a :class:`Baseline` of (at least) its inputs, to build with other
+    frames (:func:`tocsin.core.scores.baseline.frames`)."""
     rule = config.hematotox_boundary_rule
-    base = baseline
-    if base is None:
-        base = baseline_values(
-            events, patients, {name: i.item for name, i in INPUTS.items()}, config.baseline_lookback_days
-        )
-    height = base.height
+    height = base.columns.height
     least, most = np.zeros(height), np.zeros(height)
     inputs = FrameColumns(height)
     missing: dict[str, np.ndarray] = {}
     for name, source in INPUTS.items():
         spec = SCALE.table("inputs")[name]
         steps = _ladder(name, rule)
-        canonical = base.get_column(f"{name}_value").to_numpy()
+        canonical = base.values[f"{name}_value"]
         points = points_of(canonical, steps, spec["otherwise"])
         low, high = ladder_bounds(steps, spec["otherwise"])
         least, most = least + np.where(np.isnan(points), low, points), most + np.where(np.isnan(points), high, points)
         inputs.numbers(f"{name}_value", source.in_table_unit(canonical))
         inputs.text(f"{name}_unit", [source.unit])
-        inputs.series(base.get_column(f"{name}_day"))
+        inputs.include(base.columns, f"{name}_day")
         inputs.whole(f"{name}_points", points)
         missing[name] = np.isnan(canonical)
     categories = SCALE.table("categories")
-    anchor = base.get_column("anchor")
     caveats = dict.fromkeys(SCALE.table("caveats"), True)
-    caveats[INFUSION_ANCHOR_CAVEAT] = anchor.to_numpy() == ANCHOR_INFUSION
+    caveats[INFUSION_ANCHOR_CAVEAT] = base.infusion_anchored
     columns = FrameColumns(height)
-    columns.series(base.get_column("patient_id"))
+    columns.include(base.columns, "patient_id")
     columns.whole("score", np.where(least == most, least, np.nan))
     columns.whole("score_at_least", least)
     columns.whole("score_at_most", most)
@@ -111,9 +113,10 @@ def car_hematotox(
         "rule", [c["rule"] for c in categories] + ["HEMATOTOX-MISSING"], settled_band(least, most, categories, "rule")
     )
     columns.labels("missing", missing)
-    columns.series(anchor, base.get_column("anchor_day"))
-    columns.extend(inputs)
+    columns.include(base.columns, "anchor")
+    columns.include(base.columns, "anchor_day")
+    columns.include(inputs)
     columns.text("boundary_rule", [rule])
     columns.labels("caveats", caveats)
     identity_columns(SCALE, columns)
-    return columns.frame()
+    return columns

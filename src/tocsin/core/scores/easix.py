@@ -30,11 +30,11 @@ import polars as pl
 
 from tocsin.config import ScoresConfig
 from tocsin.core.scores.baseline import (
-    ANCHOR_INFUSION,
     INFUSION_ANCHOR_CAVEAT,
+    Baseline,
     Input,
     FrameColumns,
-    baseline_values,
+    read_baseline,
     identity_columns,
     round_to,
 )
@@ -107,25 +107,32 @@ def easix(
     :func:`tocsin.core.scores.car_hematotox.car_hematotox`.
     """
     cutoffs = {"easix": _cutoff(config.easix_cutoff, "easix"), "m_easix": _cutoff(config.m_easix_cutoff, "m_easix")}
-    if baseline is None:
-        baseline = baseline_values(
-            events, patients, {name: i.item for name, i in INPUTS.items()}, config.baseline_lookback_days
-        )
-    values = {
-        name: source.in_table_unit(baseline.get_column(f"{name}_value").to_numpy()) for name, source in INPUTS.items()
-    }
-    anchor = baseline.get_column("anchor")
+    inputs = {name: source.item for name, source in INPUTS.items()}
+    base = read_baseline(events, patients, inputs, config.baseline_lookback_days, baseline)
+    return _easix_columns(base, cutoffs).frame()
+
+
+def easix_columns(base: Baseline, config: ScoresConfig = ScoresConfig()) -> FrameColumns:
+    """The columns of :func:`easix` from a :class:`Baseline` of (at least) its inputs, to build with other frames
+    (:func:`tocsin.core.scores.baseline.frames`)."""
+    cutoffs = {"easix": _cutoff(config.easix_cutoff, "easix"), "m_easix": _cutoff(config.m_easix_cutoff, "m_easix")}
+    return _easix_columns(base, cutoffs)
+
+
+def _easix_columns(base: Baseline, cutoffs: dict[str, dict | None]) -> FrameColumns:
+    values = {name: source.in_table_unit(base.values[f"{name}_value"]) for name, source in INPUTS.items()}
     caveats = dict.fromkeys(SCALE.table("caveats"), True)
-    caveats[INFUSION_ANCHOR_CAVEAT] = anchor.to_numpy() == ANCHOR_INFUSION
-    columns = FrameColumns(baseline.height)
-    columns.series(baseline.get_column("patient_id"))
+    caveats[INFUSION_ANCHOR_CAVEAT] = base.infusion_anchored
+    columns = FrameColumns(base.columns.height)
+    columns.include(base.columns, "patient_id")
     for score, cutoff in cutoffs.items():
         _formula(score, cutoff, values, columns)
-    columns.series(anchor, baseline.get_column("anchor_day"))
+    columns.include(base.columns, "anchor")
+    columns.include(base.columns, "anchor_day")
     for name, source in INPUTS.items():
         columns.numbers(f"{name}_value", values[name])
         columns.text(f"{name}_unit", [source.unit])
-        columns.series(baseline.get_column(f"{name}_day"))
+        columns.include(base.columns, f"{name}_day")
     columns.labels("caveats", caveats)
     identity_columns(SCALE, columns)
-    return columns.frame()
+    return columns

@@ -81,18 +81,21 @@ def _lineage_limit(name: str) -> float:
     return LINEAGES[name].to_canonical(float(SCALE.table("cytopenia_lineages")[name]["value"]))
 
 
+#: Fardet's table as arrays to search (one search instead of a comparison per tabulated score).
+_TABULATED = np.array([row["hscore"] for row in SCALE.table("probability")], dtype=np.float64)
+_PROBABILITY = {field: np.array([float(row[field]) for row in SCALE.table("probability")]) for field in ("low", "high")}
+if not (np.diff(_TABULATED) > 0).all():
+    raise RuntimeError("criteria/hscore.yaml: the probability table must list increasing HScores")
+
+
 def _probability(score: np.ndarray, field: str) -> np.ndarray:
-    """Fardet's published probability (%) at the nearest tabulated HScore below (low) or above (high)."""
-    table = SCALE.table("probability")
+    """Fardet's published probability (%) at the nearest tabulated HScore below (low) or above (high); beyond the
+    table, its end row."""
     if field == "low":
-        probability = np.full(score.shape, float(table[0]["low"]))
-        for row in table:  # the highest tabulated score at or below is written last
-            probability[score >= row["hscore"]] = row["low"]
+        row = np.searchsorted(_TABULATED, score, side="right") - 1  # the highest tabulated score at or below
     else:
-        probability = np.full(score.shape, float(table[-1]["high"]))
-        for row in reversed(table):  # the lowest tabulated score at or above is written last
-            probability[score <= row["hscore"]] = row["high"]
-    return np.where(np.isnan(score), np.nan, probability)
+        row = np.searchsorted(_TABULATED, score, side="left")  # the lowest tabulated score at or above
+    return np.where(np.isnan(score), np.nan, _PROBABILITY[field][np.clip(row, 0, _TABULATED.size - 1)])
 
 
 def hscore(
@@ -119,6 +122,12 @@ def hscore(
 def hscore_in_windows(labs: LabRows, windows: Windows, config: ScoresConfig = ScoresConfig()) -> pl.DataFrame:
     """:func:`hscore` at ``windows``, from the rows of a batch (``labs`` holding at least the items of ``PICKS``):
     every input, point and range as arrays, the frame built once at the end."""
+    return hscore_columns(labs, windows, config).frame()
+
+
+def hscore_columns(labs: LabRows, windows: Windows, config: ScoresConfig = ScoresConfig()) -> FrameColumns:
+    """The columns of :func:`hscore_in_windows`, to build with other frames
+    (:func:`tocsin.core.scores.baseline.frames`)."""
     rows = picked_rows(labs, windows.codes, windows.at, PICKS, config.hscore_window_days, windows.closed)
     height = windows.at.size
     slot = {item: k for k, item in enumerate(PICKS)}
@@ -171,7 +180,7 @@ def hscore_in_windows(labs: LabRows, windows: Windows, config: ScoresConfig = Sc
     if assumed:
         caveats.append(ASSUMED_ABSENT_CAVEAT.format(", ".join(assumed)))
     columns = FrameColumns(height)
-    columns.series(windows.patient_id, pl.Series("at", windows.at), pl.Series("day", windows.day))
+    columns.series(*windows.columns)
     columns.whole("score", score)
     columns.whole("score_at_least", least)
     columns.whole("score_at_most", most)
@@ -180,7 +189,7 @@ def hscore_in_windows(labs: LabRows, windows: Windows, config: ScoresConfig = Sc
     columns.text("category", ["low", "high", None], settled)
     columns.text("rule", ["HSCORE-BELOW-CUTOFF", "HSCORE-CUTOFF", "HSCORE-MISSING"], settled)
     columns.labels("missing", missing)
-    columns.extend(inputs)
+    columns.include(inputs)
     columns.constant_list("caveats", caveats)
     identity_columns(SCALE, columns)
-    return columns.frame()
+    return columns

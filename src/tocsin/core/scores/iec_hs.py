@@ -34,7 +34,7 @@ Example
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import polars as pl
@@ -43,17 +43,18 @@ from tocsin.config import ScoresConfig
 from tocsin.core.scores.baseline import (
     ANCHOR_INFUSION,
     LabRows,
+    PatientTable,
     Pick,
     FrameColumns,
     Windows,
     baseline_rows,
     evaluation_windows,
     field_values,
+    frames,
     gathered,
     identity_columns,
     lab_rows,
-    patient_codes,
-    patient_table,
+    patient_rows,
     picked_rows,
     position_of,
 )
@@ -144,47 +145,73 @@ def _car_hlh_criteria(c: Column) -> dict[str, np.ndarray]:
     }
 
 
+#: The screens by name, and the criteria each holds.
+_CRITERIA: dict[str, Callable[[Column], Mapping[str, np.ndarray]]] = {
+    "iec_hs": _iec_hs_criteria,
+    "car_hlh": _car_hlh_criteria,
+}
+
+
 #: The lab columns of the screens' inputs (and outputs), in order.
 LAB_COLUMNS = [f"{lab}_{field}" for lab in WINDOW_LABS for field in ("value", "day", "uln")] + [
     f"{lab}_at_infusion" for lab in INFUSION_LABS
 ]
 
 
-def screen_inputs(labs: LabRows, patients: pl.DataFrame, windows: Windows, config: ScoresConfig) -> pl.DataFrame:
-    """Per evaluation window, the window labs and the labs at infusion both screens read (``labs`` holding at
-    least :data:`WINDOW_LABS` and :data:`INFUSION_LABS`)."""
+def _window_lab_values(
+    labs: LabRows, patients: PatientTable, windows: Windows, config: ScoresConfig
+) -> dict[str, np.ndarray]:
+    """The :data:`LAB_COLUMNS` of :func:`screen_inputs` as arrays (NaN where missing)."""
     codes = windows.codes
     rows = picked_rows(labs, codes, windows.at, WINDOW_LABS, config.hlh_screen_window_days, windows.closed)
-    patient = patient_codes(patient_table(patients))
-    _, infusion_rows = baseline_rows(labs, patient, INFUSION_LABS, config.baseline_lookback_days, ANCHOR_INFUSION)
+    lookback = config.baseline_lookback_days
+    _, infusion_rows = baseline_rows(labs, patients.codes, INFUSION_LABS, lookback, ANCHOR_INFUSION)
     # Each window's patient's row of the per-patient table (none for a patient the table does not list).
-    of_window = position_of(patient, codes)
+    of_window = position_of(patients.codes, codes)
     default = np.nan if config.ferritin_uln_ng_ml is None else float(config.ferritin_uln_ng_ml)
     source = field_values(labs)
     picked = {field: gathered(source[field], rows) for field in ("value", "day", "uln")}  # every lab at once
     at_infusion = gathered(gathered(labs.columns["num"], infusion_rows), of_window)
-    columns = FrameColumns(windows.at.size)
-    columns.series(*windows.frame().get_columns())
+    values: dict[str, np.ndarray] = {}
     for slot, lab in enumerate(WINDOW_LABS):
         for field in ("value", "day", "uln"):
-            values = picked[field][:, slot]
-            if lab == "ferritin" and field == "uln":  # ferritin rows carry no ULN: the configured one
-                values = np.where(np.isnan(values), default, values)
-            columns.numbers(f"{lab}_{field}", values)
+            values[f"{lab}_{field}"] = picked[field][:, slot]
+    # Ferritin rows carry no ULN: the configured one.
+    values["ferritin_uln"] = np.where(np.isnan(values["ferritin_uln"]), default, values["ferritin_uln"])
     for slot, lab in enumerate(INFUSION_LABS):
-        columns.numbers(f"{lab}_at_infusion", at_infusion[:, slot])
+        values[f"{lab}_at_infusion"] = at_infusion[:, slot]
+    return values
+
+
+def _lab_columns(values: Column, height: int) -> FrameColumns:
+    columns = FrameColumns(height)
+    for name in LAB_COLUMNS:
+        columns.numbers(name, values[name])
+    return columns
+
+
+def screen_inputs(labs: LabRows, patients: pl.DataFrame, windows: Windows, config: ScoresConfig) -> pl.DataFrame:
+    """Per evaluation window, the window labs and the labs at infusion both screens read (``labs`` holding at
+    least :data:`WINDOW_LABS` and :data:`INFUSION_LABS`)."""
+    columns = FrameColumns(windows.at.size)
+    columns.series(*windows.columns)
+    columns.include(_lab_columns(_window_lab_values(labs, patient_rows(patients), windows, config), windows.at.size))
     return columns.frame()
 
 
-def _lab_values(inputs: pl.DataFrame) -> dict[str, np.ndarray]:
-    return {c: inputs.get_column(c).to_numpy() for c in LAB_COLUMNS}
+def _shared_columns(lab_columns: FrameColumns) -> FrameColumns:
+    """The columns both screens share after their own: the :data:`LAB_COLUMNS` (``lab_columns``), the caveats and
+    the scale's identity (built once for both)."""
+    lab_columns.constant_list("caveats", list(SCALE.table("caveats")))
+    identity_columns(SCALE, lab_columns)
+    return lab_columns
 
 
-def _screen(
-    frame: pl.DataFrame, labs: Column, name: str, criteria: Callable[[Column], Mapping[str, np.ndarray]]
-) -> pl.DataFrame:
+def _screen(windows: Sequence[pl.Series], labs: Column, shared: FrameColumns, name: str) -> FrameColumns:
+    """One screen's columns: ``windows`` (the patient_id, at and day columns), the screen's criteria on the ``labs``
+    values, the ``shared`` columns (:func:`_shared_columns`), then the screen's citation."""
     spec = SCALE.table("screens")[name]
-    state = criteria(labs)
+    state = _CRITERIA[name](labs)
     supporting = [state[rule] for rule in spec["supporting"]]
     met_count = sum(_missing_as(s, 0.0) for s in supporting)
     reachable = sum(_missing_as(s, 1.0) for s in supporting)
@@ -192,20 +219,18 @@ def _screen(
     # 0 possible (the pattern is there), 1 not met, 2 incomplete (a missing criterion would decide).
     status = np.where((core == 1) & (met_count >= needed), 0, np.where((core == 0) | (reachable < needed), 1, 2))
     needs = SCALE.table("needs")
-    columns = FrameColumns(frame.height)
-    columns.series(*(frame.get_column(c) for c in ("patient_id", "at", "day")))
+    columns = FrameColumns(windows[0].len())
+    columns.series(*windows)
     columns.text("screen", [name])
     columns.text("status", ["possible", "not_met", "incomplete"], status)
     columns.text("rule", [spec["rule_possible"], spec["rule_not_met"], spec["rule_incomplete"]], status)
     columns.labels("met", {rule: s == 1 for rule, s in state.items()})
     columns.labels("not_met", {rule: s == 0 for rule, s in state.items()})
     columns.labels("missing", {f"{rule}: needs {needs[rule]}": np.isnan(s) for rule, s in state.items()})
-    columns.series(*(frame.get_column(c) for c in LAB_COLUMNS))
-    columns.constant_list("caveats", list(SCALE.table("caveats")))
-    identity_columns(SCALE, columns)
+    columns.include(shared)
     columns.text("screen_citation", [spec["citation"]])
     columns.text("screen_doi", [spec["doi"]])
-    return columns.frame()
+    return columns
 
 
 def iec_hs_screen(
@@ -222,8 +247,7 @@ def iec_hs_screen(
     ``_uln`` (canonical units) and ``<lab>_at_infusion``, then ``caveats, scale, version, citation, doi,
     screen_citation, screen_doi``.
     """
-    inputs = _inputs(events, patients, config, at)
-    return _screen(inputs, _lab_values(inputs), "iec_hs", _iec_hs_criteria)
+    return _screen_columns(*_inputs(events, patients, config, at), ("iec_hs",))[0].frame()
 
 
 def car_hlh_screen(
@@ -237,8 +261,7 @@ def car_hlh_screen(
     The "during CRS" condition of carHLH is not checked here (CRS grades come from the engine); the
     screen reads the peak ferritin in the window.
     """
-    inputs = _inputs(events, patients, config, at)
-    return _screen(inputs, _lab_values(inputs), "car_hlh", _car_hlh_criteria)
+    return _screen_columns(*_inputs(events, patients, config, at), ("car_hlh",))[0].frame()
 
 
 def hlh_screens(
@@ -248,17 +271,50 @@ def hlh_screens(
     at: float | pl.DataFrame | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Both screens, :func:`iec_hs_screen` and :func:`car_hlh_screen`, from one read of the labs they share."""
-    return screens(_inputs(events, patients, config, at))
+    return screens_in_windows(*_inputs(events, patients, config, at))
 
 
 def screens(inputs: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Both screens from one :func:`screen_inputs`."""
-    labs = _lab_values(inputs)
-    return _screen(inputs, labs, "iec_hs", _iec_hs_criteria), _screen(inputs, labs, "car_hlh", _car_hlh_criteria)
+    windows = tuple(inputs.get_column(c) for c in ("patient_id", "at", "day"))
+    labs = {c: inputs.get_column(c).to_numpy() for c in LAB_COLUMNS}
+    lab_columns = FrameColumns(inputs.height)
+    lab_columns.series(*(inputs.get_column(c) for c in LAB_COLUMNS))
+    shared = _shared_columns(lab_columns)
+    iec_hs, car_hlh = frames(*(_screen(windows, labs, shared, name) for name in _CRITERIA))
+    return iec_hs, car_hlh
+
+
+def screens_in_windows(
+    labs: LabRows, patients: PatientTable, windows: Windows, config: ScoresConfig = ScoresConfig()
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Both screens at ``windows``, as :func:`screens` of :func:`screen_inputs` gives them, from the rows of a batch
+    (``labs`` holding at least :data:`WINDOW_LABS` and :data:`INFUSION_LABS`)."""
+    iec_hs, car_hlh = frames(*screen_columns(labs, patients, windows, config))
+    return iec_hs, car_hlh
+
+
+def screen_columns(
+    labs: LabRows, patients: PatientTable, windows: Windows, config: ScoresConfig = ScoresConfig()
+) -> tuple[FrameColumns, FrameColumns]:
+    """The columns of :func:`screens_in_windows` (IEC-HS, carHLH), to build with other frames
+    (:func:`tocsin.core.scores.baseline.frames`). The labs stay arrays, without the frame of inputs that
+    :func:`screens` reads back column by column."""
+    iec_hs, car_hlh = _screen_columns(labs, patients, windows, config, tuple(_CRITERIA))
+    return iec_hs, car_hlh
+
+
+def _screen_columns(
+    labs: LabRows, patients: PatientTable, windows: Windows, config: ScoresConfig, names: tuple[str, ...]
+) -> list[FrameColumns]:
+    values = _window_lab_values(labs, patients, windows, config)
+    shared = _shared_columns(_lab_columns(values, windows.at.size))
+    return [_screen(windows.columns, values, shared, name) for name in names]
 
 
 def _inputs(
     events: pl.DataFrame, patients: pl.DataFrame, config: ScoresConfig, at: float | pl.DataFrame | None
-) -> pl.DataFrame:
+) -> tuple[LabRows, PatientTable, Windows, ScoresConfig]:
     labs = lab_rows(events, {*WINDOW_LABS, *INFUSION_LABS})
-    return screen_inputs(labs, patients, evaluation_windows(events, patients, at), config)
+    table = patient_rows(patients)
+    return labs, table, evaluation_windows(events, patients, at, table=table), config
