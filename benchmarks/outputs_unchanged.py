@@ -27,16 +27,19 @@ RESOLUTION_CONFIG = '[episodes]\ncrs_resolution = "fever_gone_cytokines_falling"
 
 
 def _tocsin(*args: str, stdout: Path | None = None) -> None:
+    # Run from the checkout's root, so that an example's path in the output (``input_problems[].file``) is the
+    # same relative path in every checkout and worktree compared.
     command = [sys.executable, "-m", "tocsin.cli", *args]
     if stdout is None:
-        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL, cwd=ROOT)
     else:
         with stdout.open("w") as out:
-            subprocess.run(command, check=False, stdout=out)  # a refused example exits 2: its output still counts
+            subprocess.run(command, check=False, stdout=out, cwd=ROOT)  # a refused example exits 2: its output counts
 
 
 def write(out: Path) -> None:
     """The outputs of this checkout under ``out``."""
+    out = out.resolve()
     out.mkdir(parents=True, exist_ok=False)
     inputs = out / "_inputs"
     _tocsin("synth", "--patients", "300", "--seed", "5", "--out", str(inputs))
@@ -47,7 +50,7 @@ def write(out: Path) -> None:
     _tocsin("batch", events, "--out", str(out / "lee"), "--chunk-patients", "120", "--crs-scale", "lee2014")
     _tocsin("batch", events, "--out", str(out / "resolution"), "--chunk-patients", "120", "--config", str(config))
     for example in sorted((ROOT / "examples").glob("*.csv")):
-        _tocsin("grade", str(example), "--json", stdout=out / f"{example.name}.json")
+        _tocsin("grade", str(example.relative_to(ROOT)), "--json", stdout=out / f"{example.name}.json")
 
 
 def _same(a: Path, b: Path) -> bool:
