@@ -297,8 +297,9 @@ def grade_normalised(
     """Grade already validated events (the errors, if any, are carried along for reporting)."""
     vocab = vocabulary or load_vocabulary()
     # The graders read values, never the provenance columns (original text, file, source): every filter
-    # of a million-row frame would otherwise copy those strings.
-    events, patients = normalised.events.select(GRADED_COLUMNS), normalised.patients
+    # of a million-row frame would otherwise copy those strings. (Picked by ``frame[names]``, which takes the columns
+    # as they are; a ``select`` of the same names plans a query, ~0.1 ms.)
+    events, patients = normalised.events[GRADED_COLUMNS], normalised.patients
     return GradingResult(
         config=config,
         patients=patients,
