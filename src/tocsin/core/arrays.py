@@ -69,8 +69,13 @@ class ItemRows(NamedTuple):
 
 
 def physical_codes(events: pl.DataFrame, column: str) -> np.ndarray:
-    """The physical codes of a categorical column. A select per column: with two in one, Polars ran them on its
+    """The physical codes of a categorical column. An Enum without nulls: its Arrow indices, read without a
+    query (~5 µs; a select ~22 µs). Otherwise (nulls, which Arrow would give as NaN floats, or a Categorical,
+    whose conversion to Arrow costs ~130 µs) a select per column: with two in one, Polars ran them on its
     thread pool at six times the cost."""
+    series = events.get_column(column)
+    if isinstance(series.dtype, pl.Enum) and not series.null_count():
+        return series.to_arrow().indices.to_numpy(zero_copy_only=False)
     return events.select(pl.col(column).to_physical()).to_series().to_numpy()
 
 
