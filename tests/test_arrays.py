@@ -49,3 +49,12 @@ def test_physical_codes_of_an_enum_with_and_without_nulls_and_of_a_categorical()
     ids = pl.DataFrame({"patient_id": ["B", "A", "B"]}, schema={"patient_id": pl.Categorical})
     codes = physical_codes(ids, "patient_id")
     assert codes[0] == codes[2] != codes[1]
+
+
+def test_gather_rows_reads_the_rows_in_their_order_nulls_kept() -> None:
+    from tocsin.core.arrays import gather_rows
+
+    column = pl.Series("num", [0.5, None, 2.0])
+    gathered = gather_rows(column, np.array([2, 1, 2], dtype=np.int64))
+    assert gathered.name == "num" and gathered.to_list() == [2.0, None, 2.0]
+    assert gather_rows(column, np.array([], dtype=np.int64)).len() == 0

@@ -79,6 +79,13 @@ def physical_codes(events: pl.DataFrame, column: str) -> np.ndarray:
     return events.select(pl.col(column).to_physical()).to_series().to_numpy()
 
 
+def gather_rows(column: pl.Series, rows: np.ndarray) -> pl.Series:
+    """``column`` at these (non-negative) row numbers. Indexing by a Series of row numbers is a direct gather,
+    by a NumPy array a query (~9 µs against ~14 µs for one course); the row numbers are made UInt32 in NumPy,
+    as a Series of int64 ones is cast (0.12 ms for a batch's 77,000 rows against 0.01 ms)."""
+    return column[pl.Series(rows.astype(np.uint32, copy=False))]
+
+
 def read_item_rows(events: pl.DataFrame, items: Sequence[str]) -> tuple[pl.Series, ItemRows]:
     """The patients of ``events`` in order (runs of patient_id, so a patient without rows of ``items`` keeps
     its place) and the rows of ``items`` as arrays.
@@ -90,7 +97,7 @@ def read_item_rows(events: pl.DataFrame, items: Sequence[str]) -> tuple[pl.Serie
     first = np.ones(patient.size, dtype=np.bool_)
     first[1:] = patient[1:] != patient[:-1]
     starts = np.flatnonzero(first)
-    categories = events.schema["item"].categories.to_list()
+    categories = events.get_column("item").dtype.categories.to_list()  # type: ignore[attr-defined]
     slot_of_code = np.full(len(categories), -1, dtype=np.int8)  # few items: small arrays over every row
     slot_of_code[[categories.index(i) for i in items]] = np.arange(len(items))
     item = physical_codes(events, "item")
@@ -99,7 +106,7 @@ def read_item_rows(events: pl.DataFrame, items: Sequence[str]) -> tuple[pl.Serie
         starts.size,
         np.searchsorted(starts, rows, side="right") - 1,
         events.get_column("t").to_numpy()[rows].astype(np.float64, copy=False),
-        events.get_column("num")[rows].to_numpy().astype(np.float64, copy=False),
+        gather_rows(events.get_column("num"), rows).to_numpy().astype(np.float64, copy=False),
         slot_of_code[item[rows]],
         tuple(items),
         rows,

@@ -51,9 +51,9 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict
 
 from tocsin.config import CytopeniaConfig
-from tocsin.core.arrays import patient_positions, physical_codes
+from tocsin.core.arrays import gather_rows, patient_positions, physical_codes
 from tocsin.core.kernels_cytopenia import STATE_NEEDS_LLN, STATE_NOT_GRADED, STATE_RAISED, ctcae_rows, worst_grades
-from tocsin.core.timeline import HOURS_PER_DAY, Text, frame_of, rows_of
+from tocsin.core.timeline import HOURS_PER_DAY, Text, frame_of
 from tocsin.criteria import load_scale
 
 #: Lab items graded, in output order of the ``lineage`` Enum.
@@ -154,18 +154,11 @@ def _by_code(name: str, values: list, dtype: pl.DataType) -> pl.Series:
     return pl.Series(name, [*values, None], dtype=dtype)
 
 
-def _gather(table: pl.Series, rows: np.ndarray) -> pl.Series:
-    """``table`` at these (non-negative) row numbers, by :func:`tocsin.core.timeline.rows_of`: a gather by a
-    Series of row numbers is direct, indexing by a NumPy array runs a query (~9 µs against ~14 µs for one
-    course). The row numbers are made UInt32 in NumPy first: a Series of int64 ones is cast, 0.12 ms for the
-    rows of a batch against 0.01 ms. Not through :func:`tocsin.core.timeline.frame_of`: its row numbers go
-    through floats, ~40 ns a row and column, which for the rows of a batch cost more than the Series saved."""
-    return rows_of(table, rows.astype(np.uint32, copy=False))
-
-
 def _at_codes(table: pl.Series, codes: np.ndarray) -> pl.Series:
-    """``table`` at the codes of a compiled pass, -1 read as its last entry (as NumPy reads it)."""
-    return _gather(table, np.where(codes < 0, table.len() - 1, codes))
+    """``table`` at the codes of a compiled pass, -1 read as its last entry (as NumPy reads it). Not through
+    :func:`tocsin.core.timeline.frame_of`: its row numbers go through floats, ~40 ns a row and column, which
+    for the rows of a batch cost more than the Series saved."""
+    return gather_rows(table, np.where(codes < 0, table.len() - 1, codes))
 
 
 _LINEAGE_VALUES = _by_code("lineage", list(LINEAGES), LINEAGE)
@@ -380,17 +373,17 @@ def grade_cytopenias(
     lln, own_lln = lln[labs], own_lln[labs]
     lln_source = np.where(np.isnan(own_lln), np.where(np.isnan(lln), -1, 1), 0)  # row, reference or none
     columns = [
-        _gather(rows.get_column("patient_id"), labs).cast(GRADED_SCHEMA["patient_id"]),
-        _gather(rows.get_column("t"), labs).cast(pl.Float64),
-        _gather(_LINEAGE_VALUES, lineage),
+        gather_rows(rows.get_column("patient_id"), labs).cast(GRADED_SCHEMA["patient_id"]),
+        gather_rows(rows.get_column("t"), labs).cast(pl.Float64),
+        gather_rows(_LINEAGE_VALUES, lineage),
         pl.Series("value", value[labs], nan_to_null=True),
         pl.Series("blq", blq[labs]),
         pl.Series("lln", lln, nan_to_null=True),
         _at_codes(_LLN_SOURCES, lln_source),
         _at_codes(_GRADES, grade[labs]),
         _at_codes(grading.rules, lineage * _STATES + state[labs]),
-        _gather(_MISSING, missing[labs]),
-        _gather(grading.scales, lineage),
+        gather_rows(_MISSING, missing[labs]),
+        gather_rows(grading.scales, lineage),
         _at_codes(_TRANSFUSED, transfused[labs]),
     ]
     return columns[0].to_frame().hstack(columns[1:])  # onto the first column: a DataFrame of Series costs more

@@ -52,7 +52,7 @@ import polars as pl
 
 from tocsin.config import ProlongedCytopeniaConfig
 from tocsin.core.cytopenia_ctcae import criteria_tables
-from tocsin.core.arrays import ItemRows, read_item_rows
+from tocsin.core.arrays import ItemRows, gather_rows, read_item_rows
 from tocsin.core.icaht import observation_ends, observation_end_items
 from tocsin.core.kernels_pht import summarise_series
 from tocsin.core.timeline import Column, NullableInt, Text, frame_of, labels
@@ -229,7 +229,7 @@ def _lineage_table(events: pl.DataFrame, config: ProlongedCytopeniaConfig) -> tu
     supports = _support_items()
     items = [*(ln["item"] for ln in LINEAGES), *supports, *observation_end_items(config.censor_at)]
     patients, read = read_item_rows(events, list(dict.fromkeys(items)))
-    lln = events.get_column("lln")[read.event_rows].to_numpy().astype(np.float64, copy=False)
+    lln = gather_rows(events.get_column("lln"), read.event_rows).to_numpy().astype(np.float64, copy=False)
     end_t, _ = observation_ends(read, config.censor_at)
     daily = _daily(read, lln, end_t, config)
     grade = _grades(daily)
