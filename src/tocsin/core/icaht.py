@@ -612,6 +612,6 @@ def grade_icaht(events: pl.DataFrame, config: IcahtConfig) -> pl.DataFrame:
     columns = [_column("observation_end_day", end_t, pl.Float64), _column("observation_end_item", end_item, pl.Utf8)]
     for spec in (neutrophils, platelets):
         columns += _lineage_grades(read, end_t, end_day, end_item, spec, config)
-    # Built from few buffers (frame_of): by rows the 67 columns cost 0.4 ms for one patient, column by column
-    # more, as much as the grading.
+    # Built from few buffers (frame_of): for one patient about as fast as the row-wise constructor (~0.25 ms
+    # for the 67 columns), which reads every value as a Python object (~3 ms more for a batch of 500).
     return _frame(patient_ids, columns)
