@@ -373,7 +373,7 @@ def prolonged_cytopenia(events: pl.DataFrame, config: ProlongedCytopeniaConfig) 
         "normal": SCALE.table("normal_rule"),
     }[config.recovery]
     supports, same = _support_items(), np.zeros(n, dtype=np.int64)
-    # Built from few buffers (frame_of): a Series per column cost 0.7 ms for one course, more than the grading.
+    # Built from few buffers (frame_of): a Series per column cost ~0.7 ms for one course, these ~0.3 ms.
     # The patients are a gather too: hstacking a frame onto them reads its columns back, ~25 µs.
     return frame_of(
         {
