@@ -35,3 +35,26 @@ def test_read_item_rows_keeps_patients_without_such_rows_and_numbers_rows_in_eve
     assert patients.cast(pl.Utf8).to_list() == ["A", "B", "C"]
     assert read.event_rows.tolist() == [0, 3] and read.patient.tolist() == [0, 2]
     assert read.rows_of("plt").tolist() == [1] and np.isnan(read.num[1])
+
+
+def test_physical_codes_of_an_enum_with_and_without_nulls_and_of_a_categorical() -> None:
+    from tocsin.core.arrays import physical_codes
+
+    items = pl.Enum(["anc", "plt", "temperature"])
+    chunks = [pl.DataFrame({"item": values}, schema={"item": items}) for values in (["plt", "anc"], ["temperature"])]
+    events = pl.concat(chunks, rechunk=False)  # Arrow indices of two chunks
+    assert physical_codes(events, "item").tolist() == [1, 0, 2]
+    with_null = physical_codes(pl.DataFrame({"item": ["plt", None]}, schema={"item": items}), "item")
+    assert with_null[0] == 1 and np.isnan(with_null[1])
+    ids = pl.DataFrame({"patient_id": ["B", "A", "B"]}, schema={"patient_id": pl.Categorical})
+    codes = physical_codes(ids, "patient_id")
+    assert codes[0] == codes[2] != codes[1]
+
+
+def test_gather_rows_reads_the_rows_in_their_order_nulls_kept() -> None:
+    from tocsin.core.arrays import gather_rows
+
+    column = pl.Series("num", [0.5, None, 2.0])
+    gathered = gather_rows(column, np.array([2, 1, 2], dtype=np.int64))
+    assert gathered.name == "num" and gathered.to_list() == [2.0, None, 2.0]
+    assert gather_rows(column, np.array([], dtype=np.int64)).len() == 0

@@ -69,9 +69,21 @@ class ItemRows(NamedTuple):
 
 
 def physical_codes(events: pl.DataFrame, column: str) -> np.ndarray:
-    """The physical codes of a categorical column. A select per column: with two in one, Polars ran them on its
+    """The physical codes of a categorical column. An Enum without nulls: its Arrow indices, read without a
+    query (~5 µs; a select ~22 µs). Otherwise (nulls, which Arrow would give as NaN floats, or a Categorical,
+    whose conversion to Arrow costs ~130 µs) a select per column: with two in one, Polars ran them on its
     thread pool at six times the cost."""
+    series = events.get_column(column)
+    if isinstance(series.dtype, pl.Enum) and not series.null_count():
+        return series.to_arrow().indices.to_numpy(zero_copy_only=False)
     return events.select(pl.col(column).to_physical()).to_series().to_numpy()
+
+
+def gather_rows(column: pl.Series, rows: np.ndarray) -> pl.Series:
+    """``column`` at these (non-negative) row numbers. Indexing by a Series of row numbers is a direct gather,
+    by a NumPy array a query (~9 µs against ~14 µs for one course); the row numbers are made UInt32 in NumPy,
+    as a Series of int64 ones is cast (0.12 ms for a batch's 77,000 rows against 0.01 ms)."""
+    return column[pl.Series(rows.astype(np.uint32, copy=False))]
 
 
 def read_item_rows(events: pl.DataFrame, items: Sequence[str]) -> tuple[pl.Series, ItemRows]:
@@ -85,7 +97,7 @@ def read_item_rows(events: pl.DataFrame, items: Sequence[str]) -> tuple[pl.Serie
     first = np.ones(patient.size, dtype=np.bool_)
     first[1:] = patient[1:] != patient[:-1]
     starts = np.flatnonzero(first)
-    categories = events.schema["item"].categories.to_list()
+    categories = events.get_column("item").dtype.categories.to_list()  # type: ignore[attr-defined]
     slot_of_code = np.full(len(categories), -1, dtype=np.int8)  # few items: small arrays over every row
     slot_of_code[[categories.index(i) for i in items]] = np.arange(len(items))
     item = physical_codes(events, "item")
@@ -94,7 +106,7 @@ def read_item_rows(events: pl.DataFrame, items: Sequence[str]) -> tuple[pl.Serie
         starts.size,
         np.searchsorted(starts, rows, side="right") - 1,
         events.get_column("t").to_numpy()[rows].astype(np.float64, copy=False),
-        events.get_column("num")[rows].to_numpy().astype(np.float64, copy=False),
+        gather_rows(events.get_column("num"), rows).to_numpy().astype(np.float64, copy=False),
         slot_of_code[item[rows]],
         tuple(items),
         rows,

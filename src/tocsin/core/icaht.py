@@ -54,6 +54,7 @@ import polars as pl
 from tocsin.config import IcahtConfig
 from tocsin.core.arrays import ItemRows, read_item_rows
 from tocsin.core.kernels_icaht import ABOVE, BELOW, UNKNOWN, bridged, day_grid, runs
+from tocsin.core.timeline import Column, NullableInt, Text, frame_of
 from tocsin.criteria import Scale, load_scale
 
 PID = "patient_id"
@@ -218,23 +219,51 @@ def _take(values: np.ndarray, index: np.ndarray, fill: Any) -> np.ndarray:
 
 
 class _Column(NamedTuple):
-    """One output column, one value per patient, as a list: the output frame is built from all of them at once
-    (see :func:`grade_icaht`)."""
+    """One output column, one value per patient: a :func:`tocsin.core.timeline.frame_of` column, or a text
+    column as its values (None = null). The output frame is built from all of them at once (:func:`_frame`)."""
 
     name: str
-    values: list
-    dtype: pl.DataType
+    values: Column | list[str | None]
+
+
+#: The NumPy type of an integer or boolean column without nulls (its Series is of the same Polars type).
+_NUMPY_TYPES: dict[Any, type] = {
+    pl.Int8: np.int8, pl.Int32: np.int32, pl.Int64: np.int64, pl.UInt32: np.uint32, pl.Boolean: np.bool_
+}
 
 
 def _column(name: str, values: np.ndarray | Sequence, dtype: pl.DataType, valid: np.ndarray | None = None) -> _Column:
-    """A per-patient column of ``dtype``, null where not ``valid`` (floats: also where NaN)."""
-    listed = values.tolist() if isinstance(values, np.ndarray) else list(values)
-    if valid is None and dtype == pl.Float64:
-        valid = ~np.isnan(values)
-    if valid is not None:
-        for i in np.flatnonzero(~valid).tolist():
-            listed[i] = None
-    return _Column(name, listed, dtype)
+    """A per-patient column of ``dtype``, null where not ``valid`` (floats: also where NaN). An integer where
+    ``valid`` is never negative (a day from day 0, a count, a grade), so -1 can mark its nulls."""
+    if dtype == pl.Utf8:
+        listed = values.tolist() if isinstance(values, np.ndarray) else list(values)
+        if valid is not None:
+            for i in np.flatnonzero(~valid).tolist():
+                listed[i] = None
+        return _Column(name, listed)
+    array = np.asarray(values)
+    if dtype == pl.Float64:
+        return _Column(name, array.astype(np.float64) if valid is None else np.where(valid, array, np.nan))
+    if valid is None:
+        return _Column(name, array.astype(_NUMPY_TYPES[dtype]))
+    return _Column(name, NullableInt(np.where(valid, array, -1), dtype))  # type: ignore[arg-type]
+
+
+def _frame(patient_ids: pl.Series, columns: list[_Column]) -> pl.DataFrame:
+    """The patients and ``columns``, by :func:`tocsin.core.timeline.frame_of`. The texts of all text columns
+    are one Series, each column a gather of its part: a Series of strings costs some 5 µs to build, whatever
+    its length for one course."""
+    n = patient_ids.len()
+    texts = [values for _, values in columns if isinstance(values, list)]
+    source = pl.Series([text for values in texts for text in values], dtype=pl.Utf8)
+    framed: dict[str, Column] = {PID: Text(patient_ids, np.arange(n))}
+    start = 0
+    for name, values in columns:
+        if isinstance(values, list):
+            framed[name], start = Text(source, np.arange(start, start + n)), start + n
+        else:
+            framed[name] = values
+    return frame_of(framed)
 
 
 def _unknown_text(item: str, max_gap: int, days: int, first: int, last: int, low: int, high: int) -> str | None:
@@ -573,7 +602,6 @@ def grade_icaht(events: pl.DataFrame, config: IcahtConfig) -> pl.DataFrame:
     # each step then reads those rows' arrays.
     lineage_items = [item for spec in (neutrophils, platelets) for item in (spec.item, spec.support_item)]
     patient_ids, read = read_item_rows(events, [*lineage_items, *observation_end_items(config.censor_at)])
-    patients = patient_ids.to_frame()
     end_t, end_row = observation_ends(read, config.censor_at)
     ends = ~np.isnan(end_t)
     end_day = np.full(read.n_patients, config.late_end_day, dtype=np.int64)
@@ -584,8 +612,6 @@ def grade_icaht(events: pl.DataFrame, config: IcahtConfig) -> pl.DataFrame:
     columns = [_column("observation_end_day", end_t, pl.Float64), _column("observation_end_item", end_item, pl.Utf8)]
     for spec in (neutrophils, platelets):
         columns += _lineage_grades(read, end_t, end_day, end_item, spec, config)
-    # Built by rows, in one call: column by column (or added as Series to the patient frame) the 67 columns
-    # cost 0.3-1 ms for one patient, more than the grading.
-    schema = {c.name: c.dtype for c in columns}
-    graded = pl.DataFrame(list(zip(*(c.values for c in columns), strict=True)), schema=schema, orient="row")
-    return patients.hstack(graded)
+    # Built from few buffers (frame_of): for one patient about as fast as the row-wise constructor (~0.25 ms
+    # for the 67 columns), which reads every value as a Python object (~3 ms more for a batch of 500).
+    return _frame(patient_ids, columns)
