@@ -12,6 +12,7 @@ from tocsin.core.timeline import (
     NullableInt,
     Text,
     at,
+    enum_codes,
     frame_of,
     labels,
     latest_valid,
@@ -61,6 +62,30 @@ def test_frame_of_types_nulls_and_text() -> None:
     empty = frame_of({"text": Text(source, np.zeros(0, np.int64)), "value": np.zeros(0)})
     assert empty.height == 0 and empty.schema == pl.Schema({"text": pl.Utf8, "value": pl.Float64})
 
+
+
+def test_frame_of_texts_of_one_source_and_integers_without_null() -> None:
+    # Texts of one source are gathered together, whatever the order of the columns between them.
+    source, other = pl.Series(["x", "y"]), pl.Series(["p", "q"], dtype=pl.Categorical)
+    frame = frame_of(
+        {
+            "a": Text(source, np.array([1, -1])),
+            "b": Text(other, np.array([0, 1])),
+            "n": NullableInt(np.array([4, 5], dtype=np.int64), pl.Int32),
+            "c": Text(source, np.array([0, 1])),
+        }
+    )
+    assert frame.columns == ["a", "b", "n", "c"] and frame.dtypes == [pl.Utf8, pl.Categorical, pl.Int32, pl.Utf8]
+    assert frame.rows() == [("y", "p", 4, "x"), (None, "q", 5, "y")]
+
+
+def test_enum_codes_read_as_to_physical() -> None:
+    kind = pl.Enum(["a", "b", "c"])
+    for values in (["c", "a"], ["b", None], [None], []):
+        series = pl.Series(values, dtype=kind)
+        expected = series.to_physical().to_numpy()
+        found = enum_codes(series)
+        assert found.dtype == expected.dtype and np.array_equal(found, expected, equal_nan=True)
 
 def _timeline(patients: list[str], t: list[float], grades: list[int]) -> Assessments:
     ids = pl.Series(patients, dtype=pl.Categorical)
