@@ -77,6 +77,8 @@ def test_frame_of_texts_of_one_source_and_integers_without_null() -> None:
     )
     assert frame.columns == ["a", "b", "n", "c"] and frame.dtypes == [pl.Utf8, pl.Categorical, pl.Int32, pl.Utf8]
     assert frame.rows() == [("y", "p", 4, "x"), (None, "q", 5, "y")]
+    flags = frame_of({"flag": NullableInt(np.array([1, -1, 0]), pl.Boolean)}).get_column("flag")
+    assert flags.dtype == pl.Boolean and flags.to_list() == [True, None, False]
 
 
 def test_enum_codes_read_as_to_physical() -> None:

@@ -120,9 +120,10 @@ class NullableInt:
 Column = np.ndarray | Text | NullableInt
 
 
-#: The NumPy type of each integer dtype a nullable integer column (or a text's row numbers) can have.
-_NUMPY_INTEGERS: dict[type[pl.DataType], type[np.integer]] = {
+#: The NumPy type of each dtype a nullable integer column (a boolean among them: 0/1) or a text's row numbers can have.
+_NUMPY_INTEGERS: dict[type[pl.DataType], type[np.generic]] = {
     pl.Int8: np.int8, pl.Int16: np.int16, pl.Int32: np.int32, pl.Int64: np.int64, pl.UInt32: np.uint32,
+    pl.Boolean: np.bool_,
 }
 
 
