@@ -59,7 +59,7 @@ from tocsin.core.kernels_kinetics import (
 )
 from tocsin.core.arrays import positions_in
 from tocsin.core.segments import compiled, last_index, shift1, with_segment_start
-from tocsin.core.timeline import Column, NullableInt, Text, enum_codes, frame_of, labels
+from tocsin.core.timeline import Column, NullableInt, Text, enum_codes, frame_of, labels, row_numbers
 from tocsin.vocabulary import load_vocabulary
 
 PID = "patient_id"
@@ -103,10 +103,10 @@ class _Samples:
     """One entry per patient, assay and time, sorted by patient (text), assay and time; series ``i`` (one
     patient's levels of one assay) is entries ``series_start[i]:series_start[i + 1]``. ``num`` is NaN below
     quantification, ``lloq`` NaN when not given; ``patient`` and ``item`` are the texts of each entry, and
-    ``rows`` the kinetics rows of the events with their patient column (``rows.patient_id[source_row]`` is an
+    ``patient_ids`` the patient column of the kinetics rows of the events (``patient_ids[source_row]`` is an
     entry's). Sorting here, with replicates collapsed, makes every result independent of the input's row order."""
 
-    rows: pl.DataFrame
+    patient_ids: pl.Series
     source_row: np.ndarray
     series_start: np.ndarray
     patient: np.ndarray
@@ -143,12 +143,14 @@ def _samples(events: pl.DataFrame) -> _Samples:
     """The kinetics rows of ``events`` as sorted samples (replicates at one time averaged, quantifiable ones;
     a measured 0 counts as below quantification)."""
     rows, assay = _assay_rows(events.get_column("item"))
-    # A row gather of the five columns by a Series of row numbers (no query; by an array it runs one).
-    picked = events[[PID, "item", "t", "num", "lloq"]][pl.Series(rows, dtype=pl.UInt32)]
-    patient, t = picked.get_column(PID).cast(pl.Utf8).to_numpy(), picked.get_column("t").to_numpy()
+    # Each column indexed by a Series of row numbers: a direct gather (~2 µs), where an array index runs a
+    # query, and a row gather of the frame took ~50 µs.
+    index = row_numbers(rows)
+    patient_ids, items, times, levels, limits = (events.get_column(c)[index] for c in (PID, "item", "t", "num", "lloq"))
+    patient, t = patient_ids.cast(pl.Utf8).to_numpy(), times.to_numpy()
     order = np.lexsort((t, assay, patient))
     t, patient, assay = t[order], patient[order], assay[order]
-    num, lloq = (picked.get_column(c).cast(pl.Float64).to_numpy()[order] for c in ("num", "lloq"))
+    num, lloq = (c.cast(pl.Float64).to_numpy()[order] for c in (levels, limits))
     new_series = np.ones(order.shape[0], dtype=np.bool_)
     new_series[1:] = (patient[1:] != patient[:-1]) | (assay[1:] != assay[:-1])
     new_time = new_series.copy()
@@ -157,11 +159,11 @@ def _samples(events: pl.DataFrame) -> _Samples:
     level, limit = compiled(_collapse_replicates_loop)(sample_start, np.where(num > 0, num, np.nan), lloq)
     first = sample_start[:-1]
     return _Samples(
-        picked,
+        patient_ids,
         order[first],
         np.flatnonzero(np.append(new_series[first], True)),
         patient[first],
-        picked.get_column("item").cast(pl.Utf8).to_numpy()[order[first]],
+        items.cast(pl.Utf8).to_numpy()[order[first]],
         t[first],
         level,
         limit,
@@ -216,7 +218,7 @@ def kinetics_nca(events: pl.DataFrame, patients: pl.DataFrame, config: KineticsC
         persistence_day,
     )
     value, count = dict(zip(FLOAT_OUTPUTS, floats)), dict(zip(INT_OUTPUTS, ints))
-    patient_id = Text(samples.rows.get_column(PID), samples.source_row[start])
+    patient_id = Text(samples.patient_ids, samples.source_row[start])
     # Each series' product: its patient's row of the table (none for a patient the table does not list).
     patient_row = positions_in(samples.patient[start], patients.get_column(PID).cast(pl.Utf8).to_numpy())
     product = Text(patients.get_column("product"), patient_row)

@@ -103,10 +103,16 @@ def null_texts(texts: pl.Series) -> np.ndarray:
     return texts.is_null().to_numpy() if texts.null_count() else np.zeros(texts.len(), dtype=np.bool_)
 
 
+def row_numbers(rows: np.ndarray) -> pl.Series:
+    """Row numbers (non-negative) as the UInt32 Series a Series or frame is indexed by: converted by NumPy first
+    (~5 µs, where the constructor's own conversion, ``dtype=pl.UInt32``, took ~9 µs)."""
+    return pl.Series(rows.astype(np.uint32, copy=False))
+
+
 def rows_of(column: pl.Series, rows: np.ndarray) -> pl.Series:
     """``column`` at these row numbers: indexing by a Series of row numbers is a direct gather (~2 µs), where
     ``gather`` of an array runs a query."""
-    return column[pl.Series(rows, dtype=pl.UInt32)]
+    return column[row_numbers(rows)]
 
 
 @dataclass(frozen=True)
