@@ -364,6 +364,12 @@ def at(values: np.ndarray, index: np.ndarray, missing: float | bool = np.nan) ->
     return compiled(_at_loop)(values, index, values.dtype.type(missing), out)
 
 
+def numbers_at(numbers: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """Integers (row numbers, codes) at ``index``, -1 where it is -1, as int64: not copied again when they are
+    (a chunk's states gathered some forty of them)."""
+    return at(numbers, index, -1).astype(np.int64, copy=False)
+
+
 def latest_valid(valid: Mapping[str, np.ndarray], first: np.ndarray) -> dict[str, np.ndarray]:
     """For every row and each named condition, the latest row at or before it, within its patient (``first``
     marks each patient's first row), where the condition holds; -1 if none: forward fills as row numbers, all
@@ -418,10 +424,10 @@ class Attributions:
         return self.finding == finding
 
     def cause_at(self, row: np.ndarray) -> Text:
-        return Text(self.cause, at(self.position, row, -1).astype(np.int64))
+        return Text(self.cause, numbers_at(self.position, row))
 
     def attributed_at(self, row: np.ndarray) -> np.ndarray:
-        return at(self.attributes, at(self.position, row, -1).astype(np.int64), False).astype(np.bool_)
+        return at(self.attributes, numbers_at(self.position, row), False).astype(np.bool_)
 
 
 def _attributions(rows: ToxicityRows, alt: np.ndarray, read: pl.DataFrame, read_row: np.ndarray) -> Attributions:
@@ -558,7 +564,7 @@ def crs_state(
     event_texts = {name: events.get_column(name) for name in ("cat", "item")}
 
     def text_of(column: str, signal: str) -> Text:
-        return Text(event_texts[column], at(rows.rows, latest[signal], -1).astype(np.int64))
+        return Text(event_texts[column], numbers_at(rows.rows, latest[signal]))
 
     state.add(
         fever_t=t_of("fever"),
@@ -762,16 +768,16 @@ def icans_state(events: pl.DataFrame, patients: pl.DataFrame, config: GradingCon
         state.add(**{f"{tool}_value": at(tool_here[tool], row), f"{tool}_t": at(state.t, row)})
         state.add(**{f"{tool}_incomplete_last": at(incomplete[tool], stamped[f"{tool}_incomplete"], -1)})
     for name in (*domains, "death"):
-        source_row = at(here[name], stamped[name], -1).astype(np.int64)
-        event_row = at(rows.rows, source_row, -1).astype(np.int64)
+        source_row = numbers_at(here[name], stamped[name])
+        event_row = numbers_at(rows.rows, source_row)
         text = Text(cat, event_row)
         state.add(**{"death_cause" if name == "death" else f"{name}_value": text, f"{name}_t": at(state.t,
                                                                                                   stamped[name])})
         if name in NEURO_VALUES:
             # The value's position among this domain's graded values (-1: another value, or none).
-            state.add(**{f"{name}_code": _OWN_POSITIONS[name][at(union_code, source_row, -1).astype(np.int64)]})
+            state.add(**{f"{name}_code": _OWN_POSITIONS[name][numbers_at(union_code, source_row)]})
     for f in NEURO_FINDINGS:
-        source_row = at(here[f"alt_{f}"], stamped[f"alt_{f}"], -1).astype(np.int64)
+        source_row = numbers_at(here[f"alt_{f}"], stamped[f"alt_{f}"])
         state.add(**{f"alt_{f}": attribution.cause_at(source_row), f"{f}_attributed": attribution.attributed_at(
             source_row)})
     i = config.icans
