@@ -16,8 +16,9 @@ import pytest
 from tocsin.config import KineticsConfig
 from tocsin.core.events import normalise_events
 from tocsin.core.kernels_kinetics import _collapse_replicates_loop
-from tocsin.core.kinetics import expansion_phase, kinetics_nca
+from tocsin.core.kinetics import _texts, expansion_phase, kinetics_nca
 from tocsin.core.segments import compiled
+from tocsin.core.timeline import frame_of
 from tocsin.vocabulary import load_vocabulary
 
 VOCAB = load_vocabulary()
@@ -132,3 +133,9 @@ def test_expansion_phase_of_a_batch_without_levels(known_at_t: bool) -> None:
         events, pl.DataFrame({"patient_id": ["P"], "t": [3.0]}), KineticsConfig(), known_at_t=known_at_t
     )
     assert got.get_column("phase").to_list() == [None]
+
+
+def test_texts_of_values_keep_order_and_nulls() -> None:
+    frame = frame_of({"reason": _texts(["b", None, "a", "b"]), "none": _texts([None, None, None, None])})
+    assert frame.rows() == [("b", None), (None, None), ("a", None), ("b", None)]
+    assert frame.dtypes == [pl.Utf8, pl.Utf8]

@@ -12,10 +12,12 @@ from tocsin.core.timeline import (
     NullableInt,
     Text,
     at,
+    enum_codes,
     frame_of,
     labels,
     latest_valid,
     null_texts,
+    numbers_at,
     rows_of,
     text_positions,
 )
@@ -61,6 +63,33 @@ def test_frame_of_types_nulls_and_text() -> None:
     empty = frame_of({"text": Text(source, np.zeros(0, np.int64)), "value": np.zeros(0)})
     assert empty.height == 0 and empty.schema == pl.Schema({"text": pl.Utf8, "value": pl.Float64})
 
+
+
+def test_frame_of_texts_of_one_source_and_integers_without_null() -> None:
+    # Texts of one source are gathered together, whatever the order of the columns between them.
+    source, other = pl.Series(["x", "y"]), pl.Series(["p", "q"], dtype=pl.Categorical)
+    frame = frame_of(
+        {
+            "a": Text(source, np.array([1, -1])),
+            "b": Text(other, np.array([0, 1])),
+            "n": NullableInt(np.array([4, 5], dtype=np.int64), pl.Int32),
+            "c": Text(source, np.array([0, 1])),
+        }
+    )
+    assert frame.columns == ["a", "b", "n", "c"] and frame.dtypes == [pl.Utf8, pl.Categorical, pl.Int32, pl.Utf8]
+    assert frame.rows() == [("y", "p", 4, "x"), (None, "q", 5, "y")]
+    flags = frame_of({"flag": NullableInt(np.array([1, -1, 0]), pl.Boolean)}).get_column("flag")
+    assert flags.dtype == pl.Boolean and flags.to_list() == [True, None, False]
+
+
+def test_enum_codes_read_as_to_physical() -> None:
+    kind = pl.Enum(["a", "b", "c"])
+    for values in (["c", "a"], ["b", None], [None], []):
+        series = pl.Series(values, dtype=kind)
+        expected = series.to_physical().to_numpy()
+        found = enum_codes(series)
+        assert np.array_equal(found, expected, equal_nan=True)
+        assert found.dtype == expected.dtype or (series.null_count() and found.dtype.kind == "f")
 
 def _timeline(patients: list[str], t: list[float], grades: list[int]) -> Assessments:
     ids = pl.Series(patients, dtype=pl.Categorical)
@@ -152,3 +181,9 @@ def test_first_label_first_case_wins_and_missing_text() -> None:
     assert first_label([(np.zeros(0, np.bool_), "a")]).index.shape == (0,)
     needed = missing_text([(np.array([True, False, True]), "x"), (np.array([True, False, False]), "y")])
     assert frame_of({"missing": needed}).get_column("missing").to_list() == ["x; y", "", "x"]
+
+
+def test_numbers_at_gives_int64_and_minus_one_for_none() -> None:
+    found = numbers_at(np.array([7, 8, 9], dtype=np.int64), np.array([2, -1, 0]))
+    assert found.dtype == np.int64 and found.tolist() == [9, -1, 7]
+    assert numbers_at(np.array([3], dtype=np.int32), np.array([0])).dtype == np.int64

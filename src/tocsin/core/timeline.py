@@ -23,16 +23,17 @@ built (:class:`Assessments`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from tocsin.config import GradingConfig
-from tocsin.core.arrays import patient_positions, positions_in
+from tocsin.core.arrays import positions_in
 from tocsin.core.segments import latest_rows_loop, compiled
 from tocsin.criteria import load_scale
 from tocsin.vocabulary import Vocabulary
@@ -52,8 +53,9 @@ class Text:
     index: np.ndarray
 
     def labelled(self, *values: str) -> np.ndarray:
-        """Whether each row's text is one of ``values`` (for a table of labels: it is read whole)."""
-        wanted = np.isin(np.array(self.source.to_list(), dtype=object), values)
+        """Whether each row's text is one of ``values`` (for a table of labels: it is read whole, and tested in
+        Python: ``np.isin`` of a few texts cost ~10 µs)."""
+        wanted = np.array([text in values for text in self.source.to_list()], dtype=np.bool_)
         return np.where(self.index >= 0, wanted[np.maximum(self.index, 0)], False) if wanted.size else (
             np.zeros(self.index.shape, np.bool_)
         )
@@ -80,13 +82,20 @@ def _enum_of(names: tuple[str, ...]) -> pl.Enum:
     return pl.Enum(list(names))
 
 
+def enum_codes(values: pl.Series) -> np.ndarray:
+    """The codes of an Enum Series, as ``values.to_physical().to_numpy()`` reads them (of its integer type; if
+    there is a null, floats with NaN for null): the indices of its Arrow dictionary, ~5 µs where ``to_physical``
+    runs a query (~22 µs). Not for a Categorical, whose Arrow export costs far more."""
+    return values.to_arrow().indices.to_numpy(zero_copy_only=False)
+
+
 def text_positions(texts: pl.Series, names: Sequence[str], other: int) -> np.ndarray:
-    """:func:`position_in` of a Series, without a query: a cast to the Enum and the Enum's codes (~30 µs where a
+    """:func:`position_in` of a Series, without a query: a cast to the Enum and the Enum's codes (~15 µs where a
     select of the expression took ~0.3 ms)."""
-    codes = texts.cast(_enum_of(tuple(names)), strict=False).to_physical()
+    codes = texts.cast(_enum_of(tuple(names)), strict=False)
+    found = enum_codes(codes)
     if not codes.null_count():
-        return codes.to_numpy().astype(np.int64)
-    found = codes.to_numpy()  # an integer column with nulls reads as floats, NaN for null
+        return found.astype(np.int64)
     return np.where(np.isnan(found), other, found).astype(np.int64)
 
 
@@ -95,10 +104,16 @@ def null_texts(texts: pl.Series) -> np.ndarray:
     return texts.is_null().to_numpy() if texts.null_count() else np.zeros(texts.len(), dtype=np.bool_)
 
 
+def row_numbers(rows: np.ndarray) -> pl.Series:
+    """Row numbers (non-negative) as the UInt32 Series a Series or frame is indexed by: converted by NumPy first
+    (~5 µs, where the constructor's own conversion, ``dtype=pl.UInt32``, took ~9 µs)."""
+    return pl.Series(rows.astype(np.uint32, copy=False))
+
+
 def rows_of(column: pl.Series, rows: np.ndarray) -> pl.Series:
     """``column`` at these row numbers: indexing by a Series of row numbers is a direct gather (~2 µs), where
     ``gather`` of an array runs a query."""
-    return column[pl.Series(rows, dtype=pl.UInt32)]
+    return column[row_numbers(rows)]
 
 
 @dataclass(frozen=True)
@@ -112,42 +127,77 @@ class NullableInt:
 Column = np.ndarray | Text | NullableInt
 
 
+#: The NumPy type of each dtype a nullable integer column (a boolean among them: 0/1) or a text's row numbers can have.
+_NUMPY_INTEGERS: dict[type[pl.DataType], type[np.generic]] = {
+    pl.Int8: np.int8, pl.Int16: np.int16, pl.Int32: np.int32, pl.Int64: np.int64, pl.UInt32: np.uint32,
+    pl.Boolean: np.bool_,
+}
+
+
+def _nullable_integers(values: np.ndarray, dtype: type[pl.DataType]) -> pl.Series:
+    """A Series of ``dtype`` with -1 (any negative value) as null. Without a null the array, converted, is the
+    Series (~5 µs); with one, a masked Arrow array, whose validity the constructor takes as is (~9 µs, where
+    floats with NaN for null and a cast took ~20 µs)."""
+    missing = values < 0
+    converted = values.astype(_NUMPY_INTEGERS[dtype], copy=False)
+    return pl.Series(pa.array(converted, mask=missing) if missing.any() else converted)
+
+
+def _cut(whole: pl.Series, names: Sequence[str], height: int) -> Iterator[tuple[str, pl.Series]]:
+    """``whole`` cut into consecutive columns of ``height`` rows (zero-copy slices), named ``names``."""
+    return ((name, whole.slice(k * height, height)) for k, name in enumerate(names))
+
+
 def frame_of(columns: Mapping[str, Column]) -> pl.DataFrame:
     """A frame of these columns (NaN as null; -1 as null for the text's row numbers and nullable integers).
 
     A Series method runs a small query (20–100 µs) where a constructor, slice or cast costs 1–6 µs: so the
-    arrays of one type (the text's row numbers among them) become one Series, cut into the columns (zero-copy
-    slices). Nullable integers go through floats, whose NaN the constructor turns into nulls, then a cast; a
-    text is its source indexed by its row numbers (a null row number gives a null). Each column is a Series of
-    its own (a slice or a gather), so it is renamed in place: ``alias`` copies the Series object first, and a
-    frame of fifty columns spent a fifth of its time there.
+    arrays of one type become one Series, cut into the columns (zero-copy slices). The texts' row numbers are
+    one Series too, ordered by source, so that the texts of one source (the events' ``cat``, say) are one
+    gather, cut into the columns: a null row number gives a null. Each column is a Series of its own (a slice
+    or a gather), so it is renamed in place: ``alias`` copies the Series object first, and a frame of fifty
+    columns spent a fifth of its time there.
     """
+    if not columns:
+        return pl.DataFrame()
+    height = _height(next(iter(columns.values())))
     groups: dict[object, list[tuple[str, np.ndarray]]] = {}
+    texts: dict[int, list[str]] = {}  # by the identity of the source
     for name, value in columns.items():
         if isinstance(value, Text):
-            groups.setdefault(pl.UInt32, []).append((name, value.index))
+            texts.setdefault(id(value.source), []).append(name)
         elif isinstance(value, NullableInt):
             groups.setdefault(value.dtype, []).append((name, value.values))
         else:
-            groups.setdefault(value.dtype.str, []).append((name, value))
+            groups.setdefault(value.dtype, []).append((name, value))
     cut: dict[str, pl.Series] = {}
     for kind, members in groups.items():
         joined = np.concatenate([a for _, a in members]) if len(members) > 1 else members[0][1]
-        if isinstance(kind, str):  # plain arrays: NaN is null
+        if isinstance(kind, np.dtype):  # plain arrays: NaN is null
             whole = pl.Series(joined, nan_to_null=joined.dtype.kind == "f")
-        else:  # row numbers and nullable integers: -1 is null
-            whole = pl.Series(np.where(joined < 0, np.nan, joined), nan_to_null=True).cast(kind)  # type: ignore[arg-type]
-        height = members[0][1].shape[0]
-        cut.update((name, whole.slice(k * height, height)) for k, (name, _) in enumerate(members))
-    for name, value in columns.items():
-        if isinstance(value, Text):
-            cut[name] = value.source[cut[name]]
+        else:
+            whole = _nullable_integers(joined, kind)  # type: ignore[arg-type]
+        cut.update(_cut(whole, [name for name, _ in members], height))
+    if texts:
+        sources = list(texts.values())
+        row_numbers = [columns[name].index for names in sources for name in names]  # type: ignore[union-attr]
+        rows = _nullable_integers(np.concatenate(row_numbers) if len(row_numbers) > 1 else row_numbers[0], pl.UInt32)
+        offset = 0
+        for names in sources:
+            source = columns[names[0]].source  # type: ignore[union-attr]
+            cut.update(_cut(source[rows.slice(offset, len(names) * height)], names, height))
+            offset += len(names) * height
     ordered = [cut[name] for name in columns]
     # Renamed in place through Polars' own Series handle (what Series.alias does after copying the Series
     # object, ~1 µs saved per column): safe because every column here is a fresh slice or gather.
     for name, column in zip(columns, ordered, strict=True):
         column._s.rename(name)
-    return ordered[0].to_frame().hstack(ordered[1:]) if ordered else pl.DataFrame()
+    return ordered[0].to_frame().hstack(ordered[1:])
+
+
+def _height(column: Column) -> int:
+    return int((column.index if isinstance(column, Text) else column.values if isinstance(column, NullableInt)
+                else column).shape[0])
 
 
 @dataclass
@@ -194,6 +244,7 @@ class ToxicityRows:
     num: np.ndarray
     item: np.ndarray  # codes of the ``item`` Enum
     categories: list[str]
+    code: Mapping[str, int]  # the code of each category (a search of the hundred categories cost more)
 
     @property
     def height(self) -> int:
@@ -201,7 +252,7 @@ class ToxicityRows:
 
     def is_item(self, *items: str) -> np.ndarray:
         wanted = np.zeros(len(self.categories), dtype=np.bool_)
-        wanted[[self.categories.index(i) for i in items]] = True
+        wanted[[self.code[i] for i in items]] = True
         return wanted[self.item]
 
     def last_of_time(self) -> np.ndarray:
@@ -218,27 +269,29 @@ def toxicity_rows(events: pl.DataFrame, patients: pl.DataFrame, items: Collectio
 
     The columns without nulls are read whole as arrays (no copy), then indexed: a Polars gather of each
     column cost more."""
-    categories = events.get_column("item").dtype.categories.to_list()  # type: ignore[attr-defined]
+    item_column = events.get_column("item")
+    categories = item_column.dtype.categories.to_list()  # type: ignore[attr-defined]
+    code = {name: k for k, name in enumerate(categories)}
     # One column at a time: a select of both ran on Polars' thread pool, at several times the cost.
-    item = events.get_column("item").to_physical().to_numpy()
+    item = enum_codes(item_column)
     wanted = np.zeros(len(categories), dtype=np.bool_)
-    wanted[[categories.index(i) for i in items]] = True
+    wanted[[code[i] for i in items]] = True
     selected = wanted[item]
-    deaths = np.flatnonzero(item == categories.index("death"))
+    deaths = np.flatnonzero(item == code["death"])
     if deaths.size:
         due = text_positions(rows_of(events.get_column("cat"), deaths), [cause], -1) == 0
         selected[deaths[~due]] = False
     rows = np.flatnonzero(selected)
 
-    patient_code = events.get_column(PID).to_physical().to_numpy()[rows]
+    patient_ids = events.get_column(PID)
+    patient_code = patient_ids.to_physical().to_numpy()[rows]  # (a text identifier is its own code)
     first = np.ones(rows.shape[0], dtype=np.bool_)
     first[1:] = patient_code[1:] != patient_code[:-1]
     heads = np.flatnonzero(first)
-    if events.get_column(PID).dtype == pl.Categorical:  # (the schema builds every dtype)
-        table = patients.get_column(PID).cast(pl.Categorical).to_physical().to_numpy()
-        head_position = positions_in(patient_code[heads], table)
-    else:  # text identifiers (frames built by hand)
-        head_position = patient_positions(events.get_column(PID).gather(rows[heads]), patients.get_column(PID))
+    # Each patient's position in the table, by text: the few patients' identifiers and the table's, cast (no
+    # query), where the table's category codes took one (~20 µs). An identifier is one category and back.
+    head_ids = rows_of(patient_ids, rows[heads]).cast(pl.Utf8).to_numpy()
+    head_position = positions_in(head_ids, patients.get_column(PID).cast(pl.Utf8).to_numpy())
     run = np.cumsum(first) - 1
     return ToxicityRows(
         events,
@@ -250,6 +303,7 @@ def toxicity_rows(events: pl.DataFrame, patients: pl.DataFrame, items: Collectio
         rows_of(events.get_column("num"), rows).cast(pl.Float64).to_numpy(),  # a null number reads as NaN
         item[rows],
         categories,
+        code,
     )
 
 
@@ -273,16 +327,20 @@ def latest_signal_rows(
     """At every row where ``keep`` holds: for each signal, the row (of the subset) of its latest row at or
     before it within the patient (-1 if none). A signal is the items whose rows it is, or a boolean per row."""
     names = list(signals)
-    signals_of_item: list[list[int]] = [[] for _ in rows.categories]
     flagged = [k for k, s in enumerate(signals.values()) if isinstance(s, np.ndarray)]
-    for k, signal in enumerate(signals.values()):
-        if not isinstance(signal, np.ndarray):
-            for item in signal:
-                signals_of_item[rows.categories.index(item)].append(k)
+    # The signals of each item code: (code, signal) pairs sorted by code (stable: each code's in signal order),
+    # and where each code's run starts.
+    pairs = [
+        (rows.code[item], k) for k, s in enumerate(signals.values()) if not isinstance(s, np.ndarray) for item in s
+    ]
+    codes = np.array([code for code, _ in pairs], dtype=np.int64)
+    by_code = np.argsort(codes, kind="stable")
+    code_start = np.zeros(len(rows.categories) + 1, dtype=np.int64)
+    code_start[1:] = np.cumsum(np.bincount(codes, minlength=len(rows.categories)))
     found = compiled(latest_rows_loop)(
         rows.item,
-        np.cumsum([0, *map(len, signals_of_item)], dtype=np.int64),
-        np.array([k for ks in signals_of_item for k in ks], dtype=np.int64),
+        code_start,
+        np.array([k for _, k in pairs], dtype=np.int64)[by_code],
         np.stack([signals[names[k]] for k in flagged]) if flagged else np.zeros((1, rows.height), np.bool_),
         np.array(flagged, dtype=np.int64),
         rows.start,
@@ -304,6 +362,12 @@ def at(values: np.ndarray, index: np.ndarray, missing: float | bool = np.nan) ->
     Compiled: a state gathers some forty columns per toxicity, and NumPy's gather-then-mask read each twice."""
     out = np.empty(index.shape, dtype=values.dtype)
     return compiled(_at_loop)(values, index, values.dtype.type(missing), out)
+
+
+def numbers_at(numbers: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """Integers (row numbers, codes) at ``index``, -1 where it is -1, as int64: not copied again when they are
+    (a chunk's states gathered some forty of them)."""
+    return at(numbers, index, -1).astype(np.int64, copy=False)
 
 
 def latest_valid(valid: Mapping[str, np.ndarray], first: np.ndarray) -> dict[str, np.ndarray]:
@@ -360,10 +424,10 @@ class Attributions:
         return self.finding == finding
 
     def cause_at(self, row: np.ndarray) -> Text:
-        return Text(self.cause, at(self.position, row, -1).astype(np.int64))
+        return Text(self.cause, numbers_at(self.position, row))
 
     def attributed_at(self, row: np.ndarray) -> np.ndarray:
-        return at(self.attributes, at(self.position, row, -1).astype(np.int64), False).astype(np.bool_)
+        return at(self.attributes, numbers_at(self.position, row), False).astype(np.bool_)
 
 
 def _attributions(rows: ToxicityRows, alt: np.ndarray, read: pl.DataFrame, read_row: np.ndarray) -> Attributions:
@@ -496,8 +560,11 @@ def crs_state(
     def num_of(signal: str) -> np.ndarray:
         return at(num, latest[signal])
 
+    # Each column read once: the frame gathers the texts of one Series object together.
+    event_texts = {name: events.get_column(name) for name in ("cat", "item")}
+
     def text_of(column: str, signal: str) -> Text:
-        return Text(events.get_column(column), at(rows.rows, latest[signal], -1).astype(np.int64))
+        return Text(event_texts[column], numbers_at(rows.rows, latest[signal]))
 
     state.add(
         fever_t=t_of("fever"),
@@ -518,7 +585,7 @@ def crs_state(
         o2_flow_t=t_of("flow"),
         fio2=num_of("fio2"),
         fio2_t=t_of("fio2"),
-        **{f"rate_{p}": np.nan_to_num(num_of(p), nan=0.0) for p in pressors},
+        **dict(zip([f"rate_{p}" for p in pressors], _rates(pressors, num_of))),
         **{f"rate_{p}_t": t_of(p) for p in pressors},
         waiver_drug_t=t_of("waiver"),
         waiver_drug=text_of("item", "waiver"),
@@ -535,6 +602,13 @@ def crs_state(
     _latest_blood_pressure(state)
     _derive_support(state, pressors, config)
     return state
+
+
+def _rates(pressors: list[str], num_of: Callable[[str], np.ndarray]) -> list[np.ndarray]:
+    """Each vasopressor's latest rate, 0 where none is known: one ``nan_to_num`` of them all (~5 µs a call)."""
+    if not pressors:
+        return []
+    return list(np.nan_to_num(np.stack([num_of(p) for p in pressors]), nan=0.0))
 
 
 def _falling(rows: ToxicityRows, lab: str) -> np.ndarray:
@@ -643,7 +717,8 @@ def icans_state(events: pl.DataFrame, patients: pl.DataFrame, config: GradingCon
                                 np.flatnonzero(keep[alt]))
     # Of a domain row, whether a value is given, and its position among every value the scale grades (one
     # table for all domains; -1 for another).
-    value_text = rows_of(events.get_column("cat"), selected.rows[domain_rows])
+    cat = events.get_column("cat")  # read once: the frame gathers the texts of one Series object together
+    value_text = rows_of(cat, selected.rows[domain_rows])
     value_given = np.ones(selected.height, dtype=np.bool_)
     value_given[domain_rows] = ~null_texts(value_text)
     value_given = value_given[keep]
@@ -693,16 +768,16 @@ def icans_state(events: pl.DataFrame, patients: pl.DataFrame, config: GradingCon
         state.add(**{f"{tool}_value": at(tool_here[tool], row), f"{tool}_t": at(state.t, row)})
         state.add(**{f"{tool}_incomplete_last": at(incomplete[tool], stamped[f"{tool}_incomplete"], -1)})
     for name in (*domains, "death"):
-        source_row = at(here[name], stamped[name], -1).astype(np.int64)
-        event_row = at(rows.rows, source_row, -1).astype(np.int64)
-        text = Text(events.get_column("cat"), event_row)
+        source_row = numbers_at(here[name], stamped[name])
+        event_row = numbers_at(rows.rows, source_row)
+        text = Text(cat, event_row)
         state.add(**{"death_cause" if name == "death" else f"{name}_value": text, f"{name}_t": at(state.t,
                                                                                                   stamped[name])})
         if name in NEURO_VALUES:
             # The value's position among this domain's graded values (-1: another value, or none).
-            state.add(**{f"{name}_code": _OWN_POSITIONS[name][at(union_code, source_row, -1).astype(np.int64)]})
+            state.add(**{f"{name}_code": _OWN_POSITIONS[name][numbers_at(union_code, source_row)]})
     for f in NEURO_FINDINGS:
-        source_row = at(here[f"alt_{f}"], stamped[f"alt_{f}"], -1).astype(np.int64)
+        source_row = numbers_at(here[f"alt_{f}"], stamped[f"alt_{f}"])
         state.add(**{f"alt_{f}": attribution.cause_at(source_row), f"{f}_attributed": attribution.attributed_at(
             source_row)})
     i = config.icans
@@ -727,4 +802,4 @@ def _subset(rows: ToxicityRows, kept: np.ndarray) -> ToxicityRows:
     heads = np.flatnonzero(first)
     start = heads[np.cumsum(first) - 1] if kept.size else kept
     return ToxicityRows(rows.events, rows.rows[kept], rows.patient[kept], start, rows.t[kept], rows.num[kept],
-                        rows.item[kept], rows.categories)
+                        rows.item[kept], rows.categories, rows.code)
