@@ -58,3 +58,15 @@ def test_gather_rows_reads_the_rows_in_their_order_nulls_kept() -> None:
     gathered = gather_rows(column, np.array([2, 1, 2], dtype=np.int64))
     assert gathered.name == "num" and gathered.to_list() == [2.0, None, 2.0]
     assert gather_rows(column, np.array([], dtype=np.int64)).len() == 0
+
+
+def test_enum_codes_read_as_to_physical() -> None:
+    from tocsin.core.arrays import enum_codes
+
+    kind = pl.Enum(["a", "b", "c"])
+    for values in (["c", "a"], ["b", None], [None], []):
+        series = pl.Series(values, dtype=kind)
+        expected = series.to_physical().to_numpy()
+        found = enum_codes(series)
+        assert np.array_equal(found, expected, equal_nan=True)
+        assert found.dtype == expected.dtype or (series.null_count() and found.dtype.kind == "f")

@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 from polars.testing import assert_frame_equal
 
-from tocsin.core.scores.baseline import FrameColumns, enum_codes, frames, gathered, round_to
+from tocsin.core.scores.baseline import FrameColumns, frames, gathered, item_codes, round_to
 from tocsin.core.scores.easix import _log2
 
 
@@ -94,10 +94,10 @@ def test_frames_built_together_are_the_frames_built_one_by_one() -> None:
         assert_frame_equal(built[1], expected)
 
 
-def test_enum_codes_are_the_physical_codes_and_a_code_for_null() -> None:
+def test_item_codes_are_the_physical_codes_and_a_code_for_null() -> None:
     items = pl.Series(["b", "a", "c", "b"], dtype=pl.Enum(["a", "b", "c"]))
-    assert enum_codes(items, 3).tolist() == [1, 0, 2, 1]
-    assert enum_codes(pl.concat([items, pl.Series([None], dtype=items.dtype)]), 3).tolist() == [1, 0, 2, 1, 3]
+    assert item_codes(items, 3).tolist() == [1, 0, 2, 1]
+    assert item_codes(pl.concat([items, pl.Series([None], dtype=items.dtype)]), 3).tolist() == [1, 0, 2, 1, 3]
 
 
 def test_round_to_gives_the_bits_of_numpy_round() -> None:

@@ -7,18 +7,17 @@ from tocsin.config import GradingConfig
 from tocsin.core.engine import grade_crs, grade_events, grade_icans
 from tocsin.core.episodes import episodes_and_summary, mark_stretches
 from tocsin.core.evidence import first_label, missing_text
+from tocsin.core.arrays import gather_rows
 from tocsin.core.timeline import (
     Assessments,
     NullableInt,
     Text,
     at,
-    enum_codes,
     frame_of,
     labels,
     latest_valid,
     null_texts,
     numbers_at,
-    rows_of,
     text_positions,
 )
 from tocsin.vocabulary import load_vocabulary
@@ -81,15 +80,6 @@ def test_frame_of_texts_of_one_source_and_integers_without_null() -> None:
     flags = frame_of({"flag": NullableInt(np.array([1, -1, 0]), pl.Boolean)}).get_column("flag")
     assert flags.dtype == pl.Boolean and flags.to_list() == [True, None, False]
 
-
-def test_enum_codes_read_as_to_physical() -> None:
-    kind = pl.Enum(["a", "b", "c"])
-    for values in (["c", "a"], ["b", None], [None], []):
-        series = pl.Series(values, dtype=kind)
-        expected = series.to_physical().to_numpy()
-        found = enum_codes(series)
-        assert np.array_equal(found, expected, equal_nan=True)
-        assert found.dtype == expected.dtype or (series.null_count() and found.dtype.kind == "f")
 
 def _timeline(patients: list[str], t: list[float], grades: list[int]) -> Assessments:
     ids = pl.Series(patients, dtype=pl.Categorical)
@@ -164,15 +154,15 @@ def _normalised_head(raw: pl.DataFrame, rows: int) -> pl.DataFrame:
     return events.select(GRADED_COLUMNS).head(rows)
 
 
-def test_text_positions_nulls_and_rows_of() -> None:
+def test_text_positions_nulls_and_gather_rows() -> None:
     texts = pl.Series(["b", None, "zz", "a", "b"])
     assert text_positions(texts, ["a", "b"], -1).tolist() == [1, -1, -1, 0, 1]
     assert text_positions(pl.Series(["a", "b"]), ["a", "b"], -1).tolist() == [0, 1]
     assert text_positions(pl.Series([], dtype=pl.Utf8), ["a"], -1).shape == (0,)
     assert null_texts(texts).tolist() == [False, True, False, False, False]
     assert null_texts(pl.Series(["a"])).tolist() == [False]
-    assert rows_of(texts, np.array([4, 1, 0])).to_list() == ["b", None, "b"]
-    assert rows_of(texts, np.zeros(0, np.int64)).len() == 0
+    assert gather_rows(texts, np.array([4, 1, 0])).to_list() == ["b", None, "b"]
+    assert gather_rows(texts, np.zeros(0, np.int64)).len() == 0
 
 
 def test_first_label_first_case_wins_and_missing_text() -> None:

@@ -57,9 +57,9 @@ from tocsin.core.kernels_kinetics import (
     _collapse_replicates_loop,
     _nca_loop,
 )
-from tocsin.core.arrays import positions_in
+from tocsin.core.arrays import enum_codes, positions_in, row_numbers
 from tocsin.core.segments import compiled, last_index, shift1, with_segment_start
-from tocsin.core.timeline import Column, NullableInt, Text, enum_codes, frame_of, labels, row_numbers
+from tocsin.core.timeline import Column, NullableInt, Text, frame_of, labels
 from tocsin.vocabulary import load_vocabulary
 
 PID = "patient_id"

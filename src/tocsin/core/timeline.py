@@ -33,7 +33,7 @@ import polars as pl
 import pyarrow as pa
 
 from tocsin.config import GradingConfig
-from tocsin.core.arrays import positions_in
+from tocsin.core.arrays import enum_codes, gather_rows, positions_in
 from tocsin.core.segments import latest_rows_loop, compiled
 from tocsin.criteria import load_scale
 from tocsin.vocabulary import Vocabulary
@@ -82,13 +82,6 @@ def _enum_of(names: tuple[str, ...]) -> pl.Enum:
     return pl.Enum(list(names))
 
 
-def enum_codes(values: pl.Series) -> np.ndarray:
-    """The codes of an Enum Series, as ``values.to_physical().to_numpy()`` reads them (of its integer type; if
-    there is a null, floats with NaN for null): the indices of its Arrow dictionary, ~5 µs where ``to_physical``
-    runs a query (~22 µs). Not for a Categorical, whose Arrow export costs far more."""
-    return values.to_arrow().indices.to_numpy(zero_copy_only=False)
-
-
 def text_positions(texts: pl.Series, names: Sequence[str], other: int) -> np.ndarray:
     """:func:`position_in` of a Series, without a query: a cast to the Enum and the Enum's codes (~15 µs where a
     select of the expression took ~0.3 ms)."""
@@ -102,18 +95,6 @@ def text_positions(texts: pl.Series, names: Sequence[str], other: int) -> np.nda
 def null_texts(texts: pl.Series) -> np.ndarray:
     """Whether each text is null (no query when none is)."""
     return texts.is_null().to_numpy() if texts.null_count() else np.zeros(texts.len(), dtype=np.bool_)
-
-
-def row_numbers(rows: np.ndarray) -> pl.Series:
-    """Row numbers (non-negative) as the UInt32 Series a Series or frame is indexed by: converted by NumPy first
-    (~5 µs, where the constructor's own conversion, ``dtype=pl.UInt32``, took ~9 µs)."""
-    return pl.Series(rows.astype(np.uint32, copy=False))
-
-
-def rows_of(column: pl.Series, rows: np.ndarray) -> pl.Series:
-    """``column`` at these row numbers: indexing by a Series of row numbers is a direct gather (~2 µs), where
-    ``gather`` of an array runs a query."""
-    return column[row_numbers(rows)]
 
 
 @dataclass(frozen=True)
@@ -180,8 +161,8 @@ def frame_of(columns: Mapping[str, Column]) -> pl.DataFrame:
         cut.update(_cut(whole, [name for name, _ in members], height))
     if texts:
         sources = list(texts.values())
-        row_numbers = [columns[name].index for names in sources for name in names]  # type: ignore[union-attr]
-        rows = _nullable_integers(np.concatenate(row_numbers) if len(row_numbers) > 1 else row_numbers[0], pl.UInt32)
+        indices = [columns[name].index for names in sources for name in names]  # type: ignore[union-attr]
+        rows = _nullable_integers(np.concatenate(indices) if len(indices) > 1 else indices[0], pl.UInt32)
         offset = 0
         for names in sources:
             source = columns[names[0]].source  # type: ignore[union-attr]
@@ -279,7 +260,7 @@ def toxicity_rows(events: pl.DataFrame, patients: pl.DataFrame, items: Collectio
     selected = wanted[item]
     deaths = np.flatnonzero(item == code["death"])
     if deaths.size:
-        due = text_positions(rows_of(events.get_column("cat"), deaths), [cause], -1) == 0
+        due = text_positions(gather_rows(events.get_column("cat"), deaths), [cause], -1) == 0
         selected[deaths[~due]] = False
     rows = np.flatnonzero(selected)
 
@@ -290,7 +271,7 @@ def toxicity_rows(events: pl.DataFrame, patients: pl.DataFrame, items: Collectio
     heads = np.flatnonzero(first)
     # Each patient's position in the table, by text: the few patients' identifiers and the table's, cast (no
     # query), where the table's category codes took one (~20 µs). An identifier is one category and back.
-    head_ids = rows_of(patient_ids, rows[heads]).cast(pl.Utf8).to_numpy()
+    head_ids = gather_rows(patient_ids, rows[heads]).cast(pl.Utf8).to_numpy()
     head_position = positions_in(head_ids, patients.get_column(PID).cast(pl.Utf8).to_numpy())
     run = np.cumsum(first) - 1
     return ToxicityRows(
@@ -300,7 +281,7 @@ def toxicity_rows(events: pl.DataFrame, patients: pl.DataFrame, items: Collectio
         heads[run] if rows.size else rows,
         events.get_column("t").to_numpy()[rows].astype(np.float64),
         # Gathered first: a whole column with nulls is copied to be read (7 ms a chunk), only these rows here.
-        rows_of(events.get_column("num"), rows).cast(pl.Float64).to_numpy(),  # a null number reads as NaN
+        gather_rows(events.get_column("num"), rows).cast(pl.Float64).to_numpy(),  # a null number reads as NaN
         item[rows],
         categories,
         code,
@@ -313,7 +294,7 @@ def read_texts(rows: ToxicityRows, subset: np.ndarray, columns: Callable[[], tup
     courses have no attribution, and even an empty selection costs 0.2 ms)."""
     if not subset.size:
         return _empty_read(columns)
-    return rows_of(rows.events.get_column("cat"), rows.rows[subset]).to_frame().select(columns())
+    return gather_rows(rows.events.get_column("cat"), rows.rows[subset]).to_frame().select(columns())
 
 
 @cache
@@ -517,7 +498,7 @@ def crs_state(
     alt, oxygen = np.flatnonzero(rows.is_item("alternative_cause")), np.flatnonzero(rows.is_item("oxygen"))
     attribution = _attributions(rows, alt, read_texts(rows, alt, _crs_attribution_columns), np.arange(alt.size))
     device_of_row = np.full(rows.height, DEVICE_NONE, dtype=np.int64)
-    devices = rows_of(events.get_column("cat"), rows.rows[oxygen])
+    devices = gather_rows(events.get_column("cat"), rows.rows[oxygen])
     device_of_row[oxygen] = np.where(null_texts(devices), DEVICE_NONE, text_positions(devices, DEVICES, DEVICE_UNKNOWN))
     named = {f: attribution.names(k) for k, f in enumerate(findings)}
     # A temperature is a (CRS) fever unless a fever attribution is in force at that row.
@@ -718,7 +699,7 @@ def icans_state(events: pl.DataFrame, patients: pl.DataFrame, config: GradingCon
     # Of a domain row, whether a value is given, and its position among every value the scale grades (one
     # table for all domains; -1 for another).
     cat = events.get_column("cat")  # read once: the frame gathers the texts of one Series object together
-    value_text = rows_of(cat, selected.rows[domain_rows])
+    value_text = gather_rows(cat, selected.rows[domain_rows])
     value_given = np.ones(selected.height, dtype=np.bool_)
     value_given[domain_rows] = ~null_texts(value_text)
     value_given = value_given[keep]
