@@ -173,7 +173,7 @@ def main() -> None:
     parser.add_argument("--patients", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--baseline-patients", type=int, default=300)
-    parser.add_argument("--chunk-patients", type=int, default=500)
+    parser.add_argument("--chunk-patients", type=int, default=400)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=30)
     args = parser.parse_args()

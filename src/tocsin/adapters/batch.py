@@ -172,7 +172,7 @@ def grade_parquet_to_directory(
     path: Path,
     out: Path,
     config: GradingConfig,
-    chunk_patients: int = 500,
+    chunk_patients: int = 400,
     on_chunk: Callable[[int, int], None] | None = None,
     workers: int = 1,
     evidence: bool = False,

@@ -140,7 +140,7 @@ def derive(
     lenient: Annotated[
         bool, typer.Option("--lenient", help="Derive from the valid rows; report the bad ones.")
     ] = False,
-    chunk_patients: Annotated[int, typer.Option("--chunk-patients", min=1, help="Patients graded at once.")] = 500,
+    chunk_patients: Annotated[int, typer.Option("--chunk-patients", min=1, help="Patients graded at once.")] = 400,
 ) -> None:
     """One row per patient (docs/cohort_columns.md): baseline, CRS/ICANS, treatments, cytopenias, kinetics,
     infections, response at day 28, OS/PFS and relapse vs non-relapse mortality.
