@@ -2,7 +2,8 @@
 
 Every row of a batch goes through these. Written as NumPy expressions, each step (a gather of the row's
 conversion, a ``where`` for per-kg units, the products, a gather of each bound) made a new column of the batch's
-height; on this VM fresh memory is slow to fault in, and those columns were a quarter of ingest. Here each pass
+height; on this VM fresh memory is slow to fault in, and in a line profile those lines were a sixth of ingest
+(a 500-patient chunk's ingest went from ~320 to ~300 ms with these passes). Here each pass
 reads the per-(item, unit) and per-item tables through the row's codes and writes one column
 (:func:`tocsin.core.segments.compiled`: Numba imported on first use, cached on disk).
 """
