@@ -139,8 +139,8 @@ def _grade_and_write(
 #: chunk allocates the same few hundred MB of columns, and faulting fresh (zeroed) pages in again was a fifth of
 #: the workers' CPU time. jemalloc (Polars' allocator, prefixed ``_RJEM_``) never decays dirty pages, gives large
 #: allocations no separate, immediately purged arena and runs no purging thread; glibc (NumPy's) serves arrays up
-#: to its 32 MB maximum from the heap and trims the heap only past 1 GB. Measured in docs/benchmarks.md; a
-#: worker's resident memory grows by ~0.1 GB.
+#: to its 32 MB maximum from the heap and trims the heap only past 1 GB. Measured in docs/benchmarks.md: these
+#: settings alone add ~0.1 GB to a worker's resident memory.
 WORKER_ENVIRONMENT = {
     "POLARS_MAX_THREADS": "1",
     "OPENBLAS_NUM_THREADS": "1",

@@ -27,6 +27,7 @@ from datetime import datetime
 import numpy as np
 import polars as pl
 
+from tocsin.core.arrays import gather_rows
 from tocsin.core.kernels_ingest import converted, marked, outside
 from tocsin.units import UnitError, conversion_for
 from tocsin.vocabulary import ItemDefinition, Vocabulary
@@ -341,7 +342,7 @@ def _labels(column: pl.Series, codes: pl.Series) -> _Labels:
     distinct, position = _dense(read)
     holder = np.empty(distinct.size, dtype=np.int64)
     holder[position] = np.arange(position.size)  # any row of a label reads as that label
-    names = column[pl.Series(holder, dtype=pl.UInt32)].to_list()  # (a NumPy index runs a query)
+    names = gather_rows(column, holder).to_list()
     if any(name and (name[0] in _WHITE_SPACE or name[-1] in _WHITE_SPACE) for name in names):
         column = column.cast(pl.Utf8).str.strip_chars().cast(pl.Categorical)
         return _labels(column, column.to_physical())
@@ -986,7 +987,7 @@ def _scattered(name: str, rows: np.ndarray, values: list[str | None], height: in
     """A text column with ``values`` at ``rows`` and null elsewhere, in one gather."""
     at = np.full(height, len(values), dtype=np.uint32)
     at[rows] = np.arange(len(values))
-    return pl.Series(name, [*values, None], dtype=pl.Utf8)[pl.Series(at, dtype=pl.UInt32)]  # (see _labels)
+    return gather_rows(pl.Series(name, [*values, None], dtype=pl.Utf8), at)
 
 
 def _non_numbers(screen: _Screen, item: np.ndarray, items: _Items) -> None:
