@@ -120,3 +120,12 @@ def test_gathered_reads_rows_of_a_table_and_nan_for_none() -> None:
     assert np.array_equal(gathered(table, np.array([1, -1, 0])), expected, equal_nan=True)
     assert gathered(np.empty((0, 2)), np.array([-1])).shape == (1, 2)
     assert np.array_equal(gathered(np.array([5.0]), np.array([[0, -1]])), [[5.0, np.nan]], equal_nan=True)
+
+
+def test_string_lists_built_from_arrow_buffers_keep_empty_lists_and_non_ascii_names() -> None:
+    from tocsin.core.scores.baseline import _string_lists
+
+    lists = [["ferritin", "créatinine"], [], ["ldh"]]
+    assert _string_lists(lists).to_list() == lists
+    assert _string_lists([]).to_list() == [] and _string_lists([[]]).to_list() == [[]]
+    assert _string_lists(lists).dtype == pl.List(pl.Utf8)

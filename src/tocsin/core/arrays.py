@@ -72,8 +72,18 @@ def enum_codes(values: pl.Series) -> np.ndarray:
     """The codes of an Enum Series, as ``values.to_physical().to_numpy()`` reads them (of its integer type; if
     there is a null, floats with NaN for null, float64 where ``to_physical`` gives float32): the indices of its
     Arrow dictionary, ~5 µs where ``to_physical`` runs a query (~22 µs). Not for a Categorical, whose Arrow
-    export costs far more (~130 µs)."""
-    return values.to_arrow().indices.to_numpy(zero_copy_only=False)
+    export costs far more (~130 µs).
+
+    The codes and their nulls are read off the Arrow buffers: PyArrow's own ``to_numpy`` imports pandas (0.45 s
+    and ~60 MB in every batch worker)."""
+    indices = values.to_arrow().indices
+    validity, data = indices.buffers()
+    start, size = indices.offset, len(indices)
+    codes = np.frombuffer(data, dtype=f"uint{indices.type.bit_width}")[start : start + size]
+    if not indices.null_count:
+        return codes
+    valid = np.unpackbits(np.frombuffer(validity, dtype=np.uint8), bitorder="little")[start : start + size]
+    return np.where(valid.astype(np.bool_), codes, np.nan)
 
 
 def physical_codes(events: pl.DataFrame, column: str) -> np.ndarray:
