@@ -177,3 +177,29 @@ def test_numbers_at_gives_int64_and_minus_one_for_none() -> None:
     found = numbers_at(np.array([7, 8, 9], dtype=np.int64), np.array([2, -1, 0]))
     assert found.dtype == np.int64 and found.tolist() == [9, -1, 7]
     assert numbers_at(np.array([3], dtype=np.int32), np.array([0])).dtype == np.int64
+
+
+def test_frame_of_a_batch_height_builds_each_column_alone_with_the_same_result(monkeypatch) -> None:
+    import tocsin.core.timeline as timeline
+
+    rng = np.random.default_rng(5)
+    height = timeline._JOINED_HEIGHT + 7
+    source, other = pl.Series(["x", None, "z"]), pl.Series(["p", "q"], dtype=pl.Categorical)
+    values = rng.normal(size=height)
+    values[::5] = np.nan
+    columns = {
+        "a": Text(source, rng.integers(-1, 3, height)),
+        "v": values,
+        "g": NullableInt(rng.integers(-1, 5, height).astype(np.int8)),
+        "b": Text(other, rng.integers(-1, 2, height)),
+        "w": values * 2,
+        "d": NullableInt(rng.integers(-1, 40, height), pl.Int32),
+        "c": Text(source, rng.integers(0, 3, height)),
+        "f": NullableInt(rng.integers(-1, 2, height), pl.Boolean),
+    }
+    alone = frame_of(columns)
+    monkeypatch.setattr(timeline, "_JOINED_HEIGHT", height)  # the same columns, joined by type
+    joined = frame_of(columns)
+    assert alone.height == height and alone.columns == list(columns)
+    assert alone.schema == joined.schema and alone.equals(joined, null_equal=True)
+    assert alone.get_column("v").null_count() == np.isnan(values).sum()
