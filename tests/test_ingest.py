@@ -721,3 +721,14 @@ def test_inputs_of_different_layouts_one_after_another_read_alike() -> None:
         again = normalise_events(frame, VOCAB)
         assert again.events.equals(first.events)
         assert again.errors.height == 0 and again.patients.equals(first.patients)
+
+
+def test_distinct_item_value_pairs_are_numbered_by_first_appearance_with_null_a_value_of_its_own() -> None:
+    import numpy as np
+
+    from tocsin.core.events import _distinct_pairs
+
+    values = pl.Series(["b", "a", None, "b", "a", "c", None])
+    pair, first = _distinct_pairs(np.array([1, 1, 1, 1, 2, 2, 1]), values)
+    assert pair.tolist() == [0, 1, 2, 0, 3, 4, 2] and first.tolist() == [0, 1, 2, 4, 5]
+    assert [x.tolist() for x in _distinct_pairs(np.zeros(0, np.int64), pl.Series([], dtype=pl.Utf8))] == [[], []]

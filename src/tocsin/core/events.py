@@ -27,7 +27,7 @@ from datetime import datetime
 import numpy as np
 import polars as pl
 
-from tocsin.core.arrays import gather_rows
+from tocsin.core.arrays import enum_codes, gather_rows
 from tocsin.core.kernels_ingest import converted, marked, outside
 from tocsin.units import UnitError, conversion_for
 from tocsin.vocabulary import ItemDefinition, Vocabulary
@@ -444,8 +444,11 @@ class _Screen:
         self.columns: dict[str, _Column] = {"patient_id": patients.column, "unit": units.column}
         self.stated_lloq: tuple[np.ndarray, pl.Series] | None = None  # limits written as '<5' (rows, texts)
         self.limits: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # converted limits: (rows, values)
-        self.value_texts: tuple[np.ndarray, list[str | None]] = (np.zeros(0, np.int64), [])  # (rows, their value)
-        self.canonical_texts: tuple[np.ndarray, list[str | None]] = (np.zeros(0, np.int64), [])  # ``cat`` (rows, texts)
+        self.value_texts: tuple[np.ndarray, pl.Series] = (np.zeros(0, np.int64), pl.Series([], dtype=pl.Utf8))  # (rows, their value)
+        # ``cat``: (rows, each row's pair of item and value, each pair's canonical text)
+        self.canonical_texts: tuple[np.ndarray, np.ndarray, list[str | None]] = (
+            np.zeros(0, np.int64), np.zeros(0, np.int64), []
+        )
 
     def array(self, column: str) -> np.ndarray:
         """A prepared column as NumPy (numbers: NaN where null)."""
@@ -691,10 +694,10 @@ def _check_values_given(screen: _Screen, item: np.ndarray, items: _Items) -> Non
     the rows of items that are not numbers (read later) are gathered here once (``screen.value_texts``)."""
     value = screen.frame.get_column("value")
     rows = np.flatnonzero(np.isnan(screen.array("raw_num")) | (~items.is_number[item] & (item != items.unknown)))
-    texts = value[rows].to_list()
+    texts = gather_rows(value, rows)
     screen.value_texts = (rows, texts)
     empty = np.zeros(screen.height, dtype=np.bool_)
-    empty[rows] = [text is None or text == "" for text in texts]  # (a text that reads as a number is not empty)
+    empty[rows] = (texts.fill_null("") == "").to_numpy()  # (a text that reads as a number is not empty)
     screen.check(
         empty,
         "value",
@@ -991,15 +994,19 @@ def _scattered(name: str, rows: np.ndarray, values: list[str | None], height: in
 
 
 def _non_numbers(screen: _Screen, item: np.ndarray, items: _Items) -> None:
-    """Categories, booleans, texts and dates: a few rows, read in Python (each distinct value once) and written
-    back by row number (``cat``)."""
+    """Categories, booleans, texts and dates: read in Python once per distinct (item, value) pair, in the order
+    the pairs first appear, and written back by row number (``cat``). The pairs are found by their codes (a
+    batch's tens of thousands of such rows have some dozens of pairs; read row by row in Python they were a sixth
+    of ingest)."""
     others = np.flatnonzero(~items.is_number[item] & (item != items.unknown) & ~screen.refused)
     gathered, texts = screen.value_texts
-    values = [texts[i] for i in np.searchsorted(gathered, others).tolist()]
-    codes = item[others]
+    at_text = np.searchsorted(gathered, others)
+    pair_of_row, first_rows = _distinct_pairs(item[others], gather_rows(texts, at_text))
+    codes = item[others[first_rows]]
+    values = gather_rows(texts, at_text[first_rows]).to_list()
     types = items.value_type[codes]
     reader = _READER_OF_TYPE[types]
-    canonical: list[str | None] = [None] * others.size
+    canonical: list[str | None] = [None] * first_rows.size
     for number, read in enumerate((_category_values, _boolean_values, _texts)):
         at = np.flatnonzero(reader == number)
         if at.size == 0:
@@ -1007,11 +1014,33 @@ def _non_numbers(screen: _Screen, item: np.ndarray, items: _Items) -> None:
         read_values, refused, describe = read(codes[at].tolist(), [values[i] for i in at], types[at], items)
         for i, text, bad in zip(at.tolist(), read_values, refused, strict=True):
             canonical[i] = None if bad else text
-        offending = others[at[np.array(refused, dtype=np.bool_)]]
+        refused_pair = np.zeros(first_rows.size, dtype=np.bool_)
+        refused_pair[at[np.array(refused, dtype=np.bool_)]] = True
+        offending = others[refused_pair[pair_of_row]]
         if offending.size:
             screen.refuse_rows(_error_frame(screen.rows(offending), "value", *describe()), offending)
-    screen.columns["cat"] = _scattered("cat", others, canonical, screen.height)
-    screen.canonical_texts = (others, canonical)
+    at_pair = np.full(screen.height, len(canonical), dtype=np.uint32)  # a row of no pair reads as null
+    at_pair[others] = pair_of_row
+    screen.columns["cat"] = gather_rows(pl.Series("cat", [*canonical, None], dtype=pl.Utf8), at_pair)
+    screen.canonical_texts = (others, pair_of_row, canonical)
+
+
+def _distinct_pairs(codes: np.ndarray, values: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's distinct (item code, value) pair, numbered in the order the pairs first appear, and each pair's
+    first row. The values are told apart by their codes in an Enum of their distinct texts (null: a code of its
+    own), not a Categorical: the process-wide category table would keep every free text of a server's requests."""
+    if not codes.size:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    distinct = values.drop_nulls().unique()
+    value_code = enum_codes(values.cast(pl.Enum(distinct)))
+    if value_code.dtype.kind == "f":  # a null value: after every text
+        value_code = np.where(np.isnan(value_code), distinct.len(), value_code)
+    keys = codes.astype(np.int64) << 32 | value_code.astype(np.int64)
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")  # pairs numbered by first appearance
+    number = np.empty(order.size, dtype=np.int64)
+    number[order] = np.arange(order.size)
+    return number[inverse.ravel()], first[order]
 
 
 # Canonical text, refused, and the error's message and fix (expressions, built only when some row is refused: building
@@ -1189,11 +1218,12 @@ def _patient_table(
     patient, codes = screen.patients.position[rows], item[rows]
     starts = np.flatnonzero(np.r_[True, patient[1:] != patient[:-1]]) if rows.size else np.zeros(0, np.int64)
     candidates = np.flatnonzero(items.describes_patient[codes])
-    given, canonical = screen.canonical_texts  # (read from the texts, not the frame: a gather costs ~40 us)
+    given, pair_of_row, canonical = screen.canonical_texts  # (read from the texts, not the frame: a gather costs ~40 us)
     sources = rows[candidates]
     at = np.minimum(np.searchsorted(given, sources), max(given.size - 1, 0))
     found = (given[at] == sources).tolist() if given.size else [False] * sources.size
-    texts = [canonical[i] if hit else None for i, hit in zip(at.tolist(), found, strict=True)]
+    pairs = pair_of_row[at].tolist() if given.size else [0] * sources.size
+    texts = [canonical[pair] if hit else None for pair, hit in zip(pairs, found, strict=True)]
     numbers = screen.columns["num"][rows[candidates]].tolist()
     first: dict[tuple[int, int], int] = {}  # (patient's run, item code) -> its first candidate
     runs = (np.searchsorted(starts, candidates, side="right") - 1).tolist()
