@@ -1187,10 +1187,13 @@ def _kept_events(screen: _Screen) -> tuple[pl.DataFrame, np.ndarray]:
         ]
     )
     rows = np.flatnonzero(~screen.refused)
+    kept: np.ndarray | slice = rows
     if rows.size < screen.height:
         events = events[rows]
-    patient = screen.patients.position[rows]
-    t, line, file = columns["t"][rows], screen.array("line")[rows], screen.file_code[rows]
+    else:  # every row (most files): the arrays as they are, not copies
+        kept = slice(None)
+    patient = screen.patients.position[kept]
+    t, line, file = columns["t"][kept], screen.array("line")[kept], screen.file_code[kept]
     same_patient = patient[1:] == patient[:-1]
     t_now, t_before = t[1:], t[:-1]
     in_order = (
