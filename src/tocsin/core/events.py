@@ -444,7 +444,8 @@ class _Screen:
         self.columns: dict[str, _Column] = {"patient_id": patients.column, "unit": units.column}
         self.stated_lloq: tuple[np.ndarray, pl.Series] | None = None  # limits written as '<5' (rows, texts)
         self.limits: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # converted limits: (rows, values)
-        self.value_texts: tuple[np.ndarray, pl.Series] = (np.zeros(0, np.int64), pl.Series([], dtype=pl.Utf8))  # (rows, their value)
+        # (rows, their value)
+        self.value_texts: tuple[np.ndarray, pl.Series] = (np.zeros(0, np.int64), pl.Series([], dtype=pl.Utf8))
         # ``cat``: (rows, each row's pair of item and value, each pair's canonical text)
         self.canonical_texts: tuple[np.ndarray, np.ndarray, list[str | None]] = (
             np.zeros(0, np.int64), np.zeros(0, np.int64), []
@@ -1221,7 +1222,8 @@ def _patient_table(
     patient, codes = screen.patients.position[rows], item[rows]
     starts = np.flatnonzero(np.r_[True, patient[1:] != patient[:-1]]) if rows.size else np.zeros(0, np.int64)
     candidates = np.flatnonzero(items.describes_patient[codes])
-    given, pair_of_row, canonical = screen.canonical_texts  # (read from the texts, not the frame: a gather costs ~40 us)
+    # (read from the texts, not the frame: a gather costs ~40 us)
+    given, pair_of_row, canonical = screen.canonical_texts
     sources = rows[candidates]
     at = np.minimum(np.searchsorted(given, sources), max(given.size - 1, 0))
     found = (given[at] == sources).tolist() if given.size else [False] * sources.size

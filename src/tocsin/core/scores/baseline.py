@@ -372,7 +372,8 @@ def _string_lists(lists: list[list[str]]) -> pl.Series:
         pa.large_string(), len(encoded), [None, pa.py_buffer(characters), pa.py_buffer(b"".join(encoded))]
     )
     lists_type = pa.large_list(pa.large_string())
-    return pl.Series("", pa.Array.from_buffers(lists_type, len(lists), [None, pa.py_buffer(offsets)], children=[strings]))
+    lists_array = pa.Array.from_buffers(lists_type, len(lists), [None, pa.py_buffer(offsets)], children=[strings])
+    return pl.Series("", lists_array)
 
 
 def _by_index(options: list[Any], index: np.ndarray, series_of: Callable[[list[Any]], pl.Series]) -> pl.Series:
