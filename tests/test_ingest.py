@@ -166,6 +166,29 @@ def test_category_value_not_allowed_lists_the_allowed_values() -> None:
     assert {"room_air", "nasal_cannula", "high_flow_nasal_cannula", "cpap", "mechanical_ventilation"} <= set(listed)
 
 
+def test_every_row_of_a_refused_value_is_reported_and_the_same_text_is_read_per_item() -> None:
+    # Values are read once per distinct (item, value) pair: a refused pair refuses each of its rows, and the
+    # same text under another item is read by that item's rules.
+    n = normalise(
+        day_rows(
+            ("1", "oxygen", "helmet", ""),
+            ("1", "global_aphasia", "yes", ""),
+            ("2", "oxygen", "HFNC", ""),
+            ("3", "oxygen", "helmet", ""),
+            ("3", "seizure", "yes", ""),
+            ("4", "oxygen", "hfnc", ""),
+        )
+    )
+    errors = n.errors.sort("line").to_dicts()
+    assert [(e["line"], e["field"], e["value"]) for e in errors] == [
+        (3, "value", "helmet"), (6, "value", "helmet"), (7, "value", "yes")
+    ]
+    assert errors[2]["message"] == "'yes' is not an allowed value of 'seizure'"
+    kept = n.events.sort("line")
+    assert kept["line"].to_list() == [2, 4, 5, 8]
+    assert kept["cat"].to_list() == ["axi-cel", "true", "high_flow_nasal_cannula", "high_flow_nasal_cannula"]
+
+
 def test_category_aliases_are_mapped() -> None:
     n = normalise(day_rows(("1", "oxygen", "HFNC", ""), ("1", "consciousness", "drowsy", "")))
     assert n.ok
