@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal, assert_series_equal
 
-from tocsin.core.polars_handles import cut_columns, frame_from, gathered, masked_series, numeric_series, sliced
+from tocsin.core.polars_handles import cut_columns, frame_from, gather_series, masked_series, numeric_series, sliced
 
 TYPES = [np.float64, np.float32, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64,
          np.bool_, np.longlong, np.intc]
@@ -44,10 +44,10 @@ def test_masked_series_is_an_arrow_masked_array(numpy_type: type) -> None:
     assert_series_equal(masked_series(values[:0], valid[:0]), pl.Series("", [], dtype=expected.dtype))
 
 
-def test_gathered_slices_and_null_rows() -> None:
+def test_gather_series_slices_and_null_rows() -> None:
     source = pl.Series(["a", "b", None, "d"])
     rows = pl.Series([3, None, 0, 2, 3], dtype=pl.UInt32)
-    assert_series_equal(gathered(source, rows), source[rows])
+    assert_series_equal(gather_series(source, rows), source[rows])
     part = sliced(rows, 1, 3, "p")
     assert_series_equal(part, rows.slice(1, 3).alias("p"))
     assert rows.name == ""  # the slice was renamed, not the Series it came from

@@ -56,12 +56,18 @@ def masked_series(values: np.ndarray, valid: np.ndarray, name: str = "") -> pl.S
     else:
         data, arrow_type = pa.py_buffer(np.ascontiguousarray(values)), pa.from_numpy_dtype(values.dtype)
     array = pa.Array.from_buffers(arrow_type, values.shape[0], [validity, data], int(values.shape[0] - valid.sum()))
-    series = pl.Series._from_pyseries(PySeries.from_arrow_c_array(array))
-    series._s.rename(name)
-    return series
+    return arrow_series(array, name)
 
 
-def gathered(source: pl.Series, rows: pl.Series) -> pl.Series:
+def arrow_series(array: pa.Array, name: str = "") -> pl.Series:
+    """``pl.Series(name, array)`` for an Arrow array of a type Polars takes as it is (numbers, booleans, large
+    strings and lists of them)."""
+    handle = PySeries.from_arrow_c_array(array)
+    handle.rename(name)
+    return pl.Series._from_pyseries(handle)
+
+
+def gather_series(source: pl.Series, rows: pl.Series) -> pl.Series:
     """``source[rows]`` for a Series of UInt32 row numbers (a null row number gives a null)."""
     return pl.Series._from_pyseries(source._s.gather_with_series(rows._s))
 

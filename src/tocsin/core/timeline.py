@@ -34,7 +34,7 @@ import polars as pl
 from tocsin.config import GradingConfig
 from tocsin.core.arrays import enum_codes, gather_rows, positions_in
 from tocsin.core.polars_handles import (
-    PySeries, cut_columns, frame_from, gathered, masked_series, numeric_series, sliced,
+    PySeries, cut_columns, frame_from, gather_series, masked_series, numeric_series, sliced,
 )
 from tocsin.core.segments import latest_rows_loop, compiled
 from tocsin.criteria import load_scale
@@ -172,7 +172,8 @@ def frame_of(columns: Mapping[str, Column]) -> pl.DataFrame:
         offset = 0
         for names in gathered_names:
             source = columns[names[0]].source  # type: ignore[union-attr]
-            cut.update(cut_columns(gathered(source, sliced(rows, offset, len(names) * height, "")), names, 0, height))
+            texts = gather_series(source, sliced(rows, offset, len(names) * height, ""))
+            cut.update(cut_columns(texts, names, 0, height))
             offset += len(names) * height
     return frame_from([cut[name] for name in columns])
 
