@@ -15,6 +15,8 @@ Example
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import NamedTuple
 
 import numpy as np
@@ -86,6 +88,62 @@ def enum_codes(values: pl.Series) -> np.ndarray:
         return codes
     valid = np.unpackbits(np.frombuffer(validity, dtype=np.uint8), bitorder="little")[start : start + size]
     return np.where(valid.astype(np.bool_), codes, np.nan)
+
+
+def patient_codes(ids: pl.Series) -> np.ndarray:
+    """Category codes of patient ids (codes are global to the process, so two frames' codes compare)."""
+    return ids.cast(pl.Categorical).to_physical().to_numpy()
+
+
+def patient_codes_of(*ids: pl.Series) -> list[np.ndarray]:
+    """:func:`patient_codes` of several Series of patient ids by one ``to_physical``, a query (~20 µs, and several
+    times that amid a course's other work): the Series are concatenated as chunks (no copy) and the codes cut back
+    into zero-copy slices."""
+    physical = pl.concat([column.cast(pl.Categorical) for column in ids], rechunk=False).to_physical()
+    ends = np.cumsum([column.len() for column in ids]).tolist()
+    return [physical.slice(end - column.len(), column.len()).to_numpy() for end, column in zip(ends, ids)]
+
+
+@dataclass(frozen=True)
+class EventCodes:
+    """The codes every grader's read of canonical events starts from: each row's item and patient, and the patients
+    of the patient table. Each read costs a query or an Arrow export (~10–30 µs, whatever the rows), and the graders
+    of one course read them some thirty times: :func:`tocsin.core.engine.grade_normalised` reads them once for all,
+    a grader called on its own reads them itself."""
+
+    categories: list[str]  # the item names, by code
+    item: np.ndarray  # item code of each row (a null item: len(categories), no item)
+    patient: np.ndarray  # patient category code of each row
+    table: np.ndarray | None = None  # patient category code of each row of the patient table, when read with them
+
+    @cached_property
+    def code(self) -> dict[str, int]:
+        """The code of each item name (a search of the hundred names costs more)."""
+        return {name: k for k, name in enumerate(self.categories)}
+
+
+def item_codes(column: pl.Series, null_code: int) -> np.ndarray:
+    """The codes of an Enum column (:func:`enum_codes`), ``null_code`` where null."""
+    codes = enum_codes(column)
+    return np.where(np.isnan(codes), null_code, codes).astype(np.int64) if column.null_count() else codes
+
+
+def event_codes(events: pl.DataFrame, patient: np.ndarray | None = None) -> EventCodes:
+    """The :class:`EventCodes` of canonical events (``item`` an Enum, ``patient_id`` categorical; ``patient``: the
+    codes of its patient ids, when read with others by :func:`patient_codes_of`)."""
+    item = events.get_column("item")
+    categories = item.dtype.categories.to_list()  # from the column: the frame's whole schema costs ~10 µs
+    if patient is None:
+        patient = patient_codes(events.get_column("patient_id"))
+    return EventCodes(categories, item_codes(item, len(categories)), patient)
+
+
+
+
+def codes_of(events: pl.DataFrame, patients: pl.DataFrame) -> EventCodes:
+    """The :class:`EventCodes` of canonical events and of their patient table, the patients of both by one query."""
+    event_patients, table = patient_codes_of(events.get_column(PID), patients.get_column(PID))
+    return replace(event_codes(events, event_patients), table=table)
 
 
 def physical_codes(events: pl.DataFrame, column: str) -> np.ndarray:

@@ -32,7 +32,7 @@ import numpy as np
 import polars as pl
 
 from tocsin.config import GradingConfig
-from tocsin.core.arrays import enum_codes, gather_rows, positions_in
+from tocsin.core.arrays import EventCodes, codes_of, enum_codes, gather_rows, patient_codes, positions_in
 from tocsin.core.polars_handles import (
     PySeries, cut_columns, frame_from, gather_series, masked_series, numeric_series, sliced,
 )
@@ -245,19 +245,19 @@ class ToxicityRows:
         return last
 
 
-def toxicity_rows(events: pl.DataFrame, patients: pl.DataFrame, items: Collection[str], cause: str) -> ToxicityRows:
+def toxicity_rows(
+    events: pl.DataFrame, patients: pl.DataFrame, items: Collection[str], cause: str, read: EventCodes | None = None
+) -> ToxicityRows:
     """The rows of ``items`` (among them ``death``), a death only when due to ``cause``: a death from another
     cause is neither a finding nor an assessment (as one, it would carry an unresolved episode on to a death
     months later). The cause is read on the death rows alone (text over every event is a full pass).
 
-    The columns without nulls are read whole as arrays (no copy), then indexed: a Polars gather of each
-    column cost more."""
-    item_column = events.get_column("item")
-    categories = item_column.dtype.categories.to_list()  # type: ignore[attr-defined]
-    code = {name: k for k, name in enumerate(categories)}
-    # One column at a time: a select of both ran on Polars' thread pool, at several times the cost.
-    item = enum_codes(item_column)
-    wanted = np.zeros(len(categories), dtype=np.bool_)
+    ``read``: the :func:`tocsin.core.arrays.codes_of` the events and patients, when the caller read them for
+    several graders. The columns without nulls are read whole as arrays (no copy), then indexed: a Polars gather
+    of each column cost more."""
+    read = read or codes_of(events, patients)
+    categories, code, item = read.categories, read.code, read.item
+    wanted = np.zeros(len(categories) + 1, dtype=np.bool_)  # the last: a null item
     wanted[[code[i] for i in items]] = True
     selected = wanted[item]
     deaths = np.flatnonzero(item == code["death"])
@@ -266,15 +266,12 @@ def toxicity_rows(events: pl.DataFrame, patients: pl.DataFrame, items: Collectio
         selected[deaths[~due]] = False
     rows = np.flatnonzero(selected)
 
-    patient_ids = events.get_column(PID)
-    patient_code = patient_ids.to_physical().to_numpy()[rows]  # (a text identifier is its own code)
+    patient_code = read.patient[rows]
     first = np.ones(rows.shape[0], dtype=np.bool_)
     first[1:] = patient_code[1:] != patient_code[:-1]
     heads = np.flatnonzero(first)
-    # Each patient's position in the table, by text: the few patients' identifiers and the table's, cast (no
-    # query), where the table's category codes took one (~20 µs). An identifier is one category and back.
-    head_ids = gather_rows(patient_ids, rows[heads]).cast(pl.Utf8).to_numpy()
-    head_position = positions_in(head_ids, patients.get_column(PID).cast(pl.Utf8).to_numpy())
+    table = read.table if read.table is not None else patient_codes(patients.get_column(PID))
+    head_position = positions_in(patient_code[heads], table)
     run = np.cumsum(first) - 1
     return ToxicityRows(
         events,
@@ -470,9 +467,14 @@ def _crs_attribution_columns() -> tuple[pl.Expr, ...]:
 
 
 def crs_state(
-    events: pl.DataFrame, patients: pl.DataFrame, vocabulary: Vocabulary, config: GradingConfig
+    events: pl.DataFrame,
+    patients: pl.DataFrame,
+    vocabulary: Vocabulary,
+    config: GradingConfig,
+    read: EventCodes | None = None,
 ) -> Assessments:
-    """State relevant to CRS at every CRS assessment time, for every patient in ``events``."""
+    """State relevant to CRS at every CRS assessment time, for every patient in ``events`` (``read``: see
+    :func:`toxicity_rows`)."""
     c = config.crs
     pressors, anticytokine, antipyretic = _drug_classes(vocabulary)
     waiver_items = anticytokine + (antipyretic if c.waiver_drugs == "anticytokine_or_antipyretic" else [])
@@ -492,7 +494,7 @@ def crs_state(
         *anticytokine,
         *antipyretic,
     ]
-    rows = toxicity_rows(events, patients, items, "crs")
+    rows = toxicity_rows(events, patients, items, "crs", read)
     t, num = rows.t, rows.num
     findings = ("fever", "hypotension", "hypoxia")
     # The text read: the attributions' finding and cause (string operations, only if there is one), and the
@@ -682,14 +684,16 @@ def _at_time_loop(latest: np.ndarray, t: np.ndarray, assessment_t: np.ndarray) -
     return here
 
 
-def icans_state(events: pl.DataFrame, patients: pl.DataFrame, config: GradingConfig) -> Assessments:
-    """State relevant to ICANS at every neurological assessment time."""
+def icans_state(
+    events: pl.DataFrame, patients: pl.DataFrame, config: GradingConfig, read: EventCodes | None = None
+) -> Assessments:
+    """State relevant to ICANS at every neurological assessment time (``read``: see :func:`toxicity_rows`)."""
     scale = load_scale("icans_astct2019")
     ice_items: list[str] = scale.table("ice_items")
     capd_items: list[str] = scale.table("capd_items")
     domains = ["consciousness", "global_aphasia", "seizure", "motor_weakness", "cerebral_edema", "icp_sign"]
     items = ["ice_score", "capd_score", *ice_items, *capd_items, *domains, "alternative_cause", "death"]
-    selected = toxicity_rows(events, patients, items, "icans")
+    selected = toxicity_rows(events, patients, items, "icans", read)
     # The text read: of the attributions (their finding decides whether they count), and of the domain rows.
     alt, domain_rows = np.flatnonzero(selected.is_item("alternative_cause")), np.flatnonzero(selected.is_item(*domains))
     attribution_text = read_texts(selected, alt, _neuro_attribution_columns)

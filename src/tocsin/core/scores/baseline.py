@@ -41,7 +41,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from tocsin.core.arrays import enum_codes, gather_rows, row_numbers
+from tocsin.core.arrays import EventCodes, event_codes, gather_rows, patient_codes, row_numbers
 from tocsin.core.polars_handles import PySeries, arrow_series, cut_columns, frame_from, gather_series, numeric_series
 from tocsin.core.kernels_scores import DIRECTION, best_rows_in_windows
 from tocsin.units import conversion_for
@@ -424,45 +424,6 @@ def position_of(table: np.ndarray, codes: np.ndarray) -> np.ndarray:
     order = np.argsort(table, kind="stable")
     found = order[np.searchsorted(table, codes, sorter=order).clip(max=table.size - 1)]
     return np.where(table[found] == codes, found, -1)
-
-
-def patient_codes(ids: pl.Series) -> np.ndarray:
-    """Category codes of patient ids (codes are global to the process, so two frames' codes compare)."""
-    return ids.cast(pl.Categorical).to_physical().to_numpy()
-
-
-def patient_codes_of(*ids: pl.Series) -> list[np.ndarray]:
-    """:func:`patient_codes` of several Series of patient ids by one ``to_physical``, a query (~20 µs, and several
-    times that amid a course's other work): the Series are concatenated as chunks (no copy) and the codes cut back
-    into zero-copy slices."""
-    physical = pl.concat([column.cast(pl.Categorical) for column in ids], rechunk=False).to_physical()
-    ends = np.cumsum([column.len() for column in ids]).tolist()
-    return [physical.slice(end - column.len(), column.len()).to_numpy() for end, column in zip(ends, ids)]
-
-
-@dataclass(frozen=True)
-class EventCodes:
-    """The codes every read of a batch's rows starts from, read once for the several reads of a batch."""
-
-    categories: list[str]  # the item names, by code
-    item: np.ndarray  # item code of each row (a null item: len(categories), no item)
-    patient: np.ndarray  # patient category code of each row
-
-
-def item_codes(column: pl.Series, null_code: int) -> np.ndarray:
-    """The codes of an Enum column (:func:`tocsin.core.arrays.enum_codes`), ``null_code`` where null."""
-    codes = enum_codes(column)
-    return np.where(np.isnan(codes), null_code, codes).astype(np.int64) if column.null_count() else codes
-
-
-def event_codes(events: pl.DataFrame, patient: np.ndarray | None = None) -> EventCodes:
-    """The :class:`EventCodes` of canonical events (``item`` an Enum, ``patient_id`` categorical; ``patient``: the
-    codes of its patient ids, when read with others by :func:`patient_codes_of`)."""
-    item = events.get_column("item")
-    categories = item.dtype.categories.to_list()  # from the column: the frame's whole schema costs ~10 µs
-    if patient is None:
-        patient = patient_codes(events.get_column("patient_id"))
-    return EventCodes(categories, item_codes(item, len(categories)), patient)
 
 
 def lab_rows(events: pl.DataFrame, items: Collection[str] | None = None, read: EventCodes | None = None) -> LabRows:
