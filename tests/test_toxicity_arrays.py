@@ -211,12 +211,13 @@ def test_graders_give_the_same_with_the_engines_one_read_of_the_codes_and_with_t
     one without rows) must give the same positions either way."""
     from tocsin.core.arrays import codes_of
     from tocsin.core.engine import score_patients
+    from tocsin.core.kinetics import kinetics_nca
 
     config, vocabulary = GradingConfig(), load_vocabulary()
     raw = _course([("B", "0", "infusion", "axi-cel", ""), ("B", "1", "temperature", "38.6", "Cel"),
                    ("A", "0", "infusion", "axi-cel", ""), ("A", "2", "temperature", "39.1", "Cel"),
-                   ("A", "2", "ice_score", "6", "")])
-    events, patients = _normalised_head(raw, 5), grade_events(raw, config).patients
+                   ("A", "2", "ice_score", "6", ""), ("A", "3", "car_t_copies", "5000", "{copies}/ug")])
+    events, patients = _normalised_head(raw, 6), grade_events(raw, config).patients
     patients = pl.concat([patients.reverse(), patients.head(0)])
     read = codes_of(events, patients)
     for own, shared in ((grade_crs(events, patients, config, vocabulary),
@@ -227,3 +228,5 @@ def test_graders_give_the_same_with_the_engines_one_read_of_the_codes_and_with_t
     own_scores, shared_scores = score_patients(events, patients, config, vocabulary), score_patients(
         events, patients, config, vocabulary, read)
     assert own_scores.hscore.equals(shared_scores.hscore) and own_scores.iec_hs.equals(shared_scores.iec_hs)
+    kinetics = kinetics_nca(events, patients, config.kinetics)
+    assert kinetics.height == 1 and kinetics.equals(kinetics_nca(events, patients, config.kinetics, read))

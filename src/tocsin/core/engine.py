@@ -318,7 +318,7 @@ def grade_normalised(
         icans=grade_icans(events, patients, config, read),
         hematology=grade_hematology(events, patients, config),
         scores=score_patients(events, patients, config, vocab, read),
-        kinetics=kinetics_nca(events, patients, config.kinetics),
+        kinetics=kinetics_nca(events, patients, config.kinetics, read),
         errors=normalised.errors,
     )
 
