@@ -223,12 +223,20 @@ def _column(values: np.ndarray, dtype: pl.DataType) -> Column:
     return NullableInt(np.where(np.isnan(values), -1, values), dtype)  # type: ignore[arg-type]
 
 
-def _lineage_table(events: pl.DataFrame, config: ProlongedCytopeniaConfig) -> tuple[pl.Series, dict, _Daily]:
+def pht_items(config: ProlongedCytopeniaConfig) -> list[str]:
+    """The items PHT reads: the lineages' counts, their support items and the items that end the observation."""
+    items = [*(ln["item"] for ln in LINEAGES), *_support_items(), *observation_end_items(config.censor_at)]
+    return list(dict.fromkeys(items))
+
+
+def _lineage_table(
+    events: pl.DataFrame, config: ProlongedCytopeniaConfig, rows: tuple[pl.Series, ItemRows] | None
+) -> tuple[pl.Series, dict, _Daily]:
     """The patients and, per series of :func:`_daily`, the columns of :func:`prolonged_cytopenia_lineages`
-    as floats (NaN = null); the support days of every patient under ``support_<item>`` keys."""
+    as floats (NaN = null); the support days of every patient under ``support_<item>`` keys. ``rows``: the
+    read of at least :func:`pht_items` (None: read here)."""
     supports = _support_items()
-    items = [*(ln["item"] for ln in LINEAGES), *supports, *observation_end_items(config.censor_at)]
-    patients, read = read_item_rows(events, list(dict.fromkeys(items)))
+    patients, read = rows or read_item_rows(events, pht_items(config))
     lln = gather_rows(events.get_column("lln"), read.event_rows).to_numpy().astype(np.float64, copy=False)
     end_t, _ = observation_ends(read, config.censor_at)
     daily = _daily(read, lln, end_t, config)
@@ -313,7 +321,7 @@ def prolonged_cytopenia_lineages(events: pl.DataFrame, config: ProlongedCytopeni
     ``biphasic``. Counts in 10*9/L, hemoglobin in g/dL, days since infusion. See :func:`prolonged_cytopenia`.
     Rows by lineage, then patient.
     """
-    patients, table, daily = _lineage_table(events, config)
+    patients, table, daily = _lineage_table(events, config, None)
     lineage = daily.series_lineage
     return frame_of(
         {
@@ -332,11 +340,14 @@ def _terms(flags: list[np.ndarray]) -> Text:
     return labels(names, code)
 
 
-def prolonged_cytopenia(events: pl.DataFrame, config: ProlongedCytopeniaConfig) -> pl.DataFrame:
+def prolonged_cytopenia(
+    events: pl.DataFrame, config: ProlongedCytopeniaConfig, rows: tuple[pl.Series, ItemRows] | None = None
+) -> pl.DataFrame:
     """PHT at the landmark day, lineages, recovery and biphasic cytopenia: one row per patient of ``events``.
 
     ``events`` are canonical events (:func:`tocsin.core.events.normalise_events`, sorted by patient and
-    time). Columns:
+    time); ``rows``: the patients and rows of ``events`` (:func:`tocsin.core.arrays.read_item_rows`) of at
+    least :func:`pht_items`, when one read serves several graders (~0.3 ms for one course). Columns:
 
     * ``pht`` (true / false / null = cannot be excluded), ``pht_rule`` (rule id of pht_wang2023),
       ``pht_lineage_count``, ``pht_pattern`` (none / unilineage / bilineage / trilineage),
@@ -349,7 +360,7 @@ def prolonged_cytopenia(events: pl.DataFrame, config: ProlongedCytopeniaConfig) 
     References: Wang 2023, doi:10.3389/fimmu.2023.1139559; EHA/EBMT 2023, doi:10.1182/blood.2023020578;
     T-ICAHT 2025, doi:10.1182/blood.2025028833; CTCAE v5.0 (criteria.md §3.1).
     """
-    patients, table, daily = _lineage_table(events, config)
+    patients, table, daily = _lineage_table(events, config, rows)
     n = patients.len()
     # Per patient and lineage: its series (-1 when the patient has no value of the lineage).
     series_of = np.full((len(LINEAGES), n), -1, dtype=np.int64)
