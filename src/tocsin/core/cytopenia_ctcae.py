@@ -277,10 +277,13 @@ def _first_seen_rank(patient: np.ndarray) -> tuple[np.ndarray, int]:
     if patient.size == 0:
         return np.empty(0, dtype=np.int64), 0
     starts = np.concatenate(([0], np.flatnonzero(patient[1:] != patient[:-1]) + 1))
-    codes, first_run, run_patient = np.unique(patient[starts], return_index=True, return_inverse=True)
+    runs, lengths = patient[starts], np.diff(np.append(starts, patient.size))
+    if np.unique(runs).size == runs.size:  # one run per patient (sorted events): the runs are the ranks
+        return np.repeat(np.arange(runs.size), lengths), runs.size
+    codes, first_run, run_patient = np.unique(runs, return_index=True, return_inverse=True)
     rank = np.empty(codes.size, dtype=np.int64)
     rank[np.argsort(first_run)] = np.arange(codes.size)
-    return np.repeat(rank[run_patient], np.diff(np.append(starts, patient.size))), codes.size
+    return np.repeat(rank[run_patient], lengths), codes.size
 
 
 def _floats(rows: pl.DataFrame, column: str) -> np.ndarray:
@@ -351,6 +354,33 @@ def grade_cytopenias(
         value``; ``term not in CTCAE v6.0`` for v6.0 lymphocytes), ``scale`` (``ctcae5``/``ctcae6``, the
         version this value was graded under) and ``transfused`` (hgb/plt; null for the other lineages).
     """
+    return _graded(events, config, patients)[0]
+
+
+def cytopenias_and_worst(
+    events: pl.DataFrame, config: CytopeniaConfig, patients: pl.DataFrame | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """:func:`grade_cytopenias` and its :func:`worst_cytopenia_grades`, the worst grades found from the codes
+    the grading has: reading them back from the graded frame cost ~0.25 ms of a course's ~0.35 ms."""
+    graded, worst_inputs = _graded(events, config, patients)
+    return graded, _worst_frame(graded, *worst_inputs)
+
+
+class _WorstInputs(NamedTuple):
+    """Per graded value, what :func:`_worst_frame` reads: its patient's code, its lineage's code (the order of
+    :data:`LINEAGES`), its grade (-1: null), time, and whether its grade is unresolved."""
+
+    patient: np.ndarray
+    lineage: np.ndarray
+    grade: np.ndarray
+    t: np.ndarray
+    unresolved: np.ndarray
+
+
+def _graded(
+    events: pl.DataFrame, config: CytopeniaConfig, patients: pl.DataFrame | None
+) -> tuple[pl.DataFrame, _WorstInputs]:
+    """:func:`grade_cytopenias`, and the codes of its rows for the worst grades."""
     grading = _grading(config.scale, config.ctcae6_lymphocytes)
     # The counts and transfusions are a small part of the batch: they are picked first, then only they are read
     # (a stable sort commutes with the picking).
@@ -384,7 +414,7 @@ def grade_cytopenias(
         HOURS_PER_DAY,
     )
     labs = np.flatnonzero(lineage >= 0)
-    lineage = lineage[labs]
+    lineage, grade, missing = lineage[labs], grade[labs], missing[labs]
     lln, own_lln = lln[labs], own_lln[labs]
     lln_source = np.where(np.isnan(own_lln), np.where(np.isnan(lln), -1, 1), 0)  # row, reference or none
     columns = [
@@ -395,13 +425,15 @@ def grade_cytopenias(
         pl.Series("blq", blq[labs]),
         pl.Series("lln", lln, nan_to_null=True),
         _at_codes(_LLN_SOURCES, lln_source),
-        _at_codes(_GRADES, grade[labs]),
+        _at_codes(_GRADES, grade),
         _at_codes(grading.rules, lineage * _STATES + state[labs]),
-        gather_rows(_MISSING, missing[labs]),
+        gather_rows(_MISSING, missing),
         gather_rows(grading.scales, lineage),
         _at_codes(_TRANSFUSED, transfused[labs]),
     ]
-    return columns[0].to_frame().hstack(columns[1:])  # onto the first column: a DataFrame of Series costs more
+    graded = columns[0].to_frame().hstack(columns[1:])  # onto the first column: a DataFrame of Series costs more
+    # A null grade, or a lower bound (``missing`` not empty: code 0 is '').
+    return graded, _WorstInputs(patient[labs], lineage, grade, read.floats("t")[labs], (grade < 0) | (missing != 0))
 
 
 def worst_cytopenia_grades(graded: pl.DataFrame) -> pl.DataFrame:
@@ -410,16 +442,29 @@ def worst_cytopenia_grades(graded: pl.DataFrame) -> pl.DataFrame:
     ``unresolved`` counts values whose grade is null or only a lower bound (``missing`` not empty): while it
     is above 0 the worst grade is itself a lower bound. Rows in order of each pair's first value.
     """
-    patient, n_patients = _first_seen_rank(physical_codes(graded, "patient_id"))
     grade = _floats(graded, "grade")
-    first, worst, worst_t, values, unresolved = worst_grades(
-        patient,
+    return _worst_frame(
+        graded,
+        physical_codes(graded, "patient_id"),
         physical_codes(graded, "lineage"),
-        n_patients,
-        len(LINEAGES),
         np.where(np.isnan(grade), -1, grade).astype(np.int8),
         graded.get_column("t").to_numpy(),
         np.isnan(grade) | (graded.get_column("missing") != "").to_numpy(),
+    )
+
+
+def _worst_frame(
+    graded: pl.DataFrame,
+    patient: np.ndarray,
+    lineage: np.ndarray,
+    grade: np.ndarray,
+    t: np.ndarray,
+    unresolved: np.ndarray,
+) -> pl.DataFrame:
+    """:func:`worst_cytopenia_grades` of ``graded`` from the codes of its rows (:class:`_WorstInputs`)."""
+    patient, n_patients = _first_seen_rank(patient)
+    first, worst, worst_t, values, unresolved = worst_grades(
+        patient, lineage, n_patients, len(LINEAGES), grade.astype(np.int8, copy=False), t, unresolved
     )
     return frame_of(
         {

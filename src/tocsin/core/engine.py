@@ -27,7 +27,7 @@ from tocsin.core.arrays import read_item_rows
 from tocsin.core.crs_astct2019 import grade_crs_astct2019
 from tocsin.core.crs_course import mark_crs_course
 from tocsin.core.crs_lee2014 import grade_crs_lee2014
-from tocsin.core.cytopenia_ctcae import grade_cytopenias, worst_cytopenia_grades
+from tocsin.core.cytopenia_ctcae import cytopenias_and_worst
 from tocsin.core.episodes import episodes_and_summary, mark_stretches
 from tocsin.core.events import IngestLimits, NormalisedEvents, normalise_events
 from tocsin.core.evidence import Observation, evidence_columns, expand_evidence
@@ -224,13 +224,13 @@ def grade_icans(events: pl.DataFrame, patients: pl.DataFrame, config: GradingCon
 
 
 def grade_hematology(events: pl.DataFrame, patients: pl.DataFrame, config: GradingConfig) -> HematologyResult:
-    cytopenia = grade_cytopenias(events, config.cytopenia, patients)
+    cytopenia, cytopenia_worst = cytopenias_and_worst(events, config.cytopenia, patients)
     # ICAHT and PHT read the rows of their items through one read (~0.3 ms for one course, each).
     items = [*icaht_items(config.icaht), *pht_items(config.prolonged_cytopenia)]
     rows = read_item_rows(events, list(dict.fromkeys(items)))
     return HematologyResult(
         cytopenia=cytopenia,
-        cytopenia_worst=worst_cytopenia_grades(cytopenia),
+        cytopenia_worst=cytopenia_worst,
         icaht=grade_icaht(events, config.icaht, rows),
         pht=prolonged_cytopenia(events, config.prolonged_cytopenia, rows),
     )
