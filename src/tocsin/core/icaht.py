@@ -8,8 +8,8 @@ al., Blood 2025, doi:10.1182/blood.2025028833 (T-ICAHT); the implementation rule
 :class:`tocsin.config.IcahtConfig`; ``docs/icaht.md`` explains both.
 
 How a patient is graded, all patients at once on one daily grid (the event columns are read once as arrays,
-:mod:`tocsin.core.arrays`; the grid, the bridging and the stretches are compiled passes,
-:mod:`tocsin.core.kernels_icaht`; the grades are NumPy over one value per patient):
+:mod:`tocsin.core.arrays`; the grid, the bridging, the stretches, the late values and the support days are
+compiled passes, :mod:`tocsin.core.kernels_icaht`; the grades are NumPy over one value per patient):
 
 * Day = ``floor(t)`` (day 0 is the infusion); a day's value is its lowest count (daily nadir).
 * Days without a count are interpolated linearly when at most ``max_interpolation_gap_days`` consecutive
@@ -53,7 +53,17 @@ import polars as pl
 
 from tocsin.config import IcahtConfig
 from tocsin.core.arrays import ItemRows, read_item_rows
-from tocsin.core.kernels_icaht import ABOVE, BELOW, UNKNOWN, bridged, day_grid, runs
+from tocsin.core.kernels_icaht import (
+    ABOVE,
+    BELOW,
+    UNKNOWN,
+    LateValues,
+    bridged,
+    day_grid,
+    late_values,
+    runs,
+    support_days,
+)
 from tocsin.core.timeline import Column, NullableInt, Text, frame_of
 from tocsin.criteria import Scale, load_scale
 
@@ -201,21 +211,6 @@ def _support_days(read: ItemRows, item: str) -> _PerDay:
     """The days a support (G-CSF, platelet transfusion) was given, once each (value: always 1)."""
     rows = read.rows_of(item)
     return _per_day(read, rows, np.ones(rows.size))
-
-
-def _days_in(per_day: _PerDay, first: int | np.ndarray, last: int | np.ndarray) -> np.ndarray:
-    """Per patient, how many of its days lie in ``first..last`` (numbers, or one per patient)."""
-    n = per_day.offsets.size - 1
-    patient = np.repeat(np.arange(n), np.diff(per_day.offsets))
-    lower, upper = np.broadcast_to(first, (n,))[patient], np.broadcast_to(last, (n,))[patient]
-    return np.bincount(patient[(per_day.day >= lower) & (per_day.day <= upper)], minlength=n)
-
-
-def _take(values: np.ndarray, index: np.ndarray, fill: Any) -> np.ndarray:
-    """``values`` at ``index``, ``fill`` where the index is -1 (none)."""
-    if values.size == 0:
-        return np.full(index.shape, fill, dtype=np.result_type(values, np.asarray(fill)))
-    return np.where(index >= 0, values[index.clip(min=0)], fill)
 
 
 class _Column(NamedTuple):
@@ -401,45 +396,13 @@ def _early_grades(stretches: _Stretches, spec: _Lineage, end_day: np.ndarray) ->
     return _Early(low, high, rule, first, last)
 
 
-class _LateValues(NamedTuple):
-    """Per patient, the daily values from day 31 on."""
-
-    n: np.ndarray
-    nadir: np.ndarray  # NaN where none
-    nadir_day: np.ndarray  # the first day of the nadir
-    second: np.ndarray  # the second-lowest value (NaN: fewer than two)
-    first_day: np.ndarray  # -1 where none
-    last_day: np.ndarray
-
-
-def _late_values(daily: _PerDay, late_start: int) -> _LateValues:
-    n = daily.offsets.size - 1
-    late = np.flatnonzero(daily.day >= late_start)
-    patient = np.repeat(np.arange(n), np.diff(daily.offsets))[late]
-    offsets = np.searchsorted(patient, np.arange(n + 1))
-    count = np.diff(offsets)
-    first, last = np.where(count >= 1, offsets[:-1], -1), np.where(count >= 1, offsets[1:] - 1, -1)
-    # lexsort is stable and a patient's days are in order: the nadir's first day comes first among equal values.
-    by_value = late[np.lexsort((daily.value[late], patient))]
-    lowest = _take(by_value, first, -1)
-    second = _take(by_value, np.where(count >= 2, offsets[:-1] + 1, -1), -1)
-    return _LateValues(
-        count,
-        _take(daily.value, lowest, np.nan),
-        _take(daily.day, lowest, -1),
-        _take(daily.value, second, np.nan),
-        _take(daily.day, _take(late, first, -1), -1),
-        _take(daily.day, _take(late, last, -1), -1),
-    )
-
-
 class _Late(NamedTuple):
     low: np.ndarray
     high: np.ndarray
     rule: np.ndarray
 
 
-def _late_grades(values: _LateValues, stretches: _Stretches, spec: _Lineage) -> _Late:
+def _late_grades(values: LateValues, stretches: _Stretches, spec: _Lineage) -> _Late:
     """Late grade: band of the lowest daily value, confirmed by the second-lowest (not transient); T-ICAHT grade 4
     by the days below a threshold (late duration bands), in the best and the worst case."""
     n, scale = values.n.size, spec.scale
@@ -487,7 +450,7 @@ def _lineage_grades(
     grid = _grid(daily, support, end_day, spec, max_gap)
     stretches = _Stretches(grid, spec)
     early = _early_grades(stretches, spec, end_day)
-    values = _late_values(daily, late_start)
+    values = late_values(daily.offsets, daily.day, daily.value, late_start)
     late = _late_grades(values, stretches, spec)
 
     early_end = np.minimum(spec.early_end, end_day)
@@ -537,10 +500,7 @@ def _lineage_grades(
             _column(f"late_days_{name}_cumulative", stretches.of("count", "l", "b", name), pl.UInt32, graded),
         ]
     given = spec.support_item
-    before_day0 = _days_in(support, np.iinfo(np.int64).min, -1)
-    support_first = _take(
-        support.day, np.where(np.diff(support.offsets) > before_day0, support.offsets[:-1] + before_day0, -1), -1
-    )
+    given_days = support_days(support.offsets, support.day, early_end, late_start, late_window_end)
     has_values, counted = values.n >= 1, early.first >= 0
     return [
         _column(f"{p}early_grade", early.low, pl.Int8, early_ok),
@@ -569,9 +529,9 @@ def _lineage_grades(
         _column(f"{p}late_first_day", values.first_day, pl.Int32, has_values),
         _column(f"{p}late_last_day", values.last_day, pl.Int32, has_values),
         _column(f"{p}late_window_end", late_window_end, pl.Int32),
-        _column(f"{given}_days_early", _days_in(support, 0, early_end), pl.Int32),
-        _column(f"{given}_days_late", _days_in(support, late_start, late_window_end), pl.Int32),
-        _column(f"{given}_first_day", support_first, pl.Int32, support_first >= 0),
+        _column(f"{given}_days_early", given_days.early, pl.Int32),
+        _column(f"{given}_days_late", given_days.late, pl.Int32),
+        _column(f"{given}_first_day", given_days.first, pl.Int32, given_days.first >= 0),
     ]
 
 
