@@ -137,12 +137,13 @@ def _below(value: np.ndarray, limit: float, inclusive: bool) -> np.ndarray:
     return value <= limit if inclusive else value < limit
 
 
-def _first_band(conditions: Sequence[np.ndarray], n: int) -> np.ndarray:
-    """Index of the first condition that holds (the bands of a criteria table, from the top); -1 if none."""
-    band = np.full(n, -1, dtype=np.int64)
-    for k in reversed(range(len(conditions))):
-        band[conditions[k]] = k
-    return band
+def _first_band(conditions: Sequence[np.ndarray] | np.ndarray, n: int) -> np.ndarray:
+    """Index of the first condition that holds (the bands of a criteria table, from the top); -1 if none.
+    ``conditions``: one row per band (a matrix, or a list of rows), one value per patient."""
+    if len(conditions) == 0:
+        return np.full(n, -1, dtype=np.int64)
+    held = np.asarray(conditions)
+    return np.where(held.any(axis=0), held.argmax(axis=0), -1)
 
 
 def _band_values(bands: list[dict], band: np.ndarray, key: str, otherwise: Any) -> np.ndarray:
@@ -349,11 +350,10 @@ class _Stretches:
     def band(self, bands: list[dict], window: str, case: str, rule: str) -> np.ndarray:
         """Per patient, the index of the first of ``bands`` whose threshold was met for at least its
         ``min_days`` in the window (-1: none), days counted by ``rule`` (longest stretch or cumulative)."""
-        counted = "longest" if rule == "longest" else "count"
-        return _first_band(
-            [self.graded & (self.of(counted, window, case, b["threshold"]) >= b["min_days"]) for b in bands],
-            self.graded.size,
-        )
+        counted = getattr(self._runs, "longest" if rule == "longest" else "count")
+        days = counted[[self._row[window, case, b["threshold"]] for b in bands]] if bands else counted[:0]
+        held = self.graded & (days >= np.array([b["min_days"] for b in bands], dtype=np.int64)[:, None])
+        return _first_band(held, self.graded.size)
 
 
 class _Early(NamedTuple):
