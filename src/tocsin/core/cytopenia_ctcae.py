@@ -292,24 +292,26 @@ def _floats(rows: pl.DataFrame, column: str) -> np.ndarray:
 
 
 @cache
-def _lineage_of_item(items: pl.Enum, transfusion_items: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """By item code: the lineage code of a count, and of the lineage a transfusion item supports (-1: none)."""
-    categories = items.categories.to_list()
+def _lineage_of_item(
+    categories: tuple[str, ...], transfusion_items: tuple[str, ...]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """By item code (``categories``: the item Enum's): the lineage code of a count, the lineage a transfusion
+    item supports (-1: none), and whether the item is read (:func:`_items_read`). Keyed by the categories as a
+    tuple: a Polars Enum hashes in ~20 µs (and an Enum column's ``dtype`` is built anew, ~15 µs)."""
     return (
         np.array([LINEAGES.index(c) if c in LINEAGES else -1 for c in categories], dtype=np.int64),
         np.array([transfusion_items.index(c) if c in transfusion_items else -1 for c in categories], dtype=np.int64),
+        np.isin(np.array(categories), _items_read(transfusion_items)),
     )
+
+
+def _item_categories(events: pl.DataFrame) -> tuple[str, ...]:
+    return tuple(events.get_column("item").dtype.categories.to_list())  # type: ignore[attr-defined]
 
 
 def _items_read(transfusion_items: tuple[str, ...]) -> list[str]:
     """The items graded or read beside them: the counts and their transfusions."""
     return [*LINEAGES, *filter(None, transfusion_items)]
-
-
-@cache
-def _read_item(items: pl.Enum, transfusion_items: tuple[str, ...]) -> np.ndarray:
-    """By item code: whether the item is read (:func:`_items_read`)."""
-    return np.isin(np.array(items.categories.to_list()), _items_read(transfusion_items))
 
 
 #: From this many events (a batch of some 80 courses) the filter query, fixed cost ~0.3 ms but parallel, is
@@ -318,15 +320,16 @@ def _read_item(items: pl.Enum, transfusion_items: tuple[str, ...]) -> np.ndarray
 _FILTER_FROM_EVENTS = 200_000
 
 
-def _rows_read(events: pl.DataFrame, transfusion_items: tuple[str, ...]) -> _Rows:
-    """The counts and transfusions, in event order. Up to :data:`_FILTER_FROM_EVENTS` events their rows are
-    found on the item codes and each column read is gathered at them (``np.take`` is twice as fast as indexing
-    by the codes): for one course, gathering a frame of the columns and reading its codes again cost ~0.2 ms."""
+def _rows_read(events: pl.DataFrame, read_item: np.ndarray, transfusion_items: tuple[str, ...]) -> _Rows:
+    """The counts and transfusions (``read_item``: by item code, whether it is one), in event order. Up to
+    :data:`_FILTER_FROM_EVENTS` events their rows are found on the item codes and each column read is gathered
+    at them (``np.take`` is twice as fast as indexing by the codes): for one course, gathering a frame of the
+    columns and reading its codes again cost ~0.2 ms."""
     if events.height >= _FILTER_FROM_EVENTS:
         rows = events.select(_COLUMNS).filter(pl.col("item").is_in(_items_read(transfusion_items)))
         return _Rows(rows, np.arange(rows.height), physical_codes(rows, "patient_id"), physical_codes(rows, "item"))
     item = physical_codes(events, "item")
-    read = np.flatnonzero(np.take(_read_item(events.get_column("item").dtype, transfusion_items), item))
+    read = np.flatnonzero(np.take(read_item, item))
     return _Rows(events, read, physical_codes(events, "patient_id")[read], item[read])
 
 
@@ -384,10 +387,11 @@ def _graded(
     grading = _grading(config.scale, config.ctcae6_lymphocytes)
     # The counts and transfusions are a small part of the batch: they are picked first, then only they are read
     # (a stable sort commutes with the picking).
-    read = _in_time(_rows_read(events, grading.transfusion_items))
+    transfusion_items = grading.transfusion_items
+    lineage_of_item, supported_of_item, read_item = _lineage_of_item(_item_categories(events), transfusion_items)
+    read = _in_time(_rows_read(events, read_item, transfusion_items))
     patient, code = read.patient, read.item
     num, blq = read.floats("num"), read.floats("blq") == 1  # a null blq is False
-    lineage_of_item, supported_of_item = _lineage_of_item(events.get_column("item").dtype, grading.transfusion_items)
     lineage = lineage_of_item[code]
     lineage[np.isnan(num) & ~blq] = -1  # a count without a value (nor a quantification limit) is not graded
     transfusion = np.where(num > 0, supported_of_item[code], -1)
