@@ -15,7 +15,17 @@ import tocsin.core.icaht
 from hematology_cases import normalised
 from tocsin.config import IcahtConfig
 from tocsin.core.icaht import grade_icaht
-from tocsin.core.kernels_icaht import ABOVE, BELOW, UNKNOWN, bridged, day_grid, late_values, runs, support_days
+from tocsin.core.kernels_icaht import (
+    ABOVE,
+    BELOW,
+    UNKNOWN,
+    bridged,
+    day_grid,
+    late_values,
+    runs,
+    support_days,
+    threshold_states,
+)
 
 NAN = float("nan")
 
@@ -228,3 +238,18 @@ def test_support_days_count_each_window_and_the_first_from_day_0() -> None:
     offsets = np.array([0, 4, 5, 5])
     out = support_days(offsets, np.array([-3, 0, 30, 31, -1]), np.array([30, 30, -1]), 31, np.array([100, 100, -1]))
     assert (out.early.tolist(), out.late.tolist(), out.first.tolist()) == ([2, 0, 0], [1, 0, 0], [0, -1, -1])
+
+
+def test_threshold_states_read_each_case_and_the_observed_one_after_its_threshold() -> None:
+    level = np.array([0.4, 0.5, NAN, NAN, 0.6])
+    masked = np.array([False, False, False, True, False])
+    unknown = np.array([False, False, True, False, False])
+    undetermined = np.array([False, False, True, False, False])
+    states = threshold_states(level, masked, unknown, undetermined, np.array([0.5, 0.5]), np.array([True, False]), 0)
+    assert states.tolist() == [
+        [BELOW, BELOW, ABOVE, BELOW, ABOVE],  # <= 0.5, best case: unknown above, masked below
+        [BELOW, BELOW, BELOW, BELOW, ABOVE],  # worst case: unknown below
+        [BELOW, BELOW, UNKNOWN, BELOW, ABOVE],  # observed: undetermined stays unknown
+        [BELOW, ABOVE, ABOVE, BELOW, ABOVE],  # < 0.5
+        [BELOW, ABOVE, BELOW, BELOW, ABOVE],
+    ]

@@ -54,8 +54,6 @@ import polars as pl
 from tocsin.config import IcahtConfig
 from tocsin.core.arrays import ItemRows, read_item_rows
 from tocsin.core.kernels_icaht import (
-    ABOVE,
-    BELOW,
     UNKNOWN,
     LateValues,
     bridged,
@@ -63,6 +61,7 @@ from tocsin.core.kernels_icaht import (
     late_values,
     runs,
     support_days,
+    threshold_states,
 )
 from tocsin.core.timeline import Column, NullableInt, Text, frame_of
 from tocsin.criteria import Scale, load_scale
@@ -322,24 +321,28 @@ class _Stretches:
     def __init__(self, grid: _Grid, spec: _Lineage) -> None:
         late_names = {b["threshold"] for b in spec.scale.table("late_duration_bands")}
         never = spec.never_recovered["threshold"] if spec.never_recovered is not None else None
-        states: dict[tuple[str, str], np.ndarray] = {}
-        for name in spec.counted_thresholds():
-            t = spec.threshold(name)
-            below = grid.masked | _below(grid.level, t["limit"], t["inclusive"])
-            states["b", name] = np.where(below, BELOW, ABOVE)
-            states["w", name] = np.where(below | grid.unknown, BELOW, ABOVE)
-            if name == never:
-                states["o", name] = np.where(below, BELOW, np.where(grid.undetermined, UNKNOWN, ABOVE))
-        below_bridged = bridged(np.stack(list(states.values())).astype(np.int8), grid.offsets, spec.stable_days)
+        names = spec.counted_thresholds()
+        # The rows of threshold_states: each threshold's best and worst case, then the observed one for ``never``.
+        cases = [(case, name) for name in names for case in ("b", "w", "o") if case != "o" or name == never]
+        states = threshold_states(
+            grid.level,
+            grid.masked,
+            grid.unknown,
+            grid.undetermined,
+            np.array([spec.threshold(name)["limit"] for name in names], dtype=np.float64),
+            np.array([spec.threshold(name)["inclusive"] for name in names], dtype=np.bool_),
+            names.index(never) if never is not None else -1,
+        )
+        below_bridged = bridged(states, grid.offsets, spec.stable_days)
         flags: dict[tuple[str, ...], np.ndarray] = {}
-        for (case, name), row in zip(states, below_bridged, strict=True):
+        for (case, name), row in zip(cases, below_bridged, strict=True):
             flags["e", case, name] = row & grid.early
             if name in late_names and case != "o":
                 flags["l", case, name] = row & grid.late
         flags["unknown", "e"], flags["unknown", "l"] = grid.unknown & grid.early, grid.unknown & grid.late
         flags["known", "e"] = ~np.isnan(grid.level) & grid.early
         if never is not None:
-            flags["known", "o"] = grid.early & (states["o", never] != UNKNOWN)
+            flags["known", "o"] = grid.early & (states[cases.index(("o", never))] != UNKNOWN)
         self._runs = runs(np.stack(list(flags.values())), grid.offsets)
         self._row = {key: k for k, key in enumerate(flags)}
         self.graded = np.diff(grid.offsets) > 0  # the others have no day on the grid, and null durations

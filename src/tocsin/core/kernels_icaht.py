@@ -121,6 +121,55 @@ def day_grid(
     )
 
 
+def _threshold_states_loop(
+    level: np.ndarray,
+    masked: np.ndarray,
+    unknown: np.ndarray,
+    undetermined: np.ndarray,
+    limits: np.ndarray,
+    inclusive: np.ndarray,
+    never: int,
+) -> np.ndarray:
+    n_thresholds = limits.shape[0]
+    states = np.empty((2 * n_thresholds + (1 if never >= 0 else 0), level.shape[0]), dtype=np.int8)
+    for cell in range(level.shape[0]):
+        value, row = level[cell], 0
+        for k in range(n_thresholds):
+            below = masked[cell] or (value <= limits[k] if inclusive[k] else value < limits[k])  # NaN: not below
+            states[row, cell] = BELOW if below else ABOVE
+            states[row + 1, cell] = BELOW if below or unknown[cell] else ABOVE
+            row += 2
+            if k == never:
+                states[row, cell] = BELOW if below else (UNKNOWN if undetermined[cell] else ABOVE)
+                row += 1
+    return states
+
+
+def threshold_states(
+    level: np.ndarray,
+    masked: np.ndarray,
+    unknown: np.ndarray,
+    undetermined: np.ndarray,
+    limits: np.ndarray,
+    inclusive: np.ndarray,
+    never: int,
+) -> np.ndarray:
+    """Each day's state (``ABOVE`` / ``BELOW`` / ``UNKNOWN``) against each threshold (``limits``, at or below
+    where ``inclusive``), one row per reading of the unknown days, threshold by threshold: the best case (a
+    masked day is below, an unknown one above), the worst case (an ``unknown`` day is below too) and, after the
+    threshold numbered ``never`` only (-1: none), the observed one (an ``undetermined`` day stays unknown).
+    One pass over the grid for the rows :func:`bridged` reads (as NumPy, three or four calls per threshold)."""
+    return compiled(_threshold_states_loop)(
+        level.astype(np.float64, copy=False),
+        masked.astype(np.bool_, copy=False),
+        unknown.astype(np.bool_, copy=False),
+        undetermined.astype(np.bool_, copy=False),
+        limits.astype(np.float64, copy=False),
+        inclusive.astype(np.bool_, copy=False),
+        int(never),
+    )
+
+
 def _bridged_loop(states: np.ndarray, offsets: np.ndarray, stable_days: int) -> np.ndarray:
     below = np.zeros(states.shape, dtype=np.bool_)
     for s in range(states.shape[0]):
