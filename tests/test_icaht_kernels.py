@@ -21,6 +21,7 @@ from tocsin.core.kernels_icaht import (
     UNKNOWN,
     bridged,
     day_grid,
+    grid_windows,
     late_values,
     runs,
     support_days,
@@ -253,3 +254,17 @@ def test_threshold_states_read_each_case_and_the_observed_one_after_its_threshol
         [BELOW, ABOVE, ABOVE, BELOW, ABOVE],  # < 0.5
         [BELOW, ABOVE, BELOW, BELOW, ABOVE],
     ]
+
+
+def test_grid_windows_drop_unbracketed_late_levels_and_find_the_unknown_days() -> None:
+    offsets = np.array([0, 4, 4, 7])
+    level = np.array([0.2, NAN, 0.3, 0.4, NAN, NAN, 0.5])
+    observed = np.array([True, False, False, False, False, False, True])
+    bracketed = np.array([True, True, False, False, False, True, True])
+    masked = np.array([False, False, False, False, True, False, False])
+    out = grid_windows(offsets, level, observed, bracketed, masked, 1, 2)
+    np.testing.assert_array_equal(level, [0.2, NAN, NAN, NAN, NAN, NAN, 0.5])  # days 2-3 of patient 0: carried
+    assert out.early.tolist() == [True, True, False, False, True, True, False]
+    assert out.late.tolist() == [False, False, True, True, False, False, True]
+    assert out.undetermined.tolist() == [False, True, True, True, False, True, False]
+    assert out.unknown.tolist() == [False, True, False, False, False, True, False]

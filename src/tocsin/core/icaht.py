@@ -58,6 +58,7 @@ from tocsin.core.kernels_icaht import (
     LateValues,
     bridged,
     day_grid,
+    grid_windows,
     late_values,
     runs,
     support_days,
@@ -276,7 +277,6 @@ class _Grid(NamedTuple):
     ``offsets[p]:offsets[p + 1]`` (see :func:`tocsin.core.kernels_icaht.day_grid`)."""
 
     offsets: np.ndarray
-    day: np.ndarray
     level: np.ndarray  # the day's value, interpolated or carried; NaN where unknown
     masked: np.ndarray  # counts as below every threshold (a platelet count after a transfusion)
     unknown: np.ndarray  # no level, not masked, and in an open window: the day could change a grade
@@ -295,14 +295,9 @@ def _grid(daily: _PerDay, support: _PerDay, end_day: np.ndarray, spec: _Lineage,
     grid = day_grid(offsets, end_day, *daily, support.offsets, support.day, lead, max_gap, masking)
     level = grid.level
     level[grid.interpolated] = np.round(level[grid.interpolated], _DECIMALS)
-    day = np.arange(offsets[-1]) - np.repeat(offsets[:-1], n_days)
-    early, late = day <= spec.early_end, day >= spec.late_start
-    # Liang carries the end values outward on the day 0-30 grid only; a late day counts when counts were
-    # measured before and after it, and only unknown days inside the measured course could change a grade.
-    level[late & ~grid.bracketed & ~grid.observed] = np.nan
-    undetermined = np.isnan(level) & ~grid.masked
-    unknown = undetermined & (early | grid.bracketed)
-    return _Grid(offsets, day, level, grid.masked, unknown, undetermined, early, late)
+    # A late day counts when counts were measured before and after it (its level is dropped otherwise).
+    windows = grid_windows(offsets, level, grid.observed, grid.bracketed, grid.masked, spec.early_end, spec.late_start)
+    return _Grid(offsets, level, grid.masked, windows.unknown, windows.undetermined, windows.early, windows.late)
 
 
 class _Stretches:

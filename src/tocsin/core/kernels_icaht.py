@@ -121,6 +121,66 @@ def day_grid(
     )
 
 
+class GridWindows(NamedTuple):
+    """Per day of the grid (see :func:`grid_windows`)."""
+
+    early: np.ndarray  # bool: in the early window
+    late: np.ndarray  # bool: in the late window
+    unknown: np.ndarray  # bool: no level, not masked, and in an open window
+    undetermined: np.ndarray  # bool: no level and not masked
+
+
+def _grid_windows_loop(
+    offsets: np.ndarray,
+    level: np.ndarray,
+    observed: np.ndarray,
+    bracketed: np.ndarray,
+    masked: np.ndarray,
+    early_end: int,
+    late_start: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    n_days = level.shape[0]
+    early, late = np.zeros(n_days, dtype=np.bool_), np.zeros(n_days, dtype=np.bool_)
+    unknown, undetermined = np.zeros(n_days, dtype=np.bool_), np.zeros(n_days, dtype=np.bool_)
+    for p in range(offsets.shape[0] - 1):
+        for cell in range(offsets[p], offsets[p + 1]):
+            day = cell - offsets[p]
+            early[cell], late[cell] = day <= early_end, day >= late_start
+            if late[cell] and not bracketed[cell] and not observed[cell]:
+                level[cell] = np.nan
+            undetermined[cell] = np.isnan(level[cell]) and not masked[cell]
+            unknown[cell] = undetermined[cell] and (early[cell] or bracketed[cell])
+    return early, late, unknown, undetermined
+
+
+def grid_windows(
+    offsets: np.ndarray,
+    level: np.ndarray,
+    observed: np.ndarray,
+    bracketed: np.ndarray,
+    masked: np.ndarray,
+    early_end: int,
+    late_start: int,
+) -> GridWindows:
+    """The windows of each day of a :func:`day_grid` (days ``0..early_end`` early, from ``late_start`` late) and
+    its unknown days, in one pass. A late day without a count of its own and not ``bracketed`` by counts gets
+    no level: ``level`` (float64) is changed in place. Liang carries the end values outward on the day 0-30
+    grid only, and only unknown days inside the measured course could change a late grade."""
+    if level.dtype != np.float64:
+        raise TypeError("grid_windows changes the levels in place: they must be float64")
+    return GridWindows(
+        *compiled(_grid_windows_loop)(
+            offsets.astype(np.int64, copy=False),
+            level,
+            observed.astype(np.bool_, copy=False),
+            bracketed.astype(np.bool_, copy=False),
+            masked.astype(np.bool_, copy=False),
+            int(early_end),
+            int(late_start),
+        )
+    )
+
+
 def _threshold_states_loop(
     level: np.ndarray,
     masked: np.ndarray,
