@@ -9,7 +9,8 @@ import polars as pl
 import pytest
 
 from tocsin.core.kernels_scores import last_kept_rows
-from tocsin.core.scores.baseline import lab_rows, patient_codes, patient_codes_of, pick_values, picked_rows
+from tocsin.core.arrays import patient_codes, patient_codes_of
+from tocsin.core.scores.baseline import lab_rows, pick_values, picked_rows
 
 ITEMS = pl.Enum(["anc", "crp", "ferritin", "ldh", "plt"])
 PICKS = {"anc": "min", "crp": "max", "ferritin": "last", "ldh": "max", "plt": "last"}

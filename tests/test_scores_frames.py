@@ -6,7 +6,8 @@ import numpy as np
 import polars as pl
 from polars.testing import assert_frame_equal
 
-from tocsin.core.scores.baseline import FrameColumns, frames, gathered, item_codes, round_to
+from tocsin.core.arrays import item_codes
+from tocsin.core.scores.baseline import FrameColumns, frames, gathered, round_to
 from tocsin.core.scores.easix import _log2
 
 

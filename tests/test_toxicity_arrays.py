@@ -203,3 +203,30 @@ def test_frame_of_a_batch_height_builds_each_column_alone_with_the_same_result(m
     assert alone.height == height and alone.columns == list(columns)
     assert alone.schema == joined.schema and alone.equals(joined, null_equal=True)
     assert alone.get_column("v").null_count() == np.isnan(values).sum()
+
+
+def test_graders_give_the_same_with_the_engines_one_read_of_the_codes_and_with_their_own() -> None:
+    """The engine reads the item and patient codes once for CRS, ICANS and the scores (``codes_of``); a grader
+    called alone reads them itself, and a patient table listing patients in another order than the events (or
+    one without rows) must give the same positions either way."""
+    from tocsin.core.arrays import codes_of
+    from tocsin.core.engine import score_patients
+    from tocsin.core.kinetics import kinetics_nca
+
+    config, vocabulary = GradingConfig(), load_vocabulary()
+    raw = _course([("B", "0", "infusion", "axi-cel", ""), ("B", "1", "temperature", "38.6", "Cel"),
+                   ("A", "0", "infusion", "axi-cel", ""), ("A", "2", "temperature", "39.1", "Cel"),
+                   ("A", "2", "ice_score", "6", ""), ("A", "3", "car_t_copies", "5000", "{copies}/ug")])
+    events, patients = _normalised_head(raw, 6), grade_events(raw, config).patients
+    patients = pl.concat([patients.reverse(), patients.head(0)])
+    read = codes_of(events, patients)
+    for own, shared in ((grade_crs(events, patients, config, vocabulary),
+                         grade_crs(events, patients, config, vocabulary, read)),
+                        (grade_icans(events, patients, config), grade_icans(events, patients, config, read))):
+        assert own.timeline.equals(shared.timeline) and own.summary.equals(shared.summary)
+        assert own.timeline.height > 0
+    own_scores, shared_scores = score_patients(events, patients, config, vocabulary), score_patients(
+        events, patients, config, vocabulary, read)
+    assert own_scores.hscore.equals(shared_scores.hscore) and own_scores.iec_hs.equals(shared_scores.iec_hs)
+    kinetics = kinetics_nca(events, patients, config.kinetics)
+    assert kinetics.height == 1 and kinetics.equals(kinetics_nca(events, patients, config.kinetics, read))

@@ -25,8 +25,10 @@ from dataclasses import asdict, dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pint
+if TYPE_CHECKING:  # pint is imported with ucumvert, on first use (~0.1 s): most conversions come from the table
+    import pint
 
 # Spellings that flowsheets use but UCUM does not accept (or reads as something else: `C` is the
 # coulomb). Keys are compared case-sensitively first, then in lower case.
@@ -117,6 +119,8 @@ def _is_dimensionless(unit: str) -> bool:
 
 
 def _quantity(unit: str) -> pint.Quantity:
+    import pint
+
     try:
         parsed = _registry().from_ucum(unit)
     except Exception as exc:  # ucumvert raises lark/pint errors of several types

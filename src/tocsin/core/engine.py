@@ -23,7 +23,7 @@ import numpy as np
 import polars as pl
 
 from tocsin.config import GradingConfig
-from tocsin.core.arrays import read_item_rows
+from tocsin.core.arrays import EventCodes, codes_of, event_codes, patient_codes, read_item_rows
 from tocsin.core.crs_astct2019 import grade_crs_astct2019
 from tocsin.core.crs_course import mark_crs_course
 from tocsin.core.crs_lee2014 import grade_crs_lee2014
@@ -38,15 +38,11 @@ from tocsin.core.kinetics import kinetics_nca
 from tocsin.core.prolonged_cytopenia import pht_items, prolonged_cytopenia
 from tocsin.core.scores.baseline import (
     ANCHOR_LYMPHODEPLETION,
-    EventCodes,
     Input,
     baseline_of,
     distinct_patients,
-    event_codes,
     frames,
     lab_rows,
-    patient_codes,
-    patient_codes_of,
     position_of,
     windows_at,
 )
@@ -204,9 +200,14 @@ class GradingResult:
 
 
 def grade_crs(
-    events: pl.DataFrame, patients: pl.DataFrame, config: GradingConfig, vocabulary: Vocabulary
+    events: pl.DataFrame,
+    patients: pl.DataFrame,
+    config: GradingConfig,
+    vocabulary: Vocabulary,
+    read: EventCodes | None = None,
 ) -> ToxicityResult:
-    state = crs_state(events, patients, vocabulary, config)
+    """CRS on the configured scale (``read``: the :func:`codes_of` the events and patients, when already read)."""
+    state = crs_state(events, patients, vocabulary, config, read)
     course = mark_crs_course(state, config)
     if config.crs.scale == "lee2014":
         (graded, observations), scale = grade_crs_lee2014(course, config), load_scale("crs_lee2014")
@@ -215,8 +216,11 @@ def grade_crs(
     return _toxicity_result(scale, graded, observations, ["waived", "waiver_drug_ep", "waiver_t_ep"])
 
 
-def grade_icans(events: pl.DataFrame, patients: pl.DataFrame, config: GradingConfig) -> ToxicityResult:
-    graded, observations = grade_icans_astct2019(icans_state(events, patients, config), config)
+def grade_icans(
+    events: pl.DataFrame, patients: pl.DataFrame, config: GradingConfig, read: EventCodes | None = None
+) -> ToxicityResult:
+    """ICANS, ASTCT 2019 (``read``: the :func:`codes_of` the events and patients, when already read)."""
+    graded, observations = grade_icans_astct2019(icans_state(events, patients, config, read), config)
     # Recovery must be documented: an assessment that cannot be graded (ICE missing, grade -1) is not quiet.
     grade = graded["grade"]
     mark_stretches(graded, (grade >= 1) | (grade < 0), config.episodes.icans_resolution_hours)
@@ -271,14 +275,19 @@ def _last_observation_at(
 
 
 def score_patients(
-    events: pl.DataFrame, patients: pl.DataFrame, config: GradingConfig, vocabulary: Vocabulary
+    events: pl.DataFrame,
+    patients: pl.DataFrame,
+    config: GradingConfig,
+    vocabulary: Vocabulary,
+    read: EventCodes | None = None,
 ) -> ScoreResults:
+    """The baseline scores and HLH screens of every patient (``read``: the :func:`codes_of` the events and
+    patients, when already read; else read here, once for every score)."""
     # HScore and the HLH screens describe a moment, not the baseline: a course is screened as it stands at its
     # last observation (the bedside question); the daily series come from the score functions.
-    # The codes of the events and of the patients are read once for every score, by one query.
-    ids = patients.get_column(PID).cast(pl.Categorical)
-    event_patients, codes = patient_codes_of(events.get_column(PID), ids)
-    read = event_codes(events, event_patients)
+    read = read or codes_of(events, patients)
+    ids, codes = patients.get_column(PID).cast(pl.Categorical), read.table
+    assert codes is not None  # codes_of reads them
     windows = windows_at(ids, _last_observation_at(read, events.get_column("t"), codes, vocabulary), codes)
     table = distinct_patients(ids, codes)
     # The score labs read once, as arrays, for every score's picks.
@@ -304,14 +313,15 @@ def grade_normalised(
     # of a million-row frame would otherwise copy those strings. (Picked by ``frame[names]``, which takes the columns
     # as they are; a ``select`` of the same names plans a query, ~0.1 ms.)
     events, patients = normalised.events[GRADED_COLUMNS], normalised.patients
+    read = codes_of(events, patients)  # once for the graders that take it
     return GradingResult(
         config=config,
         patients=patients,
-        crs=grade_crs(events, patients, config, vocab),
-        icans=grade_icans(events, patients, config),
+        crs=grade_crs(events, patients, config, vocab, read),
+        icans=grade_icans(events, patients, config, read),
         hematology=grade_hematology(events, patients, config),
-        scores=score_patients(events, patients, config, vocab),
-        kinetics=kinetics_nca(events, patients, config.kinetics),
+        scores=score_patients(events, patients, config, vocab, read),
+        kinetics=kinetics_nca(events, patients, config.kinetics, read),
         errors=normalised.errors,
     )
 

@@ -57,7 +57,7 @@ from tocsin.core.kernels_kinetics import (
     _collapse_replicates_loop,
     _nca_loop,
 )
-from tocsin.core.arrays import enum_codes, positions_in, row_numbers
+from tocsin.core.arrays import EventCodes, item_codes, positions_in, row_numbers
 from tocsin.core.segments import compiled, last_index, shift1, with_segment_start
 from tocsin.core.timeline import Column, NullableInt, Text, frame_of, labels
 from tocsin.vocabulary import load_vocabulary
@@ -121,28 +121,33 @@ class _Samples:
 
 
 @cache
-def _is_kinetic_code(item_dtype: pl.Enum) -> np.ndarray:
-    """Per code of the ``item`` Enum: is it a kinetics item (an assay)."""
-    categories = item_dtype.categories.to_list()
-    return np.isin(np.array(categories, dtype=object), list(kinetic_units()))
+def _is_kinetic_code(categories: tuple[str, ...]) -> np.ndarray:
+    """Per code of the ``item`` Enum of these categories (and the code of a null item after them): is it a
+    kinetics item (an assay). Cached by the categories as a tuple: an Enum dtype hashes its categories as a
+    Series (~20 µs)."""
+    return np.isin(np.array([*categories, None], dtype=object), list(kinetic_units()))
 
 
-def _assay_rows(item: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+def _assay_rows(item: pl.Series, read: EventCodes | None) -> tuple[np.ndarray, np.ndarray]:
     """The rows of the kinetics items and their sort keys: vocabulary order for the ``item`` Enum of canonical
-    events, else the text (as Polars sorts the column)."""
+    events (``read``: their codes, when already read), else the text (as Polars sorts the column)."""
     if isinstance(item.dtype, pl.Enum):
-        codes = enum_codes(item)
-        rows = np.flatnonzero(_is_kinetic_code(item.dtype)[codes])
+        if read is None:
+            categories = item.dtype.categories.to_list()
+            codes = item_codes(item, len(categories))
+        else:
+            categories, codes = read.categories, read.item
+        rows = np.flatnonzero(_is_kinetic_code(tuple(categories))[codes])
         return rows, codes[rows]
     names = item.cast(pl.Utf8)
     rows = np.flatnonzero(names.is_in(list(kinetic_units())).to_numpy())
     return rows, np.unique(names.gather(rows).to_numpy(), return_inverse=True)[1]
 
 
-def _samples(events: pl.DataFrame) -> _Samples:
+def _samples(events: pl.DataFrame, read: EventCodes | None = None) -> _Samples:
     """The kinetics rows of ``events`` as sorted samples (replicates at one time averaged, quantifiable ones;
-    a measured 0 counts as below quantification)."""
-    rows, assay = _assay_rows(events.get_column("item"))
+    a measured 0 counts as below quantification; ``read``: the events' codes, when already read)."""
+    rows, assay = _assay_rows(events.get_column("item"), read)
     # Each column indexed by a Series of row numbers: a direct gather (~2 µs), where an array index runs a
     # query, and a row gather of the frame took ~50 µs.
     index = row_numbers(rows)
@@ -170,7 +175,9 @@ def _samples(events: pl.DataFrame) -> _Samples:
     )
 
 
-def kinetics_nca(events: pl.DataFrame, patients: pl.DataFrame, config: KineticsConfig) -> pl.DataFrame:
+def kinetics_nca(
+    events: pl.DataFrame, patients: pl.DataFrame, config: KineticsConfig, read: EventCodes | None = None
+) -> pl.DataFrame:
     """NCA of CAR-T levels: one row per patient and assay with at least one post-infusion sample.
 
     ``events`` are canonical events (``tocsin.core.events.normalise_events``); ``patients`` its patient table
@@ -188,9 +195,10 @@ def kinetics_nca(events: pl.DataFrame, patients: pl.DataFrame, config: KineticsC
 
     Levels are in the assay's canonical unit; AUC in unit x day. See the module docstring and
     docs/kinetics.md for the conventions, and ``data/criteria/kinetics_nca.yaml`` for their sources. Each
-    series (patient and assay) is one walk over its sorted samples (``kernels_kinetics._nca_loop``).
+    series (patient and assay) is one walk over its sorted samples (``kernels_kinetics._nca_loop``). ``read``:
+    the codes of the events (:func:`tocsin.core.arrays.codes_of`), when already read for several graders.
     """
-    samples = _samples(events)
+    samples = _samples(events, read)
     start, stop = samples.series_start[:-1], samples.series_start[1:]
     # A series is reported when it has a post-infusion sample: its last (in time order) is one.
     reported = samples.t[stop - 1] > 0

@@ -23,17 +23,19 @@ built (:class:`Assessments`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
 import numpy as np
 import polars as pl
-import pyarrow as pa
 
 from tocsin.config import GradingConfig
-from tocsin.core.arrays import enum_codes, gather_rows, positions_in
+from tocsin.core.arrays import EventCodes, codes_of, enum_codes, gather_rows, patient_codes, positions_in
+from tocsin.core.polars_handles import (
+    PySeries, cut_columns, frame_from, gather_series, masked_series, numeric_series, sliced,
+)
 from tocsin.core.segments import latest_rows_loop, compiled
 from tocsin.criteria import load_scale
 from tocsin.vocabulary import Vocabulary
@@ -116,26 +118,13 @@ _NUMPY_INTEGERS: dict[type[pl.DataType], type[np.generic]] = {
 
 
 def _nullable_integers(values: np.ndarray, dtype: type[pl.DataType]) -> pl.Series:
-    """A Series of ``dtype`` with -1 (any negative value) as null. Without a null the array, converted, is the
-    Series (~5 µs); with one, a masked Arrow array, whose validity the constructor takes as is (~9 µs, where
-    floats with NaN for null and a cast took ~20 µs)."""
+    """A Series of ``dtype`` with -1 (any negative value) as null: the array, converted, or a masked Arrow array
+    from its buffers when a value is null (where floats with NaN for null and a cast took ~20 µs)."""
     missing = values < 0
     converted = values.astype(_NUMPY_INTEGERS[dtype], copy=False)
     if not missing.any():
-        return pl.Series(converted)
-    # From the buffers: ``pa.array(converted, mask=missing)`` imports pandas (0.45 s in every batch worker).
-    validity = pa.py_buffer(np.packbits(~missing, bitorder="little"))
-    if converted.dtype == np.bool_:  # Arrow's booleans are bits
-        data = pa.py_buffer(np.packbits(converted, bitorder="little"))
-        arrow_type = pa.bool_()
-    else:
-        data, arrow_type = pa.py_buffer(np.ascontiguousarray(converted)), pa.from_numpy_dtype(converted.dtype)
-    return pl.Series(pa.Array.from_buffers(arrow_type, converted.shape[0], [validity, data], int(missing.sum())))
-
-
-def _cut(whole: pl.Series, names: Sequence[str], height: int) -> Iterator[tuple[str, pl.Series]]:
-    """``whole`` cut into consecutive columns of ``height`` rows (zero-copy slices), named ``names``."""
-    return ((name, whole.slice(k * height, height)) for k, name in enumerate(names))
+        return numeric_series(converted)
+    return masked_series(converted, ~missing)
 
 
 #: Above this height, :func:`frame_of` makes each column its own Series: for a batch's columns the copy into one
@@ -147,12 +136,10 @@ _JOINED_HEIGHT = 4096
 def frame_of(columns: Mapping[str, Column]) -> pl.DataFrame:
     """A frame of these columns (NaN as null; -1 as null for the text's row numbers and nullable integers).
 
-    A Series method runs a small query (20–100 µs) where a constructor, slice or cast costs 1–6 µs: so the
-    arrays of one type become one Series, cut into the columns (zero-copy slices). The texts' row numbers are
-    one Series too, ordered by source, so that the texts of one source (the events' ``cat``, say) are one
-    gather, cut into the columns: a null row number gives a null. Each column is a Series of its own (a slice
-    or a gather), so it is renamed in place: ``alias`` copies the Series object first, and a frame of fifty
-    columns spent a fifth of its time there.
+    A Series costs ~1 µs to build from an array and a slice of one ~0.5 µs (through Polars' own handles,
+    :mod:`tocsin.core.polars_handles`), whatever their length: so the arrays of one type become one Series, cut
+    into the columns. The texts' row numbers are one Series too, ordered by source, so that the texts of one
+    source (the events' ``cat``, say) are one gather, cut into the columns: a null row number gives a null.
     """
     if not columns:
         return pl.DataFrame()
@@ -166,7 +153,7 @@ def frame_of(columns: Mapping[str, Column]) -> pl.DataFrame:
             groups.setdefault(value.dtype, []).append((name, value.values))
         else:
             groups.setdefault(value.dtype, []).append((name, value))
-    cut: dict[str, pl.Series] = {}
+    cut: dict[str, PySeries] = {}
     # Each entry of ``gathers``: the texts whose row numbers are one Series, as their names by source.
     joined_groups, gathers = list(groups.items()), [list(texts.values())] if texts else []
     if height > _JOINED_HEIGHT:  # a batch's columns: each its own Series (joining them would copy them all)
@@ -175,24 +162,20 @@ def frame_of(columns: Mapping[str, Column]) -> pl.DataFrame:
     for kind, members in joined_groups:
         joined = np.concatenate([a for _, a in members]) if len(members) > 1 else members[0][1]
         if isinstance(kind, np.dtype):  # plain arrays: NaN is null
-            whole = pl.Series(joined, nan_to_null=joined.dtype.kind == "f")
+            whole = numeric_series(joined, nan_to_null=True)
         else:
             whole = _nullable_integers(joined, kind)  # type: ignore[arg-type]
-        cut.update(_cut(whole, [name for name, _ in members], height))
-    for gathered in gathers:
-        indices = [columns[name].index for names in gathered for name in names]  # type: ignore[union-attr]
+        cut.update(cut_columns(whole, [name for name, _ in members], 0, height))
+    for gathered_names in gathers:
+        indices = [columns[name].index for names in gathered_names for name in names]  # type: ignore[union-attr]
         rows = _nullable_integers(np.concatenate(indices) if len(indices) > 1 else indices[0], pl.UInt32)
         offset = 0
-        for names in gathered:
+        for names in gathered_names:
             source = columns[names[0]].source  # type: ignore[union-attr]
-            cut.update(_cut(source[rows.slice(offset, len(names) * height)], names, height))
+            texts = gather_series(source, sliced(rows, offset, len(names) * height, ""))
+            cut.update(cut_columns(texts, names, 0, height))
             offset += len(names) * height
-    ordered = [cut[name] for name in columns]
-    # Renamed in place through Polars' own Series handle (what Series.alias does after copying the Series
-    # object, ~1 µs saved per column): safe because every column here is a fresh slice or gather.
-    for name, column in zip(columns, ordered, strict=True):
-        column._s.rename(name)
-    return ordered[0].to_frame().hstack(ordered[1:])
+    return frame_from([cut[name] for name in columns])
 
 
 def _height(column: Column) -> int:
@@ -262,19 +245,19 @@ class ToxicityRows:
         return last
 
 
-def toxicity_rows(events: pl.DataFrame, patients: pl.DataFrame, items: Collection[str], cause: str) -> ToxicityRows:
+def toxicity_rows(
+    events: pl.DataFrame, patients: pl.DataFrame, items: Collection[str], cause: str, read: EventCodes | None = None
+) -> ToxicityRows:
     """The rows of ``items`` (among them ``death``), a death only when due to ``cause``: a death from another
     cause is neither a finding nor an assessment (as one, it would carry an unresolved episode on to a death
     months later). The cause is read on the death rows alone (text over every event is a full pass).
 
-    The columns without nulls are read whole as arrays (no copy), then indexed: a Polars gather of each
-    column cost more."""
-    item_column = events.get_column("item")
-    categories = item_column.dtype.categories.to_list()  # type: ignore[attr-defined]
-    code = {name: k for k, name in enumerate(categories)}
-    # One column at a time: a select of both ran on Polars' thread pool, at several times the cost.
-    item = enum_codes(item_column)
-    wanted = np.zeros(len(categories), dtype=np.bool_)
+    ``read``: the :func:`tocsin.core.arrays.codes_of` the events and patients, when the caller read them for
+    several graders. The columns without nulls are read whole as arrays (no copy), then indexed: a Polars gather
+    of each column cost more."""
+    read = read or codes_of(events, patients)
+    categories, code, item = read.categories, read.code, read.item
+    wanted = np.zeros(len(categories) + 1, dtype=np.bool_)  # the last: a null item
     wanted[[code[i] for i in items]] = True
     selected = wanted[item]
     deaths = np.flatnonzero(item == code["death"])
@@ -283,15 +266,12 @@ def toxicity_rows(events: pl.DataFrame, patients: pl.DataFrame, items: Collectio
         selected[deaths[~due]] = False
     rows = np.flatnonzero(selected)
 
-    patient_ids = events.get_column(PID)
-    patient_code = patient_ids.to_physical().to_numpy()[rows]  # (a text identifier is its own code)
+    patient_code = read.patient[rows]
     first = np.ones(rows.shape[0], dtype=np.bool_)
     first[1:] = patient_code[1:] != patient_code[:-1]
     heads = np.flatnonzero(first)
-    # Each patient's position in the table, by text: the few patients' identifiers and the table's, cast (no
-    # query), where the table's category codes took one (~20 µs). An identifier is one category and back.
-    head_ids = gather_rows(patient_ids, rows[heads]).cast(pl.Utf8).to_numpy()
-    head_position = positions_in(head_ids, patients.get_column(PID).cast(pl.Utf8).to_numpy())
+    table = read.table if read.table is not None else patient_codes(patients.get_column(PID))
+    head_position = positions_in(patient_code[heads], table)
     run = np.cumsum(first) - 1
     return ToxicityRows(
         events,
@@ -487,9 +467,14 @@ def _crs_attribution_columns() -> tuple[pl.Expr, ...]:
 
 
 def crs_state(
-    events: pl.DataFrame, patients: pl.DataFrame, vocabulary: Vocabulary, config: GradingConfig
+    events: pl.DataFrame,
+    patients: pl.DataFrame,
+    vocabulary: Vocabulary,
+    config: GradingConfig,
+    read: EventCodes | None = None,
 ) -> Assessments:
-    """State relevant to CRS at every CRS assessment time, for every patient in ``events``."""
+    """State relevant to CRS at every CRS assessment time, for every patient in ``events`` (``read``: see
+    :func:`toxicity_rows`)."""
     c = config.crs
     pressors, anticytokine, antipyretic = _drug_classes(vocabulary)
     waiver_items = anticytokine + (antipyretic if c.waiver_drugs == "anticytokine_or_antipyretic" else [])
@@ -509,7 +494,7 @@ def crs_state(
         *anticytokine,
         *antipyretic,
     ]
-    rows = toxicity_rows(events, patients, items, "crs")
+    rows = toxicity_rows(events, patients, items, "crs", read)
     t, num = rows.t, rows.num
     findings = ("fever", "hypotension", "hypoxia")
     # The text read: the attributions' finding and cause (string operations, only if there is one), and the
@@ -699,14 +684,16 @@ def _at_time_loop(latest: np.ndarray, t: np.ndarray, assessment_t: np.ndarray) -
     return here
 
 
-def icans_state(events: pl.DataFrame, patients: pl.DataFrame, config: GradingConfig) -> Assessments:
-    """State relevant to ICANS at every neurological assessment time."""
+def icans_state(
+    events: pl.DataFrame, patients: pl.DataFrame, config: GradingConfig, read: EventCodes | None = None
+) -> Assessments:
+    """State relevant to ICANS at every neurological assessment time (``read``: see :func:`toxicity_rows`)."""
     scale = load_scale("icans_astct2019")
     ice_items: list[str] = scale.table("ice_items")
     capd_items: list[str] = scale.table("capd_items")
     domains = ["consciousness", "global_aphasia", "seizure", "motor_weakness", "cerebral_edema", "icp_sign"]
     items = ["ice_score", "capd_score", *ice_items, *capd_items, *domains, "alternative_cause", "death"]
-    selected = toxicity_rows(events, patients, items, "icans")
+    selected = toxicity_rows(events, patients, items, "icans", read)
     # The text read: of the attributions (their finding decides whether they count), and of the domain rows.
     alt, domain_rows = np.flatnonzero(selected.is_item("alternative_cause")), np.flatnonzero(selected.is_item(*domains))
     attribution_text = read_texts(selected, alt, _neuro_attribution_columns)

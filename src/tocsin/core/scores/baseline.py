@@ -40,9 +40,9 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 import polars as pl
 import pyarrow as pa
-from polars._plr import PyDataFrame, PySeries
 
-from tocsin.core.arrays import enum_codes
+from tocsin.core.arrays import EventCodes, event_codes, gather_rows, patient_codes, row_numbers
+from tocsin.core.polars_handles import PySeries, arrow_series, cut_columns, frame_from, gather_series, numeric_series
 from tocsin.core.kernels_scores import DIRECTION, best_rows_in_windows
 from tocsin.units import conversion_for
 from tocsin.vocabulary import load_vocabulary
@@ -260,7 +260,11 @@ def frames(*tables: FrameColumns) -> list[pl.DataFrame]:
     named: dict[int, dict[str, PySeries]] = {}  # the columns by name of the tables some columns are taken from
     for table in every:  # an included table comes before the tables including it
         start, height = first[id(table)], table.height
-        cut = {kind: _cut(buffers[kind], names, start[kind], height) for kind, names in table._names.items() if names}
+        cut = {
+            kind: [column for _, column in cut_columns(buffers[kind], names, start[kind], height)]
+            for kind, names in table._names.items()
+            if names
+        }
         columns: list[PySeries] = []
         for column in table._order:
             if isinstance(column, _Included):
@@ -277,7 +281,7 @@ def frames(*tables: FrameColumns) -> list[pl.DataFrame]:
             else:
                 columns.append(column._s)
         built[id(table)] = columns
-    return [pl.DataFrame._from_pydf(PyDataFrame(built[id(table)])) for table in tables]
+    return [frame_from(built[id(table)]) for table in tables]
 
 
 def _with_included(tables: Sequence[FrameColumns]) -> list[FrameColumns]:
@@ -296,24 +300,12 @@ def _with_included(tables: Sequence[FrameColumns]) -> list[FrameColumns]:
     return list(ordered.values())
 
 
-def _cut(buffer: pl.Series, names: list[str], row: int, height: int) -> list[PySeries]:
-    """The columns ``names`` of ``height`` rows each, one after the other from ``row`` of a buffer: zero-copy slices of
-    Polars' own Series handle, renamed in place (``Series.rename`` copies the Series object first). Safe: each slice
-    is its own."""
-    handle, columns = buffer._s, []
-    for k, name in enumerate(names):
-        column = handle.slice(row + k * height, height)
-        column.rename(name)
-        columns.append(column)
-    return columns
-
-
 def _numbers_buffer(parts: list[np.ndarray]) -> pl.Series | None:
-    return pl.Series("", np.concatenate(parts), nan_to_null=True) if parts else None
+    return numeric_series(np.concatenate(parts), nan_to_null=True) if parts else None
 
 
 def _whole_buffer(parts: list[np.ndarray]) -> pl.Series | None:
-    return pl.Series("", np.concatenate(parts), nan_to_null=True).cast(pl.Int32) if parts else None
+    return numeric_series(np.concatenate(parts), nan_to_null=True).cast(pl.Int32) if parts else None
 
 
 def _texts_buffer(parts: list[tuple[tuple[list[str | None], np.ndarray | None], int]]) -> pl.Series | None:
@@ -373,14 +365,14 @@ def _string_lists(lists: list[list[str]]) -> pl.Series:
     )
     lists_type = pa.large_list(pa.large_string())
     lists_array = pa.Array.from_buffers(lists_type, len(lists), [None, pa.py_buffer(offsets)], children=[strings])
-    return pl.Series("", lists_array)
+    return arrow_series(lists_array)
 
 
 def _by_index(options: list[Any], index: np.ndarray, series_of: Callable[[list[Any]], pl.Series]) -> pl.Series:
-    """``options[index]`` as a Series (``series_of`` builds one from values): built from the options and gathered by a
-    UInt32 Series (a direct gather, ~2 µs; by a NumPy array, Polars runs a query, ~15 µs), whatever the number of
+    """``options[index]`` as a Series (``series_of`` builds one from values): built from the options and gathered
+    (a direct gather, ~1 µs; indexed by a NumPy array, Polars runs a query, ~15 µs), whatever the number of
     values."""
-    return series_of(options)[pl.Series(index.astype(np.uint32))]
+    return gather_rows(series_of(options), index)
 
 
 def ladder_bounds(steps: Sequence[Step], otherwise: int) -> tuple[int, int]:
@@ -434,45 +426,6 @@ def position_of(table: np.ndarray, codes: np.ndarray) -> np.ndarray:
     return np.where(table[found] == codes, found, -1)
 
 
-def patient_codes(ids: pl.Series) -> np.ndarray:
-    """Category codes of patient ids (codes are global to the process, so two frames' codes compare)."""
-    return ids.cast(pl.Categorical).to_physical().to_numpy()
-
-
-def patient_codes_of(*ids: pl.Series) -> list[np.ndarray]:
-    """:func:`patient_codes` of several Series of patient ids by one ``to_physical``, a query (~20 µs, and several
-    times that amid a course's other work): the Series are concatenated as chunks (no copy) and the codes cut back
-    into zero-copy slices."""
-    physical = pl.concat([column.cast(pl.Categorical) for column in ids], rechunk=False).to_physical()
-    ends = np.cumsum([column.len() for column in ids]).tolist()
-    return [physical.slice(end - column.len(), column.len()).to_numpy() for end, column in zip(ends, ids)]
-
-
-@dataclass(frozen=True)
-class EventCodes:
-    """The codes every read of a batch's rows starts from, read once for the several reads of a batch."""
-
-    categories: list[str]  # the item names, by code
-    item: np.ndarray  # item code of each row (a null item: len(categories), no item)
-    patient: np.ndarray  # patient category code of each row
-
-
-def item_codes(column: pl.Series, null_code: int) -> np.ndarray:
-    """The codes of an Enum column (:func:`tocsin.core.arrays.enum_codes`), ``null_code`` where null."""
-    codes = enum_codes(column)
-    return np.where(np.isnan(codes), null_code, codes).astype(np.int64) if column.null_count() else codes
-
-
-def event_codes(events: pl.DataFrame, patient: np.ndarray | None = None) -> EventCodes:
-    """The :class:`EventCodes` of canonical events (``item`` an Enum, ``patient_id`` categorical; ``patient``: the
-    codes of its patient ids, when read with others by :func:`patient_codes_of`)."""
-    item = events.get_column("item")
-    categories = item.dtype.categories.to_list()  # from the column: the frame's whole schema costs ~10 µs
-    if patient is None:
-        patient = patient_codes(events.get_column("patient_id"))
-    return EventCodes(categories, item_codes(item, len(categories)), patient)
-
-
 def lab_rows(events: pl.DataFrame, items: Collection[str] | None = None, read: EventCodes | None = None) -> LabRows:
     """The rows of ``items`` (all rows when None) of ``events`` as :class:`LabRows` (``read``: its
     :func:`event_codes`, when several reads share them)."""
@@ -496,13 +449,13 @@ def lab_rows(events: pl.DataFrame, items: Collection[str] | None = None, read: E
     order = np.argsort(patient[first])
     # Only the wanted rows are converted: a column with nulls is copied to NumPy, and a batch has millions of rows.
     # Each column is indexed by a UInt32 Series, a direct gather (a frame indexed by an array runs a query, ~80 µs).
-    wanted_rows = pl.Series(rows.astype(np.uint32))
-    t = events.get_column("t")[wanted_rows].to_numpy()
+    wanted_rows = row_numbers(rows)
+    t = gather_series(events.get_column("t"), wanted_rows).to_numpy()
     return LabRows(
         item=codes[rows],
         t=t,
         stamp=_stamp(t),
-        columns={c: events.get_column(c)[wanted_rows].cast(pl.Float64).to_numpy() for c in ("num", "lln", "uln")},
+        columns={c: gather_series(events[c], wanted_rows).cast(pl.Float64).to_numpy() for c in ("num", "lln", "uln")},
         run_code=patient[first][order],
         run_first=first[order],
         run_end=end[order],
@@ -751,7 +704,7 @@ class Windows:
     @cached_property
     def columns(self) -> tuple[pl.Series, pl.Series, pl.Series]:
         """``patient_id, at, day``: the first columns of every score at these windows, built once for all."""
-        return self.patient_id, pl.Series("at", self.at), pl.Series("day", self.day)
+        return self.patient_id, numeric_series(self.at, "at"), numeric_series(self.day, "day")
 
 
 def windows_at(ids: pl.Series, times: np.ndarray, codes: np.ndarray | None = None) -> Windows:
@@ -792,6 +745,5 @@ def evaluation_windows(
     count = np.floor(np.clip(last, 0.0, None)).astype(np.int64) + 1
     owner = np.repeat(np.arange(ids.len()), count)
     day = (np.arange(owner.size) - np.repeat(np.cumsum(count) - count, count)).astype(np.int32)
-    # Gathered by a UInt32 Series: a direct gather (by an array, Polars runs a query).
-    window_ids = ids[pl.Series(owner.astype(np.uint32))]
+    window_ids = gather_rows(ids, owner)  # a direct gather (indexed by an array, Polars runs a query)
     return Windows(window_ids, (day + 1).astype(np.float64), day, "left", table.codes[owner])
