@@ -7,6 +7,7 @@ from __future__ import annotations
 import polars as pl
 
 from hematology_cases import normalised
+from tocsin.core.arrays import event_codes
 from tocsin.config import CytopeniaConfig
 from tocsin.core.cytopenia_ctcae import GRADED_SCHEMA, cytopenias_and_worst, grade_cytopenias, worst_cytopenia_grades
 
@@ -73,7 +74,8 @@ def test_a_patient_whose_rows_are_not_adjacent_grades_as_if_they_were() -> None:
 
 
 def test_the_worst_grades_from_the_grading_codes_are_those_read_from_the_frame() -> None:
-    # cytopenias_and_worst (grade_hematology's call) finds the worst grades from the codes it graded with.
+    # cytopenias_and_worst (grade_hematology's call, on the engine's codes) finds the worst grades from the codes
+    # it graded with.
     events = _events(
         {
             "A": [[1, "hgb", 9.0, "g/dL"], [1.5, "rbc_transfusion", 1, ""], [3, "anc", 0.3, "10*9/L"]],
@@ -83,6 +85,6 @@ def test_the_worst_grades_from_the_grading_codes_are_those_read_from_the_frame()
     )
     split = pl.concat([events.filter(pl.col("item") == "anc"), events.filter(pl.col("item") != "anc")])
     for batch in (events, split, events.head(0), events.filter(pl.col("item") == "temperature")):
-        graded, worst = cytopenias_and_worst(batch, CytopeniaConfig())
+        graded, worst = cytopenias_and_worst(batch, CytopeniaConfig(), read=event_codes(batch))
         assert graded.equals(grade_cytopenias(batch, CytopeniaConfig()))
         assert worst.equals(worst_cytopenia_grades(graded)) and worst.schema == worst_cytopenia_grades(graded).schema

@@ -51,7 +51,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict
 
 from tocsin.config import CytopeniaConfig
-from tocsin.core.arrays import gather_rows, patient_positions, physical_codes, row_numbers
+from tocsin.core.arrays import EventCodes, event_codes, gather_rows, patient_positions, physical_codes, row_numbers
 from tocsin.core.kernels_cytopenia import STATE_NEEDS_LLN, STATE_NOT_GRADED, STATE_RAISED, ctcae_rows, worst_grades
 from tocsin.core.timeline import HOURS_PER_DAY, Text, frame_of
 from tocsin.criteria import load_scale
@@ -295,18 +295,16 @@ def _floats(rows: pl.DataFrame, column: str) -> np.ndarray:
 def _lineage_of_item(
     categories: tuple[str, ...], transfusion_items: tuple[str, ...]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """By item code (``categories``: the item Enum's): the lineage code of a count, the lineage a transfusion
-    item supports (-1: none), and whether the item is read (:func:`_items_read`). Keyed by the categories as a
-    tuple: a Polars Enum hashes in ~20 µs (and an Enum column's ``dtype`` is built anew, ~15 µs)."""
+    """By item code (``categories``: the item Enum's; the code past them, a null item, is none): the lineage code
+    of a count, the lineage a transfusion item supports (-1: none), and whether the item is read
+    (:func:`_items_read`). Keyed by the categories as a tuple: a Polars Enum hashes in ~20 µs."""
     return (
-        np.array([LINEAGES.index(c) if c in LINEAGES else -1 for c in categories], dtype=np.int64),
-        np.array([transfusion_items.index(c) if c in transfusion_items else -1 for c in categories], dtype=np.int64),
-        np.isin(np.array(categories), _items_read(transfusion_items)),
+        np.array([LINEAGES.index(c) if c in LINEAGES else -1 for c in categories] + [-1], dtype=np.int64),
+        np.array(
+            [transfusion_items.index(c) if c in transfusion_items else -1 for c in categories] + [-1], dtype=np.int64
+        ),
+        np.append(np.isin(np.array(categories), _items_read(transfusion_items)), False),
     )
-
-
-def _item_categories(events: pl.DataFrame) -> tuple[str, ...]:
-    return tuple(events.get_column("item").dtype.categories.to_list())  # type: ignore[attr-defined]
 
 
 def _items_read(transfusion_items: tuple[str, ...]) -> list[str]:
@@ -320,7 +318,9 @@ def _items_read(transfusion_items: tuple[str, ...]) -> list[str]:
 _FILTER_FROM_EVENTS = 200_000
 
 
-def _rows_read(events: pl.DataFrame, read_item: np.ndarray, transfusion_items: tuple[str, ...]) -> _Rows:
+def _rows_read(
+    events: pl.DataFrame, codes: EventCodes, read_item: np.ndarray, transfusion_items: tuple[str, ...]
+) -> _Rows:
     """The counts and transfusions (``read_item``: by item code, whether it is one), in event order. Up to
     :data:`_FILTER_FROM_EVENTS` events their rows are found on the item codes and each column read is gathered
     at them (``np.take`` is twice as fast as indexing by the codes): for one course, gathering a frame of the
@@ -328,13 +328,15 @@ def _rows_read(events: pl.DataFrame, read_item: np.ndarray, transfusion_items: t
     if events.height >= _FILTER_FROM_EVENTS:
         rows = events.select(_COLUMNS).filter(pl.col("item").is_in(_items_read(transfusion_items)))
         return _Rows(rows, np.arange(rows.height), physical_codes(rows, "patient_id"), physical_codes(rows, "item"))
-    item = physical_codes(events, "item")
-    read = np.flatnonzero(np.take(read_item, item))
-    return _Rows(events, read, physical_codes(events, "patient_id")[read], item[read])
+    read = np.flatnonzero(np.take(read_item, codes.item))
+    return _Rows(events, read, codes.patient[read], codes.item[read])
 
 
 def grade_cytopenias(
-    events: pl.DataFrame, config: CytopeniaConfig, patients: pl.DataFrame | None = None
+    events: pl.DataFrame,
+    config: CytopeniaConfig,
+    patients: pl.DataFrame | None = None,
+    read: EventCodes | None = None,
 ) -> pl.DataFrame:
     """One row per ``anc``/``plt``/``hgb``/``alc``/``wbc`` value of every patient, with its CTCAE grade.
 
@@ -346,6 +348,8 @@ def grade_cytopenias(
         The cytopenia section of the grading config.
     patients:
         ``NormalisedEvents.patients``; only read for ``sex`` when ``config.lln_reference_by_sex`` is set.
+    read:
+        The :func:`tocsin.core.arrays.event_codes` of ``events``, when read once for several graders.
 
     Returns
     -------
@@ -357,15 +361,18 @@ def grade_cytopenias(
         value``; ``term not in CTCAE v6.0`` for v6.0 lymphocytes), ``scale`` (``ctcae5``/``ctcae6``, the
         version this value was graded under) and ``transfused`` (hgb/plt; null for the other lineages).
     """
-    return _graded(events, config, patients)[0]
+    return _graded(events, config, patients, read)[0]
 
 
 def cytopenias_and_worst(
-    events: pl.DataFrame, config: CytopeniaConfig, patients: pl.DataFrame | None = None
+    events: pl.DataFrame,
+    config: CytopeniaConfig,
+    patients: pl.DataFrame | None = None,
+    read: EventCodes | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """:func:`grade_cytopenias` and its :func:`worst_cytopenia_grades`, the worst grades found from the codes
     the grading has: reading them back from the graded frame cost ~0.25 ms of a course's ~0.35 ms."""
-    graded, worst_inputs = _graded(events, config, patients)
+    graded, worst_inputs = _graded(events, config, patients, read)
     return graded, _worst_frame(graded, *worst_inputs)
 
 
@@ -381,15 +388,16 @@ class _WorstInputs(NamedTuple):
 
 
 def _graded(
-    events: pl.DataFrame, config: CytopeniaConfig, patients: pl.DataFrame | None
+    events: pl.DataFrame, config: CytopeniaConfig, patients: pl.DataFrame | None, codes: EventCodes | None
 ) -> tuple[pl.DataFrame, _WorstInputs]:
     """:func:`grade_cytopenias`, and the codes of its rows for the worst grades."""
     grading = _grading(config.scale, config.ctcae6_lymphocytes)
     # The counts and transfusions are a small part of the batch: they are picked first, then only they are read
     # (a stable sort commutes with the picking).
     transfusion_items = grading.transfusion_items
-    lineage_of_item, supported_of_item, read_item = _lineage_of_item(_item_categories(events), transfusion_items)
-    read = _in_time(_rows_read(events, read_item, transfusion_items))
+    codes = codes or event_codes(events)
+    lineage_of_item, supported_of_item, read_item = _lineage_of_item(tuple(codes.categories), transfusion_items)
+    read = _in_time(_rows_read(events, codes, read_item, transfusion_items))
     patient, code = read.patient, read.item
     num, blq = read.floats("num"), read.floats("blq") == 1  # a null blq is False
     lineage = lineage_of_item[code]

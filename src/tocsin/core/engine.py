@@ -227,8 +227,12 @@ def grade_icans(
     return _toxicity_result(load_scale("icans_astct2019"), graded, observations, [])
 
 
-def grade_hematology(events: pl.DataFrame, patients: pl.DataFrame, config: GradingConfig) -> HematologyResult:
-    cytopenia, cytopenia_worst = cytopenias_and_worst(events, config.cytopenia, patients)
+def grade_hematology(
+    events: pl.DataFrame, patients: pl.DataFrame, config: GradingConfig, read: EventCodes | None = None
+) -> HematologyResult:
+    """CTCAE cytopenias and their worst grades, ICAHT and PHT (``read``: the :func:`codes_of` the events, when
+    already read)."""
+    cytopenia, cytopenia_worst = cytopenias_and_worst(events, config.cytopenia, patients, read)
     # ICAHT and PHT read the rows of their items through one read (~0.3 ms for one course, each).
     items = [*icaht_items(config.icaht), *pht_items(config.prolonged_cytopenia)]
     rows = read_item_rows(events, list(dict.fromkeys(items)))
@@ -319,7 +323,7 @@ def grade_normalised(
         patients=patients,
         crs=grade_crs(events, patients, config, vocab, read),
         icans=grade_icans(events, patients, config, read),
-        hematology=grade_hematology(events, patients, config),
+        hematology=grade_hematology(events, patients, config, read),
         scores=score_patients(events, patients, config, vocab, read),
         kinetics=kinetics_nca(events, patients, config.kinetics, read),
         errors=normalised.errors,
