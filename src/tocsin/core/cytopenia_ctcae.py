@@ -53,6 +53,7 @@ from pydantic import BaseModel, ConfigDict
 from tocsin.config import CytopeniaConfig
 from tocsin.core.arrays import EventCodes, event_codes, gather_rows, patient_positions, physical_codes, row_numbers
 from tocsin.core.kernels_cytopenia import STATE_NEEDS_LLN, STATE_NOT_GRADED, STATE_RAISED, ctcae_rows, worst_grades
+from tocsin.core.polars_handles import frame_from, numeric_series
 from tocsin.core.timeline import HOURS_PER_DAY, Text, frame_of
 from tocsin.criteria import load_scale
 
@@ -433,9 +434,9 @@ def _graded(
         gather_rows(read.source.get_column("patient_id"), read.rows[labs]).cast(GRADED_SCHEMA["patient_id"]),
         gather_rows(read.source.get_column("t"), read.rows[labs]).cast(pl.Float64),
         gather_rows(_LINEAGE_VALUES, lineage),
-        pl.Series("value", value[labs], nan_to_null=True),
-        pl.Series("blq", blq[labs]),
-        pl.Series("lln", lln, nan_to_null=True),
+        numeric_series(value[labs], "value", nan_to_null=True),
+        numeric_series(blq[labs], "blq"),
+        numeric_series(lln, "lln", nan_to_null=True),
         _at_codes(_LLN_SOURCES, lln_source),
         _at_codes(_GRADES, grade),
         _at_codes(grading.rules, lineage * _STATES + state[labs]),
@@ -443,7 +444,7 @@ def _graded(
         gather_rows(grading.scales, lineage),
         _at_codes(_TRANSFUSED, transfused[labs]),
     ]
-    graded = columns[0].to_frame().hstack(columns[1:])  # onto the first column: a DataFrame of Series costs more
+    graded = frame_from(columns)
     # A null grade, or a lower bound (``missing`` not empty: code 0 is '').
     return graded, _WorstInputs(patient[labs], lineage, grade, read.floats("t")[labs], (grade < 0) | (missing != 0))
 
