@@ -46,6 +46,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -65,21 +66,29 @@ from tocsin.core.kernels_icaht import (
     threshold_states,
 )
 from tocsin.core.timeline import Column, NullableInt, Text, frame_of
-from tocsin.criteria import Scale, load_scale
+from tocsin.criteria import load_scale
 
 PID = "patient_id"
-N_SCALE = load_scale("icaht_eha2023")
-T_SCALE = load_scale("t_icaht_2025")
+#: The criteria files of ICAHT (neutrophils) and T-ICAHT (platelets).
+N_FILE, T_FILE = "icaht_eha2023", "t_icaht_2025"
+N_SCALE, T_SCALE = load_scale(N_FILE), load_scale(T_FILE)
 #: Items that always end the observation, whatever the configuration.
 ALWAYS_ENDS = ("last_contact", "death")
 _DECIMALS = 6  # as the canonical values: a threshold is met exactly by its equivalent in another unit
+
+
+@cache
+def _table(scale: str, name: str) -> Any:
+    """A table of the criteria file named ``scale``, looked up once: a table is an extra field of the pydantic
+    model, ~2 µs a read, and ICAHT read some sixty a course."""
+    return load_scale(scale).table(name)
 
 
 @dataclass(frozen=True)
 class _Lineage:
     """One lineage's criteria (from its scale file) with the configuration that applies to it."""
 
-    scale: Scale
+    scale_file: str  # the criteria file of :func:`tocsin.criteria.load_scale`
     prefix: str
     support_item: str
     stable_days: int
@@ -88,42 +97,45 @@ class _Lineage:
     never_recovered: dict[str, Any] | None
     never_recovered_onset_max_day: int
 
+    def table(self, name: str) -> Any:
+        return _table(self.scale_file, name)
+
     @property
     def item(self) -> str:
-        return self.scale.table("item")
+        return self.table("item")
 
     @property
     def early_end(self) -> int:
-        return int(self.scale.table("early_window")[1])
+        return int(self.table("early_window")[1])
 
     @property
     def late_start(self) -> int:
-        return int(self.scale.table("late_window_start"))
+        return int(self.table("late_window_start"))
 
     def threshold(self, name: str) -> dict[str, Any]:
-        return self.scale.table("thresholds")[name]
+        return self.table("thresholds")[name]
 
     def counted_thresholds(self) -> list[str]:
         """Thresholds counted in days (early bands, late duration bands), the recovery threshold first."""
-        bands = [*self.scale.table("early_bands"), *self.scale.table("late_duration_bands")]
-        return list(dict.fromkeys([self.scale.table("recovery_threshold"), *(b["threshold"] for b in bands)]))
+        bands = [*self.table("early_bands"), *self.table("late_duration_bands")]
+        return list(dict.fromkeys([self.table("recovery_threshold"), *(b["threshold"] for b in bands)]))
 
 
 def _lineages(config: IcahtConfig) -> tuple[_Lineage, _Lineage]:
     neutrophils = _Lineage(
-        N_SCALE,
+        N_FILE,
         "",
         "g_csf",
         config.stable_recovery_days,
         config.duration_rule,
         None,
-        N_SCALE.table("never_recovered") if config.never_recovered_grade4 else None,
+        _table(N_FILE, "never_recovered") if config.never_recovered_grade4 else None,
         config.never_recovered_onset_max_day,
     )
     platelets = _Lineage(
-        T_SCALE,
+        T_FILE,
         "t_",
-        T_SCALE.table("transfusion_item"),
+        _table(T_FILE, "transfusion_item"),
         config.t_stable_recovery_days,
         config.t_duration_rule,
         config.t_transfusion_free_days,
@@ -314,7 +326,7 @@ class _Stretches:
     """
 
     def __init__(self, grid: _Grid, spec: _Lineage) -> None:
-        late_names = {b["threshold"] for b in spec.scale.table("late_duration_bands")}
+        late_names = {b["threshold"] for b in spec.table("late_duration_bands")}
         never = spec.never_recovered["threshold"] if spec.never_recovered is not None else None
         names = spec.counted_thresholds()
         # The rows of threshold_states: each threshold's best and worst case, then the observed one for ``never``.
@@ -365,11 +377,11 @@ class _Early(NamedTuple):
 def _early_grades(stretches: _Stretches, spec: _Lineage, end_day: np.ndarray) -> _Early:
     """Early grades (days 0-30): the first band of the criteria table met by the days below each threshold
     (ICAHT-IMPL-DURATION), in the best and the worst case, and the never-recovered grade 4."""
-    bands = spec.scale.table("early_bands")
+    bands = spec.table("early_bands")
     best, worst = (stretches.band(bands, "e", case, spec.duration_rule) for case in ("b", "w"))
     low, high = _band_values(bands, best, "grade", 0), _band_values(bands, worst, "grade", 0)
-    rule = _band_values(bands, best, "rule", spec.scale.table("early_grade0_rule"))
-    recovery = spec.scale.table("recovery_threshold")
+    rule = _band_values(bands, best, "rule", spec.table("early_grade0_rule"))
+    recovery = spec.table("recovery_threshold")
     if spec.duration_rule == "longest":
         first = stretches.of("longest_start", "e", "b", recovery)
         last = first + stretches.of("longest", "e", "b", recovery) - 1
@@ -403,11 +415,11 @@ class _Late(NamedTuple):
 def _late_grades(values: LateValues, stretches: _Stretches, spec: _Lineage) -> _Late:
     """Late grade: band of the lowest daily value, confirmed by the second-lowest (not transient); T-ICAHT grade 4
     by the days below a threshold (late duration bands), in the best and the worst case."""
-    n, scale = values.n.size, spec.scale
+    n = values.n.size
     nadir_bands, confirm, bands = (
-        scale.table("late_nadir_bands"),
-        scale.table("late_confirm"),
-        scale.table("late_duration_bands"),
+        spec.table("late_nadir_bands"),
+        spec.table("late_confirm"),
+        spec.table("late_duration_bands"),
     )
     has_values = values.n >= 1
     nadir_band = _first_band([has_values & _below(values.nadir, b["limit"], b["inclusive"]) for b in nadir_bands], n)
@@ -426,7 +438,7 @@ def _late_grades(values: LateValues, stretches: _Stretches, spec: _Lineage) -> _
         np.where(
             nadir_grade > 0,
             _band_values(nadir_bands, nadir_band, "rule", None),
-            np.where(nadir_band >= 0, confirm["rule"], scale.table("late_grade0_rule")),
+            np.where(nadir_band >= 0, confirm["rule"], spec.table("late_grade0_rule")),
         ),
     )
     return _Late(np.maximum(nadir_grade, duration_low), np.maximum(nadir_grade, duration_high), rule)
@@ -491,7 +503,7 @@ def _lineage_grades(
             _column(f"days_{name}", stretches.of("longest", "e", "b", name), pl.UInt32, graded),
             _column(f"days_{name}_cumulative", stretches.of("count", "e", "b", name), pl.UInt32, graded),
         ]
-    for band in spec.scale.table("late_duration_bands"):
+    for band in spec.table("late_duration_bands"):
         name = band["threshold"]
         threshold_columns += [
             _column(f"late_days_{name}", stretches.of("longest", "l", "b", name), pl.UInt32, graded),
