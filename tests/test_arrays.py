@@ -37,6 +37,25 @@ def test_read_item_rows_keeps_patients_without_such_rows_and_numbers_rows_in_eve
     assert read.rows_of("plt").tolist() == [1] and np.isnan(read.num[1])
 
 
+def test_item_rows_from_codes_already_read_are_read_item_rows() -> None:
+    from tocsin.core.arrays import event_codes, item_rows, read_item_rows
+
+    items = pl.Enum(["anc", "plt", "temperature"])
+    events = pl.DataFrame(
+        {"patient_id": ["A", "A", "B", "C", "C"], "t": [0.0, 1.0, 0.5, 2.0, 3.0],
+         "item": ["anc", "temperature", "temperature", "plt", "anc"], "num": [0.4, 38.5, 39.0, None, 0.2]},
+        schema_overrides={"patient_id": pl.Categorical, "item": items},
+    )  # fmt: skip
+    patients, read = item_rows(events, event_codes(events), ["plt", "anc"])
+    expected_patients, expected = read_item_rows(events, ["plt", "anc"])
+    assert patients.equals(expected_patients) and read.items == expected.items and read.n_patients == 3
+    for field in ("patient", "t", "num", "slot", "event_rows"):
+        np.testing.assert_array_equal(getattr(read, field), getattr(expected, field))
+    # A null item (the code past the categories) is no item's row.
+    with_null = events.with_columns(pl.when(pl.col("t") == 2.0).then(None).otherwise(pl.col("item")).alias("item"))
+    assert item_rows(with_null, event_codes(with_null), ["plt", "anc"])[1].event_rows.tolist() == [0, 4]
+
+
 def test_physical_codes_of_an_enum_with_and_without_nulls_and_of_a_categorical() -> None:
     from tocsin.core.arrays import physical_codes
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 import polars as pl
 
 from hematology_cases import normalised
+from tocsin.core.arrays import event_codes
 from tocsin.config import CytopeniaConfig
-from tocsin.core.cytopenia_ctcae import GRADED_SCHEMA, grade_cytopenias, worst_cytopenia_grades
+from tocsin.core.cytopenia_ctcae import GRADED_SCHEMA, cytopenias_and_worst, grade_cytopenias, worst_cytopenia_grades
 
 
 def _events(patients: dict[str, list[list]]) -> pl.DataFrame:
@@ -70,3 +71,20 @@ def test_a_patient_whose_rows_are_not_adjacent_grades_as_if_they_were() -> None:
         ("A", "hgb", 3),
         ("B", "anc", 3),
     ]
+
+
+def test_the_worst_grades_from_the_grading_codes_are_those_read_from_the_frame() -> None:
+    # cytopenias_and_worst (grade_hematology's call, on the engine's codes) finds the worst grades from the codes
+    # it graded with.
+    events = _events(
+        {
+            "A": [[1, "hgb", 9.0, "g/dL"], [1.5, "rbc_transfusion", 1, ""], [3, "anc", 0.3, "10*9/L"]],
+            "B": [[1, "anc", 0.8, "10*9/L"], [2, "plt", 30, "10*9/L"], [4, "anc", 0.4, "10*9/L"]],
+            "C": [[2, "hgb", 11.0, "g/dL"], [3, "temperature", 38.5, "Cel"]],
+        }
+    )
+    split = pl.concat([events.filter(pl.col("item") == "anc"), events.filter(pl.col("item") != "anc")])
+    for batch in (events, split, events.head(0), events.filter(pl.col("item") == "temperature")):
+        graded, worst = cytopenias_and_worst(batch, CytopeniaConfig(), read=event_codes(batch))
+        assert graded.equals(grade_cytopenias(batch, CytopeniaConfig()))
+        assert worst.equals(worst_cytopenia_grades(graded)) and worst.schema == worst_cytopenia_grades(graded).schema

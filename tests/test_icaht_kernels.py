@@ -15,7 +15,18 @@ import tocsin.core.icaht
 from hematology_cases import normalised
 from tocsin.config import IcahtConfig
 from tocsin.core.icaht import grade_icaht
-from tocsin.core.kernels_icaht import ABOVE, BELOW, UNKNOWN, bridged, day_grid, runs
+from tocsin.core.kernels_icaht import (
+    ABOVE,
+    BELOW,
+    UNKNOWN,
+    bridged,
+    day_grid,
+    grid_windows,
+    late_values,
+    runs,
+    support_days,
+    threshold_states,
+)
 
 NAN = float("nan")
 
@@ -211,3 +222,49 @@ def test_grading_is_the_same_in_any_batch() -> None:
 
 def test_module_example() -> None:
     assert doctest.testmod(tocsin.core.icaht, raise_on_error=False).failed == 0
+
+
+def test_late_values_rank_equal_values_by_day_and_skip_early_days() -> None:
+    offsets = np.array([0, 4, 4, 6])
+    day, value = np.array([20, 31, 35, 40, 31, 33]), np.array([0.1, 0.5, 0.3, 0.3, 0.9, 0.2])
+    out = late_values(offsets, day, value, 31)
+    assert out.n.tolist() == [3, 0, 2]
+    assert out.nadir_day.tolist() == [35, -1, 33] and out.first_day.tolist() == [31, -1, 31]
+    assert out.last_day.tolist() == [40, -1, 33]
+    np.testing.assert_array_equal(out.nadir, [0.3, NAN, 0.2])
+    np.testing.assert_array_equal(out.second, [0.3, NAN, 0.9])  # two days at 0.3: the second-lowest is 0.3
+
+
+def test_support_days_count_each_window_and_the_first_from_day_0() -> None:
+    offsets = np.array([0, 4, 5, 5])
+    out = support_days(offsets, np.array([-3, 0, 30, 31, -1]), np.array([30, 30, -1]), 31, np.array([100, 100, -1]))
+    assert (out.early.tolist(), out.late.tolist(), out.first.tolist()) == ([2, 0, 0], [1, 0, 0], [0, -1, -1])
+
+
+def test_threshold_states_read_each_case_and_the_observed_one_after_its_threshold() -> None:
+    level = np.array([0.4, 0.5, NAN, NAN, 0.6])
+    masked = np.array([False, False, False, True, False])
+    unknown = np.array([False, False, True, False, False])
+    undetermined = np.array([False, False, True, False, False])
+    states = threshold_states(level, masked, unknown, undetermined, np.array([0.5, 0.5]), np.array([True, False]), 0)
+    assert states.tolist() == [
+        [BELOW, BELOW, ABOVE, BELOW, ABOVE],  # <= 0.5, best case: unknown above, masked below
+        [BELOW, BELOW, BELOW, BELOW, ABOVE],  # worst case: unknown below
+        [BELOW, BELOW, UNKNOWN, BELOW, ABOVE],  # observed: undetermined stays unknown
+        [BELOW, ABOVE, ABOVE, BELOW, ABOVE],  # < 0.5
+        [BELOW, ABOVE, BELOW, BELOW, ABOVE],
+    ]
+
+
+def test_grid_windows_drop_unbracketed_late_levels_and_find_the_unknown_days() -> None:
+    offsets = np.array([0, 4, 4, 7])
+    level = np.array([0.2, NAN, 0.3, 0.4, NAN, NAN, 0.5])
+    observed = np.array([True, False, False, False, False, False, True])
+    bracketed = np.array([True, True, False, False, False, True, True])
+    masked = np.array([False, False, False, False, True, False, False])
+    out = grid_windows(offsets, level, observed, bracketed, masked, 1, 2)
+    np.testing.assert_array_equal(level, [0.2, NAN, NAN, NAN, NAN, NAN, 0.5])  # days 2-3 of patient 0: carried
+    assert out.early.tolist() == [True, True, False, False, True, True, False]
+    assert out.late.tolist() == [False, False, True, True, False, False, True]
+    assert out.undetermined.tolist() == [False, True, True, True, False, True, False]
+    assert out.unknown.tolist() == [False, True, False, False, False, True, False]

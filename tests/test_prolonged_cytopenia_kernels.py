@@ -8,9 +8,11 @@ import numpy as np
 import polars as pl
 
 from hematology_cases import normalised
-from tocsin.config import ProlongedCytopeniaConfig
+from tocsin.config import IcahtConfig, ProlongedCytopeniaConfig
+from tocsin.core.arrays import read_item_rows
+from tocsin.core.icaht import grade_icaht, icaht_items
 from tocsin.core.kernels_pht import summarise_series
-from tocsin.core.prolonged_cytopenia import prolonged_cytopenia, prolonged_cytopenia_lineages
+from tocsin.core.prolonged_cytopenia import pht_items, prolonged_cytopenia, prolonged_cytopenia_lineages
 
 
 def _summary(day: list[int], value: list[float], meets: list[list[bool]], consecutive: list[int], **kw: object):
@@ -87,3 +89,15 @@ def test_support_before_day_0_counts_for_recovery_not_for_days() -> None:
     assert out.get_column("anc_recovery_day_grade_le_2").to_list() == [None, 3]
     assert out.get_column("anc_recovery_day_threshold").to_list() == [None, None]  # needs 3 values
     assert out.get_column("g_csf_days").to_list() == [0, 0]
+
+
+def test_one_read_for_icaht_and_pht_grades_as_their_own_reads() -> None:
+    # grade_hematology reads the rows of both graders' items once: each grader must ignore the other's rows.
+    rows = [["-2", "platelet_transfusion", "1", "{unit}"], ["1", "anc", "0.2", "10*9/L"], ["2", "g_csf", "300", "ug"],
+            ["5", "plt", "15", "10*9/L"], ["6", "rbc_transfusion", "1", "{unit}"], ["9", "hgb", "7.5", "g/dL"],
+            ["28", "anc", "0.4", "10*9/L"], ["33", "plt", "40", "10*9/L"], ["40", "last_contact", "alive", ""]]
+    events = normalised({"A": rows, "B": rows[1:5], "C": [["3", "epo", "100", "[iU]"]]}).events
+    icaht, pht = IcahtConfig(censor_at=["progression"]), ProlongedCytopeniaConfig()
+    read = read_item_rows(events, list(dict.fromkeys([*pht_items(pht), *icaht_items(icaht)])))
+    assert grade_icaht(events, icaht, read).equals(grade_icaht(events, icaht))
+    assert prolonged_cytopenia(events, pht, read).equals(prolonged_cytopenia(events, pht))

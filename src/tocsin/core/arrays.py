@@ -195,3 +195,26 @@ def read_item_rows(events: pl.DataFrame, items: Sequence[str]) -> tuple[pl.Serie
         rows,
     )
     return events.get_column(PID).filter(first), read
+
+
+def item_rows(events: pl.DataFrame, read: EventCodes, items: Sequence[str]) -> tuple[pl.Series, ItemRows]:
+    """:func:`read_item_rows` from codes already read (:func:`event_codes`, once for several graders): its two
+    reads of codes and the item Enum's ``dtype`` (built anew at each call) are ~80 µs of its ~0.2 ms for one
+    course."""
+    patient = read.patient
+    first = np.ones(patient.size, dtype=np.bool_)
+    first[1:] = patient[1:] != patient[:-1]
+    starts = np.flatnonzero(first)
+    slot_of_code = np.full(len(read.categories) + 1, -1, dtype=np.int8)  # the last: a null item
+    slot_of_code[[read.code[i] for i in items]] = np.arange(len(items))
+    rows = np.flatnonzero((slot_of_code >= 0)[read.item])
+    rows_read = ItemRows(
+        starts.size,
+        np.searchsorted(starts, rows, side="right") - 1,
+        events.get_column("t").to_numpy()[rows].astype(np.float64, copy=False),
+        gather_rows(events.get_column("num"), rows).to_numpy().astype(np.float64, copy=False),
+        slot_of_code[read.item[rows]],
+        tuple(items),
+        rows,
+    )
+    return events.get_column(PID).filter(first), rows_read
