@@ -171,36 +171,17 @@ def gather_rows(column: pl.Series, rows: np.ndarray) -> pl.Series:
 
 def read_item_rows(events: pl.DataFrame, items: Sequence[str]) -> tuple[pl.Series, ItemRows]:
     """The patients of ``events`` in order (runs of patient_id, so a patient without rows of ``items`` keeps
-    its place) and the rows of ``items`` as arrays.
+    its place) and the rows of ``items`` as arrays: :func:`item_rows` on the events' own codes."""
+    return item_rows(events, event_codes(events), items)
+
+
+def item_rows(events: pl.DataFrame, read: EventCodes, items: Sequence[str]) -> tuple[pl.Series, ItemRows]:
+    """:func:`read_item_rows` from codes already read (:func:`event_codes`, once for several graders: the reads of
+    the codes and of the item Enum's ``dtype``, built anew at each call, are ~80 µs of ~0.2 ms for one course).
 
     Comparisons and gathers on the columns' arrays: a filter of the frame and a wrapper object of its arrays
     cost 0.4 ms for one course against some 50 µs here.
     """
-    patient = physical_codes(events, PID)
-    first = np.ones(patient.size, dtype=np.bool_)
-    first[1:] = patient[1:] != patient[:-1]
-    starts = np.flatnonzero(first)
-    categories = events.get_column("item").dtype.categories.to_list()  # type: ignore[attr-defined]
-    slot_of_code = np.full(len(categories), -1, dtype=np.int8)  # few items: small arrays over every row
-    slot_of_code[[categories.index(i) for i in items]] = np.arange(len(items))
-    item = physical_codes(events, "item")
-    rows = np.flatnonzero((slot_of_code >= 0)[item])
-    read = ItemRows(
-        starts.size,
-        np.searchsorted(starts, rows, side="right") - 1,
-        events.get_column("t").to_numpy()[rows].astype(np.float64, copy=False),
-        gather_rows(events.get_column("num"), rows).to_numpy().astype(np.float64, copy=False),
-        slot_of_code[item[rows]],
-        tuple(items),
-        rows,
-    )
-    return events.get_column(PID).filter(first), read
-
-
-def item_rows(events: pl.DataFrame, read: EventCodes, items: Sequence[str]) -> tuple[pl.Series, ItemRows]:
-    """:func:`read_item_rows` from codes already read (:func:`event_codes`, once for several graders): its two
-    reads of codes and the item Enum's ``dtype`` (built anew at each call) are ~80 µs of its ~0.2 ms for one
-    course."""
     patient = read.patient
     first = np.ones(patient.size, dtype=np.bool_)
     first[1:] = patient[1:] != patient[:-1]
