@@ -28,7 +28,7 @@ import numpy as np
 import polars as pl
 
 from tocsin.core.arrays import enum_codes, gather_rows
-from tocsin.core.kernels_ingest import converted, marked, outside
+from tocsin.core.kernels_ingest import converted, days_since_infusion, marked, outside, ranked
 from tocsin.units import UnitError, conversion_for
 from tocsin.vocabulary import ItemDefinition, Vocabulary
 
@@ -306,15 +306,18 @@ def _items(vocabulary: Vocabulary) -> _Items:
     return table
 
 
-def _dense(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(the distinct non-negative ``keys``, ascending; each row's position among them): by counting when the
-    keys are not much larger than the rows, else by sorting."""
-    if keys.size and int(keys.max()) < 4 * keys.size + 65_536:
-        present = np.bincount(keys) > 0
-        position = np.cumsum(present) - 1
-        return np.flatnonzero(present), position[keys]
-    distinct, inverse = np.unique(keys, return_inverse=True)
-    return distinct, inverse.reshape(-1)
+def _ranks(
+    first: np.ndarray, second: np.ndarray | None = None, width: int = 1
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(the distinct non-negative keys ``first * width + second`` of the rows, ascending; each row's position among
+    them; each key's first row): counted in one compiled pass when the keys are not much larger than the rows, else
+    by sorting."""
+    span = (int(first.max()) + 1) * width if first.size else 0
+    if span < 4 * first.size + 65_536:
+        return ranked(first, first[:0] if second is None else second, width, span)
+    keys = first.astype(np.int64) * width + (0 if second is None else second)
+    distinct, first_rows, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    return distinct, inverse.reshape(-1), first_rows
 
 
 @dataclass(frozen=True)
@@ -333,16 +336,14 @@ def _labels(column: pl.Series, codes: pl.Series) -> _Labels:
     """The labels of a Categorical column (``codes``: its physical codes), stripped of surrounding blanks when one of
     its few distinct values has them. Category codes are global to the process (a long-lived server's codes grow
     far beyond its frames), so rows are placed by their codes' ranks, not by the codes. Each label is read from one
-    row that has it (a NumPy scatter and one small gather: Polars' ``unique`` runs a query of ~70 us)."""
+    row that has it (one small gather: Polars' ``unique`` runs a query of ~70 us)."""
     if codes.null_count():  # nulls take a code after every label's
         read = codes.to_numpy()  # (floats, NaN for null)
         read = np.where(np.isnan(read), np.nanmax(read, initial=-1) + 1, read).astype(np.int64)
     else:
-        read = codes.to_numpy().astype(np.int64)
-    distinct, position = _dense(read)
-    holder = np.empty(distinct.size, dtype=np.int64)
-    holder[position] = np.arange(position.size)  # any row of a label reads as that label
-    names = gather_rows(column, holder).to_list()
+        read = codes.to_numpy()
+    _, position, holder = _ranks(read)
+    names = gather_rows(column, holder).to_list()  # each label read from its first row
     if any(name and (name[0] in _WHITE_SPACE or name[-1] in _WHITE_SPACE) for name in names):
         column = column.cast(pl.Utf8).str.strip_chars().cast(pl.Categorical)
         return _labels(column, column.to_physical())
@@ -659,13 +660,13 @@ def _resolve_times(screen: _Screen, item: np.ndarray, items: _Items, limits: Ing
         pl.lit("give the infusion row a time, or give this row a day"),
         pl.coalesce(pl.col("time_raw"), pl.col("time_dt").cast(pl.Utf8)),
     )
-    from_time = np.full(screen.height, np.nan)
+    from_time = np.zeros(0)  # (no clock time anywhere: NaN)
     if clocked:
         micros, patient_micros = (times.to_physical().fill_null(0).to_numpy() for times in (time_dt, infusion_time))
         # Divided by Polars (which multiplies by the reciprocal): the same days to the last bit as before.
         elapsed = pl.Series(micros - patient_micros[patient]) / 86_400e6
         from_time = np.where(timed_row & ~time_missing, elapsed.to_numpy(), np.nan)
-    t = np.where(np.isnan(day), from_time, day - np.nan_to_num(infusion_day, nan=0.0)[patient])
+    t = days_since_infusion(day, patient, np.nan_to_num(infusion_day, nan=0.0), from_time)
     screen.columns["t"] = t
     course = items.in_course[item]
     screen.check(
@@ -771,8 +772,7 @@ def _conversions(screen: _Screen, item: np.ndarray, items: _Items, vocabulary: V
     cached; an unusual unit may build the ucumvert registry, so refused rows' units are not looked at)."""
     units = screen.units
     width = len(units.names)
-    pair_of_row = item * width + units.position
-    pairs, pair = _dense(pair_of_row)
+    pairs, pair, _ = _ranks(item, units.position, width)
     wanted = marked(pair, items.is_number[item] & ~screen.refused, pairs.size)
     scale, offset = np.full(pairs.size, np.nan), np.full(pairs.size, np.nan)
     per_kg, differential = np.zeros(pairs.size, dtype=np.bool_), np.zeros(pairs.size, dtype=np.bool_)
@@ -1151,11 +1151,12 @@ def _routes(screen: _Screen, item: np.ndarray, items: _Items) -> None:
     screen.columns["route"] = _scattered("route", rows, routes, screen.height)
 
 
-def _kept_events(screen: _Screen) -> tuple[pl.DataFrame, np.ndarray]:
-    """The canonical events (rows not refused) and the row each one comes from. Each patient's rows together, in
-    time order, rows at the same time in file and line order — unless already so, as files usually are.
-    (Patients need not be in any particular order; ties are broken by file and line, never by position, so row
-    order never changes a result.)"""
+def _kept_events(screen: _Screen) -> tuple[pl.DataFrame, np.ndarray | slice]:
+    """The canonical events (rows not refused) and the row each one comes from (``slice(None)``: every row, in
+    place; its arrays are then read as they are, not gathered: a gather of a batch's height costs fresh pages).
+    Each patient's rows together, in time order, rows at the same time in file and line order — unless already
+    so, as files usually are. (Patients need not be in any particular order; ties are broken by file and line,
+    never by position, so row order never changes a result.)"""
     columns, frame = screen.columns, screen.frame
 
     def numbers(name: str) -> pl.Series:
@@ -1187,12 +1188,10 @@ def _kept_events(screen: _Screen) -> tuple[pl.DataFrame, np.ndarray]:
             frame.get_column("line"),
         ]
     )
-    rows = np.flatnonzero(~screen.refused)
-    kept: np.ndarray | slice = rows
-    if rows.size < screen.height:
-        events = events[rows]
-    else:  # every row (most files): the arrays as they are, not copies
-        kept = slice(None)
+    kept: np.ndarray | slice = slice(None)  # every row (most files): the arrays as they are, not copies
+    if screen.refused.any():
+        kept = np.flatnonzero(~screen.refused)
+        events = events[kept]
     patient = screen.patients.position[kept]
     t, line, file = columns["t"][kept], screen.array("line")[kept], screen.file_code[kept]
     same_patient = patient[1:] == patient[:-1]
@@ -1205,8 +1204,9 @@ def _kept_events(screen: _Screen) -> tuple[pl.DataFrame, np.ndarray]:
         | np.isnan(t_before)
     )
     runs = 1 + int(np.count_nonzero(~same_patient))
-    if rows.size < 2 or (in_order.all() and runs == np.count_nonzero(np.bincount(patient))):
-        return events, rows
+    if events.height < 2 or (in_order.all() and runs == np.count_nonzero(np.bincount(patient))):
+        return events, kept
+    rows = np.arange(screen.height) if isinstance(kept, slice) else kept
     ordered = events.with_columns(pl.Series("_row", rows)).sort(
         [pl.col("patient_id"), pl.col("t"), pl.col("file").cast(pl.Utf8), pl.col("line")]
     )
@@ -1214,22 +1214,27 @@ def _kept_events(screen: _Screen) -> tuple[pl.DataFrame, np.ndarray]:
 
 
 def _patient_table(
-    events: pl.DataFrame, rows: np.ndarray, screen: _Screen, item: np.ndarray, infusions: _Infusions, items: _Items
+    events: pl.DataFrame,
+    rows: np.ndarray | slice,
+    screen: _Screen,
+    item: np.ndarray,
+    infusions: _Infusions,
+    items: _Items,
 ) -> pl.DataFrame:
     """Per patient (in order of the events; ``rows``: where each event comes from): infusion time (if the file has
     clock times), product, age, weight, sex, disease, each from the patient's first row of that item. Age comes
     from an ``age`` row, else from ``birth_date`` and the infusion date."""
     patient, codes = screen.patients.position[rows], item[rows]
-    starts = np.flatnonzero(np.r_[True, patient[1:] != patient[:-1]]) if rows.size else np.zeros(0, np.int64)
+    starts = np.flatnonzero(np.r_[True, patient[1:] != patient[:-1]]) if events.height else np.zeros(0, np.int64)
     candidates = np.flatnonzero(items.describes_patient[codes])
     # (read from the texts, not the frame: a gather costs ~40 us)
     given, pair_of_row, canonical = screen.canonical_texts
-    sources = rows[candidates]
+    sources = candidates if isinstance(rows, slice) else rows[candidates]
     at = np.minimum(np.searchsorted(given, sources), max(given.size - 1, 0))
     found = (given[at] == sources).tolist() if given.size else [False] * sources.size
     pairs = pair_of_row[at].tolist() if given.size else [0] * sources.size
     texts = [canonical[pair] if hit else None for pair, hit in zip(pairs, found, strict=True)]
-    numbers = screen.columns["num"][rows[candidates]].tolist()
+    numbers = screen.columns["num"][sources].tolist()
     first: dict[tuple[int, int], int] = {}  # (patient's run, item code) -> its first candidate
     runs = (np.searchsorted(starts, candidates, side="right") - 1).tolist()
     for at, key in enumerate(zip(runs, codes[candidates].tolist(), strict=True)):
