@@ -420,6 +420,11 @@ def _gathered(name: str, column: _Column, rows: np.ndarray) -> pl.Series:
     return column(rows).alias(name)
 
 
+# A check's message, fix and shown value (None: the row's value), built only when some row fails the check: the
+# expressions of every check of a clean file cost a tenth of a bedside request's ingest.
+_Describe = Callable[[], tuple[pl.Expr, pl.Expr, pl.Expr | None]]
+
+
 class _Screen:
     """Refuses rows by marking them in a NumPy mask, not by filtering: millions of rows are copied once, at the end.
 
@@ -435,10 +440,10 @@ class _Screen:
         self.patients = _labels(frame.get_column("patient_id"), frame.get_column("patient_id").to_physical())
         self.units = _labels(frame.get_column("unit"), frame.get_column("unit").to_physical())
         self.file_code = frame.get_column("file").to_physical().to_numpy()
-        item_code = frame.get_column("item").to_physical()  # where spelled canonically (null: not so)
-        self.item_code = (
-            np.nan_to_num(item_code.to_numpy(), nan=items.unknown) if item_code.null_count() else item_code.to_numpy()
-        ).astype(np.int64)
+        item_code = enum_codes(frame.get_column("item"))  # where spelled canonically (NaN: not so)
+        if item_code.dtype.kind == "f":
+            item_code = np.nan_to_num(item_code, nan=items.unknown)
+        self.item_code = item_code.astype(np.int64)
         patients, units = self.patients, self.units
         self.refused = np.zeros(self.height, dtype=np.bool_)
         self.errors: list[pl.DataFrame] = []
@@ -464,17 +469,16 @@ class _Screen:
         self,
         failing: np.ndarray,
         field_name: str,
-        message: pl.Expr,
-        fix: pl.Expr,
-        value: pl.Expr | None = None,
+        describe: _Describe,
         severity: str = "error",
     ) -> None:
+        """Refuse (or, with severity "warning", only report) the rows not yet refused where ``failing`` holds."""
         if not failing.any():
             return
         rows = np.flatnonzero(failing & ~self.refused)
         if rows.size == 0:
             return
-        self.errors.append(_error_frame(self.rows(rows), field_name, message, fix, value, severity))
+        self.errors.append(_error_frame(self.rows(rows), field_name, *describe(), severity))
         if severity == "error":
             self.refused[rows] = True
 
@@ -497,9 +501,11 @@ def normalise_events(
         screen.check(
             np.isin(patients.position, no_patient),
             "patient_id",
-            pl.lit("patient_id is empty"),
-            pl.lit("give every row the patient's identifier"),
-            pl.col("patient_id"),
+            lambda: (
+                pl.lit("patient_id is empty"),
+                pl.lit("give every row the patient's identifier"),
+                pl.col("patient_id"),
+            ),
         )
     item = _resolve_items(screen, vocabulary, items)
     infusions = _resolve_times(screen, item, items, limits)
@@ -543,11 +549,13 @@ def _resolve_items(screen: _Screen, vocabulary: Vocabulary, items: _Items) -> np
         screen.check(
             code == items.unknown,
             "item",
-            pl.format("unknown item '{}'", pl.col("item_raw")),
-            pl.col("item_raw").replace_strict(
-                fixes, default="valid items are listed in docs/vocabulary.md", return_dtype=pl.Utf8
+            lambda: (
+                pl.format("unknown item '{}'", pl.col("item_raw")),
+                pl.col("item_raw").replace_strict(
+                    fixes, default="valid items are listed in docs/vocabulary.md", return_dtype=pl.Utf8
+                ),
+                pl.col("item_raw"),
             ),
-            pl.col("item_raw"),
         )
     return code
 
@@ -595,25 +603,27 @@ def _resolve_times(screen: _Screen, item: np.ndarray, items: _Items, limits: Ing
     screen.check(
         ~has_day & ~has_time,
         "time",
-        pl.lit("row has neither time nor day"),
-        pl.lit("give an ISO 8601 time (2024-05-01T08:00) or day since infusion (2.5)"),
-        pl.lit(""),
+        lambda: (
+            pl.lit("row has neither time nor day"),
+            pl.lit("give an ISO 8601 time (2024-05-01T08:00) or day since infusion (2.5)"),
+            pl.lit(""),
+        ),
     )
-    day_text = pl.coalesce(pl.col("day_raw"), pl.lit("NaN"))
-    screen.check(
-        has_day & np.isnan(day),
-        "day",
-        pl.format("day '{}' is not a number", day_text),
-        pl.lit("give days since infusion as a number, e.g. 2.5"),
-        day_text,
-    )
+    def day_not_a_number() -> tuple[pl.Expr, pl.Expr, pl.Expr]:
+        day_text = pl.coalesce(pl.col("day_raw"), pl.lit("NaN"))
+        fix = pl.lit("give days since infusion as a number, e.g. 2.5")
+        return pl.format("day '{}' is not a number", day_text), fix, day_text
+
+    screen.check(has_day & np.isnan(day), "day", day_not_a_number)
     time_missing = _nulls(time_dt)
     screen.check(
         ~has_day & has_time & time_missing,
         "time",
-        pl.format("time '{}' is not ISO 8601", pl.col("time_raw")),
-        pl.lit("write times like 2024-05-01T08:00:00"),
-        pl.col("time_raw"),
+        lambda: (
+            pl.format("time '{}' is not ISO 8601", pl.col("time_raw")),
+            pl.lit("write times like 2024-05-01T08:00:00"),
+            pl.col("time_raw"),
+        ),
     )
 
     patient = screen.patients.position
@@ -648,17 +658,21 @@ def _resolve_times(screen: _Screen, item: np.ndarray, items: _Items, limits: Ing
     screen.check(
         ~has_infusion[patient],
         "item",
-        pl.format("patient '{}' has no infusion row, so day 0 is unknown", pl.col("patient_id")),
-        pl.format("add a row: {},<time or day 0>,infusion,<product>", pl.col("patient_id")),
-        pl.col("item"),
+        lambda: (
+            pl.format("patient '{}' has no infusion row, so day 0 is unknown", pl.col("patient_id")),
+            pl.format("add a row: {},<time or day 0>,infusion,<product>", pl.col("patient_id")),
+            pl.col("item"),
+        ),
     )
     timed_row = timed[patient]
     screen.check(
         np.isnan(day) & ~timed_row,
         "time",
-        pl.lit("row has a clock time but the patient's infusion row has only a day"),
-        pl.lit("give the infusion row a time, or give this row a day"),
-        pl.coalesce(pl.col("time_raw"), pl.col("time_dt").cast(pl.Utf8)),
+        lambda: (
+            pl.lit("row has a clock time but the patient's infusion row has only a day"),
+            pl.lit("give the infusion row a time, or give this row a day"),
+            pl.coalesce(pl.col("time_raw"), pl.col("time_dt").cast(pl.Utf8)),
+        ),
     )
     from_time = np.zeros(0)  # (no clock time anywhere: NaN)
     if clocked:
@@ -672,21 +686,25 @@ def _resolve_times(screen: _Screen, item: np.ndarray, items: _Items, limits: Ing
     screen.check(
         course & (t < limits.earliest_day),
         "time",
-        pl.format(
-            "day {} is before the earliest plausible day ({} days before infusion)",
-            pl.col("t").round(2),
-            pl.lit(-limits.earliest_day),
+        lambda: (
+            pl.format(
+                "day {} is before the earliest plausible day ({} days before infusion)",
+                pl.col("t").round(2),
+                pl.lit(-limits.earliest_day),
+            ),
+            pl.lit("check the date or the infusion date"),
+            pl.col("t"),
         ),
-        pl.lit("check the date or the infusion date"),
-        pl.col("t"),
     )
     if limits.not_after is not None and clocked:
         screen.check(
             course & (time_dt > limits.not_after).fill_null(False).to_numpy(),
             "time",
-            pl.lit("time is in the future"),
-            pl.lit("check the date"),
-            pl.coalesce(pl.col("time_raw"), pl.col("time_dt").cast(pl.Utf8)),
+            lambda: (
+                pl.lit("time is in the future"),
+                pl.lit("check the date"),
+                pl.coalesce(pl.col("time_raw"), pl.col("time_dt").cast(pl.Utf8)),
+            ),
         )
     return _Infusions(first, infusion_day, infusion_time)
 
@@ -703,8 +721,11 @@ def _check_values_given(screen: _Screen, item: np.ndarray, items: _Items) -> Non
     screen.check(
         empty,
         "value",
-        pl.format("value is empty for '{}'", pl.col("item")),
-        pl.lit("give the observed value or drop the row"),
+        lambda: (
+            pl.format("value is empty for '{}'", pl.col("item")),
+            pl.lit("give the observed value or drop the row"),
+            None,
+        ),
     )
 
 
@@ -740,8 +761,11 @@ def _below_quantification(screen: _Screen, item: np.ndarray, items: _Items, raw_
     screen.check(
         blq & no_limit,
         "lloq",
-        pl.format("'{}' for '{}' says below quantification but gives no limit", pl.col("value"), pl.col("item")),
-        pl.lit("write the limit as '<LLOQ' (e.g. '<5') or fill the row's lloq column"),
+        lambda: (
+            pl.format("'{}' for '{}' says below quantification but gives no limit", pl.col("value"), pl.col("item")),
+            pl.lit("write the limit as '<LLOQ' (e.g. '<5') or fill the row's lloq column"),
+            None,
+        ),
     )
     return blq
 
@@ -808,8 +832,11 @@ def _numbers(screen: _Screen, item: np.ndarray, items: _Items, vocabulary: Vocab
     screen.check(
         is_number & np.isnan(raw_num) & ~blq,
         "value",
-        pl.format("'{}' is not a number for '{}'", pl.col("value"), pl.col("item")),
-        pl.lit("give a plain number"),
+        lambda: (
+            pl.format("'{}' is not a number for '{}'", pl.col("value"), pl.col("item")),
+            pl.lit("give a plain number"),
+            None,
+        ),
     )
     conversions = _conversions(screen, item, items, vocabulary)
     # The problem text is made only for the failing rows (a text per row would be copied millions of times).
@@ -817,9 +844,11 @@ def _numbers(screen: _Screen, item: np.ndarray, items: _Items, vocabulary: Vocab
     screen.check(
         is_number & (np.isnan(conversions.scale) & ~conversions.differential)[conversions.pair],
         "unit",
-        pl.format("{} (item '{}')", pl.col("unit_problem"), pl.col("item")),
-        pl.lit("use a UCUM unit listed for the item in docs/vocabulary.md"),
-        pl.col("unit"),
+        lambda: (
+            pl.format("{} (item '{}')", pl.col("unit_problem"), pl.col("item")),
+            pl.lit("use a UCUM unit listed for the item in docs/vocabulary.md"),
+            pl.col("unit"),
+        ),
     )
 
     patient = screen.patients.position
@@ -834,21 +863,25 @@ def _numbers(screen: _Screen, item: np.ndarray, items: _Items, vocabulary: Vocab
     screen.check(
         needs_weight & ~is_drug,
         "unit",
-        pl.format("'{}' in {} needs the patient's weight", pl.col("item"), pl.col("unit")),
-        pl.lit("add a 'weight' row (kg) for the patient, or give the absolute rate"),
-        pl.col("unit"),
+        lambda: (
+            pl.format("'{}' in {} needs the patient's weight", pl.col("item"), pl.col("unit")),
+            pl.lit("add a 'weight' row (kg) for the patient, or give the absolute rate"),
+            pl.col("unit"),
+        ),
     )
     screen.check(
         needs_weight & is_drug,
         "unit",
-        pl.format(
-            "'{}' {} {} kept, but its mg dose is unknown without the patient's weight",
-            pl.col("item"),
-            pl.col("value"),
+        lambda: (
+            pl.format(
+                "'{}' {} {} kept, but its mg dose is unknown without the patient's weight",
+                pl.col("item"),
+                pl.col("value"),
+                pl.col("unit"),
+            ),
+            pl.lit("add a 'weight' row (kg) to compute the mg dose"),
             pl.col("unit"),
         ),
-        pl.lit("add a 'weight' row (kg) to compute the mg dose"),
-        pl.col("unit"),
         severity="warning",
     )
 
@@ -870,22 +903,24 @@ def _numbers(screen: _Screen, item: np.ndarray, items: _Items, vocabulary: Vocab
         "_high": lambda rows: pl.Series(items.high[item[rows]], nan_to_null=True),
         "_canonical_unit": lambda rows: pl.Series([items.canonical_unit[c] for c in item[rows]], dtype=pl.Utf8),
     }
-    canonical_unit = pl.col("_canonical_unit")
     screen.check(
         outside(num, item, items.low, items.high),
         "value",
-        pl.format(
-            "{} {} is implausible for '{}' (= {} {}; accepted {}..{} {})",
-            pl.col("value"),
-            pl.col("unit"),
-            pl.col("item"),
-            pl.col("num"),
-            canonical_unit,
-            pl.col("_low"),
-            pl.col("_high"),
-            canonical_unit,
+        lambda: (
+            pl.format(
+                "{} {} is implausible for '{}' (= {} {}; accepted {}..{} {})",
+                pl.col("value"),
+                pl.col("unit"),
+                pl.col("item"),
+                pl.col("num"),
+                pl.col("_canonical_unit"),
+                pl.col("_low"),
+                pl.col("_high"),
+                pl.col("_canonical_unit"),
+            ),
+            pl.lit("check the value and its unit"),
+            None,
         ),
-        pl.lit("check the value and its unit"),
     )
     whole = np.flatnonzero(items.integer[item])
     fractional = np.zeros(screen.height, dtype=np.bool_)
@@ -894,8 +929,11 @@ def _numbers(screen: _Screen, item: np.ndarray, items: _Items, vocabulary: Vocab
     screen.check(
         fractional,
         "value",
-        pl.format("'{}' must be a whole number for '{}'", pl.col("value"), pl.col("item")),
-        pl.lit("give the score as an integer"),
+        lambda: (
+            pl.format("'{}' must be a whole number for '{}'", pl.col("value"), pl.col("item")),
+            pl.lit("give the score as an integer"),
+            None,
+        ),
     )
 
 
@@ -924,18 +962,22 @@ def _limits(screen: _Screen, item: np.ndarray, items: _Items, conversions: _Conv
         screen.check(
             unreadable,
             column,
-            pl.format("{} '{}' is not a number", pl.lit(column), pl.col(raw)),
-            pl.lit(f"give {column} as a plain number in the row's unit, or leave it empty"),
-            pl.col(raw),
+            lambda: (
+                pl.format("{} '{}' is not a number", pl.lit(column), pl.col(raw)),
+                pl.lit(f"give {column} as a plain number in the row's unit, or leave it empty"),
+                pl.col(raw),
+            ),
         )
         ignored = np.zeros(screen.height, dtype=np.bool_)
         ignored[rows] = read & ~takes_limits[rows]
         screen.check(
             ignored,
             column,
-            pl.format("'{}' takes no {} (ignored)", pl.col("item"), pl.lit(column)),
-            pl.lit(f"leave {column} empty for this item"),
-            pl.col(raw),
+            lambda: (
+                pl.format("'{}' takes no {} (ignored)", pl.col("item"), pl.lit(column)),
+                pl.lit(f"leave {column} empty for this item"),
+                pl.col(raw),
+            ),
             severity="warning",
         )
         in_unit = _round(given * conversions.scale_of(rows) + conversions.offset_of(rows))
@@ -958,8 +1000,11 @@ def _differentials(
     screen.check(
         is_differential & ((raw_num < 0) | (raw_num > 100)),
         "value",
-        pl.format("{} % is not a possible share for '{}'", pl.col("value"), pl.col("item")),
-        pl.lit("give a percentage between 0 and 100, or the absolute count"),
+        lambda: (
+            pl.format("{} % is not a possible share for '{}'", pl.col("value"), pl.col("item")),
+            pl.lit("give a percentage between 0 and 100, or the absolute count"),
+            None,
+        ),
     )
     rows = np.flatnonzero(is_differential & ~screen.refused)
     if rows.size == 0:
@@ -1135,16 +1180,20 @@ def _routes(screen: _Screen, item: np.ndarray, items: _Items) -> None:
     screen.check(
         unknown,
         "route",
-        pl.format("route '{}' is not known", pl.col("route_raw")),
-        pl.lit(f"use one of: {', '.join(ROUTES)}"),
-        pl.col("route_raw"),
+        lambda: (
+            pl.format("route '{}' is not known", pl.col("route_raw")),
+            pl.lit(f"use one of: {', '.join(ROUTES)}"),
+            pl.col("route_raw"),
+        ),
     )
     screen.check(
         ignored,
         "route",
-        pl.format("'{}' takes no route (ignored)", pl.col("item")),
-        pl.lit("give a route only for drugs and blood support"),
-        pl.col("route_raw"),
+        lambda: (
+            pl.format("'{}' takes no route (ignored)", pl.col("item")),
+            pl.lit("give a route only for drugs and blood support"),
+            pl.col("route_raw"),
+        ),
         severity="warning",
     )
     routes = [route if kept else None for route, kept in zip(read, given & takes_route, strict=True)]
