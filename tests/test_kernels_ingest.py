@@ -24,9 +24,12 @@ def test_converted_equals_the_element_wise_expression(data: st.DataObject) -> No
     scale = np.array(data.draw(st.lists(finite_or_nan, min_size=n_pairs, max_size=n_pairs)), dtype=np.float64)
     offset = np.array(data.draw(st.lists(finite_or_nan, min_size=n_pairs, max_size=n_pairs)), dtype=np.float64)
     per_kg = np.array(data.draw(st.lists(st.booleans(), min_size=n_pairs, max_size=n_pairs)), dtype=np.bool_)
+    fraction = np.array(data.draw(st.lists(st.booleans(), min_size=n_pairs, max_size=n_pairs)), dtype=np.bool_)
     weight = np.array(data.draw(st.lists(finite_or_nan, min_size=n_patients, max_size=n_patients)))
     expected = (raw * scale[pair] + offset[pair]) * np.where(per_kg[pair], weight[patient], 1.0)
-    np.testing.assert_array_equal(converted(raw, pair, scale, offset, per_kg, patient, weight), expected)
+    expected = np.where(fraction[pair] & (raw <= 1.0), raw * 100, expected)
+    got = converted(raw, pair, scale, offset, per_kg, fraction, patient, weight)
+    np.testing.assert_array_equal(got, expected)
 
 
 def test_outside_is_strict_on_both_bounds_and_never_for_nan() -> None:

@@ -138,15 +138,17 @@ def _read_numbers(text: pl.Series, only: np.ndarray | None = None) -> np.ndarray
 
 
 def _reread_numbers(text: pl.Series, first_read: np.ndarray, only: np.ndarray | None = None) -> np.ndarray:
-    """:func:`_read_numbers` given the plain parse of ``text`` (nulls and NaN read as NaN)."""
-    numbers = np.array(first_read, dtype=np.float64)  # a writable copy: a Series' NumPy view is read-only
-    retry = np.isnan(numbers)
+    """:func:`_read_numbers` given the plain parse of ``text`` (nulls and NaN read as NaN; returned as it is when
+    no row needs reading again)."""
+    retry = np.isnan(first_read)
     if only is not None:
         retry &= only
     rows = np.flatnonzero(retry)
-    if rows.size:  # (a null text reads as NaN again)
-        cleaned = text[rows].str.strip_chars().str.replace(",", ".", literal=True).cast(pl.Float64, strict=False)
-        numbers[rows] = cleaned.to_numpy()
+    if rows.size == 0:
+        return first_read
+    cleaned = text[rows].str.strip_chars().str.replace(",", ".", literal=True).cast(pl.Float64, strict=False)
+    numbers = np.array(first_read, dtype=np.float64)  # a copy: the first read may be shared, or a read-only view
+    numbers[rows] = cleaned.to_numpy()  # (a null text reads as NaN again)
     return numbers
 
 
@@ -231,6 +233,7 @@ class _Items:
     fraction_to_percent: np.ndarray
     is_drug: np.ndarray
     takes_route: np.ndarray
+    reads_text: np.ndarray  # a known item whose value is not a number (category, boolean, text, date)
     in_course: np.ndarray  # not a patient item: its time is checked
     describes_patient: np.ndarray  # a column of the patient table: the infusion or a patient item
     value_type: np.ndarray  # position in VALUE_TYPES (-1: no item)
@@ -288,6 +291,7 @@ def _items(vocabulary: Vocabulary) -> _Items:
         fraction_to_percent=flags(lambda d: d.fraction_to_percent),
         is_drug=flags(lambda d: d.kind == "drug"),
         takes_route=flags(lambda d: d.kind in ("drug", "blood_support")),
+        reads_text=flags(lambda d: d.value_type != "number"),
         in_course=flags(lambda d: d.item not in PATIENT_ITEMS),
         describes_patient=flags(lambda d: d.item in ("infusion", *PATIENT_ITEMS)),
         value_type=np.array([value_types.index(d.value_type) for d in defs] + [-1], dtype=np.int8),
@@ -317,7 +321,7 @@ def _ranks(
         return ranked(first, first[:0] if second is None else second, width, span)
     keys = first.astype(np.int64) * width + (0 if second is None else second)
     distinct, first_rows, inverse = np.unique(keys, return_index=True, return_inverse=True)
-    return distinct, inverse.reshape(-1), first_rows
+    return distinct, inverse.reshape(-1).astype(np.int32), first_rows
 
 
 @dataclass(frozen=True)
@@ -443,7 +447,8 @@ class _Screen:
         item_code = enum_codes(frame.get_column("item"))  # where spelled canonically (NaN: not so)
         if item_code.dtype.kind == "f":
             item_code = np.nan_to_num(item_code, nan=items.unknown)
-        self.item_code = item_code.astype(np.int64)
+        self.item_code = item_code.astype(np.int32)  # (32 bits: the code of no item is one past the Enum's codes)
+        self.raw_num = frame.get_column("raw_num").to_numpy()  # read once: with a null, each read is a copy
         patients, units = self.patients, self.units
         self.refused = np.zeros(self.height, dtype=np.bool_)
         self.errors: list[pl.DataFrame] = []
@@ -713,7 +718,7 @@ def _check_values_given(screen: _Screen, item: np.ndarray, items: _Items) -> Non
     """A row needs a value; only the rows that do not read as numbers can be empty. The texts of those rows and of
     the rows of items that are not numbers (read later) are gathered here once (``screen.value_texts``)."""
     value = screen.frame.get_column("value")
-    rows = np.flatnonzero(np.isnan(screen.array("raw_num")) | (~items.is_number[item] & (item != items.unknown)))
+    rows = np.flatnonzero(np.isnan(screen.raw_num) | items.reads_text[item])
     texts = gather_rows(value, rows)
     screen.value_texts = (rows, texts)
     empty = np.zeros(screen.height, dtype=np.bool_)
@@ -781,6 +786,7 @@ class _Conversions:
     scale: np.ndarray  # per pair; NaN: none (not a number row, or the unit does not convert)
     offset: np.ndarray
     per_kg: np.ndarray
+    fraction: np.ndarray  # a bare number of an item such as FiO2: up to 1, a fraction (times 100)
     differential: np.ndarray
     problem: Callable[[np.ndarray], pl.Series]  # the reason, for the given rows
 
@@ -819,14 +825,16 @@ def _conversions(screen: _Screen, item: np.ndarray, items: _Items, vocabulary: V
     def problem(rows: np.ndarray) -> pl.Series:
         return pl.Series([problems[p] for p in pair[rows]], dtype=pl.Utf8)
 
-    return _Conversions(pair, scale, offset, per_kg, differential, problem)
+    of_item = pairs // width
+    fraction = items.is_number[of_item] & items.fraction_to_percent[of_item] & (pairs % width == units.position_of(""))
+    return _Conversions(pair, scale, offset, per_kg, fraction, differential, problem)
 
 
 def _numbers(screen: _Screen, item: np.ndarray, items: _Items, vocabulary: Vocabulary) -> None:
     """Number rows: read, converted to the item's canonical unit (per kg with the patient's first weight),
     with their limits, then checked against the item's plausible range."""
     is_number = items.is_number[item]
-    raw_num = _reread_numbers(screen.frame.get_column("value"), screen.array("raw_num"), only=is_number)
+    raw_num = _reread_numbers(screen.frame.get_column("value"), screen.raw_num, only=is_number)
     blq = _below_quantification(screen, item, items, raw_num)
     screen.columns["blq"] = blq
     screen.check(
@@ -885,16 +893,10 @@ def _numbers(screen: _Screen, item: np.ndarray, items: _Items, vocabulary: Vocab
         severity="warning",
     )
 
-    num = converted(  # per kg: times the weight (NaN without one)
-        raw_num, conversions.pair, conversions.scale, conversions.offset, conversions.per_kg, patient, patient_weight_kg
-    )
-    # A bare number (no unit) of an item such as FiO2 may be a fraction.
-    bare = screen.units.position_of("")
-    if bare >= 0:
-        bare_fraction = items.fraction_to_percent[item] & (screen.units.position == bare) & (raw_num <= 1.0)
-        if bare_fraction.any():
-            num = np.where(bare_fraction, raw_num * 100, num)
-    num = np.where(is_number, _round(num), np.nan)
+    # Per kg: times the weight (NaN without one). A bare number (no unit) of an item such as FiO2 may be a fraction.
+    # Rows that are not numbers read as NaN: their pairs have no conversion (NaN), whatever their text read as.
+    c = conversions
+    num = _round(converted(raw_num, c.pair, c.scale, c.offset, c.per_kg, c.fraction, patient, patient_weight_kg))
     _limits(screen, item, items, conversions)
     num = _differentials(screen, item, items, raw_num, conversions, num)
     screen.columns["num"] = num
@@ -1044,7 +1046,7 @@ def _non_numbers(screen: _Screen, item: np.ndarray, items: _Items) -> None:
     the pairs first appear, and written back by row number (``cat``). The pairs are found by their codes (a
     batch's tens of thousands of such rows have some dozens of pairs; read row by row in Python they were a sixth
     of ingest)."""
-    others = np.flatnonzero(~items.is_number[item] & (item != items.unknown) & ~screen.refused)
+    others = np.flatnonzero(items.reads_text[item] & ~screen.refused)
     gathered, texts = screen.value_texts
     at_text = np.searchsorted(gathered, others)
     pair_of_row, first_rows = _distinct_pairs(item[others], gather_rows(texts, at_text))

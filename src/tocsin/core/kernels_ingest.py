@@ -34,14 +34,18 @@ def _converted_loop(
     scale: np.ndarray,
     offset: np.ndarray,
     per_kg: np.ndarray,
+    fraction: np.ndarray,
     patient: np.ndarray,
     weight_kg: np.ndarray,
 ) -> np.ndarray:
     out = np.empty(raw.shape[0], dtype=np.float64)
     for row in range(raw.shape[0]):
-        p = pair[row]
-        factor = weight_kg[patient[row]] if per_kg[p] else 1.0
-        out[row] = (raw[row] * scale[p] + offset[p]) * factor
+        p, value = pair[row], raw[row]
+        if fraction[p] and value <= 1.0:
+            out[row] = value * 100
+        else:
+            factor = weight_kg[patient[row]] if per_kg[p] else 1.0
+            out[row] = (value * scale[p] + offset[p]) * factor
     return out
 
 
@@ -51,13 +55,15 @@ def converted(
     scale: np.ndarray,
     offset: np.ndarray,
     per_kg: np.ndarray,
+    fraction: np.ndarray,
     patient: np.ndarray,
     weight_kg: np.ndarray,
 ) -> np.ndarray:
     """Per row, ``(raw * scale + offset) * factor`` with the conversion of its (item, unit) ``pair``; the factor
-    is the patient's weight (``weight_kg`` by patient position, NaN: none) for a per-kg unit, else 1. The same
-    operations in the same order as NumPy's element-wise expression, so the same numbers."""
-    return compiled(_converted_loop)(raw, pair, scale, offset, per_kg, patient, weight_kg)
+    is the patient's weight (``weight_kg`` by patient position, NaN: none) for a per-kg unit, else 1. A value up
+    to 1 of a ``fraction`` pair (a bare number of an item such as FiO2) is a fraction: times 100. The same
+    operations in the same order as NumPy's element-wise expressions, so the same numbers."""
+    return compiled(_converted_loop)(raw, pair, scale, offset, per_kg, fraction, patient, weight_kg)
 
 
 def _outside_loop(values: np.ndarray, code: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
@@ -93,7 +99,7 @@ def _ranked_loop(
             distinct[rank], holder[rank] = key, first_row[key]
             first_row[key] = rank
             rank += 1
-    position = np.empty(first.shape[0], dtype=np.int64)
+    position = np.empty(first.shape[0], dtype=np.int32)
     for row in range(first.shape[0]):
         position[row] = first_row[first[row] * width + (second[row] if second.shape[0] else 0)]
     return distinct, position, holder
@@ -103,7 +109,7 @@ def ranked(
     first: np.ndarray, second: np.ndarray, width: int, span: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The distinct keys ``first * width + second`` (``second`` empty: ``first`` alone) of the rows, ascending,
-    each row's position (rank) among them and each key's first row, by counting over ``range(span)`` (every key
+    each row's position (rank, 32-bit) among them and each key's first row, by counting over ``range(span)`` (every key
     must be below ``span``). In one pass over the rows and the table: the keys, their ranks and a row number per
     row are never whole columns of their own (each such column of a batch's height cost ~10 ms in fresh pages)."""
     return compiled(_ranked_loop)(first, second, width, span)
