@@ -380,7 +380,6 @@ def _typing_expressions(schema: pl.Schema, items: _Items) -> list[pl.Expr]:
     item, value = pl.col("item").cast(pl.Utf8), pl.col("value").cast(pl.Utf8)
     exprs = [
         pl.col("patient_id").cast(pl.Utf8).cast(pl.Categorical),
-        item.alias("item_raw"),
         item.cast(items.enum, strict=False).alias("item"),
         value,
         value.cast(pl.Float64, strict=False).alias("raw_num"),
@@ -512,7 +511,7 @@ def normalise_events(
                 pl.col("patient_id"),
             ),
         )
-    item = _resolve_items(screen, vocabulary, items)
+    item = _resolve_items(screen, raw.get_column("item"), vocabulary, items)
     infusions = _resolve_times(screen, item, items, limits)
     _check_values_given(screen, item, items)
     _numbers(screen, item, items, vocabulary)
@@ -531,10 +530,17 @@ def normalise_events(
     return NormalisedEvents(events=events, errors=error_frame, patients=patient_table)
 
 
-def _resolve_items(screen: _Screen, vocabulary: Vocabulary, items: _Items) -> np.ndarray:
+def _resolve_items(screen: _Screen, raw_item: pl.Series, vocabulary: Vocabulary, items: _Items) -> np.ndarray:
     """Item names have few distinct spellings: rows not spelled canonically (most files have none) are resolved
-    once per spelling. Returns every row's item code (``items.unknown`` where there is none)."""
-    item_raw, item, code = screen.frame.get_column("item_raw"), screen.frame.get_column("item"), screen.item_code
+    once per spelling. Returns every row's item code (``items.unknown`` where there is none). The item as written
+    (``raw_item``, the input's column) is read only if some row is not spelled canonically: as a column of the
+    prepared frame, it was copied with it (a batch chunk's item names, some 20 MB of fresh pages)."""
+    item, code = screen.frame.get_column("item"), screen.item_code
+    screen.columns["item"] = item
+    if not item.null_count():
+        return code
+    item_raw = raw_item.cast(pl.Utf8).alias("item_raw")
+    screen.columns["item_raw"] = item_raw  # (for the error rows' messages)
     unknown: list[str] = []
     if item.null_count() > item_raw.null_count():
         rows = np.flatnonzero((code == items.unknown) & ~_nulls(item_raw))
