@@ -728,7 +728,8 @@ def _check_values_given(screen: _Screen, item: np.ndarray, items: _Items) -> Non
     texts = gather_rows(value, rows)
     screen.value_texts = (rows, texts)
     empty = np.zeros(screen.height, dtype=np.bool_)
-    empty[rows] = (texts.fill_null("") == "").to_numpy()  # (a text that reads as a number is not empty)
+    blank = texts == ""  # (a text that reads as a number is not empty; a comparison is direct, fill_null a query)
+    empty[rows] = (blank.fill_null(True) if blank.null_count() else blank).to_numpy()  # (null: empty too)
     screen.check(
         empty,
         "value",
@@ -1079,12 +1080,22 @@ def _non_numbers(screen: _Screen, item: np.ndarray, items: _Items) -> None:
     screen.canonical_texts = (others, pair_of_row, canonical)
 
 
+#: Up to this many rows, the (item, value) pairs are numbered in Python (a bedside course has some hundreds).
+_FEW_PAIRED_ROWS = 2_048
+
+
 def _distinct_pairs(codes: np.ndarray, values: pl.Series) -> tuple[np.ndarray, np.ndarray]:
     """Each row's distinct (item code, value) pair, numbered in the order the pairs first appear, and each pair's
     first row. The values are told apart by their codes in an Enum of their distinct texts (null: a code of its
     own), not a Categorical: the process-wide category table would keep every free text of a server's requests."""
-    if not codes.size:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    if codes.size <= _FEW_PAIRED_ROWS:  # (the Polars calls below cost ~0.15 ms even for a few rows)
+        number: dict[tuple[int, str | None], int] = {}
+        pair_of_row, first_rows = np.empty(codes.size, dtype=np.int64), []
+        for row, key in enumerate(zip(codes.tolist(), values.to_list(), strict=True)):
+            pair_of_row[row] = pair = number.setdefault(key, len(number))
+            if pair == len(first_rows):
+                first_rows.append(row)
+        return pair_of_row, np.array(first_rows, dtype=np.int64)
     distinct = values.drop_nulls().unique()
     value_code = enum_codes(values.cast(pl.Enum(distinct)))
     if value_code.dtype.kind == "f":  # a null value: after every text
