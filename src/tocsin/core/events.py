@@ -354,36 +354,39 @@ def _labels(column: pl.Series, codes: pl.Series) -> _Labels:
     return _Labels(column, names, position)
 
 
-_PREPARED: dict[tuple[int, tuple[tuple[str, pl.DataType], ...]], tuple[_Items, list[pl.Expr]]] = {}
+_PREPARED: dict[tuple[int, tuple[tuple[str, pl.DataType], ...], bool], tuple[_Items, list[pl.Expr]]] = {}
 
 
 def _prepare(raw: pl.DataFrame, items: _Items) -> pl.DataFrame:
     """Every column typed once, in one select. Patient, unit and file become Categorical (rows are matched on
     them by code), ``item`` the vocabulary's Enum where it is spelled canonically (other spellings are resolved
     later, once each), and ``value`` is read as a number on every row (most rows are numbers). The expressions
-    depend only on the input's schema and the item table: built once for each (building them took a tenth of a
-    bedside request)."""
-    key = (id(items), tuple(raw.schema.items()))
+    depend only on the input's schema, whether it lacks some unit, and the item table: built once for each
+    (building them took a tenth of a bedside request)."""
+    unit_nulls = "unit" in raw.columns and raw.get_column("unit").null_count() > 0
+    key = (id(items), tuple(raw.schema.items()), unit_nulls)
     cached = _PREPARED.get(key)
     if cached is None or cached[0] is not items:
         if len(_PREPARED) > 64:  # input layouts are few; never grow without bound
             _PREPARED.clear()
-        cached = _PREPARED[key] = (items, _typing_expressions(raw.schema, items))
+        cached = _PREPARED[key] = (items, _typing_expressions(raw.schema, items, unit_nulls))
     # One chunk per column: the read columns come in chunks (file parts, row groups) and the added ones in
     # one, and Polars realigns every column of a frame whose chunks differ on every operation on it.
     return raw.select(cached[1]).rechunk()
 
 
-def _typing_expressions(schema: pl.Schema, items: _Items) -> list[pl.Expr]:
-    """The expressions of :func:`_prepare` for an input of this schema."""
+def _typing_expressions(schema: pl.Schema, items: _Items, unit_nulls: bool) -> list[pl.Expr]:
+    """The expressions of :func:`_prepare` for an input of this schema (``unit_nulls``: its unit column has
+    nulls, read as no unit; a ``fill_null`` of a column without them still costs a pass over its texts)."""
     cols = schema.names()
+    unit = pl.col("unit").cast(pl.Utf8)
     item, value = pl.col("item").cast(pl.Utf8), pl.col("value").cast(pl.Utf8)
     exprs = [
         pl.col("patient_id").cast(pl.Utf8).cast(pl.Categorical),
         item.cast(items.enum, strict=False).alias("item"),
         value,
         value.cast(pl.Float64, strict=False).alias("raw_num"),
-        (pl.col("unit").cast(pl.Utf8).fill_null("") if "unit" in cols else pl.lit(""))
+        ((unit.fill_null("") if unit_nulls else unit) if "unit" in cols else pl.lit(""))
         .cast(pl.Categorical)
         .alias("unit"),
         (pl.col("source").cast(pl.Utf8) if "source" in cols else pl.lit(None, pl.Utf8)).alias("source"),
