@@ -138,8 +138,10 @@ def _read_numbers(text: pl.Series, only: np.ndarray | None = None) -> np.ndarray
 
 
 def _reread_numbers(text: pl.Series, first_read: np.ndarray, only: np.ndarray | None = None) -> np.ndarray:
-    """:func:`_read_numbers` given the plain parse of ``text`` (nulls and NaN read as NaN; returned as it is when
-    no row needs reading again)."""
+    """:func:`_read_numbers` given the plain parse of ``text`` (nulls and NaN read as NaN), the rows read again
+    written into ``first_read`` itself when it is writable (NumPy's reading of a Series with nulls is a copy of
+    its own; a view of one without nulls is read-only, and copied here only if some row is read again). The
+    caller must not need the first reading afterwards."""
     retry = np.isnan(first_read)
     if only is not None:
         retry &= only
@@ -147,7 +149,7 @@ def _reread_numbers(text: pl.Series, first_read: np.ndarray, only: np.ndarray | 
     if rows.size == 0:
         return first_read
     cleaned = text[rows].str.strip_chars().str.replace(",", ".", literal=True).cast(pl.Float64, strict=False)
-    numbers = np.array(first_read, dtype=np.float64)  # a copy: the first read may be shared, or a read-only view
+    numbers = first_read if first_read.flags.writeable else np.array(first_read, dtype=np.float64)
     numbers[rows] = cleaned.to_numpy()  # (a null text reads as NaN again)
     return numbers
 
@@ -450,7 +452,9 @@ class _Screen:
         if item_code.dtype.kind == "f":
             item_code = np.nan_to_num(item_code, nan=items.unknown)
         self.item_code = item_code.astype(np.int32)  # (32 bits: the code of no item is one past the Enum's codes)
-        self.raw_num = frame.get_column("raw_num").to_numpy()  # read once: with a null, each read is a copy
+        # Every value read as a number, once (with a null, each reading is a copy); :func:`_numbers` reads some rows
+        # again into it.
+        self.raw_num = frame.get_column("raw_num").to_numpy()
         patients, units = self.patients, self.units
         self.refused = np.zeros(self.height, dtype=np.bool_)
         self.errors: list[pl.DataFrame] = []
