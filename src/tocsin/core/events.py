@@ -245,6 +245,8 @@ class _Items:
     canonical_unit: tuple[str, ...]
     categories: Mapping[str, str]  # "item<US>value key" -> allowed value
     allowed: Mapping[str, str]  # category item -> its allowed values, listed
+    # (item code, unit) -> its conversion, filled as pairs are met (see _conversion_of)
+    conversions: dict[tuple[int, str], tuple[float, float, bool, bool, str | None]]
 
     @property
     def unknown(self) -> int:
@@ -305,6 +307,7 @@ def _items(vocabulary: Vocabulary) -> _Items:
         canonical_unit=tuple(d.unit or "" for d in defs),
         categories=categories,
         allowed={name: ", ".join(d.values) for name, d in vocabulary.items.items() if d.value_type == "category"},
+        conversions={},
     )
     if len(_ITEM_TABLES) > 16:  # vocabularies are few (the packaged one is cached); never grow without bound
         _ITEM_TABLES.clear()
@@ -811,6 +814,34 @@ class _Conversions:
         return self.offset[self.pair[rows]]
 
 
+# One (item, unit) pair's conversion: scale, offset (NaN: none), per kg, % of another count, the problem if any.
+_Conversion = tuple[float, float, bool, bool, str | None]
+
+
+def _conversion_of(items: _Items, vocabulary: Vocabulary, code: int, unit_name: str) -> _Conversion:
+    """The conversion of the item ``code`` in ``unit_name``, read once per item table (a bedside request has some
+    sixty pairs: looked up on every request they were a twentieth of its ingest)."""
+    known = items.conversions.get((code, unit_name))
+    if known is not None:
+        return known
+    d = vocabulary.items[items.names[code]]
+    read: _Conversion
+    if d.fraction_to_percent and unit_name == "":
+        read = (1.0, 0.0, False, False, None)  # bare numbers: <= 1 read as a fraction (in the conversion pass)
+    elif d.differential_of and unit_name.strip() == "%":
+        read = (np.nan, np.nan, False, True, None)  # % of another count: converted with that count at the same time
+    else:
+        try:
+            conversion = conversion_for(unit_name, d.unit or "", d.per_kg_unit, d.molar_mass)
+            read = (conversion.scale, conversion.offset, conversion.per_kg, False, None)
+        except UnitError as exc:
+            read = (np.nan, np.nan, False, False, str(exc))
+    if len(items.conversions) > 4_096:  # a server's inputs may spell units in many ways: never grow without bound
+        items.conversions.clear()
+    items.conversions[(code, unit_name)] = read
+    return read
+
+
 def _conversions(screen: _Screen, item: np.ndarray, items: _Items, vocabulary: Vocabulary) -> _Conversions:
     """Conversions looked up per distinct (item, unit) of the number rows not refused (`conversion_for` is
     cached; an unusual unit may build the ucumvert registry, so refused rows' units are not looked at)."""
@@ -821,20 +852,16 @@ def _conversions(screen: _Screen, item: np.ndarray, items: _Items, vocabulary: V
     scale, offset = np.full(pairs.size, np.nan), np.full(pairs.size, np.nan)
     per_kg, differential = np.zeros(pairs.size, dtype=np.bool_), np.zeros(pairs.size, dtype=np.bool_)
     problems: list[str | None] = [None] * pairs.size
-    for at in np.flatnonzero(wanted):
-        code, unit = divmod(int(pairs[at]), width)
-        d = vocabulary.items[items.names[code]]
-        unit_name = units.names[unit] or ""
-        if d.fraction_to_percent and unit_name == "":
-            scale[at], offset[at] = 1.0, 0.0  # bare numbers: <= 1 read as a fraction below
-        elif d.differential_of and unit_name.strip() == "%":
-            differential[at] = True  # % of another count: converted with that count at the same time
-        else:
-            try:
-                conversion = conversion_for(unit_name, d.unit or "", d.per_kg_unit, d.molar_mass)
-                scale[at], offset[at], per_kg[at] = conversion.scale, conversion.offset, conversion.per_kg
-            except UnitError as exc:
-                problems[at] = str(exc)
+    at = np.flatnonzero(wanted)
+    if at.size:
+        code, unit = np.divmod(pairs[at], width)
+        read = [
+            _conversion_of(items, vocabulary, c, units.names[u] or "")
+            for c, u in zip(code.tolist(), unit.tolist(), strict=True)
+        ]
+        scale[at], offset[at], per_kg[at], differential[at] = np.array([r[:4] for r in read], dtype=np.float64).T
+        for i, r in zip(at.tolist(), read, strict=True):
+            problems[i] = r[4]
 
     def problem(rows: np.ndarray) -> pl.Series:
         return pl.Series([problems[p] for p in pair[rows]], dtype=pl.Utf8)
@@ -1326,7 +1353,7 @@ def _patient_table(
     table = pl.DataFrame(
         [
             pl.Series("patient_id", [screen.patients.names[p] for p in patient[starts].tolist()], dtype=pl.Categorical),
-            infusion_time[patient[starts]]
+            gather_rows(infusion_time, patient[starts])
             if infusion_time.null_count() < infusion_time.len()
             else pl.Series("infusion_time", [None] * starts.size, dtype=infusion_time.dtype),
             column("infusion", pl.Utf8, texts).alias("product"),
