@@ -546,8 +546,8 @@ def _resolve_items(screen: _Screen, raw_item: pl.Series, vocabulary: Vocabulary,
     (``raw_item``, the input's column) is read only if some row is not spelled canonically: as a column of the
     prepared frame, it was copied with it (a batch chunk's item names, some 20 MB of fresh pages)."""
     item, code = screen.frame.get_column("item"), screen.item_code
-    screen.columns["item"] = item
     if not item.null_count():
+        screen.columns["item"] = item
         return code
     item_raw = raw_item.cast(pl.Utf8).alias("item_raw")
     screen.columns["item_raw"] = item_raw  # (for the error rows' messages)

@@ -1,4 +1,5 @@
-"""Compiled passes of ingest: a number row's conversion to its canonical unit, and the plausibility check.
+"""Compiled passes of ingest: each row's rank among the distinct labels or (item, unit) pairs, its day since
+infusion, a number row's conversion to its canonical unit, and the plausibility check.
 
 Every row of a batch goes through these. Written as NumPy expressions, each step (a gather of the row's
 conversion, a ``where`` for per-kg units, the products, a gather of each bound) made a new column of the batch's
