@@ -1308,8 +1308,11 @@ def _kept_events(screen: _Screen) -> tuple[pl.DataFrame, np.ndarray | slice]:
         | np.isnan(t_now)  # an unknown order is not a disorder (as Polars' all() skips nulls)
         | np.isnan(t_before)
     )
-    runs = 1 + int(np.count_nonzero(~same_patient))
-    if events.height < 2 or (in_order.all() and runs == np.count_nonzero(np.bincount(patient))):
+    if events.height < 2:
+        return events, kept
+    # Each patient's rows together: as many distinct patients as runs (counted on the runs' first rows).
+    run_patients = patient[np.flatnonzero(np.r_[True, ~same_patient])]
+    if in_order.all() and run_patients.size == np.unique(run_patients).size:
         return events, kept
     rows = np.arange(screen.height) if isinstance(kept, slice) else kept
     ordered = events.with_columns(pl.Series("_row", rows)).sort(
