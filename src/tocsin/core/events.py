@@ -326,7 +326,7 @@ def _ranks(
         return ranked(first, first[:0] if second is None else second, width, span)
     keys = first.astype(np.int64) * width + (0 if second is None else second)
     distinct, first_rows, inverse = np.unique(keys, return_index=True, return_inverse=True)
-    return distinct, inverse.reshape(-1).astype(np.int32), first_rows
+    return distinct, inverse.reshape(-1), first_rows
 
 
 @dataclass(frozen=True)
@@ -454,7 +454,9 @@ class _Screen:
         item_code = enum_codes(frame.get_column("item"))  # where spelled canonically (NaN: not so)
         if item_code.dtype.kind == "f":
             item_code = np.nan_to_num(item_code, nan=items.unknown)
-        self.item_code = item_code.astype(np.int32)  # (32 bits: the code of no item is one past the Enum's codes)
+        # (64-bit: the code of no item is one past the Enum's codes, and NumPy converts other indices to 64 bits
+        # on every gather by them)
+        self.item_code = item_code.astype(np.int64)
         # Every value read as a number, once (with a null, each reading is a copy); :func:`_numbers` reads some rows
         # again into it.
         self.raw_num = frame.get_column("raw_num").to_numpy()

@@ -100,7 +100,7 @@ def _ranked_loop(
             distinct[rank], holder[rank] = key, first_row[key]
             first_row[key] = rank
             rank += 1
-    position = np.empty(first.shape[0], dtype=np.int32)
+    position = np.empty(first.shape[0], dtype=np.int64)
     for row in range(first.shape[0]):
         position[row] = first_row[first[row] * width + (second[row] if second.shape[0] else 0)]
     return distinct, position, holder
@@ -110,7 +110,7 @@ def ranked(
     first: np.ndarray, second: np.ndarray, width: int, span: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The distinct keys ``first * width + second`` (``second`` empty: ``first`` alone) of the rows, ascending,
-    each row's position (rank, 32-bit) among them and each key's first row, by counting over ``range(span)`` (every key
+    each row's position (rank) among them and each key's first row, by counting over ``range(span)`` (every key
     must be below ``span``). In one pass over the rows and the table: the keys, their ranks and a row number per
     row are never whole columns of their own (each such column of a batch's height cost ~10 ms in fresh pages)."""
     return compiled(_ranked_loop)(first, second, width, span)
