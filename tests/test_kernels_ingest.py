@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tocsin.core.kernels_ingest import converted, marked, outside
+from tocsin.core.kernels_ingest import converted, days_since_infusion, marked, outside, ranked
 
 finite_or_nan = st.one_of(st.floats(-1e6, 1e6, allow_nan=False), st.just(float("nan")))
 
@@ -24,9 +24,12 @@ def test_converted_equals_the_element_wise_expression(data: st.DataObject) -> No
     scale = np.array(data.draw(st.lists(finite_or_nan, min_size=n_pairs, max_size=n_pairs)), dtype=np.float64)
     offset = np.array(data.draw(st.lists(finite_or_nan, min_size=n_pairs, max_size=n_pairs)), dtype=np.float64)
     per_kg = np.array(data.draw(st.lists(st.booleans(), min_size=n_pairs, max_size=n_pairs)), dtype=np.bool_)
+    fraction = np.array(data.draw(st.lists(st.booleans(), min_size=n_pairs, max_size=n_pairs)), dtype=np.bool_)
     weight = np.array(data.draw(st.lists(finite_or_nan, min_size=n_patients, max_size=n_patients)))
     expected = (raw * scale[pair] + offset[pair]) * np.where(per_kg[pair], weight[patient], 1.0)
-    np.testing.assert_array_equal(converted(raw, pair, scale, offset, per_kg, patient, weight), expected)
+    expected = np.where(fraction[pair] & (raw <= 1.0), raw * 100, expected)
+    got = converted(raw, pair, scale, offset, per_kg, fraction, patient, weight)
+    np.testing.assert_array_equal(got, expected)
 
 
 def test_outside_is_strict_on_both_bounds_and_never_for_nan() -> None:
@@ -43,3 +46,28 @@ def test_marked_sets_the_positions_of_the_selected_rows_only() -> None:
     where = np.array([True, False, False, True, False])
     assert marked(positions, where, 5).tolist() == [False, False, True, True, False]
     assert marked(positions[:0], where[:0], 3).tolist() == [False, False, False]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(0, 30), max_size=40), st.integers(1, 4), st.data())
+def test_ranked_gives_what_numpy_unique_gives(first: list[int], width: int, data: st.DataObject) -> None:
+    second = data.draw(st.lists(st.integers(0, width - 1), min_size=len(first), max_size=len(first)))
+    a, b = np.array(first, dtype=np.uint32), np.array(second, dtype=np.int64)
+    keys = a.astype(np.int64) * width + b
+    distinct, first_rows, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    got = ranked(a, b, width, 31 * width)
+    for got_part, expected in zip(got, (distinct, inverse.reshape(-1), first_rows), strict=True):
+        np.testing.assert_array_equal(got_part, expected)
+    alone = ranked(a, a[:0], 1, 31)  # no second key
+    np.testing.assert_array_equal(alone[1], np.unique(a, return_inverse=True)[1].reshape(-1))
+
+
+def test_days_since_infusion_takes_the_clock_time_only_without_a_day() -> None:
+    day = np.array([1.5, np.nan, 0.0, np.nan])
+    patient = np.array([0, 1, 1, 0])
+    infusion_day = np.array([0.5, 0.0])
+    from_time = np.array([9.0, 2.25, 9.0, np.nan])
+    expected = np.where(np.isnan(day), from_time, day - infusion_day[patient])
+    np.testing.assert_array_equal(days_since_infusion(day, patient, infusion_day, from_time), expected)
+    no_clock = days_since_infusion(day, patient, infusion_day, np.zeros(0))
+    np.testing.assert_array_equal(no_clock, np.where(np.isnan(day), np.nan, day - infusion_day[patient]))

@@ -28,7 +28,7 @@ import numpy as np
 import polars as pl
 
 from tocsin.core.arrays import enum_codes, gather_rows
-from tocsin.core.kernels_ingest import converted, marked, outside
+from tocsin.core.kernels_ingest import converted, days_since_infusion, marked, outside, ranked
 from tocsin.units import UnitError, conversion_for
 from tocsin.vocabulary import ItemDefinition, Vocabulary
 
@@ -138,15 +138,19 @@ def _read_numbers(text: pl.Series, only: np.ndarray | None = None) -> np.ndarray
 
 
 def _reread_numbers(text: pl.Series, first_read: np.ndarray, only: np.ndarray | None = None) -> np.ndarray:
-    """:func:`_read_numbers` given the plain parse of ``text`` (nulls and NaN read as NaN)."""
-    numbers = np.array(first_read, dtype=np.float64)  # a writable copy: a Series' NumPy view is read-only
-    retry = np.isnan(numbers)
+    """:func:`_read_numbers` given the plain parse of ``text`` (nulls and NaN read as NaN), the rows read again
+    written into ``first_read`` itself when it is writable (NumPy's reading of a Series with nulls is a copy of
+    its own; a view of one without nulls is read-only, and copied here only if some row is read again). The
+    caller must not need the first reading afterwards."""
+    retry = np.isnan(first_read)
     if only is not None:
         retry &= only
     rows = np.flatnonzero(retry)
-    if rows.size:  # (a null text reads as NaN again)
-        cleaned = text[rows].str.strip_chars().str.replace(",", ".", literal=True).cast(pl.Float64, strict=False)
-        numbers[rows] = cleaned.to_numpy()
+    if rows.size == 0:
+        return first_read
+    cleaned = text[rows].str.strip_chars().str.replace(",", ".", literal=True).cast(pl.Float64, strict=False)
+    numbers = first_read if first_read.flags.writeable else np.array(first_read, dtype=np.float64)
+    numbers[rows] = cleaned.to_numpy()  # (a null text reads as NaN again)
     return numbers
 
 
@@ -231,6 +235,7 @@ class _Items:
     fraction_to_percent: np.ndarray
     is_drug: np.ndarray
     takes_route: np.ndarray
+    reads_text: np.ndarray  # a known item whose value is not a number (category, boolean, text, date)
     in_course: np.ndarray  # not a patient item: its time is checked
     describes_patient: np.ndarray  # a column of the patient table: the infusion or a patient item
     value_type: np.ndarray  # position in VALUE_TYPES (-1: no item)
@@ -240,6 +245,8 @@ class _Items:
     canonical_unit: tuple[str, ...]
     categories: Mapping[str, str]  # "item<US>value key" -> allowed value
     allowed: Mapping[str, str]  # category item -> its allowed values, listed
+    # (item code, unit) -> its conversion, filled as pairs are met (see _conversion_of)
+    conversions: dict[tuple[int, str], tuple[float, float, bool, bool, str | None]]
 
     @property
     def unknown(self) -> int:
@@ -288,6 +295,7 @@ def _items(vocabulary: Vocabulary) -> _Items:
         fraction_to_percent=flags(lambda d: d.fraction_to_percent),
         is_drug=flags(lambda d: d.kind == "drug"),
         takes_route=flags(lambda d: d.kind in ("drug", "blood_support")),
+        reads_text=flags(lambda d: d.value_type != "number"),
         in_course=flags(lambda d: d.item not in PATIENT_ITEMS),
         describes_patient=flags(lambda d: d.item in ("infusion", *PATIENT_ITEMS)),
         value_type=np.array([value_types.index(d.value_type) for d in defs] + [-1], dtype=np.int8),
@@ -299,6 +307,7 @@ def _items(vocabulary: Vocabulary) -> _Items:
         canonical_unit=tuple(d.unit or "" for d in defs),
         categories=categories,
         allowed={name: ", ".join(d.values) for name, d in vocabulary.items.items() if d.value_type == "category"},
+        conversions={},
     )
     if len(_ITEM_TABLES) > 16:  # vocabularies are few (the packaged one is cached); never grow without bound
         _ITEM_TABLES.clear()
@@ -306,15 +315,18 @@ def _items(vocabulary: Vocabulary) -> _Items:
     return table
 
 
-def _dense(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(the distinct non-negative ``keys``, ascending; each row's position among them): by counting when the
-    keys are not much larger than the rows, else by sorting."""
-    if keys.size and int(keys.max()) < 4 * keys.size + 65_536:
-        present = np.bincount(keys) > 0
-        position = np.cumsum(present) - 1
-        return np.flatnonzero(present), position[keys]
-    distinct, inverse = np.unique(keys, return_inverse=True)
-    return distinct, inverse.reshape(-1)
+def _ranks(
+    first: np.ndarray, second: np.ndarray | None = None, width: int = 1
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(the distinct non-negative keys ``first * width + second`` of the rows, ascending; each row's position among
+    them; each key's first row): counted in one compiled pass when the keys are not much larger than the rows, else
+    by sorting."""
+    span = (int(first.max()) + 1) * width if first.size else 0
+    if span < 4 * first.size + 65_536:
+        return ranked(first, first[:0] if second is None else second, width, span)
+    keys = first.astype(np.int64) * width + (0 if second is None else second)
+    distinct, first_rows, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    return distinct, inverse.reshape(-1), first_rows
 
 
 @dataclass(frozen=True)
@@ -333,53 +345,53 @@ def _labels(column: pl.Series, codes: pl.Series) -> _Labels:
     """The labels of a Categorical column (``codes``: its physical codes), stripped of surrounding blanks when one of
     its few distinct values has them. Category codes are global to the process (a long-lived server's codes grow
     far beyond its frames), so rows are placed by their codes' ranks, not by the codes. Each label is read from one
-    row that has it (a NumPy scatter and one small gather: Polars' ``unique`` runs a query of ~70 us)."""
+    row that has it (one small gather: Polars' ``unique`` runs a query of ~70 us)."""
     if codes.null_count():  # nulls take a code after every label's
         read = codes.to_numpy()  # (floats, NaN for null)
         read = np.where(np.isnan(read), np.nanmax(read, initial=-1) + 1, read).astype(np.int64)
     else:
-        read = codes.to_numpy().astype(np.int64)
-    distinct, position = _dense(read)
-    holder = np.empty(distinct.size, dtype=np.int64)
-    holder[position] = np.arange(position.size)  # any row of a label reads as that label
-    names = gather_rows(column, holder).to_list()
+        read = codes.to_numpy()
+    _, position, holder = _ranks(read)
+    names = gather_rows(column, holder).to_list()  # each label read from its first row
     if any(name and (name[0] in _WHITE_SPACE or name[-1] in _WHITE_SPACE) for name in names):
         column = column.cast(pl.Utf8).str.strip_chars().cast(pl.Categorical)
         return _labels(column, column.to_physical())
     return _Labels(column, names, position)
 
 
-_PREPARED: dict[tuple[int, tuple[tuple[str, pl.DataType], ...]], tuple[_Items, list[pl.Expr]]] = {}
+_PREPARED: dict[tuple[int, tuple[tuple[str, pl.DataType], ...], bool], tuple[_Items, list[pl.Expr]]] = {}
 
 
 def _prepare(raw: pl.DataFrame, items: _Items) -> pl.DataFrame:
     """Every column typed once, in one select. Patient, unit and file become Categorical (rows are matched on
     them by code), ``item`` the vocabulary's Enum where it is spelled canonically (other spellings are resolved
     later, once each), and ``value`` is read as a number on every row (most rows are numbers). The expressions
-    depend only on the input's schema and the item table: built once for each (building them took a tenth of a
-    bedside request)."""
-    key = (id(items), tuple(raw.schema.items()))
+    depend only on the input's schema, whether it lacks some unit, and the item table: built once for each
+    (building them took a tenth of a bedside request)."""
+    unit_nulls = "unit" in raw.columns and raw.get_column("unit").null_count() > 0
+    key = (id(items), tuple(raw.schema.items()), unit_nulls)
     cached = _PREPARED.get(key)
     if cached is None or cached[0] is not items:
         if len(_PREPARED) > 64:  # input layouts are few; never grow without bound
             _PREPARED.clear()
-        cached = _PREPARED[key] = (items, _typing_expressions(raw.schema, items))
+        cached = _PREPARED[key] = (items, _typing_expressions(raw.schema, items, unit_nulls))
     # One chunk per column: the read columns come in chunks (file parts, row groups) and the added ones in
     # one, and Polars realigns every column of a frame whose chunks differ on every operation on it.
     return raw.select(cached[1]).rechunk()
 
 
-def _typing_expressions(schema: pl.Schema, items: _Items) -> list[pl.Expr]:
-    """The expressions of :func:`_prepare` for an input of this schema."""
+def _typing_expressions(schema: pl.Schema, items: _Items, unit_nulls: bool) -> list[pl.Expr]:
+    """The expressions of :func:`_prepare` for an input of this schema (``unit_nulls``: its unit column has
+    nulls, read as no unit; a ``fill_null`` of a column without them still costs a pass over its texts)."""
     cols = schema.names()
+    unit = pl.col("unit").cast(pl.Utf8)
     item, value = pl.col("item").cast(pl.Utf8), pl.col("value").cast(pl.Utf8)
     exprs = [
         pl.col("patient_id").cast(pl.Utf8).cast(pl.Categorical),
-        item.alias("item_raw"),
         item.cast(items.enum, strict=False).alias("item"),
         value,
         value.cast(pl.Float64, strict=False).alias("raw_num"),
-        (pl.col("unit").cast(pl.Utf8).fill_null("") if "unit" in cols else pl.lit(""))
+        ((unit.fill_null("") if unit_nulls else unit) if "unit" in cols else pl.lit(""))
         .cast(pl.Categorical)
         .alias("unit"),
         (pl.col("source").cast(pl.Utf8) if "source" in cols else pl.lit(None, pl.Utf8)).alias("source"),
@@ -419,6 +431,11 @@ def _gathered(name: str, column: _Column, rows: np.ndarray) -> pl.Series:
     return column(rows).alias(name)
 
 
+# A check's message, fix and shown value (None: the row's value), built only when some row fails the check: the
+# expressions of every check of a clean file cost a tenth of a bedside request's ingest.
+_Describe = Callable[[], tuple[pl.Expr, pl.Expr, pl.Expr | None]]
+
+
 class _Screen:
     """Refuses rows by marking them in a NumPy mask, not by filtering: millions of rows are copied once, at the end.
 
@@ -434,10 +451,15 @@ class _Screen:
         self.patients = _labels(frame.get_column("patient_id"), frame.get_column("patient_id").to_physical())
         self.units = _labels(frame.get_column("unit"), frame.get_column("unit").to_physical())
         self.file_code = frame.get_column("file").to_physical().to_numpy()
-        item_code = frame.get_column("item").to_physical()  # where spelled canonically (null: not so)
-        self.item_code = (
-            np.nan_to_num(item_code.to_numpy(), nan=items.unknown) if item_code.null_count() else item_code.to_numpy()
-        ).astype(np.int64)
+        item_code = enum_codes(frame.get_column("item"))  # where spelled canonically (NaN: not so)
+        if item_code.dtype.kind == "f":
+            item_code = np.nan_to_num(item_code, nan=items.unknown)
+        # (64-bit: the code of no item is one past the Enum's codes, and NumPy converts other indices to 64 bits
+        # on every gather by them)
+        self.item_code = item_code.astype(np.int64)
+        # Every value read as a number, once (with a null, each reading is a copy); :func:`_numbers` reads some rows
+        # again into it.
+        self.raw_num = frame.get_column("raw_num").to_numpy()
         patients, units = self.patients, self.units
         self.refused = np.zeros(self.height, dtype=np.bool_)
         self.errors: list[pl.DataFrame] = []
@@ -463,17 +485,16 @@ class _Screen:
         self,
         failing: np.ndarray,
         field_name: str,
-        message: pl.Expr,
-        fix: pl.Expr,
-        value: pl.Expr | None = None,
+        describe: _Describe,
         severity: str = "error",
     ) -> None:
+        """Refuse (or, with severity "warning", only report) the rows not yet refused where ``failing`` holds."""
         if not failing.any():
             return
         rows = np.flatnonzero(failing & ~self.refused)
         if rows.size == 0:
             return
-        self.errors.append(_error_frame(self.rows(rows), field_name, message, fix, value, severity))
+        self.errors.append(_error_frame(self.rows(rows), field_name, *describe(), severity))
         if severity == "error":
             self.refused[rows] = True
 
@@ -496,11 +517,13 @@ def normalise_events(
         screen.check(
             np.isin(patients.position, no_patient),
             "patient_id",
-            pl.lit("patient_id is empty"),
-            pl.lit("give every row the patient's identifier"),
-            pl.col("patient_id"),
+            lambda: (
+                pl.lit("patient_id is empty"),
+                pl.lit("give every row the patient's identifier"),
+                pl.col("patient_id"),
+            ),
         )
-    item = _resolve_items(screen, vocabulary, items)
+    item = _resolve_items(screen, raw.get_column("item"), vocabulary, items)
     infusions = _resolve_times(screen, item, items, limits)
     _check_values_given(screen, item, items)
     _numbers(screen, item, items, vocabulary)
@@ -519,10 +542,17 @@ def normalise_events(
     return NormalisedEvents(events=events, errors=error_frame, patients=patient_table)
 
 
-def _resolve_items(screen: _Screen, vocabulary: Vocabulary, items: _Items) -> np.ndarray:
+def _resolve_items(screen: _Screen, raw_item: pl.Series, vocabulary: Vocabulary, items: _Items) -> np.ndarray:
     """Item names have few distinct spellings: rows not spelled canonically (most files have none) are resolved
-    once per spelling. Returns every row's item code (``items.unknown`` where there is none)."""
-    item_raw, item, code = screen.frame.get_column("item_raw"), screen.frame.get_column("item"), screen.item_code
+    once per spelling. Returns every row's item code (``items.unknown`` where there is none). The item as written
+    (``raw_item``, the input's column) is read only if some row is not spelled canonically: as a column of the
+    prepared frame, it was copied with it (a batch chunk's item names, some 20 MB of fresh pages)."""
+    item, code = screen.frame.get_column("item"), screen.item_code
+    if not item.null_count():
+        screen.columns["item"] = item
+        return code
+    item_raw = raw_item.cast(pl.Utf8).alias("item_raw")
+    screen.columns["item_raw"] = item_raw  # (for the error rows' messages)
     unknown: list[str] = []
     if item.null_count() > item_raw.null_count():
         rows = np.flatnonzero((code == items.unknown) & ~_nulls(item_raw))
@@ -542,11 +572,13 @@ def _resolve_items(screen: _Screen, vocabulary: Vocabulary, items: _Items) -> np
         screen.check(
             code == items.unknown,
             "item",
-            pl.format("unknown item '{}'", pl.col("item_raw")),
-            pl.col("item_raw").replace_strict(
-                fixes, default="valid items are listed in docs/vocabulary.md", return_dtype=pl.Utf8
+            lambda: (
+                pl.format("unknown item '{}'", pl.col("item_raw")),
+                pl.col("item_raw").replace_strict(
+                    fixes, default="valid items are listed in docs/vocabulary.md", return_dtype=pl.Utf8
+                ),
+                pl.col("item_raw"),
             ),
-            pl.col("item_raw"),
         )
     return code
 
@@ -594,25 +626,27 @@ def _resolve_times(screen: _Screen, item: np.ndarray, items: _Items, limits: Ing
     screen.check(
         ~has_day & ~has_time,
         "time",
-        pl.lit("row has neither time nor day"),
-        pl.lit("give an ISO 8601 time (2024-05-01T08:00) or day since infusion (2.5)"),
-        pl.lit(""),
+        lambda: (
+            pl.lit("row has neither time nor day"),
+            pl.lit("give an ISO 8601 time (2024-05-01T08:00) or day since infusion (2.5)"),
+            pl.lit(""),
+        ),
     )
-    day_text = pl.coalesce(pl.col("day_raw"), pl.lit("NaN"))
-    screen.check(
-        has_day & np.isnan(day),
-        "day",
-        pl.format("day '{}' is not a number", day_text),
-        pl.lit("give days since infusion as a number, e.g. 2.5"),
-        day_text,
-    )
+    def day_not_a_number() -> tuple[pl.Expr, pl.Expr, pl.Expr]:
+        day_text = pl.coalesce(pl.col("day_raw"), pl.lit("NaN"))
+        fix = pl.lit("give days since infusion as a number, e.g. 2.5")
+        return pl.format("day '{}' is not a number", day_text), fix, day_text
+
+    screen.check(has_day & np.isnan(day), "day", day_not_a_number)
     time_missing = _nulls(time_dt)
     screen.check(
         ~has_day & has_time & time_missing,
         "time",
-        pl.format("time '{}' is not ISO 8601", pl.col("time_raw")),
-        pl.lit("write times like 2024-05-01T08:00:00"),
-        pl.col("time_raw"),
+        lambda: (
+            pl.format("time '{}' is not ISO 8601", pl.col("time_raw")),
+            pl.lit("write times like 2024-05-01T08:00:00"),
+            pl.col("time_raw"),
+        ),
     )
 
     patient = screen.patients.position
@@ -647,45 +681,53 @@ def _resolve_times(screen: _Screen, item: np.ndarray, items: _Items, limits: Ing
     screen.check(
         ~has_infusion[patient],
         "item",
-        pl.format("patient '{}' has no infusion row, so day 0 is unknown", pl.col("patient_id")),
-        pl.format("add a row: {},<time or day 0>,infusion,<product>", pl.col("patient_id")),
-        pl.col("item"),
+        lambda: (
+            pl.format("patient '{}' has no infusion row, so day 0 is unknown", pl.col("patient_id")),
+            pl.format("add a row: {},<time or day 0>,infusion,<product>", pl.col("patient_id")),
+            pl.col("item"),
+        ),
     )
     timed_row = timed[patient]
     screen.check(
         np.isnan(day) & ~timed_row,
         "time",
-        pl.lit("row has a clock time but the patient's infusion row has only a day"),
-        pl.lit("give the infusion row a time, or give this row a day"),
-        pl.coalesce(pl.col("time_raw"), pl.col("time_dt").cast(pl.Utf8)),
+        lambda: (
+            pl.lit("row has a clock time but the patient's infusion row has only a day"),
+            pl.lit("give the infusion row a time, or give this row a day"),
+            pl.coalesce(pl.col("time_raw"), pl.col("time_dt").cast(pl.Utf8)),
+        ),
     )
-    from_time = np.full(screen.height, np.nan)
+    from_time = np.zeros(0)  # (no clock time anywhere: NaN)
     if clocked:
         micros, patient_micros = (times.to_physical().fill_null(0).to_numpy() for times in (time_dt, infusion_time))
         # Divided by Polars (which multiplies by the reciprocal): the same days to the last bit as before.
         elapsed = pl.Series(micros - patient_micros[patient]) / 86_400e6
         from_time = np.where(timed_row & ~time_missing, elapsed.to_numpy(), np.nan)
-    t = np.where(np.isnan(day), from_time, day - np.nan_to_num(infusion_day, nan=0.0)[patient])
+    t = days_since_infusion(day, patient, np.nan_to_num(infusion_day, nan=0.0), from_time)
     screen.columns["t"] = t
     course = items.in_course[item]
     screen.check(
         course & (t < limits.earliest_day),
         "time",
-        pl.format(
-            "day {} is before the earliest plausible day ({} days before infusion)",
-            pl.col("t").round(2),
-            pl.lit(-limits.earliest_day),
+        lambda: (
+            pl.format(
+                "day {} is before the earliest plausible day ({} days before infusion)",
+                pl.col("t").round(2),
+                pl.lit(-limits.earliest_day),
+            ),
+            pl.lit("check the date or the infusion date"),
+            pl.col("t"),
         ),
-        pl.lit("check the date or the infusion date"),
-        pl.col("t"),
     )
     if limits.not_after is not None and clocked:
         screen.check(
             course & (time_dt > limits.not_after).fill_null(False).to_numpy(),
             "time",
-            pl.lit("time is in the future"),
-            pl.lit("check the date"),
-            pl.coalesce(pl.col("time_raw"), pl.col("time_dt").cast(pl.Utf8)),
+            lambda: (
+                pl.lit("time is in the future"),
+                pl.lit("check the date"),
+                pl.coalesce(pl.col("time_raw"), pl.col("time_dt").cast(pl.Utf8)),
+            ),
         )
     return _Infusions(first, infusion_day, infusion_time)
 
@@ -694,16 +736,20 @@ def _check_values_given(screen: _Screen, item: np.ndarray, items: _Items) -> Non
     """A row needs a value; only the rows that do not read as numbers can be empty. The texts of those rows and of
     the rows of items that are not numbers (read later) are gathered here once (``screen.value_texts``)."""
     value = screen.frame.get_column("value")
-    rows = np.flatnonzero(np.isnan(screen.array("raw_num")) | (~items.is_number[item] & (item != items.unknown)))
+    rows = np.flatnonzero(np.isnan(screen.raw_num) | items.reads_text[item])
     texts = gather_rows(value, rows)
     screen.value_texts = (rows, texts)
     empty = np.zeros(screen.height, dtype=np.bool_)
-    empty[rows] = (texts.fill_null("") == "").to_numpy()  # (a text that reads as a number is not empty)
+    blank = texts == ""  # (a text that reads as a number is not empty; a comparison is direct, fill_null a query)
+    empty[rows] = (blank.fill_null(True) if blank.null_count() else blank).to_numpy()  # (null: empty too)
     screen.check(
         empty,
         "value",
-        pl.format("value is empty for '{}'", pl.col("item")),
-        pl.lit("give the observed value or drop the row"),
+        lambda: (
+            pl.format("value is empty for '{}'", pl.col("item")),
+            pl.lit("give the observed value or drop the row"),
+            None,
+        ),
     )
 
 
@@ -739,8 +785,11 @@ def _below_quantification(screen: _Screen, item: np.ndarray, items: _Items, raw_
     screen.check(
         blq & no_limit,
         "lloq",
-        pl.format("'{}' for '{}' says below quantification but gives no limit", pl.col("value"), pl.col("item")),
-        pl.lit("write the limit as '<LLOQ' (e.g. '<5') or fill the row's lloq column"),
+        lambda: (
+            pl.format("'{}' for '{}' says below quantification but gives no limit", pl.col("value"), pl.col("item")),
+            pl.lit("write the limit as '<LLOQ' (e.g. '<5') or fill the row's lloq column"),
+            None,
+        ),
     )
     return blq
 
@@ -756,6 +805,7 @@ class _Conversions:
     scale: np.ndarray  # per pair; NaN: none (not a number row, or the unit does not convert)
     offset: np.ndarray
     per_kg: np.ndarray
+    fraction: np.ndarray  # a bare number of an item such as FiO2: up to 1, a fraction (times 100)
     differential: np.ndarray
     problem: Callable[[np.ndarray], pl.Series]  # the reason, for the given rows
 
@@ -766,50 +816,78 @@ class _Conversions:
         return self.offset[self.pair[rows]]
 
 
+# One (item, unit) pair's conversion: scale, offset (NaN: none), per kg, % of another count, the problem if any.
+_Conversion = tuple[float, float, bool, bool, str | None]
+
+
+def _conversion_of(items: _Items, vocabulary: Vocabulary, code: int, unit_name: str) -> _Conversion:
+    """The conversion of the item ``code`` in ``unit_name``, read once per item table (a bedside request has some
+    sixty pairs: looked up on every request they were a twentieth of its ingest)."""
+    known = items.conversions.get((code, unit_name))
+    if known is not None:
+        return known
+    d = vocabulary.items[items.names[code]]
+    read: _Conversion
+    if d.fraction_to_percent and unit_name == "":
+        read = (1.0, 0.0, False, False, None)  # bare numbers: <= 1 read as a fraction (in the conversion pass)
+    elif d.differential_of and unit_name.strip() == "%":
+        read = (np.nan, np.nan, False, True, None)  # % of another count: converted with that count at the same time
+    else:
+        try:
+            conversion = conversion_for(unit_name, d.unit or "", d.per_kg_unit, d.molar_mass)
+            read = (conversion.scale, conversion.offset, conversion.per_kg, False, None)
+        except UnitError as exc:
+            read = (np.nan, np.nan, False, False, str(exc))
+    if len(items.conversions) > 4_096:  # a server's inputs may spell units in many ways: never grow without bound
+        items.conversions.clear()
+    items.conversions[(code, unit_name)] = read
+    return read
+
+
 def _conversions(screen: _Screen, item: np.ndarray, items: _Items, vocabulary: Vocabulary) -> _Conversions:
     """Conversions looked up per distinct (item, unit) of the number rows not refused (`conversion_for` is
     cached; an unusual unit may build the ucumvert registry, so refused rows' units are not looked at)."""
     units = screen.units
     width = len(units.names)
-    pair_of_row = item * width + units.position
-    pairs, pair = _dense(pair_of_row)
+    pairs, pair, _ = _ranks(item, units.position, width)
     wanted = marked(pair, items.is_number[item] & ~screen.refused, pairs.size)
     scale, offset = np.full(pairs.size, np.nan), np.full(pairs.size, np.nan)
     per_kg, differential = np.zeros(pairs.size, dtype=np.bool_), np.zeros(pairs.size, dtype=np.bool_)
     problems: list[str | None] = [None] * pairs.size
-    for at in np.flatnonzero(wanted):
-        code, unit = divmod(int(pairs[at]), width)
-        d = vocabulary.items[items.names[code]]
-        unit_name = units.names[unit] or ""
-        if d.fraction_to_percent and unit_name == "":
-            scale[at], offset[at] = 1.0, 0.0  # bare numbers: <= 1 read as a fraction below
-        elif d.differential_of and unit_name.strip() == "%":
-            differential[at] = True  # % of another count: converted with that count at the same time
-        else:
-            try:
-                conversion = conversion_for(unit_name, d.unit or "", d.per_kg_unit, d.molar_mass)
-                scale[at], offset[at], per_kg[at] = conversion.scale, conversion.offset, conversion.per_kg
-            except UnitError as exc:
-                problems[at] = str(exc)
+    at = np.flatnonzero(wanted)
+    if at.size:
+        code, unit = np.divmod(pairs[at], width)
+        read = [
+            _conversion_of(items, vocabulary, c, units.names[u] or "")
+            for c, u in zip(code.tolist(), unit.tolist(), strict=True)
+        ]
+        scale[at], offset[at], per_kg[at], differential[at] = np.array([r[:4] for r in read], dtype=np.float64).T
+        for i, r in zip(at.tolist(), read, strict=True):
+            problems[i] = r[4]
 
     def problem(rows: np.ndarray) -> pl.Series:
         return pl.Series([problems[p] for p in pair[rows]], dtype=pl.Utf8)
 
-    return _Conversions(pair, scale, offset, per_kg, differential, problem)
+    of_item = pairs // width
+    fraction = items.is_number[of_item] & items.fraction_to_percent[of_item] & (pairs % width == units.position_of(""))
+    return _Conversions(pair, scale, offset, per_kg, fraction, differential, problem)
 
 
 def _numbers(screen: _Screen, item: np.ndarray, items: _Items, vocabulary: Vocabulary) -> None:
     """Number rows: read, converted to the item's canonical unit (per kg with the patient's first weight),
     with their limits, then checked against the item's plausible range."""
     is_number = items.is_number[item]
-    raw_num = _reread_numbers(screen.frame.get_column("value"), screen.array("raw_num"), only=is_number)
+    raw_num = _reread_numbers(screen.frame.get_column("value"), screen.raw_num, only=is_number)
     blq = _below_quantification(screen, item, items, raw_num)
     screen.columns["blq"] = blq
     screen.check(
         is_number & np.isnan(raw_num) & ~blq,
         "value",
-        pl.format("'{}' is not a number for '{}'", pl.col("value"), pl.col("item")),
-        pl.lit("give a plain number"),
+        lambda: (
+            pl.format("'{}' is not a number for '{}'", pl.col("value"), pl.col("item")),
+            pl.lit("give a plain number"),
+            None,
+        ),
     )
     conversions = _conversions(screen, item, items, vocabulary)
     # The problem text is made only for the failing rows (a text per row would be copied millions of times).
@@ -817,9 +895,11 @@ def _numbers(screen: _Screen, item: np.ndarray, items: _Items, vocabulary: Vocab
     screen.check(
         is_number & (np.isnan(conversions.scale) & ~conversions.differential)[conversions.pair],
         "unit",
-        pl.format("{} (item '{}')", pl.col("unit_problem"), pl.col("item")),
-        pl.lit("use a UCUM unit listed for the item in docs/vocabulary.md"),
-        pl.col("unit"),
+        lambda: (
+            pl.format("{} (item '{}')", pl.col("unit_problem"), pl.col("item")),
+            pl.lit("use a UCUM unit listed for the item in docs/vocabulary.md"),
+            pl.col("unit"),
+        ),
     )
 
     patient = screen.patients.position
@@ -829,39 +909,40 @@ def _numbers(screen: _Screen, item: np.ndarray, items: _Items, vocabulary: Vocab
     # A per-kg drug dose without a weight is still a documented administration (it matters for the
     # fever waiver): keep it with an unknown mg dose and warn. A per-kg vasopressor rate without a
     # weight is refused: its rate is part of the grade.
-    needs_weight = is_number & conversions.per_kg[conversions.pair] & np.isnan(patient_weight_kg)[patient]
-    is_drug = items.is_drug[item]
+    # (Looked at on the rows of per-kg pairs only: few, where gathers over every row cost a chunk some 5 ms.)
+    per_kg_rows = np.flatnonzero(conversions.per_kg[conversions.pair])
+    needs_weight, is_drug = np.zeros(screen.height, dtype=np.bool_), np.zeros(screen.height, dtype=np.bool_)
+    needs_weight[per_kg_rows] = is_number[per_kg_rows] & np.isnan(patient_weight_kg)[patient[per_kg_rows]]
+    is_drug[per_kg_rows] = items.is_drug[item[per_kg_rows]]
     screen.check(
         needs_weight & ~is_drug,
         "unit",
-        pl.format("'{}' in {} needs the patient's weight", pl.col("item"), pl.col("unit")),
-        pl.lit("add a 'weight' row (kg) for the patient, or give the absolute rate"),
-        pl.col("unit"),
+        lambda: (
+            pl.format("'{}' in {} needs the patient's weight", pl.col("item"), pl.col("unit")),
+            pl.lit("add a 'weight' row (kg) for the patient, or give the absolute rate"),
+            pl.col("unit"),
+        ),
     )
     screen.check(
         needs_weight & is_drug,
         "unit",
-        pl.format(
-            "'{}' {} {} kept, but its mg dose is unknown without the patient's weight",
-            pl.col("item"),
-            pl.col("value"),
+        lambda: (
+            pl.format(
+                "'{}' {} {} kept, but its mg dose is unknown without the patient's weight",
+                pl.col("item"),
+                pl.col("value"),
+                pl.col("unit"),
+            ),
+            pl.lit("add a 'weight' row (kg) to compute the mg dose"),
             pl.col("unit"),
         ),
-        pl.lit("add a 'weight' row (kg) to compute the mg dose"),
-        pl.col("unit"),
         severity="warning",
     )
 
-    num = converted(  # per kg: times the weight (NaN without one)
-        raw_num, conversions.pair, conversions.scale, conversions.offset, conversions.per_kg, patient, patient_weight_kg
-    )
-    # A bare number (no unit) of an item such as FiO2 may be a fraction.
-    bare = screen.units.position_of("")
-    if bare >= 0:
-        bare_fraction = items.fraction_to_percent[item] & (screen.units.position == bare) & (raw_num <= 1.0)
-        if bare_fraction.any():
-            num = np.where(bare_fraction, raw_num * 100, num)
-    num = np.where(is_number, _round(num), np.nan)
+    # Per kg: times the weight (NaN without one). A bare number (no unit) of an item such as FiO2 may be a fraction.
+    # Rows that are not numbers read as NaN: their pairs have no conversion (NaN), whatever their text read as.
+    c = conversions
+    num = _round(converted(raw_num, c.pair, c.scale, c.offset, c.per_kg, c.fraction, patient, patient_weight_kg))
     _limits(screen, item, items, conversions)
     num = _differentials(screen, item, items, raw_num, conversions, num)
     screen.columns["num"] = num
@@ -870,22 +951,24 @@ def _numbers(screen: _Screen, item: np.ndarray, items: _Items, vocabulary: Vocab
         "_high": lambda rows: pl.Series(items.high[item[rows]], nan_to_null=True),
         "_canonical_unit": lambda rows: pl.Series([items.canonical_unit[c] for c in item[rows]], dtype=pl.Utf8),
     }
-    canonical_unit = pl.col("_canonical_unit")
     screen.check(
         outside(num, item, items.low, items.high),
         "value",
-        pl.format(
-            "{} {} is implausible for '{}' (= {} {}; accepted {}..{} {})",
-            pl.col("value"),
-            pl.col("unit"),
-            pl.col("item"),
-            pl.col("num"),
-            canonical_unit,
-            pl.col("_low"),
-            pl.col("_high"),
-            canonical_unit,
+        lambda: (
+            pl.format(
+                "{} {} is implausible for '{}' (= {} {}; accepted {}..{} {})",
+                pl.col("value"),
+                pl.col("unit"),
+                pl.col("item"),
+                pl.col("num"),
+                pl.col("_canonical_unit"),
+                pl.col("_low"),
+                pl.col("_high"),
+                pl.col("_canonical_unit"),
+            ),
+            pl.lit("check the value and its unit"),
+            None,
         ),
-        pl.lit("check the value and its unit"),
     )
     whole = np.flatnonzero(items.integer[item])
     fractional = np.zeros(screen.height, dtype=np.bool_)
@@ -894,8 +977,11 @@ def _numbers(screen: _Screen, item: np.ndarray, items: _Items, vocabulary: Vocab
     screen.check(
         fractional,
         "value",
-        pl.format("'{}' must be a whole number for '{}'", pl.col("value"), pl.col("item")),
-        pl.lit("give the score as an integer"),
+        lambda: (
+            pl.format("'{}' must be a whole number for '{}'", pl.col("value"), pl.col("item")),
+            pl.lit("give the score as an integer"),
+            None,
+        ),
     )
 
 
@@ -924,18 +1010,22 @@ def _limits(screen: _Screen, item: np.ndarray, items: _Items, conversions: _Conv
         screen.check(
             unreadable,
             column,
-            pl.format("{} '{}' is not a number", pl.lit(column), pl.col(raw)),
-            pl.lit(f"give {column} as a plain number in the row's unit, or leave it empty"),
-            pl.col(raw),
+            lambda: (
+                pl.format("{} '{}' is not a number", pl.lit(column), pl.col(raw)),
+                pl.lit(f"give {column} as a plain number in the row's unit, or leave it empty"),
+                pl.col(raw),
+            ),
         )
         ignored = np.zeros(screen.height, dtype=np.bool_)
         ignored[rows] = read & ~takes_limits[rows]
         screen.check(
             ignored,
             column,
-            pl.format("'{}' takes no {} (ignored)", pl.col("item"), pl.lit(column)),
-            pl.lit(f"leave {column} empty for this item"),
-            pl.col(raw),
+            lambda: (
+                pl.format("'{}' takes no {} (ignored)", pl.col("item"), pl.lit(column)),
+                pl.lit(f"leave {column} empty for this item"),
+                pl.col(raw),
+            ),
             severity="warning",
         )
         in_unit = _round(given * conversions.scale_of(rows) + conversions.offset_of(rows))
@@ -958,8 +1048,11 @@ def _differentials(
     screen.check(
         is_differential & ((raw_num < 0) | (raw_num > 100)),
         "value",
-        pl.format("{} % is not a possible share for '{}'", pl.col("value"), pl.col("item")),
-        pl.lit("give a percentage between 0 and 100, or the absolute count"),
+        lambda: (
+            pl.format("{} % is not a possible share for '{}'", pl.col("value"), pl.col("item")),
+            pl.lit("give a percentage between 0 and 100, or the absolute count"),
+            None,
+        ),
     )
     rows = np.flatnonzero(is_differential & ~screen.refused)
     if rows.size == 0:
@@ -999,7 +1092,7 @@ def _non_numbers(screen: _Screen, item: np.ndarray, items: _Items) -> None:
     the pairs first appear, and written back by row number (``cat``). The pairs are found by their codes (a
     batch's tens of thousands of such rows have some dozens of pairs; read row by row in Python they were a sixth
     of ingest)."""
-    others = np.flatnonzero(~items.is_number[item] & (item != items.unknown) & ~screen.refused)
+    others = np.flatnonzero(items.reads_text[item] & ~screen.refused)
     gathered, texts = screen.value_texts
     at_text = np.searchsorted(gathered, others)
     pair_of_row, first_rows = _distinct_pairs(item[others], gather_rows(texts, at_text))
@@ -1026,12 +1119,22 @@ def _non_numbers(screen: _Screen, item: np.ndarray, items: _Items) -> None:
     screen.canonical_texts = (others, pair_of_row, canonical)
 
 
+#: Up to this many rows, the (item, value) pairs are numbered in Python (a bedside course has some hundreds).
+_FEW_PAIRED_ROWS = 2_048
+
+
 def _distinct_pairs(codes: np.ndarray, values: pl.Series) -> tuple[np.ndarray, np.ndarray]:
     """Each row's distinct (item code, value) pair, numbered in the order the pairs first appear, and each pair's
     first row. The values are told apart by their codes in an Enum of their distinct texts (null: a code of its
     own), not a Categorical: the process-wide category table would keep every free text of a server's requests."""
-    if not codes.size:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    if codes.size <= _FEW_PAIRED_ROWS:  # (the Polars calls below cost ~0.15 ms even for a few rows)
+        number: dict[tuple[int, str | None], int] = {}
+        pair_of_row, first_rows = np.empty(codes.size, dtype=np.int64), []
+        for row, key in enumerate(zip(codes.tolist(), values.to_list(), strict=True)):
+            pair_of_row[row] = pair = number.setdefault(key, len(number))
+            if pair == len(first_rows):
+                first_rows.append(row)
+        return pair_of_row, np.array(first_rows, dtype=np.int64)
     distinct = values.drop_nulls().unique()
     value_code = enum_codes(values.cast(pl.Enum(distinct)))
     if value_code.dtype.kind == "f":  # a null value: after every text
@@ -1135,27 +1238,32 @@ def _routes(screen: _Screen, item: np.ndarray, items: _Items) -> None:
     screen.check(
         unknown,
         "route",
-        pl.format("route '{}' is not known", pl.col("route_raw")),
-        pl.lit(f"use one of: {', '.join(ROUTES)}"),
-        pl.col("route_raw"),
+        lambda: (
+            pl.format("route '{}' is not known", pl.col("route_raw")),
+            pl.lit(f"use one of: {', '.join(ROUTES)}"),
+            pl.col("route_raw"),
+        ),
     )
     screen.check(
         ignored,
         "route",
-        pl.format("'{}' takes no route (ignored)", pl.col("item")),
-        pl.lit("give a route only for drugs and blood support"),
-        pl.col("route_raw"),
+        lambda: (
+            pl.format("'{}' takes no route (ignored)", pl.col("item")),
+            pl.lit("give a route only for drugs and blood support"),
+            pl.col("route_raw"),
+        ),
         severity="warning",
     )
     routes = [route if kept else None for route, kept in zip(read, given & takes_route, strict=True)]
     screen.columns["route"] = _scattered("route", rows, routes, screen.height)
 
 
-def _kept_events(screen: _Screen) -> tuple[pl.DataFrame, np.ndarray]:
-    """The canonical events (rows not refused) and the row each one comes from. Each patient's rows together, in
-    time order, rows at the same time in file and line order — unless already so, as files usually are.
-    (Patients need not be in any particular order; ties are broken by file and line, never by position, so row
-    order never changes a result.)"""
+def _kept_events(screen: _Screen) -> tuple[pl.DataFrame, np.ndarray | slice]:
+    """The canonical events (rows not refused) and the row each one comes from (``slice(None)``: every row, in
+    place; its arrays are then read as they are, not gathered: a gather of a batch's height costs fresh pages).
+    Each patient's rows together, in time order, rows at the same time in file and line order — unless already
+    so, as files usually are. (Patients need not be in any particular order; ties are broken by file and line,
+    never by position, so row order never changes a result.)"""
     columns, frame = screen.columns, screen.frame
 
     def numbers(name: str) -> pl.Series:
@@ -1187,12 +1295,10 @@ def _kept_events(screen: _Screen) -> tuple[pl.DataFrame, np.ndarray]:
             frame.get_column("line"),
         ]
     )
-    rows = np.flatnonzero(~screen.refused)
-    kept: np.ndarray | slice = rows
-    if rows.size < screen.height:
-        events = events[rows]
-    else:  # every row (most files): the arrays as they are, not copies
-        kept = slice(None)
+    kept: np.ndarray | slice = slice(None)  # every row (most files): the arrays as they are, not copies
+    if screen.refused.any():
+        kept = np.flatnonzero(~screen.refused)
+        events = events[kept]
     patient = screen.patients.position[kept]
     t, line, file = columns["t"][kept], screen.array("line")[kept], screen.file_code[kept]
     same_patient = patient[1:] == patient[:-1]
@@ -1204,9 +1310,13 @@ def _kept_events(screen: _Screen) -> tuple[pl.DataFrame, np.ndarray]:
         | np.isnan(t_now)  # an unknown order is not a disorder (as Polars' all() skips nulls)
         | np.isnan(t_before)
     )
-    runs = 1 + int(np.count_nonzero(~same_patient))
-    if rows.size < 2 or (in_order.all() and runs == np.count_nonzero(np.bincount(patient))):
-        return events, rows
+    if events.height < 2:
+        return events, kept
+    # Each patient's rows together: as many distinct patients as runs (counted on the runs' first rows).
+    run_patients = patient[np.flatnonzero(np.r_[True, ~same_patient])]
+    if in_order.all() and run_patients.size == np.unique(run_patients).size:
+        return events, kept
+    rows = np.arange(screen.height) if isinstance(kept, slice) else kept
     ordered = events.with_columns(pl.Series("_row", rows)).sort(
         [pl.col("patient_id"), pl.col("t"), pl.col("file").cast(pl.Utf8), pl.col("line")]
     )
@@ -1214,22 +1324,27 @@ def _kept_events(screen: _Screen) -> tuple[pl.DataFrame, np.ndarray]:
 
 
 def _patient_table(
-    events: pl.DataFrame, rows: np.ndarray, screen: _Screen, item: np.ndarray, infusions: _Infusions, items: _Items
+    events: pl.DataFrame,
+    rows: np.ndarray | slice,
+    screen: _Screen,
+    item: np.ndarray,
+    infusions: _Infusions,
+    items: _Items,
 ) -> pl.DataFrame:
     """Per patient (in order of the events; ``rows``: where each event comes from): infusion time (if the file has
     clock times), product, age, weight, sex, disease, each from the patient's first row of that item. Age comes
     from an ``age`` row, else from ``birth_date`` and the infusion date."""
     patient, codes = screen.patients.position[rows], item[rows]
-    starts = np.flatnonzero(np.r_[True, patient[1:] != patient[:-1]]) if rows.size else np.zeros(0, np.int64)
+    starts = np.flatnonzero(np.r_[True, patient[1:] != patient[:-1]]) if events.height else np.zeros(0, np.int64)
     candidates = np.flatnonzero(items.describes_patient[codes])
     # (read from the texts, not the frame: a gather costs ~40 us)
     given, pair_of_row, canonical = screen.canonical_texts
-    sources = rows[candidates]
+    sources = candidates if isinstance(rows, slice) else rows[candidates]
     at = np.minimum(np.searchsorted(given, sources), max(given.size - 1, 0))
     found = (given[at] == sources).tolist() if given.size else [False] * sources.size
     pairs = pair_of_row[at].tolist() if given.size else [0] * sources.size
     texts = [canonical[pair] if hit else None for pair, hit in zip(pairs, found, strict=True)]
-    numbers = screen.columns["num"][rows[candidates]].tolist()
+    numbers = screen.columns["num"][sources].tolist()
     first: dict[tuple[int, int], int] = {}  # (patient's run, item code) -> its first candidate
     runs = (np.searchsorted(starts, candidates, side="right") - 1).tolist()
     for at, key in enumerate(zip(runs, codes[candidates].tolist(), strict=True)):
@@ -1246,7 +1361,7 @@ def _patient_table(
     table = pl.DataFrame(
         [
             pl.Series("patient_id", [screen.patients.names[p] for p in patient[starts].tolist()], dtype=pl.Categorical),
-            infusion_time[patient[starts]]
+            gather_rows(infusion_time, patient[starts])
             if infusion_time.null_count() < infusion_time.len()
             else pl.Series("infusion_time", [None] * starts.size, dtype=infusion_time.dtype),
             column("infusion", pl.Utf8, texts).alias("product"),

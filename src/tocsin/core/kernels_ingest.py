@@ -1,4 +1,5 @@
-"""Compiled passes of ingest: a number row's conversion to its canonical unit, and the plausibility check.
+"""Compiled passes of ingest: each row's rank among the distinct labels or (item, unit) pairs, its day since
+infusion, a number row's conversion to its canonical unit, and the plausibility check.
 
 Every row of a batch goes through these. Written as NumPy expressions, each step (a gather of the row's
 conversion, a ``where`` for per-kg units, the products, a gather of each bound) made a new column of the batch's
@@ -34,14 +35,18 @@ def _converted_loop(
     scale: np.ndarray,
     offset: np.ndarray,
     per_kg: np.ndarray,
+    fraction: np.ndarray,
     patient: np.ndarray,
     weight_kg: np.ndarray,
 ) -> np.ndarray:
     out = np.empty(raw.shape[0], dtype=np.float64)
     for row in range(raw.shape[0]):
-        p = pair[row]
-        factor = weight_kg[patient[row]] if per_kg[p] else 1.0
-        out[row] = (raw[row] * scale[p] + offset[p]) * factor
+        p, value = pair[row], raw[row]
+        if fraction[p] and value <= 1.0:
+            out[row] = value * 100
+        else:
+            factor = weight_kg[patient[row]] if per_kg[p] else 1.0
+            out[row] = (value * scale[p] + offset[p]) * factor
     return out
 
 
@@ -51,13 +56,15 @@ def converted(
     scale: np.ndarray,
     offset: np.ndarray,
     per_kg: np.ndarray,
+    fraction: np.ndarray,
     patient: np.ndarray,
     weight_kg: np.ndarray,
 ) -> np.ndarray:
     """Per row, ``(raw * scale + offset) * factor`` with the conversion of its (item, unit) ``pair``; the factor
-    is the patient's weight (``weight_kg`` by patient position, NaN: none) for a per-kg unit, else 1. The same
-    operations in the same order as NumPy's element-wise expression, so the same numbers."""
-    return compiled(_converted_loop)(raw, pair, scale, offset, per_kg, patient, weight_kg)
+    is the patient's weight (``weight_kg`` by patient position, NaN: none) for a per-kg unit, else 1. A value up
+    to 1 of a ``fraction`` pair (a bare number of an item such as FiO2) is a fraction: times 100. The same
+    operations in the same order as NumPy's element-wise expressions, so the same numbers."""
+    return compiled(_converted_loop)(raw, pair, scale, offset, per_kg, fraction, patient, weight_kg)
 
 
 def _outside_loop(values: np.ndarray, code: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
@@ -71,3 +78,58 @@ def _outside_loop(values: np.ndarray, code: np.ndarray, low: np.ndarray, high: n
 def outside(values: np.ndarray, code: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
     """Per row, whether the value lies outside ``[low, high]`` of its item (``code``); NaN is not outside."""
     return compiled(_outside_loop)(values, code, low, high)
+
+
+def _ranked_loop(
+    first: np.ndarray, second: np.ndarray, width: int, span: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    first_row = np.full(span, -1, dtype=np.int64)  # per key: its first row (-1: absent), then its rank
+    for row in range(first.shape[0]):
+        key = first[row] * width + (second[row] if second.shape[0] else 0)
+        if first_row[key] < 0:
+            first_row[key] = row
+    count = 0
+    for key in range(span):
+        if first_row[key] >= 0:
+            count += 1
+    distinct = np.empty(count, dtype=np.int64)
+    holder = np.empty(count, dtype=np.int64)
+    rank = 0
+    for key in range(span):
+        if first_row[key] >= 0:
+            distinct[rank], holder[rank] = key, first_row[key]
+            first_row[key] = rank
+            rank += 1
+    position = np.empty(first.shape[0], dtype=np.int64)
+    for row in range(first.shape[0]):
+        position[row] = first_row[first[row] * width + (second[row] if second.shape[0] else 0)]
+    return distinct, position, holder
+
+
+def ranked(
+    first: np.ndarray, second: np.ndarray, width: int, span: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The distinct keys ``first * width + second`` (``second`` empty: ``first`` alone) of the rows, ascending,
+    each row's position (rank) among them and each key's first row, by counting over ``range(span)`` (every key
+    must be below ``span``). In one pass over the rows and the table: the keys, their ranks and a row number per
+    row are never whole columns of their own (each such column of a batch's height cost ~10 ms in fresh pages)."""
+    return compiled(_ranked_loop)(first, second, width, span)
+
+
+def _days_loop(day: np.ndarray, patient: np.ndarray, infusion_day: np.ndarray, from_time: np.ndarray) -> np.ndarray:
+    out = np.empty(day.shape[0], dtype=np.float64)
+    for row in range(day.shape[0]):
+        d = day[row]
+        if d != d:  # no day: the clock time's, if any
+            out[row] = from_time[row] if from_time.shape[0] else np.nan
+        else:
+            out[row] = d - infusion_day[patient[row]]
+    return out
+
+
+def days_since_infusion(
+    day: np.ndarray, patient: np.ndarray, infusion_day: np.ndarray, from_time: np.ndarray
+) -> np.ndarray:
+    """Per row, ``day`` less its patient's infusion day (``infusion_day`` by patient position, 0 where unknown),
+    or where the row has no day (NaN), ``from_time`` (empty: no clock times, NaN)."""
+    return compiled(_days_loop)(day, patient, infusion_day, from_time)
