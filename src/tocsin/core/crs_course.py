@@ -35,9 +35,14 @@ def _activity(state: Assessments, config: GradingConfig) -> np.ndarray:
     fever_here = state["fever_t"] == state.t
     unobserved = ~state["temp_known"] | state["temp_is_fever"]
     if config.episodes.crs_resolution == "fever_gone_cytokines_falling":
+        # Falling must be observed too (EPI-030): the latest IL-6 lower than the one before (CRP when IL-6 gives
+        # no comparison). An unmeasured or once-measured cytokine is not falling: it counted as falling, so a
+        # course without cytokine labs "resolved" at its first afebrile assessment, while on vasopressors with the
+        # fever masked by an antipyretic, and lost its fever waiver (a grade 4 graded 0; found by the property
+        # that a worse observation never lowers a grade).
         il6, crp = state["il6_falling"], state["crp_falling"]
-        cytokine_not_falling = np.where(il6 >= 0, il6 == 0, crp == 0)
-        return fever_here | unobserved | cytokine_not_falling
+        cytokines_falling = np.where(il6 >= 0, il6 == 1, crp == 1)
+        return fever_here | unobserved | ~cytokines_falling
     antipyretic_here = state["antipyretic_t"] == state.t
     oxygen = state["on_oxygen"] & ~state["hypoxia_attributed"]
     pressor = state["any_vasopressor"] & ~state["hypotension_attributed"]
