@@ -34,6 +34,12 @@ def test_numeric_series_nan_and_strided_input() -> None:
     assert kept[0] == 1.0
 
 
+def test_numeric_series_of_other_arrays_is_the_public_constructor() -> None:
+    for values in (np.array(["a", None], dtype=object), np.array([1.0, 2.0], dtype=">f8"),
+                   np.array(["2026-01-01"], dtype="datetime64[ms]")):
+        assert_series_equal(numeric_series(values, "x"), pl.Series("x", values))
+
+
 @pytest.mark.parametrize("numpy_type", [np.int8, np.int16, np.int32, np.int64, np.uint32, np.bool_, np.float64])
 def test_masked_series_is_an_arrow_masked_array(numpy_type: type) -> None:
     values = (np.arange(11) % 2).astype(numpy_type)

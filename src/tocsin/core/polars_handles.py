@@ -37,10 +37,13 @@ _CONSTRUCTORS = {
 
 
 def numeric_series(values: np.ndarray, name: str = "", nan_to_null: bool = False) -> pl.Series:
-    """``pl.Series(name, values, nan_to_null=nan_to_null)`` for a one-dimensional array of a number or boolean type
-    (copied; ``nan_to_null`` applies to floats)."""
+    """``pl.Series(name, values, nan_to_null=nan_to_null)`` for a one-dimensional array (copied; ``nan_to_null``
+    applies to floats): through Polars' own constructor for a number or boolean type in native byte order, else
+    through ``pl.Series`` itself."""
     kind = values.dtype.kind
-    constructor = _CONSTRUCTORS[kind, values.dtype.itemsize]
+    constructor = _CONSTRUCTORS.get((kind, values.dtype.itemsize))
+    if constructor is None or not values.dtype.isnative:  # any other array: the public constructor
+        return pl.Series(name, values, nan_to_null=nan_to_null)
     # The last argument is ``nan_is_null`` for floats and ``strict`` for the others, as ``pl.Series`` passes them.
     handle = constructor(name, np.ascontiguousarray(values), nan_to_null if kind == "f" else True)
     return pl.Series._from_pyseries(handle)
