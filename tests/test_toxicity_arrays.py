@@ -209,7 +209,7 @@ def test_graders_give_the_same_with_the_engines_one_read_of_the_codes_and_with_t
     """The engine reads the item and patient codes once for CRS, ICANS and the scores (``codes_of``); a grader
     called alone reads them itself, and a patient table listing patients in another order than the events (or
     one without rows) must give the same positions either way."""
-    from tocsin.core.arrays import codes_of
+    from tocsin.core.arrays import codes_of, event_codes
     from tocsin.core.engine import score_patients
     from tocsin.core.kinetics import kinetics_nca
 
@@ -228,5 +228,7 @@ def test_graders_give_the_same_with_the_engines_one_read_of_the_codes_and_with_t
     own_scores, shared_scores = score_patients(events, patients, config, vocabulary), score_patients(
         events, patients, config, vocabulary, read)
     assert own_scores.hscore.equals(shared_scores.hscore) and own_scores.iec_hs.equals(shared_scores.iec_hs)
+    events_only = score_patients(events, patients, config, vocabulary, event_codes(events))  # no table codes
+    assert own_scores.hscore.equals(events_only.hscore) and own_scores.car_hlh.equals(events_only.car_hlh)
     kinetics = kinetics_nca(events, patients, config.kinetics)
     assert kinetics.height == 1 and kinetics.equals(kinetics_nca(events, patients, config.kinetics, read))

@@ -292,8 +292,8 @@ def score_patients(
     # HScore and the HLH screens describe a moment, not the baseline: a course is screened as it stands at its
     # last observation (the bedside question); the daily series come from the score functions.
     read = read or codes_of(events, patients)
-    ids, codes = patients.get_column(PID).cast(pl.Categorical), read.table
-    assert codes is not None  # codes_of reads them
+    ids = patients.get_column(PID).cast(pl.Categorical)
+    codes = read.table if read.table is not None else patient_codes(ids)  # an event_codes read has no table codes
     windows = windows_at(ids, _last_observation_at(read, events.get_column("t"), codes, vocabulary), codes)
     table = distinct_patients(ids, codes)
     # The score labs read once, as arrays, for every score's picks.
