@@ -778,8 +778,11 @@ def _below_quantification(screen: _Screen, item: np.ndarray, items: _Items, raw_
     blq[rows] = (below.is_not_null() | text.is_in(_BLQ_WORDS)).fill_null(False).to_numpy()
     stated = np.flatnonzero(below.is_not_null().to_numpy())
     if stated.size:  # the limit written after '<' replaces the row's lloq (a few rows: kept apart)
-        screen.stated_lloq = (rows[stated], below[stated].cast(pl.Utf8))
-        screen.columns["lloq_raw"] = lambda at: _merged(screen.frame.get_column("lloq_raw"), at, *screen.stated_lloq)
+        screen.stated_lloq = stated_lloq = (rows[stated], below[stated].cast(pl.Utf8))
+        # (Not a closure over ``screen``: held in its own columns, that cycle kept every chunk's screen, hundreds
+        # of MB in a batch worker, until a full collection.)
+        lloq_raw = screen.frame.get_column("lloq_raw")
+        screen.columns["lloq_raw"] = lambda at: _merged(lloq_raw, at, *stated_lloq)
     no_limit = np.zeros(screen.height, dtype=np.bool_)
     no_limit[rows] = below.is_null().to_numpy() & screen.frame.get_column("lloq_raw")[rows].is_null().to_numpy()
     screen.check(

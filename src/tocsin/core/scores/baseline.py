@@ -287,17 +287,19 @@ def frames(*tables: FrameColumns) -> list[pl.DataFrame]:
 def _with_included(tables: Sequence[FrameColumns]) -> list[FrameColumns]:
     """``tables`` and the tables they include, each once, every included table before the tables including it."""
     ordered: dict[int, FrameColumns] = {}
-
-    def visit(table: FrameColumns) -> None:
-        if id(table) in ordered:
-            return
-        for included in table._included:
-            visit(included)
-        ordered[id(table)] = table
-
     for table in tables:
-        visit(table)
+        _visit(table, ordered)
     return list(ordered.values())
+
+
+def _visit(table: FrameColumns, ordered: dict[int, FrameColumns]) -> None:
+    """Add ``table`` to ``ordered`` after the tables it includes. (Not a nested function: a recursive closure is a
+    reference cycle, and it kept the tables' arrays until a full collection.)"""
+    if id(table) in ordered:
+        return
+    for included in table._included:
+        _visit(included, ordered)
+    ordered[id(table)] = table
 
 
 def _numbers_buffer(parts: list[np.ndarray]) -> pl.Series | None:
