@@ -381,6 +381,34 @@ def test_batch_worker_environment_is_set_for_the_workers_and_restored(monkeypatc
     assert "_RJEM_MALLOC_CONF" not in os.environ and "MALLOC_TRIM_THRESHOLD_" not in os.environ
 
 
+def test_batch_workers_get_the_allocator_options_over_polars_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Importing Polars sets ``_RJEM_MALLOC_CONF`` to its own decay times: the workers still get the batch's options
+    (after Polars' defaults, which a worker's own import puts first again), and a user's options last, so they win."""
+    import os
+    import subprocess
+    import sys
+
+    from tocsin.adapters.batch import POLARS_JEMALLOC_DEFAULTS, WORKER_ENVIRONMENT, _worker_environment
+
+    fresh = {k: v for k, v in os.environ.items() if k not in ("_RJEM_MALLOC_CONF", "POLARS_THP")}
+    written = subprocess.run(
+        [sys.executable, "-c", "import os, polars; print(os.environ['_RJEM_MALLOC_CONF'])"],
+        env=fresh, capture_output=True, text=True, check=True,
+    ).stdout.strip()
+    assert written == POLARS_JEMALLOC_DEFAULTS[1]  # the pinned Polars writes what the batch strips
+    ours = WORKER_ENVIRONMENT["_RJEM_MALLOC_CONF"]
+    for set_before, workers_get in [
+        (POLARS_JEMALLOC_DEFAULTS[1], ours),
+        (POLARS_JEMALLOC_DEFAULTS[0], ours),
+        (POLARS_JEMALLOC_DEFAULTS[1] + ",narenas:2", ours + ",narenas:2"),
+        ("narenas:2", ours + ",narenas:2"),
+    ]:
+        monkeypatch.setenv("_RJEM_MALLOC_CONF", set_before)
+        with _worker_environment():
+            assert os.environ["_RJEM_MALLOC_CONF"] == workers_get
+        assert os.environ["_RJEM_MALLOC_CONF"] == set_before
+
+
 @pytest.mark.parametrize("grouped", [True, False], ids=["row-ranges", "by-patient-id"])
 def test_batch_names_the_file_line_of_a_refused_row_in_a_later_chunk(tmp_path: Path, grouped: bool) -> None:
     """A refused row's line is its row in the file (1 = first data row), whether chunks are read as row

@@ -152,6 +152,21 @@ WORKER_ENVIRONMENT = {
 }
 
 
+#: What importing Polars writes into ``_RJEM_MALLOC_CONF`` (``polars/__init__.py`` of the pinned version, with
+#: ``POLARS_THP=1`` the second form), ahead of whatever the variable held: the options a user set follow it.
+POLARS_JEMALLOC_DEFAULTS = ("dirty_decay_ms:500,muzzy_decay_ms:1000,thp:always,metadata_thp:always",
+                            "dirty_decay_ms:500,muzzy_decay_ms:1000")
+_JEMALLOC = "_RJEM_MALLOC_CONF"
+
+
+def _user_jemalloc_options(conf: str) -> str:
+    """The options of ``_RJEM_MALLOC_CONF`` that a user set, without those Polars' import put ahead of them."""
+    for defaults in POLARS_JEMALLOC_DEFAULTS:
+        if conf == defaults or conf.startswith(defaults + ","):
+            return conf[len(defaults) + 1 :]
+    return conf
+
+
 def _start_worker() -> None:
     """A worker's warm-up, before its first chunk: the vocabulary, and Numba's set-up (~0.5 s on its first
     compiled call, cached kernels included), made by one small kernel call. Then the objects of the imports are
@@ -166,10 +181,17 @@ def _start_worker() -> None:
 @contextmanager
 def _worker_environment() -> Iterator[None]:
     """:data:`WORKER_ENVIRONMENT` while the workers start (a variable the user set is kept, but for the thread
-    count, which the worker design needs); this process's environment is restored after."""
+    count, which the worker design needs); this process's environment is restored after.
+
+    jemalloc's options are a list in which a later option wins: the workers get these, then any the user set. (Polars'
+    import always sets the variable, to its own decay times: kept as the user's, they silently replaced these
+    until the eighth session, and each worker faulted in some 30,000 fresh pages a chunk.)"""
     previous = {name: os.environ.get(name) for name in WORKER_ENVIRONMENT}
     for name, value in WORKER_ENVIRONMENT.items():
-        if name == "POLARS_MAX_THREADS" or previous[name] is None:
+        if name == _JEMALLOC and previous[name] is not None:
+            user = _user_jemalloc_options(previous[name])  # type: ignore[arg-type]
+            os.environ[name] = f"{value},{user}" if user else value
+        elif name == "POLARS_MAX_THREADS" or previous[name] is None:
             os.environ[name] = value
     try:
         yield
