@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tocsin.core.kernels_ingest import converted, days_since_infusion, marked, outside, ranked
+import polars as pl
+
+from tocsin.core.events import _categorical
+from tocsin.core.kernels_ingest import converted, days_since_infusion, marked, outside, ranked, short_text_codes
 
 finite_or_nan = st.one_of(st.floats(-1e6, 1e6, allow_nan=False), st.just(float("nan")))
 
@@ -71,3 +75,45 @@ def test_days_since_infusion_takes_the_clock_time_only_without_a_day() -> None:
     np.testing.assert_array_equal(days_since_infusion(day, patient, infusion_day, from_time), expected)
     no_clock = days_since_infusion(day, patient, infusion_day, np.zeros(0))
     np.testing.assert_array_equal(no_clock, np.where(np.isnan(day), np.nan, day - infusion_day[patient]))
+
+
+def _views(texts: list[str]) -> np.ndarray:
+    array = pl.Series(texts, dtype=pl.Utf8).to_arrow(compat_level=pl.CompatLevel.newest())
+    return np.frombuffer(array.buffers()[1], np.uint64, 2 * len(array), 16 * array.offset)
+
+
+short_texts = st.text(st.sampled_from("ab/[]°µ"), max_size=6)  # multi-byte characters: up to 12 bytes
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.one_of(short_texts, st.sampled_from(["", "SYN00001", "mg/L", "10*9/L"])), max_size=3000))
+def test_short_text_codes_number_the_distinct_texts_in_order_of_first_appearance(texts: list[str]) -> None:
+    coded = short_text_codes(_views(texts))
+    assert coded is not None
+    codes, first = coded
+    distinct = list(dict.fromkeys(texts))  # (up to thousands of distinct texts: the table grows several times)
+    assert [texts[row] for row in first] == distinct
+    assert codes.tolist() == [distinct.index(text) for text in texts]
+
+
+def test_short_text_codes_leave_a_column_with_a_longer_text_to_the_cast() -> None:
+    assert short_text_codes(_views(["mg", "exactly12byt", "thirteen byte"])) is None
+    assert short_text_codes(_views(["mg", "exactly12byt"])) is not None
+    assert short_text_codes(_views([])) is not None
+
+
+@pytest.mark.parametrize(
+    "texts",
+    [
+        ["P2", "P2", "P1", "P2", "P3"] * 20_000,
+        ["a-long-patient-identifier", "P1"] * 40_000,
+        ["P1", None, "P2"] * 30_000,
+    ],
+    ids=["short", "long-text", "with-nulls"],
+)
+def test_categorical_is_polars_cast(texts: list[str | None]) -> None:
+    column = pl.Series("patient_id", texts, dtype=pl.Utf8).slice(7)  # a slice: views from an offset
+    made = _categorical(column)
+    assert made.dtype == pl.Categorical and made.name == "patient_id"
+    assert made.equals(column.cast(pl.Categorical))
+    assert made.to_physical().equals(column.cast(pl.Categorical).to_physical())

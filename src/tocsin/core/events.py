@@ -28,7 +28,8 @@ import numpy as np
 import polars as pl
 
 from tocsin.core.arrays import enum_codes, gather_rows
-from tocsin.core.kernels_ingest import converted, days_since_infusion, marked, outside, ranked
+from tocsin.core.kernels_ingest import converted, days_since_infusion, marked, outside, ranked, short_text_codes
+from tocsin.core.polars_handles import categorical_series
 from tocsin.units import UnitError, conversion_for
 from tocsin.vocabulary import ItemDefinition, Vocabulary
 
@@ -359,7 +360,7 @@ def _labels(column: pl.Series, codes: pl.Series) -> _Labels:
     return _Labels(column, names, position)
 
 
-_PREPARED: dict[tuple[int, tuple[tuple[str, pl.DataType], ...], bool], tuple[_Items, list[pl.Expr]]] = {}
+_PREPARED: dict[tuple[int, tuple[tuple[str, pl.DataType], ...], bool, bool], tuple[_Items, list[pl.Expr]]] = {}
 
 
 def _prepare(raw: pl.DataFrame, items: _Items) -> pl.DataFrame:
@@ -369,31 +370,57 @@ def _prepare(raw: pl.DataFrame, items: _Items) -> pl.DataFrame:
     depend only on the input's schema, whether it lacks some unit, and the item table: built once for each
     (building them took a tenth of a bedside request)."""
     unit_nulls = "unit" in raw.columns and raw.get_column("unit").null_count() > 0
-    key = (id(items), tuple(raw.schema.items()), unit_nulls)
+    coded = raw.height >= _CODED_HEIGHT
+    key = (id(items), tuple(raw.schema.items()), unit_nulls, coded)
     cached = _PREPARED.get(key)
     if cached is None or cached[0] is not items:
         if len(_PREPARED) > 64:  # input layouts are few; never grow without bound
             _PREPARED.clear()
-        cached = _PREPARED[key] = (items, _typing_expressions(raw.schema, items, unit_nulls))
+        cached = _PREPARED[key] = (items, _typing_expressions(raw.schema, items, unit_nulls, coded))
     # One chunk per column: the read columns come in chunks (file parts, row groups) and the added ones in
     # one, and Polars realigns every column of a frame whose chunks differ on every operation on it.
-    return raw.select(cached[1]).rechunk()
+    frame = raw.select(cached[1]).rechunk()
+    if coded:
+        for name in _CODED_COLUMNS:
+            frame.replace_column(frame.get_column_index(name), _categorical(frame.get_column(name)))
+    return frame
 
 
-def _typing_expressions(schema: pl.Schema, items: _Items, unit_nulls: bool) -> list[pl.Expr]:
+#: The texts :func:`_prepare` makes Categorical, and the height from which it codes them itself (:func:`_categorical`)
+#: rather than in its select: Polars' cast looks every row's text up in its global categories (~25 ns a row, a
+#: tenth of a batch chunk's ingest for these two columns); below it, the cast inside the select costs less than
+#: the pass's fixed costs.
+_CODED_COLUMNS = ("patient_id", "unit")
+_CODED_HEIGHT = 65_536
+
+
+def _categorical(texts: pl.Series) -> pl.Series:
+    """A String column as Categorical. Short texts (at most 12 bytes: patient ids, units) are coded by one compiled
+    pass over their Arrow views (runs of one text, such as a patient's rows, never reach its hash table), and only
+    their distinct values go through the categories; other columns, and columns with nulls, through Polars' cast."""
+    if texts.null_count() == 0:
+        array = texts.to_arrow(compat_level=pl.CompatLevel.newest())
+        coded = short_text_codes(np.frombuffer(array.buffers()[1], np.uint64, 2 * len(array), 16 * array.offset))
+        if coded is not None:
+            codes, first = coded
+            return categorical_series(codes, texts.gather(first), texts.name)
+    return texts.cast(pl.Categorical)
+
+
+def _typing_expressions(schema: pl.Schema, items: _Items, unit_nulls: bool, coded: bool) -> list[pl.Expr]:
     """The expressions of :func:`_prepare` for an input of this schema (``unit_nulls``: its unit column has
-    nulls, read as no unit; a ``fill_null`` of a column without them still costs a pass over its texts)."""
+    nulls, read as no unit; a ``fill_null`` of a column without them still costs a pass over its texts; ``coded``:
+    patient and unit are left as texts, for :func:`_categorical`)."""
     cols = schema.names()
     unit = pl.col("unit").cast(pl.Utf8)
     item, value = pl.col("item").cast(pl.Utf8), pl.col("value").cast(pl.Utf8)
+    text_type = pl.Utf8 if coded else pl.Categorical
     exprs = [
-        pl.col("patient_id").cast(pl.Utf8).cast(pl.Categorical),
+        pl.col("patient_id").cast(pl.Utf8).cast(text_type),
         item.cast(items.enum, strict=False).alias("item"),
         value,
         value.cast(pl.Float64, strict=False).alias("raw_num"),
-        ((unit.fill_null("") if unit_nulls else unit) if "unit" in cols else pl.lit(""))
-        .cast(pl.Categorical)
-        .alias("unit"),
+        ((unit.fill_null("") if unit_nulls else unit) if "unit" in cols else pl.lit("")).cast(text_type).alias("unit"),
         (pl.col("source").cast(pl.Utf8) if "source" in cols else pl.lit(None, pl.Utf8)).alias("source"),
         pl.col("file").cast(pl.Categorical),
         pl.col("line").cast(pl.Int64),

@@ -133,3 +133,53 @@ def days_since_infusion(
     """Per row, ``day`` less its patient's infusion day (``infusion_day`` by patient position, 0 where unknown),
     or where the row has no day (NaN), ``from_time`` (empty: no clock times, NaN)."""
     return compiled(_days_loop)(day, patient, infusion_day, from_time)
+
+
+def _short_text_codes_loop(views: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    # A view of at most 12 bytes holds its text inline (length, then the bytes, zero-padded): two equal views are
+    # two equal texts. Open addressing over the views, resized at half full; -1 codes: a longer text was met.
+    codes = np.empty(n, np.uint32)
+    first = np.empty(n, np.int64)
+    size = 64
+    slots = np.full(size, -1, np.int64)
+    low_of, high_of = np.empty(n, np.uint64), np.empty(n, np.uint64)
+    count = 0
+    previous_low, previous_high, previous = np.uint64(0), np.uint64(0), -1
+    for row in range(n):
+        low, high = views[2 * row], views[2 * row + 1]
+        if (low & np.uint64(0xFFFFFFFF)) > 12:
+            return np.full(0, -1, np.uint32), np.full(1, -1, np.int64)
+        if previous >= 0 and low == previous_low and high == previous_high:  # runs (a patient's rows) skip the table
+            codes[row] = previous
+            continue
+        mixed = (low * np.uint64(0x9E3779B97F4A7C15)) ^ (high * np.uint64(0xC2B2AE3D27D4EB4F))
+        slot = np.int64(mixed >> np.uint64(33)) & (size - 1)
+        while slots[slot] >= 0 and (low_of[slots[slot]] != low or high_of[slots[slot]] != high):
+            slot = (slot + 1) & (size - 1)
+        code = slots[slot]
+        if code < 0:
+            code = count
+            slots[slot], low_of[code], high_of[code], first[code] = code, low, high, row
+            count += 1
+            if 2 * count > size:  # grow: every code again into a table twice the size
+                size *= 2
+                slots = np.full(size, -1, np.int64)
+                for known in range(count):
+                    mixed = (low_of[known] * np.uint64(0x9E3779B97F4A7C15)) ^ (
+                        high_of[known] * np.uint64(0xC2B2AE3D27D4EB4F)
+                    )
+                    slot = np.int64(mixed >> np.uint64(33)) & (size - 1)
+                    while slots[slot] >= 0:
+                        slot = (slot + 1) & (size - 1)
+                    slots[slot] = known
+        codes[row] = code
+        previous_low, previous_high, previous = low, high, code
+    return codes, first[:count]
+
+
+def short_text_codes(views: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Each row's code among the distinct texts of an Arrow string-view column (``views``: its views buffer as
+    ``uint64``, two per row), in order of first appearance, and each code's first row; None when some text is longer
+    than 12 bytes (not inline in its view: such columns are left to Polars' cast)."""
+    codes, first = compiled(_short_text_codes_loop)(views, views.shape[0] // 2)
+    return None if first.shape[0] == 1 and first[0] == -1 else (codes, first)

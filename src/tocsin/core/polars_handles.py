@@ -70,6 +70,14 @@ def arrow_series(array: pa.Array, name: str = "") -> pl.Series:
     return pl.Series._from_pyseries(handle)
 
 
+def categorical_series(codes: np.ndarray, categories: pl.Series, name: str = "") -> pl.Series:
+    """``categories[codes].cast(pl.Categorical)`` for ``uint32`` codes into distinct, non-null texts: an Arrow
+    dictionary array, which Polars takes as Categorical by looking up only its dictionary's texts."""
+    indices = pa.Array.from_buffers(pa.uint32(), codes.shape[0], [None, pa.py_buffer(np.ascontiguousarray(codes))])
+    dictionary = categories.cast(pl.Utf8).to_arrow(compat_level=pl.CompatLevel.newest())
+    return arrow_series(pa.DictionaryArray.from_arrays(indices, dictionary), name)
+
+
 def gather_series(source: pl.Series, rows: pl.Series) -> pl.Series:
     """``source[rows]`` for a Series of UInt32 row numbers (a null row number gives a null)."""
     return pl.Series._from_pyseries(source._s.gather_with_series(rows._s))
