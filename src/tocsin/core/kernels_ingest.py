@@ -136,8 +136,9 @@ def days_since_infusion(
 
 
 def _short_text_codes_loop(views: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    # A view of at most 12 bytes holds its text inline (length, then the bytes, zero-padded): two equal views are
-    # two equal texts. Open addressing over the views, resized at half full; -1 codes: a longer text was met.
+    # A view of at most 12 bytes holds its text inline (length, then the bytes, zero-padded, as Arrow's format and
+    # Polars' views are): two equal views are two equal texts. Open addressing over the views, resized at half full.
+    # A longer text stops the pass: no codes and one first row of -1.
     codes = np.empty(n, np.uint32)
     first = np.empty(n, np.int64)
     size = 64
