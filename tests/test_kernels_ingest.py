@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import polars as pl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-import polars as pl
 
 from tocsin.core.events import _categorical
 from tocsin.core.kernels_ingest import converted, days_since_infusion, marked, outside, ranked, short_text_codes
