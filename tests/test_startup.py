@@ -39,3 +39,19 @@ def test_grading_a_batch_chunk_does_not_import_pandas_or_pint() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.split() == ["False", "False"]
+
+
+def test_compiled_kernels_start_without_scipy_and_leave_it_importable() -> None:
+    """Numba's set-up does not import ``scipy.linalg`` (its BLAS probe, ~0.27 s a process), and neither the
+    kernels nor a later ``import scipy.linalg`` or BLAS call are the worse for it."""
+    code = (
+        "import sys\n"
+        "import numpy as np\n"
+        "from tocsin.core.kernels_ingest import marked\n"
+        "print(marked(np.array([1, 3]), np.array([True, False]), 4).tolist())\n"
+        "print('scipy.linalg' in sys.modules)\n"
+        "import numba, scipy.linalg\n"
+        "print(numba.njit(lambda a: np.dot(a, a))(np.arange(3.0)), scipy.linalg.norm([3.0, 4.0]))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split("\n")[:3] == ["[False, True, False, False]", "False", "5.0 5.0"]

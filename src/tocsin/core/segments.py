@@ -11,8 +11,10 @@ state lives here.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from functools import cache
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -90,6 +92,24 @@ def latest_rows_loop(
 def compiled(loop: Callable[..., Any]) -> Callable[..., Any]:
     """``loop`` compiled by Numba (cached on disk next to its module): Numba is imported on first use, so that
     the commands that never grade do not pay its 0.3 s import."""
+    return _numba().njit(cache=True, nogil=True)(loop)
+
+
+@cache
+def _numba() -> ModuleType:
+    """Numba, with its NumPy implementations loaded without their BLAS probe. ``numba.np.arraymath``, loaded at
+    the first compiled call, imports ``scipy.linalg`` (~0.27 s: a tenth of a batch worker's start, a seventh of a
+    ``tocsin grade``) only to learn whether ``np.correlate`` and ``np.convolve`` may call BLAS; without it they
+    run a plain loop. No kernel here uses them, so the probe is made to fail, and the block is lifted at once: an
+    ``import scipy.linalg``, or a kernel calling ``np.dot`` (which asks for BLAS when it is compiled), works as
+    usual."""
     import numba
 
-    return numba.njit(cache=True, nogil=True)(loop)
+    if "scipy.linalg" in sys.modules or "numba.np.arraymath" in sys.modules:  # loaded already: nothing to save
+        return numba
+    sys.modules["scipy.linalg"] = None  # type: ignore[assignment]  # importing it now raises ImportError
+    try:
+        import numba.np.arraymath  # noqa: F401
+    finally:
+        del sys.modules["scipy.linalg"]
+    return numba
