@@ -9,7 +9,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tocsin.core.events import _categorical
-from tocsin.core.kernels_ingest import converted, days_since_infusion, marked, outside, ranked, short_text_codes
+from tocsin.core.kernels_ingest import (
+    converted,
+    days_since_infusion,
+    marked,
+    outside,
+    ranked,
+    rounded,
+    short_text_codes,
+)
 
 finite_or_nan = st.one_of(st.floats(-1e6, 1e6, allow_nan=False), st.just(float("nan")))
 
@@ -32,7 +40,32 @@ def test_converted_equals_the_element_wise_expression(data: st.DataObject) -> No
     expected = (raw * scale[pair] + offset[pair]) * np.where(per_kg[pair], weight[patient], 1.0)
     expected = np.where(fraction[pair] & (raw <= 1.0), raw * 100, expected)
     got = converted(raw, pair, scale, offset, per_kg, fraction, patient, weight)
-    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(got, pl.Series(expected).round(6).to_numpy())
+
+
+def _values_to_round() -> np.ndarray:
+    """Values of every kind a conversion gives: unit conversions of values written with few decimals (°F, CRP
+    mg/dL), exact ties at the 7th decimal, integers, huge values whose product by 10^6 is not finite, subnormals,
+    signed zeros, infinities and NaN."""
+    rng = np.random.default_rng(2026)
+    written = np.round(rng.uniform(-50, 500, 400_000), 1)
+    return np.concatenate([
+        (written - 32) / 1.8, written * 1.8 + 32, written * 10, written / 88.4, rng.normal(0, 100, 400_000),
+        rng.integers(-10**7, 10**7, 400_000) / 1e6 + 5e-7,  # ties (as near as binary floats get)
+        10 ** rng.uniform(-12, 308, 400_000) * rng.choice([-1.0, 1.0], 400_000),
+        np.array([0.5e-6, 1.5e-6, 2.5e-6, -0.5e-6, 1.7e308, -1.7e308, 1e303, 5e-324, 0.0, -0.0, 2.0**53]),
+        np.array([np.inf, -np.inf, np.nan]),
+    ])
+
+
+def test_rounded_is_polars_round_to_six_decimals_bit_for_bit() -> None:
+    values = _values_to_round()
+    expected = pl.Series(values).round(6).to_numpy()
+    got = rounded(values)
+    same = (got == expected) & (np.signbit(got) == np.signbit(expected)) | (np.isnan(got) & np.isnan(expected))
+    assert same.all(), values[~same][:5]
+    assert rounded(np.array([37.99999999, 100.00000049, -0.0000004, 1.7e308])).tolist() == [38.0, 100.0, -0.0, 1.7e308]
+    assert rounded(np.zeros(0)).shape == (0,)
 
 
 def test_outside_is_strict_on_both_bounds_and_never_for_nan() -> None:

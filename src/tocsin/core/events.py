@@ -28,7 +28,15 @@ import numpy as np
 import polars as pl
 
 from tocsin.core.arrays import enum_codes, gather_rows
-from tocsin.core.kernels_ingest import converted, days_since_infusion, marked, outside, ranked, short_text_codes
+from tocsin.core.kernels_ingest import (
+    converted,
+    days_since_infusion,
+    marked,
+    outside,
+    ranked,
+    rounded,
+    short_text_codes,
+)
 from tocsin.core.polars_handles import categorical_series
 from tocsin.units import UnitError, conversion_for
 from tocsin.vocabulary import ItemDefinition, Vocabulary
@@ -73,11 +81,6 @@ ERROR_SCHEMA = {
 _NO_ERRORS = pl.DataFrame(schema=ERROR_SCHEMA)
 _TRUE = ("true", "yes", "y", "1", "present")
 _FALSE = ("false", "no", "n", "0", "absent")
-# Canonical values are rounded so that a threshold stated in one unit is met exactly by its
-# equivalent in another (100.4 °F is 38.0 °C, not 37.99999999).
-_DECIMALS = 6
-
-
 @dataclass(frozen=True)
 class IngestLimits:
     """Time limits for rows. Rows outside are rejected as implausible.
@@ -186,11 +189,6 @@ def _keys(texts: list[str | None], separators: bool = False) -> list[str | None]
     for i, key in zip(wide, lowered, strict=True):
         keys[i] = key
     return [None if key is None else _SEPARATOR_RUNS.sub("_", key) for key in keys] if separators else keys
-
-
-def _round(values: np.ndarray) -> np.ndarray:
-    """Canonical rounding, by Polars' own ``round`` (the rule every earlier release used)."""
-    return pl.Series(values).round(_DECIMALS).to_numpy()
 
 
 _ISO_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%dT%H:%M%z", "%Y-%m-%d %H:%M:%S%.f%z", "%Y-%m-%d %H:%M%z")
@@ -972,7 +970,7 @@ def _numbers(screen: _Screen, item: np.ndarray, items: _Items, vocabulary: Vocab
     # Per kg: times the weight (NaN without one). A bare number (no unit) of an item such as FiO2 may be a fraction.
     # Rows that are not numbers read as NaN: their pairs have no conversion (NaN), whatever their text read as.
     c = conversions
-    num = _round(converted(raw_num, c.pair, c.scale, c.offset, c.per_kg, c.fraction, patient, patient_weight_kg))
+    num = converted(raw_num, c.pair, c.scale, c.offset, c.per_kg, c.fraction, patient, patient_weight_kg)  # rounded
     _limits(screen, item, items, conversions)
     num = _differentials(screen, item, items, raw_num, conversions, num)
     screen.columns["num"] = num
@@ -1058,7 +1056,7 @@ def _limits(screen: _Screen, item: np.ndarray, items: _Items, conversions: _Conv
             ),
             severity="warning",
         )
-        in_unit = _round(given * conversions.scale_of(rows) + conversions.offset_of(rows))
+        in_unit = rounded(given * conversions.scale_of(rows) + conversions.offset_of(rows))
         screen.limits[column] = (rows, np.where(takes_limits[rows], in_unit, np.nan))
 
 
@@ -1094,7 +1092,7 @@ def _differentials(
     derived = found >= 0
     num = num.copy()
     num[rows[derived]] = raw_num[rows[derived]] / 100 * num[found[derived]]
-    num = _round(num)
+    num = rounded(num)
     missing = rows[~derived]
     base_item = pl.Series("base_item", [items.names[base[c]] for c in item[missing]], dtype=pl.Utf8)
     screen.refuse_rows(
