@@ -37,7 +37,7 @@ from tocsin.core.kernels_ingest import (
     rounded,
     short_text_codes,
 )
-from tocsin.core.polars_handles import categorical_series
+from tocsin.core.polars_handles import categorical_series, frame_from, numeric_series
 from tocsin.units import UnitError, conversion_for
 from tocsin.vocabulary import ItemDefinition, Vocabulary
 
@@ -1372,34 +1372,42 @@ def _patient_table(
     found = (given[at] == sources).tolist() if given.size else [False] * sources.size
     pairs = pair_of_row[at].tolist() if given.size else [0] * sources.size
     texts = [canonical[pair] if hit else None for pair, hit in zip(pairs, found, strict=True)]
-    numbers = screen.columns["num"][sources].tolist()
     first: dict[tuple[int, int], int] = {}  # (patient's run, item code) -> its first candidate
     runs = (np.searchsorted(starts, candidates, side="right") - 1).tolist()
     for at, key in enumerate(zip(runs, codes[candidates].tolist(), strict=True)):
         first.setdefault(key, at)
 
-    def column(name: str, dtype: type[pl.DataType], values: list) -> pl.Series:
-        picked = [first.get((run, items.code(name))) for run in range(starts.size)]
-        read = [None if at is None else values[at] for at in picked]
-        if dtype is pl.Float64:
-            read = [None if value is None or value != value else value for value in read]  # NaN: no number
-        return pl.Series(name, read, dtype=dtype)
+    def picked(name: str) -> np.ndarray:
+        """Per patient, the candidate of the item's first row (-1: none)."""
+        code = items.code(name)
+        return np.array([first.get((run, code), -1) for run in range(starts.size)], dtype=np.int64)
+
+    # The texts are one Series (a Series of strings costs ~20 µs to build, however short), each column a gather of
+    # it: a patient without the item gets the null after the texts.
+    text_source = pl.Series([*texts, None], dtype=pl.Utf8)
+    number_source = np.append(screen.columns["num"][sources], np.nan)
+
+    def column(name: str, dtype: type[pl.DataType]) -> pl.Series:
+        at = picked(name)
+        if dtype is pl.Float64:  # NaN: no number
+            return numeric_series(number_source[at], name, nan_to_null=True)
+        return gather_rows(text_source, np.where(at < 0, len(texts), at)).alias(name)
 
     infusion_time = infusions.infusion_time
-    table = pl.DataFrame(
+    table = frame_from(
         [
-            pl.Series("patient_id", [screen.patients.names[p] for p in patient[starts].tolist()], dtype=pl.Categorical),
+            gather_rows(events.get_column("patient_id"), starts),
             gather_rows(infusion_time, patient[starts])
             if infusion_time.null_count() < infusion_time.len()
-            else pl.Series("infusion_time", [None] * starts.size, dtype=infusion_time.dtype),
-            column("infusion", pl.Utf8, texts).alias("product"),
-            column("age", pl.Float64, numbers).alias("age_years"),
-            column("weight", pl.Float64, numbers),
-            column("sex", pl.Utf8, texts),
-            column("disease", pl.Utf8, texts),
+            else pl.Series("infusion_time", [None], dtype=infusion_time.dtype).new_from_index(0, starts.size),
+            column("infusion", pl.Utf8).alias("product"),
+            column("age", pl.Float64).alias("age_years"),
+            column("weight", pl.Float64),
+            column("sex", pl.Utf8),
+            column("disease", pl.Utf8),
         ]
     )
-    birth_date = column("birth_date", pl.Utf8, texts)
+    birth_date = column("birth_date", pl.Utf8)
     if birth_date.null_count() == birth_date.len():
         return table
     age_from_birth = (
