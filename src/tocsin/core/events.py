@@ -1286,6 +1286,10 @@ def _routes(screen: _Screen, item: np.ndarray, items: _Items) -> None:
     screen.columns["route"] = _scattered("route", rows, routes, screen.height)
 
 
+#: One null number, repeated into a column of no limits.
+_NO_NUMBER = pl.Series([None], dtype=pl.Float64)
+
+
 def _kept_events(screen: _Screen) -> tuple[pl.DataFrame, np.ndarray | slice]:
     """The canonical events (rows not refused) and the row each one comes from (``slice(None)``: every row, in
     place; its arrays are then read as they are, not gathered: a gather of a batch's height costs fresh pages).
@@ -1295,18 +1299,18 @@ def _kept_events(screen: _Screen) -> tuple[pl.DataFrame, np.ndarray | slice]:
     columns, frame = screen.columns, screen.frame
 
     def numbers(name: str) -> pl.Series:
-        return pl.Series(name, columns[name], nan_to_null=True)
+        return numeric_series(columns[name], name, nan_to_null=True)
 
     def limit(name: str) -> pl.Series:
         rows, values = screen.limits[name]
         if rows.size == 0:
             # (pl.repeat runs a query, ~500 us even for a few rows; this is a constant column in ~3 us)
-            return pl.Series(name, [None], dtype=pl.Float64).new_from_index(0, screen.height)
+            return _NO_NUMBER.new_from_index(0, screen.height).alias(name)
         full = np.full(screen.height, np.nan)
         full[rows] = values
-        return pl.Series(name, full, nan_to_null=True)
+        return numeric_series(full, name, nan_to_null=True)
 
-    events = pl.DataFrame(
+    events = frame_from(
         [
             columns["patient_id"],
             numbers("t"),
@@ -1314,7 +1318,7 @@ def _kept_events(screen: _Screen) -> tuple[pl.DataFrame, np.ndarray | slice]:
             numbers("num"),
             columns["cat"],
             *(limit(c) for c in LIMIT_COLUMNS),
-            pl.Series("blq", columns["blq"]),
+            numeric_series(columns["blq"], "blq"),
             columns["route"],
             frame.get_column("value").alias("orig_value"),
             columns["unit"].alias("orig_unit"),
