@@ -27,7 +27,7 @@ from datetime import datetime
 import numpy as np
 import polars as pl
 
-from tocsin.core.arrays import enum_codes, gather_rows
+from tocsin.core.arrays import enum_codes, gather_rows, patient_codes_of
 from tocsin.core.kernels_ingest import (
     converted,
     days_since_infusion,
@@ -340,21 +340,19 @@ class _Labels:
         return self.names.index(label) if label in self.names else -1
 
 
-def _labels(column: pl.Series, codes: pl.Series) -> _Labels:
-    """The labels of a Categorical column (``codes``: its physical codes), stripped of surrounding blanks when one of
-    its few distinct values has them. Category codes are global to the process (a long-lived server's codes grow
-    far beyond its frames), so rows are placed by their codes' ranks, not by the codes. Each label is read from one
-    row that has it (one small gather: Polars' ``unique`` runs a query of ~70 us)."""
-    if codes.null_count():  # nulls take a code after every label's
-        read = codes.to_numpy()  # (floats, NaN for null)
-        read = np.where(np.isnan(read), np.nanmax(read, initial=-1) + 1, read).astype(np.int64)
-    else:
-        read = codes.to_numpy()
-    _, position, holder = _ranks(read)
+def _labels(column: pl.Series, codes: np.ndarray) -> _Labels:
+    """The labels of a Categorical column (``codes``: its physical codes as read, floats with NaN for null when it
+    has a null), stripped of surrounding blanks when one of its few distinct values has them. Category codes are
+    global to the process (a long-lived server's codes grow far beyond its frames), so rows are placed by their
+    codes' ranks, not by the codes. Each label is read from one row that has it (one small gather: Polars'
+    ``unique`` runs a query of ~70 us)."""
+    if codes.dtype.kind == "f":  # nulls take a code after every label's
+        codes = np.where(np.isnan(codes), np.nanmax(codes, initial=-1) + 1, codes).astype(np.int64)
+    _, position, holder = _ranks(codes)
     names = gather_rows(column, holder).to_list()  # each label read from its first row
     if any(name and (name[0] in _WHITE_SPACE or name[-1] in _WHITE_SPACE) for name in names):
         column = column.cast(pl.Utf8).str.strip_chars().cast(pl.Categorical)
-        return _labels(column, column.to_physical())
+        return _labels(column, column.to_physical().to_numpy())
     return _Labels(column, names, position)
 
 
@@ -472,10 +470,12 @@ class _Screen:
     def __init__(self, frame: pl.DataFrame, items: _Items) -> None:
         self.frame = frame
         self.height = frame.height
-        # (Series.to_physical costs ~20 us a column; a select of the four, ~100 us)
-        self.patients = _labels(frame.get_column("patient_id"), frame.get_column("patient_id").to_physical())
-        self.units = _labels(frame.get_column("unit"), frame.get_column("unit").to_physical())
-        self.file_code = frame.get_column("file").to_physical().to_numpy()
+        # (The codes of the three by one query: each ``to_physical`` is one, ~20-50 µs whatever the rows; a select of
+        # several runs them on the thread pool, at several times the cost.)
+        patient_ids, units, files = (frame.get_column(name) for name in ("patient_id", "unit", "file"))
+        patient_code, unit_code, self.file_code = patient_codes_of(patient_ids, units, files)
+        self.patients = _labels(patient_ids, patient_code)
+        self.units = _labels(units, unit_code)
         item_code = enum_codes(frame.get_column("item"))  # where spelled canonically (NaN: not so)
         if item_code.dtype.kind == "f":
             item_code = np.nan_to_num(item_code, nan=items.unknown)
