@@ -9,7 +9,16 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal, assert_series_equal
 
-from tocsin.core.polars_handles import cut_columns, frame_from, gather_series, masked_series, numeric_series, sliced
+from tocsin.core.polars_handles import (
+    cut_columns,
+    empty_or_null,
+    frame_from,
+    gather_series,
+    masked_series,
+    numeric_series,
+    sliced,
+    string_views,
+)
 
 TYPES = [np.float64, np.float32, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64,
          np.bool_, np.longlong, np.intc]
@@ -71,3 +80,21 @@ def test_frame_from_still_checks_heights_and_names() -> None:
         frame_from([pl.Series("a", [1, 2]), pl.Series("b", [1])])
     with pytest.raises(pl.exceptions.DuplicateError):
         frame_from([pl.Series("a", [1]), pl.Series("a", [2])])
+
+
+TEXTS = ["", "a", None, " ", "a text longer than twelve bytes", "", None, "0", "é", "twelve bytes"]
+
+
+@pytest.mark.parametrize("offset", [0, 1, 3])
+def test_empty_or_null_is_the_comparison_with_an_empty_text(offset: int) -> None:
+    texts = pl.Series(TEXTS).slice(offset)  # a slice: the views and validity start at an offset
+    expected = (texts == "").fill_null(True).to_numpy()
+    np.testing.assert_array_equal(empty_or_null(texts), expected)
+    np.testing.assert_array_equal(empty_or_null(pl.Series([*TEXTS, "x"])[[4, 0, 10]]), [False, True, False])
+    assert empty_or_null(pl.Series([], dtype=pl.Utf8)).shape == (0,)
+
+
+def test_string_views_hold_each_text_length() -> None:
+    texts = pl.Series([t for t in TEXTS if t is not None]).slice(2)
+    lengths = (string_views(texts)[0::2] & np.uint64(0xFFFFFFFF)).tolist()
+    assert lengths == texts.str.len_bytes().to_list()

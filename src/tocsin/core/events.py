@@ -37,7 +37,7 @@ from tocsin.core.kernels_ingest import (
     rounded,
     short_text_codes,
 )
-from tocsin.core.polars_handles import categorical_series, frame_from, numeric_series
+from tocsin.core.polars_handles import categorical_series, empty_or_null, frame_from, numeric_series, string_views
 from tocsin.units import UnitError, conversion_for
 from tocsin.vocabulary import ItemDefinition, Vocabulary
 
@@ -395,8 +395,7 @@ def _categorical(texts: pl.Series) -> pl.Series:
     pass over their Arrow views (runs of one text, such as a patient's rows, never reach its hash table), and only
     their distinct values go through the categories; other columns, and columns with nulls, through Polars' cast."""
     if texts.null_count() == 0:
-        array = texts.to_arrow(compat_level=pl.CompatLevel.newest())
-        coded = short_text_codes(np.frombuffer(array.buffers()[1], np.uint64, 2 * len(array), 16 * array.offset))
+        coded = short_text_codes(string_views(texts))
         if coded is not None:
             codes, first = coded
             return categorical_series(codes, texts.gather(first), texts.name)
@@ -765,8 +764,7 @@ def _check_values_given(screen: _Screen, item: np.ndarray, items: _Items) -> Non
     texts = gather_rows(value, rows)
     screen.value_texts = (rows, texts)
     empty = np.zeros(screen.height, dtype=np.bool_)
-    blank = texts == ""  # (a text that reads as a number is not empty; a comparison is direct, fill_null a query)
-    empty[rows] = (blank.fill_null(True) if blank.null_count() else blank).to_numpy()  # (null: empty too)
+    empty[rows] = empty_or_null(texts)  # (a text that reads as a number is not empty)
     screen.check(
         empty,
         "value",

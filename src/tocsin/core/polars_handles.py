@@ -78,6 +78,28 @@ def categorical_series(codes: np.ndarray, categories: pl.Series, name: str = "")
     return arrow_series(pa.DictionaryArray.from_arrays(indices, dictionary), name)
 
 
+def string_views(texts: pl.Series) -> np.ndarray:
+    """The Arrow views of a String Series, as ``uint64``, two per row (Polars' strings are Arrow string views,
+    exported without a copy): the low 32 bits of the first are the text's length in bytes; a text of at most 12
+    bytes is inline in the rest. (A null row's view is not defined: read the validity too.)"""
+    return _views(texts.to_arrow(compat_level=pl.CompatLevel.newest()))
+
+
+def _views(array: pa.Array) -> np.ndarray:
+    return np.frombuffer(array.buffers()[1], np.uint64, 2 * len(array), 16 * array.offset)
+
+
+def empty_or_null(texts: pl.Series) -> np.ndarray:
+    """Per row of a String Series, whether its text is empty or null: read off its Arrow views and validity, where
+    ``texts == ""`` runs a query (~25 µs, several times that amid other work)."""
+    array = texts.to_arrow(compat_level=pl.CompatLevel.newest())
+    empty = (_views(array)[0::2] & np.uint64(0xFFFFFFFF)) == 0
+    if array.null_count:
+        bits = np.unpackbits(np.frombuffer(array.buffers()[0], np.uint8), bitorder="little")
+        empty |= bits[array.offset : array.offset + len(array)] == 0
+    return empty
+
+
 def gather_series(source: pl.Series, rows: pl.Series) -> pl.Series:
     """``source[rows]`` for a Series of UInt32 row numbers (a null row number gives a null)."""
     return pl.Series._from_pyseries(source._s.gather_with_series(rows._s))
