@@ -19,7 +19,7 @@ Example
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import polars as pl
@@ -107,20 +107,20 @@ def gather_series(source: pl.Series, rows: pl.Series) -> pl.Series:
 
 def sliced(series: pl.Series, offset: int, length: int, name: str) -> pl.Series:
     """``series.slice(offset, length).alias(name)`` without the copies: a zero-copy slice renamed in place."""
-    return pl.Series._from_pyseries(_named_slice(series._s, offset, length, name))
+    column = series._s.slice(offset, length)
+    column.rename(name)
+    return pl.Series._from_pyseries(column)
 
 
-def cut_columns(whole: pl.Series, names: Sequence[str], offset: int, height: int) -> Iterator[tuple[str, PySeries]]:
+def cut_columns(whole: pl.Series, names: Sequence[str], offset: int, height: int) -> list[tuple[str, PySeries]]:
     """Consecutive columns of ``height`` rows of ``whole`` from row ``offset`` on (zero-copy slices), named
     ``names``, as the handles :func:`frame_from` takes (wrapping each in a Series costs more than the slice)."""
-    handle = whole._s
-    return ((name, _named_slice(handle, offset + k * height, height, name)) for k, name in enumerate(names))
-
-
-def _named_slice(handle: PySeries, offset: int, length: int, name: str) -> PySeries:
-    column = handle.slice(offset, length)
-    column.rename(name)  # in place: safe, the slice is its own
-    return column
+    cut, columns = whole._s.slice, []
+    for k, name in enumerate(names):
+        column = cut(offset + k * height, height)
+        column.rename(name)  # in place: safe, the slice is its own
+        columns.append((name, column))
+    return columns
 
 
 def frame_from(columns: Sequence[pl.Series | PySeries]) -> pl.DataFrame:
