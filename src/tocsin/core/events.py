@@ -414,7 +414,9 @@ def _typing_expressions(schema: pl.Schema, items: _Items, unit_nulls: bool, code
         pl.col("patient_id").cast(pl.Utf8).cast(text_type),
         item.cast(items.enum, strict=False).alias("item"),
         value,
-        value.cast(pl.Float64, strict=False).alias("raw_num"),
+        # NaN where not a number, as the NumPy read of a null gives: then that read is the column itself, not a copy
+        # that fills each null (~10 ms for a batch chunk in fresh pages).
+        value.cast(pl.Float64, strict=False).fill_null(float("nan")).alias("raw_num"),
         ((unit.fill_null("") if unit_nulls else unit) if "unit" in cols else pl.lit("")).cast(text_type).alias("unit"),
         (pl.col("source").cast(pl.Utf8) if "source" in cols else pl.lit(None, pl.Utf8)).alias("source"),
         pl.col("file").cast(pl.Categorical),
