@@ -551,9 +551,10 @@ def normalise_events(
         )
     item = _resolve_items(screen, raw.get_column("item"), vocabulary, items)
     infusions = _resolve_times(screen, item, items, limits)
-    _check_values_given(screen, item, items)
+    reads_text = items.reads_text[item]
+    _check_values_given(screen, reads_text)
     _numbers(screen, item, items, vocabulary)
-    _non_numbers(screen, item, items)
+    _non_numbers(screen, item, reads_text, items)
     _routes(screen, item, items)
     events, event_rows = _kept_events(screen)
     errors = screen.errors
@@ -758,11 +759,12 @@ def _resolve_times(screen: _Screen, item: np.ndarray, items: _Items, limits: Ing
     return _Infusions(first, infusion_day, infusion_time)
 
 
-def _check_values_given(screen: _Screen, item: np.ndarray, items: _Items) -> None:
+def _check_values_given(screen: _Screen, reads_text: np.ndarray) -> None:
     """A row needs a value; only the rows that do not read as numbers can be empty. The texts of those rows and of
-    the rows of items that are not numbers (read later) are gathered here once (``screen.value_texts``)."""
+    the rows of items that are not numbers (``reads_text``, read later) are gathered here once
+    (``screen.value_texts``)."""
     value = screen.frame.get_column("value")
-    rows = np.flatnonzero(np.isnan(screen.raw_num) | items.reads_text[item])
+    rows = np.flatnonzero(np.isnan(screen.raw_num) | reads_text)
     texts = gather_rows(value, rows)
     screen.value_texts = (rows, texts)
     empty = np.zeros(screen.height, dtype=np.bool_)
@@ -795,7 +797,8 @@ def _below_quantification(screen: _Screen, item: np.ndarray, items: _Items, raw_
     Only items with limits accept it; the number after ``<`` becomes the limit. Only the few rows that did
     not parse as numbers are looked at."""
     blq = np.zeros(screen.height, dtype=np.bool_)
-    rows = np.flatnonzero(items.is_number[item] & items.takes_limits[item] & np.isnan(raw_num))
+    rows = np.flatnonzero(np.isnan(raw_num))  # (the few rows first: the items' flags of every row cost two passes)
+    rows = rows[items.is_number[item[rows]] & items.takes_limits[item[rows]]]
     if rows.size == 0:
         return blq
     text = screen.frame.get_column("value")[rows].str.strip_chars().str.to_lowercase()
@@ -872,13 +875,16 @@ def _conversion_of(items: _Items, vocabulary: Vocabulary, code: int, unit_name: 
     return read
 
 
-def _conversions(screen: _Screen, item: np.ndarray, items: _Items, vocabulary: Vocabulary) -> _Conversions:
-    """Conversions looked up per distinct (item, unit) of the number rows not refused (`conversion_for` is
-    cached; an unusual unit may build the ucumvert registry, so refused rows' units are not looked at)."""
+def _conversions(
+    screen: _Screen, item: np.ndarray, is_number: np.ndarray, items: _Items, vocabulary: Vocabulary
+) -> _Conversions:
+    """Conversions looked up per distinct (item, unit) of the number rows (``is_number``) not refused
+    (`conversion_for` is cached; an unusual unit may build the ucumvert registry, so refused rows' units are not
+    looked at)."""
     units = screen.units
     width = len(units.names)
     pairs, pair, _ = _ranks(item, units.position, width)
-    wanted = marked(pair, items.is_number[item] & ~screen.refused, pairs.size)
+    wanted = marked(pair, is_number & ~screen.refused, pairs.size)
     scale, offset = np.full(pairs.size, np.nan), np.full(pairs.size, np.nan)
     per_kg, differential = np.zeros(pairs.size, dtype=np.bool_), np.zeros(pairs.size, dtype=np.bool_)
     problems: list[str | None] = [None] * pairs.size
@@ -917,7 +923,7 @@ def _numbers(screen: _Screen, item: np.ndarray, items: _Items, vocabulary: Vocab
             None,
         ),
     )
-    conversions = _conversions(screen, item, items, vocabulary)
+    conversions = _conversions(screen, item, is_number, items, vocabulary)
     # The problem text is made only for the failing rows (a text per row would be copied millions of times).
     screen.columns["unit_problem"] = conversions.problem
     screen.check(
@@ -1016,7 +1022,6 @@ def _numbers(screen: _Screen, item: np.ndarray, items: _Items, vocabulary: Vocab
 def _limits(screen: _Screen, item: np.ndarray, items: _Items, conversions: _Conversions) -> None:
     """Reference and quantification limits, read as numbers and converted like the row's value (read, checked
     and converted on the rows that give them: work over a column of nulls still costs a pass over every row)."""
-    takes_limits = items.takes_limits[item]
     for column in LIMIT_COLUMNS:
         raw = f"{column}_raw"
         texts = screen.frame.get_column(raw)
@@ -1033,6 +1038,7 @@ def _limits(screen: _Screen, item: np.ndarray, items: _Items, conversions: _Conv
             written = texts[rows]
         given = _read_numbers(written)
         read = ~np.isnan(given)
+        takes_limits = items.takes_limits[item[rows]]
         unreadable = np.zeros(screen.height, dtype=np.bool_)
         unreadable[rows] = [_stripped(text) != "" for text in written.to_list()] & ~read
         screen.check(
@@ -1045,7 +1051,7 @@ def _limits(screen: _Screen, item: np.ndarray, items: _Items, conversions: _Conv
             ),
         )
         ignored = np.zeros(screen.height, dtype=np.bool_)
-        ignored[rows] = read & ~takes_limits[rows]
+        ignored[rows] = read & ~takes_limits
         screen.check(
             ignored,
             column,
@@ -1057,7 +1063,7 @@ def _limits(screen: _Screen, item: np.ndarray, items: _Items, conversions: _Conv
             severity="warning",
         )
         in_unit = rounded(given * conversions.scale_of(rows) + conversions.offset_of(rows))
-        screen.limits[column] = (rows, np.where(takes_limits[rows], in_unit, np.nan))
+        screen.limits[column] = (rows, np.where(takes_limits, in_unit, np.nan))
 
 
 def _differentials(
@@ -1115,12 +1121,12 @@ def _scattered(name: str, rows: np.ndarray, values: list[str | None], height: in
     return gather_rows(pl.Series(name, [*values, None], dtype=pl.Utf8), at)
 
 
-def _non_numbers(screen: _Screen, item: np.ndarray, items: _Items) -> None:
-    """Categories, booleans, texts and dates: read in Python once per distinct (item, value) pair, in the order
-    the pairs first appear, and written back by row number (``cat``). The pairs are found by their codes (a
-    batch's tens of thousands of such rows have some dozens of pairs; read row by row in Python they were a sixth
-    of ingest)."""
-    others = np.flatnonzero(items.reads_text[item] & ~screen.refused)
+def _non_numbers(screen: _Screen, item: np.ndarray, reads_text: np.ndarray, items: _Items) -> None:
+    """Categories, booleans, texts and dates (the rows where ``reads_text``): read in Python once per distinct
+    (item, value) pair, in the order the pairs first appear, and written back by row number (``cat``). The pairs are
+    found by their codes (a batch's tens of thousands of such rows have some dozens of pairs; read row by row in
+    Python they were a sixth of ingest)."""
+    others = np.flatnonzero(reads_text & ~screen.refused)
     gathered, texts = screen.value_texts
     at_text = np.searchsorted(gathered, others)
     pair_of_row, first_rows = _distinct_pairs(item[others], gather_rows(texts, at_text))
