@@ -15,18 +15,9 @@ import tocsin.core.icaht
 from hematology_cases import normalised
 from tocsin.config import IcahtConfig
 from tocsin.core.icaht import grade_icaht
-from tocsin.core.kernels_icaht import (
-    ABOVE,
-    BELOW,
-    UNKNOWN,
-    bridged,
-    day_grid,
-    grid_windows,
-    late_values,
-    runs,
-    support_days,
-    threshold_states,
-)
+from tocsin.core import kernels_icaht as k
+from tocsin.core.icaht import _layout, _Layout, _Lineage, _lineages
+from tocsin.core.kernels_icaht import ABOVE, BELOW, UNKNOWN, day_grid, grid_windows, lineage_summary
 
 NAN = float("nan")
 
@@ -114,49 +105,271 @@ def test_day_grid_keeps_patients_apart() -> None:
     assert grid.masked[first].tolist() == [False, False, True] and not grid.masked[second].any()
 
 
-A, B, U = ABOVE, BELOW, UNKNOWN
+# ------------------------------------------------------------------------------------------ lineage_summary
+def _bridged_reference(states: list[int], stable: int) -> list[bool]:
+    """Below after bridging: a run above shorter than ``stable`` between days below counts as below."""
+    out, first = [], 0
+    while first < len(states):
+        end = first
+        while end < len(states) and states[end] == states[first]:
+            end += 1
+        inner = 0 < first and end < len(states) and states[first - 1] == BELOW and states[end] == BELOW
+        out += [states[first] == BELOW or (states[first] == ABOVE and end - first < stable and inner)] * (end - first)
+        first = end
+    return out
+
+
+def _runs_reference(flags: list[bool]) -> dict[str, int]:
+    days = [d for d, f in enumerate(flags) if f]
+    runs: list[list[int]] = []
+    for d in days:
+        if runs and runs[-1][-1] == d - 1:
+            runs[-1].append(d)
+        else:
+            runs.append([d])
+    longest = max(runs, key=len) if runs else []  # max: the first of equal lengths
+    return {
+        "count": len(days), "first": days[0] if days else -1, "last": days[-1] if days else -1,
+        "longest": len(longest), "longest_start": longest[0] if longest else -1,
+        "last_start": runs[-1][0] if runs else -1,
+    }  # fmt: skip
+
+
+def _reference(grid: tuple, end_day: np.ndarray, values: tuple, support: tuple, layout: _Layout) -> np.ndarray:
+    """:func:`lineage_summary`'s integers, patient by patient in plain Python (as the NumPy code computed them)."""
+    offsets, level, masked, unknown, undetermined, early, late = grid
+    limits, inclusive, in_late = layout.thresholds
+    settings, n_thresholds = layout.settings, limits.size
+    never, longest = settings[k.NEVER_THRESHOLD], bool(settings[k.LONGEST])
+    out = np.full((k.FIXED_ROWS + 2 * n_thresholds + 2 * len(layout.late_bands), end_day.size), -1, dtype=np.int64)
+    floats = np.full((2, end_day.size), np.nan)
+    for p in range(end_day.size):
+        cells = range(offsets[p], offsets[p + 1])
+        in_early, in_late_window = [bool(early[c]) for c in cells], [bool(late[c]) for c in cells]
+        summary, known_o = {}, []
+        for t in range(n_thresholds):
+            below = [bool(masked[c]) or bool(level[c] <= limits[t] if inclusive[t] else level[c] < limits[t])
+                     for c in cells]  # fmt: skip
+            readings = {
+                "b": [BELOW if x else ABOVE for x in below],
+                "w": [BELOW if x or unknown[c] else ABOVE for x, c in zip(below, cells)],
+            }
+            if t == never:
+                readings["o"] = [BELOW if x else UNKNOWN if undetermined[c] else ABOVE for x, c in zip(below, cells)]
+                known_o = [e and s != UNKNOWN for e, s in zip(in_early, readings["o"])]
+            for reading, states in readings.items():
+                bridged = _bridged_reference(states, settings[k.STABLE_DAYS])
+                summary[t, reading, "e"] = _runs_reference([b and e for b, e in zip(bridged, in_early)])
+                summary[t, reading, "l"] = _runs_reference([b and e for b, e in zip(bridged, in_late_window)])
+        unknown_e = _runs_reference([bool(unknown[c]) and e for c, e in zip(cells, in_early)])
+        unknown_l = _runs_reference([bool(unknown[c]) and e for c, e in zip(cells, in_late_window)])
+        known_e = _runs_reference([not np.isnan(level[c]) and e for c, e in zip(cells, in_early)])
+        graded = len(cells) > 0
+
+        def band(bands: np.ndarray, window: str, reading: str) -> int:
+            for b, (threshold, min_days, _, _) in enumerate(bands.tolist()):
+                met = summary[threshold, reading, window]["longest" if longest else "count"]
+                if graded and met >= min_days:
+                    return b
+            return -1
+
+        best, worst = band(layout.early_bands, "e", "b"), band(layout.early_bands, "e", "w")
+        low = layout.early_bands[best, 2] if best >= 0 else 0
+        high = layout.early_bands[worst, 2] if worst >= 0 else 0
+        rule = layout.early_bands[best, 3] if best >= 0 else settings[k.EARLY_GRADE0_RULE]
+        early_end = min(settings[k.EARLY_END], end_day[p])
+        if never >= 0:
+            b, o = summary[never, "b", "e"], summary[never, "o", "e"]
+            start_b = b["last_start"] if b["last"] == early_end else -1
+            last_known = _runs_reference(known_o)["last"]
+            start_o = o["last_start"] if o["last"] >= 0 and o["last"] == last_known else -1
+            onset = start_o if unknown_e["count"] + unknown_l["count"] > 0 else start_b
+            if 0 <= onset <= settings[k.NEVER_ONSET_MAX_DAY]:
+                low = high = settings[k.NEVER_GRADE]
+                rule = settings[k.NEVER_RULE]
+        recovery = summary[0, "b", "e"]
+        first = recovery["longest_start"] if longest else recovery["first"]
+        last = first + recovery["longest"] - 1 if longest else recovery["last"]
+        ok = low == high
+        out[[k.EARLY_GRADE, k.EARLY_GRADE_MIN, k.EARLY_GRADE_MAX, k.EARLY_RULE, k.EARLY_EVALUABLE], p] = (
+            low if ok else -1, low, high, rule if ok else -1, ok
+        )
+        if first >= 0:
+            out[[k.EARLY_FIRST_DAY, k.EARLY_LAST_DAY], p] = first, last
+        out[[k.EARLY_DAYS_UNKNOWN, k.EARLY_UNKNOWN_FIRST, k.EARLY_UNKNOWN_LAST], p] = [
+            unknown_e[f] for f in ("count", "first", "last")
+        ]
+        out[[k.EARLY_DAYS_KNOWN, k.EARLY_WINDOW_END], p] = known_e["count"], early_end
+        if graded:
+            for t in range(n_thresholds):
+                out[k.FIXED_ROWS + 2 * t : k.FIXED_ROWS + 2 * t + 2, p] = [
+                    summary[t, "b", "e"][f] for f in ("longest", "count")
+                ]
+            for b, threshold in enumerate(layout.late_bands[:, 0].tolist()):
+                row = k.FIXED_ROWS + 2 * n_thresholds + 2 * b
+                out[row : row + 2, p] = [summary[threshold, "b", "l"][f] for f in ("longest", "count")]
+        # Late values and grade.
+        v_offsets, v_day, v_value = values
+        late_days = [(v_value[v], v_day[v]) for v in range(v_offsets[p], v_offsets[p + 1])
+                     if v_day[v] >= settings[k.LATE_START]]  # fmt: skip
+        ranked = sorted(late_days)  # by value, then day
+        n = len(late_days)
+        if n:
+            floats[0, p], out[k.LATE_NADIR_DAY, p] = ranked[0]
+            out[[k.LATE_FIRST_DAY, k.LATE_LAST_DAY], p] = late_days[0][1], late_days[-1][1]
+        if n >= 2:
+            floats[1, p] = ranked[1][0]
+        nadir_limits, nadir_inclusive, nadir_bands = layout.nadir
+        nadir = floats[0, p]
+        below_band = [nadir <= x if at else nadir < x for x, at in zip(nadir_limits, nadir_inclusive, strict=True)]
+        nadir_band = below_band.index(True) if n >= 1 and any(below_band) else -1
+        limit, inclusive_confirm = layout.confirm
+        confirmed = n == 1 or (n >= 2 and (floats[1, p] <= limit if inclusive_confirm else floats[1, p] < limit))
+        nadir_grade = nadir_bands[nadir_band, 0] if confirmed and nadir_band >= 0 else 0
+        best, worst = band(layout.late_bands, "l", "b"), band(layout.late_bands, "l", "w")
+        d_low = layout.late_bands[best, 2] if best >= 0 else 0
+        d_high = layout.late_bands[worst, 2] if worst >= 0 else 0
+        if d_low > 0 and d_low >= nadir_grade:
+            rule = layout.late_bands[best, 3]
+        elif nadir_grade > 0:
+            rule = nadir_bands[nadir_band, 1]
+        else:
+            rule = settings[k.LATE_CONFIRM_RULE] if nadir_band >= 0 else settings[k.LATE_GRADE0_RULE]
+        low, high = max(nadir_grade, d_low), max(nadir_grade, d_high)
+        late_end = min(settings[k.LATE_END_DAY], end_day[p])
+        late_open = late_end >= settings[k.LATE_START]
+        late_graded = late_open and n >= settings[k.LATE_MIN_VALUES]
+        ok = late_graded and low == high
+        out[[k.LATE_GRADE, k.LATE_RULE, k.LATE_EVALUABLE, k.LATE_OPEN, k.LATE_N_VALUES, k.LATE_WINDOW_END], p] = (
+            low if ok else -1, rule if ok else -1, ok, late_open, n, late_end
+        )
+        if late_graded:
+            out[[k.LATE_GRADE_MIN, k.LATE_GRADE_MAX], p] = low, high
+        out[[k.LATE_DAYS_UNKNOWN, k.LATE_UNKNOWN_FIRST, k.LATE_UNKNOWN_LAST], p] = [
+            unknown_l[f] for f in ("count", "first", "last")
+        ]
+        s_offsets, s_day = support
+        given = [d for d in s_day[s_offsets[p] : s_offsets[p + 1]].tolist() if d >= 0]
+        out[k.SUPPORT_EARLY, p] = sum(d <= early_end for d in given)
+        out[k.SUPPORT_LATE, p] = sum(settings[k.LATE_START] <= d <= late_end for d in given)
+        out[k.SUPPORT_FIRST_DAY, p] = given[0] if given else -1
+    return np.vstack([out, floats])
+
+
+def _random_lineage(rng: np.random.Generator, n_patients: int, scale: float) -> tuple:
+    """A grid of piecewise constant levels (stretches long enough for every band) with NaN, masked, unknown
+    and undetermined days, daily values (days before the late window too) and support days."""
+    end_day = rng.integers(-2, 60, n_patients)
+    offsets = np.concatenate(([0], np.cumsum(np.maximum(end_day + 1, 0))))
+    pieces = []
+    while sum(map(len, pieces)) < offsets[-1]:
+        value = rng.choice([0.05, 0.1, 0.3, 0.5, 0.7, 1.0, 1.6, NAN]) * scale
+        pieces.append([value] * int(rng.integers(1, 16)))
+    level = np.concatenate([[], *pieces])[: offsets[-1]]
+    day = np.concatenate([[], *(np.arange(n) for n in np.diff(offsets))]).astype(np.int64)
+    masked = rng.random(level.size) < 0.05
+    undetermined = np.isnan(level) & ~masked
+    unknown = undetermined & (rng.random(level.size) < 0.7)
+    grid = (offsets, level, masked, unknown, undetermined, day <= 30, day >= 31)
+    counts = [np.sort(rng.choice(np.arange(-3, 70), rng.integers(0, 12), replace=False)) for _ in range(n_patients)]
+    values = (
+        np.cumsum([0, *map(len, counts)]),
+        np.concatenate([[], *counts]).astype(np.int64),
+        rng.choice([0.05, 0.1, 0.3, 0.5, 1.0, 1.5, 2.0], sum(map(len, counts))) * scale,
+    )
+    given = [np.sort(rng.choice(np.arange(-3, 70), rng.integers(0, 4), replace=False)) for _ in range(n_patients)]
+    support = (np.cumsum([0, *map(len, given)]), np.concatenate([[], *given]).astype(np.int64))
+    return grid, end_day, values, support
+
+
+def _summary(grid: tuple, end_day: np.ndarray, values: tuple, support: tuple, layout: _Layout) -> np.ndarray:
+    ints, floats = lineage_summary(
+        grid, end_day, values, support, layout.thresholds, layout.early_bands, layout.late_bands, layout.nadir,
+        layout.confirm, layout.settings,
+    )  # fmt: skip
+    return np.vstack([ints, floats])
 
 
 @pytest.mark.parametrize(
-    ("states", "stable", "expected"),
+    "config",
     [
-        ([B, A, A, B], 3, [1, 1, 1, 1]),  # a recovery of 2 days < 3: bridged
-        ([B, A, A, A, B], 3, [1, 0, 0, 0, 1]),  # 3 days: stable, kept
-        ([A, A, B], 3, [0, 0, 1]),  # no day below before the run
-        ([B, A, A], 3, [1, 0, 0]),  # nor after it
-        ([B, A, U, B], 3, [1, 0, 0, 1]),  # an unknown day is not below: no bridge
-        ([B, U, B], 3, [1, 0, 1]),  # unknown days are never bridged
-        ([B, A, B], 1, [1, 0, 1]),  # 1 = no bridging
-        ([A], 3, [0]),
-        ([B], 3, [1]),
+        IcahtConfig(),
+        IcahtConfig(duration_rule="cumulative", t_duration_rule="cumulative", never_recovered_grade4=False),
+        IcahtConfig(stable_recovery_days=1, t_stable_recovery_days=5, late_min_values=1, late_end_day=45),
     ],
 )
-def test_bridged(states: list[int], stable: int, expected: list[int]) -> None:
-    below = bridged(np.array([states], dtype=np.int8), np.array([0, len(states)]), stable)
-    assert below[0].tolist() == [bool(e) for e in expected]
+def test_lineage_summary_is_the_reference_on_random_grids(config: IcahtConfig) -> None:
+    rng = np.random.default_rng(7)
+    for spec in _lineages(config):
+        layout = _layout(spec, config.late_end_day, config.late_min_values, 0)
+        scale = 100.0 if spec.item == "plt" else 1.0
+        for n_patients in (0, 1, 2, 30):
+            case = _random_lineage(rng, n_patients, scale)
+            np.testing.assert_array_equal(_summary(*case, layout), _reference(*case, layout))
 
 
-def test_bridged_never_bridges_across_patients_and_reads_each_row() -> None:
-    states = np.array([[B, A, A, B], [A, B, B, A]], dtype=np.int8)
-    below = bridged(states, np.array([0, 1, 3, 4]), 3)  # patients: [B], [A, A], [B]; [A], [B, B], [A]
-    assert below.tolist() == [[True, False, False, True], [False, True, True, False]]
-    assert bridged(np.zeros((2, 0), dtype=np.int8), np.array([0]), 3).shape == (2, 0)
+def _one_patient(level: list[float], *, stable: int = 3) -> tuple[np.ndarray, _Layout]:
+    """One patient's summary for the neutrophil tables on a grid of these levels (all days known)."""
+    spec = _Lineage("icaht_eha2023", "", "g_csf", stable, "cumulative", None, False, 3)
+    layout = _layout(spec, 100, 2, 0)
+    n = len(level)
+    day = np.arange(n)
+    no = np.zeros(n, dtype=bool)
+    grid = (np.array([0, n]), np.array(level, dtype=float), no, no, no, day <= 30, day >= 31)
+    empty = np.zeros(0, dtype=np.int64)
+    return _summary(grid, np.array([n - 1]), (np.array([0, 0]), empty, np.zeros(0)), (np.array([0, 0]), empty),
+                    layout)[:, 0], layout  # fmt: skip
 
 
-def test_runs_summaries() -> None:
-    flags = np.array([[1, 1, 0, 1, 1, 1, 0, 1, 1, 1, 0, 0]], dtype=bool)
-    found = runs(flags, np.array([0, 12]))
-    assert [int(getattr(found, f)[0, 0]) for f in found._fields] == [8, 0, 9, 3, 3, 7]
-    # count, first, last, longest, longest_start (the first of two longest runs), last_start
+@pytest.mark.parametrize(
+    ("below", "stable", "counted"),
+    [
+        ("BAAB", 3, 4),  # a recovery of 2 days < 3: bridged
+        ("BAAAB", 3, 2),  # 3 days: stable, kept
+        ("AAB", 3, 1),  # no day below before the run
+        ("BAA", 3, 1),  # nor after it
+        ("BAB", 1, 2),  # 1 = no bridging
+        ("A", 3, 0),
+        ("B", 3, 1),
+    ],
+)
+def test_lineage_summary_bridges_short_recoveries(below: str, stable: int, counted: int) -> None:
+    summary, _ = _one_patient([0.3 if c == "B" else 2.0 for c in below], stable=stable)
+    assert summary[k.FIXED_ROWS + 1] == counted  # days <= 500/uL, cumulative
 
 
-def test_runs_of_patients_without_flags_or_days() -> None:
-    flags = np.array([[0, 0, 1], [0, 0, 0]], dtype=bool)
-    found = runs(flags, np.array([0, 2, 2, 3]))  # patient 1 has no days
-    assert found.count.tolist() == [[0, 0, 1], [0, 0, 0]]
-    assert found.first.tolist() == [[-1, -1, 0], [-1, -1, -1]]
-    assert found.longest.tolist() == [[0, 0, 1], [0, 0, 0]] and found.last_start.tolist() == [[-1, -1, 0], [-1] * 3]
-    assert runs(np.zeros((3, 0), dtype=bool), np.array([0])).count.shape == (3, 0)
+def test_lineage_summary_of_an_empty_batch_and_of_a_patient_without_days() -> None:
+    config = IcahtConfig()
+    layout = _layout(_lineages(config)[0], config.late_end_day, config.late_min_values, 0)
+    empty, no_floats = np.zeros(0, dtype=np.int64), np.zeros(0)
+    no_days = (np.array([0, 0]), no_floats, *[np.zeros(0, dtype=bool)] * 5)
+    out = _summary(no_days, np.array([-1]), (np.array([0, 0]), empty, no_floats), (np.array([0, 0]), empty), layout)
+    # No day on the grid: grade 0 in both cases, every duration null, the windows closed.
+    assert out[[k.EARLY_GRADE, k.EARLY_GRADE_MIN, k.EARLY_GRADE_MAX, k.EARLY_WINDOW_END], 0].tolist() == [0, 0, 0, -1]
+    assert out[k.FIXED_ROWS, 0] == -1 and out[k.LATE_OPEN, 0] == 0 and out[k.LATE_GRADE_MIN, 0] == -1
+    none = (np.array([0]), no_floats, *[np.zeros(0, dtype=bool)] * 5)
+    assert _summary(none, empty, (np.array([0]), empty, no_floats), (np.array([0]), empty), layout).shape == (
+        k.FIXED_ROWS + 2 * layout.thresholds[0].size + 2,
+        0,
+    )
+
+
+def test_lineage_summary_late_values_rank_equal_values_by_day_and_skip_early_days() -> None:
+    config = IcahtConfig()
+    layout = _layout(_lineages(config)[0], config.late_end_day, config.late_min_values, 0)
+    end_day = np.array([100, 100, 100])
+    offsets = np.concatenate(([0], np.cumsum(end_day + 1)))
+    no = np.zeros(offsets[-1], dtype=bool)
+    grid = (offsets, np.full(offsets[-1], 2.0), no, no, no, no, no)
+    values = (np.array([0, 4, 4, 6]), np.array([20, 31, 35, 40, 31, 33]), np.array([0.1, 0.5, 0.3, 0.3, 0.9, 0.2]))
+    support = (np.array([0, 4, 5, 5]), np.array([-3, 0, 30, 31, -1]))
+    out = _summary(grid, end_day, values, support, layout)
+    assert out[k.LATE_N_VALUES].tolist() == [3, 0, 2] and out[k.LATE_NADIR_DAY].tolist() == [35, -1, 33]
+    assert out[k.LATE_FIRST_DAY].tolist() == [31, -1, 31] and out[k.LATE_LAST_DAY].tolist() == [40, -1, 33]
+    np.testing.assert_array_equal(out[-2], [0.3, NAN, 0.2])
+    np.testing.assert_array_equal(out[-1], [0.3, NAN, 0.9])  # two days at 0.3: the second-lowest is 0.3
+    # Support days in each window, and the first from day 0.
+    assert out[[k.SUPPORT_EARLY, k.SUPPORT_LATE, k.SUPPORT_FIRST_DAY]].T.tolist() == [[2, 1, 0], [0, 0, -1], [0, 0, -1]]
 
 
 # ------------------------------------------------------------------------------------------ grade_icaht
@@ -222,38 +435,6 @@ def test_grading_is_the_same_in_any_batch() -> None:
 
 def test_module_example() -> None:
     assert doctest.testmod(tocsin.core.icaht, raise_on_error=False).failed == 0
-
-
-def test_late_values_rank_equal_values_by_day_and_skip_early_days() -> None:
-    offsets = np.array([0, 4, 4, 6])
-    day, value = np.array([20, 31, 35, 40, 31, 33]), np.array([0.1, 0.5, 0.3, 0.3, 0.9, 0.2])
-    out = late_values(offsets, day, value, 31)
-    assert out.n.tolist() == [3, 0, 2]
-    assert out.nadir_day.tolist() == [35, -1, 33] and out.first_day.tolist() == [31, -1, 31]
-    assert out.last_day.tolist() == [40, -1, 33]
-    np.testing.assert_array_equal(out.nadir, [0.3, NAN, 0.2])
-    np.testing.assert_array_equal(out.second, [0.3, NAN, 0.9])  # two days at 0.3: the second-lowest is 0.3
-
-
-def test_support_days_count_each_window_and_the_first_from_day_0() -> None:
-    offsets = np.array([0, 4, 5, 5])
-    out = support_days(offsets, np.array([-3, 0, 30, 31, -1]), np.array([30, 30, -1]), 31, np.array([100, 100, -1]))
-    assert (out.early.tolist(), out.late.tolist(), out.first.tolist()) == ([2, 0, 0], [1, 0, 0], [0, -1, -1])
-
-
-def test_threshold_states_read_each_case_and_the_observed_one_after_its_threshold() -> None:
-    level = np.array([0.4, 0.5, NAN, NAN, 0.6])
-    masked = np.array([False, False, False, True, False])
-    unknown = np.array([False, False, True, False, False])
-    undetermined = np.array([False, False, True, False, False])
-    states = threshold_states(level, masked, unknown, undetermined, np.array([0.5, 0.5]), np.array([True, False]), 0)
-    assert states.tolist() == [
-        [BELOW, BELOW, ABOVE, BELOW, ABOVE],  # <= 0.5, best case: unknown above, masked below
-        [BELOW, BELOW, BELOW, BELOW, ABOVE],  # worst case: unknown below
-        [BELOW, BELOW, UNKNOWN, BELOW, ABOVE],  # observed: undetermined stays unknown
-        [BELOW, ABOVE, ABOVE, BELOW, ABOVE],  # < 0.5
-        [BELOW, ABOVE, BELOW, BELOW, ABOVE],
-    ]
 
 
 def test_grid_windows_drop_unbracketed_late_levels_and_find_the_unknown_days() -> None:
