@@ -350,14 +350,14 @@ class _Texts:
     rule ids of the criteria first, then the items that end the observation and the reasons."""
 
     def __init__(self, fixed: list[str]) -> None:
-        self.table = list(fixed)
+        self.table: list[str | None] = list(fixed)
         self.columns: list[str] = []  # the names of the text columns
 
-    def code(self, text: str | None) -> int:
-        if text is None:
-            return -1
-        self.table.append(text)
-        return len(self.table) - 1
+    def codes(self, texts: list[str | None]) -> np.ndarray:
+        """The codes of ``texts``, added to the table (a None as a null of the table: no test per text)."""
+        start = len(self.table)
+        self.table += texts
+        return np.arange(start, len(self.table))
 
 
 def _reasons(
@@ -365,36 +365,37 @@ def _reasons(
 ) -> np.ndarray:
     """Per patient, why its early and its late grade are not given (rows ``_EARLY_REASON``, ``_LATE_REASON``;
     codes into ``texts``, -1 = none): no count in the window, too few late values, or the unknown days that
-    could change the grade (then the grade's range)."""
+    could change the grade (then the grade's range). Each patient's numbers are read as one list: for a batch
+    most patients have a reason, and reading the numbers one by one cost more than the texts."""
     item, max_gap, late_start = spec.item, config.max_interpolation_gap_days, spec.late_start
+    needed = config.late_min_values
     reasons = np.full((2, ints.shape[1]), -1, dtype=np.int64)
-    for i in np.flatnonzero(ints[k.EARLY_EVALUABLE] == 0).tolist():
-        at = ints[:, i].tolist()
-        reasons[_EARLY_REASON, i] = texts.code(
-            f"no {item} in days 0-{at[k.EARLY_WINDOW_END]}"
-            if at[k.EARLY_DAYS_KNOWN] == 0
-            else _unknown_text(item, max_gap, *at[k.EARLY_DAYS_UNKNOWN : k.EARLY_UNKNOWN_LAST + 1],
-                               at[k.EARLY_GRADE_MIN], at[k.EARLY_GRADE_MAX])  # fmt: skip
-        )
-    for i in np.flatnonzero(ints[k.LATE_EVALUABLE] == 0).tolist():
-        at = ints[:, i].tolist()
+    patients = np.flatnonzero(ints[k.EARLY_EVALUABLE] == 0)
+    early: list[str | None] = [
+        f"no {item} in days 0-{at[k.EARLY_WINDOW_END]}"
+        if at[k.EARLY_DAYS_KNOWN] == 0
+        else _unknown_text(item, max_gap, *at[k.EARLY_DAYS_UNKNOWN : k.EARLY_UNKNOWN_LAST + 1],
+                           at[k.EARLY_GRADE_MIN], at[k.EARLY_GRADE_MAX])  # fmt: skip
+        for at in ints[:, patients].T.tolist()
+    ]
+    reasons[_EARLY_REASON, patients] = texts.codes(early)
+    patients = np.flatnonzero(ints[k.LATE_EVALUABLE] == 0)
+    late: list[str | None] = []
+    for at, ended, day in zip(ints[:, patients].T.tolist(), end_item[patients].tolist(), end_day[patients].tolist(),
+                              strict=True):  # fmt: skip
         late_end, n_values = at[k.LATE_WINDOW_END], at[k.LATE_N_VALUES]
         if not at[k.LATE_OPEN]:
-            ended = texts.table[end_item[i]] if end_item[i] >= 0 else None
-            reason = (
-                None if ended is None else f"observation ended on day {end_day[i]} ({ended}), before day {late_start}"
+            late.append(
+                None if ended < 0 else f"observation ended on day {day} ({texts.table[ended]}), before day {late_start}"
             )
         elif n_values == 0:
-            reason = f"no {item} in days {late_start}-{late_end}"
-        elif n_values < config.late_min_values:
-            reason = (
-                f"{n_values} daily {item} value(s) in days {late_start}-{late_end}; "
-                f"at least {config.late_min_values} needed"
-            )
+            late.append(f"no {item} in days {late_start}-{late_end}")
+        elif n_values < needed:
+            late.append(f"{n_values} daily {item} value(s) in days {late_start}-{late_end}; at least {needed} needed")
         else:
-            reason = _unknown_text(item, max_gap, *at[k.LATE_DAYS_UNKNOWN : k.LATE_UNKNOWN_LAST + 1],
-                                   at[k.LATE_GRADE_MIN], at[k.LATE_GRADE_MAX])  # fmt: skip
-        reasons[_LATE_REASON, i] = texts.code(reason)
+            late.append(_unknown_text(item, max_gap, *at[k.LATE_DAYS_UNKNOWN : k.LATE_UNKNOWN_LAST + 1],
+                                      at[k.LATE_GRADE_MIN], at[k.LATE_GRADE_MAX]))  # fmt: skip
+    reasons[_LATE_REASON, patients] = texts.codes(late)
     return reasons
 
 
