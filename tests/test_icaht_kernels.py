@@ -17,92 +17,9 @@ from tocsin.config import IcahtConfig
 from tocsin.core.icaht import grade_icaht
 from tocsin.core import kernels_icaht as k
 from tocsin.core.icaht import _layout, _Layout, _Lineage, _lineages
-from tocsin.core.kernels_icaht import ABOVE, BELOW, UNKNOWN, day_grid, grid_windows, lineage_summary
+from tocsin.core.kernels_icaht import ABOVE, BELOW, UNKNOWN, lineage_summary
 
 NAN = float("nan")
-
-
-def _grid(
-    end_day: list[int],
-    values: list[list[tuple[int, float]]],
-    supports: list[list[int]] | None = None,
-    *,
-    lead: int = 2,
-    max_gap: int = 2,
-    masking: int = -1,
-):
-    """``values``: per patient, its (day, value) pairs by day; ``supports``: per patient, its support days."""
-    ends = np.array(end_day, dtype=np.int64)
-    offsets = np.concatenate(([0], np.cumsum(np.maximum(ends + 1, 0))))
-    supports = supports if supports is not None else [[] for _ in end_day]
-    grid = day_grid(
-        offsets,
-        ends,
-        np.cumsum([0, *map(len, values)]),
-        np.array([d for v in values for d, _ in v], dtype=np.int64),
-        np.array([x for v in values for _, x in v], dtype=float),
-        np.cumsum([0, *map(len, supports)]),
-        np.array([d for s in supports for d in s], dtype=np.int64),
-        lead,
-        max_gap,
-        masking,
-    )
-    return offsets, grid
-
-
-def _same(actual: np.ndarray, expected: list[float]) -> bool:
-    return np.array_equal(actual, np.array(expected, dtype=float), equal_nan=True)
-
-
-def test_day_grid_of_an_empty_batch() -> None:
-    offsets, grid = _grid([], [])
-    assert offsets.tolist() == [0] and all(column.size == 0 for column in grid)
-
-
-def test_day_grid_without_values_is_unknown_and_an_end_before_day_0_leaves_no_days() -> None:
-    offsets, grid = _grid([3, -1], [[], [(-2, 1.0)]])
-    assert offsets.tolist() == [0, 4, 4]
-    assert np.isnan(grid.level).all() and not (grid.bracketed.any() or grid.observed.any() or grid.masked.any())
-
-
-def test_day_grid_interpolates_short_gaps_and_carries_the_ends_for_max_gap_days() -> None:
-    # Values on days 1 and 4 (2 missing days: interpolated), 9 (4 missing days: unknown), then nothing.
-    _, grid = _grid([12], [[(1, 1.0), (4, 4.0), (9, 9.0)]], max_gap=2)
-    assert _same(grid.level, [1.0, 1.0, 2.0, 3.0, 4.0, NAN, NAN, NAN, NAN, 9.0, 9.0, 9.0, NAN])
-    assert grid.observed.tolist() == [d in (1, 4, 9) for d in range(13)]
-    assert grid.interpolated.tolist() == [d in (2, 3) for d in range(13)]
-    assert grid.bracketed.tolist() == [1 <= d <= 9 for d in range(13)]
-
-
-def test_day_grid_interpolation_is_returned_unrounded() -> None:
-    _, grid = _grid([3], [[(0, 0.0), (3, 1.0)]])
-    assert grid.level[1] == 0.0 + (1.0 - 0.0) / 3 * 1 and grid.interpolated[1]
-
-
-def test_day_grid_values_before_day_0_anchor_the_interpolation_but_the_grid_starts_at_day_0() -> None:
-    _, grid = _grid([2], [[(-2, 0.0), (2, 4.0)]], lead=2, max_gap=3)
-    assert _same(grid.level, [2.0, 3.0, 4.0]) and grid.bracketed.all()
-
-
-def test_day_grid_one_value() -> None:
-    _, grid = _grid([0], [[(0, 0.7)]])
-    assert _same(grid.level, [0.7]) and grid.observed.all() and grid.bracketed.all() and not grid.interpolated.any()
-
-
-def test_day_grid_masks_the_support_day_and_the_masking_days_after_it_from_day_minus_lead() -> None:
-    # A support on day -3 (before the grid's lead: ignored), day -1 (masks days 0-1) and day 5 (masks 5-7).
-    _, grid = _grid([9], [[]], [[-3, -1, 5]], lead=2, masking=2)
-    assert grid.masked.tolist() == [d in (0, 1, 5, 6, 7) for d in range(10)]
-    _, never = _grid([9], [[]], [[-1, 5]], lead=2, masking=-1)
-    assert not never.masked.any()
-
-
-def test_day_grid_keeps_patients_apart() -> None:
-    # The first patient's last value must not bracket or carry into the second patient's days.
-    offsets, grid = _grid([2, 2], [[(2, 5.0)], [(2, 1.0)]], [[2], []], masking=3)
-    first, second = slice(offsets[0], offsets[1]), slice(offsets[1], offsets[2])
-    assert _same(grid.level[first], [5.0, 5.0, 5.0]) and _same(grid.level[second], [1.0, 1.0, 1.0])
-    assert grid.masked[first].tolist() == [False, False, True] and not grid.masked[second].any()
 
 
 # ------------------------------------------------------------------------------------------ lineage_summary
@@ -135,8 +52,58 @@ def _runs_reference(flags: list[bool]) -> dict[str, int]:
     }  # fmt: skip
 
 
-def _reference(grid: tuple, end_day: np.ndarray, values: tuple, support: tuple, layout: _Layout) -> np.ndarray:
-    """:func:`lineage_summary`'s integers, patient by patient in plain Python (as the NumPy code computed them)."""
+def _grid_reference(rows: tuple, end_t: np.ndarray, end_day: np.ndarray, slots: tuple, settings: np.ndarray) -> tuple:
+    """The daily values, support days and grid of every patient (offsets and flat arrays), in plain Python as the
+    separate passes computed them."""
+    patient, t, num, slot = rows
+    lead, max_gap, masking = settings[k.LEAD], settings[k.MAX_GAP], settings[k.MASKING_DAYS]
+    values: list[list[tuple[int, float]]] = [[] for _ in end_day]
+    support: list[list[int]] = [[] for _ in end_day]
+    for p, when, x, item in zip(patient.tolist(), t.tolist(), num.tolist(), slot.tolist(), strict=True):
+        day = int(np.floor(when))
+        if item == slots[0] and not np.isnan(x) and not when > end_t[p] and -lead <= day <= end_day[p]:
+            if values[p] and values[p][-1][0] == day:
+                values[p][-1] = (day, min(values[p][-1][1], x))
+            else:
+                values[p].append((day, x))
+        elif item == slots[1] and (not support[p] or support[p][-1] != day):
+            support[p].append(day)
+    grid: list[list] = [[] for _ in range(6)]  # level, masked, unknown, undetermined, early, late
+    for p, end in enumerate(end_day.tolist()):
+        days, given = [d for d, _ in values[p]], [d for d in support[p] if d >= -lead]
+        for day in range(end + 1):
+            before = [(d, x) for d, x in values[p] if d < day]
+            after = [(d, x) for d, x in values[p] if d >= day]
+            level = NAN
+            if day in days:
+                level = after[0][1]
+            elif before and after and after[0][0] - before[-1][0] - 1 <= max_gap:
+                (d0, v0), (d1, v1) = before[-1], after[0]
+                level = np.round(v0 + (v1 - v0) / (d1 - d0) * (day - d0), 6)
+            elif after and not before and after[0][0] - day <= max_gap:
+                level = after[0][1]
+            elif before and not after and day - before[-1][0] <= max_gap:
+                level = before[-1][1]
+            bracketed = bool(before and after) or day in days
+            if day >= settings[k.LATE_START] and not bracketed:
+                level = NAN
+            masked = masking >= 0 and any(0 <= day - d <= masking for d in given)
+            undetermined = bool(np.isnan(level)) and not masked
+            early = day <= settings[k.EARLY_END]
+            for column, x in zip(grid, [level, masked, undetermined and (early or bracketed), undetermined, early,
+                                        day >= settings[k.LATE_START]], strict=True):  # fmt: skip
+                column.append(x)
+    offsets = np.concatenate(([0], np.cumsum(np.maximum(end_day + 1, 0)))).astype(np.int64)
+    return (
+        (offsets, np.array(grid[0], dtype=float), *(np.array(c, dtype=bool) for c in grid[1:])),
+        (np.cumsum([0, *map(len, values)]), [d for v in values for d, _ in v], [x for v in values for _, x in v]),
+        (np.cumsum([0, *map(len, support)]), np.array([d for s in support for d in s], dtype=np.int64)),
+    )
+
+
+def _reference(rows: tuple, end_t: np.ndarray, end_day: np.ndarray, slots: tuple, layout: _Layout) -> np.ndarray:
+    """:func:`lineage_summary`, patient by patient in plain Python (as the NumPy code and passes computed it)."""
+    grid, values, support = _grid_reference(rows, end_t, end_day, slots, layout.settings)
     offsets, level, masked, unknown, undetermined, early, late = grid
     limits, inclusive, in_late = layout.thresholds
     settings, n_thresholds = layout.settings, limits.size
@@ -256,35 +223,24 @@ def _reference(grid: tuple, end_day: np.ndarray, values: tuple, support: tuple, 
     return np.vstack([out, floats])
 
 
-def _random_lineage(rng: np.random.Generator, n_patients: int, scale: float) -> tuple:
-    """A grid of piecewise constant levels (stretches long enough for every band) with NaN, masked, unknown
-    and undetermined days, daily values (days before the late window too) and support days."""
-    end_day = rng.integers(-2, 60, n_patients)
-    offsets = np.concatenate(([0], np.cumsum(np.maximum(end_day + 1, 0))))
-    pieces = []
-    while sum(map(len, pieces)) < offsets[-1]:
-        value = rng.choice([0.05, 0.1, 0.3, 0.5, 0.7, 1.0, 1.6, NAN]) * scale
-        pieces.append([value] * int(rng.integers(1, 16)))
-    level = np.concatenate([[], *pieces])[: offsets[-1]]
-    day = np.concatenate([[], *(np.arange(n) for n in np.diff(offsets))]).astype(np.int64)
-    masked = rng.random(level.size) < 0.05
-    undetermined = np.isnan(level) & ~masked
-    unknown = undetermined & (rng.random(level.size) < 0.7)
-    grid = (offsets, level, masked, unknown, undetermined, day <= 30, day >= 31)
-    counts = [np.sort(rng.choice(np.arange(-3, 70), rng.integers(0, 12), replace=False)) for _ in range(n_patients)]
-    values = (
-        np.cumsum([0, *map(len, counts)]),
-        np.concatenate([[], *counts]).astype(np.int64),
-        rng.choice([0.05, 0.1, 0.3, 0.5, 1.0, 1.5, 2.0], sum(map(len, counts))) * scale,
-    )
-    given = [np.sort(rng.choice(np.arange(-3, 70), rng.integers(0, 4), replace=False)) for _ in range(n_patients)]
-    support = (np.cumsum([0, *map(len, given)]), np.concatenate([[], *given]).astype(np.int64))
-    return grid, end_day, values, support
+def _random_rows(rng: np.random.Generator, n_patients: int, scale: float) -> tuple:
+    """Rows of counts (slot 0: runs of equal values, long enough for every band, a few without a value), of a
+    support item (slot 1) and of another item, a patient's in time order, with the ends of observation."""
+    per_patient = rng.integers(0, 80, n_patients)
+    patient = np.repeat(np.arange(n_patients), per_patient).astype(np.int64)
+    t = np.concatenate([[], *(np.sort(rng.uniform(-12, 110, n)) for n in per_patient)])
+    slot = rng.choice(3, t.size, p=[0.85, 0.1, 0.05]).astype(np.int8)
+    runs = np.repeat(rng.choice([0.05, 0.1, 0.3, 0.5, 0.7, 1.0, 1.6, 2.0], t.size), rng.integers(1, 12, t.size))
+    num = runs[: t.size] * scale
+    num[rng.random(t.size) < 0.03] = NAN
+    end_t = np.where(rng.random(n_patients) < 0.3, rng.uniform(-3, 90, n_patients), NAN)
+    end_day = np.fmin(100, np.floor(end_t)).astype(np.int64)
+    return (patient, t, num, slot), end_t, end_day, (0, 1)
 
 
-def _summary(grid: tuple, end_day: np.ndarray, values: tuple, support: tuple, layout: _Layout) -> np.ndarray:
+def _summary(rows: tuple, end_t: np.ndarray, end_day: np.ndarray, slots: tuple, layout: _Layout) -> np.ndarray:
     ints, floats = lineage_summary(
-        grid, end_day, values, support, layout.thresholds, layout.early_bands, layout.late_bands, layout.nadir,
+        rows, end_t, end_day, slots, layout.thresholds, layout.early_bands, layout.late_bands, layout.nadir,
         layout.confirm, layout.settings,
     )  # fmt: skip
     return np.vstack([ints, floats])
@@ -295,30 +251,39 @@ def _summary(grid: tuple, end_day: np.ndarray, values: tuple, support: tuple, la
     [
         IcahtConfig(),
         IcahtConfig(duration_rule="cumulative", t_duration_rule="cumulative", never_recovered_grade4=False),
-        IcahtConfig(stable_recovery_days=1, t_stable_recovery_days=5, late_min_values=1, late_end_day=45),
+        IcahtConfig(stable_recovery_days=1, t_stable_recovery_days=5, late_min_values=1, late_end_day=45,
+                    max_interpolation_gap_days=2, t_transfusion_free_days=0),  # fmt: skip
     ],
 )
-def test_lineage_summary_is_the_reference_on_random_grids(config: IcahtConfig) -> None:
+def test_lineage_summary_is_the_reference_on_random_rows(config: IcahtConfig) -> None:
     rng = np.random.default_rng(7)
     for spec in _lineages(config):
-        layout = _layout(spec, config.late_end_day, config.late_min_values, 0)
+        layout = _layout(spec, config.max_interpolation_gap_days, config.late_end_day, config.late_min_values, 0)
         scale = 100.0 if spec.item == "plt" else 1.0
         for n_patients in (0, 1, 2, 30):
-            case = _random_lineage(rng, n_patients, scale)
-            np.testing.assert_array_equal(_summary(*case, layout), _reference(*case, layout))
+            rows, end_t, end_day, slots = _random_rows(rng, n_patients, scale)
+            end_day = np.minimum(end_day, config.late_end_day)
+            np.testing.assert_array_equal(_summary(rows, end_t, end_day, slots, layout),
+                                          _reference(rows, end_t, end_day, slots, layout))  # fmt: skip
 
 
-def _one_patient(level: list[float], *, stable: int = 3) -> tuple[np.ndarray, _Layout]:
-    """One patient's summary for the neutrophil tables on a grid of these levels (all days known)."""
-    spec = _Lineage("icaht_eha2023", "", "g_csf", stable, "cumulative", None, False, 3)
-    layout = _layout(spec, 100, 2, 0)
-    n = len(level)
-    day = np.arange(n)
-    no = np.zeros(n, dtype=bool)
-    grid = (np.array([0, n]), np.array(level, dtype=float), no, no, no, day <= 30, day >= 31)
-    empty = np.zeros(0, dtype=np.int64)
-    return _summary(grid, np.array([n - 1]), (np.array([0, 0]), empty, np.zeros(0)), (np.array([0, 0]), empty),
-                    layout)[:, 0], layout  # fmt: skip
+def _layout_of(item: str = "anc", *, stable: int = 3, max_gap: int = 7) -> _Layout:
+    """The tables of the neutrophils (cumulative days, no never-recovered grade 4) or of the platelets."""
+    if item == "plt":
+        return _layout(_lineages(IcahtConfig())[1], max_gap, 100, 2, 0)
+    return _layout(_Lineage("icaht_eha2023", "", "g_csf", stable, "cumulative", None, False, 3), max_gap, 100, 2, 0)
+
+
+def _patients(counts: list[list[tuple[float, float]]], end_day: list[int], layout: _Layout,
+              support: list[list[float]] | None = None) -> np.ndarray:  # fmt: skip
+    """The summary of patients with these (t, count) rows and support times (never ending before ``end_day``)."""
+    support = support or [[] for _ in counts]
+    rows = [sorted([(when, x, 0) for when, x in c] + [(when, NAN, 1) for when in s]) for c, s in zip(counts, support)]
+    patient = np.repeat(np.arange(len(rows)), [len(r) for r in rows]).astype(np.int64)
+    flat = [row for r in rows for row in r]
+    t, num, slot = (np.array([row[i] for row in flat], dtype=float) for i in range(3))
+    ends = np.array(end_day, dtype=np.int64)
+    return _summary((patient, t, num, slot.astype(np.int8)), np.full(len(rows), NAN), ends, (0, 1), layout)
 
 
 @pytest.mark.parametrize(
@@ -334,36 +299,58 @@ def _one_patient(level: list[float], *, stable: int = 3) -> tuple[np.ndarray, _L
     ],
 )
 def test_lineage_summary_bridges_short_recoveries(below: str, stable: int, counted: int) -> None:
-    summary, _ = _one_patient([0.3 if c == "B" else 2.0 for c in below], stable=stable)
-    assert summary[k.FIXED_ROWS + 1] == counted  # days <= 500/uL, cumulative
+    counts = [(day, 0.3 if c == "B" else 2.0) for day, c in enumerate(below)]
+    summary = _patients([counts], [len(below) - 1], _layout_of(stable=stable))
+    assert summary[k.FIXED_ROWS + 1, 0] == counted  # days <= 500/uL, cumulative
+
+
+def test_lineage_summary_interpolates_short_gaps_and_carries_the_ends_for_max_gap_days() -> None:
+    # Counts on days 1 and 4 (2 missing days: interpolated), 9 (4 missing days: unknown), then nothing: day 0
+    # and days 10-11 carried, day 12 unknown. The lowest count of a day counts; a count after day 12 is not read.
+    counts = [(1.5, 2.0), (1.2, 0.1), (4.0, 0.4), (9.0, 0.4), (13.0, 0.1)]
+    out = _patients([counts], [12], _layout_of(max_gap=2))[:, 0]
+    assert out[[k.EARLY_DAYS_KNOWN, k.EARLY_DAYS_UNKNOWN, k.EARLY_UNKNOWN_FIRST, k.EARLY_UNKNOWN_LAST]].tolist() == [
+        8, 5, 5, 12,
+    ]  # fmt: skip
+    assert out[k.FIXED_ROWS + 1] == 8  # every known day at or below 0.5 (0.1, 0.2, 0.3 interpolated, 0.4)
+
+
+def test_lineage_summary_interpolation_is_rounded_and_values_before_day_0_anchor_it() -> None:
+    # Day 0 lies between day -1 (0.11) and day 5 (2.45): 0.5000000000000001 before rounding, 0.5 after.
+    assert 0.11 + (2.45 - 0.11) / 6 > 0.5
+    summary = _patients([[(-1.0, 0.11), (5.0, 2.45)]], [5], _layout_of())[:, 0]
+    assert summary[k.FIXED_ROWS + 1] == 1 and summary[k.EARLY_DAYS_KNOWN] == 6  # day 0 at or below 0.5
+
+
+def test_lineage_summary_masks_the_support_day_and_the_masking_days_after_it() -> None:
+    # Platelets 100 every day; transfusions on day -10 (before the lead: ignored), -1 (masks days 0-6 with
+    # 7 transfusion-free days) and 20 (masks 20-27): those days count as below 20 x10^9/L.
+    layout = _layout_of("plt")
+    assert layout.settings[k.MASKING_DAYS] == 7 and layout.settings[k.LEAD] == 7
+    out = _patients([[(d, 100.0) for d in range(31)]], [30], layout, [[-10.0, -1.0, 20.5]])[:, 0]
+    assert out[k.FIXED_ROWS + 1] == 15 and out[k.SUPPORT_EARLY] == 1 and out[k.SUPPORT_FIRST_DAY] == 20
+
+
+def test_lineage_summary_keeps_patients_apart() -> None:
+    # The first patient's counts must not bracket or carry into the second patient's days.
+    out = _patients([[(2.0, 0.1)], [(40.0, 2.0)]], [2, 2], _layout_of(max_gap=2))
+    assert out[k.FIXED_ROWS + 1].tolist() == [3, 0] and out[k.EARLY_DAYS_UNKNOWN].tolist() == [0, 3]
 
 
 def test_lineage_summary_of_an_empty_batch_and_of_a_patient_without_days() -> None:
-    config = IcahtConfig()
-    layout = _layout(_lineages(config)[0], config.late_end_day, config.late_min_values, 0)
-    empty, no_floats = np.zeros(0, dtype=np.int64), np.zeros(0)
-    no_days = (np.array([0, 0]), no_floats, *[np.zeros(0, dtype=bool)] * 5)
-    out = _summary(no_days, np.array([-1]), (np.array([0, 0]), empty, no_floats), (np.array([0, 0]), empty), layout)
+    layout = _layout_of()
+    out = _patients([[(-2.0, 0.1)]], [-1], layout)
     # No day on the grid: grade 0 in both cases, every duration null, the windows closed.
     assert out[[k.EARLY_GRADE, k.EARLY_GRADE_MIN, k.EARLY_GRADE_MAX, k.EARLY_WINDOW_END], 0].tolist() == [0, 0, 0, -1]
     assert out[k.FIXED_ROWS, 0] == -1 and out[k.LATE_OPEN, 0] == 0 and out[k.LATE_GRADE_MIN, 0] == -1
-    none = (np.array([0]), no_floats, *[np.zeros(0, dtype=bool)] * 5)
-    assert _summary(none, empty, (np.array([0]), empty, no_floats), (np.array([0]), empty), layout).shape == (
-        k.FIXED_ROWS + 2 * layout.thresholds[0].size + 2,
-        0,
-    )
+    no_counts = _patients([[]], [5], layout)[:, 0]  # every day unknown
+    assert no_counts[k.EARLY_DAYS_UNKNOWN] == 6 and no_counts[k.EARLY_DAYS_KNOWN] == 0
+    assert _patients([], [], layout).shape == (k.FIXED_ROWS + 2 * layout.thresholds[0].size + 2, 0)
 
 
 def test_lineage_summary_late_values_rank_equal_values_by_day_and_skip_early_days() -> None:
-    config = IcahtConfig()
-    layout = _layout(_lineages(config)[0], config.late_end_day, config.late_min_values, 0)
-    end_day = np.array([100, 100, 100])
-    offsets = np.concatenate(([0], np.cumsum(end_day + 1)))
-    no = np.zeros(offsets[-1], dtype=bool)
-    grid = (offsets, np.full(offsets[-1], 2.0), no, no, no, no, no)
-    values = (np.array([0, 4, 4, 6]), np.array([20, 31, 35, 40, 31, 33]), np.array([0.1, 0.5, 0.3, 0.3, 0.9, 0.2]))
-    support = (np.array([0, 4, 5, 5]), np.array([-3, 0, 30, 31, -1]))
-    out = _summary(grid, end_day, values, support, layout)
+    counts = [[(20, 0.1), (31, 0.5), (35, 0.3), (40, 0.3)], [], [(31, 0.9), (33, 0.2)]]
+    out = _patients(counts, [100, 100, 100], _layout_of(), [[-3.0, 0.0, 30.0, 31.0], [-1.0], []])
     assert out[k.LATE_N_VALUES].tolist() == [3, 0, 2] and out[k.LATE_NADIR_DAY].tolist() == [35, -1, 33]
     assert out[k.LATE_FIRST_DAY].tolist() == [31, -1, 31] and out[k.LATE_LAST_DAY].tolist() == [40, -1, 33]
     np.testing.assert_array_equal(out[-2], [0.3, NAN, 0.2])
@@ -435,17 +422,3 @@ def test_grading_is_the_same_in_any_batch() -> None:
 
 def test_module_example() -> None:
     assert doctest.testmod(tocsin.core.icaht, raise_on_error=False).failed == 0
-
-
-def test_grid_windows_drop_unbracketed_late_levels_and_find_the_unknown_days() -> None:
-    offsets = np.array([0, 4, 4, 7])
-    level = np.array([0.2, NAN, 0.3, 0.4, NAN, NAN, 0.5])
-    observed = np.array([True, False, False, False, False, False, True])
-    bracketed = np.array([True, True, False, False, False, True, True])
-    masked = np.array([False, False, False, False, True, False, False])
-    out = grid_windows(offsets, level, observed, bracketed, masked, 1, 2)
-    np.testing.assert_array_equal(level, [0.2, NAN, NAN, NAN, NAN, NAN, 0.5])  # days 2-3 of patient 0: carried
-    assert out.early.tolist() == [True, True, False, False, True, True, False]
-    assert out.late.tolist() == [False, False, True, True, False, False, True]
-    assert out.undetermined.tolist() == [False, True, True, True, False, True, False]
-    assert out.unknown.tolist() == [False, True, False, False, False, True, False]

@@ -54,7 +54,7 @@ import polars as pl
 from tocsin.config import IcahtConfig
 from tocsin.core.arrays import ItemRows, read_item_rows
 from tocsin.core import kernels_icaht as k
-from tocsin.core.kernels_icaht import day_grid, grid_windows, lineage_summary
+from tocsin.core.kernels_icaht import lineage_summary
 from tocsin.core.timeline import Column, NullableInt, Text, frame_of
 from tocsin.criteria import load_scale
 
@@ -161,42 +161,6 @@ def observation_ends(read: ItemRows, censor_at: list[str]) -> tuple[np.ndarray, 
     return end_t, end_row
 
 
-class _PerDay(NamedTuple):
-    """Values of one item with at most one per patient and day, patients' days in order: patient ``p`` at
-    ``offsets[p]:offsets[p + 1]``."""
-
-    offsets: np.ndarray
-    day: np.ndarray
-    value: np.ndarray
-
-
-def _per_day(read: ItemRows, rows: np.ndarray, value: np.ndarray) -> _PerDay:
-    """The lowest ``value`` of each patient's day among ``rows`` (day = ``floor(t)``; rows in time order)."""
-    patient, day = read.patient[rows], np.floor(read.t[rows]).astype(np.int64)
-    new_day = np.ones(rows.size, dtype=np.bool_)
-    new_day[1:] = (patient[1:] != patient[:-1]) | (day[1:] != day[:-1])
-    start = np.flatnonzero(new_day)
-    lowest = np.minimum.reduceat(value, start) if start.size else value[:0]
-    offsets = np.searchsorted(patient[start], np.arange(read.n_patients + 1))
-    return _PerDay(offsets, day[start], lowest)
-
-
-def _daily_values(read: ItemRows, end_t: np.ndarray, first_day: int, end_day: np.ndarray, item: str) -> _PerDay:
-    """Lowest count of ``item`` per patient and day (ICAHT-IMPL-DAILY-NADIR), days ``first_day..end_day``,
-    counts taken at or before the end of observation (ICAHT-IMPL-CENSORING)."""
-    rows = read.rows_of(item)
-    value, t, patient = read.num[rows], read.t[rows], read.patient[rows]
-    day = np.floor(t)
-    kept = ~np.isnan(value) & ~(t > end_t[patient]) & (day >= first_day) & (day <= end_day[patient])
-    return _per_day(read, rows[kept], value[kept])
-
-
-def _support_days(read: ItemRows, item: str) -> _PerDay:
-    """The days a support (G-CSF, platelet transfusion) was given, once each (value: always 1)."""
-    rows = read.rows_of(item)
-    return _per_day(read, rows, np.ones(rows.size))
-
-
 def _unknown_text(item: str, max_gap: int, days: int, first: int, last: int, low: int, high: int) -> str | None:
     """Why a grade is a range (null without a first and last unknown day, as a format of nulls is)."""
     if first < 0 or last < 0:
@@ -205,34 +169,6 @@ def _unknown_text(item: str, max_gap: int, days: int, first: int, last: int, low
         f"{item} unknown on {days} day(s) between day {first} and day {last} (gaps over {max_gap} days are not "
         f"interpolated); grade {low} to {high}"
     )
-
-
-class _Grid(NamedTuple):
-    """One lineage's daily grid: each patient's days 0 to the end of observation, patient ``p`` at
-    ``offsets[p]:offsets[p + 1]`` (see :func:`tocsin.core.kernels_icaht.day_grid`)."""
-
-    offsets: np.ndarray
-    level: np.ndarray  # the day's value, interpolated or carried; NaN where unknown
-    masked: np.ndarray  # counts as below every threshold (a platelet count after a transfusion)
-    unknown: np.ndarray  # no level, not masked, and in an open window: the day could change a grade
-    undetermined: np.ndarray  # no level and not masked
-    early: np.ndarray
-    late: np.ndarray
-
-
-def _grid(daily: _PerDay, support: _PerDay, end_day: np.ndarray, spec: _Lineage, max_gap: int) -> _Grid:
-    """The daily grid of one lineage (ICAHT-IMPL-INTERPOLATION; T-ICAHT-IMPL-RECOVERY: a count up to
-    ``transfusion_free_days`` after a platelet transfusion is masked)."""
-    lead = max(max_gap, spec.transfusion_free_days or 0)
-    n_days = np.maximum(end_day + 1, 0)
-    offsets = np.concatenate(([0], np.cumsum(n_days)))
-    masking = -1 if spec.transfusion_free_days is None else spec.transfusion_free_days
-    grid = day_grid(offsets, end_day, *daily, support.offsets, support.day, lead, max_gap, masking)
-    level = grid.level
-    level[grid.interpolated] = np.round(level[grid.interpolated], _DECIMALS)
-    # A late day counts when counts were measured before and after it (its level is dropped otherwise).
-    windows = grid_windows(offsets, level, grid.observed, grid.bracketed, grid.masked, spec.early_end, spec.late_start)
-    return _Grid(offsets, level, grid.masked, windows.unknown, windows.undetermined, windows.early, windows.late)
 
 
 class _Layout(NamedTuple):
@@ -256,7 +192,7 @@ _EARLY_REASON, _LATE_REASON = 0, 1
 
 
 @cache
-def _layout(spec: _Lineage, late_end_day: int, late_min_values: int, text_offset: int) -> _Layout:
+def _layout(spec: _Lineage, max_gap: int, late_end_day: int, late_min_values: int, text_offset: int) -> _Layout:
     """The tables and columns of one lineage (rule codes from ``text_offset`` on), built once per configuration:
     the criteria tables are dicts, read in Python."""
     texts: list[str] = []
@@ -277,7 +213,7 @@ def _layout(spec: _Lineage, late_end_day: int, late_min_values: int, text_offset
     early = bands(spec.table("early_bands"))
     nadir_bands, confirm = spec.table("late_nadir_bands"), spec.table("late_confirm")
     never = spec.table("never_recovered") if spec.never_recovered else None
-    settings = np.zeros(13, dtype=np.int64)
+    settings = np.zeros(17, dtype=np.int64)
     settings[[k.NEVER_THRESHOLD, k.NEVER_GRADE, k.NEVER_RULE]] = (
         (names.index(never["threshold"]), never["grade"], code(never["rule"])) if never else (-1, 0, -1)
     )
@@ -287,6 +223,11 @@ def _layout(spec: _Lineage, late_end_day: int, late_min_values: int, text_offset
     settings[k.LATE_MIN_VALUES], settings[k.EARLY_GRADE0_RULE] = late_min_values, code(spec.table("early_grade0_rule"))
     settings[k.LATE_CONFIRM_RULE] = code(confirm["rule"])
     settings[k.LATE_GRADE0_RULE] = code(spec.table("late_grade0_rule"))
+    # ICAHT-IMPL-INTERPOLATION; T-ICAHT-IMPL-RECOVERY: a count up to transfusion_free_days after a platelet
+    # transfusion is masked. Counts from day -lead anchor the grid.
+    settings[k.LEAD] = max(max_gap, spec.transfusion_free_days or 0)
+    settings[k.MAX_GAP], settings[k.DECIMALS] = max_gap, _DECIMALS
+    settings[k.MASKING_DAYS] = -1 if spec.transfusion_free_days is None else spec.transfusion_free_days
     layout_late = bands(late_bands)
     nadir = (
         np.array([b["limit"] for b in nadir_bands], dtype=np.float64),
@@ -411,13 +352,12 @@ def _lineage_grades(
 ) -> dict[str, Column]:
     """The columns of one lineage's early and late grades, prefixed with ``spec.prefix``, one value per patient
     (text columns as their codes into ``texts``, made :class:`Text` once the table is whole)."""
-    max_gap = config.max_interpolation_gap_days
-    daily = _daily_values(read, end_t, -max(max_gap, spec.transfusion_free_days or 0), end_day, spec.item)
-    support = _support_days(read, spec.support_item)
-    grid = _grid(daily, support, end_day, spec, max_gap)
+    # The daily values (ICAHT-IMPL-DAILY-NADIR) up to the end of observation (ICAHT-IMPL-CENSORING), the grid
+    # (ICAHT-IMPL-INTERPOLATION), the stretches (ICAHT-IMPL-BRIDGING, ICAHT-IMPL-DURATION) and the grades.
     ints, floats = lineage_summary(
-        grid, end_day, daily, support[:2], layout.thresholds, layout.early_bands, layout.late_bands,
-        layout.nadir, layout.confirm, layout.settings,
+        (read.patient, read.t, read.num, read.slot), end_t, end_day,
+        (read.items.index(spec.item), read.items.index(spec.support_item)), layout.thresholds, layout.early_bands,
+        layout.late_bands, layout.nadir, layout.confirm, layout.settings,
     )  # fmt: skip
     reasons = _reasons(ints, end_day, end_item, spec, config, texts)
     columns: dict[str, Column] = {}
@@ -479,7 +419,8 @@ def grade_icaht(
     specs = _lineages(config)
     layouts, offset = [], 0
     for spec in specs:
-        layouts.append(_layout(spec, config.late_end_day, config.late_min_values, offset))
+        layouts.append(_layout(spec, config.max_interpolation_gap_days, config.late_end_day, config.late_min_values,
+                               offset))  # fmt: skip
         offset += len(layouts[-1].texts)
     texts = _Texts([text for layout in layouts for text in layout.texts])
     # The items that end the observation, by their slot in the read.

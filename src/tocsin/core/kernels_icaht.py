@@ -1,16 +1,15 @@
-"""Compiled passes of ICAHT and T-ICAHT over each patient's daily grid (days 0 to the end of observation).
+"""The compiled pass of ICAHT and T-ICAHT: each patient's daily values, its daily grid (days 0 to the end of
+observation), its stretches below each threshold and its grades, one lineage at a time.
 
 As Polars expressions a grade took some 160 operations for one course: forward and backward fills for the
 interpolation, run bounds for the bridging and for every stretch, a group-by per reading of the unknown days,
-each at its fixed cost of 20-500 µs. Here each pass reads the patients' days once, in a loop compiled by Numba
-(imported on first use, compiled once and cached next to this module, see :func:`tocsin.core.segments.compiled`),
-and :mod:`tocsin.core.icaht` does the rest with NumPy on whole columns. Patient ``p``'s days are the positions
-``offsets[p]:offsets[p + 1]`` of every per-day array, day 0 first.
+each at its fixed cost of 20-500 µs; as NumPy steps around smaller passes, some 450 calls a lineage. Here one
+loop reads each patient's rows once, compiled by Numba (imported on first use, compiled once and cached next to
+this module, see :func:`tocsin.core.segments.compiled`), into one integer matrix of every per-patient output;
+:mod:`tocsin.core.icaht` holds the criteria tables it reads and builds the columns.
 """
 
 from __future__ import annotations
-
-from typing import NamedTuple
 
 import numpy as np
 
@@ -18,167 +17,6 @@ from tocsin.core.segments import compiled
 
 #: A day's state against a threshold: above it, below it, or unknown (no count, not interpolated).
 ABOVE, BELOW, UNKNOWN = 0, 1, -1
-
-
-class DayGrid(NamedTuple):
-    """Each patient's days 0 to the end of observation, from the daily values (see :func:`day_grid`)."""
-
-    level: np.ndarray  # float64: the day's value, interpolated or carried; NaN where unknown
-    interpolated: np.ndarray  # bool: level interpolated between two values (to be rounded)
-    observed: np.ndarray  # bool: the day has a value of its own
-    bracketed: np.ndarray  # bool: a value on or before the day and one on or after it (from day -lead)
-    masked: np.ndarray  # bool: within the masking days after a support day (a transfusion)
-
-
-def _day_grid_loop(
-    offsets: np.ndarray,
-    end_day: np.ndarray,
-    value_offsets: np.ndarray,
-    value_day: np.ndarray,
-    value: np.ndarray,
-    support_offsets: np.ndarray,
-    support_day: np.ndarray,
-    lead: int,
-    max_gap: int,
-    masking_days: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    n_days = offsets[-1]
-    level = np.full(n_days, np.nan)
-    interpolated = np.zeros(n_days, dtype=np.bool_)
-    observed = np.zeros(n_days, dtype=np.bool_)
-    bracketed = np.zeros(n_days, dtype=np.bool_)
-    masked = np.zeros(n_days, dtype=np.bool_)
-    for p in range(end_day.shape[0]):
-        following, stop = value_offsets[p], value_offsets[p + 1]
-        preceding = -1  # the patient's latest daily value before the day
-        support, support_stop = support_offsets[p], support_offsets[p + 1]
-        last_support = -1
-        has_support = False
-        # From day -lead: values before the infusion anchor the interpolation, supports before it mask day 0 on.
-        for day in range(-lead, end_day[p] + 1):
-            while following < stop and value_day[following] < day:
-                preceding = following
-                following += 1
-            while support < support_stop and support_day[support] <= day:
-                if support_day[support] >= -lead:
-                    last_support, has_support = support_day[support], True
-                support += 1
-            if day < 0:
-                continue
-            cell = offsets[p] + day
-            masked[cell] = masking_days >= 0 and has_support and day - last_support <= masking_days
-            has_next, has_previous = following < stop, preceding >= 0
-            if has_next and value_day[following] == day:
-                level[cell], observed[cell], bracketed[cell] = value[following], True, True
-            elif has_next and has_previous:
-                bracketed[cell] = True
-                d0, d1 = value_day[preceding], value_day[following]
-                if d1 - d0 - 1 <= max_gap:
-                    v0 = value[preceding]
-                    level[cell] = v0 + (value[following] - v0) / (d1 - d0) * (day - d0)
-                    interpolated[cell] = True
-            elif has_next and value_day[following] - day <= max_gap:
-                level[cell] = value[following]
-            elif has_previous and day - value_day[preceding] <= max_gap:
-                level[cell] = value[preceding]
-    return level, interpolated, observed, bracketed, masked
-
-
-def day_grid(
-    offsets: np.ndarray,
-    end_day: np.ndarray,
-    value_offsets: np.ndarray,
-    value_day: np.ndarray,
-    value: np.ndarray,
-    support_offsets: np.ndarray,
-    support_day: np.ndarray,
-    lead: int,
-    max_gap: int,
-    masking_days: int,
-) -> DayGrid:
-    """The daily grid of every patient: days ``0..end_day[p]`` at positions ``offsets[p]:offsets[p + 1]``.
-
-    ``value_day`` / ``value`` are the daily values of patient ``p`` at ``value_offsets[p]:value_offsets[p + 1]``
-    (by day, one per day, days ``-lead..end_day[p]``). A day without a value is interpolated linearly when the
-    gap it lies in has at most ``max_gap`` missing days; before the first value or after the last, the nearest
-    value is carried for ``max_gap`` days (Liang's ``na.approx(rule = 2)``, bounded). ``support_day`` (by day,
-    patient ``p`` at ``support_offsets[p]:support_offsets[p + 1]``) masks the day of a support from day ``-lead``
-    and the ``masking_days`` after it (-1: never masks). The interpolated levels are returned unrounded.
-    """
-    return DayGrid(
-        *compiled(_day_grid_loop)(
-            offsets.astype(np.int64, copy=False),
-            end_day.astype(np.int64, copy=False),
-            value_offsets.astype(np.int64, copy=False),
-            value_day.astype(np.int64, copy=False),
-            value.astype(np.float64, copy=False),
-            support_offsets.astype(np.int64, copy=False),
-            support_day.astype(np.int64, copy=False),
-            int(lead),
-            int(max_gap),
-            int(masking_days),
-        )
-    )
-
-
-class GridWindows(NamedTuple):
-    """Per day of the grid (see :func:`grid_windows`)."""
-
-    early: np.ndarray  # bool: in the early window
-    late: np.ndarray  # bool: in the late window
-    unknown: np.ndarray  # bool: no level, not masked, and in an open window
-    undetermined: np.ndarray  # bool: no level and not masked
-
-
-def _grid_windows_loop(
-    offsets: np.ndarray,
-    level: np.ndarray,
-    observed: np.ndarray,
-    bracketed: np.ndarray,
-    masked: np.ndarray,
-    early_end: int,
-    late_start: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    n_days = level.shape[0]
-    early, late = np.zeros(n_days, dtype=np.bool_), np.zeros(n_days, dtype=np.bool_)
-    unknown, undetermined = np.zeros(n_days, dtype=np.bool_), np.zeros(n_days, dtype=np.bool_)
-    for p in range(offsets.shape[0] - 1):
-        for cell in range(offsets[p], offsets[p + 1]):
-            day = cell - offsets[p]
-            early[cell], late[cell] = day <= early_end, day >= late_start
-            if late[cell] and not bracketed[cell] and not observed[cell]:
-                level[cell] = np.nan
-            undetermined[cell] = np.isnan(level[cell]) and not masked[cell]
-            unknown[cell] = undetermined[cell] and (early[cell] or bracketed[cell])
-    return early, late, unknown, undetermined
-
-
-def grid_windows(
-    offsets: np.ndarray,
-    level: np.ndarray,
-    observed: np.ndarray,
-    bracketed: np.ndarray,
-    masked: np.ndarray,
-    early_end: int,
-    late_start: int,
-) -> GridWindows:
-    """The windows of each day of a :func:`day_grid` (days ``0..early_end`` early, from ``late_start`` late) and
-    its unknown days, in one pass. A late day without a count of its own and not ``bracketed`` by counts gets
-    no level: ``level`` (float64) is changed in place. Liang carries the end values outward on the day 0-30
-    grid only, and only unknown days inside the measured course could change a late grade."""
-    if level.dtype != np.float64:
-        raise TypeError("grid_windows changes the levels in place: they must be float64")
-    return GridWindows(
-        *compiled(_grid_windows_loop)(
-            offsets.astype(np.int64, copy=False),
-            level,
-            observed.astype(np.bool_, copy=False),
-            bracketed.astype(np.bool_, copy=False),
-            masked.astype(np.bool_, copy=False),
-            int(early_end),
-            int(late_start),
-        )
-    )
 
 
 #: Per patient, the rows of :func:`lineage_summary`'s integer output (-1 = null where a column can be null).
@@ -233,7 +71,11 @@ BAND_THRESHOLD, BAND_MIN_DAYS, BAND_GRADE, BAND_RULE = range(4)
     EARLY_GRADE0_RULE,
     LATE_CONFIRM_RULE,
     LATE_GRADE0_RULE,
-) = range(13)
+    LEAD,
+    MAX_GAP,
+    MASKING_DAYS,
+    DECIMALS,
+) = range(17)
 # Readings of the unknown days (best, worst, observed), windows (early, late) and fields of a day summary.
 _BEST, _WORST, _OBSERVED = 0, 1, 2
 _EARLY, _LATE = 0, 1
@@ -241,19 +83,14 @@ _COUNT, _FIRST, _LAST, _LONGEST, _LONGEST_START, _LAST_START = range(6)
 
 
 def _lineage_loop(
-    offsets: np.ndarray,
-    level: np.ndarray,
-    masked: np.ndarray,
-    unknown: np.ndarray,
-    undetermined: np.ndarray,
-    early: np.ndarray,
-    late: np.ndarray,
+    patient: np.ndarray,
+    t: np.ndarray,
+    num: np.ndarray,
+    slot: np.ndarray,
+    end_t: np.ndarray,
     end_day: np.ndarray,
-    value_offsets: np.ndarray,
-    value_day: np.ndarray,
-    value: np.ndarray,
-    support_offsets: np.ndarray,
-    support_day: np.ndarray,
+    count_slot: int,
+    support_slot: int,
     limits: np.ndarray,
     inclusive: np.ndarray,
     in_late: np.ndarray,
@@ -266,14 +103,27 @@ def _lineage_loop(
     confirm_inclusive: bool,
     settings: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    n_patients, n_thresholds = end_day.shape[0], limits.shape[0]
+    n_rows, n_patients, n_thresholds = patient.shape[0], end_day.shape[0], limits.shape[0]
     never, longest = settings[NEVER_THRESHOLD], settings[LONGEST] != 0
-    stable_days, late_start = settings[STABLE_DAYS], settings[LATE_START]
+    stable_days, late_start, early_end_day = settings[STABLE_DAYS], settings[LATE_START], settings[EARLY_END]
+    lead, max_gap, masking_days = settings[LEAD], settings[MAX_GAP], settings[MASKING_DAYS]
+    scale = 10.0 ** settings[DECIMALS]
     ints = np.full((FIXED_ROWS + 2 * n_thresholds + 2 * late_bands.shape[0], n_patients), -1, dtype=np.int64)
     floats = np.full((2, n_patients), np.nan)
-    most_days = 0
-    for p in range(n_patients):
-        most_days = max(most_days, offsets[p + 1] - offsets[p])
+    # Each patient's rows (adjacent, in time order).
+    first_row = np.full(n_patients + 1, n_rows, dtype=np.int64)
+    for row in range(n_rows - 1, -1, -1):
+        first_row[patient[row]] = row
+    most_days, most_rows = 0, 0
+    for p in range(n_patients - 1, -1, -1):
+        first_row[p] = min(first_row[p], first_row[p + 1])
+        most_days, most_rows = max(most_days, end_day[p] + 1), max(most_rows, first_row[p + 1] - first_row[p])
+    value_day, value, support_day = np.empty(most_rows, np.int64), np.empty(most_rows), np.empty(most_rows, np.int64)
+    level = np.empty(most_days)
+    observed = np.empty(most_days, np.bool_)
+    bracketed, masked = np.empty(most_days, np.bool_), np.empty(most_days, np.bool_)
+    unknown, undetermined = np.empty(most_days, np.bool_), np.empty(most_days, np.bool_)
+    early, late = np.empty(most_days, np.bool_), np.empty(most_days, np.bool_)
     state = np.empty(most_days, dtype=np.int8)
     below = np.empty(most_days, dtype=np.bool_)
     known = np.empty(most_days, dtype=np.bool_)
@@ -307,18 +157,74 @@ def _lineage_loop(
         return -1
 
     for p in range(n_patients):
-        start, stop = offsets[p], offsets[p + 1]
-        n_days = stop - start
-        in_early, in_late_window = early[start:stop], late[start:stop]
+        # The lowest count of each day from day -lead to the end of observation (counts after its end are not
+        # used), and the days a support was given, once each.
+        n_values, n_support = 0, 0
+        for row in range(first_row[p], first_row[p + 1]):
+            when = np.floor(t[row])
+            if slot[row] == count_slot:
+                if np.isnan(num[row]) or t[row] > end_t[p] or not -lead <= when <= end_day[p]:
+                    continue
+                if n_values > 0 and value_day[n_values - 1] == when:
+                    value[n_values - 1] = min(value[n_values - 1], num[row])
+                else:
+                    value_day[n_values], value[n_values] = int(when), num[row]
+                    n_values += 1
+            elif slot[row] == support_slot and not np.isnan(when):
+                if n_support == 0 or support_day[n_support - 1] != when:
+                    support_day[n_support] = int(when)
+                    n_support += 1
+        # The grid, days 0 to the end of observation, from day -lead: values before the infusion anchor the
+        # interpolation, supports before it mask day 0 on. A day without a value is interpolated linearly when
+        # its gap has at most max_gap missing days; before the first value or after the last, the nearest one is
+        # carried for max_gap days (Liang's na.approx(rule = 2), bounded).
+        n_days = max(end_day[p] + 1, 0)
+        following, preceding = 0, -1  # the next daily value on or after the day, the latest before it
+        support, last_support, has_support = 0, -1, False
+        for day in range(-lead, n_days):
+            while following < n_values and value_day[following] < day:
+                preceding = following
+                following += 1
+            while support < n_support and support_day[support] <= day:
+                if support_day[support] >= -lead:
+                    last_support, has_support = support_day[support], True
+                support += 1
+            if day < 0:
+                continue
+            masked[day] = masking_days >= 0 and has_support and day - last_support <= masking_days
+            level[day], observed[day], bracketed[day] = np.nan, False, False
+            has_next, has_previous = following < n_values, preceding >= 0
+            if has_next and value_day[following] == day:
+                level[day], observed[day], bracketed[day] = value[following], True, True
+            elif has_next and has_previous:
+                bracketed[day] = True
+                d0, d1 = value_day[preceding], value_day[following]
+                if d1 - d0 - 1 <= max_gap:
+                    v0 = value[preceding]
+                    # Rounded as the canonical values are (np.round's scale, rint, unscale): a threshold is met
+                    # exactly by its equivalent in another unit.
+                    level[day] = np.rint((v0 + (value[following] - v0) / (d1 - d0) * (day - d0)) * scale) / scale
+            elif has_next and value_day[following] - day <= max_gap:
+                level[day] = value[following]
+            elif has_previous and day - value_day[preceding] <= max_gap:
+                level[day] = value[preceding]
+            # A late day counts when counts were measured before and after it (Liang carries the end values
+            # outward on the day 0-30 grid only); only unknown days inside the measured course (or early) could
+            # change a grade.
+            early[day], late[day] = day <= early_end_day, day >= late_start
+            if late[day] and not bracketed[day] and not observed[day]:
+                level[day] = np.nan
+            undetermined[day] = np.isnan(level[day]) and not masked[day]
+            unknown[day] = undetermined[day] and (early[day] or bracketed[day])
+        in_early, in_late_window = early[:n_days], late[:n_days]
         for k in range(n_thresholds):
             for reading in range(3 if k == never else 2):
                 for day in range(n_days):
-                    cell = start + day
-                    x = level[cell]
-                    is_below = masked[cell] or (x <= limits[k] if inclusive[k] else x < limits[k])  # NaN: not below
-                    if is_below or (reading == _WORST and unknown[cell]):
+                    x = level[day]
+                    is_below = masked[day] or (x <= limits[k] if inclusive[k] else x < limits[k])  # NaN: not below
+                    if is_below or (reading == _WORST and unknown[day]):
                         state[day] = BELOW
-                    elif reading == _OBSERVED and undetermined[cell]:
+                    elif reading == _OBSERVED and undetermined[day]:
                         state[day] = UNKNOWN
                     else:
                         state[day] = ABOVE
@@ -344,10 +250,10 @@ def _lineage_loop(
                 summarise(below[:n_days], in_early, days[k, reading, _EARLY])
                 if in_late[k] and reading != _OBSERVED:
                     summarise(below[:n_days], in_late_window, days[k, reading, _LATE])
-        summarise(unknown[start:stop], in_early, extra[0])
-        summarise(unknown[start:stop], in_late_window, extra[1])
+        summarise(unknown[:n_days], in_early, extra[0])
+        summarise(unknown[:n_days], in_late_window, extra[1])
         for day in range(n_days):
-            below[day] = not np.isnan(level[start + day])
+            below[day] = not np.isnan(level[day])
         summarise(below[:n_days], in_early, extra[2])
         if never >= 0:
             summarise(known[:n_days], in_early, extra[3])
@@ -398,11 +304,11 @@ def _lineage_loop(
 
         # Late values: the lowest and second-lowest daily values from the late window's first day on (strictly
         # lower only: among equal values the earlier day ranks first).
-        n_values, lowest, next_lowest = 0, -1, -1
-        for v in range(value_offsets[p], value_offsets[p + 1]):
+        n_late, lowest, next_lowest = 0, -1, -1
+        for v in range(n_values):
             if value_day[v] < late_start:
                 continue
-            n_values += 1
+            n_late += 1
             if ints[LATE_FIRST_DAY, p] < 0:
                 ints[LATE_FIRST_DAY, p] = value_day[v]
             ints[LATE_LAST_DAY, p] = value_day[v]
@@ -416,15 +322,15 @@ def _lineage_loop(
             floats[1, p] = value[next_lowest]
         # Late grade: band of the nadir confirmed by the second-lowest (not transient), or a duration band.
         nadir_band = -1
-        if n_values >= 1:
+        if n_late >= 1:
             for b in range(nadir_limits.shape[0]):
                 limit = nadir_limits[b]
                 if floats[0, p] <= limit if nadir_inclusive[b] else floats[0, p] < limit:
                     nadir_band = b
                     break
         second = floats[1, p]
-        confirmed = n_values == 1 or (
-            n_values >= 2 and (second <= confirm_limit if confirm_inclusive else second < confirm_limit)
+        confirmed = n_late == 1 or (
+            n_late >= 2 and (second <= confirm_limit if confirm_inclusive else second < confirm_limit)
         )
         nadir_grade = nadir_bands[nadir_band, 0] if confirmed and nadir_band >= 0 else 0
         best, worst = band(late_bands, _LATE, _BEST, graded), band(late_bands, _LATE, _WORST, graded)
@@ -439,20 +345,20 @@ def _lineage_loop(
         low, high = max(nadir_grade, duration_low), max(nadir_grade, duration_high)
         late_end = min(settings[LATE_END_DAY], end_day[p])
         late_open = late_end >= late_start
-        late_graded = late_open and n_values >= settings[LATE_MIN_VALUES]
+        late_graded = late_open and n_late >= settings[LATE_MIN_VALUES]
         late_ok = late_graded and low == high
         ints[LATE_GRADE, p] = low if late_ok else -1
         if late_graded:
             ints[LATE_GRADE_MIN, p], ints[LATE_GRADE_MAX, p] = low, high
         ints[LATE_RULE, p] = rule if late_ok else -1
-        ints[LATE_EVALUABLE, p], ints[LATE_OPEN, p], ints[LATE_N_VALUES, p] = late_ok, late_open, n_values
+        ints[LATE_EVALUABLE, p], ints[LATE_OPEN, p], ints[LATE_N_VALUES, p] = late_ok, late_open, n_late
         ints[LATE_WINDOW_END, p] = late_end
         ints[LATE_DAYS_UNKNOWN, p] = extra[1, _COUNT]
         ints[LATE_UNKNOWN_FIRST, p], ints[LATE_UNKNOWN_LAST, p] = extra[1, _FIRST], extra[1, _LAST]
 
         # Support days (one per day given) in each window, and the first from day 0.
         ints[SUPPORT_EARLY, p], ints[SUPPORT_LATE, p] = 0, 0
-        for s in range(support_offsets[p], support_offsets[p + 1]):
+        for s in range(n_support):
             given = support_day[s]
             if given < 0:
                 continue
@@ -466,10 +372,10 @@ def _lineage_loop(
 
 
 def lineage_summary(
-    grid: tuple[np.ndarray, ...],
+    rows: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    end_t: np.ndarray,
     end_day: np.ndarray,
-    values: tuple[np.ndarray, np.ndarray, np.ndarray],
-    support: tuple[np.ndarray, np.ndarray],
+    slots: tuple[int, int],
     thresholds: tuple[np.ndarray, np.ndarray, np.ndarray],
     early_bands: np.ndarray,
     late_bands: np.ndarray,
@@ -477,17 +383,22 @@ def lineage_summary(
     confirm: tuple[float, bool],
     settings: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Every per-patient number of one lineage's early and late grades, in one pass over its grid.
+    """Every per-patient number of one lineage's early and late grades, in one pass over the rows read.
 
-    ``grid``: ``(offsets, level, masked, unknown, undetermined, early, late)`` of :func:`day_grid` and
-    :func:`grid_windows`; ``values``: the daily values ``(offsets, day, value)`` and ``support`` the support
-    days ``(offsets, day)``, patient ``p`` at ``offsets[p]:offsets[p + 1]``, by day. ``thresholds``:
-    ``(limits, inclusive, in_late)`` of the counted thresholds, the recovery threshold first (``in_late``: its
-    days are counted in the late window too). ``early_bands`` / ``late_bands`` (int64, one row per band,
-    columns ``BAND_*``: threshold index, minimum days, grade, rule code); ``nadir``: the late nadir bands'
-    ``(limits, inclusive, [[grade, rule code], ...])``; ``confirm``: the second-lowest value's limit;
-    ``settings``: the entries ``NEVER_THRESHOLD``... (int64; ``NEVER_THRESHOLD`` -1: no never-recovered
-    grade 4).
+    ``rows``: ``(patient, t, num, slot)`` of the rows read (:class:`tocsin.core.arrays.ItemRows`: a patient's
+    rows adjacent, in time order); ``slots``: the slot of the lineage's count and of its support item. A
+    patient's day is ``floor(t)``, its value the day's lowest count from day ``-LEAD`` to ``end_day[p]`` taken
+    at or before ``end_t[p]`` (NaN: the observation does not end). Its grid, days 0 to ``end_day[p]``: a day
+    without a value is interpolated linearly (rounded to ``DECIMALS``) when its gap has at most ``MAX_GAP``
+    missing days, the first and last values are carried for ``MAX_GAP`` days, and a support masks (counts as
+    below every threshold) its day and the ``MASKING_DAYS`` after it (-1: never); a late day without a count
+    of its own and not bracketed by counts has no value, and a day without a value that is not masked is
+    unknown if it is early or bracketed. ``thresholds``: ``(limits, inclusive, in_late)`` of the counted
+    thresholds, the recovery threshold first (``in_late``: its days are counted in the late window too).
+    ``early_bands`` / ``late_bands`` (int64, one row per band, columns ``BAND_*``: threshold index, minimum
+    days, grade, rule code); ``nadir``: the late nadir bands' ``(limits, inclusive, [[grade, rule code],
+    ...])``; ``confirm``: the second-lowest value's limit; ``settings``: the entries ``NEVER_THRESHOLD``...
+    (int64; ``NEVER_THRESHOLD`` -1: no never-recovered grade 4).
 
     Each threshold's days are read three ways: below in the best case (a masked day is below, an unknown one
     above), in the worst case (an unknown day below too) and, for the never-recovered threshold, observed (an
@@ -496,12 +407,11 @@ def lineage_summary(
     cumulative days, by ``LONGEST``) in the best and the worst case; the late grade the band of the lowest
     daily value from the late window on, confirmed by the second-lowest, or a duration band if higher.
 
-    Arrays of int64 (offsets, days, codes, tables), float64 (levels, values, limits) and bool (flags).
     Returns ``ints`` (int64, rows ``EARLY_GRADE``... then the days of each threshold, see
     :data:`FIXED_ROWS`; -1 = null) and ``floats`` (the late nadir and second-lowest value, NaN = none). As
-    NumPy this was some 400 calls a lineage for one course.
+    NumPy this was some 450 calls a lineage for one course.
     """
-    # Passed as they are (the grid's and the tables' types are the loop's): a cast per array was 24 calls a lineage.
+    # Passed as they are (the rows' and the tables' types are the loop's): a cast per array was 24 calls a lineage.
     return compiled(_lineage_loop)(
-        *grid, end_day, *values, *support, *thresholds, early_bands, late_bands, *nadir, *confirm, settings
+        *rows, end_t, end_day, *slots, *thresholds, early_bands, late_bands, *nadir, *confirm, settings
     )
