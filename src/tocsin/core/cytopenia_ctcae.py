@@ -235,14 +235,15 @@ class _Rows(NamedTuple):
         return self.source.get_column(name).cast(pl.Float64).to_numpy()[self.rows]
 
 
-def _in_time(read: _Rows) -> _Rows:
+def _in_time(read: _Rows) -> tuple[_Rows, np.ndarray]:
     """``read``, its rows sorted by t within each patient (normalise_events already gives them so: then
-    untouched)."""
+    untouched), and their times (read once: each read of a column is a cast and a copy)."""
     t, patient = read.floats("t"), read.patient
     if not np.any((t[1:] < t[:-1]) & (patient[1:] == patient[:-1])):
-        return read
+        return read, t
     rows = read.source[list(_COLUMNS)][row_numbers(read.rows)].sort("patient_id", "t", maintain_order=True)
-    return _Rows(rows, np.arange(rows.height), physical_codes(rows, "patient_id"), physical_codes(rows, "item"))
+    in_time = _Rows(rows, np.arange(rows.height), physical_codes(rows, "patient_id"), physical_codes(rows, "item"))
+    return in_time, in_time.floats("t")
 
 
 def _reference_lln(
@@ -264,11 +265,17 @@ def _reference_lln(
     return reference
 
 
+def _repeats(runs: np.ndarray) -> bool:
+    """Whether a patient code comes back in these runs' codes (a set of the few runs, where ``np.unique`` sorts
+    them in some ten calls)."""
+    return len(set(runs.tolist())) < runs.size
+
+
 def _visiting_order(patient: np.ndarray) -> np.ndarray:
     """Row order that holds each patient's rows together: the rows' own order unless a patient has two runs."""
     change = np.flatnonzero(patient[1:] != patient[:-1]) + 1
     runs = patient[np.concatenate(([0], change)).astype(np.int64)] if patient.size else patient
-    if np.unique(runs).size < runs.size:
+    if _repeats(runs):
         return np.argsort(patient, kind="stable")
     return np.arange(patient.size)
 
@@ -279,7 +286,7 @@ def _first_seen_rank(patient: np.ndarray) -> tuple[np.ndarray, int]:
         return np.empty(0, dtype=np.int64), 0
     starts = np.concatenate(([0], np.flatnonzero(patient[1:] != patient[:-1]) + 1))
     runs, lengths = patient[starts], np.diff(np.append(starts, patient.size))
-    if np.unique(runs).size == runs.size:  # one run per patient (sorted events): the runs are the ranks
+    if not _repeats(runs):  # one run per patient (sorted events): the runs are the ranks
         return np.repeat(np.arange(runs.size), lengths), runs.size
     codes, first_run, run_patient = np.unique(runs, return_index=True, return_inverse=True)
     rank = np.empty(codes.size, dtype=np.int64)
@@ -398,7 +405,7 @@ def _graded(
     transfusion_items = grading.transfusion_items
     codes = codes or event_codes(events)
     lineage_of_item, supported_of_item, read_item = _lineage_of_item(tuple(codes.categories), transfusion_items)
-    read = _in_time(_rows_read(events, codes, read_item, transfusion_items))
+    read, t = _in_time(_rows_read(events, codes, read_item, transfusion_items))
     patient, code = read.patient, read.item
     num, blq = read.floats("num"), read.floats("blq") == 1  # a null blq is False
     lineage = lineage_of_item[code]
@@ -410,7 +417,7 @@ def _graded(
     grade, state, missing, transfused = ctcae_rows(
         _visiting_order(patient),
         patient,
-        read.floats("t"),
+        t,
         lineage,
         transfusion,
         value,
@@ -446,7 +453,7 @@ def _graded(
     ]
     graded = frame_from(columns)
     # A null grade, or a lower bound (``missing`` not empty: code 0 is '').
-    return graded, _WorstInputs(patient[labs], lineage, grade, read.floats("t")[labs], (grade < 0) | (missing != 0))
+    return graded, _WorstInputs(patient[labs], lineage, grade, t[labs], (grade < 0) | (missing != 0))
 
 
 def worst_cytopenia_grades(graded: pl.DataFrame) -> pl.DataFrame:
