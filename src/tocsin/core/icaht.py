@@ -8,8 +8,9 @@ al., Blood 2025, doi:10.1182/blood.2025028833 (T-ICAHT); the implementation rule
 :class:`tocsin.config.IcahtConfig`; ``docs/icaht.md`` explains both.
 
 How a patient is graded, all patients at once on one daily grid (the event columns are read once as arrays,
-:mod:`tocsin.core.arrays`; the grid, the bridging, the stretches, the late values and the support days are
-compiled passes, :mod:`tocsin.core.kernels_icaht`; the grades are NumPy over one value per patient):
+:mod:`tocsin.core.arrays`; the daily values, the grid, the bridging, the stretches, the grades, the late values
+and the support days of a lineage are one compiled pass, :mod:`tocsin.core.kernels_icaht`, which this module
+gives the criteria tables and whose integers it turns into columns):
 
 * Day = ``floor(t)`` (day 0 is the infusion); a day's value is its lowest count (daily nadir).
 * Days without a count are interpolated linearly when at most ``max_interpolation_gap_days`` consecutive
@@ -213,7 +214,7 @@ def _layout(spec: _Lineage, max_gap: int, late_end_day: int, late_min_values: in
     early = bands(spec.table("early_bands"))
     nadir_bands, confirm = spec.table("late_nadir_bands"), spec.table("late_confirm")
     never = spec.table("never_recovered") if spec.never_recovered else None
-    settings = np.zeros(17, dtype=np.int64)
+    settings = np.zeros(k.N_SETTINGS, dtype=np.int64)
     settings[[k.NEVER_THRESHOLD, k.NEVER_GRADE, k.NEVER_RULE]] = (
         (names.index(never["threshold"]), never["grade"], code(never["rule"])) if never else (-1, 0, -1)
     )

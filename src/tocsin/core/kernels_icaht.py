@@ -76,6 +76,7 @@ BAND_THRESHOLD, BAND_MIN_DAYS, BAND_GRADE, BAND_RULE = range(4)
     MASKING_DAYS,
     DECIMALS,
 ) = range(17)
+N_SETTINGS = 17
 # Readings of the unknown days (best, worst, observed), windows (early, late) and fields of a day summary.
 _BEST, _WORST, _OBSERVED = 0, 1, 2
 _EARLY, _LATE = 0, 1

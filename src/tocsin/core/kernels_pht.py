@@ -1,11 +1,12 @@
-"""Compiled pass of prolonged hematologic toxicity (PHT): recovery, second fall, nadir and landmark of each
-lineage's daily values.
+"""Compiled passes of prolonged hematologic toxicity (PHT): each lineage's daily values with their grades and
+support flags (:func:`daily_series`), their recovery, second fall, nadir and landmark (:func:`summarise_series`),
+and each patient's columns (:func:`patient_columns`).
 
 As Polars expressions one course took 97 operations (an as-of join per support item, shifted columns for the
 consecutive values of each recovery definition, a group-by and two de-duplications for the summary), some
-14 ms. This loop reads each series of daily values once; :mod:`tocsin.core.prolonged_cytopenia` builds the
-daily values and their support flags with NumPy on whole columns and holds the clinical rules. A series is
-one patient's daily values of one lineage, at positions ``offsets[s]:offsets[s + 1]``, in day order.
+14 ms; as NumPy around the series pass, some 300 calls. These loops read the rows, then each series of daily
+values, once; :mod:`tocsin.core.prolonged_cytopenia` holds the clinical rules and gives them as tables. A
+series is one patient's daily values of one lineage, at positions ``offsets[s]:offsets[s + 1]``, in day order.
 
 Conventions: a missing day or row is -1.
 """

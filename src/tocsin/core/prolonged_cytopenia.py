@@ -8,8 +8,9 @@ The absolute recovery definitions are those of EHA/EBMT 2023 (doi:10.1182/blood.
 x10^9/L untransfused for 7 days). Cut-offs and rule ids are data (``data/criteria/pht_wang2023.yaml``,
 including the CTCAE v5.0 cytopenia bands this module grades with); local decisions are
 :class:`tocsin.config.ProlongedCytopeniaConfig`; ``docs/icaht.md`` explains both. The per-patient work is
-NumPy on the batch's columns and one compiled pass over each lineage's daily values
-(:mod:`tocsin.core.kernels_pht`): the same code for one course and for a batch.
+three compiled passes (:mod:`tocsin.core.kernels_pht`: the daily values, their series, each patient's
+columns) over the criteria as tables built here once per configuration: the same code for one course and for
+a batch.
 
 Per patient and lineage (neutrophils ``anc``, platelets ``plt``, hemoglobin ``hgb``), on the daily lowest
 values (day = ``floor(t)``, day 0 = infusion) observed before the end of observation (progression or next
