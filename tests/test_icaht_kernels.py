@@ -101,15 +101,21 @@ def _grid_reference(rows: tuple, end_t: np.ndarray, end_day: np.ndarray, slots: 
     )
 
 
-def _reference(rows: tuple, end_t: np.ndarray, end_day: np.ndarray, slots: tuple, layout: _Layout) -> np.ndarray:
+def _reference(rows: tuple, n_patients: int, ends: np.ndarray, slots: tuple, layout: _Layout) -> np.ndarray:
     """:func:`lineage_summary`, patient by patient in plain Python (as the NumPy code and passes computed it)."""
+    patient, t, _, slot = rows
+    end_t, end_slot = np.full(n_patients, NAN), np.full(n_patients, -1)
+    for row in np.flatnonzero(ends[slot])[::-1]:  # each patient's first row that ends the observation
+        end_t[patient[row]], end_slot[patient[row]] = t[row], slot[row]
+    end_day = np.fmin(layout.settings[k.LATE_END_DAY], np.floor(end_t)).astype(np.int64)
     grid, values, support = _grid_reference(rows, end_t, end_day, slots, layout.settings)
     offsets, level, masked, unknown, undetermined, early, late = grid
     limits, inclusive, in_late = layout.thresholds
     settings, n_thresholds = layout.settings, limits.size
     never, longest = settings[k.NEVER_THRESHOLD], bool(settings[k.LONGEST])
     out = np.full((k.FIXED_ROWS + 2 * n_thresholds + 2 * len(layout.late_bands), end_day.size), -1, dtype=np.int64)
-    floats = np.full((2, end_day.size), np.nan)
+    floats = np.full((3, end_day.size), np.nan)
+    out[k.END_SLOT], out[k.END_DAY], floats[k.END_T] = end_slot, end_day, end_t
     for p in range(end_day.size):
         cells = range(offsets[p], offsets[p + 1])
         in_early, in_late_window = [bool(early[c]) for c in cells], [bool(late[c]) for c in cells]
@@ -225,22 +231,22 @@ def _reference(rows: tuple, end_t: np.ndarray, end_day: np.ndarray, slots: tuple
 
 def _random_rows(rng: np.random.Generator, n_patients: int, scale: float) -> tuple:
     """Rows of counts (slot 0: runs of equal values, long enough for every band, a few without a value), of a
-    support item (slot 1) and of another item, a patient's in time order, with the ends of observation."""
+    support item (slot 1), of another item and of an item that ends the observation (slot 3), a patient's in time
+    order."""
     per_patient = rng.integers(0, 80, n_patients)
     patient = np.repeat(np.arange(n_patients), per_patient).astype(np.int64)
     t = np.concatenate([[], *(np.sort(rng.uniform(-12, 110, n)) for n in per_patient)])
-    slot = rng.choice(3, t.size, p=[0.85, 0.1, 0.05]).astype(np.int8)
+    slot = rng.choice(4, t.size, p=[0.84, 0.1, 0.05, 0.01]).astype(np.int8)
     runs = np.repeat(rng.choice([0.05, 0.1, 0.3, 0.5, 0.7, 1.0, 1.6, 2.0], t.size), rng.integers(1, 12, t.size))
     num = runs[: t.size] * scale
     num[rng.random(t.size) < 0.03] = NAN
-    end_t = np.where(rng.random(n_patients) < 0.3, rng.uniform(-3, 90, n_patients), NAN)
-    end_day = np.fmin(100, np.floor(end_t)).astype(np.int64)
-    return (patient, t, num, slot), end_t, end_day, (0, 1)
+    return (patient, t, num, slot), n_patients, np.array([False, False, False, True]), (0, 1)
 
 
-def _summary(rows: tuple, end_t: np.ndarray, end_day: np.ndarray, slots: tuple, layout: _Layout) -> np.ndarray:
+def _summary(rows: tuple, n_patients: int, ends: np.ndarray, slots: tuple, layout: _Layout) -> np.ndarray:
+    """The kernel's integers, then its floats (the last three rows)."""
     ints, floats = lineage_summary(
-        rows, end_t, end_day, slots, layout.thresholds, layout.early_bands, layout.late_bands, layout.nadir,
+        rows, n_patients, ends, slots, layout.thresholds, layout.early_bands, layout.late_bands, layout.nadir,
         layout.confirm, layout.settings,
     )  # fmt: skip
     return np.vstack([ints, floats])
@@ -261,10 +267,8 @@ def test_lineage_summary_is_the_reference_on_random_rows(config: IcahtConfig) ->
         layout = _layout(spec, config.max_interpolation_gap_days, config.late_end_day, config.late_min_values, 0)
         scale = 100.0 if spec.item == "plt" else 1.0
         for n_patients in (0, 1, 2, 30):
-            rows, end_t, end_day, slots = _random_rows(rng, n_patients, scale)
-            end_day = np.minimum(end_day, config.late_end_day)
-            np.testing.assert_array_equal(_summary(rows, end_t, end_day, slots, layout),
-                                          _reference(rows, end_t, end_day, slots, layout))  # fmt: skip
+            case = _random_rows(rng, n_patients, scale)
+            np.testing.assert_array_equal(_summary(*case, layout), _reference(*case, layout))
 
 
 def _layout_of(item: str = "anc", *, stable: int = 3, max_gap: int = 7) -> _Layout:
@@ -274,16 +278,18 @@ def _layout_of(item: str = "anc", *, stable: int = 3, max_gap: int = 7) -> _Layo
     return _layout(_Lineage("icaht_eha2023", "", "g_csf", stable, "cumulative", None, False, 3), max_gap, 100, 2, 0)
 
 
-def _patients(counts: list[list[tuple[float, float]]], end_day: list[int], layout: _Layout,
+def _patients(counts: list[list[tuple[float, float]]], end_t: list[float | None], layout: _Layout,
               support: list[list[float]] | None = None) -> np.ndarray:  # fmt: skip
-    """The summary of patients with these (t, count) rows and support times (never ending before ``end_day``)."""
+    """The summary of patients with these (t, count) rows, support times and ends of observation (None: none)."""
     support = support or [[] for _ in counts]
-    rows = [sorted([(when, x, 0) for when, x in c] + [(when, NAN, 1) for when in s]) for c, s in zip(counts, support)]
+    ended = [[] if end is None else [(end, NAN, 2)] for end in end_t]
+    rows = [sorted([(when, x, 0) for when, x in c] + [(when, NAN, 1) for when in s] + e)
+            for c, s, e in zip(counts, support, ended, strict=True)]  # fmt: skip
     patient = np.repeat(np.arange(len(rows)), [len(r) for r in rows]).astype(np.int64)
     flat = [row for r in rows for row in r]
     t, num, slot = (np.array([row[i] for row in flat], dtype=float) for i in range(3))
-    ends = np.array(end_day, dtype=np.int64)
-    return _summary((patient, t, num, slot.astype(np.int8)), np.full(len(rows), NAN), ends, (0, 1), layout)
+    rows_read = (patient, t, num, slot.astype(np.int8))
+    return _summary(rows_read, len(rows), np.array([False, False, True]), (0, 1), layout)
 
 
 @pytest.mark.parametrize(
@@ -300,15 +306,16 @@ def _patients(counts: list[list[tuple[float, float]]], end_day: list[int], layou
 )
 def test_lineage_summary_bridges_short_recoveries(below: str, stable: int, counted: int) -> None:
     counts = [(day, 0.3 if c == "B" else 2.0) for day, c in enumerate(below)]
-    summary = _patients([counts], [len(below) - 1], _layout_of(stable=stable))
+    summary = _patients([counts], [len(below) - 0.5], _layout_of(stable=stable))
     assert summary[k.FIXED_ROWS + 1, 0] == counted  # days <= 500/uL, cumulative
 
 
 def test_lineage_summary_interpolates_short_gaps_and_carries_the_ends_for_max_gap_days() -> None:
     # Counts on days 1 and 4 (2 missing days: interpolated), 9 (4 missing days: unknown), then nothing: day 0
-    # and days 10-11 carried, day 12 unknown. The lowest count of a day counts; a count after day 12 is not read.
-    counts = [(1.5, 2.0), (1.2, 0.1), (4.0, 0.4), (9.0, 0.4), (13.0, 0.1)]
-    out = _patients([counts], [12], _layout_of(max_gap=2))[:, 0]
+    # and days 10-11 carried, day 12 unknown. The lowest count of a day counts; a count after the end of
+    # observation (12.5) is not read.
+    counts = [(1.5, 2.0), (1.2, 0.1), (4.0, 0.4), (9.0, 0.4), (12.7, 0.1)]
+    out = _patients([counts], [12.5], _layout_of(max_gap=2))[:, 0]
     assert out[[k.EARLY_DAYS_KNOWN, k.EARLY_DAYS_UNKNOWN, k.EARLY_UNKNOWN_FIRST, k.EARLY_UNKNOWN_LAST]].tolist() == [
         8, 5, 5, 12,
     ]  # fmt: skip
@@ -318,7 +325,7 @@ def test_lineage_summary_interpolates_short_gaps_and_carries_the_ends_for_max_ga
 def test_lineage_summary_interpolation_is_rounded_and_values_before_day_0_anchor_it() -> None:
     # Day 0 lies between day -1 (0.11) and day 5 (2.45): 0.5000000000000001 before rounding, 0.5 after.
     assert 0.11 + (2.45 - 0.11) / 6 > 0.5
-    summary = _patients([[(-1.0, 0.11), (5.0, 2.45)]], [5], _layout_of())[:, 0]
+    summary = _patients([[(-1.0, 0.11), (5.0, 2.45)]], [5.5], _layout_of())[:, 0]
     assert summary[k.FIXED_ROWS + 1] == 1 and summary[k.EARLY_DAYS_KNOWN] == 6  # day 0 at or below 0.5
 
 
@@ -327,34 +334,37 @@ def test_lineage_summary_masks_the_support_day_and_the_masking_days_after_it() -
     # 7 transfusion-free days) and 20 (masks 20-27): those days count as below 20 x10^9/L.
     layout = _layout_of("plt")
     assert layout.settings[k.MASKING_DAYS] == 7 and layout.settings[k.LEAD] == 7
-    out = _patients([[(d, 100.0) for d in range(31)]], [30], layout, [[-10.0, -1.0, 20.5]])[:, 0]
+    out = _patients([[(d, 100.0) for d in range(31)]], [30.5], layout, [[-10.0, -1.0, 20.5]])[:, 0]
     assert out[k.FIXED_ROWS + 1] == 15 and out[k.SUPPORT_EARLY] == 1 and out[k.SUPPORT_FIRST_DAY] == 20
 
 
 def test_lineage_summary_keeps_patients_apart() -> None:
     # The first patient's counts must not bracket or carry into the second patient's days.
-    out = _patients([[(2.0, 0.1)], [(40.0, 2.0)]], [2, 2], _layout_of(max_gap=2))
+    out = _patients([[(2.0, 0.1)], [(2.7, 2.0)]], [2.5, 2.5], _layout_of(max_gap=2))
     assert out[k.FIXED_ROWS + 1].tolist() == [3, 0] and out[k.EARLY_DAYS_UNKNOWN].tolist() == [0, 3]
 
 
 def test_lineage_summary_of_an_empty_batch_and_of_a_patient_without_days() -> None:
     layout = _layout_of()
-    out = _patients([[(-2.0, 0.1)]], [-1], layout)
+    out = _patients([[(-2.0, 0.1)]], [-0.5], layout)
     # No day on the grid: grade 0 in both cases, every duration null, the windows closed.
     assert out[[k.EARLY_GRADE, k.EARLY_GRADE_MIN, k.EARLY_GRADE_MAX, k.EARLY_WINDOW_END], 0].tolist() == [0, 0, 0, -1]
     assert out[k.FIXED_ROWS, 0] == -1 and out[k.LATE_OPEN, 0] == 0 and out[k.LATE_GRADE_MIN, 0] == -1
-    no_counts = _patients([[]], [5], layout)[:, 0]  # every day unknown
+    assert out[[k.END_SLOT, k.END_DAY], 0].tolist() == [2, -1] and out[-3 + k.END_T, 0] == -0.5
+    no_counts = _patients([[]], [5.5], layout)[:, 0]  # every day unknown
     assert no_counts[k.EARLY_DAYS_UNKNOWN] == 6 and no_counts[k.EARLY_DAYS_KNOWN] == 0
-    assert _patients([], [], layout).shape == (k.FIXED_ROWS + 2 * layout.thresholds[0].size + 2, 0)
+    assert _patients([], [], layout).shape == (k.FIXED_ROWS + 2 * layout.thresholds[0].size + 3, 0)
 
 
 def test_lineage_summary_late_values_rank_equal_values_by_day_and_skip_early_days() -> None:
     counts = [[(20, 0.1), (31, 0.5), (35, 0.3), (40, 0.3)], [], [(31, 0.9), (33, 0.2)]]
-    out = _patients(counts, [100, 100, 100], _layout_of(), [[-3.0, 0.0, 30.0, 31.0], [-1.0], []])
+    out = _patients(counts, [None, None, None], _layout_of(), [[-3.0, 0.0, 30.0, 31.0], [-1.0], []])
     assert out[k.LATE_N_VALUES].tolist() == [3, 0, 2] and out[k.LATE_NADIR_DAY].tolist() == [35, -1, 33]
     assert out[k.LATE_FIRST_DAY].tolist() == [31, -1, 31] and out[k.LATE_LAST_DAY].tolist() == [40, -1, 33]
-    np.testing.assert_array_equal(out[-2], [0.3, NAN, 0.2])
-    np.testing.assert_array_equal(out[-1], [0.3, NAN, 0.9])  # two days at 0.3: the second-lowest is 0.3
+    floats = out[-3:]
+    np.testing.assert_array_equal(floats[k.LATE_NADIR], [0.3, NAN, 0.2])
+    np.testing.assert_array_equal(floats[k.LATE_SECOND_LOWEST], [0.3, NAN, 0.9])  # two at 0.3: the second is 0.3
+    assert out[k.END_DAY].tolist() == [100, 100, 100] and np.isnan(floats[k.END_T]).all()
     # Support days in each window, and the first from day 0.
     assert out[[k.SUPPORT_EARLY, k.SUPPORT_LATE, k.SUPPORT_FIRST_DAY]].T.tolist() == [[2, 1, 0], [0, 0, -1], [0, 0, -1]]
 

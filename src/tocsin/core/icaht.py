@@ -151,15 +151,11 @@ def observation_end(events: pl.DataFrame, censor_at: list[str]) -> pl.DataFrame:
     )
 
 
-def observation_ends(read: ItemRows, censor_at: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Per patient: the time the observation ends (NaN: it does not) and the row that ends it (-1: none), the
-    earliest censoring event, last contact or death (ICAHT-IMPL-CENSORING). Rows are in time order, so it is
-    each patient's first such row."""
-    rows = read.rows_of(*observation_end_items(censor_at))
-    first = rows[np.flatnonzero(np.diff(read.patient[rows], prepend=-1))]
-    end_t, end_row = np.full(read.n_patients, np.nan), np.full(read.n_patients, -1, dtype=np.int64)
-    end_t[read.patient[first]], end_row[read.patient[first]] = read.t[first], first
-    return end_t, end_row
+@cache
+def _ends(items: tuple[str, ...], censor_at: tuple[str, ...]) -> np.ndarray:
+    """Per slot of a read of ``items``: whether its item ends the observation (ICAHT-IMPL-CENSORING)."""
+    ending = observation_end_items([*censor_at])
+    return np.array([item in ending for item in items], dtype=np.bool_)
 
 
 def _unknown_text(item: str, max_gap: int, days: int, first: int, last: int, low: int, high: int) -> str | None:
@@ -272,9 +268,9 @@ def _layout(spec: _Lineage, max_gap: int, late_end_day: int, late_min_values: in
         (f"{p}late_rule", _RULE, k.LATE_RULE, None),
         (f"{p}late_evaluable", _INT, k.LATE_EVALUABLE, pl.Boolean),
         (f"{p}late_not_evaluable_reason", _REASON, _LATE_REASON, None),
-        (f"{p}late_nadir", _FLOAT, 0, None),
+        (f"{p}late_nadir", _FLOAT, k.LATE_NADIR, None),
         (f"{p}late_nadir_day", _INT, k.LATE_NADIR_DAY, pl.Int32),
-        (f"{p}late_second_lowest", _FLOAT, 1, None),
+        (f"{p}late_second_lowest", _FLOAT, k.LATE_SECOND_LOWEST, None),
         (f"{p}late_n_values", _INT, k.LATE_N_VALUES, pl.Int32),
         (f"{p}late_first_day", _INT, k.LATE_FIRST_DAY, pl.Int32),
         (f"{p}late_last_day", _INT, k.LATE_LAST_DAY, pl.Int32),
@@ -289,7 +285,8 @@ def _layout(spec: _Lineage, max_gap: int, late_end_day: int, late_min_values: in
 
 class _Texts:
     """The text columns of the output as codes into one table (one Series, gathered once by ``frame_of``): the
-    rule ids of the criteria first, then the items that end the observation and the reasons."""
+    items read (the item that ends the observation is its row's slot), the rule ids of the criteria, then the
+    reasons."""
 
     def __init__(self, fixed: list[str]) -> None:
         self.table: list[str | None] = list(fixed)
@@ -302,9 +299,7 @@ class _Texts:
         return np.arange(start, len(self.table))
 
 
-def _reasons(
-    ints: np.ndarray, end_day: np.ndarray, end_item: np.ndarray, spec: _Lineage, config: IcahtConfig, texts: _Texts
-) -> np.ndarray:
+def _reasons(ints: np.ndarray, spec: _Lineage, config: IcahtConfig, texts: _Texts) -> np.ndarray:
     """Per patient, why its early and its late grade are not given (rows ``_EARLY_REASON``, ``_LATE_REASON``;
     codes into ``texts``, -1 = none): no count in the window, too few late values, or the unknown days that
     could change the grade (then the grade's range). Each patient's numbers are read as one list: for a batch
@@ -323,12 +318,13 @@ def _reasons(
     reasons[_EARLY_REASON, patients] = texts.codes(early)
     patients = np.flatnonzero(ints[k.LATE_EVALUABLE] == 0)
     late: list[str | None] = []
-    for at, ended, day in zip(ints[:, patients].T.tolist(), end_item[patients].tolist(), end_day[patients].tolist(),
-                              strict=True):  # fmt: skip
-        late_end, n_values = at[k.LATE_WINDOW_END], at[k.LATE_N_VALUES]
+    for at in ints[:, patients].T.tolist():
+        late_end, n_values, ended = at[k.LATE_WINDOW_END], at[k.LATE_N_VALUES], at[k.END_SLOT]
         if not at[k.LATE_OPEN]:
             late.append(
-                None if ended < 0 else f"observation ended on day {day} ({texts.table[ended]}), before day {late_start}"
+                None
+                if ended < 0
+                else f"observation ended on day {at[k.END_DAY]} ({texts.table[ended]}), before day {late_start}"
             )
         elif n_values == 0:
             late.append(f"no {item} in days {late_start}-{late_end}")
@@ -342,25 +338,19 @@ def _reasons(
 
 
 def _lineage_grades(
-    read: ItemRows,
-    end_t: np.ndarray,
-    end_day: np.ndarray,
-    end_item: np.ndarray,
-    spec: _Lineage,
-    layout: _Layout,
-    config: IcahtConfig,
-    texts: _Texts,
-) -> dict[str, Column]:
+    read: ItemRows, ends: np.ndarray, spec: _Lineage, layout: _Layout, config: IcahtConfig, texts: _Texts
+) -> tuple[dict[str, Column], np.ndarray, np.ndarray]:
     """The columns of one lineage's early and late grades, prefixed with ``spec.prefix``, one value per patient
-    (text columns as their codes into ``texts``, made :class:`Text` once the table is whole)."""
+    (text columns as their codes into ``texts``, made :class:`Text` once the table is whole), and the kernel's
+    integers and floats (they hold the end of observation too)."""
     # The daily values (ICAHT-IMPL-DAILY-NADIR) up to the end of observation (ICAHT-IMPL-CENSORING), the grid
     # (ICAHT-IMPL-INTERPOLATION), the stretches (ICAHT-IMPL-BRIDGING, ICAHT-IMPL-DURATION) and the grades.
     ints, floats = lineage_summary(
-        (read.patient, read.t, read.num, read.slot), end_t, end_day,
+        (read.patient, read.t, read.num, read.slot), read.n_patients, ends,
         (read.items.index(spec.item), read.items.index(spec.support_item)), layout.thresholds, layout.early_bands,
         layout.late_bands, layout.nadir, layout.confirm, layout.settings,
     )  # fmt: skip
-    reasons = _reasons(ints, end_day, end_item, spec, config, texts)
+    reasons = _reasons(ints, spec, config, texts)
     columns: dict[str, Column] = {}
     for name, kind, row, dtype in layout.columns:
         if kind == _INT:
@@ -377,7 +367,7 @@ def _lineage_grades(
                 columns[name] = reasons[row]
             else:
                 columns[name] = np.full(read.n_patients, row, dtype=np.int64)
-    return columns
+    return columns, ints, floats
 
 
 def icaht_items(config: IcahtConfig) -> list[str]:
@@ -415,26 +405,26 @@ def grade_icaht(
     # One pass over the batch for everything ICAHT reads (counts, their support items, the end of observation);
     # each step then reads those rows' arrays.
     patient_ids, read = rows or read_item_rows(events, icaht_items(config))
-    end_t, end_row = observation_ends(read, config.censor_at)
-    end_day = np.fmin(config.late_end_day, np.floor(end_t)).astype(np.int64)  # fmin: no end (NaN) is the late end
     specs = _lineages(config)
-    layouts, offset = [], 0
+    # The text table: the items read first (a row's slot is its item's code), then each lineage's rule ids.
+    layouts, offset = [], len(read.items)
     for spec in specs:
         layouts.append(_layout(spec, config.max_interpolation_gap_days, config.late_end_day, config.late_min_values,
                                offset))  # fmt: skip
         offset += len(layouts[-1].texts)
-    texts = _Texts([text for layout in layouts for text in layout.texts])
-    # The items that end the observation, by their slot in the read.
-    items_at = len(texts.table)
-    texts.table += read.items
-    ends = end_row >= 0
-    end_item = np.full(read.n_patients, -1, dtype=np.int64)
-    end_item[ends] = read.slot[end_row[ends]] + items_at
+    texts = _Texts([*read.items, *(text for layout in layouts for text in layout.texts)])
+    ends = _ends(read.items, tuple(config.censor_at))
+    pairs = zip(specs, layouts, strict=True)
+    graded = [_lineage_grades(read, ends, spec, layout, config, texts) for spec, layout in pairs]
+    _, ints, floats = graded[0]
     texts.columns.append("observation_end_item")
-    columns: dict[str, Column] = {PID: Text(patient_ids, np.arange(read.n_patients))}
-    columns |= {"observation_end_day": end_t, "observation_end_item": end_item}
-    for spec, layout in zip(specs, layouts, strict=True):
-        columns |= _lineage_grades(read, end_t, end_day, end_item, spec, layout, config, texts)
+    columns: dict[str, Column] = {
+        PID: Text(patient_ids, np.arange(read.n_patients)),
+        "observation_end_day": floats[k.END_T],
+        "observation_end_item": ints[k.END_SLOT],
+    }
+    for lineage_columns, _, _ in graded:
+        columns |= lineage_columns
     source = pl.Series(texts.table, dtype=pl.Utf8)
     for name in texts.columns:
         columns[name] = Text(source, columns[name])  # type: ignore[arg-type]

@@ -50,10 +50,14 @@ ABOVE, BELOW, UNKNOWN = 0, 1, -1
     SUPPORT_EARLY,
     SUPPORT_LATE,
     SUPPORT_FIRST_DAY,
-) = range(29)
+    END_SLOT,
+    END_DAY,
+) = range(31)
 #: The fixed rows; then per counted threshold its longest and cumulative days of days 0-30 (best case), then per
 #: late duration band the same in the late window.
-FIXED_ROWS = 29
+FIXED_ROWS = 31
+#: Rows of :func:`lineage_summary`'s float output.
+LATE_NADIR, LATE_SECOND_LOWEST, END_T = range(3)
 #: Columns of a band table (``early_bands`` / ``late_bands`` of :func:`lineage_summary`).
 BAND_THRESHOLD, BAND_MIN_DAYS, BAND_GRADE, BAND_RULE = range(4)
 #: Entries of ``settings`` of :func:`lineage_summary`.
@@ -88,8 +92,8 @@ def _lineage_loop(
     t: np.ndarray,
     num: np.ndarray,
     slot: np.ndarray,
-    end_t: np.ndarray,
-    end_day: np.ndarray,
+    n_patients: int,
+    ends: np.ndarray,
     count_slot: int,
     support_slot: int,
     limits: np.ndarray,
@@ -104,20 +108,29 @@ def _lineage_loop(
     confirm_inclusive: bool,
     settings: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    n_rows, n_patients, n_thresholds = patient.shape[0], end_day.shape[0], limits.shape[0]
+    n_rows, n_thresholds = patient.shape[0], limits.shape[0]
     never, longest = settings[NEVER_THRESHOLD], settings[LONGEST] != 0
     stable_days, late_start, early_end_day = settings[STABLE_DAYS], settings[LATE_START], settings[EARLY_END]
     lead, max_gap, masking_days = settings[LEAD], settings[MAX_GAP], settings[MASKING_DAYS]
     scale = 10.0 ** settings[DECIMALS]
     ints = np.full((FIXED_ROWS + 2 * n_thresholds + 2 * late_bands.shape[0], n_patients), -1, dtype=np.int64)
-    floats = np.full((2, n_patients), np.nan)
-    # Each patient's rows (adjacent, in time order).
+    floats = np.full((3, n_patients), np.nan)
+    # Each patient's rows (adjacent, in time order) and the end of its observation: its first row of an item
+    # that ends it, at the latest the late window's end.
     first_row = np.full(n_patients + 1, n_rows, dtype=np.int64)
     for row in range(n_rows - 1, -1, -1):
         first_row[patient[row]] = row
+    end_day = np.full(n_patients, settings[LATE_END_DAY], dtype=np.int64)
     most_days, most_rows = 0, 0
     for p in range(n_patients - 1, -1, -1):
         first_row[p] = min(first_row[p], first_row[p + 1])
+        for row in range(first_row[p], first_row[p + 1]):
+            if ends[slot[row]]:
+                floats[END_T, p], ints[END_SLOT, p] = t[row], slot[row]
+                if np.floor(t[row]) < end_day[p]:  # not at NaN: the observation does not end
+                    end_day[p] = int(np.floor(t[row]))
+                break
+        ints[END_DAY, p] = end_day[p]
         most_days, most_rows = max(most_days, end_day[p] + 1), max(most_rows, first_row[p + 1] - first_row[p])
     value_day, value, support_day = np.empty(most_rows, np.int64), np.empty(most_rows), np.empty(most_rows, np.int64)
     level = np.empty(most_days)
@@ -164,7 +177,7 @@ def _lineage_loop(
         for row in range(first_row[p], first_row[p + 1]):
             when = np.floor(t[row])
             if slot[row] == count_slot:
-                if np.isnan(num[row]) or t[row] > end_t[p] or not -lead <= when <= end_day[p]:
+                if np.isnan(num[row]) or t[row] > floats[END_T, p] or not -lead <= when <= end_day[p]:
                     continue
                 if n_values > 0 and value_day[n_values - 1] == when:
                     value[n_values - 1] = min(value[n_values - 1], num[row])
@@ -318,18 +331,19 @@ def _lineage_loop(
             elif next_lowest < 0 or value[v] < value[next_lowest]:
                 next_lowest = v
         if lowest >= 0:
-            floats[0, p], ints[LATE_NADIR_DAY, p] = value[lowest], value_day[lowest]
+            floats[LATE_NADIR, p], ints[LATE_NADIR_DAY, p] = value[lowest], value_day[lowest]
         if next_lowest >= 0:
-            floats[1, p] = value[next_lowest]
+            floats[LATE_SECOND_LOWEST, p] = value[next_lowest]
         # Late grade: band of the nadir confirmed by the second-lowest (not transient), or a duration band.
         nadir_band = -1
         if n_late >= 1:
             for b in range(nadir_limits.shape[0]):
                 limit = nadir_limits[b]
-                if floats[0, p] <= limit if nadir_inclusive[b] else floats[0, p] < limit:
+                nadir = floats[LATE_NADIR, p]
+                if nadir <= limit if nadir_inclusive[b] else nadir < limit:
                     nadir_band = b
                     break
-        second = floats[1, p]
+        second = floats[LATE_SECOND_LOWEST, p]
         confirmed = n_late == 1 or (
             n_late >= 2 and (second <= confirm_limit if confirm_inclusive else second < confirm_limit)
         )
@@ -374,8 +388,8 @@ def _lineage_loop(
 
 def lineage_summary(
     rows: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
-    end_t: np.ndarray,
-    end_day: np.ndarray,
+    n_patients: int,
+    ends: np.ndarray,
     slots: tuple[int, int],
     thresholds: tuple[np.ndarray, np.ndarray, np.ndarray],
     early_bands: np.ndarray,
@@ -387,9 +401,11 @@ def lineage_summary(
     """Every per-patient number of one lineage's early and late grades, in one pass over the rows read.
 
     ``rows``: ``(patient, t, num, slot)`` of the rows read (:class:`tocsin.core.arrays.ItemRows`: a patient's
-    rows adjacent, in time order); ``slots``: the slot of the lineage's count and of its support item. A
-    patient's day is ``floor(t)``, its value the day's lowest count from day ``-LEAD`` to ``end_day[p]`` taken
-    at or before ``end_t[p]`` (NaN: the observation does not end). Its grid, days 0 to ``end_day[p]``: a day
+    rows adjacent, in time order, patients ``0..n_patients - 1``); ``ends``: per slot, whether its item ends the
+    observation (a patient's first such row ends it, at ``end_t``; its ``end_day`` is ``floor(end_t)``, at most
+    ``LATE_END_DAY``); ``slots``: the slot of the lineage's count and of its support item. A patient's day is
+    ``floor(t)``, its value the day's lowest count from day ``-LEAD`` to ``end_day`` taken at or before
+    ``end_t``. Its grid, days 0 to ``end_day``: a day
     without a value is interpolated linearly (rounded to ``DECIMALS``) when its gap has at most ``MAX_GAP``
     missing days, the first and last values are carried for ``MAX_GAP`` days, and a support masks (counts as
     below every threshold) its day and the ``MASKING_DAYS`` after it (-1: never); a late day without a count
@@ -409,10 +425,11 @@ def lineage_summary(
     daily value from the late window on, confirmed by the second-lowest, or a duration band if higher.
 
     Returns ``ints`` (int64, rows ``EARLY_GRADE``... then the days of each threshold, see
-    :data:`FIXED_ROWS`; -1 = null) and ``floats`` (the late nadir and second-lowest value, NaN = none). As
-    NumPy this was some 450 calls a lineage for one course.
+    :data:`FIXED_ROWS`; -1 = null; ``END_SLOT``: the slot of the row that ends the observation) and ``floats``
+    (rows ``LATE_NADIR``, ``LATE_SECOND_LOWEST``, ``END_T``; NaN = none). As NumPy this was some 480 calls a
+    lineage for one course.
     """
     # Passed as they are (the rows' and the tables' types are the loop's): a cast per array was 24 calls a lineage.
     return compiled(_lineage_loop)(
-        *rows, end_t, end_day, *slots, *thresholds, early_bands, late_bands, *nadir, *confirm, settings
+        *rows, n_patients, ends, *slots, *thresholds, early_bands, late_bands, *nadir, *confirm, settings
     )
