@@ -407,22 +407,20 @@ def _graded(
     lineage_of_item, supported_of_item, read_item = _lineage_of_item(tuple(codes.categories), transfusion_items)
     read, t = _in_time(_rows_read(events, codes, read_item, transfusion_items))
     patient, code = read.patient, read.item
-    num, blq = read.floats("num"), read.floats("blq") == 1  # a null blq is False
-    lineage = lineage_of_item[code]
-    lineage[np.isnan(num) & ~blq] = -1  # a count without a value (nor a quantification limit) is not graded
-    transfusion = np.where(num > 0, supported_of_item[code], -1)
-    value = np.where(np.isnan(num), read.floats("lloq"), num)
-    own_lln = read.floats("lln")
-    lln = np.where(np.isnan(own_lln), _reference_lln(config, lineage.clip(min=0), read, patients), own_lln)
-    grade, state, missing, transfused = ctcae_rows(
+    # Every row's reference LLN by its item's lineage (the kernel picks the graded values).
+    reference = _reference_lln(config, lineage_of_item[code].clip(min=0), read, patients)
+    labs, lineage, value, blq, lln, lln_source, grade, state, missing, transfused = ctcae_rows(
         _visiting_order(patient),
         patient,
         t,
-        lineage,
-        transfusion,
-        value,
-        blq,
-        lln,
+        code,
+        read.floats("num"),
+        read.floats("blq"),
+        read.floats("lloq"),
+        read.floats("lln"),
+        reference,
+        lineage_of_item,
+        supported_of_item,
         grading.cut,
         grading.cut_at_lln,
         grading.transfusion_grade,
@@ -433,23 +431,20 @@ def _graded(
         float(config.transfusion_hours_after),
         HOURS_PER_DAY,
     )
-    labs = np.flatnonzero(lineage >= 0)
-    lineage, grade, missing = lineage[labs], grade[labs], missing[labs]
-    lln, own_lln = lln[labs], own_lln[labs]
-    lln_source = np.where(np.isnan(own_lln), np.where(np.isnan(lln), -1, 1), 0)  # row, reference or none
+    rows = read.rows[labs]
     columns = [
-        gather_rows(read.source.get_column("patient_id"), read.rows[labs]).cast(GRADED_SCHEMA["patient_id"]),
-        gather_rows(read.source.get_column("t"), read.rows[labs]).cast(pl.Float64),
+        gather_rows(read.source.get_column("patient_id"), rows).cast(GRADED_SCHEMA["patient_id"]),
+        gather_rows(read.source.get_column("t"), rows).cast(pl.Float64),
         gather_rows(_LINEAGE_VALUES, lineage),
-        numeric_series(value[labs], "value", nan_to_null=True),
-        numeric_series(blq[labs], "blq"),
+        numeric_series(value, "value", nan_to_null=True),
+        numeric_series(blq, "blq"),
         numeric_series(lln, "lln", nan_to_null=True),
         _at_codes(_LLN_SOURCES, lln_source),
         _at_codes(_GRADES, grade),
-        _at_codes(grading.rules, lineage * _STATES + state[labs]),
+        _at_codes(grading.rules, lineage * _STATES + state),
         gather_rows(_MISSING, missing),
         gather_rows(grading.scales, lineage),
-        _at_codes(_TRANSFUSED, transfused[labs]),
+        _at_codes(_TRANSFUSED, transfused),
     ]
     graded = frame_from(columns)
     # A null grade, or a lower bound (``missing`` not empty: code 0 is '').
