@@ -235,14 +235,15 @@ class _Rows(NamedTuple):
         return self.source.get_column(name).cast(pl.Float64).to_numpy()[self.rows]
 
 
-def _in_time(read: _Rows) -> _Rows:
+def _in_time(read: _Rows) -> tuple[_Rows, np.ndarray]:
     """``read``, its rows sorted by t within each patient (normalise_events already gives them so: then
-    untouched)."""
+    untouched), and their times (read once: each read of a column is a cast and a copy)."""
     t, patient = read.floats("t"), read.patient
     if not np.any((t[1:] < t[:-1]) & (patient[1:] == patient[:-1])):
-        return read
+        return read, t
     rows = read.source[list(_COLUMNS)][row_numbers(read.rows)].sort("patient_id", "t", maintain_order=True)
-    return _Rows(rows, np.arange(rows.height), physical_codes(rows, "patient_id"), physical_codes(rows, "item"))
+    in_time = _Rows(rows, np.arange(rows.height), physical_codes(rows, "patient_id"), physical_codes(rows, "item"))
+    return in_time, in_time.floats("t")
 
 
 def _reference_lln(
@@ -264,11 +265,17 @@ def _reference_lln(
     return reference
 
 
+def _repeats(runs: np.ndarray) -> bool:
+    """Whether a patient code comes back in these runs' codes (a set of the few runs, where ``np.unique`` sorts
+    them in some ten calls)."""
+    return len(set(runs.tolist())) < runs.size
+
+
 def _visiting_order(patient: np.ndarray) -> np.ndarray:
     """Row order that holds each patient's rows together: the rows' own order unless a patient has two runs."""
     change = np.flatnonzero(patient[1:] != patient[:-1]) + 1
     runs = patient[np.concatenate(([0], change)).astype(np.int64)] if patient.size else patient
-    if np.unique(runs).size < runs.size:
+    if _repeats(runs):
         return np.argsort(patient, kind="stable")
     return np.arange(patient.size)
 
@@ -279,7 +286,7 @@ def _first_seen_rank(patient: np.ndarray) -> tuple[np.ndarray, int]:
         return np.empty(0, dtype=np.int64), 0
     starts = np.concatenate(([0], np.flatnonzero(patient[1:] != patient[:-1]) + 1))
     runs, lengths = patient[starts], np.diff(np.append(starts, patient.size))
-    if np.unique(runs).size == runs.size:  # one run per patient (sorted events): the runs are the ranks
+    if not _repeats(runs):  # one run per patient (sorted events): the runs are the ranks
         return np.repeat(np.arange(runs.size), lengths), runs.size
     codes, first_run, run_patient = np.unique(runs, return_index=True, return_inverse=True)
     rank = np.empty(codes.size, dtype=np.int64)
@@ -398,24 +405,22 @@ def _graded(
     transfusion_items = grading.transfusion_items
     codes = codes or event_codes(events)
     lineage_of_item, supported_of_item, read_item = _lineage_of_item(tuple(codes.categories), transfusion_items)
-    read = _in_time(_rows_read(events, codes, read_item, transfusion_items))
+    read, t = _in_time(_rows_read(events, codes, read_item, transfusion_items))
     patient, code = read.patient, read.item
-    num, blq = read.floats("num"), read.floats("blq") == 1  # a null blq is False
-    lineage = lineage_of_item[code]
-    lineage[np.isnan(num) & ~blq] = -1  # a count without a value (nor a quantification limit) is not graded
-    transfusion = np.where(num > 0, supported_of_item[code], -1)
-    value = np.where(np.isnan(num), read.floats("lloq"), num)
-    own_lln = read.floats("lln")
-    lln = np.where(np.isnan(own_lln), _reference_lln(config, lineage.clip(min=0), read, patients), own_lln)
-    grade, state, missing, transfused = ctcae_rows(
+    # Every row's reference LLN by its item's lineage (the kernel picks the graded values).
+    reference = _reference_lln(config, lineage_of_item[code].clip(min=0), read, patients)
+    labs, lineage, value, blq, lln, lln_source, grade, state, missing, transfused = ctcae_rows(
         _visiting_order(patient),
         patient,
-        read.floats("t"),
-        lineage,
-        transfusion,
-        value,
-        blq,
-        lln,
+        t,
+        code,
+        read.floats("num"),
+        read.floats("blq"),
+        read.floats("lloq"),
+        read.floats("lln"),
+        reference,
+        lineage_of_item,
+        supported_of_item,
         grading.cut,
         grading.cut_at_lln,
         grading.transfusion_grade,
@@ -426,27 +431,24 @@ def _graded(
         float(config.transfusion_hours_after),
         HOURS_PER_DAY,
     )
-    labs = np.flatnonzero(lineage >= 0)
-    lineage, grade, missing = lineage[labs], grade[labs], missing[labs]
-    lln, own_lln = lln[labs], own_lln[labs]
-    lln_source = np.where(np.isnan(own_lln), np.where(np.isnan(lln), -1, 1), 0)  # row, reference or none
+    rows = read.rows[labs]
     columns = [
-        gather_rows(read.source.get_column("patient_id"), read.rows[labs]).cast(GRADED_SCHEMA["patient_id"]),
-        gather_rows(read.source.get_column("t"), read.rows[labs]).cast(pl.Float64),
+        gather_rows(read.source.get_column("patient_id"), rows).cast(GRADED_SCHEMA["patient_id"]),
+        gather_rows(read.source.get_column("t"), rows).cast(pl.Float64),
         gather_rows(_LINEAGE_VALUES, lineage),
-        numeric_series(value[labs], "value", nan_to_null=True),
-        numeric_series(blq[labs], "blq"),
+        numeric_series(value, "value", nan_to_null=True),
+        numeric_series(blq, "blq"),
         numeric_series(lln, "lln", nan_to_null=True),
         _at_codes(_LLN_SOURCES, lln_source),
         _at_codes(_GRADES, grade),
-        _at_codes(grading.rules, lineage * _STATES + state[labs]),
+        _at_codes(grading.rules, lineage * _STATES + state),
         gather_rows(_MISSING, missing),
         gather_rows(grading.scales, lineage),
-        _at_codes(_TRANSFUSED, transfused[labs]),
+        _at_codes(_TRANSFUSED, transfused),
     ]
     graded = frame_from(columns)
     # A null grade, or a lower bound (``missing`` not empty: code 0 is '').
-    return graded, _WorstInputs(patient[labs], lineage, grade, read.floats("t")[labs], (grade < 0) | (missing != 0))
+    return graded, _WorstInputs(patient[labs], lineage, grade, t[labs], (grade < 0) | (missing != 0))
 
 
 def worst_cytopenia_grades(graded: pl.DataFrame) -> pl.DataFrame:

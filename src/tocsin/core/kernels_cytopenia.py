@@ -25,11 +25,14 @@ def _ctcae_rows_loop(
     order: np.ndarray,
     patient: np.ndarray,
     t: np.ndarray,
-    lineage: np.ndarray,
-    transfusion: np.ndarray,
-    value: np.ndarray,
-    blq: np.ndarray,
-    lln: np.ndarray,
+    item: np.ndarray,
+    num: np.ndarray,
+    blq_flag: np.ndarray,
+    lloq: np.ndarray,
+    own_lln: np.ndarray,
+    reference_lln: np.ndarray,
+    lineage_of_item: np.ndarray,
+    supported_of_item: np.ndarray,
     cut: np.ndarray,
     cut_at_lln: np.ndarray,
     transfusion_grade: np.ndarray,
@@ -39,14 +42,31 @@ def _ctcae_rows_loop(
     hours_before: float,
     hours_after: float,
     hours_per_day: float,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per row (visited in ``order``, patient by patient): grade (-1 = null), state, missing code and transfused
-    (-1 = not looked for) of a graded value (``lineage`` >= 0); rows of ``transfusion`` >= 0 are transfusions
-    given for that lineage. A value's cut-offs are ``cut[lineage, g]`` (at least grade g below it;
-    NaN: no such band) or its ``lln`` where ``cut_at_lln``; -1 = grade 1 has no known cut-off. A transfusion is
-    near when (t - its t) x hours_per_day <= hours_before, or (its t - t) x hours_per_day <= hours_after: only
-    the nearest one on either side can be."""
+) -> tuple[
+    np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+    np.ndarray,
+]:  # fmt: skip
+    """Per graded value (a count with a value or a quantification limit; rows in order): its row, lineage,
+    value (the limit when below it), blq, LLN (its own, else ``reference_lln``), LLN source (0 own, 1 reference,
+    -1 none), grade (-1 = null), state, missing code and transfused (-1 = not looked for). A row's lineage is
+    ``lineage_of_item[item]`` (-1: not a count); a row with a positive ``num`` of an item of
+    ``supported_of_item`` >= 0 is a transfusion for that lineage. Rows are visited in ``order``, patient by
+    patient. A value's cut-offs are ``cut[lineage, g]`` (at least grade g below it; NaN: no such band) or its
+    LLN where ``cut_at_lln``; -1 = grade 1 has no known cut-off. A transfusion is near when (t - its t) x
+    hours_per_day <= hours_before, or (its t - t) x hours_per_day <= hours_after: only the nearest one on
+    either side can be."""
     n, n_lineages = order.shape[0], cut.shape[0]
+    lineage = np.empty(n, dtype=np.int64)
+    transfusion = np.empty(n, dtype=np.int64)
+    value, lln = np.empty(n), np.empty(n)
+    blq = np.empty(n, dtype=np.bool_)
+    for row in range(n):
+        blq[row] = blq_flag[row] == 1  # a null blq is False
+        # A count without a value (nor a quantification limit) is not graded.
+        lineage[row] = -1 if np.isnan(num[row]) and not blq[row] else lineage_of_item[item[row]]
+        transfusion[row] = supported_of_item[item[row]] if num[row] > 0 else -1
+        value[row] = lloq[row] if np.isnan(num[row]) else num[row]
+        lln[row] = reference_lln[row] if np.isnan(own_lln[row]) else own_lln[row]
     grade = np.full(n, -1, dtype=np.int8)
     state = np.zeros(n, dtype=np.int8)
     missing = np.zeros(n, dtype=np.int8)
@@ -107,7 +127,15 @@ def _ctcae_rows_loop(
         state[row] = STATE_RAISED if raised else (g if g >= 0 else STATE_NEEDS_LLN)
         unresolved_blq = blq[row] and (g < 0 or (worst >= 0 and g < worst))
         missing[row] = (1 if state[row] == STATE_NEEDS_LLN else 0) + (2 if unresolved_blq else 0)
-    return grade, state, missing, transfused
+    labs = np.flatnonzero(lineage >= 0)
+    lln_source = np.empty(labs.shape[0], dtype=np.int64)
+    for k in range(labs.shape[0]):
+        row = labs[k]
+        lln_source[k] = 0 if not np.isnan(own_lln[row]) else (-1 if np.isnan(lln[row]) else 1)
+    return (
+        labs, lineage[labs], value[labs], blq[labs], lln[labs], lln_source, grade[labs], state[labs], missing[labs],
+        transfused[labs],
+    )  # fmt: skip
 
 
 def _worst_grades_loop(
@@ -144,8 +172,9 @@ def _worst_grades_loop(
     return first[:n_groups], worst[:n_groups], worst_t[:n_groups], values[:n_groups], open_values[:n_groups]
 
 
-def ctcae_rows(*columns: object) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`_ctcae_rows_loop`, compiled."""
+def ctcae_rows(*columns: object) -> tuple[np.ndarray, ...]:
+    """:func:`_ctcae_rows_loop`, compiled: the values read from the rows and graded in one pass (as NumPy before
+    and after the grading, some 30 calls for one course and as many temporaries of a batch's rows)."""
     return compiled(_ctcae_rows_loop)(*columns)
 
 
