@@ -36,7 +36,11 @@ from tocsin.core.arrays import EventCodes, codes_of, enum_codes, gather_rows, pa
 from tocsin.core.polars_handles import (
     PySeries, cut_columns, frame_from, gather_series, masked_series, numeric_series, sliced,
 )
-from tocsin.core.segments import latest_rows_loop, compiled
+from tocsin.core.kernels_toxicity import (
+    CRS_ALTERNATIVE, CRS_ANTIPYRETIC, CRS_CRP, CRS_DEATH, CRS_FIO2, CRS_FLAGS, CRS_FLOATS, CRS_FLOW, CRS_IL6, CRS_MAP,
+    CRS_NUMBERS, CRS_OXYGEN, CRS_SBP, CRS_SMALL, CRS_TEMPERATURE, CRS_WAIVER, crs_state_pass,
+)
+from tocsin.core.segments import compiled, latest_rows_loop
 from tocsin.criteria import load_scale
 from tocsin.vocabulary import Vocabulary
 
@@ -474,179 +478,92 @@ def crs_state(
     read: EventCodes | None = None,
 ) -> Assessments:
     """State relevant to CRS at every CRS assessment time, for every patient in ``events`` (``read``: see
-    :func:`toxicity_rows`)."""
+    :func:`toxicity_rows`).
+
+    Every column comes from one compiled pass over the rows (:func:`tocsin.core.kernels_toxicity.crs_state_pass`);
+    only the texts (the attributions', the oxygen devices') are read here, with Polars, on their own rows."""
     c = config.crs
     pressors, anticytokine, antipyretic = _drug_classes(vocabulary)
     waiver_items = anticytokine + (antipyretic if c.waiver_drugs == "anticytokine_or_antipyretic" else [])
-    items = [
-        "temperature",
-        "sbp",
-        "map",
-        "oxygen",
-        "oxygen_flow",
-        "fio2",
-        "fluid_bolus",
-        "alternative_cause",
-        "death",
-        "il6",
-        "crp",
-        *pressors,
-        *anticytokine,
-        *antipyretic,
-    ]
-    rows = toxicity_rows(events, patients, items, "crs", read)
-    t, num = rows.t, rows.num
-    findings = ("fever", "hypotension", "hypoxia")
+    signals = {
+        "temperature": CRS_TEMPERATURE,
+        "sbp": CRS_SBP,
+        "map": CRS_MAP,
+        "oxygen": CRS_OXYGEN,
+        "oxygen_flow": CRS_FLOW,
+        "fio2": CRS_FIO2,
+        "fluid_bolus": 0,  # an assessment, no signal
+        "alternative_cause": CRS_ALTERNATIVE,
+        "death": CRS_DEATH,
+        "il6": CRS_IL6,
+        "crp": CRS_CRP,
+    }
+    rows = toxicity_rows(events, patients, [*signals, *pressors, *anticytokine, *antipyretic], "crs", read)
+    role = np.zeros(len(rows.categories) + 1, dtype=np.int64)  # the last: a null item
+    for name, bit in signals.items():
+        role[rows.code[name]] |= bit
+    for names, bit in ((waiver_items, CRS_WAIVER), (antipyretic, CRS_ANTIPYRETIC)):
+        role[[rows.code[name] for name in names]] |= bit
+    pressor_of = np.full(role.shape, -1, dtype=np.int64)
+    pressor_of[[rows.code[p] for p in pressors]] = np.arange(len(pressors))
+    scale = load_scale("crs_astct2019")
+    excluded = set(scale.table("not_counted_for_multiple_vasopressors"))
     # The text read: the attributions' finding and cause (string operations, only if there is one), and the
     # oxygen rows' device (a code of DEVICES; casts).
     alt, oxygen = np.flatnonzero(rows.is_item("alternative_cause")), np.flatnonzero(rows.is_item("oxygen"))
     attribution = _attributions(rows, alt, read_texts(rows, alt, _crs_attribution_columns), np.arange(alt.size))
     device_of_row = np.full(rows.height, DEVICE_NONE, dtype=np.int64)
-    devices = gather_rows(events.get_column("cat"), rows.rows[oxygen])
+    cat = events.get_column("cat")  # read once: the frame gathers the texts of one Series object together
+    devices = gather_rows(cat, rows.rows[oxygen])
     device_of_row[oxygen] = np.where(null_texts(devices), DEVICE_NONE, text_positions(devices, DEVICES, DEVICE_UNKNOWN))
-    named = {f: attribution.names(k) for k, f in enumerate(findings)}
-    # A temperature is a (CRS) fever unless a fever attribution is in force at that row.
-    in_force = latest_valid({"fever": named["fever"]}, rows.start == np.arange(rows.height))["fever"]
-    fever_attributed_here = attribution.attributed_at(in_force)
-    fever_row = rows.is_item("temperature") & (num >= c.fever_celsius) & ~fever_attributed_here
-
-    age = _patient_values(patients, "age_years", rows.patient)
-    pediatric = ~np.isnan(age) & (age <= c.pediatric_max_age_years)
-    sbp_threshold = np.where(
-        pediatric, c.pediatric_sbp_base_mm_hg + c.pediatric_sbp_per_year_mm_hg * np.floor(age), c.hypotension_sbp_mm_hg
-    )
-    low_sbp = num < sbp_threshold
-    low_map = num < c.hypotension_map_mm_hg if c.hypotension_map_mm_hg else np.zeros(rows.height, np.bool_)
-
-    signals: dict[str, Collection[str] | np.ndarray] = {
-        "fever": fever_row,
-        **{f"alt_{f}": named[f] for f in findings},
-        "temp": ["temperature"],
-        "sbp": ["sbp"],
-        "map": ["map"],
-        "o2": ["oxygen"],
-        "flow": ["oxygen_flow"],
-        "fio2": ["fio2"],
-        **{p: [p] for p in pressors},
-        "waiver": waiver_items,
-        "antipyretic": antipyretic,
-        "death": ["death"],
-        "alt": ["alternative_cause"],
-        "il6": ["il6"],
-        "crp": ["crp"],
-    }
-    assessment_rows = rows.last_of_time()
-    latest = latest_signal_rows(rows, signals, assessment_rows)
-    state = _assessments(rows, np.flatnonzero(assessment_rows))
-
-    def t_of(signal: str) -> np.ndarray:
-        return at(t, latest[signal])
-
-    def num_of(signal: str) -> np.ndarray:
-        return at(num, latest[signal])
-
-    # Each column read once: the frame gathers the texts of one Series object together.
-    event_texts = {name: events.get_column(name) for name in ("cat", "item")}
-
-    def text_of(column: str, signal: str) -> Text:
-        return Text(event_texts[column], numbers_at(rows.rows, latest[signal]))
-
-    state.add(
-        fever_t=t_of("fever"),
-        fever_value=num_of("fever"),
-        temp_t=t_of("temp"),
-        temp_value=num_of("temp"),
-        temp_is_fever=(latest["temp"] == latest["fever"]) & (latest["temp"] >= 0),
-        sbp_t=t_of("sbp"),
-        sbp_value=num_of("sbp"),
-        sbp_low=at(low_sbp, latest["sbp"], False).astype(np.bool_),
-        map_t=t_of("map"),
-        map_value=num_of("map"),
-        map_low=at(low_map, latest["map"], False).astype(np.bool_),
-        o2_device=text_of("cat", "o2"),
-        o2_device_code=at(device_of_row, latest["o2"], DEVICE_NONE).astype(np.int64),
-        o2_device_t=t_of("o2"),
-        o2_flow=num_of("flow"),
-        o2_flow_t=t_of("flow"),
-        fio2=num_of("fio2"),
-        fio2_t=t_of("fio2"),
-        **dict(zip([f"rate_{p}" for p in pressors], _rates(pressors, num_of))),
-        **{f"rate_{p}_t": t_of(p) for p in pressors},
-        waiver_drug_t=t_of("waiver"),
-        waiver_drug=text_of("item", "waiver"),
-        antipyretic_t=t_of("antipyretic"),
-        death_cause=text_of("cat", "death"),
-        # Deaths from another cause are not among the rows: a death seen is a death due to CRS.
-        death_due=latest["death"] >= 0,
-        death_t=t_of("death"),
-        alt_t=t_of("alt"),
-        **{f"{lab}_falling": at(_falling(rows, lab), latest[lab], -1).astype(np.int8) for lab in ("il6", "crp")},
-        **{f"alt_{f}": attribution.cause_at(latest[f"alt_{f}"]) for f in findings},
-        **{f"{f}_attributed": attribution.attributed_at(latest[f"alt_{f}"]) for f in findings},
-    )
-    _latest_blood_pressure(state)
-    _derive_support(state, pressors, config)
-    return state
-
-
-def _rates(pressors: list[str], num_of: Callable[[str], np.ndarray]) -> list[np.ndarray]:
-    """Each vasopressor's latest rate, 0 where none is known: one ``nan_to_num`` of them all (~5 µs a call)."""
-    if not pressors:
-        return []
-    return list(np.nan_to_num(np.stack([num_of(p) for p in pressors]), nan=0.0))
-
-
-def _falling(rows: ToxicityRows, lab: str) -> np.ndarray:
-    """On each ``lab`` row, whether its value is below the patient's previous ``lab`` value (1/0; -1 = unknown:
-    the first value, or either value missing)."""
-    lab_rows = np.flatnonzero(rows.is_item(lab))
-    falling = np.full(rows.height, -1, dtype=np.int8)
-    if lab_rows.size > 1:
-        value, start = rows.num[lab_rows], rows.start[lab_rows]
-        known = (start[1:] == start[:-1]) & ~np.isnan(value[1:]) & ~np.isnan(value[:-1])
-        falling[lab_rows[1:][known]] = value[1:][known] < value[:-1][known]
-    return falling
-
-
-def _latest_blood_pressure(state: Assessments) -> None:
-    """The latest blood-pressure measurement (SBP and/or MAP taken at the same time): low if either is
-    below its threshold; the low one (else SBP) is the one shown as evidence."""
-    bp_t = np.fmax(state["sbp_t"], state["map_t"])
-    sbp_now, map_now = state["sbp_t"] == bp_t, state["map_t"] == bp_t
-    sbp_low, map_low = sbp_now & state["sbp_low"], map_now & state["map_low"]
-    show_sbp = sbp_now & (sbp_low | ~map_low)
-    state.add(
-        bp_t=bp_t,
-        bp_low=sbp_low | map_low,
-        bp_item=labels(["sbp", "map"], np.where(show_sbp, 0, np.where(map_now, 1, -1))),
-        bp_value=np.where(show_sbp, state["sbp_value"], np.where(map_now, state["map_value"], np.nan)),
-    )
-
-
-def _derive_support(state: Assessments, pressors: list[str], config: GradingConfig) -> None:
-    c = config.crs
-    scale = load_scale("crs_astct2019")
     device_grade = scale.table("oxygen_device_grade")
-    excluded = set(scale.table("not_counted_for_multiple_vasopressors"))
-    device = state["o2_device_code"]
-    # A flow belongs to the current device only if it was recorded with it or later.
-    device_t = state["o2_device_t"]
-    flow = np.where(np.isnan(device_t) | (state["o2_flow_t"] >= device_t), state["o2_flow"], np.nan)
-    on_oxygen = np.where(device != DEVICE_NONE, device != DEVICES.index("room_air"), np.nan_to_num(flow, nan=0.0) > 0)
-    tiers = np.array([device_grade[d] for d in DEVICES] + [-1, -1], dtype=np.int8)  # unknown or no device: null
-    running = {p: state[f"rate_{p}"] > 0 for p in pressors}
-    t = state.t
-    counted = [running[p].astype(np.int8) for p in pressors if p not in excluded]
-    state.add(
-        o2_flow_current=flow,
-        on_oxygen=on_oxygen,
-        o2_device_tier=tiers[device],
-        n_vasopressors=np.sum(counted, axis=0, dtype=np.int8) if counted else np.zeros(t.shape, np.int8),
-        any_vasopressor=np.logical_or.reduce([running[p] for p in pressors]) if pressors else np.zeros(t.shape, bool),
-        febrile=hours_since(t, state["fever_t"]) <= c.fever_window_hours,
-        temp_known=hours_since(t, state["temp_t"]) <= c.fever_window_hours,
-        bp_known=hours_since(t, state["bp_t"]) <= c.bp_validity_hours,
+    floats, flags, small, numbers = crs_state_pass(
+        rows.item,
+        rows.t,
+        rows.num,
+        rows.start,
+        rows.patient,
+        rows.rows,
+        role,
+        pressor_of,
+        np.array([p not in excluded for p in pressors], dtype=np.bool_),
+        patients.get_column("age_years").to_numpy().astype(np.float64),  # a null number reads as NaN
+        device_of_row,
+        attribution.position,
+        attribution.finding,
+        attribution.attributes,
+        np.array([device_grade[d] for d in DEVICES] + [-1, -1], dtype=np.int8),  # unknown or no device: null
+        np.array(
+            [
+                c.fever_celsius,
+                c.pediatric_max_age_years,
+                c.pediatric_sbp_base_mm_hg,
+                c.pediatric_sbp_per_year_mm_hg,
+                c.hypotension_sbp_mm_hg,
+                c.hypotension_map_mm_hg or np.nan,  # 0 or none: no MAP rule
+                c.fever_window_hours,
+                c.bp_validity_hours,
+            ]
+        ),
+        DEVICES.index("room_air"),
+        DEVICE_NONE,
     )
+    number = dict(zip(CRS_NUMBERS, numbers, strict=True))
+    state = Assessments(Text(events.get_column(PID), number["row"]), number["patient"], flags[0], floats[0])
+    state.add(
+        **dict(zip(CRS_FLOATS[1:], floats[1:], strict=False)),
+        **{f"rate_{p}": floats[len(CRS_FLOATS) + k] for k, p in enumerate(pressors)},
+        **{f"rate_{p}_t": floats[len(CRS_FLOATS) + len(pressors) + k] for k, p in enumerate(pressors)},
+        **dict(zip(CRS_FLAGS[1:], flags[1:], strict=True)),
+        **dict(zip(CRS_SMALL, small, strict=True)),
+        o2_device=Text(cat, number["o2_device_row"]),
+        o2_device_code=number["o2_device_code"],
+        waiver_drug=Text(events.get_column("item"), number["waiver_drug_row"]),
+        death_cause=Text(cat, number["death_row"]),
+        bp_item=labels(["sbp", "map"], number["bp_item"]),
+        **{f"alt_{f}": Text(attribution.cause, number[f"alt_{f}"]) for f in ("fever", "hypotension", "hypoxia")},
+    )
+    return state
 
 
 @cache

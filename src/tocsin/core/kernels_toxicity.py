@@ -1,0 +1,286 @@
+"""Compiled passes of the CRS and ICANS states: every state column at every assessment, in one walk over the rows.
+
+A state column is "the value of the latest row of a signal at or before the assessment, within the patient". The
+state was a pass finding those latest rows, then some forty gathers and forty NumPy steps over them (validity
+windows, the latest blood pressure, the support): each a few µs of interpreter for a handful of rows. Here one
+loop compiled by Numba (:func:`tocsin.core.segments.compiled`: imported on first use, cached on disk) keeps the
+latest row of each signal as it walks the rows (a patient's rows adjacent, in time order) and writes the columns
+at the last row of each (patient, time). The outputs are a few two-dimensional arrays, one row per column, named
+by the tuples below.
+
+Floating point follows the NumPy code this replaced: the same operations in the same order (``(t - then) * 24``
+compared with the window, ``fmax`` of two times, ``nan_to_num`` of a rate), so every value is bit for bit the same.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tocsin.core.segments import compiled
+
+HOURS_PER_DAY = 24.0
+
+#: Signals of an item code in the CRS pass (bits of ``role``; a vasopressor is its own signal, ``pressor_of``).
+(
+    CRS_TEMPERATURE,
+    CRS_SBP,
+    CRS_MAP,
+    CRS_OXYGEN,
+    CRS_FLOW,
+    CRS_FIO2,
+    CRS_DEATH,
+    CRS_ALTERNATIVE,
+    CRS_IL6,
+    CRS_CRP,
+    CRS_WAIVER,
+    CRS_ANTIPYRETIC,
+) = (1 << bit for bit in range(12))
+
+#: Rows of the CRS pass's float output (NaN = null); the rates and their times (one per vasopressor) follow.
+CRS_FLOATS = (
+    "t",
+    "fever_t",
+    "fever_value",
+    "temp_t",
+    "temp_value",
+    "sbp_t",
+    "sbp_value",
+    "map_t",
+    "map_value",
+    "o2_device_t",
+    "o2_flow",
+    "o2_flow_t",
+    "fio2",
+    "fio2_t",
+    "waiver_drug_t",
+    "antipyretic_t",
+    "death_t",
+    "alt_t",
+    "bp_t",
+    "bp_value",
+    "o2_flow_current",
+)
+#: Rows of the CRS pass's boolean output.
+CRS_FLAGS = (
+    "first",
+    "temp_is_fever",
+    "sbp_low",
+    "map_low",
+    "death_due",
+    "fever_attributed",
+    "hypotension_attributed",
+    "hypoxia_attributed",
+    "bp_low",
+    "on_oxygen",
+    "any_vasopressor",
+    "febrile",
+    "temp_known",
+    "bp_known",
+)
+#: Rows of the CRS pass's small-integer output (-1 = unknown for the cytokines' ``falling``).
+CRS_SMALL = ("il6_falling", "crp_falling", "o2_device_tier", "n_vasopressors")
+#: Rows of the CRS pass's row-number and code output (-1 = none): event rows of the assessment and of the
+#: texts shown, the patient's position, the device's code, the attributions' rows and the blood pressure shown.
+CRS_NUMBERS = (
+    "row",
+    "patient",
+    "o2_device_row",
+    "o2_device_code",
+    "waiver_drug_row",
+    "death_row",
+    "alt_fever",
+    "alt_hypotension",
+    "alt_hypoxia",
+    "bp_item",
+)
+#: Rows of the CRS pass's ``limits`` input.
+CRS_LIMITS = (
+    "fever_celsius",
+    "pediatric_max_age_years",
+    "pediatric_sbp_base_mm_hg",
+    "pediatric_sbp_per_year_mm_hg",
+    "hypotension_sbp_mm_hg",
+    "hypotension_map_mm_hg",  # NaN: no MAP rule
+    "fever_window_hours",
+    "bp_validity_hours",
+)
+_N_FINDINGS = 3  # fever, hypotension, hypoxia: the findings a CRS attribution can name
+_N_CRS_FLOATS, _N_CRS_FLAGS, _N_CRS_SMALL, _N_CRS_NUMBERS = len(CRS_FLOATS), len(CRS_FLAGS), len(CRS_SMALL), len(
+    CRS_NUMBERS
+)
+#: ``np.nan_to_num``'s value for an infinite rate.
+_LARGEST = float(np.finfo(np.float64).max)
+
+
+def _crs_state_loop(
+    item: np.ndarray,
+    t: np.ndarray,
+    num: np.ndarray,
+    start: np.ndarray,
+    patient: np.ndarray,
+    event_row: np.ndarray,
+    role: np.ndarray,
+    pressor_of: np.ndarray,
+    counted: np.ndarray,
+    age: np.ndarray,
+    device: np.ndarray,
+    alt_position: np.ndarray,
+    alt_finding: np.ndarray,
+    alt_attributes: np.ndarray,
+    tiers: np.ndarray,
+    limits: np.ndarray,
+    room_air: int,
+    device_none: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The CRS state at every assessment (the last row of each patient and time) of the rows (a patient's rows
+    adjacent, in time order; ``start``: the row of the patient's first row). Per row: its item code (``role[code]``
+    its signals, ``pressor_of[code]`` its vasopressor or -1), the patient's position (``age`` per position, NaN
+    unknown), its event row, its oxygen device code, and of an attribution its row in ``alt_attributes`` and
+    finding (-1 for other rows). A temperature is a fever at or above the threshold unless a fever attribution is
+    in force; SBP is low below the threshold of the patient's age, MAP below its own (NaN: never)."""
+
+    def at(values: np.ndarray, row: int) -> float:
+        return values[row] if row >= 0 else np.nan
+
+    def rate_of(value: float) -> float:  # ``np.nan_to_num``: 0 where no rate is known
+        if np.isnan(value):
+            return 0.0
+        if np.isinf(value):
+            return _LARGEST if value > 0 else -_LARGEST
+        return value
+
+    n = item.shape[0]
+    pressors = counted.shape[0]
+    assessments = 0
+    for row in range(n):
+        if row == n - 1 or t[row + 1] != t[row] or start[row + 1] != start[row]:
+            assessments += 1
+    floats = np.empty((_N_CRS_FLOATS + 2 * pressors, assessments))
+    flags = np.empty((_N_CRS_FLAGS, assessments), dtype=np.bool_)
+    small = np.empty((_N_CRS_SMALL, assessments), dtype=np.int8)
+    numbers = np.empty((_N_CRS_NUMBERS, assessments), dtype=np.int64)
+    fever_c, pediatric_age, pediatric_base, pediatric_per_year = limits[0], limits[1], limits[2], limits[3]
+    sbp_limit, map_limit, fever_window, bp_validity = limits[4], limits[5], limits[6], limits[7]
+    latest_finding = np.full(_N_FINDINGS, -1, dtype=np.int64)
+    latest_pressor = np.full(pressors, -1, dtype=np.int64)
+    fever = temp = sbp = map_row = oxygen = flow = fio2 = waiver = antipyretic = death = alt = il6 = crp = -1
+    sbp_low = map_low = False
+    il6_falling = crp_falling = -1
+    il6_before = crp_before = np.nan
+    k, previous_start = 0, -1
+    for row in range(n):
+        if row == start[row]:
+            latest_finding[:] = -1
+            latest_pressor[:] = -1
+            fever = temp = sbp = map_row = oxygen = flow = fio2 = waiver = antipyretic = death = alt = il6 = crp = -1
+        bits = role[item[row]]
+        value = num[row]
+        if bits & CRS_TEMPERATURE:
+            temp = row
+            attribution = latest_finding[0]
+            if value >= fever_c and not (attribution >= 0 and alt_attributes[alt_position[attribution]]):
+                fever = row
+        if bits & CRS_SBP:
+            sbp = row
+            years = age[patient[row]] if patient[row] >= 0 else np.nan
+            if not np.isnan(years) and years <= pediatric_age:
+                sbp_low = value < pediatric_base + pediatric_per_year * np.floor(years)
+            else:
+                sbp_low = value < sbp_limit
+        if bits & CRS_MAP:
+            map_row, map_low = row, value < map_limit
+        if bits & CRS_OXYGEN:
+            oxygen = row
+        if bits & CRS_FLOW:
+            flow = row
+        if bits & CRS_FIO2:
+            fio2 = row
+        if bits & CRS_DEATH:
+            death = row
+        if bits & CRS_ALTERNATIVE:
+            alt = row
+            if alt_finding[row] >= 0:
+                latest_finding[alt_finding[row]] = row
+        if bits & CRS_IL6:
+            # Falling: below the patient's previous value (-1 = unknown: the first value, or either missing).
+            il6_falling = -1 if il6 < 0 or np.isnan(value) or np.isnan(il6_before) else int(value < il6_before)
+            il6, il6_before = row, value
+        if bits & CRS_CRP:
+            crp_falling = -1 if crp < 0 or np.isnan(value) or np.isnan(crp_before) else int(value < crp_before)
+            crp, crp_before = row, value
+        if bits & CRS_WAIVER:
+            waiver = row
+        if bits & CRS_ANTIPYRETIC:
+            antipyretic = row
+        if pressor_of[item[row]] >= 0:
+            latest_pressor[pressor_of[item[row]]] = row
+        if row < n - 1 and t[row + 1] == t[row] and start[row + 1] == start[row]:
+            continue  # not the last row of its time: the state at this time is not complete yet
+        now = t[row]
+        sbp_t, sbp_value, map_t, map_value = at(t, sbp), at(num, sbp), at(t, map_row), at(num, map_row)
+        device_t, flow_value, flow_t = at(t, oxygen), at(num, flow), at(t, flow)
+        fever_t, temp_t = at(t, fever), at(t, temp)
+        # The latest blood pressure (SBP and/or MAP at one time): low if either is; the low one (else SBP) shown.
+        bp_t = map_t if np.isnan(sbp_t) else sbp_t if np.isnan(map_t) or sbp_t >= map_t else map_t  # np.fmax
+        sbp_now, map_now = sbp_t == bp_t, map_t == bp_t
+        sbp_low_now, map_low_now = sbp_now and sbp_low, map_now and map_low
+        show_sbp = sbp_now and (sbp_low_now or not map_low_now)
+        # A flow belongs to the current device only if it was recorded with it or later.
+        current_flow = flow_value if np.isnan(device_t) or flow_t >= device_t else np.nan
+        code = device[oxygen] if oxygen >= 0 else device_none
+        floats[0, k], floats[1, k], floats[2, k], floats[3, k], floats[4, k] = (
+            now, fever_t, at(num, fever), temp_t, at(num, temp)
+        )
+        floats[5, k], floats[6, k], floats[7, k], floats[8, k] = sbp_t, sbp_value, map_t, map_value
+        floats[9, k], floats[10, k], floats[11, k], floats[12, k], floats[13, k] = (
+            device_t, flow_value, flow_t, at(num, fio2), at(t, fio2)
+        )
+        floats[14, k], floats[15, k], floats[16, k], floats[17, k] = (
+            at(t, waiver), at(t, antipyretic), at(t, death), at(t, alt)
+        )
+        floats[18, k] = bp_t
+        floats[19, k] = sbp_value if show_sbp else map_value if map_now else np.nan
+        floats[20, k] = current_flow
+        running, n_counted = False, 0
+        for p in range(pressors):
+            rate = rate_of(at(num, latest_pressor[p]))
+            floats[_N_CRS_FLOATS + p, k] = rate
+            floats[_N_CRS_FLOATS + pressors + p, k] = at(t, latest_pressor[p])
+            if rate > 0:
+                running = True
+                n_counted += counted[p]
+        for f in range(_N_FINDINGS):
+            position = alt_position[latest_finding[f]] if latest_finding[f] >= 0 else -1
+            numbers[6 + f, k] = position
+            flags[5 + f, k] = position >= 0 and alt_attributes[position]
+        flags[0, k] = start[row] != previous_start
+        previous_start = start[row]
+        flags[1, k] = temp >= 0 and temp == fever
+        flags[2, k], flags[3, k] = sbp >= 0 and sbp_low, map_row >= 0 and map_low
+        flags[4, k] = death >= 0
+        flags[8, k] = sbp_low_now or map_low_now
+        flags[9, k] = code != room_air if code != device_none else current_flow > 0
+        flags[10, k] = running
+        flags[11, k] = (now - fever_t) * HOURS_PER_DAY <= fever_window
+        flags[12, k] = (now - temp_t) * HOURS_PER_DAY <= fever_window
+        flags[13, k] = (now - bp_t) * HOURS_PER_DAY <= bp_validity
+        small[0, k] = il6_falling if il6 >= 0 else -1
+        small[1, k] = crp_falling if crp >= 0 else -1
+        small[2, k] = tiers[code]
+        small[3, k] = n_counted
+        numbers[0, k] = event_row[row]
+        numbers[1, k] = patient[row]
+        numbers[2, k] = event_row[oxygen] if oxygen >= 0 else -1
+        numbers[3, k] = code
+        numbers[4, k] = event_row[waiver] if waiver >= 0 else -1
+        numbers[5, k] = event_row[death] if death >= 0 else -1
+        numbers[9, k] = 0 if show_sbp else 1 if map_now else -1
+        k += 1
+    return floats, flags, small, numbers
+
+
+def crs_state_pass(*columns: object) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_crs_state_loop`, compiled: its float, boolean, small-integer and number outputs (rows named by
+    :data:`CRS_FLOATS` with the vasopressors' rates and times after them, :data:`CRS_FLAGS`, :data:`CRS_SMALL`,
+    :data:`CRS_NUMBERS`)."""
+    return compiled(_crs_state_loop)(*columns)

@@ -1,0 +1,230 @@
+"""The compiled CRS and ICANS state passes (``tocsin.core.kernels_toxicity``) against plain Python references that
+look back from every assessment for each signal's latest row, on random rows (ties in time, NaN values, patients
+without a signal, attributions) and at the edges (no row, one row)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from tocsin.core import kernels_toxicity as K
+
+_CODES = {
+    "temperature": K.CRS_TEMPERATURE,
+    "sbp": K.CRS_SBP,
+    "map": K.CRS_MAP,
+    "oxygen": K.CRS_OXYGEN,
+    "flow": K.CRS_FLOW,
+    "fio2": K.CRS_FIO2,
+    "death": K.CRS_DEATH,
+    "alt": K.CRS_ALTERNATIVE,
+    "il6": K.CRS_IL6,
+    "crp": K.CRS_CRP,
+    "drug": K.CRS_WAIVER,
+    "antipyretic": K.CRS_WAIVER | K.CRS_ANTIPYRETIC,
+    "bolus": 0,
+    "pressor_a": 0,
+    "pressor_b": 0,
+    "pressor_c": 0,
+}
+ROLE = np.array([*_CODES.values(), 0], dtype=np.int64)
+PRESSOR_OF = np.array([-1] * 13 + [0, 1, 2, -1], dtype=np.int64)
+COUNTED = np.array([True, True, False])
+TIERS = np.array([2, 3, 4, 0, -1, -1], dtype=np.int8)  # four devices (the last room air), unknown, none
+ROOM_AIR, DEVICE_NONE = 3, 5
+LIMITS = np.array([38.0, 10.0, 70.0, 2.0, 90.0, 65.0, 24.0, 12.0])
+
+
+def _random_rows(seed: int, n: int) -> tuple:
+    rng = np.random.default_rng(seed)
+    patient = np.sort(rng.integers(0, 4, n))
+    item = rng.integers(0, len(_CODES), n)
+    t = np.round(rng.uniform(-1, 6, n) * 4) / 4  # ties within a patient
+    order = np.lexsort((t, patient))
+    patient, item, t = patient[order], item[order], t[order]
+    t[rng.random(n) < 0.03] = np.nan
+    num = np.where(item == 0, rng.uniform(36, 40, n), rng.uniform(-5, 150, n))
+    num[rng.random(n) < 0.15] = np.nan
+    num[(item >= 13) & (item <= 15) & (rng.random(n) < 0.3)] = 0.0
+    num[(item == 13) & (rng.random(n) < 0.05)] = np.inf
+    start = np.zeros(n, dtype=np.int64)
+    for row in range(1, n):
+        start[row] = row if patient[row] != patient[row - 1] else start[row - 1]
+    device = np.where(item == 3, rng.integers(0, 6, n), DEVICE_NONE)
+    alts = np.flatnonzero(item == 7)
+    alt_position = np.full(n, -1, dtype=np.int64)
+    alt_position[alts] = np.arange(alts.size)
+    alt_finding = np.full(n, -1, dtype=np.int64)
+    alt_finding[alts] = rng.integers(-1, 3, alts.size)
+    alt_attributes = rng.random(alts.size) < 0.7
+    age = np.array([5.5, np.nan, 40.0, 9.0])
+    position = np.where(patient == 1, -1, patient)  # a patient the table does not hold
+    event_row = np.arange(n, dtype=np.int64) * 3 + 1
+    return (item, t, num, start, position, event_row, ROLE, PRESSOR_OF, COUNTED, age, device, alt_position,
+            alt_finding, alt_attributes, TIERS, LIMITS, ROOM_AIR, DEVICE_NONE)
+
+
+def _crs_reference(columns: tuple) -> dict[str, list]:
+    (item, t, num, start, patient, event_row, role, pressor_of, counted, age, device, alt_position, alt_finding,
+     alt_attributes, tiers, limits, room_air, device_none) = columns
+    n = item.shape[0]
+
+    def latest(row: int, holds) -> int:
+        return next((q for q in range(row, start[row] - 1, -1) if holds(q)), -1)
+
+    def has(bit: int):
+        return lambda q: bool(role[item[q]] & bit)
+
+    def at(values, row: int) -> float:
+        return float(values[row]) if row >= 0 else math.nan
+
+    def fever(q: int) -> bool:
+        if not role[item[q]] & K.CRS_TEMPERATURE:
+            return False
+        attribution = latest(q, lambda x: bool(role[item[x]] & K.CRS_ALTERNATIVE) and alt_finding[x] == 0)
+        return num[q] >= limits[0] and not (attribution >= 0 and alt_attributes[alt_position[attribution]])
+
+    def low_sbp(q: int) -> bool:
+        years = age[patient[q]] if patient[q] >= 0 else math.nan
+        pediatric = not math.isnan(years) and years <= limits[1]
+        return bool(num[q] < (limits[2] + limits[3] * math.floor(years) if pediatric else limits[4]))
+
+    def falling(q: int, bit: int) -> int:
+        if q < 0:
+            return -1
+        before = latest(q - 1, has(bit)) if q > start[q] else -1
+        if before < 0 or math.isnan(num[q]) or math.isnan(num[before]):
+            return -1
+        return int(num[q] < num[before])
+
+    out: dict[str, list] = {}
+
+    def put(name: str, value) -> None:
+        out.setdefault(name, []).append(value)
+
+    previous_start = -1
+    for row in range(n):
+        if row < n - 1 and t[row + 1] == t[row] and start[row + 1] == start[row]:
+            continue
+        now = t[row]
+        rows = {name: latest(row, has(bit)) for name, bit in [
+            ("temp", K.CRS_TEMPERATURE), ("sbp", K.CRS_SBP), ("map", K.CRS_MAP), ("o2", K.CRS_OXYGEN),
+            ("flow", K.CRS_FLOW), ("fio2", K.CRS_FIO2), ("death", K.CRS_DEATH), ("alt", K.CRS_ALTERNATIVE),
+            ("il6", K.CRS_IL6), ("crp", K.CRS_CRP), ("waiver", K.CRS_WAIVER), ("antipyretic", K.CRS_ANTIPYRETIC)]}
+        rows["fever"] = latest(row, fever)
+        pressor_rows = [latest(row, lambda q, p=p: pressor_of[item[q]] == p) for p in range(counted.shape[0])]
+        sbp_t, map_t = at(t, rows["sbp"]), at(t, rows["map"])
+        bp_t = float(np.fmax(sbp_t, map_t))
+        sbp_low = rows["sbp"] >= 0 and low_sbp(rows["sbp"])
+        map_low = rows["map"] >= 0 and bool(num[rows["map"]] < limits[5])
+        sbp_now, map_now = sbp_t == bp_t, map_t == bp_t
+        show_sbp = sbp_now and (sbp_now and sbp_low or not (map_now and map_low))
+        device_t, flow_t = at(t, rows["o2"]), at(t, rows["flow"])
+        flow = at(num, rows["flow"]) if math.isnan(device_t) or flow_t >= device_t else math.nan
+        code = int(device[rows["o2"]]) if rows["o2"] >= 0 else device_none
+        rates = [float(np.nan_to_num(at(num, r), nan=0.0)) for r in pressor_rows]
+        positions = [alt_position[latest(row, lambda q, f=f: bool(role[item[q]] & K.CRS_ALTERNATIVE)
+                                         and alt_finding[q] == f)] if latest(row, lambda q, f=f: bool(
+                                             role[item[q]] & K.CRS_ALTERNATIVE) and alt_finding[q] == f) >= 0
+                     else -1 for f in range(3)]
+        floats = {
+            "t": now, "fever_t": at(t, rows["fever"]), "fever_value": at(num, rows["fever"]),
+            "temp_t": at(t, rows["temp"]), "temp_value": at(num, rows["temp"]), "sbp_t": sbp_t,
+            "sbp_value": at(num, rows["sbp"]), "map_t": map_t, "map_value": at(num, rows["map"]),
+            "o2_device_t": device_t, "o2_flow": at(num, rows["flow"]), "o2_flow_t": flow_t,
+            "fio2": at(num, rows["fio2"]), "fio2_t": at(t, rows["fio2"]), "waiver_drug_t": at(t, rows["waiver"]),
+            "antipyretic_t": at(t, rows["antipyretic"]), "death_t": at(t, rows["death"]),
+            "alt_t": at(t, rows["alt"]), "bp_t": bp_t,
+            "bp_value": at(num, rows["sbp"]) if show_sbp else at(num, rows["map"]) if map_now else math.nan,
+            "o2_flow_current": flow,
+        }
+        for name, value in floats.items():
+            put(name, value)
+        for p, rate in enumerate(rates):
+            put(f"rate_{p}", rate)
+            put(f"rate_{p}_t", at(t, pressor_rows[p]))
+        flags = {
+            "first": bool(start[row] != previous_start), "temp_is_fever": rows["temp"] >= 0
+            and rows["temp"] == rows["fever"], "sbp_low": sbp_low, "map_low": map_low,
+            "death_due": rows["death"] >= 0,
+            **{f"{f}_attributed": positions[k] >= 0 and bool(alt_attributes[positions[k]])
+               for k, f in enumerate(("fever", "hypotension", "hypoxia"))},
+            "bp_low": sbp_now and sbp_low or map_now and map_low,
+            "on_oxygen": code != room_air if code != device_none else float(np.nan_to_num(flow, nan=0.0)) > 0,
+            "any_vasopressor": any(r > 0 for r in rates),
+            "febrile": (now - floats["fever_t"]) * 24.0 <= limits[6],
+            "temp_known": (now - floats["temp_t"]) * 24.0 <= limits[6],
+            "bp_known": (now - bp_t) * 24.0 <= limits[7],
+        }
+        previous_start = start[row]
+        for name, value in flags.items():
+            put(name, bool(value))
+        small = {"il6_falling": falling(rows["il6"], K.CRS_IL6), "crp_falling": falling(rows["crp"], K.CRS_CRP),
+                 "o2_device_tier": int(tiers[code]),
+                 "n_vasopressors": sum(r > 0 for r, c in zip(rates, counted, strict=True) if c)}
+        for name, value in small.items():
+            put(name, value)
+        numbers = {
+            "row": int(event_row[row]), "patient": int(patient[row]),
+            "o2_device_row": int(event_row[rows["o2"]]) if rows["o2"] >= 0 else -1, "o2_device_code": code,
+            "waiver_drug_row": int(event_row[rows["waiver"]]) if rows["waiver"] >= 0 else -1,
+            "death_row": int(event_row[rows["death"]]) if rows["death"] >= 0 else -1,
+            **{f"alt_{f}": int(positions[k]) for k, f in enumerate(("fever", "hypotension", "hypoxia"))},
+            "bp_item": 0 if show_sbp else 1 if map_now else -1,
+        }
+        for name, value in numbers.items():
+            put(name, value)
+    return out
+
+
+def _crs_kernel(columns: tuple) -> dict[str, list]:
+    floats, flags, small, numbers = K.crs_state_pass(*columns)
+    pressors = columns[8].shape[0]
+    names = [*K.CRS_FLOATS, *(f"rate_{p}" for p in range(pressors)), *(f"rate_{p}_t" for p in range(pressors))]
+    out = {}
+    for table, table_names in ((floats, names), (flags, K.CRS_FLAGS), (small, K.CRS_SMALL),
+                               (numbers, K.CRS_NUMBERS)):
+        assert table.shape == (len(table_names), table.shape[1])
+        out.update({name: values.tolist() for name, values in zip(table_names, table, strict=True)})
+    assert flags.dtype == np.bool_ and small.dtype == np.int8 and numbers.dtype == np.int64
+    return out
+
+
+def _same(a: list, b: list) -> bool:
+    return len(a) == len(b) and all(x == y or (isinstance(x, float) and math.isnan(x) and math.isnan(y))
+                                    for x, y in zip(a, b, strict=True))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_crs_state_pass_matches_the_reference_on_random_rows(seed: int) -> None:
+    columns = _random_rows(seed, 150)
+    expected, found = _crs_reference(columns), _crs_kernel(columns)
+    for name, values in expected.items():
+        assert _same(found[name], values), name
+    assert sorted(found) == sorted(expected)
+
+
+@pytest.mark.parametrize("n", [0, 1])
+def test_crs_state_pass_of_no_row_and_one_row(n: int) -> None:
+    columns = _random_rows(7, max(n, 1))
+    columns = tuple(c[:n] if isinstance(c, np.ndarray) and i in range(6) or i in (10, 11, 12) else c
+                    for i, c in enumerate(columns))
+    found, expected = _crs_kernel(columns), _crs_reference(columns)
+    assert all(len(v) == n for v in found.values())
+    for name, values in expected.items():
+        assert _same(found[name], values), name
+
+
+def test_crs_state_pass_without_a_map_rule_or_vasopressors() -> None:
+    columns = list(_random_rows(3, 80))
+    columns[15] = LIMITS.copy()
+    columns[15][5] = np.nan  # no MAP rule: a MAP is never low
+    found = _crs_kernel(tuple(columns))
+    assert not any(found["map_low"])
+    assert _same(found["bp_t"], _crs_reference(tuple(columns))["bp_t"])
+    columns[8] = np.zeros(0, dtype=np.bool_)
+    columns[7] = np.full(PRESSOR_OF.shape, -1, dtype=np.int64)
+    found = _crs_kernel(tuple(columns))
+    assert not any(found["any_vasopressor"]) and not any(found["n_vasopressors"])
