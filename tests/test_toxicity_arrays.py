@@ -17,7 +17,6 @@ from tocsin.core.timeline import (
     labels,
     latest_valid,
     null_texts,
-    numbers_at,
     text_positions,
 )
 from tocsin.vocabulary import load_vocabulary
@@ -171,12 +170,6 @@ def test_first_label_first_case_wins_and_missing_text() -> None:
     assert first_label([(np.zeros(0, np.bool_), "a")]).index.shape == (0,)
     needed = missing_text([(np.array([True, False, True]), "x"), (np.array([True, False, False]), "y")])
     assert frame_of({"missing": needed}).get_column("missing").to_list() == ["x; y", "", "x"]
-
-
-def test_numbers_at_gives_int64_and_minus_one_for_none() -> None:
-    found = numbers_at(np.array([7, 8, 9], dtype=np.int64), np.array([2, -1, 0]))
-    assert found.dtype == np.int64 and found.tolist() == [9, -1, 7]
-    assert numbers_at(np.array([3], dtype=np.int32), np.array([0])).dtype == np.int64
 
 
 def test_frame_of_a_batch_height_builds_each_column_alone_with_the_same_result(monkeypatch) -> None:

@@ -228,3 +228,164 @@ def test_crs_state_pass_without_a_map_rule_or_vasopressors() -> None:
     columns[7] = np.full(PRESSOR_OF.shape, -1, dtype=np.int64)
     found = _crs_kernel(tuple(columns))
     assert not any(found["any_vasopressor"]) and not any(found["n_vasopressors"])
+
+
+N_ICE, N_CAPD = 2, 3
+# Codes: 0 ICE, 1 CAPD total, 2-3 ICE items, 4-6 CAPD items, 7-12 the domains, 13 death, 14 attribution, 15 other.
+ICANS_SIGNAL_OF = np.array([*range(14), K.ICANS_ATTRIBUTION, -1, -1], dtype=np.int64)
+N_UNION = 4
+OWN_CODE = np.array([[0, 1, -1, 2, -1]] * 6, dtype=np.int64)
+
+
+def _random_icans_rows(seed: int, n: int) -> tuple:
+    rng = np.random.default_rng(seed)
+    patient = np.sort(rng.integers(0, 3, n))
+    item = rng.integers(0, 16, n)
+    t = np.round(rng.uniform(0, 4, n) * 4) / 4
+    order = np.lexsort((t, patient))
+    patient, item, t = patient[order], item[order], t[order]
+    t[rng.random(n) < 0.03] = np.nan
+    num = np.round(rng.uniform(0, 4, n))
+    num[rng.random(n) < 0.1] = np.nan
+    start = np.zeros(n, dtype=np.int64)
+    for row in range(1, n):
+        start[row] = row if patient[row] != patient[row - 1] else start[row - 1]
+    alts = np.flatnonzero(item == 14)
+    keep = np.ones(n, dtype=np.bool_)
+    keep[alts] = rng.random(alts.size) < 0.7  # an attribution of another finding: no row at all
+    alt_position = np.full(n, -1, dtype=np.int64)
+    alt_position[alts] = np.arange(alts.size)
+    finding = np.full(n, -1, dtype=np.int64)
+    finding[alts] = rng.integers(0, 7, alts.size)
+    domain = (item >= 7) & (item <= 12)
+    value_given = ~domain | (rng.random(n) < 0.8)
+    value_code = np.where(domain, rng.integers(-1, N_UNION, n), -1)
+    age = np.array([30.0, np.nan, 8.0])
+    position = np.where(patient == 2, -1, patient)
+    event_row = np.arange(n, dtype=np.int64) + 10
+    return (item, t, num, start, position, event_row, keep, ICANS_SIGNAL_OF, N_ICE, N_CAPD, finding, value_given,
+            value_code, OWN_CODE, alt_position, rng.random(alts.size) < 0.6, age, 24.0, 12.0)
+
+
+def _icans_reference(columns: tuple) -> dict[str, list]:
+    (item, t, num, start, patient, event_row, keep, signal_of, n_ice, n_capd, finding, value_given, value_code,
+     own_code, alt_position, alt_attributes, age, neuro_hours, seizure_hours) = columns
+    kept = [row for row in range(item.shape[0]) if keep[row]]
+
+    def signal(row: int) -> int:
+        s = signal_of[item[row]]
+        if s == K.ICANS_ATTRIBUTION:
+            return 14 + finding[row] if finding[row] >= 0 else -1
+        return int(s)
+
+    assessments = [row for k, row in enumerate(kept) if k == len(kept) - 1 or t[kept[k + 1]] != t[row]
+                   or start[kept[k + 1]] != start[row]]
+    observed = []  # per assessment: {stamp: (value...)} of what was observed at it
+    for row in assessments:
+        here = {}
+        for s in range(21):
+            latest = next((q for q in reversed(kept) if start[row] == start[q] and q <= row and signal(q) == s), -1)
+            here[s] = latest if latest >= 0 and t[latest] == t[row] else -1
+        seen = {}
+        first_item = 2
+        for tool, items in ((0, n_ice), (1, n_capd)):
+            values = [num[here[first_item + i]] if here[first_item + i] >= 0 else math.nan for i in range(items)]
+            first_item += items
+            score = num[here[tool]] if here[tool] >= 0 else math.nan
+            absent = sum(1 << i for i, v in enumerate(values) if math.isnan(v))
+            value = score if not math.isnan(score) else sum(values[1:], values[0]) if absent == 0 else math.nan
+            if not math.isnan(value):
+                seen[("tool", tool)] = value
+            if math.isnan(score) and absent != (1 << items) - 1 and absent:
+                seen[("incomplete", tool)] = absent
+        for d in range(7):
+            source = here[7 + d]
+            if source >= 0 and value_given[source]:
+                seen[("domain", d)] = source
+        for f in range(7):
+            if here[14 + f] >= 0:
+                seen[("finding", f)] = here[14 + f]
+        observed.append(seen)
+    out: dict[str, list] = {}
+
+    def put(name: str, value) -> None:
+        out.setdefault(name, []).append(value)
+
+    for k, row in enumerate(assessments):
+        now = t[row]
+
+        def last(key):
+            for j in range(k, -1, -1):
+                if start[assessments[j]] != start[row]:
+                    return None, math.nan
+                if key in observed[j]:
+                    return observed[j][key], t[assessments[j]]
+            return None, math.nan
+
+        put("t", now)
+        tools = [last(("tool", tool)) for tool in range(2)]
+        for tool, name in enumerate(("ice", "capd")):
+            value, at_t = tools[tool]
+            put(f"{name}_value", math.nan if value is None else value)
+            put(f"{name}_t", at_t)
+        domains = [last(("domain", d)) for d in range(7)]
+        for d, name in enumerate((*K.ICANS_DOMAINS, "death")):
+            put(f"{name}_t", domains[d][1])
+            put(f"{name}_row", -1 if domains[d][0] is None else int(event_row[domains[d][0]]))
+        put("age_years", age[patient[row]] if patient[row] >= 0 else math.nan)
+        put("first", k == 0 or start[assessments[k - 1]] != start[row])
+        for name, at_t, hours in (("ice", tools[0][1], neuro_hours), ("capd", tools[1][1], neuro_hours),
+                                  ("consciousness", domains[0][1], neuro_hours),
+                                  ("global_aphasia", domains[1][1], neuro_hours),
+                                  ("seizure", domains[2][1], seizure_hours)):
+            put(f"{name}_fresh", bool((now - at_t) * 24.0 <= hours))
+        put("death_due", not math.isnan(domains[6][1]))
+        for f, name in enumerate(K.ICANS_FINDINGS):
+            source = last(("finding", f))[0]
+            position = -1 if source is None else int(alt_position[source])
+            put(f"alt_{name}", position)
+            put(f"{name}_attributed", position >= 0 and bool(alt_attributes[position]))
+        put("row", int(event_row[row]))
+        put("patient", int(patient[row]))
+        for tool, name in enumerate(("ice", "capd")):
+            mask = last(("incomplete", tool))[0]
+            put(f"{name}_incomplete_last", -1 if mask is None else mask)
+        for d, name in enumerate(K.ICANS_DOMAINS):
+            source = domains[d][0]
+            put(f"{name}_code", int(own_code[d][value_code[source]]) if source is not None else -1)
+    return out
+
+
+def _icans_kernel(columns: tuple) -> dict[str, list]:
+    floats, flags, numbers = K.icans_state_pass(*columns)
+    out = {}
+    for table, names in ((floats, K.ICANS_FLOATS), (flags, K.ICANS_FLAGS), (numbers, K.ICANS_NUMBERS)):
+        assert table.shape == (len(names), table.shape[1])
+        out.update({name: values.tolist() for name, values in zip(names, table, strict=True)})
+    assert flags.dtype == np.bool_ and numbers.dtype == np.int64
+    return out
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_icans_state_pass_matches_the_reference_on_random_rows(seed: int) -> None:
+    columns = _random_icans_rows(seed, 160)
+    expected, found = _icans_reference(columns), _icans_kernel(columns)
+    assert sorted(found) == sorted(expected)
+    for name, values in expected.items():
+        assert _same(found[name], values), name
+
+
+@pytest.mark.parametrize("n", [0, 1])
+def test_icans_state_pass_of_no_row_and_one_row(n: int) -> None:
+    columns = _random_icans_rows(2, 1)
+    columns = tuple(c[:n] if i in (0, 1, 2, 3, 4, 5, 6, 10, 11, 12, 14) else c for i, c in enumerate(columns))
+    found, expected = _icans_kernel(columns), _icans_reference(columns)
+    assert all(len(v) == n for v in found.values())
+    for name, values in expected.items():
+        assert _same(found[name], values), name
+
+
+def test_icans_state_pass_when_every_row_is_an_attribution_of_another_finding() -> None:
+    columns = list(_random_icans_rows(4, 30))
+    columns[6] = np.zeros(30, dtype=np.bool_)
+    assert all(len(v) == 0 for v in _icans_kernel(tuple(columns)).values())

@@ -284,3 +284,174 @@ def crs_state_pass(*columns: object) -> tuple[np.ndarray, np.ndarray, np.ndarray
     :data:`CRS_FLOATS` with the vasopressors' rates and times after them, :data:`CRS_FLAGS`, :data:`CRS_SMALL`,
     :data:`CRS_NUMBERS`)."""
     return compiled(_crs_state_loop)(*columns)
+
+
+#: Rows of the ICANS pass's float output (NaN = null): the assessment's time, each tool's latest score and its
+#: time, each domain's and the death's latest time, the patient's age.
+ICANS_DOMAINS = ("consciousness", "global_aphasia", "seizure", "motor_weakness", "cerebral_edema", "icp_sign")
+ICANS_FLOATS = (
+    "t",
+    "ice_value",
+    "ice_t",
+    "capd_value",
+    "capd_t",
+    *(f"{d}_t" for d in ICANS_DOMAINS),
+    "death_t",
+    "age_years",
+)
+#: The findings an ICANS attribution can name (``timeline.NEURO_FINDINGS``).
+ICANS_FINDINGS = ("ice", "capd", "consciousness", "seizure", "motor_weakness", "cerebral_edema", "icp_sign")
+#: Rows of the ICANS pass's boolean output.
+ICANS_FLAGS = (
+    "first",
+    *(f"{name}_fresh" for name in ("ice", "capd", "consciousness", "global_aphasia", "seizure")),
+    "death_due",
+    *(f"{f}_attributed" for f in ICANS_FINDINGS),
+)
+#: Rows of the ICANS pass's number output (-1 = none): event rows (of the assessment, of each domain's and the
+#: death's latest value), the patient's position, the mask of the items an incomplete tool lacked, each domain's
+#: value code (its position among the domain's graded values) and each attribution's row.
+ICANS_NUMBERS = (
+    "row",
+    "patient",
+    "ice_incomplete_last",
+    "capd_incomplete_last",
+    *(f"{d}_row" for d in ICANS_DOMAINS),
+    "death_row",
+    *(f"{d}_code" for d in ICANS_DOMAINS),
+    *(f"alt_{f}" for f in ICANS_FINDINGS),
+)
+#: ``signal_of`` of an attribution's item code: its signal is that of the finding it names.
+ICANS_ATTRIBUTION = -2
+_N_DOMAINS, _N_ICANS_FINDINGS = len(ICANS_DOMAINS), len(ICANS_FINDINGS)
+_N_ICANS_FLOATS, _N_ICANS_FLAGS, _N_ICANS_NUMBERS = len(ICANS_FLOATS), len(ICANS_FLAGS), len(ICANS_NUMBERS)
+
+
+def _icans_state_loop(
+    item: np.ndarray,
+    t: np.ndarray,
+    num: np.ndarray,
+    start: np.ndarray,
+    patient: np.ndarray,
+    event_row: np.ndarray,
+    keep: np.ndarray,
+    signal_of: np.ndarray,
+    n_ice: int,
+    n_capd: int,
+    finding: np.ndarray,
+    value_given: np.ndarray,
+    value_code: np.ndarray,
+    own_code: np.ndarray,
+    alt_position: np.ndarray,
+    alt_attributes: np.ndarray,
+    age: np.ndarray,
+    neuro_hours: float,
+    seizure_hours: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ICANS state at every assessment (the last kept row of each patient and time; ``keep``: not an
+    attribution of another finding) of the rows (a patient's rows adjacent, in time order, ``start`` the same
+    for a patient's rows). Signals, by ``signal_of[code]``: 0 ICE and 1 CAPD total, then the ``n_ice`` ICE and
+    ``n_capd`` CAPD items, the domains (:data:`ICANS_DOMAINS`), the death, and an attribution that of its
+    ``finding``. A signal is observed at an assessment when its latest row is at the assessment's time (and, for a
+    domain, gives a value); a tool's score is its total, else the sum of its items when all are given (an
+    incomplete one: the mask of the items it lacked). Each column is then its latest observation in the
+    patient, with ``value_code`` (per row, among every graded value) read through ``own_code[domain]``."""
+
+    def at(values: np.ndarray, row: int) -> float:
+        return values[row] if row >= 0 else np.nan
+
+    n = item.shape[0]
+    assessments, next_kept = 0, -1
+    last = np.zeros(n, dtype=np.bool_)
+    for row in range(n - 1, -1, -1):  # backwards: a kept row is the last of its time if the next kept row is not
+        if keep[row]:
+            last[row] = next_kept < 0 or t[next_kept] != t[row] or start[next_kept] != start[row]
+            assessments += last[row]
+            next_kept = row
+    floats = np.empty((_N_ICANS_FLOATS, assessments))
+    flags = np.empty((_N_ICANS_FLAGS, assessments), dtype=np.bool_)
+    numbers = np.empty((_N_ICANS_NUMBERS, assessments), dtype=np.int64)
+    death_signal = 2 + n_ice + n_capd + _N_DOMAINS
+    n_signals = death_signal + 1 + _N_ICANS_FINDINGS
+    latest = np.full(n_signals, -1, dtype=np.int64)
+    # The latest observation of each tool (score, time, mask of an incomplete one), domain and the death (row and
+    # time) and attribution (row), in the patient.
+    tool_value, tool_t, tool_incomplete = np.full(2, np.nan), np.full(2, np.nan), np.full(2, -1, dtype=np.int64)
+    domain_row, domain_t = np.full(_N_DOMAINS + 1, -1, dtype=np.int64), np.full(_N_DOMAINS + 1, np.nan)
+    finding_row = np.full(_N_ICANS_FINDINGS, -1, dtype=np.int64)
+    unknown = own_code.shape[1] - 1  # the code of another value, or none
+    k, current, new_patient = 0, -1, False
+    for row in range(n):
+        if not keep[row]:
+            continue
+        if start[row] != current:
+            current, new_patient = start[row], True
+            latest[:] = -1
+            tool_value[:], tool_t[:], tool_incomplete[:] = np.nan, np.nan, -1
+            domain_row[:], domain_t[:], finding_row[:] = -1, np.nan, -1
+        signal = signal_of[item[row]]
+        if signal == ICANS_ATTRIBUTION:
+            signal = death_signal + 1 + finding[row] if finding[row] >= 0 else -1
+        if signal >= 0:
+            latest[signal] = row
+        if not last[row]:
+            continue
+        now = t[row]
+        first_item = 2
+        for tool, items in ((0, n_ice), (1, n_capd)):
+            # The values recorded at this time: the latest rows, if at this time.
+            score_row = latest[tool]
+            score = num[score_row] if score_row >= 0 and t[score_row] == now else np.nan
+            total, absent, present = np.nan, 0, False
+            for i in range(items):
+                item_row = latest[first_item + i]
+                value = num[item_row] if item_row >= 0 and t[item_row] == now else np.nan
+                total = value if i == 0 else total + value
+                if np.isnan(value):
+                    absent |= 1 << i
+                else:
+                    present = True
+            first_item += items
+            here = score if not np.isnan(score) else total if absent == 0 else np.nan
+            if not np.isnan(here):
+                tool_value[tool], tool_t[tool] = here, now
+            if np.isnan(score) and present and absent != 0:
+                tool_incomplete[tool] = absent
+        for d in range(_N_DOMAINS + 1):  # the domains, then the death
+            source = latest[2 + n_ice + n_capd + d]
+            if source >= 0 and t[source] == now and value_given[source]:
+                domain_row[d], domain_t[d] = source, now
+        for f in range(_N_ICANS_FINDINGS):
+            source = latest[death_signal + 1 + f]
+            if source >= 0 and t[source] == now:
+                finding_row[f] = source
+        floats[0, k] = now
+        floats[1, k], floats[2, k], floats[3, k], floats[4, k] = tool_value[0], tool_t[0], tool_value[1], tool_t[1]
+        for d in range(_N_DOMAINS + 1):
+            floats[5 + d, k] = domain_t[d]
+            numbers[4 + d, k] = event_row[domain_row[d]] if domain_row[d] >= 0 else -1
+        for d in range(_N_DOMAINS):
+            code = value_code[domain_row[d]] if domain_row[d] >= 0 else -1
+            numbers[5 + _N_DOMAINS + d, k] = own_code[d, code if code >= 0 else unknown]
+        floats[6 + _N_DOMAINS, k] = age[patient[row]] if patient[row] >= 0 else np.nan
+        flags[1, k] = (now - tool_t[0]) * HOURS_PER_DAY <= neuro_hours
+        flags[2, k] = (now - tool_t[1]) * HOURS_PER_DAY <= neuro_hours
+        flags[3, k] = (now - domain_t[0]) * HOURS_PER_DAY <= neuro_hours
+        flags[4, k] = (now - domain_t[1]) * HOURS_PER_DAY <= neuro_hours
+        flags[5, k] = (now - domain_t[2]) * HOURS_PER_DAY <= seizure_hours
+        flags[6, k] = not np.isnan(domain_t[_N_DOMAINS])
+        for f in range(_N_ICANS_FINDINGS):
+            position = alt_position[finding_row[f]] if finding_row[f] >= 0 else -1
+            numbers[5 + 2 * _N_DOMAINS + f, k] = position
+            flags[7 + f, k] = position >= 0 and alt_attributes[position]
+        flags[0, k], new_patient = new_patient, False
+        numbers[0, k], numbers[1, k] = event_row[row], patient[row]
+        numbers[2, k], numbers[3, k] = tool_incomplete[0], tool_incomplete[1]
+        k += 1
+    return floats, flags, numbers
+
+
+def icans_state_pass(*columns: object) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_icans_state_loop`, compiled: its float, boolean and number outputs (rows named by
+    :data:`ICANS_FLOATS`, :data:`ICANS_FLAGS`, :data:`ICANS_NUMBERS`)."""
+    return compiled(_icans_state_loop)(*columns)

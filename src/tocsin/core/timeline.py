@@ -15,9 +15,9 @@ Assessment times are the distinct times at which any item relevant to the toxici
 state at that time includes every row at that time.
 
 An eager Polars operation costs 20–500 µs however few its rows, and the state took about forty of them per
-toxicity; so the state is NumPy arrays over the toxicity's rows (:class:`ToxicityRows`), the latest row of
-every signal at every assessment comes from one compiled pass (the loop of
-:func:`tocsin.core.segments.latest_rows_loop`), and the text columns are gathered once when the timeline frame is
+toxicity; so the state is NumPy arrays over the toxicity's rows (:class:`ToxicityRows`), every state column at
+every assessment comes from one compiled pass per toxicity (:mod:`tocsin.core.kernels_toxicity`: the latest row of
+each signal, its validity, the derived columns), and the text columns are gathered once when the timeline frame is
 built (:class:`Assessments`).
 """
 
@@ -38,7 +38,8 @@ from tocsin.core.polars_handles import (
 )
 from tocsin.core.kernels_toxicity import (
     CRS_ALTERNATIVE, CRS_ANTIPYRETIC, CRS_CRP, CRS_DEATH, CRS_FIO2, CRS_FLAGS, CRS_FLOATS, CRS_FLOW, CRS_IL6, CRS_MAP,
-    CRS_NUMBERS, CRS_OXYGEN, CRS_SBP, CRS_SMALL, CRS_TEMPERATURE, CRS_WAIVER, crs_state_pass,
+    CRS_NUMBERS, CRS_OXYGEN, CRS_SBP, CRS_SMALL, CRS_TEMPERATURE, CRS_WAIVER, ICANS_ATTRIBUTION, ICANS_DOMAINS,
+    ICANS_FINDINGS, ICANS_FLAGS, ICANS_FLOATS, ICANS_NUMBERS, crs_state_pass, icans_state_pass,
 )
 from tocsin.core.segments import compiled, latest_rows_loop
 from tocsin.criteria import load_scale
@@ -47,7 +48,7 @@ from tocsin.vocabulary import Vocabulary
 PID = "patient_id"
 HOURS_PER_DAY = 24.0
 #: Findings an ``alternative_cause`` row can name for ICANS (``consciousness:sedation``...).
-NEURO_FINDINGS = ("ice", "capd", "consciousness", "seizure", "motor_weakness", "cerebral_edema", "icp_sign")
+NEURO_FINDINGS = ICANS_FINDINGS
 
 
 @dataclass(frozen=True)
@@ -242,13 +243,6 @@ class ToxicityRows:
         wanted[[self.code[i] for i in items]] = True
         return wanted[self.item]
 
-    def last_of_time(self) -> np.ndarray:
-        """Rows that are the last of their (patient, time): after them the state at that time is complete."""
-        last = np.ones(self.height, dtype=np.bool_)
-        last[:-1] = (self.t[1:] != self.t[:-1]) | (self.start[1:] != self.start[:-1])
-        return last
-
-
 def toxicity_rows(
     events: pl.DataFrame, patients: pl.DataFrame, items: Collection[str], cause: str, read: EventCodes | None = None
 ) -> ToxicityRows:
@@ -305,35 +299,6 @@ def _empty_read(columns: Callable[[], tuple[pl.Expr, ...]]) -> pl.DataFrame:
     return pl.DataFrame(schema={"cat": pl.Utf8}).select(columns())
 
 
-def latest_signal_rows(
-    rows: ToxicityRows, signals: Mapping[str, Collection[str] | np.ndarray], keep: np.ndarray
-) -> dict[str, np.ndarray]:
-    """At every row where ``keep`` holds: for each signal, the row (of the subset) of its latest row at or
-    before it within the patient (-1 if none). A signal is the items whose rows it is, or a boolean per row."""
-    names = list(signals)
-    flagged = [k for k, s in enumerate(signals.values()) if isinstance(s, np.ndarray)]
-    # The signals of each item code: (code, signal) pairs sorted by code (stable: each code's in signal order),
-    # and where each code's run starts.
-    pairs = [
-        (rows.code[item], k) for k, s in enumerate(signals.values()) if not isinstance(s, np.ndarray) for item in s
-    ]
-    codes = np.array([code for code, _ in pairs], dtype=np.int64)
-    by_code = np.argsort(codes, kind="stable")
-    code_start = np.zeros(len(rows.categories) + 1, dtype=np.int64)
-    code_start[1:] = np.cumsum(np.bincount(codes, minlength=len(rows.categories)))
-    found = compiled(latest_rows_loop)(
-        rows.item,
-        code_start,
-        np.array([k for _, k in pairs], dtype=np.int64)[by_code],
-        np.stack([signals[names[k]] for k in flagged]) if flagged else np.zeros((1, rows.height), np.bool_),
-        np.array(flagged, dtype=np.int64),
-        rows.start,
-        keep,
-        len(names),
-    )
-    return {name: found[k] for k, name in enumerate(names)}
-
-
 def _at_loop(values: np.ndarray, index: np.ndarray, missing: Any, out: np.ndarray) -> np.ndarray:
     for i in range(index.shape[0]):
         out[i] = values[index[i]] if index[i] >= 0 else missing
@@ -348,30 +313,15 @@ def at(values: np.ndarray, index: np.ndarray, missing: float | bool = np.nan) ->
     return compiled(_at_loop)(values, index, values.dtype.type(missing), out)
 
 
-def numbers_at(numbers: np.ndarray, index: np.ndarray) -> np.ndarray:
-    """Integers (row numbers, codes) at ``index``, -1 where it is -1, as int64: not copied again when they are
-    (a chunk's states gathered some forty of them)."""
-    return at(numbers, index, -1).astype(np.int64, copy=False)
-
-
 def latest_valid(valid: Mapping[str, np.ndarray], first: np.ndarray) -> dict[str, np.ndarray]:
     """For every row and each named condition, the latest row at or before it, within its patient (``first``
     marks each patient's first row), where the condition holds; -1 if none: forward fills as row numbers, all
     in one compiled pass."""
     names = list(valid)
-    index = np.arange(first.shape[0])
-    start = np.maximum.accumulate(np.where(first, index, 0)) if first.size else index
-    found = compiled(latest_rows_loop)(
-        np.zeros(first.shape[0], dtype=np.int64),  # no item signals: every signal is a condition
-        np.zeros(2, dtype=np.int64),
-        np.zeros(0, dtype=np.int64),
-        np.stack([valid[n] for n in names]) if names else np.zeros((1, first.shape[0]), np.bool_),
-        np.arange(len(names), dtype=np.int64),
-        start,
-        np.ones(first.shape[0], dtype=np.bool_),
-        len(names),
-    )
-    return {name: found[k].astype(np.int64) for k, name in enumerate(names)}
+    if not names:
+        return {}
+    found = compiled(latest_rows_loop)(np.stack([valid[n] for n in names]), first)
+    return dict(zip(names, found, strict=True))
 
 
 def hours_since(now: np.ndarray, then: np.ndarray) -> np.ndarray:
@@ -398,43 +348,18 @@ def _attribution_columns(findings: tuple[str, ...]) -> tuple[pl.Expr, ...]:
 class Attributions:
     """The ``alternative_cause`` rows of a toxicity: the finding each names and its cause."""
 
-    position: np.ndarray  # per row of the subset: its row in ``cause`` and ``attributes``, -1 for other rows
-    finding: np.ndarray  # per row of the subset: the position of its finding in the list read, else -1
+    position: np.ndarray  # per row: its row in ``cause`` and ``attributes``, -1 for other rows
+    finding: np.ndarray  # per row: the position of its finding in the list read, else -1
     cause: pl.Series
     attributes: np.ndarray  # per row of ``cause``: it attributes its finding (a cause, not ``none``)
 
-    def names(self, finding: int) -> np.ndarray:
-        """Per row of the subset: an attribution row naming the ``finding``-th finding."""
-        return self.finding == finding
-
-    def cause_at(self, row: np.ndarray) -> Text:
-        return Text(self.cause, numbers_at(self.position, row))
-
-    def attributed_at(self, row: np.ndarray) -> np.ndarray:
-        return at(self.attributes, numbers_at(self.position, row), False).astype(np.bool_)
-
-
-def _attributions(rows: ToxicityRows, alt: np.ndarray, read: pl.DataFrame, read_row: np.ndarray) -> Attributions:
-    """The attributions of the rows ``alt`` of the subset, whose :func:`_attribution_columns` are the rows
-    ``read_row`` of ``read``."""
+def _attributions(rows: ToxicityRows, alt: np.ndarray, read: pl.DataFrame) -> Attributions:
+    """The attributions of the rows ``alt``, whose :func:`_attribution_columns` are the rows of ``read``."""
     position = np.full(rows.height, -1, dtype=np.int64)
-    position[alt] = read_row
+    position[alt] = np.arange(alt.size)
     finding = np.full(rows.height, -1, dtype=np.int64)
-    finding[alt] = read.get_column("finding").to_numpy()[read_row]
+    finding[alt] = read.get_column("finding").to_numpy()
     return Attributions(position, finding, read.get_column("cause"), read.get_column("attributes").to_numpy())
-
-
-def _patient_values(patients: pl.DataFrame, column: str, position: np.ndarray) -> np.ndarray:
-    values = patients.get_column(column).to_numpy().astype(np.float64)  # a null number reads as NaN
-    return np.where(position >= 0, values[position], np.nan) if values.size else np.full(position.shape, np.nan)
-
-
-def _assessments(rows: ToxicityRows, assessment: np.ndarray) -> Assessments:
-    first = np.ones(assessment.shape[0], dtype=np.bool_)
-    first[1:] = rows.start[assessment][1:] != rows.start[assessment][:-1]
-    return Assessments(
-        Text(rows.events.get_column(PID), rows.rows[assessment]), rows.patient[assessment], first, rows.t[assessment]
-    )
 
 
 #: Codes of the oxygen devices the CRS scales name (``DEVICE_UNKNOWN``: another text; ``DEVICE_NONE``: no device).
@@ -511,7 +436,7 @@ def crs_state(
     # The text read: the attributions' finding and cause (string operations, only if there is one), and the
     # oxygen rows' device (a code of DEVICES; casts).
     alt, oxygen = np.flatnonzero(rows.is_item("alternative_cause")), np.flatnonzero(rows.is_item("oxygen"))
-    attribution = _attributions(rows, alt, read_texts(rows, alt, _crs_attribution_columns), np.arange(alt.size))
+    attribution = _attributions(rows, alt, read_texts(rows, alt, _crs_attribution_columns))
     device_of_row = np.full(rows.height, DEVICE_NONE, dtype=np.int64)
     cat = events.get_column("cat")  # read once: the frame gathers the texts of one Series object together
     devices = gather_rows(cat, rows.rows[oxygen])
@@ -582,128 +507,78 @@ NEURO_VALUES: dict[str, tuple[str, ...]] = {
     for domain in ("consciousness", "seizure", "motor_weakness", "cerebral_edema", "icp_sign")
 }
 NEURO_VALUE_UNION = tuple(dict.fromkeys(v for values in NEURO_VALUES.values() for v in values))
-#: Per domain: the position of each value of the union among the domain's own values (-1: not one of them), and
-#: a last -1 for a row without a value of the union.
-_OWN_POSITIONS: dict[str, np.ndarray] = {
-    domain: np.array([values.index(v) if v in values else -1 for v in NEURO_VALUE_UNION] + [-1], dtype=np.int64)
-    for domain, values in NEURO_VALUES.items()
-}
-
-
-def _at_time_loop(latest: np.ndarray, t: np.ndarray, assessment_t: np.ndarray) -> np.ndarray:
-    """The rows of ``latest`` (signal x assessment) recorded at the assessment's own time, else -1."""
-    here = np.full(latest.shape, -1, dtype=np.int64)
-    for signal in range(latest.shape[0]):
-        for k in range(latest.shape[1]):
-            row = latest[signal, k]
-            if row >= 0 and t[row] == assessment_t[k]:
-                here[signal, k] = row
-    return here
+#: Per domain of :data:`tocsin.core.kernels_toxicity.ICANS_DOMAINS`: the position of each value of the union among
+#: the domain's own values (-1: not one of them; every value for a domain the scale grades by no value), and a last
+#: -1 for a row without a value of the union.
+_OWN_POSITIONS = np.array(
+    [
+        [NEURO_VALUES[d].index(v) if v in NEURO_VALUES.get(d, ()) else -1 for v in NEURO_VALUE_UNION] + [-1]
+        for d in ICANS_DOMAINS
+    ],
+    dtype=np.int64,
+)
 
 
 def icans_state(
     events: pl.DataFrame, patients: pl.DataFrame, config: GradingConfig, read: EventCodes | None = None
 ) -> Assessments:
-    """State relevant to ICANS at every neurological assessment time (``read``: see :func:`toxicity_rows`)."""
+    """State relevant to ICANS at every neurological assessment time (``read``: see :func:`toxicity_rows`).
+
+    Every column comes from one compiled pass over the rows (:func:`tocsin.core.kernels_toxicity.icans_state_pass`);
+    only the texts (the attributions', the domains' values) are read here, with Polars, on their own rows."""
     scale = load_scale("icans_astct2019")
     ice_items: list[str] = scale.table("ice_items")
     capd_items: list[str] = scale.table("capd_items")
-    domains = ["consciousness", "global_aphasia", "seizure", "motor_weakness", "cerebral_edema", "icp_sign"]
-    items = ["ice_score", "capd_score", *ice_items, *capd_items, *domains, "alternative_cause", "death"]
-    selected = toxicity_rows(events, patients, items, "icans", read)
-    # The text read: of the attributions (their finding decides whether they count), and of the domain rows.
-    alt, domain_rows = np.flatnonzero(selected.is_item("alternative_cause")), np.flatnonzero(selected.is_item(*domains))
-    attribution_text = read_texts(selected, alt, _neuro_attribution_columns)
-    keep = np.ones(selected.height, dtype=np.bool_)
+    numeric = ["ice_score", "capd_score", *ice_items, *capd_items]
+    items = [*numeric, *ICANS_DOMAINS, "death", "alternative_cause"]
+    rows = toxicity_rows(events, patients, items, "icans", read)
+    # The text read: of the attributions (their finding decides whether they count, and make an assessment), and
+    # of the domain rows (a value given, and its position among every value the scale grades; -1 for another).
+    alt, domain_rows = np.flatnonzero(rows.is_item("alternative_cause")), np.flatnonzero(rows.is_item(*ICANS_DOMAINS))
+    attribution_text = read_texts(rows, alt, _neuro_attribution_columns)
+    keep = np.ones(rows.height, dtype=np.bool_)
     keep[alt] = attribution_text.get_column("neuro").to_numpy()
-    rows = _subset(selected, np.flatnonzero(keep))
-    attribution = _attributions(rows, np.flatnonzero(rows.is_item("alternative_cause")), attribution_text,
-                                np.flatnonzero(keep[alt]))
-    # Of a domain row, whether a value is given, and its position among every value the scale grades (one
-    # table for all domains; -1 for another).
+    attribution = _attributions(rows, alt, attribution_text)
     cat = events.get_column("cat")  # read once: the frame gathers the texts of one Series object together
-    value_text = gather_rows(cat, selected.rows[domain_rows])
-    value_given = np.ones(selected.height, dtype=np.bool_)
+    value_text = gather_rows(cat, rows.rows[domain_rows])
+    value_given = np.ones(rows.height, dtype=np.bool_)
     value_given[domain_rows] = ~null_texts(value_text)
-    value_given = value_given[keep]
-    union_code = np.full(selected.height, -1, dtype=np.int64)
-    union_code[domain_rows] = text_positions(value_text, NEURO_VALUE_UNION, -1)
-    union_code = union_code[keep]
-
-    # The value of each item recorded at each assessment time (the last one, if repeated): the latest row of
-    # the item, if it is at this time.
-    numeric = ("ice_score", "capd_score", *ice_items, *capd_items)
-    signals: dict[str, Collection[str] | np.ndarray] = {
-        **{name: [name] for name in (*numeric, *domains)},
-        "death": ["death"],
-        **{f"alt_{f}": attribution.names(k) for k, f in enumerate(NEURO_FINDINGS)},
-    }
-    assessment_rows = rows.last_of_time()
-    latest = latest_signal_rows(rows, signals, assessment_rows)
-    state = _assessments(rows, np.flatnonzero(assessment_rows))
-    found = compiled(_at_time_loop)(np.stack(list(latest.values())), rows.t, state.t)
-    here = dict(zip(latest, found, strict=True))
-    value = {name: at(rows.num, here[name]) for name in numeric}
-
-    stamps: dict[str, np.ndarray] = {}  # per stamped signal: whether it was observed at this assessment
-    tools = {"ice": ice_items, "capd": capd_items}
-    incomplete: dict[str, np.ndarray] = {}
-    tool_here: dict[str, np.ndarray] = {}
-    for tool, tool_items in tools.items():
-        present = np.stack([~np.isnan(value[i]) for i in tool_items])
-        absent_mask = ((~present).astype(np.int64) << np.arange(len(tool_items))[:, None]).sum(axis=0)
-        total = value[tool_items[0]]
-        for item in tool_items[1:]:
-            total = total + value[item]
-        score = value[f"{tool}_score"]
-        tool_here[tool] = np.where(np.isnan(score), np.where(present.all(axis=0), total, np.nan), score)
-        stamps[tool] = ~np.isnan(tool_here[tool])
-        # Items given, but not all of them, and no total: the assessment is incomplete (mask of the absent).
-        incomplete[tool] = np.where(np.isnan(score) & present.any(axis=0) & (absent_mask != 0), absent_mask, -1)
-        stamps[f"{tool}_incomplete"] = incomplete[tool] >= 0
-    for name in (*domains, "death"):
-        stamps[name] = (here[name] >= 0) & at(value_given, here[name], False).astype(np.bool_)
-    for f in NEURO_FINDINGS:
-        stamps[f"alt_{f}"] = here[f"alt_{f}"] >= 0
-    stamped = latest_valid(stamps, state.first)
-
-    for tool in tools:
-        row = stamped[tool]
-        state.add(**{f"{tool}_value": at(tool_here[tool], row), f"{tool}_t": at(state.t, row)})
-        state.add(**{f"{tool}_incomplete_last": at(incomplete[tool], stamped[f"{tool}_incomplete"], -1)})
-    for name in (*domains, "death"):
-        source_row = numbers_at(here[name], stamped[name])
-        event_row = numbers_at(rows.rows, source_row)
-        text = Text(cat, event_row)
-        state.add(**{"death_cause" if name == "death" else f"{name}_value": text, f"{name}_t": at(state.t,
-                                                                                                  stamped[name])})
-        if name in NEURO_VALUES:
-            # The value's position among this domain's graded values (-1: another value, or none).
-            state.add(**{f"{name}_code": _OWN_POSITIONS[name][numbers_at(union_code, source_row)]})
-    for f in NEURO_FINDINGS:
-        source_row = numbers_at(here[f"alt_{f}"], stamped[f"alt_{f}"])
-        state.add(**{f"alt_{f}": attribution.cause_at(source_row), f"{f}_attributed": attribution.attributed_at(
-            source_row)})
-    i = config.icans
-    t = state.t
+    value_code = np.full(rows.height, -1, dtype=np.int64)
+    value_code[domain_rows] = text_positions(value_text, NEURO_VALUE_UNION, -1)
+    signal_of = np.full(len(rows.categories) + 1, -1, dtype=np.int64)  # the last: a null item
+    signal_of[[rows.code[name] for name in (*numeric, *ICANS_DOMAINS, "death")]] = np.arange(len(items) - 1)
+    signal_of[rows.code["alternative_cause"]] = ICANS_ATTRIBUTION
+    floats, flags, numbers = icans_state_pass(
+        rows.item,
+        rows.t,
+        rows.num,
+        rows.start,
+        rows.patient,
+        rows.rows,
+        keep,
+        signal_of,
+        len(ice_items),
+        len(capd_items),
+        attribution.finding,
+        value_given,
+        value_code,
+        _OWN_POSITIONS,
+        attribution.position,
+        attribution.attributes,
+        patients.get_column("age_years").to_numpy().astype(np.float64),  # a null number reads as NaN
+        config.icans.neuro_validity_hours,
+        config.icans.seizure_validity_hours,
+    )
+    number = dict(zip(ICANS_NUMBERS, numbers, strict=True))
+    state = Assessments(Text(events.get_column(PID), number["row"]), number["patient"], flags[0], floats[0])
     state.add(
-        **{
-            f"{name}_fresh": hours_since(t, state[f"{name}_t"]) <= i.neuro_validity_hours
-            for name in ("ice", "capd", "consciousness", "global_aphasia")
-        },
-        seizure_fresh=hours_since(t, state["seizure_t"]) <= i.seizure_validity_hours,
-        # Deaths from another cause are not among the rows: a death seen is a death due to ICANS.
-        death_due=~np.isnan(state["death_t"]),
-        age_years=_patient_values(patients, "age_years", state.patient),
+        **dict(zip(ICANS_FLOATS[1:], floats[1:], strict=True)),
+        **dict(zip(ICANS_FLAGS[1:], flags[1:], strict=True)),
+        ice_incomplete_last=number["ice_incomplete_last"],
+        capd_incomplete_last=number["capd_incomplete_last"],
+        **{"death_cause" if d == "death" else f"{d}_value": Text(cat, number[f"{d}_row"])
+           for d in (*ICANS_DOMAINS, "death")},
+        **{f"{d}_code": number[f"{d}_code"] for d in NEURO_VALUES},
+        **{f"alt_{f}": Text(attribution.cause, number[f"alt_{f}"]) for f in NEURO_FINDINGS},
     )
     return state
-
-
-def _subset(rows: ToxicityRows, kept: np.ndarray) -> ToxicityRows:
-    """Some of the rows (ascending row numbers of the subset)."""
-    first = np.ones(kept.shape[0], dtype=np.bool_)
-    first[1:] = rows.start[kept][1:] != rows.start[kept][:-1]
-    heads = np.flatnonzero(first)
-    start = heads[np.cumsum(first) - 1] if kept.size else kept
-    return ToxicityRows(rows.events, rows.rows[kept], rows.patient[kept], start, rows.t[kept], rows.num[kept],
-                        rows.item[kept], rows.categories, rows.code)
