@@ -43,12 +43,7 @@ CRS_FLOATS = (
     "fever_value",
     "temp_t",
     "temp_value",
-    "sbp_t",
-    "sbp_value",
-    "map_t",
-    "map_value",
     "o2_device_t",
-    "o2_flow",
     "o2_flow_t",
     "fio2",
     "fio2_t",
@@ -64,8 +59,6 @@ CRS_FLOATS = (
 CRS_FLAGS = (
     "first",
     "temp_is_fever",
-    "sbp_low",
-    "map_low",
     "death_due",
     "fever_attributed",
     "hypotension_attributed",
@@ -81,6 +74,7 @@ CRS_FLAGS = (
 CRS_SMALL = ("il6_falling", "crp_falling", "o2_device_tier", "n_vasopressors")
 #: Rows of the CRS pass's row-number and code output (-1 = none): event rows of the assessment and of the
 #: texts shown, the patient's position, the device's code, the attributions' rows and the blood pressure shown.
+#: As 32 bits: a chunk's state is some 150,000 assessments, and writing the outputs is most of the pass.
 CRS_NUMBERS = (
     "row",
     "patient",
@@ -158,7 +152,7 @@ def _crs_state_loop(
     floats = np.empty((_N_CRS_FLOATS + 2 * pressors, assessments))
     flags = np.empty((_N_CRS_FLAGS, assessments), dtype=np.bool_)
     small = np.empty((_N_CRS_SMALL, assessments), dtype=np.int8)
-    numbers = np.empty((_N_CRS_NUMBERS, assessments), dtype=np.int64)
+    numbers = np.empty((_N_CRS_NUMBERS, assessments), dtype=np.int32)
     fever_c, pediatric_age, pediatric_base, pediatric_per_year = limits[0], limits[1], limits[2], limits[3]
     sbp_limit, map_limit, fever_window, bp_validity = limits[4], limits[5], limits[6], limits[7]
     latest_finding = np.full(_N_FINDINGS, -1, dtype=np.int64)
@@ -231,16 +225,13 @@ def _crs_state_loop(
         floats[0, k], floats[1, k], floats[2, k], floats[3, k], floats[4, k] = (
             now, fever_t, at(num, fever), temp_t, at(num, temp)
         )
-        floats[5, k], floats[6, k], floats[7, k], floats[8, k] = sbp_t, sbp_value, map_t, map_value
-        floats[9, k], floats[10, k], floats[11, k], floats[12, k], floats[13, k] = (
-            device_t, flow_value, flow_t, at(num, fio2), at(t, fio2)
-        )
-        floats[14, k], floats[15, k], floats[16, k], floats[17, k] = (
+        floats[5, k], floats[6, k], floats[7, k], floats[8, k] = device_t, flow_t, at(num, fio2), at(t, fio2)
+        floats[9, k], floats[10, k], floats[11, k], floats[12, k] = (
             at(t, waiver), at(t, antipyretic), at(t, death), at(t, alt)
         )
-        floats[18, k] = bp_t
-        floats[19, k] = sbp_value if show_sbp else map_value if map_now else np.nan
-        floats[20, k] = current_flow
+        floats[13, k] = bp_t
+        floats[14, k] = sbp_value if show_sbp else map_value if map_now else np.nan
+        floats[15, k] = current_flow
         running, n_counted = False, 0
         for p in range(pressors):
             rate = rate_of(at(num, latest_pressor[p]))
@@ -252,18 +243,17 @@ def _crs_state_loop(
         for f in range(_N_FINDINGS):
             position = alt_position[latest_finding[f]] if latest_finding[f] >= 0 else -1
             numbers[6 + f, k] = position
-            flags[5 + f, k] = position >= 0 and alt_attributes[position]
+            flags[3 + f, k] = position >= 0 and alt_attributes[position]
         flags[0, k] = start[row] != previous_start
         previous_start = start[row]
         flags[1, k] = temp >= 0 and temp == fever
-        flags[2, k], flags[3, k] = sbp >= 0 and sbp_low, map_row >= 0 and map_low
-        flags[4, k] = death >= 0
-        flags[8, k] = sbp_low_now or map_low_now
-        flags[9, k] = code != room_air if code != device_none else current_flow > 0
-        flags[10, k] = running
-        flags[11, k] = (now - fever_t) * HOURS_PER_DAY <= fever_window
-        flags[12, k] = (now - temp_t) * HOURS_PER_DAY <= fever_window
-        flags[13, k] = (now - bp_t) * HOURS_PER_DAY <= bp_validity
+        flags[2, k] = death >= 0
+        flags[6, k] = sbp_low_now or map_low_now
+        flags[7, k] = code != room_air if code != device_none else current_flow > 0
+        flags[8, k] = running
+        flags[9, k] = (now - fever_t) * HOURS_PER_DAY <= fever_window
+        flags[10, k] = (now - temp_t) * HOURS_PER_DAY <= fever_window
+        flags[11, k] = (now - bp_t) * HOURS_PER_DAY <= bp_validity
         small[0, k] = il6_falling if il6 >= 0 else -1
         small[1, k] = crp_falling if crp >= 0 else -1
         small[2, k] = tiers[code]
@@ -310,7 +300,7 @@ ICANS_FLAGS = (
 )
 #: Rows of the ICANS pass's number output (-1 = none): event rows (of the assessment, of each domain's and the
 #: death's latest value), the patient's position, the mask of the items an incomplete tool lacked, each domain's
-#: value code (its position among the domain's graded values) and each attribution's row.
+#: value code (its position among the domain's graded values) and each attribution's row; 32 bits, as for CRS.
 ICANS_NUMBERS = (
     "row",
     "patient",
@@ -370,7 +360,7 @@ def _icans_state_loop(
             next_kept = row
     floats = np.empty((_N_ICANS_FLOATS, assessments))
     flags = np.empty((_N_ICANS_FLAGS, assessments), dtype=np.bool_)
-    numbers = np.empty((_N_ICANS_NUMBERS, assessments), dtype=np.int64)
+    numbers = np.empty((_N_ICANS_NUMBERS, assessments), dtype=np.int32)
     death_signal = 2 + n_ice + n_capd + _N_DOMAINS
     n_signals = death_signal + 1 + _N_ICANS_FINDINGS
     latest = np.full(n_signals, -1, dtype=np.int64)
