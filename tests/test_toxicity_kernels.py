@@ -1,6 +1,7 @@
 """The compiled CRS and ICANS state passes (``tocsin.core.kernels_toxicity``) against plain Python references that
 look back from every assessment for each signal's latest row, on random rows (ties in time, NaN values, patients
-without a signal, attributions) and at the edges (no row, one row)."""
+without a signal, attributions) and at the edges (no row, one row); the episodes-and-summary pass
+(``tocsin.core.episodes``) against one that groups the rows."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import numpy as np
 import pytest
 
 from tocsin.core import kernels_toxicity as K
+from tocsin.core.episodes import _episodes_loop
+from tocsin.core.segments import compiled
 
 _CODES = {
     "temperature": K.CRS_TEMPERATURE,
@@ -387,3 +390,72 @@ def test_icans_state_pass_when_every_row_is_an_attribution_of_another_finding() 
     columns = list(_random_icans_rows(4, 30))
     columns[6] = np.zeros(30, dtype=np.bool_)
     assert all(len(v) == 0 for v in _icans_kernel(tuple(columns)).values())
+
+
+def _random_timeline(seed: int, n: int) -> tuple:
+    rng = np.random.default_rng(seed)
+    patient = np.sort(rng.integers(0, 5, n))
+    t = np.sort(rng.uniform(0, 6, n))
+    t = t[np.lexsort((t, patient))]
+    first = np.ones(n, dtype=np.bool_)
+    first[1:] = patient[1:] != patient[:-1]
+    grade = rng.choice(np.array([-1, 0, 0, 0, 0, 1, 1, 2, 3, 4, 5], dtype=np.int8), n)
+    grade[patient == 4] = -1  # a patient without a graded row
+    stretch = np.zeros(n, dtype=np.int32)
+    for row in range(n):
+        previous = 0 if first[row] else stretch[row - 1]
+        stretch[row] = previous + 1 if rng.random() < 0.15 else previous if rng.random() < 0.8 else 0
+    stretch[stretch < 0] = 0
+    quiet_since = np.where(rng.random(n) < 0.5, np.round(t, 1), np.nan)
+    resolved = rng.random(n) < 0.2
+    return first, t, np.floor(t).astype(np.int32), grade, stretch, quiet_since, resolved, 6
+
+
+def _episodes_reference(columns: tuple) -> tuple:
+    first, t, day, grade, stretch, quiet_since, resolved, n_grades = columns
+    patient = np.cumsum(first) - 1
+    patients = int(first.sum())
+    episodes = []  # per stretch run: [start, patient, onset, peak, peak_day, resolved_day]
+    for row in range(t.shape[0]):
+        if stretch[row] > 0:
+            if first[row] or stretch[row] != stretch[row - 1]:
+                episodes.append([row, patient[row], math.nan, -1, math.nan, math.nan])
+            e = episodes[-1]
+            if grade[row] >= 1 and math.isnan(e[2]):
+                e[2] = t[row]
+            if grade[row] > e[3]:
+                e[3], e[4] = int(grade[row]), t[row]
+            if resolved[row] and math.isnan(e[5]):
+                e[5] = quiet_since[row]
+    last_t = [t[np.flatnonzero(patient == p)[-1]] for p in range(patients)]
+    kept = [e for e in episodes if e[3] >= 1]
+    number = [sum(1 for f in kept[: k + 1] if f[1] == e[1]) for k, e in enumerate(kept)]
+    days = np.zeros((n_grades, patients), dtype=np.int32)
+    highest = np.full(patients, -1, dtype=np.int8)
+    for p in range(patients):
+        rows = [r for r in np.flatnonzero(patient == p) if grade[r] >= 0]
+        for d in dict.fromkeys(day[r] for r in rows):
+            days[max(grade[r] for r in rows if day[r] == d), p] += 1
+        highest[p] = max((grade[r] for r in rows), default=-1)
+        if highest[p] < 0:
+            days[:, p] = -1
+    onsets = [[e[2] for e in kept if e[1] == p and not math.isnan(e[2])] for p in range(patients)]
+    return (
+        np.flatnonzero(first), days, highest, np.array([min(o) if o else math.nan for o in onsets]),
+        np.array([sum(1 for e in kept if e[1] == p) for p in range(patients)]),
+        np.array([e[0] for e in kept]), np.array(number), np.array([e[2] for e in kept]),
+        np.array([e[3] for e in kept]), np.array([e[4] for e in kept]), np.array([e[5] for e in kept]),
+        np.array([last_t[e[1]] for e in kept]),
+    )
+
+
+@pytest.mark.parametrize(("seed", "n"), [(0, 0), (1, 1), (2, 40), (3, 120), (4, 120), (5, 300)])
+def test_episodes_pass_matches_the_reference(seed: int, n: int) -> None:
+    columns = _random_timeline(seed, n)
+    found, expected = compiled(_episodes_loop)(*columns), _episodes_reference(columns)
+    names = ("heads", "days", "highest", "first_onset", "n_episodes", "start", "number", "onset", "peak",
+             "peak_day", "resolved_day", "last_t")
+    for name, a, b in zip(names, found, expected, strict=True):
+        assert np.array_equal(np.asarray(a, dtype=np.float64).ravel(), np.asarray(b, dtype=np.float64).ravel(),
+                              equal_nan=True), name
+    assert found[1].dtype == np.int32 and found[2].dtype == found[8].dtype == np.int8
