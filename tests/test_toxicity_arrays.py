@@ -6,7 +6,7 @@ import polars as pl
 from tocsin.config import GradingConfig
 from tocsin.core.engine import grade_crs, grade_events, grade_icans
 from tocsin.core.episodes import episodes_and_summary, mark_stretches
-from tocsin.core.evidence import first_label, missing_text
+from tocsin.core.evidence import combination_texts, first_label
 from tocsin.core.arrays import gather_rows
 from tocsin.core.timeline import (
     Assessments,
@@ -164,11 +164,11 @@ def test_text_positions_nulls_and_gather_rows() -> None:
     assert gather_rows(texts, np.zeros(0, np.int64)).len() == 0
 
 
-def test_first_label_first_case_wins_and_missing_text() -> None:
+def test_first_label_first_case_wins_and_combination_texts() -> None:
     first = first_label([(np.array([True, False, False]), "a"), (np.array([True, True, False]), "b")])
     assert frame_of({"label": first}).get_column("label").to_list() == ["a", "b", None]
     assert first_label([(np.zeros(0, np.bool_), "a")]).index.shape == (0,)
-    needed = missing_text([(np.array([True, False, True]), "x"), (np.array([True, False, False]), "y")])
+    needed = labels(combination_texts(("x", "y")), np.array([3, 0, 1]))
     assert frame_of({"missing": needed}).get_column("missing").to_list() == ["x; y", "", "x"]
 
 

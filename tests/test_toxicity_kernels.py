@@ -1,7 +1,8 @@
 """The compiled CRS and ICANS state passes (``tocsin.core.kernels_toxicity``) against plain Python references that
 look back from every assessment for each signal's latest row, on random rows (ties in time, NaN values, patients
 without a signal, attributions) and at the edges (no row, one row); the episodes-and-summary pass
-(``tocsin.core.episodes``) against one that groups the rows."""
+(``tocsin.core.episodes``) against one that groups the rows; the CRS grades pass (``tocsin.core.crs_course``) against
+the NumPy steps it replaced, and the scales' rule tables against their cases row by row."""
 
 from __future__ import annotations
 
@@ -11,8 +12,13 @@ import numpy as np
 import pytest
 
 from tocsin.core import kernels_toxicity as K
+from tocsin.core.crs_astct2019 import _rule_cases as astct_rules
+from tocsin.core.crs_course import DOMAIN_CASES, _grades_loop, rule_table
+from tocsin.core.crs_lee2014 import _rule_cases as lee_rules
 from tocsin.core.episodes import _episodes_loop
+from tocsin.core.evidence import first_label
 from tocsin.core.segments import compiled
+from tocsin.core.timeline import labels
 
 _CODES = {
     "temperature": K.CRS_TEMPERATURE,
@@ -459,3 +465,49 @@ def test_episodes_pass_matches_the_reference(seed: int, n: int) -> None:
         assert np.array_equal(np.asarray(a, dtype=np.float64).ravel(), np.asarray(b, dtype=np.float64).ravel(),
                               equal_nan=True), name
     assert found[1].dtype == np.int32 and found[2].dtype == found[8].dtype == np.int8
+
+
+def _grades_columns(seed: int, n: int) -> tuple:
+    rng = np.random.default_rng(seed)
+    flags = [rng.random(n) < share for share in (0.5, 0.7, 0.05, 0.6, 0.3, 0.4, 0.1, 0.3)]
+    return (rng.integers(0, 5, n).astype(np.int8), rng.integers(-1, 5, n).astype(np.int8), *flags, 3)
+
+
+def _grades_reference(columns: tuple) -> tuple:
+    """The NumPy steps the compiled pass replaced."""
+    (g_hypotension, g_hypoxia, fever_now, eligible, death, temp_known, any_vasopressor, bp_known,
+     hypotension_attributed, scale_needs, below) = columns
+    support = np.maximum(g_hypotension, g_hypoxia)
+    g = np.where(death, 5, np.where(eligible, np.maximum(fever_now.astype(np.int8), support), 0)).astype(np.int8)
+    needs = [
+        ~eligible & ~temp_known & ~death,
+        eligible & ~any_vasopressor & ~bp_known & ~hypotension_attributed & (g < 2),
+        scale_needs & (g < below),
+    ]
+    mask = sum(need.astype(np.int64) << bit for bit, need in enumerate(needs))
+    hypotension, hypoxia = g_hypotension == g, g_hypoxia == g
+    domain = first_label([
+        (g == 5, "death"), ((g == 0) & (support > 0), "fever"), (g == 0, "none"), (g == 1, "fever"),
+        (hypotension & hypoxia, "hypotension+hypoxia"), (hypotension, "hypotension"),
+        (np.ones(g.shape, bool), "hypoxia"),
+    ])
+    return g, support, mask, np.where((g == 0) & (mask != 0), -1, g).astype(np.int8), domain.index
+
+
+@pytest.mark.parametrize(("seed", "n"), [(0, 0), (1, 1), (2, 500), (3, 500)])
+def test_grades_pass_matches_the_numpy_steps(seed: int, n: int) -> None:
+    columns = _grades_columns(seed, n)
+    found, expected = compiled(_grades_loop)(*columns), _grades_reference(columns)
+    for name, a, b in zip(("raw", "support", "missing", "grade", "domain"), found, expected, strict=True):
+        assert np.array_equal(a, b), name
+        assert a.dtype == (np.int64 if name in ("missing", "domain") else np.int8), name
+
+
+@pytest.mark.parametrize("rule_cases", [astct_rules, lee_rules])
+def test_a_rule_table_gives_the_rule_of_the_cases_row_by_row(rule_cases) -> None:
+    rng = np.random.default_rng(0)
+    g, domain = rng.integers(0, 6, 300), rng.integers(0, len(DOMAIN_CASES), 300)
+    by_row = first_label(rule_cases(g, labels(DOMAIN_CASES, domain)))
+    source, codes = rule_table(rule_cases)
+    assert source.to_list() == by_row.source.to_list()
+    assert np.array_equal(codes[domain, g], by_row.index)

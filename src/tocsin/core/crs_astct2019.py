@@ -34,16 +34,16 @@ import polars as pl
 
 from tocsin.config import GradingConfig
 from tocsin.core.crs_course import (
-    common_missing,
     fever_evidence,
+    rule_table,
     support_evidence,
     support_shown,
     vasopressor_names,
-    with_grade_and_domain,
-    with_raw_grade,
+    with_grades,
+    with_rule,
 )
-from tocsin.core.evidence import Observation, first_label
-from tocsin.core.timeline import DEVICE_NONE, DEVICES, Assessments, NullableInt
+from tocsin.core.evidence import Observation
+from tocsin.core.timeline import DEVICE_NONE, DEVICES, Assessments, NullableInt, Text
 
 
 def hypotension_grade(state: Assessments) -> np.ndarray:
@@ -73,44 +73,41 @@ _RULES = {
 }
 
 
+def _rule_cases(g: np.ndarray, domain: Text) -> list[tuple[np.ndarray, str]]:
+    """The rule of a raw grade ``g`` set by ``domain``: the first case that holds."""
+    fever, hypoxia_domain = domain.labelled("fever"), domain.labelled("hypoxia")
+    hypotension_domain = domain.labelled("hypotension", "hypotension+hypoxia")  # the domain starts with it
+    return [
+        (g == 5, "CRS-ASTCT19-G5-DEATH"),
+        (fever & (g == 1), "CRS-ASTCT19-G1-FEVER"),
+        (fever, "CRS-ASTCT19-G0-NO-FEVER"),
+        (g == 0, "CRS-ASTCT19-G0"),
+        *[
+            ((g == grade) & (hypotension_domain if dom == "hypotension" else hypoxia_domain), rule)
+            for (grade, dom), rule in _RULES.items()
+        ],
+    ]
+
+
+@cache
+def _rules() -> tuple[pl.Series, np.ndarray]:
+    return rule_table(_rule_cases)
+
+
 def grade_crs_astct2019(course: Assessments, config: GradingConfig) -> tuple[Assessments, list[Observation]]:
     """Add ``grade``, ``domain``, ``rule``, ``missing`` to a marked CRS course; return it with the evidence
     specs that explain each row."""
     course.add(g_hypotension=hypotension_grade(course), g_hypoxia=NullableInt(hypoxia_grade(course, config)))
     eligible = course["fever_now"] | course["waived"]
-    with_raw_grade(course, eligible)
-    g = course["raw_grade"]
-    with_grade_and_domain(
-        course,
-        [
-            *common_missing(course, eligible),
-            # A nasal cannula without a flow may be high flow (> 6 L/min): grade 2 is then a lower bound.
-            (
-                eligible
-                & ~course["hypoxia_attributed"]
-                & (course["o2_device_code"] == DEVICES.index("nasal_cannula"))
-                & np.isnan(course["o2_flow_current"])
-                & (g < 3),
-                "oxygen_flow",
-            ),
-        ],
+    # A nasal cannula without a flow may be high flow (> 6 L/min): grade 2 is then a lower bound.
+    no_flow = (
+        eligible
+        & ~course["hypoxia_attributed"]
+        & (course["o2_device_code"] == DEVICES.index("nasal_cannula"))
+        & np.isnan(course["o2_flow_current"])
     )
-    domain = course.text("domain")
-    fever, hypoxia_domain = domain.labelled("fever"), domain.labelled("hypoxia")
-    hypotension_domain = domain.labelled("hypotension", "hypotension+hypoxia")  # the domain starts with it
-    rule = first_label(
-        [
-            (g == 5, "CRS-ASTCT19-G5-DEATH"),
-            (fever & (g == 1), "CRS-ASTCT19-G1-FEVER"),
-            (fever, "CRS-ASTCT19-G0-NO-FEVER"),
-            (g == 0, "CRS-ASTCT19-G0"),
-            *[
-                ((g == grade) & (hypotension_domain if dom == "hypotension" else hypoxia_domain), rule)
-                for (grade, dom), rule in _RULES.items()
-            ],
-        ]
-    )
-    course.add(rule=rule)
+    with_grades(course, eligible, no_flow, "oxygen_flow", 3)
+    with_rule(course, _rules())
     return course, _evidence(tuple(vasopressor_names(course)))
 
 

@@ -12,16 +12,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import polars as pl
 
 from tocsin.config import GradingConfig
 from tocsin.core.episodes import mark_stretches
-from tocsin.core.evidence import Observation, first_label, missing_text, observation
+from tocsin.core.evidence import Observation, combination_texts, first_label, observation
 from tocsin.core.segments import compiled
-from tocsin.core.timeline import Assessments, NullableInt, Text, at
+from tocsin.core.timeline import Assessments, NullableInt, Text, at, labels
 from tocsin.vocabulary import load_vocabulary
 
 
@@ -149,39 +149,104 @@ def support_evidence(
     ]
 
 
-def with_raw_grade(state: Assessments, eligible: np.ndarray) -> None:
-    """``raw_grade`` from the scale's ``g_hypotension``/``g_hypoxia``: 5 for a CRS death, 0 when CRS
-    cannot be present (no fever, no waiver), else the worse of fever (1) and the support domains."""
-    support = np.maximum(state["g_hypotension"], state["g_hypoxia"])  # a null (-1) hypoxia tier never wins
-    worst = np.maximum(state["fever_now"].astype(np.int8), support)
-    death = crs_death(state)
+#: The domain of a CRS grade, by its code from :func:`with_grades`: the first case that holds (death; grade 0 with
+#: support, i.e. support without fever; grade 0; grade 1; both support domains at the grade; hypotension; hypoxia).
+DOMAIN_CASES = ("death", "fever", "none", "fever", "hypotension+hypoxia", "hypotension", "hypoxia")
+MAX_GRADE = 5
+#: What every CRS scale may need, in the order of the bits of ``missing`` (the scale's own need is the third).
+COMMON_NEEDS = ("temperature", "sbp or map")
+
+
+def _grades_loop(
+    g_hypotension: np.ndarray,
+    g_hypoxia: np.ndarray,
+    fever_now: np.ndarray,
+    eligible: np.ndarray,
+    death: np.ndarray,
+    temp_known: np.ndarray,
+    any_vasopressor: np.ndarray,
+    bp_known: np.ndarray,
+    hypotension_attributed: np.ndarray,
+    scale_needs: np.ndarray,
+    scale_needs_below: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per row: the raw grade, the support grade, the mask of what is missing (:data:`COMMON_NEEDS`, then the
+    scale's own need where ``scale_needs`` holds and the raw grade is below ``scale_needs_below``), the grade (-1:
+    cannot grade) and the code of the domain (:data:`DOMAIN_CASES`)."""
+    n = g_hypotension.shape[0]
+    raw, support = np.empty(n, dtype=np.int8), np.empty(n, dtype=np.int8)
+    missing, grade, domain = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int8), np.empty(n, dtype=np.int64)
+    for i in range(n):
+        s = max(g_hypotension[i], g_hypoxia[i])  # a null (-1) hypoxia tier never wins
+        g = MAX_GRADE if death[i] else max(np.int8(fever_now[i]), s) if eligible[i] else 0
+        # A temperature (unless the fever was waived), and a blood pressure when no vasopressor runs and the grade
+        # is below the hypotension tier.
+        needs = 1 if not eligible[i] and not temp_known[i] and not death[i] else 0
+        if eligible[i] and not any_vasopressor[i] and not bp_known[i] and not hypotension_attributed[i] and g < 2:
+            needs |= 2
+        if scale_needs[i] and g < scale_needs_below:
+            needs |= 4
+        hypotension, hypoxia = g_hypotension[i] == g, g_hypoxia[i] == g
+        raw[i], support[i], missing[i] = g, s, needs
+        grade[i] = -1 if g == 0 and needs != 0 else g
+        if g == MAX_GRADE:
+            domain[i] = 0
+        elif g == 0:
+            domain[i] = 1 if s > 0 else 2
+        elif g == 1:
+            domain[i] = 3
+        else:
+            domain[i] = 4 if hypotension and hypoxia else 5 if hypotension else 6
+    return raw, support, missing, grade, domain
+
+
+def with_grades(state: Assessments, eligible: np.ndarray, scale_needs: np.ndarray, need: str, below: int) -> None:
+    """``raw_grade`` (5 for a CRS death, 0 when CRS cannot be present: no fever, no waiver; else the worse of
+    fever (1) and the scale's ``g_hypotension``/``g_hypoxia``), ``support_grade``, ``missing`` (what is still
+    needed, '; '-separated, '' when nothing: :data:`COMMON_NEEDS`, and ``need`` where ``scale_needs`` holds and the
+    raw grade is below ``below``), ``grade`` (null = cannot grade: the known findings give 0 and something needed
+    is missing) and ``domain`` (what set it; ``fever`` on a grade 0 with support = "support without fever").
+
+    One compiled pass: as NumPy steps they were some thirty operations for one course."""
+    raw, support, missing, grade, domain = compiled(_grades_loop)(
+        state["g_hypotension"],
+        state["g_hypoxia"],
+        state["fever_now"],
+        eligible,
+        crs_death(state),
+        state["temp_known"],
+        state["any_vasopressor"],
+        state["bp_known"],
+        state["hypotension_attributed"],
+        scale_needs,
+        below,
+    )
     state.add(
-        crs_death=death,
-        raw_grade=np.where(death, 5, np.where(eligible, worst, 0)).astype(np.int8),
+        raw_grade=raw,
         support_grade=support,
+        missing=labels(combination_texts((*COMMON_NEEDS, need)), missing),
+        grade=NullableInt(grade),
+        domain=labels(DOMAIN_CASES, domain),
     )
 
 
-def with_grade_and_domain(state: Assessments, missing: Sequence[tuple[np.ndarray, str]]) -> None:
-    """``missing`` (what is still needed, '; '-separated, '' when nothing), ``grade`` (null = cannot grade:
-    the known findings give 0 and something needed is missing) and ``domain`` (what set it; ``fever`` on a
-    grade 0 with support = "support without fever")."""
-    g = state["raw_grade"]
-    needed = missing_text(missing)
-    grade = np.where((g == 0) & (needed.index != 0), -1, g).astype(np.int8)
-    hypotension, hypoxia = state["g_hypotension"] == g, state["g_hypoxia"] == g
-    domain = first_label(
-        [
-            (g == 5, "death"),
-            ((g == 0) & (state["support_grade"] > 0), "fever"),
-            (g == 0, "none"),
-            (g == 1, "fever"),
-            (hypotension & hypoxia, "hypotension+hypoxia"),
-            (hypotension, "hypotension"),
-            (np.ones(g.shape, np.bool_), "hypoxia"),
-        ]
-    )
-    state.add(missing=needed, grade=NullableInt(grade), domain=domain)
+RuleCases = Callable[[np.ndarray, Text], Sequence[tuple[np.ndarray, str]]]
+
+
+def rule_table(cases: RuleCases) -> tuple[pl.Series, np.ndarray]:
+    """A scale's rules (``cases`` of the raw grade and the domain, the first that holds) as a table of rule
+    codes by domain code and raw grade: a CRS rule depends on nothing else, so the cases are evaluated once, on
+    every pair."""
+    grades = np.tile(np.arange(MAX_GRADE + 1), len(DOMAIN_CASES))
+    domains = np.repeat(np.arange(len(DOMAIN_CASES)), MAX_GRADE + 1)
+    rule = first_label(cases(grades, labels(DOMAIN_CASES, domains)))
+    return rule.source, rule.index.reshape(len(DOMAIN_CASES), MAX_GRADE + 1)
+
+
+def with_rule(state: Assessments, table: tuple[pl.Series, np.ndarray]) -> None:
+    """``rule``: the rule of each row's domain and raw grade, from the scale's :func:`rule_table`."""
+    source, codes = table
+    state.add(rule=Text(source, codes[state.text("domain").index, state["raw_grade"]]))
 
 
 def support_shown() -> tuple[pl.Expr, pl.Expr]:
@@ -193,13 +258,3 @@ def support_shown() -> tuple[pl.Expr, pl.Expr]:
         shown & (pl.col(f"g_{d}") == pl.col("support_grade")) & (pl.col(f"g_{d}") > 0)
         for d in ("hypotension", "hypoxia")
     )
-
-
-def common_missing(state: Assessments, eligible: np.ndarray) -> list[tuple[np.ndarray, str]]:
-    """What every CRS scale needs: a temperature (unless the fever was waived), and a blood pressure when
-    no vasopressor runs and the grade is below the hypotension tier."""
-    hypotension_unknown = ~state["any_vasopressor"] & ~state["bp_known"] & ~state["hypotension_attributed"]
-    return [
-        (~eligible & ~state["temp_known"] & ~state["crs_death"], "temperature"),
-        (eligible & hypotension_unknown & (state["raw_grade"] < 2), "sbp or map"),
-    ]
