@@ -2,7 +2,8 @@
 look back from every assessment for each signal's latest row, on random rows (ties in time, NaN values, patients
 without a signal, attributions) and at the edges (no row, one row); the episodes-and-summary pass
 (``tocsin.core.episodes``) against one that groups the rows; the CRS grades pass (``tocsin.core.crs_course``) against
-the NumPy steps it replaced, and the scales' rule tables against their cases row by row."""
+the NumPy steps it replaced, and the scales' rule tables against their cases row by row; the ICANS grades pass
+(``tocsin.core.icans_astct2019``) against the NumPy steps it replaced."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from tocsin.core.crs_astct2019 import _rule_cases as astct_rules
 from tocsin.core.crs_course import DOMAIN_CASES, _grades_loop, rule_table
 from tocsin.core.crs_lee2014 import _rule_cases as lee_rules
 from tocsin.core.episodes import _episodes_loop
+from tocsin.core.icans_astct2019 import _grade_loop as icans_grade_loop
+from tocsin.core.icans_astct2019 import _tables as icans_tables
 from tocsin.core.evidence import first_label
 from tocsin.core.segments import compiled
 from tocsin.core.timeline import labels
@@ -511,3 +514,61 @@ def test_a_rule_table_gives_the_rule_of_the_cases_row_by_row(rule_cases) -> None
     source, codes = rule_table(rule_cases)
     assert source.to_list() == by_row.source.to_list()
     assert np.array_equal(codes[domain, g], by_row.index)
+
+
+def _icans_grade_columns(seed: int, n: int) -> tuple:
+    bands, grade_of_code = icans_tables()
+    rng = np.random.default_rng(seed)
+    age = np.where(rng.random(n) < 0.3, np.nan, rng.uniform(2, 30, n))
+    fresh = rng.random((4, n)) < 0.6
+    attributed = rng.random((7, n)) < 0.1
+    tool_value = np.where(rng.random((2, n)) < 0.2, np.nan, rng.integers(0, 14, (2, n)).astype(np.float64))
+    codes = np.stack([rng.integers(-1, grade_of_code.shape[1], n) for _ in range(grade_of_code.shape[0])])
+    codes[1:][codes[1:] >= 2] = -1  # the other domains' few values
+    incomplete = np.where(rng.random((2, n)) < 0.5, -1, rng.integers(1, 31, (2, n)))
+    return (age, 12.0, fresh, attributed, tool_value, codes, incomplete, rng.random(n) < 0.05, bands, grade_of_code,
+            4, 32)
+
+
+def _icans_grade_reference(columns: tuple) -> tuple:
+    """The NumPy steps the compiled pass replaced."""
+    (age, min_age, fresh, attributed, tool_value, codes, incomplete, death, bands, grade_of_code, unarousable,
+     offset) = columns
+
+    def band(values: np.ndarray, tool: int) -> np.ndarray:
+        grade = np.full(values.shape, -1, dtype=np.int64)
+        for b in reversed([b for b in bands.T if b[3] == tool]):
+            grade = np.where((values >= b[0]) & (values <= b[1]), int(b[2]), grade)
+        return grade
+
+    use_ice = np.where(np.isnan(age), fresh[0] | ~fresh[1], age >= min_age)
+    ok = ~attributed
+    table = np.concatenate([grade_of_code, np.full((grade_of_code.shape[0], 1), -1)], axis=1)
+    mapped = [table[k][codes[k]] for k in range(codes.shape[0])]
+    grades = [
+        np.where(use_ice & fresh[0] & ok[0], band(tool_value[0], 0), -1),
+        np.where(~use_ice & fresh[1] & ok[1], band(tool_value[1], 1), -1),
+        np.where(fresh[2] & ok[2], mapped[0], -1),
+        np.where(fresh[3] & ok[3], mapped[1], -1),
+        *[np.where(ok[4 + k], mapped[2 + k], -1) for k in range(3)],
+    ]
+    raw = np.where(death, 5, np.maximum(np.maximum.reduce(grades), 0)).astype(np.int8)
+    tool_missing = ~(fresh[2] & (codes[0] == unarousable)) & ~death & np.where(use_ice, ~fresh[0], ~fresh[1])
+    code = 1 + np.where(use_ice, 0, offset) + np.maximum(np.where(use_ice, incomplete[0], incomplete[1]), 0)
+    missing = np.where(tool_missing, code, 0)
+    at_max = [g == raw for g in grades]
+    mask = sum(held.astype(np.int64) << bit for bit, held in enumerate(at_max))
+    domain = np.where(death, 128, np.where(raw == 0, 129, mask))
+    rule = first_label([(death, "d"), (raw == 0, "0"), *[(held, str(k)) for k, held in enumerate(at_max)]]).index
+    return (use_ice, np.stack(grades).astype(np.int8), raw, missing,
+            np.where((raw == 0) & (missing != 0), -1, raw).astype(np.int8), domain, rule)
+
+
+@pytest.mark.parametrize(("seed", "n"), [(0, 0), (1, 1), (2, 400), (3, 400)])
+def test_icans_grade_pass_matches_the_numpy_steps(seed: int, n: int) -> None:
+    columns = _icans_grade_columns(seed, n)
+    found, expected = compiled(icans_grade_loop)(*columns), _icans_grade_reference(columns)
+    names = ("uses_ice", "g", "raw", "missing", "grade", "domain", "rule")
+    for name, a, b in zip(names, found, expected, strict=True):
+        assert a.shape == b.shape and np.array_equal(a, b), name
+    assert found[1].dtype == found[2].dtype == found[4].dtype == np.int8
