@@ -2,7 +2,8 @@
 look back from every assessment for each signal's latest row, on random rows (ties in time, NaN values, patients
 without a signal, attributions) and at the edges (no row, one row); the episodes-and-summary pass
 (``tocsin.core.episodes``) against one that groups the rows; the CRS grades pass (``tocsin.core.crs_course``) against
-the NumPy steps it replaced, and the scales' rule tables against their cases row by row; the ICANS grades pass
+the NumPy steps it replaced, the scales' rule tables against their cases row by row and the ASTCT tiers pass against
+its NumPy steps; the ICANS grades pass
 (``tocsin.core.icans_astct2019``) against the NumPy steps it replaced."""
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import pytest
 
 from tocsin.core import kernels_toxicity as K
 from tocsin.core.crs_astct2019 import _rule_cases as astct_rules
+from tocsin.core.crs_astct2019 import _tiers_loop as astct_tiers_loop
 from tocsin.core.crs_course import DOMAIN_CASES, _grades_loop, rule_table
 from tocsin.core.crs_lee2014 import _rule_cases as lee_rules
 from tocsin.core.episodes import _episodes_loop
@@ -572,3 +574,27 @@ def test_icans_grade_pass_matches_the_numpy_steps(seed: int, n: int) -> None:
     for name, a, b in zip(names, found, expected, strict=True):
         assert a.shape == b.shape and np.array_equal(a, b), name
     assert found[1].dtype == found[2].dtype == found[4].dtype == np.int8
+
+
+def test_astct_tiers_pass_matches_the_numpy_steps() -> None:
+    rng = np.random.default_rng(5)
+    n = 400
+    attributed = rng.random((2, n)) < 0.1
+    bp_known, bp_low, any_vasopressor = rng.random(n) < 0.7, rng.random(n) < 0.4, rng.random(n) < 0.3
+    n_vasopressors = np.where(any_vasopressor, rng.integers(0, 3, n), 0).astype(np.int8)
+    flow = np.where(rng.random(n) < 0.3, np.nan, rng.uniform(0, 12, n))
+    device = rng.integers(0, 7, n)  # five devices (0: nasal cannula), unknown (5), none (6)
+    tier = np.array([2, 3, 4, 0, 2, -1, -1], dtype=np.int8)[device]
+    found = compiled(astct_tiers_loop)(attributed, bp_known, bp_low, n_vasopressors, any_vasopressor, flow, device,
+                                       tier, 6.0, 0, 6)
+    low_bp = np.where(bp_known & bp_low, 2, 0)
+    hypotension = np.where(attributed[0], 0, np.where(n_vasopressors >= 2, 4, np.where(any_vasopressor, 3, low_bp)))
+    high_flow = flow > 6.0
+    by_flow = np.where(high_flow, 3, np.where(flow > 0, 2, 0))
+    by_device = np.where((device == 0) & high_flow, 3, tier)
+    hypoxia = np.where(attributed[1], 0, np.where(device != 6, by_device, by_flow))
+    assert np.array_equal(found[0], hypotension) and np.array_equal(found[1], hypoxia)
+    assert found[0].dtype == found[1].dtype == np.int8
+    assert all(a.shape == (0,) for a in compiled(astct_tiers_loop)(
+        attributed[:, :0], bp_known[:0], bp_low[:0], n_vasopressors[:0], any_vasopressor[:0], flow[:0], device[:0],
+        tier[:0], 6.0, 0, 6))

@@ -47,7 +47,7 @@ def _low_flow(state: Assessments) -> np.ndarray:
     )
 
 
-def _high_dose(state: Assessments, pressors: list[str]) -> np.ndarray:
+def _high_dose(state: Assessments, pressors: tuple[str, ...]) -> np.ndarray:
     equivalent_factor: dict[str, float] = SCALE.table("norepinephrine_equivalent")
     monotherapy: dict[str, float] = SCALE.table("high_dose_monotherapy")
     ne_equivalent = np.zeros(state.t.shape)
@@ -117,7 +117,7 @@ def grade_crs_lee2014(course: Assessments, config: GradingConfig) -> tuple[Asses
     no_fio2 = eligible & (hypoxia == 2) & np.isnan(fio2_used) & ~_low_flow(course)
     with_grades(course, eligible, no_fio2, "fio2", MAX_GRADE + 1)
     with_rule(course, _rules())
-    return course, _evidence(tuple(pressors))
+    return course, _evidence(pressors)
 
 
 def _rule_cases(g: np.ndarray, domain: Text) -> list[tuple[np.ndarray, str]]:

@@ -367,6 +367,12 @@ DEVICES = tuple(load_scale("crs_astct2019").table("oxygen_device_grade"))
 DEVICE_UNKNOWN, DEVICE_NONE = len(DEVICES), len(DEVICES) + 1
 
 
+#: The hypoxia tier of each device code (unknown or no device: null).
+_DEVICE_TIERS = np.array(
+    [load_scale("crs_astct2019").table("oxygen_device_grade")[d] for d in DEVICES] + [-1, -1], dtype=np.int8
+)
+
+
 def device_codes(names: Collection[str]) -> np.ndarray:
     """The codes of these devices, for ``np.isin`` on ``o2_device_code``."""
     return np.array([DEVICES.index(n) for n in names], dtype=np.int64)
@@ -389,6 +395,84 @@ def _drug_classes(vocabulary: Vocabulary) -> tuple[list[str], list[str], list[st
     return known[1]
 
 
+#: The CRS signals of the items that are not drugs (bits of the pass's ``role``).
+_CRS_SIGNALS = {
+    "temperature": CRS_TEMPERATURE,
+    "sbp": CRS_SBP,
+    "map": CRS_MAP,
+    "oxygen": CRS_OXYGEN,
+    "oxygen_flow": CRS_FLOW,
+    "fio2": CRS_FIO2,
+    "fluid_bolus": 0,  # an assessment, no signal
+    "alternative_cause": CRS_ALTERNATIVE,
+    "death": CRS_DEATH,
+    "il6": CRS_IL6,
+    "crp": CRS_CRP,
+}
+
+
+def _crs_items(vocabulary: Vocabulary) -> list[str]:
+    """The items of the CRS rows: the signals', and the vocabulary's vasopressors, anti-cytokine and antipyretic
+    drugs."""
+    pressors, anticytokine, antipyretic = _drug_classes(vocabulary)
+    return [*_CRS_SIGNALS, *pressors, *anticytokine, *antipyretic]
+
+
+@dataclass(frozen=True)
+class _CrsTables:
+    """What the CRS pass reads of the items, by item code: each code's signals, its vasopressor (-1: none), and
+    whether each vasopressor counts towards "multiple vasopressors"."""
+
+    pressors: list[str]
+    role: np.ndarray
+    pressor_of: np.ndarray
+    counted: np.ndarray
+
+
+#: The tables by vocabulary (identity), waiver drugs and item categories: a course's state built them in some
+#: thirty NumPy steps, the same every time.
+_CRS_TABLES: dict[tuple[int, str, tuple[str, ...]], tuple[Vocabulary, _CrsTables]] = {}
+
+
+def _crs_tables(vocabulary: Vocabulary, waiver_drugs: str, categories: list[str]) -> _CrsTables:
+    key = (id(vocabulary), waiver_drugs, tuple(categories))
+    known = _CRS_TABLES.get(key)
+    if known is not None and known[0] is vocabulary:
+        return known[1]
+    pressors, anticytokine, antipyretic = _drug_classes(vocabulary)
+    waiver_items = anticytokine + (antipyretic if waiver_drugs == "anticytokine_or_antipyretic" else [])
+    code = {name: k for k, name in enumerate(categories)}
+    role = np.zeros(len(categories) + 1, dtype=np.int64)  # the last: a null item
+    for name, bit in _CRS_SIGNALS.items():
+        role[code[name]] |= bit
+    for names, bit in ((waiver_items, CRS_WAIVER), (antipyretic, CRS_ANTIPYRETIC)):
+        for name in names:
+            role[code[name]] |= bit
+    pressor_of = np.full(role.shape, -1, dtype=np.int64)
+    pressor_of[[code[p] for p in pressors]] = np.arange(len(pressors))
+    excluded = set(load_scale("crs_astct2019").table("not_counted_for_multiple_vasopressors"))
+    tables = _CrsTables(pressors, role, pressor_of, np.array([p not in excluded for p in pressors], dtype=np.bool_))
+    if len(_CRS_TABLES) > 16:  # vocabularies are few; the entries hold them alive, so never grow unbounded
+        _CRS_TABLES.clear()
+    _CRS_TABLES[key] = (vocabulary, tables)
+    return tables
+
+
+#: Above this many oxygen rows their devices are coded by a cast to an Enum of the devices (~20 µs whatever the
+#: rows); below, in Python (a course's few rows: ~1 µs each).
+_DEVICES_IN_PYTHON = 64
+_DEVICE_CODE = {name: k for k, name in enumerate(DEVICES)}
+
+
+def _device_codes(devices: pl.Series) -> np.ndarray:
+    """The code of each oxygen row's device (:data:`DEVICES`; ``DEVICE_UNKNOWN`` another text, ``DEVICE_NONE``
+    none)."""
+    if devices.len() <= _DEVICES_IN_PYTHON:
+        found = [DEVICE_NONE if d is None else _DEVICE_CODE.get(d, DEVICE_UNKNOWN) for d in devices.to_list()]
+        return np.array(found, dtype=np.int64)
+    return np.where(null_texts(devices), DEVICE_NONE, text_positions(devices, DEVICES, DEVICE_UNKNOWN))
+
+
 @cache
 def _crs_attribution_columns() -> tuple[pl.Expr, ...]:
     """Of an attribution, its finding and cause."""
@@ -408,40 +492,15 @@ def crs_state(
     Every column comes from one compiled pass over the rows (:func:`tocsin.core.kernels_toxicity.crs_state_pass`);
     only the texts (the attributions', the oxygen devices') are read here, with Polars, on their own rows."""
     c = config.crs
-    pressors, anticytokine, antipyretic = _drug_classes(vocabulary)
-    waiver_items = anticytokine + (antipyretic if c.waiver_drugs == "anticytokine_or_antipyretic" else [])
-    signals = {
-        "temperature": CRS_TEMPERATURE,
-        "sbp": CRS_SBP,
-        "map": CRS_MAP,
-        "oxygen": CRS_OXYGEN,
-        "oxygen_flow": CRS_FLOW,
-        "fio2": CRS_FIO2,
-        "fluid_bolus": 0,  # an assessment, no signal
-        "alternative_cause": CRS_ALTERNATIVE,
-        "death": CRS_DEATH,
-        "il6": CRS_IL6,
-        "crp": CRS_CRP,
-    }
-    rows = toxicity_rows(events, patients, [*signals, *pressors, *anticytokine, *antipyretic], "crs", read)
-    role = np.zeros(len(rows.categories) + 1, dtype=np.int64)  # the last: a null item
-    for name, bit in signals.items():
-        role[rows.code[name]] |= bit
-    for names, bit in ((waiver_items, CRS_WAIVER), (antipyretic, CRS_ANTIPYRETIC)):
-        role[[rows.code[name] for name in names]] |= bit
-    pressor_of = np.full(role.shape, -1, dtype=np.int64)
-    pressor_of[[rows.code[p] for p in pressors]] = np.arange(len(pressors))
-    scale = load_scale("crs_astct2019")
-    excluded = set(scale.table("not_counted_for_multiple_vasopressors"))
+    rows = toxicity_rows(events, patients, _crs_items(vocabulary), "crs", read)
+    tables = _crs_tables(vocabulary, c.waiver_drugs, rows.categories)
     # The text read: the attributions' finding and cause (string operations, only if there is one), and the
-    # oxygen rows' device (a code of DEVICES; casts).
+    # oxygen rows' device (a code of DEVICES).
     alt, oxygen = np.flatnonzero(rows.is_item("alternative_cause")), np.flatnonzero(rows.is_item("oxygen"))
     attribution = _attributions(rows, alt, read_texts(rows, alt, _crs_attribution_columns))
     device_of_row = np.full(rows.height, DEVICE_NONE, dtype=np.int64)
     cat = events.get_column("cat")  # read once: the frame gathers the texts of one Series object together
-    devices = gather_rows(cat, rows.rows[oxygen])
-    device_of_row[oxygen] = np.where(null_texts(devices), DEVICE_NONE, text_positions(devices, DEVICES, DEVICE_UNKNOWN))
-    device_grade = scale.table("oxygen_device_grade")
+    device_of_row[oxygen] = _device_codes(gather_rows(cat, rows.rows[oxygen]))
     floats, flags, small, numbers = crs_state_pass(
         rows.item,
         rows.t,
@@ -449,15 +508,15 @@ def crs_state(
         rows.start,
         rows.patient,
         rows.rows,
-        role,
-        pressor_of,
-        np.array([p not in excluded for p in pressors], dtype=np.bool_),
+        tables.role,
+        tables.pressor_of,
+        tables.counted,
         patients.get_column("age_years").to_numpy().astype(np.float64),  # a null number reads as NaN
         device_of_row,
         attribution.position,
         attribution.finding,
         attribution.attributes,
-        np.array([device_grade[d] for d in DEVICES] + [-1, -1], dtype=np.int8),  # unknown or no device: null
+        _DEVICE_TIERS,
         np.array(
             [
                 c.fever_celsius,
@@ -475,6 +534,7 @@ def crs_state(
     )
     number = dict(zip(CRS_NUMBERS, numbers, strict=True))
     state = Assessments(Text(events.get_column(PID), number["row"]), number["patient"], flags[0], floats[0])
+    pressors = tables.pressors
     state.add(
         **dict(zip(CRS_FLOATS[1:], floats[1:], strict=False)),
         **{f"rate_{p}": floats[len(CRS_FLOATS) + k] for k, p in enumerate(pressors)},
