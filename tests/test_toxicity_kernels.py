@@ -3,7 +3,7 @@ look back from every assessment for each signal's latest row, on random rows (ti
 without a signal, attributions) and at the edges (no row, one row); the episodes-and-summary pass
 (``tocsin.core.episodes``) against one that groups the rows; the CRS grades pass (``tocsin.core.crs_course``) against
 the NumPy steps it replaced, the scales' rule tables against their cases row by row and the ASTCT tiers pass against
-its NumPy steps; the ICANS grades pass
+its NumPy steps, the CRS course pass (first fever, waiver) against a reference; the ICANS grades pass
 (``tocsin.core.icans_astct2019``) against the NumPy steps it replaced."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 from tocsin.core import kernels_toxicity as K
 from tocsin.core.crs_astct2019 import _rule_cases as astct_rules
 from tocsin.core.crs_astct2019 import _tiers_loop as astct_tiers_loop
-from tocsin.core.crs_course import DOMAIN_CASES, _grades_loop, rule_table
+from tocsin.core.crs_course import DOMAIN_CASES, _course_loop, _grades_loop, rule_table
 from tocsin.core.crs_lee2014 import _rule_cases as lee_rules
 from tocsin.core.episodes import _episodes_loop
 from tocsin.core.icans_astct2019 import _grade_loop as icans_grade_loop
@@ -77,12 +77,12 @@ def _random_rows(seed: int, n: int) -> tuple:
     position = np.where(patient == 1, -1, patient)  # a patient the table does not hold
     event_row = np.arange(n, dtype=np.int64) * 3 + 1
     return (item, t, num, start, position, event_row, ROLE, PRESSOR_OF, COUNTED, age, device, alt_position,
-            alt_finding, alt_attributes, TIERS, LIMITS, ROOM_AIR, DEVICE_NONE)
+            alt_finding, alt_attributes, TIERS, LIMITS, ROOM_AIR, DEVICE_NONE, seed % 2 == 1)
 
 
 def _crs_reference(columns: tuple) -> dict[str, list]:
     (item, t, num, start, patient, event_row, role, pressor_of, counted, age, device, alt_position, alt_finding,
-     alt_attributes, tiers, limits, room_air, device_none) = columns
+     alt_attributes, tiers, limits, room_air, device_none, cytokines_resolve) = columns
     n = item.shape[0]
 
     def latest(row: int, holds) -> int:
@@ -170,6 +170,14 @@ def _crs_reference(columns: tuple) -> dict[str, list]:
             "temp_known": (now - floats["temp_t"]) * 24.0 <= limits[6],
             "bp_known": (now - bp_t) * 24.0 <= limits[7],
         }
+        unsettled = floats["fever_t"] == now or not flags["temp_known"] or flags["temp_is_fever"]
+        il6_now, crp_now = falling(rows["il6"], K.CRS_IL6), falling(rows["crp"], K.CRS_CRP)
+        if cytokines_resolve:
+            flags["active"] = unsettled or not (il6_now == 1 if il6_now >= 0 else crp_now == 1)
+        else:
+            flags["active"] = (unsettled or floats["antipyretic_t"] == now
+                               or flags["on_oxygen"] and not flags["hypoxia_attributed"]
+                               or flags["any_vasopressor"] and not flags["hypotension_attributed"])
         previous_start = start[row]
         for name, value in flags.items():
             put(name, bool(value))
@@ -598,3 +606,37 @@ def test_astct_tiers_pass_matches_the_numpy_steps() -> None:
     assert all(a.shape == (0,) for a in compiled(astct_tiers_loop)(
         attributed[:, :0], bp_known[:0], bp_low[:0], n_vasopressors[:0], any_vasopressor[:0], flow[:0], device[:0],
         tier[:0], 6.0, 0, 6))
+
+
+@pytest.mark.parametrize(("seed", "n"), [(0, 0), (1, 1), (2, 300)])
+def test_course_pass_matches_the_reference(seed: int, n: int) -> None:
+    rng = np.random.default_rng(seed)
+    first = np.ones(n, dtype=np.bool_)
+    first[1:] = rng.random(max(n - 1, 0)) < 0.05
+    stretch = np.zeros(n, dtype=np.int32)
+    for row in range(n):
+        stretch[row] = (0 if first[row] else stretch[row - 1]) + (rng.random() < 0.1)
+    t = np.round(np.cumsum(rng.uniform(0, 0.3, n)), 2)
+    fever_t = np.where(rng.random(n) < 0.3, t, np.where(rng.random(n) < 0.5, t - 0.5, np.nan))
+    drug_t = np.where(rng.random(n) < 0.2, t, np.nan)
+    drug = rng.integers(0, 50, n).astype(np.int32)
+    flags = [rng.random(n) < share for share in (0.7, 0.4, 0.2)]
+    found = compiled(_course_loop)(first, stretch, t, fever_t, drug_t, drug, *flags)
+    expected: list[list] = [[] for _ in range(6)]
+    for row in range(n):
+        episode = range(max(q for q in range(row + 1) if first[q] or stretch[q] != stretch[q - 1]), row + 1)
+        fevers = [t[q] for q in episode if stretch[q] > 0 and fever_t[q] == t[q]]
+        fever = fevers[0] if fevers else math.nan
+        # The first fever as it stood at each row: a waiver counts from it on.
+        waivers = [q for q in episode if drug_t[q] == t[q]
+                   and t[q] >= next((t[p] for p in episode if p <= q and stretch[p] > 0 and fever_t[p] == t[p]),
+                                    math.nan)]
+        started = bool(flags[0][row]) and not math.isnan(fever)
+        waiver_t = t[waivers[-1]] if waivers else math.nan
+        for column, value in zip(expected, (fever, waiver_t, int(drug[waivers[-1]]) if waivers else -1, started,
+                                            bool(flags[1][row] and not flags[2][row]),
+                                            started and not math.isnan(waiver_t)), strict=True):
+            column.append(value)
+    for a, b in zip(found, expected, strict=True):
+        assert _same(a.tolist(), b)
+    assert found[2].dtype == np.int32

@@ -22,40 +22,29 @@ from tocsin.config import GradingConfig
 from tocsin.core.episodes import mark_stretches
 from tocsin.core.evidence import Observation, combination_texts, first_label, observation
 from tocsin.core.segments import compiled
-from tocsin.core.timeline import Assessments, NullableInt, Text, at, labels
+from tocsin.core.timeline import Assessments, NullableInt, Text, labels
 from tocsin.vocabulary import load_vocabulary
 
 
-def _activity(state: Assessments, config: GradingConfig) -> np.ndarray:
-    """Rows at which CRS is not (yet) resolved by the configured rule.
-
-    Being afebrile must be observed: the quiet period starts at the first documented temperature below
-    the fever threshold; a row whose latest temperature is still a (CRS) fever, or with no temperature
-    in the fever window, is not quiet, so sparse charting never resolves an episode by silence.
-    """
-    fever_here = state["fever_t"] == state.t
-    unobserved = ~state["temp_known"] | state["temp_is_fever"]
-    if config.episodes.crs_resolution == "fever_gone_cytokines_falling":
-        # Falling must be observed too (EPI-030): the latest IL-6 lower than the one before (CRP when IL-6 gives
-        # no comparison). An unmeasured or once-measured cytokine is not falling: it counted as falling, so a
-        # course without cytokine labs "resolved" at its first afebrile assessment, while on vasopressors with the
-        # fever masked by an antipyretic, and lost its fever waiver (a grade 4 graded 0; found by the property
-        # that a worse observation never lowers a grade).
-        il6, crp = state["il6_falling"], state["crp_falling"]
-        cytokines_falling = np.where(il6 >= 0, il6 == 1, crp == 1)
-        return fever_here | unobserved | ~cytokines_falling
-    antipyretic_here = state["antipyretic_t"] == state.t
-    oxygen = state["on_oxygen"] & ~state["hypoxia_attributed"]
-    pressor = state["any_vasopressor"] & ~state["hypotension_attributed"]
-    return fever_here | unobserved | antipyretic_here | oxygen | pressor
-
-
 def _course_loop(
-    first: np.ndarray, stretch: np.ndarray, t: np.ndarray, fever_t: np.ndarray, waiver_drug_t: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+    first: np.ndarray,
+    stretch: np.ndarray,
+    t: np.ndarray,
+    fever_t: np.ndarray,
+    waiver_drug_t: np.ndarray,
+    waiver_drug: np.ndarray,
+    in_episode: np.ndarray,
+    febrile: np.ndarray,
+    fever_attributed: np.ndarray,
+) -> tuple[np.ndarray, ...]:
+    """Per row: the first fever of its episode (NaN: none yet), the time and the drug (its text's row, -1: none)
+    of the episode's latest waiver so far, whether CRS has begun (in an episode, after a fever), a fever now
+    (not attributed to another cause) and the waiver in force."""
     rows = t.shape[0]
-    first_fever = np.full(rows, np.nan)
-    waiver_row = np.full(rows, -1, dtype=np.int64)
+    first_fever, waiver_t = np.empty(rows), np.empty(rows)
+    drug = np.empty(rows, dtype=waiver_drug.dtype)
+    started, fever_now, waived = (np.empty(rows, dtype=np.bool_), np.empty(rows, dtype=np.bool_),
+                                  np.empty(rows, dtype=np.bool_))
     fever_so_far, waiver_so_far = np.nan, -1
     for row in range(rows):
         if first[row] or stretch[row] != stretch[row - 1]:  # a new episode (or the stretch-0 rows before one)
@@ -65,30 +54,42 @@ def _course_loop(
         # Only treatment at or after the episode's first fever waives it (not premedication).
         if waiver_drug_t[row] == t[row] and t[row] >= fever_so_far:
             waiver_so_far = row
-        first_fever[row], waiver_row[row] = fever_so_far, waiver_so_far
-    return first_fever, waiver_row
+        first_fever[row] = fever_so_far
+        waiver_t[row] = t[waiver_so_far] if waiver_so_far >= 0 else np.nan
+        drug[row] = waiver_drug[waiver_so_far] if waiver_so_far >= 0 else -1
+        started[row] = in_episode[row] and not np.isnan(fever_so_far)
+        fever_now[row] = febrile[row] and not fever_attributed[row]
+        waived[row] = started[row] and not np.isnan(waiver_t[row])
+    return first_fever, waiver_t, drug, started, fever_now, waived
 
 
 def mark_crs_course(state: Assessments, config: GradingConfig) -> Assessments:
-    """Add stretches, ``crs_started`` (a fever opened CRS in this stretch), ``fever_now`` and the
-    waiver (``waived``, ``waiver_drug_ep``, ``waiver_t_ep``).
+    """Add stretches (of the state's ``active``: see :func:`tocsin.core.kernels_toxicity.crs_state_pass`),
+    ``crs_started`` (a fever opened CRS in this stretch), ``fever_now`` and the waiver (``waived``,
+    ``waiver_drug_ep``, ``waiver_t_ep``).
 
     The first fever and the latest waiver of each episode come from one compiled pass over the rows: as
     column expressions they were a running count and three fills within the episode."""
-    mark_stretches(state, _activity(state, config), config.episodes.crs_resolution_hours)
-    first_fever, waiver_row = compiled(_course_loop)(
-        state.first, state["stretch"], state.t, state["fever_t"], state["waiver_drug_t"]
-    )
-    waiver_t = at(state.t, waiver_row)
+    mark_stretches(state, state["active"], config.episodes.crs_resolution_hours)
     drug = state.text("waiver_drug")
-    crs_started = state["in_episode"] & ~np.isnan(first_fever)
+    first_fever, waiver_t, waiver_drug, crs_started, fever_now, waived = compiled(_course_loop)(
+        state.first,
+        state["stretch"],
+        state.t,
+        state["fever_t"],
+        state["waiver_drug_t"],
+        drug.index,
+        state["in_episode"],
+        state["febrile"],
+        state["fever_attributed"],
+    )
     state.add(
         first_fever_t=first_fever,
         waiver_t_ep=waiver_t,
-        waiver_drug_ep=Text(drug.source, at(drug.index, waiver_row, -1)),
+        waiver_drug_ep=Text(drug.source, waiver_drug),
         crs_started=crs_started,
-        fever_now=state["febrile"] & ~state["fever_attributed"],
-        waived=crs_started & ~np.isnan(waiver_t),
+        fever_now=fever_now,
+        waived=waived,
     )
     return state
 

@@ -69,6 +69,7 @@ CRS_FLAGS = (
     "febrile",
     "temp_known",
     "bp_known",
+    "active",
 )
 #: Rows of the CRS pass's small-integer output (-1 = unknown for the cytokines' ``falling``).
 CRS_SMALL = ("il6_falling", "crp_falling", "o2_device_tier", "n_vasopressors")
@@ -125,13 +126,20 @@ def _crs_state_loop(
     limits: np.ndarray,
     room_air: int,
     device_none: int,
+    cytokines_resolve: bool,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The CRS state at every assessment (the last row of each patient and time) of the rows (a patient's rows
     adjacent, in time order; ``start``: the row of the patient's first row). Per row: its item code (``role[code]``
     its signals, ``pressor_of[code]`` its vasopressor or -1), the patient's position (``age`` per position, NaN
     unknown), its event row, its oxygen device code, and of an attribution its row in ``alt_attributes`` and
     finding (-1 for other rows). A temperature is a fever at or above the threshold unless a fever attribution is
-    in force; SBP is low below the threshold of the patient's age, MAP below its own (NaN: never)."""
+    in force; SBP is low below the threshold of the patient's age, MAP below its own (NaN: never).
+
+    ``active``: CRS is not (yet) resolved by the configured rule (``cytokines_resolve``: fever gone and
+    cytokines falling; else afebrile off support). Being afebrile must be observed: the quiet period starts at the
+    first documented temperature below the fever threshold; a row whose latest temperature is still a (CRS)
+    fever, or with no temperature in the fever window, is not quiet, so sparse charting never resolves an episode
+    by silence."""
 
     def at(values: np.ndarray, row: int) -> float:
         return values[row] if row >= 0 else np.nan
@@ -252,10 +260,23 @@ def _crs_state_loop(
         flags[7, k] = code != room_air if code != device_none else current_flow > 0
         flags[8, k] = running
         flags[9, k] = (now - fever_t) * HOURS_PER_DAY <= fever_window
-        flags[10, k] = (now - temp_t) * HOURS_PER_DAY <= fever_window
+        temp_known = (now - temp_t) * HOURS_PER_DAY <= fever_window
+        flags[10, k] = temp_known
         flags[11, k] = (now - bp_t) * HOURS_PER_DAY <= bp_validity
-        small[0, k] = il6_falling if il6 >= 0 else -1
-        small[1, k] = crp_falling if crp >= 0 else -1
+        il6_now, crp_now = il6_falling if il6 >= 0 else -1, crp_falling if crp >= 0 else -1
+        small[0, k], small[1, k] = il6_now, crp_now
+        unsettled = fever_t == now or not temp_known or flags[1, k]
+        if cytokines_resolve:
+            # Falling must be observed too (EPI-030): the latest IL-6 lower than the one before (CRP when IL-6
+            # gives no comparison). An unmeasured or once-measured cytokine is not falling: it counted as falling,
+            # so a course without cytokine labs "resolved" at its first afebrile assessment, while on vasopressors
+            # with the fever masked by an antipyretic, and lost its fever waiver (a grade 4 graded 0; found by the
+            # property that a worse observation never lowers a grade).
+            flags[12, k] = unsettled or not (il6_now == 1 if il6_now >= 0 else crp_now == 1)
+        else:
+            oxygen_on = flags[7, k] and not flags[5, k]  # supplemental O2 for a hypoxia not attributed elsewhere
+            pressor_on = running and not flags[4, k]
+            flags[12, k] = unsettled or at(t, antipyretic) == now or oxygen_on or pressor_on
         small[2, k] = tiers[code]
         small[3, k] = n_counted
         numbers[0, k] = event_row[row]

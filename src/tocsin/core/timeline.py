@@ -531,6 +531,7 @@ def crs_state(
         ),
         DEVICES.index("room_air"),
         DEVICE_NONE,
+        config.episodes.crs_resolution == "fever_gone_cytokines_falling",
     )
     number = dict(zip(CRS_NUMBERS, numbers, strict=True))
     state = Assessments(Text(events.get_column(PID), number["row"]), number["patient"], flags[0], floats[0])
