@@ -17,6 +17,7 @@ from tocsin.core.timeline import (
     labels,
     latest_valid,
     null_texts,
+    text_codes,
     text_positions,
 )
 from tocsin.vocabulary import load_vocabulary
@@ -225,3 +226,16 @@ def test_graders_give_the_same_with_the_engines_one_read_of_the_codes_and_with_t
     assert own_scores.hscore.equals(events_only.hscore) and own_scores.car_hlh.equals(events_only.car_hlh)
     kinetics = kinetics_nca(events, patients, config.kinetics)
     assert kinetics.height == 1 and kinetics.equals(kinetics_nca(events, patients, config.kinetics, read))
+
+
+def test_text_codes_in_python_and_by_the_enum_cast_agree(monkeypatch) -> None:
+    import tocsin.core.timeline as timeline
+
+    texts = pl.Series(["b", None, "zz", "a", "b", None])
+    expected = [1, -2, -1, 0, 1, -2]
+    assert text_codes(texts, ["a", "b"], -1, -2).tolist() == expected
+    assert text_codes(texts.head(0), ["a", "b"], -1, -2).shape == (0,)
+    monkeypatch.setattr(timeline, "_TEXTS_IN_PYTHON", 0)
+    assert text_codes(texts, ["a", "b"], -1, -2).tolist() == expected
+    assert text_codes(texts.drop_nulls(), ["a", "b"], -1, -2).tolist() == [1, -1, 0, 1]
+    assert text_codes(texts, ["a", "b"], -1, -2).dtype == np.int64

@@ -278,18 +278,18 @@ def _random_icans_rows(seed: int, n: int) -> tuple:
     finding = np.full(n, -1, dtype=np.int64)
     finding[alts] = rng.integers(0, 7, alts.size)
     domain = (item >= 7) & (item <= 12)
-    value_given = ~domain | (rng.random(n) < 0.8)
     value_code = np.where(domain, rng.integers(-1, N_UNION, n), -1)
+    value_code[domain & (rng.random(n) < 0.2)] = K.ICANS_NO_VALUE
     age = np.array([30.0, np.nan, 8.0])
     position = np.where(patient == 2, -1, patient)
     event_row = np.arange(n, dtype=np.int64) + 10
-    return (item, t, num, start, position, event_row, keep, ICANS_SIGNAL_OF, N_ICE, N_CAPD, finding, value_given,
-            value_code, OWN_CODE, alt_position, rng.random(alts.size) < 0.6, age, 24.0, 12.0)
+    return (item, t, num, start, position, event_row, keep, ICANS_SIGNAL_OF, N_ICE, N_CAPD, finding, value_code,
+            OWN_CODE, alt_position, rng.random(alts.size) < 0.6, age, 24.0, 12.0)
 
 
 def _icans_reference(columns: tuple) -> dict[str, list]:
-    (item, t, num, start, patient, event_row, keep, signal_of, n_ice, n_capd, finding, value_given, value_code,
-     own_code, alt_position, alt_attributes, age, neuro_hours, seizure_hours) = columns
+    (item, t, num, start, patient, event_row, keep, signal_of, n_ice, n_capd, finding, value_code, own_code,
+     alt_position, alt_attributes, age, neuro_hours, seizure_hours) = columns
     kept = [row for row in range(item.shape[0]) if keep[row]]
 
     def signal(row: int) -> int:
@@ -320,7 +320,7 @@ def _icans_reference(columns: tuple) -> dict[str, list]:
                 seen[("incomplete", tool)] = absent
         for d in range(7):
             source = here[7 + d]
-            if source >= 0 and value_given[source]:
+            if source >= 0 and value_code[source] != K.ICANS_NO_VALUE:
                 seen[("domain", d)] = source
         for f in range(7):
             if here[14 + f] >= 0:
@@ -398,7 +398,7 @@ def test_icans_state_pass_matches_the_reference_on_random_rows(seed: int) -> Non
 @pytest.mark.parametrize("n", [0, 1])
 def test_icans_state_pass_of_no_row_and_one_row(n: int) -> None:
     columns = _random_icans_rows(2, 1)
-    columns = tuple(c[:n] if i in (0, 1, 2, 3, 4, 5, 6, 10, 11, 12, 14) else c for i, c in enumerate(columns))
+    columns = tuple(c[:n] if i in (0, 1, 2, 3, 4, 5, 6, 10, 11, 13) else c for i, c in enumerate(columns))
     found, expected = _icans_kernel(columns), _icans_reference(columns)
     assert all(len(v) == n for v in found.values())
     for name, values in expected.items():

@@ -334,6 +334,8 @@ ICANS_NUMBERS = (
 )
 #: ``signal_of`` of an attribution's item code: its signal is that of the finding it names.
 ICANS_ATTRIBUTION = -2
+#: ``value_code`` of a domain row without a value (-1: a value the scale does not grade).
+ICANS_NO_VALUE = -2
 _N_DOMAINS, _N_ICANS_FINDINGS = len(ICANS_DOMAINS), len(ICANS_FINDINGS)
 _N_ICANS_FLOATS, _N_ICANS_FLAGS, _N_ICANS_NUMBERS = len(ICANS_FLOATS), len(ICANS_FLAGS), len(ICANS_NUMBERS)
 
@@ -350,7 +352,6 @@ def _icans_state_loop(
     n_ice: int,
     n_capd: int,
     finding: np.ndarray,
-    value_given: np.ndarray,
     value_code: np.ndarray,
     own_code: np.ndarray,
     alt_position: np.ndarray,
@@ -366,7 +367,8 @@ def _icans_state_loop(
     ``finding``. A signal is observed at an assessment when its latest row is at the assessment's time (and, for a
     domain, gives a value); a tool's score is its total, else the sum of its items when all are given (an
     incomplete one: the mask of the items it lacked). Each column is then its latest observation in the
-    patient, with ``value_code`` (per row, among every graded value) read through ``own_code[domain]``."""
+    patient, with ``value_code`` (per row, among every graded value; ICANS_NO_VALUE: none) read through
+    ``own_code[domain]``."""
 
     def at(values: np.ndarray, row: int) -> float:
         return values[row] if row >= 0 else np.nan
@@ -430,7 +432,7 @@ def _icans_state_loop(
                 tool_incomplete[tool] = absent
         for d in range(_N_DOMAINS + 1):  # the domains, then the death
             source = latest[2 + n_ice + n_capd + d]
-            if source >= 0 and t[source] == now and value_given[source]:
+            if source >= 0 and t[source] == now and value_code[source] != ICANS_NO_VALUE:
                 domain_row[d], domain_t[d] = source, now
         for f in range(_N_ICANS_FINDINGS):
             source = latest[death_signal + 1 + f]

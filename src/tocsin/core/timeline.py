@@ -39,7 +39,7 @@ from tocsin.core.polars_handles import (
 from tocsin.core.kernels_toxicity import (
     CRS_ALTERNATIVE, CRS_ANTIPYRETIC, CRS_CRP, CRS_DEATH, CRS_FIO2, CRS_FLAGS, CRS_FLOATS, CRS_FLOW, CRS_IL6, CRS_MAP,
     CRS_NUMBERS, CRS_OXYGEN, CRS_SBP, CRS_SMALL, CRS_TEMPERATURE, CRS_WAIVER, ICANS_ATTRIBUTION, ICANS_DOMAINS,
-    ICANS_FINDINGS, ICANS_FLAGS, ICANS_FLOATS, ICANS_NUMBERS, crs_state_pass, icans_state_pass,
+    ICANS_FINDINGS, ICANS_FLAGS, ICANS_FLOATS, ICANS_NO_VALUE, ICANS_NUMBERS, crs_state_pass, icans_state_pass,
 )
 from tocsin.core.segments import compiled, latest_rows_loop
 from tocsin.criteria import load_scale
@@ -97,6 +97,25 @@ def text_positions(texts: pl.Series, names: Sequence[str], other: int) -> np.nda
     if not codes.null_count():
         return found.astype(np.int64)
     return np.where(np.isnan(found), other, found).astype(np.int64)
+
+
+#: Up to this many texts :func:`text_codes` looks them up in Python (a course's few: ~0.1 µs each); above, a cast
+#: to an Enum of the names (~20 µs whatever the rows).
+_TEXTS_IN_PYTHON = 256
+
+
+@cache
+def _positions(names: tuple[str, ...]) -> dict[str, int]:
+    return {name: k for k, name in enumerate(names)}
+
+
+def text_codes(texts: pl.Series, names: Sequence[str], other: int, null: int) -> np.ndarray:
+    """The position of each text among ``names`` (int64; ``other`` for another text, ``null`` for a null)."""
+    if texts.len() <= _TEXTS_IN_PYTHON:
+        position = _positions(tuple(names))
+        return np.array([null if x is None else position.get(x, other) for x in texts.to_list()], dtype=np.int64)
+    codes = text_positions(texts, names, other)
+    return np.where(null_texts(texts), null, codes) if texts.null_count() else codes
 
 
 def null_texts(texts: pl.Series) -> np.ndarray:
@@ -458,21 +477,6 @@ def _crs_tables(vocabulary: Vocabulary, waiver_drugs: str, categories: list[str]
     return tables
 
 
-#: Above this many oxygen rows their devices are coded by a cast to an Enum of the devices (~20 µs whatever the
-#: rows); below, in Python (a course's few rows: ~1 µs each).
-_DEVICES_IN_PYTHON = 64
-_DEVICE_CODE = {name: k for k, name in enumerate(DEVICES)}
-
-
-def _device_codes(devices: pl.Series) -> np.ndarray:
-    """The code of each oxygen row's device (:data:`DEVICES`; ``DEVICE_UNKNOWN`` another text, ``DEVICE_NONE``
-    none)."""
-    if devices.len() <= _DEVICES_IN_PYTHON:
-        found = [DEVICE_NONE if d is None else _DEVICE_CODE.get(d, DEVICE_UNKNOWN) for d in devices.to_list()]
-        return np.array(found, dtype=np.int64)
-    return np.where(null_texts(devices), DEVICE_NONE, text_positions(devices, DEVICES, DEVICE_UNKNOWN))
-
-
 @cache
 def _crs_attribution_columns() -> tuple[pl.Expr, ...]:
     """Of an attribution, its finding and cause."""
@@ -500,7 +504,7 @@ def crs_state(
     attribution = _attributions(rows, alt, read_texts(rows, alt, _crs_attribution_columns))
     device_of_row = np.full(rows.height, DEVICE_NONE, dtype=np.int64)
     cat = events.get_column("cat")  # read once: the frame gathers the texts of one Series object together
-    device_of_row[oxygen] = _device_codes(gather_rows(cat, rows.rows[oxygen]))
+    device_of_row[oxygen] = text_codes(gather_rows(cat, rows.rows[oxygen]), DEVICES, DEVICE_UNKNOWN, DEVICE_NONE)
     floats, flags, small, numbers = crs_state_pass(
         rows.item,
         rows.t,
@@ -594,18 +598,16 @@ def icans_state(
     items = [*numeric, *ICANS_DOMAINS, "death", "alternative_cause"]
     rows = toxicity_rows(events, patients, items, "icans", read)
     # The text read: of the attributions (their finding decides whether they count, and make an assessment), and
-    # of the domain rows (a value given, and its position among every value the scale grades; -1 for another).
+    # of the domain rows (its value's position among every value the scale grades; -1 another, ICANS_NO_VALUE none).
     alt, domain_rows = np.flatnonzero(rows.is_item("alternative_cause")), np.flatnonzero(rows.is_item(*ICANS_DOMAINS))
     attribution_text = read_texts(rows, alt, _neuro_attribution_columns)
     keep = np.ones(rows.height, dtype=np.bool_)
     keep[alt] = attribution_text.get_column("neuro").to_numpy()
     attribution = _attributions(rows, alt, attribution_text)
     cat = events.get_column("cat")  # read once: the frame gathers the texts of one Series object together
-    value_text = gather_rows(cat, rows.rows[domain_rows])
-    value_given = np.ones(rows.height, dtype=np.bool_)
-    value_given[domain_rows] = ~null_texts(value_text)
     value_code = np.full(rows.height, -1, dtype=np.int64)
-    value_code[domain_rows] = text_positions(value_text, NEURO_VALUE_UNION, -1)
+    values = gather_rows(cat, rows.rows[domain_rows])
+    value_code[domain_rows] = text_codes(values, NEURO_VALUE_UNION, -1, ICANS_NO_VALUE)
     signal_of = np.full(len(rows.categories) + 1, -1, dtype=np.int64)  # the last: a null item
     signal_of[[rows.code[name] for name in (*numeric, *ICANS_DOMAINS, "death")]] = np.arange(len(items) - 1)
     signal_of[rows.code["alternative_cause"]] = ICANS_ATTRIBUTION
@@ -621,7 +623,6 @@ def icans_state(
         len(ice_items),
         len(capd_items),
         attribution.finding,
-        value_given,
         value_code,
         _OWN_POSITIONS,
         attribution.position,
