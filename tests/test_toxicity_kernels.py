@@ -640,3 +640,23 @@ def test_course_pass_matches_the_reference(seed: int, n: int) -> None:
     for a, b in zip(found, expected, strict=True):
         assert _same(a.tolist(), b)
     assert found[2].dtype == np.int32
+
+
+@pytest.mark.parametrize(("seed", "n"), [(0, 0), (1, 1), (2, 500)])
+def test_selected_rows_and_their_columns_match_numpy(seed: int, n: int) -> None:
+    rng = np.random.default_rng(seed)
+    item = rng.integers(0, 9, n).astype(np.uint8)  # code 8: a null item
+    patient = np.sort(rng.integers(0, 6, n)).astype(np.uint32)
+    t = rng.uniform(0, 5, n)
+    wanted = np.array([True, False, True, True, False, False, True, False, rng.random() < 0.5])
+    rows, deaths = K.selected_rows(item, wanted, 3)
+    assert np.array_equal(rows, np.flatnonzero(wanted[item])) and rows.dtype == np.int64
+    assert np.array_equal(rows[deaths], np.flatnonzero(wanted[item] & (item == 3)))
+    items, times, start, run, heads = K.row_columns(rows, item, patient, t)
+    first = np.ones(rows.size, dtype=np.bool_)
+    first[1:] = patient[rows][1:] != patient[rows][:-1]
+    assert np.array_equal(items, item[rows]) and items.dtype == np.uint8
+    assert np.array_equal(times, t[rows])
+    assert np.array_equal(start, np.flatnonzero(first)[np.cumsum(first) - 1] if rows.size else rows)
+    assert np.array_equal(run, np.cumsum(first) - 1)
+    assert np.array_equal(heads, patient[rows][first]) and heads.dtype == np.uint32

@@ -468,3 +468,59 @@ def icans_state_pass(*columns: object) -> tuple[np.ndarray, np.ndarray, np.ndarr
     """:func:`_icans_state_loop`, compiled: its float, boolean and number outputs (rows named by
     :data:`ICANS_FLOATS`, :data:`ICANS_FLAGS`, :data:`ICANS_NUMBERS`)."""
     return compiled(_icans_state_loop)(*columns)
+
+
+def _selected_rows_loop(item: np.ndarray, wanted: np.ndarray, death: int) -> tuple[np.ndarray, np.ndarray]:
+    """The rows whose item code is ``wanted``, and the positions among them of the ``death`` rows."""
+    n, deaths = 0, 0
+    for row in range(item.shape[0]):
+        if wanted[item[row]]:
+            n += 1
+            deaths += item[row] == death
+    rows = np.empty(n, dtype=np.int64)
+    death_at = np.empty(deaths, dtype=np.int64)
+    k = d = 0
+    for row in range(item.shape[0]):
+        if wanted[item[row]]:
+            if item[row] == death:
+                death_at[d] = k
+                d += 1
+            rows[k] = row
+            k += 1
+    return rows, death_at
+
+
+def selected_rows(item: np.ndarray, wanted: np.ndarray, death: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_selected_rows_loop`, compiled: one pass over the events' item codes (where a mask, its row numbers
+    and a test for the deaths were three over a chunk's million)."""
+    return compiled(_selected_rows_loop)(item, wanted, death)
+
+
+def _row_columns_loop(
+    rows: np.ndarray, item: np.ndarray, patient: np.ndarray, t: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Of these rows (a patient's rows adjacent): each row's item code, time, the row (among these) of its
+    patient's first, its patient's number among the patients of the rows, and each patient's code."""
+    n = rows.shape[0]
+    items, times = np.empty(n, dtype=item.dtype), np.empty(n)
+    start, run = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64)
+    patients = 0
+    for k in range(n):
+        patients += k == 0 or patient[rows[k]] != patient[rows[k - 1]]
+    heads = np.empty(patients, dtype=patient.dtype)
+    current, first = -1, 0
+    for k in range(n):
+        row = rows[k]
+        if k == 0 or patient[row] != patient[rows[k - 1]]:
+            current += 1
+            heads[current] = patient[row]
+            first = k
+        items[k], times[k], start[k], run[k] = item[row], t[row], first, current
+    return items, times, start, run, heads
+
+
+def row_columns(
+    rows: np.ndarray, item: np.ndarray, patient: np.ndarray, t: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_row_columns_loop`, compiled."""
+    return compiled(_row_columns_loop)(rows, item, patient, t)

@@ -40,6 +40,7 @@ from tocsin.core.kernels_toxicity import (
     CRS_ALTERNATIVE, CRS_ANTIPYRETIC, CRS_CRP, CRS_DEATH, CRS_FIO2, CRS_FLAGS, CRS_FLOATS, CRS_FLOW, CRS_IL6, CRS_MAP,
     CRS_NUMBERS, CRS_OXYGEN, CRS_SBP, CRS_SMALL, CRS_TEMPERATURE, CRS_WAIVER, ICANS_ATTRIBUTION, ICANS_DOMAINS,
     ICANS_FINDINGS, ICANS_FLAGS, ICANS_FLOATS, ICANS_NO_VALUE, ICANS_NUMBERS, crs_state_pass, icans_state_pass,
+    row_columns, selected_rows,
 )
 from tocsin.core.segments import compiled, latest_rows_loop
 from tocsin.criteria import load_scale
@@ -273,32 +274,24 @@ def toxicity_rows(
     several graders. The columns without nulls are read whole as arrays (no copy), then indexed: a Polars gather
     of each column cost more."""
     read = read or codes_of(events, patients)
-    categories, code, item = read.categories, read.code, read.item
+    categories, code = read.categories, read.code
     wanted = np.zeros(len(categories) + 1, dtype=np.bool_)  # the last: a null item
     wanted[[code[i] for i in items]] = True
-    selected = wanted[item]
-    deaths = np.flatnonzero(item == code["death"])
+    rows, deaths = selected_rows(read.item, wanted, code["death"])
     if deaths.size:
-        due = text_positions(gather_rows(events.get_column("cat"), deaths), [cause], -1) == 0
-        selected[deaths[~due]] = False
-    rows = np.flatnonzero(selected)
-
-    patient_code = read.patient[rows]
-    first = np.ones(rows.shape[0], dtype=np.bool_)
-    first[1:] = patient_code[1:] != patient_code[:-1]
-    heads = np.flatnonzero(first)
+        due = text_positions(gather_rows(events.get_column("cat"), rows[deaths]), [cause], -1) == 0
+        rows = np.delete(rows, deaths[~due])
+    item, t, start, run, heads = row_columns(rows, read.item, read.patient, events.get_column("t").to_numpy())
     table = read.table if read.table is not None else patient_codes(patients.get_column(PID))
-    head_position = positions_in(patient_code[heads], table)
-    run = np.cumsum(first) - 1
     return ToxicityRows(
         events,
         rows,
-        head_position[run] if rows.size else rows,
-        heads[run] if rows.size else rows,
-        events.get_column("t").to_numpy()[rows].astype(np.float64),
+        positions_in(heads, table)[run] if rows.size else rows,
+        start,
+        t,
         # Gathered first: a whole column with nulls is copied to be read (7 ms a chunk), only these rows here.
         gather_rows(events.get_column("num"), rows).cast(pl.Float64).to_numpy(),  # a null number reads as NaN
-        item[rows],
+        item,
         categories,
         code,
     )
