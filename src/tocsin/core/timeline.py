@@ -258,10 +258,11 @@ class ToxicityRows:
     def height(self) -> int:
         return int(self.rows.shape[0])
 
-    def is_item(self, *items: str) -> np.ndarray:
-        wanted = np.zeros(len(self.categories), dtype=np.bool_)
+    def rows_of(self, *items: str) -> np.ndarray:
+        """The rows (of these) of these items, ascending: one compiled pass over the item codes."""
+        wanted = np.zeros(len(self.categories) + 1, dtype=np.bool_)
         wanted[[self.code[i] for i in items]] = True
-        return wanted[self.item]
+        return selected_rows(self.item, wanted, -1)[0]
 
 def toxicity_rows(
     events: pl.DataFrame, patients: pl.DataFrame, items: Collection[str], cause: str, read: EventCodes | None = None
@@ -493,7 +494,7 @@ def crs_state(
     tables = _crs_tables(vocabulary, c.waiver_drugs, rows.categories)
     # The text read: the attributions' finding and cause (string operations, only if there is one), and the
     # oxygen rows' device (a code of DEVICES).
-    alt, oxygen = np.flatnonzero(rows.is_item("alternative_cause")), np.flatnonzero(rows.is_item("oxygen"))
+    alt, oxygen = rows.rows_of("alternative_cause"), rows.rows_of("oxygen")
     attribution = _attributions(rows, alt, read_texts(rows, alt, _crs_attribution_columns))
     device_of_row = np.full(rows.height, DEVICE_NONE, dtype=np.int64)
     cat = events.get_column("cat")  # read once: the frame gathers the texts of one Series object together
@@ -592,7 +593,7 @@ def icans_state(
     rows = toxicity_rows(events, patients, items, "icans", read)
     # The text read: of the attributions (their finding decides whether they count, and make an assessment), and
     # of the domain rows (its value's position among every value the scale grades; -1 another, ICANS_NO_VALUE none).
-    alt, domain_rows = np.flatnonzero(rows.is_item("alternative_cause")), np.flatnonzero(rows.is_item(*ICANS_DOMAINS))
+    alt, domain_rows = rows.rows_of("alternative_cause"), rows.rows_of(*ICANS_DOMAINS)
     attribution_text = read_texts(rows, alt, _neuro_attribution_columns)
     keep = np.ones(rows.height, dtype=np.bool_)
     keep[alt] = attribution_text.get_column("neuro").to_numpy()
