@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 import numpy as np
@@ -578,6 +578,17 @@ _OWN_POSITIONS = np.array(
 )
 
 
+@lru_cache(maxsize=16)
+def _icans_signals(categories: tuple[str, ...], items: tuple[str, ...]) -> np.ndarray:
+    """The ICANS pass's signal of each item code: its position among ``items`` (the last, the attributions:
+    ICANS_ATTRIBUTION), -1 for another item or a null one (the code past the categories)."""
+    code = {name: k for k, name in enumerate(categories)}
+    signal_of = np.full(len(categories) + 1, -1, dtype=np.int64)
+    signal_of[[code[name] for name in items[:-1]]] = np.arange(len(items) - 1)
+    signal_of[code[items[-1]]] = ICANS_ATTRIBUTION
+    return signal_of
+
+
 def icans_state(
     events: pl.DataFrame, patients: pl.DataFrame, config: GradingConfig, read: EventCodes | None = None
 ) -> Assessments:
@@ -602,9 +613,7 @@ def icans_state(
     value_code = np.full(rows.height, -1, dtype=np.int64)
     values = gather_rows(cat, rows.rows[domain_rows])
     value_code[domain_rows] = text_codes(values, NEURO_VALUE_UNION, -1, ICANS_NO_VALUE)
-    signal_of = np.full(len(rows.categories) + 1, -1, dtype=np.int64)  # the last: a null item
-    signal_of[[rows.code[name] for name in (*numeric, *ICANS_DOMAINS, "death")]] = np.arange(len(items) - 1)
-    signal_of[rows.code["alternative_cause"]] = ICANS_ATTRIBUTION
+    signal_of = _icans_signals(tuple(rows.categories), tuple(items))
     floats, flags, numbers = icans_state_pass(
         rows.item,
         rows.t,
