@@ -132,7 +132,7 @@ def _is_kinetic_code(categories: tuple[str, ...]) -> np.ndarray:
 def _assay_rows(item: pl.Series, read: EventCodes | None) -> tuple[np.ndarray, np.ndarray]:
     """The rows of the kinetics items and their sort keys: vocabulary order for the ``item`` Enum of canonical
     events (``read``: their codes, when already read), else the text (as Polars sorts the column)."""
-    if isinstance(item.dtype, pl.Enum):
+    if read is not None or isinstance(item.dtype, pl.Enum):  # codes read are of an Enum (a dtype costs ~10 µs)
         if read is None:
             categories = item.dtype.categories.to_list()
             codes = item_codes(item, len(categories))
