@@ -12,7 +12,6 @@ from tocsin.core.timeline import (
     Assessments,
     NullableInt,
     Text,
-    at,
     frame_of,
     labels,
     latest_valid,
@@ -21,15 +20,6 @@ from tocsin.core.timeline import (
     text_positions,
 )
 from tocsin.vocabulary import load_vocabulary
-
-
-def test_at_gathers_with_a_missing_value_for_minus_one() -> None:
-    values = np.array([1.5, np.nan, 3.0])
-    assert np.array_equal(at(values, np.array([2, -1, 1, 0])), [3.0, np.nan, np.nan, 1.5], equal_nan=True)
-    assert at(np.array([True, False]), np.array([-1, 0]), False).tolist() == [False, True]
-    assert at(np.array([4, 5], dtype=np.int8), np.array([1, -1]), -1).dtype == np.int8
-    assert at(np.zeros(0), np.zeros(0, dtype=np.int64)).shape == (0,)
-    assert np.isnan(at(np.zeros(0), np.array([-1]))).all()  # nothing to gather: every row is missing
 
 
 def test_latest_valid_restarts_at_each_patient() -> None:

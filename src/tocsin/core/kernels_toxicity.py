@@ -6,7 +6,8 @@ windows, the latest blood pressure, the support): each a few µs of interpreter 
 loop compiled by Numba (:func:`tocsin.core.segments.compiled`: imported on first use, cached on disk) keeps the
 latest row of each signal as it walks the rows (a patient's rows adjacent, in time order) and writes the columns
 at the last row of each (patient, time). The outputs are a few two-dimensional arrays, one row per column, named
-by the tuples below.
+by the tuples below. Two smaller passes read the toxicity's rows out of the events: their row numbers (one pass
+over the item codes) and their item, time and patient runs.
 
 Floating point follows the NumPy code this replaced: the same operations in the same order (``(t - then) * 24``
 compared with the window, ``fmax`` of two times, ``nan_to_num`` of a rate), so every value is bit for bit the same.
@@ -297,9 +298,10 @@ def crs_state_pass(*columns: object) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return compiled(_crs_state_loop)(*columns)
 
 
+#: The ICANS domains recorded as a value (text), in the order of the pass's signals and outputs.
+ICANS_DOMAINS = ("consciousness", "global_aphasia", "seizure", "motor_weakness", "cerebral_edema", "icp_sign")
 #: Rows of the ICANS pass's float output (NaN = null): the assessment's time, each tool's latest score and its
 #: time, each domain's and the death's latest time, the patient's age.
-ICANS_DOMAINS = ("consciousness", "global_aphasia", "seizure", "motor_weakness", "cerebral_edema", "icp_sign")
 ICANS_FLOATS = (
     "t",
     "ice_value",
@@ -369,10 +371,6 @@ def _icans_state_loop(
     incomplete one: the mask of the items it lacked). Each column is then its latest observation in the
     patient, with ``value_code`` (per row, among every graded value; ICANS_NO_VALUE: none) read through
     ``own_code[domain]``."""
-
-    def at(values: np.ndarray, row: int) -> float:
-        return values[row] if row >= 0 else np.nan
-
     n = item.shape[0]
     assessments, next_kept = 0, -1
     last = np.zeros(n, dtype=np.bool_)

@@ -26,7 +26,6 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
-from typing import Any
 
 import numpy as np
 import polars as pl
@@ -310,20 +309,6 @@ def read_texts(rows: ToxicityRows, subset: np.ndarray, columns: Callable[[], tup
 @cache
 def _empty_read(columns: Callable[[], tuple[pl.Expr, ...]]) -> pl.DataFrame:
     return pl.DataFrame(schema={"cat": pl.Utf8}).select(columns())
-
-
-def _at_loop(values: np.ndarray, index: np.ndarray, missing: Any, out: np.ndarray) -> np.ndarray:
-    for i in range(index.shape[0]):
-        out[i] = values[index[i]] if index[i] >= 0 else missing
-    return out
-
-
-def at(values: np.ndarray, index: np.ndarray, missing: float | bool = np.nan) -> np.ndarray:
-    """``values`` at ``index`` (``missing`` where the index is -1), of the type of ``values``.
-
-    Compiled: a state gathers some forty columns per toxicity, and NumPy's gather-then-mask read each twice."""
-    out = np.empty(index.shape, dtype=values.dtype)
-    return compiled(_at_loop)(values, index, values.dtype.type(missing), out)
 
 
 def latest_valid(valid: Mapping[str, np.ndarray], first: np.ndarray) -> dict[str, np.ndarray]:
