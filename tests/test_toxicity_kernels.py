@@ -522,7 +522,7 @@ def test_a_rule_table_gives_the_rule_of_the_cases_row_by_row(rule_cases) -> None
     g, domain = rng.integers(0, 6, 300), rng.integers(0, len(DOMAIN_CASES), 300)
     by_row = first_label(rule_cases(g, labels(DOMAIN_CASES, domain)))
     source, codes = rule_table(rule_cases)
-    assert source.to_list() == by_row.source.to_list()
+    assert source.to_list() == by_row.source.to_list() and codes.dtype == np.int8
     assert np.array_equal(codes[domain, g], by_row.index)
 
 
@@ -581,7 +581,7 @@ def test_icans_grade_pass_matches_the_numpy_steps(seed: int, n: int) -> None:
     names = ("uses_ice", "g", "raw", "missing", "grade", "domain", "rule")
     for name, a, b in zip(names, found, expected, strict=True):
         assert a.shape == b.shape and np.array_equal(a, b), name
-    assert found[1].dtype == found[2].dtype == found[4].dtype == np.int8
+    assert found[1].dtype == found[2].dtype == found[4].dtype == found[6].dtype == np.int8
 
 
 def test_astct_tiers_pass_matches_the_numpy_steps() -> None:

@@ -248,7 +248,9 @@ def rule_table(cases: RuleCases) -> tuple[pl.Series, np.ndarray]:
     grades = np.tile(np.arange(MAX_GRADE + 1), len(DOMAIN_CASES))
     domains = np.repeat(np.arange(len(DOMAIN_CASES)), MAX_GRADE + 1)
     rule = first_label(cases(grades, labels(DOMAIN_CASES, domains)))
-    return rule.source, rule.index.reshape(len(DOMAIN_CASES), MAX_GRADE + 1)
+    # As 8 bits (a scale has a dozen rules): the engine checks the rules a batch cites by their distinct codes
+    # (np.unique of a chunk's 150,000 took ~5 ms at 64 bits, ~1 ms at 8).
+    return rule.source, rule.index.astype(np.int8).reshape(len(DOMAIN_CASES), MAX_GRADE + 1)
 
 
 def with_rule(state: Assessments, table: tuple[pl.Series, np.ndarray]) -> None:

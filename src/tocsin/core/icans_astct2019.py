@@ -86,7 +86,9 @@ def _grade_loop(
     uses_ice = np.empty(n, dtype=np.bool_)
     g = np.empty((domains, n), dtype=np.int8)
     raw, grade = np.empty(n, dtype=np.int8), np.empty(n, dtype=np.int8)
-    missing, domain, rule = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64)
+    # The rule codes as 8 bits: the engine checks the rules a batch cites by their distinct codes (np.unique of a
+    # chunk's 150,000 took ~5 ms at 64 bits, ~1 ms at 8).
+    missing, domain, rule = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int8)
     for i in range(n):
         ice = fresh[0, i] or not fresh[1, i] if np.isnan(age[i]) else age[i] >= ice_min_age
         uses_ice[i] = ice
