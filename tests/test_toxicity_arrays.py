@@ -6,30 +6,20 @@ import polars as pl
 from tocsin.config import GradingConfig
 from tocsin.core.engine import grade_crs, grade_events, grade_icans
 from tocsin.core.episodes import episodes_and_summary, mark_stretches
-from tocsin.core.evidence import first_label, missing_text
+from tocsin.core.evidence import combination_texts, first_label
 from tocsin.core.arrays import gather_rows
 from tocsin.core.timeline import (
     Assessments,
     NullableInt,
     Text,
-    at,
     frame_of,
     labels,
     latest_valid,
     null_texts,
-    numbers_at,
+    text_codes,
     text_positions,
 )
 from tocsin.vocabulary import load_vocabulary
-
-
-def test_at_gathers_with_a_missing_value_for_minus_one() -> None:
-    values = np.array([1.5, np.nan, 3.0])
-    assert np.array_equal(at(values, np.array([2, -1, 1, 0])), [3.0, np.nan, np.nan, 1.5], equal_nan=True)
-    assert at(np.array([True, False]), np.array([-1, 0]), False).tolist() == [False, True]
-    assert at(np.array([4, 5], dtype=np.int8), np.array([1, -1]), -1).dtype == np.int8
-    assert at(np.zeros(0), np.zeros(0, dtype=np.int64)).shape == (0,)
-    assert np.isnan(at(np.zeros(0), np.array([-1]))).all()  # nothing to gather: every row is missing
 
 
 def test_latest_valid_restarts_at_each_patient() -> None:
@@ -165,18 +155,12 @@ def test_text_positions_nulls_and_gather_rows() -> None:
     assert gather_rows(texts, np.zeros(0, np.int64)).len() == 0
 
 
-def test_first_label_first_case_wins_and_missing_text() -> None:
+def test_first_label_first_case_wins_and_combination_texts() -> None:
     first = first_label([(np.array([True, False, False]), "a"), (np.array([True, True, False]), "b")])
     assert frame_of({"label": first}).get_column("label").to_list() == ["a", "b", None]
     assert first_label([(np.zeros(0, np.bool_), "a")]).index.shape == (0,)
-    needed = missing_text([(np.array([True, False, True]), "x"), (np.array([True, False, False]), "y")])
+    needed = labels(combination_texts(("x", "y")), np.array([3, 0, 1]))
     assert frame_of({"missing": needed}).get_column("missing").to_list() == ["x; y", "", "x"]
-
-
-def test_numbers_at_gives_int64_and_minus_one_for_none() -> None:
-    found = numbers_at(np.array([7, 8, 9], dtype=np.int64), np.array([2, -1, 0]))
-    assert found.dtype == np.int64 and found.tolist() == [9, -1, 7]
-    assert numbers_at(np.array([3], dtype=np.int32), np.array([0])).dtype == np.int64
 
 
 def test_frame_of_a_batch_height_builds_each_column_alone_with_the_same_result(monkeypatch) -> None:
@@ -232,3 +216,16 @@ def test_graders_give_the_same_with_the_engines_one_read_of_the_codes_and_with_t
     assert own_scores.hscore.equals(events_only.hscore) and own_scores.car_hlh.equals(events_only.car_hlh)
     kinetics = kinetics_nca(events, patients, config.kinetics)
     assert kinetics.height == 1 and kinetics.equals(kinetics_nca(events, patients, config.kinetics, read))
+
+
+def test_text_codes_in_python_and_by_the_enum_cast_agree(monkeypatch) -> None:
+    import tocsin.core.timeline as timeline
+
+    texts = pl.Series(["b", None, "zz", "a", "b", None])
+    expected = [1, -2, -1, 0, 1, -2]
+    assert text_codes(texts, ["a", "b"], -1, -2).tolist() == expected
+    assert text_codes(texts.head(0), ["a", "b"], -1, -2).shape == (0,)
+    monkeypatch.setattr(timeline, "_TEXTS_IN_PYTHON", 0)
+    assert text_codes(texts, ["a", "b"], -1, -2).tolist() == expected
+    assert text_codes(texts.drop_nulls(), ["a", "b"], -1, -2).tolist() == [1, -1, 0, 1]
+    assert text_codes(texts, ["a", "b"], -1, -2).dtype == np.int64

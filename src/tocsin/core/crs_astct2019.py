@@ -34,33 +34,54 @@ import polars as pl
 
 from tocsin.config import GradingConfig
 from tocsin.core.crs_course import (
-    common_missing,
     fever_evidence,
+    rule_table,
     support_evidence,
     support_shown,
     vasopressor_names,
-    with_grade_and_domain,
-    with_raw_grade,
+    with_grades,
+    with_rule,
 )
-from tocsin.core.evidence import Observation, first_label
-from tocsin.core.timeline import DEVICE_NONE, DEVICES, Assessments, NullableInt
+from tocsin.core.evidence import Observation
+from tocsin.core.segments import compiled
+from tocsin.core.timeline import DEVICE_NONE, DEVICES, Assessments, NullableInt, Text
 
 
-def hypotension_grade(state: Assessments) -> np.ndarray:
-    """The hypotension tier; the first case that holds wins (nested ``where``: ``np.select`` cost ten times more)."""
-    low_bp = np.where(state["bp_known"] & state["bp_low"], 2, 0)
-    by_pressors = np.where(state["n_vasopressors"] >= 2, 4, np.where(state["any_vasopressor"], 3, low_bp))
-    return np.where(state["hypotension_attributed"], 0, by_pressors).astype(np.int8)
-
-
-def hypoxia_grade(state: Assessments, config: GradingConfig) -> np.ndarray:
-    """The hypoxia tier (-1 = null: a device the scale does not list)."""
-    flow, device = state["o2_flow_current"], state["o2_device_code"]
-    high_flow = flow > config.crs.low_flow_max_l_min
-    by_flow = np.where(high_flow, 3, np.where(flow > 0, 2, 0))
-    by_device = np.where((device == DEVICES.index("nasal_cannula")) & high_flow, 3, state["o2_device_tier"])
-    grade = np.where(state["hypoxia_attributed"], 0, np.where(device != DEVICE_NONE, by_device, by_flow))
-    return grade.astype(np.int8)
+def _tiers_loop(
+    attributed: np.ndarray,
+    bp_known: np.ndarray,
+    bp_low: np.ndarray,
+    n_vasopressors: np.ndarray,
+    any_vasopressor: np.ndarray,
+    flow: np.ndarray,
+    device: np.ndarray,
+    device_tier: np.ndarray,
+    low_flow_max: float,
+    nasal_cannula: int,
+    device_none: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the hypotension and the hypoxia tier (``attributed``: hypotension, hypoxia; a hypoxia tier -1 =
+    null: a device the scale does not list). The first case that holds wins: multiple vasopressors, one, a low
+    blood pressure; a listed device (a nasal cannula above the low-flow maximum is high flow), else the flow."""
+    n = bp_known.shape[0]
+    hypotension, hypoxia = np.empty(n, dtype=np.int8), np.empty(n, dtype=np.int8)
+    for i in range(n):
+        if attributed[0, i]:
+            hypotension[i] = 0
+        elif n_vasopressors[i] >= 2:
+            hypotension[i] = 4
+        elif any_vasopressor[i]:
+            hypotension[i] = 3
+        else:
+            hypotension[i] = 2 if bp_known[i] and bp_low[i] else 0
+        high_flow = flow[i] > low_flow_max
+        if attributed[1, i]:
+            hypoxia[i] = 0
+        elif device[i] != device_none:
+            hypoxia[i] = 3 if device[i] == nasal_cannula and high_flow else device_tier[i]
+        else:
+            hypoxia[i] = 3 if high_flow else 2 if flow[i] > 0 else 0
+    return hypotension, hypoxia
 
 
 _RULES = {
@@ -73,45 +94,55 @@ _RULES = {
 }
 
 
+def _rule_cases(g: np.ndarray, domain: Text) -> list[tuple[np.ndarray, str]]:
+    """The rule of a raw grade ``g`` set by ``domain``: the first case that holds."""
+    fever, hypoxia_domain = domain.labelled("fever"), domain.labelled("hypoxia")
+    hypotension_domain = domain.labelled("hypotension", "hypotension+hypoxia")  # the domain starts with it
+    return [
+        (g == 5, "CRS-ASTCT19-G5-DEATH"),
+        (fever & (g == 1), "CRS-ASTCT19-G1-FEVER"),
+        (fever, "CRS-ASTCT19-G0-NO-FEVER"),
+        (g == 0, "CRS-ASTCT19-G0"),
+        *[
+            ((g == grade) & (hypotension_domain if dom == "hypotension" else hypoxia_domain), rule)
+            for (grade, dom), rule in _RULES.items()
+        ],
+    ]
+
+
+@cache
+def _rules() -> tuple[pl.Series, np.ndarray]:
+    return rule_table(_rule_cases)
+
+
 def grade_crs_astct2019(course: Assessments, config: GradingConfig) -> tuple[Assessments, list[Observation]]:
     """Add ``grade``, ``domain``, ``rule``, ``missing`` to a marked CRS course; return it with the evidence
     specs that explain each row."""
-    course.add(g_hypotension=hypotension_grade(course), g_hypoxia=NullableInt(hypoxia_grade(course, config)))
+    hypotension, hypoxia = compiled(_tiers_loop)(
+        np.stack([course["hypotension_attributed"], course["hypoxia_attributed"]]),
+        course["bp_known"],
+        course["bp_low"],
+        course["n_vasopressors"],
+        course["any_vasopressor"],
+        course["o2_flow_current"],
+        course["o2_device_code"],
+        course["o2_device_tier"],
+        config.crs.low_flow_max_l_min,
+        DEVICES.index("nasal_cannula"),
+        DEVICE_NONE,
+    )
+    course.add(g_hypotension=hypotension, g_hypoxia=NullableInt(hypoxia))
     eligible = course["fever_now"] | course["waived"]
-    with_raw_grade(course, eligible)
-    g = course["raw_grade"]
-    with_grade_and_domain(
-        course,
-        [
-            *common_missing(course, eligible),
-            # A nasal cannula without a flow may be high flow (> 6 L/min): grade 2 is then a lower bound.
-            (
-                eligible
-                & ~course["hypoxia_attributed"]
-                & (course["o2_device_code"] == DEVICES.index("nasal_cannula"))
-                & np.isnan(course["o2_flow_current"])
-                & (g < 3),
-                "oxygen_flow",
-            ),
-        ],
+    # A nasal cannula without a flow may be high flow (> 6 L/min): grade 2 is then a lower bound.
+    no_flow = (
+        eligible
+        & ~course["hypoxia_attributed"]
+        & (course["o2_device_code"] == DEVICES.index("nasal_cannula"))
+        & np.isnan(course["o2_flow_current"])
     )
-    domain = course.text("domain")
-    fever, hypoxia_domain = domain.labelled("fever"), domain.labelled("hypoxia")
-    hypotension_domain = domain.labelled("hypotension", "hypotension+hypoxia")  # the domain starts with it
-    rule = first_label(
-        [
-            (g == 5, "CRS-ASTCT19-G5-DEATH"),
-            (fever & (g == 1), "CRS-ASTCT19-G1-FEVER"),
-            (fever, "CRS-ASTCT19-G0-NO-FEVER"),
-            (g == 0, "CRS-ASTCT19-G0"),
-            *[
-                ((g == grade) & (hypotension_domain if dom == "hypotension" else hypoxia_domain), rule)
-                for (grade, dom), rule in _RULES.items()
-            ],
-        ]
-    )
-    course.add(rule=rule)
-    return course, _evidence(tuple(vasopressor_names(course)))
+    with_grades(course, eligible, no_flow, "oxygen_flow", 3)
+    with_rule(course, _rules())
+    return course, _evidence(vasopressor_names(course))
 
 
 @cache

@@ -25,16 +25,17 @@ import polars as pl
 
 from tocsin.config import GradingConfig
 from tocsin.core.crs_course import (
-    common_missing,
+    MAX_GRADE,
     fever_evidence,
+    rule_table,
     support_evidence,
     support_shown,
     vasopressor_names,
-    with_grade_and_domain,
-    with_raw_grade,
+    with_grades,
+    with_rule,
 )
-from tocsin.core.evidence import Observation, first_label, observation
-from tocsin.core.timeline import DEVICE_NONE, Assessments, NullableInt, device_codes, hours_since, latest_valid
+from tocsin.core.evidence import Observation, observation
+from tocsin.core.timeline import DEVICE_NONE, Assessments, NullableInt, Text, device_codes, hours_since, latest_valid
 from tocsin.criteria import load_scale
 
 SCALE = load_scale("crs_lee2014")
@@ -46,7 +47,7 @@ def _low_flow(state: Assessments) -> np.ndarray:
     )
 
 
-def _high_dose(state: Assessments, pressors: list[str]) -> np.ndarray:
+def _high_dose(state: Assessments, pressors: tuple[str, ...]) -> np.ndarray:
     equivalent_factor: dict[str, float] = SCALE.table("norepinephrine_equivalent")
     monotherapy: dict[str, float] = SCALE.table("high_dose_monotherapy")
     ne_equivalent = np.zeros(state.t.shape)
@@ -113,30 +114,29 @@ def grade_crs_lee2014(course: Assessments, config: GradingConfig) -> tuple[Asses
     ).astype(np.int8)
     course.add(fio2_used=fio2_used, g_hypotension=hypotension, g_hypoxia=NullableInt(hypoxia))
     eligible = course["fever_now"] | course["crs_started"]
-    with_raw_grade(course, eligible)
-    with_grade_and_domain(
-        course,
-        [
-            *common_missing(course, eligible),
-            (eligible & (hypoxia == 2) & np.isnan(fio2_used) & ~_low_flow(course), "fio2"),
-        ],
-    )
-    g = course["raw_grade"]
-    domain = course.text("domain")
+    no_fio2 = eligible & (hypoxia == 2) & np.isnan(fio2_used) & ~_low_flow(course)
+    with_grades(course, eligible, no_fio2, "fio2", MAX_GRADE + 1)
+    with_rule(course, _rules())
+    return course, _evidence(pressors)
+
+
+def _rule_cases(g: np.ndarray, domain: Text) -> list[tuple[np.ndarray, str]]:
+    """The rule of a raw grade ``g`` set by ``domain``: the first case that holds."""
     hypotension_domain = domain.labelled("hypotension", "hypotension+hypoxia")  # the domain starts with it
-    rule = first_label(
-        [
-            (g == 5, "CRS-LEE14-G5-DEATH"),
-            ((g == 0) & domain.labelled("fever"), "CRS-LEE14-G0-NO-FEVER"),
-            (g == 0, "CRS-LEE14-G0"),
-            (g == 1, "CRS-LEE14-G1-SYMPTOMS"),
-            (g == 4, "CRS-LEE14-G4-VENTILATOR"),
-            *[((g == grade) & hypotension_domain, f"CRS-LEE14-G{grade}-HYPOTENSION") for grade in (2, 3)],
-            *[(g == grade, f"CRS-LEE14-G{grade}-HYPOXIA") for grade in (2, 3)],
-        ]
-    )
-    course.add(rule=rule)
-    return course, _evidence(tuple(pressors))
+    return [
+        (g == 5, "CRS-LEE14-G5-DEATH"),
+        ((g == 0) & domain.labelled("fever"), "CRS-LEE14-G0-NO-FEVER"),
+        (g == 0, "CRS-LEE14-G0"),
+        (g == 1, "CRS-LEE14-G1-SYMPTOMS"),
+        (g == 4, "CRS-LEE14-G4-VENTILATOR"),
+        *[((g == grade) & hypotension_domain, f"CRS-LEE14-G{grade}-HYPOTENSION") for grade in (2, 3)],
+        *[(g == grade, f"CRS-LEE14-G{grade}-HYPOXIA") for grade in (2, 3)],
+    ]
+
+
+@cache
+def _rules() -> tuple[pl.Series, np.ndarray]:
+    return rule_table(_rule_cases)
 
 
 @cache

@@ -60,53 +60,111 @@ def mark_stretches(state: Assessments, active: np.ndarray, hold_hours: float) ->
 
 
 def _episodes_loop(
-    first: np.ndarray, t: np.ndarray, grade: np.ndarray, stretch: np.ndarray, quiet_since: np.ndarray,
+    first: np.ndarray,
+    t: np.ndarray,
+    day: np.ndarray,
+    grade: np.ndarray,
+    stretch: np.ndarray,
+    quiet_since: np.ndarray,
     resolved: np.ndarray,
+    n_grades: int,
 ) -> tuple[np.ndarray, ...]:
-    """The episodes: per stretch (a run of rows of one patient with stretch number > 0) that reached grade 1,
-    its first row, its patient (number among the patients of the rows), number within the patient, onset (first
-    grade >= 1), peak grade and its first day, the day it resolved (quiet since, at the first resolved row) and
-    the patient's last time. Grades are -1 where null."""
+    """The episodes and the per-patient summary in one pass over the rows (a patient's rows adjacent, in time
+    order; grades -1 where null).
+
+    Episodes: per stretch (a run of rows of one patient with stretch number > 0) that reached grade 1, its first
+    row, its number within the patient, onset (first grade >= 1), peak grade and its first day, the day it
+    resolved (quiet since, at the first resolved row) and the patient's last time. Summary, per patient (in order
+    of first rows): its first row, the number of study days (``day``) whose highest grade is each grade (-1 for a
+    patient without a graded row), the highest grade (-1: none), the first onset (NaN: none) and the number of
+    episodes."""
     rows = t.shape[0]
+    patients = 0
+    for row in range(rows):
+        patients += first[row]
+    heads = np.empty(patients, dtype=np.int64)
+    days = np.zeros((n_grades, patients), dtype=np.int32)
+    highest = np.full(patients, -1, dtype=np.int8)
+    first_onset = np.full(patients, np.nan)
+    n_episodes = np.zeros(patients, dtype=np.int32)
     start = np.empty(rows, dtype=np.int64)
     owner = np.empty(rows, dtype=np.int64)
     onset, peak_day, resolved_day, last_t = np.empty(rows), np.empty(rows), np.empty(rows), np.empty(rows)
     peak = np.empty(rows, dtype=np.int8)
-    n, patient, patient_first = -1, -1, 0
+    n, patient, patient_first, day_max, current_day = -1, -1, 0, -1, 0
     for row in range(rows):
         if first[row]:
-            patient, patient_first = patient + 1, n + 1
+            if patient >= 0 and day_max >= 0:
+                days[day_max, patient] += 1
+            patient, patient_first, day_max = patient + 1, n + 1, -1
+            heads[patient] = row
+        g = grade[row]
         if stretch[row] > 0:
             if first[row] or stretch[row] != stretch[row - 1]:
                 n += 1
                 start[n], owner[n], peak[n] = row, patient, -1
                 onset[n], peak_day[n], resolved_day[n] = np.nan, np.nan, np.nan
-            g = grade[row]
             if g >= 1 and np.isnan(onset[n]):
                 onset[n] = t[row]
             if g > peak[n]:
                 peak[n], peak_day[n] = g, t[row]
             if resolved[row] and np.isnan(resolved_day[n]):
                 resolved_day[n] = quiet_since[row]
+        if g >= 0:
+            if day_max >= 0 and day[row] != current_day:
+                days[day_max, patient] += 1
+                day_max = -1
+            current_day = day[row]
+            day_max = max(day_max, g)
+            highest[patient] = max(highest[patient], g)
         if row == rows - 1 or first[row + 1]:
             last_t[patient_first : n + 1] = t[row]
-    keep = np.flatnonzero(peak[: n + 1] >= 1)
-    number = np.empty(keep.shape[0], dtype=np.int64)
-    for k in range(keep.shape[0]):  # numbered among the patient's episodes, after the filter
-        same = k > 0 and owner[keep[k]] == owner[keep[k - 1]]
-        number[k] = number[k - 1] + 1 if same else 1
-    return start[keep], owner[keep], number, onset[keep], peak[keep], peak_day[keep], resolved_day[keep], last_t[keep]
+    if patient >= 0 and day_max >= 0:
+        days[day_max, patient] += 1
+    for p in range(patients):
+        if highest[p] < 0:
+            days[:, p] = -1
+    # The stretches that reached grade 1, moved to the front (in place: an episode only moves forward), numbered
+    # among the patient's episodes.
+    number = np.empty(n + 1, dtype=np.int64)
+    kept = 0
+    for m in range(n + 1):
+        if peak[m] < 1:
+            continue
+        p = owner[m]
+        start[kept], owner[kept], onset[kept], peak[kept] = start[m], p, onset[m], peak[m]
+        peak_day[kept], resolved_day[kept], last_t[kept] = peak_day[m], resolved_day[m], last_t[m]
+        n_episodes[p] += 1
+        number[kept] = n_episodes[p]
+        if not np.isnan(onset[kept]) and (np.isnan(first_onset[p]) or onset[kept] < first_onset[p]):
+            first_onset[p] = onset[kept]  # np.fmin
+        kept += 1
+    return (
+        heads, days, highest, first_onset, n_episodes,
+        start[:kept], number[:kept], onset[:kept], peak[:kept], peak_day[:kept], resolved_day[:kept], last_t[:kept],
+    )
 
 
 def episodes_and_summary(timeline: Assessments, max_grade: int = 5) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The episodes (one row each: patient, number, onset/peak/resolution days, duration, ongoing, recurrence)
-    and the per-patient summary (:func:`_summary`) of a graded timeline.
+    and the per-patient summary (calendar days at each grade, max grade, first onset and number of episodes) of a
+    graded timeline.
 
     Each patient's rows are adjacent and in time order, so an episode is a run of rows and one compiled pass
-    finds them all (as a group-by and a join, seven operations)."""
-    start, owner, number, onset, peak, peak_day, resolved_day, last_t = compiled(_episodes_loop)(
-        timeline.first, timeline.t, timeline["grade"], timeline["stretch"], timeline["quiet_since"],
-        timeline["resolved_row"],
+    finds them all, and the summary with them (as a group-by and a join, seven operations). Days at a grade count
+    the study days (day 0 = infusion day) whose highest grade was that grade; a patient without a graded row has
+    null counts and grade."""
+    heads, days, highest, first_onset, n_episodes, start, number, onset, peak, peak_day, resolved_day, last_t = (
+        compiled(_episodes_loop)(
+            timeline.first,
+            timeline.t,
+            np.floor(timeline.t).astype(np.int32),
+            timeline["grade"],
+            timeline["stretch"],
+            timeline["quiet_since"],
+            timeline["resolved_row"],
+            max_grade + 1,
+        )
     )
     ongoing = np.isnan(resolved_day)
     patient_ids = timeline.patient_ids
@@ -124,63 +182,16 @@ def episodes_and_summary(timeline: Assessments, max_grade: int = 5) -> tuple[pl.
             "recurrence": number > 1,
         }
     )
-    return episodes, _summary(timeline, owner, onset, max_grade)
-
-
-def _days_loop(first: np.ndarray, day: np.ndarray, grade: np.ndarray, n_grades: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per patient (in order of first rows): the number of study days whose highest grade is each grade, and
-    the highest grade (-1 = no graded row)."""
-    patients = 0
-    for row in range(first.shape[0]):
-        patients += first[row]
-    days = np.zeros((patients, n_grades), dtype=np.int32)
-    highest = np.full(patients, -1, dtype=np.int8)
-    patient, day_max, current_day = -1, -1, 0
-    for row in range(first.shape[0]):
-        if first[row]:
-            if patient >= 0 and day_max >= 0:
-                days[patient, day_max] += 1
-            patient, day_max = patient + 1, -1
-        g = grade[row]
-        if g < 0:
-            continue
-        if day_max >= 0 and day[row] != current_day:
-            days[patient, day_max] += 1
-            day_max = -1
-        current_day = day[row]
-        day_max = max(day_max, g)
-        highest[patient] = max(highest[patient], g)
-    if patient >= 0 and day_max >= 0:
-        days[patient, day_max] += 1
-    return days, highest
-
-
-def _summary(timeline: Assessments, owner: np.ndarray, onset: np.ndarray, max_grade: int) -> pl.DataFrame:
-    """Per patient of the timeline: calendar days at each grade, max grade, first onset and number of episodes
-    (``owner``: the patient of each episode, ``onset``: its onset).
-
-    Days at a grade count the study days (day 0 = infusion day) whose highest grade was that grade; a patient
-    without a graded row has null counts and grade."""
-    days, highest = compiled(_days_loop)(
-        timeline.first, np.floor(timeline.t).astype(np.int32), timeline["grade"], max_grade + 1
-    )
-    heads = np.flatnonzero(timeline.first)
-    first_onset = np.full(heads.shape[0], np.nan)
-    np.fmin.at(first_onset, owner, onset)
-    graded = highest >= 0
-    patient_ids = timeline.patient_ids
-    return frame_of(
+    summary = frame_of(
         {
             PID: Text(patient_ids.source, patient_ids.index[heads]),
-            **{
-                f"days_grade_{g}": NullableInt(np.where(graded, days[:, g], -1), pl.Int32)
-                for g in range(max_grade + 1)
-            },
+            **{f"days_grade_{g}": NullableInt(counts, pl.Int32) for g, counts in enumerate(days)},
             "max_grade": NullableInt(highest),
             "onset_day": first_onset,
-            "n_episodes": np.bincount(owner, minlength=heads.shape[0]).astype(np.int32),
+            "n_episodes": n_episodes,
         }
     )
+    return episodes, summary
 
 
 def daily_max(timeline: pl.DataFrame) -> pl.DataFrame:

@@ -75,18 +75,10 @@ def first_label(cases: Sequence[tuple[np.ndarray, str]]) -> Text:
     return labels([label for _, label in cases], code)
 
 
-def missing_text(entries: Sequence[tuple[np.ndarray, str]]) -> Text:
-    """What is still needed, as one '; '-separated text ('' when nothing is missing): the conditions that hold
-    form a bit mask, and the text of each mask comes from a table of every combination."""
-    mask = np.zeros(entries[0][0].shape, dtype=np.int64)
-    for bit, (condition, _) in enumerate(entries):
-        mask |= condition.astype(np.int64) << bit
-    return labels(_combination_texts(tuple(name for _, name in entries)), mask)
-
-
 @cache
-def _combination_texts(names: tuple[str, ...]) -> tuple[str, ...]:
-    """The text of every bit mask of ``names`` (ICANS needs eight: 256 joins, once)."""
+def combination_texts(names: tuple[str, ...]) -> tuple[str, ...]:
+    """The text of every bit mask of ``names``, '; '-separated ('' for none): what is still needed, as a table
+    of labels (:func:`tocsin.core.timeline.labels`) by the mask of the conditions that hold."""
     return tuple(
         "; ".join(name for bit, name in enumerate(names) if combination >> bit & 1)
         for combination in range(1 << len(names))

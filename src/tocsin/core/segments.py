@@ -5,8 +5,8 @@ courses needs dozens of such fills over millions of rows. Because the frame is s
 run of rows, and each operation becomes a global, hash-free one plus a check against the index of the
 segment's first row (column ``SEGMENT_START``, added by :func:`with_segment_start`); the kinetics' running
 peak still uses these. The graders' per-patient work is compiled loops over the sorted rows instead:
-:func:`compiled` compiles them (Numba imported on first use), and the latest-row pass of the CRS and ICANS
-state lives here.
+:func:`compiled` compiles them (Numba imported on first use), and the latest-row pass of
+:func:`tocsin.core.timeline.latest_valid` lives here.
 """
 
 from __future__ import annotations
@@ -55,36 +55,18 @@ def shift1(expr: pl.Expr, start: str = SEGMENT_START) -> pl.Expr:
     return pl.when(row_index() > pl.col(start)).then(expr.shift(1))
 
 
-def latest_rows_loop(
-    codes: np.ndarray,
-    offsets: np.ndarray,
-    members: np.ndarray,
-    flags: np.ndarray,
-    flagged: np.ndarray,
-    start: np.ndarray,
-    keep: np.ndarray,
-    n_signals: int,
-) -> np.ndarray:
-    """At every kept row (``keep``), for each signal, the latest row at or before it in its segment (a new segment
-    at ``start[row] == row``) where the signal held; -1 for none. A row sets the signals of its item code
-    (``members[offsets[code]:offsets[code + 1]]``) and those whose flag (``flags[k]``, signal ``flagged[k]``)
-    it carries. Compile with :func:`compiled`."""
-    # Row numbers as 32 bits: the output is a signal per kept row, and at 64 bits writing it was most of the pass.
-    latest = np.full(n_signals, -1, dtype=np.int32)
-    out = np.empty((n_signals, np.count_nonzero(keep)), dtype=np.int32)
-    position = 0
-    for row in range(codes.shape[0]):
-        if row == start[row]:
-            latest[:] = -1
-        code = codes[row]
-        for member in range(offsets[code], offsets[code + 1]):
-            latest[members[member]] = row
-        for k in range(flagged.shape[0]):
+def latest_rows_loop(flags: np.ndarray, first: np.ndarray) -> np.ndarray:
+    """At every row, for each condition (a row of ``flags``), the latest row at or before it in its segment (a new
+    segment where ``first``) where the condition held; -1 for none. Compile with :func:`compiled`."""
+    out = np.empty(flags.shape, dtype=np.int64)
+    for k in range(flags.shape[0]):
+        latest = -1
+        for row in range(flags.shape[1]):
+            if first[row]:
+                latest = -1
             if flags[k, row]:
-                latest[flagged[k]] = row
-        if keep[row]:
-            out[:, position] = latest
-            position += 1
+                latest = row
+            out[k, row] = latest
     return out
 
 

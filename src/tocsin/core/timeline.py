@@ -15,9 +15,9 @@ Assessment times are the distinct times at which any item relevant to the toxici
 state at that time includes every row at that time.
 
 An eager Polars operation costs 20–500 µs however few its rows, and the state took about forty of them per
-toxicity; so the state is NumPy arrays over the toxicity's rows (:class:`ToxicityRows`), the latest row of
-every signal at every assessment comes from one compiled pass (the loop of
-:func:`tocsin.core.segments.latest_rows_loop`), and the text columns are gathered once when the timeline frame is
+toxicity; so the state is NumPy arrays over the toxicity's rows (:class:`ToxicityRows`), every state column at
+every assessment comes from one compiled pass per toxicity (:mod:`tocsin.core.kernels_toxicity`: the latest row of
+each signal, its validity, the derived columns), and the text columns are gathered once when the timeline frame is
 built (:class:`Assessments`).
 """
 
@@ -25,8 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cache
-from typing import Any
+from functools import cache, lru_cache
 
 import numpy as np
 import polars as pl
@@ -36,14 +35,20 @@ from tocsin.core.arrays import EventCodes, codes_of, enum_codes, gather_rows, pa
 from tocsin.core.polars_handles import (
     PySeries, cut_columns, frame_from, gather_series, masked_series, numeric_series, sliced,
 )
-from tocsin.core.segments import latest_rows_loop, compiled
+from tocsin.core.kernels_toxicity import (
+    CRS_ALTERNATIVE, CRS_ANTIPYRETIC, CRS_CRP, CRS_DEATH, CRS_FIO2, CRS_FLAGS, CRS_FLOATS, CRS_FLOW, CRS_IL6, CRS_MAP,
+    CRS_NUMBERS, CRS_OXYGEN, CRS_SBP, CRS_SMALL, CRS_TEMPERATURE, CRS_WAIVER, ICANS_ATTRIBUTION, ICANS_DOMAINS,
+    ICANS_FINDINGS, ICANS_FLAGS, ICANS_FLOATS, ICANS_NO_VALUE, ICANS_NUMBERS, crs_state_pass, icans_state_pass,
+    row_columns, selected_rows,
+)
+from tocsin.core.segments import compiled, latest_rows_loop
 from tocsin.criteria import load_scale
 from tocsin.vocabulary import Vocabulary
 
 PID = "patient_id"
 HOURS_PER_DAY = 24.0
 #: Findings an ``alternative_cause`` row can name for ICANS (``consciousness:sedation``...).
-NEURO_FINDINGS = ("ice", "capd", "consciousness", "seizure", "motor_weakness", "cerebral_edema", "icp_sign")
+NEURO_FINDINGS = ICANS_FINDINGS
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,25 @@ def text_positions(texts: pl.Series, names: Sequence[str], other: int) -> np.nda
     if not codes.null_count():
         return found.astype(np.int64)
     return np.where(np.isnan(found), other, found).astype(np.int64)
+
+
+#: Up to this many texts :func:`text_codes` looks them up in Python (a course's few: ~0.1 µs each); above, a cast
+#: to an Enum of the names (~20 µs whatever the rows).
+_TEXTS_IN_PYTHON = 256
+
+
+@cache
+def _positions(names: tuple[str, ...]) -> dict[str, int]:
+    return {name: k for k, name in enumerate(names)}
+
+
+def text_codes(texts: pl.Series, names: Sequence[str], other: int, null: int) -> np.ndarray:
+    """The position of each text among ``names`` (int64; ``other`` for another text, ``null`` for a null)."""
+    if texts.len() <= _TEXTS_IN_PYTHON:
+        position = _positions(tuple(names))
+        return np.array([null if x is None else position.get(x, other) for x in texts.to_list()], dtype=np.int64)
+    codes = text_positions(texts, names, other)
+    return np.where(null_texts(texts), null, codes) if texts.null_count() else codes
 
 
 def null_texts(texts: pl.Series) -> np.ndarray:
@@ -246,17 +270,11 @@ class ToxicityRows:
     def height(self) -> int:
         return int(self.rows.shape[0])
 
-    def is_item(self, *items: str) -> np.ndarray:
-        wanted = np.zeros(len(self.categories), dtype=np.bool_)
+    def rows_of(self, *items: str) -> np.ndarray:
+        """The rows (of these) of these items, ascending: one compiled pass over the item codes."""
+        wanted = np.zeros(len(self.categories) + 1, dtype=np.bool_)
         wanted[[self.code[i] for i in items]] = True
-        return wanted[self.item]
-
-    def last_of_time(self) -> np.ndarray:
-        """Rows that are the last of their (patient, time): after them the state at that time is complete."""
-        last = np.ones(self.height, dtype=np.bool_)
-        last[:-1] = (self.t[1:] != self.t[:-1]) | (self.start[1:] != self.start[:-1])
-        return last
-
+        return selected_rows(self.item, wanted, -1)[0]
 
 def toxicity_rows(
     events: pl.DataFrame, patients: pl.DataFrame, items: Collection[str], cause: str, read: EventCodes | None = None
@@ -269,32 +287,24 @@ def toxicity_rows(
     several graders. The columns without nulls are read whole as arrays (no copy), then indexed: a Polars gather
     of each column cost more."""
     read = read or codes_of(events, patients)
-    categories, code, item = read.categories, read.code, read.item
+    categories, code = read.categories, read.code
     wanted = np.zeros(len(categories) + 1, dtype=np.bool_)  # the last: a null item
     wanted[[code[i] for i in items]] = True
-    selected = wanted[item]
-    deaths = np.flatnonzero(item == code["death"])
+    rows, deaths = selected_rows(read.item, wanted, code["death"])
     if deaths.size:
-        due = text_positions(gather_rows(events.get_column("cat"), deaths), [cause], -1) == 0
-        selected[deaths[~due]] = False
-    rows = np.flatnonzero(selected)
-
-    patient_code = read.patient[rows]
-    first = np.ones(rows.shape[0], dtype=np.bool_)
-    first[1:] = patient_code[1:] != patient_code[:-1]
-    heads = np.flatnonzero(first)
+        due = text_positions(gather_rows(events.get_column("cat"), rows[deaths]), [cause], -1) == 0
+        rows = np.delete(rows, deaths[~due])
+    item, t, start, run, heads = row_columns(rows, read.item, read.patient, events.get_column("t").to_numpy())
     table = read.table if read.table is not None else patient_codes(patients.get_column(PID))
-    head_position = positions_in(patient_code[heads], table)
-    run = np.cumsum(first) - 1
     return ToxicityRows(
         events,
         rows,
-        head_position[run] if rows.size else rows,
-        heads[run] if rows.size else rows,
-        events.get_column("t").to_numpy()[rows].astype(np.float64),
+        positions_in(heads, table)[run] if rows.size else rows,
+        start,
+        t,
         # Gathered first: a whole column with nulls is copied to be read (7 ms a chunk), only these rows here.
         gather_rows(events.get_column("num"), rows).cast(pl.Float64).to_numpy(),  # a null number reads as NaN
-        item[rows],
+        item,
         categories,
         code,
     )
@@ -314,73 +324,15 @@ def _empty_read(columns: Callable[[], tuple[pl.Expr, ...]]) -> pl.DataFrame:
     return pl.DataFrame(schema={"cat": pl.Utf8}).select(columns())
 
 
-def latest_signal_rows(
-    rows: ToxicityRows, signals: Mapping[str, Collection[str] | np.ndarray], keep: np.ndarray
-) -> dict[str, np.ndarray]:
-    """At every row where ``keep`` holds: for each signal, the row (of the subset) of its latest row at or
-    before it within the patient (-1 if none). A signal is the items whose rows it is, or a boolean per row."""
-    names = list(signals)
-    flagged = [k for k, s in enumerate(signals.values()) if isinstance(s, np.ndarray)]
-    # The signals of each item code: (code, signal) pairs sorted by code (stable: each code's in signal order),
-    # and where each code's run starts.
-    pairs = [
-        (rows.code[item], k) for k, s in enumerate(signals.values()) if not isinstance(s, np.ndarray) for item in s
-    ]
-    codes = np.array([code for code, _ in pairs], dtype=np.int64)
-    by_code = np.argsort(codes, kind="stable")
-    code_start = np.zeros(len(rows.categories) + 1, dtype=np.int64)
-    code_start[1:] = np.cumsum(np.bincount(codes, minlength=len(rows.categories)))
-    found = compiled(latest_rows_loop)(
-        rows.item,
-        code_start,
-        np.array([k for _, k in pairs], dtype=np.int64)[by_code],
-        np.stack([signals[names[k]] for k in flagged]) if flagged else np.zeros((1, rows.height), np.bool_),
-        np.array(flagged, dtype=np.int64),
-        rows.start,
-        keep,
-        len(names),
-    )
-    return {name: found[k] for k, name in enumerate(names)}
-
-
-def _at_loop(values: np.ndarray, index: np.ndarray, missing: Any, out: np.ndarray) -> np.ndarray:
-    for i in range(index.shape[0]):
-        out[i] = values[index[i]] if index[i] >= 0 else missing
-    return out
-
-
-def at(values: np.ndarray, index: np.ndarray, missing: float | bool = np.nan) -> np.ndarray:
-    """``values`` at ``index`` (``missing`` where the index is -1), of the type of ``values``.
-
-    Compiled: a state gathers some forty columns per toxicity, and NumPy's gather-then-mask read each twice."""
-    out = np.empty(index.shape, dtype=values.dtype)
-    return compiled(_at_loop)(values, index, values.dtype.type(missing), out)
-
-
-def numbers_at(numbers: np.ndarray, index: np.ndarray) -> np.ndarray:
-    """Integers (row numbers, codes) at ``index``, -1 where it is -1, as int64: not copied again when they are
-    (a chunk's states gathered some forty of them)."""
-    return at(numbers, index, -1).astype(np.int64, copy=False)
-
-
 def latest_valid(valid: Mapping[str, np.ndarray], first: np.ndarray) -> dict[str, np.ndarray]:
     """For every row and each named condition, the latest row at or before it, within its patient (``first``
     marks each patient's first row), where the condition holds; -1 if none: forward fills as row numbers, all
     in one compiled pass."""
     names = list(valid)
-    index = np.arange(first.shape[0])
-    start = np.maximum.accumulate(np.where(first, index, 0)) if first.size else index
-    found = compiled(latest_rows_loop)(
-        np.zeros(first.shape[0], dtype=np.int64),  # no item signals: every signal is a condition
-        np.zeros(2, dtype=np.int64),
-        np.zeros(0, dtype=np.int64),
-        np.stack([valid[n] for n in names]) if names else np.zeros((1, first.shape[0]), np.bool_),
-        np.arange(len(names), dtype=np.int64),
-        start,
-        np.ones(first.shape[0], dtype=np.bool_),
-        len(names),
-    )
-    return {name: found[k].astype(np.int64) for k, name in enumerate(names)}
+    if not names:
+        return {}
+    found = compiled(latest_rows_loop)(np.stack([valid[n] for n in names]), first)
+    return dict(zip(names, found, strict=True))
 
 
 def hours_since(now: np.ndarray, then: np.ndarray) -> np.ndarray:
@@ -407,48 +359,29 @@ def _attribution_columns(findings: tuple[str, ...]) -> tuple[pl.Expr, ...]:
 class Attributions:
     """The ``alternative_cause`` rows of a toxicity: the finding each names and its cause."""
 
-    position: np.ndarray  # per row of the subset: its row in ``cause`` and ``attributes``, -1 for other rows
-    finding: np.ndarray  # per row of the subset: the position of its finding in the list read, else -1
+    position: np.ndarray  # per row: its row in ``cause`` and ``attributes``, -1 for other rows
+    finding: np.ndarray  # per row: the position of its finding in the list read, else -1
     cause: pl.Series
     attributes: np.ndarray  # per row of ``cause``: it attributes its finding (a cause, not ``none``)
 
-    def names(self, finding: int) -> np.ndarray:
-        """Per row of the subset: an attribution row naming the ``finding``-th finding."""
-        return self.finding == finding
-
-    def cause_at(self, row: np.ndarray) -> Text:
-        return Text(self.cause, numbers_at(self.position, row))
-
-    def attributed_at(self, row: np.ndarray) -> np.ndarray:
-        return at(self.attributes, numbers_at(self.position, row), False).astype(np.bool_)
-
-
-def _attributions(rows: ToxicityRows, alt: np.ndarray, read: pl.DataFrame, read_row: np.ndarray) -> Attributions:
-    """The attributions of the rows ``alt`` of the subset, whose :func:`_attribution_columns` are the rows
-    ``read_row`` of ``read``."""
+def _attributions(rows: ToxicityRows, alt: np.ndarray, read: pl.DataFrame) -> Attributions:
+    """The attributions of the rows ``alt``, whose :func:`_attribution_columns` are the rows of ``read``."""
     position = np.full(rows.height, -1, dtype=np.int64)
-    position[alt] = read_row
+    position[alt] = np.arange(alt.size)
     finding = np.full(rows.height, -1, dtype=np.int64)
-    finding[alt] = read.get_column("finding").to_numpy()[read_row]
+    finding[alt] = read.get_column("finding").to_numpy()
     return Attributions(position, finding, read.get_column("cause"), read.get_column("attributes").to_numpy())
-
-
-def _patient_values(patients: pl.DataFrame, column: str, position: np.ndarray) -> np.ndarray:
-    values = patients.get_column(column).to_numpy().astype(np.float64)  # a null number reads as NaN
-    return np.where(position >= 0, values[position], np.nan) if values.size else np.full(position.shape, np.nan)
-
-
-def _assessments(rows: ToxicityRows, assessment: np.ndarray) -> Assessments:
-    first = np.ones(assessment.shape[0], dtype=np.bool_)
-    first[1:] = rows.start[assessment][1:] != rows.start[assessment][:-1]
-    return Assessments(
-        Text(rows.events.get_column(PID), rows.rows[assessment]), rows.patient[assessment], first, rows.t[assessment]
-    )
 
 
 #: Codes of the oxygen devices the CRS scales name (``DEVICE_UNKNOWN``: another text; ``DEVICE_NONE``: no device).
 DEVICES = tuple(load_scale("crs_astct2019").table("oxygen_device_grade"))
 DEVICE_UNKNOWN, DEVICE_NONE = len(DEVICES), len(DEVICES) + 1
+
+
+#: The hypoxia tier of each device code (unknown or no device: null).
+_DEVICE_TIERS = np.array(
+    [load_scale("crs_astct2019").table("oxygen_device_grade")[d] for d in DEVICES] + [-1, -1], dtype=np.int8
+)
 
 
 def device_codes(names: Collection[str]) -> np.ndarray:
@@ -473,6 +406,69 @@ def _drug_classes(vocabulary: Vocabulary) -> tuple[list[str], list[str], list[st
     return known[1]
 
 
+#: The CRS signals of the items that are not drugs (bits of the pass's ``role``).
+_CRS_SIGNALS = {
+    "temperature": CRS_TEMPERATURE,
+    "sbp": CRS_SBP,
+    "map": CRS_MAP,
+    "oxygen": CRS_OXYGEN,
+    "oxygen_flow": CRS_FLOW,
+    "fio2": CRS_FIO2,
+    "fluid_bolus": 0,  # an assessment, no signal
+    "alternative_cause": CRS_ALTERNATIVE,
+    "death": CRS_DEATH,
+    "il6": CRS_IL6,
+    "crp": CRS_CRP,
+}
+
+
+def _crs_items(vocabulary: Vocabulary) -> list[str]:
+    """The items of the CRS rows: the signals', and the vocabulary's vasopressors, anti-cytokine and antipyretic
+    drugs."""
+    pressors, anticytokine, antipyretic = _drug_classes(vocabulary)
+    return [*_CRS_SIGNALS, *pressors, *anticytokine, *antipyretic]
+
+
+@dataclass(frozen=True)
+class _CrsTables:
+    """What the CRS pass reads of the items, by item code: each code's signals, its vasopressor (-1: none), and
+    whether each vasopressor counts towards "multiple vasopressors"."""
+
+    pressors: list[str]
+    role: np.ndarray
+    pressor_of: np.ndarray
+    counted: np.ndarray
+
+
+#: The tables by vocabulary (identity), waiver drugs and item categories: a course's state built them in some
+#: thirty NumPy steps, the same every time.
+_CRS_TABLES: dict[tuple[int, str, tuple[str, ...]], tuple[Vocabulary, _CrsTables]] = {}
+
+
+def _crs_tables(vocabulary: Vocabulary, waiver_drugs: str, categories: list[str]) -> _CrsTables:
+    key = (id(vocabulary), waiver_drugs, tuple(categories))
+    known = _CRS_TABLES.get(key)
+    if known is not None and known[0] is vocabulary:
+        return known[1]
+    pressors, anticytokine, antipyretic = _drug_classes(vocabulary)
+    waiver_items = anticytokine + (antipyretic if waiver_drugs == "anticytokine_or_antipyretic" else [])
+    code = {name: k for k, name in enumerate(categories)}
+    role = np.zeros(len(categories) + 1, dtype=np.int64)  # the last: a null item
+    for name, bit in _CRS_SIGNALS.items():
+        role[code[name]] |= bit
+    for names, bit in ((waiver_items, CRS_WAIVER), (antipyretic, CRS_ANTIPYRETIC)):
+        for name in names:
+            role[code[name]] |= bit
+    pressor_of = np.full(role.shape, -1, dtype=np.int64)
+    pressor_of[[code[p] for p in pressors]] = np.arange(len(pressors))
+    excluded = set(load_scale("crs_astct2019").table("not_counted_for_multiple_vasopressors"))
+    tables = _CrsTables(pressors, role, pressor_of, np.array([p not in excluded for p in pressors], dtype=np.bool_))
+    if len(_CRS_TABLES) > 16:  # vocabularies are few; the entries hold them alive, so never grow unbounded
+        _CRS_TABLES.clear()
+    _CRS_TABLES[key] = (vocabulary, tables)
+    return tables
+
+
 @cache
 def _crs_attribution_columns() -> tuple[pl.Expr, ...]:
     """Of an attribution, its finding and cause."""
@@ -487,179 +483,69 @@ def crs_state(
     read: EventCodes | None = None,
 ) -> Assessments:
     """State relevant to CRS at every CRS assessment time, for every patient in ``events`` (``read``: see
-    :func:`toxicity_rows`)."""
+    :func:`toxicity_rows`).
+
+    Every column comes from one compiled pass over the rows (:func:`tocsin.core.kernels_toxicity.crs_state_pass`);
+    only the texts (the attributions', the oxygen devices') are read here, with Polars, on their own rows."""
     c = config.crs
-    pressors, anticytokine, antipyretic = _drug_classes(vocabulary)
-    waiver_items = anticytokine + (antipyretic if c.waiver_drugs == "anticytokine_or_antipyretic" else [])
-    items = [
-        "temperature",
-        "sbp",
-        "map",
-        "oxygen",
-        "oxygen_flow",
-        "fio2",
-        "fluid_bolus",
-        "alternative_cause",
-        "death",
-        "il6",
-        "crp",
-        *pressors,
-        *anticytokine,
-        *antipyretic,
-    ]
-    rows = toxicity_rows(events, patients, items, "crs", read)
-    t, num = rows.t, rows.num
-    findings = ("fever", "hypotension", "hypoxia")
+    rows = toxicity_rows(events, patients, _crs_items(vocabulary), "crs", read)
+    tables = _crs_tables(vocabulary, c.waiver_drugs, rows.categories)
     # The text read: the attributions' finding and cause (string operations, only if there is one), and the
-    # oxygen rows' device (a code of DEVICES; casts).
-    alt, oxygen = np.flatnonzero(rows.is_item("alternative_cause")), np.flatnonzero(rows.is_item("oxygen"))
-    attribution = _attributions(rows, alt, read_texts(rows, alt, _crs_attribution_columns), np.arange(alt.size))
+    # oxygen rows' device (a code of DEVICES).
+    alt, oxygen = rows.rows_of("alternative_cause"), rows.rows_of("oxygen")
+    attribution = _attributions(rows, alt, read_texts(rows, alt, _crs_attribution_columns))
     device_of_row = np.full(rows.height, DEVICE_NONE, dtype=np.int64)
-    devices = gather_rows(events.get_column("cat"), rows.rows[oxygen])
-    device_of_row[oxygen] = np.where(null_texts(devices), DEVICE_NONE, text_positions(devices, DEVICES, DEVICE_UNKNOWN))
-    named = {f: attribution.names(k) for k, f in enumerate(findings)}
-    # A temperature is a (CRS) fever unless a fever attribution is in force at that row.
-    in_force = latest_valid({"fever": named["fever"]}, rows.start == np.arange(rows.height))["fever"]
-    fever_attributed_here = attribution.attributed_at(in_force)
-    fever_row = rows.is_item("temperature") & (num >= c.fever_celsius) & ~fever_attributed_here
-
-    age = _patient_values(patients, "age_years", rows.patient)
-    pediatric = ~np.isnan(age) & (age <= c.pediatric_max_age_years)
-    sbp_threshold = np.where(
-        pediatric, c.pediatric_sbp_base_mm_hg + c.pediatric_sbp_per_year_mm_hg * np.floor(age), c.hypotension_sbp_mm_hg
+    cat = events.get_column("cat")  # read once: the frame gathers the texts of one Series object together
+    device_of_row[oxygen] = text_codes(gather_rows(cat, rows.rows[oxygen]), DEVICES, DEVICE_UNKNOWN, DEVICE_NONE)
+    floats, flags, small, numbers = crs_state_pass(
+        rows.item,
+        rows.t,
+        rows.num,
+        rows.start,
+        rows.patient,
+        rows.rows,
+        tables.role,
+        tables.pressor_of,
+        tables.counted,
+        patients.get_column("age_years").to_numpy().astype(np.float64),  # a null number reads as NaN
+        device_of_row,
+        attribution.position,
+        attribution.finding,
+        attribution.attributes,
+        _DEVICE_TIERS,
+        np.array(
+            [
+                c.fever_celsius,
+                c.pediatric_max_age_years,
+                c.pediatric_sbp_base_mm_hg,
+                c.pediatric_sbp_per_year_mm_hg,
+                c.hypotension_sbp_mm_hg,
+                c.hypotension_map_mm_hg or np.nan,  # 0 or none: no MAP rule
+                c.fever_window_hours,
+                c.bp_validity_hours,
+            ]
+        ),
+        DEVICES.index("room_air"),
+        DEVICE_NONE,
+        config.episodes.crs_resolution == "fever_gone_cytokines_falling",
     )
-    low_sbp = num < sbp_threshold
-    low_map = num < c.hypotension_map_mm_hg if c.hypotension_map_mm_hg else np.zeros(rows.height, np.bool_)
-
-    signals: dict[str, Collection[str] | np.ndarray] = {
-        "fever": fever_row,
-        **{f"alt_{f}": named[f] for f in findings},
-        "temp": ["temperature"],
-        "sbp": ["sbp"],
-        "map": ["map"],
-        "o2": ["oxygen"],
-        "flow": ["oxygen_flow"],
-        "fio2": ["fio2"],
-        **{p: [p] for p in pressors},
-        "waiver": waiver_items,
-        "antipyretic": antipyretic,
-        "death": ["death"],
-        "alt": ["alternative_cause"],
-        "il6": ["il6"],
-        "crp": ["crp"],
-    }
-    assessment_rows = rows.last_of_time()
-    latest = latest_signal_rows(rows, signals, assessment_rows)
-    state = _assessments(rows, np.flatnonzero(assessment_rows))
-
-    def t_of(signal: str) -> np.ndarray:
-        return at(t, latest[signal])
-
-    def num_of(signal: str) -> np.ndarray:
-        return at(num, latest[signal])
-
-    # Each column read once: the frame gathers the texts of one Series object together.
-    event_texts = {name: events.get_column(name) for name in ("cat", "item")}
-
-    def text_of(column: str, signal: str) -> Text:
-        return Text(event_texts[column], numbers_at(rows.rows, latest[signal]))
-
+    number = dict(zip(CRS_NUMBERS, numbers, strict=True))
+    state = Assessments(Text(events.get_column(PID), number["row"]), number["patient"], flags[0], floats[0])
+    pressors = tables.pressors
     state.add(
-        fever_t=t_of("fever"),
-        fever_value=num_of("fever"),
-        temp_t=t_of("temp"),
-        temp_value=num_of("temp"),
-        temp_is_fever=(latest["temp"] == latest["fever"]) & (latest["temp"] >= 0),
-        sbp_t=t_of("sbp"),
-        sbp_value=num_of("sbp"),
-        sbp_low=at(low_sbp, latest["sbp"], False).astype(np.bool_),
-        map_t=t_of("map"),
-        map_value=num_of("map"),
-        map_low=at(low_map, latest["map"], False).astype(np.bool_),
-        o2_device=text_of("cat", "o2"),
-        o2_device_code=at(device_of_row, latest["o2"], DEVICE_NONE).astype(np.int64),
-        o2_device_t=t_of("o2"),
-        o2_flow=num_of("flow"),
-        o2_flow_t=t_of("flow"),
-        fio2=num_of("fio2"),
-        fio2_t=t_of("fio2"),
-        **dict(zip([f"rate_{p}" for p in pressors], _rates(pressors, num_of))),
-        **{f"rate_{p}_t": t_of(p) for p in pressors},
-        waiver_drug_t=t_of("waiver"),
-        waiver_drug=text_of("item", "waiver"),
-        antipyretic_t=t_of("antipyretic"),
-        death_cause=text_of("cat", "death"),
-        # Deaths from another cause are not among the rows: a death seen is a death due to CRS.
-        death_due=latest["death"] >= 0,
-        death_t=t_of("death"),
-        alt_t=t_of("alt"),
-        **{f"{lab}_falling": at(_falling(rows, lab), latest[lab], -1).astype(np.int8) for lab in ("il6", "crp")},
-        **{f"alt_{f}": attribution.cause_at(latest[f"alt_{f}"]) for f in findings},
-        **{f"{f}_attributed": attribution.attributed_at(latest[f"alt_{f}"]) for f in findings},
+        **dict(zip(CRS_FLOATS[1:], floats[1:], strict=False)),
+        **{f"rate_{p}": floats[len(CRS_FLOATS) + k] for k, p in enumerate(pressors)},
+        **{f"rate_{p}_t": floats[len(CRS_FLOATS) + len(pressors) + k] for k, p in enumerate(pressors)},
+        **dict(zip(CRS_FLAGS[1:], flags[1:], strict=True)),
+        **dict(zip(CRS_SMALL, small, strict=True)),
+        o2_device=Text(cat, number["o2_device_row"]),
+        o2_device_code=number["o2_device_code"],
+        waiver_drug=Text(events.get_column("item"), number["waiver_drug_row"]),
+        death_cause=Text(cat, number["death_row"]),
+        bp_item=labels(["sbp", "map"], number["bp_item"]),
+        **{f"alt_{f}": Text(attribution.cause, number[f"alt_{f}"]) for f in ("fever", "hypotension", "hypoxia")},
     )
-    _latest_blood_pressure(state)
-    _derive_support(state, pressors, config)
     return state
-
-
-def _rates(pressors: list[str], num_of: Callable[[str], np.ndarray]) -> list[np.ndarray]:
-    """Each vasopressor's latest rate, 0 where none is known: one ``nan_to_num`` of them all (~5 µs a call)."""
-    if not pressors:
-        return []
-    return list(np.nan_to_num(np.stack([num_of(p) for p in pressors]), nan=0.0))
-
-
-def _falling(rows: ToxicityRows, lab: str) -> np.ndarray:
-    """On each ``lab`` row, whether its value is below the patient's previous ``lab`` value (1/0; -1 = unknown:
-    the first value, or either value missing)."""
-    lab_rows = np.flatnonzero(rows.is_item(lab))
-    falling = np.full(rows.height, -1, dtype=np.int8)
-    if lab_rows.size > 1:
-        value, start = rows.num[lab_rows], rows.start[lab_rows]
-        known = (start[1:] == start[:-1]) & ~np.isnan(value[1:]) & ~np.isnan(value[:-1])
-        falling[lab_rows[1:][known]] = value[1:][known] < value[:-1][known]
-    return falling
-
-
-def _latest_blood_pressure(state: Assessments) -> None:
-    """The latest blood-pressure measurement (SBP and/or MAP taken at the same time): low if either is
-    below its threshold; the low one (else SBP) is the one shown as evidence."""
-    bp_t = np.fmax(state["sbp_t"], state["map_t"])
-    sbp_now, map_now = state["sbp_t"] == bp_t, state["map_t"] == bp_t
-    sbp_low, map_low = sbp_now & state["sbp_low"], map_now & state["map_low"]
-    show_sbp = sbp_now & (sbp_low | ~map_low)
-    state.add(
-        bp_t=bp_t,
-        bp_low=sbp_low | map_low,
-        bp_item=labels(["sbp", "map"], np.where(show_sbp, 0, np.where(map_now, 1, -1))),
-        bp_value=np.where(show_sbp, state["sbp_value"], np.where(map_now, state["map_value"], np.nan)),
-    )
-
-
-def _derive_support(state: Assessments, pressors: list[str], config: GradingConfig) -> None:
-    c = config.crs
-    scale = load_scale("crs_astct2019")
-    device_grade = scale.table("oxygen_device_grade")
-    excluded = set(scale.table("not_counted_for_multiple_vasopressors"))
-    device = state["o2_device_code"]
-    # A flow belongs to the current device only if it was recorded with it or later.
-    device_t = state["o2_device_t"]
-    flow = np.where(np.isnan(device_t) | (state["o2_flow_t"] >= device_t), state["o2_flow"], np.nan)
-    on_oxygen = np.where(device != DEVICE_NONE, device != DEVICES.index("room_air"), np.nan_to_num(flow, nan=0.0) > 0)
-    tiers = np.array([device_grade[d] for d in DEVICES] + [-1, -1], dtype=np.int8)  # unknown or no device: null
-    running = {p: state[f"rate_{p}"] > 0 for p in pressors}
-    t = state.t
-    counted = [running[p].astype(np.int8) for p in pressors if p not in excluded]
-    state.add(
-        o2_flow_current=flow,
-        on_oxygen=on_oxygen,
-        o2_device_tier=tiers[device],
-        n_vasopressors=np.sum(counted, axis=0, dtype=np.int8) if counted else np.zeros(t.shape, np.int8),
-        any_vasopressor=np.logical_or.reduce([running[p] for p in pressors]) if pressors else np.zeros(t.shape, bool),
-        febrile=hours_since(t, state["fever_t"]) <= c.fever_window_hours,
-        temp_known=hours_since(t, state["temp_t"]) <= c.fever_window_hours,
-        bp_known=hours_since(t, state["bp_t"]) <= c.bp_validity_hours,
-    )
 
 
 @cache
@@ -678,128 +564,84 @@ NEURO_VALUES: dict[str, tuple[str, ...]] = {
     for domain in ("consciousness", "seizure", "motor_weakness", "cerebral_edema", "icp_sign")
 }
 NEURO_VALUE_UNION = tuple(dict.fromkeys(v for values in NEURO_VALUES.values() for v in values))
-#: Per domain: the position of each value of the union among the domain's own values (-1: not one of them), and
-#: a last -1 for a row without a value of the union.
-_OWN_POSITIONS: dict[str, np.ndarray] = {
-    domain: np.array([values.index(v) if v in values else -1 for v in NEURO_VALUE_UNION] + [-1], dtype=np.int64)
-    for domain, values in NEURO_VALUES.items()
-}
+#: Per domain of :data:`tocsin.core.kernels_toxicity.ICANS_DOMAINS`: the position of each value of the union among
+#: the domain's own values (-1: not one of them; every value for a domain the scale grades by no value), and a last
+#: -1 for a row without a value of the union.
+_OWN_POSITIONS = np.array(
+    [
+        [NEURO_VALUES[d].index(v) if v in NEURO_VALUES.get(d, ()) else -1 for v in NEURO_VALUE_UNION] + [-1]
+        for d in ICANS_DOMAINS
+    ],
+    dtype=np.int64,
+)
 
 
-def _at_time_loop(latest: np.ndarray, t: np.ndarray, assessment_t: np.ndarray) -> np.ndarray:
-    """The rows of ``latest`` (signal x assessment) recorded at the assessment's own time, else -1."""
-    here = np.full(latest.shape, -1, dtype=np.int64)
-    for signal in range(latest.shape[0]):
-        for k in range(latest.shape[1]):
-            row = latest[signal, k]
-            if row >= 0 and t[row] == assessment_t[k]:
-                here[signal, k] = row
-    return here
+@lru_cache(maxsize=16)
+def _icans_signals(categories: tuple[str, ...], items: tuple[str, ...]) -> np.ndarray:
+    """The ICANS pass's signal of each item code: its position among ``items`` (the last, the attributions:
+    ICANS_ATTRIBUTION), -1 for another item or a null one (the code past the categories)."""
+    code = {name: k for k, name in enumerate(categories)}
+    signal_of = np.full(len(categories) + 1, -1, dtype=np.int64)
+    signal_of[[code[name] for name in items[:-1]]] = np.arange(len(items) - 1)
+    signal_of[code[items[-1]]] = ICANS_ATTRIBUTION
+    return signal_of
 
 
 def icans_state(
     events: pl.DataFrame, patients: pl.DataFrame, config: GradingConfig, read: EventCodes | None = None
 ) -> Assessments:
-    """State relevant to ICANS at every neurological assessment time (``read``: see :func:`toxicity_rows`)."""
+    """State relevant to ICANS at every neurological assessment time (``read``: see :func:`toxicity_rows`).
+
+    Every column comes from one compiled pass over the rows (:func:`tocsin.core.kernels_toxicity.icans_state_pass`);
+    only the texts (the attributions', the domains' values) are read here, with Polars, on their own rows."""
     scale = load_scale("icans_astct2019")
     ice_items: list[str] = scale.table("ice_items")
     capd_items: list[str] = scale.table("capd_items")
-    domains = ["consciousness", "global_aphasia", "seizure", "motor_weakness", "cerebral_edema", "icp_sign"]
-    items = ["ice_score", "capd_score", *ice_items, *capd_items, *domains, "alternative_cause", "death"]
-    selected = toxicity_rows(events, patients, items, "icans", read)
-    # The text read: of the attributions (their finding decides whether they count), and of the domain rows.
-    alt, domain_rows = np.flatnonzero(selected.is_item("alternative_cause")), np.flatnonzero(selected.is_item(*domains))
-    attribution_text = read_texts(selected, alt, _neuro_attribution_columns)
-    keep = np.ones(selected.height, dtype=np.bool_)
+    numeric = ["ice_score", "capd_score", *ice_items, *capd_items]
+    items = [*numeric, *ICANS_DOMAINS, "death", "alternative_cause"]
+    rows = toxicity_rows(events, patients, items, "icans", read)
+    # The text read: of the attributions (their finding decides whether they count, and make an assessment), and
+    # of the domain rows (its value's position among every value the scale grades; -1 another, ICANS_NO_VALUE none).
+    alt, domain_rows = rows.rows_of("alternative_cause"), rows.rows_of(*ICANS_DOMAINS)
+    attribution_text = read_texts(rows, alt, _neuro_attribution_columns)
+    keep = np.ones(rows.height, dtype=np.bool_)
     keep[alt] = attribution_text.get_column("neuro").to_numpy()
-    rows = _subset(selected, np.flatnonzero(keep))
-    attribution = _attributions(rows, np.flatnonzero(rows.is_item("alternative_cause")), attribution_text,
-                                np.flatnonzero(keep[alt]))
-    # Of a domain row, whether a value is given, and its position among every value the scale grades (one
-    # table for all domains; -1 for another).
+    attribution = _attributions(rows, alt, attribution_text)
     cat = events.get_column("cat")  # read once: the frame gathers the texts of one Series object together
-    value_text = gather_rows(cat, selected.rows[domain_rows])
-    value_given = np.ones(selected.height, dtype=np.bool_)
-    value_given[domain_rows] = ~null_texts(value_text)
-    value_given = value_given[keep]
-    union_code = np.full(selected.height, -1, dtype=np.int64)
-    union_code[domain_rows] = text_positions(value_text, NEURO_VALUE_UNION, -1)
-    union_code = union_code[keep]
-
-    # The value of each item recorded at each assessment time (the last one, if repeated): the latest row of
-    # the item, if it is at this time.
-    numeric = ("ice_score", "capd_score", *ice_items, *capd_items)
-    signals: dict[str, Collection[str] | np.ndarray] = {
-        **{name: [name] for name in (*numeric, *domains)},
-        "death": ["death"],
-        **{f"alt_{f}": attribution.names(k) for k, f in enumerate(NEURO_FINDINGS)},
-    }
-    assessment_rows = rows.last_of_time()
-    latest = latest_signal_rows(rows, signals, assessment_rows)
-    state = _assessments(rows, np.flatnonzero(assessment_rows))
-    found = compiled(_at_time_loop)(np.stack(list(latest.values())), rows.t, state.t)
-    here = dict(zip(latest, found, strict=True))
-    value = {name: at(rows.num, here[name]) for name in numeric}
-
-    stamps: dict[str, np.ndarray] = {}  # per stamped signal: whether it was observed at this assessment
-    tools = {"ice": ice_items, "capd": capd_items}
-    incomplete: dict[str, np.ndarray] = {}
-    tool_here: dict[str, np.ndarray] = {}
-    for tool, tool_items in tools.items():
-        present = np.stack([~np.isnan(value[i]) for i in tool_items])
-        absent_mask = ((~present).astype(np.int64) << np.arange(len(tool_items))[:, None]).sum(axis=0)
-        total = value[tool_items[0]]
-        for item in tool_items[1:]:
-            total = total + value[item]
-        score = value[f"{tool}_score"]
-        tool_here[tool] = np.where(np.isnan(score), np.where(present.all(axis=0), total, np.nan), score)
-        stamps[tool] = ~np.isnan(tool_here[tool])
-        # Items given, but not all of them, and no total: the assessment is incomplete (mask of the absent).
-        incomplete[tool] = np.where(np.isnan(score) & present.any(axis=0) & (absent_mask != 0), absent_mask, -1)
-        stamps[f"{tool}_incomplete"] = incomplete[tool] >= 0
-    for name in (*domains, "death"):
-        stamps[name] = (here[name] >= 0) & at(value_given, here[name], False).astype(np.bool_)
-    for f in NEURO_FINDINGS:
-        stamps[f"alt_{f}"] = here[f"alt_{f}"] >= 0
-    stamped = latest_valid(stamps, state.first)
-
-    for tool in tools:
-        row = stamped[tool]
-        state.add(**{f"{tool}_value": at(tool_here[tool], row), f"{tool}_t": at(state.t, row)})
-        state.add(**{f"{tool}_incomplete_last": at(incomplete[tool], stamped[f"{tool}_incomplete"], -1)})
-    for name in (*domains, "death"):
-        source_row = numbers_at(here[name], stamped[name])
-        event_row = numbers_at(rows.rows, source_row)
-        text = Text(cat, event_row)
-        state.add(**{"death_cause" if name == "death" else f"{name}_value": text, f"{name}_t": at(state.t,
-                                                                                                  stamped[name])})
-        if name in NEURO_VALUES:
-            # The value's position among this domain's graded values (-1: another value, or none).
-            state.add(**{f"{name}_code": _OWN_POSITIONS[name][numbers_at(union_code, source_row)]})
-    for f in NEURO_FINDINGS:
-        source_row = numbers_at(here[f"alt_{f}"], stamped[f"alt_{f}"])
-        state.add(**{f"alt_{f}": attribution.cause_at(source_row), f"{f}_attributed": attribution.attributed_at(
-            source_row)})
-    i = config.icans
-    t = state.t
+    value_code = np.full(rows.height, -1, dtype=np.int64)
+    values = gather_rows(cat, rows.rows[domain_rows])
+    value_code[domain_rows] = text_codes(values, NEURO_VALUE_UNION, -1, ICANS_NO_VALUE)
+    signal_of = _icans_signals(tuple(rows.categories), tuple(items))
+    floats, flags, numbers = icans_state_pass(
+        rows.item,
+        rows.t,
+        rows.num,
+        rows.start,
+        rows.patient,
+        rows.rows,
+        keep,
+        signal_of,
+        len(ice_items),
+        len(capd_items),
+        attribution.finding,
+        value_code,
+        _OWN_POSITIONS,
+        attribution.position,
+        attribution.attributes,
+        patients.get_column("age_years").to_numpy().astype(np.float64),  # a null number reads as NaN
+        config.icans.neuro_validity_hours,
+        config.icans.seizure_validity_hours,
+    )
+    number = dict(zip(ICANS_NUMBERS, numbers, strict=True))
+    state = Assessments(Text(events.get_column(PID), number["row"]), number["patient"], flags[0], floats[0])
     state.add(
-        **{
-            f"{name}_fresh": hours_since(t, state[f"{name}_t"]) <= i.neuro_validity_hours
-            for name in ("ice", "capd", "consciousness", "global_aphasia")
-        },
-        seizure_fresh=hours_since(t, state["seizure_t"]) <= i.seizure_validity_hours,
-        # Deaths from another cause are not among the rows: a death seen is a death due to ICANS.
-        death_due=~np.isnan(state["death_t"]),
-        age_years=_patient_values(patients, "age_years", state.patient),
+        **dict(zip(ICANS_FLOATS[1:], floats[1:], strict=True)),
+        **dict(zip(ICANS_FLAGS[1:], flags[1:], strict=True)),
+        ice_incomplete_last=number["ice_incomplete_last"],
+        capd_incomplete_last=number["capd_incomplete_last"],
+        **{"death_cause" if d == "death" else f"{d}_value": Text(cat, number[f"{d}_row"])
+           for d in (*ICANS_DOMAINS, "death")},
+        **{f"{d}_code": number[f"{d}_code"] for d in NEURO_VALUES},
+        **{f"alt_{f}": Text(attribution.cause, number[f"alt_{f}"]) for f in NEURO_FINDINGS},
     )
     return state
-
-
-def _subset(rows: ToxicityRows, kept: np.ndarray) -> ToxicityRows:
-    """Some of the rows (ascending row numbers of the subset)."""
-    first = np.ones(kept.shape[0], dtype=np.bool_)
-    first[1:] = rows.start[kept][1:] != rows.start[kept][:-1]
-    heads = np.flatnonzero(first)
-    start = heads[np.cumsum(first) - 1] if kept.size else kept
-    return ToxicityRows(rows.events, rows.rows[kept], rows.patient[kept], start, rows.t[kept], rows.num[kept],
-                        rows.item[kept], rows.categories, rows.code)
