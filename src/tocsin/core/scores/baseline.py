@@ -35,6 +35,7 @@ import math
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache, cached_property
+from itertools import repeat
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
@@ -164,6 +165,12 @@ class _Included(NamedTuple):
     name: str | None
 
 
+#: The kinds of column built from a shared buffer.
+_KINDS = ("numbers", "whole", "texts", "labels")
+# The other entries of a table's order: a Series taken as it is, columns of another table.
+_SERIES, _INCLUDED = "series", "included"
+
+
 class FrameColumns:
     """The columns of an output frame, collected in order and built from a few shared buffers.
 
@@ -172,16 +179,19 @@ class FrameColumns:
     columns go into one buffer, the whole numbers into another, texts and label lists are each one gather from
     their options (a frame of one row builds them directly), and each column is a slice of its buffer (~1 µs).
     :func:`frames` builds several frames from one set of buffers: four Series for all the scores of a batch.
+    Several numbers at once (:meth:`numbers_rows`) are one part of their buffer: a course adds some 200 columns,
+    and each call costs as much as the column's slice.
     """
 
     def __init__(self, height: int) -> None:
         self.height = height
-        # Each column is a Series taken as it is, columns of another FrameColumns, or (kind, position among the
-        # parts of its kind) cut from a buffer: a plain tuple, a course adds some 200 of them.
-        self._order: list[pl.Series | _Included | tuple[str, int]] = []
+        # Each column is (kind, position among the columns of its kind): cut from a buffer, or a Series or
+        # included table of the lists below. A plain tuple: a course adds some 200 of them.
+        self._order: list[tuple[str, int]] = []
         self._parts: dict[str, list[Any]] = {kind: [] for kind in _KINDS}
         self._names: dict[str, list[str]] = {kind: [] for kind in _KINDS}
-        self._included: list[FrameColumns] = []
+        self._series: list[pl.Series] = []
+        self._includes: list[_Included] = []
 
     def _add(self, name: str, kind: str, part: Any) -> None:
         names = self._names[kind]
@@ -191,13 +201,15 @@ class FrameColumns:
 
     def series(self, *columns: pl.Series) -> None:
         """Columns built elsewhere, taken as they are."""
-        self._order.extend(columns)
+        start = len(self._series)
+        self._order.extend(zip(repeat(_SERIES), range(start, start + len(columns))))
+        self._series.extend(columns)
 
     def include(self, other: FrameColumns, name: str | None = None) -> None:
         """The columns of ``other`` (of the same height), or only its column ``name``, here. They are built once,
         however many frames include them (with these in :func:`frames`, or each frame on its own)."""
-        self._order.append(_Included(other, name))
-        self._included.append(other)
+        self._order.append((_INCLUDED, len(self._includes)))
+        self._includes.append(_Included(other, name))
 
     def _column(self, values: np.ndarray | float) -> np.ndarray:
         # A column is mostly a float64 array of the frame's height already; a scalar fills the column.
@@ -208,6 +220,13 @@ class FrameColumns:
     def numbers(self, name: str, values: np.ndarray | float) -> None:
         """Float64, null where NaN."""
         self._add(name, "numbers", self._column(values))
+
+    def numbers_rows(self, names: Sequence[str], values: np.ndarray) -> None:
+        """Float64 columns ``names``, the rows of ``values`` (names x height, float64), null where NaN."""
+        own = self._names["numbers"]
+        self._order.extend(zip(repeat("numbers"), range(len(own), len(own) + len(names))))
+        own.extend(names)
+        self._parts["numbers"].append(np.ascontiguousarray(values, dtype=np.float64).reshape(len(names) * self.height))
 
     def whole(self, name: str, values: np.ndarray | float) -> None:
         """Points and counts (whole numbers held as floats) as Int32, null where NaN."""
@@ -222,8 +241,12 @@ class FrameColumns:
         held = np.empty((len(conditions), self.height), dtype=np.int64)
         for k, condition in enumerate(conditions.values()):
             held[k] = condition
-        bits = (held << np.arange(len(conditions), dtype=np.int64)[:, None]).sum(axis=0)
-        self._add(name, "labels", (list(conditions), bits))
+        self.labels_held(name, list(conditions), held)
+
+    def labels_held(self, name: str, names: list[str], held: np.ndarray) -> None:
+        """:meth:`labels` of conditions given as rows of ``held`` (names x height, integers 0 or 1)."""
+        bits = (held.astype(np.int64, copy=False) << np.arange(len(names), dtype=np.int64)[:, None]).sum(axis=0)
+        self._add(name, "labels", (names, bits))
 
     def constant_list(self, name: str, values: list[str]) -> None:
         """List(Utf8): the same list on every row."""
@@ -233,53 +256,51 @@ class FrameColumns:
         return frames(self)[0]
 
 
-#: The kinds of column built from a shared buffer.
-_KINDS = ("numbers", "whole", "texts", "labels")
-
-
 def frames(*tables: FrameColumns) -> list[pl.DataFrame]:
     """The frames of ``tables``, all their columns (and those they include) cut from one buffer per kind."""
     every = _with_included(tables)
-    parts: dict[str, list[tuple[Any, int]]] = {kind: [] for kind in _KINDS}  # (part, its height)
-    first: dict[int, dict[str, int]] = {}  # per table, the buffer row of its first part of each kind
-    rows = dict.fromkeys(_KINDS, 0)
+    parts: dict[str, list[Any]] = {kind: [] for kind in _KINDS}
+    heights: dict[str, list[int]] = {"texts": [], "labels": []}  # of each column, in the order of their parts
+    first: list[list[int]] = []  # per table, the buffer row of its first column of each kind
+    rows = [0] * len(_KINDS)
     for table in every:
-        first[id(table)] = dict(rows)
-        for kind, own in table._parts.items():
-            parts[kind] += [(part, table.height) for part in own]
-            rows[kind] += len(own) * table.height
-    buffers = {
-        "numbers": _numbers_buffer([part for part, _ in parts["numbers"]]),
-        "whole": _whole_buffer([part for part, _ in parts["whole"]]),
-        "texts": _texts_buffer(parts["texts"]),
-        "labels": _labels_buffer(parts["labels"]),
-    }
+        first.append(list(rows))
+        for k, kind in enumerate(_KINDS):
+            rows[k] += len(table._names[kind]) * table.height
+            parts[kind] += table._parts[kind]
+        for kind, own in heights.items():
+            own += [table.height] * len(table._names[kind])
+    buffers = (
+        _numbers_buffer(parts["numbers"]),
+        _whole_buffer(parts["whole"]),
+        _texts_buffer(list(zip(parts["texts"], heights["texts"]))),
+        _labels_buffer(list(zip(parts["labels"], heights["labels"]))),
+    )
     # Columns as Polars' own Series handles: a frame is made of them as Series.to_frame makes one, where hstack and
     # the DataFrame constructor check and unwrap each Series again (~0.5 µs a column, a course has some 200).
     built: dict[int, list[PySeries]] = {}
     named: dict[int, dict[str, PySeries]] = {}  # the columns by name of the tables some columns are taken from
-    for table in every:  # an included table comes before the tables including it
-        start, height = first[id(table)], table.height
-        cut = {
-            kind: [column for _, column in cut_columns(buffers[kind], names, start[kind], height)]
-            for kind, names in table._names.items()
+    for table, start in zip(every, first):  # an included table comes before the tables including it
+        height = table.height
+        pool: dict[str, list[Any]] = {
+            kind: [column for _, column in cut_columns(buffer, names, offset, height)]
+            for kind, buffer, names, offset in zip(_KINDS, buffers, table._names.values(), start)
             if names
         }
+        pool[_SERIES] = [column._s for column in table._series]
         columns: list[PySeries] = []
-        for column in table._order:
-            if isinstance(column, _Included):
-                included = built[id(column.table)]
-                if column.name is None:
-                    columns += included
-                else:
-                    if id(column.table) not in named:
-                        named[id(column.table)] = {c.name(): c for c in included}
-                    columns.append(named[id(column.table)][column.name])
-            elif isinstance(column, tuple):
-                kind, position = column
-                columns.append(cut[kind][position])
-            else:
-                columns.append(column._s)
+        for kind, position in table._order:
+            if kind != _INCLUDED:
+                columns.append(pool[kind][position])
+                continue
+            other, name = table._includes[position]
+            included = built[id(other)]
+            if name is None:
+                columns += included
+                continue
+            if id(other) not in named:
+                named[id(other)] = {column.name(): column for column in included}
+            columns.append(named[id(other)][name])
         built[id(table)] = columns
     return [frame_from(built[id(table)]) for table in tables]
 
@@ -297,8 +318,8 @@ def _visit(table: FrameColumns, ordered: dict[int, FrameColumns]) -> None:
     reference cycle, and it kept the tables' arrays until a full collection.)"""
     if id(table) in ordered:
         return
-    for included in table._included:
-        _visit(included, ordered)
+    for included in table._includes:
+        _visit(included.table, ordered)
     ordered[id(table)] = table
 
 

@@ -34,7 +34,8 @@ Example
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
+from typing import Literal, NamedTuple
 
 import numpy as np
 import polars as pl
@@ -49,7 +50,6 @@ from tocsin.core.scores.baseline import (
     Windows,
     baseline_rows,
     evaluation_windows,
-    field_values,
     frames,
     gathered,
     identity_columns,
@@ -77,116 +77,150 @@ WINDOW_LABS: dict[str, Pick] = {
 }
 #: Labs whose value at infusion a criterion compares with.
 INFUSION_LABS = ("ferritin", "anc", "plt", "hgb", "creatinine")
-Column = Mapping[str, np.ndarray]
-# Criteria hold three-valued (Kleene) truth, as Polars' booleans do: 1.0 met, 0.0 not met, NaN missing.
-
-
-def _kleene_or(*states: np.ndarray) -> np.ndarray:
-    out = states[0]
-    for state in states[1:]:
-        out = np.where((out == 1) | (state == 1), 1.0, np.where(np.isnan(out) | np.isnan(state), np.nan, 0.0))
-    return out
-
-
-def _kleene_and(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.where((a == 0) | (b == 0), 0.0, np.where(np.isnan(a) | np.isnan(b), np.nan, 1.0))
-
-
-def _missing_as(state: np.ndarray, value: float) -> np.ndarray:
-    return np.where(np.isnan(state), value, state)
-
-
-def _above(value: np.ndarray, limit: np.ndarray | float) -> np.ndarray:
-    return np.where(np.isnan(value) | np.isnan(limit), np.nan, value > limit)
-
-
-def _below(value: np.ndarray, limit: np.ndarray | float) -> np.ndarray:
-    return np.where(np.isnan(value) | np.isnan(limit), np.nan, value < limit)
-
-
-def _iec_hs_criteria(c: Column) -> dict[str, np.ndarray]:
-    ferritin = _kleene_or(
-        _above(c["ferritin_value"], LIMITS["iec_hs_ferritin_x_uln"] * c["ferritin_uln"]),
-        _above(c["ferritin_value"], LIMITS["iec_hs_ferritin_x_baseline"] * c["ferritin_at_infusion"]),
-    )
-    # New or worsening: below the limit and below the value at infusion (a lineage without one counts).
-    lineages = [
-        _kleene_and(
-            _below(c[f"{lab}_value"], limit), _missing_as(_below(c[f"{lab}_value"], c[f"{lab}_at_infusion"]), 1.0)
-        )
-        for lab, limit in LIMITS["iec_hs_cytopenia"].items()
-    ]
-    times = LIMITS["iec_hs_transaminase_x_uln"]
-    return {
-        "IECHS-FERRITIN": ferritin,
-        "IECHS-CYTOPENIA": _kleene_or(*lineages),
-        "IECHS-TRANSAMINASES": _kleene_or(
-            *(_above(c[f"{lab}_value"], times * c[f"{lab}_uln"]) for lab in ("ast", "alt"))
-        ),
-        "IECHS-FIBRINOGEN": _below(c["fibrinogen_value"], LIMITS["iec_hs_fibrinogen_mg_dl"]),
-        "IECHS-LDH": _above(c["ldh_value"], LIMITS["iec_hs_ldh_x_uln"] * c["ldh_uln"]),
-        "IECHS-HEMOPHAGOCYTOSIS": np.full(c["ferritin_value"].shape, np.nan),  # no event item: always missing
-    }
-
-
-def _car_hlh_criteria(c: Column) -> dict[str, np.ndarray]:
-    liver = [_above(c[f"{lab}_value"], times * c[f"{lab}_uln"]) for lab, times in LIMITS["car_hlh_liver_x_uln"].items()]
-    times = LIMITS["car_hlh_creatinine_x"]
-    unobservable = np.full(c["ferritin_value"].shape, np.nan)  # no event item: always missing
-    return {
-        "CARHLH-FERRITIN": _above(c["ferritin_value"], LIMITS["car_hlh_ferritin_ng_ml"]),
-        "CARHLH-LIVER": _kleene_or(*liver),
-        "CARHLH-RENAL": _kleene_or(
-            _above(c["creatinine_value"], times * c["creatinine_at_infusion"]),
-            _above(c["creatinine_value"], times * c["creatinine_uln"]),
-        ),
-        "CARHLH-PULMONARY-EDEMA": unobservable,
-        "CARHLH-HEMOPHAGOCYTOSIS": unobservable,
-    }
-
-
-#: The screens by name, and the criteria each holds.
-_CRITERIA: dict[str, Callable[[Column], Mapping[str, np.ndarray]]] = {
-    "iec_hs": _iec_hs_criteria,
-    "car_hlh": _car_hlh_criteria,
-}
-
-
 #: The lab columns of the screens' inputs (and outputs), in order.
 LAB_COLUMNS = [f"{lab}_{field}" for lab in WINDOW_LABS for field in ("value", "day", "uln")] + [
     f"{lab}_at_infusion" for lab in INFUSION_LABS
 ]
 
+# Criteria hold three-valued (Kleene) truth, as Polars' booleans do, as ordered codes: "or" is then the highest of
+# its terms and "and" the lowest, so every criterion of both screens is a few operations on all windows at once.
+NOT_MET, MISSING, MET = 0, 1, 2
 
-def _window_lab_values(
-    labs: LabRows, patients: PatientTable, windows: Windows, config: ScoresConfig
-) -> dict[str, np.ndarray]:
-    """The :data:`LAB_COLUMNS` of :func:`screen_inputs` as arrays (NaN where missing)."""
+
+class _Compare(NamedTuple):
+    """``value op limit`` (``limit`` times the column ``of``, when given), ``missing`` when either side is."""
+
+    value: str  # a column of LAB_COLUMNS
+    op: Literal[">", "<"]
+    limit: float
+    of: str | None = None
+    missing: int = MISSING
+
+
+#: No event item records it (haemophagocytosis, pulmonary oedema): always missing.
+_UNOBSERVABLE = _Compare("", ">", 0.0)
+
+
+def _iec_hs_criteria() -> dict[str, list[list[_Compare]]]:
+    """Each IEC-HS criterion as "any of" (the outer list) "all of" (the inner lists)."""
+    times = LIMITS["iec_hs_transaminase_x_uln"]
+    return {
+        "IECHS-FERRITIN": [
+            [_Compare("ferritin_value", ">", LIMITS["iec_hs_ferritin_x_uln"], "ferritin_uln")],
+            [_Compare("ferritin_value", ">", LIMITS["iec_hs_ferritin_x_baseline"], "ferritin_at_infusion")],
+        ],
+        # New or worsening: below the limit and below the value at infusion (a lineage without one counts).
+        "IECHS-CYTOPENIA": [
+            [_Compare(f"{lab}_value", "<", limit), _Compare(f"{lab}_value", "<", 1.0, f"{lab}_at_infusion", MET)]
+            for lab, limit in LIMITS["iec_hs_cytopenia"].items()
+        ],
+        "IECHS-TRANSAMINASES": [[_Compare(f"{lab}_value", ">", times, f"{lab}_uln")] for lab in ("ast", "alt")],
+        "IECHS-FIBRINOGEN": [[_Compare("fibrinogen_value", "<", LIMITS["iec_hs_fibrinogen_mg_dl"])]],
+        "IECHS-LDH": [[_Compare("ldh_value", ">", LIMITS["iec_hs_ldh_x_uln"], "ldh_uln")]],
+        "IECHS-HEMOPHAGOCYTOSIS": [[_UNOBSERVABLE]],
+    }
+
+
+def _car_hlh_criteria() -> dict[str, list[list[_Compare]]]:
+    """Each carHLH criterion as "any of" (the outer list) "all of" (the inner lists)."""
+    times = LIMITS["car_hlh_creatinine_x"]
+    return {
+        "CARHLH-FERRITIN": [[_Compare("ferritin_value", ">", LIMITS["car_hlh_ferritin_ng_ml"])]],
+        "CARHLH-LIVER": [
+            [_Compare(f"{lab}_value", ">", times, f"{lab}_uln")] for lab, times in LIMITS["car_hlh_liver_x_uln"].items()
+        ],
+        "CARHLH-RENAL": [
+            [_Compare("creatinine_value", ">", times, "creatinine_at_infusion")],
+            [_Compare("creatinine_value", ">", times, "creatinine_uln")],
+        ],
+        "CARHLH-PULMONARY-EDEMA": [[_UNOBSERVABLE]],
+        "CARHLH-HEMOPHAGOCYTOSIS": [[_UNOBSERVABLE]],
+    }
+
+
+#: The screens by name, and the criteria each holds.
+_CRITERIA = {"iec_hs": _iec_hs_criteria(), "car_hlh": _car_hlh_criteria()}
+
+
+class _Plan(NamedTuple):
+    """Every criterion of both screens as arrays: the comparisons on the rows of the lab matrix (the
+    :data:`LAB_COLUMNS`, then a row of ones for a fixed limit and one of NaN for no value), and each criterion's
+    comparisons (criteria x terms x factors; a short list repeats its first entry, which changes no highest or
+    lowest)."""
+
+    value: np.ndarray
+    of: np.ndarray
+    limit: np.ndarray
+    above: np.ndarray
+    missing: np.ndarray
+    terms: np.ndarray
+    rows: dict[str, slice]  # each screen's criteria among all
+
+
+def _plan() -> _Plan:
+    row = {name: k for k, name in enumerate(LAB_COLUMNS)}
+    one, none = len(LAB_COLUMNS), len(LAB_COLUMNS) + 1
+    compares: list[_Compare] = []
+    terms: list[list[list[int]]] = []
+    rows: dict[str, slice] = {}
+    for screen, criteria in _CRITERIA.items():
+        rows[screen] = slice(len(terms), len(terms) + len(criteria))
+        for conjunctions in criteria.values():
+            terms.append([])
+            for factors in conjunctions:
+                terms[-1].append(list(range(len(compares), len(compares) + len(factors))))
+                compares += factors
+    width = max(len(factors) for criterion in terms for factors in criterion)
+    depth = max(len(criterion) for criterion in terms)
+    padded = [[f + f[:1] * (width - len(f)) for f in c] for c in terms]
+    padded = [c + c[:1] * (depth - len(c)) for c in padded]
+    return _Plan(
+        value=np.array([row.get(c.value, none) for c in compares]),
+        of=np.array([one if c.of is None else row[c.of] for c in compares]),
+        limit=np.array([float(c.limit) for c in compares])[:, None],
+        above=np.array([c.op == ">" for c in compares])[:, None],
+        missing=np.array([c.missing for c in compares])[:, None],
+        terms=np.array(padded, dtype=np.int64),
+        rows=rows,
+    )
+
+
+_PLAN = _plan()
+
+
+def _criteria_states(labs: np.ndarray) -> np.ndarray:
+    """Per criterion of both screens (in the order of :data:`_CRITERIA`) and window: NOT_MET, MISSING or MET, from
+    the lab matrix (the :data:`LAB_COLUMNS` x windows)."""
+    extended = np.concatenate((labs, np.broadcast_to(np.array([[1.0], [np.nan]]), (2, labs.shape[1]))))
+    value, limit = extended[_PLAN.value], _PLAN.limit * extended[_PLAN.of]
+    held = np.where(_PLAN.above, value > limit, value < limit) * MET
+    compared = np.where(np.isnan(value) | np.isnan(limit), _PLAN.missing, held)
+    return compared[_PLAN.terms].min(axis=2).max(axis=1)
+
+
+def _window_lab_values(labs: LabRows, patients: PatientTable, windows: Windows, config: ScoresConfig) -> np.ndarray:
+    """The :data:`LAB_COLUMNS` of :func:`screen_inputs` as a matrix (columns x windows, NaN where missing)."""
     codes = windows.codes
     rows = picked_rows(labs, codes, windows.at, WINDOW_LABS, config.hlh_screen_window_days, windows.closed)
     lookback = config.baseline_lookback_days
     _, infusion_rows = baseline_rows(labs, patients.codes, INFUSION_LABS, lookback, ANCHOR_INFUSION)
     # Each window's patient's row of the per-patient table (none for a patient the table does not list).
     of_window = position_of(patients.codes, codes)
-    default = np.nan if config.ferritin_uln_ng_ml is None else float(config.ferritin_uln_ng_ml)
-    source = field_values(labs)
-    picked = {field: gathered(source[field], rows) for field in ("value", "day", "uln")}  # every lab at once
-    at_infusion = gathered(gathered(labs.columns["num"], infusion_rows), of_window)
-    values: dict[str, np.ndarray] = {}
-    for slot, lab in enumerate(WINDOW_LABS):
-        for field in ("value", "day", "uln"):
-            values[f"{lab}_{field}"] = picked[field][:, slot]
+    # Labs x fields x windows: each lab's value, day and ULN rows, as LAB_COLUMNS has them.
+    fields = (labs.columns["num"], labs.t, labs.columns["uln"])
+    picked = np.stack([gathered(field, rows.T) for field in fields], axis=1).reshape(-1, codes.size)
+    at_infusion = gathered(gathered(labs.columns["num"], infusion_rows), of_window).T
+    values = np.concatenate((picked, at_infusion))
     # Ferritin rows carry no ULN: the configured one.
-    values["ferritin_uln"] = np.where(np.isnan(values["ferritin_uln"]), default, values["ferritin_uln"])
-    for slot, lab in enumerate(INFUSION_LABS):
-        values[f"{lab}_at_infusion"] = at_infusion[:, slot]
+    ferritin_uln = values[LAB_COLUMNS.index("ferritin_uln")]
+    if config.ferritin_uln_ng_ml is not None:
+        ferritin_uln[np.isnan(ferritin_uln)] = float(config.ferritin_uln_ng_ml)
     return values
 
 
-def _lab_columns(values: Column, height: int) -> FrameColumns:
+def _lab_columns(values: np.ndarray, height: int) -> FrameColumns:
     columns = FrameColumns(height)
-    for name in LAB_COLUMNS:
-        columns.numbers(name, values[name])
+    columns.numbers_rows(LAB_COLUMNS, values)
     return columns
 
 
@@ -207,26 +241,29 @@ def _shared_columns(lab_columns: FrameColumns) -> FrameColumns:
     return lab_columns
 
 
-def _screen(windows: Sequence[pl.Series], labs: Column, shared: FrameColumns, name: str) -> FrameColumns:
-    """One screen's columns: ``windows`` (the patient_id, at and day columns), the screen's criteria on the ``labs``
-    values, the ``shared`` columns (:func:`_shared_columns`), then the screen's citation."""
+def _screen(windows: Sequence[pl.Series], states: np.ndarray, shared: FrameColumns, name: str) -> FrameColumns:
+    """One screen's columns: ``windows`` (the patient_id, at and day columns), the screen's criteria from their
+    ``states`` (:func:`_criteria_states`), the ``shared`` columns (:func:`_shared_columns`), then the screen's
+    citation."""
     spec = SCALE.table("screens")[name]
-    state = _CRITERIA[name](labs)
-    supporting = [state[rule] for rule in spec["supporting"]]
-    met_count = sum(_missing_as(s, 0.0) for s in supporting)
-    reachable = sum(_missing_as(s, 1.0) for s in supporting)
-    core, needed = state[spec["core"]], spec["supporting_needed"]
+    rules = list(_CRITERIA[name])
+    state = states[_PLAN.rows[name]]
+    supporting = state[[rules.index(rule) for rule in spec["supporting"]]]
+    met_count, reachable = (supporting == MET).sum(axis=0), (supporting != NOT_MET).sum(axis=0)
+    core, needed = state[rules.index(spec["core"])], spec["supporting_needed"]
     # 0 possible (the pattern is there), 1 not met, 2 incomplete (a missing criterion would decide).
-    status = np.where((core == 1) & (met_count >= needed), 0, np.where((core == 0) | (reachable < needed), 1, 2))
+    status = np.where(
+        (core == MET) & (met_count >= needed), 0, np.where((core == NOT_MET) | (reachable < needed), 1, 2)
+    )
     needs = SCALE.table("needs")
     columns = FrameColumns(windows[0].len())
     columns.series(*windows)
     columns.text("screen", [name])
     columns.text("status", ["possible", "not_met", "incomplete"], status)
     columns.text("rule", [spec["rule_possible"], spec["rule_not_met"], spec["rule_incomplete"]], status)
-    columns.labels("met", {rule: s == 1 for rule, s in state.items()})
-    columns.labels("not_met", {rule: s == 0 for rule, s in state.items()})
-    columns.labels("missing", {f"{rule}: needs {needs[rule]}": np.isnan(s) for rule, s in state.items()})
+    columns.labels_held("met", rules, state == MET)
+    columns.labels_held("not_met", rules, state == NOT_MET)
+    columns.labels_held("missing", [f"{rule}: needs {needs[rule]}" for rule in rules], state == MISSING)
     columns.include(shared)
     columns.text("screen_citation", [spec["citation"]])
     columns.text("screen_doi", [spec["doi"]])
@@ -277,11 +314,11 @@ def hlh_screens(
 def screens(inputs: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Both screens from one :func:`screen_inputs`."""
     windows = tuple(inputs.get_column(c) for c in ("patient_id", "at", "day"))
-    labs = {c: inputs.get_column(c).to_numpy() for c in LAB_COLUMNS}
+    states = _criteria_states(np.stack([inputs.get_column(c).to_numpy() for c in LAB_COLUMNS]))
     lab_columns = FrameColumns(inputs.height)
     lab_columns.series(*(inputs.get_column(c) for c in LAB_COLUMNS))
     shared = _shared_columns(lab_columns)
-    iec_hs, car_hlh = frames(*(_screen(windows, labs, shared, name) for name in _CRITERIA))
+    iec_hs, car_hlh = frames(*(_screen(windows, states, shared, name) for name in _CRITERIA))
     return iec_hs, car_hlh
 
 
@@ -308,8 +345,9 @@ def _screen_columns(
     labs: LabRows, patients: PatientTable, windows: Windows, config: ScoresConfig, names: tuple[str, ...]
 ) -> list[FrameColumns]:
     values = _window_lab_values(labs, patients, windows, config)
+    states = _criteria_states(values)
     shared = _shared_columns(_lab_columns(values, windows.at.size))
-    return [_screen(windows.columns, values, shared, name) for name in names]
+    return [_screen(windows.columns, states, shared, name) for name in names]
 
 
 def _inputs(
