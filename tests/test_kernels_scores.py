@@ -1,4 +1,4 @@
-"""The compiled score passes agree with plain Polars statements of what they compute, on random batches."""
+"""The compiled score passes agree with plain Polars (or Python) statements of what they compute, on random batches."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from tocsin.core.kernels_scores import last_kept_rows
 from tocsin.core.arrays import patient_codes, patient_codes_of
-from tocsin.core.scores.baseline import lab_rows, pick_values, picked_rows
+from tocsin.core.scores.baseline import Step, lab_rows, ladders, pick_values, picked_rows, points_of
 
 ITEMS = pl.Enum(["anc", "crp", "ferritin", "ldh", "plt"])
 PICKS = {"anc": "min", "crp": "max", "ferritin": "last", "ldh": "max", "plt": "last"}
@@ -129,3 +129,46 @@ def test_patient_codes_of_several_series_are_their_patient_codes() -> None:
     table = pl.Series("patient_id", ["P2", "P9"])  # text ids, and one the events do not hold
     codes = patient_codes_of(events, table, table.head(0))
     assert [c.tolist() for c in codes] == [patient_codes(events).tolist(), patient_codes(table).tolist(), []]
+
+
+def _reference_points(
+    values: np.ndarray, steps: list[list[tuple[str, float, int]]], otherwise: list[int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each input's ladder step by step in plain Python, and the least and most totals of each column."""
+    compare = {"<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b}
+    points = np.full(values.shape, np.nan)
+    least, most = np.zeros(values.shape[1]), np.zeros(values.shape[1])
+    for i, rungs in enumerate(steps):
+        given = [p for _, _, p in rungs] + [otherwise[i]]
+        for w, value in enumerate(values[i].tolist()):
+            if np.isnan(value):
+                least[w] += min(given)
+                most[w] += max(given)
+                continue
+            points[i, w] = next((p for op, t, p in rungs if compare[op](value, t)), otherwise[i])
+            least[w] += points[i, w]
+            most[w] += points[i, w]
+    return points, least, most
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_ladder_points_match_the_ladders_step_by_step(seed: int) -> None:
+    rng = random.Random(seed)
+    n_inputs, height = rng.randint(0, 4), rng.choice([0, 1, 2, 9])
+    ops = ["<", "<=", ">", ">="]
+    steps = [
+        [(rng.choice(ops), float(rng.randint(0, 4)), rng.randint(-1, 5)) for _ in range(rng.randint(0, 3))]
+        for _ in range(n_inputs)
+    ]
+    otherwise = [rng.randint(0, 3) for _ in range(n_inputs)]
+    values = np.array(
+        [[rng.choice([0.0, 1.0, 2.0, 2.5, 3.0, 4.0, np.nan]) for _ in range(height)] for _ in range(n_inputs)]
+    ).reshape(n_inputs, height)
+    got = points_of(values, ladders([[Step(*step) for step in rungs] for rungs in steps], otherwise))
+    for actual, expected in zip(got, _reference_points(values, steps, otherwise)):
+        assert np.array_equal(actual, expected, equal_nan=True)
+
+
+def test_a_ladder_with_an_unknown_comparison_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown comparison '=='"):
+        ladders([[Step("==", 1.0, 1)]], [0])  # type: ignore[arg-type]

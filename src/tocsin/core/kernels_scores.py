@@ -1,8 +1,11 @@
-"""Compiled passes of the scores: the picked row of every (window, item), and each patient's last kept row.
+"""Compiled passes of the scores: the picked row of every (window, item), each patient's last kept row, and the
+points of threshold ladders.
 
 A score window holds a handful of a patient's rows; finding its pick with Polars took sorts, joins and explodes
 of every candidate row (some 60 operations for one course). Here each window scans its own patient's rows once,
-in a loop compiled by Numba (:func:`tocsin.core.segments.compiled`: imported on first use, cached on disk).
+in a loop compiled by Numba (:func:`tocsin.core.segments.compiled`: imported on first use, cached on disk). The
+point ladders of a score's inputs took a few NumPy operations per step and input (some 80 for one course's
+scores); here all its inputs are scored in one pass.
 """
 
 from __future__ import annotations
@@ -107,3 +110,70 @@ def last_kept_rows(patient: np.ndarray, keep: np.ndarray) -> np.ndarray:
     """Row numbers of the last row where ``keep`` holds in each run of equal ``patient`` codes (runs with no such
     row give none), in row order: one pass instead of filtering every row and then comparing neighbours."""
     return compiled(_last_kept_loop)(patient, keep)
+
+
+#: The comparison of a ladder step, as the compiled pass reads it.
+COMPARISON = {"<": 0, "<=": 1, ">": 2, ">=": 3}
+
+
+def _ladder_points_loop(
+    values: np.ndarray,
+    step_first: np.ndarray,
+    op: np.ndarray,
+    threshold: np.ndarray,
+    points: np.ndarray,
+    otherwise: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    n_inputs, height = values.shape
+    scored = np.empty((n_inputs, height), dtype=np.float64)
+    least = np.zeros(height, dtype=np.float64)
+    most = np.zeros(height, dtype=np.float64)
+    for i in range(n_inputs):
+        low = high = otherwise[i]
+        for s in range(step_first[i], step_first[i + 1]):
+            low, high = min(low, points[s]), max(high, points[s])
+        for w in range(height):
+            value = values[i, w]
+            if np.isnan(value):  # missing: no points, and the input may still give any of its ladder's
+                scored[i, w] = np.nan
+                least[w] += low
+                most[w] += high
+                continue
+            given = otherwise[i]
+            for s in range(step_first[i], step_first[i + 1]):
+                c, t = op[s], threshold[s]
+                if (
+                    (c == 0 and value < t)
+                    or (c == 1 and value <= t)
+                    or (c == 2 and value > t)
+                    or (c == 3 and value >= t)
+                ):
+                    given = points[s]
+                    break
+            scored[i, w] = given
+            least[w] += given
+            most[w] += given
+    return scored, least, most
+
+
+def ladder_points(
+    values: np.ndarray,
+    step_first: np.ndarray,
+    op: np.ndarray,
+    threshold: np.ndarray,
+    points: np.ndarray,
+    otherwise: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per input (a row of ``values``, inputs x rows) and row: the points of the first step of the input's ladder
+    (steps ``step_first[i]:step_first[i + 1]``: ``value op threshold`` gives ``points``, ``op`` a
+    :data:`COMPARISON`) that holds, ``otherwise[i]`` when none does, NaN where the value is NaN (missing). Returns
+    those points and, per row, the least and most total of all inputs (a missing input adds the lowest or the
+    highest points its ladder can give)."""
+    return compiled(_ladder_points_loop)(
+        np.ascontiguousarray(values, dtype=np.float64),
+        step_first.astype(np.int64, copy=False),
+        op.astype(np.int64, copy=False),
+        threshold.astype(np.float64, copy=False),
+        points.astype(np.float64, copy=False),
+        otherwise.astype(np.float64, copy=False),
+    )

@@ -24,9 +24,11 @@ category only when the whole range falls in one category.
 Example
 -------
 >>> import numpy as np
->>> from tocsin.core.scores.baseline import Step, points_of
->>> points_of(np.array([75.0, 200.0, np.nan]), [Step("<", 75.0, 2), Step("<=", 175.0, 1)], 0).tolist()
-[1.0, 0.0, nan]
+>>> from tocsin.core.scores.baseline import Step, ladders, points_of
+>>> platelets = ladders([[Step("<", 75.0, 2), Step("<=", 175.0, 1)]], [0])
+>>> points, least, most = points_of(np.array([[75.0, 200.0, np.nan]]), platelets)
+>>> points.tolist(), least.tolist(), most.tolist()
+([[1.0, 0.0, nan]], [1.0, 0.0, 0.0], [1.0, 0.0, 2.0])
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ import pyarrow as pa
 
 from tocsin.core.arrays import EventCodes, event_codes, gather_rows, patient_codes, row_numbers
 from tocsin.core.polars_handles import PySeries, arrow_series, cut_columns, frame_from, gather_series, numeric_series
-from tocsin.core.kernels_scores import DIRECTION, best_rows_in_windows
+from tocsin.core.kernels_scores import COMPARISON, DIRECTION, best_rows_in_windows, ladder_points
 from tocsin.units import conversion_for
 from tocsin.vocabulary import load_vocabulary
 
@@ -91,12 +93,6 @@ class Input:
         """A value in the table's unit in the item's canonical unit, rounded as ingest rounds."""
         return round(_conversion(self.unit, self.item).apply(value), _DECIMALS)
 
-    def in_table_unit(self, values: np.ndarray) -> np.ndarray:
-        """Canonical values (NaN where missing) in the table's unit (for display and formulas), rounded as ingest
-        rounds."""
-        conversion = _conversion(self.unit, self.item)
-        return round_to((values - conversion.offset) / conversion.scale, _DECIMALS)
-
 
 def round_to(values: np.ndarray, decimals: int) -> np.ndarray:
     """``np.round(values, decimals)``, by its own steps (scale, round half to even, unscale: the same bits), without
@@ -122,40 +118,68 @@ def ladder(spec: Sequence[Mapping[str, Any]], source: Input) -> list[Step]:
     return [Step(s["op"], source.to_canonical(float(s["value"])), int(s["points"])) for s in spec]
 
 
-def holds(values: np.ndarray, op: Op, threshold: float) -> np.ndarray:
-    """``values op threshold`` on an array (False where NaN)."""
-    match op:
-        case "<":
-            return values < threshold
-        case "<=":
-            return values <= threshold
-        case ">":
-            return values > threshold
-        case ">=":
-            return values >= threshold
-    raise ValueError(f"unknown comparison {op!r}")
+@dataclass(frozen=True)
+class Ladders:
+    """The point ladders of several inputs, as the arrays of their steps the compiled pass reads (built once per
+    score and rule: :func:`ladders`)."""
+
+    step_first: np.ndarray  # input i's steps are step_first[i]:step_first[i + 1]
+    op: np.ndarray  # COMPARISON code
+    threshold: np.ndarray
+    points: np.ndarray
+    otherwise: np.ndarray  # per input: the points when no step holds
 
 
-def points_of(values: np.ndarray, steps: Sequence[Step], otherwise: int) -> np.ndarray:
-    """Points of the first step that holds; ``otherwise`` when none does; NaN where the value is NaN (missing)."""
-    points = np.full(values.shape, float(otherwise))
-    for step in reversed(steps):  # the first step that holds is written last
-        points[holds(values, step.op, step.threshold)] = step.points
-    return np.where(np.isnan(values), np.nan, points)
+def ladders(steps: Sequence[Sequence[Step]], otherwise: Sequence[int]) -> Ladders:
+    """The :class:`Ladders` of inputs with these ladders, and these points when no step holds."""
+    flat = [step for rungs in steps for step in rungs]
+    unknown = [step.op for step in flat if step.op not in COMPARISON]
+    if unknown:
+        raise ValueError(f"unknown comparison {unknown[0]!r}")
+    return Ladders(
+        np.cumsum([0, *(len(rungs) for rungs in steps)], dtype=np.int64),
+        np.array([COMPARISON[step.op] for step in flat], dtype=np.int64),
+        np.array([step.threshold for step in flat], dtype=np.float64),
+        np.array([step.points for step in flat], dtype=np.float64),
+        np.array(otherwise, dtype=np.float64),
+    )
 
 
-def settled_band(least: np.ndarray, most: np.ndarray, bands: Sequence[Mapping[str, Any]], field: str) -> np.ndarray:
-    """Index of the band (``{min, max}`` inclusive) whose ``field`` both ends of a range fall in, else -1."""
+def points_of(values: np.ndarray, scale: Ladders) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per input (a row of ``values``) the points of the first step that holds, its ``otherwise`` when none does,
+    NaN where the value is NaN (missing); and per column the least and most total (a missing input counts the
+    lowest, or highest, points its ladder gives). All inputs in one compiled pass."""
+    return ladder_points(values, scale.step_first, scale.op, scale.threshold, scale.points, scale.otherwise)
 
-    def band_of(values: np.ndarray) -> np.ndarray:
-        index = np.full(values.shape, -1, dtype=np.int64)
-        for k in reversed(range(len(bands))):  # the first band that holds is written last
-            index[(values >= bands[k]["min"]) & (values <= bands[k]["max"])] = k
-        return index
 
-    names = np.array([b[field] for b in bands] + [None], dtype=object)
-    low, high = band_of(least), band_of(most)
-    return np.where((names[low] == names[high]) & (low >= 0), low, -1)
+def settled_bands(
+    least: np.ndarray, most: np.ndarray, bands: Sequence[Mapping[str, Any]], fields: Sequence[str]
+) -> list[np.ndarray]:
+    """Per field of ``fields``: index of the band (``{min, max}`` inclusive, the first that holds) whose ``field``
+    both ends of a range fall in, else -1."""
+    ends = np.stack((least, most))
+    inside = (ends >= np.array([b["min"] for b in bands])[:, None, None]) & (
+        ends <= np.array([b["max"] for b in bands])[:, None, None]
+    )
+    low, high = np.where(inside.any(axis=0), inside.argmax(axis=0), -1)
+    settled = []
+    for field in fields:
+        names = np.array([b[field] for b in bands] + [None], dtype=object)
+        settled.append(np.where((names[low] == names[high]) & (low >= 0), low, -1))
+    return settled
+
+
+def in_table_units(sources: Sequence[Input], values: np.ndarray) -> np.ndarray:
+    """Canonical values (a row per source, NaN where missing) in their tables' units (for display and formulas),
+    rounded as ingest rounds: one conversion of every row."""
+    offset, scale = _conversions(tuple(sources))
+    return round_to((values - offset) / scale, _DECIMALS)
+
+
+@cache
+def _conversions(sources: tuple[Input, ...]) -> tuple[np.ndarray, np.ndarray]:
+    conversions = [_conversion(source.unit, source.item) for source in sources]
+    return np.array([[c.offset] for c in conversions]), np.array([[c.scale] for c in conversions])
 
 
 class _Included(NamedTuple):
@@ -396,12 +420,6 @@ def _by_index(options: list[Any], index: np.ndarray, series_of: Callable[[list[A
     (a direct gather, ~1 µs; indexed by a NumPy array, Polars runs a query, ~15 µs), whatever the number of
     values."""
     return gather_rows(series_of(options), index)
-
-
-def ladder_bounds(steps: Sequence[Step], otherwise: int) -> tuple[int, int]:
-    """Lowest and highest points a ladder can give (the range of a missing input)."""
-    points = [s.points for s in steps] + [otherwise]
-    return min(points), max(points)
 
 
 def identity_columns(scale: Any, columns: FrameColumns) -> None:

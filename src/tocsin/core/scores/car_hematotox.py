@@ -37,13 +37,14 @@ from tocsin.core.scores.baseline import (
     Baseline,
     Input,
     FrameColumns,
-    Step,
+    Ladders,
     read_baseline,
     identity_columns,
+    in_table_units,
     ladder,
-    ladder_bounds,
+    ladders,
     points_of,
-    settled_band,
+    settled_bands,
 )
 from tocsin.criteria import load_scale
 
@@ -52,9 +53,11 @@ INPUTS = {name: Input(name, spec["item"], spec["unit"]) for name, spec in SCALE.
 
 
 @cache
-def _ladder(name: str, boundary_rule: str) -> tuple[Step, ...]:
-    """The point ladder of an input under a boundary rule, in its item's canonical unit, converted once."""
-    return tuple(ladder(SCALE.table("inputs")[name]["ladders"][boundary_rule], INPUTS[name]))
+def _ladders(boundary_rule: str) -> Ladders:
+    """The point ladders of the inputs under a boundary rule, in their items' canonical units, converted once."""
+    specs = SCALE.table("inputs")
+    steps = [ladder(specs[name]["ladders"][boundary_rule], source) for name, source in INPUTS.items()]
+    return ladders(steps, [specs[name]["otherwise"] for name in INPUTS])
 
 
 def car_hematotox(
@@ -83,21 +86,15 @@ def car_hematotox_columns(base: Baseline, config: ScoresConfig = ScoresConfig())
     frames (:func:`tocsin.core.scores.baseline.frames`)."""
     rule = config.hematotox_boundary_rule
     height = base.columns.height
-    least, most = np.zeros(height), np.zeros(height)
+    canonical = np.stack([base.values[f"{name}_value"] for name in INPUTS])
+    points, least, most = points_of(canonical, _ladders(rule))
+    shown = in_table_units(list(INPUTS.values()), canonical)
     inputs = FrameColumns(height)
-    missing: dict[str, np.ndarray] = {}
-    for name, source in INPUTS.items():
-        spec = SCALE.table("inputs")[name]
-        steps = _ladder(name, rule)
-        canonical = base.values[f"{name}_value"]
-        points = points_of(canonical, steps, spec["otherwise"])
-        low, high = ladder_bounds(steps, spec["otherwise"])
-        least, most = least + np.where(np.isnan(points), low, points), most + np.where(np.isnan(points), high, points)
-        inputs.numbers(f"{name}_value", source.in_table_unit(canonical))
+    for k, (name, source) in enumerate(INPUTS.items()):
+        inputs.numbers(f"{name}_value", shown[k])
         inputs.text(f"{name}_unit", [source.unit])
         inputs.include(base.columns, f"{name}_day")
-        inputs.whole(f"{name}_points", points)
-        missing[name] = np.isnan(canonical)
+        inputs.whole(f"{name}_points", points[k])
     categories = SCALE.table("categories")
     caveats = dict.fromkeys(SCALE.table("caveats"), True)
     caveats[INFUSION_ANCHOR_CAVEAT] = base.infusion_anchored
@@ -107,12 +104,10 @@ def car_hematotox_columns(base: Baseline, config: ScoresConfig = ScoresConfig())
     columns.whole("score_at_least", least)
     columns.whole("score_at_most", most)
     # -1 (unsettled) reads the last option: none.
-    category = settled_band(least, most, categories, "category")
+    category, settled_rule = settled_bands(least, most, categories, ("category", "rule"))
     columns.text("category", [c["category"] for c in categories] + [None], category)
-    columns.text(
-        "rule", [c["rule"] for c in categories] + ["HEMATOTOX-MISSING"], settled_band(least, most, categories, "rule")
-    )
-    columns.labels("missing", missing)
+    columns.text("rule", [c["rule"] for c in categories] + ["HEMATOTOX-MISSING"], settled_rule)
+    columns.labels_held("missing", list(INPUTS), np.isnan(canonical))
     columns.include(base.columns, "anchor")
     columns.include(base.columns, "anchor_day")
     columns.include(inputs)

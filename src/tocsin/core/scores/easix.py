@@ -36,6 +36,7 @@ from tocsin.core.scores.baseline import (
     FrameColumns,
     read_baseline,
     identity_columns,
+    in_table_units,
     round_to,
 )
 from tocsin.criteria import load_scale
@@ -120,7 +121,8 @@ def easix_columns(base: Baseline, config: ScoresConfig = ScoresConfig()) -> Fram
 
 
 def _easix_columns(base: Baseline, cutoffs: dict[str, dict | None]) -> FrameColumns:
-    values = {name: source.in_table_unit(base.values[f"{name}_value"]) for name, source in INPUTS.items()}
+    shown = in_table_units(list(INPUTS.values()), np.stack([base.values[f"{name}_value"] for name in INPUTS]))
+    values = dict(zip(INPUTS, shown))
     caveats = dict.fromkeys(SCALE.table("caveats"), True)
     caveats[INFUSION_ANCHOR_CAVEAT] = base.infusion_anchored
     columns = FrameColumns(base.columns.height)

@@ -43,17 +43,18 @@ from tocsin.config import ScoresConfig
 from tocsin.core.scores.baseline import (
     Input,
     LabRows,
+    Ladders,
     Pick,
     Step,
     FrameColumns,
     Windows,
     evaluation_windows,
     gathered,
-    holds,
     identity_columns,
+    in_table_units,
     lab_rows,
     ladder,
-    ladder_bounds,
+    ladders,
     picked_rows,
     points_of,
 )
@@ -70,15 +71,20 @@ ASSUMED_ABSENT_CAVEAT = "Scored as absent by configuration (scores.hscore_assume
 
 
 @cache
-def _ladder(name: str) -> tuple[Step, ...]:
-    """The point ladder of a lab input in its item's canonical unit, converted once."""
-    return tuple(ladder(SCALE.table("inputs")[name]["ladder"], INPUTS[name]))
-
-
-@cache
-def _lineage_limit(name: str) -> float:
-    """The cytopenia limit of a lineage in its item's canonical unit, converted once."""
-    return LINEAGES[name].to_canonical(float(SCALE.table("cytopenia_lineages")[name]["value"]))
+def _ladders() -> tuple[Ladders, Ladders, Ladders]:
+    """The point ladders, in the items' canonical units and converted once: of the lab inputs; of each lineage
+    (one step, 1 point: cytopenic, its value against its limit as the table says), whose least and most totals
+    are the lineages certainly and possibly cytopenic; and of those two counts, the cytopenia points."""
+    specs, lineages = SCALE.table("inputs"), SCALE.table("cytopenia_lineages")
+    inputs = ladders(
+        [ladder(specs[name]["ladder"], source) for name, source in INPUTS.items()],
+        [specs[name]["otherwise"] for name in INPUTS],
+    )
+    limits = [
+        [Step(lineages[name]["op"], source.to_canonical(float(lineages[name]["value"])), 1)]
+        for name, source in LINEAGES.items()
+    ]
+    return inputs, ladders(limits, [0] * len(LINEAGES)), ladders([CYTOPENIA_STEPS] * 2, [0, 0])
 
 
 #: Fardet's table as arrays to search (one search instead of a comparison per tabulated score).
@@ -128,46 +134,29 @@ def hscore_in_windows(labs: LabRows, windows: Windows, config: ScoresConfig = Sc
 def hscore_columns(labs: LabRows, windows: Windows, config: ScoresConfig = ScoresConfig()) -> FrameColumns:
     """The columns of :func:`hscore_in_windows`, to build with other frames
     (:func:`tocsin.core.scores.baseline.frames`)."""
-    rows = picked_rows(labs, windows.codes, windows.at, PICKS, config.hscore_window_days, windows.closed)
+    rows = picked_rows(labs, windows.codes, windows.at, PICKS, config.hscore_window_days, windows.closed).T
     height = windows.at.size
-    slot = {item: k for k, item in enumerate(PICKS)}
-
-    values, days = gathered(labs.columns["num"], rows), gathered(labs.t, rows)  # every slot at once
-
-    def picked(source: Input) -> tuple[np.ndarray, np.ndarray]:
-        return values[:, slot[source.item]], days[:, slot[source.item]]
-
-    def described(name: str, source: Input, value: np.ndarray, day: np.ndarray) -> None:
-        inputs.numbers(f"{name}_value", source.in_table_unit(value))
-        inputs.text(f"{name}_unit", [source.unit])
-        inputs.numbers(f"{name}_day", day)
-
-    inputs = FrameColumns(height)
-    least, most = np.zeros(height), np.zeros(height)
-    missing: dict[str, np.ndarray | bool] = {}
-    for name, source in INPUTS.items():
-        spec = SCALE.table("inputs")[name]
-        steps = _ladder(name)
-        value, day = picked(source)
-        points = points_of(value, steps, spec["otherwise"])
-        low, high = ladder_bounds(steps, spec["otherwise"])
-        least, most = least + np.where(np.isnan(points), low, points), most + np.where(np.isnan(points), high, points)
-        described(name, source, value, day)
-        inputs.whole(f"{name}_points", points)
-        missing[name] = np.isnan(value)
-    cytopenic, unknown = np.zeros(height), np.zeros(height)
-    for name, source in LINEAGES.items():
-        spec = SCALE.table("cytopenia_lineages")[name]
-        value, day = picked(source)
-        cytopenic += holds(value, spec["op"], _lineage_limit(name))
-        unknown += np.isnan(value)
-        described(name, source, value, day)
-        missing[name] = np.isnan(value)
-    assumed = [name for name in SCALE.table("clinical_inputs") if name in config.hscore_assume_absent]
-    missing |= {name: name not in assumed for name in SCALE.table("clinical_inputs")}
-    lineage_points = points_of(cytopenic, CYTOPENIA_STEPS, 0), points_of(cytopenic + unknown, CYTOPENIA_STEPS, 0)
+    sources = [*INPUTS.values(), *LINEAGES.values()]
+    slots = [list(PICKS).index(source.item) for source in sources]
+    # Every input and lineage at once (inputs x windows): the inputs first, then the lineages.
+    values, days = gathered(labs.columns["num"], rows[slots]), gathered(labs.t, rows[slots])
+    shown = in_table_units(sources, values)
+    input_ladders, lineage_ladders, count_ladders = _ladders()
+    points, least, most = points_of(values[: len(INPUTS)], input_ladders)
+    _, cytopenic, possible = points_of(values[len(INPUTS) :], lineage_ladders)
+    lineage_points = points_of(np.stack((cytopenic, possible)), count_ladders)[0]
     least, most = least + lineage_points[0], most + lineage_points[1]
-    inputs.whole("cytopenias_value", np.where(unknown == 0, cytopenic, np.nan))
+    inputs = FrameColumns(height)
+    for k, (name, source) in enumerate(zip([*INPUTS, *LINEAGES], sources)):
+        inputs.numbers(f"{name}_value", shown[k])
+        inputs.text(f"{name}_unit", [source.unit])
+        inputs.numbers(f"{name}_day", days[k])
+        if k < len(INPUTS):
+            inputs.whole(f"{name}_points", points[k])
+    assumed = [name for name in SCALE.table("clinical_inputs") if name in config.hscore_assume_absent]
+    unobserved = np.array([name not in assumed for name in SCALE.table("clinical_inputs")])
+    missing = np.concatenate((np.isnan(values), np.broadcast_to(unobserved[:, None], (unobserved.size, height))))
+    inputs.whole("cytopenias_value", np.where(cytopenic == possible, cytopenic, np.nan))
     inputs.whole("cytopenias_points", np.where(lineage_points[0] == lineage_points[1], lineage_points[0], np.nan))
     for name, spec in SCALE.table("clinical_inputs").items():
         inputs.whole(f"{name}_points", 0.0 if name in assumed else np.nan)
@@ -188,7 +177,7 @@ def hscore_columns(labs: LabRows, windows: Windows, config: ScoresConfig = Score
     columns.whole("probability_pct_high", _probability(score, "high"))
     columns.text("category", ["low", "high", None], settled)
     columns.text("rule", ["HSCORE-BELOW-CUTOFF", "HSCORE-CUTOFF", "HSCORE-MISSING"], settled)
-    columns.labels("missing", missing)
+    columns.labels_held("missing", [*INPUTS, *LINEAGES, *SCALE.table("clinical_inputs")], missing)
     columns.include(inputs)
     columns.constant_list("caveats", caveats)
     identity_columns(SCALE, columns)
