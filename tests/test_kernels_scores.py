@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from tocsin.core.kernels_scores import last_kept_rows
+from tocsin.core.kernels_scores import first_times, last_kept_rows
 from tocsin.core.arrays import patient_codes, patient_codes_of
 from tocsin.core.scores.baseline import Step, lab_rows, ladders, pick_values, picked_rows, points_of
 
@@ -172,3 +172,22 @@ def test_ladder_points_match_the_ladders_step_by_step(seed: int) -> None:
 def test_a_ladder_with_an_unknown_comparison_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown comparison '=='"):
         ladders([[Step("==", 1.0, 1)]], [0])  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_first_times_are_the_least_time_of_the_item_per_patient(seed: int) -> None:
+    rng = random.Random(seed)
+    n = rng.choice([0, 1, rng.randint(2, 40)])
+    patient = sorted(rng.randint(0, 4) for _ in range(n))
+    item = np.array([rng.randint(0, 2) for _ in range(n)], dtype=np.int64)
+    t = np.array([rng.choice([-3.0, -1.0, 0.0, 2.5, np.nan, np.inf]) for _ in range(n)])
+    run_code, run_first = np.unique(np.array(patient, dtype=np.int64), return_index=True)
+    run_end = np.append(run_first[1:], n)
+    codes = np.array([rng.randint(0, 5) for _ in range(rng.randint(0, 6))], dtype=np.uint32)
+    expected = []
+    for code in codes.tolist():
+        times = [t[row] for row in range(n) if patient[row] == code and item[row] == 1]
+        least = np.minimum.reduce(times) if times else np.inf  # NaN among them stays, as np.minimum keeps it
+        expected.append(least if np.isfinite(least) else np.nan)
+    got = first_times(item, t, run_code, run_first, run_end, 1, codes)
+    assert np.array_equal(got, np.array(expected, dtype=np.float64), equal_nan=True)

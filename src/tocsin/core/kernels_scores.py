@@ -23,21 +23,30 @@ def _best_rows_loop(
     stamp: np.ndarray,
     num: np.ndarray,
     t: np.ndarray,
-    slot_of_item: np.ndarray,
+    run_code: np.ndarray,
+    run_first: np.ndarray,
+    run_end: np.ndarray,
+    pick_item: np.ndarray,
+    n_items: int,
     direction: np.ndarray,
-    window_first: np.ndarray,
-    window_end: np.ndarray,
+    window_code: np.ndarray,
     window_stamp: np.ndarray,
     span: int,
-    n_slots: int,
     open_below: bool,
     open_above: bool,
 ) -> np.ndarray:
+    n_slots = pick_item.shape[0]
+    slot_of_item = np.full(n_items, -1)
+    for k in range(n_slots):
+        slot_of_item[pick_item[k]] = k
     best = np.full((window_stamp.shape[0], n_slots), -1, dtype=np.int64)
     best_key = np.empty(n_slots, dtype=np.float64)
     for w in range(window_stamp.shape[0]):
+        run = np.searchsorted(run_code, window_code[w])
+        if run == run_code.shape[0] or run_code[run] != window_code[w]:  # a patient without rows
+            continue
         upper, lower = window_stamp[w], window_stamp[w] - span
-        for row in range(window_first[w], window_end[w]):
+        for row in range(run_first[run], run_end[run]):
             k = slot_of_item[item[row]]
             value = num[row]
             if k < 0 or np.isnan(value):  # another item, or below quantification (no number)
@@ -60,34 +69,85 @@ def best_rows_in_windows(
     stamp: np.ndarray,
     num: np.ndarray,
     t: np.ndarray,
-    slot_of_item: np.ndarray,
+    run_code: np.ndarray,
+    run_first: np.ndarray,
+    run_end: np.ndarray,
+    pick_item: np.ndarray,
+    n_items: int,
     direction: np.ndarray,
-    window_first: np.ndarray,
-    window_end: np.ndarray,
+    window_code: np.ndarray,
     window_stamp: np.ndarray,
     span: int,
     closed: str,
 ) -> np.ndarray:
-    """Per window (rows ``window_first:window_end``, ending at ``window_stamp``) and slot: the row with the highest
-    key among the rows whose item has that slot (``slot_of_item[item]``, -1: none), a number (``num`` not NaN) and
-    a ``stamp`` in the window of ``span`` before its end, closed as Polars' ``closed`` says. The key of a slot is
-    ``t`` (direction 0), ``num`` (1) or ``-num`` (-1); ties go to the highest ``t``, then the last row. -1 where the
-    window holds none. Returns (windows, slots) row numbers."""
+    """Per window (of the patient ``window_code``, ending at ``window_stamp``) and slot: the row with the highest key
+    among its patient's rows (the run ``run_first:run_end`` of its code in ``run_code``, ascending; none when
+    absent) whose item is the slot's (``pick_item``; item codes are below ``n_items``), with a number (``num`` not
+    NaN) and a ``stamp`` in the window of ``span`` before its end, closed as Polars' ``closed`` says. The key of a
+    slot is ``t`` (direction 0), ``num`` (1) or ``-num`` (-1); ties go to the highest ``t``, then the last row. -1
+    where the window holds none. Returns (windows, slots) row numbers."""
     return compiled(_best_rows_loop)(
         # Typed as the compiled loop is (one signature, one cached compilation), copied only when they differ.
         item.astype(np.int64, copy=False),
         stamp.astype(np.int64, copy=False),
         num.astype(np.float64, copy=False),
         t.astype(np.float64, copy=False),
-        slot_of_item.astype(np.int64, copy=False),
+        run_code.astype(np.int64, copy=False),
+        run_first.astype(np.int64, copy=False),
+        run_end.astype(np.int64, copy=False),
+        pick_item.astype(np.int64, copy=False),
+        int(n_items),
         direction.astype(np.int64, copy=False),
-        window_first.astype(np.int64, copy=False),
-        window_end.astype(np.int64, copy=False),
+        window_code.astype(np.int64, copy=False),
         window_stamp.astype(np.int64, copy=False),
         int(span),
-        int(direction.size),
         closed in ("right", "none"),
         closed in ("left", "none"),
+    )
+
+
+def _first_times_loop(
+    item: np.ndarray,
+    t: np.ndarray,
+    run_code: np.ndarray,
+    run_first: np.ndarray,
+    run_end: np.ndarray,
+    code: int,
+    patient_code: np.ndarray,
+) -> np.ndarray:
+    first = np.full(patient_code.shape[0], np.nan)
+    for p in range(patient_code.shape[0]):
+        run = np.searchsorted(run_code, patient_code[p])
+        if run == run_code.shape[0] or run_code[run] != patient_code[p]:
+            continue
+        least = np.inf
+        for row in range(run_first[run], run_end[run]):
+            if item[row] == code and (np.isnan(t[row]) or t[row] < least):  # NaN stays, as in np.minimum
+                least = t[row]
+        if np.isfinite(least):
+            first[p] = least
+    return first
+
+
+def first_times(
+    item: np.ndarray,
+    t: np.ndarray,
+    run_code: np.ndarray,
+    run_first: np.ndarray,
+    run_end: np.ndarray,
+    code: int,
+    patient_code: np.ndarray,
+) -> np.ndarray:
+    """Per patient code: the least ``t`` of its rows (runs as for :func:`best_rows_in_windows`) of item ``code``;
+    NaN when it has none, or when that least time is not finite (NaN among them, or infinite)."""
+    return compiled(_first_times_loop)(
+        item.astype(np.int64, copy=False),
+        t.astype(np.float64, copy=False),
+        run_code.astype(np.int64, copy=False),
+        run_first.astype(np.int64, copy=False),
+        run_end.astype(np.int64, copy=False),
+        int(code),
+        patient_code.astype(np.int64, copy=False),
     )
 
 

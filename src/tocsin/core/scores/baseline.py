@@ -37,7 +37,7 @@ import math
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache, cached_property
-from itertools import repeat
+from itertools import accumulate, repeat
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
@@ -46,7 +46,7 @@ import pyarrow as pa
 
 from tocsin.core.arrays import EventCodes, event_codes, gather_rows, patient_codes, row_numbers
 from tocsin.core.polars_handles import PySeries, arrow_series, cut_columns, frame_from, gather_series, numeric_series
-from tocsin.core.kernels_scores import COMPARISON, DIRECTION, best_rows_in_windows, ladder_points
+from tocsin.core.kernels_scores import COMPARISON, DIRECTION, best_rows_in_windows, first_times, ladder_points
 from tocsin.units import conversion_for
 from tocsin.vocabulary import load_vocabulary
 
@@ -169,17 +169,23 @@ def settled_bands(
     return settled
 
 
-def in_table_units(sources: Sequence[Input], values: np.ndarray) -> np.ndarray:
-    """Canonical values (a row per source, NaN where missing) in their tables' units (for display and formulas),
-    rounded as ingest rounds: one conversion of every row."""
-    offset, scale = _conversions(tuple(sources))
-    return round_to((values - offset) / scale, _DECIMALS)
+class TableUnits(NamedTuple):
+    """The conversions of some inputs' canonical values to their tables' units, a row per input."""
+
+    offset: np.ndarray
+    scale: np.ndarray
 
 
-@cache
-def _conversions(sources: tuple[Input, ...]) -> tuple[np.ndarray, np.ndarray]:
+def table_units(sources: Sequence[Input]) -> TableUnits:
+    """The :class:`TableUnits` of ``sources`` (converted once per score: the conversion is looked up by unit)."""
     conversions = [_conversion(source.unit, source.item) for source in sources]
-    return np.array([[c.offset] for c in conversions]), np.array([[c.scale] for c in conversions])
+    return TableUnits(np.array([[c.offset] for c in conversions]), np.array([[c.scale] for c in conversions]))
+
+
+def in_table_units(units: TableUnits, values: np.ndarray) -> np.ndarray:
+    """Canonical values (a row per input of ``units``, NaN where missing) in their tables' units (for display and
+    formulas), rounded as ingest rounds: one conversion of every row."""
+    return round_to((values - units.offset) / units.scale, _DECIMALS)
 
 
 class _Included(NamedTuple):
@@ -402,11 +408,10 @@ def _string_lists(lists: list[list[str]]) -> pl.Series:
     """A List(Utf8) Series of ``lists``, from their strings and offsets through Arrow (~10 µs): the Series
     constructor converts list by list (~5 µs each, and a course's frames have some 20 lists). The Arrow arrays
     are made from their buffers: ``pa.array`` of Python objects imports pandas (0.45 s in every batch worker)."""
-    offsets = np.zeros(len(lists) + 1, dtype=np.int64)
-    np.cumsum([len(names) for names in lists], out=offsets[1:])
+    # Offsets summed in Python: a list of a few dozen numbers converts to NumPy slower than it adds up.
+    offsets = np.array([0, *accumulate(map(len, lists))], dtype=np.int64)
     encoded = [name.encode() for names in lists for name in names]
-    characters = np.zeros(len(encoded) + 1, dtype=np.int64)
-    np.cumsum([len(text) for text in encoded], out=characters[1:])
+    characters = np.array([0, *accumulate(map(len, encoded))], dtype=np.int64)
     strings = pa.Array.from_buffers(
         pa.large_string(), len(encoded), [None, pa.py_buffer(characters), pa.py_buffer(b"".join(encoded))]
     )
@@ -441,21 +446,10 @@ class LabRows:
     t: np.ndarray
     stamp: np.ndarray  # t in whole microseconds: window bounds compare exactly, as in a rolling window by time
     columns: dict[str, np.ndarray]  # num, lln, uln as float64, NaN where null
-    run_code: np.ndarray  # patient code of each run, ascending
+    run_code: np.ndarray  # patient code of each run (int64, as the compiled passes read it), ascending
     run_first: np.ndarray
     run_end: np.ndarray
     categories: list[str]
-
-    def rows_of(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(first row, end row) of the runs of these patient codes (an empty range for a patient without rows)."""
-        run = position_of(self.run_code, codes)  # -1 reads the appended empty range
-        return np.append(self.run_first, 0)[run], np.append(self.run_end, 0)[run]
-
-    def slots(self, items: Sequence[str]) -> np.ndarray:
-        """Slot (position in ``items``) of each item code, -1 for the other items."""
-        slot_of = np.full(len(self.categories), -1, dtype=np.int64)
-        slot_of[[self.categories.index(i) for i in items]] = np.arange(len(items))
-        return slot_of
 
 
 def position_of(table: np.ndarray, codes: np.ndarray) -> np.ndarray:
@@ -476,7 +470,7 @@ def lab_rows(events: pl.DataFrame, items: Collection[str] | None = None, read: E
         rows = np.arange(codes.size)
     else:
         wanted = np.zeros(len(categories) + 1, dtype=np.bool_)
-        wanted[[categories.index(i) for i in items]] = True
+        wanted[[read.code[i] for i in items]] = True
         rows = np.flatnonzero(wanted[codes])
     every_patient = read.patient
     patient = every_patient[rows]
@@ -496,12 +490,17 @@ def lab_rows(events: pl.DataFrame, items: Collection[str] | None = None, read: E
         item=codes[rows],
         t=t,
         stamp=_stamp(t),
-        columns={c: gather_series(events[c], wanted_rows).cast(pl.Float64).to_numpy() for c in ("num", "lln", "uln")},
-        run_code=patient[first][order],
+        columns={c: _floats(gather_series(events.get_column(c), wanted_rows)) for c in ("num", "lln", "uln")},
+        run_code=patient[first][order].astype(np.int64),
         run_first=first[order],
         run_end=end[order],
         categories=categories,
     )
+
+
+def _floats(column: pl.Series) -> np.ndarray:
+    """A column's values as float64, NaN where null (a cast only when the column is not Float64: ~5 µs each)."""
+    return (column if column.dtype == pl.Float64 else column.cast(pl.Float64)).to_numpy()
 
 
 def _stamp(days: np.ndarray) -> np.ndarray:
@@ -515,20 +514,27 @@ def picked_rows(
     """Per window (patient code, end ``at``) and item of ``picks`` (in order): the row of ``labs`` picked in the
     ``period_days`` up to ``at`` (``last``: the latest, ties the later row; ``max``/``min``: the worst, ties the
     latest), -1 when the window holds none. Below-quantification rows (no number) are not values."""
-    first, end = labs.rows_of(codes)
     return best_rows_in_windows(
         labs.item,
         labs.stamp,
         labs.columns["num"],
         labs.t,
-        labs.slots(list(picks)),
-        np.array([DIRECTION[p] for p in picks.values()], dtype=np.int64),
-        first,
-        end,
+        labs.run_code,
+        labs.run_first,
+        labs.run_end,
+        np.array([labs.categories.index(item) for item in picks], dtype=np.int64),
+        len(labs.categories) + 1,  # a null item's code too
+        _directions(tuple(picks.values())),
+        codes,
         _stamp(at),
         max(1, round(period_days * _US_PER_DAY)),
         closed,
     )
+
+
+@cache
+def _directions(picks: tuple[Pick, ...]) -> np.ndarray:
+    return np.array([DIRECTION[p] for p in picks], dtype=np.int64)
 
 
 def gathered(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -555,12 +561,12 @@ def picked_columns(
     """``<input>_<field>`` (value, day, lln, uln) columns of the picked ``rows`` (windows x ``items``); returns them
     as arrays (NaN where nothing was picked)."""
     source = field_values(labs)
-    picked = {f: gathered(source[f], rows) for f in fields}  # every slot at once
-    slot = {item: k for k, item in enumerate(items)}
-    values = {f"{name}_{f}": picked[f][:, slot[item]] for name, item in inputs.items() for f in fields}
-    for name, column in values.items():
-        columns.numbers(name, column)
-    return values
+    slots = rows.T[[list(items).index(item) for item in inputs.values()]]
+    # Inputs x fields x windows: the columns in their order, one part of the numbers.
+    picked = np.stack([gathered(source[f], slots) for f in fields], axis=1).reshape(-1, rows.shape[0])
+    names = [f"{name}_{f}" for name in inputs for f in fields]
+    columns.numbers_rows(names, picked)
+    return dict(zip(names, picked))
 
 
 def pick_values(
@@ -624,16 +630,8 @@ def patient_table(patients: pl.DataFrame) -> pl.Series:
 
 def first_lymphodepletion(labs: LabRows, codes: np.ndarray) -> np.ndarray:
     """Per patient code: the time of its first lymphodepletion row, NaN when none is recorded."""
-    ld = np.flatnonzero(labs.item == labs.categories.index(ANCHOR_LYMPHODEPLETION))
-    first = np.full(codes.size, np.inf)
-    if ld.size:
-        order = np.argsort(labs.run_first)
-        run = order[np.searchsorted(labs.run_first[order], ld, side="right") - 1]
-        least = np.full(labs.run_code.size, np.inf)
-        np.minimum.at(least, run, labs.t[ld])
-        run = position_of(labs.run_code, codes)
-        first = np.append(least, np.inf)[run]
-    return np.where(np.isfinite(first), first, np.nan)
+    code = labs.categories.index(ANCHOR_LYMPHODEPLETION)
+    return first_times(labs.item, labs.t, labs.run_code, labs.run_first, labs.run_end, code, codes)
 
 
 def baseline_rows(

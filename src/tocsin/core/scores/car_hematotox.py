@@ -40,11 +40,13 @@ from tocsin.core.scores.baseline import (
     Ladders,
     read_baseline,
     identity_columns,
+    TableUnits,
     in_table_units,
     ladder,
     ladders,
     points_of,
     settled_bands,
+    table_units,
 )
 from tocsin.criteria import load_scale
 
@@ -58,6 +60,12 @@ def _ladders(boundary_rule: str) -> Ladders:
     specs = SCALE.table("inputs")
     steps = [ladder(specs[name]["ladders"][boundary_rule], source) for name, source in INPUTS.items()]
     return ladders(steps, [specs[name]["otherwise"] for name in INPUTS])
+
+
+@cache
+def _units() -> TableUnits:
+    """The conversions of the inputs to the table's units, looked up once."""
+    return table_units(list(INPUTS.values()))
 
 
 def car_hematotox(
@@ -88,7 +96,7 @@ def car_hematotox_columns(base: Baseline, config: ScoresConfig = ScoresConfig())
     height = base.columns.height
     canonical = np.stack([base.values[f"{name}_value"] for name in INPUTS])
     points, least, most = points_of(canonical, _ladders(rule))
-    shown = in_table_units(list(INPUTS.values()), canonical)
+    shown = in_table_units(_units(), canonical)
     inputs = FrameColumns(height)
     for k, (name, source) in enumerate(INPUTS.items()):
         inputs.numbers(f"{name}_value", shown[k])

@@ -24,6 +24,7 @@ Example
 from __future__ import annotations
 
 import math
+from functools import cache
 
 import numpy as np
 import polars as pl
@@ -36,8 +37,10 @@ from tocsin.core.scores.baseline import (
     FrameColumns,
     read_baseline,
     identity_columns,
+    TableUnits,
     in_table_units,
     round_to,
+    table_units,
 )
 from tocsin.criteria import load_scale
 
@@ -45,6 +48,12 @@ SCALE = load_scale("easix")
 INPUTS = {name: Input(name, spec["item"], spec["unit"]) for name, spec in SCALE.table("inputs").items()}
 _ROUND = 6
 _LN2 = math.log(2.0)
+
+
+@cache
+def _units() -> TableUnits:
+    """The conversions of the inputs to the table's units, looked up once."""
+    return table_units(list(INPUTS.values()))
 
 
 def _log2(value: float) -> float:
@@ -121,7 +130,7 @@ def easix_columns(base: Baseline, config: ScoresConfig = ScoresConfig()) -> Fram
 
 
 def _easix_columns(base: Baseline, cutoffs: dict[str, dict | None]) -> FrameColumns:
-    shown = in_table_units(list(INPUTS.values()), np.stack([base.values[f"{name}_value"] for name in INPUTS]))
+    shown = in_table_units(_units(), np.stack([base.values[f"{name}_value"] for name in INPUTS]))
     values = dict(zip(INPUTS, shown))
     caveats = dict.fromkeys(SCALE.table("caveats"), True)
     caveats[INFUSION_ANCHOR_CAVEAT] = base.infusion_anchored

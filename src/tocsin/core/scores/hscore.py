@@ -51,12 +51,14 @@ from tocsin.core.scores.baseline import (
     evaluation_windows,
     gathered,
     identity_columns,
+    TableUnits,
     in_table_units,
     lab_rows,
     ladder,
     ladders,
     picked_rows,
     points_of,
+    table_units,
 )
 from tocsin.criteria import load_scale
 
@@ -67,6 +69,11 @@ CYTOPENIA_STEPS = [Step(s["op"], float(s["value"]), int(s["points"])) for s in S
 #: The labs the HScore reads and the worst direction of each.
 PICKS: dict[str, Pick] = {spec["item"]: spec["worst"] for spec in SCALE.table("inputs").values()}
 PICKS |= {source.item: "min" for source in LINEAGES.values()}
+#: The lab inputs, then the lineages, and the pick (slot of PICKS) each reads.
+_SOURCES = INPUTS | LINEAGES
+_SLOTS = [list(PICKS).index(source.item) for source in _SOURCES.values()]
+if len(_SOURCES) != len(INPUTS) + len(LINEAGES):
+    raise RuntimeError("criteria/hscore.yaml: an input and a lineage share a name")
 ASSUMED_ABSENT_CAVEAT = "Scored as absent by configuration (scores.hscore_assume_absent), not observed: {}."
 
 
@@ -87,9 +94,18 @@ def _ladders() -> tuple[Ladders, Ladders, Ladders]:
     return inputs, ladders(limits, [0] * len(LINEAGES)), ladders([CYTOPENIA_STEPS] * 2, [0, 0])
 
 
+@cache
+def _units() -> TableUnits:
+    """The conversions of the inputs and lineages to the table's units, looked up once."""
+    return table_units(list(_SOURCES.values()))
+
+
 #: Fardet's table as arrays to search (one search instead of a comparison per tabulated score).
-_TABULATED = np.array([row["hscore"] for row in SCALE.table("probability")], dtype=np.float64)
-_PROBABILITY = {field: np.array([float(row[field]) for row in SCALE.table("probability")]) for field in ("low", "high")}
+_TABLE = SCALE.table("probability")
+_TABULATED = np.array([row["hscore"] for row in _TABLE], dtype=np.float64)
+# Each padded with its end row, which a score beyond the table reads: low below the first, high above the last.
+_LOW = np.array([float(row["low"]) for row in [_TABLE[0], *_TABLE]])
+_HIGH = np.array([float(row["high"]) for row in [*_TABLE, _TABLE[-1]]])
 if not (np.diff(_TABULATED) > 0).all():
     raise RuntimeError("criteria/hscore.yaml: the probability table must list increasing HScores")
 
@@ -98,10 +114,11 @@ def _probability(score: np.ndarray, field: str) -> np.ndarray:
     """Fardet's published probability (%) at the nearest tabulated HScore below (low) or above (high); beyond the
     table, its end row."""
     if field == "low":
-        row = np.searchsorted(_TABULATED, score, side="right") - 1  # the highest tabulated score at or below
+        # The highest tabulated score at or below (its row in _LOW, after the padding row).
+        probability = _LOW[np.searchsorted(_TABULATED, score, side="right")]
     else:
-        row = np.searchsorted(_TABULATED, score, side="left")  # the lowest tabulated score at or above
-    return np.where(np.isnan(score), np.nan, _PROBABILITY[field][np.clip(row, 0, _TABULATED.size - 1)])
+        probability = _HIGH[np.searchsorted(_TABULATED, score, side="left")]  # the lowest at or above
+    return np.where(np.isnan(score), np.nan, probability)
 
 
 def hscore(
@@ -136,18 +153,16 @@ def hscore_columns(labs: LabRows, windows: Windows, config: ScoresConfig = Score
     (:func:`tocsin.core.scores.baseline.frames`)."""
     rows = picked_rows(labs, windows.codes, windows.at, PICKS, config.hscore_window_days, windows.closed).T
     height = windows.at.size
-    sources = [*INPUTS.values(), *LINEAGES.values()]
-    slots = [list(PICKS).index(source.item) for source in sources]
     # Every input and lineage at once (inputs x windows): the inputs first, then the lineages.
-    values, days = gathered(labs.columns["num"], rows[slots]), gathered(labs.t, rows[slots])
-    shown = in_table_units(sources, values)
+    values, days = gathered(labs.columns["num"], rows[_SLOTS]), gathered(labs.t, rows[_SLOTS])
+    shown = in_table_units(_units(), values)
     input_ladders, lineage_ladders, count_ladders = _ladders()
     points, least, most = points_of(values[: len(INPUTS)], input_ladders)
     _, cytopenic, possible = points_of(values[len(INPUTS) :], lineage_ladders)
     lineage_points = points_of(np.stack((cytopenic, possible)), count_ladders)[0]
     least, most = least + lineage_points[0], most + lineage_points[1]
     inputs = FrameColumns(height)
-    for k, (name, source) in enumerate(zip([*INPUTS, *LINEAGES], sources)):
+    for k, (name, source) in enumerate(_SOURCES.items()):
         inputs.numbers(f"{name}_value", shown[k])
         inputs.text(f"{name}_unit", [source.unit])
         inputs.numbers(f"{name}_day", days[k])
@@ -177,7 +192,7 @@ def hscore_columns(labs: LabRows, windows: Windows, config: ScoresConfig = Score
     columns.whole("probability_pct_high", _probability(score, "high"))
     columns.text("category", ["low", "high", None], settled)
     columns.text("rule", ["HSCORE-BELOW-CUTOFF", "HSCORE-CUTOFF", "HSCORE-MISSING"], settled)
-    columns.labels_held("missing", [*INPUTS, *LINEAGES, *SCALE.table("clinical_inputs")], missing)
+    columns.labels_held("missing", [*_SOURCES, *SCALE.table("clinical_inputs")], missing)
     columns.include(inputs)
     columns.constant_list("caveats", caveats)
     identity_columns(SCALE, columns)
