@@ -6,7 +6,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tocsin.core.scores.iec_hs import _CRITERIA, _PLAN, LAB_COLUMNS, LIMITS, MET, MISSING, NOT_MET, _criteria_states
+from tocsin.core.scores.iec_hs import (
+    _CRITERIA,
+    _PLAN,
+    LAB_COLUMNS,
+    LIMITS,
+    MET,
+    MISSING,
+    NOT_MET,
+    SCALE,
+    _criteria_states,
+    _screened,
+)
 
 
 def _or(*states: np.ndarray) -> np.ndarray:
@@ -82,3 +93,22 @@ def test_each_screen_reads_its_own_criteria() -> None:
     rules = [rule for criteria in _CRITERIA.values() for rule in criteria]
     for screen, criteria in _CRITERIA.items():
         assert rules[_PLAN.rows[screen]] == list(criteria)
+
+
+def test_screened_status_and_labels_match_each_screen_counted_on_its_own() -> None:
+    rng = np.random.default_rng(5)
+    n_criteria = sum(len(criteria) for criteria in _CRITERIA.values())
+    states = rng.choice([NOT_MET, MISSING, MET], size=(n_criteria, 2000))
+    screened = _screened(states)
+    for k, (screen, criteria) in enumerate(_CRITERIA.items()):
+        spec = SCALE.table("screens")[screen]
+        rules = list(criteria)
+        state = states[_PLAN.rows[screen]]
+        supporting = state[[rules.index(rule) for rule in spec["supporting"]]]
+        met, reachable = (supporting == MET).sum(axis=0), (supporting != NOT_MET).sum(axis=0)
+        core, needed = state[rules.index(spec["core"])], spec["supporting_needed"]
+        possible, not_met = (core == MET) & (met >= needed), (core == NOT_MET) | (reachable < needed)
+        assert screened.status[k].tolist() == np.where(possible, 0, np.where(not_met, 1, 2)).tolist()
+        for bits, code in ((screened.met, MET), (screened.not_met, NOT_MET), (screened.missing, MISSING)):
+            expected = [sum(1 << j for j in range(len(rules)) if state[j, w] == code) for w in range(state.shape[1])]
+            assert bits[k].tolist() == expected

@@ -275,7 +275,10 @@ class FrameColumns:
 
     def labels_held(self, name: str, names: list[str], held: np.ndarray) -> None:
         """:meth:`labels` of conditions given as rows of ``held`` (names x height, integers 0 or 1)."""
-        bits = (held.astype(np.int64, copy=False) << np.arange(len(names), dtype=np.int64)[:, None]).sum(axis=0)
+        self.label_bits(name, names, (held.astype(np.int64, copy=False) << np.arange(len(names))[:, None]).sum(axis=0))
+
+    def label_bits(self, name: str, names: list[str], bits: np.ndarray) -> None:
+        """:meth:`labels` of conditions given as bits per row (int64: bit k set where ``names[k]`` holds)."""
         self._add(name, "labels", (names, bits))
 
     def constant_list(self, name: str, values: list[str]) -> None:

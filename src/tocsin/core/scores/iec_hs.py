@@ -155,6 +155,13 @@ class _Plan(NamedTuple):
     missing: np.ndarray
     terms: np.ndarray
     rows: dict[str, slice]  # each screen's criteria among all
+    # Per screen (for np.add.reduceat over the criteria): its first criterion, its core criterion and the
+    # supporting ones it needs; per criterion: its bit in the screen's labels, whether it supports its screen.
+    first: np.ndarray
+    core: np.ndarray
+    needed: np.ndarray
+    bit: np.ndarray
+    supporting: np.ndarray
 
 
 def _plan() -> _Plan:
@@ -174,6 +181,8 @@ def _plan() -> _Plan:
     depth = max(len(criterion) for criterion in terms)
     padded = [[f + f[:1] * (width - len(f)) for f in c] for c in terms]
     padded = [c + c[:1] * (depth - len(c)) for c in padded]
+    specs = SCALE.table("screens")
+    rules = [(screen, rule) for screen, criteria in _CRITERIA.items() for rule in criteria]
     return _Plan(
         value=np.array([row.get(c.value, none) for c in compares]),
         of=np.array([one if c.of is None else row[c.of] for c in compares]),
@@ -182,6 +191,11 @@ def _plan() -> _Plan:
         missing=np.array([c.missing for c in compares])[:, None],
         terms=np.array(padded, dtype=np.int64),
         rows=rows,
+        first=np.array([rows[screen].start for screen in _CRITERIA]),
+        core=np.array([rules.index((screen, specs[screen]["core"])) for screen in _CRITERIA]),
+        needed=np.array([[specs[screen]["supporting_needed"]] for screen in _CRITERIA]),
+        bit=np.array([[1 << list(_CRITERIA[screen]).index(rule)] for screen, rule in rules]),
+        supporting=np.array([[rule in specs[screen]["supporting"]] for screen, rule in rules]),
     )
 
 
@@ -196,6 +210,32 @@ def _criteria_states(labs: np.ndarray) -> np.ndarray:
     held = np.where(_PLAN.above, value > limit, value < limit) * MET
     compared = np.where(np.isnan(value) | np.isnan(limit), _PLAN.missing, held)
     return compared[_PLAN.terms].min(axis=2).max(axis=1)
+
+
+class _Screened(NamedTuple):
+    """Per screen (in the order of :data:`_CRITERIA`) and window: the status (0 possible: the pattern is there;
+    1 not met; 2 incomplete: a missing criterion would decide) and the criteria met, not met and missing (bit k:
+    the screen's k-th criterion)."""
+
+    status: np.ndarray
+    met: np.ndarray
+    not_met: np.ndarray
+    missing: np.ndarray
+
+
+def _screened(states: np.ndarray) -> _Screened:
+    """The :class:`_Screened` of both screens from the criteria ``states`` (:func:`_criteria_states`)."""
+    met, not_met, missing = states == MET, states == NOT_MET, states == MISSING
+    met_count = np.add.reduceat(met & _PLAN.supporting, _PLAN.first, axis=0)
+    reachable = np.add.reduceat(~not_met & _PLAN.supporting, _PLAN.first, axis=0)
+    core = states[_PLAN.core]
+    status = np.where(
+        (core == MET) & (met_count >= _PLAN.needed),
+        0,
+        np.where((core == NOT_MET) | (reachable < _PLAN.needed), 1, 2),
+    )
+    bits = [np.add.reduceat(held * _PLAN.bit, _PLAN.first, axis=0) for held in (met, not_met, missing)]
+    return _Screened(status, *bits)
 
 
 def _window_lab_values(labs: LabRows, patients: PatientTable, windows: Windows, config: ScoresConfig) -> np.ndarray:
@@ -241,29 +281,22 @@ def _shared_columns(lab_columns: FrameColumns) -> FrameColumns:
     return lab_columns
 
 
-def _screen(windows: Sequence[pl.Series], states: np.ndarray, shared: FrameColumns, name: str) -> FrameColumns:
-    """One screen's columns: ``windows`` (the patient_id, at and day columns), the screen's criteria from their
-    ``states`` (:func:`_criteria_states`), the ``shared`` columns (:func:`_shared_columns`), then the screen's
-    citation."""
+def _screen(windows: Sequence[pl.Series], screened: _Screened, shared: FrameColumns, name: str) -> FrameColumns:
+    """One screen's columns: ``windows`` (the patient_id, at and day columns), the screen's status and criteria
+    (its row of ``screened``), the ``shared`` columns (:func:`_shared_columns`), then the screen's citation."""
     spec = SCALE.table("screens")[name]
     rules = list(_CRITERIA[name])
-    state = states[_PLAN.rows[name]]
-    supporting = state[[rules.index(rule) for rule in spec["supporting"]]]
-    met_count, reachable = (supporting == MET).sum(axis=0), (supporting != NOT_MET).sum(axis=0)
-    core, needed = state[rules.index(spec["core"])], spec["supporting_needed"]
-    # 0 possible (the pattern is there), 1 not met, 2 incomplete (a missing criterion would decide).
-    status = np.where(
-        (core == MET) & (met_count >= needed), 0, np.where((core == NOT_MET) | (reachable < needed), 1, 2)
-    )
+    k = list(_CRITERIA).index(name)
+    status = screened.status[k]
     needs = SCALE.table("needs")
     columns = FrameColumns(windows[0].len())
     columns.series(*windows)
     columns.text("screen", [name])
     columns.text("status", ["possible", "not_met", "incomplete"], status)
     columns.text("rule", [spec["rule_possible"], spec["rule_not_met"], spec["rule_incomplete"]], status)
-    columns.labels_held("met", rules, state == MET)
-    columns.labels_held("not_met", rules, state == NOT_MET)
-    columns.labels_held("missing", [f"{rule}: needs {needs[rule]}" for rule in rules], state == MISSING)
+    columns.label_bits("met", rules, screened.met[k])
+    columns.label_bits("not_met", rules, screened.not_met[k])
+    columns.label_bits("missing", [f"{rule}: needs {needs[rule]}" for rule in rules], screened.missing[k])
     columns.include(shared)
     columns.text("screen_citation", [spec["citation"]])
     columns.text("screen_doi", [spec["doi"]])
@@ -314,11 +347,11 @@ def hlh_screens(
 def screens(inputs: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Both screens from one :func:`screen_inputs`."""
     windows = tuple(inputs.get_column(c) for c in ("patient_id", "at", "day"))
-    states = _criteria_states(np.stack([inputs.get_column(c).to_numpy() for c in LAB_COLUMNS]))
+    screened = _screened(_criteria_states(np.stack([inputs.get_column(c).to_numpy() for c in LAB_COLUMNS])))
     lab_columns = FrameColumns(inputs.height)
     lab_columns.series(*(inputs.get_column(c) for c in LAB_COLUMNS))
     shared = _shared_columns(lab_columns)
-    iec_hs, car_hlh = frames(*(_screen(windows, states, shared, name) for name in _CRITERIA))
+    iec_hs, car_hlh = frames(*(_screen(windows, screened, shared, name) for name in _CRITERIA))
     return iec_hs, car_hlh
 
 
@@ -345,9 +378,9 @@ def _screen_columns(
     labs: LabRows, patients: PatientTable, windows: Windows, config: ScoresConfig, names: tuple[str, ...]
 ) -> list[FrameColumns]:
     values = _window_lab_values(labs, patients, windows, config)
-    states = _criteria_states(values)
+    screened = _screened(_criteria_states(values))
     shared = _shared_columns(_lab_columns(values, windows.at.size))
-    return [_screen(windows.columns, states, shared, name) for name in names]
+    return [_screen(windows.columns, screened, shared, name) for name in names]
 
 
 def _inputs(
