@@ -201,6 +201,30 @@ _KINDS = ("numbers", "whole", "texts", "labels")
 _SERIES, _INCLUDED = "series", "included"
 
 
+@dataclass(frozen=True)
+class Layout:
+    """Columns of fixed names and kinds, in order (the inputs' columns of a score), added at once
+    (:meth:`FrameColumns.add_layout`): numbers and whole numbers from the rows of a matrix each, constant texts,
+    and columns of another table by name. Built once per score (:func:`layout`)."""
+
+    order: tuple[tuple[str, int], ...]  # (kind, position among the layout's columns of that kind)
+    names: dict[str, tuple[str, ...]]  # per kind: numbers, whole, texts, included
+    texts: tuple[tuple[list[str | None], None], ...]  # the text columns' parts (their one option)
+
+
+def layout(columns: Sequence[tuple[str, str] | tuple[str, str, str]]) -> Layout:
+    """The :class:`Layout` of ``columns``: ``(kind, name)`` for ``numbers`` and ``whole``, ``("texts", name,
+    text)`` for a constant text, ``("included", name)`` for a column of another table."""
+    names: dict[str, list[str]] = {kind: [] for kind in ("numbers", "whole", "texts", _INCLUDED)}
+    order, texts = [], []
+    for kind, name, *text in columns:
+        order.append((kind, len(names[kind])))
+        names[kind].append(name)
+        if kind == "texts":
+            texts.append(([text[0]], None))
+    return Layout(tuple(order), {kind: tuple(own) for kind, own in names.items()}, tuple(texts))
+
+
 class FrameColumns:
     """The columns of an output frame, collected in order and built from a few shared buffers.
 
@@ -252,11 +276,22 @@ class FrameColumns:
         self._add(name, "numbers", self._column(values))
 
     def numbers_rows(self, names: Sequence[str], values: np.ndarray) -> None:
-        """Float64 columns ``names``, the rows of ``values`` (names x height, float64), null where NaN."""
-        own = self._names["numbers"]
-        self._order.extend(zip(repeat("numbers"), range(len(own), len(own) + len(names))))
-        own.extend(names)
-        self._parts["numbers"].append(np.ascontiguousarray(values, dtype=np.float64).reshape(len(names) * self.height))
+        """Float64 columns ``names``, the rows of ``values`` (names x height), null where NaN."""
+        self._rows("numbers", names, values)
+
+    def whole_rows(self, names: Sequence[str], values: np.ndarray) -> None:
+        """Int32 columns ``names`` (:meth:`whole`), the rows of ``values`` (names x height), null where NaN."""
+        self._rows("whole", names, values)
+
+    def _rows(self, kind: str, names: Sequence[str], values: np.ndarray) -> None:
+        start = len(self._names[kind])
+        self._order.extend(zip(repeat(kind), range(start, start + len(names))))
+        self._block(kind, names, values)
+
+    def _block(self, kind: str, names: Sequence[str], values: Any) -> None:
+        # The columns' names and values, one part of their buffer; their places in the order are the caller's.
+        self._names[kind].extend(names)
+        self._parts[kind].append(np.ascontiguousarray(values, dtype=np.float64).reshape(len(names) * self.height))
 
     def whole(self, name: str, values: np.ndarray | float) -> None:
         """Points and counts (whole numbers held as floats) as Int32, null where NaN."""
@@ -284,6 +319,28 @@ class FrameColumns:
     def constant_list(self, name: str, values: list[str]) -> None:
         """List(Utf8): the same list on every row."""
         self._add(name, "labels", (values, np.full(self.height, (1 << len(values)) - 1, dtype=np.int64)))
+
+    def add_layout(
+        self,
+        columns: Layout,
+        numbers: np.ndarray | None = None,
+        whole: np.ndarray | None = None,
+        source: FrameColumns | None = None,
+    ) -> None:
+        """The columns of a :class:`Layout`: its numbers the rows of ``numbers`` and its whole numbers the rows of
+        ``whole`` (names x height, NaN for null; None when it has none), its included columns those of ``source``.
+        One call where each column would cost about as much as its slice."""
+        if columns.names[_INCLUDED] and source is None:
+            raise ValueError("a layout with included columns needs the table they are taken from")
+        start = {kind: len(self._names[kind]) for kind in ("numbers", "whole", "texts")}
+        start[_INCLUDED] = len(self._includes)
+        self._order.extend([(kind, start[kind] + k) for kind, k in columns.order])
+        for kind, values in (("numbers", numbers), ("whole", whole)):
+            if columns.names[kind] or values is not None:
+                self._block(kind, columns.names[kind], values)
+        self._names["texts"].extend(columns.names["texts"])
+        self._parts["texts"].extend(columns.texts)
+        self._includes.extend([_Included(source, name) for name in columns.names[_INCLUDED] if source is not None])
 
     def frame(self) -> pl.DataFrame:
         return frames(self)[0]

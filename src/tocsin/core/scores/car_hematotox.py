@@ -38,12 +38,14 @@ from tocsin.core.scores.baseline import (
     Input,
     FrameColumns,
     Ladders,
+    Layout,
     read_baseline,
     identity_columns,
     TableUnits,
     in_table_units,
     ladder,
     ladders,
+    layout,
     points_of,
     settled_bands,
     table_units,
@@ -60,6 +62,23 @@ def _ladders(boundary_rule: str) -> Ladders:
     specs = SCALE.table("inputs")
     steps = [ladder(specs[name]["ladders"][boundary_rule], source) for name, source in INPUTS.items()]
     return ladders(steps, [specs[name]["otherwise"] for name in INPUTS])
+
+
+@cache
+def _inputs_layout() -> Layout:
+    """Per input: its value (in the table's unit), unit, day (the baseline's column) and points."""
+    return layout(
+        [
+            column
+            for name, source in INPUTS.items()
+            for column in (
+                ("numbers", f"{name}_value"),
+                ("texts", f"{name}_unit", source.unit),
+                ("included", f"{name}_day"),
+                ("whole", f"{name}_points"),
+            )
+        ]
+    )
 
 
 @cache
@@ -98,11 +117,7 @@ def car_hematotox_columns(base: Baseline, config: ScoresConfig = ScoresConfig())
     points, least, most = points_of(canonical, _ladders(rule))
     shown = in_table_units(_units(), canonical)
     inputs = FrameColumns(height)
-    for k, (name, source) in enumerate(INPUTS.items()):
-        inputs.numbers(f"{name}_value", shown[k])
-        inputs.text(f"{name}_unit", [source.unit])
-        inputs.include(base.columns, f"{name}_day")
-        inputs.whole(f"{name}_points", points[k])
+    inputs.add_layout(_inputs_layout(), shown, points, base.columns)
     categories = SCALE.table("categories")
     caveats = dict.fromkeys(SCALE.table("caveats"), True)
     caveats[INFUSION_ANCHOR_CAVEAT] = base.infusion_anchored

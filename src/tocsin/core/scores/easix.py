@@ -35,10 +35,12 @@ from tocsin.core.scores.baseline import (
     Baseline,
     Input,
     FrameColumns,
+    Layout,
     read_baseline,
     identity_columns,
     TableUnits,
     in_table_units,
+    layout,
     round_to,
     table_units,
 )
@@ -48,6 +50,22 @@ SCALE = load_scale("easix")
 INPUTS = {name: Input(name, spec["item"], spec["unit"]) for name, spec in SCALE.table("inputs").items()}
 _ROUND = 6
 _LN2 = math.log(2.0)
+
+
+@cache
+def _inputs_layout() -> Layout:
+    """Per input: its value (in the formula's unit), unit and day (the baseline's column)."""
+    return layout(
+        [
+            column
+            for name, source in INPUTS.items()
+            for column in (
+                ("numbers", f"{name}_value"),
+                ("texts", f"{name}_unit", source.unit),
+                ("included", f"{name}_day"),
+            )
+        ]
+    )
 
 
 @cache
@@ -140,10 +158,7 @@ def _easix_columns(base: Baseline, cutoffs: dict[str, dict | None]) -> FrameColu
         _formula(score, cutoff, values, columns)
     columns.include(base.columns, "anchor")
     columns.include(base.columns, "anchor_day")
-    for name, source in INPUTS.items():
-        columns.numbers(f"{name}_value", values[name])
-        columns.text(f"{name}_unit", [source.unit])
-        columns.include(base.columns, f"{name}_day")
+    columns.add_layout(_inputs_layout(), shown, source=base.columns)
     columns.labels("caveats", caveats)
     identity_columns(SCALE, columns)
     return columns

@@ -44,6 +44,7 @@ from tocsin.core.scores.baseline import (
     Input,
     LabRows,
     Ladders,
+    Layout,
     Pick,
     Step,
     FrameColumns,
@@ -56,6 +57,7 @@ from tocsin.core.scores.baseline import (
     lab_rows,
     ladder,
     ladders,
+    layout,
     picked_rows,
     points_of,
     table_units,
@@ -92,6 +94,23 @@ def _ladders() -> tuple[Ladders, Ladders, Ladders]:
         for name, source in LINEAGES.items()
     ]
     return inputs, ladders(limits, [0] * len(LINEAGES)), ladders([CYTOPENIA_STEPS] * 2, [0, 0])
+
+
+#: The columns of the score's range and probability, in order.
+_TOTALS = ["score", "score_at_least", "score_at_most", "probability_pct_low", "probability_pct_high"]
+
+
+@cache
+def _inputs_layout() -> Layout:
+    """Per lab input and lineage: its value (in the table's unit), unit and day, and an input's points; then the
+    cytopenic lineages and their points, and each clinical input's points."""
+    columns: list[tuple[str, str] | tuple[str, str, str]] = []
+    for name, source in _SOURCES.items():
+        columns += [("numbers", f"{name}_value"), ("texts", f"{name}_unit", source.unit), ("numbers", f"{name}_day")]
+        if name in INPUTS:
+            columns.append(("whole", f"{name}_points"))
+    columns += [("whole", "cytopenias_value"), ("whole", "cytopenias_points")]
+    return layout(columns + [("whole", f"{name}_points") for name in SCALE.table("clinical_inputs")])
 
 
 @cache
@@ -161,21 +180,19 @@ def hscore_columns(labs: LabRows, windows: Windows, config: ScoresConfig = Score
     _, cytopenic, possible = points_of(values[len(INPUTS) :], lineage_ladders)
     lineage_points = points_of(np.stack((cytopenic, possible)), count_ladders)[0]
     least, most = least + lineage_points[0], most + lineage_points[1]
-    inputs = FrameColumns(height)
-    for k, (name, source) in enumerate(_SOURCES.items()):
-        inputs.numbers(f"{name}_value", shown[k])
-        inputs.text(f"{name}_unit", [source.unit])
-        inputs.numbers(f"{name}_day", days[k])
-        if k < len(INPUTS):
-            inputs.whole(f"{name}_points", points[k])
-    assumed = [name for name in SCALE.table("clinical_inputs") if name in config.hscore_assume_absent]
-    unobserved = np.array([name not in assumed for name in SCALE.table("clinical_inputs")])
+    clinical = SCALE.table("clinical_inputs")
+    assumed = [name for name in clinical if name in config.hscore_assume_absent]
+    unobserved = np.array([name not in assumed for name in clinical])
     missing = np.concatenate((np.isnan(values), np.broadcast_to(unobserved[:, None], (unobserved.size, height))))
-    inputs.whole("cytopenias_value", np.where(cytopenic == possible, cytopenic, np.nan))
-    inputs.whole("cytopenias_points", np.where(lineage_points[0] == lineage_points[1], lineage_points[0], np.nan))
-    for name, spec in SCALE.table("clinical_inputs").items():
-        inputs.whole(f"{name}_points", 0.0 if name in assumed else np.nan)
-        most = most + (0 if name in assumed else spec["max_points"])
+    most = most + sum(spec["max_points"] for name, spec in clinical.items() if name not in assumed)
+    counted = [
+        np.where(cytopenic == possible, cytopenic, np.nan),  # cytopenias_value
+        np.where(lineage_points[0] == lineage_points[1], lineage_points[0], np.nan),  # cytopenias_points
+    ]
+    assumed_points = np.broadcast_to(np.where(unobserved, np.nan, 0.0)[:, None], (unobserved.size, height))
+    whole = np.concatenate((points, counted, assumed_points))  # the points of an assumed absence are 0
+    inputs = FrameColumns(height)
+    inputs.add_layout(_inputs_layout(), np.stack((shown, days), axis=1).reshape(-1, height), whole)
     score = np.where(least == most, least, np.nan)
     cutoff = SCALE.table("cutoff")["value"]
     # The category and rule of a range only when both ends agree on them (0 = below the cut-off, 1 = at or above).
@@ -185,11 +202,8 @@ def hscore_columns(labs: LabRows, windows: Windows, config: ScoresConfig = Score
         caveats.append(ASSUMED_ABSENT_CAVEAT.format(", ".join(assumed)))
     columns = FrameColumns(height)
     columns.series(*windows.columns)
-    columns.whole("score", score)
-    columns.whole("score_at_least", least)
-    columns.whole("score_at_most", most)
-    columns.whole("probability_pct_low", _probability(score, "low"))
-    columns.whole("probability_pct_high", _probability(score, "high"))
+    totals = (score, least, most, _probability(score, "low"), _probability(score, "high"))
+    columns.whole_rows(_TOTALS, np.stack(totals))
     columns.text("category", ["low", "high", None], settled)
     columns.text("rule", ["HSCORE-BELOW-CUTOFF", "HSCORE-CUTOFF", "HSCORE-MISSING"], settled)
     columns.labels_held("missing", [*_SOURCES, *SCALE.table("clinical_inputs")], missing)
