@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from tocsin.core.kernels_scores import first_times, last_kept_rows
+from tocsin.core.kernels_scores import first_times, last_kept_rows, patient_runs
 from tocsin.core.arrays import patient_codes, patient_codes_of
 from tocsin.core.scores.baseline import Step, lab_rows, ladders, pick_values, picked_rows, points_of
 
@@ -191,3 +191,19 @@ def test_first_times_are_the_least_time_of_the_item_per_patient(seed: int) -> No
         expected.append(least if np.isfinite(least) else np.nan)
     got = first_times(item, t, run_code, run_first, run_end, 1, codes)
     assert np.array_equal(got, np.array(expected, dtype=np.float64), equal_nan=True)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_patient_runs_are_the_runs_of_equal_codes_by_code(seed: int) -> None:
+    rng = random.Random(seed)
+    patient = np.array([rng.randint(0, 4) for _ in range(rng.choice([0, 1, rng.randint(2, 30)]))], dtype=np.uint32)
+    if seed % 2:
+        patient.sort()
+    starts = [row for row in range(patient.size) if row == 0 or patient[row] != patient[row - 1]]
+    ends = starts[1:] + [patient.size]
+    runs = sorted(zip(patient[starts].tolist(), starts, ends))
+    code, first, end, grouped = patient_runs(patient)
+    assert grouped == (len({c for c, _, _ in runs}) == len(runs))
+    if grouped:
+        assert [code.tolist(), first.tolist(), end.tolist()] == [list(column) for column in zip(*runs)] or not runs
+    assert code.size == first.size == end.size == len(runs)

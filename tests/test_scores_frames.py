@@ -7,7 +7,7 @@ import polars as pl
 from polars.testing import assert_frame_equal
 
 from tocsin.core.arrays import item_codes
-from tocsin.core.scores.baseline import FrameColumns, frames, gathered, layout, round_to
+from tocsin.core.scores.baseline import FrameColumns, bands, frames, gathered, layout, round_to, settled_bands
 from tocsin.core.scores.easix import _log2
 
 
@@ -169,3 +169,26 @@ def test_rows_of_numbers_are_the_columns_added_one_by_one() -> None:
     at_once.numbers_rows(["y"], values[1:])
     at_once.whole_rows(["y_n"], values[1:])
     assert_frame_equal(at_once.frame(), one_by_one.frame())
+
+
+def test_settled_bands_are_the_band_both_ends_of_a_range_share() -> None:
+    # Bands with a gap, an overlap (the first holds), a repeated name and a band without one (None).
+    spec = [
+        {"min": 0, "max": 1, "name": "low", "rule": "A"},
+        {"min": 1, "max": 3, "name": "mid", "rule": None},
+        {"min": 5, "max": 6, "name": "low", "rule": "B"},
+    ]
+    rng = np.random.default_rng(2)
+    least = rng.integers(-1, 8, 500).astype(np.float64)
+    most = least + rng.integers(0, 4, 500)
+
+    def band(value: float) -> int:
+        return next((k for k, b in enumerate(spec) if b["min"] <= value <= b["max"]), -1)
+
+    settled = settled_bands(least, most, bands(spec, ("name", "rule")))
+    for k, field in enumerate(("name", "rule")):
+        names = [b[field] for b in spec] + [None]
+        expected = []
+        for low, high in zip(map(band, least.tolist()), map(band, most.tolist())):
+            expected.append(low if low >= 0 and names[low] == names[high] else -1)
+        assert settled[k].tolist() == expected

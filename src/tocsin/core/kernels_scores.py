@@ -151,6 +151,34 @@ def first_times(
     )
 
 
+def _runs_loop(patient: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    n = patient.shape[0]
+    first = np.empty(n, dtype=np.int64)
+    runs = 0
+    for row in range(n):
+        if row == 0 or patient[row] != patient[row - 1]:
+            first[runs] = row
+            runs += 1
+    first = first[:runs]
+    end = np.empty(runs, dtype=np.int64)
+    code = np.empty(runs, dtype=np.int64)
+    for run in range(runs):
+        end[run] = first[run + 1] if run + 1 < runs else n
+        code[run] = patient[first[run]]
+    order = np.argsort(code)
+    grouped = True
+    for k in range(1, runs):
+        if code[order[k]] == code[order[k - 1]]:
+            grouped = False
+    return code[order], first[order], end[order], grouped
+
+
+def patient_runs(patient: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    """The runs of equal ``patient`` codes (int64): their codes ascending, and each one's first and end row; and
+    whether each patient is one run (rows grouped by patient). One pass where NumPy took a dozen steps."""
+    return compiled(_runs_loop)(patient.astype(np.int64, copy=False))
+
+
 def _last_kept_loop(patient: np.ndarray, keep: np.ndarray) -> np.ndarray:
     last = np.empty(patient.shape[0], dtype=np.int64)
     found, latest = 0, -1

@@ -46,7 +46,14 @@ import pyarrow as pa
 
 from tocsin.core.arrays import EventCodes, event_codes, gather_rows, patient_codes, row_numbers
 from tocsin.core.polars_handles import PySeries, arrow_series, cut_columns, frame_from, gather_series, numeric_series
-from tocsin.core.kernels_scores import COMPARISON, DIRECTION, best_rows_in_windows, first_times, ladder_points
+from tocsin.core.kernels_scores import (
+    COMPARISON,
+    DIRECTION,
+    best_rows_in_windows,
+    first_times,
+    ladder_points,
+    patient_runs,
+)
 from tocsin.units import conversion_for
 from tocsin.vocabulary import load_vocabulary
 
@@ -152,21 +159,31 @@ def points_of(values: np.ndarray, scale: Ladders) -> tuple[np.ndarray, np.ndarra
     return ladder_points(values, scale.step_first, scale.op, scale.threshold, scale.points, scale.otherwise)
 
 
-def settled_bands(
-    least: np.ndarray, most: np.ndarray, bands: Sequence[Mapping[str, Any]], fields: Sequence[str]
-) -> list[np.ndarray]:
-    """Per field of ``fields``: index of the band (``{min, max}`` inclusive, the first that holds) whose ``field``
-    both ends of a range fall in, else -1."""
-    ends = np.stack((least, most))
-    inside = (ends >= np.array([b["min"] for b in bands])[:, None, None]) & (
-        ends <= np.array([b["max"] for b in bands])[:, None, None]
-    )
-    low, high = np.where(inside.any(axis=0), inside.argmax(axis=0), -1)
-    settled = []
+class Bands(NamedTuple):
+    """Bands of a total (``{min, max}`` inclusive; the first that holds) as arrays (:func:`bands`)."""
+
+    low: np.ndarray  # bands x 1 x 1, against both ends of the ranges at once
+    high: np.ndarray
+    codes: list[np.ndarray]  # per field: a code per band (equal codes, equal values), then that of no band (None)
+
+
+def bands(spec: Sequence[Mapping[str, Any]], fields: Sequence[str]) -> Bands:
+    """The :class:`Bands` of criteria data (``[{min, max, <field>...}]``) for the values of ``fields``."""
+    codes = []
     for field in fields:
-        names = np.array([b[field] for b in bands] + [None], dtype=object)
-        settled.append(np.where((names[low] == names[high]) & (low >= 0), low, -1))
-    return settled
+        code_of: dict[Any, int] = {}
+        codes.append(np.array([code_of.setdefault(value, len(code_of)) for value in [*(b[field] for b in spec), None]]))
+    low, high = (np.array([b[end] for b in spec]).reshape(len(spec), 1, 1) for end in ("min", "max"))
+    return Bands(low, high, codes)
+
+
+def settled_bands(least: np.ndarray, most: np.ndarray, scale: Bands) -> list[np.ndarray]:
+    """Per field of the :class:`Bands`: the index of the band whose field's value both ends of a range fall in (the
+    first band that holds each end), else -1."""
+    ends = np.stack((least, most))
+    inside = (ends >= scale.low) & (ends <= scale.high)
+    low, high = np.where(inside.any(axis=0), inside.argmax(axis=0), -1)
+    return [np.where((codes[low] == codes[high]) & (low >= 0), low, -1) for codes in scale.codes]
 
 
 class TableUnits(NamedTuple):
@@ -532,16 +549,11 @@ def lab_rows(events: pl.DataFrame, items: Collection[str] | None = None, read: E
         wanted = np.zeros(len(categories) + 1, dtype=np.bool_)
         wanted[[read.code[i] for i in items]] = True
         rows = np.flatnonzero(wanted[codes])
-    every_patient = read.patient
-    patient = every_patient[rows]
-    change = np.flatnonzero(patient[1:] != patient[:-1]) + 1
-    if np.unique(patient[np.concatenate(([0], change))] if patient.size else patient).size < change.size + 1:
+    patient = read.patient[rows]
+    run_code, run_first, run_end, grouped = patient_runs(patient)
+    if not grouped:  # a patient's rows apart: regrouped, each patient's rows in their given order
         rows = rows[np.argsort(patient, kind="stable")]
-        patient = every_patient[rows]
-        change = np.flatnonzero(patient[1:] != patient[:-1]) + 1
-    first = np.concatenate(([0], change)).astype(np.int64) if patient.size else np.empty(0, np.int64)
-    end = np.concatenate((change, [patient.size])).astype(np.int64) if patient.size else np.empty(0, np.int64)
-    order = np.argsort(patient[first])
+        run_code, run_first, run_end, _ = patient_runs(read.patient[rows])
     # Only the wanted rows are converted: a column with nulls is copied to NumPy, and a batch has millions of rows.
     # Each column is indexed by a UInt32 Series, a direct gather (a frame indexed by an array runs a query, ~80 µs).
     wanted_rows = row_numbers(rows)
@@ -551,9 +563,9 @@ def lab_rows(events: pl.DataFrame, items: Collection[str] | None = None, read: E
         t=t,
         stamp=_stamp(t),
         columns={c: _floats(gather_series(events.get_column(c), wanted_rows)) for c in ("num", "lln", "uln")},
-        run_code=patient[first][order].astype(np.int64),
-        run_first=first[order],
-        run_end=end[order],
+        run_code=run_code,
+        run_first=run_first,
+        run_end=run_end,
         categories=categories,
     )
 

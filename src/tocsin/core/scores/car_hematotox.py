@@ -35,10 +35,12 @@ from tocsin.config import ScoresConfig
 from tocsin.core.scores.baseline import (
     INFUSION_ANCHOR_CAVEAT,
     Baseline,
+    Bands,
     Input,
     FrameColumns,
     Ladders,
     Layout,
+    bands,
     read_baseline,
     identity_columns,
     TableUnits,
@@ -79,6 +81,12 @@ def _inputs_layout() -> Layout:
             )
         ]
     )
+
+
+@cache
+def _bands() -> Bands:
+    """The risk groups, for the category and the rule of a score's range."""
+    return bands(SCALE.table("categories"), ("category", "rule"))
 
 
 @cache
@@ -127,7 +135,7 @@ def car_hematotox_columns(base: Baseline, config: ScoresConfig = ScoresConfig())
     columns.whole("score_at_least", least)
     columns.whole("score_at_most", most)
     # -1 (unsettled) reads the last option: none.
-    category, settled_rule = settled_bands(least, most, categories, ("category", "rule"))
+    category, settled_rule = settled_bands(least, most, _bands())
     columns.text("category", [c["category"] for c in categories] + [None], category)
     columns.text("rule", [c["rule"] for c in categories] + ["HEMATOTOX-MISSING"], settled_rule)
     columns.labels_held("missing", list(INPUTS), np.isnan(canonical))
