@@ -8,9 +8,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from tocsin.core.kernels_scores import first_times, last_kept_rows, patient_runs
+from tocsin.core.kernels_scores import first_times, last_kept_rows, patient_runs, picked_fields
 from tocsin.core.arrays import patient_codes, patient_codes_of
-from tocsin.core.scores.baseline import Step, lab_rows, ladders, pick_values, picked_rows, points_of
+from tocsin.core.scores.baseline import Step, gathered, lab_rows, ladders, pick_values, picked_rows, points_of
 
 ITEMS = pl.Enum(["anc", "crp", "ferritin", "ldh", "plt"])
 PICKS = {"anc": "min", "crp": "max", "ferritin": "last", "ldh": "max", "plt": "last"}
@@ -207,3 +207,20 @@ def test_patient_runs_are_the_runs_of_equal_codes_by_code(seed: int) -> None:
     if grouped:
         assert [code.tolist(), first.tolist(), end.tolist()] == [list(column) for column in zip(*runs)] or not runs
     assert code.size == first.size == end.size == len(runs)
+
+
+@pytest.mark.parametrize("n_fields", [1, 2, 3, 4])
+@pytest.mark.parametrize("shape", [(0, 3), (1, 1), (7, 4), (3, 0)])
+def test_picked_fields_are_the_gathered_fields(n_fields: int, shape: tuple[int, int]) -> None:
+    np_rng = np.random.default_rng(n_fields * 10 + shape[0])
+    n_rows = 5 if shape != (3, 0) else 0
+    fields = [np_rng.choice([0.5, 2.0, np.nan], n_rows) for _ in range(n_fields)]
+    rows = np_rng.integers(-1, n_rows, shape) if n_rows else np.full(shape, -1)
+    expected = np.stack([gathered(field, rows.T) for field in fields], axis=1)
+    assert np.array_equal(picked_fields(rows, *fields), expected, equal_nan=True)
+
+
+def test_picked_fields_refuses_more_fields_than_it_reads() -> None:
+    field = np.zeros(2)
+    with pytest.raises(ValueError, match="1 to 4 fields"):
+        picked_fields(np.zeros((1, 1), dtype=np.int64), *[field] * 5)

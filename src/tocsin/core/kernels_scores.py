@@ -106,6 +106,40 @@ def best_rows_in_windows(
     )
 
 
+def _picked_loop(
+    rows: np.ndarray, first: np.ndarray, second: np.ndarray, third: np.ndarray, fourth: np.ndarray, n_fields: int
+) -> np.ndarray:
+    n_windows, n_slots = rows.shape
+    picked = np.empty((n_slots, n_fields, n_windows), dtype=np.float64)
+    for k in range(n_slots):
+        for w in range(n_windows):
+            row = rows[w, k]
+            for f in range(n_fields):
+                if row < 0:
+                    picked[k, f, w] = np.nan
+                else:  # scalars, not arrays, chosen: the fields may differ in type (read-only or not)
+                    picked[k, f, w] = (
+                        first[row] if f == 0 else second[row] if f == 1 else third[row] if f == 2 else fourth[row]
+                    )
+    return picked
+
+
+#: The most fields :func:`picked_fields` reads at once (a pick reports value, day, lln and uln).
+MAX_FIELDS = 4
+
+
+def picked_fields(rows: np.ndarray, *fields: np.ndarray) -> np.ndarray:
+    """The ``fields`` (float64 per row, up to :data:`MAX_FIELDS`) of the picked ``rows`` (windows x slots, -1:
+    none), NaN where none was picked: slots x fields x windows, each slot's fields the rows of a matrix as the
+    score columns list them."""
+    if not 0 < len(fields) <= MAX_FIELDS:
+        raise ValueError(f"picked_fields reads 1 to {MAX_FIELDS} fields, not {len(fields)}")
+    # Unused arguments repeat the first field: one signature for any number of fields.
+    arrays = [field.astype(np.float64, copy=False) for field in fields]
+    arrays += [arrays[0]] * (MAX_FIELDS - len(arrays))
+    return compiled(_picked_loop)(rows.astype(np.int64, copy=False), *arrays, len(fields))
+
+
 def _first_times_loop(
     item: np.ndarray,
     t: np.ndarray,

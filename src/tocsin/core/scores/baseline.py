@@ -53,6 +53,7 @@ from tocsin.core.kernels_scores import (
     first_times,
     ladder_points,
     patient_runs,
+    picked_fields,
 )
 from tocsin.units import conversion_for
 from tocsin.vocabulary import load_vocabulary
@@ -633,9 +634,9 @@ def picked_columns(
     """``<input>_<field>`` (value, day, lln, uln) columns of the picked ``rows`` (windows x ``items``); returns them
     as arrays (NaN where nothing was picked)."""
     source = field_values(labs)
-    slots = rows.T[[list(items).index(item) for item in inputs.values()]]
+    slots = rows[:, [list(items).index(item) for item in inputs.values()]]
     # Inputs x fields x windows: the columns in their order, one part of the numbers.
-    picked = np.stack([gathered(source[f], slots) for f in fields], axis=1).reshape(-1, rows.shape[0])
+    picked = picked_fields(slots, *(source[f] for f in fields)).reshape(-1, rows.shape[0])
     names = [f"{name}_{f}" for name in inputs for f in fields]
     columns.numbers_rows(names, picked)
     return dict(zip(names, picked))

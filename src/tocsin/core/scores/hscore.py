@@ -50,7 +50,6 @@ from tocsin.core.scores.baseline import (
     FrameColumns,
     Windows,
     evaluation_windows,
-    gathered,
     identity_columns,
     TableUnits,
     in_table_units,
@@ -62,6 +61,7 @@ from tocsin.core.scores.baseline import (
     points_of,
     table_units,
 )
+from tocsin.core.kernels_scores import picked_fields
 from tocsin.criteria import load_scale
 
 SCALE = load_scale("hscore")
@@ -170,10 +170,11 @@ def hscore_in_windows(labs: LabRows, windows: Windows, config: ScoresConfig = Sc
 def hscore_columns(labs: LabRows, windows: Windows, config: ScoresConfig = ScoresConfig()) -> FrameColumns:
     """The columns of :func:`hscore_in_windows`, to build with other frames
     (:func:`tocsin.core.scores.baseline.frames`)."""
-    rows = picked_rows(labs, windows.codes, windows.at, PICKS, config.hscore_window_days, windows.closed).T
+    rows = picked_rows(labs, windows.codes, windows.at, PICKS, config.hscore_window_days, windows.closed)
     height = windows.at.size
     # Every input and lineage at once (inputs x windows): the inputs first, then the lineages.
-    values, days = gathered(labs.columns["num"], rows[_SLOTS]), gathered(labs.t, rows[_SLOTS])
+    picked = picked_fields(rows[:, _SLOTS], labs.columns["num"], labs.t)
+    values, days = picked[:, 0], picked[:, 1]
     shown = in_table_units(_units(), values)
     input_ladders, lineage_ladders, count_ladders = _ladders()
     points, least, most = points_of(values[: len(INPUTS)], input_ladders)

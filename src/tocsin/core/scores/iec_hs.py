@@ -51,13 +51,13 @@ from tocsin.core.scores.baseline import (
     baseline_rows,
     evaluation_windows,
     frames,
-    gathered,
     identity_columns,
     lab_rows,
     patient_rows,
     picked_rows,
     position_of,
 )
+from tocsin.core.kernels_scores import picked_fields
 from tocsin.criteria import load_scale
 
 SCALE = load_scale("iec_hs")
@@ -246,10 +246,12 @@ def _window_lab_values(labs: LabRows, patients: PatientTable, windows: Windows, 
     _, infusion_rows = baseline_rows(labs, patients.codes, INFUSION_LABS, lookback, ANCHOR_INFUSION)
     # Each window's patient's row of the per-patient table (none for a patient the table does not list).
     of_window = position_of(patients.codes, codes)
+    listed = of_window >= 0
+    window_infusion_rows = np.full((codes.size, len(INFUSION_LABS)), -1)
+    window_infusion_rows[listed] = infusion_rows[of_window[listed]]
     # Labs x fields x windows: each lab's value, day and ULN rows, as LAB_COLUMNS has them.
-    fields = (labs.columns["num"], labs.t, labs.columns["uln"])
-    picked = np.stack([gathered(field, rows.T) for field in fields], axis=1).reshape(-1, codes.size)
-    at_infusion = gathered(gathered(labs.columns["num"], infusion_rows), of_window).T
+    picked = picked_fields(rows, labs.columns["num"], labs.t, labs.columns["uln"]).reshape(-1, codes.size)
+    at_infusion = picked_fields(window_infusion_rows, labs.columns["num"]).reshape(-1, codes.size)
     values = np.concatenate((picked, at_infusion))
     # Ferritin rows carry no ULN: the configured one.
     ferritin_uln = values[LAB_COLUMNS.index("ferritin_uln")]
