@@ -520,7 +520,7 @@ class LabRows:
     later row" keeps its meaning. Patients are matched by their category code, never by a join.
     """
 
-    item: np.ndarray  # item code
+    item: np.ndarray  # item code (int64, as the compiled passes read it: converted once, not at each pass)
     t: np.ndarray
     stamp: np.ndarray  # t in whole microseconds: window bounds compare exactly, as in a rolling window by time
     columns: dict[str, np.ndarray]  # num, lln, uln as float64, NaN where null
@@ -560,7 +560,7 @@ def lab_rows(events: pl.DataFrame, items: Collection[str] | None = None, read: E
     wanted_rows = row_numbers(rows)
     t = gather_series(events.get_column("t"), wanted_rows).to_numpy()
     return LabRows(
-        item=codes[rows],
+        item=codes[rows].astype(np.int64, copy=False),
         t=t,
         stamp=_stamp(t),
         columns={c: _floats(gather_series(events.get_column(c), wanted_rows)) for c in ("num", "lln", "uln")},
