@@ -8,7 +8,7 @@ from polars.testing import assert_frame_equal
 
 from tocsin.core.arrays import item_codes
 from tocsin.core.scores.baseline import FrameColumns, bands, frames, gathered, layout, round_to, settled_bands
-from tocsin.core.scores.easix import _log2
+from tocsin.core.scores.easix import INPUTS, SCALE, _formulas, _log2
 
 
 def _example_columns(rows: slice) -> FrameColumns:
@@ -192,3 +192,20 @@ def test_settled_bands_are_the_band_both_ends_of_a_range_share() -> None:
         for low, high in zip(map(band, least.tolist()), map(band, most.tolist())):
             expected.append(low if low >= 0 and names[low] == names[high] else -1)
         assert settled[k].tolist() == expected
+
+
+def test_easix_formulas_at_once_are_each_formula_on_its_own() -> None:
+    rng = np.random.default_rng(11)
+    values = rng.choice([0.0, 0.3, 1.0, 2.5, 250.0, 1e-9, np.nan], size=(len(INPUTS), 400))
+    value, log2, denominator = _formulas(values)
+    row = dict(zip(INPUTS, values))
+    for k, spec in enumerate(SCALE.table("formulas").values()):
+        numerator = np.ones(values.shape[1])
+        for term in spec["numerator"]:
+            numerator = numerator * row[term]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            expected = np.round(np.where(row[spec["denominator"]] > 0, numerator / row[spec["denominator"]], np.nan), 6)
+        logs = [np.round(_log2(v), 6) if v > 0 else np.nan for v in expected.tolist()]
+        assert np.array_equal(value[k], expected, equal_nan=True)
+        assert np.array_equal(log2[k], logs, equal_nan=True)
+        assert np.array_equal(denominator[k], row[spec["denominator"]], equal_nan=True)
