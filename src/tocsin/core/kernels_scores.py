@@ -140,6 +140,118 @@ def picked_fields(rows: np.ndarray, *fields: np.ndarray) -> np.ndarray:
     return compiled(_picked_loop)(rows.astype(np.int64, copy=False), *arrays, len(fields))
 
 
+#: Three-valued truth as ordered codes: "or" is the highest of its terms, "and" the lowest.
+KLEENE_NOT_MET, KLEENE_MISSING, KLEENE_MET = 0, 1, 2
+
+
+def _screens_loop(
+    labs: np.ndarray,
+    value: np.ndarray,
+    of: np.ndarray,
+    limit: np.ndarray,
+    above: np.ndarray,
+    missing: np.ndarray,
+    terms: np.ndarray,
+    first: np.ndarray,
+    core: np.ndarray,
+    needed: np.ndarray,
+    bit: np.ndarray,
+    supporting: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    n_labs, height = labs.shape
+    n_criteria, depth, width = terms.shape
+    n_screens = first.shape[0]
+    states = np.empty((n_criteria, height), dtype=np.int64)
+    status = np.empty((n_screens, height), dtype=np.int64)
+    met = np.zeros((n_screens, height), dtype=np.int64)
+    not_met = np.zeros((n_screens, height), dtype=np.int64)
+    unknown = np.zeros((n_screens, height), dtype=np.int64)
+    compared = np.empty(value.shape[0], dtype=np.int64)
+    for w in range(height):
+        for c in range(value.shape[0]):
+            # A row past the labs: n_labs reads 1.0 (a fixed limit), n_labs + 1 NaN (nothing observed).
+            v = labs[value[c], w] if value[c] < n_labs else (1.0 if value[c] == n_labs else np.nan)
+            base = labs[of[c], w] if of[c] < n_labs else (1.0 if of[c] == n_labs else np.nan)
+            bound = limit[c] * base
+            if np.isnan(v) or np.isnan(bound):
+                compared[c] = missing[c]
+            elif (v > bound) if above[c] else (v < bound):
+                compared[c] = KLEENE_MET
+            else:
+                compared[c] = KLEENE_NOT_MET
+        for k in range(n_criteria):
+            any_of = KLEENE_NOT_MET
+            for d in range(depth):
+                all_of = KLEENE_MET
+                for f in range(width):
+                    all_of = min(all_of, compared[terms[k, d, f]])
+                any_of = max(any_of, all_of)
+            states[k, w] = any_of
+        for s in range(n_screens):
+            end = first[s + 1] if s + 1 < n_screens else n_criteria
+            count, reachable = 0, 0
+            for k in range(first[s], end):
+                state = states[k, w]
+                if state == KLEENE_MET:
+                    met[s, w] |= bit[k]
+                elif state == KLEENE_NOT_MET:
+                    not_met[s, w] |= bit[k]
+                else:
+                    unknown[s, w] |= bit[k]
+                if supporting[k]:
+                    count += state == KLEENE_MET
+                    reachable += state != KLEENE_NOT_MET
+            key = states[core[s], w]
+            if key == KLEENE_MET and count >= needed[s]:
+                status[s, w] = 0
+            elif key == KLEENE_NOT_MET or reachable < needed[s]:
+                status[s, w] = 1
+            else:
+                status[s, w] = 2
+    return states, status, met, not_met, unknown
+
+
+def kleene_screens(
+    labs: np.ndarray,
+    value: np.ndarray,
+    of: np.ndarray,
+    limit: np.ndarray,
+    above: np.ndarray,
+    missing: np.ndarray,
+    terms: np.ndarray,
+    first: np.ndarray,
+    core: np.ndarray,
+    needed: np.ndarray,
+    bit: np.ndarray,
+    supporting: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Screens of criteria in three-valued truth (:data:`KLEENE_MET` ...) at every window (a column of ``labs``,
+    labs x windows), in one pass.
+
+    Comparison c holds when ``labs[value[c]]`` is above (``above[c]``) or below ``limit[c] * labs[of[c]]`` (a row
+    past the labs: the first reads 1.0, the next NaN), and is ``missing[c]`` where either side is NaN. Criterion k
+    is the highest, over ``terms[k]`` (criteria x alternatives x factors of comparison numbers), of the lowest of
+    its factors. Screen s holds the criteria ``first[s]`` to the next screen's first: ``status`` 0 (possible) when
+    its criterion ``core[s]`` is met and at least ``needed[s]`` of its ``supporting`` criteria are, 1 (not met) when
+    the core is not met or fewer than ``needed[s]`` can be, else 2 (incomplete). Returns the criteria's states
+    (criteria x windows), the status and the bits (``bit[k]``) of the criteria met, not met and missing (screens x
+    windows)."""
+    return compiled(_screens_loop)(
+        np.ascontiguousarray(labs, dtype=np.float64),
+        value.astype(np.int64, copy=False),
+        of.astype(np.int64, copy=False),
+        limit.astype(np.float64, copy=False),
+        above.astype(np.bool_, copy=False),
+        missing.astype(np.int64, copy=False),
+        terms.astype(np.int64, copy=False),
+        first.astype(np.int64, copy=False),
+        core.astype(np.int64, copy=False),
+        needed.astype(np.int64, copy=False),
+        bit.astype(np.int64, copy=False),
+        supporting.astype(np.bool_, copy=False),
+    )
+
+
 def _first_times_loop(
     item: np.ndarray,
     t: np.ndarray,

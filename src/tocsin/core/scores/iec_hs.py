@@ -57,7 +57,7 @@ from tocsin.core.scores.baseline import (
     picked_rows,
     position_of,
 )
-from tocsin.core.kernels_scores import picked_fields
+from tocsin.core.kernels_scores import KLEENE_MET, KLEENE_MISSING, KLEENE_NOT_MET, kleene_screens, picked_fields
 from tocsin.criteria import load_scale
 
 SCALE = load_scale("iec_hs")
@@ -83,8 +83,8 @@ LAB_COLUMNS = [f"{lab}_{field}" for lab in WINDOW_LABS for field in ("value", "d
 ]
 
 # Criteria hold three-valued (Kleene) truth, as Polars' booleans do, as ordered codes: "or" is then the highest of
-# its terms and "and" the lowest, so every criterion of both screens is a few operations on all windows at once.
-NOT_MET, MISSING, MET = 0, 1, 2
+# its terms and "and" the lowest, so every criterion of both screens is one compiled pass over all windows.
+NOT_MET, MISSING, MET = KLEENE_NOT_MET, KLEENE_MISSING, KLEENE_MET
 
 
 class _Compare(NamedTuple):
@@ -143,10 +143,10 @@ _CRITERIA = {"iec_hs": _iec_hs_criteria(), "car_hlh": _car_hlh_criteria()}
 
 
 class _Plan(NamedTuple):
-    """Every criterion of both screens as arrays: the comparisons on the rows of the lab matrix (the
-    :data:`LAB_COLUMNS`, then a row of ones for a fixed limit and one of NaN for no value), and each criterion's
-    comparisons (criteria x terms x factors; a short list repeats its first entry, which changes no highest or
-    lowest)."""
+    """Every criterion of both screens as the arrays :func:`tocsin.core.kernels_scores.kleene_screens` reads: the
+    comparisons on the rows of the lab matrix (the :data:`LAB_COLUMNS`, then a row of ones for a fixed limit and
+    one of NaN for no value), and each criterion's comparisons (criteria x terms x factors; a short list repeats
+    its first entry, which changes no highest or lowest)."""
 
     value: np.ndarray
     of: np.ndarray
@@ -154,14 +154,14 @@ class _Plan(NamedTuple):
     above: np.ndarray
     missing: np.ndarray
     terms: np.ndarray
-    rows: dict[str, slice]  # each screen's criteria among all
-    # Per screen (for np.add.reduceat over the criteria): its first criterion, its core criterion and the
-    # supporting ones it needs; per criterion: its bit in the screen's labels, whether it supports its screen.
+    # Per screen: its first criterion, its core criterion and the supporting ones it needs; per criterion: its
+    # bit in the screen's labels, whether it supports its screen.
     first: np.ndarray
     core: np.ndarray
     needed: np.ndarray
     bit: np.ndarray
     supporting: np.ndarray
+    rows: dict[str, slice]  # each screen's criteria among all (last: the fields before are the kernel's arrays)
 
 
 def _plan() -> _Plan:
@@ -186,56 +186,37 @@ def _plan() -> _Plan:
     return _Plan(
         value=np.array([row.get(c.value, none) for c in compares]),
         of=np.array([one if c.of is None else row[c.of] for c in compares]),
-        limit=np.array([float(c.limit) for c in compares])[:, None],
-        above=np.array([c.op == ">" for c in compares])[:, None],
-        missing=np.array([c.missing for c in compares])[:, None],
+        limit=np.array([float(c.limit) for c in compares]),
+        above=np.array([c.op == ">" for c in compares]),
+        missing=np.array([c.missing for c in compares]),
         terms=np.array(padded, dtype=np.int64),
-        rows=rows,
         first=np.array([rows[screen].start for screen in _CRITERIA]),
         core=np.array([rules.index((screen, specs[screen]["core"])) for screen in _CRITERIA]),
-        needed=np.array([[specs[screen]["supporting_needed"]] for screen in _CRITERIA]),
-        bit=np.array([[1 << list(_CRITERIA[screen]).index(rule)] for screen, rule in rules]),
-        supporting=np.array([[rule in specs[screen]["supporting"]] for screen, rule in rules]),
+        needed=np.array([specs[screen]["supporting_needed"] for screen in _CRITERIA]),
+        bit=np.array([1 << list(_CRITERIA[screen]).index(rule) for screen, rule in rules]),
+        supporting=np.array([rule in specs[screen]["supporting"] for screen, rule in rules]),
+        rows=rows,
     )
 
 
 _PLAN = _plan()
 
 
-def _criteria_states(labs: np.ndarray) -> np.ndarray:
-    """Per criterion of both screens (in the order of :data:`_CRITERIA`) and window: NOT_MET, MISSING or MET, from
-    the lab matrix (the :data:`LAB_COLUMNS` x windows)."""
-    extended = np.concatenate((labs, np.broadcast_to(np.array([[1.0], [np.nan]]), (2, labs.shape[1]))))
-    value, limit = extended[_PLAN.value], _PLAN.limit * extended[_PLAN.of]
-    held = np.where(_PLAN.above, value > limit, value < limit) * MET
-    compared = np.where(np.isnan(value) | np.isnan(limit), _PLAN.missing, held)
-    return compared[_PLAN.terms].min(axis=2).max(axis=1)
-
-
 class _Screened(NamedTuple):
-    """Per screen (in the order of :data:`_CRITERIA`) and window: the status (0 possible: the pattern is there;
-    1 not met; 2 incomplete: a missing criterion would decide) and the criteria met, not met and missing (bit k:
-    the screen's k-th criterion)."""
+    """Per criterion of both screens (in the order of :data:`_CRITERIA`) and window, its state (NOT_MET, MISSING or
+    MET); per screen and window, the status (0 possible: the pattern is there; 1 not met; 2 incomplete: a missing
+    criterion would decide) and the criteria met, not met and missing (bit k: the screen's k-th criterion)."""
 
+    states: np.ndarray
     status: np.ndarray
     met: np.ndarray
     not_met: np.ndarray
     missing: np.ndarray
 
 
-def _screened(states: np.ndarray) -> _Screened:
-    """The :class:`_Screened` of both screens from the criteria ``states`` (:func:`_criteria_states`)."""
-    met, not_met, missing = states == MET, states == NOT_MET, states == MISSING
-    met_count = np.add.reduceat(met & _PLAN.supporting, _PLAN.first, axis=0)
-    reachable = np.add.reduceat(~not_met & _PLAN.supporting, _PLAN.first, axis=0)
-    core = states[_PLAN.core]
-    status = np.where(
-        (core == MET) & (met_count >= _PLAN.needed),
-        0,
-        np.where((core == NOT_MET) | (reachable < _PLAN.needed), 1, 2),
-    )
-    bits = [np.add.reduceat(held * _PLAN.bit, _PLAN.first, axis=0) for held in (met, not_met, missing)]
-    return _Screened(status, *bits)
+def _screened(labs: np.ndarray) -> _Screened:
+    """The :class:`_Screened` of both screens from the lab matrix (the :data:`LAB_COLUMNS` x windows)."""
+    return _Screened(*kleene_screens(labs, *_PLAN[:-1]))
 
 
 def _window_lab_values(labs: LabRows, patients: PatientTable, windows: Windows, config: ScoresConfig) -> np.ndarray:
@@ -349,7 +330,7 @@ def hlh_screens(
 def screens(inputs: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Both screens from one :func:`screen_inputs`."""
     windows = tuple(inputs.get_column(c) for c in ("patient_id", "at", "day"))
-    screened = _screened(_criteria_states(np.stack([inputs.get_column(c).to_numpy() for c in LAB_COLUMNS])))
+    screened = _screened(np.stack([inputs.get_column(c).to_numpy() for c in LAB_COLUMNS]))
     lab_columns = FrameColumns(inputs.height)
     lab_columns.series(*(inputs.get_column(c) for c in LAB_COLUMNS))
     shared = _shared_columns(lab_columns)
@@ -380,7 +361,7 @@ def _screen_columns(
     labs: LabRows, patients: PatientTable, windows: Windows, config: ScoresConfig, names: tuple[str, ...]
 ) -> list[FrameColumns]:
     values = _window_lab_values(labs, patients, windows, config)
-    screened = _screened(_criteria_states(values))
+    screened = _screened(values)
     shared = _shared_columns(_lab_columns(values, windows.at.size))
     return [_screen(windows.columns, screened, shared, name) for name in names]
 
