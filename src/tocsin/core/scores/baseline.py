@@ -181,7 +181,7 @@ def bands(spec: Sequence[Mapping[str, Any]], fields: Sequence[str]) -> Bands:
 def settled_bands(least: np.ndarray, most: np.ndarray, scale: Bands) -> list[np.ndarray]:
     """Per field of the :class:`Bands`: the index of the band whose field's value both ends of a range fall in (the
     first band that holds each end), else -1."""
-    ends = np.stack((least, most))
+    ends = np.array((least, most))  # as np.stack, without its checks in Python (~3 µs)
     inside = (ends >= scale.low) & (ends <= scale.high)
     low, high = np.where(inside.any(axis=0), inside.argmax(axis=0), -1)
     return [np.where((codes[low] == codes[high]) & (low >= 0), low, -1) for codes in scale.codes]
@@ -213,6 +213,8 @@ class _Included(NamedTuple):
     name: str | None
 
 
+#: Bit k of a label list's bits: ``names[k]`` holds.
+_BITS = 1 << np.arange(63, dtype=np.int64)
 #: The kinds of column built from a shared buffer.
 _KINDS = ("numbers", "whole", "texts", "labels")
 # The other entries of a table's order: a Series taken as it is, columns of another table.
@@ -328,7 +330,7 @@ class FrameColumns:
 
     def labels_held(self, name: str, names: list[str], held: np.ndarray) -> None:
         """:meth:`labels` of conditions given as rows of ``held`` (names x height, integers 0 or 1)."""
-        self.label_bits(name, names, (held.astype(np.int64, copy=False) << np.arange(len(names))[:, None]).sum(axis=0))
+        self.label_bits(name, names, _BITS[: len(names)] @ held)  # bit k where row k holds: one product
 
     def label_bits(self, name: str, names: list[str], bits: np.ndarray) -> None:
         """:meth:`labels` of conditions given as bits per row (int64: bit k set where ``names[k]`` holds)."""
@@ -528,6 +530,7 @@ class LabRows:
     run_first: np.ndarray
     run_end: np.ndarray
     categories: list[str]
+    code: Mapping[str, int]  # the code of each item name
 
 
 def position_of(table: np.ndarray, codes: np.ndarray) -> np.ndarray:
@@ -568,6 +571,7 @@ def lab_rows(events: pl.DataFrame, items: Collection[str] | None = None, read: E
         run_first=run_first,
         run_end=run_end,
         categories=categories,
+        code=read.code,
     )
 
 
@@ -595,7 +599,7 @@ def picked_rows(
         labs.run_code,
         labs.run_first,
         labs.run_end,
-        np.array([labs.categories.index(item) for item in picks], dtype=np.int64),
+        np.array([labs.code[item] for item in picks], dtype=np.int64),
         len(labs.categories) + 1,  # a null item's code too
         _directions(tuple(picks.values())),
         codes,
@@ -703,7 +707,7 @@ def patient_table(patients: pl.DataFrame) -> pl.Series:
 
 def first_lymphodepletion(labs: LabRows, codes: np.ndarray) -> np.ndarray:
     """Per patient code: the time of its first lymphodepletion row, NaN when none is recorded."""
-    code = labs.categories.index(ANCHOR_LYMPHODEPLETION)
+    code = labs.code[ANCHOR_LYMPHODEPLETION]
     return first_times(labs.item, labs.t, labs.run_code, labs.run_first, labs.run_end, code, codes)
 
 

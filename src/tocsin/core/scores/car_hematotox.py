@@ -121,7 +121,7 @@ def car_hematotox_columns(base: Baseline, config: ScoresConfig = ScoresConfig())
     frames (:func:`tocsin.core.scores.baseline.frames`)."""
     rule = config.hematotox_boundary_rule
     height = base.columns.height
-    canonical = np.stack([base.values[f"{name}_value"] for name in INPUTS])
+    canonical = np.array([base.values[f"{name}_value"] for name in INPUTS])
     points, least, most = points_of(canonical, _ladders(rule))
     shown = in_table_units(_units(), canonical)
     inputs = FrameColumns(height)

@@ -127,7 +127,7 @@ def _formula(
     terms = [*spec["numerator"], spec["denominator"]]
     k = list(SCALE.table("formulas")).index(score)
     value, log2, denominator = (rows[k] for rows in formulas)
-    columns.numbers_rows([score, f"{score}_log2"], np.stack((value, log2)))
+    columns.numbers_rows([score, f"{score}_log2"], np.array((value, log2)))
     columns.text(f"{score}_rule", [spec["rule"], "EASIX-ZERO-PLATELETS"], (denominator == 0).astype(np.int64))
     columns.labels_held(f"{score}_missing", terms, missing[[list(INPUTS).index(term) for term in terms]])
     if cutoff is None:
@@ -170,7 +170,7 @@ def easix_columns(base: Baseline, config: ScoresConfig = ScoresConfig()) -> Fram
 
 
 def _easix_columns(base: Baseline, cutoffs: dict[str, dict | None]) -> FrameColumns:
-    shown = in_table_units(_units(), np.stack([base.values[f"{name}_value"] for name in INPUTS]))
+    shown = in_table_units(_units(), np.array([base.values[f"{name}_value"] for name in INPUTS]))
     formulas, missing = _formulas(shown), np.isnan(shown)
     caveats = dict.fromkeys(SCALE.table("caveats"), True)
     caveats[INFUSION_ANCHOR_CAVEAT] = base.infusion_anchored

@@ -179,7 +179,7 @@ def hscore_columns(labs: LabRows, windows: Windows, config: ScoresConfig = Score
     input_ladders, lineage_ladders, count_ladders = _ladders()
     points, least, most = points_of(values[: len(INPUTS)], input_ladders)
     _, cytopenic, possible = points_of(values[len(INPUTS) :], lineage_ladders)
-    lineage_points = points_of(np.stack((cytopenic, possible)), count_ladders)[0]
+    lineage_points = points_of(np.array((cytopenic, possible)), count_ladders)[0]
     least, most = least + lineage_points[0], most + lineage_points[1]
     clinical = SCALE.table("clinical_inputs")
     assumed = [name for name in clinical if name in config.hscore_assume_absent]
@@ -193,7 +193,7 @@ def hscore_columns(labs: LabRows, windows: Windows, config: ScoresConfig = Score
     assumed_points = np.broadcast_to(np.where(unobserved, np.nan, 0.0)[:, None], (unobserved.size, height))
     whole = np.concatenate((points, counted, assumed_points))  # the points of an assumed absence are 0
     inputs = FrameColumns(height)
-    inputs.add_layout(_inputs_layout(), np.stack((shown, days), axis=1).reshape(-1, height), whole)
+    inputs.add_layout(_inputs_layout(), np.array((shown, days)).transpose(1, 0, 2).reshape(-1, height), whole)
     score = np.where(least == most, least, np.nan)
     cutoff = SCALE.table("cutoff")["value"]
     # The category and rule of a range only when both ends agree on them (0 = below the cut-off, 1 = at or above).
@@ -204,7 +204,7 @@ def hscore_columns(labs: LabRows, windows: Windows, config: ScoresConfig = Score
     columns = FrameColumns(height)
     columns.series(*windows.columns)
     totals = (score, least, most, _probability(score, "low"), _probability(score, "high"))
-    columns.whole_rows(_TOTALS, np.stack(totals))
+    columns.whole_rows(_TOTALS, np.array(totals))
     columns.text("category", ["low", "high", None], settled)
     columns.text("rule", ["HSCORE-BELOW-CUTOFF", "HSCORE-CUTOFF", "HSCORE-MISSING"], settled)
     columns.labels_held("missing", [*_SOURCES, *SCALE.table("clinical_inputs")], missing)
