@@ -507,10 +507,17 @@ def _by_index(options: list[Any], index: np.ndarray, series_of: Callable[[list[A
     return gather_rows(series_of(options), index)
 
 
+_IDENTITY = ("scale", "version", "citation", "doi")
+
+
 def identity_columns(scale: Any, columns: FrameColumns) -> None:
     """Columns naming the criteria a row was computed under."""
-    for name in ("scale", "version", "citation", "doi"):
-        columns.text(name, [getattr(scale, name)])
+    columns.add_layout(_identity_layout(tuple(getattr(scale, name) for name in _IDENTITY)))
+
+
+@cache
+def _identity_layout(values: tuple[str, ...]) -> Layout:
+    return layout([("texts", name, value) for name, value in zip(_IDENTITY, values)])
 
 
 # ------------------------------------------------------------------------------------------- windows
