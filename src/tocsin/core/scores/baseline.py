@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Collection, Mapping, Sequence
+import dataclasses
 from dataclasses import dataclass
 from functools import cache, cached_property
 from itertools import accumulate, repeat
@@ -532,12 +533,21 @@ class LabRows:
     item: np.ndarray  # item code (int64, as the compiled passes read it: converted once, not at each pass)
     t: np.ndarray
     stamp: np.ndarray  # t in whole microseconds: window bounds compare exactly, as in a rolling window by time
-    columns: dict[str, np.ndarray]  # num, lln, uln as float64, NaN where null
     run_code: np.ndarray  # patient code of each run (int64, as the compiled passes read it), ascending
     run_first: np.ndarray
     run_end: np.ndarray
     categories: list[str]
     code: Mapping[str, int]  # the code of each item name
+    events: pl.DataFrame  # the events read, and these rows' numbers in them (for the columns read at first use)
+    event_rows: pl.Series
+    columns: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)  # num, lln, uln once read (:meth:`column`)
+
+    def column(self, name: str) -> np.ndarray:
+        """The events' column ``name`` (num, lln, uln) at these rows as float64, NaN where null; read at first use:
+        a batch has a million rows, and most scores never read lln."""
+        if name not in self.columns:
+            self.columns[name] = _floats(gather_series(self.events.get_column(name), self.event_rows))
+        return self.columns[name]
 
 
 def position_of(table: np.ndarray, codes: np.ndarray) -> np.ndarray:
@@ -573,12 +583,13 @@ def lab_rows(events: pl.DataFrame, items: Collection[str] | None = None, read: E
         item=codes[rows].astype(np.int64, copy=False),
         t=t,
         stamp=_stamp(t),
-        columns={c: _floats(gather_series(events.get_column(c), wanted_rows)) for c in ("num", "lln", "uln")},
         run_code=run_code,
         run_first=run_first,
         run_end=run_end,
         categories=categories,
         code=read.code,
+        events=events,
+        event_rows=wanted_rows,
     )
 
 
@@ -601,7 +612,7 @@ def picked_rows(
     return best_rows_in_windows(
         labs.item,
         labs.stamp,
-        labs.columns["num"],
+        labs.column("num"),
         labs.t,
         labs.run_code,
         labs.run_first,
@@ -629,9 +640,13 @@ def gathered(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return np.where(found, values[np.maximum(rows, 0)], np.nan)
 
 
-def field_values(labs: LabRows) -> dict[str, np.ndarray]:
-    """The per-row values a pick can report: ``value`` (num), ``day`` (t), ``lln``, ``uln``."""
-    return {"value": labs.columns["num"], "day": labs.t, "lln": labs.columns["lln"], "uln": labs.columns["uln"]}
+#: The per-row values a pick can report, and the events' column of each (the day: the rows' times).
+FIELDS = {"value": "num", "day": "t", "lln": "lln", "uln": "uln"}
+
+
+def field_values(labs: LabRows, fields: Sequence[str] = tuple(FIELDS)) -> list[np.ndarray]:
+    """The per-row values of ``fields`` (of :data:`FIELDS`), in order."""
+    return [labs.t if field == "day" else labs.column(FIELDS[field]) for field in fields]
 
 
 def picked_columns(
@@ -644,10 +659,9 @@ def picked_columns(
 ) -> dict[str, np.ndarray]:
     """``<input>_<field>`` (value, day, lln, uln) columns of the picked ``rows`` (windows x ``items``); returns them
     as arrays (NaN where nothing was picked)."""
-    source = field_values(labs)
     slots = rows[:, [list(items).index(item) for item in inputs.values()]]
     # Inputs x fields x windows: the columns in their order, one part of the numbers.
-    picked = picked_fields(slots, *(source[f] for f in fields)).reshape(-1, rows.shape[0])
+    picked = picked_fields(slots, *field_values(labs, fields)).reshape(-1, rows.shape[0])
     names = [f"{name}_{f}" for name in inputs for f in fields]
     columns.numbers_rows(names, picked)
     return dict(zip(names, picked))
@@ -678,7 +692,7 @@ def pick_values(
         pl.Series("item", items * ends.height, dtype=events.schema["item"])
     )
     found = FrameColumns(rows.size)
-    for name, values in field_values(labs).items():
+    for name, values in zip(FIELDS, field_values(labs)):
         found.numbers(name, gathered(values, rows))
     return probes.hstack(found.frame().get_columns())
 

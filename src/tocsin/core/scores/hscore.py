@@ -173,7 +173,7 @@ def hscore_columns(labs: LabRows, windows: Windows, config: ScoresConfig = Score
     rows = picked_rows(labs, windows.codes, windows.at, PICKS, config.hscore_window_days, windows.closed)
     height = windows.at.size
     # Every input and lineage at once (inputs x windows): the inputs first, then the lineages.
-    picked = picked_fields(rows[:, _SLOTS], labs.columns["num"], labs.t)
+    picked = picked_fields(rows[:, _SLOTS], labs.column("num"), labs.t)
     values, days = picked[:, 0], picked[:, 1]
     shown = in_table_units(_units(), values)
     input_ladders, lineage_ladders, count_ladders = _ladders()
