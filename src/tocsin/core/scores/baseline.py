@@ -768,11 +768,12 @@ def baseline_of(
     ld, rows = baseline_rows(labs, patients.codes, items, lookback_days, anchor)
     columns = FrameColumns(patients.ids.len())
     columns.series(patients.ids)
-    anchor_day = np.where(np.isnan(ld), 0.0, ld)
+    infusion_anchored = np.isnan(ld)
+    anchor_day = np.where(infusion_anchored, 0.0, ld)
     columns.numbers("anchor_day", anchor_day)
-    columns.text("anchor", [ANCHOR_LYMPHODEPLETION, ANCHOR_INFUSION], np.isnan(ld).astype(np.int64))
+    columns.text("anchor", [ANCHOR_LYMPHODEPLETION, ANCHOR_INFUSION], infusion_anchored.astype(np.int64))
     values = picked_columns(labs, rows, inputs, items, fields, columns)
-    return Baseline(columns, {"anchor_day": anchor_day, **values}, np.isnan(ld))
+    return Baseline(columns, {"anchor_day": anchor_day, **values}, infusion_anchored)
 
 
 def baseline_of_frame(frame: pl.DataFrame) -> Baseline:
