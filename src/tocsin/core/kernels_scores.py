@@ -1,11 +1,12 @@
-"""Compiled passes of the scores: the picked row of every (window, item), each patient's last kept row, and the
-points of threshold ladders.
+"""Compiled passes of the scores: the picked row of every (window, item) and the fields of those rows, each
+patient's runs of rows, first time of an item and last kept row, the points of threshold ladders, and screens of
+criteria in three-valued truth.
 
 A score window holds a handful of a patient's rows; finding its pick with Polars took sorts, joins and explodes
 of every candidate row (some 60 operations for one course). Here each window scans its own patient's rows once,
 in a loop compiled by Numba (:func:`tocsin.core.segments.compiled`: imported on first use, cached on disk). The
-point ladders of a score's inputs took a few NumPy operations per step and input (some 80 for one course's
-scores); here all its inputs are scored in one pass.
+other passes replace NumPy steps by the dozen, each ~1-2 µs for the one row of a course: a ladder's steps per
+input, a criterion's comparisons, "and" and "or" per criterion of the HLH screens, a gather per picked field.
 """
 
 from __future__ import annotations

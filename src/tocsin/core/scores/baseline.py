@@ -33,9 +33,9 @@ Example
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Collection, Mapping, Sequence
-import dataclasses
 from dataclasses import dataclass
 from functools import cache, cached_property
 from itertools import accumulate, repeat
@@ -254,8 +254,9 @@ class FrameColumns:
     columns go into one buffer, the whole numbers into another, texts and label lists are each one gather from
     their options (a frame of one row builds them directly), and each column is a slice of its buffer (~1 µs).
     :func:`frames` builds several frames from one set of buffers: four Series for all the scores of a batch.
-    Several numbers at once (:meth:`numbers_rows`) are one part of their buffer: a course adds some 200 columns,
-    and each call costs as much as the column's slice.
+    Columns also come several at once, as the rows of a matrix (:meth:`numbers_rows`) or a fixed :class:`Layout`
+    of a score's columns (:meth:`add_layout`): a course adds some 200 columns, and a call per column costs about
+    as much as the column's slice.
     """
 
     def __init__(self, height: int) -> None:
