@@ -192,8 +192,6 @@ def hscore_columns(labs: LabRows, windows: Windows, config: ScoresConfig = Score
     ]
     assumed_points = np.broadcast_to(np.where(unobserved, np.nan, 0.0)[:, None], (unobserved.size, height))
     whole = np.concatenate((points, counted, assumed_points))  # the points of an assumed absence are 0
-    inputs = FrameColumns(height)
-    inputs.add_layout(_inputs_layout(), np.array((shown, days)).transpose(1, 0, 2).reshape(-1, height), whole)
     score = np.where(least == most, least, np.nan)
     cutoff = SCALE.table("cutoff")["value"]
     # The category and rule of a range only when both ends agree on them (0 = below the cut-off, 1 = at or above).
@@ -208,7 +206,7 @@ def hscore_columns(labs: LabRows, windows: Windows, config: ScoresConfig = Score
     columns.text("category", ["low", "high", None], settled)
     columns.text("rule", ["HSCORE-BELOW-CUTOFF", "HSCORE-CUTOFF", "HSCORE-MISSING"], settled)
     columns.labels_held("missing", [*_SOURCES, *SCALE.table("clinical_inputs")], missing)
-    columns.include(inputs)
+    columns.add_layout(_inputs_layout(), np.array((shown, days)).transpose(1, 0, 2).reshape(-1, height), whole)
     columns.constant_list("caveats", caveats)
     identity_columns(SCALE, columns)
     return columns
