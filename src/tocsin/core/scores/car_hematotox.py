@@ -56,6 +56,8 @@ from tocsin.criteria import load_scale
 
 SCALE = load_scale("car_hematotox")
 INPUTS = {name: Input(name, spec["item"], spec["unit"]) for name, spec in SCALE.table("inputs").items()}
+# The scale's tables a score reads, looked up once (each lookup of an extra field of the model costs ~1 µs).
+_CATEGORIES, _CAVEATS = SCALE.table("categories"), SCALE.table("caveats")
 
 
 @cache
@@ -86,7 +88,7 @@ def _inputs_layout() -> Layout:
 @cache
 def _bands() -> Bands:
     """The risk groups, for the category and the rule of a score's range."""
-    return bands(SCALE.table("categories"), ("category", "rule"))
+    return bands(_CATEGORIES, ("category", "rule"))
 
 
 @cache
@@ -124,8 +126,8 @@ def car_hematotox_columns(base: Baseline, config: ScoresConfig = ScoresConfig())
     canonical = np.array([base.values[f"{name}_value"] for name in INPUTS])
     points, least, most = points_of(canonical, _ladders(rule))
     shown = in_table_units(_units(), canonical)
-    categories = SCALE.table("categories")
-    caveats = dict.fromkeys(SCALE.table("caveats"), True)
+    categories = _CATEGORIES
+    caveats = dict.fromkeys(_CAVEATS, True)
     caveats[INFUSION_ANCHOR_CAVEAT] = base.infusion_anchored
     columns = FrameColumns(height)
     columns.include(base.columns, "patient_id")

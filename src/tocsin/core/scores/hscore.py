@@ -69,6 +69,8 @@ INPUTS = {name: Input(name, spec["item"], spec["unit"]) for name, spec in SCALE.
 LINEAGES = {name: Input(name, spec["item"], spec["unit"]) for name, spec in SCALE.table("cytopenia_lineages").items()}
 CYTOPENIA_STEPS = [Step(s["op"], float(s["value"]), int(s["points"])) for s in SCALE.table("cytopenia_points")]
 #: The labs the HScore reads and the worst direction of each.
+# The scale's tables a score reads, looked up once (each lookup of an extra field of the model costs ~1 µs).
+_CLINICAL, _CUTOFF, _CAVEATS = SCALE.table("clinical_inputs"), SCALE.table("cutoff"), SCALE.table("caveats")
 PICKS: dict[str, Pick] = {spec["item"]: spec["worst"] for spec in SCALE.table("inputs").values()}
 PICKS |= {source.item: "min" for source in LINEAGES.values()}
 #: The lab inputs, then the lineages, and the pick (slot of PICKS) each reads.
@@ -110,7 +112,7 @@ def _inputs_layout() -> Layout:
         if name in INPUTS:
             columns.append(("whole", f"{name}_points"))
     columns += [("whole", "cytopenias_value"), ("whole", "cytopenias_points")]
-    return layout(columns + [("whole", f"{name}_points") for name in SCALE.table("clinical_inputs")])
+    return layout(columns + [("whole", f"{name}_points") for name in _CLINICAL])
 
 
 @cache
@@ -181,7 +183,7 @@ def hscore_columns(labs: LabRows, windows: Windows, config: ScoresConfig = Score
     _, cytopenic, possible = points_of(values[len(INPUTS) :], lineage_ladders)
     lineage_points = points_of(np.array((cytopenic, possible)), count_ladders)[0]
     least, most = least + lineage_points[0], most + lineage_points[1]
-    clinical = SCALE.table("clinical_inputs")
+    clinical = _CLINICAL
     assumed = [name for name in clinical if name in config.hscore_assume_absent]
     unobserved = np.array([name not in assumed for name in clinical])
     missing = np.concatenate((np.isnan(values), np.broadcast_to(unobserved[:, None], (unobserved.size, height))))
@@ -193,10 +195,10 @@ def hscore_columns(labs: LabRows, windows: Windows, config: ScoresConfig = Score
     assumed_points = np.broadcast_to(np.where(unobserved, np.nan, 0.0)[:, None], (unobserved.size, height))
     whole = np.concatenate((points, counted, assumed_points))  # the points of an assumed absence are 0
     score = np.where(least == most, least, np.nan)
-    cutoff = SCALE.table("cutoff")["value"]
+    cutoff = _CUTOFF["value"]
     # The category and rule of a range only when both ends agree on them (0 = below the cut-off, 1 = at or above).
     settled = np.where((least >= cutoff) == (most >= cutoff), (least >= cutoff).astype(np.int64), 2)
-    caveats = list(SCALE.table("caveats"))
+    caveats = list(_CAVEATS)
     if assumed:
         caveats.append(ASSUMED_ABSENT_CAVEAT.format(", ".join(assumed)))
     columns = FrameColumns(height)
@@ -205,7 +207,7 @@ def hscore_columns(labs: LabRows, windows: Windows, config: ScoresConfig = Score
     columns.whole_rows(_TOTALS, np.array(totals))
     columns.text("category", ["low", "high", None], settled)
     columns.text("rule", ["HSCORE-BELOW-CUTOFF", "HSCORE-CUTOFF", "HSCORE-MISSING"], settled)
-    columns.labels_held("missing", [*_SOURCES, *SCALE.table("clinical_inputs")], missing)
+    columns.labels_held("missing", [*_SOURCES, *_CLINICAL], missing)
     columns.add_layout(_inputs_layout(), np.array((shown, days)).transpose(1, 0, 2).reshape(-1, height), whole)
     columns.constant_list("caveats", caveats)
     identity_columns(SCALE, columns)

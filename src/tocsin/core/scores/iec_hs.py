@@ -62,6 +62,8 @@ from tocsin.criteria import load_scale
 
 SCALE = load_scale("iec_hs")
 LIMITS = SCALE.table("limits")
+# The scale's tables the screens read, looked up once (each lookup of an extra field of the model costs ~1 µs).
+_SCREENS, _NEEDS, _CAVEATS = SCALE.table("screens"), SCALE.table("needs"), SCALE.table("caveats")
 #: Labs read in the window, and the worst direction of each.
 WINDOW_LABS: dict[str, Pick] = {
     "ferritin": "max",
@@ -181,7 +183,7 @@ def _plan() -> _Plan:
     depth = max(len(criterion) for criterion in terms)
     padded = [[f + f[:1] * (width - len(f)) for f in c] for c in terms]
     padded = [c + c[:1] * (depth - len(c)) for c in padded]
-    specs = SCALE.table("screens")
+    specs = _SCREENS
     rules = [(screen, rule) for screen, criteria in _CRITERIA.items() for rule in criteria]
     return _Plan(
         value=np.array([row.get(c.value, none) for c in compares]),
@@ -259,7 +261,7 @@ def screen_inputs(labs: LabRows, patients: pl.DataFrame, windows: Windows, confi
 def _shared_columns(lab_columns: FrameColumns) -> FrameColumns:
     """The columns both screens share after their own: the :data:`LAB_COLUMNS` (``lab_columns``), the caveats and
     the scale's identity (built once for both)."""
-    lab_columns.constant_list("caveats", list(SCALE.table("caveats")))
+    lab_columns.constant_list("caveats", list(_CAVEATS))
     identity_columns(SCALE, lab_columns)
     return lab_columns
 
@@ -267,11 +269,11 @@ def _shared_columns(lab_columns: FrameColumns) -> FrameColumns:
 def _screen(windows: Sequence[pl.Series], screened: _Screened, shared: FrameColumns, name: str) -> FrameColumns:
     """One screen's columns: ``windows`` (the patient_id, at and day columns), the screen's status and criteria
     (its row of ``screened``), the ``shared`` columns (:func:`_shared_columns`), then the screen's citation."""
-    spec = SCALE.table("screens")[name]
+    spec = _SCREENS[name]
     rules = list(_CRITERIA[name])
     k = list(_CRITERIA).index(name)
     status = screened.status[k]
-    needs = SCALE.table("needs")
+    needs = _NEEDS
     columns = FrameColumns(windows[0].len())
     columns.series(*windows)
     columns.text("screen", [name])
