@@ -1,4 +1,4 @@
-"""The compiled score passes agree with plain Polars statements of what they compute, on random batches."""
+"""The compiled score passes agree with plain Polars (or Python) statements of what they compute, on random batches."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from tocsin.core.kernels_scores import last_kept_rows
+from tocsin.core.kernels_scores import first_times, last_kept_rows, patient_runs, picked_fields
 from tocsin.core.arrays import patient_codes, patient_codes_of
-from tocsin.core.scores.baseline import lab_rows, pick_values, picked_rows
+from tocsin.core.scores.baseline import Step, gathered, lab_rows, ladders, pick_values, picked_rows, points_of
 
 ITEMS = pl.Enum(["anc", "crp", "ferritin", "ldh", "plt"])
 PICKS = {"anc": "min", "crp": "max", "ferritin": "last", "ldh": "max", "plt": "last"}
@@ -129,3 +129,98 @@ def test_patient_codes_of_several_series_are_their_patient_codes() -> None:
     table = pl.Series("patient_id", ["P2", "P9"])  # text ids, and one the events do not hold
     codes = patient_codes_of(events, table, table.head(0))
     assert [c.tolist() for c in codes] == [patient_codes(events).tolist(), patient_codes(table).tolist(), []]
+
+
+def _reference_points(
+    values: np.ndarray, steps: list[list[tuple[str, float, int]]], otherwise: list[int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each input's ladder step by step in plain Python, and the least and most totals of each column."""
+    compare = {"<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b}
+    points = np.full(values.shape, np.nan)
+    least, most = np.zeros(values.shape[1]), np.zeros(values.shape[1])
+    for i, rungs in enumerate(steps):
+        given = [p for _, _, p in rungs] + [otherwise[i]]
+        for w, value in enumerate(values[i].tolist()):
+            if np.isnan(value):
+                least[w] += min(given)
+                most[w] += max(given)
+                continue
+            points[i, w] = next((p for op, t, p in rungs if compare[op](value, t)), otherwise[i])
+            least[w] += points[i, w]
+            most[w] += points[i, w]
+    return points, least, most
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_ladder_points_match_the_ladders_step_by_step(seed: int) -> None:
+    rng = random.Random(seed)
+    n_inputs, height = rng.randint(0, 4), rng.choice([0, 1, 2, 9])
+    ops = ["<", "<=", ">", ">="]
+    steps = [
+        [(rng.choice(ops), float(rng.randint(0, 4)), rng.randint(-1, 5)) for _ in range(rng.randint(0, 3))]
+        for _ in range(n_inputs)
+    ]
+    otherwise = [rng.randint(0, 3) for _ in range(n_inputs)]
+    values = np.array(
+        [[rng.choice([0.0, 1.0, 2.0, 2.5, 3.0, 4.0, np.nan]) for _ in range(height)] for _ in range(n_inputs)]
+    ).reshape(n_inputs, height)
+    got = points_of(values, ladders([[Step(*step) for step in rungs] for rungs in steps], otherwise))
+    for actual, expected in zip(got, _reference_points(values, steps, otherwise)):
+        assert np.array_equal(actual, expected, equal_nan=True)
+
+
+def test_a_ladder_with_an_unknown_comparison_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown comparison '=='"):
+        ladders([[Step("==", 1.0, 1)]], [0])  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_first_times_are_the_least_time_of_the_item_per_patient(seed: int) -> None:
+    rng = random.Random(seed)
+    n = rng.choice([0, 1, rng.randint(2, 40)])
+    patient = sorted(rng.randint(0, 4) for _ in range(n))
+    item = np.array([rng.randint(0, 2) for _ in range(n)], dtype=np.int64)
+    t = np.array([rng.choice([-3.0, -1.0, 0.0, 2.5, np.nan, np.inf]) for _ in range(n)])
+    run_code, run_first = np.unique(np.array(patient, dtype=np.int64), return_index=True)
+    run_end = np.append(run_first[1:], n)
+    codes = np.array([rng.randint(0, 5) for _ in range(rng.randint(0, 6))], dtype=np.uint32)
+    expected = []
+    for code in codes.tolist():
+        times = [t[row] for row in range(n) if patient[row] == code and item[row] == 1]
+        least = np.minimum.reduce(times) if times else np.inf  # NaN among them stays, as np.minimum keeps it
+        expected.append(least if np.isfinite(least) else np.nan)
+    got = first_times(item, t, run_code, run_first, run_end, 1, codes)
+    assert np.array_equal(got, np.array(expected, dtype=np.float64), equal_nan=True)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_patient_runs_are_the_runs_of_equal_codes_by_code(seed: int) -> None:
+    rng = random.Random(seed)
+    patient = np.array([rng.randint(0, 4) for _ in range(rng.choice([0, 1, rng.randint(2, 30)]))], dtype=np.uint32)
+    if seed % 2:
+        patient.sort()
+    starts = [row for row in range(patient.size) if row == 0 or patient[row] != patient[row - 1]]
+    ends = starts[1:] + [patient.size]
+    runs = sorted(zip(patient[starts].tolist(), starts, ends))
+    code, first, end, grouped = patient_runs(patient)
+    assert grouped == (len({c for c, _, _ in runs}) == len(runs))
+    if grouped:
+        assert [code.tolist(), first.tolist(), end.tolist()] == [list(column) for column in zip(*runs)] or not runs
+    assert code.size == first.size == end.size == len(runs)
+
+
+@pytest.mark.parametrize("n_fields", [1, 2, 3, 4])
+@pytest.mark.parametrize("shape", [(0, 3), (1, 1), (7, 4), (3, 0)])
+def test_picked_fields_are_the_gathered_fields(n_fields: int, shape: tuple[int, int]) -> None:
+    np_rng = np.random.default_rng(n_fields * 10 + shape[0])
+    n_rows = 5 if shape != (3, 0) else 0
+    fields = [np_rng.choice([0.5, 2.0, np.nan], n_rows) for _ in range(n_fields)]
+    rows = np_rng.integers(-1, n_rows, shape) if n_rows else np.full(shape, -1)
+    expected = np.stack([gathered(field, rows.T) for field in fields], axis=1)
+    assert np.array_equal(picked_fields(rows, *fields), expected, equal_nan=True)
+
+
+def test_picked_fields_refuses_more_fields_than_it_reads() -> None:
+    field = np.zeros(2)
+    with pytest.raises(ValueError, match="1 to 4 fields"):
+        picked_fields(np.zeros((1, 1), dtype=np.int64), *[field] * 5)

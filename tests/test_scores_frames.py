@@ -7,8 +7,8 @@ import polars as pl
 from polars.testing import assert_frame_equal
 
 from tocsin.core.arrays import item_codes
-from tocsin.core.scores.baseline import FrameColumns, frames, gathered, round_to
-from tocsin.core.scores.easix import _log2
+from tocsin.core.scores.baseline import FrameColumns, bands, frames, gathered, layout, round_to, settled_bands
+from tocsin.core.scores.easix import INPUTS, SCALE, _formulas, _log2
 
 
 def _example_columns(rows: slice) -> FrameColumns:
@@ -130,3 +130,82 @@ def test_string_lists_built_from_arrow_buffers_keep_empty_lists_and_non_ascii_na
     assert _string_lists(lists).to_list() == lists
     assert _string_lists([]).to_list() == [] and _string_lists([[]]).to_list() == [[]]
     assert _string_lists(lists).dtype == pl.List(pl.Utf8)
+
+
+def test_a_layout_adds_the_columns_its_calls_one_by_one_would() -> None:
+    columns_of = layout(
+        [("numbers", "a_value"), ("texts", "a_unit", "mg/dL"), ("included", "category"), ("whole", "a_points")]
+        + [("numbers", "b_value"), ("texts", "b_unit", None), ("whole", "b_points"), ("included", "value")]
+    )
+    for rows in (slice(None), slice(1, 2), slice(0, 0)):
+        source = _example_columns(rows)
+        numbers = np.array([[1.5, np.nan, 3.0], [0.0, 2.0, np.nan]])[:, rows]
+        whole = np.array([[1.0, 2.0, np.nan], [np.nan, 0.0, 4.0]])[:, rows]
+        one_by_one, at_once = FrameColumns(source.height), FrameColumns(source.height)
+        for table in (one_by_one, at_once):  # columns before the layout's, so that its places are offsets
+            table.numbers("first", 7.0)
+            table.text("first_text", ["x"])
+            table.include(source, "points")
+        one_by_one.numbers("a_value", numbers[0])
+        one_by_one.text("a_unit", ["mg/dL"])
+        one_by_one.include(source, "category")
+        one_by_one.whole("a_points", whole[0])
+        one_by_one.numbers("b_value", numbers[1])
+        one_by_one.text("b_unit", [None])
+        one_by_one.whole("b_points", whole[1])
+        one_by_one.include(source, "value")
+        at_once.add_layout(columns_of, numbers, whole, source)
+        assert_frame_equal(at_once.frame(), one_by_one.frame())
+
+
+def test_rows_of_numbers_are_the_columns_added_one_by_one() -> None:
+    values = np.array([[1.0, np.nan], [3.0, 4.0]])
+    one_by_one, at_once = FrameColumns(2), FrameColumns(2)
+    for name, row in zip(("x", "y"), values):
+        one_by_one.numbers(name, row)
+        one_by_one.whole(f"{name}_n", row)
+    at_once.numbers_rows(["x"], values[:1])
+    at_once.whole_rows(["x_n"], values[:1])
+    at_once.numbers_rows(["y"], values[1:])
+    at_once.whole_rows(["y_n"], values[1:])
+    assert_frame_equal(at_once.frame(), one_by_one.frame())
+
+
+def test_settled_bands_are_the_band_both_ends_of_a_range_share() -> None:
+    # Bands with a gap, an overlap (the first holds), a repeated name and a band without one (None).
+    spec = [
+        {"min": 0, "max": 1, "name": "low", "rule": "A"},
+        {"min": 1, "max": 3, "name": "mid", "rule": None},
+        {"min": 5, "max": 6, "name": "low", "rule": "B"},
+    ]
+    rng = np.random.default_rng(2)
+    least = rng.integers(-1, 8, 500).astype(np.float64)
+    most = least + rng.integers(0, 4, 500)
+
+    def band(value: float) -> int:
+        return next((k for k, b in enumerate(spec) if b["min"] <= value <= b["max"]), -1)
+
+    settled = settled_bands(least, most, bands(spec, ("name", "rule")))
+    for k, field in enumerate(("name", "rule")):
+        names = [b[field] for b in spec] + [None]
+        expected = []
+        for low, high in zip(map(band, least.tolist()), map(band, most.tolist())):
+            expected.append(low if low >= 0 and names[low] == names[high] else -1)
+        assert settled[k].tolist() == expected
+
+
+def test_easix_formulas_at_once_are_each_formula_on_its_own() -> None:
+    rng = np.random.default_rng(11)
+    values = rng.choice([0.0, 0.3, 1.0, 2.5, 250.0, 1e-9, np.nan], size=(len(INPUTS), 400))
+    value, log2, denominator = _formulas(values)
+    row = dict(zip(INPUTS, values))
+    for k, spec in enumerate(SCALE.table("formulas").values()):
+        numerator = np.ones(values.shape[1])
+        for term in spec["numerator"]:
+            numerator = numerator * row[term]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            expected = np.round(np.where(row[spec["denominator"]] > 0, numerator / row[spec["denominator"]], np.nan), 6)
+        logs = [np.round(_log2(v), 6) if v > 0 else np.nan for v in expected.tolist()]
+        assert np.array_equal(value[k], expected, equal_nan=True)
+        assert np.array_equal(log2[k], logs, equal_nan=True)
+        assert np.array_equal(denominator[k], row[spec["denominator"]], equal_nan=True)

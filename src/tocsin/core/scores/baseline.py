@@ -24,17 +24,21 @@ category only when the whole range falls in one category.
 Example
 -------
 >>> import numpy as np
->>> from tocsin.core.scores.baseline import Step, points_of
->>> points_of(np.array([75.0, 200.0, np.nan]), [Step("<", 75.0, 2), Step("<=", 175.0, 1)], 0).tolist()
-[1.0, 0.0, nan]
+>>> from tocsin.core.scores.baseline import Step, ladders, points_of
+>>> platelets = ladders([[Step("<", 75.0, 2), Step("<=", 175.0, 1)]], [0])
+>>> points, least, most = points_of(np.array([[75.0, 200.0, np.nan]]), platelets)
+>>> points.tolist(), least.tolist(), most.tolist()
+([[1.0, 0.0, nan]], [1.0, 0.0, 0.0], [1.0, 0.0, 2.0])
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache, cached_property
+from itertools import accumulate, repeat
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
@@ -43,7 +47,15 @@ import pyarrow as pa
 
 from tocsin.core.arrays import EventCodes, event_codes, gather_rows, patient_codes, row_numbers
 from tocsin.core.polars_handles import PySeries, arrow_series, cut_columns, frame_from, gather_series, numeric_series
-from tocsin.core.kernels_scores import DIRECTION, best_rows_in_windows
+from tocsin.core.kernels_scores import (
+    COMPARISON,
+    DIRECTION,
+    best_rows_in_windows,
+    first_times,
+    ladder_points,
+    patient_runs,
+    picked_fields,
+)
 from tocsin.units import conversion_for
 from tocsin.vocabulary import load_vocabulary
 
@@ -90,12 +102,6 @@ class Input:
         """A value in the table's unit in the item's canonical unit, rounded as ingest rounds."""
         return round(_conversion(self.unit, self.item).apply(value), _DECIMALS)
 
-    def in_table_unit(self, values: np.ndarray) -> np.ndarray:
-        """Canonical values (NaN where missing) in the table's unit (for display and formulas), rounded as ingest
-        rounds."""
-        conversion = _conversion(self.unit, self.item)
-        return round_to((values - conversion.offset) / conversion.scale, _DECIMALS)
-
 
 def round_to(values: np.ndarray, decimals: int) -> np.ndarray:
     """``np.round(values, decimals)``, by its own steps (scale, round half to even, unscale: the same bits), without
@@ -121,40 +127,84 @@ def ladder(spec: Sequence[Mapping[str, Any]], source: Input) -> list[Step]:
     return [Step(s["op"], source.to_canonical(float(s["value"])), int(s["points"])) for s in spec]
 
 
-def holds(values: np.ndarray, op: Op, threshold: float) -> np.ndarray:
-    """``values op threshold`` on an array (False where NaN)."""
-    match op:
-        case "<":
-            return values < threshold
-        case "<=":
-            return values <= threshold
-        case ">":
-            return values > threshold
-        case ">=":
-            return values >= threshold
-    raise ValueError(f"unknown comparison {op!r}")
+@dataclass(frozen=True)
+class Ladders:
+    """The point ladders of several inputs, as the arrays of their steps the compiled pass reads (built once per
+    score and rule: :func:`ladders`)."""
+
+    step_first: np.ndarray  # input i's steps are step_first[i]:step_first[i + 1]
+    op: np.ndarray  # COMPARISON code
+    threshold: np.ndarray
+    points: np.ndarray
+    otherwise: np.ndarray  # per input: the points when no step holds
 
 
-def points_of(values: np.ndarray, steps: Sequence[Step], otherwise: int) -> np.ndarray:
-    """Points of the first step that holds; ``otherwise`` when none does; NaN where the value is NaN (missing)."""
-    points = np.full(values.shape, float(otherwise))
-    for step in reversed(steps):  # the first step that holds is written last
-        points[holds(values, step.op, step.threshold)] = step.points
-    return np.where(np.isnan(values), np.nan, points)
+def ladders(steps: Sequence[Sequence[Step]], otherwise: Sequence[int]) -> Ladders:
+    """The :class:`Ladders` of inputs with these ladders, and these points when no step holds."""
+    flat = [step for rungs in steps for step in rungs]
+    unknown = [step.op for step in flat if step.op not in COMPARISON]
+    if unknown:
+        raise ValueError(f"unknown comparison {unknown[0]!r}")
+    return Ladders(
+        np.cumsum([0, *(len(rungs) for rungs in steps)], dtype=np.int64),
+        np.array([COMPARISON[step.op] for step in flat], dtype=np.int64),
+        np.array([step.threshold for step in flat], dtype=np.float64),
+        np.array([step.points for step in flat], dtype=np.float64),
+        np.array(otherwise, dtype=np.float64),
+    )
 
 
-def settled_band(least: np.ndarray, most: np.ndarray, bands: Sequence[Mapping[str, Any]], field: str) -> np.ndarray:
-    """Index of the band (``{min, max}`` inclusive) whose ``field`` both ends of a range fall in, else -1."""
+def points_of(values: np.ndarray, scale: Ladders) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per input (a row of ``values``) the points of the first step that holds, its ``otherwise`` when none does,
+    NaN where the value is NaN (missing); and per column the least and most total (a missing input counts the
+    lowest, or highest, points its ladder gives). All inputs in one compiled pass."""
+    return ladder_points(values, scale.step_first, scale.op, scale.threshold, scale.points, scale.otherwise)
 
-    def band_of(values: np.ndarray) -> np.ndarray:
-        index = np.full(values.shape, -1, dtype=np.int64)
-        for k in reversed(range(len(bands))):  # the first band that holds is written last
-            index[(values >= bands[k]["min"]) & (values <= bands[k]["max"])] = k
-        return index
 
-    names = np.array([b[field] for b in bands] + [None], dtype=object)
-    low, high = band_of(least), band_of(most)
-    return np.where((names[low] == names[high]) & (low >= 0), low, -1)
+class Bands(NamedTuple):
+    """Bands of a total (``{min, max}`` inclusive; the first that holds) as arrays (:func:`bands`)."""
+
+    low: np.ndarray  # bands x 1 x 1, against both ends of the ranges at once
+    high: np.ndarray
+    codes: list[np.ndarray]  # per field: a code per band (equal codes, equal values), then that of no band (None)
+
+
+def bands(spec: Sequence[Mapping[str, Any]], fields: Sequence[str]) -> Bands:
+    """The :class:`Bands` of criteria data (``[{min, max, <field>...}]``) for the values of ``fields``."""
+    codes = []
+    for field in fields:
+        code_of: dict[Any, int] = {}
+        codes.append(np.array([code_of.setdefault(value, len(code_of)) for value in [*(b[field] for b in spec), None]]))
+    low, high = (np.array([b[end] for b in spec]).reshape(len(spec), 1, 1) for end in ("min", "max"))
+    return Bands(low, high, codes)
+
+
+def settled_bands(least: np.ndarray, most: np.ndarray, scale: Bands) -> list[np.ndarray]:
+    """Per field of the :class:`Bands`: the index of the band whose field's value both ends of a range fall in (the
+    first band that holds each end), else -1."""
+    ends = np.array((least, most))  # as np.stack, without its checks in Python (~3 µs)
+    inside = (ends >= scale.low) & (ends <= scale.high)
+    low, high = np.where(inside.any(axis=0), inside.argmax(axis=0), -1)
+    return [np.where((codes[low] == codes[high]) & (low >= 0), low, -1) for codes in scale.codes]
+
+
+class TableUnits(NamedTuple):
+    """The conversions of some inputs' canonical values to their tables' units, a row per input."""
+
+    offset: np.ndarray
+    scale: np.ndarray
+
+
+def table_units(sources: Sequence[Input]) -> TableUnits:
+    """The :class:`TableUnits` of ``sources`` (converted once per score: the conversion is looked up by unit)."""
+    conversions = [_conversion(source.unit, source.item) for source in sources]
+    return TableUnits(np.array([[c.offset] for c in conversions]), np.array([[c.scale] for c in conversions]))
+
+
+def in_table_units(units: TableUnits, values: np.ndarray) -> np.ndarray:
+    """Canonical values (a row per input of ``units``, NaN where missing) in their tables' units (for display and
+    formulas), rounded as ingest rounds: one conversion of every row."""
+    return round_to((values - units.offset) / units.scale, _DECIMALS)
 
 
 class _Included(NamedTuple):
@@ -162,6 +212,38 @@ class _Included(NamedTuple):
 
     table: FrameColumns
     name: str | None
+
+
+#: Bit k of a label list's bits: ``names[k]`` holds.
+_BITS = 1 << np.arange(63, dtype=np.int64)
+#: The kinds of column built from a shared buffer.
+_KINDS = ("numbers", "whole", "texts", "labels")
+# The other entries of a table's order: a Series taken as it is, columns of another table.
+_SERIES, _INCLUDED = "series", "included"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Columns of fixed names and kinds, in order (the inputs' columns of a score), added at once
+    (:meth:`FrameColumns.add_layout`): numbers and whole numbers from the rows of a matrix each, constant texts,
+    and columns of another table by name. Built once per score (:func:`layout`)."""
+
+    order: tuple[tuple[str, int], ...]  # (kind, position among the layout's columns of that kind)
+    names: dict[str, tuple[str, ...]]  # per kind: numbers, whole, texts, included
+    texts: tuple[tuple[list[str | None], None], ...]  # the text columns' parts (their one option)
+
+
+def layout(columns: Sequence[tuple[str, str] | tuple[str, str, str]]) -> Layout:
+    """The :class:`Layout` of ``columns``: ``(kind, name)`` for ``numbers`` and ``whole``, ``("texts", name,
+    text)`` for a constant text, ``("included", name)`` for a column of another table."""
+    names: dict[str, list[str]] = {kind: [] for kind in ("numbers", "whole", "texts", _INCLUDED)}
+    order, texts = [], []
+    for kind, name, *text in columns:
+        order.append((kind, len(names[kind])))
+        names[kind].append(name)
+        if kind == "texts":
+            texts.append(([text[0]], None))
+    return Layout(tuple(order), {kind: tuple(own) for kind, own in names.items()}, tuple(texts))
 
 
 class FrameColumns:
@@ -172,16 +254,20 @@ class FrameColumns:
     columns go into one buffer, the whole numbers into another, texts and label lists are each one gather from
     their options (a frame of one row builds them directly), and each column is a slice of its buffer (~1 µs).
     :func:`frames` builds several frames from one set of buffers: four Series for all the scores of a batch.
+    Columns also come several at once, as the rows of a matrix (:meth:`numbers_rows`) or a fixed :class:`Layout`
+    of a score's columns (:meth:`add_layout`): a course adds some 200 columns, and a call per column costs about
+    as much as the column's slice.
     """
 
     def __init__(self, height: int) -> None:
         self.height = height
-        # Each column is a Series taken as it is, columns of another FrameColumns, or (kind, position among the
-        # parts of its kind) cut from a buffer: a plain tuple, a course adds some 200 of them.
-        self._order: list[pl.Series | _Included | tuple[str, int]] = []
+        # Each column is (kind, position among the columns of its kind): cut from a buffer, or a Series or
+        # included table of the lists below. A plain tuple: a course adds some 200 of them.
+        self._order: list[tuple[str, int]] = []
         self._parts: dict[str, list[Any]] = {kind: [] for kind in _KINDS}
         self._names: dict[str, list[str]] = {kind: [] for kind in _KINDS}
-        self._included: list[FrameColumns] = []
+        self._series: list[pl.Series] = []
+        self._includes: list[_Included] = []
 
     def _add(self, name: str, kind: str, part: Any) -> None:
         names = self._names[kind]
@@ -191,13 +277,15 @@ class FrameColumns:
 
     def series(self, *columns: pl.Series) -> None:
         """Columns built elsewhere, taken as they are."""
-        self._order.extend(columns)
+        start = len(self._series)
+        self._order.extend(zip(repeat(_SERIES), range(start, start + len(columns))))
+        self._series.extend(columns)
 
     def include(self, other: FrameColumns, name: str | None = None) -> None:
         """The columns of ``other`` (of the same height), or only its column ``name``, here. They are built once,
         however many frames include them (with these in :func:`frames`, or each frame on its own)."""
-        self._order.append(_Included(other, name))
-        self._included.append(other)
+        self._order.append((_INCLUDED, len(self._includes)))
+        self._includes.append(_Included(other, name))
 
     def _column(self, values: np.ndarray | float) -> np.ndarray:
         # A column is mostly a float64 array of the frame's height already; a scalar fills the column.
@@ -208,6 +296,24 @@ class FrameColumns:
     def numbers(self, name: str, values: np.ndarray | float) -> None:
         """Float64, null where NaN."""
         self._add(name, "numbers", self._column(values))
+
+    def numbers_rows(self, names: Sequence[str], values: np.ndarray) -> None:
+        """Float64 columns ``names``, the rows of ``values`` (names x height), null where NaN."""
+        self._rows("numbers", names, values)
+
+    def whole_rows(self, names: Sequence[str], values: np.ndarray) -> None:
+        """Int32 columns ``names`` (:meth:`whole`), the rows of ``values`` (names x height), null where NaN."""
+        self._rows("whole", names, values)
+
+    def _rows(self, kind: str, names: Sequence[str], values: np.ndarray) -> None:
+        start = len(self._names[kind])
+        self._order.extend(zip(repeat(kind), range(start, start + len(names))))
+        self._block(kind, names, values)
+
+    def _block(self, kind: str, names: Sequence[str], values: Any) -> None:
+        # The columns' names and values, one part of their buffer; their places in the order are the caller's.
+        self._names[kind].extend(names)
+        self._parts[kind].append(np.ascontiguousarray(values, dtype=np.float64).reshape(len(names) * self.height))
 
     def whole(self, name: str, values: np.ndarray | float) -> None:
         """Points and counts (whole numbers held as floats) as Int32, null where NaN."""
@@ -222,64 +328,91 @@ class FrameColumns:
         held = np.empty((len(conditions), self.height), dtype=np.int64)
         for k, condition in enumerate(conditions.values()):
             held[k] = condition
-        bits = (held << np.arange(len(conditions), dtype=np.int64)[:, None]).sum(axis=0)
-        self._add(name, "labels", (list(conditions), bits))
+        self.labels_held(name, list(conditions), held)
+
+    def labels_held(self, name: str, names: list[str], held: np.ndarray) -> None:
+        """:meth:`labels` of conditions given as rows of ``held`` (names x height, integers 0 or 1)."""
+        self.label_bits(name, names, _BITS[: len(names)] @ held)  # bit k where row k holds: one product
+
+    def label_bits(self, name: str, names: list[str], bits: np.ndarray) -> None:
+        """:meth:`labels` of conditions given as bits per row (int64: bit k set where ``names[k]`` holds)."""
+        self._add(name, "labels", (names, bits))
 
     def constant_list(self, name: str, values: list[str]) -> None:
         """List(Utf8): the same list on every row."""
         self._add(name, "labels", (values, np.full(self.height, (1 << len(values)) - 1, dtype=np.int64)))
 
+    def add_layout(
+        self,
+        columns: Layout,
+        numbers: np.ndarray | None = None,
+        whole: np.ndarray | None = None,
+        source: FrameColumns | None = None,
+    ) -> None:
+        """The columns of a :class:`Layout`: its numbers the rows of ``numbers`` and its whole numbers the rows of
+        ``whole`` (names x height, NaN for null; None when it has none), its included columns those of ``source``.
+        One call where each column would cost about as much as its slice."""
+        if columns.names[_INCLUDED] and source is None:
+            raise ValueError("a layout with included columns needs the table they are taken from")
+        start = {kind: len(self._names[kind]) for kind in ("numbers", "whole", "texts")}
+        start[_INCLUDED] = len(self._includes)
+        self._order.extend([(kind, start[kind] + k) for kind, k in columns.order])
+        for kind, values in (("numbers", numbers), ("whole", whole)):
+            if columns.names[kind] or values is not None:
+                self._block(kind, columns.names[kind], values)
+        self._names["texts"].extend(columns.names["texts"])
+        self._parts["texts"].extend(columns.texts)
+        self._includes.extend([_Included(source, name) for name in columns.names[_INCLUDED] if source is not None])
+
     def frame(self) -> pl.DataFrame:
         return frames(self)[0]
-
-
-#: The kinds of column built from a shared buffer.
-_KINDS = ("numbers", "whole", "texts", "labels")
 
 
 def frames(*tables: FrameColumns) -> list[pl.DataFrame]:
     """The frames of ``tables``, all their columns (and those they include) cut from one buffer per kind."""
     every = _with_included(tables)
-    parts: dict[str, list[tuple[Any, int]]] = {kind: [] for kind in _KINDS}  # (part, its height)
-    first: dict[int, dict[str, int]] = {}  # per table, the buffer row of its first part of each kind
-    rows = dict.fromkeys(_KINDS, 0)
+    parts: dict[str, list[Any]] = {kind: [] for kind in _KINDS}
+    heights: dict[str, list[int]] = {"texts": [], "labels": []}  # of each column, in the order of their parts
+    first: list[list[int]] = []  # per table, the buffer row of its first column of each kind
+    rows = [0] * len(_KINDS)
     for table in every:
-        first[id(table)] = dict(rows)
-        for kind, own in table._parts.items():
-            parts[kind] += [(part, table.height) for part in own]
-            rows[kind] += len(own) * table.height
-    buffers = {
-        "numbers": _numbers_buffer([part for part, _ in parts["numbers"]]),
-        "whole": _whole_buffer([part for part, _ in parts["whole"]]),
-        "texts": _texts_buffer(parts["texts"]),
-        "labels": _labels_buffer(parts["labels"]),
-    }
+        first.append(list(rows))
+        for k, kind in enumerate(_KINDS):
+            rows[k] += len(table._names[kind]) * table.height
+            parts[kind] += table._parts[kind]
+        for kind, own in heights.items():
+            own += [table.height] * len(table._names[kind])
+    buffers = (
+        _numbers_buffer(parts["numbers"]),
+        _whole_buffer(parts["whole"]),
+        _texts_buffer(list(zip(parts["texts"], heights["texts"]))),
+        _labels_buffer(list(zip(parts["labels"], heights["labels"]))),
+    )
     # Columns as Polars' own Series handles: a frame is made of them as Series.to_frame makes one, where hstack and
     # the DataFrame constructor check and unwrap each Series again (~0.5 µs a column, a course has some 200).
     built: dict[int, list[PySeries]] = {}
     named: dict[int, dict[str, PySeries]] = {}  # the columns by name of the tables some columns are taken from
-    for table in every:  # an included table comes before the tables including it
-        start, height = first[id(table)], table.height
-        cut = {
-            kind: [column for _, column in cut_columns(buffers[kind], names, start[kind], height)]
-            for kind, names in table._names.items()
+    for table, start in zip(every, first):  # an included table comes before the tables including it
+        height = table.height
+        pool: dict[str, list[Any]] = {
+            kind: [column for _, column in cut_columns(buffer, names, offset, height)]
+            for kind, buffer, names, offset in zip(_KINDS, buffers, table._names.values(), start)
             if names
         }
+        pool[_SERIES] = [column._s for column in table._series]
         columns: list[PySeries] = []
-        for column in table._order:
-            if isinstance(column, _Included):
-                included = built[id(column.table)]
-                if column.name is None:
-                    columns += included
-                else:
-                    if id(column.table) not in named:
-                        named[id(column.table)] = {c.name(): c for c in included}
-                    columns.append(named[id(column.table)][column.name])
-            elif isinstance(column, tuple):
-                kind, position = column
-                columns.append(cut[kind][position])
-            else:
-                columns.append(column._s)
+        for kind, position in table._order:
+            if kind != _INCLUDED:
+                columns.append(pool[kind][position])
+                continue
+            other, name = table._includes[position]
+            included = built[id(other)]
+            if name is None:
+                columns += included
+                continue
+            if id(other) not in named:
+                named[id(other)] = {column.name(): column for column in included}
+            columns.append(named[id(other)][name])
         built[id(table)] = columns
     return [frame_from(built[id(table)]) for table in tables]
 
@@ -297,8 +430,8 @@ def _visit(table: FrameColumns, ordered: dict[int, FrameColumns]) -> None:
     reference cycle, and it kept the tables' arrays until a full collection.)"""
     if id(table) in ordered:
         return
-    for included in table._included:
-        _visit(included, ordered)
+    for included in table._includes:
+        _visit(included.table, ordered)
     ordered[id(table)] = table
 
 
@@ -357,11 +490,10 @@ def _string_lists(lists: list[list[str]]) -> pl.Series:
     """A List(Utf8) Series of ``lists``, from their strings and offsets through Arrow (~10 µs): the Series
     constructor converts list by list (~5 µs each, and a course's frames have some 20 lists). The Arrow arrays
     are made from their buffers: ``pa.array`` of Python objects imports pandas (0.45 s in every batch worker)."""
-    offsets = np.zeros(len(lists) + 1, dtype=np.int64)
-    np.cumsum([len(names) for names in lists], out=offsets[1:])
+    # Offsets summed in Python: a list of a few dozen numbers converts to NumPy slower than it adds up.
+    offsets = np.array([0, *accumulate(map(len, lists))], dtype=np.int64)
     encoded = [name.encode() for names in lists for name in names]
-    characters = np.zeros(len(encoded) + 1, dtype=np.int64)
-    np.cumsum([len(text) for text in encoded], out=characters[1:])
+    characters = np.array([0, *accumulate(map(len, encoded))], dtype=np.int64)
     strings = pa.Array.from_buffers(
         pa.large_string(), len(encoded), [None, pa.py_buffer(characters), pa.py_buffer(b"".join(encoded))]
     )
@@ -377,16 +509,17 @@ def _by_index(options: list[Any], index: np.ndarray, series_of: Callable[[list[A
     return gather_rows(series_of(options), index)
 
 
-def ladder_bounds(steps: Sequence[Step], otherwise: int) -> tuple[int, int]:
-    """Lowest and highest points a ladder can give (the range of a missing input)."""
-    points = [s.points for s in steps] + [otherwise]
-    return min(points), max(points)
+_IDENTITY = ("scale", "version", "citation", "doi")
 
 
 def identity_columns(scale: Any, columns: FrameColumns) -> None:
     """Columns naming the criteria a row was computed under."""
-    for name in ("scale", "version", "citation", "doi"):
-        columns.text(name, [getattr(scale, name)])
+    columns.add_layout(_identity_layout(tuple(getattr(scale, name) for name in _IDENTITY)))
+
+
+@cache
+def _identity_layout(values: tuple[str, ...]) -> Layout:
+    return layout([("texts", name, value) for name, value in zip(_IDENTITY, values)])
 
 
 # ------------------------------------------------------------------------------------------- windows
@@ -398,25 +531,24 @@ class LabRows:
     later row" keeps its meaning. Patients are matched by their category code, never by a join.
     """
 
-    item: np.ndarray  # item code
+    item: np.ndarray  # item code (int64, as the compiled passes read it: converted once, not at each pass)
     t: np.ndarray
     stamp: np.ndarray  # t in whole microseconds: window bounds compare exactly, as in a rolling window by time
-    columns: dict[str, np.ndarray]  # num, lln, uln as float64, NaN where null
-    run_code: np.ndarray  # patient code of each run, ascending
+    run_code: np.ndarray  # patient code of each run (int64, as the compiled passes read it), ascending
     run_first: np.ndarray
     run_end: np.ndarray
     categories: list[str]
+    code: Mapping[str, int]  # the code of each item name
+    events: pl.DataFrame  # the events read, and these rows' numbers in them (for the columns read at first use)
+    event_rows: pl.Series
+    columns: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)  # num, lln, uln once read (:meth:`column`)
 
-    def rows_of(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(first row, end row) of the runs of these patient codes (an empty range for a patient without rows)."""
-        run = position_of(self.run_code, codes)  # -1 reads the appended empty range
-        return np.append(self.run_first, 0)[run], np.append(self.run_end, 0)[run]
-
-    def slots(self, items: Sequence[str]) -> np.ndarray:
-        """Slot (position in ``items``) of each item code, -1 for the other items."""
-        slot_of = np.full(len(self.categories), -1, dtype=np.int64)
-        slot_of[[self.categories.index(i) for i in items]] = np.arange(len(items))
-        return slot_of
+    def column(self, name: str) -> np.ndarray:
+        """The events' column ``name`` (num, lln, uln) at these rows as float64, NaN where null; read at first use:
+        a batch has a million rows, and most scores never read lln."""
+        if name not in self.columns:
+            self.columns[name] = _floats(gather_series(self.events.get_column(name), self.event_rows))
+        return self.columns[name]
 
 
 def position_of(table: np.ndarray, codes: np.ndarray) -> np.ndarray:
@@ -437,32 +569,34 @@ def lab_rows(events: pl.DataFrame, items: Collection[str] | None = None, read: E
         rows = np.arange(codes.size)
     else:
         wanted = np.zeros(len(categories) + 1, dtype=np.bool_)
-        wanted[[categories.index(i) for i in items]] = True
+        wanted[[read.code[i] for i in items]] = True
         rows = np.flatnonzero(wanted[codes])
-    every_patient = read.patient
-    patient = every_patient[rows]
-    change = np.flatnonzero(patient[1:] != patient[:-1]) + 1
-    if np.unique(patient[np.concatenate(([0], change))] if patient.size else patient).size < change.size + 1:
+    patient = read.patient[rows]
+    run_code, run_first, run_end, grouped = patient_runs(patient)
+    if not grouped:  # a patient's rows apart: regrouped, each patient's rows in their given order
         rows = rows[np.argsort(patient, kind="stable")]
-        patient = every_patient[rows]
-        change = np.flatnonzero(patient[1:] != patient[:-1]) + 1
-    first = np.concatenate(([0], change)).astype(np.int64) if patient.size else np.empty(0, np.int64)
-    end = np.concatenate((change, [patient.size])).astype(np.int64) if patient.size else np.empty(0, np.int64)
-    order = np.argsort(patient[first])
+        run_code, run_first, run_end, _ = patient_runs(read.patient[rows])
     # Only the wanted rows are converted: a column with nulls is copied to NumPy, and a batch has millions of rows.
     # Each column is indexed by a UInt32 Series, a direct gather (a frame indexed by an array runs a query, ~80 µs).
     wanted_rows = row_numbers(rows)
     t = gather_series(events.get_column("t"), wanted_rows).to_numpy()
     return LabRows(
-        item=codes[rows],
+        item=codes[rows].astype(np.int64, copy=False),
         t=t,
         stamp=_stamp(t),
-        columns={c: gather_series(events[c], wanted_rows).cast(pl.Float64).to_numpy() for c in ("num", "lln", "uln")},
-        run_code=patient[first][order],
-        run_first=first[order],
-        run_end=end[order],
+        run_code=run_code,
+        run_first=run_first,
+        run_end=run_end,
         categories=categories,
+        code=read.code,
+        events=events,
+        event_rows=wanted_rows,
     )
+
+
+def _floats(column: pl.Series) -> np.ndarray:
+    """A column's values as float64, NaN where null (a cast only when the column is not Float64: ~5 µs each)."""
+    return (column if column.dtype == pl.Float64 else column.cast(pl.Float64)).to_numpy()
 
 
 def _stamp(days: np.ndarray) -> np.ndarray:
@@ -476,20 +610,27 @@ def picked_rows(
     """Per window (patient code, end ``at``) and item of ``picks`` (in order): the row of ``labs`` picked in the
     ``period_days`` up to ``at`` (``last``: the latest, ties the later row; ``max``/``min``: the worst, ties the
     latest), -1 when the window holds none. Below-quantification rows (no number) are not values."""
-    first, end = labs.rows_of(codes)
     return best_rows_in_windows(
         labs.item,
         labs.stamp,
-        labs.columns["num"],
+        labs.column("num"),
         labs.t,
-        labs.slots(list(picks)),
-        np.array([DIRECTION[p] for p in picks.values()], dtype=np.int64),
-        first,
-        end,
+        labs.run_code,
+        labs.run_first,
+        labs.run_end,
+        np.array([labs.code[item] for item in picks], dtype=np.int64),
+        len(labs.categories) + 1,  # a null item's code too
+        _directions(tuple(picks.values())),
+        codes,
         _stamp(at),
         max(1, round(period_days * _US_PER_DAY)),
         closed,
     )
+
+
+@cache
+def _directions(picks: tuple[Pick, ...]) -> np.ndarray:
+    return np.array([DIRECTION[p] for p in picks], dtype=np.int64)
 
 
 def gathered(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -500,9 +641,13 @@ def gathered(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return np.where(found, values[np.maximum(rows, 0)], np.nan)
 
 
-def field_values(labs: LabRows) -> dict[str, np.ndarray]:
-    """The per-row values a pick can report: ``value`` (num), ``day`` (t), ``lln``, ``uln``."""
-    return {"value": labs.columns["num"], "day": labs.t, "lln": labs.columns["lln"], "uln": labs.columns["uln"]}
+#: The per-row values a pick can report, and the events' column of each (the day: the rows' times).
+FIELDS = {"value": "num", "day": "t", "lln": "lln", "uln": "uln"}
+
+
+def field_values(labs: LabRows, fields: Sequence[str] = tuple(FIELDS)) -> list[np.ndarray]:
+    """The per-row values of ``fields`` (of :data:`FIELDS`), in order."""
+    return [labs.t if field == "day" else labs.column(FIELDS[field]) for field in fields]
 
 
 def picked_columns(
@@ -515,13 +660,12 @@ def picked_columns(
 ) -> dict[str, np.ndarray]:
     """``<input>_<field>`` (value, day, lln, uln) columns of the picked ``rows`` (windows x ``items``); returns them
     as arrays (NaN where nothing was picked)."""
-    source = field_values(labs)
-    picked = {f: gathered(source[f], rows) for f in fields}  # every slot at once
-    slot = {item: k for k, item in enumerate(items)}
-    values = {f"{name}_{f}": picked[f][:, slot[item]] for name, item in inputs.items() for f in fields}
-    for name, column in values.items():
-        columns.numbers(name, column)
-    return values
+    slots = rows[:, [list(items).index(item) for item in inputs.values()]]
+    # Inputs x fields x windows: the columns in their order, one part of the numbers.
+    picked = picked_fields(slots, *field_values(labs, fields)).reshape(-1, rows.shape[0])
+    names = [f"{name}_{f}" for name in inputs for f in fields]
+    columns.numbers_rows(names, picked)
+    return dict(zip(names, picked))
 
 
 def pick_values(
@@ -549,7 +693,7 @@ def pick_values(
         pl.Series("item", items * ends.height, dtype=events.schema["item"])
     )
     found = FrameColumns(rows.size)
-    for name, values in field_values(labs).items():
+    for name, values in zip(FIELDS, field_values(labs)):
         found.numbers(name, gathered(values, rows))
     return probes.hstack(found.frame().get_columns())
 
@@ -585,16 +729,8 @@ def patient_table(patients: pl.DataFrame) -> pl.Series:
 
 def first_lymphodepletion(labs: LabRows, codes: np.ndarray) -> np.ndarray:
     """Per patient code: the time of its first lymphodepletion row, NaN when none is recorded."""
-    ld = np.flatnonzero(labs.item == labs.categories.index(ANCHOR_LYMPHODEPLETION))
-    first = np.full(codes.size, np.inf)
-    if ld.size:
-        order = np.argsort(labs.run_first)
-        run = order[np.searchsorted(labs.run_first[order], ld, side="right") - 1]
-        least = np.full(labs.run_code.size, np.inf)
-        np.minimum.at(least, run, labs.t[ld])
-        run = position_of(labs.run_code, codes)
-        first = np.append(least, np.inf)[run]
-    return np.where(np.isfinite(first), first, np.nan)
+    code = labs.code[ANCHOR_LYMPHODEPLETION]
+    return first_times(labs.item, labs.t, labs.run_code, labs.run_first, labs.run_end, code, codes)
 
 
 def baseline_rows(
@@ -633,11 +769,12 @@ def baseline_of(
     ld, rows = baseline_rows(labs, patients.codes, items, lookback_days, anchor)
     columns = FrameColumns(patients.ids.len())
     columns.series(patients.ids)
-    anchor_day = np.where(np.isnan(ld), 0.0, ld)
+    infusion_anchored = np.isnan(ld)
+    anchor_day = np.where(infusion_anchored, 0.0, ld)
     columns.numbers("anchor_day", anchor_day)
-    columns.text("anchor", [ANCHOR_LYMPHODEPLETION, ANCHOR_INFUSION], np.isnan(ld).astype(np.int64))
+    columns.text("anchor", [ANCHOR_LYMPHODEPLETION, ANCHOR_INFUSION], infusion_anchored.astype(np.int64))
     values = picked_columns(labs, rows, inputs, items, fields, columns)
-    return Baseline(columns, {"anchor_day": anchor_day, **values}, np.isnan(ld))
+    return Baseline(columns, {"anchor_day": anchor_day, **values}, infusion_anchored)
 
 
 def baseline_of_frame(frame: pl.DataFrame) -> Baseline:

@@ -35,26 +35,66 @@ from tocsin.config import ScoresConfig
 from tocsin.core.scores.baseline import (
     INFUSION_ANCHOR_CAVEAT,
     Baseline,
+    Bands,
     Input,
     FrameColumns,
-    Step,
+    Ladders,
+    Layout,
+    bands,
     read_baseline,
     identity_columns,
+    TableUnits,
+    in_table_units,
     ladder,
-    ladder_bounds,
+    ladders,
+    layout,
     points_of,
-    settled_band,
+    settled_bands,
+    table_units,
 )
 from tocsin.criteria import load_scale
 
 SCALE = load_scale("car_hematotox")
 INPUTS = {name: Input(name, spec["item"], spec["unit"]) for name, spec in SCALE.table("inputs").items()}
+# The scale's tables a score reads, looked up once (each lookup of an extra field of the model costs ~1 µs).
+_CATEGORIES, _CAVEATS = SCALE.table("categories"), SCALE.table("caveats")
 
 
 @cache
-def _ladder(name: str, boundary_rule: str) -> tuple[Step, ...]:
-    """The point ladder of an input under a boundary rule, in its item's canonical unit, converted once."""
-    return tuple(ladder(SCALE.table("inputs")[name]["ladders"][boundary_rule], INPUTS[name]))
+def _ladders(boundary_rule: str) -> Ladders:
+    """The point ladders of the inputs under a boundary rule, in their items' canonical units, converted once."""
+    specs = SCALE.table("inputs")
+    steps = [ladder(specs[name]["ladders"][boundary_rule], source) for name, source in INPUTS.items()]
+    return ladders(steps, [specs[name]["otherwise"] for name in INPUTS])
+
+
+@cache
+def _inputs_layout() -> Layout:
+    """Per input: its value (in the table's unit), unit, day (the baseline's column) and points."""
+    return layout(
+        [
+            column
+            for name, source in INPUTS.items()
+            for column in (
+                ("numbers", f"{name}_value"),
+                ("texts", f"{name}_unit", source.unit),
+                ("included", f"{name}_day"),
+                ("whole", f"{name}_points"),
+            )
+        ]
+    )
+
+
+@cache
+def _bands() -> Bands:
+    """The risk groups, for the category and the rule of a score's range."""
+    return bands(_CATEGORIES, ("category", "rule"))
+
+
+@cache
+def _units() -> TableUnits:
+    """The conversions of the inputs to the table's units, looked up once."""
+    return table_units(list(INPUTS.values()))
 
 
 def car_hematotox(
@@ -83,23 +123,11 @@ def car_hematotox_columns(base: Baseline, config: ScoresConfig = ScoresConfig())
     frames (:func:`tocsin.core.scores.baseline.frames`)."""
     rule = config.hematotox_boundary_rule
     height = base.columns.height
-    least, most = np.zeros(height), np.zeros(height)
-    inputs = FrameColumns(height)
-    missing: dict[str, np.ndarray] = {}
-    for name, source in INPUTS.items():
-        spec = SCALE.table("inputs")[name]
-        steps = _ladder(name, rule)
-        canonical = base.values[f"{name}_value"]
-        points = points_of(canonical, steps, spec["otherwise"])
-        low, high = ladder_bounds(steps, spec["otherwise"])
-        least, most = least + np.where(np.isnan(points), low, points), most + np.where(np.isnan(points), high, points)
-        inputs.numbers(f"{name}_value", source.in_table_unit(canonical))
-        inputs.text(f"{name}_unit", [source.unit])
-        inputs.include(base.columns, f"{name}_day")
-        inputs.whole(f"{name}_points", points)
-        missing[name] = np.isnan(canonical)
-    categories = SCALE.table("categories")
-    caveats = dict.fromkeys(SCALE.table("caveats"), True)
+    canonical = np.array([base.values[f"{name}_value"] for name in INPUTS])
+    points, least, most = points_of(canonical, _ladders(rule))
+    shown = in_table_units(_units(), canonical)
+    categories = _CATEGORIES
+    caveats = dict.fromkeys(_CAVEATS, True)
     caveats[INFUSION_ANCHOR_CAVEAT] = base.infusion_anchored
     columns = FrameColumns(height)
     columns.include(base.columns, "patient_id")
@@ -107,15 +135,13 @@ def car_hematotox_columns(base: Baseline, config: ScoresConfig = ScoresConfig())
     columns.whole("score_at_least", least)
     columns.whole("score_at_most", most)
     # -1 (unsettled) reads the last option: none.
-    category = settled_band(least, most, categories, "category")
+    category, settled_rule = settled_bands(least, most, _bands())
     columns.text("category", [c["category"] for c in categories] + [None], category)
-    columns.text(
-        "rule", [c["rule"] for c in categories] + ["HEMATOTOX-MISSING"], settled_band(least, most, categories, "rule")
-    )
-    columns.labels("missing", missing)
+    columns.text("rule", [c["rule"] for c in categories] + ["HEMATOTOX-MISSING"], settled_rule)
+    columns.labels_held("missing", list(INPUTS), np.isnan(canonical))
     columns.include(base.columns, "anchor")
     columns.include(base.columns, "anchor_day")
-    columns.include(inputs)
+    columns.add_layout(_inputs_layout(), shown, points, base.columns)
     columns.text("boundary_rule", [rule])
     columns.labels("caveats", caveats)
     identity_columns(SCALE, columns)

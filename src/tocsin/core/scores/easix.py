@@ -24,6 +24,7 @@ Example
 from __future__ import annotations
 
 import math
+from functools import cache
 
 import numpy as np
 import polars as pl
@@ -34,16 +35,45 @@ from tocsin.core.scores.baseline import (
     Baseline,
     Input,
     FrameColumns,
+    Layout,
     read_baseline,
     identity_columns,
+    TableUnits,
+    in_table_units,
+    layout,
     round_to,
+    table_units,
 )
 from tocsin.criteria import load_scale
 
 SCALE = load_scale("easix")
 INPUTS = {name: Input(name, spec["item"], spec["unit"]) for name, spec in SCALE.table("inputs").items()}
+# The scale's tables a score reads, looked up once (each lookup of an extra field of the model costs ~1 µs).
+_CUTOFFS, _FORMULAS, _CAVEATS = SCALE.table("cutoffs"), SCALE.table("formulas"), SCALE.table("caveats")
 _ROUND = 6
 _LN2 = math.log(2.0)
+
+
+@cache
+def _inputs_layout() -> Layout:
+    """Per input: its value (in the formula's unit), unit and day (the baseline's column)."""
+    return layout(
+        [
+            column
+            for name, source in INPUTS.items()
+            for column in (
+                ("numbers", f"{name}_value"),
+                ("texts", f"{name}_unit", source.unit),
+                ("included", f"{name}_day"),
+            )
+        ]
+    )
+
+
+@cache
+def _units() -> TableUnits:
+    """The conversions of the inputs to the table's units, looked up once."""
+    return table_units(list(INPUTS.values()))
 
 
 def _log2(value: float) -> float:
@@ -55,31 +85,53 @@ def _log2(value: float) -> float:
 def _cutoff(name: str | None, score: str) -> dict | None:
     if name is None:
         return None
-    cutoffs = SCALE.table("cutoffs")
+    cutoffs = _CUTOFFS
     if name not in cutoffs or cutoffs[name]["score"] != score:
         known = sorted(k for k, c in cutoffs.items() if c["score"] == score)
         raise ValueError(f"unknown {score} cut-off {name!r}; criteria/easix.yaml has: {', '.join(known) or 'none'}")
     return cutoffs[name]
 
 
-def _formula(score: str, cutoff: dict | None, values: dict[str, np.ndarray], columns: FrameColumns) -> None:
-    """The score, its log2, rule, missing inputs and, with a cut-off, its category and citation."""
-    spec = SCALE.table("formulas")[score]
-    terms = [*spec["numerator"], spec["denominator"]]
-    numerator = np.ones(columns.height)
-    for term in spec["numerator"]:
-        numerator = numerator * values[term]
-    denominator = values[spec["denominator"]]
+@cache
+def _terms() -> tuple[np.ndarray, np.ndarray]:
+    """Per formula, the rows (among the inputs, then a row of ones) of its numerator's terms, padded with the ones,
+    and of its denominator."""
+    formulas, names = _FORMULAS.values(), list(INPUTS)
+    width = max(len(spec["numerator"]) for spec in formulas)
+    numerators = [[names.index(t) for t in spec["numerator"]] for spec in formulas]
+    padded = [terms + [len(names)] * (width - len(terms)) for terms in numerators]
+    return np.array(padded), np.array([names.index(spec["denominator"]) for spec in formulas])
+
+
+def _formulas(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every formula's score (NaN with a missing input or platelets <= 0), its log2 (NaN unless positive) and its
+    denominator, a row each (formulas x patients), from the inputs' ``values`` in the formulas' units."""
+    numerators, denominators = _terms()
+    terms = np.concatenate((values, np.ones((1, values.shape[1]))))
+    numerator = np.ones((numerators.shape[0], values.shape[1]))
+    for k in range(numerators.shape[1]):  # term by term, as the formula multiplies
+        numerator = numerator * terms[numerators[:, k]]
+    denominator = values[denominators]
     with np.errstate(divide="ignore", invalid="ignore"):
         value = round_to(np.where(denominator > 0, numerator / denominator, np.nan), _ROUND)
     log2 = np.full(value.shape, np.nan)
-    positive = np.flatnonzero(value > 0)
+    positive = value > 0
     log2[positive] = [_log2(v) for v in value[positive].tolist()]
-    log2 = round_to(log2, _ROUND)
-    columns.numbers(score, value)
-    columns.numbers(f"{score}_log2", log2)
+    return value, round_to(log2, _ROUND), denominator
+
+
+def _formula(
+    score: str, cutoff: dict | None, formulas: tuple[np.ndarray, ...], missing: np.ndarray, columns: FrameColumns
+) -> None:
+    """The score (its row of the :func:`_formulas`), its log2, rule, missing inputs (``missing``: per input) and,
+    with a cut-off, its category and citation."""
+    spec = _FORMULAS[score]
+    terms = [*spec["numerator"], spec["denominator"]]
+    k = list(_FORMULAS).index(score)
+    value, log2, denominator = (rows[k] for rows in formulas)
+    columns.numbers_rows([score, f"{score}_log2"], np.array((value, log2)))
     columns.text(f"{score}_rule", [spec["rule"], "EASIX-ZERO-PLATELETS"], (denominator == 0).astype(np.int64))
-    columns.labels(f"{score}_missing", {term: np.isnan(values[term]) for term in terms})
+    columns.labels_held(f"{score}_missing", terms, missing[[list(INPUTS).index(term) for term in terms]])
     if cutoff is None:
         columns.text(f"{score}_category", [None])
         columns.text(f"{score}_cutoff", [None])
@@ -120,19 +172,17 @@ def easix_columns(base: Baseline, config: ScoresConfig = ScoresConfig()) -> Fram
 
 
 def _easix_columns(base: Baseline, cutoffs: dict[str, dict | None]) -> FrameColumns:
-    values = {name: source.in_table_unit(base.values[f"{name}_value"]) for name, source in INPUTS.items()}
-    caveats = dict.fromkeys(SCALE.table("caveats"), True)
+    shown = in_table_units(_units(), np.array([base.values[f"{name}_value"] for name in INPUTS]))
+    formulas, missing = _formulas(shown), np.isnan(shown)
+    caveats = dict.fromkeys(_CAVEATS, True)
     caveats[INFUSION_ANCHOR_CAVEAT] = base.infusion_anchored
     columns = FrameColumns(base.columns.height)
     columns.include(base.columns, "patient_id")
     for score, cutoff in cutoffs.items():
-        _formula(score, cutoff, values, columns)
+        _formula(score, cutoff, formulas, missing, columns)
     columns.include(base.columns, "anchor")
     columns.include(base.columns, "anchor_day")
-    for name, source in INPUTS.items():
-        columns.numbers(f"{name}_value", values[name])
-        columns.text(f"{name}_unit", [source.unit])
-        columns.include(base.columns, f"{name}_day")
+    columns.add_layout(_inputs_layout(), shown, source=base.columns)
     columns.labels("caveats", caveats)
     identity_columns(SCALE, columns)
     return columns

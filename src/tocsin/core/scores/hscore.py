@@ -43,20 +43,25 @@ from tocsin.config import ScoresConfig
 from tocsin.core.scores.baseline import (
     Input,
     LabRows,
+    Ladders,
+    Layout,
     Pick,
     Step,
     FrameColumns,
     Windows,
     evaluation_windows,
-    gathered,
-    holds,
     identity_columns,
+    TableUnits,
+    in_table_units,
     lab_rows,
     ladder,
-    ladder_bounds,
+    ladders,
+    layout,
     picked_rows,
     points_of,
+    table_units,
 )
+from tocsin.core.kernels_scores import picked_fields
 from tocsin.criteria import load_scale
 
 SCALE = load_scale("hscore")
@@ -64,26 +69,64 @@ INPUTS = {name: Input(name, spec["item"], spec["unit"]) for name, spec in SCALE.
 LINEAGES = {name: Input(name, spec["item"], spec["unit"]) for name, spec in SCALE.table("cytopenia_lineages").items()}
 CYTOPENIA_STEPS = [Step(s["op"], float(s["value"]), int(s["points"])) for s in SCALE.table("cytopenia_points")]
 #: The labs the HScore reads and the worst direction of each.
+# The scale's tables a score reads, looked up once (each lookup of an extra field of the model costs ~1 µs).
+_CLINICAL, _CUTOFF, _CAVEATS = SCALE.table("clinical_inputs"), SCALE.table("cutoff"), SCALE.table("caveats")
 PICKS: dict[str, Pick] = {spec["item"]: spec["worst"] for spec in SCALE.table("inputs").values()}
 PICKS |= {source.item: "min" for source in LINEAGES.values()}
+#: The lab inputs, then the lineages, and the pick (slot of PICKS) each reads.
+_SOURCES = INPUTS | LINEAGES
+_SLOTS = [list(PICKS).index(source.item) for source in _SOURCES.values()]
+if len(_SOURCES) != len(INPUTS) + len(LINEAGES):
+    raise RuntimeError("criteria/hscore.yaml: an input and a lineage share a name")
 ASSUMED_ABSENT_CAVEAT = "Scored as absent by configuration (scores.hscore_assume_absent), not observed: {}."
 
 
 @cache
-def _ladder(name: str) -> tuple[Step, ...]:
-    """The point ladder of a lab input in its item's canonical unit, converted once."""
-    return tuple(ladder(SCALE.table("inputs")[name]["ladder"], INPUTS[name]))
+def _ladders() -> tuple[Ladders, Ladders, Ladders]:
+    """The point ladders, in the items' canonical units and converted once: of the lab inputs; of each lineage
+    (one step, 1 point: cytopenic, its value against its limit as the table says), whose least and most totals
+    are the lineages certainly and possibly cytopenic; and of those two counts, the cytopenia points."""
+    specs, lineages = SCALE.table("inputs"), SCALE.table("cytopenia_lineages")
+    inputs = ladders(
+        [ladder(specs[name]["ladder"], source) for name, source in INPUTS.items()],
+        [specs[name]["otherwise"] for name in INPUTS],
+    )
+    limits = [
+        [Step(lineages[name]["op"], source.to_canonical(float(lineages[name]["value"])), 1)]
+        for name, source in LINEAGES.items()
+    ]
+    return inputs, ladders(limits, [0] * len(LINEAGES)), ladders([CYTOPENIA_STEPS] * 2, [0, 0])
+
+
+#: The columns of the score's range and probability, in order.
+_TOTALS = ["score", "score_at_least", "score_at_most", "probability_pct_low", "probability_pct_high"]
 
 
 @cache
-def _lineage_limit(name: str) -> float:
-    """The cytopenia limit of a lineage in its item's canonical unit, converted once."""
-    return LINEAGES[name].to_canonical(float(SCALE.table("cytopenia_lineages")[name]["value"]))
+def _inputs_layout() -> Layout:
+    """Per lab input and lineage: its value (in the table's unit), unit and day, and an input's points; then the
+    cytopenic lineages and their points, and each clinical input's points."""
+    columns: list[tuple[str, str] | tuple[str, str, str]] = []
+    for name, source in _SOURCES.items():
+        columns += [("numbers", f"{name}_value"), ("texts", f"{name}_unit", source.unit), ("numbers", f"{name}_day")]
+        if name in INPUTS:
+            columns.append(("whole", f"{name}_points"))
+    columns += [("whole", "cytopenias_value"), ("whole", "cytopenias_points")]
+    return layout(columns + [("whole", f"{name}_points") for name in _CLINICAL])
+
+
+@cache
+def _units() -> TableUnits:
+    """The conversions of the inputs and lineages to the table's units, looked up once."""
+    return table_units(list(_SOURCES.values()))
 
 
 #: Fardet's table as arrays to search (one search instead of a comparison per tabulated score).
-_TABULATED = np.array([row["hscore"] for row in SCALE.table("probability")], dtype=np.float64)
-_PROBABILITY = {field: np.array([float(row[field]) for row in SCALE.table("probability")]) for field in ("low", "high")}
+_TABLE = SCALE.table("probability")
+_TABULATED = np.array([row["hscore"] for row in _TABLE], dtype=np.float64)
+# Each padded with its end row, which a score beyond the table reads: low below the first, high above the last.
+_LOW = np.array([float(row["low"]) for row in [_TABLE[0], *_TABLE]])
+_HIGH = np.array([float(row["high"]) for row in [*_TABLE, _TABLE[-1]]])
 if not (np.diff(_TABULATED) > 0).all():
     raise RuntimeError("criteria/hscore.yaml: the probability table must list increasing HScores")
 
@@ -92,10 +135,11 @@ def _probability(score: np.ndarray, field: str) -> np.ndarray:
     """Fardet's published probability (%) at the nearest tabulated HScore below (low) or above (high); beyond the
     table, its end row."""
     if field == "low":
-        row = np.searchsorted(_TABULATED, score, side="right") - 1  # the highest tabulated score at or below
+        # The highest tabulated score at or below (its row in _LOW, after the padding row).
+        probability = _LOW[np.searchsorted(_TABULATED, score, side="right")]
     else:
-        row = np.searchsorted(_TABULATED, score, side="left")  # the lowest tabulated score at or above
-    return np.where(np.isnan(score), np.nan, _PROBABILITY[field][np.clip(row, 0, _TABULATED.size - 1)])
+        probability = _HIGH[np.searchsorted(_TABULATED, score, side="left")]  # the lowest at or above
+    return np.where(np.isnan(score), np.nan, probability)
 
 
 def hscore(
@@ -130,66 +174,41 @@ def hscore_columns(labs: LabRows, windows: Windows, config: ScoresConfig = Score
     (:func:`tocsin.core.scores.baseline.frames`)."""
     rows = picked_rows(labs, windows.codes, windows.at, PICKS, config.hscore_window_days, windows.closed)
     height = windows.at.size
-    slot = {item: k for k, item in enumerate(PICKS)}
-
-    values, days = gathered(labs.columns["num"], rows), gathered(labs.t, rows)  # every slot at once
-
-    def picked(source: Input) -> tuple[np.ndarray, np.ndarray]:
-        return values[:, slot[source.item]], days[:, slot[source.item]]
-
-    def described(name: str, source: Input, value: np.ndarray, day: np.ndarray) -> None:
-        inputs.numbers(f"{name}_value", source.in_table_unit(value))
-        inputs.text(f"{name}_unit", [source.unit])
-        inputs.numbers(f"{name}_day", day)
-
-    inputs = FrameColumns(height)
-    least, most = np.zeros(height), np.zeros(height)
-    missing: dict[str, np.ndarray | bool] = {}
-    for name, source in INPUTS.items():
-        spec = SCALE.table("inputs")[name]
-        steps = _ladder(name)
-        value, day = picked(source)
-        points = points_of(value, steps, spec["otherwise"])
-        low, high = ladder_bounds(steps, spec["otherwise"])
-        least, most = least + np.where(np.isnan(points), low, points), most + np.where(np.isnan(points), high, points)
-        described(name, source, value, day)
-        inputs.whole(f"{name}_points", points)
-        missing[name] = np.isnan(value)
-    cytopenic, unknown = np.zeros(height), np.zeros(height)
-    for name, source in LINEAGES.items():
-        spec = SCALE.table("cytopenia_lineages")[name]
-        value, day = picked(source)
-        cytopenic += holds(value, spec["op"], _lineage_limit(name))
-        unknown += np.isnan(value)
-        described(name, source, value, day)
-        missing[name] = np.isnan(value)
-    assumed = [name for name in SCALE.table("clinical_inputs") if name in config.hscore_assume_absent]
-    missing |= {name: name not in assumed for name in SCALE.table("clinical_inputs")}
-    lineage_points = points_of(cytopenic, CYTOPENIA_STEPS, 0), points_of(cytopenic + unknown, CYTOPENIA_STEPS, 0)
+    # Every input and lineage at once (inputs x windows): the inputs first, then the lineages.
+    picked = picked_fields(rows[:, _SLOTS], labs.column("num"), labs.t)
+    values, days = picked[:, 0], picked[:, 1]
+    shown = in_table_units(_units(), values)
+    input_ladders, lineage_ladders, count_ladders = _ladders()
+    points, least, most = points_of(values[: len(INPUTS)], input_ladders)
+    _, cytopenic, possible = points_of(values[len(INPUTS) :], lineage_ladders)
+    lineage_points = points_of(np.array((cytopenic, possible)), count_ladders)[0]
     least, most = least + lineage_points[0], most + lineage_points[1]
-    inputs.whole("cytopenias_value", np.where(unknown == 0, cytopenic, np.nan))
-    inputs.whole("cytopenias_points", np.where(lineage_points[0] == lineage_points[1], lineage_points[0], np.nan))
-    for name, spec in SCALE.table("clinical_inputs").items():
-        inputs.whole(f"{name}_points", 0.0 if name in assumed else np.nan)
-        most = most + (0 if name in assumed else spec["max_points"])
+    clinical = _CLINICAL
+    assumed = [name for name in clinical if name in config.hscore_assume_absent]
+    unobserved = np.array([name not in assumed for name in clinical])
+    missing = np.concatenate((np.isnan(values), np.broadcast_to(unobserved[:, None], (unobserved.size, height))))
+    most = most + sum(spec["max_points"] for name, spec in clinical.items() if name not in assumed)
+    counted = [
+        np.where(cytopenic == possible, cytopenic, np.nan),  # cytopenias_value
+        np.where(lineage_points[0] == lineage_points[1], lineage_points[0], np.nan),  # cytopenias_points
+    ]
+    assumed_points = np.broadcast_to(np.where(unobserved, np.nan, 0.0)[:, None], (unobserved.size, height))
+    whole = np.concatenate((points, counted, assumed_points))  # the points of an assumed absence are 0
     score = np.where(least == most, least, np.nan)
-    cutoff = SCALE.table("cutoff")["value"]
+    cutoff = _CUTOFF["value"]
     # The category and rule of a range only when both ends agree on them (0 = below the cut-off, 1 = at or above).
     settled = np.where((least >= cutoff) == (most >= cutoff), (least >= cutoff).astype(np.int64), 2)
-    caveats = list(SCALE.table("caveats"))
+    caveats = list(_CAVEATS)
     if assumed:
         caveats.append(ASSUMED_ABSENT_CAVEAT.format(", ".join(assumed)))
     columns = FrameColumns(height)
     columns.series(*windows.columns)
-    columns.whole("score", score)
-    columns.whole("score_at_least", least)
-    columns.whole("score_at_most", most)
-    columns.whole("probability_pct_low", _probability(score, "low"))
-    columns.whole("probability_pct_high", _probability(score, "high"))
+    totals = (score, least, most, _probability(score, "low"), _probability(score, "high"))
+    columns.whole_rows(_TOTALS, np.array(totals))
     columns.text("category", ["low", "high", None], settled)
     columns.text("rule", ["HSCORE-BELOW-CUTOFF", "HSCORE-CUTOFF", "HSCORE-MISSING"], settled)
-    columns.labels("missing", missing)
-    columns.include(inputs)
+    columns.labels_held("missing", [*_SOURCES, *_CLINICAL], missing)
+    columns.add_layout(_inputs_layout(), np.array((shown, days)).transpose(1, 0, 2).reshape(-1, height), whole)
     columns.constant_list("caveats", caveats)
     identity_columns(SCALE, columns)
     return columns

@@ -34,7 +34,8 @@ Example
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
+from typing import Literal, NamedTuple
 
 import numpy as np
 import polars as pl
@@ -49,19 +50,20 @@ from tocsin.core.scores.baseline import (
     Windows,
     baseline_rows,
     evaluation_windows,
-    field_values,
     frames,
-    gathered,
     identity_columns,
     lab_rows,
     patient_rows,
     picked_rows,
     position_of,
 )
+from tocsin.core.kernels_scores import KLEENE_MET, KLEENE_MISSING, KLEENE_NOT_MET, kleene_screens, picked_fields
 from tocsin.criteria import load_scale
 
 SCALE = load_scale("iec_hs")
 LIMITS = SCALE.table("limits")
+# The scale's tables the screens read, looked up once (each lookup of an extra field of the model costs ~1 µs).
+_SCREENS, _NEEDS, _CAVEATS = SCALE.table("screens"), SCALE.table("needs"), SCALE.table("caveats")
 #: Labs read in the window, and the worst direction of each.
 WINDOW_LABS: dict[str, Pick] = {
     "ferritin": "max",
@@ -77,116 +79,173 @@ WINDOW_LABS: dict[str, Pick] = {
 }
 #: Labs whose value at infusion a criterion compares with.
 INFUSION_LABS = ("ferritin", "anc", "plt", "hgb", "creatinine")
-Column = Mapping[str, np.ndarray]
-# Criteria hold three-valued (Kleene) truth, as Polars' booleans do: 1.0 met, 0.0 not met, NaN missing.
-
-
-def _kleene_or(*states: np.ndarray) -> np.ndarray:
-    out = states[0]
-    for state in states[1:]:
-        out = np.where((out == 1) | (state == 1), 1.0, np.where(np.isnan(out) | np.isnan(state), np.nan, 0.0))
-    return out
-
-
-def _kleene_and(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.where((a == 0) | (b == 0), 0.0, np.where(np.isnan(a) | np.isnan(b), np.nan, 1.0))
-
-
-def _missing_as(state: np.ndarray, value: float) -> np.ndarray:
-    return np.where(np.isnan(state), value, state)
-
-
-def _above(value: np.ndarray, limit: np.ndarray | float) -> np.ndarray:
-    return np.where(np.isnan(value) | np.isnan(limit), np.nan, value > limit)
-
-
-def _below(value: np.ndarray, limit: np.ndarray | float) -> np.ndarray:
-    return np.where(np.isnan(value) | np.isnan(limit), np.nan, value < limit)
-
-
-def _iec_hs_criteria(c: Column) -> dict[str, np.ndarray]:
-    ferritin = _kleene_or(
-        _above(c["ferritin_value"], LIMITS["iec_hs_ferritin_x_uln"] * c["ferritin_uln"]),
-        _above(c["ferritin_value"], LIMITS["iec_hs_ferritin_x_baseline"] * c["ferritin_at_infusion"]),
-    )
-    # New or worsening: below the limit and below the value at infusion (a lineage without one counts).
-    lineages = [
-        _kleene_and(
-            _below(c[f"{lab}_value"], limit), _missing_as(_below(c[f"{lab}_value"], c[f"{lab}_at_infusion"]), 1.0)
-        )
-        for lab, limit in LIMITS["iec_hs_cytopenia"].items()
-    ]
-    times = LIMITS["iec_hs_transaminase_x_uln"]
-    return {
-        "IECHS-FERRITIN": ferritin,
-        "IECHS-CYTOPENIA": _kleene_or(*lineages),
-        "IECHS-TRANSAMINASES": _kleene_or(
-            *(_above(c[f"{lab}_value"], times * c[f"{lab}_uln"]) for lab in ("ast", "alt"))
-        ),
-        "IECHS-FIBRINOGEN": _below(c["fibrinogen_value"], LIMITS["iec_hs_fibrinogen_mg_dl"]),
-        "IECHS-LDH": _above(c["ldh_value"], LIMITS["iec_hs_ldh_x_uln"] * c["ldh_uln"]),
-        "IECHS-HEMOPHAGOCYTOSIS": np.full(c["ferritin_value"].shape, np.nan),  # no event item: always missing
-    }
-
-
-def _car_hlh_criteria(c: Column) -> dict[str, np.ndarray]:
-    liver = [_above(c[f"{lab}_value"], times * c[f"{lab}_uln"]) for lab, times in LIMITS["car_hlh_liver_x_uln"].items()]
-    times = LIMITS["car_hlh_creatinine_x"]
-    unobservable = np.full(c["ferritin_value"].shape, np.nan)  # no event item: always missing
-    return {
-        "CARHLH-FERRITIN": _above(c["ferritin_value"], LIMITS["car_hlh_ferritin_ng_ml"]),
-        "CARHLH-LIVER": _kleene_or(*liver),
-        "CARHLH-RENAL": _kleene_or(
-            _above(c["creatinine_value"], times * c["creatinine_at_infusion"]),
-            _above(c["creatinine_value"], times * c["creatinine_uln"]),
-        ),
-        "CARHLH-PULMONARY-EDEMA": unobservable,
-        "CARHLH-HEMOPHAGOCYTOSIS": unobservable,
-    }
-
-
-#: The screens by name, and the criteria each holds.
-_CRITERIA: dict[str, Callable[[Column], Mapping[str, np.ndarray]]] = {
-    "iec_hs": _iec_hs_criteria,
-    "car_hlh": _car_hlh_criteria,
-}
-
-
 #: The lab columns of the screens' inputs (and outputs), in order.
 LAB_COLUMNS = [f"{lab}_{field}" for lab in WINDOW_LABS for field in ("value", "day", "uln")] + [
     f"{lab}_at_infusion" for lab in INFUSION_LABS
 ]
 
+# Criteria hold three-valued (Kleene) truth, as Polars' booleans do, as ordered codes: "or" is then the highest of
+# its terms and "and" the lowest, so every criterion of both screens is one compiled pass over all windows.
+NOT_MET, MISSING, MET = KLEENE_NOT_MET, KLEENE_MISSING, KLEENE_MET
 
-def _window_lab_values(
-    labs: LabRows, patients: PatientTable, windows: Windows, config: ScoresConfig
-) -> dict[str, np.ndarray]:
-    """The :data:`LAB_COLUMNS` of :func:`screen_inputs` as arrays (NaN where missing)."""
+
+class _Compare(NamedTuple):
+    """``value op limit`` (``limit`` times the column ``of``, when given), ``missing`` when either side is."""
+
+    value: str  # a column of LAB_COLUMNS
+    op: Literal[">", "<"]
+    limit: float
+    of: str | None = None
+    missing: int = MISSING
+
+
+#: No event item records it (haemophagocytosis, pulmonary oedema): always missing.
+_UNOBSERVABLE = _Compare("", ">", 0.0)
+
+
+def _iec_hs_criteria() -> dict[str, list[list[_Compare]]]:
+    """Each IEC-HS criterion as "any of" (the outer list) "all of" (the inner lists)."""
+    times = LIMITS["iec_hs_transaminase_x_uln"]
+    return {
+        "IECHS-FERRITIN": [
+            [_Compare("ferritin_value", ">", LIMITS["iec_hs_ferritin_x_uln"], "ferritin_uln")],
+            [_Compare("ferritin_value", ">", LIMITS["iec_hs_ferritin_x_baseline"], "ferritin_at_infusion")],
+        ],
+        # New or worsening: below the limit and below the value at infusion (a lineage without one counts).
+        "IECHS-CYTOPENIA": [
+            [_Compare(f"{lab}_value", "<", limit), _Compare(f"{lab}_value", "<", 1.0, f"{lab}_at_infusion", MET)]
+            for lab, limit in LIMITS["iec_hs_cytopenia"].items()
+        ],
+        "IECHS-TRANSAMINASES": [[_Compare(f"{lab}_value", ">", times, f"{lab}_uln")] for lab in ("ast", "alt")],
+        "IECHS-FIBRINOGEN": [[_Compare("fibrinogen_value", "<", LIMITS["iec_hs_fibrinogen_mg_dl"])]],
+        "IECHS-LDH": [[_Compare("ldh_value", ">", LIMITS["iec_hs_ldh_x_uln"], "ldh_uln")]],
+        "IECHS-HEMOPHAGOCYTOSIS": [[_UNOBSERVABLE]],
+    }
+
+
+def _car_hlh_criteria() -> dict[str, list[list[_Compare]]]:
+    """Each carHLH criterion as "any of" (the outer list) "all of" (the inner lists)."""
+    times = LIMITS["car_hlh_creatinine_x"]
+    return {
+        "CARHLH-FERRITIN": [[_Compare("ferritin_value", ">", LIMITS["car_hlh_ferritin_ng_ml"])]],
+        "CARHLH-LIVER": [
+            [_Compare(f"{lab}_value", ">", times, f"{lab}_uln")] for lab, times in LIMITS["car_hlh_liver_x_uln"].items()
+        ],
+        "CARHLH-RENAL": [
+            [_Compare("creatinine_value", ">", times, "creatinine_at_infusion")],
+            [_Compare("creatinine_value", ">", times, "creatinine_uln")],
+        ],
+        "CARHLH-PULMONARY-EDEMA": [[_UNOBSERVABLE]],
+        "CARHLH-HEMOPHAGOCYTOSIS": [[_UNOBSERVABLE]],
+    }
+
+
+#: The screens by name, and the criteria each holds.
+_CRITERIA = {"iec_hs": _iec_hs_criteria(), "car_hlh": _car_hlh_criteria()}
+
+
+class _Plan(NamedTuple):
+    """Every criterion of both screens as the arrays :func:`tocsin.core.kernels_scores.kleene_screens` reads: the
+    comparisons on the rows of the lab matrix (the :data:`LAB_COLUMNS`, then a row of ones for a fixed limit and
+    one of NaN for no value), and each criterion's comparisons (criteria x terms x factors; a short list repeats
+    its first entry, which changes no highest or lowest)."""
+
+    value: np.ndarray
+    of: np.ndarray
+    limit: np.ndarray
+    above: np.ndarray
+    missing: np.ndarray
+    terms: np.ndarray
+    # Per screen: its first criterion, its core criterion and the supporting ones it needs; per criterion: its
+    # bit in the screen's labels, whether it supports its screen.
+    first: np.ndarray
+    core: np.ndarray
+    needed: np.ndarray
+    bit: np.ndarray
+    supporting: np.ndarray
+    rows: dict[str, slice]  # each screen's criteria among all (last: the fields before are the kernel's arrays)
+
+
+def _plan() -> _Plan:
+    row = {name: k for k, name in enumerate(LAB_COLUMNS)}
+    one, none = len(LAB_COLUMNS), len(LAB_COLUMNS) + 1
+    compares: list[_Compare] = []
+    terms: list[list[list[int]]] = []
+    rows: dict[str, slice] = {}
+    for screen, criteria in _CRITERIA.items():
+        rows[screen] = slice(len(terms), len(terms) + len(criteria))
+        for conjunctions in criteria.values():
+            terms.append([])
+            for factors in conjunctions:
+                terms[-1].append(list(range(len(compares), len(compares) + len(factors))))
+                compares += factors
+    width = max(len(factors) for criterion in terms for factors in criterion)
+    depth = max(len(criterion) for criterion in terms)
+    padded = [[f + f[:1] * (width - len(f)) for f in c] for c in terms]
+    padded = [c + c[:1] * (depth - len(c)) for c in padded]
+    specs = _SCREENS
+    rules = [(screen, rule) for screen, criteria in _CRITERIA.items() for rule in criteria]
+    return _Plan(
+        value=np.array([row.get(c.value, none) for c in compares]),
+        of=np.array([one if c.of is None else row[c.of] for c in compares]),
+        limit=np.array([float(c.limit) for c in compares]),
+        above=np.array([c.op == ">" for c in compares]),
+        missing=np.array([c.missing for c in compares]),
+        terms=np.array(padded, dtype=np.int64),
+        first=np.array([rows[screen].start for screen in _CRITERIA]),
+        core=np.array([rules.index((screen, specs[screen]["core"])) for screen in _CRITERIA]),
+        needed=np.array([specs[screen]["supporting_needed"] for screen in _CRITERIA]),
+        bit=np.array([1 << list(_CRITERIA[screen]).index(rule) for screen, rule in rules]),
+        supporting=np.array([rule in specs[screen]["supporting"] for screen, rule in rules]),
+        rows=rows,
+    )
+
+
+_PLAN = _plan()
+
+
+class _Screened(NamedTuple):
+    """Per criterion of both screens (in the order of :data:`_CRITERIA`) and window, its state (NOT_MET, MISSING or
+    MET); per screen and window, the status (0 possible: the pattern is there; 1 not met; 2 incomplete: a missing
+    criterion would decide) and the criteria met, not met and missing (bit k: the screen's k-th criterion)."""
+
+    states: np.ndarray
+    status: np.ndarray
+    met: np.ndarray
+    not_met: np.ndarray
+    missing: np.ndarray
+
+
+def _screened(labs: np.ndarray) -> _Screened:
+    """The :class:`_Screened` of both screens from the lab matrix (the :data:`LAB_COLUMNS` x windows)."""
+    return _Screened(*kleene_screens(labs, *_PLAN[:-1]))
+
+
+def _window_lab_values(labs: LabRows, patients: PatientTable, windows: Windows, config: ScoresConfig) -> np.ndarray:
+    """The :data:`LAB_COLUMNS` of :func:`screen_inputs` as a matrix (columns x windows, NaN where missing)."""
     codes = windows.codes
     rows = picked_rows(labs, codes, windows.at, WINDOW_LABS, config.hlh_screen_window_days, windows.closed)
     lookback = config.baseline_lookback_days
     _, infusion_rows = baseline_rows(labs, patients.codes, INFUSION_LABS, lookback, ANCHOR_INFUSION)
     # Each window's patient's row of the per-patient table (none for a patient the table does not list).
     of_window = position_of(patients.codes, codes)
-    default = np.nan if config.ferritin_uln_ng_ml is None else float(config.ferritin_uln_ng_ml)
-    source = field_values(labs)
-    picked = {field: gathered(source[field], rows) for field in ("value", "day", "uln")}  # every lab at once
-    at_infusion = gathered(gathered(labs.columns["num"], infusion_rows), of_window)
-    values: dict[str, np.ndarray] = {}
-    for slot, lab in enumerate(WINDOW_LABS):
-        for field in ("value", "day", "uln"):
-            values[f"{lab}_{field}"] = picked[field][:, slot]
+    listed = of_window >= 0
+    window_infusion_rows = np.full((codes.size, len(INFUSION_LABS)), -1)
+    window_infusion_rows[listed] = infusion_rows[of_window[listed]]
+    # Labs x fields x windows: each lab's value, day and ULN rows, as LAB_COLUMNS has them.
+    picked = picked_fields(rows, labs.column("num"), labs.t, labs.column("uln")).reshape(-1, codes.size)
+    at_infusion = picked_fields(window_infusion_rows, labs.column("num")).reshape(-1, codes.size)
+    values = np.concatenate((picked, at_infusion))
     # Ferritin rows carry no ULN: the configured one.
-    values["ferritin_uln"] = np.where(np.isnan(values["ferritin_uln"]), default, values["ferritin_uln"])
-    for slot, lab in enumerate(INFUSION_LABS):
-        values[f"{lab}_at_infusion"] = at_infusion[:, slot]
+    ferritin_uln = values[LAB_COLUMNS.index("ferritin_uln")]
+    if config.ferritin_uln_ng_ml is not None:
+        ferritin_uln[np.isnan(ferritin_uln)] = float(config.ferritin_uln_ng_ml)
     return values
 
 
-def _lab_columns(values: Column, height: int) -> FrameColumns:
+def _lab_columns(values: np.ndarray, height: int) -> FrameColumns:
     columns = FrameColumns(height)
-    for name in LAB_COLUMNS:
-        columns.numbers(name, values[name])
+    columns.numbers_rows(LAB_COLUMNS, values)
     return columns
 
 
@@ -202,31 +261,27 @@ def screen_inputs(labs: LabRows, patients: pl.DataFrame, windows: Windows, confi
 def _shared_columns(lab_columns: FrameColumns) -> FrameColumns:
     """The columns both screens share after their own: the :data:`LAB_COLUMNS` (``lab_columns``), the caveats and
     the scale's identity (built once for both)."""
-    lab_columns.constant_list("caveats", list(SCALE.table("caveats")))
+    lab_columns.constant_list("caveats", list(_CAVEATS))
     identity_columns(SCALE, lab_columns)
     return lab_columns
 
 
-def _screen(windows: Sequence[pl.Series], labs: Column, shared: FrameColumns, name: str) -> FrameColumns:
-    """One screen's columns: ``windows`` (the patient_id, at and day columns), the screen's criteria on the ``labs``
-    values, the ``shared`` columns (:func:`_shared_columns`), then the screen's citation."""
-    spec = SCALE.table("screens")[name]
-    state = _CRITERIA[name](labs)
-    supporting = [state[rule] for rule in spec["supporting"]]
-    met_count = sum(_missing_as(s, 0.0) for s in supporting)
-    reachable = sum(_missing_as(s, 1.0) for s in supporting)
-    core, needed = state[spec["core"]], spec["supporting_needed"]
-    # 0 possible (the pattern is there), 1 not met, 2 incomplete (a missing criterion would decide).
-    status = np.where((core == 1) & (met_count >= needed), 0, np.where((core == 0) | (reachable < needed), 1, 2))
-    needs = SCALE.table("needs")
+def _screen(windows: Sequence[pl.Series], screened: _Screened, shared: FrameColumns, name: str) -> FrameColumns:
+    """One screen's columns: ``windows`` (the patient_id, at and day columns), the screen's status and criteria
+    (its row of ``screened``), the ``shared`` columns (:func:`_shared_columns`), then the screen's citation."""
+    spec = _SCREENS[name]
+    rules = list(_CRITERIA[name])
+    k = list(_CRITERIA).index(name)
+    status = screened.status[k]
+    needs = _NEEDS
     columns = FrameColumns(windows[0].len())
     columns.series(*windows)
     columns.text("screen", [name])
     columns.text("status", ["possible", "not_met", "incomplete"], status)
     columns.text("rule", [spec["rule_possible"], spec["rule_not_met"], spec["rule_incomplete"]], status)
-    columns.labels("met", {rule: s == 1 for rule, s in state.items()})
-    columns.labels("not_met", {rule: s == 0 for rule, s in state.items()})
-    columns.labels("missing", {f"{rule}: needs {needs[rule]}": np.isnan(s) for rule, s in state.items()})
+    columns.label_bits("met", rules, screened.met[k])
+    columns.label_bits("not_met", rules, screened.not_met[k])
+    columns.label_bits("missing", [f"{rule}: needs {needs[rule]}" for rule in rules], screened.missing[k])
     columns.include(shared)
     columns.text("screen_citation", [spec["citation"]])
     columns.text("screen_doi", [spec["doi"]])
@@ -277,11 +332,11 @@ def hlh_screens(
 def screens(inputs: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Both screens from one :func:`screen_inputs`."""
     windows = tuple(inputs.get_column(c) for c in ("patient_id", "at", "day"))
-    labs = {c: inputs.get_column(c).to_numpy() for c in LAB_COLUMNS}
+    screened = _screened(np.stack([inputs.get_column(c).to_numpy() for c in LAB_COLUMNS]))
     lab_columns = FrameColumns(inputs.height)
     lab_columns.series(*(inputs.get_column(c) for c in LAB_COLUMNS))
     shared = _shared_columns(lab_columns)
-    iec_hs, car_hlh = frames(*(_screen(windows, labs, shared, name) for name in _CRITERIA))
+    iec_hs, car_hlh = frames(*(_screen(windows, screened, shared, name) for name in _CRITERIA))
     return iec_hs, car_hlh
 
 
@@ -308,8 +363,9 @@ def _screen_columns(
     labs: LabRows, patients: PatientTable, windows: Windows, config: ScoresConfig, names: tuple[str, ...]
 ) -> list[FrameColumns]:
     values = _window_lab_values(labs, patients, windows, config)
+    screened = _screened(values)
     shared = _shared_columns(_lab_columns(values, windows.at.size))
-    return [_screen(windows.columns, values, shared, name) for name in names]
+    return [_screen(windows.columns, screened, shared, name) for name in names]
 
 
 def _inputs(
