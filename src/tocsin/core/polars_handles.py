@@ -126,4 +126,10 @@ def cut_columns(whole: pl.Series, names: Sequence[str], offset: int, height: int
 def frame_from(columns: Sequence[pl.Series | PySeries]) -> pl.DataFrame:
     """``pl.DataFrame(columns)`` for columns of one height and distinct names (Series, or the handles of
     :func:`cut_columns`), taken as they are. Polars still checks the heights and names."""
-    return pl.DataFrame._from_pydf(PyDataFrame([c._s if isinstance(c, pl.Series) else c for c in columns]))
+    return frame_of_handles([c._s if isinstance(c, pl.Series) else c for c in columns])
+
+
+def frame_of_handles(handles: list[PySeries]) -> pl.DataFrame:
+    """:func:`frame_from` for handles only (a course's frames have some 500 columns: the type check of each is
+    ~0.2 µs)."""
+    return pl.DataFrame._from_pydf(PyDataFrame(handles))

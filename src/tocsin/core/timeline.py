@@ -33,7 +33,7 @@ import polars as pl
 from tocsin.config import GradingConfig
 from tocsin.core.arrays import EventCodes, codes_of, enum_codes, gather_rows, patient_codes, positions_in
 from tocsin.core.polars_handles import (
-    PySeries, cut_columns, frame_from, gather_series, masked_series, numeric_series, sliced,
+    PySeries, cut_columns, frame_of_handles, gather_series, masked_series, numeric_series, sliced,
 )
 from tocsin.core.kernels_toxicity import (
     CRS_ALTERNATIVE, CRS_ANTIPYRETIC, CRS_CRP, CRS_DEATH, CRS_FIO2, CRS_FLAGS, CRS_FLOATS, CRS_FLOW, CRS_IL6, CRS_MAP,
@@ -212,7 +212,7 @@ def frame_of(columns: Mapping[str, Column]) -> pl.DataFrame:
             gathered = gather_series(source, sliced(rows, offset, len(names) * height, ""))
             handles.update(cut_columns(gathered, names, 0, height))
             offset += len(names) * height
-    return frame_from([handles[name] for name in columns])
+    return frame_of_handles([handles[name] for name in columns])
 
 
 def _height(column: Column) -> int:

@@ -46,7 +46,14 @@ import polars as pl
 import pyarrow as pa
 
 from tocsin.core.arrays import EventCodes, event_codes, gather_rows, patient_codes, row_numbers
-from tocsin.core.polars_handles import PySeries, arrow_series, cut_columns, frame_from, gather_series, numeric_series
+from tocsin.core.polars_handles import (
+    PySeries,
+    arrow_series,
+    cut_columns,
+    frame_of_handles,
+    gather_series,
+    numeric_series,
+)
 from tocsin.core.kernels_scores import (
     COMPARISON,
     DIRECTION,
@@ -414,7 +421,7 @@ def frames(*tables: FrameColumns) -> list[pl.DataFrame]:
                 named[id(other)] = {column.name(): column for column in included}
             columns.append(named[id(other)][name])
         built[id(table)] = columns
-    return [frame_from(built[id(table)]) for table in tables]
+    return [frame_of_handles(built[id(table)]) for table in tables]
 
 
 def _with_included(tables: Sequence[FrameColumns]) -> list[FrameColumns]:
