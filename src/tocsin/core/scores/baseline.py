@@ -253,6 +253,23 @@ def layout(columns: Sequence[tuple[str, str] | tuple[str, str, str]]) -> Layout:
     return Layout(tuple(order), {kind: tuple(own) for kind, own in names.items()}, tuple(texts))
 
 
+def inputs_layout(inputs: Mapping[str, Input], points: bool = False) -> Layout:
+    """The :class:`Layout` of a baseline score's inputs: per input its value (in the score's unit), unit, day (the
+    baseline's column) and, with ``points``, its points."""
+    return layout(
+        [
+            column
+            for name, source in inputs.items()
+            for column in (
+                ("numbers", f"{name}_value"),
+                ("texts", f"{name}_unit", source.unit),
+                ("included", f"{name}_day"),
+                *((("whole", f"{name}_points"),) if points else ()),
+            )
+        ]
+    )
+
+
 class FrameColumns:
     """The columns of an output frame, collected in order and built from a few shared buffers.
 

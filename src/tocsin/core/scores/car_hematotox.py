@@ -47,7 +47,7 @@ from tocsin.core.scores.baseline import (
     in_table_units,
     ladder,
     ladders,
-    layout,
+    inputs_layout,
     points_of,
     settled_bands,
     table_units,
@@ -71,18 +71,7 @@ def _ladders(boundary_rule: str) -> Ladders:
 @cache
 def _inputs_layout() -> Layout:
     """Per input: its value (in the table's unit), unit, day (the baseline's column) and points."""
-    return layout(
-        [
-            column
-            for name, source in INPUTS.items()
-            for column in (
-                ("numbers", f"{name}_value"),
-                ("texts", f"{name}_unit", source.unit),
-                ("included", f"{name}_day"),
-                ("whole", f"{name}_points"),
-            )
-        ]
-    )
+    return inputs_layout(INPUTS, points=True)
 
 
 @cache

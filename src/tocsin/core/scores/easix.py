@@ -40,7 +40,7 @@ from tocsin.core.scores.baseline import (
     identity_columns,
     TableUnits,
     in_table_units,
-    layout,
+    inputs_layout,
     round_to,
     table_units,
 )
@@ -57,17 +57,7 @@ _LN2 = math.log(2.0)
 @cache
 def _inputs_layout() -> Layout:
     """Per input: its value (in the formula's unit), unit and day (the baseline's column)."""
-    return layout(
-        [
-            column
-            for name, source in INPUTS.items()
-            for column in (
-                ("numbers", f"{name}_value"),
-                ("texts", f"{name}_unit", source.unit),
-                ("included", f"{name}_day"),
-            )
-        ]
-    )
+    return inputs_layout(INPUTS)
 
 
 @cache
