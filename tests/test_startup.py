@@ -55,3 +55,22 @@ def test_compiled_kernels_start_without_scipy_and_leave_it_importable() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.split("\n")[:3] == ["[False, True, False, False]", "False", "5.0 5.0"]
+
+
+def test_the_import_block_of_numbas_set_up_holds_for_its_own_thread_only() -> None:
+    """While Numba's set-up refuses ``scipy.linalg`` to its thread, a server's other threads import it as usual."""
+    code = (
+        "import sys, threading\n"
+        "from tocsin.core.segments import _RefusedToThisThread\n"
+        "block = _RefusedToThisThread('colorsys')\n"
+        "sys.meta_path.insert(0, block)\n"
+        "try:\n"
+        "    import colorsys\n"
+        "    print('imported here')\n"
+        "except ImportError:\n"
+        "    print('refused here')\n"
+        "other = threading.Thread(target=lambda: print(__import__('colorsys').__name__, 'in another thread'))\n"
+        "other.start(); other.join()\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split("\n")[:2] == ["refused here", "colorsys in another thread"]

@@ -12,8 +12,10 @@ peak still uses these. The graders' per-patient work is compiled loops over the 
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Callable
 from functools import cache
+from importlib.abc import MetaPathFinder
 from types import ModuleType
 from typing import Any
 
@@ -84,14 +86,28 @@ def _numba() -> ModuleType:
     ``tocsin grade``) only to learn whether ``np.correlate`` and ``np.convolve`` may call BLAS; without it they
     run a plain loop. No kernel here uses them, so the probe is made to fail, and the block is lifted at once: an
     ``import scipy.linalg``, or a kernel calling ``np.dot`` (which asks for BLAS when it is compiled), works as
-    usual."""
+    usual. The block is a finder that refuses ``scipy.linalg`` to this thread only: another thread of a server
+    importing it meanwhile gets it (and then the probe finds it loaded)."""
     import numba
 
     if "scipy.linalg" in sys.modules or "numba.np.arraymath" in sys.modules:  # loaded already: nothing to save
         return numba
-    sys.modules["scipy.linalg"] = None  # type: ignore[assignment]  # importing it now raises ImportError
+    block = _RefusedToThisThread("scipy.linalg")
+    sys.meta_path.insert(0, block)
     try:
         import numba.np.arraymath  # noqa: F401
     finally:
-        del sys.modules["scipy.linalg"]
+        sys.meta_path.remove(block)
     return numba
+
+
+class _RefusedToThisThread(MetaPathFinder):
+    """An import finder that refuses one module to the thread that made it (others look it up as usual)."""
+
+    def __init__(self, name: str) -> None:
+        self.name, self.thread = name, threading.get_ident()
+
+    def find_spec(self, fullname: str, path: object, target: object = None) -> None:
+        if fullname == self.name and threading.get_ident() == self.thread:
+            raise ImportError(f"{fullname} is not imported during Numba's set-up", name=fullname)
+        return None
