@@ -81,6 +81,8 @@ ERROR_SCHEMA = {
 _NO_ERRORS = pl.DataFrame(schema=ERROR_SCHEMA)
 _TRUE = ("true", "yes", "y", "1", "present")
 _FALSE = ("false", "no", "n", "0", "absent")
+
+
 @dataclass(frozen=True)
 class IngestLimits:
     """Time limits for rows. Rows outside are rejected as implausible.
