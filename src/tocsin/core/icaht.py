@@ -237,17 +237,14 @@ def _layout(spec: _Lineage, max_gap: int, late_end_day: int, late_min_values: in
         np.array([name in late_names for name in names], dtype=np.bool_),
     )
     p, given, row = spec.prefix, spec.support_item, k.FIXED_ROWS
-    days: list[tuple[str, str, int, Any]] = []
-    for name in names:
-        days += [(f"days_{name}", _INT, row, pl.UInt32), (f"days_{name}_cumulative", _INT, row + 1, pl.UInt32)]
-        row += 2
-    for band in late_bands:
-        name = band["threshold"]
-        days += [
-            (f"late_days_{name}", _INT, row, pl.UInt32),
-            (f"late_days_{name}_cumulative", _INT, row + 1, pl.UInt32),
-        ]
-        row += 2
+    days: list[tuple[str, str, int, Any]] = []  # each threshold's days, then the late duration bands'
+    for window, thresholds_of in (("", names), ("late_", [band["threshold"] for band in late_bands])):
+        for name in thresholds_of:
+            days += [
+                (f"{window}days_{name}", _INT, row, pl.UInt32),
+                (f"{window}days_{name}_cumulative", _INT, row + 1, pl.UInt32),
+            ]
+            row += 2
     columns = (
         (f"{p}early_grade", _INT, k.EARLY_GRADE, pl.Int8),
         (f"{p}early_grade_min", _INT, k.EARLY_GRADE_MIN, pl.Int8),

@@ -276,6 +276,13 @@ class ToxicityRows:
         wanted[[self.code[i] for i in items]] = True
         return selected_rows(self.item, wanted, -1)[0]
 
+    @property
+    def pass_columns(self) -> tuple[np.ndarray, ...]:
+        """What every state pass reads first, in its order: item, time, number, patient's first row, patient and
+        event row of each row."""
+        return self.item, self.t, self.num, self.start, self.patient, self.rows
+
+
 def toxicity_rows(
     events: pl.DataFrame, patients: pl.DataFrame, items: Collection[str], cause: str, read: EventCodes | None = None
 ) -> ToxicityRows:
@@ -498,12 +505,7 @@ def crs_state(
     cat = events.get_column("cat")  # read once: the frame gathers the texts of one Series object together
     device_of_row[oxygen] = text_codes(gather_rows(cat, rows.rows[oxygen]), DEVICES, DEVICE_UNKNOWN, DEVICE_NONE)
     floats, flags, small, numbers = crs_state_pass(
-        rows.item,
-        rows.t,
-        rows.num,
-        rows.start,
-        rows.patient,
-        rows.rows,
+        *rows.pass_columns,
         tables.role,
         tables.pressor_of,
         tables.counted,
@@ -613,12 +615,7 @@ def icans_state(
     value_code[domain_rows] = text_codes(values, NEURO_VALUE_UNION, -1, ICANS_NO_VALUE)
     signal_of = _icans_signals(tuple(rows.categories), tuple(items))
     floats, flags, numbers = icans_state_pass(
-        rows.item,
-        rows.t,
-        rows.num,
-        rows.start,
-        rows.patient,
-        rows.rows,
+        *rows.pass_columns,
         keep,
         signal_of,
         len(ice_items),
