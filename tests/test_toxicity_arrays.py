@@ -229,3 +229,33 @@ def test_text_codes_in_python_and_by_the_enum_cast_agree(monkeypatch) -> None:
     assert text_codes(texts, ["a", "b"], -1, -2).tolist() == expected
     assert text_codes(texts.drop_nulls(), ["a", "b"], -1, -2).tolist() == [1, -1, 0, 1]
     assert text_codes(texts, ["a", "b"], -1, -2).dtype == np.int64
+
+
+def test_the_timeline_is_built_once_on_first_use_and_its_columns_alone_are_the_same(monkeypatch) -> None:
+    """A batch writes six of the timeline's columns: ``timeline_columns`` builds only those, and must give the
+    frame's own (at a course's height, where a frame joins its columns by type, and at a batch's); the timeline is
+    built once, and a result pickles before and after."""
+    import pickle
+
+    import pytest
+    import tocsin.core.timeline as timeline
+
+    keep = ["patient_id", "t", "grade", "domain", "rule", "missing"]
+    raw = _course([("A", "0", "infusion", "axi-cel", ""), ("A", "1", "temperature", "38.6", "Cel"),
+                   ("A", "1.5", "sbp", "80", "mm[Hg]"), ("A", "2", "ice_score", "6", ""),
+                   ("B", "0", "infusion", "axi-cel", ""), ("B", "1", "temperature", "37", "Cel")])
+    for joined in (True, False):
+        monkeypatch.setattr(timeline, "_JOINED_HEIGHT", 4096 if joined else 0)
+        for toxicity in (grade_events(raw, GradingConfig()).crs, grade_events(raw, GradingConfig()).icans):
+            alone = toxicity.timeline_columns(keep)
+            assert "timeline" not in toxicity.__dict__  # not built for the columns alone
+            copy = pickle.loads(pickle.dumps(toxicity))
+            full = toxicity.timeline
+            assert toxicity.timeline is full and full.columns == list(toxicity.timeline_names)
+            assert full.height > 0 and alone.schema == full.select(keep).schema
+            assert alone.equals(full.select(keep), null_equal=True)
+            assert toxicity.timeline_columns(keep[::-1]).equals(full.select(keep[::-1]), null_equal=True)
+            assert copy.timeline.equals(full, null_equal=True)
+            assert pickle.loads(pickle.dumps(toxicity)).timeline.equals(full, null_equal=True)
+            with pytest.raises(pl.exceptions.ColumnNotFoundError):
+                grade_events(raw, GradingConfig()).crs.timeline_columns(["grade", "no_such_column"])

@@ -99,10 +99,10 @@ def result_tables(result: GradingResult, evidence: bool = False) -> dict[str, pl
     extra = {"crs_evidence": result.crs.evidence(), "icans_evidence": result.icans.evidence()} if evidence else {}
     return {
         **extra,
-        "crs_timeline": result.crs.timeline.select(keep),
+        "crs_timeline": result.crs.timeline_columns(keep),
         "crs_episodes": result.crs.episodes,
         "crs_summary": result.crs.summary,
-        "icans_timeline": result.icans.timeline.select(keep),
+        "icans_timeline": result.icans.timeline_columns(keep),
         "icans_episodes": result.icans.episodes,
         "icans_summary": result.icans.summary,
         "cytopenia": result.hematology.cytopenia,
