@@ -660,3 +660,35 @@ def test_selected_rows_and_their_columns_match_numpy(seed: int, n: int) -> None:
     assert np.array_equal(start, np.flatnonzero(first)[np.cumsum(first) - 1] if rows.size else rows)
     assert np.array_equal(run, np.cumsum(first) - 1)
     assert np.array_equal(heads, patient[rows][first]) and heads.dtype == np.uint32
+
+
+@pytest.mark.parametrize(("seed", "n", "null_share"), [(0, 0, 0.0), (1, 1, 1.0), (2, 1, 0.0), (3, 700, 0.3),
+                                                        (4, 700, 0.0)])
+def test_float_rows_is_the_polars_gather_with_nulls_as_nan(seed: int, n: int, null_share: float) -> None:
+    """``float_rows`` reads the values and validity bits off the Arrow buffers: the same as a Polars gather and its
+    NumPy conversion, for a column with and without nulls, with NaN values, sliced (an offset into the buffers that
+    is not a whole byte), in several chunks, and of another number type."""
+    import polars as pl
+
+    from tocsin.core.arrays import float_rows
+
+    rng = np.random.default_rng(seed)
+    values = rng.normal(size=n)
+    values[rng.random(n) < 0.1] = np.nan
+    column = pl.Series([None if rng.random() < null_share else v for v in values.tolist()], dtype=pl.Float64)
+    rows = np.sort(rng.integers(0, n, n // 2 + 1)) if n else np.zeros(0, np.int64)
+
+    def expected(source: pl.Series, at: np.ndarray) -> np.ndarray:
+        return source.gather(at).cast(pl.Float64).to_numpy()
+
+    assert np.array_equal(float_rows(column, rows), expected(column, rows), equal_nan=True)
+    assert float_rows(column, rows).dtype == np.float64
+    if n > 10:
+        sliced = column.slice(3, n - 5)
+        at = rows[rows < n - 5]
+        assert np.array_equal(float_rows(sliced, at), expected(sliced, at), equal_nan=True)
+        chunks = pl.concat([column.slice(0, 7), column.slice(7)], rechunk=False)
+        assert chunks.n_chunks() == 2
+        assert np.array_equal(float_rows(chunks, rows), expected(column, rows), equal_nan=True)
+        integers = pl.Series([None if v != v else int(v * 100) for v in values.tolist()], dtype=pl.Int32)
+        assert np.array_equal(float_rows(integers, rows), expected(integers, rows), equal_nan=True)

@@ -22,6 +22,7 @@ from typing import NamedTuple
 import numpy as np
 import polars as pl
 
+from tocsin.core.kernels_toxicity import float_rows_pass
 from tocsin.core.polars_handles import gather_series, numeric_series
 
 PID = "patient_id"
@@ -169,6 +170,19 @@ def gather_rows(column: pl.Series, rows: np.ndarray) -> pl.Series:
     return gather_series(column, row_numbers(rows))
 
 
+def float_rows(column: pl.Series, rows: np.ndarray) -> np.ndarray:
+    """A number column at these (non-negative) row numbers as float64, NaN where null: one compiled gather off the
+    column's Arrow buffers (exported without a copy). A Polars gather, then its conversion to NumPy (which fills
+    the nulls in a copy) cost ~5 ms for a chunk's 440,000 CRS rows."""
+    array = (column if column.dtype == pl.Float64 else column.cast(pl.Float64)).to_arrow()
+    if not len(array):
+        return np.empty(0)
+    validity, data = array.buffers()
+    values = np.frombuffer(data, np.float64, len(array), 8 * array.offset)
+    valid = np.frombuffer(validity, np.uint8) if array.null_count else np.zeros(0, np.uint8)
+    return float_rows_pass(values, valid, array.offset, rows.astype(np.int64, copy=False))
+
+
 def read_item_rows(events: pl.DataFrame, items: Sequence[str]) -> tuple[pl.Series, ItemRows]:
     """The patients of ``events`` in order (runs of patient_id, so a patient without rows of ``items`` keeps
     its place) and the rows of ``items`` as arrays: :func:`item_rows` on the events' own codes."""
@@ -193,7 +207,7 @@ def item_rows(events: pl.DataFrame, read: EventCodes, items: Sequence[str]) -> t
         starts.size,
         np.searchsorted(starts, rows, side="right") - 1,
         events.get_column("t").to_numpy()[rows].astype(np.float64, copy=False),
-        gather_rows(events.get_column("num"), rows).to_numpy().astype(np.float64, copy=False),
+        float_rows(events.get_column("num"), rows),
         slot_of_code[read.item[rows]],
         tuple(items),
         rows,

@@ -522,3 +522,20 @@ def row_columns(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """:func:`_row_columns_loop`, compiled."""
     return compiled(_row_columns_loop)(rows, item, patient, t)
+
+
+def _float_rows_loop(values: np.ndarray, valid: np.ndarray, offset: int, rows: np.ndarray) -> np.ndarray:
+    """``values`` at these rows, NaN where the row is null: ``valid`` is the column's Arrow validity bitmap (bit
+    ``offset + row``, least significant first; empty: no null)."""
+    out = np.empty(rows.shape[0])
+    nulls = valid.shape[0] > 0
+    for k in range(rows.shape[0]):
+        row = rows[k]
+        bit = offset + row
+        out[k] = np.nan if nulls and not (valid[bit >> 3] >> (bit & 7)) & 1 else values[row]
+    return out
+
+
+def float_rows_pass(values: np.ndarray, valid: np.ndarray, offset: int, rows: np.ndarray) -> np.ndarray:
+    """:func:`_float_rows_loop`, compiled."""
+    return compiled(_float_rows_loop)(values, valid, offset, rows)
