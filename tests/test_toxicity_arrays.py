@@ -259,3 +259,24 @@ def test_the_timeline_is_built_once_on_first_use_and_its_columns_alone_are_the_s
             assert pickle.loads(pickle.dumps(toxicity)).timeline.equals(full, null_equal=True)
             with pytest.raises(pl.exceptions.ColumnNotFoundError):
                 grade_events(raw, GradingConfig()).crs.timeline_columns(["grade", "no_such_column"])
+
+
+def test_a_taken_column_reads_its_rows_when_read_and_in_a_frame() -> None:
+    """A ``Taken`` column is its source at its rows (-1 and a NaN value: null; ``finite``: NaN 0, infinities the
+    largest floats), the same in a frame as the array it stands for; a grader's read keeps the values."""
+    from tocsin.core.timeline import Taken
+
+    source = np.array([1.5, np.nan, np.inf, -np.inf, 4.0])
+    index = np.array([0, -1, 1, 2, 3, 4], dtype=np.int32)
+    plain = np.array([1.5, np.nan, np.nan, np.inf, -np.inf, 4.0])
+    assert np.array_equal(Taken(source, index).values(), plain, equal_nan=True)
+    assert np.array_equal(Taken(source, index, finite=True).values(), np.nan_to_num(plain))
+    assert np.isnan(Taken(source[:0], np.full(2, -1, np.int32)).values()).all()  # no source row: all null
+    frame = frame_of({"a": Taken(source, index), "b": plain, "r": Taken(source, index, finite=True)})
+    assert frame.get_column("a").equals(frame.get_column("b").alias("a"), null_equal=True)
+    assert frame.get_column("a").null_count() == 2 and frame.get_column("r").null_count() == 0
+    state = Assessments(labels(["P"], np.zeros(6, np.int64)), np.zeros(6, np.int64), np.zeros(6, np.bool_),
+                        np.arange(6.0))
+    state.add(a=Taken(source, index))
+    read = state["a"]
+    assert np.array_equal(read, plain, equal_nan=True) and state["a"] is read

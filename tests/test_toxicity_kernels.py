@@ -23,7 +23,7 @@ from tocsin.core.icans_astct2019 import _grade_loop as icans_grade_loop
 from tocsin.core.icans_astct2019 import _tables as icans_tables
 from tocsin.core.evidence import first_label
 from tocsin.core.segments import compiled
-from tocsin.core.timeline import labels
+from tocsin.core.timeline import Taken, labels
 
 _CODES = {
     "temperature": K.CRS_TEMPERATURE,
@@ -158,6 +158,10 @@ def _crs_reference(columns: tuple) -> dict[str, list]:
         for p, rate in enumerate(rates):
             put(f"rate_{p}", rate)
             put(f"rate_{p}_t", at(t, pressor_rows[p]))
+            put(f"pressor_{p}_at", pressor_rows[p])
+        for name, latest_row in (("fever", "fever"), ("temp", "temp"), ("o2_flow", "flow"), ("fio2", "fio2"),
+                                 ("antipyretic", "antipyretic"), ("alt", "alt")):
+            put(f"{name}_at", rows[latest_row])
         flags = {
             "first": bool(start[row] != previous_start), "temp_is_fever": rows["temp"] >= 0
             and rows["temp"] == rows["fever"], "death_due": rows["death"] >= 0,
@@ -200,16 +204,29 @@ def _crs_reference(columns: tuple) -> dict[str, list]:
 
 
 def _crs_kernel(columns: tuple) -> dict[str, list]:
+    """The pass's outputs by name, with the columns it gives as latest rows read from those rows (as the state
+    does: :class:`tocsin.core.timeline.Taken`)."""
+    t, num, event_row = columns[1], columns[2], columns[5]
     floats, flags, small, numbers = K.crs_state_pass(*columns)
     pressors = columns[8].shape[0]
-    names = [*K.CRS_FLOATS, *(f"rate_{p}" for p in range(pressors)), *(f"rate_{p}_t" for p in range(pressors))]
     out = {}
-    for table, table_names in ((floats, names), (flags, K.CRS_FLAGS), (small, K.CRS_SMALL),
-                               (numbers, K.CRS_NUMBERS)):
+    for table, table_names in ((floats, K.CRS_FLOATS), (flags, K.CRS_FLAGS), (small, K.CRS_SMALL),
+                               (numbers, [*K.CRS_NUMBERS, *(f"pressor_{p}_at" for p in range(pressors))])):
         assert table.shape == (len(table_names), table.shape[1])
-        out.update({name: values.tolist() for name, values in zip(table_names, table, strict=True)})
+        out.update({name: values for name, values in zip(table_names, table, strict=True)})
     assert flags.dtype == np.bool_ and small.dtype == np.int8 and numbers.dtype == np.int32
-    return out
+    event_t = np.full(3 * t.shape[0] + 2, np.nan)  # the events' times at their rows (event_row: 3 k + 1)
+    event_t[event_row] = t
+    out.update({f"{name}_t": Taken(t, out[f"{name}_at"]).values()
+                for name in ("fever", "temp", "o2_flow", "fio2", "antipyretic", "alt")})
+    out.update({f"{name}_value": Taken(num, out[f"{name}_at"]).values() for name in ("fever", "temp")})
+    out["fio2"] = Taken(num, out["fio2_at"]).values()
+    out.update({f"{name}_t": Taken(event_t, out[f"{name}_row"]).values()
+                for name in ("o2_device", "waiver_drug", "death")})
+    for p in range(pressors):
+        out[f"rate_{p}"] = Taken(num, out[f"pressor_{p}_at"], finite=True).values()
+        out[f"rate_{p}_t"] = Taken(t, out[f"pressor_{p}_at"]).values()
+    return {name: values.tolist() for name, values in out.items()}
 
 
 def _same(a: list, b: list) -> bool:

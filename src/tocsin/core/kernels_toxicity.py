@@ -6,11 +6,13 @@ windows, the latest blood pressure, the support): each a few µs of interpreter 
 loop compiled by Numba (:func:`tocsin.core.segments.compiled`: imported on first use, cached on disk) keeps the
 latest row of each signal as it walks the rows (a patient's rows adjacent, in time order) and writes the columns
 at the last row of each (patient, time). The outputs are a few two-dimensional arrays, one row per column, named
-by the tuples below. Two smaller passes read the toxicity's rows out of the events: their row numbers (one pass
-over the item codes) and their item, time and patient runs.
+by the tuples below; a column that is a latest row's own value or time is output as that row's number, and read
+from the row when the column is (:class:`tocsin.core.timeline.Taken`). Smaller passes read the toxicity's rows
+out of the events: their row numbers (one pass over the item codes), their item, time and patient runs, and a
+number column at them (its nulls read off the Arrow validity bits).
 
 Floating point follows the NumPy code this replaced: the same operations in the same order (``(t - then) * 24``
-compared with the window, ``fmax`` of two times, ``nan_to_num`` of a rate), so every value is bit for bit the same.
+compared with the window, ``fmax`` of two times), so every value is bit for bit the same.
 """
 
 from __future__ import annotations
@@ -37,25 +39,10 @@ HOURS_PER_DAY = 24.0
     CRS_ANTIPYRETIC,
 ) = (1 << bit for bit in range(12))
 
-#: Rows of the CRS pass's float output (NaN = null); the rates and their times (one per vasopressor) follow.
-CRS_FLOATS = (
-    "t",
-    "fever_t",
-    "fever_value",
-    "temp_t",
-    "temp_value",
-    "o2_device_t",
-    "o2_flow_t",
-    "fio2",
-    "fio2_t",
-    "waiver_drug_t",
-    "antipyretic_t",
-    "death_t",
-    "alt_t",
-    "bp_t",
-    "bp_value",
-    "o2_flow_current",
-)
+#: Rows of the CRS pass's float output (NaN = null): the values it derives. A value or time that is a row's own is
+#: given as that row's number instead (:data:`CRS_NUMBERS`): 4 bytes where the value and its time were 16, and a
+#: chunk's pass spent half its time writing its floats out (a batch reads most of them never).
+CRS_FLOATS = ("t", "bp_t", "bp_value", "o2_flow_current")
 #: Rows of the CRS pass's boolean output.
 CRS_FLAGS = (
     "first",
@@ -75,8 +62,10 @@ CRS_FLAGS = (
 #: Rows of the CRS pass's small-integer output (-1 = unknown for the cytokines' ``falling``).
 CRS_SMALL = ("il6_falling", "crp_falling", "o2_device_tier", "n_vasopressors")
 #: Rows of the CRS pass's row-number and code output (-1 = none): event rows of the assessment and of the
-#: texts shown, the patient's position, the device's code, the attributions' rows and the blood pressure shown.
-#: As 32 bits: a chunk's state is some 150,000 assessments, and writing the outputs is most of the pass.
+#: texts shown, the patient's position, the device's code, the attributions' rows and the blood pressure shown,
+#: then the rows (among the pass's rows) of the latest fever, temperature, O2 flow, FiO2, antipyretic and
+#: attribution; the latest row of each vasopressor follows. As 32 bits: a chunk's state is some 150,000
+#: assessments, and writing the outputs is most of the pass.
 CRS_NUMBERS = (
     "row",
     "patient",
@@ -88,6 +77,12 @@ CRS_NUMBERS = (
     "alt_hypotension",
     "alt_hypoxia",
     "bp_item",
+    "fever_at",
+    "temp_at",
+    "o2_flow_at",
+    "fio2_at",
+    "antipyretic_at",
+    "alt_at",
 )
 #: Rows of the CRS pass's ``limits`` input.
 CRS_LIMITS = (
@@ -104,8 +99,6 @@ _N_FINDINGS = 3  # fever, hypotension, hypoxia: the findings a CRS attribution c
 _N_CRS_FLOATS, _N_CRS_FLAGS, _N_CRS_SMALL, _N_CRS_NUMBERS = len(CRS_FLOATS), len(CRS_FLAGS), len(CRS_SMALL), len(
     CRS_NUMBERS
 )
-#: ``np.nan_to_num``'s value for an infinite rate.
-_LARGEST = float(np.finfo(np.float64).max)
 
 
 def _crs_state_loop(
@@ -145,23 +138,16 @@ def _crs_state_loop(
     def at(values: np.ndarray, row: int) -> float:
         return values[row] if row >= 0 else np.nan
 
-    def rate_of(value: float) -> float:  # ``np.nan_to_num``: 0 where no rate is known
-        if np.isnan(value):
-            return 0.0
-        if np.isinf(value):
-            return _LARGEST if value > 0 else -_LARGEST
-        return value
-
     n = item.shape[0]
     pressors = counted.shape[0]
     assessments = 0
     for row in range(n):
         if row == n - 1 or t[row + 1] != t[row] or start[row + 1] != start[row]:
             assessments += 1
-    floats = np.empty((_N_CRS_FLOATS + 2 * pressors, assessments))
+    floats = np.empty((_N_CRS_FLOATS, assessments))
     flags = np.empty((_N_CRS_FLAGS, assessments), dtype=np.bool_)
     small = np.empty((_N_CRS_SMALL, assessments), dtype=np.int8)
-    numbers = np.empty((_N_CRS_NUMBERS, assessments), dtype=np.int32)
+    numbers = np.empty((_N_CRS_NUMBERS + pressors, assessments), dtype=np.int32)
     fever_c, pediatric_age, pediatric_base, pediatric_per_year = limits[0], limits[1], limits[2], limits[3]
     sbp_limit, map_limit, fever_window, bp_validity = limits[4], limits[5], limits[6], limits[7]
     latest_finding = np.full(_N_FINDINGS, -1, dtype=np.int64)
@@ -231,22 +217,15 @@ def _crs_state_loop(
         # A flow belongs to the current device only if it was recorded with it or later.
         current_flow = flow_value if np.isnan(device_t) or flow_t >= device_t else np.nan
         code = device[oxygen] if oxygen >= 0 else device_none
-        floats[0, k], floats[1, k], floats[2, k], floats[3, k], floats[4, k] = (
-            now, fever_t, at(num, fever), temp_t, at(num, temp)
-        )
-        floats[5, k], floats[6, k], floats[7, k], floats[8, k] = device_t, flow_t, at(num, fio2), at(t, fio2)
-        floats[9, k], floats[10, k], floats[11, k], floats[12, k] = (
-            at(t, waiver), at(t, antipyretic), at(t, death), at(t, alt)
-        )
-        floats[13, k] = bp_t
-        floats[14, k] = sbp_value if show_sbp else map_value if map_now else np.nan
-        floats[15, k] = current_flow
+        floats[0, k], floats[1, k], floats[2, k], floats[3, k] = now, bp_t, (
+            sbp_value if show_sbp else map_value if map_now else np.nan
+        ), current_flow
+        numbers[10, k], numbers[11, k], numbers[12, k] = fever, temp, flow
+        numbers[13, k], numbers[14, k], numbers[15, k] = fio2, antipyretic, alt
         running, n_counted = False, 0
         for p in range(pressors):
-            rate = rate_of(at(num, latest_pressor[p]))
-            floats[_N_CRS_FLOATS + p, k] = rate
-            floats[_N_CRS_FLOATS + pressors + p, k] = at(t, latest_pressor[p])
-            if rate > 0:
+            numbers[_N_CRS_NUMBERS + p, k] = latest_pressor[p]
+            if at(num, latest_pressor[p]) > 0:  # running (an unknown rate, NaN, is none)
                 running = True
                 n_counted += counted[p]
         for f in range(_N_FINDINGS):
@@ -293,8 +272,8 @@ def _crs_state_loop(
 
 def crs_state_pass(*columns: object) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """:func:`_crs_state_loop`, compiled: its float, boolean, small-integer and number outputs (rows named by
-    :data:`CRS_FLOATS` with the vasopressors' rates and times after them, :data:`CRS_FLAGS`, :data:`CRS_SMALL`,
-    :data:`CRS_NUMBERS`)."""
+    :data:`CRS_FLOATS`, :data:`CRS_FLAGS`, :data:`CRS_SMALL`, :data:`CRS_NUMBERS` with the vasopressors' latest
+    rows after them)."""
     return compiled(_crs_state_loop)(*columns)
 
 

@@ -131,7 +131,24 @@ class NullableInt:
     dtype: type[pl.DataType] = pl.Int8
 
 
-Column = np.ndarray | Text | NullableInt
+@dataclass(frozen=True)
+class Taken:
+    """A number column kept as row numbers into ``source`` (-1: NaN, a null) until read: a state pass gives the
+    latest row of a signal where it gave that row's value and time (a batch reads most such columns never).
+    ``finite``: ``np.nan_to_num`` of the values (a vasopressor's rate: 0 where none is known)."""
+
+    source: np.ndarray
+    index: np.ndarray
+    finite: bool = False
+
+    def values(self) -> np.ndarray:
+        taken = np.where(self.index >= 0, self.source[self.index], np.nan) if self.source.size else np.full(
+            self.index.shape, np.nan
+        )
+        return np.nan_to_num(taken) if self.finite else taken
+
+
+Column = np.ndarray | Text | NullableInt | Taken
 
 
 #: The NumPy type of each dtype a nullable integer column (a boolean among them: 0/1) or a text's row numbers can have.
@@ -175,6 +192,8 @@ def frame_of(columns: Mapping[str, Column]) -> pl.DataFrame:
     texts: dict[int, list[str]] = {}  # by the identity of the source
     for name, value in columns.items():
         kind = type(value)
+        if kind is Taken:
+            value, kind = value.values(), np.ndarray  # type: ignore[union-attr]
         if kind is Text:
             named = texts.get(id(value.source))  # type: ignore[union-attr]
             if named is None:
@@ -216,7 +235,7 @@ def frame_of(columns: Mapping[str, Column]) -> pl.DataFrame:
 
 
 def _height(column: Column) -> int:
-    return int((column.index if isinstance(column, Text) else column.values if isinstance(column, NullableInt)
+    return int((column.index if isinstance(column, Text | Taken) else column.values if isinstance(column, NullableInt)
                 else column).shape[0])
 
 
@@ -235,6 +254,8 @@ class Assessments:
     def __getitem__(self, name: str) -> np.ndarray:
         value = self.columns[name]
         assert not isinstance(value, Text), name
+        if isinstance(value, Taken):  # read now, and kept: a grader reads a column again, and so does the frame
+            value = self.columns[name] = value.values()
         return value.values if isinstance(value, NullableInt) else value
 
     def text(self, name: str) -> Text:
@@ -530,13 +551,21 @@ def crs_state(
         DEVICE_NONE,
         config.episodes.crs_resolution == "fever_gone_cytokines_falling",
     )
-    number = dict(zip(CRS_NUMBERS, numbers, strict=True))
+    number = dict(zip(CRS_NUMBERS, numbers, strict=False))
     state = Assessments(Text(events.get_column(PID), number["row"]), number["patient"], flags[0], floats[0])
     pressors = tables.pressors
+    event_t = events.get_column("t").to_numpy()  # a canonical time is never null: no copy
+    latest = {name: number[f"{name}_at"] for name in ("fever", "temp", "o2_flow", "fio2", "antipyretic", "alt")}
     state.add(
-        **dict(zip(CRS_FLOATS[1:], floats[1:], strict=False)),
-        **{f"rate_{p}": floats[len(CRS_FLOATS) + k] for k, p in enumerate(pressors)},
-        **{f"rate_{p}_t": floats[len(CRS_FLOATS) + len(pressors) + k] for k, p in enumerate(pressors)},
+        **dict(zip(CRS_FLOATS[1:], floats[1:], strict=True)),
+        **{f"{name}_t": Taken(rows.t, at) for name, at in latest.items()},
+        fever_value=Taken(rows.num, latest["fever"]),
+        temp_value=Taken(rows.num, latest["temp"]),
+        fio2=Taken(rows.num, latest["fio2"]),
+        # The times of the rows whose text is shown, from their event rows.
+        **{f"{name}_t": Taken(event_t, number[f"{name}_row"]) for name in ("o2_device", "waiver_drug", "death")},
+        **{f"rate_{p}": Taken(rows.num, numbers[len(CRS_NUMBERS) + k], True) for k, p in enumerate(pressors)},
+        **{f"rate_{p}_t": Taken(rows.t, numbers[len(CRS_NUMBERS) + k]) for k, p in enumerate(pressors)},
         **dict(zip(CRS_FLAGS[1:], flags[1:], strict=True)),
         **dict(zip(CRS_SMALL, small, strict=True)),
         o2_device=Text(cat, number["o2_device_row"]),
