@@ -272,6 +272,13 @@ def test_a_taken_column_reads_its_rows_when_read_and_in_a_frame() -> None:
     assert np.array_equal(Taken(source, index).values(), plain, equal_nan=True)
     assert np.array_equal(Taken(source, index, finite=True).values(), np.nan_to_num(plain))
     assert np.isnan(Taken(source[:0], np.full(2, -1, np.int32)).values()).all()  # no source row: all null
+    assert Taken(source, index[:0]).values().shape == (0,)
+    rng = np.random.default_rng(3)
+    values = rng.choice([np.nan, np.inf, -np.inf, 0.0, 2.5, -1.0], 500)
+    rows = rng.integers(-1, 500, 900).astype(np.int32)
+    reference = np.where(rows >= 0, values[rows], np.nan)
+    assert np.array_equal(Taken(values, rows).values(), reference, equal_nan=True)
+    assert np.array_equal(Taken(values, rows, finite=True).values(), np.nan_to_num(reference))
     frame = frame_of({"a": Taken(source, index), "b": plain, "r": Taken(source, index, finite=True)})
     assert frame.get_column("a").equals(frame.get_column("b").alias("a"), null_equal=True)
     assert frame.get_column("a").null_count() == 2 and frame.get_column("r").null_count() == 0

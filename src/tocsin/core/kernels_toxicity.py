@@ -518,3 +518,22 @@ def _float_rows_loop(values: np.ndarray, valid: np.ndarray, offset: int, rows: n
 def float_rows_pass(values: np.ndarray, valid: np.ndarray, offset: int, rows: np.ndarray) -> np.ndarray:
     """:func:`_float_rows_loop`, compiled."""
     return compiled(_float_rows_loop)(values, valid, offset, rows)
+
+
+def _taken_loop(source: np.ndarray, index: np.ndarray, finite: bool) -> np.ndarray:
+    """``source`` at ``index`` (-1: NaN); ``finite``: ``np.nan_to_num`` of the values (NaN 0, an infinity the
+    largest float of its sign)."""
+    largest = np.finfo(np.float64).max
+    out = np.empty(index.shape[0])
+    for k in range(index.shape[0]):
+        value = source[index[k]] if index[k] >= 0 else np.nan
+        if finite:
+            value = 0.0 if np.isnan(value) else largest if value == np.inf else -largest if value == -np.inf else value
+        out[k] = value
+    return out
+
+
+def taken(source: np.ndarray, index: np.ndarray, finite: bool) -> np.ndarray:
+    """:func:`_taken_loop`, compiled: one pass at the assessments' height (where a NumPy take, a mask and a
+    ``where`` were three, ~0.8 ms for a chunk's CRS column)."""
+    return compiled(_taken_loop)(source, index, finite)

@@ -39,7 +39,7 @@ from tocsin.core.kernels_toxicity import (
     CRS_ALTERNATIVE, CRS_ANTIPYRETIC, CRS_CRP, CRS_DEATH, CRS_FIO2, CRS_FLAGS, CRS_FLOATS, CRS_FLOW, CRS_IL6, CRS_MAP,
     CRS_NUMBERS, CRS_OXYGEN, CRS_SBP, CRS_SMALL, CRS_TEMPERATURE, CRS_WAIVER, ICANS_ATTRIBUTION, ICANS_DOMAINS,
     ICANS_FINDINGS, ICANS_FLAGS, ICANS_FLOATS, ICANS_NO_VALUE, ICANS_NUMBERS, crs_state_pass, icans_state_pass,
-    row_columns, selected_rows,
+    row_columns, selected_rows, taken,
 )
 from tocsin.core.segments import compiled, latest_rows_loop
 from tocsin.criteria import load_scale
@@ -142,10 +142,7 @@ class Taken:
     finite: bool = False
 
     def values(self) -> np.ndarray:
-        taken = np.where(self.index >= 0, self.source[self.index], np.nan) if self.source.size else np.full(
-            self.index.shape, np.nan
-        )
-        return np.nan_to_num(taken) if self.finite else taken
+        return taken(self.source, self.index, self.finite)
 
 
 Column = np.ndarray | Text | NullableInt | Taken
