@@ -659,24 +659,42 @@ def test_course_pass_matches_the_reference(seed: int, n: int) -> None:
     assert found[2].dtype == np.int32
 
 
-@pytest.mark.parametrize(("seed", "n"), [(0, 0), (1, 1), (2, 500)])
+@pytest.mark.parametrize(("seed", "n"), [(0, 0), (1, 1), (2, 500), (3, 500)])
 def test_selected_rows_and_their_columns_match_numpy(seed: int, n: int) -> None:
+    import polars as pl
+
+    from tocsin.core.arrays import float_buffers
+
     rng = np.random.default_rng(seed)
     item = rng.integers(0, 9, n).astype(np.uint8)  # code 8: a null item
     patient = np.sort(rng.integers(0, 6, n)).astype(np.uint32)
     t = rng.uniform(0, 5, n)
+    values = rng.normal(size=n)
+    values[rng.random(n) < 0.1] = np.nan
+    num = pl.Series([None if rng.random() < 0.2 * (seed % 2) else v for v in values.tolist()], dtype=pl.Float64)
     wanted = np.array([True, False, True, True, False, False, True, False, rng.random() < 0.5])
-    rows, deaths = K.selected_rows(item, wanted, 3)
+    rows = K.selected_rows(item, wanted)
     assert np.array_equal(rows, np.flatnonzero(wanted[item])) and rows.dtype == np.int64
-    assert np.array_equal(rows[deaths], np.flatnonzero(wanted[item] & (item == 3)))
-    items, times, start, run, heads = K.row_columns(rows, item, patient, t)
-    first = np.ones(rows.size, dtype=np.bool_)
-    first[1:] = patient[rows][1:] != patient[rows][:-1]
-    assert np.array_equal(items, item[rows]) and items.dtype == np.uint8
-    assert np.array_equal(times, t[rows])
-    assert np.array_equal(start, np.flatnonzero(first)[np.cumsum(first) - 1] if rows.size else rows)
+    count, deaths = K.counted_rows(item, wanted, 3)
+    assert count == rows.size and np.array_equal(deaths, np.flatnonzero(wanted[item] & (item == 3)))
+    assert K.counted_rows(item, wanted & (np.arange(9) != 3), 3)[1].size == 0  # deaths not wanted: none
+    dropped = deaths[::2]
+    kept = np.setdiff1d(rows, dropped)
+    found = K.toxicity_rows_pass(item, wanted, kept.size, dropped, patient, t, *float_buffers(num))
+    kept_rows, items, times, numbers, start, run, heads = found
+    first = np.ones(kept.size, dtype=np.bool_)
+    first[1:] = patient[kept][1:] != patient[kept][:-1]
+    assert np.array_equal(kept_rows, kept) and kept_rows.dtype == np.int64
+    assert np.array_equal(items, item[kept]) and items.dtype == np.uint8
+    assert np.array_equal(times, t[kept])
+    assert np.array_equal(numbers, num.gather(kept).to_numpy().astype(np.float64), equal_nan=True)
+    assert np.array_equal(start, np.flatnonzero(first)[np.cumsum(first) - 1] if kept.size else kept)
     assert np.array_equal(run, np.cumsum(first) - 1)
-    assert np.array_equal(heads, patient[rows][first]) and heads.dtype == np.uint32
+    assert np.array_equal(heads, patient[kept][first]) and heads.dtype == np.uint32
+    shifted = pl.concat([pl.Series([None, 1.0, None], dtype=pl.Float64), num]).rechunk().slice(3)  # bits from 3 on
+    assert float_buffers(shifted)[2] == (3 if n else 0)
+    again = K.toxicity_rows_pass(item, wanted, kept.size, dropped, patient, t, *float_buffers(shifted))
+    assert np.array_equal(again[3], numbers, equal_nan=True)
 
 
 @pytest.mark.parametrize(("seed", "n", "null_share"), [(0, 0, 0.0), (1, 1, 1.0), (2, 1, 0.0), (3, 700, 0.3),

@@ -447,60 +447,91 @@ def icans_state_pass(*columns: object) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return compiled(_icans_state_loop)(*columns)
 
 
-def _selected_rows_loop(item: np.ndarray, wanted: np.ndarray, death: int) -> tuple[np.ndarray, np.ndarray]:
-    """The rows whose item code is ``wanted``, and the positions among them of the ``death`` rows."""
-    n, deaths = 0, 0
+def _selected_rows_loop(item: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """The rows whose item code is ``wanted``."""
+    n = 0
+    for row in range(item.shape[0]):
+        n += wanted[item[row]]
+    rows = np.empty(n, dtype=np.int64)
+    k = 0
+    for row in range(item.shape[0]):
+        if wanted[item[row]]:
+            rows[k] = row
+            k += 1
+    return rows
+
+
+def selected_rows(item: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """:func:`_selected_rows_loop`, compiled (where a mask and its row numbers were two passes)."""
+    return compiled(_selected_rows_loop)(item, wanted)
+
+
+def _counted_rows_loop(item: np.ndarray, wanted: np.ndarray, death: int) -> tuple[int, np.ndarray]:
+    """The number of rows whose item code is ``wanted``, and the rows among them whose item is ``death``."""
+    n = deaths = 0
     for row in range(item.shape[0]):
         if wanted[item[row]]:
             n += 1
             deaths += item[row] == death
-    rows = np.empty(n, dtype=np.int64)
-    death_at = np.empty(deaths, dtype=np.int64)
-    k = d = 0
-    for row in range(item.shape[0]):
-        if wanted[item[row]]:
-            if item[row] == death:
-                death_at[d] = k
-                d += 1
-            rows[k] = row
-            k += 1
-    return rows, death_at
+    death_rows = np.empty(deaths, dtype=np.int64)
+    found, row = 0, 0
+    while found < deaths:  # (deaths are few: the search ends at the last)
+        if item[row] == death:
+            death_rows[found] = row
+            found += 1
+        row += 1
+    return n, death_rows
 
 
-def selected_rows(item: np.ndarray, wanted: np.ndarray, death: int) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`_selected_rows_loop`, compiled: one pass over the events' item codes (where a mask, its row numbers
-    and a test for the deaths were three over a chunk's million)."""
-    return compiled(_selected_rows_loop)(item, wanted, death)
+def counted_rows(item: np.ndarray, wanted: np.ndarray, death: int) -> tuple[int, np.ndarray]:
+    """:func:`_counted_rows_loop`, compiled: one pass over the events' item codes."""
+    return compiled(_counted_rows_loop)(item, wanted, death)
 
 
-def _row_columns_loop(
-    rows: np.ndarray, item: np.ndarray, patient: np.ndarray, t: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Of these rows (a patient's rows adjacent): each row's item code, time, the row (among these) of its
-    patient's first, its patient's number among the patients of the rows, and each patient's code."""
-    n = rows.shape[0]
-    items, times = np.empty(n, dtype=item.dtype), np.empty(n)
+def _toxicity_rows_loop(
+    item: np.ndarray,
+    wanted: np.ndarray,
+    n: int,
+    dropped: np.ndarray,
+    patient: np.ndarray,
+    t: np.ndarray,
+    num: np.ndarray,
+    valid: np.ndarray,
+    offset: int,
+) -> tuple[np.ndarray, ...]:
+    """The ``n`` rows whose item code is ``wanted`` but for the rows ``dropped`` (ascending), and of each (a
+    patient's rows adjacent): its item code, time, number (NaN where null: ``valid`` is the Arrow validity bitmap
+    of ``num``, bit ``offset + row``; empty: no null), the row (among these) of its patient's first and its
+    patient's number among the patients of the rows; and each patient's code."""
+    rows, items = np.empty(n, dtype=np.int64), np.empty(n, dtype=item.dtype)
+    times, numbers = np.empty(n), np.empty(n)
     start, run = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64)
-    patients = 0
-    for k in range(n):
-        patients += k == 0 or patient[rows[k]] != patient[rows[k - 1]]
-    heads = np.empty(patients, dtype=patient.dtype)
-    current, first = -1, 0
-    for k in range(n):
-        row = rows[k]
-        if k == 0 or patient[row] != patient[rows[k - 1]]:
+    heads = np.empty(n, dtype=patient.dtype)
+    nulls = valid.shape[0] > 0
+    k = skipped = first = 0
+    current = -1
+    for row in range(item.shape[0]):
+        if not wanted[item[row]]:
+            continue
+        if skipped < dropped.shape[0] and dropped[skipped] == row:
+            skipped += 1
+            continue
+        if k == 0 or patient[row] != heads[current]:
             current += 1
             heads[current] = patient[row]
             first = k
-        items[k], times[k], start[k], run[k] = item[row], t[row], first, current
-    return items, times, start, run, heads
+        bit = offset + row
+        rows[k], items[k], times[k] = row, item[row], t[row]
+        numbers[k] = np.nan if nulls and not (valid[bit >> 3] >> (bit & 7)) & 1 else num[row]
+        start[k], run[k] = first, current
+        k += 1
+    return rows, items, times, numbers, start, run, heads[: current + 1].copy()
 
 
-def row_columns(
-    rows: np.ndarray, item: np.ndarray, patient: np.ndarray, t: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`_row_columns_loop`, compiled."""
-    return compiled(_row_columns_loop)(rows, item, patient, t)
+def toxicity_rows_pass(*columns: object) -> tuple[np.ndarray, ...]:
+    """:func:`_toxicity_rows_loop`, compiled: one pass over the events' item codes, reading the other columns at
+    the rows it keeps (where the rows, then their columns, then their numbers were five passes)."""
+    return compiled(_toxicity_rows_loop)(*columns)
 
 
 def _float_rows_loop(values: np.ndarray, valid: np.ndarray, offset: int, rows: np.ndarray) -> np.ndarray:

@@ -31,7 +31,9 @@ import numpy as np
 import polars as pl
 
 from tocsin.config import GradingConfig
-from tocsin.core.arrays import EventCodes, codes_of, enum_codes, float_rows, gather_rows, patient_codes, positions_in
+from tocsin.core.arrays import (
+    EventCodes, codes_of, enum_codes, float_buffers, gather_rows, patient_codes, positions_in,
+)
 from tocsin.core.polars_handles import (
     PySeries, cut_columns, frame_of_handles, gather_series, masked_series, numeric_series, sliced,
 )
@@ -39,7 +41,7 @@ from tocsin.core.kernels_toxicity import (
     CRS_ALTERNATIVE, CRS_ANTIPYRETIC, CRS_CRP, CRS_DEATH, CRS_FIO2, CRS_FLAGS, CRS_FLOATS, CRS_FLOW, CRS_IL6, CRS_MAP,
     CRS_NUMBERS, CRS_OXYGEN, CRS_SBP, CRS_SMALL, CRS_TEMPERATURE, CRS_WAIVER, ICANS_ATTRIBUTION, ICANS_DOMAINS,
     ICANS_FINDINGS, ICANS_FLAGS, ICANS_FLOATS, ICANS_NO_VALUE, ICANS_NUMBERS, crs_state_pass, icans_state_pass,
-    row_columns, selected_rows, taken,
+    counted_rows, selected_rows, taken, toxicity_rows_pass,
 )
 from tocsin.core.segments import compiled, latest_rows_loop
 from tocsin.criteria import load_scale
@@ -292,7 +294,7 @@ class ToxicityRows:
         """The rows (of these) of these items, ascending: one compiled pass over the item codes."""
         wanted = np.zeros(len(self.categories) + 1, dtype=np.bool_)
         wanted[[self.code[i] for i in items]] = True
-        return selected_rows(self.item, wanted, -1)[0]
+        return selected_rows(self.item, wanted)
 
     @property
     def pass_columns(self) -> tuple[np.ndarray, ...]:
@@ -309,17 +311,26 @@ def toxicity_rows(
     months later). The cause is read on the death rows alone (text over every event is a full pass).
 
     ``read``: the :func:`tocsin.core.arrays.codes_of` the events and patients, when the caller read them for
-    several graders. The columns without nulls are read whole as arrays (no copy), then indexed: a Polars gather
-    of each column cost more."""
+    several graders. The rows and their columns come from one compiled pass over the item codes
+    (:func:`tocsin.core.kernels_toxicity.toxicity_rows_pass`), the columns read whole as arrays without a copy
+    (the numbers' nulls off their Arrow bitmap): Polars gathers of each cost more."""
     read = read or codes_of(events, patients)
     categories, code = read.categories, read.code
     wanted = np.zeros(len(categories) + 1, dtype=np.bool_)  # the last: a null item
     wanted[[code[i] for i in items]] = True
-    rows, deaths = selected_rows(read.item, wanted, code["death"])
+    n, deaths = counted_rows(read.item, wanted, code["death"])
+    dropped = deaths[:0]
     if deaths.size:
-        due = text_positions(gather_rows(events.get_column("cat"), rows[deaths]), [cause], -1) == 0
-        rows = np.delete(rows, deaths[~due])
-    item, t, start, run, heads = row_columns(rows, read.item, read.patient, events.get_column("t").to_numpy())
+        dropped = deaths[text_positions(gather_rows(events.get_column("cat"), deaths), [cause], -1) != 0]
+    rows, item, t, num, start, run, heads = toxicity_rows_pass(
+        read.item,
+        wanted,
+        n - dropped.size,
+        dropped,
+        read.patient,
+        events.get_column("t").to_numpy(),
+        *float_buffers(events.get_column("num")),  # a null number reads as NaN
+    )
     table = read.table if read.table is not None else patient_codes(patients.get_column(PID))
     return ToxicityRows(
         events,
@@ -327,7 +338,7 @@ def toxicity_rows(
         positions_in(heads, table)[run] if rows.size else rows,
         start,
         t,
-        float_rows(events.get_column("num"), rows),  # a null number reads as NaN
+        num,
         item,
         categories,
         code,
