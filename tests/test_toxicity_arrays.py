@@ -287,3 +287,15 @@ def test_a_taken_column_reads_its_rows_when_read_and_in_a_frame() -> None:
     state.add(a=Taken(source, index))
     read = state["a"]
     assert np.array_equal(read, plain, equal_nan=True) and state["a"] is read
+
+
+def test_a_rule_id_the_criteria_do_not_list_is_refused_when_cited() -> None:
+    """Only the rule codes a grade cites are checked (a null rule, -1, cites none)."""
+    import pytest
+    from tocsin.core.engine import _toxicity_result
+    from tocsin.criteria import load_scale
+
+    graded = _timeline(["P", "P", "P"], [0.0, 1.0, 2.0], [0, 1, 1])
+    graded.add(rule=labels(["CRS-NOPE", "CRS-ASTCT19-G1-FEVER", "CRS-NOT-CITED"], np.array([0, -1, 1])))
+    with pytest.raises(RuntimeError, match=r"\['CRS-NOPE'\]"):
+        _toxicity_result(load_scale("crs_astct2019"), graded, [], [])

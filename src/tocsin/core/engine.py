@@ -157,7 +157,11 @@ def _toxicity_result(
     # point to a rule nobody can look up. The rules are codes into a table of ids until the frame is built.
     rule = graded.text("rule")
     names = rule.source.to_list()
-    unknown = {names[k] for k in np.unique(rule.index[rule.index >= 0])} - {r.id for r in scale.rules}
+    # The codes cited, marked in a table with a last slot for the nulls (-1): a chunk's 150,000 codes in one
+    # scatter, where np.unique sorted them (~0.5 ms).
+    cited = np.zeros(len(names) + 1, dtype=np.bool_)
+    cited[rule.index] = True
+    unknown = {names[k] for k in np.flatnonzero(cited[:-1])} - {r.id for r in scale.rules}
     if unknown:
         raise RuntimeError(
             f"{scale.scale}: grading produced rule ids missing from its criteria file: {sorted(unknown)}"
