@@ -45,15 +45,15 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from tocsin.core.arrays import EventCodes, event_codes, gather_rows, patient_codes, row_numbers
+from tocsin.core.arrays import EventCodes, event_codes, gather_rows, patient_codes
 from tocsin.core.polars_handles import (
     PySeries,
     arrow_series,
     cut_columns,
     frame_of_handles,
-    gather_series,
     numeric_series,
 )
+from tocsin.core.kernels_gather import floats_at
 from tocsin.core.kernels_scores import (
     COMPARISON,
     DIRECTION,
@@ -63,6 +63,7 @@ from tocsin.core.kernels_scores import (
     patient_runs,
     picked_fields,
 )
+from tocsin.core.kernels_toxicity import selected_rows
 from tocsin.units import conversion_for
 from tocsin.vocabulary import load_vocabulary
 
@@ -564,14 +565,14 @@ class LabRows:
     categories: list[str]
     code: Mapping[str, int]  # the code of each item name
     events: pl.DataFrame  # the events read, and these rows' numbers in them (for the columns read at first use)
-    event_rows: pl.Series
+    event_rows: np.ndarray
     columns: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)  # num, lln, uln once read (:meth:`column`)
 
     def column(self, name: str) -> np.ndarray:
         """The events' column ``name`` (num, lln, uln) at these rows as float64, NaN where null; read at first use:
         a batch has a million rows, and most scores never read lln."""
         if name not in self.columns:
-            self.columns[name] = _floats(gather_series(self.events.get_column(name), self.event_rows))
+            self.columns[name] = floats_at(self.events.get_column(name), self.event_rows)
         return self.columns[name]
 
 
@@ -594,16 +595,15 @@ def lab_rows(events: pl.DataFrame, items: Collection[str] | None = None, read: E
     else:
         wanted = np.zeros(len(categories) + 1, dtype=np.bool_)
         wanted[[read.code[i] for i in items]] = True
-        rows = np.flatnonzero(wanted[codes])
+        rows = selected_rows(codes, wanted, -1)[0]
     patient = read.patient[rows]
     run_code, run_first, run_end, grouped = patient_runs(patient)
     if not grouped:  # a patient's rows apart: regrouped, each patient's rows in their given order
         rows = rows[np.argsort(patient, kind="stable")]
         run_code, run_first, run_end, _ = patient_runs(read.patient[rows])
-    # Only the wanted rows are converted: a column with nulls is copied to NumPy, and a batch has millions of rows.
-    # Each column is indexed by a UInt32 Series, a direct gather (a frame indexed by an array runs a query, ~80 µs).
-    wanted_rows = row_numbers(rows)
-    t = gather_series(events.get_column("t"), wanted_rows).to_numpy()
+    # Only the wanted rows are read (:func:`floats_at`): a column with nulls is copied to NumPy, and a batch has
+    # millions of rows.
+    t = floats_at(events.get_column("t"), rows)
     return LabRows(
         item=codes[rows].astype(np.int64, copy=False),
         t=t,
@@ -614,13 +614,8 @@ def lab_rows(events: pl.DataFrame, items: Collection[str] | None = None, read: E
         categories=categories,
         code=read.code,
         events=events,
-        event_rows=wanted_rows,
+        event_rows=rows,
     )
-
-
-def _floats(column: pl.Series) -> np.ndarray:
-    """A column's values as float64, NaN where null (a cast only when the column is not Float64: ~5 µs each)."""
-    return (column if column.dtype == pl.Float64 else column.cast(pl.Float64)).to_numpy()
 
 
 def _stamp(days: np.ndarray) -> np.ndarray:
