@@ -1,4 +1,5 @@
-"""The compiled gather of a float column agrees with Polars' own gather and conversion, on random columns."""
+"""The compiled reads of rows agree with NumPy's (the rows of some items) and with Polars' own gather and conversion
+(a float column at rows), on random inputs."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import polars as pl
 import pytest
 
 from tocsin.core.arrays import gather_rows
-from tocsin.core.kernels_gather import floats_at
+from tocsin.core.kernels_gather import floats_at, rows_of_items
 
 
 def _reference(column: pl.Series, rows: np.ndarray) -> np.ndarray:
@@ -48,3 +49,29 @@ def test_floats_at_edge_cases() -> None:
     assert chunks.n_chunks() == 2
     assert np.array_equal(floats_at(chunks, np.array([2, 1, 0])), [3.0, np.nan, 1.0], equal_nan=True)
     assert floats_at(pl.Series("x", [True, False]), np.array([0, 1])).tolist() == [1.0, 0.0]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_rows_of_items_are_the_rows_of_the_wanted_codes_with_their_codes(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n, n_codes = int(rng.integers(0, 200)), int(rng.integers(1, 12))
+    item = rng.integers(0, n_codes, size=n).astype(rng.choice([np.uint8, np.int64]))
+    patient = np.sort(rng.integers(0, 30, size=n)).astype(np.uint32)
+    wanted = rng.random(n_codes) < float(rng.choice([0.0, 0.3, 1.0]))
+    rows, items, patients = rows_of_items(item, patient, wanted)
+    expected = np.flatnonzero(wanted[item])
+    assert rows.dtype == np.int64 and np.array_equal(rows, expected)
+    assert items.dtype == item.dtype and np.array_equal(items, item[expected])
+    assert patients.dtype == patient.dtype and np.array_equal(patients, patient[expected])
+
+
+def test_rows_of_items_edge_cases() -> None:
+    none = np.empty(0, dtype=np.uint8)
+    rows, items, patients = rows_of_items(none, none.astype(np.uint32), np.ones(3, dtype=np.bool_))
+    assert rows.size == items.size == patients.size == 0
+    rows, items, patients = rows_of_items(np.array([2], np.uint8), np.array([7], np.uint32), np.array([0, 0, 1], bool))
+    assert rows.tolist() == [0] and items.tolist() == [2] and patients.tolist() == [7]
+    rows, _, _ = rows_of_items(np.array([2, 1, 2], np.uint8), np.zeros(3, np.uint32), np.array([0, 0, 1], bool))
+    assert rows.tolist() == [0, 2]  # the last row wanted too
+    rows, _, _ = rows_of_items(np.array([0, 1], np.uint8), np.zeros(2, np.uint32), np.zeros(2, bool))
+    assert rows.size == 0

@@ -53,8 +53,7 @@ from pydantic import BaseModel, ConfigDict
 from tocsin.config import CytopeniaConfig
 from tocsin.core.arrays import EventCodes, event_codes, gather_rows, patient_positions, physical_codes, row_numbers
 from tocsin.core.kernels_cytopenia import STATE_NEEDS_LLN, STATE_NOT_GRADED, STATE_RAISED, ctcae_rows, worst_grades
-from tocsin.core.kernels_gather import floats_at
-from tocsin.core.kernels_toxicity import selected_rows
+from tocsin.core.kernels_gather import floats_at, rows_of_items
 from tocsin.core.polars_handles import frame_from, numeric_series
 from tocsin.core.timeline import HOURS_PER_DAY, Text, frame_of
 from tocsin.criteria import load_scale
@@ -325,11 +324,11 @@ def _items_read(transfusion_items: tuple[str, ...]) -> list[str]:
 
 def _rows_read(events: pl.DataFrame, codes: EventCodes, read_item: np.ndarray) -> _Rows:
     """The counts and transfusions (``read_item``: by item code, whether it is one), in event order: their rows
-    found on the item codes in one compiled pass, then each column read gathered at them. A filter of the
-    frame compared every row's item (~7 ms for a chunk of a batch, against ~1.5 ms here), and for one course a
-    gathered frame's codes read again cost ~0.2 ms."""
-    read = selected_rows(codes.item, read_item, -1)[0]
-    return _Rows(events, read, codes.patient[read], codes.item[read])
+    and codes found in one compiled pass over the item codes (:func:`rows_of_items`), then each column read
+    gathered at them. A filter of the frame compared every row's item (~7 ms for a chunk of a batch, against
+    ~1 ms here), and for one course a gathered frame's codes read again cost ~0.2 ms."""
+    rows, item, patient = rows_of_items(codes.item, codes.patient, read_item)
+    return _Rows(events, rows, patient, item)
 
 
 def grade_cytopenias(

@@ -57,7 +57,7 @@ from tocsin.core.kernels_kinetics import (
     _collapse_replicates_loop,
     _nca_loop,
 )
-from tocsin.core.kernels_toxicity import selected_rows
+from tocsin.core.kernels_gather import rows_of_items
 from tocsin.core.arrays import EventCodes, item_codes, positions_in, row_numbers
 from tocsin.core.polars_handles import gather_series
 from tocsin.core.segments import compiled, last_index, shift1, with_segment_start
@@ -139,8 +139,9 @@ def _assay_rows(item: pl.Series, read: EventCodes | None) -> tuple[np.ndarray, n
             codes = item_codes(item, len(categories))
         else:
             categories, codes = read.categories, read.item
-        rows = selected_rows(codes, _is_kinetic_code(tuple(categories)), -1)[0]  # one compiled pass
-        return rows, codes[rows]
+        # One compiled pass; its patient codes are not read (the patients are sorted by their text below).
+        rows, assay, _ = rows_of_items(codes, codes, _is_kinetic_code(tuple(categories)))
+        return rows, assay
     names = item.cast(pl.Utf8)
     rows = np.flatnonzero(names.is_in(list(kinetic_units())).to_numpy())
     return rows, np.unique(names.gather(rows).to_numpy(), return_inverse=True)[1]

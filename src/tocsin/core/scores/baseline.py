@@ -53,7 +53,7 @@ from tocsin.core.polars_handles import (
     frame_of_handles,
     numeric_series,
 )
-from tocsin.core.kernels_gather import floats_at
+from tocsin.core.kernels_gather import floats_at, rows_of_items
 from tocsin.core.kernels_scores import (
     COMPARISON,
     DIRECTION,
@@ -63,7 +63,6 @@ from tocsin.core.kernels_scores import (
     patient_runs,
     picked_fields,
 )
-from tocsin.core.kernels_toxicity import selected_rows
 from tocsin.units import conversion_for
 from tocsin.vocabulary import load_vocabulary
 
@@ -591,21 +590,21 @@ def lab_rows(events: pl.DataFrame, items: Collection[str] | None = None, read: E
     read = read or event_codes(events)
     categories, codes = read.categories, read.item
     if items is None:
-        rows = np.arange(codes.size)
+        rows, item, patient = np.arange(codes.size), codes, read.patient
     else:
         wanted = np.zeros(len(categories) + 1, dtype=np.bool_)
         wanted[[read.code[i] for i in items]] = True
-        rows = selected_rows(codes, wanted, -1)[0]
-    patient = read.patient[rows]
+        rows, item, patient = rows_of_items(codes, read.patient, wanted)
     run_code, run_first, run_end, grouped = patient_runs(patient)
     if not grouped:  # a patient's rows apart: regrouped, each patient's rows in their given order
-        rows = rows[np.argsort(patient, kind="stable")]
-        run_code, run_first, run_end, _ = patient_runs(read.patient[rows])
+        order = np.argsort(patient, kind="stable")
+        rows, item = rows[order], item[order]
+        run_code, run_first, run_end, _ = patient_runs(patient[order])
     # Only the wanted rows are read (:func:`floats_at`): a column with nulls is copied to NumPy, and a batch has
     # millions of rows.
     t = floats_at(events.get_column("t"), rows)
     return LabRows(
-        item=codes[rows].astype(np.int64, copy=False),
+        item=item.astype(np.int64, copy=False),
         t=t,
         stamp=_stamp(t),
         run_code=run_code,
