@@ -57,6 +57,7 @@ from tocsin.core.kernels_gather import floats_at, rows_of_items
 from tocsin.core.kernels_scores import (
     COMPARISON,
     DIRECTION,
+    ascending_in_runs,
     best_rows_in_windows,
     first_times,
     ladder_points,
@@ -561,6 +562,7 @@ class LabRows:
     run_code: np.ndarray  # patient code of each run (int64, as the compiled passes read it), ascending
     run_first: np.ndarray
     run_end: np.ndarray
+    in_time: bool  # each patient's stamps ascending (canonical events): a window's rows are found by a search
     categories: list[str]
     code: Mapping[str, int]  # the code of each item name
     events: pl.DataFrame  # the events read, and these rows' numbers in them (for the columns read at first use)
@@ -598,18 +600,20 @@ def lab_rows(events: pl.DataFrame, items: Collection[str] | None = None, read: E
     run_code, run_first, run_end, grouped = patient_runs(patient)
     if not grouped:  # a patient's rows apart: regrouped, each patient's rows in their given order
         order = np.argsort(patient, kind="stable")
-        rows, item = rows[order], item[order]
-        run_code, run_first, run_end, _ = patient_runs(patient[order])
+        rows, item, patient = rows[order], item[order], patient[order]
+        run_code, run_first, run_end, _ = patient_runs(patient)
     # Only the wanted rows are read (:func:`floats_at`): a column with nulls is copied to NumPy, and a batch has
     # millions of rows.
     t = floats_at(events.get_column("t"), rows)
+    stamp = _stamp(t)
     return LabRows(
         item=item.astype(np.int64, copy=False),
         t=t,
-        stamp=_stamp(t),
+        stamp=stamp,
         run_code=run_code,
         run_first=run_first,
         run_end=run_end,
+        in_time=ascending_in_runs(patient, stamp),
         categories=categories,
         code=read.code,
         events=events,
@@ -636,6 +640,7 @@ def picked_rows(
         labs.run_code,
         labs.run_first,
         labs.run_end,
+        labs.in_time,
         np.array([labs.code[item] for item in picks], dtype=np.int64),
         len(labs.categories) + 1,  # a null item's code too
         _directions(tuple(picks.values())),
