@@ -253,3 +253,16 @@ def test_picked_fields_refuses_more_fields_than_it_reads() -> None:
     field = np.zeros(2)
     with pytest.raises(ValueError, match="1 to 4 fields"):
         picked_fields(np.zeros((1, 1), dtype=np.int64), *[field] * 5)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_a_column_read_at_picked_rows_is_the_column_there(seed: int) -> None:
+    rng = random.Random(seed)
+    events = _random_events(rng, grouped=True)
+    labs = lab_rows(events, list(PICKS))
+    rows = np.array([[rng.randint(-1, labs.t.size - 1) for _ in range(3)] for _ in range(4)], dtype=np.int64)
+    at_rows = labs.column_at("uln", rows)
+    picked = rows[rows >= 0]
+    assert at_rows.shape == labs.t.shape
+    assert np.array_equal(at_rows[picked], labs.column("uln")[picked], equal_nan=True)
+    assert np.isnan(np.delete(at_rows, picked)).all()
