@@ -132,19 +132,3 @@ def test_the_summary_gives_the_worst_grade_and_when_it_was_first_reached() -> No
         ("anc", 4, 2.0, 3, 0),
         ("hgb", 2, 2.0, 2, 1),
     ]
-
-
-def test_the_rows_read_are_the_same_by_the_filter_of_a_batch_and_by_the_gather_of_a_course(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from tocsin.core import cytopenia_ctcae
-    from tocsin.synth import generate_cohort
-
-    raw = generate_cohort(3, seed=11).events
-    raw = raw.with_columns(pl.lit("cohort").alias("file"), pl.int_range(1, pl.len() + 1).alias("line"))
-    events = normalise_events(raw, load_vocabulary()).events
-    gathered = grade_cytopenias(events, CytopeniaConfig())
-    monkeypatch.setattr(cytopenia_ctcae, "_FILTER_FROM_EVENTS", 0)
-    filtered = grade_cytopenias(events, CytopeniaConfig())
-    assert gathered.height > 0 and gathered.schema == filtered.schema
-    assert gathered.equals(filtered, null_equal=True)

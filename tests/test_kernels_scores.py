@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from tocsin.core.kernels_scores import first_times, last_kept_rows, patient_runs, picked_fields
+from tocsin.core.kernels_scores import ascending_in_runs, first_times, last_kept_rows, patient_runs, picked_fields
 from tocsin.core.arrays import patient_codes, patient_codes_of
 from tocsin.core.scores.baseline import Step, gathered, lab_rows, ladders, pick_values, picked_rows, points_of
 
@@ -77,6 +77,35 @@ def test_pick_values_matches_a_cross_join(seed: int) -> None:
         period = rng.choice([0.5, 1.0, 2.0, 7.0])
         got = pick_values(events, windows, PICKS, period, closed)  # type: ignore[arg-type]
         assert got.equals(_reference_pick(events, windows, period, closed)), (closed, period)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_picks_of_rows_in_time_by_a_search_match_a_cross_join(seed: int) -> None:
+    # Each patient's rows in time order, as canonical events hold them: a window's rows are found by a search.
+    rng = random.Random(seed)
+    events = _random_events(rng, grouped=True).with_row_index("order")
+    events = events.sort(pl.col("patient_id").cast(pl.Utf8), "t", "order").drop("order")
+    assert lab_rows(events, list(PICKS)).in_time
+    windows = pl.DataFrame(
+        {"patient_id": pl.Series(["P0", "P1", "P2", "P3", "P1"], dtype=pl.Categorical),
+         "at": [rng.choice([-2.0, 0.0, 1.0, 2.5, 3.0, 7.0, 20.0]) for _ in range(5)]},
+    )  # fmt: skip
+    for closed in ("both", "left", "right", "none"):
+        period = rng.choice([0.5, 1.0, 2.0, 7.0, 100.0])
+        got = pick_values(events, windows, PICKS, period, closed)  # type: ignore[arg-type]
+        assert got.equals(_reference_pick(events, windows, period, closed)), (closed, period)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_ascending_in_runs_is_no_decrease_between_rows_of_a_patient(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(0, 30))
+    patient = np.sort(rng.integers(0, 3, size=n)) if seed % 2 else rng.integers(0, 3, size=n)
+    stamp = rng.integers(0, 4, size=n)
+    if seed % 3 == 0:  # ascending within each patient's run
+        stamp = np.concatenate([np.sort(part) for part in np.split(stamp, np.flatnonzero(np.diff(patient)) + 1)])
+    expected = not np.any((stamp[1:] < stamp[:-1]) & (patient[1:] == patient[:-1]))
+    assert ascending_in_runs(patient, stamp) is expected
 
 
 @pytest.mark.parametrize("seed", range(20))
@@ -224,3 +253,16 @@ def test_picked_fields_refuses_more_fields_than_it_reads() -> None:
     field = np.zeros(2)
     with pytest.raises(ValueError, match="1 to 4 fields"):
         picked_fields(np.zeros((1, 1), dtype=np.int64), *[field] * 5)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_a_column_read_at_picked_rows_is_the_column_there(seed: int) -> None:
+    rng = random.Random(seed)
+    events = _random_events(rng, grouped=True)
+    labs = lab_rows(events, list(PICKS))
+    rows = np.array([[rng.randint(-1, labs.t.size - 1) for _ in range(3)] for _ in range(4)], dtype=np.int64)
+    at_rows = labs.column_at("uln", rows)
+    picked = rows[rows >= 0]
+    assert at_rows.shape == labs.t.shape
+    assert np.array_equal(at_rows[picked], labs.column("uln")[picked], equal_nan=True)
+    assert np.isnan(np.delete(at_rows, picked)).all()

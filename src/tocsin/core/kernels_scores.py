@@ -27,6 +27,7 @@ def _best_rows_loop(
     run_code: np.ndarray,
     run_first: np.ndarray,
     run_end: np.ndarray,
+    in_time: bool,
     pick_item: np.ndarray,
     n_items: int,
     direction: np.ndarray,
@@ -42,12 +43,26 @@ def _best_rows_loop(
         slot_of_item[pick_item[k]] = k
     best = np.full((window_stamp.shape[0], n_slots), -1, dtype=np.int64)
     best_key = np.empty(n_slots, dtype=np.float64)
+
+    def first_at_least(first: int, end: int, bound: int) -> int:
+        """The first row of ``first:end`` (stamps ascending there) whose stamp is at least ``bound`` (none: end)."""
+        while first < end:
+            middle = (first + end) // 2
+            if stamp[middle] < bound:
+                first = middle + 1
+            else:
+                end = middle
+        return first
+
     for w in range(window_stamp.shape[0]):
         run = np.searchsorted(run_code, window_code[w])
         if run == run_code.shape[0] or run_code[run] != window_code[w]:  # a patient without rows
             continue
         upper, lower = window_stamp[w], window_stamp[w] - span
-        for row in range(run_first[run], run_end[run]):
+        first, end = run_first[run], run_end[run]
+        if in_time:  # only the rows from the window's start to its end: a window is a few days of a course
+            first, end = first_at_least(first, end, lower), first_at_least(first, end, upper + 1)
+        for row in range(first, end):
             k = slot_of_item[item[row]]
             value = num[row]
             if k < 0 or np.isnan(value):  # another item, or below quantification (no number)
@@ -73,6 +88,7 @@ def best_rows_in_windows(
     run_code: np.ndarray,
     run_first: np.ndarray,
     run_end: np.ndarray,
+    in_time: bool,
     pick_item: np.ndarray,
     n_items: int,
     direction: np.ndarray,
@@ -86,7 +102,8 @@ def best_rows_in_windows(
     absent) whose item is the slot's (``pick_item``; item codes are below ``n_items``), with a number (``num`` not
     NaN) and a ``stamp`` in the window of ``span`` before its end, closed as Polars' ``closed`` says. The key of a
     slot is ``t`` (direction 0), ``num`` (1) or ``-num`` (-1); ties go to the highest ``t``, then the last row. -1
-    where the window holds none. Returns (windows, slots) row numbers."""
+    where the window holds none. ``in_time``: every run's stamps are ascending, so that a window's rows are found
+    by a binary search (else every row of the run is looked at). Returns (windows, slots) row numbers."""
     return compiled(_best_rows_loop)(
         # Typed as the compiled loop is (one signature, one cached compilation), copied only when they differ.
         item.astype(np.int64, copy=False),
@@ -96,6 +113,7 @@ def best_rows_in_windows(
         run_code.astype(np.int64, copy=False),
         run_first.astype(np.int64, copy=False),
         run_end.astype(np.int64, copy=False),
+        bool(in_time),
         pick_item.astype(np.int64, copy=False),
         int(n_items),
         direction.astype(np.int64, copy=False),
@@ -324,6 +342,19 @@ def patient_runs(patient: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
     """The runs of equal ``patient`` codes (int64): their codes ascending, and each one's first and end row; and
     whether each patient is one run (rows grouped by patient). One pass where NumPy took a dozen steps."""
     return compiled(_runs_loop)(patient.astype(np.int64, copy=False))
+
+
+def _ascending_in_runs_loop(patient: np.ndarray, stamp: np.ndarray) -> bool:
+    for row in range(1, patient.shape[0]):
+        if stamp[row] < stamp[row - 1] and patient[row] == patient[row - 1]:
+            return False
+    return True
+
+
+def ascending_in_runs(patient: np.ndarray, stamp: np.ndarray) -> bool:
+    """Whether ``stamp`` is ascending (not decreasing) within each run of equal ``patient`` codes: one pass, ended at
+    the first row out of order."""
+    return bool(compiled(_ascending_in_runs_loop)(patient, stamp))
 
 
 def _last_kept_loop(patient: np.ndarray, keep: np.ndarray) -> np.ndarray:

@@ -57,6 +57,7 @@ from tocsin.core.kernels_kinetics import (
     _collapse_replicates_loop,
     _nca_loop,
 )
+from tocsin.core.kernels_gather import rows_of_items
 from tocsin.core.arrays import EventCodes, item_codes, positions_in, row_numbers
 from tocsin.core.polars_handles import gather_series
 from tocsin.core.segments import compiled, last_index, shift1, with_segment_start
@@ -138,8 +139,9 @@ def _assay_rows(item: pl.Series, read: EventCodes | None) -> tuple[np.ndarray, n
             codes = item_codes(item, len(categories))
         else:
             categories, codes = read.categories, read.item
-        rows = np.flatnonzero(_is_kinetic_code(tuple(categories))[codes])
-        return rows, codes[rows]
+        # One compiled pass; its patient codes are not read (the patients are sorted by their text below).
+        rows, assay, _ = rows_of_items(codes, codes, _is_kinetic_code(tuple(categories)))
+        return rows, assay
     names = item.cast(pl.Utf8)
     rows = np.flatnonzero(names.is_in(list(kinetic_units())).to_numpy())
     return rows, np.unique(names.gather(rows).to_numpy(), return_inverse=True)[1]
@@ -155,12 +157,23 @@ def _samples(events: pl.DataFrame, read: EventCodes | None = None) -> _Samples:
     patient_ids, items, times, levels, limits = (
         gather_series(events.get_column(c), index) for c in (PID, "item", "t", "num", "lloq")
     )
-    patient, t = patient_ids.cast(pl.Utf8).to_numpy(), times.to_numpy()
-    order = np.lexsort((t, assay, patient))
-    t, patient, assay = t[order], patient[order], assay[order]
+    texts, t = patient_ids.cast(pl.Utf8).to_numpy(), times.to_numpy()
+    # The patients in the order of their texts, as ranks: a patient's rows are adjacent (in canonical events), so
+    # only the texts of the runs are sorted (every row's, as objects, cost ~1 ms for a chunk of a batch).
+    change = np.flatnonzero(texts[1:] != texts[:-1]) + 1
+    if change.size:
+        head = np.append(0, change)
+        names = texts[head].tolist()
+        rank_of = {name: k for k, name in enumerate(sorted(set(names)))}
+        runs = np.diff(np.append(head, texts.size))
+        rank = np.repeat(np.array([rank_of[name] for name in names], dtype=np.int64), runs)
+    else:  # one patient (a course), or none
+        rank = np.zeros(texts.size, dtype=np.int64)
+    order = np.lexsort((t, assay, rank))
+    t, rank, assay = t[order], rank[order], assay[order]
     num, lloq = (c.cast(pl.Float64).to_numpy()[order] for c in (levels, limits))
     new_series = np.ones(order.shape[0], dtype=np.bool_)
-    new_series[1:] = (patient[1:] != patient[:-1]) | (assay[1:] != assay[:-1])
+    new_series[1:] = (rank[1:] != rank[:-1]) | (assay[1:] != assay[:-1])
     new_time = new_series.copy()
     new_time[1:] |= t[1:] != t[:-1]
     sample_start = np.flatnonzero(np.append(new_time, True))
@@ -170,7 +183,7 @@ def _samples(events: pl.DataFrame, read: EventCodes | None = None) -> _Samples:
         patient_ids,
         order[first],
         np.flatnonzero(np.append(new_series[first], True)),
-        patient[first],
+        texts[order[first]],
         items.cast(pl.Utf8).to_numpy()[order[first]],
         t[first],
         level,

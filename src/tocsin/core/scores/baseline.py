@@ -45,18 +45,19 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from tocsin.core.arrays import EventCodes, event_codes, gather_rows, patient_codes, row_numbers
+from tocsin.core.arrays import EventCodes, event_codes, gather_rows, patient_codes
 from tocsin.core.polars_handles import (
     PySeries,
     arrow_series,
     cut_columns,
     frame_of_handles,
-    gather_series,
     numeric_series,
 )
+from tocsin.core.kernels_gather import floats_at, rows_of_items
 from tocsin.core.kernels_scores import (
     COMPARISON,
     DIRECTION,
+    ascending_in_runs,
     best_rows_in_windows,
     first_times,
     ladder_points,
@@ -561,18 +562,30 @@ class LabRows:
     run_code: np.ndarray  # patient code of each run (int64, as the compiled passes read it), ascending
     run_first: np.ndarray
     run_end: np.ndarray
+    in_time: bool  # each patient's stamps ascending (canonical events): a window's rows are found by a search
     categories: list[str]
     code: Mapping[str, int]  # the code of each item name
     events: pl.DataFrame  # the events read, and these rows' numbers in them (for the columns read at first use)
-    event_rows: pl.Series
+    event_rows: np.ndarray
     columns: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)  # num, lln, uln once read (:meth:`column`)
 
     def column(self, name: str) -> np.ndarray:
         """The events' column ``name`` (num, lln, uln) at these rows as float64, NaN where null; read at first use:
         a batch has a million rows, and most scores never read lln."""
         if name not in self.columns:
-            self.columns[name] = _floats(gather_series(self.events.get_column(name), self.event_rows))
+            self.columns[name] = floats_at(self.events.get_column(name), self.event_rows)
         return self.columns[name]
+
+    def column_at(self, name: str, rows: np.ndarray) -> np.ndarray:
+        """:meth:`column` as read at ``rows`` only (any shape, -1: none): the column's values there, NaN at every
+        other row. For a column read only where a pick was made (ULN: a batch's 200,000 rows read for 400
+        picks)."""
+        if name in self.columns:
+            return self.columns[name]
+        picked = np.unique(rows[rows >= 0])
+        values = np.full(self.t.size, np.nan)
+        values[picked] = floats_at(self.events.get_column(name), self.event_rows[picked])
+        return values
 
 
 def position_of(table: np.ndarray, codes: np.ndarray) -> np.ndarray:
@@ -590,37 +603,33 @@ def lab_rows(events: pl.DataFrame, items: Collection[str] | None = None, read: E
     read = read or event_codes(events)
     categories, codes = read.categories, read.item
     if items is None:
-        rows = np.arange(codes.size)
+        rows, item, patient = np.arange(codes.size), codes, read.patient
     else:
         wanted = np.zeros(len(categories) + 1, dtype=np.bool_)
         wanted[[read.code[i] for i in items]] = True
-        rows = np.flatnonzero(wanted[codes])
-    patient = read.patient[rows]
+        rows, item, patient = rows_of_items(codes, read.patient, wanted)
     run_code, run_first, run_end, grouped = patient_runs(patient)
     if not grouped:  # a patient's rows apart: regrouped, each patient's rows in their given order
-        rows = rows[np.argsort(patient, kind="stable")]
-        run_code, run_first, run_end, _ = patient_runs(read.patient[rows])
-    # Only the wanted rows are converted: a column with nulls is copied to NumPy, and a batch has millions of rows.
-    # Each column is indexed by a UInt32 Series, a direct gather (a frame indexed by an array runs a query, ~80 µs).
-    wanted_rows = row_numbers(rows)
-    t = gather_series(events.get_column("t"), wanted_rows).to_numpy()
+        order = np.argsort(patient, kind="stable")
+        rows, item, patient = rows[order], item[order], patient[order]
+        run_code, run_first, run_end, _ = patient_runs(patient)
+    # Only the wanted rows are read (:func:`floats_at`): a column with nulls is copied to NumPy, and a batch has
+    # millions of rows.
+    t = floats_at(events.get_column("t"), rows)
+    stamp = _stamp(t)
     return LabRows(
-        item=codes[rows].astype(np.int64, copy=False),
+        item=item.astype(np.int64, copy=False),
         t=t,
-        stamp=_stamp(t),
+        stamp=stamp,
         run_code=run_code,
         run_first=run_first,
         run_end=run_end,
+        in_time=ascending_in_runs(patient, stamp),
         categories=categories,
         code=read.code,
         events=events,
-        event_rows=wanted_rows,
+        event_rows=rows,
     )
-
-
-def _floats(column: pl.Series) -> np.ndarray:
-    """A column's values as float64, NaN where null (a cast only when the column is not Float64: ~5 µs each)."""
-    return (column if column.dtype == pl.Float64 else column.cast(pl.Float64)).to_numpy()
 
 
 def _stamp(days: np.ndarray) -> np.ndarray:
@@ -642,6 +651,7 @@ def picked_rows(
         labs.run_code,
         labs.run_first,
         labs.run_end,
+        labs.in_time,
         np.array([labs.code[item] for item in picks], dtype=np.int64),
         len(labs.categories) + 1,  # a null item's code too
         _directions(tuple(picks.values())),

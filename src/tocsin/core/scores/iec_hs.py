@@ -233,7 +233,7 @@ def _window_lab_values(labs: LabRows, patients: PatientTable, windows: Windows, 
     window_infusion_rows = np.full((codes.size, len(INFUSION_LABS)), -1)
     window_infusion_rows[listed] = infusion_rows[of_window[listed]]
     # Labs x fields x windows: each lab's value, day and ULN rows, as LAB_COLUMNS has them.
-    picked = picked_fields(rows, labs.column("num"), labs.t, labs.column("uln")).reshape(-1, codes.size)
+    picked = picked_fields(rows, labs.column("num"), labs.t, labs.column_at("uln", rows)).reshape(-1, codes.size)
     at_infusion = picked_fields(window_infusion_rows, labs.column("num")).reshape(-1, codes.size)
     values = np.concatenate((picked, at_infusion))
     # Ferritin rows carry no ULN: the configured one.
