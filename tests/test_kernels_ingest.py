@@ -12,12 +12,16 @@ from tocsin.core.events import _categorical
 from tocsin.core.kernels_ingest import (
     converted,
     days_since_infusion,
+    decimals,
     marked,
     outside,
     ranked,
     rounded,
     short_text_codes,
+    text_codes,
+    text_table,
 )
+from tocsin.core.polars_handles import string_chunks
 
 finite_or_nan = st.one_of(st.floats(-1e6, 1e6, allow_nan=False), st.just(float("nan")))
 
@@ -109,18 +113,22 @@ def test_days_since_infusion_takes_the_clock_time_only_without_a_day() -> None:
     np.testing.assert_array_equal(no_clock, np.where(np.isnan(day), np.nan, day - infusion_day[patient]))
 
 
-def _views(texts: list[str]) -> np.ndarray:
-    array = pl.Series(texts, dtype=pl.Utf8).to_arrow(compat_level=pl.CompatLevel.newest())
-    return np.frombuffer(array.buffers()[1], np.uint64, 2 * len(array), 16 * array.offset)
+def _views(texts: list[str], cut: int = 0) -> list[np.ndarray]:
+    """The views of ``texts`` in chunks (a chunk of ``cut`` rows first, then the rest)."""
+    column = pl.concat([pl.Series(texts[:cut], dtype=pl.Utf8), pl.Series(texts[cut:], dtype=pl.Utf8)], rechunk=False)
+    return [chunk.views for chunk in string_chunks(column)]
 
 
 short_texts = st.text(st.sampled_from("ab/[]°µ"), max_size=6)  # multi-byte characters: up to 12 bytes
 
 
 @settings(max_examples=80, deadline=None)
-@given(st.lists(st.one_of(short_texts, st.sampled_from(["", "SYN00001", "mg/L", "10*9/L"])), max_size=3000))
-def test_short_text_codes_number_the_distinct_texts_in_order_of_first_appearance(texts: list[str]) -> None:
-    coded = short_text_codes(_views(texts))
+@given(
+    st.lists(st.one_of(short_texts, st.sampled_from(["", "SYN00001", "mg/L", "10*9/L"])), max_size=3000),
+    st.integers(0, 3000),
+)
+def test_short_text_codes_number_the_distinct_texts_in_order_of_first_appearance(texts: list[str], cut: int) -> None:
+    coded = short_text_codes(_views(texts, cut))  # in two chunks: the table goes on from one to the next
     assert coded is not None
     codes, first = coded
     distinct = list(dict.fromkeys(texts))  # (up to thousands of distinct texts: the table grows several times)
@@ -130,6 +138,7 @@ def test_short_text_codes_number_the_distinct_texts_in_order_of_first_appearance
 
 def test_short_text_codes_leave_a_column_with_a_longer_text_to_the_cast() -> None:
     assert short_text_codes(_views(["mg", "exactly12byt", "thirteen byte"])) is None
+    assert short_text_codes(_views(["mg", "thirteen byte", "exactly12byt"], cut=1)) is None
     assert short_text_codes(_views(["mg", "exactly12byt"])) is not None
     assert short_text_codes(_views([])) is not None
 
@@ -143,9 +152,116 @@ def test_short_text_codes_leave_a_column_with_a_longer_text_to_the_cast() -> Non
     ],
     ids=["short", "long-text", "with-nulls"],
 )
-def test_categorical_is_polars_cast(texts: list[str | None]) -> None:
-    column = pl.Series("patient_id", texts, dtype=pl.Utf8).slice(7)  # a slice: views from an offset
+@pytest.mark.parametrize("chunks", [1, 3])
+def test_categorical_is_polars_cast(texts: list[str | None], chunks: int) -> None:
+    whole = pl.Series("patient_id", texts, dtype=pl.Utf8)
+    cuts = np.linspace(0, whole.len(), chunks + 1).astype(int)
+    parts = [whole.slice(a, b - a) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+    column = pl.concat(parts, rechunk=False).slice(7)  # a slice (views from an offset), in chunks as a read gives
+    assert column.n_chunks() == chunks
     made = _categorical(column)
     assert made.dtype == pl.Categorical and made.name == "patient_id"
     assert made.equals(column.cast(pl.Categorical))
     assert made.to_physical().equals(column.cast(pl.Categorical).to_physical())
+
+
+def _read_by_the_pass(texts: pl.Series) -> np.ndarray:
+    """:func:`decimals` over the chunks of ``texts``, its other rows read by Polars' cast (as ingest reads them)."""
+    numbers, start = np.full(texts.len(), -7.0), 0
+    for chunk in string_chunks(texts):
+        end = start + chunk.views.shape[0] // 2
+        other = decimals(chunk.views, chunk.valid, chunk.bit, numbers[start:end]) + start
+        numbers[other] = texts[other].cast(pl.Float64, strict=False).to_numpy()
+        start = end
+    return numbers
+
+
+def _same_bits(got: np.ndarray, expected: np.ndarray) -> np.ndarray:
+    return (got.view(np.uint64) == expected.view(np.uint64)) | (np.isnan(got) & np.isnan(expected))
+
+
+_ADVERSARIAL = [
+    "-0", "-0.0", "0", "00", "007", "-007.50", "1.", ".5", "-.5", "+1", "+.5", " 1", "1 ", "1e5", "1E-3", "inf", "-inf",
+    "+inf", "Inf", "INFINITY", "infinity", "nan", "NaN", "-nan", "+nan", "n", "i", "in", "na", "1_000", "1,5", "--1",
+    "-+1", "1..2", "1.2.3", "", "-", ".", "-.", "+", "e5", "5e", "0x10", "1d", "1f", "٣", "３", "1\u00a0", "\t5",
+    "12345678", "-12345678", "99999999", "123456789", "-123456789", "1234567.8", "0.1234567", "0.0000001",
+    "9999999.9", "-9999999.9", "12.", "-12.", "0.30000000000000004", "3.14159265358979", "1e400", "5e-324",
+    "100000000000000000000", "alert", "none", "paracetamol", "a text longer than twelve bytes", "<5", "BLQ",
+]
+
+
+def test_decimals_read_every_text_as_polars_cast_does_bit_for_bit() -> None:
+    rng = np.random.default_rng(2026)
+    n = 400_000
+    integers = rng.integers(0, 10 ** rng.integers(1, 9, n), n).astype(str)
+    places = rng.integers(0, 8, n)
+    decimal_texts = np.array([f"{x:.{k}f}" for x, k in zip(rng.uniform(-1e4, 1e4, n), places, strict=True)])
+    with_zeros = np.array(["0" * z + t for z, t in zip(rng.integers(0, 4, n // 4), integers[: n // 4], strict=True)])
+    # Every short text of these bytes: the forms the pass reads and every near miss (signs, points, exponents).
+    alphabet = np.array(list("0123456789.-+eEinf ,x"))
+    random_texts = np.array(["".join(row) for row in alphabet[rng.integers(0, alphabet.size, (n, 6))]])
+    lengths = rng.integers(0, 11, n)
+    random_texts = np.array([t[:k] for t, k in zip(np.char.add(random_texts, random_texts), lengths, strict=True)])
+    first_bytes = [chr(b) + "5" for b in range(1, 128)] + [chr(b) for b in range(1, 128)] + ["é1", "€1", "\x005"]
+    texts = [*integers, *decimal_texts, *with_zeros, *random_texts, *first_bytes, *_ADVERSARIAL, None]
+    column = pl.Series(texts, dtype=pl.Utf8)
+    cuts = [0, 1, 1000, 333_333, column.len()]
+    chunked = pl.concat([column.slice(a, b - a) for a, b in zip(cuts[:-1], cuts[1:])], rechunk=False).slice(1)
+    expected = chunked.cast(pl.Float64, strict=False).fill_null(np.nan).to_numpy()
+    got = _read_by_the_pass(chunked)
+    same = _same_bits(got, expected)
+    assert same.all(), chunked.filter(pl.Series(~same)).head(5).to_list()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.text(st.sampled_from("0123456789.-+eEnN i"), max_size=13),
+                          st.sampled_from(_ADVERSARIAL), st.text(max_size=14)), max_size=200))
+def test_decimals_of_any_texts_are_polars_cast(texts: list[str | None]) -> None:
+    column = pl.Series(texts, dtype=pl.Utf8)
+    expected = column.cast(pl.Float64, strict=False).fill_null(np.nan).to_numpy()
+    assert _same_bits(_read_by_the_pass(column), expected).all()
+
+
+def test_decimals_of_empty_and_null_columns() -> None:
+    assert _read_by_the_pass(pl.Series([], dtype=pl.Utf8)).shape == (0,)
+    assert np.isnan(_read_by_the_pass(pl.Series([None, None], dtype=pl.Utf8))).all()
+    assert _read_by_the_pass(pl.Series(["-0"])).tobytes() == np.array([-0.0]).tobytes()
+
+
+def test_decimals_read_plain_decimals_themselves_and_leave_the_rest() -> None:
+    texts = ["37.2", "120", "-0.85", "007", "99999999", "-12345.78", "1e3", "+1", ".5", "1.", "123456789", "inf",
+             "nan", "alert", "", None]
+    chunk = string_chunks(pl.Series(texts, dtype=pl.Utf8))[0]
+    numbers = np.zeros(len(texts))
+    other = decimals(chunk.views, chunk.valid, chunk.bit, numbers)
+    assert other.tolist() == [6, 7, 8, 9, 10, 11, 12]  # for Polars' cast
+    assert numbers[:6].tolist() == [37.2, 120.0, -0.85, 7.0, 99999999.0, -12345.78]
+    assert np.isnan(numbers[13:]).all()  # no number, without the cast
+
+
+_NAMES = ["crp", "consciousness", "platelet_transfusion", "car_t_dose_per_kg", "car_t_dose_total", "exactly12byt",
+          "exactly12byx", "thirteen byte", "thirteen bytf", "a", "", "µg/L"]
+
+
+def test_text_codes_match_the_cast_to_an_enum_of_the_texts() -> None:
+    table = text_table(_NAMES)
+    rng = np.random.default_rng(7)
+    near = ["CRP", "crp ", " crp", "cr", "crpp", "consciousnesz", "consciousness_", "Consciousness", "platelet",
+            "car_t_dose_per_k", "car_t_dose_per_kgg", "car_t_dose_totaL", "exactly12by", "thirteen bytg", "b", "µg/l",
+            "a text of many, many more bytes than the names", None]
+    pool = np.array([*_NAMES, *near], dtype=object)
+    texts = list(pool[rng.integers(0, pool.size, 50_000)])
+    column = pl.Series(texts, dtype=pl.Utf8)
+    # In chunks (one of several data buffers: copied into one), from an offset
+    many = pl.concat([column.slice(0, 20_000), pl.Series(["x" * 40] * 3), column.slice(20_000)], rechunk=False)
+    for texts_column in (column.slice(3), many):
+        codes, start = np.full(texts_column.len(), -1, np.int64), 0
+        for chunk in string_chunks(texts_column):
+            end = start + chunk.views.shape[0] // 2
+            text_codes(chunk.views, chunk.valid, chunk.bit, chunk.buffers, chunk.buffer_start, table, codes[start:end])
+            start = end
+        expected = texts_column.cast(pl.Enum(_NAMES), strict=False).to_physical().fill_null(len(_NAMES)).to_numpy()
+        np.testing.assert_array_equal(codes, expected)
+    empty = np.zeros(0, np.int64)
+    text_codes(np.zeros(0, np.uint64), np.zeros(0, np.uint8), 0, np.zeros(0, np.uint8), np.zeros(1, np.int64),
+               table, empty)

@@ -17,7 +17,7 @@ from tocsin.core.polars_handles import (
     masked_series,
     numeric_series,
     sliced,
-    string_views,
+    string_chunks,
 )
 
 TYPES = [np.float64, np.float32, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64,
@@ -94,7 +94,28 @@ def test_empty_or_null_is_the_comparison_with_an_empty_text(offset: int) -> None
     assert empty_or_null(pl.Series([], dtype=pl.Utf8)).shape == (0,)
 
 
-def test_string_views_hold_each_text_length() -> None:
-    texts = pl.Series([t for t in TEXTS if t is not None]).slice(2)
-    lengths = (string_views(texts)[0::2] & np.uint64(0xFFFFFFFF)).tolist()
-    assert lengths == texts.str.len_bytes().to_list()
+def test_string_chunks_hold_each_chunk_as_it_is() -> None:
+    long = "a text longer than twelve bytes"
+    parts = [pl.Series([t for t in TEXTS if t is not None]).slice(2), pl.Series([None, long, "x", None]).slice(1),
+             pl.Series([], dtype=pl.Utf8), pl.Series([long + "!", "y"])]
+    texts = pl.concat(parts, rechunk=False)
+    chunks = string_chunks(texts)
+    assert len(chunks) == 3  # (an empty chunk has no rows to read)
+    written = [t for t in texts.to_list()]
+    row = 0
+    for chunk in chunks:
+        for k in range(chunk.views.shape[0] // 2):
+            low, high = int(chunk.views[2 * k]), int(chunk.views[2 * k + 1])
+            bit = chunk.bit + k
+            if chunk.valid.size and not (chunk.valid[bit >> 3] >> (bit & 7)) & 1:
+                assert written[row] is None
+            else:
+                length = low & 0xFFFFFFFF
+                if length <= 12:
+                    text = ((low >> 32) | high << 32).to_bytes(16, "little")[:length]
+                else:
+                    at = int(chunk.buffer_start[high & 0xFFFFFFFF]) + (high >> 32)
+                    text = chunk.buffers[at : at + length].tobytes()
+                assert text.decode() == written[row]
+            row += 1
+    assert row == texts.len()

@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from datetime import datetime
 
 import numpy as np
@@ -29,15 +30,25 @@ import polars as pl
 
 from tocsin.core.arrays import enum_codes, gather_rows, patient_codes_of
 from tocsin.core.kernels_ingest import (
+    TextTable,
     converted,
     days_since_infusion,
+    decimals,
     marked,
     outside,
     ranked,
     rounded,
     short_text_codes,
+    text_codes,
+    text_table,
 )
-from tocsin.core.polars_handles import categorical_series, empty_or_null, frame_from, numeric_series, string_views
+from tocsin.core.polars_handles import (
+    categorical_series,
+    empty_or_null,
+    frame_from,
+    numeric_series,
+    string_chunks,
+)
 from tocsin.units import UnitError, conversion_for
 from tocsin.vocabulary import ItemDefinition, Vocabulary
 
@@ -249,6 +260,16 @@ class _Items:
     # (item code, unit) -> its conversion, filled as pairs are met (see _conversion_of)
     conversions: dict[tuple[int, str], tuple[float, float, bool, bool, str | None]]
 
+    @cached_property
+    def text_table(self) -> TextTable:
+        """The names laid out for the compiled pass of :func:`_item_codes` (built for the first large input)."""
+        return text_table(self.names)
+
+    @cached_property
+    def enum_names(self) -> pl.Series:
+        """Every name in the Enum, then a null (the code of no item): the item column is a gather of it by code."""
+        return pl.Series("item", [*self.names, None], dtype=self.enum)
+
     @property
     def unknown(self) -> int:
         """The code of rows without a known item."""
@@ -361,12 +382,23 @@ def _labels(column: pl.Series, codes: np.ndarray) -> _Labels:
 _PREPARED: dict[tuple[int, tuple[tuple[str, pl.DataType], ...], bool, bool], tuple[_Items, list[pl.Expr]]] = {}
 
 
-def _prepare(raw: pl.DataFrame, items: _Items) -> pl.DataFrame:
+@dataclass(frozen=True)
+class _Prepared:
+    """The typed columns (:func:`_prepare`), every value read as a number (NaN: not one) and each row's item code
+    (``items.unknown`` where the item is not spelled canonically)."""
+
+    frame: pl.DataFrame
+    raw_num: np.ndarray
+    item_code: np.ndarray
+
+
+def _prepare(raw: pl.DataFrame, items: _Items) -> _Prepared:
     """Every column typed once, in one select. Patient, unit and file become Categorical (rows are matched on
     them by code), ``item`` the vocabulary's Enum where it is spelled canonically (other spellings are resolved
     later, once each), and ``value`` is read as a number on every row (most rows are numbers). The expressions
     depend only on the input's schema, whether it lacks some unit, and the item table: built once for each
-    (building them took a tenth of a bedside request)."""
+    (building them took a tenth of a bedside request). From :data:`_CODED_HEIGHT` rows on, the item and the
+    number are read by compiled passes over the texts' chunks (:func:`_item_codes`, :func:`_value_numbers`)."""
     unit_nulls = "unit" in raw.columns and raw.get_column("unit").null_count() > 0
     coded = raw.height >= _CODED_HEIGHT
     key = (id(items), tuple(raw.schema.items()), unit_nulls, coded)
@@ -375,13 +407,53 @@ def _prepare(raw: pl.DataFrame, items: _Items) -> pl.DataFrame:
         if len(_PREPARED) > 64:  # input layouts are few; never grow without bound
             _PREPARED.clear()
         cached = _PREPARED[key] = (items, _typing_expressions(raw.schema, items, unit_nulls, coded))
-    # One chunk per column: the read columns come in chunks (file parts, row groups) and the added ones in
-    # one, and Polars realigns every column of a frame whose chunks differ on every operation on it.
-    frame = raw.select(cached[1]).rechunk()
-    if coded:
+    frame = raw.select(cached[1])
+    if coded:  # (the passes read the texts' chunks as they are: the columns they make are of one chunk)
+        item_code = _item_codes(frame.get_column("item"), items)
+        raw_num = _value_numbers(frame.get_column("value"))
+        frame.replace_column(frame.get_column_index("item"), gather_rows(items.enum_names, item_code).alias("item"))
         for name in _CODED_COLUMNS:
             frame.replace_column(frame.get_column_index(name), _categorical(frame.get_column(name)))
-    return frame
+    # One chunk per column: the read columns come in chunks (file parts, row groups) and the added ones in
+    # one, and Polars realigns every column of a frame whose chunks differ on every operation on it.
+    frame = frame.rechunk()
+    if coded:
+        return _Prepared(frame, raw_num, item_code)
+    item_code = enum_codes(frame.get_column("item"))  # NaN: not spelled canonically
+    if item_code.dtype.kind == "f":
+        item_code = np.nan_to_num(item_code, nan=items.unknown)
+    # (64-bit: the code of no item is one past the Enum's codes, and NumPy converts other indices to 64 bits
+    # on every gather by them)
+    return _Prepared(frame, frame.get_column("raw_num").to_numpy(), item_code.astype(np.int64))
+
+
+def _item_codes(texts: pl.Series, items: _Items) -> np.ndarray:
+    """Each row's item code (:attr:`_Items.unknown` where not spelled canonically, or null), as the cast of the
+    texts to the items' Enum gives it: by a compiled pass over each chunk's texts (:func:`text_codes`), ~4 ns a row
+    where the cast looks each row's text up at ~20 ns."""
+    codes = np.empty(texts.len(), dtype=np.int64)
+    start = 0
+    for chunk in string_chunks(texts):
+        end = start + chunk.views.shape[0] // 2
+        text_codes(chunk.views, chunk.valid, chunk.bit, chunk.buffers, chunk.buffer_start, items.text_table,
+                   codes[start:end])
+        start = end
+    return codes
+
+
+def _value_numbers(texts: pl.Series) -> np.ndarray:
+    """Every text read as a number (NaN: null or not a number), as ``cast(pl.Float64, strict=False)`` reads it:
+    plain decimals by a compiled pass over each chunk's texts (:func:`decimals`), the few others by the cast."""
+    numbers = np.empty(texts.len(), dtype=np.float64)
+    others, start = [], 0
+    for chunk in string_chunks(texts):
+        end = start + chunk.views.shape[0] // 2
+        others.append(decimals(chunk.views, chunk.valid, chunk.bit, numbers[start:end]) + start)
+        start = end
+    rows = np.concatenate(others) if others else np.zeros(0, dtype=np.int64)
+    if rows.size:
+        numbers[rows] = gather_rows(texts, rows).cast(pl.Float64, strict=False).to_numpy()  # (null: NaN)
+    return numbers
 
 
 #: The texts :func:`_prepare` makes Categorical, and the height from which it codes them itself (:func:`_categorical`)
@@ -397,7 +469,7 @@ def _categorical(texts: pl.Series) -> pl.Series:
     pass over their Arrow views (runs of one text, such as a patient's rows, never reach its hash table), and only
     their distinct values go through the categories; other columns, and columns with nulls, through Polars' cast."""
     if texts.null_count() == 0:
-        coded = short_text_codes(string_views(texts))
+        coded = short_text_codes([chunk.views for chunk in string_chunks(texts)])
         if coded is not None:
             codes, first = coded
             return categorical_series(codes, texts.gather(first), texts.name)
@@ -407,18 +479,19 @@ def _categorical(texts: pl.Series) -> pl.Series:
 def _typing_expressions(schema: pl.Schema, items: _Items, unit_nulls: bool, coded: bool) -> list[pl.Expr]:
     """The expressions of :func:`_prepare` for an input of this schema (``unit_nulls``: its unit column has
     nulls, read as no unit; a ``fill_null`` of a column without them still costs a pass over its texts; ``coded``:
-    patient and unit are left as texts, for :func:`_categorical`)."""
+    patient, unit and item are left as texts, for :func:`_categorical` and :func:`_item_codes`, and the value is
+    not read as a number, for :func:`_value_numbers`)."""
     cols = schema.names()
     unit = pl.col("unit").cast(pl.Utf8)
     item, value = pl.col("item").cast(pl.Utf8), pl.col("value").cast(pl.Utf8)
     text_type = pl.Utf8 if coded else pl.Categorical
     exprs = [
         pl.col("patient_id").cast(pl.Utf8).cast(text_type),
-        item.cast(items.enum, strict=False).alias("item"),
+        (item if coded else item.cast(items.enum, strict=False)).alias("item"),
         value,
         # NaN where not a number, as the NumPy read of a null gives: then that read is the column itself, not a copy
         # that fills each null (~10 ms for a batch chunk in fresh pages).
-        value.cast(pl.Float64, strict=False).fill_null(float("nan")).alias("raw_num"),
+        *(() if coded else (value.cast(pl.Float64, strict=False).fill_null(float("nan")).alias("raw_num"),)),
         ((unit.fill_null("") if unit_nulls else unit) if "unit" in cols else pl.lit("")).cast(text_type).alias("unit"),
         (pl.col("source").cast(pl.Utf8) if "source" in cols else pl.lit(None, pl.Utf8)).alias("source"),
         pl.col("file").cast(pl.Categorical),
@@ -470,8 +543,8 @@ class _Screen:
     ``columns`` holds what the checks computed (times, converted values...), for the output and the messages.
     """
 
-    def __init__(self, frame: pl.DataFrame, items: _Items) -> None:
-        self.frame = frame
+    def __init__(self, prepared: _Prepared, items: _Items) -> None:
+        self.frame = frame = prepared.frame
         self.height = frame.height
         # (The codes of the three by one query: each ``to_physical`` is one, ~20-50 µs whatever the rows; a select of
         # several runs them on the thread pool, at several times the cost.)
@@ -479,15 +552,9 @@ class _Screen:
         patient_code, unit_code, self.file_code = patient_codes_of(patient_ids, units, files)
         self.patients = _labels(patient_ids, patient_code)
         self.units = _labels(units, unit_code)
-        item_code = enum_codes(frame.get_column("item"))  # where spelled canonically (NaN: not so)
-        if item_code.dtype.kind == "f":
-            item_code = np.nan_to_num(item_code, nan=items.unknown)
-        # (64-bit: the code of no item is one past the Enum's codes, and NumPy converts other indices to 64 bits
-        # on every gather by them)
-        self.item_code = item_code.astype(np.int64)
-        # Every value read as a number, once (with a null, each reading is a copy); :func:`_numbers` reads some rows
-        # again into it.
-        self.raw_num = frame.get_column("raw_num").to_numpy()
+        self.item_code = prepared.item_code
+        # Every value read as a number, once; :func:`_numbers` reads some rows again into it.
+        self.raw_num = prepared.raw_num
         patients, units = self.patients, self.units
         self.refused = np.zeros(self.height, dtype=np.bool_)
         self.errors: list[pl.DataFrame] = []

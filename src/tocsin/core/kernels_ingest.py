@@ -11,6 +11,9 @@ reads the per-(item, unit) and per-item tables through the row's codes and write
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import numpy as np
 
 from tocsin.core.segments import compiled
@@ -163,52 +166,259 @@ def days_since_infusion(
     return compiled(_days_loop)(day, patient, infusion_day, from_time)
 
 
-def _short_text_codes_loop(views: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+def _short_text_codes_loop(
+    views: np.ndarray,
+    codes: np.ndarray,
+    row0: int,
+    row: int,
+    slots: np.ndarray,
+    low_of: np.ndarray,
+    high_of: np.ndarray,
+    first: np.ndarray,
+    count: int,
+) -> tuple[int, int]:
     # A view of at most 12 bytes holds its text inline (length, then the bytes, zero-padded, as Arrow's format and
-    # Polars' views are): two equal views are two equal texts. Open addressing over the views, resized at half full.
-    # A longer text stops the pass: no codes and one first row of -1.
-    codes = np.empty(n, np.uint32)
-    first = np.empty(n, np.int64)
-    size = 64
-    slots = np.full(size, -1, np.int64)
-    low_of, high_of = np.empty(n, np.uint64), np.empty(n, np.uint64)
-    count = 0
+    # Polars' views are): two equal views are two equal texts. Open addressing over the views, from ``row`` on, until
+    # the table is half full (it is grown outside: arrays replaced inside the loop cost it half its speed); returns
+    # the count of codes and the next row, a count of -1 at a longer text.
+    size = slots.shape[0]
     previous_low, previous_high, previous = np.uint64(0), np.uint64(0), -1
-    for row in range(n):
+    while row < codes.shape[0]:
         low, high = views[2 * row], views[2 * row + 1]
         if (low & np.uint64(0xFFFFFFFF)) > 12:
-            return np.full(0, -1, np.uint32), np.full(1, -1, np.int64)
+            return -1, row
         if previous >= 0 and low == previous_low and high == previous_high:  # runs (a patient's rows) skip the table
             codes[row] = previous
+            row += 1
             continue
         mixed = (low * np.uint64(0x9E3779B97F4A7C15)) ^ (high * np.uint64(0xC2B2AE3D27D4EB4F))
         slot = np.int64(mixed >> np.uint64(33)) & (size - 1)
         while slots[slot] >= 0 and (low_of[slots[slot]] != low or high_of[slots[slot]] != high):
             slot = (slot + 1) & (size - 1)
         code = slots[slot]
-        if code < 0:
+        new = code < 0
+        if new:
             code = count
-            slots[slot], low_of[code], high_of[code], first[code] = code, low, high, row
+            slots[slot], low_of[code], high_of[code], first[code] = code, low, high, row0 + row
             count += 1
-            if 2 * count > size:  # grow: every code again into a table twice the size
-                size *= 2
-                slots = np.full(size, -1, np.int64)
-                for known in range(count):
-                    mixed = (low_of[known] * np.uint64(0x9E3779B97F4A7C15)) ^ (
-                        high_of[known] * np.uint64(0xC2B2AE3D27D4EB4F)
-                    )
-                    slot = np.int64(mixed >> np.uint64(33)) & (size - 1)
-                    while slots[slot] >= 0:
-                        slot = (slot + 1) & (size - 1)
-                    slots[slot] = known
         codes[row] = code
+        row += 1
+        if new and 2 * count > size:
+            return count, row
         previous_low, previous_high, previous = low, high, code
+    return count, row
+
+
+def _rehashed_loop(low_of: np.ndarray, high_of: np.ndarray, count: int, size: int) -> np.ndarray:
+    slots = np.full(size, -1, np.int64)
+    for code in range(count):  # (the hash of _short_text_codes_loop)
+        mixed = (low_of[code] * np.uint64(0x9E3779B97F4A7C15)) ^ (high_of[code] * np.uint64(0xC2B2AE3D27D4EB4F))
+        slot = np.int64(mixed >> np.uint64(33)) & (size - 1)
+        while slots[slot] >= 0:
+            slot = (slot + 1) & (size - 1)
+        slots[slot] = code
+    return slots
+
+
+def short_text_codes(chunks: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray] | None:
+    """Each row's code among the distinct texts of an Arrow string-view column, in order of first appearance, and
+    each code's first row; None when some text is longer than 12 bytes (not inline in its view: such columns are
+    left to Polars' cast). ``chunks``: the views buffer of each of the column's chunks as ``uint64``, two per row
+    (a read column comes in chunks: copied into one, each string column cost a batch chunk ~4 ms)."""
+    loop, rehashed = compiled(_short_text_codes_loop), compiled(_rehashed_loop)
+    codes = np.empty(sum(views.shape[0] for views in chunks) // 2, np.uint32)
+    size = 64
+    slots, low_of, high_of = np.full(size, -1, np.int64), np.empty(size, np.uint64), np.empty(size, np.uint64)
+    first, count, start = np.empty(size, np.int64), 0, 0
+    for views in chunks:
+        end, row = start + views.shape[0] // 2, 0
+        while row < end - start:
+            count, row = loop(views, codes[start:end], start, row, slots, low_of, high_of, first, count)
+            if count < 0:
+                return None
+            if 2 * count > size:  # grown: every code again into a table twice the size
+                size *= 2
+                low_of, high_of, first = (np.resize(a, size) for a in (low_of, high_of, first))
+                slots = rehashed(low_of, high_of, count, size)
+        start = end
     return codes, first[:count]
 
 
-def short_text_codes(views: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """Each row's code among the distinct texts of an Arrow string-view column (``views``: its views buffer as
-    ``uint64``, two per row), in order of first appearance, and each code's first row; None when some text is longer
-    than 12 bytes (not inline in its view: such columns are left to Polars' cast)."""
-    codes, first = compiled(_short_text_codes_loop)(views, views.shape[0] // 2)
-    return None if first.shape[0] == 1 and first[0] == -1 else (codes, first)
+# 10^k for the digits after a decimal point (exact in float64 up to 10^22; a fast-path text has at most 7).
+_POWERS_OF_TEN = np.array([10.0**k for k in range(8)])
+# First bytes of a text that Polars may read as a number: a digit, a sign, a point, or the i/n of inf and nan
+# (any case). A text starting otherwise (or empty) is no number: NaN without asking Polars.
+_MAY_START_A_NUMBER = np.zeros(256, dtype=np.bool_)
+_MAY_START_A_NUMBER[[*b"0123456789+-.iInN"]] = True
+
+
+def _decimals_loop(views: np.ndarray, valid: np.ndarray, bit: int, out: np.ndarray) -> np.ndarray:
+    # A text of the form -?[0-9]+(\.[0-9]+)? of at most 8 bytes after its sign, inline in its view, is read word-wise
+    # (SWAR): its digits, the point taken out, are an integer below 10^8, divided by an exact power of ten: IEEE
+    # division rounds correctly, as Polars' parser does. Every other text that may be a number is left to Polars
+    # (its row returned).
+    n = out.shape[0]
+    other = np.empty(n, np.int64)
+    count = 0
+    ones, sevens = np.uint64(0x0101010101010101), np.uint64(0x7F7F7F7F7F7F7F7F)
+    zeros, nibbles = np.uint64(0x3030303030303030), np.uint64(0xF0F0F0F0F0F0F0F0)
+    for row in range(n):
+        if valid.shape[0]:
+            b = bit + row
+            if not (valid[b >> 3] >> (b & 7)) & 1:  # null: no number
+                out[row] = np.nan
+                continue
+        low, high = views[2 * row], views[2 * row + 1]
+        length = np.int64(low & np.uint64(0xFFFFFFFF))
+        x = (low >> np.uint64(32)) | (high << np.uint64(32))  # the first 8 bytes, the first the lowest
+        if length == 0 or not _MAY_START_A_NUMBER[x & np.uint64(0xFF)]:
+            out[row] = np.nan
+            continue
+        negative = (x & np.uint64(0xFF)) == np.uint64(45)
+        if negative:
+            x = (x >> np.uint64(8)) | ((high >> np.uint64(32)) << np.uint64(56))
+            length -= 1
+        if length < 1 or length > 8:
+            other[count] = row
+            count += 1
+            continue
+        keep = np.uint64(0xFFFFFFFFFFFFFFFF) >> np.uint64((64 - 8 * length) & 63)  # the text's bytes
+        x &= keep
+        z = x ^ np.uint64(0x2E2E2E2E2E2E2E2E)
+        dots = ~(((z & sevens) + sevens) | z | sevens) & keep  # the high bit of each '.' byte
+        unit = dots >> np.uint64(7)
+        x ^= unit * np.uint64(0x1E)  # '.' -> '0'
+        x |= ~keep & zeros  # the bytes after the text -> '0'
+        below = unit - np.uint64(1)  # the bytes before the first point (all: no point)
+        point = np.int64(((below & ones) * ones) >> np.uint64(56))
+        dotted = unit != np.uint64(0)
+        if not (
+            (x & nibbles) == zeros
+            and ((x + np.uint64(0x0606060606060606)) & nibbles) == zeros  # every byte a digit
+            and (unit & below) == np.uint64(0)  # at most one point
+            and (not dotted or (point >= 1 and point <= length - 2))  # with digits on both sides
+        ):
+            other[count] = row
+            count += 1
+            continue
+        d = (x - zeros) & keep
+        if dotted:  # the point out: the bytes after it one down
+            d = (d & below) | ((d >> np.uint64(8)) & ~below)
+            length -= 1
+        d <<= np.uint64(8 * (8 - length))  # leading zeros: eight digits, the first the lowest byte
+        d = d * np.uint64(10) + (d >> np.uint64(8))
+        d = (
+            (d & np.uint64(0x000000FF000000FF)) * np.uint64(0x000F424000000064)
+            + ((d >> np.uint64(16)) & np.uint64(0x000000FF000000FF)) * np.uint64(0x0000271000000001)
+        ) >> np.uint64(32)
+        value = np.float64(np.int64(d & np.uint64(0xFFFFFFFF)))
+        if dotted:
+            value /= _POWERS_OF_TEN[length - point]
+        out[row] = -value if negative else value
+    return other[:count]
+
+
+def decimals(views: np.ndarray, valid: np.ndarray, bit: int, out: np.ndarray) -> np.ndarray:
+    """The texts of a String column's chunk read as numbers into ``out`` (NaN: null, or no number), as Polars'
+    ``cast(pl.Float64, strict=False)`` reads them, bit for bit, for plain decimals (``-?[0-9]+(\\.[0-9]+)?``, at
+    most 8 bytes after the sign: almost every value of a file); returns the rows of the other texts that may be
+    numbers (``1e3``, ``+1``, ``.5``, ``inf``, longer ones), whose ``out`` is undefined: for Polars' own cast.
+    ``views``: the chunk's Arrow views as ``uint64`` (two per row); ``valid``: its validity bitmap (empty: no
+    nulls), of which ``bit`` is row 0's. Polars' cast reads each text in ~20 ns; this pass ~8."""
+    return compiled(_decimals_loop)(views, valid, bit, out)
+
+
+@dataclass(frozen=True)
+class TextTable:
+    """Texts (a vocabulary's item names) laid out for :func:`text_codes`: an open-addressing table over the first
+    view word (length and first four bytes) of each text; a text's code is its position in ``texts``."""
+
+    texts: tuple[str, ...]
+    slots: np.ndarray  # int64, a power of two of them: a text's position (-1: empty)
+    low: np.ndarray  # per text: its view's first word
+    high: np.ndarray  # per text of at most 12 bytes: its view's second word (bytes 4 to 11)
+    data: np.ndarray  # every text's bytes, end to end (uint8)
+    start: np.ndarray  # where each text starts in ``data``
+
+
+_GOLDEN = 0x9E3779B97F4A7C15
+
+
+def text_table(texts: Sequence[str]) -> TextTable:
+    """The :class:`TextTable` of distinct ``texts``."""
+    encoded = [text.encode() for text in texts]
+    low = np.array(
+        [len(b) | int.from_bytes(b[:4].ljust(4, b"\0"), "little") << 32 for b in encoded], dtype=np.uint64
+    )
+    high = np.array(
+        [int.from_bytes(b[4:12].ljust(8, b"\0"), "little") if len(b) <= 12 else 0 for b in encoded], dtype=np.uint64
+    )
+    bits = max(4, (4 * len(encoded)).bit_length())
+    slots = np.full(1 << bits, -1, dtype=np.int64)
+    for code, word in enumerate(low.tolist()):
+        slot = ((word * _GOLDEN) & 0xFFFFFFFFFFFFFFFF) >> (64 - bits)
+        while slots[slot] >= 0:
+            slot = (slot + 1) & (slots.size - 1)
+        slots[slot] = code
+    start = np.cumsum([0, *map(len, encoded)], dtype=np.int64)
+    data = np.frombuffer(b"".join(encoded), dtype=np.uint8) if encoded else np.zeros(0, np.uint8)
+    return TextTable(tuple(texts), slots, low, high, np.ascontiguousarray(data), start)
+
+
+def _text_codes_loop(
+    views: np.ndarray,
+    valid: np.ndarray,
+    bit: int,
+    buffers: np.ndarray,
+    buffer_start: np.ndarray,
+    slots: np.ndarray,
+    low_of: np.ndarray,
+    high_of: np.ndarray,
+    data: np.ndarray,
+    start: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    mask = slots.shape[0] - 1
+    bits = 0
+    while (1 << bits) < slots.shape[0]:
+        bits += 1
+    shift = np.uint64(64 - bits)
+    none = low_of.shape[0]
+    for row in range(out.shape[0]):
+        out[row] = none
+        if valid.shape[0]:
+            b = bit + row
+            if not (valid[b >> 3] >> (b & 7)) & 1:
+                continue
+        low, high = views[2 * row], views[2 * row + 1]
+        length = np.int64(low & np.uint64(0xFFFFFFFF))
+        slot = np.int64((low * np.uint64(_GOLDEN)) >> shift)
+        while slots[slot] >= 0:
+            code = slots[slot]
+            if low_of[code] == low:
+                if length <= 12:
+                    same = high_of[code] == high
+                else:  # the rest of a longer text is in a data buffer: (buffer, offset) in the view's second word
+                    at = buffer_start[np.int64(high & np.uint64(0xFFFFFFFF))] + np.int64(high >> np.uint64(32))
+                    same = True
+                    for k in range(4, length):
+                        if buffers[at + k] != data[start[code] + k]:
+                            same = False
+                            break
+                if same:
+                    out[row] = code
+                    break
+            slot = (slot + 1) & mask
+
+
+def text_codes(
+    views: np.ndarray, valid: np.ndarray, bit: int, buffers: np.ndarray, buffer_start: np.ndarray, table: TextTable,
+    out: np.ndarray,
+) -> None:
+    """Each text of a String column's chunk coded into ``out`` (an integer array): its position in ``table.texts``,
+    or ``len(table.texts)`` for a null or any other text, as Polars' cast to an Enum of those texts matches them
+    (byte for byte). ``views``, ``valid``, ``bit`` as for :func:`decimals`; ``buffers``: the chunk's data buffers
+    end to end (uint8), ``buffer_start``: where each starts in it (texts longer than 12 bytes are there)."""
+    compiled(_text_codes_loop)(
+        views, valid, bit, buffers, buffer_start, table.slots, table.low, table.high, table.data, table.start, out
+    )

@@ -20,6 +20,7 @@ Example
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
@@ -78,15 +79,52 @@ def categorical_series(codes: np.ndarray, categories: pl.Series, name: str = "")
     return arrow_series(pa.DictionaryArray.from_arrays(indices, dictionary), name)
 
 
-def string_views(texts: pl.Series) -> np.ndarray:
-    """The Arrow views of a String Series, as ``uint64``, two per row (Polars' strings are Arrow string views,
-    exported without a copy): the low 32 bits of the first are the text's length in bytes; a text of at most 12
-    bytes is inline in the rest. (A null row's view is not defined: read the validity too.)"""
-    return _views(texts.to_arrow(compat_level=pl.CompatLevel.newest()))
-
-
 def _views(array: pa.Array) -> np.ndarray:
     return np.frombuffer(array.buffers()[1], np.uint64, 2 * len(array), 16 * array.offset)
+
+
+@dataclass(frozen=True)
+class StringChunk:
+    """One chunk of a String Series as its Arrow buffers, for compiled passes over its texts."""
+
+    # The Arrow views, as ``uint64``, two per row: the low 32 bits of the first are the text's length in bytes; a
+    # text of at most 12 bytes is inline in the rest, a longer one has its first 4 bytes there and the second is its
+    # data buffer and offset. (A null row's view is not defined: read the validity too.)
+    views: np.ndarray
+    valid: np.ndarray  # the validity bitmap (uint8; empty: no null)
+    bit: int  # row 0's bit in ``valid``
+    buffers: np.ndarray  # the data buffers (texts longer than 12 bytes) end to end, uint8
+    buffer_start: np.ndarray  # where each data buffer starts in ``buffers`` (int64)
+
+
+_NO_BYTES = np.zeros(0, dtype=np.uint8)
+
+
+def string_chunks(texts: pl.Series) -> list[StringChunk]:
+    """The chunks of a String Series as they are (Polars' strings are Arrow string views, exported without a copy
+    chunk by chunk; the export of a Series of several chunks copies them into one, as a rechunk does): a read file's
+    columns come in a chunk per part or row group. Data buffers are copied only when a chunk has several."""
+    chunks = []
+    for chunk in texts.get_chunks():
+        if chunk.len() == 0:
+            continue
+        array = chunk.to_arrow(compat_level=pl.CompatLevel.newest())
+        validity, _, *data = array.buffers()
+        sizes = [buffer.size for buffer in data]
+        buffers = (
+            np.frombuffer(data[0], np.uint8) if len(data) == 1
+            else np.concatenate([np.frombuffer(b, np.uint8) for b in data]) if data else _NO_BYTES
+        )
+        chunks.append(
+            StringChunk(
+                _views(array),
+                np.frombuffer(validity, np.uint8) if array.null_count else _NO_BYTES,
+                array.offset,
+                buffers,
+                np.cumsum([0, *sizes[:-1]], dtype=np.int64),
+            )
+        )
+    return chunks
 
 
 def empty_or_null(texts: pl.Series) -> np.ndarray:
