@@ -51,9 +51,17 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict
 
 from tocsin.config import CytopeniaConfig
-from tocsin.core.arrays import EventCodes, event_codes, gather_rows, patient_positions, physical_codes, row_numbers
+from tocsin.core.arrays import (
+    EventCodes,
+    event_codes,
+    float_rows,
+    gather_rows,
+    patient_positions,
+    physical_codes,
+    row_numbers,
+)
 from tocsin.core.kernels_cytopenia import STATE_NEEDS_LLN, STATE_NOT_GRADED, STATE_RAISED, ctcae_rows, worst_grades
-from tocsin.core.kernels_gather import floats_at, rows_of_items
+from tocsin.core.kernels_gather import rows_of_items
 from tocsin.core.polars_handles import frame_from, numeric_series
 from tocsin.core.timeline import HOURS_PER_DAY, Text, frame_of
 from tocsin.criteria import load_scale
@@ -232,9 +240,9 @@ class _Rows(NamedTuple):
         return gather_rows(self.source.get_column(name), self.rows)
 
     def floats(self, name: str) -> np.ndarray:
-        """A numeric column at the rows as float64, NaN where null (:func:`floats_at`: read whole, a column with
-        nulls is a copy of every event, ~6 ms for a chunk of a batch)."""
-        return floats_at(self.source.get_column(name), self.rows)
+        """A numeric column at the rows as float64, NaN where null (:func:`tocsin.core.arrays.float_rows`: read
+        whole, a column with nulls is a copy of every event, ~6 ms for a chunk of a batch)."""
+        return float_rows(self.source.get_column(name), self.rows)
 
 
 def _in_time(read: _Rows) -> tuple[_Rows, np.ndarray]:

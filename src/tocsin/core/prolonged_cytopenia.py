@@ -54,9 +54,8 @@ import polars as pl
 
 from tocsin.config import ProlongedCytopeniaConfig
 from tocsin.core.cytopenia_ctcae import criteria_tables
-from tocsin.core.arrays import ItemRows, read_item_rows
+from tocsin.core.arrays import ItemRows, float_rows, read_item_rows
 from tocsin.core.icaht import observation_end_items
-from tocsin.core.kernels_gather import floats_at
 from tocsin.core.kernels_pht import (
     BIPHASIC,
     BIPHASIC_LINEAGES,
@@ -198,7 +197,7 @@ def _lineage_blocks(
     """The patients, their series of daily values and :func:`tocsin.core.kernels_pht.patient_columns` of them.
     ``rows``: the read of at least :func:`pht_items` (None: read here)."""
     patients, read = rows or read_item_rows(events, pht_items(config))
-    lln = floats_at(events.get_column("lln"), read.event_rows)
+    lln = float_rows(events.get_column("lln"), read.event_rows)
     tables = _tables(
         tuple(_lln(ln["item"], config) for ln in LINEAGES), config.support_free_days, config.recovery_consecutive_values
     )

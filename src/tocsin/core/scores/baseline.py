@@ -45,7 +45,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from tocsin.core.arrays import EventCodes, event_codes, gather_rows, patient_codes
+from tocsin.core.arrays import EventCodes, event_codes, float_rows, gather_rows, patient_codes
 from tocsin.core.polars_handles import (
     PySeries,
     arrow_series,
@@ -53,7 +53,7 @@ from tocsin.core.polars_handles import (
     frame_of_handles,
     numeric_series,
 )
-from tocsin.core.kernels_gather import floats_at, rows_of_items
+from tocsin.core.kernels_gather import rows_of_items
 from tocsin.core.kernels_scores import (
     COMPARISON,
     DIRECTION,
@@ -573,7 +573,7 @@ class LabRows:
         """The events' column ``name`` (num, lln, uln) at these rows as float64, NaN where null; read at first use:
         a batch has a million rows, and most scores never read lln."""
         if name not in self.columns:
-            self.columns[name] = floats_at(self.events.get_column(name), self.event_rows)
+            self.columns[name] = float_rows(self.events.get_column(name), self.event_rows)
         return self.columns[name]
 
     def column_at(self, name: str, rows: np.ndarray) -> np.ndarray:
@@ -584,7 +584,7 @@ class LabRows:
             return self.columns[name]
         picked = np.unique(rows[rows >= 0])
         values = np.full(self.t.size, np.nan)
-        values[picked] = floats_at(self.events.get_column(name), self.event_rows[picked])
+        values[picked] = float_rows(self.events.get_column(name), self.event_rows[picked])
         return values
 
 
@@ -613,9 +613,9 @@ def lab_rows(events: pl.DataFrame, items: Collection[str] | None = None, read: E
         order = np.argsort(patient, kind="stable")
         rows, item, patient = rows[order], item[order], patient[order]
         run_code, run_first, run_end, _ = patient_runs(patient)
-    # Only the wanted rows are read (:func:`floats_at`): a column with nulls is copied to NumPy, and a batch has
-    # millions of rows.
-    t = floats_at(events.get_column("t"), rows)
+    # Only the wanted rows are read (:func:`tocsin.core.arrays.float_rows`): a column with nulls is copied to NumPy,
+    # and a batch has millions of rows.
+    t = float_rows(events.get_column("t"), rows)
     stamp = _stamp(t)
     return LabRows(
         item=item.astype(np.int64, copy=False),
