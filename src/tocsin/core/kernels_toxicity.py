@@ -447,25 +447,6 @@ def icans_state_pass(*columns: object) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return compiled(_icans_state_loop)(*columns)
 
 
-def _selected_rows_loop(item: np.ndarray, wanted: np.ndarray) -> np.ndarray:
-    """The rows whose item code is ``wanted``."""
-    n = 0
-    for row in range(item.shape[0]):
-        n += wanted[item[row]]
-    rows = np.empty(n, dtype=np.int64)
-    k = 0
-    for row in range(item.shape[0]):
-        if wanted[item[row]]:
-            rows[k] = row
-            k += 1
-    return rows
-
-
-def selected_rows(item: np.ndarray, wanted: np.ndarray) -> np.ndarray:
-    """:func:`_selected_rows_loop`, compiled (where a mask and its row numbers were two passes)."""
-    return compiled(_selected_rows_loop)(item, wanted)
-
-
 def _counted_rows_loop(item: np.ndarray, wanted: np.ndarray) -> int:
     """The number of rows whose item code is ``wanted``."""
     n = 0

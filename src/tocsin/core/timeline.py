@@ -41,8 +41,9 @@ from tocsin.core.kernels_toxicity import (
     CRS_ALTERNATIVE, CRS_ANTIPYRETIC, CRS_CRP, CRS_DEATH, CRS_FIO2, CRS_FLAGS, CRS_FLOATS, CRS_FLOW, CRS_IL6, CRS_MAP,
     CRS_NUMBERS, CRS_OXYGEN, CRS_SBP, CRS_SMALL, CRS_TEMPERATURE, CRS_WAIVER, ICANS_ATTRIBUTION, ICANS_DOMAINS,
     ICANS_FINDINGS, ICANS_FLAGS, ICANS_FLOATS, ICANS_NO_VALUE, ICANS_NUMBERS, crs_state_pass, icans_state_pass,
-    counted_rows, selected_rows, taken, toxicity_rows_pass,
+    counted_rows, taken, toxicity_rows_pass,
 )
+from tocsin.core.kernels_gather import rows_of_items
 from tocsin.core.segments import compiled, latest_rows_loop
 from tocsin.criteria import load_scale
 from tocsin.vocabulary import Vocabulary
@@ -294,7 +295,7 @@ class ToxicityRows:
         """The rows (of these) of these items, ascending: one compiled pass over the item codes."""
         wanted = np.zeros(len(self.categories) + 1, dtype=np.bool_)
         wanted[[self.code[i] for i in items]] = True
-        return selected_rows(self.item, wanted)
+        return rows_of_items(self.item, self.item, wanted)[0]
 
     @property
     def pass_columns(self) -> tuple[np.ndarray, ...]:
