@@ -53,24 +53,35 @@ def write(out: Path) -> None:
         _tocsin("grade", str(example.relative_to(ROOT)), "--json", stdout=out / f"{example.name}.json")
 
 
-def _same(a: Path, b: Path) -> bool:
-    if a.suffix == ".parquet":
+def _outputs(root: Path) -> dict[Path, list[Path]]:
+    """Every output under ``root``: a table (a folder of ``part-*.parquet`` files, its parts in order) or a file.
+    A table is compared as the stack of its parts, so that a change in how many chunks go into a part (the
+    eleventh session wrote the per-patient tables once per 16 chunks) is not a difference."""
+    outputs: dict[Path, list[Path]] = {}
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        is_part = path.suffix == ".parquet" and path.name.startswith("part-")
+        outputs.setdefault(path.parent.relative_to(root) if is_part else path.relative_to(root), []).append(path)
+    return outputs
+
+
+def _same(a: list[Path], b: list[Path]) -> bool:
+    if a[0].suffix == ".parquet":
         x, y = pl.read_parquet(a), pl.read_parquet(b)
         return x.schema == y.schema and x.equals(y)
-    if a.suffix == ".json":
-        return json.loads(a.read_text() or "null") == json.loads(b.read_text() or "null")
-    return a.read_bytes() == b.read_bytes()
+    if a[0].suffix == ".json":
+        return json.loads(a[0].read_text() or "null") == json.loads(b[0].read_text() or "null")
+    return a[0].read_bytes() == b[0].read_bytes()
 
 
 def compare(before: Path, after: Path) -> int:
-    """Print every file that differs, is missing or is new; the number of such files."""
-    files = {p.relative_to(before) for p in before.rglob("*") if p.is_file()}
-    files_after = {p.relative_to(after) for p in after.rglob("*") if p.is_file()}
-    problems = [f"missing {f}" for f in sorted(files - files_after)] + [f"new {f}" for f in sorted(files_after - files)]
-    problems += [f"differs {f}" for f in sorted(files & files_after) if not _same(before / f, after / f)]
+    """Print every table or file that differs, is missing or is new; the number of such outputs."""
+    old, new = _outputs(before), _outputs(after)
+    problems = [f"missing {f}" for f in sorted(old.keys() - new.keys())]
+    problems += [f"new {f}" for f in sorted(new.keys() - old.keys())]
+    problems += [f"differs {f}" for f in sorted(old.keys() & new.keys()) if not _same(old[f], new[f])]
     for line in problems:
         print(line)
-    print(f"{len(files)} files compared, {len(problems)} problems")
+    print(f"{len(old)} tables and files compared ({sum(map(len, old.values()))} files), {len(problems)} problems")
     return len(problems)
 
 

@@ -2,10 +2,14 @@
 
 The core grades whatever batch it is given; this adapter only decides how many patients go into one
 batch. A file grouped by patient (each patient's rows together) is read chunk by chunk as row ranges;
-any other file is read chunk by chunk with a predicate on ``patient_id``. Each chunk's timelines,
-episodes, summaries and refused rows are written as numbered part files under the output directory;
-a part is first written under a temporary name and renamed when complete, so an interrupted run never
-leaves a half-written part. With ``cohort`` the chunk also writes the tables ``tocsin cohort derive`` reads
+any other file is read chunk by chunk with a predicate on ``patient_id``. The tables are folders of numbered
+part files under the output directory. Each chunk writes its part of the tables with rows per assessment or per
+value (timelines, cytopenia grades, evidence, cohort events) and of the refused rows; the tables of a row or a few
+per patient (episodes, summaries, scores, ICAHT, PHT, kinetics) are written once per group of
+:data:`PER_PATIENT_GROUP` consecutive chunks, by the process that started the run. A part is first written under
+a temporary name and renamed when complete, so an interrupted run never leaves a half-written part (and the
+per-patient parts of the chunks graded before the interruption are still written). With ``cohort`` the chunk
+also writes the tables ``tocsin cohort derive`` reads
 (:func:`tocsin.cohort.sources.cohort_tables`: patients, the events of treatments and outcomes, CRS under both
 scales), so the patient table of a registry derives without grading again.
 """
@@ -25,7 +29,7 @@ import numpy as np
 import polars as pl
 
 from tocsin.adapters.files import InputFileError, REQUIRED
-from tocsin.cohort.sources import cohort_tables
+from tocsin.cohort.sources import CRS_SCALES, cohort_tables
 from tocsin.config import GradingConfig
 from tocsin.core.engine import GradingResult, grade_normalised
 from tocsin.core.events import IngestLimits, normalise_events
@@ -92,6 +96,56 @@ def _write_part(frame: pl.DataFrame, folder: Path, index: int) -> None:
     os.replace(temporary, final)
 
 
+#: The tables with a row, or a few rows, per patient. A chunk's part of one is a few hundred rows, and a Parquet
+#: file costs more fixed work (~2 ms) than such rows do: written per chunk, these 13 tables took ~30 ms of a
+#: chunk's ~290 ms of CPU (docs/benchmarks.md, eleventh session). Their chunks are collected instead
+#: (:class:`_PerPatientParts`) and written once per :data:`PER_PATIENT_GROUP` chunks.
+PER_PATIENT_TABLES = frozenset(
+    {
+        "crs_episodes", "crs_summary", "icans_episodes", "icans_summary", "cytopenia_worst", "icaht", "pht",
+        "car_hematotox", "easix", "hscore", "iec_hs", "car_hlh", "kinetics", "cohort_patients",
+        *(f"crs_{scale}_{kind}" for scale in CRS_SCALES for kind in ("summary", "episodes")),
+    }
+)
+
+#: Chunks per part of a per-patient table: 16 chunks of 400 patients keep a part near 6,400 patients, and bound
+#: what the collecting process holds (the chunks of an unfinished group, and those finished ahead of it).
+PER_PATIENT_GROUP = 16
+
+
+class _PerPatientParts:
+    """Collects the per-patient tables of graded chunks and writes group ``g`` (chunks ``g * group`` to
+    ``(g + 1) * group - 1``) as part ``g * group`` of each table once all its chunks are in: rows in chunk order,
+    whatever order the chunks finish in, so a run's output does not depend on its workers' timing."""
+
+    def __init__(self, out: Path, group: int = PER_PATIENT_GROUP) -> None:
+        self.out, self.group = out, group
+        self.chunks = 0  # the run's number of chunks, set once they are planned
+        self._waiting: dict[int, dict[str, pl.DataFrame]] = {}
+        self._added: set[int] = set()
+
+    def has(self, index: int) -> bool:
+        return index in self._added
+
+    def add(self, index: int, tables: dict[str, pl.DataFrame]) -> None:
+        self._added.add(index)
+        self._waiting[index] = tables
+        first = index - index % self.group
+        members = range(first, min(first + self.group, self.chunks))
+        if all(i in self._waiting for i in members):
+            self._write(first, members)
+
+    def write_waiting(self) -> None:
+        """Write what is collected, complete groups or not: after an interruption, the chunks graded before it."""
+        for first in sorted({index - index % self.group for index in self._waiting}):
+            self._write(first, range(first, first + self.group))
+
+    def _write(self, first: int, members: range) -> None:
+        graded = [self._waiting.pop(i) for i in members if i in self._waiting]
+        for name in graded[0]:
+            _write_part(pl.concat([tables[name] for tables in graded], how="vertical"), self.out / name, first)
+
+
 def result_tables(result: GradingResult, evidence: bool = False) -> dict[str, pl.DataFrame]:
     """The flat tables of a result (what a registry stores); with ``evidence`` also the observations behind
     every graded row, as long tables (patient_id, t, item, day, value) joined to the timelines on (patient_id, t)."""
@@ -119,10 +173,17 @@ def result_tables(result: GradingResult, evidence: bool = False) -> dict[str, pl
     }
 
 
+@dataclass(frozen=True)
+class _GradedChunk:
+    index: int
+    counts: tuple[int, int, int]  # patients, rows, refused rows
+    per_patient: dict[str, pl.DataFrame]  # its part of the PER_PATIENT_TABLES, for _PerPatientParts
+
+
 def _grade_and_write(
     path: Path, out: Path, config: GradingConfig, index: int, chunk: _Chunk, evidence: bool, cohort: bool
-) -> tuple[int, int, int]:
-    """Worker: grade one chunk of patients and write its parts; return (patients, rows, refused rows)."""
+) -> _GradedChunk:
+    """Worker: grade one chunk of patients, write its parts of the per-row tables, return the per-patient ones."""
     vocabulary = load_vocabulary()
     raw = _read_chunk(path, chunk)
     normalised = normalise_events(raw, vocabulary, IngestLimits(earliest_day=config.earliest_day))
@@ -131,8 +192,10 @@ def _grade_and_write(
     if cohort:
         tables.update(cohort_tables(normalised, result, vocabulary))
     for name, table in tables.items():
-        _write_part(table, out / name, index)
-    return len(chunk.patients), raw.height, normalised.problems.height
+        if name not in PER_PATIENT_TABLES:
+            _write_part(table, out / name, index)
+    per_patient = {name: table for name, table in tables.items() if name in PER_PATIENT_TABLES}
+    return _GradedChunk(index, (len(chunk.patients), raw.height, normalised.problems.height), per_patient)
 
 
 #: Environment of the worker processes, read at their start (they are spawned). One Polars thread and one
@@ -222,30 +285,48 @@ def grade_parquet_to_directory(
     if not path.exists():
         raise InputFileError(f"{path}: no such file")
     totals = [0, 0, 0]
+    parts = _PerPatientParts(out)
 
-    def record(done: tuple[int, int, int]) -> None:
-        for i, value in enumerate(done):
+    def record(done: _GradedChunk) -> None:
+        for i, value in enumerate(done.counts):
             totals[i] += value
+        parts.add(done.index, done.per_patient)
         if on_chunk is not None:
-            on_chunk(done[0], done[1])
+            on_chunk(done.counts[0], done.counts[1])
 
-    if workers <= 1:
-        for index, chunk in enumerate(_patient_chunks(path, chunk_patients)):
-            record(_grade_and_write(path, out, config, index, chunk, evidence, cohort))
-    else:
-        context = multiprocessing.get_context("spawn")
-        with _worker_environment(), ProcessPoolExecutor(
-            max_workers=workers, mp_context=context, initializer=_start_worker
-        ) as pool:
-            # One no-op task per worker starts them all now (a pool starts a worker per task submitted), so that
-            # their imports and warm-up run while this process plans the chunks (~0.2 s for 10,000 patients).
-            for _ in range(workers):
-                pool.submit(int)
+    try:
+        if workers <= 1:
             chunks = _patient_chunks(path, chunk_patients)
-            futures = [
-                pool.submit(_grade_and_write, path, out, config, index, chunk, evidence, cohort)
-                for index, chunk in enumerate(chunks)
-            ]
-            for future in as_completed(futures):
-                record(future.result())
+            parts.chunks = len(chunks)
+            for index, chunk in enumerate(chunks):
+                record(_grade_and_write(path, out, config, index, chunk, evidence, cohort))
+        else:
+            context = multiprocessing.get_context("spawn")
+            with _worker_environment(), ProcessPoolExecutor(
+                max_workers=workers, mp_context=context, initializer=_start_worker
+            ) as pool:
+                # One no-op task per worker starts them all now (a pool starts a worker per task submitted), so
+                # that their imports and warm-up run while this process plans the chunks (~0.2 s for 10,000
+                # patients).
+                for _ in range(workers):
+                    pool.submit(int)
+                chunks = _patient_chunks(path, chunk_patients)
+                parts.chunks = len(chunks)
+                futures = [
+                    pool.submit(_grade_and_write, path, out, config, index, chunk, evidence, cohort)
+                    for index, chunk in enumerate(chunks)
+                ]
+                try:
+                    for future in as_completed(futures):
+                        record(future.result())
+                except BaseException:
+                    # Chunks not started are not graded; those running finish, and are kept with the others.
+                    pool.shutdown(cancel_futures=True)
+                    for future in futures:
+                        done = None if future.cancelled() or future.exception() else future.result()
+                        if done is not None and not parts.has(done.index):
+                            record(done)
+                    raise
+    finally:
+        parts.write_waiting()
     return BatchStats(patients=totals[0], events=totals[1], refused_rows=totals[2])

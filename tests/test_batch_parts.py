@@ -1,0 +1,80 @@
+"""The per-patient tables of `tocsin batch`: collected from the chunks and written once per group of chunks,
+in chunk order whatever order the chunks finish in, and still written for the graded chunks when a run fails."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from tocsin.adapters import batch
+from tocsin.config import GradingConfig
+from tocsin.synth import generate_cohort
+
+import batch_failing_chunk
+
+
+def _table(rows: list[int]) -> dict[str, pl.DataFrame]:
+    return {"crs_summary": pl.DataFrame({"row": rows}), "kinetics": pl.DataFrame({"row": [-r for r in rows]})}
+
+
+def _parts(folder: Path) -> list[str]:
+    return [p.name for p in sorted(folder.glob("part-*.parquet"))]
+
+
+def test_a_group_is_written_in_chunk_order_once_all_its_chunks_are_in(tmp_path: Path) -> None:
+    parts = batch._PerPatientParts(tmp_path, group=3)
+    parts.chunks = 5  # groups: chunks 0-2 and 3-4
+    for index in (2, 0, 4):
+        parts.add(index, _table([index * 10, index * 10 + 1]))
+    assert not (tmp_path / "crs_summary").exists()
+    parts.add(1, _table([10, 11]))
+    assert _parts(tmp_path / "crs_summary") == ["part-00000.parquet"]
+    assert pl.read_parquet(tmp_path / "crs_summary").get_column("row").to_list() == [0, 1, 10, 11, 20, 21]
+    assert pl.read_parquet(tmp_path / "kinetics").get_column("row").to_list() == [0, -1, -10, -11, -20, -21]
+    parts.add(3, _table([30]))
+    assert _parts(tmp_path / "crs_summary") == ["part-00000.parquet", "part-00003.parquet"]
+    assert pl.read_parquet(tmp_path / "crs_summary" / "part-00003.parquet").get_column("row").to_list() == [30, 40, 41]
+    assert parts.has(3) and not parts.has(5)
+    parts.write_waiting()  # nothing left: no part is written twice
+    assert _parts(tmp_path / "crs_summary") == ["part-00000.parquet", "part-00003.parquet"]
+
+
+def test_after_an_interruption_the_collected_chunks_of_unfinished_groups_are_written(tmp_path: Path) -> None:
+    parts = batch._PerPatientParts(tmp_path, group=4)
+    parts.chunks = 8
+    for index in (0, 2, 5):
+        parts.add(index, _table([index]))
+    parts.write_waiting()
+    assert _parts(tmp_path / "crs_summary") == ["part-00000.parquet", "part-00004.parquet"]
+    assert pl.read_parquet(tmp_path / "crs_summary" / "part-00000.parquet").get_column("row").to_list() == [0, 2]
+    assert pl.read_parquet(tmp_path / "crs_summary" / "part-00004.parquet").get_column("row").to_list() == [5]
+
+
+def _patients(out: Path, table: str) -> set[str]:
+    files = sorted((out / table).glob("part-*.parquet"))
+    return set(pl.read_parquet(files).get_column("patient_id").cast(pl.Utf8)) if files else set()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_failed_run_keeps_per_patient_rows_for_exactly_the_chunks_it_wrote(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int
+) -> None:
+    """A chunk fails: the error reaches the caller, and the per-patient tables hold the patients of exactly the
+    chunks whose per-assessment parts were written (never one without the other), the failed chunk's not."""
+    cohort = generate_cohort(8, seed=3)
+    events = tmp_path / "events.parquet"
+    cohort.events.write_parquet(events)
+    out = tmp_path / "graded"
+    monkeypatch.setattr(batch, "_grade_and_write", batch_failing_chunk.grade_and_write_failing)
+    with pytest.raises(batch_failing_chunk.ChunkFailed):
+        batch.grade_parquet_to_directory(events, out, GradingConfig(), chunk_patients=2, workers=workers)
+    order = list(dict.fromkeys(cohort.events.get_column("patient_id")))
+    failed = set(order[2:4])  # chunk 1
+    written = _patients(out, "crs_timeline")
+    assert written and not written & failed
+    for table in ("crs_summary", "icans_summary", "icaht", "kinetics"):
+        assert _patients(out, table) == written, table
+    if workers == 1:  # chunks run in order: the one before the failure is kept, those after it never ran
+        assert written == set(order[:2])
