@@ -23,33 +23,43 @@ def _parts(folder: Path) -> list[str]:
     return [p.name for p in sorted(folder.glob("part-*.parquet"))]
 
 
+def test_groups_are_sixteen_chunks_then_halves_of_the_rest() -> None:
+    sizes = [len(g) for g in batch.per_patient_groups(25)]
+    assert sizes == [16, 5, 2, 1, 1]
+    assert [len(g) for g in batch.per_patient_groups(3)] == [2, 1]
+    assert [len(g) for g in batch.per_patient_groups(32)] == [16, 8, 4, 2, 1, 1]
+    assert batch.per_patient_groups(0) == [] and batch.per_patient_groups(1) == [range(0, 1)]
+    for chunks in range(0, 80):  # every chunk in exactly one group, in order
+        groups = batch.per_patient_groups(chunks)
+        assert [i for g in groups for i in g] == list(range(chunks))
+
+
 def test_a_group_is_written_in_chunk_order_once_all_its_chunks_are_in(tmp_path: Path) -> None:
-    parts = batch._PerPatientParts(tmp_path, group=3)
-    parts.chunks = 5  # groups: chunks 0-2 and 3-4
-    for index in (2, 0, 4):
+    parts = batch._PerPatientParts(tmp_path)
+    parts.plan(25)  # groups: chunks 0-15, 16-20, 21-22, 23, 24
+    for index in (17, 16, 19, 24, 20):
         parts.add(index, _table([index * 10, index * 10 + 1]))
-    assert not (tmp_path / "crs_summary").exists()
-    parts.add(1, _table([10, 11]))
-    assert _parts(tmp_path / "crs_summary") == ["part-00000.parquet"]
-    assert pl.read_parquet(tmp_path / "crs_summary").get_column("row").to_list() == [0, 1, 10, 11, 20, 21]
-    assert pl.read_parquet(tmp_path / "kinetics").get_column("row").to_list() == [0, -1, -10, -11, -20, -21]
-    parts.add(3, _table([30]))
-    assert _parts(tmp_path / "crs_summary") == ["part-00000.parquet", "part-00003.parquet"]
-    assert pl.read_parquet(tmp_path / "crs_summary" / "part-00003.parquet").get_column("row").to_list() == [30, 40, 41]
-    assert parts.has(3) and not parts.has(5)
+    assert _parts(tmp_path / "crs_summary") == ["part-00024.parquet"]
+    parts.add(18, _table([180]))
+    assert _parts(tmp_path / "crs_summary") == ["part-00016.parquet", "part-00024.parquet"]
+    rows = pl.read_parquet(tmp_path / "crs_summary" / "part-00016.parquet").get_column("row").to_list()
+    assert rows == [160, 161, 170, 171, 180, 190, 191, 200, 201]
+    kinetics = pl.read_parquet(tmp_path / "kinetics" / "part-00016.parquet").get_column("row").to_list()
+    assert kinetics == [-r for r in rows]
+    assert parts.has(18) and not parts.has(0)
     parts.write_waiting()  # nothing left: no part is written twice
-    assert _parts(tmp_path / "crs_summary") == ["part-00000.parquet", "part-00003.parquet"]
+    assert _parts(tmp_path / "crs_summary") == ["part-00016.parquet", "part-00024.parquet"]
 
 
 def test_after_an_interruption_the_collected_chunks_of_unfinished_groups_are_written(tmp_path: Path) -> None:
-    parts = batch._PerPatientParts(tmp_path, group=4)
-    parts.chunks = 8
-    for index in (0, 2, 5):
+    parts = batch._PerPatientParts(tmp_path)
+    parts.plan(20)  # groups: chunks 0-15, 16-17, 18, 19
+    for index in (0, 2, 16):
         parts.add(index, _table([index]))
     parts.write_waiting()
-    assert _parts(tmp_path / "crs_summary") == ["part-00000.parquet", "part-00004.parquet"]
+    assert _parts(tmp_path / "crs_summary") == ["part-00000.parquet", "part-00016.parquet"]
     assert pl.read_parquet(tmp_path / "crs_summary" / "part-00000.parquet").get_column("row").to_list() == [0, 2]
-    assert pl.read_parquet(tmp_path / "crs_summary" / "part-00004.parquet").get_column("row").to_list() == [5]
+    assert pl.read_parquet(tmp_path / "crs_summary" / "part-00016.parquet").get_column("row").to_list() == [16]
 
 
 def _patients(out: Path, table: str) -> set[str]:

@@ -4,12 +4,12 @@ The core grades whatever batch it is given; this adapter only decides how many p
 batch. A file grouped by patient (each patient's rows together) is read chunk by chunk as row ranges;
 any other file is read chunk by chunk with a predicate on ``patient_id``. The tables are folders of numbered
 part files under the output directory. Each chunk writes its part of the tables with rows per assessment or per
-value (timelines, cytopenia grades, evidence, cohort events) and of the refused rows; the tables of a row or a few
-per patient (episodes, summaries, scores, ICAHT, PHT, kinetics) are written once per group of
-:data:`PER_PATIENT_GROUP` consecutive chunks, by the process that started the run. A part is first written under
-a temporary name and renamed when complete, so an interrupted run never leaves a half-written part (and the
-per-patient parts of the chunks graded before the interruption are still written). With ``cohort`` the chunk
-also writes the tables ``tocsin cohort derive`` reads
+value (timelines, cytopenia grades, evidence, cohort events) and of the refused rows; the tables of a row or a
+few per patient (episodes, summaries, scores, ICAHT, PHT, kinetics) are written once per group of consecutive
+chunks (:func:`per_patient_groups`: 16 at a time, fewer at the end), by the process that started the run. A part
+is first written under a temporary name and renamed when complete, so an interrupted run never leaves a
+half-written part (and the per-patient parts of the chunks graded before the interruption are still written).
+With ``cohort`` the chunk also writes the tables ``tocsin cohort derive`` reads
 (:func:`tocsin.cohort.sources.cohort_tables`: patients, the events of treatments and outcomes, CRS under both
 scales), so the patient table of a registry derives without grading again.
 """
@@ -99,7 +99,7 @@ def _write_part(frame: pl.DataFrame, folder: Path, index: int) -> None:
 #: The tables with a row, or a few rows, per patient. A chunk's part of one is a few hundred rows, and a Parquet
 #: file costs more fixed work (~2 ms) than such rows do: written per chunk, these 13 tables took ~30 ms of a
 #: chunk's ~290 ms of CPU (docs/benchmarks.md, eleventh session). Their chunks are collected instead
-#: (:class:`_PerPatientParts`) and written once per :data:`PER_PATIENT_GROUP` chunks.
+#: (:class:`_PerPatientParts`) and written once per group of chunks (:func:`per_patient_groups`).
 PER_PATIENT_TABLES = frozenset(
     {
         "crs_episodes", "crs_summary", "icans_episodes", "icans_summary", "cytopenia_worst", "icaht", "pht",
@@ -113,16 +113,33 @@ PER_PATIENT_TABLES = frozenset(
 PER_PATIENT_GROUP = 16
 
 
-class _PerPatientParts:
-    """Collects the per-patient tables of graded chunks and writes group ``g`` (chunks ``g * group`` to
-    ``(g + 1) * group - 1``) as part ``g * group`` of each table once all its chunks are in: rows in chunk order,
-    whatever order the chunks finish in, so a run's output does not depend on its workers' timing."""
+def per_patient_groups(chunks: int, group: int = PER_PATIENT_GROUP) -> list[range]:
+    """The chunks of each part of a per-patient table: ``group`` at a time, then the rest in halves (a rest of 9:
+    5, 2, 1, 1). The group completed last is written when no chunk is left to grade, so it is kept to a chunk or
+    two: as one group of 9 chunks, its writing was 0.2 s at the end of a 6 s run, with both cores idle."""
+    groups, first = [], 0
+    while first < chunks:
+        rest = chunks - first
+        size = group if rest > group else (rest + 1) // 2
+        groups.append(range(first, first + size))
+        first += size
+    return groups
 
-    def __init__(self, out: Path, group: int = PER_PATIENT_GROUP) -> None:
-        self.out, self.group = out, group
-        self.chunks = 0  # the run's number of chunks, set once they are planned
+
+class _PerPatientParts:
+    """Collects the per-patient tables of graded chunks and writes each group of :func:`per_patient_groups` as the
+    part numbered by its first chunk, once all its chunks are in: rows in chunk order, whatever order the chunks
+    finish in, so a run's output does not depend on its workers' timing."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self._group_of: dict[int, range] = {}
         self._waiting: dict[int, dict[str, pl.DataFrame]] = {}
         self._added: set[int] = set()
+
+    def plan(self, chunks: int) -> None:
+        """The run's number of chunks, once they are planned."""
+        self._group_of = {index: group for group in per_patient_groups(chunks) for index in group}
 
     def has(self, index: int) -> bool:
         return index in self._added
@@ -130,20 +147,19 @@ class _PerPatientParts:
     def add(self, index: int, tables: dict[str, pl.DataFrame]) -> None:
         self._added.add(index)
         self._waiting[index] = tables
-        first = index - index % self.group
-        members = range(first, min(first + self.group, self.chunks))
-        if all(i in self._waiting for i in members):
-            self._write(first, members)
+        group = self._group_of[index]
+        if all(i in self._waiting for i in group):
+            self._write(group)
 
     def write_waiting(self) -> None:
         """Write what is collected, complete groups or not: after an interruption, the chunks graded before it."""
-        for first in sorted({index - index % self.group for index in self._waiting}):
-            self._write(first, range(first, first + self.group))
+        for group in sorted({self._group_of[index] for index in self._waiting}, key=lambda group: group.start):
+            self._write(group)
 
-    def _write(self, first: int, members: range) -> None:
-        graded = [self._waiting.pop(i) for i in members if i in self._waiting]
+    def _write(self, group: range) -> None:
+        graded = [self._waiting.pop(i) for i in group if i in self._waiting]
         for name in graded[0]:
-            _write_part(pl.concat([tables[name] for tables in graded], how="vertical"), self.out / name, first)
+            _write_part(pl.concat([tables[name] for tables in graded], how="vertical"), self.out / name, group.start)
 
 
 def result_tables(result: GradingResult, evidence: bool = False) -> dict[str, pl.DataFrame]:
@@ -297,7 +313,7 @@ def grade_parquet_to_directory(
     try:
         if workers <= 1:
             chunks = _patient_chunks(path, chunk_patients)
-            parts.chunks = len(chunks)
+            parts.plan(len(chunks))
             for index, chunk in enumerate(chunks):
                 record(_grade_and_write(path, out, config, index, chunk, evidence, cohort))
         else:
@@ -311,7 +327,7 @@ def grade_parquet_to_directory(
                 for _ in range(workers):
                     pool.submit(int)
                 chunks = _patient_chunks(path, chunk_patients)
-                parts.chunks = len(chunks)
+                parts.plan(len(chunks))
                 futures = [
                     pool.submit(_grade_and_write, path, out, config, index, chunk, evidence, cohort)
                     for index, chunk in enumerate(chunks)
