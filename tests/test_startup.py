@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 # pint (tocsin.units) runs a bare `import scipy` to see whether it is installed; that loads scipy's package
 # skeleton only. What costs seconds are the sub-packages and libraries the estimators and figures use.
@@ -74,3 +75,34 @@ def test_the_import_block_of_numbas_set_up_holds_for_its_own_thread_only() -> No
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.split("\n")[:2] == ["refused here", "colorsys in another thread"]
+
+
+def test_a_batch_worker_exits_without_the_interpreters_teardown(tmp_path: Path) -> None:
+    """A pool worker started by ``_start_worker`` exits with code 0 once its results are sent, and skips the
+    interpreter's teardown: an object that only the teardown frees is never finalised."""
+    marker = tmp_path / "teardown_ran"
+    script = tmp_path / "pool.py"  # a file, so that the spawned worker can import this function from it
+    script.write_text(f"""
+import multiprocessing, sys
+from concurrent.futures import ProcessPoolExecutor
+from tocsin.adapters import batch
+
+class Kept:
+    def __del__(self):
+        open(r"{marker}", "w").close()
+
+def keep_an_object():
+    sys.modules[__name__].kept = Kept()  # a module global: freed by the teardown only
+    return multiprocessing.current_process().pid
+
+if __name__ == "__main__":
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=batch._start_worker) as pool:
+        pool.submit(keep_an_object).result()
+        processes = list(pool._processes.values())
+    print([p.exitcode for p in processes])
+""")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[0]"
+    assert not marker.exists()
