@@ -98,8 +98,8 @@ def _write_part(frame: pl.DataFrame, folder: Path, index: int) -> None:
 
 
 #: The tables with a row, or a few rows, per patient. A chunk's part of one is a few hundred rows, and a Parquet
-#: file costs more fixed work (~2 ms) than such rows do: written per chunk, these 13 tables took ~30 ms of a
-#: chunk's ~290 ms of CPU (docs/benchmarks.md, eleventh session). Their chunks are collected instead
+#: file costs more fixed work (~2 ms) than such rows do: written per chunk, the 13 of a run without ``cohort``
+#: took ~28 ms of a chunk's ~290 ms of CPU (docs/benchmarks.md, eleventh session). Their chunks are collected instead
 #: (:class:`_PerPatientParts`) and written once per group of chunks (:func:`per_patient_groups`).
 PER_PATIENT_TABLES = frozenset(
     {
@@ -117,7 +117,7 @@ PER_PATIENT_GROUP = 16
 def per_patient_groups(chunks: int, group: int = PER_PATIENT_GROUP) -> list[range]:
     """The chunks of each part of a per-patient table: ``group`` at a time, then the rest in halves (a rest of 9:
     5, 2, 1, 1). The group completed last is written when no chunk is left to grade, so it is kept to a chunk or
-    two: as one group of 9 chunks, its writing was 0.2 s at the end of a 6 s run, with both cores idle."""
+    two: as one group of 9 chunks, its writing added 0.2-0.28 s to the end of a 6-7 s run."""
     groups, first = [], 0
     while first < chunks:
         rest = chunks - first
