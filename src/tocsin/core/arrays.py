@@ -24,6 +24,7 @@ import polars as pl
 
 from tocsin.core.kernels_toxicity import float_rows_pass
 from tocsin.core.polars_handles import gather_series, numeric_series
+from tocsin.core.segments import read_only
 
 PID = "patient_id"
 
@@ -176,10 +177,15 @@ def float_buffers(column: pl.Series) -> tuple[np.ndarray, np.ndarray, int]:
     compiled pass that reads the column at some rows (a row's value where its bit is unset is not defined)."""
     array = (column if column.dtype == pl.Float64 else column.cast(pl.Float64)).to_arrow()
     if not len(array):
-        return np.empty(0), np.zeros(0, np.uint8), 0
+        return _NO_FLOATS, _NO_VALIDITY, 0
     validity, data = array.buffers()
     values = np.frombuffer(data, np.float64, len(array), 8 * array.offset)
-    return values, np.frombuffer(validity, np.uint8) if array.null_count else np.zeros(0, np.uint8), array.offset
+    return values, np.frombuffer(validity, np.uint8) if array.null_count else _NO_VALIDITY, array.offset
+
+
+# Read-only, as the Arrow buffers are: one compiled specialisation of a pass serves both (segments.read_only).
+_NO_FLOATS = read_only(np.empty(0))
+_NO_VALIDITY = read_only(np.zeros(0, np.uint8))
 
 
 def float_rows(column: pl.Series, rows: np.ndarray) -> np.ndarray:

@@ -276,7 +276,10 @@ def _layout(spec: _Lineage, max_gap: int, late_end_day: int, late_min_values: in
         (f"{given}_days_late", _INT, k.SUPPORT_LATE, pl.Int32),
         (f"{given}_first_day", _INT, k.SUPPORT_FIRST_DAY, pl.Int32),
     )
-    return _Layout(thresholds, early, layout_late, nadir, (confirm["limit"], confirm["inclusive"]), settings,
+    # A float even where the criteria data writes a whole number (T-ICAHT's limit): the kernel's argument types
+    # are its cache key, and an int compiled and loaded it twice (~10 ms of every batch worker's start).
+    limit = float(confirm["limit"])
+    return _Layout(thresholds, early, layout_late, nadir, (limit, confirm["inclusive"]), settings,
                    tuple(texts), columns)  # fmt: skip
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tocsin.core.segments import compiled
+from tocsin.core.segments import compiled, read_only
 
 
 def _rows_of_items_loop(
@@ -40,4 +40,4 @@ def rows_of_items(
     """The rows (ascending, int64) whose item code is ``wanted`` (bool, by code: the item codes of
     :class:`tocsin.core.arrays.EventCodes`, a null item's code last), and their item and patient codes (of the
     types of ``item`` and ``patient``)."""
-    return compiled(_rows_of_items_loop)(item, patient, wanted)
+    return compiled(_rows_of_items_loop)(read_only(item), read_only(patient), wanted)

@@ -156,7 +156,9 @@ def picked_fields(rows: np.ndarray, *fields: np.ndarray) -> np.ndarray:
     # Unused arguments repeat the first field: one signature for any number of fields.
     arrays = [field.astype(np.float64, copy=False) for field in fields]
     arrays += [arrays[0]] * (MAX_FIELDS - len(arrays))
-    return compiled(_picked_loop)(rows.astype(np.int64, copy=False), *arrays, len(fields))
+    # C order, whatever the caller's selection of slots gave (a copy of windows x slots at most): the layout is
+    # part of the compiled signature, and an F-order matrix compiled and loaded the pass a second time.
+    return compiled(_picked_loop)(np.ascontiguousarray(rows, dtype=np.int64), *arrays, len(fields))
 
 
 #: Three-valued truth as ordered codes: "or" is the highest of its terms, "and" the lowest.

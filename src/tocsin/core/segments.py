@@ -72,6 +72,18 @@ def latest_rows_loop(flags: np.ndarray, first: np.ndarray) -> np.ndarray:
     return out
 
 
+def read_only(array: np.ndarray) -> np.ndarray:
+    """``array`` as a read-only view, for a kernel's input that is sometimes an Arrow buffer (read-only) and
+    sometimes a NumPy result: Numba compiles, caches and loads one specialisation per argument type, and read-only
+    is part of the type (each needless one was ~0.5 s of compiling on a fresh cache and ~3-10 ms of loading in
+    every batch worker)."""
+    if not array.flags.writeable:
+        return array
+    view = array.view()
+    view.flags.writeable = False
+    return view
+
+
 @cache
 def compiled(loop: Callable[..., Any]) -> Callable[..., Any]:
     """``loop`` compiled by Numba (cached on disk next to its module): Numba is imported on first use, so that
