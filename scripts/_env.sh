@@ -16,6 +16,7 @@ if [ ! -f "$stamp" ]; then
 fi
 # Tocsin is installed editable, so pip compiles none of src/. Where PYTHONDONTWRITEBYTECODE is set (this machine,
 # many CI images), every process then compiled all of Tocsin's modules at import: ~0.19 s in each batch worker and
-# each `tocsin` command. Written here once, the bytecode is read even so; a changed file is compiled again here.
+# each `tocsin` command. Python reads bytecode even where it may not write it: written here (again for a changed
+# file), it is read by every process.
 "$VENV/bin/python" -m compileall -q "$ROOT/src" >/dev/null
 export PATH="$VENV/bin:$PATH"

@@ -1,6 +1,6 @@
 """A kernel fed both Arrow buffers (read-only) and NumPy results, or a whole-number setting where another lineage
-has a fraction, is compiled, cached and loaded once per argument type: each needless specialisation cost ~0.5 s
-of compiling on a fresh cache and 3-10 ms of every batch worker's start. Grading a batch-sized chunk and one
+has a fraction, is compiled, cached and loaded once per argument type: each needless specialisation cost a
+compile on a fresh cache and 3-10 ms of every batch worker's start. Grading a batch-sized chunk and one
 course in a fresh process compiles each of these kernels for one signature."""
 
 from __future__ import annotations

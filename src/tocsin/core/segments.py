@@ -75,8 +75,8 @@ def latest_rows_loop(flags: np.ndarray, first: np.ndarray) -> np.ndarray:
 def read_only(array: np.ndarray) -> np.ndarray:
     """``array`` as a read-only view, for a kernel's input that is sometimes an Arrow buffer (read-only) and
     sometimes a NumPy result: Numba compiles, caches and loads one specialisation per argument type, and read-only
-    is part of the type (each needless one was ~0.5 s of compiling on a fresh cache and ~3-10 ms of loading in
-    every batch worker)."""
+    is part of the type (each needless one was a compile on a fresh cache and 3-10 ms of loading in every batch
+    worker)."""
     if not array.flags.writeable:
         return array
     view = array.view()
