@@ -7,8 +7,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from tocsin.core.arrays import gather_rows
-from tocsin.core.arrays import float_rows
+from tocsin.core.arrays import float_rows, gather_rows
 from tocsin.core.kernels_gather import rows_of_items
 
 
