@@ -88,3 +88,31 @@ def test_a_failed_run_keeps_per_patient_rows_for_exactly_the_chunks_it_wrote(
         assert _patients(out, table) == written, table
     if workers == 1:  # chunks run in order: the one before the failure is kept, those after it never ran
         assert written == set(order[:2])
+
+
+def test_a_rerun_into_the_same_directory_leaves_only_its_own_parts(tmp_path: Path) -> None:
+    """An earlier run with smaller chunks and ``evidence`` wrote more parts and more tables: a rerun with larger
+    chunks and without evidence leaves exactly what a run into an empty directory leaves, and no file of the user's."""
+    events = tmp_path / "events.parquet"
+    generate_cohort(6, seed=5).events.write_parquet(events)
+    out, fresh = tmp_path / "graded", tmp_path / "fresh"
+    batch.grade_parquet_to_directory(events, out, GradingConfig(), chunk_patients=1, evidence=True)
+    assert len(_parts(out / "crs_timeline")) == 6 and (out / "crs_evidence").is_dir()
+    (out / "notes.txt").write_text("the user's")
+    (out / "crs_timeline" / "README").write_text("the user's")
+    batch.grade_parquet_to_directory(events, out, GradingConfig(), chunk_patients=4)
+    batch.grade_parquet_to_directory(events, fresh, GradingConfig(), chunk_patients=4)
+    tables = sorted(p.name for p in fresh.iterdir())
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == tables and "crs_evidence" not in tables
+    for table in tables:
+        assert _parts(out / table) == _parts(fresh / table), table
+        assert pl.read_parquet(out / table / "part-*.parquet").equals(pl.read_parquet(fresh / table / "part-*.parquet"))
+    assert (out / "notes.txt").exists() and (out / "crs_timeline" / "README").exists()
+
+
+def test_every_table_a_run_writes_is_one_whose_stale_parts_are_removed(tmp_path: Path) -> None:
+    events = tmp_path / "events.parquet"
+    generate_cohort(3, seed=2).events.write_parquet(events)
+    batch.grade_parquet_to_directory(events, tmp_path / "out", GradingConfig(), evidence=True, cohort=True)
+    written = {p.name for p in (tmp_path / "out").iterdir()}
+    assert written and written <= batch.BATCH_TABLES, written - batch.BATCH_TABLES

@@ -9,6 +9,7 @@ few per patient (episodes, summaries, scores, ICAHT, PHT, kinetics) are written 
 chunks (:func:`per_patient_groups`: 16 at a time, fewer at the end), by the process that started the run. A part
 is first written under a temporary name and renamed when complete, so an interrupted run never leaves a
 half-written part (and the per-patient parts of the chunks graded before the interruption are still written).
+A completed run into a directory an earlier run wrote removes the earlier run's parts it did not replace.
 With ``cohort`` the chunk also writes the tables ``tocsin cohort derive`` reads
 (:func:`tocsin.cohort.sources.cohort_tables`: patients, the events of treatments and outcomes, CRS under both
 scales), so the patient table of a registry derives without grading again.
@@ -113,6 +114,12 @@ PER_PATIENT_TABLES = frozenset(
 #: what the collecting process holds (the chunks of an unfinished group, and those finished ahead of it).
 PER_PATIENT_GROUP = 16
 
+#: Every table a run may write (the per-row ones, with ``evidence`` and ``cohort`` included). A run removes the parts
+#: of these tables it did not write itself (:func:`_remove_stale_parts`), and no other file of the directory.
+BATCH_TABLES = PER_PATIENT_TABLES | {
+    "crs_timeline", "icans_timeline", "cytopenia", "input_problems", "crs_evidence", "icans_evidence", "cohort_events",
+}
+
 
 def per_patient_groups(chunks: int, group: int = PER_PATIENT_GROUP) -> list[range]:
     """The chunks of each part of a per-patient table: ``group`` at a time, then the rest in halves (a rest of 9:
@@ -194,6 +201,7 @@ def result_tables(result: GradingResult, evidence: bool = False) -> dict[str, pl
 class _GradedChunk:
     index: int
     counts: tuple[int, int, int]  # patients, rows, refused rows
+    tables: tuple[str, ...]  # the names of all the tables it graded, written here or not
     per_patient: dict[str, pl.DataFrame]  # its part of the PER_PATIENT_TABLES, for _PerPatientParts
 
 
@@ -212,7 +220,26 @@ def _grade_and_write(
         if name not in PER_PATIENT_TABLES:
             _write_part(table, out / name, index)
     per_patient = {name: table for name, table in tables.items() if name in PER_PATIENT_TABLES}
-    return _GradedChunk(index, (len(chunk.patients), raw.height, normalised.problems.height), per_patient)
+    counts = (len(chunk.patients), raw.height, normalised.problems.height)
+    return _GradedChunk(index, counts, tuple(tables), per_patient)
+
+
+def _remove_stale_parts(out: Path, chunks: int, written: set[str]) -> None:
+    """After a completed run, remove the part files of :data:`BATCH_TABLES` that this run did not write: an earlier
+    run into the same directory with more chunks (another ``chunk_patients``, a larger file) or with ``evidence`` or
+    ``cohort`` left parts that no longer belong to the tables beside them. A table folder left empty is removed."""
+    starts = {group.start for group in per_patient_groups(chunks)}
+    for name in sorted(BATCH_TABLES):
+        folder = out / name
+        if not folder.is_dir():
+            continue
+        kept = set() if name not in written else starts if name in PER_PATIENT_TABLES else set(range(chunks))
+        for part in folder.glob("part-*.parquet"):
+            index = part.name[len("part-") : -len(".parquet")]
+            if not (index.isdigit() and int(index) in kept):
+                part.unlink()
+        if not any(folder.iterdir()):
+            folder.rmdir()
 
 
 #: Environment of the worker processes, read at their start (they are spawned). One Polars thread and one
@@ -309,10 +336,13 @@ def grade_parquet_to_directory(
         raise InputFileError(f"{path}: no such file")
     totals = [0, 0, 0]
     parts = _PerPatientParts(out)
+    written: set[str] = set()
+    chunks: list[_Chunk] = []
 
     def record(done: _GradedChunk) -> None:
         for i, value in enumerate(done.counts):
             totals[i] += value
+        written.update(done.tables)
         parts.add(done.index, done.per_patient)
         if on_chunk is not None:
             on_chunk(done.counts[0], done.counts[1])
@@ -352,4 +382,5 @@ def grade_parquet_to_directory(
                     raise
     finally:
         parts.write_waiting()
+    _remove_stale_parts(out, len(chunks), written)
     return BatchStats(patients=totals[0], events=totals[1], refused_rows=totals[2])
