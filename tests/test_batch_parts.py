@@ -100,6 +100,7 @@ def test_a_rerun_into_the_same_directory_leaves_only_its_own_parts(tmp_path: Pat
     assert len(_parts(out / "crs_timeline")) == 6 and (out / "crs_evidence").is_dir()
     (out / "notes.txt").write_text("the user's")
     (out / "crs_timeline" / "README").write_text("the user's")
+    (out / "crs_timeline" / ".part-00009.parquet.tmp").write_text("an interrupted writer's")
     batch.grade_parquet_to_directory(events, out, GradingConfig(), chunk_patients=4)
     batch.grade_parquet_to_directory(events, fresh, GradingConfig(), chunk_patients=4)
     tables = sorted(p.name for p in fresh.iterdir())
@@ -108,6 +109,7 @@ def test_a_rerun_into_the_same_directory_leaves_only_its_own_parts(tmp_path: Pat
         assert _parts(out / table) == _parts(fresh / table), table
         assert pl.read_parquet(out / table / "part-*.parquet").equals(pl.read_parquet(fresh / table / "part-*.parquet"))
     assert (out / "notes.txt").exists() and (out / "crs_timeline" / "README").exists()
+    assert not (out / "crs_timeline" / ".part-00009.parquet.tmp").exists()
 
 
 def test_every_table_a_run_writes_is_one_whose_stale_parts_are_removed(tmp_path: Path) -> None:

@@ -227,17 +227,23 @@ def _grade_and_write(
 def _remove_stale_parts(out: Path, chunks: int, written: set[str]) -> None:
     """After a completed run, remove the part files of :data:`BATCH_TABLES` that this run did not write: an earlier
     run into the same directory with more chunks (another ``chunk_patients``, a larger file) or with ``evidence`` or
-    ``cohort`` left parts that no longer belong to the tables beside them. A table folder left empty is removed."""
+    ``cohort`` left parts that no longer belong to the tables beside them, and an interrupted run its temporaries. A
+    table folder left empty is removed."""
     starts = {group.start for group in per_patient_groups(chunks)}
     for name in sorted(BATCH_TABLES):
         folder = out / name
         if not folder.is_dir():
             continue
-        kept = set() if name not in written else starts if name in PER_PATIENT_TABLES else set(range(chunks))
+        if name not in written:
+            kept: set[int] = set()
+        else:
+            kept = starts if name in PER_PATIENT_TABLES else set(range(chunks))
         for part in folder.glob("part-*.parquet"):
             index = part.name[len("part-") : -len(".parquet")]
             if not (index.isdigit() and int(index) in kept):
                 part.unlink()
+        for temporary in folder.glob(".part-*.parquet.tmp"):  # left by an interrupted writer (see _write_part)
+            temporary.unlink()
         if not any(folder.iterdir()):
             folder.rmdir()
 
