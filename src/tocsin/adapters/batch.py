@@ -114,8 +114,8 @@ PER_PATIENT_TABLES = frozenset(
 #: what the collecting process holds (the chunks of an unfinished group, and those finished ahead of it).
 PER_PATIENT_GROUP = 16
 
-#: Every table a run may write (the per-row ones, with ``evidence`` and ``cohort`` included). A run removes the parts
-#: of these tables it did not write itself (:func:`_remove_stale_parts`), and no other file of the directory.
+#: Every table a run may write: the per-patient ones and those per assessment or value, with those of ``evidence`` and
+#: ``cohort``. A completed run removes the parts of these it did not write (:func:`_remove_stale_parts`), no other file.
 BATCH_TABLES = PER_PATIENT_TABLES | {
     "crs_timeline", "icans_timeline", "cytopenia", "input_problems", "crs_evidence", "icans_evidence", "cohort_events",
 }
