@@ -95,3 +95,21 @@ def test_enum_codes_read_as_to_physical() -> None:
         assert np.array_equal(found, expected, equal_nan=True)
         assert found.dtype == expected.dtype or (series.null_count() and found.dtype.kind == "f")
 
+
+
+def test_float_rows_of_every_number_type_and_of_flags_as_a_gather_and_cast_reads_them() -> None:
+    """Float64 is read off its buffers; another type (the Boolean ``blq``, an integer column) is gathered at the rows
+    before its cast. Either way each row reads as Polars' own gather and cast, a null as NaN, in the rows' order."""
+    from tocsin.core.arrays import float_rows
+
+    rows = np.array([4, 0, 2, 2, 5])
+    columns = [
+        pl.Series("num", [1.5, None, 3.0, 4.25, None, 6.0]),
+        pl.Series("blq", [True, False, None, True, False, True]),
+        pl.Series("count", [7, 8, None, 10, 11, 12], dtype=pl.Int32),
+    ]
+    for column in columns:
+        expected = column.gather(rows).cast(pl.Float64).to_numpy()
+        np.testing.assert_array_equal(float_rows(column, rows), expected)
+        sliced = column.slice(1)  # a column whose first row is not its buffers' first: the bitmap's offset counts
+        np.testing.assert_array_equal(float_rows(sliced, rows[:3]), sliced.gather(rows[:3]).cast(pl.Float64).to_numpy())

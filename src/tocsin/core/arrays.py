@@ -191,7 +191,11 @@ _NO_VALIDITY = read_only(np.zeros(0, np.uint8))
 def float_rows(column: pl.Series, rows: np.ndarray) -> np.ndarray:
     """A number column at these (non-negative) row numbers as float64, NaN where null: one compiled gather off the
     column's Arrow buffers (:func:`float_buffers`). A Polars gather, then its conversion to NumPy (which fills the
-    nulls in a copy) cost ~5 ms for a chunk's 440,000 CRS rows."""
+    nulls in a copy) cost ~5 ms for a chunk's 440,000 CRS rows. A column of another type (such as the Boolean
+    ``blq``) is gathered at the rows before its cast to float64: cast whole, it cost ~8 ms of a batch chunk for some
+    70,000 blood counts read out of 1.1 million events."""
+    if column.dtype != pl.Float64:
+        column, rows = gather_rows(column, rows).cast(pl.Float64), np.arange(rows.size)
     return float_rows_pass(*float_buffers(column), rows.astype(np.int64, copy=False))
 
 
