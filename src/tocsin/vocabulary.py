@@ -63,6 +63,9 @@ class ItemDefinition(BaseModel):
     molar_mass: float | None = Field(None, gt=0, description="g/mol: converts substance concentrations (mmol/L).")
     differential_of: str | None = Field(None, description="May be given as % of this item (same time).")
     limits: bool = Field(False, description="Rows may carry lln/uln/lloq in their own unit.")
+    counted_as: str | None = Field(
+        None, description="Another item whose administrations this one counts as (pegfilgrastim as g_csf)."
+    )
     values: tuple[str, ...] = ()
     value_aliases: dict[str, str] = Field(default_factory=dict)
     codes: Codes = Field(default_factory=Codes)
@@ -108,6 +111,7 @@ class Vocabulary(BaseModel):
         for name, definition in self.items.items():
             if definition.differential_of and definition.differential_of not in self.items:
                 raise ValueError(f"item {name!r}: differential_of names unknown item {definition.differential_of!r}")
+            _check_counted_as(name, definition, self.items)
         return self
 
     @property
@@ -127,6 +131,14 @@ class Vocabulary(BaseModel):
         if match is None or match[1] < 60:
             return None
         return self.alias_map[match[0]]
+
+    def counted_with(self, item: str) -> tuple[str, ...]:
+        """``item`` and the items that count as it (``counted_as``), e.g. ``("g_csf", "pegfilgrastim")``: what a
+        count of "``item`` given" (days given, support before a recovery) reads. Each keeps its own unit, range
+        and codes, so a dose is never read in another drug's unit."""
+        if item not in self.items:
+            raise KeyError(f"unknown vocabulary item {item!r}")
+        return (item, *(n for n, d in self.items.items() if d.counted_as == item))
 
     def names_where(self, **flags: Any) -> list[str]:
         """Items whose attributes equal the given values, e.g. ``names_where(vasopressor=True)``."""
@@ -162,6 +174,8 @@ class Vocabulary(BaseModel):
                 notes.append(f"Also accepted in % of `{d.differential_of}` (same time).")
             if d.molar_mass:
                 notes.append(f"Substance units converted with M = {d.molar_mass:g} g/mol.")
+            if d.counted_as:
+                notes.append(f"Counted as `{d.counted_as}` given (days given, support before a recovery).")
             lines.append(
                 f"| `{name}` | {d.kind} | {d.value_type} | {d.unit or ''} | {allowed} | {codes} | "
                 f"{', '.join(d.aliases)} | {' '.join(n for n in notes if n)} |"
@@ -213,6 +227,26 @@ class Vocabulary(BaseModel):
             },
             "allOf": branches,
         }
+
+
+def _check_counted_as(name: str, definition: ItemDefinition, items: dict[str, ItemDefinition]) -> None:
+    """``counted_as`` names another item of the same kind that is counted as no other: one level, so that
+    :meth:`Vocabulary.counted_with` is the whole group and a count cannot loop."""
+    target = definition.counted_as
+    if target is None:
+        return
+    if target not in items or target == name:
+        raise ValueError(f"item {name!r}: counted_as names unknown item {target!r}; give another item's name")
+    if items[target].kind != definition.kind:
+        raise ValueError(
+            f"item {name!r}: counted_as {target!r} is of kind {items[target].kind}, not {definition.kind}; "
+            "count an item only as one of its own kind"
+        )
+    if items[target].counted_as:
+        raise ValueError(
+            f"item {name!r}: counted_as {target!r}, which is itself counted as {items[target].counted_as!r}; "
+            f"name {items[target].counted_as!r} directly"
+        )
 
 
 @cache

@@ -73,6 +73,16 @@ class ItemRows(NamedTuple):
             of_items |= self.slot == self.items.index(item)
         return np.flatnonzero(of_items)
 
+    def slot_counted_as(self, group: Sequence[str]) -> np.ndarray:
+        """``slot`` with every item of ``group`` that was read in the slot of its first: for a compiled pass that
+        takes one slot per item it counts (pegfilgrastim counted as g_csf, ``Vocabulary.counted_with``)."""
+        read = [self.items.index(item) for item in group if item in self.items]
+        if len(read) < 2:
+            return self.slot
+        of_slot = np.arange(len(self.items), dtype=self.slot.dtype)  # the kernels are compiled for its type
+        of_slot[read[1:]] = read[0]
+        return of_slot[self.slot]
+
 
 def enum_codes(values: pl.Series) -> np.ndarray:
     """The codes of an Enum Series, as ``values.to_physical().to_numpy()`` reads them (of its integer type; if

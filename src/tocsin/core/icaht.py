@@ -58,6 +58,7 @@ from tocsin.core import kernels_icaht as k
 from tocsin.core.kernels_icaht import lineage_summary
 from tocsin.core.timeline import Column, NullableInt, Text, frame_of
 from tocsin.criteria import load_scale
+from tocsin.vocabulary import load_vocabulary
 
 PID = "patient_id"
 #: The criteria files of ICAHT (neutrophils) and T-ICAHT (platelets).
@@ -345,8 +346,10 @@ def _lineage_grades(
     integers and floats (they hold the end of observation too)."""
     # The daily values (ICAHT-IMPL-DAILY-NADIR) up to the end of observation (ICAHT-IMPL-CENSORING), the grid
     # (ICAHT-IMPL-INTERPOLATION), the stretches (ICAHT-IMPL-BRIDGING, ICAHT-IMPL-DURATION) and the grades.
+    # A support counts with the items counted as it (pegfilgrastim as g_csf): one slot for the kernel.
+    slot = read.slot_counted_as(_support_group(spec.support_item))
     ints, floats = lineage_summary(
-        (read.patient, read.t, read.num, read.slot), read.n_patients, ends,
+        (read.patient, read.t, read.num, slot), read.n_patients, ends,
         (read.items.index(spec.item), read.items.index(spec.support_item)), layout.thresholds, layout.early_bands,
         layout.late_bands, layout.nadir, layout.confirm, layout.settings,
     )  # fmt: skip
@@ -370,9 +373,15 @@ def _lineage_grades(
     return columns, ints, floats
 
 
+@cache
+def _support_group(item: str) -> tuple[str, ...]:
+    """A lineage's support item and the items counted as it (``g_csf``: filgrastim and pegfilgrastim)."""
+    return load_vocabulary().counted_with(item)
+
+
 def icaht_items(config: IcahtConfig) -> list[str]:
-    """The items ICAHT reads: each lineage's count and support item, and the items that end the observation."""
-    lineage_items = [item for spec in _lineages(config) for item in (spec.item, spec.support_item)]
+    """The items ICAHT reads: each lineage's count and support items, and the items that end the observation."""
+    lineage_items = [item for spec in _lineages(config) for item in (spec.item, *_support_group(spec.support_item))]
     return [*lineage_items, *observation_end_items(config.censor_at)]
 
 
@@ -397,8 +406,9 @@ def grade_icaht(
       ``late_not_evaluable_reason``, ``late_nadir``, ``late_nadir_day``, ``late_second_lowest``,
       ``late_n_values``, ``late_first_day``, ``late_last_day``, ``late_window_end``; T-ICAHT also
       ``late_days_plt_lt_20`` and ``late_days_plt_lt_20_cumulative``.
-    * Support beside the grade: ``g_csf_days_early``, ``g_csf_days_late``, ``g_csf_first_day``,
-      ``platelet_transfusion_days_early``, ``platelet_transfusion_days_late``, ``platelet_transfusion_first_day``.
+    * Support beside the grade: ``g_csf_days_early``, ``g_csf_days_late``, ``g_csf_first_day`` (a day with
+      filgrastim or pegfilgrastim), ``platelet_transfusion_days_early``, ``platelet_transfusion_days_late``,
+      ``platelet_transfusion_first_day``.
 
     References: doi:10.1182/blood.2023020578 (ICAHT), doi:10.1182/blood.2025028833 (T-ICAHT).
     """

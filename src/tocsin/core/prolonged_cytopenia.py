@@ -72,6 +72,7 @@ from tocsin.core.kernels_pht import (
 )
 from tocsin.core.timeline import Column, NullableInt, Text, frame_of, labels
 from tocsin.criteria import load_scale
+from tocsin.vocabulary import load_vocabulary
 
 PID = "patient_id"
 SCALE = load_scale("pht_wang2023")
@@ -101,6 +102,21 @@ def _lln(item: str, config: ProlongedCytopeniaConfig) -> float:
 
 def _support_items() -> list[str]:
     return sorted({s for lineage in LINEAGES for s in lineage["support_items"]})
+
+
+@cache
+def _support_of() -> dict[str, int]:
+    """Each item that is a lineage's support: the position of its support item in :func:`_support_items` (one
+    output column each). An item counted as a support (pegfilgrastim as ``g_csf``) takes that item's position:
+    it bars a recovery and is a day of it."""
+    vocabulary = load_vocabulary()
+    return {item: k for k, support in enumerate(_support_items()) for item in vocabulary.counted_with(support)}
+
+
+def support_items_given() -> tuple[str, ...]:
+    """The items whose administration is support of a lineage: the criteria's support items and the items counted
+    as them (``g_csf``, ``pegfilgrastim``, ``gm_csf``, transfusions, EPO, TPO-RA)."""
+    return tuple(_support_of())
 
 
 def _ctcae_v5_bands() -> dict[str, list[dict[str, float]]]:
@@ -138,7 +154,7 @@ def _recovery_rules(
 
 def pht_items(config: ProlongedCytopeniaConfig) -> list[str]:
     """The items PHT reads: the lineages' counts, their support items and the items that end the observation."""
-    items = [*(ln["item"] for ln in LINEAGES), *_support_items(), *observation_end_items(config.censor_at)]
+    items = [*(ln["item"] for ln in LINEAGES), *support_items_given(), *observation_end_items(config.censor_at)]
     return list(dict.fromkeys(items))
 
 
@@ -183,10 +199,10 @@ def _tables(lln: tuple[float, ...], support_free_days: int, consecutive: int) ->
 def _slots(items: tuple[str, ...], censor_at: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per slot of a read of ``items``: its lineage (-1: none), its support item (-1: none), and whether it ends
     the observation."""
-    lineages, supports, ends = [ln["item"] for ln in LINEAGES], _support_items(), observation_end_items([*censor_at])
+    lineages, supports, ends = [ln["item"] for ln in LINEAGES], _support_of(), observation_end_items([*censor_at])
     return (
         np.array([lineages.index(i) if i in lineages else -1 for i in items], dtype=np.int64),
-        np.array([supports.index(i) if i in supports else -1 for i in items], dtype=np.int64),
+        np.array([supports.get(i, -1) for i in items], dtype=np.int64),
         np.array([i in ends for i in items], dtype=np.bool_),
     )
 
@@ -302,8 +318,9 @@ def prolonged_cytopenia(
       ``pht_lineages`` and ``pht_unknown_lineages`` (terms, comma-separated), ``biphasic``,
       ``biphasic_lineages``, ``recovery_definition``, ``recovery_rule``;
     * per lineage ``anc_`` / ``plt_`` / ``hgb_``: the columns of :func:`prolonged_cytopenia_lineages`;
-    * support beside it: ``g_csf_days``, ``gm_csf_days``, ``platelet_transfusion_days``,
-      ``rbc_transfusion_days``, ``epo_days``, ``tpo_ra_days`` and each ``*_days_after_landmark``.
+    * support beside it: ``g_csf_days`` (a day with filgrastim or pegfilgrastim), ``gm_csf_days``,
+      ``platelet_transfusion_days``, ``rbc_transfusion_days``, ``epo_days``, ``tpo_ra_days`` and each
+      ``*_days_after_landmark``.
 
     References: Wang 2023, doi:10.3389/fimmu.2023.1139559; EHA/EBMT 2023, doi:10.1182/blood.2023020578;
     T-ICAHT 2025, doi:10.1182/blood.2025028833; CTCAE v5.0 (criteria.md §3.1).

@@ -36,13 +36,16 @@ from pydantic import BaseModel, ConfigDict
 from tocsin.config import GradingConfig, SituationConfig, SteroidConfig
 from tocsin.core.engine import GradingResult
 from tocsin.core.kinetics import cohort_time_to_peak, expansion_phase
+from tocsin.core.prolonged_cytopenia import support_items_given
 from tocsin.core.steroid_exposure import steroid_exposure
 from tocsin.yaml_text import parse_yaml
 
 PID = "patient_id"
 Q = "_q"
 LINEAGES = ("anc", "plt", "hgb")
-SUPPORT_ITEMS = ("g_csf", "gm_csf", "rbc_transfusion", "platelet_transfusion", "epo", "tpo_ra")
+#: Support "given" for PHT despite support: the PHT criteria's support items and the items counted as them, so that
+#: a pegfilgrastim dose is support as a filgrastim one is.
+SUPPORT_ITEMS = support_items_given()
 RESULT_ITEMS = ("culture", "pcr", "mngs")
 #: Expansion phases in which CAR-T cells may still be expanding (a confounder of the response to tocilizumab).
 EXPANDING = ("before_peak", "peak_not_confirmed")

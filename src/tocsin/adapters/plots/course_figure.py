@@ -397,6 +397,7 @@ _BLOOD_SUPPORT_MARKERS = {
     "rbc_transfusion": ("v", SERIES_COLOURS[5]),
     "platelet_transfusion": ("v", SERIES_COLOURS[1]),
     "g_csf": ("^", SERIES_COLOURS[2]),
+    "pegfilgrastim": ("D", SERIES_COLOURS[2]),  # G-CSF's colour; its own marker: one dose acts for about two weeks
     "gm_csf": ("^", SERIES_COLOURS[4]),
 }
 

@@ -54,6 +54,7 @@ _NAMES = {
     "plt": "Platelets",
     "hgb": "Hb",
     "g_csf": "G-CSF",
+    "pegfilgrastim": "Pegfilgrastim",
     "gm_csf": "GM-CSF",
     "tpo_ra": "TPO-RA",
     "epo": "EPO",

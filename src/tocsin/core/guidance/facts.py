@@ -21,7 +21,8 @@ Facts (``FACT_DESCRIPTIONS`` holds the wording shown in docs/assess.md):
   ``days_on_steroids`` (days with a systemic dose), ``on_steroids`` (a dose in the last 24 h).
 * ``anc`` / ``plt`` — the latest absolute neutrophil / platelet count (x10^9/L) at or before ``at``, null when
   none or older than ``SituationConfig.cytopenia_lookback_days`` (a stale count must not trigger G-CSF or a
-  TPO-RA); ``g_csf_given`` — a G-CSF dose recorded from day 0 up to ``at`` (refractoriness to G-CSF).
+  TPO-RA); ``g_csf_given`` — a G-CSF dose (``g_csf`` or an item counted as it, pegfilgrastim) recorded from
+  day 0 up to ``at`` (refractoriness to G-CSF).
 
 Other modules (e.g. the situation detectors) add their own fact columns to the same frame by joining on
 ``patient_id, at``; a pack may name any column.
@@ -40,8 +41,11 @@ from tocsin.core.dosing import administration_limits_batch
 from tocsin.core.engine import GradingResult, ToxicityResult
 from tocsin.core.steroid_exposure import mp_factors
 from tocsin.drugs import DrugTable, load_drugs, load_steroid_equivalence
+from tocsin.vocabulary import load_vocabulary
 
 PID = "patient_id"
+#: The items of ``g_csf_given``: filgrastim and the items counted as it (pegfilgrastim).
+G_CSF_ITEMS = load_vocabulary().counted_with("g_csf")
 FACT_DESCRIPTIONS: dict[str, str] = {
     "day": "the query time, days since infusion",
     "crs_grade": "grade of the latest graded CRS assessment at or before the time (null: none)",
@@ -62,7 +66,7 @@ FACT_DESCRIPTIONS: dict[str, str] = {
     "on_steroids": "a systemic corticosteroid dose in the last 24 h",
     "anc": "latest absolute neutrophil count, x10^9/L (null when older than the cytopenia lookback)",
     "plt": "latest platelet count, x10^9/L (null when older than the cytopenia lookback)",
-    "g_csf_given": "a G-CSF dose recorded from day 0 up to the time",
+    "g_csf_given": "a G-CSF dose (filgrastim or pegfilgrastim) recorded from day 0 up to the time",
 }
 _LIMIT_FACTS = {
     "doses_given": "{d}_doses_given",
@@ -153,7 +157,7 @@ def _count_facts(queries: pl.DataFrame, events: pl.DataFrame, lookback_days: flo
         recent = pl.when(pl.col("at") - pl.col("t") <= lookback_days).then(pl.col("num"))
         out = out.join(latest.select("_q", recent.alias(lineage)), on="_q", how="left")
     first_g_csf = (
-        events.filter((item == "g_csf") & (pl.col("t") >= 0))
+        events.filter(item.is_in(G_CSF_ITEMS) & (pl.col("t") >= 0))
         .group_by(pl.col(PID).cast(pl.String))
         .agg(pl.col("t").min().alias("_g_csf_first"))
     )
