@@ -68,26 +68,22 @@ def cohort_file(patients: int, seed: int) -> tuple[Path, Path]:
 
 
 def _tree_rss_kb(root: int) -> int:
-    """Resident memory of a process and all its descendants (Linux /proc), in kB."""
-    children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            status = (entry / "status").read_text()
-        except OSError:
-            continue
-        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-        pid = int(entry.name)
-        children.setdefault(int(fields.get("PPid", "0").strip() or 0), []).append(pid)
-        rss[pid] = int(fields.get("VmRSS", "0 kB").split()[0]) if "VmRSS" in fields else 0
+    """Resident memory of a process and all its descendants (Linux /proc), in kB. The tree is walked through each
+    thread's ``children`` file, so a sample reads a few files: reading every process's ``status`` took ~2 ms of the
+    cores the batch runs on, every 50 ms (~2 % of the run)."""
     total, stack = 0, [root]
     while stack:
         pid = stack.pop()
-        total += rss.get(pid, 0)
-        stack.extend(children.get(pid, []))
+        try:
+            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * _PAGE_KB
+            for thread in Path(f"/proc/{pid}/task").iterdir():
+                stack.extend(int(child) for child in (thread / "children").read_text().split())
+        except (OSError, ValueError):  # the process (or thread) ended meanwhile
+            continue
     return total
+
+
+_PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 
 
 def run_tocsin_batch(events: Path, chunk: int, workers: int) -> dict:
