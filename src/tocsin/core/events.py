@@ -733,7 +733,8 @@ def _resolve_times(screen: _Screen, item: np.ndarray, items: _Items, limits: Ing
         fix = pl.lit("give days since infusion as a number, e.g. 2.5")
         return pl.format("day '{}' is not a number", day_text), fix, day_text
 
-    screen.check(has_day & np.isnan(day), "day", day_not_a_number)
+    day_missing = np.isnan(day)
+    screen.check(has_day & day_missing, "day", day_not_a_number)
     time_missing = _nulls(time_dt)
     screen.check(
         ~has_day & has_time & time_missing,
@@ -774,18 +775,22 @@ def _resolve_times(screen: _Screen, item: np.ndarray, items: _Items, limits: Ing
     else:  # a file of days (the usual case): no clock time anywhere
         infusion_time = pl.Series("infusion_time", [None] * first.size, dtype=pl.Datetime("us"))
     timed = ~_nulls(infusion_time)
+    # A patient's fact is spread to its rows (a gather of every row, ~1 ms for a batch chunk) only where some
+    # patient lacks it: when every patient has an infusion, or none has one with a clock time, the row checks on
+    # them read no per-patient array.
+    if not has_infusion.all():
+        screen.check(
+            ~has_infusion[patient],
+            "item",
+            lambda: (
+                pl.format("patient '{}' has no infusion row, so day 0 is unknown", pl.col("patient_id")),
+                pl.format("add a row: {},<time or day 0>,infusion,<product>", pl.col("patient_id")),
+                pl.col("item"),
+            ),
+        )
+    timed_row = timed[patient] if timed.any() else None
     screen.check(
-        ~has_infusion[patient],
-        "item",
-        lambda: (
-            pl.format("patient '{}' has no infusion row, so day 0 is unknown", pl.col("patient_id")),
-            pl.format("add a row: {},<time or day 0>,infusion,<product>", pl.col("patient_id")),
-            pl.col("item"),
-        ),
-    )
-    timed_row = timed[patient]
-    screen.check(
-        np.isnan(day) & ~timed_row,
+        day_missing & ~timed_row if timed_row is not None else day_missing,
         "time",
         lambda: (
             pl.lit("row has a clock time but the patient's infusion row has only a day"),
@@ -793,31 +798,32 @@ def _resolve_times(screen: _Screen, item: np.ndarray, items: _Items, limits: Ing
             pl.coalesce(pl.col("time_raw"), pl.col("time_dt").cast(pl.Utf8)),
         ),
     )
-    from_time = np.zeros(0)  # (no clock time anywhere: NaN)
-    if clocked:
+    from_time = np.zeros(0)  # (no clock time anywhere, or no infusion with one: NaN)
+    if clocked and timed_row is not None:
         micros, patient_micros = (times.to_physical().fill_null(0).to_numpy() for times in (time_dt, infusion_time))
         # Divided by Polars (which multiplies by the reciprocal): the same days to the last bit as before.
         elapsed = pl.Series(micros - patient_micros[patient]) / 86_400e6
         from_time = np.where(timed_row & ~time_missing, elapsed.to_numpy(), np.nan)
     t = days_since_infusion(day, patient, np.nan_to_num(infusion_day, nan=0.0), from_time)
     screen.columns["t"] = t
-    course = items.in_course[item]
-    screen.check(
-        course & (t < limits.earliest_day),
-        "time",
-        lambda: (
-            pl.format(
-                "day {} is before the earliest plausible day ({} days before infusion)",
-                pl.col("t").round(2),
-                pl.lit(-limits.earliest_day),
+    early = t < limits.earliest_day
+    if early.any():  # (then only: the item's course flag is a gather of every row)
+        screen.check(
+            items.in_course[item] & early,
+            "time",
+            lambda: (
+                pl.format(
+                    "day {} is before the earliest plausible day ({} days before infusion)",
+                    pl.col("t").round(2),
+                    pl.lit(-limits.earliest_day),
+                ),
+                pl.lit("check the date or the infusion date"),
+                pl.col("t"),
             ),
-            pl.lit("check the date or the infusion date"),
-            pl.col("t"),
-        ),
-    )
+        )
     if limits.not_after is not None and clocked:
         screen.check(
-            course & (time_dt > limits.not_after).fill_null(False).to_numpy(),
+            items.in_course[item] & (time_dt > limits.not_after).fill_null(False).to_numpy(),
             "time",
             lambda: (
                 pl.lit("time is in the future"),
@@ -995,52 +1001,27 @@ def _numbers(screen: _Screen, item: np.ndarray, items: _Items, vocabulary: Vocab
     conversions = _conversions(screen, item, is_number, items, vocabulary)
     # The problem text is made only for the failing rows (a text per row would be copied millions of times).
     screen.columns["unit_problem"] = conversions.problem
-    screen.check(
-        is_number & (np.isnan(conversions.scale) & ~conversions.differential)[conversions.pair],
-        "unit",
-        lambda: (
-            pl.format("{} (item '{}')", pl.col("unit_problem"), pl.col("item")),
-            pl.lit("use a UCUM unit listed for the item in docs/vocabulary.md"),
-            pl.col("unit"),
-        ),
-    )
+    unconverted = np.isnan(conversions.scale) & ~conversions.differential  # per (item, unit) pair: few
+    if unconverted.any():  # (then only: spread to the rows, a gather of every row)
+        screen.check(
+            is_number & unconverted[conversions.pair],
+            "unit",
+            lambda: (
+                pl.format("{} (item '{}')", pl.col("unit_problem"), pl.col("item")),
+                pl.lit("use a UCUM unit listed for the item in docs/vocabulary.md"),
+                pl.col("unit"),
+            ),
+        )
 
     patient = screen.patients.position
     weighed = _first_per_patient(screen, np.flatnonzero((item == items.code("weight")) & ~screen.refused))
     at = np.maximum(weighed, 0)
     patient_weight_kg = np.where(weighed >= 0, raw_num[at] * conversions.scale_of(at), np.nan)
-    # A per-kg drug dose without a weight is still a documented administration (it matters for the
-    # fever waiver): keep it with an unknown mg dose and warn. A per-kg vasopressor rate without a
-    # weight is refused: its rate is part of the grade.
     # (Looked at on the rows of per-kg pairs only: few, where gathers over every row cost a chunk some 5 ms.)
     per_kg_rows = np.flatnonzero(conversions.per_kg[conversions.pair])
-    needs_weight, is_drug = np.zeros(screen.height, dtype=np.bool_), np.zeros(screen.height, dtype=np.bool_)
-    needs_weight[per_kg_rows] = is_number[per_kg_rows] & np.isnan(patient_weight_kg)[patient[per_kg_rows]]
-    is_drug[per_kg_rows] = items.is_drug[item[per_kg_rows]]
-    screen.check(
-        needs_weight & ~is_drug,
-        "unit",
-        lambda: (
-            pl.format("'{}' in {} needs the patient's weight", pl.col("item"), pl.col("unit")),
-            pl.lit("add a 'weight' row (kg) for the patient, or give the absolute rate"),
-            pl.col("unit"),
-        ),
-    )
-    screen.check(
-        needs_weight & is_drug,
-        "unit",
-        lambda: (
-            pl.format(
-                "'{}' {} {} kept, but its mg dose is unknown without the patient's weight",
-                pl.col("item"),
-                pl.col("value"),
-                pl.col("unit"),
-            ),
-            pl.lit("add a 'weight' row (kg) to compute the mg dose"),
-            pl.col("unit"),
-        ),
-        severity="warning",
-    )
+    unweighed = per_kg_rows[is_number[per_kg_rows] & np.isnan(patient_weight_kg)[patient[per_kg_rows]]]
+    if unweighed.size:
+        _check_weights(screen, unweighed, item, items)
 
     # Per kg: times the weight (NaN without one). A bare number (no unit) of an item such as FiO2 may be a fraction.
     # Rows that are not numbers read as NaN: their pairs have no conversion (NaN), whatever their text read as.
@@ -1074,9 +1055,9 @@ def _numbers(screen: _Screen, item: np.ndarray, items: _Items, vocabulary: Vocab
         ),
     )
     whole = np.flatnonzero(items.integer[item])
+    whole_num = num[whole]
     fractional = np.zeros(screen.height, dtype=np.bool_)
-    fractional[whole] = num[whole] != np.round(num[whole])  # (NaN: no number, not a fraction)
-    fractional[whole] &= ~np.isnan(num[whole])
+    fractional[whole] = (whole_num != np.round(whole_num)) & ~np.isnan(whole_num)  # (NaN: no number, no fraction)
     screen.check(
         fractional,
         "value",
@@ -1085,6 +1066,39 @@ def _numbers(screen: _Screen, item: np.ndarray, items: _Items, vocabulary: Vocab
             pl.lit("give the score as an integer"),
             None,
         ),
+    )
+
+
+def _check_weights(screen: _Screen, rows: np.ndarray, item: np.ndarray, items: _Items) -> None:
+    """The number rows in a per-kg unit of a patient without a weight (``rows``): a vasopressor rate is refused (its
+    rate is part of the grade), a drug dose kept with a warning (an administration without its mg dose still
+    matters for the fever waiver). Made only when there are such rows: the checks' masks are of every row."""
+    needs_weight, is_drug = np.zeros(screen.height, dtype=np.bool_), np.zeros(screen.height, dtype=np.bool_)
+    needs_weight[rows] = True
+    is_drug[rows] = items.is_drug[item[rows]]
+    screen.check(
+        needs_weight & ~is_drug,
+        "unit",
+        lambda: (
+            pl.format("'{}' in {} needs the patient's weight", pl.col("item"), pl.col("unit")),
+            pl.lit("add a 'weight' row (kg) for the patient, or give the absolute rate"),
+            pl.col("unit"),
+        ),
+    )
+    screen.check(
+        needs_weight & is_drug,
+        "unit",
+        lambda: (
+            pl.format(
+                "'{}' {} {} kept, but its mg dose is unknown without the patient's weight",
+                pl.col("item"),
+                pl.col("value"),
+                pl.col("unit"),
+            ),
+            pl.lit("add a 'weight' row (kg) to compute the mg dose"),
+            pl.col("unit"),
+        ),
+        severity="warning",
     )
 
 
