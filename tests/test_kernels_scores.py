@@ -115,11 +115,13 @@ def test_last_kept_rows_is_the_last_kept_row_of_each_run(seed: int) -> None:
     patient = np.array([rng.randint(0, 3) for _ in range(n)], dtype=np.uint32)
     if seed % 2 == 0:
         patient.sort()
-    keep = np.array([rng.random() < 0.6 for _ in range(n)], dtype=bool)
+    item = np.array([rng.randint(0, 4) for _ in range(n)], dtype=np.int64)
+    kept_items = np.array([rng.random() < 0.6 for _ in range(5)], dtype=bool)
+    keep = kept_items[item]
     kept = pl.DataFrame({"p": patient, "k": keep}, schema={"p": pl.UInt32, "k": pl.Boolean})
     kept = kept.with_row_index("row").filter("k")
     expected = kept.filter((pl.col("p") != pl.col("p").shift(-1)).fill_null(True)).get_column("row").to_numpy()
-    assert np.array_equal(last_kept_rows(patient, keep), expected)
+    assert np.array_equal(last_kept_rows(patient, item, kept_items), expected)
 
 
 def _windows(events: pl.DataFrame, patients: list[str], at: list[float]) -> np.ndarray:

@@ -291,7 +291,7 @@ def _last_observation_at(
     read: EventCodes, t: pl.Series, patients: np.ndarray, vocabulary: Vocabulary
 ) -> np.ndarray:
     """:func:`last_observation`'s ``at`` per patient code of ``patients``, from the codes of the events."""
-    rows = last_kept_rows(read.patient, _observed_items(vocabulary, tuple(read.categories))[read.item])
+    rows = last_kept_rows(read.patient, read.item, _observed_items(vocabulary, tuple(read.categories)))
     times = t.to_numpy()[rows]
     position = position_of(patients, read.patient[rows])
     # Polars orders NaN above every number, so a NaN time counts as at or after infusion, as it did in a filter.

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tocsin.core.segments import compiled
+from tocsin.core.segments import compiled, read_only
 
 #: How a slot ranks its rows: the latest (``last``), the highest value (``max``) or the lowest (``min``).
 DIRECTION = {"last": 0, "max": 1, "min": -1}
@@ -359,11 +359,11 @@ def ascending_in_runs(patient: np.ndarray, stamp: np.ndarray) -> bool:
     return bool(compiled(_ascending_in_runs_loop)(patient, stamp))
 
 
-def _last_kept_loop(patient: np.ndarray, keep: np.ndarray) -> np.ndarray:
+def _last_kept_loop(patient: np.ndarray, item: np.ndarray, kept: np.ndarray) -> np.ndarray:
     last = np.empty(patient.shape[0], dtype=np.int64)
     found, latest = 0, -1
     for row in range(patient.shape[0]):
-        if keep[row]:
+        if kept[item[row]]:
             if latest >= 0 and patient[row] != patient[latest]:
                 last[found] = latest
                 found += 1
@@ -374,10 +374,11 @@ def _last_kept_loop(patient: np.ndarray, keep: np.ndarray) -> np.ndarray:
     return last[:found]
 
 
-def last_kept_rows(patient: np.ndarray, keep: np.ndarray) -> np.ndarray:
-    """Row numbers of the last row where ``keep`` holds in each run of equal ``patient`` codes (runs with no such
-    row give none), in row order: one pass instead of filtering every row and then comparing neighbours."""
-    return compiled(_last_kept_loop)(patient, keep)
+def last_kept_rows(patient: np.ndarray, item: np.ndarray, kept: np.ndarray) -> np.ndarray:
+    """Row numbers of the last row whose item code is ``kept`` (bool, by code) in each run of equal ``patient``
+    codes (runs with no such row give none), in row order: one pass instead of filtering every row and then
+    comparing neighbours (and reading the item's table in the pass, not a mask of every row gathered before it)."""
+    return compiled(_last_kept_loop)(read_only(patient), read_only(item), kept)
 
 
 #: The comparison of a ladder step, as the compiled pass reads it.
