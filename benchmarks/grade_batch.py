@@ -67,6 +67,9 @@ def cohort_file(patients: int, seed: int) -> tuple[Path, Path]:
     return events, labels
 
 
+_PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
+
+
 def _tree_rss_kb(root: int) -> int:
     """Resident memory of a process and all its descendants (Linux /proc), in kB. The tree is walked through each
     thread's ``children`` file, so a sample reads a few files: reading every process's ``status`` took ~2 ms of the
@@ -81,9 +84,6 @@ def _tree_rss_kb(root: int) -> int:
         except (OSError, ValueError):  # the process (or thread) ended meanwhile
             continue
     return total
-
-
-_PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 
 
 def run_tocsin_batch(events: Path, chunk: int, workers: int) -> dict:
