@@ -118,3 +118,36 @@ def test_every_table_a_run_writes_is_one_whose_stale_parts_are_removed(tmp_path:
     batch.grade_parquet_to_directory(events, tmp_path / "out", GradingConfig(), evidence=True, cohort=True)
     written = {p.name for p in (tmp_path / "out").iterdir()}
     assert written and written <= batch.BATCH_TABLES, written - batch.BATCH_TABLES
+
+
+def test_a_part_file_declares_texts_as_views_and_reads_back_the_same_everywhere(tmp_path: Path) -> None:
+    """Text columns are declared ``string_view`` (Polars' writer is slow on long runs of empty texts under its
+    default ``large_string``); every reader still gets the same values and Polars the same column types."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    frame = pl.DataFrame(
+        {
+            "missing": [""] * 5 + ["temperature"],
+            "rule": pl.Series(["CRS-G0"] * 6, dtype=pl.Enum(["CRS-G0", "CRS-G1"])),
+            "patient_id": pl.Series(["P1"] * 3 + ["P2"] * 3, dtype=pl.Categorical),
+            "evidence": [["a"], [], ["b", ""], None, [""], ["c"]],
+            "t": [0.0, 0.5, None, 1.0, 1.5, 2.0],
+            "note": [None, "x", "", None, "y", ""],
+        }
+    )
+    batch._write_part(frame, tmp_path / "table", 3)
+    path = tmp_path / "table" / "part-00003.parquet"
+    assert _parts(tmp_path / "table") == ["part-00003.parquet"]
+    back = pl.read_parquet(path)
+    assert back.schema == frame.schema and back.equals(frame)
+    declared = pq.read_schema(path)
+    assert declared.field("missing").type == pa.string_view() and declared.field("note").type == pa.string_view()
+    table = pq.read_table(path)
+    assert table.column("missing").to_pylist() == frame.get_column("missing").to_list()
+    assert table.column("note").to_pylist() == frame.get_column("note").to_list()
+    assert table.column("rule").to_pylist() == ["CRS-G0"] * 6
+    assert table.to_pandas()["missing"].tolist() == frame.get_column("missing").to_list()
+    empty = frame.clear()
+    batch._write_part(empty, tmp_path / "empty", 0)
+    assert pl.read_parquet(tmp_path / "empty" / "part-00000.parquet").schema == frame.schema

@@ -25,10 +25,12 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from tocsin.adapters.files import InputFileError, REQUIRED
 from tocsin.cohort.sources import CRS_SCALES, cohort_tables
@@ -94,8 +96,23 @@ def _write_part(frame: pl.DataFrame, folder: Path, index: int) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / f"part-{index:05d}.parquet"
     temporary = folder / f".part-{index:05d}.parquet.tmp"
-    frame.write_parquet(temporary)
+    frame.write_parquet(temporary, arrow_schema=part_arrow_schema(tuple(frame.schema.items())))
     os.replace(temporary, final)
+
+
+@lru_cache(maxsize=256)
+def part_arrow_schema(columns: tuple[tuple[str, pl.DataType], ...]) -> pa.Schema:
+    """The Arrow schema a part file declares: Polars' own for these columns, with each text column as Arrow's
+    ``string_view`` (Polars' layout) instead of ``large_string``. The Parquet column is the same UTF-8 byte array
+    either way, and Polars, pandas and PyArrow read the same values; but a ``large_string`` schema makes Polars'
+    writer slow on a column that starts with a long run of empty texts (~150 ns a row, where other texts cost
+    ~15: a chunk's ICANS timeline, whose ``missing`` is mostly empty, took 9 ms to write instead of 3;
+    docs/benchmarks.md, fourteenth session)."""
+    declared = pl.DataFrame(schema=dict(columns)).to_arrow().schema
+    return pa.schema(
+        [field.with_type(pa.string_view()) if field.type == pa.large_string() else field for field in declared],
+        metadata=declared.metadata,
+    )
 
 
 #: The tables with a row, or a few rows, per patient. A chunk's part of one is a few hundred rows, and a Parquet
