@@ -30,12 +30,13 @@ import polars as pl
 
 from tocsin.core.arrays import enum_codes, gather_rows, patient_codes_of
 from tocsin.core.kernels_ingest import (
+    NOT_WHOLE,
+    OUTSIDE_RANGE,
     TextTable,
     converted,
     days_since_infusion,
     decimals,
     marked,
-    outside,
     ranked,
     rounded,
     short_text_codes,
@@ -147,22 +148,21 @@ def _error_frame(
     )
 
 
-def _read_numbers(text: pl.Series, only: np.ndarray | None = None) -> np.ndarray:
-    """``text`` read as numbers (NaN where it does not read; on the rows where ``only`` holds). Values that do
-    not parse at first (blanks around them, a decimal comma) are cleaned and read again; only those rows pay
-    for the cleaning (string work over millions of rows cost more than the parse itself)."""
-    return _reread_numbers(text, text.cast(pl.Float64, strict=False).to_numpy(), only)
+def _read_numbers(text: pl.Series) -> np.ndarray:
+    """``text`` read as numbers (NaN where it does not read). Values that do not parse at first (blanks around
+    them, a decimal comma) are cleaned and read again; only those rows pay for the cleaning (string work over
+    millions of rows cost more than the parse itself)."""
+    return _reread_numbers(text, text.cast(pl.Float64, strict=False).to_numpy())
 
 
-def _reread_numbers(text: pl.Series, first_read: np.ndarray, only: np.ndarray | None = None) -> np.ndarray:
-    """:func:`_read_numbers` given the plain parse of ``text`` (nulls and NaN read as NaN), the rows read again
-    written into ``first_read`` itself when it is writable (NumPy's reading of a Series with nulls is a copy of
-    its own; a view of one without nulls is read-only, and copied here only if some row is read again). The
-    caller must not need the first reading afterwards."""
-    retry = np.isnan(first_read)
-    if only is not None:
-        retry &= only
-    rows = np.flatnonzero(retry)
+def _reread_numbers(text: pl.Series, first_read: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+    """:func:`_read_numbers` given the plain parse of ``text`` (nulls and NaN read as NaN): the ``rows`` given
+    (ascending; by default every row that read as NaN) are read again, written into ``first_read`` itself when it
+    is writable (NumPy's reading of a Series with nulls is a copy of its own; a view of one without nulls is
+    read-only, and copied here only if some row is read again). The caller must not need the first reading
+    afterwards."""
+    if rows is None:
+        rows = np.flatnonzero(np.isnan(first_read))
     if rows.size == 0:
         return first_read
     cleaned = text[rows].str.strip_chars().str.replace(",", ".", literal=True).cast(pl.Float64, strict=False)
@@ -563,6 +563,7 @@ class _Screen:
         self.limits: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # converted limits: (rows, values)
         # (rows, their value)
         self.value_texts: tuple[np.ndarray, pl.Series] = (np.zeros(0, np.int64), pl.Series([], dtype=pl.Utf8))
+        self.unread_rows = np.zeros(0, np.int64)  # the rows whose value did not read as a number (ascending)
         # ``cat``: (rows, each row's pair of item and value, each pair's canonical text)
         self.canonical_texts: tuple[np.ndarray, np.ndarray, list[str | None]] = (
             np.zeros(0, np.int64), np.zeros(0, np.int64), []
@@ -837,11 +838,14 @@ def _resolve_times(screen: _Screen, item: np.ndarray, items: _Items, limits: Ing
 def _check_values_given(screen: _Screen, reads_text: np.ndarray) -> None:
     """A row needs a value; only the rows that do not read as numbers can be empty. The texts of those rows and of
     the rows of items that are not numbers (``reads_text``, read later) are gathered here once
-    (``screen.value_texts``)."""
+    (``screen.value_texts``), and the rows that do not read as numbers kept (``screen.unread_rows``: the few that
+    :func:`_numbers` looks at again, where a mask of every row was a pass for each of its checks)."""
     value = screen.frame.get_column("value")
-    rows = np.flatnonzero(np.isnan(screen.raw_num) | reads_text)
+    unread = np.isnan(screen.raw_num)
+    rows = np.flatnonzero(unread | reads_text)
     texts = gather_rows(value, rows)
     screen.value_texts = (rows, texts)
+    screen.unread_rows = rows[unread[rows]]
     empty = np.zeros(screen.height, dtype=np.bool_)
     empty[rows] = empty_or_null(texts)  # (a text that reads as a number is not empty)
     screen.check(
@@ -867,13 +871,12 @@ def _merged(column: pl.Series, rows: np.ndarray, stated_rows: np.ndarray, stated
     return pl.Series(column.name, values, dtype=column.dtype)
 
 
-def _below_quantification(screen: _Screen, item: np.ndarray, items: _Items, raw_num: np.ndarray) -> np.ndarray:
+def _below_quantification(screen: _Screen, item: np.ndarray, items: _Items, unread: np.ndarray) -> np.ndarray:
     """``blq``: the value is below the limit of quantification, written ``<5`` or ``BLQ`` (limit in ``lloq``).
-    Only items with limits accept it; the number after ``<`` becomes the limit. Only the few rows that did
-    not parse as numbers are looked at."""
+    Only items with limits accept it; the number after ``<`` becomes the limit. Only the few rows of number
+    items that did not read as numbers (``unread``) are looked at."""
     blq = np.zeros(screen.height, dtype=np.bool_)
-    rows = np.flatnonzero(np.isnan(raw_num))  # (the few rows first: the items' flags of every row cost two passes)
-    rows = rows[items.is_number[item[rows]] & items.takes_limits[item[rows]]]
+    rows = unread[items.takes_limits[item[unread]]]
     if rows.size == 0:
         return blq
     text = screen.frame.get_column("value")[rows].str.strip_chars().str.to_lowercase()
@@ -913,6 +916,7 @@ class _Conversions:
     per_kg: np.ndarray
     fraction: np.ndarray  # a bare number of an item such as FiO2: up to 1, a fraction (times 100)
     differential: np.ndarray
+    unconverted: np.ndarray  # per pair: of a number item, with rows not refused, in a unit that does not convert
     problem: Callable[[np.ndarray], pl.Series]  # the reason, for the given rows
 
     def scale_of(self, rows: np.ndarray) -> np.ndarray:
@@ -950,16 +954,14 @@ def _conversion_of(items: _Items, vocabulary: Vocabulary, code: int, unit_name: 
     return read
 
 
-def _conversions(
-    screen: _Screen, item: np.ndarray, is_number: np.ndarray, items: _Items, vocabulary: Vocabulary
-) -> _Conversions:
-    """Conversions looked up per distinct (item, unit) of the number rows (``is_number``) not refused
-    (`conversion_for` is cached; an unusual unit may build the ucumvert registry, so refused rows' units are not
-    looked at)."""
+def _conversions(screen: _Screen, item: np.ndarray, items: _Items, vocabulary: Vocabulary) -> _Conversions:
+    """Conversions looked up per distinct (item, unit) of the number rows not refused (`conversion_for` is
+    cached; an unusual unit may build the ucumvert registry, so refused rows' units are not looked at)."""
     units = screen.units
     width = len(units.names)
     pairs, pair, _ = _ranks(item, units.position, width)
-    wanted = marked(pair, is_number & ~screen.refused, pairs.size)
+    of_item = pairs // width
+    wanted = marked(pair, ~screen.refused, pairs.size) & items.is_number[of_item]  # (the item's flag per pair)
     scale, offset = np.full(pairs.size, np.nan), np.full(pairs.size, np.nan)
     per_kg, differential = np.zeros(pairs.size, dtype=np.bool_), np.zeros(pairs.size, dtype=np.bool_)
     problems: list[str | None] = [None] * pairs.size
@@ -977,34 +979,39 @@ def _conversions(
     def problem(rows: np.ndarray) -> pl.Series:
         return pl.Series([problems[p] for p in pair[rows]], dtype=pl.Utf8)
 
-    of_item = pairs // width
     fraction = items.is_number[of_item] & items.fraction_to_percent[of_item] & (pairs % width == units.position_of(""))
-    return _Conversions(pair, scale, offset, per_kg, fraction, differential, problem)
+    unconverted = wanted & np.isnan(scale) & ~differential
+    return _Conversions(pair, scale, offset, per_kg, fraction, differential, unconverted, problem)
 
 
 def _numbers(screen: _Screen, item: np.ndarray, items: _Items, vocabulary: Vocabulary) -> None:
     """Number rows: read, converted to the item's canonical unit (per kg with the patient's first weight),
     with their limits, then checked against the item's plausible range."""
-    is_number = items.is_number[item]
-    raw_num = _reread_numbers(screen.frame.get_column("value"), screen.raw_num, only=is_number)
-    blq = _below_quantification(screen, item, items, raw_num)
+    # The rows of number items that did not read as numbers, read again (blanks, a decimal comma): few, where the
+    # items' flags of every row were a pass of their own.
+    retried = screen.unread_rows[items.is_number[item[screen.unread_rows]]]
+    raw_num = _reread_numbers(screen.frame.get_column("value"), screen.raw_num, retried)
+    unread = retried[np.isnan(raw_num[retried])]
+    blq = _below_quantification(screen, item, items, unread)
     screen.columns["blq"] = blq
-    screen.check(
-        is_number & np.isnan(raw_num) & ~blq,
-        "value",
-        lambda: (
-            pl.format("'{}' is not a number for '{}'", pl.col("value"), pl.col("item")),
-            pl.lit("give a plain number"),
-            None,
-        ),
-    )
-    conversions = _conversions(screen, item, is_number, items, vocabulary)
+    if unread.size:
+        not_a_number = np.zeros(screen.height, dtype=np.bool_)
+        not_a_number[unread] = ~blq[unread]
+        screen.check(
+            not_a_number,
+            "value",
+            lambda: (
+                pl.format("'{}' is not a number for '{}'", pl.col("value"), pl.col("item")),
+                pl.lit("give a plain number"),
+                None,
+            ),
+        )
+    conversions = _conversions(screen, item, items, vocabulary)
     # The problem text is made only for the failing rows (a text per row would be copied millions of times).
     screen.columns["unit_problem"] = conversions.problem
-    unconverted = np.isnan(conversions.scale) & ~conversions.differential  # per (item, unit) pair: few
-    if unconverted.any():  # (then only: spread to the rows, a gather of every row)
+    if conversions.unconverted.any():  # (then only: spread to the rows, a gather of every row)
         screen.check(
-            is_number & unconverted[conversions.pair],
+            conversions.unconverted[conversions.pair],
             "unit",
             lambda: (
                 pl.format("{} (item '{}')", pl.col("unit_problem"), pl.col("item")),
@@ -1017,26 +1024,38 @@ def _numbers(screen: _Screen, item: np.ndarray, items: _Items, vocabulary: Vocab
     weighed = _first_per_patient(screen, np.flatnonzero((item == items.code("weight")) & ~screen.refused))
     at = np.maximum(weighed, 0)
     patient_weight_kg = np.where(weighed >= 0, raw_num[at] * conversions.scale_of(at), np.nan)
-    # (Looked at on the rows of per-kg pairs only: few, where gathers over every row cost a chunk some 5 ms.)
-    per_kg_rows = np.flatnonzero(conversions.per_kg[conversions.pair])
-    unweighed = per_kg_rows[is_number[per_kg_rows] & np.isnan(patient_weight_kg)[patient[per_kg_rows]]]
-    if unweighed.size:
-        _check_weights(screen, unweighed, item, items)
+    # (Looked at on the rows of per-kg pairs only: few, where gathers over every row cost a chunk some 5 ms; and
+    # only when some pair is per kg: the pair of every row is a pass of its own.)
+    if conversions.per_kg.any():
+        per_kg_rows = np.flatnonzero(conversions.per_kg[conversions.pair])
+        is_number = items.is_number[item[per_kg_rows]]
+        unweighed = per_kg_rows[is_number & np.isnan(patient_weight_kg)[patient[per_kg_rows]]]
+        if unweighed.size:
+            _check_weights(screen, unweighed, item, items)
 
     # Per kg: times the weight (NaN without one). A bare number (no unit) of an item such as FiO2 may be a fraction.
     # Rows that are not numbers read as NaN: their pairs have no conversion (NaN), whatever their text read as.
+    # The same pass gives each value's failure of the range and whole-number checks (below).
     c = conversions
-    num = converted(raw_num, c.pair, c.scale, c.offset, c.per_kg, c.fraction, patient, patient_weight_kg)  # rounded
+    bounds = (item, items.low, items.high, items.integer)
+    num, failure = converted(raw_num, c.pair, c.scale, c.offset, c.per_kg, c.fraction, patient, patient_weight_kg,
+                             *bounds)  # rounded
     _limits(screen, item, items, conversions)
-    num = _differentials(screen, item, items, raw_num, conversions, num)
+    derived = _differentials(screen, item, items, raw_num, conversions, num)
+    if derived is not num:  # (a count given as % of another: its value, and so its checks, are new)
+        num = derived
+        failure = converted(num, c.pair, c.scale, c.offset, c.per_kg, c.fraction, patient, patient_weight_kg, *bounds,
+                            convert=False)[1]
     screen.columns["num"] = num
     screen.columns |= {  # the bounds of the item, read for the failing rows only
         "_low": lambda rows: pl.Series(items.low[item[rows]], nan_to_null=True),
         "_high": lambda rows: pl.Series(items.high[item[rows]], nan_to_null=True),
         "_canonical_unit": lambda rows: pl.Series([items.canonical_unit[c] for c in item[rows]], dtype=pl.Utf8),
     }
+    if not failure.any():  # (the usual case: the two checks' masks are of every row)
+        return
     screen.check(
-        outside(num, item, items.low, items.high),
+        failure == OUTSIDE_RANGE,
         "value",
         lambda: (
             pl.format(
@@ -1054,12 +1073,8 @@ def _numbers(screen: _Screen, item: np.ndarray, items: _Items, vocabulary: Vocab
             None,
         ),
     )
-    whole = np.flatnonzero(items.integer[item])
-    whole_num = num[whole]
-    fractional = np.zeros(screen.height, dtype=np.bool_)
-    fractional[whole] = (whole_num != np.round(whole_num)) & ~np.isnan(whole_num)  # (NaN: no number, no fraction)
     screen.check(
-        fractional,
+        failure == NOT_WHOLE,
         "value",
         lambda: (
             pl.format("'{}' must be a whole number for '{}'", pl.col("value"), pl.col("item")),
@@ -1158,7 +1173,9 @@ def _differentials(
     num: np.ndarray,
 ) -> np.ndarray:
     """A count given as % of another (ANC as % of WBC) becomes absolute with that count at the same time (the
-    latest such row); returns the values with those counts."""
+    latest such row); returns the values with those counts (``num`` itself when there are none)."""
+    if not conversions.differential.any():  # (per pair: spread to every row only when some pair is a differential)
+        return num
     is_differential = conversions.differential[conversions.pair]
     if not is_differential.any():
         return num
