@@ -786,3 +786,55 @@ def test_ranks_by_counting_and_by_sorting_agree() -> None:
     for a, b in zip(counted[1:], sorted_[1:], strict=True):
         np.testing.assert_array_equal(a, b)
     assert counted[1].tolist() == [2, 1, 2, 3, 1, 0] and counted[2].tolist() == [5, 1, 0, 3]
+
+
+# ------------------------------------------------------------------------------- compiled passes
+def _many_patients(count: int, blank_ids: bool) -> pl.DataFrame:
+    """The rows of every kind of problem and reading, for ``count`` patients (over the height from which ingest
+    codes the texts by its compiled passes): some patients weighed, some with a count given as % of another."""
+    rows: list[tuple] = []
+    for k in range(count):
+        patient = f" P{k} " if blank_ids and k % 7 == 0 else f"P{k}"
+        block = [
+            ("0", "infusion", "axi-cel", ""),
+            ("1", "temperature", "38.5", "Cel"),
+            ("1", "temprature", "38.5", "Cel"),  # unknown item
+            ("1", "temperature", "38.5", "furlong" if k % 3 == 0 else "[degF]"),  # unknown unit / converted
+            ("1", "temperature", "400", "Cel"),  # implausible
+            ("1", "temperature", "38,5", "Cel"),  # decimal comma
+            ("1", "temperature", " 38.7 ", "Cel"),  # blanks around a number
+            ("1", "temperature", "abc", "Cel"),  # not a number
+            ("1", "ice_score", "7.5" if k % 2 else "7", ""),  # not a whole number / whole
+            ("1", "ice_score", "12.5", ""),  # outside the range and not whole: the range is reported
+            ("1", "oxygen", "helmet" if k % 5 == 0 else "nasal_cannula", ""),
+            ("1", "norepinephrine", "0.1", "ug/kg/min"),  # per kg: needs the weight
+            ("1.5", "car_t_copies", "<5" if k % 2 else "BLQ", "{copies}/ug"),  # below quantification
+            ("2", "wbc", "4.2", "10*9/L"),
+            ("2", "anc", "50", "%"),  # % of the WBC at the same time
+            ("3", "anc", "40", "%"),  # no WBC at the same time
+            ("2", "temperature", "", "Cel"),  # empty value
+            ("x", "sbp", "80", "mm[Hg]"),  # bad day
+        ]
+        if k % 2 == 0:
+            block.append(("0", "weight", "70", "kg"))
+        rows += [(patient, None, *r) for r in block]
+    return raw(rows)
+
+
+@pytest.mark.parametrize("blank_ids", [False, True], ids=["ids", "ids-with-blanks"])
+def test_a_large_input_read_by_the_compiled_passes_gives_what_the_plain_reading_gives(
+    blank_ids: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tocsin.core import events
+
+    frame = _many_patients(3_700, blank_ids)
+    assert frame.height > events._CODED_HEIGHT
+    coded = normalise_events(frame, VOCAB, IngestLimits())
+    monkeypatch.setattr(events, "_CODED_HEIGHT", frame.height + 1)
+    plain = normalise_events(frame, VOCAB, IngestLimits())
+    assert coded.events.height > 0 and coded.errors.height > 0
+    for name in ("events", "errors", "patients"):
+        got, expected = getattr(coded, name), getattr(plain, name)
+        assert got.schema == expected.schema, name
+        assert got.equals(expected), name
+    assert set(coded.errors.get_column("field")) >= {"item", "unit", "value", "day"}

@@ -187,10 +187,15 @@ def test_categorical_is_polars_cast(texts: list[str | None], chunks: int) -> Non
     parts = [whole.slice(a, b - a) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
     column = pl.concat(parts, rechunk=False).slice(7)  # a slice (views from an offset), in chunks as a read gives
     assert column.n_chunks() == chunks
-    made = _categorical(column)
+    made, numbered = _categorical(column)
     assert made.dtype == pl.Categorical and made.name == "patient_id"
     assert made.equals(column.cast(pl.Categorical))
     assert made.to_physical().equals(column.cast(pl.Categorical).to_physical())
+    if numbered is not None:  # the pass's numbering: each row's text is its code's, codes in order of first appearance
+        assert [numbered.texts[code] for code in numbered.codes.tolist()] == column.to_list()
+        assert numbered.texts == list(dict.fromkeys(column.to_list()))
+    else:  # (left to the cast: a longer text, or nulls)
+        assert column.null_count() or column.str.len_bytes().max() > 12
 
 
 def _read_by_the_pass(texts: pl.Series) -> np.ndarray:

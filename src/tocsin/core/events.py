@@ -363,6 +363,14 @@ class _Labels:
         return self.names.index(label) if label in self.names else -1
 
 
+def _coded_labels(column: pl.Series, coded: _Coded) -> _Labels:
+    """:func:`_labels` of a column :func:`_categorical` numbered: its rows placed by that numbering (the positions
+    are of another order than :func:`_labels` gives, and nothing depends on their order)."""
+    if any(text and (text[0] in _WHITE_SPACE or text[-1] in _WHITE_SPACE) for text in coded.texts):
+        return _labels(column, column.to_physical().to_numpy())  # (which strips them)
+    return _Labels(column, coded.texts, coded.codes.astype(np.int64))
+
+
 def _labels(column: pl.Series, codes: np.ndarray) -> _Labels:
     """The labels of a Categorical column (``codes``: its physical codes as read, floats with NaN for null when it
     has a null), stripped of surrounding blanks when one of its few distinct values has them. Category codes are
@@ -383,13 +391,23 @@ _PREPARED: dict[tuple[int, tuple[tuple[str, pl.DataType], ...], bool, bool], tup
 
 
 @dataclass(frozen=True)
+class _Coded:
+    """A text column as :func:`_categorical`'s compiled pass numbered it: each row's code among its distinct texts
+    (``uint32``, in order of first appearance) and those texts."""
+
+    codes: np.ndarray
+    texts: list[str]
+
+
+@dataclass(frozen=True)
 class _Prepared:
-    """The typed columns (:func:`_prepare`), every value read as a number (NaN: not one) and each row's item code
-    (``items.unknown`` where the item is not spelled canonically)."""
+    """The typed columns (:func:`_prepare`), every value read as a number (NaN: not one), each row's item code
+    (``items.unknown`` where the item is not spelled canonically), and the columns it numbered itself."""
 
     frame: pl.DataFrame
     raw_num: np.ndarray
     item_code: np.ndarray
+    coded: dict[str, _Coded]
 
 
 def _prepare(raw: pl.DataFrame, items: _Items) -> _Prepared:
@@ -412,19 +430,21 @@ def _prepare(raw: pl.DataFrame, items: _Items) -> _Prepared:
         item_code = _item_codes(frame.get_column("item"), items)
         raw_num = _value_numbers(frame.get_column("value"))
         frame.replace_column(frame.get_column_index("item"), gather_rows(items.enum_names, item_code).alias("item"))
+        numbered = {}
         for name in _CODED_COLUMNS:
-            frame.replace_column(frame.get_column_index(name), _categorical(frame.get_column(name)))
+            column, numbered[name] = _categorical(frame.get_column(name))
+            frame.replace_column(frame.get_column_index(name), column)
     # One chunk per column: the read columns come in chunks (file parts, row groups) and the added ones in
     # one, and Polars realigns every column of a frame whose chunks differ on every operation on it.
     frame = frame.rechunk()
     if coded:
-        return _Prepared(frame, raw_num, item_code)
+        return _Prepared(frame, raw_num, item_code, {name: c for name, c in numbered.items() if c is not None})
     item_code = enum_codes(frame.get_column("item"))  # NaN: not spelled canonically
     if item_code.dtype.kind == "f":
         item_code = np.nan_to_num(item_code, nan=items.unknown)
     # (64-bit: the code of no item is one past the Enum's codes, and NumPy converts other indices to 64 bits
     # on every gather by them)
-    return _Prepared(frame, frame.get_column("raw_num").to_numpy(), item_code.astype(np.int64))
+    return _Prepared(frame, frame.get_column("raw_num").to_numpy(), item_code.astype(np.int64), {})
 
 
 def _item_codes(texts: pl.Series, items: _Items) -> np.ndarray:
@@ -464,16 +484,19 @@ _CODED_COLUMNS = ("patient_id", "unit")
 _CODED_HEIGHT = 65_536
 
 
-def _categorical(texts: pl.Series) -> pl.Series:
+def _categorical(texts: pl.Series) -> tuple[pl.Series, _Coded | None]:
     """A String column as Categorical. Short texts (at most 12 bytes: patient ids, units) are coded by one compiled
     pass over their Arrow views (runs of one text, such as a patient's rows, never reach its hash table), and only
-    their distinct values go through the categories; other columns, and columns with nulls, through Polars' cast."""
+    their distinct values go through the categories; other columns, and columns with nulls, through Polars' cast.
+    With the column, the pass's numbering (None: the cast's), which places the rows without reading the
+    categories' codes back (:func:`_coded_labels`)."""
     if texts.null_count() == 0:
         coded = short_text_codes([chunk.views for chunk in string_chunks(texts)])
         if coded is not None:
             codes, first = coded
-            return categorical_series(codes, texts.gather(first), texts.name)
-    return texts.cast(pl.Categorical)
+            distinct = texts.gather(first)
+            return categorical_series(codes, distinct, texts.name), _Coded(codes, distinct.to_list())
+    return texts.cast(pl.Categorical), None
 
 
 def _typing_expressions(schema: pl.Schema, items: _Items, unit_nulls: bool, coded: bool) -> list[pl.Expr]:
@@ -548,10 +571,17 @@ class _Screen:
         self.height = frame.height
         # (The codes of the three by one query: each ``to_physical`` is one, ~20-50 µs whatever the rows; a select of
         # several runs them on the thread pool, at several times the cost.)
-        patient_ids, units, files = (frame.get_column(name) for name in ("patient_id", "unit", "file"))
-        patient_code, unit_code, self.file_code = patient_codes_of(patient_ids, units, files)
-        self.patients = _labels(patient_ids, patient_code)
-        self.units = _labels(units, unit_code)
+        # (The patients and units :func:`_prepare` numbered itself are placed by its numbering: their codes read
+        # back and ranked were two more passes.)
+        uncoded = [name for name in ("patient_id", "unit") if name not in prepared.coded]
+        *codes, self.file_code = patient_codes_of(*(frame.get_column(name) for name in [*uncoded, "file"]))
+        read = dict(zip(uncoded, codes, strict=True))
+        self.patients, self.units = (
+            _coded_labels(frame.get_column(name), prepared.coded[name])
+            if name in prepared.coded
+            else _labels(frame.get_column(name), read[name])
+            for name in ("patient_id", "unit")
+        )
         self.item_code = prepared.item_code
         # Every value read as a number, once; :func:`_numbers` reads some rows again into it.
         self.raw_num = prepared.raw_num
