@@ -838,3 +838,24 @@ def test_a_large_input_read_by_the_compiled_passes_gives_what_the_plain_reading_
         assert got.schema == expected.schema, name
         assert got.equals(expected), name
     assert set(coded.errors.get_column("field")) >= {"item", "unit", "value", "day"}
+
+
+def test_the_patient_table_takes_each_item_from_the_patients_first_row_of_it() -> None:
+    rows = [
+        ("Q", None, "0", "infusion", "tisa-cel", ""),
+        ("Q", None, "5", "weight", "80", "kg"),
+        ("P", None, "0", "infusion", "axi-cel", ""),
+        ("P", None, "2", "weight", "71", "kg"),
+        ("P", None, "1", "weight", "70", "kg"),  # earlier in time, later in the file: the first row of P's course
+        ("P", None, "1", "sex", "female", ""),
+        ("P", None, "3", "sex", "male", ""),
+        ("P", None, "1", "age", "64", "a"),
+        ("R", None, "0", "infusion", "cilta-cel", ""),
+        ("Q", None, "1", "weight", "79", "kg"),
+    ]
+    n = normalise(rows)
+    assert n.errors.height == 0
+    table = {row["patient_id"]: row for row in n.patients.with_columns(pl.col("patient_id").cast(pl.Utf8)).to_dicts()}
+    assert table["P"]["weight"] == 70.0 and table["P"]["sex"] == "female" and table["P"]["age_years"] == 64.0
+    assert table["Q"]["weight"] == 79.0 and table["Q"]["sex"] is None and table["Q"]["product"] == "tisa-cel"
+    assert table["R"]["weight"] is None and table["R"]["product"] == "cilta-cel" and table["R"]["age_years"] is None

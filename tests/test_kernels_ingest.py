@@ -15,6 +15,7 @@ from tocsin.core.kernels_ingest import (
     converted,
     days_since_infusion,
     decimals,
+    grouped_in_order,
     marked,
     ranked,
     rounded,
@@ -107,6 +108,46 @@ def test_a_whole_number_item_fails_a_fraction_within_its_range_only() -> None:
     # A value outside the range of a whole-number item fails the range check only.
     both = _checked(np.array([12.5]), np.array([0]), np.array([0.0]), np.array([10.0]), np.array([True]))
     assert both.tolist() == [OUTSIDE_RANGE]
+
+
+def _grouped_in_order_by_numpy(patient: np.ndarray, t: np.ndarray, file: np.ndarray, line: np.ndarray) -> bool:
+    """The NumPy expressions ingest used: each row in order after the one before it, and as many patients as runs."""
+    same = patient[1:] == patient[:-1]
+    now, before = t[1:], t[:-1]
+    in_order = (
+        ~same | (now > before) | ((now == before) & (file[1:] == file[:-1]) & (line[1:] > line[:-1]))
+        | np.isnan(now) | np.isnan(before)
+    )
+    runs = patient[np.flatnonzero(np.r_[True, ~same])]
+    return bool(in_order.all() and runs.size == np.unique(runs).size)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_grouped_in_order_is_the_numpy_check(data: st.DataObject) -> None:
+    n = data.draw(st.integers(2, 12))
+    patient = np.array(data.draw(st.lists(st.integers(0, 2), min_size=n, max_size=n)), dtype=np.int64)
+    if data.draw(st.booleans()):
+        patient = np.sort(patient)
+    t = np.array(data.draw(st.lists(st.sampled_from([0.0, 0.5, 1.0, 2.0, np.nan]), min_size=n, max_size=n)))
+    if data.draw(st.booleans()):
+        t = np.sort(t)
+    file = np.array(data.draw(st.lists(st.integers(0, 1), min_size=n, max_size=n)), dtype=np.uint32)
+    line = np.array(data.draw(st.lists(st.integers(0, 5), min_size=n, max_size=n)), dtype=np.int64)
+    assert grouped_in_order(patient, t, file, line, 3) == _grouped_in_order_by_numpy(patient, t, file, line)
+
+
+def test_grouped_in_order_cases() -> None:
+    line = np.arange(4)
+    file = np.zeros(4, dtype=np.uint32)
+    assert grouped_in_order(np.array([0, 0, 1, 1]), np.array([0.0, 1.0, 0.0, 0.5]), file, line, 2)
+    assert not grouped_in_order(np.array([0, 1, 0, 1]), np.array([0.0, 1.0, 2.0, 3.0]), file, line, 2)  # split
+    assert not grouped_in_order(np.array([0, 0, 1, 1]), np.array([1.0, 0.0, 0.0, 0.5]), file, line, 2)  # time
+    assert grouped_in_order(np.array([0, 0, 0, 0]), np.array([1.0, np.nan, 0.0, 0.5]), file, line, 1)  # no time
+    same_time = np.array([1.0, 1.0, 1.0, 1.0])
+    assert grouped_in_order(np.array([0, 0, 0, 0]), same_time, file, line, 1)
+    assert not grouped_in_order(np.array([0, 0, 0, 0]), same_time, file, line[::-1].copy(), 1)  # lines back
+    assert not grouped_in_order(np.array([0, 0, 0, 0]), same_time, np.array([0, 1, 1, 1], np.uint32), line, 1)
 
 
 def test_marked_sets_the_positions_of_the_selected_rows_only() -> None:
