@@ -48,7 +48,6 @@ def _converted_loop(
     convert: bool,
 ) -> tuple[np.ndarray, np.ndarray]:
     out = np.empty(raw.shape[0], dtype=np.float64)
-    failure = np.zeros(raw.shape[0], dtype=np.int8)
     for row in range(raw.shape[0]):
         value = raw[row]
         if convert:
@@ -63,11 +62,14 @@ def _converted_loop(
             scaled = np.rint(value * ROUNDING_SCALE) / ROUNDING_SCALE
             value = scaled if np.isfinite(scaled) else value
         out[row] = value
-        c = code[row]
-        if value < low[c] or value > high[c]:  # NaN: neither
-            failure[row] = OUTSIDE_RANGE
-        elif whole[c] and value == value and value != np.rint(value):  # (an infinity is whole: rint keeps it)
-            failure[row] = NOT_WHOLE
+    # The checks in a loop of their own, without branches but the last: in the loop above they cost it its
+    # vectorisation (~1 ms more a batch chunk).
+    failure = np.zeros(raw.shape[0], dtype=np.int8)
+    for row in range(raw.shape[0]):
+        value, c = out[row], code[row]
+        out_of_range = (value < low[c]) | (value > high[c])  # NaN: neither
+        fractional = whole[c] & (value != np.rint(value)) & (value == value)  # (an infinity is whole: rint keeps it)
+        failure[row] = OUTSIDE_RANGE if out_of_range else (NOT_WHOLE if fractional else 0)
     return out, failure
 
 
