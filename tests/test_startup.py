@@ -107,3 +107,20 @@ if __name__ == "__main__":
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[0]"
     assert not marker.exists()
+
+
+def test_numbas_set_up_leaves_no_event_callbacks_on_llvms_lock_and_kernels_still_load_and_compile() -> None:
+    """The LLVM lock's event callbacks (a third of a worker's kernel loads) are gone once Numba is set up; cached
+    kernels load and run, and a new function compiles, as before."""
+    code = (
+        "import numpy as np\n"
+        "from llvmlite.binding import ffi\n"
+        "from tocsin.core.kernels_ingest import marked, rounded\n"
+        "print(marked(np.array([1, 3]), np.array([True, False]), 4).tolist(),"
+        " rounded(np.array([0.1234565])).tolist())\n"
+        "print(len(ffi.lib._lock._cblist))\n"
+        "import numba\n"
+        "print(numba.njit(lambda a: a.sum() * 2)(np.arange(4.0)))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split("\n")[:3] == ["[False, True, False, False] [0.123456]", "0", "12.0"]

@@ -99,9 +99,12 @@ def _numba() -> ModuleType:
     run a plain loop. No kernel here uses them, so the probe is made to fail, and the block is lifted at once: an
     ``import scipy.linalg``, or a kernel calling ``np.dot`` (which asks for BLAS when it is compiled), works as
     usual. The block is a finder that refuses ``scipy.linalg`` to this thread only: another thread of a server
-    importing it meanwhile gets it (and then the probe finds it loaded)."""
+    importing it meanwhile gets it (and then the probe finds it loaded).
+
+    And without the callbacks Numba hangs on LLVM's lock (:func:`_without_llvm_lock_events`)."""
     import numba
 
+    _without_llvm_lock_events()
     if "scipy.linalg" in sys.modules or "numba.np.arraymath" in sys.modules:  # loaded already: nothing to save
         return numba
     block = _RefusedToThisThread("scipy.linalg")
@@ -111,6 +114,20 @@ def _numba() -> ModuleType:
     finally:
         sys.meta_path.remove(block)
     return numba
+
+
+def _without_llvm_lock_events() -> None:
+    """Numba's import registers callbacks on llvmlite's lock that record a "numba:llvm_lock" event (the LLVM time in
+    a compile's metadata) at every call into LLVM. Loading a cached kernel walks every symbol of its library through
+    such calls: the events were ~0.1 s of each batch worker's first chunk (a third of its kernel loads; fourteenth
+    session, docs/benchmarks.md). They are removed, the lock itself kept: a compile's metadata then has no LLVM lock
+    time, and nothing else reads it. Where llvmlite keeps its callbacks elsewhere (another version), nothing is
+    removed."""
+    from llvmlite.binding import ffi
+
+    callbacks = getattr(getattr(ffi.lib, "_lock", None), "_cblist", None)
+    for acquire, release in list(callbacks or ()):
+        ffi.unregister_lock_callback(acquire, release)
 
 
 class _RefusedToThisThread(MetaPathFinder):
