@@ -205,6 +205,12 @@ def test_short_text_codes_number_the_distinct_texts_in_order_of_first_appearance
     assert codes.tolist() == [distinct.index(text) for text in texts]
 
 
+def test_short_text_codes_grow_their_table_past_its_first_size() -> None:
+    texts = [f"P{k % 9_000:05d}" for k in range(30_000)]  # 9,000 distinct: the table grows (and rehashes) twice
+    codes, first = short_text_codes(_views(texts, 12_345))
+    assert first.tolist() == list(range(9_000)) and codes.tolist() == [k % 9_000 for k in range(30_000)]
+
+
 def test_short_text_codes_leave_a_column_with_a_longer_text_to_the_cast() -> None:
     assert short_text_codes(_views(["mg", "exactly12byt", "thirteen byte"])) is None
     assert short_text_codes(_views(["mg", "thirteen byte", "exactly12byt"], cut=1)) is None

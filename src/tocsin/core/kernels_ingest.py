@@ -276,7 +276,7 @@ def short_text_codes(chunks: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarr
     (a read column comes in chunks: copied into one, each string column cost a batch chunk ~4 ms)."""
     loop, rehashed = compiled(_short_text_codes_loop), compiled(_rehashed_loop)
     codes = np.empty(sum(views.shape[0] for views in chunks) // 2, np.uint32)
-    size = 64
+    size = 4_096  # (room for a batch chunk's patients without growing: each growth rehashes every code so far)
     slots, low_of, high_of = np.full(size, -1, np.int64), np.empty(size, np.uint64), np.empty(size, np.uint64)
     first, count, start = np.empty(size, np.int64), 0, 0
     for views in chunks:
