@@ -124,3 +124,29 @@ def test_numbas_set_up_leaves_no_event_callbacks_on_llvms_lock_and_kernels_still
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.split("\n")[:3] == ["[False, True, False, False] [0.123456]", "0", "12.0"]
+
+
+def test_batch_workers_do_not_run_the_main_script_of_the_starting_process(tmp_path: Path) -> None:
+    """A spawned worker would run its parent's main script first (the ``tocsin`` command's imports the whole CLI);
+    the batch hides it while its workers start, so they run only what they are sent, and the script is named again
+    after (for its own later use)."""
+    script = tmp_path / "run_batch.py"
+    marker = tmp_path / "imported_by_a_worker"
+    script.write_text(
+        "import sys\n"
+        "from pathlib import Path\n"
+        "if __name__ == '__mp_main__':\n"
+        f"    Path({str(marker)!r}).open('a').write('worker\\n')\n"
+        "if __name__ == '__main__':\n"
+        "    from tocsin.adapters.batch import grade_parquet_to_directory\n"
+        "    from tocsin.config import GradingConfig\n"
+        "    from tocsin.synth import generate_cohort\n"
+        f"    folder = Path({str(tmp_path)!r})\n"
+        "    generate_cohort(6, 3).events.write_parquet(folder / 'events.parquet')\n"
+        "    stats = grade_parquet_to_directory(folder / 'events.parquet', folder / 'out', GradingConfig(), 2,"
+        " workers=2)\n"
+        "    print(stats.patients, sys.modules['__main__'].__file__ == __file__)\n"
+    )
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["6", "True"]
+    assert not marker.exists(), marker.read_text()

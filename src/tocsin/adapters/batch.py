@@ -21,6 +21,7 @@ import atexit
 import gc
 import multiprocessing
 import os
+import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
@@ -339,6 +340,24 @@ def _worker_environment() -> Iterator[None]:
                 os.environ[name] = value
 
 
+@contextmanager
+def _main_script_hidden() -> Iterator[None]:
+    """While workers start, the script or module this process runs is not named to them: a spawned worker runs the
+    parent's main script (or module, when run by ``python -m``) first, as ``__mp_main__``, for functions pickled
+    from it, and the ``tocsin`` command's script imports the whole CLI (Typer, Rich, the cohort commands: ~400 more
+    modules, ~0.1 s of CPU in each worker's start). The workers' tasks are functions of this module; nothing of the
+    main script is sent to them."""
+    main = sys.modules.get("__main__")
+    hidden = {name: getattr(main, name) for name in ("__file__", "__spec__") if getattr(main, name, None) is not None}
+    for name in hidden:
+        setattr(main, name, None)
+    try:
+        yield
+    finally:
+        for name, value in hidden.items():
+            setattr(main, name, value)
+
+
 def grade_parquet_to_directory(
     path: Path,
     out: Path,
@@ -384,8 +403,9 @@ def grade_parquet_to_directory(
                 # One no-op task per worker starts them all now (a pool starts a worker per task submitted), so
                 # that their imports and warm-up run while this process plans the chunks (~0.2 s for 10,000
                 # patients).
-                for _ in range(workers):
-                    pool.submit(int)
+                with _main_script_hidden():
+                    for _ in range(workers):
+                        pool.submit(int)
                 chunks = _patient_chunks(path, chunk_patients)
                 parts.plan(len(chunks))
                 futures = [
