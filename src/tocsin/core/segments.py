@@ -101,7 +101,7 @@ def _numba() -> ModuleType:
     usual. The block is a finder that refuses ``scipy.linalg`` to this thread only: another thread of a server
     importing it meanwhile gets it (and then the probe finds it loaded).
 
-    And without the callbacks Numba hangs on LLVM's lock (:func:`_without_llvm_lock_events`)."""
+    And without the event callbacks Numba's import puts on LLVM's lock (:func:`_without_llvm_lock_events`)."""
     import numba
 
     _without_llvm_lock_events()
@@ -120,9 +120,9 @@ def _without_llvm_lock_events() -> None:
     """Numba's import registers callbacks on llvmlite's lock that record a "numba:llvm_lock" event (the LLVM time in
     a compile's metadata) at every call into LLVM. Loading a cached kernel walks every symbol of its library through
     such calls: the events were ~0.1 s of each batch worker's first chunk (a third of its kernel loads; fourteenth
-    session, docs/benchmarks.md). They are removed, the lock itself kept: a compile's metadata then has no LLVM lock
-    time, and nothing else reads it. Where llvmlite keeps its callbacks elsewhere (another version), nothing is
-    removed."""
+    session, docs/benchmarks.md). The lock's callbacks (Numba's are the only ones) are removed, the lock itself kept:
+    a compile's metadata then has no LLVM lock time, and nothing else reads it. Where llvmlite keeps its callbacks
+    elsewhere (another version), nothing is removed."""
     from llvmlite.binding import ffi
 
     callbacks = getattr(getattr(ffi.lib, "_lock", None), "_cblist", None)
