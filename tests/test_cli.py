@@ -452,3 +452,13 @@ def test_config_command_writes_toml_that_reads_back_as_the_same_config(tmp_path:
     first, second = run("config", "--config", centre), run("config", "--config", again)
     assert first.output.splitlines()[0] == second.output.splitlines()[0]  # same fingerprint line
     assert "lln_reference = {" in second.output and '"hgb" = 12.0' in second.output
+
+
+def test_batch_refuses_a_missing_file_and_a_file_without_the_required_columns(tmp_path: Path) -> None:
+    """Both are named before any chunk is graded (exit code 2, no traceback)."""
+    missing = run("batch", tmp_path / "none.parquet", "--out", tmp_path / "out")
+    assert missing.exit_code == 2 and "no such file" in missing.output.lower()
+    pl.DataFrame({"patient_id": ["P"], "day": [0.0], "item": ["infusion"]}).write_parquet(tmp_path / "no_value.parquet")
+    lacking = run("batch", tmp_path / "no_value.parquet", "--out", tmp_path / "out", "--workers", 2)
+    assert lacking.exit_code == 2 and "missing column(s) value" in lacking.output
+    assert not (tmp_path / "out").exists()

@@ -112,24 +112,28 @@ def batch(
 
     try:
         config = _config(config_file, crs_scale)
-        total = pl.scan_parquet(file).select(pl.col("patient_id").n_unique()).collect().item()
-    except (InputFileError, ConfigFileError, FileNotFoundError) as exc:
+    except (ConfigFileError, FileNotFoundError) as exc:
         fail(str(exc))
         return
-    with Progress(
-        "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
-    ) as progress:
-        task = progress.add_task("grading patients", total=total)
-        stats = grade_parquet_to_directory(
-            file,
-            out,
-            config,
-            chunk_patients,
-            on_chunk=lambda n, _rows: progress.advance(task, n),
-            workers=workers,
-            evidence=evidence,
-            cohort=cohort,
-        )
+    try:
+        with Progress(
+            "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
+        ) as progress:
+            task = progress.add_task("grading patients", total=None)  # (the total once the chunks are planned)
+            stats = grade_parquet_to_directory(
+                file,
+                out,
+                config,
+                chunk_patients,
+                on_chunk=lambda n, _rows: progress.advance(task, n),
+                workers=workers,
+                evidence=evidence,
+                cohort=cohort,
+                on_plan=lambda patients: progress.update(task, total=patients),
+            )
+    except (InputFileError, FileNotFoundError) as exc:
+        fail(str(exc))
+        return
     Console().print(
         f"{stats.patients:,} patients, {stats.events:,} events graded -> {out}"
         + (f"; {stats.refused_rows:,} rows refused (see {out}/input_problems)" if stats.refused_rows else "")

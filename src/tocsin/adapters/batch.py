@@ -56,10 +56,19 @@ class _Chunk:
     rows: tuple[int, int] | None
 
 
+def _scan(path: Path) -> pl.LazyFrame:
+    """The file's scan, once its columns are known to include the required ones (else the error names them)."""
+    scan = pl.scan_parquet(path)
+    missing = [c for c in REQUIRED if c not in scan.collect_schema().names()]
+    if missing:
+        raise InputFileError(f"{path}: missing column(s) {', '.join(missing)}")
+    return scan
+
+
 def _patient_chunks(path: Path, chunk_patients: int) -> list[_Chunk]:
     """Chunks of patients. A file grouped by patient (each patient's rows together, as sorted files are)
     is read chunk by chunk as row ranges; otherwise each chunk is selected by patient id."""
-    runs = pl.scan_parquet(path).select(pl.col("patient_id").cast(pl.Utf8).rle().struct.unnest()).collect()
+    runs = _scan(path).select(pl.col("patient_id").cast(pl.Utf8).rle().struct.unnest()).collect()
     ids = runs.get_column("value").to_list()
     grouped = len(set(ids)) == len(ids)
     if not grouped:
@@ -75,10 +84,7 @@ def _patient_chunks(path: Path, chunk_patients: int) -> list[_Chunk]:
 
 
 def _read_chunk(path: Path, chunk: _Chunk) -> pl.DataFrame:
-    scan = pl.scan_parquet(path)
-    missing = [c for c in REQUIRED if c not in scan.collect_schema().names()]
-    if missing:
-        raise InputFileError(f"{path}: missing column(s) {', '.join(missing)}")
+    scan = _scan(path)
     if chunk.rows is not None:
         # A row index ahead of the slice made Polars decode row groups before the slice (0.2-1 s CPU per
         # chunk, against 0.05 s): the line numbers of a row range are known without it.
@@ -340,6 +346,16 @@ def _worker_environment() -> Iterator[None]:
                 os.environ[name] = value
 
 
+def _planned(
+    path: Path, chunk_patients: int, parts: _PerPatientParts, on_plan: Callable[[int], None] | None
+) -> list[_Chunk]:
+    chunks = _patient_chunks(path, chunk_patients)
+    parts.plan(len(chunks))
+    if on_plan is not None:
+        on_plan(sum(len(chunk.patients) for chunk in chunks))
+    return chunks
+
+
 @contextmanager
 def _main_script_hidden() -> Iterator[None]:
     """While workers start, the script or module this process runs is not named to them: a spawned worker runs the
@@ -367,9 +383,12 @@ def grade_parquet_to_directory(
     workers: int = 1,
     evidence: bool = False,
     cohort: bool = False,
+    on_plan: Callable[[int], None] | None = None,
 ) -> BatchStats:
     """Grade every patient of a Parquet event file and write the tables under ``out`` (with ``cohort``, also
-    those of :func:`tocsin.cohort.sources.cohort_tables`).
+    those of :func:`tocsin.cohort.sources.cohort_tables`). ``on_chunk(patients, rows)`` is called as each chunk is
+    graded, ``on_plan(patients)`` once with the file's number of patients, when its chunks are planned (a progress
+    bar's total, without a read of the file's patient ids of its own).
 
     With ``workers > 1`` chunks are graded in that many processes (each with one Polars thread), which
     uses the cores better than one process: much of the per-patient work is sequential scans.
@@ -391,8 +410,7 @@ def grade_parquet_to_directory(
 
     try:
         if workers <= 1:
-            chunks = _patient_chunks(path, chunk_patients)
-            parts.plan(len(chunks))
+            chunks = _planned(path, chunk_patients, parts, on_plan)
             for index, chunk in enumerate(chunks):
                 record(_grade_and_write(path, out, config, index, chunk, evidence, cohort))
         else:
@@ -406,8 +424,7 @@ def grade_parquet_to_directory(
                 with _main_script_hidden():
                     for _ in range(workers):
                         pool.submit(int)
-                chunks = _patient_chunks(path, chunk_patients)
-                parts.plan(len(chunks))
+                chunks = _planned(path, chunk_patients, parts, on_plan)
                 futures = [
                     pool.submit(_grade_and_write, path, out, config, index, chunk, evidence, cohort)
                     for index, chunk in enumerate(chunks)
