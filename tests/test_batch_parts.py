@@ -96,12 +96,13 @@ def test_a_rerun_into_the_same_directory_leaves_only_its_own_parts(tmp_path: Pat
     events = tmp_path / "events.parquet"
     generate_cohort(6, seed=5).events.write_parquet(events)
     out, fresh = tmp_path / "graded", tmp_path / "fresh"
-    planned, graded = [], []
+    progress: list[tuple[str, int]] = []
     batch.grade_parquet_to_directory(
-        events, out, GradingConfig(), chunk_patients=1, evidence=True, on_plan=planned.append,
-        on_chunk=lambda patients, _rows: graded.append(patients),
+        events, out, GradingConfig(), chunk_patients=1, evidence=True,
+        on_plan=lambda patients: progress.append(("planned", patients)),
+        on_chunk=lambda patients, _rows: progress.append(("graded", patients)),
     )
-    assert planned == [6] and graded == [1] * 6  # the total once, before the chunks
+    assert progress == [("planned", 6)] + [("graded", 1)] * 6  # the total once, before the chunks
     assert len(_parts(out / "crs_timeline")) == 6 and (out / "crs_evidence").is_dir()
     (out / "notes.txt").write_text("the user's")
     (out / "crs_timeline" / "README").write_text("the user's")
