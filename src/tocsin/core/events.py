@@ -426,7 +426,9 @@ def _prepare(raw: pl.DataFrame, items: _Items) -> _Prepared:
         if len(_PREPARED) > 64:  # input layouts are few; never grow without bound
             _PREPARED.clear()
         cached = _PREPARED[key] = (items, _typing_expressions(raw.schema, items, unit_nulls, coded))
-    frame = raw.select(cached[1])
+    # (In sequence: a select of these casts goes through Polars' query engine and thread pool, ~0.45 ms for a course
+    # where one after the other they take ~0.22, and a batch chunk's ~0.16 ms 0.05.)
+    frame = raw.select_seq(cached[1])
     if coded:  # (the passes read the texts' chunks as they are: the columns they make are of one chunk)
         item_code = _item_codes(frame.get_column("item"), items)
         raw_num = _value_numbers(frame.get_column("value"))
