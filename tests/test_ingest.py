@@ -152,6 +152,13 @@ def test_non_integer_ice_score_is_refused() -> None:
     assert "integer" in e["fix"]
 
 
+def test_an_ice_score_outside_its_range_and_not_whole_is_reported_once_as_implausible() -> None:
+    """The range check comes first; a row it refuses is not reported again for its fraction."""
+    e = only_error(normalise(day_rows(("1", "ice_score", "12.5", ""))))
+    assert (e["line"], e["field"], e["value"]) == (3, "value", "12.5")
+    assert "implausible" in e["message"]
+
+
 def test_non_numeric_value_is_refused() -> None:
     e = only_error(normalise(day_rows(("1", "temperature", "hot", "Cel"))))
     assert (e["field"], e["value"]) == ("value", "hot")

@@ -22,6 +22,7 @@ from tocsin.core.kernels_ingest import (
     short_text_codes,
     text_codes,
     text_table,
+    value_failures,
 )
 from tocsin.core.polars_handles import string_chunks
 
@@ -78,19 +79,12 @@ def test_rounded_is_polars_round_to_six_decimals_bit_for_bit() -> None:
     assert rounded(np.zeros(0)).shape == (0,)
 
 
-def _checked(values: np.ndarray, code: np.ndarray, low: np.ndarray, high: np.ndarray, whole: np.ndarray) -> np.ndarray:
-    """:func:`converted`'s failure codes of values taken as they are (``convert`` False)."""
-    none = np.zeros(0)
-    return converted(values, code * 0, none, none, none.astype(bool), none.astype(bool), code * 0, none, code, low,
-                     high, whole, convert=False)[1]
-
-
 def test_the_range_check_is_strict_on_both_bounds_and_never_fails_nan() -> None:
     values = np.array([0.0, 1.0, 5.0, 10.0, 10.5, -0.1, np.nan, 3.0])
     code = np.array([0, 0, 0, 0, 0, 0, 0, 1])
     low, high, whole = np.array([0.0, -np.inf]), np.array([10.0, 2.0]), np.array([False, False])
     expected = (values < low[code]) | (values > high[code])
-    failure = _checked(values, code, low, high, whole)
+    failure = value_failures(values, code, low, high, whole)
     np.testing.assert_array_equal(failure == OUTSIDE_RANGE, expected)
     assert failure.tolist() == [0, 0, 0, 0, 1, 1, 0, 1]
 
@@ -99,14 +93,14 @@ def test_a_whole_number_item_fails_a_fraction_within_its_range_only() -> None:
     values = np.array([3.0, 3.5, -2.5, np.nan, np.inf, 12.5, 7.25, 0.0, -0.0, 1e-6])
     code = np.array([0, 0, 0, 0, 0, 0, 1, 0, 0, 0])
     low, high, whole = np.array([-np.inf, 0.0]), np.array([np.inf, 10.0]), np.array([True, False])
-    failure = _checked(values, code, low, high, whole)
+    failure = value_failures(values, code, low, high, whole)
     # The old checks, one after the other: the range first, then the fraction of a whole-number item's value.
     is_whole = whole[code] & ~np.isnan(values) & (values != np.round(values))
     expected = np.where((values < low[code]) | (values > high[code]), OUTSIDE_RANGE, np.where(is_whole, NOT_WHOLE, 0))
     np.testing.assert_array_equal(failure, expected)
     assert failure.tolist() == [0, 2, 2, 0, 0, 2, 0, 0, 0, 2]
     # A value outside the range of a whole-number item fails the range check only.
-    both = _checked(np.array([12.5]), np.array([0]), np.array([0.0]), np.array([10.0]), np.array([True]))
+    both = value_failures(np.array([12.5]), np.array([0]), np.array([0.0]), np.array([10.0]), np.array([True]))
     assert both.tolist() == [OUTSIDE_RANGE]
 
 

@@ -43,6 +43,7 @@ from tocsin.core.kernels_ingest import (
     short_text_codes,
     text_codes,
     text_table,
+    value_failures,
 )
 from tocsin.core.polars_handles import (
     categorical_series,
@@ -1076,9 +1077,7 @@ def _numbers(screen: _Screen, item: np.ndarray, items: _Items, vocabulary: Vocab
     _limits(screen, item, items, conversions)
     derived = _differentials(screen, item, items, raw_num, conversions, num)
     if derived is not num:  # (a count given as % of another: its value, and so its checks, are new)
-        num = derived
-        failure = converted(num, c.pair, c.scale, c.offset, c.per_kg, c.fraction, patient, patient_weight_kg, *bounds,
-                            convert=False)[1]
+        num, failure = derived, value_failures(derived, *bounds)
     screen.columns["num"] = num
     screen.columns |= {  # the bounds of the item, read for the failing rows only
         "_low": lambda rows: pl.Series(items.low[item[rows]], nan_to_null=True),

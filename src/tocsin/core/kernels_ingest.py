@@ -108,6 +108,15 @@ def converted(
     )
 
 
+def value_failures(
+    values: np.ndarray, code: np.ndarray, low: np.ndarray, high: np.ndarray, whole: np.ndarray
+) -> np.ndarray:
+    """:func:`converted`'s failure codes of values already converted (a count derived from a % of another)."""
+    none, no_rows = np.zeros(0), np.zeros(0, dtype=np.int64)
+    flags = np.zeros(0, dtype=np.bool_)
+    return converted(values, no_rows, none, none, flags, flags, no_rows, none, code, low, high, whole, convert=False)[1]
+
+
 #: Canonical values keep 6 decimals (10 ** 6 is the multiplier of :func:`rounded`), so that a threshold stated in
 #: one unit is met exactly by its equivalent in another (100.4 °F is 38.0 °C, not 37.99999999).
 ROUNDING_SCALE = 1e6
