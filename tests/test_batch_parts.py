@@ -3,6 +3,7 @@ in chunk order whatever order the chunks finish in, and still written for the gr
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import polars as pl
@@ -12,7 +13,7 @@ from tocsin.adapters import batch
 from tocsin.config import GradingConfig
 from tocsin.synth import generate_cohort
 
-import batch_failing_chunk
+import batch_tasks
 
 
 def _table(rows: list[int]) -> dict[str, pl.DataFrame]:
@@ -77,17 +78,17 @@ def test_a_failed_run_keeps_per_patient_rows_for_exactly_the_chunks_it_wrote(
     events = tmp_path / "events.parquet"
     cohort.events.write_parquet(events)
     out = tmp_path / "graded"
-    monkeypatch.setattr(batch, "_grade_and_write", batch_failing_chunk.grade_and_write_failing)
-    with pytest.raises(batch_failing_chunk.ChunkFailed):
+    monkeypatch.setattr(batch, "_grade_and_write", batch_tasks.grade_and_write_failing)
+    with pytest.raises(batch_tasks.ChunkFailed):
         batch.grade_parquet_to_directory(events, out, GradingConfig(), chunk_patients=2, workers=workers)
     order = list(dict.fromkeys(cohort.events.get_column("patient_id")))
-    failed = set(order[2:4])  # chunk 1
+    failed = set(order[6:8])  # chunk 3
     written = _patients(out, "crs_timeline")
     assert written and not written & failed
     for table in ("crs_summary", "icans_summary", "icaht", "kinetics"):
         assert _patients(out, table) == written, table
-    if workers == 1:  # chunks run in order: the one before the failure is kept, those after it never ran
-        assert written == set(order[:2])
+    if workers == 1:  # chunks run in order: those before the failure are kept
+        assert written == set(order[:6])
 
 
 def test_a_rerun_into_the_same_directory_leaves_only_its_own_parts(tmp_path: Path) -> None:
@@ -157,3 +158,66 @@ def test_a_part_file_declares_texts_as_views_and_reads_back_the_same_everywhere(
     empty = frame.clear()
     batch._write_part(empty, tmp_path / "empty", 0)
     assert pl.read_parquet(tmp_path / "empty" / "part-00000.parquet").schema == frame.schema
+
+
+def test_with_workers_the_calling_process_grades_chunks_beside_the_spawned_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``workers=2`` is this process and one spawned worker: the first chunk goes to the worker, this process takes
+    the next ones while it starts, every chunk is graded once, and the tables are those of a run in one process."""
+    events = tmp_path / "events.parquet"
+    generate_cohort(10, seed=5).events.write_parquet(events)
+    monkeypatch.setattr(batch, "_grade_and_write", batch_tasks.grade_and_write_noting_process)
+    stats = batch.grade_parquet_to_directory(events, tmp_path / "two", GradingConfig(), chunk_patients=2, workers=2)
+    graded = dict(p.name.split("-") for p in (tmp_path / "two" / "graded_by").iterdir())
+    assert sorted(graded, key=int) == ["0", "1", "2", "3", "4"] and stats.patients == 10
+    assert graded["0"] != str(os.getpid()) and str(os.getpid()) in graded.values()
+    batch.grade_parquet_to_directory(events, tmp_path / "one", GradingConfig(), chunk_patients=2)
+    for table in sorted(batch.BATCH_TABLES):
+        if (tmp_path / "one" / table).exists():
+            parts = _parts(tmp_path / "one" / table)
+            assert _parts(tmp_path / "two" / table) == parts, table
+            for part in parts:
+                assert pl.read_parquet(tmp_path / "two" / table / part).equals(
+                    pl.read_parquet(tmp_path / "one" / table / part)
+                ), (table, part)
+
+
+class _FakeLibc:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, int, int] | tuple[str, int]] = []
+
+    def mallopt(self, parameter: int, value: int) -> int:
+        self.calls.append(("mallopt", parameter, value))
+        return 1
+
+    def malloc_trim(self, pad: int) -> int:
+        self.calls.append(("malloc_trim", pad))
+        return 1
+
+
+@pytest.mark.parametrize(
+    "user_set", [(), ("MALLOC_TRIM_THRESHOLD_",), ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")]
+)
+def test_the_calling_process_keeps_freed_memory_while_it_grades_and_trims_after(
+    monkeypatch: pytest.MonkeyPatch, user_set: tuple[str, ...]
+) -> None:
+    """glibc's thresholds are the workers' while the run lasts; after it, the trim threshold is glibc's default and
+    the heap is trimmed. A threshold the user set in the environment is left alone."""
+    libc = _FakeLibc()
+    monkeypatch.setattr(batch.ctypes, "CDLL", lambda name: libc)
+    for name in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"):
+        if name in user_set:
+            monkeypatch.setenv(name, "4096")
+        else:
+            monkeypatch.delenv(name, raising=False)
+    with batch._calling_process_allocator():
+        during = list(libc.calls)
+    expected = []
+    if "MALLOC_MMAP_THRESHOLD_" not in user_set:
+        expected.append(("mallopt", -3, 32 * 1024 * 1024))
+    if "MALLOC_TRIM_THRESHOLD_" not in user_set:
+        expected.append(("mallopt", -1, 1024 * 1024 * 1024))
+    assert during == expected
+    after = [("mallopt", -1, 128 * 1024), ("malloc_trim", 0)] if "MALLOC_TRIM_THRESHOLD_" not in user_set else []
+    assert libc.calls[len(during):] == after

@@ -18,12 +18,14 @@ scales), so the patient table of a registry derives without grading again.
 from __future__ import annotations
 
 import atexit
+import ctypes
 import gc
 import multiprocessing
 import os
 import sys
+import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
@@ -99,11 +101,22 @@ def _read_chunk(path: Path, chunk: _Chunk) -> pl.DataFrame:
     ).collect()
 
 
+#: zstd level of the part files. Level 1 against Polars' default 3: a chunk's parts are written in ~32 ms instead of
+#: ~40 (most of the difference is the timelines' float ``t`` column, which compresses poorly at any level), and are
+#: ~25 % larger (a 10,000-patient CRS timeline ~12 MB instead of ~9.5). Measured in docs/benchmarks.md.
+PART_ZSTD_LEVEL = 1
+
+
 def _write_part(frame: pl.DataFrame, folder: Path, index: int) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / f"part-{index:05d}.parquet"
     temporary = folder / f".part-{index:05d}.parquet.tmp"
-    frame.write_parquet(temporary, arrow_schema=part_arrow_schema(tuple(frame.schema.items())))
+    frame.write_parquet(
+        temporary,
+        arrow_schema=part_arrow_schema(tuple(frame.schema.items())),
+        compression="zstd",
+        compression_level=PART_ZSTD_LEVEL,
+    )
     os.replace(temporary, final)
 
 
@@ -374,6 +387,114 @@ def _main_script_hidden() -> Iterator[None]:
             setattr(main, name, value)
 
 
+class _ChunkQueue:
+    """The chunks not yet started, taken in index order by this process and, through their futures' callbacks, by
+    the pool's workers; ``stop`` leaves none to take. A worker's next chunk is submitted when its last one is done
+    (by the pool's result thread), so no chunk waits in a worker's queue while this process could take it: the run
+    ends at most a chunk's time after the last chunk starts."""
+
+    def __init__(self, chunks: int) -> None:
+        self._next = 0
+        self._chunks = chunks
+        self._lock = threading.Lock()
+        self.submitted: list[Future[_GradedChunk]] = []
+
+    def take(self) -> int | None:
+        with self._lock:
+            return self._take()
+
+    def _take(self) -> int | None:
+        if self._next >= self._chunks:
+            return None
+        self._next += 1
+        return self._next - 1
+
+    def submit_next(self, pool: ProcessPoolExecutor, arguments: Callable[[int], tuple]) -> None:
+        """Submit the next chunk to the pool, with this as its callback, if a chunk is left."""
+        with self._lock:
+            index = self._take()
+            if index is None:
+                return
+            future = pool.submit(_grade_and_write, *arguments(index))
+            self.submitted.append(future)
+        future.add_done_callback(lambda done: None if done.cancelled() or done.exception()
+                                 else self.submit_next(pool, arguments))
+
+    def stop(self) -> list[Future[_GradedChunk]]:
+        """No chunk is started after this; the chunks submitted so far."""
+        with self._lock:
+            self._next = self._chunks
+            return list(self.submitted)
+
+
+def _grade_here_and_in_pool(
+    pool: ProcessPoolExecutor,
+    pool_workers: int,
+    chunks: int,
+    arguments: Callable[[int], tuple],
+    record: Callable[[_GradedChunk], None],
+    parts: _PerPatientParts,
+) -> None:
+    """Grade the chunks in this process and in the pool's workers, each taking the next chunk when it is free; the
+    pool's results are recorded here, between this process's own chunks. This process is one of the run's
+    workers: a spawned one costs ~0.6 s of CPU for its interpreter and imports (this process has them already)
+    before its Numba set-up, which this process pays once too, in its first chunk."""
+    queue = _ChunkQueue(chunks)
+    recorded: set[Future[_GradedChunk]] = set()
+
+    def record_done(futures: list[Future[_GradedChunk]], wait: bool) -> None:
+        for future in as_completed(futures) if wait else [f for f in futures if f.done()]:
+            if future not in recorded:
+                recorded.add(future)
+                record(future.result())
+
+    try:
+        for _ in range(pool_workers):
+            queue.submit_next(pool, arguments)
+        while (index := queue.take()) is not None:
+            record(_grade_and_write(*arguments(index)))
+            record_done(list(queue.submitted), wait=False)
+        record_done(queue.stop(), wait=True)
+    except BaseException:
+        # Chunks not started are not graded; those running in the pool finish, and are kept with the others
+        # (this process's own chunk, interrupted, is not).
+        submitted = queue.stop()
+        pool.shutdown(cancel_futures=True)
+        for future in submitted:
+            done = None if future.cancelled() or future.exception() else future.result()
+            if done is not None and not parts.has(done.index):
+                record(done)
+        raise
+
+
+#: glibc's ``mallopt`` parameters (``malloc.h``) and the default of the trim threshold.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _GLIBC_TRIM_DEFAULT = -1, -3, 128 * 1024
+
+
+@contextmanager
+def _calling_process_allocator() -> Iterator[None]:
+    """While this process grades chunks, glibc (NumPy's allocator) keeps freed memory for the next chunk, as in the
+    workers (:data:`WORKER_ENVIRONMENT`'s ``MALLOC_*`` options, set here by ``mallopt``): a chunk in this process took
+    ~25 % more CPU without. After the run the trim threshold is glibc's default again and the heap is trimmed, so
+    the memory goes back to the system; the mmap threshold stays at 32 MB, glibc's own ceiling for it. A variable
+    the user set is kept, and nothing is done on another C library (musl, macOS)."""
+    libc = ctypes.CDLL(None)
+    if not (hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim")):
+        yield
+        return
+    trim = "MALLOC_TRIM_THRESHOLD_" not in os.environ
+    if "MALLOC_MMAP_THRESHOLD_" not in os.environ:
+        libc.mallopt(_M_MMAP_THRESHOLD, int(WORKER_ENVIRONMENT["MALLOC_MMAP_THRESHOLD_"]))
+    if trim:
+        libc.mallopt(_M_TRIM_THRESHOLD, int(WORKER_ENVIRONMENT["MALLOC_TRIM_THRESHOLD_"]))
+    try:
+        yield
+    finally:
+        if trim:
+            libc.mallopt(_M_TRIM_THRESHOLD, _GLIBC_TRIM_DEFAULT)
+            libc.malloc_trim(0)
+
+
 def grade_parquet_to_directory(
     path: Path,
     out: Path,
@@ -390,8 +511,11 @@ def grade_parquet_to_directory(
     graded, ``on_plan(patients)`` once with the file's number of patients, when its chunks are planned (a progress
     bar's total, without a read of the file's patient ids of its own).
 
-    With ``workers > 1`` chunks are graded in that many processes (each with one Polars thread), which
-    uses the cores better than one process: much of the per-patient work is sequential scans.
+    With ``workers > 1`` chunks are graded in that many processes, which uses the cores better than one process
+    (much of the per-patient work is sequential scans): this one and ``workers - 1`` spawned ones (each with one
+    Polars thread), each taking the next chunk when it is free. This process then also loads the compiled kernels
+    (Numba) and, on glibc, keeps freed memory for its next chunk while the run lasts
+    (:func:`_calling_process_allocator`).
     """
     if not path.exists():
         raise InputFileError(f"{path}: no such file")
@@ -416,30 +540,20 @@ def grade_parquet_to_directory(
         else:
             context = multiprocessing.get_context("spawn")
             with _worker_environment(), ProcessPoolExecutor(
-                max_workers=workers, mp_context=context, initializer=_start_worker
+                max_workers=workers - 1, mp_context=context, initializer=_start_worker
             ) as pool:
                 # One no-op task per worker starts them all now (a pool starts a worker per task submitted), so
                 # that their imports and warm-up run while this process plans the chunks (~0.2 s for 10,000
                 # patients).
                 with _main_script_hidden():
-                    for _ in range(workers):
+                    for _ in range(workers - 1):
                         pool.submit(int)
                 chunks = _planned(path, chunk_patients, parts, on_plan)
-                futures = [
-                    pool.submit(_grade_and_write, path, out, config, index, chunk, evidence, cohort)
-                    for index, chunk in enumerate(chunks)
-                ]
-                try:
-                    for future in as_completed(futures):
-                        record(future.result())
-                except BaseException:
-                    # Chunks not started are not graded; those running finish, and are kept with the others.
-                    pool.shutdown(cancel_futures=True)
-                    for future in futures:
-                        done = None if future.cancelled() or future.exception() else future.result()
-                        if done is not None and not parts.has(done.index):
-                            record(done)
-                    raise
+                with _calling_process_allocator():
+                    _grade_here_and_in_pool(
+                        pool, workers - 1, len(chunks), lambda index: (path, out, config, index, chunks[index],
+                                                                       evidence, cohort), record, parts
+                    )
     finally:
         parts.write_waiting()
     _remove_stale_parts(out, len(chunks), written)
