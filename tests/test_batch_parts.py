@@ -3,6 +3,7 @@ in chunk order whatever order the chunks finish in, and still written for the gr
 
 from __future__ import annotations
 
+import gc
 import os
 from pathlib import Path
 
@@ -221,3 +222,20 @@ def test_the_calling_process_keeps_freed_memory_while_it_grades_and_trims_after(
     assert during == expected
     after = [("mallopt", -1, 128 * 1024), ("malloc_trim", 0)] if "MALLOC_TRIM_THRESHOLD_" not in user_set else []
     assert libc.calls[len(during):] == after
+
+
+def test_the_calling_process_objects_are_frozen_only_while_it_grades() -> None:
+    """The objects held before the run are out of the collector's reach during it and given back after; a process
+    that froze objects of its own keeps them frozen."""
+    assert gc.get_freeze_count() == 0
+    with batch._objects_frozen():
+        assert gc.get_freeze_count() > 0
+    assert gc.get_freeze_count() == 0
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        with batch._objects_frozen():
+            pass
+        assert gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()
