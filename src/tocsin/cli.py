@@ -94,7 +94,9 @@ def batch(
     crs_scale: Annotated[CrsScaleOption | None, typer.Option("--crs-scale", help="CRS scale.")] = None,
     config_file: Annotated[Path | None, typer.Option("--config", help="Grading config (TOML or YAML).")] = None,
     chunk_patients: Annotated[int, typer.Option("--chunk-patients", min=1, help="Patients per batch.")] = 400,
-    workers: Annotated[int, typer.Option("--workers", min=1, help="Processes grading chunks in parallel.")] = 1,
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, help="Processes grading chunks in parallel, this one included.")
+    ] = 1,
     evidence: Annotated[
         bool, typer.Option("--evidence", help="Also write the observations behind every grade (larger output).")
     ] = False,
