@@ -417,8 +417,12 @@ class _ChunkQueue:
                 return
             future = pool.submit(_grade_and_write, *arguments(index))
             self.submitted.append(future)
-        future.add_done_callback(lambda done: None if done.cancelled() or done.exception()
-                                 else self.submit_next(pool, arguments))
+
+        def next_unless_failed(done: Future[_GradedChunk]) -> None:
+            if not (done.cancelled() or done.exception()):
+                self.submit_next(pool, arguments)
+
+        future.add_done_callback(next_unless_failed)
 
     def stop(self) -> list[Future[_GradedChunk]]:
         """No chunk is started after this; the chunks submitted so far."""
@@ -475,7 +479,7 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _GLIBC_TRIM_DEFAULT = -1, -3, 128 * 1024
 def _calling_process_allocator() -> Iterator[None]:
     """While this process grades chunks, glibc (NumPy's allocator) keeps freed memory for the next chunk, as in the
     workers (:data:`WORKER_ENVIRONMENT`'s ``MALLOC_*`` options, set here by ``mallopt``): a chunk in this process took
-    ~25 % more CPU without. After the run the trim threshold is glibc's default again and the heap is trimmed, so
+    ~10-30 % more CPU without. After the run the trim threshold is glibc's default again and the heap is trimmed, so
     the memory goes back to the system; the mmap threshold stays at 32 MB, glibc's own ceiling for it. A variable
     the user set is kept, and nothing is done on another C library (musl, macOS)."""
     libc = ctypes.CDLL(None)
@@ -564,11 +568,12 @@ def grade_parquet_to_directory(
                     for _ in range(workers - 1):
                         pool.submit(int)
                 chunks = _planned(path, chunk_patients, parts, on_plan)
+
+                def arguments(index: int) -> tuple:
+                    return path, out, config, index, chunks[index], evidence, cohort
+
                 with _calling_process_allocator(), _objects_frozen():
-                    _grade_here_and_in_pool(
-                        pool, workers - 1, len(chunks), lambda index: (path, out, config, index, chunks[index],
-                                                                       evidence, cohort), record, parts
-                    )
+                    _grade_here_and_in_pool(pool, workers - 1, len(chunks), arguments, record, parts)
     finally:
         parts.write_waiting()
     _remove_stale_parts(out, len(chunks), written)
