@@ -372,7 +372,8 @@ def test_batch_worker_environment_is_set_for_the_workers_and_restored(monkeypatc
     variable the user set is kept (but the Polars thread count), and this process's environment comes back."""
     import os
 
-    from tocsin.adapters.batch import WORKER_ENVIRONMENT, _worker_environment
+    from tocsin.adapters.batch import _worker_environment
+    from tocsin.adapters.worker_environment import WORKER_ENVIRONMENT
 
     for name in WORKER_ENVIRONMENT:
         monkeypatch.delenv(name, raising=False)
@@ -394,7 +395,8 @@ def test_batch_workers_get_the_allocator_options_over_polars_defaults(monkeypatc
     import subprocess
     import sys
 
-    from tocsin.adapters.batch import POLARS_JEMALLOC_DEFAULTS, WORKER_ENVIRONMENT, _worker_environment
+    from tocsin.adapters.batch import _worker_environment
+    from tocsin.adapters.worker_environment import POLARS_JEMALLOC_DEFAULTS, WORKER_ENVIRONMENT
 
     fresh = {k: v for k, v in os.environ.items() if k not in ("_RJEM_MALLOC_CONF", "POLARS_THP")}
     written = subprocess.run(

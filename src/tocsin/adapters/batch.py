@@ -36,6 +36,7 @@ import polars as pl
 import pyarrow as pa
 
 from tocsin.adapters.files import InputFileError, REQUIRED
+from tocsin.adapters.worker_environment import JEMALLOC, WORKER_ENVIRONMENT, user_jemalloc_options
 from tocsin.cohort.sources import CRS_SCALES, cohort_tables
 from tocsin.config import GradingConfig
 from tocsin.core.engine import GradingResult, grade_normalised
@@ -285,38 +286,6 @@ def _remove_stale_parts(out: Path, chunks: int, written: set[str]) -> None:
             folder.rmdir()
 
 
-#: Environment of the worker processes, read at their start (they are spawned). One Polars thread and one
-#: OpenBLAS thread per worker: the workers are the parallelism, and idle OpenBLAS threads spun on the cores the
-#: other worker needed. The allocators keep freed memory for the next chunk instead of handing it back: every
-#: chunk allocates the same few hundred MB of columns, and faulting fresh (zeroed) pages in again was a fifth of
-#: the workers' CPU time. jemalloc (Polars' allocator, prefixed ``_RJEM_``) never decays dirty pages, gives large
-#: allocations no separate, immediately purged arena and runs no purging thread; glibc (NumPy's) serves arrays up
-#: to its 32 MB maximum from the heap and trims the heap only past 1 GB. Measured in docs/benchmarks.md: these
-#: settings alone add ~0.1 GB to a worker's resident memory.
-WORKER_ENVIRONMENT = {
-    "POLARS_MAX_THREADS": "1",
-    "OPENBLAS_NUM_THREADS": "1",
-    "_RJEM_MALLOC_CONF": "dirty_decay_ms:-1,muzzy_decay_ms:-1,oversize_threshold:0,background_thread:false",
-    "MALLOC_MMAP_THRESHOLD_": str(32 * 1024 * 1024),
-    "MALLOC_TRIM_THRESHOLD_": str(1024 * 1024 * 1024),
-}
-
-
-#: What importing Polars writes into ``_RJEM_MALLOC_CONF`` (``polars/__init__.py`` of the pinned version, with
-#: ``POLARS_THP=1`` the second form), ahead of whatever the variable held: the options a user set follow it.
-POLARS_JEMALLOC_DEFAULTS = ("dirty_decay_ms:500,muzzy_decay_ms:1000,thp:always,metadata_thp:always",
-                            "dirty_decay_ms:500,muzzy_decay_ms:1000")
-_JEMALLOC = "_RJEM_MALLOC_CONF"
-
-
-def _user_jemalloc_options(conf: str) -> str:
-    """The options of ``_RJEM_MALLOC_CONF`` that a user set, without those Polars' import put ahead of them."""
-    for defaults in POLARS_JEMALLOC_DEFAULTS:
-        if conf == defaults or conf.startswith(defaults + ","):
-            return conf[len(defaults) + 1 :]
-    return conf
-
-
 def _start_worker() -> None:
     """A worker's warm-up, before its first chunk: the vocabulary, and Numba's set-up (~0.5 s on its first
     compiled call, cached kernels included), made by one small kernel call. Then the objects of the imports are
@@ -344,8 +313,8 @@ def _worker_environment() -> Iterator[None]:
     until the eighth session, and each worker faulted in some 30,000 fresh pages a chunk.)"""
     previous = {name: os.environ.get(name) for name in WORKER_ENVIRONMENT}
     for name, value in WORKER_ENVIRONMENT.items():
-        if name == _JEMALLOC and previous[name] is not None:
-            user = _user_jemalloc_options(previous[name])  # type: ignore[arg-type]
+        if name == JEMALLOC and previous[name] is not None:
+            user = user_jemalloc_options(previous[name])  # type: ignore[arg-type]
             os.environ[name] = f"{value},{user}" if user else value
         elif name == "POLARS_MAX_THREADS" or previous[name] is None:
             os.environ[name] = value
