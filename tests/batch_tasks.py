@@ -8,7 +8,9 @@ from pathlib import Path
 
 from tocsin.adapters import batch
 
-FAILING_CHUNK = 3  # the last of tests/test_batch_parts.py's four: the chunks before it have been taken
+#: The chunk that fails, read from the environment so that the spawned workers, which import this module anew,
+#: fail the one the test chose.
+FAILING_CHUNK_VARIABLE = "TOCSIN_TEST_FAILING_CHUNK"
 _GRADE_AND_WRITE = batch._grade_and_write  # the real one, before a test patches the module's name with ours
 
 
@@ -17,9 +19,11 @@ class ChunkFailed(RuntimeError):
 
 
 def grade_and_write_failing(*args: object) -> object:
-    """``batch._grade_and_write``, but chunk :data:`FAILING_CHUNK` fails before it writes anything."""
-    if args[3] == FAILING_CHUNK:
-        raise ChunkFailed(f"chunk {FAILING_CHUNK} failed")
+    """``batch._grade_and_write``, but the chunk numbered by :data:`FAILING_CHUNK_VARIABLE` fails before it writes
+    anything."""
+    failing = int(os.environ[FAILING_CHUNK_VARIABLE])
+    if args[3] == failing:
+        raise ChunkFailed(f"chunk {failing} failed")
     return _GRADE_AND_WRITE(*args)  # type: ignore[arg-type]
 
 

@@ -69,21 +69,28 @@ def _patients(out: Path, table: str) -> set[str]:
     return set(pl.read_parquet(files).get_column("patient_id").cast(pl.Utf8)) if files else set()
 
 
-@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize(
+    ("workers", "failing"),
+    # 3, the last of four chunks: some are graded before it, by whichever process. 0 with two processes: the
+    # spawned worker's first chunk (it fails there while this process grades the next ones).
+    [(1, 3), (2, 3), (2, 0)],
+)
 def test_a_failed_run_keeps_per_patient_rows_for_exactly_the_chunks_it_wrote(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int, failing: int
 ) -> None:
-    """A chunk fails: the error reaches the caller, and the per-patient tables hold the patients of exactly the
-    chunks whose per-assessment parts were written (never one without the other), the failed chunk's not."""
+    """A chunk fails, in this process or in a spawned worker: the error reaches the caller, and the per-patient
+    tables hold the patients of exactly the chunks whose per-assessment parts were written (never one without the
+    other), the failed chunk's not."""
     cohort = generate_cohort(8, seed=3)
     events = tmp_path / "events.parquet"
     cohort.events.write_parquet(events)
     out = tmp_path / "graded"
     monkeypatch.setattr(batch, "_grade_and_write", batch_tasks.grade_and_write_failing)
+    monkeypatch.setenv(batch_tasks.FAILING_CHUNK_VARIABLE, str(failing))
     with pytest.raises(batch_tasks.ChunkFailed):
         batch.grade_parquet_to_directory(events, out, GradingConfig(), chunk_patients=2, workers=workers)
     order = list(dict.fromkeys(cohort.events.get_column("patient_id")))
-    failed = set(order[6:8])  # chunk 3
+    failed = set(order[2 * failing : 2 * failing + 2])
     written = _patients(out, "crs_timeline")
     assert written and not written & failed
     for table in ("crs_summary", "icans_summary", "icaht", "kinetics"):
