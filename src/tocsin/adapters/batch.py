@@ -366,7 +366,7 @@ class _ChunkQueue:
         self._next = 0
         self._chunks = chunks
         self._lock = threading.Lock()
-        self.submitted: list[Future[_GradedChunk]] = []
+        self._submitted: list[Future[_GradedChunk]] = []
 
     def take(self) -> int | None:
         with self._lock:
@@ -385,7 +385,7 @@ class _ChunkQueue:
             if index is None:
                 return
             future = pool.submit(_grade_and_write, *arguments(index))
-            self.submitted.append(future)
+            self._submitted.append(future)
 
         def next_unless_failed(done: Future[_GradedChunk]) -> None:
             if not (done.cancelled() or done.exception()):
@@ -393,11 +393,16 @@ class _ChunkQueue:
 
         future.add_done_callback(next_unless_failed)
 
+    def submitted(self) -> list[Future[_GradedChunk]]:
+        """The chunks submitted to the pool so far (the pool's result thread adds to them)."""
+        with self._lock:
+            return list(self._submitted)
+
     def stop(self) -> list[Future[_GradedChunk]]:
         """No chunk is started after this; the chunks submitted so far."""
         with self._lock:
             self._next = self._chunks
-            return list(self.submitted)
+            return list(self._submitted)
 
 
 def _grade_here_and_in_pool(
@@ -426,7 +431,7 @@ def _grade_here_and_in_pool(
             queue.submit_next(pool, arguments)
         while (index := queue.take()) is not None:
             record(_grade_and_write(*arguments(index)))
-            record_done(list(queue.submitted), wait=False)
+            record_done(queue.submitted(), wait=False)
         record_done(queue.stop(), wait=True)
     except BaseException:
         # Chunks not started are not graded; those running in the pool finish, and are kept with the others
