@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import gc
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import polars as pl
@@ -172,11 +174,24 @@ def test_with_workers_the_calling_process_grades_chunks_beside_the_spawned_ones(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``workers=2`` is this process and one spawned worker: the first chunk goes to the worker, this process takes
-    the next ones while it starts, every chunk is graded once, and the tables are those of a run in one process."""
+    the next ones while it starts, every chunk is graded once, and the tables are those of a run in one process.
+    Polars' allocator is told to keep freed memory once, before the workers' jemalloc options are in the environment
+    (which it reads for the user's), and told back after the run."""
     events = tmp_path / "events.parquet"
     generate_cohort(10, seed=5).events.write_parquet(events)
     monkeypatch.setattr(batch, "_grade_and_write", batch_tasks.grade_and_write_noting_process)
+    allocator: list[tuple[str, str | None]] = []
+
+    @contextmanager
+    def noting_the_environment() -> Iterator[None]:
+        allocator.append(("kept", os.environ.get("_RJEM_MALLOC_CONF")))
+        yield
+        allocator.append(("restored", os.environ.get("_RJEM_MALLOC_CONF")))
+
+    monkeypatch.setattr(batch, "polars_keeps_freed_memory", noting_the_environment)
+    monkeypatch.setenv("_RJEM_MALLOC_CONF", "narenas:8")
     stats = batch.grade_parquet_to_directory(events, tmp_path / "two", GradingConfig(), chunk_patients=2, workers=2)
+    assert allocator == [("kept", "narenas:8"), ("restored", "narenas:8")]
     graded = dict(p.name.split("-") for p in (tmp_path / "two" / "graded_by").iterdir())
     assert sorted(graded, key=int) == ["0", "1", "2", "3", "4"] and stats.patients == 10
     assert graded["0"] != str(os.getpid()) and str(os.getpid()) in graded.values()
@@ -189,46 +204,6 @@ def test_with_workers_the_calling_process_grades_chunks_beside_the_spawned_ones(
                 assert pl.read_parquet(tmp_path / "two" / table / part).equals(
                     pl.read_parquet(tmp_path / "one" / table / part)
                 ), (table, part)
-
-
-class _FakeLibc:
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, int, int] | tuple[str, int]] = []
-
-    def mallopt(self, parameter: int, value: int) -> int:
-        self.calls.append(("mallopt", parameter, value))
-        return 1
-
-    def malloc_trim(self, pad: int) -> int:
-        self.calls.append(("malloc_trim", pad))
-        return 1
-
-
-@pytest.mark.parametrize(
-    "user_set", [(), ("MALLOC_TRIM_THRESHOLD_",), ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")]
-)
-def test_the_calling_process_keeps_freed_memory_while_it_grades_and_trims_after(
-    monkeypatch: pytest.MonkeyPatch, user_set: tuple[str, ...]
-) -> None:
-    """glibc's thresholds are the workers' while the run lasts; after it, the trim threshold is glibc's default and
-    the heap is trimmed. A threshold the user set in the environment is left alone."""
-    libc = _FakeLibc()
-    monkeypatch.setattr(batch.ctypes, "CDLL", lambda name: libc)
-    for name in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"):
-        if name in user_set:
-            monkeypatch.setenv(name, "4096")
-        else:
-            monkeypatch.delenv(name, raising=False)
-    with batch._calling_process_allocator():
-        during = list(libc.calls)
-    expected = []
-    if "MALLOC_MMAP_THRESHOLD_" not in user_set:
-        expected.append(("mallopt", -3, 32 * 1024 * 1024))
-    if "MALLOC_TRIM_THRESHOLD_" not in user_set:
-        expected.append(("mallopt", -1, 1024 * 1024 * 1024))
-    assert during == expected
-    after = [("mallopt", -1, 128 * 1024), ("malloc_trim", 0)] if "MALLOC_TRIM_THRESHOLD_" not in user_set else []
-    assert libc.calls[len(during):] == after
 
 
 def test_the_calling_process_objects_are_frozen_only_while_it_grades() -> None:

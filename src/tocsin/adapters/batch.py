@@ -18,7 +18,6 @@ scales), so the patient table of a registry derives without grading again.
 from __future__ import annotations
 
 import atexit
-import ctypes
 import gc
 import multiprocessing
 import os
@@ -35,6 +34,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from tocsin.adapters.calling_process_memory import glibc_keeps_freed_memory, polars_keeps_freed_memory
 from tocsin.adapters.files import InputFileError, REQUIRED
 from tocsin.adapters.worker_environment import JEMALLOC, WORKER_ENVIRONMENT, user_jemalloc_options
 from tocsin.cohort.sources import CRS_SCALES, cohort_tables
@@ -445,34 +445,6 @@ def _grade_here_and_in_pool(
         raise
 
 
-#: glibc's ``mallopt`` parameters (``malloc.h``) and the default of the trim threshold.
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _GLIBC_TRIM_DEFAULT = -1, -3, 128 * 1024
-
-
-@contextmanager
-def _calling_process_allocator() -> Iterator[None]:
-    """While this process grades chunks, glibc (NumPy's allocator) keeps freed memory for the next chunk, as in the
-    workers (:data:`WORKER_ENVIRONMENT`'s ``MALLOC_*`` options, set here by ``mallopt``): a chunk in this process took
-    ~10-30 % more CPU without. After the run the trim threshold is glibc's default again and the heap is trimmed, so
-    the memory goes back to the system; the mmap threshold stays at 32 MB, glibc's own ceiling for it. A variable
-    the user set is kept, and nothing is done on another C library (musl, macOS)."""
-    libc = ctypes.CDLL(None)
-    if not (hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim")):
-        yield
-        return
-    trim = "MALLOC_TRIM_THRESHOLD_" not in os.environ
-    if "MALLOC_MMAP_THRESHOLD_" not in os.environ:
-        libc.mallopt(_M_MMAP_THRESHOLD, int(WORKER_ENVIRONMENT["MALLOC_MMAP_THRESHOLD_"]))
-    if trim:
-        libc.mallopt(_M_TRIM_THRESHOLD, int(WORKER_ENVIRONMENT["MALLOC_TRIM_THRESHOLD_"]))
-    try:
-        yield
-    finally:
-        if trim:
-            libc.mallopt(_M_TRIM_THRESHOLD, _GLIBC_TRIM_DEFAULT)
-            libc.malloc_trim(0)
-
-
 @contextmanager
 def _objects_frozen() -> Iterator[None]:
     """While this process grades chunks, the objects it held before are out of the garbage collector's reach, as in
@@ -507,8 +479,8 @@ def grade_parquet_to_directory(
     With ``workers > 1`` chunks are graded in that many processes, which uses the cores better than one process
     (much of the per-patient work is sequential scans): this one and ``workers - 1`` spawned ones (each with one
     Polars thread), each taking the next chunk when it is free. This process then also loads the compiled kernels
-    (Numba) and, on glibc, keeps freed memory for its next chunk while the run lasts
-    (:func:`_calling_process_allocator`).
+    (Numba) and its allocators keep freed memory for its next chunk while the run lasts
+    (:mod:`tocsin.adapters.calling_process_memory`).
     """
     if not path.exists():
         raise InputFileError(f"{path}: no such file")
@@ -532,7 +504,8 @@ def grade_parquet_to_directory(
                 record(_grade_and_write(path, out, config, index, chunk, evidence, cohort))
         else:
             context = multiprocessing.get_context("spawn")
-            with _worker_environment(), ProcessPoolExecutor(
+            # Polars' allocator is told first, while the environment still holds the user's options only.
+            with polars_keeps_freed_memory(), _worker_environment(), ProcessPoolExecutor(
                 max_workers=workers - 1, mp_context=context, initializer=_start_worker
             ) as pool:
                 # One no-op task per worker starts them all now (a pool starts a worker per task submitted), so
@@ -546,7 +519,7 @@ def grade_parquet_to_directory(
                 def arguments(index: int) -> tuple:
                     return path, out, config, index, chunks[index], evidence, cohort
 
-                with _calling_process_allocator(), _objects_frozen():
+                with glibc_keeps_freed_memory(), _objects_frozen():
                     _grade_here_and_in_pool(pool, workers - 1, len(chunks), arguments, record, parts)
     finally:
         parts.write_waiting()
