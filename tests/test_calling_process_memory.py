@@ -101,7 +101,8 @@ def test_jemalloc_keeps_unused_pages_while_it_grades_and_restores_every_arena_af
     purged at once unless a background thread purges), and the unused pages are purged."""
     fake = _FakeMallctl(in_use=[0, 1], background_thread=background_thread)
     jemalloc = memory.Jemalloc(fake.function)
-    kept = memory.keep_freed_pages(jemalloc, memory.DECAY_KINDS)
+    kept = memory._KeptDecays(memory.DECAY_KINDS)
+    memory.keep_freed_pages(jemalloc, kept)
     assert fake.decays() == {0: (-1, -1), 1: (-1, -1)}
     assert (fake.values["arenas.dirty_decay_ms"], fake.values["arenas.muzzy_decay_ms"]) == (-1, -1)
     fake.start_arena(2, -1, -1)
@@ -118,7 +119,8 @@ def test_jemalloc_keeps_a_decay_the_user_set() -> None:
     """Only the kinds not set in the environment are changed, and with neither the oversize arena is ordinary."""
     fake = _FakeMallctl(in_use=[0], background_thread=False, oversize_threshold=0)
     jemalloc = memory.Jemalloc(fake.function)
-    kept = memory.keep_freed_pages(jemalloc, ["muzzy"])
+    kept = memory._KeptDecays(("muzzy",))
+    memory.keep_freed_pages(jemalloc, kept)
     assert fake.decays() == {0: (500, -1)}
     fake.start_arena(8, 500, -1)
     memory.restore_decays(jemalloc, kept)
@@ -130,6 +132,39 @@ def test_a_failing_control_is_an_error_naming_it() -> None:
     del fake.values["arenas.dirty_decay_ms"]
     with pytest.raises(OSError, match="arenas.dirty_decay_ms"):
         memory.Jemalloc(fake.function).swap_decay("arenas.dirty_decay_ms", -1)
+
+
+def test_a_control_failing_half_way_never_fails_the_run_and_what_was_changed_is_restored(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Another jemalloc without one of the controls: a warning, the run goes on, and the times changed before the
+    failing control are restored after it."""
+    fake = _FakeMallctl(in_use=[0, 1], background_thread=True)
+    fake.values["arena.1.muzzy_decay_ms"] = 1000
+    real_call = fake._call
+
+    def failing_on_arena_1(name: bytes, old: int | None, size: object, new: int | None, new_size: int) -> int:
+        return 2 if name == b"arena.1.dirty_decay_ms" else real_call(name, old, size, new, new_size)
+
+    function = memory._MALLCTL(failing_on_arena_1)
+    monkeypatch.setattr(memory, "polars_jemalloc", lambda: memory.Jemalloc(function))
+    monkeypatch.setenv("_RJEM_MALLOC_CONF", POLARS_JEMALLOC_DEFAULTS[0])
+    ran = False
+    with pytest.warns(RuntimeWarning, match="arena.1.dirty_decay_ms") as warned:
+        with memory.polars_keeps_freed_memory():
+            ran = True
+            assert fake.decays()[0] == (-1, -1)
+    assert ran and len(warned) == 2  # kept only in part, and restored but for the same control
+    assert fake.decays() == {0: (500, 1000), 1: (500, 1000)} and fake.purged == 1
+    assert (fake.values["arenas.dirty_decay_ms"], fake.values["arenas.muzzy_decay_ms"]) == (500, 1000)
+
+
+def test_a_library_that_cannot_be_read_is_no_lookup(monkeypatch: pytest.MonkeyPatch) -> None:
+    def unreadable(path: Path, names: list[bytes]) -> list[int] | None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(memory, "function_addresses", unreadable)
+    assert memory.polars_jemalloc.__wrapped__() is None
 
 
 @pytest.mark.parametrize(("conf", "kinds"), [

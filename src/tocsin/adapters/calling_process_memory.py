@@ -13,10 +13,12 @@ Measured in docs/benchmarks.md (sixteenth and seventeenth sessions).
 from __future__ import annotations
 
 import ctypes
+import mmap
 import os
 import struct
 import sys
-from collections.abc import Callable, Iterable, Iterator
+import warnings
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -115,17 +117,18 @@ class _KeptDecays:
     arenas: dict[tuple[int, str], int] = field(default_factory=dict)
 
 
-def keep_freed_pages(jemalloc: Jemalloc, kinds: Iterable[str]) -> _KeptDecays:
-    """No decay of these kinds of unused pages, in every arena and in those made later (the defaults)."""
-    kept = _KeptDecays(tuple(kinds))
+def keep_freed_pages(jemalloc: Jemalloc, kept: _KeptDecays) -> None:
+    """No decay of ``kept.kinds`` of unused pages, in every arena and in those made later (the defaults). Each time
+    replaced is noted in ``kept`` as it is replaced, so that a failure half-way leaves what to restore."""
     for kind in kept.kinds:
-        kept.defaults[kind] = jemalloc.swap_decay(f"arenas.{kind}_decay_ms", -1)  # type: ignore[assignment]
+        old = jemalloc.swap_decay(f"arenas.{kind}_decay_ms", -1)
+        if old is not None:
+            kept.defaults[kind] = old
     for index in range(jemalloc.unsigned("arenas.narenas")):
         for kind in kept.kinds:
             old = jemalloc.swap_decay(f"arena.{index}.{kind}_decay_ms", -1)
             if old is not None:
                 kept.arenas[index, kind] = old
-    return kept
 
 
 def restore_decays(jemalloc: Jemalloc, kept: _KeptDecays) -> None:
@@ -133,18 +136,29 @@ def restore_decays(jemalloc: Jemalloc, kept: _KeptDecays) -> None:
     the run gets the time it would have had: the default, but for the arena of oversize allocations, which jemalloc
     purges at once (0) when the default is above 0 and no background thread purges (``arena_create_huge_arena``,
     jemalloc 5.3; Polars runs them). That arena's index is the number of automatic arenas (``opt.narenas``), when
-    oversize allocations have one (``opt.oversize_threshold`` above 0)."""
+    oversize allocations have one (``opt.oversize_threshold`` above 0). A control that fails does not stop the
+    others: the first failure is raised after them all."""
+    failures: list[OSError] = []
+
+    def attempt(step: Callable[[], object]) -> None:
+        try:
+            step()
+        except OSError as error:
+            failures.append(error)
+
     for kind, value in kept.defaults.items():
-        jemalloc.swap_decay(f"arenas.{kind}_decay_ms", value)
+        attempt(lambda kind=kind, value=value: jemalloc.swap_decay(f"arenas.{kind}_decay_ms", value))
     eager = jemalloc.size("opt.oversize_threshold") > 0 and not jemalloc.flag("background_thread")
     huge = jemalloc.unsigned("opt.narenas") if eager else None
     for index in range(jemalloc.unsigned("arenas.narenas")):
-        for kind in kept.kinds:
+        for kind, default in kept.defaults.items():
             value = kept.arenas.get((index, kind))
             if value is None:
-                value = 0 if index == huge and kept.defaults[kind] > 0 else kept.defaults[kind]
-            jemalloc.swap_decay(f"arena.{index}.{kind}_decay_ms", value)
-    jemalloc.purge()
+                value = 0 if index == huge and default > 0 else default
+            attempt(lambda name=f"arena.{index}.{kind}_decay_ms", value=value: jemalloc.swap_decay(name, value))
+    attempt(jemalloc.purge)
+    if failures:
+        raise failures[0]
 
 
 def user_decay_kinds(conf: str) -> set[str]:
@@ -160,21 +174,33 @@ def polars_keeps_freed_memory() -> Iterator[None]:
     faulted in ~330,000 fresh pages in this process against ~200,000 without. After the run the decay times are
     restored and the unused pages handed back. A decay time set in ``_RJEM_MALLOC_CONF`` is kept (as the ``tocsin``
     command sets them, :func:`tocsin.adapters.worker_environment.calling_process_environment`), and nothing is done
-    where jemalloc's control cannot be found."""
+    where jemalloc's control cannot be found. A control that fails (another jemalloc) never fails the run: it is a
+    :class:`RuntimeWarning`, and what was changed before it is restored."""
     jemalloc = polars_jemalloc()
-    kinds = [kind for kind in DECAY_KINDS if kind not in user_decay_kinds(os.environ.get(JEMALLOC, ""))]
+    kinds = tuple(kind for kind in DECAY_KINDS if kind not in user_decay_kinds(os.environ.get(JEMALLOC, "")))
     if jemalloc is None or not kinds:
         yield
         return
-    kept = keep_freed_pages(jemalloc, kinds)
+    kept = _KeptDecays(kinds)
     try:
+        with _failure_warned("keeps its decay times for this run"):
+            keep_freed_pages(jemalloc, kept)
         yield
     finally:
-        restore_decays(jemalloc, kept)
+        with _failure_warned("could not be given its decay times back"):
+            restore_decays(jemalloc, kept)
 
 
-#: ELF's constants: a 64-bit little-endian shared object, a symbol table section, a function symbol.
-_ELF_MAGIC, _ELF_64, _ELF_LITTLE, _ET_DYN, _SHT_SYMTAB, _STT_FUNC = b"\x7fELF", 2, 1, 3, 2, 2
+@contextmanager
+def _failure_warned(outcome: str) -> Iterator[None]:
+    try:
+        yield
+    except OSError as error:
+        warnings.warn(f"Polars' allocator (jemalloc) {outcome}: {error}", RuntimeWarning, stacklevel=4)
+
+
+#: ELF's constants: a 64-bit little-endian shared object, a symbol table and a string table section, a function.
+_ELF_MAGIC, _ELF_64, _ELF_LITTLE, _ET_DYN, _SHT_SYMTAB, _SHT_STRTAB, _STT_FUNC = b"\x7fELF", 2, 1, 3, 2, 3, 2
 _SYMBOL = np.dtype([("name", "<u4"), ("info", "u1"), ("other", "u1"), ("shndx", "<u2"), ("value", "<u8"),
                     ("size", "<u8")])
 _SECTION = struct.Struct("<IIQQQQIIQQ")
@@ -193,15 +219,17 @@ def polars_jemalloc() -> Jemalloc | None:
     if runtime is None or not sys.platform.startswith("linux") or not path.is_file():
         return None
     initialiser = "PyInit_" + runtime.__name__.rsplit(".", 1)[-1]
-    addresses = function_addresses(path, [b"_rjem_mallctl", initialiser.encode()])
-    if addresses is None:
+    try:  # an unreadable or malformed library is only no lookup: the run goes on without it
+        addresses = function_addresses(path, [b"_rjem_mallctl", initialiser.encode()])
+        if addresses is None:
+            return None
+        mallctl, init = addresses
+        exported = ctypes.cast(getattr(ctypes.CDLL(str(path)), initialiser), ctypes.c_void_p).value
+        if exported is None or exported - init not in mapped_at_offset_zero(path, Path("/proc/self/maps")):
+            return None
+    except (OSError, ValueError, struct.error, AttributeError):
         return None
-    mallctl, init = addresses
-    library = ctypes.CDLL(str(path))
-    base = ctypes.cast(getattr(library, initialiser), ctypes.c_void_p).value - init  # type: ignore[operator]
-    if base not in mapped_at_offset_zero(path, Path("/proc/self/maps")):
-        return None
-    return Jemalloc(_MALLCTL(base + mallctl))
+    return Jemalloc(_MALLCTL(exported - init + mallctl))
 
 
 def function_addresses(path: Path, names: list[bytes]) -> list[int] | None:
@@ -220,30 +248,33 @@ def function_addresses(path: Path, names: list[bytes]) -> list[int] | None:
             return None
         sections = [_SECTION.unpack_from(table, i * entry_size) for i in range(count)]
         symtab = next((s for s in sections if s[1] == _SHT_SYMTAB), None)
-        if symtab is None or symtab[6] >= count:
+        if symtab is None or symtab[6] >= count or sections[symtab[6]][1] != _SHT_STRTAB:
             return None
-        strtab = sections[symtab[6]]
-        symbols = np.frombuffer(os.pread(file.fileno(), symtab[5], symtab[4]), dtype=_SYMBOL,
-                                count=symtab[5] // _SYMBOL.itemsize)
-        strings = os.pread(file.fileno(), strtab[5], strtab[4])
+        table_bytes = os.pread(file.fileno(), symtab[5], symtab[4])
+        symbols = np.frombuffer(table_bytes, dtype=_SYMBOL, count=len(table_bytes) // _SYMBOL.itemsize)
+        _, _, _, _, strings_at, strings_size, *_ = sections[symtab[6]]
+        # The string table (35 MB in Polars' library) is searched where it lies in the page cache, not copied.
+        with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as image:
+            offsets = [_ends_of(image, name, strings_at, strings_at + strings_size) for name in names]
     addresses = []
-    for name in names:
-        found = [int(symbols["value"][i]) for i in _symbols_named(symbols, strings, name)
-                 if symbols["info"][i] & 0xF == _STT_FUNC and symbols["shndx"][i] != 0 and symbols["value"][i]]
-        if len(set(found)) != 1:
+    for candidates in offsets:
+        named = np.flatnonzero(np.isin(symbols["name"], np.array(candidates, np.int64)))
+        found = {int(symbols["value"][i]) for i in named
+                 if symbols["info"][i] & 0xF == _STT_FUNC and symbols["shndx"][i] != 0 and symbols["value"][i]}
+        if len(found) != 1:
             return None
-        addresses.append(found[0])
+        addresses.append(found.pop())
     return addresses
 
 
-def _symbols_named(symbols: np.ndarray, strings: bytes, name: bytes) -> np.ndarray:
-    """The indices of the symbols with this name. A name may be the tail of a longer string (linkers merge them),
-    so every place the name ends a string is a candidate."""
-    candidates, start = [], 0
-    while (at := strings.find(name + b"\0", start)) >= 0:
-        candidates.append(at)
-        start = at + 1
-    return np.nonzero(np.isin(symbols["name"], np.array(candidates, np.int64)))[0]
+def _ends_of(image: mmap.mmap, name: bytes, start: int, end: int) -> list[int]:
+    """The offsets, within the string table at ``start``, of every place where ``name`` ends a string: a name may
+    be the tail of a longer one (linkers merge them), and a symbol names its string by such an offset."""
+    places, at = [], image.find(name + b"\0", start, end)
+    while at >= 0:
+        places.append(at - start)
+        at = image.find(name + b"\0", at + 1, end)
+    return places
 
 
 def mapped_at_offset_zero(path: Path, maps: Path) -> set[int]:
