@@ -213,7 +213,7 @@ def polars_jemalloc() -> Jemalloc | None:
     """jemalloc's ``mallctl`` in Polars' runtime library (``_rjem_mallctl``, a local symbol of its symbol table),
     or None where it cannot be found for sure: not Linux, a library not 64-bit little-endian ELF, no symbol table,
     the symbol missing or not a function, or the library's load address (from its exported module initialiser)
-    not that of its mapping in ``/proc/self/maps``. Looked up once (~20 ms)."""
+    not that of its mapping in ``/proc/self/maps``. Looked up once (~25 ms)."""
     runtime = sys.modules.get("polars._plr")
     path = Path(getattr(runtime, "__file__", "") or "")
     if runtime is None or not sys.platform.startswith("linux") or not path.is_file():
