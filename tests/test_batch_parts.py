@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import gc
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -168,6 +169,40 @@ def test_a_part_file_declares_texts_as_views_and_reads_back_the_same_everywhere(
     empty = frame.clear()
     batch._write_part(empty, tmp_path / "empty", 0)
     assert pl.read_parquet(tmp_path / "empty" / "part-00000.parquet").schema == frame.schema
+
+
+def test_in_one_process_the_allocators_keep_freed_memory_while_the_chunks_are_graded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``workers=1``: both allocators are told to keep freed memory around the chunks, and told back after, and the
+    process's own objects are frozen meanwhile."""
+    events = tmp_path / "events.parquet"
+    generate_cohort(4, seed=5).events.write_parquet(events)
+    calls: list[str] = []
+
+    def noting(name: str) -> Callable[[], Any]:
+        @contextmanager
+        def context() -> Iterator[None]:
+            calls.append(f"{name} kept")
+            yield
+            calls.append(f"{name} restored")
+
+        return context
+
+    graded = batch._grade_and_write
+
+    def grading(*arguments: Any) -> Any:
+        calls.append(f"chunk, {gc.get_freeze_count() > 0 and 'frozen'}")
+        return graded(*arguments)
+
+    monkeypatch.setattr(batch, "polars_keeps_freed_memory", noting("jemalloc"))
+    monkeypatch.setattr(batch, "glibc_keeps_freed_memory", noting("glibc"))
+    monkeypatch.setattr(batch, "_grade_and_write", grading)
+    stats = batch.grade_parquet_to_directory(events, tmp_path / "out", GradingConfig(), chunk_patients=2)
+    assert stats.patients == 4
+    assert calls == ["jemalloc kept", "glibc kept", "chunk, frozen", "chunk, frozen", "glibc restored",
+                     "jemalloc restored"]
+    assert gc.get_freeze_count() == 0
 
 
 def test_with_workers_the_calling_process_grades_chunks_beside_the_spawned_ones(

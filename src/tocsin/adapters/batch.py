@@ -478,9 +478,10 @@ def grade_parquet_to_directory(
 
     With ``workers > 1`` chunks are graded in that many processes, which uses the cores better than one process
     (much of the per-patient work is sequential scans): this one and ``workers - 1`` spawned ones (each with one
-    Polars thread), each taking the next chunk when it is free. This process then also loads the compiled kernels
-    (Numba) and its allocators keep freed memory for its next chunk while the run lasts
-    (:mod:`tocsin.adapters.calling_process_memory`).
+    Polars thread), each taking the next chunk when it is free. Either way this process's allocators keep freed
+    memory for its next chunk while the run lasts (:mod:`tocsin.adapters.calling_process_memory`; in one process a
+    run faulted in ~500,000 fresh pages without, ~140,000 with) and the objects it held before are out of the
+    garbage collector's reach (:func:`_objects_frozen`).
     """
     if not path.exists():
         raise InputFileError(f"{path}: no such file")
@@ -499,9 +500,10 @@ def grade_parquet_to_directory(
 
     try:
         if workers <= 1:
-            chunks = _planned(path, chunk_patients, parts, on_plan)
-            for index, chunk in enumerate(chunks):
-                record(_grade_and_write(path, out, config, index, chunk, evidence, cohort))
+            with polars_keeps_freed_memory(), glibc_keeps_freed_memory(), _objects_frozen():
+                chunks = _planned(path, chunk_patients, parts, on_plan)
+                for index, chunk in enumerate(chunks):
+                    record(_grade_and_write(path, out, config, index, chunk, evidence, cohort))
         else:
             context = multiprocessing.get_context("spawn")
             # Polars' allocator is told first, while the environment still holds the user's options only.
