@@ -1,6 +1,6 @@
-"""The memory allocators of the process that calls a batch run with workers, told to keep freed memory while it
-grades chunks beside them, as the workers' environment tells theirs (:data:`WORKER_ENVIRONMENT`): every chunk
-allocates the same few hundred MB of columns, and faulting fresh (zeroed) pages in again for each one is costly.
+"""The memory allocators of the process that calls a batch run, told to keep freed memory while it grades chunks
+(alone, or beside spawned workers), as the workers' environment tells theirs (:data:`WORKER_ENVIRONMENT`): every
+chunk allocates the same few hundred MB of columns, and faulting fresh (zeroed) pages in again for each one is costly.
 
 Two allocators serve a chunk: glibc's (NumPy's arrays) and jemalloc, linked into Polars' runtime library. Both read
 their variables once, at the process's start or at Polars' import, so this process's are set at run time instead:
