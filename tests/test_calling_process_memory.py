@@ -159,6 +159,20 @@ def test_a_control_failing_half_way_never_fails_the_run_and_what_was_changed_is_
     assert (fake.values["arenas.dirty_decay_ms"], fake.values["arenas.muzzy_decay_ms"]) == (500, 1000)
 
 
+def test_restoring_goes_on_when_the_arena_count_cannot_be_read() -> None:
+    """Without ``arenas.narenas`` (or the oversize options) the arenas that were changed are restored all the same,
+    and the failure is raised after."""
+    fake = _FakeMallctl(in_use=[0, 1], background_thread=False)
+    jemalloc = memory.Jemalloc(fake.function)
+    kept = memory._KeptDecays(memory.DECAY_KINDS)
+    memory.keep_freed_pages(jemalloc, kept)
+    del fake.values["arenas.narenas"], fake.values["background_thread"]
+    with pytest.raises(OSError, match="background_thread"):
+        memory.restore_decays(jemalloc, kept)
+    fake.values["arenas.narenas"] = 9  # (read by the check below)
+    assert fake.decays() == {0: (500, 1000), 1: (500, 1000)} and fake.purged == 1
+
+
 def test_a_library_that_cannot_be_read_is_no_lookup(monkeypatch: pytest.MonkeyPatch) -> None:
     def unreadable(path: Path, names: list[bytes]) -> list[int] | None:
         raise OSError(5, "Input/output error")

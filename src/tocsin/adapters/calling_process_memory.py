@@ -148,9 +148,18 @@ def restore_decays(jemalloc: Jemalloc, kept: _KeptDecays) -> None:
 
     for kind, value in kept.defaults.items():
         attempt(lambda kind=kind, value=value: jemalloc.swap_decay(f"arenas.{kind}_decay_ms", value))
-    eager = jemalloc.size("opt.oversize_threshold") > 0 and not jemalloc.flag("background_thread")
-    huge = jemalloc.unsigned("opt.narenas") if eager else None
-    for index in range(jemalloc.unsigned("arenas.narenas")):
+    huge: int | None = None
+    try:
+        if jemalloc.size("opt.oversize_threshold") > 0 and not jemalloc.flag("background_thread"):
+            huge = jemalloc.unsigned("opt.narenas")
+    except OSError as error:  # then no arena is taken for the oversize one
+        failures.append(error)
+    try:
+        arenas = jemalloc.unsigned("arenas.narenas")
+    except OSError as error:  # then at least those changed
+        failures.append(error)
+        arenas = 1 + max((index for index, _ in kept.arenas), default=-1)
+    for index in range(arenas):
         for kind, default in kept.defaults.items():
             value = kept.arenas.get((index, kind))
             if value is None:
@@ -170,8 +179,9 @@ def user_decay_kinds(conf: str) -> set[str]:
 @contextmanager
 def polars_keeps_freed_memory() -> Iterator[None]:
     """While this process grades chunks, Polars' allocator (jemalloc) keeps its unused pages for the next chunk, as in
-    the workers (:data:`WORKER_ENVIRONMENT`'s ``_RJEM_MALLOC_CONF``): with Polars' decay times (0.5 and 1 s) a run
-    faulted in ~330,000 fresh pages in this process against ~200,000 without. After the run the decay times are
+    the workers (:data:`WORKER_ENVIRONMENT`'s ``_RJEM_MALLOC_CONF``): with Polars' decay times (0.5 and 1 s) a
+    10,000-patient run faulted in ~340,000 fresh pages in this process beside a worker (~210,000 without), and
+    ~540,000 alone (~140,000 with this and glibc's, :func:`glibc_keeps_freed_memory`). After the run the times are
     restored and the unused pages handed back. A decay time set in ``_RJEM_MALLOC_CONF`` is kept (as the ``tocsin``
     command sets them, :func:`tocsin.adapters.worker_environment.calling_process_environment`), and nothing is done
     where jemalloc's control cannot be found. A control that fails (another jemalloc) never fails the run: it is a
@@ -193,6 +203,7 @@ def polars_keeps_freed_memory() -> Iterator[None]:
 
 @contextmanager
 def _failure_warned(outcome: str) -> Iterator[None]:
+    """A failing control (:class:`OSError`) as a warning: the allocator's settings are not worth a failed run."""
     try:
         yield
     except OSError as error:
