@@ -6,6 +6,7 @@ from __future__ import annotations
 import ctypes
 import struct
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 
 import polars as pl
@@ -171,6 +172,31 @@ def test_restoring_goes_on_when_the_arena_count_cannot_be_read() -> None:
         memory.restore_decays(jemalloc, kept)
     fake.values["arenas.narenas"] = 9  # (read by the check below)
     assert fake.decays() == {0: (500, 1000), 1: (500, 1000)} and fake.purged == 1
+
+
+def test_runs_that_overlap_share_the_setting_and_the_last_to_end_restores_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two runs in threads of one process: the second to start finds the setting made (it does not note the first's
+    -1 as the times to restore), the first to end leaves it, and the last restores the times before both."""
+    fake = _FakeMallctl(in_use=[0], background_thread=True)
+    monkeypatch.setattr(memory, "polars_jemalloc", lambda: memory.Jemalloc(fake.function))
+    monkeypatch.setenv("_RJEM_MALLOC_CONF", POLARS_JEMALLOC_DEFAULTS[0])
+    libc = _FakeLibc()
+    monkeypatch.setattr(memory.ctypes, "CDLL", lambda name: libc)
+    for name in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"):
+        monkeypatch.delenv(name, raising=False)
+    first, second = ExitStack(), ExitStack()
+    for run in (first, second):
+        run.enter_context(memory.polars_keeps_freed_memory())
+        run.enter_context(memory.glibc_keeps_freed_memory())
+    first.close()
+    assert fake.decays() == {0: (-1, -1)} and fake.purged == 0
+    assert ("malloc_trim", 0) not in libc.calls and len(libc.calls) == 2
+    second.close()
+    assert fake.decays() == {0: (500, 1000)} and fake.purged == 1
+    assert libc.calls[2:] == [("mallopt", -1, 128 * 1024), ("malloc_trim", 0)]
+    with memory.polars_keeps_freed_memory():  # and a later run makes the setting again
+        assert fake.decays() == {0: (-1, -1)}
+    assert fake.decays() == {0: (500, 1000)}
 
 
 def test_a_library_that_cannot_be_read_is_no_lookup(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,6 +17,7 @@ import mmap
 import os
 import struct
 import sys
+import threading
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -32,28 +33,65 @@ from tocsin.adapters.worker_environment import JEMALLOC, WORKER_ENVIRONMENT, use
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _GLIBC_TRIM_DEFAULT = -1, -3, 128 * 1024
 
 
+class _WhileAnyRun:
+    """A process-wide setting held while at least one run lasts: made by the first run to start, undone by the last
+    to end. Runs in threads of one process overlap, and a run undoing the setting at its own end would take it from
+    the others (and restore as "old" values the ones another run had set)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._runs = 0
+        self._undo: Callable[[], None] | None = None
+
+    @contextmanager
+    def held(self, make: Callable[[], Callable[[], None]]) -> Iterator[None]:
+        """While this lasts, the setting ``make`` makes (it returns what undoes it)."""
+        with self._lock:
+            if self._runs == 0:
+                self._undo = make()
+            self._runs += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._runs -= 1
+                if self._runs == 0 and self._undo is not None:
+                    undo, self._undo = self._undo, None
+                    undo()
+
+
+_GLIBC_SETTING, _JEMALLOC_SETTING = _WhileAnyRun(), _WhileAnyRun()
+
+
 @contextmanager
 def glibc_keeps_freed_memory() -> Iterator[None]:
     """While this process grades chunks, glibc (NumPy's allocator) keeps freed memory for the next chunk, as in the
     workers (:data:`WORKER_ENVIRONMENT`'s ``MALLOC_*`` options, set here by ``mallopt``): a chunk in this process took
-    ~10-30 % more CPU without. After the run the trim threshold is glibc's default again and the heap is trimmed, so
-    the memory goes back to the system; the mmap threshold stays at 32 MB, glibc's own ceiling for it. A variable
-    the user set is kept, and nothing is done on another C library (musl, macOS)."""
+    ~10-30 % more CPU without. After the run (the last, where runs overlap in threads) the trim threshold is glibc's
+    default again and the heap is trimmed, so the memory goes back to the system; the mmap threshold stays at 32 MB,
+    glibc's own ceiling for it. A variable the user set is kept, and nothing is done on another C library (musl,
+    macOS)."""
     libc = ctypes.CDLL(None)
     if not (hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim")):
         yield
         return
-    trim = "MALLOC_TRIM_THRESHOLD_" not in os.environ
-    if "MALLOC_MMAP_THRESHOLD_" not in os.environ:
-        libc.mallopt(_M_MMAP_THRESHOLD, int(WORKER_ENVIRONMENT["MALLOC_MMAP_THRESHOLD_"]))
-    if trim:
-        libc.mallopt(_M_TRIM_THRESHOLD, int(WORKER_ENVIRONMENT["MALLOC_TRIM_THRESHOLD_"]))
-    try:
-        yield
-    finally:
+
+    def keep() -> Callable[[], None]:
+        trim = "MALLOC_TRIM_THRESHOLD_" not in os.environ
+        if "MALLOC_MMAP_THRESHOLD_" not in os.environ:
+            libc.mallopt(_M_MMAP_THRESHOLD, int(WORKER_ENVIRONMENT["MALLOC_MMAP_THRESHOLD_"]))
         if trim:
-            libc.mallopt(_M_TRIM_THRESHOLD, _GLIBC_TRIM_DEFAULT)
-            libc.malloc_trim(0)
+            libc.mallopt(_M_TRIM_THRESHOLD, int(WORKER_ENVIRONMENT["MALLOC_TRIM_THRESHOLD_"]))
+
+        def give_back() -> None:
+            if trim:
+                libc.mallopt(_M_TRIM_THRESHOLD, _GLIBC_TRIM_DEFAULT)
+                libc.malloc_trim(0)
+
+        return give_back
+
+    with _GLIBC_SETTING.held(keep):
+        yield
 
 
 #: The two kinds of unused pages jemalloc keeps for reuse, each with its decay time (ms; -1 keeps them until purged).
@@ -182,23 +220,30 @@ def polars_keeps_freed_memory() -> Iterator[None]:
     the workers (:data:`WORKER_ENVIRONMENT`'s ``_RJEM_MALLOC_CONF``): with Polars' decay times (0.5 and 1 s) a
     10,000-patient run faulted in ~340,000 fresh pages in this process beside a worker (~210,000 without), and
     ~540,000 alone (~140,000 with this and glibc's, :func:`glibc_keeps_freed_memory`). After the run the times are
-    restored and the unused pages handed back. A decay time set in ``_RJEM_MALLOC_CONF`` is kept (as the ``tocsin``
-    command sets them, :func:`tocsin.adapters.worker_environment.calling_process_environment`), and nothing is done
-    where jemalloc's control cannot be found. A control that fails (another jemalloc) never fails the run: it is a
+    restored and the unused pages handed back (by the last run, where runs overlap in threads). A decay time set in
+    ``_RJEM_MALLOC_CONF`` is kept (as the ``tocsin`` command sets them,
+    :func:`tocsin.adapters.worker_environment.calling_process_environment`), and nothing is done where jemalloc's
+    control cannot be found. A control that fails (another jemalloc) never fails the run: it is a
     :class:`RuntimeWarning`, and what was changed before it is restored."""
     jemalloc = polars_jemalloc()
     kinds = tuple(kind for kind in DECAY_KINDS if kind not in user_decay_kinds(os.environ.get(JEMALLOC, "")))
     if jemalloc is None or not kinds:
         yield
         return
-    kept = _KeptDecays(kinds)
-    try:
+
+    def keep() -> Callable[[], None]:
+        kept = _KeptDecays(kinds)
         with _failure_warned("keeps its decay times for this run"):
             keep_freed_pages(jemalloc, kept)
+
+        def give_back() -> None:
+            with _failure_warned("could not be given its decay times back"):
+                restore_decays(jemalloc, kept)
+
+        return give_back
+
+    with _JEMALLOC_SETTING.held(keep):
         yield
-    finally:
-        with _failure_warned("could not be given its decay times back"):
-            restore_decays(jemalloc, kept)
 
 
 @contextmanager
