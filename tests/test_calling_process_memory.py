@@ -1,5 +1,5 @@
-"""The allocators of the process that calls a batch run with workers: told to keep freed memory while it grades,
-and to hand it back after (glibc through ``mallopt``, Polars' jemalloc through its ``mallctl``)."""
+"""The allocators of the process that calls a batch run: told to keep freed memory while it grades, and to hand it
+back after (glibc through ``mallopt``, Polars' jemalloc through its ``mallctl``)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import pytest
 
 from tocsin.adapters import calling_process_memory as memory
 from tocsin.adapters.worker_environment import POLARS_JEMALLOC_DEFAULTS
+
 
 class _FakeLibc:
     def __init__(self) -> None:
