@@ -478,10 +478,10 @@ def grade_parquet_to_directory(
 
     With ``workers > 1`` chunks are graded in that many processes, which uses the cores better than one process
     (much of the per-patient work is sequential scans): this one and ``workers - 1`` spawned ones (each with one
-    Polars thread), each taking the next chunk when it is free. Either way this process's allocators keep freed
+    Polars thread), each taking the next chunk when it is free; the objects this process held before are then out
+    of the garbage collector's reach (:func:`_objects_frozen`). Either way this process's allocators keep freed
     memory for its next chunk while the run lasts (:mod:`tocsin.adapters.calling_process_memory`; in one process a
-    run faulted in ~500,000 fresh pages without, ~140,000 with) and the objects it held before are out of the
-    garbage collector's reach (:func:`_objects_frozen`).
+    run faulted in ~500,000 fresh pages without, ~140,000 with).
     """
     if not path.exists():
         raise InputFileError(f"{path}: no such file")
@@ -500,7 +500,7 @@ def grade_parquet_to_directory(
 
     try:
         if workers <= 1:
-            with polars_keeps_freed_memory(), glibc_keeps_freed_memory(), _objects_frozen():
+            with polars_keeps_freed_memory(), glibc_keeps_freed_memory():
                 chunks = _planned(path, chunk_patients, parts, on_plan)
                 for index, chunk in enumerate(chunks):
                     record(_grade_and_write(path, out, config, index, chunk, evidence, cohort))
