@@ -19,4 +19,7 @@ fi
 # each `tocsin` command. Python reads bytecode even where it may not write it: written here (again for a changed
 # file), it is read by every process.
 "$VENV/bin/python" -m compileall -q "$ROOT/src" >/dev/null
+# The compiled loops as one extension module for this machine (tocsin.core.precompiled): ~40 s once, then a check of
+# well under a second; without a C compiler it says so and Numba compiles the loops at first use instead.
+"$VENV/bin/python" -m tocsin.precompile
 export PATH="$VENV/bin:$PATH"

@@ -5,6 +5,7 @@ course in a fresh process compiles each of these kernels for one signature."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -12,7 +13,7 @@ CODE = """
 import polars as pl
 from tocsin.config import GradingConfig
 from tocsin.core.engine import grade_events
-from tocsin.core.segments import compiled
+from tocsin.core.segments import jit_dispatcher
 from tocsin.core import kernels_icaht, kernels_scores, kernels_toxicity
 from tocsin.synth import generate_cohort
 
@@ -23,12 +24,13 @@ first = events.get_column("patient_id")[0]
 grade_events(events.filter(pl.col("patient_id") == first), GradingConfig())
 for loop in (kernels_icaht._lineage_loop, kernels_toxicity._taken_loop, kernels_toxicity._float_rows_loop,
              kernels_scores._picked_loop):
-    print(loop.__name__, len(compiled(loop).signatures))
+    print(loop.__name__, len(jit_dispatcher(loop).signatures))
 """
 
 
 def test_the_kernels_fed_from_several_sources_are_compiled_for_one_signature() -> None:
-    done = subprocess.run([sys.executable, "-c", CODE], capture_output=True, text=True, timeout=600)
+    environment = dict(os.environ, TOCSIN_KERNELS="jit")  # every loop through Numba, whose signatures are counted
+    done = subprocess.run([sys.executable, "-c", CODE], capture_output=True, text=True, timeout=600, env=environment)
     assert done.returncode == 0, done.stderr
     counts = dict(line.split() for line in done.stdout.split("\n") if line)
     assert counts == {"_lineage_loop": "1", "_taken_loop": "1", "_float_rows_loop": "1", "_picked_loop": "1"}
