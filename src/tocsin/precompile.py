@@ -70,7 +70,12 @@ def build(folder: Path, module_name: str, expected: dict[str, tuple], say: Calla
         warnings.simplefilter("ignore")  # numba.pycc's pending-deprecation notice
         from numba.core import types
         from numba.np.numpy_support import from_dtype
-        from numba.pycc import CC
+        from numba.pycc import CC, compiler
+
+    class _GilReleased(compiler.Flags):  # the JIT's nogil=True: a server's other threads run while a kernel does
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.release_gil = True
 
     scalars = {precompiled.INT64: types.int64, precompiled.FLOAT64: types.float64, precompiled.BOOLEAN: types.boolean}
 
@@ -80,15 +85,19 @@ def build(folder: Path, module_name: str, expected: dict[str, tuple], say: Calla
         return scalars[kind]
 
     with tempfile.TemporaryDirectory(prefix="tocsin-kernels-") as scratch:
-        compiler = CC(module_name)
-        compiler.output_dir = scratch
-        compiler.target_cpu = "host"
+        module = CC(module_name)
+        module.output_dir = scratch
+        module.target_cpu = "host"
         for name, (loop, recorded) in expected.items():
-            compiler.export(name, tuple(numba_type(kind) for kind in precompiled.argument_types(recorded)))(loop)
+            module.export(name, tuple(numba_type(kind) for kind in precompiled.argument_types(recorded)))(loop)
         started = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            compiler.compile()
+        flags, compiler.Flags = compiler.Flags, _GilReleased
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                module.compile()
+        finally:
+            compiler.Flags = flags
         built = next(Path(scratch).glob(f"{module_name}.*"))
         temporary = folder / f".{built.name}.tmp"
         shutil.copyfile(built, temporary)

@@ -287,9 +287,10 @@ def _remove_stale_parts(out: Path, chunks: int, written: set[str]) -> None:
 
 
 def _start_worker() -> None:
-    """A worker's warm-up, before its first chunk: the vocabulary, and Numba's set-up (~0.5 s on its first
-    compiled call, cached kernels included), made by one small kernel call. Then the objects of the imports are
-    frozen out of the garbage collector's reach: its full passes walked them all, ~50 ms each.
+    """A worker's warm-up, before its first chunk: the vocabulary, and the compiled loops' set-up, made by one small
+    kernel call (the precompiled kernels' import, a millisecond; without them, Numba's set-up, ~0.5 s). Then the
+    objects of the imports are frozen out of the garbage collector's reach: its full passes walked them all, ~50 ms
+    each.
 
     At its exit, a worker skips the interpreter's teardown (freeing every module and object, ~50 ms of a 2-worker
     run's end, which the run waits for): the pool's results have been sent by then (multiprocessing joins its

@@ -35,7 +35,7 @@ import platform
 import sys
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from types import CodeType, FunctionType, ModuleType
@@ -47,6 +47,8 @@ import numpy as np
 SIGNATURES_FILE = Path(__file__).with_name("kernel_signatures.json")
 #: Set to ``jit`` to run every loop through Numba's just-in-time compiler (comparisons, debugging).
 KERNELS_VARIABLE = "TOCSIN_KERNELS"
+#: How ``python -m tocsin.precompile`` compiles (part of the module's name: a change here is a rebuild).
+BUILD_OPTIONS = "numba.pycc for the host CPU, the GIL released in every kernel"
 _PACKAGE = __name__.rpartition(".")[0]
 _INT64_RANGE = (-(2**63), 2**63)
 
@@ -59,6 +61,16 @@ class ArrayType:
     dtype: np.dtype
     ndim: int
     readonly: bool
+    #: The array flags this type needs, among :data:`_LAYOUT_FLAGS` (C-contiguous, aligned, writable or not).
+    flags: int = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "flags", _C_CONTIGUOUS | _ALIGNED | (0 if self.readonly else _WRITEABLE))
+
+
+# NumPy's flag bits (``ndarray.flags.num``): one integer read where three flag properties cost a microsecond.
+_C_CONTIGUOUS, _ALIGNED, _WRITEABLE = 0x1, 0x100, 0x400
+_LAYOUT_FLAGS = _C_CONTIGUOUS | _ALIGNED | _WRITEABLE
 
 
 #: The scalar argument types: the Python and NumPy types Numba's ``typeof`` types as int64, float64 and boolean.
@@ -98,10 +110,9 @@ def accepts(types: tuple[ArgumentType, ...], args: tuple[Any, ...]) -> bool:
         return False
     for kind, arg in zip(types, args):
         if type(kind) is ArrayType:
-            if type(arg) is not np.ndarray or arg.dtype != kind.dtype or arg.ndim != kind.ndim:
+            if type(arg) is not np.ndarray or arg.ndim != kind.ndim or arg.flags.num & _LAYOUT_FLAGS != kind.flags:
                 return False
-            flags = arg.flags
-            if not (flags.c_contiguous and flags.aligned) or flags.writeable == kind.readonly:
+            if arg.dtype is not kind.dtype and arg.dtype != kind.dtype:  # (the same object, for the built-in types)
                 return False
         elif type(arg) not in kind:  # type: ignore[operator]
             return False
@@ -119,6 +130,7 @@ class PrecompiledLoop:
         jit: Callable[[], Callable[..., Any]],
     ) -> None:
         self.loop, self.functions, self._jit = loop, functions, jit
+        self._dispatcher: Callable[..., Any] | None = None
         self.__name__ = getattr(loop, "__name__", "loop")
         self.__doc__ = loop.__doc__
 
@@ -126,7 +138,9 @@ class PrecompiledLoop:
         for function, types in self.functions:
             if accepts(types, args):
                 return function(*args)
-        return self._jit()(*args)
+        if self._dispatcher is None:
+            self._dispatcher = self._jit()
+        return self._dispatcher(*args)
 
 
 def precompiled_functions(
@@ -172,9 +186,11 @@ def function_name(loop_name: str, digest: str, recorded: Sequence[str]) -> str:
 @cache
 def module_name() -> str:
     """The built module's name: ``_kernels_`` and a digest of what its machine code depends on beyond the loops
-    (the CPU it was compiled for, NumPy's major version for the array layout it reads, the Python build)."""
+    (how it was built, the CPU it was compiled for, NumPy's major version for the array layout it reads, the
+    Python build)."""
     numpy_major = np.__version__.split(".")[0]
-    identity = "\n".join((platform.machine(), _cpu_identity(), numpy_major, sys.implementation.cache_tag or ""))
+    python = sys.implementation.cache_tag or ""
+    identity = "\n".join((BUILD_OPTIONS, platform.machine(), _cpu_identity(), numpy_major, python))
     return "_kernels_" + hashlib.sha256(identity.encode()).hexdigest()[:16]
 
 

@@ -5,8 +5,8 @@ courses needs dozens of such fills over millions of rows. Because the frame is s
 run of rows, and each operation becomes a global, hash-free one plus a check against the index of the
 segment's first row (column ``SEGMENT_START``, added by :func:`with_segment_start`); the kinetics' running
 peak still uses these. The graders' per-patient work is compiled loops over the sorted rows instead:
-:func:`compiled` compiles them (Numba imported on first use), and the latest-row pass of
-:func:`tocsin.core.timeline.latest_valid` lives here.
+:func:`compiled` gives them precompiled (:mod:`tocsin.core.precompiled`) or compiled by Numba at first use,
+and the latest-row pass of :func:`tocsin.core.timeline.latest_valid` lives here.
 """
 
 from __future__ import annotations
