@@ -234,3 +234,16 @@ def test_a_chunk_and_a_course_run_without_numba_and_grade_as_numba_does(tmp_path
     assert names == sorted(p.name for p in (tmp_path / "precompiled").iterdir()) and len(names) > 30
     for name in names:
         assert_frame_equal(pl.read_parquet(tmp_path / "precompiled" / name), pl.read_parquet(tmp_path / "jit" / name))
+
+
+def test_a_signature_file_that_cannot_be_read_is_a_warning_and_numba(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broken = tmp_path / "kernel_signatures.json"
+    broken.write_text('{"kernels": [{"module": "x"}]}')
+    monkeypatch.setattr(precompiled, "SIGNATURES_FILE", broken)
+    with pytest.warns(RuntimeWarning, match="--record"):
+        assert precompiled.recorded_signatures.__wrapped__() == {}
+    monkeypatch.setattr(precompiled, "SIGNATURES_FILE", tmp_path / "missing.json")
+    with pytest.warns(RuntimeWarning, match="cannot be read"):
+        assert precompiled.recorded_signatures.__wrapped__() == {}

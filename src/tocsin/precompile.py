@@ -99,7 +99,7 @@ def build(folder: Path, module_name: str, expected: dict[str, tuple], say: Calla
         finally:
             compiler.Flags = flags
         built = next(Path(scratch).glob(f"{module_name}.*"))
-        temporary = folder / f".{built.name}.tmp"
+        temporary = folder / f".{built.name}.{os.getpid()}.tmp"  # (two set-ups building at once: each its own)
         shutil.copyfile(built, temporary)
         final = folder / built.name
         os.replace(temporary, final)

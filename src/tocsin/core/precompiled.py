@@ -169,12 +169,22 @@ def precompiled_functions(
 
 @cache
 def recorded_signatures() -> dict[tuple[str, str], tuple[tuple[str, ...], ...]]:
-    """``kernel_signatures.json`` by (module, loop): each loop's recorded argument lists."""
-    data = json.loads(SIGNATURES_FILE.read_text(encoding="utf-8"))
-    return {
-        (kernel["module"], kernel["loop"]): tuple(tuple(signature) for signature in kernel["signatures"])
-        for kernel in data["kernels"]
-    }
+    """``kernel_signatures.json`` by (module, loop): each loop's recorded argument lists. A file that cannot be read
+    is a RuntimeWarning, and every loop goes to Numba."""
+    try:
+        data = json.loads(SIGNATURES_FILE.read_text(encoding="utf-8"))
+        return {
+            (kernel["module"], kernel["loop"]): tuple(tuple(signature) for signature in kernel["signatures"])
+            for kernel in data["kernels"]
+        }
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        warnings.warn(
+            f"{SIGNATURES_FILE} cannot be read ({type(error).__name__}: {error}); Numba compiles every loop. "
+            "Rewrite it with: python -m tocsin.precompile --record",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return {}
 
 
 def function_name(loop_name: str, digest: str, recorded: Sequence[str]) -> str:
