@@ -244,6 +244,9 @@ def test_a_signature_file_that_cannot_be_read_is_a_warning_and_numba(
     monkeypatch.setattr(precompiled, "SIGNATURES_FILE", broken)
     with pytest.warns(RuntimeWarning, match="--record"):
         assert precompiled.recorded_signatures.__wrapped__() == {}
+    broken.write_text('{"kernels": [{"module": "x", "loop": "y", "signatures": [["int64[2]"]]}]}')
+    with pytest.warns(RuntimeWarning, match="not an argument type"):
+        assert precompiled.recorded_signatures.__wrapped__() == {}
     monkeypatch.setattr(precompiled, "SIGNATURES_FILE", tmp_path / "missing.json")
     with pytest.warns(RuntimeWarning, match="cannot be read"):
         assert precompiled.recorded_signatures.__wrapped__() == {}

@@ -173,10 +173,14 @@ def recorded_signatures() -> dict[tuple[str, str], tuple[tuple[str, ...], ...]]:
     is a RuntimeWarning, and every loop goes to Numba."""
     try:
         data = json.loads(SIGNATURES_FILE.read_text(encoding="utf-8"))
-        return {
+        signatures = {
             (kernel["module"], kernel["loop"]): tuple(tuple(signature) for signature in kernel["signatures"])
             for kernel in data["kernels"]
         }
+        for recorded_lists in signatures.values():
+            for recorded in recorded_lists:
+                argument_types(recorded)  # every type readable, or none is used
+        return signatures
     except (OSError, ValueError, KeyError, TypeError) as error:
         warnings.warn(
             f"{SIGNATURES_FILE} cannot be read ({type(error).__name__}: {error}); Numba compiles every loop. "
