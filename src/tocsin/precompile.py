@@ -114,10 +114,11 @@ def ensure_built(folder: Path | None = None, say: Callable[[str], None] = print)
     """Build the module unless it is current; False (with the reason said) where it cannot be built."""
     folder = folder or precompiled.SIGNATURES_FILE.parent
     module_name = precompiled.module_name()
-    expected = expected_functions(precompiled.recorded_signatures())
-    if is_current(folder, module_name, expected):
-        return True
     try:
+        # (a loop that cannot be precompiled fails here: the set-up goes on with Numba, the tests name the loop)
+        expected = expected_functions(precompiled.recorded_signatures())
+        if is_current(folder, module_name, expected):
+            return True
         build(folder, module_name, expected, say)
     except Exception as error:  # a missing compiler or headers: the loops stay with Numba's JIT
         say(f"precompiled kernels not built ({type(error).__name__}: {error}); Numba compiles them at first use")
