@@ -169,6 +169,10 @@ def test_a_part_file_declares_texts_as_views_and_reads_back_the_same_everywhere(
     empty = frame.clear()
     batch._write_part(empty, tmp_path / "empty", 0)
     assert pl.read_parquet(tmp_path / "empty" / "part-00000.parquet").schema == frame.schema
+    # Snappy, the codec every Parquet reader takes (docs/benchmarks.md: faster to write than zstd)
+    metadata = pq.ParquetFile(path).metadata
+    codecs = {metadata.row_group(0).column(i).compression for i in range(metadata.num_columns)}
+    assert codecs == {"SNAPPY"}
 
 
 def test_in_one_process_the_allocators_keep_freed_memory_while_the_chunks_are_graded(

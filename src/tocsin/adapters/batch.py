@@ -102,10 +102,11 @@ def _read_chunk(path: Path, chunk: _Chunk) -> pl.DataFrame:
     ).collect()
 
 
-#: zstd level of the part files. Level 1 against Polars' default 3: a chunk's parts are written in ~32 ms instead of
-#: ~40 (most of the difference is the timelines' float ``t`` column, which compresses poorly at any level), and are
-#: ~25 % larger (a 10,000-patient CRS timeline ~12 MB instead of ~9.5). Measured in docs/benchmarks.md.
-PART_ZSTD_LEVEL = 1
+#: The part files' compression: Snappy, the Parquet ecosystem's usual codec (PyArrow's and Spark's default), which
+#: every Parquet reader takes. A chunk's per-assessment parts are written in ~30 ms where zstd took ~37 at level 1 and
+#: ~40 at Polars' default level 3, and are ~40 % larger than at zstd level 1 (~1.2 MB a 400-patient chunk against
+#: 0.86; ~31 MB a 10,000-patient run against ~22). Measured in docs/benchmarks.md (eighteenth session).
+PART_COMPRESSION = "snappy"
 
 
 def _write_part(frame: pl.DataFrame, folder: Path, index: int) -> None:
@@ -115,8 +116,7 @@ def _write_part(frame: pl.DataFrame, folder: Path, index: int) -> None:
     frame.write_parquet(
         temporary,
         arrow_schema=part_arrow_schema(tuple(frame.schema.items())),
-        compression="zstd",
-        compression_level=PART_ZSTD_LEVEL,
+        compression=PART_COMPRESSION,
     )
     os.replace(temporary, final)
 
