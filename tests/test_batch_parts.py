@@ -257,3 +257,14 @@ def test_the_calling_process_objects_are_frozen_only_while_it_grades() -> None:
         assert gc.get_freeze_count() == frozen
     finally:
         gc.unfreeze()
+
+
+def test_a_file_rewritten_between_runs_is_read_anew(tmp_path: Path) -> None:
+    """The scan a process keeps for a file is the file as it was: rewritten (another size or time), it is read again."""
+    path = tmp_path / "events.parquet"
+    pl.DataFrame({"patient_id": ["P1"], "day": [0.0], "item": ["temperature"], "value": ["38.5"]}).write_parquet(path)
+    first = batch._scan(path)
+    assert batch._scan(path) is first
+    pl.DataFrame({"patient_id": ["P1", "P2"], "day": [0.0, 1.0], "item": ["temperature"] * 2,
+                  "value": ["38.5", "37.0"]}).write_parquet(path)
+    assert batch._scan(path) is not first and batch._scan(path).collect().height == 2

@@ -60,7 +60,16 @@ class _Chunk:
 
 
 def _scan(path: Path) -> pl.LazyFrame:
-    """The file's scan, once its columns are known to include the required ones (else the error names them)."""
+    """The file's scan, once its columns are known to include the required ones (else the error names them). One
+    scan a process for the file as it is (its size and modification time): a scan keeps the footer it read, and a
+    chunk read through a new one read the footer of the file's 113 row groups again (~2 ms of a chunk's ~20 ms read;
+    docs/benchmarks.md, eighteenth session)."""
+    status = os.stat(path)
+    return _scan_of(str(path), status.st_size, status.st_mtime_ns)
+
+
+@lru_cache(maxsize=8)
+def _scan_of(path: str, size: int, modified_ns: int) -> pl.LazyFrame:
     scan = pl.scan_parquet(path)
     missing = [c for c in REQUIRED if c not in scan.collect_schema().names()]
     if missing:
