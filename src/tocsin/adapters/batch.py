@@ -62,8 +62,8 @@ class _Chunk:
 def _scan(path: Path) -> pl.LazyFrame:
     """The file's scan, once its columns are known to include the required ones (else the error names them). One
     scan a process for the file as it is (its size and modification time): a scan keeps the footer it read, and a
-    chunk read through a new one read the footer of the file's 113 row groups again (~2 ms of a chunk's ~20 ms read;
-    docs/benchmarks.md, eighteenth session)."""
+    chunk read through a new one read the footer again (~2 ms of a chunk's ~20 ms read of the benchmark's file, 113
+    row groups; docs/benchmarks.md, eighteenth session)."""
     status = os.stat(path)
     return _scan_of(str(path), status.st_size, status.st_mtime_ns)
 
