@@ -155,9 +155,14 @@ def test_a_module_that_does_not_load_is_a_warning_and_numba(tmp_path: Path, monk
     assert precompiled.built_module.__wrapped__() is None
 
 
-def test_the_module_name_is_stable_and_names_the_machine() -> None:
+def test_the_module_name_is_stable_and_names_the_machine(monkeypatch: pytest.MonkeyPatch) -> None:
     name = precompiled.module_name.__wrapped__()
     assert name == precompiled.module_name() and name.startswith("_kernels_") and name.isidentifier()
+    monkeypatch.setattr(precompiled, "_cpu_identity", lambda: "flags: sse2")  # another CPU: another module
+    assert precompiled.module_name.__wrapped__() != name
+    monkeypatch.undo()
+    monkeypatch.setattr(precompiled, "BUILD_OPTIONS", "another build")  # built another way: another module
+    assert precompiled.module_name.__wrapped__() != name
 
 
 @needs_compiler

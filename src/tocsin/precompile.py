@@ -8,8 +8,8 @@ ahead-of-time compiler (``numba.pycc``: LLVM for the host CPU, then the C compil
 ``tocsin/core/_kernels_<machine digest>.<extension suffix>``, and removes the modules of earlier builds. It takes
 ~40 s and needs a C compiler and Python's headers; where it fails, it says why and the loops are compiled by
 Numba at first use as before (nothing else changes). ``--record`` runs the batch on a small synthetic cohort (with
-evidence and cohort tables, and the one-process chunk path) and a single course, all through Numba, and writes
-down every argument list each loop was compiled for.
+evidence and cohort tables, and the one-process chunk path) and a single course read from Parquet and from CSV, all
+through Numba, and writes down every argument list each loop was compiled for.
 """
 
 from __future__ import annotations
@@ -153,15 +153,14 @@ def record(say: Callable[[str], None] = print) -> Path:
         full = Path(scratch) / "full"
         grade_parquet_to_directory(events, full, config, chunk_patients=30, evidence=True, cohort=True)
     first = cohort.events.get_column("patient_id")[0]
-    course = cohort.events.filter(pl.col("patient_id") == first).with_columns(
-        pl.lit("course").alias("file"), pl.int_range(1, pl.len() + 1).alias("line")
-    )
+    course = cohort.events.filter(pl.col("patient_id") == first)
     limits, vocabulary = IngestLimits(earliest_day=config.earliest_day), load_vocabulary()
-    grade_events(course, config, limits, vocabulary)
-    with tempfile.TemporaryDirectory(prefix="tocsin-record-") as scratch:  # a course as `tocsin grade` reads a file
-        text = Path(scratch) / "course.csv"
-        course.drop("file", "line").write_csv(text)
-        grade_events(read_event_file(text), config, limits, vocabulary)
+    with tempfile.TemporaryDirectory(prefix="tocsin-record-") as scratch:  # one course as `tocsin grade` reads it
+        parquet, text = Path(scratch) / "course.parquet", Path(scratch) / "course.csv"
+        course.write_parquet(parquet)
+        course.write_csv(text)
+        for path in (parquet, text):
+            grade_events(read_event_file(path), config, limits, vocabulary)
 
     def recorded(numba_type: Any) -> str | None:
         if isinstance(numba_type, types.Array):
@@ -190,7 +189,7 @@ def record(say: Callable[[str], None] = print) -> Path:
     ]
     note = "Written by python -m tocsin.precompile --record: the argument types each compiled loop is called with."
     text = f'{{"about": "{note}",\n "format": 1,\n "kernels": [\n' + ",\n".join(lines) + "\n]}\n"
-    json.loads(text)
+    json.loads(text)  # (laid out by hand, a line a signature: checked to be JSON before it replaces the file)
     precompiled.SIGNATURES_FILE.write_text(text, encoding="utf-8")
     say(f"recorded {sum(len(k[2]) for k in kernels)} signatures of {len(kernels)} loops")
     return precompiled.SIGNATURES_FILE
