@@ -366,15 +366,27 @@ def _main_script_hidden() -> Iterator[None]:
             setattr(main, name, value)
 
 
+#: Chunks left per pool worker from which the pool holds each worker's next chunk too (:class:`_ChunkQueue`): with
+#: fewer, this process still has chunks to grade while a worker grades the one it holds and the next.
+_PREFETCH_LEFT = 3
+
+
 class _ChunkQueue:
     """The chunks not yet started, taken in index order by this process and, through their futures' callbacks, by
-    the pool's workers; ``stop`` leaves none to take. A worker's next chunk is submitted when its last one is done
-    (by the pool's result thread), so no chunk waits in a worker's queue while this process could take it: the run
-    ends at most a chunk's time after the last chunk starts."""
+    the pool's workers; ``stop`` leaves none to take.
 
-    def __init__(self, chunks: int) -> None:
+    While many chunks are left, the pool holds two chunks a worker: the one it grades and the next, already in its
+    queue when it finishes (a chunk submitted only once the last one was done reached the worker ~10 ms later: the
+    result's trip back, the callback and the submission go through this process's threads, which wait for the
+    interpreter lock its own chunk holds; ~0.1 s of a worker's 10,000-patient run). Once fewer than
+    :data:`_PREFETCH_LEFT` chunks a worker are left, only the one it grades, so that no chunk waits in a worker's
+    queue while this process could take it: the run still ends at most a chunk's time after the last chunk starts."""
+
+    def __init__(self, chunks: int, pool_workers: int) -> None:
         self._next = 0
         self._chunks = chunks
+        self._pool_workers = pool_workers
+        self._running = 0  # submitted to the pool and not done
         self._lock = threading.Lock()
         self._submitted: list[Future[_GradedChunk]] = []
 
@@ -388,20 +400,32 @@ class _ChunkQueue:
         self._next += 1
         return self._next - 1
 
-    def submit_next(self, pool: ProcessPoolExecutor, arguments: Callable[[int], tuple]) -> None:
-        """Submit the next chunk to the pool, with this as its callback, if a chunk is left."""
-        with self._lock:
-            index = self._take()
-            if index is None:
-                return
-            future = pool.submit(_grade_and_write, *arguments(index))
-            self._submitted.append(future)
+    def _wanted(self) -> int:
+        """How many chunks the pool should hold now."""
+        prefetch = self._chunks - self._next >= _PREFETCH_LEFT * self._pool_workers
+        return self._pool_workers * (2 if prefetch else 1)
 
-        def next_unless_failed(done: Future[_GradedChunk]) -> None:
-            if not (done.cancelled() or done.exception()):
-                self.submit_next(pool, arguments)
+    def fill(self, pool: ProcessPoolExecutor, arguments: Callable[[int], tuple]) -> None:
+        """Submit chunks to the pool until it holds as many as it should (each with this as its callback), while
+        chunks are left."""
+        while True:
+            with self._lock:
+                if self._running >= self._wanted():
+                    return
+                index = self._take()
+                if index is None:
+                    return
+                future = pool.submit(_grade_and_write, *arguments(index))
+                self._submitted.append(future)
+                self._running += 1
 
-        future.add_done_callback(next_unless_failed)
+            def fill_unless_failed(done: Future[_GradedChunk]) -> None:
+                with self._lock:
+                    self._running -= 1
+                if not (done.cancelled() or done.exception()):
+                    self.fill(pool, arguments)
+
+            future.add_done_callback(fill_unless_failed)
 
     def submitted(self) -> list[Future[_GradedChunk]]:
         """The chunks submitted to the pool so far (the pool's result thread adds to them)."""
@@ -427,7 +451,7 @@ def _grade_here_and_in_pool(
     pool's results are recorded here, between this process's own chunks. This process is one of the run's
     workers: a spawned one costs ~0.6 s of CPU for its interpreter and imports (this process has them already)
     before its Numba set-up, which this process pays once too, in its first chunk."""
-    queue = _ChunkQueue(chunks)
+    queue = _ChunkQueue(chunks, pool_workers)
     recorded: set[Future[_GradedChunk]] = set()
 
     def record_done(futures: list[Future[_GradedChunk]], wait: bool) -> None:
@@ -437,8 +461,7 @@ def _grade_here_and_in_pool(
                 record(future.result())
 
     try:
-        for _ in range(pool_workers):
-            queue.submit_next(pool, arguments)
+        queue.fill(pool, arguments)
         while (index := queue.take()) is not None:
             record(_grade_and_write(*arguments(index)))
             record_done(queue.submitted(), wait=False)
