@@ -24,7 +24,7 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
@@ -184,35 +184,64 @@ def per_patient_groups(chunks: int, group: int = PER_PATIENT_GROUP) -> list[rang
 class _PerPatientParts:
     """Collects the per-patient tables of graded chunks and writes each group of :func:`per_patient_groups` as the
     part numbered by its first chunk, once all its chunks are in: rows in chunk order, whatever order the chunks
-    finish in, so a run's output does not depend on its workers' timing."""
+    finish in, so a run's output does not depend on its workers' timing.
 
-    def __init__(self, out: Path) -> None:
+    Chunks may be added from several threads (a chunk added twice is added once). With a ``writer`` a complete
+    group is written there, not in the adding thread: the groups completed last were written one after the other
+    when no chunk was left to grade, while the other core idled (three groups, ~0.15 s at the end of a run, each
+    part costing fixed work whatever its rows); in threads they are written as their last chunk comes in, beside
+    the chunks still being graded. :meth:`write_waiting` waits for those writes."""
+
+    def __init__(self, out: Path, writer: ThreadPoolExecutor | None = None) -> None:
         self.out = out
+        self._writer = writer
+        self._lock = threading.Lock()
         self._group_of: dict[int, range] = {}
         self._waiting: dict[int, dict[str, pl.DataFrame]] = {}
         self._added: set[int] = set()
+        self._writes: list[Future[None]] = []
 
     def plan(self, chunks: int) -> None:
         """The run's number of chunks, once they are planned."""
         self._group_of = {index: group for group in per_patient_groups(chunks) for index in group}
 
     def has(self, index: int) -> bool:
-        return index in self._added
+        with self._lock:
+            return index in self._added
 
     def add(self, index: int, tables: dict[str, pl.DataFrame]) -> None:
-        self._added.add(index)
-        self._waiting[index] = tables
-        group = self._group_of[index]
-        if all(i in self._waiting for i in group):
-            self._write(group)
+        with self._lock:
+            if index in self._added:
+                return
+            self._added.add(index)
+            self._waiting[index] = tables
+            group = self._group_of[index]
+            if not all(i in self._waiting for i in group):
+                return
+            graded = self._taken(group)
+            if self._writer is not None:
+                self._writes.append(self._writer.submit(self._write, group, graded))
+                return
+        self._write(group, graded)
 
     def write_waiting(self) -> None:
-        """Write what is collected, complete groups or not: after an interruption, the chunks graded before it."""
-        for group in sorted({self._group_of[index] for index in self._waiting}, key=lambda group: group.start):
-            self._write(group)
+        """Wait for the writes under way, then write what is collected, complete groups or not: after an
+        interruption, the chunks graded before it. The first failed write is raised once the others are done."""
+        with self._lock:
+            writes, self._writes = self._writes, []
+        failures = [error for error in (write.exception() for write in writes) if error is not None]
+        with self._lock:
+            groups = sorted({self._group_of[index] for index in self._waiting}, key=lambda group: group.start)
+            left = [(group, self._taken(group)) for group in groups]
+        for group, graded in left:
+            self._write(group, graded)
+        if failures:
+            raise failures[0]
 
-    def _write(self, group: range) -> None:
-        graded = [self._waiting.pop(i) for i in group if i in self._waiting]
+    def _taken(self, group: range) -> list[dict[str, pl.DataFrame]]:
+        return [self._waiting.pop(i) for i in group if i in self._waiting]
+
+    def _write(self, group: range, graded: list[dict[str, pl.DataFrame]]) -> None:
         for name in graded[0]:
             _write_part(pl.concat([tables[name] for tables in graded], how="vertical"), self.out / name, group.start)
 
@@ -405,9 +434,14 @@ class _ChunkQueue:
         prefetch = self._chunks - self._next >= _PREFETCH_LEFT * self._pool_workers
         return self._pool_workers * (2 if prefetch else 1)
 
-    def fill(self, pool: ProcessPoolExecutor, arguments: Callable[[int], tuple]) -> None:
-        """Submit chunks to the pool until it holds as many as it should (each with this as its callback), while
-        chunks are left."""
+    def fill(
+        self,
+        pool: ProcessPoolExecutor,
+        arguments: Callable[[int], tuple],
+        graded: Callable[[_GradedChunk], None] = lambda done: None,
+    ) -> None:
+        """Submit chunks to the pool until it holds as many as it should, while chunks are left; as each is done,
+        fill the pool again and call ``graded`` with its result (in the pool's result thread)."""
         while True:
             with self._lock:
                 if self._running >= self._wanted():
@@ -423,9 +457,15 @@ class _ChunkQueue:
                 with self._lock:
                     self._running -= 1
                 if not (done.cancelled() or done.exception()):
-                    self.fill(pool, arguments)
+                    self.fill(pool, arguments, graded)
+                    graded(done.result())
 
             future.add_done_callback(fill_unless_failed)
+
+    def drained(self) -> bool:
+        """No chunk is left to take and none runs in the pool."""
+        with self._lock:
+            return self._next >= self._chunks and self._running == 0
 
     def submitted(self) -> list[Future[_GradedChunk]]:
         """The chunks submitted to the pool so far (the pool's result thread adds to them)."""
@@ -448,9 +488,9 @@ def _grade_here_and_in_pool(
     parts: _PerPatientParts,
 ) -> None:
     """Grade the chunks in this process and in the pool's workers, each taking the next chunk when it is free; the
-    pool's results are recorded here, between this process's own chunks. This process is one of the run's
-    workers: a spawned one costs ~0.6 s of CPU for its interpreter and imports (this process has them already)
-    before its Numba set-up, which this process pays once too, in its first chunk."""
+    pool's results are recorded here, between this process's own chunks, but their per-patient tables are added to
+    ``parts`` as they come in (a group completed by a pool's chunk is written then). This process is one of the run's
+    workers: a spawned one costs ~0.5 s of CPU for its interpreter and imports, which this process has already."""
     queue = _ChunkQueue(chunks, pool_workers)
     recorded: set[Future[_GradedChunk]] = set()
 
@@ -460,8 +500,17 @@ def _grade_here_and_in_pool(
                 recorded.add(future)
                 record(future.result())
 
+
+    def graded_in_pool(done: _GradedChunk) -> None:
+        parts.add(done.index, done.per_patient)
+        if queue.drained():
+            # The workers are told to exit now, while this process grades its last chunk: stopping them after it
+            # took ~40 ms (the pool's threads, each worker's exit) at the end of a run. Their results are all in,
+            # their part files written; the pool's thread reaps them.
+            pool.shutdown(wait=False)
+
     try:
-        queue.fill(pool, arguments)
+        queue.fill(pool, arguments, graded_in_pool)
         while (index := queue.take()) is not None:
             record(_grade_and_write(*arguments(index)))
             record_done(queue.submitted(), wait=False)
@@ -519,7 +568,9 @@ def grade_parquet_to_directory(
     if not path.exists():
         raise InputFileError(f"{path}: no such file")
     totals = [0, 0, 0]
-    parts = _PerPatientParts(out)
+    # (Threads of their own write the per-patient parts only beside other processes: one process keeps to one core.)
+    writer = ThreadPoolExecutor(2, thread_name_prefix="tocsin-parts") if workers > 1 else None
+    parts = _PerPatientParts(out, writer)
     written: set[str] = set()
     chunks: list[_Chunk] = []
 
@@ -557,6 +608,10 @@ def grade_parquet_to_directory(
                 with glibc_keeps_freed_memory(), _objects_frozen():
                     _grade_here_and_in_pool(pool, workers - 1, len(chunks), arguments, record, parts)
     finally:
-        parts.write_waiting()
+        try:
+            parts.write_waiting()
+        finally:
+            if writer is not None:
+                writer.shutdown()
     _remove_stale_parts(out, len(chunks), written)
     return BatchStats(patients=totals[0], events=totals[1], refused_rows=totals[2])
