@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import gc
 import os
+import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -65,6 +67,54 @@ def test_after_an_interruption_the_collected_chunks_of_unfinished_groups_are_wri
     assert _parts(tmp_path / "crs_summary") == ["part-00000.parquet", "part-00016.parquet"]
     assert pl.read_parquet(tmp_path / "crs_summary" / "part-00000.parquet").get_column("row").to_list() == [0, 2]
     assert pl.read_parquet(tmp_path / "crs_summary" / "part-00016.parquet").get_column("row").to_list() == [16]
+
+
+def test_with_a_writer_groups_are_written_in_its_threads_and_waited_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A complete group is written by the writer's threads, not the adding one; ``write_waiting`` waits for those
+    writes and writes the incomplete groups itself; a chunk added twice (by the pool's thread, then when recorded)
+    is added once."""
+    threads: dict[int, str] = {}
+    write_part = batch._write_part
+
+    def noting(frame: pl.DataFrame, folder: Path, index: int) -> None:
+        threads[index] = threading.current_thread().name
+        write_part(frame, folder, index)
+
+    monkeypatch.setattr(batch, "_write_part", noting)
+    with ThreadPoolExecutor(2, thread_name_prefix="parts") as writer:
+        parts = batch._PerPatientParts(tmp_path, writer)
+        parts.plan(20)  # groups: chunks 0-15, 16-17, 18, 19
+        for index in (18, 16, 17, 17, 0):
+            parts.add(index, _table([index]))
+        parts.write_waiting()
+    assert threads[16].startswith("parts") and threads[18].startswith("parts")
+    assert threads[0] == threading.current_thread().name  # incomplete: written by write_waiting
+    rows = pl.read_parquet(tmp_path / "crs_summary" / "part-00016.parquet").get_column("row").to_list()
+    assert rows == [16, 17]
+    assert _parts(tmp_path / "crs_summary") == ["part-00000.parquet", "part-00016.parquet", "part-00018.parquet"]
+
+
+def test_a_failed_write_in_the_writer_is_raised_after_the_other_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_part = batch._write_part
+
+    def failing_for_18(frame: pl.DataFrame, folder: Path, index: int) -> None:
+        if index == 18:
+            raise OSError("disk full")
+        write_part(frame, folder, index)
+
+    monkeypatch.setattr(batch, "_write_part", failing_for_18)
+    with ThreadPoolExecutor(2) as writer:
+        parts = batch._PerPatientParts(tmp_path, writer)
+        parts.plan(20)
+        for index in (18, 19, 0):
+            parts.add(index, _table([index]))
+        with pytest.raises(OSError, match="disk full"):
+            parts.write_waiting()
+    assert _parts(tmp_path / "crs_summary") == ["part-00000.parquet", "part-00019.parquet"]
 
 
 def _patients(out: Path, table: str) -> set[str]:
