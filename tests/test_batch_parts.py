@@ -261,8 +261,8 @@ def test_with_workers_the_calling_process_grades_chunks_beside_the_spawned_ones(
 ) -> None:
     """``workers=2`` is this process and one spawned worker: the first chunk goes to the worker, this process takes
     the next ones while it starts, every chunk is graded once, and the tables are those of a run in one process.
-    Polars' allocator is told to keep freed memory once, before the workers' jemalloc options are in the environment
-    (which it reads for the user's), and told back after the run."""
+    Both allocators are told to keep freed memory once, before the workers' options are in the environment (which
+    they read for the user's), and told back after the run."""
     events = tmp_path / "events.parquet"
     generate_cohort(10, seed=5).events.write_parquet(events)
     monkeypatch.setattr(batch, "_grade_and_write", batch_tasks.grade_and_write_noting_process)
@@ -274,10 +274,21 @@ def test_with_workers_the_calling_process_grades_chunks_beside_the_spawned_ones(
         yield
         allocator.append(("restored", os.environ.get("_RJEM_MALLOC_CONF")))
 
+    @contextmanager
+    def noting_glibc() -> Iterator[None]:
+        allocator.append(("glibc kept", os.environ.get("MALLOC_MMAP_THRESHOLD_")))
+        yield
+        allocator.append(("glibc restored", os.environ.get("MALLOC_MMAP_THRESHOLD_")))
+
     monkeypatch.setattr(batch, "polars_keeps_freed_memory", noting_the_environment)
+    monkeypatch.setattr(batch, "glibc_keeps_freed_memory", noting_glibc)
     monkeypatch.setenv("_RJEM_MALLOC_CONF", "narenas:8")
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
     stats = batch.grade_parquet_to_directory(events, tmp_path / "two", GradingConfig(), chunk_patients=2, workers=2)
-    assert allocator == [("kept", "narenas:8"), ("restored", "narenas:8")]
+    # Both see the user's environment, not the workers' variables (glibc's took them for the user's once).
+    assert allocator == [
+        ("kept", "narenas:8"), ("glibc kept", None), ("glibc restored", None), ("restored", "narenas:8")
+    ]
     graded = dict(p.name.split("-") for p in (tmp_path / "two" / "graded_by").iterdir())
     assert sorted(graded, key=int) == ["0", "1", "2", "3", "4"] and stats.patients == 10
     assert graded["0"] != str(os.getpid()) and str(os.getpid()) in graded.values()
