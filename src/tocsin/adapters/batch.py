@@ -501,13 +501,19 @@ def _grade_here_and_in_pool(
                 record(future.result())
 
 
+    stopping: list[threading.Thread] = []
+
     def graded_in_pool(done: _GradedChunk) -> None:
         parts.add(done.index, done.per_patient)
         if queue.drained():
             # The workers are told to exit now, while this process grades its last chunk: stopping them after it
             # took ~40 ms (the pool's threads, each worker's exit) at the end of a run. Their results are all in,
-            # their part files written; the pool's thread reaps them.
+            # their part files written. The pool's own thread (this one) reaps them; a shutdown without waiting
+            # forgets it, so it is kept to be joined when this process is done.
+            manager = getattr(pool, "_executor_manager_thread", None)
             pool.shutdown(wait=False)
+            if manager is not None:
+                stopping.append(manager)
 
     try:
         queue.fill(pool, arguments, graded_in_pool)
@@ -515,6 +521,8 @@ def _grade_here_and_in_pool(
             record(_grade_and_write(*arguments(index)))
             record_done(queue.submitted(), wait=False)
         record_done(queue.stop(), wait=True)
+        for thread in stopping:
+            thread.join()
     except BaseException:
         # Chunks not started are not graded; those running in the pool finish, and are kept with the others
         # (this process's own chunk, interrupted, is not).
