@@ -501,19 +501,17 @@ def _grade_here_and_in_pool(
                 record(future.result())
 
 
-    stopping: list[threading.Thread] = []
+    # The pool's own thread, which reaps the workers: a shutdown without waiting forgets it (below), so it is kept to
+    # be joined when this process is done (CPython's executor names it so since 3.9).
+    manager: threading.Thread | None = getattr(pool, "_executor_manager_thread", None)
 
     def graded_in_pool(done: _GradedChunk) -> None:
         parts.add(done.index, done.per_patient)
         if queue.drained():
             # The workers are told to exit now, while this process grades its last chunk: stopping them after it
             # took ~40 ms (the pool's threads, each worker's exit) at the end of a run. Their results are all in,
-            # their part files written. The pool's own thread (this one) reaps them; a shutdown without waiting
-            # forgets it, so it is kept to be joined when this process is done.
-            manager = getattr(pool, "_executor_manager_thread", None)
+            # their part files written.
             pool.shutdown(wait=False)
-            if manager is not None:
-                stopping.append(manager)
 
     try:
         queue.fill(pool, arguments, graded_in_pool)
@@ -521,8 +519,9 @@ def _grade_here_and_in_pool(
             record(_grade_and_write(*arguments(index)))
             record_done(queue.submitted(), wait=False)
         record_done(queue.stop(), wait=True)
-        for thread in stopping:
-            thread.join()
+        pool.shutdown()  # (the last result can be in before its callback told the workers to exit)
+        if manager is not None:
+            manager.join()
     except BaseException:
         # Chunks not started are not graded; those running in the pool finish, and are kept with the others
         # (this process's own chunk, interrupted, is not).
