@@ -7,7 +7,7 @@ one course in-process in < 10 ms; >= 20x the scalar baseline, measured in the sa
 
 * Tocsin batch: ``tocsin.adapters.batch.grade_parquet_to_directory`` (read, validate, convert, timeline,
   grade CRS and ICANS, episodes, summaries, write Parquet) in a fresh subprocess, so its wall time and
-  peak resident memory are its own.
+  peak resident memory are its own, set up as ``tocsin batch`` sets up its own process.
 * Baseline: ``benchmarks/scalar_baseline.py`` — read the same Parquet, loop over rows in Python, convert
   units, call the scalar CRS and ICANS functions at every time point — on the first N patients.
 * Single course: ``grade_events`` on one patient's rows in a warm process (median of repeated runs), and
@@ -44,8 +44,14 @@ from tocsin.core.events import IngestLimits, normalise_events  # noqa: E402
 from tocsin.synth import generate_cohort  # noqa: E402
 from tocsin.vocabulary import load_vocabulary  # noqa: E402
 
+# The batch runs in the process ``tocsin batch --workers N`` runs in: the command sets its thread counts and Polars'
+# allocator options before Polars' import (tocsin.cli_process), and so does this child. (Until the nineteenth session
+# the child kept Polars' defaults: with two Polars threads in the process that grades chunks beside its workers, a
+# run took ~12 % longer; docs/benchmarks.md.)
 CHILD = """
-import sys, time, json
+import os, sys, time, json
+from tocsin.adapters.worker_environment import calling_process_environment
+os.environ.update(calling_process_environment(["batch", "--workers", sys.argv[4]], os.environ))
 from pathlib import Path
 from tocsin.adapters.batch import grade_parquet_to_directory
 from tocsin.config import GradingConfig
