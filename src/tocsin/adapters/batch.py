@@ -500,7 +500,6 @@ def _grade_here_and_in_pool(
                 recorded.add(future)
                 record(future.result())
 
-
     # The pool's own thread, which reaps the workers: a shutdown without waiting forgets it (below), so it is kept to
     # be joined when this process is done (CPython's executor names it so since 3.9).
     manager: threading.Thread | None = getattr(pool, "_executor_manager_thread", None)
