@@ -31,37 +31,44 @@ def _parts(folder: Path) -> list[str]:
     return [p.name for p in sorted(folder.glob("part-*.parquet"))]
 
 
-def test_groups_are_sixteen_chunks_then_halves_of_the_rest() -> None:
-    sizes = [len(g) for g in batch.per_patient_groups(25)]
-    assert sizes == [16, 5, 2, 1, 1]
-    assert [len(g) for g in batch.per_patient_groups(3)] == [2, 1]
-    assert [len(g) for g in batch.per_patient_groups(32)] == [16, 8, 4, 2, 1, 1]
+def test_groups_are_sixty_four_chunks_and_the_last_two_chunks_apart() -> None:
+    assert batch.per_patient_groups(25) == [range(0, 23), range(23, 25)]  # a 10,000-patient run: two parts a table
+    assert [len(g) for g in batch.per_patient_groups(130)] == [64, 64, 2]
+    assert [len(g) for g in batch.per_patient_groups(25, 16)] == [16, 7, 2]
     assert batch.per_patient_groups(0) == [] and batch.per_patient_groups(1) == [range(0, 1)]
-    for chunks in range(0, 80):  # every chunk in exactly one group, in order
-        groups = batch.per_patient_groups(chunks)
-        assert [i for g in groups for i in g] == list(range(chunks))
+    assert batch.per_patient_groups(2) == [range(0, 2)] and batch.per_patient_groups(3) == [range(0, 1), range(1, 3)]
+    for chunks in range(0, 200):  # every chunk in exactly one group, in order
+        for group in (1, 3, 16, 64):
+            groups = batch.per_patient_groups(chunks, group)
+            assert [i for g in groups for i in g] == list(range(chunks))
+            if chunks > batch.PER_PATIENT_TAIL:
+                assert len(groups[-1]) == batch.PER_PATIENT_TAIL
+                assert all(len(g) == group for g in groups[:-2]) and 1 <= len(groups[-2]) <= group
 
 
 def test_a_group_is_written_in_chunk_order_once_all_its_chunks_are_in(tmp_path: Path) -> None:
-    parts = batch._PerPatientParts(tmp_path)
-    parts.plan(25)  # groups: chunks 0-15, 16-20, 21-22, 23, 24
-    for index in (17, 16, 19, 24, 20):
+    parts = batch._PerPatientParts(tmp_path, group=5)
+    parts.plan(25)  # groups: chunks 0-4, 5-9, 10-14, 15-19, 20-22, 23-24
+    for index in (17, 16, 19, 24, 20, 21, 22):
         parts.add(index, _table([index * 10, index * 10 + 1]))
-    assert _parts(tmp_path / "crs_summary") == ["part-00024.parquet"]
+    assert _parts(tmp_path / "crs_summary") == ["part-00020.parquet"]
+    parts.add(23, _table([230]))
+    assert _parts(tmp_path / "crs_summary") == ["part-00020.parquet", "part-00023.parquet"]
     parts.add(18, _table([180]))
-    assert _parts(tmp_path / "crs_summary") == ["part-00016.parquet", "part-00024.parquet"]
-    rows = pl.read_parquet(tmp_path / "crs_summary" / "part-00016.parquet").get_column("row").to_list()
-    assert rows == [160, 161, 170, 171, 180, 190, 191, 200, 201]
-    kinetics = pl.read_parquet(tmp_path / "kinetics" / "part-00016.parquet").get_column("row").to_list()
+    parts.add(15, _table([150]))
+    assert _parts(tmp_path / "crs_summary") == ["part-00015.parquet", "part-00020.parquet", "part-00023.parquet"]
+    rows = pl.read_parquet(tmp_path / "crs_summary" / "part-00015.parquet").get_column("row").to_list()
+    assert rows == [150, 160, 161, 170, 171, 180, 190, 191]
+    kinetics = pl.read_parquet(tmp_path / "kinetics" / "part-00015.parquet").get_column("row").to_list()
     assert kinetics == [-r for r in rows]
     assert parts.has(18) and not parts.has(0)
     parts.write_waiting()  # nothing left: no part is written twice
-    assert _parts(tmp_path / "crs_summary") == ["part-00016.parquet", "part-00024.parquet"]
+    assert _parts(tmp_path / "crs_summary") == ["part-00015.parquet", "part-00020.parquet", "part-00023.parquet"]
 
 
 def test_after_an_interruption_the_collected_chunks_of_unfinished_groups_are_written(tmp_path: Path) -> None:
-    parts = batch._PerPatientParts(tmp_path)
-    parts.plan(20)  # groups: chunks 0-15, 16-17, 18, 19
+    parts = batch._PerPatientParts(tmp_path, group=16)
+    parts.plan(20)  # groups: chunks 0-15, 16-17, 18-19
     for index in (0, 2, 16):
         parts.add(index, _table([index]))
     parts.write_waiting()
@@ -85,15 +92,16 @@ def test_with_a_writer_groups_are_written_in_its_threads_and_waited_for(
 
     monkeypatch.setattr(batch, "_write_part", noting)
     with ThreadPoolExecutor(2, thread_name_prefix="parts") as writer:
-        parts = batch._PerPatientParts(tmp_path, writer)
-        parts.plan(20)  # groups: chunks 0-15, 16-17, 18, 19
-        for index in (18, 16, 17, 17, 0):
+        parts = batch._PerPatientParts(tmp_path, writer, group=2)
+        parts.plan(20)  # groups: chunks 0-1, 2-3, ..., 18-19
+        for index in (18, 16, 17, 17, 0, 19):
             parts.add(index, _table([index]))
         parts.write_waiting()
     assert threads[16].startswith("parts") and threads[18].startswith("parts")
     assert threads[0] == threading.current_thread().name  # incomplete: written by write_waiting
     rows = pl.read_parquet(tmp_path / "crs_summary" / "part-00016.parquet").get_column("row").to_list()
     assert rows == [16, 17]
+    assert pl.read_parquet(tmp_path / "kinetics" / "part-00018.parquet").get_column("row").to_list() == [-18, -19]
     assert _parts(tmp_path / "crs_summary") == ["part-00000.parquet", "part-00016.parquet", "part-00018.parquet"]
 
 
@@ -109,13 +117,13 @@ def test_a_failed_write_in_the_writer_is_raised_after_the_other_writes(
 
     monkeypatch.setattr(batch, "_write_part", failing_for_18)
     with ThreadPoolExecutor(2) as writer:
-        parts = batch._PerPatientParts(tmp_path, writer)
-        parts.plan(20)
-        for index in (18, 19, 0):
+        parts = batch._PerPatientParts(tmp_path, writer, group=1)
+        parts.plan(20)  # groups: chunks 0, 1, ..., 17, 18-19
+        for index in (18, 19, 0, 1):
             parts.add(index, _table([index]))
         with pytest.raises(OSError, match="disk full"):
             parts.write_waiting()
-    assert _parts(tmp_path / "crs_summary") == ["part-00000.parquet", "part-00019.parquet"]
+    assert _parts(tmp_path / "crs_summary") == ["part-00000.parquet", "part-00001.parquet"]
 
 
 def _patients(out: Path, table: str) -> set[str]:

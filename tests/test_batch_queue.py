@@ -47,16 +47,17 @@ def test_the_pool_holds_two_chunks_a_worker_while_many_are_left() -> None:
 
 
 def test_near_the_end_a_worker_holds_only_the_chunk_it_grades() -> None:
-    queue, pool = _queue(chunks=6, workers=1)
-    assert pool.running() == [0, 1]  # 6 left: at least _PREFETCH_LEFT a worker
+    queue, pool = _queue(chunks=7, workers=1)
+    assert pool.running() == [0, 1]  # 7 left: at least _PREFETCH_LEFT a worker
     assert queue.take() == 2
     pool.finish(0)
     assert pool.running() == [1, 3]  # 4 left before the refill
     pool.finish(1)
-    assert pool.running() == [3]  # 2 left: no chunk waits in the worker's queue
+    assert pool.running() == [3]  # 3 left: no chunk waits in the worker's queue
     assert queue.take() == 4
     pool.finish(3)
     assert pool.running() == [5]
+    assert queue.take() == 6
     assert queue.take() is None
 
 

@@ -6,7 +6,7 @@ any other file is read chunk by chunk with a predicate on ``patient_id``. The ta
 part files under the output directory. Each chunk writes its part of the tables with rows per assessment or per
 value (timelines, cytopenia grades, evidence, cohort events) and of the refused rows; the tables of a row or a
 few per patient (episodes, summaries, scores, ICAHT, PHT, kinetics) are written once per group of consecutive
-chunks (:func:`per_patient_groups`: 16 at a time, fewer at the end), by the process that started the run. A part
+chunks (:func:`per_patient_groups`: 64 at a time), by the process that started the run. A part
 is first written under a temporary name and renamed when complete, so an interrupted run never leaves a
 half-written part (and the per-patient parts of the chunks graded before the interruption are still written).
 A completed run into a directory an earlier run wrote removes the earlier run's parts it did not replace.
@@ -157,9 +157,13 @@ PER_PATIENT_TABLES = frozenset(
     }
 )
 
-#: Chunks per part of a per-patient table: 16 chunks of 400 patients keep a part near 6,400 patients, and bound
-#: what the collecting process holds (the chunks of an unfinished group, and those finished ahead of it).
-PER_PATIENT_GROUP = 16
+#: Chunks per part of a per-patient table: 64 chunks of 400 patients keep a part near 25,600 patients (a
+#: 10,000-patient run writes one part a table), and bound what the collecting process holds (the chunks of an
+#: unfinished group and those finished ahead of it: ~1.7 MB a chunk without ``cohort``, ~110 MB for 64). Each part
+#: costs its writer fixed work, whatever its rows (~0.1 ms a column, and the 13 tables have ~425 columns): in 16-chunk
+#: groups with a halved tail, the five parts of such a run took ~0.45 s of CPU (docs/benchmarks.md, nineteenth
+#: session).
+PER_PATIENT_GROUP = 64
 
 #: Every table a run may write: the per-patient ones and those per assessment or value, with those of ``evidence`` and
 #: ``cohort``. A completed run removes the parts of these it did not write (:func:`_remove_stale_parts`), no other file.
@@ -168,17 +172,20 @@ BATCH_TABLES = PER_PATIENT_TABLES | {
 }
 
 
+#: The last chunks of a run, a part of their own (:func:`per_patient_groups`).
+PER_PATIENT_TAIL = 2
+
+
 def per_patient_groups(chunks: int, group: int = PER_PATIENT_GROUP) -> list[range]:
-    """The chunks of each part of a per-patient table: ``group`` at a time, then the rest in halves (a rest of 9:
-    5, 2, 1, 1). The group completed last is written when no chunk is left to grade, so it is kept to a chunk or
-    two: as one group of 9 chunks, its writing added 0.2-0.28 s to the end of a 6-7 s run."""
-    groups, first = [], 0
-    while first < chunks:
-        rest = chunks - first
-        size = group if rest > group else (rest + 1) // 2
-        groups.append(range(first, first + size))
-        first += size
-    return groups
+    """The chunks of each part of a per-patient table: ``group`` at a time, but the last :data:`PER_PATIENT_TAIL`
+    chunks in a part of their own (25 chunks: 23 and 2). The group completed last is written once no chunk is left
+    to grade, while the other core idles: the two chunks graded last are the two processes' last, and the chunks
+    before them are done, and their part written, while those two are graded. Each part costs fixed work whatever
+    its rows: a halved tail (16 + 5 + 2 + 1 + 1 chunks) took ~0.45 s of CPU a 10,000-patient run, and one part of
+    25 chunks ~0.12 s after the last chunk (docs/benchmarks.md, nineteenth session)."""
+    body = max(chunks - PER_PATIENT_TAIL, 0)
+    starts = [*range(0, body, group), body] if body else [0]
+    return [range(start, end) for start, end in zip(starts, [*starts[1:], chunks], strict=True) if end > start]
 
 
 class _PerPatientParts:
@@ -186,15 +193,17 @@ class _PerPatientParts:
     part numbered by its first chunk, once all its chunks are in: rows in chunk order, whatever order the chunks
     finish in, so a run's output does not depend on its workers' timing.
 
-    Chunks may be added from several threads (a chunk added twice is added once). With a ``writer`` a complete
-    group is written there, not in the adding thread: the groups completed last were written one after the other
-    when no chunk was left to grade, while the other core idled (three groups, ~0.15 s at the end of a run, each
-    part costing fixed work whatever its rows); in threads they are written as their last chunk comes in, beside
-    the chunks still being graded. :meth:`write_waiting` waits for those writes."""
+    Chunks may be added from several threads (a chunk added twice is added once). With a ``writer`` each table of
+    a complete group is written there, not in the adding thread: a group completed by a pool's chunk is written as
+    it comes in, beside the chunks still being graded, and the last group's tables by the writer's threads at once
+    (written one after the other in the starting process, the groups completed last took ~0.15 s after the last
+    chunk, the other core idle). :meth:`write_waiting` waits for those writes. ``group``: chunks per part
+    (:func:`per_patient_groups`)."""
 
-    def __init__(self, out: Path, writer: ThreadPoolExecutor | None = None) -> None:
+    def __init__(self, out: Path, writer: ThreadPoolExecutor | None = None, group: int = PER_PATIENT_GROUP) -> None:
         self.out = out
         self._writer = writer
+        self._group = group
         self._lock = threading.Lock()
         self._group_of: dict[int, range] = {}
         self._waiting: dict[int, dict[str, pl.DataFrame]] = {}
@@ -203,7 +212,7 @@ class _PerPatientParts:
 
     def plan(self, chunks: int) -> None:
         """The run's number of chunks, once they are planned."""
-        self._group_of = {index: group for group in per_patient_groups(chunks) for index in group}
+        self._group_of = {index: group for group in per_patient_groups(chunks, self._group) for index in group}
 
     def has(self, index: int) -> bool:
         with self._lock:
@@ -220,7 +229,7 @@ class _PerPatientParts:
                 return
             graded = self._taken(group)
             if self._writer is not None:
-                self._writes.append(self._writer.submit(self._write, group, graded))
+                self._writes += [self._writer.submit(self._write_table, name, group, graded) for name in graded[0]]
                 return
         self._write(group, graded)
 
@@ -243,7 +252,10 @@ class _PerPatientParts:
 
     def _write(self, group: range, graded: list[dict[str, pl.DataFrame]]) -> None:
         for name in graded[0]:
-            _write_part(pl.concat([tables[name] for tables in graded], how="vertical"), self.out / name, group.start)
+            self._write_table(name, group, graded)
+
+    def _write_table(self, name: str, group: range, graded: list[dict[str, pl.DataFrame]]) -> None:
+        _write_part(pl.concat([tables[name] for tables in graded], how="vertical"), self.out / name, group.start)
 
 
 def result_tables(result: GradingResult, evidence: bool = False) -> dict[str, pl.DataFrame]:
@@ -395,9 +407,11 @@ def _main_script_hidden() -> Iterator[None]:
             setattr(main, name, value)
 
 
-#: Chunks left per pool worker from which the pool holds each worker's next chunk too (:class:`_ChunkQueue`): with
-#: fewer, this process still has chunks to grade while a worker grades the one it holds and the next.
-_PREFETCH_LEFT = 3
+#: Chunks left per pool worker from which the pool holds each worker's next chunk too (:class:`_ChunkQueue`): a next
+#: chunk held from then on leaves this process at least three more to grade while the worker grades the two it holds,
+#: so the worker never still holds one when no chunk is left (from 3 on, it sometimes did: the worker then finished
+#: a chunk's time after this process, ~0.2 s of a core idle).
+_PREFETCH_LEFT = 4
 
 
 class _ChunkQueue:
