@@ -158,11 +158,11 @@ PER_PATIENT_TABLES = frozenset(
 )
 
 #: Chunks per part of a per-patient table: 64 chunks of 400 patients keep a part near 25,600 patients (a
-#: 10,000-patient run writes one part a table), and bound what the collecting process holds (the chunks of an
-#: unfinished group and those finished ahead of it: ~1.7 MB a chunk without ``cohort``, ~110 MB for 64). Each part
-#: costs its writer fixed work, whatever its rows (~0.1 ms a column, and the 13 tables have ~425 columns): in 16-chunk
-#: groups with a halved tail, the five parts of such a run took ~0.45 s of CPU (docs/benchmarks.md, nineteenth
-#: session).
+#: 10,000-patient run writes two parts a table, the last two chunks apart), and bound what the collecting process
+#: holds (the chunks of an unfinished group and those finished ahead of it: ~1.7 MB a chunk without ``cohort``, ~110
+#: MB for 64). Each part costs its writer fixed work, whatever its rows (~0.1 ms a column, and the 13 tables have ~425
+#: columns): in 16-chunk groups with a halved tail, the five parts of such a run took ~0.45 s of CPU
+#: (docs/benchmarks.md, nineteenth session).
 PER_PATIENT_GROUP = 64
 
 #: Every table a run may write: the per-patient ones and those per assessment or value, with those of ``evidence`` and
@@ -179,13 +179,13 @@ PER_PATIENT_TAIL = 2
 def per_patient_groups(chunks: int, group: int = PER_PATIENT_GROUP) -> list[range]:
     """The chunks of each part of a per-patient table: ``group`` at a time, but the last :data:`PER_PATIENT_TAIL`
     chunks in a part of their own (25 chunks: 23 and 2). The group completed last is written once no chunk is left
-    to grade, while the other core idles: the two chunks graded last are the two processes' last, and the chunks
-    before them are done, and their part written, while those two are graded. Each part costs fixed work whatever
+    to grade, while the other core idles: with two processes, the two chunks graded last are their last, and the
+    chunks before them are done, and their part written, while those two are graded. Each part costs fixed work whatever
     its rows: a halved tail (16 + 5 + 2 + 1 + 1 chunks) took ~0.45 s of CPU a 10,000-patient run, and one part of
     25 chunks ~0.12 s after the last chunk (docs/benchmarks.md, nineteenth session)."""
     body = max(chunks - PER_PATIENT_TAIL, 0)
-    starts = [*range(0, body, group), body] if body else [0]
-    return [range(start, end) for start, end in zip(starts, [*starts[1:], chunks], strict=True) if end > start]
+    groups = [range(start, min(start + group, body)) for start in range(0, body, group)]
+    return groups + [range(body, chunks)] if chunks > body else groups
 
 
 class _PerPatientParts:
@@ -420,8 +420,8 @@ class _ChunkQueue:
 
     While many chunks are left, the pool holds two chunks a worker: the one it grades and the next, already in its
     queue when it finishes (a chunk submitted only once the last one was done reached the worker ~10 ms later: the
-    result's trip back, the callback and the submission go through this process's threads, which wait for the
-    interpreter lock its own chunk holds; ~0.1 s of a worker's 10,000-patient run). Once fewer than
+    result's trip back, the callback and the submission go through this process's threads; ~0.1 s of a worker's
+    10,000-patient run). Once fewer than
     :data:`_PREFETCH_LEFT` chunks a worker are left, only the one it grades, so that no chunk waits in a worker's
     queue while this process could take it: the run still ends at most a chunk's time after the last chunk starts."""
 
